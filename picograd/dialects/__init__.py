@@ -1,0 +1,17 @@
+"""IR dialects of picograd: one file per dialect (``pg`` is the tensor level)."""
+
+from xdsl.context import Context
+
+
+def make_context() -> Context:
+    """An xDSL context with builtin, func and the picograd dialects loaded (what ``pgc-opt`` parses with)."""
+    from xdsl.dialects.arith import Arith
+    from xdsl.dialects.builtin import Builtin
+    from xdsl.dialects.func import Func
+
+    from picograd.dialects.pg import PG
+
+    ctx = Context()
+    for dialect in (Builtin, Func, Arith, PG):
+        ctx.load_dialect(dialect)
+    return ctx

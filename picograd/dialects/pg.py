@@ -1,0 +1,1131 @@
+"""The ``pg`` dialect: picograd's tensor-level IR.
+
+Value semantics on builtin ``tensor<...>`` types with static shapes. Element types are ``f32``, ``f64``
+(float), ``i64``, ``i32`` (integer) and ``i1`` (bool). Broadcasting is never implicit: binary ops take
+operands of one type, and the frontend inserts ``pg.broadcast_to`` and ``pg.cast`` (numpy's and
+PyTorch's rules). Every verifier names shapes as Python tuples, e.g. ``(2, 3)``.
+
+The op set follows the usual tensor-compiler core (XLA HLO / StableHLO, tinygrad's ops): elementwise
+unary and binary ops, comparisons and select, explicit broadcast, reductions, movement (reshape,
+permute, slice, pad, concat), batched matmul, gather / scatter-add, casts, iota, arg-reductions, a
+counter-based random op, ``stop_gradient``, the ``pg.grad`` op that ``pg-autodiff`` expands, and the
+optimizer ops that ``pg-sgd`` / ``pg-adam`` / ``pg-adamw`` expand.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import ClassVar
+
+from xdsl.dialects.builtin import (
+    AnyFloat,
+    DenseArrayBase,
+    DenseIntOrFPElementsAttr,
+    Float32Type,
+    Float64Type,
+    FloatAttr,
+    I64,
+    IntegerAttr,
+    IntegerType,
+    StringAttr,
+    TensorType,
+    UnitAttr,
+    f32,
+    f64,
+    i1,
+    i32,
+    i64,
+)
+from xdsl.ir import Attribute, Dialect, SSAValue
+from xdsl.irdl import (
+    AttrSizedOperandSegments,
+    IRDLOperation,
+    VarConstraint,
+    base,
+    irdl_op_definition,
+    operand_def,
+    opt_operand_def,
+    opt_prop_def,
+    prop_def,
+    result_def,
+    traits_def,
+    var_operand_def,
+    var_result_def,
+)
+from xdsl.parser import Parser
+from xdsl.printer import Printer
+from xdsl.traits import Pure
+from xdsl.utils.exceptions import VerifyException
+
+# ---------------------------------------------------------------------------------------------------------------
+# Types and small helpers
+
+
+def tensor_type(shape: Sequence[int], element: Attribute) -> TensorType:
+    """The builtin ``tensor<shape x element>`` type (static shape)."""
+    return TensorType(element, list(shape))
+
+
+def shape_of(value: SSAValue | Attribute) -> tuple[int, ...]:
+    """Static shape of a tensor-typed value or type, as a Python tuple."""
+    t = value.type if isinstance(value, SSAValue) else value
+    assert isinstance(t, TensorType), f"expected a tensor type, got {t}"
+    return tuple(t.get_shape())
+
+
+def element_of(value: SSAValue | Attribute) -> Attribute:
+    """Element type of a tensor-typed value or type."""
+    t = value.type if isinstance(value, SSAValue) else value
+    assert isinstance(t, TensorType), f"expected a tensor type, got {t}"
+    return t.element_type
+
+
+def is_float(element: Attribute) -> bool:
+    return isinstance(element, Float32Type | Float64Type)
+
+
+def is_int(element: Attribute) -> bool:
+    return isinstance(element, IntegerType) and element.width.data > 1
+
+
+def _ints(attr: DenseArrayBase) -> tuple[int, ...]:
+    return tuple(int(v) for v in attr.get_values())
+
+
+def _i64_array(values: Sequence[int]) -> DenseArrayBase:
+    return DenseArrayBase.from_list(i64, [int(v) for v in values])
+
+
+def _check_dims(op: str, dims: Sequence[int], rank: int) -> None:
+    for d in dims:
+        if not 0 <= d < rank:
+            raise VerifyException(f"{op}: dim {d} is out of range for rank {rank}")
+    if len(set(dims)) != len(dims):
+        raise VerifyException(f"{op}: repeated dim in {tuple(dims)}")
+
+
+def _expect_shape(op: str, got: tuple[int, ...], want: tuple[int, ...]) -> None:
+    if got != want:
+        raise VerifyException(f"{op}: result shape {got} does not match the expected shape {want}")
+
+
+FloatTensor = base(TensorType)  # element checks live in the verifiers, with readable messages
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Constants and iota
+
+
+@irdl_op_definition
+class ConstantOp(IRDLOperation):
+    """A constant tensor: ``%c = pg.constant dense<2.0> : tensor<f32>``. Used for scalars and small literals;
+    user data arrives as function arguments instead, so IR stays small."""
+
+    name = "pg.constant"
+    value = prop_def(DenseIntOrFPElementsAttr)
+    result = result_def(TensorType)
+    traits = traits_def(Pure())
+
+    def __init__(self, value: DenseIntOrFPElementsAttr):
+        super().__init__(properties={"value": value}, result_types=[value.type])
+
+    def verify_(self) -> None:
+        if self.value.type != self.result.type:
+            raise VerifyException(f"pg.constant: value type {self.value.type} differs from result {self.result.type}")
+
+    def print(self, printer: Printer) -> None:
+        printer.print_string(" ")
+        printer.print_attribute(self.value)
+        printer.print_op_attributes(self.attributes)
+
+    @classmethod
+    def parse(cls, parser: Parser) -> ConstantOp:
+        value = parser.parse_attribute()
+        if not isinstance(value, DenseIntOrFPElementsAttr):
+            parser.raise_error("pg.constant expects a dense<...> : tensor<...> attribute")
+        attrs = parser.parse_optional_attr_dict()
+        op = cls(value)
+        op.attributes.update(attrs)
+        return op
+
+
+@irdl_op_definition
+class IotaOp(IRDLOperation):
+    """``0, 1, 2, ...`` along ``dim`` of the result, broadcast over the other dims (as ``stablehlo.iota``)."""
+
+    name = "pg.iota"
+    dim = prop_def(IntegerAttr[I64])
+    result = result_def(TensorType)
+    traits = traits_def(Pure())
+    assembly_format = "`dim` `=` $dim attr-dict `:` type($result)"
+
+    def __init__(self, result_type: TensorType, dim: int):
+        super().__init__(properties={"dim": IntegerAttr(dim, i64)}, result_types=[result_type])
+
+    @property
+    def dim_index(self) -> int:
+        return self.dim.value.data
+
+    def verify_(self) -> None:
+        rank = len(shape_of(self.result))
+        if not 0 <= self.dim_index < max(rank, 1):
+            raise VerifyException(f"pg.iota: dim {self.dim_index} is out of range for rank {rank}")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Elementwise
+
+
+class UnaryOp(IRDLOperation):
+    """Base of elementwise unary ops: ``%y = pg.exp %x : tensor<3x4xf32>`` (same type in and out)."""
+
+    T: ClassVar = VarConstraint("T", base(TensorType))
+    input = operand_def(T)
+    result = result_def(T)
+    traits = traits_def(Pure())
+    assembly_format = "$input attr-dict `:` type($result)"
+    FLOAT_ONLY: ClassVar[bool] = True
+
+    def __init__(self, input: SSAValue):
+        super().__init__(operands=[input], result_types=[input.type])
+
+    def verify_(self) -> None:
+        if self.FLOAT_ONLY and not is_float(element_of(self.input)):
+            raise VerifyException(f"{self.name}: expects a float tensor, got {self.input.type}")
+
+
+def _unary(op_name: str, doc: str, float_only: bool = True) -> type[UnaryOp]:
+    cls = type(
+        "".join(p.capitalize() for p in op_name.split("_")) + "Op",
+        (UnaryOp,),
+        {
+            "name": f"pg.{op_name}",
+            "__doc__": doc,
+            "FLOAT_ONLY": float_only,
+            "__annotations__": {"FLOAT_ONLY": "ClassVar[bool]"},
+        },
+    )
+    return irdl_op_definition(cls)
+
+
+NegOp = _unary("neg", "-x", float_only=False)
+ExpOp = _unary("exp", "e**x")
+LogOp = _unary("log", "natural logarithm")
+SqrtOp = _unary("sqrt", "square root")
+RsqrtOp = _unary("rsqrt", "1 / sqrt(x)")
+SinOp = _unary("sin", "sine (radians)")
+CosOp = _unary("cos", "cosine (radians)")
+TanhOp = _unary("tanh", "hyperbolic tangent")
+SigmoidOp = _unary("sigmoid", "1 / (1 + exp(-x))")
+ReluOp = _unary("relu", "max(x, 0)", float_only=False)
+AbsOp = _unary("abs", "|x|", float_only=False)
+ReciprocalOp = _unary("reciprocal", "1 / x")
+ErfOp = _unary("erf", "the error function 2/sqrt(pi) * integral_0^x exp(-t^2) dt")
+StopGradientOp = _unary(
+    "stop_gradient", "identity whose gradient is zero (what Tensor.detach records)", float_only=False
+)
+
+
+class BinaryOp(IRDLOperation):
+    """Base of elementwise binary ops on operands of one type: ``%z = pg.add %x, %y : tensor<3xf32>``."""
+
+    T: ClassVar = VarConstraint("T", base(TensorType))
+    lhs = operand_def(T)
+    rhs = operand_def(T)
+    result = result_def(T)
+    traits = traits_def(Pure())
+    assembly_format = "$lhs `,` $rhs attr-dict `:` type($result)"
+    FLOAT_ONLY: ClassVar[bool] = False
+
+    def __init__(self, lhs: SSAValue, rhs: SSAValue):
+        super().__init__(operands=[lhs, rhs], result_types=[lhs.type])
+
+    def verify_(self) -> None:
+        el = element_of(self.lhs)
+        if self.FLOAT_ONLY and not is_float(el):
+            raise VerifyException(f"{self.name}: expects float tensors, got {self.lhs.type}")
+        if el == i1:
+            raise VerifyException(f"{self.name}: does not take bool tensors (cast them first)")
+
+
+def _binary(op_name: str, doc: str, float_only: bool = False) -> type[BinaryOp]:
+    cls = type(
+        op_name.capitalize() + "Op",
+        (BinaryOp,),
+        {
+            "name": f"pg.{op_name}",
+            "__doc__": doc,
+            "FLOAT_ONLY": float_only,
+            "__annotations__": {"FLOAT_ONLY": "ClassVar[bool]"},
+        },
+    )
+    return irdl_op_definition(cls)
+
+
+AddOp = _binary("add", "x + y")
+SubOp = _binary("sub", "x - y")
+MulOp = _binary("mul", "x * y")
+DivOp = _binary("div", "x / y (true division for floats, floor division for integers)")
+PowOp = _binary("pow", "x ** y", float_only=True)
+MaximumOp = _binary("maximum", "elementwise max(x, y)")
+MinimumOp = _binary("minimum", "elementwise min(x, y)")
+
+COMPARISONS = ("lt", "le", "gt", "ge", "eq", "ne")
+
+
+@irdl_op_definition
+class CmpOp(IRDLOperation):
+    """Elementwise comparison giving an ``i1`` tensor: ``%m = pg.cmp "lt", %x, %y : tensor<3xf32> -> tensor<3xi1>``.
+    Predicates: lt le gt ge eq ne."""
+
+    name = "pg.cmp"
+    T: ClassVar = VarConstraint("T", base(TensorType))
+    predicate = prop_def(StringAttr)
+    lhs = operand_def(T)
+    rhs = operand_def(T)
+    result = result_def(TensorType)
+    traits = traits_def(Pure())
+    assembly_format = "$predicate `,` $lhs `,` $rhs attr-dict `:` type($lhs) `->` type($result)"
+
+    def __init__(self, predicate: str, lhs: SSAValue, rhs: SSAValue):
+        super().__init__(
+            operands=[lhs, rhs],
+            properties={"predicate": StringAttr(predicate)},
+            result_types=[tensor_type(shape_of(lhs), i1)],
+        )
+
+    def verify_(self) -> None:
+        if self.predicate.data not in COMPARISONS:
+            raise VerifyException(f"pg.cmp: unknown predicate '{self.predicate.data}', expected one of {COMPARISONS}")
+        if self.result.type != tensor_type(shape_of(self.lhs), i1):
+            raise VerifyException(f"pg.cmp: result must be an i1 tensor of shape {shape_of(self.lhs)}")
+
+
+@irdl_op_definition
+class SelectOp(IRDLOperation):
+    """``where(cond, a, b)`` elementwise; ``cond`` is an ``i1`` tensor of the same shape:
+    ``%r = pg.select %c, %a, %b : tensor<3xi1>, tensor<3xf32>``."""
+
+    name = "pg.select"
+    T: ClassVar = VarConstraint("T", base(TensorType))
+    cond = operand_def(TensorType)
+    lhs = operand_def(T)
+    rhs = operand_def(T)
+    result = result_def(T)
+    traits = traits_def(Pure())
+    assembly_format = "$cond `,` $lhs `,` $rhs attr-dict `:` type($cond) `,` type($result)"
+
+    def __init__(self, cond: SSAValue, lhs: SSAValue, rhs: SSAValue):
+        super().__init__(operands=[cond, lhs, rhs], result_types=[lhs.type])
+
+    def verify_(self) -> None:
+        if element_of(self.cond) != i1 or shape_of(self.cond) != shape_of(self.lhs):
+            raise VerifyException(
+                f"pg.select: condition must be a bool tensor of shape {shape_of(self.lhs)}, got {self.cond.type}"
+            )
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Shape ops
+
+
+def broadcast_shape(a: Sequence[int], b: Sequence[int]) -> tuple[int, ...] | None:
+    """numpy's broadcast of two shapes, or None when they do not broadcast."""
+    out = []
+    for i in range(1, max(len(a), len(b)) + 1):
+        x = a[-i] if i <= len(a) else 1
+        y = b[-i] if i <= len(b) else 1
+        if x != y and 1 not in (x, y):
+            return None
+        out.append(y if x == 1 else x)
+    return tuple(reversed(out))
+
+
+@irdl_op_definition
+class BroadcastToOp(IRDLOperation):
+    """numpy ``broadcast_to``: dims are aligned from the right, size-1 dims stretch and leading dims are added:
+    ``%y = pg.broadcast_to %x : tensor<3x1xf32> -> tensor<2x3x4xf32>``."""
+
+    name = "pg.broadcast_to"
+    input = operand_def(TensorType)
+    result = result_def(TensorType)
+    traits = traits_def(Pure())
+    assembly_format = "$input attr-dict `:` type($input) `->` type($result)"
+
+    def __init__(self, input: SSAValue, shape: Sequence[int]):
+        super().__init__(operands=[input], result_types=[tensor_type(shape, element_of(input))])
+
+    def verify_(self) -> None:
+        src, dst = shape_of(self.input), shape_of(self.result)
+        if element_of(self.input) != element_of(self.result):
+            raise VerifyException("pg.broadcast_to: element types of input and result differ")
+        if len(src) > len(dst) or broadcast_shape(src, dst) != dst:
+            raise VerifyException(f"pg.broadcast_to: shape {src} cannot be broadcast to {dst}")
+
+
+class ReduceOp(IRDLOperation):
+    """Base of reductions over ``dims`` (kept as size 1 with ``keepdim``):
+    ``%s = pg.sum %x dims = [1] keepdim : tensor<4x3xf32> -> tensor<4x1xf32>``."""
+
+    input = operand_def(TensorType)
+    dims = prop_def(DenseArrayBase.constr(i64))
+    keepdim = opt_prop_def(UnitAttr)
+    result = result_def(TensorType)
+    traits = traits_def(Pure())
+    assembly_format = "$input `dims` `=` $dims (`keepdim` $keepdim^)? attr-dict `:` type($input) `->` type($result)"
+
+    def __init__(self, input: SSAValue, dims: Sequence[int], keepdim: bool = False):
+        shape = reduced_shape(shape_of(input), dims, keepdim)
+        props: dict[str, Attribute] = {"dims": _i64_array(sorted(dims))}
+        if keepdim:
+            props["keepdim"] = UnitAttr()
+        super().__init__(operands=[input], properties=props, result_types=[tensor_type(shape, element_of(input))])
+
+    @property
+    def dim_list(self) -> tuple[int, ...]:
+        return _ints(self.dims)
+
+    def verify_(self) -> None:
+        shape = shape_of(self.input)
+        _check_dims(self.name, self.dim_list, len(shape))
+        if element_of(self.result) != element_of(self.input):
+            raise VerifyException(f"{self.name}: element types of input and result differ")
+        _expect_shape(self.name, shape_of(self.result), reduced_shape(shape, self.dim_list, self.keepdim is not None))
+
+
+def reduced_shape(shape: Sequence[int], dims: Sequence[int], keepdim: bool) -> tuple[int, ...]:
+    """Shape after reducing ``dims`` of ``shape``."""
+    if keepdim:
+        return tuple(1 if i in dims else s for i, s in enumerate(shape))
+    return tuple(s for i, s in enumerate(shape) if i not in dims)
+
+
+@irdl_op_definition
+class SumOp(ReduceOp):
+    """Sum over dims."""
+
+    name = "pg.sum"
+
+
+@irdl_op_definition
+class MaxOp(ReduceOp):
+    """Max over dims (values only, as ``torch.amax``)."""
+
+    name = "pg.max"
+
+
+@irdl_op_definition
+class MinOp(ReduceOp):
+    """Min over dims (values only, as ``torch.amin``)."""
+
+    name = "pg.min"
+
+
+class ArgReduceOp(IRDLOperation):
+    """Index (``i64``) of the first max/min along ``dim``:
+    ``%i = pg.argmax %x dim = 1 : tensor<4x3xf32> -> tensor<4xi64>``."""
+
+    input = operand_def(TensorType)
+    dim = prop_def(IntegerAttr[I64])
+    keepdim = opt_prop_def(UnitAttr)
+    result = result_def(TensorType)
+    traits = traits_def(Pure())
+    assembly_format = "$input `dim` `=` $dim (`keepdim` $keepdim^)? attr-dict `:` type($input) `->` type($result)"
+
+    def __init__(self, input: SSAValue, dim: int, keepdim: bool = False):
+        props: dict[str, Attribute] = {"dim": IntegerAttr(dim, i64)}
+        if keepdim:
+            props["keepdim"] = UnitAttr()
+        shape = reduced_shape(shape_of(input), [dim], keepdim)
+        super().__init__(operands=[input], properties=props, result_types=[tensor_type(shape, i64)])
+
+    @property
+    def dim_index(self) -> int:
+        return self.dim.value.data
+
+    def verify_(self) -> None:
+        shape = shape_of(self.input)
+        _check_dims(self.name, [self.dim_index], len(shape))
+        if element_of(self.result) != i64:
+            raise VerifyException(f"{self.name}: result must be an i64 tensor")
+        _expect_shape(self.name, shape_of(self.result), reduced_shape(shape, [self.dim_index], self.keepdim is not None))
+
+
+@irdl_op_definition
+class ArgmaxOp(ArgReduceOp):
+    """Index of the first maximum along dim."""
+
+    name = "pg.argmax"
+
+
+@irdl_op_definition
+class ArgminOp(ArgReduceOp):
+    """Index of the first minimum along dim."""
+
+    name = "pg.argmin"
+
+
+@irdl_op_definition
+class ReshapeOp(IRDLOperation):
+    """Row-major reshape to the result type (same element count):
+    ``%y = pg.reshape %x : tensor<2x3xf32> -> tensor<6xf32>``."""
+
+    name = "pg.reshape"
+    input = operand_def(TensorType)
+    result = result_def(TensorType)
+    traits = traits_def(Pure())
+    assembly_format = "$input attr-dict `:` type($input) `->` type($result)"
+
+    def __init__(self, input: SSAValue, shape: Sequence[int]):
+        super().__init__(operands=[input], result_types=[tensor_type(shape, element_of(input))])
+
+    def verify_(self) -> None:
+        src, dst = shape_of(self.input), shape_of(self.result)
+        if _numel(src) != _numel(dst) or element_of(self.input) != element_of(self.result):
+            raise VerifyException(f"pg.reshape: cannot reshape {src} ({_numel(src)} elements) to {dst}")
+
+
+def _numel(shape: Sequence[int]) -> int:
+    n = 1
+    for s in shape:
+        n *= s
+    return n
+
+
+@irdl_op_definition
+class PermuteOp(IRDLOperation):
+    """Transpose dims: result dim i is input dim ``perm[i]``:
+    ``%y = pg.permute %x perm = [1, 0] : tensor<2x3xf32> -> tensor<3x2xf32>``."""
+
+    name = "pg.permute"
+    input = operand_def(TensorType)
+    perm = prop_def(DenseArrayBase.constr(i64))
+    result = result_def(TensorType)
+    traits = traits_def(Pure())
+    assembly_format = "$input `perm` `=` $perm attr-dict `:` type($input) `->` type($result)"
+
+    def __init__(self, input: SSAValue, perm: Sequence[int]):
+        shape = shape_of(input)
+        super().__init__(
+            operands=[input],
+            properties={"perm": _i64_array(perm)},
+            result_types=[tensor_type([shape[p] for p in perm], element_of(input))],
+        )
+
+    @property
+    def perm_list(self) -> tuple[int, ...]:
+        return _ints(self.perm)
+
+    def verify_(self) -> None:
+        shape, perm = shape_of(self.input), self.perm_list
+        if sorted(perm) != list(range(len(shape))):
+            raise VerifyException(f"pg.permute: {perm} is not a permutation of the {len(shape)} dims of {shape}")
+        _expect_shape("pg.permute", shape_of(self.result), tuple(shape[p] for p in perm))
+
+
+def sliced_shape(start: Sequence[int], stop: Sequence[int], step: Sequence[int]) -> tuple[int, ...]:
+    return tuple(max(0, -(-(b - a) // s)) for a, b, s in zip(start, stop, step, strict=True))
+
+
+@irdl_op_definition
+class SliceOp(IRDLOperation):
+    """``x[start:stop:step]`` per dim with ``0 <= start <= stop <= size`` and ``step >= 1``:
+    ``%y = pg.slice %x start = [0, 1] stop = [2, 3] step = [1, 1] : tensor<2x3xf32> -> tensor<2x2xf32>``."""
+
+    name = "pg.slice"
+    input = operand_def(TensorType)
+    start = prop_def(DenseArrayBase.constr(i64))
+    stop = prop_def(DenseArrayBase.constr(i64))
+    step = prop_def(DenseArrayBase.constr(i64))
+    result = result_def(TensorType)
+    traits = traits_def(Pure())
+    assembly_format = (
+        "$input `start` `=` $start `stop` `=` $stop `step` `=` $step attr-dict `:` type($input) `->` type($result)"
+    )
+
+    def __init__(self, input: SSAValue, start: Sequence[int], stop: Sequence[int], step: Sequence[int]):
+        super().__init__(
+            operands=[input],
+            properties={"start": _i64_array(start), "stop": _i64_array(stop), "step": _i64_array(step)},
+            result_types=[tensor_type(sliced_shape(start, stop, step), element_of(input))],
+        )
+
+    def verify_(self) -> None:
+        shape = shape_of(self.input)
+        start, stop, step = _ints(self.start), _ints(self.stop), _ints(self.step)
+        if not len(start) == len(stop) == len(step) == len(shape):
+            raise VerifyException(f"pg.slice: start/stop/step need one entry per dim of {shape}")
+        for d, (a, b, s, n) in enumerate(zip(start, stop, step, shape, strict=True)):
+            if not (0 <= a <= b <= n and s >= 1):
+                raise VerifyException(f"pg.slice: dim {d}: {a}:{b}:{s} is not a valid slice of size {n}")
+        _expect_shape("pg.slice", shape_of(self.result), sliced_shape(start, stop, step))
+
+
+def padded_shape(
+    shape: Sequence[int], low: Sequence[int], high: Sequence[int], interior: Sequence[int]
+) -> tuple[int, ...]:
+    return tuple(
+        lo + hi + n + max(n - 1, 0) * it for n, lo, hi, it in zip(shape, low, high, interior, strict=True)
+    )
+
+
+@irdl_op_definition
+class PadOp(IRDLOperation):
+    """Pad with ``value``: ``low``/``high`` elements before/after each dim and ``interior`` elements between
+    neighbours (XLA's Pad; the vjp of a strided slice):
+    ``%y = pg.pad %x low = [1] high = [0] interior = [0] value = 0.0 : tensor<3xf32> -> tensor<4xf32>``."""
+
+    name = "pg.pad"
+    input = operand_def(TensorType)
+    low = prop_def(DenseArrayBase.constr(i64))
+    high = prop_def(DenseArrayBase.constr(i64))
+    interior = prop_def(DenseArrayBase.constr(i64))
+    value = prop_def(FloatAttr[Float64Type])
+    result = result_def(TensorType)
+    traits = traits_def(Pure())
+    assembly_format = (
+        "$input `low` `=` $low `high` `=` $high `interior` `=` $interior `value` `=` $value attr-dict"
+        " `:` type($input) `->` type($result)"
+    )
+
+    def __init__(
+        self,
+        input: SSAValue,
+        low: Sequence[int],
+        high: Sequence[int],
+        interior: Sequence[int] | None = None,
+        value: float = 0.0,
+    ):
+        shape = shape_of(input)
+        interior = interior if interior is not None else [0] * len(shape)
+        super().__init__(
+            operands=[input],
+            properties={
+                "low": _i64_array(low),
+                "high": _i64_array(high),
+                "interior": _i64_array(interior),
+                "value": FloatAttr(value, f64),
+            },
+            result_types=[tensor_type(padded_shape(shape, low, high, interior), element_of(input))],
+        )
+
+    def verify_(self) -> None:
+        shape = shape_of(self.input)
+        low, high, interior = _ints(self.low), _ints(self.high), _ints(self.interior)
+        if not len(low) == len(high) == len(interior) == len(shape):
+            raise VerifyException(f"pg.pad: low/high/interior need one entry per dim of {shape}")
+        if min((*low, *high, *interior), default=0) < 0:
+            raise VerifyException("pg.pad: padding amounts must be non-negative")
+        _expect_shape("pg.pad", shape_of(self.result), padded_shape(shape, low, high, interior))
+
+
+@irdl_op_definition
+class ConcatOp(IRDLOperation):
+    """Join tensors along ``dim`` (other dims equal):
+    ``%y = pg.concat %a, %b dim = 0 : (tensor<2x3xf32>, tensor<1x3xf32>) -> tensor<3x3xf32>``."""
+
+    name = "pg.concat"
+    inputs = var_operand_def(TensorType)
+    dim = prop_def(IntegerAttr[I64])
+    result = result_def(TensorType)
+    traits = traits_def(Pure())
+    assembly_format = "$inputs `dim` `=` $dim attr-dict `:` `(` type($inputs) `)` `->` type($result)"
+
+    def __init__(self, inputs: Sequence[SSAValue], dim: int):
+        shape = list(shape_of(inputs[0]))
+        shape[dim] = sum(shape_of(v)[dim] for v in inputs)
+        super().__init__(
+            operands=[list(inputs)],
+            properties={"dim": IntegerAttr(dim, i64)},
+            result_types=[tensor_type(shape, element_of(inputs[0]))],
+        )
+
+    @property
+    def dim_index(self) -> int:
+        return self.dim.value.data
+
+    def verify_(self) -> None:
+        if not self.inputs:
+            raise VerifyException("pg.concat: needs at least one input")
+        first = shape_of(self.inputs[0])
+        d = self.dim_index
+        _check_dims("pg.concat", [d], len(first))
+        for v in self.inputs:
+            s = shape_of(v)
+            if element_of(v) != element_of(self.inputs[0]):
+                raise VerifyException("pg.concat: inputs must share one element type")
+            if len(s) != len(first) or any(a != b for i, (a, b) in enumerate(zip(s, first)) if i != d):
+                raise VerifyException(f"pg.concat: shapes {first} and {s} differ outside dim {d}")
+        want = list(first)
+        want[d] = sum(shape_of(v)[d] for v in self.inputs)
+        _expect_shape("pg.concat", shape_of(self.result), tuple(want))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Contraction and indexing
+
+
+def matmul_shape(a: Sequence[int], b: Sequence[int]) -> tuple[int, ...] | None:
+    """Shape of a batched matmul of ``(..., M, K) @ (..., K, N)`` with equal batch dims, or None."""
+    if len(a) < 2 or len(a) != len(b) or a[:-2] != b[:-2] or a[-1] != b[-2]:
+        return None
+    return (*a[:-1], b[-1])
+
+
+@irdl_op_definition
+class MatmulOp(IRDLOperation):
+    """Batched matrix product ``(..., M, K) @ (..., K, N) -> (..., M, N)``; batch dims equal (the frontend
+    broadcasts them): ``%c = pg.matmul %a, %b : (tensor<2x3xf32>, tensor<3x4xf32>) -> tensor<2x4xf32>``."""
+
+    name = "pg.matmul"
+    lhs = operand_def(TensorType)
+    rhs = operand_def(TensorType)
+    result = result_def(TensorType)
+    traits = traits_def(Pure())
+    assembly_format = "$lhs `,` $rhs attr-dict `:` `(` type($lhs) `,` type($rhs) `)` `->` type($result)"
+
+    def __init__(self, lhs: SSAValue, rhs: SSAValue):
+        shape = matmul_shape(shape_of(lhs), shape_of(rhs))
+        assert shape is not None, "pg.matmul: incompatible shapes"
+        super().__init__(operands=[lhs, rhs], result_types=[tensor_type(shape, element_of(lhs))])
+
+    def verify_(self) -> None:
+        a, b = shape_of(self.lhs), shape_of(self.rhs)
+        if element_of(self.lhs) != element_of(self.rhs) or not is_float(element_of(self.lhs)):
+            raise VerifyException(f"pg.matmul: expects float operands of one type, got {self.lhs.type}, {self.rhs.type}")
+        want = matmul_shape(a, b)
+        if want is None:
+            raise VerifyException(f"pg.matmul: shapes {a} and {b} do not match for a batched matmul")
+        _expect_shape("pg.matmul", shape_of(self.result), want)
+
+
+def gather_shape(shape: Sequence[int], index_shape: Sequence[int], dim: int) -> tuple[int, ...]:
+    return (*shape[:dim], *index_shape, *shape[dim + 1 :])
+
+
+@irdl_op_definition
+class GatherOp(IRDLOperation):
+    """Integer-array indexing along ``dim`` (``numpy.take``): the result has shape
+    ``input.shape[:dim] + indices.shape + input.shape[dim+1:]``; indices must lie in ``[0, size)``:
+    ``%e = pg.gather %table[%idx] dim = 0 : (tensor<27x10xf32>, tensor<32x3xi64>) -> tensor<32x3x10xf32>``."""
+
+    name = "pg.gather"
+    input = operand_def(TensorType)
+    indices = operand_def(TensorType)
+    dim = prop_def(IntegerAttr[I64])
+    result = result_def(TensorType)
+    traits = traits_def(Pure())
+    assembly_format = (
+        "$input `[` $indices `]` `dim` `=` $dim attr-dict `:` `(` type($input) `,` type($indices) `)` `->` type($result)"
+    )
+
+    def __init__(self, input: SSAValue, indices: SSAValue, dim: int):
+        shape = gather_shape(shape_of(input), shape_of(indices), dim)
+        super().__init__(
+            operands=[input, indices],
+            properties={"dim": IntegerAttr(dim, i64)},
+            result_types=[tensor_type(shape, element_of(input))],
+        )
+
+    @property
+    def dim_index(self) -> int:
+        return self.dim.value.data
+
+    def verify_(self) -> None:
+        shape = shape_of(self.input)
+        _check_dims("pg.gather", [self.dim_index], len(shape))
+        if not is_int(element_of(self.indices)):
+            raise VerifyException(f"pg.gather: indices must be an integer tensor, got {self.indices.type}")
+        want = gather_shape(shape, shape_of(self.indices), self.dim_index)
+        _expect_shape("pg.gather", shape_of(self.result), want)
+
+
+@irdl_op_definition
+class ScatterAddOp(IRDLOperation):
+    """The transpose of ``pg.gather``: a zero tensor of the result type with ``updates`` added at ``indices``
+    along ``dim``; repeated indices accumulate:
+    ``%g = pg.scatter_add %upd[%idx] dim = 0 : (tensor<32x3x10xf32>, tensor<32x3xi64>) -> tensor<27x10xf32>``."""
+
+    name = "pg.scatter_add"
+    updates = operand_def(TensorType)
+    indices = operand_def(TensorType)
+    dim = prop_def(IntegerAttr[I64])
+    result = result_def(TensorType)
+    traits = traits_def(Pure())
+    assembly_format = (
+        "$updates `[` $indices `]` `dim` `=` $dim attr-dict `:` `(` type($updates) `,` type($indices) `)`"
+        " `->` type($result)"
+    )
+
+    def __init__(self, updates: SSAValue, indices: SSAValue, dim: int, result_shape: Sequence[int]):
+        super().__init__(
+            operands=[updates, indices],
+            properties={"dim": IntegerAttr(dim, i64)},
+            result_types=[tensor_type(result_shape, element_of(updates))],
+        )
+
+    @property
+    def dim_index(self) -> int:
+        return self.dim.value.data
+
+    def verify_(self) -> None:
+        shape = shape_of(self.result)
+        _check_dims("pg.scatter_add", [self.dim_index], len(shape))
+        if not is_int(element_of(self.indices)):
+            raise VerifyException(f"pg.scatter_add: indices must be an integer tensor, got {self.indices.type}")
+        want = gather_shape(shape, shape_of(self.indices), self.dim_index)
+        if shape_of(self.updates) != want:
+            raise VerifyException(
+                f"pg.scatter_add: updates of shape {shape_of(self.updates)} do not match {want} "
+                f"(result {shape}, indices {shape_of(self.indices)})"
+            )
+
+
+@irdl_op_definition
+class CastOp(IRDLOperation):
+    """Element type conversion, same shape (floats to ints truncate toward zero, as PyTorch):
+    ``%y = pg.cast %x : tensor<3xi64> -> tensor<3xf32>``."""
+
+    name = "pg.cast"
+    input = operand_def(TensorType)
+    result = result_def(TensorType)
+    traits = traits_def(Pure())
+    assembly_format = "$input attr-dict `:` type($input) `->` type($result)"
+
+    def __init__(self, input: SSAValue, element: Attribute):
+        super().__init__(operands=[input], result_types=[tensor_type(shape_of(input), element)])
+
+    def verify_(self) -> None:
+        if shape_of(self.input) != shape_of(self.result):
+            raise VerifyException(f"pg.cast: shapes {shape_of(self.input)} and {shape_of(self.result)} differ")
+
+
+DISTRIBUTIONS = ("uniform", "normal")
+
+
+@irdl_op_definition
+class RandomOp(IRDLOperation):
+    """Random numbers from the counter-based Philox 4x32-10 generator (Salmon et al., "Parallel random numbers:
+    as easy as 1, 2, 3", SC 2011). ``seed`` and ``offset`` are 0-d ``i64`` tensors: element ``i`` of the result
+    uses counter ``offset + i // 4`` ... (see ``picograd.backend.philox``), so every backend draws bit-identical
+    numbers and a traced step is a pure function of its inputs. ``uniform`` is in [0, 1); ``normal`` is standard
+    normal (Box-Muller):
+    ``%r = pg.random "normal" %seed, %offset : tensor<3x4xf32>``."""
+
+    name = "pg.random"
+    distribution = prop_def(StringAttr)
+    seed = operand_def(TensorType(i64, []))
+    offset = operand_def(TensorType(i64, []))
+    result = result_def(TensorType)
+    traits = traits_def(Pure())
+    assembly_format = "$distribution $seed `,` $offset attr-dict `:` type($result)"
+
+    def __init__(self, distribution: str, seed: SSAValue, offset: SSAValue, result_type: TensorType):
+        super().__init__(
+            operands=[seed, offset],
+            properties={"distribution": StringAttr(distribution)},
+            result_types=[result_type],
+        )
+
+    def verify_(self) -> None:
+        if self.distribution.data not in DISTRIBUTIONS:
+            raise VerifyException(f"pg.random: unknown distribution '{self.distribution.data}', expected {DISTRIBUTIONS}")
+        for v in (self.seed, self.offset):
+            if v.type != tensor_type((), i64):
+                raise VerifyException(f"pg.random: seed and offset must be tensor<i64>, got {v.type}")
+        if not is_float(element_of(self.result)):
+            raise VerifyException(f"pg.random: result must be a float tensor, got {self.result.type}")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Autodiff and optimizer ops (expanded by passes)
+
+
+@irdl_op_definition
+class GradOp(IRDLOperation):
+    """Gradients of ``root`` with respect to each value in ``wrt`` (one result per ``wrt``, of its type).
+    ``root`` is a scalar (seed 1) unless a ``seed`` gradient of root's type is given. Expanded by ``pg-autodiff``:
+    ``%ga, %gb = pg.grad %loss wrt %a, %b : tensor<f32> wrt tensor<3xf32>, tensor<3x4xf32>``."""
+
+    name = "pg.grad"
+    root = operand_def(TensorType)
+    seed = opt_operand_def(TensorType)
+    wrt = var_operand_def(TensorType)
+    grads = var_result_def(TensorType)
+    irdl_options = (AttrSizedOperandSegments(as_property=True),)
+
+    def __init__(self, root: SSAValue, wrt: Sequence[SSAValue], seed: SSAValue | None = None):
+        super().__init__(
+            operands=[root, [seed] if seed is not None else [], list(wrt)],
+            result_types=[[v.type for v in wrt]],
+        )
+
+    def verify_(self) -> None:
+        if self.seed is not None:
+            if self.seed.type != self.root.type:
+                raise VerifyException(f"pg.grad: seed type {self.seed.type} differs from root type {self.root.type}")
+        elif shape_of(self.root) != ():
+            raise VerifyException(
+                f"pg.grad: root of shape {shape_of(self.root)} is not a scalar; give a seed gradient"
+            )
+        if not is_float(element_of(self.root)):
+            raise VerifyException(f"pg.grad: root must be a float tensor, got {self.root.type}")
+        for v in self.wrt:
+            if not is_float(element_of(v)):
+                raise VerifyException(
+                    f"pg.grad: cannot differentiate with respect to {v.type}: only float tensors can require gradients"
+                )
+        if [r.type for r in self.grads] != [v.type for v in self.wrt]:
+            raise VerifyException("pg.grad: each result must have the type of its wrt value")
+
+    def print(self, printer: Printer) -> None:
+        printer.print_string(" ")
+        printer.print_operand(self.root)
+        if self.seed is not None:
+            printer.print_string(" seed ")
+            printer.print_operand(self.seed)
+        printer.print_string(" wrt ")
+        printer.print_list(self.wrt, printer.print_operand)
+        printer.print_op_attributes(self.attributes)
+        printer.print_string(" : ")
+        printer.print_attribute(self.root.type)
+        printer.print_string(" wrt ")
+        printer.print_list([v.type for v in self.wrt], printer.print_attribute)
+
+    @classmethod
+    def parse(cls, parser: Parser) -> GradOp:
+        root = parser.parse_unresolved_operand()
+        seed = parser.parse_unresolved_operand() if parser.parse_optional_keyword("seed") else None
+        parser.parse_keyword("wrt")
+        wrt = parser.parse_comma_separated_list(parser.Delimiter.NONE, parser.parse_unresolved_operand)
+        attrs = parser.parse_optional_attr_dict()
+        parser.parse_punctuation(":")
+        root_t = parser.parse_type()
+        parser.parse_keyword("wrt")
+        wrt_t = parser.parse_comma_separated_list(parser.Delimiter.NONE, parser.parse_type)
+        root_v = parser.resolve_operand(root, root_t)
+        seed_v = parser.resolve_operand(seed, root_t) if seed is not None else None
+        wrt_v = [parser.resolve_operand(o, t) for o, t in zip(wrt, wrt_t, strict=True)]
+        op = cls(root_v, wrt_v, seed_v)
+        op.attributes.update(attrs)
+        return op
+
+
+
+class OptimizerOp(IRDLOperation):
+    """Base of optimizer ops: one ``step()`` of one parameter group, expanded into elementwise ``pg`` ops by the
+    optimizer passes. Hyperparameters (``HYPER``) are 0-d ``f64`` runtime scalars, so a schedule changes them
+    without retracing; ``step`` is the 0-d ``i64`` step count before this update; ``state`` holds
+    ``STATE_PER_PARAM`` buffers per parameter (all firsts, then all seconds). Results: the new step count, the new
+    parameters, the new state (same order). Printed as::
+
+        %s1, %new:4 = pg.adam lr %lr, beta1 %b1, beta2 %b2, eps %eps, weight_decay %wd step %s
+                          params(%w) grads(%gw) state(%m, %v) : tensor<4x3xf32>
+    """
+
+    HYPER: ClassVar[tuple[str, ...]] = ()
+    STATE_PER_PARAM: ClassVar[int] = 0
+    FLAGS: ClassVar[tuple[str, ...]] = ()
+
+    hyper = var_operand_def(TensorType(f64, []))
+    step = operand_def(TensorType(i64, []))
+    params = var_operand_def(TensorType)
+    grads = var_operand_def(TensorType)
+    state = var_operand_def(TensorType)
+    outs = var_result_def(TensorType)
+    irdl_options = (AttrSizedOperandSegments(as_property=True),)
+    traits = traits_def(Pure())
+
+    def __init__(
+        self,
+        hyper: Sequence[SSAValue],
+        step: SSAValue,
+        params: Sequence[SSAValue],
+        grads: Sequence[SSAValue],
+        state: Sequence[SSAValue],
+        flags: Sequence[str] = (),
+    ):
+        super().__init__(
+            operands=[list(hyper), step, list(params), list(grads), list(state)],
+            result_types=[[step.type, *(p.type for p in params), *(s.type for s in state)]],
+            attributes={f: UnitAttr() for f in flags},
+        )
+
+    def hyper_value(self, name: str) -> SSAValue:
+        """The operand of hyperparameter ``name`` (one of ``HYPER``)."""
+        return self.hyper[self.HYPER.index(name)]
+
+    @property
+    def new_step(self) -> SSAValue:
+        return self.outs[0]
+
+    @property
+    def new_params(self) -> Sequence[SSAValue]:
+        return self.outs[1 : 1 + len(self.params)]
+
+    @property
+    def new_state(self) -> Sequence[SSAValue]:
+        return self.outs[1 + len(self.params) :]
+
+    def flag(self, name: str) -> bool:
+        return name in self.attributes
+
+    def state_per_param(self) -> int:
+        """Number of state buffers per parameter."""
+        return self.STATE_PER_PARAM
+
+    def verify_(self) -> None:
+        if len(self.hyper) != len(self.HYPER):
+            raise VerifyException(f"{self.name}: expects hyperparameters {self.HYPER}, got {len(self.hyper)}")
+        n = len(self.params)
+        k = self.state_per_param()
+        if len(self.grads) != n or len(self.state) != n * k:
+            raise VerifyException(
+                f"{self.name}: {n} params need {n} grads and {n * k} state buffers, "
+                f"got {len(self.grads)} and {len(self.state)}"
+            )
+        for i, p in enumerate(self.params):
+            if not is_float(element_of(p)):
+                raise VerifyException(f"{self.name}: parameter {i} is not a float tensor: {p.type}")
+            others = [self.grads[i], *(self.state[j * n + i] for j in range(k))]
+            for v in others:
+                if v.type != p.type:
+                    raise VerifyException(f"{self.name}: parameter {i} has type {p.type} but its grad/state has {v.type}")
+        for name in self.attributes:
+            if name not in self.FLAGS:
+                raise VerifyException(f"{self.name}: unknown flag '{name}', expected one of {self.FLAGS}")
+
+    def print(self, printer: Printer) -> None:
+        printer.print_string(" ")
+        printer.print_list(
+            zip(self.HYPER, self.hyper, strict=True),
+            lambda nv: (printer.print_string(f"{nv[0]} "), printer.print_operand(nv[1])),
+        )
+        printer.print_string(" step ")
+        printer.print_operand(self.step)
+        for key, vals in (("params", self.params), ("grads", self.grads), ("state", self.state)):
+            printer.print_string(f" {key}(")
+            printer.print_list(vals, printer.print_operand)
+            printer.print_string(")")
+        printer.print_op_attributes(self.attributes)
+        printer.print_string(" : ")
+        printer.print_list([p.type for p in self.params], printer.print_attribute)
+
+    @classmethod
+    def parse(cls, parser: Parser) -> OptimizerOp:
+        scalar = TensorType(f64, [])
+        hyper = []
+        for i, name in enumerate(cls.HYPER):
+            if i:
+                parser.parse_punctuation(",")
+            parser.parse_keyword(name)
+            hyper.append(parser.parse_unresolved_operand())
+        parser.parse_keyword("step")
+        step = parser.parse_unresolved_operand()
+        lists = []
+        for key in ("params", "grads", "state"):
+            parser.parse_keyword(key)
+            lists.append(parser.parse_comma_separated_list(parser.Delimiter.PAREN, parser.parse_unresolved_operand))
+        attrs = parser.parse_optional_attr_dict()
+        parser.parse_punctuation(":")
+        types = parser.parse_comma_separated_list(parser.Delimiter.NONE, parser.parse_type)
+        params, grads, state = lists
+        state_types = types * (len(state) // max(len(types), 1))
+        if len(params) != len(types) or len(grads) != len(types) or len(state) != len(state_types):
+            parser.raise_error(f"{cls.name}: operand lists do not match the {len(types)} parameter types")
+        op = cls(
+            [parser.resolve_operand(h, scalar) for h in hyper],
+            parser.resolve_operand(step, TensorType(i64, [])),
+            [parser.resolve_operand(o, t) for o, t in zip(params, types)],
+            [parser.resolve_operand(o, t) for o, t in zip(grads, types)],
+            [parser.resolve_operand(o, t) for o, t in zip(state, state_types)],
+        )
+        op.attributes.update(attrs)
+        return op
+
+
+@irdl_op_definition
+class SGDOp(OptimizerOp):
+    """``torch.optim.SGD`` (momentum, dampening, weight decay, nesterov): one momentum buffer per parameter when
+    the ``momentum`` flag is set, none otherwise. Expanded by ``pg-sgd``."""
+
+    name = "pg.sgd"
+    HYPER: ClassVar[tuple[str, ...]] = ("lr", "momentum", "dampening", "weight_decay")
+    FLAGS: ClassVar[tuple[str, ...]] = ("nesterov", "momentum")
+
+    def state_per_param(self) -> int:
+        return 1 if self.flag("momentum") else 0
+
+
+@irdl_op_definition
+class AdamOp(OptimizerOp):
+    """``torch.optim.Adam`` (Kingma and Ba, 2015, Algorithm 1 with bias correction; L2 weight decay added to the
+    gradient): state is the first and second moments. Expanded by ``pg-adam``."""
+
+    name = "pg.adam"
+    HYPER: ClassVar[tuple[str, ...]] = ("lr", "beta1", "beta2", "eps", "weight_decay")
+    STATE_PER_PARAM: ClassVar[int] = 2
+
+
+@irdl_op_definition
+class AdamWOp(OptimizerOp):
+    """``torch.optim.AdamW`` (Loshchilov and Hutter, 2019: decoupled weight decay ``p -= lr * wd * p``): state is
+    the first and second moments. Expanded by ``pg-adamw``."""
+
+    name = "pg.adamw"
+    HYPER: ClassVar[tuple[str, ...]] = ("lr", "beta1", "beta2", "eps", "weight_decay")
+    STATE_PER_PARAM: ClassVar[int] = 2
+
+
+PG = Dialect(
+    "pg",
+    [
+        ConstantOp,
+        IotaOp,
+        NegOp,
+        ExpOp,
+        LogOp,
+        SqrtOp,
+        RsqrtOp,
+        SinOp,
+        CosOp,
+        TanhOp,
+        SigmoidOp,
+        ReluOp,
+        AbsOp,
+        ReciprocalOp,
+        ErfOp,
+        StopGradientOp,
+        AddOp,
+        SubOp,
+        MulOp,
+        DivOp,
+        PowOp,
+        MaximumOp,
+        MinimumOp,
+        CmpOp,
+        SelectOp,
+        BroadcastToOp,
+        SumOp,
+        MaxOp,
+        MinOp,
+        ArgmaxOp,
+        ArgminOp,
+        ReshapeOp,
+        PermuteOp,
+        SliceOp,
+        PadOp,
+        ConcatOp,
+        MatmulOp,
+        GatherOp,
+        ScatterAddOp,
+        CastOp,
+        RandomOp,
+        GradOp,
+        SGDOp,
+        AdamOp,
+        AdamWOp,
+    ],
+)
+
+__all__ = ["PG", "AnyFloat", "f32", "f64", "i1", "i32", "i64"]
