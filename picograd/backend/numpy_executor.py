@@ -1,0 +1,252 @@
+"""The CPU backend: runs a ``pg`` function with numpy.
+
+``compile_func`` turns a ``func.func`` of ``pg`` ops into a flat schedule of numpy calls, one per op, resolved
+once; a call walks no IR, only that list. Values live in a list of slots; a slot is dropped after its last use so
+that peak memory follows the program, not its length. This executor is the default device and the reference the
+GPU backend is checked against.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+from scipy import special
+from xdsl.dialects import func
+from xdsl.dialects.builtin import DenseIntOrFPElementsAttr, Float32Type, Float64Type, IntegerType, TensorType
+from xdsl.ir import Attribute, Operation, SSAValue
+
+from picograd.backend import philox
+from picograd.dialects import pg
+
+Kernel = Callable[..., Any]
+
+
+def numpy_dtype(element: Attribute) -> np.dtype:
+    """numpy dtype of a builtin element type (f32, f64, i64, i32, i1)."""
+    if isinstance(element, Float32Type):
+        return np.dtype(np.float32)
+    if isinstance(element, Float64Type):
+        return np.dtype(np.float64)
+    if isinstance(element, IntegerType):
+        width = element.width.data
+        return np.dtype(np.bool_) if width == 1 else np.dtype(f"int{width}")
+    raise NotImplementedError(f"no numpy dtype for element type {element}")
+
+
+def _result_info(op: Operation) -> tuple[tuple[int, ...], np.dtype]:
+    t = op.results[0].type
+    assert isinstance(t, TensorType)
+    return tuple(t.get_shape()), numpy_dtype(t.element_type)
+
+
+def constant_array(attr: DenseIntOrFPElementsAttr) -> np.ndarray:
+    """The numpy array of a dense constant (splats expanded)."""
+    t = attr.type
+    assert isinstance(t, TensorType)
+    shape, dtype = tuple(t.get_shape()), numpy_dtype(t.element_type)
+    values = np.asarray(attr.get_values(), dtype=dtype)
+    if values.size == 1:
+        return np.full(shape, values.reshape(()), dtype=dtype)
+    return values.reshape(shape)
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    # exp of a non-positive number only: no overflow warnings for large |x|
+    e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype)
+
+
+_UNARY: dict[type[Operation], Kernel] = {
+    pg.NegOp: np.negative,
+    pg.ExpOp: np.exp,
+    pg.LogOp: np.log,
+    pg.SqrtOp: np.sqrt,
+    pg.RsqrtOp: lambda x: 1 / np.sqrt(x),
+    pg.SinOp: np.sin,
+    pg.CosOp: np.cos,
+    pg.TanhOp: np.tanh,
+    pg.SigmoidOp: _sigmoid,
+    pg.ReluOp: lambda x: np.maximum(x, 0).astype(x.dtype),
+    pg.AbsOp: np.abs,
+    pg.ReciprocalOp: np.reciprocal,
+    pg.ErfOp: special.erf,
+    pg.StopGradientOp: lambda x: x,
+}
+
+_BINARY: dict[type[Operation], Kernel] = {
+    pg.AddOp: np.add,
+    pg.SubOp: np.subtract,
+    pg.MulOp: np.multiply,
+    pg.PowOp: np.power,
+    pg.MaximumOp: np.maximum,
+    pg.MinimumOp: np.minimum,
+}
+
+_COMPARE: dict[str, Kernel] = {
+    "lt": np.less,
+    "le": np.less_equal,
+    "gt": np.greater,
+    "ge": np.greater_equal,
+    "eq": np.equal,
+    "ne": np.not_equal,
+}
+
+
+def _pad(x: np.ndarray, low: Sequence[int], high: Sequence[int], interior: Sequence[int], value: float, shape):
+    out = np.full(shape, value, dtype=x.dtype)
+    index = tuple(
+        slice(lo, lo + (n - 1) * (it + 1) + 1 if n else lo, it + 1)
+        for n, lo, it in zip(x.shape, low, interior, strict=True)
+    )
+    out[index] = x
+    return out
+
+
+def _scatter_add(updates: np.ndarray, indices: np.ndarray, dim: int, shape, dtype) -> np.ndarray:
+    out = np.zeros(shape, dtype=dtype)
+    flat = updates.reshape(*shape[:dim], indices.size, *shape[dim + 1 :])
+    np.add.at(out, (slice(None),) * dim + (indices.reshape(-1),), flat)
+    return out
+
+
+def _kernel(op: Operation) -> Kernel:  # noqa: C901 - one case per op, flat on purpose
+    """The numpy function computing ``op`` from its operand arrays."""
+    if type(op) in _UNARY:
+        return _UNARY[type(op)]
+    if type(op) in _BINARY:
+        return _BINARY[type(op)]
+    shape, dtype = _result_info(op) if op.results else ((), np.dtype(np.float32))
+    match op:
+        case pg.DivOp():
+            return np.true_divide if dtype.kind == "f" else np.floor_divide
+        case pg.CmpOp():
+            return _COMPARE[op.predicate.data]
+        case pg.SelectOp():
+            return np.where
+        case pg.BroadcastToOp():
+            return lambda x: np.broadcast_to(x, shape)
+        case pg.SumOp() | pg.MaxOp() | pg.MinOp():
+            reduce = {pg.SumOp: np.sum, pg.MaxOp: np.max, pg.MinOp: np.min}[type(op)]
+            axes, keep = op.dim_list, op.keepdim is not None
+            return lambda x: np.asarray(reduce(x, axis=axes, keepdims=keep), dtype=dtype)
+        case pg.ArgmaxOp() | pg.ArgminOp():
+            arg = np.argmax if isinstance(op, pg.ArgmaxOp) else np.argmin
+            axis, keep = op.dim_index, op.keepdim is not None
+            return lambda x: np.asarray(arg(x, axis=axis, keepdims=keep), dtype=np.int64)
+        case pg.ReshapeOp():
+            return lambda x: np.reshape(x, shape)
+        case pg.PermuteOp():
+            perm = op.perm_list
+            return lambda x: np.transpose(x, perm)
+        case pg.SliceOp():
+            index = tuple(
+                slice(a, b, s)
+                for a, b, s in zip(op.start.get_values(), op.stop.get_values(), op.step.get_values(), strict=True)
+            )
+            return lambda x: x[index]
+        case pg.PadOp():
+            low, high, interior = op.low.get_values(), op.high.get_values(), op.interior.get_values()
+            value = op.value.value.data
+            return lambda x: _pad(x, low, high, interior, value, shape)
+        case pg.ConcatOp():
+            axis = op.dim_index
+            return lambda *xs: np.concatenate(xs, axis=axis)
+        case pg.MatmulOp():
+            return np.matmul
+        case pg.GatherOp():
+            axis = op.dim_index
+            return lambda x, i: np.take(x, i, axis=axis)
+        case pg.ScatterAddOp():
+            axis = op.dim_index
+            return lambda u, i: _scatter_add(u, i, axis, shape, dtype)
+        case pg.CastOp():
+            return lambda x: x.astype(dtype)
+        case pg.IotaOp():
+            along = op.dim_index
+            view = [1] * len(shape)
+            if shape:
+                view[along] = shape[along]
+            iota = np.broadcast_to(np.arange(shape[along] if shape else 1, dtype=dtype).reshape(view), shape)
+            return lambda: iota
+        case pg.RandomOp():
+            draw = philox.uniform if op.distribution.data == "uniform" else philox.normal
+            return lambda seed, offset: draw(shape, int(seed), int(offset), dtype)
+        case pg.GradOp() | pg.OptimizerOp():
+            raise NotImplementedError(f"{op.name} must be expanded by its pass before execution (pg-autodiff, pg-sgd, ...)")
+    raise NotImplementedError(f"the numpy executor has no kernel for {op.name}")
+
+
+class NumpyFunction:
+    """A ``pg`` function compiled to a flat schedule of numpy calls.
+
+    Calling it with one numpy array per function argument (shapes and dtypes as the function's types) returns a
+    tuple with one array per function result. Raises ``NotImplementedError`` at compile time for ops that have no
+    numpy kernel (``pg.grad`` and optimizer ops must be expanded by their passes first).
+    """
+
+    def __init__(self, fn: func.FuncOp):
+        self.name = fn.sym_name.data
+        block = fn.body.block
+        slot: dict[SSAValue, int] = {}
+        for arg in block.args:
+            slot[arg] = len(slot)
+        self.num_args = len(block.args)
+        schedule: list[tuple[Kernel, tuple[int, ...], int]] = []
+        constants: dict[int, np.ndarray] = {}
+        returned: tuple[int, ...] = ()
+        for op in block.ops:
+            if isinstance(op, func.ReturnOp):
+                returned = tuple(slot[v] for v in op.arguments)
+                break
+            if isinstance(op, pg.ConstantOp):
+                slot[op.result] = len(slot)
+                constants[slot[op.result]] = constant_array(op.value)
+                continue
+            kernel = _kernel(op)
+            ins = tuple(slot[v] for v in op.operands)
+            slot[op.results[0]] = len(slot)
+            schedule.append((kernel, ins, slot[op.results[0]]))
+        self.returned = returned
+        self.num_slots = len(slot)
+        self._constants = constants
+        self._schedule = _with_frees(schedule, returned, self.num_args)
+
+    def __call__(self, *args: np.ndarray) -> tuple[np.ndarray, ...]:
+        if len(args) != self.num_args:
+            raise TypeError(f"{self.name} takes {self.num_args} arrays, got {len(args)}")
+        env: list[Any] = [None] * self.num_slots
+        env[: self.num_args] = args
+        for i, c in self._constants.items():
+            env[i] = c
+        for kernel, ins, out, dead in self._schedule:
+            env[out] = kernel(*[env[i] for i in ins])
+            for i in dead:
+                env[i] = None
+        return tuple(_owned(env[i]) for i in self.returned)
+
+
+def _with_frees(schedule, returned: tuple[int, ...], num_args: int):
+    """Attach to each step the slots whose last use it is (never arguments or returned values)."""
+    last: dict[int, int] = {}
+    for step, (_, ins, _) in enumerate(schedule):
+        for i in ins:
+            last[i] = step
+    keep = set(returned) | set(range(num_args))
+    dead: list[list[int]] = [[] for _ in schedule]
+    for i, step in last.items():
+        if i not in keep:
+            dead[step].append(i)
+    return [(k, ins, out, tuple(d)) for (k, ins, out), d in zip(schedule, dead, strict=True)]
+
+
+def _owned(x: Any) -> np.ndarray:
+    # results may be broadcast or transposed views; callers get arrays they can keep and write
+    a = np.asarray(x)
+    return a if a.flags.writeable and a.flags.c_contiguous else np.ascontiguousarray(a).copy()
+
+
+def compile_func(fn: func.FuncOp) -> NumpyFunction:
+    """Compile a ``func.func`` of ``pg`` ops (after pg-autodiff and the optimizer passes) for the numpy executor."""
+    return NumpyFunction(fn)
