@@ -244,7 +244,7 @@ def _with_frees(schedule, returned: tuple[int, ...], num_args: int):
 def _owned(x: Any) -> np.ndarray:
     # results may be broadcast or transposed views; callers get arrays they can keep and write
     a = np.asarray(x)
-    return a if a.flags.writeable and a.flags.c_contiguous else np.ascontiguousarray(a).copy()
+    return a if a.flags.writeable and a.flags.c_contiguous else a.copy(order="C")
 
 
 def compile_func(fn: func.FuncOp) -> NumpyFunction:

@@ -1,0 +1,122 @@
+"""Tensor creation functions with PyTorch's names: ``tensor``, ``zeros``, ``ones``, ``full``, ``arange``,
+``randn``, ``rand``, ``randint``, ``*_like``, and joining (``cat``, ``stack``)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from picograd.errors import DTypeError, ShapeError
+from picograd.frontend import dtypes, random
+from picograd.frontend.dtypes import as_dtype
+from picograd.frontend.graph import at, user_location
+from picograd.frontend.tensor import Tensor, _norm_dim, _operands, _record, _shape_args, _check_device
+
+
+def tensor(data: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
+    """Same as ``Tensor(data, dtype, device, requires_grad)``."""
+    return Tensor(data, dtype=dtype, device=device, requires_grad=requires_grad)
+
+
+def _make(arr: np.ndarray, device: Any, requires_grad: bool) -> Tensor:
+    return Tensor(arr, device=device, requires_grad=requires_grad)
+
+
+def full(size: Any, fill_value: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
+    """A tensor of ``size`` filled with ``fill_value`` (dtype from the value when not given)."""
+    if dtype is None:
+        dtype = dtypes.bool_ if isinstance(fill_value, bool) else dtypes.int64 if isinstance(fill_value, int) else dtypes.float32
+    shape = _shape_args(size if isinstance(size, tuple | list) else (size,))
+    return _make(np.full(shape, fill_value, dtype=as_dtype(dtype).np), device, requires_grad)
+
+
+def zeros(*size: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
+    """Zeros of ``size`` (float32 unless ``dtype``)."""
+    return full(_shape_args(size), 0, as_dtype(dtype or dtypes.float32), device, requires_grad)
+
+
+def ones(*size: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
+    """Ones of ``size`` (float32 unless ``dtype``)."""
+    return full(_shape_args(size), 1, as_dtype(dtype or dtypes.float32), device, requires_grad)
+
+
+def zeros_like(t: Tensor, dtype: Any = None, requires_grad: bool = False) -> Tensor:
+    return zeros(t.shape, dtype=dtype or t.dtype, requires_grad=requires_grad)
+
+
+def ones_like(t: Tensor, dtype: Any = None, requires_grad: bool = False) -> Tensor:
+    return ones(t.shape, dtype=dtype or t.dtype, requires_grad=requires_grad)
+
+
+def arange(start: Any, end: Any = None, step: Any = 1, dtype: Any = None, device: Any = None) -> Tensor:
+    """``start, start + step, ...`` below ``end`` (int64 when all arguments are ints, else float32)."""
+    if end is None:
+        start, end = 0, start
+    if dtype is None:
+        dtype = dtypes.int64 if all(isinstance(v, int) for v in (start, end, step)) else dtypes.float32
+    return _make(np.arange(start, end, step).astype(as_dtype(dtype).np), device, False)
+
+
+def _random(distribution: str, size: Sequence[Any], dtype: Any, device: Any, requires_grad: bool) -> Tensor:
+    _check_device(device)
+    d = as_dtype(dtype or dtypes.float32)
+    if not d.is_floating_point:
+        raise DTypeError(f"{distribution} random numbers need a float dtype, got {d.name}{at(user_location())}")
+    out = random.draw(distribution, _shape_args(size), d)
+    if requires_grad:
+        out = out.detach()
+        out.requires_grad = True
+    return out
+
+
+def randn(*size: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
+    """Standard normal samples of ``size`` from the Philox generator (``pg.manual_seed`` seeds it)."""
+    return _random("normal", size, dtype, device, requires_grad)
+
+
+def rand(*size: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
+    """Uniform samples in [0, 1) of ``size`` from the Philox generator."""
+    return _random("uniform", size, dtype, device, requires_grad)
+
+
+def randint(low: int, high: Any = None, size: Any = None, dtype: Any = None, device: Any = None) -> Tensor:
+    """Uniform integers in ``[low, high)`` of ``size`` (``randint(high, size)`` also works), int64 by default."""
+    if size is None:
+        low, high, size = 0, low, high
+    if high is None or size is None:
+        raise TypeError("randint(low, high, size) or randint(high, size)")
+    u = _random("uniform", size if isinstance(size, tuple | list) else (size,), dtypes.float64, device, False)
+    out = (u * float(high - low)).to(dtypes.int64) + low
+    return out.to(dtype or dtypes.int64)
+
+
+def cat(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
+    """Join tensors along ``dim``; other dims must match (``ShapeError`` names the shapes)."""
+    if not tensors:
+        raise ShapeError(f"cat() needs at least one tensor{at(user_location())}")
+    ts, dtype = _operands(*tensors)
+    first = ts[0].shape
+    d = _norm_dim(dim, len(first))
+    for t in ts[1:]:
+        if len(t.shape) != len(first) or any(a != b for i, (a, b) in enumerate(zip(t.shape, first)) if i != d):
+            raise ShapeError(
+                f"cat: shapes {first} and {t.shape} must match in every dim but dim {d}{at(user_location())}"
+            )
+    if len(ts) == 1:
+        return ts[0]
+    shape = list(first)
+    shape[d] = sum(t.shape[d] for t in ts)
+    return _record("concat", ts, (d,), tuple(shape), dtype)
+
+
+def stack(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
+    """Join same-shaped tensors along a new dim ``dim``."""
+    if not tensors:
+        raise ShapeError(f"stack() needs at least one tensor{at(user_location())}")
+    shapes = {t.shape for t in tensors}
+    if len(shapes) > 1:
+        raise ShapeError(f"stack: all tensors need one shape, got {sorted(shapes)}{at(user_location())}")
+    d = _norm_dim(dim, tensors[0].ndim + 1)
+    return cat([t.unsqueeze(d) for t in tensors], d)

@@ -1,0 +1,103 @@
+"""Tensor dtypes and PyTorch's type promotion.
+
+``pg.float32`` etc. are ``DType`` objects; wherever a dtype is accepted, a string (``"int64"``), a numpy dtype
+or a ``DType`` will do. Promotion follows ``torch.result_type``: categories bool < integer < float; within a
+category the wider type wins among operands of the same priority, and priorities are dimensioned tensors > 0-d
+tensors > Python scalars (a scalar never widens a tensor of its own category; a float scalar makes an int tensor
+float32).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from xdsl.dialects.builtin import f32, f64, i1, i32, i64
+from xdsl.ir import Attribute
+
+from picograd.errors import DTypeError
+
+
+@dataclass(frozen=True, eq=False)
+class DType:
+    """A tensor element type: its name, numpy dtype, IR element type and promotion category (0 bool, 1 int,
+    2 float)."""
+
+    name: str
+    np: np.dtype
+    ir: Attribute
+    category: int
+
+    @property
+    def is_floating_point(self) -> bool:
+        return self.category == 2
+
+    def __repr__(self) -> str:
+        return f"pg.{self.name}"
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, DType):
+            return self is other
+        try:
+            return self is as_dtype(other)  # type: ignore[arg-type]
+        except DTypeError:
+            return False
+
+    def __hash__(self) -> int:
+        return hash(self.name)
+
+
+float32 = DType("float32", np.dtype(np.float32), f32, 2)
+float64 = DType("float64", np.dtype(np.float64), f64, 2)
+int64 = DType("int64", np.dtype(np.int64), i64, 1)
+int32 = DType("int32", np.dtype(np.int32), i32, 1)
+bool_ = DType("bool", np.dtype(np.bool_), i1, 0)
+
+ALL = (float32, float64, int64, int32, bool_)
+_BY_NAME = {d.name: d for d in ALL} | {"float": float32, "double": float64, "long": int64, "int": int32}
+_BY_NP = {d.np: d for d in ALL}
+
+
+def as_dtype(x: Any) -> DType:
+    """The ``DType`` named by a DType, a string, a numpy dtype or a Python type (float, int, bool).
+
+    Raises ``DTypeError`` for anything else (float16 and complex types are not supported yet)."""
+    if isinstance(x, DType):
+        return x
+    if x is float:
+        return float32
+    if x is int:
+        return int64
+    if x is bool:
+        return bool_
+    if isinstance(x, str) and x in _BY_NAME:
+        return _BY_NAME[x]
+    try:
+        return _BY_NP[np.dtype(x)]
+    except (TypeError, KeyError):
+        raise DTypeError(f"unsupported dtype {x!r}; picograd has {', '.join(d.name for d in ALL)}") from None
+
+
+def from_ir(element: Attribute) -> DType:
+    """The ``DType`` of an IR element type."""
+    for d in ALL:
+        if d.ir == element:
+            return d
+    raise DTypeError(f"no picograd dtype for IR element type {element}")
+
+
+def default_for(category: int) -> DType:
+    """The dtype a Python scalar of a category gets: bool, int64 or float32."""
+    return (bool_, int64, float32)[category]
+
+
+def promote(operands: list[tuple[DType, int]]) -> DType:
+    """Result dtype of an op on ``(dtype, priority)`` operands, priority 2 for dimensioned tensors, 1 for 0-d
+    tensors, 0 for Python scalars (``torch.result_type``)."""
+    category = max(d.category for d, _ in operands)
+    best = max(p for d, p in operands if d.category == category)
+    candidates = [d for d, p in operands if d.category == category and p == best]
+    if best == 0:  # only scalars reach the top category: its default dtype
+        return default_for(category)
+    return max(candidates, key=lambda d: d.np.itemsize)

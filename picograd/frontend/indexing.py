@@ -1,0 +1,145 @@
+"""``Tensor.__getitem__``: numpy's basic and integer-array indexing, recorded as slice/reshape/gather ops.
+
+Basic indices (ints, slices with positive steps, None, Ellipsis) become one ``pg.slice`` and a reshape. Integer
+arrays (tensors, lists, numpy arrays) follow numpy's advanced-indexing rules: index arrays broadcast together;
+when they stand next to each other the result dims replace theirs in place, otherwise they go first. Several
+index arrays are merged into one linear index over the merged dims, so every case is a single ``pg.gather``.
+Negative indices count from the end. Bool masks (data-dependent shapes) are refused.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from picograd.dialects.pg import broadcast_shape
+from picograd.errors import ShapeError
+from picograd.frontend import dtypes
+from picograd.frontend.graph import at, user_location
+
+if TYPE_CHECKING:
+    from picograd.frontend.tensor import Tensor
+
+
+def _is_array_index(x: Any) -> bool:
+    from picograd.frontend.tensor import Tensor
+
+    return isinstance(x, Tensor | list | np.ndarray)
+
+
+def _index_tensor(x: Any, size: int) -> Tensor:
+    """An int64 index tensor with negative entries wrapped by ``size``."""
+    from picograd.frontend.tensor import Tensor, where
+
+    loc = user_location()
+    if isinstance(x, Tensor):
+        if x.dtype == dtypes.bool_:
+            raise ShapeError(f"indexing with a bool mask gives a data-dependent shape; use where() instead{at(loc)}")
+        if x.dtype.category != 1:
+            raise ShapeError(f"tensors used as indices must be integer tensors, got {x.dtype.name}{at(loc)}")
+        t = x.long()
+        return where(t < 0, t + size, t) if x._buffer is None or (x._buffer < 0).any() else t
+    arr = np.asarray(x)
+    if arr.dtype == np.bool_:
+        raise ShapeError(f"indexing with a bool mask gives a data-dependent shape; use where() instead{at(loc)}")
+    if arr.dtype.kind not in "iu":
+        raise ShapeError(f"indices must be integers, got {arr.dtype}{at(loc)}")
+    if ((arr < -size) | (arr >= size)).any():
+        raise ShapeError(f"index out of range for a dim of size {size}{at(loc)}")
+    return Tensor(np.where(arr < 0, arr + size, arr).astype(np.int64))
+
+
+def getitem(x: Tensor, index: Any) -> Tensor:
+    """``x[index]`` with numpy semantics (see the module docstring). Raises ``ShapeError`` for too many indices,
+    out-of-range ints and negative steps."""
+    loc = user_location()
+    items = list(index) if isinstance(index, tuple) else [index]
+    if sum(1 for i in items if i is Ellipsis) > 1:
+        raise ShapeError(f"an index can only have a single ellipsis{at(loc)}")
+    used = sum(1 for i in items if i is not None and i is not Ellipsis)
+    if used > x.ndim:
+        raise ShapeError(f"too many indices ({used}) for a tensor of shape {x.shape}{at(loc)}")
+    if Ellipsis in items:
+        e = items.index(Ellipsis)
+        items[e : e + 1] = [slice(None)] * (x.ndim - used)
+    items += [slice(None)] * (x.ndim - used)
+    has_array = any(_is_array_index(i) for i in items)
+
+    start, stop, step = [], [], []
+    out_shape: list[int] = []  # shape after basic indexing, before advanced
+    advanced: list[tuple[int, Any]] = []  # (dim in out_shape, index)
+    dim = 0
+    for item in items:
+        if item is None:
+            out_shape.append(1)
+            continue
+        size = x.shape[dim]
+        if isinstance(item, slice):
+            a, b, s = item.indices(size)
+            if s <= 0:
+                raise ShapeError(f"slices need a positive step, got {item.step}{at(loc)}")
+            b = max(a, b)
+            start.append(a)
+            stop.append(b)
+            step.append(s)
+            out_shape.append(len(range(a, b, s)))
+        elif _is_array_index(item) or (has_array and isinstance(item, int | np.integer)):
+            start.append(0)
+            stop.append(size)
+            step.append(1)
+            advanced.append((len(out_shape), item))
+            out_shape.append(size)
+        elif isinstance(item, int | np.integer):
+            i = int(item)
+            if not -size <= i < size:
+                raise ShapeError(f"index {i} is out of range for dim {dim} of size {size}{at(loc)}")
+            i %= size
+            start.append(i)
+            stop.append(i + 1)
+            step.append(1)
+        else:
+            raise ShapeError(f"unsupported index of type {type(item).__name__}{at(loc)}")
+        dim += 1
+
+    y = x
+    if (tuple(start), tuple(stop), tuple(step)) != ((0,) * x.ndim, x.shape, (1,) * x.ndim):
+        from picograd.frontend.tensor import _record
+
+        shape = tuple(len(range(a, b, s)) for a, b, s in zip(start, stop, step, strict=True))
+        y = _record("slice", [x], (tuple(start), tuple(stop), tuple(step)), shape, x.dtype)
+    y = y.reshape(*out_shape)
+    if not advanced:
+        return y
+    return _advanced(y, advanced)
+
+
+def _advanced(y: Tensor, advanced: list[tuple[int, Any]]) -> Tensor:
+    """Apply integer-array indices at dims ``advanced`` of ``y`` as one gather."""
+    from picograd.frontend.tensor import _record
+
+    loc = user_location()
+    dims = [d for d, _ in advanced]
+    idx = [_index_tensor(i, y.shape[d]) for d, i in advanced]
+    bshape: tuple[int, ...] | None = ()
+    for t in idx:
+        bshape = broadcast_shape(bshape, t.shape) if bshape is not None else None
+    if bshape is None:
+        shapes = ", ".join(str(t.shape) for t in idx)
+        raise ShapeError(f"index arrays of shapes {shapes} cannot be broadcast together{at(loc)}")
+    adjacent = dims == list(range(dims[0], dims[0] + len(dims)))
+    if not adjacent:  # numpy puts the broadcast index dims first: move the indexed dims to the front
+        rest = [d for d in range(y.ndim) if d not in dims]
+        y = y.permute(*dims, *rest)
+        dims = list(range(len(dims)))
+    first = dims[0]
+    sizes = [y.shape[d] for d in dims]
+    linear = idx[-1]._broadcast(bshape)
+    stride = sizes[-1]
+    for t, size in zip(reversed(idx[:-1]), reversed(sizes[:-1]), strict=True):
+        linear = t._broadcast(bshape) * stride + linear
+        stride *= size
+    merged = y.reshape(*y.shape[:first], math.prod(sizes), *y.shape[first + len(dims) :])
+    shape = (*merged.shape[:first], *bshape, *merged.shape[first + 1 :])
+    return _record("gather", [merged, linear], (first,), shape, y.dtype)

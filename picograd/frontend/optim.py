@@ -1,0 +1,196 @@
+"""``pg.optim``: SGD, Adam and AdamW with PyTorch's arguments and semantics.
+
+``step()`` records one optimizer op per parameter group (``pg.sgd`` / ``pg.adam`` / ``pg.adamw``), which the
+optimizer passes rewrite into elementwise ops. Hyperparameters are 0-d float64 tensors refreshed from
+``param_groups`` before every step (and before every replay of a compiled step), so a learning-rate schedule
+needs no retracing. State (momentum buffers, moments, one step count per group) is tensors that the op reads
+and replaces. Eagerly, ``step()`` realizes the new parameters, state and gradients at once, so graphs do not grow
+across steps.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any, ClassVar
+
+import numpy as np
+
+from picograd.errors import DTypeError
+from picograd.frontend.graph import STATE, Node, user_location
+from picograd.frontend.tensor import Tensor, realize
+
+
+class Optimizer:
+    """Base of the optimizers: ``param_groups`` (dicts with ``params`` and hyperparameters) and ``state``."""
+
+    KIND: ClassVar[str] = ""
+    HYPER: ClassVar[tuple[str, ...]] = ()
+    STATE_NAMES: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, params: Iterable[Any], defaults: dict[str, Any]):
+        groups = list(params)
+        if not groups:
+            raise ValueError("optimizer got an empty parameter list")
+        if not isinstance(groups[0], dict):
+            groups = [{"params": groups}]
+        self.param_groups: list[dict[str, Any]] = []
+        for g in groups:
+            group = {**defaults, **g, "params": list(g["params"])}
+            for p in group["params"]:
+                if not p.dtype.is_floating_point:
+                    raise DTypeError(f"optimizer parameters must be float tensors, got {p.dtype.name}")
+            self.param_groups.append(group)
+        self.state: dict[int, dict[str, Tensor]] = {}  # id(param) -> state tensors
+        self._group_state: list[dict[str, Tensor]] = [
+            {"step": Tensor(np.array(0, dtype=np.int64))} | {h: Tensor(np.array(0.0)) for h in self.HYPER}
+            for _ in self.param_groups
+        ]
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Drop every parameter's gradient (``set_to_none=False`` keeps zero tensors instead)."""
+        for group in self.param_groups:
+            for p in group["params"]:
+                p.grad = None if set_to_none or p.grad is None else p.grad * 0.0
+
+    def flags(self, group: dict[str, Any]) -> tuple[str, ...]:
+        """Unit-attribute flags of the op for ``group`` (structure, not runtime values)."""
+        return ()
+
+    def _refresh(self) -> None:
+        for group, gs in zip(self.param_groups, self._group_state, strict=True):
+            for h in self.HYPER:
+                gs[h]._set_buffer(np.array(float(group[h]), dtype=np.float64))
+
+    def step(self) -> None:
+        """One update of every parameter that has a gradient."""
+        loc = user_location()
+        self._refresh()
+        if STATE.trace is not None:
+            STATE.trace.refreshers.append(self._refresh)
+        touched: list[Tensor] = []
+        for group, gs in zip(self.param_groups, self._group_state, strict=True):
+            params = [p for p in group["params"] if p.grad is not None]
+            if not params:
+                continue
+            flags = self.flags(group)
+            names = self.state_names(group)
+            states = [self._state(p, name) for name in names for p in params]
+            srcs = [gs[h] for h in self.HYPER] + [gs["step"]] + params + [p.grad for p in params] + states
+            node = Node(
+                self.KIND,
+                [t._value for t in srcs],
+                (len(params), flags),
+                [(gs["step"].shape, gs["step"].dtype)] + [(t.shape, t.dtype) for t in params + states],
+                loc,
+            )
+            outs = [Tensor._wrap(node, i) for i in range(len(node.types))]
+            gs["step"]._assign(outs[0])
+            for t, new in zip(params + states, outs[1:], strict=True):
+                t._assign(new)
+            touched += [gs["step"], *params, *states, *(p.grad for p in params)]
+        if STATE.trace is None:
+            realize(*touched)
+
+    def state_names(self, group: dict[str, Any]) -> tuple[str, ...]:
+        return self.STATE_NAMES
+
+    def _state(self, p: Tensor, name: str) -> Tensor:
+        st = self.state.setdefault(id(p), {})
+        if name not in st:
+            st[name] = Tensor(np.zeros(p.shape, dtype=p.dtype.np))
+        return st[name]
+
+    def state_dict(self) -> dict[str, Any]:
+        """``{"state": {index: {name: array}}, "param_groups": [{hyperparameters, "step", "params": [index]}]}``,
+        indices numbering the parameters across groups (as PyTorch)."""
+        index: dict[int, int] = {}
+        groups = []
+        for group, gs in zip(self.param_groups, self._group_state, strict=True):
+            ids = []
+            for p in group["params"]:
+                index.setdefault(id(p), len(index))
+                ids.append(index[id(p)])
+            groups.append({k: v for k, v in group.items() if k != "params"} | {"params": ids, "step": int(gs["step"].item())})
+        state = {index[pid]: {k: t.numpy().copy() for k, t in st.items()} for pid, st in self.state.items() if pid in index}
+        return {"state": state, "param_groups": groups}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore hyperparameters, step counts and state saved by ``state_dict()``."""
+        params = [p for g in self.param_groups for p in g["params"]]
+        for group, gs, saved in zip(self.param_groups, self._group_state, state_dict["param_groups"], strict=True):
+            group.update({k: v for k, v in saved.items() if k not in ("params", "step")})
+            gs["step"]._set_buffer(np.array(int(saved["step"]), dtype=np.int64))
+        for i, st in state_dict["state"].items():
+            p = params[int(i)]
+            self.state[id(p)] = {k: Tensor(np.asarray(v, dtype=p.dtype.np)) for k, v in st.items()}
+
+
+class SGD(Optimizer):
+    """Stochastic gradient descent with momentum, dampening, weight decay and Nesterov momentum
+    (``torch.optim.SGD``; Sutskever et al., 2013 for the Nesterov form)."""
+
+    KIND = "sgd"
+    HYPER = ("lr", "momentum", "dampening", "weight_decay")
+
+    def __init__(
+        self,
+        params: Iterable[Any],
+        lr: float = 1e-3,
+        momentum: float = 0.0,
+        dampening: float = 0.0,
+        weight_decay: float = 0.0,
+        nesterov: bool = False,
+    ):
+        if nesterov and (momentum <= 0 or dampening != 0):
+            raise ValueError("Nesterov momentum requires a momentum and zero dampening")
+        super().__init__(
+            params, {"lr": lr, "momentum": momentum, "dampening": dampening, "weight_decay": weight_decay, "nesterov": nesterov}
+        )
+
+    def flags(self, group: dict[str, Any]) -> tuple[str, ...]:
+        return (("momentum",) if group["momentum"] != 0 else ()) + (("nesterov",) if group["nesterov"] else ())
+
+    def state_names(self, group: dict[str, Any]) -> tuple[str, ...]:
+        return ("momentum_buffer",) if group["momentum"] != 0 else ()
+
+
+class Adam(Optimizer):
+    """Adam (Kingma and Ba, 2015) with bias correction and L2 weight decay added to the gradient
+    (``torch.optim.Adam``)."""
+
+    KIND = "adam"
+    HYPER = ("lr", "beta1", "beta2", "eps", "weight_decay")
+    STATE_NAMES = ("exp_avg", "exp_avg_sq")
+
+    def __init__(
+        self,
+        params: Iterable[Any],
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+    ):
+        super().__init__(
+            params, {"lr": lr, "betas": tuple(betas), "beta1": betas[0], "beta2": betas[1], "eps": eps, "weight_decay": weight_decay}
+        )
+
+    def _refresh(self) -> None:
+        for group in self.param_groups:
+            group["beta1"], group["beta2"] = group["betas"]
+        super()._refresh()
+
+
+class AdamW(Adam):
+    """AdamW: Adam with decoupled weight decay (Loshchilov and Hutter, 2019; ``torch.optim.AdamW``)."""
+
+    KIND = "adamw"
+
+    def __init__(
+        self,
+        params: Iterable[Any],
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 1e-2,
+    ):
+        super().__init__(params, lr, betas, eps, weight_decay)

@@ -1,0 +1,52 @@
+"""The global random generator: a seed and a Philox counter offset, both held as 0-d int64 tensors.
+
+``pg.random`` ops read both and the generator advances the offset by the counters a draw consumes
+(``philox.counters_needed``). Eagerly the new offset is computed at once; while ``@pg.compile`` traces, the
+advance is recorded as an op and written back after each replay, so every call of a compiled step draws fresh
+numbers and the step stays a pure function of its inputs.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from picograd.backend.philox import counters_needed
+from picograd.frontend import dtypes
+from picograd.frontend.dtypes import DType
+from picograd.frontend.graph import STATE
+from picograd.frontend.tensor import Tensor, _record
+
+
+class Generator:
+    """Philox 4x32-10 generator state (seed, offset) as tensors; see ``picograd.backend.philox``."""
+
+    def __init__(self, seed: int = 0):
+        self.seed = Tensor(np.array(seed, dtype=np.int64))
+        self.offset = Tensor(np.array(0, dtype=np.int64))
+
+    def manual_seed(self, seed: int) -> None:
+        self.seed._set_buffer(np.array(int(seed), dtype=np.int64))
+        self.offset._set_buffer(np.array(0, dtype=np.int64))
+
+    def draw(self, distribution: str, shape: tuple[int, ...], dtype: DType) -> Tensor:
+        """Record a ``pg.random`` op of ``shape`` and advance the offset."""
+        out = _record("random", [self.seed, self.offset], (distribution,), shape, dtype)
+        step = counters_needed(int(np.prod(shape, dtype=np.int64)))
+        if STATE.trace is not None:
+            self.offset._assign(self.offset + step)
+        else:
+            offset = self.offset.numpy()
+            self.offset._set_buffer(np.array(int(offset) + step, dtype=np.int64))
+        return out
+
+
+default_generator = Generator(0)
+
+
+def manual_seed(seed: int) -> None:
+    """Seed the global generator (as ``torch.manual_seed``); the stream restarts at offset 0."""
+    default_generator.manual_seed(seed)
+
+
+def draw(distribution: str, shape: tuple[int, ...], dtype: DType = dtypes.float32) -> Tensor:
+    return default_generator.draw(distribution, shape, dtype)

@@ -1,0 +1,845 @@
+"""The lazy ``Tensor`` of picograd (design.md section 2; PyTorch's names and semantics).
+
+A tensor is a handle to a value of the recorded graph (``graph.Node``, result index). Ops check shapes and dtypes
+when they are recorded and raise ``ShapeError`` / ``DTypeError`` naming the shapes and the user's ``file:line``;
+they compute nothing. ``.numpy()``, ``.item()``, ``.tolist()`` and ``print`` realize a value: the graph it needs is
+compiled (once per structure) and run. Broadcasting follows numpy; the IR gets explicit ``pg.broadcast_to`` and
+``pg.cast`` ops so that no later pass sees implicit broadcasting or mixed dtypes.
+"""
+
+from __future__ import annotations
+
+import math
+import weakref
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+
+from picograd.dialects.pg import broadcast_shape, matmul_shape
+from picograd.errors import DeviceError, DTypeError, ShapeError
+from picograd.frontend import dtypes
+from picograd.frontend.dtypes import DType, as_dtype, promote
+from picograd.frontend.graph import STATE, Node, Shape, Value, at, leaf, user_location
+from picograd.frontend.realize import run_graph
+
+Scalar = int | float | bool
+
+# Ops whose results never carry a gradient (their vjp is zero or undefined).
+_NO_GRAD_KINDS = frozenset({"cmp", "argmax", "argmin", "stop_gradient", "iota", "random", "constant"})
+
+
+def _check_device(device: Any) -> str:
+    name = "cpu" if device is None else str(device)
+    if name == "cpu":
+        return name
+    if name.startswith("cuda"):
+        raise DeviceError(
+            f"device '{name}' is not available in this build of picograd: the CUDA backend is not implemented yet"
+            " (use device='cpu')"
+        )
+    raise DeviceError(f"unknown device '{name}'; expected 'cpu' or 'cuda'")
+
+
+def _numpy_of(data: Any, dtype: DType | None) -> np.ndarray:
+    """Data to a numpy array with picograd's dtype rules: Python floats -> float32, ints -> int64, bools -> bool;
+    numpy arrays keep their dtype."""
+    if isinstance(data, Tensor):
+        arr = data.numpy()
+    elif isinstance(data, np.ndarray | np.generic):
+        arr = np.asarray(data)
+    else:
+        arr = np.asarray(data)
+        if arr.dtype.kind == "f":
+            arr = arr.astype(np.float32)
+        elif arr.dtype.kind in "iu":
+            arr = arr.astype(np.int64)
+    if dtype is not None:
+        arr = arr.astype(dtype.np)
+    else:
+        arr = arr.astype(as_dtype(arr.dtype).np, copy=False)
+    return arr if arr.flags.c_contiguous else arr.copy(order="C")
+
+
+class Tensor:
+    """A lazy n-dimensional array on "cpu" (numpy) — PyTorch's ``torch.Tensor`` API.
+
+    ``Tensor(data, dtype=None, device=None, requires_grad=False)``: data is a scalar, nested lists or a numpy
+    array; Python floats become float32, ints int64, bools bool, numpy arrays keep their dtype. Raises
+    ``DTypeError`` when ``requires_grad`` is set on a non-float tensor, ``DeviceError`` for an unavailable device.
+    """
+
+    __array_priority__ = 1000  # numpy scalars on the left defer to our reflected operators
+
+    def __init__(self, data: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False):
+        dev = _check_device(device)
+        arr = _numpy_of(data, as_dtype(dtype) if dtype is not None else None)
+        self._init(leaf(arr, as_dtype(arr.dtype), owner=self), 0, dev)
+        if requires_grad:
+            self.requires_grad = True
+
+    def _init(self, node: Node, index: int, device: str = "cpu", requires_grad: bool = False) -> None:
+        self._node = node
+        self._index = index
+        self.device = device
+        self._requires_grad = requires_grad
+        self._user_leaf = False  # requires_grad was set by the user: .grad accumulates here
+        self._grad: Tensor | None = None
+
+    @staticmethod
+    def _wrap(node: Node, index: int = 0, requires_grad: bool = False) -> Tensor:
+        t = Tensor.__new__(Tensor)
+        t._init(node, index, "cpu", requires_grad)
+        return t
+
+    # -- metadata ------------------------------------------------------------------------------------------------
+
+    @property
+    def _value(self) -> Value:
+        return (self._node, self._index)
+
+    @property
+    def shape(self) -> Shape:
+        """The shape as a tuple of ints."""
+        return self._node.types[self._index][0]
+
+    @property
+    def dtype(self) -> DType:
+        return self._node.types[self._index][1]
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    def dim(self) -> int:
+        return self.ndim
+
+    def numel(self) -> int:
+        return math.prod(self.shape)
+
+    def size(self, dim: int | None = None) -> Any:
+        return self.shape if dim is None else self.shape[_norm_dim(dim, self.ndim)]
+
+    def __len__(self) -> int:
+        if not self.shape:
+            raise TypeError("len() of a 0-d tensor")
+        return self.shape[0]
+
+    @property
+    def is_leaf(self) -> bool:
+        """True for tensors that do not require grad and for those the user made require grad."""
+        return not self._requires_grad or self._user_leaf
+
+    # -- autograd state ------------------------------------------------------------------------------------------
+
+    @property
+    def requires_grad(self) -> bool:
+        return self._requires_grad
+
+    @requires_grad.setter
+    def requires_grad(self, flag: bool) -> None:
+        if flag and not self.dtype.is_floating_point:
+            raise DTypeError(
+                f"only float tensors can require gradients, got a {self.dtype.name} tensor{at(user_location())}"
+            )
+        self._requires_grad = bool(flag)
+        self._user_leaf = bool(flag)
+        if flag:
+            self._mark_grad_leaf()
+
+    def requires_grad_(self, flag: bool = True) -> Tensor:
+        self.requires_grad = flag
+        return self
+
+    def _mark_grad_leaf(self) -> None:
+        if self._node.grad_leaves is None:
+            self._node.grad_leaves = {}
+        self._node.grad_leaves[self._index] = weakref.ref(self)
+
+    @property
+    def grad(self) -> Tensor | None:
+        """The accumulated gradient (a tensor of this tensor's shape), or None."""
+        return self._grad
+
+    @grad.setter
+    def grad(self, value: Tensor | None) -> None:
+        trace = STATE.trace
+        if trace is not None and id(self) not in trace.grad_writes:
+            trace.grad_writes[id(self)] = self
+            trace.old_grads[id(self)] = self._grad
+        self._grad = value
+
+    def _assign(self, value: Tensor) -> None:
+        """Make this tensor hold ``value`` (an optimizer update, ``.data = ...``); recorded when tracing."""
+        if value.shape != self.shape or value.dtype != self.dtype:
+            raise ShapeError(
+                f"cannot assign a {value.dtype.name} tensor of shape {value.shape} to a {self.dtype.name} tensor of "
+                f"shape {self.shape}{at(user_location())}"
+            )
+        trace = STATE.trace
+        if trace is not None and id(self) not in trace.writes:
+            trace.writes[id(self)] = self
+            trace.originals[id(self)] = self._value
+        self._node, self._index = value._node, value._index
+        if self._user_leaf:
+            self._mark_grad_leaf()
+
+    def _set_buffer(self, data: np.ndarray) -> None:
+        """Hold the computed ``data``. A value that gradients may still flow through (it requires grad and is not a
+        leaf) keeps its graph and caches the buffer on its node; any other becomes a leaf, dropping its history."""
+        if self._requires_grad and not self._user_leaf and len(self._node.types) == 1:
+            self._node.data = data
+            return
+        self._node, self._index = leaf(data, self.dtype, owner=self), 0
+        if self._user_leaf:
+            self._mark_grad_leaf()
+
+    @property
+    def _buffer(self) -> np.ndarray | None:
+        """The computed value, when there is one."""
+        return self._node.data if self._node.kind == "leaf" or len(self._node.types) == 1 else None
+
+    @property
+    def data(self) -> Tensor:
+        """This tensor's value without autograd history; assigning to it replaces the value (``p.data -= ...``)."""
+        return self.detach()
+
+    @data.setter
+    def data(self, value: Tensor) -> None:
+        self._assign(value if isinstance(value, Tensor) else Tensor(value, dtype=self.dtype))
+
+    def detach(self) -> Tensor:
+        """The same value, cut off from autograd (records ``pg.stop_gradient`` for a lazy value)."""
+        if self._buffer is not None:
+            return Tensor._wrap(leaf(self._buffer, self.dtype, owner=None))
+        return _record("stop_gradient", [self], (), self.shape, self.dtype)
+
+    def backward(self, gradient: Tensor | None = None) -> None:
+        """Accumulate d(self)/d(leaf) into ``.grad`` of every leaf tensor that requires grad and that ``self``
+        depends on. Records a ``pg.grad`` op that the ``pg-autodiff`` pass expands; nothing runs until a value is
+        realized. ``gradient`` (the seed) is required when ``self`` is not a scalar.
+
+        Raises ``ShapeError`` for a non-scalar without ``gradient``, ``DTypeError`` for a non-float root and
+        ``RuntimeError`` when ``self`` does not require grad."""
+        loc = user_location()
+        if not self._requires_grad:
+            raise RuntimeError(f"backward() on a tensor that does not require grad{at(loc)}")
+        if not self.dtype.is_floating_point:
+            raise DTypeError(f"backward() needs a float tensor, got {self.dtype.name}{at(loc)}")
+        if gradient is None and self.shape != ():
+            raise ShapeError(f"backward() on a tensor of shape {self.shape} needs a gradient argument{at(loc)}")
+        targets = _grad_leaves_of(self)
+        if not targets:
+            return
+        srcs: list[Tensor] = [self]
+        if gradient is not None:
+            g = gradient if isinstance(gradient, Tensor) else Tensor(gradient, dtype=self.dtype)
+            if g.shape != self.shape:
+                raise ShapeError(f"gradient of shape {g.shape} does not match the tensor's shape {self.shape}{at(loc)}")
+            srcs.append(g.to(self.dtype).detach())
+        node = Node(
+            "grad",
+            [t._value for t in srcs] + [t._value for t in targets],
+            (gradient is not None,),
+            [(t.shape, t.dtype) for t in targets],
+            loc,
+        )
+        for i, t in enumerate(targets):
+            g_i = Tensor._wrap(node, i)
+            t.grad = g_i if t.grad is None else t.grad + g_i
+
+    # -- realization ---------------------------------------------------------------------------------------------
+
+    def realize(self) -> Tensor:
+        """Compute this tensor's value now (it becomes a leaf holding the buffer) and return self."""
+        realize(self)
+        return self
+
+    def numpy(self) -> np.ndarray:
+        """The value as a numpy array (realizes the tensor)."""
+        self.realize()
+        buf = self._buffer
+        assert buf is not None
+        return buf
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        arr = self.numpy()
+        return arr.astype(dtype) if dtype is not None else arr
+
+    def item(self) -> Scalar:
+        """The value of a one-element tensor as a Python number."""
+        if self.numel() != 1:
+            raise ShapeError(f"item() needs a tensor with one element, got shape {self.shape}{at(user_location())}")
+        return self.numpy().reshape(()).item()
+
+    def tolist(self) -> Any:
+        return self.numpy().tolist()
+
+    def __float__(self) -> float:
+        return float(self.item())
+
+    def __int__(self) -> int:
+        return int(self.item())
+
+    def __bool__(self) -> bool:
+        return bool(self.item())
+
+    def __index__(self) -> int:
+        if self.dtype.category != 1:
+            raise TypeError("only integer tensors can be used as an index")
+        return int(self.item())
+
+    def __repr__(self) -> str:
+        body = np.array2string(self.numpy(), separator=", ", prefix="tensor(")
+        extra = "" if self.dtype in (dtypes.float32, dtypes.int64) else f", dtype={self.dtype!r}"
+        if self._requires_grad:
+            extra += ", requires_grad=True"
+        return f"tensor({body}{extra})"
+
+    __hash__ = object.__hash__
+
+    def __iter__(self) -> Iterator[Tensor]:
+        for i in range(len(self)):
+            yield self[i]
+
+    # -- conversion ----------------------------------------------------------------------------------------------
+
+    def to(self, target: Any = None, dtype: Any = None) -> Tensor:
+        """A copy on another device and/or dtype: ``t.to("cpu")``, ``t.to(pg.float64)``, ``t.to("cpu", dtype)``."""
+        if target is not None:
+            try:
+                dtype_target = as_dtype(target)
+            except DTypeError:
+                _check_device(target)
+            else:
+                dtype = dtype_target
+        if dtype is None or as_dtype(dtype) == self.dtype:
+            return self
+        return self._cast(as_dtype(dtype))
+
+    def _cast(self, dtype: DType) -> Tensor:
+        if dtype == self.dtype:
+            return self
+        return _record("cast", [self], (), self.shape, dtype)
+
+    def float(self) -> Tensor:
+        return self.to(dtypes.float32)
+
+    def double(self) -> Tensor:
+        return self.to(dtypes.float64)
+
+    def long(self) -> Tensor:
+        return self.to(dtypes.int64)
+
+    def int(self) -> Tensor:
+        return self.to(dtypes.int32)
+
+    def bool(self) -> Tensor:
+        return self != 0
+
+    def cpu(self) -> Tensor:
+        return self
+
+    def contiguous(self) -> Tensor:
+        return self
+
+    def clone(self) -> Tensor:
+        out = Tensor._wrap(self._node, self._index, self._requires_grad)
+        return out
+
+    # -- elementwise ---------------------------------------------------------------------------------------------
+
+    def _unary(self, kind: str) -> Tensor:
+        x = self if self.dtype.is_floating_point else self._cast(dtypes.float32)
+        return _record(kind, [x], (), x.shape, x.dtype)
+
+    def exp(self) -> Tensor:
+        return self._unary("exp")
+
+    def log(self) -> Tensor:
+        return self._unary("log")
+
+    def sqrt(self) -> Tensor:
+        return self._unary("sqrt")
+
+    def rsqrt(self) -> Tensor:
+        return self._unary("rsqrt")
+
+    def sin(self) -> Tensor:
+        return self._unary("sin")
+
+    def cos(self) -> Tensor:
+        return self._unary("cos")
+
+    def tanh(self) -> Tensor:
+        return self._unary("tanh")
+
+    def sigmoid(self) -> Tensor:
+        return self._unary("sigmoid")
+
+    def reciprocal(self) -> Tensor:
+        return self._unary("reciprocal")
+
+    def erf(self) -> Tensor:
+        return self._unary("erf")
+
+    def relu(self) -> Tensor:
+        return _record("relu", [self], (), self.shape, self.dtype)
+
+    def abs(self) -> Tensor:
+        return _record("abs", [self], (), self.shape, self.dtype)
+
+    def __neg__(self) -> Tensor:
+        if self.dtype == dtypes.bool_:
+            raise DTypeError(f"negation of a bool tensor is not supported; use ~ or logical_not{at(user_location())}")
+        return _record("neg", [self], (), self.shape, self.dtype)
+
+    def __add__(self, other: Any) -> Tensor:
+        return _binary("add", self, other)
+
+    def __radd__(self, other: Any) -> Tensor:
+        return _binary("add", other, self)
+
+    def __sub__(self, other: Any) -> Tensor:
+        return _binary("sub", self, other)
+
+    def __rsub__(self, other: Any) -> Tensor:
+        return _binary("sub", other, self)
+
+    def __mul__(self, other: Any) -> Tensor:
+        return _binary("mul", self, other)
+
+    def __rmul__(self, other: Any) -> Tensor:
+        return _binary("mul", other, self)
+
+    def __truediv__(self, other: Any) -> Tensor:
+        return _binary("div", self, other)
+
+    def __rtruediv__(self, other: Any) -> Tensor:
+        return _binary("div", other, self)
+
+    def __pow__(self, other: Any) -> Tensor:
+        return _binary("pow", self, other)
+
+    def __rpow__(self, other: Any) -> Tensor:
+        return _binary("pow", other, self)
+
+    def pow(self, exponent: Any) -> Tensor:
+        return _binary("pow", self, exponent)
+
+    def __matmul__(self, other: Any) -> Tensor:
+        return matmul(self, other)
+
+    def __rmatmul__(self, other: Any) -> Tensor:
+        return matmul(other, self)
+
+    def __lt__(self, other: Any) -> Tensor:
+        return _compare("lt", self, other)
+
+    def __le__(self, other: Any) -> Tensor:
+        return _compare("le", self, other)
+
+    def __gt__(self, other: Any) -> Tensor:
+        return _compare("gt", self, other)
+
+    def __ge__(self, other: Any) -> Tensor:
+        return _compare("ge", self, other)
+
+    def __eq__(self, other: Any) -> Tensor:  # type: ignore[override]
+        return _compare("eq", self, other)
+
+    def __ne__(self, other: Any) -> Tensor:  # type: ignore[override]
+        return _compare("ne", self, other)
+
+    def __invert__(self) -> Tensor:
+        if self.dtype != dtypes.bool_:
+            raise DTypeError(f"~ is only defined for bool tensors here, got {self.dtype.name}{at(user_location())}")
+        return self == False  # noqa: E712
+
+    def maximum(self, other: Any) -> Tensor:
+        return _binary("maximum", self, other)
+
+    def minimum(self, other: Any) -> Tensor:
+        return _binary("minimum", self, other)
+
+    def masked_fill(self, mask: Tensor, value: Scalar) -> Tensor:
+        """``where(mask, value, self)``."""
+        return where(mask, value, self)
+
+    # -- reductions ----------------------------------------------------------------------------------------------
+
+    def sum(self, dim: int | Sequence[int] | None = None, keepdim: bool = False) -> Tensor:
+        """Sum over ``dim`` (all dims when None); bool and int tensors sum to int64."""
+        x = self if self.dtype.is_floating_point else self._cast(dtypes.int64)
+        return _reduce("sum", x, dim, keepdim)
+
+    def mean(self, dim: int | Sequence[int] | None = None, keepdim: bool = False) -> Tensor:
+        """Arithmetic mean over ``dim``; float tensors only (as PyTorch)."""
+        if not self.dtype.is_floating_point:
+            raise DTypeError(f"mean() needs a float tensor, got {self.dtype.name}{at(user_location())}")
+        dims = _norm_dims(dim, self.ndim)
+        count = math.prod(self.shape[d] for d in dims)
+        return self.sum(dims, keepdim) / float(count)
+
+    def max(self, dim: int | Sequence[int] | None = None, keepdim: bool = False) -> Tensor:
+        """Largest value over ``dim`` (values only, as ``torch.amax``; gradient split evenly among ties)."""
+        return _reduce("max", self, dim, keepdim)
+
+    def min(self, dim: int | Sequence[int] | None = None, keepdim: bool = False) -> Tensor:
+        """Smallest value over ``dim`` (values only, as ``torch.amin``)."""
+        return _reduce("min", self, dim, keepdim)
+
+    amax = max
+    amin = min
+
+    def var(self, dim: int | Sequence[int] | None = None, correction: int = 1, keepdim: bool = False) -> Tensor:
+        """Variance over ``dim`` with Bessel's ``correction`` (divides by N - correction, as PyTorch)."""
+        dims = _norm_dims(dim, self.ndim)
+        n = math.prod(self.shape[d] for d in dims)
+        centered = self - self.mean(dims, keepdim=True)
+        return (centered * centered).sum(dims, keepdim) / float(max(n - correction, 0))
+
+    def std(self, dim: int | Sequence[int] | None = None, correction: int = 1, keepdim: bool = False) -> Tensor:
+        return self.var(dim, correction, keepdim).sqrt()
+
+    def argmax(self, dim: int | None = None, keepdim: bool = False) -> Tensor:
+        """Index (int64) of the first maximum along ``dim`` (of the flattened tensor when None)."""
+        return _arg_reduce("argmax", self, dim, keepdim)
+
+    def argmin(self, dim: int | None = None, keepdim: bool = False) -> Tensor:
+        return _arg_reduce("argmin", self, dim, keepdim)
+
+    def logsumexp(self, dim: int | Sequence[int], keepdim: bool = False) -> Tensor:
+        """``log(sum(exp(x), dim))`` computed stably (max subtracted). A fully −inf slice gives −inf with a zero
+        gradient (PyTorch gives NaN gradients there; design.md)."""
+        dims = _norm_dims(dim, self.ndim)
+        m, s = _stable_exp_sum(self, dims)
+        s_safe = where(s == 0, 1.0, s)
+        out = m + s_safe.log() + where(s == 0, -math.inf, 0.0)
+        return out if keepdim else out.squeeze(dims)
+
+    def softmax(self, dim: int) -> Tensor:
+        """``exp(x) / sum(exp(x), dim)``, stably; a fully −inf slice gives zeros (not NaN) and zero gradient."""
+        dims = _norm_dims(dim, self.ndim)
+        m, s = _stable_exp_sum(self, dims)
+        return (self - m).exp() / where(s == 0, 1.0, s)
+
+    def log_softmax(self, dim: int) -> Tensor:
+        """``x - logsumexp(x, dim)``, stably."""
+        dims = _norm_dims(dim, self.ndim)
+        m, s = _stable_exp_sum(self, dims)
+        return (self - m) - where(s == 0, 1.0, s).log()
+
+    # -- movement ------------------------------------------------------------------------------------------------
+
+    def reshape(self, *shape: Any) -> Tensor:
+        """Row-major reshape; one dim may be -1. Raises ``ShapeError`` when the sizes do not match."""
+        target = _infer_shape(_shape_args(shape), self.numel(), self.shape)
+        if target == self.shape:
+            return self
+        return _record("reshape", [self], (), target, self.dtype)
+
+    view = reshape
+
+    def permute(self, *dims: Any) -> Tensor:
+        """Reorder dims: result dim i is input dim ``dims[i]``."""
+        perm = tuple(_norm_dim(d, self.ndim) for d in _shape_args(dims))
+        if sorted(perm) != list(range(self.ndim)):
+            raise ShapeError(f"permute: {perm} is not a permutation of the dims of shape {self.shape}{at(user_location())}")
+        if perm == tuple(range(self.ndim)):
+            return self
+        return _record("permute", [self], (perm,), tuple(self.shape[p] for p in perm), self.dtype)
+
+    def transpose(self, dim0: int, dim1: int) -> Tensor:
+        perm = list(range(self.ndim))
+        a, b = _norm_dim(dim0, self.ndim), _norm_dim(dim1, self.ndim)
+        perm[a], perm[b] = perm[b], perm[a]
+        return self.permute(*perm)
+
+    @property
+    def T(self) -> Tensor:
+        return self.permute(*reversed(range(self.ndim)))
+
+    @property
+    def mT(self) -> Tensor:
+        return self.transpose(-2, -1)
+
+    def flatten(self, start_dim: int = 0, end_dim: int = -1) -> Tensor:
+        if self.ndim == 0:
+            return self.reshape(1)
+        s, e = _norm_dim(start_dim, self.ndim), _norm_dim(end_dim, self.ndim)
+        return self.reshape(*self.shape[:s], math.prod(self.shape[s : e + 1]), *self.shape[e + 1 :])
+
+    def unsqueeze(self, dim: int) -> Tensor:
+        d = _norm_dim(dim, self.ndim + 1)
+        return self.reshape(*self.shape[:d], 1, *self.shape[d:])
+
+    def squeeze(self, dim: int | Sequence[int] | None = None) -> Tensor:
+        dims = _norm_dims(dim, self.ndim)
+        return self.reshape(*[s for i, s in enumerate(self.shape) if not (i in dims and s == 1)])
+
+    def expand(self, *sizes: Any) -> Tensor:
+        """Broadcast to ``sizes`` (-1 keeps a dim), as ``torch.Tensor.expand``."""
+        target = _shape_args(sizes)
+        lead = len(target) - self.ndim
+        full = tuple(self.shape[i - lead] if s == -1 else s for i, s in enumerate(target))
+        return self._broadcast(full)
+
+    def expand_as(self, other: Tensor) -> Tensor:
+        return self._broadcast(other.shape)
+
+    def _broadcast(self, shape: Shape) -> Tensor:
+        if self.shape == shape:
+            return self
+        if len(self.shape) > len(shape) or broadcast_shape(self.shape, shape) != tuple(shape):
+            raise ShapeError(f"cannot broadcast shape {self.shape} to {tuple(shape)}{at(user_location())}")
+        return _record("broadcast_to", [self], (), tuple(shape), self.dtype)
+
+    def __getitem__(self, index: Any) -> Tensor:
+        from picograd.frontend.indexing import getitem
+
+        return getitem(self, index)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Recording
+
+
+def _record(kind: str, srcs: Sequence[Tensor], attrs: tuple, shape: Shape, dtype: DType) -> Tensor:
+    """Record one single-result op and return its tensor; it requires grad when a float source does."""
+    node = Node(kind, [t._value for t in srcs], attrs, [(tuple(shape), dtype)], user_location())
+    needs = (
+        STATE.grad_enabled
+        and dtype.is_floating_point
+        and kind not in _NO_GRAD_KINDS
+        and any(t._requires_grad for t in srcs)
+    )
+    return Tensor._wrap(node, 0, needs)
+
+
+def constant(value: Any, dtype: DType, shape: Shape = ()) -> Tensor:
+    """A constant of ``dtype`` broadcast to ``shape`` (scalars stay in the IR as ``pg.constant``)."""
+    t = _record("constant", [], (value,), (), dtype)
+    return t._broadcast(shape) if shape else t
+
+
+def _priority(x: Any) -> int:
+    return (2 if x.ndim else 1) if isinstance(x, Tensor) else 0
+
+
+def _dtype_of(x: Any) -> DType:
+    if isinstance(x, Tensor):
+        return x.dtype
+    if isinstance(x, bool | np.bool_):
+        return dtypes.bool_
+    if isinstance(x, int | np.integer):
+        return dtypes.int64
+    if isinstance(x, float | np.floating):
+        return dtypes.float32
+    raise DTypeError(f"unsupported operand of type {type(x).__name__}{at(user_location())}")
+
+
+def _lift(x: Any, dtype: DType) -> Tensor:
+    if isinstance(x, Tensor):
+        return x._cast(dtype)
+    if isinstance(x, np.ndarray):
+        return Tensor(x)._cast(dtype)
+    return constant(x, dtype)
+
+
+def _operands(*xs: Any) -> tuple[list[Tensor], DType]:
+    xs = tuple(Tensor(x) if isinstance(x, list | np.ndarray) else x for x in xs)
+    dtype = promote([(_dtype_of(x), _priority(x)) for x in xs])
+    return [_lift(x, dtype) for x in xs], dtype
+
+
+_SYMBOLS = {"add": "+", "sub": "-", "mul": "*", "div": "/", "pow": "**", "maximum": "maximum", "minimum": "minimum"}
+
+
+def _broadcast_all(ts: list[Tensor], what: str) -> list[Tensor]:
+    shape: Shape | None = ()
+    for t in ts:
+        shape = broadcast_shape(shape, t.shape) if shape is not None else None
+    if shape is None:
+        shapes = " and ".join(str(t.shape) for t in ts)
+        raise ShapeError(f"{what}: shapes {shapes} cannot be broadcast together{at(user_location())}")
+    return [t._broadcast(shape) for t in ts]
+
+
+def _binary(kind: str, a: Any, b: Any) -> Tensor:
+    (x, y), dtype = _operands(a, b)
+    if kind in ("div", "pow") and not dtype.is_floating_point:
+        x, y, dtype = x._cast(dtypes.float32), y._cast(dtypes.float32), dtypes.float32
+    if dtype == dtypes.bool_ and kind not in ("maximum", "minimum"):
+        x, y, dtype = x._cast(dtypes.int64), y._cast(dtypes.int64), dtypes.int64
+    x, y = _broadcast_all([x, y], f"'{_SYMBOLS[kind]}'")
+    return _record(kind, [x, y], (), x.shape, dtype)
+
+
+def _compare(predicate: str, a: Any, b: Any) -> Tensor:
+    (x, y), _ = _operands(a, b)
+    x, y = _broadcast_all([x, y], "comparison")
+    return _record("cmp", [x, y], (predicate,), x.shape, dtypes.bool_)
+
+
+def where(condition: Any, input: Any, other: Any) -> Tensor:
+    """``input`` where ``condition`` holds, else ``other`` (all three broadcast together; dtypes promoted)."""
+    cond = condition if isinstance(condition, Tensor) else Tensor(condition)
+    if cond.dtype != dtypes.bool_:
+        cond = cond != 0
+    (x, y), dtype = _operands(input, other)
+    cond, x, y = _broadcast_all([cond, x, y], "where")
+    return _record("select", [cond, x, y], (), x.shape, dtype)
+
+
+def maximum(a: Any, b: Any) -> Tensor:
+    """Elementwise maximum (gradient split evenly where equal, as PyTorch)."""
+    return _binary("maximum", a, b)
+
+
+def minimum(a: Any, b: Any) -> Tensor:
+    """Elementwise minimum."""
+    return _binary("minimum", a, b)
+
+
+def matmul(a: Any, b: Any) -> Tensor:
+    """Matrix product with numpy's rules: 1-D operands are promoted to matrices and the added dim removed; batch
+    dims broadcast. Float tensors only. Raises ``ShapeError`` naming both shapes."""
+    (x, y), dtype = _operands(a, b)
+    loc = user_location()
+    if not dtype.is_floating_point:
+        raise DTypeError(f"matmul needs float tensors, got {dtype.name}{at(loc)}")
+    if x.ndim == 0 or y.ndim == 0:
+        raise ShapeError(f"matmul: both operands need at least 1 dim, got shapes {x.shape} and {y.shape}{at(loc)}")
+    xs, ys = x.shape, y.shape
+    x2 = x.unsqueeze(0) if x.ndim == 1 else x
+    y2 = y.unsqueeze(-1) if y.ndim == 1 else y
+    if x2.shape[-1] != y2.shape[-2]:
+        raise ShapeError(
+            f"matmul: shapes {xs} and {ys} do not match ({x2.shape[-1]} != {y2.shape[-2]}){at(loc)}"
+        )
+    batch = broadcast_shape(x2.shape[:-2], y2.shape[:-2])
+    if batch is None:
+        raise ShapeError(f"matmul: batch dims of shapes {xs} and {ys} cannot be broadcast together{at(loc)}")
+    x2 = x2._broadcast((*batch, *x2.shape[-2:]))
+    y2 = y2._broadcast((*batch, *y2.shape[-2:]))
+    shape = matmul_shape(x2.shape, y2.shape)
+    assert shape is not None
+    out = _record("matmul", [x2, y2], (), shape, dtype)
+    if x.ndim == 1:
+        out = out.squeeze(-2)
+    if y.ndim == 1:
+        out = out.squeeze(-1)
+    return out
+
+
+def _norm_dim(dim: int, ndim: int) -> int:
+    if not -max(ndim, 1) <= dim < max(ndim, 1):
+        raise ShapeError(f"dim {dim} is out of range for a tensor with {ndim} dims{at(user_location())}")
+    return dim % max(ndim, 1)
+
+
+def _norm_dims(dim: int | Sequence[int] | None, ndim: int) -> tuple[int, ...]:
+    if dim is None:
+        return tuple(range(ndim))
+    dims = (dim,) if isinstance(dim, int) else tuple(dim)
+    out = tuple(sorted({_norm_dim(d, ndim) for d in dims}))
+    return out if ndim else ()
+
+
+def _reduce(kind: str, x: Tensor, dim: Any, keepdim: bool) -> Tensor:
+    dims = _norm_dims(dim, x.ndim)
+    if not dims:
+        return x
+    if kind != "sum" and any(x.shape[d] == 0 for d in dims):
+        raise ShapeError(f"{kind}() of an empty dim of shape {x.shape}{at(user_location())}")
+    shape = tuple(1 if i in dims else s for i, s in enumerate(x.shape)) if keepdim else tuple(
+        s for i, s in enumerate(x.shape) if i not in dims
+    )
+    return _record(kind, [x], (dims, keepdim), shape, x.dtype)
+
+
+def _arg_reduce(kind: str, x: Tensor, dim: int | None, keepdim: bool) -> Tensor:
+    if dim is None:
+        out = _arg_reduce(kind, x.reshape(-1), 0, False)
+        return out.reshape(*([1] * x.ndim)) if keepdim else out
+    d = _norm_dim(dim, x.ndim)
+    if x.ndim == 0:
+        return constant(0, dtypes.int64)
+    shape = tuple(1 if i == d else s for i, s in enumerate(x.shape)) if keepdim else tuple(
+        s for i, s in enumerate(x.shape) if i != d
+    )
+    return _record(kind, [x], (d, keepdim), shape, dtypes.int64)
+
+
+def _stable_exp_sum(x: Tensor, dims: tuple[int, ...]) -> tuple[Tensor, Tensor]:
+    """``(m, s)``: the max over ``dims`` (keepdim, detached, 0 where it is −inf) and ``sum(exp(x - m))``."""
+    if not x.dtype.is_floating_point:
+        x = x._cast(dtypes.float32)
+    m = x.max(dims, keepdim=True).detach()
+    m = where(m == -math.inf, 0.0, m)
+    s = (x - m).exp().sum(dims, keepdim=True)
+    return m, s
+
+
+def _shape_args(args: Sequence[Any]) -> tuple[int, ...]:
+    if len(args) == 1 and isinstance(args[0], tuple | list):
+        return tuple(int(s) for s in args[0])
+    return tuple(int(s) for s in args)
+
+
+def _infer_shape(shape: tuple[int, ...], numel: int, old: Shape) -> tuple[int, ...]:
+    loc = user_location()
+    if shape.count(-1) > 1:
+        raise ShapeError(f"reshape: only one dim can be -1, got {shape}{at(loc)}")
+    if -1 in shape:
+        known = math.prod(s for s in shape if s != -1)
+        if known == 0 or numel % known:
+            raise ShapeError(f"reshape: cannot reshape a tensor of shape {old} to {shape}{at(loc)}")
+        shape = tuple(numel // known if s == -1 else s for s in shape)
+    if math.prod(shape) != numel:
+        raise ShapeError(f"reshape: cannot reshape a tensor of shape {old} ({numel} elements) to {shape}{at(loc)}")
+    return shape
+
+
+def _grad_leaves_of(root: Tensor) -> list[Tensor]:
+    """Tensors that require grad and are leaves, that ``root`` depends on (not through ``detach``)."""
+    found: list[Tensor] = []
+    seen: set[int] = set()
+    stack = [root._node]
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if node.grad_leaves:
+            for index, ref in sorted(node.grad_leaves.items()):
+                t = ref()
+                if t is not None and t._node is node and t._index == index and t._requires_grad:
+                    found.append(t)
+        if node.kind != "stop_gradient":
+            stack.extend(src for src, _ in node.srcs)
+    return found
+
+
+def realize(*tensors: Tensor) -> None:
+    """Compute the values of ``tensors`` in one compiled function; each becomes a leaf holding its buffer.
+
+    Raises ``CompileError`` when called while ``@pg.compile`` traces (values are not known then)."""
+    from picograd.errors import CompileError
+
+    pending = [t for t in tensors if t._buffer is None]
+    if not pending:
+        return
+    if STATE.trace is not None:
+        raise CompileError(
+            "cannot read a tensor's value while @pg.compile traces the function (no .item()/.numpy()/print inside "
+            f"a compiled function){at(user_location())}"
+        )
+    unique: dict[tuple[int, int], Tensor] = {}
+    for t in pending:
+        unique.setdefault((id(t._node), t._index), t)
+    buffers = run_graph([t._value for t in unique.values()])
+    by_value = dict(zip(unique.keys(), buffers, strict=True))
+    for t in pending:
+        t._set_buffer(by_value[(id(t._node), t._index)])
