@@ -5,6 +5,8 @@ optimizer updates are passes over that dialect; the result runs on the CPU throu
 See design.md for the pipeline and the README for a tour.
 """
 
+import sys
+
 from picograd.errors import CompileError, DeviceError, DTypeError, ShapeError
 from picograd.frontend import nn, optim
 from picograd.frontend.compile import Spec, compile
@@ -27,6 +29,11 @@ from picograd.frontend.graph import no_grad
 from picograd.frontend.random import manual_seed
 from picograd.frontend.serialization import load, save
 from picograd.frontend.tensor import Tensor, maximum, minimum, where
+
+# `import picograd.nn.functional as F` and `from picograd.optim import SGD` work as they do for torch
+sys.modules[__name__ + ".nn"] = nn
+sys.modules[__name__ + ".nn.functional"] = nn.functional
+sys.modules[__name__ + ".optim"] = optim
 
 float = float32  # noqa: A001 - torch.float
 long = int64

@@ -61,8 +61,9 @@ def getitem(x: Tensor, index: Any) -> Tensor:
     used = sum(1 for i in items if i is not None and i is not Ellipsis)
     if used > x.ndim:
         raise ShapeError(f"too many indices ({used}) for a tensor of shape {x.shape}{at(loc)}")
-    if Ellipsis in items:
-        e = items.index(Ellipsis)
+    ellipsis = [k for k, i in enumerate(items) if i is Ellipsis]  # `in`/index() would compare tensors with ==
+    if ellipsis:
+        e = ellipsis[0]
         items[e : e + 1] = [slice(None)] * (x.ndim - used)
     items += [slice(None)] * (x.ndim - used)
     has_array = any(_is_array_index(i) for i in items)

@@ -1,0 +1,99 @@
+"""``pgc``: the picograd compiler driver (like MLIR's Toy ``toyc``).
+
+``pgc model.py --emit=STAGE`` imports ``model.py`` as a module (its ``if __name__ == "__main__":`` block does not
+run), finds the functions it marks with ``@pg.compile(example_inputs=...)``, traces each from its example inputs
+and prints one module holding every traced function at the requested stage (``picograd.pipeline.STAGES``). The
+output parses with ``pgc-opt``. Errors are one message without a Python traceback, naming the user's
+``file:line`` when the fault is in the model file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import sys
+from collections.abc import Sequence
+
+from xdsl.dialects.builtin import ModuleOp
+from xdsl.printer import Printer
+from xdsl.utils.exceptions import DiagnosticException, VerifyException
+
+from picograd.errors import CompileError, DeviceError, DTypeError, ShapeError
+from picograd.pipeline import STAGES, passes_until, run_passes
+
+PLANNED_STAGES = ("kernels", "loops", "gpu", "ptx")
+
+
+def _import_model(path: str):
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"no such file: {path}")
+    sys.path.insert(0, os.path.dirname(os.path.abspath(path)))
+    spec = importlib.util.spec_from_file_location("pgc_model", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def compiled_functions(module) -> list:
+    """The ``@pg.compile(example_inputs=...)`` functions defined in ``module``, in definition order."""
+    from picograd.frontend.compile import CompiledFunction
+
+    return [v for v in vars(module).values() if isinstance(v, CompiledFunction) and v.example_inputs is not None]
+
+
+def build(path: str, stage: str, print_after_all: bool = False, out=sys.stdout) -> ModuleOp:
+    """Trace the compiled functions of the model file ``path`` and lower them to ``stage``."""
+    module = _import_model(path)
+    fns = compiled_functions(module)
+    if not fns:
+        raise CompileError(f"{path}: no function marked with @pg.compile(example_inputs=...)")
+    funcs = [fn.ir("pg").body.block.first_op for fn in fns]
+    for f in funcs:
+        f.detach()
+    mod = ModuleOp(funcs)
+    for name in passes_until(stage):
+        run_passes(mod, [name])
+        if print_after_all:
+            print(f"// -----// IR Dump After {name} //----- //", file=out)
+            Printer(stream=out).print_op(mod)
+            print(file=out)
+    return mod
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Console entry point of ``pgc``; returns the exit status."""
+    parser = argparse.ArgumentParser(prog="pgc", description="picograd compiler: print a model's IR at a stage")
+    parser.add_argument("model", help="a Python file with @pg.compile(example_inputs=...) functions")
+    parser.add_argument("--emit", default="pg", choices=[*STAGES, *PLANNED_STAGES], help="the stage to print")
+    parser.add_argument("-o", "--output", help="write here instead of stdout")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--arch", default="sm_90", choices=["sm_90", "sm_90a"])
+    parser.add_argument("--print-ir-after-all", action="store_true", help="print the module after every pass")
+    parser.add_argument("--print-debuginfo", action="store_true", help="print op locations (the user's file:line)")
+    args = parser.parse_args(argv)
+    try:
+        if args.emit in PLANNED_STAGES:
+            raise CompileError(f"--emit={args.emit}: this stage is not implemented yet (available: {', '.join(STAGES)})")
+        if args.device == "cuda":
+            raise DeviceError("--device cuda: the CUDA backend is not implemented yet")
+        module = build(args.model, args.emit, args.print_ir_after_all, sys.stderr if args.output is None else sys.stdout)
+        text_out = open(args.output, "w") if args.output else sys.stdout
+        try:
+            Printer(stream=text_out, print_debuginfo=args.print_debuginfo).print_op(module)
+            print(file=text_out)
+        finally:
+            if args.output:
+                text_out.close()
+    except (ShapeError, DTypeError, CompileError, DeviceError, FileNotFoundError) as e:
+        print(f"pgc: error: {e}", file=sys.stderr)
+        return 1
+    except (VerifyException, DiagnosticException) as e:
+        print(f"pgc: error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
