@@ -150,7 +150,8 @@ class CompiledFunction:
         compiled = self._cache.get(key)
         if compiled is None or not compiled.guards_hold():
             trace = self._trace(args)
-            guards = [(t, trace.ctx.old_grads[id(t)] is None) for t in trace.ctx.grad_writes.values()]
+            trace.ctx.rollback()  # the first run below reads the state as it was and writes it back
+            guards = list(trace.ctx.grad_reads.values())
             try:
                 exe = compile_graph(trace.graph, name=self.name)
             except Exception:

@@ -98,7 +98,7 @@ def cat(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
         raise ShapeError(f"cat() needs at least one tensor{at(user_location())}")
     ts, dtype = _operands(*tensors)
     first = ts[0].shape
-    d = _norm_dim(dim, len(first))
+    d = _norm_dim(dim, len(first), first)
     for t in ts[1:]:
         if len(t.shape) != len(first) or any(a != b for i, (a, b) in enumerate(zip(t.shape, first)) if i != d):
             raise ShapeError(
@@ -118,5 +118,5 @@ def stack(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
     shapes = {t.shape for t in tensors}
     if len(shapes) > 1:
         raise ShapeError(f"stack: all tensors need one shape, got {sorted(shapes)}{at(user_location())}")
-    d = _norm_dim(dim, tensors[0].ndim + 1)
+    d = _norm_dim(dim, tensors[0].ndim + 1, tensors[0].shape)
     return cat([t.unsqueeze(d) for t in tensors], d)

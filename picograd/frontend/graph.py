@@ -274,6 +274,7 @@ class TraceContext:
     originals: dict[int, Value] = field(default_factory=dict)  # id(tensor) -> its value before the trace
     grad_writes: dict[int, Any] = field(default_factory=dict)  # id(tensor) -> tensor whose .grad was assigned
     old_grads: dict[int, Any] = field(default_factory=dict)  # id(tensor) -> its .grad before the trace
+    grad_reads: dict[int, tuple[Any, bool]] = field(default_factory=dict)  # .grad read before any write: was None?
     refreshers: list[Callable[[], None]] = field(default_factory=list)
 
     def rollback(self) -> None:

@@ -65,7 +65,8 @@ def getitem(x: Tensor, index: Any) -> Tensor:
     if ellipsis:
         e = ellipsis[0]
         items[e : e + 1] = [slice(None)] * (x.ndim - used)
-    items += [slice(None)] * (x.ndim - used)
+    else:  # the ellipsis already stands for the dims not indexed
+        items += [slice(None)] * (x.ndim - used)
     has_array = any(_is_array_index(i) for i in items)
 
     start, stop, step = [], [], []
@@ -95,7 +96,7 @@ def getitem(x: Tensor, index: Any) -> Tensor:
         elif isinstance(item, int | np.integer):
             i = int(item)
             if not -size <= i < size:
-                raise ShapeError(f"index {i} is out of range for dim {dim} of size {size}{at(loc)}")
+                raise ShapeError(f"index {i} is out of range for dim {dim} of size {size} of shape {x.shape}{at(loc)}")
             i %= size
             start.append(i)
             stop.append(i + 1)

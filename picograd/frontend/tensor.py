@@ -36,9 +36,9 @@ def _check_device(device: Any) -> str:
     if name.startswith("cuda"):
         raise DeviceError(
             f"device '{name}' is not available in this build of picograd: the CUDA backend is not implemented yet"
-            " (use device='cpu')"
+            f" (use device='cpu'){at(user_location())}"
         )
-    raise DeviceError(f"unknown device '{name}'; expected 'cpu' or 'cuda'")
+    raise DeviceError(f"unknown device '{name}'; expected 'cpu' or 'cuda'{at(user_location())}")
 
 
 def _numpy_of(data: Any, dtype: DType | None) -> np.ndarray:
@@ -118,7 +118,7 @@ class Tensor:
         return math.prod(self.shape)
 
     def size(self, dim: int | None = None) -> Any:
-        return self.shape if dim is None else self.shape[_norm_dim(dim, self.ndim)]
+        return self.shape if dim is None else self.shape[_norm_dim(dim, self.ndim, self.shape)]
 
     def __len__(self) -> int:
         if not self.shape:
@@ -159,6 +159,9 @@ class Tensor:
     @property
     def grad(self) -> Tensor | None:
         """The accumulated gradient (a tensor of this tensor's shape), or None."""
+        trace = STATE.trace
+        if trace is not None and id(self) not in trace.grad_writes:  # the trace depends on whether it is None
+            trace.grad_reads.setdefault(id(self), (self, self._grad is None))
         return self._grad
 
     @grad.setter
@@ -477,7 +480,7 @@ class Tensor:
         """Arithmetic mean over ``dim``; float tensors only (as PyTorch)."""
         if not self.dtype.is_floating_point:
             raise DTypeError(f"mean() needs a float tensor, got {self.dtype.name}{at(user_location())}")
-        dims = _norm_dims(dim, self.ndim)
+        dims = _norm_dims(dim, self.ndim, self.shape)
         count = math.prod(self.shape[d] for d in dims)
         return self.sum(dims, keepdim) / float(count)
 
@@ -494,7 +497,7 @@ class Tensor:
 
     def var(self, dim: int | Sequence[int] | None = None, correction: int = 1, keepdim: bool = False) -> Tensor:
         """Variance over ``dim`` with Bessel's ``correction`` (divides by N - correction, as PyTorch)."""
-        dims = _norm_dims(dim, self.ndim)
+        dims = _norm_dims(dim, self.ndim, self.shape)
         n = math.prod(self.shape[d] for d in dims)
         centered = self - self.mean(dims, keepdim=True)
         return (centered * centered).sum(dims, keepdim) / float(max(n - correction, 0))
@@ -512,7 +515,7 @@ class Tensor:
     def logsumexp(self, dim: int | Sequence[int], keepdim: bool = False) -> Tensor:
         """``log(sum(exp(x), dim))`` computed stably (max subtracted). A fully −inf slice gives −inf with a zero
         gradient (PyTorch gives NaN gradients there; design.md)."""
-        dims = _norm_dims(dim, self.ndim)
+        dims = _norm_dims(dim, self.ndim, self.shape)
         m, s = _stable_exp_sum(self, dims)
         s_safe = where(s == 0, 1.0, s)
         out = m + s_safe.log() + where(s == 0, -math.inf, 0.0)
@@ -520,13 +523,13 @@ class Tensor:
 
     def softmax(self, dim: int) -> Tensor:
         """``exp(x) / sum(exp(x), dim)``, stably; a fully −inf slice gives zeros (not NaN) and zero gradient."""
-        dims = _norm_dims(dim, self.ndim)
+        dims = _norm_dims(dim, self.ndim, self.shape)
         m, s = _stable_exp_sum(self, dims)
         return (self - m).exp() / where(s == 0, 1.0, s)
 
     def log_softmax(self, dim: int) -> Tensor:
         """``x - logsumexp(x, dim)``, stably."""
-        dims = _norm_dims(dim, self.ndim)
+        dims = _norm_dims(dim, self.ndim, self.shape)
         m, s = _stable_exp_sum(self, dims)
         return (self - m) - where(s == 0, 1.0, s).log()
 
@@ -543,7 +546,7 @@ class Tensor:
 
     def permute(self, *dims: Any) -> Tensor:
         """Reorder dims: result dim i is input dim ``dims[i]``."""
-        perm = tuple(_norm_dim(d, self.ndim) for d in _shape_args(dims))
+        perm = tuple(_norm_dim(d, self.ndim, self.shape) for d in _shape_args(dims))
         if sorted(perm) != list(range(self.ndim)):
             raise ShapeError(f"permute: {perm} is not a permutation of the dims of shape {self.shape}{at(user_location())}")
         if perm == tuple(range(self.ndim)):
@@ -552,7 +555,7 @@ class Tensor:
 
     def transpose(self, dim0: int, dim1: int) -> Tensor:
         perm = list(range(self.ndim))
-        a, b = _norm_dim(dim0, self.ndim), _norm_dim(dim1, self.ndim)
+        a, b = _norm_dim(dim0, self.ndim, self.shape), _norm_dim(dim1, self.ndim, self.shape)
         perm[a], perm[b] = perm[b], perm[a]
         return self.permute(*perm)
 
@@ -567,15 +570,15 @@ class Tensor:
     def flatten(self, start_dim: int = 0, end_dim: int = -1) -> Tensor:
         if self.ndim == 0:
             return self.reshape(1)
-        s, e = _norm_dim(start_dim, self.ndim), _norm_dim(end_dim, self.ndim)
+        s, e = _norm_dim(start_dim, self.ndim, self.shape), _norm_dim(end_dim, self.ndim, self.shape)
         return self.reshape(*self.shape[:s], math.prod(self.shape[s : e + 1]), *self.shape[e + 1 :])
 
     def unsqueeze(self, dim: int) -> Tensor:
-        d = _norm_dim(dim, self.ndim + 1)
+        d = _norm_dim(dim, self.ndim + 1, self.shape)
         return self.reshape(*self.shape[:d], 1, *self.shape[d:])
 
     def squeeze(self, dim: int | Sequence[int] | None = None) -> Tensor:
-        dims = _norm_dims(dim, self.ndim)
+        dims = _norm_dims(dim, self.ndim, self.shape)
         return self.reshape(*[s for i, s in enumerate(self.shape) if not (i in dims and s == 1)])
 
     def expand(self, *sizes: Any) -> Tensor:
@@ -668,12 +671,18 @@ def _broadcast_all(ts: list[Tensor], what: str) -> list[Tensor]:
 
 def _binary(kind: str, a: Any, b: Any) -> Tensor:
     (x, y), dtype = _operands(a, b)
-    if kind in ("div", "pow") and not dtype.is_floating_point:
-        x, y, dtype = x._cast(dtypes.float32), y._cast(dtypes.float32), dtypes.float32
-    if dtype == dtypes.bool_ and kind not in ("maximum", "minimum"):
+    result = dtype  # as torch: int ** int stays int, bool + bool is `or`, bool * bool `and`, int / int is float32
+    if dtype == dtypes.bool_:  # pg binary ops take no i1: count in int64 (a cast back to bool is `!= 0`)
         x, y, dtype = x._cast(dtypes.int64), y._cast(dtypes.int64), dtypes.int64
+        result = dtypes.bool_ if kind in ("add", "mul", "maximum", "minimum") else dtypes.int64
+    if kind == "div" and not dtype.is_floating_point:
+        x, y, dtype, result = x._cast(dtypes.float32), y._cast(dtypes.float32), dtypes.float32, dtypes.float32
+    elif kind == "pow" and not dtype.is_floating_point:  # pg.pow is float-only; float64 is exact below 2**53
+        if isinstance(b, int | np.integer) and not isinstance(b, bool | np.bool_) and b < 0:
+            raise DTypeError(f"integers to negative integer powers are not allowed{at(user_location())}")
+        x, y, dtype = x._cast(dtypes.float64), y._cast(dtypes.float64), dtypes.float64
     x, y = _broadcast_all([x, y], f"'{_SYMBOLS[kind]}'")
-    return _record(kind, [x, y], (), x.shape, dtype)
+    return _record(kind, [x, y], (), x.shape, dtype)._cast(result)
 
 
 def _compare(predicate: str, a: Any, b: Any) -> Tensor:
@@ -733,22 +742,25 @@ def matmul(a: Any, b: Any) -> Tensor:
     return out
 
 
-def _norm_dim(dim: int, ndim: int) -> int:
-    if not -max(ndim, 1) <= dim < max(ndim, 1):
-        raise ShapeError(f"dim {dim} is out of range for a tensor with {ndim} dims{at(user_location())}")
-    return dim % max(ndim, 1)
+def _norm_dim(dim: int, ndim: int, shape: Shape | None = None) -> int:
+    """``dim`` in ``[0, ndim)`` (negative dims count from the end); ``shape`` names the tensor in the error."""
+    n = max(ndim, 1)
+    if not -n <= dim < n:
+        what = f"a tensor of shape {tuple(shape)}" if shape is not None else f"a tensor with {ndim} dims"
+        raise ShapeError(f"dim {dim} is out of range [{-n}, {n - 1}] for {what}{at(user_location())}")
+    return dim % n
 
 
-def _norm_dims(dim: int | Sequence[int] | None, ndim: int) -> tuple[int, ...]:
+def _norm_dims(dim: int | Sequence[int] | None, ndim: int, shape: Shape | None = None) -> tuple[int, ...]:
     if dim is None:
         return tuple(range(ndim))
     dims = (dim,) if isinstance(dim, int) else tuple(dim)
-    out = tuple(sorted({_norm_dim(d, ndim) for d in dims}))
+    out = tuple(sorted({_norm_dim(d, ndim, shape) for d in dims}))
     return out if ndim else ()
 
 
 def _reduce(kind: str, x: Tensor, dim: Any, keepdim: bool) -> Tensor:
-    dims = _norm_dims(dim, x.ndim)
+    dims = _norm_dims(dim, x.ndim, x.shape)
     if not dims:
         return x
     if kind != "sum" and any(x.shape[d] == 0 for d in dims):
@@ -763,7 +775,7 @@ def _arg_reduce(kind: str, x: Tensor, dim: int | None, keepdim: bool) -> Tensor:
     if dim is None:
         out = _arg_reduce(kind, x.reshape(-1), 0, False)
         return out.reshape(*([1] * x.ndim)) if keepdim else out
-    d = _norm_dim(dim, x.ndim)
+    d = _norm_dim(dim, x.ndim, x.shape)
     if x.ndim == 0:
         return constant(0, dtypes.int64)
     shape = tuple(1 if i == d else s for i, s in enumerate(x.shape)) if keepdim else tuple(
@@ -828,14 +840,15 @@ def realize(*tensors: Tensor) -> None:
     Raises ``CompileError`` when called while ``@pg.compile`` traces (values are not known then)."""
     from picograd.errors import CompileError
 
-    pending = [t for t in tensors if t._buffer is None]
-    if not pending:
-        return
-    if STATE.trace is not None:
-        raise CompileError(
+    if STATE.trace is not None:  # also for tensors with a buffer: a traced input's is a placeholder, a parameter's
+        raise CompileError(  # would be baked into the trace and go stale
+
             "cannot read a tensor's value while @pg.compile traces the function (no .item()/.numpy()/print inside "
             f"a compiled function){at(user_location())}"
         )
+    pending = [t for t in tensors if t._buffer is None]
+    if not pending:
+        return
     unique: dict[tuple[int, int], Tensor] = {}
     for t in pending:
         unique.setdefault((id(t._node), t._index), t)

@@ -1,0 +1,349 @@
+"""Eager and compiled training: gradients through the frontend vs PyTorch, optimizers, @pg.compile semantics,
+the structural cache, state dicts and checkpoints, and the known autodiff traps from peers' bug reports."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+import torch
+
+import picograd as pg
+import picograd.nn.functional as F
+from picograd.frontend.realize import cache_size
+
+rng = np.random.default_rng()
+
+
+def test_value_used_twice():
+    a = pg.tensor(3.0, requires_grad=True)
+    b = a * a
+    c = b + b
+    c.backward()
+    assert a.grad.item() == pytest.approx(12.0)
+
+
+def test_centered_sum_has_zero_gradient():
+    x = pg.tensor(rng.standard_normal(7), requires_grad=True)
+    (x - x.mean()).sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), 0.0, atol=1e-12)
+
+
+def test_int_tensor_cannot_require_grad():
+    with pytest.raises(pg.DTypeError, match="only float tensors can require gradients"):
+        pg.tensor([1, 2, 3], requires_grad=True)
+    t = pg.tensor([1, 2, 3])
+    with pytest.raises(pg.DTypeError, match="only float tensors can require gradients"):
+        t.requires_grad = True
+
+
+def test_cross_entropy_ignore_index():
+    logits = pg.tensor([[1.0, 2.0, 3.0], [1.0, 2.0, 3.0]], requires_grad=True)
+    loss = F.cross_entropy(logits, pg.tensor([2, -1]), ignore_index=-1)
+    assert loss.item() == pytest.approx(0.4076, abs=1e-4)
+    loss.backward()
+    g = logits.grad.numpy()
+    np.testing.assert_allclose(g[1], 0.0)  # the ignored row gets no gradient
+    t = torch.tensor([[1.0, 2.0, 3.0], [1.0, 2.0, 3.0]], requires_grad=True)
+    torch.nn.functional.cross_entropy(t, torch.tensor([2, -1]), ignore_index=-1).backward()
+    np.testing.assert_allclose(g, t.grad.numpy(), rtol=1e-6)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_cross_entropy_matches_torch(reduction):
+    x = rng.standard_normal((6, 5))
+    y = rng.integers(0, 5, 6)
+    y[2] = -100
+    p = pg.tensor(x, requires_grad=True)
+    out = F.cross_entropy(p, pg.tensor(y), reduction=reduction)
+    t = torch.tensor(x, requires_grad=True)
+    ref = torch.nn.functional.cross_entropy(t, torch.tensor(y), reduction=reduction)
+    np.testing.assert_allclose(out.numpy(), ref.detach().numpy(), rtol=1e-12)
+    w = rng.standard_normal(ref.shape)
+    (out * pg.tensor(w)).sum().backward()
+    (ref * torch.tensor(w)).sum().backward()
+    np.testing.assert_allclose(p.grad.numpy(), t.grad.numpy(), rtol=1e-10, atol=1e-12)
+
+
+def _torch_mlp(params):
+    return [torch.tensor(p, requires_grad=True) for p in params]
+
+
+def test_mlp_gradients_match_torch():
+    """A 2-layer tanh MLP with softmax cross-entropy, float64, against torch autograd."""
+    params = [rng.standard_normal(s) * 0.5 for s in [(4, 8), (8,), (8, 3), (3,)]]
+    x, y = rng.standard_normal((10, 4)), rng.integers(0, 3, 10)
+    ours = [pg.tensor(p, requires_grad=True) for p in params]
+    theirs = _torch_mlp(params)
+
+    def forward(lib, ps, xv, yv):
+        h = (xv @ ps[0] + ps[1]).tanh()
+        logits = h @ ps[2] + ps[3]
+        return F.cross_entropy(logits, yv) if lib == "pg" else torch.nn.functional.cross_entropy(logits, yv)
+
+    loss = forward("pg", ours, pg.tensor(x), pg.tensor(y))
+    ref = forward("torch", theirs, torch.tensor(x), torch.tensor(y))
+    loss.backward()
+    ref.backward()
+    assert loss.item() == pytest.approx(ref.item(), rel=1e-12)
+    for a, b in zip(ours, theirs, strict=True):
+        np.testing.assert_allclose(a.grad.numpy(), b.grad.numpy(), rtol=1e-9, atol=1e-12)
+
+
+def test_layer_norm_and_gelu_match_torch():
+    x = rng.standard_normal((5, 6))
+    w, b = rng.standard_normal(6), rng.standard_normal(6)
+    for approximate in ("none", "tanh"):
+        px, pw, pb = (pg.tensor(v, requires_grad=True) for v in (x, w, b))
+        tx, tw, tb = (torch.tensor(v, requires_grad=True) for v in (x, w, b))
+        out = F.gelu(F.layer_norm(px, (6,), pw, pb), approximate=approximate)
+        ref = torch.nn.functional.gelu(torch.nn.functional.layer_norm(tx, (6,), tw, tb), approximate=approximate)
+        np.testing.assert_allclose(out.numpy(), ref.detach().numpy(), rtol=1e-10, atol=1e-12)
+        g = rng.standard_normal((5, 6))
+        (out * pg.tensor(g)).sum().backward()
+        (ref * torch.tensor(g)).sum().backward()
+        for a, t in ((px, tx), (pw, tw), (pb, tb)):
+            np.testing.assert_allclose(a.grad.numpy(), t.grad.numpy(), rtol=1e-8, atol=1e-10)
+
+
+def test_mse_loss_matches_torch():
+    a, b = rng.standard_normal((4, 3)), rng.standard_normal((4, 3))
+    p = pg.tensor(a, requires_grad=True)
+    t = torch.tensor(a, requires_grad=True)
+    F.mse_loss(p, pg.tensor(b)).backward()
+    torch.nn.functional.mse_loss(t, torch.tensor(b)).backward()
+    np.testing.assert_allclose(p.grad.numpy(), t.grad.numpy(), rtol=1e-12)
+
+
+def test_item_before_backward_keeps_the_graph():
+    w = pg.tensor(rng.standard_normal((3, 2)), requires_grad=True)
+    x = pg.tensor(rng.standard_normal((4, 3)))
+    loss = (x @ w).tanh().sum()
+    value = loss.item()  # realizes the loss...
+    loss.backward()  # ...and gradients still flow through it
+    t = torch.tensor(w.numpy(), requires_grad=True)
+    ref = (torch.tensor(x.numpy()) @ t).tanh().sum()
+    ref.backward()
+    assert value == pytest.approx(ref.item(), rel=1e-12)
+    np.testing.assert_allclose(w.grad.numpy(), t.grad.numpy(), rtol=1e-10)
+
+
+def test_grad_accumulates_and_zero_grad_clears():
+    w = pg.tensor(rng.standard_normal(3), requires_grad=True)
+    (w * w).sum().backward()
+    first = w.grad.numpy().copy()
+    (w * w).sum().backward()
+    np.testing.assert_allclose(w.grad.numpy(), 2 * first)
+    opt = pg.optim.SGD([w], lr=0.1)
+    opt.zero_grad()
+    assert w.grad is None
+
+
+def test_detach_and_no_grad_stop_gradients():
+    w = pg.tensor(rng.standard_normal(3), requires_grad=True)
+    (w.detach() * w).sum().backward()
+    np.testing.assert_allclose(w.grad.numpy(), w.numpy())
+    with pg.no_grad():
+        y = w * 2
+    assert not y.requires_grad
+
+
+def _model_and_torch_twin(seed: int):
+    pg.manual_seed(seed)
+    model = pg.nn.Sequential(pg.nn.Linear(5, 16), pg.nn.Tanh(), pg.nn.Linear(16, 4))
+    twin = torch.nn.Sequential(torch.nn.Linear(5, 16), torch.nn.Tanh(), torch.nn.Linear(16, 4))
+    with torch.no_grad():
+        for (_, p), (_, t) in zip(model.named_parameters(), twin.named_parameters(), strict=True):
+            t.copy_(torch.tensor(p.numpy()))
+    return model, twin
+
+
+OPTIMIZERS = [
+    ("SGD", dict(lr=0.1)),
+    ("SGD", dict(lr=0.05, momentum=0.9, dampening=0.1, weight_decay=0.01)),
+    ("SGD", dict(lr=0.05, momentum=0.9, nesterov=True)),
+    ("Adam", dict(lr=0.01, betas=(0.8, 0.99), weight_decay=0.1)),
+    ("AdamW", dict(lr=0.01, weight_decay=0.05)),
+]
+
+
+@pytest.mark.parametrize("name,kwargs", OPTIMIZERS)
+@pytest.mark.parametrize("compiled", [False, True])
+def test_training_matches_torch_optim(name, kwargs, compiled):
+    model, twin = _model_and_torch_twin(int(rng.integers(1 << 30)))
+    opt = getattr(pg.optim, name)(model.parameters(), **kwargs)
+    topt = getattr(torch.optim, name)(twin.parameters(), **kwargs)
+
+    def step(x, y):
+        loss = F.cross_entropy(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        return loss
+
+    run = pg.compile(step) if compiled else step
+    for _ in range(10):
+        x = rng.standard_normal((8, 5)).astype(np.float32)
+        y = rng.integers(0, 4, 8)
+        loss = run(pg.tensor(x), pg.tensor(y))
+        ref = torch.nn.functional.cross_entropy(twin(torch.tensor(x)), torch.tensor(y))
+        topt.zero_grad()
+        ref.backward()
+        topt.step()
+        assert loss.item() == pytest.approx(ref.item(), rel=1e-5)
+    for (_, p), (_, t) in zip(model.named_parameters(), twin.named_parameters(), strict=True):
+        np.testing.assert_allclose(p.numpy(), t.detach().numpy(), rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(p.grad.numpy(), t.grad.numpy(), rtol=1e-4, atol=1e-5)
+    if compiled:
+        assert len(run._cache) == 1
+
+
+def test_compiled_step_matches_eager_and_runs_once_per_call():
+    calls = []
+    results = {}
+    for mode in ("eager", "compiled"):
+        pg.manual_seed(7)
+        model = pg.nn.Sequential(pg.nn.Linear(3, 8), pg.nn.ReLU(), pg.nn.Linear(8, 2))
+        opt = pg.optim.AdamW(model.parameters(), lr=0.01)
+
+        def step(x, y, model=model, opt=opt, mode=mode):
+            calls.append(mode)
+            loss = F.mse_loss(model(x), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            return loss
+
+        run = pg.compile(step) if mode == "compiled" else step
+        data = np.random.default_rng(3)
+        losses = [
+            run(pg.tensor(data.standard_normal((4, 3)).astype(np.float32)), pg.tensor(data.standard_normal((4, 2)).astype(np.float32))).item()
+            for _ in range(5)
+        ]
+        results[mode] = (losses, [p.numpy().copy() for p in model.parameters()])
+    np.testing.assert_allclose(results["compiled"][0], results["eager"][0], rtol=1e-6)
+    for a, b in zip(results["compiled"][1], results["eager"][1], strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+    assert calls.count("compiled") == 1  # traced once; later calls replay without running Python
+    assert calls.count("eager") == 5
+
+
+def test_learning_rate_is_a_runtime_scalar():
+    w = pg.tensor(np.ones(3, dtype=np.float32), requires_grad=True)
+    opt = pg.optim.SGD([w], lr=0.1)
+
+    @pg.compile
+    def step():
+        opt.zero_grad()
+        (w * w).sum().backward()  # grad = 2 w
+        opt.step()
+
+    step()
+    np.testing.assert_allclose(w.numpy(), 0.8)
+    opt.param_groups[0]["lr"] = 0.5
+    step()
+    np.testing.assert_allclose(w.numpy(), 0.8 - 0.5 * 1.6, rtol=1e-6)
+    assert len(step._cache) == 1
+
+
+def test_compile_retraces_on_new_shapes_and_writes_back_grads():
+    w = pg.tensor(rng.standard_normal(3).astype(np.float32), requires_grad=True)
+
+    @pg.compile
+    def loss_fn(x):
+        w.grad = None
+        loss = (x @ w).sum()
+        loss.backward()
+        return loss
+
+    x1 = rng.standard_normal((2, 3)).astype(np.float32)
+    loss_fn(pg.tensor(x1))
+    np.testing.assert_allclose(w.grad.numpy(), x1.sum(0), rtol=1e-6)
+    x2 = rng.standard_normal((5, 3)).astype(np.float32)
+    loss_fn(pg.tensor(x2))
+    np.testing.assert_allclose(w.grad.numpy(), x2.sum(0), rtol=1e-6)
+    assert len(loss_fn._cache) == 2
+
+
+def test_reading_values_while_tracing_is_an_error():
+    @pg.compile
+    def bad(x):
+        return x.sum().item()
+
+    with pytest.raises(pg.CompileError, match="while @pg.compile traces"):
+        bad(pg.tensor([1.0, 2.0]))
+
+
+def test_eager_loop_compiles_once():
+    pg.manual_seed(0)
+    model = pg.nn.Linear(4, 2)
+    opt = pg.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    sizes = []
+    for _ in range(4):
+        loss = F.mse_loss(model(pg.tensor(rng.standard_normal((3, 4)).astype(np.float32))), pg.zeros(3, 2))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sizes.append(cache_size())
+    assert sizes[1] == sizes[2] == sizes[3]  # the first step compiles; the rest hit the structural cache
+
+
+def test_dropout_draws_fresh_masks_in_a_compiled_step():
+    @pg.compile
+    def drop(x):
+        return F.dropout(x, 0.5, training=True)
+
+    x = pg.ones(1000)
+    a, b = drop(x).numpy(), drop(x).numpy()
+    assert set(np.unique(a)) <= {0.0, 2.0}
+    assert 350 < (a == 0).sum() < 650
+    assert (a != b).any()  # the generator's offset advanced between calls
+
+
+def test_same_seed_same_numbers():
+    pg.manual_seed(123)
+    a = pg.randn(5).numpy()
+    pg.manual_seed(123)
+    b = pg.randn(5).numpy()
+    np.testing.assert_array_equal(a, b)
+    assert (pg.randn(5).numpy() != b).any()
+
+
+def test_state_dict_and_checkpoint_roundtrip(tmp_path):
+    pg.manual_seed(1)
+    model = pg.nn.Sequential(pg.nn.Linear(3, 4), pg.nn.LayerNorm(4))
+    opt = pg.optim.Adam(model.parameters(), lr=0.01)
+    loss = model(pg.randn(2, 3)).sum()
+    loss.backward()
+    opt.step()
+    path = tmp_path / "ckpt.safetensors"
+    pg.save({"model": model.state_dict(), "optimizer": opt.state_dict()}, path)
+    state = pg.load(path)
+    assert set(state["model"]) == {"0.weight", "0.bias", "1.weight", "1.bias"}
+    pg.manual_seed(2)
+    other = pg.nn.Sequential(pg.nn.Linear(3, 4), pg.nn.LayerNorm(4))
+    other.load_state_dict(state["model"])
+    for (_, a), (_, b) in zip(model.named_parameters(), other.named_parameters(), strict=True):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    opt2 = pg.optim.Adam(other.parameters(), lr=0.5)
+    opt2.load_state_dict(state["optimizer"])
+    assert opt2.param_groups[0]["lr"] == 0.01
+    assert opt2.state_dict()["param_groups"][0]["step"] == 1
+    with pytest.raises(KeyError, match="missing keys"):
+        other.load_state_dict({"0.weight": state["model"]["0.weight"]})
+
+
+def test_save_is_atomic(tmp_path, monkeypatch):
+    path = tmp_path / "ckpt.safetensors"
+    pg.save({"w": np.arange(3.0)}, path)
+    import picograd.frontend.serialization as ser
+
+    def crash(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(ser, "save_file", crash)
+    with pytest.raises(OSError, match="disk full"):
+        pg.save({"w": np.zeros(3)}, path)
+    np.testing.assert_array_equal(pg.load(path)["w"], np.arange(3.0))  # the old checkpoint survived
+    assert os.listdir(tmp_path) == ["ckpt.safetensors"]  # no temporary file left behind
