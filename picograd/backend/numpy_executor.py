@@ -4,6 +4,9 @@
 once; a call walks no IR, only that list. Values live in a list of slots; a slot is dropped after its last use so
 that peak memory follows the program, not its length. This executor is the default device and the reference the
 GPU backend is checked against.
+
+It also runs the ``kernels`` stage: a ``kernel.fused`` op is inlined into the schedule (its body's ``pg`` ops run
+one by one), so tests can check that kernel formation changes no result.
 """
 
 from __future__ import annotations
@@ -12,13 +15,12 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
-from scipy import special
 from xdsl.dialects import func
 from xdsl.dialects.builtin import DenseIntOrFPElementsAttr, Float32Type, Float64Type, IntegerType, TensorType
 from xdsl.ir import Attribute, Operation, SSAValue
 
 from picograd.backend import philox
-from picograd.dialects import pg
+from picograd.dialects import kernel, pg
 
 Kernel = Callable[..., Any]
 
@@ -52,6 +54,12 @@ def constant_array(attr: DenseIntOrFPElementsAttr) -> np.ndarray:
     return values.reshape(shape)
 
 
+def _erf(x: np.ndarray) -> np.ndarray:
+    from scipy import special  # imported on first use: scipy costs a quarter second at startup
+
+    return special.erf(x)
+
+
 def _sigmoid(x: np.ndarray) -> np.ndarray:
     # exp of a non-positive number only: no overflow warnings for large |x|
     e = np.exp(-np.abs(x))
@@ -71,7 +79,7 @@ _UNARY: dict[type[Operation], Kernel] = {
     pg.ReluOp: lambda x: np.maximum(x, 0).astype(x.dtype),
     pg.AbsOp: np.abs,
     pg.ReciprocalOp: np.reciprocal,
-    pg.ErfOp: special.erf,
+    pg.ErfOp: lambda x: _erf(x),
     pg.StopGradientOp: lambda x: x,
 }
 
@@ -107,7 +115,7 @@ def _pad(x: np.ndarray, low: Sequence[int], high: Sequence[int], interior: Seque
 def _scatter_add(updates: np.ndarray, indices: np.ndarray, dim: int, shape, dtype) -> np.ndarray:
     out = np.zeros(shape, dtype=dtype)
     flat = updates.reshape(*shape[:dim], indices.size, *shape[dim + 1 :])
-    np.add.at(out, (slice(None),) * dim + (indices.reshape(-1),), flat)
+    np.add.at(out, (slice(None),) * dim + (indices.reshape(-1),), flat)  # type: ignore[arg-type]
     return out
 
 
@@ -128,7 +136,7 @@ def _kernel(op: Operation) -> Kernel:  # noqa: C901 - one case per op, flat on p
         case pg.BroadcastToOp():
             return lambda x: np.broadcast_to(x, shape)
         case pg.SumOp() | pg.MaxOp() | pg.MinOp():
-            reduce = {pg.SumOp: np.sum, pg.MaxOp: np.max, pg.MinOp: np.min}[type(op)]
+            reduce: Kernel = {pg.SumOp: np.sum, pg.MaxOp: np.max, pg.MinOp: np.min}[type(op)]  # type: ignore[assignment]
             axes, keep = op.dim_list, op.keepdim is not None
             return lambda x: np.asarray(reduce(x, axis=axes, keepdims=keep), dtype=dtype)
         case pg.ArgmaxOp() | pg.ArgminOp():
@@ -178,6 +186,12 @@ def _kernel(op: Operation) -> Kernel:  # noqa: C901 - one case per op, flat on p
     raise NotImplementedError(f"the numpy executor has no kernel for {op.name}")
 
 
+def op_kernel(op: Operation) -> Kernel:
+    """The numpy function computing the ``pg`` op ``op`` from its operand arrays (the executor's reference
+    semantics; ``pg-canonicalize`` folds constants with it, so folding and execution agree bit for bit)."""
+    return _kernel(op)
+
+
 class NumpyFunction:
     """A ``pg`` function compiled to a flat schedule of numpy calls.
 
@@ -189,9 +203,9 @@ class NumpyFunction:
     def __init__(self, fn: func.FuncOp):
         self.name = fn.sym_name.data
         block = fn.body.block
-        slot: dict[SSAValue, int] = {}
+        slot = _Slots()
         for arg in block.args:
-            slot[arg] = len(slot)
+            slot[arg] = slot.new()
         self.num_args = len(block.args)
         schedule: list[tuple[Kernel, tuple[int, ...], int]] = []
         constants: dict[int, np.ndarray] = {}
@@ -200,16 +214,9 @@ class NumpyFunction:
             if isinstance(op, func.ReturnOp):
                 returned = tuple(slot[v] for v in op.arguments)
                 break
-            if isinstance(op, pg.ConstantOp):
-                slot[op.result] = len(slot)
-                constants[slot[op.result]] = constant_array(op.value)
-                continue
-            kernel = _kernel(op)
-            ins = tuple(slot[v] for v in op.operands)
-            slot[op.results[0]] = len(slot)
-            schedule.append((kernel, ins, slot[op.results[0]]))
+            _schedule_op(op, slot, schedule, constants)
         self.returned = returned
-        self.num_slots = len(slot)
+        self.num_slots = slot.count
         self._constants = constants
         self._schedule = _with_frees(schedule, returned, self.num_args)
 
@@ -224,7 +231,52 @@ class NumpyFunction:
             env[out] = kernel(*[env[i] for i in ins])
             for i in dead:
                 env[i] = None
-        return tuple(_owned(env[i]) for i in self.returned)
+        out = [_owned(env[i]) for i in self.returned]
+        for k, i in enumerate(self.returned):  # a value returned twice: give each result its own buffer
+            if i in self.returned[:k]:
+                out[k] = out[k].copy()
+        return tuple(out)
+
+
+class _Slots(dict[SSAValue, int]):
+    """The slot of each value; several values may share one (a kernel's block arguments and results)."""
+
+    count = 0
+
+    def new(self) -> int:
+        """A fresh slot number."""
+        self.count += 1
+        return self.count - 1
+
+
+def _schedule_op(
+    op: Operation,
+    slot: _Slots,
+    schedule: list[tuple[Kernel, tuple[int, ...], int]],
+    constants: dict[int, np.ndarray],
+) -> None:
+    """Append ``op`` to the schedule. A ``kernel.fused`` is inlined: its block arguments share the slots of its
+    operands, its body's ops are scheduled in order, and its results share the slots of the yielded values."""
+    if isinstance(op, kernel.FusedOp):
+        body = op.body.block
+        for arg, v in zip(body.args, op.inputs, strict=True):
+            slot[arg] = slot[v]
+        for inner in body.ops:
+            if isinstance(inner, kernel.YieldOp):
+                for r, v in zip(op.outputs, inner.values, strict=True):
+                    slot[r] = slot[v]
+            else:
+                _schedule_op(inner, slot, schedule, constants)
+        return
+    out = slot.new()
+    if isinstance(op, pg.ConstantOp):
+        slot[op.result] = out
+        constants[out] = constant_array(op.value)
+        return
+    kernel_fn = _kernel(op)
+    ins = tuple(slot[v] for v in op.operands)
+    slot[op.results[0]] = out
+    schedule.append((kernel_fn, ins, out))
 
 
 def _with_frees(schedule, returned: tuple[int, ...], num_args: int):

@@ -18,13 +18,13 @@ from collections.abc import Sequence
 from typing import ClassVar
 
 from xdsl.dialects.builtin import (
+    I64,
     AnyFloat,
     DenseArrayBase,
     DenseIntOrFPElementsAttr,
     Float32Type,
     Float64Type,
     FloatAttr,
-    I64,
     IntegerAttr,
     IntegerType,
     StringAttr,
@@ -88,7 +88,7 @@ def is_int(element: Attribute) -> bool:
     return isinstance(element, IntegerType) and element.width.data > 1
 
 
-def _ints(attr: DenseArrayBase) -> tuple[int, ...]:
+def _ints(attr: DenseArrayBase[IntegerType]) -> tuple[int, ...]:
     return tuple(int(v) for v in attr.get_values())
 
 
@@ -140,9 +140,10 @@ class ConstantOp(IRDLOperation):
 
     @classmethod
     def parse(cls, parser: Parser) -> ConstantOp:
+        start = parser.pos
         value = parser.parse_attribute()
         if not isinstance(value, DenseIntOrFPElementsAttr):
-            parser.raise_error("pg.constant expects a dense<...> : tensor<...> attribute")
+            parser.raise_error("pg.constant expects a dense<...> : tensor<...> attribute", start)
         attrs = parser.parse_optional_attr_dict()
         op = cls(value)
         op.attributes.update(attrs)
@@ -448,7 +449,9 @@ class ArgReduceOp(IRDLOperation):
         _check_dims(self.name, [self.dim_index], len(shape))
         if element_of(self.result) != i64:
             raise VerifyException(f"{self.name}: result must be an i64 tensor")
-        _expect_shape(self.name, shape_of(self.result), reduced_shape(shape, [self.dim_index], self.keepdim is not None))
+        _expect_shape(
+            self.name, shape_of(self.result), reduced_shape(shape, [self.dim_index], self.keepdim is not None)
+        )
 
 
 @irdl_op_definition
@@ -481,7 +484,9 @@ class ReshapeOp(IRDLOperation):
 
     def verify_(self) -> None:
         src, dst = shape_of(self.input), shape_of(self.result)
-        if _numel(src) != _numel(dst) or element_of(self.input) != element_of(self.result):
+        if element_of(self.input) != element_of(self.result):
+            raise VerifyException("pg.reshape: element types of input and result differ")
+        if _numel(src) != _numel(dst):
             raise VerifyException(f"pg.reshape: cannot reshape {src} ({_numel(src)} elements) to {dst}")
 
 
@@ -564,9 +569,7 @@ class SliceOp(IRDLOperation):
 def padded_shape(
     shape: Sequence[int], low: Sequence[int], high: Sequence[int], interior: Sequence[int]
 ) -> tuple[int, ...]:
-    return tuple(
-        lo + hi + n + max(n - 1, 0) * it for n, lo, hi, it in zip(shape, low, high, interior, strict=True)
-    )
+    return tuple(lo + hi + n + max(n - 1, 0) * it for n, lo, hi, it in zip(shape, low, high, interior, strict=True))
 
 
 @irdl_op_definition
@@ -654,7 +657,7 @@ class ConcatOp(IRDLOperation):
             s = shape_of(v)
             if element_of(v) != element_of(self.inputs[0]):
                 raise VerifyException("pg.concat: inputs must share one element type")
-            if len(s) != len(first) or any(a != b for i, (a, b) in enumerate(zip(s, first)) if i != d):
+            if len(s) != len(first) or any(a != b for i, (a, b) in enumerate(zip(s, first, strict=True)) if i != d):
                 raise VerifyException(f"pg.concat: shapes {first} and {s} differ outside dim {d}")
         want = list(first)
         want[d] = sum(shape_of(v)[d] for v in self.inputs)
@@ -692,7 +695,9 @@ class MatmulOp(IRDLOperation):
     def verify_(self) -> None:
         a, b = shape_of(self.lhs), shape_of(self.rhs)
         if element_of(self.lhs) != element_of(self.rhs) or not is_float(element_of(self.lhs)):
-            raise VerifyException(f"pg.matmul: expects float operands of one type, got {self.lhs.type}, {self.rhs.type}")
+            raise VerifyException(
+                f"pg.matmul: expects float operands of one type, got {self.lhs.type}, {self.rhs.type}"
+            )
         want = matmul_shape(a, b)
         if want is None:
             raise VerifyException(f"pg.matmul: shapes {a} and {b} do not match for a batched matmul")
@@ -716,7 +721,8 @@ class GatherOp(IRDLOperation):
     result = result_def(TensorType)
     traits = traits_def(Pure())
     assembly_format = (
-        "$input `[` $indices `]` `dim` `=` $dim attr-dict `:` `(` type($input) `,` type($indices) `)` `->` type($result)"
+        "$input `[` $indices `]` `dim` `=` $dim attr-dict `:` `(` type($input) `,` type($indices) `)`"
+        " `->` type($result)"
     )
 
     def __init__(self, input: SSAValue, indices: SSAValue, dim: int):
@@ -829,7 +835,9 @@ class RandomOp(IRDLOperation):
 
     def verify_(self) -> None:
         if self.distribution.data not in DISTRIBUTIONS:
-            raise VerifyException(f"pg.random: unknown distribution '{self.distribution.data}', expected {DISTRIBUTIONS}")
+            raise VerifyException(
+                f"pg.random: unknown distribution '{self.distribution.data}', expected {DISTRIBUTIONS}"
+            )
         for v in (self.seed, self.offset):
             if v.type != tensor_type((), i64):
                 raise VerifyException(f"pg.random: seed and offset must be tensor<i64>, got {v.type}")
@@ -865,9 +873,7 @@ class GradOp(IRDLOperation):
             if self.seed.type != self.root.type:
                 raise VerifyException(f"pg.grad: seed type {self.seed.type} differs from root type {self.root.type}")
         elif shape_of(self.root) != ():
-            raise VerifyException(
-                f"pg.grad: root of shape {shape_of(self.root)} is not a scalar; give a seed gradient"
-            )
+            raise VerifyException(f"pg.grad: root of shape {shape_of(self.root)} is not a scalar; give a seed gradient")
         if not is_float(element_of(self.root)):
             raise VerifyException(f"pg.grad: root must be a float tensor, got {self.root.type}")
         for v in self.wrt:
@@ -909,7 +915,6 @@ class GradOp(IRDLOperation):
         op = cls(root_v, wrt_v, seed_v)
         op.attributes.update(attrs)
         return op
-
 
 
 class OptimizerOp(IRDLOperation):
@@ -990,17 +995,21 @@ class OptimizerOp(IRDLOperation):
             others = [self.grads[i], *(self.state[j * n + i] for j in range(k))]
             for v in others:
                 if v.type != p.type:
-                    raise VerifyException(f"{self.name}: parameter {i} has type {p.type} but its grad/state has {v.type}")
+                    raise VerifyException(
+                        f"{self.name}: parameter {i} has type {p.type} but its grad/state has {v.type}"
+                    )
         for name in self.attributes:
             if name not in self.FLAGS:
                 raise VerifyException(f"{self.name}: unknown flag '{name}', expected one of {self.FLAGS}")
 
     def print(self, printer: Printer) -> None:
         printer.print_string(" ")
-        printer.print_list(
-            zip(self.HYPER, self.hyper, strict=True),
-            lambda nv: (printer.print_string(f"{nv[0]} "), printer.print_operand(nv[1])),
-        )
+
+        def print_hyper(name_value: tuple[str, SSAValue]) -> None:
+            printer.print_string(f"{name_value[0]} ")
+            printer.print_operand(name_value[1])
+
+        printer.print_list(zip(self.HYPER, self.hyper, strict=True), print_hyper)
         printer.print_string(" step ")
         printer.print_operand(self.step)
         for key, vals in (("params", self.params), ("grads", self.grads), ("state", self.state)):
@@ -1013,6 +1022,7 @@ class OptimizerOp(IRDLOperation):
 
     @classmethod
     def parse(cls, parser: Parser) -> OptimizerOp:
+        start = parser.pos
         scalar = TensorType(f64, [])
         hyper = []
         for i, name in enumerate(cls.HYPER):
@@ -1032,13 +1042,13 @@ class OptimizerOp(IRDLOperation):
         params, grads, state = lists
         state_types = types * (len(state) // max(len(types), 1))
         if len(params) != len(types) or len(grads) != len(types) or len(state) != len(state_types):
-            parser.raise_error(f"{cls.name}: operand lists do not match the {len(types)} parameter types")
+            parser.raise_error(f"{cls.name}: operand lists do not match the {len(types)} parameter types", start)
         op = cls(
             [parser.resolve_operand(h, scalar) for h in hyper],
             parser.resolve_operand(step, TensorType(i64, [])),
-            [parser.resolve_operand(o, t) for o, t in zip(params, types)],
-            [parser.resolve_operand(o, t) for o, t in zip(grads, types)],
-            [parser.resolve_operand(o, t) for o, t in zip(state, state_types)],
+            [parser.resolve_operand(o, t) for o, t in zip(params, types, strict=True)],
+            [parser.resolve_operand(o, t) for o, t in zip(grads, types, strict=True)],
+            [parser.resolve_operand(o, t) for o, t in zip(state, state_types, strict=True)],
         )
         op.attributes.update(attrs)
         return op
@@ -1055,6 +1065,11 @@ class SGDOp(OptimizerOp):
 
     def state_per_param(self) -> int:
         return 1 if self.flag("momentum") else 0
+
+    def verify_(self) -> None:
+        super().verify_()
+        if self.flag("nesterov") and not self.flag("momentum"):
+            raise VerifyException("pg.sgd: nesterov needs the momentum flag")
 
 
 @irdl_op_definition

@@ -190,7 +190,11 @@ def _constant(attrs: tuple, types) -> Operation:
     values = np.asarray(value, dtype=dtype.np).reshape(-1).tolist()
     if dtype.category == 0:
         values = [int(v) for v in values]
-    return pg.ConstantOp(DenseIntOrFPElementsAttr.from_list(t, values))
+    return pg.ConstantOp(DenseIntOrFPElementsAttr.from_list(t, values))  # type: ignore[type-var, arg-type]
+
+
+def _elementwise_builder(cls: type[Operation]) -> Callable[[list[SSAValue], tuple, tuple], Operation]:
+    return lambda xs, a, t: cls(*xs)
 
 
 # kind -> builder(operands, attrs, result types) -> pg op. Unary and binary kinds are added below.
@@ -225,7 +229,7 @@ for _cls in (
     pg.ReluOp, pg.AbsOp, pg.ReciprocalOp, pg.ErfOp, pg.StopGradientOp,
     pg.AddOp, pg.SubOp, pg.MulOp, pg.DivOp, pg.PowOp, pg.MaximumOp, pg.MinimumOp,
 ):  # fmt: skip
-    BUILDERS[_cls.name.removeprefix("pg.")] = lambda xs, a, t, cls=_cls: cls(*xs)
+    BUILDERS[_cls.name.removeprefix("pg.")] = _elementwise_builder(_cls)
 
 
 def _optimizer(cls: type[pg.OptimizerOp], xs: list[SSAValue], attrs: tuple) -> Operation:

@@ -29,7 +29,7 @@ def compile_graph(graph: Graph, device: str = "cpu", name: str = "main") -> Nump
     if exe is None:
         module = ModuleOp([lower(graph, name)])
         try:
-            lower_to(module, "step")
+            lower_to(module, "simplify")
         except (VerifyException, DiagnosticException) as e:
             raise CompileError(f"compiling {name} failed: {e}") from None
         exe = compile_func(module.body.block.first_op)  # type: ignore[arg-type]

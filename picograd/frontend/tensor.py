@@ -325,21 +325,6 @@ class Tensor:
             return self
         return _record("cast", [self], (), self.shape, dtype)
 
-    def float(self) -> Tensor:
-        return self.to(dtypes.float32)
-
-    def double(self) -> Tensor:
-        return self.to(dtypes.float64)
-
-    def long(self) -> Tensor:
-        return self.to(dtypes.int64)
-
-    def int(self) -> Tensor:
-        return self.to(dtypes.int32)
-
-    def bool(self) -> Tensor:
-        return self != 0
-
     def cpu(self) -> Tensor:
         return self
 
@@ -548,7 +533,9 @@ class Tensor:
         """Reorder dims: result dim i is input dim ``dims[i]``."""
         perm = tuple(_norm_dim(d, self.ndim, self.shape) for d in _shape_args(dims))
         if sorted(perm) != list(range(self.ndim)):
-            raise ShapeError(f"permute: {perm} is not a permutation of the dims of shape {self.shape}{at(user_location())}")
+            raise ShapeError(
+                f"permute: {perm} is not a permutation of the dims of shape {self.shape}{at(user_location())}"
+            )
         if perm == tuple(range(self.ndim)):
             return self
         return _record("permute", [self], (perm,), tuple(self.shape[p] for p in perm), self.dtype)
@@ -603,6 +590,23 @@ class Tensor:
 
         return getitem(self, index)
 
+    # dtype shorthands last: their names (int, bool, float) would shadow the builtins in the annotations above
+
+    def float(self) -> Tensor:
+        return self.to(dtypes.float32)
+
+    def double(self) -> Tensor:
+        return self.to(dtypes.float64)
+
+    def long(self) -> Tensor:
+        return self.to(dtypes.int64)
+
+    def int(self) -> Tensor:
+        return self.to(dtypes.int32)
+
+    def bool(self) -> Tensor:
+        return self != 0
+
 
 # ---------------------------------------------------------------------------------------------------------------
 # Recording
@@ -622,6 +626,8 @@ def _record(kind: str, srcs: Sequence[Tensor], attrs: tuple, shape: Shape, dtype
 
 def constant(value: Any, dtype: DType, shape: Shape = ()) -> Tensor:
     """A constant of ``dtype`` broadcast to ``shape`` (scalars stay in the IR as ``pg.constant``)."""
+    if dtype.category == 1 and not np.iinfo(dtype.np).min <= value <= np.iinfo(dtype.np).max:
+        raise DTypeError(f"{value} does not fit in a {dtype.name} tensor{at(user_location())}")  # not at realize
     t = _record("constant", [], (value,), (), dtype)
     return t._broadcast(shape) if shape else t
 
@@ -778,6 +784,8 @@ def _arg_reduce(kind: str, x: Tensor, dim: int | None, keepdim: bool) -> Tensor:
     d = _norm_dim(dim, x.ndim, x.shape)
     if x.ndim == 0:
         return constant(0, dtypes.int64)
+    if x.shape[d] == 0:
+        raise ShapeError(f"{kind}() of an empty dim of shape {x.shape}{at(user_location())}")
     shape = tuple(1 if i == d else s for i, s in enumerate(x.shape)) if keepdim else tuple(
         s for i, s in enumerate(x.shape) if i != d
     )

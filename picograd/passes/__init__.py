@@ -28,5 +28,9 @@ def all_passes() -> dict[str, Callable[[], type[ModulePass]]]:
                 and obj.__module__ == module.__name__
                 and isinstance(getattr(obj, "name", None), str)
             ):
-                found[obj.name] = lambda cls=obj: cls
+                found[obj.name] = _factory(obj)
     return found
+
+
+def _factory(cls: type[ModulePass]) -> Callable[[], type[ModulePass]]:
+    return lambda: cls

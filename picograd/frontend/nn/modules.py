@@ -14,7 +14,7 @@ from picograd.frontend.nn import functional as F
 from picograd.frontend.tensor import Tensor
 
 
-def Parameter(data: Tensor, requires_grad: bool = True) -> Tensor:
+def Parameter(data: Any, requires_grad: bool = True) -> Tensor:
     """A realized tensor marked as a module parameter (``torch.nn.Parameter``)."""
     t = Tensor(data.numpy() if isinstance(data, Tensor) else data, requires_grad=requires_grad)
     t._is_param = True  # type: ignore[attr-defined]
@@ -24,6 +24,10 @@ def Parameter(data: Tensor, requires_grad: bool = True) -> Tensor:
 class Module:
     """Base of all modules: parameters and submodules are registered when assigned as attributes;
     ``__call__`` runs ``forward``."""
+
+    _parameters: dict[str, Tensor]
+    _modules: dict[str, Module]
+    training: bool
 
     def __init__(self) -> None:
         object.__setattr__(self, "_parameters", {})
