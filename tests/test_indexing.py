@@ -1,0 +1,181 @@
+"""``Tensor.__getitem__`` against numpy's result for the same index: basic indexing (ints, negative ints, slices with
+steps, None, Ellipsis) and integer-array indexing (tensors, lists, numpy arrays; several index arrays broadcast
+together; adjacent and non-adjacent index arrays)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import picograd as pg
+
+S = slice(None)
+E = Ellipsis
+
+BASIC = [
+    0,
+    -1,
+    3,
+    (1, 2),
+    (-1, -2, -3),
+    (1, 2, 3),
+    slice(1, 3),
+    slice(None, None, 2),
+    (S, slice(1, None, 3)),
+    (slice(-3, None), S, slice(None, -1, 4)),
+    (S, slice(4, 1)),  # empty
+    (slice(-100, 100),),
+    (2, slice(0, 5, 2), -1),
+    None,
+    (None, 1),
+    (S, None, S, None),
+    E,
+    (E, 0),
+    (E, None),
+    (1, E, slice(None, None, 2)),
+    (None, E, -1),
+    (E, 2, S),
+    (0, E, 1, 2),
+    (),
+]
+
+ADVANCED = [
+    [0, -1],
+    [[0, 1], [3, 2]],
+    ([0, 2], [1, 4]),  # two adjacent index arrays: one pair per position
+    ([0, 2], S, [1, 5]),  # non-adjacent: the broadcast dims go first
+    (S, [0, 4], [5, 1]),  # adjacent, not leading: dims replaced in place
+    (S, [[0], [3]], [1, 2, 5]),  # broadcast together to (2, 3)
+    ([[0], [1]], [1, 2, 4], S),
+    (0, S, [1, 2]),  # an int among arrays is an index array too: non-adjacent
+    (S, 0, [1, -2]),  # ... adjacent
+    ([1, 3], None, [0, 2]),  # None between arrays: non-adjacent
+    (E, [1, -1]),
+    ([2, 0], E, [[3], [4]]),  # broadcast to (2, 2), non-adjacent
+    (slice(1, 3), [0, 1]),
+    (slice(None, None, 2), S, [[5, 0]]),
+    (None, [1, 1, 1], slice(2, 5)),
+    ([-4, -3], [-5, 0], [-6, 5]),  # all three dims
+    ([3],),
+]
+
+
+def _as_pg_index(index, kind: str):
+    """The same index with its arrays as picograd tensors, numpy arrays or lists."""
+
+    def conv(i):
+        if isinstance(i, list):
+            return {"tensor": pg.tensor(np.array(i)), "numpy": np.array(i), "list": i}[kind]
+        return i
+
+    return tuple(conv(i) for i in index) if isinstance(index, tuple) else conv(index)
+
+
+def _as_np_index(index):
+    return (
+        tuple(np.array(i) if isinstance(i, list) else i for i in index)
+        if isinstance(index, tuple)
+        else (np.array(index) if isinstance(index, list) else index)
+    )
+
+
+def _check(got: pg.Tensor, expected: np.ndarray) -> None:
+    assert got.shape == expected.shape, (got.shape, expected.shape)
+    out = got.numpy()
+    assert out.shape == expected.shape and out.dtype == expected.dtype
+    np.testing.assert_array_equal(out, expected)
+
+
+@pytest.mark.parametrize("index", BASIC, ids=repr)
+def test_basic_indexing(rng, index):
+    a = rng.standard_normal((4, 5, 6))
+    _check(pg.tensor(a)[index], a[index])
+
+
+@pytest.mark.parametrize("kind", ["tensor", "numpy", "list"])
+@pytest.mark.parametrize("index", ADVANCED, ids=repr)
+def test_integer_array_indexing(rng, index, kind):
+    a = rng.standard_normal((4, 5, 6))
+    _check(pg.tensor(a)[_as_pg_index(index, kind)], a[_as_np_index(index)])
+
+
+def test_pick_targets_like_cross_entropy(rng):
+    """``logits[arange(n), targets]``: two index arrays broadcast together, one value per row."""
+    n, c = 7, 5
+    logits = rng.standard_normal((n, c))
+    targets = rng.integers(0, c, n)
+    x = pg.tensor(logits)
+    _check(x[pg.arange(n), pg.tensor(targets)], logits[np.arange(n), targets])
+    _check(x[list(range(n)), targets.tolist()], logits[np.arange(n), targets])
+    _check(x[pg.arange(n)[:, None], pg.tensor(targets)[None, :]], logits[np.arange(n)[:, None], targets[None, :]])
+
+
+def test_lazy_index_tensors_with_negative_entries(rng):
+    a = rng.standard_normal((5, 6))
+    rows = rng.integers(-5, 5, (3,))
+    _check(pg.tensor(a)[pg.tensor(rows) * 1], a[rows])  # not realized: negatives are wrapped inside the graph
+    cols = rng.integers(-6, 6, (2, 2))
+    _check(pg.tensor(a)[:, pg.tensor(cols) + 0], a[:, cols])
+    _check(pg.tensor(a)[pg.tensor(rows)], a[rows])  # realized with negative entries
+    am = pg.tensor(a).argmax(1)  # an index computed by the graph
+    _check(pg.tensor(a)[pg.arange(5), am], a.max(1))
+
+
+def test_index_with_scalars_of_other_types(rng):
+    a = rng.standard_normal((4, 5))
+    x = pg.tensor(a)
+    _check(x[np.int64(2)], a[2])
+    _check(x[pg.tensor(3)], a[3])  # a 0-d index tensor drops the dim like an int
+    _check(x[1, pg.tensor(-1)], a[1, -1])
+
+
+def test_indexing_after_permute_and_chained(rng):
+    a = rng.standard_normal((4, 5, 6))
+    p = a.transpose(2, 0, 1)
+    x = pg.tensor(a).permute(2, 0, 1)
+    _check(x[1:5:2, [0, 3], -1], p[1:5:2, [0, 3], -1])
+    _check(x[..., 2][3], p[..., 2][3])
+    _check(pg.tensor(a)[1][::2][:, [5, 0]], a[1][::2][:, [5, 0]])
+    _check(pg.tensor(a).T[0, 1:], a.T[0, 1:])
+
+
+def test_indexing_other_dtypes_and_0d_result(rng):
+    i = rng.integers(-100, 100, (3, 4))
+    _check(pg.tensor(i)[[2, 0], 1:], i[[2, 0], 1:])
+    b = i > 0
+    _check(pg.tensor(b)[:, [3, 0]], b[:, [3, 0]])
+    f = np.float64(rng.standard_normal())
+    a = np.array([f, 2 * f])
+    out = pg.tensor(a)[1]
+    assert out.shape == () and out.item() == 2 * f
+
+
+def test_indexed_values_flow_into_ops(rng):
+    a = rng.standard_normal((6, 4))
+    idx = rng.integers(0, 6, (3,))
+    x = pg.tensor(a)
+    out = (x[idx] * 2.0 - x[idx[::-1].copy()]).sum(0)
+    np.testing.assert_allclose(out.numpy(), (a[idx] * 2.0 - a[idx[::-1]]).sum(0), rtol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "index",
+    [
+        (S, slice(None, None, -1)),  # negative steps: not supported (as torch)
+        pg.tensor([True, False, True, False]),  # bool masks: data-dependent shapes
+        [True, False, True, False],
+        (0, 0, 0),  # too many indices
+        9,
+        (0, -6),
+        ([0, 9],),
+        ([0, 1], [0, 1, 2]),  # index arrays that do not broadcast
+        pg.tensor([0.5, 1.0]),  # float index tensors
+        (E, E),
+        "a",
+    ],
+    ids=repr,
+)
+def test_bad_indices_raise_shape_error(index):
+    x = pg.tensor(np.zeros((4, 5)))
+    with pytest.raises(pg.ShapeError):
+        x[index]
