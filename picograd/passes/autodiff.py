@@ -1,0 +1,417 @@
+"""``pg-autodiff``: reverse-mode automatic differentiation as a rewrite of ``pg.grad``.
+
+``%ga, %gb = pg.grad %root [seed %s] wrt %a, %b`` is expanded in place: the ops of the enclosing block that lie on
+a path from a ``wrt`` value to ``root`` (the *tape*) are walked in reverse, and each op's vector-Jacobian product
+(vjp) is emitted as new ``pg`` ops right before the ``pg.grad``, which is then erased. Adjoints of a value used more
+than once are summed (fan-out). Only float tensors carry adjoints: integer and bool values, ``pg.stop_gradient``
+and the other ops marked non-differentiable cut the paths. This is the textbook reverse sweep of Griewank & Walther,
+"Evaluating Derivatives" (2nd ed., 2008), ch. 3, with the per-op rules of ch. 2 / JAX's ``defvjp`` table.
+
+Because ``pg.grad`` ops are expanded in program order, a ``pg.grad`` whose root depends on the results of an earlier
+one differentiates through that expansion: higher-order gradients come for free, since every op a rule emits has a
+rule itself.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from xdsl.context import Context
+from xdsl.dialects.builtin import (
+    DenseIntOrFPElementsAttr,
+    FileLineColLoc,
+    Float32Type,
+    Float64Type,
+    LocationAttr,
+    ModuleOp,
+    TensorType,
+)
+from xdsl.ir import Operation, SSAValue
+from xdsl.passes import ModulePass
+from xdsl.rewriter import InsertPoint, Rewriter
+from xdsl.utils.exceptions import DiagnosticException
+
+from picograd.dialects import pg
+from picograd.dialects.pg import element_of, is_float, reduced_shape, shape_of
+
+# ---------------------------------------------------------------------------------------------------------------
+# The builder the rules emit ops with
+
+
+class Builder:
+    """Creates ``pg`` ops right before ``anchor`` and stamps ``location`` on each one (xDSL does not copy locations
+    by itself). Every op it makes is recorded in ``created``, so that the ones no gradient ends up using can be
+    erased afterwards. Calling the builder with an op inserts it and returns its (single) result."""
+
+    def __init__(self, anchor: Operation, location: LocationAttr, created: list[Operation]):
+        self.anchor, self.location, self.created = anchor, location, created
+
+    def __call__(self, op: Operation) -> SSAValue:
+        op.location = self.location
+        Rewriter.insert_op(op, InsertPoint.before(self.anchor))
+        self.created.append(op)
+        return op.results[0]
+
+    def add(self, x: SSAValue, y: SSAValue) -> SSAValue:
+        return self(pg.AddOp(x, y))
+
+    def sub(self, x: SSAValue, y: SSAValue) -> SSAValue:
+        return self(pg.SubOp(x, y))
+
+    def mul(self, x: SSAValue, y: SSAValue) -> SSAValue:
+        return self(pg.MulOp(x, y))
+
+    def div(self, x: SSAValue, y: SSAValue) -> SSAValue:
+        return self(pg.DivOp(x, y))
+
+    def neg(self, x: SSAValue) -> SSAValue:
+        return self(pg.NegOp(x))
+
+    def cmp(self, predicate: str, x: SSAValue, y: SSAValue) -> SSAValue:
+        return self(pg.CmpOp(predicate, x, y))
+
+    def select(self, cond: SSAValue, x: SSAValue, y: SSAValue) -> SSAValue:
+        return self(pg.SelectOp(cond, x, y))
+
+    def full(self, value: float, like: SSAValue) -> SSAValue:
+        """``value`` in every element of ``like``'s type: a 0-d ``pg.constant`` broadcast to ``like``'s shape (a
+        splat constant would store every element in the attribute)."""
+        element = element_of(like)
+        assert isinstance(element, Float32Type | Float64Type), "adjoints are float tensors"
+        scalar = DenseIntOrFPElementsAttr.from_list(TensorType(element, []), [value])
+        return self.broadcast(self(pg.ConstantOp(scalar)), shape_of(like))
+
+    def zeros(self, like: SSAValue) -> SSAValue:
+        return self.full(0.0, like)
+
+    def reshape(self, x: SSAValue, shape: Sequence[int]) -> SSAValue:
+        return x if shape_of(x) == tuple(shape) else self(pg.ReshapeOp(x, shape))
+
+    def broadcast(self, x: SSAValue, shape: Sequence[int]) -> SSAValue:
+        return x if shape_of(x) == tuple(shape) else self(pg.BroadcastToOp(x, shape))
+
+    def sum_to(self, x: SSAValue, shape: Sequence[int]) -> SSAValue:
+        """Unbroadcast: sum ``x`` over the dims that broadcasting ``shape`` to ``x``'s shape added or stretched,
+        then reshape to ``shape``."""
+        big = shape_of(x)
+        lead = len(big) - len(shape)
+        dims = [i for i, n in enumerate(big) if i < lead or (shape[i - lead] == 1 and n != 1)]
+        return self.reshape(self(pg.SumOp(x, dims)) if dims else x, shape)
+
+    def unreduce(self, x: SSAValue, dims: Sequence[int], shape: Sequence[int]) -> SSAValue:
+        """Broadcast ``x``, a reduction over ``dims`` of a tensor of ``shape``, back to ``shape`` (reshaping to
+        the keepdim shape first unless the reduced dims lead, where broadcasting adds them by itself)."""
+        if list(dims) != list(range(len(dims))):
+            x = self.reshape(x, reduced_shape(shape, dims, True))
+        return self.broadcast(x, shape)
+
+    def transpose(self, x: SSAValue) -> SSAValue:
+        """Swap the last two dims (the matrix transpose of a batch of matrices)."""
+        rank = len(shape_of(x))
+        return self(pg.PermuteOp(x, [*range(rank - 2), rank - 1, rank - 2]))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The vjp rules. ``rule(b, op, g)``: ``g`` is the adjoint of the op's (single) result; the rule returns one adjoint
+# per operand, None where an operand gets no gradient. Rules may compute adjoints nobody needs (both sides of a
+# product, say): the pass erases what ends up unused, so the rules stay symmetric and simple.
+
+Grad = SSAValue | None
+Rule = Callable[[Builder, Any, SSAValue], Sequence[Grad]]
+
+
+def unary(vjp: Callable[[Builder, SSAValue, SSAValue, SSAValue], SSAValue]) -> Rule:
+    """Rule of an elementwise ``y = f(x)`` from ``vjp(b, x, y, g) = g * f'(x)``."""
+    return lambda b, op, g: [vjp(b, op.input, op.result, g)]
+
+
+def binary(vjp: Callable[[Builder, SSAValue, SSAValue, SSAValue, SSAValue], tuple[Grad, Grad]]) -> Rule:
+    """Rule of an elementwise ``z = f(x, y)`` from ``vjp(b, x, y, z, g) = (g * df/dx, g * df/dy)``."""
+    return lambda b, op, g: vjp(b, op.lhs, op.rhs, op.result, g)
+
+
+def _relu(b: Builder, x: SSAValue, y: SSAValue, g: SSAValue) -> SSAValue:
+    """d relu(x) = [x > 0] dx (0 at x = 0, as PyTorch)."""
+    zero = b.zeros(x)
+    return b.select(b.cmp("gt", x, zero), g, zero)
+
+
+def _abs(b: Builder, x: SSAValue, y: SSAValue, g: SSAValue) -> SSAValue:
+    """d|x| = sign(x) dx, with sign(0) = 0 (as PyTorch)."""
+    zero = b.zeros(x)
+    return b.select(b.cmp("gt", x, zero), g, b.select(b.cmp("lt", x, zero), b.neg(g), zero))
+
+
+def _erf(b: Builder, x: SSAValue, y: SSAValue, g: SSAValue) -> SSAValue:
+    """d erf(x) = 2/sqrt(pi) exp(-x^2) dx."""
+    return b.mul(g, b.mul(b.full(2 / math.sqrt(math.pi), x), b(pg.ExpOp(b.neg(b.mul(x, x))))))
+
+
+def _div(b: Builder, x: SSAValue, y: SSAValue, z: SSAValue, g: SSAValue) -> tuple[Grad, Grad]:
+    """z = x / y: dx = g / y, dy = -g x / y^2 = -(g / y) z."""
+    gx = b.div(g, y)
+    return gx, b.neg(b.mul(gx, z))
+
+
+def _pow(b: Builder, x: SSAValue, y: SSAValue, z: SSAValue, g: SSAValue) -> tuple[Grad, Grad]:
+    """z = x^y: dx = g y x^(y-1), dy = g z log(x).
+
+    dx is 0 where y == 0 (as PyTorch: x^0 = 1 is flat in x, and y x^(y-1) would be 0 * inf at x = 0).
+    dy is *defined as 0 where x <= 0*: log(x) is -inf or NaN there and x^y has no real derivative in y at x < 0
+    (PyTorch gives 0 only at x == 0, y >= 0, else NaN). The common case is a constant exponent whose gradient nobody
+    needs (the pass then erases it); a 0 keeps a NaN that no one asked for out of sums over other elements.
+    Both guards are ``pg.select``s (never a multiplication by a mask), and the guarded branches read safe values
+    (y = 1 where y == 0, x = 1 where x <= 0) so that no NaN is even computed.
+    """
+    one, zero = b.full(1.0, x), b.zeros(x)
+    flat = b.cmp("eq", y, zero)
+    y_safe = b.select(flat, one, y)
+    gx = b.select(flat, zero, b.mul(g, b.mul(y_safe, b(pg.PowOp(x, b.sub(y_safe, one))))))
+    positive = b.cmp("gt", x, zero)
+    log_x = b(pg.LogOp(b.select(positive, x, one)))
+    return gx, b.select(positive, b.mul(g, b.mul(z, log_x)), zero)
+
+
+def extremum(wins: str) -> Callable[[Builder, SSAValue, SSAValue, SSAValue, SSAValue], tuple[Grad, Grad]]:
+    """vjp of ``maximum`` (``wins="gt"``) / ``minimum`` (``"lt"``): g goes to the winner; a tie gives each side
+    g / 2 (as PyTorch)."""
+    loses = {"gt": "lt", "lt": "gt"}[wins]
+
+    def vjp(b: Builder, x: SSAValue, y: SSAValue, z: SSAValue, g: SSAValue) -> tuple[Grad, Grad]:
+        zero = b.zeros(x)
+        half = b.select(b.cmp("eq", x, y), b.mul(g, b.full(0.5, g)), zero)
+        return b.select(b.cmp(wins, x, y), g, half), b.select(b.cmp(loses, x, y), g, half)
+
+    return vjp
+
+
+def _select(b: Builder, op: pg.SelectOp, g: SSAValue) -> Sequence[Grad]:
+    """r = where(c, x, y): dx = where(c, g, 0), dy = where(c, 0, g); none for c. A select, never g * mask: an
+    infinite g in the branch not taken must give 0, not 0 * inf = NaN (fully -inf rows, design note)."""
+    zero = b.zeros(g)
+    return [None, b.select(op.cond, g, zero), b.select(op.cond, zero, g)]
+
+
+def _sum(b: Builder, op: pg.SumOp, g: SSAValue) -> Sequence[Grad]:
+    """y = sum_D x: dx = g broadcast back over D (each element of x feeds its sum once)."""
+    return [b.unreduce(g, op.dim_list, shape_of(op.input))]
+
+
+def _extreme(b: Builder, op: pg.MaxOp | pg.MinOp, g: SSAValue) -> Sequence[Grad]:
+    """y = max_D x (or min; values only, as torch.amax): dx = g [x == y] / #{x == y}, ties split evenly among the
+    extreme elements. Written as a select of g / count where x == y, so a fully -inf row (all elements tie) stays
+    finite."""
+    x, dims, shape = op.input, op.dim_list, shape_of(op.input)
+    hit = b.cmp("eq", x, b.unreduce(op.result, dims, shape))
+    count = b(pg.SumOp(b(pg.CastOp(hit, element_of(x))), dims, keepdim=True))
+    share = b.div(b.reshape(g, reduced_shape(shape, dims, True)), count)
+    return [b.select(hit, b.broadcast(share, shape), b.zeros(x))]
+
+
+def _permute(b: Builder, op: pg.PermuteOp, g: SSAValue) -> Sequence[Grad]:
+    """y = permute(x, p): dx = permute(g, p^-1)."""
+    perm = op.perm_list
+    return [b(pg.PermuteOp(g, sorted(range(len(perm)), key=perm.__getitem__)))]
+
+
+def _slice(b: Builder, op: pg.SliceOp, g: SSAValue) -> Sequence[Grad]:
+    """y = x[a:e:s]: dx puts g back in place with zeros elsewhere: pad low = a, interior = s - 1, high = the rest."""
+    start, step = op.start.get_values(), op.step.get_values()
+    high = [
+        size - a - ((n - 1) * s + 1 if n else 0)
+        for size, a, s, n in zip(shape_of(op.input), start, step, shape_of(op.result), strict=True)
+    ]
+    return [b(pg.PadOp(g, start, high, [s - 1 for s in step]))]
+
+
+def _pad(b: Builder, op: pg.PadOp, g: SSAValue) -> Sequence[Grad]:
+    """y = pad(x, low, high, interior): dx = g[low : low + (n-1)(interior+1) + 1 : interior + 1] (the padding
+    value is an attribute: no gradient)."""
+    low, interior = op.low.get_values(), op.interior.get_values()
+    stop = [
+        lo + ((n - 1) * (i + 1) + 1 if n else 0) for lo, i, n in zip(low, interior, shape_of(op.input), strict=True)
+    ]
+    return [b(pg.SliceOp(g, low, stop, [i + 1 for i in interior]))]
+
+
+def _concat(b: Builder, op: pg.ConcatOp, g: SSAValue) -> Sequence[Grad]:
+    """y = concat(x_1, ..., x_k): dx_i = the slice of g that x_i filled."""
+    dim, shape, offset, grads = op.dim_index, shape_of(g), 0, []
+    for x in op.inputs:
+        start, stop = [0] * len(shape), list(shape)
+        start[dim], stop[dim] = offset, offset + shape_of(x)[dim]
+        grads.append(b(pg.SliceOp(g, start, stop, [1] * len(shape))))
+        offset = stop[dim]
+    return grads
+
+
+def _matmul(b: Builder, op: pg.MatmulOp, g: SSAValue) -> Sequence[Grad]:
+    """C = A @ B (batched): dA = dC @ B^T, dB = A^T @ dC (transposing the last two dims)."""
+    return [b(pg.MatmulOp(g, b.transpose(op.rhs))), b(pg.MatmulOp(b.transpose(op.lhs), g))]
+
+
+def _gather(b: Builder, op: pg.GatherOp, g: SSAValue) -> Sequence[Grad]:
+    """y = take(x, i, dim): dx = scatter_add(g, i, dim) (repeated indices accumulate); none for the indices."""
+    return [b(pg.ScatterAddOp(g, op.indices, op.dim_index, shape_of(op.input))), None]
+
+
+def _scatter_add(b: Builder, op: pg.ScatterAddOp, g: SSAValue) -> Sequence[Grad]:
+    """y = scatter_add(u, i, dim) is linear in u with gather as its transpose: du = take(g, i, dim)."""
+    return [b(pg.GatherOp(g, op.indices, op.dim_index)), None]
+
+
+def _cast(b: Builder, op: pg.CastOp, g: SSAValue) -> Sequence[Grad]:
+    """Float to float: dx = g cast back to x's type. To or from an integer type: no gradient (the pass never
+    gives an integer result an adjoint, so only the float input case is left)."""
+    return [b(pg.CastOp(g, element_of(op.input))) if is_float(element_of(op.input)) else None]
+
+
+VJP_RULES: dict[type[Operation], Rule | None] = {
+    # -- elementwise unary, y = f(x), dx = g f'(x)
+    pg.NegOp: unary(lambda b, x, y, g: b.neg(g)),  # d(-x) = -dx
+    pg.ExpOp: unary(lambda b, x, y, g: b.mul(g, y)),  # d e^x = e^x dx
+    pg.LogOp: unary(lambda b, x, y, g: b.div(g, x)),  # d log x = dx / x
+    pg.SqrtOp: unary(lambda b, x, y, g: b.div(g, b.add(y, y))),  # d sqrt(x) = dx / (2 sqrt(x))
+    # d x^(-1/2) = -1/2 x^(-3/2) dx = -1/2 y^3 dx
+    pg.RsqrtOp: unary(lambda b, x, y, g: b.mul(g, b.mul(b.full(-0.5, y), b.mul(y, b.mul(y, y))))),
+    pg.SinOp: unary(lambda b, x, y, g: b.mul(g, b(pg.CosOp(x)))),  # d sin x = cos x dx
+    pg.CosOp: unary(lambda b, x, y, g: b.neg(b.mul(g, b(pg.SinOp(x))))),  # d cos x = -sin x dx
+    pg.TanhOp: unary(lambda b, x, y, g: b.mul(g, b.sub(b.full(1.0, y), b.mul(y, y)))),  # d tanh x = (1 - y^2) dx
+    pg.SigmoidOp: unary(lambda b, x, y, g: b.mul(g, b.mul(y, b.sub(b.full(1.0, y), y)))),  # d s(x) = y (1 - y) dx
+    pg.ReluOp: unary(_relu),  # [x > 0] dx
+    pg.AbsOp: unary(_abs),  # sign(x) dx, sign(0) = 0
+    pg.ReciprocalOp: unary(lambda b, x, y, g: b.neg(b.mul(g, b.mul(y, y)))),  # d (1/x) = -dx / x^2 = -y^2 dx
+    pg.ErfOp: unary(_erf),  # 2/sqrt(pi) exp(-x^2) dx
+    # -- elementwise binary, z = f(x, y)
+    pg.AddOp: binary(lambda b, x, y, z, g: (g, g)),  # d(x + y) = dx + dy
+    pg.SubOp: binary(lambda b, x, y, z, g: (g, b.neg(g))),  # d(x - y) = dx - dy
+    pg.MulOp: binary(lambda b, x, y, z, g: (b.mul(g, y), b.mul(g, x))),  # d(x y) = y dx + x dy
+    pg.DivOp: binary(_div),  # d(x / y) = dx / y - x / y^2 dy
+    pg.PowOp: binary(_pow),  # d x^y = y x^(y-1) dx + x^y log(x) dy, guarded
+    pg.MaximumOp: binary(extremum("gt")),  # to the larger; ties split evenly
+    pg.MinimumOp: binary(extremum("lt")),  # to the smaller; ties split evenly
+    pg.SelectOp: _select,  # to the chosen branch only
+    # -- shapes, reductions, movement
+    pg.BroadcastToOp: lambda b, op, g: [b.sum_to(g, shape_of(op.input))],  # unbroadcast
+    pg.SumOp: _sum,  # broadcast back
+    pg.MaxOp: _extreme,  # to the maxima, ties split evenly
+    pg.MinOp: _extreme,  # to the minima, ties split evenly
+    pg.ReshapeOp: lambda b, op, g: [b.reshape(g, shape_of(op.input))],  # reshape back
+    pg.PermuteOp: _permute,  # inverse permutation
+    pg.SliceOp: _slice,  # pad with zeros
+    pg.PadOp: _pad,  # slice back
+    pg.ConcatOp: _concat,  # slices
+    pg.MatmulOp: _matmul,  # dA = dC B^T, dB = A^T dC
+    pg.GatherOp: _gather,  # scatter_add
+    pg.ScatterAddOp: _scatter_add,  # gather
+    pg.CastOp: _cast,  # cast back (floats only)
+    # -- no gradient flows through these (None): detach, sources, and ops with integer/bool results
+    pg.StopGradientOp: None,
+    pg.ConstantOp: None,
+    pg.IotaOp: None,
+    pg.RandomOp: None,
+    pg.CmpOp: None,
+    pg.ArgmaxOp: None,
+    pg.ArgminOp: None,
+}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The reverse sweep
+
+
+def _where(op: Operation) -> str:
+    loc = op.location
+    if isinstance(loc, FileLineColLoc):
+        return f" at {loc.filename.data}:{loc.line.data}:{loc.column.data}"
+    return ""
+
+
+def _carries_gradient(value: SSAValue) -> bool:
+    return is_float(element_of(value))
+
+
+def _inputs(op: Operation) -> list[SSAValue]:
+    """The values ``op`` reads: its operands and, for an op with regions, what its nested ops read (so that a
+    region op between wrt and root is seen, and refused, rather than silently cutting the path)."""
+    if not op.regions:
+        return list(op.operands)
+    return [v for nested in op.walk() for v in nested.operands]
+
+
+def expand_grad(grad: pg.GradOp) -> None:
+    """Replace ``grad`` by the ops computing its gradients, inserted right before it, and erase it.
+
+    Root and wrt values are float tensors (``tensor<...xf32|f64>``); each gradient has its wrt value's type. A wrt
+    value that ``root`` does not depend on (through float values and differentiable ops) gets zeros. Raises
+    ``DiagnosticException`` when ``root`` or a wrt value is not a float tensor, and when an op on a path from a
+    wrt value to ``root`` has no rule in ``VJP_RULES`` (the message names the op and its location).
+    """
+    for role, value in [("root", grad.root), *(("wrt value", v) for v in grad.wrt)]:
+        if not _carries_gradient(value):
+            raise DiagnosticException(
+                f"pg-autodiff: pg.grad{_where(grad)}: the {role} is a {value.type}, but only float tensors have "
+                "gradients"
+            )
+    block = grad.parent_block()
+    assert block is not None, "pg.grad must sit in a block"
+    forward = []
+    for op in block.ops:
+        if op is grad:
+            break
+        forward.append(op)
+
+    # Activity analysis: the float values that depend on a wrt value through ops that pass gradients ...
+    active = set(grad.wrt)
+    for op in forward:
+        if VJP_RULES.get(type(op), ...) is not None and any(v in active for v in _inputs(op)):
+            active.update(r for r in op.results if _carries_gradient(r))
+    # ... and, of their ops, those root depends on: the tape, in reverse order.
+    needed, tape = {grad.root}, []
+    for op in reversed(forward):
+        if any(r in needed and r in active for r in op.results) and any(v in active for v in _inputs(op)):
+            if VJP_RULES.get(type(op), ...) is None:
+                continue  # a non-differentiable op producing a wrt value itself
+            if type(op) not in VJP_RULES:
+                raise DiagnosticException(
+                    f"pg-autodiff: cannot differentiate through '{op.name}'{_where(op)}: it lies on a path from a "
+                    f"wrt value to the root of pg.grad{_where(grad)} and has no vjp rule"
+                )
+            tape.append(op)
+            needed.update(v for v in _inputs(op) if v in active)
+
+    created: list[Operation] = []
+    here = Builder(grad, grad.location, created)
+    adjoint = {grad.root: grad.seed if grad.seed is not None else here.full(1.0, grad.root)}
+    for op in tape:
+        g = adjoint.get(op.results[0])  # every differentiable pg op has one result
+        rule = VJP_RULES[type(op)]
+        if g is None or rule is None:
+            continue
+        b = Builder(grad, op.location, created)
+        for value, contribution in zip(op.operands, rule(b, op, g), strict=True):
+            if contribution is None or value not in active:
+                continue
+            assert contribution.type == value.type, f"vjp of {op.name}: {contribution.type} for {value.type}"
+            adjoint[value] = b.add(adjoint[value], contribution) if value in adjoint else contribution
+    for result, value in zip(grad.grads, grad.wrt, strict=True):
+        result.replace_all_uses_with(adjoint[value] if value in adjoint else here.zeros(value))
+    Rewriter.erase_op(grad)
+    for op in reversed(created):  # what no gradient uses: the adjoints of inactive operands and their inputs
+        if all(not r.uses for r in op.results):
+            Rewriter.erase_op(op)
+
+
+@dataclass(frozen=True)
+class PgAutodiff(ModulePass):
+    """Expand every ``pg.grad`` of the module into vector-Jacobian products (see ``expand_grad``), in program
+    order, so that a later ``pg.grad`` can differentiate an earlier one's expansion."""
+
+    name = "pg-autodiff"
+
+    def apply(self, ctx: Context, op: ModuleOp) -> None:
+        for grad in [o for o in op.walk() if isinstance(o, pg.GradOp)]:
+            expand_grad(grad)
