@@ -1,13 +1,21 @@
 """The compiler's stages, in order, and the passes that lead to each (design.md section 1).
 
 ``pg`` is what the frontend records; ``grad`` expands ``pg.grad`` (``pg-autodiff``); ``step`` expands the optimizer
-ops. ``pgc --emit=STAGE`` prints the module after the passes of every stage up to STAGE.
+ops; ``simplify`` canonicalizes (``pg-canonicalize``) and removes common subexpressions and dead code (xDSL's
+``cse`` and ``dce``); ``kernels`` groups the ``pg`` ops into ``kernel.fused`` ops (``pg-fuse``); ``loops`` turns
+tensors into buffers with a memory plan (``pg-bufferize``: the function takes its inputs and output buffers and
+returns nothing) and each kernel into loop nests over them (``pg-to-loops``). ``pgc --emit=STAGE`` prints the module
+after the passes of every stage up to STAGE.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from xdsl.context import Context
 from xdsl.dialects.builtin import ModuleOp
+from xdsl.passes import ModulePass
+from xdsl.utils.arg_spec import parse_pipeline
 
 from picograd.dialects import make_context
 from picograd.passes import all_passes
@@ -16,6 +24,9 @@ STAGES: dict[str, tuple[str, ...]] = {
     "pg": (),
     "grad": ("pg-autodiff",),
     "step": ("pg-sgd", "pg-adam", "pg-adamw"),
+    "simplify": ("pg-canonicalize", "cse", "dce"),
+    "kernels": ("pg-fuse",),
+    "loops": ("pg-bufferize", "pg-to-loops"),
 }
 
 
@@ -31,13 +42,34 @@ def passes_until(stage: str) -> list[str]:
     return names
 
 
+def pass_registry() -> dict[str, Callable[[], type[ModulePass]]]:
+    """Every pass by its command-line name: xDSL's own (``cse``, ``dce``, ...) and picograd's, which win a clash."""
+    from xdsl.transforms import get_all_passes
+
+    return {**get_all_passes(), **all_passes()}
+
+
+def make_pass(spec: str, registry: dict[str, Callable[[], type[ModulePass]]] | None = None) -> ModulePass:
+    """The pass a pipeline entry names: ``"cse"`` or, with options, ``"pg-canonicalize{no-signed-zeros=true}"``.
+
+    Raises ``ValueError`` for an unknown pass name."""
+    registry = registry if registry is not None else pass_registry()
+    parsed = list(parse_pipeline(spec))
+    if len(parsed) != 1:
+        raise ValueError(f"expected one pass, got '{spec}'")
+    (arg_spec,) = parsed
+    if arg_spec.name not in registry:
+        raise ValueError(f"unknown pass '{arg_spec.name}'")
+    return registry[arg_spec.name]().from_pass_spec(arg_spec)
+
+
 def run_passes(module: ModuleOp, names: list[str], ctx: Context | None = None, verify: bool = True) -> None:
-    """Apply the named passes in order, verifying the module after each when ``verify`` (raises xDSL's
-    ``VerifyException``/``DiagnosticException`` on failure)."""
+    """Apply the named passes in order (names as ``make_pass`` takes them), verifying the module after each when
+    ``verify`` (raises xDSL's ``VerifyException``/``DiagnosticException`` on failure)."""
     ctx = ctx or make_context()
-    registry = all_passes()
+    registry = pass_registry()
     for name in names:
-        registry[name]()().apply(ctx, module)
+        make_pass(name, registry).apply(ctx, module)
         if verify:
             module.verify()
 

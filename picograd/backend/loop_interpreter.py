@@ -65,9 +65,7 @@ from xdsl.ir import Attribute, Operation
 from xdsl.utils.comparisons import to_signed, to_unsigned
 
 from picograd.backend.numpy_executor import numpy_dtype
-
-RESULT_ATTR = "pg.result"
-"""Argument attribute of a bufferized function marking an output buffer: ``{pg.result = k : i64}`` (result k)."""
+from picograd.passes._buffers import RESULT_ATTR
 
 POISON_BYTE = 0xFF
 
@@ -348,7 +346,7 @@ def to_buffer(array: np.ndarray, t: MemRefType) -> ShapedArray[Any]:
     """A fresh interpreter buffer of type ``t`` holding ``array`` (cast to the element type of ``t``)."""
     el = t.get_element_type()
     dtype = np.dtype(np.int8) if el == IntegerType(1) else numpy_dtype(el)
-    a = np.ascontiguousarray(np.asarray(array).astype(dtype, copy=False).astype(dtype.newbyteorder("<")))
+    a = np.asarray(array).astype(dtype.newbyteorder("<"), order="C")
     if a.shape != tuple(t.get_shape()):
         raise ValueError(f"expected an array of shape {tuple(t.get_shape())}, got {a.shape}")
     return ShapedArray(TypedPtr(RawPtr(bytearray(a.tobytes())), xtype=xtype_for_el_type(el, 64)), list(a.shape))

@@ -20,7 +20,8 @@ from xdsl.dialects.builtin import DenseIntOrFPElementsAttr, Float32Type, Float64
 from xdsl.ir import Attribute, Operation, SSAValue
 
 from picograd.backend import philox
-from picograd.dialects import kernel, pg
+from picograd.dialects import pg
+from picograd.dialects.kernel import FusedOp, YieldOp
 
 Kernel = Callable[..., Any]
 
@@ -182,7 +183,9 @@ def _kernel(op: Operation) -> Kernel:  # noqa: C901 - one case per op, flat on p
             draw = philox.uniform if op.distribution.data == "uniform" else philox.normal
             return lambda seed, offset: draw(shape, int(seed), int(offset), dtype)
         case pg.GradOp() | pg.OptimizerOp():
-            raise NotImplementedError(f"{op.name} must be expanded by its pass before execution (pg-autodiff, pg-sgd, ...)")
+            raise NotImplementedError(
+                f"{op.name} must be expanded by its pass before execution (pg-autodiff, pg-sgd, ...)"
+            )
     raise NotImplementedError(f"the numpy executor has no kernel for {op.name}")
 
 
@@ -257,12 +260,12 @@ def _schedule_op(
 ) -> None:
     """Append ``op`` to the schedule. A ``kernel.fused`` is inlined: its block arguments share the slots of its
     operands, its body's ops are scheduled in order, and its results share the slots of the yielded values."""
-    if isinstance(op, kernel.FusedOp):
+    if isinstance(op, FusedOp):
         body = op.body.block
         for arg, v in zip(body.args, op.inputs, strict=True):
             slot[arg] = slot[v]
         for inner in body.ops:
-            if isinstance(inner, kernel.YieldOp):
+            if isinstance(inner, YieldOp):
                 for r, v in zip(op.outputs, inner.values, strict=True):
                     slot[r] = slot[v]
             else:

@@ -9,9 +9,11 @@ def make_context() -> Context:
     from xdsl.dialects.builtin import Builtin
     from xdsl.dialects.func import Func
 
+    from picograd.dialects.kernel import KERNEL
     from picograd.dialects.pg import PG
+    from picograd.dialects.ptx import PTX
 
     ctx = Context()
-    for dialect in (Builtin, Func, Arith, PG):
+    for dialect in (Builtin, Func, Arith, PG, KERNEL, PTX):
         ctx.load_dialect(dialect)
     return ctx

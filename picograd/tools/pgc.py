@@ -22,7 +22,7 @@ from xdsl.utils.exceptions import DiagnosticException, VerifyException
 from picograd.errors import CompileError, DeviceError, DTypeError, ShapeError
 from picograd.pipeline import STAGES, passes_until, run_passes
 
-PLANNED_STAGES = ("kernels", "loops", "gpu", "ptx")
+PLANNED_STAGES = ("gpu", "ptx")
 
 
 def _import_model(path: str):
@@ -75,10 +75,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.emit in PLANNED_STAGES:
-            raise CompileError(f"--emit={args.emit}: this stage is not implemented yet (available: {', '.join(STAGES)})")
+            raise CompileError(
+                f"--emit={args.emit}: this stage is not implemented yet (available: {', '.join(STAGES)})"
+            )
         if args.device == "cuda":
             raise DeviceError("--device cuda: the CUDA backend is not implemented yet")
-        module = build(args.model, args.emit, args.print_ir_after_all, sys.stderr if args.output is None else sys.stdout)
+        module = build(
+            args.model, args.emit, args.print_ir_after_all, sys.stderr if args.output is None else sys.stdout
+        )
         text_out = open(args.output, "w") if args.output else sys.stdout
         try:
             Printer(stream=text_out, print_debuginfo=args.print_debuginfo).print_op(module)

@@ -1,0 +1,437 @@
+"""``pg-fuse``: kernel formation. Groups the ``pg`` ops of each function into ``kernel.fused`` ops.
+
+Runs on the ``simplify`` stage: straight-line functions of ``pg`` ops, with no ``pg.grad`` or optimizer op left
+(the pass refuses those, and any op that is not a ``pg`` op). Every ``pg`` op ends up in a kernel; the function
+then holds only ``kernel.fused`` ops and its ``func.return``. A kernel's inputs are the values it reads from
+outside (function arguments or other kernels' outputs) and its outputs are the values it computes that are used
+outside it (by other kernels, or returned).
+
+How ops are grouped (producer-consumer fusion in the style of XLA's loop and input fusion, and of tinygrad's
+scheduler):
+
+- *Elementwise* ops (unary, binary, ``cmp``, ``select``, ``cast``, ``stop_gradient``), the *views*
+  ``broadcast_to`` and ``reshape`` (a reshape of a row-major tensor is a pure re-indexing, so it is absorbed into
+  an elementwise kernel like any elementwise op) and the *generators* ``constant`` and ``iota`` form elementwise
+  kernels. A reduction (``sum``, ``max``, ``min``) forms a kernel with the elementwise ops that feed it (its
+  prologue); the ops that consume a reduction's result start a new kernel (no epilogue fusion).
+- Every other op is a kernel on its own, holding just that op: ``matmul``, ``gather``, ``scatter_add``,
+  ``argmax``/``argmin`` (kind ``reduction``), ``permute``/``slice``/``pad``/``concat`` (``movement``) and
+  ``random``. A view that feeds only such ops (a reshape between a gather and a matmul, say) is a ``movement``
+  kernel of its own; bufferization may later turn it into an aliasing view.
+- Consumers first: an elementwise op joins the kernel of its users when they all lie in one elementwise or
+  reduction kernel. An op whose users lie in several kernels (or that is returned, or read by a kernel of the
+  third bullet) is computed once, in a kernel of its own, and written out; it is never recomputed, except for
+  *cheap* ops, which are copied into every kernel that uses them: generators, views and elementwise ops on one
+  element (0-d scalars such as a learning rate cast to ``f32``). Constants are therefore never kernel inputs.
+- Then multi-output fusion: a kernel of elementwise ops whose output has the iteration shape of a consuming
+  elementwise kernel (its output shape) or reduction kernel (the shape of the reduction's input) merges into it,
+  so that one pass over the data computes both and the value is written out on the way (``exp(x - max)``
+  feeding both the softmax sum and the backward pass, say). A merge is made only when no path leads from the
+  producer to the consumer through a third kernel (which would make a cycle), and a kernel holds at most one
+  reduction.
+
+Each ``kernel.fused`` takes the location of its main op (the reduction, the single op, or the last output of an
+elementwise kernel); the ops moved into kernels keep their own. Kernel names are ``k<n>_<main op>``, unique in the
+module. With ``report=true`` the pass prints ``pg-fuse: @<function>: <n> kernels`` to stderr.
+"""
+
+from __future__ import annotations
+
+import heapq
+import sys
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from xdsl.context import Context
+from xdsl.dialects import func
+from xdsl.dialects.builtin import FileLineColLoc, ModuleOp
+from xdsl.ir import Block, Operation, SSAValue
+from xdsl.passes import ModulePass
+from xdsl.utils.exceptions import PassFailedException
+
+from picograd.dialects import kernel, pg
+from picograd.dialects.pg import shape_of
+
+ELEMENTWISE = (pg.UnaryOp, pg.BinaryOp, pg.CmpOp, pg.SelectOp, pg.CastOp)
+VIEWS = (pg.BroadcastToOp, pg.ReshapeOp)
+GENERATORS = (pg.ConstantOp, pg.IotaOp)
+REDUCTIONS = (pg.SumOp, pg.MaxOp, pg.MinOp)
+SINGLE_KINDS: dict[type[Operation], str] = {
+    pg.MatmulOp: "matmul",
+    pg.GatherOp: "gather",
+    pg.ScatterAddOp: "scatter_add",
+    pg.ArgmaxOp: "reduction",
+    pg.ArgminOp: "reduction",
+    pg.PermuteOp: "movement",
+    pg.SliceOp: "movement",
+    pg.PadOp: "movement",
+    pg.ConcatOp: "movement",
+    pg.RandomOp: "random",
+}
+"""Ops that form a kernel of their own, with its kind."""
+
+FUSIBLE = (*ELEMENTWISE, *VIEWS, *GENERATORS)
+
+
+def _where(op: Operation) -> str:
+    loc = op.location
+    if isinstance(loc, FileLineColLoc):
+        return f" at {loc.filename.data}:{loc.line.data}"
+    return ""
+
+
+def is_cheap(op: Operation) -> bool:
+    """Whether ``op`` is copied into each kernel that uses it rather than computed once: generators, views, and
+    elementwise ops with a one-element result."""
+    if isinstance(op, GENERATORS + VIEWS):
+        return True
+    return isinstance(op, ELEMENTWISE) and int(np.prod(shape_of(op.results[0]))) == 1
+
+
+@dataclass(eq=False)
+class Group:
+    """A kernel being formed: its ops (``home`` ones computed here and possibly written out, plus copies of cheap
+    ops), its kind (``elementwise``, ``reduction`` with one reduction, a single-op kind, or ``opaque`` for a
+    ``kernel.fused`` already there) and its iteration shape."""
+
+    kind: str
+    main: Operation
+    iter_shape: tuple[int, ...]
+    ops: set[Operation] = field(default_factory=set)
+    home: set[Operation] = field(default_factory=set)
+
+    @property
+    def fusible(self) -> bool:
+        """Whether elementwise producers may join this group."""
+        return self.kind in ("elementwise", "reduction")
+
+
+class _Former:
+    """Forms the groups of one function body (see the module docstring) and rewrites it into kernels."""
+
+    def __init__(self, fn: func.FuncOp, names: _Names):
+        self.fn = fn
+        self.names = names
+        if len(fn.body.blocks) != 1:
+            raise PassFailedException(f"pg-fuse: @{fn.sym_name.data} has {len(fn.body.blocks)} blocks, expected one")
+        self.block: Block = fn.body.block
+        self.ops = [op for op in self.block.ops if not isinstance(op, func.ReturnOp)]
+        self.pos = {op: i for i, op in enumerate(self.ops)}
+        self.groups_of: dict[Operation, list[Group]] = {}
+        self.home_of: dict[Operation, Group] = {}
+        self.live: set[Operation] = set()
+        for op in self.ops:
+            self._check(op)
+
+    def _check(self, op: Operation) -> None:
+        if isinstance(op, pg.GradOp):
+            raise PassFailedException(
+                f"pg-fuse: pg.grad{_where(op)} is not expanded: run pg-autodiff first (kernels are formed after the "
+                "'step' stage)"
+            )
+        if isinstance(op, pg.OptimizerOp):
+            raise PassFailedException(
+                f"pg-fuse: {op.name}{_where(op)} is not expanded: run its optimizer pass (pg-sgd, pg-adam, pg-adamw) "
+                "first (kernels are formed after the 'step' stage)"
+            )
+        if not isinstance(op, FUSIBLE + REDUCTIONS + tuple(SINGLE_KINDS) + (kernel.FusedOp,)):
+            raise PassFailedException(
+                f"pg-fuse: cannot place {op.name}{_where(op)} in a kernel (only pg ops are fused)"
+            )
+
+    # -- phase 1: consumer-first grouping ------------------------------------------------------------------------
+
+    def _new_group(self, kind: str, op: Operation, iter_shape: tuple[int, ...]) -> Group:
+        g = Group(kind, op, iter_shape)
+        self._add(g, op, home=True)
+        return g
+
+    def _add(self, g: Group, op: Operation, home: bool) -> None:
+        g.ops.add(op)
+        self.groups_of.setdefault(op, []).append(g)
+        if home:
+            g.home.add(op)
+            self.home_of[op] = g
+
+    def group(self) -> None:
+        """Phase 1: walk the ops from last to first, putting each in a group."""
+        self.live = self._live()
+        for op in reversed(self.ops):
+            if isinstance(op, kernel.FusedOp):
+                self._new_group("opaque", op, ())
+            elif op not in self.live:
+                continue  # dead: dropped (cse and dce leave none)
+            elif type(op) in SINGLE_KINDS:
+                self._new_group(SINGLE_KINDS[type(op)], op, shape_of(op.results[0]))
+            elif isinstance(op, REDUCTIONS):
+                self._new_group("reduction", op, shape_of(op.input))
+            else:
+                self._group_fusible(op)
+
+    def _live(self) -> set[Operation]:
+        """The ops the function's results (or a kernel already formed) depend on."""
+        ret = self.block.last_op
+        roots: list[Operation] = [op for op in self.ops if isinstance(op, kernel.FusedOp)]
+        if ret is not None:
+            roots.append(ret)
+        live: set[Operation] = set()
+        stack = list(roots)
+        while stack:
+            op = stack.pop()
+            for v in op.operands:
+                owner = v.owner
+                if isinstance(owner, Operation) and owner not in live:
+                    live.add(owner)
+                    stack.append(owner)
+        return live
+
+    def _group_fusible(self, op: Operation) -> None:
+        targets: list[Group] = []  # the fusible groups of its users, in order, once each
+        written = False  # whether the value must be written out: returned or read by a non-fusible kernel
+        for use in op.results[0].uses:
+            user = use.operation
+            if user not in self.live and not isinstance(user, func.ReturnOp | kernel.FusedOp):
+                continue
+            if isinstance(user, func.ReturnOp):
+                written = True
+                continue
+            for g in self.groups_of.get(user, ()):
+                if not g.fusible:
+                    written = True
+                elif g not in targets:
+                    targets.append(g)
+        if not targets and not written:
+            return  # dead (cse/dce leave none); nothing needs it
+        if is_cheap(op):
+            for g in targets:
+                self._add(g, op, home=False)
+            if written:
+                self._new_group("elementwise", op, shape_of(op.results[0]))
+        elif len(targets) == 1 and not written:
+            self._add(targets[0], op, home=True)
+        else:
+            self._new_group("elementwise", op, shape_of(op.results[0]))
+
+    # -- the group graph --------------------------------------------------------------------------------------------
+
+    def live_groups(self) -> list[Group]:
+        """The groups, once each, by the position of their main op."""
+        seen: dict[int, Group] = {}
+        for groups in self.groups_of.values():
+            for g in groups:
+                seen.setdefault(id(g), g)
+        return sorted(seen.values(), key=lambda g: self.pos[g.main])
+
+    def external_inputs(self, g: Group) -> list[SSAValue]:
+        """Values the ops of ``g`` read from outside it, in order of first use."""
+        found: dict[SSAValue, None] = {}
+        for op in sorted(g.ops, key=self.pos.__getitem__):
+            for v in op.operands:
+                if v.owner not in g.ops:
+                    found.setdefault(v, None)
+        return list(found)
+
+    def producers(self, g: Group) -> set[int]:
+        """The ids of the groups ``g`` reads from."""
+        out: set[int] = set()
+        for v in self.external_inputs(g):
+            if isinstance(v.owner, Operation):
+                out.add(id(self.home_of[v.owner]))
+        return out
+
+    # -- phase 2: multi-output fusion -----------------------------------------------------------------------------
+
+    def merge(self) -> None:
+        """Phase 2: merge elementwise groups into the consumers whose iteration shape they share, while no cycle
+        forms, until nothing changes."""
+        groups = self.live_groups()
+        by_id = {id(g): g for g in groups}
+        preds = {id(g): self.producers(g) for g in groups}
+        succs: dict[int, set[int]] = {id(g): set() for g in groups}
+        for g in groups:
+            for k in preds[id(g)]:
+                succs[k].add(id(g))
+        changed = True
+        while changed:
+            changed = False
+            for p in sorted(by_id.values(), key=lambda g: self.pos[g.main]):
+                if p.kind != "elementwise" or id(p) not in by_id:
+                    continue
+                candidates = sorted(
+                    (by_id[k] for k in succs[id(p)]), key=lambda c: (c.kind != "reduction", self.pos[c.main])
+                )
+                for c in candidates:
+                    if c.fusible and c.iter_shape == p.iter_shape and not self._reaches_through(p, c, succs):
+                        self._merge_into(p, c)
+                        self._merge_edges(p, c, by_id, preds, succs)
+                        changed = True
+                        break
+
+    @staticmethod
+    def _reaches_through(p: Group, c: Group, succs: dict[int, set[int]]) -> bool:
+        """Whether a path leads from ``p`` to ``c`` through some other group."""
+        stack = [k for k in succs[id(p)] if k != id(c)]
+        seen = set(stack)
+        while stack:
+            k = stack.pop()
+            for h in succs[k]:
+                if h == id(c):
+                    return True
+                if h not in seen:
+                    seen.add(h)
+                    stack.append(h)
+        return False
+
+    @staticmethod
+    def _merge_edges(
+        p: Group, c: Group, by_id: dict[int, Group], preds: dict[int, set[int]], succs: dict[int, set[int]]
+    ) -> None:
+        """Update the group graph after ``p`` merged into ``c``: ``c`` takes over ``p``'s edges."""
+        kp, kc = id(p), id(c)
+        for k in preds.pop(kp):
+            succs[k].discard(kp)
+            if k != kc:
+                succs[k].add(kc)
+                preds[kc].add(k)
+        for k in succs.pop(kp):
+            preds[k].discard(kp)
+            if k != kc:
+                preds[k].add(kc)
+                succs[kc].add(k)
+        del by_id[kp]
+
+    def _merge_into(self, p: Group, c: Group) -> None:
+        for op in p.ops:
+            self.groups_of[op] = [g for g in self.groups_of[op] if g is not p]
+            if c not in self.groups_of[op]:
+                self.groups_of[op].append(c)
+            c.ops.add(op)
+        for op in p.home:
+            c.home.add(op)
+            self.home_of[op] = c
+        if c.kind == "elementwise" and self.pos[p.main] > self.pos[c.main]:
+            c.main = p.main
+
+    # -- phase 3: rewriting -------------------------------------------------------------------------------------
+
+    def _kind(self, g: Group) -> str:
+        if g.kind != "elementwise":
+            return g.kind
+        work = [op for op in g.ops if not isinstance(op, GENERATORS)]
+        return "movement" if work and all(isinstance(op, VIEWS) for op in work) else "elementwise"
+
+    def _toposort(self, groups: list[Group]) -> list[Group]:
+        """The groups in an order where each comes after those it reads from (ties by program position)."""
+        by_id = {id(g): g for g in groups}
+        preds = {id(g): self.producers(g) for g in groups}
+        succs: dict[int, list[int]] = {id(g): [] for g in groups}
+        for g in groups:
+            for p in preds[id(g)]:
+                succs[p].append(id(g))
+        indegree = {k: len(v) for k, v in preds.items()}
+        ready = [(self.pos[g.main], id(g)) for g in groups if indegree[id(g)] == 0]
+        heapq.heapify(ready)
+        order: list[Group] = []
+        while ready:
+            _, k = heapq.heappop(ready)
+            order.append(by_id[k])
+            for s in succs[k]:
+                indegree[s] -= 1
+                if indegree[s] == 0:
+                    heapq.heappush(ready, (self.pos[by_id[s].main], s))
+        assert len(order) == len(groups), "pg-fuse: the kernel graph has a cycle"
+        return order
+
+    def rewrite(self) -> int:
+        """Phase 3: replace the function body by one ``kernel.fused`` per group; returns the number of kernels."""
+        groups = self._toposort(self.live_groups())
+        ret = self.block.last_op
+        assert isinstance(ret, func.ReturnOp)
+        needed: set[SSAValue] = set(ret.operands)
+        inputs = {id(g): self.external_inputs(g) for g in groups}
+        for ins in inputs.values():
+            needed.update(ins)
+        new_value: dict[SSAValue, SSAValue] = {}
+        for g in groups:
+            if g.kind == "opaque":
+                g.main.operands = [new_value.get(v, v) for v in g.main.operands]
+                g.main.detach()
+                self.block.insert_op_before(g.main, ret)
+                continue
+            ins = inputs[id(g)]
+            outs = [r for op in sorted(g.home, key=self.pos.__getitem__) for r in op.results if r in needed]
+            if not outs:
+                continue  # feeds only dead ops
+            region, body = kernel.FusedOp.build_body([v.type for v in ins])
+            mapper: dict[SSAValue, SSAValue] = dict(zip(ins, body.args, strict=True))
+            for v, arg in mapper.items():
+                arg.name_hint = v.name_hint
+            for op in sorted(g.ops, key=self.pos.__getitem__):
+                body.add_op(op.clone(mapper))
+            body.add_op(kernel.YieldOp([mapper[v] for v in outs]))
+            main = g.main.name.removeprefix("pg.")
+            fused = kernel.FusedOp(
+                self.names.next(main), self._kind(g), [new_value.get(v, v) for v in ins], [v.type for v in outs], region
+            )
+            fused.location = g.main.location
+            for v, r in zip(outs, fused.outputs, strict=True):
+                r.name_hint = v.name_hint
+            self.block.insert_op_before(fused, ret)
+            new_value.update(zip(outs, fused.outputs, strict=True))
+        ret.operands = [new_value.get(v, v) for v in ret.operands]
+        opaque = {g.main for g in groups if g.kind == "opaque"}
+        for op in reversed(self.ops):
+            if op not in opaque:
+                self.block.erase_op(op, safe_erase=False)
+        return sum(1 for op in self.block.ops if isinstance(op, kernel.FusedOp))
+
+
+class _Names:
+    """Kernel names unique in a module: ``k<n>_<main op>``."""
+
+    def __init__(self, taken: Iterable[str]):
+        self.taken = set(taken)
+        self.count = 0
+
+    def next(self, main: str) -> str:
+        while True:
+            name = f"k{self.count}_{main}"
+            self.count += 1
+            if name not in self.taken:
+                self.taken.add(name)
+                return name
+
+
+def fuse_function(fn: func.FuncOp, names: _Names | None = None) -> int:
+    """Form the kernels of one function in place (see the module docstring); returns how many it has."""
+    names = names or _Names(())
+    former = _Former(fn, names)
+    former.group()
+    former.merge()
+    return former.rewrite()
+
+
+def _functions(module: ModuleOp) -> Sequence[func.FuncOp]:
+    return [op for op in module.walk() if isinstance(op, func.FuncOp)]
+
+
+@dataclass(frozen=True)
+class PgFuse(ModulePass):
+    """Group each function's ``pg`` ops into ``kernel.fused`` ops (see the module docstring). Raises
+    ``PassFailedException`` on a function that still has ``pg.grad`` or optimizer ops, or non-``pg`` ops.
+
+    Option ``report`` (default false): print ``pg-fuse: @<function>: <n> kernels`` to stderr."""
+
+    name = "pg-fuse"
+
+    report: bool = False
+
+    def apply(self, ctx: Context, op: ModuleOp) -> None:
+        names = _Names(o.sym_name.data for o in op.walk() if isinstance(o, kernel.FusedOp | kernel.LaunchOp))
+        for fn in _functions(op):
+            if not fn.body.blocks:
+                continue  # a declaration
+            count = fuse_function(fn, names)
+            if self.report:
+                print(f"pg-fuse: @{fn.sym_name.data}: {count} kernels", file=sys.stderr)

@@ -1,0 +1,241 @@
+// RUN: pgc-opt %s -p pg-to-loops --split-input-file --verify-diagnostics | filecheck %s
+// RUN: pgc-opt %s -p pg-to-loops --split-input-file --verify-diagnostics --print-debuginfo | filecheck %s --check-prefix=LOC
+// Without --verify-diagnostics the first rejection is an error on stderr and a nonzero exit:
+// RUN: not pgc-opt %s -p pg-to-loops --split-input-file 2>&1 | filecheck %s --check-prefix=EXIT
+
+// ---- an elementwise kernel is ONE loop nest over its output computing all its ops; the broadcast is an index
+// map (%b is read at the column index), and both outputs are stored from the same body. Constants come first.
+
+// CHECK-LABEL: func.func @elementwise
+// CHECK-NEXT:    %[[C0:.*]] = arith.constant 0 : index
+// CHECK-NEXT:    %[[C2:.*]] = arith.constant 2 : index
+// CHECK-NEXT:    %[[C3:.*]] = arith.constant 3 : index
+// CHECK-NEXT:    %[[C1:.*]] = arith.constant 1 : index
+// CHECK-NEXT:    "scf.parallel"(%[[C0]], %[[C0]], %[[C2]], %[[C3]], %[[C1]], %[[C1]]) <{operandSegmentSizes = array<i32: 2, 2, 2, 0>}> ({
+// CHECK-NEXT:    ^bb0(%[[I:.*]]: index, %[[J:.*]]: index):
+// CHECK-NEXT:      %[[X:.*]] = memref.load %x[%[[I]], %[[J]]] : memref<2x3xf32>
+// CHECK-NEXT:      %[[B:.*]] = memref.load %b[%[[J]]] : memref<3xf32>
+// CHECK-NEXT:      %[[S:.*]] = arith.addf %[[X]], %[[B]] : f32
+// CHECK-NEXT:      %[[T:.*]] = math.tanh %[[S]] : f32
+// CHECK-NEXT:      memref.store %[[T]], %result0[%[[I]], %[[J]]] : memref<2x3xf32>
+// CHECK-NEXT:      %[[U:.*]] = arith.mulf %[[T]], %[[T]] : f32
+// CHECK-NEXT:      memref.store %[[U]], %result1[%[[I]], %[[J]]] : memref<2x3xf32>
+// CHECK-NEXT:      scf.reduce
+// CHECK-NEXT:    }) {pg.kernel = "k0_tanh", pg.kind = "elementwise"} : (index, index, index, index, index, index) -> ()
+// CHECK-NEXT:    func.return
+
+// Every op carries the location of the pg op it computes; the nest that of the first output.
+// LOC-LABEL: func.func @elementwise
+// LOC:         "scf.parallel"
+// LOC:           memref.load %x{{.*}} loc("model.py":4:4)
+// LOC-NEXT:      memref.load %b{{.*}} loc("model.py":3:4)
+// LOC-NEXT:      arith.addf {{.*}} loc("model.py":4:4)
+// LOC-NEXT:      math.tanh {{.*}} loc("model.py":5:4)
+// LOC-NEXT:      memref.store {{.*}} loc("model.py":5:4)
+// LOC-NEXT:      arith.mulf {{.*}} loc("model.py":6:4)
+// LOC-NEXT:      memref.store {{.*}} loc("model.py":5:4)
+// LOC-NEXT:      scf.reduce loc("model.py":5:4)
+// LOC-NEXT:    }) {{.*}} loc("model.py":5:4)
+func.func @elementwise(%x: memref<2x3xf32>, %b: memref<3xf32>, %result0: memref<2x3xf32> {pg.result = 0 : i64}, %result1: memref<2x3xf32> {pg.result = 1 : i64}) {
+  kernel.launch @k0_tanh "elementwise" ins(%x, %b : memref<2x3xf32>, memref<3xf32>) outs(%result0, %result1 : memref<2x3xf32>, memref<2x3xf32>) {
+  ^bb0(%a: tensor<2x3xf32>, %c: tensor<3xf32>):
+    %bb = pg.broadcast_to %c : tensor<3xf32> -> tensor<2x3xf32> loc("model.py":3:4)
+    %s = pg.add %a, %bb : tensor<2x3xf32> loc("model.py":4:4)
+    %t = pg.tanh %s : tensor<2x3xf32> loc("model.py":5:4)
+    %u = pg.mul %t, %t : tensor<2x3xf32> loc("model.py":6:4)
+    kernel.yield %t, %u : tensor<2x3xf32>, tensor<2x3xf32>
+  } loc("model.py":5:4)
+  func.return
+}
+
+// -----
+
+// ---- a reduction: scf.parallel over the kept dims, an accumulator from -inf carried by scf.for over the reduced
+// dim; its prologue (exp) computed in the loop, and the prologue's output (same shape as the reduction's input)
+// stored on the way: one pass over the data.
+
+// CHECK-LABEL: func.func @reduction
+// CHECK:         %[[NEGINF:.*]] = arith.constant 0xff800000 : f32
+// CHECK:         "scf.parallel"
+// CHECK-NEXT:    ^bb0(%[[I:.*]]: index, %[[J:.*]]: index):
+// CHECK-NEXT:      %[[M:.*]] = scf.for %[[K:.*]] = %{{.*}} to %{{.*}} step %{{.*}} iter_args(%[[ACC:.*]] = %[[NEGINF]]) -> (f32) {
+// CHECK-NEXT:        %[[X:.*]] = memref.load %x[%[[I]], %[[K]]] : memref<2x3xf32>
+// CHECK-NEXT:        %[[E:.*]] = math.exp %[[X]] : f32
+// CHECK-NEXT:        memref.store %[[E]], %result1[%[[I]], %[[K]]] : memref<2x3xf32>
+// CHECK-NEXT:        %[[NEW:.*]] = arith.maximumf %[[ACC]], %[[E]] : f32
+// CHECK-NEXT:        scf.yield %[[NEW]] : f32
+// CHECK-NEXT:      }
+// CHECK-NEXT:      memref.store %[[M]], %result0[%[[I]], %[[J]]] : memref<2x1xf32>
+// CHECK-NEXT:      scf.reduce
+// CHECK-NEXT:    }) {pg.kernel = "k0_max", pg.kind = "reduction"}
+
+// LOC-LABEL: func.func @reduction
+// LOC:           scf.for
+// LOC-NEXT:        memref.load {{.*}} loc("model.py":8:4)
+// LOC-NEXT:        math.exp {{.*}} loc("model.py":8:4)
+// LOC:             arith.maximumf {{.*}} loc("model.py":9:4)
+func.func @reduction(%x: memref<2x3xf32>, %result0: memref<2x1xf32> {pg.result = 0 : i64}, %result1: memref<2x3xf32> {pg.result = 1 : i64}) {
+  kernel.launch @k0_max "reduction" ins(%x : memref<2x3xf32>) outs(%result0, %result1 : memref<2x1xf32>, memref<2x3xf32>) {
+  ^bb0(%a: tensor<2x3xf32>):
+    %e = pg.exp %a : tensor<2x3xf32> loc("model.py":8:4)
+    %m = pg.max %e dims = [1] keepdim : tensor<2x3xf32> -> tensor<2x1xf32> loc("model.py":9:4)
+    kernel.yield %m, %e : tensor<2x1xf32>, tensor<2x3xf32>
+  } loc("model.py":9:4)
+  func.return
+}
+
+// -----
+
+// ---- matmul: the plain nest, parallel over (M, N), K innermost with the accumulator in a register.
+
+// CHECK-LABEL: func.func @matmul
+// CHECK:         %[[ZERO:.*]] = arith.constant 0.000000e+00 : f32
+// CHECK:         "scf.parallel"
+// CHECK-NEXT:    ^bb0(%[[M:.*]]: index, %[[N:.*]]: index):
+// CHECK-NEXT:      %[[C:.*]] = scf.for %[[K:.*]] = %{{.*}} to %{{.*}} step %{{.*}} iter_args(%[[ACC:.*]] = %[[ZERO]]) -> (f32) {
+// CHECK-NEXT:        %[[A:.*]] = memref.load %x[%[[M]], %[[K]]] : memref<2x4xf32>
+// CHECK-NEXT:        %[[B:.*]] = memref.load %w[%[[K]], %[[N]]] : memref<4x3xf32>
+// CHECK-NEXT:        %[[P:.*]] = arith.mulf %[[A]], %[[B]] : f32
+// CHECK-NEXT:        %[[S:.*]] = arith.addf %[[ACC]], %[[P]] : f32
+// CHECK-NEXT:        scf.yield %[[S]] : f32
+// CHECK-NEXT:      }
+// CHECK-NEXT:      memref.store %[[C]], %result0[%[[M]], %[[N]]] : memref<2x3xf32>
+// CHECK-NEXT:      scf.reduce
+// CHECK-NEXT:    }) {pg.kernel = "k0_matmul", pg.kind = "matmul"}
+func.func @matmul(%x: memref<2x4xf32>, %w: memref<4x3xf32>, %result0: memref<2x3xf32> {pg.result = 0 : i64}) {
+  kernel.launch @k0_matmul "matmul" ins(%x, %w : memref<2x4xf32>, memref<4x3xf32>) outs(%result0 : memref<2x3xf32>) {
+  ^bb0(%a: tensor<2x4xf32>, %b: tensor<4x3xf32>):
+    %m = pg.matmul %a, %b : (tensor<2x4xf32>, tensor<4x3xf32>) -> tensor<2x3xf32> loc("model.py":11:4)
+    kernel.yield %m : tensor<2x3xf32>
+  } loc("model.py":11:4)
+  func.return
+}
+
+// -----
+
+// ---- scatter-add: zero-fill, then parallel over the dims outside `dim` and a sequential loop over the indices,
+// so repeated indices accumulate without races.
+
+// CHECK-LABEL: func.func @scatter
+// CHECK:         "scf.parallel"
+// CHECK-NEXT:    ^bb0(%[[I:.*]]: index, %[[J:.*]]: index):
+// CHECK-NEXT:      memref.store %{{.*}}, %result0[%[[I]], %[[J]]] : memref<5x2xf32>
+// CHECK-NEXT:      scf.reduce
+// CHECK-NEXT:    }) {pg.kernel = "k0_scatter_add", pg.kind = "scatter_add"}
+// CHECK-NEXT:    "scf.parallel"
+// CHECK-NEXT:    ^bb0(%[[COL:.*]]: index):
+// CHECK-NEXT:      scf.for %[[K:.*]] = %{{.*}} to %{{.*}} step %{{.*}} {
+// CHECK-NEXT:        %[[IDX:.*]] = memref.load %i[%[[K]]] : memref<4xi64>
+// CHECK-NEXT:        %[[ROW:.*]] = arith.index_cast %[[IDX]] : i64 to index
+// CHECK-NEXT:        %[[U:.*]] = memref.load %u[%[[K]], %[[COL]]] : memref<4x2xf32>
+// CHECK-NEXT:        %[[OLD:.*]] = memref.load %result0[%[[ROW]], %[[COL]]] : memref<5x2xf32>
+// CHECK-NEXT:        %[[NEW:.*]] = arith.addf %[[OLD]], %[[U]] : f32
+// CHECK-NEXT:        memref.store %[[NEW]], %result0[%[[ROW]], %[[COL]]] : memref<5x2xf32>
+// CHECK-NEXT:      }
+// CHECK-NEXT:      scf.reduce
+// CHECK-NEXT:    }) {pg.kernel = "k0_scatter_add", pg.kind = "scatter_add"}
+func.func @scatter(%u: memref<4x2xf32>, %i: memref<4xi64>, %result0: memref<5x2xf32> {pg.result = 0 : i64}) {
+  kernel.launch @k0_scatter_add "scatter_add" ins(%u, %i : memref<4x2xf32>, memref<4xi64>) outs(%result0 : memref<5x2xf32>) {
+  ^bb0(%a: tensor<4x2xf32>, %b: tensor<4xi64>):
+    %s = pg.scatter_add %a[%b] dim = 0 : (tensor<4x2xf32>, tensor<4xi64>) -> tensor<5x2xf32> loc("model.py":13:4)
+    kernel.yield %s : tensor<5x2xf32>
+  } loc("model.py":13:4)
+  func.return
+}
+
+// -----
+
+// ---- movement ops are index maps: the permute swaps the indices; the reshape (2, 3, 4) -> (6, 4) splits only
+// the merged dim (one divui and one remui by 3), the last dim passes through.
+
+// CHECK-LABEL: func.func @movement
+// CHECK:         %[[C3:.*]] = arith.constant 3 : index
+// CHECK-NEXT:    "scf.parallel"
+// CHECK-NEXT:    ^bb0(%[[I:.*]]: index, %[[J:.*]]: index):
+// CHECK-NEXT:      %[[Q:.*]] = arith.divui %[[J]], %[[C3]] : index
+// CHECK-NEXT:      %[[R:.*]] = arith.remui %[[J]], %[[C3]] : index
+// CHECK-NEXT:      %[[V:.*]] = memref.load %x[%[[Q]], %[[R]], %[[I]]] : memref<2x3x4xf32>
+// CHECK-NEXT:      memref.store %[[V]], %result0[%[[I]], %[[J]]] : memref<4x6xf32>
+func.func @movement(%x: memref<2x3x4xf32>, %result0: memref<4x6xf32> {pg.result = 0 : i64}) {
+  kernel.launch @k0_permute "movement" ins(%x : memref<2x3x4xf32>) outs(%result0 : memref<4x6xf32>) {
+  ^bb0(%a: tensor<2x3x4xf32>):
+    %r = pg.reshape %a : tensor<2x3x4xf32> -> tensor<6x4xf32> loc("model.py":15:4)
+    %p = pg.permute %r perm = [1, 0] : tensor<6x4xf32> -> tensor<4x6xf32> loc("model.py":16:4)
+    kernel.yield %p : tensor<4x6xf32>
+  } loc("model.py":16:4)
+  func.return
+}
+
+// -----
+
+// ---- argmax carries (value, index), starting from element 0: a strictly greater value or the first NaN wins.
+
+// CHECK-LABEL: func.func @argmax
+// CHECK:         ^bb0(%[[I:.*]]: index):
+// CHECK-NEXT:      %[[FIRST:.*]] = memref.load %x[%[[I]], %{{.*}}] : memref<2x3xf32>
+// CHECK-NEXT:      %{{.*}}, %[[BEST:.*]] = scf.for %[[K:.*]] = %{{.*}} to %{{.*}} step %{{.*}} iter_args(%[[V:.*]] = %[[FIRST]], %[[P:.*]] = %{{.*}}) -> (f32, index) {
+// CHECK:             arith.cmpf ogt
+// CHECK:           %[[OUT:.*]] = arith.index_cast %[[BEST]] : index to i64
+// CHECK-NEXT:      memref.store %[[OUT]], %result0[%[[I]]] : memref<2xi64>
+func.func @argmax(%x: memref<2x3xf32>, %result0: memref<2xi64> {pg.result = 0 : i64}) {
+  kernel.launch @k0_argmax "reduction" ins(%x : memref<2x3xf32>) outs(%result0 : memref<2xi64>) {
+  ^bb0(%a: tensor<2x3xf32>):
+    %m = pg.argmax %a dim = 1 : tensor<2x3xf32> -> tensor<2xi64> loc("model.py":18:4)
+    kernel.yield %m : tensor<2xi64>
+  } loc("model.py":18:4)
+  func.return
+}
+
+// -----
+
+// ---- a dense (non-splat) constant becomes a private memref.global of the module; a splat becomes a scalar.
+
+// CHECK:         "memref.global"() <{sym_name = "__pg_constant_0", type = memref<3xf32>, initial_value = dense<[1.000000e+00, 2.000000e+00, 3.000000e+00]> : tensor<3xf32>, sym_visibility = "private", constant}> : () -> ()
+// CHECK-LABEL: func.func @constant
+// CHECK:         %[[HALF:.*]] = arith.constant 5.000000e-01 : f32
+// CHECK-NEXT:    %[[G:.*]] = memref.get_global @__pg_constant_0 : memref<3xf32>
+// CHECK:           %[[X:.*]] = memref.load %x[%[[I:.*]]] : memref<3xf32>
+// CHECK-NEXT:      %[[XH:.*]] = arith.mulf %[[X]], %[[HALF]] : f32
+// CHECK-NEXT:      %[[C:.*]] = memref.load %[[G]][%[[I]]] : memref<3xf32>
+// CHECK-NEXT:      arith.addf %[[XH]], %[[C]] : f32
+func.func @constant(%x: memref<3xf32>, %result0: memref<3xf32> {pg.result = 0 : i64}) {
+  kernel.launch @k0_add "elementwise" ins(%x : memref<3xf32>) outs(%result0 : memref<3xf32>) {
+  ^bb0(%a: tensor<3xf32>):
+    %h = pg.constant dense<0.5> : tensor<3xf32>
+    %xh = pg.mul %a, %h : tensor<3xf32>
+    %c = pg.constant dense<[1.0, 2.0, 3.0]> : tensor<3xf32>
+    %s = pg.add %xh, %c : tensor<3xf32>
+    kernel.yield %s : tensor<3xf32>
+  }
+  func.return
+}
+
+// -----
+
+// ---- what the pass rejects
+
+// CHECK: pg-to-loops: @unbufferized is not bufferized: 'kernel.fused' at model.py:30:2 works on tensors (run pg-bufferize first)
+// EXIT: pg-to-loops: @unbufferized is not bufferized: 'kernel.fused' at model.py:30:2 works on tensors
+func.func @unbufferized(%x: tensor<3xf32>) -> tensor<3xf32> {
+  %y = kernel.fused @k0_exp "elementwise" (%x) : (tensor<3xf32>) -> (tensor<3xf32>) {
+  ^bb0(%a: tensor<3xf32>):
+    %e = pg.exp %a : tensor<3xf32>
+    kernel.yield %e : tensor<3xf32>
+  } loc("model.py":30:2)
+  func.return %y : tensor<3xf32>
+}
+
+// -----
+
+// CHECK: pg-to-loops: @tensor_args is not bufferized: argument 0 is a tensor<3xf32> (run pg-bufferize first)
+func.func @tensor_args(%x: tensor<3xf32>) -> tensor<3xf32> {
+  func.return %x : tensor<3xf32>
+}
+
+// -----
+
+// CHECK: pg-to-loops: @loose: 'pg.constant' at model.py:33:2 is outside a kernel.launch (run pg-fuse and pg-bufferize first)
+func.func @loose(%x: memref<3xf32>) {
+  %c = pg.constant dense<1.0> : tensor<3xf32> loc("model.py":33:2)
+  func.return
+}
