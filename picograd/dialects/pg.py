@@ -144,10 +144,25 @@ class ConstantOp(IRDLOperation):
         value = parser.parse_attribute()
         if not isinstance(value, DenseIntOrFPElementsAttr):
             parser.raise_error("pg.constant expects a dense<...> : tensor<...> attribute", start)
+        text = parser.lexer.input.content[start : parser.pos]
+        if "0x" in text and is_float(element_of(value.type)):
+            value = _float_bits(value)
         attrs = parser.parse_optional_attr_dict()
         op = cls(value)
         op.attributes.update(attrs)
         return op
+
+
+def _float_bits(value: DenseIntOrFPElementsAttr) -> DenseIntOrFPElementsAttr:
+    """Reinterpret hex literals as IEEE bit patterns. xDSL 0.74 prints non-finite floats as ``dense<0xFF800000>``
+    (as MLIR does) but parses the hex back as an integer value, so ``-inf`` would come back as 4.29e9."""
+    import struct
+
+    element = element_of(value.type)
+    width = 32 if isinstance(element, Float32Type) else 64
+    fmt, ifmt = ("<f", "<I") if width == 32 else ("<d", "<Q")
+    floats = [struct.unpack(fmt, struct.pack(ifmt, int(v)))[0] for v in value.get_values()]
+    return DenseIntOrFPElementsAttr.from_list(value.type, floats)  # type: ignore[type-var, arg-type]
 
 
 @irdl_op_definition
