@@ -242,9 +242,18 @@ class NumpyFunction:
 
 
 class _Slots(dict[SSAValue, int]):
-    """The slot of each value; several values may share one (a kernel's block arguments and results)."""
+    """The slot of each value; several values may share one (a kernel's block arguments and results, and an
+    elided ``pg.broadcast_to`` and its input). ``actual`` holds the shape a slot's array really has where it
+    differs from the value's type (the input of an elided broadcast)."""
 
     count = 0
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.actual: dict[SSAValue, tuple[int, ...]] = {}
+
+    def shape(self, value: SSAValue) -> tuple[int, ...]:
+        return self.actual[value] if value in self.actual else pg.shape_of(value)
 
     def new(self) -> int:
         """A fresh slot number."""
@@ -271,15 +280,32 @@ def _schedule_op(
             else:
                 _schedule_op(inner, slot, schedule, constants)
         return
+    if isinstance(op, pg.BroadcastToOp) and all(isinstance(u.operation, _IMPLICIT_BROADCAST) for u in op.result.uses):
+        # numpy broadcasts elementwise operands itself: skip the copy-free but slow np.broadcast_to call
+        slot[op.result] = slot[op.input]
+        slot.actual[op.result] = slot.shape(op.input)
+        return
     out = slot.new()
     if isinstance(op, pg.ConstantOp):
         slot[op.result] = out
         constants[out] = constant_array(op.value)
         return
     kernel_fn = _kernel(op)
+    if isinstance(op, _IMPLICIT_BROADCAST):
+        got = np.broadcast_shapes(*(slot.shape(v) for v in op.operands))
+        want = pg.shape_of(op.results[0])
+        if got != want:  # every operand was an elided broadcast: broadcast the result instead
+            kernel_fn = _broadcast_result(kernel_fn, want)
     ins = tuple(slot[v] for v in op.operands)
     slot[op.results[0]] = out
     schedule.append((kernel_fn, ins, out))
+
+
+_IMPLICIT_BROADCAST = (pg.UnaryOp, pg.BinaryOp, pg.CmpOp, pg.SelectOp)
+
+
+def _broadcast_result(kernel_fn: Kernel, shape: tuple[int, ...]) -> Kernel:
+    return lambda *xs: np.broadcast_to(kernel_fn(*xs), shape)
 
 
 def _with_frees(schedule, returned: tuple[int, ...], num_args: int):

@@ -146,22 +146,34 @@ class ConstantOp(IRDLOperation):
             parser.raise_error("pg.constant expects a dense<...> : tensor<...> attribute", start)
         text = parser.lexer.input.content[start : parser.pos]
         if "0x" in text and is_float(element_of(value.type)):
-            value = _float_bits(value)
+            value = _float_bits(value, text)
         attrs = parser.parse_optional_attr_dict()
         op = cls(value)
         op.attributes.update(attrs)
         return op
 
 
-def _float_bits(value: DenseIntOrFPElementsAttr) -> DenseIntOrFPElementsAttr:
-    """Reinterpret hex literals as IEEE bit patterns. xDSL 0.74 prints non-finite floats as ``dense<0xFF800000>``
-    (as MLIR does) but parses the hex back as an integer value, so ``-inf`` would come back as 4.29e9."""
+def _float_bits(value: DenseIntOrFPElementsAttr, text: str) -> DenseIntOrFPElementsAttr:
+    """Reinterpret the hex literals of ``text`` (a ``dense<...>`` attribute) as IEEE bit patterns. xDSL 0.74 prints
+    non-finite floats as ``0xFF800000`` (as MLIR does) but parses hex back as an integer value, so ``-inf`` would
+    come back as 4.29e9."""
+    import re
     import struct
 
-    element = element_of(value.type)
-    width = 32 if isinstance(element, Float32Type) else 64
-    fmt, ifmt = ("<f", "<I") if width == 32 else ("<d", "<Q")
-    floats = [struct.unpack(fmt, struct.pack(ifmt, int(v)))[0] for v in value.get_values()]
+    body = text[text.index("<") + 1 : text.rindex(">")] if ">" in text else text
+    tokens = re.findall(r"0x[0-9a-fA-F]+|[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|inf|nan", body.split(":")[0])
+    values = list(value.get_values())
+    if len(tokens) == 1 and len(values) > 1:  # a splat
+        values = values[:1]
+    elif len(tokens) != len(values):
+        return value
+    fmt, ifmt = ("<f", "<I") if isinstance(element_of(value.type), Float32Type) else ("<d", "<Q")
+    floats = [
+        struct.unpack(fmt, struct.pack(ifmt, int(tok, 16)))[0] if tok.startswith("0x") else float(v)
+        for tok, v in zip(tokens, values, strict=True)
+    ]
+    if len(floats) == 1:
+        floats = floats * len(value)
     return DenseIntOrFPElementsAttr.from_list(value.type, floats)  # type: ignore[type-var, arg-type]
 
 

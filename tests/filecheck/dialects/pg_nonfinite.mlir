@@ -10,3 +10,9 @@ func.func @f() -> (tensor<f32>, tensor<2xf64>, tensor<f32>) {
   %2 = pg.constant dense<2.5> : tensor<f32>
   func.return %0, %1, %2 : tensor<f32>, tensor<2xf64>, tensor<f32>
 }
+
+// CHECK: pg.constant dense<0xff800000> : tensor<3xf32>
+func.func @splat() -> tensor<3xf32> {
+  %0 = pg.constant dense<0xff800000> : tensor<3xf32>
+  func.return %0 : tensor<3xf32>
+}
