@@ -9,11 +9,12 @@ def make_context() -> Context:
     from xdsl.dialects.builtin import Builtin
     from xdsl.dialects.func import Func
 
+    from picograd.dialects.gpu_ext import GPU_EXT
     from picograd.dialects.kernel import KERNEL
     from picograd.dialects.pg import PG
     from picograd.dialects.ptx import PTX
 
     ctx = Context()
-    for dialect in (Builtin, Func, Arith, PG, KERNEL, PTX):
+    for dialect in (Builtin, Func, Arith, PG, KERNEL, PTX, GPU_EXT):
         ctx.load_dialect(dialect)
     return ctx

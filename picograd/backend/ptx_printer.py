@@ -1,0 +1,217 @@
+"""Print a ``ptx.module`` (``picograd.dialects.ptx``) as PTX text that ``ptxas`` assembles.
+
+Layout (PTX ISA 8.0 chapter 11, "Directives"): the module header ``.version`` / ``.target`` / ``.address_size``
+(section 11.1), the ``.file`` table (section 11.5), module-level ``.shared`` buffers, then each kernel as
+``.visible .entry name(.param ...)`` (section 11.3) with ``.maxntid`` (section 11.4), its register declarations,
+function-level ``.shared`` buffers and its instructions.
+
+Registers: every SSA value of a kernel gets a virtual register, numbered from 1 per class as nvcc does: ``%p``
+(``.pred``), ``%rs`` (16-bit), ``%r`` (32-bit integer), ``%rd`` (64-bit integer), ``%f`` (``.f32``), ``%fd``
+(``.f64``). Integer registers are declared with the bit-size types ``.b16``/``.b32``/``.b64``, which every integer
+instruction of the same width accepts (PTX ISA 8.0 section 9.4); the dialect's verifier has already checked the
+finer ``u``/``s``/``b`` kinds. Declarations are ``.reg .b32 %r<N>;`` with ``N`` one past the last number used.
+
+Debug lines: an instruction whose location is a ``FileLineColLoc`` is preceded by ``.loc <file> <line> <col>``
+(section 11.5) when that location differs from the previous instruction's; files missing from the module's
+``ptx.file`` table get the next free index and a ``.file`` line.
+
+Command line (used by the FileCheck tests)::
+
+    python -m picograd.backend.ptx_printer kernels.mlir [-o kernels.ptx]
+
+parses MLIR text holding one ``ptx.module`` (alone or inside a ``builtin.module``) and prints its PTX.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from xdsl.dialects import builtin
+from xdsl.dialects.builtin import FileLineColLoc
+from xdsl.ir import Operation, SSAValue
+
+from picograd.dialects import ptx
+
+#: Register class of each register kind: (name prefix, declared type).
+REGISTER_CLASSES: dict[str, tuple[str, str]] = {
+    "pred": ("%p", ".pred"),
+    "b16": ("%rs", ".b16"),
+    "u16": ("%rs", ".b16"),
+    "s16": ("%rs", ".b16"),
+    "b32": ("%r", ".b32"),
+    "u32": ("%r", ".b32"),
+    "s32": ("%r", ".b32"),
+    "b64": ("%rd", ".b64"),
+    "u64": ("%rd", ".b64"),
+    "s64": ("%rd", ".b64"),
+    "f32": ("%f", ".f32"),
+    "f64": ("%fd", ".f64"),
+}
+_DECLARATION_ORDER = ("%p", "%rs", "%r", "%rd", "%f", "%fd")
+
+
+class _Registers:
+    """Names of the values of one kernel: ``%f12`` for registers, ``<kernel>_param_<i>`` for parameters."""
+
+    def __init__(self, func: ptx.FuncOp):
+        self.names: dict[SSAValue, str] = {}
+        self.counts: dict[str, int] = {}
+        for i, arg in enumerate(func.args):
+            self.names[arg] = func.param_name(i)
+        for op in func.body.block.ops:
+            for result in op.results:
+                self.names[result] = self._fresh(result)
+
+    def _fresh(self, value: SSAValue) -> str:
+        prefix, _ = REGISTER_CLASSES[ptx.kind_of(value)]
+        n = self.counts.get(prefix, 0) + 1
+        self.counts[prefix] = n
+        return f"{prefix}{n}"
+
+    def __call__(self, value: SSAValue) -> str:
+        return self.names[value]
+
+    def declarations(self) -> list[str]:
+        declared = {prefix: decl for prefix, decl in REGISTER_CLASSES.values()}
+        return [
+            f"\t.reg {declared[prefix]} \t{prefix}<{self.counts[prefix] + 1}>;"
+            for prefix in _DECLARATION_ORDER
+            if prefix in self.counts
+        ]
+
+
+def _module_of(op: Operation) -> ptx.ModuleOp:
+    if isinstance(op, ptx.ModuleOp):
+        return op
+    if isinstance(op, builtin.ModuleOp):
+        found = [o for o in op.ops if isinstance(o, ptx.ModuleOp)]
+        if len(found) != 1:
+            raise ValueError(f"expected one ptx.module in the builtin.module, found {len(found)}")
+        return found[0]
+    raise ValueError(f"expected a ptx.module, got {op.name}")
+
+
+def _file_table(module: ptx.ModuleOp) -> dict[str, int]:
+    """The module's ``.file`` table plus an entry for every other file named by an instruction's location."""
+    table = module.files()
+    next_index = max(table.values(), default=0) + 1
+    for func in module.funcs():
+        for op in func.body.block.ops:
+            loc = op.location
+            if isinstance(loc, FileLineColLoc) and loc.filename.data not in table:
+                table[loc.filename.data] = next_index
+                next_index += 1
+    return table
+
+
+def _quote(path: str) -> str:
+    return '"' + path.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def print_ptx(module_op: Operation, *, verify: bool = True) -> str:
+    """PTX text of a ``ptx.module`` (or of the single ``ptx.module`` inside a ``builtin.module``).
+
+    With ``verify`` (the default) the module is verified first, so that a malformed module raises xDSL's
+    ``VerifyException`` here instead of producing PTX that ptxas rejects.
+    """
+    module = _module_of(module_op)
+    if verify:
+        module.verify()
+    files = _file_table(module)
+    lines = [
+        "//",
+        "// Generated by picograd",
+        "//",
+        "",
+        f".version {module.version.data}",
+        f".target {module.target.data}",
+        f".address_size {module.address_size.value.data}",
+        "",
+    ]
+    if files:
+        lines += [f".file {index} {_quote(path)}" for path, index in sorted(files.items(), key=lambda kv: kv[1])]
+        lines.append("")
+    shared = [op for op in module.body.block.ops if isinstance(op, ptx.SharedOp)]
+    if shared:
+        lines += [op.ptx_declaration() for op in shared]
+        lines.append("")
+    for func in module.funcs():
+        lines += _print_func(func, files)
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _print_func(func: ptx.FuncOp, files: dict[str, int]) -> list[str]:
+    names = _Registers(func)
+    lines = [f".visible .entry {func.sym_name.data}("]
+    params = [f"\t.param .{arg.type.kind} {names(arg)}" for arg in func.args if isinstance(arg.type, ptx.ParamType)]
+    lines += [p + ("," if i < len(params) - 1 else "") for i, p in enumerate(params)]
+    lines.append(")")
+    if func.maxntid is not None:
+        lines.append(".maxntid " + ", ".join(str(int(v)) for v in func.maxntid.get_values()))
+    lines.append("{")
+    lines += names.declarations()
+    for op in func.body.block.ops:
+        if isinstance(op, ptx.SharedOp):
+            lines.append("\t" + op.ptx_declaration())
+    lines.append("")
+    last_loc: tuple[int, int, int] | None = None
+    for op in func.body.block.ops:
+        if isinstance(op, ptx.SharedOp):
+            continue
+        if isinstance(op, ptx.LabelOp):
+            lines.append(f"{op.label.data}:")
+            continue
+        assert isinstance(op, ptx.Instruction), op.name
+        loc = op.location
+        if isinstance(loc, FileLineColLoc):
+            key = (files[loc.filename.data], loc.line.data, loc.column.data)
+            if key != last_loc:
+                lines.append(f"\t.loc\t{key[0]} {key[1]} {key[2]}")
+                last_loc = key
+        lines.append("\t" + instruction_text(op, names))
+    lines.append("}")
+    return lines
+
+
+def instruction_text(op: ptx.Instruction, names: _Registers) -> str:
+    """One PTX instruction line (without indentation): ``@!%p1 bra LOOP;``, ``add.f32 \\t%f3, %f1, %f2;``."""
+    guard = op.guard_value
+    prefix = ""
+    if guard is not None:
+        prefix = f"@{'!' if op.guard_negated else ''}{names(guard)} "
+    args = op.ptx_args(names)
+    return f"{prefix}{op.opcode}{' ' + chr(9) + args if args else ''};"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m picograd.backend.ptx_printer file.mlir [-o out.ptx]``: print the PTX of an MLIR file."""
+    from xdsl.parser import Parser
+    from xdsl.utils.exceptions import DiagnosticException, ParseError, VerifyException
+
+    from picograd.dialects import make_context
+
+    ap = argparse.ArgumentParser(prog="python -m picograd.backend.ptx_printer", description=main.__doc__)
+    ap.add_argument("input", help="MLIR file with a ptx.module ('-' for stdin)")
+    ap.add_argument("-o", "--output", help="write the PTX here instead of stdout")
+    args = ap.parse_args(argv)
+    try:
+        text = sys.stdin.read() if args.input == "-" else open(args.input, encoding="utf-8").read()
+        parsed = Parser(make_context(), text, args.input).parse_module()
+        parsed.verify()
+        ptx_text = print_ptx(parsed, verify=False)
+    except (OSError, ParseError, VerifyException, DiagnosticException, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    if args.output:
+        with open(args.output, "w", encoding="utf-8") as f:
+            f.write(ptx_text)
+    else:
+        sys.stdout.write(ptx_text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

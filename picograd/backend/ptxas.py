@@ -1,0 +1,205 @@
+"""Assemble PTX text into a cubin and report what ptxas says: the check that every PTX picograd emits is valid.
+
+Two assemblers, tried in this order (``backend="auto"``):
+
+1. ``ptxas`` from the CUDA toolkit: on ``PATH``, else ``$CUDA_HOME/bin`` or ``$CUDA_PATH/bin``. Run as
+   ``ptxas -arch=sm_90 -v in.ptx -o out.cubin`` (plus ``--warn-on-spills -Werror`` when ``strict``).
+2. nvJitLink (``pip install nvidia-nvjitlink-cu12``) through ``cuda.core``'s ``Linker``, which runs the same ptxas
+   inside the library, with the same options passed as ``ptxas_options``. Needs no GPU and no driver.
+
+``assemble`` raises ``picograd.errors.CompileError`` with ptxas's full log when the PTX is invalid (or, with
+``strict``, when a kernel spills registers), and ``CompileError("no PTX assembler: ...")`` when neither assembler is
+there. The ``-v`` report is parsed into ``KernelResources`` per kernel (registers, spills, shared memory).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from picograd.errors import CompileError
+
+NO_ASSEMBLER = "no PTX assembler: install the CUDA toolkit's ptxas or nvidia-nvjitlink-cu12"
+STRICT_OPTIONS = ("--warn-on-spills", "-Werror")
+
+
+@dataclass(frozen=True)
+class KernelResources:
+    """What ``ptxas -v`` reports for one kernel."""
+
+    name: str
+    registers: int = 0
+    spill_stores: int = 0
+    spill_loads: int = 0
+    stack_frame: int = 0
+    shared_bytes: int = 0
+    barriers: int = 0
+
+
+@dataclass(frozen=True)
+class AssemblyResult:
+    """A successful assembly: the ptxas log (``-v`` output and warnings), the cubin, and per-kernel resources."""
+
+    info_log: str
+    cubin: bytes
+    backend: str  # "ptxas" or "nvjitlink"
+    arch: str
+    kernels: dict[str, KernelResources] = field(default_factory=dict)
+
+    @property
+    def spills(self) -> bool:
+        return any(k.spill_stores or k.spill_loads for k in self.kernels.values())
+
+
+def find_ptxas() -> str | None:
+    """Path of the ``ptxas`` executable: ``PATH``, then ``$CUDA_HOME/bin``, then ``$CUDA_PATH/bin``."""
+    found = shutil.which("ptxas")
+    if found:
+        return found
+    for var in ("CUDA_HOME", "CUDA_PATH"):
+        root = os.environ.get(var)
+        if root:
+            candidate = Path(root) / "bin" / "ptxas"
+            if candidate.is_file() and os.access(candidate, os.X_OK):
+                return str(candidate)
+    return None
+
+
+def nvjitlink_available() -> bool:
+    """Whether ``cuda.core``'s Linker can use nvJitLink (the pip package ``nvidia-nvjitlink-cu12``)."""
+    try:
+        from cuda.core import Linker
+    except Exception:
+        return False
+    try:
+        return str(Linker.which_backend()).lower() == "nvjitlink"
+    except Exception:
+        return False
+
+
+def parse_resources(log: str) -> dict[str, KernelResources]:
+    """Per-kernel resources from a ``ptxas -v`` log."""
+    kernels: dict[str, dict[str, int | str]] = {}
+    current: dict[str, int | str] | None = None
+    for line in log.splitlines():
+        m = re.search(r"(?:Compiling entry function|Function properties for) '?([\w$]+)'?", line)
+        if m:
+            current = kernels.setdefault(m.group(1), {"name": m.group(1)})
+            continue
+        if current is None:
+            continue
+        for pattern, key in (
+            (r"(\d+) bytes stack frame", "stack_frame"),
+            (r"(\d+) bytes spill stores", "spill_stores"),
+            (r"(\d+) bytes spill loads", "spill_loads"),
+            (r"Used (\d+) registers", "registers"),
+            (r"used (\d+) barriers", "barriers"),
+            (r"(\d+) bytes smem", "shared_bytes"),
+        ):
+            m = re.search(pattern, line)
+            if m:
+                current[key] = int(m.group(1))
+    return {name: KernelResources(**values) for name, values in kernels.items()}  # type: ignore[arg-type]
+
+
+def _target_of(ptx_text: str) -> str | None:
+    m = re.search(r"^\s*\.target\s+(sm_\w+)", ptx_text, re.MULTILINE)
+    return m.group(1) if m else None
+
+
+def assemble(ptx_text: str, arch: str = "sm_90", strict: bool = False, backend: str = "auto") -> AssemblyResult:
+    """Assemble ``ptx_text`` for ``arch`` (``sm_90``, ``sm_90a``) and return the log, cubin and resources.
+
+    ``strict`` also fails on register spills (``--warn-on-spills -Werror``). ``backend`` is ``"auto"`` (ptxas, else
+    nvJitLink), ``"ptxas"`` or ``"nvjitlink"``. Raises ``CompileError`` with the assembler's full log on invalid PTX,
+    and ``CompileError(NO_ASSEMBLER)`` when the requested assembler is missing.
+    """
+    if backend not in ("auto", "ptxas", "nvjitlink"):
+        raise ValueError(f"unknown PTX assembler backend '{backend}', expected auto, ptxas or nvjitlink")
+    ptxas = find_ptxas() if backend in ("auto", "ptxas") else None
+    if ptxas is not None:
+        result = _assemble_ptxas(ptxas, ptx_text, arch, strict)
+    elif backend in ("auto", "nvjitlink") and nvjitlink_available():
+        result = _assemble_nvjitlink(ptx_text, arch, strict)
+    else:
+        raise CompileError(NO_ASSEMBLER)
+    if strict and result.spills:
+        spilling = [k.name for k in result.kernels.values() if k.spill_stores or k.spill_loads]
+        raise CompileError(f"ptxas ({arch}): kernels {spilling} spill registers (strict mode)\n{result.info_log}")
+    return result
+
+
+def _error(arch: str, backend: str, log: str, ptx_text: str) -> CompileError:
+    target = _target_of(ptx_text)
+    hint = ""
+    if target is not None and target != arch and target.endswith("a") and not arch.endswith("a"):
+        hint = f" (the PTX targets {target}, which -arch={arch} rejects)"
+    return CompileError(f"{backend} rejected the PTX for {arch}{hint}:\n{log.replace(chr(0), '').strip()}")
+
+
+def _assemble_ptxas(ptxas: str, ptx_text: str, arch: str, strict: bool) -> AssemblyResult:
+    with tempfile.TemporaryDirectory(prefix="picograd-ptxas-") as tmp:
+        src = Path(tmp) / "kernel.ptx"
+        out = Path(tmp) / "kernel.cubin"
+        src.write_text(ptx_text, encoding="utf-8")
+        cmd = [ptxas, f"-arch={arch}", "-v", *(STRICT_OPTIONS if strict else ()), str(src), "-o", str(out)]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        log = (proc.stdout + proc.stderr).replace(str(src), "kernel.ptx")
+        if proc.returncode != 0:
+            raise _error(arch, "ptxas", log, ptx_text)
+        cubin = out.read_bytes()
+    return AssemblyResult(log, cubin, "ptxas", arch, parse_resources(log))
+
+
+def _assemble_nvjitlink(ptx_text: str, arch: str, strict: bool) -> AssemblyResult:
+    from cuda.core import Linker, LinkerOptions, ObjectCode
+
+    options = ["-v", *(STRICT_OPTIONS if strict else ())]
+    try:
+        # bytes: ObjectCode.from_ptx takes a str as a file path
+        linker = Linker(
+            ObjectCode.from_ptx(ptx_text.encode("utf-8"), name="kernel.ptx"),
+            options=LinkerOptions(arch=arch, ptxas_options=options),
+        )
+        cubin = linker.link("cubin")
+    except Exception as e:  # nvJitLinkError carries the ptxas log in its message
+        raise _error(arch, "nvJitLink", str(e), ptx_text) from None
+    log = str(linker.get_info_log() or "").rstrip("\x00")
+    code = cubin.code
+    return AssemblyResult(
+        log, bytes(code) if not isinstance(code, bytes) else code, "nvjitlink", arch, parse_resources(log)
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m picograd.backend.ptxas kernel.ptx [--arch sm_90] [--strict]``: assemble, print ptxas's report."""
+    import argparse
+    import sys
+
+    ap = argparse.ArgumentParser(prog="python -m picograd.backend.ptxas", description=main.__doc__)
+    ap.add_argument("input", help="PTX file ('-' for stdin)")
+    ap.add_argument("--arch", default=None, help="target architecture (default: the PTX's .target, else sm_90)")
+    ap.add_argument("--strict", action="store_true", help="fail on register spills")
+    ap.add_argument("--backend", default="auto", choices=("auto", "ptxas", "nvjitlink"))
+    args = ap.parse_args(argv)
+    text = sys.stdin.read() if args.input == "-" else Path(args.input).read_text(encoding="utf-8")
+    try:
+        result = assemble(text, args.arch or _target_of(text) or "sm_90", args.strict, args.backend)
+    except CompileError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    reports = [
+        f"{k.name}: {k.registers} registers, {k.spill_stores + k.spill_loads} spill bytes, {k.shared_bytes} bytes smem"
+        for k in result.kernels.values()
+    ]
+    print(f"[{result.backend}] {result.arch}: " + ", ".join(reports))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
