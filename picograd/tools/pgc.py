@@ -3,8 +3,9 @@
 ``pgc model.py --emit=STAGE`` imports ``model.py`` as a module (its ``if __name__ == "__main__":`` block does not
 run), finds the functions it marks with ``@pg.compile(example_inputs=...)``, traces each from its example inputs
 and prints one module holding every traced function at the requested stage (``picograd.pipeline.STAGES``). The
-output parses with ``pgc-opt``. Errors are one message without a Python traceback, naming the user's
-``file:line`` when the fault is in the model file.
+output parses with ``pgc-opt``; ``--emit=ptx`` writes PTX text instead (``picograd.backend.ptx_printer``; one PTX
+module per compiled function, for ``--arch``), which ``ptxas -arch=sm_90`` assembles. Errors are one message without
+a Python traceback, naming the user's ``file:line`` when the fault is in the model file.
 """
 
 from __future__ import annotations
@@ -15,14 +16,14 @@ import os
 import sys
 from collections.abc import Sequence
 
-from xdsl.dialects.builtin import ModuleOp
+from xdsl.dialects.builtin import ModuleOp, StringAttr
 from xdsl.printer import Printer
 from xdsl.utils.exceptions import DiagnosticException, VerifyException
 
 from picograd.errors import CompileError, DeviceError, DTypeError, ShapeError
 from picograd.pipeline import STAGES, passes_until, run_passes
 
-PLANNED_STAGES = ("gpu", "ptx")
+PLANNED_STAGES: tuple[str, ...] = ()
 
 
 def _import_model(path: str):
@@ -43,8 +44,8 @@ def compiled_functions(module) -> list:
     return [v for v in vars(module).values() if isinstance(v, CompiledFunction) and v.example_inputs is not None]
 
 
-def build(path: str, stage: str, print_after_all: bool = False, out=sys.stdout) -> ModuleOp:
-    """Trace the compiled functions of the model file ``path`` and lower them to ``stage``."""
+def build(path: str, stage: str, print_after_all: bool = False, out=sys.stdout, arch: str = "sm_90") -> ModuleOp:
+    """Trace the compiled functions of the model file ``path`` and lower them to ``stage`` (PTX for ``arch``)."""
     module = _import_model(path)
     fns = compiled_functions(module)
     if not fns:
@@ -54,12 +55,42 @@ def build(path: str, stage: str, print_after_all: bool = False, out=sys.stdout) 
         f.detach()
     mod = ModuleOp(funcs)
     for name in passes_until(stage):
-        run_passes(mod, [name])
+        run_passes(mod, [f"pg-to-ptx{{arch={arch}}}" if name == "pg-to-ptx" else name])
         if print_after_all:
             print(f"// -----// IR Dump After {name} //----- //", file=out)
             Printer(stream=out).print_op(mod)
             print(file=out)
     return mod
+
+
+def write_ptx(module: ModuleOp, output: str | None) -> None:
+    """``--emit=ptx``: the PTX text of each ``ptx.module`` (one per compiled function), to ``output`` or stdout.
+    With several compiled functions and ``-o out.ptx``, function ``f`` goes to ``out.f.ptx``."""
+    from picograd.backend.ptx_printer import print_ptx
+    from picograd.dialects import ptx
+    from picograd.passes.to_ptx import GPU_MODULE_ATTR
+
+    texts: list[tuple[str, str]] = []
+    for op in module.ops:
+        if isinstance(op, ptx.ModuleOp):
+            attr = op.attributes.get(GPU_MODULE_ATTR)
+            name = attr.data.removesuffix("_kernels") if isinstance(attr, StringAttr) else f"module{len(texts)}"
+            texts.append((name, print_ptx(op)))
+    if not texts:
+        raise CompileError("--emit=ptx: the compiled functions launch no kernel")
+    if output is None:
+        for i, (name, text) in enumerate(texts):
+            if len(texts) > 1:
+                print(f"{'' if i == 0 else chr(10)}// ----- compiled function @{name} -----")
+            sys.stdout.write(text)
+        return
+    for name, text in texts:
+        path = output
+        if len(texts) > 1:
+            stem, ext = os.path.splitext(output)
+            path = f"{stem}.{name}{ext or '.ptx'}"
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(text)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -81,8 +112,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.device == "cuda":
             raise DeviceError("--device cuda: the CUDA backend is not implemented yet")
         module = build(
-            args.model, args.emit, args.print_ir_after_all, sys.stderr if args.output is None else sys.stdout
+            args.model,
+            args.emit,
+            args.print_ir_after_all,
+            sys.stderr if args.output is None else sys.stdout,
+            arch=args.arch,
         )
+        if args.emit == "ptx":
+            write_ptx(module, args.output)
+            return 0
         text_out = open(args.output, "w") if args.output else sys.stdout
         try:
             Printer(stream=text_out, print_debuginfo=args.print_debuginfo).print_op(module)

@@ -1,0 +1,303 @@
+"""From a traced step to what the CUDA runtime runs: PTX text plus a launch plan.
+
+``compile_for_cuda(module)`` takes a module holding one ``func.func`` at any stage from ``pg`` to ``ptx``
+(the frontend hands over the ``simplify`` stage), runs the passes that remain (``picograd.pipeline.STAGES``), prints
+the PTX of its kernels and reads the launch plan off the host function that ``pg-to-gpu`` left:
+
+- **inputs** are the function's input buffers in order (``Input(i)``), then one hidden input per dense constant
+  (``memref.global``) the kernels read, whose contents the executable uploads once on its first call: PTX could hold
+  them as initialized ``.global`` data, which the ``ptx`` dialect has no op for yet;
+- **outputs** are its result buffers (the arguments marked ``pg.result = k``, ``Output(k)``);
+- **temps** are the buffers the function allocates: the arena of the memory plan (one ``uint8`` buffer of
+  ``pg.peak_bytes`` bytes) and any scratch buffer of a kernel (``Temp(j)`` in allocation order). Intermediates are
+  views of the arena at constant byte offsets, which the kernels add to the arena pointer themselves, so every
+  launch argument is a whole buffer (a slot) and the launch plan has no scalar arguments;
+- **steps** are the ``gpu.launch_func`` ops in order (``Launch(kernel, grid, block, args)``, the kernel parameters
+  being the slots of the ``gpu.func`` arguments) and ``memref.copy`` ops (``Copy``: a function returning an
+  argument or one value twice).
+
+``CudaProgram.executable()`` builds the ``picograd.backend.cuda.Executable`` (it assembles the PTX; running it needs a
+GPU). ``CudaProgram.assemble()`` only checks the PTX with ptxas (no GPU).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from xdsl.dialects import arith, func, gpu, memref
+from xdsl.dialects.builtin import (
+    DenseIntOrFPElementsAttr,
+    DenseResourceAttr,
+    IntegerAttr,
+    MemRefType,
+    ModuleOp,
+)
+from xdsl.ir import Operation, SSAValue
+from xdsl.utils.exceptions import DiagnosticException, VerifyException
+
+from picograd.backend import cuda
+from picograd.backend.numpy_executor import numpy_dtype
+from picograd.errors import CompileError
+from picograd.passes._buffers import RESULT_ATTR
+
+__all__ = ["CudaProgram", "compile_for_cuda", "detect_stage"]
+
+
+@dataclass
+class CudaProgram:
+    """A function compiled for the GPU: its PTX and the launch plan (see the module docstring).
+
+    ``inputs``/``outputs``/``temps`` are the ``BufferSpec`` of each slot; ``constants`` the contents of the hidden
+    inputs that follow the function's own (``Input(len(inputs) + j)``); ``module`` the ``ptx``-stage module.
+    """
+
+    name: str
+    ptx: str
+    steps: tuple[cuda.Step, ...]
+    inputs: tuple[cuda.BufferSpec, ...]
+    outputs: tuple[cuda.BufferSpec, ...]
+    temps: tuple[cuda.BufferSpec, ...]
+    constants: tuple[np.ndarray, ...] = ()
+    arch: str = "sm_90"
+    module: ModuleOp | None = field(default=None, repr=False)
+
+    @property
+    def kernels(self) -> list[str]:
+        """The kernels launched, in launch order (with repeats)."""
+        return [s.kernel for s in self.steps if isinstance(s, cuda.Launch)]
+
+    def assemble(self, strict: bool = False) -> Any:
+        """Assemble the PTX with ptxas (or nvJitLink) for ``arch``: a ``ptxas.AssemblyResult``; ``CompileError``
+        with the log when the PTX is invalid or no assembler is installed. No GPU needed."""
+        from picograd.backend import ptxas
+
+        return ptxas.assemble(self.ptx, self.arch, strict=strict)
+
+    def executable(self, **options: Any) -> cuda.Executable:
+        """The ``cuda.Executable`` running this program: called with one ``DeviceBuffer`` per input, it returns one
+        per output. ``options`` go to ``Executable`` (``use_graph``, ``max_graphs``, ``capture_after``)."""
+        options.setdefault("name", self.name)
+        return ProgramExecutable(self, **options)
+
+
+class ProgramExecutable(cuda.Executable):
+    """``cuda.Executable`` plus the program's constant buffers, uploaded on the first call and appended to the
+    inputs of every call."""
+
+    def __init__(self, program: CudaProgram, **options: Any) -> None:
+        const_specs = [cuda.BufferSpec(c.shape, c.dtype) for c in program.constants]
+        super().__init__(
+            program.ptx,
+            program.steps,
+            inputs=[*program.inputs, *const_specs],
+            outputs=program.outputs,
+            temps=program.temps,
+            **options,
+        )
+        self.program = program
+        self.user_inputs = len(program.inputs)
+        self._constant_buffers: tuple[cuda.DeviceBuffer, ...] | None = None
+
+    def __call__(
+        self, *inputs: cuda.DeviceBuffer, out: Sequence[cuda.DeviceBuffer] | None = None
+    ) -> tuple[cuda.DeviceBuffer, ...]:
+        if not self.program.constants:
+            return super().__call__(*inputs, out=out)
+        if len(inputs) != self.user_inputs:
+            raise TypeError(f"{self.name} takes {self.user_inputs} input buffers, got {len(inputs)}")
+        if self._constant_buffers is None:
+            self._constant_buffers = tuple(cuda.DeviceBuffer.from_numpy(c) for c in self.program.constants)
+        return super().__call__(*inputs, *self._constant_buffers, out=out)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Compiling
+
+
+def detect_stage(module: ModuleOp) -> str:
+    """The stage of ``module`` (a name of ``picograd.pipeline.STAGES``), from the ops it holds."""
+    from picograd.dialects import kernel, pg, ptx
+
+    has: set[str] = set()
+    for op in module.walk():
+        if isinstance(op, ptx.ModuleOp):
+            return "ptx"
+        if isinstance(op, gpu.ModuleOp):
+            return "gpu"
+        if isinstance(op, kernel.LaunchOp):
+            has.add("launch")
+        elif isinstance(op, kernel.FusedOp):
+            has.add("kernels")
+        elif isinstance(op, pg.GradOp):
+            has.add("pg")
+        elif isinstance(op, pg.OptimizerOp):
+            has.add("grad")
+        elif isinstance(op, func.FuncOp) and any(isinstance(t, MemRefType) for t in op.function_type.inputs.data):
+            has.add("memref")
+    for stage in ("pg", "grad", "kernels"):
+        if stage in has:
+            return stage
+    if "launch" in has:
+        raise CompileError("compile_for_cuda: the module is half-way through the loops stage (run pg-to-loops)")
+    if "memref" in has:
+        return "loops"
+    return "step"
+
+
+def _passes_after(stage: str, arch: str) -> list[str]:
+    from picograd.pipeline import STAGES
+
+    names = list(STAGES)
+    out: list[str] = []
+    for name in names[names.index(stage) + 1 :]:
+        out.extend(f"pg-to-ptx{{arch={arch}}}" if p == "pg-to-ptx" else p for p in STAGES[name])
+    return out
+
+
+def compile_for_cuda(module: ModuleOp, arch: str = "sm_90", stage: str | None = None) -> CudaProgram:
+    """Compile the one function of ``module`` for the GPU (see the module docstring). ``module`` is not changed
+    (a copy is lowered). ``stage`` is the stage the module is at (detected from its ops when None).
+
+    Raises ``CompileError`` when a pass rejects the function or the module does not hold exactly one function."""
+    from picograd.backend.ptx_printer import print_ptx
+    from picograd.dialects import ptx
+    from picograd.pipeline import run_passes
+
+    work = module.clone()
+    stage = stage or detect_stage(work)
+    try:
+        run_passes(work, _passes_after(stage, arch))
+    except (VerifyException, DiagnosticException) as e:
+        raise CompileError(f"compiling for CUDA failed: {e}") from None
+    fns = [op for op in work.ops if isinstance(op, func.FuncOp) and not op.is_declaration]
+    if len(fns) != 1:
+        raise CompileError(f"compile_for_cuda: expected one function in the module, found {len(fns)}")
+    fn = fns[0]
+    pmods = [op for op in work.ops if isinstance(op, ptx.ModuleOp)]
+    if pmods:
+        text = print_ptx(pmods[0])
+    else:  # nothing to launch (the function only copies its arguments)
+        text = print_ptx(ptx.ModuleOp(target=arch))
+    plan = _launch_plan(work, fn)
+    return CudaProgram(fn.sym_name.data, text, *plan, arch=arch, module=work)
+
+
+def _spec(t: Any) -> cuda.BufferSpec:
+    assert isinstance(t, MemRefType), t
+    return cuda.BufferSpec(tuple(t.get_shape()), numpy_dtype(t.get_element_type()))
+
+
+def _global_array(module: ModuleOp, op: memref.GetGlobalOp) -> np.ndarray:
+    name = op.name_.root_reference.data
+    for g in module.ops:
+        if isinstance(g, memref.GlobalOp) and g.sym_name.data == name:
+            value = g.initial_value
+            t = op.memref.type
+            assert isinstance(t, MemRefType)
+            dtype = numpy_dtype(t.get_element_type())
+            shape = tuple(t.get_shape())
+            if isinstance(value, DenseIntOrFPElementsAttr):
+                data = np.asarray(value.get_values(), dtype=dtype)
+                return np.broadcast_to(data, shape).copy() if data.size == 1 else data.reshape(shape)
+            if isinstance(value, DenseResourceAttr):
+                raise CompileError(f"compile_for_cuda: global @{name} holds a dense resource (not supported)")
+            raise CompileError(f"compile_for_cuda: global @{name} has no initial value")
+    raise CompileError(f"compile_for_cuda: no memref.global @{name}")
+
+
+def _launch_plan(
+    module: ModuleOp, fn: func.FuncOp
+) -> tuple[
+    tuple[cuda.Step, ...],
+    tuple[cuda.BufferSpec, ...],
+    tuple[cuda.BufferSpec, ...],
+    tuple[cuda.BufferSpec, ...],
+    tuple[np.ndarray, ...],
+]:
+    block = fn.body.block
+    slots: dict[SSAValue, cuda.Slot] = {}
+    inputs: list[cuda.BufferSpec] = []
+    outputs: dict[int, cuda.BufferSpec] = {}
+    attrs = fn.arg_attrs.data if fn.arg_attrs is not None else [None] * len(block.args)
+    for arg, attr in zip(block.args, attrs, strict=True):
+        mark = attr.data.get(RESULT_ATTR) if attr is not None else None
+        if isinstance(mark, IntegerAttr):
+            k = mark.value.data
+            slots[arg] = cuda.Output(k)
+            outputs[k] = _spec(arg.type)
+        else:
+            slots[arg] = cuda.Input(len(inputs))
+            inputs.append(_spec(arg.type))
+    if sorted(outputs) != list(range(len(outputs))):
+        raise CompileError(f"compile_for_cuda: @{fn.sym_name.data}: result buffers {sorted(outputs)} are not 0..n-1")
+    temps: list[cuda.BufferSpec] = []
+    constants: list[np.ndarray] = []
+    steps: list[cuda.Step] = []
+
+    def slot(v: SSAValue, user: Operation) -> cuda.Slot:
+        if v not in slots:
+            raise CompileError(f"compile_for_cuda: '{user.name}' uses a buffer that is not a root buffer ({v.type})")
+        return slots[v]
+
+    for op in block.ops:
+        if isinstance(op, memref.AllocOp):
+            t = op.memref.type
+            assert isinstance(t, MemRefType)
+            slots[op.memref] = cuda.Temp(len(temps))
+            el = t.get_element_type()
+            spec = _spec(t)
+            if spec.dtype == np.dtype(np.int8) and el.width.data == 8:  # type: ignore[attr-defined]
+                spec = cuda.BufferSpec(spec.shape, np.uint8)  # the byte arena
+            temps.append(spec)
+        elif isinstance(op, memref.GetGlobalOp):
+            constants.append(_global_array(module, op))
+            slots[op.memref] = _Constant(len(constants) - 1)  # type: ignore[assignment]  # an Input, after the others
+        elif isinstance(op, gpu.LaunchFuncOp):
+            sizes = []
+            for v in (op.gridSizeX, op.gridSizeY, op.gridSizeZ, op.blockSizeX, op.blockSizeY, op.blockSizeZ):
+                c = v.owner
+                if not (isinstance(c, arith.ConstantOp) and isinstance(c.value, IntegerAttr)):
+                    raise CompileError("compile_for_cuda: launch sizes must be constants")
+                sizes.append(c.value.value.data)
+            kernel_name = op.kernel.nested_references.data[-1].data if op.kernel.nested_references.data else ""
+            args = tuple(slot(v, op) for v in op.kernelOperands)
+            steps.append(cuda.Launch(kernel_name, tuple(sizes[:3]), tuple(sizes[3:]), args))  # type: ignore[arg-type]
+        elif isinstance(op, memref.CopyOp):
+            steps.append(cuda.Copy(slot(op.destination, op), slot(op.source, op)))
+        elif isinstance(op, arith.ConstantOp | memref.DeallocOp | func.ReturnOp):
+            continue
+        elif isinstance(op, memref.ViewOp) and not any(True for _ in op.result.uses):
+            continue
+        else:
+            raise CompileError(f"compile_for_cuda: '{op.name}' on the host side has no runtime step")
+    # Constants are hidden inputs after the function's own.
+    n_in = len(inputs)
+
+    def fix(a: Any) -> Any:
+        return cuda.Input(n_in + a.index) if isinstance(a, _Constant) else a
+
+    fixed: list[cuda.Step] = []
+    for s in steps:
+        if isinstance(s, cuda.Launch):
+            fixed.append(cuda.Launch(s.kernel, s.grid, s.block, tuple(fix(a) for a in s.args), s.shmem))
+        elif isinstance(s, cuda.Copy):
+            fixed.append(cuda.Copy(fix(s.dst), fix(s.src)))
+        else:
+            fixed.append(s)
+    return (
+        tuple(fixed),
+        tuple(inputs),
+        tuple(outputs[k] for k in range(len(outputs))),
+        tuple(temps),
+        tuple(constants),
+    )
+
+
+@dataclass(frozen=True)
+class _Constant:
+    """A constant's slot before the number of inputs is known."""
+
+    index: int
