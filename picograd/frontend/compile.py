@@ -8,21 +8,40 @@ function assigns (``opt.step()``'s updates, ``.grad``) become outputs written ba
 scalars (learning rates) are refreshed by callbacks the optimizers register. The signature is the tensor
 arguments' shapes, dtypes and devices plus the other arguments' values; guards on which ``.grad`` were None
 catch the remaining cases that change the traced graph. (The approach of tinygrad's TinyJit and JAX's jit.)
+
+On "cuda" a call binds device buffers and replays one CUDA graph (``picograd.backend.cuda.Executable``), which is
+cached under the addresses of the buffers it was captured with; ``_CudaBinding`` keeps those addresses stable, so
+that a training loop replays the same few graphs:
+
+- outputs are written into buffers from a small ring per output that the step owns. A buffer is reused once
+  nothing but the ring refers to it (its reference count says so): the parameters' previous buffers, the loss of
+  two calls ago. An updated parameter is thus never written in place (a kernel may still read its old value), a
+  tensor the user kept is never overwritten, and a training loop alternates between two address sets;
+- an output whose ring keeps running dry after the first calls (the user keeps every loss, or a snapshot of a
+  parameter every step) is from then on written into the step's own buffers and copied into a fresh one for the
+  caller; a parameter's own buffer then also stands in for the fresh copy as the next call's input;
+- host values a GPU step reads (0-d hyperparameters, the step count and RNG offset before their first update) go
+  into one device buffer per input, copied (8 bytes) only when the value changed;
+- an explicit input passed again in the same buffer is bound as it is; a small one in a new buffer (a fresh batch
+  every step) is copied into the step's own buffer for that input, a device-to-device copy that is much cheaper
+  than capturing a graph for the new address.
 """
 
 from __future__ import annotations
 
 import functools
+import sys
 import weakref
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 from xdsl.dialects.builtin import ModuleOp
 
-from picograd.backend.numpy_executor import NumpyFunction
+from picograd.backend import cuda
 from picograd.errors import CompileError
+from picograd.frontend import device as devices
 from picograd.frontend.dtypes import as_dtype
 from picograd.frontend.graph import STATE, Graph, Node, TraceContext, cut, leaf, lower
 from picograd.frontend.realize import compile_graph
@@ -31,14 +50,16 @@ from picograd.frontend.tensor import Tensor, realize
 
 @dataclass(frozen=True)
 class Spec:
-    """The shape and dtype of an example input, for tracing without data: ``pg.Spec((32, 3), "int64")``."""
+    """The shape, dtype and device of an example input, for tracing without data: ``pg.Spec((32, 3), "int64")``."""
 
     shape: tuple[int, ...]
     dtype: Any = "float32"
     device: str = "cpu"
 
     def example(self) -> Tensor:
-        return Tensor(np.zeros(self.shape, dtype=as_dtype(self.dtype).np))
+        """A placeholder tensor of this spec (host zeros, counted as living on ``device``; no GPU needed)."""
+        dtype = as_dtype(self.dtype)
+        return Tensor._wrap(leaf(np.zeros(self.shape, dtype=dtype.np), dtype, device=devices.canonical(self.device)))
 
 
 @dataclass
@@ -54,44 +75,221 @@ class _Trace:
     grad_owners: list[Tensor]
 
 
+class _Retrace(Exception):
+    """An input's device no longer matches the trace (the model moved): trace again."""
+
+
+def _calibrate_free_refcount() -> int:
+    """``sys.getrefcount(ring[i])`` of an object that only the list ``ring`` refers to (interpreters differ)."""
+    ring = [object()]
+    return sys.getrefcount(ring[0])
+
+
+_FREE_REFCOUNT = _calibrate_free_refcount()
+_RING_SIZE = 3  # buffers per output: the one being written, the one the user holds, one being released
+_WARMUP_CALLS = 3  # calls in which the rings fill up
+_ALLOCATIONS_BEFORE_COPY_OUT = 3  # ring allocations after the warm-up that switch an output to copy-out
+_STAGE_LIMIT_BYTES = 1 << 16  # explicit inputs up to this size in a new buffer are copied into a stable one
+
+
+def _take(ring: list[Any], spec: Any) -> tuple[Any, bool]:
+    """A buffer of ``spec`` from ``ring`` that nothing else refers to, or a new one added to it (then True)."""
+    for i in range(len(ring)):
+        if sys.getrefcount(ring[i]) == _FREE_REFCOUNT:
+            return ring[i], False
+    buf = cuda.DeviceBuffer(spec.shape, spec.dtype)
+    ring.append(buf)
+    if len(ring) > _RING_SIZE:
+        del ring[0]
+    return buf, True
+
+
+class _HostMirror:
+    """A stable device buffer holding a host array that a GPU step reads, re-copied only when the bytes change
+    (arrays over ``device.MIRROR_LIMIT_BYTES`` are copied on every call)."""
+
+    __slots__ = ("buffer", "key")
+
+    def __init__(self) -> None:
+        self.buffer: Any = None
+        self.key: bytes | None = None
+
+    def get(self, array: np.ndarray) -> Any:
+        key = array.tobytes() if array.nbytes <= devices.MIRROR_LIMIT_BYTES else None
+        if key is not None and key == self.key:
+            return self.buffer
+        buf = self.buffer
+        if buf is None or buf.shape != array.shape or buf.dtype != array.dtype:
+            buf = self.buffer = cuda.DeviceBuffer(array.shape, array.dtype)
+        buf.copy_from(array)  # stream-ordered after the previous replay that read it
+        self.key = key
+        return buf
+
+
+class _CopyOut:
+    """An output written into the step's own buffers and copied out to the caller (see the module docstring).
+
+    ``own`` holds two buffers that alternate when the output is a tensor the step also reads (a parameter): the
+    one holding the current value stands in for the caller's copy of it (``handed``) as the next call's input."""
+
+    __slots__ = ("own", "handed", "current")
+
+    def __init__(self, spec: Any, alternate: bool) -> None:
+        self.own = [cuda.DeviceBuffer(spec.shape, spec.dtype) for _ in range(2 if alternate else 1)]
+        self.handed: Any = None  # the last fresh copy given out
+        self.current = 0  # the own buffer holding the value of ``handed``
+
+    def target(self) -> Any:
+        if len(self.own) == 2:
+            self.current ^= 1
+        return self.own[self.current]
+
+
+@dataclass
+class _CudaBinding:
+    """How one compiled GPU step binds its buffers (see the module docstring)."""
+
+    expected: list[str]  # the device of each input's leaf at trace time
+    scalar: list[bool]  # whether each input is 0-d
+    num_explicit: int
+    output_specs: Sequence[Any]
+    reads: dict[int, int]  # output index -> the input index of the same tensor (a parameter the step updates)
+    mirrors: list[_HostMirror | None] = field(default_factory=list)
+    staged: list[Any] = field(default_factory=list)
+    last_explicit: list[int] = field(default_factory=list)  # the address each explicit input had last call
+    rings: list[list[Any]] = field(default_factory=list)
+    allocations: list[int] = field(default_factory=list)  # per output: ring allocations after the warm-up calls
+    copy_out: list[_CopyOut | None] = field(default_factory=list)
+    stand_in: dict[int, _CopyOut] = field(default_factory=dict)  # input index -> the copied-out output it reads
+    calls: int = 0
+
+    def __post_init__(self) -> None:
+        self.mirrors = [None] * len(self.expected)
+        self.staged = [None] * self.num_explicit
+        self.last_explicit = [0] * self.num_explicit
+        self.rings = [[] for _ in self.output_specs]
+        self.allocations = [0] * len(self.output_specs)
+        self.copy_out = [None] * len(self.output_specs)
+
+    def inputs(self, datas: Sequence[Any]) -> list[Any]:
+        """Device buffers for the inputs' current values; ``_Retrace`` when one moved to another device."""
+        bound = []
+        for i, data in enumerate(datas):
+            if isinstance(data, np.ndarray):
+                if self.expected[i] != devices.CPU and not self.scalar[i]:
+                    raise _Retrace
+                mirror = self.mirrors[i]
+                if mirror is None:
+                    mirror = self.mirrors[i] = _HostMirror()
+                data = mirror.get(data)
+            elif self.expected[i] != devices.CUDA and not self.scalar[i]:
+                raise _Retrace
+            elif i < self.num_explicit:
+                ptr = data.ptr
+                if ptr != self.last_explicit[i] and data.nbytes <= _STAGE_LIMIT_BYTES:
+                    stage = self.staged[i]
+                    if stage is None:
+                        stage = self.staged[i] = cuda.DeviceBuffer(data.shape, data.dtype)
+                    stage.copy_from(data)
+                    data = stage
+                self.last_explicit[i] = ptr
+            elif self.stand_in:
+                out = self.stand_in.get(i)
+                if out is not None and data is out.handed:
+                    data = out.own[out.current]
+            bound.append(data)
+        return bound
+
+    def outputs(self) -> list[Any]:
+        """Output buffers: a free buffer from each output's ring (or the step's own, for a copied-out output)."""
+        self.calls += 1
+        out = []
+        for j, spec in enumerate(self.output_specs):
+            own = self.copy_out[j]
+            if own is not None:
+                out.append(own.target())
+                continue
+            buf, fresh = _take(self.rings[j], spec)
+            if fresh and self.calls > _WARMUP_CALLS:
+                self.allocations[j] += 1
+                if self.allocations[j] >= _ALLOCATIONS_BEFORE_COPY_OUT:
+                    own = self.copy_out[j] = _CopyOut(spec, j in self.reads)
+                    if j in self.reads:
+                        self.stand_in[self.reads[j]] = own
+                    self.rings[j] = []
+                    buf = own.target()
+            out.append(buf)
+        return out
+
+    def finish(self, outs: Sequence[Any]) -> Sequence[Any]:
+        """After a call: copy the copied-out outputs into fresh buffers for the caller."""
+        if not any(own is not None for own in self.copy_out):
+            return outs
+        outs = list(outs)
+        for j, own in enumerate(self.copy_out):
+            if own is not None:
+                outs[j] = own.handed = fresh = cuda.DeviceBuffer(self.output_specs[j].shape, self.output_specs[j].dtype)
+                fresh.copy_from(own.own[own.current])
+        return outs
+
+
 @dataclass
 class _Compiled:
     """One traced signature: the executable and how to bind and write back its buffers."""
 
-    exe: NumpyFunction
+    exe: Any
     trace: _Trace
     implicit: list[tuple[Node, weakref.ref | None]]
     guards: list[tuple[Tensor, bool]]
+    device: str
+    binding: _CudaBinding | None = None
 
     def guards_hold(self) -> bool:
         return all((t._grad is None) == was_none for t, was_none in self.guards)
 
     def run(self, tensors: Sequence[Tensor]) -> Any:
+        """Bind the current buffers, run, write the results back; ``_Retrace`` when an input changed device."""
         tr = self.trace
         for refresh in tr.ctx.refreshers:
             refresh()
-        bufs = [_buffer_of(t) for t in tensors]
+        datas = [_buffer_of(t) for t in tensors]
         for node, owner_ref in self.implicit:
             owner = owner_ref() if owner_ref is not None else None
-            bufs.append(_buffer_of(owner) if owner is not None else node.data)
-        outs = self.exe(*bufs)
+            datas.append(_buffer_of(owner) if owner is not None else node.data)
+        binding = self.binding
+        if binding is None:
+            outs = self.exe(*[d if isinstance(d, np.ndarray) else _host_scalar(d) for d in datas])
+        else:
+            bound = binding.inputs(datas)
+            del datas  # the ring's reference counts must not see these
+            outs = binding.finish(self.exe(*bound, out=binding.outputs()))
+            del bound
         k = tr.num_returned
         for t, buf in zip(tr.written, outs[k : k + len(tr.written)], strict=True):
             t._set_buffer(buf)
         for p, buf in zip(tr.grad_owners, outs[k + len(tr.written) :], strict=True):
             if p._grad is None:
-                p._grad = Tensor(buf)
+                p._grad = Tensor._of_buffer(buf)
             else:
                 p._grad._set_buffer(buf)
         return _rebuild(tr.structure, outs)
 
 
-def _buffer_of(t: Tensor) -> np.ndarray:
-    if t._buffer is None:
+def _host_scalar(data: Any) -> np.ndarray:
+    """A device value read by a CPU step: only 0-d values may be (anything else means the model moved)."""
+    if data.shape:
+        raise _Retrace
+    return devices.download(data)
+
+
+def _buffer_of(t: Tensor) -> Any:
+    """The realized buffer of ``t`` (realizing it first if it is lazy). Only leaves and single-result ops ever hold
+    ``data``, so the node's ``data`` is the tensor's value when it is set."""
+    data = t._node.data
+    if data is None:
         realize(t)
-    buf = t._buffer
-    assert buf is not None
-    return buf
+        data = t._node.data
+    return data
 
 
 def _flatten(result: Any, out: list[Tensor]) -> Any:
@@ -105,10 +303,10 @@ def _flatten(result: Any, out: list[Tensor]) -> Any:
     return ("value", result)
 
 
-def _rebuild(structure: Any, outs: Sequence[np.ndarray]) -> Any:
+def _rebuild(structure: Any, outs: Sequence[Any]) -> Any:
     kind, payload = structure
     if kind == "tensor":
-        return Tensor(outs[payload])
+        return Tensor._of_buffer(outs[payload])
     if kind == "value":
         return payload
     if kind is dict:
@@ -149,17 +347,46 @@ class CompiledFunction:
         key = _signature(args)
         compiled = self._cache.get(key)
         if compiled is None or not compiled.guards_hold():
-            trace = self._trace(args)
-            trace.ctx.rollback()  # the first run below reads the state as it was and writes it back
-            guards = list(trace.ctx.grad_reads.values())
+            compiled = self._compile(key, args)
+        tensors = [a for a in args if isinstance(a, Tensor)]
+        try:
+            return compiled.run(tensors)
+        except _Retrace:  # parameters or state moved to another device since the trace
+            compiled = self._compile(key, args)
             try:
-                exe = compile_graph(trace.graph, name=self.name)
-            except Exception:
-                trace.ctx.rollback()
-                raise
-            implicit = [(n, n.owner) for n in trace.graph.leaves[trace.num_inputs :]]
-            compiled = self._cache[key] = _Compiled(exe, trace, implicit, guards)
-        return compiled.run([a for a in args if isinstance(a, Tensor)])
+                return compiled.run(tensors)
+            except _Retrace:
+                raise CompileError(f"{self.name}: the devices of its inputs changed while it ran") from None
+
+    def _compile(self, key: tuple, args: Sequence[Any]) -> _Compiled:
+        """Trace ``fn`` on ``args``, compile the graph for its device and cache the result under ``key``."""
+        trace = self._trace(args)
+        trace.ctx.rollback()  # the first run reads the state as it was and writes it back
+        guards = list(trace.ctx.grad_reads.values())
+        device = devices.graph_device(trace.graph.nodes)
+        try:
+            exe = compile_graph(trace.graph, device, name=self.name, eager=False)
+        except Exception:
+            trace.ctx.rollback()
+            raise
+        leaves = trace.graph.leaves
+        implicit = [(n, n.owner) for n in leaves[trace.num_inputs :]]
+        binding = None
+        if device != devices.CPU:
+            owned = [(i, ref() if ref is not None else None) for i, (_, ref) in enumerate(implicit)]
+            owners = {id(t): trace.num_inputs + i for i, t in owned if t is not None}
+            written = trace.written
+            reads = {trace.num_returned + k: owners[id(t)] for k, t in enumerate(written) if id(t) in owners}
+            binding = _CudaBinding(
+                [n.device for n in leaves], [not n.types[0][0] for n in leaves], trace.num_inputs, exe.outputs, reads
+            )
+        compiled = self._cache[key] = _Compiled(exe, trace, implicit, guards, device, binding)
+        return compiled
+
+    def executables(self) -> list[Any]:
+        """The compiled executables, one per traced signature: ``NumpyFunction`` on "cpu",
+        ``picograd.backend.cuda.Executable`` on "cuda" (its ``steps`` are the kernel launches of one call)."""
+        return [c.exe for c in self._cache.values()]
 
     def _trace(self, args: Sequence[Any]) -> _Trace:
         """Run ``fn`` on placeholder tensors, recording the graph (nothing is computed)."""
@@ -167,8 +394,8 @@ class CompiledFunction:
         inputs: list[Node] = []
         traced_args: list[Any] = []
         for a in args:
-            if isinstance(a, Tensor):
-                t = Tensor._wrap(leaf(np.zeros(a.shape, a.dtype.np), a.dtype), 0, a.requires_grad)
+            if isinstance(a, Tensor):  # host zeros that are never read, counted as living on the argument's device
+                t = Tensor._wrap(leaf(np.zeros(a.shape, a.dtype.np), a.dtype, device=a.device), 0, a.requires_grad)
                 inputs.append(t._node)
                 traced_args.append(t)
             else:

@@ -1,5 +1,8 @@
 """Tensor creation functions with PyTorch's names: ``tensor``, ``zeros``, ``ones``, ``full``, ``arange``,
-``randn``, ``rand``, ``randint``, ``*_like``, and joining (``cat``, ``stack``)."""
+``randn``, ``rand``, ``randint``, ``*_like``, and joining (``cat``, ``stack``).
+
+Each takes ``device=`` ("cpu" by default, or "cuda"): values made on the host are uploaded once; random numbers are
+drawn by a ``pg.random`` op on the device itself (the Philox stream is the same on both devices)."""
 
 from __future__ import annotations
 
@@ -12,7 +15,7 @@ from picograd.errors import DTypeError, ShapeError
 from picograd.frontend import dtypes, random
 from picograd.frontend.dtypes import as_dtype
 from picograd.frontend.graph import at, user_location
-from picograd.frontend.tensor import Tensor, _norm_dim, _operands, _record, _shape_args, _check_device
+from picograd.frontend.tensor import Tensor, _check_device, _norm_dim, _operands, _record, _shape_args
 
 
 def tensor(data: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
@@ -27,7 +30,13 @@ def _make(arr: np.ndarray, device: Any, requires_grad: bool) -> Tensor:
 def full(size: Any, fill_value: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
     """A tensor of ``size`` filled with ``fill_value`` (dtype from the value when not given)."""
     if dtype is None:
-        dtype = dtypes.bool_ if isinstance(fill_value, bool) else dtypes.int64 if isinstance(fill_value, int) else dtypes.float32
+        dtype = (
+            dtypes.bool_
+            if isinstance(fill_value, bool)
+            else dtypes.int64
+            if isinstance(fill_value, int)
+            else dtypes.float32
+        )
     shape = _shape_args(size if isinstance(size, tuple | list) else (size,))
     return _make(np.full(shape, fill_value, dtype=as_dtype(dtype).np), device, requires_grad)
 
@@ -42,12 +51,14 @@ def ones(*size: Any, dtype: Any = None, device: Any = None, requires_grad: bool 
     return full(_shape_args(size), 1, as_dtype(dtype or dtypes.float32), device, requires_grad)
 
 
-def zeros_like(t: Tensor, dtype: Any = None, requires_grad: bool = False) -> Tensor:
-    return zeros(t.shape, dtype=dtype or t.dtype, requires_grad=requires_grad)
+def zeros_like(t: Tensor, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
+    """Zeros of ``t``'s shape (and its dtype and device unless given)."""
+    return zeros(t.shape, dtype=dtype or t.dtype, device=device or t.device, requires_grad=requires_grad)
 
 
-def ones_like(t: Tensor, dtype: Any = None, requires_grad: bool = False) -> Tensor:
-    return ones(t.shape, dtype=dtype or t.dtype, requires_grad=requires_grad)
+def ones_like(t: Tensor, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
+    """Ones of ``t``'s shape (and its dtype and device unless given)."""
+    return ones(t.shape, dtype=dtype or t.dtype, device=device or t.device, requires_grad=requires_grad)
 
 
 def arange(start: Any, end: Any = None, step: Any = 1, dtype: Any = None, device: Any = None) -> Tensor:
@@ -60,11 +71,11 @@ def arange(start: Any, end: Any = None, step: Any = 1, dtype: Any = None, device
 
 
 def _random(distribution: str, size: Sequence[Any], dtype: Any, device: Any, requires_grad: bool) -> Tensor:
-    _check_device(device)
+    dev = _check_device(device)
     d = as_dtype(dtype or dtypes.float32)
     if not d.is_floating_point:
         raise DTypeError(f"{distribution} random numbers need a float dtype, got {d.name}{at(user_location())}")
-    out = random.draw(distribution, _shape_args(size), d)
+    out = random.draw(distribution, _shape_args(size), d, dev)
     if requires_grad:
         out = out.detach()
         out.requires_grad = True
@@ -100,7 +111,9 @@ def cat(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
     first = ts[0].shape
     d = _norm_dim(dim, len(first), first)
     for t in ts[1:]:
-        if len(t.shape) != len(first) or any(a != b for i, (a, b) in enumerate(zip(t.shape, first)) if i != d):
+        if len(t.shape) != len(first) or any(
+            a != b for i, (a, b) in enumerate(zip(t.shape, first, strict=True)) if i != d
+        ):
             raise ShapeError(
                 f"cat: shapes {first} and {t.shape} must match in every dim but dim {d}{at(user_location())}"
             )

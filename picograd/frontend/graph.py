@@ -1,8 +1,9 @@
 """The recorded graph behind lazy tensors, and how it is cut out, compiled and run.
 
 A ``Node`` is one recorded op: its kind (``"add"``, ``"sum"``, ...), its source values, hashable attributes,
-result types and the user's ``file:line``. Leaves (``kind == "leaf"``) hold a realized buffer. Nodes point only
-at their sources, so a graph dies with the last tensor that uses it.
+result types, its device and the user's ``file:line``. Leaves (``kind == "leaf"``) hold a realized buffer: a numpy
+array on "cpu", a ``picograd.backend.cuda.DeviceBuffer`` on "cuda". Nodes point only at their sources, so a graph
+dies with the last tensor that uses it.
 
 ``realize`` cuts out the graph that some values need, builds a structural key (kinds, attributes, types and the
 wiring, not buffer contents), and on a miss lowers it to a ``func.func`` of ``pg`` ops (leaves become function
@@ -63,7 +64,9 @@ def at(loc: Loc | None) -> str:
 class Node:
     """One recorded op (or a leaf holding a buffer). ``types`` has one ``(shape, dtype)`` per result."""
 
-    __slots__ = ("kind", "srcs", "attrs", "types", "loc", "data", "owner", "grad_leaves", "__weakref__")
+    __slots__ = (
+        "kind", "srcs", "attrs", "types", "loc", "data", "device", "mirror", "owner", "grad_leaves", "__weakref__"
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -73,6 +76,7 @@ class Node:
         types: Sequence[tuple[Shape, DType]],
         loc: Loc | None,
         data: Any = None,
+        device: str = "cpu",
     ):
         self.kind = kind
         self.srcs = tuple(srcs)
@@ -80,6 +84,8 @@ class Node:
         self.types = tuple(types)
         self.loc = loc
         self.data = data  # the buffer of a leaf, or the cached value of a computed single-result op
+        self.device = device  # "cpu" or "cuda": where the value lives (for a leaf: where ``data`` is)
+        self.mirror: Any = None  # a leaf's copy on the other device, kept by ``picograd.frontend.device.bind``
         self.owner: weakref.ref | None = None  # the tensor a leaf was realized for
         self.grad_leaves: dict[int, weakref.ref] | None = None  # tensors that accumulate .grad for a result
 
@@ -87,9 +93,13 @@ class Node:
 Value = tuple[Node, int]
 
 
-def leaf(data: Any, dtype: DType, owner: Any = None) -> Node:
-    """A leaf node holding a realized buffer (numpy array on "cpu")."""
-    node = Node("leaf", (), (), [(tuple(data.shape), dtype)], None, data)
+def leaf(data: Any, dtype: DType, owner: Any = None, device: str | None = None) -> Node:
+    """A leaf node holding a realized buffer: a numpy array ("cpu") or a device buffer ("cuda"). ``device``
+    overrides where the leaf counts as living (the placeholders of ``@pg.compile``'s trace hold host zeros that are
+    never read, for inputs on any device)."""
+    if device is None:
+        device = "cpu" if isinstance(data, np.ndarray) else "cuda"
+    node = Node("leaf", (), (), [(tuple(data.shape), dtype)], None, data, device)
     if owner is not None:
         node.owner = weakref.ref(owner)
     return node

@@ -29,8 +29,8 @@ def _is_array_index(x: Any) -> bool:
     return isinstance(x, Tensor | list | np.ndarray)
 
 
-def _index_tensor(x: Any, size: int) -> Tensor:
-    """An int64 index tensor with negative entries wrapped by ``size``."""
+def _index_tensor(x: Any, size: int, device: str) -> Tensor:
+    """An int64 index tensor with negative entries wrapped by ``size``; lists and arrays go to ``device``."""
     from picograd.frontend.tensor import Tensor, where
 
     loc = user_location()
@@ -40,7 +40,8 @@ def _index_tensor(x: Any, size: int) -> Tensor:
         if x.dtype.category != 1:
             raise ShapeError(f"tensors used as indices must be integer tensors, got {x.dtype.name}{at(loc)}")
         t = x.long()
-        return where(t < 0, t + size, t) if x._buffer is None or (x._buffer < 0).any() else t
+        buf = x._buffer  # a realized host index needs no wrapping when it has no negative entry
+        return where(t < 0, t + size, t) if not isinstance(buf, np.ndarray) or (buf < 0).any() else t
     arr = np.asarray(x)
     if arr.dtype == np.bool_:
         raise ShapeError(f"indexing with a bool mask gives a data-dependent shape; use where() instead{at(loc)}")
@@ -48,7 +49,7 @@ def _index_tensor(x: Any, size: int) -> Tensor:
         raise ShapeError(f"indices must be integers, got {arr.dtype}{at(loc)}")
     if ((arr < -size) | (arr >= size)).any():
         raise ShapeError(f"index out of range for a dim of size {size}{at(loc)}")
-    return Tensor(np.where(arr < 0, arr + size, arr).astype(np.int64))
+    return Tensor(np.where(arr < 0, arr + size, arr).astype(np.int64), device=device)
 
 
 def getitem(x: Tensor, index: Any) -> Tensor:
@@ -123,7 +124,7 @@ def _advanced(y: Tensor, advanced: list[tuple[int, Any]]) -> Tensor:
 
     loc = user_location()
     dims = [d for d, _ in advanced]
-    idx = [_index_tensor(i, y.shape[d]) for d, i in advanced]
+    idx = [_index_tensor(i, y.shape[d], y.device) for d, i in advanced]
     bshape: tuple[int, ...] | None = ()
     for t in idx:
         bshape = broadcast_shape(bshape, t.shape) if bshape is not None else None

@@ -6,6 +6,13 @@ optimizer passes rewrite into elementwise ops. Hyperparameters are 0-d float64 t
 needs no retracing. State (momentum buffers, moments, one step count per group) is tensors that the op reads
 and replaces. Eagerly, ``step()`` realizes the new parameters, state and gradients at once, so graphs do not grow
 across steps.
+
+Devices: state buffers are created on their parameter's device (as zeros there). The step count starts as a 0-d
+host tensor and moves to the parameters' device with the first update (the update op writes it). The
+hyperparameters stay 0-d host tensors, replaced only when their value changes: a graph on the GPU copies a 0-d host
+value when it runs (``device.bind`` caches the copy), and a compiled step keeps one device buffer per host scalar
+that it refreshes with an 8-byte copy only when the value changed (``compile._CudaBinding``) -- no copy per step at
+a constant learning rate, one per change under a schedule, and no re-capture of the CUDA graph either way.
 """
 
 from __future__ import annotations
@@ -16,8 +23,9 @@ from typing import Any, ClassVar
 import numpy as np
 
 from picograd.errors import DTypeError
+from picograd.frontend import device as devices
 from picograd.frontend.graph import STATE, Node, user_location
-from picograd.frontend.tensor import Tensor, realize
+from picograd.frontend.tensor import Tensor, _result_device, realize
 
 
 class Optimizer:
@@ -45,6 +53,7 @@ class Optimizer:
             {"step": Tensor(np.array(0, dtype=np.int64))} | {h: Tensor(np.array(0.0)) for h in self.HYPER}
             for _ in self.param_groups
         ]
+        self._hyper_values: list[dict[str, float]] = [{} for _ in self.param_groups]  # values the tensors hold
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         """Drop every parameter's gradient (``set_to_none=False`` keeps zero tensors instead)."""
@@ -57,9 +66,13 @@ class Optimizer:
         return ()
 
     def _refresh(self) -> None:
-        for group, gs in zip(self.param_groups, self._group_state, strict=True):
+        """Make the hyperparameter tensors hold ``param_groups``' values (a new buffer only for a changed value)."""
+        for group, gs, held in zip(self.param_groups, self._group_state, self._hyper_values, strict=True):
             for h in self.HYPER:
-                gs[h]._set_buffer(np.array(float(group[h]), dtype=np.float64))
+                value = float(group[h])
+                if held.get(h) != value:
+                    gs[h]._set_buffer(np.array(value, dtype=np.float64))
+                    held[h] = value
 
     def step(self) -> None:
         """One update of every parameter that has a gradient."""
@@ -82,6 +95,7 @@ class Optimizer:
                 (len(params), flags),
                 [(gs["step"].shape, gs["step"].dtype)] + [(t.shape, t.dtype) for t in params + states],
                 loc,
+                device=_result_device(f"{type(self).__name__}.step", srcs, loc),
             )
             outs = [Tensor._wrap(node, i) for i in range(len(node.types))]
             gs["step"]._assign(outs[0])
@@ -97,7 +111,9 @@ class Optimizer:
     def _state(self, p: Tensor, name: str) -> Tensor:
         st = self.state.setdefault(id(p), {})
         if name not in st:
-            st[name] = Tensor(np.zeros(p.shape, dtype=p.dtype.np))
+            st[name] = Tensor._of_buffer(devices.zeros(p.shape, p.dtype.np, p.device))
+        elif st[name].device != p.device:  # the model moved (Module.to) after the state was made: follow it
+            st[name]._move_(p.device)
         return st[name]
 
     def state_dict(self) -> dict[str, Any]:
@@ -110,8 +126,12 @@ class Optimizer:
             for p in group["params"]:
                 index.setdefault(id(p), len(index))
                 ids.append(index[id(p)])
-            groups.append({k: v for k, v in group.items() if k != "params"} | {"params": ids, "step": int(gs["step"].item())})
-        state = {index[pid]: {k: t.numpy().copy() for k, t in st.items()} for pid, st in self.state.items() if pid in index}
+            groups.append(
+                {k: v for k, v in group.items() if k != "params"} | {"params": ids, "step": int(gs["step"].item())}
+            )
+        state = {
+            index[pid]: {k: t.numpy().copy() for k, t in st.items()} for pid, st in self.state.items() if pid in index
+        }
         return {"state": state, "param_groups": groups}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -122,7 +142,7 @@ class Optimizer:
             gs["step"]._set_buffer(np.array(int(saved["step"]), dtype=np.int64))
         for i, st in state_dict["state"].items():
             p = params[int(i)]
-            self.state[id(p)] = {k: Tensor(np.asarray(v, dtype=p.dtype.np)) for k, v in st.items()}
+            self.state[id(p)] = {k: Tensor(np.asarray(v, dtype=p.dtype.np), device=p.device) for k, v in st.items()}
 
 
 class SGD(Optimizer):
@@ -144,7 +164,14 @@ class SGD(Optimizer):
         if nesterov and (momentum <= 0 or dampening != 0):
             raise ValueError("Nesterov momentum requires a momentum and zero dampening")
         super().__init__(
-            params, {"lr": lr, "momentum": momentum, "dampening": dampening, "weight_decay": weight_decay, "nesterov": nesterov}
+            params,
+            {
+                "lr": lr,
+                "momentum": momentum,
+                "dampening": dampening,
+                "weight_decay": weight_decay,
+                "nesterov": nesterov,
+            },
         )
 
     def flags(self, group: dict[str, Any]) -> tuple[str, ...]:
@@ -171,7 +198,15 @@ class Adam(Optimizer):
         weight_decay: float = 0.0,
     ):
         super().__init__(
-            params, {"lr": lr, "betas": tuple(betas), "beta1": betas[0], "beta2": betas[1], "eps": eps, "weight_decay": weight_decay}
+            params,
+            {
+                "lr": lr,
+                "betas": tuple(betas),
+                "beta1": betas[0],
+                "beta2": betas[1],
+                "eps": eps,
+                "weight_decay": weight_decay,
+            },
         )
 
     def _refresh(self) -> None:

@@ -4,6 +4,10 @@
 (``philox.counters_needed``). Eagerly the new offset is computed at once; while ``@pg.compile`` traces, the
 advance is recorded as an op and written back after each replay, so every call of a compiled step draws fresh
 numbers and the step stays a pure function of its inputs.
+
+A draw runs on the device asked for; seed and offset are 0-d tensors, which join ops on any device. A compiled step
+on the GPU writes the offset back as a device buffer, so it stays there between calls (no copy per step); an eager
+draw afterwards reads it back to the host.
 """
 
 from __future__ import annotations
@@ -28,9 +32,9 @@ class Generator:
         self.seed._set_buffer(np.array(int(seed), dtype=np.int64))
         self.offset._set_buffer(np.array(0, dtype=np.int64))
 
-    def draw(self, distribution: str, shape: tuple[int, ...], dtype: DType) -> Tensor:
-        """Record a ``pg.random`` op of ``shape`` and advance the offset."""
-        out = _record("random", [self.seed, self.offset], (distribution,), shape, dtype)
+    def draw(self, distribution: str, shape: tuple[int, ...], dtype: DType, device: str = "cpu") -> Tensor:
+        """Record a ``pg.random`` op of ``shape`` on ``device`` and advance the offset."""
+        out = _record("random", [self.seed, self.offset], (distribution,), shape, dtype, device)
         step = counters_needed(int(np.prod(shape, dtype=np.int64)))
         if STATE.trace is not None:
             self.offset._assign(self.offset + step)
@@ -48,5 +52,6 @@ def manual_seed(seed: int) -> None:
     default_generator.manual_seed(seed)
 
 
-def draw(distribution: str, shape: tuple[int, ...], dtype: DType = dtypes.float32) -> Tensor:
-    return default_generator.draw(distribution, shape, dtype)
+def draw(distribution: str, shape: tuple[int, ...], dtype: DType = dtypes.float32, device: str = "cpu") -> Tensor:
+    """Draw from the global generator (see ``Generator.draw``)."""
+    return default_generator.draw(distribution, shape, dtype, device)

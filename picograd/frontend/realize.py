@@ -1,47 +1,85 @@
-"""Realizing lazy values: cut out the graph, compile it once per structure, bind buffers, run.
+"""Realizing lazy values: cut out the graph, compile it once per structure and device, bind buffers, run.
 
 The compile cache is keyed by the graph's structural key (``graph.cut``) and the device, so an eager training
 loop that records the same graph every step compiles it once.
+
+On "cpu" the graph is lowered to ``pg``, taken through the pipeline to the ``simplify`` stage and run by the numpy
+executor. On "cuda" the same ``simplify``-stage module goes to ``picograd.backend.gpu_compile.compile_for_cuda``,
+which takes it the rest of the way to PTX; its ``Executable`` takes the function's arguments (the graph's leaves,
+in order) as device buffers and returns its results as device buffers. Leaves that live on the other device (0-d
+scalars, see ``picograd.frontend.tensor``) are copied by ``device.bind``, which caches the copies.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from xdsl.dialects.builtin import ModuleOp
 from xdsl.utils.exceptions import DiagnosticException, VerifyException
 
-from picograd.backend.numpy_executor import NumpyFunction, compile_func
+from picograd.backend.numpy_executor import compile_func
 from picograd.errors import CompileError
+from picograd.frontend import device as devices
 from picograd.frontend.graph import Graph, Value, cut, lower
 from picograd.pipeline import lower_to
 
-_CACHE: dict[tuple, NumpyFunction] = {}
+_CACHE: dict[tuple, Any] = {}
+
+# The stage the frontend hands to a backend: after autodiff, the optimizer rewrites and simplification.
+BACKEND_STAGE = "simplify"
 
 
-def compile_graph(graph: Graph, device: str = "cpu", name: str = "main") -> NumpyFunction:
-    """The executable of ``graph`` for ``device``, from the cache or built by the pipeline.
+def cuda_compiler() -> Callable[[ModuleOp], Any]:
+    """``compile_for_cuda(module) -> CudaProgram`` of ``picograd.backend.gpu_compile`` (imported on first use, so
+    that CPU-only use never loads it; tests stand a fake in for this function)."""
+    from picograd.backend.gpu_compile import compile_for_cuda
+
+    return compile_for_cuda
+
+
+def lower_graph(graph: Graph, name: str = "main") -> ModuleOp:
+    """The module holding ``graph`` as a ``func.func`` at the backend stage (``simplify``).
 
     Raises ``CompileError`` naming the pass's complaint when a pass rejects the graph."""
-    key = (graph.key, device)
+    module = ModuleOp([lower(graph, name)])
+    try:
+        lower_to(module, BACKEND_STAGE)
+    except (VerifyException, DiagnosticException) as e:
+        raise CompileError(f"compiling {name} failed: {e}") from None
+    return module
+
+
+def compile_graph(graph: Graph, device: str = "cpu", name: str = "main", eager: bool = True) -> Any:
+    """The executable of ``graph`` for ``device``, from the cache or built by the pipeline: a
+    ``NumpyFunction`` on "cpu", a ``picograd.backend.cuda.Executable`` on "cuda" (both called with one buffer per
+    leaf and returning one buffer per output).
+
+    ``eager`` says how a GPU executable will be called: a graph realized eagerly rarely sees the same buffers
+    twice, so it captures a CUDA graph only for a buffer set seen twice (plain launches before that); a compiled
+    step (``eager=False``) binds stable buffers and captures at once. Raises ``CompileError`` when a pass rejects
+    the graph."""
+    key = (graph.key, device) if device == devices.CPU else (graph.key, device, eager)
     exe = _CACHE.get(key)
     if exe is None:
-        module = ModuleOp([lower(graph, name)])
-        try:
-            lower_to(module, "simplify")
-        except (VerifyException, DiagnosticException) as e:
-            raise CompileError(f"compiling {name} failed: {e}") from None
-        exe = compile_func(module.body.block.first_op)  # type: ignore[arg-type]
+        module = lower_graph(graph, name)
+        if device == devices.CPU:
+            exe = compile_func(module.body.block.first_op)  # type: ignore[arg-type]
+        else:
+            program = cuda_compiler()(module)
+            # eager: capture a buffer set's graph at its second call only; a compiled step: keep a graph for each of
+            # the few address sets its rotating output buffers and inputs give (see compile._CudaBinding)
+            exe = program.executable(capture_after=2) if eager else program.executable(max_graphs=8)
         _CACHE[key] = exe
     return exe
 
 
 def run_graph(outputs: Sequence[Value], device: str = "cpu") -> list[Any]:
-    """Compute ``outputs`` (values of the recorded graph) and return their buffers."""
+    """Compute ``outputs`` (values of the recorded graph) on ``device`` and return their buffers (numpy arrays on
+    "cpu", device buffers on "cuda")."""
     graph = cut(outputs)
     exe = compile_graph(graph, device)
-    return list(exe(*[leaf.data for leaf in graph.leaves]))
+    return list(exe(*[devices.bind(leaf, device) for leaf in graph.leaves]))
 
 
 def cache_size() -> int:

@@ -24,9 +24,16 @@ def _flatten(prefix: str, obj: Any, arrays: dict[str, np.ndarray], meta: dict[st
         arrays[prefix] = obj.copy(order="C")
         return {"__array__": prefix}
     if isinstance(obj, dict):
-        return {"__dict__": [[_key(k), _flatten(f"{prefix}.{k}" if prefix else str(k), v, arrays, meta)] for k, v in obj.items()]}
+        return {
+            "__dict__": [
+                [_key(k), _flatten(f"{prefix}.{k}" if prefix else str(k), v, arrays, meta)] for k, v in obj.items()
+            ]
+        }
     if isinstance(obj, list | tuple):
-        return {"__list__": [_flatten(f"{prefix}.{i}", v, arrays, meta) for i, v in enumerate(obj)], "tuple": isinstance(obj, tuple)}
+        return {
+            "__list__": [_flatten(f"{prefix}.{i}", v, arrays, meta) for i, v in enumerate(obj)],
+            "tuple": isinstance(obj, tuple),
+        }
     return obj
 
 

@@ -5,11 +5,18 @@ when they are recorded and raise ``ShapeError`` / ``DTypeError`` naming the shap
 they compute nothing. ``.numpy()``, ``.item()``, ``.tolist()`` and ``print`` realize a value: the graph it needs is
 compiled (once per structure) and run. Broadcasting follows numpy; the IR gets explicit ``pg.broadcast_to`` and
 ``pg.cast`` ops so that no later pass sees implicit broadcasting or mixed dtypes.
+
+Devices: a tensor lives on "cpu" (numpy) or "cuda" (a device buffer); an op's result lives where its operands do.
+Operands on different devices raise ``DeviceError`` naming both and the user's ``file:line``, except 0-d tensors,
+which join ops on any device as scalars (PyTorch allows this for 0-d CPU tensors; here it also covers the
+optimizer's step count and the random generator's offset once they live on the GPU). Python scalars, lists and
+numpy arrays in an op go to the device of its tensor operands. ``picograd.frontend.device`` does the copies.
 """
 
 from __future__ import annotations
 
 import math
+import sys
 import weakref
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -18,9 +25,10 @@ import numpy as np
 
 from picograd.dialects.pg import broadcast_shape, matmul_shape
 from picograd.errors import DeviceError, DTypeError, ShapeError
+from picograd.frontend import device as devices
 from picograd.frontend import dtypes
 from picograd.frontend.dtypes import DType, as_dtype, promote
-from picograd.frontend.graph import STATE, Node, Shape, Value, at, leaf, user_location
+from picograd.frontend.graph import STATE, Loc, Node, Shape, Value, at, leaf, user_location
 from picograd.frontend.realize import run_graph
 
 Scalar = int | float | bool
@@ -29,16 +37,31 @@ Scalar = int | float | bool
 _NO_GRAD_KINDS = frozenset({"cmp", "argmax", "argmin", "stop_gradient", "iota", "random", "constant"})
 
 
+class _Holder:
+    __slots__ = ("_node",)
+    _node: Any
+
+
+def _sole_holder_refcount() -> int:
+    """``sys.getrefcount(node)`` in ``Tensor._set_buffer`` when the tensor's ``_node`` attribute is the only
+    reference besides the local variable (the count differs between interpreters)."""
+    holder = _Holder()
+    holder._node = object()
+    node = holder._node
+    return sys.getrefcount(node)
+
+
+_SOLE_HOLDER_REFCOUNT = _sole_holder_refcount()
+
+
 def _check_device(device: Any) -> str:
-    name = "cpu" if device is None else str(device)
-    if name == "cpu":
-        return name
-    if name.startswith("cuda"):
-        raise DeviceError(
-            f"device '{name}' is not available in this build of picograd: the CUDA backend is not implemented yet"
-            f" (use device='cpu'){at(user_location())}"
-        )
-    raise DeviceError(f"unknown device '{name}'; expected 'cpu' or 'cuda'{at(user_location())}")
+    """The canonical name ("cpu"/"cuda") of a device that can be used now; ``DeviceError`` (with the user's
+    ``file:line``) for an unknown name, or for "cuda" without a GPU, naming what is missing (driver, GPU)."""
+    if device is None or device == devices.CPU:  # the common cases, without looking up the user's frame
+        return devices.CPU
+    if device == devices.CUDA and devices.cuda.available():
+        return devices.CUDA
+    return devices.resolve(device, user_location())
 
 
 def _numpy_of(data: Any, dtype: DType | None) -> np.ndarray:
@@ -62,26 +85,28 @@ def _numpy_of(data: Any, dtype: DType | None) -> np.ndarray:
 
 
 class Tensor:
-    """A lazy n-dimensional array on "cpu" (numpy) — PyTorch's ``torch.Tensor`` API.
+    """A lazy n-dimensional array on "cpu" (numpy) or "cuda" (GPU memory) — PyTorch's ``torch.Tensor`` API.
 
-    ``Tensor(data, dtype=None, device=None, requires_grad=False)``: data is a scalar, nested lists or a numpy
-    array; Python floats become float32, ints int64, bools bool, numpy arrays keep their dtype. Raises
-    ``DTypeError`` when ``requires_grad`` is set on a non-float tensor, ``DeviceError`` for an unavailable device.
+    ``Tensor(data, dtype=None, device=None, requires_grad=False)``: data is a scalar, nested lists, a numpy array
+    or a tensor; Python floats become float32, ints int64, bools bool, numpy arrays keep their dtype. ``device`` is
+    "cpu" (the default; a tensor's own device when ``data`` is a tensor) or "cuda" (the data is uploaded). Raises
+    ``DTypeError`` when ``requires_grad`` is set on a non-float tensor, ``DeviceError`` for an unknown device or
+    "cuda" without a GPU (the message names the missing driver or GPU).
     """
 
     __array_priority__ = 1000  # numpy scalars on the left defer to our reflected operators
 
     def __init__(self, data: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False):
-        dev = _check_device(device)
+        dev = data.device if device is None and isinstance(data, Tensor) else _check_device(device)
         arr = _numpy_of(data, as_dtype(dtype) if dtype is not None else None)
-        self._init(leaf(arr, as_dtype(arr.dtype), owner=self), 0, dev)
+        buf = arr if dev == devices.CPU else devices.upload(arr)
+        self._init(leaf(buf, as_dtype(arr.dtype), owner=self), 0)
         if requires_grad:
             self.requires_grad = True
 
-    def _init(self, node: Node, index: int, device: str = "cpu", requires_grad: bool = False) -> None:
+    def _init(self, node: Node, index: int, requires_grad: bool = False) -> None:
         self._node = node
         self._index = index
-        self.device = device
         self._requires_grad = requires_grad
         self._user_leaf = False  # requires_grad was set by the user: .grad accumulates here
         self._grad: Tensor | None = None
@@ -89,7 +114,14 @@ class Tensor:
     @staticmethod
     def _wrap(node: Node, index: int = 0, requires_grad: bool = False) -> Tensor:
         t = Tensor.__new__(Tensor)
-        t._init(node, index, "cpu", requires_grad)
+        t._init(node, index, requires_grad)
+        return t
+
+    @staticmethod
+    def _of_buffer(data: Any) -> Tensor:
+        """A tensor holding a realized buffer (numpy array or device buffer), without copying it."""
+        t = Tensor.__new__(Tensor)
+        t._init(leaf(data, as_dtype(data.dtype), owner=t), 0)
         return t
 
     # -- metadata ------------------------------------------------------------------------------------------------
@@ -97,6 +129,15 @@ class Tensor:
     @property
     def _value(self) -> Value:
         return (self._node, self._index)
+
+    @property
+    def device(self) -> str:
+        """Where the value lives: "cpu" or "cuda"."""
+        return self._node.device
+
+    @property
+    def is_cuda(self) -> bool:
+        return self._node.device == devices.CUDA
 
     @property
     def shape(self) -> Shape:
@@ -187,19 +228,27 @@ class Tensor:
         if self._user_leaf:
             self._mark_grad_leaf()
 
-    def _set_buffer(self, data: np.ndarray) -> None:
-        """Hold the computed ``data``. A value that gradients may still flow through (it requires grad and is not a
-        leaf) keeps its graph and caches the buffer on its node; any other becomes a leaf, dropping its history."""
-        if self._requires_grad and not self._user_leaf and len(self._node.types) == 1:
-            self._node.data = data
+    def _set_buffer(self, data: Any) -> None:
+        """Hold the computed ``data`` (a numpy array or a device buffer). A value that gradients may still flow
+        through (it requires grad and is not a leaf) keeps its graph and caches the buffer on its node; any other
+        becomes a leaf, dropping its history."""
+        node = self._node
+        if self._requires_grad and not self._user_leaf and len(node.types) == 1:
+            node.data = data
+            return
+        if node.kind == "leaf" and sys.getrefcount(node) == _SOLE_HOLDER_REFCOUNT and node.owner is not None:
+            # a leaf that nothing but this tensor refers to (no lazy op reads it, no other tensor shares it): reuse
+            # it instead of making a new one (a compiled step writes back a dozen tensors per call)
+            node.data, node.mirror = data, None
+            node.device = devices.device_of(data)
             return
         self._node, self._index = leaf(data, self.dtype, owner=self), 0
         if self._user_leaf:
             self._mark_grad_leaf()
 
     @property
-    def _buffer(self) -> np.ndarray | None:
-        """The computed value, when there is one."""
+    def _buffer(self) -> Any:
+        """The computed value (numpy array or device buffer), when there is one."""
         return self._node.data if self._node.kind == "leaf" or len(self._node.types) == 1 else None
 
     @property
@@ -236,7 +285,7 @@ class Tensor:
             return
         srcs: list[Tensor] = [self]
         if gradient is not None:
-            g = gradient if isinstance(gradient, Tensor) else Tensor(gradient, dtype=self.dtype)
+            g = gradient if isinstance(gradient, Tensor) else Tensor(gradient, dtype=self.dtype, device=self.device)
             if g.shape != self.shape:
                 raise ShapeError(f"gradient of shape {g.shape} does not match the tensor's shape {self.shape}{at(loc)}")
             srcs.append(g.to(self.dtype).detach())
@@ -246,6 +295,7 @@ class Tensor:
             (gradient is not None,),
             [(t.shape, t.dtype) for t in targets],
             loc,
+            device=_result_device("backward", srcs + targets, loc),
         )
         for i, t in enumerate(targets):
             g_i = Tensor._wrap(node, i)
@@ -259,11 +309,11 @@ class Tensor:
         return self
 
     def numpy(self) -> np.ndarray:
-        """The value as a numpy array (realizes the tensor)."""
+        """The value as a numpy array (realizes the tensor; for a "cuda" tensor, a host copy)."""
         self.realize()
         buf = self._buffer
         assert buf is not None
-        return buf
+        return buf if isinstance(buf, np.ndarray) else devices.download(buf)
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
         arr = self.numpy()
@@ -295,6 +345,8 @@ class Tensor:
     def __repr__(self) -> str:
         body = np.array2string(self.numpy(), separator=", ", prefix="tensor(")
         extra = "" if self.dtype in (dtypes.float32, dtypes.int64) else f", dtype={self.dtype!r}"
+        if self.device != devices.CPU:
+            extra += f", device='{self.device}'"
         if self._requires_grad:
             extra += ", requires_grad=True"
         return f"tensor({body}{extra})"
@@ -308,17 +360,63 @@ class Tensor:
     # -- conversion ----------------------------------------------------------------------------------------------
 
     def to(self, target: Any = None, dtype: Any = None) -> Tensor:
-        """A copy on another device and/or dtype: ``t.to("cpu")``, ``t.to(pg.float64)``, ``t.to("cpu", dtype)``."""
+        """This tensor on another device and/or dtype: ``t.to("cuda")``, ``t.to(pg.float64)``,
+        ``t.to("cpu", dtype)``; ``self`` when nothing changes (as PyTorch).
+
+        A device change realizes the value and copies it (host <-> GPU); the copy is a new leaf: gradients do not
+        flow back across devices (it requires grad when ``self`` does). Move parameters with ``Module.to``, which
+        keeps them the same objects. Raises ``DeviceError`` for an unusable device and ``CompileError`` inside
+        ``@pg.compile`` (move inputs before calling the compiled function)."""
+        device = None
         if target is not None:
-            try:
-                dtype_target = as_dtype(target)
-            except DTypeError:
-                _check_device(target)
+            if isinstance(target, Tensor):
+                device, dtype = target.device, target.dtype if dtype is None else dtype
             else:
-                dtype = dtype_target
-        if dtype is None or as_dtype(dtype) == self.dtype:
-            return self
-        return self._cast(as_dtype(dtype))
+                try:
+                    dtype_target = as_dtype(target)
+                except DTypeError:
+                    device = _check_device(target)
+                else:
+                    dtype = dtype_target
+        out = self
+        if device is not None and device != self.device:
+            out = self._copy_to(device)
+        if dtype is not None and as_dtype(dtype) != out.dtype:
+            out = out._cast(as_dtype(dtype))
+        return out
+
+    def _copy_to(self, device: str) -> Tensor:
+        """A new leaf on ``device`` holding this tensor's value."""
+        if STATE.trace is not None:
+            from picograd.errors import CompileError
+
+            raise CompileError(
+                f"cannot move a tensor from {self.device} to {device} while @pg.compile traces the function: move "
+                f"the inputs, model and optimizer state before calling it{at(user_location())}"
+            )
+        self.realize()
+        out = Tensor._of_buffer(devices.transfer(self._buffer, device))
+        if self._requires_grad:
+            out.requires_grad = True
+        return out
+
+    def _move_(self, device: str) -> None:
+        """Move this tensor's value (and its ``.grad``) to ``device`` in place, keeping the object, its
+        ``requires_grad`` and its role as a parameter (``Module.to``)."""
+        if device == self.device:
+            if self._grad is not None and self._grad.device != device:
+                self._grad._move_(device)
+            return
+        if STATE.trace is not None:
+            from picograd.errors import CompileError
+
+            raise CompileError(f"cannot move parameters while @pg.compile traces{at(user_location())}")
+        self.realize()
+        self._node, self._index = leaf(devices.transfer(self._buffer, device), self.dtype, owner=self), 0
+        if self._user_leaf:
+            self._mark_grad_leaf()
+        if self._grad is not None:
+            self._grad._move_(device)
 
     def _cast(self, dtype: DType) -> Tensor:
         if dtype == self.dtype:
@@ -326,7 +424,12 @@ class Tensor:
         return _record("cast", [self], (), self.shape, dtype)
 
     def cpu(self) -> Tensor:
-        return self
+        """This tensor on the CPU (``self`` when it is there)."""
+        return self.to(devices.CPU)
+
+    def cuda(self) -> Tensor:
+        """This tensor on the GPU (``self`` when it is there); DeviceError without one."""
+        return self.to(devices.CUDA)
 
     def contiguous(self) -> Tensor:
         return self
@@ -578,12 +681,14 @@ class Tensor:
     def expand_as(self, other: Tensor) -> Tensor:
         return self._broadcast(other.shape)
 
-    def _broadcast(self, shape: Shape) -> Tensor:
+    def _broadcast(self, shape: Shape, device: str | None = None) -> Tensor:
+        """``self`` broadcast to ``shape``; a 0-d tensor may be broadcast onto another ``device`` (a scalar joining
+        an op there)."""
         if self.shape == shape:
             return self
         if len(self.shape) > len(shape) or broadcast_shape(self.shape, shape) != tuple(shape):
             raise ShapeError(f"cannot broadcast shape {self.shape} to {tuple(shape)}{at(user_location())}")
-        return _record("broadcast_to", [self], (), tuple(shape), self.dtype)
+        return _record("broadcast_to", [self], (), tuple(shape), self.dtype, device if not self.shape else None)
 
     def __getitem__(self, index: Any) -> Tensor:
         from picograd.frontend.indexing import getitem
@@ -612,9 +717,67 @@ class Tensor:
 # Recording
 
 
-def _record(kind: str, srcs: Sequence[Tensor], attrs: tuple, shape: Shape, dtype: DType) -> Tensor:
-    """Record one single-result op and return its tensor; it requires grad when a float source does."""
-    node = Node(kind, [t._value for t in srcs], attrs, [(tuple(shape), dtype)], user_location())
+def _result_device(kind: str, srcs: Sequence[Tensor], loc: Loc | None, device: str | None = None) -> str:
+    """The device of an op's result: ``device`` when given, else its operands' (they must agree, except that 0-d
+    tensors join ops on any device; an op of scalars only lives on "cuda" if one of them does). Raises
+    ``DeviceError`` naming both devices, the shapes and ``loc``."""
+    if device is None and srcs:
+        first = srcs[0]._node.device
+        for t in srcs:
+            if t._node.device != first:
+                break
+        else:
+            return first
+    found: Tensor | None = None
+    for t in srcs:
+        if not t.shape:
+            continue
+        if device is not None and t.device != device:
+            raise DeviceError(
+                f"{kind}: expected tensors on {device}, got one on {t.device} of shape {t.shape}; move it with "
+                f".to('{device}'){at(loc)}"
+            )
+        if found is not None and t.device != found.device:
+            raise DeviceError(
+                f"{kind}: tensors on different devices, {found.device} (shape {found.shape}) and {t.device} (shape "
+                f"{t.shape}); move one with .to(device){at(loc)}"
+            )
+        if found is None:
+            found = t
+    if device is not None:
+        return device
+    if found is not None:
+        return found.device
+    return devices.CUDA if any(t.device == devices.CUDA for t in srcs) else devices.CPU
+
+
+def _common_device(xs: Sequence[Any], default: str | None = None) -> str | None:
+    """Where an op of ``xs`` runs: the device of its first non-scalar tensor, else ``default``, else that of its
+    0-d tensors ("cuda" if one is there); None when there are no tensors and no default."""
+    scalar = None
+    for x in xs:
+        if isinstance(x, Tensor):
+            if x.shape:
+                return x.device
+            if scalar is None or x.device == devices.CUDA:
+                scalar = x.device
+    return default or scalar
+
+
+def _record(
+    kind: str, srcs: Sequence[Tensor], attrs: tuple, shape: Shape, dtype: DType, device: str | None = None
+) -> Tensor:
+    """Record one single-result op and return its tensor; it requires grad when a float source does. It lives on
+    ``device``, or on its sources' device (see ``_result_device``)."""
+    loc = user_location()
+    node = Node(
+        kind,
+        [t._value for t in srcs],
+        attrs,
+        [(tuple(shape), dtype)],
+        loc,
+        device=_result_device(kind, srcs, loc, device),
+    )
     needs = (
         STATE.grad_enabled
         and dtype.is_floating_point
@@ -624,11 +787,11 @@ def _record(kind: str, srcs: Sequence[Tensor], attrs: tuple, shape: Shape, dtype
     return Tensor._wrap(node, 0, needs)
 
 
-def constant(value: Any, dtype: DType, shape: Shape = ()) -> Tensor:
-    """A constant of ``dtype`` broadcast to ``shape`` (scalars stay in the IR as ``pg.constant``)."""
+def constant(value: Any, dtype: DType, shape: Shape = (), device: str = devices.CPU) -> Tensor:
+    """A constant of ``dtype`` on ``device`` broadcast to ``shape`` (scalars stay in the IR as ``pg.constant``)."""
     if dtype.category == 1 and not np.iinfo(dtype.np).min <= value <= np.iinfo(dtype.np).max:
         raise DTypeError(f"{value} does not fit in a {dtype.name} tensor{at(user_location())}")  # not at realize
-    t = _record("constant", [], (value,), (), dtype)
+    t = _record("constant", [], (value,), (), dtype, device)
     return t._broadcast(shape) if shape else t
 
 
@@ -648,18 +811,21 @@ def _dtype_of(x: Any) -> DType:
     raise DTypeError(f"unsupported operand of type {type(x).__name__}{at(user_location())}")
 
 
-def _lift(x: Any, dtype: DType) -> Tensor:
+def _lift(x: Any, dtype: DType, device: str) -> Tensor:
     if isinstance(x, Tensor):
         return x._cast(dtype)
     if isinstance(x, np.ndarray):
-        return Tensor(x)._cast(dtype)
-    return constant(x, dtype)
+        return Tensor(x, device=device)._cast(dtype)
+    return constant(x, dtype, device=device)
 
 
-def _operands(*xs: Any) -> tuple[list[Tensor], DType]:
-    xs = tuple(Tensor(x) if isinstance(x, list | np.ndarray) else x for x in xs)
+def _operands(*xs: Any, device: str | None = None) -> tuple[list[Tensor], DType]:
+    """The operands as tensors of their promoted dtype; Python scalars, lists and arrays go to the device of the
+    tensor operands (``device`` when there are none)."""
+    device = _common_device(xs, device) or devices.CPU
+    xs = tuple(Tensor(x, device=device) if isinstance(x, list | np.ndarray) else x for x in xs)
     dtype = promote([(_dtype_of(x), _priority(x)) for x in xs])
-    return [_lift(x, dtype) for x in xs], dtype
+    return [_lift(x, dtype, device) for x in xs], dtype
 
 
 _SYMBOLS = {"add": "+", "sub": "-", "mul": "*", "div": "/", "pow": "**", "maximum": "maximum", "minimum": "minimum"}
@@ -672,7 +838,8 @@ def _broadcast_all(ts: list[Tensor], what: str) -> list[Tensor]:
     if shape is None:
         shapes = " and ".join(str(t.shape) for t in ts)
         raise ShapeError(f"{what}: shapes {shapes} cannot be broadcast together{at(user_location())}")
-    return [t._broadcast(shape) for t in ts]
+    device = _common_device(ts)
+    return [t._broadcast(shape, device) for t in ts]
 
 
 def _binary(kind: str, a: Any, b: Any) -> Tensor:
@@ -699,10 +866,11 @@ def _compare(predicate: str, a: Any, b: Any) -> Tensor:
 
 def where(condition: Any, input: Any, other: Any) -> Tensor:
     """``input`` where ``condition`` holds, else ``other`` (all three broadcast together; dtypes promoted)."""
-    cond = condition if isinstance(condition, Tensor) else Tensor(condition)
+    device = _common_device((condition, input, other))
+    cond = condition if isinstance(condition, Tensor) else Tensor(condition, device=device)
     if cond.dtype != dtypes.bool_:
         cond = cond != 0
-    (x, y), dtype = _operands(input, other)
+    (x, y), dtype = _operands(input, other, device=cond.device)
     cond, x, y = _broadcast_all([cond, x, y], "where")
     return _record("select", [cond, x, y], (), x.shape, dtype)
 
@@ -730,9 +898,7 @@ def matmul(a: Any, b: Any) -> Tensor:
     x2 = x.unsqueeze(0) if x.ndim == 1 else x
     y2 = y.unsqueeze(-1) if y.ndim == 1 else y
     if x2.shape[-1] != y2.shape[-2]:
-        raise ShapeError(
-            f"matmul: shapes {xs} and {ys} do not match ({x2.shape[-1]} != {y2.shape[-2]}){at(loc)}"
-        )
+        raise ShapeError(f"matmul: shapes {xs} and {ys} do not match ({x2.shape[-1]} != {y2.shape[-2]}){at(loc)}")
     batch = broadcast_shape(x2.shape[:-2], y2.shape[:-2])
     if batch is None:
         raise ShapeError(f"matmul: batch dims of shapes {xs} and {ys} cannot be broadcast together{at(loc)}")
@@ -771,8 +937,10 @@ def _reduce(kind: str, x: Tensor, dim: Any, keepdim: bool) -> Tensor:
         return x
     if kind != "sum" and any(x.shape[d] == 0 for d in dims):
         raise ShapeError(f"{kind}() of an empty dim of shape {x.shape}{at(user_location())}")
-    shape = tuple(1 if i in dims else s for i, s in enumerate(x.shape)) if keepdim else tuple(
-        s for i, s in enumerate(x.shape) if i not in dims
+    shape = (
+        tuple(1 if i in dims else s for i, s in enumerate(x.shape))
+        if keepdim
+        else tuple(s for i, s in enumerate(x.shape) if i not in dims)
     )
     return _record(kind, [x], (dims, keepdim), shape, x.dtype)
 
@@ -783,11 +951,13 @@ def _arg_reduce(kind: str, x: Tensor, dim: int | None, keepdim: bool) -> Tensor:
         return out.reshape(*([1] * x.ndim)) if keepdim else out
     d = _norm_dim(dim, x.ndim, x.shape)
     if x.ndim == 0:
-        return constant(0, dtypes.int64)
+        return constant(0, dtypes.int64, device=x.device)
     if x.shape[d] == 0:
         raise ShapeError(f"{kind}() of an empty dim of shape {x.shape}{at(user_location())}")
-    shape = tuple(1 if i == d else s for i, s in enumerate(x.shape)) if keepdim else tuple(
-        s for i, s in enumerate(x.shape) if i != d
+    shape = (
+        tuple(1 if i == d else s for i, s in enumerate(x.shape))
+        if keepdim
+        else tuple(s for i, s in enumerate(x.shape) if i != d)
     )
     return _record(kind, [x], (d, keepdim), shape, dtypes.int64)
 
@@ -850,17 +1020,18 @@ def realize(*tensors: Tensor) -> None:
 
     if STATE.trace is not None:  # also for tensors with a buffer: a traced input's is a placeholder, a parameter's
         raise CompileError(  # would be baked into the trace and go stale
-
             "cannot read a tensor's value while @pg.compile traces the function (no .item()/.numpy()/print inside "
             f"a compiled function){at(user_location())}"
         )
     pending = [t for t in tensors if t._buffer is None]
     if not pending:
         return
-    unique: dict[tuple[int, int], Tensor] = {}
+    by_device: dict[str, dict[tuple[int, int], Tensor]] = {}
     for t in pending:
-        unique.setdefault((id(t._node), t._index), t)
-    buffers = run_graph([t._value for t in unique.values()])
-    by_value = dict(zip(unique.keys(), buffers, strict=True))
+        by_device.setdefault(t.device, {}).setdefault((id(t._node), t._index), t)
+    by_value: dict[tuple[int, int], Any] = {}
+    for device, unique in by_device.items():  # one graph per device (they share no non-scalar values)
+        buffers = run_graph([t._value for t in unique.values()], device)
+        by_value.update(zip(unique.keys(), buffers, strict=True))
     for t in pending:
         t._set_buffer(by_value[(id(t._node), t._index)])

@@ -13,4 +13,15 @@ from picograd.frontend.nn.modules import (
     Tanh,
 )
 
-__all__ = ["functional", "Module", "Parameter", "Linear", "Embedding", "LayerNorm", "Sequential", "ReLU", "Tanh", "Dropout"]
+__all__ = [
+    "functional",
+    "Module",
+    "Parameter",
+    "Linear",
+    "Embedding",
+    "LayerNorm",
+    "Sequential",
+    "ReLU",
+    "Tanh",
+    "Dropout",
+]

@@ -58,7 +58,7 @@ def cross_entropy(input: Tensor, target: Tensor, ignore_index: int = -100, reduc
     over the others. Raises ``ShapeError``/``DTypeError`` naming the shapes and dtypes."""
     loc = user_location()
     if not isinstance(target, Tensor):
-        target = Tensor(target)
+        target = Tensor(target, device=input.device)
     if target.dtype.category != 1:
         raise DTypeError(f"cross_entropy: target must hold class indices (int64), got {target.dtype.name}{at(loc)}")
     if input.ndim == 1:
@@ -70,7 +70,7 @@ def cross_entropy(input: Tensor, target: Tensor, ignore_index: int = -100, reduc
     logp = input.log_softmax(1)
     keep = target != ignore_index
     safe = where(keep, target, 0)
-    picked = logp[arange(input.shape[0]), safe]
+    picked = logp[arange(input.shape[0], device=input.device), safe]
     loss = where(keep, -picked, 0.0)
     return _reduce(loss, reduction, keep.sum().to(input.dtype) if reduction == "mean" else None)
 
@@ -82,13 +82,19 @@ def mse_loss(input: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:
 
 
 def layer_norm(
-    x: Tensor, normalized_shape: tuple[int, ...], weight: Tensor | None = None, bias: Tensor | None = None, eps: float = 1e-5
+    x: Tensor,
+    normalized_shape: tuple[int, ...],
+    weight: Tensor | None = None,
+    bias: Tensor | None = None,
+    eps: float = 1e-5,
 ) -> Tensor:
     """Layer normalization (Ba, Kiros and Hinton, 2016) over the last ``len(normalized_shape)`` dims, with the
     biased variance (as PyTorch)."""
     dims = tuple(range(x.ndim - len(normalized_shape), x.ndim))
     if tuple(x.shape[x.ndim - len(normalized_shape) :]) != tuple(normalized_shape):
-        raise ShapeError(f"layer_norm: input of shape {x.shape} does not end in {tuple(normalized_shape)}{at(user_location())}")
+        raise ShapeError(
+            f"layer_norm: input of shape {x.shape} does not end in {tuple(normalized_shape)}{at(user_location())}"
+        )
     mean = x.mean(dims, keepdim=True)
     centered = x - mean
     var = (centered * centered).mean(dims, keepdim=True)
@@ -109,7 +115,7 @@ def dropout(x: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
         return x
     if p == 1:
         return x * 0.0
-    keep = rand(*x.shape, dtype=x.dtype if x.dtype.is_floating_point else dtypes.float32) >= p
+    keep = rand(*x.shape, dtype=x.dtype if x.dtype.is_floating_point else dtypes.float32, device=x.device) >= p
     return where(keep, x * (1.0 / (1.0 - p)), 0.0)
 
 

@@ -10,13 +10,15 @@ import numpy as np
 
 from picograd.errors import ShapeError
 from picograd.frontend import creation
+from picograd.frontend import device as devices
+from picograd.frontend.graph import user_location
 from picograd.frontend.nn import functional as F
 from picograd.frontend.tensor import Tensor
 
 
 def Parameter(data: Any, requires_grad: bool = True) -> Tensor:
     """A realized tensor marked as a module parameter (``torch.nn.Parameter``)."""
-    t = Tensor(data.numpy() if isinstance(data, Tensor) else data, requires_grad=requires_grad)
+    t = Tensor(data, requires_grad=requires_grad)  # a tensor's copy stays on its device
     t._is_param = True  # type: ignore[attr-defined]
     return t
 
@@ -89,6 +91,24 @@ class Module:
         for p in self.parameters():
             p.grad = None
 
+    def to(self, device: Any) -> Module:
+        """Move every parameter (and its ``.grad``) to ``device`` in place and return ``self`` (as
+        ``torch.nn.Module.to``): the parameters stay the same objects, so an optimizer made before the move keeps
+        working; its state is created on (or moved to) the parameters' device by the next ``step()``. Raises
+        ``DeviceError`` for an unknown or unavailable device."""
+        dev = devices.resolve(device, user_location())
+        for p in self.parameters():
+            p._move_(dev)
+        return self
+
+    def cuda(self) -> Module:
+        """``self.to("cuda")``."""
+        return self.to(devices.CUDA)
+
+    def cpu(self) -> Module:
+        """``self.to("cpu")``."""
+        return self.to(devices.CPU)
+
     def state_dict(self) -> dict[str, np.ndarray]:
         """Parameter name -> a copy of its value as a numpy array."""
         return {name: p.numpy().copy() for name, p in self.named_parameters()}
@@ -108,7 +128,7 @@ class Module:
             arr = np.asarray(value.numpy() if isinstance(value, Tensor) else value)
             if arr.shape != p.shape:
                 raise ShapeError(f"load_state_dict: {name} has shape {p.shape}, the state has {arr.shape}")
-            p._set_buffer(arr.astype(p.dtype.np, order="C"))
+            p._set_buffer(devices.transfer(arr.astype(p.dtype.np, order="C"), p.device))
 
     def __repr__(self) -> str:
         inner = "".join(f"\n  ({n}): " + repr(m).replace("\n", "\n  ") for n, m in self._modules.items())
