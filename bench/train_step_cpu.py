@@ -30,9 +30,9 @@ sys.path.insert(0, os.path.join(HERE, "..", "examples"))
 
 def bench_picograd(xtr, ytr, steps: int, warmup: int, batch: int) -> list[float]:
     import mlp_names as ex
+    import picograd.nn.functional as F
 
     import picograd as pg
-    import picograd.nn.functional as F
 
     ex.model, ex.opt = ex.make(0, "sgd", 0.1)
 
@@ -59,7 +59,13 @@ def bench_torch(xtr, ytr, steps: int, warmup: int, batch: int) -> list[float]:
     import torch
 
     torch.manual_seed(0)
-    model = torch.nn.Sequential(torch.nn.Embedding(27, 10), torch.nn.Flatten(), torch.nn.Linear(30, 200), torch.nn.Tanh(), torch.nn.Linear(200, 27))
+    model = torch.nn.Sequential(
+        torch.nn.Embedding(27, 10),
+        torch.nn.Flatten(),
+        torch.nn.Linear(30, 200),
+        torch.nn.Tanh(),
+        torch.nn.Linear(200, 27),
+    )
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     xt, yt = torch.tensor(xtr), torch.tensor(ytr)
     rng = np.random.default_rng(0)
@@ -94,15 +100,27 @@ def main() -> None:
     rows = []
     for name, fn in (("picograd compiled (numpy executor)", bench_picograd), ("pytorch eager", bench_torch)):
         times = fn(xtr, ytr, args.steps, args.warmup, args.batch_size)
-        rows.append({"framework": name, "median_ms": 1e3 * statistics.median(times), "p10_ms": 1e3 * float(np.percentile(times, 10)), "p90_ms": 1e3 * float(np.percentile(times, 90))})
+        rows.append(
+            {
+                "framework": name,
+                "median_ms": 1e3 * statistics.median(times),
+                "p10_ms": 1e3 * float(np.percentile(times, 10)),
+                "p90_ms": 1e3 * float(np.percentile(times, 90)),
+            }
+        )
         print(f"{name:40s} median {rows[-1]['median_ms']:.3f} ms/step")
     result = {
-        "benchmark": "mlp_names train step (batch %d, SGD)" % args.batch_size,
+        "benchmark": f"mlp_names train step (batch {args.batch_size}, SGD)",
         "date": datetime.date.today().isoformat(),
         "device": "cpu",
         "cpu": platform.processor() or platform.machine(),
         "cores": os.cpu_count(),
-        "versions": {"python": platform.python_version(), "numpy": np.__version__, "torch": torch.__version__, "xdsl": str(xdsl.__version__)},
+        "versions": {
+            "python": platform.python_version(),
+            "numpy": np.__version__,
+            "torch": torch.__version__,
+            "xdsl": str(xdsl.__version__),
+        },
         "steps": args.steps,
         "warmup": args.warmup,
         "results": rows,

@@ -6,11 +6,11 @@ from __future__ import annotations
 import os
 
 import numpy as np
+import picograd.nn.functional as F
 import pytest
 import torch
 
 import picograd as pg
-import picograd.nn.functional as F
 from picograd.frontend.realize import cache_size
 
 rng = np.random.default_rng()
@@ -218,7 +218,10 @@ def test_compiled_step_matches_eager_and_runs_once_per_call():
         run = pg.compile(step) if mode == "compiled" else step
         data = np.random.default_rng(3)
         losses = [
-            run(pg.tensor(data.standard_normal((4, 3)).astype(np.float32)), pg.tensor(data.standard_normal((4, 2)).astype(np.float32))).item()
+            run(
+                pg.tensor(data.standard_normal((4, 3)).astype(np.float32)),
+                pg.tensor(data.standard_normal((4, 2)).astype(np.float32)),
+            ).item()
             for _ in range(5)
         ]
         results[mode] = (losses, [p.numpy().copy() for p in model.parameters()])
@@ -347,3 +350,15 @@ def test_save_is_atomic(tmp_path, monkeypatch):
         pg.save({"w": np.zeros(3)}, path)
     np.testing.assert_array_equal(pg.load(path)["w"], np.arange(3.0))  # the old checkpoint survived
     assert os.listdir(tmp_path) == ["ckpt.safetensors"]  # no temporary file left behind
+
+
+def test_negative_indices_in_a_compiled_step():
+    table = pg.tensor(rng.standard_normal((5, 3)).astype(np.float32))
+
+    @pg.compile
+    def pick(idx):
+        return table[idx]
+
+    pick(pg.tensor(np.array([0, 1])))  # traced with non-negative indices...
+    out = pick(pg.tensor(np.array([-1, -5])))  # ...and replayed with negative ones
+    np.testing.assert_array_equal(out.numpy(), table.numpy()[[-1, -5]])

@@ -169,7 +169,7 @@ def _float_bits(value: DenseIntOrFPElementsAttr, text: str) -> DenseIntOrFPEleme
         return value
     fmt, ifmt = ("<f", "<I") if isinstance(element_of(value.type), Float32Type) else ("<d", "<Q")
     floats = [
-        struct.unpack(fmt, struct.pack(ifmt, int(tok, 16)))[0] if tok.startswith("0x") else float(v)
+        struct.unpack(fmt, struct.pack(ifmt, int(tok, 16)))[0] if tok.startswith("0x") else float(v)  # type: ignore[arg-type]
         for tok, v in zip(tokens, values, strict=True)
     ]
     if len(floats) == 1:

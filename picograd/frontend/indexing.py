@@ -17,7 +17,7 @@ import numpy as np
 from picograd.dialects.pg import broadcast_shape
 from picograd.errors import ShapeError
 from picograd.frontend import dtypes
-from picograd.frontend.graph import at, user_location
+from picograd.frontend.graph import STATE, at, user_location
 
 if TYPE_CHECKING:
     from picograd.frontend.tensor import Tensor
@@ -40,8 +40,11 @@ def _index_tensor(x: Any, size: int, device: str) -> Tensor:
         if x.dtype.category != 1:
             raise ShapeError(f"tensors used as indices must be integer tensors, got {x.dtype.name}{at(loc)}")
         t = x.long()
-        buf = x._buffer  # a realized host index needs no wrapping when it has no negative entry
-        return where(t < 0, t + size, t) if not isinstance(buf, np.ndarray) or (buf < 0).any() else t
+        # a realized host index needs no wrapping when it has no negative entry; a traced input always does, since
+        # the compiled step will see other data
+        buf = x._buffer
+        known = isinstance(buf, np.ndarray) and STATE.trace is None
+        return where(t < 0, t + size, t) if not known or (buf < 0).any() else t
     arr = np.asarray(x)
     if arr.dtype == np.bool_:
         raise ShapeError(f"indexing with a bool mask gives a data-dependent shape; use where() instead{at(loc)}")
