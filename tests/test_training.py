@@ -362,3 +362,19 @@ def test_negative_indices_in_a_compiled_step():
     pick(pg.tensor(np.array([0, 1])))  # traced with non-negative indices...
     out = pick(pg.tensor(np.array([-1, -5])))  # ...and replayed with negative ones
     np.testing.assert_array_equal(out.numpy(), table.numpy()[[-1, -5]])
+
+
+def test_embedding_matches_torch_and_accumulates_repeated_rows():
+    w = rng.standard_normal((6, 3))
+    idx = np.array([[0, 5, 5], [2, 0, 5]])
+    p = pg.tensor(w, requires_grad=True)
+    t = torch.tensor(w, requires_grad=True)
+    out = F.embedding(pg.tensor(idx), p)
+    ref = torch.nn.functional.embedding(torch.tensor(idx), t)
+    np.testing.assert_array_equal(out.numpy(), ref.detach().numpy())
+    g = rng.standard_normal(ref.shape)
+    (out * pg.tensor(g)).sum().backward()
+    (ref * torch.tensor(g)).sum().backward()
+    np.testing.assert_allclose(p.grad.numpy(), t.grad.numpy(), rtol=1e-12)
+    with pytest.raises(pg.DTypeError, match="indices must be an integer tensor"):
+        F.embedding(pg.tensor([0.5]), p)

@@ -120,8 +120,20 @@ def dropout(x: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
 
 
 def embedding(input: Tensor, weight: Tensor) -> Tensor:
-    """Rows of ``weight`` (V, D) picked by the int indices ``input`` (any shape): result ``input.shape + (D,)``."""
-    return weight[input]
+    """Rows of ``weight`` (V, D) picked by the int indices ``input`` (any shape): result ``input.shape + (D,)``.
+
+    As in PyTorch, indices must lie in ``[0, V)`` (no negative indices: use ``weight[input]`` for those), so the
+    lookup is a single ``pg.gather``. Raises ``DTypeError`` for non-integer indices and ``ShapeError`` for a
+    weight that is not 2-D."""
+    from picograd.frontend.tensor import _record
+
+    if not isinstance(input, Tensor):
+        input = Tensor(input)
+    if input.dtype.category != 1:
+        raise DTypeError(f"embedding: indices must be an integer tensor, got {input.dtype.name}{at(user_location())}")
+    if weight.ndim != 2:
+        raise ShapeError(f"embedding: weight must be 2-D (V, D), got shape {weight.shape}{at(user_location())}")
+    return _record("gather", [weight, input.long()], (0,), (*input.shape, weight.shape[1]), weight.dtype)
 
 
 def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
