@@ -538,14 +538,12 @@ def test_vjp(name: str, rng: np.random.Generator) -> None:
 # A whole compiled train step
 
 
-@pytest.mark.parametrize("optimizer", ["sgd", "adamw"])
-def test_mlp_train_step(optimizer: str, rng: np.random.Generator) -> None:
-    """A Bengio-style MLP (batch 4, vocab 5, embedding 2, hidden 6) with cross-entropy and SGD (or AdamW): the
-    compiled step, lowered through every stage to loops, matches the numpy executor of the 'step' stage."""
+def tiny_mlp_module(optimizer: str) -> ModuleOp:
+    """A Bengio-style MLP (batch 4, vocab 5, embedding 2, hidden 6) with cross-entropy and SGD (or AdamW): its
+    compiled train step at the 'step' stage."""
     import picograd.nn.functional as F
 
     import picograd as pgm
-    from picograd.pipeline import lower_to
 
     pgm.manual_seed(0)
 
@@ -571,12 +569,14 @@ def test_mlp_train_step(optimizer: str, rng: np.random.Generator) -> None:
         opt.step()
         return loss
 
-    x = pgm.tensor(rng.integers(0, 5, (4, 3)))
-    y = pgm.tensor(rng.integers(0, 5, (4,)))
-    module = step.ir("step", [x, y])
-    fn = only_func(module)
+    rng = np.random.default_rng(1)
+    return step.ir("step", [pgm.tensor(rng.integers(0, 5, (4, 3))), pgm.tensor(rng.integers(0, 5, (4,)))])
+
+
+def tiny_mlp_inputs(rng: np.random.Generator, module: ModuleOp, optimizer: str) -> list[np.ndarray]:
+    """Random arguments for ``tiny_mlp_module``'s step function."""
     inputs = []
-    for ty in fn.function_type.inputs.data:
+    for ty in only_func(module).function_type.inputs.data:
         assert isinstance(ty, TensorType)
         shape = tuple(ty.get_shape())
         if ty.element_type == i64:  # tokens, targets, cross_entropy's row numbers, the step count: in [0, batch)
@@ -584,7 +584,20 @@ def test_mlp_train_step(optimizer: str, rng: np.random.Generator) -> None:
         elif not shape:  # hyperparameters (lr, betas, eps, weight decay): in (0, 1)
             inputs.append(np.array(rng.uniform(0.05, 0.5)))
         else:  # parameters, optimizer state
-            inputs.append(np.abs(random_input(rng, ty)) * 0.5 if optimizer == "adamw" else random_input(rng, ty) * 0.5)
+            x = random_input(rng, ty)
+            inputs.append(np.abs(x) * 0.5 if optimizer == "adamw" else x * 0.5)
+    return inputs
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adamw"])
+def test_mlp_train_step(optimizer: str, rng: np.random.Generator) -> None:
+    """The tiny MLP's compiled step, lowered through every stage to loops, matches the numpy executor of the 'step'
+    stage."""
+    from picograd.pipeline import lower_to
+
+    module = tiny_mlp_module(optimizer)
+    fn = only_func(module)
+    inputs = tiny_mlp_inputs(rng, module, optimizer)
     want = compile_func(fn)(*inputs)
     lower_to(module, "loops")
     got = run_function(module, fn.sym_name.data, inputs)

@@ -30,8 +30,10 @@ from test_loops import (
     only_func,
     random_input,
     t,
+    tiny_mlp_inputs,
+    tiny_mlp_module,
 )
-from xdsl.dialects.builtin import DenseIntOrFPElementsAttr, IntegerAttr, ModuleOp, TensorType, f32, f64, i1, i32, i64
+from xdsl.dialects.builtin import DenseIntOrFPElementsAttr, IntegerAttr, ModuleOp, f32, f64, i1, i32, i64
 from xdsl.ir import Attribute, SSAValue
 
 from picograd.backend import ptxas
@@ -209,56 +211,9 @@ def _big_reductions() -> ModuleOp:
     return build([t(5, 300), t(20, 3, 33, el=f64), t(4, 70, el=i64), t(3, 64, el=i1)], body)
 
 
-def _mlp_module(optimizer: str) -> tuple[ModuleOp, Any]:
-    """A Bengio-style MLP (batch 4, vocab 5, embedding 2, hidden 6) train step at the ``step`` stage."""
-    import picograd.nn.functional as F
-
-    import picograd as pgm
-
-    pgm.manual_seed(0)
-
-    class MLP(pgm.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.emb = pgm.nn.Embedding(5, 2)
-            self.hidden = pgm.nn.Linear(3 * 2, 6)
-            self.out = pgm.nn.Linear(6, 5)
-
-        def forward(self, x: Any) -> Any:
-            return self.out(self.hidden(self.emb(x).reshape(x.shape[0], 6)).tanh())
-
-    model = MLP()
-    params = model.parameters()
-    opt = pgm.optim.SGD(params, lr=0.1) if optimizer == "sgd" else pgm.optim.AdamW(params, lr=0.01)
-
-    @pgm.compile
-    def step(x: Any, y: Any) -> Any:
-        loss = F.cross_entropy(model(x), y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        return loss
-
-    rng = np.random.default_rng(1)
-    x = pgm.tensor(rng.integers(0, 5, (4, 3)))
-    y = pgm.tensor(rng.integers(0, 5, (4,)))
-    return step.ir("step", [x, y]), optimizer
-
-
 def mlp_inputs(optimizer: str) -> Inputs:
     def draw(rng: np.random.Generator, module: ModuleOp) -> list[np.ndarray]:
-        inputs = []
-        for ty in only_func(module).function_type.inputs.data:
-            assert isinstance(ty, TensorType)
-            shape = tuple(ty.get_shape())
-            if ty.element_type == i64:
-                inputs.append(rng.integers(0, 4, shape).astype(np.int64))
-            elif not shape:
-                inputs.append(np.array(rng.uniform(0.05, 0.5)))
-            else:
-                x = random_input(rng, ty)
-                inputs.append(np.abs(x) * 0.5 if optimizer == "adamw" else x * 0.5)
-        return inputs
+        return tiny_mlp_inputs(rng, module, optimizer)
 
     return draw
 
@@ -369,8 +324,8 @@ CASES: dict[str, Case] = {
         inputs=lambda rng, m: [random_input(rng, t(5, 2)), rng.integers(0, 5, (4, 3)), random_input(rng, t(6, 3))],
     ),
     **{f"vjp_{name}": _vjp_case(name) for name in VJP_CASES},
-    "mlp_sgd": Case(lambda: _mlp_module("sgd")[0], inputs=mlp_inputs("sgd"), tags={"mlp"}),
-    "mlp_adamw": Case(lambda: _mlp_module("adamw")[0], inputs=mlp_inputs("adamw"), tags={"mlp"}),
+    "mlp_sgd": Case(lambda: tiny_mlp_module("sgd"), inputs=mlp_inputs("sgd"), tags={"mlp"}),
+    "mlp_adamw": Case(lambda: tiny_mlp_module("adamw"), inputs=mlp_inputs("adamw"), tags={"mlp"}),
 }
 
 
