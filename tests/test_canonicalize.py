@@ -10,27 +10,16 @@ from typing import Any
 import numpy as np
 import picograd.nn.functional as F
 import pytest
+from _ir import only_func, parse
 from xdsl.dialects import func
 from xdsl.dialects.builtin import ModuleOp
-from xdsl.parser import Parser
 
 import picograd as pg
 from picograd.backend.numpy_executor import compile_func
-from picograd.dialects import make_context
 from picograd.dialects import pg as pgd
 from picograd.pipeline import STAGES, make_pass, passes_until, run_passes
 
 SPECIAL = np.array([0.0, -0.0, 1.0, -1.0, np.inf, -np.inf, np.nan, 2.5, -3.0, 1e-30], dtype=np.float32)
-
-
-def parse(text: str) -> ModuleOp:
-    return Parser(make_context(), text).parse_module()
-
-
-def function(module: ModuleOp) -> func.FuncOp:
-    fn = module.body.block.first_op
-    assert isinstance(fn, func.FuncOp)
-    return fn
 
 
 def same_bits(a: np.ndarray, b: np.ndarray) -> bool:
@@ -117,9 +106,9 @@ def test_random_programs_keep_every_bit(seed: int) -> None:
     """Results before and after agree bit for bit (so -0.0 and +0.0 differ)."""
     rng = np.random.default_rng(seed)
     module = parse(random_program(rng))
-    before = compile_func(function(module))
+    before = compile_func(only_func(module))
     for passes in (("pg-canonicalize", "cse", "dce"), ("pg-canonicalize{max-splat-elements=1}",)):
-        after = compile_func(function(simplified(module, passes)))
+        after = compile_func(only_func(simplified(module, passes)))
         for _ in range(3):
             a = rng.choice(SPECIAL, 10)
             b = rng.choice(SPECIAL, 10)
@@ -142,7 +131,7 @@ func.func @f(%x: tensor<2xf32>) -> tensor<2xf32> {
     x = np.array([-0.0, 1.0], dtype=np.float32)
     exact = simplified(module, ["pg-canonicalize"])
     assert any(isinstance(op, pgd.AddOp) for op in exact.walk())
-    assert same_bits(compile_func(function(exact))(x)[0], np.array([0.0, 1.0], dtype=np.float32))
+    assert same_bits(compile_func(only_func(exact))(x)[0], np.array([0.0, 1.0], dtype=np.float32))
     loose = simplified(module, ["pg-canonicalize{no-signed-zeros=true}"])
     assert not any(isinstance(op, pgd.AddOp) for op in loose.walk())
 
@@ -192,7 +181,7 @@ def test_identical_parameters_stay_two_arguments() -> None:
         pg.tensor(rng.standard_normal((5, 4)).astype(np.float32)),
         pg.tensor(rng.standard_normal((5, 4)).astype(np.float32)),
     ]
-    at_step, at_simplify = function(step.ir("step", args)), function(step.ir("simplify", args))
+    at_step, at_simplify = only_func(step.ir("step", args)), only_func(step.ir("simplify", args))
     assert at_simplify.function_type == at_step.function_type
     returned = at_simplify.body.block.last_op
     assert isinstance(returned, func.ReturnOp)
@@ -221,11 +210,11 @@ def test_train_step_simplified_matches_step() -> None:
     step(*args)
     step(*args)
     before, after = step.ir("step", args), step.ir("simplify", args)
-    n_before = len(list(function(before).body.block.ops))
-    n_after = len(list(function(after).body.block.ops))
+    n_before = len(list(only_func(before).body.block.ops))
+    n_after = len(list(only_func(after).body.block.ops))
     assert n_after < n_before
     buffers = step_buffers(step, args)
-    for w, g in zip(compile_func(function(before))(*buffers), compile_func(function(after))(*buffers), strict=True):
+    for w, g in zip(compile_func(only_func(before))(*buffers), compile_func(only_func(after))(*buffers), strict=True):
         assert same_bits(g, w)
 
 
@@ -242,7 +231,7 @@ func.func @f(%x: tensor<3xf32>) -> (tensor<3xf32>, tensor<3xf32>) {
         )
     )
     assert sum(isinstance(op, pgd.ExpOp) for op in module.walk()) == 1
-    a, b = compile_func(function(module))(np.ones(3, dtype=np.float32))
+    a, b = compile_func(only_func(module))(np.ones(3, dtype=np.float32))
     assert a is not b and not np.shares_memory(a, b)
 
 

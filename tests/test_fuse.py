@@ -10,26 +10,16 @@ from typing import Any
 import numpy as np
 import picograd.nn.functional as F
 import pytest
+from _ir import only_func, parse
 from xdsl.dialects import func
 from xdsl.dialects.builtin import FileLineColLoc, ModuleOp, TensorType
-from xdsl.parser import Parser
 from xdsl.utils.exceptions import DiagnosticException
 
 import picograd as pg
 from picograd.backend.numpy_executor import compile_func, numpy_dtype
-from picograd.dialects import kernel, make_context
+from picograd.dialects import kernel
 from picograd.dialects import pg as pgd
 from picograd.pipeline import run_passes
-
-
-def parse(text: str) -> ModuleOp:
-    return Parser(make_context(), text).parse_module()
-
-
-def function(module: ModuleOp) -> func.FuncOp:
-    fn = module.body.block.first_op
-    assert isinstance(fn, func.FuncOp)
-    return fn
 
 
 def random_args(fn: func.FuncOp, rng: np.random.Generator, int_high: int = 3) -> list[np.ndarray]:
@@ -173,10 +163,10 @@ def test_fused_function_computes_the_same(name: str) -> None:
     module = parse(FUNCTIONS[name])
     fused = fused_copy(module)
     check_kernels_stage(fused)
-    before, after = compile_func(function(module)), compile_func(function(fused))
+    before, after = compile_func(only_func(module)), compile_func(only_func(fused))
     rng = np.random.default_rng(0)
     for _ in range(3):
-        args = random_args(function(module), rng)
+        args = random_args(only_func(module), rng)
         assert_same(after(*args), before(*args))
 
 
@@ -240,7 +230,7 @@ def step_buffers(step: Any, args: Sequence[pg.Tensor]) -> list[np.ndarray]:
 
 def run_at(step: Any, args: Sequence[pg.Tensor], stage: str) -> tuple[tuple[np.ndarray, ...], ModuleOp]:
     module = step.ir(stage, args)
-    return compile_func(function(module))(*step_buffers(step, args)), module
+    return compile_func(only_func(module))(*step_buffers(step, args)), module
 
 
 class MLP(pg.nn.Module):
@@ -301,7 +291,7 @@ def test_mlp_train_step_fused_matches_unfused(optimizer: str) -> None:
     assert_same(simplified, reference)
     assert_same(fused, reference)
     kernels = check_kernels_stage(kernels_module)
-    ops = len(list(function(step_module).body.block.ops)) - 1
+    ops = len(list(only_func(step_module).body.block.ops)) - 1
     assert len(kernels) < ops / 2, f"{len(kernels)} kernels for {ops} ops"
     for k in kernels:  # every kernel points at the user's code
         assert isinstance(k.location, FileLineColLoc), k.sym_name.data

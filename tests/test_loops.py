@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from _ir import only_func
 from xdsl.dialects import func
 from xdsl.dialects.builtin import (
     DenseIntOrFPElementsAttr,
@@ -85,12 +86,6 @@ def random_input(rng: np.random.Generator, ty: Attribute, ints: tuple[int, int] 
     if el == i1:
         return rng.integers(0, 2, shape).astype(np.bool_)
     return rng.integers(ints[0], ints[1], shape).astype(np.int64 if el == i64 else np.int32)
-
-
-def only_func(module: ModuleOp) -> func.FuncOp:
-    fns = [op for op in module.ops if isinstance(op, func.FuncOp)]
-    assert len(fns) == 1
-    return fns[0]
 
 
 def to_loops(module: ModuleOp, fuse: Callable[[ModuleOp], None] | None = None) -> ModuleOp:
