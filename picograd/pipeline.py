@@ -5,7 +5,8 @@ ops; ``simplify`` canonicalizes (``pg-canonicalize``) and removes common subexpr
 ``cse`` and ``dce``); ``kernels`` groups the ``pg`` ops into ``kernel.fused`` ops (``pg-fuse``); ``loops`` turns
 tensors into buffers with a memory plan (``pg-bufferize``: the function takes its inputs and output buffers and
 returns nothing) and each kernel into loop nests over them (``pg-to-loops``); ``gpu`` outlines each loop nest into
-a ``gpu.func`` kernel launched on a grid of thread blocks (``pg-to-gpu``); ``ptx`` lowers the kernels to the ``ptx``
+a ``gpu.func`` kernel launched on a grid of thread blocks (``pg-to-gpu``), after ``pg-matmul-schedule`` has tiled
+the matmul nests into ``gpu.launch`` kernels; ``ptx`` lowers the kernels to the ``ptx``
 dialect (``pg-to-ptx``), which ``picograd.backend.ptx_printer`` prints as PTX text. ``pgc --emit=STAGE`` prints the
 module after the passes of every stage up to STAGE.
 """
@@ -29,7 +30,7 @@ STAGES: dict[str, tuple[str, ...]] = {
     "simplify": ("pg-canonicalize", "cse", "dce"),
     "kernels": ("pg-fuse",),
     "loops": ("pg-bufferize", "pg-to-loops"),
-    "gpu": ("pg-to-gpu",),
+    "gpu": ("pg-matmul-schedule", "pg-to-gpu"),
     "ptx": ("pg-to-ptx",),
 }
 

@@ -16,6 +16,8 @@ temps, constants, launches and copies) on numpy inputs and returns the outputs, 
 
 from __future__ import annotations
 
+import itertools
+
 import math
 import struct
 from collections.abc import Generator, Sequence
@@ -186,14 +188,14 @@ class Emulator:
         shared = [op for op in [*ops, *self.module.body.block.ops] if isinstance(op, ptx.SharedOp)]
         gx, gy, gz = (tuple(grid) + (1, 1))[:3]
         bx, by, bz = (tuple(block) + (1, 1))[:3]
-        if by != 1 or bz != 1 or gy != 1 or gz != 1:
-            raise EmulationError("the emulator runs 1-D grids of 1-D blocks only")
+        if by != 1 or bz != 1:
+            raise EmulationError("the emulator runs 1-D blocks only")
         if func.maxntid is not None and bx > int(func.maxntid.get_values()[0]):
             raise EmulationError(f"{name}: block of {bx} threads exceeds .maxntid")
         if len(params) != len(func.args):
             raise EmulationError(f"{name} takes {len(func.args)} parameters, got {len(params)}")
         param_bits = dict(zip(func.args, params, strict=True))
-        for b in range(gx):
+        for b in itertools.product(range(gz), range(gy), range(gx)):
             layout: dict[str, int] = {}
             size = 0
             for s in shared:
@@ -202,7 +204,7 @@ class Emulator:
                 layout[s.symbol] = size
                 size += s.size.value.data if s.size is not None else 0
             smem = bytearray([POISON]) * max(size, 1)
-            self.run_block(ops, labels, param_bits, b, gx, bx, layout, smem)
+            self.run_block(ops, labels, param_bits, b[::-1], (gx, gy, gz), bx, layout, smem)
 
     def run_block(self, ops, labels, params, ctaid, nctaid, ntid, layout, smem) -> None:
         threads = [self.thread(ops, labels, params, ctaid, nctaid, t, ntid, layout, smem) for t in range(ntid)]
@@ -289,8 +291,9 @@ class Emulator:
                 case ptx.CvtaOp():
                     regs[op.result] = get(op.source)
                 case ptx.SregOp():
-                    specials = {"tid.x": tid, "ntid.x": ntid, "ctaid.x": ctaid, "nctaid.x": nctaid, "laneid": tid % 32,
-                                "tid.y": 0, "tid.z": 0, "ctaid.y": 0, "ctaid.z": 0}  # fmt: skip
+                    specials = {"tid.x": tid, "ntid.x": ntid, "laneid": tid % 32, "tid.y": 0, "tid.z": 0,
+                                "ctaid.x": ctaid[0], "ctaid.y": ctaid[1], "ctaid.z": ctaid[2],
+                                "nctaid.x": nctaid[0], "nctaid.y": nctaid[1], "nctaid.z": nctaid[2]}  # fmt: skip
                     regs[op.result] = specials.get(op.register.data, 1)
                 case ptx.SharedAddrOp():
                     regs[op.result] = layout[op.symbol.root_reference.data]
@@ -306,16 +309,33 @@ class Emulator:
                     t = op.instr_type
                     addr = get(op.addr) + (op.offset.value.data if op.offset is not None else 0)
                     nb = max(1, width(t) // 8)
-                    raw = int.from_bytes(memory(op.mod("space"))[addr : addr + nb], "little")
-                    value = read(raw, t)
-                    reg_kind = ptx.kind_of(op.values[0])
-                    regs[op.values[0]] = write(value, reg_kind if t not in _F else t)
+                    if addr % (nb * len(op.values)):
+                        raise EmulationError(f"misaligned {op.opcode} at byte {addr}")
+                    for j, result in enumerate(op.values):
+                        at = addr + j * nb
+                        raw = int.from_bytes(memory(op.mod("space"))[at : at + nb], "little")
+                        value = read(raw, t)
+                        regs[result] = write(value, ptx.kind_of(result) if t not in _F else t)
                 case ptx.StOp():
                     t = op.instr_type
                     addr = get(op.addr) + (op.offset.value.data if op.offset is not None else 0)
                     nb = max(1, width(t) // 8)
-                    bits = get(op.values[0]) & ((1 << (8 * nb)) - 1)
-                    memory(op.mod("space"))[addr : addr + nb] = bits.to_bytes(nb, "little")
+                    if addr % (nb * len(op.values)):
+                        raise EmulationError(f"misaligned {op.opcode} at byte {addr}")
+                    for j, v in enumerate(op.values):
+                        bits = get(v) & ((1 << (8 * nb)) - 1)
+                        memory(op.mod("space"))[addr + j * nb : addr + (j + 1) * nb] = bits.to_bytes(nb, "little")
+                case ptx.CpAsyncOp():
+                    # Done at once: completing early is one of the orders cp.async allows.
+                    size = op.size.value.data
+                    dst = get(op.dst) + (op.dst_offset.value.data if op.dst_offset is not None else 0)
+                    src = get(op.src) + (op.src_offset.value.data if op.src_offset is not None else 0)
+                    valid = get(op.src_size)
+                    if dst % size or src % size or valid > size:
+                        raise EmulationError(f"cp.async of {size} bytes: misaligned, or src-size {valid}")
+                    smem[dst : dst + size] = bytes(heap[src : src + valid]) + bytes(size - valid)
+                case ptx.CpAsyncCommitGroupOp() | ptx.CpAsyncWaitGroupOp():
+                    pass
                 case ptx.RedOp() | ptx.AtomOp():
                     t = op.instr_type
                     addr = get(op.addr) + (op.offset.value.data if op.offset is not None else 0)

@@ -147,19 +147,23 @@ def detect_stage(module: ModuleOp) -> str:
     return "step"
 
 
-def _passes_after(stage: str, arch: str) -> list[str]:
+def _passes_after(stage: str, arch: str, matmul_schedule: str = "auto") -> list[str]:
     from picograd.pipeline import STAGES
 
     names = list(STAGES)
     out: list[str] = []
+    options = {"pg-to-ptx": f"{{arch={arch}}}", "pg-matmul-schedule": f"{{schedule={matmul_schedule}}}"}
     for name in names[names.index(stage) + 1 :]:
-        out.extend(f"pg-to-ptx{{arch={arch}}}" if p == "pg-to-ptx" else p for p in STAGES[name])
+        out.extend(p + options.get(p, "") for p in STAGES[name])
     return out
 
 
-def compile_for_cuda(module: ModuleOp, arch: str = "sm_90", stage: str | None = None) -> CudaProgram:
+def compile_for_cuda(
+    module: ModuleOp, arch: str = "sm_90", stage: str | None = None, matmul_schedule: str = "auto"
+) -> CudaProgram:
     """Compile the one function of ``module`` for the GPU (see the module docstring). ``module`` is not changed
     (a copy is lowered). ``stage`` is the stage the module is at (detected from its ops when None).
+    ``matmul_schedule`` is the ``schedule`` option of ``pg-matmul-schedule`` (``auto`` or a rung's name).
 
     Raises ``CompileError`` when a pass rejects the function or the module does not hold exactly one function."""
     from picograd.backend.ptx_printer import print_ptx
@@ -169,7 +173,7 @@ def compile_for_cuda(module: ModuleOp, arch: str = "sm_90", stage: str | None = 
     work = module.clone()
     stage = stage or detect_stage(work)
     try:
-        run_passes(work, _passes_after(stage, arch))
+        run_passes(work, _passes_after(stage, arch, matmul_schedule))
     except (VerifyException, DiagnosticException) as e:
         raise CompileError(f"compiling for CUDA failed: {e}") from None
     fns = [op for op in work.ops if isinstance(op, func.FuncOp) and not op.is_declaration]

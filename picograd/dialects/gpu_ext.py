@@ -1,6 +1,6 @@
 """``gpu_ext``: what picograd needs of MLIR's ``gpu`` dialect that xDSL 0.74's ``gpu`` dialect lacks.
 
-Two ops, used by ``pg-to-gpu`` inside ``gpu.func`` kernels and lowered by ``pg-to-ptx``:
+Two ops used by ``pg-to-gpu`` inside ``gpu.func`` kernels and lowered by ``pg-to-ptx``:
 
 ``gpu_ext.shuffle`` (MLIR's ``gpu.shuffle``): exchange a value between the lanes of a warp. ``xor`` (a butterfly:
 lane ``l`` reads lane ``l ^ offset``), ``down`` (lane ``l`` reads ``l + offset``), ``up`` (``l - offset``) and
@@ -16,6 +16,30 @@ NVVM address space of ``.shared``). Each op is its own buffer, live for the whol
 ``.shared`` declaration of the kernel (PTX ISA 8.0 section 5.1.5)::
 
     %s = gpu_ext.workgroup_alloc : memref<8xf32, 3 : i64>
+
+Vector memory access and asynchronous copies (what MLIR spells with ``vector.load``/``vector.store`` and
+``nvgpu.device_async_copy``/``device_async_create_group``/``device_async_wait``), used by the matmul schedules of
+``pg-matmul-schedule``:
+
+``gpu_ext.vector_load`` / ``gpu_ext.vector_store``: ``n`` (2 or 4) consecutive elements of the innermost dimension,
+starting at the given indices, in one access of ``n * element`` bytes (``ld.global.v4.f32``, PTX ISA 8.0 section
+9.7.8.8); the address must be a multiple of that size. The values are separate scalars, not a vector type::
+
+    %a, %b, %c, %d = gpu_ext.vector_load %buf[%i, %j] : memref<64x64xf32> -> f32, f32, f32, f32
+    gpu_ext.vector_store (%a, %b, %c, %d : f32, f32, f32, f32), %buf[%i, %j] : memref<64x64xf32>
+
+``gpu_ext.async_copy``: copy ``elements`` consecutive elements (4, 8 or 16 bytes in all) from a global buffer into
+a workgroup buffer without going through registers (``cp.async.ca.shared.global``, PTX ISA 8.0 section 9.7.8.25,
+sm_80+). Only the first ``valid`` elements are read; the rest of the destination is filled with zeros, which is
+how edge tiles read past the end of a matrix. Copies are grouped with ``gpu_ext.async_commit``;
+``gpu_ext.async_wait pending N`` waits until at most ``N`` of the thread's committed groups are still in flight
+(then a ``gpu.barrier`` makes the data visible to the other threads)::
+
+    gpu_ext.async_copy %a[%i, %k], %tile[%s, %r, %c], 4, %valid : memref<256x256xf32>, memref<2x16x128xf32, 3 : i64>
+    gpu_ext.async_commit
+    gpu_ext.async_wait pending 1
+
+These ops are allowed inside a ``gpu.func`` or a ``gpu.launch``.
 
 Kernel outlining (MLIR's ``gpu-kernel-outlining``) and the mapping of parallel loops to the grid
 (``convert-parallel-loops-to-gpu``) are not ops: ``pg-to-gpu`` does both.
@@ -38,7 +62,16 @@ from xdsl.dialects.builtin import (
     i64,
 )
 from xdsl.ir import Attribute, Dialect, Operation, SSAValue
-from xdsl.irdl import IRDLOperation, irdl_op_definition, operand_def, prop_def, result_def
+from xdsl.irdl import (
+    AttrSizedOperandSegments,
+    IRDLOperation,
+    irdl_op_definition,
+    operand_def,
+    prop_def,
+    result_def,
+    var_operand_def,
+    var_result_def,
+)
 from xdsl.parser import Parser
 from xdsl.printer import Printer
 from xdsl.utils.exceptions import VerifyException
@@ -149,10 +182,150 @@ class WorkgroupAllocOp(IRDLOperation):
 
 def _check_in_kernel(op: Operation) -> None:
     parent = op.parent_op()
-    while parent is not None and not isinstance(parent, gpu.FuncOp):
+    while parent is not None and not isinstance(parent, gpu.FuncOp | gpu.LaunchOp):
         parent = parent.parent_op()
     if parent is None and op.parent_op() is not None:
-        raise VerifyException(f"{op.name}: must be inside a gpu.func")
+        raise VerifyException(f"{op.name}: must be inside a gpu.func or gpu.launch")
+
+
+def _check_access(op: Operation, base: SSAValue, indices: int, elements: int, element_types: list[Attribute]) -> None:
+    t = base.type
+    assert isinstance(t, MemRefType)
+    shape = t.get_shape()
+    if indices != len(shape):
+        raise VerifyException(f"{op.name}: {indices} indices for a rank-{len(shape)} buffer")
+    if any(d < 0 for d in shape):
+        raise VerifyException(f"{op.name}: the buffer needs a static shape")
+    if shape and shape[-1] % elements:
+        raise VerifyException(
+            f"{op.name}: {elements} elements do not divide the innermost dimension {shape[-1]} (accesses must not "
+            "cross a row)"
+        )
+    for et in element_types:
+        if et != t.get_element_type():
+            raise VerifyException(f"{op.name}: value type {et} is not the element type {t.get_element_type()}")
+
+
+@irdl_op_definition
+class VectorLoadOp(IRDLOperation):
+    """``%a, %b, %c, %d = gpu_ext.vector_load %buf[%i, %j] : memref<..xf32> -> f32, f32, f32, f32`` (see the module
+    docstring)."""
+
+    name = "gpu_ext.vector_load"
+    base = operand_def(MemRefType)
+    indices = var_operand_def(IndexType)
+    values = var_result_def()
+    assembly_format = "$base `[` $indices `]` attr-dict `:` type($base) `->` type($values)"
+
+    def __init__(self, base: SSAValue, indices: list[SSAValue], count: int):
+        t = base.type
+        assert isinstance(t, MemRefType)
+        super().__init__(operands=[base, indices], result_types=[[t.get_element_type()] * count])
+
+    def verify_(self) -> None:
+        if len(self.values) not in (2, 4):
+            raise VerifyException(f"gpu_ext.vector_load: loads 2 or 4 elements, not {len(self.values)}")
+        _check_access(self, self.base, len(self.indices), len(self.values), [v.type for v in self.values])
+        _check_in_kernel(self)
+
+
+@irdl_op_definition
+class VectorStoreOp(IRDLOperation):
+    """``gpu_ext.vector_store (%a, %b : f32, f32), %buf[%i, %j] : memref<..xf32>`` (see the module docstring)."""
+
+    name = "gpu_ext.vector_store"
+    values = var_operand_def()
+    base = operand_def(MemRefType)
+    indices = var_operand_def(IndexType)
+    irdl_options = (AttrSizedOperandSegments(as_property=True),)
+    assembly_format = "`(` $values `:` type($values) `)` `,` $base `[` $indices `]` attr-dict `:` type($base)"
+
+    def __init__(self, values: list[SSAValue], base: SSAValue, indices: list[SSAValue]):
+        super().__init__(operands=[values, base, indices])
+
+    def verify_(self) -> None:
+        if len(self.values) not in (2, 4):
+            raise VerifyException(f"gpu_ext.vector_store: stores 2 or 4 elements, not {len(self.values)}")
+        _check_access(self, self.base, len(self.indices), len(self.values), [v.type for v in self.values])
+        _check_in_kernel(self)
+
+
+@irdl_op_definition
+class AsyncCopyOp(IRDLOperation):
+    """``gpu_ext.async_copy %src[...], %dst[...], N, %valid : memref<..>, memref<.., 3 : i64>`` (see the module
+    docstring)."""
+
+    name = "gpu_ext.async_copy"
+    src = operand_def(MemRefType)
+    src_indices = var_operand_def(IndexType)
+    dst = operand_def(MemRefType)
+    dst_indices = var_operand_def(IndexType)
+    valid = operand_def(IndexType)
+    elements = prop_def(IntegerAttr[I64])
+    irdl_options = (AttrSizedOperandSegments(as_property=True),)
+    assembly_format = (
+        "$src `[` $src_indices `]` `,` $dst `[` $dst_indices `]` `,` $elements `,` $valid attr-dict "
+        "`:` type($src) `,` type($dst)"
+    )
+
+    def __init__(
+        self, src: SSAValue, src_indices: list[SSAValue], dst: SSAValue, dst_indices: list[SSAValue], elements: int,
+        valid: SSAValue,
+    ):
+        super().__init__(
+            operands=[src, src_indices, dst, dst_indices, valid], properties={"elements": IntegerAttr(elements, i64)}
+        )
+
+    def verify_(self) -> None:
+        n = self.elements.value.data
+        src, dst = self.src.type, self.dst.type
+        assert isinstance(src, MemRefType) and isinstance(dst, MemRefType)
+        nbytes = n * _element_bytes(src.get_element_type())
+        if nbytes not in (4, 8, 16):
+            raise VerifyException(f"gpu_ext.async_copy: copies 4, 8 or 16 bytes, not {nbytes}")
+        if is_workgroup(src) or not is_workgroup(dst):
+            raise VerifyException("gpu_ext.async_copy: copies from a global buffer into a workgroup buffer")
+        _check_access(self, self.src, len(self.src_indices), n, [dst.get_element_type()])
+        _check_access(self, self.dst, len(self.dst_indices), n, [src.get_element_type()])
+        _check_in_kernel(self)
+
+
+@irdl_op_definition
+class AsyncCommitOp(IRDLOperation):
+    """``gpu_ext.async_commit``: close the thread's group of ``gpu_ext.async_copy`` ops (``cp.async.commit_group``)."""
+
+    name = "gpu_ext.async_commit"
+    assembly_format = "attr-dict"
+
+    def verify_(self) -> None:
+        _check_in_kernel(self)
+
+
+@irdl_op_definition
+class AsyncWaitOp(IRDLOperation):
+    """``gpu_ext.async_wait pending N``: wait until at most N committed groups are in flight
+    (``cp.async.wait_group N``)."""
+
+    name = "gpu_ext.async_wait"
+    pending = prop_def(IntegerAttr[I64])
+    assembly_format = "`pending` $pending attr-dict"
+
+    def __init__(self, pending: int):
+        super().__init__(properties={"pending": IntegerAttr(pending, i64)})
+
+    def verify_(self) -> None:
+        if not 0 <= self.pending.value.data <= 7:
+            raise VerifyException(f"gpu_ext.async_wait: pending {self.pending.value.data} is out of range 0..7")
+        _check_in_kernel(self)
+
+
+def _element_bytes(t: Attribute) -> int:
+    if isinstance(t, Float32Type):
+        return 4
+    if isinstance(t, Float64Type | IndexType):
+        return 8
+    assert isinstance(t, IntegerType)
+    return max(1, t.width.data // 8)
 
 
 def is_workgroup(t: Attribute) -> bool:
@@ -162,4 +335,8 @@ def is_workgroup(t: Attribute) -> bool:
     )
 
 
-GPU_EXT = Dialect("gpu_ext", [ShuffleOp, WorkgroupAllocOp], [])
+GPU_EXT = Dialect(
+    "gpu_ext",
+    [ShuffleOp, WorkgroupAllocOp, VectorLoadOp, VectorStoreOp, AsyncCopyOp, AsyncCommitOp, AsyncWaitOp],
+    [],
+)

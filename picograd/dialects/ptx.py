@@ -1950,6 +1950,119 @@ class RedOp(MemoryOp):
 
 
 # ---------------------------------------------------------------------------------------------------------------
+# Asynchronous copies (PTX ISA 8.0 section 9.7.8.25, "Data Movement and Conversion Instructions: cp.async"; sm_80+)
+
+
+@instruction(Slot("cache", ("ca", "cg")), Slot("dst_space", ("shared",)), Slot("src_space", ("global",)))
+class CpAsyncOp(Instruction):
+    """``cp.async.cg.shared.global [%r1], [%rd2], 16, %r3;``: copy ``size`` (4, 8 or 16) bytes from global to
+    shared memory without going through registers; only the first ``src_size`` bytes (a ``.u32`` register) are read
+    and the rest is zero-filled. ``.cg`` (bypass L1) allows 16 bytes only. MLIR form:
+    ``ptx.cp_async cg.shared.global [%dst], [%src + 16], 16, %n : (!ptx.u32, !ptx.u64, !ptx.u32) -> ()``."""
+
+    name = "ptx.cp_async"
+    MNEMONIC: ClassVar[str] = "cp.async"
+    dst = operand_def(RegisterType)
+    src = operand_def(RegisterType)
+    src_size = operand_def(RegisterType)
+    size = prop_def(IntegerAttr[I64])
+    dst_offset = opt_prop_def(IntegerAttr[I64])
+    src_offset = opt_prop_def(IntegerAttr[I64])
+
+    def __init__(
+        self,
+        dst: SSAValue | Operation,
+        src: SSAValue | Operation,
+        size: int,
+        src_size: SSAValue | Operation,
+        *,
+        dst_offset: int = 0,
+        src_offset: int = 0,
+        cache: str | None = None,
+    ):
+        cache = cache or ("cg" if size == 16 else "ca")
+        props = self.modifier_properties({"cache": cache, "dst_space": "shared", "src_space": "global"})
+        props["size"] = IntegerAttr(size, i64)
+        if dst_offset:
+            props["dst_offset"] = IntegerAttr(dst_offset, i64)
+        if src_offset:
+            props["src_offset"] = IntegerAttr(src_offset, i64)
+        super().__init__(operands=[dst, src, src_size], properties=props)
+
+    def print_body(self, printer: Printer) -> None:
+        _print_address(printer, self.dst, self.dst_offset)
+        printer.print_string(",")
+        _print_address(printer, self.src, self.src_offset)
+        printer.print_string(f", {self.size.value.data}, ")
+        printer.print_operand(self.src_size)
+
+    @classmethod
+    def parse_body(cls, parser: Parser) -> tuple[list[Group], dict[str, Attribute]]:
+        dst, dprops = _parse_address(parser)
+        parser.parse_punctuation(",")
+        src, sprops = _parse_address(parser)
+        parser.parse_punctuation(",")
+        size = parser.parse_integer(allow_boolean=False, allow_negative=False)
+        parser.parse_punctuation(",")
+        n = parser.parse_unresolved_operand()
+        props: dict[str, Attribute] = {"size": IntegerAttr(size, i64)}
+        if "offset" in dprops:
+            props["dst_offset"] = dprops["offset"]
+        if "offset" in sprops:
+            props["src_offset"] = sprops["offset"]
+        return [dst, src, n], props
+
+    def ptx_args(self, name: Callable[[SSAValue], str]) -> str:
+        dst = _ptx_address(name(self.dst), self.dst_offset)
+        src = _ptx_address(name(self.src), self.src_offset)
+        return f"{dst}, {src}, {self.size.value.data}, {name(self.src_size)}"
+
+    def verify_modifiers(self) -> None:
+        size = self.size.value.data
+        if size not in (4, 8, 16):
+            raise self.fail(f"copies 4, 8 or 16 bytes, not {size}")
+        if self.mod("cache") == "cg" and size != 16:
+            raise self.fail("cp.async.cg copies 16 bytes only")
+        if kind_of(self.src) not in ("b64", "u64", "s64"):
+            raise self.fail(f"the global source address must be a 64-bit register, got .{kind_of(self.src)}")
+        if kind_of(self.dst) not in ("b32", "u32", "s32", "b64", "u64", "s64"):
+            raise self.fail(f"the shared destination address must be an integer register, got .{kind_of(self.dst)}")
+
+    def type_rules(self) -> Iterator[tuple[str, SSAValue, str, bool]]:
+        yield "src_size", self.src_size, "u32", False
+
+
+@instruction()
+class CpAsyncCommitGroupOp(Instruction):
+    """``cp.async.commit_group;``: close the thread's group of pending ``cp.async`` copies."""
+
+    name = "ptx.cp_async_commit_group"
+    MNEMONIC: ClassVar[str] = "cp.async.commit_group"
+
+
+@instruction()
+class CpAsyncWaitGroupOp(Instruction):
+    """``cp.async.wait_group 1;``: wait until at most N of the thread's committed groups are pending."""
+
+    name = "ptx.cp_async_wait_group"
+    MNEMONIC: ClassVar[str] = "cp.async.wait_group"
+    pending = prop_def(IntegerAttr[I64])
+
+    def __init__(self, pending: int):
+        super().__init__(properties={"pending": IntegerAttr(pending, i64)})
+
+    def print_body(self, printer: Printer) -> None:
+        printer.print_string(f" {self.pending.value.data}")
+
+    @classmethod
+    def parse_body(cls, parser: Parser) -> tuple[list[Group], dict[str, Attribute]]:
+        return [], {"pending": IntegerAttr(parser.parse_integer(allow_boolean=False, allow_negative=False), i64)}
+
+    def ptx_args(self, name: Callable[[SSAValue], str]) -> str:
+        return str(self.pending.value.data)
+
+
+# ---------------------------------------------------------------------------------------------------------------
 # Control flow (PTX ISA 8.0 section 9.7.11, "Control Flow Instructions")
 
 
@@ -2326,6 +2439,9 @@ PTX = Dialect(
         FuncOp,
         SharedOp,
         LabelOp,
+        CpAsyncOp,
+        CpAsyncCommitGroupOp,
+        CpAsyncWaitGroupOp,
         AddOp,
         SubOp,
         MulOp,

@@ -17,7 +17,8 @@ scheduler):
 - Every other op is a kernel on its own, holding just that op: ``matmul``, ``gather``, ``scatter_add``,
   ``argmax``/``argmin`` (kind ``reduction``), ``permute``/``slice``/``pad``/``concat`` (``movement``) and
   ``random``. A view that feeds only such ops (a reshape between a gather and a matmul, say) is a ``movement``
-  kernel of its own; bufferization may later turn it into an aliasing view.
+  kernel of its own; bufferization may later turn it into an aliasing view. The exception is a ``permute`` whose
+  only user is a ``matmul``: it joins the matmul's kernel, which reads the operand transposed in place.
 - Consumers first: an elementwise op joins the kernel of its users when they all lie in one elementwise or
   reduction kernel. An op whose users lie in several kernels (or that is returned, or read by a kernel of the
   third bullet) is computed once, in a kernel of its own, and written out; it is never recomputed, except for
@@ -162,12 +163,28 @@ class _Former:
                 self._new_group("opaque", op, ())
             elif op not in self.live:
                 continue  # dead: dropped (cse and dce leave none)
+            elif (g := self._matmul_of_operand(op)) is not None:
+                self._add(g, op, home=True)
             elif type(op) in SINGLE_KINDS:
                 self._new_group(SINGLE_KINDS[type(op)], op, shape_of(op.results[0]))
             elif isinstance(op, REDUCTIONS):
                 self._new_group("reduction", op, shape_of(op.input))
             else:
                 self._group_fusible(op)
+
+    def _matmul_of_operand(self, op: Operation) -> Group | None:
+        """The matmul kernel that a ``permute`` feeding only it joins (a transposed operand is read in place, with
+        swapped indices, as the backward pass's ``x^T @ dy`` needs), or None."""
+        if not isinstance(op, pg.PermuteOp):
+            return None
+        users = {use.operation for use in op.results[0].uses}
+        if len(users) != 1:
+            return None
+        (user,) = users
+        groups = self.groups_of.get(user, [])
+        if isinstance(user, pg.MatmulOp) and len(groups) == 1 and groups[0].kind == "matmul":
+            return groups[0]
+        return None
 
     def _live(self) -> set[Operation]:
         """The ops the function's results (or a kernel already formed) depend on."""

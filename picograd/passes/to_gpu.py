@@ -442,9 +442,9 @@ class _Outliner:
 
     def run(self) -> None:
         block = self.fn.body.block
-        nests: list[scf.ParallelOp] = []
+        nests: list[scf.ParallelOp | gpu.LaunchOp] = []
         for op in list(block.ops):
-            if isinstance(op, scf.ParallelOp):
+            if isinstance(op, scf.ParallelOp | gpu.LaunchOp):
                 nests.append(op)
             elif isinstance(op, kernel.LaunchOp | kernel.FusedOp) or op.dialect_name() == "pg":
                 raise PassFailedException(
@@ -466,7 +466,10 @@ class _Outliner:
                     "set-up nor a loop nest"
                 )
         for par in nests:
-            self.outline(par)
+            if isinstance(par, gpu.LaunchOp):
+                self.outline_launch(par)
+            else:
+                self.outline(par)
         # Constants and views the nests used may be dead on the host now.
         for op in reversed(list(block.ops)):
             if isinstance(op, arith.ConstantOp | memref.ViewOp | memref.GetGlobalOp) and not any(
@@ -476,7 +479,7 @@ class _Outliner:
         if self.gpu_module.body.block.first_op is not None:
             self.module.body.block.add_op(self.gpu_module)
 
-    def kernel_name(self, par: scf.ParallelOp) -> str:
+    def kernel_name(self, par: Operation) -> str:
         attr = par.attributes.get(KERNEL_ATTR)
         base = attr.data if isinstance(attr, StringAttr) else "kernel"
         name, n = base, 0
@@ -502,6 +505,79 @@ class _Outliner:
             host.erase_op(par)
             return
 
+        name = self.kernel_name(par)
+        kfunc, roots, b = self.new_kernel(par, name)
+        kind = par.attributes.get(KIND_ATTR)
+        kind_name = kind.data if isinstance(kind, StringAttr) else ""
+        grid, threads, schedule = self.schedule(par, b, dims, extents, kind_name)
+        kfunc.attributes["gpu.known_block_size"] = DenseArrayBase.from_list(i32, [threads, 1, 1])
+        kfunc.attributes[SCHEDULE_ATTR] = StringAttr(schedule)
+        if kind is not None:
+            kfunc.attributes[KIND_ATTR] = kind
+        self.gpu_module.body.block.add_op(kfunc)
+        self.launch(par, name, roots, [grid, 1, 1], [threads, 1, 1])
+
+    def outline_launch(self, launch: gpu.LaunchOp) -> None:
+        """A ``gpu.launch`` that a schedule pass made (``pg-matmul-schedule``): its body becomes the kernel, its
+        block arguments the ids and sizes of the grid (MLIR's order: block ids, thread ids, grid size, block
+        size), and its constant sizes those of the launch."""
+        sizes = [
+            _const_int(v)
+            for v in (
+                launch.gridSizeX,
+                launch.gridSizeY,
+                launch.gridSizeZ,
+                launch.blockSizeX,
+                launch.blockSizeY,
+                launch.blockSizeZ,
+            )
+        ]
+        if any(v is None for v in sizes):
+            raise PassFailedException(f"pg-to-gpu: a gpu.launch{where(launch)} has sizes that are not constants")
+        grid, block = [int(v) for v in sizes[:3]], [int(v) for v in sizes[3:]]  # type: ignore[arg-type]
+        host = launch.parent_block()
+        assert host is not None
+        if math.prod(grid) == 0:
+            host.erase_op(launch)
+            return
+        name = self.kernel_name(launch)
+        kfunc, roots, b = self.new_kernel(launch, name)
+        body = launch.body.block
+        dims = [gpu.DimensionAttr(d) for d in (gpu.DimensionEnum.X, gpu.DimensionEnum.Y, gpu.DimensionEnum.Z)]
+        ids: list[SSAValue] = [b.v(gpu.BlockIdOp(d)) for d in dims] + [b.v(gpu.ThreadIdOp(d)) for d in dims]
+        ids += [b.index(n) for n in (*grid, *block)]
+        terminator = body.last_op
+        assert isinstance(terminator, gpu.TerminatorOp)
+        body.erase_op(terminator)
+        Rewriter.inline_block(body, b.ip, ids)
+        for key, value in launch.attributes.items():
+            if key not in (KERNEL_ATTR,):
+                kfunc.attributes[key] = value
+        kfunc.attributes.setdefault("gpu.known_block_size", DenseArrayBase.from_list(i32, block))
+        self.gpu_module.body.block.add_op(kfunc)
+        self.launch(launch, name, roots, grid, block)
+
+    def launch(self, nest: Operation, name: str, roots: list[SSAValue], grid: list[int], block: list[int]) -> None:
+        """Replace ``nest`` on the host by the launch of kernel ``name``."""
+        host = nest.parent_block()
+        assert host is not None
+        hb = _Builder(InsertPoint.before(nest), nest.location, self.host_consts)
+        hb.index(1)  # the constants in the order launches have always made them: 1, grid, block
+        launch = gpu.LaunchFuncOp(
+            SymbolRefAttr(self.gpu_module.sym_name.data, [StringAttr(name)]),
+            [hb.index(n) for n in grid],
+            [hb.index(n) for n in block],
+            kernelOperands=roots,
+        )
+        hb.op(launch)
+        host.erase_op(nest, safe_erase=False)
+
+    def new_kernel(self, par: Operation, name: str) -> tuple[gpu.FuncOp, list[SSAValue], _Builder]:
+        """An empty ``gpu.func`` for the nest ``par`` whose arguments are the buffers it uses, with the constants and
+        views it uses cloned in, and the uses inside ``par`` rewired to them; a builder for its body."""
+        loc = par.location
+        host = par.parent_block()
+        assert host is not None
         # The values from outside: roots (kernel arguments), and constants/views cloned into the kernel.
         roots: list[SSAValue] = []
         clones: list[Operation] = []
@@ -535,7 +611,6 @@ class _Outliner:
             for v in op.operands:
                 visit(v)
 
-        name = self.kernel_name(par)
         kfunc = gpu.FuncOp(name, ([r.type for r in roots], []), kernel=True)
         kfunc.location = loc
         kblock = kfunc.body.block
@@ -564,27 +639,7 @@ class _Outliner:
             for i, v in enumerate(op.operands):
                 if v in mapping:
                     op.operands[i] = mapping[v]
-
-        kind = par.attributes.get(KIND_ATTR)
-        kind_name = kind.data if isinstance(kind, StringAttr) else ""
-        grid, threads, schedule = self.schedule(par, b, dims, extents, kind_name)
-        kfunc.attributes["gpu.known_block_size"] = DenseArrayBase.from_list(i32, [threads, 1, 1])
-        kfunc.attributes[SCHEDULE_ATTR] = StringAttr(schedule)
-        if kind is not None:
-            kfunc.attributes[KIND_ATTR] = kind
-        self.gpu_module.body.block.add_op(kfunc)
-
-        # The launch replaces the nest on the host.
-        hb = _Builder(InsertPoint.before(par), loc, self.host_consts)
-        one = hb.index(1)
-        launch = gpu.LaunchFuncOp(
-            SymbolRefAttr(self.gpu_module.sym_name.data, [StringAttr(name)]),
-            [hb.index(grid), one, one],
-            [hb.index(threads), one, one],
-            kernelOperands=roots,
-        )
-        hb.op(launch)
-        host.erase_op(par, safe_erase=False)
+        return kfunc, roots, b
 
     # --- schedules ----------------------------------------------------------------------------------------------
 

@@ -548,7 +548,11 @@ class KernelLowering:
     # --- memory -----------------------------------------------------------------------------------------------
 
     def address(self, b: Buf, indices: Sequence[SSAValue], op: Operation) -> tuple[SSAValue, int]:
-        """(address register, constant byte offset) of element ``indices`` of ``b``."""
+        """(address register, constant byte offset) of element ``indices`` of ``b``.
+
+        The element offset is computed in 64 bits, or in 32 bits (then one ``mad.wide.s32`` onto the base) when
+        every variable index is an ``index_cast`` of an ``i32`` and the buffer has fewer than 2**31 bytes: an
+        in-bounds offset then fits, and 32-bit integer arithmetic is half the instructions and registers."""
         t = b.type
         shape = t.get_shape()
         if any(d < 0 for d in shape):
@@ -557,22 +561,30 @@ class KernelLowering:
         esize = element_bytes(t.get_element_type())
         strides = [math.prod(shape[i + 1 :]) for i in range(len(shape))]
         offset = b.offset
-        lin: SSAValue | None = None
+        terms: list[tuple[tuple[str, SSAValue], int]] = []
         for idx, stride in zip(indices, strides, strict=True):
-            c = self.const_of(idx)
-            if c is not None:
-                offset += int(c) * stride * esize
-                continue
-            x = self.reg(idx)
+            var, c = self.split_constant(idx)
+            offset += c * stride * esize
+            if var is not None:
+                terms.append((var, stride))
+        narrow = math.prod(shape) * esize < 2**31 and all(kind == "i32" for (kind, _), _ in terms)
+        k = "s32" if narrow else "s64"
+        lin: SSAValue | None = None
+        for (kind, var), stride in terms:
+            x = self.reg(var)
+            if kind == "i32" and not narrow:
+                x = self.r(ptx.CvtOp(x, "s64", "s32"))
             if lin is None:
-                lin = x if stride == 1 else self.r(ptx.MulOp(x, self.imm(stride, "s64"), "s64", mode="lo"))
+                lin = x if stride == 1 else self.r(ptx.MulOp(x, self.imm(stride, k), k, mode="lo"))
             elif stride == 1:
-                lin = self.r(ptx.AddOp(lin, x, "s64"))
+                lin = self.r(ptx.AddOp(lin, x, k))
             else:
-                lin = self.r(ptx.MadOp(x, self.imm(stride, "s64"), lin, "s64", mode="lo"))
+                lin = self.r(ptx.MadOp(x, self.imm(stride, k), lin, k, mode="lo"))
         base = b.base
         if lin is not None:
-            if esize == 1:
+            if narrow:
+                base = self.r(ptx.MadOp(lin, self.imm(esize, "s32"), base, "s32", mode="wide"))
+            elif esize == 1:
                 base = self.r(ptx.AddOp(base, lin, "s64"))
             else:
                 base = self.r(ptx.MadOp(lin, self.imm(esize, "s64"), base, "s64", mode="lo"))
@@ -580,6 +592,74 @@ class KernelLowering:
             base = self.r(ptx.AddOp(base, self.imm(offset, "s64"), "s64"))
             offset = 0
         return base, offset
+
+    def split_constant(self, idx: SSAValue) -> tuple[tuple[str, SSAValue] | None, int]:
+        """``idx`` as (variable part, constant part), looking through ``arith.addi`` of a constant and through
+        ``arith.index_cast`` of an ``i32``, so that ``tile[%row + 3]`` is ``[%addr + 12]``: the constant goes into
+        the instruction's address offset. The variable part is ``("index", v)`` or ``("i32", v)``, or None."""
+        c = self.const_of(idx)
+        if c is not None:
+            return None, int(c)
+        op = idx.owner
+        if isinstance(op, arith.IndexCastOp) and isinstance(op.input.type, IntegerType):
+            if op.input.type.width.data == 32:
+                return self.split_i32(op.input)
+            return ("index", idx), 0
+        if isinstance(op, arith.AddiOp) and isinstance(op.result.type, IndexType):
+            for x, y in ((op.lhs, op.rhs), (op.rhs, op.lhs)):
+                cy = self.const_of(y)
+                if cy is not None:
+                    rest, cx = self.split_constant(x)
+                    return rest, cx + int(cy)
+        return ("index", idx), 0
+
+    def split_i32(self, v: SSAValue) -> tuple[tuple[str, SSAValue] | None, int]:
+        """``split_constant`` for an ``i32`` index (an index_cast's operand, which is nonnegative)."""
+        c = self.const_of(v)
+        if c is not None:
+            return None, int(c)
+        op = v.owner
+        if isinstance(op, arith.AddiOp):
+            for x, y in ((op.lhs, op.rhs), (op.rhs, op.lhs)):
+                cy = self.const_of(y)
+                if cy is not None:
+                    rest, cx = self.split_i32(x)
+                    return rest, cx + int(cy)
+        return ("i32", v), 0
+
+    def vector_load(self, op: gpu_ext.VectorLoadOp) -> None:
+        b = self.buf(op.base, op)
+        addr, off = self.address(b, op.indices, op)
+        k = self.kind(op.values[0].type, op)
+        ld = self.emit(ptx.LdOp(addr, k, b.space, offset=off, vec=len(op.values)))
+        for v, r in zip(op.values, ld.results, strict=True):
+            self.values[v] = r
+
+    def vector_store(self, op: gpu_ext.VectorStoreOp) -> None:
+        b = self.buf(op.base, op)
+        addr, off = self.address(b, op.indices, op)
+        k = self.kind(op.values[0].type, op)
+        self.emit(ptx.StOp(addr, [self.reg(v) for v in op.values], k, b.space, offset=off))
+
+    def async_copy(self, op: gpu_ext.AsyncCopyOp) -> None:
+        src, dst = self.buf(op.src, op), self.buf(op.dst, op)
+        src_addr, src_off = self.address(src, op.src_indices, op)
+        dst_addr, dst_off = self.address(dst, op.dst_indices, op)
+        esize = element_bytes(src.type.get_element_type())
+        size = op.elements.value.data * esize
+        n = self.const_of(op.valid)
+        if n is not None:
+            nbytes = self.imm(int(n) * esize, "u32")
+        else:
+            count = self.r(ptx.CvtOp(self.reg(op.valid), "u32", "s64"))
+            nbytes = self.r(ptx.MulOp(count, self.imm(esize, "u32"), "u32", mode="lo"))
+        self.emit(ptx.CpAsyncOp(dst_addr, src_addr, size, nbytes, dst_offset=dst_off, src_offset=src_off))
+
+    def async_commit(self, op: gpu_ext.AsyncCommitOp) -> None:
+        self.emit(ptx.CpAsyncCommitGroupOp())
+
+    def async_wait(self, op: gpu_ext.AsyncWaitOp) -> None:
+        self.emit(ptx.CpAsyncWaitGroupOp(op.pending.value.data))
 
     def load(self, op: memref.LoadOp) -> None:
         b = self.buf(op.memref, op)
@@ -864,6 +944,11 @@ _HANDLERS: dict[type[Operation], Callable[[KernelLowering, Any], None]] = {
     memref.ViewOp: KernelLowering.view,
     gpu_ext.WorkgroupAllocOp: KernelLowering.workgroup_alloc,
     gpu_ext.ShuffleOp: KernelLowering.shuffle,
+    gpu_ext.VectorLoadOp: KernelLowering.vector_load,
+    gpu_ext.VectorStoreOp: KernelLowering.vector_store,
+    gpu_ext.AsyncCopyOp: KernelLowering.async_copy,
+    gpu_ext.AsyncCommitOp: KernelLowering.async_commit,
+    gpu_ext.AsyncWaitOp: KernelLowering.async_wait,
     gpu.ThreadIdOp: KernelLowering.special,
     gpu.BlockIdOp: KernelLowering.special,
     gpu.BlockDimOp: KernelLowering.special,
