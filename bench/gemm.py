@@ -16,7 +16,7 @@ kernel), median over ``iters`` such samples after warm-up; slow rungs get fewer 
 shape) takes about a second. Writes one JSON line per (schedule, shape) to --out (fields: date, gpu, versions,
 schedule, m, n, k, dtype, ms, tflops, cublas_ms, cublas_tflops, ratio_to_cublas, rel_err) and prints a table.
 
-    python bench/gemm.py                                   # every rung, every shape
+    python bench/gemm.py                                   # every rung and auto (the default heuristic), every shape
     python bench/gemm.py --schedules warptile,cp-async --shapes 4096x4096x4096
 """
 
@@ -127,7 +127,7 @@ def run_schedule(torch, cuda, name: str, m: int, n: int, k: int, a, b, ref) -> d
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--schedules", default=None, help="comma-separated rungs (default: all, in ladder order)")
+    ap.add_argument("--schedules", default=None, help="comma-separated rungs (default: all in ladder order, then auto)")
     ap.add_argument("--shapes", default=",".join(SHAPES), help="comma-separated MxNxK")
     ap.add_argument("--skip-slow", action="store_true", help="naive and coalesced only up to 4096")
     ap.add_argument("--out", default=os.path.join(HERE, "results", "gemm_h200.jsonl"))
@@ -140,7 +140,7 @@ def main() -> None:
 
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
-    names = opts.schedules.split(",") if opts.schedules else list(SCHEDULES)
+    names = opts.schedules.split(",") if opts.schedules else [*SCHEDULES, "auto"]
     env = {
         "date": datetime.date.today().isoformat(),
         "gpu": torch.cuda.get_device_name(0),
@@ -162,7 +162,7 @@ def main() -> None:
         c = torch.empty((m, n), device="cuda", dtype=torch.float32)
         guess = flop / 50e12 * 1e3
         reps, iters = plan(guess)
-        cublas_ms = cuda_events_ms(torch, lambda: torch.matmul(a, b, out=c), reps, iters)
+        cublas_ms = cuda_events_ms(torch, lambda a=a, b=b, c=c: torch.matmul(a, b, out=c), reps, iters)
         cublas_rel = float(torch.linalg.norm(c.double() - ref) / torch.linalg.norm(ref))
         for name in names:
             if opts.skip_slow and name in ("naive", "coalesced") and m * n * k > 4096**3:
@@ -187,7 +187,6 @@ def main() -> None:
                 ),
                 flush=True,
             )
-        del a, b, ref, c
         torch.cuda.empty_cache()
     os.makedirs(os.path.dirname(opts.out), exist_ok=True)
     with open(opts.out, "w") as f:

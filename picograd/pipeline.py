@@ -35,13 +35,20 @@ STAGES: dict[str, tuple[str, ...]] = {
 }
 
 
-def passes_until(stage: str) -> list[str]:
-    """Names of the passes that take a ``pg`` module to ``stage``."""
+def passes_until(stage: str, matmul_schedule: str = "auto", arch: str = "sm_90") -> list[str]:
+    """The passes (with their options, as ``make_pass`` takes them) that take a ``pg`` module to ``stage``:
+    ``matmul_schedule`` is ``pg-matmul-schedule``'s ``schedule`` and ``arch`` ``pg-to-ptx``'s target.
+
+    Raises ``ValueError`` for an unknown stage or schedule."""
     if stage not in STAGES:
         raise ValueError(f"unknown stage '{stage}'; stages are {', '.join(STAGES)}")
+    from picograd.passes.matmul_schedule import check_schedule
+
+    check_schedule(matmul_schedule)
+    options = {"pg-matmul-schedule": f"{{schedule={matmul_schedule}}}", "pg-to-ptx": f"{{arch={arch}}}"}
     names: list[str] = []
     for name, passes in STAGES.items():
-        names.extend(passes)
+        names.extend(p + options[p] if p in options else p for p in passes)
         if name == stage:
             break
     return names
@@ -79,7 +86,8 @@ def run_passes(module: ModuleOp, names: list[str], ctx: Context | None = None, v
             module.verify()
 
 
-def lower_to(module: ModuleOp, stage: str, verify: bool = True) -> ModuleOp:
-    """Run the passes up to ``stage`` on ``module`` in place and return it."""
-    run_passes(module, passes_until(stage), verify=verify)
+def lower_to(module: ModuleOp, stage: str, verify: bool = True, matmul_schedule: str = "auto") -> ModuleOp:
+    """Run the passes up to ``stage`` on ``module`` in place and return it (``matmul_schedule`` as in
+    ``passes_until``)."""
+    run_passes(module, passes_until(stage, matmul_schedule), verify=verify)
     return module

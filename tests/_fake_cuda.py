@@ -159,7 +159,7 @@ class FakeProgram:
         return exe
 
 
-def fake_compile_for_cuda(module: ModuleOp) -> FakeProgram:
+def fake_compile_for_cuda(module: ModuleOp, matmul_schedule: str = "auto") -> FakeProgram:
     """Check that ``module`` is what ``compile_for_cuda`` takes (one ``func.func`` at the simplify stage: no
     ``pg.grad``, no optimizer op) and compile it with the numpy executor."""
     ops = list(module.body.block.ops)

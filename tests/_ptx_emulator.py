@@ -17,7 +17,6 @@ temps, constants, launches and copies) on numpy inputs and returns the outputs, 
 from __future__ import annotations
 
 import itertools
-
 import math
 import struct
 from collections.abc import Generator, Sequence

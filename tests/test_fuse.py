@@ -67,7 +67,10 @@ def check_kernels_stage(module: ModuleOp) -> list[kernel.FusedOp]:
         body = [op for op in k.body.block.ops if not isinstance(op, kernel.YieldOp)]
         work = [op for op in body if not isinstance(op, pgd.ConstantOp | pgd.IotaOp)]
         kind = k.kind.data
-        if kind in ("matmul", "gather", "scatter_add", "random") or (kind == "movement" and len(work) == 1):
+        if kind == "matmul":  # the matmul and the permutes of its operands that feed only it
+            assert sum(isinstance(op, pgd.MatmulOp) for op in body) == 1, f"{k.sym_name.data}: one matmul"
+            assert all(isinstance(op, pgd.MatmulOp | pgd.PermuteOp) for op in body), k.sym_name.data
+        elif kind in ("gather", "scatter_add", "random") or (kind == "movement" and len(work) == 1):
             assert len(body) == 1, f"{k.sym_name.data}: a {kind} kernel holds its one op"
         if kind == "reduction":
             reductions = [op for op in body if isinstance(op, pgd.ReduceOp | pgd.ArgReduceOp)]

@@ -148,14 +148,10 @@ def detect_stage(module: ModuleOp) -> str:
 
 
 def _passes_after(stage: str, arch: str, matmul_schedule: str = "auto") -> list[str]:
-    from picograd.pipeline import STAGES
+    from picograd.pipeline import STAGES, passes_until
 
-    names = list(STAGES)
-    out: list[str] = []
-    options = {"pg-to-ptx": f"{{arch={arch}}}", "pg-matmul-schedule": f"{{schedule={matmul_schedule}}}"}
-    for name in names[names.index(stage) + 1 :]:
-        out.extend(p + options.get(p, "") for p in STAGES[name])
-    return out
+    done = len(passes_until(stage))
+    return passes_until(list(STAGES)[-1], matmul_schedule, arch)[done:]
 
 
 def compile_for_cuda(

@@ -269,7 +269,12 @@ class AsyncCopyOp(IRDLOperation):
     )
 
     def __init__(
-        self, src: SSAValue, src_indices: list[SSAValue], dst: SSAValue, dst_indices: list[SSAValue], elements: int,
+        self,
+        src: SSAValue,
+        src_indices: list[SSAValue],
+        dst: SSAValue,
+        dst_indices: list[SSAValue],
+        elements: int,
         valid: SSAValue,
     ):
         super().__init__(

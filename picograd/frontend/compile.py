@@ -29,6 +29,7 @@ that a training loop replays the same few graphs:
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import sys
 import weakref
@@ -44,8 +45,9 @@ from picograd.errors import CompileError
 from picograd.frontend import device as devices
 from picograd.frontend.dtypes import as_dtype
 from picograd.frontend.graph import STATE, Graph, Node, TraceContext, cut, leaf, lower
-from picograd.frontend.realize import compile_graph
+from picograd.frontend.realize import compile_graph, matmul_schedule
 from picograd.frontend.tensor import Tensor, realize
+from picograd.passes.matmul_schedule import check_schedule
 
 
 @dataclass(frozen=True)
@@ -331,10 +333,13 @@ def _signature(args: Sequence[Any]) -> tuple:
 class CompiledFunction:
     """A function compiled by ``@pg.compile``; call it like the original. ``ir(stage)`` gives its IR."""
 
-    def __init__(self, fn: Callable[..., Any], example_inputs: Sequence[Spec] | None = None):
+    def __init__(
+        self, fn: Callable[..., Any], example_inputs: Sequence[Spec] | None = None, matmul_schedule: str | None = None
+    ):
         functools.update_wrapper(self, fn)
         self.fn = fn
         self.example_inputs = tuple(example_inputs) if example_inputs is not None else None
+        self.matmul_schedule = check_schedule(matmul_schedule) if matmul_schedule is not None else None
         self._cache: dict[tuple, _Compiled] = {}
 
     @property
@@ -365,7 +370,8 @@ class CompiledFunction:
         guards = list(trace.ctx.grad_reads.values())
         device = devices.graph_device(trace.graph.nodes)
         try:
-            exe = compile_graph(trace.graph, device, name=self.name, eager=False)
+            with matmul_schedule(self.matmul_schedule) if self.matmul_schedule else contextlib.nullcontext():
+                exe = compile_graph(trace.graph, device, name=self.name, eager=False)
         except Exception:
             trace.ctx.rollback()
             raise
@@ -426,15 +432,24 @@ class CompiledFunction:
             args = [s.example() if isinstance(s, Spec) else s for s in self.example_inputs]
         trace = self._trace(args)
         trace.ctx.rollback()
-        return lower_to(ModuleOp([lower(trace.graph, self.name)]), stage)
+        return lower_to(
+            ModuleOp([lower(trace.graph, self.name)]), stage, matmul_schedule=self.matmul_schedule or "auto"
+        )
 
 
-def compile(fn: Callable[..., Any] | None = None, *, example_inputs: Sequence[Spec] | None = None) -> Any:
+def compile(
+    fn: Callable[..., Any] | None = None,
+    *,
+    example_inputs: Sequence[Spec] | None = None,
+    matmul_schedule: str | None = None,
+) -> Any:
     """Compile a train (or inference) step: ``@pg.compile`` or ``@pg.compile(example_inputs=(pg.Spec(...),))``.
 
     The first call with a new signature traces ``fn`` and runs the compiled step exactly once; later calls bind
-    buffers and run it. Raises ``CompileError`` when ``fn`` reads a value while tracing (``.item()``, ``print``)
-    or when a pass rejects the traced graph."""
+    buffers and run it. ``matmul_schedule`` forces how its matmuls are tiled on the GPU (a ``pg-matmul-schedule``
+    rung; by default the one ``pg.matmul_schedule(...)`` sets around the first call, else ``auto``). Raises
+    ``CompileError`` when ``fn`` reads a value while tracing (``.item()``, ``print``) or when a pass rejects the
+    traced graph, ``ValueError`` for an unknown schedule."""
     if fn is None:
-        return lambda f: CompiledFunction(f, example_inputs)
-    return CompiledFunction(fn, example_inputs)
+        return lambda f: CompiledFunction(f, example_inputs, matmul_schedule)
+    return CompiledFunction(fn, example_inputs, matmul_schedule)

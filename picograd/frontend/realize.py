@@ -12,7 +12,9 @@ scalars, see ``picograd.frontend.tensor``) are copied by ``device.bind``, which 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import contextlib
+import contextvars
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from xdsl.dialects.builtin import ModuleOp
@@ -25,14 +27,31 @@ from picograd.frontend.graph import Graph, Value, cut, lower
 from picograd.pipeline import lower_to
 
 _CACHE: dict[tuple, Any] = {}
+_MATMUL_SCHEDULE: contextvars.ContextVar[str] = contextvars.ContextVar("matmul_schedule", default="auto")
+
+
+@contextlib.contextmanager
+def matmul_schedule(name: str) -> Iterator[None]:
+    """Within the ``with`` block, GPU matmuls compiled from here use the ``pg-matmul-schedule`` rung ``name``
+    (``auto``, the default, picks one by shape; or ``naive``, ``coalesced``, ``smem``, ``regtile``, ``warptile``,
+    ``cp-async``): ``with pg.matmul_schedule("warptile"): y = model(x)``. Compiled steps take it as
+    ``@pg.compile(matmul_schedule=...)``. Raises ``ValueError`` for an unknown name."""
+    from picograd.passes.matmul_schedule import check_schedule
+
+    token = _MATMUL_SCHEDULE.set(check_schedule(name))
+    try:
+        yield
+    finally:
+        _MATMUL_SCHEDULE.reset(token)
+
 
 # The stage the frontend hands to a backend: after autodiff, the optimizer rewrites and simplification.
 BACKEND_STAGE = "simplify"
 
 
-def cuda_compiler() -> Callable[[ModuleOp], Any]:
-    """``compile_for_cuda(module) -> CudaProgram`` of ``picograd.backend.gpu_compile`` (imported on first use, so
-    that CPU-only use never loads it; tests stand a fake in for this function)."""
+def cuda_compiler() -> Callable[..., Any]:
+    """``compile_for_cuda(module, matmul_schedule=...) -> CudaProgram`` of ``picograd.backend.gpu_compile``
+    (imported on first use, so that CPU-only use never loads it; tests stand a fake in for this function)."""
     from picograd.backend.gpu_compile import compile_for_cuda
 
     return compile_for_cuda
@@ -59,14 +78,15 @@ def compile_graph(graph: Graph, device: str = "cpu", name: str = "main", eager: 
     twice, so it captures a CUDA graph only for a buffer set seen twice (plain launches before that); a compiled
     step (``eager=False``) binds stable buffers and captures at once. Raises ``CompileError`` when a pass rejects
     the graph."""
-    key = (graph.key, device) if device == devices.CPU else (graph.key, device, eager)
+    schedule = _MATMUL_SCHEDULE.get()
+    key = (graph.key, device) if device == devices.CPU else (graph.key, device, eager, schedule)
     exe = _CACHE.get(key)
     if exe is None:
         module = lower_graph(graph, name)
         if device == devices.CPU:
             exe = compile_func(module.body.block.first_op)  # type: ignore[arg-type]
         else:
-            program = cuda_compiler()(module)
+            program = cuda_compiler()(module, matmul_schedule=schedule)
             # eager: capture a buffer set's graph at its second call only; a compiled step: keep a graph for each of
             # the few address sets its rotating output buffers and inputs give (see compile._CudaBinding)
             exe = program.executable(capture_after=2) if eager else program.executable(max_graphs=8)

@@ -41,17 +41,19 @@ clamped into range and the value selected, so no load leaves the buffer; ``cp.as
 and outputs outside it are not stored. A 16-byte access is used only where the contiguous extent is a multiple of
 4, so a vector is either wholly inside or wholly outside the matrix.
 
-**Choosing** (``schedule=auto``, the default): f32 nests of at least 2**24 multiply-adds take ``regtile`` when
-they fill fewer than one 128x128 tile per SM of the H200, else the fastest rung measured there
-(``bench/results/gemm_h200.jsonl``); smaller nests, where launch cost dominates, and other element types keep
-``pg-to-gpu``'s thread per output (which is ``coalesced`` without the tile). ``schedule=NAME`` forces a rung on
-every matmul nest (f64 nests then use scalar loads).
+**Choosing** (``schedule=auto``, the default): f32 nests of at least 2**24 multiply-adds take the fastest rung
+measured on the H200 (``cp-async``, ``bench/results/gemm_h200.jsonl``), on 128x128 tiles when that gives each of
+the 132 SMs at least one tile, else on 64x64 tiles (:data:`SMALL_TILE`: four times the blocks); smaller nests,
+where launch cost dominates, and other element types keep ``pg-to-gpu``'s thread per output (``coalesced``
+without the tile). ``schedule=NAME`` forces a rung, with its tile, on every matmul nest (f64 nests then use
+scalar loads). The ``gpu.launch`` records the rung (``pg.schedule``) and the tile (``pg.tile``).
 
 Raises ``PassFailedException`` for an unknown schedule name.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -82,6 +84,8 @@ from picograd.passes.to_loops import KERNEL_ATTR, KIND_ATTR
 SCHEDULE_ATTR = "pg.schedule"
 """Attribute of the ``gpu.launch`` (then of the outlined ``gpu.func``): the schedule's name."""
 
+TILE_ATTR = "pg.tile"
+"""Attribute of the ``gpu.launch``: the block tile (BM, BN, BK; BK = 0 without shared-memory tiles)."""
 WARP = gpu_ext.WARP_SIZE
 VEC = 4
 """Elements of f32 per 16-byte access."""
@@ -134,12 +138,24 @@ SMS = 132
 """Streaming multiprocessors of the H200: below one 128x128 tile per SM the smaller ``regtile`` grid is kept."""
 
 
-def choose(m: int, n: int, k: int, batch: int, element: Attribute) -> str | None:
-    """The rung ``auto`` takes for a (batch x) M x N x K matmul of ``element`` (None: leave it to ``pg-to-gpu``)."""
+def check_schedule(name: str) -> str:
+    """``name`` if it is ``auto`` or a rung of :data:`SCHEDULES`; raises ``ValueError`` naming the choices."""
+    if name != "auto" and name not in SCHEDULES:
+        raise ValueError(f"unknown matmul schedule '{name}': expected auto or one of {', '.join(SCHEDULES)}")
+    return name
+
+
+SMALL_TILE = dataclasses.replace(SCHEDULES[BEST], warps=(2, 2), reps=(1, 2))
+"""``cp-async`` on 64x64x16 tiles (128 threads, 4x8 outputs each): for grids of fewer 128x128 tiles than SMs."""
+
+
+def choose(m: int, n: int, k: int, batch: int, element: Attribute) -> Schedule | None:
+    """The schedule ``auto`` takes for a (batch x) M x N x K matmul of ``element`` (None: leave it to ``pg-to-gpu``'s
+    thread per output): ``cp-async`` on 128x128 tiles when they give every SM at least one, else on 64x64 tiles."""
     if not isinstance(element, Float32Type) or m * n * k * batch < AUTO_MIN_FMAS:
         return None
     tiles = batch * -(-m // 128) * -(-n // 128)
-    return BEST if tiles >= SMS else "regtile"
+    return SCHEDULES[BEST] if tiles >= SMS else SMALL_TILE
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -236,8 +252,10 @@ def match_matmul(par: scf.ParallelOp) -> MatmulNest | None:
     kind = par.attributes.get(KIND_ATTR)
     if not (isinstance(kind, StringAttr) and kind.data == "matmul"):
         return None
-    bounds = [(_const_int(lb), _const_int(ub), _const_int(st)) for lb, ub, st in zip(
-        par.lowerBound, par.upperBound, par.step, strict=True)]
+    bounds = [
+        (_const_int(lb), _const_int(ub), _const_int(st))
+        for lb, ub, st in zip(par.lowerBound, par.upperBound, par.step, strict=True)
+    ]
     if any(b != (0, b[1], 1) or b[1] is None for b in bounds) or len(bounds) < 2:
         return None
     extents = [int(b[1]) for b in bounds]  # type: ignore[arg-type]
@@ -246,7 +264,7 @@ def match_matmul(par: scf.ParallelOp) -> MatmulNest | None:
     if len(ops) != 3 or not isinstance(ops[0], scf.ForOp) or not isinstance(ops[1], memref.StoreOp):
         return None
     loop, store = ops[0], ops[1]
-    ivs = list(block.args)
+    ivs: list[SSAValue] = list(block.args)
     if list(store.indices) != ivs or store.value is not loop.results[0] or len(loop.results) != 1:
         return None
     if _const_int(loop.lb) != 0 or _const_int(loop.step) != 1 or (k := _const_int(loop.ub)) is None:
@@ -315,7 +333,7 @@ class _Builder:
         key = (value, t)
         if key not in self.consts:
             integer = isinstance(t, IndexType) or t == i32
-            attr = IntegerAttr(int(value), t) if integer else FloatAttr(float(value), t)
+            attr = IntegerAttr(int(value), t) if integer else FloatAttr(float(value), t)  # type: ignore[call-overload]
             c = arith.ConstantOp(attr)  # type: ignore[arg-type]
             c.location = self.loc
             first = self.const_block.first_op
@@ -357,6 +375,7 @@ class _Builder:
             a, b = b, a
         if b == 0:
             return a
+        assert not isinstance(a, int)
         return self._memo(("add", a, b), lambda: arith.AddiOp(a, self.c32(b) if isinstance(b, int) else b))
 
     def mul(self, a: Index, n: int) -> Index:
@@ -543,6 +562,7 @@ class _Kernel:
             if key in nest.par.attributes:
                 launch.attributes[key] = nest.par.attributes[key]
         launch.attributes[SCHEDULE_ATTR] = StringAttr(s.name)
+        launch.attributes[TILE_ATTR] = DenseArrayBase.from_list(i32, [s.bm, s.bn, s.bk])
         launch.attributes["gpu.known_block_size"] = DenseArrayBase.from_list(i32, [s.threads, 1, 1])
         self.host_consts = consts_host
         return launch
@@ -618,6 +638,7 @@ class _Kernel:
             # the loads read zeros (clamped, never out of the buffers) into a stage nobody reads.
             k_next = lb.add(lb.mul(kt, s.bk), s.bk)
             here = lb.rem(kt, 2)
+            assert not isinstance(here, int)
             there = lb.v(arith.XOrIOp(here, lb.c32(1)))
             pending = [self.load_tile(lb, plan, k_next, stage=there) for plan in plans]
             lb.op(gpu_ext.AsyncCommitOp())
@@ -681,14 +702,18 @@ class _Kernel:
             assert x.buffer is not None
             if plan.copy:
                 tile = self.tiles[id(x)]
-                valid = gb.idx(vec if ok else 0) if isinstance(ok, bool) else gb.v(
-                    arith.SelectOp(ok, gb.idx(vec), gb.idx(0))
+                valid = (
+                    gb.idx(vec if ok else 0)
+                    if isinstance(ok, bool)
+                    else gb.v(arith.SelectOp(ok, gb.idx(vec), gb.idx(0)))
                 )
                 dst = [gb.idx(stage), gb.idx(ch.kk), gb.idx(ch.ii)]
                 gb.op(gpu_ext.AsyncCopyOp(x.buffer, src, tile, dst, vec, valid))
                 out.append(None)
                 continue
-            load = gb.op(gpu_ext.VectorLoadOp(x.buffer, src, vec)) if vec > 1 else gb.op(memref.LoadOp.get(x.buffer, src))
+            load = (
+                gb.op(gpu_ext.VectorLoadOp(x.buffer, src, vec)) if vec > 1 else gb.op(memref.LoadOp.get(x.buffer, src))
+            )
             out.append([gb.select(ok, v, self.zero) for v in load.results])
         return out
 
@@ -795,20 +820,17 @@ class PgMatmulSchedule(ModulePass):
     schedule: str = "auto"
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
-        if self.schedule != "auto" and self.schedule not in SCHEDULES:
-            raise PassFailedException(
-                f"pg-matmul-schedule: unknown schedule '{self.schedule}', expected auto or one of "
-                f"{', '.join(SCHEDULES)}"
-            )
+        try:
+            check_schedule(self.schedule)
+        except ValueError as e:
+            raise PassFailedException(f"pg-matmul-schedule: {e}") from None
         for fn in [f for f in op.ops if isinstance(f, func.FuncOp)]:
             for par in [p for p in fn.body.block.ops if isinstance(p, scf.ParallelOp)]:
                 nest = match_matmul(par)
                 if nest is None:
                     continue
-                name = self.schedule
-                if name == "auto":
+                chosen: Schedule | None = SCHEDULES.get(self.schedule)
+                if self.schedule == "auto":
                     chosen = choose(nest.m, nest.n, nest.k, math.prod(nest.batch), nest.element)
-                    if chosen is None:
-                        continue
-                    name = chosen
-                schedule_nest(nest, SCHEDULES[name])
+                if chosen is not None:
+                    schedule_nest(nest, chosen)

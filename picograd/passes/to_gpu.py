@@ -490,7 +490,6 @@ class _Outliner:
         return name
 
     def outline(self, par: scf.ParallelOp) -> None:
-        loc = par.location
         bounds = [
             (_const_int(lb), _const_int(ub), _const_int(st))
             for lb, ub, st in zip(par.lowerBound, par.upperBound, par.step, strict=True)

@@ -570,8 +570,8 @@ class KernelLowering:
         narrow = math.prod(shape) * esize < 2**31 and all(kind == "i32" for (kind, _), _ in terms)
         k = "s32" if narrow else "s64"
         lin: SSAValue | None = None
-        for (kind, var), stride in terms:
-            x = self.reg(var)
+        for (kind, value), stride in terms:
+            x = self.reg(value)
             if kind == "i32" and not narrow:
                 x = self.r(ptx.CvtOp(x, "s64", "s32"))
             if lin is None:

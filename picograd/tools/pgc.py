@@ -21,6 +21,7 @@ from xdsl.printer import Printer
 from xdsl.utils.exceptions import DiagnosticException, VerifyException
 
 from picograd.errors import CompileError, DeviceError, DTypeError, ShapeError
+from picograd.passes.matmul_schedule import SCHEDULES
 from picograd.pipeline import STAGES, passes_until, run_passes
 
 PLANNED_STAGES: tuple[str, ...] = ()
@@ -44,8 +45,16 @@ def compiled_functions(module) -> list:
     return [v for v in vars(module).values() if isinstance(v, CompiledFunction) and v.example_inputs is not None]
 
 
-def build(path: str, stage: str, print_after_all: bool = False, out=sys.stdout, arch: str = "sm_90") -> ModuleOp:
-    """Trace the compiled functions of the model file ``path`` and lower them to ``stage`` (PTX for ``arch``)."""
+def build(
+    path: str,
+    stage: str,
+    print_after_all: bool = False,
+    out=sys.stdout,
+    arch: str = "sm_90",
+    matmul_schedule: str = "auto",
+) -> ModuleOp:
+    """Trace the compiled functions of the model file ``path`` and lower them to ``stage`` (PTX for ``arch``, matmuls
+    tiled by ``matmul_schedule``)."""
     module = _import_model(path)
     fns = compiled_functions(module)
     if not fns:
@@ -54,10 +63,10 @@ def build(path: str, stage: str, print_after_all: bool = False, out=sys.stdout, 
     for f in funcs:
         f.detach()
     mod = ModuleOp(funcs)
-    for name in passes_until(stage):
-        run_passes(mod, [f"pg-to-ptx{{arch={arch}}}" if name == "pg-to-ptx" else name])
+    for name in passes_until(stage, matmul_schedule, arch):
+        run_passes(mod, [name])
         if print_after_all:
-            print(f"// -----// IR Dump After {name} //----- //", file=out)
+            print(f"// -----// IR Dump After {name.split('{')[0]} //----- //", file=out)
             Printer(stream=out).print_op(mod)
             print(file=out)
     return mod
@@ -101,6 +110,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("-o", "--output", help="write here instead of stdout")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--arch", default="sm_90", choices=["sm_90", "sm_90a"])
+    parser.add_argument(
+        "--matmul-schedule",
+        default="auto",
+        choices=["auto", *SCHEDULES],
+        help="how matmuls are tiled for the GPU (pg-matmul-schedule; auto picks by shape)",
+    )
     parser.add_argument("--print-ir-after-all", action="store_true", help="print the module after every pass")
     parser.add_argument("--print-debuginfo", action="store_true", help="print op locations (the user's file:line)")
     args = parser.parse_args(argv)
@@ -117,6 +132,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.print_ir_after_all,
             sys.stderr if args.output is None else sys.stdout,
             arch=args.arch,
+            matmul_schedule=args.matmul_schedule,
         )
         if args.emit == "ptx":
             write_ptx(module, args.output)

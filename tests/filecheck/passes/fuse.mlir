@@ -85,8 +85,8 @@ func.func @softmax(%x: tensor<4x3xf32>) -> (tensor<4x3xf32>, tensor<4x3xf32>) {
 
 // -----
 
-// A linear layer: one kernel for the transpose (movement) and one for each matmul; the bias add and tanh are one
-// kernel. The tanh output feeds a matmul and an elementwise op that reads that matmul's result: putting both in
+// A linear layer: one kernel for each matmul, the first reading the transposed weight in place (the permute that
+// feeds only it joins its kernel); the bias add and tanh are one kernel. The tanh output feeds a matmul and an elementwise op that reads that matmul's result: putting both in
 // one kernel would make a cycle, so tanh is written out and read back.
 func.func @linear(%x: tensor<8x4xf32>, %w: tensor<3x4xf32>, %b: tensor<3xf32>, %v: tensor<3x3xf32>) -> tensor<8x3xf32> {
   %wt = pg.permute %w perm = [1, 0] : tensor<3x4xf32> -> tensor<4x3xf32>
@@ -100,28 +100,39 @@ func.func @linear(%x: tensor<8x4xf32>, %w: tensor<3x4xf32>, %b: tensor<3xf32>, %
 }
 
 // CHECK-LABEL: func.func @linear
-// CHECK-NEXT:    %[[WT:.*]] = kernel.fused @k0_permute "movement" (%w) : (tensor<3x4xf32>) -> (tensor<4x3xf32>) {
-// CHECK-NEXT:    ^bb0(%[[W:.*]]: tensor<3x4xf32>):
+// CHECK-NEXT:    %[[Y:.*]] = kernel.fused @k0_matmul "matmul" (%w, %x) : (tensor<3x4xf32>, tensor<8x4xf32>) -> (tensor<8x3xf32>) {
+// CHECK-NEXT:    ^bb0(%[[W:.*]]: tensor<3x4xf32>, %[[X:.*]]: tensor<8x4xf32>):
 // CHECK-NEXT:      %[[P:.*]] = pg.permute %[[W]] perm = [1, 0]
-// CHECK-NEXT:      kernel.yield %[[P]]
+// CHECK-NEXT:      %[[M:.*]] = pg.matmul %[[X]], %[[P]]
+// CHECK-NEXT:      kernel.yield %[[M]]
 // CHECK-NEXT:    }
-// CHECK-NEXT:    %[[Y:.*]] = kernel.fused @k1_matmul "matmul" (%x, %[[WT]])
-// CHECK-NEXT:    ^bb0
-// CHECK-NEXT:      pg.matmul
-// CHECK-NEXT:      kernel.yield
-// CHECK-NEXT:    }
-// CHECK-NEXT:    %[[H:.*]] = kernel.fused @k2_tanh "elementwise" (%b, %[[Y]])
+// CHECK-NEXT:    %[[H:.*]] = kernel.fused @k1_tanh "elementwise" (%b, %[[Y]])
 // CHECK-NEXT:    ^bb0
 // CHECK-NEXT:      pg.broadcast_to
 // CHECK-NEXT:      pg.add
 // CHECK-NEXT:      pg.tanh
 // CHECK-NEXT:      kernel.yield
 // CHECK-NEXT:    }
-// CHECK-NEXT:    %[[U:.*]] = kernel.fused @k3_matmul "matmul" (%[[H]], %v)
-// CHECK:         %[[R:.*]] = kernel.fused @k4_mul "elementwise" (%[[U]], %[[H]])
+// CHECK-NEXT:    %[[U:.*]] = kernel.fused @k2_matmul "matmul" (%[[H]], %v)
+// CHECK:         %[[R:.*]] = kernel.fused @k3_mul "elementwise" (%[[U]], %[[H]])
 // CHECK:         func.return %[[R]]
 
-// REPORT: pg-fuse: @linear: 5 kernels
+// REPORT: pg-fuse: @linear: 4 kernels
+
+// -----
+
+// A permute with another user stays a movement kernel: the matmul reads its output.
+func.func @shared_transpose(%x: tensor<8x4xf32>, %w: tensor<3x4xf32>) -> (tensor<8x3xf32>, tensor<4x3xf32>) {
+  %wt = pg.permute %w perm = [1, 0] : tensor<3x4xf32> -> tensor<4x3xf32>
+  %y = pg.matmul %x, %wt : (tensor<8x4xf32>, tensor<4x3xf32>) -> tensor<8x3xf32>
+  func.return %y, %wt : tensor<8x3xf32>, tensor<4x3xf32>
+}
+
+// CHECK-LABEL: func.func @shared_transpose
+// CHECK-NEXT:    %[[WT:.*]] = kernel.fused @k0_permute "movement" (%w)
+// CHECK:         kernel.fused @k1_matmul "matmul" (%x, %[[WT]])
+
+// REPORT: pg-fuse: @shared_transpose: 2 kernels
 
 // -----
 

@@ -34,7 +34,7 @@
 // PTX:        ld.param.u64
 // PTX-NEXT:   cvta.to.global.u64
 // PTX:        .loc 1 {{[0-9]+}} 0
-// PTX:      .visible .entry k4_tanh(
+// PTX:      .visible .entry k3_tanh(
 // PTX-NOT:  .approx
 // PTX:        shfl.sync.bfly.b32
 // PTX:        red.global.add.f32
