@@ -204,6 +204,10 @@ def _check_access(op: Operation, base: SSAValue, indices: int, elements: int, el
     for et in element_types:
         if et != t.get_element_type():
             raise VerifyException(f"{op.name}: value type {et} is not the element type {t.get_element_type()}")
+    if elements * _element_bytes(t.get_element_type()) > 16:
+        raise VerifyException(
+            f"{op.name}: {elements} x {t.get_element_type()} is more than 16 bytes (the widest access on sm_90)"
+        )
 
 
 @irdl_op_definition

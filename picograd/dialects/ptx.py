@@ -1551,6 +1551,13 @@ def _offset_props(offset: int) -> dict[str, Attribute]:
     return {"offset": IntegerAttr(offset, i64)} if offset else {}
 
 
+def _check_vector_width(op: Instruction) -> None:
+    """A vector access moves at most 128 bits on sm_90 (256-bit ``ld``/``st`` need sm_100 and PTX ISA 8.8)."""
+    bits = _vec_count(op.mod("vec")) * TYPE_WIDTH[op.instr_type]
+    if bits > 128:
+        raise op.fail(f"{op.opcode} moves {bits} bits; sm_90 allows at most 128 per access")
+
+
 class MemoryOp(Instruction):
     """Shared checks of instructions with an address operand ``[%a + offset]``."""
 
@@ -1626,6 +1633,7 @@ class LdOp(MemoryOp):
             raise self.fail(f"{self.opcode} gives {_vec_count(self.mod('vec'))} values, not {len(self.values)}")
         if self.mod("nc") is not None and space != "global":
             raise self.fail(".nc applies to ld.global only")
+        _check_vector_width(self)
 
     def type_rules(self) -> Iterator[tuple[str, SSAValue, str, bool]]:
         for i, v in enumerate(self.values):
@@ -1693,6 +1701,7 @@ class StOp(MemoryOp):
         self.verify_address(self.mod("space"))
         if len(self.values) != _vec_count(self.mod("vec")):
             raise self.fail(f"{self.opcode} stores {_vec_count(self.mod('vec'))} values, not {len(self.values)}")
+        _check_vector_width(self)
 
     def type_rules(self) -> Iterator[tuple[str, SSAValue, str, bool]]:
         for i, v in enumerate(self.values):

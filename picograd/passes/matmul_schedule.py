@@ -31,10 +31,12 @@ of a thread along (M, N), the K tile, and three switches::
 - *16-byte loads* (``vector``): f32 operands that are plain loads, whose contiguous dimension is a multiple of 4,
   are read from global memory as ``gpu_ext.vector_load`` of 4 elements (``ld.global.v4.f32``); fragments are read
   from shared memory the same way, and outputs are written 4 at a time.
-- *cp.async* (``async_copy``): two stages of shared memory; while the threads compute on one, the copies of the
-  next tile into the other are in flight (``gpu_ext.async_copy``: 16 bytes at a time where the tile keeps its
-  memory order, one element at a time where it is transposed; ``async_wait pending 1`` then a barrier before each
-  step). Operands that are not plain loads take the register path into the other stage.
+- *cp.async* (``async_copy``): two stages of shared memory. Each K step issues the copies of the next tile into
+  the other stage (``gpu_ext.async_copy``: 16 bytes at a time where the tile keeps its memory order; a transposed
+  f32 tile goes through registers with 16-byte loads, read before the step's outer products and stored after
+  them), computes on the current stage, then waits for its copies (``async_wait pending 0``) and meets the other
+  threads at one barrier. Operands that are not plain loads take the register path too. A K tile is halved
+  where the stages would not fit in 48 KiB of static shared memory (f64).
 
 **Edge tiles.** Sizes need not divide the tiles: operand elements outside the matrix are read as zero (indices are
 clamped into range and the value selected, so no load leaves the buffer; ``cp.async`` copies zero bytes of them),
@@ -43,10 +45,11 @@ and outputs outside it are not stored. A 16-byte access is used only where the c
 
 **Choosing** (``schedule=auto``, the default): f32 nests of at least 2**24 multiply-adds take the fastest rung
 measured on the H200 (``cp-async``, ``bench/results/gemm_h200.jsonl``), on 128x128 tiles when that gives each of
-the 132 SMs at least one tile, else on 64x64 tiles (:data:`SMALL_TILE`: four times the blocks); smaller nests,
-where launch cost dominates, and other element types keep ``pg-to-gpu``'s thread per output (``coalesced``
-without the tile). ``schedule=NAME`` forces a rung, with its tile, on every matmul nest (f64 nests then use
-scalar loads). The ``gpu.launch`` records the rung (``pg.schedule``) and the tile (``pg.tile``).
+the 132 SMs at least one tile, else on 64x64 tiles (:data:`SMALL_TILE`: four times the blocks) when there are
+at least 16 of those. Smaller nests (launch cost dominates), nests with fewer output tiles (a weight gradient
+with a deep K: split-K is not implemented) and other element types keep ``pg-to-gpu``'s thread per output
+(``coalesced`` without the tile). ``schedule=NAME`` forces a rung, with its tile, on every matmul nest (f64
+nests then use scalar loads). The ``gpu.launch`` records the rung (``pg.schedule``) and the tile (``pg.tile``).
 
 Raises ``PassFailedException`` for an unknown schedule name.
 """
@@ -79,10 +82,8 @@ from xdsl.traits import is_side_effect_free
 from xdsl.utils.exceptions import PassFailedException
 
 from picograd.dialects import gpu_ext
+from picograd.passes.to_gpu import SCHEDULE_ATTR
 from picograd.passes.to_loops import KERNEL_ATTR, KIND_ATTR
-
-SCHEDULE_ATTR = "pg.schedule"
-"""Attribute of the ``gpu.launch`` (then of the outlined ``gpu.func``): the schedule's name."""
 
 TILE_ATTR = "pg.tile"
 """Attribute of the ``gpu.launch``: the block tile (BM, BN, BK; BK = 0 without shared-memory tiles)."""
@@ -93,7 +94,10 @@ VEC = 4
 
 @dataclass(frozen=True)
 class Schedule:
-    """One rung of the ladder (see the module docstring). All sizes are counts of elements or threads."""
+    """One rung of the ladder (see the module docstring). All sizes are counts of elements or threads: ``warps``
+    of a block and ``lanes`` of a warp along (M, N) (lanes multiply to 32); each thread owns ``reps`` fragments of
+    ``vec`` contiguous outputs along (M, N); ``bk`` is the K tile (0: no shared memory); ``vector`` turns on
+    16-byte loads and stores, ``async_copy`` the two-stage ``cp.async`` pipeline. The block tile is ``bm x bn``."""
 
     name: str
     warps: tuple[int, int]
@@ -134,8 +138,10 @@ BEST = "cp-async"
 """The rung ``auto`` takes for large f32 matmuls (the fastest at 4096 and 8192 on the H200, bench/gemm.py)."""
 AUTO_MIN_FMAS = 1 << 24
 """Below this many multiply-adds a matmul stays one thread per output (launch-bound; no tile pays off)."""
+MIN_SMALL_TILES = 16
+"""Fewer 64x64 output tiles than this stay one thread per output (see ``choose``)."""
 SMS = 132
-"""Streaming multiprocessors of the H200: below one 128x128 tile per SM the smaller ``regtile`` grid is kept."""
+"""Streaming multiprocessors of the H200: below one 128x128 tile per SM, ``auto`` takes 64x64 tiles."""
 
 
 def check_schedule(name: str) -> str:
@@ -154,8 +160,11 @@ def choose(m: int, n: int, k: int, batch: int, element: Attribute) -> Schedule |
     thread per output): ``cp-async`` on 128x128 tiles when they give every SM at least one, else on 64x64 tiles."""
     if not isinstance(element, Float32Type) or m * n * k * batch < AUTO_MIN_FMAS:
         return None
-    tiles = batch * -(-m // 128) * -(-n // 128)
-    return SCHEDULES[BEST] if tiles >= SMS else SMALL_TILE
+    if batch * -(-m // 128) * -(-n // 128) >= SMS:
+        return SCHEDULES[BEST]
+    # A few output tiles with a deep K (a weight gradient, 200x30 over a batch of 4096) would leave most SMs idle
+    # for a long loop; a thread per output at least spreads the work (split-K would be the real fix).
+    return SMALL_TILE if batch * -(-m // 64) * -(-n // 64) >= MIN_SMALL_TILES else None
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -797,8 +806,21 @@ class _Kernel:
         return not isinstance(owner, memref.GetGlobalOp)
 
 
+SHARED_BYTES = 48 * 1024
+"""Static shared memory a block may declare (PTX ``.shared``; more needs dynamic shared memory)."""
+
+
+def fit_shared_memory(s: Schedule, element_bytes: int) -> Schedule:
+    """``s`` with its K tile halved until its tiles fit in :data:`SHARED_BYTES` (f64 tiles take twice the bytes)."""
+    stages = 2 if s.async_copy else 1
+    while s.bk > 1 and stages * s.bk * (s.bm + s.bn + 2 * VEC) * element_bytes > SHARED_BYTES:
+        s = dataclasses.replace(s, bk=s.bk // 2)
+    return s
+
+
 def schedule_nest(nest: MatmulNest, s: Schedule) -> None:
     """Replace the nest by the ``gpu.launch`` of schedule ``s``."""
+    s = fit_shared_memory(s, 4 if isinstance(nest.element, Float32Type) else 8)
     kernel = _Kernel(nest, s)
     launch = kernel.build()
     par = nest.par

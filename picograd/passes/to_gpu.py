@@ -27,7 +27,12 @@ runtime binds). The host keeps everything else and calls ``gpu.launch_func`` wit
 constants, in nest order (launches on one stream run in order, which is the only synchronisation the nests need:
 each nest only depends on the ones before it). A nest of zero iterations launches nothing.
 
-**Schedules** (recorded as ``pg.schedule`` on the kernel, with ``gpu.known_block_size``):
+**Kernels already scheduled.** A top-level ``gpu.launch`` (what ``pg-matmul-schedule`` makes of a matmul nest) is
+outlined as it stands: its body becomes the kernel's, its block arguments become ``gpu.block_id`` /
+``gpu.thread_id`` ops and the launch's constant sizes, and the host launches it on its own (up to 3-D) grid; its
+attributes (``pg.schedule``, ``pg.tile``, ``pg.kind``, ``gpu.known_block_size``) move to the ``gpu.func``.
+
+**Schedules** of the other nests (recorded as ``pg.schedule`` on the kernel, with ``gpu.known_block_size``):
 
 - ``thread_per_point`` (every nest by default): the parallel dims are linearized over a 1-D grid of 1-D blocks
   (``block_size`` threads, fewer for small nests, a multiple of 32); thread ``blockIdx.x * blockDim.x +
@@ -96,7 +101,8 @@ from picograd.passes._buffers import where
 from picograd.passes.to_loops import KERNEL_ATTR, KIND_ATTR
 
 SCHEDULE_ATTR = "pg.schedule"
-"""Attribute of each ``gpu.func``: ``thread_per_point``, ``block_per_row`` or ``atomic``."""
+"""Attribute of each ``gpu.func``: ``thread_per_point``, ``block_per_row`` or ``atomic``, or the matmul schedule
+(``pg-matmul-schedule``) that made its ``gpu.launch``."""
 
 WARP = gpu_ext.WARP_SIZE
 MIN_BLOCK_REDUCTION = 32

@@ -21,6 +21,74 @@
 
 // -----
 
+// The 16-byte accesses and asynchronous copies of pg-matmul-schedule's kernels: 2 or 4 elements per vector access
+// (f32 or f64), async copies of 4, 8 or 16 bytes with a register count of valid elements, commit and wait.
+// CHECK:      ^bb0(%buf: memref<64x64xf32>, %d: memref<8x6xf64>, %i: index, %j: index):
+// CHECK-NEXT:   %a, %b, %c, %e = gpu_ext.vector_load %buf[%i, %j] : memref<64x64xf32> -> f32, f32, f32, f32
+// CHECK-NEXT:   %p, %q = gpu_ext.vector_load %d[%i, %j] {tag} : memref<8x6xf64> -> f64, f64
+// CHECK-NEXT:   gpu_ext.vector_store(%a, %b, %c, %e : f32, f32, f32, f32), %buf[%i, %j] : memref<64x64xf32>
+// CHECK-NEXT:   gpu_ext.vector_store(%p, %q : f64, f64), %d[%i, %j] : memref<8x6xf64>
+// CHECK-NEXT:   %tile = gpu_ext.workgroup_alloc : memref<2x16x128xf32, 3 : i64>
+// CHECK-NEXT:   %s = arith.constant 1 : index
+// CHECK-NEXT:   %n = arith.constant 4 : index
+// CHECK-NEXT:   gpu_ext.async_copy %buf[%i, %j], %tile[%s, %i, %j], 4, %n : memref<64x64xf32>, memref<2x16x128xf32, 3 : i64>
+// CHECK-NEXT:   gpu_ext.async_copy %buf[%i, %j], %tile[%s, %i, %j], 1, %n {tag} : memref<64x64xf32>, memref<2x16x128xf32, 3 : i64>
+// CHECK-NEXT:   %dt = gpu_ext.workgroup_alloc : memref<4x6xf64, 3 : i64>
+// CHECK-NEXT:   gpu_ext.async_copy %d[%i, %j], %dt[%i, %j], 2, %n : memref<8x6xf64>, memref<4x6xf64, 3 : i64>
+// CHECK-NEXT:   gpu_ext.async_commit
+// CHECK-NEXT:   gpu_ext.async_wait pending 0
+// CHECK-NEXT:   gpu_ext.async_wait pending 1 {tag}
+// CHECK-NEXT:   "gpu.return"() : () -> ()
+"gpu.module"() <{sym_name = "m"}> ({
+  "gpu.func"() <{function_type = (memref<64x64xf32>, memref<8x6xf64>, index, index) -> (), kernel}> ({
+  ^bb0(%buf: memref<64x64xf32>, %d: memref<8x6xf64>, %i: index, %j: index):
+    %a, %b, %c, %e = gpu_ext.vector_load %buf[%i, %j] : memref<64x64xf32> -> f32, f32, f32, f32
+    %p, %q = gpu_ext.vector_load %d[%i, %j] {tag} : memref<8x6xf64> -> f64, f64
+    gpu_ext.vector_store (%a, %b, %c, %e : f32, f32, f32, f32), %buf[%i, %j] : memref<64x64xf32>
+    gpu_ext.vector_store (%p, %q : f64, f64), %d[%i, %j] : memref<8x6xf64>
+    %tile = gpu_ext.workgroup_alloc : memref<2x16x128xf32, 3 : i64>
+    %s = arith.constant 1 : index
+    %n = arith.constant 4 : index
+    gpu_ext.async_copy %buf[%i, %j], %tile[%s, %i, %j], 4, %n : memref<64x64xf32>, memref<2x16x128xf32, 3 : i64>
+    gpu_ext.async_copy %buf[%i, %j], %tile[%s, %i, %j], 1, %n {tag} : memref<64x64xf32>, memref<2x16x128xf32, 3 : i64>
+    %dt = gpu_ext.workgroup_alloc : memref<4x6xf64, 3 : i64>
+    gpu_ext.async_copy %d[%i, %j], %dt[%i, %j], 2, %n : memref<8x6xf64>, memref<4x6xf64, 3 : i64>
+    gpu_ext.async_commit
+    gpu_ext.async_wait pending 0
+    gpu_ext.async_wait pending 1 {tag}
+    "gpu.return"() : () -> ()
+  }) {sym_name = "k"} : () -> ()
+}) : () -> ()
+
+// -----
+
+// Inside a gpu.launch (pg-matmul-schedule's output, before pg-to-gpu outlines it) the ops verify too.
+// CHECK-LABEL: func.func @launch
+// CHECK:         "gpu.launch"
+// CHECK:           %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}} = gpu_ext.vector_load %a[%{{.*}}, %{{.*}}] : memref<16x16xf32> -> f32, f32, f32, f32
+// CHECK-NEXT:      %t = gpu_ext.workgroup_alloc : memref<2x4x16xf32, 3 : i64>
+// CHECK-NEXT:      gpu_ext.async_copy %a[%{{.*}}, %{{.*}}], %t[%{{.*}}, %{{.*}}, %{{.*}}], 4, %{{.*}} : memref<16x16xf32>, memref<2x4x16xf32, 3 : i64>
+// CHECK-NEXT:      gpu_ext.async_commit
+// CHECK-NEXT:      gpu_ext.async_wait pending 0
+// CHECK-NEXT:      gpu_ext.vector_store(%{{.*}}, %{{.*}}, %{{.*}}, %{{.*}} : f32, f32, f32, f32), %a[%{{.*}}, %{{.*}}] : memref<16x16xf32>
+// CHECK-NEXT:      "gpu.terminator"() : () -> ()
+func.func @launch(%a: memref<16x16xf32>) {
+  %one = arith.constant 1 : index
+  "gpu.launch"(%one, %one, %one, %one, %one, %one) <{operandSegmentSizes = array<i32: 0, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0>}> ({
+  ^bb0(%bx: index, %by: index, %bz: index, %tx: index, %ty: index, %tz: index, %gx: index, %gy: index, %gz: index, %sx: index, %sy: index, %sz: index):
+    %x0, %x1, %x2, %x3 = gpu_ext.vector_load %a[%tx, %bx] : memref<16x16xf32> -> f32, f32, f32, f32
+    %t = gpu_ext.workgroup_alloc : memref<2x4x16xf32, 3 : i64>
+    gpu_ext.async_copy %a[%tx, %bx], %t[%by, %bz, %tx], 4, %sx : memref<16x16xf32>, memref<2x4x16xf32, 3 : i64>
+    gpu_ext.async_commit
+    gpu_ext.async_wait pending 0
+    gpu_ext.vector_store (%x0, %x1, %x2, %x3 : f32, f32, f32, f32), %a[%tx, %bx] : memref<16x16xf32>
+    "gpu.terminator"() : () -> ()
+  }) : (index, index, index, index, index, index) -> ()
+  func.return
+}
+
+// -----
+
 // CHECK: gpu_ext.shuffle: offset 32 is out of range 0..31
 "gpu.module"() <{sym_name = "m"}> ({
   "gpu.func"() <{function_type = (f32) -> (), kernel}> ({

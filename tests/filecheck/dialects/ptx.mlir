@@ -86,6 +86,12 @@ ptx.module version "8.0" target "sm_90" address_size 64 {
     %old = ptx.atom global.add.f32 [%addr], %xf : (!ptx.s64, !ptx.f32) -> !ptx.f32
     %cas = ptx.atom global.cas.b32 [%addr], %bits, %bits : (!ptx.s64, !ptx.b32, !ptx.b32) -> !ptx.b32
     ptx.red global.add.f32 [%addr + 4], %xf if %lt : (!ptx.s64, !ptx.f32, !ptx.pred) -> ()
+    ptx.cp_async cg.shared.global [%smem + 512], [%g + 64], 16, %n32 : (!ptx.u32, !ptx.u64, !ptx.u32) -> ()
+    ptx.cp_async ca.shared.global [%smem], [%addr - 8], 4, %four : (!ptx.u32, !ptx.s64, !ptx.u32) -> ()
+    ptx.cp_async ca.shared.global [%smem3 + 8], [%g], 8, %n32 : (!ptx.u64, !ptx.u64, !ptx.u32) -> ()
+    ptx.cp_async_commit_group
+    ptx.cp_async_wait_group 0
+    ptx.cp_async_wait_group 1
     %i = ptx.mov u32 0 : () -> !ptx.u32
     ptx.label "LOOP"
     %inext = ptx.add u32 %i, %four : (!ptx.u32, !ptx.u32) -> !ptx.u32
@@ -182,6 +188,12 @@ ptx.module version "8.0" target "sm_90" address_size 64 {
 // CHECK-NEXT:     %old = ptx.atom global.add.f32 [%addr], %xf : (!ptx.s64, !ptx.f32) -> !ptx.f32
 // CHECK-NEXT:     %cas = ptx.atom global.cas.b32 [%addr], %bits, %bits : (!ptx.s64, !ptx.b32, !ptx.b32) -> !ptx.b32
 // CHECK-NEXT:     ptx.red global.add.f32 [%addr + 4], %xf if %lt : (!ptx.s64, !ptx.f32, !ptx.pred) -> ()
+// CHECK-NEXT:     ptx.cp_async cg.shared.global [%smem + 512], [%g + 64], 16, %n32 : (!ptx.u32, !ptx.u64, !ptx.u32) -> ()
+// CHECK-NEXT:     ptx.cp_async ca.shared.global [%smem], [%addr - 8], 4, %four : (!ptx.u32, !ptx.s64, !ptx.u32) -> ()
+// CHECK-NEXT:     ptx.cp_async ca.shared.global [%smem3 + 8], [%g], 8, %n32 : (!ptx.u64, !ptx.u64, !ptx.u32) -> ()
+// CHECK-NEXT:     ptx.cp_async_commit_group
+// CHECK-NEXT:     ptx.cp_async_wait_group 0
+// CHECK-NEXT:     ptx.cp_async_wait_group 1
 // CHECK-NEXT:     %i = ptx.mov u32 0 : () -> !ptx.u32
 // CHECK-NEXT:     ptx.label "LOOP"
 // CHECK-NEXT:     %inext = ptx.add u32 %i, %four : (!ptx.u32, !ptx.u32) -> !ptx.u32

@@ -340,3 +340,70 @@ ptx.module version "8.0" target "sm_90" address_size 64 {
     "ptx.bra"() <{target = "L", negate}> : () -> ()
   }
 }
+
+// -----
+
+// cp.async (PTX ISA 8.0 section 9.7.8.25) copies 4, 8 or 16 bytes; .cg (bypassing L1) only 16.
+// CHECK: ptx.cp_async: cp.async.cg copies 16 bytes only
+ptx.module version "8.0" target "sm_90" address_size 64 {
+  ptx.shared @tile[64] align 16
+  ptx.func @k(%p: !ptx.param<u64>) {
+    %a = ptx.ld_param u64 %p : (!ptx.param<u64>) -> !ptx.u64
+    %s = ptx.shared_addr u32 @tile : () -> !ptx.u32
+    %n = ptx.mov u32 4 : () -> !ptx.u32
+    ptx.cp_async cg.shared.global [%s], [%a], 4, %n : (!ptx.u32, !ptx.u64, !ptx.u32) -> ()
+    ptx.ret
+  }
+}
+
+// -----
+
+// CHECK: ptx.cp_async: copies 4, 8 or 16 bytes, not 12
+ptx.module version "8.0" target "sm_90" address_size 64 {
+  ptx.shared @tile[64] align 16
+  ptx.func @k(%p: !ptx.param<u64>) {
+    %a = ptx.ld_param u64 %p : (!ptx.param<u64>) -> !ptx.u64
+    %s = ptx.shared_addr u32 @tile : () -> !ptx.u32
+    %n = ptx.mov u32 12 : () -> !ptx.u32
+    ptx.cp_async ca.shared.global [%s], [%a], 12, %n : (!ptx.u32, !ptx.u64, !ptx.u32) -> ()
+    ptx.ret
+  }
+}
+
+// -----
+
+// CHECK: ptx.cp_async: the global source address must be a 64-bit register, got .u32
+ptx.module version "8.0" target "sm_90" address_size 64 {
+  ptx.shared @tile[64] align 16
+  ptx.func @k() {
+    %s = ptx.shared_addr u32 @tile : () -> !ptx.u32
+    %n = ptx.mov u32 4 : () -> !ptx.u32
+    ptx.cp_async ca.shared.global [%s], [%s], 4, %n : (!ptx.u32, !ptx.u32, !ptx.u32) -> ()
+    ptx.ret
+  }
+}
+
+// -----
+
+// CHECK: ptx.cp_async: src_size is a .f32 register, which cp.async.ca.shared.global does not accept (it needs a register compatible with .u32)
+ptx.module version "8.0" target "sm_90" address_size 64 {
+  ptx.shared @tile[64] align 16
+  ptx.func @k(%p: !ptx.param<u64>) {
+    %a = ptx.ld_param u64 %p : (!ptx.param<u64>) -> !ptx.u64
+    %s = ptx.shared_addr u32 @tile : () -> !ptx.u32
+    %n = ptx.mov f32 4.0 : () -> !ptx.f32
+    ptx.cp_async ca.shared.global [%s], [%a], 4, %n : (!ptx.u32, !ptx.u64, !ptx.f32) -> ()
+    ptx.ret
+  }
+}
+
+// -----
+
+// CHECK: ptx.ld: ld.global.v4.f64 moves 256 bits; sm_90 allows at most 128 per access
+ptx.module version "8.0" target "sm_90" address_size 64 {
+  ptx.func @k(%p: !ptx.param<u64>) {
+    %a = ptx.ld_param u64 %p : (!ptx.param<u64>) -> !ptx.u64
+    %x, %y, %z, %w = ptx.ld global.v4.f64 [%a] : (!ptx.u64) -> (!ptx.f64, !ptx.f64, !ptx.f64, !ptx.f64)
+    ptx.ret
+  }
+}

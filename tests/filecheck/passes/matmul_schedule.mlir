@@ -21,42 +21,42 @@
 
 // naive: 32x8 outputs a block, a thread per output, consecutive threads (lanes) along M: row = by * 32 + lane.
 // NAIVE-LABEL: func.func @mm(
-// NAIVE:         %[[GX:.*]] = arith.constant 38 : index
-// NAIVE-NEXT:    %[[GY:.*]] = arith.constant 7 : index
-// NAIVE-NEXT:    %[[GZ:.*]] = arith.constant 1 : index
-// NAIVE-NEXT:    %[[T:.*]] = arith.constant 256 : index
-// NAIVE-NEXT:    %[[ONE:.*]] = arith.constant 1 : index
+// NAIVE:         %[[GX:[0-9a-z_]+]] = arith.constant 38 : index
+// NAIVE-NEXT:    %[[GY:[0-9a-z_]+]] = arith.constant 7 : index
+// NAIVE-NEXT:    %[[GZ:[0-9a-z_]+]] = arith.constant 1 : index
+// NAIVE-NEXT:    %[[T:[0-9a-z_]+]] = arith.constant 256 : index
+// NAIVE-NEXT:    %[[ONE:[0-9a-z_]+]] = arith.constant 1 : index
 // NAIVE-NEXT:    "gpu.launch"(%[[GX]], %[[GY]], %[[GZ]], %[[T]], %[[ONE]], %[[ONE]])
 // NAIVE-NEXT:    ^bb0(%[[BX:[0-9]+]]: index, %[[BY:[0-9]+]]: index, %{{[0-9]+}}: index, %[[TX:[0-9]+]]: index,
-// NAIVE-DAG:       %[[C32:.*]] = arith.constant 32 : i32
-// NAIVE-DAG:       %[[C8:.*]] = arith.constant 8 : i32
-// NAIVE-DAG:       %[[C31:.*]] = arith.constant 31 : i32
-// NAIVE:           %[[BX32:.*]] = arith.index_cast %[[BX]] : index to i32
-// NAIVE-NEXT:      %[[BY32:.*]] = arith.index_cast %[[BY]] : index to i32
+// NAIVE-DAG:       %[[C32:[0-9a-z_]+]] = arith.constant 32 : i32
+// NAIVE-DAG:       %[[C8:[0-9a-z_]+]] = arith.constant 8 : i32
+// NAIVE-DAG:       %[[C31:[0-9a-z_]+]] = arith.constant 31 : i32
+// NAIVE:           %[[BX32:[0-9a-z_]+]] = arith.index_cast %[[BX]] : index to i32
+// NAIVE-NEXT:      %[[BY32:[0-9a-z_]+]] = arith.index_cast %[[BY]] : index to i32
 // NAIVE-NEXT:      %{{.*}} = arith.index_cast
-// NAIVE-NEXT:      %[[TID:.*]] = arith.index_cast %[[TX]] : index to i32
-// NAIVE-NEXT:      %[[M0:.*]] = arith.muli %[[BY32]], %[[C32]] : i32
-// NAIVE-NEXT:      %[[N0:.*]] = arith.muli %[[BX32]], %[[C8]] : i32
-// NAIVE-NEXT:      %[[WID:.*]] = arith.shrui %[[TID]], %{{.*}} : i32
-// NAIVE-NEXT:      %[[LANE:.*]] = arith.andi %[[TID]], %[[C31]] : i32
-// NAIVE:           %[[R:.*]] = arith.addi %{{.*}}, %[[LANE]] : i32
-// NAIVE-NEXT:      %[[ROW:.*]] = arith.addi %[[M0]], %[[R]] : i32
-// NAIVE-NEXT:      %[[COL:.*]] = arith.addi %[[N0]], %{{.*}} : i32
-// NAIVE-NEXT:      %[[SUM:.*]] = scf.for %{{.*}} iter_args(%[[ACC:.*]] = %{{.*}}) -> (f32) {
-// NAIVE:             %[[X:.*]] = memref.load %a[{{.*}}] : memref<200x24xf32>
-// NAIVE-NEXT:        %[[XS:.*]] = arith.select %{{.*}}, %[[X]], %{{.*}} : f32
-// NAIVE:             %[[Y:.*]] = memref.load %b[{{.*}}] : memref<24x300xf32>
-// NAIVE-NEXT:        %[[YS:.*]] = arith.select %{{.*}}, %[[Y]], %{{.*}} : f32
-// NAIVE-NEXT:        %[[P:.*]] = arith.mulf %[[XS]], %[[YS]] : f32
-// NAIVE-NEXT:        %[[S:.*]] = arith.addf %[[ACC]], %[[P]] : f32
+// NAIVE-NEXT:      %[[TID:[0-9a-z_]+]] = arith.index_cast %[[TX]] : index to i32
+// NAIVE-NEXT:      %[[M0:[0-9a-z_]+]] = arith.muli %[[BY32]], %[[C32]] : i32
+// NAIVE-NEXT:      %[[N0:[0-9a-z_]+]] = arith.muli %[[BX32]], %[[C8]] : i32
+// NAIVE-NEXT:      %[[WID:[0-9a-z_]+]] = arith.shrui %[[TID]], %{{.*}} : i32
+// NAIVE-NEXT:      %[[LANE:[0-9a-z_]+]] = arith.andi %[[TID]], %[[C31]] : i32
+// NAIVE:           %[[R:[0-9a-z_]+]] = arith.addi %{{.*}}, %[[LANE]] : i32
+// NAIVE-NEXT:      %[[ROW:[0-9a-z_]+]] = arith.addi %[[M0]], %[[R]] : i32
+// NAIVE-NEXT:      %[[COL:[0-9a-z_]+]] = arith.addi %[[N0]], %{{.*}} : i32
+// NAIVE-NEXT:      %[[SUM:[0-9a-z_]+]] = scf.for %{{.*}} iter_args(%[[ACC:[0-9a-z_]+]] = %{{.*}}) -> (f32) {
+// NAIVE:             %[[X:[0-9a-z_]+]] = memref.load %a[{{.*}}] : memref<200x24xf32>
+// NAIVE-NEXT:        %[[XS:[0-9a-z_]+]] = arith.select %{{.*}}, %[[X]], %{{.*}} : f32
+// NAIVE:             %[[Y:[0-9a-z_]+]] = memref.load %b[{{.*}}] : memref<24x300xf32>
+// NAIVE-NEXT:        %[[YS:[0-9a-z_]+]] = arith.select %{{.*}}, %[[Y]], %{{.*}} : f32
+// NAIVE-NEXT:        %[[P:[0-9a-z_]+]] = arith.mulf %[[XS]], %[[YS]] : f32
+// NAIVE-NEXT:        %[[S:[0-9a-z_]+]] = arith.addf %[[ACC]], %[[P]] : f32
 // NAIVE-NEXT:        scf.yield %[[S]] : f32
 // NAIVE-NEXT:      }
-// NAIVE-NEXT:      %[[RIN:.*]] = arith.cmpi ult, %[[ROW]], %{{.*}} : i32
-// NAIVE-NEXT:      %[[CIN:.*]] = arith.cmpi ult, %[[COL]], %{{.*}} : i32
-// NAIVE-NEXT:      %[[IN:.*]] = arith.andi %[[RIN]], %[[CIN]] : i1
+// NAIVE-NEXT:      %[[RIN:[0-9a-z_]+]] = arith.cmpi ult, %[[ROW]], %{{.*}} : i32
+// NAIVE-NEXT:      %[[CIN:[0-9a-z_]+]] = arith.cmpi ult, %[[COL]], %{{.*}} : i32
+// NAIVE-NEXT:      %[[IN:[0-9a-z_]+]] = arith.andi %[[RIN]], %[[CIN]] : i1
 // NAIVE-NEXT:      scf.if %[[IN]] {
-// NAIVE-NEXT:        %[[I:.*]] = arith.index_cast %[[ROW]] : i32 to index
-// NAIVE-NEXT:        %[[J:.*]] = arith.index_cast %[[COL]] : i32 to index
+// NAIVE-NEXT:        %[[I:[0-9a-z_]+]] = arith.index_cast %[[ROW]] : i32 to index
+// NAIVE-NEXT:        %[[J:[0-9a-z_]+]] = arith.index_cast %[[COL]] : i32 to index
 // NAIVE-NEXT:        memref.store %[[SUM]], %c[%[[I]], %[[J]]] : memref<200x300xf32>
 // NAIVE-NEXT:      }
 // NAIVE-NEXT:      "gpu.terminator"() : () -> ()
@@ -65,35 +65,35 @@
 
 // coalesced: 8x32 outputs a block, consecutive threads along N: column = bx * 32 + lane.
 // COAL-LABEL: func.func @mm(
-// COAL:         %[[GX:.*]] = arith.constant 10 : index
-// COAL-NEXT:    %[[GY:.*]] = arith.constant 25 : index
-// COAL-NEXT:    %[[GZ:.*]] = arith.constant 1 : index
-// COAL-NEXT:    %[[T:.*]] = arith.constant 256 : index
-// COAL-NEXT:    %[[ONE:.*]] = arith.constant 1 : index
+// COAL:         %[[GX:[0-9a-z_]+]] = arith.constant 10 : index
+// COAL-NEXT:    %[[GY:[0-9a-z_]+]] = arith.constant 25 : index
+// COAL-NEXT:    %[[GZ:[0-9a-z_]+]] = arith.constant 1 : index
+// COAL-NEXT:    %[[T:[0-9a-z_]+]] = arith.constant 256 : index
+// COAL-NEXT:    %[[ONE:[0-9a-z_]+]] = arith.constant 1 : index
 // COAL-NEXT:    "gpu.launch"(%[[GX]], %[[GY]], %[[GZ]], %[[T]], %[[ONE]], %[[ONE]])
 // COAL-NEXT:    ^bb0(%[[BX:[0-9]+]]: index, %[[BY:[0-9]+]]: index, %{{[0-9]+}}: index, %[[TX:[0-9]+]]: index,
-// COAL-DAG:       %[[C8:.*]] = arith.constant 8 : i32
-// COAL-DAG:       %[[C32:.*]] = arith.constant 32 : i32
-// COAL-DAG:       %[[C31:.*]] = arith.constant 31 : i32
-// COAL:           %[[BX32:.*]] = arith.index_cast %[[BX]] : index to i32
-// COAL-NEXT:      %[[BY32:.*]] = arith.index_cast %[[BY]] : index to i32
+// COAL-DAG:       %[[C8:[0-9a-z_]+]] = arith.constant 8 : i32
+// COAL-DAG:       %[[C32:[0-9a-z_]+]] = arith.constant 32 : i32
+// COAL-DAG:       %[[C31:[0-9a-z_]+]] = arith.constant 31 : i32
+// COAL:           %[[BX32:[0-9a-z_]+]] = arith.index_cast %[[BX]] : index to i32
+// COAL-NEXT:      %[[BY32:[0-9a-z_]+]] = arith.index_cast %[[BY]] : index to i32
 // COAL-NEXT:      %{{.*}} = arith.index_cast
-// COAL-NEXT:      %[[TID:.*]] = arith.index_cast %[[TX]] : index to i32
-// COAL-NEXT:      %[[M0:.*]] = arith.muli %[[BY32]], %[[C8]] : i32
-// COAL-NEXT:      %[[N0:.*]] = arith.muli %[[BX32]], %[[C32]] : i32
-// COAL-NEXT:      %[[WID:.*]] = arith.shrui %[[TID]], %{{.*}} : i32
-// COAL-NEXT:      %[[LANE:.*]] = arith.andi %[[TID]], %[[C31]] : i32
+// COAL-NEXT:      %[[TID:[0-9a-z_]+]] = arith.index_cast %[[TX]] : index to i32
+// COAL-NEXT:      %[[M0:[0-9a-z_]+]] = arith.muli %[[BY32]], %[[C8]] : i32
+// COAL-NEXT:      %[[N0:[0-9a-z_]+]] = arith.muli %[[BX32]], %[[C32]] : i32
+// COAL-NEXT:      %[[WID:[0-9a-z_]+]] = arith.shrui %[[TID]], %{{.*}} : i32
+// COAL-NEXT:      %[[LANE:[0-9a-z_]+]] = arith.andi %[[TID]], %[[C31]] : i32
 // COAL-NEXT:      %{{.*}} = arith.shrui %[[LANE]], %{{.*}} : i32
-// COAL-NEXT:      %[[LN:.*]] = arith.andi %[[LANE]], %[[C31]] : i32
-// COAL-NEXT:      %[[R:.*]] = arith.addi %[[WID]], %{{.*}} : i32
-// COAL-NEXT:      %[[ROW:.*]] = arith.addi %[[M0]], %[[R]] : i32
-// COAL-NEXT:      %[[COL:.*]] = arith.addi %[[N0]], %[[LN]] : i32
-// COAL-NEXT:      %[[SUM:.*]] = scf.for
+// COAL-NEXT:      %[[LN:[0-9a-z_]+]] = arith.andi %[[LANE]], %[[C31]] : i32
+// COAL-NEXT:      %[[R:[0-9a-z_]+]] = arith.addi %[[WID]], %{{.*}} : i32
+// COAL-NEXT:      %[[ROW:[0-9a-z_]+]] = arith.addi %[[M0]], %[[R]] : i32
+// COAL-NEXT:      %[[COL:[0-9a-z_]+]] = arith.addi %[[N0]], %[[LN]] : i32
+// COAL-NEXT:      %[[SUM:[0-9a-z_]+]] = scf.for
 // COAL:             memref.load %a[{{.*}}] : memref<200x24xf32>
 // COAL:             memref.load %b[{{.*}}] : memref<24x300xf32>
 // COAL:           scf.if
-// COAL-NEXT:        %[[I:.*]] = arith.index_cast %[[ROW]] : i32 to index
-// COAL-NEXT:        %[[J:.*]] = arith.index_cast %[[COL]] : i32 to index
+// COAL-NEXT:        %[[I:[0-9a-z_]+]] = arith.index_cast %[[ROW]] : i32 to index
+// COAL-NEXT:        %[[J:[0-9a-z_]+]] = arith.index_cast %[[COL]] : i32 to index
 // COAL-NEXT:        memref.store %[[SUM]], %c[%[[I]], %[[J]]] : memref<200x300xf32>
 // COAL:         }) {pg.kernel = "k0_matmul", pg.kind = "matmul", pg.schedule = "coalesced", pg.tile = array<i32: 8, 32, 0>, gpu.known_block_size = array<i32: 256, 1, 1>}
 
@@ -101,22 +101,22 @@
 // memory, k-major. A's tile is transposed on the way (one row of padding against bank conflicts), B's is not. One K
 // step covers K = 24; a barrier after the copies and after the 32 unrolled multiply-adds.
 // SMEM-LABEL: func.func @mm(
-// SMEM:         %[[GX:.*]] = arith.constant 10 : index
-// SMEM-NEXT:    %[[GY:.*]] = arith.constant 7 : index
-// SMEM-NEXT:    %[[GZ:.*]] = arith.constant 1 : index
-// SMEM-NEXT:    %[[T:.*]] = arith.constant 1024 : index
-// SMEM-NEXT:    %[[ONE:.*]] = arith.constant 1 : index
+// SMEM:         %[[GX:[0-9a-z_]+]] = arith.constant 10 : index
+// SMEM-NEXT:    %[[GY:[0-9a-z_]+]] = arith.constant 7 : index
+// SMEM-NEXT:    %[[GZ:[0-9a-z_]+]] = arith.constant 1 : index
+// SMEM-NEXT:    %[[T:[0-9a-z_]+]] = arith.constant 1024 : index
+// SMEM-NEXT:    %[[ONE:[0-9a-z_]+]] = arith.constant 1 : index
 // SMEM-NEXT:    "gpu.launch"(%[[GX]], %[[GY]], %[[GZ]], %[[T]], %[[ONE]], %[[ONE]])
-// SMEM:           %[[AT:.*]] = gpu_ext.workgroup_alloc : memref<1x32x33xf32, 3 : i64>
-// SMEM:           %[[BT:.*]] = gpu_ext.workgroup_alloc : memref<1x32x32xf32, 3 : i64>
-// SMEM:           %[[SUM:.*]] = scf.for %{{.*}} = %{{.*}} to %[[KT:.*]] step %[[KT]] iter_args(%{{.*}}) -> (f32) {
-// SMEM:             %[[X:.*]] = memref.load %a[{{.*}}] : memref<200x24xf32>
-// SMEM-NEXT:        %[[XS:.*]] = arith.select %{{.*}}, %[[X]], %{{.*}} : f32
-// SMEM-NEXT:        %[[AK:.*]] = arith.index_cast
-// SMEM-NEXT:        %[[AI:.*]] = arith.index_cast
+// SMEM:           %[[AT:[0-9a-z_]+]] = gpu_ext.workgroup_alloc : memref<1x32x33xf32, 3 : i64>
+// SMEM:           %[[BT:[0-9a-z_]+]] = gpu_ext.workgroup_alloc : memref<1x32x32xf32, 3 : i64>
+// SMEM:           %[[SUM:[0-9a-z_]+]] = scf.for %{{.*}} = %{{.*}} to %[[KT:[0-9a-z_]+]] step %[[KT]] iter_args(%{{.*}}) -> (f32) {
+// SMEM:             %[[X:[0-9a-z_]+]] = memref.load %a[{{.*}}] : memref<200x24xf32>
+// SMEM-NEXT:        %[[XS:[0-9a-z_]+]] = arith.select %{{.*}}, %[[X]], %{{.*}} : f32
+// SMEM-NEXT:        %[[AK:[0-9a-z_]+]] = arith.index_cast
+// SMEM-NEXT:        %[[AI:[0-9a-z_]+]] = arith.index_cast
 // SMEM-NEXT:        memref.store %[[XS]], %[[AT]][%{{.*}}, %[[AK]], %[[AI]]] : memref<1x32x33xf32, 3 : i64>
-// SMEM:             %[[Y:.*]] = memref.load %b[{{.*}}] : memref<24x300xf32>
-// SMEM-NEXT:        %[[YS:.*]] = arith.select %{{.*}}, %[[Y]], %{{.*}} : f32
+// SMEM:             %[[Y:[0-9a-z_]+]] = memref.load %b[{{.*}}] : memref<24x300xf32>
+// SMEM-NEXT:        %[[YS:[0-9a-z_]+]] = arith.select %{{.*}}, %[[Y]], %{{.*}} : f32
 // SMEM-NEXT:        memref.store %[[YS]], %[[BT]][%{{.*}}, %[[AI]], %[[AK]]] : memref<1x32x32xf32, 3 : i64>
 // SMEM-NEXT:        "gpu.barrier"() : () -> ()
 // SMEM-COUNT-32:    memref.load %[[AT]]
@@ -133,20 +133,20 @@
 // 16-byte store. Each k step reads two 16-byte fragments of each tile. Each thread stores 8 rows of 2 16-byte
 // vectors, each behind its bounds check.
 // REG-LABEL: func.func @mm(
-// REG:         %[[GX:.*]] = arith.constant 3 : index
-// REG-NEXT:    %[[GY:.*]] = arith.constant 2 : index
-// REG-NEXT:    %[[GZ:.*]] = arith.constant 1 : index
-// REG-NEXT:    %[[T:.*]] = arith.constant 256 : index
-// REG-NEXT:    %[[ONE:.*]] = arith.constant 1 : index
+// REG:         %[[GX:[0-9a-z_]+]] = arith.constant 3 : index
+// REG-NEXT:    %[[GY:[0-9a-z_]+]] = arith.constant 2 : index
+// REG-NEXT:    %[[GZ:[0-9a-z_]+]] = arith.constant 1 : index
+// REG-NEXT:    %[[T:[0-9a-z_]+]] = arith.constant 256 : index
+// REG-NEXT:    %[[ONE:[0-9a-z_]+]] = arith.constant 1 : index
 // REG-NEXT:    "gpu.launch"(%[[GX]], %[[GY]], %[[GZ]], %[[T]], %[[ONE]], %[[ONE]])
-// REG:           %[[AT:.*]] = gpu_ext.workgroup_alloc : memref<1x8x132xf32, 3 : i64>
-// REG:           %[[BT:.*]] = gpu_ext.workgroup_alloc : memref<1x8x128xf32, 3 : i64>
+// REG:           %[[AT:[0-9a-z_]+]] = gpu_ext.workgroup_alloc : memref<1x8x132xf32, 3 : i64>
+// REG:           %[[BT:[0-9a-z_]+]] = gpu_ext.workgroup_alloc : memref<1x8x128xf32, 3 : i64>
 // REG:           scf.for {{.*}} -> ({{(f32, ){63}f32}}) {
-// REG:             %[[A0:.*]], %[[A1:.*]], %[[A2:.*]], %[[A3:.*]] = gpu_ext.vector_load %a[{{.*}}] : memref<200x24xf32> -> f32, f32, f32, f32
-// REG-NEXT:        %[[S0:.*]] = arith.select %[[OK:.*]], %[[A0]], %{{.*}} : f32
-// REG-NEXT:        %[[S1:.*]] = arith.select %[[OK]], %[[A1]], %{{.*}} : f32
-// REG-NEXT:        %[[S2:.*]] = arith.select %[[OK]], %[[A2]], %{{.*}} : f32
-// REG-NEXT:        %[[S3:.*]] = arith.select %[[OK]], %[[A3]], %{{.*}} : f32
+// REG:             %[[A0:[0-9a-z_]+]], %[[A1:[0-9a-z_]+]], %[[A2:[0-9a-z_]+]], %[[A3:[0-9a-z_]+]] = gpu_ext.vector_load %a[{{.*}}] : memref<200x24xf32> -> f32, f32, f32, f32
+// REG-NEXT:        %[[S0:[0-9a-z_]+]] = arith.select %[[OK:[0-9a-z_]+]], %[[A0]], %{{.*}} : f32
+// REG-NEXT:        %[[S1:[0-9a-z_]+]] = arith.select %[[OK]], %[[A1]], %{{.*}} : f32
+// REG-NEXT:        %[[S2:[0-9a-z_]+]] = arith.select %[[OK]], %[[A2]], %{{.*}} : f32
+// REG-NEXT:        %[[S3:[0-9a-z_]+]] = arith.select %[[OK]], %[[A3]], %{{.*}} : f32
 // REG:             memref.store %[[S0]], %[[AT]]
 // REG:             memref.store %[[S1]], %[[AT]]
 // REG:             memref.store %[[S2]], %[[AT]]
@@ -171,14 +171,14 @@
 // warptile: as regtile with K steps of 16, each warp owning a 64x32 tile; a thread's 8x8 outputs are 2x2 fragments
 // of 4x4, so each k step still reads two 16-byte fragments of each tile (32 of A's in all).
 // WARP-LABEL: func.func @mm(
-// WARP:         %[[GX:.*]] = arith.constant 3 : index
-// WARP-NEXT:    %[[GY:.*]] = arith.constant 2 : index
-// WARP-NEXT:    %[[GZ:.*]] = arith.constant 1 : index
-// WARP-NEXT:    %[[T:.*]] = arith.constant 256 : index
-// WARP-NEXT:    %[[ONE:.*]] = arith.constant 1 : index
+// WARP:         %[[GX:[0-9a-z_]+]] = arith.constant 3 : index
+// WARP-NEXT:    %[[GY:[0-9a-z_]+]] = arith.constant 2 : index
+// WARP-NEXT:    %[[GZ:[0-9a-z_]+]] = arith.constant 1 : index
+// WARP-NEXT:    %[[T:[0-9a-z_]+]] = arith.constant 256 : index
+// WARP-NEXT:    %[[ONE:[0-9a-z_]+]] = arith.constant 1 : index
 // WARP-NEXT:    "gpu.launch"(%[[GX]], %[[GY]], %[[GZ]], %[[T]], %[[ONE]], %[[ONE]])
-// WARP:           %[[AT:.*]] = gpu_ext.workgroup_alloc : memref<1x16x132xf32, 3 : i64>
-// WARP:           %[[BT:.*]] = gpu_ext.workgroup_alloc : memref<1x16x128xf32, 3 : i64>
+// WARP:           %[[AT:[0-9a-z_]+]] = gpu_ext.workgroup_alloc : memref<1x16x132xf32, 3 : i64>
+// WARP:           %[[BT:[0-9a-z_]+]] = gpu_ext.workgroup_alloc : memref<1x16x128xf32, 3 : i64>
 // WARP:           scf.for {{.*}} -> ({{(f32, ){63}f32}}) {
 // WARP-COUNT-2:     gpu_ext.vector_load %a[{{.*}}] : memref<200x24xf32> -> f32, f32, f32, f32
 // WARP-COUNT-2:     gpu_ext.vector_load %b[{{.*}}] : memref<24x300xf32> -> f32, f32, f32, f32
@@ -198,32 +198,32 @@
 // starts tile kt + 1 towards stage (kt + 1) % 2, computes on stage kt % 2, stores A's registers, then waits for its
 // copies and synchronizes once.
 // CPA-LABEL: func.func @mm(
-// CPA:         %[[GX:.*]] = arith.constant 3 : index
-// CPA-NEXT:    %[[GY:.*]] = arith.constant 2 : index
-// CPA-NEXT:    %[[GZ:.*]] = arith.constant 1 : index
-// CPA-NEXT:    %[[T:.*]] = arith.constant 256 : index
-// CPA-NEXT:    %[[ONE:.*]] = arith.constant 1 : index
+// CPA:         %[[GX:[0-9a-z_]+]] = arith.constant 3 : index
+// CPA-NEXT:    %[[GY:[0-9a-z_]+]] = arith.constant 2 : index
+// CPA-NEXT:    %[[GZ:[0-9a-z_]+]] = arith.constant 1 : index
+// CPA-NEXT:    %[[T:[0-9a-z_]+]] = arith.constant 256 : index
+// CPA-NEXT:    %[[ONE:[0-9a-z_]+]] = arith.constant 1 : index
 // CPA-NEXT:    "gpu.launch"(%[[GX]], %[[GY]], %[[GZ]], %[[T]], %[[ONE]], %[[ONE]])
-// CPA:           %[[AT:.*]] = gpu_ext.workgroup_alloc : memref<2x16x132xf32, 3 : i64>
-// CPA:           %[[BT:.*]] = gpu_ext.workgroup_alloc : memref<2x16x128xf32, 3 : i64>
+// CPA:           %[[AT:[0-9a-z_]+]] = gpu_ext.workgroup_alloc : memref<2x16x132xf32, 3 : i64>
+// CPA:           %[[BT:[0-9a-z_]+]] = gpu_ext.workgroup_alloc : memref<2x16x128xf32, 3 : i64>
 // CPA-COUNT-2:   gpu_ext.vector_load %a[{{.*}}] : memref<200x24xf32> -> f32, f32, f32, f32
 // CPA-COUNT-8:   memref.store %{{.*}}, %[[AT]][%[[S0:[0-9]+]], {{.*}}] : memref<2x16x132xf32, 3 : i64>
-// CPA:           %[[VALID:.*]] = arith.select %{{.*}}, %[[C4:.*]], %{{.*}} : index
+// CPA:           %[[VALID:[0-9a-z_]+]] = arith.select %{{.*}}, %[[C4:[0-9a-z_]+]], %{{.*}} : index
 // CPA:           gpu_ext.async_copy %b[{{.*}}], %[[BT]][%[[S0]], {{.*}}], 4, %[[VALID]] : memref<24x300xf32>, memref<2x16x128xf32, 3 : i64>
 // CPA:           gpu_ext.async_copy %b[{{.*}}], %[[BT]][%[[S0]], {{.*}}], 4, %{{.*}} : memref<24x300xf32>, memref<2x16x128xf32, 3 : i64>
 // CPA-NEXT:      gpu_ext.async_commit
 // CPA-NEXT:      gpu_ext.async_wait pending 0
 // CPA-NEXT:      "gpu.barrier"() : () -> ()
 // CPA-NEXT:      scf.for %{{.*}} -> ({{(f32, ){63}f32}}) {
-// CPA-NEXT:        %[[KT:.*]] = arith.index_cast
-// CPA:             %[[HERE:.*]] = arith.andi %[[KT]], %[[C1:.*]] : i32
-// CPA-NEXT:        %[[THERE:.*]] = arith.xori %[[HERE]], %[[C1]] : i32
+// CPA-NEXT:        %[[KT:[0-9a-z_]+]] = arith.index_cast
+// CPA:             %[[HERE:[0-9a-z_]+]] = arith.andi %[[KT]], %[[C1:[0-9a-z_]+]] : i32
+// CPA-NEXT:        %[[THERE:[0-9a-z_]+]] = arith.xori %[[HERE]], %[[C1]] : i32
 // CPA-COUNT-2:     gpu_ext.vector_load %a[{{.*}}] : memref<200x24xf32> -> f32, f32, f32, f32
-// CPA:             %[[ST:.*]] = arith.index_cast %[[THERE]] : i32 to index
+// CPA:             %[[ST:[0-9a-z_]+]] = arith.index_cast %[[THERE]] : i32 to index
 // CPA:             gpu_ext.async_copy %b[{{.*}}], %[[BT]][%[[ST]], {{.*}}], 4, %{{.*}}
 // CPA:             gpu_ext.async_copy %b[{{.*}}], %[[BT]][%[[ST]], {{.*}}], 4, %{{.*}}
 // CPA-NEXT:        gpu_ext.async_commit
-// CPA-NEXT:        %[[SH:.*]] = arith.index_cast %[[HERE]] : i32 to index
+// CPA-NEXT:        %[[SH:[0-9a-z_]+]] = arith.index_cast %[[HERE]] : i32 to index
 // CPA:             gpu_ext.vector_load %[[AT]][%[[SH]], {{.*}}]
 // CPA:             gpu_ext.vector_load %[[BT]][%[[SH]], {{.*}}]
 // CPA-COUNT-8:     memref.store %{{.*}}, %[[AT]][%[[ST]], {{.*}}] : memref<2x16x132xf32, 3 : i64>
@@ -269,25 +269,25 @@ func.func @mm(%a: memref<200x24xf32>, %b: memref<24x300xf32>, %c: memref<200x300
 
 // NAIVE-LABEL: func.func @mm_at(
 // NAIVE:         "gpu.launch"
-// NAIVE:           scf.for %[[K:.*]] = {{.*}} -> (f32) {
-// NAIVE:             memref.load %a[%[[KI:.*]], %[[MI:.*]]] : memref<24x200xf32>
+// NAIVE:           scf.for %[[K:[0-9a-z_]+]] = {{.*}} -> (f32) {
+// NAIVE:             memref.load %a[%[[KI:[0-9a-z_]+]], %[[MI:[0-9a-z_]+]]] : memref<24x200xf32>
 // NAIVE:             memref.load %b[%[[KI]], %{{.*}}] : memref<24x300xf32>
 // NAIVE:         pg.schedule = "naive"
 
 // SMEM-LABEL: func.func @mm_at(
-// SMEM:           %[[AT:.*]] = gpu_ext.workgroup_alloc : memref<1x32x32xf32, 3 : i64>
-// SMEM:           %[[BT:.*]] = gpu_ext.workgroup_alloc : memref<1x32x32xf32, 3 : i64>
-// SMEM:             %[[X:.*]] = memref.load %a[{{.*}}] : memref<24x200xf32>
-// SMEM-NEXT:        %[[XS:.*]] = arith.select %{{.*}}, %[[X]], %{{.*}} : f32
-// SMEM-NEXT:        %[[AK:.*]] = arith.index_cast
-// SMEM-NEXT:        %[[AI:.*]] = arith.index_cast
+// SMEM:           %[[AT:[0-9a-z_]+]] = gpu_ext.workgroup_alloc : memref<1x32x32xf32, 3 : i64>
+// SMEM:           %[[BT:[0-9a-z_]+]] = gpu_ext.workgroup_alloc : memref<1x32x32xf32, 3 : i64>
+// SMEM:             %[[X:[0-9a-z_]+]] = memref.load %a[{{.*}}] : memref<24x200xf32>
+// SMEM-NEXT:        %[[XS:[0-9a-z_]+]] = arith.select %{{.*}}, %[[X]], %{{.*}} : f32
+// SMEM-NEXT:        %[[AK:[0-9a-z_]+]] = arith.index_cast
+// SMEM-NEXT:        %[[AI:[0-9a-z_]+]] = arith.index_cast
 // SMEM-NEXT:        memref.store %[[XS]], %[[AT]][%{{.*}}, %[[AK]], %[[AI]]] : memref<1x32x32xf32, 3 : i64>
 // SMEM:         pg.schedule = "smem"
 
 // REG-LABEL: func.func @mm_at(
-// REG:           %[[AT:.*]] = gpu_ext.workgroup_alloc : memref<1x8x128xf32, 3 : i64>
-// REG:           %[[BT:.*]] = gpu_ext.workgroup_alloc : memref<1x8x128xf32, 3 : i64>
-// REG:             %[[A0:.*]], %[[A1:.*]], %[[A2:.*]], %[[A3:.*]] = gpu_ext.vector_load %a[{{.*}}] : memref<24x200xf32> -> f32, f32, f32, f32
+// REG:           %[[AT:[0-9a-z_]+]] = gpu_ext.workgroup_alloc : memref<1x8x128xf32, 3 : i64>
+// REG:           %[[BT:[0-9a-z_]+]] = gpu_ext.workgroup_alloc : memref<1x8x128xf32, 3 : i64>
+// REG:             %[[A0:[0-9a-z_]+]], %[[A1:[0-9a-z_]+]], %[[A2:[0-9a-z_]+]], %[[A3:[0-9a-z_]+]] = gpu_ext.vector_load %a[{{.*}}] : memref<24x200xf32> -> f32, f32, f32, f32
 // REG-NOT:         memref.store
 // REG:             gpu_ext.vector_store({{.*}}), %[[AT]][{{.*}}] : memref<1x8x128xf32, 3 : i64>
 // REG:             gpu_ext.vector_load %b[{{.*}}] : memref<24x300xf32> -> f32, f32, f32, f32
@@ -297,14 +297,14 @@ func.func @mm(%a: memref<200x24xf32>, %b: memref<24x300xf32>, %c: memref<200x300
 // REG:         pg.schedule = "regtile"
 
 // WARP-LABEL: func.func @mm_at(
-// WARP:           %[[AT:.*]] = gpu_ext.workgroup_alloc : memref<1x16x128xf32, 3 : i64>
+// WARP:           %[[AT:[0-9a-z_]+]] = gpu_ext.workgroup_alloc : memref<1x16x128xf32, 3 : i64>
 // WARP:           gpu_ext.vector_load %a[{{.*}}] : memref<24x200xf32> -> f32, f32, f32, f32
 // WARP:           gpu_ext.vector_store({{.*}}), %[[AT]][{{.*}}] : memref<1x16x128xf32, 3 : i64>
 // WARP:         pg.schedule = "warptile"
 
 // CPA-LABEL: func.func @mm_at(
-// CPA:           %[[AT:.*]] = gpu_ext.workgroup_alloc : memref<2x16x128xf32, 3 : i64>
-// CPA:           %[[BT:.*]] = gpu_ext.workgroup_alloc : memref<2x16x128xf32, 3 : i64>
+// CPA:           %[[AT:[0-9a-z_]+]] = gpu_ext.workgroup_alloc : memref<2x16x128xf32, 3 : i64>
+// CPA:           %[[BT:[0-9a-z_]+]] = gpu_ext.workgroup_alloc : memref<2x16x128xf32, 3 : i64>
 // CPA-NOT:       gpu_ext.vector_load %a
 // CPA-COUNT-2:   gpu_ext.async_copy %a[{{.*}}], %[[AT]][{{.*}}], 4, %{{.*}} : memref<24x200xf32>, memref<2x16x128xf32, 3 : i64>
 // CPA-COUNT-2:   gpu_ext.async_copy %b[{{.*}}], %[[BT]][{{.*}}], 4, %{{.*}} : memref<24x300xf32>, memref<2x16x128xf32, 3 : i64>
@@ -349,17 +349,17 @@ func.func @mm_at(%a: memref<24x200xf32>, %b: memref<24x300xf32>, %c: memref<200x
 // workgroup memory are still read 16 bytes at a time); cp-async copies one element (4 bytes) at a time.
 
 // NAIVE-LABEL: func.func @mm_odd(
-// NAIVE:         %[[GX:.*]] = arith.constant 2 : index
-// NAIVE-NEXT:    %[[GY:.*]] = arith.constant 1 : index
-// NAIVE-NEXT:    %[[GZ:.*]] = arith.constant 1 : index
-// NAIVE-NEXT:    %[[T:.*]] = arith.constant 256 : index
+// NAIVE:         %[[GX:[0-9a-z_]+]] = arith.constant 2 : index
+// NAIVE-NEXT:    %[[GY:[0-9a-z_]+]] = arith.constant 1 : index
+// NAIVE-NEXT:    %[[GZ:[0-9a-z_]+]] = arith.constant 1 : index
+// NAIVE-NEXT:    %[[T:[0-9a-z_]+]] = arith.constant 256 : index
 // NAIVE:         pg.schedule = "naive"
 
 // REG-LABEL: func.func @mm_odd(
-// REG:           %[[AT:.*]] = gpu_ext.workgroup_alloc : memref<1x8x132xf32, 3 : i64>
+// REG:           %[[AT:[0-9a-z_]+]] = gpu_ext.workgroup_alloc : memref<1x8x132xf32, 3 : i64>
 // REG-NOT:       gpu_ext.vector_load %a
 // REG-NOT:       gpu_ext.vector_load %b
-// REG:           %[[BT:.*]] = gpu_ext.workgroup_alloc : memref<1x8x128xf32, 3 : i64>
+// REG:           %[[BT:[0-9a-z_]+]] = gpu_ext.workgroup_alloc : memref<1x8x128xf32, 3 : i64>
 // REG-NOT:       gpu_ext.vector_load %a
 // REG-NOT:       gpu_ext.vector_load %b
 // REG:             memref.load %a[{{.*}}] : memref<17x13xf32>
@@ -391,8 +391,8 @@ func.func @mm_at(%a: memref<24x200xf32>, %b: memref<24x300xf32>, %c: memref<200x
 // WARP:         pg.schedule = "warptile"
 
 // CPA-LABEL: func.func @mm_odd(
-// CPA:           %[[AT:.*]] = gpu_ext.workgroup_alloc : memref<2x16x132xf32, 3 : i64>
-// CPA:           %[[BT:.*]] = gpu_ext.workgroup_alloc : memref<2x16x128xf32, 3 : i64>
+// CPA:           %[[AT:[0-9a-z_]+]] = gpu_ext.workgroup_alloc : memref<2x16x132xf32, 3 : i64>
+// CPA:           %[[BT:[0-9a-z_]+]] = gpu_ext.workgroup_alloc : memref<2x16x128xf32, 3 : i64>
 // CPA-NOT:       gpu_ext.vector_load %a
 // CPA-NOT:       memref.load %a
 // CPA-COUNT-8:   gpu_ext.async_copy %a[{{.*}}], %[[AT]][{{.*}}], 1, %{{.*}} : memref<17x13xf32>, memref<2x16x132xf32, 3 : i64>
@@ -433,50 +433,50 @@ func.func @mm_odd(%a: memref<17x13xf32>, %b: memref<13x9xf32>, %c: memref<17x9xf
 // picks the batch index of A and C.
 
 // NAIVE-LABEL: func.func @mm_batched(
-// NAIVE:         %[[GX:.*]] = arith.constant 38 : index
-// NAIVE-NEXT:    %[[GY:.*]] = arith.constant 7 : index
-// NAIVE-NEXT:    %[[GZ:.*]] = arith.constant 2 : index
-// NAIVE-NEXT:    %[[T:.*]] = arith.constant 256 : index
-// NAIVE-NEXT:    %[[ONE:.*]] = arith.constant 1 : index
+// NAIVE:         %[[GX:[0-9a-z_]+]] = arith.constant 38 : index
+// NAIVE-NEXT:    %[[GY:[0-9a-z_]+]] = arith.constant 7 : index
+// NAIVE-NEXT:    %[[GZ:[0-9a-z_]+]] = arith.constant 2 : index
+// NAIVE-NEXT:    %[[T:[0-9a-z_]+]] = arith.constant 256 : index
+// NAIVE-NEXT:    %[[ONE:[0-9a-z_]+]] = arith.constant 1 : index
 // NAIVE-NEXT:    "gpu.launch"(%[[GX]], %[[GY]], %[[GZ]], %[[T]], %[[ONE]], %[[ONE]])
 // NAIVE-NEXT:    ^bb0(%{{[0-9]+}}: index, %{{[0-9]+}}: index, %[[BZ:[0-9]+]]: index,
-// NAIVE:           %[[BZ32:.*]] = arith.index_cast %[[BZ]] : index to i32
-// NAIVE:           %[[BATCH:.*]] = arith.andi %[[BZ32]], %{{.*}} : i32
-// NAIVE:             %[[BI:.*]] = arith.index_cast %{{.*}} : i32 to index
+// NAIVE:           %[[BZ32:[0-9a-z_]+]] = arith.index_cast %[[BZ]] : index to i32
+// NAIVE:           %[[BATCH:[0-9a-z_]+]] = arith.andi %[[BZ32]], %{{.*}} : i32
+// NAIVE:             %[[BI:[0-9a-z_]+]] = arith.index_cast %{{.*}} : i32 to index
 // NAIVE-NEXT:        %{{.*}} = arith.index_cast
-// NAIVE-NEXT:        %[[KI:.*]] = arith.index_cast
+// NAIVE-NEXT:        %[[KI:[0-9a-z_]+]] = arith.index_cast
 // NAIVE-NEXT:        memref.load %a[%[[BI]], %{{.*}}, %[[KI]]] : memref<2x200x24xf32>
 // NAIVE:             memref.load %b[%[[KI]], %{{.*}}] : memref<24x300xf32>
 // NAIVE:           scf.if
-// NAIVE-NEXT:        %[[BS:.*]] = arith.index_cast %[[BATCH]] : i32 to index
+// NAIVE-NEXT:        %[[BS:[0-9a-z_]+]] = arith.index_cast %[[BATCH]] : i32 to index
 // NAIVE:             memref.store %{{.*}}, %c[%[[BS]], %{{.*}}, %{{.*}}] : memref<2x200x300xf32>
 // NAIVE:         pg.schedule = "naive"
 
 // REG-LABEL: func.func @mm_batched(
-// REG:         %[[GX:.*]] = arith.constant 3 : index
-// REG-NEXT:    %[[GY:.*]] = arith.constant 2 : index
-// REG-NEXT:    %[[GZ:.*]] = arith.constant 2 : index
-// REG-NEXT:    %[[T:.*]] = arith.constant 256 : index
-// REG-NEXT:    %[[ONE:.*]] = arith.constant 1 : index
+// REG:         %[[GX:[0-9a-z_]+]] = arith.constant 3 : index
+// REG-NEXT:    %[[GY:[0-9a-z_]+]] = arith.constant 2 : index
+// REG-NEXT:    %[[GZ:[0-9a-z_]+]] = arith.constant 2 : index
+// REG-NEXT:    %[[T:[0-9a-z_]+]] = arith.constant 256 : index
+// REG-NEXT:    %[[ONE:[0-9a-z_]+]] = arith.constant 1 : index
 // REG-NEXT:    "gpu.launch"(%[[GX]], %[[GY]], %[[GZ]], %[[T]], %[[ONE]], %[[ONE]])
 // REG-NEXT:    ^bb0(%{{[0-9]+}}: index, %{{[0-9]+}}: index, %[[BZ:[0-9]+]]: index,
-// REG:           %[[BZ32:.*]] = arith.index_cast %[[BZ]] : index to i32
-// REG:           %[[BATCH:.*]] = arith.andi %[[BZ32]], %{{.*}} : i32
-// REG:             %[[BI:.*]] = arith.index_cast %[[BATCH]] : i32 to index
+// REG:           %[[BZ32:[0-9a-z_]+]] = arith.index_cast %[[BZ]] : index to i32
+// REG:           %[[BATCH:[0-9a-z_]+]] = arith.andi %[[BZ32]], %{{.*}} : i32
+// REG:             %[[BI:[0-9a-z_]+]] = arith.index_cast %[[BATCH]] : i32 to index
 // REG:             gpu_ext.vector_load %a[%[[BI]], %{{.*}}, %{{.*}}] : memref<2x200x24xf32> -> f32, f32, f32, f32
 // REG:             gpu_ext.vector_load %b[%{{[0-9]+}}, %{{[0-9]+}}] : memref<24x300xf32> -> f32, f32, f32, f32
 // REG:           scf.if
-// REG-NEXT:        %[[BS:.*]] = arith.index_cast %[[BATCH]] : i32 to index
+// REG-NEXT:        %[[BS:[0-9a-z_]+]] = arith.index_cast %[[BATCH]] : i32 to index
 // REG:             gpu_ext.vector_store({{.*}}), %c[%[[BS]], %{{.*}}, %{{.*}}] : memref<2x200x300xf32>
 // REG:         pg.schedule = "regtile"
 
 // CPA-LABEL: func.func @mm_batched(
-// CPA:         %[[GX:.*]] = arith.constant 3 : index
-// CPA-NEXT:    %[[GY:.*]] = arith.constant 2 : index
-// CPA-NEXT:    %[[GZ:.*]] = arith.constant 2 : index
-// CPA-NEXT:    %[[T:.*]] = arith.constant 256 : index
-// CPA:           %[[BATCH:.*]] = arith.andi %{{.*}}, %{{.*}} : i32
-// CPA:           %[[BI:.*]] = arith.index_cast %[[BATCH]] : i32 to index
+// CPA:         %[[GX:[0-9a-z_]+]] = arith.constant 3 : index
+// CPA-NEXT:    %[[GY:[0-9a-z_]+]] = arith.constant 2 : index
+// CPA-NEXT:    %[[GZ:[0-9a-z_]+]] = arith.constant 2 : index
+// CPA-NEXT:    %[[T:[0-9a-z_]+]] = arith.constant 256 : index
+// CPA:           %[[BATCH:[0-9a-z_]+]] = arith.andi %{{.*}}, %{{.*}} : i32
+// CPA:           %[[BI:[0-9a-z_]+]] = arith.index_cast %[[BATCH]] : i32 to index
 // CPA:           gpu_ext.vector_load %a[%[[BI]], %{{.*}}, %{{.*}}] : memref<2x200x24xf32> -> f32, f32, f32, f32
 // CPA:           gpu_ext.async_copy %b[%{{[0-9]+}}, %{{[0-9]+}}], {{.*}}, 4, %{{.*}} : memref<24x300xf32>, memref<2x16x128xf32, 3 : i64>
 // CPA:           gpu_ext.vector_store({{.*}}), %c[%[[BI]], %{{.*}}, %{{.*}}] : memref<2x200x300xf32>
@@ -520,9 +520,9 @@ func.func @mm_batched(%a: memref<2x200x24xf32>, %b: memref<24x300xf32>, %c: memr
 // SMEM:         pg.schedule = "smem"
 
 // REG-LABEL: func.func @mm_f64(
-// REG:           %[[AT:.*]] = gpu_ext.workgroup_alloc : memref<1x8x132xf64, 3 : i64>
+// REG:           %[[AT:[0-9a-z_]+]] = gpu_ext.workgroup_alloc : memref<1x8x132xf64, 3 : i64>
 // REG-NOT:       gpu_ext.vector
-// REG:           %[[BT:.*]] = gpu_ext.workgroup_alloc : memref<1x8x128xf64, 3 : i64>
+// REG:           %[[BT:[0-9a-z_]+]] = gpu_ext.workgroup_alloc : memref<1x8x128xf64, 3 : i64>
 // REG-NOT:       gpu_ext.vector
 // REG:           scf.for {{.*}} -> ({{(f64, ){63}f64}}) {
 // REG-NOT:         gpu_ext.vector
@@ -538,8 +538,8 @@ func.func @mm_batched(%a: memref<2x200x24xf32>, %b: memref<24x300xf32>, %c: memr
 // WARP:         pg.schedule = "warptile"
 
 // CPA-LABEL: func.func @mm_f64(
-// CPA:           %[[AT:.*]] = gpu_ext.workgroup_alloc : memref<2x16x132xf64, 3 : i64>
-// CPA:           %[[BT:.*]] = gpu_ext.workgroup_alloc : memref<2x16x128xf64, 3 : i64>
+// CPA:           %[[AT:[0-9a-z_]+]] = gpu_ext.workgroup_alloc : memref<2x16x132xf64, 3 : i64>
+// CPA:           %[[BT:[0-9a-z_]+]] = gpu_ext.workgroup_alloc : memref<2x16x128xf64, 3 : i64>
 // CPA-NOT:       gpu_ext.vector
 // CPA:           gpu_ext.async_copy %a[{{.*}}], %[[AT]][{{.*}}], 1, %{{.*}} : memref<200x24xf64>, memref<2x16x132xf64, 3 : i64>
 // CPA-NOT:       gpu_ext.vector
@@ -624,11 +624,11 @@ func.func @not_matmul(%a: memref<20x24xf32>, %b: memref<24x12xf32>, %c: memref<2
 // four times the blocks).
 
 // AUTO-LABEL: func.func @auto_small_tile(
-// AUTO:         %[[GX:.*]] = arith.constant 8 : index
-// AUTO-NEXT:    %[[GY:.*]] = arith.constant 8 : index
-// AUTO-NEXT:    %[[GZ:.*]] = arith.constant 1 : index
-// AUTO-NEXT:    %[[T:.*]] = arith.constant 128 : index
-// AUTO-NEXT:    %[[ONE:.*]] = arith.constant 1 : index
+// AUTO:         %[[GX:[0-9a-z_]+]] = arith.constant 8 : index
+// AUTO-NEXT:    %[[GY:[0-9a-z_]+]] = arith.constant 8 : index
+// AUTO-NEXT:    %[[GZ:[0-9a-z_]+]] = arith.constant 1 : index
+// AUTO-NEXT:    %[[T:[0-9a-z_]+]] = arith.constant 128 : index
+// AUTO-NEXT:    %[[ONE:[0-9a-z_]+]] = arith.constant 1 : index
 // AUTO-NEXT:    "gpu.launch"(%[[GX]], %[[GY]], %[[GZ]], %[[T]], %[[ONE]], %[[ONE]])
 // AUTO:           gpu_ext.workgroup_alloc : memref<2x16x68xf32, 3 : i64>
 // AUTO:           gpu_ext.workgroup_alloc : memref<2x16x64xf32, 3 : i64>
@@ -660,11 +660,11 @@ func.func @auto_small_tile(%a: memref<512x64xf32>, %b: memref<64x512xf32>, %c: m
 // -----
 
 // AUTO-LABEL: func.func @auto_cp_async(
-// AUTO:         %[[GX:.*]] = arith.constant 12 : index
-// AUTO-NEXT:    %[[GY:.*]] = arith.constant 12 : index
-// AUTO-NEXT:    %[[GZ:.*]] = arith.constant 1 : index
-// AUTO-NEXT:    %[[T:.*]] = arith.constant 256 : index
-// AUTO-NEXT:    %[[ONE:.*]] = arith.constant 1 : index
+// AUTO:         %[[GX:[0-9a-z_]+]] = arith.constant 12 : index
+// AUTO-NEXT:    %[[GY:[0-9a-z_]+]] = arith.constant 12 : index
+// AUTO-NEXT:    %[[GZ:[0-9a-z_]+]] = arith.constant 1 : index
+// AUTO-NEXT:    %[[T:[0-9a-z_]+]] = arith.constant 256 : index
+// AUTO-NEXT:    %[[ONE:[0-9a-z_]+]] = arith.constant 1 : index
 // AUTO-NEXT:    "gpu.launch"(%[[GX]], %[[GY]], %[[GZ]], %[[T]], %[[ONE]], %[[ONE]])
 // AUTO:           gpu_ext.workgroup_alloc : memref<2x16x132xf32, 3 : i64>
 // AUTO:           gpu_ext.workgroup_alloc : memref<2x16x128xf32, 3 : i64>

@@ -1,0 +1,475 @@
+"""``pg-matmul-schedule``: every rung of the SGEMM ladder (``SCHEDULES``), offline and on the GPU.
+
+Offline (CI): each rung, forced on matmuls of many shapes (square, edge sizes, 1x1x1, vector-friendly, transposed
+operands, batched with a batched or a broadcast B, f64), goes through ``compile_for_cuda`` to PTX that ``ptxas``
+must accept without spills (``strict``: these tests FAIL, never skip, without an assembler), with the rung's marks
+in it (thread count, shared memory, 16-byte accesses, ``cp.async``); the nest matcher and ``auto``'s choice are
+checked directly, and a loop-stage matmul whose A is an expression (not a plain load) assembles under every rung.
+Then every rung runs on the PTX emulator (``tests/_ptx_emulator.py``) on three small shapes (an edge shape, a
+transposed vector-friendly one, a batched one with a broadcast B) against numpy in float64, and the expression
+operand under naive and cp-async (two K tiles: the register path into the second stage). The emulator runs a
+128x128-tile block's 256 threads one after another (fma in exact arithmetic), so these take seconds each: about
+3 minutes in all on 2 cores, the slowest (warptile and cp-async on the batched shape, cp-async on the expression
+operand and on 20x12x24 with A transposed) 15 to 20 seconds.
+
+On the GPU (``-m gpu``; skipped without one): every rung (and ``auto``) on random float32 matmuls up to 1000^3 and
+K = 4097, through ``CudaProgram.executable()``, the expression operand too; and ``nn.Linear`` forward and backward
+on "cuda" at a batch where ``auto`` tiles all three matmuls, against torch in float64 on the CPU.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+from _ptx_emulator import run_program
+from test_loops import build, t
+from xdsl.dialects import memref, scf
+from xdsl.dialects.builtin import ModuleOp, f32, f64
+from xdsl.parser import Parser
+
+from picograd.backend import cuda, ptxas
+from picograd.backend.gpu_compile import CudaProgram, compile_for_cuda
+from picograd.dialects import make_context, pg
+from picograd.passes.matmul_schedule import AUTO_MIN_FMAS, MIN_SMALL_TILES, SCHEDULES, SMS, choose, match_matmul
+from picograd.pipeline import lower_to
+
+NAMES = list(SCHEDULES)
+TOLERANCE = 1e-5
+"""Largest relative error (Frobenius norm) against the float64 product of the float32 inputs."""
+
+
+@dataclass(frozen=True)
+class MM:
+    """A (batch x) M x N x K matmul as the frontend records it: ``ta``/``tb`` store an operand transposed and
+    ``pg.permute`` it back (the permute folds into the matmul's loads); ``b_batched=False`` gives B no batch dims
+    and broadcasts it (``pg.broadcast_to``, as ``Tensor.matmul`` does)."""
+
+    m: int
+    n: int
+    k: int
+    ta: bool = False
+    tb: bool = False
+    batch: tuple[int, ...] = ()
+    b_batched: bool = True
+    f64: bool = False
+
+    def __str__(self) -> str:
+        s = "x".join(map(str, (*self.batch, self.m, self.n, self.k)))
+        flags = [
+            f for f, on in (("ta", self.ta), ("tb", self.tb), ("bcast", not self.b_batched), ("f64", self.f64)) if on
+        ]
+        return "_".join([s, *flags])
+
+    @property
+    def a_shape(self) -> tuple[int, ...]:
+        return (*self.batch, *((self.k, self.m) if self.ta else (self.m, self.k)))
+
+    @property
+    def b_shape(self) -> tuple[int, ...]:
+        batch = self.batch if self.b_batched else ()
+        return (*batch, *((self.n, self.k) if self.tb else (self.k, self.n)))
+
+    @property
+    def dtype(self) -> type:
+        return np.float64 if self.f64 else np.float32
+
+    def module(self) -> ModuleOp:
+        el = f64 if self.f64 else f32
+        nb = len(self.batch)
+
+        def body(e, a, b):
+            if self.ta:
+                a = e(pg.PermuteOp(a, [*range(nb), nb + 1, nb]))
+            if self.tb:
+                rank = len(self.b_shape)
+                b = e(pg.PermuteOp(b, [*range(rank - 2), rank - 1, rank - 2]))
+            if not self.b_batched and self.batch:
+                b = e(pg.BroadcastToOp(b, (*self.batch, self.k, self.n)))
+            return [e(pg.MatmulOp(a, b))]
+
+        return build([t(*self.a_shape, el=el), t(*self.b_shape, el=el)], body)
+
+    def inputs(self, rng: np.random.Generator) -> list[np.ndarray]:
+        return [rng.standard_normal(s).astype(self.dtype) for s in (self.a_shape, self.b_shape)]
+
+    def reference(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        a64, b64 = a.astype(np.float64), b.astype(np.float64)
+        if self.ta:
+            a64 = np.swapaxes(a64, -1, -2)
+        if self.tb:
+            b64 = np.swapaxes(b64, -1, -2)
+        return a64 @ b64
+
+    # Where the 16-byte paths apply: f32, and the operand's (or the result's) contiguous extent a multiple of 4.
+    @property
+    def vector_operand(self) -> bool:
+        return not self.f64 and ((self.m if self.ta else self.k) % 4 == 0 or (self.k if self.tb else self.n) % 4 == 0)
+
+    @property
+    def vector_result(self) -> bool:
+        return not self.f64 and self.n % 4 == 0
+
+
+def relative_error(got: np.ndarray, want: np.ndarray) -> float:
+    return float(np.linalg.norm(got.astype(np.float64) - want) / np.linalg.norm(want))
+
+
+@functools.cache
+def compiled(schedule: str, shape: MM) -> CudaProgram:
+    """The program of ``shape`` with ``schedule`` forced (compiled once per session; the passes verify the IR after
+    each pass)."""
+    return compile_for_cuda(shape.module(), matmul_schedule=schedule)
+
+
+def check_ptx(schedule: str, shape: MM, text: str) -> None:
+    """The rung's marks in the PTX: its block size, shared-memory tiles, 16-byte accesses and cp.async exactly where
+    the module docstring of ``pg-matmul-schedule`` puts them."""
+    s = SCHEDULES[schedule]
+    assert f".maxntid {s.threads}, 1, 1" in text
+    assert (".shared" in text) == (s.bk > 0)
+    assert ("cp.async" in text) == s.async_copy
+    vector = s.vector and not shape.f64
+    sixteen_bytes = "ld.global.v4.f32" in text or "cp.async.cg" in text
+    assert sixteen_bytes == (vector and shape.vector_operand)
+    assert ("st.global.v4.f32" in text) == (vector and shape.vector_result)
+    if shape.f64:
+        assert ".v2." not in text and ".v4." not in text
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Offline: PTX that ptxas accepts, for every rung and shape
+
+ASSEMBLY_SHAPES = [
+    MM(64, 64, 64),
+    MM(17, 9, 13),
+    MM(1, 1, 1),
+    MM(20, 12, 24),
+    MM(20, 12, 24, ta=True),
+    MM(20, 12, 24, tb=True),
+    MM(20, 12, 24, ta=True, tb=True),
+    MM(17, 9, 13, ta=True, tb=True),
+    MM(20, 12, 24, batch=(2,)),
+    MM(20, 12, 24, batch=(2,), b_batched=False),
+    MM(20, 12, 24, f64=True),
+]
+
+
+@pytest.mark.parametrize("shape", ASSEMBLY_SHAPES, ids=str)
+@pytest.mark.parametrize("schedule", NAMES)
+def test_ptx_assembles_without_spills(schedule: str, shape: MM) -> None:
+    program = compiled(schedule, shape)
+    check_ptx(schedule, shape, program.ptx)
+    result = ptxas.assemble(program.ptx, "sm_90", strict=True)
+    assert not result.spills
+    matmul = [k for name, k in result.kernels.items() if "matmul" in name]
+    assert len(matmul) == 1
+    if SCHEDULES[schedule].bk:
+        assert matmul[0].shared_bytes > 0
+
+
+@pytest.mark.parametrize(
+    "shape, threads",
+    [(MM(1536, 1536, 8), 256), (MM(512, 512, 64), 128), (MM(128, 128, 8, batch=(132,)), 256)],
+    ids=str,
+)
+def test_auto_tiles_big_f32_matmuls_with_cp_async(shape: MM, threads: int) -> None:
+    """At 2**24 multiply-adds and more, ``auto`` takes cp-async: 128x128 tiles when there are at least as many as
+    SMs, else 64x64 tiles (128 threads; here 64 of them)."""
+    program = compile_for_cuda(shape.module())
+    assert "cp.async" in program.ptx and f".maxntid {threads}, 1, 1" in program.ptx
+    assert not ptxas.assemble(program.ptx, "sm_90", strict=True).spills
+
+
+@pytest.mark.parametrize("shape", [MM(200, 300, 24), MM(1024, 1024, 15), MM(1536, 1536, 8, f64=True)], ids=str)
+def test_auto_leaves_small_and_f64_matmuls_to_pg_to_gpu(shape: MM) -> None:
+    program = compile_for_cuda(shape.module())
+    assert ".shared" not in program.ptx and "cp.async" not in program.ptx
+    assert "v4" not in program.ptx
+
+
+def test_choose() -> None:
+    """``auto``'s choice: None below 2**24 multiply-adds or for f64; cp-async, on 128x128 tiles from one tile per SM
+    up, on 64x64 tiles below (None again below 16 of those)."""
+    assert choose(128, 128, 8, 1, f32) is None
+    assert choose(4096, 4096, 4096, 1, f64) is None
+    big = choose(128, 128, 8, SMS, f32)
+    assert big is not None and big.name == "cp-async" and (big.bm, big.bn) == (128, 128)
+    small = choose(128, 128, 8, SMS - 1, f32)
+    assert small is not None and small.name == "cp-async" and (small.bm, small.bn) == (64, 64)
+    assert small.threads == 128
+    # The threshold: exactly 2**24 multiply-adds is tiled, one fewer is not.
+    assert choose(1 << 12, 1 << 12, 1, 1, f32) is not None and 1 << 24 == AUTO_MIN_FMAS
+    assert choose((1 << 12) - 1, 1 << 12, 1, 1, f32) is None
+    assert choose(4096, 4096, 4096, 1, f32).bm == 128  # type: ignore[union-attr]
+    # Too few 64x64 tiles (a deep K over a small output: a weight gradient) stay a thread per output.
+    assert choose(64, 64 * (MIN_SMALL_TILES - 1), 4096, 1, f32) is None
+    assert choose(64, 64 * MIN_SMALL_TILES, 4096, 1, f32) == small
+
+
+def test_unknown_schedule_is_an_error() -> None:
+    with pytest.raises(ValueError, match="unknown matmul schedule 'fast'"):
+        compile_for_cuda(MM(4, 4, 4).module(), matmul_schedule="fast")
+
+
+def _nests(module: ModuleOp) -> list[scf.ParallelOp]:
+    return [op for op in module.walk() if isinstance(op, scf.ParallelOp)]
+
+
+@pytest.mark.parametrize(
+    "shape, a_contiguous, b_contiguous",
+    [
+        (MM(20, 12, 24), "k", "i"),
+        (MM(20, 12, 24, ta=True, tb=True), "i", "k"),
+        (MM(20, 12, 24, batch=(3,), b_batched=False), "k", "i"),
+    ],
+    ids=str,
+)
+def test_match_matmul_finds_the_loop_stage_nest(shape: MM, a_contiguous: str, b_contiguous: str) -> None:
+    module = lower_to(shape.module(), "loops")
+    found = [n for n in map(match_matmul, _nests(module)) if n is not None]
+    assert len(found) == 1
+    (nest,) = found
+    assert (nest.batch, nest.m, nest.n, nest.k) == (list(shape.batch), shape.m, shape.n, shape.k)
+    assert nest.a.plain and nest.b.plain
+    assert (nest.a.contiguous, nest.b.contiguous) == (a_contiguous, b_contiguous)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        lambda e, x: [e(pg.TanhOp(x))],
+        lambda e, x: [e(pg.SumOp(e(pg.MulOp(x, x)), [1]))],
+        lambda e, x: [e(pg.MaxOp(x, [0]))],
+    ],
+    ids=["elementwise", "sum_of_products", "max"],
+)
+def test_match_matmul_rejects_other_nests(body) -> None:
+    module = lower_to(build([t(20, 24)], body), "loops")
+    nests = _nests(module)
+    assert nests and all(match_matmul(n) is None for n in nests)
+
+
+def parse_loops(text: str) -> ModuleOp:
+    """Parse a loop-stage module (picograd's dialects and scf, memref)."""
+    ctx = make_context()
+    ctx.load_dialect(scf.Scf)
+    ctx.load_dialect(memref.MemRef)
+    return Parser(ctx, text).parse_module()
+
+
+NOT_MATMUL_BODIES = {
+    "max": ["%s = arith.maximumf %acc, %p : f32"],  # the K loop takes a maximum, not a sum
+    "init": ["%s = arith.addf %acc, %p : f32"],  # the sum starts at 1
+    "sub": ["%q = arith.subf %x, %y : f32", "%s = arith.addf %acc, %q : f32"],  # a sum of differences
+    "extra": ["%s = arith.addf %acc, %p : f32", "memref.store %p, %c[%i, %j] : memref<8x8xf32>"],  # a store in the loop
+    "k_dep": ["%r = arith.mulf %p, %acc : f32", "%s = arith.addf %acc, %r : f32"],  # the product reads the sum
+}
+
+
+@pytest.mark.parametrize("variant", list(NOT_MATMUL_BODIES))
+def test_match_matmul_rejects_nests_tagged_matmul_that_are_not(variant: str) -> None:
+    body = "\n          ".join(NOT_MATMUL_BODIES[variant])
+    text = f"""
+    func.func @f(%a: memref<8x4xf32>, %b: memref<4x8xf32>, %c: memref<8x8xf32>) {{
+      %c0 = arith.constant 0 : index
+      %c1 = arith.constant 1 : index
+      %n = arith.constant 8 : index
+      %k = arith.constant 4 : index
+      %zero = arith.constant {"1.0" if variant == "init" else "0.0"} : f32
+      "scf.parallel"(%c0, %c0, %n, %n, %c1, %c1) <{{operandSegmentSizes = array<i32: 2, 2, 2, 0>}}> ({{
+      ^bb0(%i: index, %j: index):
+        %sum = scf.for %kk = %c0 to %k step %c1 iter_args(%acc = %zero) -> (f32) {{
+          %x = memref.load %a[%i, %kk] : memref<8x4xf32>
+          %y = memref.load %b[%kk, %j] : memref<4x8xf32>
+          %p = arith.mulf %x, %y : f32
+          {body}
+          scf.yield %s : f32
+        }}
+        memref.store %sum, %c[%i, %j] : memref<8x8xf32>
+        scf.reduce
+      }}) {{pg.kernel = "k0_matmul", pg.kind = "matmul"}} : (index, index, index, index, index, index) -> ()
+      func.return
+    }}
+    """
+    (nest,) = _nests(parse_loops(text))
+    assert match_matmul(nest) is None
+    # The same nest as a matmul is matched: the variants are the reason for the rejection.
+    plain = text.replace(body, "%s = arith.addf %acc, %p : f32").replace("constant 1.0 : f32", "constant 0.0 : f32")
+    (nest,) = _nests(parse_loops(plain))
+    assert match_matmul(nest) is not None
+
+
+def operand_expressions(m: int, n: int, k: int) -> ModuleOp:
+    """A loop-stage matmul whose operands are not both plain loads: A is ``x * x + 0.5`` of a load (the constant
+    defined outside the nest), B a load at a constant index of a leading dim (``b[1, k, n]``, plain, contiguous
+    along N). Non-plain operands take the register path in every rung (into the other stage for cp-async)."""
+    return parse_loops(f"""
+    func.func @f(%a: memref<{m}x{k}xf32>, %b: memref<2x{k}x{n}xf32>,
+                 %result0: memref<{m}x{n}xf32> {{pg.result = 0 : i64}}) {{
+      %c0 = arith.constant 0 : index
+      %c1 = arith.constant 1 : index
+      %m = arith.constant {m} : index
+      %n = arith.constant {n} : index
+      %k = arith.constant {k} : index
+      %zero = arith.constant 0.0 : f32
+      %half = arith.constant 0.5 : f32
+      "scf.parallel"(%c0, %c0, %m, %n, %c1, %c1) <{{operandSegmentSizes = array<i32: 2, 2, 2, 0>}}> ({{
+      ^bb0(%i: index, %j: index):
+        %sum = scf.for %kk = %c0 to %k step %c1 iter_args(%acc = %zero) -> (f32) {{
+          %x = memref.load %a[%i, %kk] : memref<{m}x{k}xf32>
+          %sq = arith.mulf %x, %x : f32
+          %xa = arith.addf %sq, %half : f32
+          %y = memref.load %b[%c1, %kk, %j] : memref<2x{k}x{n}xf32>
+          %p = arith.mulf %xa, %y : f32
+          %s = arith.addf %acc, %p : f32
+          scf.yield %s : f32
+        }}
+        memref.store %sum, %result0[%i, %j] : memref<{m}x{n}xf32>
+        scf.reduce
+      }}) {{pg.kernel = "k0_matmul", pg.kind = "matmul"}} : (index, index, index, index, index, index) -> ()
+      func.return
+    }}
+    """)
+
+
+def operand_expressions_inputs(m: int, n: int, k: int, rng: np.random.Generator) -> tuple[list[np.ndarray], np.ndarray]:
+    a = rng.standard_normal((m, k)).astype(np.float32)
+    b = rng.standard_normal((2, k, n)).astype(np.float32)
+    return [a, b], (a.astype(np.float64) ** 2 + 0.5) @ b[1].astype(np.float64)
+
+
+@functools.cache
+def compiled_operand_expressions(schedule: str, m: int, n: int, k: int) -> CudaProgram:
+    return compile_for_cuda(operand_expressions(m, n, k), matmul_schedule=schedule)
+
+
+@pytest.mark.parametrize("schedule", NAMES)
+def test_operand_expressions_assemble(schedule: str) -> None:
+    (nest,) = _nests(operand_expressions(8, 8, 20))
+    matched = match_matmul(nest)
+    assert matched is not None and not matched.a.plain and matched.b.plain and matched.b.contiguous == "i"
+    program = compiled_operand_expressions(schedule, 8, 8, 20)
+    s = SCHEDULES[schedule]
+    # B's rows of 8 are read 16 bytes at a time by the vector rungs; A, an expression, never is.
+    assert ("ld.global.v4.f32" in program.ptx or "cp.async.cg" in program.ptx) == s.vector
+    assert not ptxas.assemble(program.ptx, "sm_90", strict=True).spills
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Offline: the emulated kernels against numpy
+
+EMULATED_SHAPES = [
+    MM(17, 9, 13),
+    MM(20, 12, 24, ta=True),
+    MM(6, 8, 4, batch=(2,), b_batched=False),
+]
+
+
+@pytest.mark.parametrize("shape", EMULATED_SHAPES, ids=str)
+@pytest.mark.parametrize("schedule", NAMES)
+def test_emulated_kernel_matches_numpy(schedule: str, shape: MM, rng: np.random.Generator) -> None:
+    program = compiled(schedule, shape)
+    a, b = shape.inputs(rng)
+    (got,) = run_program(program, [a, b])
+    want = shape.reference(a, b)
+    assert got.shape == want.shape and got.dtype == np.float32
+    assert relative_error(got, want) <= TOLERANCE
+
+
+@pytest.mark.parametrize("schedule", ["naive", "cp-async"])
+def test_emulated_operand_expressions_match_numpy(schedule: str, rng: np.random.Generator) -> None:
+    """K = 20 is two K tiles of cp-async: A's register path fills stage 1 while stage 0 is computed on."""
+    inputs, want = operand_expressions_inputs(8, 8, 20, rng)
+    (got,) = run_program(compiled_operand_expressions(schedule, 8, 8, 20), inputs)
+    assert relative_error(got, want) <= TOLERANCE
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# On the GPU
+
+GPU_SHAPES = [
+    MM(1, 1, 1),
+    MM(17, 17, 17),
+    MM(4097, 33, 65),
+    MM(65, 4097, 17),
+    MM(1000, 1000, 1000),
+    MM(128, 128, 4097),
+    MM(513, 257, 129, ta=True),
+    MM(512, 256, 128, ta=True),
+    MM(257, 513, 127, tb=True),
+    MM(256, 512, 128, tb=True),
+    MM(300, 200, 100, ta=True, tb=True),
+    MM(300, 200, 100, batch=(3,)),
+    MM(256, 256, 256, batch=(4,), b_batched=False),
+]
+
+
+@pytest.mark.parametrize("shape", GPU_SHAPES, ids=str)
+@pytest.mark.parametrize("schedule", [*NAMES, "auto"])
+@pytest.mark.gpu
+@pytest.mark.skipif(not cuda.available(), reason="needs an NVIDIA GPU")
+def test_gpu_kernel_matches_numpy(schedule: str, shape: MM, rng: np.random.Generator) -> None:
+    program = compile_for_cuda(shape.module(), matmul_schedule=schedule)
+    a, b = shape.inputs(rng)
+    (out,) = program.executable()(cuda.DeviceBuffer.from_numpy(a), cuda.DeviceBuffer.from_numpy(b))
+    got = out.to_numpy()
+    want = shape.reference(a, b)
+    assert got.shape == want.shape
+    assert relative_error(got, want) <= TOLERANCE, f"{schedule} on {shape}"
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not cuda.available(), reason="needs an NVIDIA GPU")
+@pytest.mark.parametrize("schedule", ["auto", "warptile"])
+def test_linear_forward_backward_on_cuda_matches_torch(schedule: str, rng: np.random.Generator) -> None:
+    """``nn.Linear`` on "cuda" at batch 512, 256 -> 384: the forward matmul and both backward ones are 2**25 and
+    more multiply-adds, which ``auto`` tiles (with cp-async); the results match torch's float64 CPU ones."""
+    import torch
+
+    import picograd as pgr
+    from picograd.frontend import realize
+
+    batch, d_in, d_out = 512, 256, 384
+    assert batch * d_in * d_out >= AUTO_MIN_FMAS
+    x = rng.standard_normal((batch, d_in)).astype(np.float32)
+    w = (rng.standard_normal((d_out, d_in)) / math.sqrt(d_in)).astype(np.float32)
+    bias = rng.standard_normal(d_out).astype(np.float32)
+    seed = rng.standard_normal((batch, d_out)).astype(np.float32)
+
+    before = set(realize._CACHE)
+    with pgr.matmul_schedule(schedule):
+        layer = pgr.nn.Linear(d_in, d_out).to("cuda")
+        layer.weight.data = pgr.tensor(w, device="cuda")  # type: ignore[misc]
+        layer.bias.data = pgr.tensor(bias, device="cuda")  # type: ignore[misc]
+        xt = pgr.tensor(x, device="cuda", requires_grad=True)
+        y = layer(xt)
+        (y * pgr.tensor(seed, device="cuda")).sum().backward()
+        got = [y.numpy(), xt.grad.numpy(), layer.weight.grad.numpy(), layer.bias.grad.numpy()]
+    new = [exe for key, exe in realize._CACHE.items() if key not in before]
+    ptx = "\n".join(exe.program.ptx for exe in new if hasattr(exe, "program"))
+    assert "cp.async" in ptx if schedule == "auto" else ".maxntid 256, 1, 1" in ptx and ".shared" in ptx
+
+    tx = torch.tensor(x, dtype=torch.float64, requires_grad=True)
+    tw = torch.tensor(w, dtype=torch.float64, requires_grad=True)
+    tb = torch.tensor(bias, dtype=torch.float64, requires_grad=True)
+    ty = torch.nn.functional.linear(tx, tw, tb)
+    (ty * torch.tensor(seed, dtype=torch.float64)).sum().backward()
+    want = [ty.detach().numpy(), tx.grad.numpy(), tw.grad.numpy(), tb.grad.numpy()]
+    for name, g, e in zip(["y", "dx", "dw", "db"], got, want, strict=True):
+        assert g.shape == e.shape, name
+        assert relative_error(g, e) <= 1e-4, name
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not cuda.available(), reason="needs an NVIDIA GPU")
+@pytest.mark.parametrize("size", [(257, 130, 67), (256, 128, 64)], ids=str)
+@pytest.mark.parametrize("schedule", NAMES)
+def test_gpu_operand_expressions_match_numpy(schedule: str, size: tuple[int, int, int], rng) -> None:
+    inputs, want = operand_expressions_inputs(*size, rng)
+    program = compile_for_cuda(operand_expressions(*size), matmul_schedule=schedule)
+    (out,) = program.executable()(*[cuda.DeviceBuffer.from_numpy(x) for x in inputs])
+    assert relative_error(out.to_numpy(), want) <= TOLERANCE
