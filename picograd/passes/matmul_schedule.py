@@ -609,7 +609,7 @@ class _Kernel:
         bi = s.bm if x is self.nest.a else s.bn
         if x.contiguous == "i":
             return bi, bi
-        return bi, bi + (VEC if s.vector else 1)
+        return bi, bi + (VEC if self.vector else 1)
 
     def tiled_loop(self) -> list[SSAValue]:
         """The K loop over tiles: one stage (load, barrier, compute, barrier) or two (the next tile's copies are in
