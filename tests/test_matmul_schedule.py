@@ -155,6 +155,8 @@ ASSEMBLY_SHAPES = [
     MM(20, 12, 24, batch=(2,)),
     MM(20, 12, 24, batch=(2,), b_batched=False),
     MM(20, 12, 24, f64=True),
+    MM(4, 4, 4, f64=True),  # f64 accumulators: fewer outputs per thread, or ptxas spills
+    MM(9, 10, 11, ta=True, tb=True, f64=True),
 ]
 
 
@@ -473,3 +475,95 @@ def test_gpu_operand_expressions_match_numpy(schedule: str, size: tuple[int, int
     program = compile_for_cuda(operand_expressions(*size), matmul_schedule=schedule)
     (out,) = program.executable()(*[cuda.DeviceBuffer.from_numpy(x) for x in inputs])
     assert relative_error(out.to_numpy(), want) <= TOLERANCE
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Limits found by trying to break the pass (each once a failure)
+
+
+def launch_grids(program: CudaProgram) -> list[tuple[int, ...]]:
+    return [tuple(s.grid) if isinstance(s.grid, tuple) else (s.grid,) for s in program.steps if hasattr(s, "grid")]
+
+
+@pytest.mark.parametrize("schedule", ["auto", "coalesced", "naive"])
+@pytest.mark.parametrize("shape", [MM(1_000_000, 2, 2), MM(16, 16, 16, batch=(70_000,))], ids=str)
+def test_grids_past_cuda_limits_fall_back_to_a_1d_grid(schedule: str, shape: MM) -> None:
+    """65535 blocks at most in y (M tiles) and z (batch): such nests stay one thread per output on a 1-D grid."""
+    (grid,) = launch_grids(compile_for_cuda(shape.module(), matmul_schedule=schedule))
+    assert len(grid) == 1 or (grid[1] <= 65535 and grid[2] <= 65535), grid
+
+
+def loops_matmul(a_load: str, a_type: str, out_type: str = "memref<4x8xf32>", k: int = 8) -> str:
+    """A hand-written loop-stage matmul (4 x 8 over K = ``k``) whose A element is ``a_load`` (an op producing %x)."""
+    return f"""
+func.func @f(%a: {a_type}, %b: memref<{max(k, 1)}x8xf32>, %result0: {out_type} {{pg.result = 0 : i64}}) {{
+  %c0 = arith.constant 0 : index
+  %c1 = arith.constant 1 : index
+  %m = arith.constant 4 : index
+  %n = arith.constant 8 : index
+  %k = arith.constant {k} : index
+  %zero = arith.constant 0.0 : f32
+  %two = arith.constant 2.0 : f32
+  "scf.parallel"(%c0, %c0, %m, %n, %c1, %c1) <{{operandSegmentSizes = array<i32: 2, 2, 2, 0>}}> ({{
+  ^bb0(%i: index, %j: index):
+    %sum = scf.for %kk = %c0 to %k step %c1 iter_args(%acc = %zero) -> (f32) {{
+      {a_load}
+      %y = memref.load %b[%kk, %j] : memref<{max(k, 1)}x8xf32>
+      %p = arith.mulf %x, %y : f32
+      %s = arith.addf %acc, %p : f32
+      scf.yield %s : f32
+    }}
+    memref.store %sum, %result0[%i, %j] : {out_type}
+    scf.reduce
+  }}) {{pg.kernel = "k0_matmul", pg.kind = "matmul"}} : (index, index, index, index, index, index) -> ()
+  func.return
+}}
+"""
+
+
+def test_a_loop_variable_in_two_indices_is_not_vectorized(rng: np.random.Generator) -> None:
+    """A diagonal operand (a[k, k]) is not a tile of its buffer: 16-byte loads along k would read a[k, k:k+4]."""
+    text = loops_matmul("%x = memref.load %a[%kk, %kk] : memref<8x8xf32>", "memref<8x8xf32>")
+    d, b = (rng.standard_normal((8, 8)).astype(np.float32) for _ in range(2))
+    (got,) = run_program(compile_for_cuda(parse_loops(text), matmul_schedule="regtile"), [d, b])
+    want = np.tile(np.diag(d).astype(np.float64) @ b, (4, 1))
+    assert relative_error(got, want) <= TOLERANCE
+
+
+def test_an_operand_defined_outside_the_loop_is_loop_invariant(rng: np.random.Generator) -> None:
+    text = loops_matmul("%x = arith.addf %two, %two : f32", "memref<8x8xf32>")
+    a, b = (rng.standard_normal((8, 8)).astype(np.float32) for _ in range(2))
+    for schedule in ("smem", "cp-async"):
+        program = compile_for_cuda(parse_loops(text), matmul_schedule=schedule)
+        ptxas.assemble(program.ptx, "sm_90", strict=True)
+    (got,) = run_program(program, [a, b])
+    assert relative_error(got, np.tile(4.0 * b.astype(np.float64).sum(0), (4, 1))) <= TOLERANCE
+
+
+def test_an_output_row_wider_than_n_gets_scalar_stores(rng: np.random.Generator) -> None:
+    text = loops_matmul("%x = memref.load %a[%i, %kk] : memref<4x8xf32>", "memref<4x8xf32>", "memref<4x6xf32>")
+    program = compile_for_cuda(parse_loops(text), matmul_schedule="regtile")
+    assert "st.global.v4" not in program.ptx
+
+
+def test_k_zero_is_not_tiled() -> None:
+    """An empty K loop leaves the nest to pg-to-gpu: no tile of a 0-element operand is ever loaded."""
+    text = loops_matmul("%x = memref.load %a[%i, %kk] : memref<4x0xf32>", "memref<4x0xf32>", k=0)
+    program = compile_for_cuda(parse_loops(text), matmul_schedule="cp-async")
+    assert "cp.async" not in program.ptx and "ld.global" not in program.ptx
+
+
+def test_ir_follows_the_enclosing_matmul_schedule() -> None:
+    import picograd as pg
+
+    w = pg.randn(64, 64)
+
+    @pg.compile(example_inputs=(pg.Spec((64, 64)),))
+    def f(x: pg.Tensor) -> pg.Tensor:
+        return x @ w
+
+    with pg.matmul_schedule("smem"):
+        assert ".shared" in str(f.ir("ptx"))
+    assert ".shared" not in str(f.ir("ptx"))
+    with pytest.raises(ValueError, match="unknown matmul schedule"):
+        pg.matmul_schedule(["naive"]).__enter__()  # type: ignore[arg-type]

@@ -45,7 +45,7 @@ from picograd.errors import CompileError
 from picograd.frontend import device as devices
 from picograd.frontend.dtypes import as_dtype
 from picograd.frontend.graph import STATE, Graph, Node, TraceContext, cut, leaf, lower
-from picograd.frontend.realize import compile_graph, matmul_schedule
+from picograd.frontend.realize import compile_graph, current_matmul_schedule, matmul_schedule
 from picograd.frontend.tensor import Tensor, realize
 from picograd.passes.matmul_schedule import check_schedule
 
@@ -432,9 +432,8 @@ class CompiledFunction:
             args = [s.example() if isinstance(s, Spec) else s for s in self.example_inputs]
         trace = self._trace(args)
         trace.ctx.rollback()
-        return lower_to(
-            ModuleOp([lower(trace.graph, self.name)]), stage, matmul_schedule=self.matmul_schedule or "auto"
-        )
+        schedule = self.matmul_schedule or current_matmul_schedule()
+        return lower_to(ModuleOp([lower(trace.graph, self.name)]), stage, matmul_schedule=schedule)
 
 
 def compile(

@@ -30,6 +30,11 @@ _CACHE: dict[tuple, Any] = {}
 _MATMUL_SCHEDULE: contextvars.ContextVar[str] = contextvars.ContextVar("matmul_schedule", default="auto")
 
 
+def current_matmul_schedule() -> str:
+    """The schedule ``pg.matmul_schedule`` set around this call (``auto`` outside any)."""
+    return _MATMUL_SCHEDULE.get()
+
+
 @contextlib.contextmanager
 def matmul_schedule(name: str) -> Iterator[None]:
     """Within the ``with`` block, GPU matmuls compiled from here use the ``pg-matmul-schedule`` rung ``name``

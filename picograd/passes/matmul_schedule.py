@@ -38,6 +38,11 @@ of a thread along (M, N), the K tile, and three switches::
   threads at one barrier. Operands that are not plain loads take the register path too. A K tile is halved
   where the stages would not fit in 48 KiB of static shared memory (f64).
 
+**Limits.** A schedule is adapted to f64 (half the K tile, to fit 48 KiB of static shared memory; half the
+outputs per thread, so the accumulators fit in registers). A nest whose grid would exceed CUDA's 65535 blocks in
+y (M tiles) or z (batch), or with K = 0, is left to ``pg-to-gpu``'s one thread per output on a 1-D grid, even when
+a rung is forced.
+
 **Edge tiles.** Sizes need not divide the tiles: operand elements outside the matrix are read as zero (indices are
 clamped into range and the value selected, so no load leaves the buffer; ``cp.async`` copies zero bytes of them),
 and outputs outside it are not stored. A 16-byte access is used only where the contiguous extent is a multiple of
@@ -146,7 +151,7 @@ SMS = 132
 
 def check_schedule(name: str) -> str:
     """``name`` if it is ``auto`` or a rung of :data:`SCHEDULES`; raises ``ValueError`` naming the choices."""
-    if name != "auto" and name not in SCHEDULES:
+    if not isinstance(name, str) or (name != "auto" and name not in SCHEDULES):
         raise ValueError(f"unknown matmul schedule '{name}': expected auto or one of {', '.join(SCHEDULES)}")
     return name
 
@@ -249,6 +254,9 @@ def _operand(value: SSAValue, body: Block, dims: list[SSAValue], other: SSAValue
                 index_of.append((c,))
             else:
                 return operand
+        positions = [p for p in index_of if isinstance(p, int)]
+        if len(positions) != len(set(positions)):
+            return operand  # a loop variable in two indices (a diagonal): not a plain tile of the buffer
         operand.buffer = load.memref
         operand.index_of = index_of
         last = index_of[-1] if index_of else None
@@ -503,7 +511,7 @@ class _Kernel:
             b.op(clone)
             for old, new in zip(op.results, clone.results, strict=True):
                 mapping[old] = new
-        return mapping[x.value]
+        return mapping.get(x.value, x.value)  # a value from outside the loop is the same at every point
 
     def dims(self, x: Operand) -> list[SSAValue]:
         *batch, m, n = self.nest.ivs
@@ -778,7 +786,7 @@ class _Kernel:
         nest, b = self.nest, self.b
         out_t = nest.out.type
         assert isinstance(out_t, MemRefType)
-        vec_out = self.vector and nest.n % VEC == 0 and self.aligned(nest.out)
+        vec_out = self.vector and nest.n % VEC == 0 and out_t.get_shape()[-1] % VEC == 0 and self.aligned(nest.out)
         tn = len(self.col_offs)
         for i, ro in enumerate(self.row_offs):
             m = b.add(self.m0, b.add(self.row0, ro))
@@ -818,9 +826,31 @@ def fit_shared_memory(s: Schedule, element_bytes: int) -> Schedule:
     return s
 
 
+def fit_registers(s: Schedule, element_bytes: int) -> Schedule:
+    """``s`` with fewer outputs per thread (its ``vec`` halved) until the accumulators take at most 64 32-bit
+    registers: 8x8 f64 accumulators (128 registers) plus their fragments would spill."""
+    while s.vec[0] * s.vec[1] * s.reps[0] * s.reps[1] * element_bytes > 256 and max(s.vec) > 1:
+        vm, vn = s.vec
+        s = dataclasses.replace(s, vec=(vm // 2, vn) if vm >= vn else (vm, vn // 2))
+    return s
+
+
+MAX_GRID_YZ = 65535
+"""CUDA's limit on the y and z extents of a grid (the x extent may reach 2**31 - 1)."""
+
+
+def fitted(nest: MatmulNest, s: Schedule) -> Schedule | None:
+    """``s`` adapted to the nest's element type (K tile for shared memory, outputs per thread for registers), or
+    None when its grid would exceed CUDA's limits (then the nest stays one thread per output, on a 1-D grid)."""
+    esize = 4 if isinstance(nest.element, Float32Type) else 8
+    s = fit_shared_memory(fit_registers(s, esize), esize)
+    if -(-nest.m // s.bm) > MAX_GRID_YZ or math.prod(nest.batch) > MAX_GRID_YZ or nest.k == 0:
+        return None
+    return s
+
+
 def schedule_nest(nest: MatmulNest, s: Schedule) -> None:
-    """Replace the nest by the ``gpu.launch`` of schedule ``s``."""
-    s = fit_shared_memory(s, 4 if isinstance(nest.element, Float32Type) else 8)
+    """Replace the nest by the ``gpu.launch`` of schedule ``s`` (as :func:`fitted` adapts it)."""
     kernel = _Kernel(nest, s)
     launch = kernel.build()
     par = nest.par
@@ -854,5 +884,5 @@ class PgMatmulSchedule(ModulePass):
                 chosen: Schedule | None = SCHEDULES.get(self.schedule)
                 if self.schedule == "auto":
                     chosen = choose(nest.m, nest.n, nest.k, math.prod(nest.batch), nest.element)
-                if chosen is not None:
-                    schedule_nest(nest, chosen)
+                if chosen is not None and (fit := fitted(nest, chosen)) is not None:
+                    schedule_nest(nest, fit)
