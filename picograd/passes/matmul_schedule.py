@@ -87,7 +87,7 @@ from xdsl.traits import is_side_effect_free
 from xdsl.utils.exceptions import PassFailedException
 
 from picograd.dialects import gpu_ext
-from picograd.passes.to_gpu import SCHEDULE_ATTR
+from picograd.passes.to_gpu import SCHEDULE_ATTR, _const_int
 from picograd.passes.to_loops import KERNEL_ATTR, KIND_ATTR
 
 TILE_ATTR = "pg.tile"
@@ -211,11 +211,14 @@ class MatmulNest:
     k_iv: SSAValue
 
 
-def _const_int(v: SSAValue) -> int | None:
-    op = v.owner
-    if isinstance(op, arith.ConstantOp) and isinstance(op.value, IntegerAttr):
-        return op.value.value.data
-    return None
+def _aligned16(buf: SSAValue) -> bool:
+    """Whether ``buf`` starts on a 16-byte boundary: a kernel argument or scratch buffer (the runtime allocates
+    them 256-byte aligned) or a view of one at such an offset; ``memref.global`` constants make no promise."""
+    owner = buf.owner
+    if isinstance(owner, memref.ViewOp):
+        shift = _const_int(owner.byte_shift)
+        return shift is not None and shift % 16 == 0
+    return not isinstance(owner, memref.GetGlobalOp)
 
 
 def _slice(value: SSAValue, body: Block) -> list[Operation] | None:
@@ -532,11 +535,7 @@ class _Kernel:
         ext = self.extents(x)
         if t.get_shape()[-1] % VEC or t.get_shape()[-1] != ext[-2 if x.contiguous == "i" else -1]:
             return False
-        owner = buf.owner
-        if isinstance(owner, memref.ViewOp):
-            shift = _const_int(owner.byte_shift)
-            return shift is not None and shift % 16 == 0
-        return not isinstance(owner, memref.GetGlobalOp)
+        return _aligned16(buf)
 
     # --- the kernel -------------------------------------------------------------------------------------------
 
@@ -584,7 +583,7 @@ class _Kernel:
         self.host_consts = consts_host
         return launch
 
-    def coords(self, x: Operand, i: Index, k: Index) -> list[Index]:
+    def coords(self, i: Index, k: Index) -> list[Index]:
         return [*self.batch_iv, i, k]
 
     def extents(self, x: Operand) -> list[int]:
@@ -601,8 +600,8 @@ class _Kernel:
         lb = b.at(loop_body)
         lb.op(scf.YieldOp(acc))
         k = lb.i32(k_index)
-        av = self.element(lb, nest.a, self.coords(nest.a, row, k), self.extents(nest.a))
-        bv = self.element(lb, nest.b, self.coords(nest.b, col, k), self.extents(nest.b))
+        av = self.element(lb, nest.a, self.coords(row, k), self.extents(nest.a))
+        bv = self.element(lb, nest.b, self.coords(col, k), self.extents(nest.b))
         total = lb.v(arith.AddfOp(acc, lb.v(arith.MulfOp(av, bv))))
         loop_body.last_op.operands = [total]  # type: ignore[union-attr]
         loop = scf.ForOp(b.idx(0), b.idx(nest.k), b.idx(1), [self.zero], Region(loop_body))
@@ -712,10 +711,10 @@ class _Kernel:
             gk = gb.add(k0, ch.kk)
             ok = gb.both(ch.i_ok, gb.lt(gk, plan.k_ext))
             if not x.plain or (vec == 1 and not plan.copy):
-                out.append([self.element(gb, x, self.coords(x, ch.gi, gk), self.extents(x))])
+                out.append([self.element(gb, x, self.coords(ch.gi, gk), self.extents(x))])
                 continue
             ck = gb.min(gk, plan.k_ext - (1 if plan.along_i else vec))
-            src = [gb.idx(v) for v in self.indices(x, self.coords(x, ch.ci, ck))]
+            src = [gb.idx(v) for v in self.indices(x, self.coords(ch.ci, ck))]
             assert x.buffer is not None
             if plan.copy:
                 tile = self.tiles[id(x)]
@@ -786,7 +785,7 @@ class _Kernel:
         nest, b = self.nest, self.b
         out_t = nest.out.type
         assert isinstance(out_t, MemRefType)
-        vec_out = self.vector and nest.n % VEC == 0 and out_t.get_shape()[-1] % VEC == 0 and self.aligned(nest.out)
+        vec_out = self.vector and nest.n % VEC == 0 and out_t.get_shape()[-1] % VEC == 0 and _aligned16(nest.out)
         tn = len(self.col_offs)
         for i, ro in enumerate(self.row_offs):
             m = b.add(self.m0, b.add(self.row0, ro))
@@ -805,13 +804,6 @@ class _Kernel:
                     else:
                         sb.op(memref.StoreOp.get(values[0], nest.out, idx))
                 j += width
-
-    def aligned(self, buf: SSAValue) -> bool:
-        owner = buf.owner
-        if isinstance(owner, memref.ViewOp):
-            shift = _const_int(owner.byte_shift)
-            return shift is not None and shift % 16 == 0
-        return not isinstance(owner, memref.GetGlobalOp)
 
 
 SHARED_BYTES = 48 * 1024

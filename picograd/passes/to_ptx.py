@@ -593,39 +593,24 @@ class KernelLowering:
             offset = 0
         return base, offset
 
-    def split_constant(self, idx: SSAValue) -> tuple[tuple[str, SSAValue] | None, int]:
-        """``idx`` as (variable part, constant part), looking through ``arith.addi`` of a constant and through
-        ``arith.index_cast`` of an ``i32``, so that ``tile[%row + 3]`` is ``[%addr + 12]``: the constant goes into
-        the instruction's address offset. The variable part is ``("index", v)`` or ``("i32", v)``, or None."""
-        c = self.const_of(idx)
-        if c is not None:
-            return None, int(c)
-        op = idx.owner
-        if isinstance(op, arith.IndexCastOp) and isinstance(op.input.type, IntegerType):
-            if op.input.type.width.data == 32:
-                return self.split_i32(op.input)
-            return ("index", idx), 0
-        if isinstance(op, arith.AddiOp) and isinstance(op.result.type, IndexType):
-            for x, y in ((op.lhs, op.rhs), (op.rhs, op.lhs)):
-                cy = self.const_of(y)
-                if cy is not None:
-                    rest, cx = self.split_constant(x)
-                    return rest, cx + int(cy)
-        return ("index", idx), 0
-
-    def split_i32(self, v: SSAValue) -> tuple[tuple[str, SSAValue] | None, int]:
-        """``split_constant`` for an ``i32`` index (an index_cast's operand, which is nonnegative)."""
+    def split_constant(self, v: SSAValue, kind: str = "index") -> tuple[tuple[str, SSAValue] | None, int]:
+        """``v`` as (variable part, constant part), looking through ``arith.addi`` of a constant and through
+        ``arith.index_cast`` of an ``i32`` (nonnegative, as indices are), so that ``tile[%row + 3]`` is
+        ``[%addr + 12]``: the constant goes into the instruction's address offset. The variable part is
+        ``("index", v)`` or ``("i32", v)`` (``kind`` is that of ``v``), or None."""
         c = self.const_of(v)
         if c is not None:
             return None, int(c)
         op = v.owner
+        if kind == "index" and isinstance(op, arith.IndexCastOp) and op.input.type == IntegerType(32):
+            return self.split_constant(op.input, "i32")
         if isinstance(op, arith.AddiOp):
             for x, y in ((op.lhs, op.rhs), (op.rhs, op.lhs)):
                 cy = self.const_of(y)
                 if cy is not None:
-                    rest, cx = self.split_i32(x)
+                    rest, cx = self.split_constant(x, kind)
                     return rest, cx + int(cy)
-        return ("i32", v), 0
+        return (kind, v), 0
 
     def vector_load(self, op: gpu_ext.VectorLoadOp) -> None:
         b = self.buf(op.base, op)
