@@ -267,11 +267,12 @@ def test_numpy_array_into_a_compiled_step(rng):
 def test_example_inputs_that_are_not_specs(examples, fragments):
     """Issue 19 item 5: a shape in place of a pg.Spec ended in a 29-line traceback (AttributeError: 'tuple' object
     has no attribute 'shape'); now the decorator says what example_inputs takes, naming its own line."""
-    with raises_on_next_line(pg.CompileError, *fragments, "example_inputs takes one entry per argument: pg.Spec"):
 
-        @pg.compile(example_inputs=examples)
-        def step(x):
-            return (x * 2.0).sum()
+    def step(x):
+        return (x * 2.0).sum()
+
+    with raises_on_next_line(pg.CompileError, *fragments, "example_inputs takes one entry per argument: pg.Spec"):
+        pg.compile(example_inputs=examples)(step)
 
 
 def test_example_inputs_that_are_specs_or_values(rng):
