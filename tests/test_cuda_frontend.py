@@ -498,6 +498,55 @@ def test_the_backend_gets_one_function_at_the_simplify_stage(fake_cuda) -> None:
     assert realize.cache_size() == cache  # same structure, same device: compiled once
 
 
+PGC_MODEL = """
+import picograd as pg
+import picograd.nn.functional as F
+
+model = pg.nn.Sequential(pg.nn.Linear(3, 16), pg.nn.Tanh(), pg.nn.Linear(16, 2))
+opt = pg.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+
+
+@pg.compile(example_inputs=(pg.Spec((8, 3)), pg.Spec((8, 2))), matmul_schedule="smem")
+def train_step(x, y):
+    loss = F.mse_loss(model(x), y)
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    return loss
+"""
+
+
+def test_pgc_device_cuda_prints_what_compile_runs_on_cuda(fake_cuda, tmp_path, monkeypatch, capsys, rng) -> None:
+    """Issue 19 item 1: ``pgc --device cuda`` (no GPU) prints the module that ``@pg.compile`` on cuda tensors hands
+    the CUDA backend, and the PTX that the backend compiles from it, with the function's own matmul schedule."""
+    from picograd.backend.gpu_compile import compile_for_cuda
+    from picograd.tools import pgc
+
+    path = tmp_path / "model.py"
+    path.write_text(PGC_MODEL)
+    handed: list[tuple[Any, str]] = []
+
+    def recording_compiler(module: Any, matmul_schedule: str = "auto") -> Any:
+        handed.append((module.clone(), matmul_schedule))
+        return fake_compile_for_cuda(module, matmul_schedule)
+
+    monkeypatch.setattr(realize, "cuda_compiler", lambda: recording_compiler)
+    user = pgc._import_model(str(path))
+    user.model.to("cuda")
+    x, y = rng.standard_normal((8, 3)).astype(np.float32), rng.standard_normal((8, 2)).astype(np.float32)
+    user.train_step(pg.tensor(x, device="cuda"), pg.tensor(y, device="cuda")).item()
+    ((module, schedule),) = handed
+    assert schedule == "smem"
+    program = compile_for_cuda(module, matmul_schedule=schedule)
+    assert program.ptx != compile_for_cuda(module).ptx  # the schedule shows in the PTX: pgc must follow it
+
+    assert pgc.main([str(path), "--device", "cuda", "--emit=simplify", "--no-print-debuginfo"]) == 0
+    assert capsys.readouterr().out.strip() == str(module).strip()
+    out = tmp_path / "step.ptx"
+    assert pgc.main([str(path), "--device", "cuda", "--emit=ptx", "-o", str(out)]) == 0
+    assert out.read_text() == program.ptx
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Without a GPU
 
