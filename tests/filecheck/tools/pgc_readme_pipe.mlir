@@ -6,6 +6,9 @@
 // RUN: cd %S/../../.. && pgc examples/mlp_names.py --emit=pg | pgc-opt -p pg-autodiff,cse --print-debuginfo | filecheck %s --check-prefix=KNOWN
 // RUN: pgc %S/../../../examples/mlp_names.py --emit=step -o %t.mlir && filecheck %s --check-prefix=FILE < %t.mlir
 // RUN: pgc %S/../../../examples/mlp_names.py --emit=pg --no-print-debuginfo | filecheck %s --check-prefix=NOLOC
+// A reader that stops early (| head) ends pgc quietly, with exit status 0 and no BrokenPipeError traceback.
+// RUN: pgc %S/../../../examples/mlp_names.py --emit=step 2> %t.err | head -c 100 > /dev/null
+// RUN: filecheck %s --check-prefix=HEAD --allow-empty < %t.err
 
 // CHECK:      func.func @train_step(
 // CHECK:        pg.gather {{.*}} loc("{{.*}}examples/mlp_names.py":{{[0-9]+}}:0)
@@ -20,3 +23,5 @@
 // FILE: pg.tanh {{.*}} loc("{{.*}}mlp_names.py":{{[0-9]+}}:0)
 
 // NOLOC-NOT: loc(
+
+// HEAD-NOT: Traceback
