@@ -885,11 +885,28 @@ def minimum(a: Any, b: Any) -> Tensor:
     return _binary("minimum", a, b)
 
 
+def require_same_dtype(op: str, operands: Sequence[tuple[str, Any]], loc: Loc | None) -> None:
+    """Matmul-like ops do not promote their operands' dtypes (PyTorch's rule: "mat1 and mat2 must have the same
+    dtype"): raise ``DTypeError`` naming each ``(name, tensor)`` operand's dtype and ``loc`` when they differ.
+    Non-tensor operands are not checked."""
+    named = [(name, t.dtype) for name, t in operands if isinstance(t, Tensor)]
+    if len({d for _, d in named}) > 1:
+        got = ", ".join(f"{name} {d.name}" for name, d in named)
+        raise DTypeError(
+            f"{op}: operands must have the same dtype, got {got}; convert one with .to(), e.g. "
+            f".to(pg.{named[-1][1].name}) (matmul-like ops do not promote dtypes){at(loc)}"
+        )
+
+
 def matmul(a: Any, b: Any) -> Tensor:
     """Matrix product with numpy's rules: 1-D operands are promoted to matrices and the added dim removed; batch
-    dims broadcast. Float tensors only. Raises ``ShapeError`` naming both shapes."""
-    (x, y), dtype = _operands(a, b)
+    dims broadcast. Float tensors of one dtype only (no promotion, as in PyTorch). Raises ``ShapeError`` naming both
+    shapes and ``DTypeError`` naming both dtypes."""
     loc = user_location()
+    device = _common_device((a, b)) or devices.CPU
+    a, b = (Tensor(v, device=device) if isinstance(v, list | np.ndarray) else v for v in (a, b))
+    require_same_dtype("matmul", [("self", a), ("other", b)], loc)
+    (x, y), dtype = _operands(a, b)
     if not dtype.is_floating_point:
         raise DTypeError(f"matmul needs float tensors, got {dtype.name}{at(loc)}")
     if x.ndim == 0 or y.ndim == 0:

@@ -9,7 +9,7 @@ from picograd.errors import DTypeError, ShapeError
 from picograd.frontend import dtypes
 from picograd.frontend.creation import arange, rand
 from picograd.frontend.graph import at, user_location
-from picograd.frontend.tensor import Tensor, where
+from picograd.frontend.tensor import Tensor, require_same_dtype, where
 
 
 def relu(x: Tensor) -> Tensor:
@@ -137,6 +137,8 @@ def embedding(input: Tensor, weight: Tensor) -> Tensor:
 
 
 def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
-    """``x @ weight.T + bias`` with weight (out, in)."""
+    """``x @ weight.T + bias`` with x (..., in), weight (out, in) and bias (out,), all of one float dtype (no
+    promotion, as in PyTorch): ``DTypeError`` naming the dtypes and the user's ``file:line`` otherwise."""
+    require_same_dtype("linear", [("input", x), ("weight", weight), ("bias", bias)], user_location())
     out = x @ weight.T
     return out + bias if bias is not None else out
