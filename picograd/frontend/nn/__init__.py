@@ -2,14 +2,23 @@
 
 from picograd.frontend.nn import functional
 from picograd.frontend.nn.modules import (
+    CELU,
+    ELU,
     Dropout,
     Embedding,
+    Hardsigmoid,
+    Hardswish,
     LayerNorm,
+    LeakyReLU,
     Linear,
+    LogSigmoid,
+    Mish,
     Module,
     Parameter,
     ReLU,
     Sequential,
+    Softplus,
+    Softsign,
     Tanh,
 )
 
@@ -24,4 +33,13 @@ __all__ = [
     "ReLU",
     "Tanh",
     "Dropout",
+    "ELU",
+    "CELU",
+    "LeakyReLU",
+    "Hardsigmoid",
+    "Hardswish",
+    "Softsign",
+    "Softplus",
+    "LogSigmoid",
+    "Mish",
 ]
