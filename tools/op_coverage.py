@@ -91,9 +91,9 @@ MODULES: dict[str, str] = {
     "Utilities": "Flatten Unflatten",
 }
 PAGES = [
-    ("`torch`", "pg", pg, TORCH),
-    ("`torch.nn.functional`", "F", F, FUNCTIONAL),
-    ("`torch.nn`", "pg.nn", pg.nn, MODULES),
+    ("`torch`", pg, TORCH),
+    ("`torch.nn.functional`", F, FUNCTIONAL),
+    ("`torch.nn`", pg.nn, MODULES),
 ]
 START, END = "<!-- op-coverage:start -->", "<!-- op-coverage:end -->"
 
