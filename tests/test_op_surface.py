@@ -456,6 +456,512 @@ OPS: dict[str, Op] = {
 }
 
 
+def _pair(scale: float = 1.0, shape: tuple[int, ...] = (3, 4)) -> Inputs:
+    return lambda r: [scale * r.standard_normal(shape), scale * r.standard_normal(shape)]
+
+
+def _loop(*shapes: tuple[int, ...]) -> Inputs:
+    return lambda r: [r.standard_normal(s) for s in shapes]
+
+
+def _same(name: str, *args: Any, **kwargs: Any) -> tuple[Callable[..., Any], Callable[..., Any]]:
+    """``pg.name(x, ...)`` and ``torch.name(x, ...)``."""
+    return (lambda *xs: getattr(pg, name)(*xs, *args, **kwargs), lambda *xs: getattr(torch, name)(*xs, *args, **kwargs))
+
+
+def _same_f(name: str, *args: Any, **kwargs: Any) -> tuple[Callable[..., Any], Callable[..., Any]]:
+    """``F.name(x, ...)`` and ``torch.nn.functional.name(x, ...)``."""
+    return (lambda *xs: getattr(F, name)(*xs, *args, **kwargs), lambda *xs: getattr(TF, name)(*xs, *args, **kwargs))
+
+
+# The second batch: compositions of ops already lowered above; they are checked forward and backward one by one,
+# and lowered in bundles (BUNDLES below) so that the loop interpreter and the PTX emulator run them too.
+MORE: dict[str, tuple[tuple[Callable[..., Any], Callable[..., Any]], Inputs, dict[str, Any]]] = {
+    "add-alpha": (_same("add", alpha=2.5), _pair(), {}),
+    "sub-alpha": (_same("sub", alpha=0.5), _pair(), {}),
+    "mul": (_same("mul"), _pair(), {}),
+    "true_divide": (_same("true_divide"), lambda r: [r.standard_normal((3, 4)), r.uniform(0.5, 2, (3, 4))], {}),
+    "remainder": (
+        _same("remainder"),
+        lambda r: [3 * r.standard_normal((3, 4)), r.uniform(0.5, 2, (3, 4)) * r.choice([-1, 1], (3, 4))],
+        {"fd": False},
+    ),
+    "fmod": (
+        _same("fmod"),
+        lambda r: [3 * r.standard_normal((3, 4)), r.uniform(0.5, 2, (3, 4)) * r.choice([-1, 1], (3, 4))],
+        {"fd": False},
+    ),
+    "remainder-int": (
+        _same("remainder"),
+        lambda r: [r.integers(-9, 9, (3, 4)), r.integers(1, 4, (3, 4)) * r.choice([-1, 1], (3, 4))],
+        {"grad": False},
+    ),
+    "square": (_same("square"), normal(3, 4), {}),
+    "sinh": (_same("sinh"), normal(3, 4, scale=2), {}),
+    "cosh": (_same("cosh"), normal(3, 4, scale=2), {}),
+    "tan": (_same("tan"), uniform(-1.2, 1.2, 3, 4), {}),
+    "log10": (_same("log10"), uniform(0.1, 9, 3, 4), {}),
+    "logaddexp": (_same("logaddexp"), _pair(3.0), {}),
+    "logaddexp2": (_same("logaddexp2"), _pair(3.0), {}),
+    "hypot": (_same("hypot"), _pair(), {}),
+    "deg2rad-rad2deg": (
+        (lambda x: pg.deg2rad(x) + pg.rad2deg(x), lambda x: torch.deg2rad(x) + torch.rad2deg(x)),
+        normal(3, 4),
+        {},
+    ),
+    "frac": ((lambda x: x * pg.frac(x), lambda x: x * torch.frac(x)), off_integers(3, 4), {}),
+    "signbit": (
+        (lambda x: pg.signbit(x).long(), lambda x: torch.signbit(x).long()),
+        lambda r: [np.array([-1.0, -0.0, 0.0, 2.0, -np.inf])],
+        {"grad": False},
+    ),
+    "xlogy": (
+        _same("xlogy"),
+        lambda r: [
+            np.where(np.arange(12).reshape(3, 4) % 4 == 0, 0.0, r.standard_normal((3, 4))),
+            r.uniform(0.2, 3, (3, 4)),
+        ],
+        {},
+    ),
+    "lerp": (_same("lerp"), _loop((3, 4), (3, 4), (3, 4)), {}),
+    "addcmul": (_same("addcmul", value=0.5), _loop((3, 4), (3, 4), (4,)), {}),
+    "addcdiv": (
+        _same("addcdiv", value=2.0),
+        lambda r: [r.standard_normal((3, 4)), r.standard_normal((3, 4)), r.uniform(0.5, 2, (3, 4))],
+        {},
+    ),
+    "nan_to_num": (
+        (lambda x: pg.nan_to_num(x, posinf=9.0) * 2, lambda x: torch.nan_to_num(x, posinf=9.0) * 2),
+        lambda r: [np.array([1.0, np.nan, np.inf, -np.inf, -2.0])],
+        {"grad": False},
+    ),
+    "logit": (_same("logit", eps=0.1), uniform(0.15, 0.85, 3, 4), {}),
+    "float_power": (_same("float_power"), lambda r: [r.uniform(0.5, 2, (3, 4)), r.standard_normal((3, 4))], {}),
+    "logical": (
+        (
+            lambda a, b: pg.logical_and(a, b).long() * 4 + pg.logical_or(a, b).long() * 2 + pg.logical_xor(a, b).long(),
+            lambda a, b: (
+                torch.logical_and(a, b).long() * 4 + torch.logical_or(a, b).long() * 2 + torch.logical_xor(a, b).long()
+            ),
+        ),
+        lambda r: [r.integers(-1, 2, (3, 4)), r.integers(-1, 2, (3, 4))],
+        {"grad": False},
+    ),
+    "comparisons": (
+        (
+            lambda a, b: sum(
+                getattr(pg, n)(a, b).long() * 2**k
+                for k, n in enumerate(["eq", "ne", "lt", "le", "gt", "ge", "greater", "less_equal"])
+            ),
+            lambda a, b: sum(
+                getattr(torch, n)(a, b).long() * 2**k
+                for k, n in enumerate(["eq", "ne", "lt", "le", "gt", "ge", "greater", "less_equal"])
+            ),
+        ),
+        lambda r: [r.integers(-1, 2, (3, 4)).astype(np.float64), r.integers(-1, 2, (3, 4)).astype(np.float64)],
+        {"grad": False},
+    ),
+    "isnan-isinf": (
+        (
+            lambda x: (
+                pg.isnan(x).long() * 8
+                + pg.isinf(x).long() * 4
+                + pg.isfinite(x).long() * 2
+                + pg.isposinf(x).long()
+                + pg.isneginf(x).long() * 16
+            ),
+            lambda x: (
+                torch.isnan(x).long() * 8
+                + torch.isinf(x).long() * 4
+                + torch.isfinite(x).long() * 2
+                + torch.isposinf(x).long()
+                + torch.isneginf(x).long() * 16
+            ),
+        ),
+        lambda r: [np.array([1.0, np.nan, np.inf, -np.inf, 0.0])],
+        {"grad": False},
+    ),
+    "fmax-fmin": (
+        (lambda a, b: pg.fmax(a, b) * 2 + pg.fmin(a, b), lambda a, b: torch.fmax(a, b) * 2 + torch.fmin(a, b)),
+        lambda r: [
+            r.standard_normal((3, 4)),
+            np.where(np.arange(12).reshape(3, 4) % 5 == 0, np.nan, r.standard_normal((3, 4))),
+        ],
+        {"fd": False},
+    ),
+    "msort": (_same("msort"), distinct(4, 3), {}),
+    "count_nonzero": (_same("count_nonzero", dim=1), lambda r: [r.integers(-1, 2, (3, 4))], {"grad": False}),
+    "nansum-nanmean": (
+        (lambda x: pg.nansum(x, 1) + pg.nanmean(x, 1), lambda x: torch.nansum(x, 1) + torch.nanmean(x, 1)),
+        lambda r: [np.where(np.arange(12).reshape(3, 4) % 5 == 0, np.nan, r.standard_normal((3, 4)))],
+        {"fd": False},
+    ),
+    "aminmax": (
+        (
+            lambda x: pg.aminmax(x, dim=1)[0] * 2 + pg.aminmax(x, dim=1)[1],
+            lambda x: torch.aminmax(x, dim=1)[0] * 2 + torch.aminmax(x, dim=1)[1],
+        ),
+        distinct(3, 4),
+        {},
+    ),
+    **{
+        f"norm-{p}": ((lambda x, p=p: pg.norm(x, p, dim=1), lambda x, p=p: torch.norm(x, p, dim=1)), distinct(3, 4), {})
+        for p in (1, 2, 3, float("inf"))
+    },
+    "norm-fro": (_same("norm"), normal(3, 4), {}),
+    "dist": (_same("dist", p=3), _pair(), {}),
+    "median": ((lambda x: pg.median(x), lambda x: torch.median(x)), distinct(3, 5), {}),
+    "median-dim": ((lambda x: pg.median(x, 1), lambda x: torch.median(x, 1)), distinct(3, 5), {}),
+    "mm": (_same("mm"), _loop((3, 4), (4, 2)), {}),
+    "bmm": (_same("bmm"), _loop((2, 3, 4), (2, 4, 2)), {}),
+    "mv": (_same("mv"), _loop((3, 4), (4,)), {}),
+    "dot": (_same("dot"), _loop((4,), (4,)), {}),
+    "inner": (_same("inner"), _loop((2, 4), (3, 4)), {}),
+    "outer": (_same("outer"), _loop((3,), (4,)), {}),
+    "addmm": (_same("addmm", beta=0.5, alpha=2.0), _loop((3, 2), (3, 4), (4, 2)), {}),
+    "addmv": (_same("addmv"), _loop((3,), (3, 4), (4,)), {}),
+    "addbmm": (_same("addbmm"), _loop((3, 2), (2, 3, 4), (2, 4, 2)), {}),
+    "baddbmm": (_same("baddbmm", alpha=0.5), _loop((2, 3, 2), (2, 3, 4), (2, 4, 2)), {}),
+    "addr": (_same("addr"), _loop((3, 4), (3,), (4,)), {}),
+    "matrix_power": (
+        (lambda x: pg.matrix_power(x, 5), lambda x: torch.linalg.matrix_power(x, 5)),
+        normal(3, 3, scale=0.5),
+        {},
+    ),
+    "chain_matmul": (
+        (lambda a, b, c: pg.chain_matmul(a, b, c), lambda a, b, c: a @ b @ c),
+        _loop((2, 3), (3, 4), (4, 2)),
+        {},
+    ),
+    "tensordot": (_same("tensordot", dims=([1, 0], [2, 0])), _loop((3, 2, 4), (3, 5, 2)), {}),
+    "kron": (_same("kron"), _loop((2, 3), (3, 2)), {}),
+    "cross": (_same("cross", dim=1), _loop((2, 3), (2, 3)), {}),
+    "trapezoid": (
+        (
+            lambda y, x: pg.trapezoid(y, x) + pg.trapezoid(y, dx=0.5),
+            lambda y, x: torch.trapezoid(y, x) + torch.trapezoid(y, dx=0.5),
+        ),
+        _loop((3, 5), (3, 5)),
+        {},
+    ),
+    "cdist": (_same("cdist"), _loop((3, 4), (2, 4)), {}),
+    "cov-corrcoef": (
+        (lambda x: pg.cov(x) + pg.corrcoef(x), lambda x: torch.cov(x) + torch.corrcoef(x)),
+        normal(3, 6),
+        {},
+    ),
+    "t-swapaxes-movedim": (
+        (
+            lambda x: pg.movedim(pg.swapaxes(x, 0, 2), 0, -1).reshape(-1)[:5] + pg.t(x[0]).reshape(-1)[:5],
+            lambda x: torch.movedim(torch.swapaxes(x, 0, 2), 0, -1).reshape(-1)[:5] + torch.t(x[0]).reshape(-1)[:5],
+        ),
+        normal(2, 3, 4),
+        {},
+    ),
+    "narrow-select": (
+        (
+            lambda x: pg.narrow(x, 1, 1, 2) * pg.select(x, 0, -1).reshape(1, 4)[:, :2],
+            lambda x: torch.narrow(x, 1, 1, 2) * torch.select(x, 0, -1).reshape(1, 4)[:, :2],
+        ),
+        normal(3, 4),
+        {},
+    ),
+    "index_select": (
+        (lambda x, i: pg.index_select(x, 1, i), lambda x, i: torch.index_select(x, 1, i)),
+        lambda r: [r.standard_normal((3, 4)), r.integers(0, 4, 5)],
+        {},
+    ),
+    "take": (
+        (lambda x, i: pg.take(x, i), lambda x, i: torch.take(x, i)),
+        lambda r: [r.standard_normal((3, 4)), r.integers(0, 12, (2, 3))],
+        {},
+    ),
+    "unbind-stack": (
+        (
+            lambda x: pg.hstack(pg.unbind(x, 1)) + pg.vstack(list(pg.unbind(x))).reshape(-1),
+            lambda x: torch.hstack(torch.unbind(x, 1)) + torch.vstack(list(torch.unbind(x))).reshape(-1),
+        ),
+        normal(3, 4),
+        {},
+    ),
+    "dstack-column_stack": (
+        (
+            lambda a, b: pg.dstack([a, b]).reshape(-1) + pg.column_stack([a.reshape(-1), b.reshape(-1)]).reshape(-1),
+            lambda a, b: (
+                torch.dstack([a, b]).reshape(-1) + torch.column_stack([a.reshape(-1), b.reshape(-1)]).reshape(-1)
+            ),
+        ),
+        _pair(),
+        {},
+    ),
+    "index_add": (
+        (
+            lambda x, s: x.index_add(0, pg.tensor([2, 0, 2]), s, alpha=2.0),
+            lambda x, s: x.index_add(0, torch.tensor([2, 0, 2]), s, alpha=2.0),
+        ),
+        _loop((3, 4), (3, 4)),
+        {},
+    ),
+    "fliplr-flipud-rot90": (
+        (
+            lambda x: pg.fliplr(x) + pg.flipud(x) + pg.rot90(x, 2) + pg.rot90(x, 1).T + pg.rot90(x, 3).T,
+            lambda x: torch.fliplr(x) + torch.flipud(x) + torch.rot90(x, 2) + torch.rot90(x, 1).T + torch.rot90(x, 3).T,
+        ),
+        normal(3, 4),
+        {},
+    ),
+    "diagonal-trace": (
+        (
+            lambda x: pg.diagonal(x, 1, 1, 2).sum(0) + pg.trace(x[0]),
+            lambda x: torch.diagonal(x, 1, 1, 2).sum(0) + torch.trace(x[0]),
+        ),
+        normal(2, 3, 4),
+        {},
+    ),
+    "diagonal-negative": ((lambda x: pg.diagonal(x, -1), lambda x: torch.diagonal(x, -1)), normal(4, 3), {}),
+    "diag": (
+        (
+            lambda v: pg.diag(v, 1) + pg.diag(pg.diag(v, 1), 1).sum(),
+            lambda v: torch.diag(v, 1) + torch.diag(torch.diag(v, 1), 1).sum(),
+        ),
+        normal(3),
+        {},
+    ),
+    "diff": (_same("diff", n=2, dim=0), normal(5, 3), {}),
+    "repeat_interleave": (
+        (lambda x: pg.repeat_interleave(x, 2, 1) + 0, lambda x: torch.repeat_interleave(x, 2, 1)),
+        normal(2, 3),
+        {},
+    ),
+    "ravel-unflatten": (
+        (lambda x: pg.unflatten(pg.ravel(x), 0, (4, 3)), lambda x: torch.unflatten(torch.ravel(x), 0, (4, 3))),
+        normal(3, 4),
+        {},
+    ),
+    "broadcast_tensors": (
+        (
+            lambda a, b: pg.broadcast_tensors(a, b)[0] * pg.broadcast_tensors(a, b)[1],
+            lambda a, b: torch.broadcast_tensors(a, b)[0] * torch.broadcast_tensors(a, b)[1],
+        ),
+        _loop((3, 1), (4,)),
+        {},
+    ),
+    "meshgrid-cartesian": (
+        (
+            lambda a, b: (
+                pg.meshgrid(a, b, indexing="xy")[0] * pg.meshgrid(a, b, indexing="xy")[1]
+                + pg.cartesian_prod(a, b).sum()
+            ),
+            lambda a, b: (
+                torch.meshgrid(a, b, indexing="xy")[0] * torch.meshgrid(a, b, indexing="xy")[1]
+                + torch.cartesian_prod(a, b).sum()
+            ),
+        ),
+        _loop((3,), (4,)),
+        {},
+    ),
+    "block_diag": (_same("block_diag"), _loop((2, 3), (1, 2)), {}),
+    "bucketize-searchsorted": (
+        (
+            lambda x: (
+                pg.bucketize(x, pg.tensor([-1.0, 0.0, 1.0])) * 10
+                + pg.searchsorted(pg.tensor([-0.5, 0.5]), x.reshape(-1), right=True)
+            ),
+            lambda x: (
+                torch.bucketize(x, torch.tensor([-1.0, 0.0, 1.0])) * 10
+                + torch.searchsorted(torch.tensor([-0.5, 0.5]), x.reshape(-1), right=True)
+            ),
+        ),
+        lambda r: [r.standard_normal(6)],
+        {"grad": False},
+    ),
+    # functional
+    "silu": (_same_f("silu"), normal(3, 4, scale=3), {}),
+    "selu": (_same_f("selu"), normal(3, 4, scale=3), {}),
+    "relu6": (_same_f("relu6"), normal(3, 4, scale=5), {}),
+    "hardtanh": (_same_f("hardtanh", -0.5, 2.0), normal(3, 4, scale=2), {}),
+    "threshold": (_same_f("threshold", 0.3, -2.0), normal(3, 4), {}),
+    "hardshrink": (_same_f("hardshrink", 0.4), normal(3, 4), {}),
+    "softshrink": (_same_f("softshrink", 0.4), normal(3, 4), {}),
+    "tanhshrink": (_same_f("tanhshrink"), normal(3, 4), {}),
+    "softmin": (_same_f("softmin", dim=1), normal(3, 4), {}),
+    "glu": (_same_f("glu", dim=0), normal(4, 3), {}),
+    "normalize": (_same_f("normalize", p=3.0, dim=0), normal(3, 4), {}),
+    "cosine_similarity": (_same_f("cosine_similarity"), _pair(), {}),
+    "pairwise_distance": (_same_f("pairwise_distance"), _pair(), {}),
+    "l1_loss": (_same_f("l1_loss"), _pair(), {}),
+    "huber_loss": (_same_f("huber_loss", delta=0.7), _pair(), {}),
+    "smooth_l1_loss": (_same_f("smooth_l1_loss", beta=0.7, reduction="sum"), _pair(), {}),
+    "kl_div": (
+        (
+            lambda x, t: F.kl_div(x.log_softmax(1), t.softmax(1), reduction="batchmean"),
+            lambda x, t: TF.kl_div(x.log_softmax(1), t.softmax(1), reduction="batchmean"),
+        ),
+        _pair(),
+        {},
+    ),
+    "kl_div-log_target": (
+        (
+            lambda x, t: F.kl_div(x.log_softmax(1), t.log_softmax(1), log_target=True),
+            lambda x, t: TF.kl_div(x.log_softmax(1), t.log_softmax(1), log_target=True),
+        ),
+        _pair(),
+        {},
+    ),
+    "soft_margin_loss": (
+        (lambda x, y: F.soft_margin_loss(x, y.sign()), lambda x, y: TF.soft_margin_loss(x, y.sign())),
+        _pair(),
+        {"const": (1,)},
+    ),
+    "margin_ranking_loss": (
+        (
+            lambda a, b, y: F.margin_ranking_loss(a, b, y.sign(), margin=1.0),
+            lambda a, b, y: TF.margin_ranking_loss(a, b, y.sign(), margin=1.0),
+        ),
+        _loop((6,), (6,), (6,)),
+        {"const": (2,)},
+    ),
+    "hinge_embedding_loss": (
+        (lambda x, y: F.hinge_embedding_loss(x, y.sign()), lambda x, y: TF.hinge_embedding_loss(x, y.sign())),
+        _pair(),
+        {"const": (1,)},
+    ),
+    "poisson_nll_loss": (
+        (
+            lambda x, t: F.poisson_nll_loss(x, t.abs() * 3, full=True),
+            lambda x, t: TF.poisson_nll_loss(x, t.abs() * 3, full=True),
+        ),
+        _pair(),
+        {"const": (1,)},
+    ),
+    "gaussian_nll_loss": (
+        (
+            lambda x, t, v: F.gaussian_nll_loss(x, t, v.abs() + 0.1, full=True),
+            lambda x, t, v: TF.gaussian_nll_loss(x, t, v.abs() + 0.1, full=True),
+        ),
+        _loop((3, 4), (3, 4), (3, 4)),
+        {},
+    ),
+}
+for _name, ((_pg, _torch), _inputs, _options) in MORE.items():
+    OPS[_name] = Op(_pg, _torch, _inputs, lower=False, **_options)
+
+# Lowering bundles: several second-batch ops in one traced step (forward and backward).
+BUNDLE_NAMES = {
+    "pointwise": [
+        "add-alpha",
+        "sub-alpha",
+        "sinh",
+        "cosh",
+        "tan",
+        "log10",
+        "logaddexp",
+        "hypot",
+        "frac",
+        "lerp",
+        "float_power",
+        "logit",
+        "silu",
+        "selu",
+        "relu6",
+        "hardtanh",
+        "threshold",
+        "hardshrink",
+        "softshrink",
+        "tanhshrink",
+    ],
+    "binary": ["remainder", "fmod", "xlogy", "addcdiv", "fmax-fmin", "logaddexp2", "true_divide"],
+    "products": [
+        "mm",
+        "bmm",
+        "mv",
+        "dot",
+        "inner",
+        "outer",
+        "addmm",
+        "addbmm",
+        "baddbmm",
+        "addr",
+        "matrix_power",
+        "tensordot",
+        "kron",
+        "cross",
+        "cdist",
+        "cov-corrcoef",
+        "trapezoid",
+    ],
+    "movement": [
+        "t-swapaxes-movedim",
+        "narrow-select",
+        "index_select",
+        "take",
+        "unbind-stack",
+        "dstack-column_stack",
+        "index_add",
+        "fliplr-flipud-rot90",
+        "diagonal-trace",
+        "diag",
+        "diff",
+        "repeat_interleave",
+        "block_diag",
+        "meshgrid-cartesian",
+    ],
+    "reductions": ["msort", "nansum-nanmean", "aminmax", "norm-3", "norm-inf", "dist", "median", "median-dim"],
+    "losses": [
+        "softmin",
+        "glu",
+        "normalize",
+        "cosine_similarity",
+        "pairwise_distance",
+        "huber_loss",
+        "kl_div",
+        "soft_margin_loss",
+        "poisson_nll_loss",
+        "gaussian_nll_loss",
+        "margin_ranking_loss",
+    ],
+    "integers": [
+        "remainder-int",
+        "logical",
+        "comparisons",
+        "count_nonzero",
+        "bucketize-searchsorted",
+        "isnan-isinf",
+        "signbit",
+    ],
+}
+
+
+def _bundle(names: list[str]) -> Op:
+    """One op computing every op of ``names`` on its own inputs: the sum of all their (first) results (integer
+    results as float64), so one traced step holds them all."""
+    ops = [OPS[n] for n in names]
+    counts = [len(op.inputs(np.random.default_rng(0))) for op in ops]
+    starts = [sum(counts[:k]) for k in range(len(ops))]
+
+    def run(pick: Callable[[Op], Callable[..., Any]], *xs: Any) -> Any:
+        total = None
+        for op, start, n in zip(ops, starts, counts, strict=True):
+            first = _first(pick(op)(*xs[start : start + n])).reshape(-1)
+            part = first.sum() if first.dtype.is_floating_point else first.double().sum()
+            total = part if total is None else total + part
+        return total
+
+    return Op(
+        lambda *xs: run(lambda op: op.pg, *xs),
+        lambda *xs: run(lambda op: op.torch, *xs),
+        lambda r: [a for op in ops for a in op.inputs(r)],
+        grad=all(op.grad for op in ops),
+        fd=False,
+        rtol=1e-9,
+        const=tuple(start + c for op, start in zip(ops, starts, strict=True) for c in op.const),
+    )
+
+
+for _bundle_name, _names in BUNDLE_NAMES.items():
+    OPS[f"lower-{_bundle_name}"] = _bundle(_names)
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Running a row
 

@@ -311,3 +311,154 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     """``x @ weight.T + bias`` with weight (out, in)."""
     out = x @ weight.T
     return out + bias if bias is not None else out
+
+
+# -- more activations, distances and losses (issue 20, second batch)
+
+
+def silu(x: Tensor) -> Tensor:
+    """``x sigmoid(x)`` (Elfwing et al., 2018; swish)."""
+    return x * x.sigmoid()
+
+
+_SELU_ALPHA, _SELU_SCALE = 1.6732632423543772848170429916717, 1.0507009873554804934193349852946
+
+
+def selu(x: Tensor) -> Tensor:
+    """``scale (x if x > 0 else alpha (exp(x) - 1))`` with Klambauer et al.'s (2017) constants."""
+    return _SELU_SCALE * elu(x, _SELU_ALPHA)
+
+
+def hardtanh(x: Tensor, min_val: float = -1.0, max_val: float = 1.0) -> Tensor:
+    """``x`` limited to ``[min_val, max_val]`` (gradient 0 outside, as PyTorch)."""
+    return where(x <= min_val, min_val, where(x >= max_val, max_val, x))
+
+
+def relu6(x: Tensor) -> Tensor:
+    return hardtanh(x, 0.0, 6.0)
+
+
+def threshold(x: Tensor, threshold: float, value: float) -> Tensor:
+    """``x`` where ``x > threshold``, else ``value``."""
+    return where(x > threshold, x, value)
+
+
+def hardshrink(x: Tensor, lambd: float = 0.5) -> Tensor:
+    return where((x > lambd) | (x < -lambd), x, 0.0)
+
+
+def softshrink(x: Tensor, lambd: float = 0.5) -> Tensor:
+    return where(x > lambd, x - lambd, where(x < -lambd, x + lambd, 0.0))
+
+
+def tanhshrink(x: Tensor) -> Tensor:
+    return x - x.tanh()
+
+
+def softmin(x: Tensor, dim: int) -> Tensor:
+    return (-x).softmax(dim)
+
+
+def glu(x: Tensor, dim: int = -1) -> Tensor:
+    """``a sigmoid(b)`` of the two halves ``a, b`` of ``x`` along ``dim`` (Dauphin et al., 2017)."""
+    n = x.shape[dim]
+    if n % 2:
+        raise ShapeError(f"glu: dim {dim} of shape {x.shape} must have an even size{at(user_location())}")
+    index: list[Any] = [slice(None)] * x.ndim
+    index[dim] = slice(0, n // 2)
+    a = x[tuple(index)]
+    index[dim] = slice(n // 2, n)
+    return a * x[tuple(index)].sigmoid()
+
+
+def normalize(x: Tensor, p: float = 2.0, dim: int = 1, eps: float = 1e-12) -> Tensor:
+    """``x / max(||x||_p, eps)`` along ``dim``."""
+    from picograd.frontend.ops_more import norm
+
+    return x / norm(x, p, dim, keepdim=True).maximum(eps)
+
+
+def cosine_similarity(x1: Tensor, x2: Tensor, dim: int = 1, eps: float = 1e-8) -> Tensor:
+    """``sum(x1 x2) / (max(||x1||, eps) max(||x2||, eps))`` along ``dim`` (PyTorch 2's formula)."""
+    n1 = (x1 * x1).sum(dim).sqrt().maximum(eps)
+    n2 = (x2 * x2).sum(dim).sqrt().maximum(eps)
+    return (x1 * x2).sum(dim) / (n1 * n2)
+
+
+def pairwise_distance(x1: Tensor, x2: Tensor, p: float = 2.0, eps: float = 1e-6, keepdim: bool = False) -> Tensor:
+    """``||x1 - x2 + eps||_p`` over the last dim."""
+    from picograd.frontend.ops_more import norm
+
+    return norm(x1 - x2 + eps, p, dim=-1, keepdim=keepdim)
+
+
+def l1_loss(input: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:
+    return _reduce((input - target).abs(), reduction)
+
+
+def huber_loss(input: Tensor, target: Tensor, reduction: str = "mean", delta: float = 1.0) -> Tensor:
+    """``0.5 d^2`` where ``|d| < delta``, else ``delta (|d| - delta / 2)`` (Huber, 1964)."""
+    d = input - target
+    a = d.abs()
+    return _reduce(where(a < delta, 0.5 * d * d, delta * (a - 0.5 * delta)), reduction)
+
+
+def smooth_l1_loss(input: Tensor, target: Tensor, reduction: str = "mean", beta: float = 1.0) -> Tensor:
+    """``0.5 d^2 / beta`` where ``|d| < beta``, else ``|d| - beta / 2``."""
+    d = input - target
+    a = d.abs()
+    return _reduce(where(a < beta, 0.5 * d * d / beta, a - 0.5 * beta), reduction)
+
+
+def kl_div(input: Tensor, target: Tensor, reduction: str = "mean", log_target: bool = False) -> Tensor:
+    """``target (log(target) - input)`` for log-probabilities ``input`` (0 where ``target == 0``);
+    ``reduction="batchmean"`` divides the sum by the batch size."""
+    from picograd.frontend.ops_more import xlogy
+
+    loss = target.exp() * (target - input) if log_target else xlogy(target, target) - target * input
+    if reduction == "batchmean":
+        return loss.sum() / float(input.shape[0] if input.ndim else 1)
+    return _reduce(loss, reduction)
+
+
+def soft_margin_loss(input: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:
+    """``log(1 + exp(-y x))``."""
+    return _reduce(softplus(-target * input), reduction)
+
+
+def margin_ranking_loss(
+    input1: Tensor, input2: Tensor, target: Tensor, margin: float = 0.0, reduction: str = "mean"
+) -> Tensor:
+    return _reduce((-target * (input1 - input2) + margin).relu(), reduction)
+
+
+def hinge_embedding_loss(input: Tensor, target: Tensor, margin: float = 1.0, reduction: str = "mean") -> Tensor:
+    """``x`` where ``y == 1``, ``max(0, margin - x)`` where ``y == -1``."""
+    pos = where(target == 1, input, 0.0)
+    neg = where(target == -1, (margin - input).relu(), 0.0)
+    return _reduce(pos + neg, reduction)
+
+
+def poisson_nll_loss(
+    input: Tensor, target: Tensor, log_input: bool = True, full: bool = False, eps: float = 1e-8,
+    reduction: str = "mean",
+) -> Tensor:  # fmt: skip
+    """``exp(x) - y x`` (``log_input``) or ``x - y log(x + eps)``, plus Stirling's term for ``y > 1`` when
+    ``full``."""
+    loss = input.exp() - target * input if log_input else input - target * (input + eps).log()
+    if full:
+        stirling = target * target.log() - target + 0.5 * (2 * math.pi * target).log()
+        loss = loss + where(target > 1, stirling, 0.0)
+    return _reduce(loss, reduction)
+
+
+def gaussian_nll_loss(
+    input: Tensor, target: Tensor, var: Tensor, full: bool = False, eps: float = 1e-6, reduction: str = "mean"
+) -> Tensor:
+    """``0.5 (log(max(var, eps)) + (x - y)^2 / max(var, eps))`` (+ ``0.5 log(2 pi)`` when ``full``)."""
+    v = var.maximum(eps)
+    d = input - target
+    loss = 0.5 * (v.log() + d * d / v)
+    if full:
+        loss = loss + 0.5 * math.log(2 * math.pi)
+    return _reduce(loss, reduction)
