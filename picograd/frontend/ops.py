@@ -641,7 +641,7 @@ def einsum(equation: str, *operands: Any) -> Tensor:
         return t, letters
 
     acc, acc_letters = items[0]
-    acc, acc_letters = drop_unused(acc, acc_letters, keep_after(0) | {c for _, ls in items[1:2] for c in ls})
+    acc, acc_letters = drop_unused(acc, acc_letters, keep_after(0))
     for k in range(1, len(items)):
         t, letters = items[k]
         needed = keep_after(k)
