@@ -209,7 +209,9 @@ def test_reduction_and_unary_dtypes(name):
     _compare(x.sum(), tx.sum())
     _compare(x.sum(0, keepdim=True), tx.sum(0, keepdim=True))
     _compare(x.max(), tx.amax())
-    _compare(x.min(0), tx.amin(0))
+    _compare(x.amin(0), tx.amin(0))
+    _compare(x.min(0).values, tx.min(0).values)
+    _compare(x.min(0).indices, tx.min(0).indices)
     _compare(x.argmax(), tx.to(torch.float32).argmax())
     if name != "bool":
         _compare(x.abs(), tx.abs())
