@@ -14,6 +14,7 @@ from picograd.frontend.creation import (
     arange,
     cat,
     full,
+    multinomial,
     ones,
     ones_like,
     rand,
@@ -29,12 +30,14 @@ from picograd.frontend.graph import no_grad
 from picograd.frontend.random import manual_seed
 from picograd.frontend.realize import matmul_schedule
 from picograd.frontend.serialization import load, save
-from picograd.frontend.tensor import Tensor, maximum, minimum, where
+from picograd.frontend.tensor import Tensor, maximum, minimum, tril, triu, where
 
 # `import picograd.nn.functional as F` and `from picograd.optim import SGD` work as they do for torch
 sys.modules[__name__ + ".nn"] = nn
 sys.modules[__name__ + ".nn.functional"] = nn.functional
 sys.modules[__name__ + ".optim"] = optim
+sys.modules[__name__ + ".nn.utils"] = nn.utils
+sys.modules[__name__ + ".optim.lr_scheduler"] = optim.lr_scheduler
 
 float = float32  # noqa: A001 - torch.float
 long = int64
@@ -43,6 +46,7 @@ bool = bool_  # noqa: A001 - torch.bool
 __all__ = [
     "CompileError", "DeviceError", "DTypeError", "ShapeError", "Spec", "Tensor", "arange", "bool_", "cat", "compile",
     "float32", "float64", "full", "int32", "int64", "load", "manual_seed", "matmul_schedule", "maximum", "minimum",
+    "multinomial", "tril", "triu",
     "nn", "no_grad", "ones", "ones_like", "optim", "rand", "randint", "randn", "save", "stack", "tensor", "where",
     "zeros", "zeros_like",
 ]  # fmt: skip

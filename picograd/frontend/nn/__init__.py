@@ -1,15 +1,22 @@
 """``pg.nn``: modules with PyTorch's names (``Module``, ``Linear``, ``Embedding``, ``LayerNorm``, ...)."""
 
-from picograd.frontend.nn import functional
+from picograd.frontend.nn import functional, utils
 from picograd.frontend.nn.modules import (
+    GELU,
     Dropout,
     Embedding,
+    Flatten,
+    Identity,
     LayerNorm,
     Linear,
     Module,
+    ModuleDict,
+    ModuleList,
+    MultiheadAttention,
     Parameter,
     ReLU,
     Sequential,
+    Sigmoid,
     Tanh,
 )
 
@@ -24,4 +31,12 @@ __all__ = [
     "ReLU",
     "Tanh",
     "Dropout",
+    "utils",
+    "ModuleList",
+    "ModuleDict",
+    "GELU",
+    "Sigmoid",
+    "Identity",
+    "Flatten",
+    "MultiheadAttention",
 ]
