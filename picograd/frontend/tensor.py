@@ -224,7 +224,13 @@ class Tensor:
         if trace is not None and id(self) not in trace.writes:
             trace.writes[id(self)] = self
             trace.originals[id(self)] = self._value
-        self._node, self._index = value._node, value._index
+        if trace is None and value._buffer is not None:
+            # a realized value becomes this tensor's own leaf: a compiled step reads a parameter through its leaf's
+            # owner, which must be this tensor (not the temporary that computed the value), or it would keep
+            # reading the value it had when traced
+            self._node, self._index = leaf(value._buffer, self.dtype, owner=self), 0
+        else:
+            self._node, self._index = value._node, value._index
         if self._user_leaf:
             self._mark_grad_leaf()
 
@@ -983,6 +989,10 @@ def matmul(a: Any, b: Any) -> Tensor:
     if x.ndim == 0 or y.ndim == 0:
         raise ShapeError(f"matmul: both operands need at least 1 dim, got shapes {x.shape} and {y.shape}{at(loc)}")
     xs, ys = x.shape, y.shape
+    if x.ndim > 2 and y.ndim == 2 and xs[-1] == ys[0]:
+        # (*B, M, K) @ (K, N) as one (B*M, K) @ (K, N) product (as PyTorch folds it): one GEMM forward and one for
+        # the weight's gradient, instead of a batch of small products and a sum over the batch
+        return matmul(x.reshape(-1, xs[-1]), y).reshape(*xs[:-1], ys[1])
     x2 = x.unsqueeze(0) if x.ndim == 1 else x
     y2 = y.unsqueeze(-1) if y.ndim == 1 else y
     if x2.shape[-1] != y2.shape[-2]:
