@@ -161,7 +161,9 @@ def main() -> None:
     twin.eval()
     with torch.no_grad():
         val_theirs = statistics.fmean(
-            TF.cross_entropy(twin(torch.from_numpy(x)).reshape(-1, cfg.vocab_size), torch.from_numpy(y).reshape(-1)).item()
+            TF.cross_entropy(
+                twin(torch.from_numpy(x)).reshape(-1, cfg.vocab_size), torch.from_numpy(y).reshape(-1)
+            ).item()
             for x, y in val
         )
     med = {k: 1e3 * statistics.median(v[args.warmup :] or v) for k, v in (("ours", t_ours), ("theirs", t_theirs))}
