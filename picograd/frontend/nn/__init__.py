@@ -1,4 +1,4 @@
-"""``pg.nn``: modules with PyTorch's names (``Module``, ``Linear``, ``Embedding``, ``LayerNorm``, ...)."""
+"""``pg.nn``: modules with PyTorch's names (``Module``, ``Linear``, ``Embedding``, ``LayerNorm``, ``LSTM``, ...)."""
 
 from picograd.frontend.nn import functional
 from picograd.frontend.nn.modules import (
@@ -12,6 +12,7 @@ from picograd.frontend.nn.modules import (
     Sequential,
     Tanh,
 )
+from picograd.frontend.nn.recurrent import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNBase, RNNCell, RNNCellBase
 
 __all__ = [
     "functional",
@@ -24,4 +25,12 @@ __all__ = [
     "ReLU",
     "Tanh",
     "Dropout",
+    "RNNBase",
+    "RNN",
+    "GRU",
+    "LSTM",
+    "RNNCellBase",
+    "RNNCell",
+    "GRUCell",
+    "LSTMCell",
 ]
