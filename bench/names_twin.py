@@ -5,7 +5,7 @@ Both train step by step, interleaved: each step runs picograd's compiled train s
 PyTorch eager's on the same batch, each timed with ``time.perf_counter`` around the step, including building its
 input tensors from numpy and reading the loss back (``.item()``). Reported: the largest relative difference of the
 first 50 losses (float32), both final validation losses (mean over every target of the validation split) and the
-median per-step CPU time of each after the first 100 steps. Writes ``bench/results/names_twin_<type>.json``.
+median per-step CPU time of each after the first 100 steps. PyTorch runs on ``--threads`` threads (1 by default). Writes ``bench/results/names_twin_<type>.json``.
 
     python bench/names_twin.py --type lstm             # the default 20,000 steps
     python bench/names_twin.py --type gru --steps 200  # a quick agreement check
@@ -72,6 +72,13 @@ def main() -> None:
     parser.add_argument("--type", default="lstm", choices=["mlp", "rnn", "gru", "lstm"])
     parser.add_argument("--steps", type=int, default=20_000)
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="PyTorch's CPU threads (default 1: on a busy 2-core machine two threads wait on each other; numpy's "
+        "BLAS made no difference either way)",
+    )
     parser.add_argument("--out", help="JSON results (default bench/results/names_twin_<type>.json)")
     args = parser.parse_args()
 
@@ -82,6 +89,7 @@ def main() -> None:
 
     import picograd as pg
 
+    torch.set_num_threads(args.threads)
     ex.model, ex.opt = ex.make(args.type, args.seed)
     tmodel = torch_twin(args.type, ex.model.state_dict())
     topt = torch.optim.AdamW(tmodel.parameters(), lr=2e-3, betas=(0.9, 0.99), weight_decay=0.01)

@@ -88,13 +88,15 @@ def _uniform_parameter(shape: tuple[int, ...], bound: float) -> Tensor:
     return Parameter((creation.rand(*shape) * (2 * bound) - bound).numpy())
 
 
-def _check_state(what: str, state: Tensor, expected: tuple[int, ...], x: Tensor, hint: str, loc: Any) -> None:
+def _check_state(what: str, state: Any, expected: tuple[int, ...], x: Tensor, loc: Any, other: str = "") -> None:
+    """``ShapeError`` unless ``state`` has shape ``expected``; ``other`` is a hint added when the state would fit
+    the input read with the other ``batch_first`` layout."""
     if not isinstance(state, Tensor):
         raise TypeError(f"{what}: expected a Tensor, got {type(state).__name__}{at(loc)}")
     if tuple(state.shape) != expected:
         raise ShapeError(
             f"{what}: expected shape {expected} for input of shape {tuple(x.shape)}, got {tuple(state.shape)}"
-            f"{hint}{at(loc)}"
+            f"{other}{at(loc)}"
         )
 
 
@@ -198,12 +200,14 @@ class RNNBase(Module):
             (self.num_layers, self.hidden_size) if unbatched else (self.num_layers, batch, self.hidden_size)
         )
         hint = ""
-        if not unbatched:
-            other = input.shape[1] if not self.batch_first else input.shape[0]
-            hint = (
-                f"; batch_first={self.batch_first} reads dim {1 if not self.batch_first else 0} of the input as the "
-                f"batch: with batch_first={not self.batch_first} the batch would be {other}"
-            )
+        if not unbatched and input.shape[0] != input.shape[1]:
+            other_batch = input.shape[0] if not self.batch_first else input.shape[1]
+            states = [s for s in (hx if isinstance(hx, tuple | list) else [hx]) if isinstance(s, Tensor)]
+            if any(s.ndim == 3 and s.shape[1] == other_batch for s in states):
+                hint = (
+                    f"; with batch_first={self.batch_first} dim {1 if not self.batch_first else 0} of the input is "
+                    f"the batch: is the input laid out for batch_first={not self.batch_first} (batch {other_batch})?"
+                )
         if self.mode == "LSTM":
             if hx is None:
                 h0 = c0 = creation.zeros(*shape, dtype=input.dtype, device=input.device)
@@ -211,15 +215,15 @@ class RNNBase(Module):
                 if not isinstance(hx, tuple | list) or len(hx) != 2:
                     raise TypeError(f"{name}: the initial state must be a pair (h_0, c_0){at(loc)}")
                 h0, c0 = hx
-                _check_state(f"{name}: h_0", h0, shape, input, hint, loc)
-                _check_state(f"{name}: c_0", c0, shape, input, hint, loc)
+                _check_state(f"{name}: h_0", h0, shape, input, loc, hint)
+                _check_state(f"{name}: c_0", c0, shape, input, loc, hint)
             if unbatched:
                 h0, c0 = h0.unsqueeze(1), c0.unsqueeze(1)
             return [(h0[k], c0[k]) for k in range(self.num_layers)]
         if hx is None:
             h0 = creation.zeros(*shape, dtype=input.dtype, device=input.device)
         else:
-            _check_state(f"{name}: h_0", hx, shape, input, hint, loc)
+            _check_state(f"{name}: h_0", hx, shape, input, loc, hint)
             h0 = hx
         if unbatched:
             h0 = h0.unsqueeze(1)
@@ -338,7 +342,7 @@ class RNNCellBase(Module):
         def state(s: Any, what: str) -> Tensor:
             if s is None:
                 return creation.zeros(x.shape[0], self.hidden_size, dtype=input.dtype, device=input.device)
-            _check_state(f"{name}: {what}", s, shape, input, "", loc)
+            _check_state(f"{name}: {what}", s, shape, input, loc)
             return s.unsqueeze(0) if unbatched else s
 
         if self.mode == "LSTM":
