@@ -5,7 +5,8 @@ Both train step by step, interleaved: each step runs picograd's compiled train s
 PyTorch eager's on the same batch, each timed with ``time.perf_counter`` around the step, including building its
 input tensors from numpy and reading the loss back (``.item()``). Reported: the largest relative difference of the
 first 50 losses (float32), both final validation losses (mean over every target of the validation split) and the
-median per-step CPU time of each after the first 100 steps. PyTorch runs on ``--threads`` threads (1 by default). Writes ``bench/results/names_twin_<type>.json``.
+median per-step CPU time of each after the first 100 steps. PyTorch runs on ``--threads`` threads (1 by default).
+Writes ``bench/results/names_twin_<type>.json``.
 
     python bench/names_twin.py --type lstm             # the default 20,000 steps
     python bench/names_twin.py --type gru --steps 200  # a quick agreement check
