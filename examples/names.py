@@ -23,17 +23,22 @@ the mean loss over every target of the validation split. ``bench/names_twin.py``
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
-import time
-from collections.abc import Callable
 
-import numpy as np
-import picograd.nn.functional as F
-from names_data import HERE, VOCAB, build_sequences, decode, load_words, plot_losses, split
+# One BLAS thread: the step's matmuls are small (at most 512 x 64 x 256), and on a busy 2-core machine OpenBLAS's
+# threads wait on each other (the LSTM step measured 8x slower with two). Set before numpy loads OpenBLAS.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-import picograd as pg
+import argparse  # noqa: E402
+import json  # noqa: E402
+import time  # noqa: E402
+from collections.abc import Callable  # noqa: E402
+
+import numpy as np  # noqa: E402
+import picograd.nn.functional as F  # noqa: E402
+from names_data import HERE, VOCAB, build_sequences, decode, load_words, plot_losses, split  # noqa: E402
+
+import picograd as pg  # noqa: E402
 
 BLOCK = 16  # tokens per name: the start token and up to 15 characters (the longest name has 15)
 EMBED, HIDDEN, BATCH = 64, 64, 32
