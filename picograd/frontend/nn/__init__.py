@@ -1,4 +1,4 @@
-"""``pg.nn``: modules with PyTorch's names (``Module``, ``Linear``, ``Embedding``, ``LayerNorm``, ...)."""
+"""``pg.nn``: modules with PyTorch's names (``Module``, ``Linear``, ``Embedding``, ``LayerNorm``, ``LSTM``, ...)."""
 
 from picograd.frontend.nn import functional, utils
 from picograd.frontend.nn.modules import (
@@ -19,6 +19,7 @@ from picograd.frontend.nn.modules import (
     Sigmoid,
     Tanh,
 )
+from picograd.frontend.nn.recurrent import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNBase, RNNCell, RNNCellBase
 
 __all__ = [
     "functional",
@@ -39,4 +40,12 @@ __all__ = [
     "Identity",
     "Flatten",
     "MultiheadAttention",
+    "RNNBase",
+    "RNN",
+    "GRU",
+    "LSTM",
+    "RNNCellBase",
+    "RNNCell",
+    "GRUCell",
+    "LSTMCell",
 ]
