@@ -14,11 +14,11 @@ from __future__ import annotations
 import os
 import sys
 
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # as the example (set before numpy loads OpenBLAS)
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "examples"))
 sys.path.insert(0, HERE)
-
-import bert_shakespeare as ex  # noqa: E402  (first: it sets OpenBLAS's thread count before numpy loads)
 
 import argparse  # noqa: E402
 import datetime  # noqa: E402
@@ -35,6 +35,8 @@ import torch.nn.functional as TF  # noqa: E402
 from gpt_shakespeare_twin import TorchBlock, load_from_picograd, torch_optimizer, versions  # noqa: E402
 
 import picograd as pg  # noqa: E402
+
+import bert_shakespeare as ex  # noqa: E402  isort: skip
 
 
 class TorchBERT(nn.Module):

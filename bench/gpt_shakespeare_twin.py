@@ -15,10 +15,10 @@ from __future__ import annotations
 import os
 import sys
 
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # as the example (set before numpy loads OpenBLAS)
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "examples"))
-
-import gpt_shakespeare as ex  # noqa: E402  (first: it sets OpenBLAS's thread count before numpy loads)
 
 import argparse  # noqa: E402
 import datetime  # noqa: E402
@@ -35,6 +35,8 @@ import torch.nn as nn  # noqa: E402
 import torch.nn.functional as TF  # noqa: E402
 
 import picograd as pg  # noqa: E402
+
+import gpt_shakespeare as ex  # noqa: E402  isort: skip
 
 
 class TorchBlock(nn.Module):
@@ -106,7 +108,6 @@ def torch_optimizer(model: nn.Module, cfg: ex.Config):
 
 
 def versions() -> dict[str, str]:
-    import xdsl  # noqa: F401
     from importlib.metadata import version
 
     return {"python": platform.python_version(), "numpy": np.__version__, "torch": torch.__version__,
@@ -137,7 +138,7 @@ def main() -> None:
     from tqdm import tqdm
 
     ours, theirs, t_ours, t_theirs = [], [], [], []
-    for it in tqdm(range(args.steps), mininterval=2.0, desc="twin"):
+    for _ in tqdm(range(args.steps), mininterval=2.0, desc="twin"):
         x, y = data.batch("train", rng, cfg.batch_size, cfg.block_size)
         t0 = time.perf_counter()
         ours.append(ex.train_step(pg.tensor(x), pg.tensor(y)).item())

@@ -56,11 +56,41 @@ def torch_twin(kind: str, state: dict[str, np.ndarray]):
             padded = torch.cat([e[:, :1].expand(b, ex.MLP_CONTEXT - 1, ex.EMBED), e], 1)
             return torch.tanh(self.hidden(torch.cat([padded[:, k : k + t] for k in range(ex.MLP_CONTEXT)], 2)))
 
+    class Block(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            e = ex.EMBED
+            self.ln_1, self.ln_2 = torch.nn.LayerNorm(e), torch.nn.LayerNorm(e)
+            self.c_attn, self.c_proj = torch.nn.Linear(e, 3 * e), torch.nn.Linear(e, e)
+            self.c_fc, self.mlp_proj = torch.nn.Linear(e, 4 * e), torch.nn.Linear(4 * e, e)
+
+        def forward(self, x):
+            b, t, c = x.shape
+            h = ex.TRANSFORMER_HEADS
+            q, k, v = self.c_attn(self.ln_1(x)).split(c, dim=2)
+            q, k, v = (z.view(b, t, h, c // h).transpose(1, 2) for z in (q, k, v))
+            y = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)
+            x = x + self.c_proj(y.transpose(1, 2).reshape(b, t, c))
+            return x + self.mlp_proj(torch.nn.functional.gelu(self.c_fc(self.ln_2(x)), approximate="tanh"))
+
+    class Transformer(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.wpe = torch.nn.Embedding(ex.BLOCK, ex.EMBED)
+            self.h = torch.nn.ModuleList([Block() for _ in range(ex.TRANSFORMER_LAYERS)])
+            self.ln_f = torch.nn.LayerNorm(ex.EMBED)
+
+        def forward(self, e):
+            x = e + self.wpe(torch.arange(e.shape[1]))
+            for block in self.h:
+                x = block(x)
+            return self.ln_f(x)
+
     class Names(torch.nn.Module):
         def __init__(self) -> None:
             super().__init__()
             self.emb = torch.nn.Embedding(ex.VOCAB, ex.EMBED)
-            self.body = MLP() if kind == "mlp" else Recurrent()
+            self.body = MLP() if kind == "mlp" else Transformer() if kind == "transformer" else Recurrent()
             self.head = torch.nn.Linear(ex.HIDDEN, ex.VOCAB)
 
         def forward(self, x):
@@ -73,8 +103,8 @@ def torch_twin(kind: str, state: dict[str, np.ndarray]):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--type", default="lstm", choices=["mlp", "rnn", "gru", "lstm"])
-    parser.add_argument("--steps", type=int, default=20_000)
+    parser.add_argument("--type", default="lstm", choices=["mlp", "rnn", "gru", "lstm", "transformer"])
+    parser.add_argument("--steps", type=int, default=None, help="default: names.py's for the type")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument(
         "--threads",
@@ -94,9 +124,11 @@ def main() -> None:
     import picograd as pg
 
     torch.set_num_threads(args.threads)
+    if args.steps is None:
+        args.steps = ex.DEFAULT_STEPS.get(args.type, 20_000)
     ex.model, ex.opt = ex.make(args.type, args.seed)
     tmodel = torch_twin(args.type, ex.model.state_dict())
-    topt = torch.optim.AdamW(tmodel.parameters(), lr=2e-3, betas=(0.9, 0.99), weight_decay=0.01)
+    topt = torch.optim.AdamW(tmodel.parameters(), lr=ex.LR.get(args.type, 2e-3), betas=(0.9, 0.99), weight_decay=0.01)
 
     train_words, val_words, _ = ex.split(ex.load_words(), 42)
     xtr, ytr = ex.build_sequences(train_words, ex.BLOCK)

@@ -371,9 +371,8 @@ def main() -> None:
                 bar.set_postfix(loss=f"{losses[-1]:.4f}", val=f"{vals[-1][1]:.4f}")
         end = time.perf_counter()
         per_step = 1e3 * (end - first) / max(steps - 1, 1)
-        print(
-            f"{steps} iterations in {end - start:.1f} s ({per_step:.1f} ms/iteration incl. evals; first {first - start:.1f} s)"
-        )
+        timing = f"{per_step:.1f} ms/iteration incl. evals; first {first - start:.1f} s"
+        print(f"{steps} iterations in {end - start:.1f} s ({timing})")
         if plot(losses, vals, args.plot, f"nanoGPT char-level ({args.config} config), picograd on {dev}"):
             print(f"loss curve written to {args.plot}")
     if args.log_losses:

@@ -8,7 +8,10 @@ The bodies:
   zero state (unrolled over the 16 steps while tracing);
 - ``mlp``: the Bengio et al. (2003) model applied at every position: the embeddings of the last 3 tokens,
   concatenated, then Linear(192, 64), tanh;
-- ``transformer``: not implemented yet (it comes with the transformers issue; it is one more entry in ``BODIES``).
+- ``transformer``: makemore's default transformer: learned position embeddings, 4 pre-LayerNorm blocks of 4-head
+  causal self-attention (``F.scaled_dot_product_attention``) and a tanh-GELU MLP (64 wide), a final LayerNorm
+  (makemore's output head has no bias; here the shared head keeps one). Trained with AdamW lr 5e-4 for 10,000
+  steps by default (makemore's learning rate).
 
 Recipe (makemore's): the words shuffled with seed 42 and split 80/10/10; each name as inputs starting with token 0
 and targets ending with 0 then -1 (ignored by the loss); batch 32 names drawn at random (with replacement) from the
@@ -76,8 +79,53 @@ class MLPBody(pg.nn.Module):
         return self.hidden(ctx).tanh()
 
 
-# --type -> the body's constructor (called with the type); a transformer is one more entry
-BODIES: dict[str, Callable[[str], pg.nn.Module]] = {"mlp": MLPBody, **dict.fromkeys(RECURRENT, RecurrentBody)}
+TRANSFORMER_LAYERS, TRANSFORMER_HEADS = 4, 4
+
+
+class TransformerBlock(pg.nn.Module):
+    """makemore's Block: ``x + attn(ln_1(x))``, then ``x + mlp(ln_2(x))``; causal self-attention with one (E, 3E)
+    projection, an (E, 4E) MLP with the tanh GELU. Linear and LayerNorm layers have biases."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ln_1, self.ln_2 = pg.nn.LayerNorm(EMBED), pg.nn.LayerNorm(EMBED)
+        self.c_attn, self.c_proj = pg.nn.Linear(EMBED, 3 * EMBED), pg.nn.Linear(EMBED, EMBED)
+        self.c_fc, self.mlp_proj = pg.nn.Linear(EMBED, 4 * EMBED), pg.nn.Linear(4 * EMBED, EMBED)
+        self.gelu = pg.nn.GELU("tanh")
+
+    def forward(self, x: pg.Tensor) -> pg.Tensor:
+        b, t, c = x.shape
+        q, k, v = self.c_attn(self.ln_1(x)).split(c, dim=2)
+        q, k, v = (z.view(b, t, TRANSFORMER_HEADS, c // TRANSFORMER_HEADS).transpose(1, 2) for z in (q, k, v))
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True).transpose(1, 2).reshape(b, t, c)
+        x = x + self.c_proj(y)
+        return x + self.mlp_proj(self.gelu(self.c_fc(self.ln_2(x))))
+
+
+class TransformerBody(pg.nn.Module):
+    """Position embeddings, TRANSFORMER_LAYERS blocks and a final LayerNorm: (B, T, E) -> (B, T, E)."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__()
+        self.wpe = pg.nn.Embedding(BLOCK, EMBED)
+        self.h = pg.nn.ModuleList([TransformerBlock() for _ in range(TRANSFORMER_LAYERS)])
+        self.ln_f = pg.nn.LayerNorm(EMBED)
+
+    def forward(self, e: pg.Tensor) -> pg.Tensor:
+        x = e + self.wpe(pg.arange(e.shape[1], device=e.device))
+        for block in self.h:
+            x = block(x)
+        return self.ln_f(x)
+
+
+# --type -> the body's constructor (called with the type)
+BODIES: dict[str, Callable[[str], pg.nn.Module]] = {
+    "mlp": MLPBody,
+    **dict.fromkeys(RECURRENT, RecurrentBody),
+    "transformer": TransformerBody,
+}
+LR = {"transformer": 5e-4}  # makemore's learning rate for its transformer; 2e-3 for the others
+DEFAULT_STEPS = {"transformer": 10_000}  # 20,000 for the others
 
 
 class NamesModel(pg.nn.Module):
@@ -103,7 +151,7 @@ def make(kind: str, seed: int = 42) -> tuple[NamesModel, pg.optim.Optimizer]:
     """The model of type ``kind`` initialised from ``seed`` and its AdamW optimizer (the recipe's)."""
     pg.manual_seed(seed)
     model = NamesModel(kind)
-    opt = pg.optim.AdamW(model.parameters(), lr=2e-3, betas=(0.9, 0.99), weight_decay=0.01)
+    opt = pg.optim.AdamW(model.parameters(), lr=LR.get(kind, 2e-3), betas=(0.9, 0.99), weight_decay=0.01)
     return model, opt
 
 
@@ -177,8 +225,9 @@ def batches(n_train: int, steps: int, seed: int, batch: int = BATCH):
 def main() -> None:
     global model, opt
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--type", default="lstm", choices=TYPES, help="the model (transformer: not yet)")
-    parser.add_argument("--steps", type=int, default=20_000, help="training steps (0: evaluate only)")
+    parser.add_argument("--type", default="lstm", choices=TYPES, help="the model")
+    parser.add_argument("--steps", type=int, default=None, help="training steps (0: evaluate only; default 20,000, "
+                        "10,000 for the transformer)")  # fmt: skip
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--seed", type=int, default=42, help="initialisation, split and batches")
     parser.add_argument("--save", help="write a checkpoint (model and optimizer) here after training")
@@ -188,6 +237,8 @@ def main() -> None:
     parser.add_argument("--log-losses", metavar="PATH", help="write the per-step training losses here as JSON")
     args = parser.parse_args()
     dev = args.device
+    if args.steps is None:
+        args.steps = DEFAULT_STEPS.get(args.type, 20_000)
     model, opt = make(args.type, args.seed)
     model.to(dev)
     if args.load:
