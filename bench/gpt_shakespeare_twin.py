@@ -120,7 +120,12 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1337)
     parser.add_argument("--compare", type=int, default=50, help="first losses that must agree within 1e-4")
     parser.add_argument("--warmup", type=int, default=10, help="steps left out of the timing")
-    parser.add_argument("--torch-threads", type=int, default=2)
+    parser.add_argument(
+        "--torch-threads",
+        type=int,
+        default=1,
+        help="PyTorch CPU threads (two threads wait on each other on the busy 2-core machine: 5 s a step measured)",
+    )
     parser.add_argument("--out", default=os.path.join(HERE, "results", "gpt_shakespeare_cpu.json"))
     args = parser.parse_args()
     torch.set_num_threads(args.torch_threads)

@@ -160,6 +160,17 @@ def test_sdpa_dropout_scales_and_drops() -> None:
     assert 0.8 < out.mean() < 1.2 and out.std() > 0
 
 
+def test_sdpa_dropout_draws_afresh_in_a_compiled_step() -> None:
+    @pg.compile
+    def attend(x):
+        return F.scaled_dot_product_attention(x, x, x, dropout_p=0.3)
+
+    x = pg.randn(1, 2, 8, 4)
+    a, b = attend(x).numpy(), attend(x).numpy()
+    assert not np.array_equal(a, b) and np.isfinite(a).all()
+    assert sum(len(v) for v in attend._cache.values()) == 1
+
+
 def test_multihead_attention_matches_torch(rng: np.random.Generator) -> None:
     pg.manual_seed(int(rng.integers(1 << 30)))
     ours = pg.nn.MultiheadAttention(8, 2)
@@ -458,3 +469,29 @@ def test_attention_op_verifier() -> None:
     module = build([t(2, 3, 4), t(2, 5, 3), t(2, 5, 2)], bad)
     with pytest.raises(Exception, match=r"shapes query \(2, 3, 4\), key \(2, 5, 3\)"):
         module.verify()
+
+
+def test_names_transformer_matches_its_twin(rng: np.random.Generator) -> None:
+    """``examples/names.py --type transformer`` and the body of its PyTorch twin: same state_dict names, same logits
+    and gradients on a batch of token ids."""
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    sys.path[:0] = [os.path.join(root, "examples"), os.path.join(root, "bench")]
+    try:
+        import names
+        from names_twin import torch_twin
+    finally:
+        del sys.path[:2]
+    model = names.NamesModel("transformer")
+    twin = torch_twin("transformer", model.state_dict())
+    x = rng.integers(0, names.VOCAB, (3, names.BLOCK))
+    y = rng.integers(0, names.VOCAB, (3, names.BLOCK))
+    loss = names.sequence_loss(model(pg.tensor(x)), pg.tensor(y))
+    loss.backward()
+    tl = torch.nn.functional.cross_entropy(twin(torch.tensor(x)).reshape(-1, names.VOCAB), torch.tensor(y).reshape(-1))
+    tl.backward()
+    np.testing.assert_allclose(loss.item(), tl.item(), rtol=1e-5)
+    theirs = dict(twin.named_parameters())
+    for name, p in model.named_parameters():
+        close(p.grad, theirs[name].grad, 1e-5)
