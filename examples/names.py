@@ -1,4 +1,4 @@
-"""Character-level language models on names, makemore-style, trained with picograd: ``--type mlp|rnn|gru|lstm``.
+"""Character-level language models on names, makemore-style, trained with picograd: ``--type mlp|rnn|gru|lstm|...``.
 
 Every model reads a name as a sequence of 16 tokens and predicts the next character at every position: an
 embedding of 64, a body, and a linear head to the 27 characters (a-z and '.', which marks the start and the end).
