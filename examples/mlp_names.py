@@ -32,6 +32,7 @@ import time
 
 import numpy as np
 import picograd.nn.functional as F
+from names_data import decode, encode, load_words, plot_losses, split
 
 import picograd as pg
 
@@ -39,20 +40,6 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 BLOCK_SIZE = 3  # context length: characters used to predict the next one
 EMBED, HIDDEN, VOCAB = 10, 200, 27
 BATCH = 32
-
-
-def load_words(path: str = os.path.join(HERE, "data", "names.txt")) -> list[str]:
-    with open(path) as f:
-        return [w.strip() for w in f if w.strip()]
-
-
-def encode(ch: str) -> int:
-    """'.' is 0, a-z are 1..26."""
-    return 0 if ch == "." else ord(ch) - ord("a") + 1
-
-
-def decode(i: int) -> str:
-    return "." if i == 0 else chr(ord("a") + i - 1)
 
 
 def build_dataset(words: list[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -65,14 +52,6 @@ def build_dataset(words: list[str]) -> tuple[np.ndarray, np.ndarray]:
             ys.append(encode(ch))
             context = context[1:] + [encode(ch)]
     return np.array(xs, dtype=np.int64), np.array(ys, dtype=np.int64)
-
-
-def split(words: list[str], seed: int) -> tuple[list[str], list[str], list[str]]:
-    """Shuffle the words with ``seed`` and split them 80/10/10."""
-    order = np.random.default_rng(seed).permutation(len(words))
-    shuffled = [words[i] for i in order]
-    n1, n2 = int(0.8 * len(words)), int(0.9 * len(words))
-    return shuffled[:n1], shuffled[n1:n2], shuffled[n2:]
 
 
 class MLP(pg.nn.Module):
@@ -151,25 +130,7 @@ def sample(n: int, rng: np.random.Generator, device: str = "cpu") -> list[str]:
 
 def plot(losses: list[float], path: str, device: str = "cpu") -> bool:
     """Write the loss curve to ``path``; False (and nothing written) without matplotlib."""
-    try:
-        import matplotlib
-    except ImportError:
-        return False
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    steps = np.arange(len(losses))
-    window = max(1, len(losses) // 200)
-    smooth = np.convolve(np.log10(losses), np.ones(window) / window, mode="valid")
-    fig, ax = plt.subplots(figsize=(7, 4))
-    ax.plot(steps[: len(smooth)], smooth)
-    ax.set_xlabel("step")
-    ax.set_ylabel("log10 training loss (moving average)")
-    ax.set_title(f"Bengio MLP on names (picograd, {device})")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return True
+    return plot_losses(losses, path, f"Bengio MLP on names (picograd, {device})")
 
 
 def main() -> None:

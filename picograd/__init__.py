@@ -24,6 +24,7 @@ from picograd.frontend.creation import (  # noqa: E402
     eye,
     full,
     full_like,
+    multinomial,
     ones,
     ones_like,
     rand,
@@ -201,7 +202,7 @@ from picograd.frontend.ops_more import (  # noqa: E402
 from picograd.frontend.random import manual_seed
 from picograd.frontend.realize import matmul_schedule
 from picograd.frontend.serialization import load, save
-from picograd.frontend.tensor import Tensor, ValuesIndices, matmul, maximum, minimum, where  # noqa: E402
+from picograd.frontend.tensor import Tensor, ValuesIndices, matmul, maximum, minimum, tril, triu, where  # noqa: E402
 
 TENSOR_FUNCTIONS = (
     "floor", "ceil", "round", "trunc", "fix", "sign", "sgn", "log2", "exp2", "log1p", "expm1", "asin", "acos", "atan",
@@ -230,6 +231,8 @@ for _name in TENSOR_FUNCTIONS:
 sys.modules[__name__ + ".nn"] = nn
 sys.modules[__name__ + ".nn.functional"] = nn.functional
 sys.modules[__name__ + ".optim"] = optim
+sys.modules[__name__ + ".nn.utils"] = nn.utils
+sys.modules[__name__ + ".optim.lr_scheduler"] = optim.lr_scheduler
 
 float = float32  # noqa: A001 - torch.float
 long = int64
@@ -238,6 +241,7 @@ bool = bool_  # noqa: A001 - torch.bool
 __all__ = [
     "CompileError", "DeviceError", "DTypeError", "ShapeError", "Spec", "Tensor", "arange", "bool_", "cat", "compile",
     "float32", "float64", "full", "int32", "int64", "load", "manual_seed", "matmul_schedule", "maximum", "minimum",
+    "multinomial", "tril", "triu",
     "nn", "no_grad", "ones", "ones_like", "optim", "rand", "randint", "randn", "save", "stack", "tensor", "where",
     "zeros", "zeros_like",
 ]  # fmt: skip

@@ -166,6 +166,9 @@ class PgOps:
     def random(self, seed: SSAValue, offset: SSAValue, shape: Sequence[int]) -> SSAValue:
         return self.emit(pg.RandomOp("normal", seed, offset, pg.tensor_type(shape, f64)))
 
+    def attention(self, q: SSAValue, k: SSAValue, v: SSAValue, mask=None, dropout=None, scale=0.5, causal=False):
+        return self.emit(pg.ScaledDotProductAttentionOp(q, k, v, mask, dropout, scale, causal))
+
 
 class TorchOps:
     """The same namespace computed with torch (autograd on)."""
@@ -245,6 +248,16 @@ class TorchOps:
 
     def random(self, seed: torch.Tensor, offset: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
         return torch.from_numpy(philox.normal(tuple(shape), int(seed), int(offset), np.dtype(np.float64)))
+
+    def attention(self, q, k, v, mask=None, dropout=None, scale=0.5, causal=False) -> torch.Tensor:
+        """Written out (not torch's SDPA): the dropout multiplier is an input here."""
+        s = q @ k.transpose(-1, -2) * scale
+        if causal:
+            s = s.masked_fill(~torch.ones(s.shape[-2:], dtype=torch.bool).tril(), -math.inf)
+        if mask is not None:
+            s = s.masked_fill(~mask, -math.inf) if mask.dtype == torch.bool else s + mask
+        p = torch.softmax(s, -1)
+        return (p * dropout if dropout is not None else p) @ v
 
 
 def differentiate(
@@ -445,6 +458,33 @@ CASES: dict[str, tuple[Callable[..., Any], Inputs]] = {
     "cast-int": (
         lambda o, x: o.mul(x, o.cast(o.cast(x, "i64"), "f64")),
         lambda r: [r.choice([-3.0, -2.0, 2.0, 3.0], (2, 3)) + r.uniform(0.2, 0.8, (2, 3))],  # int(x) != 0
+    ),
+    # attention (issue 11): causal (L != S), a float mask broadcast over the batch with a dropout multiplier (from
+    # an integer input, so it carries no gradient on either side), a bool mask with a key always kept
+    "attention-causal": (
+        lambda o, q, k, v: o.attention(q, k, v, scale=0.4, causal=True),
+        lambda r: [r.standard_normal((2, 3, 4)), r.standard_normal((2, 5, 4)), r.standard_normal((2, 5, 3))],
+    ),
+    "attention-mask-dropout": (
+        lambda o, q, k, v, m, keep: o.attention(
+            q, k, v, m, o.mul(o.cast(keep, "f64"), o.full(2.0, (2, 3, 5))), scale=0.7
+        ),
+        lambda r: [
+            r.standard_normal((2, 3, 4)),
+            r.standard_normal((2, 5, 4)),
+            r.standard_normal((2, 5, 3)),
+            r.standard_normal((3, 5)),
+            np.where(r.random((2, 3, 5)) < 0.7, 1, 0).astype(np.int64),
+        ],
+    ),
+    "attention-bool-mask": (
+        lambda o, q, k, v, m: o.attention(q, k, v, m),
+        lambda r: [
+            r.standard_normal((2, 2, 3, 4)),
+            r.standard_normal((2, 2, 5, 4)),
+            r.standard_normal((2, 2, 5, 3)),
+            np.concatenate([np.ones((3, 1), bool), r.random((3, 4)) < 0.5], axis=1),
+        ],
     ),
     # ops that pass no gradient, as factors of a differentiable product
     "no-grad-sources": (

@@ -284,3 +284,31 @@ def test_example_inputs_that_are_specs_or_values(rng):
     assert "pg.sum" in str(step.ir("pg"))
     with raises_on_next_line(pg.CompileError, "pg.Spec: shape must be a tuple of non-negative ints, got (4, -1)"):
         pg.Spec((4, -1))
+
+
+def test_recurrent_input_shapes():
+    """nn.RNN/GRU/LSTM and their cells: input of the wrong rank or feature size, an initial state of the wrong
+    shape, and an input laid out for the other batch_first setting."""
+    lstm = pg.nn.LSTM(4, 3, num_layers=2, batch_first=True)
+    with raises_on_next_line(pg.ShapeError, "LSTM", "rank 3", "(5, 2, 4, 1)"):
+        lstm(pg.randn(5, 2, 4, 1))
+    with raises_on_next_line(pg.ShapeError, "LSTM(input_size=4)", "(2, 5, 6)", "6 features"):
+        lstm(pg.randn(2, 5, 6))
+    with raises_on_next_line(pg.ShapeError, "c_0", "(2, 2, 3)", "(2, 5, 3)", "(2, 5, 4)"):
+        lstm(pg.randn(2, 5, 4), (pg.zeros(2, 2, 3), pg.zeros(2, 5, 3)))
+    with raises_on_next_line(TypeError, "pair (h_0, c_0)"):
+        lstm(pg.randn(2, 5, 4), pg.zeros(2, 2, 3))
+    gru = pg.nn.GRU(4, 3)  # (seq, batch, feature): a (batch 8, seq 5) input with an 8-row state is a mismatch
+    with raises_on_next_line(pg.ShapeError, "h_0", "(1, 5, 3)", "(1, 8, 3)", "(8, 5, 4)", "batch_first=True (batch 8)"):
+        gru(pg.randn(8, 5, 4), pg.zeros(1, 8, 3))
+    with raises_on_next_line(pg.ShapeError, "h_0", "(1, 8, 3)", "(1, 5, 3)", "batch_first=False (batch 5)"):
+        pg.nn.GRU(4, 3, batch_first=True)(pg.randn(8, 5, 4), pg.zeros(1, 5, 3))
+    with raises_on_next_line(pg.ShapeError, "h_0", "(1, 3)", "(1, 1, 3)"):
+        gru(pg.randn(5, 4), pg.zeros(1, 1, 3))  # unbatched input, batched state
+    cell = pg.nn.LSTMCell(4, 3)
+    with raises_on_next_line(pg.ShapeError, "LSTMCell(input_size=4)", "(2, 5)"):
+        cell(pg.randn(2, 5))
+    with raises_on_next_line(pg.ShapeError, "LSTMCell: c", "(2, 3)", "(2, 4)"):
+        cell(pg.randn(2, 4), (pg.zeros(2, 3), pg.zeros(2, 4)))
+    with raises_on_next_line(pg.ShapeError, "RNNCell: hx", "(2, 3)", "(3,)"):
+        pg.nn.RNNCell(4, 3)(pg.randn(2, 4), pg.zeros(3))

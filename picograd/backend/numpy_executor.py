@@ -204,11 +204,42 @@ def _kernel(op: Operation) -> Kernel:  # noqa: C901 - one case per op, flat on p
         case pg.RandomOp():
             draw = philox.uniform if op.distribution.data == "uniform" else philox.normal
             return lambda seed, offset: draw(shape, int(seed), int(offset), dtype)
+        case pg.ScaledDotProductAttentionOp():
+            return _attention_kernel(op, dtype)
         case pg.GradOp() | pg.OptimizerOp():
             raise NotImplementedError(
                 f"{op.name} must be expanded by its pass before execution (pg-autodiff, pg-sgd, ...)"
             )
     raise NotImplementedError(f"the numpy executor has no kernel for {op.name}")
+
+
+# -- attention (issue 11)
+
+
+def _attention_kernel(op: pg.ScaledDotProductAttentionOp, dtype: np.dtype) -> Kernel:
+    """``pg.scaled_dot_product_attention`` in numpy: masked scaled scores, a stable softmax (rows with every key
+    masked give zeros), the dropout multiplier, then the product with the values."""
+    scale = dtype.type(op.scale_value)
+    causal = op.is_causal
+    has_mask, has_dropout = op.mask is not None, op.dropout is not None
+
+    def run(q: np.ndarray, k: np.ndarray, v: np.ndarray, *extra: np.ndarray) -> np.ndarray:
+        s = np.matmul(q, np.swapaxes(k, -1, -2)) * scale
+        if causal:
+            s = np.where(np.tri(s.shape[-2], s.shape[-1], dtype=bool), s, dtype.type(-np.inf))
+        if has_mask:
+            mask = extra[0]
+            s = np.where(mask, s, dtype.type(-np.inf)) if mask.dtype == np.bool_ else s + mask
+        m = s.max(axis=-1, keepdims=True)
+        m = np.where(m == -np.inf, dtype.type(0), m)
+        e = np.exp(s - m)
+        den = e.sum(axis=-1, keepdims=True)
+        p = e / np.where(den == 0, dtype.type(1), den)
+        if has_dropout:
+            p = p * extra[-1]
+        return np.matmul(p, v).astype(dtype, copy=False)
+
+    return run
 
 
 def op_kernel(op: Operation) -> Kernel:

@@ -1165,6 +1165,98 @@ class AdamWOp(OptimizerOp):
     STATE_PER_PARAM: ClassVar[int] = 2
 
 
+# ---------------------------------------------------------------------------------------------------------------
+# Attention (issue 11): one op, so that autodiff keeps it whole and a later pass can give it a fused kernel
+
+
+@irdl_op_definition
+class ScaledDotProductAttentionOp(IRDLOperation):
+    """``softmax(q @ k^T * scale + mask) [* dropout] @ v`` over the last two dims, as
+    ``torch.nn.functional.scaled_dot_product_attention`` (Vaswani et al., "Attention is all you need", 2017).
+
+    Shapes: ``query`` (*B, L, E), ``key`` (*B, S, E), ``value`` (*B, S, Ev), result (*B, L, Ev), one float element
+    type. ``mask`` (optional) broadcasts to (*B, L, S): ``i1`` means True = attend, a float tensor is added to the
+    scores. ``dropout`` (optional) is a float multiplier of shape (*B, L, S) applied to the probabilities (0 or
+    1 / (1 - p), drawn by the frontend). ``causal`` keeps key j <= query i (top-left aligned). A row with every key
+    masked gives zeros (as picograd's softmax). ``scale`` is an ``f64`` attribute::
+
+        %o = pg.scaled_dot_product_attention %q, %k, %v scale = 0.25 causal
+               : tensor<2x4x8x16xf32>, tensor<2x4x8x16xf32>, tensor<2x4x8x16xf32> -> tensor<2x4x8x16xf32>
+    """
+
+    name = "pg.scaled_dot_product_attention"
+    query = operand_def(TensorType)
+    key = operand_def(TensorType)
+    value = operand_def(TensorType)
+    mask = opt_operand_def(TensorType)
+    dropout = opt_operand_def(TensorType)
+    scale = prop_def(FloatAttr[Float64Type])
+    causal = opt_prop_def(UnitAttr)
+    result = result_def(TensorType)
+    traits = traits_def(Pure())
+    irdl_options = (AttrSizedOperandSegments(as_property=True),)
+    assembly_format = (
+        "$query `,` $key `,` $value (`mask` $mask^ `:` type($mask))? (`dropout` $dropout^ `:` type($dropout))? "
+        "`scale` `=` $scale (`causal` $causal^)? attr-dict `:` type($query) `,` type($key) `,` type($value) `->` "
+        "type($result)"
+    )
+
+    def __init__(
+        self,
+        query: SSAValue,
+        key: SSAValue,
+        value: SSAValue,
+        mask: SSAValue | None = None,
+        dropout: SSAValue | None = None,
+        scale: float = 1.0,
+        causal: bool = False,
+    ):
+        props: dict[str, Attribute] = {"scale": FloatAttr(float(scale), f64)}
+        if causal:
+            props["causal"] = UnitAttr()
+        shape = (*shape_of(query)[:-1], shape_of(value)[-1])
+        super().__init__(
+            operands=[query, key, value, [mask] if mask is not None else [], [dropout] if dropout is not None else []],
+            properties=props,
+            result_types=[tensor_type(shape, element_of(query))],
+        )
+
+    @property
+    def scale_value(self) -> float:
+        return float(self.scale.value.data)
+
+    @property
+    def is_causal(self) -> bool:
+        return self.causal is not None
+
+    def scores_shape(self) -> tuple[int, ...]:
+        """(*B, L, S): the shape of the scores and probabilities."""
+        return (*shape_of(self.query)[:-1], shape_of(self.key)[-2])
+
+    def verify_(self) -> None:
+        q, k, v = shape_of(self.query), shape_of(self.key), shape_of(self.value)
+        el = element_of(self.query)
+        if not is_float(el) or element_of(self.key) != el or element_of(self.value) != el:
+            raise VerifyException(
+                f"{self.name}: query, key and value must be float tensors of one element type, got "
+                f"{self.query.type}, {self.key.type}, {self.value.type}"
+            )
+        if len(q) < 2 or len(k) != len(q) or len(v) != len(q):
+            raise VerifyException(f"{self.name}: query {q}, key {k} and value {v} need one rank >= 2")
+        if q[:-2] != k[:-2] or q[:-2] != v[:-2] or q[-1] != k[-1] or k[-2] != v[-2]:
+            raise VerifyException(
+                f"{self.name}: shapes query {q}, key {k}, value {v} do not match (*B, L, E), (*B, S, E), (*B, S, Ev)"
+            )
+        scores = self.scores_shape()
+        if self.mask is not None:
+            m = shape_of(self.mask)
+            if element_of(self.mask) not in (i1, el) or len(m) > len(scores) or broadcast_shape(m, scores) != scores:
+                raise VerifyException(f"{self.name}: mask {self.mask.type} does not broadcast to scores {scores}")
+        if self.dropout is not None and self.dropout.type != tensor_type(scores, el):
+            raise VerifyException(f"{self.name}: dropout {self.dropout.type} must be of type {tensor_type(scores, el)}")
+        _expect_shape(self.name, shape_of(self.result), (*q[:-1], v[-1]))
+
+
 PG = Dialect(
     "pg",
     [
@@ -1214,6 +1306,8 @@ PG = Dialect(
         AdamOp,
         AdamWOp,
         *SURFACE_OPS,
+        # attention (issue 11)
+        ScaledDotProductAttentionOp,
     ],
 )
 

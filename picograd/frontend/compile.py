@@ -109,6 +109,7 @@ _RING_SIZE = 3  # buffers per output: the one being written, the one the user ho
 _WARMUP_CALLS = 3  # calls in which the rings fill up
 _ALLOCATIONS_BEFORE_COPY_OUT = 3  # ring allocations after the warm-up that switch an output to copy-out
 _STAGE_LIMIT_BYTES = 1 << 16  # explicit inputs up to this size in a new buffer are copied into a stable one
+_MAX_VARIANTS = 4  # traces kept per signature (train/eval mode, which .grad were None)
 
 
 def _take(ring: list[Any], spec: Any) -> tuple[Any, bool]:
@@ -264,7 +265,9 @@ class _Compiled:
     binding: _CudaBinding | None = None
 
     def guards_hold(self) -> bool:
-        return all((t._grad is None) == was_none for t, was_none in self.guards)
+        return all((t._grad is None) == was_none for t, was_none in self.guards) and all(
+            m._training == mode for m, mode in self.trace.ctx.mode_reads.values()
+        )
 
     def run(self, tensors: Sequence[Tensor]) -> Any:
         """Bind the current buffers, run, write the results back; ``_Retrace`` when an input changed device."""
@@ -440,7 +443,7 @@ class CompiledFunction:
         self.fn = fn
         self.example_inputs = _check_example_inputs(fn, example_inputs) if example_inputs is not None else None
         self.matmul_schedule = check_schedule(matmul_schedule) if matmul_schedule is not None else None
-        self._cache: dict[tuple, _Compiled] = {}
+        self._cache: dict[tuple, list[_Compiled]] = {}  # per signature, the traces whose guards differ
 
     @property
     def name(self) -> str:
@@ -450,13 +453,14 @@ class CompiledFunction:
         if STATE.trace is not None:
             return self.fn(*args)  # called from another traced function: trace through
         key = _signature(args, self.fn)
-        compiled = self._cache.get(key)
-        if compiled is None or not compiled.guards_hold():
+        compiled = next((c for c in self._cache.get(key, ()) if c.guards_hold()), None)
+        if compiled is None:
             compiled = self._compile(key, args)
         tensors = [a for a in args if isinstance(a, Tensor)]
         try:
             return compiled.run(tensors)
         except _Retrace:  # parameters or state moved to another device since the trace
+            self._cache[key].remove(compiled)
             compiled = self._compile(key, args)
             try:
                 return compiled.run(tensors)
@@ -486,13 +490,16 @@ class CompiledFunction:
             binding = _CudaBinding(
                 [n.device for n in leaves], [not n.types[0][0] for n in leaves], trace.num_inputs, exe.outputs, reads
             )
-        compiled = self._cache[key] = _Compiled(exe, trace, implicit, guards, device, binding)
+        compiled = _Compiled(exe, trace, implicit, guards, device, binding)
+        variants = self._cache.setdefault(key, [])
+        variants.insert(0, compiled)
+        del variants[_MAX_VARIANTS:]
         return compiled
 
     def executables(self) -> list[Any]:
         """The compiled executables, one per traced signature: ``NumpyFunction`` on "cpu",
         ``picograd.backend.cuda.Executable`` on "cuda" (its ``steps`` are the kernel launches of one call)."""
-        return [c.exe for c in self._cache.values()]
+        return [c.exe for variants in self._cache.values() for c in variants]
 
     def _trace(self, args: Sequence[Any]) -> _Trace:
         """Run ``fn`` on placeholder tensors, recording the graph (nothing is computed)."""

@@ -6,6 +6,7 @@ drawn by a ``pg.random`` op on the device itself (the Philox stream is the same 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -156,3 +157,57 @@ def full_like(t: Tensor, fill_value: Any, dtype: Any = None, device: Any = None,
 def empty_like(t: Tensor, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
     """``zeros_like`` (see ``empty``)."""
     return zeros_like(t, dtype=dtype, device=device, requires_grad=requires_grad)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# transformers (issue 11): sampling
+
+
+def multinomial(input: Tensor, num_samples: int, replacement: bool = False) -> Tensor:
+    """``num_samples`` int64 category indices per row of the non-negative weights ``input`` (C,) or (N, C), as
+    ``torch.multinomial`` (rows need not sum to 1).
+
+    Drawn with the Gumbel-max trick (argmax of ``log w + Gumbel noise``; with ``replacement=False`` the top
+    ``num_samples`` of one draw, Kool et al., 2019), from picograd's Philox generator: the same distribution as
+    PyTorch, not the same numbers. Outside ``@pg.compile`` the weights are read and checked: a negative, infinite
+    or NaN weight, or a row of zeros, raises ``ValueError`` naming it; ``num_samples`` larger than the number of
+    categories without replacement raises ``ValueError``. Inside a compiled step they are not checked."""
+    from picograd.frontend.graph import STATE
+
+    loc = user_location()
+    if not isinstance(input, Tensor):
+        input = Tensor(input)
+    if input.ndim not in (1, 2) or not input.dtype.is_floating_point:
+        raise ShapeError(
+            f"multinomial: expects a 1-D or 2-D float tensor of weights, got {input.dtype.name} of shape "
+            f"{input.shape}{at(loc)}"
+        )
+    categories = input.shape[-1]
+    if num_samples <= 0 or (not replacement and num_samples > categories):
+        raise ValueError(
+            f"multinomial: cannot draw {num_samples} samples from {categories} categories "
+            f"{'with' if replacement else 'without'} replacement{at(loc)}"
+        )
+    if STATE.trace is None:
+        w = input.numpy().reshape(-1, categories)
+        bad = ~np.isfinite(w) | (w < 0)
+        if bad.any():
+            row, col = np.argwhere(bad)[0]
+            raise ValueError(
+                f"multinomial: weights must be finite and non-negative, got {w[row, col]} at index "
+                f"{(int(row), int(col)) if input.ndim == 2 else int(col)} of shape {input.shape}{at(loc)}"
+            )
+        zero = np.flatnonzero(w.sum(axis=1) <= 0)
+        if zero.size:
+            where_ = f"row {int(zero[0])}" if input.ndim == 2 else "the tensor"
+            raise ValueError(f"multinomial: {where_} of weights (shape {input.shape}) sums to 0{at(loc)}")
+    from picograd.frontend.tensor import where
+
+    positive = input > 0
+    logw = where(positive, where(positive, input, 1.0).log(), -math.inf).detach()
+    draws = num_samples if replacement else 1
+    u = rand(*input.shape[:-1], draws, categories, dtype=input.dtype, device=input.device)
+    scores = logw.unsqueeze(-2) - (-(u.log())).log()  # + Gumbel(0, 1); u = 0 gives -inf: never picked
+    if replacement:
+        return scores.argmax(-1)
+    return scores.squeeze(-2).topk(num_samples, -1).indices

@@ -233,6 +233,10 @@ BUILDERS: dict[str, Callable[[list[SSAValue], tuple, tuple], Operation]] = {
     "sgd": lambda xs, a, t: _optimizer(pg.SGDOp, xs, a),
     "adam": lambda xs, a, t: _optimizer(pg.AdamOp, xs, a),
     "adamw": lambda xs, a, t: _optimizer(pg.AdamWOp, xs, a),
+    # attention (issue 11): attrs (scale, causal, has_mask, has_dropout)
+    "scaled_dot_product_attention": lambda xs, a, t: pg.ScaledDotProductAttentionOp(
+        xs[0], xs[1], xs[2], xs[3] if a[2] else None, xs[3 + a[2]] if a[3] else None, a[0], a[1]
+    ),
 }
 for _cls in (
     pg.NegOp, pg.ExpOp, pg.LogOp, pg.SqrtOp, pg.RsqrtOp, pg.SinOp, pg.CosOp, pg.TanhOp, pg.SigmoidOp,
@@ -292,6 +296,7 @@ class TraceContext:
     old_grads: dict[int, Any] = field(default_factory=dict)  # id(tensor) -> its .grad before the trace
     grad_reads: dict[int, tuple[Any, bool]] = field(default_factory=dict)  # .grad read before any write: was None?
     refreshers: list[Callable[[], None]] = field(default_factory=list)
+    mode_reads: dict[int, tuple[Any, bool]] = field(default_factory=dict)  # id(module) -> (module, training read)
 
     def rollback(self) -> None:
         """Undo the trace's assignments (for printing IR without changing the user's objects)."""

@@ -229,3 +229,8 @@ class AdamW(Adam):
         weight_decay: float = 1e-2,
     ):
         super().__init__(params, lr, betas, eps, weight_decay)
+
+
+from picograd.frontend import lr_scheduler  # noqa: E402 - pg.optim.lr_scheduler (it needs nothing from here)
+
+__all__ = ["SGD", "Adam", "AdamW", "Optimizer", "lr_scheduler"]

@@ -224,7 +224,13 @@ class Tensor:
         if trace is not None and id(self) not in trace.writes:
             trace.writes[id(self)] = self
             trace.originals[id(self)] = self._value
-        self._node, self._index = value._node, value._index
+        if trace is None and value._buffer is not None:
+            # a realized value becomes this tensor's own leaf: a compiled step reads a parameter through its leaf's
+            # owner, which must be this tensor (not the temporary that computed the value), or it would keep
+            # reading the value it had when traced
+            self._node, self._index = leaf(value._buffer, self.dtype, owner=self), 0
+        else:
+            self._node, self._index = value._node, value._index
         if self._user_leaf:
             self._mark_grad_leaf()
 
@@ -847,6 +853,94 @@ class Tensor:
 
         return getitem(self, index)
 
+    # -- transformers (issue 11): split, chunk, clamp, topk, tril, triu -------------------------------------------
+
+    def split(self, split_size_or_sections: int | Sequence[int], dim: int = 0) -> tuple[Tensor, ...]:
+        """Pieces along ``dim``: of ``split_size`` each (the last may be smaller) or of the given ``sections``
+        (which must add up to the dim's size), as ``torch.split``. Raises ``ShapeError`` naming the sizes."""
+        d = _norm_dim(dim, self.ndim, self.shape)
+        n = self.shape[d]
+        if isinstance(split_size_or_sections, int):
+            size = split_size_or_sections
+            if size <= 0:
+                raise ShapeError(f"split: split_size must be positive, got {size}{at(user_location())}")
+            sizes = [min(size, n - i) for i in range(0, n, size)] or [0]
+        else:
+            sizes = [int(v) for v in split_size_or_sections]
+            if sum(sizes) != n or any(v < 0 for v in sizes):
+                raise ShapeError(
+                    f"split: sections {tuple(sizes)} do not add up to {n}, the size of dim {d} of shape "
+                    f"{self.shape}{at(user_location())}"
+                )
+        out, start = [], 0
+        for size in sizes:
+            out.append(self.narrow(d, start, size))
+            start += size
+        return tuple(out)
+
+    def chunk(self, chunks: int, dim: int = 0) -> tuple[Tensor, ...]:
+        """``chunks`` pieces along ``dim`` of ``ceil(n / chunks)`` each (fewer when they run out), as
+        ``torch.chunk``."""
+        if chunks <= 0:
+            raise ShapeError(f"chunk: chunks must be positive, got {chunks}{at(user_location())}")
+        n = self.shape[_norm_dim(dim, self.ndim, self.shape)]
+        return self.split(max(-(-n // chunks), 1), dim)
+
+    def narrow(self, dim: int, start: int, length: int) -> Tensor:
+        """``length`` entries of ``dim`` from ``start`` (one ``pg.slice``)."""
+        d = _norm_dim(dim, self.ndim, self.shape)
+        if start == 0 and length == self.shape[d]:
+            return self
+        index = tuple(slice(None) if i != d else slice(start, start + length) for i in range(self.ndim))
+        return self[index]
+
+    def clamp(self, min: Any = None, max: Any = None) -> Tensor:
+        """Elementwise ``min(max(x, min), max)`` (either bound may be None, a number or a tensor), as
+        ``torch.clamp``; the gradient flows where the value is inside the bounds."""
+        if min is None and max is None:
+            raise ValueError(f"clamp: at least one of min and max must be given{at(user_location())}")
+        out = self
+        if min is not None:
+            out = where(out < min, min, out) if not isinstance(min, Tensor) else maximum(out, min)
+        if max is not None:
+            out = where(out > max, max, out) if not isinstance(max, Tensor) else minimum(out, max)
+        return out
+
+    clip = clamp
+
+    def topk(self, k: int, dim: int = -1, largest: bool = True, sorted: bool = True) -> TopK:
+        """The ``k`` largest (or smallest) entries along ``dim`` and their int64 indices, in order (as
+        ``torch.topk``; among equal values the lower index comes first). ``k`` rounds of arg-reduction, for the
+        small ``k`` of sampling (top-k filtering). Raises ``ShapeError`` when ``k`` exceeds the dim's size."""
+        d = _norm_dim(dim, self.ndim, self.shape)
+        n = self.shape[d] if self.ndim else 1
+        if not 0 <= k <= n:
+            raise ShapeError(f"topk: k = {k} is out of range for dim {d} of shape {self.shape}{at(user_location())}")
+        x = self if self.ndim else self.reshape(1)
+        fill = -math.inf if largest else math.inf
+        work = x if x.dtype.is_floating_point else x._cast(dtypes.float64)
+        positions = _iota(work.shape, d)
+        values, indices = [], []
+        for _ in range(k):
+            i = (work.argmax(d, keepdim=True) if largest else work.argmin(d, keepdim=True)).detach()
+            indices.append(i)
+            values.append(_take_along(x, d, i))
+            work = where(positions == i, fill, work)
+        if not indices:
+            empty = tuple(0 if j == d else s for j, s in enumerate(x.shape))
+            return TopK(x.narrow(d, 0, 0), Tensor(np.zeros(empty, np.int64), device=x.device))
+        from picograd.frontend.creation import cat
+
+        return TopK(cat(values, d), cat(indices, d))
+
+    def tril(self, diagonal: int = 0) -> Tensor:
+        """Zero above the ``diagonal`` of the last two dims (``torch.tril``)."""
+        return _triangle(self, diagonal, lower=True)
+
+    def triu(self, diagonal: int = 0) -> Tensor:
+        """Zero below the ``diagonal`` of the last two dims (``torch.triu``)."""
+        return _triangle(self, diagonal, lower=False)
+
     # dtype shorthands last: their names (int, bool, float) would shadow the builtins in the annotations above
 
     def float(self) -> Tensor:
@@ -1109,6 +1203,10 @@ def matmul(a: Any, b: Any) -> Tensor:
     if x.ndim == 0 or y.ndim == 0:
         raise ShapeError(f"matmul: both operands need at least 1 dim, got shapes {x.shape} and {y.shape}{at(loc)}")
     xs, ys = x.shape, y.shape
+    if x.ndim > 2 and y.ndim == 2 and xs[-1] == ys[0]:
+        # (*B, M, K) @ (K, N) as one (B*M, K) @ (K, N) product (as PyTorch folds it): one GEMM forward and one for
+        # the weight's gradient, instead of a batch of small products and a sum over the batch
+        return matmul(x.reshape(-1, xs[-1]), y).reshape(*xs[:-1], ys[1])
     x2 = x.unsqueeze(0) if x.ndim == 1 else x
     y2 = y.unsqueeze(-1) if y.ndim == 1 else y
     if x2.shape[-1] != y2.shape[-2]:
@@ -1224,6 +1322,60 @@ def _grad_leaves_of(root: Tensor) -> list[Tensor]:
         if node.kind != "stop_gradient":
             stack.extend(src for src, _ in node.srcs)
     return found
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# transformers (issue 11): helpers of split/topk/tril/triu
+
+
+class TopK(tuple):
+    """``(values, indices)`` of ``Tensor.topk``, also readable as ``.values`` and ``.indices`` (as PyTorch)."""
+
+    def __new__(cls, values: Tensor, indices: Tensor) -> TopK:
+        return super().__new__(cls, (values, indices))
+
+    @property
+    def values(self) -> Tensor:
+        return self[0]
+
+    @property
+    def indices(self) -> Tensor:
+        return self[1]
+
+
+def _iota(shape: Shape, dim: int, device: str = devices.CPU) -> Tensor:
+    """int64 ``0, 1, ...`` along ``dim`` of ``shape`` (one ``pg.iota``)."""
+    return _record("iota", [], (dim,), tuple(shape), dtypes.int64, device)
+
+
+def _take_along(x: Tensor, dim: int, index: Tensor) -> Tensor:
+    """``out[..., j, ...] = x[..., index[..., j, ...], ...]`` along ``dim`` (index of x's rank, int64): one gather
+    on the flattened tensor."""
+    flat: Tensor | None = None
+    for j in range(x.ndim):
+        grid = index if j == dim else _iota(index.shape, j, x.device)
+        flat = grid if flat is None else flat * x.shape[j] + grid
+    assert flat is not None
+    return x.reshape(-1)[flat]
+
+
+def _triangle(x: Tensor, diagonal: int, lower: bool) -> Tensor:
+    loc = user_location()
+    if x.ndim < 2:
+        raise ShapeError(f"{'tril' if lower else 'triu'} needs a tensor of at least 2 dims, got {x.shape}{at(loc)}")
+    rows, cols = _iota(x.shape[-2:], 0, x.device), _iota(x.shape[-2:], 1, x.device)
+    keep = (cols - rows <= diagonal) if lower else (cols - rows >= diagonal)
+    return where(keep, x, False if x.dtype == dtypes.bool_ else 0)
+
+
+def tril(input: Tensor, diagonal: int = 0) -> Tensor:
+    """``input`` with the entries above ``diagonal`` (of the last two dims) zeroed, as ``torch.tril``."""
+    return input.tril(diagonal)
+
+
+def triu(input: Tensor, diagonal: int = 0) -> Tensor:
+    """``input`` with the entries below ``diagonal`` (of the last two dims) zeroed, as ``torch.triu``."""
+    return input.triu(diagonal)
 
 
 def realize(*tensors: Tensor) -> None:

@@ -36,6 +36,7 @@ from xdsl.utils.exceptions import DiagnosticException
 
 from picograd.dialects import pg
 from picograd.dialects.pg import element_of, is_float, reduced_shape, shape_of
+from picograd.passes import _attention
 
 # ---------------------------------------------------------------------------------------------------------------
 # The builder the rules emit ops with
@@ -370,6 +371,39 @@ VJP_RULES: dict[type[Operation], Rule | None] = {
     pg.ArgminOp: None,
     **SURFACE_VJP_RULES,
 }
+
+
+# -- attention (issue 11)
+
+
+def _scaled_dot_product_attention(b: Builder, op: pg.ScaledDotProductAttentionOp, g: SSAValue) -> Sequence[Grad]:
+    """O = D(P) V with P = softmax(S), S = scale q k^T (+ mask), D the dropout multiplier: dV = D(P)^T g,
+    dP = D(g V^T), dS = P (dP - rowsum(dP P)), dq = scale dS k, dk = scale dS^T q; a float mask gets dS summed to
+    its shape, a bool mask and the dropout multiplier get nothing. P is recomputed from the operands (the
+    FlashAttention backward of Dao et al., 2022, without the tiling)."""
+    p = _attention.probabilities(b, op)
+    shape = shape_of(p)
+    pd = b.mul(p, op.dropout) if op.dropout is not None else p
+    dv = b(pg.MatmulOp(b.transpose(pd), g))
+    dp = b(pg.MatmulOp(g, b.transpose(op.value)))
+    if op.dropout is not None:
+        dp = b.mul(dp, op.dropout)
+    row = b(pg.SumOp(b.mul(dp, p), [len(shape) - 1], keepdim=True))
+    ds = b.mul(p, b.sub(dp, b.broadcast(row, shape)))
+    scaled = b.mul(ds, b.full(op.scale_value, ds))
+    grads: list[Grad] = [
+        b(pg.MatmulOp(scaled, op.key)),
+        b(pg.MatmulOp(b.transpose(scaled), op.query)),
+        dv,
+    ]
+    if op.mask is not None:
+        grads.append(b.sum_to(ds, shape_of(op.mask)) if is_float(element_of(op.mask)) else None)
+    if op.dropout is not None:
+        grads.append(None)
+    return grads
+
+
+VJP_RULES[pg.ScaledDotProductAttentionOp] = _scaled_dot_product_attention
 
 
 # ---------------------------------------------------------------------------------------------------------------

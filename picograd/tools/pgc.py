@@ -45,6 +45,7 @@ def _import_model(path: str):
     spec = importlib.util.spec_from_file_location("pgc_model", path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses (and pickling) look their module up there
     spec.loader.exec_module(module)
     return module
 

@@ -1,9 +1,10 @@
-"""``pg.nn``: modules with PyTorch's names (``Module``, ``Linear``, ``Embedding``, ``LayerNorm``, ...)."""
+"""``pg.nn``: modules with PyTorch's names (``Module``, ``Linear``, ``Embedding``, ``LayerNorm``, ``LSTM``, ...)."""
 
-from picograd.frontend.nn import functional
+from picograd.frontend.nn import functional, utils
 from picograd.frontend.nn.modules import (
     CELU,
     ELU,
+    GELU,
     GLU,
     SELU,
     BCELoss,
@@ -27,13 +28,17 @@ from picograd.frontend.nn.modules import (
     LogSoftmax,
     Mish,
     Module,
+    ModuleDict,
+    ModuleList,
     MSELoss,
+    MultiheadAttention,
     NLLLoss,
     Parameter,
     PReLU,
     ReLU,
     ReLU6,
     Sequential,
+    Sigmoid,
     SiLU,
     SmoothL1Loss,
     Softmax,
@@ -46,6 +51,7 @@ from picograd.frontend.nn.modules import (
     Threshold,
     Unflatten,
 )
+from picograd.frontend.nn.recurrent import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNBase, RNNCell, RNNCellBase
 
 __all__ = [
     "functional",
@@ -92,4 +98,18 @@ __all__ = [
     "HuberLoss",
     "SmoothL1Loss",
     "PReLU",
+    "utils",
+    "ModuleList",
+    "ModuleDict",
+    "GELU",
+    "Sigmoid",
+    "MultiheadAttention",
+    "RNNBase",
+    "RNN",
+    "GRU",
+    "LSTM",
+    "RNNCellBase",
+    "RNNCell",
+    "GRUCell",
+    "LSTMCell",
 ]

@@ -9,9 +9,9 @@ from typing import Any
 import numpy as np
 
 from picograd.errors import ShapeError
-from picograd.frontend import creation
+from picograd.frontend import creation, dtypes
 from picograd.frontend import device as devices
-from picograd.frontend.graph import user_location
+from picograd.frontend.graph import STATE, at, user_location
 from picograd.frontend.nn import functional as F
 from picograd.frontend.tensor import Tensor, where
 
@@ -29,12 +29,26 @@ class Module:
 
     _parameters: dict[str, Tensor]
     _modules: dict[str, Module]
-    training: bool
+    _training: bool
 
     def __init__(self) -> None:
         object.__setattr__(self, "_parameters", {})
         object.__setattr__(self, "_modules", {})
-        object.__setattr__(self, "training", True)
+        object.__setattr__(self, "_training", True)
+
+    @property
+    def training(self) -> bool:
+        """Whether the module is in training mode (``train()`` / ``eval()``). Read while ``@pg.compile`` traces, it
+        becomes a guard of the compiled step: a call in the other mode traces again (dropout on or off)."""
+        mode = self._training
+        trace = STATE.trace
+        if trace is not None:
+            trace.mode_reads.setdefault(id(self), (self, mode))
+        return mode
+
+    @training.setter
+    def training(self, mode: bool) -> None:
+        object.__setattr__(self, "_training", bool(mode))
 
     def __setattr__(self, name: str, value: Any) -> None:
         if "_parameters" not in self.__dict__:
@@ -81,7 +95,7 @@ class Module:
 
     def train(self, mode: bool = True) -> Module:
         for m in self.modules():
-            object.__setattr__(m, "training", mode)
+            object.__setattr__(m, "_training", bool(mode))
         return self
 
     def eval(self) -> Module:
@@ -155,8 +169,6 @@ class Linear(Module):
 
     def forward(self, x: Tensor) -> Tensor:
         if x.shape[-1:] != (self.in_features,):
-            from picograd.frontend.graph import at, user_location
-
             raise ShapeError(
                 f"Linear({self.in_features}, {self.out_features}): input of shape {x.shape} does not end in "
                 f"{self.in_features}{at(user_location())}"
@@ -322,7 +334,6 @@ def _stateless(name: str, fn: Any, doc: str, *params: tuple[str, Any]) -> type[M
     return type(name, (Module,), {"__init__": __init__, "forward": forward, "__doc__": doc})
 
 
-Identity = _stateless("Identity", lambda x: x, "Returns its input.")
 SiLU = _stateless("SiLU", F.silu, "``F.silu``.")
 SELU = _stateless("SELU", F.selu, "``F.selu``.")
 ReLU6 = _stateless("ReLU6", F.relu6, "``F.relu6``.")
@@ -335,8 +346,6 @@ GLU = _stateless("GLU", F.glu, "``F.glu``.", ("dim", -1))
 Softmax = _stateless("Softmax", F.softmax, "``F.softmax``.", ("dim", -1))
 LogSoftmax = _stateless("LogSoftmax", F.log_softmax, "``F.log_softmax``.", ("dim", -1))
 Softmin = _stateless("Softmin", F.softmin, "``F.softmin``.", ("dim", -1))
-Flatten = _stateless("Flatten", lambda x, start_dim, end_dim: x.flatten(start_dim, end_dim), "``x.flatten``.",
-                     ("start_dim", 1), ("end_dim", -1))  # fmt: skip
 Unflatten = _stateless("Unflatten", lambda x, dim, unflattened_size: x.reshape(
     *x.shape[: dim % x.ndim], *unflattened_size, *x.shape[dim % x.ndim + 1 :]), "``torch.unflatten``.",
     ("dim", 1), ("unflattened_size", (1,)))  # fmt: skip
@@ -370,3 +379,261 @@ class PReLU(Module):
         if w.shape[0] > 1 and x.ndim >= 2:
             w = w.reshape(-1, *([1] * (x.ndim - 2)))
         return where(x > 0, x, w * x)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# transformers (issue 11): containers, activations, attention
+
+
+class ModuleList(Module):
+    """Submodules in a list, registered as ``0``, ``1``, ... (``torch.nn.ModuleList``)."""
+
+    def __init__(self, modules: Any = None):
+        super().__init__()
+        for m in modules or ():
+            self.append(m)
+
+    def append(self, module: Module) -> ModuleList:
+        setattr(self, str(len(self._modules)), module)
+        return self
+
+    def extend(self, modules: Any) -> ModuleList:
+        for m in modules:
+            self.append(m)
+        return self
+
+    def insert(self, index: int, module: Module) -> None:
+        items = list(self._modules.values())
+        items.insert(index, module)
+        self._modules.clear()
+        for i, m in enumerate(items):
+            setattr(self, str(i), m)
+
+    def __getitem__(self, i: int | slice) -> Any:
+        items = list(self._modules.values())
+        return ModuleList(items[i]) if isinstance(i, slice) else items[i]
+
+    def __setitem__(self, i: int, module: Module) -> None:
+        setattr(self, str(range(len(self))[i]), module)
+
+    def __len__(self) -> int:
+        return len(self._modules)
+
+    def __iter__(self) -> Iterator[Module]:
+        return iter(list(self._modules.values()))
+
+
+class ModuleDict(Module):
+    """Submodules by name (``torch.nn.ModuleDict``): ``d["name"]``, ``keys()``, ``items()``, ``values()``."""
+
+    def __init__(self, modules: Any = None):
+        super().__init__()
+        if modules is not None:
+            self.update(modules)
+
+    def update(self, modules: Any) -> None:
+        for name, m in modules.items() if isinstance(modules, dict | ModuleDict) else modules:
+            self[name] = m
+
+    def __getitem__(self, name: str) -> Module:
+        return self._modules[name]
+
+    def __setitem__(self, name: str, module: Module) -> None:
+        setattr(self, name, module)
+
+    def __delitem__(self, name: str) -> None:
+        del self._modules[name]
+        object.__delattr__(self, name)
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._modules
+
+    def __len__(self) -> int:
+        return len(self._modules)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(self._modules))
+
+    def keys(self) -> list[str]:
+        return list(self._modules)
+
+    def values(self) -> list[Module]:
+        return list(self._modules.values())
+
+    def items(self) -> list[tuple[str, Module]]:
+        return list(self._modules.items())
+
+
+class GELU(Module):
+    """GELU activation: exact (erf) by default, ``approximate='tanh'`` for the tanh form (``torch.nn.GELU``)."""
+
+    def __init__(self, approximate: str = "none"):
+        super().__init__()
+        if approximate not in ("none", "tanh"):
+            raise ValueError(f"GELU: approximate must be 'none' or 'tanh', got {approximate!r}{at(user_location())}")
+        self.approximate = approximate
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.gelu(x, self.approximate)
+
+    def extra_repr(self) -> str:
+        return f"approximate={self.approximate!r}"
+
+
+class Sigmoid(Module):
+    def forward(self, x: Tensor) -> Tensor:
+        return x.sigmoid()
+
+
+class Identity(Module):
+    """Returns its input (``torch.nn.Identity``; extra constructor arguments are ignored, as there)."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__()
+
+    def forward(self, x: Any) -> Any:
+        return x
+
+
+class Flatten(Module):
+    """``x.flatten(start_dim, end_dim)`` with PyTorch's defaults (keep the batch dim)."""
+
+    def __init__(self, start_dim: int = 1, end_dim: int = -1):
+        super().__init__()
+        self.start_dim, self.end_dim = start_dim, end_dim
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x.flatten(self.start_dim, self.end_dim)
+
+
+class MultiheadAttention(Module):
+    """``torch.nn.MultiheadAttention`` (Vaswani et al., 2017) with its defaults and parameter names:
+    ``in_proj_weight`` (3E, E, Xavier-uniform), ``in_proj_bias`` (3E, zeros), ``out_proj`` (``Linear(E, E)``, bias
+    zeros).
+
+    ``forward(query, key, value, key_padding_mask=None, need_weights=True, attn_mask=None,
+    average_attn_weights=True, is_causal=False)`` takes (L, N, E) inputs, or (N, L, E) with ``batch_first``, or
+    unbatched (L, E), and returns ``(output, weights)``: weights (N, L, S) averaged over heads (or (N, H, L, S)),
+    None with ``need_weights=False``. Masks as PyTorch: a bool ``attn_mask`` (L, S) or (N*H, L, S) and a bool
+    ``key_padding_mask`` (N, S) mean True = masked out; float masks are added to the scores. ``is_causal`` is a hint
+    there; here it applies a causal mask when no ``attn_mask`` is given. Not supported (``NotImplementedError``):
+    ``add_bias_kv``, ``add_zero_attn``, ``kdim``/``vdim`` other than ``embed_dim``."""
+
+    def __init__(
+        self,
+        embed_dim: int,
+        num_heads: int,
+        dropout: float = 0.0,
+        bias: bool = True,
+        add_bias_kv: bool = False,
+        add_zero_attn: bool = False,
+        kdim: int | None = None,
+        vdim: int | None = None,
+        batch_first: bool = False,
+    ):
+        super().__init__()
+        loc = user_location()
+        if add_bias_kv or add_zero_attn or kdim not in (None, embed_dim) or vdim not in (None, embed_dim):
+            raise NotImplementedError(f"MultiheadAttention: add_bias_kv, add_zero_attn, kdim and vdim{at(loc)}")
+        if embed_dim % num_heads:
+            raise ValueError(
+                f"MultiheadAttention: embed_dim {embed_dim} is not divisible by num_heads {num_heads}{at(loc)}"
+            )
+        self.embed_dim, self.num_heads, self.dropout, self.batch_first = embed_dim, num_heads, dropout, batch_first
+        self.head_dim = embed_dim // num_heads
+        bound = math.sqrt(6.0 / (embed_dim + 3 * embed_dim))  # xavier_uniform_ of a (3E, E) matrix
+        self.in_proj_weight = _uniform((3 * embed_dim, embed_dim), bound)
+        self.in_proj_bias = Parameter(np.zeros(3 * embed_dim, np.float32)) if bias else None
+        self.out_proj = Linear(embed_dim, embed_dim, bias=bias)
+        if bias:
+            self.out_proj.bias = Parameter(np.zeros(embed_dim, np.float32))
+
+    def forward(
+        self,
+        query: Tensor,
+        key: Tensor,
+        value: Tensor,
+        key_padding_mask: Tensor | None = None,
+        need_weights: bool = True,
+        attn_mask: Tensor | None = None,
+        average_attn_weights: bool = True,
+        is_causal: bool = False,
+    ) -> tuple[Tensor, Tensor | None]:
+        loc = user_location()
+        unbatched = query.ndim == 2
+        if unbatched:
+            query, key, value = query.unsqueeze(1), key.unsqueeze(1), value.unsqueeze(1)
+            if key_padding_mask is not None:
+                key_padding_mask = key_padding_mask.unsqueeze(0)
+        elif self.batch_first:
+            query, key, value = query.transpose(0, 1), key.transpose(0, 1), value.transpose(0, 1)
+        if query.ndim != 3 or query.shape[-1] != self.embed_dim or key.shape != value.shape or key.ndim != 3:
+            raise ShapeError(
+                f"MultiheadAttention({self.embed_dim}, {self.num_heads}): expected query (L, N, {self.embed_dim}) and "
+                f"key, value (S, N, {self.embed_dim}), got {query.shape}, {key.shape}, {value.shape}{at(loc)}"
+            )
+        (length, n, e), s, h, d = query.shape, key.shape[0], self.num_heads, self.head_dim
+        if key.shape[1] != n or key.shape[2] != e:
+            raise ShapeError(f"MultiheadAttention: key {key.shape} does not match query {query.shape}{at(loc)}")
+        w_q, w_k, w_v = self.in_proj_weight.split(e)
+        b_q, b_k, b_v = self.in_proj_bias.split(e) if self.in_proj_bias is not None else (None, None, None)
+
+        def heads(x: Tensor, w: Tensor, b: Tensor | None, size: int) -> Tensor:  # (T, N, E) -> (N, H, T, D)
+            return F.linear(x, w, b).reshape(size, n, h, d).permute(1, 2, 0, 3)
+
+        q, k, v = heads(query, w_q, b_q, length), heads(key, w_k, b_k, s), heads(value, w_v, b_v, s)
+        mask = _merge_masks(attn_mask, key_padding_mask, is_causal, (n, h, length, s), q.dtype, loc)
+        p = self.dropout if self.training else 0.0
+        if need_weights:
+            scores = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(d))
+            if mask is not None:
+                scores = scores + mask
+            weights = F.dropout(scores.softmax(-1), p, True) if p > 0 else scores.softmax(-1)
+            out = weights @ v
+        else:
+            out, weights = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p), None
+        out = self.out_proj(out.permute(2, 0, 1, 3).reshape(length, n, e))
+        if self.batch_first and not unbatched:
+            out = out.transpose(0, 1)
+        if weights is not None and average_attn_weights:
+            weights = weights.mean(1)
+        if unbatched:
+            out = out.squeeze(1)
+            weights = weights.squeeze(0) if weights is not None else None
+        return out, weights
+
+    def extra_repr(self) -> str:
+        return f"embed_dim={self.embed_dim}, num_heads={self.num_heads}, batch_first={self.batch_first}"
+
+
+def _merge_masks(
+    attn_mask: Tensor | None,
+    key_padding_mask: Tensor | None,
+    is_causal: bool,
+    scores: tuple[int, int, int, int],
+    dtype: Any,
+    loc: Any,
+) -> Tensor | None:
+    """One additive float mask of shape broadcastable to ``scores`` (N, H, L, S) from MultiheadAttention's masks
+    (bool True = masked out, as PyTorch's module), or None."""
+    n, h, length, s = scores
+    out: Tensor | None = None
+    if attn_mask is None and is_causal:
+        attn_mask = creation.ones(length, s, dtype=dtypes.bool_).triu(1)
+    if attn_mask is not None:
+        if attn_mask.shape not in ((length, s), (n * h, length, s)):
+            raise ShapeError(
+                f"MultiheadAttention: attn_mask of shape {attn_mask.shape} must be {(length, s)} or "
+                f"{(n * h, length, s)}{at(loc)}"
+            )
+        m = attn_mask.reshape(n, h, length, s) if attn_mask.ndim == 3 else attn_mask
+        out = where(m, -math.inf, 0.0).to(dtype) if m.dtype == dtypes.bool_ else m
+    if key_padding_mask is not None:
+        if key_padding_mask.shape != (n, s):
+            raise ShapeError(
+                f"MultiheadAttention: key_padding_mask of shape {key_padding_mask.shape} must be {(n, s)}{at(loc)}"
+            )
+        kp = key_padding_mask.reshape(n, 1, 1, s)
+        kp = where(kp, -math.inf, 0.0).to(dtype) if kp.dtype == dtypes.bool_ else kp
+        out = kp if out is None else out + kp
+    return out

@@ -1,0 +1,205 @@
+"""The PyTorch twin of examples/gpt_shakespeare.py: the same nanoGPT model and recipe in PyTorch, started from
+picograd's initial ``state_dict`` and fed the same batches, in the same process, step by step.
+
+Checks that the first ``--compare`` training losses agree within 1e-4 relative (float32) and reports both final
+validation losses (over the example's fixed validation batches) and the per-step CPU time of both (wall clock of
+one step including the host batch upload and reading the loss, median after ``--warmup`` steps). Writes
+``bench/results/gpt_shakespeare_cpu.json``.
+
+    python bench/gpt_shakespeare_twin.py                 # the baby GPT, 2,000 iterations each
+    python bench/gpt_shakespeare_twin.py --steps 60      # the loss comparison only
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # as the example (set before numpy loads OpenBLAS)
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "examples"))
+
+import argparse  # noqa: E402
+import datetime  # noqa: E402
+import json  # noqa: E402
+import math  # noqa: E402
+import platform  # noqa: E402
+import statistics  # noqa: E402
+import time  # noqa: E402
+from dataclasses import replace  # noqa: E402
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torch.nn as nn  # noqa: E402
+import torch.nn.functional as TF  # noqa: E402
+
+import picograd as pg  # noqa: E402
+
+import gpt_shakespeare as ex  # noqa: E402  isort: skip
+
+
+class TorchBlock(nn.Module):
+    """nanoGPT's Block (bias=False), with the example's module names so that state_dicts line up."""
+
+    def __init__(self, cfg: ex.Config, causal: bool = True):
+        super().__init__()
+        c = cfg.n_embd
+        self.ln_1 = nn.LayerNorm(c, bias=False)
+        self.attn = nn.Module()
+        self.attn.c_attn = nn.Linear(c, 3 * c, bias=False)
+        self.attn.c_proj = nn.Linear(c, c, bias=False)
+        self.ln_2 = nn.LayerNorm(c, bias=False)
+        self.mlp = nn.Module()
+        self.mlp.c_fc = nn.Linear(c, 4 * c, bias=False)
+        self.mlp.c_proj = nn.Linear(4 * c, c, bias=False)
+        self.n_head, self.dropout, self.causal = cfg.n_head, cfg.dropout, causal
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, t, c = x.shape
+        q, k, v = self.attn.c_attn(self.ln_1(x)).split(c, dim=2)
+        q, k, v = (z.view(b, t, self.n_head, c // self.n_head).transpose(1, 2) for z in (q, k, v))
+        p = self.dropout if self.training else 0.0
+        y = TF.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=self.causal)
+        y = TF.dropout(self.attn.c_proj(y.transpose(1, 2).reshape(b, t, c)), p, self.training)
+        x = x + y
+        h = self.mlp.c_proj(TF.gelu(self.mlp.c_fc(self.ln_2(x))))
+        return x + TF.dropout(h, p, self.training)
+
+
+class TorchGPT(nn.Module):
+    def __init__(self, cfg: ex.Config):
+        super().__init__()
+        self.transformer = nn.ModuleDict(
+            dict(
+                wte=nn.Embedding(cfg.vocab_size, cfg.n_embd),
+                wpe=nn.Embedding(cfg.block_size, cfg.n_embd),
+                h=nn.ModuleList([TorchBlock(cfg) for _ in range(cfg.n_layer)]),
+                ln_f=nn.LayerNorm(cfg.n_embd, bias=False),
+            )
+        )
+        self.lm_head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
+        self.transformer.wte.weight = self.lm_head.weight
+        self.dropout = cfg.dropout
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        pos = torch.arange(idx.shape[1])
+        x = TF.dropout(self.transformer.wte(idx) + self.transformer.wpe(pos), self.dropout, self.training)
+        for block in self.transformer.h:
+            x = block(x)
+        return self.lm_head(self.transformer.ln_f(x))
+
+
+def load_from_picograd(model: nn.Module, state: dict[str, np.ndarray]) -> None:
+    """Load picograd's state_dict (a tied weight saved once) into a twin whose tied weights share one tensor."""
+    missing, unexpected = model.load_state_dict({k: torch.tensor(v) for k, v in state.items()}, strict=False)
+    tied = {n for n, p in model.named_parameters(remove_duplicate=False)} - {n for n, p in model.named_parameters()}
+    assert not unexpected and set(missing) <= tied, (missing, unexpected)
+
+
+def torch_optimizer(model: nn.Module, cfg: ex.Config):
+    params = list(model.parameters())
+    groups = [
+        {"params": [p for p in params if p.dim() >= 2], "weight_decay": cfg.weight_decay},
+        {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
+    ]
+    opt = torch.optim.AdamW(groups, lr=cfg.learning_rate, betas=cfg.betas, foreach=False)
+    return opt, torch.optim.lr_scheduler.LambdaLR(opt, ex.lr_factor(cfg))
+
+
+def versions() -> dict[str, str]:
+    from importlib.metadata import version
+
+    return {"python": platform.python_version(), "numpy": np.__version__, "torch": torch.__version__,
+            "xdsl": version("xdsl")}  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=2000)
+    parser.add_argument("--seed", type=int, default=1337)
+    parser.add_argument("--compare", type=int, default=50, help="first losses that must agree within 1e-4")
+    parser.add_argument("--warmup", type=int, default=10, help="steps left out of the timing")
+    parser.add_argument(
+        "--torch-threads",
+        type=int,
+        default=1,
+        help="PyTorch CPU threads (two threads wait on each other on the busy 2-core machine: 5 s a step measured)",
+    )
+    parser.add_argument("--out", default=os.path.join(HERE, "results", "gpt_shakespeare_cpu.json"))
+    args = parser.parse_args()
+    torch.set_num_threads(args.torch_threads)
+
+    data = ex.CharData()
+    cfg = replace(ex.CONFIGS["cpu"], vocab_size=len(data.chars), max_iters=args.steps,
+                  lr_decay_iters=max(args.steps, ex.CONFIGS["cpu"].warmup_iters + 1))  # fmt: skip
+    ex.model, ex.opt, ex.sched = ex.make(cfg, args.seed)
+    twin = TorchGPT(cfg)
+    load_from_picograd(twin, ex.model.state_dict())
+    topt, tsched = torch_optimizer(twin, cfg)
+    val = data.fixed_batches("val", cfg.eval_batches, cfg.batch_size, cfg.block_size, args.seed + 1)
+    rng = np.random.default_rng(args.seed)
+
+    from tqdm import tqdm
+
+    ours, theirs, t_ours, t_theirs = [], [], [], []
+    for _ in tqdm(range(args.steps), mininterval=2.0, desc="twin"):
+        x, y = data.batch("train", rng, cfg.batch_size, cfg.block_size)
+        t0 = time.perf_counter()
+        ours.append(ex.train_step(pg.tensor(x), pg.tensor(y)).item())
+        ex.sched.step()
+        t1 = time.perf_counter()
+        xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+        logits = twin(xt)
+        loss = TF.cross_entropy(logits.reshape(-1, logits.shape[-1]), yt.reshape(-1))
+        topt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(twin.parameters(), cfg.grad_clip)
+        topt.step()
+        tsched.step()
+        theirs.append(loss.item())
+        t2 = time.perf_counter()
+        t_ours.append(t1 - t0)
+        t_theirs.append(t2 - t1)
+
+    rel = [abs(a - b) / abs(b) for a, b in zip(ours[: args.compare], theirs[: args.compare], strict=True)]
+    val_ours = ex.evaluate(val)
+    twin.eval()
+    with torch.no_grad():
+        val_theirs = statistics.fmean(
+            TF.cross_entropy(
+                twin(torch.from_numpy(x)).reshape(-1, cfg.vocab_size), torch.from_numpy(y).reshape(-1)
+            ).item()
+            for x, y in val
+        )
+    med = {k: 1e3 * statistics.median(v[args.warmup :] or v) for k, v in (("ours", t_ours), ("theirs", t_theirs))}
+    result = {
+        "benchmark": "examples/gpt_shakespeare.py --config cpu, picograd vs its PyTorch twin (same process)",
+        "date": datetime.date.today().isoformat(),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, shared with other jobs (load average "
+        f"{os.getloadavg()[0]:.1f} at the end)",
+        "versions": versions(),
+        "torch_threads": args.torch_threads,
+        "openblas_threads": os.environ.get("OPENBLAS_NUM_THREADS"),
+        "steps": args.steps,
+        "seed": args.seed,
+        "first_losses_max_rel_diff": max(rel),
+        "compared_losses": args.compare,
+        "val_loss": {"picograd": val_ours, "pytorch": val_theirs, "abs_diff": abs(val_ours - val_theirs)},
+        "ms_per_step_median": {"picograd": med["ours"], "pytorch": med["theirs"]},
+        "wall_s": {"picograd": sum(t_ours), "pytorch": sum(t_theirs)},
+        "losses_first": {"picograd": ours[: args.compare], "pytorch": theirs[: args.compare]},
+    }
+    os.makedirs(os.path.dirname(args.out), exist_ok=True)
+    with open(args.out + ".tmp", "w") as f:
+        json.dump(result, f, indent=2)
+    os.replace(args.out + ".tmp", args.out)
+    print(f"first {args.compare} losses: max relative difference {max(rel):.2e} (bound 1e-4)")
+    print(f"val_loss picograd {val_ours:.4f}, pytorch {val_theirs:.4f} (difference {abs(val_ours - val_theirs):.4f})")
+    print(f"ms/step (median): picograd {med['ours']:.1f}, pytorch {med['theirs']:.1f}; written to {args.out}")
+    ok = max(rel) <= 1e-4 and (args.steps < 1000 or abs(val_ours - val_theirs) <= 0.02) and math.isfinite(val_ours)
+    print("twin check:", "ok" if ok else "FAILED")
+
+
+if __name__ == "__main__":
+    main()
