@@ -226,6 +226,7 @@ BUILDERS: dict[str, Callable[[list[SSAValue], tuple, tuple], Operation]] = {
     "matmul": lambda xs, a, t: pg.MatmulOp(*xs),
     "gather": lambda xs, a, t: pg.GatherOp(xs[0], xs[1], a[0]),
     "scatter_add": lambda xs, a, t: pg.ScatterAddOp(xs[0], xs[1], a[0], t[0][0]),
+    "check_index": lambda xs, a, t: pg.CheckIndexOp(xs[0], *a),
     "cast": lambda xs, a, t: pg.CastOp(xs[0], t[0][1].ir),
     "iota": lambda xs, a, t: pg.IotaOp(_ir_type(*t[0]), a[0]),
     "random": lambda xs, a, t: pg.RandomOp(a[0], xs[0], xs[1], _ir_type(*t[0])),

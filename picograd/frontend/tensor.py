@@ -34,7 +34,7 @@ from picograd.frontend.realize import run_graph
 Scalar = int | float | bool
 
 # Ops whose results never carry a gradient (their vjp is zero or undefined).
-_NO_GRAD_KINDS = frozenset({"cmp", "argmax", "argmin", "stop_gradient", "iota", "random", "constant"})
+_NO_GRAD_KINDS = frozenset({"cmp", "argmax", "argmin", "stop_gradient", "iota", "random", "constant", "check_index"})
 
 
 class _Holder:

@@ -1,0 +1,135 @@
+"""Regression tests of issue 16: compiled steps never silently differ from eager, bad input gets one clear error
+naming the problem and the user's ``file:line``, and the caches stay bounded."""
+
+from __future__ import annotations
+
+import inspect
+
+import numpy as np
+import pytest
+import torch
+
+import picograd as pg
+
+F = pg.nn.functional
+
+
+class raises_here:
+    """``with raises_here(Exc, "fragment", ...):`` followed by the offending statement on the next line: expects
+    ``Exc`` whose message holds every fragment and the caller's ``file:line`` of that statement."""
+
+    def __init__(self, exc: type[BaseException], *fragments: str):
+        caller = inspect.currentframe().f_back  # type: ignore[union-attr]
+        self.exc = exc
+        self.fragments = (*fragments, f"{caller.f_code.co_filename}:{caller.f_lineno + 1}")  # type: ignore[union-attr]
+
+    def __enter__(self) -> raises_here:
+        return self
+
+    def __exit__(self, typ, value, tb) -> bool:
+        assert typ is not None, f"{self.exc.__name__} was not raised"
+        assert issubclass(typ, self.exc), f"expected {self.exc.__name__}, got {typ.__name__}: {value}"
+        for fragment in self.fragments:
+            assert fragment in str(value), f"{fragment!r} not in the message {str(value)!r}"
+        return True
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Silent wrong results (issue 16, items 3 and 4) and out-of-range indices
+
+
+def test_cross_entropy_negative_target_raises_eager(rng):
+    logits = pg.tensor(rng.standard_normal((2, 3)))
+    with raises_here(IndexError, "target -1", "dim 1 of size 3"):
+        F.cross_entropy(logits, pg.tensor([0, -1]))
+    with raises_here(IndexError, "target 3", "size 3"):
+        F.cross_entropy(logits, pg.tensor([3, 0]))
+    # a computed (lazy) target is checked when it is realized, at the line of the cross_entropy call
+    lazy = pg.tensor([1, 0]) - 1
+    loss = F.cross_entropy(logits, lazy)
+    line = inspect.currentframe().f_lineno - 1
+    with pytest.raises(IndexError, match=rf"target -1 is out of range .*{__file__}:{line}"):
+        loss.item()
+    # ignore_index=-1 still skips them, as PyTorch
+    t = torch.tensor(logits.numpy())
+    want = torch.nn.functional.cross_entropy(t, torch.tensor([0, -1]), ignore_index=-1)
+    got = F.cross_entropy(logits, pg.tensor([0, -1]), ignore_index=-1)
+    np.testing.assert_allclose(got.item(), want.item(), rtol=1e-12)
+
+
+def test_cross_entropy_bad_target_raises_compiled(rng):
+    w = pg.tensor(rng.standard_normal((3, 3)), requires_grad=True)
+
+    @pg.compile
+    def step(x, y):
+        loss = F.cross_entropy(x @ w, y)
+        loss.backward()
+        return loss
+
+    x = pg.tensor(rng.standard_normal((2, 3)))
+    good = step(x, pg.tensor([0, 2])).item()
+    t = torch.tensor(w.numpy())
+    want = torch.nn.functional.cross_entropy(torch.tensor(x.numpy()) @ t, torch.tensor([0, 2]))
+    np.testing.assert_allclose(good, want.item(), rtol=1e-10)
+    for bad in ([0, -1], [3, 0]):
+        with pytest.raises(IndexError, match=rf"target {bad[0] or bad[1]} is out of range for dim 1 of size 3"):
+            step(x, pg.tensor(bad))
+
+
+def test_embedding_negative_index_raises(rng):
+    weight = pg.tensor(rng.standard_normal((4, 2)), requires_grad=True)
+    with raises_here(IndexError, "index -1", "dim 0 of size 4"):
+        F.embedding(pg.tensor([-1]), weight)
+    with raises_here(IndexError, "index 4", "size 4"):
+        F.embedding(pg.tensor([[0, 4]]), weight)
+
+    @pg.compile
+    def step(i):
+        out = F.embedding(i, weight).sum()
+        out.backward()
+        return out
+
+    np.testing.assert_allclose(step(pg.tensor([1, 3])).item(), weight.numpy()[[1, 3]].sum(), rtol=1e-12)
+    with pytest.raises(IndexError, match=r"index -1 is out of range for dim 0 of size 4 \(at .*test_reliability"):
+        step(pg.tensor([1, -1]))
+    with pytest.raises(IndexError, match="index 7 is out of range"):
+        step(pg.tensor([7, 0]))
+
+
+def test_cross_entropy_unbatched_none_is_0d(rng):
+    logits = rng.standard_normal(3)
+    got = F.cross_entropy(pg.tensor(logits), pg.tensor(1), reduction="none")
+    want = torch.nn.functional.cross_entropy(torch.tensor(logits), torch.tensor(1), reduction="none")
+    assert got.shape == () == tuple(want.shape)
+    np.testing.assert_allclose(got.item(), want.item(), rtol=1e-12)
+
+
+def test_getitem_out_of_range_index_error(rng):
+    x = pg.tensor(rng.standard_normal((3, 4)))
+    with raises_here(IndexError, "index 7", "dim 0 of size 3"):
+        x[pg.tensor([0, 7])]
+    with raises_here(IndexError, "index -5", "dim 1 of size 4"):
+        x[:, [1, -5]]
+    # two index arrays are merged into one linear index: each is still checked against its own dim
+    i, j = pg.tensor([0]) + 0, pg.tensor([5]) + 0  # lazy: checked at run time
+    y = x[i, j]
+    line = inspect.currentframe().f_lineno - 1
+    with pytest.raises(IndexError, match=rf"index 5 is out of range for dim 1 of size 4 \(at {__file__}:{line}\)"):
+        y.numpy()
+
+    @pg.compile
+    def pick(i, j):
+        return x[i, j]
+
+    np.testing.assert_allclose(pick(pg.tensor([2, -1]), pg.tensor([-4, 3])).numpy(), x.numpy()[[2, -1], [-4, 3]])
+    with pytest.raises(IndexError, match="index -4 is out of range for dim 0 of size 3"):
+        pick(pg.tensor([-4, 0]), pg.tensor([0, 0]))
+
+
+def test_arange_requires_grad():
+    t = pg.arange(0.0, 3.0, requires_grad=True)
+    assert t.requires_grad and t.is_leaf
+    (t * t).sum().backward()
+    np.testing.assert_allclose(t.grad.numpy(), [0.0, 2.0, 4.0])
+    with pytest.raises(pg.DTypeError):
+        pg.arange(3, requires_grad=True)
