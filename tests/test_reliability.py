@@ -133,3 +133,41 @@ def test_arange_requires_grad():
     np.testing.assert_allclose(t.grad.numpy(), [0.0, 2.0, 4.0])
     with pytest.raises(pg.DTypeError):
         pg.arange(3, requires_grad=True)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# backward() twice
+
+
+def test_backward_twice_raises_unless_retain_graph(rng):
+    a = rng.standard_normal(3)
+    x = pg.tensor(a, requires_grad=True)
+    loss = (x * x).sum()
+    loss.backward()
+    with raises_here(RuntimeError, "second time", "retain_graph=True"):
+        loss.backward()
+    np.testing.assert_allclose(x.grad.numpy(), 2 * a)  # the refused call added nothing
+    # through a shared part of the graph, as PyTorch
+    h = x.exp()
+    h.sum().backward()
+    with pytest.raises(RuntimeError, match="second time"):
+        (h * 2.0).sum().backward()
+    # with retain_graph=True the second one accumulates, as PyTorch
+    xt = torch.tensor(a, requires_grad=True)
+    lt = (xt * xt.sin()).sum()
+    lt.backward(retain_graph=True)
+    lt.backward()
+    y = pg.tensor(a, requires_grad=True)
+    ly = (y * y.sin()).sum()
+    ly.backward(retain_graph=True)
+    ly.backward()
+    np.testing.assert_allclose(y.grad.numpy(), xt.grad.numpy(), rtol=1e-12)
+    # a fresh graph each step, and data computed without grad once and reused, are fine
+    data = pg.tensor(a) * 2.0
+    w = pg.tensor(a, requires_grad=True)
+    opt = pg.optim.SGD([w], lr=0.1)
+    for _ in range(3):
+        opt.zero_grad()
+        (w * data).sum().backward()
+        opt.step()
+    np.testing.assert_allclose(w.numpy(), a - 0.3 * 2 * a, rtol=1e-12)

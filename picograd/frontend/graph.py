@@ -65,7 +65,8 @@ class Node:
     """One recorded op (or a leaf holding a buffer). ``types`` has one ``(shape, dtype)`` per result."""
 
     __slots__ = (
-        "kind", "srcs", "attrs", "types", "loc", "data", "device", "mirror", "owner", "grad_leaves", "__weakref__"
+        "kind", "srcs", "attrs", "types", "loc", "data", "device", "mirror", "owner", "grad_leaves", "backward_done",
+        "__weakref__",
     )  # fmt: skip
 
     def __init__(
@@ -88,6 +89,7 @@ class Node:
         self.mirror: Any = None  # a leaf's copy on the other device, kept by ``picograd.frontend.device.bind``
         self.owner: weakref.ref | None = None  # the tensor a leaf was realized for
         self.grad_leaves: dict[int, weakref.ref] | None = None  # tensors that accumulate .grad for a result
+        self.backward_done: Loc | None = None  # where backward() went through this op (without retain_graph)
 
 
 Value = tuple[Node, int]
