@@ -171,3 +171,114 @@ def test_backward_twice_raises_unless_retain_graph(rng):
         (w * data).sum().backward()
         opt.step()
     np.testing.assert_allclose(w.numpy(), a - 0.3 * 2 * a, rtol=1e-12)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Size-0 tensors through every op, forward and backward, eager and compiled, against PyTorch
+
+ZERO_OPS = {
+    "mul_scalar": lambda m, x: x * 2.0,
+    "add": lambda m, x: x + x,
+    "sub_rscalar": lambda m, x: 1.0 - x,
+    "neg": lambda m, x: -x,
+    "exp": lambda m, x: x.exp(),
+    "log": lambda m, x: (x * x + 1.0).log(),
+    "sqrt": lambda m, x: (x * x + 1.0).sqrt(),
+    "rsqrt": lambda m, x: (x * x + 1.0).rsqrt(),
+    "tanh": lambda m, x: x.tanh(),
+    "sigmoid": lambda m, x: x.sigmoid(),
+    "relu": lambda m, x: x.relu(),
+    "abs": lambda m, x: x.abs(),
+    "sin_cos": lambda m, x: x.sin() * x.cos(),
+    "erf": lambda m, x: x.erf(),
+    "pow": lambda m, x: x**2,
+    "div": lambda m, x: x / (x * x + 1.0),
+    "maximum": lambda m, x: m.maximum(x, x * 0.5),
+    "where": lambda m, x: m.where(x > 0, x, x * 2.0),
+    "sum": lambda m, x: x.sum(),
+    "sum_dim": lambda m, x: x.sum(0),
+    "sum_keepdim": lambda m, x: x.sum(-1, keepdim=True),
+    "mean_dim": lambda m, x: x.mean(0) if x.shape[0] else x.mean(-1),
+    "max_dim": lambda m, x: x.amax(-1) if x.shape[-1] else x.amax(0),
+    "softmax": lambda m, x: x.softmax(-1),
+    "log_softmax": lambda m, x: x.log_softmax(0),
+    "logsumexp": lambda m, x: x.logsumexp(-1),
+    "reshape": lambda m, x: x.reshape(-1),
+    "transpose": lambda m, x: x.T * 1.0,
+    "slice": lambda m, x: x[..., :1] * 1.0,
+    "cat": lambda m, x: m.cat([x, x], 0),
+    "stack": lambda m, x: m.stack([x, x]),
+    "matmul_k": lambda m, x: x.T @ x,
+    "matmul_mn": lambda m, x: x @ x.T,
+    "broadcast": lambda m, x: x + m.ones(x.shape[-1], dtype=x.dtype),
+    "expand": lambda m, x: x.unsqueeze(0).expand(2, *x.shape) * 1.0,
+    "cast": lambda m, x: x.float().double(),
+}
+
+
+@pytest.mark.parametrize("shape", [(2, 0), (0, 3)])
+@pytest.mark.parametrize("name", sorted(ZERO_OPS))
+def test_size_zero_tensors_through_every_op(name, shape, rng):
+    fn = ZERO_OPS[name]
+    a = rng.standard_normal(shape)
+    xt = torch.tensor(a, requires_grad=True)
+    want = fn(torch, xt)
+    want.sum().backward()
+
+    x = pg.tensor(a, requires_grad=True)
+    got = fn(pg, x)
+    assert got.shape == tuple(want.shape)
+    np.testing.assert_allclose(got.numpy(), want.detach().numpy(), rtol=1e-12)
+    got.sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), xt.grad.numpy(), rtol=1e-12)
+
+    @pg.compile
+    def step(x):
+        y = fn(pg, x)
+        y.sum().backward()
+        return y
+
+    x = pg.tensor(a, requires_grad=True)
+    y = step(x)
+    np.testing.assert_allclose(y.numpy(), want.detach().numpy(), rtol=1e-12)
+    np.testing.assert_allclose(x.grad.numpy(), xt.grad.numpy(), rtol=1e-12)
+
+
+def test_size_zero_batches_in_losses_and_lookups(rng):
+    table = pg.tensor(rng.standard_normal((4, 3)), requires_grad=True)
+    empty = pg.tensor(np.zeros(0, np.int64))
+    out = F.embedding(empty, table)
+    assert out.shape == (0, 3)
+    out.sum().backward()
+    np.testing.assert_array_equal(table.grad.numpy(), np.zeros((4, 3)))
+    logits = pg.tensor(np.zeros((0, 3)), requires_grad=True)
+    assert F.cross_entropy(logits, empty, reduction="sum").item() == 0.0
+    assert F.cross_entropy(logits, empty, reduction="none").shape == (0,)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Compiled steps: explicit arguments that require grad (item 1)
+
+
+def test_compiled_argument_that_requires_grad_gets_its_gradient(rng):
+    a = rng.standard_normal(3)
+
+    @pg.compile
+    def f(x):
+        loss = (x * x.sin()).sum()
+        loss.backward()
+        return loss, x.grad
+
+    x = pg.tensor(a, requires_grad=True)
+    loss, inside = f(x)
+    xt = torch.tensor(a, requires_grad=True)
+    (xt * xt.sin()).sum().backward()
+    np.testing.assert_allclose(inside.numpy(), xt.grad.numpy(), rtol=1e-12)
+    np.testing.assert_allclose(x.grad.numpy(), xt.grad.numpy(), rtol=1e-12)
+    # a second call accumulates into .grad, as PyTorch; a fresh tensor starts from None
+    f(x)
+    np.testing.assert_allclose(x.grad.numpy(), 2 * xt.grad.numpy(), rtol=1e-12)
+    y = pg.tensor(-a, requires_grad=True)
+    f(y)
+    np.testing.assert_allclose(y.grad.numpy(), -xt.grad.numpy(), rtol=1e-12)
+    np.testing.assert_allclose(x.grad.numpy(), 2 * xt.grad.numpy(), rtol=1e-12)

@@ -74,7 +74,8 @@ class _Trace:
     structure: Any  # the returned value with tensors replaced by output indices
     num_returned: int
     written: list[Tensor]
-    grad_owners: list[Tensor]
+    grad_owners: list[Tensor | int]  # a tensor, or the position of the explicit argument whose .grad is written
+    grad_inputs: list[int]  # explicit arguments whose .grad is an input (after the arguments themselves)
 
 
 class _Retrace(Exception):
@@ -255,6 +256,8 @@ class _Compiled:
         for refresh in tr.ctx.refreshers:
             refresh()
         datas = [_buffer_of(t) for t in tensors]
+        for k in tr.grad_inputs:
+            datas.append(_buffer_of(tensors[k]._grad))  # type: ignore[arg-type]  # the signature says it is set
         for node, owner_ref in self.implicit:
             owner = owner_ref() if owner_ref is not None else None
             datas.append(_buffer_of(owner) if owner is not None else node.data)
@@ -269,7 +272,8 @@ class _Compiled:
         k = tr.num_returned
         for t, buf in zip(tr.written, outs[k : k + len(tr.written)], strict=True):
             t._set_buffer(buf)
-        for p, buf in zip(tr.grad_owners, outs[k + len(tr.written) :], strict=True):
+        for owner, buf in zip(tr.grad_owners, outs[k + len(tr.written) :], strict=True):
+            p = tensors[owner] if isinstance(owner, int) else owner
             if p._grad is None:
                 p._grad = Tensor._of_buffer(buf)
             else:
@@ -320,7 +324,7 @@ def _signature(args: Sequence[Any]) -> tuple:
     sig: list[Any] = []
     for a in args:
         if isinstance(a, Tensor):
-            sig.append(("T", a.shape, a.dtype.name, a.device, a.requires_grad))
+            sig.append(("T", a.shape, a.dtype.name, a.device, a.requires_grad, a.is_leaf, a._grad is None))
         else:
             try:
                 hash(a)
@@ -399,9 +403,20 @@ class CompiledFunction:
         ctx = TraceContext()
         inputs: list[Node] = []
         traced_args: list[Any] = []
+        placeholders: dict[int, int] = {}  # id(placeholder) -> position among the tensor arguments
+        grad_inputs: list[int] = []
+        grad_nodes: list[Node] = []
         for a in args:
             if isinstance(a, Tensor):  # host zeros that are never read, counted as living on the argument's device
                 t = Tensor._wrap(leaf(np.zeros(a.shape, a.dtype.np), a.dtype, device=a.device), 0, a.requires_grad)
+                if a.requires_grad and a.is_leaf:  # a leaf the user made require grad: .grad accumulates into it
+                    t.requires_grad = True
+                    if a._grad is not None:  # the current .grad is an input too
+                        g = Tensor._wrap(leaf(np.zeros(a.shape, a.dtype.np), a.dtype, device=a._grad.device))
+                        t._grad = g
+                        grad_inputs.append(len(inputs))
+                        grad_nodes.append(g._node)
+                placeholders[id(t)] = len(inputs)
                 inputs.append(t._node)
                 traced_args.append(t)
             else:
@@ -414,10 +429,14 @@ class CompiledFunction:
         returned: list[Tensor] = []
         structure = _flatten(result, returned)
         written = list(ctx.writes.values())
-        grad_owners = [t for t in ctx.grad_writes.values() if t._grad is not None]
-        targets = returned + written + [t._grad for t in grad_owners]
-        graph = cut([t._value for t in targets], first_leaves=inputs)
-        return _Trace(graph, ctx, len(inputs), structure, len(returned), written, grad_owners)
+        owners = [t for t in ctx.grad_writes.values() if t._grad is not None]
+        grad_owners: list[Tensor | int] = [placeholders.get(id(t), t) for t in owners]  # type: ignore[misc]
+        for key in placeholders:  # the placeholders' .grad guards are the signature's business
+            ctx.grad_reads.pop(key, None)
+        targets = returned + written + [t._grad for t in owners]
+        graph = cut([t._value for t in targets], first_leaves=inputs + grad_nodes)  # type: ignore[union-attr]
+        num_inputs = len(inputs) + len(grad_nodes)
+        return _Trace(graph, ctx, num_inputs, structure, len(returned), written, grad_owners, grad_inputs)
 
     def ir(self, stage: str = "pg", args: Sequence[Any] | None = None) -> ModuleOp:
         """The traced step as a module at ``stage`` (``picograd.pipeline.STAGES``), traced from ``args`` or the

@@ -968,8 +968,11 @@ def _stable_exp_sum(x: Tensor, dims: tuple[int, ...]) -> tuple[Tensor, Tensor]:
     """``(m, s)``: the max over ``dims`` (keepdim, detached, 0 where it is −inf) and ``sum(exp(x - m))``."""
     if not x.dtype.is_floating_point:
         x = x._cast(dtypes.float32)
-    m = x.max(dims, keepdim=True).detach()
-    m = where(m == -math.inf, 0.0, m)
+    if any(x.shape[d] == 0 for d in dims):  # an empty slice has no max: sum(exp) is 0 (logsumexp -inf, as PyTorch)
+        m = constant(0.0, x.dtype, tuple(1 if i in dims else n for i, n in enumerate(x.shape)), x.device)
+    else:
+        m = x.max(dims, keepdim=True).detach()
+        m = where(m == -math.inf, 0.0, m)
     s = (x - m).exp().sum(dims, keepdim=True)
     return m, s
 
