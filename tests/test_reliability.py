@@ -282,3 +282,65 @@ def test_compiled_argument_that_requires_grad_gets_its_gradient(rng):
     f(y)
     np.testing.assert_allclose(y.grad.numpy(), -xt.grad.numpy(), rtol=1e-12)
     np.testing.assert_allclose(x.grad.numpy(), 2 * xt.grad.numpy(), rtol=1e-12)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Guards (item 2): a compiled step never reads a stale binding
+
+_GLOBAL_W = pg.tensor([1.0, 2.0])
+_GLOBAL_SCALE = 1.0
+
+
+def _read_globals(x):
+    return (_GLOBAL_W * x).sum() * _GLOBAL_SCALE
+
+
+def test_rebound_parameter_global_and_closure_retrace(rng):
+    global _GLOBAL_W, _GLOBAL_SCALE
+    model = pg.nn.Linear(2, 1)
+    a = rng.standard_normal((1, 2)).astype(np.float32)
+    box = [pg.tensor([3.0])]
+
+    def captured():
+        return box[0]
+
+    cell = pg.tensor([0.5])
+
+    @pg.compile
+    def f(x):
+        return model(x).sum() + _read_globals(x) + (x * cell).sum() + captured().sum()
+
+    def eager():
+        w, b = model.weight.numpy(), model.bias.numpy()
+        g = _GLOBAL_W.numpy()
+        extra = (a * cell.numpy()).sum() + box[0].numpy().sum()
+        return float((a @ w.T + b).sum() + (g * a).sum() * _GLOBAL_SCALE + extra)
+
+    x = pg.tensor(a)
+    np.testing.assert_allclose(f(x).item(), eager(), rtol=1e-6)
+    model.weight = pg.nn.Parameter(rng.standard_normal((1, 2)).astype(np.float32))  # a new parameter object
+    np.testing.assert_allclose(f(x).item(), eager(), rtol=1e-6)
+    old = _GLOBAL_W
+    try:
+        _GLOBAL_W = pg.tensor(rng.standard_normal(2).astype(np.float32))  # a global read by a helper function
+        np.testing.assert_allclose(f(x).item(), eager(), rtol=1e-6)
+        _GLOBAL_SCALE = 3.0  # a Python scalar baked into the trace
+        np.testing.assert_allclose(f(x).item(), eager(), rtol=1e-6)
+    finally:
+        _GLOBAL_W, _GLOBAL_SCALE = old, 1.0
+    cell = pg.tensor([-2.0])  # a rebound closure variable
+    np.testing.assert_allclose(f(x).item(), eager(), rtol=1e-6)
+    # unchanged bindings hit the cache: no retrace
+    calls = []
+
+    @pg.compile
+    def g(x):
+        calls.append(1)
+        return model(x).sum()
+
+    for _ in range(3):
+        g(x)
+    assert len(calls) == 1
+    model.eval()
+    g(x)
+    assert len(calls) == 2

@@ -305,6 +305,9 @@ class TraceContext:
 class _State:
     trace: TraceContext | None = None
     grad_enabled: bool = True
+    # bumped by every attribute assignment on a ``Module`` (and ``train()``/``eval()``) outside a trace: a compiled
+    # step traced at another value retraces (a guard, as torch.compile's on module attributes)
+    bindings: int = 0
 
 
 STATE = _State()
