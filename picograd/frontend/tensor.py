@@ -224,7 +224,13 @@ class Tensor:
         if trace is not None and id(self) not in trace.writes:
             trace.writes[id(self)] = self
             trace.originals[id(self)] = self._value
-        self._node, self._index = value._node, value._index
+        node = value._node
+        if trace is None and node.kind == "leaf" and (node.owner is None or node.owner() is not self):
+            # a realized value: a leaf of our own on the same buffer, so that a compiled step that reads this tensor
+            # finds it as the owner of its buffer (and not another tensor that may have died or moved on)
+            self._node, self._index = leaf(node.data, self.dtype, owner=self, device=node.device), 0
+        else:
+            self._node, self._index = node, value._index
         if self._user_leaf:
             self._mark_grad_leaf()
 
