@@ -521,3 +521,65 @@ def test_pgc_model_errors_are_one_line_with_the_users_line(tmp_path, capsys, sou
     err = capsys.readouterr().err
     assert err.strip() == err.strip().splitlines()[0], err  # one line, no traceback
     assert f"{model}:{line}: {error}" in err
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Device-side index checks (item 3 on the GPU): error flags written by the kernels, read after the step; checked
+# on the PTX emulator and assembled by ptxas
+
+
+def _gpu_program(fn):
+    from picograd.backend.gpu_compile import compile_for_cuda
+
+    return compile_for_cuda(fn.ir("simplify"))
+
+
+def test_gpu_embedding_index_check_on_the_emulator(rng):
+    from _ptx_emulator import run_program
+
+    table = rng.standard_normal((4, 3)).astype(np.float32)
+    weight = pg.tensor(table)
+
+    @pg.compile(example_inputs=(pg.Spec((2,), "int64"),))
+    def lookup(i):
+        return F.embedding(i, weight) * 2.0
+
+    line = inspect.getsourcelines(lookup.fn)[1] + 2
+    program = _gpu_program(lookup)
+    assert len(program.checks) == 1
+    (out,) = run_program(program, [np.array([1, 3]), table])
+    np.testing.assert_allclose(out, table[[1, 3]] * 2.0, rtol=1e-6)
+    for bad in (4, -1):
+        with pytest.raises(
+            IndexError, match=rf"index {bad} is out of range for dim 0 of size 4 \(at {__file__}:{line}\)"
+        ):
+            run_program(program, [np.array([0, bad]), table])
+    from picograd.backend import ptxas
+
+    if ptxas.find_ptxas() is not None:
+        program.assemble()
+
+
+def test_gpu_cross_entropy_target_check_on_the_emulator(rng):
+    from _ptx_emulator import run_program
+
+    w = pg.tensor(rng.standard_normal((3, 3)).astype(np.float32), requires_grad=True)
+    opt = pg.optim.SGD([w], lr=0.1)
+
+    @pg.compile(example_inputs=(pg.Spec((2, 3)), pg.Spec((2,), "int64")))
+    def step(x, y):
+        loss = F.cross_entropy(x @ w, y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        return loss
+
+    program = _gpu_program(step)
+    assert program.checks
+    x = rng.standard_normal((2, 3)).astype(np.float32)
+    inputs = [x, np.array([0, 2]), w.numpy()]  # then the optimizer's learning rate and step count
+    inputs += [np.zeros(s.shape, s.dtype) for s in program.inputs[3:]]
+    run_program(program, inputs)  # in range: no error
+    inputs[1] = np.array([0, -1])
+    with pytest.raises(IndexError, match="target -1 is out of range for dim 1 of size 3"):
+        run_program(program, inputs)

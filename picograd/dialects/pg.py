@@ -811,10 +811,10 @@ class CheckIndexOp(IRDLOperation):
         size = self.size.value.data
         return (-size if self.negative is not None else 0), size
 
-    def message(self, value: int | None) -> str:
-        """The error for the bad index ``value`` (None where a backend cannot tell which), with the user's
-        ``file:line`` from the op's location."""
-        what = self.what.data if value is None else f"{self.what.data} {value}"
+    def message(self, value: int | str) -> str:
+        """The error for the bad index ``value`` with the user's ``file:line`` from the op's location (``value="{}"``
+        gives a template that a backend fills in at run time)."""
+        what = f"{self.what.data} {value}"
         loc = self.location
         at = f" (at {loc.filename.data}:{loc.line.data})" if isinstance(loc, FileLineColLoc) else ""
         return f"{what} is out of range for dim {self.dim.value.data} of size {self.size.value.data}{at}"
