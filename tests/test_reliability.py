@@ -583,3 +583,20 @@ def test_gpu_cross_entropy_target_check_on_the_emulator(rng):
     inputs[1] = np.array([0, -1])
     with pytest.raises(IndexError, match="target -1 is out of range for dim 1 of size 3"):
         run_program(program, inputs)
+
+
+def test_loop_stage_index_check(rng):
+    from picograd.backend.loop_interpreter import run_function
+
+    table = rng.standard_normal((4, 3))
+    weight = pg.tensor(table)
+
+    @pg.compile(example_inputs=(pg.Spec((2, 2), "int64"),))
+    def pick(i):
+        return weight[i].sum(-1)
+
+    module = pick.ir("loops")
+    (out,) = run_function(module, "pick", [np.array([[1, -1], [0, 2]]), table])
+    np.testing.assert_allclose(out, table[[[1, -1], [0, 2]]].sum(-1), rtol=1e-12)
+    with pytest.raises(IndexError, match="index -5 is out of range for dim 0 of size 4"):
+        run_function(module, "pick", [np.array([[1, -5], [0, 2]]), table])

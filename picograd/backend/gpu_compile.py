@@ -44,9 +44,9 @@ from xdsl.utils.exceptions import DiagnosticException, VerifyException
 
 from picograd.backend import cuda
 from picograd.backend.numpy_executor import numpy_dtype
+from picograd.dialects import pg
 from picograd.errors import CompileError
 from picograd.passes._buffers import RESULT_ATTR
-from picograd.passes.to_loops import INDEX_CHECK_ATTR
 
 __all__ = ["CudaProgram", "compile_for_cuda", "detect_stage"]
 
@@ -142,7 +142,7 @@ class ProgramExecutable(cuda.Executable):
 
 def detect_stage(module: ModuleOp) -> str:
     """The stage of ``module`` (a name of ``picograd.pipeline.STAGES``), from the ops it holds."""
-    from picograd.dialects import kernel, pg, ptx
+    from picograd.dialects import kernel, ptx
 
     has: set[str] = set()
     for op in module.walk():
@@ -236,7 +236,7 @@ def _index_check(module: ModuleOp, op: memref.GetGlobalOp) -> str | None:
     name = op.name_.root_reference.data
     for g in module.ops:
         if isinstance(g, memref.GlobalOp) and g.sym_name.data == name:
-            attr = g.attributes.get(INDEX_CHECK_ATTR)
+            attr = g.attributes.get(pg.INDEX_CHECK_ATTR)
             return attr.data if isinstance(attr, StringAttr) else None
     return None
 

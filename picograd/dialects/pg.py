@@ -774,6 +774,11 @@ class GatherOp(IRDLOperation):
         _expect_shape("pg.gather", shape_of(self.result), want)
 
 
+INDEX_CHECK_ATTR = "pg.index_check"
+"""The attribute holding the message template (``{}`` for the index) on the error flag of a lowered
+``pg.check_index``: a mutable ``memref<2xi64>`` global that a kernel sets to (1, the bad index)."""
+
+
 @irdl_op_definition
 class CheckIndexOp(IRDLOperation):
     """A bounds check of integer indices before a ``pg.gather``: the result is the input, and every element must lie

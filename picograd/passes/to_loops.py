@@ -98,8 +98,6 @@ from picograd.passes._buffers import where
 
 KERNEL_ATTR = "pg.kernel"
 KIND_ATTR = "pg.kind"
-INDEX_CHECK_ATTR = "pg.index_check"
-"""On the ``memref.global`` error flag of a ``pg.check_index``: its message template (see ``error_flag``)."""
 
 HEAVY = (pg.SumOp, pg.MaxOp, pg.MinOp, pg.ArgmaxOp, pg.ArgminOp, pg.MatmulOp, pg.ScatterAddOp)
 """Ops that get a loop nest (and a buffer) of their own inside a kernel."""
@@ -551,7 +549,7 @@ class KernelLowering:
         name = f"__pg_index_error_{n}"
         t = MemRefType(i64, [2])
         g = memref.GlobalOp.get(StringAttr(name), t, DenseIntOrFPElementsAttr.from_list(TensorType(i64, [2]), [0, 0]))
-        g.attributes[INDEX_CHECK_ATTR] = StringAttr(op.message("{}"))
+        g.attributes[pg.INDEX_CHECK_ATTR] = StringAttr(op.message("{}"))
         g.location = self.loc
         self.module.body.block.insert_op_before(g, self.module.body.block.first_op)  # type: ignore[arg-type]
         get = memref.GetGlobalOp(SymbolRefAttr(name), t)
