@@ -600,3 +600,34 @@ def test_loop_stage_index_check(rng):
     np.testing.assert_allclose(out, table[[[1, -1], [0, 2]]].sum(-1), rtol=1e-12)
     with pytest.raises(IndexError, match="index -5 is out of range for dim 0 of size 4"):
         run_function(module, "pick", [np.array([[1, -5], [0, 2]]), table])
+
+
+@pytest.mark.gpu
+def test_gpu_index_checks_on_the_device(rng):
+    from picograd.backend import cuda
+
+    if not cuda.available():
+        pytest.skip("needs an NVIDIA GPU")
+    table = rng.standard_normal((4, 3)).astype(np.float32)
+    weight = pg.tensor(table, device="cuda", requires_grad=True)
+    np.testing.assert_allclose(F.embedding(pg.tensor([3, 0], device="cuda"), weight).numpy(), table[[3, 0]])
+    with pytest.raises(IndexError, match="index 4 is out of range for dim 0 of size 4"):
+        F.embedding(pg.tensor([1, 2], device="cuda") * 2, weight).numpy()  # computed on the device: checked there
+    opt = pg.optim.SGD([weight], lr=0.1)
+
+    @pg.compile
+    def step(x, y):
+        loss = F.cross_entropy(x @ weight, y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        return loss
+
+    x = pg.tensor(rng.standard_normal((2, 4)).astype(np.float32), device="cuda")
+    for _ in range(3):
+        step(x, pg.tensor([0, 2], device="cuda")).item()
+    before = weight.numpy().copy()
+    with pytest.raises(IndexError, match="target -1 is out of range for dim 1 of size 3"):
+        step(x, pg.tensor([0, -1], device="cuda"))
+    np.testing.assert_array_equal(weight.numpy(), before)  # the failed step wrote nothing back
+    step(x, pg.tensor([1, 2], device="cuda")).item()  # the flags were cleared: the next step runs
