@@ -631,3 +631,15 @@ def test_gpu_index_checks_on_the_device(rng):
         step(x, pg.tensor([0, -1], device="cuda"))
     np.testing.assert_array_equal(weight.numpy(), before)  # the failed step wrote nothing back
     step(x, pg.tensor([1, 2], device="cuda")).item()  # the flags were cleared: the next step runs
+
+
+def test_gradient_read_lazily_by_a_later_backward_is_a_constant(rng):
+    a, b = rng.standard_normal(2), rng.standard_normal(2)
+    w, x = pg.tensor(a, requires_grad=True), pg.tensor(b, requires_grad=True)
+    (w * w * x).sum().backward()
+    (w.grad * x).sum().backward()  # w.grad not realized yet: it must not be differentiated through
+    wt, xt = torch.tensor(a, requires_grad=True), torch.tensor(b, requires_grad=True)
+    (wt * wt * xt).sum().backward()
+    (wt.grad * xt).sum().backward()
+    np.testing.assert_allclose(w.grad.numpy(), wt.grad.numpy(), rtol=1e-12)
+    np.testing.assert_allclose(x.grad.numpy(), xt.grad.numpy(), rtol=1e-12)

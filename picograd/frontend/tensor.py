@@ -306,7 +306,9 @@ class Tensor:
             device=_result_device("backward", srcs + targets, loc),
         )
         for i, t in enumerate(targets):
-            g_i = Tensor._wrap(node, i)
+            # a constant for later differentiation, as PyTorch's gradients without create_graph (pg-autodiff would
+            # otherwise differentiate through the expanded gradient when a later backward() reads it lazily)
+            g_i = _record("stop_gradient", [Tensor._wrap(node, i)], (), t.shape, t.dtype)
             t.grad = g_i if t.grad is None else t.grad + g_i
 
     # -- realization ---------------------------------------------------------------------------------------------
@@ -1030,7 +1032,7 @@ def _grad_leaves_of(root: Tensor, loc: Loc | None, retain_graph: bool) -> list[T
         if leaf_here:
             on_path[id(node)] = True
             continue
-        if node.kind == "stop_gradient" or node.kind == "leaf":
+        if node.kind in ("stop_gradient", "leaf", "grad"):  # gradients are constants here (no create_graph)
             continue
         stack.append((node, True))
         stack.extend((src, False) for src, _ in node.srcs if id(src) not in on_path)
