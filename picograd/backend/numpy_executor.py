@@ -124,9 +124,11 @@ def _check_index(op: pg.CheckIndexOp) -> Kernel:
     low, high = op.bounds
 
     def check(i: np.ndarray) -> np.ndarray:
-        bad = (i < low) | (i >= high)
-        if bad.any():
-            raise IndexError(op.message(int(i[bad].flat[0])))
+        # one unsigned comparison: i - low lies in [0, high - low) exactly when i is in range
+        shifted = i - low if low else i
+        if (shifted.view(np.dtype(f"u{i.dtype.itemsize}")) >= high - low).any():
+            values = np.asarray(i)
+            raise IndexError(op.message(int(values[(values < low) | (values >= high)].flat[0])))
         return i
 
     return check
