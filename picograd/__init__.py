@@ -7,7 +7,7 @@ See design.md for the pipeline and the README for a tour.
 
 import sys
 
-from picograd.errors import CompileError, DeviceError, DTypeError, ShapeError
+from picograd.errors import CheckpointError, CompileError, DeviceError, DTypeError, ShapeError
 
 # -- the operator surface (issue 20)
 from picograd.frontend import (
@@ -200,7 +200,7 @@ from picograd.frontend.ops_more import (  # noqa: E402
     xlogy,
 )
 from picograd.frontend.random import manual_seed
-from picograd.frontend.realize import matmul_schedule
+from picograd.frontend.realize import matmul_schedule, set_cache_size
 from picograd.frontend.serialization import load, save
 from picograd.frontend.tensor import Tensor, ValuesIndices, matmul, maximum, minimum, tril, triu, where  # noqa: E402
 
@@ -239,11 +239,10 @@ long = int64
 bool = bool_  # noqa: A001 - torch.bool
 
 __all__ = [
-    "CompileError", "DeviceError", "DTypeError", "ShapeError", "Spec", "Tensor", "arange", "bool_", "cat", "compile",
-    "float32", "float64", "full", "int32", "int64", "load", "manual_seed", "matmul_schedule", "maximum", "minimum",
-    "multinomial", "tril", "triu",
-    "nn", "no_grad", "ones", "ones_like", "optim", "rand", "randint", "randn", "save", "stack", "tensor", "where",
-    "zeros", "zeros_like",
+    "CheckpointError", "CompileError", "DeviceError", "DTypeError", "ShapeError", "Spec", "Tensor", "arange", "bool_",
+    "cat", "compile", "float32", "float64", "full", "int32", "int64", "load", "manual_seed", "matmul_schedule",
+    "maximum", "minimum", "multinomial", "tril", "triu", "nn", "no_grad", "ones", "ones_like", "optim", "rand",
+    "randint", "randn", "save", "set_cache_size", "stack", "tensor", "where", "zeros", "zeros_like",
 ]  # fmt: skip
 __all__ += [
     "ValuesIndices", "all", "allclose", "any", "argsort", "cummax", "cummin", "cumprod", "cumsum", "einsum", "empty",

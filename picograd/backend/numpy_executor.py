@@ -142,6 +142,20 @@ def _scatter_add(updates: np.ndarray, indices: np.ndarray, dim: int, shape, dtyp
     return out
 
 
+def _check_index(op: pg.CheckIndexOp) -> Kernel:
+    low, high = op.bounds
+
+    def check(i: np.ndarray) -> np.ndarray:
+        # one unsigned comparison: i - low lies in [0, high - low) exactly when i is in range
+        shifted = i - low if low else i
+        if (shifted.view(np.dtype(f"u{i.dtype.itemsize}")) >= high - low).any():
+            values = np.asarray(i)
+            raise IndexError(op.message(int(values[(values < low) | (values >= high)].flat[0])))
+        return i
+
+    return check
+
+
 def _kernel(op: Operation) -> Kernel:  # noqa: C901 - one case per op, flat on purpose
     """The numpy function computing ``op`` from its operand arrays."""
     if type(op) in _UNARY:
@@ -192,6 +206,8 @@ def _kernel(op: Operation) -> Kernel:  # noqa: C901 - one case per op, flat on p
         case pg.ScatterAddOp():
             axis = op.dim_index
             return lambda u, i: _scatter_add(u, i, axis, shape, dtype)
+        case pg.CheckIndexOp():
+            return _check_index(op)
         case pg.CastOp():
             return lambda x: x.astype(dtype)
         case pg.IotaOp():

@@ -370,6 +370,7 @@ VJP_RULES: dict[type[Operation], Rule | None] = {
     pg.ArgmaxOp: None,
     pg.ArgminOp: None,
     **SURFACE_VJP_RULES,
+    pg.CheckIndexOp: None,
 }
 
 

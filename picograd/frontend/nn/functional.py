@@ -5,10 +5,13 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
+
 from picograd.errors import DTypeError, ShapeError
 from picograd.frontend import dtypes
 from picograd.frontend.creation import rand
-from picograd.frontend.graph import at, user_location
+from picograd.frontend.graph import STATE, at, user_location
+from picograd.frontend.indexing import checked_index
 from picograd.frontend.ops import take_along_dim
 from picograd.frontend.tensor import Tensor, require_same_dtype, where
 
@@ -86,7 +89,12 @@ def nll_loss(
         )
     rows, t, batch = _class_last(input, target, False)
     keep = t != ignore_index
-    safe = where(keep, t, 0)
+    buf = target._buffer
+    if isinstance(buf, np.ndarray) and STATE.trace is None:  # known targets: checked now, at the user's line
+        known = Tensor(np.where(buf != ignore_index, buf, 0).reshape(-1), device=input.device)
+        safe = checked_index(known, rows.shape[1], 1, "target")
+    else:
+        safe = checked_index(where(keep, t, 0), rows.shape[1], 1, "target")
     picked = take_along_dim(rows, safe.unsqueeze(1), 1).squeeze(1)
     w = weight[safe] if weight is not None else None
     loss = where(keep, -(picked * w if w is not None else picked), 0.0)
@@ -294,8 +302,9 @@ def embedding(input: Tensor, weight: Tensor) -> Tensor:
     """Rows of ``weight`` (V, D) picked by the int indices ``input`` (any shape): result ``input.shape + (D,)``.
 
     As in PyTorch, indices must lie in ``[0, V)`` (no negative indices: use ``weight[input]`` for those), so the
-    lookup is a single ``pg.gather``. Raises ``DTypeError`` for non-integer indices and ``ShapeError`` for a
-    weight that is not 2-D."""
+    lookup is a single ``pg.gather``. Raises ``DTypeError`` for non-integer indices, ``ShapeError`` for a weight
+    that is not 2-D and ``IndexError`` for an index outside ``[0, V)`` (for a computed index: when the
+    ``pg.check_index`` op runs)."""
     from picograd.frontend.tensor import _record
 
     if not isinstance(input, Tensor):
@@ -304,7 +313,8 @@ def embedding(input: Tensor, weight: Tensor) -> Tensor:
         raise DTypeError(f"embedding: indices must be an integer tensor, got {input.dtype.name}{at(user_location())}")
     if weight.ndim != 2:
         raise ShapeError(f"embedding: weight must be 2-D (V, D), got shape {weight.shape}{at(user_location())}")
-    return _record("gather", [weight, input.long()], (0,), (*input.shape, weight.shape[1]), weight.dtype)
+    index = checked_index(input, weight.shape[0], 0)
+    return _record("gather", [weight, index], (0,), (*input.shape, weight.shape[1]), weight.dtype)
 
 
 def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:

@@ -530,3 +530,11 @@ func.func @f(%x: tensor<3xi64>) {
   %0 = pg.atan2 %x, %x : tensor<3xi64>
   func.return
 }
+
+// -----
+
+// CHECK: pg.check_index: expects an integer tensor, got tensor<3xf32>
+func.func @f(%x: tensor<3xf32>) {
+  %0 = pg.check_index %x "index" dim = 0 size = 4 : tensor<3xf32>
+  func.return
+}
