@@ -165,10 +165,11 @@ def _check_grads(
 @pytest.mark.parametrize("name", list(LAYERS))
 def test_layer_gradients(name: str, batch_first: bool, initial_state: bool, rng: np.random.Generator) -> None:
     """Two layers over 4 time steps, batch 2, float64: (output, h_n[, c_n]) and every gradient (of the input, the
-    initial state when given, every parameter)."""
+    initial state when given, every parameter); the batch-first case has no biases."""
     cls, tcls, kw = LAYERS[name]
-    m = cls(I, H, num_layers=2, batch_first=batch_first, **kw)
-    t = torch_from(tcls, to_float64(m), I, H, num_layers=2, batch_first=batch_first, **kw)
+    kw = {**kw, "batch_first": batch_first, "bias": not batch_first}
+    m = cls(I, H, num_layers=2, **kw)
+    t = torch_from(tcls, to_float64(m), I, H, num_layers=2, **kw)
     x = rng.standard_normal((2, 4, I) if batch_first else (4, 2, I))
     args = [x]
     if initial_state:
