@@ -103,7 +103,8 @@ CASES: list[tuple[str, Callable[..., pg.Tensor], list[Any], bool]] = [
     ("sum_all", lambda x: x.sum(), [F32(4, 5)], True),
     ("sum_keepdim", lambda x: x.sum(1, keepdim=True), [F32(4, 5)], True),
     ("mean_dims", lambda x: x.mean((0, 2)), [F32(2, 3, 4)], True),
-    ("max_dim", lambda x: x.max(1), [F32(4, 5)], True),
+    ("max_dim", lambda x: x.amax(1), [F32(4, 5)], True),
+    ("max_dim_values", lambda x: x.max(1).values, [F32(4, 5)], True),
     ("min_all", lambda x: x.min(), [F32(4, 5)], True),
     ("var", lambda x: x.var(1), [F32(4, 5)], True),
     ("argmax_argmin", lambda x: x.argmax(1) * 10 + x.argmin(0).sum(), [F32(4, 5)], False),
@@ -496,6 +497,104 @@ def test_the_backend_gets_one_function_at_the_simplify_stage(fake_cuda) -> None:
     (y.exp() * y).sum().backward()
     y.grad.numpy()
     assert realize.cache_size() == cache  # same structure, same device: compiled once
+
+
+PGC_MODEL = """
+import picograd as pg
+import picograd.nn.functional as F
+
+model = pg.nn.Sequential(pg.nn.Linear(3, 16), pg.nn.Tanh(), pg.nn.Linear(16, 2))
+opt = pg.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+
+
+@pg.compile(example_inputs=(pg.Spec((8, 3)), pg.Spec((8, 2))), matmul_schedule="smem")
+def train_step(x, y):
+    loss = F.mse_loss(model(x), y)
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    return loss
+"""
+
+
+def test_pgc_device_cuda_prints_what_compile_runs_on_cuda(fake_cuda, tmp_path, monkeypatch, capsys, rng) -> None:
+    """Issue 19 item 1: ``pgc --device cuda`` (no GPU) prints the module that ``@pg.compile`` on cuda tensors hands
+    the CUDA backend, and the PTX that the backend compiles from it, with the function's own matmul schedule."""
+    from picograd.backend.gpu_compile import compile_for_cuda
+    from picograd.tools import pgc
+
+    path = tmp_path / "model.py"
+    path.write_text(PGC_MODEL)
+    handed: list[tuple[Any, str]] = []
+
+    def recording_compiler(module: Any, matmul_schedule: str = "auto") -> Any:
+        handed.append((module.clone(), matmul_schedule))
+        return fake_compile_for_cuda(module, matmul_schedule)
+
+    monkeypatch.setattr(realize, "cuda_compiler", lambda: recording_compiler)
+    user = pgc._import_model(str(path))
+    user.model.to("cuda")
+    x, y = rng.standard_normal((8, 3)).astype(np.float32), rng.standard_normal((8, 2)).astype(np.float32)
+    user.train_step(pg.tensor(x, device="cuda"), pg.tensor(y, device="cuda")).item()
+    ((module, schedule),) = handed
+    assert schedule == "smem"
+    program = compile_for_cuda(module, matmul_schedule=schedule)
+    assert program.ptx != compile_for_cuda(module).ptx  # the schedule shows in the PTX: pgc must follow it
+
+    assert pgc.main([str(path), "--device", "cuda", "--emit=simplify", "--no-print-debuginfo"]) == 0
+    assert capsys.readouterr().out.strip() == str(module).strip()
+    out = tmp_path / "step.ptx"
+    assert pgc.main([str(path), "--device", "cuda", "--emit=ptx", "-o", str(out)]) == 0
+    assert out.read_text() == program.ptx
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not HAS_GPU, reason="needs an NVIDIA GPU")
+def test_pgc_device_cuda_ptx_is_what_the_gpu_runs(tmp_path) -> None:
+    """On a GPU: the PTX of ``pgc --device cuda`` is the PTX of the executable that the compiled step runs."""
+    from picograd.tools import pgc
+
+    path = tmp_path / "model.py"
+    path.write_text(PGC_MODEL)
+    user = pgc._import_model(str(path))
+    user.model.to("cuda")
+    rng = np.random.default_rng()
+    x, y = rng.standard_normal((8, 3)).astype(np.float32), rng.standard_normal((8, 2)).astype(np.float32)
+    user.train_step(pg.tensor(x, device="cuda"), pg.tensor(y, device="cuda")).item()
+    (exe,) = user.train_step.executables()
+    out = tmp_path / "step.ptx"
+    assert pgc.main([str(path), "--device", "cuda", "--emit=ptx", "-o", str(out)]) == 0
+    assert out.read_text() == exe.program.ptx
+
+
+def test_item_after_an_eager_cuda_step_does_not_run_the_forward_again(backend: str, monkeypatch, rng) -> None:
+    """Issue 19 item 6 on "cuda": ``loss.item()`` after an eager ``opt.step()`` launches nothing."""
+    runs: list[int] = []
+    compile_graph = realize.compile_graph
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        exe = compile_graph(*args, **kwargs)
+
+        def run(*buffers: Any) -> Any:
+            runs.append(len(buffers))
+            return exe(*buffers)
+
+        return run
+
+    monkeypatch.setattr(realize, "compile_graph", counting)
+    model = pg.nn.Sequential(pg.nn.Linear(3, 5), pg.nn.Tanh(), pg.nn.Linear(5, 2)).to("cuda")
+    opt = pg.optim.AdamW(model.parameters(), lr=0.01)
+    for _ in range(2):
+        x, y = rng.standard_normal((4, 3)).astype(np.float32), rng.standard_normal((4, 2)).astype(np.float32)
+        w1, b1, w2, b2 = (p.numpy().astype(np.float64) for p in model.parameters())
+        expected = (((np.tanh(x @ w1.T + b1) @ w2.T + b2) - y) ** 2).mean()
+        loss = F.mse_loss(model(pg.tensor(x, device="cuda")), pg.tensor(y, device="cuda"))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        before = len(runs)
+        assert loss.item() == pytest.approx(expected, rel=1e-5)
+        assert len(runs) == before
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -209,7 +209,9 @@ def test_reduction_and_unary_dtypes(name):
     _compare(x.sum(), tx.sum())
     _compare(x.sum(0, keepdim=True), tx.sum(0, keepdim=True))
     _compare(x.max(), tx.amax())
-    _compare(x.min(0), tx.amin(0))
+    _compare(x.amin(0), tx.amin(0))
+    _compare(x.min(0).values, tx.min(0).values)
+    _compare(x.min(0).indices, tx.min(0).indices)
     _compare(x.argmax(), tx.to(torch.float32).argmax())
     if name != "bool":
         _compare(x.abs(), tx.abs())
@@ -254,3 +256,65 @@ def test_integer_pow_stays_integer():
     assert (x**0.5).dtype == pg.float32
     with pytest.raises(pg.DTypeError, match="negative integer powers"):
         x**-1
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Matmul-like ops do not promote (issue 19 item 3, issue 16 item 5)
+
+
+MATMUL_PAIRS = [(a, b) for a in ("float32", "float64", "int64") for b in ("float32", "float64", "int64") if a != b]
+
+
+@pytest.mark.parametrize("a,b", MATMUL_PAIRS)
+def test_matmul_of_two_dtypes_raises_as_torch(rng, a, b):
+    x = rng.standard_normal((2, 3)).astype(a)
+    y = rng.standard_normal((3, 4)).astype(b)
+    with pytest.raises(RuntimeError):  # PyTorch refuses the pair too
+        torch.from_numpy(x) @ torch.from_numpy(y)
+    with pytest.raises(pg.DTypeError, match=rf"matmul: .*self {a}, other {b}.*\(at .*test_dtypes\.py:\d+\)"):
+        pg.tensor(x) @ pg.tensor(y)
+    with pytest.raises(pg.DTypeError, match=rf"self {a}, other {b}"):
+        pg.tensor(x) @ y  # a numpy operand keeps its dtype, as pg.tensor(y) would
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_matmul_of_one_float_dtype_computes_in_it(rng, dtype):
+    x, y = rng.standard_normal((2, 3)).astype(dtype), rng.standard_normal((5, 3, 4)).astype(dtype)
+    out = pg.tensor(x) @ pg.tensor(y)
+    assert out.dtype.name == dtype
+    np.testing.assert_allclose(out.numpy(), x @ y, rtol=1e-6 if dtype == "float32" else 1e-12)
+
+
+def test_float64_input_into_float32_linear_raises_naming_both_dtypes_and_the_line(rng):
+    """Issue 19 item 3: the float64 batch used to be computed in float64 silently; PyTorch says "mat1 and mat2 must
+    have the same dtype"."""
+    layer = pg.nn.Linear(3, 2)
+    x = rng.standard_normal((1, 3))  # float64
+    with pytest.raises(RuntimeError, match="same dtype"):
+        torch.nn.Linear(3, 2)(torch.from_numpy(x))
+    with pytest.raises(pg.DTypeError, match=r"linear: .*input float64, weight float32.*test_dtypes\.py:\d+"):
+        layer(pg.tensor(x))
+    with pytest.raises(pg.DTypeError, match=r"input float32, weight float32, bias float64"):
+        pg.nn.functional.linear(pg.tensor(x, dtype=pg.float32), layer.weight, pg.tensor(np.zeros(2)))
+    y = layer(pg.tensor(x, dtype=pg.float32))  # the fix the message suggests
+    assert y.dtype == pg.float32
+    expected = x @ layer.weight.numpy().T.astype(np.float64) + layer.bias.numpy()
+    np.testing.assert_allclose(y.numpy(), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_matmul_dtype_error_inside_a_compiled_step(rng):
+    w = pg.tensor(rng.standard_normal((3, 2)).astype(np.float32), requires_grad=True)
+
+    @pg.compile
+    def step(x):
+        return (x @ w).sum()
+
+    with pytest.raises(pg.DTypeError, match=r"self float64, other float32.*test_dtypes\.py:\d+"):
+        step(pg.tensor(rng.standard_normal((4, 3))))
+
+
+def test_elementwise_promotion_is_unchanged(rng):
+    a = pg.tensor(rng.standard_normal(3).astype(np.float32))
+    b = pg.tensor(rng.standard_normal(3))
+    assert (a + b).dtype == pg.float64 == (a * b).dtype
+    assert (a + pg.tensor([1, 2, 3])).dtype == pg.float32

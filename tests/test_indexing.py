@@ -1,11 +1,12 @@
 """``Tensor.__getitem__`` against numpy's result for the same index: basic indexing (ints, negative ints, slices with
-steps, None, Ellipsis) and integer-array indexing (tensors, lists, numpy arrays; several index arrays broadcast
-together; adjacent and non-adjacent index arrays)."""
+steps, None, Ellipsis), and against PyTorch's for integer-array indexing (tensors, lists, tuples, numpy arrays;
+several index arrays broadcast together; adjacent and non-adjacent index arrays; ints select first, as PyTorch)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 import picograd as pg
 
@@ -47,8 +48,10 @@ ADVANCED = [
     (S, [0, 4], [5, 1]),  # adjacent, not leading: dims replaced in place
     (S, [[0], [3]], [1, 2, 5]),  # broadcast together to (2, 3)
     ([[0], [1]], [1, 2, 4], S),
-    (0, S, [1, 2]),  # an int among arrays is an index array too: non-adjacent
-    (S, 0, [1, -2]),  # ... adjacent
+    (0, S, [1, 2]),  # an int selects first (PyTorch; numpy counts it as an index array): dims stay in place
+    (S, 0, [1, -2]),
+    ([0, 1], 2, [1, 3]),  # arrays adjacent once the int is gone
+    ([1, 2], S, [0, 1]),
     ([1, 3], None, [0, 2]),  # None between arrays: non-adjacent
     (E, [1, -1]),
     ([2, 0], E, [[3], [4]]),  # broadcast to (2, 2), non-adjacent
@@ -57,6 +60,8 @@ ADVANCED = [
     (None, [1, 1, 1], slice(2, 5)),
     ([-4, -3], [-5, 0], [-6, 5]),  # all three dims
     ([3],),
+    ((0, 2), S),  # a tuple of ints inside an index tuple is an index array
+    (S, (1, 4, 1)),
 ]
 
 
@@ -64,19 +69,18 @@ def _as_pg_index(index, kind: str):
     """The same index with its arrays as picograd tensors, numpy arrays or lists."""
 
     def conv(i):
-        if isinstance(i, list):
-            return {"tensor": pg.tensor(np.array(i)), "numpy": np.array(i), "list": i}[kind]
+        if isinstance(i, list | tuple):
+            return {"tensor": pg.tensor(np.array(i)), "numpy": np.array(i), "list": list(i)}[kind]
         return i
 
     return tuple(conv(i) for i in index) if isinstance(index, tuple) else conv(index)
 
 
-def _as_np_index(index):
-    return (
-        tuple(np.array(i) if isinstance(i, list) else i for i in index)
-        if isinstance(index, tuple)
-        else (np.array(index) if isinstance(index, list) else index)
-    )
+def _as_torch_index(index):
+    def conv(i):
+        return torch.tensor(i) if isinstance(i, list | tuple) else i
+
+    return tuple(conv(i) for i in index) if isinstance(index, tuple) else conv(index)
 
 
 def _check(got: pg.Tensor, expected: np.ndarray) -> None:
@@ -96,7 +100,7 @@ def test_basic_indexing(rng, index):
 @pytest.mark.parametrize("index", ADVANCED, ids=repr)
 def test_integer_array_indexing(rng, index, kind):
     a = rng.standard_normal((4, 5, 6))
-    _check(pg.tensor(a)[_as_pg_index(index, kind)], a[_as_np_index(index)])
+    _check(pg.tensor(a)[_as_pg_index(index, kind)], torch.from_numpy(a)[_as_torch_index(index)].numpy())
 
 
 def test_pick_targets_like_cross_entropy(rng):

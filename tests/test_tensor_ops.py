@@ -282,7 +282,7 @@ def test_float_long_to(rng):
 # ---------------------------------------------------------------------------------------------------------------
 # Reductions
 
-REDUCTIONS = {"sum": np.sum, "mean": np.mean, "max": np.max, "min": np.min}
+REDUCTIONS = {"sum": np.sum, "mean": np.mean, "amax": np.max, "amin": np.min}
 DIMS = [None, 0, 1, -1, -3, (0, 2), (-1, 0), (0, 1, 2)]
 
 
@@ -313,20 +313,26 @@ def test_reduction_edge_cases(rng):
     e = np.zeros((2, 0, 3))
     check(pg.tensor(e).sum(1), np.zeros((2, 3)))
     check(pg.tensor(e).sum(), np.asarray(0.0))
-    check(pg.tensor(e).max(2), np.zeros((2, 0)))
+    check(pg.tensor(e).max(2).values, np.zeros((2, 0)))
     i = rng.integers(-5, 5, (3, 4))
     check(pg.tensor(i).sum(1), i.sum(1))
-    check(pg.tensor(i).max(0), i.max(0))
+    check(pg.tensor(i).max(0).values, i.max(0))
+    check(pg.tensor(i).max(0).indices, i.argmax(0))
     check(pg.tensor(i > 0).sum(), np.asarray((i > 0).sum()))  # bool sums to int64
     b = randn(rng, 1, 5, 1)
     check(pg.tensor(b).sum((0, 2)), b.sum((0, 2)))
-    check(pg.tensor(b).max(0, keepdim=True), b.max(0, keepdims=True))
+    check(pg.tensor(b).amax(0, keepdim=True), b.max(0, keepdims=True))
+    check(pg.tensor(b).max(0, keepdim=True).values, b.max(0, keepdims=True))
 
 
-def test_max_min_with_ties_are_values_only():
+def test_max_min_dim_give_values_and_first_indices():
     a = np.array([[1.0, 3.0, 3.0], [-2.0, -2.0, 0.0]])
-    check(pg.tensor(a).max(1), np.array([3.0, 0.0]))
-    check(pg.tensor(a).min(1), np.array([1.0, -2.0]))
+    values, indices = pg.tensor(a).max(1)
+    check(values, np.array([3.0, 0.0]))
+    check(indices, np.array([1, 2]))
+    out = pg.tensor(a).min(1)
+    check(out.values, np.array([1.0, -2.0]))
+    check(out.indices, np.array([0, 0]))
     check(pg.tensor(a).amax(0), np.array([1.0, 3.0, 3.0]))
 
 

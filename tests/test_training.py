@@ -378,3 +378,40 @@ def test_embedding_matches_torch_and_accumulates_repeated_rows():
     np.testing.assert_allclose(p.grad.numpy(), t.grad.numpy(), rtol=1e-12)
     with pytest.raises(pg.DTypeError, match="indices must be an integer tensor"):
         F.embedding(pg.tensor([0.5]), p)
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adamw"])
+def test_item_after_an_eager_step_does_not_run_the_forward_again(monkeypatch, optimizer):
+    """Issue 19 item 6: ``opt.step()`` computes the loss on the way to the gradients; ``loss.item()`` afterwards reads
+    that value instead of running the forward pass again (counted as numpy executor runs), and it is the loss of the
+    parameters before the step (float64 reference)."""
+    from picograd.frontend import realize
+
+    runs: list[int] = []
+    compile_graph = realize.compile_graph
+
+    def counting(*args, **kwargs):
+        exe = compile_graph(*args, **kwargs)
+
+        def run(*buffers):
+            runs.append(len(buffers))
+            return exe(*buffers)
+
+        return run
+
+    monkeypatch.setattr(realize, "compile_graph", counting)
+    model = pg.nn.Sequential(pg.nn.Linear(3, 5), pg.nn.Tanh(), pg.nn.Linear(5, 2))
+    opt = pg.optim.SGD(model.parameters(), lr=0.1) if optimizer == "sgd" else pg.optim.AdamW(model.parameters())
+    for _ in range(3):
+        x, y = rng.standard_normal((4, 3)), rng.standard_normal((4, 2))
+        w1, b1, w2, b2 = (p.numpy().astype(np.float64) for p in model.parameters())
+        expected = (((np.tanh(x @ w1.T + b1) @ w2.T + b2) - y) ** 2).mean()
+        loss = F.mse_loss(model(pg.tensor(x, dtype=pg.float32)), pg.tensor(y, dtype=pg.float32))
+        opt.zero_grad()
+        loss.backward()
+        before = len(runs)
+        opt.step()
+        assert len(runs) == before + 1  # one run: forward, backward and update together
+        assert loss.item() == pytest.approx(expected, rel=1e-5)
+        assert len(runs) == before + 1  # .item() ran nothing
+        assert loss.numpy().dtype == np.float32 and (loss * 2).item() == pytest.approx(2 * expected, rel=1e-5)

@@ -77,6 +77,13 @@ MEASURED_ULP: dict[str, dict[str, float]] = {
     "f32": {"exp": 1.0, "log": 1.0, "tanh": 2.5, "erf": 1.0, "sin": 1.0, "cos": 1.0, "log1p": 1.0, "pow": 1.0},
     "f64": {"exp": 1.0, "log": 1.0, "tanh": 2.5, "erf": 1.0, "sin": 1.0, "cos": 1.0, "log1p": 2.5, "pow": 40.0},
 }
+# The operator surface (issue 20), measured the same way against mpmath (tests/test_op_surface.py): f32 results are
+# evaluated in f64 and within 0.5 ulp plus the final rounding; f64 worst seen 1 (log2 exp2 expm1 atan atan2) and 2
+# (asin acos asinh acosh atanh) ulp.
+for _name, _f64 in {"log2": 1.5, "exp2": 1.5, "expm1": 1.5, "atan": 1.5, "atan2": 1.5, "asin": 2.5, "acos": 2.5,
+                    "asinh": 2.5, "acosh": 2.5, "atanh": 2.5}.items():  # fmt: skip
+    MEASURED_ULP["f32"][_name] = 1.0
+    MEASURED_ULP["f64"][_name] = _f64
 
 
 @dataclass(frozen=True)
@@ -542,6 +549,136 @@ def pow_(m: Arith, x: Any, y: Any) -> Any:
 
 
 # ---------------------------------------------------------------------------------------------------------------
+# More functions (the operator surface of issue 20): built from the ones above and correctly rounded operations.
+# f32 arguments are evaluated in f64 and rounded once (F64_EVALUATED), so their error is that of the final rounding.
+
+
+def log2(m: Arith, x: Any) -> Any:
+    """``log(x) * log2(e)`` (the product adds half an ulp to ``log``'s error)."""
+    return m.mul(log(m, x), m.c(m.fmt.round(_LOG2E)))
+
+
+def exp2(m: Arith, x: Any) -> Any:
+    """``2**x = 2**n exp(r ln2)`` with ``n = rint(x)`` and ``r = x - n`` exact, ``|r| <= 1/2``."""
+    lo, hi = _EXP_CLAMP[m.fmt.kind]
+    xc = m.sel(m.cmp("gt", x, m.c(hi * 1.5)), m.c(hi * 1.5), x)
+    xc = m.sel(m.cmp("lt", xc, m.c(lo * 1.5)), m.c(lo * 1.5), xc)  # NaN compares false and stays
+    n = m.rint(xc)
+    r = m.mul(m.sub(xc, n), m.c(m.fmt.round(_LN2)))
+    return ldexp(m, exp(m, r), m.to_int(n))
+
+
+def expm1(m: Arith, x: Any) -> Any:
+    """``2**n (1 + p) - 1`` as ``fma(2**n, p, 2**n - 1)`` (``p = expm1(r)``, ``2**n - 1`` exact), as in ``tanh``:
+    no cancellation for small ``|x|``, and ``-1`` once ``2**n`` underflows."""
+    lo, hi = _EXP_CLAMP[m.fmt.kind]
+    xc = m.sel(m.cmp("gt", x, m.c(hi)), m.c(hi), x)
+    xc = m.sel(m.cmp("lt", xc, m.c(lo)), m.c(lo), xc)
+    n, r = _reduce_exp(m, xc)
+    p = _expm1_poly(m, r)
+    one = m.c(1.0)
+    s = ldexp(m, one, m.to_int(n))
+    return m.fma(s, p, m.sub(s, one))
+
+
+def _atan_consts() -> tuple[tuple[float, float], ...]:
+    """(hi, lo) of atan(1/2), atan(1), atan(3/2), atan(inf) = pi/2 (atan by its Taylor series in Fractions)."""
+
+    def series(t: Fraction, terms: int) -> Fraction:
+        return sum((Fraction((-1) ** k, 2 * k + 1) * t ** (2 * k + 1) for k in range(terms)), Fraction(0))
+
+    half = series(Fraction(1, 2), 60)
+    values = [half, _PI / 4, _PI / 2 - series(Fraction(2, 3), 120), _PI / 2]
+    return tuple((float(v), float(v - Fraction(float(v)))) for v in values)
+
+
+_ATAN_OFFSETS = _atan_consts()
+_ATAN_TERMS = tuple(1.0 / (2 * k + 1) * (-1) ** k for k in range(1, 26))  # atan(t)/t - 1 = z q(z), z = t*t
+
+
+def atan(m: Arith, x: Any) -> Any:
+    """fdlibm's ``s_atan.c`` reduction (|x| < 7/16: as is; then around 1/2, 1, 3/2 and infinity: ``t = (x - c) / (1
+    + c x)``, ``atan x = atan c + atan t``, ``|t| <= 7/16``) and the Taylor series of ``atan t`` (25 terms: the
+    truncation error is below 2**-60 on ``|t| <= 7/16``). Meant for f64 arithmetic."""
+    a = m.abs(x)
+    one, two = m.c(1.0), m.c(2.0)
+    t = m.div(m.c(-1.0), a)  # |x| >= 39/16 (and NaN)
+    hi, lo = m.c(_ATAN_OFFSETS[3][0]), m.c(_ATAN_OFFSETS[3][1])
+    branches = [
+        (39 / 16, m.div(m.sub(a, m.c(1.5)), m.fma(m.c(1.5), a, one)), _ATAN_OFFSETS[2]),
+        (19 / 16, m.div(m.sub(a, one), m.add(a, one)), _ATAN_OFFSETS[1]),
+        (11 / 16, m.div(m.fma(two, a, m.c(-1.0)), m.add(two, a)), _ATAN_OFFSETS[0]),
+        (7 / 16, a, (0.0, 0.0)),
+    ]
+    for bound, tb, (h, low) in branches:
+        below = m.cmp("lt", a, m.c(bound))
+        t = m.sel(below, tb, t)
+        hi, lo = m.sel(below, m.c(h), hi), m.sel(below, m.c(low), lo)
+    z = m.mul(t, t)
+    y = m.fma(m.mul(t, z), horner(m, z, _ATAN_TERMS), t)
+    return copysign(m, m.add(hi, m.add(lo, y)), x)
+
+
+def atan2(m: Arith, y: Any, x: Any) -> Any:
+    """``atan(min/max)`` of ``|y|, |x|`` (so the argument is at most 1), ``pi/2 -`` it where ``|y| > |x|``, ``pi -``
+    it where ``x`` is negative (or -0), with the sign of ``y``; C99's special cases (zeros, infinities, NaN)."""
+    ax, ay = m.abs(x), m.abs(y)
+    steep = m.cmp("gt", ay, ax)
+    num, den = m.sel(steep, ax, ay), m.sel(steep, ay, ax)
+    q = m.div(num, den)
+    q = m.sel(m.cmp("eq", den, m.c(0.0)), m.c(0.0), q)  # both zero
+    q = m.sel(m.p_and(m.cmp("eq", num, m.c(math.inf)), m.cmp("eq", den, m.c(math.inf))), m.c(1.0), q)
+    a = atan(m, q)
+    a = m.sel(steep, m.add(m.c(_ATAN_OFFSETS[3][0]), m.sub(m.c(_ATAN_OFFSETS[3][1]), a)), a)
+    pi_hi, pi_lo = 2 * _ATAN_OFFSETS[3][0], 2 * _ATAN_OFFSETS[3][1]
+    negative_x = m.cmp("lt", copysign(m, m.c(1.0), x), m.c(0.0))
+    a = m.sel(negative_x, m.add(m.c(pi_hi), m.sub(m.c(pi_lo), a)), a)
+    r = copysign(m, a, y)
+    return m.sel(m.p_or(m.cmp("nan", x, x), m.cmp("nan", y, y)), m.add(x, y), r)
+
+
+def asin(m: Arith, x: Any) -> Any:
+    """``atan2(x, sqrt((1 - x)(1 + x)))`` (NaN outside [-1, 1], from the square root)."""
+    one = m.c(1.0)
+    return atan2(m, x, m.sqrt(m.mul(m.sub(one, x), m.add(one, x))))
+
+
+def acos(m: Arith, x: Any) -> Any:
+    """``atan2(sqrt((1 - x)(1 + x)), x)``."""
+    one = m.c(1.0)
+    return atan2(m, m.sqrt(m.mul(m.sub(one, x), m.add(one, x))), x)
+
+
+_HUGE = 2.0**28  # beyond this, sqrt(x*x + 1) rounds to |x| in f64: asinh/acosh are log(2|x|)
+
+
+def asinh(m: Arith, x: Any) -> Any:
+    """``log1p(a + a*a / (1 + sqrt(1 + a*a)))`` with ``a = |x|`` (no cancellation), ``log(a) + ln2`` for huge ``a``;
+    the sign of ``x`` copied back."""
+    a = m.abs(x)
+    one = m.c(1.0)
+    a2 = m.mul(a, a)
+    small = log1p(m, m.add(a, m.div(a2, m.add(one, m.sqrt(m.add(one, a2))))))
+    big = m.add(log(m, a), m.c(m.fmt.round(_LN2)))
+    return copysign(m, m.sel(m.cmp("gt", a, m.c(_HUGE)), big, small), x)
+
+
+def acosh(m: Arith, x: Any) -> Any:
+    """``log1p(t + sqrt(2t + t*t))`` with ``t = x - 1`` (exact near 1), ``log(x) + ln2`` for huge ``x``; NaN below 1."""
+    t = m.sub(x, m.c(1.0))
+    small = log1p(m, m.add(t, m.sqrt(m.fma(t, t, m.add(t, t)))))
+    big = m.add(log(m, x), m.c(m.fmt.round(_LN2)))
+    return m.sel(m.cmp("gt", x, m.c(_HUGE)), big, small)
+
+
+def atanh(m: Arith, x: Any) -> Any:
+    """``log1p(2a / (1 - a)) / 2`` with ``a = |x|``, the sign of ``x`` copied back (inf at 1, NaN beyond)."""
+    a = m.abs(x)
+    y = m.mul(m.c(0.5), log1p(m, m.div(m.add(a, a), m.sub(m.c(1.0), a))))
+    return copysign(m, y, x)
+
+
+# ---------------------------------------------------------------------------------------------------------------
 # numpy evaluation of the same operation sequence
 
 
@@ -679,7 +816,33 @@ FUNCTIONS: dict[str, Callable[..., Any]] = {
     "sin": sin,
     "cos": cos,
     "pow": pow_,
+    # the operator surface (issue 20)
+    "log2": log2,
+    "exp2": exp2,
+    "expm1": expm1,
+    "atan": atan,
+    "atan2": atan2,
+    "asin": asin,
+    "acos": acos,
+    "asinh": asinh,
+    "acosh": acosh,
+    "atanh": atanh,
 }
-F64_EVALUATED = ("sin", "cos", "pow", "log1p")
+F64_EVALUATED = (
+    "sin",
+    "cos",
+    "pow",
+    "log1p",
+    "log2",
+    "exp2",
+    "expm1",
+    "atan",
+    "atan2",
+    "asin",
+    "acos",
+    "asinh",
+    "acosh",
+    "atanh",
+)
 """f32 functions evaluated in f64 arithmetic and rounded once (the argument reduction of sin/cos needs more than
 24 bits; pow's ``y log x`` needs more than 24 bits to give an f32 result within 1 ulp)."""

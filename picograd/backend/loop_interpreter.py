@@ -325,6 +325,68 @@ class LoopStageFunctions(InterpreterFunctions):
     def run_powf(self, interpreter: Interpreter, op: mathd.PowFOp, args: PythonValues) -> PythonValues:
         return _fl(op, np.power, *args)
 
+    # the operator surface (issue 20): numpy's functions in the op's precision
+
+    @impl(mathd.FloorOp)
+    def run_floor(self, interpreter: Interpreter, op: mathd.FloorOp, args: PythonValues) -> PythonValues:
+        return _fl(op, np.floor, *args)
+
+    @impl(mathd.CeilOp)
+    def run_ceil(self, interpreter: Interpreter, op: mathd.CeilOp, args: PythonValues) -> PythonValues:
+        return _fl(op, np.ceil, *args)
+
+    @impl(mathd.RoundEvenOp)
+    def run_roundeven(self, interpreter: Interpreter, op: mathd.RoundEvenOp, args: PythonValues) -> PythonValues:
+        return _fl(op, np.rint, *args)
+
+    @impl(mathd.TruncOp)
+    def run_trunc(self, interpreter: Interpreter, op: mathd.TruncOp, args: PythonValues) -> PythonValues:
+        return _fl(op, np.trunc, *args)
+
+    @impl(mathd.Log2Op)
+    def run_log2(self, interpreter: Interpreter, op: mathd.Log2Op, args: PythonValues) -> PythonValues:
+        return _fl(op, np.log2, *args)
+
+    @impl(mathd.Exp2Op)
+    def run_exp2(self, interpreter: Interpreter, op: mathd.Exp2Op, args: PythonValues) -> PythonValues:
+        return _fl(op, np.exp2, *args)
+
+    @impl(mathd.ExpM1Op)
+    def run_expm1(self, interpreter: Interpreter, op: mathd.ExpM1Op, args: PythonValues) -> PythonValues:
+        return _fl(op, np.expm1, *args)
+
+    @impl(mathd.AsinOp)
+    def run_asin(self, interpreter: Interpreter, op: mathd.AsinOp, args: PythonValues) -> PythonValues:
+        return _fl(op, np.arcsin, *args)
+
+    @impl(mathd.AcosOp)
+    def run_acos(self, interpreter: Interpreter, op: mathd.AcosOp, args: PythonValues) -> PythonValues:
+        return _fl(op, np.arccos, *args)
+
+    @impl(mathd.AtanOp)
+    def run_atan(self, interpreter: Interpreter, op: mathd.AtanOp, args: PythonValues) -> PythonValues:
+        return _fl(op, np.arctan, *args)
+
+    @impl(mathd.AsinhOp)
+    def run_asinh(self, interpreter: Interpreter, op: mathd.AsinhOp, args: PythonValues) -> PythonValues:
+        return _fl(op, np.arcsinh, *args)
+
+    @impl(mathd.AcoshOp)
+    def run_acosh(self, interpreter: Interpreter, op: mathd.AcoshOp, args: PythonValues) -> PythonValues:
+        return _fl(op, np.arccosh, *args)
+
+    @impl(mathd.AtanhOp)
+    def run_atanh(self, interpreter: Interpreter, op: mathd.AtanhOp, args: PythonValues) -> PythonValues:
+        return _fl(op, np.arctanh, *args)
+
+    @impl(mathd.Atan2Op)
+    def run_atan2(self, interpreter: Interpreter, op: mathd.Atan2Op, args: PythonValues) -> PythonValues:
+        return _fl(op, np.arctan2, *args)
+
+    @impl(mathd.CopySignOp)
+    def run_copysign(self, interpreter: Interpreter, op: mathd.CopySignOp, args: PythonValues) -> PythonValues:
+        return _fl(op, np.copysign, *args)
+
     @impl(mathd.AbsIOp)
     def run_absi(self, interpreter: Interpreter, op: mathd.AbsIOp, args: PythonValues) -> PythonValues:
         w = _width(op.results[0].type, interpreter)

@@ -82,6 +82,22 @@ _UNARY: dict[type[Operation], Kernel] = {
     pg.ReciprocalOp: np.reciprocal,
     pg.ErfOp: lambda x: _erf(x),
     pg.StopGradientOp: lambda x: x,
+    # the operator surface (issue 20)
+    pg.FloorOp: np.floor,
+    pg.CeilOp: np.ceil,
+    pg.RoundOp: np.rint,
+    pg.TruncOp: np.trunc,
+    pg.SignOp: lambda x: (x > 0).astype(x.dtype) - (x < 0).astype(x.dtype),  # 0 for NaN (PyTorch)
+    pg.Log2Op: np.log2,
+    pg.Exp2Op: np.exp2,
+    pg.Log1pOp: np.log1p,
+    pg.Expm1Op: np.expm1,
+    pg.AsinOp: np.arcsin,
+    pg.AcosOp: np.arccos,
+    pg.AtanOp: np.arctan,
+    pg.AsinhOp: np.arcsinh,
+    pg.AcoshOp: np.arccosh,
+    pg.AtanhOp: np.arctanh,
 }
 
 _BINARY: dict[type[Operation], Kernel] = {
@@ -91,6 +107,12 @@ _BINARY: dict[type[Operation], Kernel] = {
     pg.PowOp: np.power,
     pg.MaximumOp: np.maximum,
     pg.MinimumOp: np.minimum,
+    # the operator surface (issue 20)
+    pg.Atan2Op: np.arctan2,
+    pg.CopysignOp: np.copysign,
+    pg.BitwiseAndOp: np.bitwise_and,
+    pg.BitwiseOrOp: np.bitwise_or,
+    pg.BitwiseXorOp: np.bitwise_xor,
 }
 
 _COMPARE: dict[str, Kernel] = {

@@ -298,6 +298,52 @@ PowOp = _binary("pow", "x ** y", float_only=True)
 MaximumOp = _binary("maximum", "elementwise max(x, y)")
 MinimumOp = _binary("minimum", "elementwise min(x, y)")
 
+# -- the operator surface (issue 20): more elementwise math (numpy's semantics) and bitwise ops
+FloorOp = _unary("floor", "largest integral value <= x")
+CeilOp = _unary("ceil", "smallest integral value >= x")
+RoundOp = _unary("round", "nearest integral value, ties to even (numpy.rint, torch.round)")
+TruncOp = _unary("trunc", "integral part of x (rounds toward zero)")
+SignOp = _unary("sign", "(x > 0) - (x < 0): -1, 0 or 1 (0 for NaN and both zeros, as PyTorch)")
+Log2Op = _unary("log2", "base-2 logarithm")
+Exp2Op = _unary("exp2", "2**x")
+Log1pOp = _unary("log1p", "log(1 + x), accurate for small x")
+Expm1Op = _unary("expm1", "exp(x) - 1, accurate for small x")
+AsinOp = _unary("asin", "inverse sine, in [-pi/2, pi/2] (NaN outside [-1, 1])")
+AcosOp = _unary("acos", "inverse cosine, in [0, pi] (NaN outside [-1, 1])")
+AtanOp = _unary("atan", "inverse tangent, in (-pi/2, pi/2)")
+AsinhOp = _unary("asinh", "inverse hyperbolic sine")
+AcoshOp = _unary("acosh", "inverse hyperbolic cosine (NaN below 1)")
+AtanhOp = _unary("atanh", "inverse hyperbolic tangent (NaN outside [-1, 1])")
+Atan2Op = _binary("atan2", "atan2(y, x): the angle of the point (x, y), in [-pi, pi] (C99's special cases)", True)
+CopysignOp = _binary("copysign", "|x| with the sign bit of y", True)
+
+
+class BitwiseOp(BinaryOp):
+    """Base of bitwise binary ops on integer or bool tensors of one type (two's complement)."""
+
+    def verify_(self) -> None:
+        if is_float(element_of(self.lhs)):
+            raise VerifyException(f"{self.name}: expects integer or bool tensors, got {self.lhs.type}")
+
+
+def _bitwise(op_name: str, doc: str) -> type[BitwiseOp]:
+    cls = type(
+        "".join(p.capitalize() for p in op_name.split("_")) + "Op",
+        (BitwiseOp,),
+        {"name": f"pg.{op_name}", "__doc__": doc},
+    )
+    return irdl_op_definition(cls)
+
+
+BitwiseAndOp = _bitwise("bitwise_and", "x & y")
+BitwiseOrOp = _bitwise("bitwise_or", "x | y")
+BitwiseXorOp = _bitwise("bitwise_xor", "x ^ y")
+
+SURFACE_OPS: tuple[type[IRDLOperation], ...] = (
+    FloorOp, CeilOp, RoundOp, TruncOp, SignOp, Log2Op, Exp2Op, Log1pOp, Expm1Op, AsinOp, AcosOp, AtanOp, AsinhOp,
+    AcoshOp, AtanhOp, Atan2Op, CopysignOp, BitwiseAndOp, BitwiseOrOp, BitwiseXorOp,
+)  # fmt: skip
+
 COMPARISONS = ("lt", "le", "gt", "ge", "eq", "ne")
 
 
@@ -1167,6 +1213,7 @@ PG = Dialect(
         SGDOp,
         AdamOp,
         AdamWOp,
+        *SURFACE_OPS,
     ],
 )
 

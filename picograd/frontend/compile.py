@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import inspect
 import sys
 import weakref
 from collections.abc import Callable, Sequence
@@ -44,19 +45,35 @@ from picograd.backend import cuda
 from picograd.errors import CompileError
 from picograd.frontend import device as devices
 from picograd.frontend.dtypes import as_dtype
-from picograd.frontend.graph import STATE, Graph, Node, TraceContext, cut, leaf, lower
+from picograd.frontend.graph import STATE, Graph, Node, TraceContext, at, cut, leaf, lower, user_location
 from picograd.frontend.realize import compile_graph, current_matmul_schedule, matmul_schedule
 from picograd.frontend.tensor import Tensor, realize
 from picograd.passes.matmul_schedule import check_schedule
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class Spec:
-    """The shape, dtype and device of an example input, for tracing without data: ``pg.Spec((32, 3), "int64")``."""
+    """The shape, dtype and device of an example input, for tracing without data: ``pg.Spec((32, 3), "int64")``.
+
+    Raises ``CompileError`` for a shape that is not a tuple (or list, or int) of non-negative ints, ``DTypeError``
+    for an unknown dtype and ``DeviceError`` for an unknown device, naming the user's ``file:line``."""
 
     shape: tuple[int, ...]
-    dtype: Any = "float32"
-    device: str = "cpu"
+    dtype: Any
+    device: str
+
+    def __init__(self, shape: Any, dtype: Any = "float32", device: str = "cpu") -> None:
+        dims = (shape,) if isinstance(shape, int | np.integer) else shape
+        if not isinstance(dims, tuple | list) or not all(
+            isinstance(d, int | np.integer) and not isinstance(d, bool) and d >= 0 for d in dims
+        ):
+            loc = user_location()
+            raise CompileError(f"pg.Spec: shape must be a tuple of non-negative ints, got {shape!r}{at(loc)}")
+        as_dtype(dtype)  # DTypeError naming the supported dtypes
+        devices.canonical(device, user_location())  # DeviceError for an unknown device
+        object.__setattr__(self, "shape", tuple(int(d) for d in dims))
+        object.__setattr__(self, "dtype", dtype)
+        object.__setattr__(self, "device", device)
 
     def example(self) -> Tensor:
         """A placeholder tensor of this spec (host zeros, counted as living on ``device``; no GPU needed)."""
@@ -316,18 +333,101 @@ def _rebuild(structure: Any, outs: Sequence[Any]) -> Any:
     return kind(_rebuild(v, outs) for v in payload)
 
 
-def _signature(args: Sequence[Any]) -> tuple:
+def _signature(args: Sequence[Any], fn: Callable[..., Any]) -> tuple:
     sig: list[Any] = []
-    for a in args:
+    for i, a in enumerate(args):
         if isinstance(a, Tensor):
             sig.append(("T", a.shape, a.dtype.name, a.device, a.requires_grad))
         else:
             try:
                 hash(a)
             except TypeError:
-                raise CompileError(f"argument {a!r} of a compiled function is neither a tensor nor hashable") from None
+                raise CompileError(_unhashable_argument(fn, i, a)) from None
             sig.append(("V", a))
     return tuple(sig)
+
+
+def _parameter_name(fn: Callable[..., Any], i: int) -> str | None:
+    """The name of ``fn``'s ``i``-th positional parameter, when its signature says it."""
+    try:
+        params = list(inspect.signature(fn).parameters.values())
+    except (TypeError, ValueError):
+        return None
+    if i < len(params) and params[i].kind in (params[i].POSITIONAL_ONLY, params[i].POSITIONAL_OR_KEYWORD):
+        return params[i].name
+    return None
+
+
+def _unhashable_argument(fn: Callable[..., Any], i: int, a: Any) -> str:
+    """The message for an argument that is neither a tensor nor hashable (so it cannot key the compile cache):
+    its name, type and shape (never its value, which may be a large array), what to pass instead and where."""
+    pname = _parameter_name(fn, i)
+    which = f"argument {i}" + (f" ({pname})" if pname else "")
+    kind = type(a)
+    what = kind.__name__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}"
+    shape = getattr(a, "shape", None)
+    if isinstance(shape, tuple):
+        what += f" of shape {shape} and dtype {getattr(a, 'dtype', '?')}"
+        hint = f"pass a tensor instead: pg.tensor({pname or '...'})"
+    elif isinstance(a, list | dict | set):
+        what += f" of length {len(a)}"
+        hint = "pass a tensor (pg.tensor(...)) or a hashable value such as a tuple instead"
+    else:
+        hint = "pass a tensor (pg.tensor(...)) or a hashable value instead"
+    return (
+        f"{getattr(fn, '__name__', 'step')}: {which} is a {what}; a compiled function takes tensors and hashable "
+        f"values (which key its cache): {hint}{at(user_location())}"
+    )
+
+
+_EXAMPLE_INPUTS_TAKE = (
+    "example_inputs takes one entry per argument: pg.Spec(shape, dtype) for a tensor, the value itself otherwise, "
+    "e.g. example_inputs=(pg.Spec((32, 3), 'int64'),)"
+)
+
+
+def _check_example_inputs(fn: Callable[..., Any], example_inputs: Any) -> tuple[Any, ...]:
+    """``example_inputs`` as a tuple, once checked: a sequence holding a ``Spec`` (or a tensor) per tensor argument
+    and a hashable value per other argument, as many as ``fn`` takes. Raises ``CompileError`` saying what
+    ``example_inputs`` takes and where the decorator is, for a bare ``Spec``, a shape where a ``Spec`` belongs
+    (``((4, 3),)``), an unhashable value or a wrong count."""
+    loc = user_location()
+    name = getattr(fn, "__name__", "step")
+    if isinstance(example_inputs, Spec | Tensor) or not isinstance(example_inputs, tuple | list):
+        raise CompileError(f"{name}: {_EXAMPLE_INPUTS_TAKE}; got {_short(example_inputs)}{at(loc)}")
+    for i, e in enumerate(example_inputs):
+        if isinstance(e, Spec | Tensor):
+            continue
+        pname = _parameter_name(fn, i)
+        which = f"example input {i}" + (f" ({pname})" if pname else "")
+        if isinstance(e, tuple | list) and all(isinstance(d, int) and not isinstance(d, bool) for d in e):
+            raise CompileError(
+                f"{name}: {which} is the shape {_short(e)}, not a pg.Spec: write pg.Spec({tuple(e)!r}) (and a dtype "
+                f"for non-float32 inputs, pg.Spec({tuple(e)!r}, 'int64')); {_EXAMPLE_INPUTS_TAKE}{at(loc)}"
+            )
+        try:
+            hash(e)
+        except TypeError:
+            raise CompileError(f"{name}: {which} is a {type(e).__name__}; {_EXAMPLE_INPUTS_TAKE}{at(loc)}") from None
+    try:
+        inspect.signature(fn).bind(*example_inputs)
+    except TypeError as e:
+        dims = tuple(example_inputs)
+        shape = all(isinstance(d, int) and not isinstance(d, bool) for d in dims)
+        hint = f"; if {dims!r} is a shape, write (pg.Spec({dims!r}),)" if shape else ""
+        raise CompileError(
+            f"{name}: {len(example_inputs)} example inputs do not fit its arguments ({e}){hint}; "
+            f"{_EXAMPLE_INPUTS_TAKE}{at(loc)}"
+        ) from None
+    except ValueError:  # no signature to check against (a builtin)
+        pass
+    return tuple(example_inputs)
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    """``repr(value)``, cut to ``limit`` characters."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 class CompiledFunction:
@@ -338,7 +438,7 @@ class CompiledFunction:
     ):
         functools.update_wrapper(self, fn)
         self.fn = fn
-        self.example_inputs = tuple(example_inputs) if example_inputs is not None else None
+        self.example_inputs = _check_example_inputs(fn, example_inputs) if example_inputs is not None else None
         self.matmul_schedule = check_schedule(matmul_schedule) if matmul_schedule is not None else None
         self._cache: dict[tuple, _Compiled] = {}
 
@@ -349,7 +449,7 @@ class CompiledFunction:
     def __call__(self, *args: Any) -> Any:
         if STATE.trace is not None:
             return self.fn(*args)  # called from another traced function: trace through
-        key = _signature(args)
+        key = _signature(args, self.fn)
         compiled = self._cache.get(key)
         if compiled is None or not compiled.guards_hold():
             compiled = self._compile(key, args)

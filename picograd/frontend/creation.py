@@ -133,3 +133,26 @@ def stack(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
         raise ShapeError(f"stack: all tensors need one shape, got {sorted(shapes)}{at(user_location())}")
     d = _norm_dim(dim, tensors[0].ndim + 1, tensors[0].shape)
     return cat([t.unsqueeze(d) for t in tensors], d)
+
+
+# -- the operator surface (issue 20)
+
+
+def eye(n: int, m: int | None = None, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
+    """The ``n x m`` identity matrix (``m = n`` by default; float32 unless ``dtype``)."""
+    return _make(np.eye(n, n if m is None else m, dtype=as_dtype(dtype or dtypes.float32).np), device, requires_grad)
+
+
+def empty(*size: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
+    """A tensor of ``size`` (float32 unless ``dtype``). Its values are unspecified in PyTorch; here they are 0."""
+    return zeros(*size, dtype=dtype, device=device, requires_grad=requires_grad)
+
+
+def full_like(t: Tensor, fill_value: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
+    """``fill_value`` in ``t``'s shape (and its dtype and device unless given)."""
+    return full(t.shape, fill_value, dtype or t.dtype, device or t.device, requires_grad)
+
+
+def empty_like(t: Tensor, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
+    """``zeros_like`` (see ``empty``)."""
+    return zeros_like(t, dtype=dtype, device=device, requires_grad=requires_grad)

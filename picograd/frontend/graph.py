@@ -240,6 +240,8 @@ for _cls in (
     pg.AddOp, pg.SubOp, pg.MulOp, pg.DivOp, pg.PowOp, pg.MaximumOp, pg.MinimumOp,
 ):  # fmt: skip
     BUILDERS[_cls.name.removeprefix("pg.")] = _elementwise_builder(_cls)
+for _surface in pg.SURFACE_OPS:  # the operator surface (issue 20)
+    BUILDERS[_surface.name.removeprefix("pg.")] = _elementwise_builder(_surface)
 
 
 def _optimizer(cls: type[pg.OptimizerOp], xs: list[SSAValue], attrs: tuple) -> Operation:

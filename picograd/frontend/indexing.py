@@ -1,8 +1,10 @@
 """``Tensor.__getitem__``: numpy's basic and integer-array indexing, recorded as slice/reshape/gather ops.
 
 Basic indices (ints, slices with positive steps, None, Ellipsis) become one ``pg.slice`` and a reshape. Integer
-arrays (tensors, lists, numpy arrays) follow numpy's advanced-indexing rules: index arrays broadcast together;
-when they stand next to each other the result dims replace theirs in place, otherwise they go first. Several
+arrays (tensors, lists, tuples inside an index tuple, numpy arrays) follow PyTorch's advanced-indexing rules: ints
+select first (as basic indices, unlike numpy, which counts them as index arrays), then the index arrays broadcast
+together; when they stand next to each other among the remaining dims the result dims replace theirs in place,
+otherwise they go first (``zeros(2, 3, 4)[0, :, idx]`` has shape ``(3, len(idx))``, numpy gives the transpose). Several
 index arrays are merged into one linear index over the merged dims, so every case is a single ``pg.gather``.
 Negative indices count from the end. Bool masks (data-dependent shapes) are refused.
 """
@@ -24,9 +26,10 @@ if TYPE_CHECKING:
 
 
 def _is_array_index(x: Any) -> bool:
+    """Tensors, numpy arrays, lists and (inside an index tuple) tuples of ints are integer-array indices."""
     from picograd.frontend.tensor import Tensor
 
-    return isinstance(x, Tensor | list | np.ndarray)
+    return isinstance(x, Tensor | list | tuple | np.ndarray)
 
 
 def _index_tensor(x: Any, size: int, device: str) -> Tensor:
@@ -71,7 +74,6 @@ def getitem(x: Tensor, index: Any) -> Tensor:
         items[e : e + 1] = [slice(None)] * (x.ndim - used)
     else:  # the ellipsis already stands for the dims not indexed
         items += [slice(None)] * (x.ndim - used)
-    has_array = any(_is_array_index(i) for i in items)
 
     start, stop, step = [], [], []
     out_shape: list[int] = []  # shape after basic indexing, before advanced
@@ -91,7 +93,7 @@ def getitem(x: Tensor, index: Any) -> Tensor:
             stop.append(b)
             step.append(s)
             out_shape.append(len(range(a, b, s)))
-        elif _is_array_index(item) or (has_array and isinstance(item, int | np.integer)):
+        elif _is_array_index(item):
             start.append(0)
             stop.append(size)
             step.append(1)

@@ -101,10 +101,34 @@ def compile_graph(graph: Graph, device: str = "cpu", name: str = "main", eager: 
 
 def run_graph(outputs: Sequence[Value], device: str = "cpu") -> list[Any]:
     """Compute ``outputs`` (values of the recorded graph) on ``device`` and return their buffers (numpy arrays on
-    "cpu", device buffers on "cuda")."""
+    "cpu", device buffers on "cuda").
+
+    The graph also returns the value of every ``pg.grad`` root it computes (the loss of ``loss.backward()``), which
+    is cached on the root's node: ``loss.item()`` after an eager ``opt.step()`` then reads it instead of running the
+    forward pass a second time."""
     graph = cut(outputs)
+    roots = backward_roots(graph, outputs)
+    if roots:
+        graph = cut([*outputs, *roots])
     exe = compile_graph(graph, device)
-    return list(exe(*[devices.bind(leaf, device) for leaf in graph.leaves]))
+    buffers = list(exe(*[devices.bind(leaf, device) for leaf in graph.leaves]))
+    for (node, _), buf in zip(roots, buffers[len(outputs) :], strict=True):
+        node.data = buf
+    return buffers[: len(outputs)]
+
+
+def backward_roots(graph: Graph, outputs: Sequence[Value]) -> list[Value]:
+    """The roots of the ``pg.grad`` ops of ``graph`` (the losses that ``backward()`` was called on) that the graph
+    computes on the way to its gradients and that hold no value yet: single-result ops, not among ``outputs``."""
+    wanted = {(id(n), i) for n, i in outputs}
+    roots: dict[tuple[int, int], Value] = {}
+    for node in graph.nodes:
+        if node.kind != "grad":
+            continue
+        root, index = node.srcs[0]
+        if root.kind != "leaf" and root.data is None and len(root.types) == 1 and (id(root), index) not in wanted:
+            roots.setdefault((id(root), index), (root, index))
+    return list(roots.values())
 
 
 def cache_size() -> int:

@@ -19,7 +19,7 @@ import math
 import sys
 import weakref
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -542,10 +542,145 @@ class Tensor:
     def __ne__(self, other: Any) -> Tensor:  # type: ignore[override]
         return _compare("ne", self, other)
 
+    # -- the operator surface (issue 20): bitwise ops, more elementwise math, division modes ------------------------
+
     def __invert__(self) -> Tensor:
-        if self.dtype != dtypes.bool_:
-            raise DTypeError(f"~ is only defined for bool tensors here, got {self.dtype.name}{at(user_location())}")
-        return self == False  # noqa: E712
+        """``~x``: logical not of a bool tensor, bitwise not (``-x - 1``) of an integer tensor."""
+        if self.dtype == dtypes.bool_:
+            return self == False  # noqa: E712
+        if self.dtype.is_floating_point:
+            raise DTypeError(f"~ needs an integer or bool tensor, got {self.dtype.name}{at(user_location())}")
+        return -self - 1
+
+    def __and__(self, other: Any) -> Tensor:
+        return _bitwise("bitwise_and", self, other)
+
+    def __rand__(self, other: Any) -> Tensor:
+        return _bitwise("bitwise_and", other, self)
+
+    def __or__(self, other: Any) -> Tensor:
+        return _bitwise("bitwise_or", self, other)
+
+    def __ror__(self, other: Any) -> Tensor:
+        return _bitwise("bitwise_or", other, self)
+
+    def __xor__(self, other: Any) -> Tensor:
+        return _bitwise("bitwise_xor", self, other)
+
+    def __rxor__(self, other: Any) -> Tensor:
+        return _bitwise("bitwise_xor", other, self)
+
+    bitwise_and = __and__
+    bitwise_or = __or__
+    bitwise_xor = __xor__
+    bitwise_not = __invert__
+
+    def logical_not(self) -> Tensor:
+        return self == 0
+
+    def _rounding(self, kind: str) -> Tensor:
+        return self if not self.dtype.is_floating_point else _record(kind, [self], (), self.shape, self.dtype)
+
+    def floor(self) -> Tensor:
+        """Largest integral value <= x (integer tensors are returned as they are); zero gradient."""
+        return self._rounding("floor")
+
+    def ceil(self) -> Tensor:
+        return self._rounding("ceil")
+
+    def round(self, decimals: int = 0) -> Tensor:
+        """Nearest integral value, ties to even (as ``torch.round``); with ``decimals``, of ``x * 10**decimals``
+        divided back."""
+        if decimals == 0:
+            return self._rounding("round")
+        scale = 10.0**decimals
+        return (self * scale)._rounding("round") / scale
+
+    def trunc(self) -> Tensor:
+        return self._rounding("trunc")
+
+    fix = trunc
+
+    def sign(self) -> Tensor:
+        """-1, 0 or 1 (0 for NaN, as PyTorch); integer tensors stay integer; zero gradient."""
+        if self.dtype == dtypes.bool_:
+            return self
+        if not self.dtype.is_floating_point:
+            return where(self > 0, 1, where(self < 0, -1, 0))._cast(self.dtype)
+        return _record("sign", [self], (), self.shape, self.dtype)
+
+    sgn = sign
+
+    def log2(self) -> Tensor:
+        return self._unary("log2")
+
+    def exp2(self) -> Tensor:
+        return self._unary("exp2")
+
+    def log1p(self) -> Tensor:
+        return self._unary("log1p")
+
+    def expm1(self) -> Tensor:
+        return self._unary("expm1")
+
+    def asin(self) -> Tensor:
+        return self._unary("asin")
+
+    def acos(self) -> Tensor:
+        return self._unary("acos")
+
+    def atan(self) -> Tensor:
+        return self._unary("atan")
+
+    def asinh(self) -> Tensor:
+        return self._unary("asinh")
+
+    def acosh(self) -> Tensor:
+        return self._unary("acosh")
+
+    def atanh(self) -> Tensor:
+        return self._unary("atanh")
+
+    arcsin, arccos, arctan, arcsinh, arccosh, arctanh = asin, acos, atan, asinh, acosh, atanh
+
+    def atan2(self, other: Any) -> Tensor:
+        """The angle of the point (other, self), elementwise (``torch.atan2(self, other)``)."""
+        return _float_binary("atan2", self, other)
+
+    arctan2 = atan2
+
+    def copysign(self, other: Any) -> Tensor:
+        """``|self|`` with the sign bit of ``other``."""
+        return _float_binary("copysign", self, other)
+
+    def div(self, other: Any, rounding_mode: str | None = None) -> Tensor:
+        """``self / other`` (true division) or, with ``rounding_mode`` "trunc" / "floor", the quotient rounded
+        toward zero / down (as ``torch.div``; integer operands give an integer result)."""
+        if rounding_mode is None:
+            return _binary("div", self, other)
+        if rounding_mode not in ("trunc", "floor"):
+            raise ValueError(f"div: rounding_mode must be None, 'trunc' or 'floor', got {rounding_mode!r}")
+        (x, y), dtype = _operands(self, other)
+        if dtype.is_floating_point:
+            q = _binary("div", x, y)
+            return q.floor() if rounding_mode == "floor" else q.trunc()
+        if dtype == dtypes.bool_:
+            x, y = x._cast(dtypes.int64), y._cast(dtypes.int64)
+        x, y = _broadcast_all([x, y], "div")
+        q = _record("div", [x, y], (), x.shape, x.dtype)
+        if rounding_mode == "floor":  # pg.div floors on integers
+            return q
+        inexact = (q * y) != x  # round toward zero: floor + 1 where the exact quotient is negative and not integral
+        return where(inexact & ((x < 0) != (y < 0)), q + 1, q)
+
+    divide = div
+
+    def __floordiv__(self, other: Any) -> Tensor:
+        return self.div(other, rounding_mode="floor")
+
+    def __rfloordiv__(self, other: Any) -> Tensor:
+        (x, y), _ = _operands(other, self)
+        return x.div(y, rounding_mode="floor")
 
     def maximum(self, other: Any) -> Tensor:
         return _binary("maximum", self, other)
@@ -572,16 +707,33 @@ class Tensor:
         count = math.prod(self.shape[d] for d in dims)
         return self.sum(dims, keepdim) / float(count)
 
-    def max(self, dim: int | Sequence[int] | None = None, keepdim: bool = False) -> Tensor:
-        """Largest value over ``dim`` (values only, as ``torch.amax``; gradient split evenly among ties)."""
+    def max(self, dim: Any = None, keepdim: bool = False) -> Any:
+        """As ``torch.max``: without ``dim`` the largest value (a 0-d tensor; gradient split evenly among ties); with
+        an int ``dim`` a named tuple ``(values, indices)`` of the first maximum along ``dim`` (the gradient goes to
+        that element, as PyTorch's); with a tensor, the elementwise ``maximum``."""
+        if isinstance(dim, Tensor):
+            return maximum(self, dim)
+        if dim is None:
+            return _reduce("max", self, None, keepdim)
+        return _values_indices("argmax", self, dim, keepdim)
+
+    def min(self, dim: Any = None, keepdim: bool = False) -> Any:
+        """As ``torch.min`` (see ``max``): the smallest value, ``(values, indices)`` along an int ``dim``, or the
+        elementwise ``minimum`` with a tensor."""
+        if isinstance(dim, Tensor):
+            return minimum(self, dim)
+        if dim is None:
+            return _reduce("min", self, None, keepdim)
+        return _values_indices("argmin", self, dim, keepdim)
+
+    def amax(self, dim: int | Sequence[int] | None = None, keepdim: bool = False) -> Tensor:
+        """Largest value over ``dim`` (an int, a tuple, or all dims): values only, gradient split evenly among
+        ties (as ``torch.amax``)."""
         return _reduce("max", self, dim, keepdim)
 
-    def min(self, dim: int | Sequence[int] | None = None, keepdim: bool = False) -> Tensor:
-        """Smallest value over ``dim`` (values only, as ``torch.amin``)."""
+    def amin(self, dim: int | Sequence[int] | None = None, keepdim: bool = False) -> Tensor:
+        """Smallest value over ``dim``: values only, gradient split evenly among ties (as ``torch.amin``)."""
         return _reduce("min", self, dim, keepdim)
-
-    amax = max
-    amin = min
 
     def var(self, dim: int | Sequence[int] | None = None, correction: int = 1, keepdim: bool = False) -> Tensor:
         """Variance over ``dim`` with Bessel's ``correction`` (divides by N - correction, as PyTorch)."""
@@ -858,6 +1010,51 @@ def _binary(kind: str, a: Any, b: Any) -> Tensor:
     return _record(kind, [x, y], (), x.shape, dtype)._cast(result)
 
 
+def _bitwise(kind: str, a: Any, b: Any) -> Tensor:
+    """``&``, ``|``, ``^`` on integer or bool tensors (numpy's promotion); ``DTypeError`` for floats."""
+    (x, y), dtype = _operands(a, b)
+    if dtype.is_floating_point:
+        raise DTypeError(f"{kind} needs integer or bool tensors, got {dtype.name}{at(user_location())}")
+    x, y = _broadcast_all([x, y], kind)
+    return _record(kind, [x, y], (), x.shape, dtype)
+
+
+def _float_binary(kind: str, a: Any, b: Any) -> Tensor:
+    """A float-only elementwise binary op (``atan2``, ``copysign``): integer operands become float32."""
+    (x, y), dtype = _operands(a, b)
+    if not dtype.is_floating_point:
+        x, y, dtype = x._cast(dtypes.float32), y._cast(dtypes.float32), dtypes.float32
+    x, y = _broadcast_all([x, y], kind)
+    return _record(kind, [x, y], (), x.shape, dtype)
+
+
+class ValuesIndices(NamedTuple):
+    """What ``max``/``min``/``sort``/``cummax``/``cummin`` along a dim return (``torch.return_types``)."""
+
+    values: Tensor
+    indices: Tensor
+
+
+def _values_indices(kind: str, x: Tensor, dim: int, keepdim: bool) -> ValuesIndices:
+    """``(values, indices)`` of the first extremum (``kind`` argmax/argmin) along ``dim``; the values are gathered
+    at the indices, so the gradient goes to that one element (as ``torch.max(x, dim)``)."""
+    from picograd.frontend.ops import take_along_dim
+
+    if not isinstance(dim, int | np.integer):
+        raise TypeError(
+            f"{kind[3:]}(dim) takes one int dim and returns (values, indices); use a{kind[3:]}(dims) for values over "
+            f"several dims{at(user_location())}"
+        )
+    d = _norm_dim(dim, x.ndim, x.shape)
+    if x.ndim == 0:
+        return ValuesIndices(x, constant(0, dtypes.int64, device=x.device))
+    idx = _arg_reduce(kind, x, d, True)
+    values = take_along_dim(x, idx, d)
+    if not keepdim:
+        values, idx = values.squeeze(d), idx.squeeze(d)
+    return ValuesIndices(values, idx)
+
+
 def _compare(predicate: str, a: Any, b: Any) -> Tensor:
     (x, y), _ = _operands(a, b)
     x, y = _broadcast_all([x, y], "comparison")
@@ -885,11 +1082,28 @@ def minimum(a: Any, b: Any) -> Tensor:
     return _binary("minimum", a, b)
 
 
+def require_same_dtype(op: str, operands: Sequence[tuple[str, Any]], loc: Loc | None) -> None:
+    """Matmul-like ops do not promote their operands' dtypes (PyTorch's rule: "mat1 and mat2 must have the same
+    dtype"): raise ``DTypeError`` naming each ``(name, tensor)`` operand's dtype and ``loc`` when they differ.
+    Non-tensor operands are not checked."""
+    named = [(name, t.dtype) for name, t in operands if isinstance(t, Tensor)]
+    if len({d for _, d in named}) > 1:
+        got = ", ".join(f"{name} {d.name}" for name, d in named)
+        raise DTypeError(
+            f"{op}: operands must have the same dtype, got {got}; convert one with .to(), e.g. "
+            f".to(pg.{named[-1][1].name}) (matmul-like ops do not promote dtypes){at(loc)}"
+        )
+
+
 def matmul(a: Any, b: Any) -> Tensor:
     """Matrix product with numpy's rules: 1-D operands are promoted to matrices and the added dim removed; batch
-    dims broadcast. Float tensors only. Raises ``ShapeError`` naming both shapes."""
-    (x, y), dtype = _operands(a, b)
+    dims broadcast. Float tensors of one dtype only (no promotion, as in PyTorch). Raises ``ShapeError`` naming both
+    shapes and ``DTypeError`` naming both dtypes."""
     loc = user_location()
+    device = _common_device((a, b)) or devices.CPU
+    a, b = (Tensor(v, device=device) if isinstance(v, list | np.ndarray) else v for v in (a, b))
+    require_same_dtype("matmul", [("self", a), ("other", b)], loc)
+    (x, y), dtype = _operands(a, b)
     if not dtype.is_floating_point:
         raise DTypeError(f"matmul needs float tensors, got {dtype.name}{at(loc)}")
     if x.ndim == 0 or y.ndim == 0:
@@ -966,7 +1180,7 @@ def _stable_exp_sum(x: Tensor, dims: tuple[int, ...]) -> tuple[Tensor, Tensor]:
     """``(m, s)``: the max over ``dims`` (keepdim, detached, 0 where it is −inf) and ``sum(exp(x - m))``."""
     if not x.dtype.is_floating_point:
         x = x._cast(dtypes.float32)
-    m = x.max(dims, keepdim=True).detach()
+    m = x.amax(dims, keepdim=True).detach()
     m = where(m == -math.inf, 0.0, m)
     s = (x - m).exp().sum(dims, keepdim=True)
     return m, s

@@ -157,22 +157,21 @@ def _div(b: Builder, x: SSAValue, y: SSAValue, z: SSAValue, g: SSAValue) -> tupl
 
 
 def _pow(b: Builder, x: SSAValue, y: SSAValue, z: SSAValue, g: SSAValue) -> tuple[Grad, Grad]:
-    """z = x^y: dx = g y x^(y-1), dy = g z log(x).
+    """z = x^y: dx = g y x^(y-1), dy = g z log(x), both as PyTorch (``pow_backward_self``/``_exponent``).
 
-    dx is 0 where y == 0 (as PyTorch: x^0 = 1 is flat in x, and y x^(y-1) would be 0 * inf at x = 0).
-    dy is *defined as 0 where x <= 0*: log(x) is -inf or NaN there and x^y has no real derivative in y at x < 0
-    (PyTorch gives 0 only at x == 0, y >= 0, else NaN). The common case is a constant exponent whose gradient nobody
-    needs (the pass then erases it); a 0 keeps a NaN that no one asked for out of sums over other elements.
-    Both guards are ``pg.select``s (never a multiplication by a mask), and the guarded branches read safe values
-    (y = 1 where y == 0, x = 1 where x <= 0) so that no NaN is even computed.
+    dx is 0 where y == 0 (x^0 = 1 is flat in x, and y x^(y-1) would be 0 * inf at x = 0); the guarded branch reads
+    y = 1 there so that no NaN is computed. dy is 0 where x == 0 and y >= 0, and ``z log(x)`` elsewhere: NaN for
+    x < 0 and -inf for x == 0, y < 0, as PyTorch gives them. A constant exponent has no adjoint: the pass erases
+    the unused dy, so those NaNs only appear where a gradient with respect to y was asked for.
     """
     one, zero = b.full(1.0, x), b.zeros(x)
     flat = b.cmp("eq", y, zero)
     y_safe = b.select(flat, one, y)
     gx = b.select(flat, zero, b.mul(g, b.mul(y_safe, b(pg.PowOp(x, b.sub(y_safe, one))))))
-    positive = b.cmp("gt", x, zero)
-    log_x = b(pg.LogOp(b.select(positive, x, one)))
-    return gx, b.select(positive, b.mul(g, b.mul(z, log_x)), zero)
+    x_zero = b.cmp("eq", x, zero)
+    y_nonneg = b.cmp("ge", y, zero)
+    still = b.select(x_zero, y_nonneg, x_zero)  # x == 0 and y >= 0 (a select: pg has no logical and)
+    return gx, b.mul(g, b.select(still, zero, b.mul(z, b(pg.LogOp(x)))))
 
 
 def extremum(wins: str) -> Callable[[Builder, SSAValue, SSAValue, SSAValue, SSAValue], tuple[Grad, Grad]]:
@@ -269,6 +268,59 @@ def _cast(b: Builder, op: pg.CastOp, g: SSAValue) -> Sequence[Grad]:
     return [b(pg.CastOp(g, element_of(op.input))) if is_float(element_of(op.input)) else None]
 
 
+# -- the operator surface (issue 20)
+
+
+def _flat(b: Builder, x: SSAValue, y: SSAValue, g: SSAValue) -> SSAValue:
+    """Piecewise-constant functions (floor, ceil, round, trunc, sign): zero gradient (as PyTorch)."""
+    return b.zeros(x)
+
+
+def _one_minus_x2(b: Builder, x: SSAValue) -> SSAValue:
+    """``(1 - x)(1 + x)``: ``1 - x*x`` without the cancellation near ``|x| = 1``."""
+    one = b.full(1.0, x)
+    return b.mul(b.sub(one, x), b.add(one, x))
+
+
+def _atan2(b: Builder, y: SSAValue, x: SSAValue, z: SSAValue, g: SSAValue) -> tuple[Grad, Grad]:
+    """z = atan2(y, x): dy = g x / (x^2 + y^2), dx = -g y / (x^2 + y^2) (as PyTorch: NaN at the origin)."""
+    r2 = b.add(b.mul(x, x), b.mul(y, y))
+    return b.div(b.mul(g, x), r2), b.neg(b.div(b.mul(g, y), r2))
+
+
+def _copysign(b: Builder, x: SSAValue, y: SSAValue, z: SSAValue, g: SSAValue) -> tuple[Grad, Grad]:
+    """z = copysign(x, y): dx = g z / x (the sign flip, +-1), 0 where x == 0 (as PyTorch); none for y."""
+    zero = b.zeros(x)
+    is_zero = b.cmp("eq", x, zero)
+    return b.select(is_zero, zero, b.mul(g, b.div(z, b.select(is_zero, b.full(1.0, x), x)))), None
+
+
+_LN2 = math.log(2.0)
+SURFACE_VJP_RULES: dict[type[Operation], Rule | None] = {
+    pg.FloorOp: unary(_flat),
+    pg.CeilOp: unary(_flat),
+    pg.RoundOp: unary(_flat),
+    pg.TruncOp: unary(_flat),
+    pg.SignOp: unary(_flat),
+    pg.Log2Op: unary(lambda b, x, y, g: b.div(g, b.mul(x, b.full(_LN2, x)))),  # dx / (x ln 2)
+    pg.Exp2Op: unary(lambda b, x, y, g: b.mul(g, b.mul(y, b.full(_LN2, y)))),  # 2^x ln 2 dx
+    pg.Log1pOp: unary(lambda b, x, y, g: b.div(g, b.add(x, b.full(1.0, x)))),  # dx / (1 + x)
+    pg.Expm1Op: unary(lambda b, x, y, g: b.mul(g, b.add(y, b.full(1.0, y)))),  # e^x dx = (y + 1) dx
+    pg.AsinOp: unary(lambda b, x, y, g: b.div(g, b(pg.SqrtOp(_one_minus_x2(b, x))))),  # dx / sqrt(1 - x^2)
+    pg.AcosOp: unary(lambda b, x, y, g: b.neg(b.div(g, b(pg.SqrtOp(_one_minus_x2(b, x)))))),  # -dx / sqrt(1 - x^2)
+    pg.AtanOp: unary(lambda b, x, y, g: b.div(g, b.add(b.full(1.0, x), b.mul(x, x)))),  # dx / (1 + x^2)
+    pg.AsinhOp: unary(lambda b, x, y, g: b.div(g, b(pg.SqrtOp(b.add(b.mul(x, x), b.full(1.0, x)))))),
+    # d acosh x = dx / sqrt((x - 1)(x + 1)); d atanh x = dx / ((1 - x)(1 + x))
+    pg.AcoshOp: unary(lambda b, x, y, g: b.div(g, b(pg.SqrtOp(b.neg(_one_minus_x2(b, x)))))),
+    pg.AtanhOp: unary(lambda b, x, y, g: b.div(g, _one_minus_x2(b, x))),
+    pg.Atan2Op: binary(_atan2),
+    pg.CopysignOp: binary(_copysign),
+    pg.BitwiseAndOp: None,  # integer results: no gradient
+    pg.BitwiseOrOp: None,
+    pg.BitwiseXorOp: None,
+}
+
+
 VJP_RULES: dict[type[Operation], Rule | None] = {
     # -- elementwise unary, y = f(x), dx = g f'(x)
     pg.NegOp: unary(lambda b, x, y, g: b.neg(g)),  # d(-x) = -dx
@@ -316,6 +368,7 @@ VJP_RULES: dict[type[Operation], Rule | None] = {
     pg.CmpOp: None,
     pg.ArgmaxOp: None,
     pg.ArgminOp: None,
+    **SURFACE_VJP_RULES,
 }
 
 

@@ -102,6 +102,24 @@ _PHILOX_W0, _PHILOX_W1 = 0x9E3779B9, 0xBB67AE85
 
 Index = tuple[SSAValue, ...]
 
+SURFACE_MATH: dict[type[Operation], Callable[[SSAValue], Operation]] = {
+    # the operator surface (issue 20): pg elementwise math -> one math op each
+    pg.FloorOp: mathd.FloorOp,
+    pg.CeilOp: mathd.CeilOp,
+    pg.RoundOp: mathd.RoundEvenOp,
+    pg.TruncOp: mathd.TruncOp,
+    pg.Log2Op: mathd.Log2Op,
+    pg.Exp2Op: mathd.Exp2Op,
+    pg.Log1pOp: mathd.Log1pOp,
+    pg.Expm1Op: mathd.ExpM1Op,
+    pg.AsinOp: mathd.AsinOp,
+    pg.AcosOp: mathd.AcosOp,
+    pg.AtanOp: mathd.AtanOp,
+    pg.AsinhOp: mathd.AsinhOp,
+    pg.AcoshOp: mathd.AcoshOp,
+    pg.AtanhOp: mathd.AtanhOp,
+}
+
 
 def _is_float(t: Attribute) -> bool:
     return isinstance(t, Float32Type | Float64Type)
@@ -593,6 +611,7 @@ class KernelLowering:
             pg.CosOp: mathd.CosOp,
             pg.TanhOp: mathd.TanhOp,
             pg.ErfOp: mathd.ErfOp,
+            **SURFACE_MATH,
         }
         if type(op) in floats:
             return self.pure(floats[type(op)], x)
@@ -608,6 +627,10 @@ class KernelLowering:
                 return self.pure(arith.MaximumfOp if f else arith.MaxSIOp, x, self.const(0, el))
             case pg.ReciprocalOp():
                 return self.pure(arith.DivfOp, self.const(1.0, el), x)
+            case pg.SignOp():  # x > 0 ? 1 : x < 0 ? -1 : 0 (also for NaN, as PyTorch)
+                zero = self.const(0.0, el)
+                negative = self.pure(arith.SelectOp, self.cmpf("olt", x, zero), self.const(-1.0, el), zero)
+                return self.pure(arith.SelectOp, self.cmpf("ogt", x, zero), self.const(1.0, el), negative)
             case pg.SigmoidOp():
                 # as the numpy executor: e = exp(-|x|); x >= 0 ? 1 / (1 + e) : e / (1 + e)
                 e = self.pure(mathd.ExpOp, self.pure(arith.NegfOp, self.pure(mathd.AbsFOp, x)))
@@ -627,6 +650,12 @@ class KernelLowering:
             pg.PowOp: (mathd.PowFOp, None),
             pg.MaximumOp: (arith.MaximumfOp, arith.MaxSIOp),
             pg.MinimumOp: (arith.MinimumfOp, arith.MinSIOp),
+            # the operator surface (issue 20)
+            pg.Atan2Op: (mathd.Atan2Op, None),
+            pg.CopysignOp: (mathd.CopySignOp, None),
+            pg.BitwiseAndOp: (arith.AndIOp, arith.AndIOp),
+            pg.BitwiseOrOp: (arith.OrIOp, arith.OrIOp),
+            pg.BitwiseXorOp: (arith.XOrIOp, arith.XOrIOp),
         }
         fop, iop = table[type(op)]
         chosen = fop if f else iop

@@ -532,6 +532,17 @@ class KernelLowering:
             mathd.SinOp: "sin",
             mathd.CosOp: "cos",
             mathd.PowFOp: "pow",
+            # the operator surface (issue 20)
+            mathd.Log2Op: "log2",
+            mathd.Exp2Op: "exp2",
+            mathd.ExpM1Op: "expm1",
+            mathd.AtanOp: "atan",
+            mathd.Atan2Op: "atan2",
+            mathd.AsinOp: "asin",
+            mathd.AcosOp: "acos",
+            mathd.AsinhOp: "asinh",
+            mathd.AcoshOp: "acosh",
+            mathd.AtanhOp: "atanh",
         }
         name = names.get(type(op))
         if name is None:
@@ -921,6 +932,17 @@ _HANDLERS: dict[type[Operation], Callable[[KernelLowering, Any], None]] = {
             mathd.TruncOp,
             mathd.RoundEvenOp,
             mathd.CopySignOp,
+            # the operator surface (issue 20)
+            mathd.Log2Op,
+            mathd.Exp2Op,
+            mathd.ExpM1Op,
+            mathd.AtanOp,
+            mathd.Atan2Op,
+            mathd.AsinOp,
+            mathd.AcosOp,
+            mathd.AsinhOp,
+            mathd.AcoshOp,
+            mathd.AtanhOp,
         )
     },
     memref.LoadOp: KernelLowering.load,

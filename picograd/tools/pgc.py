@@ -6,6 +6,15 @@ and prints one module holding every traced function at the requested stage (``pi
 output parses with ``pgc-opt``; ``--emit=ptx`` writes PTX text instead (``picograd.backend.ptx_printer``; one PTX
 module per compiled function, for ``--arch``), which ``ptxas -arch=sm_90`` assembles. Errors are one message without
 a Python traceback, naming the user's ``file:line`` when the fault is in the model file.
+
+Devices: the traced IR holds no device, so the stages up to ``simplify`` are what both devices run (the CPU
+executor runs ``simplify`` with numpy), and ``kernels`` to ``ptx`` are the CUDA backend's lowering, which needs no
+GPU. ``--device cuda`` prints every stage exactly as ``@pg.compile`` on cuda tensors compiles it (the same trace,
+the same passes as ``picograd.backend.gpu_compile.compile_for_cuda``, the function's own ``matmul_schedule``);
+``--device cpu`` refuses the GPU-only stages; without ``--device`` every stage prints.
+
+Textual output keeps the ops' locations (the model's ``file:line``) when it goes to a pipe or a file, so that
+``pgc ... | pgc-opt --print-debuginfo`` shows them; on a terminal it leaves them out unless ``--print-debuginfo``.
 """
 
 from __future__ import annotations
@@ -25,6 +34,8 @@ from picograd.passes.matmul_schedule import SCHEDULES
 from picograd.pipeline import STAGES, passes_until, run_passes
 
 PLANNED_STAGES: tuple[str, ...] = ()
+# The stages the CPU executor runs (it takes the simplify stage); the later ones are the CUDA backend's lowering.
+CPU_STAGES: tuple[str, ...] = tuple(STAGES)[: tuple(STAGES).index("simplify") + 1]
 
 
 def _import_model(path: str):
@@ -51,19 +62,26 @@ def build(
     print_after_all: bool = False,
     out=sys.stdout,
     arch: str = "sm_90",
-    matmul_schedule: str = "auto",
+    matmul_schedule: str | None = None,
 ) -> ModuleOp:
-    """Trace the compiled functions of the model file ``path`` and lower them to ``stage`` (PTX for ``arch``, matmuls
-    tiled by ``matmul_schedule``)."""
+    """Trace the compiled functions of the model file ``path`` and lower them to ``stage`` (PTX for ``arch``).
+    Matmuls are tiled by ``matmul_schedule``, or when None by the functions' own (``@pg.compile(matmul_schedule=)``,
+    else ``auto``), as the CUDA backend does."""
     module = _import_model(path)
     fns = compiled_functions(module)
     if not fns:
         raise CompileError(f"{path}: no function marked with @pg.compile(example_inputs=...)")
+    schedules = {matmul_schedule or fn.matmul_schedule or "auto" for fn in fns}
+    if len(schedules) > 1:
+        raise CompileError(
+            f"{path}: its compiled functions use different matmul schedules ({', '.join(sorted(schedules))}); "
+            "pick one with --matmul-schedule"
+        )
     funcs = [fn.ir("pg").body.block.first_op for fn in fns]
     for f in funcs:
         f.detach()
     mod = ModuleOp(funcs)
-    for name in passes_until(stage, matmul_schedule, arch):
+    for name in passes_until(stage, schedules.pop(), arch):
         run_passes(mod, [name])
         if print_after_all:
             print(f"// -----// IR Dump After {name.split('{')[0]} //----- //", file=out)
@@ -108,24 +126,37 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("model", help="a Python file with @pg.compile(example_inputs=...) functions")
     parser.add_argument("--emit", default="pg", choices=[*STAGES, *PLANNED_STAGES], help="the stage to print")
     parser.add_argument("-o", "--output", help="write here instead of stdout")
-    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument(
+        "--device",
+        choices=["cpu", "cuda"],
+        help="the device to compile for: cuda prints what @pg.compile on cuda tensors runs, at any stage (no GPU "
+        f"needed); cpu allows the stages the CPU executor runs ({', '.join(CPU_STAGES)}); default: any stage",
+    )
     parser.add_argument("--arch", default="sm_90", choices=["sm_90", "sm_90a"])
     parser.add_argument(
         "--matmul-schedule",
-        default="auto",
         choices=["auto", *SCHEDULES],
-        help="how matmuls are tiled for the GPU (pg-matmul-schedule; auto picks by shape)",
+        help="how matmuls are tiled for the GPU (pg-matmul-schedule); default: the function's own "
+        "@pg.compile(matmul_schedule=...), else auto (picks by shape)",
     )
     parser.add_argument("--print-ir-after-all", action="store_true", help="print the module after every pass")
-    parser.add_argument("--print-debuginfo", action="store_true", help="print op locations (the user's file:line)")
+    parser.add_argument(
+        "--print-debuginfo",
+        action=argparse.BooleanOptionalAction,
+        help="print op locations (the user's file:line); default: on when the output goes to a pipe or a file "
+        "(for pgc-opt --print-debuginfo), off on a terminal",
+    )
     args = parser.parse_args(argv)
     try:
         if args.emit in PLANNED_STAGES:
             raise CompileError(
                 f"--emit={args.emit}: this stage is not implemented yet (available: {', '.join(STAGES)})"
             )
-        if args.device == "cuda":
-            raise DeviceError("--device cuda: the CUDA backend is not implemented yet")
+        if args.device == "cpu" and args.emit not in CPU_STAGES:
+            raise DeviceError(
+                f"--device cpu --emit={args.emit}: the CPU executor runs the simplify stage; {args.emit} is the "
+                "CUDA lowering: use --device cuda (no GPU needed)"
+            )
         module = build(
             args.model,
             args.emit,
@@ -137,9 +168,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.emit == "ptx":
             write_ptx(module, args.output)
             return 0
+        debuginfo = args.print_debuginfo
+        if debuginfo is None:
+            debuginfo = args.output is not None or not sys.stdout.isatty()
         text_out = open(args.output, "w") if args.output else sys.stdout
         try:
-            Printer(stream=text_out, print_debuginfo=args.print_debuginfo).print_op(module)
+            Printer(stream=text_out, print_debuginfo=debuginfo).print_op(module)
             print(file=text_out)
         finally:
             if args.output:
@@ -150,6 +184,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (VerifyException, DiagnosticException) as e:
         print(f"pgc: error: {e}", file=sys.stderr)
         return 1
+    except BrokenPipeError:  # the reader went away (`pgc ... | head`): not an error of pgc's
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # so that the interpreter's final flush does not fail again
+        return 0
     return 0
 
 

@@ -7,9 +7,10 @@ from typing import Any
 
 from picograd.errors import DTypeError, ShapeError
 from picograd.frontend import dtypes
-from picograd.frontend.creation import arange, rand
+from picograd.frontend.creation import rand
 from picograd.frontend.graph import at, user_location
-from picograd.frontend.tensor import Tensor, where
+from picograd.frontend.ops import take_along_dim
+from picograd.frontend.tensor import Tensor, require_same_dtype, where
 
 
 def relu(x: Tensor) -> Tensor:
@@ -52,27 +53,197 @@ def _reduce(loss: Tensor, reduction: str, count: Any = None) -> Tensor:
     raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
 
 
-def cross_entropy(input: Tensor, target: Tensor, ignore_index: int = -100, reduction: str = "mean") -> Tensor:
-    """Cross-entropy of logits ``input`` (N, C) or (C,) against class indices ``target`` (N,) or () (int64), as
-    ``torch.nn.functional.cross_entropy``: targets equal to ``ignore_index`` contribute nothing and the mean is
-    over the others. Raises ``ShapeError``/``DTypeError`` naming the shapes and dtypes."""
+def _class_last(input: Tensor, target: Tensor, probs: bool) -> tuple[Tensor, Tensor, tuple[int, ...]]:
+    """Logits (N, C, d1, ...) or (C,) as rows (M, C), targets as (M,) (or (M, C) probabilities), and the shape of
+    the unreduced loss."""
+    if input.ndim == 1:
+        return input.unsqueeze(0), (target.unsqueeze(0) if probs else target.reshape(1)), ()
+    c = input.shape[1]
+    batch = (input.shape[0], *input.shape[2:])
+    rows = input.permute(0, *range(2, input.ndim), 1).reshape(-1, c) if input.ndim > 2 else input
+    if probs:
+        t = target.permute(0, *range(2, target.ndim), 1).reshape(-1, c) if target.ndim > 2 else target
+    else:
+        t = target.reshape(-1)
+    return rows, t, batch
+
+
+def nll_loss(
+    input: Tensor, target: Tensor, weight: Tensor | None = None, ignore_index: int = -100, reduction: str = "mean"
+) -> Tensor:
+    """Negative log-likelihood of log-probabilities ``input`` (N, C), (C,) or (N, C, d1, ...) at class indices
+    ``target`` (N,), () or (N, d1, ...), as ``torch.nn.functional.nll_loss``: ``-weight[t] input[n, t]``; targets
+    equal to ``ignore_index`` contribute nothing; the mean divides by the summed weights of the others."""
     loc = user_location()
     if not isinstance(target, Tensor):
         target = Tensor(target, device=input.device)
     if target.dtype.category != 1:
-        raise DTypeError(f"cross_entropy: target must hold class indices (int64), got {target.dtype.name}{at(loc)}")
-    if input.ndim == 1:
-        input, target = input.unsqueeze(0), target.reshape(1)
-    if input.ndim != 2 or target.shape != (input.shape[0],):
+        raise DTypeError(f"nll_loss: target must hold class indices (int64), got {target.dtype.name}{at(loc)}")
+    want = (input.shape[0], *input.shape[2:]) if input.ndim >= 2 else ()
+    if input.ndim == 0 or target.shape != want:
         raise ShapeError(
-            f"cross_entropy: expected input (N, C) and target (N,), got {input.shape} and {target.shape}{at(loc)}"
+            f"nll_loss: expected input (N, C, ...) and target (N, ...), got {input.shape} and {target.shape}{at(loc)}"
         )
-    logp = input.log_softmax(1)
-    keep = target != ignore_index
-    safe = where(keep, target, 0)
-    picked = logp[arange(input.shape[0], device=input.device), safe]
-    loss = where(keep, -picked, 0.0)
-    return _reduce(loss, reduction, keep.sum().to(input.dtype) if reduction == "mean" else None)
+    rows, t, batch = _class_last(input, target, False)
+    keep = t != ignore_index
+    safe = where(keep, t, 0)
+    picked = take_along_dim(rows, safe.unsqueeze(1), 1).squeeze(1)
+    w = weight[safe] if weight is not None else None
+    loss = where(keep, -(picked * w if w is not None else picked), 0.0)
+    if reduction == "mean":
+        count = where(keep, w, 0.0).sum() if w is not None else keep.sum().to(input.dtype)
+        return loss.sum() / count
+    return _reduce(loss.reshape(*batch), reduction)
+
+
+def cross_entropy(
+    input: Tensor,
+    target: Tensor,
+    weight: Tensor | None = None,
+    ignore_index: int = -100,
+    reduction: str = "mean",
+    label_smoothing: float = 0.0,
+) -> Tensor:
+    """Cross-entropy of logits ``input`` (N, C), (C,) or (N, C, d1, ...) as ``torch.nn.functional.cross_entropy``,
+    against class indices ``target`` (int, (N, ...)) or class probabilities (float, ``input``'s shape), with
+    class ``weight``s and ``label_smoothing`` (Szegedy et al., 2016: the target mixed with the uniform
+    distribution). Index targets equal to ``ignore_index`` contribute nothing and the mean is over the others
+    (weighted); probability targets are averaged over the batch. Raises ``ShapeError``/``DTypeError`` naming the
+    shapes and dtypes."""
+    loc = user_location()
+    if not isinstance(target, Tensor):
+        target = Tensor(target, device=input.device)
+    if not 0.0 <= label_smoothing <= 1.0:
+        raise ValueError(f"cross_entropy: label_smoothing must be in [0, 1], got {label_smoothing}")
+    if input.ndim == 0:
+        raise ShapeError(f"cross_entropy: input needs a class dim, got shape {input.shape}{at(loc)}")
+    c = input.shape[0] if input.ndim == 1 else input.shape[1]
+    logp = input.log_softmax(0 if input.ndim == 1 else 1)
+    if target.dtype.is_floating_point:  # class probabilities
+        if target.shape != input.shape:
+            raise ShapeError(
+                f"cross_entropy: probability targets must have the input's shape {input.shape}, got {target.shape}"
+                f"{at(loc)}"
+            )
+        rows, t, batch = _class_last(logp, target.to(input.dtype), True)
+        if label_smoothing:
+            t = t * (1.0 - label_smoothing) + label_smoothing / c
+        per_class = rows * t if weight is None else rows * t * weight
+        loss = -per_class.sum(1)
+        if reduction == "mean":
+            return loss.sum() / float(max(rows.shape[0], 1) if input.ndim > 1 else 1)
+        return _reduce(loss.reshape(*batch), reduction)
+    if target.dtype.category != 1:
+        raise DTypeError(
+            f"cross_entropy: target must hold class indices or probabilities, got {target.dtype.name}{at(loc)}"
+        )
+    nll = nll_loss(logp, target, weight, ignore_index, reduction)
+    if not label_smoothing:
+        return nll
+    rows, t, batch = _class_last(logp, target, False)
+    keep = t != ignore_index
+    smooth = -(rows * weight if weight is not None else rows).sum(1)
+    smooth = where(keep, smooth, 0.0)
+    if reduction == "mean":
+        if weight is not None:
+            denom = where(keep, weight[where(keep, t, 0)], 0.0).sum()
+        else:
+            denom = keep.sum().to(input.dtype)
+        smooth_red = smooth.sum() / denom
+    else:
+        smooth_red = _reduce(smooth.reshape(*batch), reduction)
+    return nll * (1.0 - label_smoothing) + smooth_red * (label_smoothing / c)
+
+
+def binary_cross_entropy(
+    input: Tensor, target: Tensor, weight: Tensor | None = None, reduction: str = "mean"
+) -> Tensor:
+    """``-(t log(x) + (1 - t) log(1 - x))`` of probabilities ``input``, with each log clamped at -100 (as
+    PyTorch), times ``weight``."""
+    if not isinstance(target, Tensor):
+        target = Tensor(target, device=input.device)
+    if target.shape != input.shape:
+        raise ShapeError(
+            f"binary_cross_entropy: target of shape {target.shape} differs from input {input.shape}"
+            f"{at(user_location())}"
+        )
+    log_x = input.log().maximum(-100.0)
+    log_1mx = (1.0 - input).log().maximum(-100.0)
+    loss = -(target * log_x + (1.0 - target) * log_1mx)
+    return _reduce(loss * weight if weight is not None else loss, reduction)
+
+
+def binary_cross_entropy_with_logits(
+    input: Tensor,
+    target: Tensor,
+    weight: Tensor | None = None,
+    reduction: str = "mean",
+    pos_weight: Tensor | None = None,
+) -> Tensor:
+    """``binary_cross_entropy(sigmoid(input), target)`` computed stably from logits: ``(1 - t) x + (1 + (p - 1) t)
+    softplus(-x)`` with ``p = pos_weight`` (as PyTorch)."""
+    if not isinstance(target, Tensor):
+        target = Tensor(target, device=input.device)
+    if target.shape != input.shape:
+        raise ShapeError(
+            f"binary_cross_entropy_with_logits: target of shape {target.shape} differs from input {input.shape}"
+            f"{at(user_location())}"
+        )
+    sp = softplus(-input)
+    scale = 1.0 + (pos_weight - 1.0) * target if pos_weight is not None else None
+    loss = (1.0 - target) * input + (sp * scale if scale is not None else sp)
+    return _reduce(loss * weight if weight is not None else loss, reduction)
+
+
+# -- activations (issue 20); the exp of the branch not taken reads a clamped input, so it stays finite and its
+# zero gradient never meets an infinity (0 * inf would be NaN)
+
+
+def elu(x: Tensor, alpha: float = 1.0) -> Tensor:
+    """``x`` for ``x > 0``, else ``alpha (exp(x) - 1)`` (Clevert et al., 2016)."""
+    return where(x > 0, x, alpha * x.minimum(0.0).expm1())
+
+
+def celu(x: Tensor, alpha: float = 1.0) -> Tensor:
+    """``max(0, x) + min(0, alpha (exp(x / alpha) - 1))`` (Barron, 2017)."""
+    return where(x > 0, x, alpha * (x.minimum(0.0) / alpha).expm1())
+
+
+def leaky_relu(x: Tensor, negative_slope: float = 0.01) -> Tensor:
+    """``x`` for ``x > 0``, else ``negative_slope x``."""
+    return where(x > 0, x, x * negative_slope)
+
+
+def hardsigmoid(x: Tensor) -> Tensor:
+    """``clamp(x / 6 + 1/2, 0, 1)``."""
+    return where(x <= -3.0, 0.0, where(x >= 3.0, 1.0, x / 6.0 + 0.5))
+
+
+def hardswish(x: Tensor) -> Tensor:
+    """``x hardsigmoid(x)`` (Howard et al., 2019)."""
+    return where(x <= -3.0, 0.0, where(x >= 3.0, x, x * (x + 3.0) / 6.0))
+
+
+def softsign(x: Tensor) -> Tensor:
+    """``x / (1 + |x|)``."""
+    return x / (x.abs() + 1.0)
+
+
+def softplus(x: Tensor, beta: float = 1.0, threshold: float = 20.0) -> Tensor:
+    """``log(1 + exp(beta x)) / beta``, and ``x`` where ``beta x > threshold`` (as PyTorch)."""
+    bx = x * beta if beta != 1.0 else x
+    soft = bx.minimum(threshold).exp().log1p()
+    return where(bx > threshold, x, soft / beta if beta != 1.0 else soft)
+
+
+def logsigmoid(x: Tensor) -> Tensor:
+    """``log(sigmoid(x)) = min(x, 0) - log1p(exp(-|x|))``, stable for both signs."""
+    return x.minimum(0.0) - (-x.abs()).exp().log1p()
+
+
+def mish(x: Tensor) -> Tensor:
+    """``x tanh(softplus(x))`` (Misra, 2019)."""
+    return x * softplus(x).tanh()
 
 
 def mse_loss(input: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:
@@ -137,6 +308,159 @@ def embedding(input: Tensor, weight: Tensor) -> Tensor:
 
 
 def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
-    """``x @ weight.T + bias`` with weight (out, in)."""
+    """``x @ weight.T + bias`` with x (..., in), weight (out, in) and bias (out,), all of one float dtype (no
+    promotion, as in PyTorch): ``DTypeError`` naming the dtypes and the user's ``file:line`` otherwise."""
+    require_same_dtype("linear", [("input", x), ("weight", weight), ("bias", bias)], user_location())
     out = x @ weight.T
     return out + bias if bias is not None else out
+
+
+# -- more activations, distances and losses (issue 20, second batch)
+
+
+def silu(x: Tensor) -> Tensor:
+    """``x sigmoid(x)`` (Elfwing et al., 2018; swish)."""
+    return x * x.sigmoid()
+
+
+_SELU_ALPHA, _SELU_SCALE = 1.6732632423543772848170429916717, 1.0507009873554804934193349852946
+
+
+def selu(x: Tensor) -> Tensor:
+    """``scale (x if x > 0 else alpha (exp(x) - 1))`` with Klambauer et al.'s (2017) constants."""
+    return _SELU_SCALE * elu(x, _SELU_ALPHA)
+
+
+def hardtanh(x: Tensor, min_val: float = -1.0, max_val: float = 1.0) -> Tensor:
+    """``x`` limited to ``[min_val, max_val]`` (gradient 0 outside, as PyTorch)."""
+    return where(x <= min_val, min_val, where(x >= max_val, max_val, x))
+
+
+def relu6(x: Tensor) -> Tensor:
+    return hardtanh(x, 0.0, 6.0)
+
+
+def threshold(x: Tensor, threshold: float, value: float) -> Tensor:
+    """``x`` where ``x > threshold``, else ``value``."""
+    return where(x > threshold, x, value)
+
+
+def hardshrink(x: Tensor, lambd: float = 0.5) -> Tensor:
+    return where((x > lambd) | (x < -lambd), x, 0.0)
+
+
+def softshrink(x: Tensor, lambd: float = 0.5) -> Tensor:
+    return where(x > lambd, x - lambd, where(x < -lambd, x + lambd, 0.0))
+
+
+def tanhshrink(x: Tensor) -> Tensor:
+    return x - x.tanh()
+
+
+def softmin(x: Tensor, dim: int) -> Tensor:
+    return (-x).softmax(dim)
+
+
+def glu(x: Tensor, dim: int = -1) -> Tensor:
+    """``a sigmoid(b)`` of the two halves ``a, b`` of ``x`` along ``dim`` (Dauphin et al., 2017)."""
+    n = x.shape[dim]
+    if n % 2:
+        raise ShapeError(f"glu: dim {dim} of shape {x.shape} must have an even size{at(user_location())}")
+    index: list[Any] = [slice(None)] * x.ndim
+    index[dim] = slice(0, n // 2)
+    a = x[tuple(index)]
+    index[dim] = slice(n // 2, n)
+    return a * x[tuple(index)].sigmoid()
+
+
+def normalize(x: Tensor, p: float = 2.0, dim: int = 1, eps: float = 1e-12) -> Tensor:
+    """``x / max(||x||_p, eps)`` along ``dim``."""
+    from picograd.frontend.ops_more import norm
+
+    return x / norm(x, p, dim, keepdim=True).maximum(eps)
+
+
+def cosine_similarity(x1: Tensor, x2: Tensor, dim: int = 1, eps: float = 1e-8) -> Tensor:
+    """``sum(x1 x2) / (max(||x1||, eps) max(||x2||, eps))`` along ``dim`` (PyTorch 2's formula)."""
+    n1 = (x1 * x1).sum(dim).sqrt().maximum(eps)
+    n2 = (x2 * x2).sum(dim).sqrt().maximum(eps)
+    return (x1 * x2).sum(dim) / (n1 * n2)
+
+
+def pairwise_distance(x1: Tensor, x2: Tensor, p: float = 2.0, eps: float = 1e-6, keepdim: bool = False) -> Tensor:
+    """``||x1 - x2 + eps||_p`` over the last dim."""
+    from picograd.frontend.ops_more import norm
+
+    return norm(x1 - x2 + eps, p, dim=-1, keepdim=keepdim)
+
+
+def l1_loss(input: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:
+    return _reduce((input - target).abs(), reduction)
+
+
+def huber_loss(input: Tensor, target: Tensor, reduction: str = "mean", delta: float = 1.0) -> Tensor:
+    """``0.5 d^2`` where ``|d| < delta``, else ``delta (|d| - delta / 2)`` (Huber, 1964)."""
+    d = input - target
+    a = d.abs()
+    return _reduce(where(a < delta, 0.5 * d * d, delta * (a - 0.5 * delta)), reduction)
+
+
+def smooth_l1_loss(input: Tensor, target: Tensor, reduction: str = "mean", beta: float = 1.0) -> Tensor:
+    """``0.5 d^2 / beta`` where ``|d| < beta``, else ``|d| - beta / 2``."""
+    d = input - target
+    a = d.abs()
+    return _reduce(where(a < beta, 0.5 * d * d / beta, a - 0.5 * beta), reduction)
+
+
+def kl_div(input: Tensor, target: Tensor, reduction: str = "mean", log_target: bool = False) -> Tensor:
+    """``target (log(target) - input)`` for log-probabilities ``input`` (0 where ``target == 0``);
+    ``reduction="batchmean"`` divides the sum by the batch size."""
+    from picograd.frontend.ops_more import xlogy
+
+    loss = target.exp() * (target - input) if log_target else xlogy(target, target) - target * input
+    if reduction == "batchmean":
+        return loss.sum() / float(input.shape[0] if input.ndim else 1)
+    return _reduce(loss, reduction)
+
+
+def soft_margin_loss(input: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:
+    """``log(1 + exp(-y x))``."""
+    return _reduce(softplus(-target * input), reduction)
+
+
+def margin_ranking_loss(
+    input1: Tensor, input2: Tensor, target: Tensor, margin: float = 0.0, reduction: str = "mean"
+) -> Tensor:
+    return _reduce((-target * (input1 - input2) + margin).relu(), reduction)
+
+
+def hinge_embedding_loss(input: Tensor, target: Tensor, margin: float = 1.0, reduction: str = "mean") -> Tensor:
+    """``x`` where ``y == 1``, ``max(0, margin - x)`` where ``y == -1``."""
+    pos = where(target == 1, input, 0.0)
+    neg = where(target == -1, (margin - input).relu(), 0.0)
+    return _reduce(pos + neg, reduction)
+
+
+def poisson_nll_loss(
+    input: Tensor, target: Tensor, log_input: bool = True, full: bool = False, eps: float = 1e-8,
+    reduction: str = "mean",
+) -> Tensor:  # fmt: skip
+    """``exp(x) - y x`` (``log_input``) or ``x - y log(x + eps)``, plus Stirling's term for ``y > 1`` when
+    ``full``."""
+    loss = input.exp() - target * input if log_input else input - target * (input + eps).log()
+    if full:
+        stirling = target * target.log() - target + 0.5 * (2 * math.pi * target).log()
+        loss = loss + where(target > 1, stirling, 0.0)
+    return _reduce(loss, reduction)
+
+
+def gaussian_nll_loss(
+    input: Tensor, target: Tensor, var: Tensor, full: bool = False, eps: float = 1e-6, reduction: str = "mean"
+) -> Tensor:
+    """``0.5 (log(max(var, eps)) + (x - y)^2 / max(var, eps))`` (+ ``0.5 log(2 pi)`` when ``full``)."""
+    v = var.maximum(eps)
+    d = input - target
+    loss = 0.5 * (v.log() + d * d / v)
+    if full:
+        loss = loss + 0.5 * math.log(2 * math.pi)
+    return _reduce(loss, reduction)

@@ -13,7 +13,7 @@ from picograd.frontend import creation
 from picograd.frontend import device as devices
 from picograd.frontend.graph import user_location
 from picograd.frontend.nn import functional as F
-from picograd.frontend.tensor import Tensor
+from picograd.frontend.tensor import Tensor, where
 
 
 def Parameter(data: Any, requires_grad: bool = True) -> Tensor:
@@ -236,3 +236,138 @@ class Dropout(Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return F.dropout(x, self.p, self.training)
+
+
+# -- activation modules (issue 20)
+
+
+class ELU(Module):
+    def __init__(self, alpha: float = 1.0) -> None:
+        super().__init__()
+        self.alpha = alpha
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.elu(x, self.alpha)
+
+
+class CELU(Module):
+    def __init__(self, alpha: float = 1.0) -> None:
+        super().__init__()
+        self.alpha = alpha
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.celu(x, self.alpha)
+
+
+class LeakyReLU(Module):
+    def __init__(self, negative_slope: float = 0.01) -> None:
+        super().__init__()
+        self.negative_slope = negative_slope
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.leaky_relu(x, self.negative_slope)
+
+
+class Hardsigmoid(Module):
+    def forward(self, x: Tensor) -> Tensor:
+        return F.hardsigmoid(x)
+
+
+class Hardswish(Module):
+    def forward(self, x: Tensor) -> Tensor:
+        return F.hardswish(x)
+
+
+class Softsign(Module):
+    def forward(self, x: Tensor) -> Tensor:
+        return F.softsign(x)
+
+
+class Softplus(Module):
+    def __init__(self, beta: float = 1.0, threshold: float = 20.0) -> None:
+        super().__init__()
+        self.beta, self.threshold = beta, threshold
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.softplus(x, self.beta, self.threshold)
+
+
+class LogSigmoid(Module):
+    def forward(self, x: Tensor) -> Tensor:
+        return F.logsigmoid(x)
+
+
+class Mish(Module):
+    def forward(self, x: Tensor) -> Tensor:
+        return F.mish(x)
+
+
+# -- more modules (issue 20, second batch): stateless wrappers of functional ops
+
+
+def _stateless(name: str, fn: Any, doc: str, *params: tuple[str, Any]) -> type[Module]:
+    """A module class whose ``forward(x, ...)`` is ``fn(x, ..., **its constructor arguments)``."""
+
+    def __init__(self: Module, *args: Any, **kwargs: Any) -> None:
+        Module.__init__(self)
+        names = [p for p, _ in params]
+        values = dict(params)
+        values.update(zip(names, args, strict=False))
+        values.update(kwargs)
+        for key, value in values.items():
+            setattr(self, key, value)
+
+    def forward(self: Module, *xs: Any) -> Any:
+        return fn(*xs, **{p: getattr(self, p) for p, _ in params})
+
+    return type(name, (Module,), {"__init__": __init__, "forward": forward, "__doc__": doc})
+
+
+Identity = _stateless("Identity", lambda x: x, "Returns its input.")
+SiLU = _stateless("SiLU", F.silu, "``F.silu``.")
+SELU = _stateless("SELU", F.selu, "``F.selu``.")
+ReLU6 = _stateless("ReLU6", F.relu6, "``F.relu6``.")
+Hardtanh = _stateless("Hardtanh", F.hardtanh, "``F.hardtanh``.", ("min_val", -1.0), ("max_val", 1.0))
+Threshold = _stateless("Threshold", F.threshold, "``F.threshold``.", ("threshold", 0.0), ("value", 0.0))
+Hardshrink = _stateless("Hardshrink", F.hardshrink, "``F.hardshrink``.", ("lambd", 0.5))
+Softshrink = _stateless("Softshrink", F.softshrink, "``F.softshrink``.", ("lambd", 0.5))
+Tanhshrink = _stateless("Tanhshrink", F.tanhshrink, "``F.tanhshrink``.")
+GLU = _stateless("GLU", F.glu, "``F.glu``.", ("dim", -1))
+Softmax = _stateless("Softmax", F.softmax, "``F.softmax``.", ("dim", -1))
+LogSoftmax = _stateless("LogSoftmax", F.log_softmax, "``F.log_softmax``.", ("dim", -1))
+Softmin = _stateless("Softmin", F.softmin, "``F.softmin``.", ("dim", -1))
+Flatten = _stateless("Flatten", lambda x, start_dim, end_dim: x.flatten(start_dim, end_dim), "``x.flatten``.",
+                     ("start_dim", 1), ("end_dim", -1))  # fmt: skip
+Unflatten = _stateless("Unflatten", lambda x, dim, unflattened_size: x.reshape(
+    *x.shape[: dim % x.ndim], *unflattened_size, *x.shape[dim % x.ndim + 1 :]), "``torch.unflatten``.",
+    ("dim", 1), ("unflattened_size", (1,)))  # fmt: skip
+MSELoss = _stateless("MSELoss", F.mse_loss, "``F.mse_loss``.", ("reduction", "mean"))
+L1Loss = _stateless("L1Loss", F.l1_loss, "``F.l1_loss``.", ("reduction", "mean"))
+CrossEntropyLoss = _stateless("CrossEntropyLoss", F.cross_entropy, "``F.cross_entropy``.", ("weight", None),
+                              ("ignore_index", -100), ("reduction", "mean"), ("label_smoothing", 0.0))  # fmt: skip
+NLLLoss = _stateless("NLLLoss", F.nll_loss, "``F.nll_loss``.", ("weight", None), ("ignore_index", -100),
+                     ("reduction", "mean"))  # fmt: skip
+BCELoss = _stateless("BCELoss", F.binary_cross_entropy, "``F.binary_cross_entropy``.", ("weight", None),
+                     ("reduction", "mean"))  # fmt: skip
+BCEWithLogitsLoss = _stateless("BCEWithLogitsLoss", F.binary_cross_entropy_with_logits,
+                               "``F.binary_cross_entropy_with_logits``.", ("weight", None), ("reduction", "mean"),
+                               ("pos_weight", None))  # fmt: skip
+KLDivLoss = _stateless("KLDivLoss", F.kl_div, "``F.kl_div``.", ("reduction", "mean"), ("log_target", False))
+HuberLoss = _stateless("HuberLoss", F.huber_loss, "``F.huber_loss``.", ("reduction", "mean"), ("delta", 1.0))
+SmoothL1Loss = _stateless("SmoothL1Loss", F.smooth_l1_loss, "``F.smooth_l1_loss``.", ("reduction", "mean"),
+                          ("beta", 1.0))  # fmt: skip
+
+
+class PReLU(Module):
+    """``max(0, x) + a min(0, x)`` with a learned slope ``a`` (one, or one per channel in dim 1; He et al.,
+    2015)."""
+
+    def __init__(self, num_parameters: int = 1, init: float = 0.25) -> None:
+        super().__init__()
+        self.weight = Parameter(np.full((num_parameters,), init, np.float32))
+
+    def forward(self, x: Tensor) -> Tensor:
+        w = self.weight
+        if w.shape[0] > 1 and x.ndim >= 2:
+            w = w.reshape(-1, *([1] * (x.ndim - 2)))
+        return where(x > 0, x, w * x)

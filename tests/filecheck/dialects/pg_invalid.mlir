@@ -514,3 +514,19 @@ func.func @f(%h: tensor<f64>, %s: tensor<i64>, %w: tensor<3xf32>) {
   %0:2 = pg.sgd lr %h, momentum %h, dampening %h, weight_decay %h step %s params(%w) grads(%w) state() {nesterov} : tensor<3xf32>
   func.return
 }
+
+// -----
+
+// CHECK: pg.bitwise_and: expects integer or bool tensors, got tensor<3xf32>
+func.func @f(%x: tensor<3xf32>) {
+  %0 = pg.bitwise_and %x, %x : tensor<3xf32>
+  func.return
+}
+
+// -----
+
+// CHECK: pg.atan2: expects float tensors, got tensor<3xi64>
+func.func @f(%x: tensor<3xi64>) {
+  %0 = pg.atan2 %x, %x : tensor<3xi64>
+  func.return
+}

@@ -211,8 +211,8 @@ func.func @div(%x: tensor<3xf32>, %y: tensor<3xf32>, %dz: tensor<3xf32>) -> (ten
   func.return %dx, %dy : tensor<3xf32>, tensor<3xf32>
 }
 
-// dx = where(y == 0, 0, dz y' x^(y'-1)) with y' = where(y == 0, 1, y);
-// dy = where(x > 0, dz z log(where(x > 0, x, 1)), 0): selects only, and no NaN computed even in the unused branches
+// dx = where(y == 0, 0, dz y' x^(y'-1)) with y' = where(y == 0, 1, y) (no NaN computed in the unused branch);
+// dy = dz where(x == 0 and y >= 0, 0, z log(x)): PyTorch's, NaN for x < 0 and -inf for x == 0, y < 0
 // CHECK-LABEL: func.func @pow
 // CHECK-NEXT:    %z = pg.pow %x, %y
 // CHECK-NEXT:    pg.constant dense<1.000000e+00>
@@ -226,12 +226,13 @@ func.func @div(%x: tensor<3xf32>, %y: tensor<3xf32>, %dz: tensor<3xf32>) -> (ten
 // CHECK-NEXT:    %[[YP:.*]] = pg.mul %[[YS]], %[[P]]
 // CHECK-NEXT:    %[[DX:.*]] = pg.mul %dz, %[[YP]]
 // CHECK-NEXT:    %dx = pg.select %[[Y0]], %[[ZERO]], %[[DX]]
-// CHECK-NEXT:    %[[XPOS:.*]] = pg.cmp "gt", %x, %[[ZERO]]
-// CHECK-NEXT:    %[[SAFE:.*]] = pg.select %[[XPOS]], %x, %[[ONE]]
-// CHECK-NEXT:    %[[LOG:.*]] = pg.log %[[SAFE]]
+// CHECK-NEXT:    %[[X0:.*]] = pg.cmp "eq", %x, %[[ZERO]]
+// CHECK-NEXT:    %[[YNN:.*]] = pg.cmp "ge", %y, %[[ZERO]]
+// CHECK-NEXT:    %[[FLAT:.*]] = pg.select %[[X0]], %[[YNN]], %[[X0]]
+// CHECK-NEXT:    %[[LOG:.*]] = pg.log %x
 // CHECK-NEXT:    %[[ZL:.*]] = pg.mul %z, %[[LOG]]
-// CHECK-NEXT:    %[[DY:.*]] = pg.mul %dz, %[[ZL]]
-// CHECK-NEXT:    %dy = pg.select %[[XPOS]], %[[DY]], %[[ZERO]]
+// CHECK-NEXT:    %[[G:.*]] = pg.select %[[FLAT]], %[[ZERO]], %[[ZL]]
+// CHECK-NEXT:    %dy = pg.mul %dz, %[[G]]
 func.func @pow(%x: tensor<3xf32>, %y: tensor<3xf32>, %dz: tensor<3xf32>) -> (tensor<3xf32>, tensor<3xf32>) {
   %z = pg.pow %x, %y : tensor<3xf32>
   %dx, %dy = pg.grad %z seed %dz wrt %x, %y : tensor<3xf32> wrt tensor<3xf32>, tensor<3xf32>
