@@ -169,6 +169,7 @@ def main() -> None:
         "device": "cpu",
         "cpu": platform.processor() or platform.machine(),
         "cores": os.cpu_count(),
+        "load_average_1_5_15_min": os.getloadavg(),  # the machine is shared: other work inflates both timings
         "torch_threads": torch.get_num_threads(),
         "openblas_threads": os.environ.get("OPENBLAS_NUM_THREADS"),
         "versions": {

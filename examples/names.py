@@ -17,7 +17,8 @@ Recipe (makemore's): the words shuffled with seed 42 and split 80/10/10; each na
 and targets ending with 0 then -1 (ignored by the loss); batch 32 names drawn at random (with replacement) from the
 training split; AdamW, lr 2e-3, betas (0.9, 0.99), weight decay 0.01; 20,000 steps, all through one
 ``@pg.compile`` train step. It prints 20 sampled names, writes a loss-curve PNG and ends with ``val_loss=<value>``,
-the mean loss over every target of the validation split. ``bench/names_twin.py`` trains the PyTorch twin.
+the mean loss over every target of the validation split. ``bench/names_twin.py`` trains the PyTorch twin. With
+``--device cuda`` the model and each batch go to the GPU (not yet run on one: the CPU is the tested path).
 
     python examples/names.py --type lstm                  # train on the CPU (default)
     python examples/names.py --type gru --steps 0 --load gru.pgt   # evaluate a checkpoint

@@ -165,10 +165,11 @@ def _check_grads(
 @pytest.mark.parametrize("name", list(LAYERS))
 def test_layer_gradients(name: str, batch_first: bool, initial_state: bool, rng: np.random.Generator) -> None:
     """Two layers over 4 time steps, batch 2, float64: (output, h_n[, c_n]) and every gradient (of the input, the
-    initial state when given, every parameter)."""
+    initial state when given, every parameter); the batch-first case has no biases."""
     cls, tcls, kw = LAYERS[name]
-    m = cls(I, H, num_layers=2, batch_first=batch_first, **kw)
-    t = torch_from(tcls, to_float64(m), I, H, num_layers=2, batch_first=batch_first, **kw)
+    kw = {**kw, "batch_first": batch_first, "bias": not batch_first}
+    m = cls(I, H, num_layers=2, **kw)
+    t = torch_from(tcls, to_float64(m), I, H, num_layers=2, **kw)
     x = rng.standard_normal((2, 4, I) if batch_first else (4, 2, I))
     args = [x]
     if initial_state:
@@ -334,3 +335,50 @@ def test_graph_linear_in_sequence_length(name: str) -> None:
         for kind in c2:
             assert c8[kind] - c4[kind] == 2 * (c4[kind] - c2[kind]), (stage, kind, c2[kind], c4[kind], c8[kind])
         assert sum(c4.values()) > sum(c2.values())
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The example and its PyTorch twin
+
+
+@pytest.mark.parametrize("kind", ["mlp", "rnn", "gru", "lstm"])
+def test_names_example_matches_its_twin(kind: str) -> None:
+    """examples/names.py's compiled train step and bench/names_twin.py's torch model, from the same initial
+    state_dict on the same batches: the first losses agree within 1e-4 relative, and so do the validation losses
+    (on the first 100 validation names) after them."""
+    import importlib
+    import os
+    import sys
+
+    root = os.path.join(os.path.dirname(__file__), "..")
+    sys.path[:0] = [os.path.join(root, "examples"), os.path.join(root, "bench")]
+    try:
+        import names
+        import names_twin
+
+        # a fresh module, so fresh compiled functions: a compiled step keeps the model it was traced with even when
+        # the global `model` is rebound later (names.py's main() rebinds it before the first call)
+        ex = importlib.reload(names)
+    finally:
+        del sys.path[:2]
+    ex.model, ex.opt = ex.make(kind)
+    tmodel = names_twin.torch_twin(kind, ex.model.state_dict())
+    topt = torch.optim.AdamW(tmodel.parameters(), lr=2e-3, betas=(0.9, 0.99), weight_decay=0.01)
+    train, val, _ = ex.split(ex.load_words(), 42)
+    xtr, ytr = ex.build_sequences(train[:500], ex.BLOCK)
+    assert xtr[0, 0] == 0 and (ytr == -1).any() and ((xtr[:, 1:] == ytr[:, :-1]) | (ytr[:, :-1] == -1)).all()
+    for ix in ex.batches(len(xtr), 4, seed=3):
+        ours = ex.train_step(pg.tensor(xtr[ix]), pg.tensor(ytr[ix])).item()
+        logits = tmodel(torch.from_numpy(xtr[ix]))
+        loss = torch.nn.functional.cross_entropy(
+            logits.reshape(-1, 27), torch.from_numpy(ytr[ix]).reshape(-1), ignore_index=-1
+        )
+        topt.zero_grad()
+        loss.backward()
+        topt.step()
+        assert ours == pytest.approx(loss.item(), rel=1e-4)
+    xva, yva = ex.build_sequences(val[:100], ex.BLOCK)
+    with torch.no_grad():
+        logits = tmodel(torch.from_numpy(xva)).reshape(-1, 27)
+        want = torch.nn.functional.cross_entropy(logits, torch.from_numpy(yva).reshape(-1), ignore_index=-1)
+    assert ex.evaluate(xva, yva) == pytest.approx(want.item(), rel=1e-4)

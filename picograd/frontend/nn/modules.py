@@ -155,7 +155,8 @@ class Module:
         return ""
 
 
-def _uniform(shape: tuple[int, ...], bound: float) -> Tensor:
+def uniform_parameter(shape: tuple[int, ...], bound: float) -> Tensor:
+    """A parameter of ``shape`` drawn uniformly from ``[-bound, bound)`` with picograd's generator (float32)."""
     return Parameter((creation.rand(*shape) * (2 * bound) - bound).numpy())
 
 
@@ -167,8 +168,8 @@ class Linear(Module):
         super().__init__()
         self.in_features, self.out_features = in_features, out_features
         bound = 1 / math.sqrt(in_features) if in_features else 0.0
-        self.weight = _uniform((out_features, in_features), bound)
-        self.bias = _uniform((out_features,), bound) if bias else None
+        self.weight = uniform_parameter((out_features, in_features), bound)
+        self.bias = uniform_parameter((out_features,), bound) if bias else None
 
     def forward(self, x: Tensor) -> Tensor:
         if x.shape[-1:] != (self.in_features,):

@@ -22,7 +22,7 @@ from picograd.errors import ShapeError
 from picograd.frontend import creation
 from picograd.frontend.graph import at, user_location
 from picograd.frontend.nn import functional as F
-from picograd.frontend.nn.modules import Module, Parameter
+from picograd.frontend.nn.modules import Module, uniform_parameter
 from picograd.frontend.tensor import Tensor
 
 # mode -> number of gates stacked in the weight matrices
@@ -36,19 +36,15 @@ def _gate(x: Tensor, k: int, hidden: int) -> Tensor:
     return x[..., k * hidden : (k + 1) * hidden]
 
 
-def _projection(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
-    return F.linear(x, weight, bias)
-
-
 def rnn_tanh_step(gi: Tensor, h: Tensor, w_hh: Tensor, b_hh: Tensor | None) -> Tensor:
     """One Elman step from the input projection ``gi = x W_ih^T + b_ih`` (B, H) and state ``h`` (B, H):
     ``tanh(gi + h W_hh^T + b_hh)``."""
-    return (gi + _projection(h, w_hh, b_hh)).tanh()
+    return (gi + F.linear(h, w_hh, b_hh)).tanh()
 
 
 def rnn_relu_step(gi: Tensor, h: Tensor, w_hh: Tensor, b_hh: Tensor | None) -> Tensor:
     """``rnn_tanh_step`` with ``relu`` in place of ``tanh``."""
-    return (gi + _projection(h, w_hh, b_hh)).relu()
+    return (gi + F.linear(h, w_hh, b_hh)).relu()
 
 
 def gru_step(gi: Tensor, h: Tensor, w_hh: Tensor, b_hh: Tensor | None) -> Tensor:
@@ -56,7 +52,7 @@ def gru_step(gi: Tensor, h: Tensor, w_hh: Tensor, b_hh: Tensor | None) -> Tensor
     r = σ(gi_r + gh_r), z = σ(gi_z + gh_z), n = tanh(gi_n + r * gh_n), h' = (1 - z) * n + z * h
     with ``gh = h W_hh^T + b_hh``."""
     hidden = h.shape[-1]
-    gh = _projection(h, w_hh, b_hh)
+    gh = F.linear(h, w_hh, b_hh)
     rz = (gi + gh)[..., : 2 * hidden].sigmoid()
     r, z = _gate(rz, 0, hidden), _gate(rz, 1, hidden)
     n = (_gate(gi, 2, hidden) + r * _gate(gh, 2, hidden)).tanh()
@@ -68,7 +64,7 @@ def lstm_step(gi: Tensor, state: tuple[Tensor, Tensor], w_hh: Tensor, b_hh: Tens
     gates i, f, g, o = σ, σ, tanh, σ of ``gi + h W_hh^T + b_hh``; c' = f * c + i * g, h' = o * tanh(c')."""
     h, c = state
     hidden = h.shape[-1]
-    gates = gi + _projection(h, w_hh, b_hh)
+    gates = gi + F.linear(h, w_hh, b_hh)
     ifo = gates.sigmoid()  # one sigmoid over all gates; the g block is not used
     i, f, o = _gate(ifo, 0, hidden), _gate(ifo, 1, hidden), _gate(ifo, 3, hidden)
     g = _gate(gates, 2, hidden).tanh()
@@ -76,16 +72,13 @@ def lstm_step(gi: Tensor, state: tuple[Tensor, Tensor], w_hh: Tensor, b_hh: Tens
     return o * c2.tanh(), c2
 
 
+# mode -> its step function: (input projection, state, W_hh, b_hh) -> next state
 STEPS: dict[str, Callable[..., Any]] = {
     "RNN_TANH": rnn_tanh_step,
     "RNN_RELU": rnn_relu_step,
     "GRU": gru_step,
     "LSTM": lstm_step,
 }
-
-
-def _uniform_parameter(shape: tuple[int, ...], bound: float) -> Tensor:
-    return Parameter((creation.rand(*shape) * (2 * bound) - bound).numpy())
 
 
 def _check_state(what: str, state: Any, expected: tuple[int, ...], x: Tensor, loc: Any, other: str = "") -> None:
@@ -128,11 +121,11 @@ class RNNBase(Module):
         gates, bound = GATES[mode] * hidden_size, 1 / math.sqrt(hidden_size)
         for layer in range(num_layers):
             in_size = input_size if layer == 0 else hidden_size
-            setattr(self, f"weight_ih_l{layer}", _uniform_parameter((gates, in_size), bound))
-            setattr(self, f"weight_hh_l{layer}", _uniform_parameter((gates, hidden_size), bound))
+            setattr(self, f"weight_ih_l{layer}", uniform_parameter((gates, in_size), bound))
+            setattr(self, f"weight_hh_l{layer}", uniform_parameter((gates, hidden_size), bound))
             if bias:
-                setattr(self, f"bias_ih_l{layer}", _uniform_parameter((gates,), bound))
-                setattr(self, f"bias_hh_l{layer}", _uniform_parameter((gates,), bound))
+                setattr(self, f"bias_ih_l{layer}", uniform_parameter((gates,), bound))
+                setattr(self, f"bias_hh_l{layer}", uniform_parameter((gates,), bound))
 
     def _layer_params(self, layer: int) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
         get = self._parameters.get
@@ -179,7 +172,7 @@ class RNNBase(Module):
             w_ih, w_hh, b_ih, b_hh = self._layer_params(layer)
             if layer > 0 and self.dropout and self.training:
                 x = F.dropout(x, self.dropout, True)
-            gi = _projection(x, w_ih, b_ih)  # (T, B, G*H): the input part of every step in one matmul
+            gi = F.linear(x, w_ih, b_ih)  # (T, B, G*H): the input part of every step in one matmul
             state = states[layer]
             outs = []
             for t in range(steps):
@@ -319,10 +312,10 @@ class RNNCellBase(Module):
             )
         self.mode, self.input_size, self.hidden_size, self.bias = mode, input_size, hidden_size, bias
         gates, bound = GATES[mode] * hidden_size, 1 / math.sqrt(hidden_size)
-        self.weight_ih = _uniform_parameter((gates, input_size), bound)
-        self.weight_hh = _uniform_parameter((gates, hidden_size), bound)
-        self.bias_ih = _uniform_parameter((gates,), bound) if bias else None
-        self.bias_hh = _uniform_parameter((gates,), bound) if bias else None
+        self.weight_ih = uniform_parameter((gates, input_size), bound)
+        self.weight_hh = uniform_parameter((gates, hidden_size), bound)
+        self.bias_ih = uniform_parameter((gates,), bound) if bias else None
+        self.bias_hh = uniform_parameter((gates,), bound) if bias else None
 
     def forward(self, input: Tensor, hx: State = None) -> State:
         """``input`` (B, I) or (I,), ``hx`` (B, H) or (H,) (a pair for LSTMCell), zeros when omitted; returns the
@@ -352,7 +345,7 @@ class RNNCellBase(Module):
             st: State = (state(h, "h"), state(c, "c"))
         else:
             st = state(hx, "hx")
-        out = STEPS[self.mode](_projection(x, self.weight_ih, self.bias_ih), st, self.weight_hh, self.bias_hh)
+        out = STEPS[self.mode](F.linear(x, self.weight_ih, self.bias_ih), st, self.weight_hh, self.bias_hh)
         if unbatched:
             return (out[0].squeeze(0), out[1].squeeze(0)) if self.mode == "LSTM" else out.squeeze(0)
         return out
