@@ -67,6 +67,8 @@ def _import_model(path: str):
     sys.modules[spec.name] = module  # dataclasses (and pickling) look their module up there
     try:
         spec.loader.exec_module(module)
+    except (ShapeError, DTypeError, CompileError, DeviceError):
+        raise  # picograd's own errors name the user's line already
     except Exception as e:
         error = _model_error(e, path)
         if error is None:

@@ -546,7 +546,7 @@ class MultiheadAttention(Module):
         self.embed_dim, self.num_heads, self.dropout, self.batch_first = embed_dim, num_heads, dropout, batch_first
         self.head_dim = embed_dim // num_heads
         bound = math.sqrt(6.0 / (embed_dim + 3 * embed_dim))  # xavier_uniform_ of a (3E, E) matrix
-        self.in_proj_weight = _uniform((3 * embed_dim, embed_dim), bound)
+        self.in_proj_weight = uniform_parameter((3 * embed_dim, embed_dim), bound)
         self.in_proj_bias = Parameter(np.zeros(3 * embed_dim, np.float32)) if bias else None
         self.out_proj = Linear(embed_dim, embed_dim, bias=bias)
         if bias:

@@ -15,16 +15,17 @@
 // STEP:         pg.scatter_add
 
 // LOOPS-LABEL: func.func @train_step(%{{.*}}: memref<32x3xi64>
-// LOOPS:         {pg.kernel = "k0_gather", pg.kind = "gather"}
+// LOOPS:         {pg.kernel = "k0_check_index", pg.kind = "elementwise"}
+// LOOPS:         {pg.kernel = "k1_gather", pg.kind = "gather"}
 
 // GPU:      func.func @train_step(
-// GPU:        "gpu.launch_func"({{.*}}) <{kernel = @train_step_kernels::@k0_gather,
+// GPU:        "gpu.launch_func"({{.*}}) <{kernel = @train_step_kernels::@k0_check_index,
 // GPU:      "gpu.module"() <{sym_name = "train_step_kernels"}>
 
-// ASM: [{{ptxas|nvjitlink}}] sm_90: {{.*}}k0_gather: {{[0-9]+}} registers, 0 spill bytes
+// ASM: [{{ptxas|nvjitlink}}] sm_90: {{.*}}k1_gather: {{[0-9]+}} registers, 0 spill bytes
 
 // PTX:      .target sm_90
-// PTX:      .visible .entry k0_gather(
+// PTX:      .visible .entry k1_gather(
 // PTX:      red.global.add.f32
 
 // CPU: func.func @train_step
