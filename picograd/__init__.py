@@ -2,7 +2,7 @@
 
 PyTorch-style models (``Tensor``, ``nn``, ``optim``) are traced into the ``pg`` tensor dialect; autodiff and the
 optimizer updates are passes over that dialect; the result runs on the CPU through numpy (the default device).
-See design.md for the pipeline and the README for a tour.
+See docs/design.md for the pipeline and the README for a tour.
 """
 
 import sys
