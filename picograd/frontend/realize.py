@@ -110,3 +110,13 @@ def run_graph(outputs: Sequence[Value], device: str = "cpu") -> list[Any]:
 def cache_size() -> int:
     """Number of compiled graphs held (for tests of the structural cache)."""
     return len(_CACHE)
+
+
+def pending_module(tensors: Sequence[Any], name: str = "main") -> tuple[ModuleOp, list[Any]]:
+    """The ``simplify``-stage module that would compute the unrealized CPU ``tensors`` (its results, in order) and
+    the host buffers of its arguments (the graph's leaves, in order), without running anything: for tools that run
+    a recorded graph on another executor (``tools/fuzz.py`` runs it on the loop interpreter and the PTX emulator).
+
+    Raises ``CompileError`` when a pass rejects the graph."""
+    graph = cut([t._value for t in tensors])
+    return lower_graph(graph, name), [devices.bind(leaf, devices.CPU) for leaf in graph.leaves]
