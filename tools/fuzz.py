@@ -8,7 +8,8 @@ expression that builds it, the dtypes it takes and whether it is differentiable)
   is not generated) and in float64 (the reference values and gradients);
 - ``eager``: picograd's lazy tensors, realized by the CPU (numpy) executor;
 - ``compiled``: the same steps in an ``@pg.compile`` function that calls ``backward()`` (the float inputs that need
-  gradients are captured tensors, the others arguments), called twice with fresh argument values;
+  gradients are captured tensors, the others arguments), called twice: the second time on fresh data for the
+  arguments and for the captured tensors (assigned through ``.data``, as an optimizer update);
 - ``loops``: the eager graph at the ``loops`` stage on ``picograd.backend.loop_interpreter`` (tiny graphs);
 - ``ptx``: the eager graph through ``compile_for_cuda`` on the PTX emulator of ``tests/_ptx_emulator.py`` (tiny
   graphs, every ``--ptx-every``-th one).
@@ -260,6 +261,7 @@ class Op:
     dtypes: tuple[str, ...] = DTYPES
     differentiable: bool = True
     torch: Callable[[str], str] | None = None
+    weight: float = 1.0  # how often it is drawn, relative to the others
 
 
 FLOATS = ("float32", "float64")
@@ -540,7 +542,9 @@ def _index(c: Ctx) -> str | None:
             parts.append(c.new(idx_shape, c.choice(["int64", "int64", "int32"]), ("index", -size, size)))
         else:
             values = c.rng.integers(-size, size, idx_shape if idx_shape else (1,)).tolist()
-            parts.append(str(values) if r < 0.85 else f"np.array({values})")
+            # a nested list is an index array for numpy (and picograd) but a tuple of indices for PyTorch
+            nested = len(idx_shape) > 1
+            parts.append(str(values) if r < 0.85 and not nested else f"np.array({values})")
     return f"{c.a}[{', '.join(parts)}]"
 
 
@@ -649,27 +653,28 @@ OPS: tuple[Op, ...] = (
     Op("logsumexp", 1, _logsumexp, FLOATS),
     Op("softmax", 1, _softmax("softmax"), FLOATS),
     Op("log_softmax", 1, _softmax("log_softmax"), FLOATS),
-    Op("matmul", 2, _matmul, FLOATS),
+    Op("matmul", 2, _matmul, FLOATS, weight=3),
     Op("linear", 3, _linear, FLOATS),
     Op("reshape", 1, _reshape, DTYPES),
-    Op("permute", 1, _permute, DTYPES),
+    Op("permute", 1, _permute, DTYPES, weight=2),
     Op("flatten", 1, _flatten, DTYPES),
     Op("unsqueeze", 1, _unsqueeze, DTYPES),
     Op("squeeze", 1, _squeeze, DTYPES),
     Op("expand", 1, _expand, DTYPES),
     Op("identity", 1, _identity, DTYPES),
     Op("slice", 1, _slice, DTYPES),
-    Op("index", 2, _index, DTYPES),
-    Op("cat", 2, _cat, DTYPES),
+    Op("index", 2, _index, DTYPES, weight=3),
+    Op("cat", 2, _cat, DTYPES, weight=2),
     Op("stack", 2, _stack, DTYPES),
-    Op("cross_entropy", 2, _cross_entropy, FLOATS),
-    Op("embedding", 2, _embedding, FLOATS),
+    Op("cross_entropy", 2, _cross_entropy, FLOATS, weight=4),
+    Op("embedding", 2, _embedding, FLOATS, weight=4),
     Op("mse_loss", 2, _mse, FLOATS),
     Op("layer_norm", 3, _layer_norm, FLOATS),
     Op("cast", 1, _cast, DTYPES),
     Op("creation", 1, _like, NUMERIC),
 )
 OP_BY_NAME = {op.name: op for op in OPS}
+_OP_P = np.array([op.weight for op in OPS]) / sum(op.weight for op in OPS)
 
 
 class TorchAPI:
@@ -731,17 +736,19 @@ class Gen:
         self.add_inputs(c.pending)
 
     def step(self) -> bool:
-        op = OPS[int(self.rng.integers(len(OPS)))]
+        op = OPS[int(self.rng.choice(len(OPS), p=_OP_P))]
         live = sorted(self.live, key=lambda n: int(n[1:]))
-        recent = live[-3:] if self.rng.random() < 0.6 else live
-        a = recent[int(self.rng.integers(len(recent)))]
-        meta = self.metas[a]
-        if meta.dtype not in op.dtypes:
-            return False
-        ctx = Ctx(self, a)
-        expr = op.make(ctx)
-        if expr is None:
+        for _ in range(3):  # a few first operands, recent values first
+            recent = live[-3:] if self.rng.random() < 0.6 else live
+            a = recent[int(self.rng.integers(len(recent)))]
+            if self.metas[a].dtype not in op.dtypes:
+                continue
+            ctx = Ctx(self, a)
+            expr = op.make(ctx)
+            if expr is not None:
+                break
             self.drop(ctx)
+        else:
             return False
         for inp in ctx.pending:
             self.values[inp.name] = torch.from_numpy(inp.data.copy())
@@ -911,8 +918,10 @@ def run_compiled(g: Graph, second: Graph | None) -> list[Result]:
     results = []
     for graph in (g, second) if second is not None else (g,):
         data = {i.name: i.data for i in graph.inputs}
-        for p in params.values():
+        for name, p in params.items():
             p.grad = None
+            if graph is not g:  # an update between calls, as an optimizer makes
+                p.data = pg.tensor(data[name])
         outs = fn(*[pg.tensor(data[n]) for n in explicit])
         results.append(
             Result(
@@ -1020,6 +1029,7 @@ class Failure:
     kind: str  # "mismatch" or "crash"
     message: str
     known: str | None = None  # the KNOWN_ISSUES entry this failure is
+    second: Graph | None = None  # the data of the second call, for a failure there
 
     def same(self, other: Failure | None) -> bool:
         """Whether ``other`` fails the same way: same stage and kind, for a crash the same exception and place."""
@@ -1067,7 +1077,7 @@ def _check(g: Graph, opts: Options, rng: np.random.Generator | None) -> Failure 
             return Failure(stage, "mismatch", msg)
         stage = "compiled"
         second = None
-        if opts.second_call and rng is not None and any(not i.requires_grad for i in g.inputs):
+        if opts.second_call and rng is not None:
             second = redraw(g, rng)
         compiled = run_compiled(g, second)
         if (msg := compare(g, compiled[0], ref, native, rtol)) is not None:
@@ -1080,7 +1090,7 @@ def _check(g: Graph, opts: Options, rng: np.random.Generator | None) -> Failure 
             except Exception:
                 native2 = None
             if native2 is not None and (msg := compare(second, compiled[1], ref2, native2, rtol)) is not None:
-                return Failure(stage, "mismatch", msg)
+                return Failure(stage, "mismatch", msg, second=second)
         STAGE_RUNS["compiled"] += 1
         if small and opts.loops:
             stage = "loops"
@@ -1108,11 +1118,8 @@ class Skip(Exception):
 
 
 def redraw(g: Graph, rng: np.random.Generator) -> Graph:
-    """``g`` with fresh data for the inputs that are compiled-step arguments (those without gradients)."""
-    inputs = [
-        inp if inp.requires_grad else replace(inp, data=draw(rng, inp.data.shape, pg_dtype_name(inp.data.dtype), inp.kind))
-        for inp in g.inputs
-    ]
+    """``g`` with fresh data for every input (compiled-step arguments and the captured tensors)."""
+    inputs = [replace(inp, data=draw(rng, inp.data.shape, pg_dtype_name(inp.data.dtype), inp.kind)) for inp in g.inputs]
     return replace(g, inputs=inputs)
 
 
@@ -1135,7 +1142,8 @@ def shrink(g: Graph, failure: Failure, opts: Options, budget_s: float = 60.0) ->
 
     def attempt(candidate: Graph) -> Failure | None:
         try:
-            f = check(prune(candidate), replace(opts, second_call=failure.stage.endswith("(second call)")))
+            second = failure.stage.endswith("(second call)")
+            f = check(prune(candidate), replace(opts, second_call=second), np.random.default_rng(0) if second else None)
         except Skip:
             return None
         return f if failure.same(f) else None
@@ -1170,14 +1178,17 @@ def shrink(g: Graph, failure: Failure, opts: Options, budget_s: float = 60.0) ->
     return best, best_f
 
 
+def _np_name(a: np.ndarray) -> str:
+    return "np.bool_" if a.dtype == np.bool_ else f"np.{a.dtype.name}"
+
+
 def repro(g: Graph, failure: Failure) -> str:
     """The failing graph as picograd code."""
     lines = ["import numpy as np", "import picograd as pg", "import picograd.nn.functional as F", ""]
     compiled = failure.stage.startswith("compiled")
     for inp in g.inputs:
-        dt = f"np.{np.dtype(inp.data.dtype).name}" if inp.data.dtype != np.bool_ else "np.bool_"
         rg = ", requires_grad=True" if inp.requires_grad and g.check_grads else ""
-        lines.append(f"{inp.name} = pg.tensor(np.array({inp.data.tolist()!r}, dtype={dt}){rg})")
+        lines.append(f"{inp.name} = pg.tensor(np.array({inp.data.tolist()!r}, dtype={_np_name(inp.data)}){rg})")
     body = [f"{s.name} = {s.expr}" for s in g.steps]
     grad_inputs = [i.name for i in g.inputs if i.requires_grad and g.check_grads]
     loss_terms = [f"({o} * pg.tensor(np.array({g.weights[o].tolist()!r}), dtype={o}.dtype)).sum()" for o in g.outputs if o in g.weights]
@@ -1189,6 +1200,15 @@ def repro(g: Graph, failure: Failure) -> str:
         lines += ["", "@pg.compile", f"def step({', '.join(args)}):"]
         lines += ["    " + b for b in body] + [f"    return {outs},", "", f"outs = step({', '.join(args)})"]
         lines.append("print([o.numpy() for o in outs]" + "".join(f", {n}.grad" for n in grad_inputs) + ")")
+        if failure.second is not None:
+            lines.append("# the second call, on new data:")
+            new = {i.name: i.data for i in failure.second.inputs}
+            for n in grad_inputs:
+                lines += [f"{n}.grad = None", f"{n}.data = pg.tensor(np.array({new[n].tolist()!r}, dtype={_np_name(new[n])}))"]
+            for n in args:
+                lines.append(f"{n} = pg.tensor(np.array({new[n].tolist()!r}, dtype={_np_name(new[n])}))")
+            lines.append(f"outs = step({', '.join(args)})")
+            lines.append("print([o.numpy() for o in outs]" + "".join(f", {n}.grad" for n in grad_inputs) + ")")
     else:
         lines += body
         lines.append(f"print({outs}" + "".join(f", {n}.grad" for n in grad_inputs) + ")")
@@ -1215,7 +1235,25 @@ def fuzz(
 ) -> tuple[int, int, int]:
     """Run ``n`` graphs (or until ``time_limit`` seconds); print each failure shrunk; return (graphs, mismatches,
     crashes)."""
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return _fuzz(n, seed, time_limit, max_steps, loops_every, ptx_every, do_shrink, out, verbose)
+
+
+def _fuzz(
+    n: int,
+    seed: int,
+    time_limit: float | None,
+    max_steps: int,
+    loops_every: int,
+    ptx_every: int,
+    do_shrink: bool,
+    out: Any,
+    verbose: bool,
+) -> tuple[int, int, int]:
     start = time.time()
+    for k in STAGE_RUNS:
+        STAGE_RUNS[k] = 0
     graphs = mismatches = crashes = skipped = known = 0
     for i in range(n):
         if time_limit is not None and time.time() - start > time_limit:
