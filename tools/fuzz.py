@@ -57,6 +57,7 @@ FROM_TORCH = {v: k for k, v in TORCH.items()}
 MAX_NUMEL = 64  # elements of any value
 MAX_MAGNITUDE = 1e4  # steps whose float values leave [-MAX_MAGNITUDE, MAX_MAGNITUDE] are not generated
 TINY_NUMEL = 24  # the loop and PTX stages run graphs whose values all hold at most this many elements
+WIDE_NUMEL = 96  # the limit for wide graphs (one dim of 32-40: the GPU's block reductions), which they also run
 
 # Open items of issue 16 that other branches fix: the generator avoids these inputs (see the entry's name in the op
 # table) or ``known_issue`` recognizes their failure.
@@ -107,6 +108,7 @@ class Input:
     data: np.ndarray
     requires_grad: bool
     kind: tuple = ("normal",)
+    captured: bool = False  # in the compiled step: read from the enclosing scope, not passed (grad inputs always)
 
 
 @dataclass
@@ -126,6 +128,7 @@ class Graph:
     outputs: list[str]
     weights: dict[str, np.ndarray] = field(default_factory=dict)  # output -> the loss weights (float32-exact)
     check_grads: bool = True
+    wide: bool = False  # a graph with a dim of 32-40 (block reductions on the GPU), run on the loop and PTX stages
 
     def names(self) -> list[str]:
         return [i.name for i in self.inputs] + [s.name for s in self.steps]
@@ -144,8 +147,8 @@ def draw(rng: np.random.Generator, shape: tuple[int, ...], dtype: str, kind: tup
         return np.where(rng.random(shape) < 0.15, -100, t).astype(np.int64)
     if dtype == "bool":
         return np.asarray(rng.random(shape) < 0.5)
-    if not is_float(dtype):
-        return rng.integers(-4, 5, shape).astype(NP[dtype])
+    if not is_float(dtype) or kind[0] == "ties":  # ("ties",): floats with small integer values (ties and zeros)
+        return rng.integers(-2 if is_float(dtype) else -4, 3 if is_float(dtype) else 5, shape).astype(NP[dtype])
     return rng.standard_normal(shape).astype(np.float32).astype(NP[dtype])
 
 
@@ -169,9 +172,12 @@ class Ctx:
 
     def new(self, shape: tuple[int, ...], dtype: str, kind: tuple = ("normal",), grad: bool | None = None) -> str:
         name = f"x{self.gen.counter}"
+        if kind == ("normal",) and is_float(dtype) and self.rng.random() < 0.15:
+            kind = ("ties",)
         self.gen.counter += 1
         rg = is_float(dtype) and (self.rng.random() < 0.8 if grad is None else grad)
-        self.pending.append(Input(name, draw(self.rng, shape, dtype, kind), rg, kind))
+        captured = self.rng.random() < 0.3
+        self.pending.append(Input(name, draw(self.rng, shape, dtype, kind), rg, kind, captured))
         self.gen.metas[name] = Meta(shape, dtype)
         return name
 
@@ -708,6 +714,8 @@ class Gen:
         self.rng = rng
         self.max_steps = max_steps
         self.float_dtype = "float32" if rng.random() < 0.7 else "float64"
+        self.wide = rng.random() < 0.1
+        self.max_numel = WIDE_NUMEL if self.wide else MAX_NUMEL
         self.metas: dict[str, Meta] = {}
         self.live: set[str] = set()
         self.values: dict[str, torch.Tensor] = {}
@@ -715,6 +723,8 @@ class Gen:
         self.graph = Graph([], [], [])
 
     def shape(self) -> tuple[int, ...]:
+        if self.wide:
+            return tuple(int(self.rng.integers(32, 41)) if d == 0 else int(self.rng.integers(1, 3)) for d in range(int(self.rng.integers(1, 3))))
         rank = int(self.rng.choice(5, p=[0.12, 0.25, 0.3, 0.2, 0.13]))
         for _ in range(20):
             s = tuple(int(self.rng.choice(5, p=[0.04, 0.26, 0.3, 0.25, 0.15])) for _ in range(rank))
@@ -761,7 +771,7 @@ class Gen:
         except Exception:
             self.drop(ctx)
             return False
-        if not isinstance(out, torch.Tensor) or out.numel() > MAX_NUMEL or out.dtype not in FROM_TORCH:
+        if not isinstance(out, torch.Tensor) or out.numel() > self.max_numel or out.dtype not in FROM_TORCH:
             self.drop(ctx)
             return False
         if out.is_floating_point() and out.numel() and not bool(out.detach().abs().max() <= MAX_MAGNITUDE):
@@ -788,6 +798,7 @@ class Gen:
             tries += 1
             self.step()
         g = self.graph
+        g.wide = self.wide
         used = {d for s in g.steps for d in s.deps}
         g.outputs = [s.name for s in g.steps if s.name not in used]
         if self.rng.random() < 0.3 and len(g.steps) > 1:  # an intermediate value too
@@ -901,8 +912,13 @@ def run_eager(g: Graph, lowered: bool) -> tuple[Result, Any]:
 def run_compiled(g: Graph, second: Graph | None) -> list[Result]:
     """The graph as an ``@pg.compile`` step that calls ``backward()``: float inputs that require grad are captured
     tensors (explicit arguments that require grad are issue 16 item 1, fixed elsewhere), the others arguments.
-    Called on ``g``'s data, then (when given) on ``second``'s, which differs only in the arguments."""
-    params = {i.name: pg.tensor(i.data, requires_grad=True) for i in g.inputs if i.requires_grad and g.check_grads}
+    Some inputs without gradients are captured too. Called on ``g``'s data, then (when given) on ``second``'s,
+    assigning the captured tensors' new values through ``.data``."""
+    params = {
+        i.name: pg.tensor(i.data, requires_grad=i.requires_grad and g.check_grads)
+        for i in g.inputs
+        if (i.requires_grad and g.check_grads) or i.captured
+    }
     explicit = [i.name for i in g.inputs if i.name not in params]
 
     def step(*args: pg.Tensor) -> tuple[pg.Tensor, ...]:
@@ -927,7 +943,7 @@ def run_compiled(g: Graph, second: Graph | None) -> list[Result]:
             Result(
                 {o: t.numpy() for o, t in zip(g.outputs, outs, strict=True)},
                 {o: t.dtype.name for o, t in zip(g.outputs, outs, strict=True)},
-                {n: (p.grad.numpy() if p.grad is not None else None) for n, p in params.items()},
+                {n: (p.grad.numpy() if p.grad is not None else None) for n, p in params.items() if p.requires_grad},
             )
         )
     return results
@@ -1003,7 +1019,10 @@ def compare(g: Graph, got: Result, ref: Result, native: Result, rtol: float) -> 
             return f"{o}: values differ\n  got   {_fmt(a)}\n  torch {_fmt(n)}"
     for name, w in ref.grads.items():
         a = got.grads.get(name)
-        shape = next(i.data.shape for i in g.inputs if i.name == name)
+        inp = next(i.data for i in g.inputs if i.name == name)
+        shape = inp.shape
+        if a is not None and a.dtype != inp.dtype:
+            return f"grad of {name}: dtype {a.dtype}, expected {inp.dtype}"
         a = np.zeros(shape) if a is None else a
         w = np.zeros(shape) if w is None else w
         n = native.grads.get(name)
@@ -1046,7 +1065,8 @@ class Options:
 
 
 def tiny(g: Graph, values: dict[str, np.ndarray]) -> bool:
-    return all(np.asarray(v).size <= TINY_NUMEL for v in values.values()) and len(g.steps) <= 6
+    limit = WIDE_NUMEL if g.wide else TINY_NUMEL
+    return all(np.asarray(v).size <= limit for v in values.values()) and len(g.steps) <= 6
 
 
 def check(g: Graph, opts: Options, rng: np.random.Generator | None = None) -> Failure | None:
@@ -1196,15 +1216,18 @@ def repro(g: Graph, failure: Failure) -> str:
         body.append(f"({' + '.join(loss_terms)}).backward()")
     outs = ", ".join(g.outputs)
     if compiled:
-        args = [i.name for i in g.inputs if i.name not in grad_inputs]
+        captured = [i.name for i in g.inputs if i.captured and i.name not in grad_inputs]
+        args = [i.name for i in g.inputs if i.name not in grad_inputs and i.name not in captured]
         lines += ["", "@pg.compile", f"def step({', '.join(args)}):"]
         lines += ["    " + b for b in body] + [f"    return {outs},", "", f"outs = step({', '.join(args)})"]
         lines.append("print([o.numpy() for o in outs]" + "".join(f", {n}.grad" for n in grad_inputs) + ")")
         if failure.second is not None:
             lines.append("# the second call, on new data:")
             new = {i.name: i.data for i in failure.second.inputs}
-            for n in grad_inputs:
-                lines += [f"{n}.grad = None", f"{n}.data = pg.tensor(np.array({new[n].tolist()!r}, dtype={_np_name(new[n])}))"]
+            for n in grad_inputs + captured:
+                if n in grad_inputs:
+                    lines.append(f"{n}.grad = None")
+                lines.append(f"{n}.data = pg.tensor(np.array({new[n].tolist()!r}, dtype={_np_name(new[n])}))")
             for n in args:
                 lines.append(f"{n} = pg.tensor(np.array({new[n].tolist()!r}, dtype={_np_name(new[n])}))")
             lines.append(f"outs = step({', '.join(args)})")
