@@ -165,9 +165,6 @@ def test_indexed_values_flow_into_ops(rng):
         pg.tensor([True, False, True, False]),  # bool masks: data-dependent shapes
         [True, False, True, False],
         (0, 0, 0),  # too many indices
-        9,
-        (0, -6),
-        ([0, 9],),
         ([0, 1], [0, 1, 2]),  # index arrays that do not broadcast
         pg.tensor([0.5, 1.0]),  # float index tensors
         (E, E),
@@ -178,4 +175,11 @@ def test_indexed_values_flow_into_ops(rng):
 def test_bad_indices_raise_shape_error(index):
     x = pg.tensor(np.zeros((4, 5)))
     with pytest.raises(pg.ShapeError):
+        x[index]
+
+
+@pytest.mark.parametrize("index", [9, (0, -6), ([0, 9],), (pg.tensor([0, 9]),), (slice(None), pg.tensor([1, -6]))])
+def test_out_of_range_indices_raise_index_error(index):
+    x = pg.tensor(np.zeros((4, 5)))
+    with pytest.raises(IndexError, match=r"out of range for dim \d of size \d.*test_indexing.py:\d+"):
         x[index]

@@ -120,6 +120,18 @@ def _scatter_add(updates: np.ndarray, indices: np.ndarray, dim: int, shape, dtyp
     return out
 
 
+def _check_index(op: pg.CheckIndexOp) -> Kernel:
+    low, high = op.bounds
+
+    def check(i: np.ndarray) -> np.ndarray:
+        bad = (i < low) | (i >= high)
+        if bad.any():
+            raise IndexError(op.message(int(i[bad].flat[0])))
+        return i
+
+    return check
+
+
 def _kernel(op: Operation) -> Kernel:  # noqa: C901 - one case per op, flat on purpose
     """The numpy function computing ``op`` from its operand arrays."""
     if type(op) in _UNARY:
@@ -170,6 +182,8 @@ def _kernel(op: Operation) -> Kernel:  # noqa: C901 - one case per op, flat on p
         case pg.ScatterAddOp():
             axis = op.dim_index
             return lambda u, i: _scatter_add(u, i, axis, shape, dtype)
+        case pg.CheckIndexOp():
+            return _check_index(op)
         case pg.CastOp():
             return lambda x: x.astype(dtype)
         case pg.IotaOp():

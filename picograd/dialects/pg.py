@@ -22,6 +22,7 @@ from xdsl.dialects.builtin import (
     AnyFloat,
     DenseArrayBase,
     DenseIntOrFPElementsAttr,
+    FileLineColLoc,
     Float32Type,
     Float64Type,
     FloatAttr,
@@ -774,6 +775,58 @@ class GatherOp(IRDLOperation):
 
 
 @irdl_op_definition
+class CheckIndexOp(IRDLOperation):
+    """A bounds check of integer indices before a ``pg.gather``: the result is the input, and every element must lie
+    in ``[0, size)`` (``[-size, size)`` with ``negative``, for numpy-style indices that are wrapped afterwards);
+    otherwise running the program raises ``IndexError`` naming the first bad ``what`` (``index``, ``target``), the
+    ``dim`` it indexes, ``size`` and the op's location. Backends check on the device (an error flag on the GPU):
+    ``%i = pg.check_index %idx "index" dim = 0 size = 27 : tensor<32xi64>``."""
+
+    name = "pg.check_index"
+    T: ClassVar = VarConstraint("T", base(TensorType))
+    input = operand_def(T)
+    what = prop_def(StringAttr)
+    dim = prop_def(IntegerAttr[I64])
+    size = prop_def(IntegerAttr[I64])
+    negative = opt_prop_def(UnitAttr)
+    result = result_def(T)
+    traits = traits_def(Pure())
+    assembly_format = (
+        "$input $what `dim` `=` $dim `size` `=` $size (`negative` $negative^)? attr-dict `:` type($result)"
+    )
+
+    def __init__(self, input: SSAValue, what: str, dim: int, size: int, negative: bool = False):
+        props: dict[str, Attribute] = {
+            "what": StringAttr(what),
+            "dim": IntegerAttr(dim, i64),
+            "size": IntegerAttr(size, i64),
+        }
+        if negative:
+            props["negative"] = UnitAttr()
+        super().__init__(operands=[input], properties=props, result_types=[input.type])
+
+    @property
+    def bounds(self) -> tuple[int, int]:
+        """The allowed range ``[low, high)``."""
+        size = self.size.value.data
+        return (-size if self.negative is not None else 0), size
+
+    def message(self, value: int | None) -> str:
+        """The error for the bad index ``value`` (None where a backend cannot tell which), with the user's
+        ``file:line`` from the op's location."""
+        what = self.what.data if value is None else f"{self.what.data} {value}"
+        loc = self.location
+        at = f" (at {loc.filename.data}:{loc.line.data})" if isinstance(loc, FileLineColLoc) else ""
+        return f"{what} is out of range for dim {self.dim.value.data} of size {self.size.value.data}{at}"
+
+    def verify_(self) -> None:
+        if not is_int(element_of(self.input)):
+            raise VerifyException(f"pg.check_index: expects an integer tensor, got {self.input.type}")
+        if self.size.value.data < 0:
+            raise VerifyException(f"pg.check_index: size must be >= 0, got {self.size.value.data}")
+
+
+@irdl_op_definition
 class ScatterAddOp(IRDLOperation):
     """The transpose of ``pg.gather``: a zero tensor of the result type with ``updates`` added at ``indices``
     along ``dim``; repeated indices accumulate:
@@ -1160,6 +1213,7 @@ PG = Dialect(
         ConcatOp,
         MatmulOp,
         GatherOp,
+        CheckIndexOp,
         ScatterAddOp,
         CastOp,
         RandomOp,

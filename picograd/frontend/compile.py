@@ -5,9 +5,13 @@ Tracing runs the function on tensors whose values are not read: ops record the g
 become the compiled function's inputs; realized tensors the function reads (parameters, optimizer state, the
 random generator's offset) become implicit inputs, read afresh from their owners at every call; tensors the
 function assigns (``opt.step()``'s updates, ``.grad``) become outputs written back after every call. Runtime
-scalars (learning rates) are refreshed by callbacks the optimizers register. The signature is the tensor
-arguments' shapes, dtypes and devices plus the other arguments' values; guards on which ``.grad`` were None
-catch the remaining cases that change the traced graph. (The approach of tinygrad's TinyJit and JAX's jit.)
+scalars (learning rates) are refreshed by callbacks the optimizers register. A tensor argument that the user made
+require grad gets its ``.grad`` written back like a parameter's. The signature is the tensor arguments' shapes,
+dtypes, devices and autograd state plus the other arguments' values; guards catch the remaining cases that change
+the traced graph or what it reads, as torch.compile's do, and make the next call trace again: which ``.grad``
+were None, the global names and closure cells the function and the user functions and modules it reaches read
+(objects by identity, Python scalars by value; see ``_Bindings``), and attribute assignments on any ``nn.Module``
+(a counter). A call checks them in about two microseconds. (The approach of tinygrad's TinyJit and JAX's jit.)
 
 On "cuda" a call binds device buffers and replays one CUDA graph (``picograd.backend.cuda.Executable``), which is
 cached under the addresses of the buffers it was captured with; ``_CudaBinding`` keeps those addresses stable, so
@@ -30,8 +34,12 @@ that a training loop replays the same few graphs:
 from __future__ import annotations
 
 import contextlib
+import dis
 import functools
+import os
 import sys
+import sysconfig
+import types
 import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -74,7 +82,8 @@ class _Trace:
     structure: Any  # the returned value with tensors replaced by output indices
     num_returned: int
     written: list[Tensor]
-    grad_owners: list[Tensor]
+    grad_owners: list[Tensor | int]  # a tensor, or the position of the explicit argument whose .grad is written
+    grad_inputs: list[int]  # explicit arguments whose .grad is an input (after the arguments themselves)
 
 
 class _Retrace(Exception):
@@ -235,6 +244,118 @@ class _CudaBinding:
         return outs
 
 
+_MISSING = object()
+_BY_VALUE = (int, float, complex, bool, str, bytes, type(None))  # guarded by value; other objects by identity
+
+
+@dataclass
+class _Bindings:
+    """The global names and closure cells a traced function (and the functions, modules' methods it reaches through
+    them) reads, with the values they held at trace time: a call whose bindings differ traces again, as
+    torch.compile's guards. Tensors, modules and other objects are compared by identity, Python scalars by value
+    (a scalar is baked into the trace as a constant)."""
+
+    same: list[tuple[dict[str, Any], str, Any]] = field(default_factory=list)
+    equal: list[tuple[dict[str, Any], str, Any]] = field(default_factory=list)
+    cells: list[tuple[Any, Any]] = field(default_factory=list)
+
+    def hold(self) -> bool:
+        for scope, name, value in self.same:
+            if scope.get(name, _MISSING) is not value:
+                return False
+        for scope, name, value in self.equal:
+            now = scope.get(name, _MISSING)
+            if now is not value and (type(now) is not type(value) or now != value):
+                return False
+        for cell, value in self.cells:
+            try:
+                if cell.cell_contents is not value:
+                    return False
+            except ValueError:  # the cell was emptied
+                return False
+        return True
+
+    def record(self, fn: Any, seen: set[int], depth: int = 0) -> None:
+        """Add the bindings ``fn`` reads (user functions it reads are followed ``depth`` < 4 deep; library code is
+        not: its globals are not the user's to rebind)."""
+        fn = getattr(fn, "__func__", fn)  # a bound method: its function
+        code = getattr(fn, "__code__", None)
+        if code is None or id(code) in seen or depth >= 4 or not _is_user_file(code.co_filename):
+            return
+        seen.add(id(code))
+        scope = fn.__globals__
+        names, attrs = _global_reads(code)
+        for name in names:
+            if name in scope:
+                self._add(scope, name, scope[name], seen, depth)
+        for name, attr in attrs:  # `config.lr`, `mymodule.model`: attributes of the user's own modules
+            mod = scope.get(name)
+            if isinstance(mod, types.ModuleType) and _is_user_file(getattr(mod, "__file__", None)):
+                space = vars(mod)
+                if attr in space:
+                    self._add(space, attr, space[attr], seen, depth)
+        for cell in fn.__closure__ or ():
+            try:
+                value = cell.cell_contents
+            except ValueError:
+                continue
+            self.cells.append((cell, value))
+            self._follow(value, seen, depth)
+
+    def _add(self, scope: dict[str, Any], name: str, value: Any, seen: set[int], depth: int) -> None:
+        if isinstance(value, types.ModuleType | type | types.BuiltinFunctionType):
+            return  # imports and classes: their attributes are not bindings of the step
+        if isinstance(value, _BY_VALUE):
+            self.equal.append((scope, name, value))
+            return
+        self.same.append((scope, name, value))
+        self._follow(value, seen, depth)
+
+    def _follow(self, value: Any, seen: set[int], depth: int) -> None:
+        from picograd.frontend.nn.modules import Module
+
+        if isinstance(value, types.FunctionType | types.MethodType | CompiledFunction):
+            self.record(value.fn if isinstance(value, CompiledFunction) else value, seen, depth + 1)
+        elif isinstance(value, Module):  # the methods of its modules may read globals of their own files
+            for m in value.modules():
+                for attr in vars(type(m)).values():
+                    if isinstance(attr, types.FunctionType):
+                        self.record(attr, seen, depth + 1)
+
+
+_LIBRARY_DIRS = tuple(
+    {os.path.dirname(os.path.dirname(os.path.abspath(__file__)))}
+    | {p for k, p in sysconfig.get_paths().items() if k in ("stdlib", "platstdlib", "purelib", "platlib")}
+)
+
+
+@functools.lru_cache(maxsize=4096)
+def _is_user_file(filename: str | None) -> bool:
+    """Whether ``filename`` is the user's code (not picograd's, the standard library's or an installed package's)."""
+    return filename is not None and not filename.startswith("<frozen") and not filename.startswith(_LIBRARY_DIRS)
+
+
+@functools.lru_cache(maxsize=1024)
+def _global_reads(code: types.CodeType) -> tuple[frozenset[str], frozenset[tuple[str, str]]]:
+    """The global names ``code`` (and the code nested in it) loads, and the ``(global, attribute)`` pairs it reads
+    as ``global.attribute``."""
+    names: set[str] = set()
+    attrs: set[tuple[str, str]] = set()
+    previous = None
+    for i in dis.get_instructions(code):
+        if i.opname in ("LOAD_GLOBAL", "LOAD_NAME"):
+            names.add(i.argval)
+        elif i.opname in ("LOAD_ATTR", "LOAD_METHOD") and previous is not None:
+            attrs.add((previous, i.argval))
+        previous = i.argval if i.opname in ("LOAD_GLOBAL", "LOAD_NAME") else None
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            inner_names, inner_attrs = _global_reads(const)
+            names |= inner_names
+            attrs |= inner_attrs
+    return frozenset(names), frozenset(attrs)
+
+
 @dataclass
 class _Compiled:
     """One traced signature: the executable and how to bind and write back its buffers."""
@@ -244,10 +365,16 @@ class _Compiled:
     implicit: list[tuple[Node, weakref.ref | None]]
     guards: list[tuple[Tensor, bool]]
     device: str
+    bindings: _Bindings
+    version: int  # ``STATE.bindings`` when traced (module attributes)
     binding: _CudaBinding | None = None
 
     def guards_hold(self) -> bool:
-        return all((t._grad is None) == was_none for t, was_none in self.guards)
+        return (
+            STATE.bindings == self.version
+            and all((t._grad is None) == was_none for t, was_none in self.guards)
+            and self.bindings.hold()
+        )
 
     def run(self, tensors: Sequence[Tensor]) -> Any:
         """Bind the current buffers, run, write the results back; ``_Retrace`` when an input changed device."""
@@ -255,6 +382,8 @@ class _Compiled:
         for refresh in tr.ctx.refreshers:
             refresh()
         datas = [_buffer_of(t) for t in tensors]
+        for k in tr.grad_inputs:
+            datas.append(_buffer_of(tensors[k]._grad))  # type: ignore[arg-type]  # the signature says it is set
         for node, owner_ref in self.implicit:
             owner = owner_ref() if owner_ref is not None else None
             datas.append(_buffer_of(owner) if owner is not None else node.data)
@@ -269,7 +398,8 @@ class _Compiled:
         k = tr.num_returned
         for t, buf in zip(tr.written, outs[k : k + len(tr.written)], strict=True):
             t._set_buffer(buf)
-        for p, buf in zip(tr.grad_owners, outs[k + len(tr.written) :], strict=True):
+        for owner, buf in zip(tr.grad_owners, outs[k + len(tr.written) :], strict=True):
+            p = tensors[owner] if isinstance(owner, int) else owner
             if p._grad is None:
                 p._grad = Tensor._of_buffer(buf)
             else:
@@ -320,7 +450,7 @@ def _signature(args: Sequence[Any]) -> tuple:
     sig: list[Any] = []
     for a in args:
         if isinstance(a, Tensor):
-            sig.append(("T", a.shape, a.dtype.name, a.device, a.requires_grad))
+            sig.append(("T", a.shape, a.dtype.name, a.device, a.requires_grad, a.is_leaf, a._grad is None))
         else:
             try:
                 hash(a)
@@ -386,7 +516,10 @@ class CompiledFunction:
             binding = _CudaBinding(
                 [n.device for n in leaves], [not n.types[0][0] for n in leaves], trace.num_inputs, exe.outputs, reads
             )
-        compiled = self._cache[key] = _Compiled(exe, trace, implicit, guards, device, binding)
+        bindings = _Bindings()
+        bindings.record(self.fn, set())
+        compiled = _Compiled(exe, trace, implicit, guards, device, bindings, STATE.bindings, binding)
+        self._cache[key] = compiled
         return compiled
 
     def executables(self) -> list[Any]:
@@ -399,9 +532,20 @@ class CompiledFunction:
         ctx = TraceContext()
         inputs: list[Node] = []
         traced_args: list[Any] = []
+        placeholders: dict[int, int] = {}  # id(placeholder) -> position among the tensor arguments
+        grad_inputs: list[int] = []
+        grad_nodes: list[Node] = []
         for a in args:
             if isinstance(a, Tensor):  # host zeros that are never read, counted as living on the argument's device
                 t = Tensor._wrap(leaf(np.zeros(a.shape, a.dtype.np), a.dtype, device=a.device), 0, a.requires_grad)
+                if a.requires_grad and a.is_leaf:  # a leaf the user made require grad: .grad accumulates into it
+                    t.requires_grad = True
+                    if a._grad is not None:  # the current .grad is an input too
+                        g = Tensor._wrap(leaf(np.zeros(a.shape, a.dtype.np), a.dtype, device=a._grad.device))
+                        t._grad = g
+                        grad_inputs.append(len(inputs))
+                        grad_nodes.append(g._node)
+                placeholders[id(t)] = len(inputs)
                 inputs.append(t._node)
                 traced_args.append(t)
             else:
@@ -414,10 +558,14 @@ class CompiledFunction:
         returned: list[Tensor] = []
         structure = _flatten(result, returned)
         written = list(ctx.writes.values())
-        grad_owners = [t for t in ctx.grad_writes.values() if t._grad is not None]
-        targets = returned + written + [t._grad for t in grad_owners]
-        graph = cut([t._value for t in targets], first_leaves=inputs)
-        return _Trace(graph, ctx, len(inputs), structure, len(returned), written, grad_owners)
+        owners = [t for t in ctx.grad_writes.values() if t._grad is not None]
+        grad_owners: list[Tensor | int] = [placeholders.get(id(t), t) for t in owners]  # type: ignore[misc]
+        for key in placeholders:  # the placeholders' .grad guards are the signature's business
+            ctx.grad_reads.pop(key, None)
+        targets = returned + written + [t._grad for t in owners]
+        graph = cut([t._value for t in targets], first_leaves=inputs + grad_nodes)  # type: ignore[union-attr]
+        num_inputs = len(inputs) + len(grad_nodes)
+        return _Trace(graph, ctx, num_inputs, structure, len(returned), written, grad_owners, grad_inputs)
 
     def ir(self, stage: str = "pg", args: Sequence[Any] | None = None) -> ModuleOp:
         """The traced step as a module at ``stage`` (``picograd.pipeline.STAGES``), traced from ``args`` or the

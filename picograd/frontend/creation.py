@@ -61,13 +61,16 @@ def ones_like(t: Tensor, dtype: Any = None, device: Any = None, requires_grad: b
     return ones(t.shape, dtype=dtype or t.dtype, device=device or t.device, requires_grad=requires_grad)
 
 
-def arange(start: Any, end: Any = None, step: Any = 1, dtype: Any = None, device: Any = None) -> Tensor:
-    """``start, start + step, ...`` below ``end`` (int64 when all arguments are ints, else float32)."""
+def arange(
+    start: Any, end: Any = None, step: Any = 1, dtype: Any = None, device: Any = None, requires_grad: bool = False
+) -> Tensor:
+    """``start, start + step, ...`` below ``end`` (int64 when all arguments are ints, else float32). Raises
+    ``DTypeError`` for ``requires_grad=True`` with an integer dtype (as PyTorch)."""
     if end is None:
         start, end = 0, start
     if dtype is None:
         dtype = dtypes.int64 if all(isinstance(v, int) for v in (start, end, step)) else dtypes.float32
-    return _make(np.arange(start, end, step).astype(as_dtype(dtype).np), device, False)
+    return _make(np.arange(start, end, step).astype(as_dtype(dtype).np), device, requires_grad)
 
 
 def _random(distribution: str, size: Sequence[Any], dtype: Any, device: Any, requires_grad: bool) -> Tensor:

@@ -65,7 +65,8 @@ class Node:
     """One recorded op (or a leaf holding a buffer). ``types`` has one ``(shape, dtype)`` per result."""
 
     __slots__ = (
-        "kind", "srcs", "attrs", "types", "loc", "data", "device", "mirror", "owner", "grad_leaves", "__weakref__"
+        "kind", "srcs", "attrs", "types", "loc", "data", "device", "mirror", "owner", "grad_leaves", "backward_done",
+        "__weakref__",
     )  # fmt: skip
 
     def __init__(
@@ -88,6 +89,7 @@ class Node:
         self.mirror: Any = None  # a leaf's copy on the other device, kept by ``picograd.frontend.device.bind``
         self.owner: weakref.ref | None = None  # the tensor a leaf was realized for
         self.grad_leaves: dict[int, weakref.ref] | None = None  # tensors that accumulate .grad for a result
+        self.backward_done: Loc | None = None  # where backward() went through this op (without retain_graph)
 
 
 Value = tuple[Node, int]
@@ -226,6 +228,7 @@ BUILDERS: dict[str, Callable[[list[SSAValue], tuple, tuple], Operation]] = {
     "matmul": lambda xs, a, t: pg.MatmulOp(*xs),
     "gather": lambda xs, a, t: pg.GatherOp(xs[0], xs[1], a[0]),
     "scatter_add": lambda xs, a, t: pg.ScatterAddOp(xs[0], xs[1], a[0], t[0][0]),
+    "check_index": lambda xs, a, t: pg.CheckIndexOp(xs[0], *a),
     "cast": lambda xs, a, t: pg.CastOp(xs[0], t[0][1].ir),
     "iota": lambda xs, a, t: pg.IotaOp(_ir_type(*t[0]), a[0]),
     "random": lambda xs, a, t: pg.RandomOp(a[0], xs[0], xs[1], _ir_type(*t[0])),
@@ -302,6 +305,9 @@ class TraceContext:
 class _State:
     trace: TraceContext | None = None
     grad_enabled: bool = True
+    # bumped by every attribute assignment on a ``Module`` (and ``train()``/``eval()``) outside a trace: a compiled
+    # step traced at another value retraces (a guard, as torch.compile's on module attributes)
+    bindings: int = 0
 
 
 STATE = _State()

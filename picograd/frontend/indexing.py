@@ -4,7 +4,8 @@ Basic indices (ints, slices with positive steps, None, Ellipsis) become one ``pg
 arrays (tensors, lists, numpy arrays) follow numpy's advanced-indexing rules: index arrays broadcast together;
 when they stand next to each other the result dims replace theirs in place, otherwise they go first. Several
 index arrays are merged into one linear index over the merged dims, so every case is a single ``pg.gather``.
-Negative indices count from the end. Bool masks (data-dependent shapes) are refused.
+Negative indices count from the end; out-of-range ones raise ``IndexError`` (for index tensors computed lazily or
+in a compiled step, when the ``pg.check_index`` op runs). Bool masks (data-dependent shapes) are refused.
 """
 
 from __future__ import annotations
@@ -29,8 +30,27 @@ def _is_array_index(x: Any) -> bool:
     return isinstance(x, Tensor | list | np.ndarray)
 
 
-def _index_tensor(x: Any, size: int, device: str) -> Tensor:
-    """An int64 index tensor with negative entries wrapped by ``size``; lists and arrays go to ``device``."""
+def checked_index(t: Tensor, size: int, dim: int, what: str = "index", negative: bool = False) -> Tensor:
+    """The int64 indices ``t``, checked to lie in ``[0, size)`` (``[-size, size)`` with ``negative``): a realized
+    host tensor now, anything else by a ``pg.check_index`` op when the value is computed. Raises ``IndexError``
+    naming the first bad ``what`` (``index``, ``target``), ``dim``, ``size`` and the user's ``file:line``."""
+    from picograd.frontend.tensor import _record
+
+    t = t.long()
+    low = -size if negative else 0
+    buf = t._buffer
+    if isinstance(buf, np.ndarray) and STATE.trace is None:  # a traced input is a placeholder: check at run time
+        bad = (buf < low) | (buf >= size)
+        if bad.any():
+            value = int(buf[bad].flat[0])
+            raise IndexError(f"{what} {value} is out of range for dim {dim} of size {size}{at(user_location())}")
+        return t
+    return _record("check_index", [t], (what, dim, size, negative), t.shape, t.dtype)
+
+
+def _index_tensor(x: Any, size: int, dim: int, device: str) -> Tensor:
+    """An int64 index tensor for dim ``dim`` of size ``size``, checked (``IndexError``) and with negative entries
+    wrapped by ``size``; lists and arrays go to ``device``."""
     from picograd.frontend.tensor import Tensor, where
 
     loc = user_location()
@@ -39,10 +59,10 @@ def _index_tensor(x: Any, size: int, device: str) -> Tensor:
             raise ShapeError(f"indexing with a bool mask gives a data-dependent shape; use where() instead{at(loc)}")
         if x.dtype.category != 1:
             raise ShapeError(f"tensors used as indices must be integer tensors, got {x.dtype.name}{at(loc)}")
-        t = x.long()
+        t = checked_index(x, size, dim, negative=True)
         # a realized host index needs no wrapping when it has no negative entry; a traced input always does, since
         # the compiled step will see other data
-        buf = x._buffer
+        buf = t._buffer
         known = isinstance(buf, np.ndarray) and STATE.trace is None
         return where(t < 0, t + size, t) if not known or (buf < 0).any() else t
     arr = np.asarray(x)
@@ -50,14 +70,15 @@ def _index_tensor(x: Any, size: int, device: str) -> Tensor:
         raise ShapeError(f"indexing with a bool mask gives a data-dependent shape; use where() instead{at(loc)}")
     if arr.dtype.kind not in "iu":
         raise ShapeError(f"indices must be integers, got {arr.dtype}{at(loc)}")
-    if ((arr < -size) | (arr >= size)).any():
-        raise ShapeError(f"index out of range for a dim of size {size}{at(loc)}")
+    bad = (arr < -size) | (arr >= size)
+    if bad.any():
+        raise IndexError(f"index {int(arr[bad].flat[0])} is out of range for dim {dim} of size {size}{at(loc)}")
     return Tensor(np.where(arr < 0, arr + size, arr).astype(np.int64), device=device)
 
 
 def getitem(x: Tensor, index: Any) -> Tensor:
-    """``x[index]`` with numpy semantics (see the module docstring). Raises ``ShapeError`` for too many indices,
-    out-of-range ints and negative steps."""
+    """``x[index]`` with numpy semantics (see the module docstring). Raises ``ShapeError`` for too many indices
+    and negative steps, ``IndexError`` for out-of-range indices (index arrays: when their values are known)."""
     loc = user_location()
     items = list(index) if isinstance(index, tuple) else [index]
     if sum(1 for i in items if i is Ellipsis) > 1:
@@ -75,7 +96,7 @@ def getitem(x: Tensor, index: Any) -> Tensor:
 
     start, stop, step = [], [], []
     out_shape: list[int] = []  # shape after basic indexing, before advanced
-    advanced: list[tuple[int, Any]] = []  # (dim in out_shape, index)
+    advanced: list[tuple[int, int, Any]] = []  # (dim in out_shape, dim of x, index)
     dim = 0
     for item in items:
         if item is None:
@@ -95,12 +116,12 @@ def getitem(x: Tensor, index: Any) -> Tensor:
             start.append(0)
             stop.append(size)
             step.append(1)
-            advanced.append((len(out_shape), item))
+            advanced.append((len(out_shape), dim, item))
             out_shape.append(size)
         elif isinstance(item, int | np.integer):
             i = int(item)
             if not -size <= i < size:
-                raise ShapeError(f"index {i} is out of range for dim {dim} of size {size} of shape {x.shape}{at(loc)}")
+                raise IndexError(f"index {i} is out of range for dim {dim} of size {size} of shape {x.shape}{at(loc)}")
             i %= size
             start.append(i)
             stop.append(i + 1)
@@ -121,13 +142,13 @@ def getitem(x: Tensor, index: Any) -> Tensor:
     return _advanced(y, advanced)
 
 
-def _advanced(y: Tensor, advanced: list[tuple[int, Any]]) -> Tensor:
+def _advanced(y: Tensor, advanced: list[tuple[int, int, Any]]) -> Tensor:
     """Apply integer-array indices at dims ``advanced`` of ``y`` as one gather."""
     from picograd.frontend.tensor import _record
 
     loc = user_location()
-    dims = [d for d, _ in advanced]
-    idx = [_index_tensor(i, y.shape[d], y.device) for d, i in advanced]
+    dims = [d for d, _, _ in advanced]
+    idx = [_index_tensor(i, y.shape[d], xd, y.device) for d, xd, i in advanced]
     bshape: tuple[int, ...] | None = ()
     for t in idx:
         bshape = broadcast_shape(bshape, t.shape) if bshape is not None else None

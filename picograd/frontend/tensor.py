@@ -34,7 +34,7 @@ from picograd.frontend.realize import run_graph
 Scalar = int | float | bool
 
 # Ops whose results never carry a gradient (their vjp is zero or undefined).
-_NO_GRAD_KINDS = frozenset({"cmp", "argmax", "argmin", "stop_gradient", "iota", "random", "constant"})
+_NO_GRAD_KINDS = frozenset({"cmp", "argmax", "argmin", "stop_gradient", "iota", "random", "constant", "check_index"})
 
 
 class _Holder:
@@ -266,13 +266,15 @@ class Tensor:
             return Tensor._wrap(leaf(self._buffer, self.dtype, owner=None))
         return _record("stop_gradient", [self], (), self.shape, self.dtype)
 
-    def backward(self, gradient: Tensor | None = None) -> None:
+    def backward(self, gradient: Tensor | None = None, retain_graph: bool = False) -> None:
         """Accumulate d(self)/d(leaf) into ``.grad`` of every leaf tensor that requires grad and that ``self``
         depends on. Records a ``pg.grad`` op that the ``pg-autodiff`` pass expands; nothing runs until a value is
-        realized. ``gradient`` (the seed) is required when ``self`` is not a scalar.
+        realized. ``gradient`` (the seed) is required when ``self`` is not a scalar. As in PyTorch, the graph can be
+        gone through once, unless ``retain_graph=True``.
 
         Raises ``ShapeError`` for a non-scalar without ``gradient``, ``DTypeError`` for a non-float root and
-        ``RuntimeError`` when ``self`` does not require grad."""
+        ``RuntimeError`` when ``self`` does not require grad or when an earlier ``backward()`` went through its graph
+        without ``retain_graph=True``."""
         loc = user_location()
         if not self._requires_grad:
             raise RuntimeError(f"backward() on a tensor that does not require grad{at(loc)}")
@@ -280,15 +282,15 @@ class Tensor:
             raise DTypeError(f"backward() needs a float tensor, got {self.dtype.name}{at(loc)}")
         if gradient is None and self.shape != ():
             raise ShapeError(f"backward() on a tensor of shape {self.shape} needs a gradient argument{at(loc)}")
-        targets = _grad_leaves_of(self)
-        if not targets:
-            return
         srcs: list[Tensor] = [self]
         if gradient is not None:
             g = gradient if isinstance(gradient, Tensor) else Tensor(gradient, dtype=self.dtype, device=self.device)
             if g.shape != self.shape:
                 raise ShapeError(f"gradient of shape {g.shape} does not match the tensor's shape {self.shape}{at(loc)}")
             srcs.append(g.to(self.dtype).detach())
+        targets = _grad_leaves_of(self, loc, retain_graph)
+        if not targets:
+            return
         node = Node(
             "grad",
             [t._value for t in srcs] + [t._value for t in targets],
@@ -969,11 +971,11 @@ def _stable_exp_sum(x: Tensor, dims: tuple[int, ...]) -> tuple[Tensor, Tensor]:
     """``(m, s)``: the max over ``dims`` (keepdim, detached, 0 where it is −inf) and ``sum(exp(x - m))``."""
     if not x.dtype.is_floating_point:
         x = x._cast(dtypes.float32)
-    if any(x.shape[d] == 0 for d in dims):  # an empty slice: no max to subtract; its sum is 0 (softmax is empty)
-        kept = tuple(1 if i in dims else n for i, n in enumerate(x.shape))
-        return constant(0.0, x.dtype, kept, x.device), x.sum(dims, keepdim=True)
-    m = x.max(dims, keepdim=True).detach()
-    m = where(m == -math.inf, 0.0, m)
+    if any(x.shape[d] == 0 for d in dims):  # an empty slice has no max: sum(exp) is 0 (logsumexp -inf, as PyTorch)
+        m = constant(0.0, x.dtype, tuple(1 if i in dims else n for i, n in enumerate(x.shape)), x.device)
+    else:
+        m = x.max(dims, keepdim=True).detach()
+        m = where(m == -math.inf, 0.0, m)
     s = (x - m).exp().sum(dims, keepdim=True)
     return m, s
 
@@ -998,23 +1000,52 @@ def _infer_shape(shape: tuple[int, ...], numel: int, old: Shape) -> tuple[int, .
     return shape
 
 
-def _grad_leaves_of(root: Tensor) -> list[Tensor]:
-    """Tensors that require grad and are leaves, that ``root`` depends on (not through ``detach``)."""
+def _grad_leaves_of(root: Tensor, loc: Loc | None, retain_graph: bool) -> list[Tensor]:
+    """Tensors that require grad and are leaves, that ``root`` depends on (not through ``detach``; the walk stops
+    at them). The ops on a path from ``root`` to one of them form the graph that ``backward()`` goes through: as
+    in PyTorch, going through it again raises ``RuntimeError`` unless the earlier ``backward()`` had
+    ``retain_graph=True``; without it, this one marks them."""
     found: list[Tensor] = []
-    seen: set[int] = set()
-    stack = [root._node]
+    on_path: dict[int, bool] = {}  # node -> whether a grad leaf lies behind it
+    stack: list[tuple[Node, bool]] = [(root._node, False)]
+    order: list[Node] = []
     while stack:
-        node = stack.pop()
-        if id(node) in seen:
+        node, expanded = stack.pop()
+        if expanded:
+            order.append(node)
             continue
-        seen.add(id(node))
+        if id(node) in on_path:
+            continue
+        on_path[id(node)] = False
+        leaf_here = False
         if node.grad_leaves:
             for index, ref in sorted(node.grad_leaves.items()):
                 t = ref()
                 if t is not None and t._node is node and t._index == index and t._requires_grad:
                     found.append(t)
-        if node.kind != "stop_gradient":
-            stack.extend(src for src, _ in node.srcs)
+                    leaf_here = True
+        if leaf_here:
+            on_path[id(node)] = True
+            continue
+        if node.kind == "stop_gradient" or node.kind == "leaf":
+            continue
+        stack.append((node, True))
+        stack.extend((src, False) for src, _ in node.srcs if id(src) not in on_path)
+    graph = []
+    for node in order:  # sources before users
+        if any(on_path.get(id(src), False) for src, _ in node.srcs):
+            on_path[id(node)] = True
+            graph.append(node)
+    for node in graph:
+        if node.backward_done is not None:
+            raise RuntimeError(
+                f"backward() through the same graph a second time{at(loc)}: the first went through it"
+                f"{at(node.backward_done)} and freed it; pass retain_graph=True to the first backward() to go through "
+                "it again"
+            )
+    if not retain_graph:
+        for node in graph:
+            node.backward_done = loc or Loc("<unknown>", 0)
     return found
 
 

@@ -316,6 +316,7 @@ VJP_RULES: dict[type[Operation], Rule | None] = {
     pg.CmpOp: None,
     pg.ArgmaxOp: None,
     pg.ArgminOp: None,
+    pg.CheckIndexOp: None,
 }
 
 

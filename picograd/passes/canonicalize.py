@@ -75,7 +75,9 @@ def splat_value(value: SSAValue) -> np.ndarray | None:
         op = op.input.owner
     if not isinstance(op, pg.ConstantOp) or not is_splat(op.value):
         return None
-    first = next(iter(op.value.iter_values()))
+    first = next(iter(op.value.iter_values()), None)
+    if first is None:  # a constant with no elements (a size-0 tensor)
+        return None
     return np.asarray(first, dtype=numpy_dtype(element_of(op.result)))
 
 

@@ -9,7 +9,7 @@ outside it (by other kernels, or returned).
 How ops are grouped (producer-consumer fusion in the style of XLA's loop and input fusion, and of tinygrad's
 scheduler):
 
-- *Elementwise* ops (unary, binary, ``cmp``, ``select``, ``cast``, ``stop_gradient``), the *views*
+- *Elementwise* ops (unary, binary, ``cmp``, ``select``, ``cast``, ``stop_gradient``, ``check_index``), the *views*
   ``broadcast_to`` and ``reshape`` (a reshape of a row-major tensor is a pure re-indexing, so it is absorbed into
   an elementwise kernel like any elementwise op) and the *generators* ``constant`` and ``iota`` form elementwise
   kernels. A reduction (``sum``, ``max``, ``min``) forms a kernel with the elementwise ops that feed it (its
@@ -54,7 +54,7 @@ from xdsl.utils.exceptions import PassFailedException
 from picograd.dialects import kernel, pg
 from picograd.dialects.pg import shape_of
 
-ELEMENTWISE = (pg.UnaryOp, pg.BinaryOp, pg.CmpOp, pg.SelectOp, pg.CastOp)
+ELEMENTWISE = (pg.UnaryOp, pg.BinaryOp, pg.CmpOp, pg.SelectOp, pg.CastOp, pg.CheckIndexOp)
 VIEWS = (pg.BroadcastToOp, pg.ReshapeOp)
 GENERATORS = (pg.ConstantOp, pg.IotaOp)
 REDUCTIONS = (pg.SumOp, pg.MaxOp, pg.MinOp)

@@ -5,10 +5,13 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
+
 from picograd.errors import DTypeError, ShapeError
 from picograd.frontend import dtypes
 from picograd.frontend.creation import arange, rand
-from picograd.frontend.graph import at, user_location
+from picograd.frontend.graph import STATE, at, user_location
+from picograd.frontend.indexing import checked_index
 from picograd.frontend.tensor import Tensor, where
 
 
@@ -55,23 +58,40 @@ def _reduce(loss: Tensor, reduction: str, count: Any = None) -> Tensor:
 def cross_entropy(input: Tensor, target: Tensor, ignore_index: int = -100, reduction: str = "mean") -> Tensor:
     """Cross-entropy of logits ``input`` (N, C) or (C,) against class indices ``target`` (N,) or () (int64), as
     ``torch.nn.functional.cross_entropy``: targets equal to ``ignore_index`` contribute nothing and the mean is
-    over the others. Raises ``ShapeError``/``DTypeError`` naming the shapes and dtypes."""
+    over the others; ``reduction='none'`` gives a loss of the target's shape. Raises ``ShapeError``/``DTypeError``
+    naming the shapes and dtypes, and ``IndexError`` for a target outside ``[0, C)`` that is not ``ignore_index``
+    (when the target is computed: by the ``pg.check_index`` op)."""
+    from picograd.frontend.tensor import _record
+
     loc = user_location()
     if not isinstance(target, Tensor):
         target = Tensor(target, device=input.device)
     if target.dtype.category != 1:
         raise DTypeError(f"cross_entropy: target must hold class indices (int64), got {target.dtype.name}{at(loc)}")
-    if input.ndim == 1:
+    unbatched = input.ndim == 1
+    if unbatched:
+        if target.shape != ():
+            raise ShapeError(
+                f"cross_entropy: expected a 0-d target for input of shape {input.shape}, got {target.shape}{at(loc)}"
+            )
         input, target = input.unsqueeze(0), target.reshape(1)
     if input.ndim != 2 or target.shape != (input.shape[0],):
         raise ShapeError(
             f"cross_entropy: expected input (N, C) and target (N,), got {input.shape} and {target.shape}{at(loc)}"
         )
+    n, c = input.shape
     logp = input.log_softmax(1)
     keep = target != ignore_index
-    safe = where(keep, target, 0)
-    picked = logp[arange(input.shape[0], device=input.device), safe]
+    buf = target._buffer
+    if isinstance(buf, np.ndarray) and STATE.trace is None:  # known targets: checked now, at the user's line
+        safe = checked_index(Tensor(np.where(buf != ignore_index, buf, 0), device=input.device), c, 1, "target")
+    else:
+        safe = checked_index(where(keep, target, 0), c, 1, "target")
+    rows = arange(n, device=input.device) * c
+    picked = _record("gather", [logp.reshape(n * c), rows + safe], (0,), (n,), logp.dtype)
     loss = where(keep, -picked, 0.0)
+    if unbatched and reduction == "none":
+        loss = loss.reshape(())
     return _reduce(loss, reduction, keep.sum().to(input.dtype) if reduction == "mean" else None)
 
 
@@ -123,8 +143,9 @@ def embedding(input: Tensor, weight: Tensor) -> Tensor:
     """Rows of ``weight`` (V, D) picked by the int indices ``input`` (any shape): result ``input.shape + (D,)``.
 
     As in PyTorch, indices must lie in ``[0, V)`` (no negative indices: use ``weight[input]`` for those), so the
-    lookup is a single ``pg.gather``. Raises ``DTypeError`` for non-integer indices and ``ShapeError`` for a
-    weight that is not 2-D."""
+    lookup is a single ``pg.gather``. Raises ``DTypeError`` for non-integer indices, ``ShapeError`` for a weight
+    that is not 2-D and ``IndexError`` for an index outside ``[0, V)`` (for a computed index: when the
+    ``pg.check_index`` op runs)."""
     from picograd.frontend.tensor import _record
 
     if not isinstance(input, Tensor):
@@ -133,7 +154,8 @@ def embedding(input: Tensor, weight: Tensor) -> Tensor:
         raise DTypeError(f"embedding: indices must be an integer tensor, got {input.dtype.name}{at(user_location())}")
     if weight.ndim != 2:
         raise ShapeError(f"embedding: weight must be 2-D (V, D), got shape {weight.shape}{at(user_location())}")
-    return _record("gather", [weight, input.long()], (0,), (*input.shape, weight.shape[1]), weight.dtype)
+    index = checked_index(input, weight.shape[0], 0)
+    return _record("gather", [weight, index], (0,), (*input.shape, weight.shape[1]), weight.dtype)
 
 
 def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:

@@ -11,7 +11,7 @@ import numpy as np
 from picograd.errors import ShapeError
 from picograd.frontend import creation
 from picograd.frontend import device as devices
-from picograd.frontend.graph import user_location
+from picograd.frontend.graph import STATE, user_location
 from picograd.frontend.nn import functional as F
 from picograd.frontend.tensor import Tensor
 
@@ -25,7 +25,8 @@ def Parameter(data: Any, requires_grad: bool = True) -> Tensor:
 
 class Module:
     """Base of all modules: parameters and submodules are registered when assigned as attributes;
-    ``__call__`` runs ``forward``."""
+    ``__call__`` runs ``forward``. Assigning an attribute (or ``train()``/``eval()``) makes compiled steps traced
+    before it trace again at their next call, so that none uses a stale parameter or setting."""
 
     _parameters: dict[str, Tensor]
     _modules: dict[str, Module]
@@ -39,6 +40,8 @@ class Module:
     def __setattr__(self, name: str, value: Any) -> None:
         if "_parameters" not in self.__dict__:
             raise AttributeError("call super().__init__() before assigning attributes of a Module")
+        if STATE.trace is None:  # compiled steps traced before this retrace (their guard)
+            STATE.bindings += 1
         self._parameters.pop(name, None)
         self._modules.pop(name, None)
         if isinstance(value, Tensor) and getattr(value, "_is_param", False):
@@ -82,6 +85,7 @@ class Module:
     def train(self, mode: bool = True) -> Module:
         for m in self.modules():
             object.__setattr__(m, "training", mode)
+        STATE.bindings += 1
         return self
 
     def eval(self) -> Module:
