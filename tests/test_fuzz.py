@@ -12,7 +12,6 @@ import pytest
 import torch
 
 import picograd as pg
-import picograd.nn.functional as F
 from picograd.frontend.tensor import realize
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))

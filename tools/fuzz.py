@@ -36,14 +36,13 @@ import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
+import picograd.nn.functional as PF
 import torch
 
 import picograd as pg
-import picograd.nn.functional as PF
 from picograd.frontend.realize import pending_module
 from picograd.frontend.tensor import realize
 
@@ -157,6 +156,9 @@ class Ctx:
     """What an op row's ``make`` sees: the first operand ``a`` (a name) and its ``Meta``, and helpers that pick or
     create more operands (new inputs are kept in ``pending`` until the step is accepted)."""
 
+    a: str
+    m: Meta
+
     def __init__(self, gen: Gen, a: str):
         self.gen = gen
         self.rng = gen.rng
@@ -253,17 +255,16 @@ class Ctx:
 class Op:
     """One row of the op table: ``make`` returns the expression for a first operand (``ctx.a``) or None when the
     op does not apply to it. Expressions are written against picograd's API (``pg``, ``F`` =
-    ``pg.nn.functional``) and evaluated with ``pg`` and ``F`` bound to picograd or to ``TorchAPI``; ``torch`` maps an
-    expression to PyTorch's spelling where that differs. ``dtypes`` are the first operand's dtypes that picograd
-    supports; ``differentiable`` says whether gradients flow through the op (otherwise only the forward values are
-    compared through it)."""
+    ``pg.nn.functional``) and evaluated with ``pg`` and ``F`` bound to picograd or to ``TorchAPI`` (PyTorch's
+    spelling of the same names), so one expression is both the picograd and the PyTorch callable. ``dtypes`` are the
+    first operand's dtypes that picograd supports; ``differentiable`` says whether gradients flow through the op:
+    the result of one that is not never requires grad (checked against both libraries)."""
 
     name: str
     arity: int
     make: Callable[[Ctx], str | None]
     dtypes: tuple[str, ...] = DTYPES
     differentiable: bool = True
-    torch: Callable[[str], str] | None = None
     weight: float = 1.0  # how often it is drawn, relative to the others
 
 
@@ -421,9 +422,9 @@ def _linear(c: Ctx) -> str | None:
 def _factor(c: Ctx, n: int) -> tuple[int, ...]:
     """A random shape of rank 0-4 holding ``n`` elements."""
     if n == 0:
-        dims = [0] + [int(c.choice([1, 2, 3])) for _ in range(int(c.rng.integers(0, 3)))]
-        c.rng.shuffle(dims)
-        return tuple(dims)
+        empty = [0] + [int(c.choice([1, 2, 3])) for _ in range(int(c.rng.integers(0, 3)))]
+        c.rng.shuffle(empty)
+        return tuple(empty)
     out: list[int] = []
     rest = n
     for p in (2, 3, 5, 7):
@@ -489,7 +490,9 @@ def _squeeze(c: Ctx) -> str:
 
 def _expand(c: Ctx) -> str | None:
     shape = list(c.m.shape)
-    shape = [c.choice([2, 3]) if d == 1 and c.rng.random() < 0.6 else (-1 if c.rng.random() < 0.3 else d) for d in shape]
+    shape = [
+        c.choice([2, 3]) if d == 1 and c.rng.random() < 0.6 else (-1 if c.rng.random() < 0.3 else d) for d in shape
+    ]
     if len(shape) < 4 and c.rng.random() < 0.4:
         shape.insert(0, c.choice([1, 2]))
     if not shape:
@@ -503,7 +506,7 @@ def _identity(c: Ctx) -> str:
 
 def _slice(c: Ctx) -> str | None:
     if c.m.ndim == 0:
-        return "{a}[None]".format(a=c.a) if c.rng.random() < 0.5 else f"{c.a}[...]"
+        return f"{c.a}[None]" if c.rng.random() < 0.5 else f"{c.a}[...]"
     parts: list[str] = []
     for d in c.m.shape[: int(c.rng.integers(1, c.m.ndim + 1))]:
         r = c.rng.random()
@@ -561,7 +564,8 @@ def _cat(c: Ctx) -> str | None:
     for _ in range(int(c.choice([1, 1, 2]))):
         shape = list(m.shape)
         shape[nd] = c.choice([0, 1, 2, 3]) if c.rng.random() < 0.7 else shape[nd]
-        found = c.existing(lambda x, s=tuple(shape): x.shape == s and x.dtype == m.dtype) if c.rng.random() < 0.3 else None
+        want = Meta(tuple(shape), m.dtype)
+        found = c.existing(want.__eq__) if c.rng.random() < 0.3 else None
         others.append(found or c.new(tuple(shape), m.dtype if c.rng.random() < 0.8 else c.dtype()))
     return f"pg.cat([{c.a}, {', '.join(others)}], dim={d})"
 
@@ -717,7 +721,10 @@ class Gen:
 
     def shape(self) -> tuple[int, ...]:
         if self.wide:
-            return tuple(int(self.rng.integers(32, 41)) if d == 0 else int(self.rng.integers(1, 3)) for d in range(int(self.rng.integers(1, 3))))
+            return tuple(
+                int(self.rng.integers(32, 41)) if d == 0 else int(self.rng.integers(1, 3))
+                for d in range(int(self.rng.integers(1, 3)))
+            )
         rank = int(self.rng.choice(5, p=[0.12, 0.25, 0.3, 0.2, 0.13]))
         for _ in range(20):
             s = tuple(int(self.rng.choice(5, p=[0.04, 0.26, 0.3, 0.25, 0.15])) for _ in range(rank))
@@ -819,6 +826,7 @@ class Result:
     outs: dict[str, np.ndarray]
     dtypes: dict[str, str]
     grads: dict[str, np.ndarray | None]
+    requires_grad: dict[str, bool] = field(default_factory=dict)  # every value's flag (eager runs)
 
 
 def _eval_steps(g: Graph, env: dict[str, Any]) -> None:
@@ -844,14 +852,13 @@ def run_torch(g: Graph, f64: bool) -> tuple[Result, dict[str, np.ndarray]]:
         loss = _loss(g, outs, lambda w, o: torch.tensor(w, dtype=o.dtype))
         if loss is not None and loss.requires_grad:
             loss.backward()
-        grads = {
-            n: (t.grad.numpy() if t.grad is not None else None) for n, t in leaves.items() if t.requires_grad
-        }
+        grads = {n: (t.grad.numpy() if t.grad is not None else None) for n, t in leaves.items() if t.requires_grad}
         values = {n: v.detach().numpy() for n, v in env.items() if isinstance(v, torch.Tensor)}
         result = Result(
             {o: t.detach().numpy() for o, t in zip(g.outputs, outs, strict=True)},
             {o: FROM_TORCH[t.dtype] for o, t in zip(g.outputs, outs, strict=True)},
             grads,
+            {s.name: bool(env[s.name].requires_grad) for s in g.steps},
         )
         return result, values
     finally:
@@ -898,6 +905,7 @@ def run_eager(g: Graph, lowered: bool) -> tuple[Result, Any]:
         {o: t.numpy() for o, t in zip(g.outputs, outs, strict=True)},
         {o: t.dtype.name for o, t in zip(g.outputs, outs, strict=True)},
         {n: (x.numpy() if x is not None else None) for n, x in zip(grad_names, grads, strict=True)},
+        {s.name: env[s.name].requires_grad for s in g.steps},
     )
     return result, (module, [n for n, x in zip(grad_names, grads, strict=True) if x is not None])
 
@@ -1006,7 +1014,13 @@ def _close(got: np.ndarray, want: np.ndarray, rtol: float) -> bool:
 
 def compare(g: Graph, got: Result, ref: Result, native: Result, rtol: float) -> str | None:
     """The first difference between ``got`` and the references, or None: dtypes and shapes as PyTorch's native
-    run, float values close to the float64 run (or to the native one), others equal to one of them."""
+    run, float values close to the float64 run (or to the native one), others equal to one of them; in eager
+    runs, which values require grad (none after an op of the table that is not ``differentiable``)."""
+    ops = {s.name: OP_BY_NAME[s.op] for s in g.steps}
+    for name, flag in got.requires_grad.items():
+        want = ref.requires_grad[name] and ops[name].differentiable
+        if flag != want:
+            return f"{name}: requires_grad {flag}, PyTorch {ref.requires_grad[name]}"
     for o in g.outputs:
         want_dtype = native.dtypes[o]
         if got.dtypes[o] != want_dtype:
@@ -1019,16 +1033,13 @@ def compare(g: Graph, got: Result, ref: Result, native: Result, rtol: float) -> 
                 return f"{o}: values differ\n  got   {_fmt(a)}\n  torch {_fmt(w)}"
         elif not np.array_equal(a, w) and not np.array_equal(a, n):
             return f"{o}: values differ\n  got   {_fmt(a)}\n  torch {_fmt(n)}"
-    for name, w in ref.grads.items():
-        a = got.grads.get(name)
+    for name in ref.grads:
         inp = next(i.data for i in g.inputs if i.name == name)
         shape = inp.shape
-        if a is not None and a.dtype != inp.dtype:
-            return f"grad of {name}: dtype {a.dtype}, expected {inp.dtype}"
-        a = np.zeros(shape) if a is None else a
-        w = np.zeros(shape) if w is None else w
-        n = native.grads.get(name)
-        n = np.zeros(shape) if n is None else n
+        got_grad = got.grads.get(name)
+        if got_grad is not None and got_grad.dtype != inp.dtype:
+            return f"grad of {name}: dtype {got_grad.dtype}, expected {inp.dtype}"
+        a, w, n = (x if x is not None else np.zeros(shape) for x in (got_grad, ref.grads[name], native.grads.get(name)))
         if a.shape != shape:
             return f"grad of {name}: shape {a.shape}, expected {shape}"
         if not _close(a, w, rtol) and not _close(a, n, rtol):
@@ -1191,7 +1202,9 @@ def shrink(g: Graph, failure: Failure, opts: Options, budget_s: float = 60.0) ->
                 candidates.append(replace(best, inputs=[*best.inputs, inp], steps=steps))
         for i, inp in enumerate(best.inputs):
             if inp.requires_grad:
-                candidates.append(replace(best, inputs=[*best.inputs[:i], replace(inp, requires_grad=False), *best.inputs[i + 1 :]]))
+                candidates.append(
+                    replace(best, inputs=[*best.inputs[:i], replace(inp, requires_grad=False), *best.inputs[i + 1 :]])
+                )
         for cand in candidates:
             f = attempt(cand)
             if f is not None:
@@ -1213,7 +1226,11 @@ def repro(g: Graph, failure: Failure) -> str:
         lines.append(f"{inp.name} = pg.tensor(np.array({inp.data.tolist()!r}, dtype={_np_name(inp.data)}){rg})")
     body = [f"{s.name} = {s.expr}" for s in g.steps]
     grad_inputs = [i.name for i in g.inputs if i.requires_grad and g.check_grads]
-    loss_terms = [f"({o} * pg.tensor(np.array({g.weights[o].tolist()!r}), dtype={o}.dtype)).sum()" for o in g.outputs if o in g.weights]
+    loss_terms = [
+        f"({o} * pg.tensor(np.array({g.weights[o].tolist()!r}), dtype={o}.dtype)).sum()"
+        for o in g.outputs
+        if o in g.weights
+    ]
     if grad_inputs and loss_terms:
         body.append(f"({' + '.join(loss_terms)}).backward()")
     outs = ", ".join(g.outputs)
@@ -1312,8 +1329,8 @@ def _fuzz(
         STAGE_RUNS.update(runs)
         print(repro(small, small_f), file=out, flush=True)
     elapsed = time.time() - start
-    runs = " ".join(f"{k}={v}" for k, v in STAGE_RUNS.items())
-    print(f"seed={seed} time={elapsed:.1f}s skipped={skipped} known={known} stage runs: {runs}", file=out)
+    counts = " ".join(f"{k}={v}" for k, v in STAGE_RUNS.items())
+    print(f"seed={seed} time={elapsed:.1f}s skipped={skipped} known={known} stage runs: {counts}", file=out)
     print(f"graphs={graphs} mismatches={mismatches} crashes={crashes}", file=out, flush=True)
     return graphs, mismatches, crashes
 
