@@ -103,3 +103,19 @@ def test_detach_inside_a_compiled_step_reads_the_current_values(rng: np.random.G
         assert i.item() == int(np.argmax(x_np))
         np.testing.assert_allclose(s.item(), float((w.numpy() * x_np).sum()), rtol=1e-6)
         w.data = w - 0.5  # a parameter update
+
+
+def test_loop_stage_never_reads_an_empty_buffer() -> None:
+    """A reduction over a reshape to a size-0 shape: the reshape's (constant) index made the load loop-invariant,
+    hoisted out of the loop of no trips, reading out of bounds (the loop interpreter failed; a GPU reads garbage)."""
+    from picograd.backend.loop_interpreter import run_function
+    from picograd.frontend.realize import pending_module
+    from picograd.pipeline import passes_until, run_passes
+
+    x = pg.tensor(np.zeros((4, 2, 0), np.float32))
+    y = x.reshape(0).log_softmax(0)
+    z = x.reshape(0).sum(0, keepdim=True)
+    module, buffers = pending_module([y, z])
+    run_passes(module, passes_until("loops")[len(passes_until("simplify")) :])
+    got_y, got_z = run_function(module, "main", buffers)
+    assert got_y.shape == (0,) and got_z.shape == (1,) and got_z[0] == 0.0

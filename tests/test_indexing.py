@@ -47,8 +47,9 @@ ADVANCED = [
     (S, [0, 4], [5, 1]),  # adjacent, not leading: dims replaced in place
     (S, [[0], [3]], [1, 2, 5]),  # broadcast together to (2, 3)
     ([[0], [1]], [1, 2, 4], S),
-    (0, S, [1, 2]),  # an int among arrays is an index array too: non-adjacent
-    (S, 0, [1, -2]),  # ... adjacent
+    (0, S, [1, 2]),  # an int among arrays selects (as PyTorch; numpy counts it as an index array): in place
+    (S, 0, [1, -2]),
+    ([1, 3], 2, [0, 2]),  # adjacent once the int's dim is gone (PyTorch)
     ([1, 3], None, [0, 2]),  # None between arrays: non-adjacent
     (E, [1, -1]),
     ([2, 0], E, [[3], [4]]),  # broadcast to (2, 2), non-adjacent
@@ -92,11 +93,33 @@ def test_basic_indexing(rng, index):
     _check(pg.tensor(a)[index], a[index])
 
 
+def _torch_reference(a: np.ndarray, index) -> np.ndarray:
+    """``a[index]`` as PyTorch computes it (index arrays as tensors: a bare nested list is a tuple for PyTorch)."""
+    import torch
+
+    def conv(i):
+        return torch.tensor(i) if isinstance(i, list) else i
+
+    t = torch.tensor(a)
+    return t[tuple(conv(i) for i in index) if isinstance(index, tuple) else conv(index)].numpy()
+
+
 @pytest.mark.parametrize("kind", ["tensor", "numpy", "list"])
 @pytest.mark.parametrize("index", ADVANCED, ids=repr)
 def test_integer_array_indexing(rng, index, kind):
     a = rng.standard_normal((4, 5, 6))
-    _check(pg.tensor(a)[_as_pg_index(index, kind)], a[_as_np_index(index)])
+    _check(pg.tensor(a)[_as_pg_index(index, kind)], _torch_reference(a, index))
+
+
+def test_zero_d_index_tensors_select_like_ints(rng):
+    """``x[i, :, idx]`` with a 0-d tensor ``i`` has PyTorch's shape (the int's dim removed, idx in place)."""
+    import torch
+
+    a = rng.standard_normal((2, 2, 3))
+    got = pg.tensor(a)[pg.tensor(1), :, [-3]]
+    want = torch.tensor(a)[torch.tensor(1), :, [-3]].numpy()
+    assert got.shape == want.shape == (2, 1)
+    np.testing.assert_array_equal(got.numpy(), want)
 
 
 def test_pick_targets_like_cross_entropy(rng):

@@ -45,6 +45,7 @@ import torch
 import picograd as pg
 from picograd.frontend.realize import pending_module
 from picograd.frontend.tensor import realize
+from picograd.passes.matmul_schedule import SCHEDULES
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -125,6 +126,7 @@ class Graph:
     weights: dict[str, np.ndarray] = field(default_factory=dict)  # output -> the loss weights (float32-exact)
     check_grads: bool = True
     wide: bool = False  # a graph with a dim of 32-40 (block reductions on the GPU), run on the loop and PTX stages
+    matmul_schedule: str = "auto"  # the pg-matmul-schedule rung of the ptx stage
 
     def names(self) -> list[str]:
         return [i.name for i in self.inputs] + [s.name for s in self.steps]
@@ -799,6 +801,7 @@ class Gen:
             self.step()
         g = self.graph
         g.wide = self.wide
+        g.matmul_schedule = str(self.rng.choice(["auto", "auto", *SCHEDULES]))
         used = {d for s in g.steps for d in s.deps}
         g.outputs = [s.name for s in g.steps if s.name not in used]
         if self.rng.random() < 0.3 and len(g.steps) > 1:  # an intermediate value too
@@ -988,7 +991,7 @@ def run_ptx(g: Graph, lowered: Any, eager: Result) -> Result:
     from picograd.backend.gpu_compile import compile_for_cuda
 
     (module, buffers), grad_names = lowered
-    program = compile_for_cuda(_without_bounds_checks(module))
+    program = compile_for_cuda(_without_bounds_checks(module), matmul_schedule=g.matmul_schedule)
     with np.errstate(all="ignore"):
         arrays = run_program(program, buffers)
     return _from_arrays(g, arrays, grad_names, eager)
@@ -1258,6 +1261,8 @@ def repro(g: Graph, failure: Failure) -> str:
     head = f"# {failure.kind} in stage '{failure.stage}': {failure.message}"
     if failure.stage in ("loops", "ptx"):
         head += f"\n# (the graph of the eager code below, run on the {failure.stage} stage)"
+    if failure.stage == "ptx":
+        head += f" with matmul_schedule={g.matmul_schedule!r}"
     return head + "\n" + "\n".join(lines)
 
 

@@ -1,8 +1,10 @@
 """``Tensor.__getitem__``: numpy's basic and integer-array indexing, recorded as slice/reshape/gather ops.
 
 Basic indices (ints, slices with positive steps, None, Ellipsis) become one ``pg.slice`` and a reshape. Integer
-arrays (tensors, lists, numpy arrays) follow numpy's advanced-indexing rules: index arrays broadcast together;
-when they stand next to each other the result dims replace theirs in place, otherwise they go first. Several
+arrays (tensors, lists, numpy arrays) follow PyTorch's advanced-indexing rules: index arrays broadcast together;
+when they stand next to each other the result dims replace theirs in place, otherwise they go first; ints and 0-d
+index tensors select a dim without taking part in that placement (numpy counts them as index arrays:
+``x[1, :, [0]]`` has shape ``(x.shape[1], 1)`` in PyTorch, ``(1, x.shape[1])`` in numpy). Several
 index arrays are merged into one linear index over the merged dims, so every case is a single ``pg.gather``.
 Negative indices count from the end; out-of-range ones raise ``IndexError`` (for index tensors computed lazily or
 in a compiled step, when the ``pg.check_index`` op runs). Bool masks (data-dependent shapes) are refused.
@@ -92,7 +94,6 @@ def getitem(x: Tensor, index: Any) -> Tensor:
         items[e : e + 1] = [slice(None)] * (x.ndim - used)
     else:  # the ellipsis already stands for the dims not indexed
         items += [slice(None)] * (x.ndim - used)
-    has_array = any(_is_array_index(i) for i in items)
 
     start, stop, step = [], [], []
     out_shape: list[int] = []  # shape after basic indexing, before advanced
@@ -112,7 +113,7 @@ def getitem(x: Tensor, index: Any) -> Tensor:
             stop.append(b)
             step.append(s)
             out_shape.append(len(range(a, b, s)))
-        elif _is_array_index(item) or (has_array and isinstance(item, int | np.integer)):
+        elif _is_array_index(item):
             start.append(0)
             stop.append(size)
             step.append(1)
@@ -155,12 +156,16 @@ def _advanced(y: Tensor, advanced: list[tuple[int, int, Any]]) -> Tensor:
     if bshape is None:
         shapes = ", ".join(str(t.shape) for t in idx)
         raise ShapeError(f"index arrays of shapes {shapes} cannot be broadcast together{at(loc)}")
-    adjacent = dims == list(range(dims[0], dims[0] + len(dims)))
-    if not adjacent:  # numpy puts the broadcast index dims first: move the indexed dims to the front
-        rest = [d for d in range(y.ndim) if d not in dims]
-        y = y.permute(*dims, *rest)
-        dims = list(range(len(dims)))
-    first = dims[0]
+    # PyTorch's placement of the broadcast index dims: 0-d indices select (like ints); the others replace their
+    # dims in place when no slice stands between them, else go first. Group every indexed dim at that place.
+    arrays = [d for d, t in zip(dims, idx, strict=True) if t.ndim]
+    rest = [d for d in range(y.ndim) if d not in dims]
+    adjacent = bool(arrays) and all(d in dims for d in range(arrays[0], arrays[-1] + 1))
+    first = sum(1 for d in rest if d < arrays[0]) if adjacent else 0
+    order = [*rest[:first], *dims, *rest[first:]]
+    if order != list(range(y.ndim)):
+        y = y.permute(*order)
+    dims = list(range(first, first + len(dims)))
     sizes = [y.shape[d] for d in dims]
     linear = idx[-1]._broadcast(bshape)
     stride = sizes[-1]
