@@ -19,12 +19,12 @@ import fuzz  # noqa: E402
 
 
 def test_fixed_seed_run_is_clean() -> None:
-    """300 graphs through eager, compiled, the loop stage and (every 10th) the PTX emulator: nothing differs."""
+    """200 graphs through eager, compiled, the loop stage and (every 10th) the PTX emulator: nothing differs."""
     out = io.StringIO()
-    graphs, mismatches, crashes = fuzz.fuzz(300, seed=2026, ptx_every=10, out=out)
-    assert graphs >= 290 and mismatches == 0 and crashes == 0, out.getvalue()
+    graphs, mismatches, crashes = fuzz.fuzz(200, seed=2026, ptx_every=10, out=out)
+    assert graphs >= 190 and mismatches == 0 and crashes == 0, out.getvalue()
     assert out.getvalue().splitlines()[-1] == f"graphs={graphs} mismatches=0 crashes=0"
-    assert fuzz.STAGE_RUNS["loops"] > 100 and fuzz.STAGE_RUNS["ptx"] > 10
+    assert fuzz.STAGE_RUNS["loops"] > 100 and fuzz.STAGE_RUNS["ptx"] > 5
 
 
 def test_op_table_covers_the_public_ops() -> None:
