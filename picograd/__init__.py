@@ -7,7 +7,7 @@ See design.md for the pipeline and the README for a tour.
 
 import sys
 
-from picograd.errors import CompileError, DeviceError, DTypeError, ShapeError
+from picograd.errors import CheckpointError, CompileError, DeviceError, DTypeError, ShapeError
 from picograd.frontend import nn, optim
 from picograd.frontend.compile import Spec, compile
 from picograd.frontend.creation import (
@@ -27,7 +27,7 @@ from picograd.frontend.creation import (
 from picograd.frontend.dtypes import bool_, float32, float64, int32, int64
 from picograd.frontend.graph import no_grad
 from picograd.frontend.random import manual_seed
-from picograd.frontend.realize import matmul_schedule
+from picograd.frontend.realize import matmul_schedule, set_cache_size
 from picograd.frontend.serialization import load, save
 from picograd.frontend.tensor import Tensor, maximum, minimum, where
 
@@ -41,8 +41,8 @@ long = int64
 bool = bool_  # noqa: A001 - torch.bool
 
 __all__ = [
-    "CompileError", "DeviceError", "DTypeError", "ShapeError", "Spec", "Tensor", "arange", "bool_", "cat", "compile",
-    "float32", "float64", "full", "int32", "int64", "load", "manual_seed", "matmul_schedule", "maximum", "minimum",
-    "nn", "no_grad", "ones", "ones_like", "optim", "rand", "randint", "randn", "save", "stack", "tensor", "where",
-    "zeros", "zeros_like",
+    "CheckpointError", "CompileError", "DeviceError", "DTypeError", "ShapeError", "Spec", "Tensor", "arange", "bool_",
+    "cat", "compile", "float32", "float64", "full", "int32", "int64", "load", "manual_seed", "matmul_schedule",
+    "maximum", "minimum", "nn", "no_grad", "ones", "ones_like", "optim", "rand", "randint", "randn", "save",
+    "set_cache_size", "stack", "tensor", "where", "zeros", "zeros_like",
 ]  # fmt: skip

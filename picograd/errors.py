@@ -16,3 +16,8 @@ class CompileError(RuntimeError):
 
 class DeviceError(RuntimeError):
     """A device that is not there (no GPU, no CUDA driver) or tensors on different devices."""
+
+
+class CheckpointError(ValueError):
+    """A file ``pg.load`` cannot read as a picograd checkpoint (empty, truncated, not safetensors, or a safetensors
+    file that another program wrote); the message names the file and what is wrong with it."""

@@ -451,7 +451,8 @@ class Emulator:
 
 def run_program(program: Any, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
     """Run a ``CudaProgram`` (``picograd.backend.gpu_compile``) on numpy ``inputs``: its launch plan with buffers
-    on an emulated heap (temps poisoned with 0xFF bytes, outputs too, so unwritten results show)."""
+    on an emulated heap (temps poisoned with 0xFF bytes, outputs too, so unwritten results show). Raises the
+    ``IndexError`` that the program's index checks report (``CudaProgram.index_error``), as the runtime does."""
     from picograd.dialects import ptx as ptx_dialect
 
     module = program.module
@@ -487,4 +488,11 @@ def run_program(program: Any, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
             heap.put(addrs[step.dst], heap.get(addrs[step.src], spec.shape, spec.dtype))
         else:
             raise EmulationError(f"no emulation of step {step}")
+    checks = getattr(program, "checks", ())
+    if checks:  # device-side index checks: their error flags, as the runtime reads them after a step
+        n_in = len(program.inputs)
+        flags = [heap.get(addrs[cuda.Input(n_in + j)], (2,), np.dtype(np.int64)) for j, _ in checks]
+        error = program.index_error(flags)
+        if error is not None:
+            raise error
     return [heap.get(addrs[cuda.Output(k)], s.shape, s.dtype) for k, s in enumerate(program.outputs)]

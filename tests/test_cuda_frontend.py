@@ -11,6 +11,7 @@ without a GPU skip themselves on a GPU machine. Inputs are fresh random draws on
 from __future__ import annotations
 
 import re
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
@@ -36,7 +37,7 @@ def fake_cuda(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setattr(cuda, "DeviceBuffer", FakeDeviceBuffer)
     monkeypatch.setattr(cuda, "synchronize", lambda: None)
     monkeypatch.setattr(realize, "cuda_compiler", lambda: fake_compile_for_cuda)
-    monkeypatch.setattr(realize, "_CACHE", {})
+    monkeypatch.setattr(realize, "_CACHE", OrderedDict())
     yield COUNTERS
     pg.manual_seed(0)  # the generator's offset may hold a fake buffer now
 

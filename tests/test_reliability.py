@@ -4,6 +4,7 @@ naming the problem and the user's ``file:line``, and the caches stay bounded."""
 from __future__ import annotations
 
 import inspect
+import os
 
 import numpy as np
 import pytest
@@ -344,3 +345,301 @@ def test_rebound_parameter_global_and_closure_retrace(rng):
     model.eval()
     g(x)
     assert len(calls) == 2
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Caches and memory
+
+
+def test_eager_python_scalar_that_changes_is_a_runtime_scalar(rng):
+    a = rng.standard_normal(3)
+    w = pg.tensor(a, requires_grad=True)
+    opt = pg.optim.SGD([w], lr=0.01)
+    wt = torch.tensor(a, requires_grad=True)
+    optt = torch.optim.SGD([wt], lr=0.01)
+    sizes = []
+    for i in range(12):
+        opt.zero_grad()
+        loss = (w * w.sin()).sum() * (1 + 1e-1 * i)  # a schedule written as a Python float
+        loss.backward()
+        opt.step()
+        got = loss.item()
+        optt.zero_grad()
+        lt = (wt * wt.sin()).sum() * (1 + 1e-1 * i)
+        lt.backward()
+        optt.step()
+        np.testing.assert_allclose(got, lt.item(), rtol=1e-12)
+        sizes.append(pg.frontend.realize.cache_size())
+    np.testing.assert_allclose(w.numpy(), wt.detach().numpy(), rtol=1e-12)
+    assert sizes[-1] == sizes[2], sizes  # baked the first time, lifted the second, then cache hits
+
+
+def test_compile_caches_are_bounded_and_die_with_their_function():
+    import gc
+
+    from picograd.frontend import realize
+
+    before = realize.cache_size()
+    fns = []
+    for k in range(20):
+        f = pg.compile(lambda x, k=k: x * float(k) + 1.0)
+        np.testing.assert_allclose(f(pg.tensor([1.0, 2.0])).numpy(), [1.0 + k, 1.0 + 2 * k])
+        fns.append(f)
+    assert realize.cache_size() == before + 20
+    del fns, f
+    gc.collect()
+    assert realize.cache_size() == before
+    # the graph cache is an LRU of a size users set
+    previous = pg.set_cache_size(4)
+    try:
+        for k in range(10):
+            (pg.tensor([1.0]) + pg.tensor([float(k)]).exp() * k).numpy()  # 10 structures (k is baked once each)
+            assert realize.cache_size() <= 4
+    finally:
+        assert pg.set_cache_size(previous) == 4
+    with pytest.raises(ValueError):
+        pg.set_cache_size(0)
+    # a compiled function keeps at most cache_size traces
+    g = pg.compile(lambda x: x * 2.0, cache_size=2)
+    for n in range(1, 6):
+        g(pg.tensor(np.ones(n)))
+    assert len(g.executables()) == 2
+
+
+def test_gradient_accumulation_compiles_once_per_state(rng):
+    a, b = rng.standard_normal((2, 3)), rng.standard_normal(2)
+    batches = [(rng.standard_normal((4, 3)), rng.standard_normal((4, 2))) for _ in range(8)]
+    model = pg.nn.Linear(3, 2).double() if hasattr(pg.nn.Linear, "double") else pg.nn.Linear(3, 2)
+    model.weight.data = pg.tensor(a, dtype=model.weight.dtype)
+    model.bias.data = pg.tensor(b, dtype=model.bias.dtype)
+    opt = pg.optim.SGD(model.parameters(), lr=0.1)
+    traces = []
+
+    @pg.compile
+    def micro(x, y):
+        traces.append(1)
+        loss = F.mse_loss(model(x), y)
+        loss.backward()
+        for p in model.parameters():
+            p.grad = p.grad * 0.5
+        return loss
+
+    tm = torch.nn.Linear(3, 2)
+    with torch.no_grad():
+        tm.weight.copy_(torch.tensor(model.weight.numpy()))
+        tm.bias.copy_(torch.tensor(model.bias.numpy()))
+    topt = torch.optim.SGD(tm.parameters(), lr=0.1)
+    dtype = model.weight.dtype.np
+    for it in range(4):
+        opt.zero_grad()
+        topt.zero_grad()
+        for x, y in batches[2 * it : 2 * it + 2]:
+            micro(pg.tensor(x.astype(dtype)), pg.tensor(y.astype(dtype)))
+            loss = torch.nn.functional.mse_loss(tm(torch.tensor(x.astype(dtype))), torch.tensor(y.astype(dtype)))
+            loss.backward()
+            for p in tm.parameters():
+                p.grad = p.grad * 0.5
+        opt.step()
+        topt.step()
+    assert len(traces) == 2  # .grad None (first micro-batch) and set (the second), each traced once
+    np.testing.assert_allclose(model.weight.numpy(), tm.weight.detach().numpy(), rtol=1e-5, atol=1e-6)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Checkpoints
+
+
+def test_load_bad_files_name_the_file_and_the_problem(tmp_path, rng):
+    from safetensors.numpy import save_file
+
+    good = tmp_path / "good.safetensors"
+    state = {"w": rng.standard_normal(3), "step": 3}
+    pg.save(state, good)
+    loaded = pg.load(good)
+    np.testing.assert_array_equal(loaded["w"], state["w"])
+    data = good.read_bytes()
+    cases = {
+        "empty.safetensors": (b"", "is empty"),
+        "truncated.safetensors": (data[:-3], "truncated"),
+        "junk.bin": (b"this is not a checkpoint at all", "not a safetensors file"),
+    }
+    for name, (content, problem) in cases.items():
+        (tmp_path / name).write_bytes(content)
+        with pytest.raises(pg.CheckpointError, match=problem) as info:
+            pg.load(tmp_path / name)
+        assert str(tmp_path / name) in str(info.value)
+    foreign = tmp_path / "foreign.safetensors"
+    save_file({"x": np.zeros(2, np.float32)}, str(foreign))
+    with pytest.raises(pg.CheckpointError, match="picograd did not write") as info:
+        pg.load(foreign)
+    assert str(foreign) in str(info.value)
+    with pytest.raises(FileNotFoundError, match="missing.safetensors"):
+        pg.load(tmp_path / "missing.safetensors")
+
+
+def test_save_names_the_target_and_cleans_stale_temp_files(tmp_path):
+    target = tmp_path / "nodir" / "ckpt.safetensors"
+    with pytest.raises(FileNotFoundError) as info:
+        pg.save({"a": pg.tensor([1.0])}, target)
+    assert str(target) in str(info.value) and ".tmp" not in str(info.value)
+    path = tmp_path / "ckpt.safetensors"
+    dead = tmp_path / ".ckpt.safetensors.tmp-999999999-x1.safetensors"  # a save killed mid-write
+    ours = tmp_path / f".ckpt.safetensors.tmp-{os.getpid()}-x2.safetensors"  # an earlier save of this process
+    live = tmp_path / ".ckpt.safetensors.tmp-1-x3.safetensors"  # a save in progress in a live process
+    other = tmp_path / ".other.safetensors.tmp-999999999-x4.safetensors"  # another checkpoint's
+    for f in (dead, ours, live, other):
+        f.write_bytes(b"partial")
+    pg.save({"a": pg.tensor([1.0, 2.0])}, path)
+    assert not dead.exists() and not ours.exists()
+    assert live.exists() and other.exists()
+    np.testing.assert_array_equal(pg.load(path)["a"], [1.0, 2.0])
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["ckpt.safetensors", live.name, other.name])
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# pgc on a broken model file
+
+
+@pytest.mark.parametrize(
+    "source, line, error",
+    [
+        ("import picograd as pg\nx = (1,\n", 2, "SyntaxError"),
+        ("import picograd as pg\n\nprint(undefined_at_import)\n", 3, "NameError: name 'undefined_at_import'"),
+        (
+            "import picograd as pg\n\n@pg.compile(example_inputs=(pg.Spec((2,)),))\ndef f(x):\n    return x * nope\n",
+            5,
+            "NameError: name 'nope' is not defined",
+        ),
+    ],
+)
+def test_pgc_model_errors_are_one_line_with_the_users_line(tmp_path, capsys, source, line, error):
+    from picograd.tools.pgc import main
+
+    model = tmp_path / "model.py"
+    model.write_text(source)
+    assert main([str(model)]) == 1
+    err = capsys.readouterr().err
+    assert err.strip() == err.strip().splitlines()[0], err  # one line, no traceback
+    assert f"{model}:{line}: {error}" in err
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Device-side index checks (item 3 on the GPU): error flags written by the kernels, read after the step; checked
+# on the PTX emulator and assembled by ptxas
+
+
+def _gpu_program(fn):
+    from picograd.backend.gpu_compile import compile_for_cuda
+
+    return compile_for_cuda(fn.ir("simplify"))
+
+
+def test_gpu_embedding_index_check_on_the_emulator(rng):
+    from _ptx_emulator import run_program
+
+    table = rng.standard_normal((4, 3)).astype(np.float32)
+    weight = pg.tensor(table)
+
+    @pg.compile(example_inputs=(pg.Spec((2,), "int64"),))
+    def lookup(i):
+        return F.embedding(i, weight) * 2.0
+
+    line = inspect.getsourcelines(lookup.fn)[1] + 2
+    program = _gpu_program(lookup)
+    assert len(program.checks) == 1
+    (out,) = run_program(program, [np.array([1, 3]), table])
+    np.testing.assert_allclose(out, table[[1, 3]] * 2.0, rtol=1e-6)
+    for bad in (4, -1):
+        with pytest.raises(
+            IndexError, match=rf"index {bad} is out of range for dim 0 of size 4 \(at {__file__}:{line}\)"
+        ):
+            run_program(program, [np.array([0, bad]), table])
+    from picograd.backend import ptxas
+
+    if ptxas.find_ptxas() is not None:
+        program.assemble()
+
+
+def test_gpu_cross_entropy_target_check_on_the_emulator(rng):
+    from _ptx_emulator import run_program
+
+    w = pg.tensor(rng.standard_normal((3, 3)).astype(np.float32), requires_grad=True)
+    opt = pg.optim.SGD([w], lr=0.1)
+
+    @pg.compile(example_inputs=(pg.Spec((2, 3)), pg.Spec((2,), "int64")))
+    def step(x, y):
+        loss = F.cross_entropy(x @ w, y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        return loss
+
+    program = _gpu_program(step)
+    assert program.checks
+    x = rng.standard_normal((2, 3)).astype(np.float32)
+    inputs = [x, np.array([0, 2]), w.numpy()]  # then the optimizer's learning rate and step count
+    inputs += [np.zeros(s.shape, s.dtype) for s in program.inputs[3:]]
+    run_program(program, inputs)  # in range: no error
+    inputs[1] = np.array([0, -1])
+    with pytest.raises(IndexError, match="target -1 is out of range for dim 1 of size 3"):
+        run_program(program, inputs)
+
+
+def test_loop_stage_index_check(rng):
+    from picograd.backend.loop_interpreter import run_function
+
+    table = rng.standard_normal((4, 3))
+    weight = pg.tensor(table)
+
+    @pg.compile(example_inputs=(pg.Spec((2, 2), "int64"),))
+    def pick(i):
+        return weight[i].sum(-1)
+
+    module = pick.ir("loops")
+    (out,) = run_function(module, "pick", [np.array([[1, -1], [0, 2]]), table])
+    np.testing.assert_allclose(out, table[[[1, -1], [0, 2]]].sum(-1), rtol=1e-12)
+    with pytest.raises(IndexError, match="index -5 is out of range for dim 0 of size 4"):
+        run_function(module, "pick", [np.array([[1, -5], [0, 2]]), table])
+
+
+@pytest.mark.gpu
+def test_gpu_index_checks_on_the_device(rng):
+    from picograd.backend import cuda
+
+    if not cuda.available():
+        pytest.skip("needs an NVIDIA GPU")
+    table = rng.standard_normal((4, 3)).astype(np.float32)
+    weight = pg.tensor(table, device="cuda", requires_grad=True)
+    np.testing.assert_allclose(F.embedding(pg.tensor([3, 0], device="cuda"), weight).numpy(), table[[3, 0]])
+    with pytest.raises(IndexError, match="index 4 is out of range for dim 0 of size 4"):
+        F.embedding(pg.tensor([1, 2], device="cuda") * 2, weight).numpy()  # computed on the device: checked there
+    opt = pg.optim.SGD([weight], lr=0.1)
+
+    @pg.compile
+    def step(x, y):
+        loss = F.cross_entropy(x @ weight, y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        return loss
+
+    x = pg.tensor(rng.standard_normal((2, 4)).astype(np.float32), device="cuda")
+    for _ in range(3):
+        step(x, pg.tensor([0, 2], device="cuda")).item()
+    before = weight.numpy().copy()
+    with pytest.raises(IndexError, match="target -1 is out of range for dim 1 of size 3"):
+        step(x, pg.tensor([0, -1], device="cuda"))
+    np.testing.assert_array_equal(weight.numpy(), before)  # the failed step wrote nothing back
+    step(x, pg.tensor([1, 2], device="cuda")).item()  # the flags were cleared: the next step runs
+
+
+def test_gradient_read_lazily_by_a_later_backward_is_a_constant(rng):
+    a, b = rng.standard_normal(2), rng.standard_normal(2)
+    w, x = pg.tensor(a, requires_grad=True), pg.tensor(b, requires_grad=True)
+    (w * w * x).sum().backward()
+    (w.grad * x).sum().backward()  # w.grad not realized yet: it must not be differentiated through
+    wt, xt = torch.tensor(a, requires_grad=True), torch.tensor(b, requires_grad=True)
+    (wt * wt * xt).sum().backward()
+    (wt.grad * xt).sum().backward()
+    np.testing.assert_allclose(w.grad.numpy(), wt.grad.numpy(), rtol=1e-12)
+    np.testing.assert_allclose(x.grad.numpy(), xt.grad.numpy(), rtol=1e-12)

@@ -61,15 +61,12 @@ WIDE_NUMEL = 96  # the limit for wide graphs (one dim of 32-40: the GPU's block 
 
 # Open items of issue 16 that other branches fix: the generator avoids these inputs (see the entry's name in the op
 # table) or ``known_issue`` recognizes their failure.
-KNOWN_ISSUES = {
-    "check-index-device": "issue 16 item 3 (reliability branch): pg.check_index has no loop-stage or GPU lowering "
-    "yet; the loops and ptx stages run the graph without its bounds checks (the fuzzer's indices are in range)",
-}
+KNOWN_ISSUES: dict[str, str] = {}
 
 
 def known_issue(g: Graph, failure: Failure, values: dict[str, np.ndarray]) -> str | None:
-    """The ``KNOWN_ISSUES`` entry a failure is, or None. Graphs not avoided at generation (the size-0 crash comes
-    from scalars that ops like softmax add inside) are recognized by their failure and counted apart."""
+    """The ``KNOWN_ISSUES`` entry a failure is, or None (none today: the issue 16 items that other branches fixed
+    were merged; an entry here names the item and recognizes its failure, which is then counted as known)."""
     return None
 
 
@@ -963,23 +960,12 @@ def pg_dtype_name(d: np.dtype) -> str:
     return {np.dtype(v): k for k, v in NP.items()}[np.dtype(d)]
 
 
-def _without_bounds_checks(module: Any) -> Any:
-    """A copy of ``module`` with each ``pg.check_index`` replaced by its input (KNOWN_ISSUES["check-index-device"])."""
-    work = module.clone()
-    for op in list(work.walk()):
-        if op.name == "pg.check_index":
-            op.results[0].replace_all_uses_with(op.operands[0])
-            op.detach()
-            op.erase()
-    return work
-
-
 def run_loops(g: Graph, lowered: Any, eager: Result) -> Result:
     from picograd.backend.loop_interpreter import run_function
     from picograd.pipeline import passes_until, run_passes
 
     (module, buffers), grad_names = lowered
-    work = _without_bounds_checks(module)
+    work = module.clone()
     run_passes(work, passes_until("loops")[len(passes_until("simplify")) :])
     return _from_arrays(g, run_function(work, "main", buffers), grad_names, eager)
 
@@ -991,7 +977,7 @@ def run_ptx(g: Graph, lowered: Any, eager: Result) -> Result:
     from picograd.backend.gpu_compile import compile_for_cuda
 
     (module, buffers), grad_names = lowered
-    program = compile_for_cuda(_without_bounds_checks(module), matmul_schedule=g.matmul_schedule)
+    program = compile_for_cuda(module, matmul_schedule=g.matmul_schedule)
     with np.errstate(all="ignore"):
         arrays = run_program(program, buffers)
     return _from_arrays(g, arrays, grad_names, eager)

@@ -7,6 +7,9 @@ the PTX of its kernels and reads the launch plan off the host function that ``pg
 - **inputs** are the function's input buffers in order (``Input(i)``), then one hidden input per dense constant
   (``memref.global``) the kernels read, whose contents the executable uploads once on its first call: PTX could hold
   them as initialized ``.global`` data, which the ``ptx`` dialect has no op for yet;
+- **checks**: a hidden input that is the error flag of a ``pg.check_index`` (a mutable global with the
+  ``pg.index_check`` message; see ``pg-to-loops``) is listed with its message: after a call the executable reads
+  the flags and raises ``IndexError`` (``CudaProgram.index_error``);
 - **outputs** are its result buffers (the arguments marked ``pg.result = k``, ``Output(k)``);
 - **temps** are the buffers the function allocates: the arena of the memory plan (one ``uint8`` buffer of
   ``pg.peak_bytes`` bytes) and any scratch buffer of a kernel (``Temp(j)`` in allocation order). Intermediates are
@@ -34,12 +37,14 @@ from xdsl.dialects.builtin import (
     IntegerAttr,
     MemRefType,
     ModuleOp,
+    StringAttr,
 )
 from xdsl.ir import Operation, SSAValue
 from xdsl.utils.exceptions import DiagnosticException, VerifyException
 
 from picograd.backend import cuda
 from picograd.backend.numpy_executor import numpy_dtype
+from picograd.dialects import pg
 from picograd.errors import CompileError
 from picograd.passes._buffers import RESULT_ATTR
 
@@ -63,6 +68,15 @@ class CudaProgram:
     constants: tuple[np.ndarray, ...] = ()
     arch: str = "sm_90"
     module: ModuleOp | None = field(default=None, repr=False)
+    checks: tuple[tuple[int, str], ...] = ()  # (constant index, message template): the error flags of index checks
+
+    def index_error(self, flags: Sequence[np.ndarray]) -> IndexError | None:
+        """The ``IndexError`` that the error flags of the index checks (``flags[j]`` holding the contents of the
+        constant of ``checks[j]`` after a run: (1, the bad index) once a kernel saw one) report, or None."""
+        for (_, template), flag in zip(self.checks, flags, strict=True):
+            if flag[0]:
+                return IndexError(template.replace("{}", str(int(flag[1])), 1))
+        return None
 
     @property
     def kernels(self) -> list[str]:
@@ -85,7 +99,8 @@ class CudaProgram:
 
 class ProgramExecutable(cuda.Executable):
     """``cuda.Executable`` plus the program's constant buffers, uploaded on the first call and appended to the
-    inputs of every call."""
+    inputs of every call. A program with index checks (``pg.check_index``) reads their error flags after each call
+    and raises ``IndexError`` naming the bad index, the dim's size and the user's ``file:line``."""
 
     def __init__(self, program: CudaProgram, **options: Any) -> None:
         const_specs = [cuda.BufferSpec(c.shape, c.dtype) for c in program.constants]
@@ -110,7 +125,15 @@ class ProgramExecutable(cuda.Executable):
             raise TypeError(f"{self.name} takes {self.user_inputs} input buffers, got {len(inputs)}")
         if self._constant_buffers is None:
             self._constant_buffers = tuple(cuda.DeviceBuffer.from_numpy(c) for c in self.program.constants)
-        return super().__call__(*inputs, *self._constant_buffers, out=out)
+        outs = super().__call__(*inputs, *self._constant_buffers, out=out)
+        if self.program.checks:  # device-side index checks: read their flags (this waits for the step)
+            buffers = [self._constant_buffers[j] for j, _ in self.program.checks]
+            error = self.program.index_error([b.to_numpy() for b in buffers])
+            if error is not None:
+                for b in buffers:  # clear them for the next call
+                    b.copy_from(np.zeros(2, np.int64))
+                raise error
+        return outs
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -119,7 +142,7 @@ class ProgramExecutable(cuda.Executable):
 
 def detect_stage(module: ModuleOp) -> str:
     """The stage of ``module`` (a name of ``picograd.pipeline.STAGES``), from the ops it holds."""
-    from picograd.dialects import kernel, pg, ptx
+    from picograd.dialects import kernel, ptx
 
     has: set[str] = set()
     for op in module.walk():
@@ -182,7 +205,7 @@ def compile_for_cuda(
     else:  # nothing to launch (the function only copies its arguments)
         text = print_ptx(ptx.ModuleOp(target=arch))
     plan = _launch_plan(work, fn)
-    return CudaProgram(fn.sym_name.data, text, *plan, arch=arch, module=work)
+    return CudaProgram(fn.sym_name.data, text, *plan[:5], arch=arch, module=work, checks=plan[5])
 
 
 def _spec(t: Any) -> cuda.BufferSpec:
@@ -208,6 +231,16 @@ def _global_array(module: ModuleOp, op: memref.GetGlobalOp) -> np.ndarray:
     raise CompileError(f"compile_for_cuda: no memref.global @{name}")
 
 
+def _index_check(module: ModuleOp, op: memref.GetGlobalOp) -> str | None:
+    """The message template of the global ``op`` reads when it is the error flag of an index check."""
+    name = op.name_.root_reference.data
+    for g in module.ops:
+        if isinstance(g, memref.GlobalOp) and g.sym_name.data == name:
+            attr = g.attributes.get(pg.INDEX_CHECK_ATTR)
+            return attr.data if isinstance(attr, StringAttr) else None
+    return None
+
+
 def _launch_plan(
     module: ModuleOp, fn: func.FuncOp
 ) -> tuple[
@@ -216,6 +249,7 @@ def _launch_plan(
     tuple[cuda.BufferSpec, ...],
     tuple[cuda.BufferSpec, ...],
     tuple[np.ndarray, ...],
+    tuple[tuple[int, str], ...],
 ]:
     block = fn.body.block
     slots: dict[SSAValue, cuda.Slot] = {}
@@ -235,6 +269,7 @@ def _launch_plan(
         raise CompileError(f"compile_for_cuda: @{fn.sym_name.data}: result buffers {sorted(outputs)} are not 0..n-1")
     temps: list[cuda.BufferSpec] = []
     constants: list[np.ndarray] = []
+    checks: list[tuple[int, str]] = []
     steps: list[cuda.Step] = []
 
     def slot(v: SSAValue, user: Operation) -> cuda.Slot:
@@ -254,6 +289,9 @@ def _launch_plan(
             temps.append(spec)
         elif isinstance(op, memref.GetGlobalOp):
             constants.append(_global_array(module, op))
+            template = _index_check(module, op)
+            if template is not None:
+                checks.append((len(constants) - 1, template))
             slots[op.memref] = _Constant(len(constants) - 1)  # type: ignore[assignment]  # an Input, after the others
         elif isinstance(op, gpu.LaunchFuncOp):
             sizes = []
@@ -293,6 +331,7 @@ def _launch_plan(
         tuple(outputs[k] for k in range(len(outputs))),
         tuple(temps),
         tuple(constants),
+        tuple(checks),
     )
 
 

@@ -42,6 +42,7 @@ from xdsl.dialects.builtin import (
     IntegerType,
     MemRefType,
     ModuleOp,
+    StringAttr,
 )
 from xdsl.interpreter import (
     Interpreter,
@@ -62,9 +63,11 @@ from xdsl.interpreters.scf import ScfFunctions
 from xdsl.interpreters.shaped_array import ShapedArray
 from xdsl.interpreters.utils.ptr import RawPtr, TypedPtr
 from xdsl.ir import Attribute, Operation
+from xdsl.traits import SymbolTable
 from xdsl.utils.comparisons import to_signed, to_unsigned
 
 from picograd.backend.numpy_executor import numpy_dtype
+from picograd.dialects import pg
 from picograd.passes._buffers import RESULT_ATTR
 
 POISON_BYTE = 0xFF
@@ -109,6 +112,34 @@ def _int_result(op: Operation, interpreter: Interpreter, value: int) -> tuple[in
 class LoopStageFunctions(InterpreterFunctions):
     """What the loop stage needs beyond xDSL 0.74's interpreter functions (see the module docstring). Register it
     after xDSL's with ``override=True``: its float ops replace xDSL's."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.flags: dict[str, ShapedArray[Any]] = {}  # the error flags of index checks, by global name
+
+    @impl(memref.GetGlobalOp)
+    def run_get_global(self, interpreter: Interpreter, op: memref.GetGlobalOp, args: PythonValues) -> PythonValues:
+        """Globals as xDSL reads them, except the error flags of index checks (``pg.INDEX_CHECK_ATTR``), which
+        are mutable: one array per global for the whole run, which ``run_function`` reads at the end."""
+        name = op.name_.root_reference.data
+        if name in self.flags:
+            return (self.flags[name],)
+        mem = SymbolTable.lookup_symbol(op, op.name_)
+        (array,) = MemRefFunctions.run_get_global(self, interpreter, op, args).values  # type: ignore[arg-type]
+        if isinstance(mem, memref.GlobalOp) and pg.INDEX_CHECK_ATTR in mem.attributes:
+            self.flags[name] = array
+        return (array,)
+
+    def index_error(self, module: ModuleOp) -> IndexError | None:
+        """The ``IndexError`` an index check reported during the run, or None."""
+        for op in module.ops:
+            if isinstance(op, memref.GlobalOp) and op.sym_name.data in self.flags:
+                flag = self.flags[op.sym_name.data]
+                if flag.load((0,)):
+                    template = op.attributes[pg.INDEX_CHECK_ATTR]
+                    assert isinstance(template, StringAttr)
+                    return IndexError(template.data.replace("{}", str(int(flag.load((1,)))), 1))
+        return None
 
     # --- scf ---------------------------------------------------------------------------------------------------
 
@@ -370,9 +401,9 @@ def from_buffer(buffer: ShapedArray[Any], t: MemRefType) -> np.ndarray:
 # Entry points
 
 
-def make_interpreter(module: ModuleOp) -> Interpreter:
+def make_interpreter(module: ModuleOp, loop_functions: LoopStageFunctions | None = None) -> Interpreter:
     """xDSL's interpreter over ``module`` with its func/scf/memref/arith/math/builtin functions and
-    :class:`LoopStageFunctions` (which overrides some of them)."""
+    :class:`LoopStageFunctions` (``loop_functions``, or a new one; it overrides some of them)."""
     interpreter = Interpreter(module, index_bitwidth=64)
     for functions in (
         FuncFunctions(),
@@ -383,7 +414,7 @@ def make_interpreter(module: ModuleOp) -> Interpreter:
         BuiltinFunctions(),
     ):
         interpreter.register_implementations(functions)
-    interpreter.register_implementations(LoopStageFunctions(), override=True)
+    interpreter.register_implementations(loop_functions or LoopStageFunctions(), override=True)
     return interpreter
 
 
@@ -404,11 +435,13 @@ def run_function(module: ModuleOp, name: str, inputs: Sequence[np.ndarray]) -> t
 
     ``inputs`` are the arrays of the function's input buffers (its arguments without ``pg.result``), in order.
     Output buffers start poisoned (0xFF bytes), are written by the function and come back as numpy arrays, one
-    per ``pg.result`` in result order. Raises ``ValueError`` on a wrong number or shape of inputs and xDSL's
-    ``InterpretationError`` when an op has no implementation or fails.
+    per ``pg.result`` in result order. Raises ``ValueError`` on a wrong number or shape of inputs, xDSL's
+    ``InterpretationError`` when an op has no implementation or fails, and the ``IndexError`` an index check
+    (``pg.check_index``) reported through its error flag, as the GPU runtime does.
     """
     fn = _find_func(module, name)
-    interpreter = make_interpreter(module)
+    loop_functions = LoopStageFunctions()
+    interpreter = make_interpreter(module, loop_functions)
     outs = output_positions(fn)
     arg_types = list(fn.function_type.inputs.data)
     in_positions = [i for i in range(len(arg_types)) if i not in outs]
@@ -425,6 +458,9 @@ def run_function(module: ModuleOp, name: str, inputs: Sequence[np.ndarray]) -> t
         args[i] = _poisoned(t, interpreter)
     with np.errstate(all="ignore"):
         interpreter.call_op(fn, tuple(args))
+    error = loop_functions.index_error(module)
+    if error is not None:
+        raise error
     return tuple(from_buffer(args[i], arg_types[i]) for i in outs)  # type: ignore[arg-type]
 
 

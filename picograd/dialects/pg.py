@@ -774,6 +774,11 @@ class GatherOp(IRDLOperation):
         _expect_shape("pg.gather", shape_of(self.result), want)
 
 
+INDEX_CHECK_ATTR = "pg.index_check"
+"""The attribute holding the message template (``{}`` for the index) on the error flag of a lowered
+``pg.check_index``: a mutable ``memref<2xi64>`` global that a kernel sets to (1, the bad index)."""
+
+
 @irdl_op_definition
 class CheckIndexOp(IRDLOperation):
     """A bounds check of integer indices before a ``pg.gather``: the result is the input, and every element must lie
@@ -811,10 +816,10 @@ class CheckIndexOp(IRDLOperation):
         size = self.size.value.data
         return (-size if self.negative is not None else 0), size
 
-    def message(self, value: int | None) -> str:
-        """The error for the bad index ``value`` (None where a backend cannot tell which), with the user's
-        ``file:line`` from the op's location."""
-        what = self.what.data if value is None else f"{self.what.data} {value}"
+    def message(self, value: int | str) -> str:
+        """The error for the bad index ``value`` with the user's ``file:line`` from the op's location (``value="{}"``
+        gives a template that a backend fills in at run time)."""
+        what = f"{self.what.data} {value}"
         loc = self.location
         at = f" (at {loc.filename.data}:{loc.line.data})" if isinstance(loc, FileLineColLoc) else ""
         return f"{what} is out of range for dim {self.dim.value.data} of size {self.size.value.data}{at}"

@@ -41,6 +41,7 @@ import sys
 import sysconfig
 import types
 import weakref
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -53,7 +54,7 @@ from picograd.errors import CompileError
 from picograd.frontend import device as devices
 from picograd.frontend.dtypes import as_dtype
 from picograd.frontend.graph import STATE, Graph, Node, TraceContext, cut, leaf, lower
-from picograd.frontend.realize import compile_graph, current_matmul_schedule, matmul_schedule
+from picograd.frontend.realize import compile_graph, current_matmul_schedule, matmul_schedule, release
 from picograd.frontend.tensor import Tensor, realize
 from picograd.passes.matmul_schedule import check_schedule
 
@@ -362,7 +363,7 @@ class _Compiled:
 
     exe: Any
     trace: _Trace
-    implicit: list[tuple[Node, weakref.ref | None]]
+    implicit: list[tuple[Node, weakref.ref | None, weakref.ref | None]]  # leaf, its owner, the param of a .grad
     guards: list[tuple[Tensor, bool]]
     device: str
     bindings: _Bindings
@@ -384,8 +385,12 @@ class _Compiled:
         datas = [_buffer_of(t) for t in tensors]
         for k in tr.grad_inputs:
             datas.append(_buffer_of(tensors[k]._grad))  # type: ignore[arg-type]  # the signature says it is set
-        for node, owner_ref in self.implicit:
-            owner = owner_ref() if owner_ref is not None else None
+        for node, owner_ref, grad_of in self.implicit:
+            if grad_of is not None:  # a parameter's .grad: read through the parameter, whose .grad may be rebound
+                param = grad_of()
+                owner = param._grad if param is not None else None
+            else:
+                owner = owner_ref() if owner_ref is not None else None
             datas.append(_buffer_of(owner) if owner is not None else node.data)
         binding = self.binding
         if binding is None:
@@ -464,13 +469,24 @@ class CompiledFunction:
     """A function compiled by ``@pg.compile``; call it like the original. ``ir(stage)`` gives its IR."""
 
     def __init__(
-        self, fn: Callable[..., Any], example_inputs: Sequence[Spec] | None = None, matmul_schedule: str | None = None
+        self,
+        fn: Callable[..., Any],
+        example_inputs: Sequence[Spec] | None = None,
+        matmul_schedule: str | None = None,
+        cache_size: int = 16,
     ):
         functools.update_wrapper(self, fn)
         self.fn = fn
         self.example_inputs = tuple(example_inputs) if example_inputs is not None else None
         self.matmul_schedule = check_schedule(matmul_schedule) if matmul_schedule is not None else None
-        self._cache: dict[tuple, _Compiled] = {}
+        if cache_size < 1:
+            raise ValueError(f"pg.compile: cache_size must be at least 1, got {cache_size}")
+        self.cache_size = cache_size
+        # signature -> the traces made for it, each with its guards (a few states that alternate, such as .grad
+        # None on the first micro-batch and set on the others, each keep theirs); least recently used first
+        self._cache: OrderedDict[tuple, list[_Compiled]] = OrderedDict()
+        self._keys: set[tuple] = set()  # the entries of realize's graph cache made for this function
+        weakref.finalize(self, release, self._keys)
 
     @property
     def name(self) -> str:
@@ -480,18 +496,39 @@ class CompiledFunction:
         if STATE.trace is not None:
             return self.fn(*args)  # called from another traced function: trace through
         key = _signature(args)
-        compiled = self._cache.get(key)
-        if compiled is None or not compiled.guards_hold():
+        compiled = None
+        variants = self._cache.get(key)
+        if variants is not None:
+            self._cache.move_to_end(key)
+            for candidate in variants:
+                if candidate.guards_hold():
+                    compiled = candidate
+                    break
+        if compiled is None:
             compiled = self._compile(key, args)
         tensors = [a for a in args if isinstance(a, Tensor)]
         try:
             return compiled.run(tensors)
         except _Retrace:  # parameters or state moved to another device since the trace
+            self._cache[key].remove(compiled)
             compiled = self._compile(key, args)
             try:
                 return compiled.run(tensors)
             except _Retrace:
                 raise CompileError(f"{self.name}: the devices of its inputs changed while it ran") from None
+
+    def _store(self, key: tuple, compiled: _Compiled) -> None:
+        """Keep ``compiled`` under ``key``, dropping traces whose module-attribute guard can never hold again and,
+        past ``cache_size`` traces, the least recently used ones."""
+        variants = [c for c in self._cache.pop(key, []) if c.version == STATE.bindings]
+        self._cache[key] = [*variants, compiled]
+        total = sum(len(v) for v in self._cache.values())
+        while total > self.cache_size:
+            oldest = next(iter(self._cache))
+            self._cache[oldest].pop(0)
+            if not self._cache[oldest]:
+                del self._cache[oldest]
+            total -= 1
 
     def _compile(self, key: tuple, args: Sequence[Any]) -> _Compiled:
         """Trace ``fn`` on ``args``, compile the graph for its device and cache the result under ``key``."""
@@ -501,15 +538,21 @@ class CompiledFunction:
         device = devices.graph_device(trace.graph.nodes)
         try:
             with matmul_schedule(self.matmul_schedule) if self.matmul_schedule else contextlib.nullcontext():
-                exe = compile_graph(trace.graph, device, name=self.name, eager=False)
+                exe = compile_graph(trace.graph, device, name=self.name, eager=False, owner_keys=self._keys)
         except Exception:
             trace.ctx.rollback()
             raise
         leaves = trace.graph.leaves
-        implicit = [(n, n.owner) for n in leaves[trace.num_inputs :]]
+        ctx = trace.ctx
+        grad_of: dict[int, weakref.ref] = {}  # id(leaf of a .grad read) -> its parameter
+        for t, was_none in ctx.grad_reads.values():
+            g = ctx.old_grads.get(id(t), t._grad) if not was_none else None
+            if g is not None:
+                grad_of[id(g._node)] = weakref.ref(t)
+        implicit = [(n, n.owner, grad_of.get(id(n))) for n in leaves[trace.num_inputs :]]
         binding = None
         if device != devices.CPU:
-            owned = [(i, ref() if ref is not None else None) for i, (_, ref) in enumerate(implicit)]
+            owned = [(i, ref() if ref is not None else None) for i, (_, ref, _) in enumerate(implicit)]
             owners = {id(t): trace.num_inputs + i for i, t in owned if t is not None}
             written = trace.written
             reads = {trace.num_returned + k: owners[id(t)] for k, t in enumerate(written) if id(t) in owners}
@@ -519,13 +562,13 @@ class CompiledFunction:
         bindings = _Bindings()
         bindings.record(self.fn, set())
         compiled = _Compiled(exe, trace, implicit, guards, device, bindings, STATE.bindings, binding)
-        self._cache[key] = compiled
+        self._store(key, compiled)
         return compiled
 
     def executables(self) -> list[Any]:
         """The compiled executables, one per traced signature: ``NumpyFunction`` on "cpu",
         ``picograd.backend.cuda.Executable`` on "cuda" (its ``steps`` are the kernel launches of one call)."""
-        return [c.exe for c in self._cache.values()]
+        return [c.exe for variants in self._cache.values() for c in variants]
 
     def _trace(self, args: Sequence[Any]) -> _Trace:
         """Run ``fn`` on placeholder tensors, recording the graph (nothing is computed)."""
@@ -589,14 +632,16 @@ def compile(
     *,
     example_inputs: Sequence[Spec] | None = None,
     matmul_schedule: str | None = None,
+    cache_size: int = 16,
 ) -> Any:
     """Compile a train (or inference) step: ``@pg.compile`` or ``@pg.compile(example_inputs=(pg.Spec(...),))``.
 
     The first call with a new signature traces ``fn`` and runs the compiled step exactly once; later calls bind
     buffers and run it. ``matmul_schedule`` forces how its matmuls are tiled on the GPU (a ``pg-matmul-schedule``
-    rung; by default the one ``pg.matmul_schedule(...)`` sets around the first call, else ``auto``). Raises
-    ``CompileError`` when ``fn`` reads a value while tracing (``.item()``, ``print``) or when a pass rejects the
-    traced graph, ``ValueError`` for an unknown schedule."""
+    rung; by default the one ``pg.matmul_schedule(...)`` sets around the first call, else ``auto``). At most
+    ``cache_size`` traces are kept (least recently used dropped first); they and their compiled graphs go with the
+    function. Raises ``CompileError`` when ``fn`` reads a value while tracing (``.item()``, ``print``) or when a
+    pass rejects the traced graph, ``ValueError`` for an unknown schedule or a ``cache_size`` below 1."""
     if fn is None:
-        return lambda f: CompiledFunction(f, example_inputs, matmul_schedule)
-    return CompiledFunction(fn, example_inputs, matmul_schedule)
+        return lambda f: CompiledFunction(f, example_inputs, matmul_schedule, cache_size)
+    return CompiledFunction(fn, example_inputs, matmul_schedule, cache_size)

@@ -14,6 +14,7 @@ same way).
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 import weakref
@@ -144,12 +145,16 @@ def toposort(roots: Sequence[Value], through: set[int] | None = None) -> list[No
 
 @dataclass
 class Graph:
-    """A cut-out graph: nodes in order, leaves (the function's arguments) and outputs, with its structural key."""
+    """A cut-out graph: nodes in order, leaves (the function's arguments) and outputs, with its structural key.
+    The key leaves out the values of scalar constants (Python scalars in the user's code): ``consts`` holds them,
+    in order of the ``constants`` nodes."""
 
     nodes: list[Node]
     leaves: list[Node]
     outputs: list[Value]
     key: tuple
+    constants: list[Node] = field(default_factory=list)
+    consts: tuple = ()
 
 
 def cut(outputs: Sequence[Value], first_leaves: Sequence[Node] = ()) -> Graph:
@@ -167,18 +172,24 @@ def cut(outputs: Sequence[Value], first_leaves: Sequence[Node] = ()) -> Graph:
     leaves = list(first_leaves)
     leaf_index = {id(n): i for i, n in enumerate(leaves)}
     key: list[tuple] = []
+    constants: list[Node] = []
     for node in nodes:
         if is_boundary(node, through):
             if id(node) not in leaf_index:
                 leaf_index[id(node)] = len(leaves)
                 leaves.append(node)
             entry: tuple = ("leaf", leaf_index[id(node)], node.types)
+        elif node.kind == "constant":
+            entry = ("constant", node.types)
+            constants.append(node)
         else:
             entry = (node.kind, node.attrs, node.types, tuple((position[id(s)], i) for s, i in node.srcs))
         position[id(node)] = len(key)
         key.append(entry)
     out_key = tuple((position[id(n)], i) for n, i in outputs)
-    return Graph(nodes, leaves, list(outputs), (tuple(key), len(leaves), out_key))
+    # a value's type keeps 1 and 1.0 apart, and the sign of -0.0 and NaNs keep their bits apart
+    consts = tuple((type(n.attrs[0]), n.attrs[0], math.copysign(1.0, n.attrs[0])) for n in constants)
+    return Graph(nodes, leaves, list(outputs), (tuple(key), len(leaves), out_key), constants, consts)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -254,15 +265,17 @@ def _optimizer(cls: type[pg.OptimizerOp], xs: list[SSAValue], attrs: tuple) -> O
     return cls(hyper, step, params, grads, state, flags)
 
 
-def lower(graph: Graph, name: str = "main") -> func.FuncOp:
+def lower(graph: Graph, name: str = "main", lifted: Sequence[int] = ()) -> func.FuncOp:
     """A ``func.func`` of ``pg`` ops computing ``graph``: leaves become arguments, outputs results; every op
-    carries the user's ``file:line`` as its location."""
-    arg_types = [_ir_type(*leaf.types[0]) for leaf in graph.leaves]
+    carries the user's ``file:line`` as its location. The constants at positions ``lifted`` of ``graph.constants``
+    become arguments too (0-d, after the leaves): runtime scalars instead of values baked into the program."""
+    inputs = list(graph.leaves) + [graph.constants[i] for i in lifted]
+    arg_types = [_ir_type(*leaf.types[0]) for leaf in inputs]
     out_types = [_ir_type(*node.types[i]) for node, i in graph.outputs]
     fn = func.FuncOp(name, (arg_types, out_types))
     block = fn.body.block
     values: dict[int, Sequence[SSAValue]] = {}
-    for leaf_node, arg in zip(graph.leaves, block.args, strict=True):
+    for leaf_node, arg in zip(inputs, block.args, strict=True):
         values[id(leaf_node)] = (arg,)
     for node in graph.nodes:
         if id(node) in values:

@@ -1,7 +1,10 @@
 """Realizing lazy values: cut out the graph, compile it once per structure and device, bind buffers, run.
 
 The compile cache is keyed by the graph's structural key (``graph.cut``) and the device, so an eager training
-loop that records the same graph every step compiles it once.
+loop that records the same graph every step compiles it once. Python scalars in the graph are baked into the
+program until one of them takes another value for the same structure; from then on those scalars are runtime
+arguments (``_lifted``), so a schedule written as a float compiles twice, not once per step. The cache is an LRU
+of ``set_cache_size`` entries; a compiled step's entries go when its function is deleted (``release``).
 
 On "cpu" the graph is lowered to ``pg``, taken through the pipeline to the ``simplify`` stage and run by the numpy
 executor. On "cuda" the same ``simplify``-stage module goes to ``picograd.backend.gpu_compile.compile_for_cuda``,
@@ -14,9 +17,11 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+import numpy as np
 from xdsl.dialects.builtin import ModuleOp
 from xdsl.utils.exceptions import DiagnosticException, VerifyException
 
@@ -26,7 +31,9 @@ from picograd.frontend import device as devices
 from picograd.frontend.graph import Graph, Value, cut, lower
 from picograd.pipeline import lower_to
 
-_CACHE: dict[tuple, Any] = {}
+_CACHE: OrderedDict[tuple, Any] = OrderedDict()  # LRU: key -> executable
+_SEEN: OrderedDict[tuple, tuple[tuple, tuple[int, ...]]] = OrderedDict()  # eager structure -> (first consts, lifted)
+_LIMIT = [512]
 _MATMUL_SCHEDULE: contextvars.ContextVar[str] = contextvars.ContextVar("matmul_schedule", default="auto")
 
 
@@ -62,11 +69,12 @@ def cuda_compiler() -> Callable[..., Any]:
     return compile_for_cuda
 
 
-def lower_graph(graph: Graph, name: str = "main") -> ModuleOp:
-    """The module holding ``graph`` as a ``func.func`` at the backend stage (``simplify``).
+def lower_graph(graph: Graph, name: str = "main", lifted: tuple[int, ...] = ()) -> ModuleOp:
+    """The module holding ``graph`` as a ``func.func`` at the backend stage (``simplify``), with the constants at
+    positions ``lifted`` as arguments (see ``graph.lower``).
 
     Raises ``CompileError`` naming the pass's complaint when a pass rejects the graph."""
-    module = ModuleOp([lower(graph, name)])
+    module = ModuleOp([lower(graph, name, lifted)])
     try:
         lower_to(module, BACKEND_STAGE)
     except (VerifyException, DiagnosticException) as e:
@@ -74,42 +82,98 @@ def lower_graph(graph: Graph, name: str = "main") -> ModuleOp:
     return module
 
 
-def compile_graph(graph: Graph, device: str = "cpu", name: str = "main", eager: bool = True) -> Any:
+def compile_graph(
+    graph: Graph,
+    device: str = "cpu",
+    name: str = "main",
+    eager: bool = True,
+    lifted: tuple[int, ...] = (),
+    owner_keys: set[tuple] | None = None,
+) -> Any:
     """The executable of ``graph`` for ``device``, from the cache or built by the pipeline: a
     ``NumpyFunction`` on "cpu", a ``picograd.backend.cuda.Executable`` on "cuda" (both called with one buffer per
-    leaf and returning one buffer per output).
+    leaf, then one 0-d buffer per constant at the positions ``lifted``, and returning one buffer per output). The
+    other constants are baked into the program.
 
     ``eager`` says how a GPU executable will be called: a graph realized eagerly rarely sees the same buffers
     twice, so it captures a CUDA graph only for a buffer set seen twice (plain launches before that); a compiled
-    step (``eager=False``) binds stable buffers and captures at once. Raises ``CompileError`` when a pass rejects
-    the graph."""
+    step (``eager=False``) binds stable buffers and captures at once. ``owner_keys`` (a compiled function's) gets
+    the cache key, for ``release``. Raises ``CompileError`` when a pass rejects the graph."""
     schedule = _MATMUL_SCHEDULE.get()
-    key = (graph.key, device) if device == devices.CPU else (graph.key, device, eager, schedule)
+    baked = tuple(c for i, c in enumerate(graph.consts) if i not in lifted)
+    key = (graph.key, baked, lifted, device) + (() if device == devices.CPU else (eager, schedule))
+    if owner_keys is not None:
+        owner_keys.add(key)
     exe = _CACHE.get(key)
-    if exe is None:
-        module = lower_graph(graph, name)
-        if device == devices.CPU:
-            exe = compile_func(module.body.block.first_op)  # type: ignore[arg-type]
-        else:
-            program = cuda_compiler()(module, matmul_schedule=schedule)
-            # eager: capture a buffer set's graph at its second call only; a compiled step: keep a graph for each of
-            # the few address sets its rotating output buffers and inputs give (see compile._CudaBinding)
-            exe = program.executable(capture_after=2) if eager else program.executable(max_graphs=8)
-        _CACHE[key] = exe
+    if exe is not None:
+        _CACHE.move_to_end(key)
+        return exe
+    module = lower_graph(graph, name, lifted)
+    if device == devices.CPU:
+        exe = compile_func(module.body.block.first_op)  # type: ignore[arg-type]
+    else:
+        program = cuda_compiler()(module, matmul_schedule=schedule)
+        # eager: capture a buffer set's graph at its second call only; a compiled step: keep a graph for each of
+        # the few address sets its rotating output buffers and inputs give (see compile._CudaBinding)
+        exe = program.executable(capture_after=2) if eager else program.executable(max_graphs=8)
+    _CACHE[key] = exe
+    while len(_CACHE) > _LIMIT[0]:
+        _CACHE.popitem(last=False)
     return exe
+
+
+def _lifted(graph: Graph, device: str) -> tuple[int, ...]:
+    """The constants of an eagerly realized ``graph`` to pass at run time: those whose value has differed between
+    realizations of this structure (a Python scalar that changes every step: ``loss * (1 + 1e-4 * i)``), so that
+    such a loop compiles twice (baked, then with the scalar lifted) instead of once per value."""
+    seen = _SEEN.get((graph.key, device))
+    if seen is None:
+        _SEEN[(graph.key, device)] = (graph.consts, ())
+        while len(_SEEN) > _LIMIT[0]:
+            _SEEN.popitem(last=False)
+        return ()
+    first, lifted = seen
+    changed = tuple(i for i, (a, b) in enumerate(zip(first, graph.consts, strict=True)) if i in lifted or a != b)
+    if changed != lifted:
+        _SEEN[(graph.key, device)] = (first, changed)
+    return changed
 
 
 def run_graph(outputs: Sequence[Value], device: str = "cpu") -> list[Any]:
     """Compute ``outputs`` (values of the recorded graph) on ``device`` and return their buffers (numpy arrays on
     "cpu", device buffers on "cuda")."""
     graph = cut(outputs)
-    exe = compile_graph(graph, device)
-    return list(exe(*[devices.bind(leaf, device) for leaf in graph.leaves]))
+    lifted = _lifted(graph, device)
+    exe = compile_graph(graph, device, lifted=lifted)
+    args = [devices.bind(leaf, device) for leaf in graph.leaves]
+    for i in lifted:
+        node = graph.constants[i]
+        scalar = np.asarray(node.attrs[0], dtype=node.types[0][1].np)
+        args.append(scalar if device == devices.CPU else devices.upload(scalar))
+    return list(exe(*args))
 
 
 def cache_size() -> int:
     """Number of compiled graphs held (for tests of the structural cache)."""
     return len(_CACHE)
+
+
+def set_cache_size(n: int) -> int:
+    """Keep at most ``n`` compiled graphs (least recently used ones are dropped first; default 512) and return the
+    previous bound. Compiled steps also drop theirs when the ``@pg.compile`` function is deleted. Raises
+    ``ValueError`` for ``n < 1``."""
+    if n < 1:
+        raise ValueError(f"set_cache_size: the cache needs room for at least 1 graph, got {n}")
+    previous, _LIMIT[0] = _LIMIT[0], n
+    while len(_CACHE) > n:
+        _CACHE.popitem(last=False)
+    return previous
+
+
+def release(keys: set[tuple]) -> None:
+    """Drop the compiled graphs under ``keys`` (those of a deleted compiled function)."""
+    for key in keys:
+        _CACHE.pop(key, None)
 
 
 def pending_module(tensors: Sequence[Any], name: str = "main") -> tuple[ModuleOp, list[Any]]:

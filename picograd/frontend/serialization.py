@@ -3,6 +3,7 @@ so an interrupted save never destroys the previous checkpoint."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
@@ -11,6 +12,7 @@ from typing import Any
 import numpy as np
 from safetensors.numpy import load_file, save_file
 
+from picograd.errors import CheckpointError
 from picograd.frontend.tensor import Tensor
 
 _META_KEY = "picograd.meta"
@@ -53,31 +55,92 @@ def _unflatten(obj: Any, arrays: dict[str, np.ndarray]) -> Any:
     return obj
 
 
+_TMP_INFIX = ".tmp-"
+
+
+def _temp_prefix(path: str) -> str:
+    """The prefix of the temporary files of a save to ``path``: ``.<name>.tmp-<pid>-``."""
+    return f".{os.path.basename(path)}{_TMP_INFIX}{os.getpid()}-"
+
+
+def _remove_stale_temps(path: str) -> None:
+    """Delete temporary files that earlier saves to ``path`` left behind when they were killed mid-write: those of
+    processes that are gone (a save in progress elsewhere keeps its own)."""
+    directory = os.path.dirname(os.path.abspath(path))
+    start = f".{os.path.basename(path)}{_TMP_INFIX}"
+    for name in os.listdir(directory):
+        if not name.startswith(start):
+            continue
+        pid = name[len(start) :].split("-", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid() and _alive(int(pid)):
+            continue
+        with contextlib.suppress(OSError):
+            os.unlink(os.path.join(directory, name))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def save(obj: Any, path: str | os.PathLike) -> None:
     """Write a state dict (nested dicts/lists of tensors, arrays, numbers, strings) to ``path`` as safetensors,
-    atomically: a crash leaves either the old file or the new one."""
+    atomically: a crash leaves either the old file or the new one (its temporary file, ``.<name>.tmp-<pid>-...``,
+    is removed by the next save to ``path``). Raises ``FileNotFoundError`` naming ``path`` when its directory does
+    not exist, and ``OSError`` naming ``path`` when it cannot be written."""
     arrays: dict[str, np.ndarray] = {}
     skeleton = _flatten("", obj, arrays, {})
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".safetensors")
+    if not os.path.isdir(directory):
+        raise FileNotFoundError(f"pg.save: cannot write {path}: the directory {directory} does not exist")
+    _remove_stale_temps(path)
+    try:
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=_temp_prefix(path), suffix=".safetensors")
+    except OSError as e:
+        raise type(e)(f"pg.save: cannot write {path}: {e.strerror or e}") from None
     os.close(fd)
     try:
         save_file(arrays, tmp, metadata={_META_KEY: json.dumps(skeleton)})
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(e, OSError):
+            raise type(e)(f"pg.save: cannot write {path}: {e.strerror or e}") from None
         raise
 
 
 def load(path: str | os.PathLike) -> Any:
-    """Read what ``save`` wrote: the same structure, with numpy arrays where tensors were."""
-    from safetensors import safe_open
+    """Read what ``save`` wrote: the same structure, with numpy arrays where tensors were. Raises
+    ``FileNotFoundError`` for a missing file and ``CheckpointError`` naming the file and the problem for one that
+    is empty, truncated, not safetensors, or a safetensors file without picograd's metadata."""
+    from safetensors import SafetensorError, safe_open
 
-    with safe_open(os.fspath(path), framework="numpy") as f:
-        meta = f.metadata() or {}
-    arrays = load_file(os.fspath(path))
-    return _unflatten(json.loads(meta[_META_KEY]), arrays)
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"pg.load: no checkpoint at {path}")
+    if os.path.getsize(path) == 0:
+        raise CheckpointError(f"pg.load: {path} is empty (a save that never finished?)")
+    try:
+        with safe_open(path, framework="numpy") as f:
+            meta = f.metadata() or {}
+        arrays = load_file(path)
+    except (SafetensorError, OSError, ValueError) as e:
+        raise CheckpointError(f"pg.load: {path} is truncated or not a safetensors file ({e})") from None
+    if _META_KEY not in meta:
+        raise CheckpointError(
+            f"pg.load: {path} is a safetensors file that picograd did not write (no '{_META_KEY}' metadata; its "
+            f"arrays: {sorted(arrays)[:5]}); read it with safetensors.numpy.load_file"
+        )
+    try:
+        return _unflatten(json.loads(meta[_META_KEY]), arrays)
+    except (ValueError, KeyError, TypeError) as e:
+        raise CheckpointError(f"pg.load: {path} has damaged picograd metadata ({type(e).__name__}: {e})") from None

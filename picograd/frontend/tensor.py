@@ -224,7 +224,13 @@ class Tensor:
         if trace is not None and id(self) not in trace.writes:
             trace.writes[id(self)] = self
             trace.originals[id(self)] = self._value
-        self._node, self._index = value._node, value._index
+        node = value._node
+        if trace is None and node.kind == "leaf" and (node.owner is None or node.owner() is not self):
+            # a realized value: a leaf of our own on the same buffer, so that a compiled step that reads this tensor
+            # finds it as the owner of its buffer (and not another tensor that may have died or moved on)
+            self._node, self._index = leaf(node.data, self.dtype, owner=self, device=node.device), 0
+        else:
+            self._node, self._index = node, value._index
         if self._user_leaf:
             self._mark_grad_leaf()
 
@@ -300,7 +306,9 @@ class Tensor:
             device=_result_device("backward", srcs + targets, loc),
         )
         for i, t in enumerate(targets):
-            g_i = Tensor._wrap(node, i)
+            # a constant for later differentiation, as PyTorch's gradients without create_graph (pg-autodiff would
+            # otherwise differentiate through the expanded gradient when a later backward() reads it lazily)
+            g_i = _record("stop_gradient", [Tensor._wrap(node, i)], (), t.shape, t.dtype)
             t.grad = g_i if t.grad is None else t.grad + g_i
 
     # -- realization ---------------------------------------------------------------------------------------------
@@ -1027,7 +1035,7 @@ def _grad_leaves_of(root: Tensor, loc: Loc | None, retain_graph: bool) -> list[T
         if leaf_here:
             on_path[id(node)] = True
             continue
-        if node.kind == "stop_gradient" or node.kind == "leaf":
+        if node.kind in ("stop_gradient", "leaf", "grad"):  # gradients are constants here (no create_graph)
             continue
         stack.append((node, True))
         stack.extend((src, False) for src, _ in node.srcs if id(src) not in on_path)

@@ -13,8 +13,8 @@ an index* on demand, the way Halide inlines producers into consumers:
   scratch buffer (``memref.alloc`` before the kernel's nests, ``memref.dealloc`` after them).
 - Everything else (elementwise ops, ``pg.cmp``/``pg.select``, casts, ``pg.broadcast_to``, ``pg.reshape``,
   ``pg.permute``, ``pg.slice``, ``pg.pad``, ``pg.concat``, ``pg.gather``, ``pg.iota``, ``pg.random``,
-  ``pg.constant``) is computed inside the loop body of its consumer, at the consumer's index: movement ops are
-  index maps (a broadcast drops or zeroes indices, a permute permutes them, a reshape linearizes and
+  ``pg.constant``, ``pg.check_index``) is computed inside the loop body of its consumer, at the consumer's index:
+  movement ops are index maps (a broadcast drops or zeroes indices, a permute permutes them, a reshape linearizes and
   delinearizes only the groups of dims it changes, a pad or concat branches with ``scf.if``), never copies.
 
 Within one loop body a value is computed once per index (memoized), so an elementwise kernel becomes ONE
@@ -42,6 +42,11 @@ attributes, so later stages can tell which nests form a kernel:
 - ``pg.random``: Philox 4x32-10 on ``i32`` (``arith.mului_extended`` gives the 32x32->64-bit products) per element,
   exactly as ``picograd.backend.philox``: uniform is ``(bits >> 8) * 2**-24``, normal is Box-Muller with
   ``math.log1p``, ``math.sqrt``, ``math.cos`` and ``math.sin`` in ``f64`` (what numpy computes), then rounded.
+
+A ``pg.check_index`` becomes an ``scf.if`` that stores 1 and the bad index into an error flag of its own, a
+zero-initialized mutable ``memref<2xi64>`` global with the error message as its ``pg.index_check`` attribute;
+the GPU runtime reads the flags after the step and raises ``IndexError`` (a device-side check: meanwhile the kernel
+goes on with index 0, reading nothing out of bounds, and the step's results are discarded).
 
 Constants (index bounds, float literals) are created once per kernel, before its nests. Non-splat ``pg.constant``
 values become private ``memref.global`` constants of the module. Every op created carries the location of the
@@ -505,6 +510,8 @@ class KernelLowering:
                 d, ri = op.dim_index, len(_shape(op.indices))
                 pos = self.convert(arith.IndexCastOp, self.at(op.indices, idx[d : d + ri]), IndexType())
                 return self.at(op.input, (*idx[:d], pos, *idx[d + ri :]))
+            case pg.CheckIndexOp():
+                return self.check_index(op, idx)
             case pg.IotaOp():
                 return self.index_to(idx[op.dim_index] if idx else self.idx(0), el)
             case pg.ConstantOp():
@@ -515,6 +522,45 @@ class KernelLowering:
             case pg.RandomOp():
                 return self.random(op, idx, el)
         raise PassFailedException(f"pg-to-loops: cannot lower '{op.name}'{where(op)} inside a kernel")
+
+    def check_index(self, op: pg.CheckIndexOp, idx: Index) -> SSAValue:
+        """The index at ``idx`` (0 when it is out of bounds), after an ``scf.if`` that, when it is, stores 1 and the
+        index into the op's error flag (``error_flag``), which the runtime reads after the step."""
+        value = self.at(op.input, idx)
+        el = _element(op.input)
+        low, high = op.bounds
+        bad = self.pure(
+            arith.OrIOp, self.cmpi("slt", value, self.const(low, el)), self.cmpi("sge", value, self.const(high, el))
+        )
+        flag = self.error_flag(op)
+        block = Block()
+        branch = scf.IfOp(bad, [], Region(block))
+        self.emit(branch)
+        with self.inside(branch, block, barrier=True):
+            wide = value if el == i64 else self.convert(arith.ExtSIOp, value, i64)
+            self.store(self.const(1, i64), flag, (self.idx(0),))
+            self.store(wide, flag, (self.idx(1),))
+            self.emit(scf.YieldOp())
+        return self.pure(arith.SelectOp, bad, self.const(0, el), value)  # no read out of bounds meanwhile
+
+    def error_flag(self, op: pg.CheckIndexOp) -> SSAValue:
+        """A ``memref.get_global`` of a new mutable ``memref<2xi64>`` global, zero-initialized: (1, the bad index)
+        once a bad index was seen. Its ``pg.index_check`` attribute is the error message, ``{}`` standing for the
+        index."""
+        taken = {getattr(o, "sym_name", None) for o in self.module.ops}
+        n = 0
+        while StringAttr(f"__pg_index_error_{n}") in taken:
+            n += 1
+        name = f"__pg_index_error_{n}"
+        t = MemRefType(i64, [2])
+        g = memref.GlobalOp.get(StringAttr(name), t, DenseIntOrFPElementsAttr.from_list(TensorType(i64, [2]), [0, 0]))
+        g.attributes[pg.INDEX_CHECK_ATTR] = StringAttr(op.message("{}"))
+        g.location = self.loc
+        self.module.body.block.insert_op_before(g, self.module.body.block.first_op)  # type: ignore[arg-type]
+        get = memref.GetGlobalOp(SymbolRefAttr(name), t)
+        get.location = self.loc
+        self.pool_block.add_op(get)
+        return get.results[0]
 
     def index_to(self, i: SSAValue, el: Attribute) -> SSAValue:
         """An index converted to the element type ``el`` (as numpy's ``arange(...).astype``)."""

@@ -5,7 +5,8 @@ run), finds the functions it marks with ``@pg.compile(example_inputs=...)``, tra
 and prints one module holding every traced function at the requested stage (``picograd.pipeline.STAGES``). The
 output parses with ``pgc-opt``; ``--emit=ptx`` writes PTX text instead (``picograd.backend.ptx_printer``; one PTX
 module per compiled function, for ``--arch``), which ``ptxas -arch=sm_90`` assembles. Errors are one message without
-a Python traceback, naming the user's ``file:line`` when the fault is in the model file.
+a Python traceback, naming the user's ``file:line`` when the fault is in the model file (picograd's errors, and
+any exception the model file's own code raises: a ``SyntaxError``, a ``NameError``, ...).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import argparse
 import importlib.util
 import os
 import sys
+import traceback
 from collections.abc import Sequence
 
 from xdsl.dialects.builtin import ModuleOp, StringAttr
@@ -27,6 +29,23 @@ from picograd.pipeline import STAGES, passes_until, run_passes
 PLANNED_STAGES: tuple[str, ...] = ()
 
 
+class ModelError(Exception):
+    """An exception raised by the code of the model file (while importing it or tracing its functions): its
+    message is ``file:line: ExceptionType: message`` at the innermost line of the model file."""
+
+
+def _model_error(e: BaseException, path: str) -> ModelError | None:
+    """The ``ModelError`` for ``e`` when the model file ``path`` raised it (a syntax error in it, or a frame of it
+    on the traceback), else None."""
+    where = os.path.abspath(path)
+    if isinstance(e, SyntaxError) and e.filename and os.path.abspath(e.filename) == where:
+        return ModelError(f"{e.filename}:{e.lineno}: {type(e).__name__}: {e.msg}")
+    frames = [f for f in traceback.extract_tb(e.__traceback__) if os.path.abspath(f.filename) == where]
+    if not frames:
+        return None
+    return ModelError(f"{frames[-1].filename}:{frames[-1].lineno}: {type(e).__name__}: {e}")
+
+
 def _import_model(path: str):
     if not os.path.exists(path):
         raise FileNotFoundError(f"no such file: {path}")
@@ -34,7 +53,13 @@ def _import_model(path: str):
     spec = importlib.util.spec_from_file_location("pgc_model", path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    try:
+        spec.loader.exec_module(module)
+    except Exception as e:
+        error = _model_error(e, path)
+        if error is None:
+            raise
+        raise error from None
     return module
 
 
@@ -59,7 +84,15 @@ def build(
     fns = compiled_functions(module)
     if not fns:
         raise CompileError(f"{path}: no function marked with @pg.compile(example_inputs=...)")
-    funcs = [fn.ir("pg").body.block.first_op for fn in fns]
+    try:
+        funcs = [fn.ir("pg").body.block.first_op for fn in fns]
+    except (ShapeError, DTypeError, CompileError, DeviceError):
+        raise  # picograd's own errors name the user's line already
+    except Exception as e:
+        error = _model_error(e, path)
+        if error is None:
+            raise
+        raise error from None
     for f in funcs:
         f.detach()
     mod = ModuleOp(funcs)
@@ -144,7 +177,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         finally:
             if args.output:
                 text_out.close()
-    except (ShapeError, DTypeError, CompileError, DeviceError, FileNotFoundError) as e:
+    except (ShapeError, DTypeError, CompileError, DeviceError, FileNotFoundError, ModelError) as e:
         print(f"pgc: error: {e}", file=sys.stderr)
         return 1
     except (VerifyException, DiagnosticException) as e:

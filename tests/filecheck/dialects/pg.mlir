@@ -182,6 +182,10 @@ func.func @indexing(%table: tensor<27x10xf32>, %idx: tensor<32x3xi64>, %upd: ten
   // CHECK-NEXT: %1 = pg.gather %x[%i32] dim = 1 : (tensor<3x5xf32>, tensor<4xi32>) -> tensor<3x4xf32>
   %2 = pg.scatter_add %upd[%idx] dim = 0 : (tensor<32x3x10xf32>, tensor<32x3xi64>) -> tensor<27x10xf32>
   // CHECK-NEXT: %2 = pg.scatter_add %upd[%idx] dim = 0 : (tensor<32x3x10xf32>, tensor<32x3xi64>) -> tensor<27x10xf32>
+  %3 = pg.check_index %idx "index" dim = 0 size = 27 : tensor<32x3xi64>
+  // CHECK-NEXT: %3 = pg.check_index %idx "index" dim = 0 size = 27 : tensor<32x3xi64>
+  %4 = pg.check_index %i32 "target" dim = 1 size = 5 negative : tensor<4xi32>
+  // CHECK-NEXT: %4 = pg.check_index %i32 "target" dim = 1 size = 5 negative : tensor<4xi32>
   func.return
   // CHECK-NEXT: func.return
 }

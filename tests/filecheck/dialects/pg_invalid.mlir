@@ -514,3 +514,11 @@ func.func @f(%h: tensor<f64>, %s: tensor<i64>, %w: tensor<3xf32>) {
   %0:2 = pg.sgd lr %h, momentum %h, dampening %h, weight_decay %h step %s params(%w) grads(%w) state() {nesterov} : tensor<3xf32>
   func.return
 }
+
+// -----
+
+// CHECK: pg.check_index: expects an integer tensor, got tensor<3xf32>
+func.func @f(%x: tensor<3xf32>) {
+  %0 = pg.check_index %x "index" dim = 0 size = 4 : tensor<3xf32>
+  func.return
+}

@@ -212,6 +212,36 @@ func.func @constant(%x: memref<3xf32>, %result0: memref<3xf32> {pg.result = 0 : 
 
 // -----
 
+// ---- a bounds check (pg.check_index) stores (1, the index) into an error flag of its own, a mutable global that
+// carries the message, and goes on with index 0
+
+// CHECK:      "memref.global"() <{sym_name = "__pg_index_error_0", type = memref<2xi64>, initial_value = dense<0> : tensor<2xi64>, sym_visibility = "private"}> {pg.index_check = "index {} is out of range for dim 0 of size 5 (at model.py:14)"}
+// CHECK-LABEL: func.func @check_index
+// CHECK-DAG:     %[[LOW:.*]] = arith.constant -5 : i64
+// CHECK-DAG:     %[[HIGH:.*]] = arith.constant 5 : i64
+// CHECK-DAG:     %[[FLAG:.*]] = memref.get_global @__pg_index_error_0 : memref<2xi64>
+// CHECK:         ^bb0(%[[K:.*]]: index):
+// CHECK-NEXT:      %[[V:.*]] = memref.load %i[%[[K]]] : memref<4xi64>
+// CHECK-NEXT:      %[[LT:.*]] = arith.cmpi slt, %[[V]], %[[LOW]] : i64
+// CHECK-NEXT:      %[[GE:.*]] = arith.cmpi sge, %[[V]], %[[HIGH]] : i64
+// CHECK-NEXT:      %[[BAD:.*]] = arith.ori %[[LT]], %[[GE]] : i1
+// CHECK-NEXT:      scf.if %[[BAD]] {
+// CHECK-NEXT:        memref.store %{{.*}}, %[[FLAG]][%{{.*}}] : memref<2xi64>
+// CHECK-NEXT:        memref.store %[[V]], %[[FLAG]][%{{.*}}] : memref<2xi64>
+// CHECK-NEXT:      }
+// CHECK-NEXT:      %[[SAFE:.*]] = arith.select %[[BAD]], %{{.*}}, %[[V]] : i64
+// CHECK-NEXT:      memref.store %[[SAFE]], %result0[%[[K]]] : memref<4xi64>
+func.func @check_index(%i: memref<4xi64>, %result0: memref<4xi64> {pg.result = 0 : i64}) {
+  kernel.launch @k0_check_index "elementwise" ins(%i : memref<4xi64>) outs(%result0 : memref<4xi64>) {
+  ^bb0(%a: tensor<4xi64>):
+    %c = pg.check_index %a "index" dim = 0 size = 5 negative : tensor<4xi64> loc("model.py":14:4)
+    kernel.yield %c : tensor<4xi64>
+  } loc("model.py":14:4)
+  func.return
+}
+
+// -----
+
 // ---- what the pass rejects
 
 // CHECK: pg-to-loops: @unbufferized is not bufferized: 'kernel.fused' at model.py:30:2 works on tensors (run pg-bufferize first)

@@ -11,9 +11,11 @@
 // SIMPLIFY-NOT:     pg.sub %{{.*}}, %{{.*}} : tensor<32x27xf32>
 // SIMPLIFY:         func.return
 
-// Only kernels are left at the top level: the embedding gather first, the parameter updates last.
+// Only kernels are left at the top level: the check of the embedding's indices and its gather first, the
+// parameter updates last.
 // CHECK-LABEL: func.func @train_step
-// CHECK-NEXT:    kernel.fused @k0_gather "gather"
+// CHECK-NEXT:    kernel.fused @k0_check_index "elementwise"
+// CHECK:         kernel.fused @k1_gather "gather"
 // CHECK:         kernel.fused @k{{[0-9]+}}_matmul "matmul"
 // CHECK:         kernel.fused @k{{[0-9]+}}_max "reduction"
 // CHECK:         kernel.fused @k{{[0-9]+}}_sum "reduction"
@@ -22,5 +24,5 @@
 // CHECK-NOT:     {{^    %.* = pg\.}}
 // CHECK:         func.return
 
-// LOC: kernel.fused @k0_gather
+// LOC: kernel.fused @k1_gather
 // LOC: } loc("{{.*}}mlp_names.py":{{[0-9]+}}:0)

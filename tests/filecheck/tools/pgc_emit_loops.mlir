@@ -9,11 +9,13 @@
 // CHECK-SAME:    attributes {pg.peak_bytes = [[PEAK:[0-9]+]] : i64} {
 // CHECK-NEXT:    %[[ARENA:.*]] = memref.alloc() {alignment = 64 : i64} : memref<[[PEAK]]xi8>
 // CHECK-NOT:     kernel.
-// CHECK:         {pg.kernel = "k0_gather", pg.kind = "gather"}
+// CHECK:         scf.if
+// CHECK:         {pg.kernel = "k0_check_index", pg.kind = "elementwise"}
+// CHECK:         {pg.kernel = "k1_gather", pg.kind = "gather"}
 // CHECK:         scf.for
-// CHECK:         {pg.kernel = "k2_matmul", pg.kind = "matmul"}
+// CHECK:         {pg.kernel = "k3_matmul", pg.kind = "matmul"}
 // CHECK:         math.tanh
-// CHECK:         {pg.kernel = "k3_tanh", pg.kind = "elementwise"}
+// CHECK:         {pg.kernel = "k4_tanh", pg.kind = "elementwise"}
 // CHECK:         arith.maximumf
 // CHECK:         {pg.kernel = "k{{[0-9]+}}_max", pg.kind = "reduction"}
 // CHECK:         {pg.kernel = "k{{[0-9]+}}_scatter_add", pg.kind = "scatter_add"}
@@ -24,4 +26,4 @@
 // The tanh of the hidden layer carries the model's line (MLP.forward), as its loop nest does.
 // LOC-LABEL: func.func @train_step
 // LOC:         math.tanh {{.*}} loc("{{.*}}mlp_names.py":[[LINE:[0-9]+]]:{{[0-9]+}})
-// LOC:         }) {pg.kernel = "k3_tanh", pg.kind = "elementwise"} {{.*}} loc("{{.*}}mlp_names.py":[[LINE]]:{{[0-9]+}})
+// LOC:         }) {pg.kernel = "k4_tanh", pg.kind = "elementwise"} {{.*}} loc("{{.*}}mlp_names.py":[[LINE]]:{{[0-9]+}})
