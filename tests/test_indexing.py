@@ -52,6 +52,7 @@ ADVANCED = [
     (S, 0, [1, -2]),
     ([0, 1], 2, [1, 3]),  # arrays adjacent once the int is gone
     ([1, 2], S, [0, 1]),
+    ([1, 3], 2, [0, 2]),  # adjacent once the int's dim is gone (PyTorch)
     ([1, 3], None, [0, 2]),  # None between arrays: non-adjacent
     (E, [1, -1]),
     ([2, 0], E, [[3], [4]]),  # broadcast to (2, 2), non-adjacent
@@ -101,6 +102,17 @@ def test_basic_indexing(rng, index):
 def test_integer_array_indexing(rng, index, kind):
     a = rng.standard_normal((4, 5, 6))
     _check(pg.tensor(a)[_as_pg_index(index, kind)], torch.from_numpy(a)[_as_torch_index(index)].numpy())
+
+
+def test_zero_d_index_tensors_select_like_ints(rng):
+    """``x[i, :, idx]`` with a 0-d tensor ``i`` has PyTorch's shape (the int's dim removed, idx in place)."""
+    import torch
+
+    a = rng.standard_normal((2, 2, 3))
+    got = pg.tensor(a)[pg.tensor(1), :, [-3]]
+    want = torch.tensor(a)[torch.tensor(1), :, [-3]].numpy()
+    assert got.shape == want.shape == (2, 1)
+    np.testing.assert_array_equal(got.numpy(), want)
 
 
 def test_pick_targets_like_cross_entropy(rng):

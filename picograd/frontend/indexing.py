@@ -4,7 +4,8 @@ Basic indices (ints, slices with positive steps, None, Ellipsis) become one ``pg
 arrays (tensors, lists, tuples inside an index tuple, numpy arrays) follow PyTorch's advanced-indexing rules: ints
 select first (as basic indices, unlike numpy, which counts them as index arrays), then the index arrays broadcast
 together; when they stand next to each other among the remaining dims the result dims replace theirs in place,
-otherwise they go first (``zeros(2, 3, 4)[0, :, idx]`` has shape ``(3, len(idx))``, numpy gives the transpose). Several
+otherwise they go first (``zeros(2, 3, 4)[0, :, idx]`` has shape ``(3, len(idx))``, numpy gives the transpose); 0-d
+index tensors select like ints. Several
 index arrays are merged into one linear index over the merged dims, so every case is a single ``pg.gather``.
 Negative indices count from the end; out-of-range ones raise ``IndexError`` (for index tensors computed lazily or
 in a compiled step, when the ``pg.check_index`` op runs). Bool masks (data-dependent shapes) are refused.
@@ -157,12 +158,16 @@ def _advanced(y: Tensor, advanced: list[tuple[int, int, Any]]) -> Tensor:
     if bshape is None:
         shapes = ", ".join(str(t.shape) for t in idx)
         raise ShapeError(f"index arrays of shapes {shapes} cannot be broadcast together{at(loc)}")
-    adjacent = dims == list(range(dims[0], dims[0] + len(dims)))
-    if not adjacent:  # numpy puts the broadcast index dims first: move the indexed dims to the front
-        rest = [d for d in range(y.ndim) if d not in dims]
-        y = y.permute(*dims, *rest)
-        dims = list(range(len(dims)))
-    first = dims[0]
+    # PyTorch's placement of the broadcast index dims: 0-d indices select (like ints); the others replace their
+    # dims in place when no slice stands between them, else go first. Group every indexed dim at that place.
+    arrays = [d for d, t in zip(dims, idx, strict=True) if t.ndim]
+    rest = [d for d in range(y.ndim) if d not in dims]
+    adjacent = bool(arrays) and all(d in dims for d in range(arrays[0], arrays[-1] + 1))
+    first = sum(1 for d in rest if d < arrays[0]) if adjacent else 0
+    order = [*rest[:first], *dims, *rest[first:]]
+    if order != list(range(y.ndim)):
+        y = y.permute(*order)
+    dims = list(range(first, first + len(dims)))
     sizes = [y.shape[d] for d in dims]
     linear = idx[-1]._broadcast(bshape)
     stride = sizes[-1]

@@ -149,8 +149,8 @@ def take_along_dim(input: Tensor, indices: Tensor, dim: int) -> Tensor:
     _check_index("gather", input.shape, d, indices)
     if input.ndim == 0:
         return input
-    if indices.numel() == 0:  # nothing to gather (pg ops on empty tensors are kept out of the IR)
-        return Tensor(np.zeros(indices.shape, input.dtype.np), device=input.device)
+    if indices.numel() == 0:  # nothing to gather: an empty slice of the input, so autograd still sees it
+        return input.reshape(-1)[:0].reshape(*indices.shape)
     lin = _linear_index(input.shape, d, indices)
     return _record("gather", [input.reshape(-1), lin], (0,), indices.shape, input.dtype)
 

@@ -198,3 +198,13 @@ def release(keys: set[tuple]) -> None:
     """Drop the compiled graphs under ``keys`` (those of a deleted compiled function)."""
     for key in keys:
         _CACHE.pop(key, None)
+
+
+def pending_module(tensors: Sequence[Any], name: str = "main") -> tuple[ModuleOp, list[Any]]:
+    """The ``simplify``-stage module that would compute the unrealized CPU ``tensors`` (its results, in order) and
+    the host buffers of its arguments (the graph's leaves, in order), without running anything: for tools that run
+    a recorded graph on another executor (``tools/fuzz.py`` runs it on the loop interpreter and the PTX emulator).
+
+    Raises ``CompileError`` when a pass rejects the graph."""
+    graph = cut([t._value for t in tensors])
+    return lower_graph(graph, name), [devices.bind(leaf, devices.CPU) for leaf in graph.leaves]

@@ -270,7 +270,7 @@ class Tensor:
 
     def detach(self) -> Tensor:
         """The same value, cut off from autograd (records ``pg.stop_gradient`` for a lazy value)."""
-        if self._buffer is not None:
+        if self._buffer is not None and STATE.trace is None:  # traced: a buffer is a placeholder or goes stale
             return Tensor._wrap(leaf(self._buffer, self.dtype, owner=None))
         return _record("stop_gradient", [self], (), self.shape, self.dtype)
 
@@ -701,8 +701,8 @@ class Tensor:
         return _binary("minimum", self, other)
 
     def masked_fill(self, mask: Tensor, value: Scalar) -> Tensor:
-        """``where(mask, value, self)``."""
-        return where(mask, value, self)
+        """``where(mask, value, self)`` in ``self``'s dtype: ``value`` is converted to it, as PyTorch does."""
+        return where(mask, value, self)._cast(self.dtype)
 
     # -- reductions ----------------------------------------------------------------------------------------------
 
@@ -755,7 +755,10 @@ class Tensor:
         return (centered * centered).sum(dims, keepdim) / float(max(n - correction, 0))
 
     def std(self, dim: int | Sequence[int] | None = None, correction: int = 1, keepdim: bool = False) -> Tensor:
-        return self.var(dim, correction, keepdim).sqrt()
+        """``sqrt(var)``; where it is 0 the gradient is 0 (as PyTorch's ``std_backward``), not ``0 * inf = NaN``."""
+        var = self.var(dim, correction, keepdim)
+        zero = var == 0
+        return where(zero, 0.0, where(zero, 1.0, var).sqrt())
 
     def argmax(self, dim: int | None = None, keepdim: bool = False) -> Tensor:
         """Index (int64) of the first maximum along ``dim`` (of the flattened tensor when None)."""
@@ -1437,5 +1440,7 @@ def realize(*tensors: Tensor) -> None:
     for device, unique in by_device.items():  # one graph per device (they share no non-scalar values)
         buffers = run_graph([t._value for t in unique.values()], device)
         by_value.update(zip(unique.keys(), buffers, strict=True))
-    for t in pending:
-        t._set_buffer(by_value[(id(t._node), t._index)])
+    keys = [(id(t._node), t._index) for t in pending]  # before any is set: a tensor may be passed twice
+    for t, key in zip(pending, keys, strict=True):
+        if t._buffer is None:
+            t._set_buffer(by_value[key])

@@ -428,6 +428,11 @@ class KernelLowering:
     # --- buffers -------------------------------------------------------------------------------------------------
 
     def load(self, buf: SSAValue, idx: Index) -> SSAValue:
+        """``buf[idx]``; for an empty ``buf`` a zero, never read: a load of it would only run when hoisted out of a
+        loop of no trips (the index of a reshape to a size-0 shape is constant), reading out of bounds."""
+        t = buf.type
+        if isinstance(t, MemRefType) and 0 in t.get_shape():
+            return self.const(0, t.element_type)
         return self.pure(lambda b, *i: memref.LoadOp.get(b, i), buf, *idx, key="load")
 
     def store(self, value: SSAValue, buf: SSAValue, idx: Index) -> None:
