@@ -119,3 +119,35 @@ def test_loop_stage_never_reads_an_empty_buffer() -> None:
     run_passes(module, passes_until("loops")[len(passes_until("simplify")) :])
     got_y, got_z = run_function(module, "main", buffers)
     assert got_y.shape == (0,) and got_z.shape == (1,) and got_z[0] == 0.0
+
+
+def test_integer_pow_is_exact_on_the_ptx_emulator() -> None:
+    """int64 ``x ** 3`` runs in float64; the GPU's f64 pow is within ulps, not exact (4 ** 3 came out
+    63.99999999999999, and a truncating cast gave 63): the result is rounded before the cast back."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from _ptx_emulator import run_program
+
+    from picograd.backend.gpu_compile import compile_for_cuda
+    from picograd.frontend.realize import pending_module
+
+    base = np.arange(-6, 7, dtype=np.int64)
+    x = pg.tensor(base)
+    module, buffers = pending_module([x**3, x ** pg.tensor(np.abs(base) % 4)])
+    cubes, powers = run_program(compile_for_cuda(module), buffers)
+    np.testing.assert_array_equal(cubes, base**3)
+    np.testing.assert_array_equal(powers, base ** (np.abs(base) % 4))
+    assert cubes.dtype == np.int64
+
+
+@pytest.mark.parametrize("fn", ["maximum", "minimum"])
+def test_maximum_gradient_with_a_nan_as_pytorch(fn: str) -> None:
+    """Where one side is NaN no comparison holds: PyTorch gives both sides the gradient (picograd gave neither)."""
+    a = np.array([np.nan, 1.0, 2.0, 3.0, 0.5])
+    b = np.array([0.0, 1.0, 5.0, 1.0, np.nan])
+    w = np.array([1.0, 2.0, 3.0, 4.0, 5.0])
+    x, y = pg.tensor(a, requires_grad=True), pg.tensor(b, requires_grad=True)
+    (getattr(pg, fn)(x, y) * pg.tensor(w)).sum().backward()
+    tx, ty = torch.tensor(a, requires_grad=True), torch.tensor(b, requires_grad=True)
+    (getattr(torch, fn)(tx, ty) * torch.tensor(w)).sum().backward()
+    np.testing.assert_array_equal(x.grad.numpy(), tx.grad.numpy())
+    np.testing.assert_array_equal(y.grad.numpy(), ty.grad.numpy())

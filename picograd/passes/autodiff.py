@@ -176,14 +176,14 @@ def _pow(b: Builder, x: SSAValue, y: SSAValue, z: SSAValue, g: SSAValue) -> tupl
 
 
 def extremum(wins: str) -> Callable[[Builder, SSAValue, SSAValue, SSAValue, SSAValue], tuple[Grad, Grad]]:
-    """vjp of ``maximum`` (``wins="gt"``) / ``minimum`` (``"lt"``): g goes to the winner; a tie gives each side
-    g / 2 (as PyTorch)."""
+    """vjp of ``maximum`` (``wins="gt"``) / ``minimum`` (``"lt"``), PyTorch's formula: a side gets g unless it
+    loses (then 0), g / 2 on a tie; so where either side is NaN (no comparison holds) both get g."""
     loses = {"gt": "lt", "lt": "gt"}[wins]
 
     def vjp(b: Builder, x: SSAValue, y: SSAValue, z: SSAValue, g: SSAValue) -> tuple[Grad, Grad]:
         zero = b.zeros(x)
-        half = b.select(b.cmp("eq", x, y), b.mul(g, b.full(0.5, g)), zero)
-        return b.select(b.cmp(wins, x, y), g, half), b.select(b.cmp(loses, x, y), g, half)
+        shared = b.select(b.cmp("eq", x, y), b.mul(g, b.full(0.5, g)), g)
+        return b.select(b.cmp(loses, x, y), zero, shared), b.select(b.cmp(wins, x, y), zero, shared)
 
     return vjp
 

@@ -251,15 +251,15 @@ func.func @pow_constant_exponent(%x: tensor<3xf32>, %dz: tensor<3xf32>) -> tenso
   func.return %dx : tensor<3xf32>
 }
 
-// The winner gets dz, a tie gives each side dz / 2.
+// PyTorch's formula: a side gets dz unless it loses (0), dz / 2 on a tie; with a NaN neither loses, both get dz.
 // CHECK-LABEL: func.func @maximum
 // CHECK:         %[[TIE:.*]] = pg.cmp "eq", %x, %y
 // CHECK:         %[[HALFDZ:.*]] = pg.mul %dz, %{{.*}}
-// CHECK-NEXT:    %[[HALF:.*]] = pg.select %[[TIE]], %[[HALFDZ]], %{{.*}}
-// CHECK-NEXT:    %[[GT:.*]] = pg.cmp "gt", %x, %y
-// CHECK-NEXT:    %dx = pg.select %[[GT]], %dz, %[[HALF]]
+// CHECK-NEXT:    %[[SHARED:.*]] = pg.select %[[TIE]], %[[HALFDZ]], %dz
 // CHECK-NEXT:    %[[LT:.*]] = pg.cmp "lt", %x, %y
-// CHECK-NEXT:    %dy = pg.select %[[LT]], %dz, %[[HALF]]
+// CHECK-NEXT:    %dx = pg.select %[[LT]], %{{.*}}, %[[SHARED]]
+// CHECK-NEXT:    %[[GT:.*]] = pg.cmp "gt", %x, %y
+// CHECK-NEXT:    %dy = pg.select %[[GT]], %{{.*}}, %[[SHARED]]
 func.func @maximum(%x: tensor<3xf32>, %y: tensor<3xf32>, %dz: tensor<3xf32>) -> (tensor<3xf32>, tensor<3xf32>) {
   %z = pg.maximum %x, %y : tensor<3xf32>
   %dx, %dy = pg.grad %z seed %dz wrt %x, %y : tensor<3xf32> wrt tensor<3xf32>, tensor<3xf32>
@@ -268,10 +268,10 @@ func.func @maximum(%x: tensor<3xf32>, %y: tensor<3xf32>, %dz: tensor<3xf32>) -> 
 
 // CHECK-LABEL: func.func @minimum
 // CHECK:         pg.constant dense<5.000000e-01>
-// CHECK:         %[[LT:.*]] = pg.cmp "lt", %x, %y
-// CHECK-NEXT:    %dx = pg.select %[[LT]], %dz,
-// CHECK-NEXT:    %[[GT:.*]] = pg.cmp "gt", %x, %y
-// CHECK-NEXT:    %dy = pg.select %[[GT]], %dz,
+// CHECK:         %[[GT:.*]] = pg.cmp "gt", %x, %y
+// CHECK-NEXT:    %dx = pg.select %[[GT]], %{{.*}}, %[[SHARED:.*]]
+// CHECK-NEXT:    %[[LT:.*]] = pg.cmp "lt", %x, %y
+// CHECK-NEXT:    %dy = pg.select %[[LT]], %{{.*}}, %[[SHARED]]
 func.func @minimum(%x: tensor<3xf32>, %y: tensor<3xf32>, %dz: tensor<3xf32>) -> (tensor<3xf32>, tensor<3xf32>) {
   %z = pg.minimum %x, %y : tensor<3xf32>
   %dx, %dy = pg.grad %z seed %dz wrt %x, %y : tensor<3xf32> wrt tensor<3xf32>, tensor<3xf32>
