@@ -8,29 +8,9 @@ import inspect
 
 import numpy as np
 import pytest
+from _raises import raises_on_next_line
 
 import picograd as pg
-
-
-class raises_on_next_line:
-    """``with raises_on_next_line(Exc, "fragment", ...):`` followed by the offending statement on the next line:
-    expects ``Exc`` whose message holds every fragment and ``<this file>:<that line>``."""
-
-    def __init__(self, exc: type[Exception], *fragments: str):
-        caller = inspect.currentframe().f_back  # the frame of the `with` line
-        self.exc = exc
-        self.fragments = (*fragments, f"{__file__}:{caller.f_lineno + 1}")
-
-    def __enter__(self) -> raises_on_next_line:
-        return self
-
-    def __exit__(self, typ, value, tb) -> bool:
-        assert typ is not None, f"{self.exc.__name__} was not raised"
-        assert issubclass(typ, self.exc), f"expected {self.exc.__name__}, got {typ.__name__}: {value}"
-        for fragment in self.fragments:
-            assert fragment in str(value), f"{fragment!r} not in the message {str(value)!r}"
-        self.message = str(value)
-        return True
 
 
 def test_broadcast_mismatch():

@@ -9,30 +9,11 @@ import os
 import numpy as np
 import pytest
 import torch
+from _raises import raises_on_next_line
 
 import picograd as pg
 
 F = pg.nn.functional
-
-
-class raises_here:
-    """``with raises_here(Exc, "fragment", ...):`` followed by the offending statement on the next line: expects
-    ``Exc`` whose message holds every fragment and the caller's ``file:line`` of that statement."""
-
-    def __init__(self, exc: type[BaseException], *fragments: str):
-        caller = inspect.currentframe().f_back  # type: ignore[union-attr]
-        self.exc = exc
-        self.fragments = (*fragments, f"{caller.f_code.co_filename}:{caller.f_lineno + 1}")  # type: ignore[union-attr]
-
-    def __enter__(self) -> raises_here:
-        return self
-
-    def __exit__(self, typ, value, tb) -> bool:
-        assert typ is not None, f"{self.exc.__name__} was not raised"
-        assert issubclass(typ, self.exc), f"expected {self.exc.__name__}, got {typ.__name__}: {value}"
-        for fragment in self.fragments:
-            assert fragment in str(value), f"{fragment!r} not in the message {str(value)!r}"
-        return True
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -41,9 +22,9 @@ class raises_here:
 
 def test_cross_entropy_negative_target_raises_eager(rng):
     logits = pg.tensor(rng.standard_normal((2, 3)))
-    with raises_here(IndexError, "target -1", "dim 1 of size 3"):
+    with raises_on_next_line(IndexError, "target -1", "dim 1 of size 3"):
         F.cross_entropy(logits, pg.tensor([0, -1]))
-    with raises_here(IndexError, "target 3", "size 3"):
+    with raises_on_next_line(IndexError, "target 3", "size 3"):
         F.cross_entropy(logits, pg.tensor([3, 0]))
     # a computed (lazy) target is checked when it is realized, at the line of the cross_entropy call
     lazy = pg.tensor([1, 0]) - 1
@@ -79,9 +60,9 @@ def test_cross_entropy_bad_target_raises_compiled(rng):
 
 def test_embedding_negative_index_raises(rng):
     weight = pg.tensor(rng.standard_normal((4, 2)), requires_grad=True)
-    with raises_here(IndexError, "index -1", "dim 0 of size 4"):
+    with raises_on_next_line(IndexError, "index -1", "dim 0 of size 4"):
         F.embedding(pg.tensor([-1]), weight)
-    with raises_here(IndexError, "index 4", "size 4"):
+    with raises_on_next_line(IndexError, "index 4", "size 4"):
         F.embedding(pg.tensor([[0, 4]]), weight)
 
     @pg.compile
@@ -107,9 +88,9 @@ def test_cross_entropy_unbatched_none_is_0d(rng):
 
 def test_getitem_out_of_range_index_error(rng):
     x = pg.tensor(rng.standard_normal((3, 4)))
-    with raises_here(IndexError, "index 7", "dim 0 of size 3"):
+    with raises_on_next_line(IndexError, "index 7", "dim 0 of size 3"):
         x[pg.tensor([0, 7])]
-    with raises_here(IndexError, "index -5", "dim 1 of size 4"):
+    with raises_on_next_line(IndexError, "index -5", "dim 1 of size 4"):
         x[:, [1, -5]]
     # two index arrays are merged into one linear index: each is still checked against its own dim
     i, j = pg.tensor([0]) + 0, pg.tensor([5]) + 0  # lazy: checked at run time
@@ -145,7 +126,7 @@ def test_backward_twice_raises_unless_retain_graph(rng):
     x = pg.tensor(a, requires_grad=True)
     loss = (x * x).sum()
     loss.backward()
-    with raises_here(RuntimeError, "second time", "retain_graph=True"):
+    with raises_on_next_line(RuntimeError, "second time", "retain_graph=True"):
         loss.backward()
     np.testing.assert_allclose(x.grad.numpy(), 2 * a)  # the refused call added nothing
     # through a shared part of the graph, as PyTorch

@@ -21,11 +21,12 @@ Textual output keeps the ops' locations (the model's ``file:line``) when it goes
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import os
 import sys
 import traceback
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from xdsl.dialects.builtin import ModuleOp, StringAttr
 from xdsl.printer import Printer
@@ -57,6 +58,21 @@ def _model_error(e: BaseException, path: str) -> ModelError | None:
     return ModelError(f"{frames[-1].filename}:{frames[-1].lineno}: {type(e).__name__}: {e}")
 
 
+@contextlib.contextmanager
+def _model_errors(path: str) -> Iterator[None]:
+    """Turn an exception that the model file ``path`` raised (importing or tracing it) into one ``ModelError`` at
+    its line; picograd's own errors, which name the user's line already, pass through unchanged."""
+    try:
+        yield
+    except (ShapeError, DTypeError, CompileError, DeviceError):
+        raise
+    except Exception as e:
+        error = _model_error(e, path)
+        if error is None:
+            raise
+        raise error from None
+
+
 def _import_model(path: str):
     if not os.path.exists(path):
         raise FileNotFoundError(f"no such file: {path}")
@@ -65,15 +81,8 @@ def _import_model(path: str):
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses (and pickling) look their module up there
-    try:
+    with _model_errors(path):
         spec.loader.exec_module(module)
-    except (ShapeError, DTypeError, CompileError, DeviceError):
-        raise  # picograd's own errors name the user's line already
-    except Exception as e:
-        error = _model_error(e, path)
-        if error is None:
-            raise
-        raise error from None
     return module
 
 
@@ -105,15 +114,8 @@ def build(
             f"{path}: its compiled functions use different matmul schedules ({', '.join(sorted(schedules))}); "
             "pick one with --matmul-schedule"
         )
-    try:
+    with _model_errors(path):
         funcs = [fn.ir("pg").body.block.first_op for fn in fns]
-    except (ShapeError, DTypeError, CompileError, DeviceError):
-        raise  # picograd's own errors name the user's line already
-    except Exception as e:
-        error = _model_error(e, path)
-        if error is None:
-            raise
-        raise error from None
     for f in funcs:
         f.detach()
     mod = ModuleOp(funcs)
