@@ -151,3 +151,13 @@ def test_maximum_gradient_with_a_nan_as_pytorch(fn: str) -> None:
     (getattr(torch, fn)(tx, ty) * torch.tensor(w)).sum().backward()
     np.testing.assert_array_equal(x.grad.numpy(), tx.grad.numpy())
     np.testing.assert_array_equal(y.grad.numpy(), ty.grad.numpy())
+
+
+def test_batched_matmul_with_an_empty_inner_dim() -> None:
+    """``(1, 3, 0) @ (0, 4)``: folding the batch into one GEMM reshaped to ``(-1, 0)``, which has no answer."""
+    x = pg.tensor(np.zeros((1, 3, 0), np.float32), requires_grad=True)
+    w = pg.tensor(np.zeros((0, 4), np.float32), requires_grad=True)
+    y = x @ w
+    np.testing.assert_array_equal(y.numpy(), np.zeros((1, 3, 4), np.float32))
+    y.sum().backward()
+    assert x.grad.shape == (1, 3, 0) and w.grad.shape == (0, 4)

@@ -1218,7 +1218,7 @@ def matmul(a: Any, b: Any) -> Tensor:
     if x.ndim > 2 and y.ndim == 2 and xs[-1] == ys[0]:
         # (*B, M, K) @ (K, N) as one (B*M, K) @ (K, N) product (as PyTorch folds it): one GEMM forward and one for
         # the weight's gradient, instead of a batch of small products and a sum over the batch
-        return matmul(x.reshape(-1, xs[-1]), y).reshape(*xs[:-1], ys[1])
+        return matmul(x.reshape(math.prod(xs[:-1]), xs[-1]), y).reshape(*xs[:-1], ys[1])
     x2 = x.unsqueeze(0) if x.ndim == 1 else x
     y2 = y.unsqueeze(-1) if y.ndim == 1 else y
     if x2.shape[-1] != y2.shape[-2]:
