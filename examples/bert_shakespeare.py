@@ -82,9 +82,9 @@ model, opt, sched = make(CFG, 1337)
 def corrupt(x: pg.Tensor, vocab: int) -> tuple[pg.Tensor, pg.Tensor]:
     """BERT's masking of x (B, T) int64 character ids, drawn from picograd's generator: (input, target), target
     -100 where no position was chosen. ``vocab - 1`` is [MASK]; random replacements are characters (< vocab - 1)."""
-    chosen = pg.rand(*x.shape) < MASK_PROB
-    kind = pg.rand(*x.shape)
-    random_ids = pg.randint(0, vocab - 1, x.shape)
+    chosen = pg.rand(*x.shape, device=x.device) < MASK_PROB
+    kind = pg.rand(*x.shape, device=x.device)
+    random_ids = pg.randint(0, vocab - 1, x.shape, device=x.device)
     replaced = pg.where(
         kind < MASK_TOKEN_PROB, vocab - 1, pg.where(kind < MASK_TOKEN_PROB + RANDOM_TOKEN_PROB, random_ids, x)
     )

@@ -928,7 +928,7 @@ class Tensor:
         x = self if self.ndim else self.reshape(1)
         fill = -math.inf if largest else math.inf
         work = x if x.dtype.is_floating_point else x._cast(dtypes.float64)
-        positions = _iota(work.shape, d)
+        positions = _iota(work.shape, d, work.device)
         values, indices = [], []
         for _ in range(k):
             i = (work.argmax(d, keepdim=True) if largest else work.argmin(d, keepdim=True)).detach()
