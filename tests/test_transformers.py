@@ -452,7 +452,7 @@ def test_attention_errors() -> None:
 
 
 def test_one_hot_and_multinomial_errors() -> None:
-    with expect(ValueError, "class 7 is out of range for num_classes = 5"):
+    with expect(IndexError, "class 7 is out of range for num_classes = 5"):
         F.one_hot(pg.tensor([1, 7]), 5)
     with expect(ValueError, "got -0.5 at index 1"):
         pg.multinomial(pg.tensor([0.5, -0.5]), 1)
@@ -460,6 +460,42 @@ def test_one_hot_and_multinomial_errors() -> None:
         pg.multinomial(pg.tensor([[0.5, 0.5], [0.0, 0.0]]), 1)
     with expect(ValueError, "cannot draw 3 samples from 2 categories without replacement"):
         pg.multinomial(pg.tensor([0.5, 0.5]), 3)
+
+
+def test_one_hot_and_multinomial_check_values_in_a_compiled_step(rng: np.random.Generator) -> None:
+    """Inside ``@pg.compile`` the values cannot be read at trace time: a ``pg.check_index`` raises when the step runs,
+    on the CPU executor and in the loop-stage program the GPU runs (never a silent row of zeros or a biased draw)."""
+    from picograd.backend.loop_interpreter import run_function
+
+    @pg.compile
+    def encode(x):
+        return F.one_hot(x, 5)
+
+    x = rng.integers(0, 5, (3, 4))
+    np.testing.assert_array_equal(encode(pg.tensor(x)).numpy(), np.eye(5, dtype=np.int64)[x])
+    x[1, 2] = 7
+    with expect(IndexError, "class 7 is out of range for num_classes = 5"):  # at the one_hot line
+        encode(pg.tensor(x))
+    x[1, 2] = -1
+    with pytest.raises(IndexError, match="class -1 is out of range"):
+        encode(pg.tensor(x))
+
+    @pg.compile
+    def draw(w):
+        return pg.multinomial(w, 2, replacement=True)
+
+    good = rng.random((3, 4)) + 0.1
+    assert draw(pg.tensor(good)).shape == (3, 2)
+    for bad in ([[0.5, -0.5]], [[0.0, 0.0]], [[0.5, np.nan]], [[np.inf, 1.0]]):
+        w = np.concatenate([good[:2, :2], np.array(bad)])
+        with pytest.raises(IndexError, match=r"multinomial: weights of shape \(3, 2\) must be finite and non-neg"):
+            draw(pg.tensor(w))
+
+    module = encode.ir("loops", [pg.tensor(x[:1, :2])])
+    (out,) = run_function(module, "encode", [np.array([[1, 4]])])
+    np.testing.assert_array_equal(out, np.eye(5, dtype=np.int64)[[[1, 4]]])
+    with pytest.raises(IndexError, match="class 5 is out of range for num_classes = 5"):
+        run_function(module, "encode", [np.array([[1, 5]])])
 
 
 def test_attention_op_verifier() -> None:

@@ -830,8 +830,9 @@ class CheckIndexOp(IRDLOperation):
     """A bounds check of integer indices before a ``pg.gather``: the result is the input, and every element must lie
     in ``[0, size)`` (``[-size, size)`` with ``negative``, for numpy-style indices that are wrapped afterwards);
     otherwise running the program raises ``IndexError`` naming the first bad ``what`` (``index``, ``target``), the
-    ``dim`` it indexes, ``size`` and the op's location. Backends check on the device (an error flag on the GPU):
-    ``%i = pg.check_index %idx "index" dim = 0 size = 27 : tensor<32xi64>``."""
+    ``dim`` it indexes, ``size`` and the op's location, or the op's own ``message`` (a template whose ``{}`` is the
+    bad value: other data checks, such as ``one_hot``'s classes, reuse the op). Backends check on the device (an
+    error flag on the GPU): ``%i = pg.check_index %idx "index" dim = 0 size = 27 : tensor<32xi64>``."""
 
     name = "pg.check_index"
     T: ClassVar = VarConstraint("T", base(TensorType))
@@ -840,13 +841,17 @@ class CheckIndexOp(IRDLOperation):
     dim = prop_def(IntegerAttr[I64])
     size = prop_def(IntegerAttr[I64])
     negative = opt_prop_def(UnitAttr)
+    template = opt_prop_def(StringAttr)
     result = result_def(T)
     traits = traits_def(Pure())
     assembly_format = (
-        "$input $what `dim` `=` $dim `size` `=` $size (`negative` $negative^)? attr-dict `:` type($result)"
+        "$input $what `dim` `=` $dim `size` `=` $size (`negative` $negative^)? (`message` $template^)? attr-dict "
+        "`:` type($result)"
     )
 
-    def __init__(self, input: SSAValue, what: str, dim: int, size: int, negative: bool = False):
+    def __init__(
+        self, input: SSAValue, what: str, dim: int, size: int, negative: bool = False, template: str | None = None
+    ):
         props: dict[str, Attribute] = {
             "what": StringAttr(what),
             "dim": IntegerAttr(dim, i64),
@@ -854,6 +859,8 @@ class CheckIndexOp(IRDLOperation):
         }
         if negative:
             props["negative"] = UnitAttr()
+        if template is not None:
+            props["template"] = StringAttr(template)
         super().__init__(operands=[input], properties=props, result_types=[input.type])
 
     @property
@@ -864,10 +871,13 @@ class CheckIndexOp(IRDLOperation):
 
     def message(self, value: int | str) -> str:
         """The error for the bad index ``value`` with the user's ``file:line`` from the op's location (``value="{}"``
-        gives a template that a backend fills in at run time)."""
-        what = f"{self.what.data} {value}"
+        gives a template that a backend fills in at run time). A ``message`` template given to the op replaces the
+        default ``"<what> <value> is out of range for dim <dim> of size <size>"``; its ``{}`` is the value."""
         loc = self.location
         at = f" (at {loc.filename.data}:{loc.line.data})" if isinstance(loc, FileLineColLoc) else ""
+        if self.template is not None:
+            return self.template.data.replace("{}", str(value), 1) + at
+        what = f"{self.what.data} {value}"
         return f"{what} is out of range for dim {self.dim.value.data} of size {self.size.value.data}{at}"
 
     def verify_(self) -> None:

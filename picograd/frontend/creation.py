@@ -174,7 +174,8 @@ def multinomial(input: Tensor, num_samples: int, replacement: bool = False) -> T
     ``num_samples`` of one draw, Kool et al., 2019), from picograd's Philox generator: the same distribution as
     PyTorch, not the same numbers. Outside ``@pg.compile`` the weights are read and checked: a negative, infinite
     or NaN weight, or a row of zeros, raises ``ValueError`` naming it; ``num_samples`` larger than the number of
-    categories without replacement raises ``ValueError``. Inside a compiled step they are not checked."""
+    categories without replacement raises ``ValueError``. Inside a compiled step such weights raise ``IndexError``
+    (a ``pg.check_index`` on each row) when the step runs."""
     from picograd.frontend.graph import STATE
 
     loc = user_location()
@@ -204,13 +205,24 @@ def multinomial(input: Tensor, num_samples: int, replacement: bool = False) -> T
         if zero.size:
             where_ = f"row {int(zero[0])}" if input.ndim == 2 else "the tensor"
             raise ValueError(f"multinomial: {where_} of weights (shape {input.shape}) sums to 0{at(loc)}")
+    from picograd.frontend.indexing import checked_index
+    from picograd.frontend.ops import any as any_
     from picograd.frontend.tensor import where
 
+    input = input.detach()
     positive = input > 0
-    logw = where(positive, where(positive, input, 1.0).log(), -math.inf).detach()
+    logw = where(positive, where(positive, input, 1.0).log(), -math.inf)
     draws = num_samples if replacement else 1
     u = rand(*input.shape[:-1], draws, categories, dtype=input.dtype, device=input.device)
     scores = logw.unsqueeze(-2) - (-(u.log())).log()  # + Gumbel(0, 1); u = 0 gives -inf: never picked
+    if STATE.trace is not None:  # the weights are read when the step runs: a bad row is 1, checked to be 0
+        bad = any_((input < 0) | ~(input.abs() < math.inf), -1) | (input.sum(-1) <= 0)
+        template = (
+            f"multinomial: weights of shape {input.shape} must be finite and non-negative, with a positive sum "
+            "in every row"
+        )
+        ok = checked_index(bad.long(), 1, input.ndim - 1, template=template)
+        scores = scores + ok.to(scores.dtype).unsqueeze(-1).unsqueeze(-1)  # + 0: keeps the check in the graph
     if replacement:
         return scores.argmax(-1)
     return scores.squeeze(-2).topk(num_samples, -1).indices

@@ -34,10 +34,13 @@ def _is_array_index(x: Any) -> bool:
     return isinstance(x, Tensor | list | tuple | np.ndarray)
 
 
-def checked_index(t: Tensor, size: int, dim: int, what: str = "index", negative: bool = False) -> Tensor:
+def checked_index(
+    t: Tensor, size: int, dim: int, what: str = "index", negative: bool = False, template: str | None = None
+) -> Tensor:
     """The int64 indices ``t``, checked to lie in ``[0, size)`` (``[-size, size)`` with ``negative``): a realized
     host tensor now, anything else by a ``pg.check_index`` op when the value is computed. Raises ``IndexError``
-    naming the first bad ``what`` (``index``, ``target``), ``dim``, ``size`` and the user's ``file:line``."""
+    naming the first bad ``what`` (``index``, ``target``), ``dim``, ``size`` and the user's ``file:line``, or with
+    ``template`` (its ``{}`` the bad value) as the message."""
     from picograd.frontend.tensor import _record
 
     t = t.long()
@@ -47,9 +50,14 @@ def checked_index(t: Tensor, size: int, dim: int, what: str = "index", negative:
         bad = (buf < low) | (buf >= size)
         if bad.any():
             value = int(buf[bad].flat[0])
-            raise IndexError(f"{what} {value} is out of range for dim {dim} of size {size}{at(user_location())}")
+            text = (
+                template.replace("{}", str(value), 1)
+                if template is not None
+                else (f"{what} {value} is out of range for dim {dim} of size {size}")
+            )
+            raise IndexError(f"{text}{at(user_location())}")
         return t
-    return _record("check_index", [t], (what, dim, size, negative), t.shape, t.dtype)
+    return _record("check_index", [t], (what, dim, size, negative, template), t.shape, t.dtype)
 
 
 def _index_tensor(x: Any, size: int, dim: int, device: str) -> Tensor:

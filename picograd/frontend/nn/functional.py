@@ -584,10 +584,11 @@ def _repeat_heads(x: Tensor, n: int) -> Tensor:
 def one_hot(tensor: Tensor, num_classes: int = -1) -> Tensor:
     """int64 one-hot encoding: ``tensor.shape + (num_classes,)``, as ``torch.nn.functional.one_hot``.
 
-    ``num_classes=-1`` takes ``max + 1`` (reads the values: not inside ``@pg.compile``). Values are checked when
-    they can be read (outside ``@pg.compile``): a negative class or one >= ``num_classes`` raises ``ValueError``
-    naming it; inside a compiled step such a row is all zeros. Raises ``DTypeError`` for non-integer input."""
+    ``num_classes=-1`` takes ``max + 1`` (reads the values: not inside ``@pg.compile``). A negative class or one
+    >= ``num_classes`` raises ``IndexError`` naming it and the user's ``file:line``, eager at once and in a compiled
+    step when it runs (a ``pg.check_index``). Raises ``DTypeError`` for non-integer input."""
     from picograd.frontend.graph import STATE
+    from picograd.frontend.indexing import checked_index
     from picograd.frontend.tensor import _iota
 
     loc = user_location()
@@ -595,17 +596,13 @@ def one_hot(tensor: Tensor, num_classes: int = -1) -> Tensor:
         tensor = Tensor(tensor)
     if tensor.dtype.category != 1:
         raise DTypeError(f"one_hot: needs an integer (int64) tensor of class indices, got {tensor.dtype.name}{at(loc)}")
-    if STATE.trace is None:
+    if num_classes == -1:
+        if STATE.trace is not None:
+            raise ValueError(f"one_hot: give num_classes inside @pg.compile (the values cannot be read){at(loc)}")
         values = tensor.numpy()
-        if num_classes == -1:
-            num_classes = int(values.max()) + 1 if values.size else 0
-        bad = values[(values < 0) | (values >= num_classes)]
-        if bad.size:
-            raise ValueError(
-                f"one_hot: class {int(bad.flat[0])} is out of range for num_classes = {num_classes} (classes must "
-                f"be in [0, {num_classes})){at(loc)}"
-            )
-    elif num_classes == -1:
-        raise ValueError(f"one_hot: give num_classes inside @pg.compile (the values cannot be read){at(loc)}")
+        num_classes = int(values.max()) + 1 if values.size else 0
+    n = num_classes
+    template = f"one_hot: class {{}} is out of range for num_classes = {n} (classes must be in [0, {n}))"
+    tensor = checked_index(tensor, num_classes, tensor.ndim, template=template)
     classes = _iota((*tensor.shape, num_classes), tensor.ndim, tensor.device)
     return (tensor.long().unsqueeze(-1) == classes).long()
