@@ -20,7 +20,6 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "examples"))
 sys.path.insert(0, HERE)
 
-import argparse  # noqa: E402
 import datetime  # noqa: E402
 import json  # noqa: E402
 import platform  # noqa: E402
@@ -32,7 +31,13 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn as nn  # noqa: E402
 import torch.nn.functional as TF  # noqa: E402
-from gpt_shakespeare_twin import TorchBlock, load_from_picograd, torch_optimizer, versions  # noqa: E402
+from gpt_shakespeare_twin import (  # noqa: E402
+    TorchBlock,
+    load_from_picograd,
+    torch_optimizer,
+    twin_args,
+    versions,
+)
 
 import picograd as pg  # noqa: E402
 
@@ -71,20 +76,7 @@ def torch_eval(model: nn.Module, batches, vocab: int) -> tuple[float, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=2000)
-    parser.add_argument("--seed", type=int, default=1337)
-    parser.add_argument("--compare", type=int, default=50)
-    parser.add_argument("--warmup", type=int, default=5)
-    parser.add_argument(
-        "--torch-threads",
-        type=int,
-        default=1,
-        help="PyTorch CPU threads (two threads wait on each other on the busy 2-core machine: 5 s a step measured)",
-    )
-    parser.add_argument("--out", default=os.path.join(HERE, "results", "bert_shakespeare_cpu.json"))
-    args = parser.parse_args()
-    torch.set_num_threads(args.torch_threads)
+    args = twin_args(__doc__, "bert_shakespeare_cpu.json", warmup=5)
 
     data = ex.CharData()
     cfg = replace(ex.CFG, vocab_size=len(data.chars) + 1, max_iters=args.steps,

@@ -114,21 +114,27 @@ def versions() -> dict[str, str]:
             "xdsl": version("xdsl")}  # fmt: skip
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def twin_args(doc: str | None, out: str, warmup: int) -> argparse.Namespace:
+    """The command line the Shakespeare twins share (``out`` under ``bench/results/``); sets PyTorch's threads."""
+    parser = argparse.ArgumentParser(description=(doc or "").splitlines()[0])
     parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=1337)
     parser.add_argument("--compare", type=int, default=50, help="first losses that must agree within 1e-4")
-    parser.add_argument("--warmup", type=int, default=10, help="steps left out of the timing")
+    parser.add_argument("--warmup", type=int, default=warmup, help="steps left out of the timing")
     parser.add_argument(
         "--torch-threads",
         type=int,
         default=1,
         help="PyTorch CPU threads (two threads wait on each other on the busy 2-core machine: 5 s a step measured)",
     )
-    parser.add_argument("--out", default=os.path.join(HERE, "results", "gpt_shakespeare_cpu.json"))
+    parser.add_argument("--out", default=os.path.join(HERE, "results", out))
     args = parser.parse_args()
     torch.set_num_threads(args.torch_threads)
+    return args
+
+
+def main() -> None:
+    args = twin_args(__doc__, "gpt_shakespeare_cpu.json", warmup=10)
 
     data = ex.CharData()
     cfg = replace(ex.CONFIGS["cpu"], vocab_size=len(data.chars), max_iters=args.steps,

@@ -34,7 +34,16 @@ import picograd.nn.functional as F  # noqa: E402
 import picograd as pg  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from gpt_shakespeare import Block, CharData, Config, LayerNorm, init_weights, lr_factor, plot  # noqa: E402
+from gpt_shakespeare import (  # noqa: E402
+    Block,
+    CharData,
+    Config,
+    LayerNorm,
+    init_weights,
+    lr_factor,
+    plot,
+    resume,
+)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CFG = Config(block_size=128, batch_size=32, max_iters=2000, lr_decay_iters=2000, eval_batches=50, vocab_size=66)
@@ -162,14 +171,7 @@ def main() -> None:
     cfg = replace(CFG, vocab_size=len(data.chars) + 1, max_iters=args.steps,
                   lr_decay_iters=max(args.steps, CFG.warmup_iters + 1))  # fmt: skip
     model, opt, sched = make(cfg, args.seed, args.device)
-    start = 0
-    if args.load:
-        state = pg.load(args.load)
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        start = int(state["iter"])
-        sched.last_epoch = start - 1
-        sched.step()
+    start = resume(args.load, model, opt, sched) if args.load else 0
     val = val_batches(data, cfg, args.seed + 1)
     rng = np.random.default_rng(args.seed)
     dev = args.device

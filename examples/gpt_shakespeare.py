@@ -316,6 +316,17 @@ def plot(losses: list[float], vals: list[tuple[int, float]], path: str, title: s
     return True
 
 
+def resume(path: str, model: pg.nn.Module, opt: pg.optim.Optimizer, sched) -> int:
+    """Load a checkpoint written by ``--save`` into the model, optimizer and schedule; return its iteration."""
+    state = pg.load(path)
+    model.load_state_dict(state["model"])
+    opt.load_state_dict(state["optimizer"])
+    start = int(state["iter"])
+    sched.last_epoch = start - 1
+    sched.step()
+    return start
+
+
 def main() -> None:
     global model, opt, sched
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -337,14 +348,7 @@ def main() -> None:
     data = CharData()
     cfg = replace(cfg, vocab_size=len(data.chars))
     model, opt, sched = make(cfg, args.seed, args.device)
-    start_iter = 0
-    if args.load:
-        state = pg.load(args.load)
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        start_iter = int(state["iter"])
-        sched.last_epoch = start_iter - 1
-        sched.step()
+    start_iter = resume(args.load, model, opt, sched) if args.load else 0
     n_params = sum(p.numel() for p in model.parameters())
     print(f"config {args.config}: {cfg.n_layer} layers, {cfg.n_head} heads, {cfg.n_embd} wide, block {cfg.block_size}")
     print(f"{n_params / 1e6:.2f}M parameters; {len(data.train):,} training and {len(data.val):,} validation chars")
