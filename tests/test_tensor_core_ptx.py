@@ -19,6 +19,7 @@ from __future__ import annotations
 import io
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -29,7 +30,7 @@ from xdsl.parser import Parser
 from xdsl.printer import Printer
 from xdsl.utils.exceptions import VerifyException
 
-from picograd.backend import ptxas
+from picograd.backend import cuda, ptxas
 from picograd.backend.ptx_printer import print_ptx
 from picograd.dialects import make_context, ptx
 from picograd.errors import CompileError
@@ -593,3 +594,83 @@ def test_ptxas_rejects_wgmma_for_sm_90() -> None:
     """The PTX of an sm_90a module does not assemble for plain sm_90 (the check a schedule's target relies on)."""
     with pytest.raises(CompileError, match="sm_90a"):
         ptxas.assemble(print_ptx(build_all_ops()), "sm_90", strict=True)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# GPU (``-m gpu``; skipped without one): the same kernels on the device, against float64 and the emulator. Written
+# without a GPU at hand (2026-12-05): the first run on an H100/H200 checks the emulator's model of the hardware.
+
+
+def run_on_gpu(module: ptx.ModuleOp, name: str, block: int, arrays: list[np.ndarray], tmaps: dict[int, int]) -> list:
+    """Launch kernel ``name`` (one block) with a device copy of each array as a pointer parameter, and return the
+    arrays copied back. ``tmaps`` maps a parameter index to the index of a 2-D bf16 array: that parameter is then a
+    128-byte-swizzled tensor map (box 64x64) of the array's device copy, in global memory, made by
+    ``cuTensorMapEncodeTiled``."""
+    import ctypes
+
+    from cuda.bindings import driver
+    from cuda.core import Buffer, Device, LaunchConfig, Program, ProgramOptions, launch
+
+    dev = Device(0)
+    dev.set_current()
+    stream = dev.create_stream()
+    target = "90a" if module.target.data == "sm_90a" else dev.arch
+    code = Program(print_ptx(module), code_type="ptx", options=ProgramOptions(arch=f"sm_{target}")).compile("cubin")
+    host = [np.ascontiguousarray(a) for a in arrays]
+    device = [dev.allocate(a.nbytes, stream=stream) for a in host]
+    for h, d in zip(host, device, strict=True):
+        d.copy_from(Buffer.from_handle(h.ctypes.data, h.nbytes, owner=h), stream=stream)
+    params: list[Any] = list(device)
+    for param, index in tmaps.items():
+        rows, cols = host[index].shape
+        err, tmap = driver.cuTensorMapEncodeTiled(
+            driver.CUtensorMapDataType.CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 2, int(device[index].handle),
+            [cols, rows], [cols * 2], [64, 64], [1, 1],
+            driver.CUtensorMapInterleave.CU_TENSOR_MAP_INTERLEAVE_NONE,
+            driver.CUtensorMapSwizzle.CU_TENSOR_MAP_SWIZZLE_128B,
+            driver.CUtensorMapL2promotion.CU_TENSOR_MAP_L2_PROMOTION_NONE,
+            driver.CUtensorMapFloatOOBfill.CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE,
+        )  # fmt: skip
+        assert err == driver.CUresult.CUDA_SUCCESS, err
+        raw = np.frombuffer(ctypes.string_at(tmap.getPtr(), 128), dtype=np.uint8).copy()
+        buf = dev.allocate(128, stream=stream)
+        buf.copy_from(Buffer.from_handle(raw.ctypes.data, 128, owner=raw), stream=stream)
+        host.append(raw)
+        params[param] = buf
+    launch(stream, LaunchConfig(grid=1, block=block), code.get_kernel(name), *params)
+    out = [np.empty_like(h) for h in host[: len(arrays)]]
+    for o, d in zip(out, device, strict=True):
+        d.copy_to(Buffer.from_handle(o.ctypes.data, o.nbytes, owner=o), stream=stream)
+    stream.sync()
+    return out
+
+
+gpu_only = pytest.mark.skipif(not cuda.available(), reason="needs an NVIDIA GPU")
+
+
+@pytest.mark.parametrize("b_layout", ["nk", "kn"])
+@pytest.mark.gpu
+@gpu_only
+def test_mma_sync_gemm_tile_on_gpu(b_layout: str, rng: np.random.Generator) -> None:
+    a_bits, a = random_bf16(rng, (64, 32))
+    b_bits, b = random_bf16(rng, (32, 64))
+    b_in = b_bits.T.copy() if b_layout == "nk" else b_bits
+    c = np.full((64, 64), np.nan, np.float32)
+    _, _, d = run_on_gpu(build_mma_gemm(b_layout), f"mma_gemm_{b_layout}", 128, [a_bits, b_in, c], {})
+    assert_close(d, a, b)
+
+
+@pytest.mark.parametrize(("m", "k"), [(64, 64), (50, 96)])
+@pytest.mark.gpu
+@gpu_only
+def test_wgmma_from_tma_on_gpu(m: int, k: int, rng: np.random.Generator) -> None:
+    """Needs sm_90 (H100/H200): the TMA + mbarrier + wgmma kernel against float64 and the emulator."""
+    a_bits, a = random_bf16(rng, (m, k))
+    bt_bits, bt = random_bf16(rng, (64, k))
+    module = build_wgmma(-(-k // 64) * 64)
+    d = np.full((64, 64), np.nan, np.float32)
+    _, _, got = run_on_gpu(module, "wgmma_tma", 128, [a_bits, bt_bits, d], {0: 0, 1: 1})
+    assert_close(got[:m], a, bt.T)
+    assert np.all(got[m:] == 0)
+    emulated = run_wgmma(module, a_bits, bt_bits)
+    np.testing.assert_allclose(got, emulated, rtol=0, atol=float(k * 2.0**-22 * np.abs(a).max() * np.abs(bt).max()))
