@@ -9,6 +9,23 @@ stops at ``shfl.sync`` and ``bar.sync``: a block runs until all its live threads
 together) or all lanes of a warp wait at the same shuffle (exchanged together); anything else is a deadlock and
 raises. Blocks run one after another. Global memory is one byte array; shared memory one per block.
 
+Tensor cores and Hopper's asynchronous copies (PTX ISA 8.0 sections 9.7.13, 9.7.14, 9.7.8.24, 9.7.12.15):
+
+- ``ldmatrix``/``stmatrix``/``mma.sync`` are warp collectives (all 32 lanes at the same instruction), with the
+  fragment layouts of :func:`fragment` (the ``mma.sync`` one is the layout verified on an H200 in
+  ``../shared/reference/cuda/``); products are exact and sums are rounded once to f32 per instruction.
+- ``wgmma.mma_async``/``commit_group``/``wait_group`` are warpgroup collectives (128 threads). An mma only queues;
+  ``wait_group`` runs the finished groups, reading A and B from shared memory *then* (through the descriptors'
+  address, leading/stride byte offsets and swizzle mode, :func:`wgmma_operand`) and writing the accumulators back;
+  reading an accumulator in between is an error. K-major operands only (imm-trans 0).
+- ``cp.async.bulk.tensor`` copies the box that a :class:`TensorMap` (registered with :meth:`Emulator.tensor_map`)
+  describes, swizzled as :func:`swizzle` says; it lands when a thread waits on its mbarrier after all arrivals,
+  so reading the tile without waiting sees old bytes. ``mbarrier`` objects count arrivals and transaction bytes
+  per phase; ``try_wait.parity`` blocks the thread until that phase is complete (too many arrivals, more bytes than
+  expected, or a wait that never completes are errors).
+- Async proxy: shared memory that a thread wrote with ordinary stores (``st.shared``, ``stmatrix``, ``cp.async``)
+  and wgmma reads needs ``fence.proxy.async`` by that thread first; otherwise wgmma raises.
+
 :func:`run_program` runs a ``picograd.backend.gpu_compile.CudaProgram`` (its launch plan: inputs, outputs, poisoned
 temps, constants, launches and copies) on numpy inputs and returns the outputs, so that the whole path from the
 ``pg`` stage to PTX is checked against the numpy executor. Tiny shapes only: about 10**5 instructions a second.
