@@ -340,8 +340,11 @@ class TensorMap:
         """Copy the box at ``coords`` into shared memory at ``dst`` (zeros outside the tensor); the bytes copied."""
         esize = np.dtype(self.dtype).itemsize
         inner = self.box[0] * esize
-        if self.swizzle and (inner > self.swizzle or dst % (8 * self.swizzle if self.swizzle == 128 else 128)):
-            raise EmulationError(f"TMA swizzle {self.swizzle}: box row of {inner} bytes or destination {dst}")
+        if self.swizzle and (inner > self.swizzle or dst % (8 * self.swizzle)):
+            raise EmulationError(
+                f"TMA swizzle {self.swizzle}: a box row of {inner} bytes, or a destination {dst} not aligned to the "
+                f"{8 * self.swizzle}-byte swizzle pattern"
+            )
         if dst % 128:
             raise EmulationError(f"TMA destination {dst} is not 128-byte aligned")
         nbytes = 0
@@ -637,6 +640,7 @@ class Emulator:
         heap = self.heap.data
         smem = block.smem
         pending_acc: set[SSAValue] = set()
+        fenced: dict[SSAValue, int] | None = None  # the registers at the last wgmma.fence
         pc = 0
         n = len(ops)
 
@@ -758,9 +762,17 @@ class Emulator:
                     )
                 case ptx.FenceProxyAsyncOp():
                     block.unfenced.pop(tid, None)
-                case ptx.WgmmaFenceOp() | ptx.SetmaxnregOp():
+                case ptx.WgmmaFenceOp():
+                    fenced = dict(regs)
+                case ptx.SetmaxnregOp():
                     pass
                 case ptx.WgmmaMmaAsyncOp():
+                    # PTX ISA 8.0 section 9.7.14.7.1: wgmma.fence before the first wgmma.mma_async, and between an
+                    # ordinary write of an accumulator and the wgmma that reads it
+                    if fenced is None:
+                        raise EmulationError("wgmma.mma_async without a wgmma.fence before it")
+                    if any(v in regs and fenced.get(v) != regs[v] for v in op.acc):
+                        raise EmulationError("a wgmma accumulator was written after the last wgmma.fence")
                     accs = [regs[v] & 0xFFFFFFFF for v in op.acc] if all(v in regs for v in op.acc) else None
                     yield ("warpgroup", op, (accs, get(op.desc_a), get(op.desc_b), get(op.scale_d)))
                     for v in op.acc:
@@ -774,6 +786,8 @@ class Emulator:
                     written = yield ("warpgroup", op, None)
                     regs.update(written)
                     pending_acc.difference_update(written)
+                    if fenced is not None:
+                        fenced.update(written)
                     continue
                 case ptx.CpAsyncOp():
                     # Done at once: completing early is one of the orders cp.async allows.

@@ -23,7 +23,8 @@ from typing import Any
 
 import numpy as np
 import pytest
-from _ptx_emulator import EmulationError, Emulator, TensorMap, bf16_to_f32, fragment, swizzle
+from _ptx_emulator import EmulationError, Emulator, TensorMap, bf16_to_f32, fragment
+from _ptx_emulator import swizzle as swizzle_address
 from xdsl.builder import ImplicitBuilder
 from xdsl.ir import SSAValue
 from xdsl.parser import Parser
@@ -47,9 +48,13 @@ def bf16_bits(x: np.ndarray) -> np.ndarray:
     return ((u + 0x7FFF + ((u >> 16) & 1)) >> 16).astype(np.uint16)
 
 
-def random_bf16(rng: np.random.Generator, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
-    """Random bf16 (bits, float64 values)."""
-    bits = bf16_bits(rng.standard_normal(shape).astype(np.float32))
+def random_bf16(rng: np.random.Generator, shape: tuple[int, ...], dtype: str = "bf16") -> tuple[np.ndarray, np.ndarray]:
+    """Random bf16 (or f16) numbers: (bits as uint16, float64 values)."""
+    x = rng.standard_normal(shape).astype(np.float32)
+    if dtype == "f16":
+        h = x.astype(np.float16)
+        return h.view(np.uint16), h.astype(np.float64)
+    bits = bf16_bits(x)
     return bits, bf16_to_f32(bits).astype(np.float64)
 
 
@@ -178,7 +183,7 @@ def test_reference_mma_kernel_runs_on_the_emulator(rng: np.random.Generator) -> 
 # mma.sync with ldmatrix: a 64x64x32 bf16 tile, 4 warps of 32x32
 
 
-def build_mma_gemm(b_layout: str) -> ptx.ModuleOp:
+def build_mma_gemm(b_layout: str, dtype: str = "bf16") -> ptx.ModuleOp:
     """C (64x64 f32) = A (64x32 bf16, row-major) @ B, B given as Bt (64x32, ``"nk"``: ldmatrix) or as B (32x64,
     ``"kn"``: ldmatrix.trans). Shared memory holds both row-major; warp w computes rows 32(w/2).., columns
     32(w%2)..: 2x4 m16n8k16 tiles per k-step of 16."""
@@ -221,7 +226,7 @@ def build_mma_gemm(b_layout: str) -> ptx.ModuleOp:
                 b += [list(regs[:2]), list(regs[2:])]
             for mi in range(2):
                 for nj in range(4):
-                    acc[mi][nj] = list(ptx.MmaOp("m16n8k16", "bf16", a[mi], b[nj], acc[mi][nj]).d)
+                    acc[mi][nj] = list(ptx.MmaOp("m16n8k16", dtype, a[mi], b[nj], acc[mi][nj]).d)
         g, t = u32_op(ptx.ShrOp, lane, 2), u32_op(ptx.AndOp, lane, 3, "b32")
         row = ptx.MadOp(wm, imm(32), g, "u32", mode="lo").result
         col = ptx.MadOp(wn, imm(32), u32_op(ptx.ShlOp, t, 1, "b32"), "u32", mode="lo").result
@@ -235,13 +240,16 @@ def build_mma_gemm(b_layout: str) -> ptx.ModuleOp:
     return module
 
 
-@pytest.mark.parametrize("b_layout", ["nk", "kn"])
-def test_mma_sync_gemm_tile_with_ldmatrix(b_layout: str, rng: np.random.Generator) -> None:
-    module = build_mma_gemm(b_layout)
+MMA_CASES = [("nk", "bf16"), ("kn", "bf16"), ("nk", "f16")]
+
+
+@pytest.mark.parametrize(("b_layout", "dtype"), MMA_CASES)
+def test_mma_sync_gemm_tile_with_ldmatrix(b_layout: str, dtype: str, rng: np.random.Generator) -> None:
+    module = build_mma_gemm(b_layout, dtype)
     resources = assemble(module).kernels[f"mma_gemm_{b_layout}"]
     assert resources.spill_stores == 0 and resources.stack_frame == 0
-    a_bits, a = random_bf16(rng, (64, 32))
-    b_bits, b = random_bf16(rng, (32, 64))
+    a_bits, a = random_bf16(rng, (64, 32), dtype)
+    b_bits, b = random_bf16(rng, (32, 64), dtype)
     emu = Emulator(module)
     pa, pb, pc = emu.heap.alloc(4096), emu.heap.alloc(4096), emu.heap.alloc(64 * 64 * 4, 0xFF)
     emu.heap.put(pa, a_bits)
@@ -332,17 +340,35 @@ def test_ldmatrix_and_stmatrix_distribution(num: int, trans: bool, rng: np.rando
 # TMA + mbarrier + wgmma: D (64x64 f32) = A (M x K bf16) @ Bt.T (Bt: 64 x K bf16), one warpgroup
 
 
-def build_wgmma(k: int, *, store_a00: str = "none", parity_offset: int = 0) -> ptx.ModuleOp:
-    """One warpgroup; for each 64-wide slice of K, thread 0 arms the mbarrier with 16384 expected bytes and issues
-    two TMA box loads (64x64 bf16, 128-byte swizzle) into the same two 8 KB tiles; all threads wait for the phase
-    (parity = slice & 1) and run four ``wgmma.mma_async.m64n64k16`` (the descriptor's start address advanced by 32
-    bytes per k16), then wait for them before the tiles are refilled. ``store_a00`` = ``"fenced"``/``"unfenced"``:
-    thread 0 also writes A[0][0] = 1.0 with st.shared after the first wait (with/without fence.proxy.async)."""
+def wgmma_box(swizzle: int) -> tuple[int, int]:
+    """The TMA box (elements along K, rows) of ``build_wgmma``: one swizzle width of K per row (8 elements, one
+    16-byte core-matrix row, without swizzle), 64 rows."""
+    return (swizzle // 2 if swizzle else 8), 64
+
+
+def build_wgmma(k: int, *, swizzle: int = 128, dtype: str = "bf16", store_a00: str = "none", parity_offset: int = 0,
+                wgmma_fence: bool = True) -> ptx.ModuleOp:  # fmt: skip
+    """One warpgroup computes D (64x64 f32) = A (64 x k) @ Bt.T (Bt: 64 x k), K-major tiles loaded by TMA.
+
+    Per slice of K, thread 0 arms the mbarrier with the slice's bytes and issues the TMA box loads of A and Bt into
+    two tiles, reused by every slice; all threads wait for the phase (parity = slice & 1), run the slice's
+    ``wgmma.mma_async.m64n64k16``, and wait for them before the tiles are refilled. With a W-byte ``swizzle`` a box
+    is W bytes of K by 64 rows (rows W bytes apart, 8-row groups 8W apart: the stride byte offset), and each k16
+    advances the descriptor's start address by 32 bytes. Without swizzle a slice is k16, two boxes of 8 elements
+    (one 16-byte core-matrix row) by 64 rows placed 1024 bytes apart (the leading byte offset; 8-row groups 128
+    apart). ``store_a00`` = ``"fenced"``/``"unfenced"``: thread 0 also writes A[0][0] = 1.0 with st.shared after
+    the first wait (with/without fence.proxy.async). ``parity_offset`` 1 waits on the wrong phases,
+    ``wgmma_fence`` False leaves out the wgmma.fence before each slice's mmas (both wrong)."""
     module, func = kernel("wgmma_tma", 3, target="sm_90a")
     module.add_op(ptx.SharedOp("tile_a", 8192, 1024))
     module.add_op(ptx.SharedOp("tile_b", 8192, 1024))
     module.add_op(ptx.SharedOp("bar", 8, 8))
-    desc_bits = ptx.wgmma_descriptor(0, 16, 1024, 128)
+    box_k, rows = wgmma_box(swizzle)
+    if swizzle:
+        slice_k, boxes, desc_bits = box_k, 1, ptx.wgmma_descriptor(0, 16, 8 * swizzle, swizzle)
+    else:
+        slice_k, boxes, desc_bits = 16, 2, ptx.wgmma_descriptor(0, 1024, 128, 0)
+    slice_bytes = 2 * boxes * box_k * rows * 2  # A and Bt
     with ImplicitBuilder(func.body):
         tmap_a, tmap_b, pd = (ptx.LdParamOp(p).result for p in func.args)
         tid, warp, lane, _ = lane_ids()
@@ -361,12 +387,14 @@ def build_wgmma(k: int, *, store_a00: str = "none", parity_offset: int = 0) -> p
 
         da, db = descriptor(sa), descriptor(sb)
         acc = regs("f32", 32)
-        for s in range(k // 64):
+        for s in range(k // slice_k):
             ptx.BraOp(f"ISSUED_{s}", guard=leader)
-            ptx.MbarrierArriveOp(bar, 2 * 8192)
-            col = imm(64 * s, "s32")
-            ptx.CpAsyncBulkTensorOp(sa, tmap_a, [col, imm(0, "s32")], bar)
-            ptx.CpAsyncBulkTensorOp(sb, tmap_b, [col, imm(0, "s32")], bar)
+            ptx.MbarrierArriveOp(bar, slice_bytes)
+            for j in range(boxes):
+                col = imm(slice_k * s + box_k * j, "s32")
+                for tile, tmap in ((sa, tmap_a), (sb, tmap_b)):
+                    dst = u32_op(ptx.AddOp, tile, 1024 * j) if j else tile
+                    ptx.CpAsyncBulkTensorOp(dst, tmap, [col, imm(0, "s32")], bar)
             ptx.LabelOp(f"ISSUED_{s}")
             parity = imm((s + parity_offset) & 1)
             ptx.LabelOp(f"WAIT_{s}")
@@ -374,19 +402,20 @@ def build_wgmma(k: int, *, store_a00: str = "none", parity_offset: int = 0) -> p
             ptx.BraOp(f"WAIT_{s}", guard=done, negate=True)
             if s == 0 and store_a00 != "none":
                 ptx.BraOp("STORED", guard=leader)
-                ptx.StOp(sa, imm(0x3F80, "b16"), "b16", "shared")
+                ptx.StOp(sa, imm(0x3F80 if dtype == "bf16" else 0x3C00, "b16"), "b16", "shared")
                 if store_a00 == "fenced":
                     ptx.FenceProxyAsyncOp()
                 ptx.LabelOp("STORED")
                 ptx.BarSyncOp(0)
-            ptx.WgmmaFenceOp()
+            if wgmma_fence:
+                ptx.WgmmaFenceOp()
             scale_d = ptx.SetpOp("ne", imm(s), imm(0)).result  # the first k16 of the first slice ignores D
-            for kk in range(4):
+            for kk in range(slice_k // 16):
                 step = imm(2 * kk, "b64")  # 32 bytes >> 4
                 desc_a = ptx.AddOp(da, step, "s64").result if kk else da
                 desc_b = ptx.AddOp(db, step, "s64").result if kk else db
                 pred = scale_d if kk == 0 else ptx.SetpOp("eq", imm(0), imm(0)).result
-                ptx.WgmmaMmaAsyncOp(64, "bf16", acc, desc_a, desc_b, pred)
+                ptx.WgmmaMmaAsyncOp(64, dtype, acc, desc_a, desc_b, pred)
             ptx.WgmmaCommitGroupOp()
             ptx.WgmmaWaitGroupOp(0)
             ptx.BarSyncOp(0)  # every warp is done reading the tiles before they are refilled
@@ -401,29 +430,40 @@ def build_wgmma(k: int, *, store_a00: str = "none", parity_offset: int = 0) -> p
     return module
 
 
-def run_wgmma(module: ptx.ModuleOp, a_bits: np.ndarray, bt_bits: np.ndarray) -> np.ndarray:
+def run_wgmma(module: ptx.ModuleOp, a_bits: np.ndarray, bt_bits: np.ndarray, swizzle: int = 128) -> np.ndarray:
     emu = Emulator(module)
     maps = []
     for x in (a_bits, bt_bits):
         addr = emu.heap.alloc(x.nbytes)
         emu.heap.put(addr, x)
         rows, cols = x.shape
-        tmap = TensorMap(addr, np.dtype(np.uint16), (cols, rows), (cols * 2,), (64, 64), swizzle=128)
+        tmap = TensorMap(addr, np.dtype(np.uint16), (cols, rows), (cols * 2,), wgmma_box(swizzle), swizzle)
         maps.append(emu.tensor_map(tmap))
     pd = emu.heap.alloc(64 * 64 * 4, 0xFF)
     emu.launch("wgmma_tma", (1,), (128,), [*maps, pd])
     return emu.heap.get(pd, (64, 64), np.dtype(np.float32))
 
 
-@pytest.mark.parametrize(("m", "k"), [(64, 64), (50, 96)])
-def test_wgmma_from_tma_swizzled_shared_memory(m: int, k: int, rng: np.random.Generator) -> None:
-    """64x64x64, and an odd edge: 50 rows and K = 96, the rest of the boxes zero-filled by TMA (two mbarrier
-    phases, the tiles reused)."""
-    module = build_wgmma(-(-k // 64) * 64)
+#: (M, K, swizzle, dtype): 64x64x64, an odd edge (50 rows, K = 96: the rest of the boxes zero-filled by TMA, two
+#: mbarrier phases, the tiles reused), the 64- and 32-byte swizzles, and no swizzle (core matrices LBO apart).
+WGMMA_CASES = [(64, 64, 128, "bf16"), (50, 96, 128, "bf16"), (64, 64, 64, "f16"), (64, 32, 32, "bf16"),
+               (40, 32, 0, "bf16")]  # fmt: skip
+
+
+def wgmma_k(k: int, swizzle: int) -> int:
+    """K rounded up to whole slices of ``build_wgmma``."""
+    step = swizzle // 2 if swizzle else 16
+    return -(-k // step) * step
+
+
+@pytest.mark.parametrize(("m", "k", "swizzle", "dtype"), WGMMA_CASES)
+def test_wgmma_from_tma_swizzled_shared_memory(m: int, k: int, swizzle: int, dtype: str, rng: np.random.Generator
+                                               ) -> None:  # fmt: skip
+    module = build_wgmma(wgmma_k(k, swizzle), swizzle=swizzle, dtype=dtype)
     assemble(module)
-    a_bits, a = random_bf16(rng, (m, k))
-    bt_bits, bt = random_bf16(rng, (64, k))
-    d = run_wgmma(module, a_bits, bt_bits)
+    a_bits, a = random_bf16(rng, (m, k), dtype)
+    bt_bits, bt = random_bf16(rng, (64, k), dtype)
+    d = run_wgmma(module, a_bits, bt_bits, swizzle)
     assert_close(d[:m], a, bt.T)
     assert np.all(d[m:] == 0)
 
@@ -449,6 +489,13 @@ def test_wgmma_reads_after_generic_stores_need_a_proxy_fence(rng: np.random.Gene
     assert_close(d, a, bt.T)
 
 
+def test_wgmma_needs_wgmma_fence(rng: np.random.Generator) -> None:
+    a_bits, _ = random_bf16(rng, (64, 64))
+    bt_bits, _ = random_bf16(rng, (64, 64))
+    with pytest.raises(EmulationError, match="without a wgmma.fence"):
+        run_wgmma(build_wgmma(64, wgmma_fence=False), a_bits, bt_bits)
+
+
 def test_mbarrier_wait_on_the_wrong_parity_reads_the_tiles_too_early(rng: np.random.Generator) -> None:
     """Each slice waits on the other parity: slice 0 on parity 1 (the phase before phase 0, complete at once), so
     wgmma reads the tiles before the TMA data lands (the emulator lands it only when a wait needs it, and shared
@@ -468,8 +515,8 @@ def test_tma_swizzle_is_the_128_byte_pattern() -> None:
     """Row r of a 128-byte-wide box lands at 16-byte chunk c ^ (r % 8), as CUTLASS's Swizzle<3,4,3>."""
     for r in range(16):
         for c in range(8):
-            assert swizzle(r * 128 + c * 16, 128) == r * 128 + ((c ^ (r % 8)) * 16)
-    assert swizzle(200, 0) == 200
+            assert swizzle_address(r * 128 + c * 16, 128) == r * 128 + ((c ^ (r % 8)) * 16)
+    assert swizzle_address(200, 0) == 200
     assert ptx.wgmma_descriptor(0x400, 16, 1024) == 0x40 | 1 << 16 | 64 << 32 | 1 << 62
 
 
@@ -601,11 +648,13 @@ def test_ptxas_rejects_wgmma_for_sm_90() -> None:
 # without a GPU at hand (2026-12-05): the first run on an H100/H200 checks the emulator's model of the hardware.
 
 
-def run_on_gpu(module: ptx.ModuleOp, name: str, block: int, arrays: list[np.ndarray], tmaps: dict[int, int]) -> list:
+def run_on_gpu(
+    module: ptx.ModuleOp, name: str, block: int, arrays: list[np.ndarray], tmaps: dict[int, tuple[int, int]]
+) -> list:
     """Launch kernel ``name`` (one block) with a device copy of each array as a pointer parameter, and return the
-    arrays copied back. ``tmaps`` maps a parameter index to the index of a 2-D bf16 array: that parameter is then a
-    128-byte-swizzled tensor map (box 64x64) of the array's device copy, in global memory, made by
-    ``cuTensorMapEncodeTiled``."""
+    arrays copied back. ``tmaps`` maps a parameter index to (index of a 2-D 16-bit array, swizzle bytes): that
+    parameter is then a tensor map of the array's device copy (box ``wgmma_box(swizzle)``), in global memory,
+    made by ``cuTensorMapEncodeTiled``."""
     import ctypes
 
     from cuda.bindings import driver
@@ -621,13 +670,14 @@ def run_on_gpu(module: ptx.ModuleOp, name: str, block: int, arrays: list[np.ndar
     for h, d in zip(host, device, strict=True):
         d.copy_from(Buffer.from_handle(h.ctypes.data, h.nbytes, owner=h), stream=stream)
     params: list[Any] = list(device)
-    for param, index in tmaps.items():
+    swizzles = {0: "NONE", 32: "32B", 64: "64B", 128: "128B"}
+    for param, (index, swizzle) in tmaps.items():
         rows, cols = host[index].shape
         err, tmap = driver.cuTensorMapEncodeTiled(
             driver.CUtensorMapDataType.CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 2, int(device[index].handle),
-            [cols, rows], [cols * 2], [64, 64], [1, 1],
+            [cols, rows], [cols * 2], list(wgmma_box(swizzle)), [1, 1],
             driver.CUtensorMapInterleave.CU_TENSOR_MAP_INTERLEAVE_NONE,
-            driver.CUtensorMapSwizzle.CU_TENSOR_MAP_SWIZZLE_128B,
+            getattr(driver.CUtensorMapSwizzle, f"CU_TENSOR_MAP_SWIZZLE_{swizzles[swizzle]}"),
             driver.CUtensorMapL2promotion.CU_TENSOR_MAP_L2_PROMOTION_NONE,
             driver.CUtensorMapFloatOOBfill.CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE,
         )  # fmt: skip
@@ -648,29 +698,29 @@ def run_on_gpu(module: ptx.ModuleOp, name: str, block: int, arrays: list[np.ndar
 gpu_only = pytest.mark.skipif(not cuda.available(), reason="needs an NVIDIA GPU")
 
 
-@pytest.mark.parametrize("b_layout", ["nk", "kn"])
+@pytest.mark.parametrize(("b_layout", "dtype"), MMA_CASES)
 @pytest.mark.gpu
 @gpu_only
-def test_mma_sync_gemm_tile_on_gpu(b_layout: str, rng: np.random.Generator) -> None:
-    a_bits, a = random_bf16(rng, (64, 32))
-    b_bits, b = random_bf16(rng, (32, 64))
+def test_mma_sync_gemm_tile_on_gpu(b_layout: str, dtype: str, rng: np.random.Generator) -> None:
+    a_bits, a = random_bf16(rng, (64, 32), dtype)
+    b_bits, b = random_bf16(rng, (32, 64), dtype)
     b_in = b_bits.T.copy() if b_layout == "nk" else b_bits
     c = np.full((64, 64), np.nan, np.float32)
-    _, _, d = run_on_gpu(build_mma_gemm(b_layout), f"mma_gemm_{b_layout}", 128, [a_bits, b_in, c], {})
+    _, _, d = run_on_gpu(build_mma_gemm(b_layout, dtype), f"mma_gemm_{b_layout}", 128, [a_bits, b_in, c], {})
     assert_close(d, a, b)
 
 
-@pytest.mark.parametrize(("m", "k"), [(64, 64), (50, 96)])
+@pytest.mark.parametrize(("m", "k", "swizzle", "dtype"), WGMMA_CASES)
 @pytest.mark.gpu
 @gpu_only
-def test_wgmma_from_tma_on_gpu(m: int, k: int, rng: np.random.Generator) -> None:
+def test_wgmma_from_tma_on_gpu(m: int, k: int, swizzle: int, dtype: str, rng: np.random.Generator) -> None:
     """Needs sm_90 (H100/H200): the TMA + mbarrier + wgmma kernel against float64 and the emulator."""
-    a_bits, a = random_bf16(rng, (m, k))
-    bt_bits, bt = random_bf16(rng, (64, k))
-    module = build_wgmma(-(-k // 64) * 64)
+    a_bits, a = random_bf16(rng, (m, k), dtype)
+    bt_bits, bt = random_bf16(rng, (64, k), dtype)
+    module = build_wgmma(wgmma_k(k, swizzle), swizzle=swizzle, dtype=dtype)
     d = np.full((64, 64), np.nan, np.float32)
-    _, _, got = run_on_gpu(module, "wgmma_tma", 128, [a_bits, bt_bits, d], {0: 0, 1: 1})
+    _, _, got = run_on_gpu(module, "wgmma_tma", 128, [a_bits, bt_bits, d], {0: (0, swizzle), 1: (1, swizzle)})
     assert_close(got[:m], a, bt.T)
     assert np.all(got[m:] == 0)
-    emulated = run_wgmma(module, a_bits, bt_bits)
+    emulated = run_wgmma(module, a_bits, bt_bits, swizzle)
     np.testing.assert_allclose(got, emulated, rtol=0, atol=float(k * 2.0**-22 * np.abs(a).max() * np.abs(bt).max()))
