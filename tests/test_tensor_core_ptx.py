@@ -475,6 +475,9 @@ def test_wgmma_kernel_sass_has_hgmma_and_no_local_memory() -> None:
     assert "HGMMA.64x64x16.F32.BF16" in sass
     assert "UTMALDG" in sass and "SYNCS" in sass  # the TMA load and the mbarrier
     assert not any(op in sass for op in ("LDL", "STL")), "local-memory traffic in the wgmma kernel"
+    sass = ptxas.dump_sass(assemble(build_mma_gemm("kn")).cubin)
+    assert "HMMA.16816.F32.BF16" in sass and "LDSM.16.MT88.4" in sass  # mma.sync and ldmatrix.trans
+    assert not any(op in sass for op in ("LDL", "STL"))
 
 
 def test_wgmma_reads_after_generic_stores_need_a_proxy_fence(rng: np.random.Generator) -> None:
@@ -524,7 +527,9 @@ def test_tma_swizzle_is_the_128_byte_pattern() -> None:
 # Verifier, target rules, MLIR round trip
 
 
-def build_all_ops(target: str = "sm_90a") -> ptx.ModuleOp:
+def build_all_ops(target: str = "sm_90a", arch_specific: bool = True) -> ptx.ModuleOp:
+    """Every new instruction in one kernel; without ``arch_specific``, only those of plain sm_90 (no wgmma and
+    setmaxnreg)."""
     module, func = kernel("all_ops", 2, target=target)
     with ImplicitBuilder(func.body):
         ptx.SharedOp("tile", 8192, 1024)
@@ -541,12 +546,13 @@ def build_all_ops(target: str = "sm_90a") -> ptx.ModuleOp:
         d = ptx.MmaOp("m16n8k8", "tf32", a, b, d).d
         ptx.StmatrixOp(s, a[:1], trans=True)
         acc = [ptx.MovOp(0.0, "f32").result for _ in range(8)]
-        desc = imm(ptx.wgmma_descriptor(0, 16, 1024), "b64")
-        ptx.WgmmaFenceOp()
-        ptx.WgmmaMmaAsyncOp(16, "bf16", acc, desc, desc, done)
-        ptx.WgmmaCommitGroupOp()
-        ptx.WgmmaWaitGroupOp(0)
-        ptx.SetmaxnregOp("dec", 40)
+        if arch_specific:
+            desc = imm(ptx.wgmma_descriptor(0, 16, 1024), "b64")
+            ptx.WgmmaFenceOp()
+            ptx.WgmmaMmaAsyncOp(16, "bf16", acc, desc, desc, done)
+            ptx.WgmmaCommitGroupOp()
+            ptx.WgmmaWaitGroupOp(0)
+            ptx.SetmaxnregOp("dec", 40)
         for v in [*acc, *d]:
             ptx.StOp(ptx.CvtaOp(out).result, v)
         ptx.RetOp()
@@ -578,6 +584,7 @@ def test_new_ops_round_trip_through_mlir_text_and_assemble() -> None:
 def test_sm_90a_instructions_are_rejected_on_sm_90() -> None:
     with pytest.raises(VerifyException, match="needs target sm_90a"):
         build_all_ops("sm_90").verify()
+    assemble(build_all_ops("sm_90", arch_specific=False))  # TMA, mbarrier, ldmatrix/stmatrix, mma.sync: plain sm_90
     module, func = kernel("old", 1, target="sm_75")
     with ImplicitBuilder(func.body):
         ptx.MbarrierInitOp(imm(0), 1)

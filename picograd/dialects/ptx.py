@@ -39,6 +39,14 @@ exist only as ``.approx.f32`` (``ex2``/``lg2``/``sin``/``cos`` within 2 ulp, ``s
 compute them in f32. The f64 forms that do exist are ``rcp.rn.f64`` (and the other roundings),
 ``rcp.approx.ftz.f64``, ``sqrt.rn.f64``, ``rsqrt.approx.f64``, ``div.rn.f64`` and ``fma.rn.f64``.
 
+Tensor cores (PTX ISA 8.0 sections 9.7.13-9.7.14): ``ldmatrix``, ``stmatrix``, ``mma.sync``, ``wgmma.*``, with the
+bulk tensor copy (``cp.async.bulk.tensor``), ``mbarrier.*``, ``fence.proxy.async`` and ``setmaxnreg``. Matrix
+fragments are brace groups of registers (``{%r1, %r2, %r3, %r4}``) in MLIR and in PTX; ``MMA_SHAPES`` (fragment sizes
+per shape and type) and ``REQUIREMENTS`` (target and PTX version per instruction; ``wgmma`` and ``setmaxnreg`` need
+``sm_90a``) are the tables the verifiers read. ``wgmma.mma_async`` reads and writes its accumulator registers in
+place, as PTX does (see ``tests/test_tensor_core_ptx.py`` for whole kernels: mma.sync fed by ldmatrix, TMA +
+mbarrier + wgmma).
+
 Python API (see ``tests/test_ptx.py`` for whole kernels)::
 
     from xdsl.builder import ImplicitBuilder
@@ -2119,7 +2127,7 @@ class MmaShape:
 #: ``mma.sync.aligned.<shape>.row.col.f32.<type>.<type>.f32``: (shape, input type) -> fragment sizes.
 MMA_SHAPES: dict[tuple[str, str], MmaShape] = {
     ("m16n8k16", "bf16"): MmaShape(4, 2, 4, "sm_80", "7.0"),
-    ("m16n8k16", "f16"): MmaShape(4, 2, 4, "sm_80", "6.5"),
+    ("m16n8k16", "f16"): MmaShape(4, 2, 4, "sm_80", "7.0"),
     ("m16n8k8", "bf16"): MmaShape(2, 1, 4, "sm_80", "7.0"),
     ("m16n8k8", "f16"): MmaShape(2, 1, 4, "sm_75", "6.5"),
     ("m16n8k8", "tf32"): MmaShape(4, 2, 4, "sm_80", "7.0"),
