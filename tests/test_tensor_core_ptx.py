@@ -355,7 +355,7 @@ def wgmma_box(swizzle: int) -> tuple[int, int]:
 
 
 def build_wgmma(k: int, *, swizzle: int = 128, dtype: str = "bf16", store_a00: str = "none", parity_offset: int = 0,
-                wgmma_fence: bool = True) -> ptx.ModuleOp:  # fmt: skip
+                wgmma_fence: bool = True, tx_error: int = 0) -> ptx.ModuleOp:  # fmt: skip
     """One warpgroup computes D (64x64 f32) = A (64 x k) @ Bt.T (Bt: 64 x k), K-major tiles loaded by TMA.
 
     Per slice of K, thread 0 arms the mbarrier with the slice's bytes and issues the TMA box loads of A and Bt into
@@ -366,7 +366,8 @@ def build_wgmma(k: int, *, swizzle: int = 128, dtype: str = "bf16", store_a00: s
     (one 16-byte core-matrix row) by 64 rows placed 1024 bytes apart (the leading byte offset; 8-row groups 128
     apart). ``store_a00`` = ``"fenced"``/``"unfenced"``: thread 0 also writes A[0][0] = 1.0 with st.shared after
     the first wait (with/without fence.proxy.async). ``parity_offset`` 1 waits on the wrong phases,
-    ``wgmma_fence`` False leaves out the wgmma.fence before each slice's mmas (both wrong)."""
+    ``wgmma_fence`` False leaves out the wgmma.fence before each slice's mmas, ``tx_error`` announces that many
+    bytes too many to the mbarrier (all wrong)."""
     module, func = kernel("wgmma_tma", 3, target="sm_90a")
     module.add_op(ptx.SharedOp("tile_a", 8192, 1024))
     module.add_op(ptx.SharedOp("tile_b", 8192, 1024))
@@ -397,7 +398,7 @@ def build_wgmma(k: int, *, swizzle: int = 128, dtype: str = "bf16", store_a00: s
         acc = regs("f32", 32)
         for s in range(k // slice_k):
             ptx.BraOp(f"ISSUED_{s}", guard=leader)
-            ptx.MbarrierArriveOp(bar, slice_bytes)
+            ptx.MbarrierArriveOp(bar, slice_bytes + tx_error)
             for j in range(boxes):
                 col = imm(slice_k * s + box_k * j, "s32")
                 for tile, tmap in ((sa, tmap_a), (sb, tmap_b)):
@@ -505,6 +506,16 @@ def test_wgmma_needs_wgmma_fence(rng: np.random.Generator) -> None:
     bt_bits, _ = random_bf16(rng, (64, 64))
     with pytest.raises(EmulationError, match="without a wgmma.fence"):
         run_wgmma(build_wgmma(64, wgmma_fence=False), a_bits, bt_bits)
+
+
+@pytest.mark.parametrize(("tx_error", "message"), [(16, "deadlock"), (-16, "more than mbarrier.expect_tx announced")])
+def test_mbarrier_transaction_bytes_must_match_the_copies(
+    tx_error: int, message: str, rng: np.random.Generator
+) -> None:
+    a_bits, _ = random_bf16(rng, (64, 64))
+    bt_bits, _ = random_bf16(rng, (64, 64))
+    with pytest.raises(EmulationError, match=message):
+        run_wgmma(build_wgmma(64, tx_error=tx_error), a_bits, bt_bits)
 
 
 def test_mbarrier_wait_on_the_wrong_parity_reads_the_tiles_too_early(rng: np.random.Generator) -> None:
