@@ -9,6 +9,23 @@ stops at ``shfl.sync`` and ``bar.sync``: a block runs until all its live threads
 together) or all lanes of a warp wait at the same shuffle (exchanged together); anything else is a deadlock and
 raises. Blocks run one after another. Global memory is one byte array; shared memory one per block.
 
+Tensor cores and Hopper's asynchronous copies (PTX ISA 8.0 sections 9.7.13, 9.7.14, 9.7.8.24, 9.7.12.15):
+
+- ``ldmatrix``/``stmatrix``/``mma.sync`` are warp collectives (all 32 lanes at the same instruction), with the
+  fragment layouts of :func:`fragment` (the ``mma.sync`` one is the layout verified on an H200 in
+  ``../shared/reference/cuda/``); products are exact and sums are rounded once to f32 per instruction.
+- ``wgmma.mma_async``/``commit_group``/``wait_group`` are warpgroup collectives (128 threads). An mma only queues;
+  ``wait_group`` runs the finished groups, reading A and B from shared memory *then* (through the descriptors'
+  address, leading/stride byte offsets and swizzle mode, :func:`wgmma_operand`) and writing the accumulators back;
+  reading an accumulator in between is an error. K-major operands only (imm-trans 0).
+- ``cp.async.bulk.tensor`` copies the box that a :class:`TensorMap` (registered with :meth:`Emulator.tensor_map`)
+  describes, swizzled as :func:`swizzle` says; it lands when a thread waits on its mbarrier after all arrivals,
+  so reading the tile without waiting sees old bytes. ``mbarrier`` objects count arrivals and transaction bytes
+  per phase; ``try_wait.parity`` blocks the thread until that phase is complete (too many arrivals, more bytes than
+  expected, or a wait that never completes are errors).
+- Async proxy: shared memory that a thread wrote with ordinary stores (``st.shared``, ``stmatrix``, ``cp.async``)
+  and wgmma reads needs ``fence.proxy.async`` by that thread first; otherwise wgmma raises.
+
 :func:`run_program` runs a ``picograd.backend.gpu_compile.CudaProgram`` (its launch plan: inputs, outputs, poisoned
 temps, constants, launches and copies) on numpy inputs and returns the outputs, so that the whole path from the
 ``pg`` stage to PTX is checked against the numpy executor. Tiny shapes only: about 10**5 instructions a second.
@@ -20,6 +37,7 @@ import itertools
 import math
 import struct
 from collections.abc import Generator, Sequence
+from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
 
@@ -169,6 +187,304 @@ class EmulationError(RuntimeError):
     pass
 
 
+# --- tensor cores, TMA and mbarriers (PTX ISA 8.0 sections 9.7.13, 9.7.14, 9.7.8.24, 9.7.12.15) ---------------------
+#
+# Fragment layouts of mma.sync as data: for each (shape, input type) and operand, ``fragment(...)`` gives, for lane
+# ``l`` (g = l >> 2, t = l & 3), register ``i`` and element ``h`` of the register (two 16-bit halves, low half first;
+# one element for tf32 and f32), the (row, column) of the matrix element it holds (PTX ISA 8.0 section 9.7.13.4.1,
+# "Matrix Fragments for mma.m16n8k*"). A is M x K, B is K x N, C/D are M x N.
+
+_LAYOUTS = {
+    # 16-bit inputs, k16: a0 = A[g][2t..2t+1], a1 = A[g+8][..], a2 = A[g][2t+8..], a3 = A[g+8][2t+8..]
+    ("m16n8k16", "a16"): lambda g, t, i, h: (g + 8 * (i % 2), 2 * t + h + 8 * (i // 2)),
+    ("m16n8k16", "b16"): lambda g, t, i, h: (2 * t + h + 8 * i, g),
+    ("m16n8k8", "a16"): lambda g, t, i, h: (g + 8 * i, 2 * t + h),
+    ("m16n8k8", "b16"): lambda g, t, i, h: (2 * t + h, g),
+    # tf32, k8: a0 = A[g][t], a1 = A[g+8][t], a2 = A[g][t+4], a3 = A[g+8][t+4]; b0 = B[t][g], b1 = B[t+4][g]
+    ("m16n8k8", "atf32"): lambda g, t, i, h: (g + 8 * (i % 2), t + 4 * (i // 2)),
+    ("m16n8k8", "btf32"): lambda g, t, i, h: (t + 4 * i, g),
+    # f32 accumulators of every shape: d0, d1 = D[g][2t..2t+1], d2, d3 = D[g+8][2t..2t+1]
+    ("m16n8", "c"): lambda g, t, i, h: (g + 8 * (i // 2), 2 * t + i % 2),
+}
+
+
+def fragment(shape: str, type_name: str, operand: str) -> np.ndarray:
+    """The (row, col) of every fragment element of ``mma.sync.<shape>`` on ``type_name`` inputs: an int array of
+    shape (32 lanes, registers, elements per register, 2). ``operand`` is ``"a"``, ``"b"`` or ``"c"`` (C and D)."""
+    row = ptx.MMA_SHAPES[(shape, type_name)]
+    if operand == "c":
+        key, regs, elems = ("m16n8", "c"), row.c_regs, 1
+    else:
+        kind = "tf32" if type_name == "tf32" else "16"
+        key, regs = (shape, operand + kind), row.a_regs if operand == "a" else row.b_regs
+        elems = 1 if type_name == "tf32" else 2
+    f = _LAYOUTS[key]
+    return np.array([[[f(lane >> 2, lane & 3, i, h) for h in range(elems)] for i in range(regs)] for lane in range(32)])
+
+
+def mma_dims(shape: str) -> tuple[int, int, int]:
+    m, n, k = (int(x) for x in shape[1:].replace("n", " ").replace("k", " ").split())
+    return m, n, k
+
+
+def bf16_to_f32(bits: np.ndarray) -> np.ndarray:
+    return (np.asarray(bits, dtype=np.uint32) << 16).view(np.float32)
+
+
+def _unpack(type_name: str, regs: np.ndarray) -> np.ndarray:
+    """Values of packed input registers (uint32, shape (..., regs)) as float64, shape (..., regs, elements)."""
+    regs = np.asarray(regs, dtype=np.uint32)
+    if type_name == "tf32":  # tf32 keeps the top 19 bits: the low 13 mantissa bits are ignored
+        return (regs & np.uint32(0xFFFFE000)).view(np.float32).astype(np.float64)[..., None]
+    halves = np.stack([regs & 0xFFFF, regs >> 16], axis=-1).astype(np.uint16)
+    if type_name == "bf16":
+        return bf16_to_f32(halves).astype(np.float64)
+    return halves.view(np.float16).astype(np.float64)
+
+
+def _to_f32_bits(values: np.ndarray) -> np.ndarray:
+    """float64 values rounded once to f32 (round to nearest even), as uint32 bits."""
+    return np.asarray(values, dtype=np.float64).astype(np.float32).view(np.uint32)
+
+
+def mma_sync(op: ptx.MmaOp, lanes: dict[int, tuple[list[int], list[int], list[int]]]) -> dict[int, list[int]]:
+    """One warp's ``mma.sync``: gather A, B and C from the lanes' fragments, D = A @ B + C with exact products and
+    sums in float64 rounded once to f32 (the hardware's f32 accumulation is at least this accurate to within a few
+    f32 ulps; tests compare against float64 with a tolerance), scattered back to the D fragments."""
+    shape, t = op.mod("shape") or "", op.mod("atype") or ""
+    m, n, k = mma_dims(shape)
+    mats = {"a": np.zeros((m, k)), "b": np.zeros((k, n)), "c": np.zeros((m, n))}
+    frags = {x: fragment(shape, t, x) for x in "abc"}
+    for lane, (a, b, c) in lanes.items():
+        for x, regs in (("a", a), ("b", b)):
+            vals = _unpack(t, np.array(regs, dtype=np.uint32))
+            idx = frags[x][lane]
+            mats[x][idx[..., 0], idx[..., 1]] = vals
+        idx = frags["c"][lane][:, 0]
+        mats["c"][idx[:, 0], idx[:, 1]] = np.array(c, dtype=np.uint32).view(np.float32)
+    d = _to_f32_bits(mats["a"] @ mats["b"] + mats["c"])
+    out = {}
+    for lane in lanes:
+        idx = frags["c"][lane][:, 0]
+        out[lane] = [int(x) for x in d[idx[:, 0], idx[:, 1]]]
+    return out
+
+
+def ldmatrix_rows(num: int, lanes: dict[int, int]) -> list[list[int]]:
+    """The 8 row addresses of each of the ``num`` matrices: threads 8i..8i+7 give those of matrix i."""
+    rows = []
+    for i in range(num):
+        try:
+            rows.append([lanes[8 * i + r] for r in range(8)])
+        except KeyError:
+            raise EmulationError(f"ldmatrix/stmatrix .x{num}: lanes {8 * i}..{8 * i + 7} give matrix {i}") from None
+    for addr in (a for r in rows for a in r):
+        if addr % 16:
+            raise EmulationError(f"ldmatrix/stmatrix row address {addr} is not 16-byte aligned")
+    return rows
+
+
+def ldmatrix(smem: bytearray, num: int, trans: bool, lanes: dict[int, int]) -> dict[int, list[int]]:
+    """Lane l gets, in register i, the b16 elements (r, 2c) and (r, 2c+1) (r = l/4, c = l%4) of matrix i, or of its
+    transpose with ``.trans`` (PTX ISA 8.0 section 9.7.13.4.15)."""
+    rows = ldmatrix_rows(num, lanes)
+    mats = [np.array([np.frombuffer(bytes(smem[a : a + 16]), dtype=np.uint16) for a in r]) for r in rows]
+    if trans:
+        mats = [x.T for x in mats]
+    out = {}
+    for lane in lanes:
+        r, c = lane >> 2, lane & 3
+        out[lane] = [int(x[r, 2 * c]) | int(x[r, 2 * c + 1]) << 16 for x in mats]
+    return out
+
+
+def stmatrix(smem: bytearray, num: int, trans: bool, lanes: dict[int, tuple[int, list[int]]]) -> None:
+    """The inverse of ``ldmatrix`` (PTX ISA 8.0 section 9.7.13.4.16)."""
+    rows = ldmatrix_rows(num, {lane: addr for lane, (addr, _) in lanes.items()})
+    for i in range(num):
+        x = np.zeros((8, 8), dtype=np.uint16)
+        for lane, (_, regs) in lanes.items():
+            r, c = lane >> 2, lane & 3
+            x[r, 2 * c], x[r, 2 * c + 1] = regs[i] & 0xFFFF, regs[i] >> 16
+        if trans:
+            x = x.T
+        for r, addr in enumerate(rows[i]):
+            smem[addr : addr + 16] = x[r].tobytes()
+
+
+def swizzle(address: int, width: int) -> int:
+    """The shared-memory byte address that a swizzled access of ``width`` bytes (32, 64, 128; 0: none) lands at:
+    the 16-byte chunk index (address bits 4..) is XORed with bits 7.. (1, 2 or 3 bits): CUTLASS's
+    ``Swizzle<3,4,3>`` for 128 bytes, the pattern of TMA's ``CU_TENSOR_MAP_SWIZZLE_128B`` and wgmma's 128-byte
+    swizzle mode (PTX ISA 8.0 section 9.7.14.5.1; tiles aligned to 1024 bytes)."""
+    if not width:
+        return address
+    bits = {32: 1, 64: 2, 128: 3}[width]
+    return address ^ (((address >> 7) & ((1 << bits) - 1)) << 4)
+
+
+@dataclass(frozen=True)
+class TensorMap:
+    """What ``cuTensorMapEncodeTiled`` encodes, as plain data (tests register it with
+    :meth:`Emulator.tensor_map`): the global address, element type, ``shape`` and ``box`` innermost first, byte
+    ``strides`` of the outer dimensions, and the shared-memory ``swizzle`` (0, 32, 64 or 128 bytes)."""
+
+    address: int
+    dtype: np.dtype
+    shape: tuple[int, ...]
+    strides: tuple[int, ...]
+    box: tuple[int, ...]
+    swizzle: int = 0
+
+    def copy(self, heap: bytearray, smem: bytearray, dst: int, coords: Sequence[int]) -> int:
+        """Copy the box at ``coords`` into shared memory at ``dst`` (zeros outside the tensor); the bytes copied."""
+        esize = np.dtype(self.dtype).itemsize
+        inner = self.box[0] * esize
+        if self.swizzle and (inner > self.swizzle or dst % (8 * self.swizzle)):
+            raise EmulationError(
+                f"TMA swizzle {self.swizzle}: a box row of {inner} bytes, or a destination {dst} not aligned to the "
+                f"{8 * self.swizzle}-byte swizzle pattern"
+            )
+        if dst % 128:
+            raise EmulationError(f"TMA destination {dst} is not 128-byte aligned")
+        nbytes = 0
+        for outer in itertools.product(*(range(b) for b in self.box[:0:-1])):
+            idx = outer[::-1]  # dims 1.. innermost first
+            row = bytearray(inner)
+            pos = [c + i for c, i in zip(coords[1:], idx, strict=True)]
+            if all(0 <= p < s for p, s in zip(pos, self.shape[1:], strict=True)):
+                base = self.address + sum(p * s for p, s in zip(pos, self.strides, strict=True))
+                for e in range(self.box[0]):
+                    x = coords[0] + e
+                    if 0 <= x < self.shape[0]:
+                        row[e * esize : (e + 1) * esize] = heap[base + x * esize : base + (x + 1) * esize]
+            flat = sum(i * math.prod(self.box[: d + 1]) for d, i in enumerate(idx))
+            start = dst + flat * esize
+            for chunk in range(0, inner, 16):
+                at = swizzle(start + chunk, self.swizzle)
+                smem[at : at + min(16, inner - chunk)] = row[chunk : chunk + 16]
+            nbytes += inner
+        return nbytes
+
+
+@dataclass
+class Mbarrier:
+    """An mbarrier object (PTX ISA 8.0 section 9.7.12.15.1): arrivals still pending in the current phase, the
+    transaction count (expected minus completed bytes), the phase number, and the bulk copies that complete on it.
+    Copies land lazily, when a thread waits on the barrier after all arrivals: reading their destination earlier
+    sees old bytes, as on the GPU where the copy may not have landed yet."""
+
+    count: int
+    pending: int
+    tx: int = 0
+    phase: int = 0
+    copies: list[Any] = field(default_factory=list)
+
+    def settle(self) -> None:
+        if self.pending:
+            return
+        for copy in self.copies:
+            self.tx -= copy()
+        self.copies.clear()
+        if self.tx < 0:
+            raise EmulationError(f"bulk copies completed {-self.tx} bytes more than mbarrier.expect_tx announced")
+        if self.tx == 0:
+            self.phase += 1
+            self.pending = self.count
+
+
+@dataclass
+class Block:
+    """The shared state of one thread block: shared memory, mbarriers by address, the shared-memory 16-byte chunks
+    each thread wrote through the generic proxy since its last ``fence.proxy.async``, and the wgmma groups of
+    each warpgroup (uncommitted operations, then committed groups, oldest first)."""
+
+    smem: bytearray
+    mbarriers: dict[int, Mbarrier] = field(default_factory=dict)
+    unfenced: dict[int, set[int]] = field(default_factory=dict)
+    wgmma: dict[int, list[list[Any]]] = field(default_factory=dict)
+    wgmma_acc: dict[int, dict[Any, np.ndarray]] = field(default_factory=dict)
+
+    def mbarrier(self, addr: int) -> Mbarrier:
+        if addr not in self.mbarriers:
+            raise EmulationError(f"no mbarrier initialised at shared address {addr}")
+        return self.mbarriers[addr]
+
+    def generic_write(self, tid: int, addr: int, nbytes: int) -> None:
+        self.unfenced.setdefault(tid, set()).update(range(addr >> 4, (addr + nbytes + 15) >> 4))
+
+
+def wgmma_operand(block: Block, desc: int, rows: int, trans: int, esize: int) -> np.ndarray:
+    """The (rows x 16) K-major operand tile that a shared-memory matrix descriptor names, read from shared memory
+    (PTX ISA 8.0 section 9.7.14.5.1): rows in groups of 8 ``stride`` bytes apart; within a group, no swizzle puts
+    8x16-byte core matrices ``leading`` bytes apart along K, a W-byte swizzle has W-byte rows swizzled by
+    :func:`swizzle`. Raises on M/N-major (transposed) operands, which this emulator does not model."""
+    if trans:
+        raise EmulationError("wgmma with imm-trans 1 (M/N-major shared operands) is not emulated")
+    start, leading = (desc & 0x3FFF) << 4, ((desc >> 16) & 0x3FFF) << 4
+    stride, width = ((desc >> 32) & 0x3FFF) << 4, ptx.WGMMA_SWIZZLE[desc >> 62]
+    if (desc >> 49) & 7:
+        raise EmulationError("wgmma descriptor base offset is not emulated (align tiles to the swizzle pattern)")
+    per_chunk = 16 // esize
+    out = np.zeros((rows, 16), dtype=np.uint16)
+    chunks: set[int] = set()
+    for r in range(rows):
+        for kc in range(16 // per_chunk):
+            if width:
+                at = swizzle(start + (r // 8) * stride + (r % 8) * width + kc * 16, width)
+            else:
+                at = start + (r // 8) * stride + kc * leading + (r % 8) * 16
+            if at % 16 or at + 16 > len(block.smem):
+                raise EmulationError(f"wgmma operand chunk at shared address {at}: misaligned or out of range")
+            out[r, kc * per_chunk : (kc + 1) * per_chunk] = np.frombuffer(bytes(block.smem[at : at + 16]), np.uint16)
+            chunks.add(at >> 4)
+    for tid, written in block.unfenced.items():
+        if written & chunks:
+            raise EmulationError(
+                f"wgmma reads shared memory that thread {tid} wrote without fence.proxy.async before it"
+            )
+    return out
+
+
+def wgmma_accumulator_index(n: int) -> np.ndarray:
+    """(row, col) of accumulator register i of thread tid of the warpgroup, for m64nNk16 with f32 accumulators,
+    shape (128, N/2, 2) (PTX ISA 8.0 section 9.7.14.4.2, "Register Fragments"): warp w holds rows 16w..16w+15;
+    registers 4j..4j+3 cover columns 8j..8j+7 as mma.m16n8's C fragment does."""
+    idx = np.zeros((128, n // 2, 2), dtype=np.int64)
+    for tid in range(128):
+        w, g, t = tid // 32, (tid % 32) >> 2, tid & 3
+        for i in range(n // 2):
+            idx[tid, i] = (16 * w + g + 8 * ((i >> 1) & 1), 8 * (i >> 2) + 2 * t + (i & 1))
+    return idx
+
+
+def wgmma_run(block: Block, group: list[Any], chained: dict[Any, np.ndarray]) -> None:
+    """Run committed ``wgmma.mma_async`` operations in order: read A and B from shared memory now (they are read
+    asynchronously, any time up to the wait), D = A @ B + scale_d * D in float64 rounded to f32 per instruction."""
+    for op, threads in group:
+        n, t = op.n, op.mod("atype")
+        scale_a, scale_b, trans_a, trans_b = op.immediates()
+        idx = wgmma_accumulator_index(n)
+        key = tuple(op.acc)
+        first = threads[0]
+        a = wgmma_operand(block, first[1], 64, trans_a, 2)
+        b = wgmma_operand(block, first[2], n, trans_b, 2)
+        if any(th[1:] != first[1:] for th in threads):
+            raise EmulationError("wgmma.mma_async: the threads of the warpgroup give different descriptors or scale-d")
+        conv = (lambda x: bf16_to_f32(x).astype(np.float64)) if t == "bf16" else (lambda x: x.view(np.float16))
+        av, bv = conv(a).astype(np.float64) * scale_a, conv(b).astype(np.float64) * scale_b
+        d = np.zeros((64, n))
+        if first[3]:
+            if any(th[0] is None for th in threads):
+                if key not in chained:
+                    raise EmulationError("wgmma.mma_async reads accumulators that were never written")
+                d = chained[key].astype(np.float64)
+            else:
+                for tid, th in enumerate(threads):
+                    d[idx[tid, :, 0], idx[tid, :, 1]] = np.array(th[0], dtype=np.uint32).view(np.float32)
+        chained[key] = (av @ bv.T + d).astype(np.float32)
+
+
 class Emulator:
     """Runs kernels of one ``ptx.module`` on a :class:`Heap`."""
 
@@ -177,6 +493,14 @@ class Emulator:
         self.heap = heap or Heap()
         self.funcs = {f.sym_name.data: f for f in module.funcs()}
         self.instructions = 0
+        self.tensor_maps: dict[int, TensorMap] = {}
+
+    def tensor_map(self, tmap: TensorMap) -> int:
+        """Put a tensor map in global memory (128 bytes, 64-byte aligned, as ``cuTensorMapEncodeTiled`` makes
+        it); the address to pass to a kernel, whose ``cp.async.bulk.tensor`` then copies what ``tmap`` says."""
+        addr = self.heap.alloc(128)
+        self.tensor_maps[addr] = tmap
+        return addr
 
     # --- launching --------------------------------------------------------------------------------------------
 
@@ -202,11 +526,11 @@ class Emulator:
                 size = (size + align - 1) // align * align
                 layout[s.symbol] = size
                 size += s.size.value.data if s.size is not None else 0
-            smem = bytearray([POISON]) * max(size, 1)
-            self.run_block(ops, labels, param_bits, b[::-1], (gx, gy, gz), bx, layout, smem)
+            block_state = Block(bytearray([POISON]) * max(size, 1))
+            self.run_block(ops, labels, param_bits, b[::-1], (gx, gy, gz), bx, layout, block_state)
 
-    def run_block(self, ops, labels, params, ctaid, nctaid, ntid, layout, smem) -> None:
-        threads = [self.thread(ops, labels, params, ctaid, nctaid, t, ntid, layout, smem) for t in range(ntid)]
+    def run_block(self, ops, labels, params, ctaid, nctaid, ntid, layout, block: Block) -> None:
+        threads = [self.thread(ops, labels, params, ctaid, nctaid, t, ntid, layout, block) for t in range(ntid)]
         state: list[Any] = [None] * ntid
         live = set(range(ntid))
 
@@ -244,14 +568,79 @@ class Emulator:
                 for i in lanes:
                     advance(i, results[i - w])
                 progressed = True
+            for i in sorted(live):  # mbarrier.try_wait: released once the phase of that parity has completed
+                if state[i][0] == "mbar":
+                    bar = block.mbarrier(state[i][2])
+                    if bar.phase % 2 == state[i][3]:  # answer from the current phase first: the earliest legal
+                        bar.settle()  # outcome, so that a wait on the wrong parity reads data that has not landed
+                    if bar.phase % 2 != state[i][3]:
+                        advance(i, 1)
+                        progressed = True
+            for size, kind in ((32, "warp"), (128, "warpgroup")):
+                for w in range(0, ntid, size):
+                    members = [i for i in range(w, min(w + size, ntid)) if i in live]
+                    if not members or not all(state[i][0] == kind for i in members):
+                        continue
+                    op = state[members[0]][1]
+                    if any(state[i][1] is not op for i in members):
+                        raise EmulationError(f"threads of a {kind} wait at different {op.name} instructions")
+                    if len(members) != size:
+                        raise EmulationError(f"{op.name} needs the whole {kind} of {size} threads")
+                    results = self.collective(block, w // size, op, {i - w: state[i][2] for i in members})
+                    for i in members:
+                        advance(i, results.get(i - w))
+                    progressed = True
             if not progressed:
                 raise EmulationError(f"deadlock: threads wait at {sorted({str(state[i][0]) for i in live})}")
 
+    def collective(self, block: Block, index: int, op: Any, payloads: dict[int, Any]) -> dict[int, Any]:
+        """Run a warp (``index``: the warp) or warpgroup (``index``: the warpgroup) instruction once for all its
+        threads; ``payloads`` and the result map each thread's position in the group to what it gave / gets."""
+        match op:
+            case ptx.LdmatrixOp():
+                return ldmatrix(block.smem, len(op.values), op.mod("trans") is not None, payloads)
+            case ptx.StmatrixOp():
+                stmatrix(block.smem, len(op.values), op.mod("trans") is not None, payloads)
+                for lane in range(8 * len(op.values)):
+                    block.generic_write(32 * index + lane, payloads[lane][0], 16)
+                return {}
+            case ptx.MmaOp():
+                return mma_sync(op, payloads)
+        groups = block.wgmma.setdefault(index, [[]])  # committed groups, then the open one
+        match op:
+            case ptx.WgmmaMmaAsyncOp():
+                groups[-1].append((op, [payloads[t] for t in range(128)]))
+                return {}
+            case ptx.WgmmaCommitGroupOp():
+                groups.append([])
+                return {}
+            case ptx.WgmmaWaitGroupOp():
+                chained = block.wgmma_acc.setdefault(index, {})
+                done: dict[Any, Any] = {}
+                while len(groups) - 1 > op.pending.value.data:
+                    group = groups.pop(0)
+                    wgmma_run(block, group, chained)
+                    done.update({tuple(o.acc): o for o, _ in group})
+                still = {v for g in groups for o, _ in g for v in o.acc}
+                out: dict[int, Any] = {t: {} for t in range(128)}
+                for key, o in done.items():
+                    if still.intersection(key):
+                        continue
+                    bits = chained[key].view(np.uint32)
+                    idx = wgmma_accumulator_index(o.n)
+                    for t in range(128):
+                        out[t].update(zip(key, (int(x) for x in bits[idx[t, :, 0], idx[t, :, 1]]), strict=True))
+                return out
+        raise EmulationError(f"no emulation of {op.name}")
+
     # --- one thread -------------------------------------------------------------------------------------------
 
-    def thread(self, ops, labels, params, ctaid, nctaid, tid, ntid, layout, smem) -> Generator[Any, Any, None]:
+    def thread(self, ops, labels, params, ctaid, nctaid, tid, ntid, layout, block) -> Generator[Any, Any, None]:
         regs: dict[SSAValue, int] = {}
         heap = self.heap.data
+        smem = block.smem
+        pending_acc: set[SSAValue] = set()
+        fenced: dict[SSAValue, int] | None = None  # the registers at the last wgmma.fence
         pc = 0
         n = len(ops)
 
@@ -259,6 +648,8 @@ class Emulator:
             try:
                 return regs[v]
             except KeyError:
+                if v in pending_acc:
+                    raise EmulationError("a wgmma accumulator is read before wgmma.wait_group") from None
                 raise EmulationError(f"register read before it is written (by {v.owner.name})") from None
 
         def memory(space: str) -> bytearray:
@@ -324,6 +715,80 @@ class Emulator:
                     for j, v in enumerate(op.values):
                         bits = get(v) & ((1 << (8 * nb)) - 1)
                         memory(op.mod("space"))[addr + j * nb : addr + (j + 1) * nb] = bits.to_bytes(nb, "little")
+                    if op.mod("space") == "shared":
+                        block.generic_write(tid, addr, nb * len(op.values))
+                case ptx.LdmatrixOp():
+                    addr = get(op.addr) + (op.offset.value.data if op.offset is not None else 0)
+                    for result, bits in zip(op.values, (yield ("warp", op, addr)), strict=True):
+                        regs[result] = bits
+                    continue
+                case ptx.StmatrixOp():
+                    addr = get(op.addr) + (op.offset.value.data if op.offset is not None else 0)
+                    yield ("warp", op, (addr, [get(v) & 0xFFFFFFFF for v in op.values]))
+                    continue
+                case ptx.MmaOp():
+                    payload = tuple([get(v) & 0xFFFFFFFF for v in group] for group in (op.a, op.b, op.c))
+                    for result, bits in zip(op.d, (yield ("warp", op, payload)), strict=True):
+                        regs[result] = bits
+                    continue
+                case ptx.MbarrierInitOp():
+                    addr = get(op.addr)
+                    if addr % 8 or addr + 8 > len(smem):
+                        raise EmulationError(f"mbarrier at shared address {addr}: misaligned or out of range")
+                    count = op.count.value.data
+                    block.mbarriers[addr] = Mbarrier(count, count)
+                    smem[addr : addr + 8] = bytes(8)
+                case ptx.MbarrierArriveOp():
+                    bar = block.mbarrier(get(op.addr))
+                    regs[op.state] = bar.phase
+                    bar.tx += op.tx_count.value.data if op.tx_count is not None else 0
+                    bar.pending -= 1
+                    if bar.pending < 0:
+                        raise EmulationError("more arrivals on an mbarrier than its phase expects")
+                    bar.settle()
+                case ptx.MbarrierTryWaitOp():
+                    regs[op.result] = yield ("mbar", op, get(op.addr), get(op.phase_parity) & 1)
+                    continue
+                case ptx.CpAsyncBulkTensorOp():
+                    tmap = self.tensor_maps.get(get(op.tmap))
+                    if tmap is None:
+                        raise EmulationError(f"no tensor map at address {get(op.tmap)} (see Emulator.tensor_map)")
+                    coords = [read(get(c), "s32") for c in op.coords]
+                    if len(coords) != len(tmap.shape):
+                        raise EmulationError(f"{op.opcode} on a tensor map of {len(tmap.shape)} dimensions")
+                    dst = get(op.dst)
+                    block.mbarrier(get(op.mbar)).copies.append(
+                        lambda tmap=tmap, dst=dst, coords=coords: tmap.copy(heap, smem, dst, coords)
+                    )
+                case ptx.FenceProxyAsyncOp():
+                    block.unfenced.pop(tid, None)
+                case ptx.WgmmaFenceOp():
+                    fenced = dict(regs)
+                case ptx.SetmaxnregOp():
+                    pass
+                case ptx.WgmmaMmaAsyncOp():
+                    # PTX ISA 8.0 section 9.7.14.7.1: wgmma.fence before the first wgmma.mma_async, and between an
+                    # ordinary write of an accumulator and the wgmma that reads it
+                    if fenced is None:
+                        raise EmulationError("wgmma.mma_async without a wgmma.fence before it")
+                    if any(v in regs and fenced.get(v) != regs[v] for v in op.acc):
+                        raise EmulationError("a wgmma accumulator was written after the last wgmma.fence")
+                    accs = [regs[v] & 0xFFFFFFFF for v in op.acc] if all(v in regs for v in op.acc) else None
+                    yield ("warpgroup", op, (accs, get(op.desc_a), get(op.desc_b), get(op.scale_d)))
+                    for v in op.acc:
+                        regs.pop(v, None)
+                    pending_acc.update(op.acc)
+                    continue
+                case ptx.WgmmaCommitGroupOp():
+                    yield ("warpgroup", op, None)
+                    continue
+                case ptx.WgmmaWaitGroupOp():
+                    written = yield ("warpgroup", op, None)
+                    regs.update(written)
+                    pending_acc.difference_update(written)
+                    if fenced is not None:
+                        fenced.update(written)
+                    continue
                 case ptx.CpAsyncOp():
                     # Done at once: completing early is one of the orders cp.async allows.
                     size = op.size.value.data
@@ -333,6 +798,7 @@ class Emulator:
                     if dst % size or src % size or valid > size:
                         raise EmulationError(f"cp.async of {size} bytes: misaligned, or src-size {valid}")
                     smem[dst : dst + size] = bytes(heap[src : src + valid]) + bytes(size - valid)
+                    block.generic_write(tid, dst, size)
                 case ptx.CpAsyncCommitGroupOp() | ptx.CpAsyncWaitGroupOp():
                     pass
                 case ptx.RedOp() | ptx.AtomOp():

@@ -176,6 +176,42 @@ def _assemble_nvjitlink(ptx_text: str, arch: str, strict: bool) -> AssemblyResul
     )
 
 
+def find_cuobjdump() -> str | None:
+    """Path of ``cuobjdump`` (disassembles cubins to SASS; no GPU needed): ``PATH``, ``$CUDA_HOME/bin``, then the
+    PyPI package ``nvidia-cuda-cuobjdump`` (``nvidia/cu*/bin/cuobjdump`` in site-packages)."""
+    found = shutil.which("cuobjdump")
+    if found:
+        return found
+    roots = [Path(os.environ[v]) / "bin" for v in ("CUDA_HOME", "CUDA_PATH") if os.environ.get(v)]
+    try:
+        import nvidia  # namespace package of NVIDIA's PyPI wheels
+
+        roots += [Path(p) / sub / "bin" for p in nvidia.__path__ for sub in ("cu13", "cu12", "cuda_cuobjdump")]
+    except ImportError:
+        pass
+    for root in roots:
+        candidate = root / "cuobjdump"
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return str(candidate)
+    return None
+
+
+def dump_sass(cubin: bytes) -> str:
+    """The SASS of a cubin (``cuobjdump --dump-sass``), to check which machine instructions a kernel became
+    (``HGMMA`` for wgmma, ``HMMA`` for mma.sync, ``LDL``/``STL`` for local memory). Raises ``CompileError`` when
+    cuobjdump is missing (``pip install nvidia-cuda-cuobjdump``) or fails."""
+    tool = find_cuobjdump()
+    if tool is None:
+        raise CompileError("no cuobjdump: install the CUDA toolkit or nvidia-cuda-cuobjdump")
+    with tempfile.TemporaryDirectory(prefix="picograd-sass-") as tmp:
+        path = Path(tmp) / "kernel.cubin"
+        path.write_bytes(cubin)
+        proc = subprocess.run([tool, "--dump-sass", str(path)], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise CompileError(f"cuobjdump failed:\n{proc.stdout}{proc.stderr}")
+    return proc.stdout
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m picograd.backend.ptxas kernel.ptx [--arch sm_90] [--strict]``: assemble, print ptxas's report."""
     import argparse

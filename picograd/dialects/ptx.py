@@ -39,6 +39,14 @@ exist only as ``.approx.f32`` (``ex2``/``lg2``/``sin``/``cos`` within 2 ulp, ``s
 compute them in f32. The f64 forms that do exist are ``rcp.rn.f64`` (and the other roundings),
 ``rcp.approx.ftz.f64``, ``sqrt.rn.f64``, ``rsqrt.approx.f64``, ``div.rn.f64`` and ``fma.rn.f64``.
 
+Tensor cores (PTX ISA 8.0 sections 9.7.13-9.7.14): ``ldmatrix``, ``stmatrix``, ``mma.sync``, ``wgmma.*``, with the
+bulk tensor copy (``cp.async.bulk.tensor``), ``mbarrier.*``, ``fence.proxy.async`` and ``setmaxnreg``. Matrix
+fragments are brace groups of registers (``{%r1, %r2, %r3, %r4}``) in MLIR and in PTX; ``MMA_SHAPES`` (fragment sizes
+per shape and type) and ``REQUIREMENTS`` (target and PTX version per instruction; ``wgmma`` and ``setmaxnreg`` need
+``sm_90a``) are the tables the verifiers read. ``wgmma.mma_async`` reads and writes its accumulator registers in
+place, as PTX does (see ``tests/test_tensor_core_ptx.py`` for whole kernels: mma.sync fed by ldmatrix, TMA +
+mbarrier + wgmma).
+
 Python API (see ``tests/test_ptx.py`` for whole kernels)::
 
     from xdsl.builder import ImplicitBuilder
@@ -466,11 +474,13 @@ class Instruction(IRDLOperation):
         if not cls.SLOTS:
             return {}
         start = parser.pos
-        if all(s.optional for s in cls.SLOTS):
+        quoted = any(":" in v for s in cls.SLOTS for v in s.values)  # modifiers such as shared::cta are quoted
+        text = parser.parse_optional_str_literal() if quoted else None
+        if text is None and all(s.optional for s in cls.SLOTS):
             text = parser.parse_optional_identifier()
             if text is None:
                 return {}
-        else:
+        elif text is None:
             text = parser.parse_identifier(f" (the modifiers of {cls.MNEMONIC}, e.g. {cls._example_suffix()})")
         props: dict[str, Attribute] = {}
         segments = text.split(".")
@@ -541,7 +551,10 @@ class Instruction(IRDLOperation):
         return groups, {}
 
     def print(self, printer: Printer) -> None:
-        if self.suffix:
+        if ":" in self.suffix:
+            printer.print_string(" ")
+            printer.print_string_literal(self.suffix)
+        elif self.suffix:
             printer.print_string(" " + self.suffix)
         self.print_body(printer)
         guard = self.guard_value
@@ -2072,6 +2085,690 @@ class CpAsyncWaitGroupOp(Instruction):
 
 
 # ---------------------------------------------------------------------------------------------------------------
+# Tensor cores, bulk tensor copies and mbarriers (PTX ISA 8.0 sections 9.7.13 "Warp Level Matrix Multiply-Accumulate
+# Instructions" (ldmatrix, stmatrix, mma), 9.7.14 "Asynchronous Warpgroup Level Matrix Multiply-Accumulate" (wgmma),
+# 9.7.8.24 "Data Movement: cp.async.bulk.tensor", 9.7.12.15 "mbarrier", 9.7.12.4 "membar/fence" and 9.7.17.1
+# "setmaxnreg").
+#
+# Fragments (the registers a warp or warpgroup holds a matrix tile in) are written as a brace group, in PTX and in
+# MLIR alike: ``{%r1, %r2, %r3, %r4}``; their register counts come from the tables below. Each op checks the module's
+# target and PTX version against its row of ``REQUIREMENTS`` (``sm_90a`` features run only on ``sm_90a``; the others
+# on that target and newer).
+
+#: Minimum target and PTX version of each instruction family (PTX ISA 8.0, each instruction's "Target ISA notes"
+#: and "PTX ISA notes").
+REQUIREMENTS: dict[str, tuple[str, str]] = {
+    "ldmatrix": ("sm_75", "6.5"),
+    "stmatrix": ("sm_90", "7.8"),
+    "mbarrier.init": ("sm_80", "7.8"),
+    "mbarrier.arrive": ("sm_80", "7.8"),
+    "mbarrier.arrive.expect_tx": ("sm_90", "8.0"),
+    "mbarrier.try_wait": ("sm_90", "7.8"),
+    "cp.async.bulk.tensor": ("sm_90", "8.0"),
+    "fence.proxy.async": ("sm_90", "8.0"),
+    "wgmma": ("sm_90a", "8.0"),
+    "setmaxnreg": ("sm_90a", "8.0"),
+}
+
+
+@dataclass(frozen=True)
+class MmaShape:
+    """One row of ``MMA_SHAPES``: fragment sizes (``.b32``/``.f32`` registers per thread) of ``mma.sync`` for a
+    shape and input type, with f32 accumulators, and the target and PTX version it needs (PTX ISA 8.0 section
+    9.7.13.4.1, "Matrix Fragments for mma.m16n8k*")."""
+
+    a_regs: int
+    b_regs: int
+    c_regs: int
+    target: str
+    version: str
+
+
+#: ``mma.sync.aligned.<shape>.row.col.f32.<type>.<type>.f32``: (shape, input type) -> fragment sizes.
+MMA_SHAPES: dict[tuple[str, str], MmaShape] = {
+    ("m16n8k16", "bf16"): MmaShape(4, 2, 4, "sm_80", "7.0"),
+    ("m16n8k16", "f16"): MmaShape(4, 2, 4, "sm_80", "7.0"),
+    ("m16n8k8", "bf16"): MmaShape(2, 1, 4, "sm_80", "7.0"),
+    ("m16n8k8", "f16"): MmaShape(2, 1, 4, "sm_75", "6.5"),
+    ("m16n8k8", "tf32"): MmaShape(4, 2, 4, "sm_80", "7.0"),
+}
+
+#: ``wgmma.mma_async`` with shared-memory descriptors: input types (f32 accumulators) and the N of ``m64nNk16``.
+WGMMA_TYPES = ("bf16", "f16")
+WGMMA_N = tuple(range(8, 257, 8))
+
+#: Swizzle modes of a wgmma shared-memory matrix descriptor, bits 62-63 (PTX ISA 8.0 section 9.7.14.5.1,
+#: "Matrix Descriptor Format"), with the swizzle width in bytes (0: no swizzle, "interleave").
+WGMMA_SWIZZLE: dict[int, int] = {0: 0, 1: 128, 2: 64, 3: 32}
+
+
+def wgmma_descriptor(address: int, leading_byte_offset: int, stride_byte_offset: int, swizzle: int = 128) -> int:
+    """The 64-bit shared-memory matrix descriptor of ``wgmma.mma_async`` (PTX ISA 8.0 section 9.7.14.5.1): bits 0-13
+    the start address >> 4 (18-bit shared address), 16-29 the leading-dimension byte offset >> 4, 32-45 the
+    stride-dimension byte offset >> 4, 49-51 the base offset (0 here: tiles aligned to the swizzle pattern), 62-63
+    the swizzle mode (``swizzle`` is 128, 64, 32 bytes or 0 for none). Raises ``ValueError`` for an unaligned
+    address/offset or an unknown swizzle."""
+    modes = {width: mode for mode, width in WGMMA_SWIZZLE.items()}
+    if swizzle not in modes:
+        raise ValueError(f"wgmma swizzle must be one of {sorted(modes)} bytes, got {swizzle}")
+    for what, v in (("address", address), ("leading byte offset", leading_byte_offset), ("stride", stride_byte_offset)):
+        if v % 16 or not 0 <= v < 1 << 18:
+            raise ValueError(f"wgmma descriptor {what} {v} must be a multiple of 16 below 2**18")
+    return (
+        ((address & 0x3FFFF) >> 4)
+        | ((leading_byte_offset >> 4) << 16)
+        | ((stride_byte_offset >> 4) << 32)
+        | (modes[swizzle] << 62)
+    )
+
+
+def target_supports(target: str, version: str, need_target: str, need_version: str) -> bool:
+    """Whether a module of ``target``/``version`` may use a feature that needs ``need_target``/``need_version``:
+    arch-specific features (``sm_90a``) need exactly that target, the others that target or a newer one."""
+    m, n = re.fullmatch(r"sm_(\d+)(a?)", target), re.fullmatch(r"sm_(\d+)(a?)", need_target)
+    assert m is not None and n is not None, (target, need_target)
+    if n.group(2):
+        ok = target == need_target
+    else:
+        ok = int(m.group(1)) >= int(n.group(1))
+    have = tuple(int(x) for x in version.split("."))
+    need = tuple(int(x) for x in need_version.split("."))
+    return ok and have >= need
+
+
+def _check_target(op: Instruction, feature: str, requirement: tuple[str, str] | None = None) -> None:
+    """Raise when the enclosing ``ptx.module``'s target or version lacks ``feature`` (a ``REQUIREMENTS`` key)."""
+    need_target, need_version = requirement or REQUIREMENTS[feature]
+    module = op.parent_op()
+    while module is not None and not isinstance(module, ModuleOp):
+        module = module.parent_op()
+    if module is None:
+        return
+    if not target_supports(module.target.data, module.version.data, need_target, need_version):
+        raise op.fail(
+            f"{op.opcode} needs target {need_target} and PTX {need_version} or later; the module is "
+            f"{module.target.data}, PTX {module.version.data}"
+        )
+
+
+def _braced(name: Callable[[SSAValue], str], values: Sequence[SSAValue]) -> str:
+    return "{" + ", ".join(name(v) for v in values) + "}"
+
+
+def _print_group(printer: Printer, values: Sequence[SSAValue]) -> None:
+    printer.print_string("{")
+    printer.print_list(values, printer.print_operand)
+    printer.print_string("}")
+
+
+def _parse_group(parser: Parser) -> list[UnresolvedOperand]:
+    return parser.parse_comma_separated_list(parser.Delimiter.BRACES, parser.parse_unresolved_operand)
+
+
+def _check_regs(op: Instruction, role: str, values: Sequence[SSAValue], count: int, instr_type: str) -> None:
+    if len(values) != count:
+        raise op.fail(f"{role} needs {count} registers, got {len(values)}")
+    for i, v in enumerate(values):
+        if not compatible(kind_of(v), instr_type):
+            raise op.fail(f"{role} register {i} is .{kind_of(v)}; {op.opcode} needs .{instr_type} registers")
+
+
+def _check_shared_address(op: Instruction, value: SSAValue, role: str = "the shared address") -> None:
+    if kind_of(value) not in ("b32", "u32", "s32", "b64", "u64", "s64"):
+        raise op.fail(f"{role} must be a 32- or 64-bit integer register, got .{kind_of(value)}")
+
+
+_SYNC = Slot("sync", ("sync",))
+_ALIGNED = Slot("aligned", ("aligned",))
+_MATRIX_COUNT = {"x1": 1, "x2": 2, "x4": 4}
+
+
+@instruction(_SYNC, _ALIGNED, Slot("shape", ("m8n8",)), Slot("num", tuple(_MATRIX_COUNT)),
+             Slot("trans", ("trans",), optional=True), Slot("space", ("shared",)), _type(("b16",)))  # fmt: skip
+class LdmatrixOp(MemoryOp):
+    """``ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%r1, %r2, %r3, %r4}, [%r5];`` (PTX ISA 8.0 section
+    9.7.13.4.15): the warp loads 1, 2 or 4 8x8 matrices of 16-bit elements from shared memory; threads 8i..8i+7 give
+    the row addresses of matrix i, and lane l receives, in register i, row l/4, elements 2(l%4) and 2(l%4)+1 of
+    matrix i (of its transpose with ``.trans``): the A/B fragment layout of ``mma.m16n8k16``. MLIR:
+    ``%r:4 = ptx.ldmatrix sync.aligned.m8n8.x4.shared.b16 [%a] : (!ptx.u32) -> (!ptx.b32, ...)``."""
+
+    name = "ptx.ldmatrix"
+    MNEMONIC: ClassVar[str] = "ldmatrix"
+    addr = operand_def(RegisterType)
+    offset = opt_prop_def(IntegerAttr[I64])
+    values = var_result_def(RegisterType)
+
+    def __init__(self, addr: SSAValue | Operation, num: int = 4, *, trans: bool = False, offset: int = 0):
+        props = self.modifier_properties({"sync": True, "aligned": True, "shape": "m8n8", "num": f"x{num}",
+                                          "trans": trans, "space": "shared", "type": "b16"})  # fmt: skip
+        props.update(_offset_props(offset))
+        super().__init__(operands=[addr], result_types=[[b32] * num], properties=props)
+
+    def print_body(self, printer: Printer) -> None:
+        _print_address(printer, self.addr, self.offset)
+
+    @classmethod
+    def parse_body(cls, parser: Parser) -> tuple[list[Group], dict[str, Attribute]]:
+        addr, props = _parse_address(parser)
+        return [addr], props
+
+    def ptx_args(self, name: Callable[[SSAValue], str]) -> str:
+        return f"{_braced(name, self.values)}, {_ptx_address(name(self.addr), self.offset)}"
+
+    def verify_modifiers(self) -> None:
+        _check_target(self, "ldmatrix")
+        self.verify_address("shared")
+        _check_regs(self, "the destination", self.values, _MATRIX_COUNT[self.mod("num") or "x1"], "b32")
+
+
+@instruction(_SYNC, _ALIGNED, Slot("shape", ("m8n8",)), Slot("num", tuple(_MATRIX_COUNT)),
+             Slot("trans", ("trans",), optional=True), Slot("space", ("shared",)), _type(("b16",)))  # fmt: skip
+class StmatrixOp(MemoryOp):
+    """``stmatrix.sync.aligned.m8n8.x4.shared.b16 [%r5], {%r1, %r2, %r3, %r4};`` (PTX ISA 8.0 section 9.7.13.4.16,
+    sm_90): the inverse of ``ldmatrix``: lane l's register i holds row l/4, elements 2(l%4), 2(l%4)+1 of matrix i
+    (of its transpose with ``.trans``), stored at the row addresses that threads 8i..8i+7 give."""
+
+    name = "ptx.stmatrix"
+    MNEMONIC: ClassVar[str] = "stmatrix"
+    addr = operand_def(RegisterType)
+    values = var_operand_def(RegisterType)
+    offset = opt_prop_def(IntegerAttr[I64])
+
+    def __init__(
+        self,
+        addr: SSAValue | Operation,
+        values: Sequence[SSAValue | Operation],
+        *,
+        trans: bool = False,
+        offset: int = 0,
+    ):
+        props = self.modifier_properties({"sync": True, "aligned": True, "shape": "m8n8", "num": f"x{len(values)}",
+                                          "trans": trans, "space": "shared", "type": "b16"})  # fmt: skip
+        props.update(_offset_props(offset))
+        super().__init__(operands=[addr, [SSAValue.get(v) for v in values]], properties=props)
+
+    def print_body(self, printer: Printer) -> None:
+        _print_address(printer, self.addr, self.offset)
+        printer.print_string(", ")
+        _print_group(printer, self.values)
+
+    @classmethod
+    def parse_body(cls, parser: Parser) -> tuple[list[Group], dict[str, Attribute]]:
+        addr, props = _parse_address(parser)
+        parser.parse_punctuation(",")
+        return [addr, _parse_group(parser)], props
+
+    def ptx_args(self, name: Callable[[SSAValue], str]) -> str:
+        return f"{_ptx_address(name(self.addr), self.offset)}, {_braced(name, self.values)}"
+
+    def verify_modifiers(self) -> None:
+        _check_target(self, "stmatrix")
+        self.verify_address("shared")
+        _check_regs(self, "the source", self.values, _MATRIX_COUNT[self.mod("num") or "x1"], "b32")
+
+
+_MMA_INPUT_TYPES = tuple(dict.fromkeys(t for _, t in MMA_SHAPES))
+
+
+@instruction(_SYNC, _ALIGNED, Slot("shape", tuple(dict.fromkeys(s for s, _ in MMA_SHAPES))), Slot("alayout", ("row",)),
+             Slot("blayout", ("col",)), Slot("dtype", ("f32",)), Slot("atype", _MMA_INPUT_TYPES),
+             Slot("btype", _MMA_INPUT_TYPES), Slot("ctype", ("f32",)))  # fmt: skip
+class MmaOp(Instruction):
+    """``mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {d0..d3}, {a0..a3}, {b0, b1}, {c0..c3};`` (PTX ISA 8.0
+    section 9.7.13.4): one warp computes D (16x8, f32) = A (16xK) @ B (Kx8) + C. A and B fragments are ``.b32``
+    registers (two bf16/f16 packed, or one tf32), C and D ``.f32``; the counts are ``MMA_SHAPES``' row. MLIR:
+    ``%d:4 = ptx.mma_sync sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%a0, ...}, {%b0, %b1}, {%c0, ...}
+    : (...) -> (!ptx.f32, !ptx.f32, !ptx.f32, !ptx.f32)``."""
+
+    name = "ptx.mma_sync"
+    MNEMONIC: ClassVar[str] = "mma"
+    a = var_operand_def(RegisterType)
+    b = var_operand_def(RegisterType)
+    c = var_operand_def(RegisterType)
+    d = var_result_def(RegisterType)
+    irdl_options = (AttrSizedOperandSegments(as_property=True),)
+
+    def __init__(
+        self,
+        shape: str,
+        type: str,
+        a: Sequence[SSAValue | Operation],
+        b: Sequence[SSAValue | Operation],
+        c: Sequence[SSAValue | Operation],
+    ):
+        props = self.modifier_properties({"sync": True, "aligned": True, "shape": shape, "alayout": "row",
+                                          "blayout": "col", "dtype": "f32", "atype": type, "btype": type,
+                                          "ctype": "f32"})  # fmt: skip
+        operands = [[SSAValue.get(v) for v in group] for group in (a, b, c)]
+        super().__init__(operands=operands, result_types=[[f32] * len(c)], properties=props)
+
+    @property
+    def table_row(self) -> MmaShape:
+        key = (self.mod("shape") or "", self.mod("atype") or "")
+        if key not in MMA_SHAPES:
+            raise self.fail(f"no mma.sync of shape .{key[0]} on .{key[1]}; the supported ones are {list(MMA_SHAPES)}")
+        return MMA_SHAPES[key]
+
+    def print_body(self, printer: Printer) -> None:
+        for i, group in enumerate((self.a, self.b, self.c)):
+            printer.print_string(", " if i else " ")
+            _print_group(printer, group)
+
+    @classmethod
+    def parse_body(cls, parser: Parser) -> tuple[list[Group], dict[str, Attribute]]:
+        groups: list[Group] = [_parse_group(parser)]
+        for _ in range(2):
+            parser.parse_punctuation(",")
+            groups.append(_parse_group(parser))
+        return groups, {}
+
+    def ptx_args(self, name: Callable[[SSAValue], str]) -> str:
+        return ", ".join(_braced(name, g) for g in (self.d, self.a, self.b, self.c))
+
+    def verify_modifiers(self) -> None:
+        if self.mod("atype") != self.mod("btype"):
+            raise self.fail(f"A and B must have one type, got .{self.mod('atype')} and .{self.mod('btype')}")
+        row = self.table_row
+        _check_target(self, "mma", (row.target, row.version))
+        _check_regs(self, "A", self.a, row.a_regs, "b32")
+        _check_regs(self, "B", self.b, row.b_regs, "b32")
+        _check_regs(self, "C", self.c, row.c_regs, "f32")
+        _check_regs(self, "D", self.d, row.c_regs, "f32")
+
+
+_MBAR_SPACE = Slot("space", ("shared::cta",))
+
+
+@instruction(_MBAR_SPACE, _type(("b64",)))
+class MbarrierInitOp(MemoryOp):
+    """``mbarrier.init.shared::cta.b64 [%r1], 128;`` (PTX ISA 8.0 section 9.7.12.15.9): set up the 8-byte mbarrier
+    object at a shared address for ``count`` arrivals per phase, in phase 0 with no pending transaction bytes."""
+
+    name = "ptx.mbarrier_init"
+    MNEMONIC: ClassVar[str] = "mbarrier.init"
+    addr = operand_def(RegisterType)
+    count = prop_def(IntegerAttr[I64])
+
+    def __init__(self, addr: SSAValue | Operation, count: int):
+        props = self.modifier_properties({"space": "shared::cta", "type": "b64"})
+        props["count"] = IntegerAttr(count, i64)
+        super().__init__(operands=[addr], properties=props)
+
+    def print_body(self, printer: Printer) -> None:
+        _print_address(printer, self.addr, None)
+        printer.print_string(f", {self.count.value.data}")
+
+    @classmethod
+    def parse_body(cls, parser: Parser) -> tuple[list[Group], dict[str, Attribute]]:
+        addr, _ = _parse_address(parser)
+        parser.parse_punctuation(",")
+        return [addr], {"count": IntegerAttr(parser.parse_integer(allow_boolean=False), i64)}
+
+    def ptx_args(self, name: Callable[[SSAValue], str]) -> str:
+        return f"[{name(self.addr)}], {self.count.value.data}"
+
+    def verify_modifiers(self) -> None:
+        _check_target(self, "mbarrier.init")
+        self.verify_address("shared")
+        if not 1 <= self.count.value.data < 1 << 20:
+            raise self.fail(f"the arrival count must be in 1..2**20-1, got {self.count.value.data}")
+
+
+@instruction(Slot("expect_tx", ("expect_tx",), optional=True), _MBAR_SPACE, _type(("b64",)))
+class MbarrierArriveOp(MemoryOp):
+    """``mbarrier.arrive.expect_tx.shared::cta.b64 %rd1, [%r1], 16384;`` (PTX ISA 8.0 sections 9.7.12.15.11-13):
+    one arrival on the mbarrier, with ``.expect_tx`` after raising the phase's expected transaction bytes by
+    ``tx_count`` (the bytes that ``cp.async.bulk.tensor`` copies will complete); the result is the opaque state
+    (``.b64``) of the phase arrived at."""
+
+    name = "ptx.mbarrier_arrive"
+    MNEMONIC: ClassVar[str] = "mbarrier.arrive"
+    addr = operand_def(RegisterType)
+    tx_count = opt_prop_def(IntegerAttr[I64])
+    state = result_def(RegisterType)
+
+    def __init__(self, addr: SSAValue | Operation, tx_count: int | None = None):
+        props = self.modifier_properties({"expect_tx": tx_count is not None, "space": "shared::cta", "type": "b64"})
+        if tx_count is not None:
+            props["tx_count"] = IntegerAttr(tx_count, i64)
+        super().__init__(operands=[addr], result_types=[b64], properties=props)
+
+    def print_body(self, printer: Printer) -> None:
+        _print_address(printer, self.addr, None)
+        if self.tx_count is not None:
+            printer.print_string(f", {self.tx_count.value.data}")
+
+    @classmethod
+    def parse_body(cls, parser: Parser) -> tuple[list[Group], dict[str, Attribute]]:
+        addr, _ = _parse_address(parser)
+        props: dict[str, Attribute] = {}
+        if parser.parse_optional_punctuation(",") is not None:
+            props["tx_count"] = IntegerAttr(parser.parse_integer(allow_boolean=False), i64)
+        return [addr], props
+
+    def ptx_args(self, name: Callable[[SSAValue], str]) -> str:
+        tx = f", {self.tx_count.value.data}" if self.tx_count is not None else ""
+        return f"{name(self.state)}, [{name(self.addr)}]{tx}"
+
+    def verify_modifiers(self) -> None:
+        expect = self.mod("expect_tx") is not None
+        _check_target(self, "mbarrier.arrive.expect_tx" if expect else "mbarrier.arrive")
+        self.verify_address("shared")
+        if expect != (self.tx_count is not None):
+            raise self.fail(".expect_tx and a transaction count go together")
+        if self.tx_count is not None and not 0 <= self.tx_count.value.data < 1 << 20:
+            raise self.fail(f"the transaction count must be in 0..2**20-1, got {self.tx_count.value.data}")
+        if not compatible(kind_of(self.state), "b64"):
+            raise self.fail("the state is a .b64 register")
+
+
+@instruction(Slot("parity", ("parity",)), _MBAR_SPACE, _type(("b64",)))
+class MbarrierTryWaitOp(MemoryOp):
+    """``mbarrier.try_wait.parity.shared::cta.b64 %p1, [%r1], %r2;`` (PTX ISA 8.0 section 9.7.12.15.16): whether the
+    phase of parity ``%r2`` (0 or 1) has completed, waiting a while for it; loop on it: ``@!%p1 bra WAIT;``. After
+    it reads true, the data of the phase's transactions (bulk copies into shared memory) are visible."""
+
+    name = "ptx.mbarrier_try_wait"
+    MNEMONIC: ClassVar[str] = "mbarrier.try_wait"
+    addr = operand_def(RegisterType)
+    phase_parity = operand_def(RegisterType)
+    result = result_def(PredType)
+
+    def __init__(self, addr: SSAValue | Operation, phase_parity: SSAValue | Operation):
+        props = self.modifier_properties({"parity": True, "space": "shared::cta", "type": "b64"})
+        super().__init__(operands=[addr, phase_parity], result_types=[pred], properties=props)
+
+    def print_body(self, printer: Printer) -> None:
+        _print_address(printer, self.addr, None)
+        printer.print_string(", ")
+        printer.print_operand(self.phase_parity)
+
+    @classmethod
+    def parse_body(cls, parser: Parser) -> tuple[list[Group], dict[str, Attribute]]:
+        addr, _ = _parse_address(parser)
+        parser.parse_punctuation(",")
+        return [addr, parser.parse_unresolved_operand()], {}
+
+    def ptx_args(self, name: Callable[[SSAValue], str]) -> str:
+        return f"{name(self.result)}, [{name(self.addr)}], {name(self.phase_parity)}"
+
+    def verify_modifiers(self) -> None:
+        _check_target(self, "mbarrier.try_wait")
+        self.verify_address("shared")
+
+    def type_rules(self) -> Iterator[tuple[str, SSAValue, str, bool]]:
+        yield "the phase parity", self.phase_parity, "u32", False
+
+
+@instruction(Slot("dim", ("1d", "2d", "3d", "4d", "5d")), Slot("dst_space", ("shared::cluster",)),
+             Slot("src_space", ("global",)), Slot("load_mode", ("tile",)),
+             Slot("completion", ("mbarrier::complete_tx::bytes",)))  # fmt: skip
+class CpAsyncBulkTensorOp(Instruction):
+    """``cp.async.bulk.tensor.2d.shared::cluster.global.tile.mbarrier::complete_tx::bytes [%r1], [%rd1, {%r2, %r3}],
+    [%r4];`` (PTX ISA 8.0 section 9.7.8.24.9; TMA): copy the box of a tensor map (at the generic address ``tmap``,
+    64-byte aligned, made by ``cuTensorMapEncodeTiled``) whose first element has coordinates ``coords`` (innermost
+    first, ``.s32``) into shared memory at ``dst``, swizzled as the map says; on completion the copied bytes count
+    against the mbarrier's expected transaction bytes (``mbarrier.arrive.expect_tx``). Out-of-range elements read
+    as zero."""
+
+    name = "ptx.cp_async_bulk_tensor"
+    MNEMONIC: ClassVar[str] = "cp.async.bulk.tensor"
+    dst = operand_def(RegisterType)
+    tmap = operand_def(RegisterType)
+    coords = var_operand_def(RegisterType)
+    mbar = operand_def(RegisterType)
+    irdl_options = (AttrSizedOperandSegments(as_property=True),)
+
+    def __init__(
+        self,
+        dst: SSAValue | Operation,
+        tmap: SSAValue | Operation,
+        coords: Sequence[SSAValue | Operation],
+        mbar: SSAValue | Operation,
+    ):
+        props = self.modifier_properties({"dim": f"{len(coords)}d", "dst_space": "shared::cluster",
+                                          "src_space": "global", "load_mode": "tile",
+                                          "completion": "mbarrier::complete_tx::bytes"})  # fmt: skip
+        super().__init__(operands=[dst, tmap, [SSAValue.get(c) for c in coords], mbar], properties=props)
+
+    def print_body(self, printer: Printer) -> None:
+        _print_address(printer, self.dst, None)
+        printer.print_string(", [")
+        printer.print_operand(self.tmap)
+        printer.print_string(", ")
+        _print_group(printer, self.coords)
+        printer.print_string("],")
+        _print_address(printer, self.mbar, None)
+
+    @classmethod
+    def parse_body(cls, parser: Parser) -> tuple[list[Group], dict[str, Attribute]]:
+        dst, _ = _parse_address(parser)
+        parser.parse_punctuation(",")
+        parser.parse_punctuation("[")
+        tmap = parser.parse_unresolved_operand()
+        parser.parse_punctuation(",")
+        coords = _parse_group(parser)
+        parser.parse_punctuation("]")
+        parser.parse_punctuation(",")
+        mbar, _ = _parse_address(parser)
+        return [dst, tmap, coords, mbar], {}
+
+    def ptx_args(self, name: Callable[[SSAValue], str]) -> str:
+        return f"[{name(self.dst)}], [{name(self.tmap)}, {_braced(name, self.coords)}], [{name(self.mbar)}]"
+
+    def verify_modifiers(self) -> None:
+        _check_target(self, "cp.async.bulk.tensor")
+        dims = int((self.mod("dim") or "0d")[0])
+        _check_regs(self, "the coordinates", self.coords, dims, "s32")
+        _check_shared_address(self, self.dst, "the shared destination")
+        _check_shared_address(self, self.mbar, "the mbarrier address")
+        if not compatible(kind_of(self.tmap), "b64"):
+            raise self.fail(f"the tensor map address must be a 64-bit register, got .{kind_of(self.tmap)}")
+
+
+@instruction(Slot("space", ("shared::cta", "shared::cluster", "global"), optional=True))
+class FenceProxyAsyncOp(Instruction):
+    """``fence.proxy.async.shared::cta;`` (PTX ISA 8.0 section 9.7.12.4): orders this thread's ordinary (generic
+    proxy) memory accesses before later accesses by the async proxy (wgmma operand reads, bulk copies), and the
+    reverse. Needed after ``st.shared``/``stmatrix`` of data that wgmma or TMA reads next, and after
+    ``mbarrier.init`` before bulk copies complete on the barrier."""
+
+    name = "ptx.fence_proxy_async"
+    MNEMONIC: ClassVar[str] = "fence.proxy.async"
+
+    def __init__(self, space: str | None = "shared::cta"):
+        super().__init__(properties=self.modifier_properties({"space": space}))
+
+    def ptx_args(self, name: Callable[[SSAValue], str]) -> str:
+        return ""
+
+    def verify_modifiers(self) -> None:
+        _check_target(self, "fence.proxy.async")
+
+
+@instruction()
+class WgmmaFenceOp(Instruction):
+    """``wgmma.fence.sync.aligned;`` (PTX ISA 8.0 section 9.7.14.7.1): orders the warpgroup's register writes of
+    accumulators (and A fragments) before the ``wgmma.mma_async`` that read them; issue it before the first one."""
+
+    name = "ptx.wgmma_fence"
+    MNEMONIC: ClassVar[str] = "wgmma.fence.sync.aligned"
+
+    def ptx_args(self, name: Callable[[SSAValue], str]) -> str:
+        return ""
+
+    def verify_modifiers(self) -> None:
+        _check_target(self, "wgmma")
+
+
+@instruction()
+class WgmmaCommitGroupOp(Instruction):
+    """``wgmma.commit_group.sync.aligned;`` (PTX ISA 8.0 section 9.7.14.7.2): close the group of the warpgroup's
+    pending ``wgmma.mma_async`` operations."""
+
+    name = "ptx.wgmma_commit_group"
+    MNEMONIC: ClassVar[str] = "wgmma.commit_group.sync.aligned"
+
+    def ptx_args(self, name: Callable[[SSAValue], str]) -> str:
+        return ""
+
+    def verify_modifiers(self) -> None:
+        _check_target(self, "wgmma")
+
+
+@instruction()
+class WgmmaWaitGroupOp(Instruction):
+    """``wgmma.wait_group.sync.aligned 0;`` (PTX ISA 8.0 section 9.7.14.7.3): wait until at most ``pending`` of the
+    warpgroup's committed wgmma groups are in flight; only then may their accumulators be read, and their
+    shared-memory operands overwritten."""
+
+    name = "ptx.wgmma_wait_group"
+    MNEMONIC: ClassVar[str] = "wgmma.wait_group.sync.aligned"
+    pending = prop_def(IntegerAttr[I64])
+
+    def __init__(self, pending: int):
+        super().__init__(properties={"pending": IntegerAttr(pending, i64)})
+
+    def print_body(self, printer: Printer) -> None:
+        printer.print_string(f" {self.pending.value.data}")
+
+    @classmethod
+    def parse_body(cls, parser: Parser) -> tuple[list[Group], dict[str, Attribute]]:
+        return [], {"pending": IntegerAttr(parser.parse_integer(allow_boolean=False, allow_negative=False), i64)}
+
+    def ptx_args(self, name: Callable[[SSAValue], str]) -> str:
+        return str(self.pending.value.data)
+
+    def verify_modifiers(self) -> None:
+        _check_target(self, "wgmma")
+        if not 0 <= self.pending.value.data <= 7:
+            raise self.fail(f"the pending-group count must be in 0..7, got {self.pending.value.data}")
+
+
+@instruction(_SYNC, _ALIGNED, Slot("shape", tuple(f"m64n{n}k16" for n in WGMMA_N)), Slot("dtype", ("f32",)),
+             Slot("atype", WGMMA_TYPES), Slot("btype", WGMMA_TYPES))  # fmt: skip
+class WgmmaMmaAsyncOp(Instruction):
+    """``wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 {%f1, ..., %f32}, %rd1, %rd2, %p1, 1, 1, 0, 0;`` (PTX
+    ISA 8.0 section 9.7.14.5): the warpgroup (4 consecutive warps, the first a multiple of 4) computes
+    D (64xN, f32) = A (64x16) @ B (16xN) + (scale_d ? D : 0), A and B read from shared memory through the matrix
+    descriptors ``desc_a``/``desc_b`` (``.b64``, see ``wgmma_descriptor``), ``trans_a``/``trans_b`` 0 for K-major
+    tiles, 1 for M/N-major; ``scale_a``/``scale_b`` are 1 or -1. The N/2 accumulator registers ``acc`` of each
+    thread are read and **written in place** (as PTX does), asynchronously: they hold D only after
+    ``wgmma.commit_group`` and ``wgmma.wait_group``. sm_90a."""
+
+    name = "ptx.wgmma_mma_async"
+    MNEMONIC: ClassVar[str] = "wgmma.mma_async"
+    acc = var_operand_def(RegisterType)
+    desc_a = operand_def(RegisterType)
+    desc_b = operand_def(RegisterType)
+    scale_d = operand_def(PredType)
+    scale_a = prop_def(IntegerAttr[I64])
+    scale_b = prop_def(IntegerAttr[I64])
+    trans_a = prop_def(IntegerAttr[I64])
+    trans_b = prop_def(IntegerAttr[I64])
+
+    IMMEDIATES: ClassVar[tuple[str, ...]] = ("scale_a", "scale_b", "trans_a", "trans_b")
+
+    def __init__(
+        self,
+        n: int,
+        type: str,
+        acc: Sequence[SSAValue | Operation],
+        desc_a: SSAValue | Operation,
+        desc_b: SSAValue | Operation,
+        scale_d: SSAValue | Operation,
+        *,
+        scale_a: int = 1,
+        scale_b: int = 1,
+        trans_a: int = 0,
+        trans_b: int = 0,
+    ):
+        props = self.modifier_properties({"sync": True, "aligned": True, "shape": f"m64n{n}k16", "dtype": "f32",
+                                          "atype": type, "btype": type})  # fmt: skip
+        for key, value in zip(self.IMMEDIATES, (scale_a, scale_b, trans_a, trans_b), strict=True):
+            props[key] = IntegerAttr(value, i64)
+        super().__init__(operands=[[SSAValue.get(v) for v in acc], desc_a, desc_b, scale_d], properties=props)
+
+    @property
+    def n(self) -> int:
+        return int((self.mod("shape") or "m64n0k16")[4:-3])
+
+    def immediates(self) -> list[int]:
+        return [cast(IntegerAttr, self.properties[k]).value.data for k in self.IMMEDIATES]
+
+    def print_body(self, printer: Printer) -> None:
+        printer.print_string(" ")
+        _print_group(printer, self.acc)
+        for v in (self.desc_a, self.desc_b, self.scale_d):
+            printer.print_string(", ")
+            printer.print_operand(v)
+        printer.print_string("".join(f", {x}" for x in self.immediates()))
+
+    @classmethod
+    def parse_body(cls, parser: Parser) -> tuple[list[Group], dict[str, Attribute]]:
+        groups: list[Group] = [_parse_group(parser)]
+        for _ in range(3):
+            parser.parse_punctuation(",")
+            groups.append(parser.parse_unresolved_operand())
+        props: dict[str, Attribute] = {}
+        for key in cls.IMMEDIATES:
+            parser.parse_punctuation(",")
+            props[key] = IntegerAttr(parser.parse_integer(allow_boolean=False), i64)
+        return groups, props
+
+    def ptx_args(self, name: Callable[[SSAValue], str]) -> str:
+        regs = ", ".join(name(v) for v in (self.desc_a, self.desc_b, self.scale_d))
+        return f"{_braced(name, self.acc)}, {regs}, " + ", ".join(str(x) for x in self.immediates())
+
+    def verify_modifiers(self) -> None:
+        _check_target(self, "wgmma")
+        if self.mod("atype") != self.mod("btype"):
+            raise self.fail(f"A and B must have one type, got .{self.mod('atype')} and .{self.mod('btype')}")
+        _check_regs(self, "the accumulator", self.acc, self.n // 2, "f32")
+        for role, v in (("descriptor A", self.desc_a), ("descriptor B", self.desc_b)):
+            if not compatible(kind_of(v), "b64"):
+                raise self.fail(f"{role} must be a 64-bit register, got .{kind_of(v)}")
+        scale_a, scale_b, trans_a, trans_b = self.immediates()
+        if scale_a not in (1, -1) or scale_b not in (1, -1):
+            raise self.fail(f"imm-scale-a/b must be 1 or -1, got {scale_a}, {scale_b}")
+        if trans_a not in (0, 1) or trans_b not in (0, 1):
+            raise self.fail(f"imm-trans-a/b must be 0 or 1, got {trans_a}, {trans_b}")
+
+
+@instruction(Slot("action", ("inc", "dec")), _SYNC, _ALIGNED, _type(("u32",)))
+class SetmaxnregOp(Instruction):
+    """``setmaxnreg.inc.sync.aligned.u32 240;`` (PTX ISA 8.0 section 9.7.17.1, sm_90a): the warpgroup raises
+    (``inc``) or lowers (``dec``) its per-thread register limit to ``count`` (24..256, a multiple of 8), as
+    warp-specialised kernels do (producers give registers to consumers). ptxas honours it only in a kernel with a
+    register cap at entry (``.maxnreg`` / ``.maxntid`` with one block per SM)."""
+
+    name = "ptx.setmaxnreg"
+    MNEMONIC: ClassVar[str] = "setmaxnreg"
+    count = prop_def(IntegerAttr[I64])
+
+    def __init__(self, action: str, count: int):
+        props = self.modifier_properties({"action": action, "sync": True, "aligned": True, "type": "u32"})
+        props["count"] = IntegerAttr(count, i64)
+        super().__init__(properties=props)
+
+    def print_body(self, printer: Printer) -> None:
+        printer.print_string(f" {self.count.value.data}")
+
+    @classmethod
+    def parse_body(cls, parser: Parser) -> tuple[list[Group], dict[str, Attribute]]:
+        return [], {"count": IntegerAttr(parser.parse_integer(allow_boolean=False), i64)}
+
+    def ptx_args(self, name: Callable[[SSAValue], str]) -> str:
+        return str(self.count.value.data)
+
+    def verify_modifiers(self) -> None:
+        _check_target(self, "setmaxnreg")
+        count = self.count.value.data
+        if not 24 <= count <= 256 or count % 8:
+            raise self.fail(f"the register count must be a multiple of 8 in 24..256, got {count}")
+
+
+# ---------------------------------------------------------------------------------------------------------------
 # Control flow (PTX ISA 8.0 section 9.7.11, "Control Flow Instructions")
 
 
@@ -2451,6 +3148,19 @@ PTX = Dialect(
         CpAsyncOp,
         CpAsyncCommitGroupOp,
         CpAsyncWaitGroupOp,
+        CpAsyncBulkTensorOp,
+        LdmatrixOp,
+        StmatrixOp,
+        MmaOp,
+        MbarrierInitOp,
+        MbarrierArriveOp,
+        MbarrierTryWaitOp,
+        FenceProxyAsyncOp,
+        WgmmaFenceOp,
+        WgmmaCommitGroupOp,
+        WgmmaWaitGroupOp,
+        WgmmaMmaAsyncOp,
+        SetmaxnregOp,
         AddOp,
         SubOp,
         MulOp,
