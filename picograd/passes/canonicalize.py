@@ -54,7 +54,7 @@ from xdsl.pattern_rewriter import (
 
 from picograd.backend.numpy_executor import numpy_dtype, op_kernel
 from picograd.dialects import pg
-from picograd.dialects.pg import broadcast_shape, element_of, is_float, shape_of
+from picograd.dialects.pg import broadcast_shape, element_of, is_float, is_low_precision, shape_of
 
 # ---------------------------------------------------------------------------------------------------------------
 # Splat values
@@ -223,6 +223,8 @@ def exact_cast(src: Attribute, dst: Attribute) -> bool:
         return dst.width.data > src.width.data
     if isinstance(src, IntegerType) and isinstance(dst, Float64Type):
         return src.width.data <= 32
+    if is_low_precision(src) and isinstance(dst, Float32Type | Float64Type):
+        return True  # bf16 and f16 are subsets of f32
     return isinstance(src, Float32Type) and isinstance(dst, Float64Type)
 
 
