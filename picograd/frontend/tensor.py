@@ -1126,6 +1126,11 @@ def _broadcast_all(ts: list[Tensor], what: str) -> list[Tensor]:
 
 def _binary(kind: str, a: Any, b: Any) -> Tensor:
     (x, y), dtype = _operands(a, b)
+    if dtype in dtypes.LOW_PRECISION and not (isinstance(a, Tensor) and isinstance(b, Tensor)):
+        # a Python scalar meets a 16-bit tensor: PyTorch computes in float32 with the scalar unrounded, then
+        # rounds once (its "opmath" type), so 0.1 is not first rounded to bf16
+        wide = [v.float() if isinstance(v, Tensor) else v for v in (a, b)]
+        return _binary(kind, *wide)._cast(dtype)
     result = dtype  # as torch: int ** int stays int, bool + bool is `or`, bool * bool `and`, int / int is float32
     if dtype == dtypes.bool_:  # pg binary ops take no i1: count in int64 (a cast back to bool is `!= 0`)
         x, y, dtype = x._cast(dtypes.int64), y._cast(dtypes.int64), dtypes.int64
