@@ -13,8 +13,7 @@ and the GPU do it):
   ``broadcast_to(broadcast_to(x))``, ``reshape(reshape(x))`` and ``permute(permute(x))`` become one op.
 - *Casts*: a cast to the same type is removed; ``cast(cast(x))`` becomes one cast when the inner cast is exact
   (it keeps every value: ``i1`` to anything, ``i32`` to ``i64``/``f64``, ``f32`` to ``f64``, ``bf16``/``f16`` to
-  ``f32``/``f64``), which also removes
-  a round trip such as ``f32 -> f64 -> f32``.
+  ``f32``/``f64``), which also removes a round trip such as ``f32 -> f64 -> f32``.
 - *Selects* on a constant condition pick their branch.
 - *Constant folding* on splat values (a constant whose elements are all equal, or a ``broadcast_to`` of one):
   elementwise ops whose operands are all splats, ``broadcast_to`` and ``reshape`` of a splat. Values are computed
