@@ -15,7 +15,13 @@ from picograd.frontend import (
     ops,  # noqa: E402 - importing it attaches the Tensor methods
     optim,
 )
-from picograd.frontend.amp import autocast, backends, is_autocast_enabled
+from picograd.frontend.amp import (
+    autocast,
+    backends,
+    get_float32_matmul_precision,
+    is_autocast_enabled,
+    set_float32_matmul_precision,
+)
 from picograd.frontend.compile import Spec, compile
 from picograd.frontend.creation import (  # noqa: E402
     arange,
@@ -243,7 +249,8 @@ bool = bool_  # noqa: A001 - torch.bool
 
 __all__ = [
     "CheckpointError", "CompileError", "DeviceError", "DTypeError", "ShapeError", "Spec", "Tensor", "arange",
-    "autocast", "backends", "bfloat16", "bool_", "double", "float16", "half", "is_autocast_enabled",
+    "autocast", "backends", "bfloat16", "bool_", "double", "float16", "get_float32_matmul_precision", "half",
+    "is_autocast_enabled", "set_float32_matmul_precision",
     "cat", "compile", "float32", "float64", "full", "int32", "int64", "load", "manual_seed", "matmul_schedule",
     "maximum", "minimum", "multinomial", "tril", "triu", "nn", "no_grad", "ones", "ones_like", "optim", "rand",
     "randint", "randn", "save", "set_cache_size", "stack", "tensor", "where", "zeros", "zeros_like",

@@ -14,6 +14,7 @@ import pytest
 import torch
 
 import picograd as pg
+from picograd.dialects import pg as pg_dialect
 
 LOW = ["bfloat16", "float16"]
 ALL = ["bfloat16", "float16", "float32", "float64", "int64", "int32", "bool"]
@@ -280,6 +281,29 @@ def test_allow_tf32_marks_float32_matmuls_in_the_ir(rng):
             assert " tf32 " not in str(step.ir("step", (x,)).ops.first)  # bf16 matmuls are not tf32
         finally:
             pg.backends.cuda.matmul.allow_tf32 = False
+
+
+def test_matmul_precision_names_what_a_schedule_may_use(rng):
+    x = pg.tensor(rng.standard_normal((4, 5)).astype(np.float32))
+
+    @pg.compile
+    def f(x):
+        return x @ x.T, x.double() @ x.double().T, x.bfloat16() @ x.bfloat16().T, x.half() @ x.half().T
+
+    def precisions():
+        return [op.precision for op in f.ir("pg", (x,)).walk() if isinstance(op, pg_dialect.MatmulOp)]
+
+    assert precisions() == ["fp32", "fp64", "bf16", "fp16"]
+    assert pg.get_float32_matmul_precision() == "highest"
+    try:
+        pg.set_float32_matmul_precision("high")
+        assert pg.backends.cuda.matmul.allow_tf32 and pg.get_float32_matmul_precision() == "high"
+        assert precisions() == ["tf32", "fp64", "bf16", "fp16"]
+        with pytest.raises(ValueError, match="highest"):
+            pg.set_float32_matmul_precision("low")
+    finally:
+        pg.set_float32_matmul_precision("highest")
+    assert not pg.backends.cuda.matmul.allow_tf32
 
 
 def test_loops_stage_rejects_16_bit_floats_clearly(rng):

@@ -801,6 +801,15 @@ class MatmulOp(IRDLOperation):
     def allows_tf32(self) -> bool:
         return self.tf32 is not None
 
+    @property
+    def precision(self) -> str:
+        """How the product may be computed, as schedules and benchmarks name it: ``bf16``, ``fp16`` (f32
+        accumulation), ``tf32`` (f32 under the ``tf32`` flag), ``fp32`` or ``fp64``."""
+        element = element_of(self.lhs)
+        if isinstance(element, Float32Type):
+            return "tf32" if self.allows_tf32 else "fp32"
+        return {BFloat16Type: "bf16", Float16Type: "fp16", Float64Type: "fp64"}[type(element)]  # type: ignore[index]
+
     def verify_(self) -> None:
         a, b = shape_of(self.lhs), shape_of(self.rhs)
         if element_of(self.lhs) != element_of(self.rhs) or not is_float(element_of(self.lhs)):

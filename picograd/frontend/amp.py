@@ -165,6 +165,23 @@ class _Backends:
 backends = _Backends()
 
 
+_PRECISIONS = ("highest", "high", "medium")
+
+
+def set_float32_matmul_precision(precision: str) -> None:
+    """``torch.set_float32_matmul_precision``: "highest" keeps float32 matmuls in float32 (``allow_tf32 = False``),
+    "high" and "medium" let them use TF32 (``allow_tf32 = True``; picograd has no bf16x3 mode). Raises
+    ``ValueError`` for another name."""
+    if precision not in _PRECISIONS:
+        raise ValueError(f"set_float32_matmul_precision: expected one of {_PRECISIONS}, got {precision!r}")
+    backends.cuda.matmul.allow_tf32 = precision != "highest"
+
+
+def get_float32_matmul_precision() -> str:
+    """ "highest" without ``allow_tf32``, "high" with it."""
+    return "high" if backends.cuda.matmul.allow_tf32 else "highest"
+
+
 def matmul_tf32(dtype: DType) -> bool:
     """Whether a matmul of ``dtype`` recorded now may use TF32 (``float32`` under ``allow_tf32``)."""
     return dtype == dtypes.float32 and backends.cuda.matmul.allow_tf32
