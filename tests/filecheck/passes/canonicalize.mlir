@@ -93,6 +93,23 @@ func.func @low_casts(%b: tensor<3xbf16>, %h: tensor<3xf16>, %x: tensor<3xf32>) -
 // CHECK-NEXT:    %[[HB:.*]] = pg.cast %[[BH]] : tensor<3xf16> -> tensor<3xbf16>
 // CHECK-NEXT:    func.return %b, %h, %[[BD]], %[[XX]], %[[HB]]
 
+// 16-bit constants fold in float32 with one rounding, as the CPU executor computes: exp(2) = 7.389 is 7.375 in bf16.
+func.func @low_fold(%x: tensor<3xbf16>) -> (tensor<3xbf16>, tensor<f16>) {
+  %c = pg.constant dense<2.0> : tensor<bf16>
+  %e = pg.exp %c : tensor<bf16>
+  %b = pg.broadcast_to %e : tensor<bf16> -> tensor<3xbf16>
+  %y = pg.mul %b, %x : tensor<3xbf16>
+  %h = pg.constant dense<0.1> : tensor<f16>
+  %k = pg.add %h, %h : tensor<f16>
+  func.return %y, %k : tensor<3xbf16>, tensor<f16>
+}
+
+// CHECK-LABEL: func.func @low_fold
+// CHECK-NEXT:    %[[B:.*]] = pg.constant dense<7.375000e+00> : tensor<3xbf16>
+// CHECK-NEXT:    %[[Y:.*]] = pg.mul %[[B]], %x : tensor<3xbf16>
+// CHECK-NEXT:    %[[K:.*]] = pg.constant dense<1.999510e-01> : tensor<f16>
+// CHECK-NEXT:    func.return %[[Y]], %[[K]]
+
 // -----
 
 // Shape ops that do nothing disappear; chains of broadcasts, reshapes and permutes become one op.
