@@ -176,7 +176,7 @@ def _check_index(op: pg.CheckIndexOp) -> Kernel:
 
 LOW_PRECISION = (np.dtype(ml_dtypes.bfloat16), np.dtype(np.float16))
 
-# ops that only move or select elements: they run on 16-bit arrays as they are (no rounding happens)
+# ops exact on 16-bit values (they move, select or negate elements): they run on 16-bit arrays as they are
 _MOVES = (
     pg.BroadcastToOp,
     pg.ReshapeOp,
