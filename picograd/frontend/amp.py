@@ -45,8 +45,9 @@ class autocast:  # noqa: N801 - PyTorch's name
     """``with pg.autocast(device_type, dtype=None, enabled=True):`` — ops on ``device_type`` tensors ("cpu" or
     "cuda") follow the autocast op lists (module docstring) with ``dtype`` (``pg.bfloat16`` or ``pg.float16``;
     by default bfloat16 on the CPU and float16 on the GPU, as PyTorch). ``enabled=False`` turns it off inside an
-    outer autocast. Also a decorator. Raises ``ValueError`` for another device type and ``DTypeError`` for another
-    dtype."""
+    outer autocast. Also a decorator. ``cache_enabled`` is accepted and ignored (the casts are graph ops: a
+    compiled step casts each weight once per step). Raises ``ValueError`` for another device type and
+    ``DTypeError`` for another dtype."""
 
     def __init__(self, device_type: str, dtype: Any = None, enabled: bool = True, cache_enabled: Any = None):
         if device_type not in DEVICE_TYPES:
