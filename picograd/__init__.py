@@ -15,6 +15,13 @@ from picograd.frontend import (
     ops,  # noqa: E402 - importing it attaches the Tensor methods
     optim,
 )
+from picograd.frontend.amp import (
+    autocast,
+    backends,
+    get_float32_matmul_precision,
+    is_autocast_enabled,
+    set_float32_matmul_precision,
+)
 from picograd.frontend.compile import Spec, compile
 from picograd.frontend.creation import (  # noqa: E402
     arange,
@@ -35,7 +42,7 @@ from picograd.frontend.creation import (  # noqa: E402
     zeros,
     zeros_like,
 )
-from picograd.frontend.dtypes import bool_, float32, float64, int32, int64
+from picograd.frontend.dtypes import bfloat16, bool_, float16, float32, float64, int32, int64
 from picograd.frontend.graph import no_grad
 from picograd.frontend.ops import (  # noqa: E402  # noqa: E402, A004
     all,
@@ -235,11 +242,15 @@ sys.modules[__name__ + ".nn.utils"] = nn.utils
 sys.modules[__name__ + ".optim.lr_scheduler"] = optim.lr_scheduler
 
 float = float32  # noqa: A001 - torch.float
+double = float64
+half = float16
 long = int64
 bool = bool_  # noqa: A001 - torch.bool
 
 __all__ = [
-    "CheckpointError", "CompileError", "DeviceError", "DTypeError", "ShapeError", "Spec", "Tensor", "arange", "bool_",
+    "CheckpointError", "CompileError", "DeviceError", "DTypeError", "ShapeError", "Spec", "Tensor", "arange",
+    "autocast", "backends", "bfloat16", "bool_", "double", "float16", "get_float32_matmul_precision", "half",
+    "is_autocast_enabled", "set_float32_matmul_precision",
     "cat", "compile", "float32", "float64", "full", "int32", "int64", "load", "manual_seed", "matmul_schedule",
     "maximum", "minimum", "multinomial", "tril", "triu", "nn", "no_grad", "ones", "ones_like", "optim", "rand",
     "randint", "randn", "save", "set_cache_size", "stack", "tensor", "where", "zeros", "zeros_like",

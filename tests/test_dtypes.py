@@ -70,7 +70,7 @@ def test_explicit_dtype_converts_and_aliases():
 
 def test_unsupported_dtype():
     with pytest.raises(pg.DTypeError):
-        pg.tensor([1.0], dtype="float16")
+        pg.tensor([1.0], dtype="uint16")
     with pytest.raises(pg.DTypeError):
         pg.tensor(np.zeros(2, dtype=np.complex64))
 

@@ -408,7 +408,7 @@ def test_compile_caches_are_bounded_and_die_with_their_function():
 def test_gradient_accumulation_compiles_once_per_state(rng):
     a, b = rng.standard_normal((2, 3)), rng.standard_normal(2)
     batches = [(rng.standard_normal((4, 3)), rng.standard_normal((4, 2))) for _ in range(8)]
-    model = pg.nn.Linear(3, 2).double() if hasattr(pg.nn.Linear, "double") else pg.nn.Linear(3, 2)
+    model = pg.nn.Linear(3, 2).double()
     model.weight.data = pg.tensor(a, dtype=model.weight.dtype)
     model.bias.data = pg.tensor(b, dtype=model.bias.dtype)
     opt = pg.optim.SGD(model.parameters(), lr=0.1)
@@ -423,7 +423,7 @@ def test_gradient_accumulation_compiles_once_per_state(rng):
             p.grad = p.grad * 0.5
         return loss
 
-    tm = torch.nn.Linear(3, 2)
+    tm = torch.nn.Linear(3, 2).double()
     with torch.no_grad():
         tm.weight.copy_(torch.tensor(model.weight.numpy()))
         tm.bias.copy_(torch.tensor(model.bias.numpy()))

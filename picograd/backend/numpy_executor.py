@@ -5,6 +5,11 @@ once; a call walks no IR, only that list. Values live in a list of slots; a slot
 that peak memory follows the program, not its length. This executor is the default device and the reference the
 GPU backend is checked against.
 
+``bf16`` and ``f16`` values are stored as ``ml_dtypes.bfloat16`` and ``numpy.float16`` arrays. Every op that computes
+on them (everything but data movement) runs on ``float32`` copies of its 16-bit operands and rounds its result
+once to the result type: elementwise ops as PyTorch's CPU kernels do, and matmuls, attention and reductions with
+``float32`` accumulation as cuBLAS and PyTorch do.
+
 It also runs the ``kernels`` stage: a ``kernel.fused`` op is inlined into the schedule (its body's ``pg`` ops run
 one by one), so tests can check that kernel formation changes no result.
 """
@@ -14,9 +19,18 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import ml_dtypes
 import numpy as np
 from xdsl.dialects import func
-from xdsl.dialects.builtin import DenseIntOrFPElementsAttr, Float32Type, Float64Type, IntegerType, TensorType
+from xdsl.dialects.builtin import (
+    BFloat16Type,
+    DenseIntOrFPElementsAttr,
+    Float16Type,
+    Float32Type,
+    Float64Type,
+    IntegerType,
+    TensorType,
+)
 from xdsl.ir import Attribute, Operation, SSAValue
 
 from picograd.backend import philox
@@ -27,11 +41,15 @@ Kernel = Callable[..., Any]
 
 
 def numpy_dtype(element: Attribute) -> np.dtype:
-    """numpy dtype of a builtin element type (f32, f64, i64, i32, i1)."""
+    """numpy dtype of a builtin element type (f32, f64, bf16 as ``ml_dtypes.bfloat16``, f16, i64, i32, i1)."""
     if isinstance(element, Float32Type):
         return np.dtype(np.float32)
     if isinstance(element, Float64Type):
         return np.dtype(np.float64)
+    if isinstance(element, BFloat16Type):
+        return np.dtype(ml_dtypes.bfloat16)
+    if isinstance(element, Float16Type):
+        return np.dtype(np.float16)
     if isinstance(element, IntegerType):
         width = element.width.data
         return np.dtype(np.bool_) if width == 1 else np.dtype(f"int{width}")
@@ -156,13 +174,50 @@ def _check_index(op: pg.CheckIndexOp) -> Kernel:
     return check
 
 
-def _kernel(op: Operation) -> Kernel:  # noqa: C901 - one case per op, flat on purpose
-    """The numpy function computing ``op`` from its operand arrays."""
+LOW_PRECISION = (np.dtype(ml_dtypes.bfloat16), np.dtype(np.float16))
+
+# ops exact on 16-bit values (they move, select or negate elements): they run on 16-bit arrays as they are
+_MOVES = (
+    pg.BroadcastToOp,
+    pg.ReshapeOp,
+    pg.PermuteOp,
+    pg.SliceOp,
+    pg.PadOp,
+    pg.ConcatOp,
+    pg.GatherOp,
+    pg.SelectOp,
+    pg.CastOp,
+    pg.CheckIndexOp,
+    pg.StopGradientOp,
+    pg.NegOp,
+    pg.AbsOp,
+)
+
+
+def _kernel(op: Operation) -> Kernel:
+    """The numpy function computing ``op`` from its operand arrays. An op on or giving 16-bit floats computes in
+    ``float32`` and rounds its result to its type (see the module docstring)."""
+    shape, dtype = _result_info(op) if op.results else ((), np.dtype(np.float32))
+    types = [*(v.type for v in op.operands), *(r.type for r in op.results)]
+    if isinstance(op, _MOVES) or not any(
+        isinstance(t, TensorType) and numpy_dtype(t.element_type) in LOW_PRECISION for t in types
+    ):
+        return _kernel_in(op, shape, dtype)
+    inner = _kernel_in(op, shape, np.dtype(np.float32) if dtype in LOW_PRECISION else dtype)
+
+    def rounded(*xs: np.ndarray) -> np.ndarray:
+        wide = [x.astype(np.float32) if x.dtype in LOW_PRECISION else x for x in xs]
+        return np.asarray(inner(*wide)).astype(dtype, copy=False)
+
+    return rounded
+
+
+def _kernel_in(op: Operation, shape: tuple[int, ...], dtype: np.dtype) -> Kernel:  # noqa: C901 - one case per op
+    """The numpy function computing ``op`` with the result shape ``shape`` in the numpy dtype ``dtype``."""
     if type(op) in _UNARY:
         return _UNARY[type(op)]
     if type(op) in _BINARY:
         return _BINARY[type(op)]
-    shape, dtype = _result_info(op) if op.results else ((), np.dtype(np.float32))
     match op:
         case pg.DivOp():
             return np.true_divide if dtype.kind == "f" else np.floor_divide

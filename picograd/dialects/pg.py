@@ -1,7 +1,7 @@
 """The ``pg`` dialect: picograd's tensor-level IR.
 
-Value semantics on builtin ``tensor<...>`` types with static shapes. Element types are ``f32``, ``f64``
-(float), ``i64``, ``i32`` (integer) and ``i1`` (bool). Broadcasting is never implicit: binary ops take
+Value semantics on builtin ``tensor<...>`` types with static shapes. Element types are ``f32``, ``f64``,
+``bf16``, ``f16`` (float), ``i64``, ``i32`` (integer) and ``i1`` (bool). Broadcasting is never implicit: binary ops take
 operands of one type, and the frontend inserts ``pg.broadcast_to`` and ``pg.cast`` (numpy's and
 PyTorch's rules). Every verifier names shapes as Python tuples, e.g. ``(2, 3)``.
 
@@ -20,9 +20,11 @@ from typing import ClassVar
 from xdsl.dialects.builtin import (
     I64,
     AnyFloat,
+    BFloat16Type,
     DenseArrayBase,
     DenseIntOrFPElementsAttr,
     FileLineColLoc,
+    Float16Type,
     Float32Type,
     Float64Type,
     FloatAttr,
@@ -82,7 +84,13 @@ def element_of(value: SSAValue | Attribute) -> Attribute:
 
 
 def is_float(element: Attribute) -> bool:
-    return isinstance(element, Float32Type | Float64Type)
+    return isinstance(element, Float32Type | Float64Type | BFloat16Type | Float16Type)
+
+
+def is_low_precision(element: Attribute) -> bool:
+    """``bf16`` or ``f16``: 16-bit floats that backends compute in ``f32`` and round to (matmuls accumulate in
+    ``f32``)."""
+    return isinstance(element, BFloat16Type | Float16Type)
 
 
 def is_int(element: Attribute) -> bool:
@@ -154,12 +162,26 @@ class ConstantOp(IRDLOperation):
         return op
 
 
+def _float_of_bits(bits: int, element: Attribute) -> float:
+    """The float whose IEEE bit pattern of ``element``'s width is ``bits`` (a bf16 is the top half of an f32)."""
+    import struct
+
+    if isinstance(element, BFloat16Type):
+        bits, element = bits << 16, f32
+    formats: dict[type, tuple[str, str]] = {
+        Float64Type: ("<d", "<Q"),
+        Float32Type: ("<f", "<I"),
+        Float16Type: ("<e", "<H"),
+    }
+    fmt, ifmt = formats[type(element)]
+    return struct.unpack(fmt, struct.pack(ifmt, bits))[0]
+
+
 def _float_bits(value: DenseIntOrFPElementsAttr, text: str) -> DenseIntOrFPElementsAttr:
     """Reinterpret the hex literals of ``text`` (a ``dense<...>`` attribute) as IEEE bit patterns. xDSL 0.74 prints
     non-finite floats as ``0xFF800000`` (as MLIR does) but parses hex back as an integer value, so ``-inf`` would
     come back as 4.29e9."""
     import re
-    import struct
 
     body = text[text.index("<") + 1 : text.rindex(">")] if ">" in text else text
     tokens = re.findall(r"0x[0-9a-fA-F]+|[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|inf|nan", body.split(":")[0])
@@ -168,9 +190,9 @@ def _float_bits(value: DenseIntOrFPElementsAttr, text: str) -> DenseIntOrFPEleme
         values = values[:1]
     elif len(tokens) != len(values):
         return value
-    fmt, ifmt = ("<f", "<I") if isinstance(element_of(value.type), Float32Type) else ("<d", "<Q")
+    element = element_of(value.type)
     floats = [
-        struct.unpack(fmt, struct.pack(ifmt, int(tok, 16)))[0] if tok.startswith("0x") else float(v)  # type: ignore[arg-type]
+        _float_of_bits(int(tok, 16), element) if tok.startswith("0x") else float(v)  # type: ignore[arg-type]
         for tok, v in zip(tokens, values, strict=True)
     ]
     if len(floats) == 1:
@@ -752,19 +774,41 @@ def matmul_shape(a: Sequence[int], b: Sequence[int]) -> tuple[int, ...] | None:
 @irdl_op_definition
 class MatmulOp(IRDLOperation):
     """Batched matrix product ``(..., M, K) @ (..., K, N) -> (..., M, N)``; batch dims equal (the frontend
-    broadcasts them): ``%c = pg.matmul %a, %b : (tensor<2x3xf32>, tensor<3x4xf32>) -> tensor<2x4xf32>``."""
+    broadcasts them): ``%c = pg.matmul %a, %b : (tensor<2x3xf32>, tensor<3x4xf32>) -> tensor<2x4xf32>``.
+
+    ``bf16``/``f16`` operands accumulate in ``f32`` and the result is rounded once (as cuBLAS and PyTorch do).
+    ``tf32`` (``f32`` operands only; set under ``pg.backends.cuda.matmul.allow_tf32``) lets a GPU schedule multiply
+    with TF32 tensor cores (inputs rounded to 10 mantissa bits, ``f32`` accumulation):
+    ``%c = pg.matmul %a, %b tf32 : ...``. Backends without TF32 (the CPU executor) compute in full ``f32``."""
 
     name = "pg.matmul"
     lhs = operand_def(TensorType)
     rhs = operand_def(TensorType)
+    tf32 = opt_prop_def(UnitAttr)
     result = result_def(TensorType)
     traits = traits_def(Pure())
-    assembly_format = "$lhs `,` $rhs attr-dict `:` `(` type($lhs) `,` type($rhs) `)` `->` type($result)"
+    assembly_format = (
+        "$lhs `,` $rhs (`tf32` $tf32^)? attr-dict `:` `(` type($lhs) `,` type($rhs) `)` `->` type($result)"
+    )
 
-    def __init__(self, lhs: SSAValue, rhs: SSAValue):
+    def __init__(self, lhs: SSAValue, rhs: SSAValue, tf32: bool = False):
         shape = matmul_shape(shape_of(lhs), shape_of(rhs))
         assert shape is not None, "pg.matmul: incompatible shapes"
-        super().__init__(operands=[lhs, rhs], result_types=[tensor_type(shape, element_of(lhs))])
+        props: dict[str, Attribute] = {"tf32": UnitAttr()} if tf32 else {}
+        super().__init__(operands=[lhs, rhs], properties=props, result_types=[tensor_type(shape, element_of(lhs))])
+
+    @property
+    def allows_tf32(self) -> bool:
+        return self.tf32 is not None
+
+    @property
+    def precision(self) -> str:
+        """How the product may be computed, as schedules and benchmarks name it: ``bf16``, ``fp16`` (f32
+        accumulation), ``tf32`` (f32 under the ``tf32`` flag), ``fp32`` or ``fp64``."""
+        element = element_of(self.lhs)
+        if isinstance(element, Float32Type):
+            return "tf32" if self.allows_tf32 else "fp32"
+        return {BFloat16Type: "bf16", Float16Type: "fp16", Float64Type: "fp64"}[type(element)]  # type: ignore[index]
 
     def verify_(self) -> None:
         a, b = shape_of(self.lhs), shape_of(self.rhs)
@@ -772,6 +816,8 @@ class MatmulOp(IRDLOperation):
             raise VerifyException(
                 f"pg.matmul: expects float operands of one type, got {self.lhs.type}, {self.rhs.type}"
             )
+        if self.tf32 is not None and not isinstance(element_of(self.lhs), Float32Type):
+            raise VerifyException(f"pg.matmul: tf32 applies to f32 operands only, got {element_of(self.lhs)}")
         want = matmul_shape(a, b)
         if want is None:
             raise VerifyException(f"pg.matmul: shapes {a} and {b} do not match for a batched matmul")

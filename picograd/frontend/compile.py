@@ -7,7 +7,8 @@ random generator's offset) become implicit inputs, read afresh from their owners
 function assigns (``opt.step()``'s updates, ``.grad``) become outputs written back after every call. Runtime
 scalars (learning rates) are refreshed by callbacks the optimizers register. A tensor argument that the user made
 require grad gets its ``.grad`` written back like a parameter's. The signature is the tensor arguments' shapes,
-dtypes, devices and autograd state plus the other arguments' values; guards catch the remaining cases that change
+dtypes, devices and autograd state plus the other arguments' values, and the autocast state and ``allow_tf32``
+(``picograd.frontend.amp``) it is called under; guards catch the remaining cases that change
 the traced graph or what it reads, as torch.compile's do, and make the next call trace again: which ``.grad``
 were None, the global names and closure cells the function and the user functions and modules it reaches read
 (objects by identity, Python scalars by value; see ``_Bindings``), and attribute assignments on any ``nn.Module``
@@ -52,6 +53,7 @@ from xdsl.dialects.builtin import ModuleOp
 
 from picograd.backend import cuda
 from picograd.errors import CompileError
+from picograd.frontend import amp
 from picograd.frontend import device as devices
 from picograd.frontend.dtypes import as_dtype
 from picograd.frontend.graph import STATE, Graph, Node, TraceContext, at, cut, leaf, lower, user_location
@@ -596,7 +598,7 @@ class CompiledFunction:
     def __call__(self, *args: Any) -> Any:
         if STATE.trace is not None:
             return self.fn(*args)  # called from another traced function: trace through
-        key = _signature(args, self.fn)
+        key = (_signature(args, self.fn), amp.state_key())  # autocast and allow_tf32 change the traced graph
         compiled = None
         variants = self._cache.get(key)
         if variants is not None:

@@ -4,7 +4,8 @@
 or a ``DType`` will do. Promotion follows ``torch.result_type``: categories bool < integer < float; within a
 category the wider type wins among operands of the same priority, and priorities are dimensioned tensors > 0-d
 tensors > Python scalars (a scalar never widens a tensor of its own category; a float scalar makes an int tensor
-float32).
+float32). ``bfloat16`` and ``float16`` are both 16 bits wide and neither holds the other: together they promote to
+``float32``, as in PyTorch. Their numpy storage is ``ml_dtypes.bfloat16`` and ``numpy.float16``.
 """
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import ml_dtypes
 import numpy as np
-from xdsl.dialects.builtin import f32, f64, i1, i32, i64
+from xdsl.dialects.builtin import bf16, f16, f32, f64, i1, i32, i64
 from xdsl.ir import Attribute
 
 from picograd.errors import DTypeError
@@ -48,21 +50,30 @@ class DType:
         return hash(self.name)
 
 
+bfloat16 = DType("bfloat16", np.dtype(ml_dtypes.bfloat16), bf16, 2)
+float16 = DType("float16", np.dtype(np.float16), f16, 2)
 float32 = DType("float32", np.dtype(np.float32), f32, 2)
 float64 = DType("float64", np.dtype(np.float64), f64, 2)
 int64 = DType("int64", np.dtype(np.int64), i64, 1)
 int32 = DType("int32", np.dtype(np.int32), i32, 1)
 bool_ = DType("bool", np.dtype(np.bool_), i1, 0)
 
-ALL = (float32, float64, int64, int32, bool_)
-_BY_NAME = {d.name: d for d in ALL} | {"float": float32, "double": float64, "long": int64, "int": int32}
+ALL = (float32, float64, bfloat16, float16, int64, int32, bool_)
+LOW_PRECISION = (bfloat16, float16)  # 16-bit floats: computed in float32 and rounded (CPU executor, autocast)
+_BY_NAME = {d.name: d for d in ALL} | {
+    "float": float32,
+    "double": float64,
+    "half": float16,
+    "long": int64,
+    "int": int32,
+}
 _BY_NP = {d.np: d for d in ALL}
 
 
 def as_dtype(x: Any) -> DType:
     """The ``DType`` named by a DType, a string, a numpy dtype or a Python type (float, int, bool).
 
-    Raises ``DTypeError`` for anything else (float16 and complex types are not supported yet)."""
+    Raises ``DTypeError`` for anything else (complex and unsigned types are not supported)."""
     if isinstance(x, DType):
         return x
     if x is float:
@@ -100,4 +111,7 @@ def promote(operands: list[tuple[DType, int]]) -> DType:
     candidates = [d for d, p in operands if d.category == category and p == best]
     if best == 0:  # only scalars reach the top category: its default dtype
         return default_for(category)
-    return max(candidates, key=lambda d: d.np.itemsize)
+    widest = max(candidates, key=lambda d: d.np.itemsize)
+    if widest in LOW_PRECISION and bfloat16 in candidates and float16 in candidates:
+        return float32  # neither 16-bit float holds the other (torch.promote_types(bfloat16, float16))
+    return widest

@@ -210,7 +210,8 @@ def _constant(attrs: tuple, types) -> Operation:
     (value,) = attrs
     shape, dtype = types[0]
     t = _ir_type(shape, dtype)
-    values = np.asarray(value, dtype=dtype.np).reshape(-1).tolist()
+    array = np.asarray(value, dtype=dtype.np).reshape(-1)
+    values = (array.astype(np.float64) if dtype.is_floating_point else array).tolist()  # bf16 as plain floats
     if dtype.category == 0:
         values = [int(v) for v in values]
     return pg.ConstantOp(DenseIntOrFPElementsAttr.from_list(t, values))  # type: ignore[type-var, arg-type]
@@ -236,7 +237,7 @@ BUILDERS: dict[str, Callable[[list[SSAValue], tuple, tuple], Operation]] = {
     "slice": lambda xs, a, t: pg.SliceOp(xs[0], *a),
     "pad": lambda xs, a, t: pg.PadOp(xs[0], *a),
     "concat": lambda xs, a, t: pg.ConcatOp(xs, a[0]),
-    "matmul": lambda xs, a, t: pg.MatmulOp(*xs),
+    "matmul": lambda xs, a, t: pg.MatmulOp(xs[0], xs[1], a[0]),
     "gather": lambda xs, a, t: pg.GatherOp(xs[0], xs[1], a[0]),
     "scatter_add": lambda xs, a, t: pg.ScatterAddOp(xs[0], xs[1], a[0], t[0][0]),
     "check_index": lambda xs, a, t: pg.CheckIndexOp(xs[0], *a),

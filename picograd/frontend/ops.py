@@ -41,6 +41,7 @@ import numpy as np
 
 from picograd.errors import CompileError, DTypeError, ShapeError
 from picograd.frontend import dtypes
+from picograd.frontend.amp import FLOAT32, LOWER_PRECISION
 from picograd.frontend.graph import STATE, at, user_location
 from picograd.frontend.tensor import (
     Tensor,
@@ -260,6 +261,7 @@ def scatter_reduce(
 # Reductions
 
 
+@FLOAT32
 def prod(input: Tensor, dim: int | None = None, keepdim: bool = False, dtype: Any = None) -> Tensor:
     """Product over ``dim`` (all elements when None) as a tree of multiplications; integer and bool tensors give
     int64 (as PyTorch). The gradient is exact also where elements are zero."""
@@ -343,6 +345,7 @@ def _scan_input(input: Tensor, dim: int, dtype: Any) -> tuple[Tensor, int]:
     return x, _norm_dim(dim, x.ndim, x.shape)
 
 
+@FLOAT32
 def cumsum(input: Tensor, dim: int, dtype: Any = None) -> Tensor:
     """Cumulative sum along ``dim`` (integer and bool tensors give int64)."""
     x, d = _scan_input(input, dim, dtype)
@@ -350,6 +353,7 @@ def cumsum(input: Tensor, dim: int, dtype: Any = None) -> Tensor:
     return out.reshape(*input.shape)
 
 
+@FLOAT32
 def cumprod(input: Tensor, dim: int, dtype: Any = None) -> Tensor:
     """Cumulative product along ``dim`` (exact gradient also at zeros)."""
     x, d = _scan_input(input, dim, dtype)
@@ -612,6 +616,7 @@ def _diagonal(x: Tensor, letters: str) -> tuple[Tensor, str]:
         letters = "".join(letters[k] for k in rest) + dup
 
 
+@LOWER_PRECISION
 def einsum(equation: str, *operands: Any) -> Tensor:
     """``torch.einsum`` (explicit ``->`` or implicit output, ``...``, repeated letters for diagonals): each operand
     first sums the letters nobody else uses; operands are then contracted left to right, each pair as one batched

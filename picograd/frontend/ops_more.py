@@ -17,6 +17,7 @@ import numpy as np
 
 from picograd.errors import ShapeError
 from picograd.frontend import dtypes
+from picograd.frontend.amp import FLOAT32, LOWER_PRECISION
 from picograd.frontend.creation import cat, rand, randint, randn, stack
 from picograd.frontend.graph import STATE, at, no_grad, user_location
 from picograd.frontend.ops import (
@@ -317,6 +318,7 @@ def aminmax(input: Tensor, dim: int | None = None, keepdim: bool = False) -> tup
     return input.amin(dim, keepdim), input.amax(dim, keepdim)
 
 
+@FLOAT32
 def norm(input: Tensor, p: Any = "fro", dim: Any = None, keepdim: bool = False) -> Tensor:
     """The vector ``p``-norm over ``dim`` (all elements when None): ``"fro"``/2 (square root of the sum of
     squares), 1, ``inf``, ``-inf``, 0 (count of nonzeros) or any other ``p``."""
@@ -412,20 +414,24 @@ def outer(input: Tensor, vec2: Tensor) -> Tensor:
 ger = outer
 
 
+@LOWER_PRECISION
 def addmm(input: Tensor, mat1: Tensor, mat2: Tensor, beta: Any = 1, alpha: Any = 1) -> Tensor:
     """``beta input + alpha (mat1 @ mat2)``."""
     return _scaled(input, beta) + _scaled(mm(mat1, mat2), alpha)
 
 
+@LOWER_PRECISION
 def addmv(input: Tensor, mat: Tensor, vec: Tensor, beta: Any = 1, alpha: Any = 1) -> Tensor:
     return _scaled(input, beta) + _scaled(mv(mat, vec), alpha)
 
 
+@LOWER_PRECISION
 def addbmm(input: Tensor, batch1: Tensor, batch2: Tensor, beta: Any = 1, alpha: Any = 1) -> Tensor:
     """``beta input + alpha sum_b batch1[b] @ batch2[b]``."""
     return _scaled(input, beta) + _scaled(bmm(batch1, batch2).sum(0), alpha)
 
 
+@LOWER_PRECISION
 def baddbmm(input: Tensor, batch1: Tensor, batch2: Tensor, beta: Any = 1, alpha: Any = 1) -> Tensor:
     return _scaled(input, beta) + _scaled(bmm(batch1, batch2), alpha)
 

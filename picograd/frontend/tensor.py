@@ -27,6 +27,7 @@ from picograd.dialects.pg import broadcast_shape, matmul_shape
 from picograd.errors import DeviceError, DTypeError, ShapeError
 from picograd.frontend import device as devices
 from picograd.frontend import dtypes
+from picograd.frontend.amp import FLOAT32, LOWER_PRECISION, matmul_tf32
 from picograd.frontend.dtypes import DType, as_dtype, promote
 from picograd.frontend.graph import STATE, Loc, Node, Shape, Value, at, leaf, user_location
 from picograd.frontend.realize import run_graph
@@ -430,6 +431,22 @@ class Tensor:
         if self._grad is not None:
             self._grad._move_(device)
 
+    def _convert_(self, dtype: DType) -> None:
+        """Convert this tensor's value (and its ``.grad``) to ``dtype`` in place, keeping the object, its
+        ``requires_grad`` and its role as a parameter (``Module.to(dtype)``)."""
+        if dtype == self.dtype:
+            return
+        if STATE.trace is not None:
+            from picograd.errors import CompileError
+
+            raise CompileError(f"cannot convert parameters while @pg.compile traces{at(user_location())}")
+        converted = devices.transfer(self.numpy().astype(dtype.np), self.device)
+        self._node, self._index = leaf(converted, dtype, owner=self), 0
+        if self._user_leaf:
+            self._mark_grad_leaf()
+        if self._grad is not None:
+            self._grad._convert_(dtype)
+
     def _cast(self, dtype: DType) -> Tensor:
         if dtype == self.dtype:
             return self
@@ -706,6 +723,7 @@ class Tensor:
 
     # -- reductions ----------------------------------------------------------------------------------------------
 
+    @FLOAT32
     def sum(self, dim: int | Sequence[int] | None = None, keepdim: bool = False) -> Tensor:
         """Sum over ``dim`` (all dims when None); bool and int tensors sum to int64."""
         x = self if self.dtype.is_floating_point else self._cast(dtypes.int64)
@@ -717,7 +735,7 @@ class Tensor:
             raise DTypeError(f"mean() needs a float tensor, got {self.dtype.name}{at(user_location())}")
         dims = _norm_dims(dim, self.ndim, self.shape)
         count = math.prod(self.shape[d] for d in dims)
-        return self.sum(dims, keepdim) / float(count)
+        return _reduce("sum", self, dims, keepdim) / float(count)  # not on autocast's float32 list, unlike sum
 
     def max(self, dim: Any = None, keepdim: bool = False) -> Any:
         """As ``torch.max``: without ``dim`` the largest value (a 0-d tensor; gradient split evenly among ties); with
@@ -767,6 +785,7 @@ class Tensor:
     def argmin(self, dim: int | None = None, keepdim: bool = False) -> Tensor:
         return _arg_reduce("argmin", self, dim, keepdim)
 
+    @FLOAT32
     def logsumexp(self, dim: int | Sequence[int], keepdim: bool = False) -> Tensor:
         """``log(sum(exp(x), dim))`` computed stably (max subtracted). A fully −inf slice gives −inf with a zero
         gradient (PyTorch gives NaN gradients there; design.md)."""
@@ -776,12 +795,14 @@ class Tensor:
         out = m + s_safe.log() + where(s == 0, -math.inf, 0.0)
         return out if keepdim else out.squeeze(dims)
 
+    @FLOAT32
     def softmax(self, dim: int) -> Tensor:
         """``exp(x) / sum(exp(x), dim)``, stably; a fully −inf slice gives zeros (not NaN) and zero gradient."""
         dims = _norm_dims(dim, self.ndim, self.shape)
         m, s = _stable_exp_sum(self, dims)
         return (self - m).exp() / where(s == 0, 1.0, s)
 
+    @FLOAT32
     def log_softmax(self, dim: int) -> Tensor:
         """``x - logsumexp(x, dim)``, stably."""
         dims = _norm_dims(dim, self.ndim, self.shape)
@@ -958,6 +979,12 @@ class Tensor:
     def double(self) -> Tensor:
         return self.to(dtypes.float64)
 
+    def bfloat16(self) -> Tensor:
+        return self.to(dtypes.bfloat16)
+
+    def half(self) -> Tensor:
+        return self.to(dtypes.float16)
+
     def long(self) -> Tensor:
         return self.to(dtypes.int64)
 
@@ -1099,6 +1126,11 @@ def _broadcast_all(ts: list[Tensor], what: str) -> list[Tensor]:
 
 def _binary(kind: str, a: Any, b: Any) -> Tensor:
     (x, y), dtype = _operands(a, b)
+    if dtype in dtypes.LOW_PRECISION and not (isinstance(a, Tensor) and isinstance(b, Tensor)):
+        # a Python scalar meets a 16-bit tensor: PyTorch computes in float32 with the scalar unrounded, then
+        # rounds once (its "opmath" type), so 0.1 is not first rounded to bf16
+        wide = [v.float() if isinstance(v, Tensor) else v for v in (a, b)]
+        return _binary(kind, *wide)._cast(dtype)
     result = dtype  # as torch: int ** int stays int, bool + bool is `or`, bool * bool `and`, int / int is float32
     if dtype == dtypes.bool_:  # pg binary ops take no i1: count in int64 (a cast back to bool is `!= 0`)
         x, y, dtype = x._cast(dtypes.int64), y._cast(dtypes.int64), dtypes.int64
@@ -1201,6 +1233,7 @@ def require_same_dtype(op: str, operands: Sequence[tuple[str, Any]], loc: Loc | 
         )
 
 
+@LOWER_PRECISION
 def matmul(a: Any, b: Any) -> Tensor:
     """Matrix product with numpy's rules: 1-D operands are promoted to matrices and the added dim removed; batch
     dims broadcast. Float tensors of one dtype only (no promotion, as in PyTorch). Raises ``ShapeError`` naming both
@@ -1230,7 +1263,7 @@ def matmul(a: Any, b: Any) -> Tensor:
     y2 = y2._broadcast((*batch, *y2.shape[-2:]))
     shape = matmul_shape(x2.shape, y2.shape)
     assert shape is not None
-    out = _record("matmul", [x2, y2], (), shape, dtype)
+    out = _record("matmul", [x2, y2], (matmul_tf32(dtype),), shape, dtype)
     if x.ndim == 1:
         out = out.squeeze(-2)
     if y.ndim == 1:

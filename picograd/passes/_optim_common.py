@@ -18,7 +18,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-from xdsl.dialects.builtin import DenseIntOrFPElementsAttr, Float32Type, Float64Type, IntegerType, ModuleOp, TensorType
+from xdsl.dialects.builtin import (
+    BFloat16Type,
+    DenseIntOrFPElementsAttr,
+    Float16Type,
+    Float32Type,
+    Float64Type,
+    IntegerType,
+    ModuleOp,
+    TensorType,
+)
 from xdsl.ir import Attribute, Operation, SSAValue
 from xdsl.pattern_rewriter import PatternRewriter, PatternRewriteWalker, RewritePattern
 
@@ -117,7 +126,8 @@ class OpBuilder:
             if isinstance(element, IntegerType):
                 attr = DenseIntOrFPElementsAttr.from_list(TensorType(element, []), [int(value)])
             else:
-                assert isinstance(element, Float32Type | Float64Type), f"no {element} constants"
+                floats = Float32Type | Float64Type | BFloat16Type | Float16Type
+                assert isinstance(element, floats), f"no {element} constants"
                 attr = DenseIntOrFPElementsAttr.from_list(TensorType(element, []), [float(value)])
             self._constants[key] = self.emit(pg.ConstantOp(attr), scalar=True)
         return self._constants[key]

@@ -21,8 +21,10 @@ from typing import Any
 
 from xdsl.context import Context
 from xdsl.dialects.builtin import (
+    BFloat16Type,
     DenseIntOrFPElementsAttr,
     FileLineColLoc,
+    Float16Type,
     Float32Type,
     Float64Type,
     LocationAttr,
@@ -81,7 +83,7 @@ class Builder:
         """``value`` in every element of ``like``'s type: a 0-d ``pg.constant`` broadcast to ``like``'s shape (a
         splat constant would store every element in the attribute)."""
         element = element_of(like)
-        assert isinstance(element, Float32Type | Float64Type), "adjoints are float tensors"
+        assert isinstance(element, Float32Type | Float64Type | BFloat16Type | Float16Type), "adjoints are float tensors"
         scalar = DenseIntOrFPElementsAttr.from_list(TensorType(element, []), [value])
         return self.broadcast(self(pg.ConstantOp(scalar)), shape_of(like))
 
@@ -250,7 +252,8 @@ def _concat(b: Builder, op: pg.ConcatOp, g: SSAValue) -> Sequence[Grad]:
 
 def _matmul(b: Builder, op: pg.MatmulOp, g: SSAValue) -> Sequence[Grad]:
     """C = A @ B (batched): dA = dC @ B^T, dB = A^T @ dC (transposing the last two dims)."""
-    return [b(pg.MatmulOp(g, b.transpose(op.rhs))), b(pg.MatmulOp(b.transpose(op.lhs), g))]
+    tf32 = op.allows_tf32  # the backward products run at the forward's precision
+    return [b(pg.MatmulOp(g, b.transpose(op.rhs), tf32)), b(pg.MatmulOp(b.transpose(op.lhs), g, tf32))]
 
 
 def _gather(b: Builder, op: pg.GatherOp, g: SSAValue) -> Sequence[Grad]:

@@ -12,8 +12,8 @@ and the GPU do it):
   everything, ``pad`` by nothing, ``concat`` of one tensor, and ``sum``/``max``/``min`` over no dims are removed;
   ``broadcast_to(broadcast_to(x))``, ``reshape(reshape(x))`` and ``permute(permute(x))`` become one op.
 - *Casts*: a cast to the same type is removed; ``cast(cast(x))`` becomes one cast when the inner cast is exact
-  (it keeps every value: ``i1`` to anything, ``i32`` to ``i64``/``f64``, ``f32`` to ``f64``), which also removes
-  a round trip such as ``f32 -> f64 -> f32``.
+  (it keeps every value: ``i1`` to anything, ``i32`` to ``i64``/``f64``, ``f32`` to ``f64``, ``bf16``/``f16`` to
+  ``f32``/``f64``), which also removes a round trip such as ``f32 -> f64 -> f32``.
 - *Selects* on a constant condition pick their branch.
 - *Constant folding* on splat values (a constant whose elements are all equal, or a ``broadcast_to`` of one):
   elementwise ops whose operands are all splats, ``broadcast_to`` and ``reshape`` of a splat. Values are computed
@@ -54,7 +54,7 @@ from xdsl.pattern_rewriter import (
 
 from picograd.backend.numpy_executor import numpy_dtype, op_kernel
 from picograd.dialects import pg
-from picograd.dialects.pg import broadcast_shape, element_of, is_float, shape_of
+from picograd.dialects.pg import broadcast_shape, element_of, is_float, is_low_precision, shape_of
 
 # ---------------------------------------------------------------------------------------------------------------
 # Splat values
@@ -223,6 +223,8 @@ def exact_cast(src: Attribute, dst: Attribute) -> bool:
         return dst.width.data > src.width.data
     if isinstance(src, IntegerType) and isinstance(dst, Float64Type):
         return src.width.data <= 32
+    if is_low_precision(src) and isinstance(dst, Float32Type | Float64Type):
+        return True  # bf16 and f16 are subsets of f32
     return isinstance(src, Float32Type) and isinstance(dst, Float64Type)
 
 

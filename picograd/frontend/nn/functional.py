@@ -9,6 +9,7 @@ import numpy as np
 
 from picograd.errors import DTypeError, ShapeError
 from picograd.frontend import dtypes
+from picograd.frontend.amp import FLOAT32, LOWER_PRECISION
 from picograd.frontend.creation import rand
 from picograd.frontend.graph import STATE, at, user_location
 from picograd.frontend.indexing import checked_index
@@ -71,6 +72,7 @@ def _class_last(input: Tensor, target: Tensor, probs: bool) -> tuple[Tensor, Ten
     return rows, t, batch
 
 
+@FLOAT32
 def nll_loss(
     input: Tensor, target: Tensor, weight: Tensor | None = None, ignore_index: int = -100, reduction: str = "mean"
 ) -> Tensor:
@@ -104,6 +106,7 @@ def nll_loss(
     return _reduce(loss.reshape(*batch), reduction)
 
 
+@FLOAT32
 def cross_entropy(
     input: Tensor,
     target: Tensor,
@@ -163,6 +166,7 @@ def cross_entropy(
     return nll * (1.0 - label_smoothing) + smooth_red * (label_smoothing / c)
 
 
+@FLOAT32
 def binary_cross_entropy(
     input: Tensor, target: Tensor, weight: Tensor | None = None, reduction: str = "mean"
 ) -> Tensor:
@@ -181,6 +185,7 @@ def binary_cross_entropy(
     return _reduce(loss * weight if weight is not None else loss, reduction)
 
 
+@FLOAT32
 def binary_cross_entropy_with_logits(
     input: Tensor,
     target: Tensor,
@@ -254,12 +259,14 @@ def mish(x: Tensor) -> Tensor:
     return x * softplus(x).tanh()
 
 
+@FLOAT32
 def mse_loss(input: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:
     """Mean squared error ``(input - target)^2`` reduced by ``reduction``."""
     diff = input - target
     return _reduce(diff * diff, reduction)
 
 
+@FLOAT32
 def layer_norm(
     x: Tensor,
     normalized_shape: tuple[int, ...],
@@ -317,6 +324,7 @@ def embedding(input: Tensor, weight: Tensor) -> Tensor:
     return _record("gather", [weight, index], (0,), (*input.shape, weight.shape[1]), weight.dtype)
 
 
+@LOWER_PRECISION
 def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     """``x @ weight.T + bias`` with x (..., in), weight (out, in) and bias (out,), all of one float dtype (no
     promotion, as in PyTorch): ``DTypeError`` naming the dtypes and the user's ``file:line`` otherwise."""
@@ -367,6 +375,7 @@ def tanhshrink(x: Tensor) -> Tensor:
     return x - x.tanh()
 
 
+@FLOAT32
 def softmin(x: Tensor, dim: int) -> Tensor:
     return (-x).softmax(dim)
 
@@ -383,6 +392,7 @@ def glu(x: Tensor, dim: int = -1) -> Tensor:
     return a * x[tuple(index)].sigmoid()
 
 
+@FLOAT32
 def normalize(x: Tensor, p: float = 2.0, dim: int = 1, eps: float = 1e-12) -> Tensor:
     """``x / max(||x||_p, eps)`` along ``dim``."""
     from picograd.frontend.ops_more import norm
@@ -390,6 +400,7 @@ def normalize(x: Tensor, p: float = 2.0, dim: int = 1, eps: float = 1e-12) -> Te
     return x / norm(x, p, dim, keepdim=True).maximum(eps)
 
 
+@FLOAT32
 def cosine_similarity(x1: Tensor, x2: Tensor, dim: int = 1, eps: float = 1e-8) -> Tensor:
     """``sum(x1 x2) / (max(||x1||, eps) max(||x2||, eps))`` along ``dim`` (PyTorch 2's formula)."""
     n1 = (x1 * x1).sum(dim).sqrt().maximum(eps)
@@ -404,10 +415,12 @@ def pairwise_distance(x1: Tensor, x2: Tensor, p: float = 2.0, eps: float = 1e-6,
     return norm(x1 - x2 + eps, p, dim=-1, keepdim=keepdim)
 
 
+@FLOAT32
 def l1_loss(input: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:
     return _reduce((input - target).abs(), reduction)
 
 
+@FLOAT32
 def huber_loss(input: Tensor, target: Tensor, reduction: str = "mean", delta: float = 1.0) -> Tensor:
     """``0.5 d^2`` where ``|d| < delta``, else ``delta (|d| - delta / 2)`` (Huber, 1964)."""
     d = input - target
@@ -415,6 +428,7 @@ def huber_loss(input: Tensor, target: Tensor, reduction: str = "mean", delta: fl
     return _reduce(where(a < delta, 0.5 * d * d, delta * (a - 0.5 * delta)), reduction)
 
 
+@FLOAT32
 def smooth_l1_loss(input: Tensor, target: Tensor, reduction: str = "mean", beta: float = 1.0) -> Tensor:
     """``0.5 d^2 / beta`` where ``|d| < beta``, else ``|d| - beta / 2``."""
     d = input - target
@@ -422,6 +436,7 @@ def smooth_l1_loss(input: Tensor, target: Tensor, reduction: str = "mean", beta:
     return _reduce(where(a < beta, 0.5 * d * d / beta, a - 0.5 * beta), reduction)
 
 
+@FLOAT32
 def kl_div(input: Tensor, target: Tensor, reduction: str = "mean", log_target: bool = False) -> Tensor:
     """``target (log(target) - input)`` for log-probabilities ``input`` (0 where ``target == 0``);
     ``reduction="batchmean"`` divides the sum by the batch size."""
@@ -433,17 +448,20 @@ def kl_div(input: Tensor, target: Tensor, reduction: str = "mean", log_target: b
     return _reduce(loss, reduction)
 
 
+@FLOAT32
 def soft_margin_loss(input: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:
     """``log(1 + exp(-y x))``."""
     return _reduce(softplus(-target * input), reduction)
 
 
+@FLOAT32
 def margin_ranking_loss(
     input1: Tensor, input2: Tensor, target: Tensor, margin: float = 0.0, reduction: str = "mean"
 ) -> Tensor:
     return _reduce((-target * (input1 - input2) + margin).relu(), reduction)
 
 
+@FLOAT32
 def hinge_embedding_loss(input: Tensor, target: Tensor, margin: float = 1.0, reduction: str = "mean") -> Tensor:
     """``x`` where ``y == 1``, ``max(0, margin - x)`` where ``y == -1``."""
     pos = where(target == 1, input, 0.0)
@@ -451,6 +469,7 @@ def hinge_embedding_loss(input: Tensor, target: Tensor, margin: float = 1.0, red
     return _reduce(pos + neg, reduction)
 
 
+@FLOAT32
 def poisson_nll_loss(
     input: Tensor, target: Tensor, log_input: bool = True, full: bool = False, eps: float = 1e-8,
     reduction: str = "mean",
@@ -464,6 +483,7 @@ def poisson_nll_loss(
     return _reduce(loss, reduction)
 
 
+@FLOAT32
 def gaussian_nll_loss(
     input: Tensor, target: Tensor, var: Tensor, full: bool = False, eps: float = 1e-6, reduction: str = "mean"
 ) -> Tensor:
@@ -480,6 +500,7 @@ def gaussian_nll_loss(
 # transformers (issue 11): attention and one_hot
 
 
+@LOWER_PRECISION
 def scaled_dot_product_attention(
     query: Tensor,
     key: Tensor,

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from picograd.errors import ShapeError
+from picograd.errors import DTypeError, ShapeError
 from picograd.frontend import creation, dtypes
 from picograd.frontend import device as devices
 from picograd.frontend.graph import STATE, at, user_location
@@ -108,14 +108,29 @@ class Module:
         for p in self.parameters():
             p.grad = None
 
-    def to(self, device: Any) -> Module:
-        """Move every parameter (and its ``.grad``) to ``device`` in place and return ``self`` (as
-        ``torch.nn.Module.to``): the parameters stay the same objects, so an optimizer made before the move keeps
-        working; its state is created on (or moved to) the parameters' device by the next ``step()``. Raises
-        ``DeviceError`` for an unknown or unavailable device."""
-        dev = devices.resolve(device, user_location())
-        for p in self.parameters():
-            p._move_(dev)
+    def to(self, device: Any = None, dtype: Any = None) -> Module:
+        """Move every parameter (and its ``.grad``) to ``device`` and/or convert the float ones to ``dtype``, in
+        place, and return ``self`` (as ``torch.nn.Module.to``): ``model.to("cuda")``, ``model.to(pg.bfloat16)``,
+        ``model.to("cuda", pg.bfloat16)``. The parameters stay the same objects, so an optimizer made before keeps
+        working; its state is created on (or moved to) the parameters' device by the next ``step()``. Integer
+        parameters keep their dtype. Raises ``DeviceError`` for an unknown or unavailable device, ``DTypeError``
+        for a non-float ``dtype``."""
+        if device is not None and dtype is None:
+            try:
+                dtype, device = dtypes.as_dtype(device), None
+            except DTypeError:
+                pass
+        if dtype is not None:
+            dtype = dtypes.as_dtype(dtype)
+            if not dtype.is_floating_point:
+                raise DTypeError(f"Module.to: dtype must be a float dtype, got {dtype.name}{at(user_location())}")
+            for p in self.parameters():
+                if p.dtype.is_floating_point:
+                    p._convert_(dtype)
+        if device is not None:
+            dev = devices.resolve(device, user_location())
+            for p in self.parameters():
+                p._move_(dev)
         return self
 
     def cuda(self) -> Module:
@@ -153,6 +168,24 @@ class Module:
 
     def extra_repr(self) -> str:
         return ""
+
+    # dtype shorthands last: their names (float, double) would shadow the builtins in the annotations above
+
+    def half(self) -> Module:
+        """``self.to(pg.float16)``."""
+        return self.to(dtype=dtypes.float16)
+
+    def bfloat16(self) -> Module:
+        """``self.to(pg.bfloat16)``."""
+        return self.to(dtype=dtypes.bfloat16)
+
+    def float(self) -> Module:
+        """``self.to(pg.float32)``."""
+        return self.to(dtype=dtypes.float32)
+
+    def double(self) -> Module:
+        """``self.to(pg.float64)``."""
+        return self.to(dtype=dtypes.float64)
 
 
 def uniform_parameter(shape: tuple[int, ...], bound: float) -> Tensor:

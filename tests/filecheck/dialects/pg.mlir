@@ -174,6 +174,26 @@ func.func @contraction(%a: tensor<2x3xf32>, %b: tensor<3x4xf32>, %p: tensor<5x2x
 }
 // CHECK-NEXT: }
 
+// 16-bit floats (issue 14): bf16/f16 operands, casts, and the tf32 flag of an f32 matmul.
+// CHECK-LABEL: func.func @low_precision(%a: tensor<2x3xbf16>, %b: tensor<3x4xbf16>, %h: tensor<2x3xf16>, %x: tensor<2x3xf32>, %y: tensor<3x4xf32>) {
+func.func @low_precision(%a: tensor<2x3xbf16>, %b: tensor<3x4xbf16>, %h: tensor<2x3xf16>, %x: tensor<2x3xf32>, %y: tensor<3x4xf32>) {
+  %0 = pg.matmul %a, %b : (tensor<2x3xbf16>, tensor<3x4xbf16>) -> tensor<2x4xbf16>
+  // CHECK-NEXT: %0 = pg.matmul %a, %b : (tensor<2x3xbf16>, tensor<3x4xbf16>) -> tensor<2x4xbf16>
+  %1 = pg.matmul %x, %y tf32 : (tensor<2x3xf32>, tensor<3x4xf32>) -> tensor<2x4xf32>
+  // CHECK-NEXT: %1 = pg.matmul %x, %y tf32 : (tensor<2x3xf32>, tensor<3x4xf32>) -> tensor<2x4xf32>
+  %2 = pg.cast %x : tensor<2x3xf32> -> tensor<2x3xbf16>
+  // CHECK-NEXT: %2 = pg.cast %x : tensor<2x3xf32> -> tensor<2x3xbf16>
+  %3 = pg.cast %h : tensor<2x3xf16> -> tensor<2x3xf32>
+  // CHECK-NEXT: %3 = pg.cast %h : tensor<2x3xf16> -> tensor<2x3xf32>
+  %4 = pg.exp %a : tensor<2x3xbf16>
+  // CHECK-NEXT: %4 = pg.exp %a : tensor<2x3xbf16>
+  %5 = pg.sum %h dims = [1] : tensor<2x3xf16> -> tensor<2xf16>
+  // CHECK-NEXT: %5 = pg.sum %h dims = [1] : tensor<2x3xf16> -> tensor<2xf16>
+  func.return
+  // CHECK-NEXT: func.return
+}
+// CHECK-NEXT: }
+
 // CHECK-LABEL: func.func @indexing(%table: tensor<27x10xf32>, %idx: tensor<32x3xi64>, %upd: tensor<32x3x10xf32>, %i32: tensor<4xi32>, %x: tensor<3x5xf32>) {
 func.func @indexing(%table: tensor<27x10xf32>, %idx: tensor<32x3xi64>, %upd: tensor<32x3x10xf32>, %i32: tensor<4xi32>, %x: tensor<3x5xf32>) {
   %0 = pg.gather %table[%idx] dim = 0 : (tensor<27x10xf32>, tensor<32x3xi64>) -> tensor<32x3x10xf32>

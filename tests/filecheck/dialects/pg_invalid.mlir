@@ -291,6 +291,14 @@ func.func @f(%x: tensor<2x3xf32>, %y: tensor<1x3xf32>) {
 
 // -----
 
+// CHECK: pg.matmul: tf32 applies to f32 operands only, got f64
+func.func @f(%a: tensor<2x3xf64>, %b: tensor<3x4xf64>) {
+  %0 = pg.matmul %a, %b tf32 : (tensor<2x3xf64>, tensor<3x4xf64>) -> tensor<2x4xf64>
+  func.return
+}
+
+// -----
+
 // CHECK: pg.matmul: expects float operands of one type, got tensor<2x3xi64>, tensor<3x4xi64>
 func.func @f(%a: tensor<2x3xi64>, %b: tensor<3x4xi64>) {
   %0 = pg.matmul %a, %b : (tensor<2x3xi64>, tensor<3x4xi64>) -> tensor<2x4xi64>

@@ -169,3 +169,16 @@ func.func @outside(%x: tensor<3xf32>) -> tensor<3xf32> {
 func.func @twice(%x: memref<3xf32>, %y: memref<3xf32> {pg.result = 0 : i64}) {
   func.return
 }
+
+// -----
+
+// 16-bit floats stop at the loops stage with a clear message (issue 14: the CPU executor runs them)
+// CHECK: pg-bufferize: @low: 'pg.matmul' at model.py:7:2 works on bf16 tensors; bf16 and f16 are not supported yet on the loops, gpu and ptx stages (the CPU executor runs them)
+func.func @low(%x: tensor<4x4xbf16>, %w: tensor<4x4xbf16>) -> tensor<4x4xbf16> {
+  %h = kernel.fused @k0_matmul "matmul" (%x, %w) : (tensor<4x4xbf16>, tensor<4x4xbf16>) -> (tensor<4x4xbf16>) {
+  ^bb0(%a: tensor<4x4xbf16>, %b: tensor<4x4xbf16>):
+    %m = pg.matmul %a, %b : (tensor<4x4xbf16>, tensor<4x4xbf16>) -> tensor<4x4xbf16> loc("model.py":7:2)
+    kernel.yield %m : tensor<4x4xbf16>
+  }
+  func.return %h : tensor<4x4xbf16>
+}

@@ -70,6 +70,48 @@ func.func @casts(%x: tensor<3xf32>, %m: tensor<3xi1>, %d: tensor<3xf64>) -> (ten
 
 // -----
 
+// 16-bit floats (issue 14): bf16 -> f32 -> bf16 and f16 -> f64 -> f16 are exact round trips and disappear;
+// bf16 -> f32 -> f64 is one cast; f32 -> bf16 -> f32 rounds and stays, and so does bf16 -> f16 -> bf16.
+func.func @low_casts(%b: tensor<3xbf16>, %h: tensor<3xf16>, %x: tensor<3xf32>) -> (tensor<3xbf16>, tensor<3xf16>, tensor<3xf64>, tensor<3xf32>, tensor<3xbf16>) {
+  %bw = pg.cast %b : tensor<3xbf16> -> tensor<3xf32>
+  %bb = pg.cast %bw : tensor<3xf32> -> tensor<3xbf16>
+  %hw = pg.cast %h : tensor<3xf16> -> tensor<3xf64>
+  %hh = pg.cast %hw : tensor<3xf64> -> tensor<3xf16>
+  %bd = pg.cast %bw : tensor<3xf32> -> tensor<3xf64>
+  %xb = pg.cast %x : tensor<3xf32> -> tensor<3xbf16>
+  %xx = pg.cast %xb : tensor<3xbf16> -> tensor<3xf32>
+  %bh = pg.cast %b : tensor<3xbf16> -> tensor<3xf16>
+  %hb = pg.cast %bh : tensor<3xf16> -> tensor<3xbf16>
+  func.return %bb, %hh, %bd, %xx, %hb : tensor<3xbf16>, tensor<3xf16>, tensor<3xf64>, tensor<3xf32>, tensor<3xbf16>
+}
+
+// CHECK-LABEL: func.func @low_casts
+// CHECK-NEXT:    %[[BD:.*]] = pg.cast %b : tensor<3xbf16> -> tensor<3xf64>
+// CHECK-NEXT:    %[[XB:.*]] = pg.cast %x : tensor<3xf32> -> tensor<3xbf16>
+// CHECK-NEXT:    %[[XX:.*]] = pg.cast %[[XB]] : tensor<3xbf16> -> tensor<3xf32>
+// CHECK-NEXT:    %[[BH:.*]] = pg.cast %b : tensor<3xbf16> -> tensor<3xf16>
+// CHECK-NEXT:    %[[HB:.*]] = pg.cast %[[BH]] : tensor<3xf16> -> tensor<3xbf16>
+// CHECK-NEXT:    func.return %b, %h, %[[BD]], %[[XX]], %[[HB]]
+
+// 16-bit constants fold in float32 with one rounding, as the CPU executor computes: exp(2) = 7.389 is 7.375 in bf16.
+func.func @low_fold(%x: tensor<3xbf16>) -> (tensor<3xbf16>, tensor<f16>) {
+  %c = pg.constant dense<2.0> : tensor<bf16>
+  %e = pg.exp %c : tensor<bf16>
+  %b = pg.broadcast_to %e : tensor<bf16> -> tensor<3xbf16>
+  %y = pg.mul %b, %x : tensor<3xbf16>
+  %h = pg.constant dense<0.1> : tensor<f16>
+  %k = pg.add %h, %h : tensor<f16>
+  func.return %y, %k : tensor<3xbf16>, tensor<f16>
+}
+
+// CHECK-LABEL: func.func @low_fold
+// CHECK-NEXT:    %[[B:.*]] = pg.constant dense<7.375000e+00> : tensor<3xbf16>
+// CHECK-NEXT:    %[[Y:.*]] = pg.mul %[[B]], %x : tensor<3xbf16>
+// CHECK-NEXT:    %[[K:.*]] = pg.constant dense<1.999510e-01> : tensor<f16>
+// CHECK-NEXT:    func.return %[[Y]], %[[K]]
+
+// -----
+
 // Shape ops that do nothing disappear; chains of broadcasts, reshapes and permutes become one op.
 func.func @shapes(%x: tensor<2x3xf32>, %v: tensor<3xf32>) -> (tensor<2x3xf32>, tensor<4x2x3xf32>, tensor<3x2xf32>, tensor<2x3xf32>, tensor<6xf32>, tensor<2x3xf32>, tensor<2x3xf32>, tensor<2x3xf32>, tensor<2x3xf32>, tensor<2x2xf32>) {
   %b0 = pg.broadcast_to %x : tensor<2x3xf32> -> tensor<2x3xf32>
