@@ -113,8 +113,8 @@ def _softmax(p: SSAValue, interior: list[Operation]) -> SSAValue | None:
     div = _owner(p, pg.DivOp)
     if not isinstance(div, pg.DivOp) or rank < 1:
         return None
-    den_b = _owner(div.rhs, pg.BroadcastToOp)
-    den = _owner(den_b.input, pg.SelectOp) if isinstance(den_b, pg.BroadcastToOp) else None
+    den_b = _owner(div.rhs, pg.BroadcastToOp)  # none when the last dim is 1
+    den = _owner(_unbroadcast(div.rhs), pg.SelectOp)
     if not isinstance(den, pg.SelectOp) or not _is_splat(den.lhs, 1.0):
         return None
     total = _last_dim_reduce(den.rhs, pg.SumOp, rank)
@@ -150,10 +150,8 @@ def _softmax(p: SSAValue, interior: list[Operation]) -> SSAValue | None:
     mx = _last_dim_reduce(row_max, pg.MaxOp, rank)
     if mx is None or mx.input != x:
         return None
-    assert den_b is not None
-    ops: list[Operation] = [div, den_b, den, total, is_zero, *ops_num, *ops_den, guard, is_inf, mx]
-    if detach is not None:
-        ops.append(detach)
+    ops: list[Operation] = [div, den, total, is_zero, *ops_num, *ops_den, guard, is_inf, mx]
+    ops += [o for o in (den_b, detach) if o is not None]
     interior.extend(dict.fromkeys(ops))  # the two exp chains may be one (after cse)
     return x
 
@@ -164,11 +162,11 @@ def _shifted_exp(e: SSAValue, rank: int) -> tuple[SSAValue, SSAValue, list[Opera
     sub = _owner(exp.operands[0], pg.SubOp) if exp is not None else None
     if not isinstance(sub, pg.SubOp):
         return None
-    b = _owner(sub.rhs, pg.BroadcastToOp)
-    if not isinstance(b, pg.BroadcastToOp) or shape_of(b.input) != (*shape_of(e)[:-1], 1):
+    m = _unbroadcast(sub.rhs)
+    if shape_of(m) != (*shape_of(e)[:-1], 1):
         return None
     assert exp is not None
-    return sub.lhs, b.input, [exp, sub, b]
+    return sub.lhs, m, [exp, sub] + ([sub.rhs.owner] if m is not sub.rhs else [])  # type: ignore[list-item]
 
 
 def _evaluate(value: SSAValue, memo: dict[SSAValue, np.ndarray | None]) -> np.ndarray | None:
@@ -201,11 +199,11 @@ def _keep_pattern(keep: np.ndarray, scores: tuple[int, ...]) -> str | None:
     when it keeps every key, else None."""
     if keep.ndim > len(scores) or broadcast_shape(keep.shape, scores) != scores:
         return None
-    if keep.all():
-        return "all"
     lead = (1,) * (len(scores) - keep.ndim) + keep.shape
     full = np.broadcast_to(keep.reshape(lead), (*lead[:-2], *scores[-2:]))
-    return "causal" if np.array_equal(full, np.broadcast_to(np.tri(*scores[-2:], dtype=np.bool_), full.shape)) else None
+    if np.array_equal(full, np.broadcast_to(np.tri(*scores[-2:], dtype=np.bool_), full.shape)):
+        return "causal"
+    return "all" if keep.all() else None
 
 
 def _masks(x: SSAValue, m: _Match) -> Iterator[tuple[SSAValue, _Match]]:
