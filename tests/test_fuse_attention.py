@@ -140,3 +140,25 @@ def test_a_mask_from_a_step_input_stays_a_mask() -> None:
     got = compile_func(only_func(module))(*arrays, bias.numpy())
     for g, w in zip(got[:4], torch_reference(arrays, causal=True), strict=True):
         np.testing.assert_allclose(g, w, rtol=1e-11, atol=1e-12)
+
+
+@pytest.mark.parametrize("attention", ["sdpa", "manual"])
+def test_gpt_example_traces_to_the_attention_op(attention: str) -> None:
+    """``examples/gpt_shakespeare.py --attention sdpa|manual`` on a tiny config: each layer's attention is one
+    ``pg.scaled_dot_product_attention`` after ``pg-fuse-attention`` (causal for the call; for nanoGPT's form the mask is
+    its ``bias`` buffer, a step input), and no softmax is left but the loss's."""
+    from dataclasses import replace
+
+    from picograd.tools.pgc import _import_model
+
+    gpt = _import_model("examples/gpt_shakespeare.py")
+    cfg = replace(gpt.Config(), n_layer=2, n_head=2, n_embd=16, block_size=8, batch_size=2, attention=attention)
+    gpt.model, gpt.opt, gpt.sched = gpt.make(cfg, 0)
+    x = pg.tensor(np.random.default_rng(0).integers(0, cfg.vocab_size, (2, 8)))
+    module = gpt.train_step.ir("pg", (x, x))
+    run_passes(module, ["pg-fuse-attention"])
+    ops = attention_ops(module)
+    assert len(ops) == cfg.n_layer
+    assert all(op.is_causal == (attention == "sdpa") and (op.mask is not None) == (attention == "manual") for op in ops)
+    scores = [op for op in module.walk() if isinstance(op, pgd.ExpOp) and pgd.shape_of(op.results[0])[-2:] == (8, 8)]
+    assert not scores
