@@ -26,7 +26,7 @@ that is, working back from the final ``pg.matmul``:
   nanoGPT's registered ``bias`` buffer, whose values may change between calls) cannot be proven causal: it stays
   an explicit boolean mask, never a guess. A fill other than -inf, or a mask applied by a product, is not a mask
   of the op and is left alone;
-- *scale*: products and quotients by scalar constants of the scores, of ``q`` or of ``k`` (a splat
+- *scale*: products and quotients by scalar constants of the scores, of ``q``, of ``k`` or of ``k^T`` (a splat
   ``pg.constant``, possibly broadcast); none means scale 1. A non-constant or non-scalar factor is left alone;
 - *scores*: ``q @ permute(k)`` with the permutation swapping the last two dims; ``q``, ``k`` and ``v`` of one
   float type, batch dims equal.
@@ -264,14 +264,16 @@ def _scores(s: SSAValue, m: _Match) -> _Match | None:
     mm = _owner(s, pg.MatmulOp)
     if not isinstance(mm, pg.MatmulOp):
         return None
-    perm = _owner(mm.rhs, pg.PermuteOp)
+    kt, kt_scale = _scaled(mm.rhs, None)
+    perm = _owner(kt, pg.PermuteOp)
     rank = len(shape_of(s))
     swap = (*range(rank - 2), rank - 1, rank - 2)
     if not isinstance(perm, pg.PermuteOp) or rank < 2 or perm.perm_list != swap:
         return None
     q, q_scale = _scaled(mm.lhs, None)
     k, k_scale = _scaled(perm.input, None)
-    return _Match(**{**vars(m), "interior": [*interior, mm], "query": q, "key": k, "scale": scale * q_scale * k_scale})
+    scale *= q_scale * k_scale * kt_scale
+    return _Match(**{**vars(m), "interior": [*interior, mm], "query": q, "key": k, "scale": scale})
 
 
 def _match(final: pg.MatmulOp) -> _Match | None:

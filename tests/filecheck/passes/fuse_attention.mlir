@@ -347,3 +347,113 @@ func.func @softmax_other_dim(%q: tensor<2x4x8xf32>, %k: tensor<2x4x8xf32>, %v: t
 // CHECK-NOT:     pg.scaled_dot_product_attention
 // CHECK:         pg.exp
 // CHECK:         func.return
+
+// The scale split over k^T (a quotient) and the scores (a product): the factors multiply (0.5 / 2 = 0.25).
+func.func @scale_on_kt(%q: tensor<2x4x8xf32>, %k: tensor<2x4x8xf32>, %v: tensor<2x4x8xf32>) -> tensor<2x4x8xf32> {
+  %kt0 = pg.permute %k perm = [0, 2, 1] : tensor<2x4x8xf32> -> tensor<2x8x4xf32>
+  %kc = pg.constant dense<2.0> : tensor<f32>
+  %kcb = pg.broadcast_to %kc : tensor<f32> -> tensor<2x8x4xf32>
+  %kt = pg.div %kt0, %kcb : tensor<2x8x4xf32>
+  %s0 = pg.matmul %q, %kt : (tensor<2x4x8xf32>, tensor<2x8x4xf32>) -> tensor<2x4x4xf32>
+  %c = pg.constant dense<0.5> : tensor<f32>
+  %cb = pg.broadcast_to %c : tensor<f32> -> tensor<2x4x4xf32>
+  %s = pg.mul %cb, %s0 : tensor<2x4x4xf32>
+  %sm_m = pg.max %s dims = [2] keepdim : tensor<2x4x4xf32> -> tensor<2x4x1xf32>
+  %sm_md = pg.stop_gradient %sm_m : tensor<2x4x1xf32>
+  %sm_ninf = pg.constant dense<0xFF800000> : tensor<f32>
+  %sm_ninfb = pg.broadcast_to %sm_ninf : tensor<f32> -> tensor<2x4x1xf32>
+  %sm_isinf = pg.cmp "eq", %sm_md, %sm_ninfb : tensor<2x4x1xf32> -> tensor<2x4x1xi1>
+  %sm_z = pg.constant dense<0.0> : tensor<f32>
+  %sm_zb = pg.broadcast_to %sm_z : tensor<f32> -> tensor<2x4x1xf32>
+  %sm_mm = pg.select %sm_isinf, %sm_zb, %sm_md : tensor<2x4x1xi1>, tensor<2x4x1xf32>
+  %sm_mb = pg.broadcast_to %sm_mm : tensor<2x4x1xf32> -> tensor<2x4x4xf32>
+  %sm_sh = pg.sub %s, %sm_mb : tensor<2x4x4xf32>
+  %sm_e = pg.exp %sm_sh : tensor<2x4x4xf32>
+  %sm_sum = pg.sum %sm_e dims = [2] keepdim : tensor<2x4x4xf32> -> tensor<2x4x1xf32>
+  %sm_iszero = pg.cmp "eq", %sm_sum, %sm_zb : tensor<2x4x1xf32> -> tensor<2x4x1xi1>
+  %sm_one = pg.constant dense<1.0> : tensor<f32>
+  %sm_oneb = pg.broadcast_to %sm_one : tensor<f32> -> tensor<2x4x1xf32>
+  %sm_den = pg.select %sm_iszero, %sm_oneb, %sm_sum : tensor<2x4x1xi1>, tensor<2x4x1xf32>
+  %sm_denb = pg.broadcast_to %sm_den : tensor<2x4x1xf32> -> tensor<2x4x4xf32>
+  %sm_p = pg.div %sm_e, %sm_denb : tensor<2x4x4xf32>
+  %y = pg.matmul %sm_p, %v : (tensor<2x4x4xf32>, tensor<2x4x8xf32>) -> tensor<2x4x8xf32>
+  func.return %y : tensor<2x4x8xf32>
+}
+
+// CHECK-LABEL: func.func @scale_on_kt
+// CHECK-NEXT:    pg.scaled_dot_product_attention %q, %k, %v scale = 2.500000e-01 : tensor<2x4x8xf32>, tensor<2x4x8xf32>, tensor<2x4x8xf32> -> tensor<2x4x8xf32>
+// CHECK-NEXT:    func.return
+
+// Two user masks (a boolean and an additive one) are more than the op's one mask: left alone.
+func.func @two_masks(%q: tensor<2x4x8xf32>, %k: tensor<2x4x8xf32>, %v: tensor<2x4x8xf32>, %keep: tensor<2x4x4xi1>, %m: tensor<2x4x4xf32>) -> tensor<2x4x8xf32> {
+  %kt = pg.permute %k perm = [0, 2, 1] : tensor<2x4x8xf32> -> tensor<2x8x4xf32>
+  %s0 = pg.matmul %q, %kt : (tensor<2x4x8xf32>, tensor<2x8x4xf32>) -> tensor<2x4x4xf32>
+  %c = pg.constant dense<0.353553385> : tensor<f32>
+  %cb = pg.broadcast_to %c : tensor<f32> -> tensor<2x4x4xf32>
+  %s = pg.mul %s0, %cb : tensor<2x4x4xf32>
+  %fill = pg.constant dense<0xFF800000> : tensor<f32>
+  %fillb = pg.broadcast_to %fill : tensor<f32> -> tensor<2x4x4xf32>
+  %s1 = pg.select %keep, %s, %fillb : tensor<2x4x4xi1>, tensor<2x4x4xf32>
+  %x = pg.add %s1, %m : tensor<2x4x4xf32>
+  %sm_m = pg.max %x dims = [2] keepdim : tensor<2x4x4xf32> -> tensor<2x4x1xf32>
+  %sm_md = pg.stop_gradient %sm_m : tensor<2x4x1xf32>
+  %sm_ninf = pg.constant dense<0xFF800000> : tensor<f32>
+  %sm_ninfb = pg.broadcast_to %sm_ninf : tensor<f32> -> tensor<2x4x1xf32>
+  %sm_isinf = pg.cmp "eq", %sm_md, %sm_ninfb : tensor<2x4x1xf32> -> tensor<2x4x1xi1>
+  %sm_z = pg.constant dense<0.0> : tensor<f32>
+  %sm_zb = pg.broadcast_to %sm_z : tensor<f32> -> tensor<2x4x1xf32>
+  %sm_mm = pg.select %sm_isinf, %sm_zb, %sm_md : tensor<2x4x1xi1>, tensor<2x4x1xf32>
+  %sm_mb = pg.broadcast_to %sm_mm : tensor<2x4x1xf32> -> tensor<2x4x4xf32>
+  %sm_sh = pg.sub %x, %sm_mb : tensor<2x4x4xf32>
+  %sm_e = pg.exp %sm_sh : tensor<2x4x4xf32>
+  %sm_sum = pg.sum %sm_e dims = [2] keepdim : tensor<2x4x4xf32> -> tensor<2x4x1xf32>
+  %sm_iszero = pg.cmp "eq", %sm_sum, %sm_zb : tensor<2x4x1xf32> -> tensor<2x4x1xi1>
+  %sm_one = pg.constant dense<1.0> : tensor<f32>
+  %sm_oneb = pg.broadcast_to %sm_one : tensor<f32> -> tensor<2x4x1xf32>
+  %sm_den = pg.select %sm_iszero, %sm_oneb, %sm_sum : tensor<2x4x1xi1>, tensor<2x4x1xf32>
+  %sm_denb = pg.broadcast_to %sm_den : tensor<2x4x1xf32> -> tensor<2x4x4xf32>
+  %sm_p = pg.div %sm_e, %sm_denb : tensor<2x4x4xf32>
+  %y = pg.matmul %sm_p, %v : (tensor<2x4x4xf32>, tensor<2x4x8xf32>) -> tensor<2x4x8xf32>
+  func.return %y : tensor<2x4x8xf32>
+}
+
+// CHECK-LABEL: func.func @two_masks
+// CHECK-NOT:     pg.scaled_dot_product_attention
+// CHECK:         pg.exp
+// CHECK:         func.return
+
+// The probabilities have another use (a second product): the T x T values stay alive, nothing is fused.
+func.func @probabilities_used(%q: tensor<2x4x8xf32>, %k: tensor<2x4x8xf32>, %v: tensor<2x4x8xf32>) -> tensor<2x4x8xf32> {
+  %kt = pg.permute %k perm = [0, 2, 1] : tensor<2x4x8xf32> -> tensor<2x8x4xf32>
+  %s0 = pg.matmul %q, %kt : (tensor<2x4x8xf32>, tensor<2x8x4xf32>) -> tensor<2x4x4xf32>
+  %c = pg.constant dense<0.353553385> : tensor<f32>
+  %cb = pg.broadcast_to %c : tensor<f32> -> tensor<2x4x4xf32>
+  %s = pg.mul %s0, %cb : tensor<2x4x4xf32>
+  %sm_m = pg.max %s dims = [2] keepdim : tensor<2x4x4xf32> -> tensor<2x4x1xf32>
+  %sm_md = pg.stop_gradient %sm_m : tensor<2x4x1xf32>
+  %sm_ninf = pg.constant dense<0xFF800000> : tensor<f32>
+  %sm_ninfb = pg.broadcast_to %sm_ninf : tensor<f32> -> tensor<2x4x1xf32>
+  %sm_isinf = pg.cmp "eq", %sm_md, %sm_ninfb : tensor<2x4x1xf32> -> tensor<2x4x1xi1>
+  %sm_z = pg.constant dense<0.0> : tensor<f32>
+  %sm_zb = pg.broadcast_to %sm_z : tensor<f32> -> tensor<2x4x1xf32>
+  %sm_mm = pg.select %sm_isinf, %sm_zb, %sm_md : tensor<2x4x1xi1>, tensor<2x4x1xf32>
+  %sm_mb = pg.broadcast_to %sm_mm : tensor<2x4x1xf32> -> tensor<2x4x4xf32>
+  %sm_sh = pg.sub %s, %sm_mb : tensor<2x4x4xf32>
+  %sm_e = pg.exp %sm_sh : tensor<2x4x4xf32>
+  %sm_sum = pg.sum %sm_e dims = [2] keepdim : tensor<2x4x4xf32> -> tensor<2x4x1xf32>
+  %sm_iszero = pg.cmp "eq", %sm_sum, %sm_zb : tensor<2x4x1xf32> -> tensor<2x4x1xi1>
+  %sm_one = pg.constant dense<1.0> : tensor<f32>
+  %sm_oneb = pg.broadcast_to %sm_one : tensor<f32> -> tensor<2x4x1xf32>
+  %sm_den = pg.select %sm_iszero, %sm_oneb, %sm_sum : tensor<2x4x1xi1>, tensor<2x4x1xf32>
+  %sm_denb = pg.broadcast_to %sm_den : tensor<2x4x1xf32> -> tensor<2x4x4xf32>
+  %sm_p = pg.div %sm_e, %sm_denb : tensor<2x4x4xf32>
+  %y = pg.matmul %sm_p, %v : (tensor<2x4x4xf32>, tensor<2x4x8xf32>) -> tensor<2x4x8xf32>
+  %y2 = pg.matmul %sm_p, %q : (tensor<2x4x4xf32>, tensor<2x4x8xf32>) -> tensor<2x4x8xf32>
+  %both = pg.add %y, %y2 : tensor<2x4x8xf32>
+  func.return %both : tensor<2x4x8xf32>
+}
+
+// CHECK-LABEL: func.func @probabilities_used
+// CHECK-NOT:     pg.scaled_dot_product_attention
+// CHECK:         pg.exp
+// CHECK:         func.return
