@@ -54,13 +54,22 @@ class TorchBlock(nn.Module):
         self.mlp.c_fc = nn.Linear(c, 4 * c, bias=False)
         self.mlp.c_proj = nn.Linear(4 * c, c, bias=False)
         self.n_head, self.dropout, self.causal = cfg.n_head, cfg.dropout, causal
+        self.manual = cfg.attention == "manual"
+        if self.manual:  # nanoGPT's non-flash path and its registered tril buffer
+            n = cfg.block_size
+            self.register_buffer("bias", torch.tril(torch.ones(n, n)).view(1, 1, n, n), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, t, c = x.shape
         q, k, v = self.attn.c_attn(self.ln_1(x)).split(c, dim=2)
         q, k, v = (z.view(b, t, self.n_head, c // self.n_head).transpose(1, 2) for z in (q, k, v))
         p = self.dropout if self.training else 0.0
-        y = TF.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=self.causal)
+        if self.manual:
+            att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(k.size(-1)))
+            att = att.masked_fill(self.bias[:, :, :t, :t] == 0, float("-inf"))
+            y = TF.dropout(TF.softmax(att, dim=-1), p, self.training) @ v
+        else:
+            y = TF.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=self.causal)
         y = TF.dropout(self.attn.c_proj(y.transpose(1, 2).reshape(b, t, c)), p, self.training)
         x = x + y
         h = self.mlp.c_proj(TF.gelu(self.mlp.c_fc(self.ln_2(x))))
@@ -114,8 +123,9 @@ def versions() -> dict[str, str]:
             "xdsl": version("xdsl")}  # fmt: skip
 
 
-def twin_args(doc: str | None, out: str, warmup: int) -> argparse.Namespace:
-    """The command line the Shakespeare twins share (``out`` under ``bench/results/``); sets PyTorch's threads."""
+def twin_args(doc: str | None, out: str, warmup: int, attention: bool = False) -> argparse.Namespace:
+    """The command line the Shakespeare twins share (``out`` under ``bench/results/``; ``attention`` adds the GPT's
+    ``--attention`` and ``--block-size``); sets PyTorch's threads."""
     parser = argparse.ArgumentParser(description=(doc or "").splitlines()[0])
     parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=1337)
@@ -127,18 +137,27 @@ def twin_args(doc: str | None, out: str, warmup: int) -> argparse.Namespace:
         default=1,
         help="PyTorch CPU threads (two threads wait on each other on the busy 2-core machine: 5 s a step measured)",
     )
-    parser.add_argument("--out", default=os.path.join(HERE, "results", out))
+    if attention:
+        parser.add_argument("--attention", choices=["sdpa", "manual"], default="sdpa", help="as the example's flag")
+        parser.add_argument("--block-size", type=int, help="context length (default: the config's)")
+    parser.add_argument("--out", help=f"default: bench/results/{out} (with _manual before _cpu for manual attention)")
     args = parser.parse_args()
+    if attention and args.attention == "manual":
+        out = out.replace("_cpu", "_manual_cpu")
+    args.out = args.out or os.path.join(HERE, "results", out)
     torch.set_num_threads(args.torch_threads)
     return args
 
 
 def main() -> None:
-    args = twin_args(__doc__, "gpt_shakespeare_cpu.json", warmup=10)
+    args = twin_args(__doc__, "gpt_shakespeare_cpu.json", warmup=10, attention=True)
 
     data = ex.CharData()
     cfg = replace(ex.CONFIGS["cpu"], vocab_size=len(data.chars), max_iters=args.steps,
                   lr_decay_iters=max(args.steps, ex.CONFIGS["cpu"].warmup_iters + 1))  # fmt: skip
+    cfg = replace(cfg, attention=args.attention)
+    if args.block_size is not None:
+        cfg = replace(cfg, block_size=args.block_size)
     ex.model, ex.opt, ex.sched = ex.make(cfg, args.seed)
     twin = TorchGPT(cfg)
     load_from_picograd(twin, ex.model.state_dict())
@@ -180,7 +199,8 @@ def main() -> None:
         )
     med = {k: 1e3 * statistics.median(v[args.warmup :] or v) for k, v in (("ours", t_ours), ("theirs", t_theirs))}
     result = {
-        "benchmark": "examples/gpt_shakespeare.py --config cpu, picograd vs its PyTorch twin (same process)",
+        "benchmark": f"examples/gpt_shakespeare.py --config cpu --attention {args.attention} --block-size "
+        f"{cfg.block_size}, picograd vs its PyTorch twin (same process)",
         "date": datetime.date.today().isoformat(),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, shared with other jobs (load average "
         f"{os.getloadavg()[0]:.1f} at the end)",

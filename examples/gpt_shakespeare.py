@@ -17,6 +17,7 @@ writes a loss-curve PNG and ends with ``val_loss=<value>``.
     python examples/gpt_shakespeare.py                     # the baby GPT on the CPU
     python examples/gpt_shakespeare.py --config gpu --device cuda
     python examples/gpt_shakespeare.py --steps 0 --load ckpt.pg   # evaluate and sample a checkpoint
+    python examples/gpt_shakespeare.py --attention manual --block-size 128   # nanoGPT's hand-written attention
     pgc examples/gpt_shakespeare.py --emit=ptx -o gpt.ptx  # the train step as PTX
 """
 
@@ -60,6 +61,7 @@ class Config:
     grad_clip: float = 1.0
     eval_batches: int = 100
     vocab_size: int = 65
+    attention: str = "sdpa"  # "sdpa" (F.scaled_dot_product_attention) or "manual" (nanoGPT's non-flash path)
 
 
 CONFIGS = {
@@ -121,7 +123,10 @@ class LayerNorm(pg.nn.Module):
 
 class SelfAttention(pg.nn.Module):
     """Multi-head self-attention: one (C, 3C) projection, ``F.scaled_dot_product_attention``, one (C, C) output
-    projection. ``causal`` for the GPT; the BERT example uses it bidirectionally."""
+    projection. ``causal`` for the GPT; the BERT example uses it bidirectionally. With ``cfg.attention ==
+    "manual"`` it is written as nanoGPT's non-flash path (scores, ``masked_fill`` by the ``bias`` tril buffer,
+    softmax, dropout, ``@ v``), which ``pg-fuse-attention`` turns into the same attention op (with ``bias != 0``
+    as its mask: a buffer's values are not known when compiling)."""
 
     def __init__(self, cfg: Config, causal: bool = True):
         super().__init__()
@@ -129,13 +134,24 @@ class SelfAttention(pg.nn.Module):
         self.c_proj = pg.nn.Linear(cfg.n_embd, cfg.n_embd, bias=False)
         self.attn_dropout, self.resid_dropout = pg.nn.Dropout(cfg.dropout), pg.nn.Dropout(cfg.dropout)
         self.n_head, self.n_embd, self.dropout, self.causal = cfg.n_head, cfg.n_embd, cfg.dropout, causal
+        self.manual = cfg.attention == "manual"
+        if self.manual:  # nanoGPT's registered buffer (a plain tensor attribute: picograd has no register_buffer)
+            n = cfg.block_size
+            mask = np.tril(np.ones((n, n), np.float32)) if causal else np.ones((n, n), np.float32)
+            self.bias = pg.tensor(mask.reshape(1, 1, n, n))
 
     def forward(self, x: pg.Tensor) -> pg.Tensor:
         b, t, c = x.shape
         q, k, v = self.c_attn(x).split(self.n_embd, dim=2)
         q, k, v = (z.view(b, t, self.n_head, c // self.n_head).transpose(1, 2) for z in (q, k, v))
         p = self.dropout if self.training else 0.0
-        y = F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=self.causal)
+        if self.manual:
+            att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(k.size(-1)))
+            att = att.masked_fill(self.bias[:, :, :t, :t] == 0, float("-inf"))
+            att = F.softmax(att, dim=-1)
+            y = F.dropout(att, p) @ v
+        else:
+            y = F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=self.causal)
         y = y.transpose(1, 2).reshape(b, t, c)
         return self.resid_dropout(self.c_proj(y))
 
@@ -230,6 +246,9 @@ def make(cfg: Config, seed: int, device: str = "cpu"):
     parameter groups, and the warmup + cosine schedule."""
     pg.manual_seed(seed)
     model = GPT(cfg).to(device)
+    for m in model.modules():  # Module.to moves parameters only: the manual attention's mask buffer follows
+        if isinstance(m, SelfAttention) and m.manual:
+            m.bias = m.bias.to(device)
     params = list(model.parameters())
     groups = [
         {"params": [p for p in params if p.ndim >= 2], "weight_decay": cfg.weight_decay},
@@ -334,6 +353,13 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=None, help="iterations (default: the config's max_iters)")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--seed", type=int, default=1337)
+    parser.add_argument(
+        "--attention",
+        choices=["sdpa", "manual"],
+        default="sdpa",
+        help="F.scaled_dot_product_attention, or nanoGPT's hand-written form (both compile to one attention op)",
+    )
+    parser.add_argument("--block-size", type=int, help="context length (default: the config's)")
     parser.add_argument("--save", help="write a checkpoint (model, optimizer, iteration) here after training")
     parser.add_argument("--load", help="start from this checkpoint")
     parser.add_argument("--eval-interval", type=int, default=250)
@@ -342,7 +368,9 @@ def main() -> None:
     parser.add_argument("--log-losses", metavar="PATH", help="write the per-step training losses here as JSON")
     args = parser.parse_args()
 
-    cfg = CONFIGS[args.config]
+    cfg = replace(CONFIGS[args.config], attention=args.attention)
+    if args.block_size is not None:
+        cfg = replace(cfg, block_size=args.block_size)
     if args.steps is not None:
         cfg = replace(cfg, max_iters=args.steps, lr_decay_iters=max(args.steps, cfg.warmup_iters + 1))
     data = CharData()

@@ -1,6 +1,7 @@
 """The compiler's stages, in order, and the passes that lead to each (design.md section 1).
 
-``pg`` is what the frontend records; ``grad`` expands ``pg.grad`` (``pg-autodiff``); ``step`` expands the optimizer
+``pg`` is what the frontend records; ``grad`` rewrites hand-written attention into the attention op
+(``pg-fuse-attention``) and expands ``pg.grad`` (``pg-autodiff``); ``step`` expands the optimizer
 ops; ``simplify`` canonicalizes (``pg-canonicalize``) and removes common subexpressions and dead code (xDSL's
 ``cse`` and ``dce``); ``kernels`` groups the ``pg`` ops into ``kernel.fused`` ops (``pg-fuse``); ``loops`` turns
 tensors into buffers with a memory plan (``pg-bufferize``: the function takes its inputs and output buffers and
@@ -25,7 +26,7 @@ from picograd.passes import all_passes
 
 STAGES: dict[str, tuple[str, ...]] = {
     "pg": (),
-    "grad": ("pg-autodiff",),
+    "grad": ("pg-fuse-attention", "pg-autodiff"),
     "step": ("pg-sgd", "pg-adam", "pg-adamw"),
     "simplify": ("pg-canonicalize", "cse", "dce"),
     "kernels": ("pg-decompose-attention", "pg-fuse"),

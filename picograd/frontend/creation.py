@@ -15,8 +15,8 @@ import numpy as np
 from picograd.errors import DTypeError, ShapeError
 from picograd.frontend import dtypes, random
 from picograd.frontend.dtypes import as_dtype
-from picograd.frontend.graph import at, user_location
-from picograd.frontend.tensor import Tensor, _check_device, _norm_dim, _operands, _record, _shape_args
+from picograd.frontend.graph import STATE, at, user_location
+from picograd.frontend.tensor import Tensor, _check_device, _norm_dim, _operands, _record, _shape_args, constant
 
 
 def tensor(data: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
@@ -29,7 +29,8 @@ def _make(arr: np.ndarray, device: Any, requires_grad: bool) -> Tensor:
 
 
 def full(size: Any, fill_value: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
-    """A tensor of ``size`` filled with ``fill_value`` (dtype from the value when not given)."""
+    """A tensor of ``size`` filled with ``fill_value`` (dtype from the value when not given). Inside ``@pg.compile``
+    (without ``requires_grad``) it is a ``pg.constant`` of the step, not an input buffer."""
     if dtype is None:
         dtype = (
             dtypes.bool_
@@ -39,6 +40,8 @@ def full(size: Any, fill_value: Any, dtype: Any = None, device: Any = None, requ
             else dtypes.float32
         )
     shape = _shape_args(size if isinstance(size, tuple | list) else (size,))
+    if STATE.trace is not None and not requires_grad:  # a constant of the step, visible to the passes
+        return constant(fill_value, as_dtype(dtype), shape, _check_device(device))
     return _make(np.full(shape, fill_value, dtype=as_dtype(dtype).np), device, requires_grad)
 
 
@@ -65,12 +68,19 @@ def ones_like(t: Tensor, dtype: Any = None, device: Any = None, requires_grad: b
 def arange(
     start: Any, end: Any = None, step: Any = 1, dtype: Any = None, device: Any = None, requires_grad: bool = False
 ) -> Tensor:
-    """``start, start + step, ...`` below ``end`` (int64 when all arguments are ints, else float32). Raises
-    ``DTypeError`` for ``requires_grad=True`` with an integer dtype (as PyTorch)."""
+    """``start, start + step, ...`` below ``end`` (int64 when all arguments are ints, else float32). Inside
+    ``@pg.compile`` an int64 range is recorded as a ``pg.iota`` (so passes see its values; ``pg-fuse-attention``
+    proves causal masks with them). Raises ``DTypeError`` for ``requires_grad=True`` with an integer dtype (as
+    PyTorch)."""
     if end is None:
         start, end = 0, start
     if dtype is None:
         dtype = dtypes.int64 if all(isinstance(v, int) for v in (start, end, step)) else dtypes.float32
+    ints = all(isinstance(v, int) for v in (start, end, step)) and as_dtype(dtype) == dtypes.int64
+    if STATE.trace is not None and ints and not requires_grad:  # inside @pg.compile: iota * step + start, no buffer
+        n = len(range(start, end, step))
+        values = _record("iota", [], (0,), (n,), dtypes.int64, _check_device(device))
+        return values * step + start if (start, step) != (0, 1) else values
     return _make(np.arange(start, end, step).astype(as_dtype(dtype).np), device, requires_grad)
 
 
