@@ -1,6 +1,18 @@
 """``pg.nn``: modules with PyTorch's names (``Module``, ``Linear``, ``Embedding``, ``LayerNorm``, ``LSTM``, ...)."""
 
-from picograd.frontend.nn import functional, utils
+from picograd.frontend.nn import functional, init, utils
+from picograd.frontend.nn.conv_modules import (
+    AdaptiveAvgPool2d,
+    AvgPool2d,
+    BatchNorm1d,
+    BatchNorm2d,
+    Conv1d,
+    Conv2d,
+    ConvTranspose2d,
+    GroupNorm,
+    MaxPool2d,
+    Upsample,
+)
 from picograd.frontend.nn.modules import (
     CELU,
     ELU,
@@ -112,4 +124,15 @@ __all__ = [
     "RNNCell",
     "GRUCell",
     "LSTMCell",
+    "init",
+    "Conv1d",
+    "Conv2d",
+    "ConvTranspose2d",
+    "MaxPool2d",
+    "AvgPool2d",
+    "AdaptiveAvgPool2d",
+    "BatchNorm1d",
+    "BatchNorm2d",
+    "GroupNorm",
+    "Upsample",
 ]
