@@ -46,8 +46,8 @@ class TorchCNN(nn.Module):
         super().__init__()
         c1, c2 = ex.CHANNELS
         self.features = nn.Sequential(
-            nn.Conv2d(1, c1, 3, padding=1), nn.BatchNorm2d(c1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(c1, c2, 3, padding=1), nn.BatchNorm2d(c2), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(1, c1, 3, padding=1, bias=False), nn.BatchNorm2d(c1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(c1, c2, 3, padding=1, bias=False), nn.BatchNorm2d(c2), nn.ReLU(), nn.MaxPool2d(2),
             nn.Flatten(), nn.Linear(c2 * 2 * 2, ex.HIDDEN), nn.ReLU(),
         )  # fmt: skip
         self.head = nn.Linear(ex.HIDDEN, ex.CLASSES)

@@ -1,6 +1,7 @@
 """A small convolutional network classifying the 8x8 handwritten digits, trained with picograd.
 
-LeCun-style: two conv blocks (3x3 convolution with padding 1, BatchNorm, ReLU, 2x2 max-pool: 8x8 -> 4x4 -> 2x2,
+LeCun-style: two conv blocks (3x3 convolution with padding 1 and no bias -- BatchNorm shifts --, BatchNorm, ReLU,
+2x2 max-pool: 8x8 -> 4x4 -> 2x2,
 16 then 32 channels), then the head: flatten, Linear(128, 64), ReLU -- the 64 *penultimate features* that
 ``ddpm_digits.py`` computes its FID on -- and Linear(64, 10). Adam (lr 1e-3), batch 64 drawn at random from the
 1,437 training digits (pixels scaled to 0..1), 500 steps, all in one ``@pg.compile`` train step (forward,
@@ -46,8 +47,8 @@ class CNN(pg.nn.Module):
         super().__init__()
         c1, c2 = CHANNELS
         self.features = pg.nn.Sequential(
-            pg.nn.Conv2d(1, c1, 3, padding=1), pg.nn.BatchNorm2d(c1), pg.nn.ReLU(), pg.nn.MaxPool2d(2),
-            pg.nn.Conv2d(c1, c2, 3, padding=1), pg.nn.BatchNorm2d(c2), pg.nn.ReLU(), pg.nn.MaxPool2d(2),
+            pg.nn.Conv2d(1, c1, 3, padding=1, bias=False), pg.nn.BatchNorm2d(c1), pg.nn.ReLU(), pg.nn.MaxPool2d(2),
+            pg.nn.Conv2d(c1, c2, 3, padding=1, bias=False), pg.nn.BatchNorm2d(c2), pg.nn.ReLU(), pg.nn.MaxPool2d(2),
             pg.nn.Flatten(), pg.nn.Linear(c2 * 2 * 2, HIDDEN), pg.nn.ReLU(),
         )  # fmt: skip
         self.head = pg.nn.Linear(HIDDEN, CLASSES)
