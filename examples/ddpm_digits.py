@@ -46,7 +46,7 @@ import digits_data as dd  # noqa: E402
 
 T, BETA_1, BETA_T = 100, 1e-4, 0.02
 WIDTH, GROUPS = 16, 8
-BATCH, STEPS, LR, SEED = 128, 2000, 2e-3, 0
+BATCH, STEPS, LR, SEED = 128, 1500, 2e-3, 0
 SAMPLES, GRID = 1000, 64
 
 
@@ -225,7 +225,7 @@ def main() -> None:
     samples = dd.signed_to_unit(sample(args.samples, dev))
     print(f"{args.samples} samples in {time.perf_counter() - t0:.1f} s")
     if dd.save_grid(samples[:GRID], args.grid):
-        print(f"{GRID} samples written to {args.grid}")
+        print(f"{min(GRID, len(samples))} samples written to {args.grid}")
     fid, inception = dd.quality(cnn_digits.load_classifier(args.classifier, dev), samples, dd.to_unit(data.x_test))
     print(f"total {time.perf_counter() - start_time:.1f} s")
     print(f"fid={fid:.4f} is={inception:.4f}")
