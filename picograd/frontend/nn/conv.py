@@ -21,7 +21,7 @@ import numpy as np
 from picograd.dialects.pg import conv_output_size
 from picograd.errors import DTypeError, ShapeError
 from picograd.frontend.graph import Loc, at, user_location
-from picograd.frontend.tensor import Tensor, _iota, _record, matmul
+from picograd.frontend.tensor import Tensor, _iota, _record, matmul, where
 
 
 def _tuple(value: Any, n: int, what: str, name: str, loc: Loc | None) -> tuple[int, ...]:
@@ -528,26 +528,24 @@ def pad(input: Tensor, pad: Sequence[int], mode: str = "constant", value: float 
         if not a and not b:
             continue
         n = x.shape[dim]
-        j = np.arange(-a, n + b)
+        if mode == "reflect" and (a >= n or b >= n):
+            raise ValueError(
+                f"pad: reflect padding {(a, b)} must be smaller than the dim's size {n}: input {input.shape}{at(loc)}"
+            )
+        if mode == "circular" and (a > n or b > n):
+            raise ValueError(
+                f"pad: circular padding {(a, b)} must be at most the dim's size {n}: input {input.shape}{at(loc)}"
+            )
+        j = _iota((n + a + b,), 0, x.device) - a  # the source position of each output position, then folded in
         if mode == "reflect":
-            if a >= n or b >= n:
-                raise ValueError(
-                    f"pad: reflect padding {(a, b)} must be smaller than the dim's size {n}: input {input.shape}"
-                    f"{at(loc)}"
-                )
-            j = np.abs(j)
-            j = np.where(j >= n, 2 * (n - 1) - j, j)
+            j = j.abs()
+            j = where(j >= n, 2 * (n - 1) - j, j)
         elif mode == "replicate":
-            j = np.clip(j, 0, n - 1)
+            j = j.clamp(0, n - 1)
         else:
-            if a > n or b > n:
-                raise ValueError(
-                    f"pad: circular padding {(a, b)} must be at most the dim's size {n}: input {input.shape}{at(loc)}"
-                )
-            j = j % n
-        index = Tensor(j.astype(np.int64), device=x.device)
-        shape = (*x.shape[:dim], len(j), *x.shape[dim + 1 :])
-        x = _record("gather", [x, index], (dim,), shape, x.dtype)
+            j = where(j < 0, j + n, where(j >= n, j - n, j))
+        shape = (*x.shape[:dim], n + a + b, *x.shape[dim + 1 :])
+        x = _record("gather", [x, j], (dim,), shape, x.dtype)
     return x
 
 
@@ -586,7 +584,10 @@ def interpolate(
         if m == n:
             continue
         src = np.minimum(np.floor(np.arange(m, dtype=np.float32) * np.float32(scale)), n - 1).astype(np.int64)
-        index = Tensor(src, device=x.device)
+        if np.array_equal(src, np.arange(m) * n // m):  # integer ratios: the index as pg.iota arithmetic
+            index = _iota((m,), 0, x.device) * n // m
+        else:
+            index = Tensor(src, device=x.device)
         d = 2 + i
         x = _record("gather", [x, index], (d,), (*x.shape[:d], m, *x.shape[d + 1 :]), x.dtype)
     return x
