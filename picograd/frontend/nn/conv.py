@@ -338,9 +338,8 @@ def _max_pool(
     x = _padded(input, p, extra, -math.inf)
     win = _windows(x, k, s, d, out)
     first = win.argmax(-1, keepdim=True)
-    from picograd.frontend.ops import take_along_dim
-
-    y = take_along_dim(win, first, -1).squeeze(-1)
+    chosen = first == _iota((win.shape[-1],), 0, win.device)  # one-hot of the first maximum: its gradient alone
+    y = where(chosen, win, 0.0).sum(-1)
     if not return_indices:
         return y
     # the flat index into the input's spatial dims of each chosen element (as PyTorch's return_indices)
