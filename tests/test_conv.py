@@ -281,6 +281,42 @@ def test_pool1d_adaptive_pad_interpolate(rng: np.random.Generator) -> None:
         close(xp.grad, xt.grad)  # type: ignore[arg-type]
 
 
+def test_1d_transposed_and_padding_modules(rng: np.random.Generator) -> None:
+    """conv_transpose1d, adaptive_avg_pool1d and the padding/pooling modules against PyTorch (values and input
+    gradients, float64)."""
+    x3, x4 = rng.standard_normal((2, 4, 7)), rng.standard_normal((2, 3, 5, 6))
+    w = rng.standard_normal((4, 3, 3))
+    xp, xt = f64t(x3, True), torch.tensor(x3, requires_grad=True)
+    y = F.conv_transpose1d(xp, f64t(w), None, 2, 1, 1, 2, 1)
+    yt = TF.conv_transpose1d(xt, torch.tensor(w), None, 2, 1, 1, 2, 1)
+    close(y, yt)
+    y.square().sum().backward()
+    yt.square().sum().backward()
+    close(xp.grad, xt.grad)  # type: ignore[arg-type]
+    close(F.adaptive_avg_pool1d(f64t(x3), 3), TF.adaptive_avg_pool1d(torch.tensor(x3), 3))
+    pairs = [
+        (pg.nn.ZeroPad2d((1, 0, 2, 1)), torch.nn.ZeroPad2d((1, 0, 2, 1)), x4),
+        (pg.nn.ConstantPad2d(1, 0.5), torch.nn.ConstantPad2d(1, 0.5), x4),
+        (pg.nn.ConstantPad1d((2, 1), -1.0), torch.nn.ConstantPad1d((2, 1), -1.0), x3),
+        (pg.nn.ReflectionPad2d(2), torch.nn.ReflectionPad2d(2), x4),
+        (pg.nn.ReplicationPad2d((1, 2, 0, 3)), torch.nn.ReplicationPad2d((1, 2, 0, 3)), x4),
+        (pg.nn.MaxPool1d(3, 2, 1), torch.nn.MaxPool1d(3, 2, 1), x3),
+        (pg.nn.AvgPool1d(2), torch.nn.AvgPool1d(2), x3),
+        (pg.nn.AdaptiveAvgPool1d(2), torch.nn.AdaptiveAvgPool1d(2), x3),
+    ]
+    for ours, theirs, x in pairs:
+        xp, xt = f64t(x, True), torch.tensor(x, requires_grad=True)
+        y, yt = ours(xp), theirs(xt)
+        close(y, yt)
+        y.square().sum().backward()
+        yt.square().sum().backward()
+        close(xp.grad, xt.grad)  # type: ignore[arg-type]
+    ct = pg.nn.ConvTranspose1d(4, 6, 3, stride=2, groups=2)
+    ctt = torch.nn.ConvTranspose1d(4, 6, 3, stride=2, groups=2).double()
+    ctt.load_state_dict({k: torch.tensor(v.astype(np.float64)) for k, v in ct.state_dict().items()})
+    close(ct(pg.tensor(x3.astype(np.float32))), ctt(torch.tensor(x3)).float(), tol=1e-5)
+
+
 def test_batch_norm_group_norm_against_torch(rng: np.random.Generator) -> None:
     x = rng.standard_normal((4, 6, 3, 5))
     w, b = rng.standard_normal(6), rng.standard_normal(6)

@@ -704,11 +704,13 @@ def one_hot(tensor: Tensor, num_classes: int = -1) -> Tensor:
 # convolution, pooling, padding and resizing (issue 12)
 
 from picograd.frontend.nn.conv import (  # noqa: E402, F401 - re-exported as F.conv2d, ...
+    adaptive_avg_pool1d,
     adaptive_avg_pool2d,
     avg_pool1d,
     avg_pool2d,
     conv1d,
     conv2d,
+    conv_transpose1d,
     conv_transpose2d,
     interpolate,
     max_pool1d,
