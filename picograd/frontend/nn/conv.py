@@ -368,6 +368,10 @@ def _max_pool(
 ) -> Any:
     k, s, p, d, out, extra = _pool_args(what, input, kernel_size, stride, padding, dilation, ceil_mode, r, loc)
     x = _padded(input, p, extra, -math.inf)
+    if not return_indices and all(
+        kk == st and di == 1 and n == q * kk for kk, st, di, n, q in zip(k, s, d, x.shape[2:], out, strict=True)
+    ):
+        return _max_tiles(x, k, out)
     win = _windows(x, k, s, d, out)
     first = win.argmax(-1, keepdim=True)
     chosen = first == _iota((win.shape[-1],), 0, win.device)  # one-hot of the first maximum: its gradient alone
@@ -383,6 +387,22 @@ def _max_pool(
         pos = _iota(y.shape, 2 + i, y.device) * s[i] + ki * d[i] - p[i]
         flat = pos if flat is None else flat + pos * math.prod(input.shape[3 + i :])
     return y, flat
+
+
+def _max_tiles(x: Tensor, kernel: Sequence[int], out: Sequence[int]) -> Tensor:
+    """Max pooling where the windows tile ``x`` exactly: ``x`` viewed as (N, C, Q1, K1, Q2, K2, ...) (a reshape,
+    no copy), and the first maximum taken one kernel dim at a time, last first (a one-hot of the ``argmax`` along
+    it, then a select and a sum): the lexicographically first maximum of each window, so the gradient goes to the
+    element PyTorch's goes to."""
+    r = len(kernel)
+    n, c = x.shape[:2]
+    x = x.reshape(n, c, *(v for q, kk in zip(out, kernel, strict=True) for v in (q, kk)))
+    for i in reversed(range(r)):
+        dim = 3 + 2 * i
+        first = x.argmax(dim, keepdim=True)
+        chosen = first == _iota(tuple(kernel[i] if j == dim else 1 for j in range(x.ndim)), dim, x.device)
+        x = where(chosen, x, 0.0).sum(dim)
+    return x
 
 
 def max_pool1d(
