@@ -376,6 +376,39 @@ def test_modules_state_dict_and_init_match_torch() -> None:
     assert [n for n, _ in seq.named_buffers()] == ["1.running_mean", "1.running_var", "1.num_batches_tracked"]
 
 
+def test_register_buffer() -> None:
+    """Buffers are in the state_dict unless non-persistent, stay buffers when reassigned, load back, and a
+    compiled step reads the current value."""
+
+    class M(pg.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.register_buffer("scale", pg.tensor([2.0, 3.0]))
+            self.register_buffer("cache", pg.zeros(2), persistent=False)
+
+        def forward(self, x):
+            return x * self.scale
+
+    m = M()
+    assert list(m.state_dict()) == ["scale"] and [n for n, _ in m.named_buffers()] == ["scale", "cache"]
+    assert not list(m.parameters())
+
+    @pg.compile
+    def f(x):
+        return m(x)
+
+    np.testing.assert_array_equal(f(pg.ones(2)).numpy(), [2.0, 3.0])
+    m.scale = pg.tensor([5.0, 7.0])  # still a buffer
+    assert list(m.state_dict()) == ["scale"]
+    np.testing.assert_array_equal(f(pg.ones(2)).numpy(), [5.0, 7.0])
+    m.load_state_dict({"scale": np.array([1.0, -1.0], np.float32)})
+    np.testing.assert_array_equal(f(pg.ones(2)).numpy(), [1.0, -1.0])
+    with raises_on_next_line(KeyError, "attribute 'forward' already exists"):
+        m.register_buffer("forward", pg.zeros(1))
+    with raises_on_next_line(TypeError, "must be a Tensor or None, got list"):
+        m.register_buffer("b", [1.0])
+
+
 def test_nn_init_fans_and_bounds() -> None:
     w = pg.nn.Parameter(np.zeros((64, 32, 3, 3), np.float32))
     fan_in, fan_out = 32 * 9, 64 * 9

@@ -288,16 +288,13 @@ def _windows(
         x = x[(slice(None), slice(None), *(slice(0, q * k) for q, k in zip(out, kernel, strict=True)))]
         split = [v for q, k in zip(out, kernel, strict=True) for v in (q, k)]
         x = x.reshape(n, c, *split)
-        perm = [0, 1, *range(2, 2 + 2 * r, 2), *range(3, 3 + 2 * r, 2)]
-        x = x.permute(*perm)
     else:
         for i, (k, st, di, q) in enumerate(zip(kernel, stride, dilation, out, strict=True)):
             index = _iota((q, k), 0, x.device) * st + _iota((q, k), 1, x.device) * di
             d = 2 + 2 * i  # earlier dims became (q, k) pairs
             shape = (*x.shape[:d], q, k, *x.shape[d + 1 :])
             x = _record("gather", [x, index], (d,), shape, x.dtype)
-        perm = [0, 1, *range(2, 2 + 2 * r, 2), *range(3, 3 + 2 * r, 2)]
-        x = x.permute(*perm)
+    x = x.permute(0, 1, *range(2, 2 + 2 * r, 2), *range(3, 3 + 2 * r, 2))  # (N, C, Q1, Q2, ..., K1, K2, ...)
     return x.reshape(n, c, *out, math.prod(kernel))
 
 
