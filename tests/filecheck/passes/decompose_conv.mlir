@@ -1,5 +1,6 @@
 // RUN: pgc-opt %s -p pg-decompose-conv | filecheck %s
 // RUN: pgc-opt %s | pgc-opt | filecheck %s --check-prefix=ROUND
+// RUN: pgc-opt %s -p pg-decompose-conv --print-debuginfo | filecheck %s --check-prefix=LOC
 
 // pg.conv (one op through autodiff) becomes im2col and one matmul before kernel formation: the input padded, one
 // gather per spatial dim with index q * stride + k * dilation (two iotas), the windows as (groups, N * Q, C/G * K)
@@ -35,7 +36,7 @@ func.func @conv2d(%x: tensor<2x4x7x6xf32>, %w: tensor<6x2x3x2xf32>) -> tensor<2x
 
 // A 1-d convolution without padding: no pg.pad, one gather.
 func.func @conv1d(%x: tensor<1x3x8xf64>, %w: tensor<2x3x3xf64>) -> tensor<1x2x6xf64> {
-  %y = pg.conv %x, %w stride = [1] dilation = [1] pad_low = [0] pad_high = [0] groups = 1 : (tensor<1x3x8xf64>, tensor<2x3x3xf64>) -> tensor<1x2x6xf64>
+  %y = pg.conv %x, %w stride = [1] dilation = [1] pad_low = [0] pad_high = [0] groups = 1 : (tensor<1x3x8xf64>, tensor<2x3x3xf64>) -> tensor<1x2x6xf64> loc("model.py":7:0)
   func.return %y : tensor<1x2x6xf64>
 }
 
@@ -47,3 +48,10 @@ func.func @conv1d(%x: tensor<1x3x8xf64>, %w: tensor<2x3x3xf64>) -> tensor<1x2x6x
 
 // ROUND: pg.conv %x, %w stride = [2, 1] dilation = [1, 2] pad_low = [1, 0] pad_high = [1, 0] groups = 2 : (tensor<2x4x7x6xf32>, tensor<6x2x3x2xf32>) -> tensor<2x6x4x4xf32>
 // ROUND: pg.conv %x, %w stride = [1] dilation = [1] pad_low = [0] pad_high = [0] groups = 1
+
+// Every op of the lowering keeps the convolution's location (the user's file:line).
+// LOC-LABEL: func.func @conv1d
+// LOC:         pg.iota dim = 0 : tensor<6x3xi64> loc("model.py":7:0)
+// LOC:         pg.gather {{.*}} loc("model.py":7:0)
+// LOC:         pg.matmul {{.*}} loc("model.py":7:0)
+// LOC:         pg.reshape {{.*}} -> tensor<1x2x6xf64> loc("model.py":7:0)
