@@ -311,6 +311,11 @@ def test_1d_transposed_and_padding_modules(rng: np.random.Generator) -> None:
         y.square().sum().backward()
         yt.square().sum().backward()
         close(xp.grad, xt.grad)  # type: ignore[arg-type]
+    for mode in ("reflect", "replicate", "circular"):
+        conv = pg.nn.Conv2d(3, 2, 3, padding=(1, 2), padding_mode=mode)
+        convt = torch.nn.Conv2d(3, 2, 3, padding=(1, 2), padding_mode=mode).double()
+        convt.load_state_dict({k: torch.tensor(v.astype(np.float64)) for k, v in conv.state_dict().items()})
+        close(conv(pg.tensor(x4.astype(np.float32))), convt(torch.tensor(x4)).float(), tol=1e-5)
     ct = pg.nn.ConvTranspose1d(4, 6, 3, stride=2, groups=2)
     ctt = torch.nn.ConvTranspose1d(4, 6, 3, stride=2, groups=2).double()
     ctt.load_state_dict({k: torch.tensor(v.astype(np.float64)) for k, v in ct.state_dict().items()})
