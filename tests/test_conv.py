@@ -594,6 +594,29 @@ def test_cnn_train_step_on_loop_stage(rng: np.random.Generator) -> None:
         np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-5)
 
 
+def test_pool_and_norm_compositions_on_the_ptx_emulator(rng: np.random.Generator) -> None:
+    """Max-pooling (tiles and strided windows), average pooling, GroupNorm, nearest upsampling and reflect padding,
+    forward and gradients, lowered to PTX and run on the emulator against the numpy executor (float64, tiny)."""
+    from _ir import only_func
+
+    w = pg.tensor(rng.standard_normal(2), dtype=pg.float64, requires_grad=True)
+
+    @pg.compile(example_inputs=(pg.Spec((1, 2, 4, 4), "float64"),))
+    def f(x):
+        h = F.max_pool2d(x, 2) + F.max_pool2d(x, 3, 1, 1)[..., :2, :2] + F.avg_pool2d(x, 2, 2)
+        h = F.group_norm(F.interpolate(h, scale_factor=2), 2, w) + F.pad(x, (1, 1, 0, 0), "reflect")[..., 1:5]
+        loss = (h * h).sum()
+        loss.backward()
+        return loss, w.grad
+
+    module = f.ir("simplify")
+    inputs = [rng.standard_normal(tuple(a.type.get_shape())) for a in only_func(module).body.block.args]
+    want = compile_func(only_func(module))(*inputs)
+    program = compile_for_cuda(module)
+    for w_, g in zip(want, run_program(program, inputs), strict=True):
+        np.testing.assert_allclose(g, w_, rtol=1e-10, atol=1e-12)
+
+
 def test_cnn_step_assembles() -> None:
     """The whole small-CNN train step lowers to PTX that ptxas accepts for sm_90."""
     model, opt = small_cnn()
