@@ -281,6 +281,47 @@ def test_pool1d_adaptive_pad_interpolate(rng: np.random.Generator) -> None:
         close(xp.grad, xt.grad)  # type: ignore[arg-type]
 
 
+def test_1d_transposed_and_padding_modules(rng: np.random.Generator) -> None:
+    """conv_transpose1d, adaptive_avg_pool1d and the padding/pooling modules against PyTorch (values and input
+    gradients, float64)."""
+    x3, x4 = rng.standard_normal((2, 4, 7)), rng.standard_normal((2, 3, 5, 6))
+    w = rng.standard_normal((4, 3, 3))
+    xp, xt = f64t(x3, True), torch.tensor(x3, requires_grad=True)
+    y = F.conv_transpose1d(xp, f64t(w), None, 2, 1, 1, 2, 1)
+    yt = TF.conv_transpose1d(xt, torch.tensor(w), None, 2, 1, 1, 2, 1)
+    close(y, yt)
+    y.square().sum().backward()
+    yt.square().sum().backward()
+    close(xp.grad, xt.grad)  # type: ignore[arg-type]
+    close(F.adaptive_avg_pool1d(f64t(x3), 3), TF.adaptive_avg_pool1d(torch.tensor(x3), 3))
+    pairs = [
+        (pg.nn.ZeroPad2d((1, 0, 2, 1)), torch.nn.ZeroPad2d((1, 0, 2, 1)), x4),
+        (pg.nn.ConstantPad2d(1, 0.5), torch.nn.ConstantPad2d(1, 0.5), x4),
+        (pg.nn.ConstantPad1d((2, 1), -1.0), torch.nn.ConstantPad1d((2, 1), -1.0), x3),
+        (pg.nn.ReflectionPad2d(2), torch.nn.ReflectionPad2d(2), x4),
+        (pg.nn.ReplicationPad2d((1, 2, 0, 3)), torch.nn.ReplicationPad2d((1, 2, 0, 3)), x4),
+        (pg.nn.MaxPool1d(3, 2, 1), torch.nn.MaxPool1d(3, 2, 1), x3),
+        (pg.nn.AvgPool1d(2), torch.nn.AvgPool1d(2), x3),
+        (pg.nn.AdaptiveAvgPool1d(2), torch.nn.AdaptiveAvgPool1d(2), x3),
+    ]
+    for ours, theirs, x in pairs:
+        xp, xt = f64t(x, True), torch.tensor(x, requires_grad=True)
+        y, yt = ours(xp), theirs(xt)
+        close(y, yt)
+        y.square().sum().backward()
+        yt.square().sum().backward()
+        close(xp.grad, xt.grad)  # type: ignore[arg-type]
+    for mode in ("reflect", "replicate", "circular"):
+        conv = pg.nn.Conv2d(3, 2, 3, padding=(1, 2), padding_mode=mode)
+        convt = torch.nn.Conv2d(3, 2, 3, padding=(1, 2), padding_mode=mode).double()
+        convt.load_state_dict({k: torch.tensor(v.astype(np.float64)) for k, v in conv.state_dict().items()})
+        close(conv(pg.tensor(x4.astype(np.float32))), convt(torch.tensor(x4)).float(), tol=1e-5)
+    ct = pg.nn.ConvTranspose1d(4, 6, 3, stride=2, groups=2)
+    ctt = torch.nn.ConvTranspose1d(4, 6, 3, stride=2, groups=2).double()
+    ctt.load_state_dict({k: torch.tensor(v.astype(np.float64)) for k, v in ct.state_dict().items()})
+    close(ct(pg.tensor(x3.astype(np.float32))), ctt(torch.tensor(x3)).float(), tol=1e-5)
+
+
 def test_batch_norm_group_norm_against_torch(rng: np.random.Generator) -> None:
     x = rng.standard_normal((4, 6, 3, 5))
     w, b = rng.standard_normal(6), rng.standard_normal(6)
@@ -338,6 +379,39 @@ def test_modules_state_dict_and_init_match_torch() -> None:
         torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.BatchNorm2d(2)).state_dict()
     )
     assert [n for n, _ in seq.named_buffers()] == ["1.running_mean", "1.running_var", "1.num_batches_tracked"]
+
+
+def test_register_buffer() -> None:
+    """Buffers are in the state_dict unless non-persistent, stay buffers when reassigned, load back, and a
+    compiled step reads the current value."""
+
+    class M(pg.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.register_buffer("scale", pg.tensor([2.0, 3.0]))
+            self.register_buffer("cache", pg.zeros(2), persistent=False)
+
+        def forward(self, x):
+            return x * self.scale
+
+    m = M()
+    assert list(m.state_dict()) == ["scale"] and [n for n, _ in m.named_buffers()] == ["scale", "cache"]
+    assert not list(m.parameters())
+
+    @pg.compile
+    def f(x):
+        return m(x)
+
+    np.testing.assert_array_equal(f(pg.ones(2)).numpy(), [2.0, 3.0])
+    m.scale = pg.tensor([5.0, 7.0])  # still a buffer
+    assert list(m.state_dict()) == ["scale"]
+    np.testing.assert_array_equal(f(pg.ones(2)).numpy(), [5.0, 7.0])
+    m.load_state_dict({"scale": np.array([1.0, -1.0], np.float32)})
+    np.testing.assert_array_equal(f(pg.ones(2)).numpy(), [1.0, -1.0])
+    with raises_on_next_line(KeyError, "attribute 'forward' already exists"):
+        m.register_buffer("forward", pg.zeros(1))
+    with raises_on_next_line(TypeError, "must be a Tensor or None, got list"):
+        m.register_buffer("b", [1.0])
 
 
 def test_nn_init_fans_and_bounds() -> None:
@@ -518,6 +592,29 @@ def test_cnn_train_step_on_loop_stage(rng: np.random.Generator) -> None:
     got = run_function(module, fn.sym_name.data, inputs)
     for w, g in zip(want, got, strict=True):
         np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-5)
+
+
+def test_pool_and_norm_compositions_on_the_ptx_emulator(rng: np.random.Generator) -> None:
+    """Max-pooling (tiles and strided windows), average pooling, GroupNorm, nearest upsampling and reflect padding,
+    forward and gradients, lowered to PTX and run on the emulator against the numpy executor (float64, tiny)."""
+    from _ir import only_func
+
+    w = pg.tensor(rng.standard_normal(2), dtype=pg.float64, requires_grad=True)
+
+    @pg.compile(example_inputs=(pg.Spec((1, 2, 4, 4), "float64"),))
+    def f(x):
+        h = F.max_pool2d(x, 2) + F.max_pool2d(x, 3, 1, 1)[..., :2, :2] + F.avg_pool2d(x, 2, 2)
+        h = F.group_norm(F.interpolate(h, scale_factor=2), 2, w) + F.pad(x, (1, 1, 0, 0), "reflect")[..., 1:5]
+        loss = (h * h).sum()
+        loss.backward()
+        return loss, w.grad
+
+    module = f.ir("simplify")
+    inputs = [rng.standard_normal(tuple(a.type.get_shape())) for a in only_func(module).body.block.args]
+    want = compile_func(only_func(module))(*inputs)
+    program = compile_for_cuda(module)
+    for w_, g in zip(want, run_program(program, inputs), strict=True):
+        np.testing.assert_allclose(g, w_, rtol=1e-10, atol=1e-12)
 
 
 def test_cnn_step_assembles() -> None:

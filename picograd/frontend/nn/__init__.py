@@ -2,16 +2,25 @@
 
 from picograd.frontend.nn import functional, init, utils
 from picograd.frontend.nn.conv_modules import (
+    AdaptiveAvgPool1d,
     AdaptiveAvgPool2d,
+    AvgPool1d,
     AvgPool2d,
     BatchNorm1d,
     BatchNorm2d,
+    ConstantPad1d,
+    ConstantPad2d,
     Conv1d,
     Conv2d,
+    ConvTranspose1d,
     ConvTranspose2d,
     GroupNorm,
+    MaxPool1d,
     MaxPool2d,
+    ReflectionPad2d,
+    ReplicationPad2d,
     Upsample,
+    ZeroPad2d,
 )
 from picograd.frontend.nn.modules import (
     CELU,
@@ -135,4 +144,13 @@ __all__ = [
     "BatchNorm2d",
     "GroupNorm",
     "Upsample",
+    "ConvTranspose1d",
+    "MaxPool1d",
+    "AvgPool1d",
+    "AdaptiveAvgPool1d",
+    "ZeroPad2d",
+    "ConstantPad1d",
+    "ConstantPad2d",
+    "ReflectionPad2d",
+    "ReplicationPad2d",
 ]

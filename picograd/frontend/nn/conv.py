@@ -175,6 +175,84 @@ def _dilate_pad(x: Tensor, low: Sequence[int], high: Sequence[int], interior: Se
     return x
 
 
+def _conv_transpose(
+    what: str,
+    r: int,
+    input: Tensor,
+    weight: Tensor,
+    bias: Tensor | None,
+    stride: Any,
+    padding: Any,
+    output_padding: Any,
+    groups: int,
+    dilation: Any,
+    loc: Loc | None,
+) -> Tensor:
+    layout = "(N, C, L)" if r == 1 else "(N, C, H, W)"
+    _check_float(what, loc, input=input, weight=weight, bias=bias)
+    _check_rank(what, input, r, loc, layout)
+    if weight.ndim != r + 2:
+        raise ShapeError(
+            f"{what}: expected a {r + 2}-d weight (in_channels, out_channels / groups, *kernel), got {weight.shape}"
+            f"{at(loc)}"
+        )
+    s = _tuple(stride, r, what, "stride", loc)
+    p = _tuple(padding, r, what, "padding", loc)
+    op_ = _tuple(output_padding, r, what, "output_padding", loc)
+    d = _tuple(dilation, r, what, "dilation", loc)
+    c, og = input.shape[1], weight.shape[1]
+    shapes = f"input {input.shape}, weight {weight.shape}"
+    if not isinstance(groups, int) or groups < 1 or c % groups:
+        raise ShapeError(f"{what}: groups = {groups} must divide the input channels ({c}): {shapes}{at(loc)}")
+    if weight.shape[0] != c:
+        raise ShapeError(
+            f"{what}: input has {c} channels but the weight expects {weight.shape[0]} (weight.shape[0]): "
+            f"{shapes}{at(loc)}"
+        )
+    if input.dtype != weight.dtype or (bias is not None and bias.dtype != input.dtype):
+        dts = ", ".join(t.dtype.name for t in (input, weight, bias) if t is not None)
+        raise DTypeError(f"{what}: input, weight and bias need one dtype, got {dts}{at(loc)}")
+    if any(a >= max(st, di) for a, st, di in zip(op_, s, d, strict=True)):
+        raise ValueError(f"{what}: output_padding {op_} must be smaller than stride {s} or dilation {d}{at(loc)}")
+    kernel = weight.shape[2:]
+    out = [
+        (n - 1) * st - 2 * pp + di * (k - 1) + a + 1
+        for n, st, pp, di, k, a in zip(input.shape[2:], s, p, d, kernel, op_, strict=True)
+    ]
+    if min(out) < 1:
+        raise ShapeError(f"{what}: the output size {tuple(out)} is not positive: {shapes}, padding {p}{at(loc)}")
+    if bias is not None and bias.shape != (groups * og,):
+        raise ShapeError(f"{what}: bias of shape {bias.shape} does not match {groups * og} output channels{at(loc)}")
+    from picograd.frontend.ops import flip
+
+    before = [di * (k - 1) - pp for di, k, pp in zip(d, kernel, p, strict=True)]
+    after = [b + a for b, a in zip(before, op_, strict=True)]
+    spread = _dilate_pad(input, [0, 0, *before], [0, 0, *after], [0, 0, *(st - 1 for st in s)])
+    ci = c // groups
+    w = flip(weight, tuple(range(2, 2 + r))).reshape(groups, ci, og, *kernel)
+    w = w.permute(0, 2, 1, *range(3, 3 + r)).reshape(groups * og, ci, *kernel)
+    ones, zeros = (1,) * r, (0,) * r
+    y = _record("conv", [spread, w], (ones, d, zeros, zeros, groups), (input.shape[0], groups * og, *out), input.dtype)
+    if bias is not None:
+        y = y + bias.reshape(groups * og, *([1] * r))
+    return y
+
+
+def conv_transpose1d(
+    input: Tensor,
+    weight: Tensor,
+    bias: Tensor | None = None,
+    stride: Any = 1,
+    padding: Any = 0,
+    output_padding: Any = 0,
+    groups: int = 1,
+    dilation: Any = 1,
+) -> Tensor:
+    """1-d transposed convolution as ``torch.nn.functional.conv_transpose1d`` (see ``conv_transpose2d``)."""
+    args = (stride, padding, output_padding, groups, dilation, user_location())
+    return _conv_transpose("conv_transpose1d", 1, input, weight, bias, *args)
+
+
 def conv_transpose2d(
     input: Tensor,
     weight: Tensor,
@@ -190,54 +268,8 @@ def conv_transpose2d(
     + 1``. Computed as the gradient of ``conv2d`` with respect to its input: the input spread by ``stride - 1``
     zeros and padded by ``dil (k - 1) - pad`` (plus ``output_padding`` at the end), convolved with the weight
     flipped in space and with in/out channels swapped per group. Raises as ``conv2d``."""
-    loc = user_location()
-    what = "conv_transpose2d"
-    _check_float(what, loc, input=input, weight=weight, bias=bias)
-    _check_rank(what, input, 2, loc, "(N, C, H, W)")
-    if weight.ndim != 4:
-        raise ShapeError(
-            f"{what}: expected a 4-d weight (in_channels, out_channels / groups, kH, kW), got {weight.shape}{at(loc)}"
-        )
-    s = _tuple(stride, 2, what, "stride", loc)
-    p = _tuple(padding, 2, what, "padding", loc)
-    op_ = _tuple(output_padding, 2, what, "output_padding", loc)
-    d = _tuple(dilation, 2, what, "dilation", loc)
-    c, og = input.shape[1], weight.shape[1]
-    shapes = f"input {input.shape}, weight {weight.shape}"
-    if not isinstance(groups, int) or groups < 1 or c % groups:
-        raise ShapeError(f"{what}: groups = {groups} must divide the input channels ({c}): {shapes}{at(loc)}")
-    if weight.shape[0] != c:
-        raise ShapeError(
-            f"{what}: input has {c} channels but the weight expects {weight.shape[0]} (weight.shape[0]): "
-            f"{shapes}{at(loc)}"
-        )
-    if any(a >= max(st, di) for a, st, di in zip(op_, s, d, strict=True)):
-        raise ValueError(f"{what}: output_padding {op_} must be smaller than stride {s} or dilation {d}{at(loc)}")
-    kernel = weight.shape[2:]
-    out = [
-        (n - 1) * st - 2 * pp + di * (k - 1) + a + 1
-        for n, st, pp, di, k, a in zip(input.shape[2:], s, p, d, kernel, op_, strict=True)
-    ]
-    if min(out) < 1:
-        raise ShapeError(f"{what}: the output size {tuple(out)} is not positive: {shapes}, padding {p}{at(loc)}")
-    from picograd.frontend.ops import flip
-
-    before = [di * (k - 1) - pp for di, k, pp in zip(d, kernel, p, strict=True)]
-    spread = _dilate_pad(
-        input, [0, 0, *before], [0, 0, *(b + a for b, a in zip(before, op_, strict=True))], [0, 0, s[0] - 1, s[1] - 1]
-    )
-    ci = c // groups
-    w = flip(weight, (2, 3)).reshape(groups, ci, og, *kernel).permute(0, 2, 1, 3, 4).reshape(groups * og, ci, *kernel)
-    y = _record(
-        "conv", [spread, w], ((1, 1), d, (0, 0), (0, 0), groups), (input.shape[0], groups * og, *out), input.dtype
-    )
-    if bias is not None:
-        if bias.shape != (groups * og,):
-            raise ShapeError(
-                f"{what}: bias of shape {bias.shape} does not match {groups * og} output channels{at(loc)}"
-            )
-        y = y + bias.reshape(groups * og, 1, 1)
-    return y
+    args = (stride, padding, output_padding, groups, dilation, user_location())
+    return _conv_transpose("conv_transpose2d", 2, input, weight, bias, *args)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -256,16 +288,13 @@ def _windows(
         x = x[(slice(None), slice(None), *(slice(0, q * k) for q, k in zip(out, kernel, strict=True)))]
         split = [v for q, k in zip(out, kernel, strict=True) for v in (q, k)]
         x = x.reshape(n, c, *split)
-        perm = [0, 1, *range(2, 2 + 2 * r, 2), *range(3, 3 + 2 * r, 2)]
-        x = x.permute(*perm)
     else:
         for i, (k, st, di, q) in enumerate(zip(kernel, stride, dilation, out, strict=True)):
             index = _iota((q, k), 0, x.device) * st + _iota((q, k), 1, x.device) * di
             d = 2 + 2 * i  # earlier dims became (q, k) pairs
             shape = (*x.shape[:d], q, k, *x.shape[d + 1 :])
             x = _record("gather", [x, index], (d,), shape, x.dtype)
-        perm = [0, 1, *range(2, 2 + 2 * r, 2), *range(3, 3 + 2 * r, 2)]
-        x = x.permute(*perm)
+    x = x.permute(0, 1, *range(2, 2 + 2 * r, 2), *range(3, 3 + 2 * r, 2))  # (N, C, Q1, Q2, ..., K1, K2, ...)
     return x.reshape(n, c, *out, math.prod(kernel))
 
 
@@ -336,11 +365,14 @@ def _max_pool(
 ) -> Any:
     k, s, p, d, out, extra = _pool_args(what, input, kernel_size, stride, padding, dilation, ceil_mode, r, loc)
     x = _padded(input, p, extra, -math.inf)
+    if not return_indices and all(
+        kk == st and di == 1 and n == q * kk for kk, st, di, n, q in zip(k, s, d, x.shape[2:], out, strict=True)
+    ):
+        return _max_tiles(x, k, out)
     win = _windows(x, k, s, d, out)
     first = win.argmax(-1, keepdim=True)
-    from picograd.frontend.ops import take_along_dim
-
-    y = take_along_dim(win, first, -1).squeeze(-1)
+    chosen = first == _iota((win.shape[-1],), 0, win.device)  # one-hot of the first maximum: its gradient alone
+    y = where(chosen, win, 0.0).sum(-1)
     if not return_indices:
         return y
     # the flat index into the input's spatial dims of each chosen element (as PyTorch's return_indices)
@@ -352,6 +384,22 @@ def _max_pool(
         pos = _iota(y.shape, 2 + i, y.device) * s[i] + ki * d[i] - p[i]
         flat = pos if flat is None else flat + pos * math.prod(input.shape[3 + i :])
     return y, flat
+
+
+def _max_tiles(x: Tensor, kernel: Sequence[int], out: Sequence[int]) -> Tensor:
+    """Max pooling where the windows tile ``x`` exactly: ``x`` viewed as (N, C, Q1, K1, Q2, K2, ...) (a reshape,
+    no copy), and the first maximum taken one kernel dim at a time, last first (a one-hot of the ``argmax`` along
+    it, then a select and a sum): the lexicographically first maximum of each window, so the gradient goes to the
+    element PyTorch's goes to."""
+    r = len(kernel)
+    n, c = x.shape[:2]
+    x = x.reshape(n, c, *(v for q, kk in zip(out, kernel, strict=True) for v in (q, kk)))
+    for i in reversed(range(r)):
+        dim = 3 + 2 * i
+        first = x.argmax(dim, keepdim=True)
+        chosen = first == _iota(tuple(kernel[i] if j == dim else 1 for j in range(x.ndim)), dim, x.device)
+        x = where(chosen, x, 0.0).sum(dim)
+    return x
 
 
 def max_pool1d(
@@ -491,6 +539,15 @@ def adaptive_avg_pool2d(input: Tensor, output_size: Any) -> Tensor:
     if w != big_w:
         x = matmul(x, Tensor(_averaging_matrix(big_w, w, input.dtype.np).T.copy(), device=input.device))
     return x
+
+
+def adaptive_avg_pool1d(input: Tensor, output_size: Any) -> Tensor:
+    """``torch.nn.functional.adaptive_avg_pool1d``: (N, C, L) -> (N, C, l) (windows as ``adaptive_avg_pool2d``)."""
+    loc = user_location()
+    _check_float("adaptive_avg_pool1d", loc, input=input)
+    _check_rank("adaptive_avg_pool1d", input, 1, loc, "(N, C, L)")
+    size = output_size[0] if isinstance(output_size, Sequence) else output_size
+    return adaptive_avg_pool2d(input.unsqueeze(-1), (size, 1)).squeeze(-1)
 
 
 # ---------------------------------------------------------------------------------------------------------------

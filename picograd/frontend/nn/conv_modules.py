@@ -179,6 +179,147 @@ class ConvTranspose2d(_ConvNd):
         )
 
 
+class ConvTranspose1d(_ConvNd):
+    """``torch.nn.ConvTranspose1d``: (N, C_in, L) -> (N, C_out, L'); weight (C_in, C_out / groups, k)."""
+
+    _rank = 1
+    _transposed = True
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: Any,
+        stride: Any = 1,
+        padding: Any = 0,
+        output_padding: Any = 0,
+        groups: int = 1,
+        bias: bool = True,
+        dilation: Any = 1,
+        padding_mode: str = "zeros",
+    ) -> None:
+        super().__init__(
+            in_channels,
+            out_channels,
+            kernel_size,
+            stride,
+            padding,
+            dilation,
+            groups,
+            bias,
+            padding_mode,
+            output_padding,
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.conv_transpose1d(
+            x, self.weight, self.bias, self.stride, self.padding, self.output_padding, self.groups, self.dilation
+        )
+
+
+class MaxPool1d(Module):
+    """``torch.nn.MaxPool1d`` (see ``F.max_pool1d``)."""
+
+    def __init__(
+        self,
+        kernel_size: Any,
+        stride: Any = None,
+        padding: Any = 0,
+        dilation: Any = 1,
+        return_indices: bool = False,
+        ceil_mode: bool = False,
+    ) -> None:
+        super().__init__()
+        self.kernel_size, self.stride, self.padding, self.dilation = kernel_size, stride, padding, dilation
+        self.return_indices, self.ceil_mode = return_indices, ceil_mode
+
+    def forward(self, x: Tensor) -> Any:
+        return F.max_pool1d(
+            x, self.kernel_size, self.stride, self.padding, self.dilation, self.ceil_mode, self.return_indices
+        )
+
+
+class AvgPool1d(Module):
+    """``torch.nn.AvgPool1d`` (see ``F.avg_pool1d``)."""
+
+    def __init__(
+        self,
+        kernel_size: Any,
+        stride: Any = None,
+        padding: Any = 0,
+        ceil_mode: bool = False,
+        count_include_pad: bool = True,
+    ) -> None:
+        super().__init__()
+        self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
+        self.ceil_mode, self.count_include_pad = ceil_mode, count_include_pad
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.avg_pool1d(x, self.kernel_size, self.stride, self.padding, self.ceil_mode, self.count_include_pad)
+
+
+class AdaptiveAvgPool1d(Module):
+    """``torch.nn.AdaptiveAvgPool1d`` (see ``F.adaptive_avg_pool1d``)."""
+
+    def __init__(self, output_size: Any) -> None:
+        super().__init__()
+        self.output_size = output_size
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.adaptive_avg_pool1d(x, self.output_size)
+
+
+class _PadNd(Module):
+    """The padding layers: ``F.pad(x, padding, mode, value)`` with ``padding`` an int (every side of the last
+    ``_rank`` dims) or a tuple as ``F.pad`` takes it."""
+
+    _rank = 2
+    _mode = "constant"
+
+    def __init__(self, padding: Any, value: float = 0.0) -> None:
+        super().__init__()
+        self.padding = (padding,) * (2 * self._rank) if isinstance(padding, int) else tuple(padding)
+        self.value = value
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.pad(x, self.padding, self._mode, self.value if self._mode == "constant" else None)
+
+
+class ZeroPad2d(_PadNd):
+    """``torch.nn.ZeroPad2d``."""
+
+    def __init__(self, padding: Any) -> None:
+        super().__init__(padding, 0.0)
+
+
+class ConstantPad1d(_PadNd):
+    """``torch.nn.ConstantPad1d``."""
+
+    _rank = 1
+
+
+class ConstantPad2d(_PadNd):
+    """``torch.nn.ConstantPad2d``."""
+
+
+class ReflectionPad2d(_PadNd):
+    """``torch.nn.ReflectionPad2d``."""
+
+    _mode = "reflect"
+
+    def __init__(self, padding: Any) -> None:
+        super().__init__(padding)
+
+
+class ReplicationPad2d(_PadNd):
+    """``torch.nn.ReplicationPad2d``."""
+
+    _mode = "replicate"
+
+    def __init__(self, padding: Any) -> None:
+        super().__init__(padding)
+
+
 class MaxPool2d(Module):
     """``torch.nn.MaxPool2d`` (see ``F.max_pool2d``)."""
 
