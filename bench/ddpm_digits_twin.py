@@ -107,6 +107,8 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=10, help="steps left out of the timing")
     parser.add_argument("--torch-threads", type=int, default=1, help="PyTorch CPU threads (1: shared 2-core machine)")
     parser.add_argument("--out", default=os.path.join(HERE, "results", "ddpm_digits_cpu.json"))
+    parser.add_argument("--grids", default=os.path.join(HERE, "results", "ddpm_digits_samples"),
+                        help="the 64-sample grids go to <GRIDS>_picograd.png and <GRIDS>_pytorch.png")  # fmt: skip
     args = parser.parse_args()
     torch.set_num_threads(args.torch_threads)
 
@@ -177,7 +179,7 @@ def main() -> None:
         (fid_ours, is_ours), (fid_theirs, is_theirs) = (dd.quality(classify, s, test) for s in (s_ours, s_theirs))
         floor = dd.quality(classify, test, train)
         for name, s in (("picograd", s_ours), ("pytorch", s_theirs)):
-            dd.save_grid(s[: ex.GRID], os.path.join(HERE, "results", f"ddpm_digits_samples_{name}.png"))
+            dd.save_grid(s[: ex.GRID], f"{args.grids}_{name}.png")
         result["samples"] = args.samples
         result["sample_s"] = {"picograd": t1 - t0, "pytorch": t2 - t1}
         result["total_s"] = {k: result["train_s"][k] + result["sample_s"][k] for k in ("picograd", "pytorch")}
