@@ -29,7 +29,7 @@ STAGES: dict[str, tuple[str, ...]] = {
     "grad": ("pg-fuse-attention", "pg-autodiff"),
     "step": ("pg-sgd", "pg-adam", "pg-adamw"),
     "simplify": ("pg-canonicalize", "cse", "dce"),
-    "kernels": ("pg-decompose-attention", "pg-fuse"),
+    "kernels": ("pg-decompose-attention", "pg-decompose-conv", "pg-fuse"),
     "loops": ("pg-bufferize", "pg-to-loops"),
     "gpu": ("pg-matmul-schedule", "pg-to-gpu"),
     "ptx": ("pg-to-ptx",),

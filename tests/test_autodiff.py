@@ -169,6 +169,9 @@ class PgOps:
     def attention(self, q: SSAValue, k: SSAValue, v: SSAValue, mask=None, dropout=None, scale=0.5, causal=False):
         return self.emit(pg.ScaledDotProductAttentionOp(q, k, v, mask, dropout, scale, causal))
 
+    def conv(self, x: SSAValue, w: SSAValue, stride, dilation, padding, groups: int = 1) -> SSAValue:
+        return self.emit(pg.ConvOp(x, w, stride, dilation, padding, padding, groups))
+
 
 class TorchOps:
     """The same namespace computed with torch (autograd on)."""
@@ -258,6 +261,10 @@ class TorchOps:
             s = s.masked_fill(~mask, -math.inf) if mask.dtype == torch.bool else s + mask
         p = torch.softmax(s, -1)
         return (p * dropout if dropout is not None else p) @ v
+
+    def conv(self, x, w, stride, dilation, padding, groups: int = 1) -> torch.Tensor:
+        f = torch.nn.functional.conv1d if x.ndim == 3 else torch.nn.functional.conv2d
+        return f(x, w, None, tuple(stride), tuple(padding), tuple(dilation), groups)
 
 
 def differentiate(
@@ -485,6 +492,15 @@ CASES: dict[str, tuple[Callable[..., Any], Inputs]] = {
             r.standard_normal((2, 2, 5, 3)),
             np.concatenate([np.ones((3, 1), bool), r.random((3, 4)) < 0.5], axis=1),
         ],
+    ),
+    # convolution (issue 12): strided, dilated, padded and grouped, 2-d and 1-d
+    "conv2d": (
+        lambda o, x, w: o.conv(x, w, (2, 1), (1, 2), (1, 0), 2),
+        lambda r: [r.standard_normal((2, 4, 5, 6)), r.standard_normal((4, 2, 3, 2))],
+    ),
+    "conv1d": (
+        lambda o, x, w: o.conv(x, w, (3,), (1,), (2,)),
+        lambda r: [r.standard_normal((1, 3, 7)), r.standard_normal((2, 3, 2))],
     ),
     # ops that pass no gradient, as factors of a differentiable product
     "no-grad-sources": (

@@ -277,6 +277,8 @@ def _kernel_in(op: Operation, shape: tuple[int, ...], dtype: np.dtype) -> Kernel
             return lambda seed, offset: draw(shape, int(seed), int(offset), dtype)
         case pg.ScaledDotProductAttentionOp():
             return _attention_kernel(op, dtype)
+        case pg.ConvOp():
+            return _conv_kernel(op, shape, dtype)
         case pg.GradOp() | pg.OptimizerOp():
             raise NotImplementedError(
                 f"{op.name} must be expanded by its pass before execution (pg-autodiff, pg-sgd, ...)"
@@ -309,6 +311,53 @@ def _attention_kernel(op: pg.ScaledDotProductAttentionOp, dtype: np.dtype) -> Ke
         if has_dropout:
             p = p * extra[-1]
         return np.matmul(p, v).astype(dtype, copy=False)
+
+    return run
+
+
+# -- convolution (issue 12)
+
+
+def _conv_kernel(op: pg.ConvOp, shape: tuple[int, ...], dtype: np.dtype) -> Kernel:
+    """``pg.conv`` in numpy: the padded input's windows as a strided view (N, C, *Q, *K), contracted with the
+    weight by one ``tensordot`` per group (numpy copies the windows into an im2col matrix and calls one GEMM)."""
+    stride, dilation, lows, highs, groups = op.strides, op.dilations, op.lows, op.highs, op.group_count
+    r = len(stride)
+    spatial = shape[2:]
+    padding = [(0, 0), (0, 0), *zip(lows, highs, strict=True)]
+    padded = any(lows) or any(highs)
+    axes_x = [1, *range(2 + r, 2 + 2 * r)]
+    axes_w = [1, *range(2, 2 + r)]
+
+    def run(x: np.ndarray, w: np.ndarray) -> np.ndarray:
+        if padded:
+            x = np.pad(x, padding)
+        n, c = x.shape[:2]
+        kernel = w.shape[2:]
+        sn, sc, *ss = x.strides
+        windows = np.lib.stride_tricks.as_strided(
+            x,
+            (n, c, *spatial, *kernel),
+            (
+                sn,
+                sc,
+                *(s * st for s, st in zip(ss, stride, strict=True)),
+                *(s * d for s, d in zip(ss, dilation, strict=True)),
+            ),
+            writeable=False,
+        )
+        if groups == 1:
+            out = np.tensordot(windows, w, axes=(axes_x, axes_w))
+        else:
+            cg, og = c // groups, w.shape[0] // groups
+            out = np.concatenate(
+                [
+                    np.tensordot(windows[:, i * cg : (i + 1) * cg], w[i * og : (i + 1) * og], axes=(axes_x, axes_w))
+                    for i in range(groups)
+                ],
+                axis=-1,
+            )
+        return np.ascontiguousarray(np.moveaxis(out, -1, 1), dtype=dtype)
 
     return run
 

@@ -1371,6 +1371,124 @@ class ScaledDotProductAttentionOp(IRDLOperation):
         _expect_shape(self.name, shape_of(self.result), (*q[:-1], v[-1]))
 
 
+# ---------------------------------------------------------------------------------------------------------------
+# Convolution (issue 12): one op, so that autodiff keeps it whole and a later schedule can give it an implicit-GEMM
+# kernel
+
+
+def conv_output_size(size: int, kernel: int, stride: int, dilation: int, low: int, high: int) -> int:
+    """Output length of a convolution along one spatial dim (PyTorch's formula, with the padding split into
+    ``low`` and ``high``): ``(size + low + high - dilation (kernel - 1) - 1) // stride + 1``; < 1 when the dilated
+    kernel is larger than the padded input."""
+    return (size + low + high - dilation * (kernel - 1) - 1) // stride + 1
+
+
+@irdl_op_definition
+class ConvOp(IRDLOperation):
+    """An N-d grouped convolution (cross-correlation, as ``torch.nn.functional.conv1d/conv2d``), channels first:
+
+    ``out[n, o, q] = sum_{c, k} pad(input)[n, g(o) Cg + c, q stride + k dilation] weight[o, c, k]`` with ``q`` and
+    ``k`` multi-indices over the spatial dims, ``g(o) = o // (O / groups)`` and ``Cg = C / groups``; the input is
+    padded with zeros by ``pad_low``/``pad_high`` per spatial dim. Shapes: input (N, C, *S), weight (O, C / groups,
+    *K), result (N, O, *Q) with ``Q = conv_output_size(S, K, ...)``; one float element type; every spatial dim
+    needs a padded input at least as large as the dilated kernel::
+
+        %y = pg.conv %x, %w stride = [1, 1] dilation = [1, 1] pad_low = [1, 1] pad_high = [1, 1] groups = 1
+               : (tensor<2x3x8x8xf32>, tensor<4x3x3x3xf32>) -> tensor<2x4x8x8xf32>
+    """
+
+    name = "pg.conv"
+    input = operand_def(TensorType)
+    weight = operand_def(TensorType)
+    stride = prop_def(DenseArrayBase.constr(i64))
+    dilation = prop_def(DenseArrayBase.constr(i64))
+    pad_low = prop_def(DenseArrayBase.constr(i64))
+    pad_high = prop_def(DenseArrayBase.constr(i64))
+    groups = prop_def(IntegerAttr[I64])
+    result = result_def(TensorType)
+    traits = traits_def(Pure())
+    assembly_format = (
+        "$input `,` $weight `stride` `=` $stride `dilation` `=` $dilation `pad_low` `=` $pad_low `pad_high` `=` "
+        "$pad_high `groups` `=` $groups attr-dict `:` `(` type($input) `,` type($weight) `)` `->` type($result)"
+    )
+
+    def __init__(
+        self,
+        input: SSAValue,
+        weight: SSAValue,
+        stride: Sequence[int],
+        dilation: Sequence[int],
+        pad_low: Sequence[int],
+        pad_high: Sequence[int],
+        groups: int = 1,
+    ):
+        x, w = shape_of(input), shape_of(weight)
+        spatial = [
+            conv_output_size(s, k, st, d, lo, hi)
+            for s, k, st, d, lo, hi in zip(x[2:], w[2:], stride, dilation, pad_low, pad_high, strict=True)
+        ]
+        super().__init__(
+            operands=[input, weight],
+            properties={
+                "stride": _i64_array(stride),
+                "dilation": _i64_array(dilation),
+                "pad_low": _i64_array(pad_low),
+                "pad_high": _i64_array(pad_high),
+                "groups": IntegerAttr(groups, i64),
+            },
+            result_types=[tensor_type((x[0], w[0], *spatial), element_of(input))],
+        )
+
+    @property
+    def strides(self) -> tuple[int, ...]:
+        return _ints(self.stride)
+
+    @property
+    def dilations(self) -> tuple[int, ...]:
+        return _ints(self.dilation)
+
+    @property
+    def lows(self) -> tuple[int, ...]:
+        return _ints(self.pad_low)
+
+    @property
+    def highs(self) -> tuple[int, ...]:
+        return _ints(self.pad_high)
+
+    @property
+    def group_count(self) -> int:
+        return self.groups.value.data
+
+    def verify_(self) -> None:
+        x, w = shape_of(self.input), shape_of(self.weight)
+        el = element_of(self.input)
+        if not is_float(el) or element_of(self.weight) != el:
+            raise VerifyException(
+                f"pg.conv: input and weight must be float tensors of one element type, got {self.input.type}, "
+                f"{self.weight.type}"
+            )
+        r = len(x) - 2
+        if r < 1 or len(w) != len(x):
+            raise VerifyException(f"pg.conv: input {x} and weight {w} need one rank >= 3 (N, C, *spatial)")
+        props = (self.strides, self.dilations, self.lows, self.highs)
+        if any(len(p) != r for p in props):
+            raise VerifyException(f"pg.conv: stride, dilation, pad_low and pad_high need {r} entries each")
+        if min(self.strides + self.dilations) < 1 or min(self.lows + self.highs) < 0:
+            raise VerifyException("pg.conv: stride and dilation must be >= 1 and padding >= 0")
+        g = self.group_count
+        if g < 1 or x[1] % g or w[0] % g or w[1] * g != x[1]:
+            raise VerifyException(
+                f"pg.conv: input {x} and weight {w} do not match for groups = {g} (C = weight[1] * groups, "
+                "both C and O divisible by groups)"
+            )
+        spatial = tuple(
+            conv_output_size(s, k, st, d, lo, hi) for s, k, st, d, lo, hi in zip(x[2:], w[2:], *props, strict=True)
+        )
+        if min(spatial) < 1:
+            raise VerifyException(f"pg.conv: kernel {w[2:]} (dilated) is larger than the padded input {x[2:]}")
+        _expect_shape("pg.conv", shape_of(self.result), (x[0], w[0], *spatial))
+
+
 PG = Dialect(
     "pg",
     [
@@ -1423,6 +1541,8 @@ PG = Dialect(
         *SURFACE_OPS,
         # attention (issue 11)
         ScaledDotProductAttentionOp,
+        # convolution (issue 12)
+        ConvOp,
     ],
 )
 

@@ -252,6 +252,8 @@ BUILDERS: dict[str, Callable[[list[SSAValue], tuple, tuple], Operation]] = {
     "scaled_dot_product_attention": lambda xs, a, t: pg.ScaledDotProductAttentionOp(
         xs[0], xs[1], xs[2], xs[3] if a[2] else None, xs[3 + a[2]] if a[3] else None, a[0], a[1]
     ),
+    # convolution (issue 12): attrs (stride, dilation, pad_low, pad_high, groups)
+    "conv": lambda xs, a, t: pg.ConvOp(xs[0], xs[1], *a),
 }
 for _cls in (
     pg.NegOp, pg.ExpOp, pg.LogOp, pg.SqrtOp, pg.RsqrtOp, pg.SinOp, pg.CosOp, pg.TanhOp, pg.SigmoidOp,

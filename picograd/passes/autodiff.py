@@ -410,6 +410,75 @@ def _scaled_dot_product_attention(b: Builder, op: pg.ScaledDotProductAttentionOp
 VJP_RULES[pg.ScaledDotProductAttentionOp] = _scaled_dot_product_attention
 
 
+# -- convolution (issue 12)
+
+
+def _pad_or_slice(
+    b: Builder, x: SSAValue, low: Sequence[int], high: Sequence[int], interior: Sequence[int]
+) -> SSAValue:
+    """``x`` with ``interior`` zeros between neighbours and ``low``/``high`` zeros added before/after each dim;
+    a negative amount removes elements instead (a ``pg.pad`` then a ``pg.slice``)."""
+    if any(low) or any(high) or any(interior):
+        x = b(pg.PadOp(x, [max(v, 0) for v in low], [max(v, 0) for v in high], interior))
+    if min((*low, *high), default=0) < 0:
+        shape = shape_of(x)
+        start = [max(-v, 0) for v in low]
+        stop = [n - max(-v, 0) for n, v in zip(shape, high, strict=True)]
+        x = b(pg.SliceOp(x, start, stop, [1] * len(shape)))
+    return x
+
+
+def _flip_spatial(b: Builder, w: SSAValue) -> SSAValue:
+    """``w`` reversed along every dim after the first two (a ``pg.gather`` of constant indices per dim)."""
+    for d, n in enumerate(shape_of(w)):
+        if d >= 2 and n > 1:
+            rev = DenseIntOrFPElementsAttr.from_list(TensorType(pg.i64, [n]), list(range(n - 1, -1, -1)))
+            w = b(pg.GatherOp(w, b(pg.ConstantOp(rev)), d))
+    return w
+
+
+def _conv(b: Builder, op: pg.ConvOp, g: SSAValue) -> Sequence[Grad]:
+    """vjp of ``y = conv(x, w)`` (stride s, dilation d, padding lo/hi, G groups), both as convolutions:
+
+    - dx is the transposed convolution: ``g`` dilated by ``s - 1`` zeros, padded by ``d (K - 1) - lo`` before (and
+      up to the input's length after), convolved (stride 1, dilation d) with ``w`` flipped in space and with in and
+      out channels swapped within each group;
+    - dw is a correlation of the input with ``g``: with the batch as the contracted channel dim, ``x`` as
+      (C/G, G N, *S) and ``g`` as (O, N, *Q) convolve with stride d, dilation s and the forward padding, giving
+      (C/G, O, *K') with K' >= K, sliced to K and transposed to (O, C/G, *K).
+
+    (The two identities of Dumoulin and Visin, "A guide to convolution arithmetic for deep learning", 2016.)"""
+    x, w = op.input, op.weight
+    n, c, *size = shape_of(x)
+    o, cg, *kernel = shape_of(w)
+    q = shape_of(g)[2:]
+    groups, og = op.group_count, o // op.group_count
+    s, d, lo, hi = op.strides, op.dilations, op.lows, op.highs
+    r = len(size)
+    # input gradient
+    before = [di * (k - 1) - low for di, k, low in zip(d, kernel, lo, strict=True)]
+    after = [
+        sz + di * (k - 1) - bf - ((qq - 1) * st + 1)
+        for sz, di, k, bf, qq, st in zip(size, d, kernel, before, q, s, strict=True)
+    ]
+    spread = _pad_or_slice(b, g, [0, 0, *before], [0, 0, *after], [0, 0, *(st - 1 for st in s)])
+    swapped = b.reshape(_flip_spatial(b, w), (groups, og, cg, *kernel))
+    swapped = b.reshape(b(pg.PermuteOp(swapped, [0, 2, 1, *range(3, 3 + r)])), (c, og, *kernel))
+    dx = b(pg.ConvOp(spread, swapped, [1] * r, d, [0] * r, [0] * r, groups))
+    # weight gradient
+    xt = b.reshape(
+        b(pg.PermuteOp(b.reshape(x, (n, groups, cg, *size)), [2, 1, 0, *range(3, 3 + r)])), (cg, groups * n, *size)
+    )
+    gt = b(pg.PermuteOp(g, [1, 0, *range(2, 2 + r)]))
+    dw = b(pg.ConvOp(xt, gt, d, s, lo, hi, groups))
+    if shape_of(dw)[2:] != tuple(kernel):
+        dw = b(pg.SliceOp(dw, [0] * (2 + r), [cg, o, *kernel], [1] * (2 + r)))
+    return [dx, b(pg.PermuteOp(dw, [1, 0, *range(2, 2 + r)]))]
+
+
+VJP_RULES[pg.ConvOp] = _conv
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # The reverse sweep
 

@@ -1,6 +1,27 @@
 """``pg.nn``: modules with PyTorch's names (``Module``, ``Linear``, ``Embedding``, ``LayerNorm``, ``LSTM``, ...)."""
 
-from picograd.frontend.nn import functional, utils
+from picograd.frontend.nn import functional, init, utils
+from picograd.frontend.nn.conv_modules import (
+    AdaptiveAvgPool1d,
+    AdaptiveAvgPool2d,
+    AvgPool1d,
+    AvgPool2d,
+    BatchNorm1d,
+    BatchNorm2d,
+    ConstantPad1d,
+    ConstantPad2d,
+    Conv1d,
+    Conv2d,
+    ConvTranspose1d,
+    ConvTranspose2d,
+    GroupNorm,
+    MaxPool1d,
+    MaxPool2d,
+    ReflectionPad2d,
+    ReplicationPad2d,
+    Upsample,
+    ZeroPad2d,
+)
 from picograd.frontend.nn.modules import (
     CELU,
     ELU,
@@ -112,4 +133,24 @@ __all__ = [
     "RNNCell",
     "GRUCell",
     "LSTMCell",
+    "init",
+    "Conv1d",
+    "Conv2d",
+    "ConvTranspose2d",
+    "MaxPool2d",
+    "AvgPool2d",
+    "AdaptiveAvgPool2d",
+    "BatchNorm1d",
+    "BatchNorm2d",
+    "GroupNorm",
+    "Upsample",
+    "ConvTranspose1d",
+    "MaxPool1d",
+    "AvgPool1d",
+    "AdaptiveAvgPool1d",
+    "ZeroPad2d",
+    "ConstantPad1d",
+    "ConstantPad2d",
+    "ReflectionPad2d",
+    "ReplicationPad2d",
 ]

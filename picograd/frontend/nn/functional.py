@@ -292,6 +292,99 @@ def layer_norm(
     return out
 
 
+def batch_norm(
+    input: Tensor,
+    running_mean: Tensor | None,
+    running_var: Tensor | None,
+    weight: Tensor | None = None,
+    bias: Tensor | None = None,
+    training: bool = False,
+    momentum: Any = 0.1,
+    eps: float = 1e-5,
+) -> Tensor:
+    """Batch normalization (Ioffe and Szegedy, 2015) as ``torch.nn.functional.batch_norm``: input (N, C, *) is
+    normalized per channel C with the batch's mean and biased variance over N and * when ``training`` (and then
+    ``running_mean``/``running_var``, if given, are replaced by ``(1 - momentum) running + momentum batch``, with
+    the unbiased variance, as PyTorch; ``momentum`` may be a 0-d tensor), else with the running statistics. The
+    update is an assignment: a compiled step writes it back as it does optimizer state; eagerly it is computed at
+    once. Raises ``ShapeError`` naming the shapes and ``ValueError`` for one value per channel while training."""
+    from picograd.frontend.tensor import realize
+
+    loc = user_location()
+    if input.ndim < 2:
+        raise ShapeError(f"batch_norm: expects an (N, C, *) input, got shape {input.shape}{at(loc)}")
+    c = input.shape[1]
+    for name, t in (("running_mean", running_mean), ("running_var", running_var), ("weight", weight), ("bias", bias)):
+        if t is not None and t.shape != (c,):
+            raise ShapeError(
+                f"batch_norm: {name} of shape {t.shape} does not match {c} channels of input {input.shape}{at(loc)}"
+            )
+    view = (1, c, *([1] * (input.ndim - 2)))
+    if training:
+        dims = (0, *range(2, input.ndim))
+        count = input.numel() // max(c, 1)
+        if count <= 1:
+            raise ValueError(
+                f"batch_norm: expected more than 1 value per channel when training, got input of shape {input.shape}"
+                f"{at(loc)}"
+            )
+        mean = input.mean(dims, keepdim=True)
+        centered = input - mean
+        var = (centered * centered).mean(dims, keepdim=True)
+        scale = (var + eps).rsqrt()
+        if weight is not None:  # folded into the per-channel scale: one full-size product fewer, both ways
+            scale = scale * weight.reshape(*view)
+        out = centered * scale
+        updated = []
+        for running, batch in ((running_mean, mean), (running_var, var * (count / (count - 1)))):
+            if running is not None:
+                stat = batch.detach().reshape(c)._cast(running.dtype)
+                running._assign(running * (1 - momentum) + stat * momentum)
+                updated.append(running)
+        if updated and STATE.trace is None:
+            realize(*updated)
+    else:
+        if running_mean is None or running_var is None:
+            raise ValueError(f"batch_norm: running_mean and running_var are needed when not training{at(loc)}")
+        scale = (running_var + eps).rsqrt()
+        if weight is not None:
+            scale = scale * weight
+        out = (input - running_mean.reshape(*view)) * scale.reshape(*view)
+    if bias is not None:
+        out = out + bias.reshape(*view)
+    return out
+
+
+def group_norm(
+    input: Tensor, num_groups: int, weight: Tensor | None = None, bias: Tensor | None = None, eps: float = 1e-5
+) -> Tensor:
+    """Group normalization (Wu and He, 2018) as ``torch.nn.functional.group_norm``: input (N, C, *) normalized over
+    each group of ``C / num_groups`` channels and *, with the biased variance, then scaled and shifted per channel.
+    Raises ``ShapeError`` when ``num_groups`` does not divide C or the affine shapes do not match."""
+    loc = user_location()
+    if input.ndim < 2:
+        raise ShapeError(f"group_norm: expects an (N, C, *) input, got shape {input.shape}{at(loc)}")
+    n, c = input.shape[:2]
+    if num_groups < 1 or c % num_groups:
+        raise ShapeError(
+            f"group_norm: num_groups = {num_groups} does not divide the {c} channels of input {input.shape}{at(loc)}"
+        )
+    for name, t in (("weight", weight), ("bias", bias)):
+        if t is not None and t.shape != (c,):
+            raise ShapeError(f"group_norm: {name} of shape {t.shape} does not match {c} channels{at(loc)}")
+    x = input.reshape(n, num_groups, -1)
+    mean = x.mean(2, keepdim=True)
+    centered = x - mean
+    var = (centered * centered).mean(2, keepdim=True)
+    out = (centered * (var + eps).rsqrt()).reshape(*input.shape)
+    view = (1, c, *([1] * (input.ndim - 2)))
+    if weight is not None:
+        out = out * weight.reshape(*view)
+    if bias is not None:
+        out = out + bias.reshape(*view)
+    return out
+
+
 def dropout(x: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
     """Zero each element with probability ``p`` and scale the rest by ``1 / (1 - p)`` (inverted dropout; Srivastava
     et al., 2014). Identity when not ``training`` or ``p == 0``."""
@@ -627,3 +720,22 @@ def one_hot(tensor: Tensor, num_classes: int = -1) -> Tensor:
     tensor = checked_index(tensor, num_classes, tensor.ndim, template=template)
     classes = _iota((*tensor.shape, num_classes), tensor.ndim, tensor.device)
     return (tensor.long().unsqueeze(-1) == classes).long()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# convolution, pooling, padding and resizing (issue 12)
+
+from picograd.frontend.nn.conv import (  # noqa: E402, F401 - re-exported as F.conv2d, ...
+    adaptive_avg_pool1d,
+    adaptive_avg_pool2d,
+    avg_pool1d,
+    avg_pool2d,
+    conv1d,
+    conv2d,
+    conv_transpose1d,
+    conv_transpose2d,
+    interpolate,
+    max_pool1d,
+    max_pool2d,
+    pad,
+)

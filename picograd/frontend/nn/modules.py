@@ -29,11 +29,15 @@ class Module:
     before it trace again at their next call, so that none uses a stale parameter or setting."""
 
     _parameters: dict[str, Tensor]
+    _buffers: dict[str, Tensor | None]
+    _non_persistent: set[str]
     _modules: dict[str, Module]
     _training: bool
 
     def __init__(self) -> None:
         object.__setattr__(self, "_parameters", {})
+        object.__setattr__(self, "_buffers", {})
+        object.__setattr__(self, "_non_persistent", set())
         object.__setattr__(self, "_modules", {})
         object.__setattr__(self, "_training", True)
 
@@ -56,8 +60,13 @@ class Module:
             raise AttributeError("call super().__init__() before assigning attributes of a Module")
         if STATE.trace is None:  # compiled steps traced before this retrace (their guard)
             STATE.bindings += 1
+        if name in self.__dict__.get("_buffers", {}) and (value is None or isinstance(value, Tensor)):
+            self._buffers[name] = value  # assigning a registered buffer keeps it a buffer (as PyTorch)
+            object.__setattr__(self, name, value)
+            return
         self._parameters.pop(name, None)
         self._modules.pop(name, None)
+        self.__dict__.get("_buffers", {}).pop(name, None)
         if isinstance(value, Tensor) and getattr(value, "_is_param", False):
             self._parameters[name] = value
         elif isinstance(value, Module):
@@ -88,6 +97,58 @@ class Module:
         for _, p in self.named_parameters():
             yield p
 
+    def register_buffer(self, name: str, tensor: Tensor | None, persistent: bool = True) -> None:
+        """Register ``tensor`` as a buffer: state that is not a parameter (BatchNorm's running statistics), moved
+        by ``to()`` and kept in the ``state_dict`` unless ``persistent=False`` (``torch.nn.Module.register_buffer``).
+        A compiled step reads a buffer afresh at every call and writes back what the step assigns to it. Raises
+        ``KeyError`` for a name that is already an attribute and ``TypeError`` for a non-tensor."""
+        if "_buffers" not in self.__dict__:
+            raise AttributeError("call super().__init__() before register_buffer()")
+        if not isinstance(name, str) or not name or "." in name:
+            raise KeyError(f"register_buffer: invalid buffer name {name!r}{at(user_location())}")
+        if hasattr(self, name) and name not in self._buffers:
+            raise KeyError(f"register_buffer: attribute '{name}' already exists{at(user_location())}")
+        if tensor is not None and not isinstance(tensor, Tensor):
+            raise TypeError(
+                f"register_buffer: {name} must be a Tensor or None, got {type(tensor).__name__}{at(user_location())}"
+            )
+        self._buffers[name] = tensor
+        if persistent:
+            self._non_persistent.discard(name)
+        else:
+            self._non_persistent.add(name)
+        if STATE.trace is None:
+            STATE.bindings += 1
+        object.__setattr__(self, name, tensor)
+
+    def named_buffers(self, prefix: str = "") -> Iterator[tuple[str, Tensor]]:
+        """``(dotted name, buffer)`` pairs, depth first, each buffer once (None buffers skipped)."""
+        seen: set[int] = set()
+        for m_prefix, m in self._named_modules(prefix):
+            for name, b in m._buffers.items():
+                if b is not None and id(b) not in seen:
+                    seen.add(id(b))
+                    yield m_prefix + name, b
+
+    def buffers(self) -> Iterator[Tensor]:
+        for _, b in self.named_buffers():
+            yield b
+
+    def _named_modules(self, prefix: str) -> Iterator[tuple[str, Module]]:
+        yield prefix, self
+        for name, m in self._modules.items():
+            yield from m._named_modules(f"{prefix}{name}.")
+
+    def _state_items(self) -> Iterator[tuple[str, Tensor]]:
+        """What the state_dict holds, in PyTorch's order: per module, its parameters then its persistent buffers."""
+        seen: set[int] = set()
+        for m_prefix, m in self._named_modules(""):
+            items = [*m._parameters.items(), *((k, b) for k, b in m._buffers.items() if k not in m._non_persistent)]
+            for name, t in items:
+                if t is not None and id(t) not in seen:
+                    seen.add(id(t))
+                    yield m_prefix + name, t
+
     def children(self) -> Iterator[Module]:
         yield from self._modules.values()
 
@@ -112,9 +173,9 @@ class Module:
         """Move every parameter (and its ``.grad``) to ``device`` and/or convert the float ones to ``dtype``, in
         place, and return ``self`` (as ``torch.nn.Module.to``): ``model.to("cuda")``, ``model.to(pg.bfloat16)``,
         ``model.to("cuda", pg.bfloat16)``. The parameters stay the same objects, so an optimizer made before keeps
-        working; its state is created on (or moved to) the parameters' device by the next ``step()``. Integer
-        parameters keep their dtype. Raises ``DeviceError`` for an unknown or unavailable device, ``DTypeError``
-        for a non-float ``dtype``."""
+        working; its state is created on (or moved to) the parameters' device by the next ``step()``. Buffers
+        (BatchNorm's running statistics) go along; integer parameters and buffers keep their dtype. Raises
+        ``DeviceError`` for an unknown or unavailable device, ``DTypeError`` for a non-float ``dtype``."""
         if device is not None and dtype is None:
             try:
                 dtype, device = dtypes.as_dtype(device), None
@@ -124,12 +185,12 @@ class Module:
             dtype = dtypes.as_dtype(dtype)
             if not dtype.is_floating_point:
                 raise DTypeError(f"Module.to: dtype must be a float dtype, got {dtype.name}{at(user_location())}")
-            for p in self.parameters():
+            for p in (*self.parameters(), *self.buffers()):
                 if p.dtype.is_floating_point:
                     p._convert_(dtype)
         if device is not None:
             dev = devices.resolve(device, user_location())
-            for p in self.parameters():
+            for p in (*self.parameters(), *self.buffers()):
                 p._move_(dev)
         return self
 
@@ -142,13 +203,14 @@ class Module:
         return self.to(devices.CPU)
 
     def state_dict(self) -> dict[str, np.ndarray]:
-        """Parameter name -> a copy of its value as a numpy array."""
-        return {name: p.numpy().copy() for name, p in self.named_parameters()}
+        """Parameter and persistent buffer name -> a copy of its value as a numpy array (PyTorch's keys and order:
+        ``conv.weight``, ``bn.running_mean``, ``bn.num_batches_tracked``, ...)."""
+        return {name: p.numpy().copy() for name, p in self._state_items()}
 
     def load_state_dict(self, state: dict[str, Any], strict: bool = True) -> None:
-        """Copy values into the parameters. Raises ``KeyError`` for missing/unexpected keys when ``strict`` and
-        ``ShapeError`` for a shape mismatch."""
-        params = dict(self.named_parameters())
+        """Copy values into the parameters and persistent buffers. Raises ``KeyError`` for missing/unexpected keys
+        when ``strict`` and ``ShapeError`` for a shape mismatch."""
+        params = dict(self._state_items())
         if strict:
             missing, unexpected = set(params) - set(state), set(state) - set(params)
             if missing or unexpected:

@@ -546,3 +546,19 @@ func.func @f(%x: tensor<3xf32>) {
   %0 = pg.check_index %x "index" dim = 0 size = 4 : tensor<3xf32>
   func.return
 }
+
+// -----
+
+// CHECK: pg.conv: input (1, 3, 4, 4) and weight (2, 2, 3, 3) do not match for groups = 1
+func.func @f(%x: tensor<1x3x4x4xf32>, %w: tensor<2x2x3x3xf32>) {
+  %0 = pg.conv %x, %w stride = [1, 1] dilation = [1, 1] pad_low = [0, 0] pad_high = [0, 0] groups = 1 : (tensor<1x3x4x4xf32>, tensor<2x2x3x3xf32>) -> tensor<1x2x2x2xf32>
+  func.return
+}
+
+// -----
+
+// CHECK: pg.conv: kernel (3, 3) (dilated) is larger than the padded input (4, 4)
+func.func @f(%x: tensor<1x2x4x4xf32>, %w: tensor<2x2x3x3xf32>) {
+  %0 = pg.conv %x, %w stride = [1, 1] dilation = [2, 2] pad_low = [0, 0] pad_high = [0, 0] groups = 1 : (tensor<1x2x4x4xf32>, tensor<2x2x3x3xf32>) -> tensor<1x2x0x0xf32>
+  func.return
+}
