@@ -16,6 +16,7 @@ one by one), so tests can check that kernel formation changes no result.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -319,45 +320,42 @@ def _attention_kernel(op: pg.ScaledDotProductAttentionOp, dtype: np.dtype) -> Ke
 
 
 def _conv_kernel(op: pg.ConvOp, shape: tuple[int, ...], dtype: np.dtype) -> Kernel:
-    """``pg.conv`` in numpy: the padded input's windows as a strided view (N, C, *Q, *K), contracted with the
-    weight by one ``tensordot`` per group (numpy copies the windows into an im2col matrix and calls one GEMM)."""
+    """``pg.conv`` in numpy, channels last: the input is copied once into a zero-bordered (N, *S_padded, C) array,
+    its windows viewed as (N, *Q, *K, C) and gathered into an im2col matrix (N*Q, K*C) whose rows are runs of
+    contiguous channels (a fast copy, unlike the (N, C, *Q, *K) view's runs of one kernel row), then one GEMM per
+    group against the weight as (O, K*C). Measured on the DDPM's 8x8 shapes: 2-8x faster than contracting the
+    channels-first view with ``tensordot``."""
     stride, dilation, lows, highs, groups = op.strides, op.dilations, op.lows, op.highs, op.group_count
-    r = len(stride)
     spatial = shape[2:]
-    padding = [(0, 0), (0, 0), *zip(lows, highs, strict=True)]
-    padded = any(lows) or any(highs)
-    axes_x = [1, *range(2 + r, 2 + 2 * r)]
-    axes_w = [1, *range(2, 2 + r)]
 
     def run(x: np.ndarray, w: np.ndarray) -> np.ndarray:
-        if padded:
-            x = np.pad(x, padding)
-        n, c = x.shape[:2]
-        kernel = w.shape[2:]
-        sn, sc, *ss = x.strides
+        n, c, *size = x.shape
+        o, cg, *kernel = w.shape
+        padded = [s + lo + hi for s, lo, hi in zip(size, lows, highs, strict=True)]
+        xl = np.zeros((n, *padded, c), x.dtype)
+        xl[(slice(None), *(slice(lo, lo + s) for lo, s in zip(lows, size, strict=True)))] = np.moveaxis(x, 1, -1)
+        sn, *ss, sc = xl.strides
         windows = np.lib.stride_tricks.as_strided(
-            x,
-            (n, c, *spatial, *kernel),
+            xl,
+            (n, *spatial, *kernel, c),
             (
                 sn,
-                sc,
                 *(s * st for s, st in zip(ss, stride, strict=True)),
                 *(s * d for s, d in zip(ss, dilation, strict=True)),
+                sc,
             ),
             writeable=False,
         )
+        rows, taps, og = n * math.prod(spatial), math.prod(kernel), o // groups
+        wl = np.moveaxis(w, 1, -1)  # (O, *K, C / groups)
         if groups == 1:
-            out = np.tensordot(windows, w, axes=(axes_x, axes_w))
+            out = windows.reshape(rows, taps * c) @ wl.reshape(o, taps * c).T
         else:
-            cg, og = c // groups, w.shape[0] // groups
-            out = np.concatenate(
-                [
-                    np.tensordot(windows[:, i * cg : (i + 1) * cg], w[i * og : (i + 1) * og], axes=(axes_x, axes_w))
-                    for i in range(groups)
-                ],
-                axis=-1,
-            )
-        return np.ascontiguousarray(np.moveaxis(out, -1, 1), dtype=dtype)
+            out = np.empty((rows, o), np.result_type(x, w))
+            for g in range(groups):
+                cols = windows[..., g * cg : (g + 1) * cg].reshape(rows, taps * cg)
+                out[:, g * og : (g + 1) * og] = cols @ wl[g * og : (g + 1) * og].reshape(og, taps * cg).T
+        return np.ascontiguousarray(np.moveaxis(out.reshape(n, *spatial, o), -1, 1), dtype=dtype)
 
     return run
 
