@@ -51,7 +51,7 @@ def cuobjdump() -> str:
 
 
 def schedules() -> list[str]:
-    from picograd.passes.matmul_schedule import SCHEDULES
+    from picograd.passes.schedule import SCHEDULES
 
     return ["auto", *SCHEDULES]
 

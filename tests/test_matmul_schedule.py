@@ -34,7 +34,8 @@ from xdsl.parser import Parser
 from picograd.backend import cuda, ptxas
 from picograd.backend.gpu_compile import CudaProgram, compile_for_cuda
 from picograd.dialects import make_context, pg
-from picograd.passes.matmul_schedule import AUTO_MIN_FMAS, MIN_SMALL_TILES, SCHEDULES, SMS, choose, match_matmul
+from picograd.passes.matmul_schedule import match_matmul
+from picograd.passes.schedule import AUTO_MIN_FMAS, MIN_SMALL_TILES, SCHEDULES, SMS, choose
 from picograd.pipeline import lower_to
 
 NAMES = list(SCHEDULES)
