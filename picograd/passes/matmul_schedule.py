@@ -9,8 +9,8 @@ Input: the loop stage (``pg-to-loops``), where a ``pg.matmul`` is one ``scf.para
 
 **The schedules** (the rungs of the SGEMM ladder in Simon Boehm, "How to Optimize a CUDA Matmul Kernel for
 cuBLAS-like Performance", 2022; the CUTLASS warp-level hierarchy in NVIDIA, "CUTLASS: Fast Linear Algebra in
-CUDA C++", 2017). A schedule is data (:class:`Schedule`): the warps of a block, the lanes of a warp and the outputs
-of a thread along (M, N), the K tile, and three switches::
+CUDA C++", 2017). A schedule is data (``picograd.passes.schedule.Schedule``): the warps of a block, the lanes of
+a warp and the outputs of a thread along (M, N), the K tile, and three switches::
 
     name       block tile (MxNxK)  threads  outputs/thread  operands
     naive      32x8                256      1               global, consecutive threads along M (uncoalesced)
@@ -41,22 +41,22 @@ of a thread along (M, N), the K tile, and three switches::
 **Limits.** A schedule is adapted to f64 (half the K tile, to fit 48 KiB of static shared memory; half the
 outputs per thread, so the accumulators fit in registers). A nest whose grid would exceed CUDA's 65535 blocks in
 y (M tiles) or z (batch), or with K = 0, is left to ``pg-to-gpu``'s one thread per output on a 1-D grid, even when
-a rung is forced.
+a rung is forced (``pg-schedule`` records ``thread_per_point`` for it).
 
 **Edge tiles.** Sizes need not divide the tiles: operand elements outside the matrix are read as zero (indices are
 clamped into range and the value selected, so no load leaves the buffer; ``cp.async`` copies zero bytes of them),
 and outputs outside it are not stored. A 16-byte access is used only where the contiguous extent is a multiple of
 4, so a vector is either wholly inside or wholly outside the matrix.
 
-**Choosing** (``schedule=auto``, the default): f32 nests of at least 2**24 multiply-adds take the fastest rung
-measured on the H200 (``cp-async``, ``bench/results/gemm_h200.jsonl``), on 128x128 tiles when that gives each of
-the 132 SMs at least one tile, else on 64x64 tiles (:data:`SMALL_TILE`: four times the blocks) when there are
-at least 16 of those. Smaller nests (launch cost dominates), nests with fewer output tiles (a weight gradient
-with a deep K: split-K is not implemented) and other element types keep ``pg-to-gpu``'s thread per output
-(``coalesced`` without the tile). ``schedule=NAME`` forces a rung, with its tile, on every matmul nest (f64
-nests then use scalar loads). The ``gpu.launch`` records the rung (``pg.schedule``) and the tile (``pg.tile``).
+**Choosing** is ``pg-schedule``'s (``picograd/passes/schedule.py``, where the table of rungs lives): each nest
+carries its kernel's ``#kernel.schedule`` (``kernel.schedule``, copied by ``pg-to-loops``), and this pass builds the
+rung it names, with the sizes it records (``auto``'s 64x64 tile, an f64 rung's halved K tile and outputs); a nest
+scheduled ``thread_per_point`` is left to ``pg-to-gpu``. A nest without the attribute (loop-stage IR written by
+hand, as in the tests) takes the rung of option ``schedule`` (``auto`` or a rung's name, chosen and fitted by the
+same table). The ``gpu.launch`` records the rung (``pg.schedule``) and the tile (``pg.tile``).
 
-Raises ``PassFailedException`` for an unknown schedule name.
+Raises ``PassFailedException`` for an unknown schedule name, a malformed schedule attribute, or a nest scheduled
+with a rung that is not a matmul nest.
 """
 
 from __future__ import annotations

@@ -32,7 +32,12 @@ outlined as it stands: its body becomes the kernel's, its block arguments become
 ``gpu.thread_id`` ops and the launch's constant sizes, and the host launches it on its own (up to 3-D) grid; its
 attributes (``pg.schedule``, ``pg.tile``, ``pg.kind``, ``gpu.known_block_size``) move to the ``gpu.func``.
 
-**Schedules** of the other nests (recorded as ``pg.schedule`` on the kernel, with ``gpu.known_block_size``):
+**Schedules** of the other nests: the strategy the nest's ``kernel.schedule`` names (``pg-schedule`` chose it for
+the kernel; ``pg-to-loops`` copied it onto the kernel's nests), with its ``block`` as the block size; a nest
+without one (loop-stage IR written by hand) takes the pass options (``block-size``, ``block-reductions``,
+``atomics``). ``block_per_row`` and ``atomic`` apply to the kernel's reduction or scatter nest, and the pass fails
+when a kernel scheduled so has no such nest. The strategy is recorded as ``pg.schedule`` on the ``gpu.func``, with
+``gpu.known_block_size``:
 
 - ``thread_per_point`` (every nest by default): the parallel dims are linearized over a 1-D grid of 1-D blocks
   (``block_size`` threads, fewer for small nests, a multiple of 32); thread ``blockIdx.x * blockDim.x +
