@@ -104,7 +104,7 @@ from xdsl.utils.exceptions import PassFailedException
 from picograd.dialects import gpu_ext, kernel
 from picograd.dialects.kernel import ScheduleAttr
 from picograd.passes._buffers import where
-from picograd.passes.schedule import MIN_BLOCK_REDUCTION
+from picograd.passes.schedule import MIN_BLOCK_REDUCTION, STRATEGIES
 from picograd.passes.to_loops import KERNEL_ATTR, KIND_ATTR
 from picograd.passes.to_loops import SCHEDULE_ATTR as NEST_SCHEDULE_ATTR
 
@@ -677,6 +677,8 @@ class _Outliner:
             strategy = attr.strategy.data
             self.block_size = attr.count("block", self.block_size)
             reductions, atomics = strategy == "block_per_row", strategy == "atomic"
+            if strategy not in STRATEGIES:
+                raise PassFailedException(f"pg-to-gpu: a loop nest{where(par)} has an unknown schedule {attr}")
             if strategy not in ("thread_per_point", "block_per_row", "atomic"):
                 raise PassFailedException(
                     f"pg-to-gpu: a loop nest{where(par)} is scheduled {attr}, which pg-to-gpu does not lower (run "
