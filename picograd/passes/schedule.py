@@ -11,7 +11,7 @@ that lowers it and every size it uses, so that the IR says what will run. The lo
     strategy          kinds                        parameters
     thread_per_point  every kind                   block: the most threads a block (fewer for small nests)
     block_per_row     reduction (sum, max, min)    block: threads a block (one block per output point)
-    atomic            scatter_add                  block: as thread_per_point, the add is an atomic add
+    atomic            scatter_add (index rank > 0) block: a thread per (point, index), the add is an atomic add
     naive ... cp-async  matmul                     tile = [BM, BN, BK], threads, warps, lanes, reps, vec, vector,
                                                    async_copy: the rung of the SGEMM ladder (:data:`SCHEDULES`)
 
@@ -254,7 +254,11 @@ def _reduction(op: kernel.FusedOp | kernel.LaunchOp, o: Options) -> ScheduleAttr
 
 
 def _scatter_add(op: kernel.FusedOp | kernel.LaunchOp, o: Options) -> ScheduleAttr:
-    return ScheduleAttr("atomic", {"block": o.block_size}) if o.atomics else o.per_point()
+    # A 0-d index adds each update to one place: no index loop to spread over threads, no race, no atomics.
+    sc = _main_op(op, (pg.ScatterAddOp,))
+    if o.atomics and isinstance(sc, pg.ScatterAddOp) and shape_of(sc.indices):
+        return ScheduleAttr("atomic", {"block": o.block_size})
+    return o.per_point()
 
 
 KIND_SCHEDULES: dict[str, Callable[[kernel.FusedOp | kernel.LaunchOp, Options], ScheduleAttr]] = {

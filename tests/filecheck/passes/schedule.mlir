@@ -96,3 +96,15 @@ func.func @f(%a: tensor<2048x2048xf32>, %b: tensor<512x512xf32>, %c: tensor<8x16
 // OPTS:          kernel.fused @k3_matmul "matmul" schedule = #kernel.schedule<"cp-async", tile = [64, 128, 8], threads = 256, warps = [2, 4], lanes = [8, 4], reps = [2, 2], vec = [2, 4], vector, async_copy>
 // OPTS:          kernel.fused @k4_sum "reduction" schedule = #kernel.schedule<"thread_per_point", block = 128>
 // OPTS:          kernel.fused @k7_scatter_add "scatter_add" schedule = #kernel.schedule<"thread_per_point", block = 128>
+
+// A scatter-add at a 0-d index writes each element once: a thread per point, no atomics.
+// CHECK-LABEL: func.func @zero_d
+// CHECK:         kernel.fused @k0_scatter_add "scatter_add" schedule = #kernel.schedule<"thread_per_point", block = 256>
+func.func @zero_d(%j: tensor<i64>, %k: tensor<3xf32>) {
+  %0 = kernel.fused @k0_scatter_add "scatter_add" (%j, %k) : (tensor<i64>, tensor<3xf32>) -> (tensor<3x2xf32>) {
+  ^bb0(%y: tensor<i64>, %z: tensor<3xf32>):
+    %s = pg.scatter_add %z[%y] dim = 1 : (tensor<3xf32>, tensor<i64>) -> tensor<3x2xf32>
+    kernel.yield %s : tensor<3x2xf32>
+  }
+  func.return
+}
