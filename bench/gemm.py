@@ -136,7 +136,7 @@ def main() -> None:
     import torch
 
     from picograd.backend import cuda
-    from picograd.passes.matmul_schedule import SCHEDULES
+    from picograd.passes.schedule import SCHEDULES
 
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False

@@ -3,11 +3,12 @@
 ``pg`` is what the frontend records; ``grad`` rewrites hand-written attention into the attention op
 (``pg-fuse-attention``) and expands ``pg.grad`` (``pg-autodiff``); ``step`` expands the optimizer
 ops; ``simplify`` canonicalizes (``pg-canonicalize``) and removes common subexpressions and dead code (xDSL's
-``cse`` and ``dce``); ``kernels`` groups the ``pg`` ops into ``kernel.fused`` ops (``pg-fuse``); ``loops`` turns
+``cse`` and ``dce``); ``kernels`` groups the ``pg`` ops into ``kernel.fused`` ops (``pg-fuse``) and gives each its
+GPU schedule, a ``#kernel.schedule`` attribute (``pg-schedule``); ``loops`` turns
 tensors into buffers with a memory plan (``pg-bufferize``: the function takes its inputs and output buffers and
 returns nothing) and each kernel into loop nests over them (``pg-to-loops``); ``gpu`` outlines each loop nest into
 a ``gpu.func`` kernel launched on a grid of thread blocks (``pg-to-gpu``), after ``pg-matmul-schedule`` has tiled
-the matmul nests into ``gpu.launch`` kernels; ``ptx`` lowers the kernels to the ``ptx``
+the matmul nests into ``gpu.launch`` kernels, both as the schedules say; ``ptx`` lowers the kernels to the ``ptx``
 dialect (``pg-to-ptx``), which ``picograd.backend.ptx_printer`` prints as PTX text. ``pgc --emit=STAGE`` prints the
 module after the passes of every stage up to STAGE.
 """
@@ -29,7 +30,7 @@ STAGES: dict[str, tuple[str, ...]] = {
     "grad": ("pg-fuse-attention", "pg-autodiff"),
     "step": ("pg-sgd", "pg-adam", "pg-adamw"),
     "simplify": ("pg-canonicalize", "cse", "dce"),
-    "kernels": ("pg-decompose-attention", "pg-decompose-conv", "pg-fuse"),
+    "kernels": ("pg-decompose-attention", "pg-decompose-conv", "pg-fuse", "pg-schedule"),
     "loops": ("pg-bufferize", "pg-to-loops"),
     "gpu": ("pg-matmul-schedule", "pg-to-gpu"),
     "ptx": ("pg-to-ptx",),
@@ -38,15 +39,20 @@ STAGES: dict[str, tuple[str, ...]] = {
 
 def passes_until(stage: str, matmul_schedule: str = "auto", arch: str = "sm_90") -> list[str]:
     """The passes (with their options, as ``make_pass`` takes them) that take a ``pg`` module to ``stage``:
-    ``matmul_schedule`` is ``pg-matmul-schedule``'s ``schedule`` and ``arch`` ``pg-to-ptx``'s target.
+    ``matmul_schedule`` is ``pg-schedule``'s ``matmul`` (``auto`` or a rung; also ``pg-matmul-schedule``'s
+    ``schedule``, which only loop-stage IR without schedules uses) and ``arch`` ``pg-to-ptx``'s target.
 
     Raises ``ValueError`` for an unknown stage or schedule."""
     if stage not in STAGES:
         raise ValueError(f"unknown stage '{stage}'; stages are {', '.join(STAGES)}")
-    from picograd.passes.matmul_schedule import check_schedule
+    from picograd.passes.schedule import check_schedule
 
     check_schedule(matmul_schedule)
-    options = {"pg-matmul-schedule": f"{{schedule={matmul_schedule}}}", "pg-to-ptx": f"{{arch={arch}}}"}
+    options = {
+        "pg-schedule": f"{{matmul={matmul_schedule}}}",
+        "pg-matmul-schedule": f"{{schedule={matmul_schedule}}}",
+        "pg-to-ptx": f"{{arch={arch}}}",
+    }
     names: list[str] = []
     for name, passes in STAGES.items():
         names.extend(p + options[p] if p in options else p for p in passes)

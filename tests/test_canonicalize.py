@@ -241,9 +241,15 @@ func.func @f(%x: tensor<3xf32>) -> (tensor<3xf32>, tensor<3xf32>) {
 
 def test_simplify_and_kernels_stages() -> None:
     assert STAGES["simplify"] == ("pg-canonicalize", "cse", "dce")
-    assert passes_until("kernels")[-6:] == [
-        "pg-canonicalize", "cse", "dce", "pg-decompose-attention", "pg-decompose-conv", "pg-fuse"
-    ]  # fmt: skip
+    assert passes_until("kernels")[-7:] == [
+        "pg-canonicalize",
+        "cse",
+        "dce",
+        "pg-decompose-attention",
+        "pg-decompose-conv",
+        "pg-fuse",
+        "pg-schedule{matmul=auto}",
+    ]
 
 
 def test_make_pass_knows_xdsl_passes_and_options() -> None:

@@ -34,7 +34,8 @@ from xdsl.parser import Parser
 from picograd.backend import cuda, ptxas
 from picograd.backend.gpu_compile import CudaProgram, compile_for_cuda
 from picograd.dialects import make_context, pg
-from picograd.passes.matmul_schedule import AUTO_MIN_FMAS, MIN_SMALL_TILES, SCHEDULES, SMS, choose, match_matmul
+from picograd.passes.matmul_schedule import match_matmul
+from picograd.passes.schedule import AUTO_MIN_FMAS, MIN_SMALL_TILES, SCHEDULES, SMS, choose
 from picograd.pipeline import lower_to
 
 NAMES = list(SCHEDULES)
@@ -567,3 +568,54 @@ def test_ir_follows_the_enclosing_matmul_schedule() -> None:
     assert ".shared" not in str(f.ir("ptx"))
     with pytest.raises(ValueError, match="unknown matmul schedule"):
         pg.matmul_schedule(["naive"]).__enter__()  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("schedule", "shape"),
+    [("auto", MM(512, 512, 512)), ("auto", MM(64, 48, 20)), ("warptile", MM(40, 24, 12, f64=True))],
+    ids=str,
+)
+def test_the_kernel_schedule_names_what_runs(schedule: str, shape: MM) -> None:
+    """The ``#kernel.schedule`` that pg-schedule records at the kernels stage is the rung, tile and block size of the
+    GPU kernel that comes out (auto's 64x64 tile included; an f64 rung fitted)."""
+    from xdsl.dialects import gpu
+
+    from picograd.dialects import kernel
+    from picograd.passes.schedule import Schedule
+
+    module = lower_to(shape.module(), "kernels", matmul_schedule=schedule)
+    (k,) = [op for op in module.walk() if isinstance(op, kernel.FusedOp)]
+    assert k.schedule is not None
+    lowered = lower_to(shape.module(), "gpu", matmul_schedule=schedule)
+    (fn,) = [op for op in lowered.walk() if isinstance(op, gpu.FuncOp)]
+    rung = Schedule.from_attr(k.schedule)
+    block = fn.attributes["gpu.known_block_size"]
+    if rung is None:
+        assert k.schedule.strategy.data == "thread_per_point"
+        assert fn.attributes["pg.schedule"].data == "thread_per_point"  # type: ignore[attr-defined]
+        assert block.get_values()[0] <= k.schedule.count("block")  # type: ignore[attr-defined]
+        return
+    assert fn.attributes["pg.schedule"].data == rung.name  # type: ignore[attr-defined]
+    assert tuple(fn.attributes["pg.tile"].get_values()) == (rung.bm, rung.bn, rung.bk)  # type: ignore[attr-defined]
+    assert block.get_values()[0] == rung.threads  # type: ignore[attr-defined]
+    if schedule == "auto":
+        assert (rung.bm, rung.bn) == (64, 64)
+
+
+def test_a_schedule_that_does_not_fit_its_nest_is_an_error() -> None:
+    """pg-matmul-schedule lowers what the attribute says or refuses: a rung on a nest that is not a matmul."""
+    from xdsl.utils.exceptions import PassFailedException
+
+    from picograd.dialects.kernel import ScheduleAttr
+    from picograd.passes.matmul_schedule import PgMatmulSchedule
+    from picograd.passes.schedule import SCHEDULES
+
+    module = lower_to(MM(8, 8, 8).module(), "loops")
+    (par,) = [op for op in module.walk() if op.name == "scf.parallel"]
+    par.attributes["kernel.schedule"] = SCHEDULES["smem"].attr()
+    par.body.block.first_op.detach()  # type: ignore[union-attr]  # no K loop: not a matmul nest any more
+    with pytest.raises(PassFailedException, match="is scheduled .*smem.* but is not a matmul nest"):
+        PgMatmulSchedule().apply(make_context(), module)
+    par.attributes["kernel.schedule"] = ScheduleAttr("smem", {"tile": (1, 2, 3)})
+    with pytest.raises(PassFailedException, match="pg-matmul-schedule"):
+        PgMatmulSchedule().apply(make_context(), module)

@@ -29,29 +29,35 @@ what the launch writes into ``outs``::
 
 ``kernel.yield`` ends the body of both.
 
-Both kernel ops carry ``kind`` (one of ``KINDS``: what the kernel's main work is, which later passes use to pick a
-lowering schedule) and ``sym_name``, a readable name unique within the module (``k0_tanh``) that generated GPU
-kernels are named after.
+Both kernel ops carry ``kind`` (one of ``KINDS``: what the kernel's main work is) and ``sym_name``, a readable name
+unique within the module (``k0_tanh``) that generated GPU kernels are named after, and may carry ``schedule``: how
+the kernel runs on the GPU, a ``#kernel.schedule`` attribute (:class:`ScheduleAttr`) that ``pg-schedule`` chooses
+and the lowering passes follow. It is printed after the kind::
+
+    kernel.fused @k0_matmul "matmul" schedule = #kernel.schedule<"cp-async", tile = [128, 128, 16], threads = 256,
+        warps = [2, 4], lanes = [8, 4], reps = [2, 2], vec = [4, 4], vector, async_copy> (%a, %b) : ...
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from xdsl.dialects.builtin import MemRefType, StringAttr, TensorType
-from xdsl.ir import Attribute, Block, Dialect, Operation, Region, SSAValue
+from xdsl.dialects.builtin import ArrayAttr, DictionaryAttr, IntAttr, MemRefType, StringAttr, TensorType, UnitAttr
+from xdsl.ir import Attribute, Block, Dialect, Operation, ParametrizedAttribute, Region, SSAValue
 from xdsl.irdl import (
     AttrSizedOperandSegments,
     IRDLOperation,
+    irdl_attr_definition,
     irdl_op_definition,
     lazy_traits_def,
+    opt_prop_def,
     prop_def,
     region_def,
     traits_def,
     var_operand_def,
     var_result_def,
 )
-from xdsl.parser import Parser, UnresolvedOperand
+from xdsl.parser import AttrParser, Parser, UnresolvedOperand
 from xdsl.printer import Printer
 from xdsl.traits import HasParent, IsolatedFromAbove, IsTerminator, Pure, RecursiveMemoryEffect
 from xdsl.utils.exceptions import VerifyException
@@ -93,6 +99,126 @@ def _print_body(printer: Printer, op: Operation, body: Region) -> None:
 
 
 # ---------------------------------------------------------------------------------------------------------------
+# #kernel.schedule
+
+ScheduleValue = int | tuple[int, ...] | bool
+"""A schedule parameter: a count (``threads = 256``), sizes along dims (``tile = [128, 128, 16]``) or a switch
+(``vector``: on when present)."""
+
+
+@irdl_attr_definition
+class ScheduleAttr(ParametrizedAttribute):
+    """How a kernel runs on the GPU: a strategy name and its parameters, in the order given::
+
+        #kernel.schedule<"thread_per_point", block = 256>
+        #kernel.schedule<"cp-async", tile = [64, 64, 16], threads = 128, warps = [2, 2], lanes = [8, 4],
+                         reps = [1, 2], vec = [4, 4], vector, async_copy>
+
+    Parameters are counts, lists of counts or switches (present: on). The strategies and what their parameters mean
+    are the rows of ``pg-schedule``'s table (``picograd/passes/schedule.py``); the dialect checks only the form."""
+
+    name = "kernel.schedule"
+    strategy: StringAttr
+    params: DictionaryAttr
+
+    def __init__(self, strategy: str, params: dict[str, ScheduleValue] | None = None):
+        data: dict[str, Attribute] = {}
+        for key, value in (params or {}).items():
+            if isinstance(value, bool):
+                if value:
+                    data[key] = UnitAttr()
+            elif isinstance(value, int):
+                data[key] = IntAttr(value)
+            else:
+                data[key] = ArrayAttr([IntAttr(v) for v in value])
+        super().__init__(StringAttr(strategy), DictionaryAttr(data))
+
+    @property
+    def values(self) -> dict[str, ScheduleValue]:
+        """The parameters as Python values, in order (switches that are on map to True)."""
+        out: dict[str, ScheduleValue] = {}
+        for key, attr in self.params.data.items():
+            if isinstance(attr, UnitAttr):
+                out[key] = True
+            elif isinstance(attr, IntAttr):
+                out[key] = attr.data
+            else:
+                assert isinstance(attr, ArrayAttr)
+                out[key] = tuple(v.data for v in attr.data)  # type: ignore[attr-defined]
+        return out
+
+    def count(self, key: str, default: int = 0) -> int:
+        value = self.values.get(key, default)
+        assert isinstance(value, int), f"{self}: {key} is not a count"
+        return value
+
+    def sizes(self, key: str) -> tuple[int, ...]:
+        value = self.values[key]
+        assert isinstance(value, tuple), f"{self}: {key} is not a list of counts"
+        return value
+
+    def flag(self, key: str) -> bool:
+        return isinstance(self.params.data.get(key), UnitAttr)
+
+    def verify(self) -> None:
+        for key, attr in self.params.data.items():
+            ok = isinstance(attr, UnitAttr | IntAttr) or (
+                isinstance(attr, ArrayAttr) and all(isinstance(v, IntAttr) for v in attr.data)
+            )
+            if not ok:
+                raise VerifyException(f"#kernel.schedule: parameter {key} = {attr} is not a count, list or switch")
+
+    def print_parameters(self, printer: Printer) -> None:
+        printer.print_string("<")
+        printer.print_string_literal(self.strategy.data)
+        for key, value in self.values.items():
+            printer.print_string(f", {key}")
+            if isinstance(value, bool):
+                continue
+            text = str(value) if isinstance(value, int) else "[" + ", ".join(str(v) for v in value) + "]"
+            printer.print_string(f" = {text}")
+        printer.print_string(">")
+
+    @classmethod
+    def parse_parameters(cls, parser: AttrParser) -> tuple[StringAttr, DictionaryAttr]:
+        parser.parse_punctuation("<")
+        strategy = parser.parse_str_literal(" (the schedule's strategy)")
+        params: dict[str, ScheduleValue] = {}
+        while parser.parse_optional_punctuation(",") is not None:
+            key = parser.parse_identifier(" (a schedule parameter)")
+            if parser.parse_optional_punctuation("=") is None:
+                params[key] = True
+            elif parser.parse_optional_punctuation("[") is not None:
+                values = [parser.parse_integer()]
+                while parser.parse_optional_punctuation(",") is not None:
+                    values.append(parser.parse_integer())
+                parser.parse_punctuation("]")
+                params[key] = tuple(values)
+            else:
+                params[key] = parser.parse_integer()
+        parser.parse_punctuation(">")
+        attr = cls(strategy, params)
+        return attr.strategy, attr.params
+
+
+def _print_schedule(printer: Printer, schedule: ScheduleAttr | None) -> None:
+    if schedule is not None:
+        printer.print_string(" schedule = ")
+        printer.print_attribute(schedule)
+
+
+def _parse_schedule(parser: Parser) -> ScheduleAttr | None:
+    if parser.parse_optional_keyword("schedule") is None:
+        return None
+    parser.parse_punctuation("=")
+    pos = parser.pos
+    attr = parser.parse_attribute()
+    if not isinstance(attr, ScheduleAttr):
+        parser.raise_error(f"expected a #kernel.schedule attribute, got {attr}", pos)
+    return attr
+
+
+# ---------------------------------------------------------------------------------------------------------------
 # kernel.fused
 
 
@@ -108,6 +234,7 @@ class FusedOp(IRDLOperation):
     outputs = var_result_def(TensorType)
     kind = prop_def(StringAttr)
     sym_name = prop_def(StringAttr)
+    schedule = opt_prop_def(ScheduleAttr)
     body = region_def("single_block")
     traits = traits_def(IsolatedFromAbove(), RecursiveMemoryEffect())
 
@@ -118,11 +245,12 @@ class FusedOp(IRDLOperation):
         inputs: Sequence[SSAValue],
         result_types: Sequence[Attribute],
         body: Region,
+        schedule: ScheduleAttr | None = None,
     ):
         super().__init__(
             operands=[list(inputs)],
             result_types=[list(result_types)],
-            properties={"kind": StringAttr(kind), "sym_name": StringAttr(sym_name)},
+            properties={"kind": StringAttr(kind), "sym_name": StringAttr(sym_name), "schedule": schedule},
             regions=[body],
         )
 
@@ -156,6 +284,7 @@ class FusedOp(IRDLOperation):
 
     def print(self, printer: Printer) -> None:
         _print_header(printer, self.sym_name, self.kind)
+        _print_schedule(printer, self.schedule)
         printer.print_string(" (")
         printer.print_list(self.inputs, printer.print_operand)
         printer.print_string(") : (")
@@ -169,6 +298,7 @@ class FusedOp(IRDLOperation):
     def parse(cls, parser: Parser) -> FusedOp:
         sym_name = parser.parse_symbol_name().data
         kind = parser.parse_str_literal()
+        schedule = _parse_schedule(parser)
         operands = parser.parse_comma_separated_list(parser.Delimiter.PAREN, parser.parse_unresolved_operand)
         parser.parse_punctuation(":")
         pos = parser.pos
@@ -178,7 +308,7 @@ class FusedOp(IRDLOperation):
         inputs = parser.resolve_operands(operands, in_types, pos)
         attrs = parser.parse_optional_attr_dict_with_keyword()
         body = parser.parse_region()
-        op = cls(sym_name, kind, inputs, out_types, body)
+        op = cls(sym_name, kind, inputs, out_types, body, schedule)
         if attrs is not None:
             op.attributes.update(attrs.data)
         return op
@@ -207,14 +337,23 @@ class LaunchOp(IRDLOperation):
     outs = var_operand_def(MemRefType)
     kind = prop_def(StringAttr)
     sym_name = prop_def(StringAttr)
+    schedule = opt_prop_def(ScheduleAttr)
     body = region_def("single_block")
     irdl_options = (AttrSizedOperandSegments(as_property=True),)
     traits = traits_def(IsolatedFromAbove())
 
-    def __init__(self, sym_name: str, kind: str, ins: Sequence[SSAValue], outs: Sequence[SSAValue], body: Region):
+    def __init__(
+        self,
+        sym_name: str,
+        kind: str,
+        ins: Sequence[SSAValue],
+        outs: Sequence[SSAValue],
+        body: Region,
+        schedule: ScheduleAttr | None = None,
+    ):
         super().__init__(
             operands=[list(ins), list(outs)],
-            properties={"kind": StringAttr(kind), "sym_name": StringAttr(sym_name)},
+            properties={"kind": StringAttr(kind), "sym_name": StringAttr(sym_name), "schedule": schedule},
             regions=[body],
         )
 
@@ -254,6 +393,7 @@ class LaunchOp(IRDLOperation):
 
     def print(self, printer: Printer) -> None:
         _print_header(printer, self.sym_name, self.kind)
+        _print_schedule(printer, self.schedule)
         for key, values in (("ins", self.ins), ("outs", self.outs)):
             printer.print_string(f" {key}(")
             if values:
@@ -267,6 +407,7 @@ class LaunchOp(IRDLOperation):
     def parse(cls, parser: Parser) -> LaunchOp:
         sym_name = parser.parse_symbol_name().data
         kind = parser.parse_str_literal()
+        schedule = _parse_schedule(parser)
         groups: list[Sequence[SSAValue]] = []
         for key in ("ins", "outs"):
             parser.parse_keyword(key)
@@ -284,7 +425,7 @@ class LaunchOp(IRDLOperation):
             groups.append(values)
         attrs = parser.parse_optional_attr_dict_with_keyword()
         body = parser.parse_region()
-        op = cls(sym_name, kind, groups[0], groups[1], body)
+        op = cls(sym_name, kind, groups[0], groups[1], body, schedule)
         if attrs is not None:
             op.attributes.update(attrs.data)
         return op
@@ -307,6 +448,6 @@ class YieldOp(IRDLOperation):
         super().__init__(operands=[list(values)])
 
 
-KERNEL = Dialect("kernel", [FusedOp, LaunchOp, YieldOp])
+KERNEL = Dialect("kernel", [FusedOp, LaunchOp, YieldOp], [ScheduleAttr])
 
-__all__ = ["KERNEL", "KINDS", "FusedOp", "LaunchOp", "YieldOp"]
+__all__ = ["KERNEL", "KINDS", "FusedOp", "LaunchOp", "ScheduleAttr", "ScheduleValue", "YieldOp"]

@@ -59,7 +59,7 @@ from picograd.frontend.dtypes import as_dtype
 from picograd.frontend.graph import STATE, Graph, Node, TraceContext, at, cut, leaf, lower, user_location
 from picograd.frontend.realize import compile_graph, current_matmul_schedule, matmul_schedule, release
 from picograd.frontend.tensor import Tensor, realize
-from picograd.passes.matmul_schedule import check_schedule
+from picograd.passes.schedule import check_schedule
 
 
 @dataclass(frozen=True, init=False)

@@ -272,6 +272,7 @@ def bufferize_function(fn: func.FuncOp, alignment: int = 64, reuse: bool = True,
             [buffer[v] for v in op.inputs],
             [buffer[r] for r in op.outputs],
             op.detach_region(op.body),
+            op.schedule,
         )
         launch.location = op.location
         block.insert_op_before(launch, op)

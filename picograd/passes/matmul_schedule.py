@@ -9,8 +9,8 @@ Input: the loop stage (``pg-to-loops``), where a ``pg.matmul`` is one ``scf.para
 
 **The schedules** (the rungs of the SGEMM ladder in Simon Boehm, "How to Optimize a CUDA Matmul Kernel for
 cuBLAS-like Performance", 2022; the CUTLASS warp-level hierarchy in NVIDIA, "CUTLASS: Fast Linear Algebra in
-CUDA C++", 2017). A schedule is data (:class:`Schedule`): the warps of a block, the lanes of a warp and the outputs
-of a thread along (M, N), the K tile, and three switches::
+CUDA C++", 2017). A schedule is data (``picograd.passes.schedule.Schedule``): the warps of a block, the lanes of
+a warp and the outputs of a thread along (M, N), the K tile, and three switches::
 
     name       block tile (MxNxK)  threads  outputs/thread  operands
     naive      32x8                256      1               global, consecutive threads along M (uncoalesced)
@@ -41,27 +41,26 @@ of a thread along (M, N), the K tile, and three switches::
 **Limits.** A schedule is adapted to f64 (half the K tile, to fit 48 KiB of static shared memory; half the
 outputs per thread, so the accumulators fit in registers). A nest whose grid would exceed CUDA's 65535 blocks in
 y (M tiles) or z (batch), or with K = 0, is left to ``pg-to-gpu``'s one thread per output on a 1-D grid, even when
-a rung is forced.
+a rung is forced (``pg-schedule`` records ``thread_per_point`` for it).
 
 **Edge tiles.** Sizes need not divide the tiles: operand elements outside the matrix are read as zero (indices are
 clamped into range and the value selected, so no load leaves the buffer; ``cp.async`` copies zero bytes of them),
 and outputs outside it are not stored. A 16-byte access is used only where the contiguous extent is a multiple of
 4, so a vector is either wholly inside or wholly outside the matrix.
 
-**Choosing** (``schedule=auto``, the default): f32 nests of at least 2**24 multiply-adds take the fastest rung
-measured on the H200 (``cp-async``, ``bench/results/gemm_h200.jsonl``), on 128x128 tiles when that gives each of
-the 132 SMs at least one tile, else on 64x64 tiles (:data:`SMALL_TILE`: four times the blocks) when there are
-at least 16 of those. Smaller nests (launch cost dominates), nests with fewer output tiles (a weight gradient
-with a deep K: split-K is not implemented) and other element types keep ``pg-to-gpu``'s thread per output
-(``coalesced`` without the tile). ``schedule=NAME`` forces a rung, with its tile, on every matmul nest (f64
-nests then use scalar loads). The ``gpu.launch`` records the rung (``pg.schedule``) and the tile (``pg.tile``).
+**Choosing** is ``pg-schedule``'s (``picograd/passes/schedule.py``, where the table of rungs lives): each nest
+carries its kernel's ``#kernel.schedule`` (``kernel.schedule``, copied by ``pg-to-loops``), and this pass builds the
+rung it names, with the sizes it records (``auto``'s 64x64 tile, an f64 rung's halved K tile and outputs); a nest
+scheduled ``thread_per_point`` is left to ``pg-to-gpu``. A nest without the attribute (loop-stage IR written by
+hand, as in the tests) takes the rung of option ``schedule`` (``auto`` or a rung's name, chosen and fitted by the
+same table). The ``gpu.launch`` records the rung (``pg.schedule``) and the tile (``pg.tile``).
 
-Raises ``PassFailedException`` for an unknown schedule name.
+Raises ``PassFailedException`` for an unknown schedule name, a malformed schedule attribute, or a nest scheduled
+with a rung that is not a matmul nest.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -87,89 +86,17 @@ from xdsl.traits import is_side_effect_free
 from xdsl.utils.exceptions import PassFailedException
 
 from picograd.dialects import gpu_ext
+from picograd.dialects.kernel import ScheduleAttr
+from picograd.passes._buffers import where
+from picograd.passes.schedule import VEC, Schedule, check_schedule, matmul_rung
 from picograd.passes.to_gpu import SCHEDULE_ATTR, _const_int
 from picograd.passes.to_loops import KERNEL_ATTR, KIND_ATTR
 
 TILE_ATTR = "pg.tile"
 """Attribute of the ``gpu.launch``: the block tile (BM, BN, BK; BK = 0 without shared-memory tiles)."""
+NEST_SCHEDULE_ATTR = "kernel.schedule"
+"""Attribute of a loop nest (``pg-to-loops`` copies it from the kernel): the ``#kernel.schedule`` to follow."""
 WARP = gpu_ext.WARP_SIZE
-VEC = 4
-"""Elements of f32 per 16-byte access."""
-
-
-@dataclass(frozen=True)
-class Schedule:
-    """One rung of the ladder (see the module docstring). All sizes are counts of elements or threads: ``warps``
-    of a block and ``lanes`` of a warp along (M, N) (lanes multiply to 32); each thread owns ``reps`` fragments of
-    ``vec`` contiguous outputs along (M, N); ``bk`` is the K tile (0: no shared memory); ``vector`` turns on
-    16-byte loads and stores, ``async_copy`` the two-stage ``cp.async`` pipeline. The block tile is ``bm x bn``."""
-
-    name: str
-    warps: tuple[int, int]
-    lanes: tuple[int, int]
-    reps: tuple[int, int] = (1, 1)
-    vec: tuple[int, int] = (1, 1)
-    bk: int = 0
-    vector: bool = False
-    async_copy: bool = False
-
-    @property
-    def bm(self) -> int:
-        return self.warps[0] * self.reps[0] * self.lanes[0] * self.vec[0]
-
-    @property
-    def bn(self) -> int:
-        return self.warps[1] * self.reps[1] * self.lanes[1] * self.vec[1]
-
-    @property
-    def threads(self) -> int:
-        return WARP * self.warps[0] * self.warps[1]
-
-
-SCHEDULES: dict[str, Schedule] = {
-    s.name: s
-    for s in (
-        Schedule("naive", warps=(1, 8), lanes=(32, 1)),
-        Schedule("coalesced", warps=(8, 1), lanes=(1, 32)),
-        Schedule("smem", warps=(32, 1), lanes=(1, 32), bk=32),
-        Schedule("regtile", warps=(8, 1), lanes=(2, 16), vec=(8, 8), bk=8, vector=True),
-        Schedule("warptile", warps=(2, 4), lanes=(8, 4), reps=(2, 2), vec=(4, 4), bk=16, vector=True),
-        Schedule("cp-async", warps=(2, 4), lanes=(8, 4), reps=(2, 2), vec=(4, 4), bk=16, vector=True, async_copy=True),
-    )
-}
-"""The rungs, in ladder order."""
-
-BEST = "cp-async"
-"""The rung ``auto`` takes for large f32 matmuls (the fastest at 4096 and 8192 on the H200, bench/gemm.py)."""
-AUTO_MIN_FMAS = 1 << 24
-"""Below this many multiply-adds a matmul stays one thread per output (launch-bound; no tile pays off)."""
-MIN_SMALL_TILES = 16
-"""Fewer 64x64 output tiles than this stay one thread per output (see ``choose``)."""
-SMS = 132
-"""Streaming multiprocessors of the H200: below one 128x128 tile per SM, ``auto`` takes 64x64 tiles."""
-
-
-def check_schedule(name: str) -> str:
-    """``name`` if it is ``auto`` or a rung of :data:`SCHEDULES`; raises ``ValueError`` naming the choices."""
-    if not isinstance(name, str) or (name != "auto" and name not in SCHEDULES):
-        raise ValueError(f"unknown matmul schedule '{name}': expected auto or one of {', '.join(SCHEDULES)}")
-    return name
-
-
-SMALL_TILE = dataclasses.replace(SCHEDULES[BEST], warps=(2, 2), reps=(1, 2))
-"""``cp-async`` on 64x64x16 tiles (128 threads, 4x8 outputs each): for grids of fewer 128x128 tiles than SMs."""
-
-
-def choose(m: int, n: int, k: int, batch: int, element: Attribute) -> Schedule | None:
-    """The schedule ``auto`` takes for a (batch x) M x N x K matmul of ``element`` (None: leave it to ``pg-to-gpu``'s
-    thread per output): ``cp-async`` on 128x128 tiles when they give every SM at least one, else on 64x64 tiles."""
-    if not isinstance(element, Float32Type) or m * n * k * batch < AUTO_MIN_FMAS:
-        return None
-    if batch * -(-m // 128) * -(-n // 128) >= SMS:
-        return SCHEDULES[BEST]
-    # A few output tiles with a deep K (a weight gradient, 200x30 over a batch of 4096) would leave most SMs idle
-    # for a long loop; a thread per output at least spreads the work (split-K would be the real fix).
-    return SMALL_TILE if batch * -(-m // 64) * -(-n // 64) >= MIN_SMALL_TILES else None
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -806,43 +733,8 @@ class _Kernel:
                 j += width
 
 
-SHARED_BYTES = 48 * 1024
-"""Static shared memory a block may declare (PTX ``.shared``; more needs dynamic shared memory)."""
-
-
-def fit_shared_memory(s: Schedule, element_bytes: int) -> Schedule:
-    """``s`` with its K tile halved until its tiles fit in :data:`SHARED_BYTES` (f64 tiles take twice the bytes)."""
-    stages = 2 if s.async_copy else 1
-    while s.bk > 1 and stages * s.bk * (s.bm + s.bn + 2 * VEC) * element_bytes > SHARED_BYTES:
-        s = dataclasses.replace(s, bk=s.bk // 2)
-    return s
-
-
-def fit_registers(s: Schedule, element_bytes: int) -> Schedule:
-    """``s`` with fewer outputs per thread (its ``vec`` halved) until the accumulators take at most 64 32-bit
-    registers: 8x8 f64 accumulators (128 registers) plus their fragments would spill."""
-    while s.vec[0] * s.vec[1] * s.reps[0] * s.reps[1] * element_bytes > 256 and max(s.vec) > 1:
-        vm, vn = s.vec
-        s = dataclasses.replace(s, vec=(vm // 2, vn) if vm >= vn else (vm, vn // 2))
-    return s
-
-
-MAX_GRID_YZ = 65535
-"""CUDA's limit on the y and z extents of a grid (the x extent may reach 2**31 - 1)."""
-
-
-def fitted(nest: MatmulNest, s: Schedule) -> Schedule | None:
-    """``s`` adapted to the nest's element type (K tile for shared memory, outputs per thread for registers), or
-    None when its grid would exceed CUDA's limits (then the nest stays one thread per output, on a 1-D grid)."""
-    esize = 4 if isinstance(nest.element, Float32Type) else 8
-    s = fit_shared_memory(fit_registers(s, esize), esize)
-    if -(-nest.m // s.bm) > MAX_GRID_YZ or math.prod(nest.batch) > MAX_GRID_YZ or nest.k == 0:
-        return None
-    return s
-
-
 def schedule_nest(nest: MatmulNest, s: Schedule) -> None:
-    """Replace the nest by the ``gpu.launch`` of schedule ``s`` (as :func:`fitted` adapts it)."""
+    """Replace the nest by the ``gpu.launch`` of the (fitted) rung ``s``."""
     kernel = _Kernel(nest, s)
     launch = kernel.build()
     par = nest.par
@@ -856,9 +748,11 @@ def schedule_nest(nest: MatmulNest, s: Schedule) -> None:
 
 @dataclass(frozen=True)
 class PgMatmulSchedule(ModulePass):
-    """Tile every ``pg.matmul`` nest of the loop stage into a ``gpu.launch`` (see the module docstring). Option
-    ``schedule``: ``auto`` (the default) or one of ``naive``, ``coalesced``, ``smem``, ``regtile``,
-    ``warptile``, ``cp-async``."""
+    """Tile the matmul nests of the loop stage into ``gpu.launch`` kernels (see the module docstring): each nest
+    the rung its ``kernel.schedule`` attribute names (``pg-schedule`` chose it), none where it names
+    ``thread_per_point``. Nests without the attribute (loop-stage IR written by hand) take the rung of option
+    ``schedule``: ``auto`` (the default) or one of ``naive``, ``coalesced``, ``smem``, ``regtile``, ``warptile``,
+    ``cp-async``."""
 
     name = "pg-matmul-schedule"
     schedule: str = "auto"
@@ -870,11 +764,24 @@ class PgMatmulSchedule(ModulePass):
             raise PassFailedException(f"pg-matmul-schedule: {e}") from None
         for fn in [f for f in op.ops if isinstance(f, func.FuncOp)]:
             for par in [p for p in fn.body.block.ops if isinstance(p, scf.ParallelOp)]:
+                attr = par.attributes.get(NEST_SCHEDULE_ATTR)
+                if isinstance(attr, ScheduleAttr):
+                    try:
+                        rung = Schedule.from_attr(attr)
+                    except (ValueError, KeyError) as e:
+                        raise PassFailedException(f"pg-matmul-schedule: {e}{where(par)}") from None
+                    if rung is None:
+                        continue
+                    nest = match_matmul(par)
+                    if nest is None:
+                        raise PassFailedException(
+                            f"pg-matmul-schedule: a loop nest{where(par)} is scheduled {attr} but is not a matmul nest"
+                        )
+                    schedule_nest(nest, rung)
+                    continue
                 nest = match_matmul(par)
                 if nest is None:
                     continue
-                chosen: Schedule | None = SCHEDULES.get(self.schedule)
-                if self.schedule == "auto":
-                    chosen = choose(nest.m, nest.n, nest.k, math.prod(nest.batch), nest.element)
-                if chosen is not None and (fit := fitted(nest, chosen)) is not None:
+                fit = matmul_rung(nest.m, nest.n, nest.k, math.prod(nest.batch), nest.element, self.schedule)
+                if fit is not None:
                     schedule_nest(nest, fit)

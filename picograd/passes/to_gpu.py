@@ -32,7 +32,12 @@ outlined as it stands: its body becomes the kernel's, its block arguments become
 ``gpu.thread_id`` ops and the launch's constant sizes, and the host launches it on its own (up to 3-D) grid; its
 attributes (``pg.schedule``, ``pg.tile``, ``pg.kind``, ``gpu.known_block_size``) move to the ``gpu.func``.
 
-**Schedules** of the other nests (recorded as ``pg.schedule`` on the kernel, with ``gpu.known_block_size``):
+**Schedules** of the other nests: the strategy the nest's ``kernel.schedule`` names (``pg-schedule`` chose it for
+the kernel; ``pg-to-loops`` copied it onto the kernel's nests), with its ``block`` as the block size; a nest
+without one (loop-stage IR written by hand) takes the pass options (``block-size``, ``block-reductions``,
+``atomics``). ``block_per_row`` and ``atomic`` apply to the kernel's reduction or scatter nest, and the pass fails
+when a kernel scheduled so has no such nest. The strategy is recorded as ``pg.schedule`` on the ``gpu.func``, with
+``gpu.known_block_size``:
 
 - ``thread_per_point`` (every nest by default): the parallel dims are linearized over a 1-D grid of 1-D blocks
   (``block_size`` threads, fewer for small nests, a multiple of 32); thread ``blockIdx.x * blockDim.x +
@@ -97,16 +102,17 @@ from xdsl.traits import IsTerminator, is_side_effect_free
 from xdsl.utils.exceptions import PassFailedException
 
 from picograd.dialects import gpu_ext, kernel
+from picograd.dialects.kernel import ScheduleAttr
 from picograd.passes._buffers import where
+from picograd.passes.schedule import MIN_BLOCK_REDUCTION, STRATEGIES
 from picograd.passes.to_loops import KERNEL_ATTR, KIND_ATTR
+from picograd.passes.to_loops import SCHEDULE_ATTR as NEST_SCHEDULE_ATTR
 
 SCHEDULE_ATTR = "pg.schedule"
 """Attribute of each ``gpu.func``: ``thread_per_point``, ``block_per_row`` or ``atomic``, or the matmul schedule
 (``pg-matmul-schedule``) that made its ``gpu.launch``."""
 
 WARP = gpu_ext.WARP_SIZE
-MIN_BLOCK_REDUCTION = 32
-"""The smallest reduced extent that gets a block per output point (below it, a thread per output is cheaper)."""
 
 _ATOMIC_KIND: dict[type[Operation], int] = {arith.AddfOp: 0, arith.AddiOp: 1}
 """``memref.atomic_rmw`` kinds (MLIR's ``AtomicRMWKind``: addf = 0, addi = 1) of the scatter-add combine ops."""
@@ -432,9 +438,12 @@ class _Outliner:
     def __init__(self, fn: func.FuncOp, module: ModuleOp, block_size: int, reductions: bool, atomics: bool):
         self.fn = fn
         self.module = module
-        self.block_size = block_size
+        self.block_size = block_size  # the current nest's (its schedule's ``block``, else the option)
+        self.default_block_size = block_size
         self.reductions = reductions
         self.atomics = atomics
+        self.promised: set[str] = set()  # kernels scheduled block_per_row or atomic
+        self.kept: set[str] = set()  # kernels with a nest lowered that way
         name = f"{fn.sym_name.data}_kernels"
         taken = {getattr(op, "sym_name", None) for op in module.ops}
         n = 0
@@ -476,6 +485,11 @@ class _Outliner:
                 self.outline_launch(par)
             else:
                 self.outline(par)
+        if broken := sorted(self.promised - self.kept):
+            raise PassFailedException(
+                f"pg-to-gpu: @{self.fn.sym_name.data}: kernel(s) {', '.join(broken)} are scheduled block_per_row or "
+                "atomic, but none of their loop nests has that form"
+            )
         # Constants and views the nests used may be dead on the host now.
         for op in reversed(list(block.ops)):
             if isinstance(op, arith.ConstantOp | memref.ViewOp | memref.GetGlobalOp) and not any(
@@ -654,16 +668,43 @@ class _Outliner:
     def schedule(
         self, par: scf.ParallelOp, b: _Builder, dims: list[tuple[int, int]], extents: list[int], kind: str
     ) -> tuple[int, int, str]:
-        """Emit the kernel body; returns (grid blocks, threads per block, schedule name)."""
-        if self.reductions and kind == "reduction":
+        """Emit the kernel body; returns (grid blocks, threads per block, schedule name). A nest with a
+        ``kernel.schedule`` follows it (``block_per_row`` and ``atomic`` apply to the kernel's reduction or scatter
+        nest; its other nests, a scatter's zero fill, take a thread per point); one without it (loop-stage IR
+        written by hand) takes the pass options."""
+        attr = par.attributes.get(NEST_SCHEDULE_ATTR)
+        if isinstance(attr, ScheduleAttr):
+            strategy = attr.strategy.data
+            self.block_size = attr.count("block", self.block_size)
+            reductions, atomics = strategy == "block_per_row", strategy == "atomic"
+            if strategy not in STRATEGIES:
+                raise PassFailedException(f"pg-to-gpu: a loop nest{where(par)} has an unknown schedule {attr}")
+            if strategy not in ("thread_per_point", "block_per_row", "atomic"):
+                raise PassFailedException(
+                    f"pg-to-gpu: a loop nest{where(par)} is scheduled {attr}, which pg-to-gpu does not lower (run "
+                    "pg-matmul-schedule first)"
+                )
+            if strategy != "thread_per_point":
+                self.promised.add(self.kernel_of(par))
+        else:
+            self.block_size = self.default_block_size
+            reductions, atomics = self.reductions and kind == "reduction", self.atomics and kind == "scatter_add"
+        if reductions:
             red = match_reduction(par)
             if red is not None and red.extent >= MIN_BLOCK_REDUCTION:
+                self.kept.add(self.kernel_of(par))
                 return self.block_per_row(par, b, dims, extents, red)
-        if self.atomics and kind == "scatter_add":
+        if atomics:
             sc = match_scatter(par)
             if sc is not None:
+                self.kept.add(self.kernel_of(par))
                 return self.atomic(par, b, dims, extents, sc)
         return self.thread_per_point(par, b, dims, extents)
+
+    @staticmethod
+    def kernel_of(par: Operation) -> str:
+        attr = par.attributes.get(KERNEL_ATTR)
+        return attr.data if isinstance(attr, StringAttr) else ""
 
     def thread_ids(self, b: _Builder, threads: int) -> tuple[SSAValue, SSAValue]:
         bid = b.v(gpu.BlockIdOp(gpu.DimensionAttr(gpu.DimensionEnum.X)))

@@ -29,7 +29,8 @@ along in the reduction's nest instead, stored in its innermost loop, which visit
 pass over the data computes both (the multi-output kernels of ``pg-fuse``). Every nest is an ``scf.parallel``
 over the dims its iterations may run in any order (a 0-d output gets one dim of size 1; xDSL 0.74 prints
 ``scf.parallel`` in the generic form), with the ``pg.kernel`` (the kernel's ``sym_name``) and ``pg.kind``
-attributes, so later stages can tell which nests form a kernel:
+attributes, so later stages can tell which nests form a kernel, and the kernel's ``kernel.schedule`` (a
+``#kernel.schedule`` that ``pg-schedule`` chose), which the GPU lowering passes follow:
 
 - reductions: an accumulator carried by ``scf.for`` loops over the reduced dims (``iter_args``), starting at 0,
   -inf or +inf (the smallest / largest integer), combined with ``addf``/``maximumf``/``minimumf`` (NaN
@@ -98,6 +99,9 @@ from picograd.passes._buffers import where
 
 KERNEL_ATTR = "pg.kernel"
 KIND_ATTR = "pg.kind"
+SCHEDULE_ATTR = "kernel.schedule"
+"""Attribute of each nest: the kernel's ``#kernel.schedule`` (when ``pg-schedule`` gave it one), which the GPU
+lowering passes follow."""
 
 HEAVY = (pg.SumOp, pg.MaxOp, pg.MinOp, pg.ArgmaxOp, pg.ArgminOp, pg.MatmulOp, pg.ScatterAddOp)
 """Ops that get a loop nest (and a buffer) of their own inside a kernel."""
@@ -215,6 +219,8 @@ class KernelLowering:
         self.const_value: dict[SSAValue, int | float] = {}
         self.buffers: dict[SSAValue, SSAValue] = {}
         self.nest_attrs: dict[str, Attribute] = {KERNEL_ATTR: launch.sym_name, KIND_ATTR: launch.kind}
+        if launch.schedule is not None:
+            self.nest_attrs[SCHEDULE_ATTR] = launch.schedule
 
     # --- emission helpers -------------------------------------------------------------------------------------
 

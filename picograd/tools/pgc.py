@@ -33,7 +33,7 @@ from xdsl.printer import Printer
 from xdsl.utils.exceptions import DiagnosticException, VerifyException
 
 from picograd.errors import CompileError, DeviceError, DTypeError, ShapeError
-from picograd.passes.matmul_schedule import SCHEDULES
+from picograd.passes.schedule import SCHEDULES
 from picograd.pipeline import STAGES, passes_until, run_passes
 
 PLANNED_STAGES: tuple[str, ...] = ()

@@ -15,8 +15,8 @@
 // STEP:         pg.scatter_add
 
 // LOOPS-LABEL: func.func @train_step(%{{.*}}: memref<32x3xi64>
-// LOOPS:         {pg.kernel = "k0_check_index", pg.kind = "elementwise"}
-// LOOPS:         {pg.kernel = "k1_gather", pg.kind = "gather"}
+// LOOPS:         {pg.kernel = "k0_check_index", pg.kind = "elementwise", kernel.schedule = #kernel.schedule<{{[^>]*}}>}
+// LOOPS:         {pg.kernel = "k1_gather", pg.kind = "gather", kernel.schedule = #kernel.schedule<{{[^>]*}}>}
 
 // GPU:      func.func @train_step(
 // GPU:        "gpu.launch_func"({{.*}}) <{kernel = @train_step_kernels::@k0_check_index,

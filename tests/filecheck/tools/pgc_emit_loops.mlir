@@ -10,15 +10,15 @@
 // CHECK-NEXT:    %[[ARENA:.*]] = memref.alloc() {alignment = 64 : i64} : memref<[[PEAK]]xi8>
 // CHECK-NOT:     kernel.
 // CHECK:         scf.if
-// CHECK:         {pg.kernel = "k0_check_index", pg.kind = "elementwise"}
-// CHECK:         {pg.kernel = "k1_gather", pg.kind = "gather"}
+// CHECK:         {pg.kernel = "k0_check_index", pg.kind = "elementwise", kernel.schedule = #kernel.schedule<{{[^>]*}}>}
+// CHECK:         {pg.kernel = "k1_gather", pg.kind = "gather", kernel.schedule = #kernel.schedule<{{[^>]*}}>}
 // CHECK:         scf.for
-// CHECK:         {pg.kernel = "k3_matmul", pg.kind = "matmul"}
+// CHECK:         {pg.kernel = "k3_matmul", pg.kind = "matmul", kernel.schedule = #kernel.schedule<"thread_per_point", block = 256>}
 // CHECK:         math.tanh
-// CHECK:         {pg.kernel = "k4_tanh", pg.kind = "elementwise"}
+// CHECK:         {pg.kernel = "k4_tanh", pg.kind = "elementwise", kernel.schedule = #kernel.schedule<{{[^>]*}}>}
 // CHECK:         arith.maximumf
-// CHECK:         {pg.kernel = "k{{[0-9]+}}_max", pg.kind = "reduction"}
-// CHECK:         {pg.kernel = "k{{[0-9]+}}_scatter_add", pg.kind = "scatter_add"}
+// CHECK:         {pg.kernel = "k{{[0-9]+}}_max", pg.kind = "reduction", kernel.schedule = #kernel.schedule<"thread_per_point", block = 256>}
+// CHECK:         {pg.kernel = "k{{[0-9]+}}_scatter_add", pg.kind = "scatter_add", kernel.schedule = #kernel.schedule<"atomic", block = 256>}
 // CHECK:         memref.dealloc %[[ARENA]]
 // CHECK-NEXT:    func.return
 // CHECK-NEXT:  }
@@ -26,4 +26,4 @@
 // The tanh of the hidden layer carries the model's line (MLP.forward), as its loop nest does.
 // LOC-LABEL: func.func @train_step
 // LOC:         math.tanh {{.*}} loc("{{.*}}mlp_names.py":[[LINE:[0-9]+]]:{{[0-9]+}})
-// LOC:         }) {pg.kernel = "k4_tanh", pg.kind = "elementwise"} {{.*}} loc("{{.*}}mlp_names.py":[[LINE]]:{{[0-9]+}})
+// LOC:         }) {pg.kernel = "k4_tanh", pg.kind = "elementwise", kernel.schedule = #kernel.schedule<{{[^>]*}}>} {{.*}} loc("{{.*}}mlp_names.py":[[LINE]]:{{[0-9]+}})

@@ -1,0 +1,302 @@
+"""``pg-schedule``: every kernel gets its GPU schedule, a ``#kernel.schedule`` attribute chosen from a table.
+
+Input: the ``kernels`` stage (``kernel.fused`` ops, or ``kernel.launch`` ops after ``pg-bufferize``). Output: the
+same kernels, each with ``schedule = #kernel.schedule<...>`` (see ``picograd/dialects/kernel.py``): the strategy
+that lowers it and every size it uses, so that the IR says what will run. The lowering passes read it
+(``pg-to-loops`` copies it onto the kernel's loop nests; ``pg-matmul-schedule`` tiles the matmul nests it names;
+``pg-to-gpu`` maps the other nests) and choose nothing themselves.
+
+**The strategies** (rows of :data:`STRATEGIES`, by kernel kind through :data:`KIND_SCHEDULES`):
+
+    strategy          kinds                        parameters
+    thread_per_point  every kind                   block: the most threads a block (fewer for small nests)
+    block_per_row     reduction (sum, max, min)    block: threads a block (one block per output point)
+    atomic            scatter_add (index rank > 0) block: a thread per (point, index), the add is an atomic add
+    naive ... cp-async  matmul                     tile = [BM, BN, BK], threads, warps, lanes, reps, vec, vector,
+                                                   async_copy: the rung of the SGEMM ladder (:data:`SCHEDULES`)
+
+A reduction takes ``block_per_row`` when its main op is ``pg.sum``/``pg.max``/``pg.min`` over at least
+:data:`MIN_BLOCK_REDUCTION` elements a point (``argmax``/``argmin`` keep a thread per output). A matmul takes, under
+``matmul=auto`` (the default), the rung :func:`choose` picks from its shape and element type, else the one named
+(``matmul=cp-async``); a rung is then adapted to the element type and grid limits (:func:`fit`), and a matmul that
+no rung fits (too many tiles in y or z, K = 0) or that ``auto`` leaves alone keeps ``thread_per_point``.
+
+**The matmul rungs** (Simon Boehm, "How to Optimize a CUDA Matmul Kernel for cuBLAS-like Performance", 2022; the
+CUTLASS warp-level hierarchy, NVIDIA 2017): see ``pg-matmul-schedule`` for what each does. A rung is data
+(:class:`Schedule`): warps of a block and lanes of a warp along (M, N), ``reps`` fragments of ``vec`` outputs per
+thread, the K tile ``bk`` (0: no shared memory), 16-byte accesses (``vector``) and the two-stage ``cp.async``
+pipeline (``async_copy``).
+
+Options: ``matmul`` (``auto`` or a rung's name), ``block-size`` (threads a block for the other strategies, a
+multiple of 32 up to 1024), ``block-reductions`` and ``atomics`` (false: those kernels take ``thread_per_point``).
+Raises ``PassFailedException`` for an unknown rung or a bad block size.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from xdsl.context import Context
+from xdsl.dialects.builtin import Float32Type, ModuleOp
+from xdsl.ir import Attribute, Operation
+from xdsl.passes import ModulePass
+from xdsl.utils.exceptions import PassFailedException
+
+from picograd.dialects import gpu_ext, kernel, pg
+from picograd.dialects.kernel import ScheduleAttr
+from picograd.dialects.pg import element_of, shape_of
+
+WARP = gpu_ext.WARP_SIZE
+VEC = 4
+"""Elements of f32 per 16-byte access."""
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """One rung of the SGEMM ladder (see the module docstring). All sizes are counts of elements or threads:
+    ``warps`` of a block and ``lanes`` of a warp along (M, N) (lanes multiply to 32); each thread owns ``reps``
+    fragments of ``vec`` contiguous outputs along (M, N); ``bk`` is the K tile (0: no shared memory); ``vector``
+    turns on 16-byte loads and stores, ``async_copy`` the two-stage ``cp.async`` pipeline. The block tile is
+    ``bm x bn``."""
+
+    name: str
+    warps: tuple[int, int]
+    lanes: tuple[int, int]
+    reps: tuple[int, int] = (1, 1)
+    vec: tuple[int, int] = (1, 1)
+    bk: int = 0
+    vector: bool = False
+    async_copy: bool = False
+
+    @property
+    def bm(self) -> int:
+        return self.warps[0] * self.reps[0] * self.lanes[0] * self.vec[0]
+
+    @property
+    def bn(self) -> int:
+        return self.warps[1] * self.reps[1] * self.lanes[1] * self.vec[1]
+
+    @property
+    def threads(self) -> int:
+        return WARP * self.warps[0] * self.warps[1]
+
+    def attr(self) -> ScheduleAttr:
+        """The ``#kernel.schedule`` that names this rung with every size."""
+        return ScheduleAttr(
+            self.name,
+            {
+                "tile": (self.bm, self.bn, self.bk),
+                "threads": self.threads,
+                "warps": self.warps,
+                "lanes": self.lanes,
+                "reps": self.reps,
+                "vec": self.vec,
+                "vector": self.vector,
+                "async_copy": self.async_copy,
+            },
+        )
+
+    @staticmethod
+    def from_attr(attr: ScheduleAttr) -> Schedule | None:
+        """The rung ``attr`` names (None when it is not a matmul rung); raises ``ValueError`` when its recorded
+        tile or thread count disagree with its warps, lanes, reps and vec."""
+        if attr.strategy.data not in SCHEDULES:
+            return None
+        s = Schedule(
+            attr.strategy.data,
+            warps=_pair(attr.sizes("warps")),
+            lanes=_pair(attr.sizes("lanes")),
+            reps=_pair(attr.sizes("reps")),
+            vec=_pair(attr.sizes("vec")),
+            bk=attr.sizes("tile")[2],
+            vector=attr.flag("vector"),
+            async_copy=attr.flag("async_copy"),
+        )
+        if attr.sizes("tile") != (s.bm, s.bn, s.bk) or attr.count("threads") != s.threads:
+            raise ValueError(f"{attr}: tile and threads do not follow from warps, lanes, reps and vec")
+        return s
+
+
+def _pair(v: tuple[int, ...]) -> tuple[int, int]:
+    if len(v) != 2:
+        raise ValueError(f"expected two sizes (M, N), got {list(v)}")
+    return v[0], v[1]
+
+
+SCHEDULES: dict[str, Schedule] = {
+    s.name: s
+    for s in (
+        Schedule("naive", warps=(1, 8), lanes=(32, 1)),
+        Schedule("coalesced", warps=(8, 1), lanes=(1, 32)),
+        Schedule("smem", warps=(32, 1), lanes=(1, 32), bk=32),
+        Schedule("regtile", warps=(8, 1), lanes=(2, 16), vec=(8, 8), bk=8, vector=True),
+        Schedule("warptile", warps=(2, 4), lanes=(8, 4), reps=(2, 2), vec=(4, 4), bk=16, vector=True),
+        Schedule("cp-async", warps=(2, 4), lanes=(8, 4), reps=(2, 2), vec=(4, 4), bk=16, vector=True, async_copy=True),
+    )
+}
+"""The matmul rungs, in ladder order."""
+
+BEST = "cp-async"
+"""The rung ``auto`` takes for large f32 matmuls (the fastest at 4096 and 8192 on the H200, bench/gemm.py)."""
+AUTO_MIN_FMAS = 1 << 24
+"""Below this many multiply-adds a matmul stays one thread per output (launch-bound; no tile pays off)."""
+MIN_SMALL_TILES = 16
+"""Fewer 64x64 output tiles than this stay one thread per output (see ``choose``)."""
+SMS = 132
+"""Streaming multiprocessors of the H200: below one 128x128 tile per SM, ``auto`` takes 64x64 tiles."""
+SMALL_TILE = dataclasses.replace(SCHEDULES[BEST], warps=(2, 2), reps=(1, 2))
+"""``cp-async`` on 64x64x16 tiles (128 threads, 4x8 outputs each): for grids of fewer 128x128 tiles than SMs."""
+SHARED_BYTES = 48 * 1024
+"""Static shared memory a block may declare (PTX ``.shared``; more needs dynamic shared memory)."""
+MAX_GRID_YZ = 65535
+"""CUDA's limit on the y and z extents of a grid (the x extent may reach 2**31 - 1)."""
+BLOCK_SIZE = 256
+"""Threads a block for the strategies other than the matmul rungs (``block-size``)."""
+MIN_BLOCK_REDUCTION = 32
+"""The smallest reduced extent that gets a block per output point (below it, a thread per output is cheaper)."""
+
+
+def check_schedule(name: str) -> str:
+    """``name`` if it is ``auto`` or a rung of :data:`SCHEDULES`; raises ``ValueError`` naming the choices. The one
+    check of a matmul schedule's name (the frontend, ``pgc`` and this pass call it)."""
+    if not isinstance(name, str) or (name != "auto" and name not in SCHEDULES):
+        raise ValueError(f"unknown matmul schedule '{name}': expected auto or one of {', '.join(SCHEDULES)}")
+    return name
+
+
+def choose(m: int, n: int, k: int, batch: int, element: Attribute) -> Schedule | None:
+    """The rung ``auto`` takes for a (batch x) M x N x K matmul of ``element`` (None: a thread per output):
+    ``cp-async`` on 128x128 tiles when they give every SM at least one, else on 64x64 tiles."""
+    if not isinstance(element, Float32Type) or m * n * k * batch < AUTO_MIN_FMAS:
+        return None
+    if batch * -(-m // 128) * -(-n // 128) >= SMS:
+        return SCHEDULES[BEST]
+    # A few output tiles with a deep K (a weight gradient, 200x30 over a batch of 4096) would leave most SMs idle
+    # for a long loop; a thread per output at least spreads the work (split-K would be the real fix).
+    return SMALL_TILE if batch * -(-m // 64) * -(-n // 64) >= MIN_SMALL_TILES else None
+
+
+def fit_shared_memory(s: Schedule, element_bytes: int) -> Schedule:
+    """``s`` with its K tile halved until its tiles fit in :data:`SHARED_BYTES` (f64 tiles take twice the bytes)."""
+    stages = 2 if s.async_copy else 1
+    while s.bk > 1 and stages * s.bk * (s.bm + s.bn + 2 * VEC) * element_bytes > SHARED_BYTES:
+        s = dataclasses.replace(s, bk=s.bk // 2)
+    return s
+
+
+def fit_registers(s: Schedule, element_bytes: int) -> Schedule:
+    """``s`` with fewer outputs per thread (its ``vec`` halved) until the accumulators take at most 64 32-bit
+    registers: 8x8 f64 accumulators (128 registers) plus their fragments would spill."""
+    while s.vec[0] * s.vec[1] * s.reps[0] * s.reps[1] * element_bytes > 256 and max(s.vec) > 1:
+        vm, vn = s.vec
+        s = dataclasses.replace(s, vec=(vm // 2, vn) if vm >= vn else (vm, vn // 2))
+    return s
+
+
+def fit(s: Schedule, m: int, k: int, batch: int, element: Attribute) -> Schedule | None:
+    """``s`` adapted to a (batch x) M x N x K matmul of ``element`` (K tile for shared memory, outputs per thread
+    for registers), or None when its grid would exceed CUDA's limits or K = 0 (a thread per output instead)."""
+    esize = 4 if isinstance(element, Float32Type) else 8
+    s = fit_shared_memory(fit_registers(s, esize), esize)
+    if -(-m // s.bm) > MAX_GRID_YZ or batch > MAX_GRID_YZ or k == 0:
+        return None
+    return s
+
+
+def matmul_rung(m: int, n: int, k: int, batch: int, element: Attribute, name: str) -> Schedule | None:
+    """The fitted rung a matmul runs with under the ``matmul`` option ``name`` (None: a thread per output)."""
+    chosen = choose(m, n, k, batch, element) if name == "auto" else SCHEDULES[name]
+    return None if chosen is None else fit(chosen, m, k, batch, element)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The table: kernel kind -> how its schedule is chosen
+
+
+@dataclass(frozen=True)
+class Options:
+    """``pg-schedule``'s options, as the choosers see them."""
+
+    matmul: str = "auto"
+    block_size: int = BLOCK_SIZE
+    block_reductions: bool = True
+    atomics: bool = True
+
+    def per_point(self) -> ScheduleAttr:
+        return ScheduleAttr("thread_per_point", {"block": self.block_size})
+
+
+def _main_op(op: kernel.FusedOp | kernel.LaunchOp, kinds: tuple[type[Operation], ...]) -> Operation | None:
+    found = [o for o in op.body.block.ops if isinstance(o, kinds)]
+    return found[0] if len(found) == 1 else None
+
+
+def _matmul(op: kernel.FusedOp | kernel.LaunchOp, o: Options) -> ScheduleAttr:
+    mm = _main_op(op, (pg.MatmulOp,))
+    if not isinstance(mm, pg.MatmulOp):
+        return o.per_point()
+    *batch, m, n = shape_of(mm.result)
+    k = shape_of(mm.lhs)[-1]
+    rung = matmul_rung(m, n, k, math.prod(batch), element_of(mm.result), o.matmul)
+    return o.per_point() if rung is None else rung.attr()
+
+
+def _reduction(op: kernel.FusedOp | kernel.LaunchOp, o: Options) -> ScheduleAttr:
+    red = _main_op(op, (pg.SumOp, pg.MaxOp, pg.MinOp))
+    if o.block_reductions and isinstance(red, pg.ReduceOp):
+        shape = shape_of(red.input)
+        if math.prod(shape[d] for d in red.dim_list) >= MIN_BLOCK_REDUCTION:
+            return ScheduleAttr("block_per_row", {"block": o.block_size})
+    return o.per_point()
+
+
+def _scatter_add(op: kernel.FusedOp | kernel.LaunchOp, o: Options) -> ScheduleAttr:
+    # A 0-d index adds each update to one place: no index loop to spread over threads, no race, no atomics.
+    sc = _main_op(op, (pg.ScatterAddOp,))
+    if o.atomics and isinstance(sc, pg.ScatterAddOp) and shape_of(sc.indices):
+        return ScheduleAttr("atomic", {"block": o.block_size})
+    return o.per_point()
+
+
+KIND_SCHEDULES: dict[str, Callable[[kernel.FusedOp | kernel.LaunchOp, Options], ScheduleAttr]] = {
+    "matmul": _matmul,
+    "reduction": _reduction,
+    "scatter_add": _scatter_add,
+}
+"""How a kernel of each kind gets its schedule; kinds not listed take ``thread_per_point``."""
+
+STRATEGIES = ("thread_per_point", "block_per_row", "atomic", *SCHEDULES)
+"""Every strategy a ``#kernel.schedule`` may name."""
+
+
+def schedule_for(op: kernel.FusedOp | kernel.LaunchOp, options: Options) -> ScheduleAttr:
+    """The schedule of one kernel under ``options``."""
+    chooser = KIND_SCHEDULES.get(op.kind.data)
+    return chooser(op, options) if chooser is not None else options.per_point()
+
+
+@dataclass(frozen=True)
+class PgSchedule(ModulePass):
+    """Give every kernel its ``#kernel.schedule`` (see the module docstring). Options: ``matmul`` (``auto`` or a
+    rung), ``block-size``, ``block-reductions``, ``atomics``."""
+
+    name = "pg-schedule"
+    matmul: str = "auto"
+    block_size: int = BLOCK_SIZE
+    block_reductions: bool = True
+    atomics: bool = True
+
+    def apply(self, ctx: Context, op: ModuleOp) -> None:
+        try:
+            check_schedule(self.matmul)
+        except ValueError as e:
+            raise PassFailedException(f"pg-schedule: {e}") from None
+        if self.block_size % WARP or not WARP <= self.block_size <= 1024:
+            raise PassFailedException(f"pg-schedule: block-size={self.block_size} is not a multiple of 32 in 32..1024")
+        options = Options(self.matmul, self.block_size, self.block_reductions, self.atomics)
+        for k in op.walk():
+            if isinstance(k, kernel.FusedOp | kernel.LaunchOp):
+                k.schedule = schedule_for(k, options)
