@@ -9,7 +9,7 @@ stops at ``shfl.sync`` and ``bar.sync``: a block runs until all its live threads
 together) or all lanes of a warp wait at the same shuffle (exchanged together); anything else is a deadlock and
 raises. Blocks run one after another. Global memory is one byte array; shared memory one per block.
 
-:func:`run_program` runs a ``picograd.backend.gpu_compile.CudaProgram`` (its launch plan: inputs, outputs, poisoned
+:func:`run_program` runs a ``picograd.driver.gpu_compile.CudaProgram`` (its launch plan: inputs, outputs, poisoned
 temps, constants, launches and copies) on numpy inputs and returns the outputs, so that the whole path from the
 ``pg`` stage to PTX is checked against the numpy executor. Tiny shapes only: about 10**5 instructions a second.
 """
@@ -26,8 +26,8 @@ from typing import Any
 import numpy as np
 from xdsl.ir import SSAValue
 
-from picograd.backend import cuda
 from picograd.dialects import ptx
+from picograd.runtime import cuda
 
 POISON = 0xFF
 
@@ -450,7 +450,7 @@ class Emulator:
 
 
 def run_program(program: Any, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
-    """Run a ``CudaProgram`` (``picograd.backend.gpu_compile``) on numpy ``inputs``: its launch plan with buffers
+    """Run a ``CudaProgram`` (``picograd.driver.gpu_compile``) on numpy ``inputs``: its launch plan with buffers
     on an emulated heap (temps poisoned with 0xFF bytes, outputs too, so unwritten results show). Raises the
     ``IndexError`` that the program's index checks report (``CudaProgram.index_error``), as the runtime does."""
     from picograd.dialects import ptx as ptx_dialect

@@ -1,4 +1,4 @@
-"""The CUDA runtime (picograd.backend.cuda).
+"""The CUDA runtime (picograd.runtime.cuda).
 
 Without a GPU: every entry point that needs one raises DeviceError with a message naming what is missing, and PTX
 still assembles (nvJitLink) with its kernel figures and errors. With a GPU (`-m gpu`, skipped otherwise): launches,
@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 
 import picograd as pg
-from picograd.backend import cuda
-from picograd.backend.cuda import BufferSpec, Copy, DeviceBuffer, Executable, Input, Launch, Memset, Output, Temp
+from picograd.runtime import cuda
+from picograd.runtime.cuda import BufferSpec, Copy, DeviceBuffer, Executable, Input, Launch, Memset, Output, Temp
 
 HAS_GPU = cuda.available()
 requires_gpu = pytest.mark.skipif(not HAS_GPU, reason="needs an NVIDIA GPU")
@@ -214,7 +214,7 @@ def test_no_gpu_message_in_a_fresh_process():
     """With CUDA_VISIBLE_DEVICES empty the runtime reports what is missing (on a GPU machine too)."""
     code = textwrap.dedent(
         """
-        from picograd.backend import cuda
+        from picograd.runtime import cuda
         import picograd as pg
         print(cuda.available())
         try:
@@ -233,7 +233,7 @@ def test_no_gpu_message_in_a_fresh_process():
 
 
 def test_importing_touches_no_cuda():
-    code = "import sys; import picograd.backend.cuda; print(any(m.startswith('cuda') for m in sys.modules))"
+    code = "import sys; import picograd.runtime.cuda; print(any(m.startswith('cuda') for m in sys.modules))"
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr
     assert run.stdout.strip() == "False"

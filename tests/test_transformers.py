@@ -17,13 +17,13 @@ from test_loops import CTX, build, check, t
 from xdsl.dialects.builtin import ModuleOp, f64, i1
 
 import picograd as pg
-from picograd.backend.gpu_compile import compile_for_cuda
-from picograd.backend.numpy_executor import compile_func
 from picograd.dialects import pg as pgd
+from picograd.driver.gpu_compile import compile_for_cuda
 from picograd.errors import DTypeError, ShapeError
 from picograd.passes.autodiff import PgAutodiff
 from picograd.passes.decompose_attention import PgDecomposeAttention
 from picograd.passes.fuse import PgFuse
+from picograd.runtime.numpy_executor import compile_func
 
 HERE = os.path.basename(__file__)
 

@@ -13,7 +13,7 @@ were None, the global names and closure cells the function and the user function
 (objects by identity, Python scalars by value; see ``_Bindings``), and attribute assignments on any ``nn.Module``
 (a counter). A call checks them in about two microseconds. (The approach of tinygrad's TinyJit and JAX's jit.)
 
-On "cuda" a call binds device buffers and replays one CUDA graph (``picograd.backend.cuda.Executable``), which is
+On "cuda" a call binds device buffers and replays one CUDA graph (``picograd.runtime.cuda.Executable``), which is
 cached under the addresses of the buffers it was captured with; ``_CudaBinding`` keeps those addresses stable, so
 that a training loop replays the same few graphs:
 
@@ -50,7 +50,6 @@ from typing import Any
 import numpy as np
 from xdsl.dialects.builtin import ModuleOp
 
-from picograd.backend import cuda
 from picograd.errors import CompileError
 from picograd.frontend import device as devices
 from picograd.frontend.dtypes import as_dtype
@@ -58,6 +57,7 @@ from picograd.frontend.graph import STATE, Graph, Node, TraceContext, at, cut, l
 from picograd.frontend.realize import compile_graph, current_matmul_schedule, matmul_schedule, release
 from picograd.frontend.tensor import Tensor, realize
 from picograd.passes.matmul_schedule import check_schedule
+from picograd.runtime import cuda
 
 
 @dataclass(frozen=True, init=False)
@@ -669,7 +669,7 @@ class CompiledFunction:
 
     def executables(self) -> list[Any]:
         """The compiled executables, one per traced signature: ``NumpyFunction`` on "cpu",
-        ``picograd.backend.cuda.Executable`` on "cuda" (its ``steps`` are the kernel launches of one call)."""
+        ``picograd.runtime.cuda.Executable`` on "cuda" (its ``steps`` are the kernel launches of one call)."""
         return [c.exe for variants in self._cache.values() for c in variants]
 
     def _trace(self, args: Sequence[Any]) -> _Trace:
@@ -713,11 +713,11 @@ class CompiledFunction:
         return _Trace(graph, ctx, num_inputs, structure, len(returned), written, grad_owners, grad_inputs)
 
     def ir(self, stage: str = "pg", args: Sequence[Any] | None = None) -> ModuleOp:
-        """The traced step as a module at ``stage`` (``picograd.pipeline.STAGES``), traced from ``args`` or the
+        """The traced step as a module at ``stage`` (``picograd.driver.pipeline.STAGES``), traced from ``args`` or the
         ``example_inputs`` specs. Parameters, gradients and optimizer state are left as they were.
 
         Raises ``CompileError`` without args or example inputs."""
-        from picograd.pipeline import lower_to
+        from picograd.driver.pipeline import lower_to
 
         if args is None:
             if self.example_inputs is None:

@@ -1,7 +1,7 @@
 """Devices as the frontend sees them: their names, whether they are there, where a buffer lives, and the copies
 between host and GPU (design.md section 6).
 
-A realized value is a numpy array on "cpu" and a ``picograd.backend.cuda.DeviceBuffer`` on "cuda". Copies happen
+A realized value is a numpy array on "cpu" and a ``picograd.runtime.cuda.DeviceBuffer`` on "cuda". Copies happen
 only at the edges: creating a tensor on "cuda" uploads, ``.numpy()`` / ``.item()`` / ``.tolist()`` download,
 ``.to(device)`` copies, and a graph that reads a 0-d tensor of the other device (a scalar, as PyTorch lets a 0-d
 CPU tensor join CUDA ops) copies that scalar when it runs (:func:`bind`, which caches the copy).
@@ -16,9 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from picograd.backend import cuda
 from picograd.errors import DeviceError
 from picograd.frontend.graph import Loc, Node, at
+from picograd.runtime import cuda
 
 CPU = "cpu"
 CUDA = "cuda"

@@ -2,7 +2,7 @@
 
 A ``Node`` is one recorded op: its kind (``"add"``, ``"sum"``, ...), its source values, hashable attributes,
 result types, its device and the user's ``file:line``. Leaves (``kind == "leaf"``) hold a realized buffer: a numpy
-array on "cpu", a ``picograd.backend.cuda.DeviceBuffer`` on "cuda". Nodes point only at their sources, so a graph
+array on "cpu", a ``picograd.runtime.cuda.DeviceBuffer`` on "cuda". Nodes point only at their sources, so a graph
 dies with the last tensor that uses it.
 
 ``realize`` cuts out the graph that some values need, builds a structural key (kinds, attributes, types and the

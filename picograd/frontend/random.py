@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from picograd.backend.philox import counters_needed
+from picograd.dialects.philox import counters_needed
 from picograd.frontend import dtypes
 from picograd.frontend.dtypes import DType
 from picograd.frontend.graph import STATE
@@ -22,7 +22,7 @@ from picograd.frontend.tensor import Tensor, _record
 
 
 class Generator:
-    """Philox 4x32-10 generator state (seed, offset) as tensors; see ``picograd.backend.philox``."""
+    """Philox 4x32-10 generator state (seed, offset) as tensors; see ``picograd.dialects.philox``."""
 
     def __init__(self, seed: int = 0):
         self.seed = Tensor(np.array(seed, dtype=np.int64))

@@ -7,7 +7,7 @@ arguments (``_lifted``), so a schedule written as a float compiles twice, not on
 of ``set_cache_size`` entries; a compiled step's entries go when its function is deleted (``release``).
 
 On "cpu" the graph is lowered to ``pg``, taken through the pipeline to the ``simplify`` stage and run by the numpy
-executor. On "cuda" the same ``simplify``-stage module goes to ``picograd.backend.gpu_compile.compile_for_cuda``,
+executor. On "cuda" the same ``simplify``-stage module goes to ``picograd.driver.gpu_compile.compile_for_cuda``,
 which takes it the rest of the way to PTX; its ``Executable`` takes the function's arguments (the graph's leaves,
 in order) as device buffers and returns its results as device buffers. Leaves that live on the other device (0-d
 scalars, see ``picograd.frontend.tensor``) are copied by ``device.bind``, which caches the copies.
@@ -25,11 +25,11 @@ import numpy as np
 from xdsl.dialects.builtin import ModuleOp
 from xdsl.utils.exceptions import DiagnosticException, VerifyException
 
-from picograd.backend.numpy_executor import compile_func
+from picograd.driver.pipeline import lower_to
 from picograd.errors import CompileError
 from picograd.frontend import device as devices
 from picograd.frontend.graph import Graph, Value, cut, lower
-from picograd.pipeline import lower_to
+from picograd.runtime.numpy_executor import compile_func
 
 _CACHE: OrderedDict[tuple, Any] = OrderedDict()  # LRU: key -> executable
 _SEEN: OrderedDict[tuple, tuple[tuple, tuple[int, ...]]] = OrderedDict()  # eager structure -> (first consts, lifted)
@@ -62,9 +62,9 @@ BACKEND_STAGE = "simplify"
 
 
 def cuda_compiler() -> Callable[..., Any]:
-    """``compile_for_cuda(module, matmul_schedule=...) -> CudaProgram`` of ``picograd.backend.gpu_compile``
+    """``compile_for_cuda(module, matmul_schedule=...) -> CudaProgram`` of ``picograd.driver.gpu_compile``
     (imported on first use, so that CPU-only use never loads it; tests stand a fake in for this function)."""
-    from picograd.backend.gpu_compile import compile_for_cuda
+    from picograd.driver.gpu_compile import compile_for_cuda
 
     return compile_for_cuda
 
@@ -91,7 +91,7 @@ def compile_graph(
     owner_keys: set[tuple] | None = None,
 ) -> Any:
     """The executable of ``graph`` for ``device``, from the cache or built by the pipeline: a
-    ``NumpyFunction`` on "cpu", a ``picograd.backend.cuda.Executable`` on "cuda" (both called with one buffer per
+    ``NumpyFunction`` on "cpu", a ``picograd.runtime.cuda.Executable`` on "cuda" (both called with one buffer per
     leaf, then one 0-d buffer per constant at the positions ``lifted``, and returning one buffer per output). The
     other constants are baked into the program.
 

@@ -70,9 +70,9 @@ from xdsl.ir import Attribute, Block, Operation, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.utils.exceptions import PassFailedException
 
-from picograd.backend import gpu_math
 from picograd.dialects import gpu_ext, ptx
 from picograd.passes._buffers import element_bytes, where
+from picograd.target import gpu_math
 
 GPU_MODULE_ATTR = "pg.gpu_module"
 """Attribute of the ``ptx.module``: the name of the ``gpu.module`` it was made from (what launches refer to)."""

@@ -1,8 +1,8 @@
 """From a traced step to what the CUDA runtime runs: PTX text plus a launch plan.
 
 ``compile_for_cuda(module)`` takes a module holding one ``func.func`` at any stage from ``pg`` to ``ptx``
-(the frontend hands over the ``simplify`` stage), runs the passes that remain (``picograd.pipeline.STAGES``), prints
-the PTX of its kernels and reads the launch plan off the host function that ``pg-to-gpu`` left:
+(the frontend hands over the ``simplify`` stage), runs the passes that remain (``picograd.driver.pipeline.STAGES``),
+prints the PTX of its kernels and reads the launch plan off the host function that ``pg-to-gpu`` left:
 
 - **inputs** are the function's input buffers in order (``Input(i)``), then one hidden input per dense constant
   (``memref.global``) the kernels read, whose contents the executable uploads once on its first call: PTX could hold
@@ -19,7 +19,7 @@ the PTX of its kernels and reads the launch plan off the host function that ``pg
   being the slots of the ``gpu.func`` arguments) and ``memref.copy`` ops (``Copy``: a function returning an
   argument or one value twice).
 
-``CudaProgram.executable()`` builds the ``picograd.backend.cuda.Executable`` (it assembles the PTX; running it needs a
+``CudaProgram.executable()`` builds the ``picograd.runtime.cuda.Executable`` (it assembles the PTX; running it needs a
 GPU). ``CudaProgram.assemble()`` only checks the PTX with ptxas (no GPU).
 """
 
@@ -42,11 +42,11 @@ from xdsl.dialects.builtin import (
 from xdsl.ir import Operation, SSAValue
 from xdsl.utils.exceptions import DiagnosticException, VerifyException
 
-from picograd.backend import cuda
-from picograd.backend.numpy_executor import numpy_dtype
 from picograd.dialects import pg
+from picograd.dialects.attrs import RESULT_ATTR
+from picograd.dialects.pg_numpy import numpy_dtype
 from picograd.errors import CompileError
-from picograd.passes._buffers import RESULT_ATTR
+from picograd.runtime import cuda
 
 __all__ = ["CudaProgram", "compile_for_cuda", "detect_stage"]
 
@@ -86,7 +86,7 @@ class CudaProgram:
     def assemble(self, strict: bool = False) -> Any:
         """Assemble the PTX with ptxas (or nvJitLink) for ``arch``: a ``ptxas.AssemblyResult``; ``CompileError``
         with the log when the PTX is invalid or no assembler is installed. No GPU needed."""
-        from picograd.backend import ptxas
+        from picograd.target import ptxas
 
         return ptxas.assemble(self.ptx, self.arch, strict=strict)
 
@@ -141,7 +141,7 @@ class ProgramExecutable(cuda.Executable):
 
 
 def detect_stage(module: ModuleOp) -> str:
-    """The stage of ``module`` (a name of ``picograd.pipeline.STAGES``), from the ops it holds."""
+    """The stage of ``module`` (a name of ``picograd.driver.pipeline.STAGES``), from the ops it holds."""
     from picograd.dialects import kernel, ptx
 
     has: set[str] = set()
@@ -171,7 +171,7 @@ def detect_stage(module: ModuleOp) -> str:
 
 
 def _passes_after(stage: str, arch: str, matmul_schedule: str = "auto") -> list[str]:
-    from picograd.pipeline import STAGES, passes_until
+    from picograd.driver.pipeline import STAGES, passes_until
 
     done = len(passes_until(stage))
     return passes_until(list(STAGES)[-1], matmul_schedule, arch)[done:]
@@ -185,9 +185,9 @@ def compile_for_cuda(
     ``matmul_schedule`` is the ``schedule`` option of ``pg-matmul-schedule`` (``auto`` or a rung's name).
 
     Raises ``CompileError`` when a pass rejects the function or the module does not hold exactly one function."""
-    from picograd.backend.ptx_printer import print_ptx
     from picograd.dialects import ptx
-    from picograd.pipeline import run_passes
+    from picograd.driver.pipeline import run_passes
+    from picograd.target.ptx_printer import print_ptx
 
     work = module.clone()
     stage = stage or detect_stage(work)

@@ -177,11 +177,11 @@ def _assemble_nvjitlink(ptx_text: str, arch: str, strict: bool) -> AssemblyResul
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m picograd.backend.ptxas kernel.ptx [--arch sm_90] [--strict]``: assemble, print ptxas's report."""
+    """``python -m picograd.target.ptxas kernel.ptx [--arch sm_90] [--strict]``: assemble, print ptxas's report."""
     import argparse
     import sys
 
-    ap = argparse.ArgumentParser(prog="python -m picograd.backend.ptxas", description=main.__doc__)
+    ap = argparse.ArgumentParser(prog="python -m picograd.target.ptxas", description=main.__doc__)
     ap.add_argument("input", help="PTX file ('-' for stdin)")
     ap.add_argument("--arch", default=None, help="target architecture (default: the PTX's .target, else sm_90)")
     ap.add_argument("--strict", action="store_true", help="fail on register spills")
