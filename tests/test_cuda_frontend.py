@@ -339,7 +339,7 @@ def test_tensors_move_between_devices(fake_cuda) -> None:
     x = pg.tensor([[1.0, 2.0], [3.0, 4.0]], device="cuda")
     assert x.device == "cuda" and x.is_cuda and isinstance(x._buffer, FakeDeviceBuffer)
     assert x.tolist() == [[1.0, 2.0], [3.0, 4.0]] and (x * 2).sum().item() == 20.0
-    assert "device='cuda'" in repr(x)
+    assert "device='cuda:0'" in repr(x)  # as PyTorch prints it
     y = x.cpu()
     assert y.device == "cpu" and isinstance(y._buffer, np.ndarray)
     assert y.to("cuda").device == "cuda" and x.cuda() is x and y.cpu() is y

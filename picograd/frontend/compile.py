@@ -58,6 +58,7 @@ from picograd.frontend.realize import compile_graph, current_matmul_schedule, ma
 from picograd.frontend.tensor import Tensor, realize
 from picograd.passes.matmul_schedule import check_schedule
 from picograd.runtime import cuda
+from picograd.runtime.device import Device
 
 
 @dataclass(frozen=True, init=False)
@@ -69,9 +70,9 @@ class Spec:
 
     shape: tuple[int, ...]
     dtype: Any
-    device: str
+    device: Device
 
-    def __init__(self, shape: Any, dtype: Any = "float32", device: str = "cpu") -> None:
+    def __init__(self, shape: Any, dtype: Any = "float32", device: Any = "cpu") -> None:
         dims = (shape,) if isinstance(shape, int | np.integer) else shape
         if not isinstance(dims, tuple | list) or not all(
             isinstance(d, int | np.integer) and not isinstance(d, bool) and d >= 0 for d in dims
@@ -79,15 +80,15 @@ class Spec:
             loc = user_location()
             raise CompileError(f"pg.Spec: shape must be a tuple of non-negative ints, got {shape!r}{at(loc)}")
         as_dtype(dtype)  # DTypeError naming the supported dtypes
-        devices.canonical(device, user_location())  # DeviceError for an unknown device
+        dev = devices.canonical(device, user_location())  # DeviceError for an unknown device
         object.__setattr__(self, "shape", tuple(int(d) for d in dims))
         object.__setattr__(self, "dtype", dtype)
-        object.__setattr__(self, "device", device)
+        object.__setattr__(self, "device", dev)
 
     def example(self) -> Tensor:
         """A placeholder tensor of this spec (host zeros, counted as living on ``device``; no GPU needed)."""
         dtype = as_dtype(self.dtype)
-        return Tensor._wrap(leaf(np.zeros(self.shape, dtype=dtype.np), dtype, device=devices.canonical(self.device)))
+        return Tensor._wrap(leaf(np.zeros(self.shape, dtype=dtype.np), dtype, device=self.device))
 
 
 @dataclass
@@ -178,7 +179,7 @@ class _CopyOut:
 class _CudaBinding:
     """How one compiled GPU step binds its buffers (see the module docstring)."""
 
-    expected: list[str]  # the device of each input's leaf at trace time
+    expected: list[Device]  # the device of each input's leaf at trace time
     scalar: list[bool]  # whether each input is 0-d
     num_explicit: int
     output_specs: Sequence[Any]
@@ -211,7 +212,7 @@ class _CudaBinding:
                 if mirror is None:
                     mirror = self.mirrors[i] = _HostMirror()
                 data = mirror.get(data)
-            elif self.expected[i] != devices.CUDA and not self.scalar[i]:
+            elif self.expected[i] == devices.CPU and not self.scalar[i]:
                 raise _Retrace
             elif i < self.num_explicit:
                 ptr = data.ptr
@@ -382,7 +383,7 @@ class _Compiled:
     trace: _Trace
     implicit: list[tuple[Node, weakref.ref | None, weakref.ref | None]]  # leaf, its owner, the param of a .grad
     guards: list[tuple[Tensor, bool]]
-    device: str
+    device: Device
     bindings: _Bindings
     version: int  # ``STATE.bindings`` when traced (module attributes)
     binding: _CudaBinding | None = None

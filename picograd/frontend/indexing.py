@@ -22,6 +22,7 @@ from picograd.dialects.pg import broadcast_shape
 from picograd.errors import ShapeError
 from picograd.frontend import dtypes
 from picograd.frontend.graph import STATE, at, user_location
+from picograd.runtime.device import Device
 
 if TYPE_CHECKING:
     from picograd.frontend.tensor import Tensor
@@ -52,7 +53,7 @@ def checked_index(t: Tensor, size: int, dim: int, what: str = "index", negative:
     return _record("check_index", [t], (what, dim, size, negative), t.shape, t.dtype)
 
 
-def _index_tensor(x: Any, size: int, dim: int, device: str) -> Tensor:
+def _index_tensor(x: Any, size: int, dim: int, device: Device) -> Tensor:
     """An int64 index tensor for dim ``dim`` of size ``size``, checked (``IndexError``) and with negative entries
     wrapped by ``size``; lists and arrays go to ``device``."""
     from picograd.frontend.tensor import Tensor, where

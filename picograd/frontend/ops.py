@@ -56,12 +56,13 @@ from picograd.frontend.tensor import (
     minimum,
     where,
 )
+from picograd.runtime.device import Device
 
 # ---------------------------------------------------------------------------------------------------------------
 # Small helpers
 
 
-def _iota(shape: Sequence[int], dim: int, device: str) -> Tensor:
+def _iota(shape: Sequence[int], dim: int, device: Device) -> Tensor:
     """``0, 1, 2, ...`` along ``dim`` of an int64 tensor of ``shape`` (a ``pg.iota``)."""
     return _record("iota", [], (dim,), tuple(shape), dtypes.int64, device)
 

@@ -19,6 +19,7 @@ from picograd.frontend import dtypes
 from picograd.frontend.dtypes import DType
 from picograd.frontend.graph import STATE
 from picograd.frontend.tensor import Tensor, _record
+from picograd.runtime.device import CPU, Device
 
 
 class Generator:
@@ -32,7 +33,7 @@ class Generator:
         self.seed._set_buffer(np.array(int(seed), dtype=np.int64))
         self.offset._set_buffer(np.array(0, dtype=np.int64))
 
-    def draw(self, distribution: str, shape: tuple[int, ...], dtype: DType, device: str = "cpu") -> Tensor:
+    def draw(self, distribution: str, shape: tuple[int, ...], dtype: DType, device: Device = CPU) -> Tensor:
         """Record a ``pg.random`` op of ``shape`` on ``device`` and advance the offset."""
         out = _record("random", [self.seed, self.offset], (distribution,), shape, dtype, device)
         step = counters_needed(int(np.prod(shape, dtype=np.int64)))
@@ -52,6 +53,6 @@ def manual_seed(seed: int) -> None:
     default_generator.manual_seed(seed)
 
 
-def draw(distribution: str, shape: tuple[int, ...], dtype: DType = dtypes.float32, device: str = "cpu") -> Tensor:
+def draw(distribution: str, shape: tuple[int, ...], dtype: DType = dtypes.float32, device: Device = CPU) -> Tensor:
     """Draw from the global generator (see ``Generator.draw``)."""
     return default_generator.draw(distribution, shape, dtype, device)

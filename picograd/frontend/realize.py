@@ -29,6 +29,7 @@ from picograd.driver.pipeline import lower_to
 from picograd.errors import CompileError
 from picograd.frontend import device as devices
 from picograd.frontend.graph import Graph, Value, cut, lower
+from picograd.runtime.device import Device
 from picograd.runtime.numpy_executor import compile_func
 
 _CACHE: OrderedDict[tuple, Any] = OrderedDict()  # LRU: key -> executable
@@ -84,7 +85,7 @@ def lower_graph(graph: Graph, name: str = "main", lifted: tuple[int, ...] = ()) 
 
 def compile_graph(
     graph: Graph,
-    device: str = "cpu",
+    device: Device = devices.CPU,
     name: str = "main",
     eager: bool = True,
     lifted: tuple[int, ...] = (),
@@ -111,6 +112,8 @@ def compile_graph(
     module = lower_graph(graph, name, lifted)
     if device == devices.CPU:
         exe = compile_func(module.body.block.first_op)  # type: ignore[arg-type]
+    elif device.type != "cuda":
+        raise CompileError(f"no compiler for device '{device}'")
     else:
         program = cuda_compiler()(module, matmul_schedule=schedule)
         # eager: capture a buffer set's graph at its second call only; a compiled step: keep a graph for each of
@@ -122,7 +125,7 @@ def compile_graph(
     return exe
 
 
-def _lifted(graph: Graph, device: str) -> tuple[int, ...]:
+def _lifted(graph: Graph, device: Device) -> tuple[int, ...]:
     """The constants of an eagerly realized ``graph`` to pass at run time: those whose value has differed between
     realizations of this structure (a Python scalar that changes every step: ``loss * (1 + 1e-4 * i)``), so that
     such a loop compiles twice (baked, then with the scalar lifted) instead of once per value."""
@@ -139,7 +142,7 @@ def _lifted(graph: Graph, device: str) -> tuple[int, ...]:
     return changed
 
 
-def run_graph(outputs: Sequence[Value], device: str = "cpu") -> list[Any]:
+def run_graph(outputs: Sequence[Value], device: Device = devices.CPU) -> list[Any]:
     """Compute ``outputs`` (values of the recorded graph) on ``device`` and return their buffers (numpy arrays on
     "cpu", device buffers on "cuda").
 
@@ -156,7 +159,7 @@ def run_graph(outputs: Sequence[Value], device: str = "cpu") -> list[Any]:
     for i in lifted:
         node = graph.constants[i]
         scalar = np.asarray(node.attrs[0], dtype=node.types[0][1].np)
-        args.append(scalar if device == devices.CPU else devices.upload(scalar))
+        args.append(scalar if device == devices.CPU else devices.upload(scalar, device))
     buffers = list(exe(*args))
     for (node, _), buf in zip(roots, buffers[len(outputs) :], strict=True):
         node.data = buf

@@ -30,6 +30,7 @@ from picograd.frontend import dtypes
 from picograd.frontend.dtypes import DType, as_dtype, promote
 from picograd.frontend.graph import STATE, Loc, Node, Shape, Value, at, leaf, user_location
 from picograd.frontend.realize import run_graph
+from picograd.runtime.device import Device
 
 Scalar = int | float | bool
 
@@ -54,13 +55,12 @@ def _sole_holder_refcount() -> int:
 _SOLE_HOLDER_REFCOUNT = _sole_holder_refcount()
 
 
-def _check_device(device: Any) -> str:
-    """The canonical name ("cpu"/"cuda") of a device that can be used now; ``DeviceError`` (with the user's
-    ``file:line``) for an unknown name, or for "cuda" without a GPU, naming what is missing (driver, GPU)."""
-    if device is None or device == devices.CPU:  # the common cases, without looking up the user's frame
+def _check_device(device: Any) -> Device:
+    """The ``pg.device`` of a device argument (a ``pg.device`` or a string) that can be used now; ``DeviceError``
+    (with the user's ``file:line``) for an unknown name, or for a device that is not there, naming what is missing
+    (driver, GPU, a GPU of that index)."""
+    if device is None or device is devices.CPU or device == "cpu":  # the common case, without a frame lookup
         return devices.CPU
-    if device == devices.CUDA and devices.cuda.available():
-        return devices.CUDA
     return devices.resolve(device, user_location())
 
 
@@ -99,7 +99,7 @@ class Tensor:
     def __init__(self, data: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False):
         dev = data.device if device is None and isinstance(data, Tensor) else _check_device(device)
         arr = _numpy_of(data, as_dtype(dtype) if dtype is not None else None)
-        buf = arr if dev == devices.CPU else devices.upload(arr)
+        buf = arr if dev == devices.CPU else devices.upload(arr, dev)
         self._init(leaf(buf, as_dtype(arr.dtype), owner=self), 0)
         if requires_grad:
             self.requires_grad = True
@@ -131,13 +131,14 @@ class Tensor:
         return (self._node, self._index)
 
     @property
-    def device(self) -> str:
-        """Where the value lives: "cpu" or "cuda"."""
+    def device(self) -> Device:
+        """Where the value lives: a ``pg.device`` (``device(type='cpu')``, ``device(type='cuda', index=0)``); it
+        also compares equal to its name ("cpu", "cuda", "cuda:0")."""
         return self._node.device
 
     @property
     def is_cuda(self) -> bool:
-        return self._node.device == devices.CUDA
+        return self._node.device.type == "cuda"
 
     @property
     def shape(self) -> Shape:
@@ -397,7 +398,7 @@ class Tensor:
             out = out._cast(as_dtype(dtype))
         return out
 
-    def _copy_to(self, device: str) -> Tensor:
+    def _copy_to(self, device: Device) -> Tensor:
         """A new leaf on ``device`` holding this tensor's value."""
         if STATE.trace is not None:
             from picograd.errors import CompileError
@@ -412,7 +413,7 @@ class Tensor:
             out.requires_grad = True
         return out
 
-    def _move_(self, device: str) -> None:
+    def _move_(self, device: Device) -> None:
         """Move this tensor's value (and its ``.grad``) to ``device`` in place, keeping the object, its
         ``requires_grad`` and its role as a parameter (``Module.to``)."""
         if device == self.device:
@@ -848,7 +849,7 @@ class Tensor:
     def expand_as(self, other: Tensor) -> Tensor:
         return self._broadcast(other.shape)
 
-    def _broadcast(self, shape: Shape, device: str | None = None) -> Tensor:
+    def _broadcast(self, shape: Shape, device: Device | None = None) -> Tensor:
         """``self`` broadcast to ``shape``; a 0-d tensor may be broadcast onto another ``device`` (a scalar joining
         an op there)."""
         if self.shape == shape:
@@ -972,9 +973,9 @@ class Tensor:
 # Recording
 
 
-def _result_device(kind: str, srcs: Sequence[Tensor], loc: Loc | None, device: str | None = None) -> str:
+def _result_device(kind: str, srcs: Sequence[Tensor], loc: Loc | None, device: Device | None = None) -> Device:
     """The device of an op's result: ``device`` when given, else its operands' (they must agree, except that 0-d
-    tensors join ops on any device; an op of scalars only lives on "cuda" if one of them does). Raises
+    tensors join ops on any device; an op of scalars only lives off the CPU if one of them does). Raises
     ``DeviceError`` naming both devices, the shapes and ``loc``."""
     if device is None and srcs:
         first = srcs[0]._node.device
@@ -1003,24 +1004,24 @@ def _result_device(kind: str, srcs: Sequence[Tensor], loc: Loc | None, device: s
         return device
     if found is not None:
         return found.device
-    return devices.CUDA if any(t.device == devices.CUDA for t in srcs) else devices.CPU
+    return next((t.device for t in srcs if t.device != devices.CPU), devices.CPU)
 
 
-def _common_device(xs: Sequence[Any], default: str | None = None) -> str | None:
+def _common_device(xs: Sequence[Any], default: Device | None = None) -> Device | None:
     """Where an op of ``xs`` runs: the device of its first non-scalar tensor, else ``default``, else that of its
-    0-d tensors ("cuda" if one is there); None when there are no tensors and no default."""
+    0-d tensors (one off the CPU if there is one); None when there are no tensors and no default."""
     scalar = None
     for x in xs:
         if isinstance(x, Tensor):
             if x.shape:
                 return x.device
-            if scalar is None or x.device == devices.CUDA:
+            if scalar is None or x.device != devices.CPU:
                 scalar = x.device
     return default or scalar
 
 
 def _record(
-    kind: str, srcs: Sequence[Tensor], attrs: tuple, shape: Shape, dtype: DType, device: str | None = None
+    kind: str, srcs: Sequence[Tensor], attrs: tuple, shape: Shape, dtype: DType, device: Device | None = None
 ) -> Tensor:
     """Record one single-result op and return its tensor; it requires grad when a float source does. It lives on
     ``device``, or on its sources' device (see ``_result_device``)."""
@@ -1042,7 +1043,7 @@ def _record(
     return Tensor._wrap(node, 0, needs)
 
 
-def constant(value: Any, dtype: DType, shape: Shape = (), device: str = devices.CPU) -> Tensor:
+def constant(value: Any, dtype: DType, shape: Shape = (), device: Device = devices.CPU) -> Tensor:
     """A constant of ``dtype`` on ``device`` broadcast to ``shape`` (scalars stay in the IR as ``pg.constant``)."""
     if dtype.category == 1 and not np.iinfo(dtype.np).min <= value <= np.iinfo(dtype.np).max:
         raise DTypeError(f"{value} does not fit in a {dtype.name} tensor{at(user_location())}")  # not at realize
@@ -1066,7 +1067,7 @@ def _dtype_of(x: Any) -> DType:
     raise DTypeError(f"unsupported operand of type {type(x).__name__}{at(user_location())}")
 
 
-def _lift(x: Any, dtype: DType, device: str) -> Tensor:
+def _lift(x: Any, dtype: DType, device: Device) -> Tensor:
     if isinstance(x, Tensor):
         return x._cast(dtype)
     if isinstance(x, np.ndarray):
@@ -1074,7 +1075,7 @@ def _lift(x: Any, dtype: DType, device: str) -> Tensor:
     return constant(x, dtype, device=device)
 
 
-def _operands(*xs: Any, device: str | None = None) -> tuple[list[Tensor], DType]:
+def _operands(*xs: Any, device: Device | None = None) -> tuple[list[Tensor], DType]:
     """The operands as tensors of their promoted dtype; Python scalars, lists and arrays go to the device of the
     tensor operands (``device`` when there are none)."""
     device = _common_device(xs, device) or devices.CPU
@@ -1387,7 +1388,7 @@ class TopK(tuple):
         return self[1]
 
 
-def _iota(shape: Shape, dim: int, device: str = devices.CPU) -> Tensor:
+def _iota(shape: Shape, dim: int, device: Device = devices.CPU) -> Tensor:
     """int64 ``0, 1, ...`` along ``dim`` of ``shape`` (one ``pg.iota``)."""
     return _record("iota", [], (dim,), tuple(shape), dtypes.int64, device)
 
@@ -1436,7 +1437,7 @@ def realize(*tensors: Tensor) -> None:
     pending = [t for t in tensors if t._buffer is None]
     if not pending:
         return
-    by_device: dict[str, dict[tuple[int, int], Tensor]] = {}
+    by_device: dict[Device, dict[tuple[int, int], Tensor]] = {}
     for t in pending:
         by_device.setdefault(t.device, {}).setdefault((id(t._node), t._index), t)
     by_value: dict[tuple[int, int], Any] = {}

@@ -64,6 +64,7 @@ __all__ = [
     "clear_module_cache",
     "compile_ptx",
     "device",
+    "device_count",
     "launch",
     "module_cache_size",
     "stream",
@@ -87,8 +88,9 @@ _MAX_GRID = (2**31 - 1, 65535, 65535)
 class _Runtime:
     """The process-wide CUDA state: cuda.core modules, device 0, its streams. Built once by :func:`device`."""
 
-    def __init__(self, cc: Any, driver: Any, dev: Any) -> None:
+    def __init__(self, cc: Any, driver: Any, dev: Any, count: int = 1) -> None:
         self.cc = cc
+        self.count = count  # GPUs visible (cuDeviceGetCount)
         self.driver = driver
         self.device = dev
         # One stream carries all work (copies, launches, graph replays, frees). Graphs are captured on a second
@@ -149,7 +151,7 @@ def _initialise() -> _Runtime:
     try:
         dev = cc.Device(0)
         dev.set_current()
-        return _Runtime(cc, driver, dev)
+        return _Runtime(cc, driver, dev, count)
     except Exception as e:
         raise DeviceError(f"CUDA is unavailable: device 0 could not be made current: {e}") from None
 
@@ -189,6 +191,14 @@ def available() -> bool:
     except DeviceError:
         return False
     return True
+
+
+def device_count() -> int:
+    """The number of GPUs visible (``cuDeviceGetCount``); 0 when CUDA cannot be used."""
+    try:
+        return _get_runtime().count
+    except DeviceError:
+        return 0
 
 
 def stream() -> Any:
@@ -1228,3 +1238,49 @@ def time_ms(fn: Callable[[], object], warmup: int = 3, iters: int = 20, stream: 
             pairs.append((start, s.record(options=rt.timing)))
         s.sync()
         return float(statistics.median(end - start for start, end in pairs))
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# The "cuda" entry of the device registry (picograd.runtime.device)
+# --------------------------------------------------------------------------------------------------------------------
+
+
+class CudaRuntime:
+    """The runtime of ``pg.device("cuda:i")``: buffers are :class:`DeviceBuffer` objects. It reaches this module's
+    functions at call time (``available``, ``DeviceBuffer``), so tests can stand fakes in for them.
+
+    Only GPU 0 runs work so far (one context, one stream): ``cuda:1`` is refused with the number of GPUs there are,
+    or, where that GPU exists, with the statement that the runtime uses GPU 0 only."""
+
+    type = "cuda"
+
+    def unavailable(self, index: int) -> str | None:
+        if index != 0:
+            count = device_count()
+            if index >= count:
+                return f"no such GPU: this machine has {count} CUDA GPU{'s' if count != 1 else ''}"
+            return f"picograd's CUDA runtime runs on GPU 0 only so far (this machine has {count} GPUs)"
+        if available():
+            return None
+        try:
+            device()
+        except DeviceError as e:
+            return str(e)
+        return None  # available() and device() disagree only if the GPU appeared in between
+
+    def holds(self, buffer: Any) -> bool:
+        return isinstance(buffer, DeviceBuffer)
+
+    def index_of(self, buffer: Any) -> int:
+        return 0
+
+    def upload(self, array: np.ndarray, index: int) -> Any:
+        return DeviceBuffer.from_numpy(array)
+
+    def download(self, buffer: Any) -> np.ndarray:
+        return buffer.to_numpy()
+
+    def zeros(self, shape: tuple[int, ...], dtype: np.dtype, index: int) -> Any:
+        buf = DeviceBuffer(shape, dtype)
+        buf.fill_zero()
+        return buf

@@ -35,6 +35,7 @@ from xdsl.utils.exceptions import DiagnosticException, VerifyException
 from picograd.driver.pipeline import STAGES, passes_until, run_passes
 from picograd.errors import CompileError, DeviceError, DTypeError, ShapeError
 from picograd.passes.matmul_schedule import SCHEDULES
+from picograd.runtime.device import Device
 
 PLANNED_STAGES: tuple[str, ...] = ()
 # The stages the CPU executor runs (it takes the simplify stage); the later ones are the CUDA backend's lowering.
@@ -158,6 +159,14 @@ def write_ptx(module: ModuleOp, output: str | None) -> None:
             f.write(text)
 
 
+def _device(name: str) -> Device:
+    """``--device``'s value as a ``pg.device`` (argparse's error for a bad name)."""
+    try:
+        return Device(name)
+    except DeviceError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Console entry point of ``pgc``; returns the exit status."""
     parser = argparse.ArgumentParser(prog="pgc", description="picograd compiler: print a model's IR at a stage")
@@ -166,9 +175,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("-o", "--output", help="write here instead of stdout")
     parser.add_argument(
         "--device",
-        choices=["cpu", "cuda"],
-        help="the device to compile for: cuda prints what @pg.compile on cuda tensors runs, at any stage (no GPU "
-        f"needed); cpu allows the stages the CPU executor runs ({', '.join(CPU_STAGES)}); default: any stage",
+        type=_device,
+        help="the device to compile for (cpu, cuda, cuda:N): cuda prints what @pg.compile on cuda tensors runs, at "
+        f"any stage (no GPU needed); cpu allows the stages the CPU executor runs ({', '.join(CPU_STAGES)}); "
+        "default: any stage",
     )
     parser.add_argument("--arch", default="sm_90", choices=["sm_90", "sm_90a"])
     parser.add_argument(
@@ -190,7 +200,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise CompileError(
                 f"--emit={args.emit}: this stage is not implemented yet (available: {', '.join(STAGES)})"
             )
-        if args.device == "cpu" and args.emit not in CPU_STAGES:
+        if args.device is not None and args.device.type == "cpu" and args.emit not in CPU_STAGES:
             raise DeviceError(
                 f"--device cpu --emit={args.emit}: the CPU executor runs the simplify stage; {args.emit} is the "
                 "CUDA lowering: use --device cuda (no GPU needed)"
