@@ -39,7 +39,7 @@ def checked_index(t: Tensor, size: int, dim: int, what: str = "index", negative:
     """The int64 indices ``t``, checked to lie in ``[0, size)`` (``[-size, size)`` with ``negative``): a realized
     host tensor now, anything else by a ``pg.check_index`` op when the value is computed. Raises ``IndexError``
     naming the first bad ``what`` (``index``, ``target``), ``dim``, ``size`` and the user's ``file:line``."""
-    from picograd.frontend.tensor import _record
+    from picograd.frontend.tensor import record
 
     t = t.long()
     low = -size if negative else 0
@@ -50,7 +50,7 @@ def checked_index(t: Tensor, size: int, dim: int, what: str = "index", negative:
             value = int(buf[bad].flat[0])
             raise IndexError(f"{what} {value} is out of range for dim {dim} of size {size}{at(user_location())}")
         return t
-    return _record("check_index", [t], (what, dim, size, negative), t.shape, t.dtype)
+    return record("check_index", [t], (what, dim, size, negative), t.shape, t.dtype)
 
 
 def _index_tensor(x: Any, size: int, dim: int, device: Device) -> Tensor:
@@ -136,10 +136,10 @@ def getitem(x: Tensor, index: Any) -> Tensor:
 
     y = x
     if (tuple(start), tuple(stop), tuple(step)) != ((0,) * x.ndim, x.shape, (1,) * x.ndim):
-        from picograd.frontend.tensor import _record
+        from picograd.frontend.tensor import record
 
         shape = tuple(len(range(a, b, s)) for a, b, s in zip(start, stop, step, strict=True))
-        y = _record("slice", [x], (tuple(start), tuple(stop), tuple(step)), shape, x.dtype)
+        y = record("slice", [x], (tuple(start), tuple(stop), tuple(step)), shape, x.dtype)
     y = y.reshape(*out_shape)
     if not advanced:
         return y
@@ -148,7 +148,7 @@ def getitem(x: Tensor, index: Any) -> Tensor:
 
 def _advanced(y: Tensor, advanced: list[tuple[int, int, Any]]) -> Tensor:
     """Apply integer-array indices at dims ``advanced`` of ``y`` as one gather."""
-    from picograd.frontend.tensor import _record
+    from picograd.frontend.tensor import record
 
     loc = user_location()
     dims = [d for d, _, _ in advanced]
@@ -177,4 +177,4 @@ def _advanced(y: Tensor, advanced: list[tuple[int, int, Any]]) -> Tensor:
         stride *= size
     merged = y.reshape(*y.shape[:first], math.prod(sizes), *y.shape[first + len(dims) :])
     shape = (*merged.shape[:first], *bshape, *merged.shape[first + 1 :])
-    return _record("gather", [merged, linear], (first,), shape, y.dtype)
+    return record("gather", [merged, linear], (first,), shape, y.dtype)

@@ -18,7 +18,7 @@ from picograd.dialects.philox import counters_needed
 from picograd.frontend import dtypes
 from picograd.frontend.dtypes import DType
 from picograd.frontend.graph import STATE
-from picograd.frontend.tensor import Tensor, _record
+from picograd.frontend.tensor import Tensor, record
 from picograd.runtime.device import CPU, Device
 
 
@@ -35,7 +35,7 @@ class Generator:
 
     def draw(self, distribution: str, shape: tuple[int, ...], dtype: DType, device: Device = CPU) -> Tensor:
         """Record a ``pg.random`` op of ``shape`` on ``device`` and advance the offset."""
-        out = _record("random", [self.seed, self.offset], (distribution,), shape, dtype, device)
+        out = record("random", [self.seed, self.offset], (distribution,), shape, dtype, device)
         step = counters_needed(int(np.prod(shape, dtype=np.int64)))
         if STATE.trace is not None:
             self.offset._assign(self.offset + step)
