@@ -23,8 +23,9 @@ from xdsl.ir import SSAValue
 
 from picograd.dialects import pg
 from picograd.driver.gpu_compile import compile_for_cuda
-from picograd.runtime import cuda, gpu_math
+from picograd.runtime import cuda
 from picograd.runtime.numpy_executor import compile_func
+from picograd.target import gpu_math
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not cuda.available(), reason="needs an NVIDIA GPU")]
 

@@ -35,7 +35,8 @@ from picograd.dialects import make_context, pg
 from picograd.driver.gpu_compile import CudaProgram, compile_for_cuda
 from picograd.driver.pipeline import lower_to
 from picograd.passes.matmul_schedule import AUTO_MIN_FMAS, MIN_SMALL_TILES, SCHEDULES, SMS, choose, match_matmul
-from picograd.runtime import cuda, ptxas
+from picograd.runtime import cuda
+from picograd.target import ptxas
 
 NAMES = list(SCHEDULES)
 TOLERANCE = 1e-5

@@ -17,7 +17,9 @@ prints the PTX of its kernels and reads the launch plan off the host function th
   launch argument is a whole buffer (a slot) and the launch plan has no scalar arguments;
 - **steps** are the ``gpu.launch_func`` ops in order (``Launch(kernel, grid, block, args)``, the kernel parameters
   being the slots of the ``gpu.func`` arguments) and ``memref.copy`` ops (``Copy``: a function returning an
-  argument or one value twice).
+  argument or one value twice);
+- **params** are the kernels' parameter lists, read off the ``ptx.func`` ops, so the runtime checks each launch
+  against them without parsing the PTX text.
 
 ``CudaProgram.executable()`` builds the ``picograd.runtime.cuda.Executable`` (it assembles the PTX; running it needs a
 GPU). ``CudaProgram.assemble()`` only checks the PTX with ptxas (no GPU).
@@ -69,6 +71,7 @@ class CudaProgram:
     arch: str = "sm_90"
     module: ModuleOp | None = field(default=None, repr=False)
     checks: tuple[tuple[int, str], ...] = ()  # (constant index, message template): the error flags of index checks
+    params: dict[str, tuple[cuda.Param, ...]] = field(default_factory=dict)  # each kernel's, from the ptx dialect
 
     def index_error(self, flags: Sequence[np.ndarray]) -> IndexError | None:
         """The ``IndexError`` that the error flags of the index checks (``flags[j]`` holding the contents of the
@@ -110,6 +113,7 @@ class ProgramExecutable(cuda.Executable):
             inputs=[*program.inputs, *const_specs],
             outputs=program.outputs,
             temps=program.temps,
+            params=program.params,
             **options,
         )
         self.program = program
@@ -205,7 +209,14 @@ def compile_for_cuda(
     else:  # nothing to launch (the function only copies its arguments)
         text = print_ptx(ptx.ModuleOp(target=arch))
     plan = _launch_plan(work, fn)
-    return CudaProgram(fn.sym_name.data, text, *plan[:5], arch=arch, module=work, checks=plan[5])
+    params = {k.sym_name.data: kernel_params(k) for m in pmods[:1] for k in m.walk() if isinstance(k, ptx.FuncOp)}
+    return CudaProgram(fn.sym_name.data, text, *plan[:5], arch=arch, module=work, checks=plan[5], params=params)
+
+
+def kernel_params(kernel: Any) -> tuple[cuda.Param, ...]:
+    """The parameters of a ``ptx.func`` kernel as the runtime checks launches against them (from the IR, so the
+    runtime need not read them back out of the PTX text)."""
+    return tuple(cuda.Param.scalar(kernel.param_name(i), a.type.kind) for i, a in enumerate(kernel.args))
 
 
 def _spec(t: Any) -> cuda.BufferSpec:
