@@ -64,7 +64,7 @@ def is_host(data: Any) -> bool:
     return isinstance(data, np.ndarray)
 
 
-def upload(array: np.ndarray, device: Device = CUDA) -> Any:
+def upload(array: np.ndarray, device: Device) -> Any:
     """A new buffer on ``device`` holding a copy of ``array`` (host -> device)."""
     return registry.runtime_for(device).upload(array, device.index or 0)
 
@@ -96,7 +96,7 @@ def bind(node: Node, device: Device) -> Any:
     copy always (device buffers are never written in place once they hold a tensor's value), a host array's upload
     when it is small, re-validated against the array's bytes on every use."""
     data = node.data
-    if node.device == device:
+    if device_of(data) == device:  # where the buffer is, not where the node counts as living (placeholders)
         return data
     if isinstance(data, np.ndarray):
         if data.nbytes > MIRROR_LIMIT_BYTES:
