@@ -13,7 +13,7 @@
 # Usage, from the repository root: OUT=/path/to/dir bash bench/cuda_frontend_check.sh
 source "$(dirname "${BASH_SOURCE[0]}")/gpu_env.sh"
 
-"$PY" -c "from picograd.backend import cuda; print('cuda available:', cuda.available()); print(cuda.device().name)" \
+"$PY" -c "from picograd.runtime import cuda; print('cuda available:', cuda.available()); print(cuda.device().name)" \
   2>&1 | tee "$OUT/device.txt"
 
 # 1. Tests: every op and gradient on cuda vs the CPU executor, compiled SGD/AdamW steps vs CPU, the plumbing.

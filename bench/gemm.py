@@ -82,7 +82,7 @@ def plan(ms_guess: float) -> tuple[int, int]:
 
 
 def run_schedule(torch, cuda, name: str, m: int, n: int, k: int, a, b, ref) -> dict:
-    from picograd.backend.gpu_compile import compile_for_cuda
+    from picograd.driver.gpu_compile import compile_for_cuda
 
     t0 = time.perf_counter()
     prog = compile_for_cuda(matmul_module(m, n, k), matmul_schedule=name)
@@ -135,8 +135,8 @@ def main() -> None:
 
     import torch
 
-    from picograd.backend import cuda
     from picograd.passes.schedule import SCHEDULES
+    from picograd.runtime import cuda
 
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False

@@ -16,7 +16,7 @@ tail -n 3 "$OUT/pytest_gpu.log"
 run gemm 200 "$PY" bench/gemm.py --out "$OUT/gemm_h200.jsonl"
 "$PY" - >"$OUT/cp-async.ptx" <<'PY'
 from bench.gemm import matmul_module
-from picograd.backend.gpu_compile import compile_for_cuda
+from picograd.driver.gpu_compile import compile_for_cuda
 print(compile_for_cuda(matmul_module(4096, 4096, 4096), matmul_schedule="cp-async").ptx)
 PY
 {

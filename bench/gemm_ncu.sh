@@ -31,7 +31,7 @@ done
 python3 - "$out" <<'PY'
 import sys
 from bench.gemm import matmul_module
-from picograd.backend.gpu_compile import compile_for_cuda
+from picograd.driver.gpu_compile import compile_for_cuda
 out = sys.argv[1]
 for rung in ("warptile", "cp-async"):
     open(f"{out}/{rung}.ptx", "w").write(compile_for_cuda(matmul_module(4096, 4096, 4096), matmul_schedule=rung).ptx)

@@ -93,7 +93,7 @@ SMALL = 512
 
 def gemm_entry(schedule: str, tmp: str, size: int = SIZE) -> dict:
     from bench.gemm import matmul_module
-    from picograd.backend.gpu_compile import compile_for_cuda
+    from picograd.driver.gpu_compile import compile_for_cuda
 
     program = compile_for_cuda(matmul_module(size, size, size), matmul_schedule=schedule)
     kernels = re.findall(r"\.entry\s+(\w+)", program.ptx)

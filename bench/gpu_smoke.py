@@ -1,10 +1,10 @@
-"""GPU smoke test and launch-overhead benchmark of the CUDA runtime (picograd.backend.cuda), for one run on the GPU
+"""GPU smoke test and launch-overhead benchmark of the CUDA runtime (picograd.runtime.cuda), for one run on the GPU
 machine.
 
 1. Prints the CUDA environment (driver, cuda.core, cuda.bindings, linker backend, device).
 2. Runs the runtime's tests: `pytest tests/test_cuda_runtime.py` (the GPU tests, plus the compile tests).
 3. Times a tiny chain of three elementwise kernels, out = (a + b) * c + a on --n float32 elements, issued
-   - as three `picograd.backend.cuda.launch` calls (argument checks and conversion on every call),
+   - as three `picograd.runtime.cuda.launch` calls (argument checks and conversion on every call),
    - as three bare `cuda.core.launch` calls with prebuilt configs (the floor for plain launches from Python),
    - through an `Executable` with use_graph=False (plain launches from the launch list),
    - through an `Executable` replaying its CUDA graph (fixed buffers via out=; and fresh outputs every call),
@@ -81,7 +81,7 @@ def environment() -> dict[str, str]:
     import cuda.core
     from cuda.bindings import driver
 
-    from picograd.backend import cuda as rt
+    from picograd.runtime import cuda as rt
 
     dev = rt.device()
     err, version = driver.cuDriverGetVersion()
@@ -105,7 +105,7 @@ def run_tests() -> int:
 
 def measure(fn: Callable[[], object], calls: int) -> tuple[float, float]:
     """(host microseconds per call, median GPU span in microseconds per call)."""
-    from picograd.backend import cuda as rt
+    from picograd.runtime import cuda as rt
 
     for _ in range(20):
         fn()
@@ -122,8 +122,8 @@ def measure(fn: Callable[[], object], calls: int) -> tuple[float, float]:
 def bench(n: int, calls: int) -> list[dict[str, object]]:
     import cuda.core
 
-    from picograd.backend import cuda as rt
-    from picograd.backend.cuda import BufferSpec, DeviceBuffer, Executable, Input, Launch, Output, Temp
+    from picograd.runtime import cuda as rt
+    from picograd.runtime.cuda import BufferSpec, DeviceBuffer, Executable, Input, Launch, Output, Temp
 
     module = rt.compile_ptx(chain_ptx())
     add, mul = module.kernel("add2"), module.kernel("mul2")
@@ -191,7 +191,7 @@ def main() -> int:
     ap.add_argument("--json", default=os.path.join(HERE, "results", "gpu_smoke.json"), help="where to write results")
     args = ap.parse_args()
 
-    from picograd.backend import cuda as rt
+    from picograd.runtime import cuda as rt
 
     if not rt.available():
         try:

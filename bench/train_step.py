@@ -96,7 +96,7 @@ def run_picograd(xtr, ytr, batch: int, steps: int, warmup: int, data: str) -> di
     import picograd.nn.functional as F
 
     import picograd as pg
-    from picograd.backend import cuda
+    from picograd.runtime import cuda
 
     model, opt = ex.make(0, "sgd", LR, "cuda")
 
@@ -296,7 +296,7 @@ def environment() -> dict[str, Any]:
     except Exception:
         pass
     try:
-        from picograd.backend import cuda
+        from picograd.runtime import cuda
 
         dev = cuda.device()
         env["gpu"] = f"{dev.name} (sm_{dev.arch})"

@@ -210,6 +210,7 @@ from picograd.frontend.random import manual_seed
 from picograd.frontend.realize import matmul_schedule, set_cache_size
 from picograd.frontend.serialization import load, save
 from picograd.frontend.tensor import Tensor, ValuesIndices, matmul, maximum, minimum, tril, triu, where  # noqa: E402
+from picograd.runtime.device import Device as device  # torch.device: pg.device("cuda:0")
 
 TENSOR_FUNCTIONS = (
     "floor", "ceil", "round", "trunc", "fix", "sign", "sgn", "log2", "exp2", "log1p", "expm1", "asin", "acos", "atan",
@@ -397,4 +398,5 @@ __all__ += [
     "negative",
     "absolute",
 ]
+__all__ += ["device"]
 __all__ += list(TENSOR_FUNCTIONS)

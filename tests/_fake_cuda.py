@@ -1,7 +1,7 @@
 """A stand-in for the CUDA runtime and ``compile_for_cuda``, for testing the frontend's device plumbing on machines
 without a GPU (tests only).
 
-``FakeDeviceBuffer`` keeps a tensor in host memory behind the ``picograd.backend.cuda.DeviceBuffer`` interface and
+``FakeDeviceBuffer`` keeps a tensor in host memory behind the ``picograd.runtime.cuda.DeviceBuffer`` interface and
 counts the copies and allocations; new buffers hold garbage (NaN or 0x5A bytes), as device memory would.
 ``fake_compile_for_cuda`` compiles the ``simplify``-stage function with the numpy executor behind the
 ``Executable`` interface: it checks its buffers as the real one does, refuses outputs that alias an input or each
@@ -18,9 +18,10 @@ import numpy as np
 from xdsl.dialects import func
 from xdsl.dialects.builtin import ModuleOp, TensorType
 
-from picograd.backend.cuda import BufferSpec
-from picograd.backend.numpy_executor import compile_func, numpy_dtype
 from picograd.dialects import pg
+from picograd.dialects.pg_numpy import numpy_dtype
+from picograd.runtime.cuda import BufferSpec
+from picograd.runtime.numpy_executor import compile_func
 
 
 @dataclass

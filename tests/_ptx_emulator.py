@@ -26,7 +26,7 @@ Tensor cores and Hopper's asynchronous copies (PTX ISA 8.0 sections 9.7.13, 9.7.
 - Async proxy: shared memory that a thread wrote with ordinary stores (``st.shared``, ``stmatrix``, ``cp.async``)
   and wgmma reads needs ``fence.proxy.async`` by that thread first; otherwise wgmma raises.
 
-:func:`run_program` runs a ``picograd.backend.gpu_compile.CudaProgram`` (its launch plan: inputs, outputs, poisoned
+:func:`run_program` runs a ``picograd.driver.gpu_compile.CudaProgram`` (its launch plan: inputs, outputs, poisoned
 temps, constants, launches and copies) on numpy inputs and returns the outputs, so that the whole path from the
 ``pg`` stage to PTX is checked against the numpy executor. Tiny shapes only: about 10**5 instructions a second.
 """
@@ -44,8 +44,8 @@ from typing import Any
 import numpy as np
 from xdsl.ir import SSAValue
 
-from picograd.backend import cuda
 from picograd.dialects import ptx
+from picograd.runtime import cuda
 
 POISON = 0xFF
 
@@ -916,7 +916,7 @@ class Emulator:
 
 
 def run_program(program: Any, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
-    """Run a ``CudaProgram`` (``picograd.backend.gpu_compile``) on numpy ``inputs``: its launch plan with buffers
+    """Run a ``CudaProgram`` (``picograd.driver.gpu_compile``) on numpy ``inputs``: its launch plan with buffers
     on an emulated heap (temps poisoned with 0xFF bytes, outputs too, so unwritten results show). Raises the
     ``IndexError`` that the program's index checks report (``CudaProgram.index_error``), as the runtime does."""
     from picograd.dialects import ptx as ptx_dialect

@@ -31,10 +31,9 @@ from xdsl.dialects.builtin import (
 from xdsl.ir import Attribute, Block, Operation, Region, SSAValue
 from xdsl.utils.exceptions import DiagnosticException
 
-from picograd.backend import philox
-from picograd.backend.numpy_executor import compile_func
-from picograd.dialects import make_context, pg
+from picograd.dialects import make_context, pg, philox
 from picograd.passes.autodiff import VJP_RULES, PgAutodiff
+from picograd.runtime.numpy_executor import compile_func
 
 UNARY = {
     "neg": pg.NegOp,

@@ -15,9 +15,9 @@ from xdsl.dialects import func
 from xdsl.dialects.builtin import ModuleOp
 
 import picograd as pg
-from picograd.backend.numpy_executor import compile_func
 from picograd.dialects import pg as pgd
-from picograd.pipeline import STAGES, make_pass, passes_until, run_passes
+from picograd.driver.pipeline import STAGES, make_pass, passes_until, run_passes
+from picograd.runtime.numpy_executor import compile_func
 
 SPECIAL = np.array([0.0, -0.0, 1.0, -1.0, np.inf, -np.inf, np.nan, 2.5, -3.0, 1e-30], dtype=np.float32)
 

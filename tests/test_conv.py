@@ -19,13 +19,13 @@ from test_loops import CTX, build, check, t
 from xdsl.dialects.builtin import ModuleOp, f64
 
 import picograd as pg
-from picograd.backend.gpu_compile import compile_for_cuda
-from picograd.backend.numpy_executor import compile_func
 from picograd.dialects import pg as pgd
+from picograd.driver.gpu_compile import compile_for_cuda
 from picograd.errors import DTypeError, ShapeError
 from picograd.passes.autodiff import PgAutodiff
 from picograd.passes.decompose_conv import PgDecomposeConv
 from picograd.passes.fuse import PgFuse
+from picograd.runtime.numpy_executor import compile_func
 
 TF = torch.nn.functional
 
@@ -557,7 +557,7 @@ def small_cnn() -> tuple[pg.nn.Module, pg.optim.Optimizer]:
 def test_cnn_train_step_on_loop_stage(rng: np.random.Generator) -> None:
     """A whole CNN train step (conv, BatchNorm with its running statistics, max-pool, GroupNorm, SiLU, upsample,
     avg-pool, SGD) at the loops stage, run by the loop interpreter, against the numpy executor."""
-    from picograd.pipeline import lower_to
+    from picograd.driver.pipeline import lower_to
 
     model, opt = small_cnn()
 
@@ -587,7 +587,7 @@ def test_cnn_train_step_on_loop_stage(rng: np.random.Generator) -> None:
         )
     want = compile_func(fn)(*inputs)
     lower_to(module, "loops")
-    from picograd.backend.loop_interpreter import run_function
+    from picograd.runtime.loop_interpreter import run_function
 
     got = run_function(module, fn.sym_name.data, inputs)
     for w, g in zip(want, got, strict=True):

@@ -4,7 +4,7 @@ errors for mixed devices).
 
 Each device test runs twice: against ``fake`` (tests/_fake_cuda.py: host memory behind the DeviceBuffer interface
 and the numpy executor behind ``compile_for_cuda``; runs everywhere, so CI checks the plumbing) and against the real
-GPU (``gpu``: marked ``gpu``, skipped when ``picograd.backend.cuda.available()`` is False). Tests of the behaviour
+GPU (``gpu``: marked ``gpu``, skipped when ``picograd.runtime.cuda.available()`` is False). Tests of the behaviour
 without a GPU skip themselves on a GPU machine. Inputs are fresh random draws on every run.
 """
 
@@ -21,8 +21,8 @@ import pytest
 from _fake_cuda import COUNTERS, FakeDeviceBuffer, fake_compile_for_cuda
 
 import picograd as pg
-from picograd.backend import cuda
 from picograd.frontend import realize
+from picograd.runtime import cuda
 
 HAS_GPU = cuda.available()
 no_gpu = pytest.mark.skipif(HAS_GPU, reason="checks the behaviour without a GPU")
@@ -339,7 +339,7 @@ def test_tensors_move_between_devices(fake_cuda) -> None:
     x = pg.tensor([[1.0, 2.0], [3.0, 4.0]], device="cuda")
     assert x.device == "cuda" and x.is_cuda and isinstance(x._buffer, FakeDeviceBuffer)
     assert x.tolist() == [[1.0, 2.0], [3.0, 4.0]] and (x * 2).sum().item() == 20.0
-    assert "device='cuda'" in repr(x)
+    assert "device='cuda:0'" in repr(x)  # as PyTorch prints it
     y = x.cpu()
     assert y.device == "cpu" and isinstance(y._buffer, np.ndarray)
     assert y.to("cuda").device == "cuda" and x.cuda() is x and y.cpu() is y
@@ -521,7 +521,7 @@ def train_step(x, y):
 def test_pgc_device_cuda_prints_what_compile_runs_on_cuda(fake_cuda, tmp_path, monkeypatch, capsys, rng) -> None:
     """Issue 19 item 1: ``pgc --device cuda`` (no GPU) prints the module that ``@pg.compile`` on cuda tensors hands
     the CUDA backend, and the PTX that the backend compiles from it, with the function's own matmul schedule."""
-    from picograd.backend.gpu_compile import compile_for_cuda
+    from picograd.driver.gpu_compile import compile_for_cuda
     from picograd.tools import pgc
 
     path = tmp_path / "model.py"

@@ -1,4 +1,4 @@
-"""The CUDA runtime (picograd.backend.cuda).
+"""The CUDA runtime (picograd.runtime.cuda).
 
 Without a GPU: every entry point that needs one raises DeviceError with a message naming what is missing, and PTX
 still assembles (nvJitLink) with its kernel figures and errors. With a GPU (`-m gpu`, skipped otherwise): launches,
@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 
 import picograd as pg
-from picograd.backend import cuda
-from picograd.backend.cuda import BufferSpec, Copy, DeviceBuffer, Executable, Input, Launch, Memset, Output, Temp
+from picograd.runtime import cuda
+from picograd.runtime.cuda import BufferSpec, Copy, DeviceBuffer, Executable, Input, Launch, Memset, Output, Temp
 
 HAS_GPU = cuda.available()
 requires_gpu = pytest.mark.skipif(not HAS_GPU, reason="needs an NVIDIA GPU")
@@ -214,7 +214,7 @@ def test_no_gpu_message_in_a_fresh_process():
     """With CUDA_VISIBLE_DEVICES empty the runtime reports what is missing (on a GPU machine too)."""
     code = textwrap.dedent(
         """
-        from picograd.backend import cuda
+        from picograd.runtime import cuda
         import picograd as pg
         print(cuda.available())
         try:
@@ -233,7 +233,7 @@ def test_no_gpu_message_in_a_fresh_process():
 
 
 def test_importing_touches_no_cuda():
-    code = "import sys; import picograd.backend.cuda; print(any(m.startswith('cuda') for m in sys.modules))"
+    code = "import sys; import picograd.runtime.cuda; print(any(m.startswith('cuda') for m in sys.modules))"
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr
     assert run.stdout.strip() == "False"
@@ -396,9 +396,9 @@ def test_ptxas_figures_match_the_driver():
     for name in module.kernel_names:
         kernel = module.kernel(name)
         attributes = kernel.handle.attributes
-        assert kernel.info.num_regs == attributes.num_regs, name
-        assert kernel.info.local_size_bytes == attributes.local_size_bytes, name
-        assert kernel.info.shared_size_bytes == attributes.shared_size_bytes, name
+        assert kernel.info.registers == attributes.num_regs, name
+        assert kernel.info.stack_frame == attributes.local_size_bytes, name
+        assert kernel.info.shared_bytes == attributes.shared_size_bytes, name
 
 
 @pytest.mark.gpu
@@ -597,3 +597,30 @@ def test_event_timing_is_positive():
     graph_ms = cuda.time_ms(lambda: exe(a, b, c, out=(out,)), warmup=2, iters=10)
     assert 0 < launch_ms < 1000
     assert 0 < graph_ms < 1000
+
+
+@needs_assembler
+def test_compiled_programs_hand_the_runtime_their_kernel_parameters(monkeypatch, rng):
+    """A compiled program's kernel parameters come from the ``ptx`` dialect (``CudaProgram.params``), and the
+    executable checks its launches against them without reading them back out of the PTX text."""
+    from picograd.driver.gpu_compile import compile_for_cuda
+    from picograd.frontend.realize import pending_module
+
+    x = pg.tensor(rng.standard_normal((3, 5)).astype(np.float32))
+    w = pg.tensor(rng.standard_normal((5, 4)).astype(np.float32))
+    module, _ = pending_module([(x @ w).relu().sum(dim=1)])
+    program = compile_for_cuda(module)
+    assert program.params and set(program.params) == set(program.kernels)
+    parsed = cuda.compile_ptx(program.ptx).kernel
+    for name, params in program.params.items():
+        assert params == parsed(name).params  # the IR and the text agree
+        assert all(p.is_pointer_sized for p in params)
+    cuda.clear_module_cache()
+
+    def no_text_parsing(ptx: str) -> None:
+        raise AssertionError("the runtime parsed kernel parameters out of the PTX text")
+
+    monkeypatch.setattr(cuda, "_parse_entries", no_text_parsing)
+    exe = program.executable()
+    assert {k: exe.module.kernel(k).params for k in program.params} == program.params
+    cuda.clear_module_cache()

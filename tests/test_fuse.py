@@ -16,10 +16,11 @@ from xdsl.dialects.builtin import FileLineColLoc, ModuleOp, TensorType
 from xdsl.utils.exceptions import DiagnosticException
 
 import picograd as pg
-from picograd.backend.numpy_executor import compile_func, numpy_dtype
 from picograd.dialects import kernel
 from picograd.dialects import pg as pgd
-from picograd.pipeline import run_passes
+from picograd.dialects.pg_numpy import numpy_dtype
+from picograd.driver.pipeline import run_passes
+from picograd.runtime.numpy_executor import compile_func
 
 
 def random_args(fn: func.FuncOp, rng: np.random.Generator, int_high: int = 3) -> list[np.ndarray]:

@@ -16,9 +16,9 @@ from test_transformers import decompose_then_fuse
 from xdsl.dialects.builtin import ModuleOp
 
 import picograd as pg
-from picograd.backend.numpy_executor import compile_func
 from picograd.dialects import pg as pgd
-from picograd.pipeline import passes_until, run_passes
+from picograd.driver.pipeline import passes_until, run_passes
+from picograd.runtime.numpy_executor import compile_func
 
 B, H, E = 1, 2, 4
 

@@ -108,9 +108,9 @@ def test_detach_inside_a_compiled_step_reads_the_current_values(rng: np.random.G
 def test_loop_stage_never_reads_an_empty_buffer() -> None:
     """A reduction over a reshape to a size-0 shape: the reshape's (constant) index made the load loop-invariant,
     hoisted out of the loop of no trips, reading out of bounds (the loop interpreter failed; a GPU reads garbage)."""
-    from picograd.backend.loop_interpreter import run_function
+    from picograd.driver.pipeline import passes_until, run_passes
     from picograd.frontend.realize import pending_module
-    from picograd.pipeline import passes_until, run_passes
+    from picograd.runtime.loop_interpreter import run_function
 
     x = pg.tensor(np.zeros((4, 2, 0), np.float32))
     y = x.reshape(0).log_softmax(0)
@@ -127,7 +127,7 @@ def test_integer_pow_is_exact_on_the_ptx_emulator() -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from _ptx_emulator import run_program
 
-    from picograd.backend.gpu_compile import compile_for_cuda
+    from picograd.driver.gpu_compile import compile_for_cuda
     from picograd.frontend.realize import pending_module
 
     base = np.arange(-6, 7, dtype=np.int64)

@@ -1,4 +1,4 @@
-"""Accuracy of the GPU's elementary functions (``picograd.backend.gpu_math``), measured without a GPU.
+"""Accuracy of the GPU's elementary functions (``picograd.target.gpu_math``), measured without a GPU.
 
 ``gpu_math.evaluate`` runs each scheme with ``NumpyArith``: the operation sequence the PTX lowering emits, each
 operation rounded as the GPU rounds it. The results are compared with mpmath at 50 digits on random samples over
@@ -14,7 +14,7 @@ import mpmath as mp
 import numpy as np
 import pytest
 
-from picograd.backend import gpu_math
+from picograd.target import gpu_math
 
 mp.mp.dps = 50
 

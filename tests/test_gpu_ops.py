@@ -3,7 +3,7 @@
 The cases are those of ``test_ptx_lowering.py`` (which checks them offline with ptxas and the PTX emulator): each is
 compiled by ``compile_for_cuda`` and run through ``CudaProgram.executable()`` on fresh random inputs. Also: the
 compiled train step of ``examples/mlp_names.py`` (batch 32, hidden 200), the GPU's elementary functions against the
-numpy evaluation of the same schemes (``picograd.backend.gpu_math``: the same numbers, to the rare double rounding of
+numpy evaluation of the same schemes (``picograd.target.gpu_math``: the same numbers, to the rare double rounding of
 its emulated fma) and against numpy/scipy (their worst ulp error is printed), and repeated calls of one executable
 (graph replay, stable results).
 
@@ -21,10 +21,11 @@ from test_ptx_lowering import CASES, check_outputs, compile_case
 from xdsl.dialects.builtin import f32, f64
 from xdsl.ir import SSAValue
 
-from picograd.backend import cuda, gpu_math
-from picograd.backend.gpu_compile import compile_for_cuda
-from picograd.backend.numpy_executor import compile_func
 from picograd.dialects import pg
+from picograd.driver.gpu_compile import compile_for_cuda
+from picograd.runtime import cuda
+from picograd.runtime.numpy_executor import compile_func
+from picograd.target import gpu_math
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not cuda.available(), reason="needs an NVIDIA GPU")]
 

@@ -1,5 +1,5 @@
 """The loop stage on the CPU: ``pg-bufferize`` + ``pg-to-loops`` run through the loop interpreter
-(``picograd.backend.loop_interpreter``, xDSL's interpreter plus our extensions) and checked against the numpy
+(``picograd.runtime.loop_interpreter``, xDSL's interpreter plus our extensions) and checked against the numpy
 executor on random inputs: every ``pg`` op, the vjp of every differentiable op (``pg.grad`` expanded by
 ``pg-autodiff``), whole kernels holding several heavy ops, and one compiled MLP train step.
 
@@ -30,15 +30,14 @@ from xdsl.dialects.builtin import (
 )
 from xdsl.ir import Attribute, Block, Operation, Region, SSAValue
 
-from picograd.backend import philox
-from picograd.backend.loop_interpreter import run_function
-from picograd.backend.numpy_executor import compile_func
-from picograd.dialects import kernel, make_context, pg
-from picograd.passes._buffers import PEAK_ATTR, RESULT_ATTR
+from picograd.dialects import kernel, make_context, pg, philox
+from picograd.dialects.attrs import PEAK_ATTR, RESULT_ATTR
 from picograd.passes.autodiff import PgAutodiff
 from picograd.passes.bufferize import Interval, PgBufferize, plan_memory
 from picograd.passes.fuse import PgFuse
 from picograd.passes.to_loops import PgToLoops, reshape_groups
+from picograd.runtime.loop_interpreter import run_function
+from picograd.runtime.numpy_executor import compile_func
 
 CTX = make_context()
 
@@ -588,7 +587,7 @@ def tiny_mlp_inputs(rng: np.random.Generator, module: ModuleOp, optimizer: str) 
 def test_mlp_train_step(optimizer: str, rng: np.random.Generator) -> None:
     """The tiny MLP's compiled step, lowered through every stage to loops, matches the numpy executor of the 'step'
     stage."""
-    from picograd.pipeline import lower_to
+    from picograd.driver.pipeline import lower_to
 
     module = tiny_mlp_module(optimizer)
     fn = only_func(module)

@@ -31,12 +31,13 @@ from xdsl.dialects import memref, scf
 from xdsl.dialects.builtin import ModuleOp, f32, f64
 from xdsl.parser import Parser
 
-from picograd.backend import cuda, ptxas
-from picograd.backend.gpu_compile import CudaProgram, compile_for_cuda
 from picograd.dialects import make_context, pg
+from picograd.driver.gpu_compile import CudaProgram, compile_for_cuda
+from picograd.driver.pipeline import lower_to
 from picograd.passes.matmul_schedule import match_matmul
 from picograd.passes.schedule import AUTO_MIN_FMAS, MIN_SMALL_TILES, SCHEDULES, SMS, choose
-from picograd.pipeline import lower_to
+from picograd.runtime import cuda
+from picograd.target import ptxas
 
 NAMES = list(SCHEDULES)
 TOLERANCE = 1e-5

@@ -315,7 +315,7 @@ def test_loops_stage_rejects_16_bit_floats_clearly(rng):
 
     with pytest.raises(Exception, match=r"bf16 .*not supported yet on the loops, gpu and ptx stages"):
         f.ir("loops", (x,))
-    from picograd.backend.gpu_compile import compile_for_cuda  # what a "cuda" step runs: one clear CompileError
+    from picograd.driver.gpu_compile import compile_for_cuda  # what a "cuda" step runs: one clear CompileError
 
     with pytest.raises(pg.CompileError, match=r"compiling for CUDA failed: pg-bufferize: .*'pg.cast' at .*bf16"):
         compile_for_cuda(f.ir("simplify", (x,)))

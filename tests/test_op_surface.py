@@ -26,12 +26,12 @@ from _ptx_emulator import run_program
 from test_loops import to_loops
 
 import picograd as pg
-from picograd.backend import gpu_math
-from picograd.backend.gpu_compile import compile_for_cuda
-from picograd.backend.loop_interpreter import run_function
-from picograd.backend.numpy_executor import compile_func
+from picograd.driver.gpu_compile import compile_for_cuda
 from picograd.frontend.graph import cut
 from picograd.frontend.realize import lower_graph
+from picograd.runtime.loop_interpreter import run_function
+from picograd.runtime.numpy_executor import compile_func
+from picograd.target import gpu_math
 
 TF = torch.nn.functional
 Inputs = Callable[[np.random.Generator], list[np.ndarray]]

@@ -18,11 +18,11 @@ from xdsl.dialects import func
 from xdsl.dialects.builtin import DenseIntOrFPElementsAttr, ModuleOp, TensorType, f32, f64, i64
 from xdsl.ir import Attribute, Block, Region, SSAValue
 
-from picograd.backend.numpy_executor import compile_func
 from picograd.dialects import make_context, pg
 from picograd.passes.adam import AdamPass
 from picograd.passes.adamw import AdamWPass
 from picograd.passes.sgd import SGDPass
+from picograd.runtime.numpy_executor import compile_func
 
 SHAPES = [(4, 3), (3,), ()]  # several params in one group, a 0-d one among them
 STEPS = 10

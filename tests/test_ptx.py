@@ -1,7 +1,7 @@
 """The ptx dialect, its printer and the PTX assembler check.
 
 Kernels are built by hand with the dialect's Python API, printed, and assembled for sm_90 through
-``picograd.backend.ptxas`` (ptxas, else nvJitLink). These tests never skip for want of an assembler: with neither
+``picograd.target.ptxas`` (ptxas, else nvJitLink). These tests never skip for want of an assembler: with neither
 installed, ``assemble`` raises ``CompileError`` and they fail. The ``gpu`` tests launch the kernels through
 cuda.core and compare with numpy; they skip without a GPU.
 """
@@ -20,10 +20,10 @@ from xdsl.parser import Parser
 from xdsl.printer import Printer
 from xdsl.utils.exceptions import VerifyException
 
-from picograd.backend import ptxas
-from picograd.backend.ptx_printer import print_ptx
 from picograd.dialects import make_context, ptx
 from picograd.errors import CompileError
+from picograd.target import ptxas
+from picograd.target.ptx_printer import print_ptx
 
 LOG2E = 1.4426950408889634
 

@@ -2,7 +2,7 @@
 
 Each case (the op sweep of ``test_loops.py``: every op, every vjp, kernels holding several heavy ops, a tiny MLP
 train step) goes through ``compile_for_cuda`` to PTX, which must assemble with ``ptxas -arch=sm_90`` (through
-``picograd.backend.ptxas``: these tests FAIL, never skip, without an assembler), and then runs on the PTX emulator
+``picograd.target.ptxas``: these tests FAIL, never skip, without an assembler), and then runs on the PTX emulator
 of ``tests/_ptx_emulator.py`` (thread by thread, with PTX's rounding, shuffles and barriers), checked against the
 numpy executor. ``tests/test_gpu_ops.py`` runs the same cases on a GPU.
 """
@@ -36,11 +36,11 @@ from test_loops import (
 from xdsl.dialects.builtin import DenseIntOrFPElementsAttr, IntegerAttr, ModuleOp, f32, f64, i1, i32, i64
 from xdsl.ir import Attribute, SSAValue
 
-from picograd.backend import ptxas
-from picograd.backend.gpu_compile import CudaProgram, compile_for_cuda
-from picograd.backend.numpy_executor import compile_func
 from picograd.dialects import pg
+from picograd.driver.gpu_compile import CudaProgram, compile_for_cuda
 from picograd.errors import CompileError
+from picograd.runtime.numpy_executor import compile_func
+from picograd.target import ptxas
 
 Inputs = Callable[[np.random.Generator, ModuleOp], list[np.ndarray]]
 
@@ -400,7 +400,7 @@ def only_func_attr(module: ModuleOp | None, name: str) -> int:
 
 def test_launch_plan_of_an_elementwise_step() -> None:
     """Inputs, outputs and the arena become slots; launches pass whole buffers; a returned argument is a copy."""
-    from picograd.backend import cuda
+    from picograd.runtime import cuda
 
     module = build([t(2, 3), t(3)], lambda e, x, b: [e(pg.TanhOp(e(pg.AddOp(x, e(pg.BroadcastToOp(b, (2, 3))))))), x])
     program = compile_for_cuda(module)

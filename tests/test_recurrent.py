@@ -18,11 +18,11 @@ from test_loops import random_input
 from xdsl.dialects.builtin import TensorType, i64
 
 import picograd as pg
-from picograd.backend.gpu_compile import compile_for_cuda
-from picograd.backend.loop_interpreter import run_function
-from picograd.backend.numpy_executor import compile_func
+from picograd.driver.gpu_compile import compile_for_cuda
+from picograd.driver.pipeline import lower_to
 from picograd.frontend.tensor import realize
-from picograd.pipeline import lower_to
+from picograd.runtime.loop_interpreter import run_function
+from picograd.runtime.numpy_executor import compile_func
 
 LAYERS: dict[str, tuple[Callable[..., Any], Callable[..., Any], dict[str, Any]]] = {
     "rnn_tanh": (pg.nn.RNN, torch.nn.RNN, {}),

@@ -528,7 +528,7 @@ def test_pgc_model_errors_are_one_line_with_the_users_line(tmp_path, capsys, sou
 
 
 def _gpu_program(fn):
-    from picograd.backend.gpu_compile import compile_for_cuda
+    from picograd.driver.gpu_compile import compile_for_cuda
 
     return compile_for_cuda(fn.ir("simplify"))
 
@@ -553,7 +553,7 @@ def test_gpu_embedding_index_check_on_the_emulator(rng):
             IndexError, match=rf"index {bad} is out of range for dim 0 of size 4 \(at {__file__}:{line}\)"
         ):
             run_program(program, [np.array([0, bad]), table])
-    from picograd.backend import ptxas
+    from picograd.target import ptxas
 
     if ptxas.find_ptxas() is not None:
         program.assemble()
@@ -585,7 +585,7 @@ def test_gpu_cross_entropy_target_check_on_the_emulator(rng):
 
 
 def test_loop_stage_index_check(rng):
-    from picograd.backend.loop_interpreter import run_function
+    from picograd.runtime.loop_interpreter import run_function
 
     table = rng.standard_normal((4, 3))
     weight = pg.tensor(table)
@@ -603,7 +603,7 @@ def test_loop_stage_index_check(rng):
 
 @pytest.mark.gpu
 def test_gpu_index_checks_on_the_device(rng):
-    from picograd.backend import cuda
+    from picograd.runtime import cuda
 
     if not cuda.available():
         pytest.skip("needs an NVIDIA GPU")

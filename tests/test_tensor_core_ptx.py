@@ -31,10 +31,11 @@ from xdsl.parser import Parser
 from xdsl.printer import Printer
 from xdsl.utils.exceptions import VerifyException
 
-from picograd.backend import cuda, ptxas
-from picograd.backend.ptx_printer import print_ptx
 from picograd.dialects import make_context, ptx
 from picograd.errors import CompileError
+from picograd.runtime import cuda
+from picograd.target import ptxas
+from picograd.target.ptx_printer import print_ptx
 
 #: ``shared/reference/cuda`` beside the checkout (or in it), when there is one: the H200-verified facts.
 REFERENCE = next(

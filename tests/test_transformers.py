@@ -17,13 +17,13 @@ from test_loops import CTX, build, check, t
 from xdsl.dialects.builtin import ModuleOp, f64, i1
 
 import picograd as pg
-from picograd.backend.gpu_compile import compile_for_cuda
-from picograd.backend.numpy_executor import compile_func
 from picograd.dialects import pg as pgd
+from picograd.driver.gpu_compile import compile_for_cuda
 from picograd.errors import DTypeError, ShapeError
 from picograd.passes.autodiff import PgAutodiff
 from picograd.passes.decompose_attention import PgDecomposeAttention
 from picograd.passes.fuse import PgFuse
+from picograd.runtime.numpy_executor import compile_func
 
 HERE = os.path.basename(__file__)
 
@@ -465,7 +465,7 @@ def test_one_hot_and_multinomial_errors() -> None:
 def test_one_hot_and_multinomial_check_values_in_a_compiled_step(rng: np.random.Generator) -> None:
     """Inside ``@pg.compile`` the values cannot be read at trace time: a ``pg.check_index`` raises when the step runs,
     on the CPU executor and in the loop-stage program the GPU runs (never a silent row of zeros or a biased draw)."""
-    from picograd.backend.loop_interpreter import run_function
+    from picograd.runtime.loop_interpreter import run_function
 
     @pg.compile
     def encode(x):

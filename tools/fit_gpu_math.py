@@ -1,4 +1,4 @@
-"""Regenerate the erf coefficients of ``picograd/backend/gpu_math.py`` (needs mpmath; a development tool).
+"""Regenerate the erf coefficients of ``picograd/target/gpu_math.py`` (needs mpmath; a development tool).
 
 For ``1 <= |x| < X`` the GPU computes ``erf(x) = 1 - exp(-x*x) * t * h(u)`` with ``t = 1/|x|`` and ``u = (t - c) / w``
 mapping ``t`` in ``[1/X, 1]`` onto ``[-1, 1]``, where ``h(t) = erfcx(1/t) / t`` (``erfcx(x) = exp(x*x) erfc(x)``, the

@@ -10,7 +10,7 @@ expression that builds it, the dtypes it takes and whether it is differentiable)
 - ``compiled``: the same steps in an ``@pg.compile`` function that calls ``backward()`` (the float inputs that need
   gradients are captured tensors, the others arguments), called twice: the second time on fresh data for the
   arguments and for the captured tensors (assigned through ``.data``, as an optimizer update);
-- ``loops``: the eager graph at the ``loops`` stage on ``picograd.backend.loop_interpreter`` (tiny graphs);
+- ``loops``: the eager graph at the ``loops`` stage on ``picograd.runtime.loop_interpreter`` (tiny graphs);
 - ``ptx``: the eager graph through ``compile_for_cuda`` on the PTX emulator of ``tests/_ptx_emulator.py`` (tiny
   graphs, every ``--ptx-every``-th one).
 
@@ -961,8 +961,8 @@ def pg_dtype_name(d: np.dtype) -> str:
 
 
 def run_loops(g: Graph, lowered: Any, eager: Result) -> Result:
-    from picograd.backend.loop_interpreter import run_function
-    from picograd.pipeline import passes_until, run_passes
+    from picograd.driver.pipeline import passes_until, run_passes
+    from picograd.runtime.loop_interpreter import run_function
 
     (module, buffers), grad_names = lowered
     work = module.clone()
@@ -974,7 +974,7 @@ def run_ptx(g: Graph, lowered: Any, eager: Result) -> Result:
     sys.path.insert(0, str(ROOT / "tests"))
     from _ptx_emulator import run_program
 
-    from picograd.backend.gpu_compile import compile_for_cuda
+    from picograd.driver.gpu_compile import compile_for_cuda
 
     (module, buffers), grad_names = lowered
     program = compile_for_cuda(module, matmul_schedule=g.matmul_schedule)

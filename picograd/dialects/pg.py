@@ -1000,7 +1000,7 @@ DISTRIBUTIONS = ("uniform", "normal")
 class RandomOp(IRDLOperation):
     """Random numbers from the counter-based Philox 4x32-10 generator (Salmon et al., "Parallel random numbers:
     as easy as 1, 2, 3", SC 2011). ``seed`` and ``offset`` are 0-d ``i64`` tensors: element ``i`` of the result
-    uses counter ``offset + i // 4`` ... (see ``picograd.backend.philox``), so every backend draws bit-identical
+    uses counter ``offset + i // 4`` ... (see ``picograd.dialects.philox``), so every backend draws bit-identical
     numbers and a traced step is a pure function of its inputs. ``uniform`` is in [0, 1); ``normal`` is standard
     normal (Box-Muller):
     ``%r = pg.random "normal" %seed, %offset : tensor<3x4xf32>``."""

@@ -8,7 +8,7 @@ registers, so PTX is emitted with as many virtual registers as the program needs
 
 - **Registers are SSA values.** Each register kind of PTX ISA 8.0 section 5.2 ("Types") is its own type:
   ``!ptx.pred``, ``!ptx.b16``, ``!ptx.u16``, ``!ptx.s16``, ``!ptx.b32``, ``!ptx.u32``, ``!ptx.s32``, ``!ptx.b64``,
-  ``!ptx.u64``, ``!ptx.s64``, ``!ptx.f32``, ``!ptx.f64``. The printer (``picograd.backend.ptx_printer``) gives every
+  ``!ptx.u64``, ``!ptx.s64``, ``!ptx.f32``, ``!ptx.f64``. The printer (``picograd.target.ptx_printer``) gives every
   value a name such as ``%f12`` and declares them with ``.reg .f32 %f<N>;``.
 - **Registers can be written again.** PTX is not SSA: a loop-carried value is a register that the loop body
   overwrites. ``ptx.assign`` (printed as ``mov``) writes a value into an existing register, which is how

@@ -100,7 +100,7 @@ def _cast_args(policy: str, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
     def device_of() -> str | None:
         for a in (*args, *kwargs.values()):
             if isinstance(a, Tensor):
-                return a.device
+                return a.device.type
         return None
 
     device = device_of()

@@ -14,7 +14,7 @@ were None, the global names and closure cells the function and the user function
 (objects by identity, Python scalars by value; see ``_Bindings``), and attribute assignments on any ``nn.Module``
 (a counter). A call checks them in about two microseconds. (The approach of tinygrad's TinyJit and JAX's jit.)
 
-On "cuda" a call binds device buffers and replays one CUDA graph (``picograd.backend.cuda.Executable``), which is
+On "cuda" a call binds device buffers and replays one CUDA graph (``picograd.runtime.cuda.Executable``), which is
 cached under the addresses of the buffers it was captured with; ``_CudaBinding`` keeps those addresses stable, so
 that a training loop replays the same few graphs:
 
@@ -51,7 +51,6 @@ from typing import Any
 import numpy as np
 from xdsl.dialects.builtin import ModuleOp
 
-from picograd.backend import cuda
 from picograd.errors import CompileError
 from picograd.frontend import amp
 from picograd.frontend import device as devices
@@ -60,6 +59,8 @@ from picograd.frontend.graph import STATE, Graph, Node, TraceContext, at, cut, l
 from picograd.frontend.realize import compile_graph, current_matmul_schedule, matmul_schedule, release
 from picograd.frontend.tensor import Tensor, realize
 from picograd.passes.schedule import check_schedule
+from picograd.runtime import cuda
+from picograd.runtime.device import Device
 
 
 @dataclass(frozen=True, init=False)
@@ -71,9 +72,9 @@ class Spec:
 
     shape: tuple[int, ...]
     dtype: Any
-    device: str
+    device: Device
 
-    def __init__(self, shape: Any, dtype: Any = "float32", device: str = "cpu") -> None:
+    def __init__(self, shape: Any, dtype: Any = "float32", device: Any = "cpu") -> None:
         dims = (shape,) if isinstance(shape, int | np.integer) else shape
         if not isinstance(dims, tuple | list) or not all(
             isinstance(d, int | np.integer) and not isinstance(d, bool) and d >= 0 for d in dims
@@ -81,15 +82,15 @@ class Spec:
             loc = user_location()
             raise CompileError(f"pg.Spec: shape must be a tuple of non-negative ints, got {shape!r}{at(loc)}")
         as_dtype(dtype)  # DTypeError naming the supported dtypes
-        devices.canonical(device, user_location())  # DeviceError for an unknown device
+        dev = devices.canonical(device, user_location())  # DeviceError for an unknown device
         object.__setattr__(self, "shape", tuple(int(d) for d in dims))
         object.__setattr__(self, "dtype", dtype)
-        object.__setattr__(self, "device", device)
+        object.__setattr__(self, "device", dev)
 
     def example(self) -> Tensor:
         """A placeholder tensor of this spec (host zeros, counted as living on ``device``; no GPU needed)."""
         dtype = as_dtype(self.dtype)
-        return Tensor._wrap(leaf(np.zeros(self.shape, dtype=dtype.np), dtype, device=devices.canonical(self.device)))
+        return Tensor._wrap(leaf(np.zeros(self.shape, dtype=dtype.np), dtype, device=self.device))
 
 
 @dataclass
@@ -180,7 +181,7 @@ class _CopyOut:
 class _CudaBinding:
     """How one compiled GPU step binds its buffers (see the module docstring)."""
 
-    expected: list[str]  # the device of each input's leaf at trace time
+    expected: list[Device]  # the device of each input's leaf at trace time
     scalar: list[bool]  # whether each input is 0-d
     num_explicit: int
     output_specs: Sequence[Any]
@@ -213,7 +214,7 @@ class _CudaBinding:
                 if mirror is None:
                     mirror = self.mirrors[i] = _HostMirror()
                 data = mirror.get(data)
-            elif self.expected[i] != devices.CUDA and not self.scalar[i]:
+            elif self.expected[i] == devices.CPU and not self.scalar[i]:
                 raise _Retrace
             elif i < self.num_explicit:
                 ptr = data.ptr
@@ -384,7 +385,7 @@ class _Compiled:
     trace: _Trace
     implicit: list[tuple[Node, weakref.ref | None, weakref.ref | None]]  # leaf, its owner, the param of a .grad
     guards: list[tuple[Tensor, bool]]
-    device: str
+    device: Device
     bindings: _Bindings
     version: int  # ``STATE.bindings`` when traced (module attributes)
     binding: _CudaBinding | None = None
@@ -671,7 +672,7 @@ class CompiledFunction:
 
     def executables(self) -> list[Any]:
         """The compiled executables, one per traced signature: ``NumpyFunction`` on "cpu",
-        ``picograd.backend.cuda.Executable`` on "cuda" (its ``steps`` are the kernel launches of one call)."""
+        ``picograd.runtime.cuda.Executable`` on "cuda" (its ``steps`` are the kernel launches of one call)."""
         return [c.exe for variants in self._cache.values() for c in variants]
 
     def _trace(self, args: Sequence[Any]) -> _Trace:
@@ -715,11 +716,11 @@ class CompiledFunction:
         return _Trace(graph, ctx, num_inputs, structure, len(returned), written, grad_owners, grad_inputs)
 
     def ir(self, stage: str = "pg", args: Sequence[Any] | None = None) -> ModuleOp:
-        """The traced step as a module at ``stage`` (``picograd.pipeline.STAGES``), traced from ``args`` or the
+        """The traced step as a module at ``stage`` (``picograd.driver.pipeline.STAGES``), traced from ``args`` or the
         ``example_inputs`` specs. Parameters, gradients and optimizer state are left as they were.
 
         Raises ``CompileError`` without args or example inputs."""
-        from picograd.pipeline import lower_to
+        from picograd.driver.pipeline import lower_to
 
         if args is None:
             if self.example_inputs is None:

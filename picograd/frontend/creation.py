@@ -16,7 +16,7 @@ from picograd.errors import DTypeError, ShapeError
 from picograd.frontend import dtypes, random
 from picograd.frontend.dtypes import as_dtype
 from picograd.frontend.graph import STATE, at, user_location
-from picograd.frontend.tensor import Tensor, _check_device, _norm_dim, _operands, _record, _shape_args, constant
+from picograd.frontend.tensor import Tensor, as_operands, check_device, constant, norm_dim, record, shape_args
 
 
 def tensor(data: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
@@ -39,20 +39,20 @@ def full(size: Any, fill_value: Any, dtype: Any = None, device: Any = None, requ
             if isinstance(fill_value, int)
             else dtypes.float32
         )
-    shape = _shape_args(size if isinstance(size, tuple | list) else (size,))
+    shape = shape_args(size if isinstance(size, tuple | list) else (size,))
     if STATE.trace is not None and not requires_grad:  # a constant of the step, visible to the passes
-        return constant(fill_value, as_dtype(dtype), shape, _check_device(device))
+        return constant(fill_value, as_dtype(dtype), shape, check_device(device))
     return _make(np.full(shape, fill_value, dtype=as_dtype(dtype).np), device, requires_grad)
 
 
 def zeros(*size: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
     """Zeros of ``size`` (float32 unless ``dtype``)."""
-    return full(_shape_args(size), 0, as_dtype(dtype or dtypes.float32), device, requires_grad)
+    return full(shape_args(size), 0, as_dtype(dtype or dtypes.float32), device, requires_grad)
 
 
 def ones(*size: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
     """Ones of ``size`` (float32 unless ``dtype``)."""
-    return full(_shape_args(size), 1, as_dtype(dtype or dtypes.float32), device, requires_grad)
+    return full(shape_args(size), 1, as_dtype(dtype or dtypes.float32), device, requires_grad)
 
 
 def zeros_like(t: Tensor, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
@@ -79,17 +79,17 @@ def arange(
     ints = all(isinstance(v, int) for v in (start, end, step)) and as_dtype(dtype) == dtypes.int64
     if STATE.trace is not None and ints and not requires_grad:  # inside @pg.compile: iota * step + start, no buffer
         n = len(range(start, end, step))
-        values = _record("iota", [], (0,), (n,), dtypes.int64, _check_device(device))
+        values = record("iota", [], (0,), (n,), dtypes.int64, check_device(device))
         return values * step + start if (start, step) != (0, 1) else values
     return _make(np.arange(start, end, step).astype(as_dtype(dtype).np), device, requires_grad)
 
 
 def _random(distribution: str, size: Sequence[Any], dtype: Any, device: Any, requires_grad: bool) -> Tensor:
-    dev = _check_device(device)
+    dev = check_device(device)
     d = as_dtype(dtype or dtypes.float32)
     if not d.is_floating_point:
         raise DTypeError(f"{distribution} random numbers need a float dtype, got {d.name}{at(user_location())}")
-    out = random.draw(distribution, _shape_args(size), d, dev)
+    out = random.draw(distribution, shape_args(size), d, dev)
     if requires_grad:
         out = out.detach()
         out.requires_grad = True
@@ -121,9 +121,9 @@ def cat(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
     """Join tensors along ``dim``; other dims must match (``ShapeError`` names the shapes)."""
     if not tensors:
         raise ShapeError(f"cat() needs at least one tensor{at(user_location())}")
-    ts, dtype = _operands(*tensors)
+    ts, dtype = as_operands(*tensors)
     first = ts[0].shape
-    d = _norm_dim(dim, len(first), first)
+    d = norm_dim(dim, len(first), first)
     for t in ts[1:]:
         if len(t.shape) != len(first) or any(
             a != b for i, (a, b) in enumerate(zip(t.shape, first, strict=True)) if i != d
@@ -135,7 +135,7 @@ def cat(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
         return ts[0]
     shape = list(first)
     shape[d] = sum(t.shape[d] for t in ts)
-    return _record("concat", ts, (d,), tuple(shape), dtype)
+    return record("concat", ts, (d,), tuple(shape), dtype)
 
 
 def stack(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
@@ -145,7 +145,7 @@ def stack(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
     shapes = {t.shape for t in tensors}
     if len(shapes) > 1:
         raise ShapeError(f"stack: all tensors need one shape, got {sorted(shapes)}{at(user_location())}")
-    d = _norm_dim(dim, tensors[0].ndim + 1, tensors[0].shape)
+    d = norm_dim(dim, tensors[0].ndim + 1, tensors[0].shape)
     return cat([t.unsqueeze(d) for t in tensors], d)
 
 

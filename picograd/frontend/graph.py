@@ -2,7 +2,7 @@
 
 A ``Node`` is one recorded op: its kind (``"add"``, ``"sum"``, ...), its source values, hashable attributes,
 result types, its device and the user's ``file:line``. Leaves (``kind == "leaf"``) hold a realized buffer: a numpy
-array on "cpu", a ``picograd.backend.cuda.DeviceBuffer`` on "cuda". Nodes point only at their sources, so a graph
+array on "cpu", a ``picograd.runtime.cuda.DeviceBuffer`` on "cuda". Nodes point only at their sources, so a graph
 dies with the last tensor that uses it.
 
 ``realize`` cuts out the graph that some values need, builds a structural key (kinds, attributes, types and the
@@ -29,6 +29,7 @@ from xdsl.ir import Operation, SSAValue
 
 from picograd.dialects import pg
 from picograd.frontend.dtypes import DType
+from picograd.runtime.device import CPU, Device, device_of
 
 _PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -78,7 +79,7 @@ class Node:
         types: Sequence[tuple[Shape, DType]],
         loc: Loc | None,
         data: Any = None,
-        device: str = "cpu",
+        device: Device = CPU,
     ):
         self.kind = kind
         self.srcs = tuple(srcs)
@@ -86,7 +87,7 @@ class Node:
         self.types = tuple(types)
         self.loc = loc
         self.data = data  # the buffer of a leaf, or the cached value of a computed single-result op
-        self.device = device  # "cpu" or "cuda": where the value lives (for a leaf: where ``data`` is)
+        self.device = device  # where the value lives (for a leaf: where ``data`` is)
         self.mirror: Any = None  # a leaf's copy on the other device, kept by ``picograd.frontend.device.bind``
         self.owner: weakref.ref | None = None  # the tensor a leaf was realized for
         self.grad_leaves: dict[int, weakref.ref] | None = None  # tensors that accumulate .grad for a result
@@ -96,12 +97,12 @@ class Node:
 Value = tuple[Node, int]
 
 
-def leaf(data: Any, dtype: DType, owner: Any = None, device: str | None = None) -> Node:
+def leaf(data: Any, dtype: DType, owner: Any = None, device: Device | None = None) -> Node:
     """A leaf node holding a realized buffer: a numpy array ("cpu") or a device buffer ("cuda"). ``device``
     overrides where the leaf counts as living (the placeholders of ``@pg.compile``'s trace hold host zeros that are
     never read, for inputs on any device)."""
     if device is None:
-        device = "cpu" if isinstance(data, np.ndarray) else "cuda"
+        device = CPU if isinstance(data, np.ndarray) else device_of(data)
     node = Node("leaf", (), (), [(tuple(data.shape), dtype)], None, data, device)
     if owner is not None:
         node.owner = weakref.ref(owner)

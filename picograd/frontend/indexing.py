@@ -22,6 +22,7 @@ from picograd.dialects.pg import broadcast_shape
 from picograd.errors import ShapeError
 from picograd.frontend import dtypes
 from picograd.frontend.graph import STATE, at, user_location
+from picograd.runtime.device import Device
 
 if TYPE_CHECKING:
     from picograd.frontend.tensor import Tensor
@@ -41,7 +42,7 @@ def checked_index(
     host tensor now, anything else by a ``pg.check_index`` op when the value is computed. Raises ``IndexError``
     naming the first bad ``what`` (``index``, ``target``), ``dim``, ``size`` and the user's ``file:line``, or with
     ``template`` (its ``{}`` the bad value) as the message."""
-    from picograd.frontend.tensor import _record
+    from picograd.frontend.tensor import record
 
     t = t.long()
     low = -size if negative else 0
@@ -57,10 +58,10 @@ def checked_index(
             )
             raise IndexError(f"{text}{at(user_location())}")
         return t
-    return _record("check_index", [t], (what, dim, size, negative, template), t.shape, t.dtype)
+    return record("check_index", [t], (what, dim, size, negative, template), t.shape, t.dtype)
 
 
-def _index_tensor(x: Any, size: int, dim: int, device: str) -> Tensor:
+def _index_tensor(x: Any, size: int, dim: int, device: Device) -> Tensor:
     """An int64 index tensor for dim ``dim`` of size ``size``, checked (``IndexError``) and with negative entries
     wrapped by ``size``; lists and arrays go to ``device``."""
     from picograd.frontend.tensor import Tensor, where
@@ -143,10 +144,10 @@ def getitem(x: Tensor, index: Any) -> Tensor:
 
     y = x
     if (tuple(start), tuple(stop), tuple(step)) != ((0,) * x.ndim, x.shape, (1,) * x.ndim):
-        from picograd.frontend.tensor import _record
+        from picograd.frontend.tensor import record
 
         shape = tuple(len(range(a, b, s)) for a, b, s in zip(start, stop, step, strict=True))
-        y = _record("slice", [x], (tuple(start), tuple(stop), tuple(step)), shape, x.dtype)
+        y = record("slice", [x], (tuple(start), tuple(stop), tuple(step)), shape, x.dtype)
     y = y.reshape(*out_shape)
     if not advanced:
         return y
@@ -155,7 +156,7 @@ def getitem(x: Tensor, index: Any) -> Tensor:
 
 def _advanced(y: Tensor, advanced: list[tuple[int, int, Any]]) -> Tensor:
     """Apply integer-array indices at dims ``advanced`` of ``y`` as one gather."""
-    from picograd.frontend.tensor import _record
+    from picograd.frontend.tensor import record
 
     loc = user_location()
     dims = [d for d, _, _ in advanced]
@@ -184,4 +185,4 @@ def _advanced(y: Tensor, advanced: list[tuple[int, int, Any]]) -> Tensor:
         stride *= size
     merged = y.reshape(*y.shape[:first], math.prod(sizes), *y.shape[first + len(dims) :])
     shape = (*merged.shape[:first], *bshape, *merged.shape[first + 1 :])
-    return _record("gather", [merged, linear], (first,), shape, y.dtype)
+    return record("gather", [merged, linear], (first,), shape, y.dtype)

@@ -46,25 +46,21 @@ from picograd.frontend.graph import STATE, at, user_location
 from picograd.frontend.tensor import (
     Tensor,
     ValuesIndices,
-    _norm_dim,
-    _norm_dims,
-    _operands,
-    _record,
-    _shape_args,
+    as_operands,
     constant,
+    iota,
     matmul,
     maximum,
     minimum,
+    norm_dim,
+    norm_dims,
+    record,
+    shape_args,
     where,
 )
 
 # ---------------------------------------------------------------------------------------------------------------
 # Small helpers
-
-
-def _iota(shape: Sequence[int], dim: int, device: str) -> Tensor:
-    """``0, 1, 2, ...`` along ``dim`` of an int64 tensor of ``shape`` (a ``pg.iota``)."""
-    return _record("iota", [], (dim,), tuple(shape), dtypes.int64, device)
 
 
 def _pad_dim(x: Tensor, dim: int, low: int, high: int, value: float = 0.0) -> Tensor:
@@ -74,7 +70,7 @@ def _pad_dim(x: Tensor, dim: int, low: int, high: int, value: float = 0.0) -> Te
     lows, highs = [0] * x.ndim, [0] * x.ndim
     lows[dim], highs[dim] = low, high
     shape = tuple(s + (low + high if k == dim else 0) for k, s in enumerate(x.shape))
-    return _record("pad", [x], (tuple(lows), tuple(highs), (0,) * x.ndim, float(value)), shape, x.dtype)
+    return record("pad", [x], (tuple(lows), tuple(highs), (0,) * x.ndim, float(value)), shape, x.dtype)
 
 
 def _pad_to(x: Tensor, shape: Sequence[int], value: float = 0.0) -> Tensor:
@@ -82,10 +78,10 @@ def _pad_to(x: Tensor, shape: Sequence[int], value: float = 0.0) -> Tensor:
     if tuple(x.shape) == tuple(shape):
         return x
     highs = tuple(s - n for s, n in zip(shape, x.shape, strict=True))
-    return _record("pad", [x], ((0,) * x.ndim, highs, (0,) * x.ndim, float(value)), tuple(shape), x.dtype)
+    return record("pad", [x], ((0,) * x.ndim, highs, (0,) * x.ndim, float(value)), tuple(shape), x.dtype)
 
 
-def _slice_dim(x: Tensor, dim: int, start: int, stop: int) -> Tensor:
+def slice_dim(x: Tensor, dim: int, start: int, stop: int) -> Tensor:
     index = [slice(None)] * x.ndim
     index[dim] = slice(start, stop)
     return x[tuple(index)]
@@ -135,7 +131,7 @@ def _linear_index(shape: Sequence[int], dim: int, index: Tensor) -> Tensor:
     lin: Tensor | None = None
     stride = 1
     for k in reversed(range(len(shape))):
-        comp = index if k == dim else _iota(index.shape, k, index.device)
+        comp = index if k == dim else iota(index.shape, k, index.device)
         term = comp * stride if stride != 1 else comp
         lin = term if lin is None else term + lin
         stride *= shape[k]
@@ -145,7 +141,7 @@ def _linear_index(shape: Sequence[int], dim: int, index: Tensor) -> Tensor:
 def take_along_dim(input: Tensor, indices: Tensor, dim: int) -> Tensor:
     """``out[i] = input[i with i[dim] = indices[i]]`` (same as ``gather(input, dim, indices)``); indices lie in
     ``[0, size)`` (int64), with ``indices.shape[k] <= input.shape[k]`` for ``k != dim``. One ``pg.gather``."""
-    d = _norm_dim(dim, input.ndim, input.shape)
+    d = norm_dim(dim, input.ndim, input.shape)
     indices = indices.long()
     _check_index("gather", input.shape, d, indices)
     if input.ndim == 0:
@@ -153,7 +149,7 @@ def take_along_dim(input: Tensor, indices: Tensor, dim: int) -> Tensor:
     if indices.numel() == 0:  # nothing to gather: an empty slice of the input, so autograd still sees it
         return input.reshape(-1)[:0].reshape(*indices.shape)
     lin = _linear_index(input.shape, d, indices)
-    return _record("gather", [input.reshape(-1), lin], (0,), indices.shape, input.dtype)
+    return record("gather", [input.reshape(-1), lin], (0,), indices.shape, input.dtype)
 
 
 def gather(input: Tensor, dim: int, index: Tensor) -> Tensor:
@@ -165,13 +161,13 @@ def gather(input: Tensor, dim: int, index: Tensor) -> Tensor:
 def scatter_add(input: Tensor, dim: int, index: Tensor, src: Tensor) -> Tensor:
     """``torch.scatter_add``: ``input`` with ``src[i]`` added at ``i`` with ``i[dim] = index[i]`` (repeated indices
     accumulate); only the first ``index.shape`` elements of ``src`` are used."""
-    d = _norm_dim(dim, input.ndim, input.shape)
+    d = norm_dim(dim, input.ndim, input.shape)
     index = index.long()
     _check_index("scatter_add", input.shape, d, index)
     src = _as_tensor(src, input)._cast(input.dtype)
     src = src[tuple(slice(0, n) for n in index.shape)] if src.shape != index.shape else src
     lin = _linear_index(input.shape, d, index)
-    flat = _record("scatter_add", [src, lin], (0,), (input.numel(),), input.dtype)
+    flat = record("scatter_add", [src, lin], (0,), (input.numel(),), input.dtype)
     return input + flat.reshape(*input.shape)
 
 
@@ -182,14 +178,14 @@ def _one_hot_table(input: Tensor, d: int, index: Tensor, src: Tensor) -> tuple[T
     n = input.shape[d]
     ishape = index.shape
     table = (*ishape[:d], n, *ishape[d:])
-    hit = index.unsqueeze(d) == _iota(table, d, index.device)
+    hit = index.unsqueeze(d) == iota(table, d, index.device)
     src_b = src.unsqueeze(d)._broadcast(table)
     region = (*ishape[:d], n, *ishape[d + 1 :])
     return hit, src_b, region
 
 
 def _scatter_operands(what: str, input: Tensor, dim: int, index: Tensor, src: Any) -> tuple[int, Tensor, Tensor]:
-    d = _norm_dim(dim, input.ndim, input.shape)
+    d = norm_dim(dim, input.ndim, input.shape)
     index = index.long()
     _check_index(what, input.shape, d, index)
     if isinstance(src, Tensor):
@@ -210,7 +206,7 @@ def scatter(input: Tensor, dim: int, index: Tensor, src: Any = None, value: Any 
     (PyTorch leaves that order unspecified)."""
     d, index, src_t = _scatter_operands("scatter", input, dim, index, value if src is None else src)
     hit, _, region = _one_hot_table(input, d, index, src_t)
-    m_iota = _iota(hit.shape, d + 1, input.device)
+    m_iota = iota(hit.shape, d + 1, input.device)
     last = where(hit, m_iota, -1).amax(d + 1)  # the last source position landing on each output position
     touched = _pad_to(last >= 0, input.shape)
     picked = take_along_dim(src_t, where(last >= 0, last, 0), d)
@@ -273,7 +269,7 @@ def prod(input: Tensor, dim: int | None = None, keepdim: bool = False, dtype: An
     if dim is None:
         out = _prod_last(x.reshape(-1)) if x.ndim else x
         return out.reshape(*([1] * x.ndim)) if keepdim else out
-    d = _norm_dim(dim, x.ndim, x.shape)
+    d = norm_dim(dim, x.ndim, x.shape)
     if x.ndim == 0:
         return x
     moved = x.transpose(d, -1) if d != x.ndim - 1 else x
@@ -325,8 +321,8 @@ def _scan(xs: list[Tensor], d: int, combine: Callable[[list[Tensor], list[Tensor
     n = xs[0].shape[d]
     k = 1
     while k < n:
-        earlier = [_pad_dim(_slice_dim(x, d, 0, n - k), d, k, 0) for x in xs]
-        has = _iota(xs[0].shape, d, xs[0].device) >= k
+        earlier = [_pad_dim(slice_dim(x, d, 0, n - k), d, k, 0) for x in xs]
+        has = iota(xs[0].shape, d, xs[0].device) >= k
         combined = combine(earlier, xs)
         xs = [where(has, c, x) for c, x in zip(combined, xs, strict=True)]
         k *= 2
@@ -342,7 +338,7 @@ def _scan_input(input: Tensor, dim: int, dtype: Any) -> tuple[Tensor, int]:
     if x.ndim == 0:
         x = x.reshape(1)
         return x, 0
-    return x, _norm_dim(dim, x.ndim, x.shape)
+    return x, norm_dim(dim, x.ndim, x.shape)
 
 
 @FLOAT32
@@ -377,7 +373,7 @@ def logcumsumexp(input: Tensor, dim: int) -> Tensor:
 
 def _cum_extreme(input: Tensor, dim: int, better: str) -> ValuesIndices:
     x = input if input.ndim else input.reshape(1)
-    d = _norm_dim(dim, x.ndim, x.shape)
+    d = norm_dim(dim, x.ndim, x.shape)
 
     def pick(a: list[Tensor], b: list[Tensor]) -> list[Tensor]:
         # the later element wins ties (as PyTorch) and a NaN sticks
@@ -386,7 +382,7 @@ def _cum_extreme(input: Tensor, dim: int, better: str) -> ValuesIndices:
             wins = (wins | (b[0] != b[0])) & (a[0] == a[0])
         return [where(wins, b[0], a[0]), where(wins, b[1], a[1])]
 
-    _, idx = _scan([x.detach(), _iota(x.shape, d, x.device)], d, pick)
+    _, idx = _scan([x.detach(), iota(x.shape, d, x.device)], d, pick)
     values = take_along_dim(x, idx, d)
     return ValuesIndices(values.reshape(*input.shape), idx.reshape(*input.shape))
 
@@ -426,17 +422,17 @@ def sort(input: Tensor, dim: int = -1, descending: bool = False, stable: bool = 
     sorted elements."""
     if input.ndim == 0:
         return ValuesIndices(input, constant(0, dtypes.int64, device=input.device))
-    d = _norm_dim(dim, input.ndim, input.shape)
+    d = norm_dim(dim, input.ndim, input.shape)
     x = input.transpose(d, -1) if d != input.ndim - 1 else input
     n = x.shape[-1]
     xd = x.detach()
     xi, xj = xd.unsqueeze(-1), xd.unsqueeze(-2)  # (..., i, 1), (..., 1, j)
     table = (*x.shape, n)
-    pos_i, pos_j = _iota(table, x.ndim - 1, x.device), _iota(table, x.ndim, x.device)
+    pos_i, pos_j = iota(table, x.ndim - 1, x.device), iota(table, x.ndim, x.device)
     same = (xi == xj) | ((xi != xi) & (xj != xj)) if x.dtype.is_floating_point else xi == xj
     ahead = _before(xj._broadcast(table), xi._broadcast(table), descending) | (same & (pos_j < pos_i))
     rank = ahead.sum(-1)  # (..., i): how many elements go before element i
-    slots = rank.unsqueeze(-2) == _iota(table, x.ndim - 1, x.device)  # (..., r, i): element i goes to slot r
+    slots = rank.unsqueeze(-2) == iota(table, x.ndim - 1, x.device)  # (..., r, i): element i goes to slot r
     perm = where(slots, pos_j, 0).sum(-1)
     values = take_along_dim(x, perm, x.ndim - 1)
     if d != input.ndim - 1:
@@ -451,7 +447,7 @@ def sort(input: Tensor, dim: int = -1, descending: bool = False, stable: bool = 
 def repeat(input: Tensor, *sizes: Any) -> Tensor:
     """``torch.Tensor.repeat``: the tensor tiled ``sizes[k]`` times along dim k (leading dims added when ``sizes``
     is longer than the shape): a broadcast of an interleaved reshape, then a reshape."""
-    reps = _shape_args(sizes)
+    reps = shape_args(sizes)
     if len(reps) < input.ndim:
         raise ShapeError(
             f"repeat: {len(reps)} repeat counts for a tensor with {input.ndim} dims (need at least as many)"
@@ -473,12 +469,12 @@ def tile(input: Tensor, dims: Sequence[int]) -> Tensor:
 def flip(input: Tensor, dims: Any) -> Tensor:
     """Reverse the order of elements along ``dims`` (one ``pg.gather`` of ``n - 1 - iota`` per dim)."""
     out = input
-    for d in _norm_dims(dims, input.ndim, input.shape):
+    for d in norm_dims(dims, input.ndim, input.shape):
         n = out.shape[d]
         if n <= 1:
             continue
-        rev = (n - 1) - _iota((n,), 0, out.device)
-        out = _record("gather", [out, rev], (d,), out.shape, out.dtype)
+        rev = (n - 1) - iota((n,), 0, out.device)
+        out = record("gather", [out, rev], (d,), out.shape, out.dtype)
     return out
 
 
@@ -488,7 +484,7 @@ def roll(input: Tensor, shifts: Any, dims: Any = None) -> Tensor:
     from picograd.frontend.creation import cat
 
     if dims is None:
-        s = shifts if isinstance(shifts, int) else _shape_args(shifts)[0]
+        s = shifts if isinstance(shifts, int) else shape_args(shifts)[0]
         return roll(input.reshape(-1), s, 0).reshape(*input.shape)
     shift_list = (shifts,) if isinstance(shifts, int) else tuple(shifts)
     dim_list = (dims,) if isinstance(dims, int) else tuple(dims)
@@ -496,11 +492,11 @@ def roll(input: Tensor, shifts: Any, dims: Any = None) -> Tensor:
         raise ShapeError(f"roll: {len(shift_list)} shifts for {len(dim_list)} dims{at(user_location())}")
     out = input
     for s, dim in zip(shift_list, dim_list, strict=True):
-        d = _norm_dim(dim, input.ndim, input.shape)
+        d = norm_dim(dim, input.ndim, input.shape)
         n = out.shape[d]
         k = s % n if n else 0
         if k:
-            out = cat([_slice_dim(out, d, n - k, n), _slice_dim(out, d, 0, n - k)], d)
+            out = cat([slice_dim(out, d, n - k, n), slice_dim(out, d, 0, n - k)], d)
     return out
 
 
@@ -511,7 +507,7 @@ def roll(input: Tensor, shifts: Any, dims: Any = None) -> Tensor:
 def isclose(input: Any, other: Any, rtol: float = 1e-05, atol: float = 1e-08, equal_nan: bool = False) -> Tensor:
     """``|input - other| <= atol + rtol |other|`` elementwise (equal infinities are close; NaN only with
     ``equal_nan``), as ``torch.isclose``."""
-    (x, y), dtype = _operands(input, other)
+    (x, y), dtype = as_operands(input, other)
     if not dtype.is_floating_point:
         x, y = x._cast(dtypes.float64), y._cast(dtypes.float64)
     close = ((x - y).abs() <= atol + rtol * y.abs()) | (x == y)
@@ -561,7 +557,7 @@ def masked_select(input: Tensor, mask: Any) -> Tensor:
     where_true = np.flatnonzero(np.broadcast_to(m.numpy() != 0, shape))
     flat = input._broadcast(shape).reshape(-1)
     index = Tensor(where_true.astype(np.int64), device=input.device)
-    return _record("gather", [flat, index], (0,), (len(where_true),), input.dtype)
+    return record("gather", [flat, index], (0,), (len(where_true),), input.dtype)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -611,8 +607,8 @@ def _diagonal(x: Tensor, letters: str) -> tuple[Tensor, str]:
         rest = [k for k in range(x.ndim) if k not in (p, q)]
         n = x.shape[p]
         moved = x.permute(*rest, p, q).reshape(*[x.shape[k] for k in rest], n * n)
-        diag_index = _iota((n,), 0, x.device) * (n + 1)
-        x = _record("gather", [moved, diag_index], (len(rest),), (*moved.shape[:-1], n), x.dtype)
+        diag_index = iota((n,), 0, x.device) * (n + 1)
+        x = record("gather", [moved, diag_index], (len(rest),), (*moved.shape[:-1], n), x.dtype)
         letters = "".join(letters[k] for k in rest) + dup
 
 
@@ -623,7 +619,7 @@ def einsum(equation: str, *operands: Any) -> Tensor:
     ``pg.matmul`` (shared letters kept as batch dims, shared letters used nowhere else summed by the matmul),
     and the result permuted to the output order. Size-1 dims broadcast."""
     ops = list(operands[0]) if len(operands) == 1 and isinstance(operands[0], list | tuple) else list(operands)
-    ts, _ = _operands(*ops)
+    ts, _ = as_operands(*ops)
     if ts and not ts[0].dtype.is_floating_point:
         ts = [t._cast(dtypes.float32) for t in ts]
     terms, out = _parse_einsum(equation, [t.ndim for t in ts])

@@ -21,26 +21,26 @@ from picograd.frontend.amp import FLOAT32, LOWER_PRECISION
 from picograd.frontend.creation import cat, rand, randint, randn, stack
 from picograd.frontend.graph import STATE, at, no_grad, user_location
 from picograd.frontend.ops import (
-    _iota,
-    _slice_dim,
     einsum,
     flip,
     nonzero,
     roll,
     scatter_add,
+    slice_dim,
     sort,
     take_along_dim,
 )
 from picograd.frontend.tensor import (
     Tensor,
     ValuesIndices,
-    _norm_dim,
-    _operands,
-    _record,
-    _shape_args,
+    as_operands,
+    iota,
     matmul,
     maximum,
     minimum,
+    norm_dim,
+    record,
+    shape_args,
     where,
 )
 
@@ -50,36 +50,36 @@ from picograd.frontend.tensor import (
 
 def add(input: Any, other: Any, alpha: Any = 1) -> Tensor:
     """``input + alpha * other``."""
-    return _operands(input)[0][0] + (other * alpha if alpha != 1 else other)
+    return as_operands(input)[0][0] + (other * alpha if alpha != 1 else other)
 
 
 def sub(input: Any, other: Any, alpha: Any = 1) -> Tensor:
     """``input - alpha * other``."""
-    return _operands(input)[0][0] - (other * alpha if alpha != 1 else other)
+    return as_operands(input)[0][0] - (other * alpha if alpha != 1 else other)
 
 
 def mul(input: Any, other: Any) -> Tensor:
-    return _operands(input)[0][0] * other
+    return as_operands(input)[0][0] * other
 
 
 def true_divide(input: Any, other: Any) -> Tensor:
-    return _operands(input)[0][0] / other
+    return as_operands(input)[0][0] / other
 
 
 def floor_divide(input: Any, other: Any) -> Tensor:
     """``input // other`` (rounded down, as PyTorch)."""
-    return _operands(input)[0][0].div(other, rounding_mode="floor")
+    return as_operands(input)[0][0].div(other, rounding_mode="floor")
 
 
 def remainder(input: Any, other: Any) -> Tensor:
     """``input - other * floor(input / other)``: the sign of ``other`` (Python's ``%``)."""
-    (x, y), _ = _operands(input, other)
+    (x, y), _ = as_operands(input, other)
     return x - x.div(y, rounding_mode="floor") * y
 
 
 def fmod(input: Any, other: Any) -> Tensor:
     """``input - other * trunc(input / other)``: the sign of ``input`` (C's ``fmod``)."""
-    (x, y), _ = _operands(input, other)
+    (x, y), _ = as_operands(input, other)
     return x - x.div(y, rounding_mode="trunc") * y
 
 
@@ -110,7 +110,7 @@ def log10(input: Tensor) -> Tensor:
 
 def logaddexp(input: Tensor, other: Any) -> Tensor:
     """``log(exp(a) + exp(b))`` as ``max + log1p(exp(min - max))`` (``-inf`` when both are)."""
-    (a, b), dtype = _operands(input, other)
+    (a, b), dtype = as_operands(input, other)
     if not dtype.is_floating_point:
         a, b = a._cast(dtypes.float32), b._cast(dtypes.float32)
     hi, lo = maximum(a, b), minimum(a, b)
@@ -121,7 +121,7 @@ def logaddexp(input: Tensor, other: Any) -> Tensor:
 def logaddexp2(input: Tensor, other: Any) -> Tensor:
     """``log2(2**a + 2**b)``."""
     ln2 = math.log(2.0)
-    return logaddexp(input * ln2, _operands(other)[0][0] * ln2) * (1.0 / ln2)
+    return logaddexp(input * ln2, as_operands(other)[0][0] * ln2) * (1.0 / ln2)
 
 
 def hypot(input: Tensor, other: Any) -> Tensor:
@@ -151,7 +151,7 @@ def signbit(input: Tensor) -> Tensor:
 def xlogy(input: Any, other: Any) -> Tensor:
     """``x log(y)``, 0 where ``x == 0`` (unless ``y`` is NaN), as PyTorch; its gradient in ``x`` is ``log(y)``
     there too."""
-    (x, y), dtype = _operands(input, other)
+    (x, y), dtype = as_operands(input, other)
     if not dtype.is_floating_point:
         x, y = x._cast(dtypes.float32), y._cast(dtypes.float32)
     bad = (x == 0) & ((y == 0) | (y == math.inf))  # where 0 * log(y) would be NaN
@@ -189,22 +189,22 @@ def logit(input: Tensor, eps: float | None = None) -> Tensor:
 
 def float_power(input: Any, exponent: Any) -> Tensor:
     """``input ** exponent`` in float64."""
-    (x, y), _ = _operands(input, exponent)
+    (x, y), _ = as_operands(input, exponent)
     return x._cast(dtypes.float64) ** y._cast(dtypes.float64)
 
 
 def logical_and(input: Any, other: Any) -> Tensor:
-    (x, y), _ = _operands(input, other)
+    (x, y), _ = as_operands(input, other)
     return (x != 0) & (y != 0)
 
 
 def logical_or(input: Any, other: Any) -> Tensor:
-    (x, y), _ = _operands(input, other)
+    (x, y), _ = as_operands(input, other)
     return (x != 0) | (y != 0)
 
 
 def logical_xor(input: Any, other: Any) -> Tensor:
-    (x, y), _ = _operands(input, other)
+    (x, y), _ = as_operands(input, other)
     return (x != 0) ^ (y != 0)
 
 
@@ -213,27 +213,27 @@ def logical_xor(input: Any, other: Any) -> Tensor:
 
 
 def eq(input: Any, other: Any) -> Tensor:
-    return _operands(input)[0][0] == other
+    return as_operands(input)[0][0] == other
 
 
 def ne(input: Any, other: Any) -> Tensor:
-    return _operands(input)[0][0] != other
+    return as_operands(input)[0][0] != other
 
 
 def lt(input: Any, other: Any) -> Tensor:
-    return _operands(input)[0][0] < other
+    return as_operands(input)[0][0] < other
 
 
 def le(input: Any, other: Any) -> Tensor:
-    return _operands(input)[0][0] <= other
+    return as_operands(input)[0][0] <= other
 
 
 def gt(input: Any, other: Any) -> Tensor:
-    return _operands(input)[0][0] > other
+    return as_operands(input)[0][0] > other
 
 
 def ge(input: Any, other: Any) -> Tensor:
-    return _operands(input)[0][0] >= other
+    return as_operands(input)[0][0] >= other
 
 
 greater, greater_equal, less, less_equal, not_equal = gt, ge, lt, le, ne
@@ -279,13 +279,13 @@ def equal(input: Tensor, other: Tensor) -> bool:
 
 def fmax(input: Tensor, other: Any) -> Tensor:
     """Elementwise maximum that ignores NaN (NaN only where both are)."""
-    (a, b), _ = _operands(input, other)
+    (a, b), _ = as_operands(input, other)
     return where(a != a, b, where(b != b, a, maximum(a, b)))
 
 
 def fmin(input: Tensor, other: Any) -> Tensor:
     """Elementwise minimum that ignores NaN."""
-    (a, b), _ = _operands(input, other)
+    (a, b), _ = as_operands(input, other)
     return where(a != a, b, where(b != b, a, minimum(a, b)))
 
 
@@ -347,11 +347,11 @@ def median(input: Tensor, dim: int | None = None, keepdim: bool = False) -> Any:
     if dim is None:
         flat = input.reshape(-1)
         k = (flat.shape[0] - 1) // 2
-        return take_along_dim(flat, _slice_dim(sort(flat, 0).indices, 0, k, k + 1), 0).reshape(())
-    d = _norm_dim(dim, input.ndim, input.shape)
+        return take_along_dim(flat, slice_dim(sort(flat, 0).indices, 0, k, k + 1), 0).reshape(())
+    d = norm_dim(dim, input.ndim, input.shape)
     order = sort(input, d).indices
     k = (input.shape[d] - 1) // 2
-    idx = _slice_dim(order, d, k, k + 1)
+    idx = slice_dim(order, d, k, k + 1)
     values = take_along_dim(input, idx, d)
     if not keepdim:
         values, idx = values.squeeze(d), idx.squeeze(d)
@@ -448,7 +448,7 @@ def matrix_power(input: Tensor, n: int) -> Tensor:
     """``input`` multiplied by itself ``n >= 0`` times (by repeated squaring; the identity for 0)."""
     if n < 0:
         raise ValueError(f"matrix_power: negative powers need an inverse, which picograd lacks; got {n}")
-    eye = (_iota(input.shape[-2:], 0, input.device) == _iota(input.shape[-2:], 1, input.device))._cast(input.dtype)
+    eye = (iota(input.shape[-2:], 0, input.device) == iota(input.shape[-2:], 1, input.device))._cast(input.dtype)
     result: Tensor | None = None
     base = input
     while n:
@@ -495,7 +495,7 @@ def kron(input: Tensor, other: Tensor) -> Tensor:
 
 def cross(input: Tensor, other: Tensor, dim: int = -1) -> Tensor:
     """The cross product of 3-vectors along ``dim``."""
-    d = _norm_dim(dim, input.ndim, input.shape)
+    d = norm_dim(dim, input.ndim, input.shape)
     if input.shape[d] != 3:
         raise ShapeError(f"cross: dim {dim} of shape {input.shape} must have size 3{at(user_location())}")
     a1, a2 = roll(input, -1, d), roll(input, -2, d)
@@ -505,13 +505,13 @@ def cross(input: Tensor, other: Tensor, dim: int = -1) -> Tensor:
 
 def trapezoid(y: Tensor, x: Tensor | None = None, dx: float = 1.0, dim: int = -1) -> Tensor:
     """The trapezoidal rule along ``dim`` (spacing ``dx`` or sample points ``x``)."""
-    d = _norm_dim(dim, y.ndim, y.shape)
+    d = norm_dim(dim, y.ndim, y.shape)
     n = y.shape[d]
-    mid = (_slice_dim(y, d, 1, n) + _slice_dim(y, d, 0, n - 1)) * 0.5
+    mid = (slice_dim(y, d, 1, n) + slice_dim(y, d, 0, n - 1)) * 0.5
     if x is None:
         return mid.sum(d) * dx
-    xd = _norm_dim(dim, x.ndim, x.shape)
-    return (mid * (_slice_dim(x, xd, 1, n) - _slice_dim(x, xd, 0, n - 1))).sum(d)
+    xd = norm_dim(dim, x.ndim, x.shape)
+    return (mid * (slice_dim(x, xd, 1, n) - slice_dim(x, xd, 0, n - 1))).sum(d)
 
 
 def cdist(x1: Tensor, x2: Tensor, p: float = 2.0) -> Tensor:
@@ -556,9 +556,9 @@ swapdims = swapaxes
 
 def movedim(input: Tensor, source: Any, destination: Any) -> Tensor:
     """Move dims ``source`` to positions ``destination``; the others keep their order."""
-    src = [_norm_dim(d, input.ndim, input.shape) for d in ((source,) if isinstance(source, int) else source)]
+    src = [norm_dim(d, input.ndim, input.shape) for d in ((source,) if isinstance(source, int) else source)]
     dests = (destination,) if isinstance(destination, int) else destination
-    dst = [_norm_dim(d, input.ndim, input.shape) for d in dests]
+    dst = [norm_dim(d, input.ndim, input.shape) for d in dests]
     rest = iter([d for d in range(input.ndim) if d not in src])
     placed = dict(zip(dst, src, strict=True))
     return input.permute(*[placed[k] if k in placed else next(rest) for k in range(input.ndim)])
@@ -568,32 +568,32 @@ moveaxis = movedim
 
 
 def narrow(input: Tensor, dim: int, start: int, length: int) -> Tensor:
-    d = _norm_dim(dim, input.ndim, input.shape)
+    d = norm_dim(dim, input.ndim, input.shape)
     s = start % input.shape[d] if start < 0 else start
-    return _slice_dim(input, d, s, s + length)
+    return slice_dim(input, d, s, s + length)
 
 
 def select(input: Tensor, dim: int, index: int) -> Tensor:
-    d = _norm_dim(dim, input.ndim, input.shape)
+    d = norm_dim(dim, input.ndim, input.shape)
     return input[(slice(None),) * d + (index,)]
 
 
 def index_select(input: Tensor, dim: int, index: Tensor) -> Tensor:
     """The entries of ``input`` at the 1-D int ``index`` along ``dim`` (one ``pg.gather``)."""
-    d = _norm_dim(dim, input.ndim, input.shape)
+    d = norm_dim(dim, input.ndim, input.shape)
     idx = index.long().reshape(-1) if isinstance(index, Tensor) else Tensor(np.asarray(index, np.int64).reshape(-1))
     shape = (*input.shape[:d], idx.shape[0], *input.shape[d + 1 :])
-    return _record("gather", [input, idx], (d,), shape, input.dtype)
+    return record("gather", [input, idx], (d,), shape, input.dtype)
 
 
 def take(input: Tensor, index: Tensor) -> Tensor:
     """Elements of the flattened ``input`` at ``index`` (any shape)."""
     flat = input.reshape(-1)
-    return _record("gather", [flat, index.long()], (0,), index.shape, input.dtype)
+    return record("gather", [flat, index.long()], (0,), index.shape, input.dtype)
 
 
 def unbind(input: Tensor, dim: int = 0) -> tuple[Tensor, ...]:
-    d = _norm_dim(dim, input.ndim, input.shape)
+    d = norm_dim(dim, input.ndim, input.shape)
     return tuple(select(input, d, i) for i in range(input.shape[d]))
 
 
@@ -644,7 +644,7 @@ def argwhere(input: Tensor) -> Tensor:
 
 def index_add(input: Tensor, dim: int, index: Tensor, source: Tensor, alpha: Any = 1) -> Tensor:
     """``input`` with ``alpha * source`` slices added at the 1-D ``index`` along ``dim``."""
-    d = _norm_dim(dim, input.ndim, input.shape)
+    d = norm_dim(dim, input.ndim, input.shape)
     idx = index.long().reshape(*([1] * d), -1, *([1] * (input.ndim - d - 1)))._broadcast(source.shape)
     return scatter_add(input, d, idx, source * alpha if alpha != 1 else source)
 
@@ -663,7 +663,7 @@ def flipud(input: Tensor) -> Tensor:
 
 def rot90(input: Tensor, k: int = 1, dims: Sequence[int] = (0, 1)) -> Tensor:
     """Rotate by 90 degrees ``k`` times in the plane of ``dims`` (from the first towards the second)."""
-    a, b = (_norm_dim(d, input.ndim, input.shape) for d in dims)
+    a, b = (norm_dim(d, input.ndim, input.shape) for d in dims)
     k %= 4
     if k == 1:
         return flip(input, b).transpose(a, b)
@@ -677,7 +677,7 @@ def rot90(input: Tensor, k: int = 1, dims: Sequence[int] = (0, 1)) -> Tensor:
 def diagonal(input: Tensor, offset: int = 0, dim1: int = 0, dim2: int = 1) -> Tensor:
     """The diagonal ``input[..., i, i + offset]`` of the planes of ``dim1``/``dim2``, as the last dim (one
     ``pg.gather`` on the flattened plane)."""
-    a, b = _norm_dim(dim1, input.ndim, input.shape), _norm_dim(dim2, input.ndim, input.shape)
+    a, b = norm_dim(dim1, input.ndim, input.shape), norm_dim(dim2, input.ndim, input.shape)
     rest = [k for k in range(input.ndim) if k not in (a, b)]
     n, m = input.shape[a], input.shape[b]
     length = builtins.max(0, builtins.min(n, m - offset) if offset >= 0 else builtins.min(n + offset, m))
@@ -685,8 +685,8 @@ def diagonal(input: Tensor, offset: int = 0, dim1: int = 0, dim2: int = 1) -> Te
     if length == 0:
         return Tensor(np.zeros((*[input.shape[k] for k in rest], 0), input.dtype.np), device=input.device)
     first = offset if offset >= 0 else -offset * m
-    positions = _iota((length,), 0, input.device) * (m + 1) + first
-    return _record("gather", [plane, positions], (len(rest),), (*plane.shape[:-1], length), input.dtype)
+    positions = iota((length,), 0, input.device) * (m + 1) + first
+    return record("gather", [plane, positions], (len(rest),), (*plane.shape[:-1], length), input.dtype)
 
 
 def trace(input: Tensor) -> Tensor:
@@ -700,7 +700,7 @@ def diag(input: Tensor, diagonal_: int = 0) -> Tensor:
     if input.ndim != 1:
         raise ShapeError(f"diag: expects 1 or 2 dims, got shape {input.shape}{at(user_location())}")
     n = input.shape[0] + abs(diagonal_)
-    rows, cols = _iota((n, n), 0, input.device), _iota((n, n), 1, input.device)
+    rows, cols = iota((n, n), 0, input.device), iota((n, n), 1, input.device)
     on = (cols - rows) == diagonal_
     pos = where(on, where(rows < cols, rows, cols), 0)
     return where(on, take(input, pos), 0)
@@ -708,23 +708,23 @@ def diag(input: Tensor, diagonal_: int = 0) -> Tensor:
 
 def diff(input: Tensor, n: int = 1, dim: int = -1) -> Tensor:
     """The ``n``-th forward difference along ``dim``."""
-    d = _norm_dim(dim, input.ndim, input.shape)
+    d = norm_dim(dim, input.ndim, input.shape)
     out = input
     for _ in range(n):
         size = out.shape[d]
-        out = _slice_dim(out, d, 1, size) - _slice_dim(out, d, 0, size - 1)
+        out = slice_dim(out, d, 1, size) - slice_dim(out, d, 0, size - 1)
     return out
 
 
 def unflatten(input: Tensor, dim: int, sizes: Sequence[int]) -> Tensor:
-    d = _norm_dim(dim, input.ndim, input.shape)
+    d = norm_dim(dim, input.ndim, input.shape)
     return input.reshape(*input.shape[:d], *sizes, *input.shape[d + 1 :])
 
 
 def repeat_interleave(input: Tensor, repeats: int, dim: int | None = None) -> Tensor:
     """Each element repeated ``repeats`` times along ``dim`` (of the flattened tensor when None)."""
     x = input.reshape(-1) if dim is None else input
-    d = 0 if dim is None else _norm_dim(dim, x.ndim, x.shape)
+    d = 0 if dim is None else norm_dim(dim, x.ndim, x.shape)
     big = (*x.shape[: d + 1], repeats, *x.shape[d + 1 :])
     return x.unsqueeze(d + 1)._broadcast(big).reshape(*x.shape[:d], x.shape[d] * repeats, *x.shape[d + 1 :])
 
@@ -777,7 +777,7 @@ def block_diag(*tensors: Tensor) -> Tensor:
     rows, left = [], 0
     for m in mats:
         lows, highs = (0, left), (0, cols - left - m.shape[1])
-        rows.append(_record("pad", [m], (lows, highs, (0, 0), 0.0), (m.shape[0], cols), m.dtype))
+        rows.append(record("pad", [m], (lows, highs, (0, 0), 0.0), (m.shape[0], cols), m.dtype))
         left += m.shape[1]
     return cat(rows, 0)
 
@@ -827,7 +827,7 @@ def bernoulli(input: Tensor, p: float | None = None) -> Tensor:
 def normal(mean: Any, std: Any = 1.0, size: Any = None) -> Tensor:
     """Normal samples with elementwise ``mean`` and ``std`` (tensors or numbers; ``size`` when both are numbers)."""
     if size is not None:
-        return randn(*_shape_args(size if isinstance(size, tuple | list) else (size,))) * std + mean
+        return randn(*shape_args(size if isinstance(size, tuple | list) else (size,))) * std + mean
     shape = broadcast_shapes(*[x.shape for x in (mean, std) if isinstance(x, Tensor)])
     like = mean if isinstance(mean, Tensor) else std
     return randn(*shape, dtype=like.dtype, device=like.device) * std + mean

@@ -25,7 +25,7 @@ import numpy as np
 from picograd.errors import DTypeError
 from picograd.frontend import device as devices
 from picograd.frontend.graph import STATE, Node, user_location
-from picograd.frontend.tensor import Tensor, _result_device, realize
+from picograd.frontend.tensor import Tensor, realize, result_device
 
 
 class Optimizer:
@@ -95,7 +95,7 @@ class Optimizer:
                 (len(params), flags),
                 [(gs["step"].shape, gs["step"].dtype)] + [(t.shape, t.dtype) for t in params + states],
                 loc,
-                device=_result_device(f"{type(self).__name__}.step", srcs, loc),
+                device=result_device(f"{type(self).__name__}.step", srcs, loc),
             )
             outs = [Tensor._wrap(node, i) for i in range(len(node.types))]
             gs["step"]._assign(outs[0])

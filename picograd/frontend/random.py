@@ -14,15 +14,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from picograd.backend.philox import counters_needed
+from picograd.dialects.philox import counters_needed
 from picograd.frontend import dtypes
 from picograd.frontend.dtypes import DType
 from picograd.frontend.graph import STATE
-from picograd.frontend.tensor import Tensor, _record
+from picograd.frontend.tensor import Tensor, record
+from picograd.runtime.device import CPU, Device
 
 
 class Generator:
-    """Philox 4x32-10 generator state (seed, offset) as tensors; see ``picograd.backend.philox``."""
+    """Philox 4x32-10 generator state (seed, offset) as tensors; see ``picograd.dialects.philox``."""
 
     def __init__(self, seed: int = 0):
         self.seed = Tensor(np.array(seed, dtype=np.int64))
@@ -32,9 +33,9 @@ class Generator:
         self.seed._set_buffer(np.array(int(seed), dtype=np.int64))
         self.offset._set_buffer(np.array(0, dtype=np.int64))
 
-    def draw(self, distribution: str, shape: tuple[int, ...], dtype: DType, device: str = "cpu") -> Tensor:
+    def draw(self, distribution: str, shape: tuple[int, ...], dtype: DType, device: Device = CPU) -> Tensor:
         """Record a ``pg.random`` op of ``shape`` on ``device`` and advance the offset."""
-        out = _record("random", [self.seed, self.offset], (distribution,), shape, dtype, device)
+        out = record("random", [self.seed, self.offset], (distribution,), shape, dtype, device)
         step = counters_needed(int(np.prod(shape, dtype=np.int64)))
         if STATE.trace is not None:
             self.offset._assign(self.offset + step)
@@ -52,6 +53,6 @@ def manual_seed(seed: int) -> None:
     default_generator.manual_seed(seed)
 
 
-def draw(distribution: str, shape: tuple[int, ...], dtype: DType = dtypes.float32, device: str = "cpu") -> Tensor:
+def draw(distribution: str, shape: tuple[int, ...], dtype: DType = dtypes.float32, device: Device = CPU) -> Tensor:
     """Draw from the global generator (see ``Generator.draw``)."""
     return default_generator.draw(distribution, shape, dtype, device)

@@ -7,7 +7,7 @@ arguments (``_lifted``), so a schedule written as a float compiles twice, not on
 of ``set_cache_size`` entries; a compiled step's entries go when its function is deleted (``release``).
 
 On "cpu" the graph is lowered to ``pg``, taken through the pipeline to the ``simplify`` stage and run by the numpy
-executor. On "cuda" the same ``simplify``-stage module goes to ``picograd.backend.gpu_compile.compile_for_cuda``,
+executor. On "cuda" the same ``simplify``-stage module goes to ``picograd.driver.gpu_compile.compile_for_cuda``,
 which takes it the rest of the way to PTX; its ``Executable`` takes the function's arguments (the graph's leaves,
 in order) as device buffers and returns its results as device buffers. Leaves that live on the other device (0-d
 scalars, see ``picograd.frontend.tensor``) are copied by ``device.bind``, which caches the copies.
@@ -25,11 +25,12 @@ import numpy as np
 from xdsl.dialects.builtin import ModuleOp
 from xdsl.utils.exceptions import DiagnosticException, VerifyException
 
-from picograd.backend.numpy_executor import compile_func
+from picograd.driver.pipeline import lower_to
 from picograd.errors import CompileError
 from picograd.frontend import device as devices
 from picograd.frontend.graph import Graph, Value, cut, lower
-from picograd.pipeline import lower_to
+from picograd.runtime.device import Device
+from picograd.runtime.numpy_executor import compile_func
 
 _CACHE: OrderedDict[tuple, Any] = OrderedDict()  # LRU: key -> executable
 _SEEN: OrderedDict[tuple, tuple[tuple, tuple[int, ...]]] = OrderedDict()  # eager structure -> (first consts, lifted)
@@ -62,9 +63,9 @@ BACKEND_STAGE = "simplify"
 
 
 def cuda_compiler() -> Callable[..., Any]:
-    """``compile_for_cuda(module, matmul_schedule=...) -> CudaProgram`` of ``picograd.backend.gpu_compile``
+    """``compile_for_cuda(module, matmul_schedule=...) -> CudaProgram`` of ``picograd.driver.gpu_compile``
     (imported on first use, so that CPU-only use never loads it; tests stand a fake in for this function)."""
-    from picograd.backend.gpu_compile import compile_for_cuda
+    from picograd.driver.gpu_compile import compile_for_cuda
 
     return compile_for_cuda
 
@@ -84,14 +85,14 @@ def lower_graph(graph: Graph, name: str = "main", lifted: tuple[int, ...] = ()) 
 
 def compile_graph(
     graph: Graph,
-    device: str = "cpu",
+    device: Device = devices.CPU,
     name: str = "main",
     eager: bool = True,
     lifted: tuple[int, ...] = (),
     owner_keys: set[tuple] | None = None,
 ) -> Any:
     """The executable of ``graph`` for ``device``, from the cache or built by the pipeline: a
-    ``NumpyFunction`` on "cpu", a ``picograd.backend.cuda.Executable`` on "cuda" (both called with one buffer per
+    ``NumpyFunction`` on "cpu", a ``picograd.runtime.cuda.Executable`` on "cuda" (both called with one buffer per
     leaf, then one 0-d buffer per constant at the positions ``lifted``, and returning one buffer per output). The
     other constants are baked into the program.
 
@@ -111,6 +112,8 @@ def compile_graph(
     module = lower_graph(graph, name, lifted)
     if device == devices.CPU:
         exe = compile_func(module.body.block.first_op)  # type: ignore[arg-type]
+    elif device.type != "cuda":
+        raise CompileError(f"no compiler for device '{device}'")
     else:
         program = cuda_compiler()(module, matmul_schedule=schedule)
         # eager: capture a buffer set's graph at its second call only; a compiled step: keep a graph for each of
@@ -122,7 +125,7 @@ def compile_graph(
     return exe
 
 
-def _lifted(graph: Graph, device: str) -> tuple[int, ...]:
+def _lifted(graph: Graph, device: Device) -> tuple[int, ...]:
     """The constants of an eagerly realized ``graph`` to pass at run time: those whose value has differed between
     realizations of this structure (a Python scalar that changes every step: ``loss * (1 + 1e-4 * i)``), so that
     such a loop compiles twice (baked, then with the scalar lifted) instead of once per value."""
@@ -139,7 +142,7 @@ def _lifted(graph: Graph, device: str) -> tuple[int, ...]:
     return changed
 
 
-def run_graph(outputs: Sequence[Value], device: str = "cpu") -> list[Any]:
+def run_graph(outputs: Sequence[Value], device: Device = devices.CPU) -> list[Any]:
     """Compute ``outputs`` (values of the recorded graph) on ``device`` and return their buffers (numpy arrays on
     "cpu", device buffers on "cuda").
 
@@ -156,7 +159,7 @@ def run_graph(outputs: Sequence[Value], device: str = "cpu") -> list[Any]:
     for i in lifted:
         node = graph.constants[i]
         scalar = np.asarray(node.attrs[0], dtype=node.types[0][1].np)
-        args.append(scalar if device == devices.CPU else devices.upload(scalar))
+        args.append(scalar if device == devices.CPU else devices.upload(scalar, device))
     buffers = list(exe(*args))
     for (node, _), buf in zip(roots, buffers[len(outputs) :], strict=True):
         node.data = buf

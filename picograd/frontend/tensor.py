@@ -31,6 +31,7 @@ from picograd.frontend.amp import FLOAT32, LOWER_PRECISION, matmul_tf32
 from picograd.frontend.dtypes import DType, as_dtype, promote
 from picograd.frontend.graph import STATE, Loc, Node, Shape, Value, at, leaf, user_location
 from picograd.frontend.realize import run_graph
+from picograd.runtime.device import Device
 
 Scalar = int | float | bool
 
@@ -55,13 +56,12 @@ def _sole_holder_refcount() -> int:
 _SOLE_HOLDER_REFCOUNT = _sole_holder_refcount()
 
 
-def _check_device(device: Any) -> str:
-    """The canonical name ("cpu"/"cuda") of a device that can be used now; ``DeviceError`` (with the user's
-    ``file:line``) for an unknown name, or for "cuda" without a GPU, naming what is missing (driver, GPU)."""
-    if device is None or device == devices.CPU:  # the common cases, without looking up the user's frame
+def check_device(device: Any) -> Device:
+    """The ``pg.device`` of a device argument (a ``pg.device`` or a string) that can be used now; ``DeviceError``
+    (with the user's ``file:line``) for an unknown name, or for a device that is not there, naming what is missing
+    (driver, GPU, a GPU of that index)."""
+    if device is None or device is devices.CPU or device == "cpu":  # the common case, without a frame lookup
         return devices.CPU
-    if device == devices.CUDA and devices.cuda.available():
-        return devices.CUDA
     return devices.resolve(device, user_location())
 
 
@@ -98,9 +98,9 @@ class Tensor:
     __array_priority__ = 1000  # numpy scalars on the left defer to our reflected operators
 
     def __init__(self, data: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False):
-        dev = data.device if device is None and isinstance(data, Tensor) else _check_device(device)
+        dev = data.device if device is None and isinstance(data, Tensor) else check_device(device)
         arr = _numpy_of(data, as_dtype(dtype) if dtype is not None else None)
-        buf = arr if dev == devices.CPU else devices.upload(arr)
+        buf = arr if dev == devices.CPU else devices.upload(arr, dev)
         self._init(leaf(buf, as_dtype(arr.dtype), owner=self), 0)
         if requires_grad:
             self.requires_grad = True
@@ -132,13 +132,14 @@ class Tensor:
         return (self._node, self._index)
 
     @property
-    def device(self) -> str:
-        """Where the value lives: "cpu" or "cuda"."""
+    def device(self) -> Device:
+        """Where the value lives: a ``pg.device`` (``device(type='cpu')``, ``device(type='cuda', index=0)``); it
+        also compares equal to its name ("cpu", "cuda", "cuda:0")."""
         return self._node.device
 
     @property
     def is_cuda(self) -> bool:
-        return self._node.device == devices.CUDA
+        return self._node.device.type == "cuda"
 
     @property
     def shape(self) -> Shape:
@@ -160,7 +161,7 @@ class Tensor:
         return math.prod(self.shape)
 
     def size(self, dim: int | None = None) -> Any:
-        return self.shape if dim is None else self.shape[_norm_dim(dim, self.ndim, self.shape)]
+        return self.shape if dim is None else self.shape[norm_dim(dim, self.ndim, self.shape)]
 
     def __len__(self) -> int:
         if not self.shape:
@@ -273,7 +274,7 @@ class Tensor:
         """The same value, cut off from autograd (records ``pg.stop_gradient`` for a lazy value)."""
         if self._buffer is not None and STATE.trace is None:  # traced: a buffer is a placeholder or goes stale
             return Tensor._wrap(leaf(self._buffer, self.dtype, owner=None))
-        return _record("stop_gradient", [self], (), self.shape, self.dtype)
+        return record("stop_gradient", [self], (), self.shape, self.dtype)
 
     def backward(self, gradient: Tensor | None = None, retain_graph: bool = False) -> None:
         """Accumulate d(self)/d(leaf) into ``.grad`` of every leaf tensor that requires grad and that ``self``
@@ -306,12 +307,12 @@ class Tensor:
             (gradient is not None,),
             [(t.shape, t.dtype) for t in targets],
             loc,
-            device=_result_device("backward", srcs + targets, loc),
+            device=result_device("backward", srcs + targets, loc),
         )
         for i, t in enumerate(targets):
             # a constant for later differentiation, as PyTorch's gradients without create_graph (pg-autodiff would
             # otherwise differentiate through the expanded gradient when a later backward() reads it lazily)
-            g_i = _record("stop_gradient", [Tensor._wrap(node, i)], (), t.shape, t.dtype)
+            g_i = record("stop_gradient", [Tensor._wrap(node, i)], (), t.shape, t.dtype)
             t.grad = g_i if t.grad is None else t.grad + g_i
 
     # -- realization ---------------------------------------------------------------------------------------------
@@ -388,7 +389,7 @@ class Tensor:
                 try:
                     dtype_target = as_dtype(target)
                 except DTypeError:
-                    device = _check_device(target)
+                    device = check_device(target)
                 else:
                     dtype = dtype_target
         out = self
@@ -398,7 +399,7 @@ class Tensor:
             out = out._cast(as_dtype(dtype))
         return out
 
-    def _copy_to(self, device: str) -> Tensor:
+    def _copy_to(self, device: Device) -> Tensor:
         """A new leaf on ``device`` holding this tensor's value."""
         if STATE.trace is not None:
             from picograd.errors import CompileError
@@ -413,7 +414,7 @@ class Tensor:
             out.requires_grad = True
         return out
 
-    def _move_(self, device: str) -> None:
+    def _move_(self, device: Device) -> None:
         """Move this tensor's value (and its ``.grad``) to ``device`` in place, keeping the object, its
         ``requires_grad`` and its role as a parameter (``Module.to``)."""
         if device == self.device:
@@ -450,7 +451,7 @@ class Tensor:
     def _cast(self, dtype: DType) -> Tensor:
         if dtype == self.dtype:
             return self
-        return _record("cast", [self], (), self.shape, dtype)
+        return record("cast", [self], (), self.shape, dtype)
 
     def cpu(self) -> Tensor:
         """This tensor on the CPU (``self`` when it is there)."""
@@ -471,7 +472,7 @@ class Tensor:
 
     def _unary(self, kind: str) -> Tensor:
         x = self if self.dtype.is_floating_point else self._cast(dtypes.float32)
-        return _record(kind, [x], (), x.shape, x.dtype)
+        return record(kind, [x], (), x.shape, x.dtype)
 
     def exp(self) -> Tensor:
         return self._unary("exp")
@@ -504,15 +505,15 @@ class Tensor:
         return self._unary("erf")
 
     def relu(self) -> Tensor:
-        return _record("relu", [self], (), self.shape, self.dtype)
+        return record("relu", [self], (), self.shape, self.dtype)
 
     def abs(self) -> Tensor:
-        return _record("abs", [self], (), self.shape, self.dtype)
+        return record("abs", [self], (), self.shape, self.dtype)
 
     def __neg__(self) -> Tensor:
         if self.dtype == dtypes.bool_:
             raise DTypeError(f"negation of a bool tensor is not supported; use ~ or logical_not{at(user_location())}")
-        return _record("neg", [self], (), self.shape, self.dtype)
+        return record("neg", [self], (), self.shape, self.dtype)
 
     def __add__(self, other: Any) -> Tensor:
         return _binary("add", self, other)
@@ -608,7 +609,7 @@ class Tensor:
         return self == 0
 
     def _rounding(self, kind: str) -> Tensor:
-        return self if not self.dtype.is_floating_point else _record(kind, [self], (), self.shape, self.dtype)
+        return self if not self.dtype.is_floating_point else record(kind, [self], (), self.shape, self.dtype)
 
     def floor(self) -> Tensor:
         """Largest integral value <= x (integer tensors are returned as they are); zero gradient."""
@@ -636,7 +637,7 @@ class Tensor:
             return self
         if not self.dtype.is_floating_point:
             return where(self > 0, 1, where(self < 0, -1, 0))._cast(self.dtype)
-        return _record("sign", [self], (), self.shape, self.dtype)
+        return record("sign", [self], (), self.shape, self.dtype)
 
     sgn = sign
 
@@ -689,14 +690,14 @@ class Tensor:
             return _binary("div", self, other)
         if rounding_mode not in ("trunc", "floor"):
             raise ValueError(f"div: rounding_mode must be None, 'trunc' or 'floor', got {rounding_mode!r}")
-        (x, y), dtype = _operands(self, other)
+        (x, y), dtype = as_operands(self, other)
         if dtype.is_floating_point:
             q = _binary("div", x, y)
             return q.floor() if rounding_mode == "floor" else q.trunc()
         if dtype == dtypes.bool_:
             x, y = x._cast(dtypes.int64), y._cast(dtypes.int64)
         x, y = _broadcast_all([x, y], "div")
-        q = _record("div", [x, y], (), x.shape, x.dtype)
+        q = record("div", [x, y], (), x.shape, x.dtype)
         if rounding_mode == "floor":  # pg.div floors on integers
             return q
         inexact = (q * y) != x  # round toward zero: floor + 1 where the exact quotient is negative and not integral
@@ -708,7 +709,7 @@ class Tensor:
         return self.div(other, rounding_mode="floor")
 
     def __rfloordiv__(self, other: Any) -> Tensor:
-        (x, y), _ = _operands(other, self)
+        (x, y), _ = as_operands(other, self)
         return x.div(y, rounding_mode="floor")
 
     def maximum(self, other: Any) -> Tensor:
@@ -733,7 +734,7 @@ class Tensor:
         """Arithmetic mean over ``dim``; float tensors only (as PyTorch)."""
         if not self.dtype.is_floating_point:
             raise DTypeError(f"mean() needs a float tensor, got {self.dtype.name}{at(user_location())}")
-        dims = _norm_dims(dim, self.ndim, self.shape)
+        dims = norm_dims(dim, self.ndim, self.shape)
         count = math.prod(self.shape[d] for d in dims)
         return _reduce("sum", self, dims, keepdim) / float(count)  # not on autocast's float32 list, unlike sum
 
@@ -767,7 +768,7 @@ class Tensor:
 
     def var(self, dim: int | Sequence[int] | None = None, correction: int = 1, keepdim: bool = False) -> Tensor:
         """Variance over ``dim`` with Bessel's ``correction`` (divides by N - correction, as PyTorch)."""
-        dims = _norm_dims(dim, self.ndim, self.shape)
+        dims = norm_dims(dim, self.ndim, self.shape)
         n = math.prod(self.shape[d] for d in dims)
         centered = self - self.mean(dims, keepdim=True)
         return (centered * centered).sum(dims, keepdim) / float(max(n - correction, 0))
@@ -789,7 +790,7 @@ class Tensor:
     def logsumexp(self, dim: int | Sequence[int], keepdim: bool = False) -> Tensor:
         """``log(sum(exp(x), dim))`` computed stably (max subtracted). A fully −inf slice gives −inf with a zero
         gradient (PyTorch gives NaN gradients there; design.md)."""
-        dims = _norm_dims(dim, self.ndim, self.shape)
+        dims = norm_dims(dim, self.ndim, self.shape)
         m, s = _stable_exp_sum(self, dims)
         s_safe = where(s == 0, 1.0, s)
         out = m + s_safe.log() + where(s == 0, -math.inf, 0.0)
@@ -798,14 +799,14 @@ class Tensor:
     @FLOAT32
     def softmax(self, dim: int) -> Tensor:
         """``exp(x) / sum(exp(x), dim)``, stably; a fully −inf slice gives zeros (not NaN) and zero gradient."""
-        dims = _norm_dims(dim, self.ndim, self.shape)
+        dims = norm_dims(dim, self.ndim, self.shape)
         m, s = _stable_exp_sum(self, dims)
         return (self - m).exp() / where(s == 0, 1.0, s)
 
     @FLOAT32
     def log_softmax(self, dim: int) -> Tensor:
         """``x - logsumexp(x, dim)``, stably."""
-        dims = _norm_dims(dim, self.ndim, self.shape)
+        dims = norm_dims(dim, self.ndim, self.shape)
         m, s = _stable_exp_sum(self, dims)
         return (self - m) - where(s == 0, 1.0, s).log()
 
@@ -813,27 +814,27 @@ class Tensor:
 
     def reshape(self, *shape: Any) -> Tensor:
         """Row-major reshape; one dim may be -1. Raises ``ShapeError`` when the sizes do not match."""
-        target = _infer_shape(_shape_args(shape), self.numel(), self.shape)
+        target = _infer_shape(shape_args(shape), self.numel(), self.shape)
         if target == self.shape:
             return self
-        return _record("reshape", [self], (), target, self.dtype)
+        return record("reshape", [self], (), target, self.dtype)
 
     view = reshape
 
     def permute(self, *dims: Any) -> Tensor:
         """Reorder dims: result dim i is input dim ``dims[i]``."""
-        perm = tuple(_norm_dim(d, self.ndim, self.shape) for d in _shape_args(dims))
+        perm = tuple(norm_dim(d, self.ndim, self.shape) for d in shape_args(dims))
         if sorted(perm) != list(range(self.ndim)):
             raise ShapeError(
                 f"permute: {perm} is not a permutation of the dims of shape {self.shape}{at(user_location())}"
             )
         if perm == tuple(range(self.ndim)):
             return self
-        return _record("permute", [self], (perm,), tuple(self.shape[p] for p in perm), self.dtype)
+        return record("permute", [self], (perm,), tuple(self.shape[p] for p in perm), self.dtype)
 
     def transpose(self, dim0: int, dim1: int) -> Tensor:
         perm = list(range(self.ndim))
-        a, b = _norm_dim(dim0, self.ndim, self.shape), _norm_dim(dim1, self.ndim, self.shape)
+        a, b = norm_dim(dim0, self.ndim, self.shape), norm_dim(dim1, self.ndim, self.shape)
         perm[a], perm[b] = perm[b], perm[a]
         return self.permute(*perm)
 
@@ -848,20 +849,20 @@ class Tensor:
     def flatten(self, start_dim: int = 0, end_dim: int = -1) -> Tensor:
         if self.ndim == 0:
             return self.reshape(1)
-        s, e = _norm_dim(start_dim, self.ndim, self.shape), _norm_dim(end_dim, self.ndim, self.shape)
+        s, e = norm_dim(start_dim, self.ndim, self.shape), norm_dim(end_dim, self.ndim, self.shape)
         return self.reshape(*self.shape[:s], math.prod(self.shape[s : e + 1]), *self.shape[e + 1 :])
 
     def unsqueeze(self, dim: int) -> Tensor:
-        d = _norm_dim(dim, self.ndim + 1, self.shape)
+        d = norm_dim(dim, self.ndim + 1, self.shape)
         return self.reshape(*self.shape[:d], 1, *self.shape[d:])
 
     def squeeze(self, dim: int | Sequence[int] | None = None) -> Tensor:
-        dims = _norm_dims(dim, self.ndim, self.shape)
+        dims = norm_dims(dim, self.ndim, self.shape)
         return self.reshape(*[s for i, s in enumerate(self.shape) if not (i in dims and s == 1)])
 
     def expand(self, *sizes: Any) -> Tensor:
         """Broadcast to ``sizes`` (-1 keeps a dim), as ``torch.Tensor.expand``."""
-        target = _shape_args(sizes)
+        target = shape_args(sizes)
         lead = len(target) - self.ndim
         full = tuple(self.shape[i - lead] if s == -1 else s for i, s in enumerate(target))
         return self._broadcast(full)
@@ -869,14 +870,14 @@ class Tensor:
     def expand_as(self, other: Tensor) -> Tensor:
         return self._broadcast(other.shape)
 
-    def _broadcast(self, shape: Shape, device: str | None = None) -> Tensor:
+    def _broadcast(self, shape: Shape, device: Device | None = None) -> Tensor:
         """``self`` broadcast to ``shape``; a 0-d tensor may be broadcast onto another ``device`` (a scalar joining
         an op there)."""
         if self.shape == shape:
             return self
         if len(self.shape) > len(shape) or broadcast_shape(self.shape, shape) != tuple(shape):
             raise ShapeError(f"cannot broadcast shape {self.shape} to {tuple(shape)}{at(user_location())}")
-        return _record("broadcast_to", [self], (), tuple(shape), self.dtype, device if not self.shape else None)
+        return record("broadcast_to", [self], (), tuple(shape), self.dtype, device if not self.shape else None)
 
     def __getitem__(self, index: Any) -> Tensor:
         from picograd.frontend.indexing import getitem
@@ -888,7 +889,7 @@ class Tensor:
     def split(self, split_size_or_sections: int | Sequence[int], dim: int = 0) -> tuple[Tensor, ...]:
         """Pieces along ``dim``: of ``split_size`` each (the last may be smaller) or of the given ``sections``
         (which must add up to the dim's size), as ``torch.split``. Raises ``ShapeError`` naming the sizes."""
-        d = _norm_dim(dim, self.ndim, self.shape)
+        d = norm_dim(dim, self.ndim, self.shape)
         n = self.shape[d]
         if isinstance(split_size_or_sections, int):
             size = split_size_or_sections
@@ -913,12 +914,12 @@ class Tensor:
         ``torch.chunk``."""
         if chunks <= 0:
             raise ShapeError(f"chunk: chunks must be positive, got {chunks}{at(user_location())}")
-        n = self.shape[_norm_dim(dim, self.ndim, self.shape)]
+        n = self.shape[norm_dim(dim, self.ndim, self.shape)]
         return self.split(max(-(-n // chunks), 1), dim)
 
     def narrow(self, dim: int, start: int, length: int) -> Tensor:
         """``length`` entries of ``dim`` from ``start`` (one ``pg.slice``)."""
-        d = _norm_dim(dim, self.ndim, self.shape)
+        d = norm_dim(dim, self.ndim, self.shape)
         if start == 0 and length == self.shape[d]:
             return self
         index = tuple(slice(None) if i != d else slice(start, start + length) for i in range(self.ndim))
@@ -942,14 +943,14 @@ class Tensor:
         """The ``k`` largest (or smallest) entries along ``dim`` and their int64 indices, in order (as
         ``torch.topk``; among equal values the lower index comes first). ``k`` rounds of arg-reduction, for the
         small ``k`` of sampling (top-k filtering). Raises ``ShapeError`` when ``k`` exceeds the dim's size."""
-        d = _norm_dim(dim, self.ndim, self.shape)
+        d = norm_dim(dim, self.ndim, self.shape)
         n = self.shape[d] if self.ndim else 1
         if not 0 <= k <= n:
             raise ShapeError(f"topk: k = {k} is out of range for dim {d} of shape {self.shape}{at(user_location())}")
         x = self if self.ndim else self.reshape(1)
         fill = -math.inf if largest else math.inf
         work = x if x.dtype.is_floating_point else x._cast(dtypes.float64)
-        positions = _iota(work.shape, d, work.device)
+        positions = iota(work.shape, d, work.device)
         values, indices = [], []
         for _ in range(k):
             i = (work.argmax(d, keepdim=True) if largest else work.argmin(d, keepdim=True)).detach()
@@ -999,9 +1000,9 @@ class Tensor:
 # Recording
 
 
-def _result_device(kind: str, srcs: Sequence[Tensor], loc: Loc | None, device: str | None = None) -> str:
+def result_device(kind: str, srcs: Sequence[Tensor], loc: Loc | None, device: Device | None = None) -> Device:
     """The device of an op's result: ``device`` when given, else its operands' (they must agree, except that 0-d
-    tensors join ops on any device; an op of scalars only lives on "cuda" if one of them does). Raises
+    tensors join ops on any device; an op of scalars only lives off the CPU if one of them does). Raises
     ``DeviceError`` naming both devices, the shapes and ``loc``."""
     if device is None and srcs:
         first = srcs[0]._node.device
@@ -1030,27 +1031,27 @@ def _result_device(kind: str, srcs: Sequence[Tensor], loc: Loc | None, device: s
         return device
     if found is not None:
         return found.device
-    return devices.CUDA if any(t.device == devices.CUDA for t in srcs) else devices.CPU
+    return next((t.device for t in srcs if t.device != devices.CPU), devices.CPU)
 
 
-def _common_device(xs: Sequence[Any], default: str | None = None) -> str | None:
+def _common_device(xs: Sequence[Any], default: Device | None = None) -> Device | None:
     """Where an op of ``xs`` runs: the device of its first non-scalar tensor, else ``default``, else that of its
-    0-d tensors ("cuda" if one is there); None when there are no tensors and no default."""
+    0-d tensors (one off the CPU if there is one); None when there are no tensors and no default."""
     scalar = None
     for x in xs:
         if isinstance(x, Tensor):
             if x.shape:
                 return x.device
-            if scalar is None or x.device == devices.CUDA:
+            if scalar is None or x.device != devices.CPU:
                 scalar = x.device
     return default or scalar
 
 
-def _record(
-    kind: str, srcs: Sequence[Tensor], attrs: tuple, shape: Shape, dtype: DType, device: str | None = None
+def record(
+    kind: str, srcs: Sequence[Tensor], attrs: tuple, shape: Shape, dtype: DType, device: Device | None = None
 ) -> Tensor:
     """Record one single-result op and return its tensor; it requires grad when a float source does. It lives on
-    ``device``, or on its sources' device (see ``_result_device``)."""
+    ``device``, or on its sources' device (see ``result_device``)."""
     loc = user_location()
     node = Node(
         kind,
@@ -1058,7 +1059,7 @@ def _record(
         attrs,
         [(tuple(shape), dtype)],
         loc,
-        device=_result_device(kind, srcs, loc, device),
+        device=result_device(kind, srcs, loc, device),
     )
     needs = (
         STATE.grad_enabled
@@ -1069,11 +1070,11 @@ def _record(
     return Tensor._wrap(node, 0, needs)
 
 
-def constant(value: Any, dtype: DType, shape: Shape = (), device: str = devices.CPU) -> Tensor:
+def constant(value: Any, dtype: DType, shape: Shape = (), device: Device = devices.CPU) -> Tensor:
     """A constant of ``dtype`` on ``device`` broadcast to ``shape`` (scalars stay in the IR as ``pg.constant``)."""
     if dtype.category == 1 and not np.iinfo(dtype.np).min <= value <= np.iinfo(dtype.np).max:
         raise DTypeError(f"{value} does not fit in a {dtype.name} tensor{at(user_location())}")  # not at realize
-    t = _record("constant", [], (value,), (), dtype, device)
+    t = record("constant", [], (value,), (), dtype, device)
     return t._broadcast(shape) if shape else t
 
 
@@ -1093,7 +1094,7 @@ def _dtype_of(x: Any) -> DType:
     raise DTypeError(f"unsupported operand of type {type(x).__name__}{at(user_location())}")
 
 
-def _lift(x: Any, dtype: DType, device: str) -> Tensor:
+def _lift(x: Any, dtype: DType, device: Device) -> Tensor:
     if isinstance(x, Tensor):
         return x._cast(dtype)
     if isinstance(x, np.ndarray):
@@ -1101,7 +1102,7 @@ def _lift(x: Any, dtype: DType, device: str) -> Tensor:
     return constant(x, dtype, device=device)
 
 
-def _operands(*xs: Any, device: str | None = None) -> tuple[list[Tensor], DType]:
+def as_operands(*xs: Any, device: Device | None = None) -> tuple[list[Tensor], DType]:
     """The operands as tensors of their promoted dtype; Python scalars, lists and arrays go to the device of the
     tensor operands (``device`` when there are none)."""
     device = _common_device(xs, device) or devices.CPU
@@ -1125,7 +1126,7 @@ def _broadcast_all(ts: list[Tensor], what: str) -> list[Tensor]:
 
 
 def _binary(kind: str, a: Any, b: Any) -> Tensor:
-    (x, y), dtype = _operands(a, b)
+    (x, y), dtype = as_operands(a, b)
     if dtype in dtypes.LOW_PRECISION and not (isinstance(a, Tensor) and isinstance(b, Tensor)):
         # a Python scalar meets a 16-bit tensor: PyTorch computes in float32 with the scalar unrounded, then
         # rounds once (its "opmath" type), so 0.1 is not first rounded to bf16
@@ -1142,7 +1143,7 @@ def _binary(kind: str, a: Any, b: Any) -> Tensor:
             raise DTypeError(f"integers to negative integer powers are not allowed{at(user_location())}")
         x, y, dtype = x._cast(dtypes.float64), y._cast(dtypes.float64), dtypes.float64
     x, y = _broadcast_all([x, y], f"'{_SYMBOLS[kind]}'")
-    out = _record(kind, [x, y], (), x.shape, dtype)
+    out = record(kind, [x, y], (), x.shape, dtype)
     if kind == "pow" and not result.is_floating_point:  # the GPU's f64 pow is within ulps, not exact: 4**3 may be
         out = out.round()  # 63.99999999999999, which a truncating cast would make 63
     return out._cast(result)
@@ -1150,20 +1151,20 @@ def _binary(kind: str, a: Any, b: Any) -> Tensor:
 
 def _bitwise(kind: str, a: Any, b: Any) -> Tensor:
     """``&``, ``|``, ``^`` on integer or bool tensors (numpy's promotion); ``DTypeError`` for floats."""
-    (x, y), dtype = _operands(a, b)
+    (x, y), dtype = as_operands(a, b)
     if dtype.is_floating_point:
         raise DTypeError(f"{kind} needs integer or bool tensors, got {dtype.name}{at(user_location())}")
     x, y = _broadcast_all([x, y], kind)
-    return _record(kind, [x, y], (), x.shape, dtype)
+    return record(kind, [x, y], (), x.shape, dtype)
 
 
 def _float_binary(kind: str, a: Any, b: Any) -> Tensor:
     """A float-only elementwise binary op (``atan2``, ``copysign``): integer operands become float32."""
-    (x, y), dtype = _operands(a, b)
+    (x, y), dtype = as_operands(a, b)
     if not dtype.is_floating_point:
         x, y, dtype = x._cast(dtypes.float32), y._cast(dtypes.float32), dtypes.float32
     x, y = _broadcast_all([x, y], kind)
-    return _record(kind, [x, y], (), x.shape, dtype)
+    return record(kind, [x, y], (), x.shape, dtype)
 
 
 class ValuesIndices(NamedTuple):
@@ -1183,7 +1184,7 @@ def _values_indices(kind: str, x: Tensor, dim: int, keepdim: bool) -> ValuesIndi
             f"{kind[3:]}(dim) takes one int dim and returns (values, indices); use a{kind[3:]}(dims) for values over "
             f"several dims{at(user_location())}"
         )
-    d = _norm_dim(dim, x.ndim, x.shape)
+    d = norm_dim(dim, x.ndim, x.shape)
     if x.ndim == 0:
         return ValuesIndices(x, constant(0, dtypes.int64, device=x.device))
     idx = _arg_reduce(kind, x, d, True)
@@ -1194,9 +1195,9 @@ def _values_indices(kind: str, x: Tensor, dim: int, keepdim: bool) -> ValuesIndi
 
 
 def _compare(predicate: str, a: Any, b: Any) -> Tensor:
-    (x, y), _ = _operands(a, b)
+    (x, y), _ = as_operands(a, b)
     x, y = _broadcast_all([x, y], "comparison")
-    return _record("cmp", [x, y], (predicate,), x.shape, dtypes.bool_)
+    return record("cmp", [x, y], (predicate,), x.shape, dtypes.bool_)
 
 
 def where(condition: Any, input: Any, other: Any) -> Tensor:
@@ -1205,9 +1206,9 @@ def where(condition: Any, input: Any, other: Any) -> Tensor:
     cond = condition if isinstance(condition, Tensor) else Tensor(condition, device=device)
     if cond.dtype != dtypes.bool_:
         cond = cond != 0
-    (x, y), dtype = _operands(input, other, device=cond.device)
+    (x, y), dtype = as_operands(input, other, device=cond.device)
     cond, x, y = _broadcast_all([cond, x, y], "where")
-    return _record("select", [cond, x, y], (), x.shape, dtype)
+    return record("select", [cond, x, y], (), x.shape, dtype)
 
 
 def maximum(a: Any, b: Any) -> Tensor:
@@ -1242,7 +1243,7 @@ def matmul(a: Any, b: Any) -> Tensor:
     device = _common_device((a, b)) or devices.CPU
     a, b = (Tensor(v, device=device) if isinstance(v, list | np.ndarray) else v for v in (a, b))
     require_same_dtype("matmul", [("self", a), ("other", b)], loc)
-    (x, y), dtype = _operands(a, b)
+    (x, y), dtype = as_operands(a, b)
     if not dtype.is_floating_point:
         raise DTypeError(f"matmul needs float tensors, got {dtype.name}{at(loc)}")
     if x.ndim == 0 or y.ndim == 0:
@@ -1263,7 +1264,7 @@ def matmul(a: Any, b: Any) -> Tensor:
     y2 = y2._broadcast((*batch, *y2.shape[-2:]))
     shape = matmul_shape(x2.shape, y2.shape)
     assert shape is not None
-    out = _record("matmul", [x2, y2], (matmul_tf32(dtype),), shape, dtype)
+    out = record("matmul", [x2, y2], (matmul_tf32(dtype),), shape, dtype)
     if x.ndim == 1:
         out = out.squeeze(-2)
     if y.ndim == 1:
@@ -1271,7 +1272,7 @@ def matmul(a: Any, b: Any) -> Tensor:
     return out
 
 
-def _norm_dim(dim: int, ndim: int, shape: Shape | None = None) -> int:
+def norm_dim(dim: int, ndim: int, shape: Shape | None = None) -> int:
     """``dim`` in ``[0, ndim)`` (negative dims count from the end); ``shape`` names the tensor in the error."""
     n = max(ndim, 1)
     if not -n <= dim < n:
@@ -1280,16 +1281,16 @@ def _norm_dim(dim: int, ndim: int, shape: Shape | None = None) -> int:
     return dim % n
 
 
-def _norm_dims(dim: int | Sequence[int] | None, ndim: int, shape: Shape | None = None) -> tuple[int, ...]:
+def norm_dims(dim: int | Sequence[int] | None, ndim: int, shape: Shape | None = None) -> tuple[int, ...]:
     if dim is None:
         return tuple(range(ndim))
     dims = (dim,) if isinstance(dim, int) else tuple(dim)
-    out = tuple(sorted({_norm_dim(d, ndim, shape) for d in dims}))
+    out = tuple(sorted({norm_dim(d, ndim, shape) for d in dims}))
     return out if ndim else ()
 
 
 def _reduce(kind: str, x: Tensor, dim: Any, keepdim: bool) -> Tensor:
-    dims = _norm_dims(dim, x.ndim, x.shape)
+    dims = norm_dims(dim, x.ndim, x.shape)
     if not dims:
         return x
     if kind != "sum" and any(x.shape[d] == 0 for d in dims):
@@ -1299,14 +1300,14 @@ def _reduce(kind: str, x: Tensor, dim: Any, keepdim: bool) -> Tensor:
         if keepdim
         else tuple(s for i, s in enumerate(x.shape) if i not in dims)
     )
-    return _record(kind, [x], (dims, keepdim), shape, x.dtype)
+    return record(kind, [x], (dims, keepdim), shape, x.dtype)
 
 
 def _arg_reduce(kind: str, x: Tensor, dim: int | None, keepdim: bool) -> Tensor:
     if dim is None:
         out = _arg_reduce(kind, x.reshape(-1), 0, False)
         return out.reshape(*([1] * x.ndim)) if keepdim else out
-    d = _norm_dim(dim, x.ndim, x.shape)
+    d = norm_dim(dim, x.ndim, x.shape)
     if x.ndim == 0:
         return constant(0, dtypes.int64, device=x.device)
     if x.shape[d] == 0:
@@ -1316,7 +1317,7 @@ def _arg_reduce(kind: str, x: Tensor, dim: int | None, keepdim: bool) -> Tensor:
         if keepdim
         else tuple(s for i, s in enumerate(x.shape) if i != d)
     )
-    return _record(kind, [x], (d, keepdim), shape, dtypes.int64)
+    return record(kind, [x], (d, keepdim), shape, dtypes.int64)
 
 
 def _stable_exp_sum(x: Tensor, dims: tuple[int, ...]) -> tuple[Tensor, Tensor]:
@@ -1332,7 +1333,7 @@ def _stable_exp_sum(x: Tensor, dims: tuple[int, ...]) -> tuple[Tensor, Tensor]:
     return m, s
 
 
-def _shape_args(args: Sequence[Any]) -> tuple[int, ...]:
+def shape_args(args: Sequence[Any]) -> tuple[int, ...]:
     if len(args) == 1 and isinstance(args[0], tuple | list):
         return tuple(int(s) for s in args[0])
     return tuple(int(s) for s in args)
@@ -1420,9 +1421,9 @@ class TopK(tuple):
         return self[1]
 
 
-def _iota(shape: Shape, dim: int, device: str = devices.CPU) -> Tensor:
+def iota(shape: Shape, dim: int, device: Device = devices.CPU) -> Tensor:
     """int64 ``0, 1, ...`` along ``dim`` of ``shape`` (one ``pg.iota``)."""
-    return _record("iota", [], (dim,), tuple(shape), dtypes.int64, device)
+    return record("iota", [], (dim,), tuple(shape), dtypes.int64, device)
 
 
 def _take_along(x: Tensor, dim: int, index: Tensor) -> Tensor:
@@ -1430,7 +1431,7 @@ def _take_along(x: Tensor, dim: int, index: Tensor) -> Tensor:
     on the flattened tensor."""
     flat: Tensor | None = None
     for j in range(x.ndim):
-        grid = index if j == dim else _iota(index.shape, j, x.device)
+        grid = index if j == dim else iota(index.shape, j, x.device)
         flat = grid if flat is None else flat * x.shape[j] + grid
     assert flat is not None
     return x.reshape(-1)[flat]
@@ -1440,7 +1441,7 @@ def _triangle(x: Tensor, diagonal: int, lower: bool) -> Tensor:
     loc = user_location()
     if x.ndim < 2:
         raise ShapeError(f"{'tril' if lower else 'triu'} needs a tensor of at least 2 dims, got {x.shape}{at(loc)}")
-    rows, cols = _iota(x.shape[-2:], 0, x.device), _iota(x.shape[-2:], 1, x.device)
+    rows, cols = iota(x.shape[-2:], 0, x.device), iota(x.shape[-2:], 1, x.device)
     keep = (cols - rows <= diagonal) if lower else (cols - rows >= diagonal)
     return where(keep, x, False if x.dtype == dtypes.bool_ else 0)
 
@@ -1469,7 +1470,7 @@ def realize(*tensors: Tensor) -> None:
     pending = [t for t in tensors if t._buffer is None]
     if not pending:
         return
-    by_device: dict[str, dict[tuple[int, int], Tensor]] = {}
+    by_device: dict[Device, dict[tuple[int, int], Tensor]] = {}
     for t in pending:
         by_device.setdefault(t.device, {}).setdefault((id(t._node), t._index), t)
     by_value: dict[tuple[int, int], Any] = {}

@@ -1,5 +1,5 @@
-"""Shared by ``pg-bufferize`` and ``pg-to-loops``: buffer types and sizes, the calling-convention attributes, and
-how errors name an op's location."""
+"""Shared by ``pg-bufferize`` and ``pg-to-loops``: buffer types and sizes, and how errors
+name an op's location. (The calling-convention attribute names are in ``picograd.dialects.attrs``.)"""
 
 from __future__ import annotations
 
@@ -7,12 +7,6 @@ import math
 
 from xdsl.dialects.builtin import FileLineColLoc, Float32Type, Float64Type, IntegerType, MemRefType, TensorType
 from xdsl.ir import Attribute, Operation
-
-RESULT_ATTR = "pg.result"
-"""Argument attribute of a bufferized function marking the output buffer of result k: ``{pg.result = k : i64}``."""
-
-PEAK_ATTR = "pg.peak_bytes"
-"""Function attribute set by ``pg-bufferize``: the bytes of its arena of intermediates (``i64``)."""
 
 
 def where(op: Operation) -> str:

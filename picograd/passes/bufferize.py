@@ -64,7 +64,8 @@ from xdsl.passes import ModulePass
 from xdsl.utils.exceptions import PassFailedException
 
 from picograd.dialects import kernel, pg
-from picograd.passes._buffers import PEAK_ATTR, RESULT_ATTR, byte_size, memref_type, where
+from picograd.dialects.attrs import PEAK_ATTR, RESULT_ATTR
+from picograd.passes._buffers import byte_size, memref_type, where
 
 # ---------------------------------------------------------------------------------------------------------------
 # The memory plan

@@ -52,9 +52,9 @@ from xdsl.pattern_rewriter import (
     RewritePattern,
 )
 
-from picograd.backend.numpy_executor import numpy_dtype, op_kernel
 from picograd.dialects import pg
 from picograd.dialects.pg import broadcast_shape, element_of, is_float, is_low_precision, shape_of
+from picograd.dialects.pg_numpy import numpy_dtype, op_kernel
 
 # ---------------------------------------------------------------------------------------------------------------
 # Splat values

@@ -53,9 +53,9 @@ from xdsl.passes import ModulePass
 from xdsl.rewriter import InsertPoint, Rewriter
 from xdsl.traits import is_side_effect_free
 
-from picograd.backend.numpy_executor import constant_array, op_kernel
 from picograd.dialects import pg
 from picograd.dialects.pg import broadcast_shape, element_of, is_float, shape_of
+from picograd.dialects.pg_numpy import constant_array, op_kernel
 from picograd.passes.canonicalize import splat_value
 
 # Masks whose value is computed to prove them causal are at most this many elements (before broadcasting).

@@ -41,7 +41,7 @@ attributes, so later stages can tell which nests form a kernel, and the kernel's
 - ``pg.scatter_add``: a nest storing zeros, then ``scf.parallel`` over the dims outside ``dim`` with ``scf.for``
   over the index tuples inside (repeated indices accumulate in order, no races);
 - ``pg.random``: Philox 4x32-10 on ``i32`` (``arith.mului_extended`` gives the 32x32->64-bit products) per element,
-  exactly as ``picograd.backend.philox``: uniform is ``(bits >> 8) * 2**-24``, normal is Box-Muller with
+  exactly as ``picograd.dialects.philox``: uniform is ``(bits >> 8) * 2**-24``, normal is Box-Muller with
   ``math.log1p``, ``math.sqrt``, ``math.cos`` and ``math.sin`` in ``f64`` (what numpy computes), then rounded.
 
 A ``pg.check_index`` becomes an ``scf.if`` that stores 1 and the bad index into an error flag of its own, a
@@ -749,7 +749,7 @@ class KernelLowering:
 
     def philox(self, counter: SSAValue, seed: SSAValue) -> list[SSAValue]:
         """The four ``i32`` words of Philox 4x32-10 at the 64-bit ``counter`` (words ``(lo, hi, 0, 0)``) under the
-        64-bit key ``seed``, as ``picograd.backend.philox.philox4x32``."""
+        64-bit key ``seed``, as ``picograd.dialects.philox.philox4x32``."""
         sh32 = self.const(32, i64)
 
         def lo_hi(v: SSAValue) -> tuple[SSAValue, SSAValue]:

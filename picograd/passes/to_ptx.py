@@ -5,7 +5,7 @@ Input: what ``pg-to-gpu`` makes: a ``gpu.module`` of ``gpu.func`` kernels whose 
 Output: the ``gpu.module`` is replaced by one ``ptx.module`` (``.target sm_90``, attribute ``pg.gpu_module`` naming
 the module it replaces) with one ``ptx.func`` (``.visible .entry``) per kernel; the host function is unchanged (its
 ``gpu.launch_func`` ops name the kernels, whose parameters are the ``gpu.func`` arguments in order, each a ``.u64``
-pointer). ``picograd.backend.ptx_printer.print_ptx`` prints the PTX text, which ``ptxas -arch=sm_90`` assembles.
+pointer). ``picograd.target.ptx_printer.print_ptx`` prints the PTX text, which ``ptxas -arch=sm_90`` assembles.
 
 **Registers and types** (PTX ISA 8.0 section 5.2): ``f32``/``f64`` values live in ``.f32``/``.f64`` registers,
 ``i32`` in ``.s32``, ``i64`` and ``index`` in ``.s64``, ``i1`` in ``.pred`` predicates. Each SSA value is one
@@ -33,7 +33,7 @@ its results are registers written in both branches.
 ``.rn`` for int to float and narrowing, ``.rzi`` (truncation toward zero) for float to int. With ``contract=true``
 (the default, as ``nvcc --fmad=true``) an ``addf``/``subf`` of a single-use ``mulf`` in the same block becomes one
 ``fma.rn``. ``math`` functions (``exp``, ``log``, ``log1p``, ``tanh``, ``erf``, ``sin``, ``cos``, ``powf``) are
-expanded inline from :mod:`picograd.backend.gpu_math` (accurate schemes, no ``.approx`` instruction); ``sin``,
+expanded inline from :mod:`picograd.target.gpu_math` (accurate schemes, no ``.approx`` instruction); ``sin``,
 ``cos``, ``log1p`` and ``powf`` on f32 are evaluated in f64 and rounded once.
 
 **Debug lines**: every PTX op carries the location of the op it lowers, so the printer emits ``.loc`` lines that
@@ -70,9 +70,9 @@ from xdsl.ir import Attribute, Block, Operation, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.utils.exceptions import PassFailedException
 
-from picograd.backend import gpu_math
 from picograd.dialects import gpu_ext, ptx
 from picograd.passes._buffers import element_bytes, where
+from picograd.target import gpu_math
 
 GPU_MODULE_ATTR = "pg.gpu_module"
 """Attribute of the ``ptx.module``: the name of the ``gpu.module`` it was made from (what launches refer to)."""
@@ -973,7 +973,7 @@ _HANDLERS: dict[type[Operation], Callable[[KernelLowering, Any], None]] = {
 
 
 class PtxArith(gpu_math.Arith[SSAValue, SSAValue, SSAValue]):
-    """:class:`picograd.backend.gpu_math.Arith` emitting PTX instructions through a :class:`KernelLowering`."""
+    """:class:`picograd.target.gpu_math.Arith` emitting PTX instructions through a :class:`KernelLowering`."""
 
     def __init__(self, lowering: KernelLowering, fmt: gpu_math.Format):
         self.lw = lowering

@@ -2,8 +2,8 @@
 
 ``pgc model.py --emit=STAGE`` imports ``model.py`` as a module (its ``if __name__ == "__main__":`` block does not
 run), finds the functions it marks with ``@pg.compile(example_inputs=...)``, traces each from its example inputs
-and prints one module holding every traced function at the requested stage (``picograd.pipeline.STAGES``). The
-output parses with ``pgc-opt``; ``--emit=ptx`` writes PTX text instead (``picograd.backend.ptx_printer``; one PTX
+and prints one module holding every traced function at the requested stage (``picograd.driver.pipeline.STAGES``). The
+output parses with ``pgc-opt``; ``--emit=ptx`` writes PTX text instead (``picograd.target.ptx_printer``; one PTX
 module per compiled function, for ``--arch``), which ``ptxas -arch=sm_90`` assembles. Errors are one message without
 a Python traceback, naming the user's ``file:line`` when the fault is in the model file (picograd's errors, and
 any exception the model file's own code raises: a ``SyntaxError``, a ``NameError``, ...).
@@ -11,7 +11,7 @@ any exception the model file's own code raises: a ``SyntaxError``, a ``NameError
 Devices: the traced IR holds no device, so the stages up to ``simplify`` are what both devices run (the CPU
 executor runs ``simplify`` with numpy), and ``kernels`` to ``ptx`` are the CUDA backend's lowering, which needs no
 GPU. ``--device cuda`` prints every stage exactly as ``@pg.compile`` on cuda tensors compiles it (the same trace,
-the same passes as ``picograd.backend.gpu_compile.compile_for_cuda``, the function's own ``matmul_schedule``);
+the same passes as ``picograd.driver.gpu_compile.compile_for_cuda``, the function's own ``matmul_schedule``);
 ``--device cpu`` refuses the GPU-only stages; without ``--device`` every stage prints.
 
 Textual output keeps the ops' locations (the model's ``file:line``) when it goes to a pipe or a file, so that
@@ -32,9 +32,10 @@ from xdsl.dialects.builtin import ModuleOp, StringAttr
 from xdsl.printer import Printer
 from xdsl.utils.exceptions import DiagnosticException, VerifyException
 
+from picograd.driver.pipeline import STAGES, passes_until, run_passes
 from picograd.errors import CompileError, DeviceError, DTypeError, ShapeError
 from picograd.passes.schedule import SCHEDULES
-from picograd.pipeline import STAGES, passes_until, run_passes
+from picograd.runtime.device import Device
 
 PLANNED_STAGES: tuple[str, ...] = ()
 # The stages the CPU executor runs (it takes the simplify stage); the later ones are the CUDA backend's lowering.
@@ -131,9 +132,9 @@ def build(
 def write_ptx(module: ModuleOp, output: str | None) -> None:
     """``--emit=ptx``: the PTX text of each ``ptx.module`` (one per compiled function), to ``output`` or stdout.
     With several compiled functions and ``-o out.ptx``, function ``f`` goes to ``out.f.ptx``."""
-    from picograd.backend.ptx_printer import print_ptx
     from picograd.dialects import ptx
     from picograd.passes.to_ptx import GPU_MODULE_ATTR
+    from picograd.target.ptx_printer import print_ptx
 
     texts: list[tuple[str, str]] = []
     for op in module.ops:
@@ -158,6 +159,14 @@ def write_ptx(module: ModuleOp, output: str | None) -> None:
             f.write(text)
 
 
+def _device(name: str) -> Device:
+    """``--device``'s value as a ``pg.device`` (argparse's error for a bad name)."""
+    try:
+        return Device(name)
+    except DeviceError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Console entry point of ``pgc``; returns the exit status."""
     parser = argparse.ArgumentParser(prog="pgc", description="picograd compiler: print a model's IR at a stage")
@@ -166,9 +175,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("-o", "--output", help="write here instead of stdout")
     parser.add_argument(
         "--device",
-        choices=["cpu", "cuda"],
-        help="the device to compile for: cuda prints what @pg.compile on cuda tensors runs, at any stage (no GPU "
-        f"needed); cpu allows the stages the CPU executor runs ({', '.join(CPU_STAGES)}); default: any stage",
+        type=_device,
+        help="the device to compile for (cpu, cuda, cuda:N): cuda prints what @pg.compile on cuda tensors runs, at "
+        f"any stage (no GPU needed); cpu allows the stages the CPU executor runs ({', '.join(CPU_STAGES)}); "
+        "default: any stage",
     )
     parser.add_argument("--arch", default="sm_90", choices=["sm_90", "sm_90a"])
     parser.add_argument(
@@ -190,7 +200,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise CompileError(
                 f"--emit={args.emit}: this stage is not implemented yet (available: {', '.join(STAGES)})"
             )
-        if args.device == "cpu" and args.emit not in CPU_STAGES:
+        if args.device is not None and args.device.type == "cpu" and args.emit not in CPU_STAGES:
             raise DeviceError(
                 f"--device cpu --emit={args.emit}: the CPU executor runs the simplify stage; {args.emit} is the "
                 "CUDA lowering: use --device cuda (no GPU needed)"

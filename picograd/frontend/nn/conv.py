@@ -21,7 +21,7 @@ import numpy as np
 from picograd.dialects.pg import conv_output_size
 from picograd.errors import DTypeError, ShapeError
 from picograd.frontend.graph import Loc, at, user_location
-from picograd.frontend.tensor import Tensor, _iota, _record, matmul, where
+from picograd.frontend.tensor import Tensor, iota, matmul, record, where
 
 
 def _tuple(value: Any, n: int, what: str, name: str, loc: Loc | None) -> tuple[int, ...]:
@@ -122,7 +122,7 @@ def _conv(
             f"{what}: kernel {tuple(kernel)} (dilated: {dilated}) is larger than the padded input {padded}: "
             f"{shapes}, padding {lo if lo == hi else (lo, hi)}{at(loc)}"
         )
-    y = _record("conv", [input, weight], (s, d, lo, hi, groups), (input.shape[0], o, *out), input.dtype)
+    y = record("conv", [input, weight], (s, d, lo, hi, groups), (input.shape[0], o, *out), input.dtype)
     if bias is not None:
         y = y + bias.reshape(o, *([1] * r))
     return y
@@ -169,7 +169,7 @@ def _dilate_pad(x: Tensor, low: Sequence[int], high: Sequence[int], interior: Se
         lo = tuple(max(v, 0) for v in low)
         hi = tuple(max(v, 0) for v in high)
         shape = tuple(a + b + n + max(n - 1, 0) * i for n, a, b, i in zip(x.shape, lo, hi, interior, strict=True))
-        x = _record("pad", [x], (lo, hi, tuple(interior), 0.0), shape, x.dtype)
+        x = record("pad", [x], (lo, hi, tuple(interior), 0.0), shape, x.dtype)
     if min((*low, *high), default=0) < 0:
         x = x[tuple(slice(max(-a, 0), n - max(-b, 0)) for n, a, b in zip(x.shape, low, high, strict=True))]
     return x
@@ -232,7 +232,7 @@ def _conv_transpose(
     w = flip(weight, tuple(range(2, 2 + r))).reshape(groups, ci, og, *kernel)
     w = w.permute(0, 2, 1, *range(3, 3 + r)).reshape(groups * og, ci, *kernel)
     ones, zeros = (1,) * r, (0,) * r
-    y = _record("conv", [spread, w], (ones, d, zeros, zeros, groups), (input.shape[0], groups * og, *out), input.dtype)
+    y = record("conv", [spread, w], (ones, d, zeros, zeros, groups), (input.shape[0], groups * og, *out), input.dtype)
     if bias is not None:
         y = y + bias.reshape(groups * og, *([1] * r))
     return y
@@ -290,10 +290,10 @@ def _windows(
         x = x.reshape(n, c, *split)
     else:
         for i, (k, st, di, q) in enumerate(zip(kernel, stride, dilation, out, strict=True)):
-            index = _iota((q, k), 0, x.device) * st + _iota((q, k), 1, x.device) * di
+            index = iota((q, k), 0, x.device) * st + iota((q, k), 1, x.device) * di
             d = 2 + 2 * i  # earlier dims became (q, k) pairs
             shape = (*x.shape[:d], q, k, *x.shape[d + 1 :])
-            x = _record("gather", [x, index], (d,), shape, x.dtype)
+            x = record("gather", [x, index], (d,), shape, x.dtype)
     x = x.permute(0, 1, *range(2, 2 + 2 * r, 2), *range(3, 3 + 2 * r, 2))  # (N, C, Q1, Q2, ..., K1, K2, ...)
     return x.reshape(n, c, *out, math.prod(kernel))
 
@@ -348,7 +348,7 @@ def _padded(x: Tensor, p: Sequence[int], extra: Sequence[int], value: float) -> 
     lows = (0, 0, *p)
     highs = (0, 0, *(a + b for a, b in zip(p, extra, strict=True)))
     shape = tuple(n + a + b for n, a, b in zip(x.shape, lows, highs, strict=True))
-    return _record("pad", [x], (lows, highs, (0,) * (2 + r), float(value)), shape, x.dtype)
+    return record("pad", [x], (lows, highs, (0,) * (2 + r), float(value)), shape, x.dtype)
 
 
 def _max_pool(
@@ -371,7 +371,7 @@ def _max_pool(
         return _max_tiles(x, k, out)
     win = _windows(x, k, s, d, out)
     first = win.argmax(-1, keepdim=True)
-    chosen = first == _iota((win.shape[-1],), 0, win.device)  # one-hot of the first maximum: its gradient alone
+    chosen = first == iota((win.shape[-1],), 0, win.device)  # one-hot of the first maximum: its gradient alone
     y = where(chosen, win, 0.0).sum(-1)
     if not return_indices:
         return y
@@ -381,7 +381,7 @@ def _max_pool(
     for i in reversed(range(r)):
         kk = math.prod(k[i + 1 :])
         ki = rest // kk - (rest // (kk * k[i])) * k[i]
-        pos = _iota(y.shape, 2 + i, y.device) * s[i] + ki * d[i] - p[i]
+        pos = iota(y.shape, 2 + i, y.device) * s[i] + ki * d[i] - p[i]
         flat = pos if flat is None else flat + pos * math.prod(input.shape[3 + i :])
     return y, flat
 
@@ -397,7 +397,7 @@ def _max_tiles(x: Tensor, kernel: Sequence[int], out: Sequence[int]) -> Tensor:
     for i in reversed(range(r)):
         dim = 3 + 2 * i
         first = x.argmax(dim, keepdim=True)
-        chosen = first == _iota(tuple(kernel[i] if j == dim else 1 for j in range(x.ndim)), dim, x.device)
+        chosen = first == iota(tuple(kernel[i] if j == dim else 1 for j in range(x.ndim)), dim, x.device)
         x = where(chosen, x, 0.0).sum(dim)
     return x
 
@@ -575,7 +575,7 @@ def pad(input: Tensor, pad: Sequence[int], mode: str = "constant", value: float 
             lo = tuple(max(v, 0) for v in lows)
             hi = tuple(max(v, 0) for v in highs)
             shape = tuple(n + a + b for n, a, b in zip(input.shape, lo, hi, strict=True))
-            x = _record("pad", [input], (lo, hi, (0,) * input.ndim, float(value)), shape, input.dtype)  # type: ignore[arg-type]
+            x = record("pad", [input], (lo, hi, (0,) * input.ndim, float(value)), shape, input.dtype)  # type: ignore[arg-type]
             return _dilate_pad(x, [min(v, 0) for v in lows], [min(v, 0) for v in highs], [0] * input.ndim)
         return _dilate_pad(input, lows, highs, [0] * input.ndim)
     if mode not in ("reflect", "replicate", "circular"):
@@ -593,7 +593,7 @@ def pad(input: Tensor, pad: Sequence[int], mode: str = "constant", value: float 
             raise ValueError(
                 f"pad: circular padding {(a, b)} must be at most the dim's size {n}: input {input.shape}{at(loc)}"
             )
-        j = _iota((n + a + b,), 0, x.device) - a  # the source position of each output position, then folded in
+        j = iota((n + a + b,), 0, x.device) - a  # the source position of each output position, then folded in
         if mode == "reflect":
             j = j.abs()
             j = where(j >= n, 2 * (n - 1) - j, j)
@@ -602,7 +602,7 @@ def pad(input: Tensor, pad: Sequence[int], mode: str = "constant", value: float 
         else:
             j = where(j < 0, j + n, where(j >= n, j - n, j))
         shape = (*x.shape[:dim], n + a + b, *x.shape[dim + 1 :])
-        x = _record("gather", [x, j], (dim,), shape, x.dtype)
+        x = record("gather", [x, j], (dim,), shape, x.dtype)
     return x
 
 
@@ -642,9 +642,9 @@ def interpolate(
             continue
         src = np.minimum(np.floor(np.arange(m, dtype=np.float32) * np.float32(scale)), n - 1).astype(np.int64)
         if np.array_equal(src, np.arange(m) * n // m):  # integer ratios: the index as pg.iota arithmetic
-            index = _iota((m,), 0, x.device) * n // m
+            index = iota((m,), 0, x.device) * n // m
         else:
             index = Tensor(src, device=x.device)
         d = 2 + i
-        x = _record("gather", [x, index], (d,), (*x.shape[:d], m, *x.shape[d + 1 :]), x.dtype)
+        x = record("gather", [x, index], (d,), (*x.shape[:d], m, *x.shape[d + 1 :]), x.dtype)
     return x

@@ -405,7 +405,7 @@ def embedding(input: Tensor, weight: Tensor) -> Tensor:
     lookup is a single ``pg.gather``. Raises ``DTypeError`` for non-integer indices, ``ShapeError`` for a weight
     that is not 2-D and ``IndexError`` for an index outside ``[0, V)`` (for a computed index: when the
     ``pg.check_index`` op runs)."""
-    from picograd.frontend.tensor import _record
+    from picograd.frontend.tensor import record
 
     if not isinstance(input, Tensor):
         input = Tensor(input)
@@ -414,7 +414,7 @@ def embedding(input: Tensor, weight: Tensor) -> Tensor:
     if weight.ndim != 2:
         raise ShapeError(f"embedding: weight must be 2-D (V, D), got shape {weight.shape}{at(user_location())}")
     index = checked_index(input, weight.shape[0], 0)
-    return _record("gather", [weight, index], (0,), (*input.shape, weight.shape[1]), weight.dtype)
+    return record("gather", [weight, index], (0,), (*input.shape, weight.shape[1]), weight.dtype)
 
 
 @LOWER_PRECISION
@@ -614,7 +614,7 @@ def scaled_dot_product_attention(
     ``attn_mask``. ``scale`` defaults to ``1 / sqrt(E)``. ``dropout_p`` drops probabilities (always, as PyTorch:
     pass 0 in eval). Raises ``ShapeError`` / ``DTypeError`` / ``ValueError`` naming the shapes and dtypes."""
     from picograd.dialects.pg import broadcast_shape
-    from picograd.frontend.tensor import _record
+    from picograd.frontend.tensor import record
 
     loc = user_location()
     q, k, v = query, key, value
@@ -684,7 +684,7 @@ def scaled_dot_product_attention(
         srcs.append(where(keep, 1.0 / (1.0 - dropout_p), 0.0).to(q.dtype))
     scale_value = 1.0 / math.sqrt(q.shape[-1]) if scale is None else float(scale)
     attrs = (scale_value, bool(is_causal), attn_mask is not None, dropout_p > 0)
-    return _record("scaled_dot_product_attention", srcs, attrs, (*scores[:-1], v.shape[-1]), q.dtype)
+    return record("scaled_dot_product_attention", srcs, attrs, (*scores[:-1], v.shape[-1]), q.dtype)
 
 
 def _repeat_heads(x: Tensor, n: int) -> Tensor:
@@ -703,7 +703,7 @@ def one_hot(tensor: Tensor, num_classes: int = -1) -> Tensor:
     step when it runs (a ``pg.check_index``). Raises ``DTypeError`` for non-integer input."""
     from picograd.frontend.graph import STATE
     from picograd.frontend.indexing import checked_index
-    from picograd.frontend.tensor import _iota
+    from picograd.frontend.tensor import iota
 
     loc = user_location()
     if not isinstance(tensor, Tensor):
@@ -718,7 +718,7 @@ def one_hot(tensor: Tensor, num_classes: int = -1) -> Tensor:
     n = num_classes
     template = f"one_hot: class {{}} is out of range for num_classes = {n} (classes must be in [0, {n}))"
     tensor = checked_index(tensor, num_classes, tensor.ndim, template=template)
-    classes = _iota((*tensor.shape, num_classes), tensor.ndim, tensor.device)
+    classes = iota((*tensor.shape, num_classes), tensor.ndim, tensor.device)
     return (tensor.long().unsqueeze(-1) == classes).long()
 
 

@@ -5,7 +5,7 @@
 # RUN: pgc %s --emit=pg | filecheck %s --check-prefix=PG
 # RUN: pgc %s --emit=kernels | filecheck %s --check-prefix=KERNELS
 # RUN: pgc %s --device cuda --emit=ptx -o %t.ptx
-# RUN: %python -m picograd.backend.ptxas %t.ptx --arch sm_90 | filecheck %s --check-prefix=ASM
+# RUN: %python -m picograd.target.ptxas %t.ptx --arch sm_90 | filecheck %s --check-prefix=ASM
 # RUN: filecheck %s --check-prefix=PTX < %t.ptx
 
 # PG: func.func @train_step

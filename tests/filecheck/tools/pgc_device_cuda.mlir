@@ -5,7 +5,7 @@
 // RUN: pgc %S/../../../examples/mlp_names.py --device cuda --emit=step | pgc-opt | filecheck %s --check-prefix=STEP
 // RUN: pgc %S/../../../examples/mlp_names.py --device cuda --emit=loops | pgc-opt | filecheck %s --check-prefix=LOOPS
 // RUN: pgc %S/../../../examples/mlp_names.py --device cuda --emit=gpu | pgc-opt | filecheck %s --check-prefix=GPU
-// RUN: pgc %S/../../../examples/mlp_names.py --device cuda --emit=ptx -o %t.ptx && %python -m picograd.backend.ptxas %t.ptx --arch sm_90 | filecheck %s --check-prefix=ASM
+// RUN: pgc %S/../../../examples/mlp_names.py --device cuda --emit=ptx -o %t.ptx && %python -m picograd.target.ptxas %t.ptx --arch sm_90 | filecheck %s --check-prefix=ASM
 // RUN: filecheck %s --check-prefix=PTX < %t.ptx
 // RUN: pgc %S/../../../examples/mlp_names.py --device cpu --emit=simplify | filecheck %s --check-prefix=CPU
 // RUN: not pgc %S/../../../examples/mlp_names.py --device cpu --emit=ptx 2>&1 | filecheck %s --check-prefix=CPU-PTX

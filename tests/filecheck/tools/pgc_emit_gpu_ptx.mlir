@@ -4,7 +4,7 @@
 // assembler accepts.
 // RUN: pgc %S/../../../examples/mlp_names.py --emit=gpu | pgc-opt | filecheck %s --check-prefix=GPU
 // RUN: pgc %S/../../../examples/mlp_names.py --emit=ptx | filecheck %s --check-prefix=PTX
-// RUN: pgc %S/../../../examples/mlp_names.py --emit=ptx -o %t.ptx && %python -m picograd.backend.ptxas %t.ptx --arch sm_90 | filecheck %s --check-prefix=ASM
+// RUN: pgc %S/../../../examples/mlp_names.py --emit=ptx -o %t.ptx && %python -m picograd.target.ptxas %t.ptx --arch sm_90 | filecheck %s --check-prefix=ASM
 // RUN: pgc %S/../../../examples/mlp_names.py --emit=ptx --arch sm_90a | filecheck %s --check-prefix=SM90A
 // RUN: pgc %S/../../../examples/mlp_names.py --emit=gpu --print-debuginfo | filecheck %s --check-prefix=LOC
 

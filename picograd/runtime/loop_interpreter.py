@@ -66,9 +66,9 @@ from xdsl.ir import Attribute, Operation
 from xdsl.traits import SymbolTable
 from xdsl.utils.comparisons import to_signed, to_unsigned
 
-from picograd.backend.numpy_executor import numpy_dtype
 from picograd.dialects import pg
-from picograd.passes._buffers import RESULT_ATTR
+from picograd.dialects.attrs import RESULT_ATTR
+from picograd.dialects.pg_numpy import numpy_dtype
 
 POISON_BYTE = 0xFF
 

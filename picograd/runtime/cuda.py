@@ -6,12 +6,13 @@ What is here, bottom up:
   module touches no CUDA library, so CPU machines import it freely; every entry point that needs a GPU raises
   :class:`picograd.errors.DeviceError` naming what is missing (no ``cuda-python``, no driver ``libcuda.so``, no
   visible GPU), never an ``ImportError`` or a raw CUDA error.
-- :func:`compile_ptx`: PTX text to a cubin :class:`Module` through cuda.core's ``Linker`` (nvJitLink when it is
-  installed, so this works without a GPU, else the driver's ``cuLink*``), for the arch named by the PTX's
-  ``.target``. Bad PTX raises :class:`picograd.errors.CompileError` with the full ptxas log. Modules are cached under
-  the sha256 of (arch, PTX text). :meth:`Module.kernel` gives a :class:`Kernel` with the ptxas figures
-  (``num_regs``, ``local_size_bytes``, ...) and the parameter list parsed from the PTX, so launch arguments are
-  checked and converted before anything reaches the driver.
+- :func:`compile_ptx`: PTX text to a cubin :class:`Module`, assembled by ``picograd.target.ptxas`` through cuda.core's
+  ``Linker`` (nvJitLink when it is installed, so this works without a GPU, else the driver's ``cuLink*``), for the
+  arch named by the PTX's ``.target``. Bad PTX raises :class:`picograd.errors.CompileError` with the full ptxas log.
+  Modules are cached under the sha256 of (arch, PTX text). :meth:`Module.kernel` gives a :class:`Kernel` with the
+  ptxas figures (``num_regs``, ``local_size_bytes``, ...; ``picograd.target.ptxas.parse_resources``) and the
+  parameter list (from the compiler's launch plan for a compiled program, else parsed from hand-written PTX), so
+  launch arguments are checked and converted before anything reaches the driver.
 - :class:`DeviceBuffer`: device memory for one tensor (shape, numpy dtype), stream-ordered
   (``cuMemAllocFromPoolAsync`` through ``Device.allocate``), freed when garbage collected.
 - :func:`launch`: one kernel launch on the default stream (``cuLaunchKernelEx`` through ``cuda.core.launch``).
@@ -38,13 +39,14 @@ import re
 import statistics
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from picograd.errors import CompileError, DeviceError, DTypeError, ShapeError
+from picograd.errors import DeviceError, DTypeError, ShapeError
+from picograd.target import ptxas
 
 __all__ = [
     "BufferSpec",
@@ -64,6 +66,7 @@ __all__ = [
     "clear_module_cache",
     "compile_ptx",
     "device",
+    "device_count",
     "launch",
     "module_cache_size",
     "stream",
@@ -87,8 +90,9 @@ _MAX_GRID = (2**31 - 1, 65535, 65535)
 class _Runtime:
     """The process-wide CUDA state: cuda.core modules, device 0, its streams. Built once by :func:`device`."""
 
-    def __init__(self, cc: Any, driver: Any, dev: Any) -> None:
+    def __init__(self, cc: Any, driver: Any, dev: Any, count: int = 1) -> None:
         self.cc = cc
+        self.count = count  # GPUs visible (cuDeviceGetCount)
         self.driver = driver
         self.device = dev
         # One stream carries all work (copies, launches, graph replays, frees). Graphs are captured on a second
@@ -149,7 +153,7 @@ def _initialise() -> _Runtime:
     try:
         dev = cc.Device(0)
         dev.set_current()
-        return _Runtime(cc, driver, dev)
+        return _Runtime(cc, driver, dev, count)
     except Exception as e:
         raise DeviceError(f"CUDA is unavailable: device 0 could not be made current: {e}") from None
 
@@ -189,6 +193,14 @@ def available() -> bool:
     except DeviceError:
         return False
     return True
+
+
+def device_count() -> int:
+    """The number of GPUs visible (``cuDeviceGetCount``); 0 when CUDA cannot be used."""
+    try:
+        return _get_runtime().count
+    except DeviceError:
+        return 0
 
 
 def stream() -> Any:
@@ -231,7 +243,6 @@ _PTX_TYPE_BYTES = {
     "b64": 8, "u64": 8, "s64": 8, "f64": 8,
 }  # fmt: skip
 _COMMENTS = re.compile(r"//[^\n]*|/\*.*?\*/", re.DOTALL)
-_TARGET = re.compile(r"^\s*\.target\s+([A-Za-z0-9_]+)", re.MULTILINE)
 _ENTRY = re.compile(r"\.entry\s+([A-Za-z_$%][\w$]*)\s*(\(([^)]*)\))?")
 
 
@@ -245,6 +256,13 @@ class Param:
     name: str
     ptx_type: str | None
     nbytes: int
+
+    @classmethod
+    def scalar(cls, name: str, ptx_type: str) -> Param:
+        """The scalar parameter ``.param .<ptx_type> name`` (``"u64"`` for a pointer)."""
+        if ptx_type not in _PTX_TYPE_BYTES:
+            raise ValueError(f"kernel parameter {name!r}: unknown PTX parameter type {ptx_type!r}")
+        return cls(name, ptx_type, _PTX_TYPE_BYTES[ptx_type])
 
     @property
     def is_pointer_sized(self) -> bool:
@@ -324,40 +342,6 @@ def _parse_entries(ptx: str) -> dict[str, tuple[Param, ...] | None]:
     return entries
 
 
-@dataclass(frozen=True)
-class _PtxasInfo:
-    """The figures ``ptxas -v`` prints for one kernel (None where the log does not say)."""
-
-    num_regs: int | None = None
-    local_size_bytes: int | None = None  # the stack frame: per-thread local memory (spills, local arrays)
-    spill_store_bytes: int | None = None
-    spill_load_bytes: int | None = None
-    shared_size_bytes: int | None = None  # static shared memory
-    barriers: int | None = None
-
-
-def _parse_ptxas_log(log: str) -> dict[str, _PtxasInfo]:
-    """Per-kernel figures from a ``ptxas -v`` info log (nvJitLink passes ptxas's own lines through)."""
-    infos: dict[str, _PtxasInfo] = {}
-    chunks = re.split(r"Compiling entry function '([^']+)'", log)
-    for name, text in zip(chunks[1::2], chunks[2::2], strict=True):
-        text = text.split("Compiling entry function", 1)[0]
-
-        def grab(pattern: str, text: str = text) -> int | None:
-            m = re.search(pattern, text)
-            return int(m.group(1)) if m else None
-
-        infos[name] = _PtxasInfo(
-            num_regs=grab(r"Used (\d+) registers"),
-            local_size_bytes=grab(r"(\d+) bytes stack frame"),
-            spill_store_bytes=grab(r"(\d+) bytes spill stores"),
-            spill_load_bytes=grab(r"(\d+) bytes spill loads"),
-            shared_size_bytes=grab(r"(\d+) bytes smem") or (0 if grab(r"Used (\d+) registers") is not None else None),
-            barriers=grab(r"used (\d+) barriers"),
-        )
-    return infos
-
-
 class Kernel:
     """One ``.entry`` of a compiled :class:`Module`.
 
@@ -368,7 +352,9 @@ class Kernel:
     ``cuda.core.Kernel`` (the module is loaded on first use, ``cuLibraryLoadData``).
     """
 
-    def __init__(self, module: Module, name: str, params: tuple[Param, ...] | None, info: _PtxasInfo) -> None:
+    def __init__(
+        self, module: Module, name: str, params: tuple[Param, ...] | None, info: ptxas.KernelResources
+    ) -> None:
         self.module = module
         self.name = name
         self.params = params
@@ -388,27 +374,27 @@ class Kernel:
     @property
     def num_regs(self) -> int:
         """Registers per thread (``ptxas -v``: "Used N registers"; CU_FUNC_ATTRIBUTE_NUM_REGS)."""
-        return self._figure("num_regs", "num_regs")
+        return self._figure("registers", "num_regs")
 
     @property
     def local_size_bytes(self) -> int:
         """Local memory per thread in bytes (ptxas's stack frame; CU_FUNC_ATTRIBUTE_LOCAL_SIZE_BYTES)."""
-        return self._figure("local_size_bytes", "local_size_bytes")
+        return self._figure("stack_frame", "local_size_bytes")
 
     @property
     def shared_size_bytes(self) -> int:
         """Static shared memory per block in bytes (CU_FUNC_ATTRIBUTE_SHARED_SIZE_BYTES)."""
-        return self._figure("shared_size_bytes", "shared_size_bytes")
+        return self._figure("shared_bytes", "shared_size_bytes")
 
     @property
     def spill_store_bytes(self) -> int | None:
         """Bytes of register spill stores (ptxas log only; None if it does not say)."""
-        return self.info.spill_store_bytes
+        return self.info.spill_stores
 
     @property
     def spill_load_bytes(self) -> int | None:
         """Bytes of register spill loads (ptxas log only; None if it does not say)."""
-        return self.info.spill_load_bytes
+        return self.info.spill_loads
 
     @property
     def barriers(self) -> int | None:
@@ -485,17 +471,26 @@ class Module:
     ``kernel_names``.
     """
 
-    def __init__(self, ptx: str, arch: str, key: str, object_code: Any, log: str, backend: str) -> None:
+    def __init__(
+        self,
+        ptx: str,
+        arch: str,
+        key: str,
+        object_code: Any,
+        log: str,
+        backend: str,
+        params: Mapping[str, tuple[Param, ...]] | None = None,
+    ) -> None:
         self.ptx = ptx
         self.arch = arch
         self.key = key
         self.object_code = object_code
         self.log = log
         self.backend = backend
-        infos = _parse_ptxas_log(log)
+        infos = ptxas.parse_resources(log)
         self._kernels = {
-            name: Kernel(self, name, params, infos.get(name, _PtxasInfo()))
-            for name, params in _parse_entries(ptx).items()
+            name: Kernel(self, name, params, infos.get(name, ptxas.KernelResources(name)))
+            for name, params in (dict(params) if params is not None else _parse_entries(ptx)).items()
         }
 
     @property
@@ -526,18 +521,20 @@ _module_cache_lock = threading.Lock()
 def target_arch(ptx: str) -> str:
     """The arch named by the PTX's ``.target`` directive (``sm_90``, ``sm_90a``); ``sm_90a`` when there is none and
     the text uses wgmma or setmaxnreg (sm_90a-only instructions), else ``sm_90``."""
-    m = _TARGET.search(_COMMENTS.sub("", ptx))
-    if m is not None:
-        return m.group(1)
+    target = ptxas.target_of(ptx)
+    if target is not None:
+        return target
     return "sm_90a" if re.search(r"\b(wgmma|setmaxnreg)\.", ptx) else "sm_90"
 
 
-def compile_ptx(ptx: str, arch: str | None = None) -> Module:
-    """Assemble PTX text to a cubin :class:`Module` for ``arch`` (default: the PTX's ``.target``).
+def compile_ptx(ptx: str, arch: str | None = None, params: Mapping[str, tuple[Param, ...]] | None = None) -> Module:
+    """Assemble PTX text to a cubin :class:`Module` for ``arch`` (default: the PTX's ``.target``). ``params`` are
+    the kernels' parameter lists when the caller knows them (a compiled program's launch plan carries them from the
+    ``ptx`` dialect); without them they are read off the PTX text (hand-written PTX).
 
-    Goes through cuda.core's ``Linker`` (``ObjectCode.from_ptx`` takes bytes: a str would be read as a file path),
-    which uses nvJitLink when installed (no GPU needed) and the driver's ``cuLinkCreate``/``cuLinkAddData`` otherwise.
-    ptxas runs with ``-v`` so the log carries each kernel's registers, stack frame, spills and shared memory. Bad
+    Goes through ``picograd.target.ptxas.assemble(backend="linker")``: cuda.core's ``Linker``, which uses nvJitLink
+    when installed (no GPU needed) and the driver's ``cuLinkCreate``/``cuLinkAddData`` otherwise. ptxas runs with
+    ``-v`` so the log carries each kernel's registers, stack frame, spills and shared memory. Bad
     PTX raises CompileError with the full ptxas error log; no assembler at all raises DeviceError. Results are
     cached per (arch, PTX text).
     """
@@ -548,7 +545,7 @@ def compile_ptx(ptx: str, arch: str | None = None) -> Module:
     cached = _module_cache.get(key)
     if cached is not None:
         return cached
-    module = _assemble(ptx, arch, key)
+    module = _assemble(ptx, arch, key, params)
     with _module_cache_lock:
         return _module_cache.setdefault(key, module)
 
@@ -564,54 +561,22 @@ def clear_module_cache() -> None:
         _module_cache.clear()
 
 
-def _assemble(ptx: str, arch: str, key: str) -> Module:
-    cc, _ = _import_cuda()
-    try:
-        chosen = cc.Linker.which_backend()
-    except Exception as e:
-        raise DeviceError(f"cannot assemble PTX: neither nvJitLink nor a CUDA driver was found ({e})") from None
-    nvjitlink = "nvjitlink" in str(getattr(chosen, "value", chosen)).lower()
-    if nvjitlink:  # ptxas's own -v lines land in the info log
-        options = cc.LinkerOptions(name=f"picograd_{key[:12]}", arch=arch, ptxas_options=["-v"])
-    else:  # the driver's cuLink* needs an initialised context; CU_JIT_LOG_VERBOSE gives the same info lines
+def _assemble(ptx: str, arch: str, key: str, params: Mapping[str, tuple[Param, ...]] | None) -> Module:
+    """Assemble through ``picograd.target.ptxas`` with cuda.core's Linker (nvJitLink, else the driver's ``cuLink*``,
+    which needs the context) and wrap the cubin for loading."""
+    which = ptxas.linker_backend()
+    if which is None:
+        raise DeviceError("cannot assemble PTX: neither nvJitLink nor a CUDA driver was found (cuda.core's Linker)")
+    if which == "driver":
         _get_runtime()
-        options = cc.LinkerOptions(name=f"picograd_{key[:12]}", arch=arch, verbose=True)
-    linker = None
     try:
-        linker = cc.Linker(cc.ObjectCode.from_ptx(ptx.encode(), name=f"picograd_{key[:12]}.ptx"), options=options)
-        object_code = linker.link("cubin")
-        log = linker.get_info_log()
-    except Exception as e:
-        if "DynamicLibNotFound" in type(e).__name__:
-            raise DeviceError(f"cannot assemble PTX: neither nvJitLink nor a CUDA driver was found ({e})") from None
-        if not type(e).__module__.startswith("cuda."):
-            raise
-        raise _compile_error(ptx, arch, key, str(e), linker) from None
-    finally:
-        if linker is not None:
-            try:
-                linker.close()
-            except Exception:
-                pass
-    return Module(ptx, arch, key, object_code, log.rstrip("\x00").strip(), "nvJitLink" if nvjitlink else "driver")
-
-
-def _compile_error(ptx: str, arch: str, key: str, message: str, linker: Any) -> CompileError:
-    """CompileError carrying the whole ptxas log (the exception's text, plus the linker's error log if it adds to it);
-    the log and the arch are also attributes of the error."""
-    log = message.rstrip("\x00").strip()
-    if linker is not None:
-        try:
-            extra = linker.get_error_log().rstrip("\x00").strip()
-        except Exception:
-            extra = ""
-        if extra and extra not in log:
-            log = f"{log}\n{extra}"
-    lines = ptx.count("\n") + 1
-    error = CompileError(f"ptxas rejected the PTX for {arch} (module {key[:12]}, {lines} lines):\n{log}")
-    error.log = log  # type: ignore[attr-defined]
-    error.arch = arch  # type: ignore[attr-defined]
-    return error
+        result = ptxas.assemble(ptx, arch, backend="linker")
+    except ptxas.NoAssembler as e:
+        raise DeviceError(f"cannot assemble PTX: {e}") from None
+    cc, _ = _import_cuda()
+    object_code = cc.ObjectCode.from_cubin(result.cubin, name=f"picograd_{key[:12]}")
+    backend = "nvJitLink" if which == "nvjitlink" else "driver"
+    return Module(ptx, arch, key, object_code, result.info_log, backend, params)
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -1017,12 +982,16 @@ class Executable:
     debugging and benchmarks). A cheaper miss would patch only the kernel nodes whose buffers moved
     (cuda.core 1.2's ``graph[node].update(...)``, ``cuGraphExecKernelNodeSetParams``); that is left for when misses
     show up in profiles. ``stats`` counts calls, captures, updates and plain-launch calls.
+
+    ``params`` (kernel name -> parameters) is what a compiler knows of its kernels' signatures (``compile_ptx``);
+    without it they are read off the PTX text.
     """
 
     def __init__(self, module: Module | str, steps: Sequence[Step], inputs: Sequence[BufferSpec],
                  outputs: Sequence[BufferSpec], temps: Sequence[BufferSpec] = (), *, use_graph: bool = True,
-                 max_graphs: int = 4, capture_after: int = 1, name: str = "executable") -> None:  # fmt: skip
-        self.module = module if isinstance(module, Module) else compile_ptx(module)
+                 max_graphs: int = 4, capture_after: int = 1, name: str = "executable",
+                 params: Mapping[str, tuple[Param, ...]] | None = None) -> None:  # fmt: skip
+        self.module = module if isinstance(module, Module) else compile_ptx(module, params=params)
         self.steps = tuple(steps)
         self.inputs = tuple(inputs)
         self.outputs = tuple(outputs)
@@ -1228,3 +1197,49 @@ def time_ms(fn: Callable[[], object], warmup: int = 3, iters: int = 20, stream: 
             pairs.append((start, s.record(options=rt.timing)))
         s.sync()
         return float(statistics.median(end - start for start, end in pairs))
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# The "cuda" entry of the device registry (picograd.runtime.device)
+# --------------------------------------------------------------------------------------------------------------------
+
+
+class CudaRuntime:
+    """The runtime of ``pg.device("cuda:i")``: buffers are :class:`DeviceBuffer` objects. It reaches this module's
+    functions at call time (``available``, ``DeviceBuffer``), so tests can stand fakes in for them.
+
+    Only GPU 0 runs work so far (one context, one stream): ``cuda:1`` is refused with the number of GPUs there are,
+    or, where that GPU exists, with the statement that the runtime uses GPU 0 only."""
+
+    type = "cuda"
+
+    def unavailable(self, index: int) -> str | None:
+        if index != 0:
+            count = device_count()
+            if index >= count:
+                return f"no such GPU: this machine has {count} CUDA GPU{'s' if count != 1 else ''}"
+            return f"picograd's CUDA runtime runs on GPU 0 only so far (this machine has {count} GPUs)"
+        if available():
+            return None
+        try:
+            device()
+        except DeviceError as e:
+            return str(e)
+        return None  # available() and device() disagree only if the GPU appeared in between
+
+    def holds(self, buffer: Any) -> bool:
+        return isinstance(buffer, DeviceBuffer)
+
+    def index_of(self, buffer: Any) -> int:
+        return 0
+
+    def upload(self, array: np.ndarray, index: int) -> Any:
+        return DeviceBuffer.from_numpy(array)
+
+    def download(self, buffer: Any) -> np.ndarray:
+        return buffer.to_numpy()
+
+    def zeros(self, shape: tuple[int, ...], dtype: np.dtype, index: int) -> Any:
+        buf = DeviceBuffer(shape, dtype)
+        buf.fill_zero()
+        return buf

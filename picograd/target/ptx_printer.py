@@ -17,7 +17,7 @@ Debug lines: an instruction whose location is a ``FileLineColLoc`` is preceded b
 
 Command line (used by the FileCheck tests)::
 
-    python -m picograd.backend.ptx_printer kernels.mlir [-o kernels.ptx]
+    python -m picograd.target.ptx_printer kernels.mlir [-o kernels.ptx]
 
 parses MLIR text holding one ``ptx.module`` (alone or inside a ``builtin.module``) and prints its PTX.
 """
@@ -187,13 +187,13 @@ def instruction_text(op: ptx.Instruction, names: _Registers) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m picograd.backend.ptx_printer file.mlir [-o out.ptx]``: print the PTX of an MLIR file."""
+    """``python -m picograd.target.ptx_printer file.mlir [-o out.ptx]``: print the PTX of an MLIR file."""
     from xdsl.parser import Parser
     from xdsl.utils.exceptions import DiagnosticException, ParseError, VerifyException
 
     from picograd.dialects import make_context
 
-    ap = argparse.ArgumentParser(prog="python -m picograd.backend.ptx_printer", description=main.__doc__)
+    ap = argparse.ArgumentParser(prog="python -m picograd.target.ptx_printer", description=main.__doc__)
     ap.add_argument("input", help="MLIR file with a ptx.module ('-' for stdin)")
     ap.add_argument("-o", "--output", help="write the PTX here instead of stdout")
     args = ap.parse_args(argv)

@@ -1,11 +1,11 @@
 // The PTX printer: header, .file table, parameters, register declarations, hex float immediates, guards, vector
 // memory operands, labels and .loc lines from op locations.
-// RUN: %python -m picograd.backend.ptx_printer %s | filecheck %s
+// RUN: %python -m picograd.target.ptx_printer %s | filecheck %s
 // Locations survive a round trip through pgc-opt (--print-debuginfo) and still give the same .loc lines.
-// RUN: pgc-opt %s --print-debuginfo | %python -m picograd.backend.ptx_printer - | filecheck %s
+// RUN: pgc-opt %s --print-debuginfo | %python -m picograd.target.ptx_printer - | filecheck %s
 // What it prints assembles (ptxas, else nvJitLink; no assembler is an error).
-// RUN: %python -m picograd.backend.ptx_printer %s -o %t.ptx
-// RUN: %python -m picograd.backend.ptxas %t.ptx --arch sm_90 | filecheck %s --check-prefix=PTXAS
+// RUN: %python -m picograd.target.ptx_printer %s -o %t.ptx
+// RUN: %python -m picograd.target.ptxas %t.ptx --arch sm_90 | filecheck %s --check-prefix=PTXAS
 // PTXAS: sm_90: scale: {{[0-9]+}} registers, 0 spill bytes, {{[0-9]+}} bytes smem
 
 ptx.module version "8.0" target "sm_90" address_size 64 {

@@ -1,8 +1,8 @@
 """From a traced step to what the CUDA runtime runs: PTX text plus a launch plan.
 
 ``compile_for_cuda(module)`` takes a module holding one ``func.func`` at any stage from ``pg`` to ``ptx``
-(the frontend hands over the ``simplify`` stage), runs the passes that remain (``picograd.pipeline.STAGES``), prints
-the PTX of its kernels and reads the launch plan off the host function that ``pg-to-gpu`` left:
+(the frontend hands over the ``simplify`` stage), runs the passes that remain (``picograd.driver.pipeline.STAGES``),
+prints the PTX of its kernels and reads the launch plan off the host function that ``pg-to-gpu`` left:
 
 - **inputs** are the function's input buffers in order (``Input(i)``), then one hidden input per dense constant
   (``memref.global``) the kernels read, whose contents the executable uploads once on its first call: PTX could hold
@@ -17,9 +17,11 @@ the PTX of its kernels and reads the launch plan off the host function that ``pg
   launch argument is a whole buffer (a slot) and the launch plan has no scalar arguments;
 - **steps** are the ``gpu.launch_func`` ops in order (``Launch(kernel, grid, block, args)``, the kernel parameters
   being the slots of the ``gpu.func`` arguments) and ``memref.copy`` ops (``Copy``: a function returning an
-  argument or one value twice).
+  argument or one value twice);
+- **params** are the kernels' parameter lists, read off the ``ptx.func`` ops, so the runtime checks each launch
+  against them without parsing the PTX text.
 
-``CudaProgram.executable()`` builds the ``picograd.backend.cuda.Executable`` (it assembles the PTX; running it needs a
+``CudaProgram.executable()`` builds the ``picograd.runtime.cuda.Executable`` (it assembles the PTX; running it needs a
 GPU). ``CudaProgram.assemble()`` only checks the PTX with ptxas (no GPU).
 """
 
@@ -42,11 +44,11 @@ from xdsl.dialects.builtin import (
 from xdsl.ir import Operation, SSAValue
 from xdsl.utils.exceptions import DiagnosticException, VerifyException
 
-from picograd.backend import cuda
-from picograd.backend.numpy_executor import numpy_dtype
 from picograd.dialects import pg
+from picograd.dialects.attrs import RESULT_ATTR
+from picograd.dialects.pg_numpy import numpy_dtype
 from picograd.errors import CompileError
-from picograd.passes._buffers import RESULT_ATTR
+from picograd.runtime import cuda
 
 __all__ = ["CudaProgram", "compile_for_cuda", "detect_stage"]
 
@@ -69,6 +71,7 @@ class CudaProgram:
     arch: str = "sm_90"
     module: ModuleOp | None = field(default=None, repr=False)
     checks: tuple[tuple[int, str], ...] = ()  # (constant index, message template): the error flags of index checks
+    params: dict[str, tuple[cuda.Param, ...]] = field(default_factory=dict)  # each kernel's, from the ptx dialect
 
     def index_error(self, flags: Sequence[np.ndarray]) -> IndexError | None:
         """The ``IndexError`` that the error flags of the index checks (``flags[j]`` holding the contents of the
@@ -86,7 +89,7 @@ class CudaProgram:
     def assemble(self, strict: bool = False) -> Any:
         """Assemble the PTX with ptxas (or nvJitLink) for ``arch``: a ``ptxas.AssemblyResult``; ``CompileError``
         with the log when the PTX is invalid or no assembler is installed. No GPU needed."""
-        from picograd.backend import ptxas
+        from picograd.target import ptxas
 
         return ptxas.assemble(self.ptx, self.arch, strict=strict)
 
@@ -110,6 +113,7 @@ class ProgramExecutable(cuda.Executable):
             inputs=[*program.inputs, *const_specs],
             outputs=program.outputs,
             temps=program.temps,
+            params=program.params,
             **options,
         )
         self.program = program
@@ -141,7 +145,7 @@ class ProgramExecutable(cuda.Executable):
 
 
 def detect_stage(module: ModuleOp) -> str:
-    """The stage of ``module`` (a name of ``picograd.pipeline.STAGES``), from the ops it holds."""
+    """The stage of ``module`` (a name of ``picograd.driver.pipeline.STAGES``), from the ops it holds."""
     from picograd.dialects import kernel, ptx
 
     has: set[str] = set()
@@ -171,7 +175,7 @@ def detect_stage(module: ModuleOp) -> str:
 
 
 def _passes_after(stage: str, arch: str, matmul_schedule: str = "auto") -> list[str]:
-    from picograd.pipeline import STAGES, passes_until
+    from picograd.driver.pipeline import STAGES, passes_until
 
     done = len(passes_until(stage))
     return passes_until(list(STAGES)[-1], matmul_schedule, arch)[done:]
@@ -185,9 +189,9 @@ def compile_for_cuda(
     ``matmul_schedule`` is the ``schedule`` option of ``pg-matmul-schedule`` (``auto`` or a rung's name).
 
     Raises ``CompileError`` when a pass rejects the function or the module does not hold exactly one function."""
-    from picograd.backend.ptx_printer import print_ptx
     from picograd.dialects import ptx
-    from picograd.pipeline import run_passes
+    from picograd.driver.pipeline import run_passes
+    from picograd.target.ptx_printer import print_ptx
 
     work = module.clone()
     stage = stage or detect_stage(work)
@@ -205,7 +209,14 @@ def compile_for_cuda(
     else:  # nothing to launch (the function only copies its arguments)
         text = print_ptx(ptx.ModuleOp(target=arch))
     plan = _launch_plan(work, fn)
-    return CudaProgram(fn.sym_name.data, text, *plan[:5], arch=arch, module=work, checks=plan[5])
+    params = {k.sym_name.data: kernel_params(k) for m in pmods[:1] for k in m.walk() if isinstance(k, ptx.FuncOp)}
+    return CudaProgram(fn.sym_name.data, text, *plan[:5], arch=arch, module=work, checks=plan[5], params=params)
+
+
+def kernel_params(kernel: Any) -> tuple[cuda.Param, ...]:
+    """The parameters of a ``ptx.func`` kernel as the runtime checks launches against them (from the IR, so the
+    runtime need not read them back out of the PTX text)."""
+    return tuple(cuda.Param.scalar(kernel.param_name(i), a.type.kind) for i, a in enumerate(kernel.args))
 
 
 def _spec(t: Any) -> cuda.BufferSpec:

@@ -2,9 +2,9 @@
 // '::' quoted), the PTX they print, and ptxas -arch=sm_90a accepting it without spills.
 // RUN: pgc-opt %s | pgc-opt | filecheck %s --check-prefix=MLIR
 // RUN: pgc-opt %s --print-op-generic | pgc-opt | filecheck %s --check-prefix=MLIR
-// RUN: %python -m picograd.backend.ptx_printer %s | filecheck %s
-// RUN: %python -m picograd.backend.ptx_printer %s -o %t.ptx
-// RUN: %python -m picograd.backend.ptxas %t.ptx --arch sm_90a --strict | filecheck %s --check-prefix=PTXAS
+// RUN: %python -m picograd.target.ptx_printer %s | filecheck %s
+// RUN: %python -m picograd.target.ptx_printer %s -o %t.ptx
+// RUN: %python -m picograd.target.ptxas %t.ptx --arch sm_90a --strict | filecheck %s --check-prefix=PTXAS
 // PTXAS: sm_90a: tc: {{[0-9]+}} registers, 0 spill bytes, 8192 bytes smem
 
 ptx.module version "8.0" target "sm_90a" address_size 64 {

@@ -9,7 +9,7 @@ tensors into buffers with a memory plan (``pg-bufferize``: the function takes it
 returns nothing) and each kernel into loop nests over them (``pg-to-loops``); ``gpu`` outlines each loop nest into
 a ``gpu.func`` kernel launched on a grid of thread blocks (``pg-to-gpu``), after ``pg-matmul-schedule`` has tiled
 the matmul nests into ``gpu.launch`` kernels, both as the schedules say; ``ptx`` lowers the kernels to the ``ptx``
-dialect (``pg-to-ptx``), which ``picograd.backend.ptx_printer`` prints as PTX text. ``pgc --emit=STAGE`` prints the
+dialect (``pg-to-ptx``), which ``picograd.target.ptx_printer`` prints as PTX text. ``pgc --emit=STAGE`` prints the
 module after the passes of every stage up to STAGE.
 """
 
