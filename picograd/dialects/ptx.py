@@ -2122,10 +2122,8 @@ class BraOp(Instruction):
     def ptx_args(self, name: Callable[[SSAValue], str]) -> str:
         return self.target.data
 
-    def verify_modifiers(self) -> None:
-        func = self.parent_op()
-        if isinstance(func, FuncOp) and self.target.data not in func.labels():
-            raise self.fail(f"branch target '{self.target.data}' is not a label of @{func.sym_name.data}")
+    # Its target must be a label of its function: ``FuncOp.verify_`` checks every branch at once (a check here would
+    # collect the function's labels once per branch).
 
 
 @irdl_op_definition
@@ -2372,9 +2370,6 @@ class FuncOp(IRDLOperation):
         """The PTX name of parameter ``index``: ``<kernel>_param_<index>`` (nvcc's convention)."""
         return f"{self.sym_name.data}_param_{index}"
 
-    def labels(self) -> set[str]:
-        return {op.label.data for op in self.body.block.ops if isinstance(op, LabelOp)}
-
     def print(self, printer: Printer) -> None:
         printer.print_string(" ")
         printer.print_symbol_name(self.sym_name.data)
@@ -2428,6 +2423,9 @@ class FuncOp(IRDLOperation):
                     raise VerifyException(f"ptx.func: label '{op.label.data}' is defined twice")
                 seen.add(op.label.data)
             last = op
+        for op in self.body.block.ops:
+            if isinstance(op, BraOp) and op.target.data not in seen:
+                raise op.fail(f"branch target '{op.target.data}' is not a label of @{self.sym_name.data}")
         if not (isinstance(last, RetOp) and last.guard is None) and not (
             isinstance(last, BraOp) and last.guard is None
         ):
