@@ -7,6 +7,7 @@ See docs/design.md for the pipeline and the README for a tour.
 
 import sys
 
+from picograd.backend.threads import get_num_threads, set_num_threads
 from picograd.errors import CheckpointError, CompileError, DeviceError, DTypeError, ShapeError
 
 # -- the operator surface (issue 20)
@@ -243,6 +244,7 @@ __all__ = [
     "cat", "compile", "float32", "float64", "full", "int32", "int64", "load", "manual_seed", "matmul_schedule",
     "maximum", "minimum", "multinomial", "tril", "triu", "nn", "no_grad", "ones", "ones_like", "optim", "rand",
     "randint", "randn", "save", "set_cache_size", "stack", "tensor", "where", "zeros", "zeros_like",
+    "get_num_threads", "set_num_threads",
 ]  # fmt: skip
 __all__ += [
     "ValuesIndices", "all", "allclose", "any", "argsort", "cummax", "cummin", "cumprod", "cumsum", "einsum", "empty",
