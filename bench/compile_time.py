@@ -13,8 +13,9 @@ code is copied). Then, each in a fresh process so that no cache is shared:
   imports included.
 
 ``--profile L`` instead prints cProfile's top functions of trace-to-ptx at L layers (to find where time goes).
-Writes --out (default bench/results/compile_time_cpu.json: date, machine, versions, seconds per stage and layer
-count, seconds per layer) and prints a table. The machine may be shared: quote ratios from one run.
+Each is measured in CPU seconds (the process's user + system time: robust on a shared machine, where the wall clock
+stretches with the load) and wall-clock seconds. Writes --out (default bench/results/compile_time_cpu.json: date,
+machine, versions, seconds per stage and layer count, seconds per layer) and prints a table.
 
     python bench/compile_time.py
     python bench/compile_time.py --layers 4,12 --stages pgc
@@ -28,6 +29,7 @@ import datetime
 import json
 import os
 import platform
+import resource
 import subprocess
 import sys
 import tempfile
@@ -58,7 +60,7 @@ spec = importlib.util.spec_from_file_location("gpt_model", sys.argv[1])
 m = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(m)
 stage = sys.argv[2]
-t0 = time.perf_counter()
+t0, c0 = time.perf_counter(), time.process_time()
 if stage == "trace-to-cpu":
     from picograd.backend.numpy_executor import compile_func
     compile_func(m.train_step.ir("simplify").body.block.first_op)
@@ -66,7 +68,7 @@ else:
     from picograd.tools.pgc import write_ptx
     import os
     write_ptx(m.train_step.ir("ptx"), os.devnull)
-print(json.dumps({"seconds": time.perf_counter() - t0}))
+print(json.dumps({"wall": time.perf_counter() - t0, "cpu": time.process_time() - c0}))
 """
 
 STAGES = ("trace-to-cpu", "trace-to-ptx", "pgc")
@@ -83,17 +85,20 @@ def pgc_command() -> list[str]:
     return [sys.executable, "-c", "import sys; from picograd.tools.pgc import main; sys.exit(main())"]
 
 
-def time_stage(path: str, stage: str, timeout: float) -> float:
-    """Seconds of ``stage`` for the model file ``path``, in a fresh process."""
+def time_stage(path: str, stage: str, timeout: float) -> dict[str, float]:
+    """Wall-clock and CPU seconds of ``stage`` for the model file ``path``, in a fresh process."""
     if stage == "pgc":
         out = os.path.join(os.path.dirname(path), "out.ptx")
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         t0 = time.perf_counter()
         subprocess.run([*pgc_command(), path, "--emit=ptx", "-o", out], check=True, timeout=timeout)
-        return time.perf_counter() - t0
+        wall = time.perf_counter() - t0
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return {"wall": wall, "cpu": after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime}
     done = subprocess.run(
         [sys.executable, "-c", CHILD, path, stage], check=True, timeout=timeout, capture_output=True, text=True
     )
-    return json.loads(done.stdout.strip().splitlines()[-1])["seconds"]
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def profile(layers: int, top: int) -> None:
@@ -140,35 +145,36 @@ def main() -> None:
     for s in stages:
         if s not in STAGES:
             parser.error(f"unknown stage '{s}'; stages are {', '.join(STAGES)}")
-    seconds: dict[str, dict[int, float]] = {s: {} for s in stages}
+    timed: dict[str, dict[int, dict[str, float]]] = {s: {} for s in stages}
     with tempfile.TemporaryDirectory() as d:
         for n in layers:
             path = model_file(d, n)
             for s in stages:
-                seconds[s][n] = time_stage(path, s, args.timeout)
-                print(f"{n:3d} layers  {s:13s} {seconds[s][n]:8.2f} s", flush=True)
-    print(f"\n{'layers':>6} " + " ".join(f"{s:>13}" for s in stages))
+                timed[s][n] = t = time_stage(path, s, args.timeout)
+                print(f"{n:3d} layers  {s:13s} {t['cpu']:8.2f} s CPU, {t['wall']:8.2f} s wall", flush=True)
+    print(f"\nCPU seconds (wall)\n{'layers':>6} " + " ".join(f"{s:>20}" for s in stages))
     for n in layers:
-        print(f"{n:6d} " + " ".join(f"{seconds[s][n]:13.2f}" for s in stages))
+        print(f"{n:6d} " + " ".join(f"{timed[s][n]['cpu']:11.2f} ({timed[s][n]['wall']:6.1f})" for s in stages))
     per_layer = {}
     if 4 in layers and 12 in layers:
-        # The issue's measure: seconds per layer (whole time / layers) at 12 layers against at 4 (1.0: linear or
+        # The issue's measure: CPU seconds per layer (whole time / layers) at 12 layers against at 4 (1.0: linear or
         # better; 1.2 at most), and the marginal cost of a layer from 4 to 12.
         for s in stages:
-            at4, at12 = seconds[s][4] / 4, seconds[s][12] / 12
-            marginal = (seconds[s][12] - seconds[s][4]) / 8
+            t4, t12 = timed[s][4]["cpu"], timed[s][12]["cpu"]
+            at4, at12, marginal = t4 / 4, t12 / 12, (t12 - t4) / 8
             per_layer[s] = {"at_4": at4, "at_12": at12, "ratio_12_to_4": at12 / at4, "marginal_4_to_12": marginal}
             print(
-                f"{s}: {at4:.2f} s/layer at 4 layers, {at12:.2f} at 12 (x{at12 / at4:.2f}); {marginal:.2f} s per "
-                "added layer from 4 to 12"
+                f"{s}: {at4:.2f} CPU s/layer at 4 layers, {at12:.2f} at 12 (x{at12 / at4:.2f}); {marginal:.2f} s "
+                "per added layer from 4 to 12"
             )
     result = {
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "machine": {"platform": platform.platform(), "processor": platform.processor(), "cpus": os.cpu_count()},
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, shared with other jobs (load average "
+        f"{os.getloadavg()[0]:.1f} at the end): CPU seconds are the measure, wall clock is inflated by the load",
         "versions": versions(),
         "model": "examples/gpt_shakespeare.py CONFIGS['gpu'] (384 wide, 6 heads, block 256, batch 64) train_step",
-        "seconds": {s: {str(n): v for n, v in seconds[s].items()} for s in stages},
-        "per_layer": per_layer,
+        "seconds": {s: {str(n): v for n, v in timed[s].items()} for s in stages},
+        "per_layer_cpu": per_layer,
     }
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     with open(args.out, "w", encoding="utf-8") as f:
