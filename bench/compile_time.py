@@ -12,7 +12,8 @@ code is copied). Then, each in a fresh process so that no cache is shared:
 - ``pgc --emit=ptx``: the whole command (``pgc model.py --emit=ptx -o out.ptx``), wall clock, Python's start and
   imports included.
 
-``--profile L`` instead prints cProfile's top functions of trace-to-ptx at L layers (to find where time goes).
+``--by-pass L`` instead prints the CPU seconds of each pass at L layers, and ``--profile L`` cProfile's top
+functions of trace-to-ptx at L layers (to find where time goes).
 Each is measured in CPU seconds (the process's user + system time: robust on a shared machine, where the wall clock
 stretches with the load) and wall-clock seconds. Writes --out (default bench/results/compile_time_cpu.json: date,
 machine, versions, seconds per stage and layer count, seconds per layer) and prints a table.
@@ -122,6 +123,40 @@ def profile(layers: int, top: int) -> None:
     stats.sort_stats("tottime").print_stats(top)
 
 
+def by_pass(layers: int) -> None:
+    """CPU seconds of each step of trace-to-ptx at ``layers`` layers: the trace, each pass, one verification of
+    the result and the PTX printing."""
+    import importlib.util
+
+    from picograd.backend.ptx_printer import print_ptx
+    from picograd.dialects import ptx
+    from picograd.pipeline import passes_until, run_passes
+
+    with tempfile.TemporaryDirectory() as d:
+        spec = importlib.util.spec_from_file_location("gpt_model", model_file(d, layers))
+        assert spec is not None and spec.loader is not None
+        m = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(m)
+    total = 0.0
+
+    def timed(what: str, fn) -> None:
+        nonlocal total
+        c0 = time.process_time()
+        fn()
+        c = time.process_time() - c0
+        total += c
+        print(f"{what:28s} {c:7.2f} s CPU", flush=True)
+
+    module: list = []
+    timed("trace", lambda: module.append(m.train_step.ir("pg")))
+    for name in passes_until("ptx"):
+        timed(name, lambda name=name: run_passes(module[0], [name], verify=False))
+    timed("verify (once)", module[0].verify)
+    mods = [op for op in module[0].ops if isinstance(op, ptx.ModuleOp)]
+    timed("print_ptx", lambda: [print_ptx(op, verify=False) for op in mods])
+    print(f"{'total':28s} {total:7.2f} s CPU")
+
+
 def versions() -> dict[str, str]:
     from importlib.metadata import version
 
@@ -134,9 +169,13 @@ def main() -> None:
     parser.add_argument("--stages", default=",".join(STAGES), help=f"comma-separated, of {', '.join(STAGES)}")
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds per measurement")
     parser.add_argument("--profile", type=int, metavar="L", help="cProfile trace-to-ptx at L layers and exit")
+    parser.add_argument("--by-pass", type=int, metavar="L", help="CPU seconds of each pass at L layers and exit")
     parser.add_argument("--top", type=int, default=40, help="functions --profile prints")
     parser.add_argument("--out", default=os.path.join(HERE, "results", "compile_time_cpu.json"))
     args = parser.parse_args()
+    if args.by_pass is not None:
+        by_pass(args.by_pass)
+        return
     if args.profile is not None:
         profile(args.profile, args.top)
         return

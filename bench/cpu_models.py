@@ -203,12 +203,12 @@ def main() -> None:
     parser.add_argument("--models", default=",".join(MODELS), help=f"comma-separated, of {', '.join(MODELS)}")
     parser.add_argument("--threads", default="1,2", help="comma-separated thread counts")
     parser.add_argument("--runs", type=int, default=3, help="repeats of everything (the table: median ratio)")
-    parser.add_argument("--steps", type=int, default=None, help="timed steps (default: 200 names, 30 gpt/bert)")
-    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=None, help="timed steps (default: 100 names, 15 gpt/bert)")
+    parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--out", default=os.path.join(HERE, "results", "cpu_models.json"))
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    args.steps_for = lambda m: args.steps or (200 if m.startswith("names-") else 30)
+    args.steps_for = lambda m: args.steps or (100 if m.startswith("names-") else 15)
     for m in args.models.split(","):
         if m not in MODELS:
             parser.error(f"unknown model '{m}'; models are {', '.join(MODELS)}")
