@@ -65,6 +65,7 @@ Python API (see ``tests/test_ptx.py`` for whole kernels)::
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -147,6 +148,7 @@ def type_width(type_name: str) -> int:
     return TYPE_WIDTH[type_name]
 
 
+@functools.cache  # pure, on a few dozen kinds; the verifier asks it for every operand
 def compatible(reg_kind: str, instr_type: str, relaxed: bool = False) -> bool:
     """Whether a register of ``reg_kind`` may be an operand of an instruction of type ``instr_type``.
 
@@ -623,8 +625,10 @@ class Instruction(IRDLOperation):
         return VerifyException(f"{self.name}: {message}")
 
     def verify_(self) -> None:
+        props = self.properties
         for slot in self.SLOTS:
-            value = self.mod(slot.name)
+            attr = props.get(slot.name)
+            value = attr.data if isinstance(attr, StringAttr) else None
             if value is None:
                 if not slot.optional:
                     raise self.fail(f"missing the '{slot.name}' modifier")
@@ -703,7 +707,10 @@ def _init_arith(
     t = type if type is not None else kind_of(values[0])
     props = op.modifier_properties({**mods, "type": t})
     kind = result_kind(t, mods) if result_kind is not None else t
-    IRDLOperation.__init__(op, operands=values, result_types=[reg(kind)], properties=props)
+    # The arithmetic ops have single operands and one result only, so the generic IRDL builder (which sorts out
+    # variadic groups) has nothing to do: ``Operation.__init__`` builds the same op for a third less time (op
+    # construction is most of pg-to-ptx). The verifier checks the op as it checks a built one.
+    Operation.__init__(op, operands=values, result_types=[reg(kind)], properties=props)
 
 
 class BinaryOp(ArithmeticOp):
