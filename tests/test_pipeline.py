@@ -44,3 +44,17 @@ def test_verify_each_follows_the_environment_then_the_setting(monkeypatch):
     finally:
         set_verify_each(None)
     assert verify_each()
+
+
+@pytest.mark.parametrize("flag, expected", [([], 2), (["--verify-each"], 4)])
+def test_pgc_opt_verifies_the_input_and_the_result_unless_verify_each(tmp_path, monkeypatch, flag, expected):
+    from picograd.tools.pgc_opt import main
+
+    monkeypatch.setenv(VERIFY_EACH_ENV, "0")
+    src = tmp_path / "in.mlir"
+    src.write_text("func.func @f(%a: f32) -> f32 {\n  %b = arith.addf %a, %a : f32\n  func.return %b : f32\n}\n")
+    calls = []
+    verify = ModuleOp.verify
+    monkeypatch.setattr(ModuleOp, "verify", lambda self, *a, **k: calls.append(1) or verify(self, *a, **k))
+    assert main([str(src), "-p", "cse,dce,cse", "-o", str(tmp_path / "out.mlir"), *flag]) == 0
+    assert len(calls) == expected  # the input, between the 3 passes with --verify-each, the result
