@@ -35,6 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from typing import Any
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -163,6 +164,22 @@ def versions() -> dict[str, str]:
     return {p: version(p) for p in ("picograd", "xdsl", "numpy")} | {"python": platform.python_version()}
 
 
+def write(path: str, timed: dict[str, dict[int, dict[str, float]]], per_layer: dict[str, Any]) -> None:
+    result = {
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, shared with other jobs (load average "
+        f"{os.getloadavg()[0]:.1f} at the end): CPU seconds are the measure, wall clock is inflated by the load",
+        "versions": versions(),
+        "model": "examples/gpt_shakespeare.py CONFIGS['gpu'] (384 wide, 6 heads, block 256, batch 64) train_step",
+        "seconds": {s: {str(n): v for n, v in t.items()} for s, t in timed.items()},
+        "per_layer_cpu": per_layer,
+    }
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path + ".tmp", "w", encoding="utf-8") as f:
+        json.dump(result, f, indent=1)
+    os.replace(path + ".tmp", path)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--layers", default="1,2,4,8,12", help="comma-separated layer counts")
@@ -191,6 +208,7 @@ def main() -> None:
             for s in stages:
                 timed[s][n] = t = time_stage(path, s, args.timeout)
                 print(f"{n:3d} layers  {s:13s} {t['cpu']:8.2f} s CPU, {t['wall']:8.2f} s wall", flush=True)
+                write(args.out, timed, {})  # so far (a long run cut short keeps what it measured)
     print(f"\nCPU seconds (wall)\n{'layers':>6} " + " ".join(f"{s:>20}" for s in stages))
     for n in layers:
         print(f"{n:6d} " + " ".join(f"{timed[s][n]['cpu']:11.2f} ({timed[s][n]['wall']:6.1f})" for s in stages))
@@ -206,18 +224,7 @@ def main() -> None:
                 f"{s}: {at4:.2f} CPU s/layer at 4 layers, {at12:.2f} at 12 (x{at12 / at4:.2f}); {marginal:.2f} s "
                 "per added layer from 4 to 12"
             )
-    result = {
-        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, shared with other jobs (load average "
-        f"{os.getloadavg()[0]:.1f} at the end): CPU seconds are the measure, wall clock is inflated by the load",
-        "versions": versions(),
-        "model": "examples/gpt_shakespeare.py CONFIGS['gpu'] (384 wide, 6 heads, block 256, batch 64) train_step",
-        "seconds": {s: {str(n): v for n, v in timed[s].items()} for s in stages},
-        "per_layer_cpu": per_layer,
-    }
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    with open(args.out, "w", encoding="utf-8") as f:
-        json.dump(result, f, indent=1)
+    write(args.out, timed, per_layer)
     print(f"wrote {args.out}")
 
 
