@@ -235,17 +235,26 @@ def main() -> None:
                         f"pytorch {row['pytorch_ms']:8.2f} ms, ratio {row['ratio']:.2f}",
                         flush=True,
                     )
+            models = args.models.split(",")
+            report(rows, models, args.out, args.warmup, {m: args.steps_for(m) for m in models})
+
+
+def report(rows: list[dict[str, Any]], models: list[str], out: str, warmup: int, steps: dict[str, int]) -> None:
+    """Print the Markdown table of ``rows`` (median ratio over the runs) and write the JSON ``out`` (after each child
+    process, so that a run cut short keeps what it measured)."""
     table: dict[str, dict[str, Any]] = {}
-    threads = [int(t) for t in args.threads.split(",")]
-    for m in args.models.split(","):
+    threads = sorted({r["threads"] for r in rows})
+    for m in models:
         table[m] = {}
         for n in threads:
             mine = [r for r in rows if r["model"] == m and r["threads"] == n]
-            table[m][str(n)] = {
-                "ratio_median": statistics.median(r["ratio"] for r in mine),
-                "picograd_ms_median": statistics.median(r["picograd_ms"] for r in mine),
-                "pytorch_ms_median": statistics.median(r["pytorch_ms"] for r in mine),
-            }
+            if mine:
+                table[m][str(n)] = {
+                    "ratio_median": statistics.median(r["ratio"] for r in mine),
+                    "picograd_ms_median": statistics.median(r["picograd_ms"] for r in mine),
+                    "pytorch_ms_median": statistics.median(r["pytorch_ms"] for r in mine),
+                    "runs": len(mine),
+                }
     print("\n| model | " + " | ".join(f"picograd / PyTorch, {n} thread{'s' * (n > 1)}" for n in threads) + " |")
     print("|---|" + "---|" * len(threads))
     for m, cells in table.items():
@@ -260,16 +269,16 @@ def main() -> None:
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, shared with other jobs (load average "
         f"{os.getloadavg()[0]:.1f} at the end)",
         "versions": versions(),
-        "steps": {m: args.steps_for(m) for m in table},
-        "warmup": args.warmup,
+        "steps": steps,
+        "warmup": warmup,
         "runs": rows,
         "median_over_runs": table,
     }
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    with open(args.out + ".tmp", "w", encoding="utf-8") as f:
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    with open(out + ".tmp", "w", encoding="utf-8") as f:
         json.dump(result, f, indent=1)
-    os.replace(args.out + ".tmp", args.out)
-    print(f"wrote {args.out}")
+    os.replace(out + ".tmp", out)
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":
