@@ -41,7 +41,8 @@ sys.path.insert(0, os.path.join(HERE, "..", "examples"))
 import gpt_shakespeare as gpt  # noqa: E402
 
 import picograd as pg  # noqa: E402
-from picograd.passes._buffers import PEAK_ATTR, byte_size  # noqa: E402
+from picograd.dialects.attrs import PEAK_ATTR  # noqa: E402
+from picograd.passes._buffers import byte_size  # noqa: E402
 
 
 def plan(cfg: gpt.Config) -> dict:

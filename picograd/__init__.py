@@ -211,6 +211,7 @@ from picograd.frontend.realize import matmul_schedule, set_cache_size
 from picograd.frontend.serialization import load, save
 from picograd.frontend.tensor import Tensor, ValuesIndices, matmul, maximum, minimum, tril, triu, where  # noqa: E402
 from picograd.runtime.device import Device as device  # torch.device: pg.device("cuda:0")
+from picograd.runtime.threads import get_num_threads, set_num_threads
 
 TENSOR_FUNCTIONS = (
     "floor", "ceil", "round", "trunc", "fix", "sign", "sgn", "log2", "exp2", "log1p", "expm1", "asin", "acos", "atan",
@@ -255,6 +256,7 @@ __all__ = [
     "cat", "compile", "float32", "float64", "full", "int32", "int64", "load", "manual_seed", "matmul_schedule",
     "maximum", "minimum", "multinomial", "tril", "triu", "nn", "no_grad", "ones", "ones_like", "optim", "rand",
     "randint", "randn", "save", "set_cache_size", "stack", "tensor", "where", "zeros", "zeros_like",
+    "get_num_threads", "set_num_threads",
 ]  # fmt: skip
 __all__ += [
     "ValuesIndices", "all", "allclose", "any", "argsort", "cummax", "cummin", "cumprod", "cumsum", "einsum", "empty",

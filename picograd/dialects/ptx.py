@@ -73,6 +73,7 @@ Python API (see ``tests/test_ptx.py`` for whole kernels)::
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -155,6 +156,7 @@ def type_width(type_name: str) -> int:
     return TYPE_WIDTH[type_name]
 
 
+@functools.cache  # pure, on a few dozen kinds; the verifier asks it for every operand
 def compatible(reg_kind: str, instr_type: str, relaxed: bool = False) -> bool:
     """Whether a register of ``reg_kind`` may be an operand of an instruction of type ``instr_type``.
 
@@ -636,8 +638,10 @@ class Instruction(IRDLOperation):
         return VerifyException(f"{self.name}: {message}")
 
     def verify_(self) -> None:
+        props = self.properties
         for slot in self.SLOTS:
-            value = self.mod(slot.name)
+            attr = props.get(slot.name)
+            value = attr.data if isinstance(attr, StringAttr) else None
             if value is None:
                 if not slot.optional:
                     raise self.fail(f"missing the '{slot.name}' modifier")
@@ -716,7 +720,10 @@ def _init_arith(
     t = type if type is not None else kind_of(values[0])
     props = op.modifier_properties({**mods, "type": t})
     kind = result_kind(t, mods) if result_kind is not None else t
-    IRDLOperation.__init__(op, operands=values, result_types=[reg(kind)], properties=props)
+    # The arithmetic ops have single operands and one result only, so the generic IRDL builder (which sorts out
+    # variadic groups) has nothing to do: ``Operation.__init__`` builds the same op for a third less time (op
+    # construction is most of pg-to-ptx). The verifier checks the op as it checks a built one.
+    Operation.__init__(op, operands=values, result_types=[reg(kind)], properties=props)
 
 
 class BinaryOp(ArithmeticOp):
@@ -2819,10 +2826,8 @@ class BraOp(Instruction):
     def ptx_args(self, name: Callable[[SSAValue], str]) -> str:
         return self.target.data
 
-    def verify_modifiers(self) -> None:
-        func = self.parent_op()
-        if isinstance(func, FuncOp) and self.target.data not in func.labels():
-            raise self.fail(f"branch target '{self.target.data}' is not a label of @{func.sym_name.data}")
+    # Its target must be a label of its function: ``FuncOp.verify_`` checks every branch at once (a check here would
+    # collect the function's labels once per branch).
 
 
 @irdl_op_definition
@@ -3069,9 +3074,6 @@ class FuncOp(IRDLOperation):
         """The PTX name of parameter ``index``: ``<kernel>_param_<index>`` (nvcc's convention)."""
         return f"{self.sym_name.data}_param_{index}"
 
-    def labels(self) -> set[str]:
-        return {op.label.data for op in self.body.block.ops if isinstance(op, LabelOp)}
-
     def print(self, printer: Printer) -> None:
         printer.print_string(" ")
         printer.print_symbol_name(self.sym_name.data)
@@ -3125,6 +3127,9 @@ class FuncOp(IRDLOperation):
                     raise VerifyException(f"ptx.func: label '{op.label.data}' is defined twice")
                 seen.add(op.label.data)
             last = op
+        for op in self.body.block.ops:
+            if isinstance(op, BraOp) and op.target.data not in seen:
+                raise op.fail(f"branch target '{op.target.data}' is not a label of @{self.sym_name.data}")
         if not (isinstance(last, RetOp) and last.guard is None) and not (
             isinstance(last, BraOp) and last.guard is None
         ):

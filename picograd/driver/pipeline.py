@@ -15,6 +15,7 @@ module after the passes of every stage up to STAGE.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 
 from xdsl.context import Context
@@ -82,14 +83,38 @@ def make_pass(spec: str, registry: dict[str, Callable[[], type[ModulePass]]] | N
     return registry[arg_spec.name]().from_pass_spec(arg_spec)
 
 
-def run_passes(module: ModuleOp, names: list[str], ctx: Context | None = None, verify: bool = True) -> None:
-    """Apply the named passes in order (names as ``make_pass`` takes them), verifying the module after each when
-    ``verify`` (raises xDSL's ``VerifyException``/``DiagnosticException`` on failure)."""
+VERIFY_EACH_ENV = "PICOGRAD_VERIFY_EACH"
+_VERIFY_EACH: list[bool | None] = [None]  # set_verify_each's setting; None: follow the environment variable
+
+
+def set_verify_each(flag: bool | None) -> None:
+    """Verify the module after every pass (``True``: slow, for tests and debugging, as ``mlir-opt
+    --verify-each``) or only once at the end of a pipeline (``False``); ``None`` follows the environment variable
+    ``PICOGRAD_VERIFY_EACH`` (``1`` turns it on), the default. The test suite turns it on (tests/conftest.py)."""
+    _VERIFY_EACH[0] = flag
+
+
+def verify_each() -> bool:
+    """Whether ``run_passes`` verifies after every pass (see ``set_verify_each``)."""
+    flag = _VERIFY_EACH[0]
+    if flag is None:
+        return os.environ.get(VERIFY_EACH_ENV, "") not in ("", "0")
+    return flag
+
+
+def run_passes(
+    module: ModuleOp, names: list[str], ctx: Context | None = None, verify: bool = True, each: bool | None = None
+) -> None:
+    """Apply the named passes in order (names as ``make_pass`` takes them). With ``verify`` the module is
+    verified after the last pass, and after every pass when ``each`` (default ``verify_each()``): verification
+    costs more than most passes, so a pass's fault surfaces at the end unless asked for at once. Raises xDSL's
+    ``VerifyException``/``DiagnosticException`` on failure."""
     ctx = ctx or make_context()
     registry = pass_registry()
-    for name in names:
+    each = verify_each() if each is None else each
+    for i, name in enumerate(names):
         make_pass(name, registry).apply(ctx, module)
-        if verify:
+        if verify and (each or i == len(names) - 1):
             module.verify()
 
 

@@ -454,6 +454,8 @@ class _Outliner:
         self.gpu_module.location = fn.location
         self.names: set[str] = set()
         self.host_consts = _Constants(fn.body.block)
+        # The host's ops in order, made once (the clones a kernel takes are ops that were there from the start).
+        self.host_order = {op: i for i, op in enumerate(fn.body.block.ops)}
 
     def run(self) -> None:
         block = self.fn.body.block
@@ -640,8 +642,7 @@ class _Outliner:
             a.name_hint = r.name_hint
         ret = kblock.last_op
         assert ret is not None
-        order = {op: i for i, op in enumerate(host.ops)}
-        for op in sorted(clones, key=lambda o: order.get(o, -1)):
+        for op in sorted(clones, key=lambda o: self.host_order.get(o, -1)):
             clone = op.clone(value_mapper=mapping)
             Rewriter.insert_op(clone, InsertPoint.before(ret))
             clone.location = op.location

@@ -32,7 +32,7 @@ from xdsl.dialects.builtin import ModuleOp, StringAttr
 from xdsl.printer import Printer
 from xdsl.utils.exceptions import DiagnosticException, VerifyException
 
-from picograd.driver.pipeline import STAGES, passes_until, run_passes
+from picograd.driver.pipeline import STAGES, passes_until, run_passes, set_verify_each, verify_each
 from picograd.errors import CompileError, DeviceError, DTypeError, ShapeError
 from picograd.passes.schedule import SCHEDULES
 from picograd.runtime.device import Device
@@ -120,8 +120,10 @@ def build(
     for f in funcs:
         f.detach()
     mod = ModuleOp(funcs)
-    for name in passes_until(stage, schedules.pop(), arch):
-        run_passes(mod, [name])
+    names = passes_until(stage, schedules.pop(), arch)
+    each = verify_each()
+    for i, name in enumerate(names):
+        run_passes(mod, [name], verify=each or i == len(names) - 1, each=True)
         if print_after_all:
             print(f"// -----// IR Dump After {name.split('{')[0]} //----- //", file=out)
             Printer(stream=out).print_op(mod)
@@ -130,7 +132,8 @@ def build(
 
 
 def write_ptx(module: ModuleOp, output: str | None) -> None:
-    """``--emit=ptx``: the PTX text of each ``ptx.module`` (one per compiled function), to ``output`` or stdout.
+    """``--emit=ptx``: the PTX text of each ``ptx.module`` (one per compiled function; ``module`` verified, as the
+    pipeline leaves it), to ``output`` or stdout.
     With several compiled functions and ``-o out.ptx``, function ``f`` goes to ``out.f.ptx``."""
     from picograd.dialects import ptx
     from picograd.passes.to_ptx import GPU_MODULE_ATTR
@@ -141,7 +144,7 @@ def write_ptx(module: ModuleOp, output: str | None) -> None:
         if isinstance(op, ptx.ModuleOp):
             attr = op.attributes.get(GPU_MODULE_ATTR)
             name = attr.data.removesuffix("_kernels") if isinstance(attr, StringAttr) else f"module{len(texts)}"
-            texts.append((name, print_ptx(op)))
+            texts.append((name, print_ptx(op, verify=False)))  # build verified the module
     if not texts:
         raise CompileError("--emit=ptx: the compiled functions launch no kernel")
     if output is None:
@@ -189,12 +192,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--print-ir-after-all", action="store_true", help="print the module after every pass")
     parser.add_argument(
+        "--verify-each",
+        action="store_true",
+        help="verify the module after every pass (slow; as mlir-opt's); by default once, after the last pass "
+        "(also on with the environment variable PICOGRAD_VERIFY_EACH=1)",
+    )
+    parser.add_argument(
         "--print-debuginfo",
         action=argparse.BooleanOptionalAction,
         help="print op locations (the user's file:line); default: on when the output goes to a pipe or a file "
         "(for pgc-opt --print-debuginfo), off on a terminal",
     )
     args = parser.parse_args(argv)
+    if args.verify_each:
+        set_verify_each(True)
     try:
         if args.emit in PLANNED_STAGES:
             raise CompileError(

@@ -12,11 +12,13 @@ verifier or pass failure, a missing file) print xDSL's diagnostic without a Pyth
 
 from __future__ import annotations
 
+import argparse
 import sys
 from collections.abc import Callable, Sequence
 
 from xdsl.dialects.builtin import FileLineColLoc, ModuleOp
 from xdsl.ir import Dialect, Operation
+from xdsl.passes import ModulePass, PassPipeline
 from xdsl.universe import Universe
 from xdsl.utils.exceptions import ArgSpecParseError, DiagnosticException, ParseError, VerifyException
 from xdsl.xdsl_opt_main import xDSLOptMain
@@ -53,8 +55,37 @@ class PgcOptMain(xDSLOptMain):
         for name, factory in all_passes().items():
             self.register_pass(name, factory)
 
+    def register_all_arguments(self, arg_parser: argparse.ArgumentParser) -> None:
+        super().register_all_arguments(arg_parser)
+        arg_parser.add_argument(
+            "--verify-each",
+            action="store_true",
+            help="verify the module after every pass (slow; as mlir-opt's); by default the input and the result "
+            "only (also on with the environment variable PICOGRAD_VERIFY_EACH=1)",
+        )
+
+    def setup_pipeline(self) -> None:
+        """xDSL's pipeline, whose callback verifies between every two passes, verifying only the parsed input and
+        the result unless ``--verify-each`` (or ``PICOGRAD_VERIFY_EACH=1``)."""
+        super().setup_pipeline()
+        from picograd.driver.pipeline import verify_each
+
+        each = self.args.verify_each or verify_each()
+        callback = self.pipeline.callback
+        assert callback is not None
+
+        def between(previous: ModulePass | None, module: ModuleOp, following: ModulePass | None) -> None:
+            saved = self.args.disable_verify
+            self.args.disable_verify = saved or (not each and previous is not None and following is not None)
+            try:
+                callback(previous, module, following)
+            finally:
+                self.args.disable_verify = saved
+
+        self.pipeline = PassPipeline(self.pipeline.passes, between)
+
     def apply_passes(self, prog: ModuleOp) -> None:
-        """Run the pipeline (verifying before and after each pass); a verifier error names the failing op's
+        """Run the pipeline (see ``setup_pipeline`` for when it verifies); a verifier error names the failing op's
         ``file:line:col`` when it has one, unless ``--verify-diagnostics`` asks for xDSL's own report."""
         try:
             super().apply_passes(prog)

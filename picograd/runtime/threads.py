@@ -1,0 +1,41 @@
+"""How many threads the CPU backend uses: ``pg.set_num_threads(n)`` / ``pg.get_num_threads()``, as PyTorch's.
+
+The default is ``OMP_NUM_THREADS`` when it is set to a positive integer (PyTorch's rule), else the machine's core
+count. Today the numpy executor's only threaded work is numpy's BLAS (matmuls): ``set_num_threads`` limits it through
+``threadpoolctl`` when that package is installed. Without it the BLAS keeps the thread count it read when numpy was
+loaded (``OPENBLAS_NUM_THREADS`` or ``OMP_NUM_THREADS`` in the environment, else every core): set the variable before
+starting Python, as ``bench/cpu_models.py`` does for each thread count it measures.
+"""
+
+from __future__ import annotations
+
+import os
+
+_THREADS: list[int | None] = [None]  # the set_num_threads setting; None: the default
+
+
+def default_num_threads() -> int:
+    """``OMP_NUM_THREADS`` when it is a positive integer, else ``os.cpu_count()`` (1 when unknown)."""
+    value = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if value.isdigit() and int(value) > 0:
+        return int(value)
+    return os.cpu_count() or 1
+
+
+def get_num_threads() -> int:
+    """The number of threads the CPU backend uses (``torch.get_num_threads``)."""
+    n = _THREADS[0]
+    return default_num_threads() if n is None else n
+
+
+def set_num_threads(n: int) -> None:
+    """Use ``n`` threads on the CPU (``torch.set_num_threads``); limits numpy's BLAS through ``threadpoolctl`` when it
+    is installed (see the module docstring). Raises ``ValueError`` unless ``n`` is a positive int."""
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"set_num_threads: the number of threads must be a positive int, got {n!r}")
+    _THREADS[0] = n
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return
+    threadpool_limits(limits=n, user_api="blas")
