@@ -17,7 +17,8 @@ that lowers it and every size it uses, so that the IR says what will run. The lo
 
 A reduction takes ``block_per_row`` when its main op is ``pg.sum``/``pg.max``/``pg.min`` over at least
 :data:`MIN_BLOCK_REDUCTION` elements a point and it is the kernel's only output (``argmax``/``argmin``, and sums
-with a side output, keep a thread per output). A matmul takes, under ``matmul=auto`` (the default), the rung :func:`choose` picks from its shape and element type, else the one named
+with a side output, keep a thread per output). A matmul takes, under ``matmul=auto`` (the default), the rung
+:func:`choose` picks from its shape and element type, else the one named
 (``matmul=cp-async``); a rung is then adapted to the element type and grid limits (:func:`fit`), and a matmul that
 no rung fits (too many tiles in y or z, K = 0) or that ``auto`` leaves alone keeps ``thread_per_point``.
 
