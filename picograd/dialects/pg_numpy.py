@@ -76,9 +76,13 @@ def _erf(x: np.ndarray) -> np.ndarray:
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
-    # exp of a non-positive number only: no overflow warnings for large |x|
-    e = np.exp(-np.abs(x))
-    return np.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype)
+    """``1 / (1 + exp(-x))`` in three in-place passes, as PyTorch's CPU kernel computes it: accurate to the last
+    bits wherever ``exp(-x)`` is finite; below that (x < -88 in f32) the true value is under the smallest normal
+    float and the result is 0."""
+    with np.errstate(over="ignore"):
+        e = np.exp(np.negative(x))
+    e += 1
+    return np.reciprocal(e, out=e)
 
 
 _UNARY: dict[type[Operation], Kernel] = {
