@@ -80,7 +80,7 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
     bits wherever ``exp(-x)`` is finite; below that (x < -88 in f32) the true value is under the smallest normal
     float and the result is 0."""
     with np.errstate(over="ignore"):
-        e = np.exp(np.negative(x))
+        e = np.asarray(np.exp(np.negative(x)))  # a 0-d array, not a numpy scalar, for the in-place passes
     e += 1
     return np.reciprocal(e, out=e)
 
