@@ -666,6 +666,12 @@ def test_conv_errors() -> None:
         F.group_norm(pg.randn(2, 6, 3), 4)
     with r(ValueError, "more than 1 value per channel"):
         F.batch_norm(pg.randn(1, 3), None, None, training=True)
+    with r(ValueError, "interpolate: size (3, 3, 3) must have 2 entries", "(2, 2, 5, 5)"):
+        F.interpolate(pg.randn(2, 2, 5, 5), size=(3, 3, 3))
+    with r(ValueError, "interpolate: scale_factor (2, 2, 2) must have 2 entries"):
+        F.interpolate(pg.randn(2, 2, 5, 5), scale_factor=(2, 2, 2))
+    with r(ValueError, "pad: expects an even number of ints", "got 1"):
+        F.pad(pg.randn(2, 3), 1)
 
 
 def test_conv_op_verifier() -> None:

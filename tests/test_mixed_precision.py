@@ -210,6 +210,25 @@ def test_autocast_op_lists(rng):
         pg.autocast("cpu", dtype=pg.float64)
 
 
+def test_autocast_runs_convolutions_in_the_lower_precision_and_group_norm_in_float32(rng):
+    """As PyTorch's autocast lists: conv1d/2d and the transposed ones in bf16 (a float32 Linear -> Conv2d model
+    runs, its conv in bf16), group_norm in float32; conv values within one bf16 ulp of torch.autocast's."""
+    x = rng.standard_normal((2, 3, 6, 6)).astype(np.float32)
+    w = rng.standard_normal((4, 3, 3, 3)).astype(np.float32)
+    b = rng.standard_normal(4).astype(np.float32)
+    with pg.autocast("cpu", dtype=pg.bfloat16):
+        y = F.conv2d(pg.tensor(x), pg.tensor(w), pg.tensor(b), padding=1)
+        assert F.conv1d(pg.tensor(x[:, :, 0]), pg.tensor(w[..., 0])).dtype == pg.bfloat16
+        assert F.conv_transpose2d(pg.tensor(x), pg.tensor(w.transpose(1, 0, 2, 3))).dtype == pg.bfloat16
+        assert F.group_norm(y, 2).dtype == pg.float32
+        model = pg.nn.Sequential(pg.nn.Linear(4, 32), pg.nn.Unflatten(1, (2, 4, 4)), pg.nn.Conv2d(2, 4, 3, padding=1))
+        assert model(pg.randn(2, 4)).dtype == pg.bfloat16
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        t = torch.nn.functional.conv2d(torch.tensor(x), torch.tensor(w), torch.tensor(b), padding=1)
+    assert y.dtype == pg.bfloat16 and t.dtype == torch.bfloat16
+    np.testing.assert_allclose(_as64(y), _as64(t), rtol=2 * BF16_ULP, atol=2 * BF16_ULP)
+
+
 def test_autocast_matches_torch_on_the_ops_both_list(rng):
     x = rng.standard_normal((4, 5)).astype(np.float32)
     w = rng.standard_normal((3, 5)).astype(np.float32)

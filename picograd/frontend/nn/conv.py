@@ -20,6 +20,7 @@ import numpy as np
 
 from picograd.dialects.pg import conv_output_size
 from picograd.errors import DTypeError, ShapeError
+from picograd.frontend.amp import LOWER_PRECISION
 from picograd.frontend.graph import Loc, at, user_location
 from picograd.frontend.tensor import Tensor, iota, matmul, record, where
 
@@ -128,6 +129,7 @@ def _conv(
     return y
 
 
+@LOWER_PRECISION
 def conv1d(
     input: Tensor,
     weight: Tensor,
@@ -144,6 +146,7 @@ def conv1d(
     return _conv("conv1d", 1, input, weight, bias, stride, padding, dilation, groups, user_location())
 
 
+@LOWER_PRECISION
 def conv2d(
     input: Tensor,
     weight: Tensor,
@@ -238,6 +241,7 @@ def _conv_transpose(
     return y
 
 
+@LOWER_PRECISION
 def conv_transpose1d(
     input: Tensor,
     weight: Tensor,
@@ -253,6 +257,7 @@ def conv_transpose1d(
     return _conv_transpose("conv_transpose1d", 1, input, weight, bias, *args)
 
 
+@LOWER_PRECISION
 def conv_transpose2d(
     input: Tensor,
     weight: Tensor,
@@ -560,7 +565,7 @@ def pad(input: Tensor, pad: Sequence[int], mode: str = "constant", value: float 
     ``'replicate'`` (repeat the edge) or ``'circular'`` (wrap around). The non-constant modes gather along each
     padded dim. Raises ``ValueError`` naming the pad and the shape."""
     loc = user_location()
-    pads = tuple(pad)
+    pads = tuple(pad) if isinstance(pad, Sequence) else (pad,)
     if len(pads) % 2 or len(pads) // 2 > input.ndim or not all(isinstance(v, int | np.integer) for v in pads):
         raise ValueError(
             f"pad: expects an even number of ints, at most 2 per dim of the {input.ndim}-d input, got {pad!r}{at(loc)}"
@@ -626,6 +631,12 @@ def interpolate(
     r = input.ndim - 2
     if (size is None) == (scale_factor is None):
         raise ValueError(f"interpolate: give exactly one of size and scale_factor{at(loc)}")
+    for name, value in (("size", size), ("scale_factor", scale_factor)):
+        if isinstance(value, Sequence) and len(value) != r:
+            raise ValueError(
+                f"interpolate: {name} {tuple(value)} must have {r} entries, one per spatial dim of the input of shape "
+                f"{input.shape}{at(loc)}"
+            )
     x = input
     for i in range(r):
         n = input.shape[2 + i]

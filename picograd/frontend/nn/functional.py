@@ -355,6 +355,7 @@ def batch_norm(
     return out
 
 
+@FLOAT32
 def group_norm(
     input: Tensor, num_groups: int, weight: Tensor | None = None, bias: Tensor | None = None, eps: float = 1e-5
 ) -> Tensor:
