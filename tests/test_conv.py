@@ -680,3 +680,16 @@ def test_conv_op_verifier() -> None:
     )
     with pytest.raises(Exception, match=r"input \(1, 3, 4, 4\) and weight \(2, 2, 3, 3\) do not match for groups = 1"):
         module.verify()
+
+
+def test_conv_transpose_output_size_picks_output_padding_as_pytorch(rng) -> None:
+    m = pg.nn.ConvTranspose2d(2, 3, 3, stride=2, padding=1)
+    tm = torch.nn.ConvTranspose2d(2, 3, 3, stride=2, padding=1)
+    tm.load_state_dict({k: torch.tensor(np.asarray(v)) for k, v in m.state_dict().items()})
+    x = rng.standard_normal((2, 2, 5, 5)).astype(np.float32)
+    for size in [(9, 9), (10, 10), (2, 3, 10, 9)]:
+        y, t = m(pg.tensor(x), output_size=size), tm(torch.tensor(x), output_size=size)
+        assert y.shape == tuple(t.shape)
+        np.testing.assert_allclose(y.numpy(), t.detach().numpy(), rtol=1e-5, atol=1e-5)
+    with raises_on_next_line(ValueError, "output_size (12, 12) is not reachable", "each size must lie in [9, 10]"):
+        m(pg.tensor(x), output_size=(12, 12))

@@ -171,9 +171,28 @@ class _ConvTransposeNd(_ConvNd):
             output_padding,
         )
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, output_size: Any = None) -> Tensor:
+        """``output_size`` (the spatial size, or the whole shape) picks ``output_padding`` as PyTorch does: it must
+        lie within ``stride`` (or ``dilation``) of the size without output padding; else ``ValueError``."""
         fn = F.conv_transpose1d if self._rank == 1 else F.conv_transpose2d
-        return fn(x, self.weight, self.bias, self.stride, self.padding, self.output_padding, self.groups, self.dilation)
+        output_padding: tuple[int, ...] = self.output_padding
+        if output_size is not None:
+            loc = user_location()
+            want = tuple(int(v) for v in output_size)[-self._rank :]
+            spatial = x.shape[-self._rank :]
+            picked: list[int] = []
+            for n, m, k, s, p, d in zip(
+                spatial, want, self.kernel_size, self.stride, self.padding, self.dilation, strict=True
+            ):
+                least = (n - 1) * s - 2 * p + d * (k - 1) + 1
+                if not least <= m < least + max(s, d):
+                    raise ValueError(
+                        f"{type(self).__name__}: output_size {tuple(output_size)} is not reachable from an input of "
+                        f"shape {x.shape}: each size must lie in [{least}, {least + max(s, d) - 1}]{at(loc)}"
+                    )
+                picked.append(m - least)
+            output_padding = tuple(picked)
+        return fn(x, self.weight, self.bias, self.stride, self.padding, output_padding, self.groups, self.dilation)
 
 
 class ConvTranspose2d(_ConvTransposeNd):
