@@ -272,6 +272,10 @@ def test_float_long_to(rng):
     check(x.to("float32"), a.astype(np.float32))
     check(x.to("cpu", pg.float32), a.astype(np.float32))
     check(x.to(dtype=pg.float32), a.astype(np.float32))
+    check(x.to(device="cpu", dtype=pg.float32), a.astype(np.float32))
+    assert x.to(device="cpu") is x
+    with pytest.raises(TypeError, match="give the device once"):
+        x.to("cpu", device="cpu")
     check((x > 0).float(), (a > 0).astype(np.float32))
     check(x.to(pg.bool), a != 0)
     check(pg.tensor([3, -2]).float(), np.array([3.0, -2.0], dtype=np.float32))

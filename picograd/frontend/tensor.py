@@ -373,15 +373,20 @@ class Tensor:
 
     # -- conversion ----------------------------------------------------------------------------------------------
 
-    def to(self, target: Any = None, dtype: Any = None) -> Tensor:
+    def to(self, target: Any = None, dtype: Any = None, *, device: Any = None) -> Tensor:
         """This tensor on another device and/or dtype: ``t.to("cuda")``, ``t.to(pg.float64)``,
-        ``t.to("cpu", dtype)``; ``self`` when nothing changes (as PyTorch).
+        ``t.to("cpu", dtype)``, ``t.to(device="cpu", dtype=pg.float16)``; ``self`` when nothing changes (as
+        PyTorch).
 
         A device change realizes the value and copies it (host <-> GPU); the copy is a new leaf: gradients do not
         flow back across devices (it requires grad when ``self`` does). Move parameters with ``Module.to``, which
         keeps them the same objects. Raises ``DeviceError`` for an unusable device and ``CompileError`` inside
         ``@pg.compile`` (move inputs before calling the compiled function)."""
-        device = None
+        if device is not None:
+            if target is not None:
+                loc = user_location()
+                raise TypeError(f"Tensor.to: give the device once, positionally or as device=, not both{at(loc)}")
+            device = check_device(device)
         if target is not None:
             if isinstance(target, Tensor):
                 device, dtype = target.device, target.dtype if dtype is None else dtype
