@@ -246,14 +246,16 @@ def find_cuobjdump() -> str | None:
 def dump_sass(cubin: bytes) -> str:
     """The SASS of a cubin (``cuobjdump --dump-sass``), to check which machine instructions a kernel became
     (``HGMMA`` for wgmma, ``HMMA`` for mma.sync, ``LDL``/``STL`` for local memory). Raises ``CompileError`` when
-    cuobjdump is missing (``pip install nvidia-cuda-cuobjdump``) or fails."""
+    cuobjdump is missing (``pip install nvidia-cuda-cuobjdump nvidia-cuda-nvdisasm``) or fails."""
     tool = find_cuobjdump()
     if tool is None:
         raise CompileError("no cuobjdump: install the CUDA toolkit or nvidia-cuda-cuobjdump")
     with tempfile.TemporaryDirectory(prefix="picograd-sass-") as tmp:
         path = Path(tmp) / "kernel.cubin"
         path.write_bytes(cubin)
-        proc = subprocess.run([tool, "--dump-sass", str(path)], capture_output=True, text=True)
+        # cuobjdump runs nvdisasm, found on PATH: the pip wheels put both in one bin folder that is not on it
+        env = dict(os.environ, PATH=os.pathsep.join([str(Path(tool).parent), os.environ.get("PATH", "")]))
+        proc = subprocess.run([tool, "--dump-sass", str(path)], capture_output=True, text=True, env=env)
     if proc.returncode != 0:
         raise CompileError(f"cuobjdump failed:\n{proc.stdout}{proc.stderr}")
     return proc.stdout
