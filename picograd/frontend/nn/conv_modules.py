@@ -208,8 +208,10 @@ class ConvTranspose1d(_ConvTransposeNd):
     _rank = 1
 
 
-class MaxPool1d(Module):
-    """``torch.nn.MaxPool1d`` (see ``F.max_pool1d``)."""
+class _MaxPoolNd(Module):
+    """The max-pooling modules' shared constructor and forward (``torch.nn.MaxPool1d/2d``'s signature)."""
+
+    _rank = 1
 
     def __init__(
         self,
@@ -225,9 +227,12 @@ class MaxPool1d(Module):
         self.return_indices, self.ceil_mode = return_indices, ceil_mode
 
     def forward(self, x: Tensor) -> Any:
-        return F.max_pool1d(
-            x, self.kernel_size, self.stride, self.padding, self.dilation, self.ceil_mode, self.return_indices
-        )
+        fn = F.max_pool1d if self._rank == 1 else F.max_pool2d
+        return fn(x, self.kernel_size, self.stride, self.padding, self.dilation, self.ceil_mode, self.return_indices)
+
+
+class MaxPool1d(_MaxPoolNd):
+    """``torch.nn.MaxPool1d`` (see ``F.max_pool1d``)."""
 
 
 class AvgPool1d(Module):
@@ -311,26 +316,10 @@ class ReplicationPad2d(_PadNd):
         super().__init__(padding)
 
 
-class MaxPool2d(Module):
+class MaxPool2d(_MaxPoolNd):
     """``torch.nn.MaxPool2d`` (see ``F.max_pool2d``)."""
 
-    def __init__(
-        self,
-        kernel_size: Any,
-        stride: Any = None,
-        padding: Any = 0,
-        dilation: Any = 1,
-        return_indices: bool = False,
-        ceil_mode: bool = False,
-    ) -> None:
-        super().__init__()
-        self.kernel_size, self.stride, self.padding, self.dilation = kernel_size, stride, padding, dilation
-        self.return_indices, self.ceil_mode = return_indices, ceil_mode
-
-    def forward(self, x: Tensor) -> Any:
-        return F.max_pool2d(
-            x, self.kernel_size, self.stride, self.padding, self.dilation, self.ceil_mode, self.return_indices
-        )
+    _rank = 2
 
 
 class AvgPool2d(Module):
