@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import os
 import platform
 import sys
@@ -39,6 +38,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "examples"))
 
 import gpt_shakespeare as gpt  # noqa: E402
+from results_io import write_json  # noqa: E402
 
 import picograd as pg  # noqa: E402
 from picograd.dialects.attrs import PEAK_ATTR  # noqa: E402
@@ -102,11 +102,7 @@ def main() -> None:
         "results": rows,
     }
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    tmp = args.out + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(result, f, indent=2)
-        f.write("\n")
-    os.replace(tmp, args.out)
+    write_json(args.out, result)
     print(f"written to {args.out}")
 
 

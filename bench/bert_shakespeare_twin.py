@@ -21,7 +21,6 @@ sys.path.insert(0, os.path.join(HERE, "..", "examples"))
 sys.path.insert(0, HERE)
 
 import datetime  # noqa: E402
-import json  # noqa: E402
 import platform  # noqa: E402
 import statistics  # noqa: E402
 import time  # noqa: E402
@@ -42,6 +41,7 @@ from gpt_shakespeare_twin import (  # noqa: E402
 import picograd as pg  # noqa: E402
 
 import bert_shakespeare as ex  # noqa: E402  isort: skip
+from results_io import write_json  # noqa: E402
 
 
 class TorchBERT(nn.Module):
@@ -142,10 +142,7 @@ def main() -> None:
         "wall_s": {"picograd": sum(t_ours), "pytorch": sum(t_theirs)},
         "losses_first": {"picograd": ours[:n], "pytorch": theirs[:n]},
     }
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    with open(args.out + ".tmp", "w") as f:
-        json.dump(result, f, indent=2)
-    os.replace(args.out + ".tmp", args.out)
+    write_json(args.out, result)
     print(f"first {n} losses: max relative difference {max(rel):.2e} (bound 1e-4)")
     print(f"val picograd loss {val_ours[0]:.4f} acc {val_ours[1]:.4f}; pytorch loss {val_theirs[0]:.4f} acc "
           f"{val_theirs[1]:.4f}")  # fmt: skip

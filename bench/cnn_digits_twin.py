@@ -22,7 +22,6 @@ sys.path.insert(0, HERE)
 
 import argparse  # noqa: E402
 import datetime  # noqa: E402
-import json  # noqa: E402
 import platform  # noqa: E402
 import statistics  # noqa: E402
 import time  # noqa: E402
@@ -37,6 +36,7 @@ import picograd as pg  # noqa: E402
 
 import cnn_digits as ex  # noqa: E402  isort: skip
 import digits_data as dd  # noqa: E402  isort: skip
+from results_io import write_json  # noqa: E402
 
 
 class TorchCNN(nn.Module):
@@ -126,10 +126,7 @@ def main() -> None:
         "wall_s": {"picograd": sum(t_ours), "pytorch": sum(t_theirs)},
         "losses_first": {"picograd": ours[:n], "pytorch": theirs[:n]},
     }
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    with open(args.out + ".tmp", "w") as f:
-        json.dump(result, f, indent=2)
-    os.replace(args.out + ".tmp", args.out)
+    write_json(args.out, result)
     print(f"first {n} losses: max relative difference {max(rel):.2e} (bound 1e-4)")
     print(f"test_acc picograd {acc_ours:.4f}, pytorch {acc_theirs:.4f}; running stats max |diff| "
           f"{max(buffers.values(), default=float('nan')):.2e}")  # fmt: skip

@@ -37,6 +37,8 @@ import tempfile
 import time
 from typing import Any
 
+from results_io import write_json
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 EXAMPLES = os.path.join(ROOT, "examples")
@@ -174,10 +176,7 @@ def write(path: str, timed: dict[str, dict[int, dict[str, float]]], per_layer: d
         "seconds": {s: {str(n): v for n, v in t.items()} for s, t in timed.items()},
         "per_layer_cpu": per_layer,
     }
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path + ".tmp", "w", encoding="utf-8") as f:
-        json.dump(result, f, indent=1)
-    os.replace(path + ".tmp", path)
+    write_json(path, result, indent=1)
 
 
 def main() -> None:

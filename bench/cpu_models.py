@@ -37,6 +37,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from results_io import write_json
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(ROOT, "examples"))
@@ -274,10 +276,7 @@ def report(rows: list[dict[str, Any]], models: list[str], out: str, warmup: int,
         "runs": rows,
         "median_over_runs": table,
     }
-    os.makedirs(os.path.dirname(out), exist_ok=True)
-    with open(out + ".tmp", "w", encoding="utf-8") as f:
-        json.dump(result, f, indent=1)
-    os.replace(out + ".tmp", out)
+    write_json(out, result, indent=1)
     print(f"wrote {out}")
 
 

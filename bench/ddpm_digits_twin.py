@@ -26,7 +26,6 @@ sys.path.insert(0, HERE)
 
 import argparse  # noqa: E402
 import datetime  # noqa: E402
-import json  # noqa: E402
 import platform  # noqa: E402
 import statistics  # noqa: E402
 import time  # noqa: E402
@@ -43,6 +42,7 @@ import picograd as pg  # noqa: E402
 import cnn_digits  # noqa: E402  isort: skip
 import ddpm_digits as ex  # noqa: E402  isort: skip
 import digits_data as dd  # noqa: E402  isort: skip
+from results_io import write_json  # noqa: E402
 
 
 class TorchResBlock(nn.Module):
@@ -191,10 +191,7 @@ def main() -> None:
               f"picograd {is_ours:.3f}, pytorch {is_theirs:.3f}; floor (held-out vs training) fid {floor[0]:.3f} "
               f"is {floor[1]:.3f}")  # fmt: skip
     result["machine"] += f" (load average {os.getloadavg()[0]:.1f} at the end)"
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    with open(args.out + ".tmp", "w") as f:
-        json.dump(result, f, indent=2)
-    os.replace(args.out + ".tmp", args.out)
+    write_json(args.out, result)
     print(f"written to {args.out}")
     print("twin check:", "ok" if rel and max(rel) <= 1e-4 else "FAILED")
 

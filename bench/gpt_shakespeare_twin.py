@@ -22,7 +22,6 @@ sys.path.insert(0, os.path.join(HERE, "..", "examples"))
 
 import argparse  # noqa: E402
 import datetime  # noqa: E402
-import json  # noqa: E402
 import math  # noqa: E402
 import platform  # noqa: E402
 import statistics  # noqa: E402
@@ -37,6 +36,7 @@ import torch.nn.functional as TF  # noqa: E402
 import picograd as pg  # noqa: E402
 
 import gpt_shakespeare as ex  # noqa: E402  isort: skip
+from results_io import write_json  # noqa: E402
 
 
 class TorchBlock(nn.Module):
@@ -216,10 +216,7 @@ def main() -> None:
         "wall_s": {"picograd": sum(t_ours), "pytorch": sum(t_theirs)},
         "losses_first": {"picograd": ours[: args.compare], "pytorch": theirs[: args.compare]},
     }
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    with open(args.out + ".tmp", "w") as f:
-        json.dump(result, f, indent=2)
-    os.replace(args.out + ".tmp", args.out)
+    write_json(args.out, result)
     print(f"first {args.compare} losses: max relative difference {max(rel):.2e} (bound 1e-4)")
     print(f"val_loss picograd {val_ours:.4f}, pytorch {val_theirs:.4f} (difference {abs(val_ours - val_theirs):.4f})")
     print(f"ms/step (median): picograd {med['ours']:.1f}, pytorch {med['theirs']:.1f}; written to {args.out}")
