@@ -90,10 +90,8 @@ class _ConvNd(Module):
         return text
 
 
-class Conv1d(_ConvNd):
-    """``torch.nn.Conv1d``: (N, C_in, L) -> (N, C_out, L'); weight (C_out, C_in / groups, k), bias (C_out,)."""
-
-    _rank = 1
+class _ConvForwardNd(_ConvNd):
+    """The convolutions' shared constructor and forward (``torch.nn.Conv1d/2d``'s signature)."""
 
     def __init__(
         self,
@@ -111,33 +109,22 @@ class Conv1d(_ConvNd):
 
     def forward(self, x: Tensor) -> Tensor:
         x, padding = self._pad_input(x)
-        return F.conv1d(x, self.weight, self.bias, self.stride, padding, self.dilation, self.groups)
+        fn = F.conv1d if self._rank == 1 else F.conv2d
+        return fn(x, self.weight, self.bias, self.stride, padding, self.dilation, self.groups)
 
 
-class Conv2d(_ConvNd):
+class Conv1d(_ConvForwardNd):
+    """``torch.nn.Conv1d``: (N, C_in, L) -> (N, C_out, L'); weight (C_out, C_in / groups, k), bias (C_out,)."""
+
+    _rank = 1
+
+
+class Conv2d(_ConvForwardNd):
     """``torch.nn.Conv2d``: (N, C_in, H, W) -> (N, C_out, H', W'); weight (C_out, C_in / groups, kH, kW), bias
     (C_out,); ``padding`` an int, a pair, ``'same'`` or ``'valid'``; ``padding_mode`` zeros, reflect, replicate or
     circular."""
 
     _rank = 2
-
-    def __init__(
-        self,
-        in_channels: int,
-        out_channels: int,
-        kernel_size: Any,
-        stride: Any = 1,
-        padding: Any = 0,
-        dilation: Any = 1,
-        groups: int = 1,
-        bias: bool = True,
-        padding_mode: str = "zeros",
-    ) -> None:
-        super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias, padding_mode)
-
-    def forward(self, x: Tensor) -> Tensor:
-        x, padding = self._pad_input(x)
-        return F.conv2d(x, self.weight, self.bias, self.stride, padding, self.dilation, self.groups)
 
 
 class _ConvTransposeNd(_ConvNd):
