@@ -81,7 +81,7 @@ def torch_twin(kind: str, state: dict[str, np.ndarray]):
             self.ln_f = torch.nn.LayerNorm(ex.EMBED)
 
         def forward(self, e):
-            x = e + self.wpe(torch.arange(e.shape[1]))
+            x = e + self.wpe(torch.arange(e.shape[1], device=e.device))
             for block in self.h:
                 x = block(x)
             return self.ln_f(x)

@@ -14,8 +14,15 @@ Configs: ``--config cpu`` (default; nanoGPT's CPU "baby GPT": 4 layers, 4 heads,
 validation loss is the mean over a fixed set of validation batches. After training it samples 500 characters,
 writes a loss-curve PNG and ends with ``val_loss=<value>``.
 
+``--dtype bfloat16`` trains in bf16 mixed precision as nanoGPT's ``dtype='bfloat16'`` (its ``ctx``, a
+``torch.autocast``): the forward pass and the loss run under ``pg.autocast(device, dtype=pg.bfloat16)`` (matrix
+products and attention in bf16 with float32 accumulation; norms, softmax and the loss in float32), the parameters,
+gradients and AdamW state stay float32 (master weights). The default is ``bfloat16`` on ``cuda`` (nanoGPT's where
+bf16 is supported) and ``float32`` on the CPU.
+
     python examples/gpt_shakespeare.py                     # the baby GPT on the CPU
-    python examples/gpt_shakespeare.py --config gpu --device cuda
+    python examples/gpt_shakespeare.py --config gpu --device cuda            # bf16 mixed precision by default
+    python examples/gpt_shakespeare.py --config gpu --device cuda --dtype float32
     python examples/gpt_shakespeare.py --steps 0 --load ckpt.pg   # evaluate and sample a checkpoint
     python examples/gpt_shakespeare.py --attention manual --block-size 128   # nanoGPT's hand-written attention
     pgc examples/gpt_shakespeare.py --emit=ptx -o gpt.ptx  # the train step as PTX
@@ -62,6 +69,7 @@ class Config:
     eval_batches: int = 100
     vocab_size: int = 65
     attention: str = "sdpa"  # "sdpa" (F.scaled_dot_product_attention) or "manual" (nanoGPT's non-flash path)
+    dtype: str = "float32"  # "bfloat16": forward and loss under pg.autocast (bf16 mixed precision, see amp())
 
 
 CONFIGS = {
@@ -263,11 +271,19 @@ CFG = CONFIGS["cpu"]
 model, opt, sched = make(CFG, 1337)
 
 
+def amp(x: pg.Tensor) -> pg.autocast:
+    """nanoGPT's ``ctx``: bf16 autocast on ``x``'s device type when the model's ``cfg.dtype`` is ``"bfloat16"``,
+    else a context that changes nothing (``enabled=False``)."""
+    return pg.autocast(x.device.type, dtype=pg.bfloat16, enabled=model.cfg.dtype == "bfloat16")
+
+
 @pg.compile(example_inputs=(pg.Spec((CFG.batch_size, CFG.block_size), "int64"),) * 2)
 def train_step(x: pg.Tensor, y: pg.Tensor) -> pg.Tensor:
-    """One AdamW step on x, y (B, T) int64 with the gradients clipped to norm ``grad_clip``; returns the loss."""
-    logits = model(x)
-    loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
+    """One AdamW step on x, y (B, T) int64 with the gradients clipped to norm ``grad_clip``; returns the loss
+    (float32). The forward pass and the loss run under ``amp``."""
+    with amp(x):
+        logits = model(x)
+        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
     opt.zero_grad()
     loss.backward()
     pg.nn.utils.clip_grad_norm_(model.parameters(), model.cfg.grad_clip)
@@ -277,16 +293,18 @@ def train_step(x: pg.Tensor, y: pg.Tensor) -> pg.Tensor:
 
 @pg.compile
 def eval_loss(x: pg.Tensor, y: pg.Tensor) -> pg.Tensor:
-    """Mean cross-entropy of the model on x, y (B, T)."""
-    logits = model(x)
-    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
+    """Mean cross-entropy of the model on x, y (B, T) (under ``amp``, as nanoGPT's ``estimate_loss``)."""
+    with amp(x):
+        logits = model(x)
+        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
 
 
 @pg.compile
 def next_char(window: pg.Tensor, pos: pg.Tensor, temperature: float) -> pg.Tensor:
     """Sample the character after position ``pos`` (0-d int64) of ``window`` (1, block): causal attention makes the
     logits there depend on ``window[:, :pos + 1]`` only, so one window shape serves every context length."""
-    logits = model(window)[0][pos] / temperature
+    with amp(window):
+        logits = model(window)[0][pos].float() / temperature
     return pg.multinomial(F.softmax(logits, -1), 1)
 
 
@@ -360,6 +378,12 @@ def main() -> None:
         help="F.scaled_dot_product_attention, or nanoGPT's hand-written form (both compile to one attention op)",
     )
     parser.add_argument("--block-size", type=int, help="context length (default: the config's)")
+    parser.add_argument(
+        "--dtype",
+        choices=["float32", "bfloat16"],
+        help="bfloat16: bf16 mixed precision (autocast, float32 master weights); default bfloat16 on cuda, float32 "
+        "on the CPU",
+    )
     parser.add_argument("--save", help="write a checkpoint (model, optimizer, iteration) here after training")
     parser.add_argument("--load", help="start from this checkpoint")
     parser.add_argument("--eval-interval", type=int, default=250)
@@ -368,7 +392,8 @@ def main() -> None:
     parser.add_argument("--log-losses", metavar="PATH", help="write the per-step training losses here as JSON")
     args = parser.parse_args()
 
-    cfg = replace(CONFIGS[args.config], attention=args.attention)
+    dtype = args.dtype or ("bfloat16" if args.device == "cuda" else "float32")
+    cfg = replace(CONFIGS[args.config], attention=args.attention, dtype=dtype)
     if args.block_size is not None:
         cfg = replace(cfg, block_size=args.block_size)
     if args.steps is not None:
@@ -378,7 +403,8 @@ def main() -> None:
     model, opt, sched = make(cfg, args.seed, args.device)
     start_iter = resume(args.load, model, opt, sched) if args.load else 0
     n_params = sum(p.numel() for p in model.parameters())
-    print(f"config {args.config}: {cfg.n_layer} layers, {cfg.n_head} heads, {cfg.n_embd} wide, block {cfg.block_size}")
+    print(f"config {args.config}: {cfg.n_layer} layers, {cfg.n_head} heads, {cfg.n_embd} wide, block {cfg.block_size}, "
+          f"{cfg.dtype} on {args.device}")  # fmt: skip
     print(f"{n_params / 1e6:.2f}M parameters; {len(data.train):,} training and {len(data.val):,} validation chars")
     val_batches = data.fixed_batches("val", cfg.eval_batches, cfg.batch_size, cfg.block_size, args.seed + 1)
     rng = np.random.default_rng(args.seed)
