@@ -109,13 +109,16 @@ def load_from_picograd(model: nn.Module, state: dict[str, np.ndarray]) -> None:
     assert not unexpected and set(missing) <= tied, (missing, unexpected)
 
 
-def torch_optimizer(model: nn.Module, cfg: ex.Config):
+def torch_optimizer(model: nn.Module, cfg: ex.Config, fused: bool = False):
+    """nanoGPT's AdamW (decay on the matrices only) and the example's schedule. ``fused``: PyTorch's fused CUDA
+    AdamW (nanoGPT's choice on the GPU); else the single-tensor loop (``foreach=False``, the CPU anchor)."""
     params = list(model.parameters())
     groups = [
         {"params": [p for p in params if p.dim() >= 2], "weight_decay": cfg.weight_decay},
         {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
     ]
-    opt = torch.optim.AdamW(groups, lr=cfg.learning_rate, betas=cfg.betas, foreach=False)
+    kind = {"fused": True} if fused else {"foreach": False}
+    opt = torch.optim.AdamW(groups, lr=cfg.learning_rate, betas=cfg.betas, **kind)
     return opt, torch.optim.lr_scheduler.LambdaLR(opt, ex.lr_factor(cfg))
 
 

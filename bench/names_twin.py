@@ -101,6 +101,14 @@ def torch_twin(kind: str, state: dict[str, np.ndarray]):
     return model
 
 
+def torch_optimizer(kind: str, model):
+    """The recipe's AdamW for the twin of ``--type kind`` (examples/names.py's ``make``)."""
+    import names as ex
+    import torch
+
+    return torch.optim.AdamW(model.parameters(), lr=ex.LR.get(kind, 2e-3), betas=(0.9, 0.99), weight_decay=0.01)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--type", default="lstm", choices=["mlp", "rnn", "gru", "lstm", "transformer"])
@@ -128,7 +136,7 @@ def main() -> None:
         args.steps = ex.DEFAULT_STEPS.get(args.type, 20_000)
     ex.model, ex.opt = ex.make(args.type, args.seed)
     tmodel = torch_twin(args.type, ex.model.state_dict())
-    topt = torch.optim.AdamW(tmodel.parameters(), lr=ex.LR.get(args.type, 2e-3), betas=(0.9, 0.99), weight_decay=0.01)
+    topt = torch_optimizer(args.type, tmodel)
 
     train_words, val_words, _ = ex.split(ex.load_words(), 42)
     xtr, ytr = ex.build_sequences(train_words, ex.BLOCK)

@@ -138,21 +138,22 @@ def run_picograd(xtr, ytr, batch: int, steps: int, warmup: int, data: str) -> di
     return result
 
 
-def _torch_model(torch: Any):
+def torch_mlp(torch: Any, device: str = "cuda"):
+    """The Bengio MLP in PyTorch (a Sequential: Embedding, Flatten, Linear, Tanh, Linear) on ``device``."""
     return torch.nn.Sequential(
         torch.nn.Embedding(27, 10),
         torch.nn.Flatten(),
         torch.nn.Linear(30, 200),
         torch.nn.Tanh(),
         torch.nn.Linear(200, 27),
-    ).cuda()
+    ).to(device)
 
 
 def run_torch(xtr, ytr, batch: int, steps: int, warmup: int, data: str, mode: str | None) -> dict[str, Any]:
     import torch
 
     torch.manual_seed(0)
-    model = _torch_model(torch)
+    model = torch_mlp(torch)
     opt = torch.optim.SGD(model.parameters(), lr=LR)
 
     def train(x: Any, y: Any) -> Any:
