@@ -1,8 +1,9 @@
+# shellcheck shell=bash
 # Sourced by the GPU-machine scripts (bench/*_check.sh): the repository root as working directory, $OUT and $PY,
 # the carried wheels installed, and run NAME SECONDS COMMAND... (time-limited, output to $OUT/NAME.log, exit status
 # to $OUT/summary.txt), so that one hang cannot eat the other parts.
 set -uo pipefail
-cd "$(dirname "${BASH_SOURCE[0]}")/.."
+cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit
 OUT="${OUT:-/tmp/picograd-gpu-out}"
 mkdir -p "$OUT"
 PY="${PYTHON:-python3}"

@@ -542,8 +542,8 @@ def main() -> None:
         worker(args)
         return
 
-    frameworks = [f for f in FRAMEWORKS if f in args.frameworks.split(",")]
-    if unknown := set(args.frameworks.split(",")) - set(FRAMEWORKS):
+    frameworks = args.frameworks.split(",")  # --full-gpt runs them in this order
+    if unknown := set(frameworks) - set(FRAMEWORKS):
         parser.error(f"unknown frameworks {sorted(unknown)}; frameworks are {', '.join(FRAMEWORKS)}")
     if args.full_gpt:
         work = [("gpt-full", d, [f]) for d in args.dtypes.split(",") for f in frameworks]
