@@ -26,8 +26,10 @@
 # Turning them into the README's tables: python bench/gpu_tables.py bench/results/gpu_models_h200.jsonl
 #   (and bench/results/gpu_models_full_h200.jsonl): Markdown, one row per (model, dtype) with picograd, torch eager
 #   and torch.compile side by side; gemm.py and train_step.py print their own tables at the end of their logs.
+# Overrides (environment): H200_DEADLINE (seconds, default 560); MODELS_ARGS, FULL_GPT_ARGS (more arguments for
+# gpu_models.py, e.g. MODELS_ARGS="--models gpt:bfloat16,bert --steps 50"); TRAIN_STEP_ARGS (for train_step.py).
 START=$SECONDS
-DEADLINE=$((START + 560))
+DEADLINE=$((START + ${H200_DEADLINE:-560}))
 FINAL="${OUT:-/tmp/picograd-gpu-out}"
 mkdir -p "$FINAL"
 export OUT=/tmp/h200_check_work
@@ -126,21 +128,25 @@ part_models() {
     echo "models: only ${budget} s left, skipped" | tee -a "$OUT/summary.txt"
     return
   fi
-  run gpu_models $((budget + 15)) "$PY" bench/gpu_models.py --budget "$budget" --timeout 240 "$@"
+  # shellcheck disable=SC2086 # MODELS_ARGS is a list of arguments
+  run gpu_models $((budget + 15)) "$PY" bench/gpu_models.py --budget "$budget" --timeout 240 "$@" ${MODELS_ARGS:-}
   grep -E "ms/step|Error|skipped|timed out" "$OUT/gpu_models.log" | tail -n 40
 }
 
 part_full_gpt() {
   local budget
   budget=$(($(left_for full_gpt) - 10))
+  # shellcheck disable=SC2086 # FULL_GPT_ARGS is a list of arguments
   run gpu_models_full $((budget + 15)) "$PY" bench/gpu_models.py --full-gpt --dtypes bfloat16 \
     --frameworks picograd,torch-compile,torch-eager --budget "$budget" --timeout 330 \
-    --out "$OUT/gpu_models_full_h200.jsonl"
+    --out "$OUT/gpu_models_full_h200.jsonl" ${FULL_GPT_ARGS:-}
   grep -E "ms/step|Error|skipped|timed out" "$OUT/gpu_models_full.log" | tail -n 20
 }
 
 part_train_step() {
-  run train_step 75 "$PY" bench/train_step.py --steps 200 --warmup 20 --timeout 30 --out "$OUT/train_step_h200.json"
+  # shellcheck disable=SC2086 # TRAIN_STEP_ARGS is a list of arguments
+  run train_step 75 "$PY" bench/train_step.py --steps 200 --warmup 20 --timeout 30 --out "$OUT/train_step_h200.json" \
+    ${TRAIN_STEP_ARGS:-}
   tail -n 12 "$OUT/train_step.log"
 }
 
