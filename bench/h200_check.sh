@@ -6,18 +6,21 @@
 #   OUT=/path/to/dir bash bench/h200_check.sh [PART...]
 # Parts, run in the order given (default: facts tests gemm attention models train_step):
 #   part        limit (s)  what
-#   facts          15      nvidia-smi (GPU, driver, clocks, power), torch/CUDA/triton/tinygrad/xdsl versions, ptxas
+#   facts          25      nvidia-smi (GPU, driver, clocks, power), torch/CUDA/triton/tinygrad/xdsl versions, ptxas
 #   tests         150      pytest -m gpu tests (every GPU test; 8 xdist workers when pytest-xdist is there)
-#   gemm          100      bench/gemm.py at 4096^3 and 8192^3 (the bars' shapes), every rung and dtype row it has
+#   gemm          120      bench/gemm.py at 4096^3 and 8192^3 (the bars' shapes), every rung and dtype row it has
 #   attention      60      bench/attention.py, if the file exists (helper attn's branch)
 #   models      the rest   bench/gpu_models.py, its --budget = what is left before DEADLINE minus the later parts'
 #                          limits: the models in its priority order (gpt:bfloat16 first), the rest reported skipped
-#   train_step     75      bench/train_step.py: the MLP step vs torch eager, torch.compile (both modes), tinygrad
+#   train_step     90      bench/train_step.py: the MLP step vs torch eager, torch.compile (both modes), tinygrad
 #   models-all  the rest   bench/gpu_models.py, every model (for a second call: facts models-all)
 #   full-gpt    the rest   bench/gpu_models.py --full-gpt: the GPT at nanoGPT's train_shakespeare_char config, 5,000
 #                          iterations, bf16, picograd then torch.compile then torch eager, best val_loss of each
 #                          (for a third call: facts full-gpt; a run cut by its limit reports how far it got)
-# Default budget: 15 + 150 + 100 + 60 + about 150 (models) + 75 = 550 s, plus about 10 s to install the wheels.
+# Default budget (limits): about 10 s to install the wheels + 25 + 150 + 120 + 60 + models + 90 = 455 s + models,
+# all within DEADLINE; models gets what the earlier parts leave of DEADLINE less train_step's 90 s and 10 s: at least
+# about 95 s, more when the tests, gemm or attention end before their limits (or attention is absent). Worst case
+# the script ends about 580 s after its start: run it with the call's timeout_s=600.
 #
 # $OUT receives at most 8 files (the device tool's limit): summary.txt (exit status and seconds of every part),
 # h200_check.tar.gz (every log and result), and each JSON/JSONL result under the name it takes in bench/results/:
@@ -61,7 +64,7 @@ pack() {
 # Seconds left before DEADLINE, less the limits of the parts after the current one.
 left_for() {
   local reserve=0
-  case "$PARTS" in *" train_step "*) [ "$1" != train_step ] && reserve=$((reserve + 75)) ;; esac
+  case "$PARTS" in *" train_step "*) [ "$1" != train_step ] && reserve=$((reserve + 90)) ;; esac
   echo $((DEADLINE - SECONDS - reserve))
 }
 
@@ -90,7 +93,7 @@ PY
 }
 
 part_facts() {
-  run facts 15 bash -c "$(declare -f facts); facts"
+  run facts 25 bash -c "$(declare -f facts); facts"
   cp "$OUT/facts.log" "$OUT/gpu_facts_h200.txt"
 }
 
@@ -103,7 +106,7 @@ part_tests() {
 }
 
 part_gemm() {
-  run gemm 100 "$PY" bench/gemm.py --skip-slow --shapes 4096x4096x4096,8192x8192x8192 --out "$OUT/gemm_h200.jsonl"
+  run gemm 120 "$PY" bench/gemm.py --skip-slow --shapes 4096x4096x4096,8192x8192x8192 --out "$OUT/gemm_h200.jsonl"
   tail -n 4 "$OUT/gemm.log"
 }
 
@@ -145,7 +148,7 @@ part_full_gpt() {
 
 part_train_step() {
   # shellcheck disable=SC2086 # TRAIN_STEP_ARGS is a list of arguments
-  run train_step 75 "$PY" bench/train_step.py --steps 200 --warmup 20 --timeout 30 --out "$OUT/train_step_h200.json" \
+  run train_step 90 "$PY" bench/train_step.py --steps 200 --warmup 20 --timeout 35 --out "$OUT/train_step_h200.json" \
     ${TRAIN_STEP_ARGS:-}
   tail -n 12 "$OUT/train_step.log"
 }
