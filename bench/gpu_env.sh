@@ -1,7 +1,7 @@
 # shellcheck shell=bash
 # Sourced by the GPU-machine scripts (bench/*_check.sh): the repository root as working directory, $OUT and $PY,
 # the carried wheels installed, and run NAME SECONDS COMMAND... (time-limited, output to $OUT/NAME.log, exit status
-# to $OUT/summary.txt), so that one hang cannot eat the other parts.
+# to $OUT/summary.txt; run returns it), so that one hang cannot eat the other parts.
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit
 OUT="${OUT:-/tmp/picograd-gpu-out}"
@@ -22,4 +22,5 @@ run() {
   timeout --kill-after=10 "$limit" "$@" >"$OUT/$name.log" 2>&1
   local status=$?
   printf '%-28s exit %3d  %4ds\n' "$name" "$status" $((SECONDS - t0)) | tee -a "$OUT/summary.txt"
+  return "$status"
 }
