@@ -28,7 +28,7 @@ backward, clip where the recipe clips, update, step the LR schedule, read the lo
 synchronises the device). The first call is timed alone (tracing and compiling), then ``--warmup`` steps, then
 ``--steps`` timed steps (wall clock): median, p10 and p90 ms per step. ``first_loss`` is the loss of the first batch
 from the shared initial state: it agrees across frameworks where the model draws no randomness (no dropout, masks or
-noise).
+noise). For picograd on cuda a row also gives the kernel launches per step and the CUDA-graph counters.
 
 ``--full-gpt`` instead trains the GPT at ``--config gpu`` for ``--full-iters`` iterations (nanoGPT's 5,000) in each
 of ``--frameworks`` (one child each), evaluating the example's 200 fixed validation batches every
@@ -110,7 +110,18 @@ def picograd_step(compiled: Any, device: str, sched: Any = None, inputs: slice =
             sched.step()
         return (out[0] if isinstance(out, tuple) else out).item()
 
+    step.compiled = compiled  # type: ignore[attr-defined]  # for executable_facts
     return step
+
+
+def executable_facts(step: Step) -> dict[str, Any]:
+    """Kernel launches per call and the CUDA-graph counters of picograd's compiled step (on cuda)."""
+    exes = [e for e in step.compiled.executables() if hasattr(e, "steps")]  # type: ignore[attr-defined]
+    if not exes:
+        return {}
+    launches = [s for s in exes[0].steps if type(s).__name__ == "Launch"]
+    stats = {k: getattr(exes[0].stats, k, None) for k in ("calls", "captures", "updates", "eager", "graphs")}
+    return {"executables": len(exes), "kernels_per_step": len(launches), "executable_stats": stats}
 
 
 def torch_step(
@@ -462,6 +473,11 @@ def worker(args: argparse.Namespace) -> None:
             case = make_case(model, args.device, dtype, 1 + args.warmup + args.steps, args.gpt_config)
             step = case.picograd() if framework == "picograd" else case.torch(framework == "torch-compile")
             timed = time_steps(step, case.batches, args.warmup)
+            if framework == "picograd":
+                try:
+                    timed.update(executable_facts(step))
+                except Exception as e:  # a fact missing must not lose the timing
+                    timed["executable_facts_error"] = repr(e)
             emit({**base, "example": case.example, "config": case.config, **timed})
         except Exception as e:  # one framework failing does not lose the next
             import traceback
