@@ -30,7 +30,8 @@
 #   (and bench/results/gpu_models_full_h200.jsonl): Markdown, one row per (model, dtype) with picograd, torch eager
 #   and torch.compile side by side; gemm.py and train_step.py print their own tables at the end of their logs.
 # Overrides (environment): H200_DEADLINE (seconds, default 560); MODELS_ARGS, FULL_GPT_ARGS (more arguments for
-# gpu_models.py, e.g. MODELS_ARGS="--models gpt:bfloat16,bert --steps 50"); TRAIN_STEP_ARGS (for train_step.py).
+# gpu_models.py, e.g. MODELS_ARGS="--models gpt:bfloat16,bert --steps 50"); GEMM_ARGS, ATTENTION_ARGS and
+# TRAIN_STEP_ARGS (for gemm.py, attention.py and train_step.py: later options override the script's).
 START=$SECONDS
 DEADLINE=$((START + ${H200_DEADLINE:-560}))
 FINAL="${OUT:-/tmp/picograd-gpu-out}"
@@ -115,7 +116,9 @@ part_tests() {
 }
 
 part_gemm() {
-  run gemm 120 "$PY" bench/gemm.py --skip-slow --shapes 4096x4096x4096,8192x8192x8192 --out "$OUT/gemm_h200.jsonl"
+  # shellcheck disable=SC2086 # GEMM_ARGS is a list of arguments
+  run gemm 120 "$PY" bench/gemm.py --skip-slow --shapes 4096x4096x4096,8192x8192x8192 --out "$OUT/gemm_h200.jsonl" \
+    ${GEMM_ARGS:-}
   tail -n 4 "$OUT/gemm.log"
 }
 
@@ -127,7 +130,8 @@ part_attention() {
   local out=()
   "$PY" bench/attention.py --help 2>/dev/null | grep -q -- "--out" && out=(--out "$OUT/attention_h200.jsonl")
   touch "$OUT/.attention_start"
-  run attention 60 "$PY" bench/attention.py "${out[@]}"
+  # shellcheck disable=SC2086 # ATTENTION_ARGS is a list of arguments
+  run attention 60 "$PY" bench/attention.py "${out[@]}" ${ATTENTION_ARGS:-}
   # without --out, take whatever it wrote under bench/results/ during the run
   find bench/results -maxdepth 1 -name 'attention*.json*' -newer "$OUT/.attention_start" -exec cp {} "$OUT/" \;
   tail -n 4 "$OUT/attention.log"
