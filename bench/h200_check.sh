@@ -105,7 +105,7 @@ part_tests() {
     run pytest_gpu 150 "$PY" -m pytest "${opts[@]}" -n 8 tests
     status=$?
     # pytest's 3 (internal error) or 4 (usage error): xdist itself failed; the rest of the 150 s without it
-    if [ "$status" -eq 3 ] || [ "$status" -eq 4 ]; then
+    if { [ "$status" -eq 3 ] || [ "$status" -eq 4 ]; } && [ $((150 - (SECONDS - t0))) -gt 20 ]; then
       run pytest_gpu_serial $((150 - (SECONDS - t0))) "$PY" -m pytest "${opts[@]}" tests
       tail -n 3 "$OUT/pytest_gpu_serial.log"
     fi
