@@ -1,5 +1,7 @@
-"""The course models trained on the GPU: picograd's compiled train step against its PyTorch twin in eager mode and
-under ``torch.compile``, same model, initial state, recipe and batches (issue 18, item 4).
+"""The course models' train steps on the GPU: picograd against its PyTorch twins, eager and under torch.compile.
+
+picograd's compiled train step of each example against its PyTorch twin in eager mode and under ``torch.compile``,
+same model, initial state, recipe and batches (issue 18, item 4).
 
 Models (``--models``, comma-separated, ``model:dtype`` for bf16; the default order puts the most wanted first, so
 that a time budget cuts the least wanted):
