@@ -62,7 +62,7 @@ def names_case(kind: str, n: int) -> Case:
     ex.model, ex.opt = ex.make(kind, SEED)
     step = pg.compile(ex.train_step.fn)
     twin = tw.torch_twin(kind, ex.model.state_dict())
-    topt = torch.optim.AdamW(twin.parameters(), lr=ex.LR.get(kind, 2e-3), betas=(0.9, 0.99), weight_decay=0.01)
+    topt = tw.torch_optimizer(kind, twin)
     train_words, _, _ = ex.split(ex.load_words(), 42)
     xtr, ytr = ex.build_sequences(train_words, ex.BLOCK)
     batches = [(xtr[ix], ytr[ix]) for ix in ex.batches(len(xtr), n, SEED)]
