@@ -21,7 +21,8 @@ that a time budget cuts the least wanted):
 Only the GPT has a bf16 path. Frameworks: ``picograd`` (the example's ``@pg.compile`` train step), ``torch-eager``
 (the twin) and ``torch-compile`` (the twin's forward and loss under ``torch.compile``, default mode, as nanoGPT
 compiles its model whose forward returns the loss; backward through AOTAutograd, the optimizer step eager). PyTorch's
-optimizers run as a GPU user gets them (foreach), fused AdamW for the GPT and BERT.
+optimizers run as a GPU user gets them (foreach), fused AdamW for the GPT and BERT; TF32 is off (float32 products and
+convolutions in full float32, as picograd's float32).
 
 Method: for each (model, dtype) picograd runs in one child process and both PyTorch variants in another (a crash, a
 hang or a broken CUDA context loses only that child), each with a timeout, all within ``--budget`` seconds (children
@@ -141,6 +142,10 @@ def torch_step(
     autocast for ``dtype == "bfloat16"``), backward, clipping to ``clip``, ``opt.step()``, the schedule's step."""
     import torch
 
+    # float32 as picograd computes it: no TF32 in cuBLAS (PyTorch's default) nor in cuDNN's convolutions (on by
+    # default there)
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
     fn = torch.compile(loss_fn) if compile else loss_fn
 
     def step(batch: Batch) -> float:
