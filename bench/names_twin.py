@@ -6,7 +6,9 @@ PyTorch eager's on the same batch, each timed with ``time.perf_counter`` around 
 input tensors from numpy and reading the loss back (``.item()``). Reported: the largest relative difference of the
 first 50 losses (float32), both final validation losses (mean over every target of the validation split) and the
 median per-step CPU time of each after the first 100 steps. PyTorch runs on ``--threads`` threads (1 by default).
-Writes ``bench/results/names_twin_<type>.json``.
+Writes ``bench/results/names_twin_<type>.json``. ``--device cuda`` runs both on the GPU (PyTorch without TF32; the
+results file gets ``_cuda``), ``--compile`` the twin's forward under ``torch.compile`` (``bench/gpu_models.py``
+times all three side by side).
 
     python bench/names_twin.py --type lstm             # the default 20,000 steps
     python bench/names_twin.py --type gru --steps 200  # a quick agreement check
@@ -121,8 +123,11 @@ def main() -> None:
         help="PyTorch's CPU threads (default 1: on a busy 2-core machine two threads wait on each other; numpy's "
         "BLAS made no difference either way)",
     )
-    parser.add_argument("--out", help="JSON results (default bench/results/names_twin_<type>.json)")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    parser.add_argument("--compile", action="store_true", help="the twin's forward under torch.compile")
+    parser.add_argument("--out", help="JSON results (default bench/results/names_twin_<type>[_cuda].json)")
     args = parser.parse_args()
+    dev = args.device
 
     import names as ex
     import torch
@@ -135,24 +140,27 @@ def main() -> None:
     if args.steps is None:
         args.steps = ex.DEFAULT_STEPS.get(args.type, 20_000)
     ex.model, ex.opt = ex.make(args.type, args.seed)
-    tmodel = torch_twin(args.type, ex.model.state_dict())
+    tmodel = torch_twin(args.type, ex.model.state_dict()).to(dev)
+    ex.model.to(dev)
     topt = torch_optimizer(args.type, tmodel)
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False  # float32 as picograd's
+    forward = torch.compile(tmodel) if args.compile else tmodel
 
     train_words, val_words, _ = ex.split(ex.load_words(), 42)
     xtr, ytr = ex.build_sequences(train_words, ex.BLOCK)
     xva, yva = ex.build_sequences(val_words, ex.BLOCK)
 
     def torch_loss(x, y, reduction="mean"):
-        logits = tmodel(x)
+        logits = forward(x.to(dev))
         return torch.nn.functional.cross_entropy(
-            logits.reshape(-1, ex.VOCAB), y.reshape(-1), ignore_index=-1, reduction=reduction
+            logits.reshape(-1, ex.VOCAB), y.to(dev).reshape(-1), ignore_index=-1, reduction=reduction
         )
 
     pg_losses, torch_losses, pg_ms, torch_ms = [], [], [], []
     start = time.perf_counter()
     for ix in tqdm(ex.batches(len(xtr), args.steps, args.seed), total=args.steps, mininterval=2.0, desc=args.type):
         t0 = time.perf_counter()
-        pg_losses.append(ex.train_step(pg.tensor(xtr[ix]), pg.tensor(ytr[ix])).item())
+        pg_losses.append(ex.train_step(pg.tensor(xtr[ix], device=dev), pg.tensor(ytr[ix], device=dev)).item())
         t1 = time.perf_counter()
         loss = torch_loss(torch.from_numpy(xtr[ix]), torch.from_numpy(ytr[ix]))
         topt.zero_grad()
@@ -164,7 +172,7 @@ def main() -> None:
         torch_ms.append(1e3 * (t2 - t1))
     wall = time.perf_counter() - start
 
-    pg_val = ex.evaluate(xva, yva)
+    pg_val = ex.evaluate(xva, yva, dev)
     with torch.no_grad():
         count = int((yva != -1).sum())
         torch_val = float(torch_loss(torch.from_numpy(xva), torch.from_numpy(yva), "sum")) / count
@@ -174,7 +182,8 @@ def main() -> None:
     result = {
         "benchmark": f"examples/names.py --type {args.type} against its PyTorch twin (batch {ex.BATCH}, AdamW)",
         "date": datetime.date.today().isoformat(),
-        "device": "cpu",
+        "device": dev,
+        "torch_compile": args.compile,
         "cpu": platform.processor() or platform.machine(),
         "cores": os.cpu_count(),
         "load_average_1_5_15_min": os.getloadavg(),  # the machine is shared: other work inflates both timings
@@ -199,7 +208,8 @@ def main() -> None:
         "wall_s": wall,
         "losses_every_1000": {"picograd": pg_losses[::1000], "pytorch": torch_losses[::1000]},
     }
-    out = args.out or os.path.join(HERE, "results", f"names_twin_{args.type}.json")
+    suffix = "_cuda" if dev == "cuda" else ""
+    out = args.out or os.path.join(HERE, "results", f"names_twin_{args.type}{suffix}.json")
     os.makedirs(os.path.dirname(out), exist_ok=True)
     with open(out, "w") as f:
         json.dump(result, f, indent=2)
