@@ -4,7 +4,8 @@
 Checks that the first ``--compare`` training losses agree within 1e-4 relative (float32) and reports both final
 test accuracies (eval mode, BatchNorm's running statistics) and the per-step CPU time of both (wall clock of one
 step including building its input tensors and reading the loss, median after ``--warmup`` steps). Writes
-``bench/results/cnn_digits_cpu.json``.
+``bench/results/cnn_digits_cpu.json``. ``--device cuda`` runs both on the GPU (PyTorch without TF32; writes
+``cnn_digits_cuda.json``), ``--compile`` the twin's forward under ``torch.compile``.
 
     python bench/cnn_digits_twin.py            # the example's 500 steps
 """
@@ -69,15 +70,21 @@ def main() -> None:
     parser.add_argument("--compare", type=int, default=50, help="first losses that must agree within 1e-4")
     parser.add_argument("--warmup", type=int, default=10, help="steps left out of the timing")
     parser.add_argument("--torch-threads", type=int, default=1, help="PyTorch CPU threads (1: shared 2-core machine)")
-    parser.add_argument("--out", default=os.path.join(HERE, "results", "cnn_digits_cpu.json"))
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    parser.add_argument("--compile", action="store_true", help="the twin's forward under torch.compile")
+    parser.add_argument("--out", help="default: bench/results/cnn_digits_<device>.json")
     args = parser.parse_args()
     torch.set_num_threads(args.torch_threads)
+    dev = args.device
+    args.out = args.out or os.path.join(HERE, "results", f"cnn_digits_{dev}.json")
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False  # float32 as picograd's
 
     data = dd.load_digits()
     x_train, x_test = dd.to_unit(data.x_train), dd.to_unit(data.x_test)
-    ex.model, ex.opt = ex.make(args.seed)
-    twin = from_picograd(TorchCNN(), ex.model.state_dict())
+    ex.model, ex.opt = ex.make(args.seed, dev)
+    twin = from_picograd(TorchCNN(), ex.model.state_dict()).to(dev)
     topt = torch.optim.Adam(twin.parameters(), lr=ex.LR, foreach=False)
+    forward = torch.compile(twin) if args.compile else twin
     rng = np.random.default_rng(args.seed)
 
     from tqdm import tqdm
@@ -87,9 +94,9 @@ def main() -> None:
         idx = dd.batches(len(x_train), ex.BATCH, rng)
         x, y = x_train[idx], data.y_train[idx]
         t0 = time.perf_counter()
-        ours.append(ex.train_step(pg.tensor(x), pg.tensor(y)).item())
+        ours.append(ex.train_step(pg.tensor(x, device=dev), pg.tensor(y, device=dev)).item())
         t1 = time.perf_counter()
-        loss = TF.cross_entropy(twin(torch.from_numpy(x)), torch.from_numpy(y))
+        loss = TF.cross_entropy(forward(torch.from_numpy(x).to(dev)), torch.from_numpy(y).to(dev))
         topt.zero_grad(set_to_none=True)
         loss.backward()
         topt.step()
@@ -100,16 +107,18 @@ def main() -> None:
 
     n = min(args.compare, args.steps)
     rel = [abs(a - b) / abs(b) for a, b in zip(ours[:n], theirs[:n], strict=True)]
-    acc_ours = ex.accuracy(x_test, data.y_test)[0]
+    acc_ours = ex.accuracy(x_test, data.y_test, dev)[0]
     twin.eval()
     with torch.no_grad():
-        acc_theirs = float((twin(torch.from_numpy(x_test)).argmax(1).numpy() == data.y_test).mean())
+        acc_theirs = float((twin(torch.from_numpy(x_test).to(dev)).argmax(1).cpu().numpy() == data.y_test).mean())
     state = ex.model.state_dict()
-    buffers = {k: float(np.abs(np.array(state[k]) - v.numpy()).max()) for k, v in twin.state_dict().items()
+    buffers = {k: float(np.abs(np.array(state[k]) - v.cpu().numpy()).max()) for k, v in twin.state_dict().items()
                if "running" in k}  # fmt: skip
     med = {k: 1e3 * statistics.median(v[args.warmup :] or v) for k, v in (("ours", t_ours), ("theirs", t_theirs))}
     result = {
         "benchmark": "examples/cnn_digits.py, picograd vs its PyTorch twin (same process, same batches)",
+        "device": dev,
+        "torch_compile": args.compile,
         "date": datetime.date.today().isoformat(),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, shared with other jobs (load average "
         f"{os.getloadavg()[0]:.1f} at the end)",
