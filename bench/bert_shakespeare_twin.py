@@ -4,7 +4,8 @@ step returns its corrupted input and targets), in the same process, step by step
 
 Checks that the first ``--compare`` losses agree within 1e-4 relative and reports both final masked-token
 validation losses and accuracies (the example's fixed validation batches and masks) and the per-step CPU time of
-both (median after ``--warmup``). Writes ``bench/results/bert_shakespeare_cpu.json``.
+both (median after ``--warmup``). Writes ``bench/results/bert_shakespeare_cpu.json``; ``--device cuda`` runs both
+on the GPU (``bert_shakespeare_cuda.json``), ``--compile`` the twin's forward under ``torch.compile``.
 
     python bench/bert_shakespeare_twin.py --steps 2000
 """
@@ -61,13 +62,13 @@ class TorchBERT(nn.Module):
         return self.lm_head(self.ln_f(x))
 
 
-def torch_eval(model: nn.Module, batches, vocab: int) -> tuple[float, float]:
+def torch_eval(model: nn.Module, batches, vocab: int, device: str = "cpu") -> tuple[float, float]:
     model.eval()
     loss = correct = count = 0.0
     with torch.no_grad():
         for inp, target in batches:
-            logits = model(torch.from_numpy(inp)).reshape(-1, vocab)
-            t = torch.from_numpy(target).reshape(-1)
+            logits = model(torch.from_numpy(inp).to(device)).reshape(-1, vocab)
+            t = torch.from_numpy(target).to(device).reshape(-1)
             loss += TF.cross_entropy(logits, t, ignore_index=ex.IGNORE, reduction="sum").item()
             correct += (logits.argmax(-1) == t).sum().item()
             count += (t != ex.IGNORE).sum().item()
@@ -81,10 +82,13 @@ def main() -> None:
     data = ex.CharData()
     cfg = replace(ex.CFG, vocab_size=len(data.chars) + 1, max_iters=args.steps,
                   lr_decay_iters=max(args.steps, ex.CFG.warmup_iters + 1))  # fmt: skip
-    ex.model, ex.opt, ex.sched = ex.make(cfg, args.seed)
+    dev = args.device
+    ex.model, ex.opt, ex.sched = ex.make(cfg, args.seed, dev)
     twin = TorchBERT(cfg)
     load_from_picograd(twin, ex.model.state_dict())
+    twin.to(dev)
     topt, tsched = torch_optimizer(twin, cfg)
+    forward = torch.compile(twin) if args.compile else twin
     val = ex.val_batches(data, cfg, args.seed + 1)
     rng = np.random.default_rng(args.seed)
 
@@ -95,16 +99,16 @@ def main() -> None:
     for _ in tqdm(range(args.steps), mininterval=2.0, desc="twin"):
         x, _ = data.batch("train", rng, cfg.batch_size, cfg.block_size)
         t0 = time.perf_counter()
-        loss, inp, target = ex.train_step(pg.tensor(x))
+        loss, inp, target = ex.train_step(pg.tensor(x, device=dev))
         ex.sched.step()
         ours.append(loss.item())
         t1 = time.perf_counter()
         inp_np, target_np = inp.numpy(), target.numpy()  # the masks picograd drew (not timed)
         masked_fraction.append(float((target_np != ex.IGNORE).mean()))
         t2 = time.perf_counter()
-        logits = twin(torch.from_numpy(inp_np))
+        logits = forward(torch.from_numpy(inp_np).to(dev))
         tloss = TF.cross_entropy(
-            logits.reshape(-1, cfg.vocab_size), torch.from_numpy(target_np).reshape(-1), ignore_index=ex.IGNORE
+            logits.reshape(-1, cfg.vocab_size), torch.from_numpy(target_np).to(dev).reshape(-1), ignore_index=ex.IGNORE
         )
         topt.zero_grad(set_to_none=True)
         tloss.backward()
@@ -118,11 +122,13 @@ def main() -> None:
 
     n = min(args.compare, args.steps)
     rel = [abs(a - b) / abs(b) for a, b in zip(ours[:n], theirs[:n], strict=True)]
-    val_ours = ex.evaluate(val)
-    val_theirs = torch_eval(twin, val, cfg.vocab_size)
+    val_ours = ex.evaluate(val, dev)
+    val_theirs = torch_eval(twin, val, cfg.vocab_size, dev)
     med = {k: 1e3 * statistics.median(v[args.warmup :] or v) for k, v in (("ours", t_ours), ("theirs", t_theirs))}
     result = {
         "benchmark": "examples/bert_shakespeare.py, picograd vs its PyTorch twin fed picograd's masks (same process)",
+        "device": dev,
+        "torch_compile": args.compile,
         "date": datetime.date.today().isoformat(),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, shared with other jobs (load average "
         f"{os.getloadavg()[0]:.1f} at the end)",

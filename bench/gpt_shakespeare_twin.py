@@ -149,8 +149,9 @@ def versions() -> dict[str, str]:
 
 
 def twin_args(doc: str | None, out: str, warmup: int, attention: bool = False) -> argparse.Namespace:
-    """The command line the Shakespeare twins share (``out`` under ``bench/results/``; ``attention`` adds the GPT's
-    ``--attention``, ``--block-size``, ``--dtype`` and ``--device``); sets PyTorch's threads."""
+    """The command line the Shakespeare twins share (``out`` under ``bench/results/``; ``--device``, ``--compile``;
+    ``attention`` adds the GPT's ``--attention``, ``--block-size`` and ``--dtype``); sets PyTorch's threads and, on
+    the GPU, turns TF32 off (float32 as picograd's)."""
     parser = argparse.ArgumentParser(description=(doc or "").splitlines()[0])
     parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=1337)
@@ -171,7 +172,8 @@ def twin_args(doc: str | None, out: str, warmup: int, attention: bool = False) -
             default="float32",
             help="bfloat16: both under autocast (the example's --dtype; losses compared within 1e-2)",
         )
-        parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")  # fmt: skip
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    parser.add_argument("--compile", action="store_true", help="the twin's forward under torch.compile")
     parser.add_argument("--out", help=f"default: bench/results/{out} (with _manual before _cpu for manual attention, "
                         "_bf16 for bfloat16, _cuda for the GPU)")  # fmt: skip
     args = parser.parse_args()
@@ -179,10 +181,11 @@ def twin_args(doc: str | None, out: str, warmup: int, attention: bool = False) -
         out = out.replace("_cpu", "_manual_cpu")
     if attention and args.dtype == "bfloat16":
         out = out.replace("_cpu", "_bf16_cpu")
-    if attention and args.device == "cuda":
+    if args.device == "cuda":
         out = out.replace("_cpu", "_cuda")
     args.out = args.out or os.path.join(HERE, "results", out)
     torch.set_num_threads(args.torch_threads)
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
     return args
 
 
@@ -202,6 +205,7 @@ def main() -> None:
     twin.to(dev)
     topt, tsched = torch_optimizer(twin, cfg)
     amp = torch_amp(dev, args.dtype)
+    forward = torch.compile(twin) if args.compile else twin
     val = data.fixed_batches("val", cfg.eval_batches, cfg.batch_size, cfg.block_size, args.seed + 1)
     rng = np.random.default_rng(args.seed)
 
@@ -216,7 +220,7 @@ def main() -> None:
         t1 = time.perf_counter()
         xt, yt = torch.from_numpy(x).to(dev), torch.from_numpy(y).to(dev)
         with amp:
-            logits = twin(xt)
+            logits = forward(xt)
             loss = TF.cross_entropy(logits.reshape(-1, logits.shape[-1]), yt.reshape(-1))
         topt.zero_grad(set_to_none=True)
         loss.backward()
@@ -235,7 +239,8 @@ def main() -> None:
     bound = 1e-4 if args.dtype == "float32" else 1e-2
     result = {
         "benchmark": f"examples/gpt_shakespeare.py --config cpu --attention {args.attention} --block-size "
-        f"{cfg.block_size} --dtype {args.dtype} --device {dev}, picograd vs its PyTorch twin (same process)",
+        f"{cfg.block_size} --dtype {args.dtype} --device {dev}, picograd vs its PyTorch twin (same process"
+        f"{', torch.compile' if args.compile else ''})",
         "date": datetime.date.today().isoformat(),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, shared with other jobs (load average "
         f"{os.getloadavg()[0]:.1f} at the end)",
