@@ -7,7 +7,9 @@ Checks that the first ``--compare`` losses agree within 1e-4 relative (float32);
 of ``--samples`` digits by each; scores both sample sets with the same classifier and metric code (FID on its
 penultimate features against the held-out digits, Inception Score), and the held-out digits themselves against the
 training digits (the floor of the metric). Writes ``bench/results/ddpm_digits_cpu.json`` and both 64-sample grids
-as ``bench/results/ddpm_digits_samples_{picograd,pytorch}.png``.
+as ``bench/results/ddpm_digits_samples_{picograd,pytorch}.png``. ``--device cuda`` runs both on the GPU (PyTorch
+without TF32; ``ddpm_digits_cuda.json`` and ``ddpm_digits_samples_cuda_*.png``), ``--compile`` the twin's U-Net under
+``torch.compile``.
 
     python bench/ddpm_digits_twin.py                 # the example's 2,000 steps and 1,000 samples
     python bench/ddpm_digits_twin.py --steps 50 --samples 0    # the loss comparison only
@@ -86,16 +88,17 @@ class TorchUNet(nn.Module):
 
 
 @torch.no_grad()
-def torch_sample(model: nn.Module, n: int, seed: int) -> np.ndarray:
-    """``ddpm_digits.sample`` in PyTorch (its own generator): (n, 1, 8, 8) in [-1, 1]."""
+def torch_sample(model: nn.Module, n: int, seed: int, device: str = "cpu") -> np.ndarray:
+    """``ddpm_digits.sample`` in PyTorch (its own generator, on the host): (n, 1, 8, 8) in [-1, 1]."""
     g = torch.Generator().manual_seed(seed)
     model.eval()
-    x = torch.randn(n, 1, 8, 8, generator=g)
+    x = torch.randn(n, 1, 8, 8, generator=g).to(device)
     for step in reversed(range(ex.T)):
         c0, c1, c2 = (float(v) for v in ex.sampler_coefficients(step))
-        x = c0 * (x - c1 * model(x, torch.full((n,), step))) + c2 * torch.randn(x.shape, generator=g)
+        t = torch.full((n,), step, device=device)
+        x = c0 * (x - c1 * model(x, t)) + c2 * torch.randn(x.shape, generator=g).to(device)
     model.train()
-    return np.clip(x.numpy(), -1, 1)
+    return np.clip(x.cpu().numpy(), -1, 1)
 
 
 def main() -> None:
@@ -106,18 +109,26 @@ def main() -> None:
     parser.add_argument("--compare", type=int, default=50, help="first losses that must agree within 1e-4")
     parser.add_argument("--warmup", type=int, default=10, help="steps left out of the timing")
     parser.add_argument("--torch-threads", type=int, default=1, help="PyTorch CPU threads (1: shared 2-core machine)")
-    parser.add_argument("--out", default=os.path.join(HERE, "results", "ddpm_digits_cpu.json"))
-    parser.add_argument("--grids", default=os.path.join(HERE, "results", "ddpm_digits_samples"),
-                        help="the 64-sample grids go to <GRIDS>_picograd.png and <GRIDS>_pytorch.png")  # fmt: skip
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    parser.add_argument("--compile", action="store_true", help="the twin's U-Net under torch.compile")
+    parser.add_argument("--out", help="default: bench/results/ddpm_digits_<device>.json")
+    parser.add_argument("--grids", help="the 64-sample grids go to <GRIDS>_picograd.png and <GRIDS>_pytorch.png "
+                        "(default: bench/results/ddpm_digits_samples, with _cuda on the GPU)")  # fmt: skip
     args = parser.parse_args()
     torch.set_num_threads(args.torch_threads)
+    dev = args.device
+    args.out = args.out or os.path.join(HERE, "results", f"ddpm_digits_{dev}.json")
+    suffix = "_cuda" if dev == "cuda" else ""
+    args.grids = args.grids or os.path.join(HERE, "results", f"ddpm_digits_samples{suffix}")
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False  # float32 as picograd's
 
     data = dd.load_digits()
     x_train = dd.to_signed(data.x_train)
-    ex.model, ex.opt, ex.sched = ex.make(args.seed)
-    twin = from_picograd(TorchUNet(), ex.model.state_dict())
+    ex.model, ex.opt, ex.sched = ex.make(args.seed, dev)
+    twin = from_picograd(TorchUNet(), ex.model.state_dict()).to(dev)
     topt = torch.optim.Adam(twin.parameters(), lr=ex.LR, foreach=False)
-    alpha_bar = torch.cumprod(1.0 - torch.from_numpy(ex.betas()), 0)
+    forward = torch.compile(twin) if args.compile else twin
+    alpha_bar = torch.cumprod(1.0 - torch.from_numpy(ex.betas()), 0).to(dev)
     rng = np.random.default_rng(args.seed)
 
     from tqdm import tqdm
@@ -126,14 +137,14 @@ def main() -> None:
     for _ in tqdm(range(args.steps), mininterval=2.0, desc="twin"):
         x0 = x_train[dd.batches(len(x_train), ex.BATCH, rng)]
         t0 = time.perf_counter()
-        loss, t, noise = ex.train_step(pg.tensor(x0))
+        loss, t, noise = ex.train_step(pg.tensor(x0, device=dev))
         ours.append(loss.item())
         t1 = time.perf_counter()
         t_np, noise_np = t.numpy(), noise.numpy()  # picograd's draw (not timed)
         t2 = time.perf_counter()
-        tt, nt = torch.from_numpy(t_np), torch.from_numpy(noise_np)
+        tt, nt = torch.from_numpy(t_np).to(dev), torch.from_numpy(noise_np).to(dev)
         a = alpha_bar[tt][:, None, None, None]
-        tloss = TF.mse_loss(twin(a.sqrt() * torch.from_numpy(x0) + (1 - a).sqrt() * nt, tt), nt)
+        tloss = TF.mse_loss(forward(a.sqrt() * torch.from_numpy(x0).to(dev) + (1 - a).sqrt() * nt, tt), nt)
         topt.zero_grad(set_to_none=True)
         tloss.backward()
         topt.step()
@@ -148,6 +159,8 @@ def main() -> None:
     result = {
         "benchmark": "examples/ddpm_digits.py, picograd vs its PyTorch twin fed picograd's timesteps and noise "
         "(same process, same batches)",
+        "device": dev,
+        "torch_compile": args.compile,
         "date": datetime.date.today().isoformat(),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, shared with other jobs",
         "versions": versions(),
@@ -170,9 +183,9 @@ def main() -> None:
     print(f"ms/step (median): picograd {med['ours']:.1f}, pytorch {med['theirs']:.1f}")
     if args.samples:
         t0 = time.perf_counter()
-        s_ours = dd.signed_to_unit(ex.sample(args.samples, progress=False))
+        s_ours = dd.signed_to_unit(ex.sample(args.samples, dev, progress=False))
         t1 = time.perf_counter()
-        s_theirs = dd.signed_to_unit(torch_sample(twin, args.samples, args.seed))
+        s_theirs = dd.signed_to_unit(torch_sample(twin, args.samples, args.seed, dev))
         t2 = time.perf_counter()
         classify = cnn_digits.load_classifier()
         test, train = dd.to_unit(data.x_test), dd.to_unit(data.x_train)
