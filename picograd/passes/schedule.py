@@ -263,7 +263,9 @@ def _reduction(op: kernel.FusedOp | kernel.LaunchOp, o: Options) -> ScheduleAttr
 def _scatter_add(op: kernel.FusedOp | kernel.LaunchOp, o: Options) -> ScheduleAttr:
     # A 0-d index adds each update to one place: no index loop to spread over threads, no race, no atomics.
     sc = _main_op(op, (pg.ScatterAddOp,))
-    if o.atomics and isinstance(sc, pg.ScatterAddOp) and shape_of(sc.indices):
+    # bf16/f16 scatters accumulate through f32 with a rounding per add: no atomic add of that form (a thread each).
+    low = isinstance(sc, pg.ScatterAddOp) and pg.is_low_precision(element_of(sc.result))
+    if o.atomics and isinstance(sc, pg.ScatterAddOp) and shape_of(sc.indices) and not low:
         return ScheduleAttr("atomic", {"block": o.block_size})
     return o.per_point()
 
