@@ -164,7 +164,8 @@ class MmaSyncKernel(TiledKernel):
         self.ta = _Tile(self, nest.a, s.bm)
         self.tb = _Tile(self, nest.b, s.bn)
         for t in (self.ta, self.tb):
-            t.smem = b.v(gpu_ext.WorkgroupAllocOp(t.element, [s.stages, t.rows, t.cols]))  # type: ignore[attr-defined]
+            # [stage, row * cols + column]: a thread's offsets within a stage are loop-invariant, computed once
+            t.smem = b.v(gpu_ext.WorkgroupAllocOp(t.element, [s.stages, t.rows * t.cols]))  # type: ignore[attr-defined]
         k_tiles = -(-nest.k // s.bk)
         n_acc = s.reps[0] * s.reps[1] * 4
         # Prologue: tiles 0 .. stages - 2 into their stages (past the last tile: zeros nobody reads).
@@ -195,27 +196,27 @@ class MmaSyncKernel(TiledKernel):
     def copy_tile(self, b: KernelBuilder, t: _Tile, k0: Index, stage: Index) -> None:
         """This thread's chunks of the tile at K offset ``k0`` into ``stage``: ``cp.async`` (zero-filled outside
         the matrix) or, on the synchronous path, element by element."""
-        s = self.s
+        s, o = self.s, self.b  # o: the kernel's top-level builder, for what does not change from tile to tile
         chunks = t.rows * t.cpr
         i0 = self.m0 if t.x is self.nest.a else self.n0
         i_ext, k_ext = t.ext[-2], t.ext[-1]
         for r in range(-(-chunks // s.threads)):
-            c = b.add(self.tid, r * s.threads)
-            cb = b.if_(b.lt(c, chunks)) if (r + 1) * s.threads > chunks else b
+            c = o.add(self.tid, r * s.threads)
+            cb = b.if_(o.lt(c, chunks)) if (r + 1) * s.threads > chunks else b
             if cb is None:
                 continue
-            row, ch = cb.div(c, t.cpr), cb.rem(c, t.cpr)
-            along = cb.mul(ch, t.per_chunk)
+            row, ch = o.div(c, t.cpr), o.rem(c, t.cpr)
+            along = o.mul(ch, t.per_chunk)
             ii, kk = (row, along) if t.k_major else (along, row)
-            gi, gk = cb.add(i0, ii), cb.add(k0, kk)
-            col = cb.mul(swizzle(cb, row, ch, t.cpr), t.per_chunk)
-            dst = [cb.idx(stage), cb.idx(row), cb.idx(col)]
+            gi, gk = o.add(i0, ii), cb.add(k0, kk)
+            flat = o.add(o.mul(row, t.cols), o.mul(swizzle(o, row, ch, t.cpr), t.per_chunk))
+            dst = [cb.idx(stage), o.idx(flat)]
             if t.source is not None:
-                ok = cb.both(cb.lt(gi, i_ext), cb.lt(gk, k_ext))
+                ok = cb.both(o.lt(gi, i_ext), cb.lt(gk, k_ext))
                 if t.k_major:  # clamped into the matrix, 16-byte aligned: read nothing when ok is false
-                    ci, ck = cb.min(gi, i_ext - 1), cb.min(gk, k_ext - t.per_chunk)
+                    ci, ck = o.min(gi, i_ext - 1), cb.min(gk, k_ext - t.per_chunk)
                 else:
-                    ci, ck = cb.min(gi, i_ext - t.per_chunk), cb.min(gk, k_ext - 1)
+                    ci, ck = o.min(gi, i_ext - t.per_chunk), cb.min(gk, k_ext - 1)
                 src = [cb.idx(v) for v in self.indices(t.source, self.coords(ci, ck))]
                 valid = (
                     cb.idx(t.per_chunk if ok else 0)
@@ -230,59 +231,63 @@ class MmaSyncKernel(TiledKernel):
                 v = self.element(cb, t.x, self.coords(gij, gkj), t.ext)
                 if t.element != v.type:
                     v = cb.v(arith.TruncFOp(v, t.element))
-                place = [cb.idx(stage), cb.idx(row), cb.idx(cb.add(col, j))]
+                place = [cb.idx(stage), o.idx(o.add(flat, j))]
                 cb.op(memref.StoreOp.get(v, t.smem, place))  # type: ignore[attr-defined]
 
     # --- the mma steps ----------------------------------------------------------------------------------------
+
+    def offset(self, t: _Tile, row: Index, col: Index) -> SSAValue:
+        """The place of element (``row``, ``col``) within a stage of ``t`` (swizzled; top-level: loop-invariant)."""
+        o = self.b
+        chunk = swizzle(o, row, o.div(col, t.per_chunk), t.cpr)
+        return o.idx(o.add(o.mul(row, t.cols), o.add(o.mul(chunk, t.per_chunk), o.rem(col, t.per_chunk))))
 
     def fragment_rows(
         self, b: KernelBuilder, t: _Tile, stage: Index, row: Index, col: Index, trans: bool
     ) -> list[SSAValue]:
         """``ldmatrix.x4`` of the 16-byte tile rows this lane names (``row``, element column ``col``)."""
-        phys = b.add(b.mul(swizzle(b, row, b.div(col, t.per_chunk), t.cpr), t.per_chunk), b.rem(col, t.per_chunk))
-        idx = [b.idx(stage), b.idx(row), b.idx(phys)]
+        idx = [b.idx(stage), self.offset(t, row, col)]
         return list(b.op(gpu_ext.LdMatrixOp(t.smem, idx, 4, trans)).results)  # type: ignore[attr-defined]
 
     def scalar(self, b: KernelBuilder, t: _Tile, stage: Index, row: Index, col: Index) -> SSAValue:
         """One f32 of an M-/N-major tf32 tile, as the i32 bits an mma fragment holds."""
-        phys = b.add(b.mul(swizzle(b, row, b.div(col, t.per_chunk), t.cpr), t.per_chunk), b.rem(col, t.per_chunk))
-        v = b.v(memref.LoadOp.get(t.smem, [b.idx(stage), b.idx(row), b.idx(phys)]))  # type: ignore[attr-defined]
+        v = b.v(memref.LoadOp.get(t.smem, [b.idx(stage), self.offset(t, row, col)]))  # type: ignore[attr-defined]
         return b.v(arith.BitcastOp(v, i32))
 
     def a_fragment(self, b: KernelBuilder, stage: Index, kk: int, mi: int) -> list[SSAValue]:
-        t, lane = self.ta, self.lane
-        m = b.add(self.wrow, mi * 16)
-        j = b.div(lane, 8)
+        t, lane, o = self.ta, self.lane, self.b  # o: lane arithmetic at the top level (loop-invariant)
+        m = o.add(self.wrow, mi * 16)
+        j = o.div(lane, 8)
         half = self.kstep // 2
         if t.k_major:  # matrices (m, k), (m + 8, k), (m, k + half), (m + 8, k + half)
-            row = b.add(b.add(m, b.rem(lane, 8)), b.mul(b.rem(j, 2), 8))
-            return self.fragment_rows(b, t, stage, row, b.add(kk, b.mul(b.div(j, 2), half)), False)
-        g, q = b.div(lane, 4), b.rem(lane, 4)
+            row = o.add(o.add(m, o.rem(lane, 8)), o.mul(o.rem(j, 2), 8))
+            return self.fragment_rows(b, t, stage, row, o.add(kk, o.mul(o.div(j, 2), half)), False)
+        g, q = o.div(lane, 4), o.rem(lane, 4)
         if self.mma == "tf32":  # a0 (g, q), a1 (g + 8, q), a2 (g, q + 4), a3 (g + 8, q + 4)
             return [
-                self.scalar(b, t, stage, b.add(b.add(kk, q), dk), b.add(b.add(m, g), dm))
+                self.scalar(b, t, stage, o.add(o.add(kk, q), dk), o.add(o.add(m, g), dm))
                 for dk, dm in ((0, 0), (0, 8), (4, 0), (4, 8))
             ]
-        row = b.add(b.add(kk, b.rem(lane, 8)), b.mul(b.div(j, 2), 8))
-        return self.fragment_rows(b, t, stage, row, b.add(m, b.mul(b.rem(j, 2), 8)), True)
+        row = o.add(o.add(kk, o.rem(lane, 8)), o.mul(o.div(j, 2), 8))
+        return self.fragment_rows(b, t, stage, row, o.add(m, o.mul(o.rem(j, 2), 8)), True)
 
     def b_fragments(self, b: KernelBuilder, stage: Index, kk: int, ni: int) -> list[SSAValue]:
         """B fragments of the n8 tiles ``ni`` and ``ni + 1``: (b0, b1) of each."""
-        t, lane = self.tb, self.lane
-        n = b.add(self.wcol, ni * 8)
-        j = b.div(lane, 8)
+        t, lane, o = self.tb, self.lane, self.b
+        n = o.add(self.wcol, ni * 8)
+        j = o.div(lane, 8)
         half = self.kstep // 2
         if t.k_major:  # matrices (n, k), (n, k + half), (n + 8, k), (n + 8, k + half)
-            row = b.add(b.add(n, b.rem(lane, 8)), b.mul(b.div(j, 2), 8))
-            return self.fragment_rows(b, t, stage, row, b.add(kk, b.mul(b.rem(j, 2), half)), False)
-        g, q = b.div(lane, 4), b.rem(lane, 4)
+            row = o.add(o.add(n, o.rem(lane, 8)), o.mul(o.div(j, 2), 8))
+            return self.fragment_rows(b, t, stage, row, o.add(kk, o.mul(o.rem(j, 2), half)), False)
+        g, q = o.div(lane, 4), o.rem(lane, 4)
         if self.mma == "tf32":  # b0 (k = q, n = g), b1 (k = q + 4, n = g), for n and n + 8
             return [
-                self.scalar(b, t, stage, b.add(b.add(kk, q), dk), b.add(b.add(n, g), dn))
+                self.scalar(b, t, stage, o.add(o.add(kk, q), dk), o.add(o.add(n, g), dn))
                 for dn, dk in ((0, 0), (0, 4), (8, 0), (8, 4))
             ]
-        row = b.add(b.add(kk, b.rem(lane, 8)), b.mul(b.rem(j, 2), 8))
-        return self.fragment_rows(b, t, stage, row, b.add(n, b.mul(b.div(j, 2), 8)), True)
+        row = o.add(o.add(kk, o.rem(lane, 8)), o.mul(o.rem(j, 2), 8))
+        return self.fragment_rows(b, t, stage, row, o.add(n, o.mul(o.div(j, 2), 8)), True)
 
     def compute(self, b: KernelBuilder, stage: Index, acc_in: Sequence[SSAValue]) -> list[SSAValue]:
         s = self.s
