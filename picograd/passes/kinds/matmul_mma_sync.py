@@ -236,58 +236,65 @@ class MmaSyncKernel(TiledKernel):
 
     # --- the mma steps ----------------------------------------------------------------------------------------
 
-    def offset(self, t: _Tile, row: Index, col: Index) -> SSAValue:
-        """The place of element (``row``, ``col``) within a stage of ``t`` (swizzled; top-level: loop-invariant)."""
+    def offset(self, t: _Tile, row: Index, row_step: int, col: Index) -> SSAValue:
+        """The place of element (``row + row_step``, ``col``) within a stage of ``t``, swizzled, computed at the
+        top level (loop-invariant). ``row_step`` is a multiple of 8, so it leaves the swizzle alone: it is a
+        constant added last, which ``pg-to-ptx`` folds into the instruction's address (``[%r + 2048]``)."""
         o = self.b
         chunk = swizzle(o, row, o.div(col, t.per_chunk), t.cpr)
-        return o.idx(o.add(o.mul(row, t.cols), o.add(o.mul(chunk, t.per_chunk), o.rem(col, t.per_chunk))))
+        base = o.add(o.mul(row, t.cols), o.add(o.mul(chunk, t.per_chunk), o.rem(col, t.per_chunk)))
+        return o.idx(o.add(base, row_step * t.cols))
 
     def fragment_rows(
-        self, b: KernelBuilder, t: _Tile, stage: Index, row: Index, col: Index, trans: bool
+        self, b: KernelBuilder, t: _Tile, stage: Index, row: Index, row_step: int, col: Index, trans: bool
     ) -> list[SSAValue]:
-        """``ldmatrix.x4`` of the 16-byte tile rows this lane names (``row``, element column ``col``)."""
-        idx = [b.idx(stage), self.offset(t, row, col)]
+        """``ldmatrix.x4`` of the 16-byte tile rows this lane names (``row + row_step``, element column ``col``)."""
+        idx = [b.idx(stage), self.offset(t, row, row_step, col)]
         return list(b.op(gpu_ext.LdMatrixOp(t.smem, idx, 4, trans)).results)  # type: ignore[attr-defined]
 
-    def scalar(self, b: KernelBuilder, t: _Tile, stage: Index, row: Index, col: Index) -> SSAValue:
+    def scalar(self, b: KernelBuilder, t: _Tile, stage: Index, row: Index, row_step: int, col: Index) -> SSAValue:
         """One f32 of an M-/N-major tf32 tile, as the i32 bits an mma fragment holds."""
-        v = b.v(memref.LoadOp.get(t.smem, [b.idx(stage), self.offset(t, row, col)]))  # type: ignore[attr-defined]
+        idx = [b.idx(stage), self.offset(t, row, row_step, col)]
+        v = b.v(memref.LoadOp.get(t.smem, idx))  # type: ignore[attr-defined]
         return b.v(arith.BitcastOp(v, i32))
+
+    # The lane's rows are split into a lane part and a multiple of 8 (the mma tile's row, or the K step), so that
+    # tiles of one K step share one address register and differ by constants.
 
     def a_fragment(self, b: KernelBuilder, stage: Index, kk: int, mi: int) -> list[SSAValue]:
         t, lane, o = self.ta, self.lane, self.b  # o: lane arithmetic at the top level (loop-invariant)
-        m = o.add(self.wrow, mi * 16)
         j = o.div(lane, 8)
         half = self.kstep // 2
         if t.k_major:  # matrices (m, k), (m + 8, k), (m, k + half), (m + 8, k + half)
-            row = o.add(o.add(m, o.rem(lane, 8)), o.mul(o.rem(j, 2), 8))
-            return self.fragment_rows(b, t, stage, row, o.add(kk, o.mul(o.div(j, 2), half)), False)
+            row = o.add(o.add(self.wrow, o.rem(lane, 8)), o.mul(o.rem(j, 2), 8))
+            return self.fragment_rows(b, t, stage, row, mi * 16, o.add(kk, o.mul(o.div(j, 2), half)), False)
+        m = o.add(self.wrow, mi * 16)
         g, q = o.div(lane, 4), o.rem(lane, 4)
         if self.mma == "tf32":  # a0 (g, q), a1 (g + 8, q), a2 (g, q + 4), a3 (g + 8, q + 4)
             return [
-                self.scalar(b, t, stage, o.add(o.add(kk, q), dk), o.add(o.add(m, g), dm))
+                self.scalar(b, t, stage, o.add(q, dk), kk, o.add(o.add(m, g), dm))
                 for dk, dm in ((0, 0), (0, 8), (4, 0), (4, 8))
             ]
-        row = o.add(o.add(kk, o.rem(lane, 8)), o.mul(o.div(j, 2), 8))
-        return self.fragment_rows(b, t, stage, row, o.add(m, o.mul(o.rem(j, 2), 8)), True)
+        row = o.add(o.rem(lane, 8), o.mul(o.div(j, 2), 8))
+        return self.fragment_rows(b, t, stage, row, kk, o.add(m, o.mul(o.rem(j, 2), 8)), True)
 
     def b_fragments(self, b: KernelBuilder, stage: Index, kk: int, ni: int) -> list[SSAValue]:
         """B fragments of the n8 tiles ``ni`` and ``ni + 1``: (b0, b1) of each."""
         t, lane, o = self.tb, self.lane, self.b
-        n = o.add(self.wcol, ni * 8)
         j = o.div(lane, 8)
         half = self.kstep // 2
         if t.k_major:  # matrices (n, k), (n, k + half), (n + 8, k), (n + 8, k + half)
-            row = o.add(o.add(n, o.rem(lane, 8)), o.mul(o.div(j, 2), 8))
-            return self.fragment_rows(b, t, stage, row, o.add(kk, o.mul(o.rem(j, 2), half)), False)
+            row = o.add(o.add(self.wcol, o.rem(lane, 8)), o.mul(o.div(j, 2), 8))
+            return self.fragment_rows(b, t, stage, row, ni * 8, o.add(kk, o.mul(o.rem(j, 2), half)), False)
+        n = o.add(self.wcol, ni * 8)
         g, q = o.div(lane, 4), o.rem(lane, 4)
         if self.mma == "tf32":  # b0 (k = q, n = g), b1 (k = q + 4, n = g), for n and n + 8
             return [
-                self.scalar(b, t, stage, o.add(o.add(kk, q), dk), o.add(o.add(n, g), dn))
+                self.scalar(b, t, stage, o.add(q, dk), kk, o.add(o.add(n, g), dn))
                 for dn, dk in ((0, 0), (0, 4), (8, 0), (8, 4))
             ]
-        row = o.add(o.add(kk, o.rem(lane, 8)), o.mul(o.rem(j, 2), 8))
-        return self.fragment_rows(b, t, stage, row, o.add(n, o.mul(o.div(j, 2), 8)), True)
+        row = o.add(o.rem(lane, 8), o.mul(o.rem(j, 2), 8))
+        return self.fragment_rows(b, t, stage, row, kk, o.add(n, o.mul(o.div(j, 2), 8)), True)
 
     def compute(self, b: KernelBuilder, stage: Index, acc_in: Sequence[SSAValue]) -> list[SSAValue]:
         s = self.s
