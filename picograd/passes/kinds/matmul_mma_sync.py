@@ -94,11 +94,11 @@ def swizzle(b: KernelBuilder, row: Index, chunk: Index, chunks_per_row: int) -> 
 
 
 class _Tile:
-    """One operand's shared-memory tile: layout, element, copy path and this thread's chunks."""
+    """One operand's shared-memory tile: layout, element, copy path, and its workgroup buffer of ``stages`` tiles
+    indexed ``[stage, row * cols + column]`` (a thread's offsets within a stage are loop-invariant)."""
 
     def __init__(self, kernel: MmaSyncKernel, x: Operand, bi: int):
         self.x = x
-        self.bi = bi
         s = kernel.s
         plain = kernel.plain(x)
         # K contiguous in memory (or neither: an expression): rows along M/N; else rows along K
@@ -110,6 +110,7 @@ class _Tile:
         self.cpr = self.cols // self.per_chunk
         self.source = kernel.source(x, plain)
         self.ext = kernel.extents(x)
+        self.smem = kernel.b.v(gpu_ext.WorkgroupAllocOp(self.element, [s.stages, self.rows * self.cols]))
 
 
 class MmaSyncKernel(TiledKernel):
@@ -163,9 +164,6 @@ class MmaSyncKernel(TiledKernel):
         self.wcol = b.mul(wn, s.reps[1] * 8)
         self.ta = _Tile(self, nest.a, s.bm)
         self.tb = _Tile(self, nest.b, s.bn)
-        for t in (self.ta, self.tb):
-            # [stage, row * cols + column]: a thread's offsets within a stage are loop-invariant, computed once
-            t.smem = b.v(gpu_ext.WorkgroupAllocOp(t.element, [s.stages, t.rows * t.cols]))  # type: ignore[attr-defined]
         k_tiles = -(-nest.k // s.bk)
         n_acc = s.reps[0] * s.reps[1] * 4
         # Prologue: tiles 0 .. stages - 2 into their stages (past the last tile: zeros nobody reads).
@@ -224,7 +222,7 @@ class MmaSyncKernel(TiledKernel):
                     else cb.v(arith.SelectOp(ok, cb.idx(t.per_chunk), cb.idx(0)))
                 )
                 assert t.source.buffer is not None
-                cb.op(gpu_ext.AsyncCopyOp(t.source.buffer, src, t.smem, dst, t.per_chunk, valid))  # type: ignore[attr-defined]
+                cb.op(gpu_ext.AsyncCopyOp(t.source.buffer, src, t.smem, dst, t.per_chunk, valid))
                 continue
             for j in range(t.per_chunk):
                 gij, gkj = (gi, cb.add(gk, j)) if t.k_major else (cb.add(gi, j), gk)
@@ -232,7 +230,7 @@ class MmaSyncKernel(TiledKernel):
                 if t.element != v.type:
                     v = cb.v(arith.TruncFOp(v, t.element))
                 place = [cb.idx(stage), o.idx(o.add(flat, j))]
-                cb.op(memref.StoreOp.get(v, t.smem, place))  # type: ignore[attr-defined]
+                cb.op(memref.StoreOp.get(v, t.smem, place))
 
     # --- the mma steps ----------------------------------------------------------------------------------------
 
@@ -250,12 +248,12 @@ class MmaSyncKernel(TiledKernel):
     ) -> list[SSAValue]:
         """``ldmatrix.x4`` of the 16-byte tile rows this lane names (``row + row_step``, element column ``col``)."""
         idx = [b.idx(stage), self.offset(t, row, row_step, col)]
-        return list(b.op(gpu_ext.LdMatrixOp(t.smem, idx, 4, trans)).results)  # type: ignore[attr-defined]
+        return list(b.op(gpu_ext.LdMatrixOp(t.smem, idx, 4, trans)).results)
 
     def scalar(self, b: KernelBuilder, t: _Tile, stage: Index, row: Index, row_step: int, col: Index) -> SSAValue:
         """One f32 of an M-/N-major tf32 tile, as the i32 bits an mma fragment holds."""
         idx = [b.idx(stage), self.offset(t, row, row_step, col)]
-        v = b.v(memref.LoadOp.get(t.smem, idx))  # type: ignore[attr-defined]
+        v = b.v(memref.LoadOp.get(t.smem, idx))
         return b.v(arith.BitcastOp(v, i32))
 
     # The lane's rows are split into a lane part and a multiple of 8 (the mma tile's row, or the K step), so that
