@@ -51,13 +51,58 @@ def cuobjdump() -> str:
 
 
 def schedules() -> list[str]:
+    """Every rung and ``auto`` on float32, then each tensor-core rung on bf16 (``NAME``) and tf32 (``NAME@tf32``)."""
     from picograd.passes.schedule import SCHEDULES
 
-    return ["auto", *SCHEDULES]
+    return ["auto", *SCHEDULES, *(f"{s}@tf32" for s in SCHEDULES if SCHEDULES[s].tensor_core)]
 
 
-def sass_counts(ptx: str, tmp: str) -> dict:
-    """ptxas's resource use and the opcode counts of the cubin assembled from ``ptx``."""
+def precision_of(entry: str) -> str:
+    """The dtype ``bench/gemm.py``'s module takes for an entry: bf16 for a tensor-core rung, tf32 for ``@tf32``."""
+    from picograd.passes.schedule import SCHEDULES
+
+    name, _, dtype = entry.partition("@")
+    if dtype:
+        return dtype
+    return "bf16" if name in SCHEDULES and SCHEDULES[name].tensor_core else "fp32"
+
+
+def main_loop(sass: str) -> list[str]:
+    """The instruction lines of the innermost loop of the SASS: from the target of a backward branch
+    (``BRA 0xf70`` at a later address) to that branch; the shortest such loop."""
+    code = []
+    for line in sass.splitlines():
+        m = re.match(r"\s+/\*([0-9a-f]{4,})\*/\s+(.*?);", line)
+        if m:
+            code.append((int(m.group(1), 16), m.group(2), line))
+    best: list[str] = []
+    for addr, text, _ in code:
+        b = re.search(r"\bBRA\s+(?:`\()?(0x[0-9a-f]+)", text)
+        if b and int(b.group(1), 16) < addr:
+            body = [line for a, _, line in code if int(b.group(1), 16) <= a <= addr]
+            if not best or len(body) < len(best):
+                best = body
+    return best
+
+
+def count_opcodes(lines: list[str]) -> dict[str, int]:
+    """Opcodes (without modifiers and predicates) of SASS instruction lines."""
+    opcodes: collections.Counter[str] = collections.Counter()
+    for line in lines:
+        m = re.match(r"\s+/\*[0-9a-f]{4,}\*/\s+(.*?);", line)
+        if not m:
+            continue
+        words = m.group(1).split()
+        if words and words[0].startswith("@"):
+            words = words[1:]
+        if words:
+            opcodes[words[0].split(".")[0]] += 1
+    return dict(sorted(opcodes.items()))
+
+
+def sass_counts(ptx: str, tmp: str, loop: bool = False) -> dict:
+    """ptxas's resource use and the opcode counts of the cubin assembled from ``ptx`` (with ``loop``, those of
+    its main loop too)."""
     src, cubin = os.path.join(tmp, "k.ptx"), os.path.join(tmp, "k.cubin")
     with open(src, "w") as f:
         f.write(ptx)
@@ -69,22 +114,17 @@ def sass_counts(ptx: str, tmp: str) -> dict:
     tool = cuobjdump()  # it runs nvdisasm (PyPI nvidia-cuda-nvdisasm), found beside it
     env = {**os.environ, "PATH": os.path.dirname(tool) + os.pathsep + os.environ.get("PATH", "")}
     sass = subprocess.run([tool, "--dump-sass", cubin], check=True, capture_output=True, text=True, env=env).stdout
-    opcodes: collections.Counter[str] = collections.Counter()
-    for line in sass.splitlines():
-        m = re.match(r"\s+/\*[0-9a-f]{4,}\*/\s+(.*?);", line)
-        if not m:
-            continue
-        words = m.group(1).split()
-        if words and words[0].startswith("@"):
-            words = words[1:]
-        if words:
-            opcodes[words[0].split(".")[0]] += 1
-    return {
+    opcodes = count_opcodes(sass.splitlines())
+    out = {
         "registers": int(regs.group(1)) if regs else None,
         "smem_bytes": int(smem.group(1)) if smem else 0,
         "instructions": sum(opcodes.values()),
-        "opcodes": dict(sorted(opcodes.items())),
+        "opcodes": opcodes,
     }
+    if loop:  # tensor cores: HMMA in the main loop, and no local memory (LDL/STL) anywhere
+        out["main_loop_opcodes"] = count_opcodes(main_loop(sass))
+        out["local_memory"] = sum(opcodes.get(op, 0) for op in ("LDL", "STL"))
+    return out
 
 
 SMALL = 512
@@ -95,9 +135,11 @@ def gemm_entry(schedule: str, tmp: str, size: int = SIZE) -> dict:
     from bench.gemm import matmul_module
     from picograd.driver.gpu_compile import compile_for_cuda
 
-    program = compile_for_cuda(matmul_module(size, size, size), matmul_schedule=schedule)
+    dtype = precision_of(schedule)
+    module = matmul_module(size, size, size, dtype)
+    program = compile_for_cuda(module, matmul_schedule=schedule.partition("@")[0])
     kernels = re.findall(r"\.entry\s+(\w+)", program.ptx)
-    return {"kernels": len(kernels), **sass_counts(program.ptx, tmp)}
+    return {"kernels": len(kernels), **sass_counts(program.ptx, tmp, loop=dtype != "fp32")}
 
 
 def mlp_kernels() -> int:
