@@ -55,7 +55,19 @@ from picograd.errors import CompileError
 from picograd.frontend import amp
 from picograd.frontend import device as devices
 from picograd.frontend.dtypes import as_dtype
-from picograd.frontend.graph import STATE, Graph, Node, TraceContext, at, cut, leaf, lower, user_location
+from picograd.frontend.graph import (
+    DETACHED,
+    STATE,
+    Graph,
+    Node,
+    TraceContext,
+    at,
+    cut,
+    leaf,
+    lower,
+    replay,
+    user_location,
+)
 from picograd.frontend.realize import compile_graph, current_matmul_schedule, matmul_schedule, release
 from picograd.frontend.tensor import Tensor, realize
 from picograd.passes.schedule import check_schedule
@@ -105,6 +117,8 @@ class _Trace:
     written: list[Tensor]
     grad_owners: list[Tensor | int]  # a tensor, or the position of the explicit argument whose .grad is written
     grad_inputs: list[int]  # explicit arguments whose .grad is an input (after the arguments themselves)
+    differentiable: list[int]  # returned outputs that require grad, when the function ran no backward() itself
+    detached: str | None  # why returned outputs that required grad when traced come back detached
 
 
 class _Retrace(Exception):
@@ -266,6 +280,7 @@ class _CudaBinding:
 
 
 _MISSING = object()
+_BACKWARD_KINDS = ("grad", "sgd", "adam", "adamw")  # a traced graph holding one ran backward() or a step itself
 _BY_VALUE = (int, float, complex, bool, str, bytes, type(None))  # guarded by value; other objects by identity
 
 
@@ -403,16 +418,19 @@ class _Compiled:
         tr = self.trace
         for refresh in tr.ctx.refreshers:
             refresh()
-        datas = [_buffer_of(t) for t in tensors]
-        for k in tr.grad_inputs:
-            datas.append(_buffer_of(tensors[k]._grad))  # type: ignore[arg-type]  # the signature says it is set
+        sources: list[Tensor | Node] = list(tensors)
+        sources += [tensors[k]._grad for k in tr.grad_inputs]  # type: ignore[misc]  # the signature says it is set
         for node, owner_ref, grad_of in self.implicit:
             if grad_of is not None:  # a parameter's .grad: read through the parameter, whose .grad may be rebound
                 param = grad_of()
                 owner = param._grad if param is not None else None
             else:
                 owner = owner_ref() if owner_ref is not None else None
-            datas.append(_buffer_of(owner) if owner is not None else node.data)
+            sources.append(owner if owner is not None else node)
+        datas = [_buffer_of(s) if isinstance(s, Tensor) else s.data for s in sources]
+        # the inputs' values as this call reads them (before the write-back), for outputs that require grad
+        values = [s._value if isinstance(s, Tensor) else (s, 0) for s in sources] if tr.differentiable else None
+        del sources
         binding = self.binding
         if binding is None:
             outs = self.exe(*[d if isinstance(d, np.ndarray) else _host_scalar(d) for d in datas])
@@ -430,7 +448,17 @@ class _Compiled:
                 p._grad = Tensor._of_buffer(buf)
             else:
                 p._grad._set_buffer(buf)
-        return _rebuild(tr.structure, outs)
+        returned: list[Tensor] = [Tensor._of_buffer(buf) for buf in outs[:k]]
+        if values is not None:
+            graph = tr.graph
+            for i, (node, index) in zip(tr.differentiable, replay(graph, values, tr.differentiable), strict=True):
+                if node.kind != "leaf" and len(node.types) == 1:
+                    node.data = outs[i]  # computed: reading it runs nothing; backward() recomputes through it
+                returned[i] = Tensor._wrap(node, index, requires_grad=True)
+        elif tr.detached is not None:
+            for t in returned:
+                DETACHED[t._node] = tr.detached
+        return _rebuild(tr.structure, returned)
 
 
 def _host_scalar(data: Any) -> np.ndarray:
@@ -461,10 +489,10 @@ def _flatten(result: Any, out: list[Tensor]) -> Any:
     return ("value", result)
 
 
-def _rebuild(structure: Any, outs: Sequence[Any]) -> Any:
+def _rebuild(structure: Any, outs: Sequence[Tensor]) -> Any:
     kind, payload = structure
     if kind == "tensor":
-        return Tensor._of_buffer(outs[payload])
+        return outs[payload]
     if kind == "value":
         return payload
     if kind is dict:
@@ -599,7 +627,8 @@ class CompiledFunction:
     def __call__(self, *args: Any) -> Any:
         if STATE.trace is not None:
             return self.fn(*args)  # called from another traced function: trace through
-        key = (_signature(args, self.fn), amp.state_key())  # autocast and allow_tf32 change the traced graph
+        # autocast, allow_tf32 and grad mode change the traced graph
+        key = (_signature(args, self.fn), amp.state_key(), STATE.grad_enabled)
         compiled = None
         variants = self._cache.get(key)
         if variants is not None:
@@ -713,7 +742,19 @@ class CompiledFunction:
         targets = returned + written + [t._grad for t in owners]
         graph = cut([t._value for t in targets], first_leaves=inputs + grad_nodes)  # type: ignore[union-attr]
         num_inputs = len(inputs) + len(grad_nodes)
-        return _Trace(graph, ctx, num_inputs, structure, len(returned), written, grad_owners, grad_inputs)
+        needs_grad = [i for i, t in enumerate(returned) if t.requires_grad]
+        inner = next((n for n in graph.nodes if n.kind in _BACKWARD_KINDS), None)
+        detached = None
+        if inner is not None and needs_grad:
+            what = "backward()" if inner.kind == "grad" else f"an optimizer step (pg.{inner.kind})"
+            detached = (
+                f"{self.name} is a compiled function that runs {what} itself{at(inner.loc)}, so the tensors it "
+                "returns are detached results of the whole step: call backward() inside the compiled step only, or "
+                "compile a function without backward() (its outputs then require grad) and call backward() outside it"
+            )
+        differentiable = needs_grad if inner is None else []
+        n = len(returned)
+        return _Trace(graph, ctx, num_inputs, structure, n, written, grad_owners, grad_inputs, differentiable, detached)
 
     def ir(self, stage: str = "pg", args: Sequence[Any] | None = None) -> ModuleOp:
         """The traced step as a module at ``stage`` (``picograd.driver.pipeline.STAGES``), traced from ``args`` or the

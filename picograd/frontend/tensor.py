@@ -29,7 +29,7 @@ from picograd.frontend import device as devices
 from picograd.frontend import dtypes
 from picograd.frontend.amp import FLOAT32, LOWER_PRECISION, matmul_tf32
 from picograd.frontend.dtypes import DType, as_dtype, promote
-from picograd.frontend.graph import STATE, Loc, Node, Shape, Value, at, leaf, user_location
+from picograd.frontend.graph import DETACHED, STATE, Loc, Node, Shape, Value, at, leaf, user_location
 from picograd.frontend.realize import run_graph
 from picograd.runtime.device import Device
 
@@ -287,7 +287,8 @@ class Tensor:
         without ``retain_graph=True``."""
         loc = user_location()
         if not self._requires_grad:
-            raise RuntimeError(f"backward() on a tensor that does not require grad{at(loc)}")
+            why = DETACHED.get(self._node)  # returned by a compiled step that ran backward() itself
+            raise RuntimeError(f"backward() on a tensor that does not require grad{at(loc)}" + (f": {why}" * bool(why)))
         if not self.dtype.is_floating_point:
             raise DTypeError(f"backward() needs a float tensor, got {self.dtype.name}{at(loc)}")
         if gradient is None and self.shape != ():
