@@ -27,7 +27,7 @@ from picograd.dialects.pg import broadcast_shape, matmul_shape
 from picograd.errors import DeviceError, DTypeError, ShapeError
 from picograd.frontend import device as devices
 from picograd.frontend import dtypes
-from picograd.frontend.amp import FLOAT32, LOWER_PRECISION, matmul_tf32
+from picograd.frontend.amp import FLOAT32, LOWER_PRECISION, matmul_tf32, opmath
 from picograd.frontend.dtypes import DType, as_dtype, promote
 from picograd.frontend.graph import DETACHED, STATE, Loc, Node, Shape, Value, at, leaf, user_location
 from picograd.frontend.realize import run_graph
@@ -736,6 +736,7 @@ class Tensor:
         x = self if self.dtype.is_floating_point else self._cast(dtypes.int64)
         return _reduce("sum", x, dim, keepdim)
 
+    @opmath
     def mean(self, dim: int | Sequence[int] | None = None, keepdim: bool = False) -> Tensor:
         """Arithmetic mean over ``dim``; float tensors only (as PyTorch)."""
         if not self.dtype.is_floating_point:
@@ -772,6 +773,7 @@ class Tensor:
         """Smallest value over ``dim``: values only, gradient split evenly among ties (as ``torch.amin``)."""
         return _reduce("min", self, dim, keepdim)
 
+    @opmath
     def var(self, dim: int | Sequence[int] | None = None, correction: int = 1, keepdim: bool = False) -> Tensor:
         """Variance over ``dim`` with Bessel's ``correction`` (divides by N - correction, as PyTorch)."""
         dims = norm_dims(dim, self.ndim, self.shape)
@@ -779,6 +781,7 @@ class Tensor:
         centered = self - self.mean(dims, keepdim=True)
         return (centered * centered).sum(dims, keepdim) / float(max(n - correction, 0))
 
+    @opmath
     def std(self, dim: int | Sequence[int] | None = None, correction: int = 1, keepdim: bool = False) -> Tensor:
         """``sqrt(var)``; where it is 0 the gradient is 0 (as PyTorch's ``std_backward``), not ``0 * inf = NaN``."""
         var = self.var(dim, correction, keepdim)
@@ -793,6 +796,7 @@ class Tensor:
         return _arg_reduce("argmin", self, dim, keepdim)
 
     @FLOAT32
+    @opmath
     def logsumexp(self, dim: int | Sequence[int], keepdim: bool = False) -> Tensor:
         """``log(sum(exp(x), dim))`` computed stably (max subtracted). A fully −inf slice gives −inf with a zero
         gradient (PyTorch gives NaN gradients there; design.md)."""
@@ -803,6 +807,7 @@ class Tensor:
         return out if keepdim else out.squeeze(dims)
 
     @FLOAT32
+    @opmath
     def softmax(self, dim: int) -> Tensor:
         """``exp(x) / sum(exp(x), dim)``, stably; a fully −inf slice gives zeros (not NaN) and zero gradient."""
         dims = norm_dims(dim, self.ndim, self.shape)
@@ -810,6 +815,7 @@ class Tensor:
         return (self - m).exp() / where(s == 0, 1.0, s)
 
     @FLOAT32
+    @opmath
     def log_softmax(self, dim: int) -> Tensor:
         """``x - logsumexp(x, dim)``, stably."""
         dims = norm_dims(dim, self.ndim, self.shape)
