@@ -176,16 +176,22 @@ def empty_like(t: Tensor, dtype: Any = None, device: Any = None, requires_grad: 
 # transformers (issue 11): sampling
 
 
+_MULTINOMIAL_WEIGHTS = (
+    "multinomial: weights of shape {} must be finite and non-negative, with a positive sum in every row"
+)
+
+
 def multinomial(input: Tensor, num_samples: int, replacement: bool = False) -> Tensor:
     """``num_samples`` int64 category indices per row of the non-negative weights ``input`` (C,) or (N, C), as
     ``torch.multinomial`` (rows need not sum to 1).
 
     Drawn with the Gumbel-max trick (argmax of ``log w + Gumbel noise``; with ``replacement=False`` the top
     ``num_samples`` of one draw, Kool et al., 2019), from picograd's Philox generator: the same distribution as
-    PyTorch, not the same numbers. Outside ``@pg.compile`` the weights are read and checked: a negative, infinite
-    or NaN weight, or a row of zeros, raises ``ValueError`` naming it; ``num_samples`` larger than the number of
-    categories without replacement raises ``ValueError``. Inside a compiled step such weights raise ``IndexError``
-    (a ``pg.check_index`` on each row) when the step runs."""
+    PyTorch, not the same numbers. A negative, infinite or NaN weight, or a row of zeros, raises ``RuntimeError``
+    (as PyTorch) naming the problem and the user's ``file:line``: outside ``@pg.compile`` the weights are read at
+    once (and the message names the first bad weight or row), inside a compiled step a ``pg.check_index`` on each
+    row raises it when the step runs. ``num_samples`` larger than the number of categories without replacement
+    raises ``RuntimeError`` too."""
     from picograd.frontend.graph import STATE
 
     loc = user_location()
@@ -198,7 +204,7 @@ def multinomial(input: Tensor, num_samples: int, replacement: bool = False) -> T
         )
     categories = input.shape[-1]
     if num_samples <= 0 or (not replacement and num_samples > categories):
-        raise ValueError(
+        raise RuntimeError(
             f"multinomial: cannot draw {num_samples} samples from {categories} categories "
             f"{'with' if replacement else 'without'} replacement{at(loc)}"
         )
@@ -207,14 +213,14 @@ def multinomial(input: Tensor, num_samples: int, replacement: bool = False) -> T
         bad = ~np.isfinite(w) | (w < 0)
         if bad.any():
             row, col = np.argwhere(bad)[0]
-            raise ValueError(
-                f"multinomial: weights must be finite and non-negative, got {w[row, col]} at index "
-                f"{(int(row), int(col)) if input.ndim == 2 else int(col)} of shape {input.shape}{at(loc)}"
+            raise RuntimeError(
+                f"{_MULTINOMIAL_WEIGHTS.format(input.shape)}: got {w[row, col]} at index "
+                f"{(int(row), int(col)) if input.ndim == 2 else int(col)}{at(loc)}"
             )
         zero = np.flatnonzero(w.sum(axis=1) <= 0)
         if zero.size:
             where_ = f"row {int(zero[0])}" if input.ndim == 2 else "the tensor"
-            raise ValueError(f"multinomial: {where_} of weights (shape {input.shape}) sums to 0{at(loc)}")
+            raise RuntimeError(f"{_MULTINOMIAL_WEIGHTS.format(input.shape)}: {where_} sums to 0{at(loc)}")
     from picograd.frontend.indexing import checked_index
     from picograd.frontend.ops import any as any_
     from picograd.frontend.tensor import where
@@ -227,10 +233,7 @@ def multinomial(input: Tensor, num_samples: int, replacement: bool = False) -> T
     scores = logw.unsqueeze(-2) - (-(u.log())).log()  # + Gumbel(0, 1); u = 0 gives -inf: never picked
     if STATE.trace is not None:  # the weights are read when the step runs: a bad row is 1, checked to be 0
         bad = any_((input < 0) | ~(input.abs() < math.inf), -1) | (input.sum(-1) <= 0)
-        template = (
-            f"multinomial: weights of shape {input.shape} must be finite and non-negative, with a positive sum "
-            "in every row"
-        )
+        template = _MULTINOMIAL_WEIGHTS.format(input.shape)  # no {}: the bad row's flag value says nothing
         ok = checked_index(bad.long(), 1, input.ndim - 1, template=template)
         scores = scores + ok.to(scores.dtype).unsqueeze(-1).unsqueeze(-1)  # + 0: keeps the check in the graph
     if replacement:
