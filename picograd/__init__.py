@@ -11,6 +11,7 @@ from picograd.errors import CheckpointError, CompileError, DeviceError, DTypeErr
 
 # -- the operator surface (issue 20)
 from picograd.frontend import (
+    cuda,
     nn,
     ops,  # noqa: E402 - importing it attaches the Tensor methods
     optim,
@@ -238,6 +239,7 @@ for _name in TENSOR_FUNCTIONS:
 
 # `import picograd.nn.functional as F` and `from picograd.optim import SGD` work as they do for torch
 sys.modules[__name__ + ".nn"] = nn
+sys.modules[__name__ + ".cuda"] = cuda
 sys.modules[__name__ + ".nn.functional"] = nn.functional
 sys.modules[__name__ + ".optim"] = optim
 sys.modules[__name__ + ".nn.utils"] = nn.utils
@@ -400,5 +402,5 @@ __all__ += [
     "negative",
     "absolute",
 ]
-__all__ += ["device"]
+__all__ += ["device", "cuda"]
 __all__ += list(TENSOR_FUNCTIONS)
