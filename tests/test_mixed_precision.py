@@ -468,3 +468,45 @@ def test_names_mlp_autocast_train_step_matches_torch(rng):
     assert losses[-1] < losses[0]
     for name, p in model.named_parameters():
         np.testing.assert_allclose(p.numpy(), twin.state_dict()[name].numpy(), atol=5e-3, err_msg=name)
+
+
+@pytest.mark.parametrize("name", LOW)
+def test_overflow_gives_inf_without_warnings_as_torch(rng, name):
+    """Values beyond a 16-bit float's range round to inf silently, as in PyTorch (numpy warned: RuntimeWarning
+    "overflow encountered in cast/multiply"), in casts, ops, compiled steps, ``tensor(dtype=)`` and
+    ``Module.to(dtype)``; ``full`` with a finite value that overflows raises, as PyTorch's."""
+    import warnings
+
+    # beyond the 16-bit type's range (bf16's largest is 3.3895e38; float32's 3.4028e38)
+    big = float(rng.uniform(3.3965e38, 3.402e38) if name == "bfloat16" else rng.uniform(7e4, 1e30))
+    dt, tdt = getattr(pg, name), _torch_dtype(name)
+    a = np.array([big, -big, 1.5], dtype=np.float64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        x = pg.tensor(a.astype(np.float32))
+        step = pg.compile(lambda v: v.to(dt) * 4.0)
+        model = pg.nn.Linear(3, 1)
+        model.weight.data = pg.tensor([a.astype(np.float32)])
+        model.to(dt)
+        got = {
+            "cast": x.to(dt).numpy(),
+            "tensor(dtype=)": pg.tensor(a, dtype=dt).numpy(),
+            "mul": (pg.tensor([1.5, -1.5]).to(dt) * big).numpy(),
+            "compiled": step(x).numpy(),
+            "float32 mul": (pg.tensor([3e38, -3e38]) * 10.0).numpy(),
+            "module.to": model.weight.numpy()[0],
+        }
+    t = torch.from_numpy(a)
+    want = {
+        "cast": t.float().to(tdt),
+        "tensor(dtype=)": torch.tensor(a, dtype=tdt),
+        "mul": torch.tensor([1.5, -1.5]).to(tdt) * big,
+        "compiled": t.float().to(tdt) * 4.0,
+        "float32 mul": torch.tensor([3e38, -3e38]) * 10.0,
+        "module.to": t.float().to(tdt),
+    }
+    for case, value in got.items():
+        np.testing.assert_array_equal(value.astype(np.float64), _as64(want[case]), err_msg=case)
+        assert np.isinf(value[:2]).all(), case
+    with pytest.raises(RuntimeError, match=f"full: value .* cannot be converted to {name} without overflow"):
+        pg.full((2,), 1e6 if name == "float16" else 1e39, dtype=dt)

@@ -30,7 +30,8 @@ def _make(arr: np.ndarray, device: Any, requires_grad: bool) -> Tensor:
 
 def full(size: Any, fill_value: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
     """A tensor of ``size`` filled with ``fill_value`` (dtype from the value when not given). Inside ``@pg.compile``
-    (without ``requires_grad``) it is a ``pg.constant`` of the step, not an input buffer."""
+    (without ``requires_grad``) it is a ``pg.constant`` of the step, not an input buffer. Raises ``RuntimeError``
+    (as PyTorch) for a finite float value that overflows ``dtype`` (``1e6`` in float16)."""
     if dtype is None:
         dtype = (
             dtypes.bool_
@@ -40,6 +41,13 @@ def full(size: Any, fill_value: Any, dtype: Any = None, device: Any = None, requ
             else dtypes.float32
         )
     shape = shape_args(size if isinstance(size, tuple | list) else (size,))
+    dt = as_dtype(dtype)
+    if dt.is_floating_point and isinstance(fill_value, float | int) and math.isfinite(fill_value):
+        with np.errstate(over="ignore"):
+            if not np.isfinite(np.asarray(fill_value, dtype=dt.np)):
+                raise RuntimeError(
+                    f"full: value {fill_value} cannot be converted to {dt.name} without overflow{at(user_location())}"
+                )
     if STATE.trace is not None and not requires_grad:  # a constant of the step, visible to the passes
         return constant(fill_value, as_dtype(dtype), shape, check_device(device))
     return _make(np.full(shape, fill_value, dtype=as_dtype(dtype).np), device, requires_grad)

@@ -79,7 +79,8 @@ def _numpy_of(data: Any, dtype: DType | None) -> np.ndarray:
         elif arr.dtype.kind in "iu":
             arr = arr.astype(np.int64)
     if dtype is not None:
-        arr = arr.astype(dtype.np)
+        with np.errstate(over="ignore"):  # a value beyond a 16-bit float's range is inf, silently (as PyTorch)
+            arr = arr.astype(dtype.np)
     else:
         arr = arr.astype(as_dtype(arr.dtype).np, copy=False)
     return arr if arr.flags.c_contiguous else arr.copy(order="C")
@@ -447,7 +448,8 @@ class Tensor:
             from picograd.errors import CompileError
 
             raise CompileError(f"cannot convert parameters while @pg.compile traces{at(user_location())}")
-        converted = devices.transfer(self.numpy().astype(dtype.np), self.device)
+        with np.errstate(over="ignore"):  # beyond a 16-bit float's range: inf, silently (as PyTorch)
+            converted = devices.transfer(self.numpy().astype(dtype.np), self.device)
         self._node, self._index = leaf(converted, dtype, owner=self), 0
         if self._user_leaf:
             self._mark_grad_leaf()
