@@ -415,3 +415,32 @@ def test_item_after_an_eager_step_does_not_run_the_forward_again(monkeypatch, op
         assert loss.item() == pytest.approx(expected, rel=1e-5)
         assert len(runs) == before + 1  # .item() ran nothing
         assert loss.numpy().dtype == np.float32 and (loss * 2).item() == pytest.approx(2 * expected, rel=1e-5)
+
+
+def test_norm_gradient_at_zero_is_torchs_not_nan():
+    """d||x||/dx at x = 0 is 0 in PyTorch (its norm_backward masks it); sqrt's vjp gave 0 * inf = NaN there, and so
+    did normalize, cosine_similarity, cdist and dist of a zero vector (the rows with a nonzero norm: x / ||x||)."""
+    x = rng.standard_normal((3, 4)).astype(np.float32)
+    x[1] = 0.0
+    y = rng.standard_normal((3, 4)).astype(np.float32)
+    tf = torch.nn.functional
+    cases = [
+        (lambda v: pg.norm(v, dim=1).sum(), lambda v: torch.norm(v, dim=1).sum()),
+        (lambda v: v.norm(), lambda v: v.norm()),
+        (lambda v: pg.dist(v[1], v[1] * 2), lambda v: torch.dist(v[1], v[1] * 2)),
+        (
+            lambda v: (F.normalize(v, dim=1) * pg.tensor(y)).sum(),
+            lambda v: (tf.normalize(v, dim=1) * torch.tensor(y)).sum(),
+        ),
+        (
+            lambda v: F.cosine_similarity(v, pg.tensor(y)).sum(),
+            lambda v: tf.cosine_similarity(v, torch.tensor(y)).sum(),
+        ),
+        (lambda v: pg.cdist(v, v).sum(), lambda v: torch.cdist(v, v).sum()),
+    ]
+    for ours, theirs in cases:
+        p, t = pg.tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
+        ours(p).backward()
+        theirs(t).backward()
+        assert np.isfinite(p.grad.numpy()).all()
+        np.testing.assert_allclose(p.grad.numpy(), t.grad.numpy(), rtol=1e-4, atol=1e-5)

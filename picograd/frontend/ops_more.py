@@ -321,10 +321,13 @@ def aminmax(input: Tensor, dim: int | None = None, keepdim: bool = False) -> tup
 @FLOAT32
 def norm(input: Tensor, p: Any = "fro", dim: Any = None, keepdim: bool = False) -> Tensor:
     """The vector ``p``-norm over ``dim`` (all elements when None): ``"fro"``/2 (square root of the sum of
-    squares), 1, ``inf``, ``-inf``, 0 (count of nonzeros) or any other ``p``."""
+    squares), 1, ``inf``, ``-inf``, 0 (count of nonzeros) or any other ``p``. Where the 2-norm is 0 its gradient
+    is 0 (as PyTorch's ``norm_backward``), not ``0 * inf = NaN``."""
     x = input if input.dtype.is_floating_point else input._cast(dtypes.float32)
     if p in ("fro", 2, 2.0):
-        return (x * x).sum(dim, keepdim).sqrt()
+        squares = (x * x).sum(dim, keepdim)
+        zero = squares == 0
+        return where(zero, 0.0, where(zero, 1.0, squares).sqrt())
     if p in (1, 1.0):
         return x.abs().sum(dim, keepdim)
     if p == math.inf:

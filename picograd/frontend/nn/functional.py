@@ -514,9 +514,12 @@ def normalize(x: Tensor, p: float = 2.0, dim: int = 1, eps: float = 1e-12) -> Te
 
 @FLOAT32
 def cosine_similarity(x1: Tensor, x2: Tensor, dim: int = 1, eps: float = 1e-8) -> Tensor:
-    """``sum(x1 x2) / (max(||x1||, eps) max(||x2||, eps))`` along ``dim`` (PyTorch 2's formula)."""
-    n1 = (x1 * x1).sum(dim).sqrt().maximum(eps)
-    n2 = (x2 * x2).sum(dim).sqrt().maximum(eps)
+    """``sum(x1 x2) / (max(||x1||, eps) max(||x2||, eps))`` along ``dim`` (PyTorch 2's formula; a zero vector has
+    PyTorch's finite gradient, not NaN)."""
+    from picograd.frontend.ops_more import norm
+
+    n1 = norm(x1, 2, dim).maximum(eps)
+    n2 = norm(x2, 2, dim).maximum(eps)
     return (x1 * x2).sum(dim) / (n1 * n2)
 
 
