@@ -717,3 +717,31 @@ def test_len_iter_size(rng):
     assert len(x) == 3 and x.size() == (3, 2) and x.size(-1) == 2 and x.dim() == 2
     for row, ref in zip(x, a, strict=True):
         check(row, ref)
+
+
+def test_integer_division_by_zero_raises_and_percent_is_remainder(rng: np.random.Generator) -> None:
+    """Integer ``//``, ``div(rounding_mode=)`` and ``%`` by zero raise ``RuntimeError`` as PyTorch's (numpy gave 0
+    or the dividend silently), eagerly and in a compiled step, naming the user's line; ``%`` works (it was missing)
+    and follows Python's sign rule like ``torch.remainder``, for ints and floats, on either side."""
+    import torch
+
+    a = rng.integers(-50, 50, 6)
+    b = rng.integers(1, 9, 6) * rng.choice([-1, 1], 6)
+    x, y = pg.tensor(a), pg.tensor(b)
+    np.testing.assert_array_equal((x % y).numpy(), (torch.tensor(a) % torch.tensor(b)).numpy())
+    np.testing.assert_array_equal((7 % y).numpy(), (7 % torch.tensor(b)).numpy())
+    f = rng.standard_normal(6) * 10
+    np.testing.assert_allclose((pg.tensor(f) % -2.5).numpy(), (torch.tensor(f) % -2.5).numpy(), rtol=1e-12)
+    zero_at = b.copy()
+    zero_at[int(rng.integers(6))] = 0
+    line = "ZeroDivisionError: integer division by zero"
+    for fn in (
+        lambda u, v: u // v,
+        lambda u, v: u.div(v, rounding_mode="trunc"),
+        lambda u, v: u % v,
+        lambda u, v: u // 0,
+        lambda u, v: pg.remainder(u, 0),
+    ):
+        for run in (fn, pg.compile(fn)):
+            with pytest.raises(RuntimeError, match=f"{line} \\(at {__file__}:"):
+                run(x, pg.tensor(zero_at)).numpy()

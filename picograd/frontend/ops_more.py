@@ -887,6 +887,7 @@ METHODS: dict[str, Any] = {
     "take": take, "unbind": unbind, "index_add": index_add, "ravel": ravel, "fliplr": fliplr, "flipud": flipud,
     "rot90": rot90, "diagonal": diagonal, "trace": trace, "diag": diag, "diff": diff, "unflatten": unflatten,
     "repeat_interleave": repeat_interleave, "broadcast_to": broadcast_to, "argwhere": argwhere,
+    "__mod__": remainder, "__rmod__": lambda x, other: remainder(other, x),  # x % y (Python's sign rule, as torch)
 }  # fmt: skip
 for _name, _fn in METHODS.items():
     if not hasattr(Tensor, _name):

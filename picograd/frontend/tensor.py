@@ -693,7 +693,8 @@ class Tensor:
 
     def div(self, other: Any, rounding_mode: str | None = None) -> Tensor:
         """``self / other`` (true division) or, with ``rounding_mode`` "trunc" / "floor", the quotient rounded
-        toward zero / down (as ``torch.div``; integer operands give an integer result)."""
+        toward zero / down (as ``torch.div``; integer operands give an integer result, and an integer division by
+        zero raises ``RuntimeError``, as PyTorch's, when the value is computed)."""
         if rounding_mode is None:
             return _binary("div", self, other)
         if rounding_mode not in ("trunc", "floor"):
@@ -704,7 +705,15 @@ class Tensor:
             return q.floor() if rounding_mode == "floor" else q.trunc()
         if dtype == dtypes.bool_:
             x, y = x._cast(dtypes.int64), y._cast(dtypes.int64)
+        message = "ZeroDivisionError: integer division by zero"
+        if y._node.kind == "constant" and y._node.attrs[0] == 0:  # `x // 0`: now (the folding of `q * 0` would drop it)
+            raise RuntimeError(f"{message}{at(user_location())}")
         x, y = _broadcast_all([x, y], "div")
+        from picograd.frontend.indexing import checked_index
+
+        # a zero divisor is flagged 1 and checked to be 0 (pg.check_index; numpy would give 0 and the GPU garbage)
+        zero = checked_index((y == 0).long(), 1, 0, template=message)
+        y = y + zero._cast(y.dtype)  # + 0 once checked: keeps the check in the graph
         q = record("div", [x, y], (), x.shape, x.dtype)
         if rounding_mode == "floor":  # pg.div floors on integers
             return q
