@@ -444,3 +444,57 @@ def test_norm_gradient_at_zero_is_torchs_not_nan():
         theirs(t).backward()
         assert np.isfinite(p.grad.numpy()).all()
         np.testing.assert_allclose(p.grad.numpy(), t.grad.numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_freezing_a_parameter_after_compiling_retraces():
+    """``p.requires_grad_(False)`` after a compiled step was traced: the step traces again and leaves ``p`` alone
+    (as eager and PyTorch do: it gets no gradient, the optimizer skips it); the old trace kept updating it."""
+    model = pg.nn.Sequential(pg.nn.Linear(3, 4), pg.nn.Tanh(), pg.nn.Linear(4, 2))
+    opt = pg.optim.SGD(model.parameters(), lr=0.1)
+
+    @pg.compile
+    def step(x, y):
+        loss = F.mse_loss(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        return loss
+
+    x, y = (
+        pg.tensor(rng.standard_normal((5, 3)), dtype=pg.float32),
+        pg.tensor(rng.standard_normal((5, 2)), dtype=pg.float32),
+    )
+    step(x, y)
+    model[0].weight.requires_grad_(False)
+    frozen, other = model[0].weight.numpy().copy(), model[2].weight.numpy().copy()
+    step(x, y)
+    np.testing.assert_array_equal(model[0].weight.numpy(), frozen)
+    assert not np.array_equal(model[2].weight.numpy(), other)
+    model[0].weight.requires_grad_(True)
+    step(x, y)
+    assert not np.array_equal(model[0].weight.numpy(), frozen)
+
+
+class _Settings:
+    scale = 1.0
+
+
+_settings = _Settings()
+
+
+def test_compiled_function_sees_new_values_of_class_and_object_attributes():
+    """A compiled function reading ``Config.attr`` or ``config.attr`` (a class or object of the user's code, read
+    through a global) traces again when the attribute changes, as torch.compile's guards do; it kept the traced
+    value (a Python scalar is baked into the trace)."""
+    x = pg.tensor(rng.standard_normal(4), dtype=pg.float32)
+    by_class = pg.compile(lambda v: v * _Settings.scale)
+    by_object = pg.compile(lambda v: v * _settings.scale)
+    try:
+        for value in (1.0, 3.0):
+            _Settings.scale = value
+            _settings.scale = 2 * value
+            np.testing.assert_allclose(by_class(x).numpy(), x.numpy() * value, rtol=1e-6)
+            np.testing.assert_allclose(by_object(x).numpy(), x.numpy() * 2 * value, rtol=1e-6)
+    finally:
+        _Settings.scale = 1.0
+        vars(_settings).pop("scale", None)

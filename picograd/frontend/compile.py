@@ -44,7 +44,7 @@ import sysconfig
 import types
 import weakref
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -291,8 +291,8 @@ class _Bindings:
     torch.compile's guards. Tensors, modules and other objects are compared by identity, Python scalars by value
     (a scalar is baked into the trace as a constant)."""
 
-    same: list[tuple[dict[str, Any], str, Any]] = field(default_factory=list)
-    equal: list[tuple[dict[str, Any], str, Any]] = field(default_factory=list)
+    same: list[tuple[Mapping[str, Any], str, Any]] = field(default_factory=list)
+    equal: list[tuple[Mapping[str, Any], str, Any]] = field(default_factory=list)
     cells: list[tuple[Any, Any]] = field(default_factory=list)
 
     def hold(self) -> bool:
@@ -324,9 +324,16 @@ class _Bindings:
         for name in names:
             if name in scope:
                 self._add(scope, name, scope[name], seen, depth)
-        for name, attr in attrs:  # `config.lr`, `mymodule.model`: attributes of the user's own modules
-            mod = scope.get(name)
-            if isinstance(mod, types.ModuleType) and _is_user_file(getattr(mod, "__file__", None)):
+        for name, attr in attrs:  # `mymodule.model`, `config.lr`, `Config.lr`: attributes of the user's own modules,
+            mod = scope.get(name)  # objects and classes (as torch.compile guards them)
+            if isinstance(mod, types.ModuleType):
+                user = _is_user_file(getattr(mod, "__file__", None))
+            else:
+                cls = mod if isinstance(mod, type) else type(mod)
+                user = hasattr(mod, "__dict__") and _is_user_file(
+                    getattr(sys.modules.get(cls.__module__), "__file__", None)
+                )
+            if user:
                 space = vars(mod)
                 if attr in space:
                     self._add(space, attr, space[attr], seen, depth)
@@ -338,7 +345,7 @@ class _Bindings:
             self.cells.append((cell, value))
             self._follow(value, seen, depth)
 
-    def _add(self, scope: dict[str, Any], name: str, value: Any, seen: set[int], depth: int) -> None:
+    def _add(self, scope: Mapping[str, Any], name: str, value: Any, seen: set[int], depth: int) -> None:
         if isinstance(value, types.ModuleType | type | types.BuiltinFunctionType):
             return  # imports and classes: their attributes are not bindings of the step
         if isinstance(value, _BY_VALUE):
@@ -404,11 +411,13 @@ class _Compiled:
     bindings: _Bindings
     version: int  # ``STATE.bindings`` when traced (module attributes)
     binding: _CudaBinding | None = None
+    requires: list[tuple[weakref.ref, bool]] = field(default_factory=list)  # tensors read and their requires_grad
 
     def guards_hold(self) -> bool:
         return (
             STATE.bindings == self.version
             and all((t._grad is None) == was_none for t, was_none in self.guards)
+            and all(t is None or t._requires_grad == flag for t, flag in ((r(), f) for r, f in self.requires))
             and all(m._training == mode for m, mode in self.trace.ctx.mode_reads.values())
             and self.bindings.hold()
         )
@@ -695,7 +704,10 @@ class CompiledFunction:
             )
         bindings = _Bindings()
         bindings.record(self.fn, set())
-        compiled = _Compiled(exe, trace, implicit, guards, device, bindings, STATE.bindings, binding)
+        # a parameter frozen (or unfrozen) since the trace changes what backward() differentiates: trace again
+        read = [ref() for _, ref, _ in implicit if ref is not None]
+        requires = [(weakref.ref(t), t._requires_grad) for t in read if isinstance(t, Tensor)]
+        compiled = _Compiled(exe, trace, implicit, guards, device, bindings, STATE.bindings, binding, requires)
         self._store(key, compiled)
         return compiled
 
