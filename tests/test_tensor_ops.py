@@ -745,3 +745,19 @@ def test_integer_division_by_zero_raises_and_percent_is_remainder(rng: np.random
         for run in (fn, pg.compile(fn)):
             with pytest.raises(RuntimeError, match=f"{line} \\(at {__file__}:"):
                 run(x, pg.tensor(zero_at)).numpy()
+
+
+def test_format_and_truth_value_as_torch(rng: np.random.Generator) -> None:
+    """``f"{loss:.4f}"`` works (it raised TypeError) and formats like PyTorch; ``if t:`` on several elements raises
+    PyTorch's RuntimeError naming the problem, not ``item()``'s ShapeError."""
+    import torch
+
+    v = float(rng.standard_normal())
+    for spec in (".4f", "", ">10.2e"):
+        assert format(pg.tensor(v), spec) == format(torch.tensor(v), spec)
+    assert f"{pg.tensor(7):>4d}" == f"{torch.tensor(7):>4d}" and f"{pg.tensor([1.0, 2.0])}" == "tensor([1., 2.])"
+    with pytest.raises(TypeError):
+        f"{pg.tensor([1.0, 2.0]):.2f}"  # noqa: B018 - as torch
+    with pytest.raises(RuntimeError, match=rf"truth value of a tensor of shape \(2,\) is ambiguous.*{__file__}:"):
+        bool(pg.tensor([1.0, 2.0]))
+    assert bool(pg.tensor([3.0])) and not bool(pg.tensor(0))

@@ -351,7 +351,19 @@ class Tensor:
         return int(self.item())
 
     def __bool__(self) -> bool:
+        if self.numel() != 1:  # PyTorch's RuntimeError, not item()'s message about a call the user did not make
+            raise RuntimeError(
+                f"the truth value of a tensor of shape {self.shape} is ambiguous (`if t:`, `and`, `or`, `not` need "
+                f"one element): use t.any() or t.all(){at(user_location())}"
+            )
         return bool(self.item())
+
+    def __format__(self, spec: str) -> str:
+        """``f"{loss:.4f}"``: a 0-d tensor formats as its Python number, any other as ``str`` (a format spec for
+        it raises ``TypeError``), as PyTorch."""
+        if self.ndim == 0:
+            return format(self.item(), spec)
+        return object.__format__(self, spec)
 
     def __index__(self) -> int:
         if self.dtype.category != 1:
