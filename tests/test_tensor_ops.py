@@ -761,3 +761,18 @@ def test_format_and_truth_value_as_torch(rng: np.random.Generator) -> None:
     with pytest.raises(RuntimeError, match=rf"truth value of a tensor of shape \(2,\) is ambiguous.*{__file__}:"):
         bool(pg.tensor([1.0, 2.0]))
     assert bool(pg.tensor([3.0])) and not bool(pg.tensor(0))
+
+
+def test_an_empty_dim_list_reduces_every_dim_as_torch(rng: np.random.Generator) -> None:
+    """``x.sum(dim=())`` is ``x.sum()`` in PyTorch (also mean, amax, amin, var, std); it returned ``x`` unreduced."""
+    import torch
+
+    a = rng.standard_normal((2, 3))
+    x, t = pg.tensor(a), torch.tensor(a)
+    for name in ("sum", "mean", "amax", "amin", "var", "std"):
+        for dim in ((), []):
+            for keepdim in (False, True):
+                got = getattr(x, name)(dim=dim, keepdim=keepdim)
+                want = getattr(t, name)(dim=dim, keepdim=keepdim)
+                assert got.shape == tuple(want.shape), (name, dim, keepdim)
+                np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-12)

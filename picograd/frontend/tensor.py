@@ -764,7 +764,7 @@ class Tensor:
         """Arithmetic mean over ``dim``; float tensors only (as PyTorch)."""
         if not self.dtype.is_floating_point:
             raise DTypeError(f"mean() needs a float tensor, got {self.dtype.name}{at(user_location())}")
-        dims = norm_dims(dim, self.ndim, self.shape)
+        dims = reduction_dims(dim, self.ndim, self.shape)
         count = math.prod(self.shape[d] for d in dims)
         return _reduce("sum", self, dims, keepdim) / float(count)  # not on autocast's float32 list, unlike sum
 
@@ -799,7 +799,7 @@ class Tensor:
     @opmath
     def var(self, dim: int | Sequence[int] | None = None, correction: int = 1, keepdim: bool = False) -> Tensor:
         """Variance over ``dim`` with Bessel's ``correction`` (divides by N - correction, as PyTorch)."""
-        dims = norm_dims(dim, self.ndim, self.shape)
+        dims = reduction_dims(dim, self.ndim, self.shape)
         n = math.prod(self.shape[d] for d in dims)
         centered = self - self.mean(dims, keepdim=True)
         return (centered * centered).sum(dims, keepdim) / float(max(n - correction, 0))
@@ -1324,8 +1324,16 @@ def norm_dims(dim: int | Sequence[int] | None, ndim: int, shape: Shape | None = 
     return out if ndim else ()
 
 
+def reduction_dims(dim: int | Sequence[int] | None, ndim: int, shape: Shape | None = None) -> tuple[int, ...]:
+    """``norm_dims`` for a reduction (sum, mean, max, min, amax, amin, var, std): an empty ``dim`` list reduces every
+    dim, as PyTorch's (``x.sum(dim=())`` is ``x.sum()``), where it gave ``x`` unreduced."""
+    if dim is not None and not isinstance(dim, int) and len(tuple(dim)) == 0:
+        dim = None
+    return norm_dims(dim, ndim, shape)
+
+
 def _reduce(kind: str, x: Tensor, dim: Any, keepdim: bool) -> Tensor:
-    dims = norm_dims(dim, x.ndim, x.shape)
+    dims = reduction_dims(dim, x.ndim, x.shape)
     if not dims:
         return x
     if kind != "sum" and any(x.shape[d] == 0 for d in dims):
