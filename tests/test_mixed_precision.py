@@ -494,6 +494,7 @@ def test_overflow_gives_inf_without_warnings_as_torch(rng, name):
             "mul": (pg.tensor([1.5, -1.5]).to(dt) * big).numpy(),
             "compiled": step(x).numpy(),
             "float32 mul": (pg.tensor([3e38, -3e38]) * 10.0).numpy(),
+            "float32 times a huge Python float": (pg.tensor([1.0, -1.0]) * 1e300).numpy(),
             "module.to": model.weight.numpy()[0],
         }
     t = torch.from_numpy(a)
@@ -503,6 +504,7 @@ def test_overflow_gives_inf_without_warnings_as_torch(rng, name):
         "mul": torch.tensor([1.5, -1.5]).to(tdt) * big,
         "compiled": t.float().to(tdt) * 4.0,
         "float32 mul": torch.tensor([3e38, -3e38]) * 10.0,
+        "float32 times a huge Python float": torch.tensor([1.0, -1.0]) * 1e300,
         "module.to": t.float().to(tdt),
     }
     for case, value in got.items():

@@ -233,7 +233,8 @@ def _constant(attrs: tuple, types) -> Operation:
     (value,) = attrs
     shape, dtype = types[0]
     t = _ir_type(shape, dtype)
-    array = np.asarray(value, dtype=dtype.np).reshape(-1)
+    with np.errstate(over="ignore"):  # a Python float beyond the dtype's range is inf, silently (as PyTorch)
+        array = np.asarray(value, dtype=dtype.np).reshape(-1)
     values = (array.astype(np.float64) if dtype.is_floating_point else array).tolist()  # bf16 as plain floats
     if dtype.category == 0:
         values = [int(v) for v in values]
