@@ -30,14 +30,17 @@ from picograd.frontend.creation import (  # noqa: E402
     empty,
     empty_like,
     eye,
+    from_numpy,
     full,
     full_like,
+    linspace,
     multinomial,
     ones,
     ones_like,
     rand,
     randint,
     randn,
+    randperm,
     stack,
     tensor,
     zeros,
@@ -135,7 +138,9 @@ from picograd.frontend.ops_more import (  # noqa: E402
     index_select,
     inference_mode,
     inner,
+    is_floating_point,
     is_grad_enabled,
+    is_tensor,
     isfinite,
     isinf,
     isnan,
@@ -173,6 +178,7 @@ from picograd.frontend.ops_more import (  # noqa: E402
     norm,
     normal,
     not_equal,
+    numel,
     outer,
     positive,
     rad2deg,
@@ -402,5 +408,5 @@ __all__ += [
     "negative",
     "absolute",
 ]
-__all__ += ["device", "cuda"]
+__all__ += ["device", "cuda", "from_numpy", "is_floating_point", "is_tensor", "linspace", "numel", "randperm"]
 __all__ += list(TENSOR_FUNCTIONS)

@@ -92,6 +92,34 @@ def arange(
     return _make(np.arange(start, end, step).astype(as_dtype(dtype).np), device, requires_grad)
 
 
+def linspace(
+    start: float, end: float, steps: int, dtype: Any = None, device: Any = None, requires_grad: bool = False
+) -> Tensor:
+    """``steps`` evenly spaced values from ``start`` to ``end`` inclusive (float32 by default), as
+    ``torch.linspace``. Raises ``ValueError`` for a negative ``steps``."""
+    if steps < 0:
+        raise ValueError(f"linspace: number of steps must be non-negative, got {steps}{at(user_location())}")
+    values = np.linspace(float(start), float(end), steps, dtype=np.float64)
+    return _make(values.astype(as_dtype(dtype or dtypes.float32).np), device, requires_grad)
+
+
+def from_numpy(array: np.ndarray) -> Tensor:
+    """A CPU tensor of ``array``'s dtype and values (``torch.from_numpy``; picograd copies: later writes to the
+    array do not show in the tensor). Raises ``TypeError`` for anything but a numpy array."""
+    if not isinstance(array, np.ndarray):
+        raise TypeError(f"from_numpy: expected a numpy.ndarray, got {type(array).__name__}{at(user_location())}")
+    return Tensor(array, dtype=array.dtype)
+
+
+def randperm(n: int, dtype: Any = None, device: Any = None) -> Tensor:
+    """A uniformly random permutation of ``0 .. n-1`` (int64), as ``torch.randperm``: the order that sorts ``n``
+    uniform draws of picograd's generator (float64: ties have probability ~n^2 / 2^53)."""
+    from picograd.frontend.ops import argsort
+
+    u = _random("uniform", (n,), dtypes.float64, device, False)
+    return argsort(u).to(dtype or dtypes.int64)
+
+
 def _random(distribution: str, size: Sequence[Any], dtype: Any, device: Any, requires_grad: bool) -> Tensor:
     dev = check_device(device)
     d = as_dtype(dtype or dtypes.float32)

@@ -797,17 +797,35 @@ class Tensor:
         return _reduce("min", self, dim, keepdim)
 
     @opmath
-    def var(self, dim: int | Sequence[int] | None = None, correction: int = 1, keepdim: bool = False) -> Tensor:
-        """Variance over ``dim`` with Bessel's ``correction`` (divides by N - correction, as PyTorch)."""
+    def var(
+        self,
+        dim: int | Sequence[int] | None = None,
+        correction: int = 1,
+        keepdim: bool = False,
+        *,
+        unbiased: Any = None,
+    ) -> Tensor:
+        """Variance over ``dim`` with Bessel's ``correction`` (divides by N - correction, as PyTorch; PyTorch's older
+        ``unbiased=False`` is ``correction=0``)."""
+        if unbiased is not None:
+            correction = int(bool(unbiased))
         dims = reduction_dims(dim, self.ndim, self.shape)
         n = math.prod(self.shape[d] for d in dims)
         centered = self - self.mean(dims, keepdim=True)
         return (centered * centered).sum(dims, keepdim) / float(max(n - correction, 0))
 
     @opmath
-    def std(self, dim: int | Sequence[int] | None = None, correction: int = 1, keepdim: bool = False) -> Tensor:
-        """``sqrt(var)``; where it is 0 the gradient is 0 (as PyTorch's ``std_backward``), not ``0 * inf = NaN``."""
-        var = self.var(dim, correction, keepdim)
+    def std(
+        self,
+        dim: int | Sequence[int] | None = None,
+        correction: int = 1,
+        keepdim: bool = False,
+        *,
+        unbiased: Any = None,
+    ) -> Tensor:
+        """``sqrt(var)`` (``unbiased`` as ``var``'s); where it is 0 the gradient is 0 (as PyTorch's ``std_backward``),
+        not ``0 * inf = NaN``."""
+        var = self.var(dim, correction, keepdim, unbiased=unbiased)
         zero = var == 0
         return where(zero, 0.0, where(zero, 1.0, var).sqrt())
 
