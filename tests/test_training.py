@@ -498,3 +498,20 @@ def test_compiled_function_sees_new_values_of_class_and_object_attributes():
     finally:
         _Settings.scale = 1.0
         vars(_settings).pop("scale", None)
+
+
+_NOISE = pg.randn(3)  # lazy: drawn by the first value that needs it
+
+
+def test_compiled_function_reads_lazy_random_values_recorded_before_it_as_they_are():
+    """A lazy tensor drawn before the trace (a global ``pg.randn``, a tuple argument holding fresh draws) is read as
+    its value: the trace bound the generator's offset of the draw to the generator's current offset, so every call
+    drew other numbers than the tensor holds."""
+    x = pg.tensor(rng.standard_normal(3), dtype=pg.float32)
+    plus_noise = pg.compile(lambda v: v + _NOISE)
+    for _ in range(2):
+        np.testing.assert_allclose(plus_noise(x).numpy(), x.numpy() + _NOISE.numpy(), rtol=1e-6)
+    pair = pg.compile(lambda xs: xs[0] * 2 + xs[1])
+    for _ in range(2):
+        a, b = pg.randn(3), pg.randn(3)
+        np.testing.assert_allclose(pair((a, b)).numpy(), a.numpy() * 2 + b.numpy(), rtol=1e-6)

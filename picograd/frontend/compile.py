@@ -470,6 +470,16 @@ class _Compiled:
         return _rebuild(tr.structure, returned)
 
 
+def _current_owner(node: Node) -> weakref.ref | None:
+    """The owner of the leaf ``node`` when the leaf is its owner's value now: each call then reads the owner's value
+    afresh (a parameter the optimizer updated). A leaf its owner has moved on from is a snapshot that a lazy value
+    recorded before the trace reads (the random generator's offset when ``x = pg.randn(3)`` was drawn, for a
+    compiled function reading ``x``): its value is the leaf's own, on every call."""
+    ref = node.owner
+    owner = ref() if ref is not None else None
+    return ref if owner is not None and owner._node is node else None
+
+
 def _host_scalar(data: Any) -> np.ndarray:
     """A device value read by a CPU step: only 0-d values may be (anything else means the model moved)."""
     if data.shape:
@@ -692,7 +702,7 @@ class CompiledFunction:
             g = ctx.old_grads.get(id(t), t._grad) if not was_none else None
             if g is not None:
                 grad_of[id(g._node)] = weakref.ref(t)
-        implicit = [(n, n.owner, grad_of.get(id(n))) for n in leaves[trace.num_inputs :]]
+        implicit = [(n, _current_owner(n), grad_of.get(id(n))) for n in leaves[trace.num_inputs :]]
         binding = None
         if device != devices.CPU:
             owned = [(i, ref() if ref is not None else None) for i, (_, ref, _) in enumerate(implicit)]
