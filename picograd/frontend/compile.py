@@ -557,7 +557,11 @@ def _unhashable_argument(fn: Callable[..., Any], i: int, a: Any) -> str:
         hint = f"pass a tensor instead: pg.tensor({pname or '...'})"
     elif isinstance(a, list | dict | set):
         what += f" of length {len(a)}"
-        hint = "pass a tensor (pg.tensor(...)) or a hashable value such as a tuple instead"
+        values = a.values() if isinstance(a, dict) else a
+        if any(isinstance(v, Tensor) for v in values):  # a tuple of them would key the cache by the tensors' identity
+            hint = "pass its tensors as separate arguments (step(*xs)): the tensor arguments are the inputs"
+        else:
+            hint = "pass a tensor (pg.tensor(...)) or a hashable value such as a tuple instead"
     else:
         hint = "pass a tensor (pg.tensor(...)) or a hashable value instead"
     return (
@@ -643,9 +647,11 @@ class CompiledFunction:
     def name(self) -> str:
         return getattr(self.fn, "__name__", "step")
 
-    def __call__(self, *args: Any) -> Any:
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if STATE.trace is not None:
-            return self.fn(*args)  # called from another traced function: trace through
+            return self.fn(*args, **kwargs)  # called from another traced function: trace through
+        if kwargs:
+            args = self._positional(args, kwargs)
         # autocast, allow_tf32 and grad mode change the traced graph
         key = (_signature(args, self.fn), amp.state_key(), STATE.grad_enabled)
         compiled = None
@@ -669,6 +675,22 @@ class CompiledFunction:
                 return compiled.run(tensors)
             except _Retrace:
                 raise CompileError(f"{self.name}: the devices of its inputs changed while it ran") from None
+
+    def _positional(self, args: tuple, kwargs: dict[str, Any]) -> tuple:
+        """``args`` with the keyword arguments bound to their parameters (``step(x, y=y)``), as torch.compile'd
+        functions take them. Raises ``TypeError`` for arguments that do not fit the function and ``CompileError`` for
+        keyword-only parameters."""
+        loc = user_location()
+        try:
+            bound = inspect.signature(self.fn).bind(*args, **kwargs)
+        except TypeError as e:
+            raise TypeError(f"{self.name}: {e}{at(loc)}") from None
+        if bound.kwargs:
+            raise CompileError(
+                f"{self.name}: @pg.compile passes arguments by position; make the keyword-only parameters "
+                f"{', '.join(bound.kwargs)} positional-or-keyword{at(loc)}"
+            )
+        return bound.args
 
     def _store(self, key: tuple, compiled: _Compiled) -> None:
         """Keep ``compiled`` under ``key``, dropping traces whose module-attribute guard can never hold again and,
