@@ -9,9 +9,9 @@ import numpy as np
 import picograd.nn.functional as F
 import pytest
 import torch
+from _raises import raises_on_next_line
 
 import picograd as pg
-from tests._raises import raises_on_next_line
 
 
 def _pair(rng: np.random.Generator):
