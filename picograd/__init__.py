@@ -11,6 +11,7 @@ from picograd.errors import CheckpointError, CompileError, DeviceError, DTypeErr
 
 # -- the operator surface (issue 20)
 from picograd.frontend import (
+    cuda,
     nn,
     ops,  # noqa: E402 - importing it attaches the Tensor methods
     optim,
@@ -29,14 +30,17 @@ from picograd.frontend.creation import (  # noqa: E402
     empty,
     empty_like,
     eye,
+    from_numpy,
     full,
     full_like,
+    linspace,
     multinomial,
     ones,
     ones_like,
     rand,
     randint,
     randn,
+    randperm,
     stack,
     tensor,
     zeros,
@@ -134,7 +138,9 @@ from picograd.frontend.ops_more import (  # noqa: E402
     index_select,
     inference_mode,
     inner,
+    is_floating_point,
     is_grad_enabled,
+    is_tensor,
     isfinite,
     isinf,
     isnan,
@@ -172,6 +178,7 @@ from picograd.frontend.ops_more import (  # noqa: E402
     norm,
     normal,
     not_equal,
+    numel,
     outer,
     positive,
     rad2deg,
@@ -238,6 +245,7 @@ for _name in TENSOR_FUNCTIONS:
 
 # `import picograd.nn.functional as F` and `from picograd.optim import SGD` work as they do for torch
 sys.modules[__name__ + ".nn"] = nn
+sys.modules[__name__ + ".cuda"] = cuda
 sys.modules[__name__ + ".nn.functional"] = nn.functional
 sys.modules[__name__ + ".optim"] = optim
 sys.modules[__name__ + ".nn.utils"] = nn.utils
@@ -400,5 +408,5 @@ __all__ += [
     "negative",
     "absolute",
 ]
-__all__ += ["device"]
+__all__ += ["device", "cuda", "from_numpy", "is_floating_point", "is_tensor", "linspace", "numel", "randperm"]
 __all__ += list(TENSOR_FUNCTIONS)

@@ -156,3 +156,26 @@ def test_ops_refuse_tensors_on_different_gpus(two_gpus: TwoGpus) -> None:
     b = pg.ones(3, device="cuda:1")
     with pytest.raises(pg.DeviceError, match=r"cuda:0.*cuda:1"):
         a + b
+
+
+def test_pg_cuda_answers_as_torch_cuda_does(rng: np.random.Generator) -> None:
+    """``pg.cuda``: what PyTorch code asks ``torch.cuda`` (False and 0 without a usable GPU, as PyTorch's)."""
+    import picograd.cuda
+
+    assert picograd.cuda is pg.cuda
+    assert pg.cuda.is_available() == cuda.available() and pg.cuda.device_count() == cuda.device_count()
+    pg.cuda.synchronize()  # nothing queued: returns (a no-op without a GPU)
+    pg.cuda.empty_cache()
+    seed = int(rng.integers(1 << 30))
+    pg.cuda.manual_seed(seed)
+    a = pg.rand(4).numpy()
+    pg.cuda.manual_seed_all(seed)
+    np.testing.assert_array_equal(pg.rand(4).numpy(), a)  # one generator for all devices
+    pg.manual_seed(seed)
+    np.testing.assert_array_equal(pg.rand(4).numpy(), a)
+    if not cuda.available():
+        assert pg.cuda.device_count() == 0
+        with pytest.raises(pg.DeviceError, match=rf"pg.cuda.current_device\(\): CUDA is unavailable.*{__file__}:"):
+            pg.cuda.current_device()
+    else:
+        assert pg.cuda.current_device() == 0 and pg.cuda.device_count() >= 1 and pg.cuda.get_device_name()

@@ -292,3 +292,22 @@ def test_recurrent_input_shapes():
         cell(pg.randn(2, 4), (pg.zeros(2, 3), pg.zeros(2, 4)))
     with raises_on_next_line(pg.ShapeError, "RNNCell: hx", "(2, 3)", "(3,)"):
         pg.nn.RNNCell(4, 3)(pg.randn(2, 4), pg.zeros(3))
+
+
+def test_compiled_functions_take_keyword_arguments() -> None:
+    """``step(x, scale=2.0)`` and ``step(x=x)`` work as for torch.compile'd functions (a TypeError from
+    ``CompiledFunction.__call__`` before); wrong keywords name the function and line; a list of tensors names the
+    fix (separate arguments)."""
+    m = pg.nn.Linear(3, 2)
+
+    @pg.compile
+    def f(x, scale=1.0):
+        return m(x) * scale
+
+    x = pg.randn(4, 3)
+    np.testing.assert_allclose(f(x, scale=2.0).numpy(), 2 * f(x).numpy(), rtol=1e-6)
+    np.testing.assert_allclose(f(x=x, scale=3.0).numpy(), 3 * f(x).numpy(), rtol=1e-6)
+    with raises_on_next_line(TypeError, "f: got an unexpected keyword argument 'bogus'"):
+        f(x, bogus=1)
+    with raises_on_next_line(pg.CompileError, "argument 0 (x) is a list of length 2", "separate arguments"):
+        f([x, x])

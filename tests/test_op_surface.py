@@ -1266,3 +1266,39 @@ def test_gpu_atan2_special_values() -> None:
         want = np.arctan2(y.astype(dt), x.astype(dt))
         np.testing.assert_allclose(got, want, rtol=1e-6, equal_nan=True)
         assert np.array_equal(np.signbit(got[~np.isnan(want)]), np.signbit(want[~np.isnan(want)]))
+
+
+def test_small_pytorch_api_a_newcomer_reaches_for(rng: np.random.Generator) -> None:
+    """``linspace``, ``from_numpy``, ``randperm``, ``is_tensor``, ``numel``, ``var/std(unbiased=)``, ``view_as``,
+    ``reshape_as``, ``type_as``, ``is_floating_point``, ``new_zeros/ones/full/tensor``, ``Module.apply`` and
+    ``Module.requires_grad_`` (each was missing), as PyTorch's."""
+    a = rng.standard_normal((2, 6))
+    x, t = pg.tensor(a, dtype=pg.float32), torch.tensor(a, dtype=torch.float32)
+    start, end = rng.standard_normal(2)
+    np.testing.assert_allclose(pg.linspace(start, end, 7).numpy(), torch.linspace(start, end, 7).numpy(), atol=1e-6)
+    assert pg.linspace(0, 1, 0).shape == (0,) and pg.linspace(2.0, 3.0, 1).tolist() == [2.0]
+    ints = rng.integers(0, 9, 5).astype(np.int32)
+    f = pg.from_numpy(ints)
+    assert f.dtype == pg.int32 and f.tolist() == ints.tolist()
+    perm = pg.randperm(17)
+    assert perm.dtype == pg.int64 and sorted(perm.tolist()) == list(range(17))
+    assert pg.is_tensor(x) and not pg.is_tensor(a) and pg.numel(x) == 12 and x.is_floating_point()
+    for unbiased in (False, True):
+        np.testing.assert_allclose(x.var(1, unbiased=unbiased).numpy(), t.var(1, unbiased=unbiased).numpy(), rtol=1e-5)
+        np.testing.assert_allclose(x.std(unbiased=unbiased).numpy(), t.std(unbiased=unbiased).numpy(), rtol=1e-5)
+    like = pg.zeros(3, 4)
+    assert x.view_as(like).shape == (3, 4) and x.reshape_as(like).shape == (3, 4)
+    assert pg.tensor([1, 2]).type_as(x).dtype == pg.float32
+    h = x.half()
+    assert h.new_zeros(2, 3).dtype == pg.float16 and h.new_zeros((2, 3)).shape == (2, 3)
+    assert h.new_ones(4).tolist() == [1.0] * 4 and h.new_full((2,), 7.0).tolist() == [7.0, 7.0]
+    assert h.new_tensor([1, 2]).dtype == pg.float16 and x.new_zeros(2, dtype=pg.int64).dtype == pg.int64
+    model = pg.nn.Sequential(pg.nn.Linear(2, 3), pg.nn.Tanh(), pg.nn.Linear(3, 1))
+    seen: list[str] = []
+    assert model.apply(lambda m: seen.append(type(m).__name__)) is model
+    assert seen == ["Linear", "Tanh", "Linear", "Sequential"]  # children first, as PyTorch
+    model.apply(lambda m: pg.nn.init.zeros_(m.weight) if isinstance(m, pg.nn.Linear) else None)
+    assert not model[0].weight.numpy().any()
+    assert model.requires_grad_(False) is model and not any(p.requires_grad for p in model.parameters())
+    model.requires_grad_()
+    assert all(p.requires_grad for p in model.parameters())

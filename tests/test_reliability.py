@@ -467,6 +467,11 @@ def test_load_bad_files_name_the_file_and_the_problem(tmp_path, rng):
         with pytest.raises(pg.CheckpointError, match=problem) as info:
             pg.load(tmp_path / name)
         assert str(tmp_path / name) in str(info.value)
+    torch_file = tmp_path / "model.pt"
+    torch.save({"w": torch.zeros(2)}, torch_file)
+    with pytest.raises(pg.CheckpointError, match="looks like a PyTorch checkpoint .*torch.load") as info:
+        pg.load(torch_file)
+    assert str(torch_file) in str(info.value)
     foreign = tmp_path / "foreign.safetensors"
     save_file({"x": np.zeros(2, np.float32)}, str(foreign))
     with pytest.raises(pg.CheckpointError, match="picograd did not write") as info:

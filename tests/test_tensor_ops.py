@@ -717,3 +717,62 @@ def test_len_iter_size(rng):
     assert len(x) == 3 and x.size() == (3, 2) and x.size(-1) == 2 and x.dim() == 2
     for row, ref in zip(x, a, strict=True):
         check(row, ref)
+
+
+def test_integer_division_by_zero_raises_and_percent_is_remainder(rng: np.random.Generator) -> None:
+    """Integer ``//``, ``div(rounding_mode=)`` and ``%`` by zero raise ``RuntimeError`` as PyTorch's (numpy gave 0
+    or the dividend silently), eagerly and in a compiled step, naming the user's line; ``%`` works (it was missing)
+    and follows Python's sign rule like ``torch.remainder``, for ints and floats, on either side."""
+    import torch
+
+    a = rng.integers(-50, 50, 6)
+    b = rng.integers(1, 9, 6) * rng.choice([-1, 1], 6)
+    x, y = pg.tensor(a), pg.tensor(b)
+    np.testing.assert_array_equal((x % y).numpy(), (torch.tensor(a) % torch.tensor(b)).numpy())
+    np.testing.assert_array_equal((7 % y).numpy(), (7 % torch.tensor(b)).numpy())
+    f = rng.standard_normal(6) * 10
+    np.testing.assert_allclose((pg.tensor(f) % -2.5).numpy(), (torch.tensor(f) % -2.5).numpy(), rtol=1e-12)
+    zero_at = b.copy()
+    zero_at[int(rng.integers(6))] = 0
+    line = "ZeroDivisionError: integer division by zero"
+    for fn in (
+        lambda u, v: u // v,
+        lambda u, v: u.div(v, rounding_mode="trunc"),
+        lambda u, v: u % v,
+        lambda u, v: u // 0,
+        lambda u, v: pg.remainder(u, 0),
+    ):
+        for run in (fn, pg.compile(fn)):
+            with pytest.raises(RuntimeError, match=f"{line} \\(at {__file__}:"):
+                run(x, pg.tensor(zero_at)).numpy()
+
+
+def test_format_and_truth_value_as_torch(rng: np.random.Generator) -> None:
+    """``f"{loss:.4f}"`` works (it raised TypeError) and formats like PyTorch; ``if t:`` on several elements raises
+    PyTorch's RuntimeError naming the problem, not ``item()``'s ShapeError."""
+    import torch
+
+    v = float(rng.standard_normal())
+    for spec in (".4f", "", ">10.2e"):
+        assert format(pg.tensor(v), spec) == format(torch.tensor(v), spec)
+    assert f"{pg.tensor(7):>4d}" == f"{torch.tensor(7):>4d}" and f"{pg.tensor([1.0, 2.0])}" == "tensor([1., 2.])"
+    with pytest.raises(TypeError):
+        f"{pg.tensor([1.0, 2.0]):.2f}"  # noqa: B018 - as torch
+    with pytest.raises(RuntimeError, match=rf"truth value of a tensor of shape \(2,\) is ambiguous.*{__file__}:"):
+        bool(pg.tensor([1.0, 2.0]))
+    assert bool(pg.tensor([3.0])) and not bool(pg.tensor(0))
+
+
+def test_an_empty_dim_list_reduces_every_dim_as_torch(rng: np.random.Generator) -> None:
+    """``x.sum(dim=())`` is ``x.sum()`` in PyTorch (also mean, amax, amin, var, std); it returned ``x`` unreduced."""
+    import torch
+
+    a = rng.standard_normal((2, 3))
+    x, t = pg.tensor(a), torch.tensor(a)
+    for name in ("sum", "mean", "amax", "amin", "var", "std"):
+        for dim in ((), []):
+            for keepdim in (False, True):
+                got = getattr(x, name)(dim=dim, keepdim=keepdim)
+                want = getattr(t, name)(dim=dim, keepdim=keepdim)
+                assert got.shape == tuple(want.shape), (name, dim, keepdim)
+                np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-12)

@@ -415,3 +415,103 @@ def test_item_after_an_eager_step_does_not_run_the_forward_again(monkeypatch, op
         assert loss.item() == pytest.approx(expected, rel=1e-5)
         assert len(runs) == before + 1  # .item() ran nothing
         assert loss.numpy().dtype == np.float32 and (loss * 2).item() == pytest.approx(2 * expected, rel=1e-5)
+
+
+def test_norm_gradient_at_zero_is_torchs_not_nan():
+    """d||x||/dx at x = 0 is 0 in PyTorch (its norm_backward masks it); sqrt's vjp gave 0 * inf = NaN there, and so
+    did normalize, cosine_similarity, cdist and dist of a zero vector (the rows with a nonzero norm: x / ||x||)."""
+    x = rng.standard_normal((3, 4)).astype(np.float32)
+    x[1] = 0.0
+    y = rng.standard_normal((3, 4)).astype(np.float32)
+    tf = torch.nn.functional
+    cases = [
+        (lambda v: pg.norm(v, dim=1).sum(), lambda v: torch.norm(v, dim=1).sum()),
+        (lambda v: v.norm(), lambda v: v.norm()),
+        (lambda v: pg.dist(v[1], v[1] * 2), lambda v: torch.dist(v[1], v[1] * 2)),
+        (
+            lambda v: (F.normalize(v, dim=1) * pg.tensor(y)).sum(),
+            lambda v: (tf.normalize(v, dim=1) * torch.tensor(y)).sum(),
+        ),
+        (
+            lambda v: F.cosine_similarity(v, pg.tensor(y)).sum(),
+            lambda v: tf.cosine_similarity(v, torch.tensor(y)).sum(),
+        ),
+        (lambda v: pg.cdist(v, v).sum(), lambda v: torch.cdist(v, v).sum()),
+    ]
+    for ours, theirs in cases:
+        p, t = pg.tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
+        ours(p).backward()
+        theirs(t).backward()
+        assert np.isfinite(p.grad.numpy()).all()
+        np.testing.assert_allclose(p.grad.numpy(), t.grad.numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_freezing_a_parameter_after_compiling_retraces():
+    """``p.requires_grad_(False)`` after a compiled step was traced: the step traces again and leaves ``p`` alone
+    (as eager and PyTorch do: it gets no gradient, the optimizer skips it); the old trace kept updating it."""
+    model = pg.nn.Sequential(pg.nn.Linear(3, 4), pg.nn.Tanh(), pg.nn.Linear(4, 2))
+    opt = pg.optim.SGD(model.parameters(), lr=0.1)
+
+    @pg.compile
+    def step(x, y):
+        loss = F.mse_loss(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        return loss
+
+    x, y = (
+        pg.tensor(rng.standard_normal((5, 3)), dtype=pg.float32),
+        pg.tensor(rng.standard_normal((5, 2)), dtype=pg.float32),
+    )
+    step(x, y)
+    model[0].weight.requires_grad_(False)
+    frozen, other = model[0].weight.numpy().copy(), model[2].weight.numpy().copy()
+    step(x, y)
+    np.testing.assert_array_equal(model[0].weight.numpy(), frozen)
+    assert not np.array_equal(model[2].weight.numpy(), other)
+    model[0].weight.requires_grad_(True)
+    step(x, y)
+    assert not np.array_equal(model[0].weight.numpy(), frozen)
+
+
+class _Settings:
+    scale = 1.0
+
+
+_settings = _Settings()
+
+
+def test_compiled_function_sees_new_values_of_class_and_object_attributes():
+    """A compiled function reading ``Config.attr`` or ``config.attr`` (a class or object of the user's code, read
+    through a global) traces again when the attribute changes, as torch.compile's guards do; it kept the traced
+    value (a Python scalar is baked into the trace)."""
+    x = pg.tensor(rng.standard_normal(4), dtype=pg.float32)
+    by_class = pg.compile(lambda v: v * _Settings.scale)
+    by_object = pg.compile(lambda v: v * _settings.scale)
+    try:
+        for value in (1.0, 3.0):
+            _Settings.scale = value
+            _settings.scale = 2 * value
+            np.testing.assert_allclose(by_class(x).numpy(), x.numpy() * value, rtol=1e-6)
+            np.testing.assert_allclose(by_object(x).numpy(), x.numpy() * 2 * value, rtol=1e-6)
+    finally:
+        _Settings.scale = 1.0
+        vars(_settings).pop("scale", None)
+
+
+_NOISE = pg.randn(3)  # lazy: drawn by the first value that needs it
+
+
+def test_compiled_function_reads_lazy_random_values_recorded_before_it_as_they_are():
+    """A lazy tensor drawn before the trace (a global ``pg.randn``, a tuple argument holding fresh draws) is read as
+    its value: the trace bound the generator's offset of the draw to the generator's current offset, so every call
+    drew other numbers than the tensor holds."""
+    x = pg.tensor(rng.standard_normal(3), dtype=pg.float32)
+    plus_noise = pg.compile(lambda v: v + _NOISE)
+    for _ in range(2):
+        np.testing.assert_allclose(plus_noise(x).numpy(), x.numpy() + _NOISE.numpy(), rtol=1e-6)
+    pair = pg.compile(lambda xs: xs[0] * 2 + xs[1])
+    for _ in range(2):
+        a, b = pg.randn(3), pg.randn(3)
+        np.testing.assert_allclose(pair((a, b)).numpy(), a.numpy() * 2 + b.numpy(), rtol=1e-6)

@@ -871,6 +871,20 @@ INDEX_CHECK_ATTR = "pg.index_check"
 ``pg.check_index``: a mutable ``memref<2xi64>`` global that a kernel sets to (1, the bad index)."""
 
 
+_OUT_OF_RANGE = " is out of range for dim"  # the default message of pg.check_index: "<what> <value> is out of ..."
+
+
+def check_error(message: str) -> Exception:
+    """The exception a failed ``pg.check_index`` raises with its filled-in ``message`` (``CheckIndexOp.message``):
+    ``IndexError`` for an index out of range (the default message), ``RuntimeError`` for a data check given its own
+    ``message`` template (``multinomial``'s weights, ``one_hot``'s classes), as PyTorch raises for those. Every
+    backend (numpy executor, loop interpreter, CUDA runtime) raises through this."""
+    head, _, _ = message.partition(_OUT_OF_RANGE)
+    words = head.split(" ")
+    default = len(words) == 2 and words[1].lstrip("-").isdigit() and _OUT_OF_RANGE in message
+    return IndexError(message) if default else RuntimeError(message)
+
+
 @irdl_op_definition
 class CheckIndexOp(IRDLOperation):
     """A bounds check of integer indices before a ``pg.gather``: the result is the input, and every element must lie
@@ -924,7 +938,7 @@ class CheckIndexOp(IRDLOperation):
         if self.template is not None:
             return self.template.data.replace("{}", str(value), 1) + at
         what = f"{self.what.data} {value}"
-        return f"{what} is out of range for dim {self.dim.value.data} of size {self.size.value.data}{at}"
+        return f"{what}{_OUT_OF_RANGE} {self.dim.value.data} of size {self.size.value.data}{at}"
 
     def verify_(self) -> None:
         if not is_int(element_of(self.input)):

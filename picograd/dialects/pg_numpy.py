@@ -168,7 +168,7 @@ def _check_index(op: pg.CheckIndexOp) -> Kernel:
         shifted = i - low if low else i
         if (shifted.view(np.dtype(f"u{i.dtype.itemsize}")) >= high - low).any():
             values = np.asarray(i)
-            raise IndexError(op.message(int(values[(values < low) | (values >= high)].flat[0])))
+            raise pg.check_error(op.message(int(values[(values < low) | (values >= high)].flat[0])))
         return i
 
     return check

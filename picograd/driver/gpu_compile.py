@@ -73,12 +73,12 @@ class CudaProgram:
     checks: tuple[tuple[int, str], ...] = ()  # (constant index, message template): the error flags of index checks
     params: dict[str, tuple[cuda.Param, ...]] = field(default_factory=dict)  # each kernel's, from the ptx dialect
 
-    def index_error(self, flags: Sequence[np.ndarray]) -> IndexError | None:
-        """The ``IndexError`` that the error flags of the index checks (``flags[j]`` holding the contents of the
-        constant of ``checks[j]`` after a run: (1, the bad index) once a kernel saw one) report, or None."""
+    def index_error(self, flags: Sequence[np.ndarray]) -> Exception | None:
+        """The error (``pg.check_error``) that the error flags of the index checks (``flags[j]`` holding the contents
+        of the constant of ``checks[j]`` after a run: (1, the bad index) once a kernel saw one) report, or None."""
         for (_, template), flag in zip(self.checks, flags, strict=True):
             if flag[0]:
-                return IndexError(template.replace("{}", str(int(flag[1])), 1))
+                return pg.check_error(template.replace("{}", str(int(flag[1])), 1))
         return None
 
     @property

@@ -136,6 +136,40 @@ LOWER_PRECISION = _policy("lower")  # decorator: the op runs in the autocast dty
 FLOAT32 = _policy("float32")  # decorator: the op runs in float32
 
 
+def _round_once(result: Any, dtype: DType) -> Any:
+    from picograd.frontend.tensor import Tensor
+
+    if isinstance(result, Tensor):
+        return result._cast(dtype) if result.dtype.is_floating_point else result
+    if isinstance(result, tuple) and not hasattr(result, "_fields"):
+        return tuple(_round_once(r, dtype) for r in result)
+    return result
+
+
+def opmath(fn: F) -> F:
+    """Decorator for composite ops (norms, softmax, mean and variance, fused activations) that PyTorch's CPU kernels
+    compute in float32 for 16-bit inputs and round once at the end (their "opmath" type): when the first tensor
+    argument is bfloat16 or float16, the 16-bit float tensor arguments are cast to float32, the op runs, and its
+    float results are cast back to that dtype. Without it each intermediate op would round to 16 bits (results up
+    to several ulp off PyTorch's)."""
+
+    @functools.wraps(fn)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        from picograd.frontend.tensor import Tensor
+
+        first = next((a for a in (*args, *kwargs.values()) if isinstance(a, Tensor)), None)
+        if first is None or first.dtype not in dtypes.LOW_PRECISION:
+            return fn(*args, **kwargs)
+
+        def up(a: Any) -> Any:
+            return a._cast(dtypes.float32) if isinstance(a, Tensor) and a.dtype in dtypes.LOW_PRECISION else a
+
+        result = fn(*(up(a) for a in args), **{k: up(v) for k, v in kwargs.items()})
+        return _round_once(result, first.dtype)
+
+    return run  # type: ignore[return-value]
+
+
 # -- pg.backends.cuda.matmul.allow_tf32
 
 

@@ -44,7 +44,7 @@ import sysconfig
 import types
 import weakref
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -55,7 +55,19 @@ from picograd.errors import CompileError
 from picograd.frontend import amp
 from picograd.frontend import device as devices
 from picograd.frontend.dtypes import as_dtype
-from picograd.frontend.graph import STATE, Graph, Node, TraceContext, at, cut, leaf, lower, user_location
+from picograd.frontend.graph import (
+    DETACHED,
+    STATE,
+    Graph,
+    Node,
+    TraceContext,
+    at,
+    cut,
+    leaf,
+    lower,
+    replay,
+    user_location,
+)
 from picograd.frontend.realize import compile_graph, current_matmul_schedule, matmul_schedule, release
 from picograd.frontend.tensor import Tensor, realize
 from picograd.passes.schedule import check_schedule
@@ -105,6 +117,8 @@ class _Trace:
     written: list[Tensor]
     grad_owners: list[Tensor | int]  # a tensor, or the position of the explicit argument whose .grad is written
     grad_inputs: list[int]  # explicit arguments whose .grad is an input (after the arguments themselves)
+    differentiable: list[int]  # returned outputs that require grad, when the function ran no backward() itself
+    detached: str | None  # why returned outputs that required grad when traced come back detached
 
 
 class _Retrace(Exception):
@@ -266,6 +280,7 @@ class _CudaBinding:
 
 
 _MISSING = object()
+_BACKWARD_KINDS = ("grad", "sgd", "adam", "adamw")  # a traced graph holding one ran backward() or a step itself
 _BY_VALUE = (int, float, complex, bool, str, bytes, type(None))  # guarded by value; other objects by identity
 
 
@@ -276,8 +291,8 @@ class _Bindings:
     torch.compile's guards. Tensors, modules and other objects are compared by identity, Python scalars by value
     (a scalar is baked into the trace as a constant)."""
 
-    same: list[tuple[dict[str, Any], str, Any]] = field(default_factory=list)
-    equal: list[tuple[dict[str, Any], str, Any]] = field(default_factory=list)
+    same: list[tuple[Mapping[str, Any], str, Any]] = field(default_factory=list)
+    equal: list[tuple[Mapping[str, Any], str, Any]] = field(default_factory=list)
     cells: list[tuple[Any, Any]] = field(default_factory=list)
 
     def hold(self) -> bool:
@@ -309,9 +324,16 @@ class _Bindings:
         for name in names:
             if name in scope:
                 self._add(scope, name, scope[name], seen, depth)
-        for name, attr in attrs:  # `config.lr`, `mymodule.model`: attributes of the user's own modules
-            mod = scope.get(name)
-            if isinstance(mod, types.ModuleType) and _is_user_file(getattr(mod, "__file__", None)):
+        for name, attr in attrs:  # `mymodule.model`, `config.lr`, `Config.lr`: attributes of the user's own modules,
+            mod = scope.get(name)  # objects and classes (as torch.compile guards them)
+            if isinstance(mod, types.ModuleType):
+                user = _is_user_file(getattr(mod, "__file__", None))
+            else:
+                cls = mod if isinstance(mod, type) else type(mod)
+                user = hasattr(mod, "__dict__") and _is_user_file(
+                    getattr(sys.modules.get(cls.__module__), "__file__", None)
+                )
+            if user:
                 space = vars(mod)
                 if attr in space:
                     self._add(space, attr, space[attr], seen, depth)
@@ -323,7 +345,7 @@ class _Bindings:
             self.cells.append((cell, value))
             self._follow(value, seen, depth)
 
-    def _add(self, scope: dict[str, Any], name: str, value: Any, seen: set[int], depth: int) -> None:
+    def _add(self, scope: Mapping[str, Any], name: str, value: Any, seen: set[int], depth: int) -> None:
         if isinstance(value, types.ModuleType | type | types.BuiltinFunctionType):
             return  # imports and classes: their attributes are not bindings of the step
         if isinstance(value, _BY_VALUE):
@@ -389,11 +411,13 @@ class _Compiled:
     bindings: _Bindings
     version: int  # ``STATE.bindings`` when traced (module attributes)
     binding: _CudaBinding | None = None
+    requires: list[tuple[weakref.ref, bool]] = field(default_factory=list)  # tensors read and their requires_grad
 
     def guards_hold(self) -> bool:
         return (
             STATE.bindings == self.version
             and all((t._grad is None) == was_none for t, was_none in self.guards)
+            and all(t is None or t._requires_grad == flag for t, flag in ((r(), f) for r, f in self.requires))
             and all(m._training == mode for m, mode in self.trace.ctx.mode_reads.values())
             and self.bindings.hold()
         )
@@ -403,16 +427,19 @@ class _Compiled:
         tr = self.trace
         for refresh in tr.ctx.refreshers:
             refresh()
-        datas = [_buffer_of(t) for t in tensors]
-        for k in tr.grad_inputs:
-            datas.append(_buffer_of(tensors[k]._grad))  # type: ignore[arg-type]  # the signature says it is set
+        sources: list[Tensor | Node] = list(tensors)
+        sources += [tensors[k]._grad for k in tr.grad_inputs]  # type: ignore[misc]  # the signature says it is set
         for node, owner_ref, grad_of in self.implicit:
             if grad_of is not None:  # a parameter's .grad: read through the parameter, whose .grad may be rebound
                 param = grad_of()
                 owner = param._grad if param is not None else None
             else:
                 owner = owner_ref() if owner_ref is not None else None
-            datas.append(_buffer_of(owner) if owner is not None else node.data)
+            sources.append(owner if owner is not None else node)
+        datas = [_buffer_of(s) if isinstance(s, Tensor) else s.data for s in sources]
+        # the inputs' values as this call reads them (before the write-back), for outputs that require grad
+        values = [s._value if isinstance(s, Tensor) else (s, 0) for s in sources] if tr.differentiable else None
+        del sources
         binding = self.binding
         if binding is None:
             outs = self.exe(*[d if isinstance(d, np.ndarray) else _host_scalar(d) for d in datas])
@@ -430,7 +457,27 @@ class _Compiled:
                 p._grad = Tensor._of_buffer(buf)
             else:
                 p._grad._set_buffer(buf)
-        return _rebuild(tr.structure, outs)
+        returned: list[Tensor] = [Tensor._of_buffer(buf) for buf in outs[:k]]
+        if values is not None:
+            graph = tr.graph
+            for i, (node, index) in zip(tr.differentiable, replay(graph, values, tr.differentiable), strict=True):
+                if node.kind != "leaf" and len(node.types) == 1:
+                    node.data = outs[i]  # computed: reading it runs nothing; backward() recomputes through it
+                returned[i] = Tensor._wrap(node, index, requires_grad=True)
+        elif tr.detached is not None:
+            for t in returned:
+                DETACHED[t._node] = tr.detached
+        return _rebuild(tr.structure, returned)
+
+
+def _current_owner(node: Node) -> weakref.ref | None:
+    """The owner of the leaf ``node`` when the leaf is its owner's value now: each call then reads the owner's value
+    afresh (a parameter the optimizer updated). A leaf its owner has moved on from is a snapshot that a lazy value
+    recorded before the trace reads (the random generator's offset when ``x = pg.randn(3)`` was drawn, for a
+    compiled function reading ``x``): its value is the leaf's own, on every call."""
+    ref = node.owner
+    owner = ref() if ref is not None else None
+    return ref if owner is not None and owner._node is node else None
 
 
 def _host_scalar(data: Any) -> np.ndarray:
@@ -461,10 +508,10 @@ def _flatten(result: Any, out: list[Tensor]) -> Any:
     return ("value", result)
 
 
-def _rebuild(structure: Any, outs: Sequence[Any]) -> Any:
+def _rebuild(structure: Any, outs: Sequence[Tensor]) -> Any:
     kind, payload = structure
     if kind == "tensor":
-        return Tensor._of_buffer(outs[payload])
+        return outs[payload]
     if kind == "value":
         return payload
     if kind is dict:
@@ -510,7 +557,11 @@ def _unhashable_argument(fn: Callable[..., Any], i: int, a: Any) -> str:
         hint = f"pass a tensor instead: pg.tensor({pname or '...'})"
     elif isinstance(a, list | dict | set):
         what += f" of length {len(a)}"
-        hint = "pass a tensor (pg.tensor(...)) or a hashable value such as a tuple instead"
+        values = a.values() if isinstance(a, dict) else a
+        if any(isinstance(v, Tensor) for v in values):  # a tuple of them would key the cache by the tensors' identity
+            hint = "pass its tensors as separate arguments (step(*xs)): the tensor arguments are the inputs"
+        else:
+            hint = "pass a tensor (pg.tensor(...)) or a hashable value such as a tuple instead"
     else:
         hint = "pass a tensor (pg.tensor(...)) or a hashable value instead"
     return (
@@ -596,10 +647,13 @@ class CompiledFunction:
     def name(self) -> str:
         return getattr(self.fn, "__name__", "step")
 
-    def __call__(self, *args: Any) -> Any:
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if STATE.trace is not None:
-            return self.fn(*args)  # called from another traced function: trace through
-        key = (_signature(args, self.fn), amp.state_key())  # autocast and allow_tf32 change the traced graph
+            return self.fn(*args, **kwargs)  # called from another traced function: trace through
+        if kwargs:
+            args = self._positional(args, kwargs)
+        # autocast, allow_tf32 and grad mode change the traced graph
+        key = (_signature(args, self.fn), amp.state_key(), STATE.grad_enabled)
         compiled = None
         variants = self._cache.get(key)
         if variants is not None:
@@ -621,6 +675,22 @@ class CompiledFunction:
                 return compiled.run(tensors)
             except _Retrace:
                 raise CompileError(f"{self.name}: the devices of its inputs changed while it ran") from None
+
+    def _positional(self, args: tuple, kwargs: dict[str, Any]) -> tuple:
+        """``args`` with the keyword arguments bound to their parameters (``step(x, y=y)``), as torch.compile'd
+        functions take them. Raises ``TypeError`` for arguments that do not fit the function and ``CompileError`` for
+        keyword-only parameters."""
+        loc = user_location()
+        try:
+            bound = inspect.signature(self.fn).bind(*args, **kwargs)
+        except TypeError as e:
+            raise TypeError(f"{self.name}: {e}{at(loc)}") from None
+        if bound.kwargs:
+            raise CompileError(
+                f"{self.name}: @pg.compile passes arguments by position; make the keyword-only parameters "
+                f"{', '.join(bound.kwargs)} positional-or-keyword{at(loc)}"
+            )
+        return bound.args
 
     def _store(self, key: tuple, compiled: _Compiled) -> None:
         """Keep ``compiled`` under ``key``, dropping traces whose module-attribute guard can never hold again and,
@@ -654,7 +724,7 @@ class CompiledFunction:
             g = ctx.old_grads.get(id(t), t._grad) if not was_none else None
             if g is not None:
                 grad_of[id(g._node)] = weakref.ref(t)
-        implicit = [(n, n.owner, grad_of.get(id(n))) for n in leaves[trace.num_inputs :]]
+        implicit = [(n, _current_owner(n), grad_of.get(id(n))) for n in leaves[trace.num_inputs :]]
         binding = None
         if device != devices.CPU:
             owned = [(i, ref() if ref is not None else None) for i, (_, ref, _) in enumerate(implicit)]
@@ -666,7 +736,10 @@ class CompiledFunction:
             )
         bindings = _Bindings()
         bindings.record(self.fn, set())
-        compiled = _Compiled(exe, trace, implicit, guards, device, bindings, STATE.bindings, binding)
+        # a parameter frozen (or unfrozen) since the trace changes what backward() differentiates: trace again
+        read = [ref() for _, ref, _ in implicit if ref is not None]
+        requires = [(weakref.ref(t), t._requires_grad) for t in read if isinstance(t, Tensor)]
+        compiled = _Compiled(exe, trace, implicit, guards, device, bindings, STATE.bindings, binding, requires)
         self._store(key, compiled)
         return compiled
 
@@ -713,7 +786,19 @@ class CompiledFunction:
         targets = returned + written + [t._grad for t in owners]
         graph = cut([t._value for t in targets], first_leaves=inputs + grad_nodes)  # type: ignore[union-attr]
         num_inputs = len(inputs) + len(grad_nodes)
-        return _Trace(graph, ctx, num_inputs, structure, len(returned), written, grad_owners, grad_inputs)
+        needs_grad = [i for i, t in enumerate(returned) if t.requires_grad]
+        inner = next((n for n in graph.nodes if n.kind in _BACKWARD_KINDS), None)
+        detached = None
+        if inner is not None and needs_grad:
+            what = "backward()" if inner.kind == "grad" else f"an optimizer step (pg.{inner.kind})"
+            detached = (
+                f"{self.name} is a compiled function that runs {what} itself{at(inner.loc)}, so the tensors it "
+                "returns are detached results of the whole step: call backward() inside the compiled step only, or "
+                "compile a function without backward() (its outputs then require grad) and call backward() outside it"
+            )
+        differentiable = needs_grad if inner is None else []
+        n = len(returned)
+        return _Trace(graph, ctx, num_inputs, structure, n, written, grad_owners, grad_inputs, differentiable, detached)
 
     def ir(self, stage: str = "pg", args: Sequence[Any] | None = None) -> ModuleOp:
         """The traced step as a module at ``stage`` (``picograd.driver.pipeline.STAGES``), traced from ``args`` or the

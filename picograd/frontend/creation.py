@@ -30,7 +30,8 @@ def _make(arr: np.ndarray, device: Any, requires_grad: bool) -> Tensor:
 
 def full(size: Any, fill_value: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
     """A tensor of ``size`` filled with ``fill_value`` (dtype from the value when not given). Inside ``@pg.compile``
-    (without ``requires_grad``) it is a ``pg.constant`` of the step, not an input buffer."""
+    (without ``requires_grad``) it is a ``pg.constant`` of the step, not an input buffer. Raises ``RuntimeError``
+    (as PyTorch) for a finite float value that overflows ``dtype`` (``1e6`` in float16)."""
     if dtype is None:
         dtype = (
             dtypes.bool_
@@ -40,6 +41,13 @@ def full(size: Any, fill_value: Any, dtype: Any = None, device: Any = None, requ
             else dtypes.float32
         )
     shape = shape_args(size if isinstance(size, tuple | list) else (size,))
+    dt = as_dtype(dtype)
+    if dt.is_floating_point and isinstance(fill_value, float | int) and math.isfinite(fill_value):
+        with np.errstate(over="ignore"):
+            if not np.isfinite(np.asarray(fill_value, dtype=dt.np)):
+                raise RuntimeError(
+                    f"full: value {fill_value} cannot be converted to {dt.name} without overflow{at(user_location())}"
+                )
     if STATE.trace is not None and not requires_grad:  # a constant of the step, visible to the passes
         return constant(fill_value, as_dtype(dtype), shape, check_device(device))
     return _make(np.full(shape, fill_value, dtype=as_dtype(dtype).np), device, requires_grad)
@@ -82,6 +90,34 @@ def arange(
         values = record("iota", [], (0,), (n,), dtypes.int64, check_device(device))
         return values * step + start if (start, step) != (0, 1) else values
     return _make(np.arange(start, end, step).astype(as_dtype(dtype).np), device, requires_grad)
+
+
+def linspace(
+    start: float, end: float, steps: int, dtype: Any = None, device: Any = None, requires_grad: bool = False
+) -> Tensor:
+    """``steps`` evenly spaced values from ``start`` to ``end`` inclusive (float32 by default), as
+    ``torch.linspace``. Raises ``ValueError`` for a negative ``steps``."""
+    if steps < 0:
+        raise ValueError(f"linspace: number of steps must be non-negative, got {steps}{at(user_location())}")
+    values = np.linspace(float(start), float(end), steps, dtype=np.float64)
+    return _make(values.astype(as_dtype(dtype or dtypes.float32).np), device, requires_grad)
+
+
+def from_numpy(array: np.ndarray) -> Tensor:
+    """A CPU tensor of ``array``'s dtype and values (``torch.from_numpy``; picograd copies: later writes to the
+    array do not show in the tensor). Raises ``TypeError`` for anything but a numpy array."""
+    if not isinstance(array, np.ndarray):
+        raise TypeError(f"from_numpy: expected a numpy.ndarray, got {type(array).__name__}{at(user_location())}")
+    return Tensor(array, dtype=array.dtype)
+
+
+def randperm(n: int, dtype: Any = None, device: Any = None) -> Tensor:
+    """A uniformly random permutation of ``0 .. n-1`` (int64), as ``torch.randperm``: the order that sorts ``n``
+    uniform draws of picograd's generator (float64: ties have probability ~n^2 / 2^53)."""
+    from picograd.frontend.ops import argsort
+
+    u = _random("uniform", (n,), dtypes.float64, device, False)
+    return argsort(u).to(dtype or dtypes.int64)
 
 
 def _random(distribution: str, size: Sequence[Any], dtype: Any, device: Any, requires_grad: bool) -> Tensor:
@@ -176,16 +212,22 @@ def empty_like(t: Tensor, dtype: Any = None, device: Any = None, requires_grad: 
 # transformers (issue 11): sampling
 
 
+_MULTINOMIAL_WEIGHTS = (
+    "multinomial: weights of shape {} must be finite and non-negative, with a positive sum in every row"
+)
+
+
 def multinomial(input: Tensor, num_samples: int, replacement: bool = False) -> Tensor:
     """``num_samples`` int64 category indices per row of the non-negative weights ``input`` (C,) or (N, C), as
     ``torch.multinomial`` (rows need not sum to 1).
 
     Drawn with the Gumbel-max trick (argmax of ``log w + Gumbel noise``; with ``replacement=False`` the top
     ``num_samples`` of one draw, Kool et al., 2019), from picograd's Philox generator: the same distribution as
-    PyTorch, not the same numbers. Outside ``@pg.compile`` the weights are read and checked: a negative, infinite
-    or NaN weight, or a row of zeros, raises ``ValueError`` naming it; ``num_samples`` larger than the number of
-    categories without replacement raises ``ValueError``. Inside a compiled step such weights raise ``IndexError``
-    (a ``pg.check_index`` on each row) when the step runs."""
+    PyTorch, not the same numbers. A negative, infinite or NaN weight, or a row of zeros, raises ``RuntimeError``
+    (as PyTorch) naming the problem and the user's ``file:line``: outside ``@pg.compile`` the weights are read at
+    once (and the message names the first bad weight or row), inside a compiled step a ``pg.check_index`` on each
+    row raises it when the step runs. ``num_samples`` larger than the number of categories without replacement
+    raises ``RuntimeError`` too."""
     from picograd.frontend.graph import STATE
 
     loc = user_location()
@@ -198,7 +240,7 @@ def multinomial(input: Tensor, num_samples: int, replacement: bool = False) -> T
         )
     categories = input.shape[-1]
     if num_samples <= 0 or (not replacement and num_samples > categories):
-        raise ValueError(
+        raise RuntimeError(
             f"multinomial: cannot draw {num_samples} samples from {categories} categories "
             f"{'with' if replacement else 'without'} replacement{at(loc)}"
         )
@@ -207,14 +249,14 @@ def multinomial(input: Tensor, num_samples: int, replacement: bool = False) -> T
         bad = ~np.isfinite(w) | (w < 0)
         if bad.any():
             row, col = np.argwhere(bad)[0]
-            raise ValueError(
-                f"multinomial: weights must be finite and non-negative, got {w[row, col]} at index "
-                f"{(int(row), int(col)) if input.ndim == 2 else int(col)} of shape {input.shape}{at(loc)}"
+            raise RuntimeError(
+                f"{_MULTINOMIAL_WEIGHTS.format(input.shape)}: got {w[row, col]} at index "
+                f"{(int(row), int(col)) if input.ndim == 2 else int(col)}{at(loc)}"
             )
         zero = np.flatnonzero(w.sum(axis=1) <= 0)
         if zero.size:
             where_ = f"row {int(zero[0])}" if input.ndim == 2 else "the tensor"
-            raise ValueError(f"multinomial: {where_} of weights (shape {input.shape}) sums to 0{at(loc)}")
+            raise RuntimeError(f"{_MULTINOMIAL_WEIGHTS.format(input.shape)}: {where_} sums to 0{at(loc)}")
     from picograd.frontend.indexing import checked_index
     from picograd.frontend.ops import any as any_
     from picograd.frontend.tensor import where
@@ -227,10 +269,7 @@ def multinomial(input: Tensor, num_samples: int, replacement: bool = False) -> T
     scores = logw.unsqueeze(-2) - (-(u.log())).log()  # + Gumbel(0, 1); u = 0 gives -inf: never picked
     if STATE.trace is not None:  # the weights are read when the step runs: a bad row is 1, checked to be 0
         bad = any_((input < 0) | ~(input.abs() < math.inf), -1) | (input.sum(-1) <= 0)
-        template = (
-            f"multinomial: weights of shape {input.shape} must be finite and non-negative, with a positive sum "
-            "in every row"
-        )
+        template = _MULTINOMIAL_WEIGHTS.format(input.shape)  # no {}: the bad row's flag value says nothing
         ok = checked_index(bad.long(), 1, input.ndim - 1, template=template)
         scores = scores + ok.to(scores.dtype).unsqueeze(-1).unsqueeze(-1)  # + 0: keeps the check in the graph
     if replacement:

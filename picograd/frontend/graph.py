@@ -193,6 +193,28 @@ def cut(outputs: Sequence[Value], first_leaves: Sequence[Node] = ()) -> Graph:
     return Graph(nodes, leaves, list(outputs), (tuple(key), len(leaves), out_key), constants, consts)
 
 
+def replay(graph: Graph, values: Sequence[Value], wanted: Sequence[int]) -> list[Value]:
+    """``graph.outputs[i]`` for each ``i`` in ``wanted``, recorded again as fresh nodes over ``values`` (one value
+    per leaf of ``graph``, in order): a compiled function's traced graph spliced into the recorded graph of its
+    caller, so that ``backward()`` differentiates through it (``pg-autodiff`` on the traced ops, as for any
+    recorded op). Only the ops the wanted outputs depend on are copied; an output that is a leaf is its value."""
+    new: dict[int, Value] = {id(n): v for n, v in zip(graph.leaves, values, strict=True)}
+    needed = {id(n) for n, _ in (graph.outputs[i] for i in wanted)}
+    for node in reversed(graph.nodes):  # users before sources
+        if id(node) in needed and id(node) not in new:
+            needed.update(id(s) for s, _ in node.srcs)
+    copies: dict[int, Node] = {}
+    for node in graph.nodes:
+        if id(node) in needed and id(node) not in new:
+            srcs = [new[id(s)] if id(s) in new else (copies[id(s)], i) for s, i in node.srcs]
+            copies[id(node)] = Node(node.kind, srcs, node.attrs, node.types, node.loc, device=node.device)
+    out: list[Value] = []
+    for i in wanted:
+        node, index = graph.outputs[i]
+        out.append(new[id(node)] if id(node) in new else (copies[id(node)], index))
+    return out
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Lowering a graph to a pg function
 
@@ -211,7 +233,8 @@ def _constant(attrs: tuple, types) -> Operation:
     (value,) = attrs
     shape, dtype = types[0]
     t = _ir_type(shape, dtype)
-    array = np.asarray(value, dtype=dtype.np).reshape(-1)
+    with np.errstate(over="ignore"):  # a Python float beyond the dtype's range is inf, silently (as PyTorch)
+        array = np.asarray(value, dtype=dtype.np).reshape(-1)
     values = (array.astype(np.float64) if dtype.is_floating_point else array).tolist()  # bf16 as plain floats
     if dtype.category == 0:
         values = [int(v) for v in values]
@@ -335,6 +358,9 @@ class _State:
 
 
 STATE = _State()
+
+# the results of compiled functions that ran backward() themselves (detached) -> why, for backward()'s error
+DETACHED: weakref.WeakKeyDictionary[Node, str] = weakref.WeakKeyDictionary()
 
 
 class no_grad:

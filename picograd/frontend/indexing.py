@@ -40,8 +40,9 @@ def checked_index(
 ) -> Tensor:
     """The int64 indices ``t``, checked to lie in ``[0, size)`` (``[-size, size)`` with ``negative``): a realized
     host tensor now, anything else by a ``pg.check_index`` op when the value is computed. Raises ``IndexError``
-    naming the first bad ``what`` (``index``, ``target``), ``dim``, ``size`` and the user's ``file:line``, or with
-    ``template`` (its ``{}`` the bad value) as the message."""
+    naming the first bad ``what`` (``index``, ``target``), ``dim``, ``size`` and the user's ``file:line``, or, for a
+    data check with ``template`` (its ``{}`` the bad value) as the message, ``RuntimeError`` (``pg.check_error``:
+    the same in both cases)."""
     from picograd.frontend.tensor import record
 
     t = t.long()
@@ -56,7 +57,7 @@ def checked_index(
                 if template is not None
                 else (f"{what} {value} is out of range for dim {dim} of size {size}")
             )
-            raise IndexError(f"{text}{at(user_location())}")
+            raise (IndexError if template is None else RuntimeError)(f"{text}{at(user_location())}")
         return t
     return record("check_index", [t], (what, dim, size, negative, template), t.shape, t.dtype)
 

@@ -321,10 +321,13 @@ def aminmax(input: Tensor, dim: int | None = None, keepdim: bool = False) -> tup
 @FLOAT32
 def norm(input: Tensor, p: Any = "fro", dim: Any = None, keepdim: bool = False) -> Tensor:
     """The vector ``p``-norm over ``dim`` (all elements when None): ``"fro"``/2 (square root of the sum of
-    squares), 1, ``inf``, ``-inf``, 0 (count of nonzeros) or any other ``p``."""
+    squares), 1, ``inf``, ``-inf``, 0 (count of nonzeros) or any other ``p``. Where the 2-norm is 0 its gradient
+    is 0 (as PyTorch's ``norm_backward``), not ``0 * inf = NaN``."""
     x = input if input.dtype.is_floating_point else input._cast(dtypes.float32)
     if p in ("fro", 2, 2.0):
-        return (x * x).sum(dim, keepdim).sqrt()
+        squares = (x * x).sum(dim, keepdim)
+        zero = squares == 0
+        return where(zero, 0.0, where(zero, 1.0, squares).sqrt())
     if p in (1, 1.0):
         return x.abs().sum(dim, keepdim)
     if p == math.inf:
@@ -865,6 +868,61 @@ def is_grad_enabled() -> bool:
 inference_mode = no_grad
 
 
+def view_as(input: Tensor, other: Tensor) -> Tensor:
+    """``input.reshape(other.shape)``."""
+    return input.reshape(other.shape)
+
+
+def type_as(input: Tensor, other: Tensor) -> Tensor:
+    """``input`` cast to ``other``'s dtype."""
+    return input.to(other.dtype)
+
+
+def is_floating_point(input: Tensor) -> bool:
+    return input.dtype.is_floating_point
+
+
+def is_tensor(obj: Any) -> bool:
+    """Whether ``obj`` is a picograd tensor (``torch.is_tensor``)."""
+    return isinstance(obj, Tensor)
+
+
+def numel(input: Tensor) -> int:
+    return input.numel()
+
+
+def _new(input: Tensor, size: Any, fill: Any, dtype: Any, device: Any, requires_grad: bool) -> Tensor:
+    from picograd.frontend.creation import full
+
+    shape = size[0] if len(size) == 1 and isinstance(size[0], tuple | list) else size
+    dt = input.dtype if dtype is None else dtype
+    dev = input.device if device is None else device
+    return full(tuple(shape), fill, dtype=dt, device=dev, requires_grad=requires_grad)
+
+
+def new_zeros(input: Tensor, *size: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
+    """Zeros of ``size`` with ``input``'s dtype and device (unless given), as ``Tensor.new_zeros``."""
+    return _new(input, size, 0, dtype, device, requires_grad)
+
+
+def new_ones(input: Tensor, *size: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
+    """Ones of ``size`` with ``input``'s dtype and device (unless given), as ``Tensor.new_ones``."""
+    return _new(input, size, 1, dtype, device, requires_grad)
+
+
+def new_full(
+    input: Tensor, size: Any, fill_value: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False
+) -> Tensor:
+    """``fill_value`` of ``size`` with ``input``'s dtype and device (unless given), as ``Tensor.new_full``."""
+    return _new(input, (size,), fill_value, dtype, device, requires_grad)
+
+
+def new_tensor(input: Tensor, data: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
+    """``data`` as a tensor with ``input``'s dtype and device (unless given), as ``Tensor.new_tensor``."""
+    dt = input.dtype if dtype is None else dtype
+    return Tensor(data, dtype=dt, device=input.device if device is None else device, requires_grad=requires_grad)
+
+
 METHODS: dict[str, Any] = {
     "add": add, "sub": sub, "subtract": sub, "mul": mul, "multiply": mul, "true_divide": true_divide,
     "floor_divide": floor_divide, "remainder": remainder, "fmod": fmod, "square": square, "positive": positive,
@@ -884,6 +942,9 @@ METHODS: dict[str, Any] = {
     "take": take, "unbind": unbind, "index_add": index_add, "ravel": ravel, "fliplr": fliplr, "flipud": flipud,
     "rot90": rot90, "diagonal": diagonal, "trace": trace, "diag": diag, "diff": diff, "unflatten": unflatten,
     "repeat_interleave": repeat_interleave, "broadcast_to": broadcast_to, "argwhere": argwhere,
+    "__mod__": remainder, "__rmod__": lambda x, other: remainder(other, x),  # x % y (Python's sign rule, as torch)
+    "view_as": view_as, "reshape_as": view_as, "type_as": type_as, "is_floating_point": is_floating_point,
+    "new_zeros": new_zeros, "new_ones": new_ones, "new_full": new_full, "new_tensor": new_tensor,
 }  # fmt: skip
 for _name, _fn in METHODS.items():
     if not hasattr(Tensor, _name):

@@ -158,7 +158,8 @@ def run_graph(outputs: Sequence[Value], device: Device = devices.CPU) -> list[An
     args = [devices.bind(leaf, device) for leaf in graph.leaves]
     for i in lifted:
         node = graph.constants[i]
-        scalar = np.asarray(node.attrs[0], dtype=node.types[0][1].np)
+        with np.errstate(over="ignore"):  # beyond the dtype's range: inf, silently (as PyTorch)
+            scalar = np.asarray(node.attrs[0], dtype=node.types[0][1].np)
         args.append(scalar if device == devices.CPU else devices.upload(scalar, device))
     buffers = list(exe(*args))
     for (node, _), buf in zip(roots, buffers[len(outputs) :], strict=True):

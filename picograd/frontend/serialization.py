@@ -134,6 +134,13 @@ def load(path: str | os.PathLike) -> Any:
             meta = f.metadata() or {}
         arrays = load_file(path)
     except (SafetensorError, OSError, ValueError) as e:
+        with open(path, "rb") as head:
+            magic = head.read(4)
+        if magic == b"PK\x03\x04":  # a zip archive: torch.save's format (safetensors starts with its header length)
+            raise CheckpointError(
+                f"pg.load: {path} looks like a PyTorch checkpoint (torch.save); picograd reads its own safetensors "
+                "files: load it with torch.load and pass the arrays (t.numpy()) to load_state_dict"
+            ) from None
         raise CheckpointError(f"pg.load: {path} is truncated or not a safetensors file ({e})") from None
     if _META_KEY not in meta:
         raise CheckpointError(

@@ -27,9 +27,9 @@ from picograd.dialects.pg import broadcast_shape, matmul_shape
 from picograd.errors import DeviceError, DTypeError, ShapeError
 from picograd.frontend import device as devices
 from picograd.frontend import dtypes
-from picograd.frontend.amp import FLOAT32, LOWER_PRECISION, matmul_tf32
+from picograd.frontend.amp import FLOAT32, LOWER_PRECISION, matmul_tf32, opmath
 from picograd.frontend.dtypes import DType, as_dtype, promote
-from picograd.frontend.graph import STATE, Loc, Node, Shape, Value, at, leaf, user_location
+from picograd.frontend.graph import DETACHED, STATE, Loc, Node, Shape, Value, at, leaf, user_location
 from picograd.frontend.realize import run_graph
 from picograd.runtime.device import Device
 
@@ -79,7 +79,8 @@ def _numpy_of(data: Any, dtype: DType | None) -> np.ndarray:
         elif arr.dtype.kind in "iu":
             arr = arr.astype(np.int64)
     if dtype is not None:
-        arr = arr.astype(dtype.np)
+        with np.errstate(over="ignore"):  # a value beyond a 16-bit float's range is inf, silently (as PyTorch)
+            arr = arr.astype(dtype.np)
     else:
         arr = arr.astype(as_dtype(arr.dtype).np, copy=False)
     return arr if arr.flags.c_contiguous else arr.copy(order="C")
@@ -287,7 +288,8 @@ class Tensor:
         without ``retain_graph=True``."""
         loc = user_location()
         if not self._requires_grad:
-            raise RuntimeError(f"backward() on a tensor that does not require grad{at(loc)}")
+            why = DETACHED.get(self._node)  # returned by a compiled step that ran backward() itself
+            raise RuntimeError(f"backward() on a tensor that does not require grad{at(loc)}" + (f": {why}" * bool(why)))
         if not self.dtype.is_floating_point:
             raise DTypeError(f"backward() needs a float tensor, got {self.dtype.name}{at(loc)}")
         if gradient is None and self.shape != ():
@@ -349,7 +351,19 @@ class Tensor:
         return int(self.item())
 
     def __bool__(self) -> bool:
+        if self.numel() != 1:  # PyTorch's RuntimeError, not item()'s message about a call the user did not make
+            raise RuntimeError(
+                f"the truth value of a tensor of shape {self.shape} is ambiguous (`if t:`, `and`, `or`, `not` need "
+                f"one element): use t.any() or t.all(){at(user_location())}"
+            )
         return bool(self.item())
+
+    def __format__(self, spec: str) -> str:
+        """``f"{loss:.4f}"``: a 0-d tensor formats as its Python number, any other as ``str`` (a format spec for
+        it raises ``TypeError``), as PyTorch."""
+        if self.ndim == 0:
+            return format(self.item(), spec)
+        return object.__format__(self, spec)
 
     def __index__(self) -> int:
         if self.dtype.category != 1:
@@ -446,7 +460,8 @@ class Tensor:
             from picograd.errors import CompileError
 
             raise CompileError(f"cannot convert parameters while @pg.compile traces{at(user_location())}")
-        converted = devices.transfer(self.numpy().astype(dtype.np), self.device)
+        with np.errstate(over="ignore"):  # beyond a 16-bit float's range: inf, silently (as PyTorch)
+            converted = devices.transfer(self.numpy().astype(dtype.np), self.device)
         self._node, self._index = leaf(converted, dtype, owner=self), 0
         if self._user_leaf:
             self._mark_grad_leaf()
@@ -690,7 +705,8 @@ class Tensor:
 
     def div(self, other: Any, rounding_mode: str | None = None) -> Tensor:
         """``self / other`` (true division) or, with ``rounding_mode`` "trunc" / "floor", the quotient rounded
-        toward zero / down (as ``torch.div``; integer operands give an integer result)."""
+        toward zero / down (as ``torch.div``; integer operands give an integer result, and an integer division by
+        zero raises ``RuntimeError``, as PyTorch's, when the value is computed)."""
         if rounding_mode is None:
             return _binary("div", self, other)
         if rounding_mode not in ("trunc", "floor"):
@@ -701,7 +717,15 @@ class Tensor:
             return q.floor() if rounding_mode == "floor" else q.trunc()
         if dtype == dtypes.bool_:
             x, y = x._cast(dtypes.int64), y._cast(dtypes.int64)
+        message = "ZeroDivisionError: integer division by zero"
+        if y._node.kind == "constant" and y._node.attrs[0] == 0:  # `x // 0`: now (the folding of `q * 0` would drop it)
+            raise RuntimeError(f"{message}{at(user_location())}")
         x, y = _broadcast_all([x, y], "div")
+        from picograd.frontend.indexing import checked_index
+
+        # a zero divisor is flagged 1 and checked to be 0 (pg.check_index; numpy would give 0 and the GPU garbage)
+        zero = checked_index((y == 0).long(), 1, 0, template=message)
+        y = y + zero._cast(y.dtype)  # + 0 once checked: keeps the check in the graph
         q = record("div", [x, y], (), x.shape, x.dtype)
         if rounding_mode == "floor":  # pg.div floors on integers
             return q
@@ -735,11 +759,12 @@ class Tensor:
         x = self if self.dtype.is_floating_point else self._cast(dtypes.int64)
         return _reduce("sum", x, dim, keepdim)
 
+    @opmath
     def mean(self, dim: int | Sequence[int] | None = None, keepdim: bool = False) -> Tensor:
         """Arithmetic mean over ``dim``; float tensors only (as PyTorch)."""
         if not self.dtype.is_floating_point:
             raise DTypeError(f"mean() needs a float tensor, got {self.dtype.name}{at(user_location())}")
-        dims = norm_dims(dim, self.ndim, self.shape)
+        dims = reduction_dims(dim, self.ndim, self.shape)
         count = math.prod(self.shape[d] for d in dims)
         return _reduce("sum", self, dims, keepdim) / float(count)  # not on autocast's float32 list, unlike sum
 
@@ -771,16 +796,36 @@ class Tensor:
         """Smallest value over ``dim``: values only, gradient split evenly among ties (as ``torch.amin``)."""
         return _reduce("min", self, dim, keepdim)
 
-    def var(self, dim: int | Sequence[int] | None = None, correction: int = 1, keepdim: bool = False) -> Tensor:
-        """Variance over ``dim`` with Bessel's ``correction`` (divides by N - correction, as PyTorch)."""
-        dims = norm_dims(dim, self.ndim, self.shape)
+    @opmath
+    def var(
+        self,
+        dim: int | Sequence[int] | None = None,
+        correction: int = 1,
+        keepdim: bool = False,
+        *,
+        unbiased: Any = None,
+    ) -> Tensor:
+        """Variance over ``dim`` with Bessel's ``correction`` (divides by N - correction, as PyTorch; PyTorch's older
+        ``unbiased=False`` is ``correction=0``)."""
+        if unbiased is not None:
+            correction = int(bool(unbiased))
+        dims = reduction_dims(dim, self.ndim, self.shape)
         n = math.prod(self.shape[d] for d in dims)
         centered = self - self.mean(dims, keepdim=True)
         return (centered * centered).sum(dims, keepdim) / float(max(n - correction, 0))
 
-    def std(self, dim: int | Sequence[int] | None = None, correction: int = 1, keepdim: bool = False) -> Tensor:
-        """``sqrt(var)``; where it is 0 the gradient is 0 (as PyTorch's ``std_backward``), not ``0 * inf = NaN``."""
-        var = self.var(dim, correction, keepdim)
+    @opmath
+    def std(
+        self,
+        dim: int | Sequence[int] | None = None,
+        correction: int = 1,
+        keepdim: bool = False,
+        *,
+        unbiased: Any = None,
+    ) -> Tensor:
+        """``sqrt(var)`` (``unbiased`` as ``var``'s); where it is 0 the gradient is 0 (as PyTorch's ``std_backward``),
+        not ``0 * inf = NaN``."""
+        var = self.var(dim, correction, keepdim, unbiased=unbiased)
         zero = var == 0
         return where(zero, 0.0, where(zero, 1.0, var).sqrt())
 
@@ -792,6 +837,7 @@ class Tensor:
         return _arg_reduce("argmin", self, dim, keepdim)
 
     @FLOAT32
+    @opmath
     def logsumexp(self, dim: int | Sequence[int], keepdim: bool = False) -> Tensor:
         """``log(sum(exp(x), dim))`` computed stably (max subtracted). A fully −inf slice gives −inf with a zero
         gradient (PyTorch gives NaN gradients there; design.md)."""
@@ -802,6 +848,7 @@ class Tensor:
         return out if keepdim else out.squeeze(dims)
 
     @FLOAT32
+    @opmath
     def softmax(self, dim: int) -> Tensor:
         """``exp(x) / sum(exp(x), dim)``, stably; a fully −inf slice gives zeros (not NaN) and zero gradient."""
         dims = norm_dims(dim, self.ndim, self.shape)
@@ -809,6 +856,7 @@ class Tensor:
         return (self - m).exp() / where(s == 0, 1.0, s)
 
     @FLOAT32
+    @opmath
     def log_softmax(self, dim: int) -> Tensor:
         """``x - logsumexp(x, dim)``, stably."""
         dims = norm_dims(dim, self.ndim, self.shape)
@@ -1294,8 +1342,16 @@ def norm_dims(dim: int | Sequence[int] | None, ndim: int, shape: Shape | None = 
     return out if ndim else ()
 
 
+def reduction_dims(dim: int | Sequence[int] | None, ndim: int, shape: Shape | None = None) -> tuple[int, ...]:
+    """``norm_dims`` for a reduction (sum, mean, max, min, amax, amin, var, std): an empty ``dim`` list reduces every
+    dim, as PyTorch's (``x.sum(dim=())`` is ``x.sum()``), where it gave ``x`` unreduced."""
+    if dim is not None and not isinstance(dim, int) and len(tuple(dim)) == 0:
+        dim = None
+    return norm_dims(dim, ndim, shape)
+
+
 def _reduce(kind: str, x: Tensor, dim: Any, keepdim: bool) -> Tensor:
-    dims = norm_dims(dim, x.ndim, x.shape)
+    dims = reduction_dims(dim, x.ndim, x.shape)
     if not dims:
         return x
     if kind != "sum" and any(x.shape[d] == 0 for d in dims):

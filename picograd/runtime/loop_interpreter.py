@@ -132,15 +132,15 @@ class LoopStageFunctions(InterpreterFunctions):
             self.flags[name] = array
         return (array,)
 
-    def index_error(self, module: ModuleOp) -> IndexError | None:
-        """The ``IndexError`` an index check reported during the run, or None."""
+    def index_error(self, module: ModuleOp) -> Exception | None:
+        """The error (``pg.check_error``) an index check reported during the run, or None."""
         for op in module.ops:
             if isinstance(op, memref.GlobalOp) and op.sym_name.data in self.flags:
                 flag = self.flags[op.sym_name.data]
                 if flag.load((0,)):
                     template = op.attributes[pg.INDEX_CHECK_ATTR]
                     assert isinstance(template, StringAttr)
-                    return IndexError(template.data.replace("{}", str(int(flag.load((1,)))), 1))
+                    return pg.check_error(template.data.replace("{}", str(int(flag.load((1,)))), 1))
         return None
 
     # --- scf ---------------------------------------------------------------------------------------------------

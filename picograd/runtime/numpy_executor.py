@@ -58,10 +58,11 @@ class NumpyFunction:
         env[: self.num_args] = args
         for i, c in self._constants.items():
             env[i] = c
-        for kernel, ins, out, dead in self._schedule:
-            env[out] = kernel(*[env[i] for i in ins])
-            for i in dead:
-                env[i] = None
+        with np.errstate(all="ignore"):  # overflow to inf, 0/0 to NaN: silently, as PyTorch's kernels
+            for kernel, ins, out, dead in self._schedule:
+                env[out] = kernel(*[env[i] for i in ins])
+                for i in dead:
+                    env[i] = None
         out = [_owned(env[i]) for i in self.returned]
         for k, i in enumerate(self.returned):  # a value returned twice: give each result its own buffer
             if i in self.returned[:k]:

@@ -9,7 +9,7 @@ import numpy as np
 
 from picograd.errors import DTypeError, ShapeError
 from picograd.frontend import dtypes
-from picograd.frontend.amp import FLOAT32, LOWER_PRECISION
+from picograd.frontend.amp import FLOAT32, LOWER_PRECISION, opmath
 from picograd.frontend.creation import rand
 from picograd.frontend.graph import STATE, at, user_location
 from picograd.frontend.indexing import checked_index
@@ -37,6 +37,7 @@ def log_softmax(x: Tensor, dim: int) -> Tensor:
     return x.log_softmax(dim)
 
 
+@opmath
 def gelu(x: Tensor, approximate: str = "none") -> Tensor:
     """GELU (Hendrycks and Gimpel, 2016): ``x * Phi(x)`` with the exact erf form by default, or the tanh
     approximation ``0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))`` with ``approximate='tanh'`` (as PyTorch)."""
@@ -212,11 +213,13 @@ def binary_cross_entropy_with_logits(
 # zero gradient never meets an infinity (0 * inf would be NaN)
 
 
+@opmath
 def elu(x: Tensor, alpha: float = 1.0) -> Tensor:
     """``x`` for ``x > 0``, else ``alpha (exp(x) - 1)`` (Clevert et al., 2016)."""
     return where(x > 0, x, alpha * x.minimum(0.0).expm1())
 
 
+@opmath
 def celu(x: Tensor, alpha: float = 1.0) -> Tensor:
     """``max(0, x) + min(0, alpha (exp(x / alpha) - 1))`` (Barron, 2017)."""
     return where(x > 0, x, alpha * (x.minimum(0.0) / alpha).expm1())
@@ -242,6 +245,7 @@ def softsign(x: Tensor) -> Tensor:
     return x / (x.abs() + 1.0)
 
 
+@opmath
 def softplus(x: Tensor, beta: float = 1.0, threshold: float = 20.0) -> Tensor:
     """``log(1 + exp(beta x)) / beta``, and ``x`` where ``beta x > threshold`` (as PyTorch)."""
     bx = x * beta if beta != 1.0 else x
@@ -249,11 +253,13 @@ def softplus(x: Tensor, beta: float = 1.0, threshold: float = 20.0) -> Tensor:
     return where(bx > threshold, x, soft / beta if beta != 1.0 else soft)
 
 
+@opmath
 def logsigmoid(x: Tensor) -> Tensor:
     """``log(sigmoid(x)) = min(x, 0) - log1p(exp(-|x|))``, stable for both signs."""
     return x.minimum(0.0) - (-x.abs()).exp().log1p()
 
 
+@opmath
 def mish(x: Tensor) -> Tensor:
     """``x tanh(softplus(x))`` (Misra, 2019)."""
     return x * softplus(x).tanh()
@@ -267,6 +273,7 @@ def mse_loss(input: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:
 
 
 @FLOAT32
+@opmath
 def layer_norm(
     x: Tensor,
     normalized_shape: tuple[int, ...],
@@ -320,6 +327,10 @@ def batch_norm(
                 f"batch_norm: {name} of shape {t.shape} does not match {c} channels of input {input.shape}{at(loc)}"
             )
     view = (1, c, *([1] * (input.ndim - 2)))
+    dtype = input.dtype
+    if dtype in dtypes.LOW_PRECISION:  # computed in float32 and rounded once, as PyTorch (see amp.opmath)
+        input = input._cast(dtypes.float32)
+        weight, bias = (t._cast(dtypes.float32) if t is not None else None for t in (weight, bias))
     if training:
         dims = (0, *range(2, input.ndim))
         count = input.numel() // max(c, 1)
@@ -346,16 +357,20 @@ def batch_norm(
     else:
         if running_mean is None or running_var is None:
             raise ValueError(f"batch_norm: running_mean and running_var are needed when not training{at(loc)}")
-        scale = (running_var + eps).rsqrt()
+        mean, var = running_mean, running_var
+        if dtype in dtypes.LOW_PRECISION:
+            mean, var = mean._cast(dtypes.float32), var._cast(dtypes.float32)
+        scale = (var + eps).rsqrt()
         if weight is not None:
             scale = scale * weight
-        out = (input - running_mean.reshape(*view)) * scale.reshape(*view)
+        out = (input - mean.reshape(*view)) * scale.reshape(*view)
     if bias is not None:
         out = out + bias.reshape(*view)
-    return out
+    return out._cast(dtype) if dtype in dtypes.LOW_PRECISION else out
 
 
 @FLOAT32
+@opmath
 def group_norm(
     input: Tensor, num_groups: int, weight: Tensor | None = None, bias: Tensor | None = None, eps: float = 1e-5
 ) -> Tensor:
@@ -430,6 +445,7 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
 # -- more activations, distances and losses (issue 20, second batch)
 
 
+@opmath
 def silu(x: Tensor) -> Tensor:
     """``x sigmoid(x)`` (Elfwing et al., 2018; swish)."""
     return x * x.sigmoid()
@@ -438,6 +454,7 @@ def silu(x: Tensor) -> Tensor:
 _SELU_ALPHA, _SELU_SCALE = 1.6732632423543772848170429916717, 1.0507009873554804934193349852946
 
 
+@opmath
 def selu(x: Tensor) -> Tensor:
     """``scale (x if x > 0 else alpha (exp(x) - 1))`` with Klambauer et al.'s (2017) constants."""
     return _SELU_SCALE * elu(x, _SELU_ALPHA)
@@ -470,6 +487,7 @@ def tanhshrink(x: Tensor) -> Tensor:
 
 
 @FLOAT32
+@opmath
 def softmin(x: Tensor, dim: int) -> Tensor:
     return (-x).softmax(dim)
 
@@ -496,9 +514,12 @@ def normalize(x: Tensor, p: float = 2.0, dim: int = 1, eps: float = 1e-12) -> Te
 
 @FLOAT32
 def cosine_similarity(x1: Tensor, x2: Tensor, dim: int = 1, eps: float = 1e-8) -> Tensor:
-    """``sum(x1 x2) / (max(||x1||, eps) max(||x2||, eps))`` along ``dim`` (PyTorch 2's formula)."""
-    n1 = (x1 * x1).sum(dim).sqrt().maximum(eps)
-    n2 = (x2 * x2).sum(dim).sqrt().maximum(eps)
+    """``sum(x1 x2) / (max(||x1||, eps) max(||x2||, eps))`` along ``dim`` (PyTorch 2's formula; a zero vector has
+    PyTorch's finite gradient, not NaN)."""
+    from picograd.frontend.ops_more import norm
+
+    n1 = norm(x1, 2, dim).maximum(eps)
+    n2 = norm(x2, 2, dim).maximum(eps)
     return (x1 * x2).sum(dim) / (n1 * n2)
 
 
@@ -700,8 +721,8 @@ def one_hot(tensor: Tensor, num_classes: int = -1) -> Tensor:
     """int64 one-hot encoding: ``tensor.shape + (num_classes,)``, as ``torch.nn.functional.one_hot``.
 
     ``num_classes=-1`` takes ``max + 1`` (reads the values: not inside ``@pg.compile``). A negative class or one
-    >= ``num_classes`` raises ``IndexError`` naming it and the user's ``file:line``, eager at once and in a compiled
-    step when it runs (a ``pg.check_index``). Raises ``DTypeError`` for non-integer input."""
+    >= ``num_classes`` raises ``RuntimeError`` (as PyTorch) naming it and the user's ``file:line``, eager at once and
+    in a compiled step when it runs (a ``pg.check_index``). Raises ``DTypeError`` for non-integer input."""
     from picograd.frontend.graph import STATE
     from picograd.frontend.indexing import checked_index
     from picograd.frontend.tensor import iota
