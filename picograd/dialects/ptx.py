@@ -331,6 +331,10 @@ def reg(kind: str) -> RegisterType:
     return _REGISTER_TYPES[kind]
 
 
+_OPERAND_NAMES: dict[type, tuple[str, ...]] = {}
+"""``Instruction.operand_names`` of each instruction class."""
+
+
 def kind_of(value: SSAValue) -> str:
     """The register kind of a value (``"f32"``, ...); raises ``VerifyException`` for a value that is no register."""
     if not isinstance(value.type, RegisterType):
@@ -510,7 +514,15 @@ class Instruction(IRDLOperation):
 
     @classmethod
     def has_guard(cls) -> bool:
-        return any(name == "guard" for name, _ in cls.get_irdl_definition().operands)
+        return "guard" in cls.operand_names()
+
+    @classmethod
+    def operand_names(cls) -> tuple[str, ...]:
+        """The names of the operand definitions, in order (once per class: every verification asks)."""
+        names = _OPERAND_NAMES.get(cls)
+        if names is None:
+            names = _OPERAND_NAMES[cls] = tuple(name for name, _ in cls.get_irdl_definition().operands)
+        return names
 
     @property
     def guard_value(self) -> SSAValue | None:
@@ -689,8 +701,7 @@ class ArithmeticOp(Instruction):
         return self.instr_type
 
     def type_rules(self) -> Iterator[tuple[str, SSAValue, str, bool]]:
-        names = [n for n, _ in self.get_irdl_definition().operands]
-        for i, (role, value) in enumerate(zip(names, self.operands, strict=True)):
+        for i, (role, value) in enumerate(zip(self.operand_names(), self.operands, strict=True)):
             yield f"operand '{role}'", value, self.operand_type(i), False
         for r in self.results:
             yield "the result", r, self.result_kind(), False
