@@ -456,7 +456,8 @@ class Instruction(IRDLOperation):
     @property
     def opcode(self) -> str:
         """The full PTX opcode, e.g. ``cvt.rn.f32.s64``."""
-        return self.MNEMONIC + ("." + self.suffix if self.suffix else "")
+        suffix = self.suffix
+        return self.MNEMONIC + ("." + suffix if suffix else "")
 
     @classmethod
     def modifier_properties(cls, mods: Mapping[str, Modifier]) -> dict[str, Attribute]:
