@@ -86,7 +86,7 @@ def model_file(directory: str, layers: int) -> str:
 
 
 def pgc_command() -> list[str]:
-    return [sys.executable, "-c", "import sys; from picograd.tools.pgc import main; sys.exit(main())"]
+    return [sys.executable, "-c", "import sys; from picograd.tools.pgc import cli; sys.exit(cli())"]
 
 
 def time_stage(path: str, stage: str, timeout: float) -> dict[str, float]:

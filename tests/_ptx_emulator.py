@@ -960,7 +960,8 @@ def run_program(program: Any, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
         if isinstance(step, cuda.Launch):
             grid = step.grid if isinstance(step.grid, tuple) else (step.grid,)
             block = step.block if isinstance(step.block, tuple) else (step.block,)
-            emu.launch(step.kernel, grid, block, [addrs[a] for a in step.args])
+            args = [addrs[a.base] + a.offset if isinstance(a, cuda.View) else addrs[a] for a in step.args]
+            emu.launch(step.kernel, grid, block, args)
         elif isinstance(step, cuda.Copy):
             spec = specs[step.dst]
             heap.put(addrs[step.dst], heap.get(addrs[step.src], spec.shape, spec.dtype))

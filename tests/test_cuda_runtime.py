@@ -17,7 +17,18 @@ import pytest
 
 import picograd as pg
 from picograd.runtime import cuda
-from picograd.runtime.cuda import BufferSpec, Copy, DeviceBuffer, Executable, Input, Launch, Memset, Output, Temp
+from picograd.runtime.cuda import (
+    BufferSpec,
+    Copy,
+    DeviceBuffer,
+    Executable,
+    Input,
+    Launch,
+    Memset,
+    Output,
+    Temp,
+    View,
+)
 
 HAS_GPU = cuda.available()
 requires_gpu = pytest.mark.skipif(not HAS_GPU, reason="needs an NVIDIA GPU")
@@ -572,6 +583,31 @@ def test_executable_scalars_memset_copy_and_in_place(rng):
         exe(DeviceBuffer((299,), np.float32))
     with pytest.raises(pg.DTypeError, match="int32"):
         exe(DeviceBuffer((n,), np.int32))
+
+
+@pytest.mark.gpu
+@requires_gpu
+def test_executable_views_of_a_temp(rng):
+    """``View(slot, offset)``: the address ``offset`` bytes into a buffer (how launches of a kernel shared by several
+    layers pass their views of the arena); an offset outside the buffer is refused when the executable is built."""
+    n = 300
+    spec = BufferSpec((n,), np.float32)
+    grid = _blocks(n)
+    arena = BufferSpec((3 * n,), np.float32)
+    steps = [
+        Launch("scale", grid, 256, (Input(0), View(Temp(0), 4 * n), 0.5, n)),
+        Launch("add_f32", grid, 256, (View(Temp(0), 4 * n), Input(0), View(Temp(0), 8 * n), np.uint32(n))),
+        Launch("add_f32", grid, 256, (View(Temp(0), 8 * n), View(Temp(0), 4 * n), Output(0), np.uint32(n))),
+    ]
+    exe = Executable(CHAIN_PTX, steps, [spec], [spec], [arena])
+    a = rng.standard_normal(n, dtype=np.float32)
+    for _ in range(2):
+        (out,) = exe(DeviceBuffer.from_numpy(a))
+        half = a * np.float32(0.5)
+        np.testing.assert_array_equal(out.to_numpy(), (half + a) + half)
+    with pytest.raises(ValueError, match="outside its buffer"):
+        bad = Launch("scale", grid, 256, (Input(0), View(Temp(0), 12 * n), 0.5, n))
+        Executable(CHAIN_PTX, [bad], [spec], [spec], [arena])
 
 
 @pytest.mark.gpu

@@ -24,24 +24,35 @@ def philox4x32(counters: np.ndarray, seed: int) -> np.ndarray:
 
     counters: uint64 array of shape (n,). Returns uint32 array of shape (n, 4).
     """
-    c = counters.astype(np.uint64)
-    c0 = (c & _LO).astype(np.uint32)
-    c1 = (c >> _SHIFT).astype(np.uint32)
+    # Each word in a uint64 holding a value below 2**32, so that a round is six passes over the data into buffers
+    # made once (a 32x32-bit product fits; no conversions): this draws a model's initial weights.
+    c0 = counters.astype(np.uint64)
+    c1 = c0 >> _SHIFT
+    c0 &= _LO
     c2 = np.zeros_like(c0)
     c3 = np.zeros_like(c0)
-    k0 = np.uint32(seed & 0xFFFFFFFF)
-    k1 = np.uint32((seed >> 32) & 0xFFFFFFFF)
-    with np.errstate(over="ignore"):
-        for r in range(10):
-            if r:
-                k0 = np.uint32((int(k0) + int(_W0)) & 0xFFFFFFFF)
-                k1 = np.uint32((int(k1) + int(_W1)) & 0xFFFFFFFF)
-            p0 = _M0 * c0.astype(np.uint64)
-            p1 = _M1 * c2.astype(np.uint64)
-            hi0, lo0 = (p0 >> _SHIFT).astype(np.uint32), (p0 & _LO).astype(np.uint32)
-            hi1, lo1 = (p1 >> _SHIFT).astype(np.uint32), (p1 & _LO).astype(np.uint32)
-            c0, c1, c2, c3 = hi1 ^ c1 ^ k0, lo1, hi0 ^ c3 ^ k1, lo0
-    return np.stack([c0, c1, c2, c3], axis=1)
+    p0 = np.empty_like(c0)
+    p1 = np.empty_like(c0)
+    k0 = seed & 0xFFFFFFFF
+    k1 = (seed >> 32) & 0xFFFFFFFF
+    for r in range(10):
+        if r:
+            k0 = (k0 + int(_W0)) & 0xFFFFFFFF
+            k1 = (k1 + int(_W1)) & 0xFFFFFFFF
+        np.multiply(c0, _M0, out=p0)
+        np.multiply(c2, _M1, out=p1)
+        np.right_shift(p1, _SHIFT, out=c0)  # c0 = hi(M1 * c2) ^ c1 ^ k0
+        c0 ^= c1
+        c0 ^= np.uint64(k0)
+        np.right_shift(p0, _SHIFT, out=c2)  # c2 = hi(M0 * c0) ^ c3 ^ k1
+        c2 ^= c3
+        c2 ^= np.uint64(k1)
+        np.bitwise_and(p1, _LO, out=c1)  # c1 = lo(M1 * c2)
+        np.bitwise_and(p0, _LO, out=c3)  # c3 = lo(M0 * c0)
+    out = np.empty((c0.shape[0], 4), np.uint32)
+    for lane, word in enumerate((c0, c1, c2, c3)):
+        out[:, lane] = word
+    return out
 
 
 def counters_needed(n: int) -> int:

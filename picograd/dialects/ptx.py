@@ -335,6 +335,10 @@ def reg(kind: str) -> RegisterType:
     return _REGISTER_TYPES[kind]
 
 
+_OPERAND_NAMES: dict[type, tuple[str, ...]] = {}
+"""``Instruction.operand_names`` of each instruction class."""
+
+
 def kind_of(value: SSAValue) -> str:
     """The register kind of a value (``"f32"``, ...); raises ``VerifyException`` for a value that is no register."""
     if not isinstance(value.type, RegisterType):
@@ -456,7 +460,8 @@ class Instruction(IRDLOperation):
     @property
     def opcode(self) -> str:
         """The full PTX opcode, e.g. ``cvt.rn.f32.s64``."""
-        return self.MNEMONIC + ("." + self.suffix if self.suffix else "")
+        suffix = self.suffix
+        return self.MNEMONIC + ("." + suffix if suffix else "")
 
     @classmethod
     def modifier_properties(cls, mods: Mapping[str, Modifier]) -> dict[str, Attribute]:
@@ -514,7 +519,15 @@ class Instruction(IRDLOperation):
 
     @classmethod
     def has_guard(cls) -> bool:
-        return any(name == "guard" for name, _ in cls.get_irdl_definition().operands)
+        return "guard" in cls.operand_names()
+
+    @classmethod
+    def operand_names(cls) -> tuple[str, ...]:
+        """The names of the operand definitions, in order (once per class: every verification asks)."""
+        names = _OPERAND_NAMES.get(cls)
+        if names is None:
+            names = _OPERAND_NAMES[cls] = tuple(name for name, _ in cls.get_irdl_definition().operands)
+        return names
 
     @property
     def guard_value(self) -> SSAValue | None:
@@ -693,8 +706,7 @@ class ArithmeticOp(Instruction):
         return self.instr_type
 
     def type_rules(self) -> Iterator[tuple[str, SSAValue, str, bool]]:
-        names = [n for n, _ in self.get_irdl_definition().operands]
-        for i, (role, value) in enumerate(zip(names, self.operands, strict=True)):
+        for i, (role, value) in enumerate(zip(self.operand_names(), self.operands, strict=True)):
             yield f"operand '{role}'", value, self.operand_type(i), False
         for r in self.results:
             yield "the result", r, self.result_kind(), False

@@ -13,8 +13,10 @@ prints the PTX of its kernels and reads the launch plan off the host function th
 - **outputs** are its result buffers (the arguments marked ``pg.result = k``, ``Output(k)``);
 - **temps** are the buffers the function allocates: the arena of the memory plan (one ``uint8`` buffer of
   ``pg.peak_bytes`` bytes) and any scratch buffer of a kernel (``Temp(j)`` in allocation order). Intermediates are
-  views of the arena at constant byte offsets, which the kernels add to the arena pointer themselves, so every
-  launch argument is a whole buffer (a slot) and the launch plan has no scalar arguments;
+  views of the arena at constant byte offsets, which the kernels add to the arena pointer themselves, so a launch
+  argument is a whole buffer (a slot) and the launch plan has no scalar arguments; only a kernel that several
+  launches share (``pg-outline-kernels``) takes its buffers as they are, and its launches pass views of the arena
+  (``View(slot, byte offset)``, the arena's address plus the offset);
 - **steps** are the ``gpu.launch_func`` ops in order (``Launch(kernel, grid, block, args)``, the kernel parameters
   being the slots of the ``gpu.func`` arguments) and ``memref.copy`` ops (``Copy``: a function returning an
   argument or one value twice);
@@ -288,6 +290,16 @@ def _launch_plan(
             raise CompileError(f"compile_for_cuda: '{user.name}' uses a buffer that is not a root buffer ({v.type})")
         return slots[v]
 
+    def launch_arg(v: SSAValue, user: Operation) -> cuda.Slot | cuda.View:
+        """A root buffer's slot, or a view of one at a constant byte offset (a kernel shared by several
+        launches: ``pg-outline-kernels``)."""
+        view = v.owner
+        if isinstance(view, memref.ViewOp) and view.source in slots and not view.sizes:
+            shift = view.byte_shift.owner
+            if isinstance(shift, arith.ConstantOp) and isinstance(shift.value, IntegerAttr):
+                return cuda.View(slots[view.source], shift.value.value.data)
+        return slot(v, user)
+
     for op in block.ops:
         if isinstance(op, memref.AllocOp):
             t = op.memref.type
@@ -312,20 +324,22 @@ def _launch_plan(
                     raise CompileError("compile_for_cuda: launch sizes must be constants")
                 sizes.append(c.value.value.data)
             kernel_name = op.kernel.nested_references.data[-1].data if op.kernel.nested_references.data else ""
-            args = tuple(slot(v, op) for v in op.kernelOperands)
+            args = tuple(launch_arg(v, op) for v in op.kernelOperands)
             steps.append(cuda.Launch(kernel_name, tuple(sizes[:3]), tuple(sizes[3:]), args))  # type: ignore[arg-type]
         elif isinstance(op, memref.CopyOp):
             steps.append(cuda.Copy(slot(op.destination, op), slot(op.source, op)))
         elif isinstance(op, arith.ConstantOp | memref.DeallocOp | func.ReturnOp):
             continue
-        elif isinstance(op, memref.ViewOp) and not any(True for _ in op.result.uses):
-            continue
+        elif isinstance(op, memref.ViewOp) and all(isinstance(u.operation, gpu.LaunchFuncOp) for u in op.result.uses):
+            continue  # launches pass it as a cuda.View
         else:
             raise CompileError(f"compile_for_cuda: '{op.name}' on the host side has no runtime step")
     # Constants are hidden inputs after the function's own.
     n_in = len(inputs)
 
     def fix(a: Any) -> Any:
+        if isinstance(a, cuda.View):
+            return cuda.View(fix(a.base), a.offset)
         return cuda.Input(n_in + a.index) if isinstance(a, _Constant) else a
 
     fixed: list[cuda.Step] = []

@@ -106,10 +106,15 @@ def plan_memory(requests: Sequence[Interval], alignment: int = 64, reuse: bool =
     order = sorted(range(len(requests)), key=lambda i: (-sizes[i], requests[i].start, i))
     offsets = [0] * len(requests)
     placed: list[int] = []
+    starts = [r.start for r in requests]
+    ends = [r.end for r in requests]
     for i in order:
         if sizes[i] == 0:
             continue
-        conflicts = sorted((offsets[j], sizes[j]) for j in placed if not reuse or requests[j].overlaps(requests[i]))
+        start, stop = starts[i], ends[i]  # Interval.overlaps, inlined: this loop is quadratic in the requests
+        conflicts = sorted(
+            (offsets[j], sizes[j]) for j in placed if not reuse or not (stop < starts[j] or ends[j] < start)
+        )
         best: int | None = None
         best_gap = 0
         end = 0
@@ -121,10 +126,15 @@ def plan_memory(requests: Sequence[Interval], alignment: int = 64, reuse: bool =
         offsets[i] = end if best is None else best
         placed.append(i)
     total = max((offsets[i] + sizes[i] for i in placed), default=0)
-    steps = {s for r in requests for s in (r.start, r.end)}
-    lower = max(
-        (sum(sz for r, sz in zip(requests, sizes, strict=True) if r.start <= s <= r.end) for s in steps), default=0
+    # The most bytes live at one step: a sweep over the steps where a request starts or stops being live.
+    events = sorted(
+        [(r.start, sz) for r, sz in zip(requests, sizes, strict=True)]
+        + [(r.end + 1, -sz) for r, sz in zip(requests, sizes, strict=True)]
     )
+    lower = live = 0
+    for _, delta in events:
+        live += delta
+        lower = max(lower, live)
     return MemoryPlan(tuple(offsets), total, sum(sizes), lower)
 
 

@@ -23,7 +23,8 @@ scheduler):
   reduction kernel. An op whose users lie in several kernels (or that is returned, or read by a kernel of the
   third bullet) is computed once, in a kernel of its own, and written out; it is never recomputed, except for
   *cheap* ops, which are copied into every kernel that uses them: generators, views and elementwise ops on one
-  element (0-d scalars such as a learning rate cast to ``f32``). Constants are therefore never kernel inputs.
+  element (0-d scalars such as a learning rate cast to ``f32``) as long as the scalar computation reads at most
+  ``MAX_SCALAR_READS`` values. Constants are therefore never kernel inputs.
 - Then multi-output fusion: a kernel of elementwise ops whose output has the iteration shape of a consuming
   elementwise kernel (its output shape) or reduction kernel (the shape of the reduction's input) merges into it,
   so that one pass over the data computes both and the value is written out on the way (``exp(x - max)``
@@ -82,12 +83,44 @@ def _where(op: Operation) -> str:
     return ""
 
 
+MAX_SCALAR_READS = 16
+"""A one-element elementwise op is copied into the kernels that use it only while the scalar computation it heads
+(it and the cheap ops it depends on, all copied with it) reads at most this many values from outside: a gradient
+clipping's total norm, the sum of one squared norm per parameter, is computed once in a kernel of its own rather
+than by every parameter's update (which made the update kernels, and the compile time, grow with the square of the
+parameter count)."""
+
+
+def _is_scalar(op: Operation) -> bool:
+    return isinstance(op, ELEMENTWISE) and int(np.prod(shape_of(op.results[0]))) == 1
+
+
+def _scalar_reads(op: Operation) -> int:
+    """The number of values from outside that ``op`` and the generators, views and one-element elementwise ops it
+    depends on read (counted up to ``MAX_SCALAR_READS + 1``)."""
+    reads: set[SSAValue] = set()
+    seen = {op}
+    stack = [op]
+    while stack:
+        for v in stack.pop().operands:
+            owner = v.owner
+            if isinstance(owner, GENERATORS + VIEWS) or (isinstance(owner, Operation) and _is_scalar(owner)):
+                if owner not in seen:
+                    seen.add(owner)
+                    stack.append(owner)
+            elif v not in reads:
+                reads.add(v)
+                if len(reads) > MAX_SCALAR_READS:
+                    return len(reads)
+    return len(reads)
+
+
 def is_cheap(op: Operation) -> bool:
     """Whether ``op`` is copied into each kernel that uses it rather than computed once: generators, views, and
-    elementwise ops with a one-element result."""
+    elementwise ops with a one-element result whose computation reads at most ``MAX_SCALAR_READS`` values."""
     if isinstance(op, GENERATORS + VIEWS):
         return True
-    return isinstance(op, ELEMENTWISE) and int(np.prod(shape_of(op.results[0]))) == 1
+    return _is_scalar(op) and _scalar_reads(op) <= MAX_SCALAR_READS
 
 
 @dataclass(eq=False)

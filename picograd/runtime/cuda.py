@@ -895,6 +895,15 @@ Slot = Input | Output | Temp
 
 
 @dataclass(frozen=True)
+class View:
+    """Launch argument: the address ``offset`` bytes into the buffer of slot ``base`` (a view of the arena of
+    intermediates, passed to a kernel that several launches share; see ``pg-outline-kernels``)."""
+
+    base: Slot
+    offset: int
+
+
+@dataclass(frozen=True)
 class Launch:
     """One kernel launch of a launch list.
 
@@ -906,7 +915,7 @@ class Launch:
     kernel: str
     grid: int | tuple[int, ...]
     block: int | tuple[int, ...]
-    args: tuple[Slot | int | float | np.generic, ...]
+    args: tuple[Slot | View | int | float | np.generic, ...]
     shmem: int = 0
 
 
@@ -1040,8 +1049,10 @@ class Executable:
         args: list[Any] = []
         for j, a in enumerate(step.args):
             p = params[j] if params is not None else None
-            if isinstance(a, Input | Output | Temp):
-                self._spec(a)
+            if isinstance(a, Input | Output | Temp | View):
+                spec = self._spec(a.base if isinstance(a, View) else a)
+                if isinstance(a, View) and not 0 <= a.offset < max(spec.nbytes, 1):
+                    raise ValueError(f"{where}: {a!r} is outside its buffer of {spec.nbytes} bytes")
                 if p is not None and not p.is_pointer_sized:
                     raise TypeError(f"{where}: {a!r} goes to parameter {p.name!r} of type .{p.ptx_type}, not a pointer")
                 args.append(a)
@@ -1084,7 +1095,14 @@ class Executable:
         for i, (kind, handle, config, args, dst, src) in enumerate(prepared.templates):
             label = f"{self.name}, step {i}"
             if kind == "launch":
-                values = tuple(resolve(a).buffer if isinstance(a, Input | Output | Temp) else a for a in args)
+                values = tuple(
+                    resolve(a).buffer
+                    if isinstance(a, Input | Output | Temp)
+                    else np.uint64(resolve(a.base).ptr + a.offset)
+                    if isinstance(a, View)
+                    else a
+                    for a in args
+                )
                 ops.append(_Op("launch", label, kernel=handle, config=config, args=values))
             elif resolve(dst).nbytes:
                 ops.append(_Op(kind, label, dst=resolve(dst).buffer, src=resolve(src).buffer if src else None))
