@@ -9,9 +9,10 @@ of ``set_cache_size`` entries; a compiled step's entries go when its function is
 On "cpu" the graph is lowered to ``pg``, taken through the pipeline to the ``simplify`` stage and run by the numpy
 executor; a compiled step (``@pg.compile``) goes on to the JIT CPU backend (``picograd.driver.cpu_compile``: fused
 loop nests compiled by LLVM, matmuls through BLAS) unless ``PICOGRAD_CPU_JIT=0``. On "cuda" the same
-``simplify``-stage module goes to ``picograd.driver.gpu_compile.compile_for_cuda``, which takes it the rest of the way to PTX; its ``Executable`` takes the function's arguments (the graph's leaves,
-in order) as device buffers and returns its results as device buffers. Leaves that live on the other device (0-d
-scalars, see ``picograd.frontend.tensor``) are copied by ``device.bind``, which caches the copies.
+``simplify``-stage module goes to ``picograd.driver.gpu_compile.compile_for_cuda``, which takes it the rest of the
+way to PTX; its ``Executable`` takes the function's arguments (the graph's leaves, in order) as device buffers and
+returns its results as device buffers. Leaves that live on the other device (0-d scalars, see
+``picograd.frontend.tensor``) are copied by ``device.bind``, which caches the copies.
 """
 
 from __future__ import annotations
