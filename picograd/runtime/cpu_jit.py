@@ -70,7 +70,7 @@ def jit_enabled() -> bool:
 
 
 class _Llvm:
-    """The process's LLVM target machine (host CPU, -O3) and the execution engines of the modules compiled."""
+    """LLVM for the host CPU (its vector extensions, -O3): ``compile`` makes the execution engine of a module."""
 
     def __init__(self) -> None:
         import llvmlite.binding as llvm
@@ -78,23 +78,27 @@ class _Llvm:
         llvm.initialize_native_target()
         llvm.initialize_native_asmprinter()
         self.llvm = llvm
-        target = llvm.Target.from_default_triple()
-        self.machine = target.create_target_machine(
+        self.lock = threading.Lock()
+
+    def machine(self) -> Any:
+        """A fresh target machine: an execution engine owns (and frees) the one it is made with."""
+        llvm = self.llvm
+        return llvm.Target.from_default_triple().create_target_machine(
             cpu=llvm.get_host_cpu_name(), features=llvm.get_host_cpu_features().flatten(), opt=3
         )
-        self.lock = threading.Lock()
 
     def compile(self, text: str, names: Sequence[str]) -> tuple[Any, list[int]]:
         """Compile the LLVM module ``text`` and return its engine (keep it alive) and the addresses of ``names``."""
         llvm = self.llvm
         with self.lock:
+            machine = self.machine()
             mod = llvm.parse_assembly(text)
-            mod.triple = self.machine.triple
-            mod.data_layout = str(self.machine.target_data)
+            mod.triple = machine.triple
+            mod.data_layout = str(machine.target_data)
             mod.verify()
-            builder = llvm.create_pass_builder(self.machine, llvm.create_pipeline_tuning_options(speed_level=3))
+            builder = llvm.create_pass_builder(machine, llvm.create_pipeline_tuning_options(speed_level=3))
             builder.getModulePassManager().run(mod, builder)
-            engine = llvm.create_mcjit_compiler(mod, self.machine)
+            engine = llvm.create_mcjit_compiler(mod, machine)
             engine.finalize_object()
             return engine, [engine.get_function_address(n) for n in names]
 
