@@ -9,11 +9,11 @@ import sys
 from dataclasses import replace
 
 import numpy as np
+import picograd.nn.functional as F
 import pytest
 from test_op_surface import LOWER_OPS, OPS, step_module
 
 import picograd as pg
-import picograd.nn.functional as F
 from picograd.driver.cpu_compile import compile_for_cpu
 from picograd.runtime import cpu_jit
 from picograd.runtime.numpy_executor import compile_func
