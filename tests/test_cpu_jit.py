@@ -175,3 +175,20 @@ def test_float_literals_and_casts_follow_numpy() -> None:
     with np.errstate(all="ignore"):
         want = (x.numpy() * 2).astype(np.int64)
     np.testing.assert_array_equal(f(x).numpy(), want)
+
+
+def test_integer_division_by_zero_and_overflow_follow_numpy() -> None:
+    """Integer ``//`` by zero gives 0 and ``INT_MIN // -1`` wraps, as numpy (LLVM leaves them undefined; x86's idiv
+    traps); ``remainder`` gives what eager gives."""
+    a = np.array([7, -7, 7, -7, np.iinfo(np.int64).min, 5, -9], np.int64)
+    b = np.array([2, 2, -2, 0, -1, 0, -4], np.int64)
+
+    @pg.compile
+    def f(x: pg.Tensor, y: pg.Tensor) -> tuple[pg.Tensor, pg.Tensor]:
+        return x // y, pg.remainder(x, y)
+
+    with np.errstate(all="ignore"):
+        want = (a // b, pg.remainder(pg.tensor(a), pg.tensor(b)).numpy())
+        got = f(pg.tensor(a), pg.tensor(b))
+    np.testing.assert_array_equal(got[0].numpy(), want[0])
+    np.testing.assert_array_equal(got[1].numpy(), want[1])

@@ -308,8 +308,8 @@ class CpuFunction:
                 try:
                     made = [llvm_ir.emit_nest(n, "NEST") for n in nests]
                     maps = [tuple(self._loop_slots[b] for b in f.buffers) for f in made]
-                except (llvm_ir.Unsupported, KeyError):
-                    made = None
+                except (llvm_ir.Unsupported, KeyError) as e:
+                    made, why = None, str(e)
                 if made is not None:
                     for n, f, m in zip(nests, made, maps, strict=True):
                         key = f.text
@@ -322,7 +322,7 @@ class CpuFunction:
                         self.step_names.append(name)
                     self.jitted.append(name)
                     continue
-                self.fallbacks.append(name)
+                self.fallbacks.append(f"{name} ({why})")
             steps.append(self._numpy_launch(self._launches[name]))
             self.step_names.append(f"{name} (numpy)")
         addresses: list[int] = []

@@ -64,16 +64,22 @@ BINARY: dict[type[Operation], str] = {
     arith.AddiOp: "add",
     arith.SubiOp: "sub",
     arith.MuliOp: "mul",
-    arith.DivSIOp: "sdiv",
-    arith.DivUIOp: "udiv",
-    arith.RemSIOp: "srem",
-    arith.RemUIOp: "urem",
     arith.AndIOp: "and",
     arith.OrIOp: "or",
     arith.XOrIOp: "xor",
     arith.ShLIOp: "shl",
     arith.ShRSIOp: "ashr",
     arith.ShRUIOp: "lshr",
+}
+# integer division: a zero divisor gives 0 and INT_MIN / -1 wraps, as numpy (LLVM leaves both undefined; x86 traps)
+DIVISIONS: dict[type[Operation], tuple[str, bool, str]] = {  # op: (instruction, signed, rounding)
+    arith.DivSIOp: ("sdiv", True, "trunc"),
+    arith.DivUIOp: ("udiv", False, "trunc"),
+    arith.RemSIOp: ("srem", True, "rem"),
+    arith.RemUIOp: ("urem", False, "rem"),
+    arith.FloorDivSIOp: ("sdiv", True, "floor"),
+    arith.CeilDivSIOp: ("sdiv", True, "ceil"),
+    arith.CeilDivUIOp: ("udiv", False, "ceil"),
 }
 INTRINSICS: dict[type[Operation], str] = {
     arith.MaximumfOp: "maximum",  # NaN-propagating, as numpy.maximum
@@ -256,6 +262,8 @@ class _Emitter:
             flags = " reassoc" if isinstance(op, REASSOCIABLE) and _accumulates(op) else ""
             a, b = (self.value(x) for x in op.operands)
             self.names[op.results[0]] = self.emit(f"{BINARY[kind]}{flags} {t} {a}, {b}")
+        elif kind in DIVISIONS:
+            self.names[op.results[0]] = self.divide(op, *DIVISIONS[kind])
         elif kind in INTRINSICS:
             t = llvm_type(op.results[0].type)
             self.names[op.results[0]] = self.call(INTRINSICS[kind], t, [(t, self.value(x)) for x in op.operands])
@@ -324,6 +332,35 @@ class _Emitter:
             return  # terminators: their parents read them
         else:
             raise Unsupported(f"op {op.name}")
+
+    def divide(self, op: Operation, instr: str, signed: bool, rounding: str) -> str:
+        t = llvm_type(op.results[0].type)
+        a, b = (self.value(x) for x in op.operands)
+        bad = self.emit(f"icmp eq {t} {b}, 0")
+        if signed:
+            bad = self.emit(f"or i1 {bad}, {self.emit(f'icmp eq {t} {b}, -1')}")
+        safe = self.emit(f"select i1 {bad}, {t} 1, {t} {b}")
+        q = self.emit(f"{instr} {t} {a}, {safe}")
+        if rounding in ("floor", "ceil"):  # step the truncated quotient where the remainder is non-zero
+            r = self.emit(f"{'srem' if signed else 'urem'} {t} {a}, {safe}")
+            inexact = self.emit(f"icmp ne {t} {r}, 0")
+            if signed:
+                negative = self.emit(
+                    f"xor i1 {self.emit(f'icmp slt {t} {a}, 0')}, {self.emit(f'icmp slt {t} {safe}, 0')}"
+                )
+                away = negative if rounding == "floor" else self.emit(f"xor i1 {negative}, true")
+            else:
+                away = "true"
+            step = self.emit(f"and i1 {inexact}, {away}")
+            delta = self.emit(f"select i1 {step}, {t} {-1 if rounding == 'floor' else 1}, {t} 0")
+            q = self.emit(f"add {t} {q}, {delta}")
+        if not signed:
+            return self.emit(f"select i1 {bad}, {t} 0, {t} {q}")
+        # b == -1: a / -1 = -a (wrapping), a % -1 = 0; b == 0: 0
+        minus_one = self.emit(f"icmp eq {t} {b}, -1")
+        neg = self.emit(f"sub {t} 0, {a}")
+        special = self.emit(f"select i1 {minus_one}, {t} {'0' if rounding == 'rem' else neg}, {t} 0")
+        return self.emit(f"select i1 {bad}, {t} {special}, {t} {q}")
 
     def fp_to_int(self, op: Operation) -> str:
         src, dst = llvm_type(op.operands[0].type), llvm_type(op.results[0].type)
