@@ -255,6 +255,7 @@ class CpuFunction:
         launches = {op.sym_name.data: op for op in block.ops if isinstance(op, LaunchOp)}
         launch_slots = self.buffers.read(buffered)
         loop_slots = self.buffers.read(looped)
+        self.threads = 1  # get_num_threads() at the start of each call
         self.fallbacks: list[str] = []
         self.jitted: list[str] = []
         plan = self._plan(looped, launches, launch_slots, loop_slots)
@@ -344,7 +345,7 @@ class CpuFunction:
 
     def _nest_step(self, fn: Any, table: int, lower: int, upper: int, work: int) -> Step:
         def run(bufs: list[np.ndarray]) -> None:
-            n = get_num_threads()
+            n = self.threads
             if n > 1 and work >= PARALLEL_WORK and upper - lower > 1:
                 n = min(n, upper - lower)
                 cuts = [lower + (upper - lower) * k // n for k in range(n + 1)]
@@ -422,6 +423,7 @@ class CpuFunction:
             out = np.empty(shape, dtype)
             bufs.append(out)
             outs.append(out)
+        self.threads = get_num_threads()
         slots = self.slots
         for i, a in enumerate(bufs):
             slots[i] = a.ctypes.data

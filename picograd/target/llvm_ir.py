@@ -436,18 +436,77 @@ class _Emitter:
         for r, v in zip(op.results, out, strict=True):
             self.names[r] = v
 
-    def parallel(self, op: scf.ParallelOp, ivs: list[SSAValue], d: int, bounds: tuple[str, str] | None = None) -> None:
+    def parallel(
+        self,
+        op: scf.ParallelOp,
+        ivs: list[SSAValue],
+        d: int,
+        bounds: tuple[str, str] | None = None,
+        inner: Callable[[], None] | None = None,
+    ) -> None:
+        """The loops over dims ``d..`` of ``op`` around ``inner`` (default: the nest's body)."""
         if d == len(ivs):
-            self.ops(op.body.block)
+            if inner is None:
+                self.ops(op.body.block)
+            else:
+                inner()
             return
         lb, ub = bounds if bounds is not None else (self.value(op.lowerBound[d]), self.value(op.upperBound[d]))
 
         def body(iv: str, values: list[str]) -> list[str]:
             self.names[ivs[d]] = iv
-            self.parallel(op, ivs, d + 1)
+            self.parallel(op, ivs, d + 1, inner=inner)
             return []
 
         self.loop(lb, ub, self.value(op.step[d]), [], body)
+
+    def interchanged(
+        self, nest: scf.ParallelOp, pre: list[Operation], loops: list[scf.ForOp], store: memref.StoreOp
+    ) -> None:
+        """Emit a reduction nest with its reduction loops outside (see ``_interchange``)."""
+        ivs = list(nest.body.block.args)
+        el = store.value.type
+
+        def initial() -> None:
+            for op in pre:
+                self.op(op)
+            ptr, mem, _ = self.address(store.memref, store.indices)
+            self.line(f"store {mem} {self.value(loops[0].iter_args[0])}, ptr {ptr}")
+
+        self.parallel(nest, ivs, 0, bounds=("%lo", "%hi"), inner=initial)
+
+        def step() -> None:
+            for op in pre:
+                self.op(op)
+            for loop in loops[:-1]:
+                for op in loop.body.block.ops:
+                    if _pure(op):
+                        self.op(op)
+            innermost = loops[-1].body.block
+            ptr, mem, _ = self.address(store.memref, store.indices)
+            self.names[innermost.args[1]] = self.emit(f"load {llvm_type(el)}, ptr {ptr}")
+            for op in innermost.ops:
+                if not isinstance(op, scf.YieldOp):
+                    self.op(op)
+            last = innermost.last_op
+            assert isinstance(last, scf.YieldOp)
+            ptr, mem, _ = self.address(store.memref, store.indices)
+            self.line(f"store {mem} {self.value(last.operands[0])}, ptr {ptr}")
+
+        def over(k: int) -> None:
+            if k == len(loops):
+                self.parallel(nest, ivs, 0, bounds=("%lo", "%hi"), inner=step)
+                return
+            loop = loops[k]
+
+            def body(iv: str, values: list[str]) -> list[str]:
+                self.names[loop.body.block.args[0]] = iv
+                over(k + 1)
+                return []
+
+            self.loop(self.value(loop.lb), self.value(loop.ub), self.value(loop.step), [], body)
+
+        over(0)
 
     def if_else(self, op: scf.IfOp) -> None:
         then, other, join = self.label("then"), self.label("else"), self.label("join")
@@ -516,7 +575,11 @@ def emit_nest(nest: scf.ParallelOp, name: str) -> NestFunction:
     for op in _invariant_ops(nest):
         e.op(op)
         e.hoisted.add(op)
-    e.parallel(nest, list(nest.body.block.args), 0, bounds=("%lo", "%hi"))
+    plan = _interchange(nest, e.hoisted)
+    if plan is None:
+        e.parallel(nest, list(nest.body.block.args), 0, bounds=("%lo", "%hi"))
+    else:
+        e.interchanged(nest, *plan)
     e.line("ret void")
     lower, upper = (_constant_int(v) for v in (nest.lowerBound[0], nest.upperBound[0]))
     head = [
@@ -527,6 +590,71 @@ def emit_nest(nest: scf.ParallelOp, name: str) -> NestFunction:
     ]
     text = "\n".join([*head, *e.lines, "}"])
     return NestFunction(name, text, e.declares, lower, upper, tuple(e.buffers))
+
+
+def _pure(op: Operation) -> bool:
+    return not op.regions and (op.name.startswith(("arith.", "math.")) or isinstance(op, memref.LoadOp))
+
+
+def _interchange(
+    nest: scf.ParallelOp, hoisted: set[Operation]
+) -> tuple[list[Operation], list[scf.ForOp], memref.StoreOp] | None:
+    """How to run a reduction nest with its reduction loops outside its parallel loops, or None.
+
+    A reduction nest is ``parallel p { pre(p); acc = for r1 { for r2 { ... yield f(acc, p, r) } }; out[p] = acc }``
+    (``pg-to-loops``): the pure ops ``pre`` (loads of values indexed by ``p``), a chain of ``scf.for`` loops carrying
+    one accumulator, each outer loop's body holding pure ops, the next loop and the yield of its result, and the
+    store of the result at indices made of ``p`` and constants. When its loads read along a parallel index (their
+    last index is one: a sum over the leading dims, as a bias gradient), the loops over ``p`` innermost read memory
+    contiguously and vectorize: ``out[p] = init`` for every ``p``, then ``for r { for p { out[p] = f(out[p], p, r)
+    } }``, the same operations in the same order for each output. Returns (``pre``, the loops, the store)."""
+    ops = [op for op in nest.body.block.ops if op not in hoisted and not isinstance(op, scf.ReduceOp)]
+    if len(ops) < 2 or not isinstance(ops[-2], scf.ForOp) or not isinstance(ops[-1], memref.StoreOp):
+        return None
+    *pre, first, store = ops
+    assert isinstance(first, scf.ForOp) and isinstance(store, memref.StoreOp)
+    ivs = set(nest.body.block.args)
+    if not all(_pure(op) for op in pre) or store.value is not first.results[0] or len(first.results) != 1:
+        return None
+    if isinstance(store.value.type, IntegerType) and store.value.type.width.data == 1:
+        return None  # bytes in memory, i1 in registers: not worth a case
+    if any(v not in ivs and not isinstance(v.owner, arith.ConstantOp) for v in store.indices):
+        return None
+    loops = [first]
+    while True:
+        body = loops[-1].body.block
+        inner = [op for op in body.ops if isinstance(op, scf.ForOp)]
+        if not inner:
+            break
+        nested = inner[0]
+        last = body.last_op
+        if (
+            len(inner) != 1
+            or len(nested.results) != 1
+            or nested.iter_args[0] is not body.args[1]
+            or not isinstance(last, scf.YieldOp)
+            or last.operands[0] is not nested.results[0]
+            or any(not _pure(op) for op in body.ops if op not in (nested, last))
+            or len(list(body.args[1].uses)) != 1
+        ):
+            return None
+        loops.append(nested)
+    innermost = loops[-1].body.block
+    if any(len(loop.body.block.args) != 2 for loop in loops):
+        return None
+    for loop in loops:  # the bounds are computed once, outside the parallel loops
+        for v in (loop.lb, loop.ub, loop.step):
+            if not isinstance(v.owner, arith.ConstantOp) and nest.is_ancestor(
+                v.owner if isinstance(v.owner, Operation) else v.owner.parent_op()
+            ):  # type: ignore[arg-type]
+                return None
+    if any(isinstance(op, memref.StoreOp) and op.memref is store.memref for op in innermost.walk()):
+        return None
+    loads = [op for op in innermost.walk() if isinstance(op, memref.LoadOp) and op.indices]
+    along = [op for op in loads if op.indices[-1] in ivs]
+    if not along or any(op.indices[-1] is innermost.args[0] for op in loads):
+        return None
+    return pre, loops, store
 
 
 def _invariant_ops(nest: scf.ParallelOp) -> list[Operation]:
