@@ -439,7 +439,7 @@ class _Emitter:
     def parallel(
         self,
         op: scf.ParallelOp,
-        ivs: list[SSAValue],
+        ivs: Sequence[SSAValue],
         d: int,
         bounds: tuple[str, str] | None = None,
         inner: Callable[[], None] | None = None,
@@ -642,12 +642,10 @@ def _interchange(
     innermost = loops[-1].body.block
     if any(len(loop.body.block.args) != 2 for loop in loops):
         return None
+    inside = _values_inside(nest)
     for loop in loops:  # the bounds are computed once, outside the parallel loops
-        for v in (loop.lb, loop.ub, loop.step):
-            if not isinstance(v.owner, arith.ConstantOp) and nest.is_ancestor(
-                v.owner if isinstance(v.owner, Operation) else v.owner.parent_op()
-            ):  # type: ignore[arg-type]
-                return None
+        if any(v in inside for v in (loop.lb, loop.ub, loop.step)):
+            return None
     if any(isinstance(op, memref.StoreOp) and op.memref is store.memref for op in innermost.walk()):
         return None
     loads = [op for op in innermost.walk() if isinstance(op, memref.LoadOp) and op.indices]
@@ -657,11 +655,8 @@ def _interchange(
     return pre, loops, store
 
 
-def _invariant_ops(nest: scf.ParallelOp) -> list[Operation]:
-    """The ops of the nest's body block whose values are the same at every index: side-effect-free ops without
-    regions whose operands are defined outside the nest or by such ops, and loads of buffers the nest never
-    stores to at such indices."""
-    stored = {op.memref for op in nest.walk() if isinstance(op, memref.StoreOp)}
+def _values_inside(nest: scf.ParallelOp) -> set[SSAValue]:
+    """The values defined in the nest: its ops' results and its blocks' arguments."""
     inside: set[SSAValue] = set()
     for op in nest.walk():
         if op is not nest:
@@ -669,6 +664,15 @@ def _invariant_ops(nest: scf.ParallelOp) -> list[Operation]:
         for region in op.regions:
             for block in region.blocks:
                 inside.update(block.args)
+    return inside
+
+
+def _invariant_ops(nest: scf.ParallelOp) -> list[Operation]:
+    """The ops of the nest's body block whose values are the same at every index: side-effect-free ops without
+    regions whose operands are defined outside the nest or by such ops, and loads of buffers the nest never
+    stores to at such indices."""
+    stored = {op.memref for op in nest.walk() if isinstance(op, memref.StoreOp)}
+    inside = _values_inside(nest)
     invariant: list[Operation] = []
     known: set[SSAValue] = set()
     for op in nest.body.block.ops:
