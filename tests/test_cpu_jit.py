@@ -192,3 +192,17 @@ def test_integer_division_by_zero_and_overflow_follow_numpy() -> None:
         got = f(pg.tensor(a), pg.tensor(b))
     np.testing.assert_array_equal(got[0].numpy(), want[0])
     np.testing.assert_array_equal(got[1].numpy(), want[1])
+
+
+def test_object_code_is_cached_between_compiles(tmp_path, monkeypatch, rng: np.random.Generator) -> None:
+    """A module compiled once is read back from ``PICOGRAD_CACHE_DIR`` (no LLVM optimization the second time),
+    with the same results."""
+    monkeypatch.setenv(cpu_jit.CACHE_ENV, str(tmp_path))
+    module, inputs = step_module(OPS["lower-pointwise"], OPS["lower-pointwise"].inputs(rng))
+    first = compile_for_cpu(module)
+    assert len(list((tmp_path / "cpu_jit").glob("*.o"))) == 1
+    llvm = cpu_jit.host_llvm().llvm
+    monkeypatch.setattr(llvm, "create_pass_builder", lambda *a: pytest.fail("optimized a cached module"))
+    second = compile_for_cpu(module)
+    with np.errstate(all="ignore"):
+        assert_same(second(*inputs), first(*inputs), rtol=0)

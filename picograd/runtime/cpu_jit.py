@@ -28,10 +28,12 @@ A call takes one array per input (shapes and dtypes as the function's) and retur
 from __future__ import annotations
 
 import ctypes
+import hashlib
 import math
 import os
 import queue
 import sys
+import tempfile
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -52,6 +54,7 @@ KERNEL_ATTR = "pg.kernel"  # the attributes pg-to-loops puts on a kernel's nests
 KIND_ATTR = "pg.kind"
 DEBUG_ENV = "PICOGRAD_CPU_JIT_DEBUG"
 ENABLE_ENV = "PICOGRAD_CPU_JIT"
+CACHE_ENV = "PICOGRAD_CACHE_DIR"
 PARALLEL_WORK = 1 << 15  # loop iterations from which a nest is split between threads
 
 Step = Callable[[list[np.ndarray]], None]
@@ -88,26 +91,72 @@ class _Llvm:
         )
 
     def compile(self, text: str, names: Sequence[str]) -> tuple[Any, list[int]]:
-        """Compile the LLVM module ``text`` and return its engine (keep it alive) and the addresses of ``names``."""
+        """Compile the LLVM module ``text`` (or take its object code from the cache) and return its engine (keep it
+        alive) and the addresses of ``names``."""
         llvm = self.llvm
         with self.lock:
             machine = self.machine()
-            mod = llvm.parse_assembly(text)
-            mod.triple = machine.triple
-            mod.data_layout = str(machine.target_data)
-            mod.verify()
-            builder = llvm.create_pass_builder(machine, llvm.create_pipeline_tuning_options(speed_level=3))
-            builder.getModulePassManager().run(mod, builder)
-            engine = llvm.create_mcjit_compiler(mod, machine)
+            host = f"{llvm.get_host_cpu_name()} {llvm.get_host_cpu_features().flatten()} {llvm.llvm_version_info}"
+            key = hashlib.sha256(f"{host}\n{text}".encode()).hexdigest()
+            obj = _read_cache(key)
+            if obj is None:
+                mod = llvm.parse_assembly(text)
+                mod.triple = machine.triple
+                mod.data_layout = str(machine.target_data)
+                mod.verify()
+                builder = llvm.create_pass_builder(machine, llvm.create_pipeline_tuning_options(speed_level=3))
+                builder.getModulePassManager().run(mod, builder)
+                obj = machine.emit_object(mod)
+                _write_cache(key, obj)
+            empty = llvm.parse_assembly("")
+            empty.triple = machine.triple
+            engine = llvm.create_mcjit_compiler(empty, machine)
+            engine.add_object_file(llvm.ObjectFileRef.from_data(obj))
             engine.finalize_object()
             return engine, [engine.get_function_address(n) for n in names]
+
+
+def cache_dir() -> str | None:
+    """Where compiled kernels are kept between processes: ``PICOGRAD_CACHE_DIR``, else ``~/.cache/picograd``;
+    ``PICOGRAD_CACHE_DIR=`` (empty) keeps none."""
+    where = os.environ.get(CACHE_ENV)
+    if where is None:
+        where = os.path.join(os.path.expanduser("~"), ".cache", "picograd")
+    return os.path.join(where, "cpu_jit") if where else None
+
+
+def _read_cache(key: str) -> bytes | None:
+    where = cache_dir()
+    if where is None:
+        return None
+    try:
+        with open(os.path.join(where, key + ".o"), "rb") as f:
+            return f.read()
+    except OSError:
+        return None
+
+
+def _write_cache(key: str, obj: bytes) -> None:
+    """Write atomically (a file renamed into place), so that a reader never sees half an object; best effort."""
+    where = cache_dir()
+    if where is None:
+        return
+    try:
+        os.makedirs(where, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=where, suffix=".tmp")
+        with os.fdopen(fd, "wb") as f:
+            f.write(obj)
+        os.replace(tmp, os.path.join(where, key + ".o"))
+    except OSError:
+        pass
 
 
 _LLVM: list[_Llvm] = []
 _NEST = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64)
 
 
-def _llvm() -> _Llvm:
+def host_llvm() -> _Llvm:
+    """The process's LLVM (initialized on first use)."""
     if not _LLVM:
         _LLVM.append(_Llvm())
     return _LLVM[0]
@@ -328,7 +377,7 @@ class CpuFunction:
             self.step_names.append(f"{name} (numpy)")
         addresses: list[int] = []
         if functions:
-            self._engine, addresses = _llvm().compile(llvm_ir.module_text(functions), [f.name for f in functions])
+            self._engine, addresses = host_llvm().compile(llvm_ir.module_text(functions), [f.name for f in functions])
         self._maps: list[Any] = []  # the nests' slot tables, kept alive
         self._steps: list[Step] = []
         for step in steps:
