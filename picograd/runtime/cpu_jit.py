@@ -263,17 +263,16 @@ class _Buffers:
         return slots
 
     def global_array(self, name: str) -> np.ndarray:
+        """The array of the module's ``memref.global`` ``name``: its constant contents, or zeros."""
         g = self.globals[name]
         t = g.type
         assert isinstance(t, MemRefType)
         value = g.initial_value
-        if isinstance(value, DenseIntOrFPElementsAttr):
-            array = np.ascontiguousarray(constant_array(value).reshape(t.get_shape()))
-        else:
-            array = np.zeros(t.get_shape(), numpy_dtype(t.element_type))
         check = g.attributes.get(pg.INDEX_CHECK_ATTR)
-        if isinstance(check, StringAttr):
-            array = np.zeros(t.get_shape(), numpy_dtype(t.element_type))
+        if isinstance(value, DenseIntOrFPElementsAttr) and not isinstance(check, StringAttr):
+            return np.ascontiguousarray(constant_array(value).reshape(t.get_shape()))
+        array = np.zeros(t.get_shape(), numpy_dtype(t.element_type))
+        if isinstance(check, StringAttr):  # an index check's error flag: zeroed before each call, read after
             self.flags.append((array, check.data))
         return array
 
@@ -321,7 +320,8 @@ class CpuFunction:
 
     # -- building
     def _plan(self, looped: func.FuncOp, launches: dict[str, LaunchOp], launch_slots, loop_slots) -> list[Any]:
-        """The steps in order: ("numpy", launch), ("nests", kernel name, [nest...]), ("copy", src, dst)."""
+        """The steps in order: (``pg.kind``, kernel name, its nests) for each kernel, ("copy", source slot,
+        destination slot) for each ``memref.copy``."""
         groups: dict[str, list[scf.ParallelOp]] = {}
         plan: list[Any] = []
         for op in looped.body.block.ops:
