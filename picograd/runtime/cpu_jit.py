@@ -18,8 +18,9 @@ reads the top-level ops of both once:
   listed in ``fallbacks``; ``PICOGRAD_CPU_JIT_DEBUG=1`` prints them); ``memref.copy`` copies.
 
 **Threads**: ``ctypes`` releases the GIL during a call, so a nest with enough work (``PARALLEL_WORK`` loop
-iterations) is split along its first dimension between the calling thread and ``get_num_threads() - 1`` worker
-threads that live as long as the process. BLAS threads itself.
+iterations) is cut along its first dimension into ``CHUNKS_PER_THREAD`` pieces per thread, which the calling thread
+and ``get_num_threads() - 1`` worker threads (living as long as the process) claim one at a time. BLAS threads
+itself.
 
 A call takes one array per input (shapes and dtypes as the function's) and returns fresh output arrays, as
 ``numpy_executor.NumpyFunction`` does; an index check that failed raises ``IndexError`` with its message.
@@ -29,6 +30,7 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
+import itertools
 import math
 import os
 import queue
@@ -56,6 +58,7 @@ DEBUG_ENV = "PICOGRAD_CPU_JIT_DEBUG"
 ENABLE_ENV = "PICOGRAD_CPU_JIT"
 CACHE_ENV = "PICOGRAD_CACHE_DIR"
 PARALLEL_WORK = 1 << 15  # loop iterations from which a nest is split between threads
+CHUNKS_PER_THREAD = 4  # pieces of a split nest per thread (claimed dynamically)
 
 Step = Callable[[list[np.ndarray]], None]
 
@@ -163,9 +166,12 @@ def host_llvm() -> _Llvm:
 
 
 class _Workers:
-    """Threads that run slices of nests: ``run(fn, slots, table, chunks)`` runs ``fn(slots, table, lo, hi)`` for every
-    chunk, the
-    first on the calling thread, and returns when all are done."""
+    """Threads that help run nests: ``run(fn, slots, table, chunks, helpers)`` runs ``fn(slots, table, lo, hi)`` for
+    every chunk, on the calling thread and up to ``helpers`` worker threads, and returns when all chunks are done.
+
+    Chunks are claimed one at a time from a shared counter (a dynamic schedule), and the caller waits only for
+    chunks a helper has claimed, never for a helper that has not started: on a machine busier than its cores, a
+    helper the OS has not scheduled yet costs nothing (the caller runs the chunks itself)."""
 
     def __init__(self) -> None:
         self.tasks: queue.SimpleQueue = queue.SimpleQueue()
@@ -179,18 +185,24 @@ class _Workers:
 
     def _work(self) -> None:
         while True:
-            fn, slots, table, lo, hi, done = self.tasks.get()
-            fn(slots, table, lo, hi)
-            done.release()
+            self.tasks.get()()
 
-    def run(self, fn: Any, slots: int, table: int, chunks: Sequence[tuple[int, int]]) -> None:
-        self.ensure(len(chunks) - 1)
-        done = threading.Semaphore(0)
-        for lo, hi in chunks[1:]:
-            self.tasks.put((fn, slots, table, lo, hi, done))
-        fn(slots, table, *chunks[0])
-        for _ in chunks[1:]:
-            done.acquire()
+    def run(self, fn: Any, slots: int, table: int, chunks: Sequence[tuple[int, int]], helpers: int) -> None:
+        self.ensure(helpers)
+        claim, finished = itertools.count(), itertools.count(1)  # next() on a count is atomic under the GIL
+        all_done = threading.Event()
+        total = len(chunks)
+
+        def work() -> None:
+            while (k := next(claim)) < total:
+                fn(slots, table, *chunks[k])  # ctypes releases the GIL for the call
+                if next(finished) == total:
+                    all_done.set()
+
+        for _ in range(helpers):
+            self.tasks.put(work)
+        work()
+        all_done.wait()
 
 
 _WORKERS = _Workers()
@@ -396,9 +408,10 @@ class CpuFunction:
         def run(bufs: list[np.ndarray]) -> None:
             n = self.threads
             if n > 1 and work >= PARALLEL_WORK and upper - lower > 1:
-                n = min(n, upper - lower)
-                cuts = [lower + (upper - lower) * k // n for k in range(n + 1)]
-                _WORKERS.run(fn, self.slots_address, table, list(zip(cuts[:-1], cuts[1:], strict=True)))
+                pieces = min(CHUNKS_PER_THREAD * n, upper - lower)
+                cuts = [lower + (upper - lower) * k // pieces for k in range(pieces + 1)]
+                chunks = list(zip(cuts[:-1], cuts[1:], strict=True))
+                _WORKERS.run(fn, self.slots_address, table, chunks, n - 1)
             else:
                 fn(self.slots_address, table, lower, upper)
 
