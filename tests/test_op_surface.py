@@ -1064,7 +1064,7 @@ def test_gradient_against_torch_and_finite_differences(name: str, rng: np.random
 # Lowering: loops and PTX
 
 
-def _step_module(op: Op, arrays: Sequence[np.ndarray]) -> tuple[Any, list[np.ndarray]]:
+def step_module(op: Op, arrays: Sequence[np.ndarray]) -> tuple[Any, list[np.ndarray]]:
     """The forward (and, for ops with gradients, the backward of ``sum(out * w)``) as one ``simplify``-stage
     module, with the arrays of its arguments (float32 inputs)."""
     xs = [a.astype(np.float32) if a.dtype.kind == "f" else a for a in arrays]
@@ -1090,7 +1090,7 @@ def test_lowers_to_loops_and_ptx(name: str, rng: np.random.Generator) -> None:
     """The traced step at float32 on the loop interpreter and (assembled by ptxas) on the PTX emulator, both
     against the numpy executor."""
     op = OPS[name]
-    module, inputs = _step_module(op, op.inputs(rng))
+    module, inputs = step_module(op, op.inputs(rng))
     fn = module.body.block.first_op
     with np.errstate(all="ignore"):
         want = compile_func(fn)(*inputs)  # type: ignore[arg-type]

@@ -7,10 +7,12 @@ arguments (``_lifted``), so a schedule written as a float compiles twice, not on
 of ``set_cache_size`` entries; a compiled step's entries go when its function is deleted (``release``).
 
 On "cpu" the graph is lowered to ``pg``, taken through the pipeline to the ``simplify`` stage and run by the numpy
-executor. On "cuda" the same ``simplify``-stage module goes to ``picograd.driver.gpu_compile.compile_for_cuda``,
-which takes it the rest of the way to PTX; its ``Executable`` takes the function's arguments (the graph's leaves,
-in order) as device buffers and returns its results as device buffers. Leaves that live on the other device (0-d
-scalars, see ``picograd.frontend.tensor``) are copied by ``device.bind``, which caches the copies.
+executor; a compiled step (``@pg.compile``) goes on to the JIT CPU backend (``picograd.driver.cpu_compile``: fused
+loop nests compiled by LLVM, matmuls through BLAS) unless ``PICOGRAD_CPU_JIT=0``. On "cuda" the same
+``simplify``-stage module goes to ``picograd.driver.gpu_compile.compile_for_cuda``, which takes it the rest of the
+way to PTX; its ``Executable`` takes the function's arguments (the graph's leaves, in order) as device buffers and
+returns its results as device buffers. Leaves that live on the other device (0-d scalars, see
+``picograd.frontend.tensor``) are copied by ``device.bind``, which caches the copies.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from picograd.driver.pipeline import lower_to
 from picograd.errors import CompileError
 from picograd.frontend import device as devices
 from picograd.frontend.graph import Graph, Value, cut, lower
+from picograd.runtime.cpu_jit import jit_enabled
 from picograd.runtime.device import Device
 from picograd.runtime.numpy_executor import compile_func
 
@@ -111,7 +114,12 @@ def compile_graph(
         return exe
     module = lower_graph(graph, name, lifted)
     if device == devices.CPU:
-        exe = compile_func(module.body.block.first_op)  # type: ignore[arg-type]
+        if not eager and jit_enabled():  # a compiled step: worth the LLVM compile
+            from picograd.driver.cpu_compile import compile_for_cpu
+
+            exe = compile_for_cpu(module)
+        else:
+            exe = compile_func(module.body.block.first_op)  # type: ignore[arg-type]
     elif device.type != "cuda":
         raise CompileError(f"no compiler for device '{device}'")
     else:

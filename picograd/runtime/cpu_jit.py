@@ -1,0 +1,524 @@
+"""The JIT CPU runtime: runs a loop-stage function with its loop nests compiled to machine code by LLVM.
+
+``CpuFunction(buffered, looped)`` takes one function at two points of the pipeline: after ``pg-bufferize``
+(``buffered``: ``kernel.launch`` ops over the buffers of the memory plan) and after ``pg-to-loops`` (``looped``: the
+same function with each launch replaced by its ``scf.parallel`` nests, tagged ``pg.kernel``/``pg.kind``). It
+reads the top-level ops of both once:
+
+- **buffers**: the function's arguments (inputs, then the output buffers marked ``pg.result``), the byte arena of
+  the memory plan and any scratch buffer (``memref.alloc``: allocated once, 64-byte aligned, kept for every call),
+  views of them (``memref.view`` at constant byte offsets) and module globals (``memref.get_global``: constants, and
+  the error flags of index checks). Each buffer has a *slot*: its address in one table that the compiled nests read
+  (``picograd.target.llvm_ir``), and its numpy array;
+- **steps**, in program order: a kernel whose ``pg.kind`` is ``matmul`` runs its launch's body with numpy, the
+  product going straight into its output buffer (``np.matmul(..., out=)``: BLAS, with the operands' transposes as
+  strides); every other kernel's nests are printed as LLVM IR, all in one module, compiled once at ``-O3`` for the
+  host CPU (``llvmlite``: MCJIT, the host's vector extensions) and called through ``ctypes``; a kernel whose nests
+  the emitter cannot print (16-bit floats, an op without LLVM form) runs its launch with numpy instead (per kernel,
+  listed in ``fallbacks``; ``PICOGRAD_CPU_JIT_DEBUG=1`` prints them); ``memref.copy`` copies.
+
+**Threads**: ``ctypes`` releases the GIL during a call, so a nest with enough work (``PARALLEL_WORK`` loop
+iterations) is cut along its first dimension into ``CHUNKS_PER_THREAD`` pieces per thread, which the calling thread
+and ``get_num_threads() - 1`` worker threads (living as long as the process) claim one at a time. BLAS threads
+itself.
+
+A call takes one array per input (shapes and dtypes as the function's) and returns fresh output arrays, as
+``numpy_executor.NumpyFunction`` does; an index check that failed raises ``IndexError`` with its message.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import itertools
+import math
+import os
+import queue
+import sys
+import tempfile
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+from xdsl.dialects import arith, func, memref, scf
+from xdsl.dialects.builtin import DenseIntOrFPElementsAttr, IntegerAttr, MemRefType, ModuleOp, StringAttr
+from xdsl.ir import SSAValue
+
+from picograd.dialects import pg
+from picograd.dialects.attrs import RESULT_ATTR
+from picograd.dialects.kernel import LaunchOp
+from picograd.dialects.pg_numpy import constant_array, numpy_dtype, op_kernel
+from picograd.runtime.threads import get_num_threads
+from picograd.target import llvm_ir
+
+KERNEL_ATTR = "pg.kernel"  # the attributes pg-to-loops puts on a kernel's nests
+KIND_ATTR = "pg.kind"
+DEBUG_ENV = "PICOGRAD_CPU_JIT_DEBUG"
+ENABLE_ENV = "PICOGRAD_CPU_JIT"
+CACHE_ENV = "PICOGRAD_CACHE_DIR"
+PARALLEL_WORK = 1 << 15  # loop iterations from which a nest is split between threads
+CHUNKS_PER_THREAD = 4  # pieces of a split nest per thread (claimed dynamically)
+
+Step = Callable[[list[np.ndarray]], None]
+
+
+def jit_enabled() -> bool:
+    """Whether compiled CPU steps use this runtime: yes unless ``PICOGRAD_CPU_JIT=0`` (then the numpy executor runs
+    them, as it runs eager graphs) or ``llvmlite`` is not installed."""
+    if os.environ.get(ENABLE_ENV, "1").strip() == "0":
+        return False
+    try:
+        import llvmlite  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+class _Llvm:
+    """LLVM for the host CPU (its vector extensions, -O3): ``compile`` makes the execution engine of a module."""
+
+    def __init__(self) -> None:
+        import llvmlite.binding as llvm
+
+        llvm.initialize_native_target()
+        llvm.initialize_native_asmprinter()
+        self.llvm = llvm
+        self.lock = threading.Lock()
+
+    def machine(self) -> Any:
+        """A fresh target machine: an execution engine owns (and frees) the one it is made with."""
+        llvm = self.llvm
+        return llvm.Target.from_default_triple().create_target_machine(
+            cpu=llvm.get_host_cpu_name(), features=llvm.get_host_cpu_features().flatten(), opt=3
+        )
+
+    def compile(self, text: str, names: Sequence[str]) -> tuple[Any, list[int]]:
+        """Compile the LLVM module ``text`` (or take its object code from the cache) and return its engine (keep it
+        alive) and the addresses of ``names``."""
+        llvm = self.llvm
+        with self.lock:
+            machine = self.machine()
+            host = f"{llvm.get_host_cpu_name()} {llvm.get_host_cpu_features().flatten()} {llvm.llvm_version_info}"
+            key = hashlib.sha256(f"{host}\n{text}".encode()).hexdigest()
+            obj = _read_cache(key)
+            if obj is None:
+                mod = llvm.parse_assembly(text)
+                mod.triple = machine.triple
+                mod.data_layout = str(machine.target_data)
+                mod.verify()
+                builder = llvm.create_pass_builder(machine, llvm.create_pipeline_tuning_options(speed_level=3))
+                builder.getModulePassManager().run(mod, builder)
+                obj = machine.emit_object(mod)
+                _write_cache(key, obj)
+            empty = llvm.parse_assembly("")
+            empty.triple = machine.triple
+            engine = llvm.create_mcjit_compiler(empty, machine)
+            engine.add_object_file(llvm.ObjectFileRef.from_data(obj))
+            engine.finalize_object()
+            return engine, [engine.get_function_address(n) for n in names]
+
+
+def cache_dir() -> str | None:
+    """Where compiled kernels are kept between processes: ``PICOGRAD_CACHE_DIR``, else ``~/.cache/picograd``;
+    ``PICOGRAD_CACHE_DIR=`` (empty) keeps none."""
+    where = os.environ.get(CACHE_ENV)
+    if where is None:
+        where = os.path.join(os.path.expanduser("~"), ".cache", "picograd")
+    return os.path.join(where, "cpu_jit") if where else None
+
+
+def _read_cache(key: str) -> bytes | None:
+    where = cache_dir()
+    if where is None:
+        return None
+    try:
+        with open(os.path.join(where, key + ".o"), "rb") as f:
+            return f.read()
+    except OSError:
+        return None
+
+
+def _write_cache(key: str, obj: bytes) -> None:
+    """Write atomically (a file renamed into place), so that a reader never sees half an object; best effort."""
+    where = cache_dir()
+    if where is None:
+        return
+    try:
+        os.makedirs(where, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=where, suffix=".tmp")
+        with os.fdopen(fd, "wb") as f:
+            f.write(obj)
+        os.replace(tmp, os.path.join(where, key + ".o"))
+    except OSError:
+        pass
+
+
+_LLVM: list[_Llvm] = []
+_NEST = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64)
+
+
+def host_llvm() -> _Llvm:
+    """The process's LLVM (initialized on first use)."""
+    if not _LLVM:
+        _LLVM.append(_Llvm())
+    return _LLVM[0]
+
+
+class _Workers:
+    """Threads that help run nests: ``run(fn, slots, table, chunks, helpers)`` runs ``fn(slots, table, lo, hi)`` for
+    every chunk, on the calling thread and up to ``helpers`` worker threads, and returns when all chunks are done.
+
+    Chunks are claimed one at a time from a shared counter (a dynamic schedule), and the caller waits only for
+    chunks a helper has claimed, never for a helper that has not started: on a machine busier than its cores, a
+    helper the OS has not scheduled yet costs nothing (the caller runs the chunks itself)."""
+
+    def __init__(self) -> None:
+        self.tasks: queue.SimpleQueue = queue.SimpleQueue()
+        self.threads: list[threading.Thread] = []
+
+    def ensure(self, n: int) -> None:
+        while len(self.threads) < n:
+            t = threading.Thread(target=self._work, daemon=True, name=f"picograd-cpu-{len(self.threads)}")
+            t.start()
+            self.threads.append(t)
+
+    def _work(self) -> None:
+        while True:
+            self.tasks.get()()
+
+    def run(self, fn: Any, slots: int, table: int, chunks: Sequence[tuple[int, int]], helpers: int) -> None:
+        self.ensure(helpers)
+        claim, finished = itertools.count(), itertools.count(1)  # next() on a count is atomic under the GIL
+        all_done = threading.Event()
+        total = len(chunks)
+
+        def work() -> None:
+            while (k := next(claim)) < total:
+                fn(slots, table, *chunks[k])  # ctypes releases the GIL for the call
+                if next(finished) == total:
+                    all_done.set()
+
+        for _ in range(helpers):
+            self.tasks.put(work)
+        work()
+        all_done.wait()
+
+
+_WORKERS = _Workers()
+
+
+def _aligned(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    """A fresh array, 64-byte aligned (a cache line; what the loop nests' vector loads like)."""
+    nbytes = math.prod(shape) * dtype.itemsize
+    raw = np.empty(nbytes + 64, np.uint8)
+    shift = (-raw.ctypes.data) % 64
+    return raw[shift : shift + nbytes].view(dtype).reshape(shape)
+
+
+def _view(base: np.ndarray, offset: int, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    """The ``memref.view`` of ``base`` at byte ``offset``."""
+    nbytes = math.prod(shape) * dtype.itemsize
+    return base.view(np.uint8).reshape(-1)[offset : offset + nbytes].view(dtype).reshape(shape)
+
+
+def _const_int(v: SSAValue) -> int:
+    op = v.owner
+    if isinstance(op, arith.ConstantOp) and isinstance(op.value, IntegerAttr):
+        return int(op.value.value.data)
+    raise NotImplementedError(f"cpu_jit: a view offset that is not a constant ({v})")
+
+
+class _Buffers:
+    """The slots of one function's buffers (see the module docstring); two functions share one ``_Buffers`` so that
+    a view of the arena at the same offset is the same slot in both."""
+
+    def __init__(self, module: ModuleOp, num_args: int):
+        self.num_args = num_args
+        self.arrays: list[np.ndarray | None] = [None] * num_args  # None: an argument, bound at call time
+        self.keys: dict[tuple, int] = {}
+        self.globals = {op.sym_name.data: op for op in module.body.block.ops if isinstance(op, memref.GlobalOp)}
+        self.flags: list[tuple[np.ndarray, str]] = []  # index checks' error flags and messages
+
+    def slot_for(self, key: tuple, make: Callable[..., np.ndarray], *args: Any) -> int:
+        """The slot under ``key``, holding ``make(*args)`` when it is new."""
+        if key not in self.keys:
+            self.keys[key] = len(self.arrays)
+            self.arrays.append(make(*args))
+        return self.keys[key]
+
+    def read(self, fn: func.FuncOp) -> dict[SSAValue, int]:
+        """The slot of every buffer defined at the top of ``fn``."""
+        slots: dict[SSAValue, int] = {a: i for i, a in enumerate(fn.body.block.args)}
+        allocs = 0
+        for op in fn.body.block.ops:
+            if isinstance(op, memref.AllocOp):
+                t = op.memref.type
+                assert isinstance(t, MemRefType)
+                shape, dtype = tuple(t.get_shape()), numpy_dtype(t.element_type)
+                slots[op.memref] = self.slot_for(("alloc", allocs, shape, dtype.str), _aligned, shape, dtype)
+                allocs += 1
+            elif isinstance(op, memref.ViewOp):
+                src = slots[op.source]
+                offset = _const_int(op.byte_shift)
+                t = op.result.type
+                assert isinstance(t, MemRefType)
+                shape, dtype = tuple(t.get_shape()), numpy_dtype(t.element_type)
+                base = self.arrays[src]
+                assert base is not None
+                slots[op.result] = self.slot_for(
+                    ("view", src, offset, shape, dtype.str), _view, base, offset, shape, dtype
+                )
+            elif isinstance(op, memref.GetGlobalOp):
+                name = op.name_.root_reference.data
+                slots[op.memref] = self.slot_for(("global", name), self.global_array, name)
+        return slots
+
+    def global_array(self, name: str) -> np.ndarray:
+        """The array of the module's ``memref.global`` ``name``: its constant contents, or zeros."""
+        g = self.globals[name]
+        t = g.type
+        assert isinstance(t, MemRefType)
+        value = g.initial_value
+        check = g.attributes.get(pg.INDEX_CHECK_ATTR)
+        if isinstance(value, DenseIntOrFPElementsAttr) and not isinstance(check, StringAttr):
+            return np.ascontiguousarray(constant_array(value).reshape(t.get_shape()))
+        array = np.zeros(t.get_shape(), numpy_dtype(t.element_type))
+        if isinstance(check, StringAttr):  # an index check's error flag: zeroed before each call, read after
+            self.flags.append((array, check.data))
+        return array
+
+
+class CpuFunction:
+    """A loop-stage function compiled for the CPU (see the module docstring). ``fallbacks`` names the kernels run
+    with numpy because their nests have no LLVM form; ``jitted`` those compiled."""
+
+    def __init__(self, module: ModuleOp, buffered: func.FuncOp, looped: func.FuncOp):
+        self.name = buffered.sym_name.data
+        block = buffered.body.block
+        attrs = buffered.arg_attrs.data if buffered.arg_attrs is not None else [None] * len(block.args)
+        self.inputs: list[tuple[tuple[int, ...], np.dtype]] = []
+        outputs: dict[int, tuple[int, tuple[int, ...], np.dtype]] = {}
+        for i, (arg, attr) in enumerate(zip(block.args, attrs, strict=True)):
+            t = arg.type
+            assert isinstance(t, MemRefType)
+            spec = (tuple(t.get_shape()), numpy_dtype(t.element_type))
+            mark = attr.data.get(RESULT_ATTR) if attr is not None else None
+            if isinstance(mark, IntegerAttr):
+                outputs[mark.value.data] = (i, *spec)
+            else:
+                if outputs:
+                    raise NotImplementedError("cpu_jit: an input argument after an output buffer")
+                self.inputs.append(spec)
+        self.outputs = [outputs[k] for k in sorted(outputs)]
+        self.buffers = _Buffers(module, len(block.args))
+        launches = {op.sym_name.data: op for op in block.ops if isinstance(op, LaunchOp)}
+        launch_slots = self.buffers.read(buffered)
+        loop_slots = self.buffers.read(looped)
+        self.threads = 1  # get_num_threads() at the start of each call
+        self.fallbacks: list[str] = []
+        self.jitted: list[str] = []
+        plan = self._plan(looped, launches, launch_slots, loop_slots)
+        self._compile(plan)
+        self.slots = (ctypes.c_void_p * len(self.buffers.arrays))()
+        for i, a in enumerate(self.buffers.arrays):
+            if a is not None:
+                self.slots[i] = a.ctypes.data
+        self.slots_address = ctypes.addressof(self.slots)
+        if os.environ.get(DEBUG_ENV, "") not in ("", "0") and self.fallbacks:
+            print(
+                f"picograd cpu_jit: @{self.name}: kernels run with numpy: {', '.join(self.fallbacks)}", file=sys.stderr
+            )
+
+    # -- building
+    def _plan(self, looped: func.FuncOp, launches: dict[str, LaunchOp], launch_slots, loop_slots) -> list[Any]:
+        """The steps in order: (``pg.kind``, kernel name, its nests) for each kernel, ("copy", source slot,
+        destination slot) for each ``memref.copy``."""
+        groups: dict[str, list[scf.ParallelOp]] = {}
+        plan: list[Any] = []
+        for op in looped.body.block.ops:
+            if isinstance(op, scf.ParallelOp):
+                name = op.attributes.get(KERNEL_ATTR)
+                kind = op.attributes.get(KIND_ATTR)
+                assert isinstance(name, StringAttr) and isinstance(kind, StringAttr)
+                if name.data not in groups:
+                    groups[name.data] = []
+                    plan.append((kind.data, name.data, groups[name.data]))
+                groups[name.data].append(op)
+            elif isinstance(op, memref.CopyOp):
+                plan.append(("copy", loop_slots[op.source], loop_slots[op.destination]))
+            elif not isinstance(op, memref.AllocOp | memref.ViewOp | memref.GetGlobalOp | memref.DeallocOp):
+                if not isinstance(op, arith.ConstantOp | func.ReturnOp):
+                    raise NotImplementedError(f"cpu_jit: top-level op {op.name}")
+        self._launches, self._launch_slots, self._loop_slots = launches, launch_slots, loop_slots
+        return plan
+
+    def _compile(self, plan: list[Any]) -> None:
+        functions: list[llvm_ir.NestFunction] = []
+        by_text: dict[str, int] = {}  # nests that differ only in their buffers share one function
+        # a step, or (function, buffer slots, work, bounds of the first dimension): the text of a nest holds neither
+        steps: list[Step | tuple[int, tuple[int, ...], int, int, int]] = []
+        self.step_names: list[str] = []  # the kernel (or "copy") of each step, for profiles
+        for entry in plan:
+            if entry[0] == "copy":
+                _, src, dst = entry
+                steps.append(self._copy(src, dst))
+                self.step_names.append("copy")
+                continue
+            kind, name, nests = entry
+            if kind != "matmul":
+                try:
+                    made = [llvm_ir.emit_nest(n, "NEST") for n in nests]
+                    maps = [tuple(self._loop_slots[b] for b in f.buffers) for f in made]
+                except (llvm_ir.Unsupported, KeyError) as e:
+                    made, why = None, str(e)
+                if made is not None:
+                    for n, f, m in zip(nests, made, maps, strict=True):
+                        key = f.text
+                        if key not in by_text:
+                            by_text[key] = len(functions)
+                            f.name = f"nest{len(functions)}"
+                            f.text = f.text.replace("@NEST(", f"@{f.name}(", 1)
+                            functions.append(f)
+                        steps.append((by_text[key], m, _work(n), f.lower, f.upper))
+                        self.step_names.append(name)
+                    self.jitted.append(name)
+                    continue
+                self.fallbacks.append(f"{name} ({why})")
+            steps.append(self._numpy_launch(self._launches[name]))
+            self.step_names.append(f"{name} (numpy)")
+        addresses: list[int] = []
+        if functions:
+            self._engine, addresses = host_llvm().compile(llvm_ir.module_text(functions), [f.name for f in functions])
+        self._maps: list[Any] = []  # the nests' slot tables, kept alive
+        self._steps: list[Step] = []
+        for step in steps:
+            if isinstance(step, tuple):
+                index, slots, work, lower, upper = step
+                table = (ctypes.c_int64 * max(len(slots), 1))(*slots)
+                self._maps.append(table)
+                self._steps.append(
+                    self._nest_step(_NEST(addresses[index]), ctypes.addressof(table), lower, upper, work)
+                )
+            else:
+                self._steps.append(step)
+        self.num_functions = len(functions)
+
+    def _nest_step(self, fn: Any, table: int, lower: int, upper: int, work: int) -> Step:
+        def run(bufs: list[np.ndarray]) -> None:
+            n = self.threads
+            if n > 1 and work >= PARALLEL_WORK and upper - lower > 1:
+                pieces = min(CHUNKS_PER_THREAD * n, upper - lower)
+                cuts = [lower + (upper - lower) * k // pieces for k in range(pieces + 1)]
+                chunks = list(zip(cuts[:-1], cuts[1:], strict=True))
+                _WORKERS.run(fn, self.slots_address, table, chunks, n - 1)
+            else:
+                fn(self.slots_address, table, lower, upper)
+
+        return run
+
+    def _array(self, slot: int) -> Callable[[list[np.ndarray]], np.ndarray]:
+        fixed = self.buffers.arrays[slot]
+        if fixed is None:
+            return lambda bufs: bufs[slot]
+        return lambda bufs: fixed
+
+    def _copy(self, src: int, dst: int) -> Step:
+        s, d = self._array(src), self._array(dst)
+        return lambda bufs: np.copyto(d(bufs), s(bufs))
+
+    def _numpy_launch(self, launch: LaunchOp) -> Step:
+        """The launch's body run with numpy (``pg_numpy``), its yielded values written into its ``outs``; a
+        yielded ``pg.matmul`` of floats is computed straight into its buffer."""
+        ins = [self._array(self._launch_slots[v]) for v in launch.ins]
+        outs = [self._array(self._launch_slots[v]) for v in launch.outs]
+        block = launch.body.block
+        env_of: dict[SSAValue, int] = {a: i for i, a in enumerate(block.args)}
+        program: list[tuple[Any, tuple[int, ...], int]] = []
+        direct: dict[int, tuple[int, int]] = {}  # yielded index -> matmul operands' env slots
+        yielded = list(launch.yield_op.values)
+        for op in block.ops:
+            if op is launch.yield_op:
+                break
+            if isinstance(op, pg.MatmulOp) and op.result in yielded and _float_matmul(op):
+                k = list(yielded).index(op.result)
+                if k not in direct and yielded.count(op.result) == 1:
+                    direct[k] = (env_of[op.operands[0]], env_of[op.operands[1]])
+                    continue
+            fn = (lambda c: lambda: c)(constant_array(op.value)) if isinstance(op, pg.ConstantOp) else op_kernel(op)
+            program.append((fn, tuple(env_of[v] for v in op.operands), len(env_of)))
+            env_of[op.results[0]] = len(env_of)
+        size = len(env_of)
+        results = [None if k in direct else env_of[v] for k, v in enumerate(yielded)]
+
+        def run(bufs: list[np.ndarray]) -> None:
+            env: list[Any] = [None] * size
+            for i, get in enumerate(ins):
+                env[i] = get(bufs)
+            for fn, args, out in program:
+                env[out] = fn(*[env[a] for a in args])
+            for k, get in enumerate(outs):
+                if k in direct:
+                    a, b = direct[k]
+                    np.matmul(env[a], env[b], out=get(bufs))
+                else:
+                    np.copyto(get(bufs), env[results[k]])  # type: ignore[index]
+
+        return run
+
+    # -- running
+    def __call__(self, *args: np.ndarray) -> tuple[np.ndarray, ...]:
+        if len(args) != len(self.inputs):
+            raise TypeError(f"{self.name} takes {len(self.inputs)} arrays, got {len(args)}")
+        bufs: list[np.ndarray] = []
+        for a, (shape, dtype) in zip(args, self.inputs, strict=True):
+            a = np.asarray(a, dtype=dtype)
+            if not a.flags.c_contiguous:
+                a = a.copy()
+            if a.shape != shape:
+                raise ValueError(f"{self.name}: an input of shape {a.shape}, expected {shape}")
+            bufs.append(a)
+        outs = []
+        for index, shape, dtype in self.outputs:
+            while len(bufs) < index:
+                bufs.append(None)  # type: ignore[arg-type]
+            out = np.empty(shape, dtype)
+            bufs.append(out)
+            outs.append(out)
+        self.threads = get_num_threads()
+        slots = self.slots
+        for i, a in enumerate(bufs):
+            slots[i] = a.ctypes.data
+        for flag, _ in self.buffers.flags:
+            flag[...] = 0
+        for step in self._steps:
+            step(bufs)
+        for flag, message in self.buffers.flags:
+            if flag[0]:
+                raise IndexError(message.replace("{}", str(int(flag[1])), 1))
+        return tuple(outs)
+
+
+def _float_matmul(op: pg.MatmulOp) -> bool:
+    dts = {numpy_dtype(pg.element_of(v)) for v in (*op.operands, op.result)}
+    return len(dts) == 1 and dts <= {np.dtype(np.float32), np.dtype(np.float64)}
+
+
+def _work(nest: scf.ParallelOp) -> int:
+    """Loop iterations of a nest: the product of its parallel extents and of the trip counts of the ``scf.for``
+    loops inside (constant bounds; others count 1)."""
+    total = 1
+    for lb, ub in zip(nest.lowerBound, nest.upperBound, strict=True):
+        total *= max(_maybe_int(ub) - _maybe_int(lb), 1)
+    inner = 1
+    for op in nest.walk():
+        if isinstance(op, scf.ForOp):
+            inner = max(inner, max(_maybe_int(op.ub) - _maybe_int(op.lb), 1))
+    return total * inner
+
+
+def _maybe_int(v: SSAValue) -> int:
+    op = v.owner
+    if isinstance(op, arith.ConstantOp) and isinstance(op.value, IntegerAttr):
+        return int(op.value.value.data)
+    return 1

@@ -1,0 +1,796 @@
+"""LLVM IR text for the loop nests of the loop stage, for the CPU (``picograd.runtime.cpu_jit`` JIT-compiles it).
+
+Input: one ``scf.parallel`` nest of the loop stage (``pg-bufferize`` then ``pg-to-loops``): ``scf.parallel`` /
+``scf.for`` / ``scf.if`` over static ``memref`` buffers with ``memref.load``/``memref.store``, ``arith`` and
+``math`` ops. Output (:func:`emit_nest`): the text of one LLVM function
+
+    define void @NAME(ptr noalias %slots, ptr noalias %map, i64 %lo, i64 %hi)
+
+that runs the iterations ``lo <= i < hi`` of the nest's outermost parallel dimension (all of its inner dimensions),
+so that threads can split a nest by its first dimension. ``%slots`` is the runtime's table of buffer addresses and
+``%map`` the nest's own table of slot numbers: its k-th buffer is ``slots[map[k]]``, read once at entry (so that
+the nests of the layers of a model, which differ only in their buffers, are one function). Values the nest uses
+from outside are constants (``arith.constant``) or buffers; anything else raises :class:`Unsupported`.
+
+**Translation**, table-driven (the way xDSL's ``convert_arith_to_x86`` maps ops): ``BINARY`` (one LLVM
+instruction), ``INTRINSICS`` (an ``llvm.*`` intrinsic), ``CASTS``, the comparison predicates (MLIR's ``cmpf``/
+``cmpi`` predicate numbers are LLVM's ``fcmp``/``icmp`` predicates in the same order), and the transcendental
+``math`` ops expanded inline from :mod:`picograd.target.gpu_math` through :class:`LlvmArith` (the accurate
+schemes of the GPU lowering, in plain arithmetic, so that a loop calling ``exp`` still vectorizes; f32 results
+within the ``gpu_math.MEASURED_ULP`` bounds). Buffers are row-major with the identity layout: an access is
+one ``getelementptr`` of the linearized index. ``i1`` elements are stored as bytes (numpy's ``bool``).
+``scf`` regions become basic blocks (loop headers with ``phi`` nodes for the induction variable and the
+``iter_args``). The ``fadd``/``fmul`` that accumulate a reduction in an ``scf.for`` carry the ``reassoc`` flag,
+so that LLVM may vectorize the reduction (a different summation order, as numpy's pairwise summation is one too);
+no other float operation is reassociated or contracted.
+
+``fptosi``/``fptoui`` follow x86 and numpy: NaN and out-of-range values give the smallest integer (LLVM leaves them
+undefined); 16-bit floats raise :class:`Unsupported` (the runtime runs such kernels with numpy).
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from xdsl.dialects import arith, memref, scf
+from xdsl.dialects import math as mathd
+from xdsl.dialects.builtin import (
+    Float32Type,
+    Float64Type,
+    FloatAttr,
+    IndexType,
+    IntegerAttr,
+    IntegerType,
+    MemRefType,
+    NoneAttr,
+)
+from xdsl.ir import Attribute, Block, Operation, SSAValue
+
+from picograd.target import gpu_math
+
+
+class Unsupported(Exception):
+    """The nest holds an op or a type that has no LLVM form here (the runtime runs its kernel with numpy)."""
+
+
+BINARY: dict[type[Operation], str] = {
+    arith.AddfOp: "fadd",
+    arith.SubfOp: "fsub",
+    arith.MulfOp: "fmul",
+    arith.DivfOp: "fdiv",
+    arith.AddiOp: "add",
+    arith.SubiOp: "sub",
+    arith.MuliOp: "mul",
+    arith.AndIOp: "and",
+    arith.OrIOp: "or",
+    arith.XOrIOp: "xor",
+    arith.ShLIOp: "shl",
+    arith.ShRSIOp: "ashr",
+    arith.ShRUIOp: "lshr",
+}
+# integer division: a zero divisor gives 0 and INT_MIN / -1 wraps, as numpy (LLVM leaves both undefined; x86 traps)
+DIVISIONS: dict[type[Operation], tuple[str, bool, str]] = {  # op: (instruction, signed, rounding)
+    arith.DivSIOp: ("sdiv", True, "trunc"),
+    arith.DivUIOp: ("udiv", False, "trunc"),
+    arith.RemSIOp: ("srem", True, "rem"),
+    arith.RemUIOp: ("urem", False, "rem"),
+    arith.FloorDivSIOp: ("sdiv", True, "floor"),
+    arith.CeilDivSIOp: ("sdiv", True, "ceil"),
+    arith.CeilDivUIOp: ("udiv", False, "ceil"),
+}
+INTRINSICS: dict[type[Operation], str] = {
+    arith.MaximumfOp: "maximum",  # NaN-propagating, as numpy.maximum
+    arith.MinimumfOp: "minimum",
+    arith.MaxnumfOp: "maxnum",
+    arith.MinnumfOp: "minnum",
+    arith.MaxSIOp: "smax",
+    arith.MinSIOp: "smin",
+    arith.MaxUIOp: "umax",
+    arith.MinUIOp: "umin",
+    mathd.SqrtOp: "sqrt",
+    mathd.AbsFOp: "fabs",
+    mathd.FloorOp: "floor",
+    mathd.CeilOp: "ceil",
+    mathd.TruncOp: "trunc",
+    mathd.RoundEvenOp: "roundeven",
+    mathd.CopySignOp: "copysign",
+    mathd.FmaOp: "fma",
+}
+CASTS: dict[type[Operation], str] = {
+    arith.ExtFOp: "fpext",
+    arith.TruncFOp: "fptrunc",
+    arith.ExtSIOp: "sext",
+    arith.ExtUIOp: "zext",
+    arith.TruncIOp: "trunc",
+    arith.SIToFPOp: "sitofp",
+    arith.UIToFPOp: "uitofp",
+    arith.BitcastOp: "bitcast",
+}
+CMPF = (
+    "false",
+    "oeq",
+    "ogt",
+    "oge",
+    "olt",
+    "ole",
+    "one",
+    "ord",
+    "ueq",
+    "ugt",
+    "uge",
+    "ult",
+    "ule",
+    "une",
+    "uno",
+    "true",
+)
+CMPI = ("eq", "ne", "slt", "sle", "sgt", "sge", "ult", "ule", "ugt", "uge")
+# math ops expanded from gpu_math: the function of gpu_math.FUNCTIONS named by the op's name after "math."
+MATH_FUNCTION_NAMES = {"powf": "pow"}
+REASSOCIABLE = (arith.AddfOp, arith.MulfOp)
+
+
+def llvm_type(t: Attribute) -> str:
+    """The LLVM type of a scalar type (``index`` is ``i64``). Raises ``Unsupported`` for 16-bit floats."""
+    if isinstance(t, Float32Type):
+        return "float"
+    if isinstance(t, Float64Type):
+        return "double"
+    if isinstance(t, IndexType):
+        return "i64"
+    if isinstance(t, IntegerType):
+        return f"i{t.width.data}"
+    raise Unsupported(f"type {t}")
+
+
+def float_literal(value: float) -> str:
+    """An LLVM float literal: the double's bits in hex (exact for f32 values too, as LLVM wants)."""
+    bits = struct.unpack("<Q", struct.pack("<d", value))[0]
+    return f"0x{bits:016X}"
+
+
+@dataclass
+class NestFunction:
+    """One loop nest as an LLVM function (see the module docstring): its name and text, the intrinsics it
+    declares, and the bounds of its outermost parallel dimension."""
+
+    name: str
+    text: str
+    declares: set[str] = field(default_factory=set)
+    lower: int = 0
+    upper: int = 0
+    buffers: tuple[SSAValue, ...] = ()
+
+
+class _Emitter:
+    def __init__(self) -> None:
+        self.buffers: list[SSAValue] = []  # in the order of the nest's map
+        self.lines: list[str] = []
+        self.names: dict[SSAValue, str] = {}
+        self.bases: dict[SSAValue, str] = {}
+        self.declares: set[str] = set()
+        self.count = 0
+        self.block = "entry"
+        self.entry: list[str] = []  # base-pointer loads, emitted at the top of the entry block
+        self.hoisted: set[Operation] = set()  # ops emitted before the loops
+
+    # -- names, blocks, instructions
+    def fresh(self, hint: str = "v") -> str:
+        self.count += 1
+        return f"%{hint}{self.count}"
+
+    def label(self, hint: str) -> str:
+        self.count += 1
+        return f"{hint}{self.count}"
+
+    def start(self, label: str) -> None:
+        self.lines.append(f"{label}:")
+        self.block = label
+
+    def emit(self, text: str, hint: str = "v") -> str:
+        name = self.fresh(hint)
+        self.lines.append(f"  {name} = {text}")
+        return name
+
+    def line(self, text: str) -> None:
+        self.lines.append(f"  {text}")
+
+    def call(self, intrinsic: str, ret: str, args: Sequence[tuple[str, str]], suffix: str | None = None) -> str:
+        name = f"llvm.{intrinsic}.{suffix or _suffix(ret)}"
+        self.declares.add(f"declare {ret} @{name}({', '.join(t for t, _ in args)})")
+        return self.emit(f"call {ret} @{name}({', '.join(f'{t} {v}' for t, v in args)})")
+
+    # -- values
+    def value(self, v: SSAValue) -> str:
+        if v in self.names:
+            return self.names[v]
+        op = v.owner
+        if isinstance(op, arith.ConstantOp):
+            return constant_literal(op)
+        raise Unsupported(f"value {v} defined outside the nest by {getattr(op, 'name', op)}")
+
+    def base(self, buf: SSAValue) -> str:
+        if buf not in self.bases:
+            if not isinstance(buf.type, MemRefType):
+                raise Unsupported(f"buffer {buf}")
+            k = len(self.buffers)
+            self.buffers.append(buf)
+            at, slot, addr, name = (self.fresh(h) for h in ("m", "k", "s", "b"))
+            self.entry.append(f"  {at} = getelementptr i64, ptr %map, i64 {k}")
+            self.entry.append(f"  {slot} = load i64, ptr {at}")
+            self.entry.append(f"  {addr} = getelementptr ptr, ptr %slots, i64 {slot}")
+            self.entry.append(f"  {name} = load ptr, ptr {addr}")
+            self.bases[buf] = name
+        return self.bases[buf]
+
+    def address(self, buf: SSAValue, indices: Sequence[SSAValue]) -> tuple[str, str, bool]:
+        """(element pointer, memory type, is i1) of ``buf[indices]``."""
+        t = buf.type
+        assert isinstance(t, MemRefType)
+        if not isinstance(t.layout, NoneAttr):
+            raise Unsupported(f"memref layout {t.layout}")
+        shape = t.get_shape()
+        if any(d < 0 for d in shape):
+            raise Unsupported("dynamic memref")
+        el = t.element_type
+        is_bool = isinstance(el, IntegerType) and el.width.data == 1
+        mem = "i8" if is_bool else llvm_type(el)
+        base = self.base(buf)
+        if not indices:
+            return base, mem, is_bool
+        lin = self.value(indices[0])
+        for idx, dim in zip(indices[1:], shape[1:], strict=True):
+            lin = self.emit(f"mul i64 {lin}, {dim}")
+            lin = self.emit(f"add i64 {lin}, {self.value(idx)}")
+        ptr = self.emit(f"getelementptr {mem}, ptr {base}, i64 {lin}", "p")
+        return ptr, mem, is_bool
+
+    # -- regions
+    def ops(self, block: Block) -> None:
+        for op in block.ops:
+            self.op(op)
+
+    def op(self, op: Operation) -> None:  # noqa: C901 - one case per op family
+        kind = type(op)
+        if isinstance(op, arith.ConstantOp) or op in self.hoisted:
+            return
+        if kind in BINARY:
+            t = llvm_type(op.results[0].type)
+            flags = " reassoc" if isinstance(op, REASSOCIABLE) and _accumulates(op) else ""
+            a, b = (self.value(x) for x in op.operands)
+            self.names[op.results[0]] = self.emit(f"{BINARY[kind]}{flags} {t} {a}, {b}")
+        elif kind in DIVISIONS:
+            self.names[op.results[0]] = self.divide(op, *DIVISIONS[kind])
+        elif kind in INTRINSICS:
+            t = llvm_type(op.results[0].type)
+            self.names[op.results[0]] = self.call(INTRINSICS[kind], t, [(t, self.value(x)) for x in op.operands])
+        elif kind in CASTS:
+            src, dst = llvm_type(op.operands[0].type), llvm_type(op.results[0].type)
+            self.names[op.results[0]] = self.emit(f"{CASTS[kind]} {src} {self.value(op.operands[0])} to {dst}")
+        elif isinstance(op, arith.IndexCastOp):
+            src, dst = llvm_type(op.operands[0].type), llvm_type(op.results[0].type)
+            x = self.value(op.operands[0])
+            if src == dst:
+                self.names[op.results[0]] = x
+            else:
+                wide = int(src[1:]) < int(dst[1:])
+                ext = "sext" if isinstance(op, arith.IndexCastOp) else "zext"
+                self.names[op.results[0]] = self.emit(f"{ext if wide else 'trunc'} {src} {x} to {dst}")
+        elif isinstance(op, arith.FPToSIOp | arith.FPToUIOp):
+            self.names[op.results[0]] = self.fp_to_int(op)
+        elif isinstance(op, arith.NegfOp):
+            t = llvm_type(op.results[0].type)
+            self.names[op.results[0]] = self.emit(f"fneg {t} {self.value(op.operands[0])}")
+        elif isinstance(op, arith.CmpfOp | arith.CmpiOp):
+            table, instr = (CMPF, "fcmp") if isinstance(op, arith.CmpfOp) else (CMPI, "icmp")
+            t = llvm_type(op.operands[0].type)
+            a, b = (self.value(x) for x in op.operands)
+            self.names[op.results[0]] = self.emit(f"{instr} {table[op.predicate.value.data]} {t} {a}, {b}")
+        elif isinstance(op, arith.SelectOp):
+            t = llvm_type(op.results[0].type)
+            c, a, b = (self.value(x) for x in op.operands)
+            self.names[op.results[0]] = self.emit(f"select i1 {c}, {t} {a}, {t} {b}")
+        elif isinstance(op, arith.MulUIExtendedOp):
+            t = llvm_type(op.operands[0].type)
+            w = int(t[1:])
+            a, b = (self.emit(f"zext {t} {self.value(x)} to i{2 * w}") for x in op.operands)
+            p = self.emit(f"mul i{2 * w} {a}, {b}")
+            self.names[op.results[0]] = self.emit(f"trunc i{2 * w} {p} to {t}")
+            hi = self.emit(f"lshr i{2 * w} {p}, {w}")
+            self.names[op.results[1]] = self.emit(f"trunc i{2 * w} {hi} to {t}")
+        elif isinstance(op, mathd.RsqrtOp):
+            t = llvm_type(op.results[0].type)
+            s = self.call("sqrt", t, [(t, self.value(op.operands[0]))])
+            self.names[op.results[0]] = self.emit(f"fdiv {t} {float_literal(1.0)}, {s}")
+        elif isinstance(op, mathd.AbsIOp):
+            t = llvm_type(op.results[0].type)
+            self.names[op.results[0]] = self.call("abs", t, [(t, self.value(op.operands[0])), ("i1", "false")])
+        elif op.name.startswith("math.") and _math_function(op) in gpu_math.FUNCTIONS:
+            self.names[op.results[0]] = self.math(op)
+        elif isinstance(op, memref.LoadOp):
+            ptr, mem, is_bool = self.address(op.memref, op.indices)
+            v = self.emit(f"load {mem}, ptr {ptr}")
+            self.names[op.results[0]] = self.emit(f"icmp ne i8 {v}, 0") if is_bool else v
+        elif isinstance(op, memref.StoreOp):
+            ptr, mem, is_bool = self.address(op.memref, op.indices)
+            v = self.value(op.value)
+            if is_bool:
+                v = self.emit(f"zext i1 {v} to i8")
+            self.line(f"store {mem} {v}, ptr {ptr}")
+        elif isinstance(op, scf.ForOp):
+            self.for_loop(op)
+        elif isinstance(op, scf.IfOp):
+            self.if_else(op)
+        elif isinstance(op, scf.ParallelOp):
+            if op.initVals:
+                raise Unsupported("scf.parallel with reductions")
+            self.parallel(op, list(op.body.block.args), 0)
+        elif isinstance(op, scf.ReduceOp | scf.YieldOp):
+            return  # terminators: their parents read them
+        else:
+            raise Unsupported(f"op {op.name}")
+
+    def divide(self, op: Operation, instr: str, signed: bool, rounding: str) -> str:
+        t = llvm_type(op.results[0].type)
+        a, b = (self.value(x) for x in op.operands)
+        bad = self.emit(f"icmp eq {t} {b}, 0")
+        if signed:
+            bad = self.emit(f"or i1 {bad}, {self.emit(f'icmp eq {t} {b}, -1')}")
+        safe = self.emit(f"select i1 {bad}, {t} 1, {t} {b}")
+        q = self.emit(f"{instr} {t} {a}, {safe}")
+        if rounding in ("floor", "ceil"):  # step the truncated quotient where the remainder is non-zero
+            r = self.emit(f"{'srem' if signed else 'urem'} {t} {a}, {safe}")
+            inexact = self.emit(f"icmp ne {t} {r}, 0")
+            if signed:
+                negative = self.emit(
+                    f"xor i1 {self.emit(f'icmp slt {t} {a}, 0')}, {self.emit(f'icmp slt {t} {safe}, 0')}"
+                )
+                away = negative if rounding == "floor" else self.emit(f"xor i1 {negative}, true")
+            else:
+                away = "true"
+            step = self.emit(f"and i1 {inexact}, {away}")
+            delta = self.emit(f"select i1 {step}, {t} {-1 if rounding == 'floor' else 1}, {t} 0")
+            q = self.emit(f"add {t} {q}, {delta}")
+        if not signed:
+            return self.emit(f"select i1 {bad}, {t} 0, {t} {q}")
+        # b == -1: a / -1 = -a (wrapping), a % -1 = 0; b == 0: 0
+        minus_one = self.emit(f"icmp eq {t} {b}, -1")
+        neg = self.emit(f"sub {t} 0, {a}")
+        special = self.emit(f"select i1 {minus_one}, {t} {'0' if rounding == 'rem' else neg}, {t} 0")
+        return self.emit(f"select i1 {bad}, {t} {special}, {t} {q}")
+
+    def fp_to_int(self, op: Operation) -> str:
+        src, dst = llvm_type(op.operands[0].type), llvm_type(op.results[0].type)
+        x = self.value(op.operands[0])
+        w = int(dst[1:])
+        signed = isinstance(op, arith.FPToSIOp)
+        sat = self.call("fptosi.sat" if signed else "fptoui.sat", dst, [(src, x)], suffix=f"{dst}.{_suffix(src)}")
+        lo, hi = (-(2.0 ** (w - 1)), 2.0 ** (w - 1)) if signed else (0.0, 2.0**w)
+        ge = self.emit(f"fcmp oge {src} {x}, {float_literal(lo)}")
+        lt = self.emit(f"fcmp olt {src} {x}, {float_literal(hi)}")
+        ok = self.emit(f"and i1 {ge}, {lt}")
+        smallest = -(1 << (w - 1)) if signed else 0
+        return self.emit(f"select i1 {ok}, {dst} {sat}, {dst} {smallest}")
+
+    def math(self, op: Operation) -> str:
+        name = _math_function(op)
+        t = llvm_type(op.results[0].type)
+        kind = "f32" if t == "float" else "f64"
+        fn = gpu_math.FUNCTIONS[name]
+        args = [self.value(x) for x in op.operands]
+        if kind == "f32" and name in gpu_math.F64_EVALUATED:
+            m64 = LlvmArith(self, gpu_math.F64)
+            wide = [m64.widen(a) for a in args]
+            out = fn(m64, *wide, target=gpu_math.F32) if name in ("sin", "cos") else fn(m64, *wide)
+            return m64.narrow(out)
+        return fn(LlvmArith(self, gpu_math.FORMATS[kind]), *args)
+
+    def loop(
+        self,
+        lb: str,
+        ub: str,
+        step: str,
+        carried: Sequence[tuple[str, str]],
+        body: Callable[[str, list[str]], list[str]],
+    ) -> list[str]:
+        """``for (iv = lb; iv < ub; iv += step)`` carrying ``carried`` (type, initial value) values: ``body(iv,
+        values)`` emits the body and returns the next values. Returns the values after the loop."""
+        pre = self.block
+        head, inner, done = self.label("head"), self.label("body"), self.label("done")
+        self.line(f"br label %{head}")
+        self.start(head)
+        phi_at = len(self.lines)
+        iv = self.fresh("i")
+        phis = [self.fresh("c") for _ in carried]
+        cond = self.emit(f"icmp slt i64 {iv}, {ub}")
+        self.line(f"br i1 {cond}, label %{inner}, label %{done}")
+        self.start(inner)
+        nxt = body(iv, phis)
+        stepped = self.emit(f"add i64 {iv}, {step}")
+        latch = self.block
+        self.line(f"br label %{head}")
+        phi_lines = [f"  {iv} = phi i64 [ {lb}, %{pre} ], [ {stepped}, %{latch} ]"]
+        for (t, init), phi, n in zip(carried, phis, nxt, strict=True):
+            phi_lines.append(f"  {phi} = phi {t} [ {init}, %{pre} ], [ {n}, %{latch} ]")
+        self.lines[phi_at:phi_at] = phi_lines
+        self.start(done)
+        return phis
+
+    def for_loop(self, op: scf.ForOp) -> None:
+        block = op.body.block
+        carried = [(llvm_type(v.type), self.value(v)) for v in op.iter_args]
+
+        def body(iv: str, values: list[str]) -> list[str]:
+            self.names[block.args[0]] = iv
+            for arg, v in zip(block.args[1:], values, strict=True):
+                self.names[arg] = v
+            self.ops(block)
+            yield_op = block.last_op
+            assert isinstance(yield_op, scf.YieldOp)
+            return [self.value(v) for v in yield_op.operands]
+
+        out = self.loop(self.value(op.lb), self.value(op.ub), self.value(op.step), carried, body)
+        for r, v in zip(op.results, out, strict=True):
+            self.names[r] = v
+
+    def parallel(
+        self,
+        op: scf.ParallelOp,
+        ivs: Sequence[SSAValue],
+        d: int,
+        bounds: tuple[str, str] | None = None,
+        inner: Callable[[], None] | None = None,
+    ) -> None:
+        """The loops over dims ``d..`` of ``op`` around ``inner`` (default: the nest's body)."""
+        if d == len(ivs):
+            if inner is None:
+                self.ops(op.body.block)
+            else:
+                inner()
+            return
+        lb, ub = bounds if bounds is not None else (self.value(op.lowerBound[d]), self.value(op.upperBound[d]))
+
+        def body(iv: str, values: list[str]) -> list[str]:
+            self.names[ivs[d]] = iv
+            self.parallel(op, ivs, d + 1, inner=inner)
+            return []
+
+        self.loop(lb, ub, self.value(op.step[d]), [], body)
+
+    def interchanged(
+        self, nest: scf.ParallelOp, pre: list[Operation], loops: list[scf.ForOp], store: memref.StoreOp
+    ) -> None:
+        """Emit a reduction nest with its reduction loops outside (see ``_interchange``)."""
+        ivs = list(nest.body.block.args)
+        el = store.value.type
+
+        def initial() -> None:
+            for op in pre:
+                self.op(op)
+            ptr, mem, _ = self.address(store.memref, store.indices)
+            self.line(f"store {mem} {self.value(loops[0].iter_args[0])}, ptr {ptr}")
+
+        self.parallel(nest, ivs, 0, bounds=("%lo", "%hi"), inner=initial)
+
+        def step() -> None:
+            for op in pre:
+                self.op(op)
+            for loop in loops[:-1]:
+                for op in loop.body.block.ops:
+                    if _pure(op):
+                        self.op(op)
+            innermost = loops[-1].body.block
+            ptr, mem, _ = self.address(store.memref, store.indices)
+            self.names[innermost.args[1]] = self.emit(f"load {llvm_type(el)}, ptr {ptr}")
+            for op in innermost.ops:
+                if not isinstance(op, scf.YieldOp):
+                    self.op(op)
+            last = innermost.last_op
+            assert isinstance(last, scf.YieldOp)
+            ptr, mem, _ = self.address(store.memref, store.indices)
+            self.line(f"store {mem} {self.value(last.operands[0])}, ptr {ptr}")
+
+        def over(k: int) -> None:
+            if k == len(loops):
+                self.parallel(nest, ivs, 0, bounds=("%lo", "%hi"), inner=step)
+                return
+            loop = loops[k]
+
+            def body(iv: str, values: list[str]) -> list[str]:
+                self.names[loop.body.block.args[0]] = iv
+                over(k + 1)
+                return []
+
+            self.loop(self.value(loop.lb), self.value(loop.ub), self.value(loop.step), [], body)
+
+        over(0)
+
+    def if_else(self, op: scf.IfOp) -> None:
+        then, other, join = self.label("then"), self.label("else"), self.label("join")
+        self.line(f"br i1 {self.value(op.cond)}, label %{then}, label %{other}")
+        ends: list[tuple[list[str], str]] = []
+        for label, region in ((then, op.true_region), (other, op.false_region)):
+            self.start(label)
+            values: list[str] = []
+            if region.blocks:
+                block = region.block
+                self.ops(block)
+                last = block.last_op
+                if isinstance(last, scf.YieldOp):
+                    values = [self.value(v) for v in last.operands]
+            ends.append((values, self.block))
+            self.line(f"br label %{join}")
+        self.start(join)
+        for k, r in enumerate(op.results):
+            t = llvm_type(r.type)
+            incoming = ", ".join(f"[ {vals[k]}, %{blk} ]" for vals, blk in ends)
+            self.names[r] = self.emit(f"phi {t} {incoming}")
+
+
+def _suffix(t: str) -> str:
+    return {"float": "f32", "double": "f64"}.get(t, t)
+
+
+def _math_function(op: Operation) -> str:
+    name = op.name.removeprefix("math.")
+    return MATH_FUNCTION_NAMES.get(name, name)
+
+
+def _accumulates(op: Operation) -> bool:
+    """Whether ``op`` combines an ``scf.for`` iteration value into the value it yields (a reduction's step)."""
+    for x in op.operands:
+        parent = x.owner
+        if isinstance(parent, Block) and isinstance(parent.parent_op(), scf.ForOp) and x in parent.args[1:]:
+            return any(isinstance(u.operation, scf.YieldOp) for u in op.results[0].uses)
+    return False
+
+
+def constant_literal(op: arith.ConstantOp) -> str:
+    """The LLVM literal of an ``arith.constant`` of a scalar type."""
+    v = op.value
+    if isinstance(v, FloatAttr):
+        llvm_type(v.type)
+        return float_literal(float(v.value.data))
+    if isinstance(v, IntegerAttr):
+        if isinstance(v.type, IntegerType) and v.type.width.data == 1:
+            return "true" if v.value.data else "false"
+        return str(int(v.value.data))
+    raise Unsupported(f"constant {v}")
+
+
+def emit_nest(nest: scf.ParallelOp, name: str) -> NestFunction:
+    """The LLVM function ``@name(ptr %slots, ptr %map, i64 %lo, i64 %hi)`` running iterations ``lo <= i < hi`` of
+    the first dimension of ``nest`` (a loop-stage ``scf.parallel`` at the top of a function). The nest's k-th buffer
+    (``NestFunction.buffers[k]``) is at ``slots[map[k]]``, so that nests that differ only in their buffers have
+    the same text. Ops of the nest's body that do not depend on its indices (hyperparameters loaded from 0-d
+    buffers the nest does not write, and the arithmetic on them) are computed once, before the loops. Raises
+    :class:`Unsupported` for what has no LLVM form here."""
+    if nest.initVals:
+        raise Unsupported("scf.parallel with reductions")
+    e = _Emitter()
+    e.start("body0")
+    for op in _invariant_ops(nest):
+        e.op(op)
+        e.hoisted.add(op)
+    plan = _interchange(nest, e.hoisted)
+    if plan is None:
+        e.parallel(nest, list(nest.body.block.args), 0, bounds=("%lo", "%hi"))
+    else:
+        e.interchanged(nest, *plan)
+    e.line("ret void")
+    lower, upper = (_constant_int(v) for v in (nest.lowerBound[0], nest.upperBound[0]))
+    head = [
+        f"define void @{name}(ptr noalias %slots, ptr noalias %map, i64 %lo, i64 %hi) {{",
+        "entry:",
+        *e.entry,
+        "  br label %body0",
+    ]
+    text = "\n".join([*head, *e.lines, "}"])
+    return NestFunction(name, text, e.declares, lower, upper, tuple(e.buffers))
+
+
+def _pure(op: Operation) -> bool:
+    return not op.regions and (op.name.startswith(("arith.", "math.")) or isinstance(op, memref.LoadOp))
+
+
+def _interchange(
+    nest: scf.ParallelOp, hoisted: set[Operation]
+) -> tuple[list[Operation], list[scf.ForOp], memref.StoreOp] | None:
+    """How to run a reduction nest with its reduction loops outside its parallel loops, or None.
+
+    A reduction nest is ``parallel p { pre(p); acc = for r1 { for r2 { ... yield f(acc, p, r) } }; out[p] = acc }``
+    (``pg-to-loops``): the pure ops ``pre`` (loads of values indexed by ``p``), a chain of ``scf.for`` loops carrying
+    one accumulator, each outer loop's body holding pure ops, the next loop and the yield of its result, and the
+    store of the result at indices made of ``p`` and constants. When its loads read along a parallel index (their
+    last index is one: a sum over the leading dims, as a bias gradient), the loops over ``p`` innermost read memory
+    contiguously and vectorize: ``out[p] = init`` for every ``p``, then ``for r { for p { out[p] = f(out[p], p, r)
+    } }``, the same operations in the same order for each output. Returns (``pre``, the loops, the store)."""
+    ops = [op for op in nest.body.block.ops if op not in hoisted and not isinstance(op, scf.ReduceOp)]
+    if len(ops) < 2 or not isinstance(ops[-2], scf.ForOp) or not isinstance(ops[-1], memref.StoreOp):
+        return None
+    *pre, first, store = ops
+    assert isinstance(first, scf.ForOp) and isinstance(store, memref.StoreOp)
+    ivs = set(nest.body.block.args)
+    if not all(_pure(op) for op in pre) or store.value is not first.results[0] or len(first.results) != 1:
+        return None
+    if isinstance(store.value.type, IntegerType) and store.value.type.width.data == 1:
+        return None  # bytes in memory, i1 in registers: not worth a case
+    if any(v not in ivs and not isinstance(v.owner, arith.ConstantOp) for v in store.indices):
+        return None
+    loops = [first]
+    while True:
+        body = loops[-1].body.block
+        inner = [op for op in body.ops if isinstance(op, scf.ForOp)]
+        if not inner:
+            break
+        nested = inner[0]
+        last = body.last_op
+        if (
+            len(inner) != 1
+            or len(nested.results) != 1
+            or nested.iter_args[0] is not body.args[1]
+            or not isinstance(last, scf.YieldOp)
+            or last.operands[0] is not nested.results[0]
+            or any(not _pure(op) for op in body.ops if op not in (nested, last))
+            or len(list(body.args[1].uses)) != 1
+        ):
+            return None
+        loops.append(nested)
+    innermost = loops[-1].body.block
+    if any(len(loop.body.block.args) != 2 for loop in loops):
+        return None
+    inside = _values_inside(nest)
+    for loop in loops:  # the bounds are computed once, outside the parallel loops
+        if any(v in inside for v in (loop.lb, loop.ub, loop.step)):
+            return None
+    if any(isinstance(op, memref.StoreOp) and op.memref is store.memref for op in innermost.walk()):
+        return None
+    loads = [op for op in innermost.walk() if isinstance(op, memref.LoadOp) and op.indices]
+    along = [op for op in loads if op.indices[-1] in ivs]
+    if not along or any(op.indices[-1] is innermost.args[0] for op in loads):
+        return None
+    return pre, loops, store
+
+
+def _values_inside(nest: scf.ParallelOp) -> set[SSAValue]:
+    """The values defined in the nest: its ops' results and its blocks' arguments."""
+    inside: set[SSAValue] = set()
+    for op in nest.walk():
+        if op is not nest:
+            inside.update(op.results)
+        for region in op.regions:
+            for block in region.blocks:
+                inside.update(block.args)
+    return inside
+
+
+def _invariant_ops(nest: scf.ParallelOp) -> list[Operation]:
+    """The ops of the nest's body block whose values are the same at every index: side-effect-free ops without
+    regions whose operands are defined outside the nest or by such ops, and loads of buffers the nest never
+    stores to at such indices."""
+    stored = {op.memref for op in nest.walk() if isinstance(op, memref.StoreOp)}
+    inside = _values_inside(nest)
+    invariant: list[Operation] = []
+    known: set[SSAValue] = set()
+    for op in nest.body.block.ops:
+        if op.regions or isinstance(op, memref.StoreOp | scf.ReduceOp | scf.YieldOp):
+            continue
+        if isinstance(op, memref.LoadOp) and op.memref in stored:
+            continue
+        if not (op.name.startswith(("arith.", "math.")) or isinstance(op, memref.LoadOp)):
+            continue
+        if all(v in known or v not in inside for v in op.operands):
+            invariant.append(op)
+            known.update(op.results)
+    return invariant
+
+
+def _constant_int(v: SSAValue) -> int:
+    op = v.owner
+    if isinstance(op, arith.ConstantOp) and isinstance(op.value, IntegerAttr):
+        return int(op.value.value.data)
+    raise Unsupported("a parallel bound that is not a constant")
+
+
+def module_text(functions: Sequence[NestFunction]) -> str:
+    """One LLVM module holding ``functions`` and the intrinsics they declare."""
+    declares = sorted(set().union(*(f.declares for f in functions))) if functions else []
+    return "\n\n".join([*(f.text for f in functions), *declares]) + "\n"
+
+
+class LlvmArith(gpu_math.Arith[str, str, str]):
+    """:class:`picograd.target.gpu_math.Arith` emitting LLVM instructions (values are operand strings)."""
+
+    def __init__(self, emitter: _Emitter, fmt: gpu_math.Format):
+        self.e = emitter
+        self.fmt = fmt
+        self.t = "float" if fmt.bits == 32 else "double"
+        self.it = f"i{fmt.bits}"
+
+    def c(self, value: float) -> str:
+        return float_literal(self.fmt.round(value))
+
+    def _bin(self, instr: str, a: str, b: str, t: str | None = None) -> str:
+        return self.e.emit(f"{instr} {t or self.t} {a}, {b}")
+
+    def add(self, a: str, b: str) -> str:
+        return self._bin("fadd", a, b)
+
+    def sub(self, a: str, b: str) -> str:
+        return self._bin("fsub", a, b)
+
+    def mul(self, a: str, b: str) -> str:
+        return self._bin("fmul", a, b)
+
+    def fma(self, a: str, b: str, c: str) -> str:
+        return self.e.call("fma", self.t, [(self.t, a), (self.t, b), (self.t, c)])
+
+    def div(self, a: str, b: str) -> str:
+        return self._bin("fdiv", a, b)
+
+    def neg(self, a: str) -> str:
+        return self.e.emit(f"fneg {self.t} {a}")
+
+    def abs(self, a: str) -> str:
+        return self.e.call("fabs", self.t, [(self.t, a)])
+
+    def sqrt(self, a: str) -> str:
+        return self.e.call("sqrt", self.t, [(self.t, a)])
+
+    def rint(self, a: str) -> str:
+        return self.e.call("roundeven", self.t, [(self.t, a)])
+
+    def cmp(self, pred: str, a: str, b: str) -> str:
+        p = "uno" if pred == "nan" else {"ne": "one"}.get(pred, "o" + pred)
+        return self._bin(f"fcmp {p}", a, b)
+
+    def p_and(self, a: str, b: str) -> str:
+        return self._bin("and", a, b, "i1")
+
+    def p_or(self, a: str, b: str) -> str:
+        return self._bin("or", a, b, "i1")
+
+    def sel(self, p: str, a: str, b: str) -> str:
+        return self.e.emit(f"select i1 {p}, {self.t} {a}, {self.t} {b}")
+
+    def ci(self, value: int) -> str:
+        return str(value)
+
+    def to_int(self, a: str) -> str:
+        return self.e.call("fptosi.sat", self.it, [(self.t, a)], suffix=f"{self.it}.{_suffix(self.t)}")
+
+    def to_float(self, i: str) -> str:
+        return self.e.emit(f"sitofp {self.it} {i} to {self.t}")
+
+    def bits(self, a: str) -> str:
+        return self.e.emit(f"bitcast {self.t} {a} to {self.it}")
+
+    def from_bits(self, i: str) -> str:
+        return self.e.emit(f"bitcast {self.it} {i} to {self.t}")
+
+    def iadd(self, a: str, b: str) -> str:
+        return self._bin("add", a, b, self.it)
+
+    def isub(self, a: str, b: str) -> str:
+        return self._bin("sub", a, b, self.it)
+
+    def iand(self, a: str, b: str) -> str:
+        return self._bin("and", a, b, self.it)
+
+    def ior(self, a: str, b: str) -> str:
+        return self._bin("or", a, b, self.it)
+
+    def shl(self, a: str, n: int) -> str:
+        return self._bin("shl", a, str(n), self.it)
+
+    def sar(self, a: str, n: int) -> str:
+        return self._bin("ashr", a, str(n), self.it)
+
+    def widen(self, a: Any) -> str:
+        return self.e.emit(f"fpext float {a} to double")
+
+    def narrow(self, a: str) -> str:
+        return self.e.emit(f"fptrunc double {a} to float")

@@ -1,0 +1,208 @@
+"""The JIT CPU backend (``picograd.driver.cpu_compile``, ``picograd.runtime.cpu_jit``, ``picograd.target.llvm_ir``)
+against the numpy executor, its reference: the op surface's traced steps, whole train steps, threads, the fallback
+to numpy per kernel, index checks."""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import replace
+
+import numpy as np
+import picograd.nn.functional as F
+import pytest
+from test_op_surface import LOWER_OPS, OPS, step_module
+
+import picograd as pg
+from picograd.driver.cpu_compile import compile_for_cpu
+from picograd.runtime import cpu_jit
+from picograd.runtime.numpy_executor import compile_func
+from picograd.target import llvm_ir
+
+pytest.importorskip("llvmlite")
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def assert_same(got: tuple[np.ndarray, ...], want: tuple[np.ndarray, ...], rtol: float = 2e-5) -> None:
+    assert len(got) == len(want)
+    for k, (g, w) in enumerate(zip(got, want, strict=True)):
+        assert g.shape == w.shape and g.dtype == w.dtype, (k, g.shape, w.shape, g.dtype, w.dtype)
+        if w.dtype.kind in "biu":
+            np.testing.assert_array_equal(g, w, err_msg=f"result {k}")
+        else:
+            np.testing.assert_allclose(g, w, rtol=rtol, atol=rtol, err_msg=f"result {k}")
+
+
+@pytest.mark.parametrize("name", LOWER_OPS)
+def test_op_surface_steps_match_the_numpy_executor(name: str, rng: np.random.Generator) -> None:
+    """Each op's traced step (forward and, for differentiable ops, backward) at float32: every kernel but the
+    matmuls compiled by LLVM (none left to numpy), the results those of the numpy executor."""
+    op = OPS[name]
+    module, inputs = step_module(op, op.inputs(rng))
+    with np.errstate(all="ignore"):
+        want = compile_func(module.body.block.first_op)(*inputs)  # type: ignore[arg-type]
+    exe = compile_for_cpu(module)
+    assert isinstance(exe, cpu_jit.CpuFunction) and not exe.fallbacks
+    with np.errstate(all="ignore"):
+        assert_same(exe(*inputs), want)
+
+
+def tiny_gpt_step(compiled: bool):
+    """A 1-layer GPT of examples/gpt_shakespeare.py (16 wide, T 8, batch 2) with its clipped AdamW step."""
+    sys.path.insert(0, os.path.join(ROOT, "examples"))
+    import gpt_shakespeare as ex
+
+    cfg = replace(ex.CONFIGS["cpu"], n_layer=1, n_head=2, n_embd=16, block_size=8, batch_size=2, vocab_size=11)
+    model, opt, _ = ex.make(cfg, 7)
+
+    def step(x: pg.Tensor, y: pg.Tensor) -> pg.Tensor:
+        logits = model(x)
+        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
+        opt.zero_grad()
+        loss.backward()
+        pg.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        opt.step()
+        return loss
+
+    return model, pg.compile(step) if compiled else step
+
+
+def tiny_mlp_step(compiled: bool):
+    pg.manual_seed(3)
+    model = pg.nn.Sequential(pg.nn.Linear(6, 32), pg.nn.GELU(), pg.nn.LayerNorm(32), pg.nn.Linear(32, 5))
+    opt = pg.optim.Adam(model.parameters(), lr=1e-2)
+
+    def step(x: pg.Tensor, y: pg.Tensor) -> pg.Tensor:
+        loss = F.cross_entropy(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        return loss
+
+    return model, pg.compile(step) if compiled else step
+
+
+@pytest.mark.parametrize("make", [tiny_mlp_step, tiny_gpt_step], ids=["mlp", "gpt"])
+def test_train_steps_match_the_numpy_executor_and_eager(make, monkeypatch, rng: np.random.Generator) -> None:
+    """Three compiled steps on the JIT give the losses and parameters of the numpy executor's compiled steps and of
+    eager steps (float32 tolerance)."""
+    vocab, shape = (5, (7,)) if make is tiny_mlp_step else (11, (2, 8))
+    batches = []
+    for _ in range(3):
+        x = rng.standard_normal((7, 6)).astype(np.float32) if make is tiny_mlp_step else rng.integers(0, vocab, shape)
+        batches.append((x, rng.integers(0, vocab, shape)))
+    runs = {}
+    for label, jit, compiled in (("jit", "1", True), ("numpy", "0", True), ("eager", "1", False)):
+        monkeypatch.setenv(cpu_jit.ENABLE_ENV, jit)
+        model, step = make(compiled)
+        losses = [step(pg.tensor(x), pg.tensor(y)).item() for x, y in batches]
+        runs[label] = (losses, [p.numpy().copy() for p in model.parameters()])
+    for other in ("numpy", "eager"):
+        np.testing.assert_allclose(runs["jit"][0], runs[other][0], rtol=1e-5, err_msg=other)
+        for a, b in zip(runs["jit"][1], runs[other][1], strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5, err_msg=other)
+
+
+def test_two_threads_split_a_nest(rng: np.random.Generator) -> None:
+    """A nest with more than ``PARALLEL_WORK`` iterations runs on two threads, each over half of its first
+    dimension, with the single-threaded result."""
+    a = pg.tensor(rng.standard_normal((256, 300)).astype(np.float32))
+
+    @pg.compile
+    def f(x: pg.Tensor) -> pg.Tensor:
+        return (x.exp() * x.tanh()).sum(dim=1) + x.erf().max()
+
+    want = np.exp(a.numpy()) * np.tanh(a.numpy())
+    before = pg.get_num_threads()
+    try:
+        out = {}
+        for n in (1, 2):
+            pg.set_num_threads(n)
+            out[n] = f(a).numpy()
+    finally:
+        pg.set_num_threads(before)
+    np.testing.assert_array_equal(out[1], out[2])
+    from scipy import special
+
+    np.testing.assert_allclose(out[1], want.sum(1) + special.erf(a.numpy()).max(), rtol=1e-5)
+
+
+def test_a_kernel_without_llvm_form_runs_with_numpy(monkeypatch, capfd, rng: np.random.Generator) -> None:
+    """Kernels whose nests the emitter rejects run their launch with numpy (per kernel), with the same results,
+    and ``PICOGRAD_CPU_JIT_DEBUG=1`` names them."""
+    op = OPS["lower-reductions"]
+    module, inputs = step_module(op, op.inputs(rng))
+    want = compile_func(module.body.block.first_op)(*inputs)  # type: ignore[arg-type]
+    emit = llvm_ir.emit_nest
+
+    def picky(nest, name):
+        if nest.attributes["pg.kind"].data == "reduction":  # type: ignore[union-attr]
+            raise llvm_ir.Unsupported("test")
+        return emit(nest, name)
+
+    monkeypatch.setattr(llvm_ir, "emit_nest", picky)
+    monkeypatch.setenv(cpu_jit.DEBUG_ENV, "1")
+    exe = compile_for_cpu(module)
+    assert isinstance(exe, cpu_jit.CpuFunction) and exe.fallbacks and exe.jitted
+    assert "kernels run with numpy" in capfd.readouterr().err
+    assert_same(exe(*inputs), want)
+
+
+def test_index_checks_raise_in_a_jit_step() -> None:
+    """A gather's index check in a compiled step on the JIT raises ``IndexError`` naming the bad index."""
+    table = pg.tensor(np.arange(12, dtype=np.float32).reshape(4, 3))
+
+    @pg.compile
+    def f(i: pg.Tensor) -> pg.Tensor:
+        return table[i].sum()
+
+    assert f(pg.tensor(np.array([0, 3]))).item() == 0 + 1 + 2 + 9 + 10 + 11
+    with pytest.raises(IndexError, match="7"):
+        f(pg.tensor(np.array([1, 7])))
+
+
+def test_float_literals_and_casts_follow_numpy() -> None:
+    """Literals print exactly (the f32 rounding of 0.1 stays that value); float-to-int conversion of NaN and
+    out-of-range values gives the smallest integer, as numpy on x86."""
+    assert float.fromhex("0x1.99999a0000000p-4") == float(np.float32(0.1))
+    assert llvm_ir.float_literal(float(np.float32(0.1))) == "0x3FB99999A0000000"
+    x = pg.tensor(np.array([1.5, -2.5, np.nan, 1e30], np.float32))
+
+    @pg.compile
+    def f(t: pg.Tensor) -> pg.Tensor:
+        return (t * 2).to(pg.int64)
+
+    with np.errstate(all="ignore"):
+        want = (x.numpy() * 2).astype(np.int64)
+    np.testing.assert_array_equal(f(x).numpy(), want)
+
+
+def test_integer_division_by_zero_and_overflow_follow_numpy() -> None:
+    """Integer ``//`` by zero gives 0 and ``INT_MIN // -1`` wraps, as numpy (LLVM leaves them undefined; x86's idiv
+    traps); ``remainder`` gives what eager gives."""
+    a = np.array([7, -7, 7, -7, np.iinfo(np.int64).min, 5, -9], np.int64)
+    b = np.array([2, 2, -2, 0, -1, 0, -4], np.int64)
+
+    @pg.compile
+    def f(x: pg.Tensor, y: pg.Tensor) -> tuple[pg.Tensor, pg.Tensor]:
+        return x // y, pg.remainder(x, y)
+
+    with np.errstate(all="ignore"):
+        want = (a // b, pg.remainder(pg.tensor(a), pg.tensor(b)).numpy())
+        got = f(pg.tensor(a), pg.tensor(b))
+    np.testing.assert_array_equal(got[0].numpy(), want[0])
+    np.testing.assert_array_equal(got[1].numpy(), want[1])
+
+
+def test_object_code_is_cached_between_compiles(tmp_path, monkeypatch, rng: np.random.Generator) -> None:
+    """A module compiled once is read back from ``PICOGRAD_CACHE_DIR`` (no LLVM optimization the second time),
+    with the same results."""
+    monkeypatch.setenv(cpu_jit.CACHE_ENV, str(tmp_path))
+    module, inputs = step_module(OPS["lower-pointwise"], OPS["lower-pointwise"].inputs(rng))
+    first = compile_for_cpu(module)
+    assert len(list((tmp_path / "cpu_jit").glob("*.o"))) == 1
+    llvm = cpu_jit.host_llvm().llvm
+    monkeypatch.setattr(llvm, "create_pass_builder", lambda *a: pytest.fail("optimized a cached module"))
+    second = compile_for_cpu(module)
+    with np.errstate(all="ignore"):
+        assert_same(second(*inputs), first(*inputs), rtol=0)
