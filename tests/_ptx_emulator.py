@@ -504,7 +504,10 @@ class Emulator:
 
     # --- launching --------------------------------------------------------------------------------------------
 
-    def launch(self, name: str, grid: Sequence[int], block: Sequence[int], params: Sequence[int]) -> None:
+    def launch(self, name: str, grid: Sequence[int], block: Sequence[int], params: Sequence[int], shmem: int = 0
+               ) -> None:  # fmt: skip
+        """Run kernel ``name``; ``params`` are the parameters' values (a tensor map parameter: the address
+        :meth:`tensor_map` returned), ``shmem`` the bytes of the dynamic shared-memory buffer."""
         func = self.funcs[name]
         ops = list(func.body.block.ops)
         labels = {op.label.data: i for i, op in enumerate(ops) if isinstance(op, ptx.LabelOp)}
@@ -525,7 +528,7 @@ class Emulator:
                 align = s.alignment.value.data
                 size = (size + align - 1) // align * align
                 layout[s.symbol] = size
-                size += s.size.value.data if s.size is not None else 0
+                size += s.size.value.data if s.size is not None else shmem
             block_state = Block(bytearray([POISON]) * max(size, 1))
             self.run_block(ops, labels, param_bits, b[::-1], (gx, gy, gz), bx, layout, block_state)
 
@@ -676,8 +679,8 @@ class Emulator:
                 case ptx.ShflOp():
                     regs[op.result] = yield ("shfl", op, get(op.source) & 0xFFFFFFFF)
                     continue
-                case ptx.LdParamOp():
-                    regs[op.result] = params[op.param]
+                case ptx.LdParamOp() | ptx.ParamAddrOp():
+                    regs[op.result] = params[op.param]  # a tensor map parameter: the address Emulator.tensor_map gave
                 case ptx.CvtaOp():
                     regs[op.result] = get(op.source)
                 case ptx.SregOp():

@@ -1,0 +1,537 @@
+"""The Hopper tensor-core matmul schedules ``wgmma`` and ``wgmma-ws``: a ``ptx.func`` kernel built directly.
+
+C (M x N, f32 or bf16/f16) = A (M x K) @ Bt.T (Bt: N x K), A and Bt bf16 or f16 and K-major (K contiguous, as
+``x @ W.T`` of ``nn.Linear`` has them), accumulated in f32, optionally batched (a leading batch dim on A, Bt and C).
+The kernel follows the public H100 GEMM worklogs (Pranjal Shankhdhar, "Outperforming cuBLAS on H100: a Worklog",
+2024, the fast.cu kernels; ThunderKittens' H100 GEMM levels; MLIR's ``nvgpu`` lowering of ``tma.async.load`` and
+``warpgroup.mma``), written from the PTX ISA 8.0 (sections 9.7.8.24.9 ``cp.async.bulk.tensor``, 9.7.12.15
+``mbarrier``, 9.7.14 ``wgmma``, 9.7.17.1 ``setmaxnreg``):
+
+- **TMA tiles**: A and Bt are passed as tensor maps (``.param .align 64 .b8 [128]``, made by the runtime with
+  ``cuTensorMapEncodeTiled``; :class:`TensorMapSpec` says what each describes). A box is 64 elements of K (128
+  bytes, one 128-byte swizzle width) by the tile's rows, landing in shared memory swizzled (CUTLASS's
+  ``Swizzle<3,4,3>``); elements outside the matrix arrive as zeros, so ragged M, N and K need no code.
+- **A pipeline of ``stages``** shared-memory buffers, each with a *full* mbarrier: the copies of a stage complete on
+  it (``mbarrier.arrive.expect_tx`` announces the bytes), consumers wait on its phase parity
+  (``mbarrier.try_wait.parity``).
+- **wgmma**: each consumer warpgroup (128 threads) owns 64 rows of the tile and issues, per K tile, four
+  ``wgmma.mma_async.m64nBNk16`` reading A and Bt from 128-byte-swizzled shared-memory descriptors (the start
+  address advancing 32 bytes per k16), then ``commit_group`` and ``wait_group 0``. The BN/2 f32 accumulators a
+  thread holds stay in registers for the whole K loop.
+- ``wgmma``: every warpgroup consumes; thread 0 also issues the copies, ``stages`` K tiles ahead, refilling a stage
+  once all warpgroups have passed a ``bar.sync`` after reading it. One tile per block, grid (N tiles, M tiles,
+  batch).
+- ``wgmma-ws`` (warp specialisation): warpgroup 0 is the producer; it lowers its registers
+  (``setmaxnreg.dec``) and one of its threads issues the copies, waiting on each stage's *empty* mbarrier (one
+  arrival per consumer warpgroup once its wgmma have read the stage); the consumer warpgroups raise theirs
+  (``setmaxnreg.inc``) for the accumulators. The grid is persistent: one block per SM, tiles strided over the
+  blocks, the producer running ahead into the next tile while the consumers store the last one.
+- **Epilogue**: each thread stores its accumulators (pairs of adjacent columns: ``st.global.v2.f32``, or one
+  ``.b32`` of two bf16/f16 rounded to nearest even) where they fall inside C.
+
+Limits (a matmul outside them keeps another schedule, see :func:`fits`): K-major A and Bt (``K % 8 == 0`` for the
+16-byte-aligned row pitch that TMA needs); M-major (transposed) operands would need ``imm-trans`` wgmma from
+MN-major swizzled tiles, which is not built yet.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from xdsl.builder import ImplicitBuilder
+from xdsl.dialects.builtin import ArrayAttr, DictionaryAttr, IntegerAttr, StringAttr, i64
+from xdsl.ir import Attribute, SSAValue
+
+from picograd.dialects import ptx
+
+BK = 64
+"""K elements of a tile: 128 bytes of bf16/f16, one 128-byte swizzle row."""
+SWIZZLE = 128
+WGMMA_K = 16
+WARPGROUP = 128
+SMS = 132
+"""Streaming multiprocessors of the H100/H200: the blocks of a persistent grid."""
+ALIGN = 1024
+"""Alignment of a 128-byte-swizzled tile in shared memory (the swizzle pattern repeats every 8 rows of 128 B)."""
+MAX_SHARED = 227 * 1024
+"""Shared memory a block may have on Hopper (after the dynamic opt-in)."""
+TENSOR_MAPS_ATTR = "pg.tensor_maps"
+"""Attribute of a ``ptx.func`` with tensor-map parameters: for each, what the runtime encodes (see
+:class:`TensorMapSpec`)."""
+INPUT_TYPES = ("bf16", "f16")
+OUTPUT_TYPES = ("f32", "bf16")
+"""C's element types (f16 output waits for ``cvt.rn.f16.f32`` in the ptx dialect)."""
+
+
+@dataclass(frozen=True)
+class WgmmaSchedule:
+    """One configuration of the wgmma kernel: ``consumers`` warpgroups of 64 rows each (BM = 64 * consumers),
+    ``bn`` columns (the wgmma N), ``stages`` shared-memory buffers; ``specialised`` adds the producer warpgroup
+    and makes the grid ``persistent``. ``producer_regs``/``consumer_regs`` are the ``setmaxnreg`` counts."""
+
+    name: str
+    consumers: int
+    bn: int
+    stages: int
+    specialised: bool = False
+    producer_regs: int = 40
+    consumer_regs: int = 232
+
+    @property
+    def bm(self) -> int:
+        return 64 * self.consumers
+
+    @property
+    def threads(self) -> int:
+        return WARPGROUP * (self.consumers + int(self.specialised))
+
+    @property
+    def stage_bytes(self) -> int:
+        return (self.bm + self.bn) * BK * 2
+
+    @property
+    def shared_bytes(self) -> int:
+        """Dynamic shared memory of a block: the stages, plus slack to align them to :data:`ALIGN`."""
+        return self.stages * self.stage_bytes + ALIGN
+
+    def check(self) -> None:
+        """Raise ``ValueError`` when the configuration cannot be built."""
+        if self.bn not in ptx.WGMMA_N or self.bn > 256:
+            raise ValueError(f"{self.name}: bn={self.bn} is not a wgmma N (a multiple of 8 up to 256)")
+        if self.consumers < 1 or self.bm > 256 or self.stages < 1:
+            raise ValueError(f"{self.name}: {self.consumers} consumer warpgroups, {self.stages} stages")
+        if self.shared_bytes > MAX_SHARED:
+            raise ValueError(f"{self.name}: {self.shared_bytes} bytes of shared memory (at most {MAX_SHARED})")
+
+
+SCHEDULES: dict[str, WgmmaSchedule] = {
+    "wgmma": WgmmaSchedule("wgmma", consumers=2, bn=128, stages=4),
+    "wgmma-ws": WgmmaSchedule("wgmma-ws", consumers=2, bn=256, stages=4, specialised=True),
+}
+"""The tensor-core rungs that run on wgmma (sizes for large matmuls: fast.cu's 128x128 and 128x256 tiles)."""
+
+
+@dataclass(frozen=True)
+class TensorMapSpec:
+    """What ``cuTensorMapEncodeTiled`` encodes for one tensor-map parameter: the buffer of kernel operand
+    ``operand`` at byte ``offset``, elements of ``dtype`` (``bf16``/``f16``), ``shape`` and ``box`` innermost first,
+    the byte ``strides`` of the outer dims, ``swizzle`` bytes (128). Out-of-range elements read as zero."""
+
+    operand: int
+    offset: int
+    dtype: str
+    shape: tuple[int, ...]
+    strides: tuple[int, ...]
+    box: tuple[int, ...]
+    swizzle: int = SWIZZLE
+
+    def attr(self) -> DictionaryAttr:
+        def ints(v: Sequence[int]) -> ArrayAttr:
+            return ArrayAttr([IntegerAttr(x, i64) for x in v])
+
+        return DictionaryAttr(
+            {
+                "operand": IntegerAttr(self.operand, i64),
+                "offset": IntegerAttr(self.offset, i64),
+                "dtype": StringAttr(self.dtype),
+                "shape": ints(self.shape),
+                "strides": ints(self.strides),
+                "box": ints(self.box),
+                "swizzle": IntegerAttr(self.swizzle, i64),
+            }
+        )
+
+    @staticmethod
+    def from_attr(attr: Attribute) -> TensorMapSpec:
+        assert isinstance(attr, DictionaryAttr), attr
+        d = attr.data
+
+        def ints(key: str) -> tuple[int, ...]:
+            v = d[key]
+            assert isinstance(v, ArrayAttr)
+            return tuple(x.value.data for x in v.data)  # type: ignore[attr-defined]
+
+        def one(key: str) -> int:
+            v = d[key]
+            assert isinstance(v, IntegerAttr)
+            return v.value.data
+
+        dtype = d["dtype"]
+        assert isinstance(dtype, StringAttr)
+        return TensorMapSpec(
+            one("operand"), one("offset"), dtype.data, ints("shape"), ints("strides"), ints("box"), one("swizzle")
+        )
+
+
+def tensor_maps(func: ptx.FuncOp) -> dict[int, TensorMapSpec]:
+    """The tensor-map parameters of a kernel (parameter index -> spec), from its :data:`TENSOR_MAPS_ATTR`."""
+    attr = func.attributes.get(TENSOR_MAPS_ATTR)
+    if not isinstance(attr, DictionaryAttr):
+        return {}
+    return {int(k): TensorMapSpec.from_attr(v) for k, v in attr.data.items()}
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A (batch x) M x N x K matmul: inputs ``dtype``, output ``out_dtype``; byte offsets of A, Bt and C in their
+    buffers (views of the memory plan's arena)."""
+
+    m: int
+    n: int
+    k: int
+    batch: int = 1
+    dtype: str = "bf16"
+    out_dtype: str = "f32"
+    offsets: tuple[int, int, int] = (0, 0, 0)
+
+
+def unsupported(p: Problem) -> str | None:
+    """Why the wgmma kernel cannot compute ``p`` (None when it can)."""
+    if p.dtype not in INPUT_TYPES:
+        return f"inputs of {p.dtype} (wgmma reads {'/'.join(INPUT_TYPES)})"
+    if p.out_dtype not in OUTPUT_TYPES:
+        return f"an output of {p.out_dtype}"
+    if p.k % 8 or min(p.m, p.n, p.k) < 1:
+        return f"K = {p.k} (TMA needs rows of a multiple of 16 bytes: K a multiple of 8)"
+    if p.offsets[0] % 16 or p.offsets[1] % 16:
+        return "operands that are not 16-byte aligned"
+    if p.m > 2**31 - 1 or p.n > 2**31 - 1 or p.batch > 65535:
+        return "sizes beyond TMA's coordinates"
+    return None
+
+
+def grid(s: WgmmaSchedule, p: Problem, sms: int = SMS) -> tuple[int, int, int]:
+    """The launch grid: (N tiles, M tiles, batch), or for a persistent schedule min(tiles, ``sms``) blocks."""
+    tn, tm = -(-p.n // s.bn), -(-p.m // s.bm)
+    if s.specialised:
+        return (min(tn * tm * p.batch, sms), 1, 1)
+    return (tn, tm, p.batch)
+
+
+def tensor_map_specs(s: WgmmaSchedule, p: Problem) -> tuple[TensorMapSpec, TensorMapSpec]:
+    """The tensor maps of A (operand 0) and Bt (operand 1)."""
+    specs = []
+    for operand, rows, box_rows in ((0, p.m, s.bm), (1, p.n, s.bn)):
+        shape = (p.k, rows) + ((p.batch,) if p.batch > 1 else ())
+        strides = (p.k * 2,) + ((p.k * 2 * rows,) if p.batch > 1 else ())
+        box = (BK, box_rows) + ((1,) if p.batch > 1 else ())
+        specs.append(TensorMapSpec(operand, p.offsets[operand], p.dtype, shape, strides, box))
+    return specs[0], specs[1]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Building the kernel
+
+
+def _imm(value: int, kind: str = "u32") -> SSAValue:
+    return ptx.MovOp(value, kind).result
+
+
+def _op(cls: type[ptx.BinaryOp], a: SSAValue, b: int | SSAValue, kind: str = "u32", **mods: str) -> SSAValue:
+    """``cls`` (a binary instruction) of ``a`` and ``b`` (an immediate is moved into a register first)."""
+    rhs = _imm(b, kind) if isinstance(b, int) else b
+    make: Callable[..., ptx.BinaryOp] = cls
+    return make(a, rhs, kind, **mods).results[0]
+
+
+class _Kernel:
+    """The ops of one wgmma kernel, built into ``func`` (see the module docstring)."""
+
+    def __init__(self, s: WgmmaSchedule, p: Problem, name: str):
+        self.s, self.p, self.name = s, p, name
+        self.nk = -(-p.k // BK)
+        self.tiles_n, self.tiles_m = -(-p.n // s.bn), -(-p.m // s.bm)
+        self.labels = 0
+
+    def label(self, what: str) -> str:
+        self.labels += 1
+        return f"{what}_{self.labels}"
+
+    # --- small pieces ---------------------------------------------------------------------------------------
+
+    def wait(self, bar: SSAValue, parity: SSAValue) -> None:
+        """Spin on ``mbarrier.try_wait.parity`` until the phase of that parity completes."""
+        top = self.label("WAIT")
+        ptx.LabelOp(top)
+        done = ptx.MbarrierTryWaitOp(bar, parity).result
+        ptx.BraOp(top, guard=done, negate=True)
+
+    def advance(self, stage: SSAValue, phase: SSAValue) -> None:
+        """stage += 1, wrapping to 0 (and flipping the phase parity) after the last."""
+        nxt = _op(ptx.AddOp, stage, 1)
+        wrap = ptx.SetpOp("eq", nxt, _imm(self.s.stages)).result
+        ptx.AssignOp(stage, ptx.SelpOp(_imm(0), nxt, wrap, "u32").result)
+        ptx.AssignOp(phase, _op(ptx.XorOp, phase, ptx.SelpOp(_imm(1), _imm(0), wrap, "u32").result, "b32"))
+
+    def stage_addr(self, stage: SSAValue) -> tuple[SSAValue, SSAValue, SSAValue]:
+        """(A tile, Bt tile, full mbarrier) of ``stage``."""
+        a = ptx.MadOp(stage, _imm(self.s.stage_bytes), self.tiles, "u32", mode="lo").result
+        b = _op(ptx.AddOp, a, self.s.bm * BK * 2)
+        return a, b, ptx.MadOp(stage, _imm(8), self.full, "u32", mode="lo").result
+
+    def issue(self, stage: SSAValue, kt: SSAValue, row_a: SSAValue, row_b: SSAValue, batch: SSAValue | None) -> None:
+        """Arm the stage's full mbarrier with its bytes and copy the K tile ``kt`` of A and Bt into it."""
+        a, b, bar = self.stage_addr(stage)
+        ptx.MbarrierArriveOp(bar, self.s.stage_bytes)
+        col = ptx.MulOp(kt, _imm(BK, "s32"), "s32", mode="lo").result
+        extra = [batch] if batch is not None else []
+        ptx.CpAsyncBulkTensorOp(a, self.map_a, [col, row_a, *extra], bar)
+        ptx.CpAsyncBulkTensorOp(b, self.map_b, [col, row_b, *extra], bar)
+
+    def descriptor(self, addr: SSAValue) -> SSAValue:
+        wide = ptx.CvtOp(addr, "u64", "u32").result
+        field = ptx.AndOp(ptx.ShrOp(wide, _imm(4), "u64").result, _imm(0x3FFF, "b64"), "b64").result
+        return ptx.OrOp(field, _imm(ptx.wgmma_descriptor(0, 16, 8 * SWIZZLE, SWIZZLE), "b64"), "b64").result
+
+    def mma(self, stage: SSAValue, first: SSAValue, consumer: SSAValue) -> None:
+        """The warpgroup's four m64nBNk16 on its 64 rows of the stage; ``first`` (a predicate) is false for the
+        first K tile of an output tile (D = A @ B, not + D)."""
+        a, b, _ = self.stage_addr(stage)
+        a = ptx.MadOp(consumer, _imm(64 * BK * 2), a, "u32", mode="lo").result
+        da, db = self.descriptor(a), self.descriptor(b)
+        ptx.WgmmaFenceOp()
+        for kk in range(BK // WGMMA_K):
+            step = _imm(2 * kk, "b64")  # 32 bytes >> 4
+            desc_a = ptx.AddOp(da, step, "s64").result if kk else da
+            desc_b = ptx.AddOp(db, step, "s64").result if kk else db
+            ptx.WgmmaMmaAsyncOp(self.s.bn, self.p.dtype, self.acc, desc_a, desc_b, first if kk == 0 else self.true)
+        ptx.WgmmaCommitGroupOp()
+        ptx.WgmmaWaitGroupOp(0)
+
+    def tile_coords(self, tile: SSAValue) -> tuple[SSAValue, SSAValue, SSAValue]:
+        """(N tile, M tile, batch) of a linear tile index (N fastest: neighbouring blocks share A's rows)."""
+        per_batch = self.tiles_n * self.tiles_m
+        bz = _op(ptx.DivOp, tile, per_batch)
+        rest = _op(ptx.RemOp, tile, per_batch)
+        return _op(ptx.RemOp, rest, self.tiles_n), _op(ptx.DivOp, rest, self.tiles_n), bz
+
+    def epilogue(self, bx: SSAValue, by: SSAValue, bz: SSAValue, consumer: SSAValue, local: SSAValue) -> None:
+        """Store the accumulators inside C: thread (warp w, lane 4g + t) of the warpgroup holds rows 16w + g and
+        16w + g + 8, columns 8j + 2t and 8j + 2t + 1 in registers 4j..4j+3 (PTX ISA 8.0 section 9.7.14.4.2)."""
+        p, s = self.p, self.s
+        out = p.out_dtype
+        es = 4 if out == "f32" else 2
+        warp, lane = _op(ptx.ShrOp, local, 5), _op(ptx.AndOp, local, 31, "b32")
+        g, t2 = _op(ptx.ShrOp, lane, 2), _op(ptx.ShlOp, _op(ptx.AndOp, lane, 3, "b32"), 1, "b32")
+        row = ptx.MadOp(by, _imm(s.bm), ptx.MadOp(consumer, _imm(64), ptx.MadOp(warp, _imm(16), g, "u32",
+                        mode="lo").result, "u32", mode="lo").result, "u32", mode="lo").result  # fmt: skip
+        col = ptx.MadOp(bx, _imm(s.bn), t2, "u32", mode="lo").result
+        rows_left = _op(ptx.SubOp, _imm(p.m, "s32"), row, "s32")
+        cols_left = _op(ptx.SubOp, _imm(p.n, "s32"), col, "s32")
+        in_row = [ptx.SetpOp("gt", rows_left, _imm(8 * h, "s32")).result for h in (0, 1)]
+        index = ptx.MadOp(row, _imm(p.n), col, "u32", mode="lo").result
+        base = ptx.MulOp(bz, _imm(p.m * p.n), "u32", mode="wide").result
+        base = ptx.AddOp(base, ptx.CvtOp(index, "u64", "u32").result, "s64").result
+        addr = ptx.MadOp(base, _imm(es, "s64"), self.c_ptr, "s64", mode="lo").result
+        pairs = p.n % 2 == 0  # an even N keeps each (even) column pair inside a row and aligned
+        for j in range(s.bn // 8):
+            in_col = ptx.SetpOp("gt", cols_left, _imm(8 * j, "s32")).result
+            second = None if pairs else ptx.SetpOp("gt", cols_left, _imm(8 * j + 1, "s32")).result
+            for h in (0, 1):
+                lo, hi = self.acc[4 * j + 2 * h], self.acc[4 * j + 2 * h + 1]
+                ok = ptx.AndOp(in_row[h], in_col, "pred").result
+                offset = (8 * h * p.n + 8 * j) * es
+                if out == "f32":
+                    if pairs:
+                        ptx.StOp(addr, [lo, hi], "f32", offset=offset, guard=ok)
+                    else:
+                        assert second is not None
+                        ptx.StOp(addr, lo, "f32", offset=offset, guard=ok)
+                        ptx.StOp(addr, hi, "f32", offset=offset + 4, guard=ptx.AndOp(in_row[h], second, "pred").result)
+                    continue
+                if pairs:
+                    ptx.StOp(addr, self.pack(lo, hi), "b32", offset=offset, guard=ok)
+                else:
+                    assert second is not None
+                    ptx.StOp(addr, self.round16(lo), "b16", offset=offset, guard=ok)
+                    ptx.StOp(addr, self.round16(hi), "b16", offset=offset + 2,
+                             guard=ptx.AndOp(in_row[h], second, "pred").result)  # fmt: skip
+
+    def round16(self, x: SSAValue) -> SSAValue:
+        """The 16-bit pattern of f32 ``x`` rounded to nearest even: bf16 by integer rounding of the top half
+        (NaN stays NaN: its payload is kept quiet), f16 by ``cvt.rn.f16.f32``."""
+        if self.p.out_dtype == "f16":
+            raise NotImplementedError("f16 output")  # the ptx dialect's cvt has no .f16 yet
+        bits = ptx.MovOp(x, "b32").result
+        odd = _op(ptx.AndOp, _op(ptx.ShrOp, bits, 16, "b32"), 1, "b32")
+        rounded = _op(ptx.AddOp, _op(ptx.AddOp, bits, 0x7FFF), odd)
+        nan = ptx.SetpOp("nan", x, x, "f32").result
+        quiet = _op(ptx.OrOp, bits, 0x400000, "b32")
+        return _op(ptx.ShrOp, ptx.SelpOp(quiet, rounded, nan, "b32").result, 16, "b32")
+
+    def pack(self, lo: SSAValue, hi: SSAValue) -> SSAValue:
+        return _op(ptx.OrOp, self.round16(lo), _op(ptx.ShlOp, self.round16(hi), 16, "b32"), "b32")
+
+    # --- the kernel ------------------------------------------------------------------------------------------
+
+    def build(self) -> ptx.FuncOp:
+        s, p = self.s, self.p
+        func = ptx.FuncOp(self.name, [ptx.TENSOR_MAP, ptx.TENSOR_MAP, "u64"], maxntid=(s.threads, 1, 1))
+        specs = tensor_map_specs(s, p)
+        func.attributes[TENSOR_MAPS_ATTR] = DictionaryAttr({str(i): spec.attr() for i, spec in enumerate(specs)})
+        with ImplicitBuilder(func.body):
+            ptx.SharedOp(f"{self.name}_full", 8 * s.stages, 8)
+            if s.specialised:
+                ptx.SharedOp(f"{self.name}_empty", 8 * s.stages, 8)
+            map_a, map_b, c_param = func.args
+            self.map_a = ptx.CvtaOp(ptx.ParamAddrOp(map_a).result, "param", to=False).result
+            self.map_b = ptx.CvtaOp(ptx.ParamAddrOp(map_b).result, "param", to=False).result
+            self.c_ptr = ptx.CvtaOp(ptx.LdParamOp(c_param).result).result
+            if p.offsets[2]:
+                self.c_ptr = ptx.AddOp(self.c_ptr, _imm(p.offsets[2], "s64"), "s64").result
+            tid = ptx.SregOp("tid.x").result
+            self.full = ptx.SharedAddrOp(f"{self.name}_full").result
+            self.empty = ptx.SharedAddrOp(f"{self.name}_empty").result if s.specialised else None
+            dyn = ptx.SharedAddrOp(DYNAMIC_SHARED).result
+            self.tiles = _op(ptx.AndOp, _op(ptx.AddOp, dyn, ALIGN - 1), -ALIGN & 0xFFFFFFFF, "b32")
+            self.true = ptx.SetpOp("eq", tid, tid).result
+            leader = ptx.SetpOp("eq", tid, _imm(0)).result
+            done_init = self.label("INIT_DONE")
+            ptx.BraOp(done_init, guard=leader, negate=True)
+            for i in range(s.stages):
+                ptx.MbarrierInitOp(_op(ptx.AddOp, self.full, 8 * i), 1)
+                if self.empty is not None:
+                    ptx.MbarrierInitOp(_op(ptx.AddOp, self.empty, 8 * i), s.consumers)
+            ptx.FenceProxyAsyncOp()  # the initialised mbarriers, before the copies complete on them
+            ptx.LabelOp(done_init)
+            ptx.BarSyncOp(0)
+            if s.specialised:
+                self.specialised(tid)
+            else:
+                self.plain(tid, leader)
+            ptx.RetOp()
+        return func
+
+    def accumulators(self) -> None:
+        self.acc = [ptx.MovOp(0.0, "f32").result for _ in range(self.s.bn // 2)]
+
+    def plain(self, tid: SSAValue, leader: SSAValue) -> None:
+        """``wgmma``: one tile per block; thread 0 issues the copies ``stages`` K tiles ahead."""
+        s = self.s
+        bx, by = ptx.SregOp("ctaid.x").result, ptx.SregOp("ctaid.y").result
+        bz = ptx.SregOp("ctaid.z").result
+        batch = bz if self.p.batch > 1 else None
+        row_a, row_b = _op(ptx.MulOp, by, s.bm, "s32", mode="lo"), _op(ptx.MulOp, bx, s.bn, "s32", mode="lo")
+        consumer, local = _op(ptx.ShrOp, tid, 7), _op(ptx.AndOp, tid, WARPGROUP - 1, "b32")
+        self.accumulators()
+        prologue = self.label("PROLOGUE_DONE")
+        ptx.BraOp(prologue, guard=leader, negate=True)
+        for i in range(min(s.stages, self.nk)):
+            self.issue(_imm(i), _imm(i, "s32"), row_a, row_b, batch)
+        ptx.LabelOp(prologue)
+        kt, stage, phase = _imm(0), _imm(0), _imm(0)
+        top = self.label("K_LOOP")
+        ptx.LabelOp(top)
+        _, _, bar = self.stage_addr(stage)
+        self.wait(bar, phase)
+        self.mma(stage, ptx.SetpOp("ne", kt, _imm(0)).result, consumer)
+        ptx.BarSyncOp(0)  # every warpgroup has read the stage: it may be refilled
+        refill = _op(ptx.AddOp, kt, s.stages)
+        no_refill = ptx.OrOp(ptx.SetpOp("ge", refill, _imm(self.nk)).result,
+                             ptx.NotOp(leader, "pred").result, "pred").result  # fmt: skip
+        issued = self.label("REFILLED")
+        ptx.BraOp(issued, guard=no_refill)
+        self.issue(stage, refill, row_a, row_b, batch)
+        ptx.LabelOp(issued)
+        ptx.AssignOp(kt, _op(ptx.AddOp, kt, 1))
+        self.advance(stage, phase)
+        more = ptx.SetpOp("lt", kt, _imm(self.nk)).result
+        ptx.BraOp(top, guard=more)
+        self.epilogue(bx, by, bz, consumer, local)
+
+    def specialised(self, tid: SSAValue) -> None:
+        """``wgmma-ws``: warpgroup 0 produces, the others consume, over a persistent grid of tiles."""
+        s = self.s
+        tiles = self.tiles_n * self.tiles_m * self.p.batch
+        first, step = ptx.SregOp("ctaid.x").result, ptx.SregOp("nctaid.x").result
+        wg = _op(ptx.ShrOp, tid, 7)
+        is_producer = ptx.SetpOp("eq", wg, _imm(0)).result
+        consumers = self.label("CONSUMERS")
+        ptx.BraOp(consumers, guard=is_producer, negate=True)
+        # --- producer warpgroup
+        ptx.SetmaxnregOp("dec", s.producer_regs)
+        exit_label = self.label("EXIT")
+        ptx.BraOp(exit_label, guard=ptx.SetpOp("ne", tid, _imm(0)).result)
+        stage, phase = _imm(0), _imm(0)
+        tile = ptx.MovOp(first, "u32").result
+        self.tile_loop(tile, first, step, tiles, lambda bx, by, bz: self.produce(stage, phase, bx, by, bz))
+        ptx.BraOp(exit_label)
+        # --- consumer warpgroups
+        ptx.LabelOp(consumers)
+        ptx.SetmaxnregOp("inc", s.consumer_regs)
+        consumer, local = _op(ptx.SubOp, wg, 1), _op(ptx.AndOp, tid, WARPGROUP - 1, "b32")
+        arrive = ptx.SetpOp("eq", local, _imm(0)).result
+        self.accumulators()
+        cstage, cphase = _imm(0), _imm(0)
+        ctile = ptx.MovOp(first, "u32").result
+
+        def consume(bx: SSAValue, by: SSAValue, bz: SSAValue) -> None:
+            kt = _imm(0)
+            top = self.label("C_K_LOOP")
+            ptx.LabelOp(top)
+            _, _, bar = self.stage_addr(cstage)
+            self.wait(bar, cphase)
+            self.mma(cstage, ptx.SetpOp("ne", kt, _imm(0)).result, consumer)
+            assert self.empty is not None
+            released = self.label("RELEASED")  # one arrival per consumer warpgroup: the stage may be refilled
+            ptx.BraOp(released, guard=arrive, negate=True)
+            ptx.MbarrierArriveOp(ptx.MadOp(cstage, _imm(8), self.empty, "u32", mode="lo").result)
+            ptx.LabelOp(released)
+            ptx.AssignOp(kt, _op(ptx.AddOp, kt, 1))
+            self.advance(cstage, cphase)
+            ptx.BraOp(top, guard=ptx.SetpOp("lt", kt, _imm(self.nk)).result)
+            self.epilogue(bx, by, bz, consumer, local)
+
+        self.tile_loop(ctile, first, step, tiles, consume)
+        ptx.LabelOp(exit_label)
+
+    def produce(self, stage: SSAValue, phase: SSAValue, bx: SSAValue, by: SSAValue, bz: SSAValue) -> None:
+        s = self.s
+        batch = bz if self.p.batch > 1 else None
+        row_a, row_b = _op(ptx.MulOp, by, s.bm, "s32", mode="lo"), _op(ptx.MulOp, bx, s.bn, "s32", mode="lo")
+        kt = _imm(0, "s32")
+        top = self.label("P_K_LOOP")
+        ptx.LabelOp(top)
+        assert self.empty is not None
+        empty = ptx.MadOp(stage, _imm(8), self.empty, "u32", mode="lo").result
+        self.wait(empty, _op(ptx.XorOp, phase, 1, "b32"))  # a fresh mbarrier: the phase before 0 counts as done
+        self.issue(stage, kt, row_a, row_b, batch)
+        ptx.AssignOp(kt, _op(ptx.AddOp, kt, 1, "s32"))
+        self.advance(stage, phase)
+        ptx.BraOp(top, guard=ptx.SetpOp("lt", kt, _imm(self.nk, "s32")).result)
+
+    def tile_loop(self, tile: SSAValue, first: SSAValue, step: SSAValue, tiles: int, body: Callable[..., None]) -> None:
+        """for tile in range(first, tiles, step): body(N tile, M tile, batch)."""
+        done = self.label("TILES_DONE")
+        top = self.label("TILE_LOOP")
+        ptx.BraOp(done, guard=ptx.SetpOp("ge", tile, _imm(tiles)).result)
+        ptx.LabelOp(top)
+        body(*self.tile_coords(tile))
+        ptx.AssignOp(tile, _op(ptx.AddOp, tile, step))
+        ptx.BraOp(top, guard=ptx.SetpOp("lt", tile, _imm(tiles)).result)
+        ptx.LabelOp(done)
+
+
+DYNAMIC_SHARED = "wgmma_smem"
+"""The module's dynamic shared-memory buffer (``.extern .shared``), where the stages live."""
+
+
+def build_kernel(s: WgmmaSchedule, p: Problem, name: str) -> ptx.FuncOp:
+    """The ``ptx.func`` computing ``p`` with schedule ``s`` (parameters: tensor maps of A and Bt, C's pointer).
+    Its module needs :func:`dynamic_shared` and target ``sm_90a``; launch it on :func:`grid` with ``s.threads``
+    threads and ``s.shared_bytes`` of dynamic shared memory. Raises ``ValueError`` for a problem it cannot do."""
+    s.check()
+    why = unsupported(p)
+    if why is not None:
+        raise ValueError(f"the {s.name} schedule cannot compute a {p.m}x{p.n}x{p.k} matmul: {why}")
+    return _Kernel(s, p, name).build()
+
+
+def dynamic_shared() -> ptx.SharedOp:
+    """The module-level dynamic shared-memory buffer the wgmma kernels share."""
+    return ptx.SharedOp(DYNAMIC_SHARED, None, ALIGN)
+
+
+def flops(p: Problem) -> int:
+    return 2 * p.m * p.n * p.k * p.batch
