@@ -28,7 +28,8 @@ Tensor cores and Hopper's asynchronous copies (PTX ISA 8.0 sections 9.7.13, 9.7.
 
 :func:`run_program` runs a ``picograd.driver.gpu_compile.CudaProgram`` (its launch plan: inputs, outputs, poisoned
 temps, constants, launches and copies) on numpy inputs and returns the outputs, so that the whole path from the
-``pg`` stage to PTX is checked against the numpy executor. Tiny shapes only: about 10**5 instructions a second.
+``pg`` stage to PTX is checked against the numpy executor (tensor-map arguments, ``cuda.TensorMap``, registered as
+the runtime would encode them). Tiny shapes only: about 10**5 instructions a second.
 """
 
 from __future__ import annotations
@@ -918,6 +919,14 @@ class Emulator:
         raise EmulationError(f"no emulation of {op.name} ({op.opcode})")
 
 
+def _tensor_map(emu: Emulator, address: int, tmap: cuda.TensorMap) -> int:
+    """Register a launch plan's ``cuda.TensorMap`` of the buffer at ``address``: what the runtime encodes with
+    ``cuTensorMapEncodeTiled`` when it binds the buffers."""
+    tmap.check()
+    dtype = np.dtype(np.float32) if tmap.dtype == "f32" else np.dtype(np.uint16)
+    return emu.tensor_map(TensorMap(address + tmap.offset, dtype, tmap.shape, tmap.strides, tmap.box, tmap.swizzle))
+
+
 def run_program(program: Any, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
     """Run a ``CudaProgram`` (``picograd.driver.gpu_compile``) on numpy ``inputs``: its launch plan with buffers
     on an emulated heap (temps poisoned with 0xFF bytes, outputs too, so unwritten results show). Raises the
@@ -951,7 +960,10 @@ def run_program(program: Any, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
         if isinstance(step, cuda.Launch):
             grid = step.grid if isinstance(step.grid, tuple) else (step.grid,)
             block = step.block if isinstance(step.block, tuple) else (step.block,)
-            emu.launch(step.kernel, grid, block, [addrs[a] for a in step.args])
+            params = [
+                _tensor_map(emu, addrs[a.slot], a) if isinstance(a, cuda.TensorMap) else addrs[a] for a in step.args
+            ]
+            emu.launch(step.kernel, grid, block, params, shmem=step.shmem)
         elif isinstance(step, cuda.Copy):
             spec = specs[step.dst]
             heap.put(addrs[step.dst], heap.get(addrs[step.src], spec.shape, spec.dtype))

@@ -42,16 +42,17 @@ def run(s: wg.WgmmaSchedule, p: wg.Problem, rng: np.random.Generator) -> None:
     a_bits, a = random_bf16(rng, (p.batch, p.m, p.k))
     b_bits, bt = random_bf16(rng, (p.batch, p.n, p.k))
     emu = Emulator(module)
-    params = []
+    maps, pointers = [], []
     for array, spec in zip((a_bits, b_bits), wg.tensor_maps(func).values(), strict=True):
         addr = emu.heap.alloc(array.nbytes)
         emu.heap.put(addr, array)
+        pointers.append(addr)
         tmap = TensorMap(addr, np.dtype(np.uint16), spec.shape, spec.strides, spec.box, spec.swizzle)
-        params.append(emu.tensor_map(tmap))
+        maps.append(emu.tensor_map(tmap))
     esize = 4 if p.out_dtype == "f32" else 2
     pc = emu.heap.alloc(p.batch * p.m * p.n * esize, 0xFF)
     # a persistent grid of 3 blocks: each takes several tiles
-    emu.launch("mm", wg.grid(s, p, sms=3), (s.threads,), [*params, pc], shmem=s.shared_bytes)
+    emu.launch("mm", wg.grid(s, p, sms=3), (s.threads,), [*maps, *pointers, pc], shmem=s.shared_bytes)
     shape = (p.batch, p.m, p.n)
     if p.out_dtype == "f32":
         c = emu.heap.get(pc, shape, np.dtype(np.float32)).astype(np.float64)

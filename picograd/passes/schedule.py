@@ -49,6 +49,7 @@ from xdsl.utils.exceptions import PassFailedException
 from picograd.dialects import gpu_ext, kernel, pg
 from picograd.dialects.kernel import ScheduleAttr
 from picograd.dialects.pg import element_of, shape_of
+from picograd.passes.kinds import matmul_wgmma
 
 WARP = gpu_ext.WARP_SIZE
 VEC = 4
@@ -163,9 +164,14 @@ MIN_BLOCK_REDUCTION = 32
 def check_schedule(name: str) -> str:
     """``name`` if it is ``auto`` or a rung of :data:`SCHEDULES`; raises ``ValueError`` naming the choices. The one
     check of a matmul schedule's name (the frontend, ``pgc`` and this pass call it)."""
-    if not isinstance(name, str) or (name != "auto" and name not in SCHEDULES):
-        raise ValueError(f"unknown matmul schedule '{name}': expected auto or one of {', '.join(SCHEDULES)}")
+    if not isinstance(name, str) or (name != "auto" and name not in SCHEDULES and name not in TENSOR_CORE):
+        choices = ", ".join([*SCHEDULES, *TENSOR_CORE])
+        raise ValueError(f"unknown matmul schedule '{name}': expected auto or one of {choices}")
     return name
+
+
+TENSOR_CORE = matmul_wgmma.SCHEDULES
+"""The tensor-core matmul schedules built by ``picograd/passes/kinds/`` (``wgmma``, ``wgmma-ws``), forced by name."""
 
 
 def choose(m: int, n: int, k: int, batch: int, element: Attribute) -> Schedule | None:
@@ -241,6 +247,8 @@ def _matmul(op: kernel.FusedOp | kernel.LaunchOp, o: Options) -> ScheduleAttr:
         return o.per_point()
     *batch, m, n = shape_of(mm.result)
     k = shape_of(mm.lhs)[-1]
+    if o.matmul in TENSOR_CORE:
+        return matmul_wgmma.schedule_attr(o.matmul, element_of(mm.lhs), mm)
     rung = matmul_rung(m, n, k, math.prod(batch), element_of(mm.result), o.matmul)
     return o.per_point() if rung is None else rung.attr()
 
@@ -275,7 +283,7 @@ KIND_SCHEDULES: dict[str, Callable[[kernel.FusedOp | kernel.LaunchOp, Options], 
 }
 """How a kernel of each kind gets its schedule; kinds not listed take ``thread_per_point``."""
 
-STRATEGIES = ("thread_per_point", "block_per_row", "atomic", *SCHEDULES)
+STRATEGIES = ("thread_per_point", "block_per_row", "atomic", *SCHEDULES, *TENSOR_CORE)
 """Every strategy a ``#kernel.schedule`` may name."""
 
 

@@ -36,14 +36,37 @@ MN-major swizzled tiles, which is not built yet.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from xdsl.builder import ImplicitBuilder
-from xdsl.dialects.builtin import ArrayAttr, DictionaryAttr, IntegerAttr, StringAttr, i64
-from xdsl.ir import Attribute, SSAValue
+from xdsl.dialects import arith, gpu, memref
+from xdsl.dialects.builtin import (
+    ArrayAttr,
+    BFloat16Type,
+    DenseArrayBase,
+    DictionaryAttr,
+    Float16Type,
+    Float32Type,
+    Float64Type,
+    IndexType,
+    IntegerAttr,
+    MemRefType,
+    StringAttr,
+    i32,
+    i64,
+)
+from xdsl.ir import Attribute, Block, Operation, Region, SSAValue
+from xdsl.utils.exceptions import PassFailedException
 
 from picograd.dialects import ptx
+from picograd.dialects.kernel import ScheduleAttr
+from picograd.passes._buffers import where
+
+if TYPE_CHECKING:
+    from picograd.passes.matmul_schedule import MatmulNest
 
 BK = 64
 """K elements of a tile: 128 bytes of bf16/f16, one 128-byte swizzle row."""
@@ -174,8 +197,9 @@ def tensor_maps(func: ptx.FuncOp) -> dict[int, TensorMapSpec]:
 
 @dataclass(frozen=True)
 class Problem:
-    """A (batch x) M x N x K matmul: inputs ``dtype``, output ``out_dtype``; byte offsets of A, Bt and C in their
-    buffers (views of the memory plan's arena)."""
+    """A (batch x) M x N x K matmul: inputs ``dtype``, output ``out_dtype``. The kernel takes the tensor maps of A
+    and Bt, then ``args`` pointer parameters (the buffers its launch passes); A, Bt and C are the buffers of
+    parameters ``operands`` (indices into those ``args``) at byte ``offsets`` (views of the memory plan's arena)."""
 
     m: int
     n: int
@@ -184,6 +208,8 @@ class Problem:
     dtype: str = "bf16"
     out_dtype: str = "f32"
     offsets: tuple[int, int, int] = (0, 0, 0)
+    operands: tuple[int, int, int] = (0, 1, 2)
+    args: int = 3
 
 
 def unsupported(p: Problem) -> str | None:
@@ -216,7 +242,7 @@ def tensor_map_specs(s: WgmmaSchedule, p: Problem) -> tuple[TensorMapSpec, Tenso
         shape = (p.k, rows) + ((p.batch,) if p.batch > 1 else ())
         strides = (p.k * 2,) + ((p.k * 2 * rows,) if p.batch > 1 else ())
         box = (BK, box_rows) + ((1,) if p.batch > 1 else ())
-        specs.append(TensorMapSpec(operand, p.offsets[operand], p.dtype, shape, strides, box))
+        specs.append(TensorMapSpec(p.operands[operand], p.offsets[operand], p.dtype, shape, strides, box))
     return specs[0], specs[1]
 
 
@@ -367,14 +393,15 @@ class _Kernel:
 
     def build(self) -> ptx.FuncOp:
         s, p = self.s, self.p
-        func = ptx.FuncOp(self.name, [ptx.TENSOR_MAP, ptx.TENSOR_MAP, "u64"], maxntid=(s.threads, 1, 1))
+        func = ptx.FuncOp(self.name, [ptx.TENSOR_MAP, ptx.TENSOR_MAP] + ["u64"] * p.args, maxntid=(s.threads, 1, 1))
         specs = tensor_map_specs(s, p)
         func.attributes[TENSOR_MAPS_ATTR] = DictionaryAttr({str(i): spec.attr() for i, spec in enumerate(specs)})
         with ImplicitBuilder(func.body):
             ptx.SharedOp(f"{self.name}_full", 8 * s.stages, 8)
             if s.specialised:
                 ptx.SharedOp(f"{self.name}_empty", 8 * s.stages, 8)
-            map_a, map_b, c_param = func.args
+            map_a, map_b = func.args[:2]
+            c_param = func.args[2 + p.operands[2]]
             self.map_a = ptx.CvtaOp(ptx.ParamAddrOp(map_a).result, "param", to=False).result
             self.map_b = ptx.CvtaOp(ptx.ParamAddrOp(map_b).result, "param", to=False).result
             self.c_ptr = ptx.CvtaOp(ptx.LdParamOp(c_param).result).result
@@ -518,7 +545,8 @@ DYNAMIC_SHARED = "wgmma_smem"
 
 
 def build_kernel(s: WgmmaSchedule, p: Problem, name: str) -> ptx.FuncOp:
-    """The ``ptx.func`` computing ``p`` with schedule ``s`` (parameters: tensor maps of A and Bt, C's pointer).
+    """The ``ptx.func`` computing ``p`` with schedule ``s`` (parameters: the tensor maps of A and Bt, then
+    ``p.args`` pointers, C's among them).
     Its module needs :func:`dynamic_shared` and target ``sm_90a``; launch it on :func:`grid` with ``s.threads``
     threads and ``s.shared_bytes`` of dynamic shared memory. Raises ``ValueError`` for a problem it cannot do."""
     s.check()
@@ -535,3 +563,153 @@ def dynamic_shared() -> ptx.SharedOp:
 
 def flops(p: Problem) -> int:
     return 2 * p.m * p.n * p.k * p.batch
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Hooks: pg-schedule (the schedule attribute), pg-matmul-schedule (the nest becomes a gpu.launch), pg-to-ptx (the
+# gpu.func becomes the kernel built above)
+
+PROBLEM_ATTR = "pg.wgmma"
+"""Attribute of the ``gpu.launch``/``gpu.func`` of a wgmma kernel: the schedule and the problem's sizes and types.
+Its body only names the buffers A, Bt and C (``memref.extract_aligned_pointer_as_index``, in that order), for
+``pg-to-gpu`` to pass them; ``pg-to-ptx`` builds the kernel from this attribute instead of lowering the body."""
+
+_TYPE_NAMES = {BFloat16Type: "bf16", Float16Type: "f16", Float32Type: "f32", Float64Type: "f64"}
+
+
+def type_name(t: Attribute) -> str:
+    return _TYPE_NAMES.get(type(t), str(t))  # type: ignore[arg-type]
+
+
+def _tensor_core_error(name: str, dtype: str, at: str) -> PassFailedException:
+    return PassFailedException(
+        f"matmul schedule '{name}' runs on Hopper tensor cores (wgmma.mma_async: bf16 or fp16 inputs, f32 "
+        f"accumulation, target sm_90a); this matmul{at} is {dtype}: use bf16/fp16 inputs (model.to(pg.bfloat16), "
+        "pg.autocast) or a SIMT schedule"
+    )
+
+
+def schedule_attr(name: str, element: Attribute, op: Operation) -> ScheduleAttr:
+    """``pg-schedule``'s ``#kernel.schedule`` for a matmul forced to ``name`` (``wgmma``/``wgmma-ws``); raises
+    ``PassFailedException`` naming the schedule, the dtype and the target when its inputs are not bf16/fp16."""
+    dtype = type_name(element)
+    if dtype not in INPUT_TYPES:
+        raise _tensor_core_error(name, dtype, where(op))
+    s = SCHEDULES[name]
+    return ScheduleAttr(
+        name,
+        {"tile": (s.bm, s.bn, BK), "threads": s.threads, "stages": s.stages, "specialised": s.specialised},
+    )
+
+
+def _plain_load(ops: Sequence[Operation]) -> memref.LoadOp | None:
+    """The load of an operand read as it is (a load, or a load widened with ``arith.extf``)."""
+    if len(ops) == 1 and isinstance(ops[0], memref.LoadOp):
+        return ops[0]
+    if len(ops) == 2 and isinstance(ops[0], memref.LoadOp) and isinstance(ops[1], arith.ExtFOp):
+        return ops[0]
+    return None
+
+
+def schedule_nest(nest: MatmulNest, name: str) -> None:
+    """Replace a matmul nest of the loop stage by the ``gpu.launch`` of the wgmma kernel ``name`` (see
+    :data:`PROBLEM_ATTR`). Raises ``PassFailedException`` when the operands are not bf16/fp16 K-major loads."""
+    s = SCHEDULES[name]
+    par = nest.par
+    *batch_ivs, m_iv, n_iv = nest.ivs
+    loads = []
+    for role, operand, i_iv in (("A", nest.a, m_iv), ("B", nest.b, n_iv)):
+        load = _plain_load(operand.ops)
+        if load is None:
+            raise PassFailedException(f"pg-matmul-schedule: {name}: operand {role}{where(par)} is not a plain load")
+        dtype = type_name(load.res.type)
+        if dtype not in INPUT_TYPES:
+            raise _tensor_core_error(name, dtype, where(par))
+        if list(load.indices) != [*batch_ivs, i_iv, nest.k_iv]:
+            raise PassFailedException(
+                f"pg-matmul-schedule: {name} reads A[m, k] and B as [n, k] (K-major, as x @ W.T); operand {role}"
+                f"{where(par)} is read in another order (M/N-major operands are not built yet)"
+            )
+        loads.append(load)
+    out_type = nest.out.type
+    assert isinstance(out_type, MemRefType)
+    out_dtype = type_name(out_type.get_element_type())
+    dtype = type_name(loads[0].res.type)
+    p = Problem(nest.m, nest.n, nest.k, math.prod(nest.batch), dtype, out_dtype)
+    why = unsupported(p)
+    if why is not None or type_name(loads[1].res.type) != dtype:
+        why = why or "A and B of different types"
+        raise PassFailedException(f"pg-matmul-schedule: {name} cannot compute the matmul{where(par)}: {why}")
+    body = Block(arg_types=[IndexType()] * 12)
+    for buf in (loads[0].memref, loads[1].memref, nest.out):
+        op = memref.ExtractAlignedPointerAsIndexOp.get(buf)
+        op.location = par.location
+        body.add_op(op)
+    body.add_op(gpu.TerminatorOp())
+    sizes = [arith.ConstantOp(IntegerAttr(v, IndexType())) for v in (*grid(s, p), s.threads, 1, 1)]
+    launch = gpu.LaunchOp(Region(body), sizes[:3], sizes[3:])
+    for op in (*sizes, launch):
+        op.location = par.location
+    for key in ("pg.kernel", "pg.kind"):
+        if key in par.attributes:
+            launch.attributes[key] = par.attributes[key]
+    launch.attributes["pg.schedule"] = StringAttr(name)
+    launch.attributes[PROBLEM_ATTR] = DictionaryAttr(
+        {
+            "schedule": StringAttr(name),
+            "sizes": ArrayAttr([IntegerAttr(v, i64) for v in (p.m, p.n, p.k, p.batch)]),
+            "dtype": StringAttr(p.dtype),
+            "out_dtype": StringAttr(p.out_dtype),
+        }
+    )
+    launch.attributes["gpu.known_block_size"] = DenseArrayBase.from_list(i32, [s.threads, 1, 1])
+    host = par.parent_block()
+    assert host is not None
+    for op in (*sizes, launch):
+        host.insert_op_before(op, par)
+    host.erase_op(par, safe_erase=False)
+
+
+def _buffer(v: SSAValue, func: gpu.FuncOp) -> tuple[int, int]:
+    """(argument index, byte offset) of a buffer of a kernel: an argument, or a view of one at a constant offset."""
+    offset = 0
+    owner = v.owner
+    if isinstance(owner, memref.ViewOp):
+        shift = owner.byte_shift.owner
+        assert isinstance(shift, arith.ConstantOp) and isinstance(shift.value, IntegerAttr), shift
+        offset, v = shift.value.value.data, owner.source
+    assert v in func.body.block.args, v
+    return list(func.body.block.args).index(v), offset  # type: ignore[arg-type]
+
+
+def lower_kernel(func: gpu.FuncOp, target: str) -> ptx.FuncOp | None:
+    """The ``ptx.func`` of a wgmma ``gpu.func`` (None for other kernels). Raises ``PassFailedException`` when the
+    target is not ``sm_90a`` (wgmma and setmaxnreg exist only there)."""
+    attr = func.attributes.get(PROBLEM_ATTR)
+    if not isinstance(attr, DictionaryAttr):
+        return None
+    d = attr.data
+    name, dtype, out_dtype = (x.data for x in (d["schedule"], d["dtype"], d["out_dtype"]))  # type: ignore[attr-defined]
+    if target != "sm_90a":
+        raise PassFailedException(
+            f"pg-to-ptx: matmul schedule '{name}' ({dtype}){where(func)} needs target sm_90a (wgmma.mma_async, "
+            f"setmaxnreg); compiling for {target}: pass arch='sm_90a' (pgc --arch=sm_90a)"
+        )
+    m, n, k, batch = (x.value.data for x in d["sizes"].data)  # type: ignore[attr-defined]
+    pointers = [op for op in func.body.block.ops if isinstance(op, memref.ExtractAlignedPointerAsIndexOp)]
+    assert len(pointers) == 3, pointers
+    places = [_buffer(op.source, func) for op in pointers]
+    p = Problem(
+        m, n, k, batch, dtype, out_dtype,
+        offsets=tuple(off for _, off in places),  # type: ignore[arg-type]
+        operands=tuple(i for i, _ in places),  # type: ignore[arg-type]
+        args=len(func.body.block.args),
+    )  # fmt: skip
+    kernel = build_kernel(SCHEDULES[name], p, func.sym_name.data)
+    kernel.attributes[SHARED_BYTES_ATTR] = IntegerAttr(SCHEDULES[name].shared_bytes, i64)
+    kernel.location = func.location
+    return kernel
+
+
+SHARED_BYTES_ATTR = "pg.dynamic_shared"
+"""Attribute of a ``ptx.func``: the bytes of dynamic shared memory its launches need."""
