@@ -9,13 +9,18 @@ numpy float64. Inputs are bf16; accumulation is f32. Tolerance (``test_tensor_co
 
 from __future__ import annotations
 
+import ml_dtypes
 import numpy as np
 import pytest
-from _ptx_emulator import Emulator, TensorMap, bf16_to_f32
+from _ptx_emulator import Emulator, TensorMap, bf16_to_f32, run_program
+from test_matmul_schedule import MM, parse_loops
 from test_tensor_core_ptx import assert_close, random_bf16
 
 from picograd.dialects import ptx
+from picograd.driver.gpu_compile import compile_for_cuda
+from picograd.errors import CompileError
 from picograd.passes.kinds import matmul_wgmma as wg
+from picograd.runtime import cuda
 from picograd.target import ptxas
 from picograd.target.ptx_printer import print_ptx
 
@@ -103,3 +108,142 @@ def test_wgmma_kernel_refuses_what_it_cannot_compute() -> None:
         wg.build_kernel(s, wg.Problem(64, 64, 64, dtype="f32"), "mm")
     with pytest.raises(ValueError, match="bn=12"):
         wg.build_kernel(wg.WgmmaSchedule("wgmma", 1, 12, 2), wg.Problem(64, 64, 64), "mm")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Through the pipeline: a loop-stage bf16 matmul (as pg-to-loops will write it once bf16 flows through
+# pg-bufferize) forced to each schedule, compiled for sm_90a, run by the launch plan on the emulator.
+
+
+def loops_bf16(m: int, n: int, k: int) -> str:
+    """A loop-stage matmul C (m x n, f32) = A (m x k, bf16) @ Bt.T (Bt: n x k, bf16), widened with arith.extf."""
+    return f"""
+func.func @f(%a: memref<{m}x{k}xbf16>, %b: memref<{n}x{k}xbf16>,
+             %result0: memref<{m}x{n}xf32> {{pg.result = 0 : i64}}) {{
+  %c0 = arith.constant 0 : index
+  %c1 = arith.constant 1 : index
+  %m = arith.constant {m} : index
+  %n = arith.constant {n} : index
+  %k = arith.constant {k} : index
+  %zero = arith.constant 0.0 : f32
+  "scf.parallel"(%c0, %c0, %m, %n, %c1, %c1) <{{operandSegmentSizes = array<i32: 2, 2, 2, 0>}}> ({{
+  ^bb0(%i: index, %j: index):
+    %sum = scf.for %kk = %c0 to %k step %c1 iter_args(%acc = %zero) -> (f32) {{
+      %x0 = memref.load %a[%i, %kk] : memref<{m}x{k}xbf16>
+      %y0 = memref.load %b[%j, %kk] : memref<{n}x{k}xbf16>
+      %x = arith.extf %x0 : bf16 to f32
+      %y = arith.extf %y0 : bf16 to f32
+      %p = arith.mulf %x, %y : f32
+      %s = arith.addf %acc, %p : f32
+      scf.yield %s : f32
+    }}
+    memref.store %sum, %result0[%i, %j] : memref<{m}x{n}xf32>
+    scf.reduce
+  }}) {{pg.kernel = "k0_matmul", pg.kind = "matmul"}} : (index, index, index, index, index, index) -> ()
+  func.return
+}}
+"""
+
+
+@pytest.mark.parametrize("name", list(wg.SCHEDULES))
+def test_compiled_program_runs_on_the_emulator(name: str, rng: np.random.Generator) -> None:
+    program = compile_for_cuda(parse_loops(loops_bf16(50, 72, 64)), arch="sm_90a", matmul_schedule=name)
+    (launch,) = program.steps
+    assert isinstance(launch, cuda.Launch) and launch.shmem == wg.SCHEDULES[name].shared_bytes
+    assert [type(a) for a in launch.args] == [cuda.TensorMap] * 2 + [cuda.Input, cuda.Input, cuda.Output]
+    program.assemble(strict=True)
+    a_bits, a = random_bf16(rng, (50, 64))
+    b_bits, bt = random_bf16(rng, (72, 64))
+    (c,) = run_program(program, [a_bits.view(ml_dtypes.bfloat16), b_bits.view(ml_dtypes.bfloat16)])
+    assert_close(c, a, bt.T)
+
+
+def test_wgmma_off_sm_90a_or_on_f32_is_one_clear_error() -> None:
+    with pytest.raises(CompileError, match=r"matmul schedule 'wgmma' \(bf16\).* needs target sm_90a.*sm_90"):
+        compile_for_cuda(parse_loops(loops_bf16(64, 64, 64)), arch="sm_90", matmul_schedule="wgmma")
+    f32 = MM(64, 64, 64).module()
+    with pytest.raises(CompileError, match=r"matmul schedule 'wgmma-ws' runs on Hopper tensor cores .*sm_90a.* is f32"):
+        compile_for_cuda(f32, arch="sm_90a", matmul_schedule="wgmma-ws")
+    f64 = MM(64, 64, 64, f64=True).module()
+    with pytest.raises(CompileError, match=r"matmul schedule 'wgmma' runs on Hopper tensor cores .* is f64"):
+        compile_for_cuda(f64, arch="sm_90a", matmul_schedule="wgmma")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The runtime's tensor maps without a GPU: what reaches cuTensorMapEncodeTiled, and the launch plan's checks
+
+
+class FakeDriver:
+    """The parts of ``cuda.bindings.driver`` that ``encode_tensor_map`` uses, recording the call."""
+
+    class CUresult:
+        CUDA_SUCCESS = 0
+
+    class CUtensorMapDataType:
+        CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 = "BF16"
+        CU_TENSOR_MAP_DATA_TYPE_FLOAT16 = "F16"
+        CU_TENSOR_MAP_DATA_TYPE_FLOAT32 = "F32"
+
+    class CUtensorMapInterleave:
+        CU_TENSOR_MAP_INTERLEAVE_NONE = "INTERLEAVE_NONE"
+
+    class CUtensorMapSwizzle:
+        CU_TENSOR_MAP_SWIZZLE_NONE = "SW0"
+        CU_TENSOR_MAP_SWIZZLE_32B = "SW32"
+        CU_TENSOR_MAP_SWIZZLE_64B = "SW64"
+        CU_TENSOR_MAP_SWIZZLE_128B = "SW128"
+
+    class CUtensorMapL2promotion:
+        CU_TENSOR_MAP_L2_PROMOTION_L2_256B = "L2_256B"
+
+    class CUtensorMapFloatOOBfill:
+        CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE = "OOB_ZERO"
+
+    def __init__(self) -> None:
+        self.calls: list[tuple] = []
+
+    def cuTensorMapEncodeTiled(self, *args: object) -> tuple[int, str]:  # noqa: N802 - the driver's name
+        self.calls.append(args)
+        return 0, "tensor map"
+
+
+def test_tensor_maps_are_encoded_as_the_launch_plan_says() -> None:
+    program = compile_for_cuda(parse_loops(loops_bf16(50, 72, 64)), arch="sm_90a", matmul_schedule="wgmma-ws")
+    (launch,) = program.steps
+    driver = FakeDriver()
+    tmap_a, tmap_b = launch.args[:2]
+    assert cuda.encode_tensor_map(driver, 0x7000_0000, tmap_b) == "tensor map"
+    (call,) = driver.calls
+    # dtype, rank, address + offset, dims and box innermost first, byte strides of the outer dims, element strides
+    assert call == ("BF16", 2, 0x7000_0000, [64, 72], [128], [64, 256], [1, 1], "INTERLEAVE_NONE", "SW128",
+                    "L2_256B", "OOB_ZERO")  # fmt: skip
+    shifted = cuda.TensorMap(cuda.Temp(0), "bf16", (64, 50), (128,), (64, 128), 128, offset=4096)
+    cuda.encode_tensor_map(driver, 0x7000_0000, shifted)
+    assert driver.calls[-1][2] == 0x7000_1000
+    for bad, message in [
+        (cuda.TensorMap(cuda.Input(0), "bf16", (60, 50), (120,), (64, 128)), "multiples of 16"),
+        (cuda.TensorMap(cuda.Input(0), "bf16", (64, 50), (128,), (128, 128)), "box row of 256 bytes"),
+        (cuda.TensorMap(cuda.Input(0), "f64", (64, 50), (128,), (64, 128)), "tensor map of f64"),
+        (cuda.TensorMap(cuda.Input(0), "bf16", (64, 50), (128,), (64, 512)), "box dims 1..256"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            bad.check()
+    with pytest.raises(ValueError, match="reaches byte 8192 of a 6400-byte buffer"):
+        cuda.TensorMap(cuda.Input(0), "bf16", (64, 64), (128,), (64, 64)).check(6400)
+
+
+def test_executable_checks_tensor_map_arguments_without_a_gpu() -> None:
+    program = compile_for_cuda(parse_loops(loops_bf16(50, 72, 64)), arch="sm_90a", matmul_schedule="wgmma")
+    (launch,) = program.steps
+    spec = program.inputs[0]
+    bad_steps = [
+        (cuda.Launch(launch.kernel, launch.grid, launch.block, (launch.args[2], *launch.args[1:]), launch.shmem),
+         "not a pointer"),
+        (cuda.Launch(launch.kernel, launch.grid, launch.block, (*launch.args[:2], launch.args[0], *launch.args[3:]),
+                     launch.shmem), "a tensor map goes to parameter 'k0_matmul_param_2'"),
+    ]  # fmt: skip
+    cuda.Executable(program.ptx, [launch], program.inputs, program.outputs, params=program.params)
+    for step, message in bad_steps:
+        with pytest.raises((TypeError, ValueError), match=message):
+            cuda.Executable(program.ptx, [step], program.inputs, program.outputs, params=program.params)
+    assert spec.dtype == np.dtype(ml_dtypes.bfloat16)
