@@ -57,6 +57,46 @@ def matmul_module(m: int, n: int, k: int):
     return ModuleOp([fn])
 
 
+def tensor_core_module(m: int, n: int, k: int):
+    """The wgmma schedules' matmul, C (m, n) f32 = A (m, k) @ Bt.T (Bt: (n, k)), A and Bt bf16 and K-major (the
+    ``x @ W.T`` of ``nn.Linear``), at the loop stage (bf16 stops in ``pg-bufferize`` until it flows through the
+    buffer stages; then this becomes the ``pg``-stage ``a @ bt.T``)."""
+    from xdsl.dialects import memref, scf
+    from xdsl.parser import Parser
+
+    from picograd.dialects import make_context
+
+    ctx = make_context()
+    ctx.load_dialect(scf.Scf)
+    ctx.load_dialect(memref.MemRef)
+    a, bt, c = f"memref<{m}x{k}xbf16>", f"memref<{n}x{k}xbf16>", f"memref<{m}x{n}xf32>"
+    text = f"""
+    func.func @gemm(%a: {a}, %bt: {bt}, %c: {c} {{pg.result = 0 : i64}}) {{
+      %c0 = arith.constant 0 : index
+      %c1 = arith.constant 1 : index
+      %m = arith.constant {m} : index
+      %n = arith.constant {n} : index
+      %k = arith.constant {k} : index
+      %zero = arith.constant 0.0 : f32
+      "scf.parallel"(%c0, %c0, %m, %n, %c1, %c1) <{{operandSegmentSizes = array<i32: 2, 2, 2, 0>}}> ({{
+      ^bb0(%i: index, %j: index):
+        %sum = scf.for %kk = %c0 to %k step %c1 iter_args(%acc = %zero) -> (f32) {{
+          %x = memref.load %a[%i, %kk] : {a}
+          %y = memref.load %bt[%j, %kk] : {bt}
+          %xf = arith.extf %x : bf16 to f32
+          %yf = arith.extf %y : bf16 to f32
+          %p = arith.mulf %xf, %yf : f32
+          %s = arith.addf %acc, %p : f32
+          scf.yield %s : f32
+        }}
+        memref.store %sum, %c[%i, %j] : {c}
+        scf.reduce
+      }}) {{pg.kernel = "gemm_matmul", pg.kind = "matmul"}} : (index, index, index, index, index, index) -> ()
+      func.return
+    }}"""
+    return Parser(ctx, text).parse_module()
+
+
 def cuda_events_ms(torch, fn, reps: int, iters: int, warmup: int = 2) -> float:
     """Median over ``iters`` samples of (time of ``reps`` calls of ``fn`` between two CUDA events) / reps."""
     for _ in range(warmup):
