@@ -18,6 +18,11 @@ schedule, m, n, k, dtype, ms, tflops, cublas_ms, cublas_tflops, ratio_to_cublas,
 
     python bench/gemm.py                                   # every rung and auto (the default heuristic), every shape
     python bench/gemm.py --schedules warptile,cp-async --shapes 4096x4096x4096
+    python bench/gemm.py --schedules wgmma,wgmma-ws --shapes 4096x4096x4096,8192x8192x8192
+
+The tensor-core schedules ``wgmma`` and ``wgmma-ws`` (sm_90a) run C (f32) = A @ Bt.T on bf16 A (M, K) and Bt
+(N, K) (``tensor_core_module``) through ``CudaProgram.executable()``; their rows (``dtype`` ``bf16``) compare with
+cuBLAS bf16 (``torch.matmul(a, bt.T)``, bf16 out) in the same run.
 """
 
 from __future__ import annotations
@@ -165,6 +170,40 @@ def run_schedule(torch, cuda, name: str, m: int, n: int, k: int, a, b, ref) -> d
     }
 
 
+def run_tensor_core(torch, cuda, name: str, m: int, n: int, k: int, a, bt, ref) -> dict:
+    """A tensor-core schedule (``wgmma``, ``wgmma-ws``: sm_90a, tensor maps) on bf16 ``a`` (m, k) and ``bt`` (n, k),
+    f32 out, run through ``CudaProgram.executable()`` (the runtime encodes the tensor maps when it binds the
+    buffers; each call replays one CUDA graph)."""
+    import ml_dtypes
+
+    from picograd.driver.gpu_compile import compile_for_cuda
+
+    t0 = time.perf_counter()
+    prog = compile_for_cuda(tensor_core_module(m, n, k), arch="sm_90a", matmul_schedule=name)
+    exe = prog.executable()
+    compile_s = time.perf_counter() - t0
+    host = [x.view(torch.int16).cpu().numpy().view(ml_dtypes.bfloat16) for x in (a, bt)]
+    da, db = (cuda.DeviceBuffer.from_numpy(x) for x in host)
+    (dc,) = exe(da, db)
+    c = torch.from_numpy(dc.to_numpy()).to("cuda")
+    rel = float(torch.linalg.norm(c.double() - ref) / torch.linalg.norm(ref))
+    t0 = time.perf_counter()
+    exe(da, db, out=[dc])
+    cuda.synchronize()
+    reps, iters = plan((time.perf_counter() - t0) * 1e3)
+
+    def burst() -> None:
+        for _ in range(reps):
+            exe(da, db, out=[dc])
+
+    ms = cuda.time_ms(burst, warmup=2, iters=iters) / reps
+    (step,) = prog.steps
+    kernel = exe.module.kernel(step.kernel)
+    return {"schedule": name, "ms": ms, "rel_err": rel, "compile_s": round(compile_s, 2), "kernel": step.kernel,
+            "grid": list(step.grid), "block": list(step.block), "shmem": step.shmem, "registers": kernel.num_regs,
+            "spill_bytes": kernel.spill_store_bytes}  # fmt: skip
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--schedules", default=None, help="comma-separated rungs (default: all in ladder order, then auto)")
@@ -175,12 +214,12 @@ def main() -> None:
 
     import torch
 
-    from picograd.passes.schedule import SCHEDULES
+    from picograd.passes.schedule import SCHEDULES, TENSOR_CORE
     from picograd.runtime import cuda
 
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
-    names = opts.schedules.split(",") if opts.schedules else [*SCHEDULES, "auto"]
+    names = opts.schedules.split(",") if opts.schedules else [*SCHEDULES, "auto", *TENSOR_CORE]
     env = {
         "date": datetime.date.today().isoformat(),
         "gpu": torch.cuda.get_device_name(0),
@@ -204,18 +243,32 @@ def main() -> None:
         reps, iters = plan(guess)
         cublas_ms = cuda_events_ms(torch, lambda a=a, b=b, c=c: torch.matmul(a, b, out=c), reps, iters)
         cublas_rel = float(torch.linalg.norm(c.double() - ref) / torch.linalg.norm(ref))
+        bf16 = None  # (a, bt, ref, cuBLAS ms, its error) of the bf16 rows, made on first use
         for name in names:
             if opts.skip_slow and name in ("naive", "coalesced") and m * n * k > 4096**3:
                 continue
+            if name in TENSOR_CORE and bf16 is None:
+                a16, bt16 = a.to(torch.bfloat16), torch.randn((n, k), device="cuda", generator=gen).to(torch.bfloat16)
+                ref16 = a16.double() @ bt16.double().T
+                c16 = torch.empty((m, n), device="cuda", dtype=torch.bfloat16)
+                ms16 = cuda_events_ms(torch, lambda x=a16, y=bt16, z=c16: torch.matmul(x, y.T, out=z), reps, iters)
+                rel16 = float(torch.linalg.norm(c16.double() - ref16) / torch.linalg.norm(ref16))
+                bf16 = (a16, bt16, ref16, ms16, rel16)
             try:
-                r = run_schedule(torch, cuda, name, m, n, k, a, b, ref)
+                if name in TENSOR_CORE:
+                    assert bf16 is not None
+                    r = run_tensor_core(torch, cuda, name, m, n, k, *bf16[:3])
+                else:
+                    r = run_schedule(torch, cuda, name, m, n, k, a, b, ref)
             except Exception as e:  # one failing rung must not lose the others
                 r = {"schedule": name, "error": f"{type(e).__name__}: {e}"[:2000]}
-            row = {**env, "m": m, "n": n, "k": k, "dtype": "float32", **r, "cublas_ms": cublas_ms,
-                   "cublas_tflops": flop / cublas_ms / 1e9, "cublas_rel_err": cublas_rel}  # fmt: skip
+            tensor_core = name in TENSOR_CORE and bf16 is not None
+            base_ms, base_rel = (bf16[3], bf16[4]) if tensor_core else (cublas_ms, cublas_rel)
+            row = {**env, "m": m, "n": n, "k": k, "dtype": "bf16" if name in TENSOR_CORE else "float32", **r,
+                   "cublas_ms": base_ms, "cublas_tflops": flop / base_ms / 1e9, "cublas_rel_err": base_rel}  # fmt: skip
             if "ms" in r:
                 row["tflops"] = flop / r["ms"] / 1e9
-                row["ratio_to_cublas"] = cublas_ms / r["ms"]
+                row["ratio_to_cublas"] = base_ms / r["ms"]
             rows.append(row)
             print(
                 f"{shape:>16} {name:>10} "
