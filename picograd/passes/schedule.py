@@ -14,6 +14,9 @@ that lowers it and every size it uses, so that the IR says what will run. The lo
     atomic            scatter_add (index rank > 0) block: a thread per (point, index), the add is an atomic add
     naive ... cp-async  matmul                     tile = [BM, BN, BK], threads, warps, lanes, reps, vec, vector,
                                                    async_copy: the rung of the SGEMM ladder (:data:`SCHEDULES`)
+    wgmma, wgmma-ws   matmul (bf16/fp16, sm_90a)   tile, threads, stages, specialised: the Hopper tensor-core
+                                                   kernels (:data:`TENSOR_CORE`, ``passes/kinds/matmul_wgmma.py``),
+                                                   forced by name only; other dtypes are an error
 
 A reduction takes ``block_per_row`` when its main op is ``pg.sum``/``pg.max``/``pg.min`` over at least
 :data:`MIN_BLOCK_REDUCTION` elements a point and it is the kernel's only output (``argmax``/``argmin``, and sums
