@@ -24,10 +24,12 @@ The kernel follows the public H100 GEMM worklogs (Pranjal Shankhdhar, "Outperfor
 - ``wgmma-ws`` (warp specialisation): warpgroup 0 is the producer; it lowers its registers
   (``setmaxnreg.dec``) and one of its threads issues the copies, waiting on each stage's *empty* mbarrier (one
   arrival per consumer warpgroup once its wgmma have read the stage); the consumer warpgroups raise theirs
-  (``setmaxnreg.inc``) for the accumulators. The grid is persistent: one block per SM, tiles strided over the
-  blocks, the producer running ahead into the next tile while the consumers store the last one.
+  (``setmaxnreg.inc``) for the accumulators, and keep one K tile's wgmma in flight (``wait_group 1``) while they
+  issue the next, releasing a stage one K tile late (so at least 2 stages). The grid is persistent: one block per
+  SM, tiles strided over the blocks, the producer running ahead into the next tile while the consumers store the
+  last one.
 - **Epilogue**: each thread stores its accumulators (pairs of adjacent columns: ``st.global.v2.f32``, or one
-  ``.b32`` of two bf16/f16 rounded to nearest even) where they fall inside C.
+  ``.b32`` of two bf16 rounded to nearest even) where they fall inside C.
 
 Limits (a matmul outside them keeps another schedule, see :func:`fits`): K-major A and Bt (``K % 8 == 0`` for the
 16-byte-aligned row pitch that TMA needs); M-major (transposed) operands would need ``imm-trans`` wgmma from
@@ -122,7 +124,7 @@ class WgmmaSchedule:
         """Raise ``ValueError`` when the configuration cannot be built."""
         if self.bn not in ptx.WGMMA_N or self.bn > 256:
             raise ValueError(f"{self.name}: bn={self.bn} is not a wgmma N (a multiple of 8 up to 256)")
-        if self.consumers < 1 or self.bm > 256 or self.stages < 1:
+        if self.consumers < 1 or self.bm > 256 or self.stages < 1 + int(self.specialised):
             raise ValueError(f"{self.name}: {self.consumers} consumer warpgroups, {self.stages} stages")
         if self.shared_bytes > MAX_SHARED:
             raise ValueError(f"{self.name}: {self.shared_bytes} bytes of shared memory (at most {MAX_SHARED})")
@@ -310,9 +312,10 @@ class _Kernel:
         field = ptx.AndOp(ptx.ShrOp(wide, _imm(4), "u64").result, _imm(0x3FFF, "b64"), "b64").result
         return ptx.OrOp(field, _imm(ptx.wgmma_descriptor(0, 16, 8 * SWIZZLE, SWIZZLE), "b64"), "b64").result
 
-    def mma(self, stage: SSAValue, first: SSAValue, consumer: SSAValue) -> None:
-        """The warpgroup's four m64nBNk16 on its 64 rows of the stage; ``first`` (a predicate) is false for the
-        first K tile of an output tile (D = A @ B, not + D)."""
+    def mma(self, stage: SSAValue, first: SSAValue, consumer: SSAValue, pending: int = 0) -> None:
+        """The warpgroup's four m64nBNk16 on its 64 rows of the stage, one commit group; ``first`` (a predicate) is
+        false for the first K tile of an output tile (D = A @ B, not + D). Then wait until at most ``pending``
+        groups are in flight."""
         a, b, _ = self.stage_addr(stage)
         a = ptx.MadOp(consumer, _imm(64 * BK * 2), a, "u32", mode="lo").result
         da, db = self.descriptor(a), self.descriptor(b)
@@ -323,7 +326,7 @@ class _Kernel:
             desc_b = ptx.AddOp(db, step, "s64").result if kk else db
             ptx.WgmmaMmaAsyncOp(self.s.bn, self.p.dtype, self.acc, desc_a, desc_b, first if kk == 0 else self.true)
         ptx.WgmmaCommitGroupOp()
-        ptx.WgmmaWaitGroupOp(0)
+        ptx.WgmmaWaitGroupOp(pending)
 
     def tile_coords(self, tile: SSAValue) -> tuple[SSAValue, SSAValue, SSAValue]:
         """(N tile, M tile, batch) of a linear tile index (N fastest: neighbouring blocks share A's rows)."""
@@ -493,21 +496,31 @@ class _Kernel:
         cstage, cphase = _imm(0), _imm(0)
         ctile = ptx.MovOp(first, "u32").result
 
+        def release(stage: SSAValue, guard: SSAValue) -> None:
+            """One arrival per consumer warpgroup on the stage's empty mbarrier: the producer may refill it."""
+            assert self.empty is not None
+            released = self.label("RELEASED")
+            ptx.BraOp(released, guard=guard, negate=True)
+            ptx.MbarrierArriveOp(ptx.MadOp(stage, _imm(8), self.empty, "u32", mode="lo").result)
+            ptx.LabelOp(released)
+
         def consume(bx: SSAValue, by: SSAValue, bz: SSAValue) -> None:
-            kt = _imm(0)
+            # The K tile's wgmma stay in flight while the next tile's are issued (wait_group 1): the stage of the
+            # previous K tile is released once its group is done.
+            kt, previous = _imm(0), _imm(0)
             top = self.label("C_K_LOOP")
             ptx.LabelOp(top)
             _, _, bar = self.stage_addr(cstage)
             self.wait(bar, cphase)
-            self.mma(cstage, ptx.SetpOp("ne", kt, _imm(0)).result, consumer)
-            assert self.empty is not None
-            released = self.label("RELEASED")  # one arrival per consumer warpgroup: the stage may be refilled
-            ptx.BraOp(released, guard=arrive, negate=True)
-            ptx.MbarrierArriveOp(ptx.MadOp(cstage, _imm(8), self.empty, "u32", mode="lo").result)
-            ptx.LabelOp(released)
+            not_first = ptx.SetpOp("ne", kt, _imm(0)).result
+            self.mma(cstage, not_first, consumer, pending=1)
+            release(previous, ptx.AndOp(arrive, not_first, "pred").result)
+            ptx.AssignOp(previous, cstage)
             ptx.AssignOp(kt, _op(ptx.AddOp, kt, 1))
             self.advance(cstage, cphase)
             ptx.BraOp(top, guard=ptx.SetpOp("lt", kt, _imm(self.nk)).result)
+            ptx.WgmmaWaitGroupOp(0)
+            release(previous, arrive)
             self.epilogue(bx, by, bz, consumer, local)
 
         self.tile_loop(ctile, first, step, tiles, consume)

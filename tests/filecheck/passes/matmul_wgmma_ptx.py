@@ -56,8 +56,10 @@ for step in program.steps:
 # WG:        wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {{{(%f[0-9]+, ){63}%f[0-9]+}}}, {{%rd[0-9]+}}, {{%rd[0-9]+}}, {{%p[0-9]+}}, 1, 1, 0, 0;
 # WS:        wgmma.mma_async.sync.aligned.m64n256k16.f32.bf16.bf16 {{{(%f[0-9]+, ){127}%f[0-9]+}}}, {{%rd[0-9]+}}, {{%rd[0-9]+}}, {{%p[0-9]+}}, 1, 1, 0, 0;
 # PTX:       wgmma.commit_group.sync.aligned;
-# PTX-NEXT:  wgmma.wait_group.sync.aligned 0;
-# The consumers free the stage (ws: one arrival per warpgroup on its empty mbarrier; wgmma: a block barrier).
+# WG-NEXT:   wgmma.wait_group.sync.aligned 0;
+# WS-NEXT:   wgmma.wait_group.sync.aligned 1;
+# The consumers free the stage (wgmma: a block barrier; ws: with one group left in flight, one arrival per warpgroup
+# on the empty mbarrier of the previous K tile's stage).
 # WG-NEXT:   bar.sync 0;
 # WS:        mbarrier.arrive.shared::cta.b64
 # The epilogue stores pairs of f32 columns where they fall inside C.
