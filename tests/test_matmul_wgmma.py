@@ -247,3 +247,22 @@ def test_executable_checks_tensor_map_arguments_without_a_gpu() -> None:
         with pytest.raises((TypeError, ValueError), match=message):
             cuda.Executable(program.ptx, [step], program.inputs, program.outputs, params=program.params)
     assert spec.dtype == np.dtype(ml_dtypes.bfloat16)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# GPU (``-m gpu``; skipped without one). Written without a GPU at hand (2026-12-05): the first run on an H100/H200
+# checks the tensor maps, the descriptors and the pipeline on the hardware.
+
+
+@pytest.mark.parametrize("shape", [(128, 128, 64), (1000, 1000, 1000), (4096, 4096, 4096)], ids=str)
+@pytest.mark.parametrize("name", list(wg.SCHEDULES))
+@pytest.mark.gpu
+@pytest.mark.skipif(not cuda.available(), reason="needs an NVIDIA GPU")
+def test_wgmma_program_on_gpu(name: str, shape: tuple[int, int, int], rng: np.random.Generator) -> None:
+    m, n, k = shape
+    program = compile_for_cuda(parse_loops(loops_bf16(m, n, k)), arch="sm_90a", matmul_schedule=name)
+    a_bits, a = random_bf16(rng, (m, k))
+    b_bits, bt = random_bf16(rng, (n, k))
+    inputs = [cuda.DeviceBuffer.from_numpy(x.view(ml_dtypes.bfloat16)) for x in (a_bits, b_bits)]
+    (out,) = program.executable()(*inputs)
+    assert_close(out.to_numpy(), a, bt.T)
