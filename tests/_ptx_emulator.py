@@ -17,7 +17,7 @@ Tensor cores and Hopper's asynchronous copies (PTX ISA 8.0 sections 9.7.13, 9.7.
 - ``wgmma.mma_async``/``commit_group``/``wait_group`` are warpgroup collectives (128 threads). An mma only queues;
   ``wait_group`` runs the finished groups, reading A and B from shared memory *then* (through the descriptors'
   address, leading/stride byte offsets and swizzle mode, :func:`wgmma_operand`) and writing the accumulators back;
-  reading an accumulator in between is an error. K-major operands only (imm-trans 0).
+  reading an accumulator in between is an error. K-major operands, and swizzled M/N-major ones (imm-trans 1).
 - ``cp.async.bulk.tensor`` copies the box that a :class:`TensorMap` (registered with :meth:`Emulator.tensor_map`)
   describes, swizzled as :func:`swizzle` says; it lands when a thread waits on its mbarrier after all arrivals,
   so reading the tile without waiting sees old bytes. ``mbarrier`` objects count arrivals and transaction bytes
@@ -416,29 +416,43 @@ class Block:
 
 
 def wgmma_operand(block: Block, desc: int, rows: int, trans: int, esize: int) -> np.ndarray:
-    """The (rows x 16) K-major operand tile that a shared-memory matrix descriptor names, read from shared memory
-    (PTX ISA 8.0 section 9.7.14.5.1): rows in groups of 8 ``stride`` bytes apart; within a group, no swizzle puts
-    8x16-byte core matrices ``leading`` bytes apart along K, a W-byte swizzle has W-byte rows swizzled by
-    :func:`swizzle`. Raises on M/N-major (transposed) operands, which this emulator does not model."""
-    if trans:
-        raise EmulationError("wgmma with imm-trans 1 (M/N-major shared operands) is not emulated")
+    """The (rows x 16) operand tile (row = M or N, column = K) that a shared-memory matrix descriptor names, read
+    from shared memory (PTX ISA 8.0 section 9.7.14.5.1; the canonical layouts of CUTLASS's ``make_gmma_desc``).
+    K-major (imm-trans 0): rows in groups of 8 ``stride`` bytes apart; within a group, no swizzle puts 8x16-byte
+    core matrices ``leading`` bytes apart along K, a W-byte swizzle has W-byte rows swizzled by :func:`swizzle`.
+    M/N-major (imm-trans 1, swizzled only): each K index is a W-byte row of W/esize consecutive M/N elements (an
+    atom), 8 rows of K ``W`` bytes apart, groups of 8 ``stride`` bytes apart, atoms along M/N ``leading`` bytes
+    apart; the same swizzle. Raises on an M/N-major operand without swizzle, which this emulator does not model."""
     start, leading = (desc & 0x3FFF) << 4, ((desc >> 16) & 0x3FFF) << 4
     stride, width = ((desc >> 32) & 0x3FFF) << 4, ptx.WGMMA_SWIZZLE[desc >> 62]
     if (desc >> 49) & 7:
         raise EmulationError("wgmma descriptor base offset is not emulated (align tiles to the swizzle pattern)")
+    if trans and not width:
+        raise EmulationError("wgmma with imm-trans 1 (M/N-major) without swizzle is not emulated")
     per_chunk = 16 // esize
     out = np.zeros((rows, 16), dtype=np.uint16)
     chunks: set[int] = set()
-    for r in range(rows):
+
+    def chunk(at: int) -> np.ndarray:
+        if at % 16 or at + 16 > len(block.smem):
+            raise EmulationError(f"wgmma operand chunk at shared address {at}: misaligned or out of range")
+        chunks.add(at >> 4)
+        return np.frombuffer(bytes(block.smem[at : at + 16]), np.uint16)
+
+    if trans:
+        atom = width // esize  # M/N elements of one swizzled row
+        for k in range(16):
+            for r0 in range(0, rows, per_chunk):
+                at = swizzle(start + (k // 8) * stride + (k % 8) * width + (r0 // atom) * leading
+                             + (r0 % atom) * esize, width)  # fmt: skip
+                out[r0 : r0 + per_chunk, k] = chunk(at)[: rows - r0]
+    for r in range(rows if not trans else 0):
         for kc in range(16 // per_chunk):
             if width:
                 at = swizzle(start + (r // 8) * stride + (r % 8) * width + kc * 16, width)
             else:
                 at = start + (r // 8) * stride + kc * leading + (r % 8) * 16
-            if at % 16 or at + 16 > len(block.smem):
-                raise EmulationError(f"wgmma operand chunk at shared address {at}: misaligned or out of range")
-            out[r, kc * per_chunk : (kc + 1) * per_chunk] = np.frombuffer(bytes(block.smem[at : at + 16]), np.uint16)
-            chunks.add(at >> 4)
+            out[r, kc * per_chunk : (kc + 1) * per_chunk] = chunk(at)
     for tid, written in block.unfenced.items():
         if written & chunks:
             raise EmulationError(

@@ -46,9 +46,12 @@ def run(s: wg.WgmmaSchedule, p: wg.Problem, rng: np.random.Generator) -> None:
     ptxas.assemble(print_ptx(module), "sm_90a", strict=True)
     a_bits, a = random_bf16(rng, (p.batch, p.m, p.k))
     b_bits, bt = random_bf16(rng, (p.batch, p.n, p.k))
+    # an M/N-major operand is stored transposed: At (k, m), B (k, n)
+    pairs = zip((a_bits, b_bits), p.majors, strict=True)
+    stored = [x.swapaxes(1, 2).copy() if major == "mn" else x for x, major in pairs]
     emu = Emulator(module)
     maps, pointers = [], []
-    for array, spec in zip((a_bits, b_bits), wg.tensor_maps(func).values(), strict=True):
+    for array, spec in zip(stored, wg.tensor_maps(func).values(), strict=True):
         addr = emu.heap.alloc(array.nbytes)
         emu.heap.put(addr, array)
         pointers.append(addr)
@@ -74,20 +77,27 @@ def run(s: wg.WgmmaSchedule, p: wg.Problem, rng: np.random.Generator) -> None:
 
 
 #: 128x128x64 (2x2 tiles, one K tile), and an edge: ragged M, N and K (zero-filled by TMA), 3 K tiles over 2
-#: stages, a batch of 2, bf16 output (odd N: scalar stores).
-CASES = [wg.Problem(128, 128, 64), wg.Problem(70, 37, 136, batch=2, out_dtype="bf16")]
+#: stages, a batch of 2, bf16 output (odd N: scalar stores); then M/N-major operands (imm-trans 1): the backward
+#: pass's dX = dY @ W (B stored [k, n]) on a ragged edge, and dW = dY.T @ X (both stored [k, .]).
+CASES = {
+    "128x128x64": wg.Problem(128, 128, 64),
+    "edge": wg.Problem(70, 37, 136, batch=2, out_dtype="bf16"),
+    "b_mn_edge": wg.Problem(72, 96, 80, majors=("k", "mn")),
+    "ab_mn": wg.Problem(64, 64, 128, majors=("mn", "mn")),
+}
 
 
-@pytest.mark.parametrize("problem", CASES, ids=["128x128x64", "edge"])
+@pytest.mark.parametrize("problem", CASES.values(), ids=list(CASES))
 @pytest.mark.parametrize("name", list(TEST_SCHEDULES))
 def test_wgmma_kernel_on_the_emulator(name: str, problem: wg.Problem, rng: np.random.Generator) -> None:
     run(TEST_SCHEDULES[name], problem, rng)
 
 
+@pytest.mark.parametrize("majors", [("k", "k"), ("mn", "mn")], ids=["k_major", "mn_major"])
 @pytest.mark.parametrize("name", list(wg.SCHEDULES))
-def test_wgmma_kernel_assembles_at_4096_with_hgmma_and_no_local_memory(name: str) -> None:
+def test_wgmma_kernel_assembles_at_4096_with_hgmma_and_no_local_memory(name: str, majors: tuple[str, str]) -> None:
     s = wg.SCHEDULES[name]
-    module, _ = module_of(s, wg.Problem(4096, 4096, 4096, out_dtype="bf16"))
+    module, _ = module_of(s, wg.Problem(4096, 4096, 4096, out_dtype="bf16", majors=majors))
     result = ptxas.assemble(print_ptx(module), "sm_90a", strict=True)
     info = result.kernels["mm"]
     assert info.spill_stores == 0 and info.stack_frame == 0
@@ -115,10 +125,13 @@ def test_wgmma_kernel_refuses_what_it_cannot_compute() -> None:
 # pg-bufferize) forced to each schedule, compiled for sm_90a, run by the launch plan on the emulator.
 
 
-def loops_bf16(m: int, n: int, k: int) -> str:
-    """A loop-stage matmul C (m x n, f32) = A (m x k, bf16) @ Bt.T (Bt: n x k, bf16), widened with arith.extf."""
+def loops_bf16(m: int, n: int, k: int, b_major: str = "k") -> str:
+    """A loop-stage matmul C (m x n, f32) = A (m x k, bf16) @ B, B stored as Bt (n x k, ``b_major`` "k") or as B
+    (k x n, "mn"), bf16 widened with arith.extf."""
+    b_type = f"memref<{n}x{k}xbf16>" if b_major == "k" else f"memref<{k}x{n}xbf16>"
+    b_index = "%j, %kk" if b_major == "k" else "%kk, %j"
     return f"""
-func.func @f(%a: memref<{m}x{k}xbf16>, %b: memref<{n}x{k}xbf16>,
+func.func @f(%a: memref<{m}x{k}xbf16>, %b: {b_type},
              %result0: memref<{m}x{n}xf32> {{pg.result = 0 : i64}}) {{
   %c0 = arith.constant 0 : index
   %c1 = arith.constant 1 : index
@@ -130,7 +143,7 @@ func.func @f(%a: memref<{m}x{k}xbf16>, %b: memref<{n}x{k}xbf16>,
   ^bb0(%i: index, %j: index):
     %sum = scf.for %kk = %c0 to %k step %c1 iter_args(%acc = %zero) -> (f32) {{
       %x0 = memref.load %a[%i, %kk] : memref<{m}x{k}xbf16>
-      %y0 = memref.load %b[%j, %kk] : memref<{n}x{k}xbf16>
+      %y0 = memref.load %b[{b_index}] : {b_type}
       %x = arith.extf %x0 : bf16 to f32
       %y = arith.extf %y0 : bf16 to f32
       %p = arith.mulf %x, %y : f32
@@ -145,16 +158,17 @@ func.func @f(%a: memref<{m}x{k}xbf16>, %b: memref<{n}x{k}xbf16>,
 """
 
 
-@pytest.mark.parametrize("name", list(wg.SCHEDULES))
-def test_compiled_program_runs_on_the_emulator(name: str, rng: np.random.Generator) -> None:
-    program = compile_for_cuda(parse_loops(loops_bf16(50, 72, 64)), arch="sm_90a", matmul_schedule=name)
+@pytest.mark.parametrize(("name", "b_major"), [("wgmma", "k"), ("wgmma-ws", "k"), ("wgmma", "mn")])
+def test_compiled_program_runs_on_the_emulator(name: str, b_major: str, rng: np.random.Generator) -> None:
+    program = compile_for_cuda(parse_loops(loops_bf16(50, 72, 64, b_major)), arch="sm_90a", matmul_schedule=name)
     (launch,) = program.steps
     assert isinstance(launch, cuda.Launch) and launch.shmem == wg.SCHEDULES[name].shared_bytes
     assert [type(a) for a in launch.args] == [cuda.TensorMap] * 2 + [cuda.Input, cuda.Input, cuda.Output]
     program.assemble(strict=True)
     a_bits, a = random_bf16(rng, (50, 64))
     b_bits, bt = random_bf16(rng, (72, 64))
-    (c,) = run_program(program, [a_bits.view(ml_dtypes.bfloat16), b_bits.view(ml_dtypes.bfloat16)])
+    b_in = b_bits if b_major == "k" else b_bits.T.copy()
+    (c,) = run_program(program, [a_bits.view(ml_dtypes.bfloat16), b_in.view(ml_dtypes.bfloat16)])
     assert_close(c, a, bt.T)
 
 

@@ -1,22 +1,25 @@
 """The Hopper tensor-core matmul schedules ``wgmma`` and ``wgmma-ws``: a ``ptx.func`` kernel built directly.
 
-C (M x N, f32 or bf16/f16) = A (M x K) @ Bt.T (Bt: N x K), A and Bt bf16 or f16 and K-major (K contiguous, as
-``x @ W.T`` of ``nn.Linear`` has them), accumulated in f32, optionally batched (a leading batch dim on A, Bt and C).
+C (M x N, f32 or bf16) = A (M x K) @ B (K x N), A and B bf16 or f16, each stored K-major (A[m, k], B as Bt[n, k],
+as ``x @ W.T`` of ``nn.Linear`` has them) or M/N-major (A as At[k, m], B[k, n], as the backward pass's
+``dY @ W`` and ``dY.T @ X`` have them), accumulated in f32, optionally batched (a leading batch dim on A, B and C).
 The kernel follows the public H100 GEMM worklogs (Pranjal Shankhdhar, "Outperforming cuBLAS on H100: a Worklog",
 2024, the fast.cu kernels; ThunderKittens' H100 GEMM levels; MLIR's ``nvgpu`` lowering of ``tma.async.load`` and
 ``warpgroup.mma``), written from the PTX ISA 8.0 (sections 9.7.8.24.9 ``cp.async.bulk.tensor``, 9.7.12.15
 ``mbarrier``, 9.7.14 ``wgmma``, 9.7.17.1 ``setmaxnreg``):
 
-- **TMA tiles**: A and Bt are passed as tensor maps (``.param .align 64 .b8 [128]``, made by the runtime with
-  ``cuTensorMapEncodeTiled``; :class:`TensorMapSpec` says what each describes). A box is 64 elements of K (128
-  bytes, one 128-byte swizzle width) by the tile's rows, landing in shared memory swizzled (CUTLASS's
-  ``Swizzle<3,4,3>``); elements outside the matrix arrive as zeros, so ragged M, N and K need no code.
+- **TMA tiles**: A and B are passed as tensor maps (``.param .align 64 .b8 [128]``, made by the runtime with
+  ``cuTensorMapEncodeTiled``; :class:`TensorMapSpec` says what each describes). A K-major box is 64 elements of K
+  (128 bytes, one 128-byte swizzle width) by the tile's rows; an M/N-major tile is boxes of 64 elements of M/N by
+  the 64 of K, one per 64 rows. Boxes land in shared memory swizzled (CUTLASS's ``Swizzle<3,4,3>``); elements
+  outside the matrix arrive as zeros, so ragged M, N and K need no code.
 - **A pipeline of ``stages``** shared-memory buffers, each with a *full* mbarrier: the copies of a stage complete on
   it (``mbarrier.arrive.expect_tx`` announces the bytes), consumers wait on its phase parity
   (``mbarrier.try_wait.parity``).
 - **wgmma**: each consumer warpgroup (128 threads) owns 64 rows of the tile and issues, per K tile, four
-  ``wgmma.mma_async.m64nBNk16`` reading A and Bt from 128-byte-swizzled shared-memory descriptors (the start
-  address advancing 32 bytes per k16), then ``commit_group`` and ``wait_group 0``. The BN/2 f32 accumulators a
+  ``wgmma.mma_async.m64nBNk16`` reading A and B from 128-byte-swizzled shared-memory descriptors (K-major: the
+  start address advancing 32 bytes per k16; M/N-major, ``imm-trans`` 1: 2048 bytes, atoms ``BK * 128`` bytes apart),
+  then ``commit_group`` and ``wait_group``. The BN/2 f32 accumulators a
   thread holds stay in registers for the whole K loop.
 - ``wgmma``: every warpgroup consumes; thread 0 also issues the copies, ``stages`` K tiles ahead, refilling a stage
   once all warpgroups have passed a ``bar.sync`` after reading it. One tile per block, grid (N tiles, M tiles,
@@ -31,9 +34,9 @@ The kernel follows the public H100 GEMM worklogs (Pranjal Shankhdhar, "Outperfor
 - **Epilogue**: each thread stores its accumulators (pairs of adjacent columns: ``st.global.v2.f32``, or one
   ``.b32`` of two bf16 rounded to nearest even) where they fall inside C.
 
-Limits (a matmul outside them keeps another schedule, see :func:`fits`): K-major A and Bt (``K % 8 == 0`` for the
-16-byte-aligned row pitch that TMA needs); M-major (transposed) operands would need ``imm-trans`` wgmma from
-MN-major swizzled tiles, which is not built yet.
+Limits (:func:`unsupported`): bf16/fp16 inputs; each operand a whole (batched) matrix whose contiguous dim is a
+multiple of 8 (the 16-byte row pitch TMA needs), at a 16-byte-aligned offset; a broadcast operand (no batch dim)
+is not built.
 """
 
 from __future__ import annotations
@@ -72,6 +75,8 @@ if TYPE_CHECKING:
 
 BK = 64
 """K elements of a tile: 128 bytes of bf16/f16, one 128-byte swizzle row."""
+ATOM = 64
+"""Elements of a 128-byte swizzle row: an M/N-major tile is stored as 64-wide atoms of BK rows of K."""
 SWIZZLE = 128
 WGMMA_K = 16
 WARPGROUP = 128
@@ -212,6 +217,9 @@ class Problem:
     offsets: tuple[int, int, int] = (0, 0, 0)
     operands: tuple[int, int, int] = (0, 1, 2)
     args: int = 3
+    majors: tuple[str, str] = ("k", "k")
+    """How A and B are stored: ``"k"`` K-major (A[m, k], Bt[n, k]) or ``"mn"`` M/N-major (A stored as At[k, m],
+    B as B[k, n])."""
 
 
 def unsupported(p: Problem) -> str | None:
@@ -220,8 +228,12 @@ def unsupported(p: Problem) -> str | None:
         return f"inputs of {p.dtype} (wgmma reads {'/'.join(INPUT_TYPES)})"
     if p.out_dtype not in OUTPUT_TYPES:
         return f"an output of {p.out_dtype}"
-    if p.k % 8 or min(p.m, p.n, p.k) < 1:
-        return f"K = {p.k} (TMA needs rows of a multiple of 16 bytes: K a multiple of 8)"
+    if min(p.m, p.n, p.k) < 1:
+        return "an empty matmul"
+    for role, major, rows in (("A", p.majors[0], p.m), ("B", p.majors[1], p.n)):
+        inner, name = (p.k, "K") if major == "k" else (rows, "M" if role == "A" else "N")
+        if inner % 8:
+            return f"{name} = {inner} (TMA needs rows of a multiple of 16 bytes: {name} of {role} a multiple of 8)"
     if p.offsets[0] % 16 or p.offsets[1] % 16:
         return "operands that are not 16-byte aligned"
     if p.m > 2**31 - 1 or p.n > 2**31 - 1 or p.batch > 65535:
@@ -241,10 +253,13 @@ def tensor_map_specs(s: WgmmaSchedule, p: Problem) -> tuple[TensorMapSpec, Tenso
     """The tensor maps of A (operand 0) and Bt (operand 1)."""
     specs = []
     for operand, rows, box_rows in ((0, p.m, s.bm), (1, p.n, s.bn)):
-        shape = (p.k, rows) + ((p.batch,) if p.batch > 1 else ())
-        strides = (p.k * 2,) + ((p.k * 2 * rows,) if p.batch > 1 else ())
-        box = (BK, box_rows) + ((1,) if p.batch > 1 else ())
-        specs.append(TensorMapSpec(p.operands[operand], p.offsets[operand], p.dtype, shape, strides, box))
+        # K-major: boxes of 64 elements of K by the tile's rows; M/N-major: 64 of M/N (one 128-byte swizzle row)
+        # by the K tile, one box per 64 rows of the tile
+        shape, box = ((p.k, rows), (BK, box_rows)) if p.majors[operand] == "k" else ((rows, p.k), (ATOM, BK))
+        batch = ((p.batch,), (p.k * 2 * rows,), (1,)) if p.batch > 1 else ((), (), ())
+        spec = TensorMapSpec(p.operands[operand], p.offsets[operand], p.dtype, shape + batch[0],
+                             (shape[0] * 2,) + batch[1], box + batch[2])  # fmt: skip
+        specs.append(spec)
     return specs[0], specs[1]
 
 
@@ -304,13 +319,26 @@ class _Kernel:
         ptx.MbarrierArriveOp(bar, self.s.stage_bytes)
         col = ptx.MulOp(kt, _imm(BK, "s32"), "s32", mode="lo").result
         extra = [batch] if batch is not None else []
-        ptx.CpAsyncBulkTensorOp(a, self.map_a, [col, row_a, *extra], bar)
-        ptx.CpAsyncBulkTensorOp(b, self.map_b, [col, row_b, *extra], bar)
+        for tile, tmap, row, rows, major in ((a, self.map_a, row_a, self.s.bm, self.p.majors[0]),
+                                             (b, self.map_b, row_b, self.s.bn, self.p.majors[1])):  # fmt: skip
+            if major == "k":
+                ptx.CpAsyncBulkTensorOp(tile, tmap, [col, row, *extra], bar)
+                continue
+            for j in range(rows // ATOM):  # one box per 64 rows, BK * 128 bytes apart
+                dst = _op(ptx.AddOp, tile, j * BK * 2 * ATOM) if j else tile
+                at = _op(ptx.AddOp, row, ATOM * j, "s32") if j else row
+                ptx.CpAsyncBulkTensorOp(dst, tmap, [at, col, *extra], bar)
 
-    def descriptor(self, addr: SSAValue) -> SSAValue:
+    @staticmethod
+    def descriptor(addr: SSAValue, major: str) -> SSAValue:
+        """The shared-memory matrix descriptor of a tile at ``addr`` with the 128-byte swizzle (PTX ISA 8.0 section
+        9.7.14.5.1; CUTLASS's canonical GMMA layouts): K-major, 8-row groups 1024 bytes apart (the stride byte
+        offset; the leading one unused); M/N-major, 8-row groups of K 1024 bytes apart and 64-wide atoms of M/N
+        ``BK * 128`` bytes apart (the leading byte offset)."""
         wide = ptx.CvtOp(addr, "u64", "u32").result
         field = ptx.AndOp(ptx.ShrOp(wide, _imm(4), "u64").result, _imm(0x3FFF, "b64"), "b64").result
-        return ptx.OrOp(field, _imm(ptx.wgmma_descriptor(0, 16, 8 * SWIZZLE, SWIZZLE), "b64"), "b64").result
+        leading = 16 if major == "k" else BK * 2 * ATOM
+        return ptx.OrOp(field, _imm(ptx.wgmma_descriptor(0, leading, 8 * SWIZZLE, SWIZZLE), "b64"), "b64").result
 
     def mma(self, stage: SSAValue, first: SSAValue, consumer: SSAValue, pending: int = 0) -> None:
         """The warpgroup's four m64nBNk16 on its 64 rows of the stage, one commit group; ``first`` (a predicate) is
@@ -318,13 +346,17 @@ class _Kernel:
         groups are in flight."""
         a, b, _ = self.stage_addr(stage)
         a = ptx.MadOp(consumer, _imm(64 * BK * 2), a, "u32", mode="lo").result
-        da, db = self.descriptor(a), self.descriptor(b)
+        majors = self.p.majors
+        da, db = self.descriptor(a, majors[0]), self.descriptor(b, majors[1])
+        trans = [int(m == "mn") for m in majors]
         ptx.WgmmaFenceOp()
         for kk in range(BK // WGMMA_K):
-            step = _imm(2 * kk, "b64")  # 32 bytes >> 4
-            desc_a = ptx.AddOp(da, step, "s64").result if kk else da
-            desc_b = ptx.AddOp(db, step, "s64").result if kk else db
-            ptx.WgmmaMmaAsyncOp(self.s.bn, self.p.dtype, self.acc, desc_a, desc_b, first if kk == 0 else self.true)
+            # the next 16 of K: 32 bytes along a K-major row, 16 rows (2048 bytes) of an M/N-major tile; >> 4
+            steps = [(2 if m == "k" else 128) * kk for m in majors]
+            desc_a = ptx.AddOp(da, _imm(steps[0], "b64"), "s64").result if kk else da
+            desc_b = ptx.AddOp(db, _imm(steps[1], "b64"), "s64").result if kk else db
+            ptx.WgmmaMmaAsyncOp(self.s.bn, self.p.dtype, self.acc, desc_a, desc_b, first if kk == 0 else self.true,
+                                trans_a=trans[0], trans_b=trans[1])  # fmt: skip
         ptx.WgmmaCommitGroupOp()
         ptx.WgmmaWaitGroupOp(pending)
 
@@ -564,6 +596,8 @@ def build_kernel(s: WgmmaSchedule, p: Problem, name: str) -> ptx.FuncOp:
     threads and ``s.shared_bytes`` of dynamic shared memory. Raises ``ValueError`` for a problem it cannot do."""
     s.check()
     why = unsupported(p)
+    if why is None and "mn" in p.majors and (s.bm % ATOM or s.bn % ATOM):
+        why = f"M/N-major operands need tiles of whole {ATOM}-wide atoms"
     if why is not None:
         raise ValueError(f"the {s.name} schedule cannot compute a {p.m}x{p.n}x{p.k} matmul: {why}")
     return _Kernel(s, p, name).build()
@@ -630,7 +664,7 @@ def schedule_nest(nest: MatmulNest, name: str) -> None:
     s = SCHEDULES[name]
     par = nest.par
     *batch_ivs, m_iv, n_iv = nest.ivs
-    loads = []
+    loads, majors = [], []
     for role, operand, i_iv in (("A", nest.a, m_iv), ("B", nest.b, n_iv)):
         load = _plain_load(operand.ops)
         if load is None:
@@ -638,17 +672,22 @@ def schedule_nest(nest: MatmulNest, name: str) -> None:
         dtype = type_name(load.res.type)
         if dtype not in INPUT_TYPES:
             raise _tensor_core_error(name, dtype, where(par))
-        if list(load.indices) != [*batch_ivs, i_iv, nest.k_iv]:
+        indices = list(load.indices)
+        if indices == [*batch_ivs, i_iv, nest.k_iv]:
+            majors.append("k")
+        elif indices == [*batch_ivs, nest.k_iv, i_iv]:
+            majors.append("mn")
+        else:
             raise PassFailedException(
-                f"pg-matmul-schedule: {name} reads A[m, k] and B as [n, k] (K-major, as x @ W.T); operand {role}"
-                f"{where(par)} is read in another order (M/N-major operands are not built yet)"
+                f"pg-matmul-schedule: {name} reads each operand as a (batched) matrix, K-major ([m, k], [n, k]) or "
+                f"M/N-major ([k, m], [k, n]); operand {role}{where(par)} is read otherwise (a broadcast or a view)"
             )
         loads.append(load)
     out_type = nest.out.type
     assert isinstance(out_type, MemRefType)
     out_dtype = type_name(out_type.get_element_type())
     dtype = type_name(loads[0].res.type)
-    p = Problem(nest.m, nest.n, nest.k, math.prod(nest.batch), dtype, out_dtype)
+    p = Problem(nest.m, nest.n, nest.k, math.prod(nest.batch), dtype, out_dtype, majors=(majors[0], majors[1]))
     why = unsupported(p)
     if why is not None or type_name(loads[1].res.type) != dtype:
         why = why or "A and B of different types"
@@ -673,6 +712,7 @@ def schedule_nest(nest: MatmulNest, name: str) -> None:
             "sizes": ArrayAttr([IntegerAttr(v, i64) for v in (p.m, p.n, p.k, p.batch)]),
             "dtype": StringAttr(p.dtype),
             "out_dtype": StringAttr(p.out_dtype),
+            "majors": ArrayAttr([StringAttr(x) for x in p.majors]),
         }
     )
     launch.attributes["gpu.known_block_size"] = DenseArrayBase.from_list(i32, [s.threads, 1, 1])
@@ -709,6 +749,7 @@ def lower_kernel(func: gpu.FuncOp, target: str) -> ptx.FuncOp | None:
             f"setmaxnreg); compiling for {target}: pass arch='sm_90a' (pgc --arch=sm_90a)"
         )
     m, n, k, batch = (x.value.data for x in d["sizes"].data)  # type: ignore[attr-defined]
+    majors = tuple(x.data for x in d["majors"].data)  # type: ignore[attr-defined]
     pointers = [op for op in func.body.block.ops if isinstance(op, memref.ExtractAlignedPointerAsIndexOp)]
     assert len(pointers) == 3, pointers
     places = [_buffer(op.source, func) for op in pointers]
@@ -717,6 +758,7 @@ def lower_kernel(func: gpu.FuncOp, target: str) -> ptx.FuncOp | None:
         offsets=tuple(off for _, off in places),  # type: ignore[arg-type]
         operands=tuple(i for i, _ in places),  # type: ignore[arg-type]
         args=len(func.body.block.args),
+        majors=majors,  # type: ignore[arg-type]
     )  # fmt: skip
     kernel = build_kernel(SCHEDULES[name], p, func.sym_name.data)
     kernel.attributes[SHARED_BYTES_ATTR] = IntegerAttr(SCHEDULES[name].shared_bytes, i64)

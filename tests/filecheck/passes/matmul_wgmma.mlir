@@ -16,7 +16,7 @@
 // LAUNCH-NEXT:   "memref.extract_aligned_pointer_as_index"(%b) : (memref<320x64xbf16>) -> index
 // LAUNCH-NEXT:   "memref.extract_aligned_pointer_as_index"(%result0) : (memref<200x320xf32>) -> index
 // LAUNCH-NEXT:   "gpu.terminator"
-// LAUNCH:      pg.schedule = "wgmma", pg.wgmma = {schedule = "wgmma", sizes = [200 : i64, 320 : i64, 64 : i64, 1 : i64], dtype = "bf16", out_dtype = "f32"}
+// LAUNCH:      pg.schedule = "wgmma", pg.wgmma = {schedule = "wgmma", sizes = [200 : i64, 320 : i64, 64 : i64, 1 : i64], dtype = "bf16", out_dtype = "f32", majors = ["k", "k"]}
 
 // ERR: pg-to-ptx: matmul schedule 'wgmma' (bf16) needs target sm_90a (wgmma.mma_async, setmaxnreg); compiling for sm_90
 
