@@ -214,12 +214,12 @@ def main() -> None:
 
     import torch
 
-    from picograd.passes.schedule import SCHEDULES, TENSOR_CORE
+    from picograd.passes.schedule import SCHEDULES, WGMMA
     from picograd.runtime import cuda
 
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
-    names = opts.schedules.split(",") if opts.schedules else [*SCHEDULES, "auto", *TENSOR_CORE]
+    names = opts.schedules.split(",") if opts.schedules else [*SCHEDULES, "auto", *WGMMA]
     env = {
         "date": datetime.date.today().isoformat(),
         "gpu": torch.cuda.get_device_name(0),
@@ -247,7 +247,7 @@ def main() -> None:
         for name in names:
             if opts.skip_slow and name in ("naive", "coalesced") and m * n * k > 4096**3:
                 continue
-            if name in TENSOR_CORE and bf16 is None:
+            if name in WGMMA and bf16 is None:
                 a16, bt16 = a.to(torch.bfloat16), torch.randn((n, k), device="cuda", generator=gen).to(torch.bfloat16)
                 ref16 = a16.double() @ bt16.double().T
                 c16 = torch.empty((m, n), device="cuda", dtype=torch.bfloat16)
@@ -255,16 +255,16 @@ def main() -> None:
                 rel16 = float(torch.linalg.norm(c16.double() - ref16) / torch.linalg.norm(ref16))
                 bf16 = (a16, bt16, ref16, ms16, rel16)
             try:
-                if name in TENSOR_CORE:
+                if name in WGMMA:
                     assert bf16 is not None
                     r = run_tensor_core(torch, cuda, name, m, n, k, *bf16[:3])
                 else:
                     r = run_schedule(torch, cuda, name, m, n, k, a, b, ref)
             except Exception as e:  # one failing rung must not lose the others
                 r = {"schedule": name, "error": f"{type(e).__name__}: {e}"[:2000]}
-            tensor_core = name in TENSOR_CORE and bf16 is not None
+            tensor_core = name in WGMMA and bf16 is not None
             base_ms, base_rel = (bf16[3], bf16[4]) if tensor_core else (cublas_ms, cublas_rel)
-            row = {**env, "m": m, "n": n, "k": k, "dtype": "bf16" if name in TENSOR_CORE else "float32", **r,
+            row = {**env, "m": m, "n": n, "k": k, "dtype": "bf16" if name in WGMMA else "float32", **r,
                    "cublas_ms": base_ms, "cublas_tflops": flop / base_ms / 1e9, "cublas_rel_err": base_rel}  # fmt: skip
             if "ms" in r:
                 row["tflops"] = flop / r["ms"] / 1e9

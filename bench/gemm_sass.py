@@ -52,9 +52,9 @@ def cuobjdump() -> str:
 
 
 def schedules() -> list[str]:
-    from picograd.passes.schedule import SCHEDULES, TENSOR_CORE
+    from picograd.passes.schedule import SCHEDULES, WGMMA
 
-    return ["auto", *SCHEDULES, *TENSOR_CORE]
+    return ["auto", *SCHEDULES, *WGMMA]
 
 
 def sass_counts(ptx: str, tmp: str, arch: str = "sm_90") -> dict:
@@ -95,16 +95,16 @@ SMALL = 512
 def gemm_entry(schedule: str, tmp: str, size: int = SIZE) -> dict:
     from bench.gemm import matmul_module, tensor_core_module
     from picograd.driver.gpu_compile import compile_for_cuda
-    from picograd.passes.schedule import TENSOR_CORE
+    from picograd.passes.schedule import WGMMA
 
-    if schedule in TENSOR_CORE:  # bf16 in, f32 out, on sm_90a (wgmma, setmaxnreg)
+    if schedule in WGMMA:  # bf16 in, f32 out, on sm_90a (wgmma, setmaxnreg)
         module, arch = tensor_core_module(size, size, size), "sm_90a"
     else:
         module, arch = matmul_module(size, size, size), "sm_90"
     program = compile_for_cuda(module, arch=arch, matmul_schedule=schedule)
     kernels = re.findall(r"\.entry\s+(\w+)", program.ptx)
     entry = {"kernels": len(kernels), **sass_counts(program.ptx, tmp, arch)}
-    if schedule in TENSOR_CORE:
+    if schedule in WGMMA:
         shmem = [s.shmem for s in program.steps if getattr(s, "shmem", 0)]
         entry.update(arch=arch, dtype="bf16", dynamic_smem_bytes=max(shmem, default=0))
     return entry

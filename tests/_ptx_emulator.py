@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
 
+import ml_dtypes
 import numpy as np
 from xdsl.ir import SSAValue
 
@@ -50,7 +51,12 @@ from picograd.runtime import cuda
 
 POISON = 0xFF
 
-_F = {"f32": ("<f", np.float32), "f64": ("<d", np.float64)}
+_F = {
+    "f32": ("<f", np.float32),
+    "f64": ("<d", np.float64),
+    "f16": ("<e", np.float16),
+    "bf16": ("", ml_dtypes.bfloat16),  # no struct code: through a numpy view of the bits
+}
 
 
 def width(t: str) -> int:
@@ -59,12 +65,16 @@ def width(t: str) -> int:
 
 def to_float(bits: int, t: str) -> Any:
     fmt, typ = _F[t]
+    if t == "bf16":
+        return np.array([bits & 0xFFFF], dtype=np.uint16).view(typ)[0]
     n = width(t) // 8
     return typ(struct.unpack(fmt, (bits & ((1 << (8 * n)) - 1)).to_bytes(n, "little"))[0])
 
 
 def from_float(value: Any, t: str) -> int:
     fmt, typ = _F[t]
+    if t == "bf16":  # ml_dtypes rounds to nearest even (from the f32 value: one rounding, as cvt.rn.bf16.f32)
+        return int(np.array([np.float32(value)]).astype(typ).view(np.uint16)[0])
     return int.from_bytes(struct.pack(fmt, typ(value)), "little")
 
 
@@ -814,7 +824,9 @@ class Emulator:
                     src = get(op.src) + (op.src_offset.value.data if op.src_offset is not None else 0)
                     valid = get(op.src_size)
                     if dst % size or src % size or valid > size:
-                        raise EmulationError(f"cp.async of {size} bytes: misaligned, or src-size {valid}")
+                        raise EmulationError(
+                            f"cp.async of {size} bytes: dst {dst} or src {src} misaligned, or src-size {valid}"
+                        )
                     smem[dst : dst + size] = bytes(heap[src : src + valid]) + bytes(size - valid)
                     block.generic_write(tid, dst, size)
                 case ptx.CpAsyncCommitGroupOp() | ptx.CpAsyncWaitGroupOp():

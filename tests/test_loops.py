@@ -532,9 +532,11 @@ def test_vjp(name: str, rng: np.random.Generator) -> None:
 # A whole compiled train step
 
 
-def tiny_mlp_module(optimizer: str) -> ModuleOp:
+def tiny_mlp_module(optimizer: str, autocast: Any = None) -> ModuleOp:
     """A Bengio-style MLP (batch 4, vocab 5, embedding 2, hidden 6) with cross-entropy and SGD (or AdamW): its
-    compiled train step at the 'step' stage."""
+    compiled train step at the 'step' stage; under ``pg.autocast("cpu", dtype=autocast)`` when given."""
+    import contextlib
+
     import picograd.nn.functional as F
 
     import picograd as pgm
@@ -557,7 +559,8 @@ def tiny_mlp_module(optimizer: str) -> ModuleOp:
 
     @pgm.compile
     def step(x: Any, y: Any) -> Any:
-        loss = F.cross_entropy(model(x), y)
+        with pgm.autocast("cpu", dtype=autocast) if autocast is not None else contextlib.nullcontext():
+            loss = F.cross_entropy(model(x), y)
         opt.zero_grad()
         loss.backward()
         opt.step()

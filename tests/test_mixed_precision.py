@@ -325,20 +325,34 @@ def test_matmul_precision_names_what_a_schedule_may_use(rng):
     assert not pg.backends.cuda.matmul.allow_tf32
 
 
-def test_loops_stage_rejects_16_bit_floats_clearly(rng):
-    x = pg.tensor(rng.standard_normal((4, 5)).astype(np.float32))
+@pytest.mark.parametrize("name", LOW)
+def test_autocast_mlp_step_on_the_loop_interpreter_and_the_ptx_emulator(rng, name):
+    """The tiny MLP's train step under ``pg.autocast(dtype=bf16/f16)`` through pg-bufferize, the loop stage (loop
+    interpreter) and PTX (emulator, ptxas): 16-bit buffers, math in f32 rounded once per op, f32 accumulation in
+    matmuls and reductions, so both agree with the CPU executor bit for bit but for the order of sums (tolerance)."""
+    from _ptx_emulator import run_program
+    from test_loops import only_func, tiny_mlp_inputs, tiny_mlp_module
 
-    @pg.compile
-    def f(x):
-        return (x.bfloat16() * 2).float()
+    from picograd.driver.gpu_compile import compile_for_cuda
+    from picograd.driver.pipeline import lower_to
+    from picograd.runtime.loop_interpreter import run_function
+    from picograd.runtime.numpy_executor import compile_func
 
-    with pytest.raises(Exception, match=r"bf16 .*not supported yet on the loops, gpu and ptx stages"):
-        f.ir("loops", (x,))
-    from picograd.driver.gpu_compile import compile_for_cuda  # what a "cuda" step runs: one clear CompileError
-
-    with pytest.raises(pg.CompileError, match=r"compiling for CUDA failed: pg-bufferize: .*'pg.cast' at .*bf16"):
-        compile_for_cuda(f.ir("simplify", (x,)))
-    np.testing.assert_array_equal(f(x).numpy(), x.bfloat16().float().numpy() * 2)
+    module = tiny_mlp_module("sgd", autocast=getattr(pg, name))
+    fn = only_func(module)
+    text = str(module)
+    assert ("bf16" if name == "bfloat16" else "f16") in text  # the step computes in 16 bits
+    inputs = tiny_mlp_inputs(rng, module, "sgd")
+    want = compile_func(fn)(*inputs)
+    program = compile_for_cuda(module)
+    program.assemble(strict=True)
+    emulated = run_program(program, inputs)
+    lower_to(module, "loops")
+    interpreted = run_function(module, fn.sym_name.data, inputs)
+    for w, g, e in zip(want, interpreted, emulated, strict=True):
+        assert np.isfinite(w).all() and g.dtype == w.dtype == e.dtype
+        np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(e, w, rtol=1e-5, atol=1e-6)
 
 
 # ---------------------------------------------------------------------------------------------------------------

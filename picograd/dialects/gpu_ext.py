@@ -52,6 +52,8 @@ from typing import ClassVar
 from xdsl.dialects import gpu
 from xdsl.dialects.builtin import (
     I64,
+    BFloat16Type,
+    Float16Type,
     Float32Type,
     Float64Type,
     IndexType,
@@ -59,6 +61,9 @@ from xdsl.dialects.builtin import (
     IntegerType,
     MemRefType,
     StringAttr,
+    UnitAttr,
+    f32,
+    i32,
     i64,
 )
 from xdsl.ir import Attribute, Dialect, Operation, SSAValue
@@ -67,6 +72,7 @@ from xdsl.irdl import (
     IRDLOperation,
     irdl_op_definition,
     operand_def,
+    opt_prop_def,
     prop_def,
     result_def,
     var_operand_def,
@@ -328,7 +334,95 @@ class AsyncWaitOp(IRDLOperation):
         _check_in_kernel(self)
 
 
+@irdl_op_definition
+class LdMatrixOp(IRDLOperation):
+    """``gpu_ext.ldmatrix``: the warp loads ``num`` (1, 2, 4) 8x8 matrices of 16-bit elements from a workgroup
+    buffer (MLIR's ``nvgpu.ldmatrix``; PTX ``ldmatrix.sync.aligned.m8n8.x4{.trans}.shared.b16``, PTX ISA 8.0
+    section 9.7.13.4.15, sm_75+). Each thread gives the indices of one 16-byte row (threads 8i..8i+7: matrix i);
+    each result is an ``i32`` holding two 16-bit elements of one matrix (of its transpose with ``trans``) in the
+    fragment layout of ``mma.sync``. All 32 lanes must execute it. 32-bit elements (tf32) load as pairs of halves::
+
+        %r:4 = gpu_ext.ldmatrix %tile[%s, %row, %col], 4 trans : memref<3x32x128xbf16, 3 : i64> -> i32, i32, i32, i32
+    """
+
+    name = "gpu_ext.ldmatrix"
+    base = operand_def(MemRefType)
+    indices = var_operand_def(IndexType)
+    num = prop_def(IntegerAttr[I64])
+    trans = opt_prop_def(UnitAttr)
+    fragments = var_result_def(IntegerType)
+    assembly_format = (
+        "$base `[` $indices `]` `,` $num (`trans` $trans^)? attr-dict `:` type($base) `->` type($fragments)"
+    )
+
+    def __init__(self, base: SSAValue, indices: list[SSAValue], num: int, trans: bool = False):
+        props: dict[str, Attribute] = {"num": IntegerAttr(num, i64)}
+        if trans:
+            props["trans"] = UnitAttr()
+        super().__init__(operands=[base, indices], properties=props, result_types=[[i32] * num])
+
+    def verify_(self) -> None:
+        num = self.num.value.data
+        if num not in (1, 2, 4) or len(self.fragments) != num:
+            raise VerifyException(f"gpu_ext.ldmatrix: loads 1, 2 or 4 matrices into as many i32 results, not {num}")
+        if not is_workgroup(self.base.type):
+            raise VerifyException("gpu_ext.ldmatrix: reads a workgroup buffer")
+        t = self.base.type
+        assert isinstance(t, MemRefType)
+        if len(self.indices) != len(t.get_shape()):
+            raise VerifyException(
+                f"gpu_ext.ldmatrix: {len(self.indices)} indices for a rank-{len(t.get_shape())} buffer"
+            )
+        if any(r.type != i32 for r in self.fragments):
+            raise VerifyException("gpu_ext.ldmatrix: results are i32 fragments")
+        _check_in_kernel(self)
+
+
+@irdl_op_definition
+class MmaSyncOp(IRDLOperation):
+    """``gpu_ext.mma_sync``: one warp computes D = A @ B + C on a ``shape`` tile (``m16n8k16`` for ``bf16``/``f16``,
+    ``m16n8k8`` for ``tf32``) with ``f32`` accumulators (MLIR's ``nvgpu.mma.sync``; PTX
+    ``mma.sync.aligned.<shape>.row.col.f32.<type>.<type>.f32``, PTX ISA 8.0 section 9.7.13.4, sm_80+). A and B are
+    ``i32`` fragments (as ``gpu_ext.ldmatrix`` gives them), C and D ``f32``, as many as ``ptx.MMA_SHAPES`` says. All
+    32 lanes must execute it. Printed in the generic form."""
+
+    name = "gpu_ext.mma_sync"
+    a = var_operand_def(IntegerType)
+    b = var_operand_def(IntegerType)
+    c = var_operand_def(Float32Type)
+    d = var_result_def(Float32Type)
+    shape = prop_def(StringAttr)
+    type = prop_def(StringAttr)
+    irdl_options = (AttrSizedOperandSegments(as_property=True),)
+
+    def __init__(self, shape: str, type: str, a: list[SSAValue], b: list[SSAValue], c: list[SSAValue]):
+        super().__init__(
+            operands=[a, b, c],
+            properties={"shape": StringAttr(shape), "type": StringAttr(type)},
+            result_types=[[f32] * len(c)],
+        )
+
+    def verify_(self) -> None:
+        from picograd.dialects.ptx import MMA_SHAPES  # the one table of fragment sizes
+
+        key = (self.shape.data, self.type.data)
+        if key not in MMA_SHAPES:
+            raise VerifyException(f"gpu_ext.mma_sync: no mma.sync of shape {key[0]} on {key[1]}; see ptx.MMA_SHAPES")
+        row = MMA_SHAPES[key]
+        counts = (len(self.a), len(self.b), len(self.c), len(self.d))
+        if counts != (row.a_regs, row.b_regs, row.c_regs, row.c_regs):
+            raise VerifyException(
+                f"gpu_ext.mma_sync: {key[0]}.{key[1]} takes {row.a_regs} A, {row.b_regs} B and {row.c_regs} C/D "
+                f"registers, got {counts[:3]} and {counts[3]}"
+            )
+        if any(v.type != i32 for v in (*self.a, *self.b)):
+            raise VerifyException("gpu_ext.mma_sync: A and B fragments are i32")
+        _check_in_kernel(self)
+
+
 def _element_bytes(t: Attribute) -> int:
+    if isinstance(t, BFloat16Type | Float16Type):
+        return 2
     if isinstance(t, Float32Type):
         return 4
     if isinstance(t, Float64Type | IndexType):
@@ -346,6 +440,16 @@ def is_workgroup(t: Attribute) -> bool:
 
 GPU_EXT = Dialect(
     "gpu_ext",
-    [ShuffleOp, WorkgroupAllocOp, VectorLoadOp, VectorStoreOp, AsyncCopyOp, AsyncCommitOp, AsyncWaitOp],
+    [
+        ShuffleOp,
+        WorkgroupAllocOp,
+        VectorLoadOp,
+        VectorStoreOp,
+        AsyncCopyOp,
+        AsyncCommitOp,
+        AsyncWaitOp,
+        LdMatrixOp,
+        MmaSyncOp,
+    ],
     [],
 )

@@ -131,6 +131,8 @@ TYPE_WIDTH: dict[str, int] = {
     "b32": 32,
     "u32": 32,
     "s32": 32,
+    "f16": 16,
+    "bf16": 16,
     "f32": 32,
     "b64": 64,
     "u64": 64,
@@ -146,7 +148,9 @@ BITS = ("b16", "b32", "b64")
 FLOATS = ("f32", "f64")
 ALL_VALUE_TYPES = BITS + INTEGER + FLOATS
 MEMORY_TYPES = ("b8", "u8", "s8") + ALL_VALUE_TYPES  # ld / st / ld.param element types
-CVT_TYPES = ("u8", "u16", "u32", "u64", "s8", "s16", "s32", "s64", "f32", "f64")
+HALF_FLOATS = ("f16", "bf16")
+"""16-bit float instruction types (held in ``.b16`` registers): ``cvt`` sources and results, ``mma`` inputs."""
+CVT_TYPES = ("u8", "u16", "u32", "u64", "s8", "s16", "s32", "s64", *HALF_FLOATS, "f32", "f64")
 FLOAT_ROUNDING = ("rn", "rz", "rm", "rp")
 INTEGER_ROUNDING = ("rni", "rzi", "rmi", "rpi")
 
@@ -325,7 +329,7 @@ f64 = _REGISTER_TYPES["f64"]
 
 def reg(kind: str) -> RegisterType:
     """The register type of a PTX kind; 8-bit integer kinds give the 16-bit register that holds them."""
-    kind = {"b8": "b16", "u8": "u16", "s8": "s16"}.get(kind, kind)
+    kind = {"b8": "b16", "u8": "u16", "s8": "s16", "f16": "b16", "bf16": "b16"}.get(kind, kind)
     if kind not in _REGISTER_TYPES:
         raise ValueError(f"no PTX register kind '{kind}', expected one of {REGISTER_KINDS}")
     return _REGISTER_TYPES[kind]
@@ -1545,7 +1549,7 @@ class CvtOp(Instruction):
 
     def verify_modifiers(self) -> None:
         d, a, rnd = self.dest_type, self.source_type, self.mod("rnd")
-        d_float, a_float = d in FLOATS, a in FLOATS
+        d_float, a_float = d in FLOATS + HALF_FLOATS, a in FLOATS + HALF_FLOATS
         if a_float and not d_float:
             if rnd not in INTEGER_ROUNDING:
                 raise self.fail(f"float-to-integer cvt.{d}.{a} needs an integer rounding (.rni .rzi .rmi .rpi)")

@@ -5,7 +5,16 @@ from __future__ import annotations
 
 import math
 
-from xdsl.dialects.builtin import FileLineColLoc, Float32Type, Float64Type, IntegerType, MemRefType, TensorType
+from xdsl.dialects.builtin import (
+    BFloat16Type,
+    FileLineColLoc,
+    Float16Type,
+    Float32Type,
+    Float64Type,
+    IntegerType,
+    MemRefType,
+    TensorType,
+)
 from xdsl.ir import Attribute, Operation
 
 
@@ -29,6 +38,8 @@ def element_bytes(element: Attribute) -> int:
         return 4
     if isinstance(element, Float64Type):
         return 8
+    if isinstance(element, BFloat16Type | Float16Type):
+        return 2
     if isinstance(element, IntegerType):
         return max(1, (element.width.data + 7) // 8)
     raise NotImplementedError(f"no buffer layout for element type {element}")

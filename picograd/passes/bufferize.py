@@ -143,7 +143,6 @@ def _check_bufferizable(fn: func.FuncOp) -> list[kernel.FusedOp]:
     kernels = []
     for op in fn.body.block.ops:
         if isinstance(op, kernel.FusedOp):
-            _check_element_types(name, op)
             kernels.append(op)
         elif not isinstance(op, func.ReturnOp):
             raise PassFailedException(
@@ -151,18 +150,6 @@ def _check_bufferizable(fn: func.FuncOp) -> list[kernel.FusedOp]:
                 "bufferized (run pg-fuse first)"
             )
     return kernels
-
-
-def _check_element_types(name: str, fused: kernel.FusedOp) -> None:
-    """Raise ``PassFailedException`` naming the first op of ``fused`` on ``bf16``/``f16`` tensors: the loops, gpu
-    and ptx stages do not handle 16-bit floats yet (the CPU executor runs them at the simplify stage)."""
-    for op in fused.body.walk():
-        for v in (*op.operands, *op.results):
-            if isinstance(v.type, TensorType) and pg.is_low_precision(v.type.element_type):
-                raise PassFailedException(
-                    f"pg-bufferize: @{name}: '{op.name}'{where(op)} works on {v.type.element_type} tensors; bf16 and "
-                    "f16 are not supported yet on the loops, gpu and ptx stages (the CPU executor runs them)"
-                )
 
 
 def reshape_alias_source(op: kernel.FusedOp) -> SSAValue | None:

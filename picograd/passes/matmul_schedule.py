@@ -89,7 +89,7 @@ from picograd.dialects import gpu_ext
 from picograd.dialects.kernel import ScheduleAttr
 from picograd.passes._buffers import where
 from picograd.passes.kinds import matmul_wgmma
-from picograd.passes.schedule import TENSOR_CORE, VEC, Schedule, check_schedule, matmul_rung
+from picograd.passes.schedule import VEC, WGMMA, Schedule, check_schedule, matmul_rung
 from picograd.passes.to_gpu import SCHEDULE_ATTR, _const_int
 from picograd.passes.to_loops import KERNEL_ATTR, KIND_ATTR
 
@@ -138,8 +138,17 @@ class MatmulNest:
     ivs: list[SSAValue]
     k_iv: SSAValue
 
+    @property
+    def precision(self) -> str:
+        """As ``pg.MatmulOp.precision`` names it, from the output buffer (``tf32`` is not recorded in loop nests):
+        ``bf16``, ``fp16``, ``fp32`` or ``fp64``."""
+        t = self.out.type
+        assert isinstance(t, MemRefType)
+        names = {"bf16": "bf16", "f16": "fp16", "f32": "fp32", "f64": "fp64"}
+        return names.get(str(getattr(t.element_type, "name", "")), "fp32")
 
-def _aligned16(buf: SSAValue) -> bool:
+
+def aligned16(buf: SSAValue) -> bool:
     """Whether ``buf`` starts on a 16-byte boundary: a kernel argument or scratch buffer (the runtime allocates
     them 256-byte aligned) or a view of one at such an offset; ``memref.global`` constants make no promise."""
     owner = buf.owner
@@ -170,7 +179,7 @@ def _depends(ops: Sequence[Operation], v: SSAValue) -> bool:
     return any(v in op.operands for op in ops)
 
 
-def _operand(value: SSAValue, body: Block, dims: list[SSAValue], other: SSAValue) -> Operand | None:
+def match_operand(value: SSAValue, body: Block, dims: list[SSAValue], other: SSAValue) -> Operand | None:
     ops = _slice(value, body)
     if ops is None or _depends(ops, other):
         return None
@@ -209,11 +218,15 @@ def match_matmul(par: scf.ParallelOp) -> MatmulNest | None:
     extents = [int(b[1]) for b in bounds]  # type: ignore[arg-type]
     block = par.body.block
     ops = list(block.ops)
-    if len(ops) != 3 or not isinstance(ops[0], scf.ForOp) or not isinstance(ops[1], memref.StoreOp):
+    rounded = len(ops) == 4 and isinstance(ops[1], arith.TruncFOp)  # bf16/f16: f32 sums rounded once at the store
+    if len(ops) != 3 + rounded or not isinstance(ops[0], scf.ForOp) or not isinstance(ops[-2], memref.StoreOp):
         return None
-    loop, store = ops[0], ops[1]
+    loop, store = ops[0], ops[-2]
+    stored = ops[1].input if isinstance(ops[1], arith.TruncFOp) else store.value
     ivs: list[SSAValue] = list(block.args)
-    if list(store.indices) != ivs or store.value is not loop.results[0] or len(loop.results) != 1:
+    if list(store.indices) != ivs or stored is not loop.results[0] or len(loop.results) != 1:
+        return None
+    if rounded and store.value is not ops[1].results[0]:
         return None
     if _const_int(loop.lb) != 0 or _const_int(loop.step) != 1 or (k := _const_int(loop.ub)) is None:
         return None
@@ -231,8 +244,8 @@ def match_matmul(par: scf.ParallelOp) -> MatmulNest | None:
     if not isinstance(prod, arith.MulfOp) or len(list(body.ops)) < 3:
         return None
     *batch, m_iv, n_iv = ivs
-    a = _operand(prod.lhs, body, [*batch, m_iv, k_iv], n_iv)
-    b = _operand(prod.rhs, body, [*batch, n_iv, k_iv], m_iv)
+    a = match_operand(prod.lhs, body, [*batch, m_iv, k_iv], n_iv)
+    b = match_operand(prod.rhs, body, [*batch, n_iv, k_iv], m_iv)
     if a is None or b is None or _depends(a.ops, acc) or _depends(b.ops, acc):
         return None
     used = {id(op) for op in [*a.ops, *b.ops, prod, total, yld]}
@@ -248,7 +261,7 @@ Index = SSAValue | int
 """An index: an SSA value or a constant (folded until it is needed)."""
 
 
-class _Builder:
+class KernelBuilder:
     """Appends ops to a block (before its terminator, if set), folding constant index arithmetic; constants go to
     the start of the launch body, once each."""
 
@@ -259,9 +272,9 @@ class _Builder:
         self.const_block = const_block
         self.memo: dict[tuple, SSAValue] = {}
 
-    def at(self, block: Block) -> _Builder:
+    def at(self, block: Block) -> KernelBuilder:
         """A builder for ``block``, nested in this one's block: it may reuse the values made so far."""
-        b = _Builder(block, self.loc, self.consts, self.const_block)
+        b = KernelBuilder(block, self.loc, self.consts, self.const_block)
         b.memo = self.memo if block is self.block else dict(self.memo)
         return b
 
@@ -373,7 +386,7 @@ class _Builder:
             return x if p else zero
         return self.v(arith.SelectOp(p, x, zero))
 
-    def if_(self, p: SSAValue | bool) -> _Builder | None:
+    def if_(self, p: SSAValue | bool) -> KernelBuilder | None:
         """A builder inside ``scf.if p`` (no results); None when ``p`` is false; this builder when it is true."""
         if isinstance(p, bool):
             return self if p else None
@@ -408,7 +421,7 @@ class _TilePlan:
     chunks: list[_Chunk] = field(default_factory=list)
 
 
-class _Kernel:
+class TiledKernel:
     """Builds the ``gpu.launch`` of one matmul nest under one schedule."""
 
     def __init__(self, nest: MatmulNest, s: Schedule):
@@ -418,12 +431,12 @@ class _Kernel:
         self.vector = s.vector and self.f32
         self.body = Block(arg_types=[IndexType()] * 12)
         self.body.add_op(gpu.TerminatorOp())
-        self.b = _Builder(self.body, self.loc, {}, self.body)
+        self.b = KernelBuilder(self.body, self.loc, {}, self.body)
         self.zero = self.b.const(0.0, nest.element)
 
     # --- operands ---------------------------------------------------------------------------------------------
 
-    def element(self, b: _Builder, x: Operand, coords: Sequence[Index], extents: Sequence[int]) -> SSAValue:
+    def element(self, b: KernelBuilder, x: Operand, coords: Sequence[Index], extents: Sequence[int]) -> SSAValue:
         """The operand value at (batch..., i, k) ``coords``, zero outside ``extents`` (clamped, then selected)."""
         ok: SSAValue | bool = True
         clamped: list[Index] = []
@@ -433,7 +446,7 @@ class _Kernel:
         value = self.evaluate(b, x, [b.idx(c) for c in clamped])
         return b.select(ok, value, self.zero)
 
-    def evaluate(self, b: _Builder, x: Operand, coords: Sequence[SSAValue]) -> SSAValue:
+    def evaluate(self, b: KernelBuilder, x: Operand, coords: Sequence[SSAValue]) -> SSAValue:
         """Clone the ops computing ``x`` with the loop variables replaced by ``coords``."""
         dims = self.dims(x)
         mapping: dict[SSAValue, SSAValue] = dict(zip(dims, coords, strict=True))
@@ -463,7 +476,7 @@ class _Kernel:
         ext = self.extents(x)
         if t.get_shape()[-1] % VEC or t.get_shape()[-1] != ext[-2 if x.contiguous == "i" else -1]:
             return False
-        return _aligned16(buf)
+        return aligned16(buf)
 
     # --- the kernel -------------------------------------------------------------------------------------------
 
@@ -480,18 +493,7 @@ class _Kernel:
             rest = b.div(rest, e)
         self.m0 = b.mul(by, s.bm)
         self.n0 = b.mul(bx, s.bn)
-        warp, lane = b.div(tid, WARP), b.rem(tid, WARP)
-        wm, wn = b.div(warp, s.warps[1]), b.rem(warp, s.warps[1])
-        lm, ln = b.div(lane, s.lanes[1]), b.rem(lane, s.lanes[1])
-        wtm = s.reps[0] * s.lanes[0] * s.vec[0]
-        wtn = s.reps[1] * s.lanes[1] * s.vec[1]
-        # Block-local first row/column of the thread, and the constant offsets of its outputs.
-        self.row0 = b.add(b.mul(wm, wtm), b.mul(lm, s.vec[0]))
-        self.col0 = b.add(b.mul(wn, wtn), b.mul(ln, s.vec[1]))
-        self.row_offs = [r * s.lanes[0] * s.vec[0] + v for r in range(s.reps[0]) for v in range(s.vec[0])]
-        self.col_offs = [r * s.lanes[1] * s.vec[1] + v for r in range(s.reps[1]) for v in range(s.vec[1])]
-        acc = self.tiled_loop() if s.bk else self.direct_loop()
-        self.store(acc)
+        self.emit_body()
         grid = [-(-nest.n // s.bn), -(-nest.m // s.bm), batch]
         consts_host = [arith.ConstantOp(IntegerAttr(v, IndexType())) for v in (*grid, s.threads, 1)]
         for c in consts_host:
@@ -510,6 +512,23 @@ class _Kernel:
         launch.attributes["gpu.known_block_size"] = DenseArrayBase.from_list(i32, [s.threads, 1, 1])
         self.host_consts = consts_host
         return launch
+
+    def emit_body(self) -> None:
+        """The kernel's work once the block's first output row ``m0`` and column ``n0`` are known: the SIMT
+        rungs' loops and stores (a tensor-core rung overrides it)."""
+        s, b, tid = self.s, self.b, self.tid
+        warp, lane = b.div(tid, WARP), b.rem(tid, WARP)
+        wm, wn = b.div(warp, s.warps[1]), b.rem(warp, s.warps[1])
+        lm, ln = b.div(lane, s.lanes[1]), b.rem(lane, s.lanes[1])
+        wtm = s.reps[0] * s.lanes[0] * s.vec[0]
+        wtn = s.reps[1] * s.lanes[1] * s.vec[1]
+        # Block-local first row/column of the thread, and the constant offsets of its outputs.
+        self.row0 = b.add(b.mul(wm, wtm), b.mul(lm, s.vec[0]))
+        self.col0 = b.add(b.mul(wn, wtn), b.mul(ln, s.vec[1]))
+        self.row_offs = [r * s.lanes[0] * s.vec[0] + v for r in range(s.reps[0]) for v in range(s.vec[0])]
+        self.col_offs = [r * s.lanes[1] * s.vec[1] + v for r in range(s.reps[1]) for v in range(s.vec[1])]
+        acc = self.tiled_loop() if s.bk else self.direct_loop()
+        self.store(acc)
 
     def coords(self, i: Index, k: Index) -> list[Index]:
         return [*self.batch_iv, i, k]
@@ -596,7 +615,7 @@ class _Kernel:
         b.op(loop)
         return list(loop.results)
 
-    def plan_tile(self, b: _Builder, x: Operand, async_copy: bool) -> _TilePlan:
+    def plan_tile(self, b: KernelBuilder, x: Operand, async_copy: bool) -> _TilePlan:
         """How the threads share the copy of one operand tile (the loop-invariant part, made once at the top):
         chunks of ``vec`` elements along the operand's contiguous dimension, consecutive threads taking consecutive
         chunks (coalesced global reads)."""
@@ -626,7 +645,7 @@ class _Kernel:
             plan.chunks.append(_Chunk(guard, ii, kk, gi, i_ok, ci))
         return plan
 
-    def load_tile(self, b: _Builder, plan: _TilePlan, k0: Index, stage: Index = 0) -> list[list[SSAValue] | None]:
+    def load_tile(self, b: KernelBuilder, plan: _TilePlan, k0: Index, stage: Index = 0) -> list[list[SSAValue] | None]:
         """Read this thread's chunks of the tile at K offset ``k0``: their values (registers), or, for a copy that
         goes straight to workgroup memory, ``None`` after issuing its ``gpu_ext.async_copy`` into ``stage``."""
         out: list[list[SSAValue] | None] = []
@@ -661,7 +680,7 @@ class _Kernel:
             out.append([gb.select(ok, v, self.zero) for v in load.results])
         return out
 
-    def store_tile(self, b: _Builder, plan: _TilePlan, stage: Index, values: list[list[SSAValue] | None]) -> None:
+    def store_tile(self, b: KernelBuilder, plan: _TilePlan, stage: Index, values: list[list[SSAValue] | None]) -> None:
         """Write the chunks ``load_tile`` read into registers to workgroup memory ``stage`` (k-major)."""
         tile = self.tiles[id(plan.operand)]
         for ch, vals in zip(plan.chunks, values, strict=True):
@@ -679,7 +698,9 @@ class _Kernel:
 
     # --- the outer products -----------------------------------------------------------------------------------
 
-    def fragment(self, b: _Builder, x: Operand, stage: Index, kk: int, base: Index, offs: list[int]) -> list[SSAValue]:
+    def fragment(
+        self, b: KernelBuilder, x: Operand, stage: Index, kk: int, base: Index, offs: list[int]
+    ) -> list[SSAValue]:
         tile = self.tiles[id(x)]
         out: list[SSAValue] = []
         j = 0
@@ -695,7 +716,7 @@ class _Kernel:
                 j += 1
         return out
 
-    def compute(self, b: _Builder, stage: Index, acc: Sequence[SSAValue]) -> list[SSAValue]:
+    def compute(self, b: KernelBuilder, stage: Index, acc: Sequence[SSAValue]) -> list[SSAValue]:
         nest = self.nest
         acc = list(acc)
         tn = len(self.col_offs)
@@ -713,7 +734,7 @@ class _Kernel:
         nest, b = self.nest, self.b
         out_t = nest.out.type
         assert isinstance(out_t, MemRefType)
-        vec_out = self.vector and nest.n % VEC == 0 and out_t.get_shape()[-1] % VEC == 0 and _aligned16(nest.out)
+        vec_out = self.vector and nest.n % VEC == 0 and out_t.get_shape()[-1] % VEC == 0 and aligned16(nest.out)
         tn = len(self.col_offs)
         for i, ro in enumerate(self.row_offs):
             m = b.add(self.m0, b.add(self.row0, ro))
@@ -736,7 +757,12 @@ class _Kernel:
 
 def schedule_nest(nest: MatmulNest, s: Schedule) -> None:
     """Replace the nest by the ``gpu.launch`` of the (fitted) rung ``s``."""
-    kernel = _Kernel(nest, s)
+    if s.tensor_core:
+        from picograd.passes.kinds.matmul_mma_sync import MmaSyncKernel  # it builds on TiledKernel
+
+        kernel: TiledKernel = MmaSyncKernel(nest, s)
+    else:
+        kernel = TiledKernel(nest, s)
     launch = kernel.build()
     par = nest.par
     host = par.parent_block()
@@ -767,7 +793,7 @@ class PgMatmulSchedule(ModulePass):
             for par in [p for p in fn.body.block.ops if isinstance(p, scf.ParallelOp)]:
                 attr = par.attributes.get(NEST_SCHEDULE_ATTR)
                 name = attr.strategy.data if isinstance(attr, ScheduleAttr) else self.schedule
-                if name in TENSOR_CORE:  # the Hopper tensor-core kernels (picograd/passes/kinds/matmul_wgmma.py)
+                if name in WGMMA:  # the Hopper tensor-core kernels (picograd/passes/kinds/matmul_wgmma.py)
                     if (nest := match_matmul(par)) is not None:
                         matmul_wgmma.schedule_nest(nest, name)
                     elif isinstance(attr, ScheduleAttr):
@@ -791,6 +817,11 @@ class PgMatmulSchedule(ModulePass):
                 nest = match_matmul(par)
                 if nest is None:
                     continue
-                fit = matmul_rung(nest.m, nest.n, nest.k, math.prod(nest.batch), nest.element, self.schedule)
+                try:
+                    fit = matmul_rung(
+                        nest.m, nest.n, nest.k, math.prod(nest.batch), nest.element, self.schedule, nest.precision
+                    )
+                except ValueError as e:
+                    raise PassFailedException(f"pg-matmul-schedule: {e}{where(par)}") from None
                 if fit is not None:
                     schedule_nest(nest, fit)

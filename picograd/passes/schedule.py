@@ -15,8 +15,8 @@ that lowers it and every size it uses, so that the IR says what will run. The lo
     naive ... cp-async  matmul                     tile = [BM, BN, BK], threads, warps, lanes, reps, vec, vector,
                                                    async_copy: the rung of the SGEMM ladder (:data:`SCHEDULES`)
     wgmma, wgmma-ws   matmul (bf16/fp16, sm_90a)   tile, threads, stages, specialised: the Hopper tensor-core
-                                                   kernels (:data:`TENSOR_CORE`, ``passes/kinds/matmul_wgmma.py``),
-                                                   forced by name only; other dtypes are an error
+                                                   kernels (:data:`WGMMA`, ``passes/kinds/matmul_wgmma.py``),
+                                                   forced by name only
 
 A reduction takes ``block_per_row`` when its main op is ``pg.sum``/``pg.max``/``pg.min`` over at least
 :data:`MIN_BLOCK_REDUCTION` elements a point and it is the kernel's only output (``argmax``/``argmin``, and sums
@@ -52,6 +52,7 @@ from xdsl.utils.exceptions import PassFailedException
 from picograd.dialects import gpu_ext, kernel, pg
 from picograd.dialects.kernel import ScheduleAttr
 from picograd.dialects.pg import element_of, shape_of
+from picograd.passes._buffers import where
 from picograd.passes.kinds import matmul_wgmma
 
 WARP = gpu_ext.WARP_SIZE
@@ -75,6 +76,9 @@ class Schedule:
     bk: int = 0
     vector: bool = False
     async_copy: bool = False
+    stages: int = 2
+    tensor_core: bool = False
+    tf32: bool = False
 
     @property
     def bm(self) -> int:
@@ -101,6 +105,7 @@ class Schedule:
                 "vec": self.vec,
                 "vector": self.vector,
                 "async_copy": self.async_copy,
+                **({"stages": self.stages, "tf32": self.tf32} if self.tensor_core else {}),
             },
         )
 
@@ -119,6 +124,9 @@ class Schedule:
             bk=attr.sizes("tile")[2],
             vector=attr.flag("vector"),
             async_copy=attr.flag("async_copy"),
+            stages=attr.count("stages", 2),
+            tensor_core=SCHEDULES[attr.strategy.data].tensor_core,
+            tf32=attr.flag("tf32"),
         )
         if attr.sizes("tile") != (s.bm, s.bn, s.bk) or attr.count("threads") != s.threads:
             raise ValueError(f"{attr}: tile and threads do not follow from warps, lanes, reps and vec")
@@ -140,9 +148,39 @@ SCHEDULES: dict[str, Schedule] = {
         Schedule("regtile", warps=(8, 1), lanes=(2, 16), vec=(8, 8), bk=8, vector=True),
         Schedule("warptile", warps=(2, 4), lanes=(8, 4), reps=(2, 2), vec=(4, 4), bk=16, vector=True),
         Schedule("cp-async", warps=(2, 4), lanes=(8, 4), reps=(2, 2), vec=(4, 4), bk=16, vector=True, async_copy=True),
-    )
+        # tensor cores (picograd/passes/kinds/matmul_mma_sync.py): a warp's lanes are mma's 8 groups of 4, each
+        # thread holds 2x2 outputs of each of reps m16n8 tiles; 3 stages of 128x32 + 32x128 bf16 tiles (48 KiB)
+        Schedule(
+            "mma-sync",
+            warps=(2, 4),
+            lanes=(8, 4),
+            reps=(4, 4),
+            vec=(2, 2),
+            bk=32,
+            vector=True,
+            async_copy=True,
+            stages=3,
+            tensor_core=True,
+        ),
+    )  # fmt: skip
 }
 """The matmul rungs, in ladder order."""
+
+WGMMA = matmul_wgmma.SCHEDULES
+"""The Hopper tensor-core kernels ``wgmma`` and ``wgmma-ws`` (``picograd/passes/kinds/matmul_wgmma.py``: built in
+the ``ptx`` dialect, not ``Schedule`` rows), forced by name only."""
+TENSOR_CORE = {
+    "mma-sync": (("bf16", "fp16", "tf32"), "sm_80"),
+    **{name: (("bf16", "fp16"), "sm_90a") for name in WGMMA},
+}
+"""Tensor-core rungs: the precisions they run (``pg.MatmulOp.precision``) and the oldest target they run on (the
+wgmma ones check sm_90a in ``pg-to-ptx``, which knows the target)."""
+AUTO_MIN_TENSOR_FMAS = 1 << 20
+"""From this many multiply-adds up, ``auto`` runs bf16/fp16 (and tf32) matmuls on tensor cores."""
+MIN_TENSOR_EXTENT = 16
+"""``auto`` leaves matmuls with M, N or K below this to the SIMT rules (an mma tile would be mostly padding)."""
+SMALL_MMA_TILE = dataclasses.replace(SCHEDULES["mma-sync"], warps=(2, 2), reps=(2, 4))
+"""``mma-sync`` on 64x64 tiles (4 warps of 32x32): for grids of fewer 128x128 tiles than SMs."""
 
 BEST = "cp-async"
 """The rung ``auto`` takes for large f32 matmuls (the fastest at 4096 and 8192 on the H200, bench/gemm.py)."""
@@ -164,23 +202,43 @@ MIN_BLOCK_REDUCTION = 32
 """The smallest reduced extent that gets a block per output point (below it, a thread per output is cheaper)."""
 
 
+def check_precision(name: str, precision: str, target: str = "sm_90") -> None:
+    """Raise ``ValueError`` when the tensor-core rung ``name`` cannot run a matmul of ``precision``
+    (``pg.MatmulOp.precision``: ``bf16``, ``fp16``, ``tf32``, ``fp32``, ``fp64``) on ``target``: one message
+    naming the schedule, the dtype and the target."""
+    if name not in TENSOR_CORE:
+        return
+    precisions, oldest = TENSOR_CORE[name]
+    if precision in precisions and int(target[3:5]) >= int(oldest[3:5]):
+        return
+    hint = {
+        "fp32": "; float32 matmuls run on tensor cores as tf32 only under pg.backends.cuda.matmul.allow_tf32 = True",
+        "fp64": "; tensor cores have no float64 mma: use a SIMT rung (cp-async) or auto",
+    }.get(precision, "")
+    raise ValueError(
+        f"matmul schedule '{name}' does not support {precision} on {target}: it runs {'/'.join(precisions)} "
+        f"matmuls on the tensor cores of {oldest}+{hint}"
+    )
+
+
 def check_schedule(name: str) -> str:
     """``name`` if it is ``auto`` or a rung of :data:`SCHEDULES`; raises ``ValueError`` naming the choices. The one
     check of a matmul schedule's name (the frontend, ``pgc`` and this pass call it)."""
-    if not isinstance(name, str) or (name != "auto" and name not in SCHEDULES and name not in TENSOR_CORE):
-        choices = ", ".join([*SCHEDULES, *TENSOR_CORE])
+    if not isinstance(name, str) or (name != "auto" and name not in SCHEDULES and name not in WGMMA):
+        choices = ", ".join([*SCHEDULES, *WGMMA])
         raise ValueError(f"unknown matmul schedule '{name}': expected auto or one of {choices}")
     return name
 
 
-TENSOR_CORE = matmul_wgmma.SCHEDULES
-"""The tensor-core matmul schedules built by ``picograd/passes/kinds/`` (``wgmma``, ``wgmma-ws``), forced by name."""
-
-
-def choose(m: int, n: int, k: int, batch: int, element: Attribute) -> Schedule | None:
+def choose(m: int, n: int, k: int, batch: int, element: Attribute, precision: str = "fp32") -> Schedule | None:
     """The rung ``auto`` takes for a (batch x) M x N x K matmul of ``element`` (None: a thread per output):
+    ``mma-sync`` for bf16/fp16/tf32 from :data:`AUTO_MIN_TENSOR_FMAS` multiply-adds up when M, N and K are at least
+    :data:`MIN_TENSOR_EXTENT` (128x128 tiles when they give every SM one, else 64x64); otherwise, for f32,
     ``cp-async`` on 128x128 tiles when they give every SM at least one, else on 64x64 tiles."""
-    if not isinstance(element, Float32Type) or m * n * k * batch < AUTO_MIN_FMAS:
+    fmas = m * n * k * batch
+    if precision in TENSOR_CORE["mma-sync"][0] and fmas >= AUTO_MIN_TENSOR_FMAS and min(m, n, k) >= MIN_TENSOR_EXTENT:
+        return SCHEDULES["mma-sync"] if batch * -(-m // 128) * -(-n // 128) >= SMS else SMALL_MMA_TILE
+    if not isinstance(element, Float32Type) or fmas < AUTO_MIN_FMAS:
         return None
     if batch * -(-m // 128) * -(-n // 128) >= SMS:
         return SCHEDULES[BEST]
@@ -208,7 +266,14 @@ def fit_registers(s: Schedule, element_bytes: int) -> Schedule:
 
 def fit(s: Schedule, m: int, k: int, batch: int, element: Attribute) -> Schedule | None:
     """``s`` adapted to a (batch x) M x N x K matmul of ``element`` (K tile for shared memory, outputs per thread
-    for registers), or None when its grid would exceed CUDA's limits or K = 0 (a thread per output instead)."""
+    for registers), or None when its grid would exceed CUDA's limits or K = 0 (a thread per output instead). A
+    tensor-core rung on f32 (tf32) halves its K tile (4-byte elements in the same 48 KiB) and records ``tf32``."""
+    if s.tensor_core:
+        if isinstance(element, Float32Type):
+            s = dataclasses.replace(s, bk=s.bk // 2, tf32=True)
+        if -(-m // s.bm) > MAX_GRID_YZ or batch > MAX_GRID_YZ or k == 0:
+            return None
+        return s
     esize = 4 if isinstance(element, Float32Type) else 8
     s = fit_shared_memory(fit_registers(s, esize), esize)
     if -(-m // s.bm) > MAX_GRID_YZ or batch > MAX_GRID_YZ or k == 0:
@@ -216,9 +281,16 @@ def fit(s: Schedule, m: int, k: int, batch: int, element: Attribute) -> Schedule
     return s
 
 
-def matmul_rung(m: int, n: int, k: int, batch: int, element: Attribute, name: str) -> Schedule | None:
-    """The fitted rung a matmul runs with under the ``matmul`` option ``name`` (None: a thread per output)."""
-    chosen = choose(m, n, k, batch, element) if name == "auto" else SCHEDULES[name]
+def matmul_rung(
+    m: int, n: int, k: int, batch: int, element: Attribute, name: str, precision: str = "fp32"
+) -> Schedule | None:
+    """The fitted rung a matmul runs with under the ``matmul`` option ``name`` (None: a thread per output).
+    ``precision`` is ``pg.MatmulOp.precision``; raises ``ValueError`` (:func:`check_precision`) when ``name`` is a
+    tensor-core rung that cannot run it."""
+    check_precision(name, precision)
+    if name in SCHEDULES and not SCHEDULES[name].tensor_core and precision in ("bf16", "fp16"):
+        return None  # the SIMT rungs tile f32/f64 nests only: a 16-bit matmul keeps a thread per output
+    chosen = choose(m, n, k, batch, element, precision) if name == "auto" else SCHEDULES[name]
     return None if chosen is None else fit(chosen, m, k, batch, element)
 
 
@@ -250,9 +322,13 @@ def _matmul(op: kernel.FusedOp | kernel.LaunchOp, o: Options) -> ScheduleAttr:
         return o.per_point()
     *batch, m, n = shape_of(mm.result)
     k = shape_of(mm.lhs)[-1]
-    if o.matmul in TENSOR_CORE:
-        return matmul_wgmma.schedule_attr(o.matmul, element_of(mm.lhs), mm)
-    rung = matmul_rung(m, n, k, math.prod(batch), element_of(mm.result), o.matmul)
+    try:
+        if o.matmul in WGMMA:
+            check_precision(o.matmul, mm.precision)
+            return matmul_wgmma.schedule_attr(o.matmul)
+        rung = matmul_rung(m, n, k, math.prod(batch), element_of(mm.lhs), o.matmul, mm.precision)
+    except ValueError as e:
+        raise PassFailedException(f"pg-schedule: {e}{where(mm)}") from None
     return o.per_point() if rung is None else rung.attr()
 
 
@@ -274,7 +350,9 @@ def _reduction(op: kernel.FusedOp | kernel.LaunchOp, o: Options) -> ScheduleAttr
 def _scatter_add(op: kernel.FusedOp | kernel.LaunchOp, o: Options) -> ScheduleAttr:
     # A 0-d index adds each update to one place: no index loop to spread over threads, no race, no atomics.
     sc = _main_op(op, (pg.ScatterAddOp,))
-    if o.atomics and isinstance(sc, pg.ScatterAddOp) and shape_of(sc.indices):
+    # bf16/f16 scatters accumulate through f32 with a rounding per add: no atomic add of that form (a thread each).
+    low = isinstance(sc, pg.ScatterAddOp) and pg.is_low_precision(element_of(sc.result))
+    if o.atomics and isinstance(sc, pg.ScatterAddOp) and shape_of(sc.indices) and not low:
         return ScheduleAttr("atomic", {"block": o.block_size})
     return o.per_point()
 
@@ -286,7 +364,7 @@ KIND_SCHEDULES: dict[str, Callable[[kernel.FusedOp | kernel.LaunchOp, Options], 
 }
 """How a kernel of each kind gets its schedule; kinds not listed take ``thread_per_point``."""
 
-STRATEGIES = ("thread_per_point", "block_per_row", "atomic", *SCHEDULES, *TENSOR_CORE)
+STRATEGIES = ("thread_per_point", "block_per_row", "atomic", *SCHEDULES, *WGMMA)
 """Every strategy a ``#kernel.schedule`` may name."""
 
 

@@ -84,6 +84,7 @@ from xdsl.dialects.builtin import (
     SymbolRefAttr,
     TensorType,
     UnitAttr,
+    f32,
     f64,
     i32,
     i64,
@@ -131,7 +132,13 @@ SURFACE_MATH: dict[type[Operation], Callable[[SSAValue], Operation]] = {
 
 
 def _is_float(t: Attribute) -> bool:
-    return isinstance(t, Float32Type | Float64Type)
+    return pg.is_float(t)
+
+
+def _wide_type(el: Attribute) -> Attribute:
+    """The type the loop stage computes ``el`` values in: ``f32`` for ``bf16``/``f16`` (as the GPU and the CPU
+    executor do), else ``el`` itself."""
+    return f32 if pg.is_low_precision(el) else el
 
 
 def _is_bool(t: Attribute) -> bool:
@@ -276,6 +283,8 @@ class KernelLowering:
 
     def const(self, value: int | float | bool, t: Attribute) -> SSAValue:
         """An ``arith.constant`` of type ``t`` (index, integer or float), one per kernel, before its nests."""
+        if pg.is_low_precision(t):  # a 16-bit float: the f32 constant (exact for the values used), rounded
+            return self.narrow(self.const(value, f32), t)
         key = (repr(value) if isinstance(value, float) else int(value), t)
         if key not in self.pool:
             attr: Attribute
@@ -374,6 +383,18 @@ class KernelLowering:
     def convert(self, cls: Callable[..., Operation], x: SSAValue, t: Attribute) -> SSAValue:
         """A conversion op ``cls`` (``arith.index_cast``, ``arith.extf``, ...) of ``x`` to type ``t``."""
         return self.pure(lambda v: cls(v, t), x, key=(cls, t))
+
+    def wide(self, x: SSAValue) -> SSAValue:
+        """``x`` extended to ``f32`` when it is a ``bf16``/``f16`` value (16-bit floats are computed in ``f32``)."""
+        return self.convert(arith.ExtFOp, x, f32) if pg.is_low_precision(x.type) else x
+
+    def narrow(self, x: SSAValue, el: Attribute) -> SSAValue:
+        """``x`` (computed in ``f32``) rounded to nearest even into ``el`` when ``el`` is ``bf16``/``f16``."""
+        return self.convert(arith.TruncFOp, x, el) if pg.is_low_precision(el) else x
+
+    def at_wide(self, v: SSAValue, idx: Index) -> SSAValue:
+        """``at(v, idx)`` in the type it is computed in (``f32`` for 16-bit floats)."""
+        return self.wide(self.at(v, idx))
 
     def andi(self, conds: Sequence[SSAValue]) -> SSAValue:
         result = conds[0]
@@ -494,12 +515,15 @@ class KernelLowering:
         """The scalar result of the light op ``op`` at ``idx``."""
         el = _element(op.results[0])
         match op:
+            # bf16/f16 math: operands extended to f32, computed in f32, the result rounded once (pg_numpy's rule)
             case pg.UnaryOp():
-                return self.unary(op, self.at(op.input, idx), el)
+                return self.narrow(self.unary(op, self.at_wide(op.input, idx), _wide_type(el)), el)
             case pg.BinaryOp():
-                return self.binary(op, self.at(op.lhs, idx), self.at(op.rhs, idx), el)
+                wide = _wide_type(el)
+                return self.narrow(self.binary(op, self.at_wide(op.lhs, idx), self.at_wide(op.rhs, idx), wide), el)
             case pg.CmpOp():
-                return self.compare(op.predicate.data, self.at(op.lhs, idx), self.at(op.rhs, idx), _element(op.lhs))
+                a, b = self.at_wide(op.lhs, idx), self.at_wide(op.rhs, idx)
+                return self.compare(op.predicate.data, a, b, _wide_type(_element(op.lhs)))
             case pg.SelectOp():
                 c, a, b = self.at(op.cond, idx), self.at(op.lhs, idx), self.at(op.rhs, idx)
                 return self.pure(arith.SelectOp, c, a, b)
@@ -537,14 +561,14 @@ class KernelLowering:
             case pg.CheckIndexOp():
                 return self.check_index(op, idx)
             case pg.IotaOp():
-                return self.index_to(idx[op.dim_index] if idx else self.idx(0), el)
+                return self.narrow(self.index_to(idx[op.dim_index] if idx else self.idx(0), _wide_type(el)), el)
             case pg.ConstantOp():
                 values = op.value.get_values()
                 if len(values) == 1 or all(x == values[0] for x in values):
                     return self.const(values[0] if values else 0, el)
                 return self.load(self.global_constant(op.value), idx)
             case pg.RandomOp():
-                return self.random(op, idx, el)
+                return self.narrow(self.random(op, idx, _wide_type(el)), el)
         raise PassFailedException(f"pg-to-loops: cannot lower '{op.name}'{where(op)} inside a kernel")
 
     def check_index(self, op: pg.CheckIndexOp, idx: Index) -> SSAValue:
@@ -730,6 +754,8 @@ class KernelLowering:
         """numpy's ``astype`` on one element: floats to ints truncate toward zero, anything to bool is ``!= 0``."""
         if src == dst:
             return x
+        if pg.is_low_precision(src) or pg.is_low_precision(dst):  # through f32, rounded once into a 16-bit dst
+            return self.narrow(self.cast(self.wide(x), _wide_type(src), _wide_type(dst)), dst)
         if _is_bool(dst):
             return (
                 self.cmpf("une", x, self.const(0.0, src)) if _is_float(src) else self.cmpi("ne", x, self.const(0, src))
@@ -820,20 +846,21 @@ class KernelLowering:
         stored in the innermost loop, which visits every input index once: one pass over the data."""
         shape, dims, keep = _shape(op.input), op.dim_list, op.keepdim is not None
         el = _element(op.result)
-        init, combine = self.reduction_init(op, el)
+        wide = _wide_type(el)  # 16-bit floats accumulate in f32
+        init, combine = self.reduction_init(op, wide)
         with self.parallel(_shape(op.result)) as ivs:
             base = self.kept_index(ivs, len(shape), dims, keep)
 
             def body(red: list[SSAValue], acc: list[SSAValue]) -> list[SSAValue]:
                 it = iter(red)
                 full = tuple(base[d] if d in base else next(it) for d in range(len(shape)))
-                x = self.at(op.input, full)
+                x = self.at_wide(op.input, full)
                 for v, buf in riders:
                     self.store(self.at(v, full), buf, full)
                 return [self.emit(combine(acc[0], x)).results[0]]
 
-            (total,) = self.loops([(0, shape[d]) for d in dims], [self.const(init, el)], body)
-            self.store(total, out, tuple(ivs))
+            (total,) = self.loops([(0, shape[d]) for d in dims], [self.const(init, wide)], body)
+            self.store(self.narrow(total, el), out, tuple(ivs))
 
     @staticmethod
     def reduction_init(op: pg.ReduceOp, el: Attribute) -> tuple[int | float, Callable[..., Operation]]:
@@ -860,13 +887,13 @@ class KernelLowering:
 
     def lower_argreduce(self, op: pg.ArgReduceOp, out: SSAValue) -> None:
         shape, d = _shape(op.input), op.dim_index
-        el = _element(op.input)
+        el = _wide_type(_element(op.input))
         better = "gt" if isinstance(op, pg.ArgmaxOp) else "lt"
         with self.parallel(_shape(op.result)) as ivs:
             base = self.kept_index(ivs, len(shape), [d], op.keepdim is not None)
 
             def at_k(k: SSAValue) -> SSAValue:
-                return self.at(op.input, tuple(base.get(j, k) for j in range(len(shape))))
+                return self.at_wide(op.input, tuple(base.get(j, k) for j in range(len(shape))))
 
             def body(ks: list[SSAValue], acc: list[SSAValue]) -> list[SSAValue]:
                 x, (best, best_k) = at_k(ks[0]), acc
@@ -898,12 +925,13 @@ class KernelLowering:
             *batch, m, n = ivs
 
             def body(ks: list[SSAValue], acc: list[SSAValue]) -> list[SSAValue]:
-                a = self.at(op.lhs, (*batch, m, ks[0]))
-                b = self.at(op.rhs, (*batch, ks[0], n))
+                a = self.at_wide(op.lhs, (*batch, m, ks[0]))
+                b = self.at_wide(op.rhs, (*batch, ks[0], n))
                 return [self.pure(arith.AddfOp, acc[0], self.pure(arith.MulfOp, a, b))]
 
-            (total,) = self.loops([(0, k_size)], [self.const(0.0, el)], body)
-            self.store(total, out, tuple(ivs))
+            # bf16/f16: f32 accumulators (the products of 16-bit floats are exact in f32), the sum rounded once
+            (total,) = self.loops([(0, k_size)], [self.const(0.0, _wide_type(el))], body)
+            self.store(self.narrow(total, el), out, tuple(ivs))
 
     def lower_scatter_add(self, op: pg.ScatterAddOp, out: SSAValue) -> None:
         shape, d = _shape(op.result), op.dim_index
@@ -919,9 +947,10 @@ class KernelLowering:
                 i = self.at(op.indices, tuple(js))
                 pos = self.convert(arith.IndexCastOp, i, IndexType())
                 where_ = (*pre, pos, *post)
-                u = self.at(op.updates, (*pre, *js, *post))
-                old = self.emit(memref.LoadOp.get(out, where_)).results[0]
-                self.store(self.emit((arith.AddfOp if _is_float(el) else arith.AddiOp)(old, u)).results[0], out, where_)
+                u = self.at_wide(op.updates, (*pre, *js, *post))
+                old = self.wide(self.emit(memref.LoadOp.get(out, where_)).results[0])
+                new = self.emit((arith.AddfOp if _is_float(_wide_type(el)) else arith.AddiOp)(old, u)).results[0]
+                self.store(self.narrow(new, el), out, where_)
                 return []
 
             self.loops([(0, n) for n in ishape], [], body)

@@ -70,7 +70,7 @@ from xdsl.ir import Attribute, Block, Operation, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.utils.exceptions import PassFailedException
 
-from picograd.dialects import gpu_ext, ptx
+from picograd.dialects import gpu_ext, pg, ptx
 from picograd.passes._buffers import element_bytes, where
 from picograd.passes.kinds import matmul_wgmma
 from picograd.target import gpu_math
@@ -96,6 +96,8 @@ def value_kind(t: Attribute) -> str | None:
         return "f32"
     if isinstance(t, Float64Type):
         return "f64"
+    if pg.is_low_precision(t):  # bf16/f16: a .b16 register, computed on only after a cvt to f32
+        return "b16"
     if isinstance(t, IndexType):
         return "s64"
     if isinstance(t, IntegerType):
@@ -271,6 +273,8 @@ class KernelLowering:
 
     def convert(self, op: Operation, x: SSAValue, src: Attribute, dst: Attribute, unsigned: bool = False) -> SSAValue:
         """``x`` of type ``src`` converted to ``dst`` (arith's casts; ``unsigned`` for the ``ui``/``extui`` forms)."""
+        if pg.is_low_precision(src) or pg.is_low_precision(dst):
+            return self.convert_half(op, x, src, dst)
         sk, dk = self.kind(src, op), self.kind(dst, op)
         sf, df = sk in ("f32", "f64"), dk in ("f32", "f64")
         if sk == "pred":
@@ -296,6 +300,22 @@ class KernelLowering:
             return x
         a = ("u" if unsigned else "s") + sk[1:]
         return self.r(ptx.CvtOp(x, dk, a))
+
+    def convert_half(self, op: Operation, x: SSAValue, src: Attribute, dst: Attribute) -> SSAValue:
+        """``arith.extf``/``truncf`` between a 16-bit float and ``f32`` (``f64`` through ``f32``): ``cvt.f32.bf16``
+        (exact) and ``cvt.rn.bf16.f32`` (round to nearest even), sm_90 for the bf16 forms (PTX ISA 8.0 section
+        9.7.8.21). The loop stage makes no other conversion of them."""
+        if not (pg.is_float(src) and pg.is_float(dst)):
+            raise self.fail(op, f"'{op.name}' from {src} to {dst}: 16-bit floats convert only from and to floats")
+        names = {"bf16": "bf16", "f16": "f16", "f32": "f32", "f64": "f64"}
+        sn, dn = names[str(src.name)], names[str(dst.name)]  # type: ignore[attr-defined]
+        if sn == dn:
+            return x
+        if sn == "f64":
+            x, sn = self.r(ptx.CvtOp(x, "f32", "f64", rnd="rn")), "f32"  # rounds twice (as the loop stage does)
+        if dn == "f64":
+            return self.r(ptx.CvtOp(self.r(ptx.CvtOp(x, "f32", sn)), "f64", "f32"))
+        return self.r(ptx.CvtOp(x, dn, sn, rnd="rn" if dn in ptx.HALF_FLOATS else None))
 
     def cast_op(self, op: Operation) -> None:
         unsigned = isinstance(op, arith.ExtUIOp | arith.UIToFPOp | arith.FPToUIOp)
@@ -658,6 +678,19 @@ class KernelLowering:
     def async_wait(self, op: gpu_ext.AsyncWaitOp) -> None:
         self.emit(ptx.CpAsyncWaitGroupOp(op.pending.value.data))
 
+    def ldmatrix(self, op: gpu_ext.LdMatrixOp) -> None:
+        b = self.buf(op.base, op)
+        addr, off = self.address(b, op.indices, op)
+        ld = self.emit(ptx.LdmatrixOp(addr, op.num.value.data, trans=op.trans is not None, offset=off))
+        for v, r in zip(op.fragments, ld.results, strict=True):
+            self.values[v] = r
+
+    def mma_sync(self, op: gpu_ext.MmaSyncOp) -> None:
+        regs = [[self.reg(v) for v in group] for group in (op.a, op.b, op.c)]
+        mma = self.emit(ptx.MmaOp(op.shape.data, op.type.data, *regs))
+        for v, r in zip(op.d, mma.results, strict=True):
+            self.values[v] = r
+
     def load(self, op: memref.LoadOp) -> None:
         b = self.buf(op.memref, op)
         addr, off = self.address(b, op.indices, op)
@@ -957,6 +990,8 @@ _HANDLERS: dict[type[Operation], Callable[[KernelLowering, Any], None]] = {
     gpu_ext.AsyncCopyOp: KernelLowering.async_copy,
     gpu_ext.AsyncCommitOp: KernelLowering.async_commit,
     gpu_ext.AsyncWaitOp: KernelLowering.async_wait,
+    gpu_ext.LdMatrixOp: KernelLowering.ldmatrix,
+    gpu_ext.MmaSyncOp: KernelLowering.mma_sync,
     gpu.ThreadIdOp: KernelLowering.special,
     gpu.BlockIdOp: KernelLowering.special,
     gpu.BlockDimOp: KernelLowering.special,

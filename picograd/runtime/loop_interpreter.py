@@ -82,6 +82,8 @@ def _float_type(t: Attribute) -> type[np.floating]:
         return np.float32
     if isinstance(t, Float64Type):
         return np.float64
+    if pg.is_low_precision(t):  # bf16/f16: only conversions produce them (the loop stage computes them in f32)
+        return numpy_dtype(t).type
     raise NotImplementedError(f"loop interpreter: no float semantics for {t}")
 
 

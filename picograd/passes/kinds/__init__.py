@@ -1,0 +1,1 @@
+"""Kernel kinds and schedules of the GPU lowering, one module each."""

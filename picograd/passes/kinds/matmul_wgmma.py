@@ -628,20 +628,9 @@ def type_name(t: Attribute) -> str:
     return _TYPE_NAMES.get(type(t), str(t))  # type: ignore[arg-type]
 
 
-def _tensor_core_error(name: str, dtype: str, at: str) -> PassFailedException:
-    return PassFailedException(
-        f"matmul schedule '{name}' runs on Hopper tensor cores (wgmma.mma_async: bf16 or fp16 inputs, f32 "
-        f"accumulation, target sm_90a); this matmul{at} is {dtype}: use bf16/fp16 inputs (model.to(pg.bfloat16), "
-        "pg.autocast) or a SIMT schedule"
-    )
-
-
-def schedule_attr(name: str, element: Attribute, op: Operation) -> ScheduleAttr:
-    """``pg-schedule``'s ``#kernel.schedule`` for a matmul forced to ``name`` (``wgmma``/``wgmma-ws``); raises
-    ``PassFailedException`` naming the schedule, the dtype and the target when its inputs are not bf16/fp16."""
-    dtype = type_name(element)
-    if dtype not in INPUT_TYPES:
-        raise _tensor_core_error(name, dtype, where(op))
+def schedule_attr(name: str) -> ScheduleAttr:
+    """``pg-schedule``'s ``#kernel.schedule`` for a matmul forced to ``name`` (``wgmma``/``wgmma-ws``; its
+    precision is checked by ``schedule.check_precision``)."""
     s = SCHEDULES[name]
     return ScheduleAttr(
         name,
@@ -671,7 +660,10 @@ def schedule_nest(nest: MatmulNest, name: str) -> None:
             raise PassFailedException(f"pg-matmul-schedule: {name}: operand {role}{where(par)} is not a plain load")
         dtype = type_name(load.res.type)
         if dtype not in INPUT_TYPES:
-            raise _tensor_core_error(name, dtype, where(par))
+            raise PassFailedException(
+                f"pg-matmul-schedule: matmul schedule '{name}' does not support {dtype}{where(par)}: it runs "
+                f"{'/'.join(INPUT_TYPES)} matmuls on the tensor cores of sm_90a"
+            )
         indices = list(load.indices)
         if indices == [*batch_ivs, i_iv, nest.k_iv]:
             majors.append("k")

@@ -13,7 +13,7 @@ ptx.module version "8.0" target "sm_90" address_size 64 {
 
 // -----
 
-// CHECK: ptx.cvt: expected one of ('u8', 'u16', 'u32', 'u64', 's8', 's16', 's32', 's64', 'f32', 'f64') for the 'atype' modifier in 'rn.f32'
+// CHECK: ptx.cvt: expected one of ('u8', 'u16', 'u32', 'u64', 's8', 's16', 's32', 's64', 'f16', 'bf16', 'f32', 'f64') for the 'atype' modifier in 'rn.f32'
 ptx.module version "8.0" target "sm_90" address_size 64 {
   ptx.func @k() {
     %b = ptx.mov f32 1.0 : () -> !ptx.f32

@@ -1,0 +1,334 @@
+"""The ``mma-sync`` matmul schedule: tensor-core tiles with ``ldmatrix``, ``mma.sync`` and a ``cp.async`` pipeline.
+
+``pg-matmul-schedule`` calls :func:`build_mma_sync` for a matmul nest whose ``#kernel.schedule`` names a
+tensor-core rung (``Schedule.tensor_core``; the row ``mma-sync`` of ``picograd/passes/schedule.py``). The kernel
+(after CUTLASS's Ampere GEMM, NVIDIA 2020, and MLIR's ``nvgpu`` lowering of ``vector.contract``):
+
+- **Tiles.** A block computes a ``BM x BN`` output tile (128x128 with 8 warps, or 64x64 with 4), each warp a
+  ``(reps[0] * 16) x (reps[1] * 8)`` tile of ``m16n8`` mma tiles whose f32 accumulators (4 per tile and thread:
+  rows ``g`` and ``g + 8``, columns ``2t, 2t + 1`` for lane ``4g + t``) are ``scf.for`` iteration values.
+- **Shared memory.** Each operand tile is kept in its global memory order (A: ``BM x BK`` when K is contiguous,
+  ``BK x BM`` when M is; B likewise), in rows of 16-byte chunks whose chunk index is XORed with bits of the row
+  (:func:`swizzle`), so that the 8 row addresses of every ``ldmatrix`` matrix, and the chunks one ``cp.async``
+  round writes, fall into distinct banks: no bank conflicts.
+- **Pipeline.** ``stages`` (3) buffers of both tiles; tile ``kt + stages - 1`` is in flight (``cp.async`` of
+  16-byte chunks, zero-filled outside the matrix) while the warps compute on tile ``kt``: per K step one
+  ``cp.async.wait_group stages - 2``, one barrier, the next copies, then the mma steps.
+- **Fragments.** ``ldmatrix.x4`` (``.trans`` for an operand stored M- or N-major) loads A for one ``m16`` tile and B
+  for two ``n8`` tiles; ``mma.sync.m16n8k16`` on bf16/f16, ``m16n8k8`` on tf32 (f32 operands of a matmul recorded
+  under ``allow_tf32``; the tensor cores read the top 19 bits). An f32 operand stored M- or N-major is read with
+  scalar ``ld.shared`` (``ldmatrix.trans`` moves 16-bit elements), conflict-free under the same swizzle.
+- **Edges.** M, N and K need not divide the tiles: chunks outside the matrix are zero-filled (``cp.async`` with a
+  source size of 0, from a clamped address) and outputs outside are not stored. An operand whose contiguous extent
+  is not a multiple of 16 bytes (rows not 16-byte aligned), whose buffer is not aligned, or that is an expression
+  (not a plain load) takes a synchronous path: each element read (zero outside), rounded to the tile's type and
+  stored to its swizzled place; the pipeline is the same.
+- **Results.** f32 accumulators rounded once to the output type (bf16/f16 with ``cvt.rn``) and stored two at a time
+  (``st.global.v2``) where the output rows allow it.
+
+Batched nests take the batch from the grid's z, as the SIMT rungs do; transposed operands are the M-/N-major
+layouts above.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from xdsl.dialects import arith, gpu, memref, scf
+from xdsl.dialects.builtin import BFloat16Type, Float16Type, IndexType, MemRefType, f32, i32
+from xdsl.ir import Attribute, Block, Region, SSAValue
+
+from picograd.dialects import gpu_ext
+from picograd.passes.matmul_schedule import (
+    WARP,
+    Index,
+    KernelBuilder,
+    MatmulNest,
+    Operand,
+    TiledKernel,
+    aligned16,
+    match_operand,
+)
+from picograd.passes.schedule import Schedule
+
+CHUNK = 16
+"""Bytes of one ``cp.async`` copy and of one ``ldmatrix`` row."""
+
+
+def mma_type(nest: MatmulNest) -> str:
+    """The tensor-core input type of a nest: ``bf16``/``f16`` (16-bit operands and result) or ``tf32`` (f32)."""
+    return {"bf16": "bf16", "fp16": "f16"}.get(nest.precision, "tf32")
+
+
+def narrow_load(x: Operand) -> memref.LoadOp | None:
+    """The 16-bit load of an operand that is ``arith.extf(memref.load)``, else None."""
+    if len(x.ops) == 2:
+        load, ext = x.ops
+        if (
+            isinstance(load, memref.LoadOp)
+            and isinstance(ext, arith.ExtFOp)
+            and ext.input is load.res
+            and isinstance(load.res.type, BFloat16Type | Float16Type)
+        ):
+            return load
+    return None
+
+
+def swizzle(b: KernelBuilder, row: Index, chunk: Index, chunks_per_row: int) -> Index:
+    """The physical 16-byte chunk of logical ``chunk`` in tile row ``row``: the chunk index XORed with the row bits
+    that make the chunks of 8 consecutive rows fall in 8 distinct 128-byte bank groups."""
+    if chunks_per_row >= 8:
+        bits = b.rem(row, 8)
+    elif chunks_per_row in (4, 2):
+        shift = 8 // chunks_per_row  # rows that share one 128-byte line
+        bits = b.rem(b.div(row, shift), chunks_per_row)
+    else:
+        return chunk
+    if isinstance(bits, int) and isinstance(chunk, int):
+        return bits ^ chunk
+    if isinstance(bits, int) and bits == 0:
+        return chunk
+    lhs = b.c32(chunk) if isinstance(chunk, int) else chunk
+    rhs = b.c32(bits) if isinstance(bits, int) else bits
+    return b.v(arith.XOrIOp(lhs, rhs))
+
+
+class _Tile:
+    """One operand's shared-memory tile: layout, element, copy path and this thread's chunks."""
+
+    def __init__(self, kernel: MmaSyncKernel, x: Operand, bi: int):
+        self.x = x
+        self.bi = bi
+        s = kernel.s
+        plain = kernel.plain(x)
+        # K contiguous in memory (or neither: an expression): rows along M/N; else rows along K
+        self.k_major = plain is None or plain.contiguous != "i"
+        self.element: Attribute = f32 if kernel.mma == "tf32" else kernel.narrow_element
+        self.esize = 4 if kernel.mma == "tf32" else 2
+        self.per_chunk = CHUNK // self.esize
+        self.rows, self.cols = (bi, s.bk) if self.k_major else (s.bk, bi)
+        self.cpr = self.cols // self.per_chunk
+        self.source = kernel.source(x, plain)
+        self.ext = kernel.extents(x)
+
+
+class MmaSyncKernel(TiledKernel):
+    """Builds the ``gpu.launch`` of one matmul nest under a tensor-core rung (see the module docstring)."""
+
+    def __init__(self, nest: MatmulNest, s: Schedule):
+        super().__init__(nest, s)
+        self.mma = mma_type(nest)
+        self.narrow_element: Attribute = {"bf16": BFloat16Type(), "f16": Float16Type(), "tf32": f32}[self.mma]
+        self.kstep = 8 if self.mma == "tf32" else 16
+
+    # --- operands ---------------------------------------------------------------------------------------------
+
+    def plain(self, x: Operand) -> Operand | None:
+        """The plain load an operand reads (the 16-bit load under an ``extf``, or the f32 load of a tf32 nest),
+        else None (an expression)."""
+        load = narrow_load(x)
+        if load is not None:
+            body = load.parent_block()
+            assert body is not None
+            other = self.nest.ivs[-1] if x is self.nest.a else self.nest.ivs[-2]
+            src = match_operand(load.res, body, self.dims(x), other)
+            return src if src is not None and src.plain else None
+        return x if self.mma == "tf32" and x.plain else None
+
+    def source(self, x: Operand, src: Operand | None) -> Operand | None:
+        """``src`` (the operand's plain load) when ``cp.async`` can copy its chunks: rows 16-byte aligned, the
+        contiguous dim the matrix's; None for the synchronous path."""
+        if src is None or src.contiguous is None:
+            return None
+        buf = src.buffer
+        assert buf is not None
+        t = buf.type
+        assert isinstance(t, MemRefType)
+        per_chunk = CHUNK // (4 if self.mma == "tf32" else 2)
+        ext = self.extents(x)
+        inner = ext[-2 if src.contiguous == "i" else -1]
+        if t.get_shape()[-1] % per_chunk or t.get_shape()[-1] != inner or not aligned16(buf):
+            return None
+        return src
+
+    # --- the kernel -------------------------------------------------------------------------------------------
+
+    def emit_body(self) -> None:
+        nest, s, b = self.nest, self.s, self.b
+        tid = self.tid
+        warp, lane = b.div(tid, WARP), b.rem(tid, WARP)
+        self.lane = lane
+        wm, wn = b.div(warp, s.warps[1]), b.rem(warp, s.warps[1])
+        self.wrow = b.mul(wm, s.reps[0] * 16)
+        self.wcol = b.mul(wn, s.reps[1] * 8)
+        self.ta = _Tile(self, nest.a, s.bm)
+        self.tb = _Tile(self, nest.b, s.bn)
+        for t in (self.ta, self.tb):
+            t.smem = b.v(gpu_ext.WorkgroupAllocOp(t.element, [s.stages, t.rows, t.cols]))  # type: ignore[attr-defined]
+        k_tiles = -(-nest.k // s.bk)
+        n_acc = s.reps[0] * s.reps[1] * 4
+        # Prologue: tiles 0 .. stages - 2 into their stages (past the last tile: zeros nobody reads).
+        for st in range(s.stages - 1):
+            for t in (self.ta, self.tb):
+                self.copy_tile(b, t, st * s.bk, st)
+            b.op(gpu_ext.AsyncCommitOp())
+        loop_body = Block(arg_types=[IndexType(), *([f32] * n_acc)])
+        kt_index, *acc = loop_body.args
+        lb = b.at(loop_body)
+        lb.op(scf.YieldOp(*acc))
+        kt = lb.i32(kt_index)
+        lb.op(gpu_ext.AsyncWaitOp(s.stages - 2))
+        lb.op(gpu.BarrierOp())
+        ahead = lb.add(kt, s.stages - 1)
+        stage_next = lb.rem(ahead, s.stages)
+        for t in (self.ta, self.tb):
+            self.copy_tile(lb, t, lb.mul(ahead, s.bk), stage_next)
+        lb.op(gpu_ext.AsyncCommitOp())
+        new = self.compute(lb, lb.rem(kt, s.stages), list(acc))
+        loop_body.last_op.operands = new  # type: ignore[union-attr]
+        zero = b.const(0.0, f32)
+        loop = scf.ForOp(b.idx(0), b.idx(k_tiles), b.idx(1), [zero] * n_acc, Region(loop_body))
+        b.op(loop)
+        b.op(gpu_ext.AsyncWaitOp(0))  # no copy may land after the block exits
+        self.store_acc(list(loop.results))
+
+    def copy_tile(self, b: KernelBuilder, t: _Tile, k0: Index, stage: Index) -> None:
+        """This thread's chunks of the tile at K offset ``k0`` into ``stage``: ``cp.async`` (zero-filled outside
+        the matrix) or, on the synchronous path, element by element."""
+        s = self.s
+        chunks = t.rows * t.cpr
+        i0 = self.m0 if t.x is self.nest.a else self.n0
+        i_ext, k_ext = t.ext[-2], t.ext[-1]
+        for r in range(-(-chunks // s.threads)):
+            c = b.add(self.tid, r * s.threads)
+            cb = b.if_(b.lt(c, chunks)) if (r + 1) * s.threads > chunks else b
+            if cb is None:
+                continue
+            row, ch = cb.div(c, t.cpr), cb.rem(c, t.cpr)
+            along = cb.mul(ch, t.per_chunk)
+            ii, kk = (row, along) if t.k_major else (along, row)
+            gi, gk = cb.add(i0, ii), cb.add(k0, kk)
+            col = cb.mul(swizzle(cb, row, ch, t.cpr), t.per_chunk)
+            dst = [cb.idx(stage), cb.idx(row), cb.idx(col)]
+            if t.source is not None:
+                ok = cb.both(cb.lt(gi, i_ext), cb.lt(gk, k_ext))
+                if t.k_major:  # clamped into the matrix, 16-byte aligned: read nothing when ok is false
+                    ci, ck = cb.min(gi, i_ext - 1), cb.min(gk, k_ext - t.per_chunk)
+                else:
+                    ci, ck = cb.min(gi, i_ext - t.per_chunk), cb.min(gk, k_ext - 1)
+                src = [cb.idx(v) for v in self.indices(t.source, self.coords(ci, ck))]
+                valid = (
+                    cb.idx(t.per_chunk if ok else 0)
+                    if isinstance(ok, bool)
+                    else cb.v(arith.SelectOp(ok, cb.idx(t.per_chunk), cb.idx(0)))
+                )
+                assert t.source.buffer is not None
+                cb.op(gpu_ext.AsyncCopyOp(t.source.buffer, src, t.smem, dst, t.per_chunk, valid))  # type: ignore[attr-defined]
+                continue
+            for j in range(t.per_chunk):
+                gij, gkj = (gi, cb.add(gk, j)) if t.k_major else (cb.add(gi, j), gk)
+                v = self.element(cb, t.x, self.coords(gij, gkj), t.ext)
+                if t.element != v.type:
+                    v = cb.v(arith.TruncFOp(v, t.element))
+                place = [cb.idx(stage), cb.idx(row), cb.idx(cb.add(col, j))]
+                cb.op(memref.StoreOp.get(v, t.smem, place))  # type: ignore[attr-defined]
+
+    # --- the mma steps ----------------------------------------------------------------------------------------
+
+    def fragment_rows(
+        self, b: KernelBuilder, t: _Tile, stage: Index, row: Index, col: Index, trans: bool
+    ) -> list[SSAValue]:
+        """``ldmatrix.x4`` of the 16-byte tile rows this lane names (``row``, element column ``col``)."""
+        phys = b.add(b.mul(swizzle(b, row, b.div(col, t.per_chunk), t.cpr), t.per_chunk), b.rem(col, t.per_chunk))
+        idx = [b.idx(stage), b.idx(row), b.idx(phys)]
+        return list(b.op(gpu_ext.LdMatrixOp(t.smem, idx, 4, trans)).results)  # type: ignore[attr-defined]
+
+    def scalar(self, b: KernelBuilder, t: _Tile, stage: Index, row: Index, col: Index) -> SSAValue:
+        """One f32 of an M-/N-major tf32 tile, as the i32 bits an mma fragment holds."""
+        phys = b.add(b.mul(swizzle(b, row, b.div(col, t.per_chunk), t.cpr), t.per_chunk), b.rem(col, t.per_chunk))
+        v = b.v(memref.LoadOp.get(t.smem, [b.idx(stage), b.idx(row), b.idx(phys)]))  # type: ignore[attr-defined]
+        return b.v(arith.BitcastOp(v, i32))
+
+    def a_fragment(self, b: KernelBuilder, stage: Index, kk: int, mi: int) -> list[SSAValue]:
+        t, lane = self.ta, self.lane
+        m = b.add(self.wrow, mi * 16)
+        j = b.div(lane, 8)
+        half = self.kstep // 2
+        if t.k_major:  # matrices (m, k), (m + 8, k), (m, k + half), (m + 8, k + half)
+            row = b.add(b.add(m, b.rem(lane, 8)), b.mul(b.rem(j, 2), 8))
+            return self.fragment_rows(b, t, stage, row, b.add(kk, b.mul(b.div(j, 2), half)), False)
+        g, q = b.div(lane, 4), b.rem(lane, 4)
+        if self.mma == "tf32":  # a0 (g, q), a1 (g + 8, q), a2 (g, q + 4), a3 (g + 8, q + 4)
+            return [
+                self.scalar(b, t, stage, b.add(b.add(kk, q), dk), b.add(b.add(m, g), dm))
+                for dk, dm in ((0, 0), (0, 8), (4, 0), (4, 8))
+            ]
+        row = b.add(b.add(kk, b.rem(lane, 8)), b.mul(b.div(j, 2), 8))
+        return self.fragment_rows(b, t, stage, row, b.add(m, b.mul(b.rem(j, 2), 8)), True)
+
+    def b_fragments(self, b: KernelBuilder, stage: Index, kk: int, ni: int) -> list[SSAValue]:
+        """B fragments of the n8 tiles ``ni`` and ``ni + 1``: (b0, b1) of each."""
+        t, lane = self.tb, self.lane
+        n = b.add(self.wcol, ni * 8)
+        j = b.div(lane, 8)
+        half = self.kstep // 2
+        if t.k_major:  # matrices (n, k), (n, k + half), (n + 8, k), (n + 8, k + half)
+            row = b.add(b.add(n, b.rem(lane, 8)), b.mul(b.div(j, 2), 8))
+            return self.fragment_rows(b, t, stage, row, b.add(kk, b.mul(b.rem(j, 2), half)), False)
+        g, q = b.div(lane, 4), b.rem(lane, 4)
+        if self.mma == "tf32":  # b0 (k = q, n = g), b1 (k = q + 4, n = g), for n and n + 8
+            return [
+                self.scalar(b, t, stage, b.add(b.add(kk, q), dk), b.add(b.add(n, g), dn))
+                for dn, dk in ((0, 0), (0, 4), (8, 0), (8, 4))
+            ]
+        row = b.add(b.add(kk, b.rem(lane, 8)), b.mul(b.rem(j, 2), 8))
+        return self.fragment_rows(b, t, stage, row, b.add(n, b.mul(b.div(j, 2), 8)), True)
+
+    def compute(self, b: KernelBuilder, stage: Index, acc_in: Sequence[SSAValue]) -> list[SSAValue]:
+        s = self.s
+        acc = list(acc_in)
+        mt, nt = s.reps
+        shape = "m16n8k8" if self.mma == "tf32" else "m16n8k16"
+        for kk in range(0, s.bk, self.kstep):
+            a = [self.a_fragment(b, stage, kk, mi) for mi in range(mt)]
+            bf: list[list[SSAValue]] = []
+            for ni in range(0, nt, 2):
+                r = self.b_fragments(b, stage, kk, ni)
+                bf.extend([r[0:2], r[2:4]])
+            for mi in range(mt):
+                for ni in range(nt):
+                    base = (mi * nt + ni) * 4
+                    mma = b.op(gpu_ext.MmaSyncOp(shape, self.mma, a[mi], bf[ni], acc[base : base + 4]))
+                    acc[base : base + 4] = list(mma.results)
+        return acc
+
+    # --- the results ------------------------------------------------------------------------------------------
+
+    def store_acc(self, acc: Sequence[SSAValue]) -> None:
+        nest, s, b = self.nest, self.s, self.b
+        out_t = nest.out.type
+        assert isinstance(out_t, MemRefType)
+        out_el = out_t.get_element_type()
+        pairs = nest.n % 2 == 0 and out_t.get_shape()[-1] % 2 == 0 and aligned16(nest.out)
+        g, q = b.div(self.lane, 4), b.rem(self.lane, 4)
+        mt, nt = s.reps
+        for mi in range(mt):
+            for ni in range(nt):
+                for half in range(2):
+                    m = b.add(self.m0, b.add(self.wrow, b.add(g, mi * 16 + 8 * half)))
+                    n = b.add(self.n0, b.add(self.wcol, b.add(b.mul(q, 2), ni * 8)))
+                    base = (mi * nt + ni) * 4 + 2 * half
+                    values = list(acc[base : base + 2])
+                    if out_el != f32:
+                        values = [b.v(arith.TruncFOp(v, out_el)) for v in values]
+                    if pairs:  # n even: both columns in or both out
+                        sb = b.if_(b.both(b.lt(m, nest.m), b.lt(n, nest.n)))
+                        if sb is not None:
+                            idx = [sb.idx(v) for v in [*self.batch_iv, m, n]]
+                            sb.op(gpu_ext.VectorStoreOp(values, nest.out, idx))
+                        continue
+                    for j, v in enumerate(values):
+                        nj = b.add(n, j)
+                        sb = b.if_(b.both(b.lt(m, nest.m), b.lt(nj, nest.n)))
+                        if sb is not None:
+                            sb.op(memref.StoreOp.get(v, nest.out, [sb.idx(x) for x in [*self.batch_iv, m, nj]]))

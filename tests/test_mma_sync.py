@@ -1,0 +1,203 @@
+"""The ``mma-sync`` matmul schedule (issue 14): tensor cores with ldmatrix, mma.sync and a cp.async pipeline.
+
+Offline (CI), on the PTX emulator (``tests/_ptx_emulator.py``) against numpy in float64: bf16 (and f16, tf32)
+matmuls of small shapes, square, with odd edges (33x47x40: B's rows are not 16-byte aligned, so B takes the
+synchronous path), batched with a broadcast B, and with transposed operands (``ldmatrix.trans`` / K-major tiles),
+through ``compile_for_cuda`` on the 64x64 tile ``auto`` uses for small grids (the 128x128 one is checked by ptxas and
+on one shape). PTX assembles with ``ptxas -arch=sm_90 --warn-on-spills -Werror``. Also ``auto``'s rule and the
+errors of a tensor-core schedule forced on a precision it cannot run.
+
+**Tolerance.** Inputs are bf16 (exact in f32), products are exact and the sums are f32 (the emulator rounds once per
+mma instruction, the GPU at most once per addition), then the result is rounded to bf16 once:
+``|C - C64| <= 2**-8 |C64| + K * 2**-23 (|A| @ |B|)`` elementwise (f16: ``2**-11``; tf32 inputs keep 10 mantissa
+bits: ``2 * 2**-10 (|A| @ |B|)`` more).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+from dataclasses import dataclass
+
+import ml_dtypes
+import numpy as np
+import pytest
+from _ptx_emulator import run_program
+from test_loops import build, t
+from xdsl.dialects.builtin import BFloat16Type, Float16Type, ModuleOp, f32, f64
+
+import picograd as pgm
+from picograd.dialects import kernel, pg
+from picograd.driver.gpu_compile import CompileError, CudaProgram, compile_for_cuda
+from picograd.driver.pipeline import lower_to
+from picograd.passes.schedule import AUTO_MIN_TENSOR_FMAS, SCHEDULES, SMALL_MMA_TILE, choose
+
+DTYPES = {"bf16": (BFloat16Type(), ml_dtypes.bfloat16, 2.0**-8), "f16": (Float16Type(), np.float16, 2.0**-11)}
+
+
+@dataclass(frozen=True)
+class MM:
+    m: int
+    n: int
+    k: int
+    ta: bool = False
+    tb: bool = False
+    batch: tuple[int, ...] = ()
+    b_batched: bool = True
+    dtype: str = "bf16"
+
+    def __str__(self) -> str:
+        flags = [f for f, on in (("ta", self.ta), ("tb", self.tb), ("bcast", not self.b_batched)) if on]
+        return "_".join(["x".join(map(str, (*self.batch, self.m, self.n, self.k))), self.dtype, *flags])
+
+    @property
+    def a_shape(self) -> tuple[int, ...]:
+        return (*self.batch, *((self.k, self.m) if self.ta else (self.m, self.k)))
+
+    @property
+    def b_shape(self) -> tuple[int, ...]:
+        return (*(self.batch if self.b_batched else ()), *((self.n, self.k) if self.tb else (self.k, self.n)))
+
+    def element(self):
+        return f32 if self.dtype == "tf32" else DTYPES[self.dtype][0]
+
+    def module(self) -> ModuleOp:
+        nb = len(self.batch)
+
+        def body(e, a, b):
+            if self.ta:
+                a = e(pg.PermuteOp(a, [*range(nb), nb + 1, nb]))
+            if self.tb:
+                rank = len(self.b_shape)
+                b = e(pg.PermuteOp(b, [*range(rank - 2), rank - 1, rank - 2]))
+            if not self.b_batched and self.batch:
+                b = e(pg.BroadcastToOp(b, (*self.batch, self.k, self.n)))
+            return [e(pg.MatmulOp(a, b, tf32=self.dtype == "tf32"))]
+
+        el = self.element()
+        return build([t(*self.a_shape, el=el), t(*self.b_shape, el=el)], body)
+
+    def inputs(self, rng: np.random.Generator) -> list[np.ndarray]:
+        np_type = np.float32 if self.dtype == "tf32" else DTYPES[self.dtype][1]
+        return [rng.standard_normal(s).astype(np_type) for s in (self.a_shape, self.b_shape)]
+
+    def check(self, got: np.ndarray, a: np.ndarray, b: np.ndarray) -> None:
+        a64, b64 = a.astype(np.float64), b.astype(np.float64)
+        if self.ta:
+            a64 = np.swapaxes(a64, -1, -2)
+        if self.tb:
+            b64 = np.swapaxes(b64, -1, -2)
+        want = a64 @ b64
+        scale = np.abs(a64) @ np.abs(b64)
+        out_ulp = 2.0**-24 if self.dtype == "tf32" else DTYPES[self.dtype][2]
+        tol = out_ulp * np.abs(want) + self.k * 2.0**-23 * scale
+        if self.dtype == "tf32":
+            tol += 2 * 2.0**-10 * scale
+        bad = np.abs(got.astype(np.float64) - want) > tol
+        assert not bad.any(), f"{bad.sum()} of {bad.size} outside the tolerance; first at {np.argwhere(bad)[0]}"
+
+
+def with_schedule(module: ModuleOp, attr: kernel.ScheduleAttr) -> ModuleOp:
+    """``module`` at the kernels stage with every matmul kernel's schedule replaced by ``attr``."""
+    lower_to(module, "kernels")
+    for op in module.walk():
+        if isinstance(op, kernel.FusedOp) and op.kind.data == "matmul":
+            op.schedule = attr
+    return module
+
+
+@functools.cache
+def small_tile_program(shape: MM) -> CudaProgram:
+    """``shape`` on ``mma-sync``'s 64x64 tile (4 warps): a quarter of the emulated threads of the 128x128 one."""
+    rung = SMALL_MMA_TILE
+    if shape.dtype == "tf32":  # as pg-schedule's fit: half the K tile for 4-byte elements
+        rung = dataclasses.replace(rung, bk=rung.bk // 2, tf32=True)
+    return compile_for_cuda(with_schedule(shape.module(), rung.attr()))
+
+
+EMULATED = [
+    MM(64, 64, 32),
+    MM(33, 47, 40),
+    MM(40, 48, 72, ta=True, tb=True),
+    MM(24, 16, 48, batch=(2,), b_batched=False),
+    MM(32, 40, 24, tb=True, dtype="f16"),
+    MM(20, 24, 16, dtype="tf32"),
+    MM(24, 16, 24, ta=True, tb=True, dtype="tf32"),
+]
+
+
+@pytest.mark.parametrize("shape", EMULATED, ids=str)
+def test_mma_sync_on_the_emulator_matches_float64(shape: MM, rng: np.random.Generator) -> None:
+    program = small_tile_program(shape)
+    assert "mma.sync.aligned" in program.ptx and "cp.async" in program.ptx
+    a, b = shape.inputs(rng)
+    (got,) = run_program(program, [a, b])
+    shape.check(got, a, b)
+
+
+@pytest.mark.parametrize(
+    "shape", [MM(64, 64, 32), MM(33, 47, 40, ta=True), MM(24, 40, 56, tb=True, batch=(3,))], ids=str
+)
+def test_forced_mma_sync_assembles_without_spills(shape: MM) -> None:
+    """The 128x128x32 rung (8 warps, 3 stages, 48 KiB) as ``pg-schedule{matmul=mma-sync}`` makes it."""
+    program = compile_for_cuda(shape.module(), matmul_schedule="mma-sync")
+    text = program.ptx
+    assert "ldmatrix.sync.aligned.m8n8.x4" in text and "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32" in text
+    assert "cp.async.wait_group \t1;" in text  # 3 stages: two tiles in flight while one is computed on
+    result = program.assemble(strict=True)
+    assert not result.spills
+    (res,) = [r for name, r in result.kernels.items() if "matmul" in name]
+    assert res.shared_bytes == SCHEDULES["mma-sync"].stages * 32 * 256 * 2 and res.stack_frame == 0
+
+
+def test_mma_sync_128_tile_on_the_emulator(rng: np.random.Generator) -> None:
+    shape = MM(40, 72, 48, tb=True)
+    program = compile_for_cuda(shape.module(), matmul_schedule="mma-sync")
+    a, b = shape.inputs(rng)
+    (got,) = run_program(program, [a, b])
+    shape.check(got, a, b)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# auto and errors
+
+
+def test_auto_takes_tensor_cores_from_2_to_the_20_multiply_adds() -> None:
+    big = choose(128, 128, 64, 1, BFloat16Type(), "bf16")
+    assert 128 * 128 * 64 == AUTO_MIN_TENSOR_FMAS and big is not None and big.name == "mma-sync"
+    assert choose(128, 128, 63, 1, BFloat16Type(), "bf16") is None  # below 2**20: a thread per output
+    assert choose(8, 4096, 4096, 1, BFloat16Type(), "bf16") is None  # M < 16: SIMT
+    assert choose(1024, 1024, 1024, 1, f32, "tf32").name == "mma-sync"  # type: ignore[union-attr]
+    assert choose(1024, 1024, 1024, 1, f32, "fp32").name == "cp-async"  # type: ignore[union-attr]
+    assert choose(1024, 1024, 1024, 1, f64, "fp64") is None
+    assert choose(4096, 4096, 4096, 1, BFloat16Type(), "bf16") == SCHEDULES["mma-sync"]
+    assert choose(256, 256, 256, 1, BFloat16Type(), "bf16") == SMALL_MMA_TILE  # 4 big tiles < 132 SMs
+
+
+@pytest.mark.parametrize(
+    ("el", "tf32", "message"),
+    [
+        (f32, False, r"'mma-sync' does not support fp32 on sm_90.*allow_tf32"),
+        (f64, False, r"'mma-sync' does not support fp64 on sm_90.*no float64 mma"),
+    ],
+)
+def test_mma_sync_on_an_unsupported_precision_is_one_clear_error(el, tf32, message) -> None:
+    module = build([t(64, 64, el=el), t(64, 64, el=el)], lambda e, a, b: [e(pg.MatmulOp(a, b, tf32=tf32))])
+    with pytest.raises(CompileError, match=message):
+        compile_for_cuda(module, matmul_schedule="mma-sync")
+
+
+def test_bf16_linear_1024_uses_mma_sync_under_auto() -> None:
+    """The done-when: a bf16 ``nn.Linear(1024, 1024)`` on a (1024, 1024) batch gets mma.sync kernels (PTX only)."""
+    pgm.manual_seed(0)
+    layer = pgm.nn.Linear(1024, 1024).to(pgm.bfloat16)
+
+    @pgm.compile
+    def forward(x):
+        return layer(x)
+
+    x = pgm.zeros((1024, 1024), dtype=pgm.bfloat16)
+    program = compile_for_cuda(forward.ir("simplify", (x,)))
+    assert "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32" in program.ptx
+    assert math.prod((1024, 1024, 1024)) >= AUTO_MIN_TENSOR_FMAS
