@@ -20,8 +20,8 @@ schedule, m, n, k, dtype, ms, tflops, cublas_ms, cublas_tflops, ratio_to_cublas,
     python bench/gemm.py --schedules warptile,cp-async --shapes 4096x4096x4096
     python bench/gemm.py --schedules wgmma,wgmma-ws --shapes 4096x4096x4096,8192x8192x8192
 
-The tensor-core schedules ``wgmma`` and ``wgmma-ws`` (sm_90a) run C (f32) = A @ Bt.T on bf16 A (M, K) and Bt
-(N, K) (``tensor_core_module``) through ``CudaProgram.executable()``; their rows (``dtype`` ``bf16``) compare with
+The tensor-core schedules ``wgmma`` and ``wgmma-ws`` (sm_90a) run C = A @ Bt.T on bf16 A (M, K) and Bt (N, K),
+bf16 out (``tensor_core_module``) through ``CudaProgram.executable()``; their rows (``dtype`` ``bf16``) compare with
 cuBLAS bf16 (``torch.matmul(a, bt.T)``, bf16 out) in the same run.
 """
 
@@ -63,43 +63,21 @@ def matmul_module(m: int, n: int, k: int):
 
 
 def tensor_core_module(m: int, n: int, k: int):
-    """The wgmma schedules' matmul, C (m, n) f32 = A (m, k) @ Bt.T (Bt: (n, k)), A and Bt bf16 and K-major (the
-    ``x @ W.T`` of ``nn.Linear``), at the loop stage (bf16 stops in ``pg-bufferize`` until it flows through the
-    buffer stages; then this becomes the ``pg``-stage ``a @ bt.T``)."""
-    from xdsl.dialects import memref, scf
-    from xdsl.parser import Parser
+    """The wgmma schedules' matmul at the ``pg`` stage: ``gemm(a: (m, k), bt: (n, k)) -> a @ bt.T`` in bfloat16
+    (f32 accumulation, rounded once to bf16), both operands K-major as ``nn.Linear``'s ``x @ W.T``."""
+    from xdsl.dialects import func
+    from xdsl.dialects.builtin import FunctionType, ModuleOp, TensorType, bf16
+    from xdsl.ir import Block, Region
 
-    from picograd.dialects import make_context
+    from picograd.dialects import pg
 
-    ctx = make_context()
-    ctx.load_dialect(scf.Scf)
-    ctx.load_dialect(memref.MemRef)
-    a, bt, c = f"memref<{m}x{k}xbf16>", f"memref<{n}x{k}xbf16>", f"memref<{m}x{n}xf32>"
-    text = f"""
-    func.func @gemm(%a: {a}, %bt: {bt}, %c: {c} {{pg.result = 0 : i64}}) {{
-      %c0 = arith.constant 0 : index
-      %c1 = arith.constant 1 : index
-      %m = arith.constant {m} : index
-      %n = arith.constant {n} : index
-      %k = arith.constant {k} : index
-      %zero = arith.constant 0.0 : f32
-      "scf.parallel"(%c0, %c0, %m, %n, %c1, %c1) <{{operandSegmentSizes = array<i32: 2, 2, 2, 0>}}> ({{
-      ^bb0(%i: index, %j: index):
-        %sum = scf.for %kk = %c0 to %k step %c1 iter_args(%acc = %zero) -> (f32) {{
-          %x = memref.load %a[%i, %kk] : {a}
-          %y = memref.load %bt[%j, %kk] : {bt}
-          %xf = arith.extf %x : bf16 to f32
-          %yf = arith.extf %y : bf16 to f32
-          %p = arith.mulf %xf, %yf : f32
-          %s = arith.addf %acc, %p : f32
-          scf.yield %s : f32
-        }}
-        memref.store %sum, %c[%i, %j] : {c}
-        scf.reduce
-      }}) {{pg.kernel = "gemm_matmul", pg.kind = "matmul"}} : (index, index, index, index, index, index) -> ()
-      func.return
-    }}"""
-    return Parser(ctx, text).parse_module()
+    ta, tb = TensorType(bf16, [m, k]), TensorType(bf16, [n, k])
+    block = Block(arg_types=[ta, tb])
+    b = pg.PermuteOp(block.args[1], [1, 0])
+    mm = pg.MatmulOp(block.args[0], b.results[0])
+    block.add_ops([b, mm, func.ReturnOp(mm.results[0])])
+    fn = func.FuncOp("gemm", FunctionType.from_lists([ta, tb], [mm.results[0].type]), Region(block))
+    return ModuleOp([fn])
 
 
 def cuda_events_ms(torch, fn, reps: int, iters: int, warmup: int = 2) -> float:
@@ -172,7 +150,7 @@ def run_schedule(torch, cuda, name: str, m: int, n: int, k: int, a, b, ref) -> d
 
 def run_tensor_core(torch, cuda, name: str, m: int, n: int, k: int, a, bt, ref) -> dict:
     """A tensor-core schedule (``wgmma``, ``wgmma-ws``: sm_90a, tensor maps) on bf16 ``a`` (m, k) and ``bt`` (n, k),
-    f32 out, run through ``CudaProgram.executable()`` (the runtime encodes the tensor maps when it binds the
+    bf16 out, run through ``CudaProgram.executable()`` (the runtime encodes the tensor maps when it binds the
     buffers; each call replays one CUDA graph)."""
     import ml_dtypes
 
@@ -185,7 +163,7 @@ def run_tensor_core(torch, cuda, name: str, m: int, n: int, k: int, a, bt, ref) 
     host = [x.view(torch.int16).cpu().numpy().view(ml_dtypes.bfloat16) for x in (a, bt)]
     da, db = (cuda.DeviceBuffer.from_numpy(x) for x in host)
     (dc,) = exe(da, db)
-    c = torch.from_numpy(dc.to_numpy()).to("cuda")
+    c = torch.from_numpy(dc.to_numpy().astype(np.float32)).to("cuda")
     rel = float(torch.linalg.norm(c.double() - ref) / torch.linalg.norm(ref))
     t0 = time.perf_counter()
     exe(da, db, out=[dc])

@@ -1,8 +1,8 @@
 """SASS opcode counts of every GEMM schedule at 4096^3, and the MLP's kernel count: a check that needs no GPU.
 
 For each rung of the matmul schedule table and ``auto``, the 4096 x 4096 x 4096 float32 matmul of
-``bench/gemm.py`` (for the tensor-core schedules ``wgmma`` and ``wgmma-ws``: its bf16 ``tensor_core_module``, f32
-out, for sm_90a) is compiled by picograd's pipeline to PTX, assembled with ``ptxas -arch=sm_90`` (sm_90a) and
+``bench/gemm.py`` (for the tensor-core schedules: its bf16 ``tensor_core_module`` ``a @ bt.T``, for sm_90a for
+``wgmma`` and ``wgmma-ws``) is compiled by picograd's pipeline to PTX, assembled with ``ptxas -arch=sm_90`` (sm_90a) and
 disassembled with ``cuobjdump --dump-sass`` (PyPI ``nvidia-cuda-cuobjdump`` and ``nvidia-cuda-nvdisasm``); the
 opcodes (without modifiers: ``LDG.E.128`` counts as ``LDG``) of the whole cubin are counted, and ptxas's register
 and shared-memory use kept. The 64x64 tile that ``auto`` takes at 512^3 is recorded too (``auto@512``). The MLP
@@ -54,7 +54,7 @@ def cuobjdump() -> str:
 def schedules() -> list[str]:
     from picograd.passes.schedule import SCHEDULES, WGMMA
 
-    return ["auto", *SCHEDULES, *WGMMA]
+    return ["auto", *SCHEDULES, *WGMMA]  # the tensor-core rungs (mma-sync, wgmma, wgmma-ws) on bf16
 
 
 def sass_counts(ptx: str, tmp: str, arch: str = "sm_90") -> dict:
@@ -95,16 +95,17 @@ SMALL = 512
 def gemm_entry(schedule: str, tmp: str, size: int = SIZE) -> dict:
     from bench.gemm import matmul_module, tensor_core_module
     from picograd.driver.gpu_compile import compile_for_cuda
-    from picograd.passes.schedule import WGMMA
+    from picograd.passes.schedule import TENSOR_CORE, WGMMA
 
-    if schedule in WGMMA:  # bf16 in, f32 out, on sm_90a (wgmma, setmaxnreg)
-        module, arch = tensor_core_module(size, size, size), "sm_90a"
+    arch = "sm_90a" if schedule in WGMMA else "sm_90"  # wgmma and setmaxnreg need sm_90a
+    if schedule in TENSOR_CORE:  # bf16 in and out (a @ bt.T)
+        module = tensor_core_module(size, size, size)
     else:
-        module, arch = matmul_module(size, size, size), "sm_90"
+        module = matmul_module(size, size, size)
     program = compile_for_cuda(module, arch=arch, matmul_schedule=schedule)
     kernels = re.findall(r"\.entry\s+(\w+)", program.ptx)
     entry = {"kernels": len(kernels), **sass_counts(program.ptx, tmp, arch)}
-    if schedule in WGMMA:
+    if schedule in TENSOR_CORE:
         shmem = [s.shmem for s in program.steps if getattr(s, "shmem", 0)]
         entry.update(arch=arch, dtype="bf16", dynamic_smem_bytes=max(shmem, default=0))
     return entry
@@ -165,7 +166,7 @@ def main() -> int:
     result = measure()
     for name, e in result["gemm"].items():
         regs, smem = e["registers"], e["smem_bytes"]
-        dyn = f"+{e['dynamic_smem_bytes']} dynamic" if "dynamic_smem_bytes" in e else ""
+        dyn = f"+{e['dynamic_smem_bytes']} dynamic" if e.get("dynamic_smem_bytes") else ""
         print(f"{name:10s} kernels={e['kernels']} regs={regs} smem={smem}{dyn} SASS={e['instructions']}")
     print(f"mlp_names --emit=ptx: {result['mlp_names_ptx_kernels']} kernels")
     if args.out:

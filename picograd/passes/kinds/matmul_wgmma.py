@@ -31,8 +31,9 @@ The kernel follows the public H100 GEMM worklogs (Pranjal Shankhdhar, "Outperfor
   issue the next, releasing a stage one K tile late (so at least 2 stages). The grid is persistent: one block per
   SM, tiles strided over the blocks, the producer running ahead into the next tile while the consumers store the
   last one.
-- **Epilogue**: each thread stores its accumulators (pairs of adjacent columns: ``st.global.v2.f32``, or one
-  ``.b32`` of two bf16 rounded to nearest even) where they fall inside C.
+- **Epilogue**: each thread stores its accumulators (pairs of adjacent columns: ``st.global.v2.f32``, or
+  ``st.global.v2.b16`` of two bf16/f16 rounded to nearest even by ``cvt.rn``) where they fall inside C, skipping
+  the column groups past N.
 
 Limits (:func:`unsupported`): bf16/fp16 inputs; each operand a whole (batched) matrix whose contiguous dim is a
 multiple of 8 (the 16-byte row pitch TMA needs), at a 16-byte-aligned offset; a broadcast operand (no batch dim)
@@ -90,8 +91,8 @@ TENSOR_MAPS_ATTR = "pg.tensor_maps"
 """Attribute of a ``ptx.func`` with tensor-map parameters: for each, what the runtime encodes (see
 :class:`TensorMapSpec`)."""
 INPUT_TYPES = ("bf16", "f16")
-OUTPUT_TYPES = ("f32", "bf16")
-"""C's element types (f16 output waits for ``cvt.rn.f16.f32`` in the ptx dialect)."""
+OUTPUT_TYPES = ("f32", "bf16", "f16")
+"""C's element types (16-bit ones rounded to nearest even with ``cvt.rn``)."""
 
 
 @dataclass(frozen=True)
@@ -386,43 +387,25 @@ class _Kernel:
         base = ptx.AddOp(base, ptx.CvtOp(index, "u64", "u32").result, "s64").result
         addr = ptx.MadOp(base, _imm(es, "s64"), self.c_ptr, "s64", mode="lo").result
         pairs = p.n % 2 == 0  # an even N keeps each (even) column pair inside a row and aligned
+        kind = "f32" if out == "f32" else "b16"
         for j in range(s.bn // 8):
             in_col = ptx.SetpOp("gt", cols_left, _imm(8 * j, "s32")).result
+            skip = self.label("STORED")  # columns 8j.. outside C (a ragged last tile): nothing to store or round
+            ptx.BraOp(skip, guard=in_col, negate=True)
             second = None if pairs else ptx.SetpOp("gt", cols_left, _imm(8 * j + 1, "s32")).result
             for h in (0, 1):
-                lo, hi = self.acc[4 * j + 2 * h], self.acc[4 * j + 2 * h + 1]
-                ok = ptx.AndOp(in_row[h], in_col, "pred").result
+                pair = self.acc[4 * j + 2 * h : 4 * j + 2 * h + 2]
+                if out != "f32":  # rounded once to bf16/f16, as the CPU executor rounds the f32 sum
+                    pair = [ptx.CvtOp(x, out, "f32", rnd="rn").result for x in pair]
                 offset = (8 * h * p.n + 8 * j) * es
-                if out == "f32":
-                    if pairs:
-                        ptx.StOp(addr, [lo, hi], "f32", offset=offset, guard=ok)
-                    else:
-                        assert second is not None
-                        ptx.StOp(addr, lo, "f32", offset=offset, guard=ok)
-                        ptx.StOp(addr, hi, "f32", offset=offset + 4, guard=ptx.AndOp(in_row[h], second, "pred").result)
-                    continue
                 if pairs:
-                    ptx.StOp(addr, self.pack(lo, hi), "b32", offset=offset, guard=ok)
+                    ptx.StOp(addr, pair, kind, offset=offset, guard=in_row[h])
                 else:
                     assert second is not None
-                    ptx.StOp(addr, self.round16(lo), "b16", offset=offset, guard=ok)
-                    ptx.StOp(addr, self.round16(hi), "b16", offset=offset + 2,
+                    ptx.StOp(addr, pair[0], kind, offset=offset, guard=in_row[h])
+                    ptx.StOp(addr, pair[1], kind, offset=offset + es,
                              guard=ptx.AndOp(in_row[h], second, "pred").result)  # fmt: skip
-
-    def round16(self, x: SSAValue) -> SSAValue:
-        """The 16-bit pattern of f32 ``x`` rounded to nearest even: bf16 by integer rounding of the top half
-        (NaN stays NaN: its payload is kept quiet), f16 by ``cvt.rn.f16.f32``."""
-        if self.p.out_dtype == "f16":
-            raise NotImplementedError("f16 output")  # the ptx dialect's cvt has no .f16 yet
-        bits = ptx.MovOp(x, "b32").result
-        odd = _op(ptx.AndOp, _op(ptx.ShrOp, bits, 16, "b32"), 1, "b32")
-        rounded = _op(ptx.AddOp, _op(ptx.AddOp, bits, 0x7FFF), odd)
-        nan = ptx.SetpOp("nan", x, x, "f32").result
-        quiet = _op(ptx.OrOp, bits, 0x400000, "b32")
-        return _op(ptx.ShrOp, ptx.SelpOp(quiet, rounded, nan, "b32").result, 16, "b32")
-
-    def pack(self, lo: SSAValue, hi: SSAValue) -> SSAValue:
-        return _op(ptx.OrOp, self.round16(lo), _op(ptx.ShlOp, self.round16(hi), 16, "b32"), "b32")
+            ptx.LabelOp(skip)
 
     # --- the kernel ------------------------------------------------------------------------------------------
 
