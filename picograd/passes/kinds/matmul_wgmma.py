@@ -237,8 +237,8 @@ def unsupported(p: Problem) -> str | None:
             return f"{name} = {inner} (TMA needs rows of a multiple of 16 bytes: {name} of {role} a multiple of 8)"
     if p.offsets[0] % 16 or p.offsets[1] % 16:
         return "operands that are not 16-byte aligned"
-    if p.m > 2**31 - 1 or p.n > 2**31 - 1 or p.batch > 65535:
-        return "sizes beyond TMA's coordinates"
+    if p.m * p.n >= 2**32 or p.batch > 65535:
+        return "a C of 2**32 elements or more (32-bit epilogue indices)"
     return None
 
 
@@ -589,10 +589,6 @@ def build_kernel(s: WgmmaSchedule, p: Problem, name: str) -> ptx.FuncOp:
 def dynamic_shared() -> ptx.SharedOp:
     """The module-level dynamic shared-memory buffer the wgmma kernels share."""
     return ptx.SharedOp(DYNAMIC_SHARED, None, ALIGN)
-
-
-def flops(p: Problem) -> int:
-    return 2 * p.m * p.n * p.k * p.batch
 
 
 # ---------------------------------------------------------------------------------------------------------------
