@@ -69,7 +69,6 @@ from xdsl.utils.exceptions import PassFailedException
 
 from picograd.dialects import ptx
 from picograd.dialects.kernel import ScheduleAttr
-from picograd.passes._buffers import where
 
 if TYPE_CHECKING:
     from picograd.passes.matmul_schedule import MatmulNest
@@ -605,6 +604,14 @@ _TYPE_NAMES = {BFloat16Type: "bf16", Float16Type: "f16", Float32Type: "f32", Flo
 
 def type_name(t: Attribute) -> str:
     return _TYPE_NAMES.get(type(t), str(t))  # type: ignore[arg-type]
+
+
+def where(op: Operation) -> str:
+    """`` at file:line:col`` of ``op`` (``picograd.passes.schedule``'s, imported when needed: that module imports
+    this one)."""
+    from picograd.passes.schedule import where as located
+
+    return located(op)
 
 
 def schedule_attr(name: str) -> ScheduleAttr:
