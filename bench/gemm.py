@@ -1,4 +1,9 @@
-"""The SGEMM ladder on the GPU: every ``pg-matmul-schedule`` rung against cuBLAS fp32 (``torch.matmul``, TF32 off).
+"""The GEMM ladder on the GPU: every ``pg-matmul-schedule`` rung against cuBLAS (``torch.matmul``, same dtype).
+
+Rows per precision (``--dtypes``): ``fp32`` (the SIMT rungs and ``auto``, TF32 off on both sides), and ``bf16``,
+``fp16`` and ``tf32`` (each tensor-core rung and ``auto``; cuBLAS in the same dtype, with
+``torch.backends.cuda.matmul.allow_tf32`` on for the tf32 rows only). bf16/fp16 rows have bf16/fp16 A, B and C
+(f32 accumulation on both sides).
 
 For each shape M x N x K (C = A @ B, A (M, K) and B (K, N) row-major float32, C (M, N)) and each schedule, the
 matmul is compiled by picograd's pipeline (``compile_for_cuda(..., matmul_schedule=NAME)``: ``pg`` -> loops ->
@@ -13,16 +18,15 @@ cuBLAS fp32 measured 50.7 TFLOP/s at 4096 and 50.9 at 8192 (2026-11-29).
 
 Timing: CUDA events around ``reps`` back-to-back launches (so launch overhead is hidden behind the previous
 kernel), median over ``iters`` such samples after warm-up; slow rungs get fewer samples so that each (schedule,
-shape) takes about a second. Writes one JSON line per (schedule, shape) to --out (fields: date, gpu, versions,
-schedule, m, n, k, dtype, ms, tflops, cublas_ms, cublas_tflops, ratio_to_cublas, rel_err) and prints a table.
+shape) takes about a second. Writes one JSON line per (schedule, dtype, shape) to --out (fields: date, gpu,
+versions, schedule, dtype, m, n, k, ms, tflops, cublas_ms, cublas_tflops, ratio_to_cublas, rel_err) and prints a
+table. ``--compile-only`` compiles every row's kernel to PTX and assembles it (no GPU, no torch.cuda): a check of
+the script's CPU side.
 
     python bench/gemm.py                                   # every rung and auto (the default heuristic), every shape
-    python bench/gemm.py --schedules warptile,cp-async --shapes 4096x4096x4096
-    python bench/gemm.py --schedules wgmma,wgmma-ws --shapes 4096x4096x4096,8192x8192x8192
-
-The tensor-core schedules ``wgmma`` and ``wgmma-ws`` (sm_90a) run C = A @ Bt.T on bf16 A (M, K) and Bt (N, K),
-bf16 out (``tensor_core_module``) through ``CudaProgram.executable()``; their rows (``dtype`` ``bf16``) compare with
-cuBLAS bf16 (``torch.matmul(a, bt.T)``, bf16 out) in the same run.
+    python bench/gemm.py --schedules warptile,cp-async --shapes 4096x4096x4096 --dtypes fp32
+    python bench/gemm.py --dtypes bf16,fp16,tf32           # the tensor-core rows
+    python bench/gemm.py --compile-only --shapes 256x256x256
 """
 
 from __future__ import annotations
@@ -45,37 +49,25 @@ sys.path.insert(0, ROOT)
 SHAPES = ("1024x1024x1024", "2048x2048x2048", "4096x4096x4096", "8192x8192x8192", "8192x4096x1024", "4096x11008x4096")
 
 
-def matmul_module(m: int, n: int, k: int):
-    """A module with one function ``f(a: (m, k), b: (k, n)) -> a @ b`` in float32, at the ``pg`` stage."""
+DTYPES = ("bf16", "fp16", "tf32", "fp32")
+"""The precisions of the rows: bf16/fp16 operands and result (f32 accumulation), tf32 (float32 under allow_tf32)."""
+
+
+def matmul_module(m: int, n: int, k: int, dtype: str = "fp32"):
+    """A module with one function ``f(a: (m, k), b: (k, n)) -> a @ b`` at the ``pg`` stage: float32 (``fp32``,
+    ``tf32``: the matmul marked as allowed to use TF32) or bf16/fp16 (``bf16``, ``fp16``)."""
     from xdsl.dialects import func
-    from xdsl.dialects.builtin import FunctionType, ModuleOp, TensorType, f32
+    from xdsl.dialects.builtin import BFloat16Type, Float16Type, FunctionType, ModuleOp, TensorType, f32
     from xdsl.ir import Block, Region
 
     from picograd.dialects import pg
 
-    ta, tb = TensorType(f32, [m, k]), TensorType(f32, [k, n])
+    el = {"bf16": BFloat16Type(), "fp16": Float16Type()}.get(dtype, f32)
+    ta, tb = TensorType(el, [m, k]), TensorType(el, [k, n])
     block = Block(arg_types=[ta, tb])
-    mm = pg.MatmulOp(block.args[0], block.args[1])
+    mm = pg.MatmulOp(block.args[0], block.args[1], tf32=dtype == "tf32")
     block.add_op(mm)
     block.add_op(func.ReturnOp(mm.results[0]))
-    fn = func.FuncOp("gemm", FunctionType.from_lists([ta, tb], [mm.results[0].type]), Region(block))
-    return ModuleOp([fn])
-
-
-def tensor_core_module(m: int, n: int, k: int):
-    """The wgmma schedules' matmul at the ``pg`` stage: ``gemm(a: (m, k), bt: (n, k)) -> a @ bt.T`` in bfloat16
-    (f32 accumulation, rounded once to bf16), both operands K-major as ``nn.Linear``'s ``x @ W.T``."""
-    from xdsl.dialects import func
-    from xdsl.dialects.builtin import FunctionType, ModuleOp, TensorType, bf16
-    from xdsl.ir import Block, Region
-
-    from picograd.dialects import pg
-
-    ta, tb = TensorType(bf16, [m, k]), TensorType(bf16, [n, k])
-    block = Block(arg_types=[ta, tb])
-    b = pg.PermuteOp(block.args[1], [1, 0])
-    mm = pg.MatmulOp(block.args[0], b.results[0])
-    block.add_ops([b, mm, func.ReturnOp(mm.results[0])])
     fn = func.FuncOp("gemm", FunctionType.from_lists([ta, tb], [mm.results[0].type]), Region(block))
     return ModuleOp([fn])
 
@@ -104,16 +96,32 @@ def plan(ms_guess: float) -> tuple[int, int]:
     return reps, iters
 
 
-def run_schedule(torch, cuda, name: str, m: int, n: int, k: int, a, b, ref) -> dict:
-    from picograd.driver.gpu_compile import compile_for_cuda
+def schedules_for(dtype: str) -> list[str]:
+    """The rows of one precision: the SIMT rungs for fp32, the tensor-core rungs for bf16/fp16/tf32; then auto."""
+    from picograd.passes.schedule import SCHEDULES
 
+    return [s for s, row in SCHEDULES.items() if row.tensor_core == (dtype != "fp32")] + ["auto"]
+
+
+def compile_program(name: str, m: int, n: int, k: int, dtype: str):
+    """The ``CudaProgram`` of one row and its one launch."""
+    from picograd.driver.gpu_compile import compile_for_cuda
+    from picograd.runtime import cuda
+
+    prog = compile_for_cuda(matmul_module(m, n, k, dtype), matmul_schedule=name)
+    launches = [s for s in prog.steps if isinstance(s, cuda.Launch)]
+    if len(launches) != 1:
+        raise RuntimeError(f"{name} {dtype} {m}x{n}x{k}: {len(launches)} launches, expected 1")
+    return prog, launches[0]
+
+
+def run_schedule(torch, cuda, name: str, m: int, n: int, k: int, a, b, ref, dtype: str) -> dict:
     t0 = time.perf_counter()
-    prog = compile_for_cuda(matmul_module(m, n, k), matmul_schedule=name)
-    (step,) = [s for s in prog.steps if isinstance(s, cuda.Launch)]
+    prog, step = compile_program(name, m, n, k, dtype)
     module = cuda.compile_ptx(prog.ptx, prog.arch)
     kernel = module.kernel(step.kernel)
     compile_s = time.perf_counter() - t0
-    c = torch.empty((m, n), device="cuda", dtype=torch.float32)
+    c = torch.empty((m, n), device="cuda", dtype=a.dtype)
     bufs = {cuda.Input(0): a, cuda.Input(1): b, cuda.Output(0): c}
     args = [np.uint64(bufs[s].data_ptr()) for s in step.args]
     torch.cuda.synchronize()  # the operands are written on PyTorch's stream; picograd launches on its own
@@ -148,56 +156,41 @@ def run_schedule(torch, cuda, name: str, m: int, n: int, k: int, a, b, ref) -> d
     }
 
 
-def run_tensor_core(torch, cuda, name: str, m: int, n: int, k: int, a, bt, ref) -> dict:
-    """A tensor-core schedule (``wgmma``, ``wgmma-ws``: sm_90a, tensor maps) on bf16 ``a`` (m, k) and ``bt`` (n, k),
-    bf16 out, run through ``CudaProgram.executable()`` (the runtime encodes the tensor maps when it binds the
-    buffers; each call replays one CUDA graph)."""
-    import ml_dtypes
-
-    from picograd.driver.gpu_compile import compile_for_cuda
-
-    t0 = time.perf_counter()
-    prog = compile_for_cuda(tensor_core_module(m, n, k), arch="sm_90a", matmul_schedule=name)
-    exe = prog.executable()
-    compile_s = time.perf_counter() - t0
-    host = [x.view(torch.int16).cpu().numpy().view(ml_dtypes.bfloat16) for x in (a, bt)]
-    da, db = (cuda.DeviceBuffer.from_numpy(x) for x in host)
-    (dc,) = exe(da, db)
-    c = torch.from_numpy(dc.to_numpy().astype(np.float32)).to("cuda")
-    rel = float(torch.linalg.norm(c.double() - ref) / torch.linalg.norm(ref))
-    t0 = time.perf_counter()
-    exe(da, db, out=[dc])
-    cuda.synchronize()
-    reps, iters = plan((time.perf_counter() - t0) * 1e3)
-
-    def burst() -> None:
-        for _ in range(reps):
-            exe(da, db, out=[dc])
-
-    ms = cuda.time_ms(burst, warmup=2, iters=iters) / reps
-    (step,) = prog.steps
-    kernel = exe.module.kernel(step.kernel)
-    return {"schedule": name, "ms": ms, "rel_err": rel, "compile_s": round(compile_s, 2), "kernel": step.kernel,
-            "grid": list(step.grid), "block": list(step.block), "shmem": step.shmem, "registers": kernel.num_regs,
-            "spill_bytes": kernel.spill_store_bytes}  # fmt: skip
+def compile_only(shapes: list[str], dtypes: list[str], names: list[str] | None) -> None:
+    """Compile and assemble (ptxas, sm_90, no spills) every row's kernel: the script's CPU side."""
+    for shape in shapes:
+        m, n, k = (int(x) for x in shape.split("x"))
+        for dtype in dtypes:
+            for name in names or schedules_for(dtype):
+                prog, step = compile_program(name, m, n, k, dtype)
+                res = prog.assemble(strict=True)
+                regs = {kname: r.registers for kname, r in res.kernels.items()}
+                print(f"{shape:>16} {dtype:>5} {name:>10} {step.kernel}: grid {step.grid} block {step.block} {regs}")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--schedules", default=None, help="comma-separated rungs (default: all in ladder order, then auto)")
+    ap.add_argument("--schedules", default=None, help="comma-separated rungs (default: those of each dtype, then auto)")
+    ap.add_argument("--dtypes", default=",".join(DTYPES), help=f"comma-separated precisions among {DTYPES}")
     ap.add_argument("--shapes", default=",".join(SHAPES), help="comma-separated MxNxK")
     ap.add_argument("--skip-slow", action="store_true", help="naive and coalesced only up to 4096")
+    ap.add_argument("--compile-only", action="store_true", help="compile and assemble each row's kernel; no GPU")
     ap.add_argument("--out", default=os.path.join(HERE, "results", "gemm_h200.jsonl"))
     opts = ap.parse_args()
+    dtypes = opts.dtypes.split(",")
+    if any(d not in DTYPES for d in dtypes):
+        ap.error(f"--dtypes: expected some of {DTYPES}, got {opts.dtypes}")
+    names = opts.schedules.split(",") if opts.schedules else None
+    if opts.compile_only:
+        compile_only(opts.shapes.split(","), dtypes, names)
+        return
 
     import torch
 
-    from picograd.passes.schedule import SCHEDULES, WGMMA
     from picograd.runtime import cuda
 
-    torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
-    names = opts.schedules.split(",") if opts.schedules else [*SCHEDULES, "auto", *WGMMA]
+    torch_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "tf32": torch.float32, "fp32": torch.float32}
     env = {
         "date": datetime.date.today().isoformat(),
         "gpu": torch.cuda.get_device_name(0),
@@ -211,54 +204,43 @@ def main() -> None:
     rows = []
     for shape in opts.shapes.split(","):
         m, n, k = (int(x) for x in shape.split("x"))
-        gen = torch.Generator(device="cuda").manual_seed(0)
-        a = torch.randn((m, k), device="cuda", dtype=torch.float32, generator=gen)
-        b = torch.randn((k, n), device="cuda", dtype=torch.float32, generator=gen)
-        ref = a.double() @ b.double()
         flop = 2.0 * m * n * k
-        c = torch.empty((m, n), device="cuda", dtype=torch.float32)
-        guess = flop / 50e12 * 1e3
-        reps, iters = plan(guess)
-        cublas_ms = cuda_events_ms(torch, lambda a=a, b=b, c=c: torch.matmul(a, b, out=c), reps, iters)
-        cublas_rel = float(torch.linalg.norm(c.double() - ref) / torch.linalg.norm(ref))
-        bf16 = None  # (a, bt, ref, cuBLAS ms, its error) of the bf16 rows, made on first use
-        for name in names:
-            if opts.skip_slow and name in ("naive", "coalesced") and m * n * k > 4096**3:
-                continue
-            if name in WGMMA and bf16 is None:
-                a16, bt16 = a.to(torch.bfloat16), torch.randn((n, k), device="cuda", generator=gen).to(torch.bfloat16)
-                ref16 = a16.double() @ bt16.double().T
-                c16 = torch.empty((m, n), device="cuda", dtype=torch.bfloat16)
-                ms16 = cuda_events_ms(torch, lambda x=a16, y=bt16, z=c16: torch.matmul(x, y.T, out=z), reps, iters)
-                rel16 = float(torch.linalg.norm(c16.double() - ref16) / torch.linalg.norm(ref16))
-                bf16 = (a16, bt16, ref16, ms16, rel16)
-            try:
-                if name in WGMMA:
-                    assert bf16 is not None
-                    r = run_tensor_core(torch, cuda, name, m, n, k, *bf16[:3])
-                else:
-                    r = run_schedule(torch, cuda, name, m, n, k, a, b, ref)
-            except Exception as e:  # one failing rung must not lose the others
-                r = {"schedule": name, "error": f"{type(e).__name__}: {e}"[:2000]}
-            tensor_core = name in WGMMA and bf16 is not None
-            base_ms, base_rel = (bf16[3], bf16[4]) if tensor_core else (cublas_ms, cublas_rel)
-            row = {**env, "m": m, "n": n, "k": k, "dtype": "bf16" if name in WGMMA else "float32", **r,
-                   "cublas_ms": base_ms, "cublas_tflops": flop / base_ms / 1e9, "cublas_rel_err": base_rel}  # fmt: skip
-            if "ms" in r:
-                row["tflops"] = flop / r["ms"] / 1e9
-                row["ratio_to_cublas"] = base_ms / r["ms"]
-            rows.append(row)
-            print(
-                f"{shape:>16} {name:>10} "
-                + (
-                    f"{row['ms']:9.3f} ms {row['tflops']:7.2f} TFLOP/s {row['ratio_to_cublas']:6.1%} of cuBLAS "
-                    f"({row['cublas_tflops']:.1f})  err {row['rel_err']:.1e}  regs {row['registers']}"
-                    if "ms" in row
-                    else row["error"]
-                ),
-                flush=True,
-            )
-        torch.cuda.empty_cache()
+        for dtype in dtypes:
+            torch.backends.cuda.matmul.allow_tf32 = dtype == "tf32"
+            gen = torch.Generator(device="cuda").manual_seed(0)
+            a = torch.randn((m, k), device="cuda", dtype=torch.float32, generator=gen).to(torch_dtype[dtype])
+            b = torch.randn((k, n), device="cuda", dtype=torch.float32, generator=gen).to(torch_dtype[dtype])
+            ref = a.double() @ b.double()
+            c = torch.empty((m, n), device="cuda", dtype=a.dtype)
+            guess = flop / (50e12 if dtype == "fp32" else 400e12) * 1e3
+            reps, iters = plan(guess)
+            cublas_ms = cuda_events_ms(torch, lambda a=a, b=b, c=c: torch.matmul(a, b, out=c), reps, iters)
+            cublas_rel = float(torch.linalg.norm(c.double() - ref) / torch.linalg.norm(ref))
+            for name in names or schedules_for(dtype):
+                if opts.skip_slow and name in ("naive", "coalesced") and m * n * k > 4096**3:
+                    continue
+                try:
+                    r = run_schedule(torch, cuda, name, m, n, k, a, b, ref, dtype)
+                except Exception as e:  # one failing rung must not lose the others
+                    r = {"schedule": name, "error": f"{type(e).__name__}: {e}"[:2000]}
+                row = {**env, "m": m, "n": n, "k": k, "dtype": dtype, **r, "cublas_ms": cublas_ms,
+                       "cublas_tflops": flop / cublas_ms / 1e9, "cublas_rel_err": cublas_rel}  # fmt: skip
+                if "ms" in r:
+                    row["tflops"] = flop / r["ms"] / 1e9
+                    row["ratio_to_cublas"] = cublas_ms / r["ms"]
+                rows.append(row)
+                print(
+                    f"{shape:>16} {dtype:>5} {name:>10} "
+                    + (
+                        f"{row['ms']:9.3f} ms {row['tflops']:7.2f} TFLOP/s {row['ratio_to_cublas']:6.1%} of cuBLAS "
+                        f"({row['cublas_tflops']:.1f})  err {row['rel_err']:.1e}  regs {row['registers']}"
+                        if "ms" in row
+                        else row["error"]
+                    ),
+                    flush=True,
+                )
+            del a, b, c, ref
+            torch.cuda.empty_cache()
     os.makedirs(os.path.dirname(opts.out), exist_ok=True)
     with open(opts.out, "w") as f:
         for row in rows:

@@ -1,8 +1,7 @@
 """SASS opcode counts of every GEMM schedule at 4096^3, and the MLP's kernel count: a check that needs no GPU.
 
 For each rung of the matmul schedule table and ``auto``, the 4096 x 4096 x 4096 float32 matmul of
-``bench/gemm.py`` (for the tensor-core schedules: its bf16 ``tensor_core_module`` ``a @ bt.T``, for sm_90a for
-``wgmma`` and ``wgmma-ws``) is compiled by picograd's pipeline to PTX, assembled with ``ptxas -arch=sm_90`` (sm_90a) and
+``bench/gemm.py`` is compiled by picograd's pipeline to PTX, assembled with ``ptxas -arch=sm_90`` and
 disassembled with ``cuobjdump --dump-sass`` (PyPI ``nvidia-cuda-cuobjdump`` and ``nvidia-cuda-nvdisasm``); the
 opcodes (without modifiers: ``LDG.E.128`` counts as ``LDG``) of the whole cubin are counted, and ptxas's register
 and shared-memory use kept. The 64x64 tile that ``auto`` takes at 512^3 is recorded too (``auto@512``). The MLP
@@ -52,13 +51,61 @@ def cuobjdump() -> str:
 
 
 def schedules() -> list[str]:
+    """Every rung and ``auto`` on float32, then each tensor-core rung on bf16 (``NAME``) and tf32 (``NAME@tf32``)."""
     from picograd.passes.schedule import SCHEDULES, WGMMA
 
-    return ["auto", *SCHEDULES, *WGMMA]  # the tensor-core rungs (mma-sync, wgmma, wgmma-ws) on bf16
+    tensor_core = [s for s in SCHEDULES if SCHEDULES[s].tensor_core]
+    return ["auto", *SCHEDULES, *(f"{s}@tf32" for s in tensor_core), *WGMMA]  # wgmma, wgmma-ws: bf16, sm_90a
 
 
-def sass_counts(ptx: str, tmp: str, arch: str = "sm_90") -> dict:
-    """ptxas's resource use and the opcode counts of the cubin assembled from ``ptx``."""
+def precision_of(entry: str) -> str:
+    """The dtype ``bench/gemm.py``'s module takes for an entry: bf16 for a tensor-core rung, tf32 for ``@tf32``."""
+    from picograd.passes.schedule import SCHEDULES
+
+    name, _, dtype = entry.partition("@")
+    if dtype:
+        return dtype
+    from picograd.passes.schedule import WGMMA
+
+    return "bf16" if (name in SCHEDULES and SCHEDULES[name].tensor_core) or name in WGMMA else "fp32"
+
+
+def main_loop(sass: str) -> list[str]:
+    """The instruction lines of the innermost loop of the SASS: from the target of a backward branch
+    (``BRA 0xf70`` at a later address) to that branch; the shortest such loop."""
+    code = []
+    for line in sass.splitlines():
+        m = re.match(r"\s+/\*([0-9a-f]{4,})\*/\s+(.*?);", line)
+        if m:
+            code.append((int(m.group(1), 16), m.group(2), line))
+    best: list[str] = []
+    for addr, text, _ in code:
+        b = re.search(r"\bBRA\s+(?:`\()?(0x[0-9a-f]+)", text)
+        if b and int(b.group(1), 16) < addr:
+            body = [line for a, _, line in code if int(b.group(1), 16) <= a <= addr]
+            if not best or len(body) < len(best):
+                best = body
+    return best
+
+
+def count_opcodes(lines: list[str]) -> dict[str, int]:
+    """Opcodes (without modifiers and predicates) of SASS instruction lines."""
+    opcodes: collections.Counter[str] = collections.Counter()
+    for line in lines:
+        m = re.match(r"\s+/\*[0-9a-f]{4,}\*/\s+(.*?);", line)
+        if not m:
+            continue
+        words = m.group(1).split()
+        if words and words[0].startswith("@"):
+            words = words[1:]
+        if words:
+            opcodes[words[0].split(".")[0]] += 1
+    return dict(sorted(opcodes.items()))
+
+
+def sass_counts(ptx: str, tmp: str, loop: bool = False, arch: str = "sm_90") -> dict:
+    """ptxas's resource use and the opcode counts of the cubin assembled from ``ptx`` (with ``loop``, those of
+    its main loop too)."""
     src, cubin = os.path.join(tmp, "k.ptx"), os.path.join(tmp, "k.cubin")
     with open(src, "w") as f:
         f.write(ptx)
@@ -70,22 +117,17 @@ def sass_counts(ptx: str, tmp: str, arch: str = "sm_90") -> dict:
     tool = cuobjdump()  # it runs nvdisasm (PyPI nvidia-cuda-nvdisasm), found beside it
     env = {**os.environ, "PATH": os.path.dirname(tool) + os.pathsep + os.environ.get("PATH", "")}
     sass = subprocess.run([tool, "--dump-sass", cubin], check=True, capture_output=True, text=True, env=env).stdout
-    opcodes: collections.Counter[str] = collections.Counter()
-    for line in sass.splitlines():
-        m = re.match(r"\s+/\*[0-9a-f]{4,}\*/\s+(.*?);", line)
-        if not m:
-            continue
-        words = m.group(1).split()
-        if words and words[0].startswith("@"):
-            words = words[1:]
-        if words:
-            opcodes[words[0].split(".")[0]] += 1
-    return {
+    opcodes = count_opcodes(sass.splitlines())
+    out = {
         "registers": int(regs.group(1)) if regs else None,
         "smem_bytes": int(smem.group(1)) if smem else 0,
         "instructions": sum(opcodes.values()),
-        "opcodes": dict(sorted(opcodes.items())),
+        "opcodes": opcodes,
     }
+    if loop:  # tensor cores: HMMA in the main loop, and no local memory (LDL/STL) anywhere
+        out["main_loop_opcodes"] = count_opcodes(main_loop(sass))
+        out["local_memory"] = sum(opcodes.get(op, 0) for op in ("LDL", "STL"))
+    return out
 
 
 SMALL = 512
@@ -93,21 +135,18 @@ SMALL = 512
 
 
 def gemm_entry(schedule: str, tmp: str, size: int = SIZE) -> dict:
-    from bench.gemm import matmul_module, tensor_core_module
+    from bench.gemm import matmul_module
     from picograd.driver.gpu_compile import compile_for_cuda
-    from picograd.passes.schedule import TENSOR_CORE, WGMMA
+    from picograd.passes.schedule import WGMMA
 
+    dtype = precision_of(schedule)
+    module = matmul_module(size, size, size, dtype)
     arch = "sm_90a" if schedule in WGMMA else "sm_90"  # wgmma and setmaxnreg need sm_90a
-    if schedule in TENSOR_CORE:  # bf16 in and out (a @ bt.T)
-        module = tensor_core_module(size, size, size)
-    else:
-        module = matmul_module(size, size, size)
-    program = compile_for_cuda(module, arch=arch, matmul_schedule=schedule)
+    program = compile_for_cuda(module, arch=arch, matmul_schedule=schedule.partition("@")[0])
     kernels = re.findall(r"\.entry\s+(\w+)", program.ptx)
-    entry = {"kernels": len(kernels), **sass_counts(program.ptx, tmp, arch)}
-    if schedule in TENSOR_CORE:
-        shmem = [s.shmem for s in program.steps if getattr(s, "shmem", 0)]
-        entry.update(arch=arch, dtype="bf16", dynamic_smem_bytes=max(shmem, default=0))
+    entry = {"kernels": len(kernels), **sass_counts(program.ptx, tmp, loop=dtype != "fp32", arch=arch)}
+    if schedule in WGMMA:  # the stages live in dynamic shared memory
+        entry["dynamic_smem_bytes"] = max((getattr(s, "shmem", 0) for s in program.steps), default=0)
     return entry
 
 
@@ -166,8 +205,7 @@ def main() -> int:
     result = measure()
     for name, e in result["gemm"].items():
         regs, smem = e["registers"], e["smem_bytes"]
-        dyn = f"+{e['dynamic_smem_bytes']} dynamic" if e.get("dynamic_smem_bytes") else ""
-        print(f"{name:10s} kernels={e['kernels']} regs={regs} smem={smem}{dyn} SASS={e['instructions']}")
+        print(f"{name:10s} kernels={e['kernels']} regs={regs} smem={smem} SASS={e['instructions']}")
     print(f"mlp_names --emit=ptx: {result['mlp_names_ptx_kernels']} kernels")
     if args.out:
         record = {

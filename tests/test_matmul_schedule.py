@@ -39,7 +39,8 @@ from picograd.passes.schedule import AUTO_MIN_FMAS, MIN_SMALL_TILES, SCHEDULES, 
 from picograd.runtime import cuda
 from picograd.target import ptxas
 
-NAMES = list(SCHEDULES)
+NAMES = [name for name, row in SCHEDULES.items() if not row.tensor_core]
+"""The SIMT rungs (float32 and float64); the tensor-core ones are tests/test_mma_sync.py's."""
 TOLERANCE = 1e-5
 """Largest relative error (Frobenius norm) against the float64 product of the float32 inputs."""
 

@@ -201,3 +201,38 @@ def test_bf16_linear_1024_uses_mma_sync_under_auto() -> None:
     program = compile_for_cuda(forward.ir("simplify", (x,)))
     assert "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32" in program.ptx
     assert math.prod((1024, 1024, 1024)) >= AUTO_MIN_TENSOR_FMAS
+
+
+def import_bench(name: str):
+    """A script of ``bench/`` as a module (the repository root on ``sys.path``, as the scripts put it)."""
+    import importlib
+    import sys
+    from pathlib import Path
+
+    root = str(Path(__file__).resolve().parents[1])
+    if root not in sys.path:
+        sys.path.insert(0, root)
+    return importlib.import_module(f"bench.{name}")
+
+
+def test_mma_sync_sass_has_hmma_in_the_main_loop_and_no_local_memory() -> None:
+    """The SASS of the forced 128x128 rung (bench/gemm_sass.py records its counts at 4096^3)."""
+    from picograd.target import ptxas
+
+    if ptxas.find_cuobjdump() is None:
+        pytest.skip("cuobjdump not installed (pip install nvidia-cuda-cuobjdump)")
+    bench = import_bench("gemm_sass")
+    count_opcodes, main_loop = bench.count_opcodes, bench.main_loop
+
+    program = compile_for_cuda(MM(256, 256, 256).module(), matmul_schedule="mma-sync")
+    sass = ptxas.dump_sass(program.assemble(strict=True).cubin)
+    loop = count_opcodes(main_loop(sass))
+    assert loop.get("HMMA") == 4 * 4 * 2 and loop.get("LDSM") == 2 * (4 + 2) and loop.get("LDGSTS") == 4
+    assert not any(op in sass for op in ("LDL", "STL")), "local-memory traffic in the mma-sync kernel"
+
+
+def test_bench_gemm_compiles_every_tensor_core_row(capsys: pytest.CaptureFixture[str]) -> None:
+    """bench/gemm.py's CPU side (what runs before a GPU is touched) on a tiny shape."""
+    import_bench("gemm").compile_only(["48x40x56"], ["bf16", "tf32"], ["mma-sync"])
+    out = capsys.readouterr().out
+    assert out.count("mma-sync") == 2

@@ -94,11 +94,11 @@ def swizzle(b: KernelBuilder, row: Index, chunk: Index, chunks_per_row: int) -> 
 
 
 class _Tile:
-    """One operand's shared-memory tile: layout, element, copy path and this thread's chunks."""
+    """One operand's shared-memory tile: layout, element, copy path, and its workgroup buffer of ``stages`` tiles
+    indexed ``[stage, row * cols + column]`` (a thread's offsets within a stage are loop-invariant)."""
 
     def __init__(self, kernel: MmaSyncKernel, x: Operand, bi: int):
         self.x = x
-        self.bi = bi
         s = kernel.s
         plain = kernel.plain(x)
         # K contiguous in memory (or neither: an expression): rows along M/N; else rows along K
@@ -110,6 +110,7 @@ class _Tile:
         self.cpr = self.cols // self.per_chunk
         self.source = kernel.source(x, plain)
         self.ext = kernel.extents(x)
+        self.smem = kernel.b.v(gpu_ext.WorkgroupAllocOp(self.element, [s.stages, self.rows * self.cols]))
 
 
 class MmaSyncKernel(TiledKernel):
@@ -163,8 +164,6 @@ class MmaSyncKernel(TiledKernel):
         self.wcol = b.mul(wn, s.reps[1] * 8)
         self.ta = _Tile(self, nest.a, s.bm)
         self.tb = _Tile(self, nest.b, s.bn)
-        for t in (self.ta, self.tb):
-            t.smem = b.v(gpu_ext.WorkgroupAllocOp(t.element, [s.stages, t.rows, t.cols]))  # type: ignore[attr-defined]
         k_tiles = -(-nest.k // s.bk)
         n_acc = s.reps[0] * s.reps[1] * 4
         # Prologue: tiles 0 .. stages - 2 into their stages (past the last tile: zeros nobody reads).
@@ -195,27 +194,27 @@ class MmaSyncKernel(TiledKernel):
     def copy_tile(self, b: KernelBuilder, t: _Tile, k0: Index, stage: Index) -> None:
         """This thread's chunks of the tile at K offset ``k0`` into ``stage``: ``cp.async`` (zero-filled outside
         the matrix) or, on the synchronous path, element by element."""
-        s = self.s
+        s, o = self.s, self.b  # o: the kernel's top-level builder, for what does not change from tile to tile
         chunks = t.rows * t.cpr
         i0 = self.m0 if t.x is self.nest.a else self.n0
         i_ext, k_ext = t.ext[-2], t.ext[-1]
         for r in range(-(-chunks // s.threads)):
-            c = b.add(self.tid, r * s.threads)
-            cb = b.if_(b.lt(c, chunks)) if (r + 1) * s.threads > chunks else b
+            c = o.add(self.tid, r * s.threads)
+            cb = b.if_(o.lt(c, chunks)) if (r + 1) * s.threads > chunks else b
             if cb is None:
                 continue
-            row, ch = cb.div(c, t.cpr), cb.rem(c, t.cpr)
-            along = cb.mul(ch, t.per_chunk)
+            row, ch = o.div(c, t.cpr), o.rem(c, t.cpr)
+            along = o.mul(ch, t.per_chunk)
             ii, kk = (row, along) if t.k_major else (along, row)
-            gi, gk = cb.add(i0, ii), cb.add(k0, kk)
-            col = cb.mul(swizzle(cb, row, ch, t.cpr), t.per_chunk)
-            dst = [cb.idx(stage), cb.idx(row), cb.idx(col)]
+            gi, gk = o.add(i0, ii), cb.add(k0, kk)
+            flat = o.add(o.mul(row, t.cols), o.mul(swizzle(o, row, ch, t.cpr), t.per_chunk))
+            dst = [cb.idx(stage), o.idx(flat)]
             if t.source is not None:
-                ok = cb.both(cb.lt(gi, i_ext), cb.lt(gk, k_ext))
+                ok = cb.both(o.lt(gi, i_ext), cb.lt(gk, k_ext))
                 if t.k_major:  # clamped into the matrix, 16-byte aligned: read nothing when ok is false
-                    ci, ck = cb.min(gi, i_ext - 1), cb.min(gk, k_ext - t.per_chunk)
+                    ci, ck = o.min(gi, i_ext - 1), cb.min(gk, k_ext - t.per_chunk)
                 else:
-                    ci, ck = cb.min(gi, i_ext - t.per_chunk), cb.min(gk, k_ext - 1)
+                    ci, ck = o.min(gi, i_ext - t.per_chunk), cb.min(gk, k_ext - 1)
                 src = [cb.idx(v) for v in self.indices(t.source, self.coords(ci, ck))]
                 valid = (
                     cb.idx(t.per_chunk if ok else 0)
@@ -223,66 +222,77 @@ class MmaSyncKernel(TiledKernel):
                     else cb.v(arith.SelectOp(ok, cb.idx(t.per_chunk), cb.idx(0)))
                 )
                 assert t.source.buffer is not None
-                cb.op(gpu_ext.AsyncCopyOp(t.source.buffer, src, t.smem, dst, t.per_chunk, valid))  # type: ignore[attr-defined]
+                cb.op(gpu_ext.AsyncCopyOp(t.source.buffer, src, t.smem, dst, t.per_chunk, valid))
                 continue
             for j in range(t.per_chunk):
                 gij, gkj = (gi, cb.add(gk, j)) if t.k_major else (cb.add(gi, j), gk)
                 v = self.element(cb, t.x, self.coords(gij, gkj), t.ext)
                 if t.element != v.type:
                     v = cb.v(arith.TruncFOp(v, t.element))
-                place = [cb.idx(stage), cb.idx(row), cb.idx(cb.add(col, j))]
-                cb.op(memref.StoreOp.get(v, t.smem, place))  # type: ignore[attr-defined]
+                place = [cb.idx(stage), o.idx(o.add(flat, j))]
+                cb.op(memref.StoreOp.get(v, t.smem, place))
 
     # --- the mma steps ----------------------------------------------------------------------------------------
 
-    def fragment_rows(
-        self, b: KernelBuilder, t: _Tile, stage: Index, row: Index, col: Index, trans: bool
-    ) -> list[SSAValue]:
-        """``ldmatrix.x4`` of the 16-byte tile rows this lane names (``row``, element column ``col``)."""
-        phys = b.add(b.mul(swizzle(b, row, b.div(col, t.per_chunk), t.cpr), t.per_chunk), b.rem(col, t.per_chunk))
-        idx = [b.idx(stage), b.idx(row), b.idx(phys)]
-        return list(b.op(gpu_ext.LdMatrixOp(t.smem, idx, 4, trans)).results)  # type: ignore[attr-defined]
+    def offset(self, t: _Tile, row: Index, row_step: int, col: Index) -> SSAValue:
+        """The place of element (``row + row_step``, ``col``) within a stage of ``t``, swizzled, computed at the
+        top level (loop-invariant). ``row_step`` is a multiple of 8, so it leaves the swizzle alone: it is a
+        constant added last, which ``pg-to-ptx`` folds into the instruction's address (``[%r + 2048]``)."""
+        o = self.b
+        chunk = swizzle(o, row, o.div(col, t.per_chunk), t.cpr)
+        base = o.add(o.mul(row, t.cols), o.add(o.mul(chunk, t.per_chunk), o.rem(col, t.per_chunk)))
+        return o.idx(o.add(base, row_step * t.cols))
 
-    def scalar(self, b: KernelBuilder, t: _Tile, stage: Index, row: Index, col: Index) -> SSAValue:
+    def fragment_rows(
+        self, b: KernelBuilder, t: _Tile, stage: Index, row: Index, row_step: int, col: Index, trans: bool
+    ) -> list[SSAValue]:
+        """``ldmatrix.x4`` of the 16-byte tile rows this lane names (``row + row_step``, element column ``col``)."""
+        idx = [b.idx(stage), self.offset(t, row, row_step, col)]
+        return list(b.op(gpu_ext.LdMatrixOp(t.smem, idx, 4, trans)).results)
+
+    def scalar(self, b: KernelBuilder, t: _Tile, stage: Index, row: Index, row_step: int, col: Index) -> SSAValue:
         """One f32 of an M-/N-major tf32 tile, as the i32 bits an mma fragment holds."""
-        phys = b.add(b.mul(swizzle(b, row, b.div(col, t.per_chunk), t.cpr), t.per_chunk), b.rem(col, t.per_chunk))
-        v = b.v(memref.LoadOp.get(t.smem, [b.idx(stage), b.idx(row), b.idx(phys)]))  # type: ignore[attr-defined]
+        idx = [b.idx(stage), self.offset(t, row, row_step, col)]
+        v = b.v(memref.LoadOp.get(t.smem, idx))
         return b.v(arith.BitcastOp(v, i32))
 
+    # The lane's rows are split into a lane part and a multiple of 8 (the mma tile's row, or the K step), so that
+    # tiles of one K step share one address register and differ by constants.
+
     def a_fragment(self, b: KernelBuilder, stage: Index, kk: int, mi: int) -> list[SSAValue]:
-        t, lane = self.ta, self.lane
-        m = b.add(self.wrow, mi * 16)
-        j = b.div(lane, 8)
+        t, lane, o = self.ta, self.lane, self.b  # o: lane arithmetic at the top level (loop-invariant)
+        j = o.div(lane, 8)
         half = self.kstep // 2
         if t.k_major:  # matrices (m, k), (m + 8, k), (m, k + half), (m + 8, k + half)
-            row = b.add(b.add(m, b.rem(lane, 8)), b.mul(b.rem(j, 2), 8))
-            return self.fragment_rows(b, t, stage, row, b.add(kk, b.mul(b.div(j, 2), half)), False)
-        g, q = b.div(lane, 4), b.rem(lane, 4)
+            row = o.add(o.add(self.wrow, o.rem(lane, 8)), o.mul(o.rem(j, 2), 8))
+            return self.fragment_rows(b, t, stage, row, mi * 16, o.add(kk, o.mul(o.div(j, 2), half)), False)
+        m = o.add(self.wrow, mi * 16)
+        g, q = o.div(lane, 4), o.rem(lane, 4)
         if self.mma == "tf32":  # a0 (g, q), a1 (g + 8, q), a2 (g, q + 4), a3 (g + 8, q + 4)
             return [
-                self.scalar(b, t, stage, b.add(b.add(kk, q), dk), b.add(b.add(m, g), dm))
+                self.scalar(b, t, stage, o.add(q, dk), kk, o.add(o.add(m, g), dm))
                 for dk, dm in ((0, 0), (0, 8), (4, 0), (4, 8))
             ]
-        row = b.add(b.add(kk, b.rem(lane, 8)), b.mul(b.div(j, 2), 8))
-        return self.fragment_rows(b, t, stage, row, b.add(m, b.mul(b.rem(j, 2), 8)), True)
+        row = o.add(o.rem(lane, 8), o.mul(o.div(j, 2), 8))
+        return self.fragment_rows(b, t, stage, row, kk, o.add(m, o.mul(o.rem(j, 2), 8)), True)
 
     def b_fragments(self, b: KernelBuilder, stage: Index, kk: int, ni: int) -> list[SSAValue]:
         """B fragments of the n8 tiles ``ni`` and ``ni + 1``: (b0, b1) of each."""
-        t, lane = self.tb, self.lane
-        n = b.add(self.wcol, ni * 8)
-        j = b.div(lane, 8)
+        t, lane, o = self.tb, self.lane, self.b
+        j = o.div(lane, 8)
         half = self.kstep // 2
         if t.k_major:  # matrices (n, k), (n, k + half), (n + 8, k), (n + 8, k + half)
-            row = b.add(b.add(n, b.rem(lane, 8)), b.mul(b.div(j, 2), 8))
-            return self.fragment_rows(b, t, stage, row, b.add(kk, b.mul(b.rem(j, 2), half)), False)
-        g, q = b.div(lane, 4), b.rem(lane, 4)
+            row = o.add(o.add(self.wcol, o.rem(lane, 8)), o.mul(o.div(j, 2), 8))
+            return self.fragment_rows(b, t, stage, row, ni * 8, o.add(kk, o.mul(o.rem(j, 2), half)), False)
+        n = o.add(self.wcol, ni * 8)
+        g, q = o.div(lane, 4), o.rem(lane, 4)
         if self.mma == "tf32":  # b0 (k = q, n = g), b1 (k = q + 4, n = g), for n and n + 8
             return [
-                self.scalar(b, t, stage, b.add(b.add(kk, q), dk), b.add(b.add(n, g), dn))
+                self.scalar(b, t, stage, o.add(q, dk), kk, o.add(o.add(n, g), dn))
                 for dn, dk in ((0, 0), (0, 4), (8, 0), (8, 4))
             ]
-        row = b.add(b.add(kk, b.rem(lane, 8)), b.mul(b.rem(j, 2), 8))
-        return self.fragment_rows(b, t, stage, row, b.add(n, b.mul(b.div(j, 2), 8)), True)
+        row = o.add(o.rem(lane, 8), o.mul(o.rem(j, 2), 8))
+        return self.fragment_rows(b, t, stage, row, kk, o.add(n, o.mul(o.div(j, 2), 8)), True)
 
     def compute(self, b: KernelBuilder, stage: Index, acc_in: Sequence[SSAValue]) -> list[SSAValue]:
         s = self.s

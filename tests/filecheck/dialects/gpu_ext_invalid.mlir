@@ -151,3 +151,17 @@ func.func @host(%buf: memref<8x8xf32>, %i: index) {
     "gpu.return"() : () -> ()
   }) {sym_name = "k"} : () -> ()
 }) : () -> ()
+
+// -----
+
+// CHECK: gpu_ext.mma_sync: m16n8k8.bf16 takes 2 A, 1 B and 4 C/D registers, got (4, 2, 4) and 4
+"gpu.module"() <{sym_name = "m"}> ({
+  "gpu.func"() <{function_type = (index, f32) -> (), kernel}> ({
+  ^bb0(%i: index, %z: f32):
+    %t = gpu_ext.workgroup_alloc : memref<3x4096xbf16, 3 : i64>
+    %a:4 = gpu_ext.ldmatrix %t[%i, %i], 4 : memref<3x4096xbf16, 3 : i64> -> i32, i32, i32, i32
+    %b:4 = gpu_ext.ldmatrix %t[%i, %i], 4 trans : memref<3x4096xbf16, 3 : i64> -> i32, i32, i32, i32
+    %d:4 = "gpu_ext.mma_sync"(%a#0, %a#1, %a#2, %a#3, %b#0, %b#1, %z, %z, %z, %z) <{operandSegmentSizes = array<i32: 4, 2, 4>, shape = "m16n8k8", type = "bf16"}> : (i32, i32, i32, i32, i32, i32, f32, f32, f32, f32) -> (f32, f32, f32, f32)
+    "gpu.return"() : () -> ()
+  }) {sym_name = "k"} : () -> ()
+}) : () -> ()
