@@ -52,9 +52,10 @@ def cuobjdump() -> str:
 
 def schedules() -> list[str]:
     """Every rung and ``auto`` on float32, then each tensor-core rung on bf16 (``NAME``) and tf32 (``NAME@tf32``)."""
-    from picograd.passes.schedule import SCHEDULES
+    from picograd.passes.schedule import SCHEDULES, WGMMA
 
-    return ["auto", *SCHEDULES, *(f"{s}@tf32" for s in SCHEDULES if SCHEDULES[s].tensor_core)]
+    tensor_core = [s for s in SCHEDULES if SCHEDULES[s].tensor_core]
+    return ["auto", *SCHEDULES, *(f"{s}@tf32" for s in tensor_core), *WGMMA]  # wgmma, wgmma-ws: bf16, sm_90a
 
 
 def precision_of(entry: str) -> str:
@@ -64,7 +65,9 @@ def precision_of(entry: str) -> str:
     name, _, dtype = entry.partition("@")
     if dtype:
         return dtype
-    return "bf16" if name in SCHEDULES and SCHEDULES[name].tensor_core else "fp32"
+    from picograd.passes.schedule import WGMMA
+
+    return "bf16" if (name in SCHEDULES and SCHEDULES[name].tensor_core) or name in WGMMA else "fp32"
 
 
 def main_loop(sass: str) -> list[str]:
@@ -100,14 +103,14 @@ def count_opcodes(lines: list[str]) -> dict[str, int]:
     return dict(sorted(opcodes.items()))
 
 
-def sass_counts(ptx: str, tmp: str, loop: bool = False) -> dict:
+def sass_counts(ptx: str, tmp: str, loop: bool = False, arch: str = "sm_90") -> dict:
     """ptxas's resource use and the opcode counts of the cubin assembled from ``ptx`` (with ``loop``, those of
     its main loop too)."""
     src, cubin = os.path.join(tmp, "k.ptx"), os.path.join(tmp, "k.cubin")
     with open(src, "w") as f:
         f.write(ptx)
     log = subprocess.run(
-        [PTXAS, "-arch=sm_90", "-v", src, "-o", cubin], check=True, capture_output=True, text=True
+        [PTXAS, f"-arch={arch}", "-v", src, "-o", cubin], check=True, capture_output=True, text=True
     ).stderr
     regs = re.search(r"Used (\d+) registers", log)
     smem = re.search(r"(\d+) bytes smem", log)
@@ -134,12 +137,17 @@ SMALL = 512
 def gemm_entry(schedule: str, tmp: str, size: int = SIZE) -> dict:
     from bench.gemm import matmul_module
     from picograd.driver.gpu_compile import compile_for_cuda
+    from picograd.passes.schedule import WGMMA
 
     dtype = precision_of(schedule)
     module = matmul_module(size, size, size, dtype)
-    program = compile_for_cuda(module, matmul_schedule=schedule.partition("@")[0])
+    arch = "sm_90a" if schedule in WGMMA else "sm_90"  # wgmma and setmaxnreg need sm_90a
+    program = compile_for_cuda(module, arch=arch, matmul_schedule=schedule.partition("@")[0])
     kernels = re.findall(r"\.entry\s+(\w+)", program.ptx)
-    return {"kernels": len(kernels), **sass_counts(program.ptx, tmp, loop=dtype != "fp32")}
+    entry = {"kernels": len(kernels), **sass_counts(program.ptx, tmp, loop=dtype != "fp32", arch=arch)}
+    if schedule in WGMMA:  # the stages live in dynamic shared memory
+        entry["dynamic_smem_bytes"] = max((getattr(s, "shmem", 0) for s in program.steps), default=0)
+    return entry
 
 
 def mlp_kernels() -> int:

@@ -17,7 +17,7 @@ Tensor cores and Hopper's asynchronous copies (PTX ISA 8.0 sections 9.7.13, 9.7.
 - ``wgmma.mma_async``/``commit_group``/``wait_group`` are warpgroup collectives (128 threads). An mma only queues;
   ``wait_group`` runs the finished groups, reading A and B from shared memory *then* (through the descriptors'
   address, leading/stride byte offsets and swizzle mode, :func:`wgmma_operand`) and writing the accumulators back;
-  reading an accumulator in between is an error. K-major operands only (imm-trans 0).
+  reading an accumulator in between is an error. K-major operands, and swizzled M/N-major ones (imm-trans 1).
 - ``cp.async.bulk.tensor`` copies the box that a :class:`TensorMap` (registered with :meth:`Emulator.tensor_map`)
   describes, swizzled as :func:`swizzle` says; it lands when a thread waits on its mbarrier after all arrivals,
   so reading the tile without waiting sees old bytes. ``mbarrier`` objects count arrivals and transaction bytes
@@ -28,7 +28,8 @@ Tensor cores and Hopper's asynchronous copies (PTX ISA 8.0 sections 9.7.13, 9.7.
 
 :func:`run_program` runs a ``picograd.driver.gpu_compile.CudaProgram`` (its launch plan: inputs, outputs, poisoned
 temps, constants, launches and copies) on numpy inputs and returns the outputs, so that the whole path from the
-``pg`` stage to PTX is checked against the numpy executor. Tiny shapes only: about 10**5 instructions a second.
+``pg`` stage to PTX is checked against the numpy executor (tensor-map arguments, ``cuda.TensorMap``, registered as
+the runtime would encode them). Tiny shapes only: about 10**5 instructions a second.
 """
 
 from __future__ import annotations
@@ -425,29 +426,43 @@ class Block:
 
 
 def wgmma_operand(block: Block, desc: int, rows: int, trans: int, esize: int) -> np.ndarray:
-    """The (rows x 16) K-major operand tile that a shared-memory matrix descriptor names, read from shared memory
-    (PTX ISA 8.0 section 9.7.14.5.1): rows in groups of 8 ``stride`` bytes apart; within a group, no swizzle puts
-    8x16-byte core matrices ``leading`` bytes apart along K, a W-byte swizzle has W-byte rows swizzled by
-    :func:`swizzle`. Raises on M/N-major (transposed) operands, which this emulator does not model."""
-    if trans:
-        raise EmulationError("wgmma with imm-trans 1 (M/N-major shared operands) is not emulated")
+    """The (rows x 16) operand tile (row = M or N, column = K) that a shared-memory matrix descriptor names, read
+    from shared memory (PTX ISA 8.0 section 9.7.14.5.1; the canonical layouts of CUTLASS's ``make_gmma_desc``).
+    K-major (imm-trans 0): rows in groups of 8 ``stride`` bytes apart; within a group, no swizzle puts 8x16-byte
+    core matrices ``leading`` bytes apart along K, a W-byte swizzle has W-byte rows swizzled by :func:`swizzle`.
+    M/N-major (imm-trans 1, swizzled only): each K index is a W-byte row of W/esize consecutive M/N elements (an
+    atom), 8 rows of K ``W`` bytes apart, groups of 8 ``stride`` bytes apart, atoms along M/N ``leading`` bytes
+    apart; the same swizzle. Raises on an M/N-major operand without swizzle, which this emulator does not model."""
     start, leading = (desc & 0x3FFF) << 4, ((desc >> 16) & 0x3FFF) << 4
     stride, width = ((desc >> 32) & 0x3FFF) << 4, ptx.WGMMA_SWIZZLE[desc >> 62]
     if (desc >> 49) & 7:
         raise EmulationError("wgmma descriptor base offset is not emulated (align tiles to the swizzle pattern)")
+    if trans and not width:
+        raise EmulationError("wgmma with imm-trans 1 (M/N-major) without swizzle is not emulated")
     per_chunk = 16 // esize
     out = np.zeros((rows, 16), dtype=np.uint16)
     chunks: set[int] = set()
-    for r in range(rows):
+
+    def chunk(at: int) -> np.ndarray:
+        if at % 16 or at + 16 > len(block.smem):
+            raise EmulationError(f"wgmma operand chunk at shared address {at}: misaligned or out of range")
+        chunks.add(at >> 4)
+        return np.frombuffer(bytes(block.smem[at : at + 16]), np.uint16)
+
+    if trans:
+        atom = width // esize  # M/N elements of one swizzled row
+        for k in range(16):
+            for r0 in range(0, rows, per_chunk):
+                at = swizzle(start + (k // 8) * stride + (k % 8) * width + (r0 // atom) * leading
+                             + (r0 % atom) * esize, width)  # fmt: skip
+                out[r0 : r0 + per_chunk, k] = chunk(at)[: rows - r0]
+    for r in range(rows if not trans else 0):
         for kc in range(16 // per_chunk):
             if width:
                 at = swizzle(start + (r // 8) * stride + (r % 8) * width + kc * 16, width)
             else:
                 at = start + (r // 8) * stride + kc * leading + (r % 8) * 16
-            if at % 16 or at + 16 > len(block.smem):
-                raise EmulationError(f"wgmma operand chunk at shared address {at}: misaligned or out of range")
-            out[r, kc * per_chunk : (kc + 1) * per_chunk] = np.frombuffer(bytes(block.smem[at : at + 16]), np.uint16)
-            chunks.add(at >> 4)
+            out[r, kc * per_chunk : (kc + 1) * per_chunk] = chunk(at)
     for tid, written in block.unfenced.items():
         if written & chunks:
             raise EmulationError(
@@ -514,7 +529,10 @@ class Emulator:
 
     # --- launching --------------------------------------------------------------------------------------------
 
-    def launch(self, name: str, grid: Sequence[int], block: Sequence[int], params: Sequence[int]) -> None:
+    def launch(self, name: str, grid: Sequence[int], block: Sequence[int], params: Sequence[int], shmem: int = 0
+               ) -> None:  # fmt: skip
+        """Run kernel ``name``; ``params`` are the parameters' values (a tensor map parameter: the address
+        :meth:`tensor_map` returned), ``shmem`` the bytes of the dynamic shared-memory buffer."""
         func = self.funcs[name]
         ops = list(func.body.block.ops)
         labels = {op.label.data: i for i, op in enumerate(ops) if isinstance(op, ptx.LabelOp)}
@@ -535,7 +553,7 @@ class Emulator:
                 align = s.alignment.value.data
                 size = (size + align - 1) // align * align
                 layout[s.symbol] = size
-                size += s.size.value.data if s.size is not None else 0
+                size += s.size.value.data if s.size is not None else shmem
             block_state = Block(bytearray([POISON]) * max(size, 1))
             self.run_block(ops, labels, param_bits, b[::-1], (gx, gy, gz), bx, layout, block_state)
 
@@ -686,8 +704,8 @@ class Emulator:
                 case ptx.ShflOp():
                     regs[op.result] = yield ("shfl", op, get(op.source) & 0xFFFFFFFF)
                     continue
-                case ptx.LdParamOp():
-                    regs[op.result] = params[op.param]
+                case ptx.LdParamOp() | ptx.ParamAddrOp():
+                    regs[op.result] = params[op.param]  # a tensor map parameter: the address Emulator.tensor_map gave
                 case ptx.CvtaOp():
                     regs[op.result] = get(op.source)
                 case ptx.SregOp():
@@ -927,6 +945,14 @@ class Emulator:
         raise EmulationError(f"no emulation of {op.name} ({op.opcode})")
 
 
+def _tensor_map(emu: Emulator, address: int, tmap: cuda.TensorMap) -> int:
+    """Register a launch plan's ``cuda.TensorMap`` of the buffer at ``address``: what the runtime encodes with
+    ``cuTensorMapEncodeTiled`` when it binds the buffers."""
+    tmap.check()
+    dtype = np.dtype(np.float32) if tmap.dtype == "f32" else np.dtype(np.uint16)
+    return emu.tensor_map(TensorMap(address + tmap.offset, dtype, tmap.shape, tmap.strides, tmap.box, tmap.swizzle))
+
+
 def run_program(program: Any, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
     """Run a ``CudaProgram`` (``picograd.driver.gpu_compile``) on numpy ``inputs``: its launch plan with buffers
     on an emulated heap (temps poisoned with 0xFF bytes, outputs too, so unwritten results show). Raises the
@@ -960,8 +986,15 @@ def run_program(program: Any, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
         if isinstance(step, cuda.Launch):
             grid = step.grid if isinstance(step.grid, tuple) else (step.grid,)
             block = step.block if isinstance(step.block, tuple) else (step.block,)
-            args = [addrs[a.base] + a.offset if isinstance(a, cuda.View) else addrs[a] for a in step.args]
-            emu.launch(step.kernel, grid, block, args)
+            params = [
+                _tensor_map(emu, addrs[a.slot], a)
+                if isinstance(a, cuda.TensorMap)
+                else addrs[a.base] + a.offset
+                if isinstance(a, cuda.View)
+                else addrs[a]
+                for a in step.args
+            ]
+            emu.launch(step.kernel, grid, block, params, shmem=step.shmem)
         elif isinstance(step, cuda.Copy):
             spec = specs[step.dst]
             heap.put(addrs[step.dst], heap.get(addrs[step.src], spec.shape, spec.dtype))

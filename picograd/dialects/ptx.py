@@ -347,6 +347,11 @@ def kind_of(value: SSAValue) -> str:
 
 
 PARAM_KINDS = MEMORY_TYPES
+TENSOR_MAP = "tensormap"
+"""The parameter kind of a TMA tensor map passed by value: ``.param .align 64 .b8 name[128]`` (a ``CUtensorMap``
+made by ``cuTensorMapEncodeTiled``, CUDA driver API; PTX ISA 8.0 section 5.5.8, "Tensor-map"). Read its address
+with ``ptx.param_addr`` then ``cvta.param`` (``cp.async.bulk.tensor`` takes a generic address)."""
+TENSOR_MAP_BYTES = 128
 
 
 @irdl_attr_definition
@@ -372,13 +377,19 @@ class ParamType(ParametrizedAttribute, TypeAttribute):
         parser.parse_punctuation("<")
         start = parser.pos
         kind = parser.parse_identifier(" (a PTX parameter type such as u64)")
-        if kind not in PARAM_KINDS:
+        if kind not in (*PARAM_KINDS, TENSOR_MAP):
             parser.raise_error(f"!ptx.param: unknown parameter type '{kind}', expected one of {PARAM_KINDS}", start)
         parser.parse_punctuation(">")
         return (StringAttr(kind),)
 
+    def ptx_declaration(self, name: str) -> str:
+        """The declaration in a kernel's parameter list."""
+        if self.kind == TENSOR_MAP:
+            return f".param .align 64 .b8 {name}[{TENSOR_MAP_BYTES}]"
+        return f".param .{self.kind} {name}"
+
     def verify(self) -> None:
-        if self.kind not in PARAM_KINDS:
+        if self.kind not in (*PARAM_KINDS, TENSOR_MAP):
             raise VerifyException(f"!ptx.param: unknown parameter type '{self.kind}', expected one of {PARAM_KINDS}")
 
 
@@ -1468,8 +1479,35 @@ class LdParamOp(Instruction):
         yield "the result", self.result, self.instr_type, True
 
 
+@instruction(_type(("u64",)))
+class ParamAddrOp(Instruction):
+    """``mov.u64 %rd1, k_param_0;``: the address of a kernel parameter in the ``.param`` state space (PTX ISA 8.0
+    section 9.7.8, ``mov`` of a variable's address); ``cvta.param.u64`` turns it into a generic address, as
+    ``cp.async.bulk.tensor`` takes for a tensor map passed by value (``%a = ptx.param_addr u64 %arg0``)."""
+
+    name = "ptx.param_addr"
+    MNEMONIC: ClassVar[str] = "mov"
+    param = operand_def(ParamType)
+    result = result_def(RegisterType)
+
+    def __init__(self, param: SSAValue):
+        super().__init__(operands=[param], result_types=[reg("u64")], properties={"type": StringAttr("u64")})
+
+    def print_body(self, printer: Printer) -> None:
+        printer.print_string(" ")
+        printer.print_operand(self.param)
+
+    def ptx_args(self, name: Callable[[SSAValue], str]) -> str:
+        return f"{name(self.result)}, {name(self.param)}"
+
+    def type_rules(self) -> Iterator[tuple[str, SSAValue, str, bool]]:
+        yield "the result", self.result, self.instr_type, False
+
+
 @instruction(
-    Slot("to", ("to",), optional=True), Slot("space", ("global", "shared", "local", "const")), _type(("u32", "u64"))
+    Slot("to", ("to",), optional=True),
+    Slot("space", ("global", "shared", "local", "const", "param")),
+    _type(("u32", "u64")),
 )
 class CvtaOp(Instruction):
     """``cvta.to.global.u64 %rd2, %rd1;``: generic address to a state-space address (``to``), or back (PTX ISA
@@ -3214,6 +3252,7 @@ PTX = Dialect(
         SregOp,
         SharedAddrOp,
         LdParamOp,
+        ParamAddrOp,
         CvtaOp,
         CvtOp,
         LdOp,

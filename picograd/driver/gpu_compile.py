@@ -21,7 +21,11 @@ prints the PTX of its kernels and reads the launch plan off the host function th
   being the slots of the ``gpu.func`` arguments) and ``memref.copy`` ops (``Copy``: a function returning an
   argument or one value twice);
 - **params** are the kernels' parameter lists, read off the ``ptx.func`` ops, so the runtime checks each launch
-  against them without parsing the PTX text.
+  against them without parsing the PTX text;
+- **tensor maps**: a kernel with tensor-map parameters (the ``wgmma`` matmuls) takes them first, each a
+  ``cuda.TensorMap`` describing one of its buffers (dims, strides, box, swizzle, byte offset), which the runtime
+  encodes with ``cuTensorMapEncodeTiled`` when it binds the buffers; its dynamic shared memory is the launch's
+  ``shmem``.
 
 ``CudaProgram.executable()`` builds the ``picograd.runtime.cuda.Executable`` (it assembles the PTX; running it needs a
 GPU). ``CudaProgram.assemble()`` only checks the PTX with ptxas (no GPU).
@@ -210,15 +214,41 @@ def compile_for_cuda(
         text = print_ptx(pmods[0], verify=False)  # run_passes verified the module
     else:  # nothing to launch (the function only copies its arguments)
         text = print_ptx(ptx.ModuleOp(target=arch))
-    plan = _launch_plan(work, fn)
-    params = {k.sym_name.data: kernel_params(k) for m in pmods[:1] for k in m.walk() if isinstance(k, ptx.FuncOp)}
+    kernels = {k.sym_name.data: k for m in pmods[:1] for k in m.walk() if isinstance(k, ptx.FuncOp)}
+    plan = _launch_plan(work, fn, kernels)
+    params = {name: kernel_params(k) for name, k in kernels.items()}
     return CudaProgram(fn.sym_name.data, text, *plan[:5], arch=arch, module=work, checks=plan[5], params=params)
 
 
 def kernel_params(kernel: Any) -> tuple[cuda.Param, ...]:
     """The parameters of a ``ptx.func`` kernel as the runtime checks launches against them (from the IR, so the
     runtime need not read them back out of the PTX text)."""
-    return tuple(cuda.Param.scalar(kernel.param_name(i), a.type.kind) for i, a in enumerate(kernel.args))
+    from picograd.dialects import ptx
+
+    return tuple(
+        cuda.Param(kernel.param_name(i), None, ptx.TENSOR_MAP_BYTES)
+        if a.type.kind == ptx.TENSOR_MAP
+        else cuda.Param.scalar(kernel.param_name(i), a.type.kind)
+        for i, a in enumerate(kernel.args)
+    )
+
+
+def _with_tensor_maps(step: cuda.Launch, kernel: Any) -> cuda.Launch:
+    """A launch of a kernel with tensor-map parameters (the wgmma matmuls): those come first, each a
+    ``cuda.TensorMap`` of one of the launch's buffers (``picograd.passes.kinds.matmul_wgmma.TensorMapSpec``), then
+    the buffers; the dynamic shared memory is the kernel's ``pg.dynamic_shared``."""
+    from picograd.passes.kinds import matmul_wgmma
+
+    specs = matmul_wgmma.tensor_maps(kernel)
+    if not specs:
+        return step
+    maps = [
+        cuda.TensorMap(step.args[t.operand], t.dtype, t.shape, t.strides, t.box, t.swizzle, t.offset)  # type: ignore[arg-type]
+        for _, t in sorted(specs.items())
+    ]
+    shared = kernel.attributes.get(matmul_wgmma.SHARED_BYTES_ATTR)
+    shmem = shared.value.data if isinstance(shared, IntegerAttr) else step.shmem
+    return cuda.Launch(step.kernel, step.grid, step.block, (*maps, *step.args), shmem)
 
 
 def _spec(t: Any) -> cuda.BufferSpec:
@@ -255,7 +285,7 @@ def _index_check(module: ModuleOp, op: memref.GetGlobalOp) -> str | None:
 
 
 def _launch_plan(
-    module: ModuleOp, fn: func.FuncOp
+    module: ModuleOp, fn: func.FuncOp, kernels: dict[str, Any] | None = None
 ) -> tuple[
     tuple[cuda.Step, ...],
     tuple[cuda.BufferSpec, ...],
@@ -345,7 +375,9 @@ def _launch_plan(
     fixed: list[cuda.Step] = []
     for s in steps:
         if isinstance(s, cuda.Launch):
-            fixed.append(cuda.Launch(s.kernel, s.grid, s.block, tuple(fix(a) for a in s.args), s.shmem))
+            launch = cuda.Launch(s.kernel, s.grid, s.block, tuple(fix(a) for a in s.args), s.shmem)
+            kernel = (kernels or {}).get(s.kernel)
+            fixed.append(_with_tensor_maps(launch, kernel) if kernel is not None else launch)
         elif isinstance(s, cuda.Copy):
             fixed.append(cuda.Copy(fix(s.dst), fix(s.src)))
         else:

@@ -88,7 +88,8 @@ from xdsl.utils.exceptions import PassFailedException
 from picograd.dialects import gpu_ext
 from picograd.dialects.kernel import ScheduleAttr
 from picograd.passes._buffers import where
-from picograd.passes.schedule import VEC, Schedule, check_schedule, matmul_rung
+from picograd.passes.kinds import matmul_wgmma
+from picograd.passes.schedule import VEC, WGMMA, Schedule, check_schedule, matmul_rung
 from picograd.passes.to_gpu import SCHEDULE_ATTR, _const_int
 from picograd.passes.to_loops import KERNEL_ATTR, KIND_ATTR
 
@@ -791,6 +792,14 @@ class PgMatmulSchedule(ModulePass):
         for fn in [f for f in op.ops if isinstance(f, func.FuncOp)]:
             for par in [p for p in fn.body.block.ops if isinstance(p, scf.ParallelOp)]:
                 attr = par.attributes.get(NEST_SCHEDULE_ATTR)
+                name = attr.strategy.data if isinstance(attr, ScheduleAttr) else self.schedule
+                if name in WGMMA:  # the Hopper tensor-core kernels (picograd/passes/kinds/matmul_wgmma.py)
+                    if (nest := match_matmul(par)) is not None:
+                        matmul_wgmma.schedule_nest(nest, name)
+                    elif isinstance(attr, ScheduleAttr):
+                        raise PassFailedException(f"pg-matmul-schedule: a loop nest{where(par)} is scheduled {attr} "
+                                                  "but is not a matmul nest")  # fmt: skip
+                    continue
                 if isinstance(attr, ScheduleAttr):
                     try:
                         rung = Schedule.from_attr(attr)

@@ -14,6 +14,9 @@ that lowers it and every size it uses, so that the IR says what will run. The lo
     atomic            scatter_add (index rank > 0) block: a thread per (point, index), the add is an atomic add
     naive ... cp-async  matmul                     tile = [BM, BN, BK], threads, warps, lanes, reps, vec, vector,
                                                    async_copy: the rung of the SGEMM ladder (:data:`SCHEDULES`)
+    wgmma, wgmma-ws   matmul (bf16/fp16, sm_90a)   tile, threads, stages, specialised: the Hopper tensor-core
+                                                   kernels (:data:`WGMMA`, ``passes/kinds/matmul_wgmma.py``),
+                                                   forced by name only
 
 A reduction takes ``block_per_row`` when its main op is ``pg.sum``/``pg.max``/``pg.min`` over at least
 :data:`MIN_BLOCK_REDUCTION` elements a point and it is the kernel's only output (``argmax``/``argmin``, and sums
@@ -50,6 +53,7 @@ from picograd.dialects import gpu_ext, kernel, pg
 from picograd.dialects.kernel import ScheduleAttr
 from picograd.dialects.pg import element_of, shape_of
 from picograd.passes._buffers import where
+from picograd.passes.kinds import matmul_wgmma
 
 WARP = gpu_ext.WARP_SIZE
 VEC = 4
@@ -162,8 +166,15 @@ SCHEDULES: dict[str, Schedule] = {
 }
 """The matmul rungs, in ladder order."""
 
-TENSOR_CORE = {"mma-sync": (("bf16", "fp16", "tf32"), "sm_80")}
-"""Tensor-core rungs: the precisions they run (``pg.MatmulOp.precision``) and the oldest target they run on."""
+WGMMA = matmul_wgmma.SCHEDULES
+"""The Hopper tensor-core kernels ``wgmma`` and ``wgmma-ws`` (``picograd/passes/kinds/matmul_wgmma.py``: built in
+the ``ptx`` dialect, not ``Schedule`` rows), forced by name only."""
+TENSOR_CORE = {
+    "mma-sync": (("bf16", "fp16", "tf32"), "sm_80"),
+    **{name: (("bf16", "fp16"), "sm_90a") for name in WGMMA},
+}
+"""Tensor-core rungs: the precisions they run (``pg.MatmulOp.precision``) and the oldest target they run on (the
+wgmma ones check sm_90a in ``pg-to-ptx``, which knows the target)."""
 AUTO_MIN_TENSOR_FMAS = 1 << 20
 """From this many multiply-adds up, ``auto`` runs bf16/fp16 (and tf32) matmuls on tensor cores."""
 MIN_TENSOR_EXTENT = 16
@@ -213,8 +224,9 @@ def check_precision(name: str, precision: str, target: str = "sm_90") -> None:
 def check_schedule(name: str) -> str:
     """``name`` if it is ``auto`` or a rung of :data:`SCHEDULES`; raises ``ValueError`` naming the choices. The one
     check of a matmul schedule's name (the frontend, ``pgc`` and this pass call it)."""
-    if not isinstance(name, str) or (name != "auto" and name not in SCHEDULES):
-        raise ValueError(f"unknown matmul schedule '{name}': expected auto or one of {', '.join(SCHEDULES)}")
+    if not isinstance(name, str) or (name != "auto" and name not in SCHEDULES and name not in WGMMA):
+        choices = ", ".join([*SCHEDULES, *WGMMA])
+        raise ValueError(f"unknown matmul schedule '{name}': expected auto or one of {choices}")
     return name
 
 
@@ -311,6 +323,9 @@ def _matmul(op: kernel.FusedOp | kernel.LaunchOp, o: Options) -> ScheduleAttr:
     *batch, m, n = shape_of(mm.result)
     k = shape_of(mm.lhs)[-1]
     try:
+        if o.matmul in WGMMA:
+            check_precision(o.matmul, mm.precision)
+            return matmul_wgmma.schedule_attr(o.matmul)
         rung = matmul_rung(m, n, k, math.prod(batch), element_of(mm.lhs), o.matmul, mm.precision)
     except ValueError as e:
         raise PassFailedException(f"pg-schedule: {e}{where(mm)}") from None
@@ -349,7 +364,7 @@ KIND_SCHEDULES: dict[str, Callable[[kernel.FusedOp | kernel.LaunchOp, Options], 
 }
 """How a kernel of each kind gets its schedule; kinds not listed take ``thread_per_point``."""
 
-STRATEGIES = ("thread_per_point", "block_per_row", "atomic", *SCHEDULES)
+STRATEGIES = ("thread_per_point", "block_per_row", "atomic", *SCHEDULES, *WGMMA)
 """Every strategy a ``#kernel.schedule`` may name."""
 
 

@@ -72,6 +72,7 @@ from xdsl.utils.exceptions import PassFailedException
 
 from picograd.dialects import gpu_ext, pg, ptx
 from picograd.passes._buffers import element_bytes, where
+from picograd.passes.kinds import matmul_wgmma
 from picograd.target import gpu_math
 
 GPU_MODULE_ATTR = "pg.gpu_module"
@@ -1112,7 +1113,11 @@ def lower_gpu_module(module: gpu.ModuleOp, target: str, version: str, contract: 
     pmod.location = module.location
     pmod.attributes[GPU_MODULE_ATTR] = StringAttr(module.sym_name.data)
     for op in module.body.block.ops:
-        if isinstance(op, gpu.FuncOp):
+        if isinstance(op, gpu.FuncOp) and (built := matmul_wgmma.lower_kernel(op, target)) is not None:
+            if not any(isinstance(o, ptx.SharedOp) for o in pmod.body.block.ops):
+                pmod.add_op(matmul_wgmma.dynamic_shared())
+            pmod.add_op(built)
+        elif isinstance(op, gpu.FuncOp):
             if op.kernel is None:
                 raise PassFailedException(
                     f"pg-to-ptx: @{op.sym_name.data} is not a kernel (device functions are not supported)"

@@ -62,6 +62,7 @@ __all__ = [
     "Output",
     "Param",
     "Temp",
+    "TensorMap",
     "available",
     "clear_module_cache",
     "compile_ptx",
@@ -727,6 +728,8 @@ class _Op:
     def issue(self, cc: Any, target: Any) -> None:
         if self.kind == "launch":
             cc.launch(target, self.config, self.kernel, *self.args)
+        elif self.kind == "driver":  # a launch with tensor maps (_DriverLaunch)
+            self.kernel.issue(_get_runtime().driver, target)
         elif self.kind == "memset":
             self.dst.fill(0, stream=target)
         else:
@@ -894,6 +897,112 @@ class Temp:
 Slot = Input | Output | Temp
 
 
+#: ``CUtensorMapDataType`` member and element bytes of each tensor-map element type.
+TENSOR_MAP_TYPES: dict[str, tuple[str, int]] = {
+    "bf16": ("CU_TENSOR_MAP_DATA_TYPE_BFLOAT16", 2),
+    "f16": ("CU_TENSOR_MAP_DATA_TYPE_FLOAT16", 2),
+    "f32": ("CU_TENSOR_MAP_DATA_TYPE_FLOAT32", 4),
+}
+TENSOR_MAP_BYTES = 128  # sizeof(CUtensorMap): a kernel parameter ``.param .align 64 .b8 name[128]``
+
+
+@dataclass(frozen=True)
+class TensorMap:
+    """Launch argument: a TMA tensor map of the buffer in ``slot``, encoded when the buffers are bound
+    (``cuTensorMapEncodeTiled``, CUDA driver API, "Tensor Map Object Management") and passed by value to a
+    ``.param .align 64 .b8 name[128]`` parameter. The tensor starts ``offset`` bytes into the buffer; ``dtype`` is
+    ``bf16``/``f16``/``f32``; ``shape`` and ``box`` are in elements, innermost dim first; ``strides`` the byte
+    strides of the outer dims (one fewer than ``shape``); ``swizzle`` 0, 32, 64 or 128 bytes. Elements outside the
+    tensor read as zero. :meth:`check` raises ``ValueError`` for what the driver would reject."""
+
+    slot: Slot
+    dtype: str
+    shape: tuple[int, ...]
+    strides: tuple[int, ...]
+    box: tuple[int, ...]
+    swizzle: int = 128
+    offset: int = 0
+
+    def check(self, buffer_bytes: int | None = None) -> None:
+        """The rules of ``cuTensorMapEncodeTiled`` (rank 1..5, 16-byte aligned address and strides, boxes of
+        1..256 elements, a box row no wider than the swizzle), and that the tensor lies inside its buffer."""
+        if self.dtype not in TENSOR_MAP_TYPES:
+            raise ValueError(f"tensor map of {self.dtype}: expected one of {', '.join(TENSOR_MAP_TYPES)}")
+        esize = TENSOR_MAP_TYPES[self.dtype][1]
+        rank = len(self.shape)
+        if not 1 <= rank <= 5 or len(self.box) != rank or len(self.strides) != rank - 1:
+            raise ValueError(f"tensor map: shape {self.shape}, box {self.box}, strides {self.strides} do not agree")
+        if self.offset % 16 or any(st % 16 or not 0 < st < 2**40 for st in self.strides):
+            raise ValueError(f"tensor map: offset {self.offset} and strides {self.strides} must be multiples of 16")
+        if any(not 1 <= d <= 2**32 for d in self.shape) or any(not 1 <= b <= 256 for b in self.box):
+            raise ValueError(f"tensor map: shape {self.shape} or box {self.box} out of range (box dims 1..256)")
+        if self.swizzle not in (0, 32, 64, 128) or (self.swizzle and self.box[0] * esize > self.swizzle):
+            raise ValueError(f"tensor map: a box row of {self.box[0] * esize} bytes with swizzle {self.swizzle}")
+        if buffer_bytes is not None:
+            outer = zip(self.shape[1:], self.strides, strict=True)
+            extent = self.shape[0] * esize + sum((d - 1) * st for d, st in outer)
+            if self.offset + extent > buffer_bytes:
+                raise ValueError(f"tensor map reaches byte {self.offset + extent} of a {buffer_bytes}-byte buffer")
+
+
+def encode_tensor_map(driver: Any, address: int, tmap: TensorMap) -> Any:
+    """``cuTensorMapEncodeTiled`` of ``tmap`` over the device address ``address`` (the buffer's start; the
+    offset is added here): the ``CUtensorMap``, 128 bytes. L2 promotion of 256 bytes, zeros outside the tensor
+    (``CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE``), element strides 1. ``driver`` is ``cuda.bindings.driver``."""
+    tmap.check()
+    swizzle = {0: "NONE", 32: "32B", 64: "64B", 128: "128B"}[tmap.swizzle]
+    err, encoded = driver.cuTensorMapEncodeTiled(
+        getattr(driver.CUtensorMapDataType, TENSOR_MAP_TYPES[tmap.dtype][0]),
+        len(tmap.shape),
+        address + tmap.offset,
+        list(tmap.shape),
+        list(tmap.strides),
+        list(tmap.box),
+        [1] * len(tmap.shape),
+        driver.CUtensorMapInterleave.CU_TENSOR_MAP_INTERLEAVE_NONE,
+        getattr(driver.CUtensorMapSwizzle, f"CU_TENSOR_MAP_SWIZZLE_{swizzle}"),
+        driver.CUtensorMapL2promotion.CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+        driver.CUtensorMapFloatOOBfill.CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE,
+    )
+    if err != driver.CUresult.CUDA_SUCCESS:
+        raise DeviceError(f"cuTensorMapEncodeTiled failed ({getattr(err, 'name', err)}) for {tmap}")
+    return encoded
+
+
+class _DriverLaunch:
+    """A launch whose arguments cuda.core cannot pack (a tensor map passed by value): ``cuLaunchKernel`` with the
+    parameter array built here, each parameter's bytes in a ctypes buffer (the driver copies them at the call)."""
+
+    def __init__(self, handle: Any, config: tuple[tuple[int, int, int], tuple[int, int, int], int],
+                 values: Sequence[Any]) -> None:  # fmt: skip
+        import ctypes
+
+        self.handle, self.config = handle, config
+        self.storage: list[Any] = []
+        for v in values:
+            if isinstance(v, bytes):
+                self.storage.append(ctypes.create_string_buffer(v, len(v)))
+            elif isinstance(v, np.generic):
+                self.storage.append(ctypes.create_string_buffer(v.tobytes(), v.nbytes))
+            else:  # a device buffer (cuda.core Buffer): its address
+                self.storage.append(ctypes.c_uint64(int(v.handle)))
+        self.params = (ctypes.c_void_p * max(1, len(self.storage)))(*[ctypes.addressof(x) for x in self.storage])
+
+    def issue(self, driver: Any, stream: Any) -> None:
+        (gx, gy, gz), (bx, by, bz), shmem = self.config
+        handle = self.handle.handle
+        function = handle if isinstance(handle, driver.CUfunction) else driver.CUfunction(int(handle))
+        stream_handle = getattr(stream, "stream", stream).handle  # a cuda.core Stream, or a GraphBuilder's
+        (err,) = driver.cuLaunchKernel(function, gx, gy, gz, bx, by, bz, shmem, stream_handle, self._address(), 0)
+        if err != driver.CUresult.CUDA_SUCCESS:
+            raise DeviceError(f"cuLaunchKernel failed: {getattr(err, 'name', err)}")
+
+    def _address(self) -> int:
+        import ctypes
+
+        return ctypes.addressof(self.params)
+
+
 @dataclass(frozen=True)
 class View:
     """Launch argument: the address ``offset`` bytes into the buffer of slot ``base`` (a view of the arena of
@@ -907,15 +1016,16 @@ class View:
 class Launch:
     """One kernel launch of a launch list.
 
-    ``args`` matches the kernel's PTX parameters one for one: a :data:`Slot` for a pointer parameter, a scalar
-    (Python or numpy, converted to the parameter's type once, at construction) for a value parameter. Scalars are
+    ``args`` matches the kernel's PTX parameters one for one: a :data:`Slot` for a pointer parameter, a
+    :class:`TensorMap` for a tensor-map parameter (``.param .align 64 .b8 [128]``), a scalar (Python or numpy,
+    converted to the parameter's type once, at construction) for a value parameter. Scalars are
     baked into the graph: a value that changes between calls (a learning rate) must be a 0-d :class:`Input`.
     """
 
     kernel: str
     grid: int | tuple[int, ...]
     block: int | tuple[int, ...]
-    args: tuple[Slot | View | int | float | np.generic, ...]
+    args: tuple[Slot | View | TensorMap | int | float | np.generic, ...]
     shmem: int = 0
 
 
@@ -1049,7 +1159,15 @@ class Executable:
         args: list[Any] = []
         for j, a in enumerate(step.args):
             p = params[j] if params is not None else None
-            if isinstance(a, Input | Output | Temp | View):
+            if isinstance(a, TensorMap):
+                try:
+                    a.check(self._spec(a.slot).nbytes)
+                except ValueError as e:
+                    raise ValueError(f"{where}: argument {j}: {e}") from None
+                if p is not None and (p.ptx_type is not None or p.nbytes != TENSOR_MAP_BYTES):
+                    raise TypeError(f"{where}: a tensor map goes to parameter {p.name!r}, not a .b8[128] parameter")
+                args.append(a)
+            elif isinstance(a, Input | Output | Temp | View):
                 spec = self._spec(a.base if isinstance(a, View) else a)
                 if isinstance(a, View) and not 0 <= a.offset < max(spec.nbytes, 1):
                     raise ValueError(f"{where}: {a!r} is outside its buffer of {spec.nbytes} bytes")
@@ -1076,7 +1194,10 @@ class Executable:
                 kernel, grid, block, args = checked
                 handle = kernel.handle
                 kernel._allow_dynamic_shared(step.shmem)
-                config = rt.cc.LaunchConfig(grid=grid, block=block, shmem_size=step.shmem)
+                if any(isinstance(a, TensorMap) for a in args):  # launched by _DriverLaunch: sizes as they are
+                    config = (grid, block, step.shmem)
+                else:
+                    config = rt.cc.LaunchConfig(grid=grid, block=block, shmem_size=step.shmem)
                 prepared.templates.append(("launch", handle, config, args, None, None))
             elif isinstance(step, Memset):
                 prepared.templates.append(("memset", None, None, (), step.dst, None))
@@ -1094,7 +1215,10 @@ class Executable:
         ops = []
         for i, (kind, handle, config, args, dst, src) in enumerate(prepared.templates):
             label = f"{self.name}, step {i}"
-            if kind == "launch":
+            if kind == "launch" and any(isinstance(a, TensorMap) for a in args):
+                values = tuple(self._argument(a, resolve) for a in args)
+                ops.append(_Op("driver", label, kernel=_DriverLaunch(handle, config, values)))
+            elif kind == "launch":
                 values = tuple(
                     resolve(a).buffer
                     if isinstance(a, Input | Output | Temp)
@@ -1107,6 +1231,18 @@ class Executable:
             elif resolve(dst).nbytes:
                 ops.append(_Op(kind, label, dst=resolve(dst).buffer, src=resolve(src).buffer if src else None))
         return ops
+
+    @staticmethod
+    def _argument(a: Any, resolve: Callable[[Any], DeviceBuffer]) -> Any:
+        """A launch argument with its buffer bound: a tensor map's 128 encoded bytes, a buffer, or the scalar."""
+        if isinstance(a, TensorMap):
+            import ctypes
+
+            encoded = encode_tensor_map(_get_runtime().driver, resolve(a.slot).ptr, a)
+            return ctypes.string_at(encoded.getPtr(), TENSOR_MAP_BYTES)
+        if isinstance(a, View):
+            return np.uint64(resolve(a.base).ptr + a.offset)
+        return resolve(a).buffer if isinstance(a, Input | Output | Temp) else a
 
     def _bind(self, what: str, buffers: Sequence[object], specs: tuple[BufferSpec, ...], key: list[int]) -> None:
         """Check the buffers against their specs and append their addresses to ``key`` (the hot path: one pass,

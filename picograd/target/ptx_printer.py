@@ -146,7 +146,7 @@ def print_ptx(module_op: Operation, *, verify: bool = True) -> str:
 def _print_func(func: ptx.FuncOp, files: dict[str, int]) -> list[str]:
     names = _Registers(func)
     lines = [f".visible .entry {func.sym_name.data}("]
-    params = [f"\t.param .{arg.type.kind} {names(arg)}" for arg in func.args if isinstance(arg.type, ptx.ParamType)]
+    params = ["\t" + arg.type.ptx_declaration(names(arg)) for arg in func.args if isinstance(arg.type, ptx.ParamType)]
     lines += [p + ("," if i < len(params) - 1 else "") for i, p in enumerate(params)]
     lines.append(")")
     if func.maxntid is not None:

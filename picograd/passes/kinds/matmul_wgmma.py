@@ -1,0 +1,748 @@
+"""The Hopper tensor-core matmul schedules ``wgmma`` and ``wgmma-ws``: a ``ptx.func`` kernel built directly.
+
+C (M x N, f32 or bf16) = A (M x K) @ B (K x N), A and B bf16 or f16, each stored K-major (A[m, k], B as Bt[n, k],
+as ``x @ W.T`` of ``nn.Linear`` has them) or M/N-major (A as At[k, m], B[k, n], as the backward pass's
+``dY @ W`` and ``dY.T @ X`` have them), accumulated in f32, optionally batched (a leading batch dim on A, B and C).
+The kernel follows the public H100 GEMM worklogs (Pranjal Shankhdhar, "Outperforming cuBLAS on H100: a Worklog",
+2024, the fast.cu kernels; ThunderKittens' H100 GEMM levels; MLIR's ``nvgpu`` lowering of ``tma.async.load`` and
+``warpgroup.mma``), written from the PTX ISA 8.0 (sections 9.7.8.24.9 ``cp.async.bulk.tensor``, 9.7.12.15
+``mbarrier``, 9.7.14 ``wgmma``, 9.7.17.1 ``setmaxnreg``):
+
+- **TMA tiles**: A and B are passed as tensor maps (``.param .align 64 .b8 [128]``, made by the runtime with
+  ``cuTensorMapEncodeTiled``; :class:`TensorMapSpec` says what each describes). A K-major box is 64 elements of K
+  (128 bytes, one 128-byte swizzle width) by the tile's rows; an M/N-major tile is boxes of 64 elements of M/N by
+  the 64 of K, one per 64 rows. Boxes land in shared memory swizzled (CUTLASS's ``Swizzle<3,4,3>``); elements
+  outside the matrix arrive as zeros, so ragged M, N and K need no code.
+- **A pipeline of ``stages``** shared-memory buffers, each with a *full* mbarrier: the copies of a stage complete on
+  it (``mbarrier.arrive.expect_tx`` announces the bytes), consumers wait on its phase parity
+  (``mbarrier.try_wait.parity``).
+- **wgmma**: each consumer warpgroup (128 threads) owns 64 rows of the tile and issues, per K tile, four
+  ``wgmma.mma_async.m64nBNk16`` reading A and B from 128-byte-swizzled shared-memory descriptors (K-major: the
+  start address advancing 32 bytes per k16; M/N-major, ``imm-trans`` 1: 2048 bytes, atoms ``BK * 128`` bytes apart),
+  then ``commit_group`` and ``wait_group``. The BN/2 f32 accumulators a
+  thread holds stay in registers for the whole K loop.
+- ``wgmma``: every warpgroup consumes; thread 0 also issues the copies, ``stages`` K tiles ahead, refilling a stage
+  once all warpgroups have passed a ``bar.sync`` after reading it. One tile per block, grid (N tiles, M tiles,
+  batch).
+- ``wgmma-ws`` (warp specialisation): warpgroup 0 is the producer; it lowers its registers
+  (``setmaxnreg.dec``) and one of its threads issues the copies, waiting on each stage's *empty* mbarrier (one
+  arrival per consumer warpgroup once its wgmma have read the stage); the consumer warpgroups raise theirs
+  (``setmaxnreg.inc``) for the accumulators, and keep one K tile's wgmma in flight (``wait_group 1``) while they
+  issue the next, releasing a stage one K tile late (so at least 2 stages). The grid is persistent: one block per
+  SM, tiles strided over the blocks, the producer running ahead into the next tile while the consumers store the
+  last one.
+- **Epilogue**: each thread stores its accumulators (pairs of adjacent columns: ``st.global.v2.f32``, or
+  ``st.global.v2.b16`` of two bf16/f16 rounded to nearest even by ``cvt.rn``) where they fall inside C, skipping
+  the column groups past N.
+
+Limits (:func:`unsupported`): bf16/fp16 inputs; each operand a whole (batched) matrix whose contiguous dim is a
+multiple of 8 (the 16-byte row pitch TMA needs), at a 16-byte-aligned offset; a broadcast operand (no batch dim)
+is not built.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from xdsl.builder import ImplicitBuilder
+from xdsl.dialects import arith, gpu, memref
+from xdsl.dialects.builtin import (
+    ArrayAttr,
+    BFloat16Type,
+    DenseArrayBase,
+    DictionaryAttr,
+    Float16Type,
+    Float32Type,
+    Float64Type,
+    IndexType,
+    IntegerAttr,
+    MemRefType,
+    StringAttr,
+    i32,
+    i64,
+)
+from xdsl.ir import Attribute, Block, Operation, Region, SSAValue
+from xdsl.utils.exceptions import PassFailedException
+
+from picograd.dialects import ptx
+from picograd.dialects.kernel import ScheduleAttr
+
+if TYPE_CHECKING:
+    from picograd.passes.matmul_schedule import MatmulNest
+
+BK = 64
+"""K elements of a tile: 128 bytes of bf16/f16, one 128-byte swizzle row."""
+ATOM = 64
+"""Elements of a 128-byte swizzle row: an M/N-major tile is stored as 64-wide atoms of BK rows of K."""
+SWIZZLE = 128
+WGMMA_K = 16
+WARPGROUP = 128
+SMS = 132
+"""Streaming multiprocessors of the H100/H200: the blocks of a persistent grid."""
+ALIGN = 1024
+"""Alignment of a 128-byte-swizzled tile in shared memory (the swizzle pattern repeats every 8 rows of 128 B)."""
+MAX_SHARED = 227 * 1024
+"""Shared memory a block may have on Hopper (after the dynamic opt-in)."""
+TENSOR_MAPS_ATTR = "pg.tensor_maps"
+"""Attribute of a ``ptx.func`` with tensor-map parameters: for each, what the runtime encodes (see
+:class:`TensorMapSpec`)."""
+INPUT_TYPES = ("bf16", "f16")
+OUTPUT_TYPES = ("f32", "bf16", "f16")
+"""C's element types (16-bit ones rounded to nearest even with ``cvt.rn``)."""
+
+
+@dataclass(frozen=True)
+class WgmmaSchedule:
+    """One configuration of the wgmma kernel: ``consumers`` warpgroups of 64 rows each (BM = 64 * consumers),
+    ``bn`` columns (the wgmma N), ``stages`` shared-memory buffers; ``specialised`` adds the producer warpgroup
+    and makes the grid ``persistent``. ``producer_regs``/``consumer_regs`` are the ``setmaxnreg`` counts."""
+
+    name: str
+    consumers: int
+    bn: int
+    stages: int
+    specialised: bool = False
+    producer_regs: int = 40
+    consumer_regs: int = 232
+
+    @property
+    def bm(self) -> int:
+        return 64 * self.consumers
+
+    @property
+    def threads(self) -> int:
+        return WARPGROUP * (self.consumers + int(self.specialised))
+
+    @property
+    def stage_bytes(self) -> int:
+        return (self.bm + self.bn) * BK * 2
+
+    @property
+    def shared_bytes(self) -> int:
+        """Dynamic shared memory of a block: the stages, plus slack to align them to :data:`ALIGN`."""
+        return self.stages * self.stage_bytes + ALIGN
+
+    def check(self) -> None:
+        """Raise ``ValueError`` when the configuration cannot be built."""
+        if self.bn not in ptx.WGMMA_N or self.bn > 256:
+            raise ValueError(f"{self.name}: bn={self.bn} is not a wgmma N (a multiple of 8 up to 256)")
+        if self.consumers < 1 or self.bm > 256 or self.stages < 1 + int(self.specialised):
+            raise ValueError(f"{self.name}: {self.consumers} consumer warpgroups, {self.stages} stages")
+        if self.shared_bytes > MAX_SHARED:
+            raise ValueError(f"{self.name}: {self.shared_bytes} bytes of shared memory (at most {MAX_SHARED})")
+
+
+SCHEDULES: dict[str, WgmmaSchedule] = {
+    "wgmma": WgmmaSchedule("wgmma", consumers=2, bn=128, stages=4),
+    "wgmma-ws": WgmmaSchedule("wgmma-ws", consumers=2, bn=256, stages=4, specialised=True),
+}
+"""The tensor-core rungs that run on wgmma (sizes for large matmuls: fast.cu's 128x128 and 128x256 tiles)."""
+
+
+@dataclass(frozen=True)
+class TensorMapSpec:
+    """What ``cuTensorMapEncodeTiled`` encodes for one tensor-map parameter: the buffer of kernel operand
+    ``operand`` at byte ``offset``, elements of ``dtype`` (``bf16``/``f16``), ``shape`` and ``box`` innermost first,
+    the byte ``strides`` of the outer dims, ``swizzle`` bytes (128). Out-of-range elements read as zero."""
+
+    operand: int
+    offset: int
+    dtype: str
+    shape: tuple[int, ...]
+    strides: tuple[int, ...]
+    box: tuple[int, ...]
+    swizzle: int = SWIZZLE
+
+    def attr(self) -> DictionaryAttr:
+        def ints(v: Sequence[int]) -> ArrayAttr:
+            return ArrayAttr([IntegerAttr(x, i64) for x in v])
+
+        return DictionaryAttr(
+            {
+                "operand": IntegerAttr(self.operand, i64),
+                "offset": IntegerAttr(self.offset, i64),
+                "dtype": StringAttr(self.dtype),
+                "shape": ints(self.shape),
+                "strides": ints(self.strides),
+                "box": ints(self.box),
+                "swizzle": IntegerAttr(self.swizzle, i64),
+            }
+        )
+
+    @staticmethod
+    def from_attr(attr: Attribute) -> TensorMapSpec:
+        assert isinstance(attr, DictionaryAttr), attr
+        d = attr.data
+
+        def ints(key: str) -> tuple[int, ...]:
+            v = d[key]
+            assert isinstance(v, ArrayAttr)
+            return tuple(x.value.data for x in v.data)  # type: ignore[attr-defined]
+
+        def one(key: str) -> int:
+            v = d[key]
+            assert isinstance(v, IntegerAttr)
+            return v.value.data
+
+        dtype = d["dtype"]
+        assert isinstance(dtype, StringAttr)
+        return TensorMapSpec(
+            one("operand"), one("offset"), dtype.data, ints("shape"), ints("strides"), ints("box"), one("swizzle")
+        )
+
+
+def tensor_maps(func: ptx.FuncOp) -> dict[int, TensorMapSpec]:
+    """The tensor-map parameters of a kernel (parameter index -> spec), from its :data:`TENSOR_MAPS_ATTR`."""
+    attr = func.attributes.get(TENSOR_MAPS_ATTR)
+    if not isinstance(attr, DictionaryAttr):
+        return {}
+    return {int(k): TensorMapSpec.from_attr(v) for k, v in attr.data.items()}
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A (batch x) M x N x K matmul: inputs ``dtype``, output ``out_dtype``. The kernel takes the tensor maps of A
+    and Bt, then ``args`` pointer parameters (the buffers its launch passes); A, Bt and C are the buffers of
+    parameters ``operands`` (indices into those ``args``) at byte ``offsets`` (views of the memory plan's arena)."""
+
+    m: int
+    n: int
+    k: int
+    batch: int = 1
+    dtype: str = "bf16"
+    out_dtype: str = "f32"
+    offsets: tuple[int, int, int] = (0, 0, 0)
+    operands: tuple[int, int, int] = (0, 1, 2)
+    args: int = 3
+    majors: tuple[str, str] = ("k", "k")
+    """How A and B are stored: ``"k"`` K-major (A[m, k], Bt[n, k]) or ``"mn"`` M/N-major (A stored as At[k, m],
+    B as B[k, n])."""
+
+
+def unsupported(p: Problem) -> str | None:
+    """Why the wgmma kernel cannot compute ``p`` (None when it can)."""
+    if p.dtype not in INPUT_TYPES:
+        return f"inputs of {p.dtype} (wgmma reads {'/'.join(INPUT_TYPES)})"
+    if p.out_dtype not in OUTPUT_TYPES:
+        return f"an output of {p.out_dtype}"
+    if min(p.m, p.n, p.k) < 1:
+        return "an empty matmul"
+    for role, major, rows in (("A", p.majors[0], p.m), ("B", p.majors[1], p.n)):
+        inner, name = (p.k, "K") if major == "k" else (rows, "M" if role == "A" else "N")
+        if inner % 8:
+            return f"{name} = {inner} (TMA needs rows of a multiple of 16 bytes: {name} of {role} a multiple of 8)"
+    if p.offsets[0] % 16 or p.offsets[1] % 16:
+        return "operands that are not 16-byte aligned"
+    if p.m * p.n >= 2**32 or p.batch > 65535:
+        return "a C of 2**32 elements or more (32-bit epilogue indices)"
+    return None
+
+
+def grid(s: WgmmaSchedule, p: Problem, sms: int = SMS) -> tuple[int, int, int]:
+    """The launch grid: (N tiles, M tiles, batch), or for a persistent schedule min(tiles, ``sms``) blocks."""
+    tn, tm = -(-p.n // s.bn), -(-p.m // s.bm)
+    if s.specialised:
+        return (min(tn * tm * p.batch, sms), 1, 1)
+    return (tn, tm, p.batch)
+
+
+def tensor_map_specs(s: WgmmaSchedule, p: Problem) -> tuple[TensorMapSpec, TensorMapSpec]:
+    """The tensor maps of A (operand 0) and Bt (operand 1)."""
+    specs = []
+    for operand, rows, box_rows in ((0, p.m, s.bm), (1, p.n, s.bn)):
+        # K-major: boxes of 64 elements of K by the tile's rows; M/N-major: 64 of M/N (one 128-byte swizzle row)
+        # by the K tile, one box per 64 rows of the tile
+        shape, box = ((p.k, rows), (BK, box_rows)) if p.majors[operand] == "k" else ((rows, p.k), (ATOM, BK))
+        batch = ((p.batch,), (p.k * 2 * rows,), (1,)) if p.batch > 1 else ((), (), ())
+        spec = TensorMapSpec(p.operands[operand], p.offsets[operand], p.dtype, shape + batch[0],
+                             (shape[0] * 2,) + batch[1], box + batch[2])  # fmt: skip
+        specs.append(spec)
+    return specs[0], specs[1]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Building the kernel
+
+
+def _imm(value: int, kind: str = "u32") -> SSAValue:
+    return ptx.MovOp(value, kind).result
+
+
+def _op(cls: type[ptx.BinaryOp], a: SSAValue, b: int | SSAValue, kind: str = "u32", **mods: str) -> SSAValue:
+    """``cls`` (a binary instruction) of ``a`` and ``b`` (an immediate is moved into a register first)."""
+    rhs = _imm(b, kind) if isinstance(b, int) else b
+    make: Callable[..., ptx.BinaryOp] = cls
+    return make(a, rhs, kind, **mods).results[0]
+
+
+class _Kernel:
+    """The ops of one wgmma kernel, built into ``func`` (see the module docstring)."""
+
+    def __init__(self, s: WgmmaSchedule, p: Problem, name: str):
+        self.s, self.p, self.name = s, p, name
+        self.nk = -(-p.k // BK)
+        self.tiles_n, self.tiles_m = -(-p.n // s.bn), -(-p.m // s.bm)
+        self.labels = 0
+
+    def label(self, what: str) -> str:
+        self.labels += 1
+        return f"{what}_{self.labels}"
+
+    # --- small pieces ---------------------------------------------------------------------------------------
+
+    def wait(self, bar: SSAValue, parity: SSAValue) -> None:
+        """Spin on ``mbarrier.try_wait.parity`` until the phase of that parity completes."""
+        top = self.label("WAIT")
+        ptx.LabelOp(top)
+        done = ptx.MbarrierTryWaitOp(bar, parity).result
+        ptx.BraOp(top, guard=done, negate=True)
+
+    def advance(self, stage: SSAValue, phase: SSAValue) -> None:
+        """stage += 1, wrapping to 0 (and flipping the phase parity) after the last."""
+        nxt = _op(ptx.AddOp, stage, 1)
+        wrap = ptx.SetpOp("eq", nxt, _imm(self.s.stages)).result
+        ptx.AssignOp(stage, ptx.SelpOp(_imm(0), nxt, wrap, "u32").result)
+        ptx.AssignOp(phase, _op(ptx.XorOp, phase, ptx.SelpOp(_imm(1), _imm(0), wrap, "u32").result, "b32"))
+
+    def stage_addr(self, stage: SSAValue) -> tuple[SSAValue, SSAValue, SSAValue]:
+        """(A tile, Bt tile, full mbarrier) of ``stage``."""
+        a = ptx.MadOp(stage, _imm(self.s.stage_bytes), self.tiles, "u32", mode="lo").result
+        b = _op(ptx.AddOp, a, self.s.bm * BK * 2)
+        return a, b, ptx.MadOp(stage, _imm(8), self.full, "u32", mode="lo").result
+
+    def issue(self, stage: SSAValue, kt: SSAValue, row_a: SSAValue, row_b: SSAValue, batch: SSAValue | None) -> None:
+        """Arm the stage's full mbarrier with its bytes and copy the K tile ``kt`` of A and Bt into it."""
+        a, b, bar = self.stage_addr(stage)
+        ptx.MbarrierArriveOp(bar, self.s.stage_bytes)
+        col = ptx.MulOp(kt, _imm(BK, "s32"), "s32", mode="lo").result
+        extra = [batch] if batch is not None else []
+        for tile, tmap, row, rows, major in ((a, self.map_a, row_a, self.s.bm, self.p.majors[0]),
+                                             (b, self.map_b, row_b, self.s.bn, self.p.majors[1])):  # fmt: skip
+            if major == "k":
+                ptx.CpAsyncBulkTensorOp(tile, tmap, [col, row, *extra], bar)
+                continue
+            for j in range(rows // ATOM):  # one box per 64 rows, BK * 128 bytes apart
+                dst = _op(ptx.AddOp, tile, j * BK * 2 * ATOM) if j else tile
+                at = _op(ptx.AddOp, row, ATOM * j, "s32") if j else row
+                ptx.CpAsyncBulkTensorOp(dst, tmap, [at, col, *extra], bar)
+
+    @staticmethod
+    def descriptor(addr: SSAValue, major: str) -> SSAValue:
+        """The shared-memory matrix descriptor of a tile at ``addr`` with the 128-byte swizzle (PTX ISA 8.0 section
+        9.7.14.5.1; CUTLASS's canonical GMMA layouts): K-major, 8-row groups 1024 bytes apart (the stride byte
+        offset; the leading one unused); M/N-major, 8-row groups of K 1024 bytes apart and 64-wide atoms of M/N
+        ``BK * 128`` bytes apart (the leading byte offset)."""
+        wide = ptx.CvtOp(addr, "u64", "u32").result
+        field = ptx.AndOp(ptx.ShrOp(wide, _imm(4), "u64").result, _imm(0x3FFF, "b64"), "b64").result
+        leading = 16 if major == "k" else BK * 2 * ATOM
+        return ptx.OrOp(field, _imm(ptx.wgmma_descriptor(0, leading, 8 * SWIZZLE, SWIZZLE), "b64"), "b64").result
+
+    def mma(self, stage: SSAValue, first: SSAValue, consumer: SSAValue, pending: int = 0) -> None:
+        """The warpgroup's four m64nBNk16 on its 64 rows of the stage, one commit group; ``first`` (a predicate) is
+        false for the first K tile of an output tile (D = A @ B, not + D). Then wait until at most ``pending``
+        groups are in flight."""
+        a, b, _ = self.stage_addr(stage)
+        a = ptx.MadOp(consumer, _imm(64 * BK * 2), a, "u32", mode="lo").result
+        majors = self.p.majors
+        da, db = self.descriptor(a, majors[0]), self.descriptor(b, majors[1])
+        trans = [int(m == "mn") for m in majors]
+        ptx.WgmmaFenceOp()
+        for kk in range(BK // WGMMA_K):
+            # the next 16 of K: 32 bytes along a K-major row, 16 rows (2048 bytes) of an M/N-major tile; >> 4
+            steps = [(2 if m == "k" else 128) * kk for m in majors]
+            desc_a = ptx.AddOp(da, _imm(steps[0], "b64"), "s64").result if kk else da
+            desc_b = ptx.AddOp(db, _imm(steps[1], "b64"), "s64").result if kk else db
+            ptx.WgmmaMmaAsyncOp(self.s.bn, self.p.dtype, self.acc, desc_a, desc_b, first if kk == 0 else self.true,
+                                trans_a=trans[0], trans_b=trans[1])  # fmt: skip
+        ptx.WgmmaCommitGroupOp()
+        ptx.WgmmaWaitGroupOp(pending)
+
+    def tile_coords(self, tile: SSAValue) -> tuple[SSAValue, SSAValue, SSAValue]:
+        """(N tile, M tile, batch) of a linear tile index (N fastest: neighbouring blocks share A's rows)."""
+        per_batch = self.tiles_n * self.tiles_m
+        bz = _op(ptx.DivOp, tile, per_batch)
+        rest = _op(ptx.RemOp, tile, per_batch)
+        return _op(ptx.RemOp, rest, self.tiles_n), _op(ptx.DivOp, rest, self.tiles_n), bz
+
+    def epilogue(self, bx: SSAValue, by: SSAValue, bz: SSAValue, consumer: SSAValue, local: SSAValue) -> None:
+        """Store the accumulators inside C: thread (warp w, lane 4g + t) of the warpgroup holds rows 16w + g and
+        16w + g + 8, columns 8j + 2t and 8j + 2t + 1 in registers 4j..4j+3 (PTX ISA 8.0 section 9.7.14.4.2)."""
+        p, s = self.p, self.s
+        out = p.out_dtype
+        es = 4 if out == "f32" else 2
+        warp, lane = _op(ptx.ShrOp, local, 5), _op(ptx.AndOp, local, 31, "b32")
+        g, t2 = _op(ptx.ShrOp, lane, 2), _op(ptx.ShlOp, _op(ptx.AndOp, lane, 3, "b32"), 1, "b32")
+        row = ptx.MadOp(by, _imm(s.bm), ptx.MadOp(consumer, _imm(64), ptx.MadOp(warp, _imm(16), g, "u32",
+                        mode="lo").result, "u32", mode="lo").result, "u32", mode="lo").result  # fmt: skip
+        col = ptx.MadOp(bx, _imm(s.bn), t2, "u32", mode="lo").result
+        rows_left = _op(ptx.SubOp, _imm(p.m, "s32"), row, "s32")
+        cols_left = _op(ptx.SubOp, _imm(p.n, "s32"), col, "s32")
+        in_row = [ptx.SetpOp("gt", rows_left, _imm(8 * h, "s32")).result for h in (0, 1)]
+        index = ptx.MadOp(row, _imm(p.n), col, "u32", mode="lo").result
+        base = ptx.MulOp(bz, _imm(p.m * p.n), "u32", mode="wide").result
+        base = ptx.AddOp(base, ptx.CvtOp(index, "u64", "u32").result, "s64").result
+        addr = ptx.MadOp(base, _imm(es, "s64"), self.c_ptr, "s64", mode="lo").result
+        pairs = p.n % 2 == 0  # an even N keeps each (even) column pair inside a row and aligned
+        kind = "f32" if out == "f32" else "b16"
+        for j in range(s.bn // 8):
+            in_col = ptx.SetpOp("gt", cols_left, _imm(8 * j, "s32")).result
+            skip = self.label("STORED")  # columns 8j.. outside C (a ragged last tile): nothing to store or round
+            ptx.BraOp(skip, guard=in_col, negate=True)
+            second = None if pairs else ptx.SetpOp("gt", cols_left, _imm(8 * j + 1, "s32")).result
+            for h in (0, 1):
+                pair = self.acc[4 * j + 2 * h : 4 * j + 2 * h + 2]
+                if out != "f32":  # rounded once to bf16/f16, as the CPU executor rounds the f32 sum
+                    pair = [ptx.CvtOp(x, out, "f32", rnd="rn").result for x in pair]
+                offset = (8 * h * p.n + 8 * j) * es
+                if pairs:
+                    ptx.StOp(addr, pair, kind, offset=offset, guard=in_row[h])
+                else:
+                    assert second is not None
+                    ptx.StOp(addr, pair[0], kind, offset=offset, guard=in_row[h])
+                    ptx.StOp(addr, pair[1], kind, offset=offset + es,
+                             guard=ptx.AndOp(in_row[h], second, "pred").result)  # fmt: skip
+            ptx.LabelOp(skip)
+
+    # --- the kernel ------------------------------------------------------------------------------------------
+
+    def build(self) -> ptx.FuncOp:
+        s, p = self.s, self.p
+        func = ptx.FuncOp(self.name, [ptx.TENSOR_MAP, ptx.TENSOR_MAP] + ["u64"] * p.args, maxntid=(s.threads, 1, 1))
+        specs = tensor_map_specs(s, p)
+        func.attributes[TENSOR_MAPS_ATTR] = DictionaryAttr({str(i): spec.attr() for i, spec in enumerate(specs)})
+        with ImplicitBuilder(func.body):
+            ptx.SharedOp(f"{self.name}_full", 8 * s.stages, 8)
+            if s.specialised:
+                ptx.SharedOp(f"{self.name}_empty", 8 * s.stages, 8)
+            map_a, map_b = func.args[:2]
+            c_param = func.args[2 + p.operands[2]]
+            self.map_a = ptx.CvtaOp(ptx.ParamAddrOp(map_a).result, "param", to=False).result
+            self.map_b = ptx.CvtaOp(ptx.ParamAddrOp(map_b).result, "param", to=False).result
+            self.c_ptr = ptx.CvtaOp(ptx.LdParamOp(c_param).result).result
+            if p.offsets[2]:
+                self.c_ptr = ptx.AddOp(self.c_ptr, _imm(p.offsets[2], "s64"), "s64").result
+            tid = ptx.SregOp("tid.x").result
+            self.full = ptx.SharedAddrOp(f"{self.name}_full").result
+            self.empty = ptx.SharedAddrOp(f"{self.name}_empty").result if s.specialised else None
+            dyn = ptx.SharedAddrOp(DYNAMIC_SHARED).result
+            self.tiles = _op(ptx.AndOp, _op(ptx.AddOp, dyn, ALIGN - 1), -ALIGN & 0xFFFFFFFF, "b32")
+            self.true = ptx.SetpOp("eq", tid, tid).result
+            leader = ptx.SetpOp("eq", tid, _imm(0)).result
+            done_init = self.label("INIT_DONE")
+            ptx.BraOp(done_init, guard=leader, negate=True)
+            for i in range(s.stages):
+                ptx.MbarrierInitOp(_op(ptx.AddOp, self.full, 8 * i), 1)
+                if self.empty is not None:
+                    ptx.MbarrierInitOp(_op(ptx.AddOp, self.empty, 8 * i), s.consumers)
+            ptx.FenceProxyAsyncOp()  # the initialised mbarriers, before the copies complete on them
+            ptx.LabelOp(done_init)
+            ptx.BarSyncOp(0)
+            if s.specialised:
+                self.specialised(tid)
+            else:
+                self.plain(tid, leader)
+            ptx.RetOp()
+        return func
+
+    def accumulators(self) -> None:
+        self.acc = [ptx.MovOp(0.0, "f32").result for _ in range(self.s.bn // 2)]
+
+    def plain(self, tid: SSAValue, leader: SSAValue) -> None:
+        """``wgmma``: one tile per block; thread 0 issues the copies ``stages`` K tiles ahead."""
+        s = self.s
+        bx, by = ptx.SregOp("ctaid.x").result, ptx.SregOp("ctaid.y").result
+        bz = ptx.SregOp("ctaid.z").result
+        batch = bz if self.p.batch > 1 else None
+        row_a, row_b = _op(ptx.MulOp, by, s.bm, "s32", mode="lo"), _op(ptx.MulOp, bx, s.bn, "s32", mode="lo")
+        consumer, local = _op(ptx.ShrOp, tid, 7), _op(ptx.AndOp, tid, WARPGROUP - 1, "b32")
+        self.accumulators()
+        prologue = self.label("PROLOGUE_DONE")
+        ptx.BraOp(prologue, guard=leader, negate=True)
+        for i in range(min(s.stages, self.nk)):
+            self.issue(_imm(i), _imm(i, "s32"), row_a, row_b, batch)
+        ptx.LabelOp(prologue)
+        kt, stage, phase = _imm(0), _imm(0), _imm(0)
+        top = self.label("K_LOOP")
+        ptx.LabelOp(top)
+        _, _, bar = self.stage_addr(stage)
+        self.wait(bar, phase)
+        self.mma(stage, ptx.SetpOp("ne", kt, _imm(0)).result, consumer)
+        ptx.BarSyncOp(0)  # every warpgroup has read the stage: it may be refilled
+        refill = _op(ptx.AddOp, kt, s.stages)
+        no_refill = ptx.OrOp(ptx.SetpOp("ge", refill, _imm(self.nk)).result,
+                             ptx.NotOp(leader, "pred").result, "pred").result  # fmt: skip
+        issued = self.label("REFILLED")
+        ptx.BraOp(issued, guard=no_refill)
+        self.issue(stage, refill, row_a, row_b, batch)
+        ptx.LabelOp(issued)
+        ptx.AssignOp(kt, _op(ptx.AddOp, kt, 1))
+        self.advance(stage, phase)
+        more = ptx.SetpOp("lt", kt, _imm(self.nk)).result
+        ptx.BraOp(top, guard=more)
+        self.epilogue(bx, by, bz, consumer, local)
+
+    def specialised(self, tid: SSAValue) -> None:
+        """``wgmma-ws``: warpgroup 0 produces, the others consume, over a persistent grid of tiles."""
+        s = self.s
+        tiles = self.tiles_n * self.tiles_m * self.p.batch
+        first, step = ptx.SregOp("ctaid.x").result, ptx.SregOp("nctaid.x").result
+        wg = _op(ptx.ShrOp, tid, 7)
+        is_producer = ptx.SetpOp("eq", wg, _imm(0)).result
+        consumers = self.label("CONSUMERS")
+        ptx.BraOp(consumers, guard=is_producer, negate=True)
+        # --- producer warpgroup
+        ptx.SetmaxnregOp("dec", s.producer_regs)
+        exit_label = self.label("EXIT")
+        ptx.BraOp(exit_label, guard=ptx.SetpOp("ne", tid, _imm(0)).result)
+        stage, phase = _imm(0), _imm(0)
+        tile = ptx.MovOp(first, "u32").result
+        self.tile_loop(tile, first, step, tiles, lambda bx, by, bz: self.produce(stage, phase, bx, by, bz))
+        ptx.BraOp(exit_label)
+        # --- consumer warpgroups
+        ptx.LabelOp(consumers)
+        ptx.SetmaxnregOp("inc", s.consumer_regs)
+        consumer, local = _op(ptx.SubOp, wg, 1), _op(ptx.AndOp, tid, WARPGROUP - 1, "b32")
+        arrive = ptx.SetpOp("eq", local, _imm(0)).result
+        self.accumulators()
+        cstage, cphase = _imm(0), _imm(0)
+        ctile = ptx.MovOp(first, "u32").result
+
+        def release(stage: SSAValue, guard: SSAValue) -> None:
+            """One arrival per consumer warpgroup on the stage's empty mbarrier: the producer may refill it."""
+            assert self.empty is not None
+            released = self.label("RELEASED")
+            ptx.BraOp(released, guard=guard, negate=True)
+            ptx.MbarrierArriveOp(ptx.MadOp(stage, _imm(8), self.empty, "u32", mode="lo").result)
+            ptx.LabelOp(released)
+
+        def consume(bx: SSAValue, by: SSAValue, bz: SSAValue) -> None:
+            # The K tile's wgmma stay in flight while the next tile's are issued (wait_group 1): the stage of the
+            # previous K tile is released once its group is done.
+            kt, previous = _imm(0), _imm(0)
+            top = self.label("C_K_LOOP")
+            ptx.LabelOp(top)
+            _, _, bar = self.stage_addr(cstage)
+            self.wait(bar, cphase)
+            not_first = ptx.SetpOp("ne", kt, _imm(0)).result
+            self.mma(cstage, not_first, consumer, pending=1)
+            release(previous, ptx.AndOp(arrive, not_first, "pred").result)
+            ptx.AssignOp(previous, cstage)
+            ptx.AssignOp(kt, _op(ptx.AddOp, kt, 1))
+            self.advance(cstage, cphase)
+            ptx.BraOp(top, guard=ptx.SetpOp("lt", kt, _imm(self.nk)).result)
+            ptx.WgmmaWaitGroupOp(0)
+            release(previous, arrive)
+            self.epilogue(bx, by, bz, consumer, local)
+
+        self.tile_loop(ctile, first, step, tiles, consume)
+        ptx.LabelOp(exit_label)
+
+    def produce(self, stage: SSAValue, phase: SSAValue, bx: SSAValue, by: SSAValue, bz: SSAValue) -> None:
+        s = self.s
+        batch = bz if self.p.batch > 1 else None
+        row_a, row_b = _op(ptx.MulOp, by, s.bm, "s32", mode="lo"), _op(ptx.MulOp, bx, s.bn, "s32", mode="lo")
+        kt = _imm(0, "s32")
+        top = self.label("P_K_LOOP")
+        ptx.LabelOp(top)
+        assert self.empty is not None
+        empty = ptx.MadOp(stage, _imm(8), self.empty, "u32", mode="lo").result
+        self.wait(empty, _op(ptx.XorOp, phase, 1, "b32"))  # a fresh mbarrier: the phase before 0 counts as done
+        self.issue(stage, kt, row_a, row_b, batch)
+        ptx.AssignOp(kt, _op(ptx.AddOp, kt, 1, "s32"))
+        self.advance(stage, phase)
+        ptx.BraOp(top, guard=ptx.SetpOp("lt", kt, _imm(self.nk, "s32")).result)
+
+    def tile_loop(self, tile: SSAValue, first: SSAValue, step: SSAValue, tiles: int, body: Callable[..., None]) -> None:
+        """for tile in range(first, tiles, step): body(N tile, M tile, batch)."""
+        done = self.label("TILES_DONE")
+        top = self.label("TILE_LOOP")
+        ptx.BraOp(done, guard=ptx.SetpOp("ge", tile, _imm(tiles)).result)
+        ptx.LabelOp(top)
+        body(*self.tile_coords(tile))
+        ptx.AssignOp(tile, _op(ptx.AddOp, tile, step))
+        ptx.BraOp(top, guard=ptx.SetpOp("lt", tile, _imm(tiles)).result)
+        ptx.LabelOp(done)
+
+
+DYNAMIC_SHARED = "wgmma_smem"
+"""The module's dynamic shared-memory buffer (``.extern .shared``), where the stages live."""
+
+
+def build_kernel(s: WgmmaSchedule, p: Problem, name: str) -> ptx.FuncOp:
+    """The ``ptx.func`` computing ``p`` with schedule ``s`` (parameters: the tensor maps of A and Bt, then
+    ``p.args`` pointers, C's among them).
+    Its module needs :func:`dynamic_shared` and target ``sm_90a``; launch it on :func:`grid` with ``s.threads``
+    threads and ``s.shared_bytes`` of dynamic shared memory. Raises ``ValueError`` for a problem it cannot do."""
+    s.check()
+    why = unsupported(p)
+    if why is None and "mn" in p.majors and (s.bm % ATOM or s.bn % ATOM):
+        why = f"M/N-major operands need tiles of whole {ATOM}-wide atoms"
+    if why is not None:
+        raise ValueError(f"the {s.name} schedule cannot compute a {p.m}x{p.n}x{p.k} matmul: {why}")
+    return _Kernel(s, p, name).build()
+
+
+def dynamic_shared() -> ptx.SharedOp:
+    """The module-level dynamic shared-memory buffer the wgmma kernels share."""
+    return ptx.SharedOp(DYNAMIC_SHARED, None, ALIGN)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Hooks: pg-schedule (the schedule attribute), pg-matmul-schedule (the nest becomes a gpu.launch), pg-to-ptx (the
+# gpu.func becomes the kernel built above)
+
+PROBLEM_ATTR = "pg.wgmma"
+"""Attribute of the ``gpu.launch``/``gpu.func`` of a wgmma kernel: the schedule and the problem's sizes and types.
+Its body only names the buffers A, Bt and C (``memref.extract_aligned_pointer_as_index``, in that order), for
+``pg-to-gpu`` to pass them; ``pg-to-ptx`` builds the kernel from this attribute instead of lowering the body."""
+
+_TYPE_NAMES = {BFloat16Type: "bf16", Float16Type: "f16", Float32Type: "f32", Float64Type: "f64"}
+
+
+def type_name(t: Attribute) -> str:
+    return _TYPE_NAMES.get(type(t), str(t))  # type: ignore[arg-type]
+
+
+def where(op: Operation) -> str:
+    """`` at file:line:col`` of ``op`` (``picograd.passes.schedule``'s, imported when needed: that module imports
+    this one)."""
+    from picograd.passes.schedule import where as located
+
+    return located(op)
+
+
+def schedule_attr(name: str) -> ScheduleAttr:
+    """``pg-schedule``'s ``#kernel.schedule`` for a matmul forced to ``name`` (``wgmma``/``wgmma-ws``; its
+    precision is checked by ``schedule.check_precision``)."""
+    s = SCHEDULES[name]
+    return ScheduleAttr(
+        name,
+        {"tile": (s.bm, s.bn, BK), "threads": s.threads, "stages": s.stages, "specialised": s.specialised},
+    )
+
+
+def _plain_load(ops: Sequence[Operation]) -> memref.LoadOp | None:
+    """The load of an operand read as it is (a load, or a load widened with ``arith.extf``)."""
+    if len(ops) == 1 and isinstance(ops[0], memref.LoadOp):
+        return ops[0]
+    if len(ops) == 2 and isinstance(ops[0], memref.LoadOp) and isinstance(ops[1], arith.ExtFOp):
+        return ops[0]
+    return None
+
+
+def schedule_nest(nest: MatmulNest, name: str) -> None:
+    """Replace a matmul nest of the loop stage by the ``gpu.launch`` of the wgmma kernel ``name`` (see
+    :data:`PROBLEM_ATTR`). Raises ``PassFailedException`` when the operands are not bf16/fp16 K-major loads."""
+    s = SCHEDULES[name]
+    par = nest.par
+    *batch_ivs, m_iv, n_iv = nest.ivs
+    loads, majors = [], []
+    for role, operand, i_iv in (("A", nest.a, m_iv), ("B", nest.b, n_iv)):
+        load = _plain_load(operand.ops)
+        if load is None:
+            raise PassFailedException(f"pg-matmul-schedule: {name}: operand {role}{where(par)} is not a plain load")
+        dtype = type_name(load.res.type)
+        if dtype not in INPUT_TYPES:
+            raise PassFailedException(
+                f"pg-matmul-schedule: matmul schedule '{name}' does not support {dtype}{where(par)}: it runs "
+                f"{'/'.join(INPUT_TYPES)} matmuls on the tensor cores of sm_90a"
+            )
+        indices = list(load.indices)
+        if indices == [*batch_ivs, i_iv, nest.k_iv]:
+            majors.append("k")
+        elif indices == [*batch_ivs, nest.k_iv, i_iv]:
+            majors.append("mn")
+        else:
+            raise PassFailedException(
+                f"pg-matmul-schedule: {name} reads each operand as a (batched) matrix, K-major ([m, k], [n, k]) or "
+                f"M/N-major ([k, m], [k, n]); operand {role}{where(par)} is read otherwise (a broadcast or a view)"
+            )
+        loads.append(load)
+    out_type = nest.out.type
+    assert isinstance(out_type, MemRefType)
+    out_dtype = type_name(out_type.get_element_type())
+    dtype = type_name(loads[0].res.type)
+    p = Problem(nest.m, nest.n, nest.k, math.prod(nest.batch), dtype, out_dtype, majors=(majors[0], majors[1]))
+    why = unsupported(p)
+    if why is not None or type_name(loads[1].res.type) != dtype:
+        why = why or "A and B of different types"
+        raise PassFailedException(f"pg-matmul-schedule: {name} cannot compute the matmul{where(par)}: {why}")
+    body = Block(arg_types=[IndexType()] * 12)
+    for buf in (loads[0].memref, loads[1].memref, nest.out):
+        op = memref.ExtractAlignedPointerAsIndexOp.get(buf)
+        op.location = par.location
+        body.add_op(op)
+    body.add_op(gpu.TerminatorOp())
+    sizes = [arith.ConstantOp(IntegerAttr(v, IndexType())) for v in (*grid(s, p), s.threads, 1, 1)]
+    launch = gpu.LaunchOp(Region(body), sizes[:3], sizes[3:])
+    for op in (*sizes, launch):
+        op.location = par.location
+    for key in ("pg.kernel", "pg.kind"):
+        if key in par.attributes:
+            launch.attributes[key] = par.attributes[key]
+    launch.attributes["pg.schedule"] = StringAttr(name)
+    launch.attributes[PROBLEM_ATTR] = DictionaryAttr(
+        {
+            "schedule": StringAttr(name),
+            "sizes": ArrayAttr([IntegerAttr(v, i64) for v in (p.m, p.n, p.k, p.batch)]),
+            "dtype": StringAttr(p.dtype),
+            "out_dtype": StringAttr(p.out_dtype),
+            "majors": ArrayAttr([StringAttr(x) for x in p.majors]),
+        }
+    )
+    launch.attributes["gpu.known_block_size"] = DenseArrayBase.from_list(i32, [s.threads, 1, 1])
+    host = par.parent_block()
+    assert host is not None
+    for op in (*sizes, launch):
+        host.insert_op_before(op, par)
+    host.erase_op(par, safe_erase=False)
+
+
+def _buffer(v: SSAValue, func: gpu.FuncOp) -> tuple[int, int]:
+    """(argument index, byte offset) of a buffer of a kernel: an argument, or a view of one at a constant offset."""
+    offset = 0
+    owner = v.owner
+    if isinstance(owner, memref.ViewOp):
+        shift = owner.byte_shift.owner
+        assert isinstance(shift, arith.ConstantOp) and isinstance(shift.value, IntegerAttr), shift
+        offset, v = shift.value.value.data, owner.source
+    assert v in func.body.block.args, v
+    return list(func.body.block.args).index(v), offset  # type: ignore[arg-type]
+
+
+def lower_kernel(func: gpu.FuncOp, target: str) -> ptx.FuncOp | None:
+    """The ``ptx.func`` of a wgmma ``gpu.func`` (None for other kernels). Raises ``PassFailedException`` when the
+    target is not ``sm_90a`` (wgmma and setmaxnreg exist only there)."""
+    attr = func.attributes.get(PROBLEM_ATTR)
+    if not isinstance(attr, DictionaryAttr):
+        return None
+    d = attr.data
+    name, dtype, out_dtype = (x.data for x in (d["schedule"], d["dtype"], d["out_dtype"]))  # type: ignore[attr-defined]
+    if target != "sm_90a":
+        raise PassFailedException(
+            f"pg-to-ptx: matmul schedule '{name}' ({dtype}){where(func)} needs target sm_90a (wgmma.mma_async, "
+            f"setmaxnreg); compiling for {target}: pass arch='sm_90a' (pgc --arch=sm_90a)"
+        )
+    m, n, k, batch = (x.value.data for x in d["sizes"].data)  # type: ignore[attr-defined]
+    majors = tuple(x.data for x in d["majors"].data)  # type: ignore[attr-defined]
+    pointers = [op for op in func.body.block.ops if isinstance(op, memref.ExtractAlignedPointerAsIndexOp)]
+    assert len(pointers) == 3, pointers
+    places = [_buffer(op.source, func) for op in pointers]
+    p = Problem(
+        m, n, k, batch, dtype, out_dtype,
+        offsets=tuple(off for _, off in places),  # type: ignore[arg-type]
+        operands=tuple(i for i, _ in places),  # type: ignore[arg-type]
+        args=len(func.body.block.args),
+        majors=majors,  # type: ignore[arg-type]
+    )  # fmt: skip
+    kernel = build_kernel(SCHEDULES[name], p, func.sym_name.data)
+    kernel.attributes[SHARED_BYTES_ATTR] = IntegerAttr(SCHEDULES[name].shared_bytes, i64)
+    kernel.location = func.location
+    return kernel
+
+
+SHARED_BYTES_ATTR = "pg.dynamic_shared"
+"""Attribute of a ``ptx.func``: the bytes of dynamic shared memory its launches need."""

@@ -1,0 +1,298 @@
+"""The ``wgmma`` and ``wgmma-ws`` matmul kernels (``picograd/passes/kinds/matmul_wgmma.py``).
+
+Each kernel is assembled with ``ptxas -arch=sm_90a --warn-on-spills -Werror`` at 4096^3 (its SASS must hold
+``HGMMA`` and no local memory, and the warp-specialised one ``USETMAXREG``), and run on the PTX emulator on small
+shapes with a test-only tile (one consumer warpgroup, 64 columns, 2 stages, so that the stage ring wraps) against
+numpy float64. Inputs are bf16; accumulation is f32. Tolerance (``test_tensor_core_ptx.assert_close``):
+``|C - C64| <= K * 2**-23 * (|A| @ |B|)``; a bf16 output adds half an ulp of bf16, ``2**-8 |C64|``.
+"""
+
+from __future__ import annotations
+
+import ml_dtypes
+import numpy as np
+import pytest
+from _ptx_emulator import Emulator, TensorMap, bf16_to_f32, run_program
+from test_loops import build, t
+from test_matmul_schedule import MM, parse_loops
+from test_tensor_core_ptx import assert_close, random_bf16
+from xdsl.dialects.builtin import ModuleOp, bf16
+
+from picograd.dialects import pg, ptx
+from picograd.driver.gpu_compile import compile_for_cuda
+from picograd.errors import CompileError
+from picograd.passes.kinds import matmul_wgmma as wg
+from picograd.runtime import cuda
+from picograd.target import ptxas
+from picograd.target.ptx_printer import print_ptx
+
+#: Test-only tiles: the smallest each schedule allows (a warpgroup is 128 threads; the emulator runs ~1e5
+#: instructions a second).
+TEST_SCHEDULES = {
+    "wgmma": wg.WgmmaSchedule("wgmma", consumers=1, bn=64, stages=2),
+    "wgmma-ws": wg.WgmmaSchedule("wgmma-ws", consumers=1, bn=64, stages=2, specialised=True),
+}
+
+
+def module_of(s: wg.WgmmaSchedule, p: wg.Problem) -> tuple[ptx.ModuleOp, ptx.FuncOp]:
+    module = ptx.ModuleOp(target="sm_90a")
+    module.add_op(wg.dynamic_shared())
+    func = wg.build_kernel(s, p, "mm")
+    module.add_op(func)
+    module.verify()
+    return module, func
+
+
+def run(s: wg.WgmmaSchedule, p: wg.Problem, rng: np.random.Generator) -> None:
+    module, func = module_of(s, p)
+    ptxas.assemble(print_ptx(module), "sm_90a", strict=True)
+    a_bits, a = random_bf16(rng, (p.batch, p.m, p.k))
+    b_bits, bt = random_bf16(rng, (p.batch, p.n, p.k))
+    # an M/N-major operand is stored transposed: At (k, m), B (k, n)
+    pairs = zip((a_bits, b_bits), p.majors, strict=True)
+    stored = [x.swapaxes(1, 2).copy() if major == "mn" else x for x, major in pairs]
+    emu = Emulator(module)
+    maps, pointers = [], []
+    for array, spec in zip(stored, wg.tensor_maps(func).values(), strict=True):
+        addr = emu.heap.alloc(array.nbytes)
+        emu.heap.put(addr, array)
+        pointers.append(addr)
+        tmap = TensorMap(addr, np.dtype(np.uint16), spec.shape, spec.strides, spec.box, spec.swizzle)
+        maps.append(emu.tensor_map(tmap))
+    esize = 4 if p.out_dtype == "f32" else 2
+    pc = emu.heap.alloc(p.batch * p.m * p.n * esize, 0xFF)
+    # a persistent grid of 3 blocks: each takes several tiles
+    emu.launch("mm", wg.grid(s, p, sms=3), (s.threads,), [*maps, *pointers, pc], shmem=s.shared_bytes)
+    shape = (p.batch, p.m, p.n)
+    if p.out_dtype == "f32":
+        c = emu.heap.get(pc, shape, np.dtype(np.float32)).astype(np.float64)
+    else:
+        c = bf16_to_f32(emu.heap.get(pc, shape, np.dtype(np.uint16))).astype(np.float64)
+    for i in range(p.batch):
+        if p.out_dtype == "f32":
+            assert_close(c[i], a[i], bt[i].T)
+        else:
+            ref = a[i] @ bt[i].T
+            bound = 2.0**-8 * np.abs(ref) + p.k * 2.0**-23 * (np.abs(a[i]) @ np.abs(bt[i]).T)
+            err = np.abs(c[i] - ref)
+            assert np.all(err <= bound), f"max error {err.max()}"
+
+
+#: 128x128x64 (2x2 tiles, one K tile), and an edge: ragged M, N and K (zero-filled by TMA), 3 K tiles over 2
+#: stages, a batch of 2, bf16 output (odd N: scalar stores); then M/N-major operands (imm-trans 1): the backward
+#: pass's dX = dY @ W (B stored [k, n]) on a ragged edge, and dW = dY.T @ X (both stored [k, .]).
+CASES = {
+    "128x128x64": wg.Problem(128, 128, 64),
+    "edge": wg.Problem(70, 37, 136, batch=2, out_dtype="bf16"),
+    "b_mn_edge": wg.Problem(72, 96, 80, majors=("k", "mn")),
+    "ab_mn": wg.Problem(64, 64, 128, majors=("mn", "mn")),
+}
+
+
+@pytest.mark.parametrize("problem", CASES.values(), ids=list(CASES))
+@pytest.mark.parametrize("name", list(TEST_SCHEDULES))
+def test_wgmma_kernel_on_the_emulator(name: str, problem: wg.Problem, rng: np.random.Generator) -> None:
+    run(TEST_SCHEDULES[name], problem, rng)
+
+
+@pytest.mark.parametrize("majors", [("k", "k"), ("mn", "mn")], ids=["k_major", "mn_major"])
+@pytest.mark.parametrize("name", list(wg.SCHEDULES))
+def test_wgmma_kernel_assembles_at_4096_with_hgmma_and_no_local_memory(name: str, majors: tuple[str, str]) -> None:
+    s = wg.SCHEDULES[name]
+    module, _ = module_of(s, wg.Problem(4096, 4096, 4096, out_dtype="bf16", majors=majors))
+    result = ptxas.assemble(print_ptx(module), "sm_90a", strict=True)
+    info = result.kernels["mm"]
+    assert info.spill_stores == 0 and info.stack_frame == 0
+    if ptxas.find_cuobjdump() is None:
+        pytest.skip("cuobjdump not installed (pip install nvidia-cuda-cuobjdump nvidia-cuda-nvdisasm)")
+    sass = ptxas.dump_sass(result.cubin)
+    assert f"HGMMA.64x{s.bn}x16.F32.BF16" in sass
+    assert "UTMALDG" in sass and "SYNCS" in sass
+    assert not any(op in sass for op in ("LDL", "STL")), "local-memory traffic in the wgmma kernel"
+    assert ("USETMAXREG" in sass) == s.specialised  # setmaxnreg honoured (not dropped with warning C7508)
+
+
+def test_wgmma_kernel_refuses_what_it_cannot_compute() -> None:
+    s = wg.SCHEDULES["wgmma"]
+    with pytest.raises(ValueError, match="wgmma schedule cannot compute a 64x64x60 matmul: K = 60"):
+        wg.build_kernel(s, wg.Problem(64, 64, 60), "mm")
+    with pytest.raises(ValueError, match="inputs of f32"):
+        wg.build_kernel(s, wg.Problem(64, 64, 64, dtype="f32"), "mm")
+    with pytest.raises(ValueError, match="bn=12"):
+        wg.build_kernel(wg.WgmmaSchedule("wgmma", 1, 12, 2), wg.Problem(64, 64, 64), "mm")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Through the pipeline: a loop-stage bf16 matmul (as pg-to-loops will write it once bf16 flows through
+# pg-bufferize) forced to each schedule, compiled for sm_90a, run by the launch plan on the emulator.
+
+
+def loops_bf16(m: int, n: int, k: int, b_major: str = "k") -> str:
+    """A loop-stage matmul C (m x n, f32) = A (m x k, bf16) @ B, B stored as Bt (n x k, ``b_major`` "k") or as B
+    (k x n, "mn"), bf16 widened with arith.extf."""
+    b_type = f"memref<{n}x{k}xbf16>" if b_major == "k" else f"memref<{k}x{n}xbf16>"
+    b_index = "%j, %kk" if b_major == "k" else "%kk, %j"
+    return f"""
+func.func @f(%a: memref<{m}x{k}xbf16>, %b: {b_type},
+             %result0: memref<{m}x{n}xf32> {{pg.result = 0 : i64}}) {{
+  %c0 = arith.constant 0 : index
+  %c1 = arith.constant 1 : index
+  %m = arith.constant {m} : index
+  %n = arith.constant {n} : index
+  %k = arith.constant {k} : index
+  %zero = arith.constant 0.0 : f32
+  "scf.parallel"(%c0, %c0, %m, %n, %c1, %c1) <{{operandSegmentSizes = array<i32: 2, 2, 2, 0>}}> ({{
+  ^bb0(%i: index, %j: index):
+    %sum = scf.for %kk = %c0 to %k step %c1 iter_args(%acc = %zero) -> (f32) {{
+      %x0 = memref.load %a[%i, %kk] : memref<{m}x{k}xbf16>
+      %y0 = memref.load %b[{b_index}] : {b_type}
+      %x = arith.extf %x0 : bf16 to f32
+      %y = arith.extf %y0 : bf16 to f32
+      %p = arith.mulf %x, %y : f32
+      %s = arith.addf %acc, %p : f32
+      scf.yield %s : f32
+    }}
+    memref.store %sum, %result0[%i, %j] : memref<{m}x{n}xf32>
+    scf.reduce
+  }}) {{pg.kernel = "k0_matmul", pg.kind = "matmul"}} : (index, index, index, index, index, index) -> ()
+  func.return
+}}
+"""
+
+
+def pg_matmul(m: int, n: int, k: int, b_major: str) -> ModuleOp:
+    """The ``pg``-stage bf16 matmul (bf16 out) ``a @ bt.T`` (B stored as Bt[n, k], ``b_major`` "k": the form of
+    ``nn.Linear``) or ``a @ b`` (B[k, n], "mn")."""
+
+    def body(e, a, b):  # noqa: ANN001, ANN202 - test_loops.build's callback
+        return [e(pg.MatmulOp(a, e(pg.PermuteOp(b, [1, 0])) if b_major == "k" else b))]
+
+    return build([t(m, k, el=bf16), t(*((n, k) if b_major == "k" else (k, n)), el=bf16)], body)
+
+
+@pytest.mark.parametrize(("name", "b_major"), [("wgmma", "k"), ("wgmma-ws", "k"), ("wgmma", "mn")])
+def test_compiled_program_runs_on_the_emulator(name: str, b_major: str, rng: np.random.Generator) -> None:
+    """From the pg stage (bf16 through pg-bufferize and pg-to-loops) to the launch plan, run on the emulator."""
+    program = compile_for_cuda(pg_matmul(50, 72, 64, b_major), arch="sm_90a", matmul_schedule=name)
+    (launch,) = program.steps
+    assert isinstance(launch, cuda.Launch) and launch.shmem == wg.SCHEDULES[name].shared_bytes
+    assert [type(a) for a in launch.args] == [cuda.TensorMap] * 2 + [cuda.Input, cuda.Input, cuda.Output]
+    program.assemble(strict=True)
+    a_bits, a = random_bf16(rng, (50, 64))
+    b_bits, bt = random_bf16(rng, (72, 64))
+    b_in = b_bits if b_major == "k" else b_bits.T.copy()
+    (c,) = run_program(program, [a_bits.view(ml_dtypes.bfloat16), b_in.view(ml_dtypes.bfloat16)])
+    assert c.dtype == np.dtype(ml_dtypes.bfloat16)
+    ref = a @ bt.T  # one rounding to bf16 of the f32 sum: half an ulp of bf16 beyond the f32 tolerance
+    bound = 2.0**-8 * np.abs(ref) + 64 * 2.0**-23 * (np.abs(a) @ np.abs(bt).T)
+    assert np.all(np.abs(c.astype(np.float64) - ref) <= bound)
+
+
+def test_wgmma_off_sm_90a_or_on_f32_is_one_clear_error() -> None:
+    with pytest.raises(CompileError, match=r"matmul schedule 'wgmma' \(bf16\).* needs target sm_90a.*sm_90"):
+        compile_for_cuda(parse_loops(loops_bf16(64, 64, 64)), arch="sm_90", matmul_schedule="wgmma")
+    f32 = MM(64, 64, 64).module()
+    with pytest.raises(CompileError, match=r"matmul schedule 'wgmma-ws' does not support fp32 .*bf16/fp16 .*sm_90a"):
+        compile_for_cuda(f32, arch="sm_90a", matmul_schedule="wgmma-ws")
+    f64 = MM(64, 64, 64, f64=True).module()
+    with pytest.raises(CompileError, match=r"matmul schedule 'wgmma' does not support fp64 .*bf16/fp16 .*sm_90a"):
+        compile_for_cuda(f64, arch="sm_90a", matmul_schedule="wgmma")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The runtime's tensor maps without a GPU: what reaches cuTensorMapEncodeTiled, and the launch plan's checks
+
+
+class FakeDriver:
+    """The parts of ``cuda.bindings.driver`` that ``encode_tensor_map`` uses, recording the call."""
+
+    class CUresult:
+        CUDA_SUCCESS = 0
+
+    class CUtensorMapDataType:
+        CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 = "BF16"
+        CU_TENSOR_MAP_DATA_TYPE_FLOAT16 = "F16"
+        CU_TENSOR_MAP_DATA_TYPE_FLOAT32 = "F32"
+
+    class CUtensorMapInterleave:
+        CU_TENSOR_MAP_INTERLEAVE_NONE = "INTERLEAVE_NONE"
+
+    class CUtensorMapSwizzle:
+        CU_TENSOR_MAP_SWIZZLE_NONE = "SW0"
+        CU_TENSOR_MAP_SWIZZLE_32B = "SW32"
+        CU_TENSOR_MAP_SWIZZLE_64B = "SW64"
+        CU_TENSOR_MAP_SWIZZLE_128B = "SW128"
+
+    class CUtensorMapL2promotion:
+        CU_TENSOR_MAP_L2_PROMOTION_L2_256B = "L2_256B"
+
+    class CUtensorMapFloatOOBfill:
+        CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE = "OOB_ZERO"
+
+    def __init__(self) -> None:
+        self.calls: list[tuple] = []
+
+    def cuTensorMapEncodeTiled(self, *args: object) -> tuple[int, str]:  # noqa: N802 - the driver's name
+        self.calls.append(args)
+        return 0, "tensor map"
+
+
+def test_tensor_maps_are_encoded_as_the_launch_plan_says() -> None:
+    program = compile_for_cuda(parse_loops(loops_bf16(50, 72, 64)), arch="sm_90a", matmul_schedule="wgmma-ws")
+    (launch,) = program.steps
+    driver = FakeDriver()
+    tmap_a, tmap_b = launch.args[:2]
+    assert cuda.encode_tensor_map(driver, 0x7000_0000, tmap_b) == "tensor map"
+    (call,) = driver.calls
+    # dtype, rank, address + offset, dims and box innermost first, byte strides of the outer dims, element strides
+    assert call == ("BF16", 2, 0x7000_0000, [64, 72], [128], [64, 256], [1, 1], "INTERLEAVE_NONE", "SW128",
+                    "L2_256B", "OOB_ZERO")  # fmt: skip
+    shifted = cuda.TensorMap(cuda.Temp(0), "bf16", (64, 50), (128,), (64, 128), 128, offset=4096)
+    cuda.encode_tensor_map(driver, 0x7000_0000, shifted)
+    assert driver.calls[-1][2] == 0x7000_1000
+    for bad, message in [
+        (cuda.TensorMap(cuda.Input(0), "bf16", (60, 50), (120,), (64, 128)), "multiples of 16"),
+        (cuda.TensorMap(cuda.Input(0), "bf16", (64, 50), (128,), (128, 128)), "box row of 256 bytes"),
+        (cuda.TensorMap(cuda.Input(0), "f64", (64, 50), (128,), (64, 128)), "tensor map of f64"),
+        (cuda.TensorMap(cuda.Input(0), "bf16", (64, 50), (128,), (64, 512)), "box dims 1..256"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            bad.check()
+    with pytest.raises(ValueError, match="reaches byte 8192 of a 6400-byte buffer"):
+        cuda.TensorMap(cuda.Input(0), "bf16", (64, 64), (128,), (64, 64)).check(6400)
+
+
+def test_executable_checks_tensor_map_arguments_without_a_gpu() -> None:
+    program = compile_for_cuda(parse_loops(loops_bf16(50, 72, 64)), arch="sm_90a", matmul_schedule="wgmma")
+    (launch,) = program.steps
+    spec = program.inputs[0]
+    bad_steps = [
+        (cuda.Launch(launch.kernel, launch.grid, launch.block, (launch.args[2], *launch.args[1:]), launch.shmem),
+         "not a pointer"),
+        (cuda.Launch(launch.kernel, launch.grid, launch.block, (*launch.args[:2], launch.args[0], *launch.args[3:]),
+                     launch.shmem), "a tensor map goes to parameter 'k0_matmul_param_2'"),
+    ]  # fmt: skip
+    cuda.Executable(program.ptx, [launch], program.inputs, program.outputs, params=program.params)
+    for step, message in bad_steps:
+        with pytest.raises((TypeError, ValueError), match=message):
+            cuda.Executable(program.ptx, [step], program.inputs, program.outputs, params=program.params)
+    assert spec.dtype == np.dtype(ml_dtypes.bfloat16)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# GPU (``-m gpu``; skipped without one). Written without a GPU at hand (2026-12-05): the first run on an H100/H200
+# checks the tensor maps, the descriptors and the pipeline on the hardware.
+
+
+@pytest.mark.parametrize("shape", [(128, 128, 64), (1000, 1000, 1000), (4096, 4096, 4096)], ids=str)
+@pytest.mark.parametrize("name", list(wg.SCHEDULES))
+@pytest.mark.gpu
+@pytest.mark.skipif(not cuda.available(), reason="needs an NVIDIA GPU")
+def test_wgmma_program_on_gpu(name: str, shape: tuple[int, int, int], rng: np.random.Generator) -> None:
+    m, n, k = shape
+    program = compile_for_cuda(parse_loops(loops_bf16(m, n, k)), arch="sm_90a", matmul_schedule=name)
+    a_bits, a = random_bf16(rng, (m, k))
+    b_bits, bt = random_bf16(rng, (n, k))
+    inputs = [cuda.DeviceBuffer.from_numpy(x.view(ml_dtypes.bfloat16)) for x in (a_bits, b_bits)]
+    (out,) = program.executable()(*inputs)
+    assert_close(out.to_numpy(), a, bt.T)
