@@ -98,24 +98,76 @@ def plan(ms_guess: float) -> tuple[int, int]:
 
 def schedules_for(dtype: str) -> list[str]:
     """The rows of one precision: the SIMT rungs for fp32, the tensor-core rungs for bf16/fp16/tf32; then auto."""
-    from picograd.passes.schedule import SCHEDULES
+    from picograd.passes.schedule import SCHEDULES, WGMMA
 
-    return [s for s, row in SCHEDULES.items() if row.tensor_core == (dtype != "fp32")] + ["auto"]
+    rungs = [s for s, row in SCHEDULES.items() if row.tensor_core == (dtype != "fp32")]
+    return rungs + (list(WGMMA) if dtype in ("bf16", "fp16") else []) + ["auto"]
 
 
 def compile_program(name: str, m: int, n: int, k: int, dtype: str):
     """The ``CudaProgram`` of one row and its one launch."""
     from picograd.driver.gpu_compile import compile_for_cuda
+    from picograd.passes.schedule import WGMMA
     from picograd.runtime import cuda
 
-    prog = compile_for_cuda(matmul_module(m, n, k, dtype), matmul_schedule=name)
+    arch = "sm_90a" if name in WGMMA else "sm_90"
+    prog = compile_for_cuda(matmul_module(m, n, k, dtype), arch=arch, matmul_schedule=name)
     launches = [s for s in prog.steps if isinstance(s, cuda.Launch)]
     if len(launches) != 1:
         raise RuntimeError(f"{name} {dtype} {m}x{n}x{k}: {len(launches)} launches, expected 1")
     return prog, launches[0]
 
 
+def run_executable(torch, cuda, name: str, m: int, n: int, k: int, a, b, ref, dtype: str) -> dict:
+    """A row whose launch needs the runtime's binding (``wgmma``, ``wgmma-ws``: sm_90a, tensor maps encoded when the
+    buffers are bound, dynamic shared memory), run through ``CudaProgram.executable()`` (one CUDA graph a call)."""
+    import ml_dtypes
+
+    from picograd.driver.gpu_compile import compile_for_cuda
+
+    t0 = time.perf_counter()
+    prog = compile_for_cuda(matmul_module(m, n, k, dtype), arch="sm_90a", matmul_schedule=name)
+    exe = prog.executable()
+    compile_s = time.perf_counter() - t0
+    np_dtype = {"bf16": ml_dtypes.bfloat16, "fp16": np.float16}[dtype]
+    view = {"bf16": torch.int16, "fp16": torch.float16}[dtype]
+    host = [x.contiguous().view(view).cpu().numpy().view(np_dtype) for x in (a, b)]
+    da, db = (cuda.DeviceBuffer.from_numpy(x) for x in host)
+    (dc,) = exe(da, db)
+    cuda.synchronize()
+    c = torch.from_numpy(dc.to_numpy().astype(np.float64)).to("cuda")
+    rel = float(torch.linalg.norm(c - ref) / torch.linalg.norm(ref))
+    t0 = time.perf_counter()
+    exe(da, db, out=[dc])
+    cuda.synchronize()
+    reps, iters = plan((time.perf_counter() - t0) * 1e3)
+
+    def burst() -> None:
+        for _ in range(reps):
+            exe(da, db, out=[dc])
+
+    ms = cuda.time_ms(burst, warmup=2, iters=iters) / reps
+    (step,) = [s for s in prog.steps if isinstance(s, cuda.Launch)]
+    kernel = exe.module.kernel(step.kernel)
+    return {
+        "schedule": name,
+        "ms": ms,
+        "rel_err": rel,
+        "compile_s": round(compile_s, 2),
+        "kernel": step.kernel,
+        "grid": list(step.grid) if isinstance(step.grid, tuple) else [step.grid],
+        "block": list(step.block) if isinstance(step.block, tuple) else [step.block],
+        "shmem": step.shmem,
+        "registers": kernel.num_regs,
+        "spill_bytes": kernel.spill_store_bytes,
+    }
+
+
 def run_schedule(torch, cuda, name: str, m: int, n: int, k: int, a, b, ref, dtype: str) -> dict:
+    from picograd.passes.schedule import WGMMA
+
+    if name in WGMMA:
+        return run_executable(torch, cuda, name, m, n, k, a, b, ref, dtype)
     t0 = time.perf_counter()
     prog, step = compile_program(name, m, n, k, dtype)
     module = cuda.compile_ptx(prog.ptx, prog.arch)
@@ -201,6 +253,8 @@ def main() -> None:
             "numpy": np.__version__,
         },
     }
+    os.makedirs(os.path.dirname(opts.out), exist_ok=True)
+    open(opts.out, "w").close()
     rows = []
     for shape in opts.shapes.split(","):
         m, n, k = (int(x) for x in shape.split("x"))
@@ -229,6 +283,8 @@ def main() -> None:
                     row["tflops"] = flop / r["ms"] / 1e9
                     row["ratio_to_cublas"] = cublas_ms / r["ms"]
                 rows.append(row)
+                with open(opts.out, "a") as f:  # a line at a time: a run cut by its time limit keeps its rows
+                    f.write(json.dumps(row) + "\n")
                 print(
                     f"{shape:>16} {dtype:>5} {name:>10} "
                     + (
@@ -241,10 +297,6 @@ def main() -> None:
                 )
             del a, b, c, ref
             torch.cuda.empty_cache()
-    os.makedirs(os.path.dirname(opts.out), exist_ok=True)
-    with open(opts.out, "w") as f:
-        for row in rows:
-            f.write(json.dumps(row) + "\n")
     print(f"wrote {len(rows)} lines to {opts.out}")
 
 
