@@ -391,7 +391,7 @@ def attention_inputs(rng: np.random.Generator, mask: str, grad: bool) -> list[np
 
 
 def decompose_then_fuse(module: ModuleOp) -> None:
-    PgDecomposeAttention().apply(CTX, module)
+    PgDecomposeAttention(all=True).apply(CTX, module)
     PgFuse().apply(CTX, module)
 
 

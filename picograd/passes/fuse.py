@@ -53,6 +53,7 @@ from xdsl.utils.exceptions import PassFailedException
 
 from picograd.dialects import kernel, pg
 from picograd.dialects.pg import shape_of
+from picograd.passes.kinds.attention import attention_partner
 
 ELEMENTWISE = (pg.UnaryOp, pg.BinaryOp, pg.CmpOp, pg.SelectOp, pg.CastOp, pg.CheckIndexOp)
 VIEWS = (pg.BroadcastToOp, pg.ReshapeOp)
@@ -69,6 +70,9 @@ SINGLE_KINDS: dict[type[Operation], str] = {
     pg.PadOp: "movement",
     pg.ConcatOp: "movement",
     pg.RandomOp: "random",
+    pg.ScaledDotProductAttentionOp: "attention",
+    pg.AttentionLseOp: "attention",
+    pg.AttentionBackwardOp: "attention",
 }
 """Ops that form a kernel of their own, with its kind."""
 
@@ -165,6 +169,10 @@ class _Former:
                 continue  # dead: dropped (cse and dce leave none)
             elif (g := self._matmul_of_operand(op)) is not None:
                 self._add(g, op, home=True)
+            elif (partner := attention_partner(op)) is not None and partner in self.home_of:
+                g = self.home_of[partner]  # attention and its row log-sum-exp: one kernel computes both
+                self._add(g, op, home=True)
+                g.main = op
             elif type(op) in SINGLE_KINDS:
                 self._new_group(SINGLE_KINDS[type(op)], op, shape_of(op.results[0]))
             elif isinstance(op, REDUCTIONS):

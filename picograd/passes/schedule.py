@@ -49,6 +49,7 @@ from xdsl.utils.exceptions import PassFailedException
 from picograd.dialects import gpu_ext, kernel, pg
 from picograd.dialects.kernel import ScheduleAttr
 from picograd.dialects.pg import element_of, shape_of
+from picograd.passes.kinds import attention
 
 WARP = gpu_ext.WARP_SIZE
 VEC = 4
@@ -272,10 +273,11 @@ KIND_SCHEDULES: dict[str, Callable[[kernel.FusedOp | kernel.LaunchOp, Options], 
     "matmul": _matmul,
     "reduction": _reduction,
     "scatter_add": _scatter_add,
+    "attention": attention.schedule,
 }
 """How a kernel of each kind gets its schedule; kinds not listed take ``thread_per_point``."""
 
-STRATEGIES = ("thread_per_point", "block_per_row", "atomic", *SCHEDULES)
+STRATEGIES = ("thread_per_point", "block_per_row", "atomic", *SCHEDULES, attention.STRATEGY)
 """Every strategy a ``#kernel.schedule`` may name."""
 
 

@@ -1,0 +1,1 @@
+"""Kernel kinds with a lowering of their own, one module each (``attention``: the fused FlashAttention kernels)."""
