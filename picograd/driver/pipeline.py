@@ -33,7 +33,7 @@ STAGES: dict[str, tuple[str, ...]] = {
     "simplify": ("pg-canonicalize", "cse", "dce"),
     "kernels": ("pg-decompose-attention", "pg-decompose-conv", "pg-fuse", "pg-schedule"),
     "loops": ("pg-bufferize", "pg-to-loops"),
-    "gpu": ("pg-matmul-schedule", "pg-to-gpu"),
+    "gpu": ("pg-matmul-schedule", "pg-attention-schedule", "pg-to-gpu"),
     "ptx": ("pg-to-ptx",),
 }
 

@@ -39,20 +39,26 @@ import math
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
-from xdsl.dialects import arith, memref, scf
+from xdsl.dialects import arith, gpu, memref, scf
 from xdsl.dialects import math as mathd
 from xdsl.dialects.builtin import (
     ArrayAttr,
+    DenseArrayBase,
     DictionaryAttr,
     FloatAttr,
+    IndexType,
+    IntegerAttr,
+    LocationAttr,
     MemRefType,
     StringAttr,
     TensorType,
     UnitAttr,
     f64,
     i1,
+    i32,
 )
-from xdsl.ir import Attribute, Operation, SSAValue
+from xdsl.ir import Attribute, Block, Operation, Region, SSAValue
+from xdsl.rewriter import InsertPoint, Rewriter
 
 from picograd.dialects import gpu_ext, kernel, pg
 from picograd.dialects.kernel import ScheduleAttr
@@ -407,3 +413,478 @@ def _lower_backward(
         lw.loops([(0, keys)], [], q_body)
     _tag(lw, _last_nest(lw), "dq", op.scale_value, op.is_causal, roles)
     lw.emit(memref.DeallocOp.get(dsum))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The GPU stage
+
+Index = SSAValue | int
+
+
+class _Builder:
+    """Appends ops to a block (before its terminator), folding integer arithmetic on Python ints; index arithmetic
+    is in ``i32``; constants go to the start of the launch body, once each."""
+
+    def __init__(self, block: Block, loc: LocationAttr, consts: dict, const_block: Block):
+        self.block, self.loc, self.consts, self.const_block = block, loc, consts, const_block
+
+    def at(self, block: Block) -> _Builder:
+        return _Builder(block, self.loc, self.consts, self.const_block)
+
+    def op(self, op: Operation) -> Operation:
+        op.location = self.loc
+        last = self.block.last_op
+        if last is not None and isinstance(last, scf.YieldOp | gpu.TerminatorOp):
+            self.block.insert_op_before(op, last)
+        else:
+            self.block.add_op(op)
+        return op
+
+    def v(self, op: Operation) -> SSAValue:
+        return self.op(op).results[0]
+
+    def const(self, value: int | float, t: Attribute) -> SSAValue:
+        key = (repr(value), t)
+        if key not in self.consts:
+            integer = isinstance(t, IndexType) or t == i32
+            attr = IntegerAttr(int(value), t) if integer else FloatAttr(float(value), t)  # type: ignore[call-overload]
+            c = arith.ConstantOp(attr)  # type: ignore[arg-type]
+            c.location = self.loc
+            anchor = self.consts.get("last")
+            if anchor is not None:
+                Rewriter.insert_op(c, InsertPoint.after(anchor.owner))
+            elif self.const_block.first_op is not None:
+                self.const_block.insert_op_before(c, self.const_block.first_op)
+            else:
+                self.const_block.add_op(c)
+            self.consts[key] = c.result
+            self.consts["last"] = c.result
+        return self.consts[key]
+
+    def i(self, x: Index) -> SSAValue:
+        return self.const(x, i32) if isinstance(x, int) else x
+
+    def idx(self, x: Index) -> SSAValue:
+        return self.const(x, IndexType()) if isinstance(x, int) else self.v(arith.IndexCastOp(x, IndexType()))
+
+    def add(self, a: Index, b: Index) -> Index:
+        if isinstance(a, int) and isinstance(b, int):
+            return a + b
+        if b == 0:
+            return a
+        if a == 0:
+            return b
+        return self.v(arith.AddiOp(self.i(a), self.i(b)))
+
+    def mul(self, a: Index, n: int) -> Index:
+        if isinstance(a, int):
+            return a * n
+        return a if n == 1 else self.v(arith.MuliOp(a, self.i(n)))
+
+    def div(self, a: Index, n: int) -> Index:
+        if isinstance(a, int):
+            return a // n
+        if n == 1:
+            return a
+        if n & (n - 1) == 0:
+            return self.v(arith.ShRUIOp(a, self.i(n.bit_length() - 1)))
+        return self.v(arith.DivUIOp(a, self.i(n)))
+
+    def rem(self, a: Index, n: int) -> Index:
+        if isinstance(a, int):
+            return a % n
+        if n == 1:
+            return 0
+        if n & (n - 1) == 0:
+            return self.v(arith.AndIOp(a, self.i(n - 1)))
+        return self.v(arith.RemUIOp(a, self.i(n)))
+
+    def min(self, a: Index, n: int) -> Index:
+        return min(a, n) if isinstance(a, int) else self.v(arith.MinUIOp(a, self.i(n)))
+
+    def cmp(self, pred: str, a: Index, b: Index) -> SSAValue | bool:
+        if isinstance(a, int) and isinstance(b, int):
+            return {"ult": a < b, "ule": a <= b}[pred]
+        return self.v(arith.CmpiOp(self.i(a), self.i(b), pred))
+
+    def both(self, p: SSAValue | bool, q: SSAValue | bool) -> SSAValue | bool:
+        if isinstance(p, bool):
+            return q if p else False
+        if isinstance(q, bool):
+            return p if q else False
+        return self.v(arith.AndIOp(p, q))
+
+    def select(self, p: SSAValue | bool, x: SSAValue, y: SSAValue) -> SSAValue:
+        if isinstance(p, bool):
+            return x if p else y
+        return self.v(arith.SelectOp(p, x, y))
+
+    def if_(self, p: SSAValue | bool) -> _Builder | None:
+        """A builder inside ``scf.if p`` (no results); None when ``p`` is false; this builder when it is true."""
+        if isinstance(p, bool):
+            return self if p else None
+        then = Block()
+        then.add_op(scf.YieldOp())
+        then.last_op.location = self.loc  # type: ignore[union-attr]
+        self.op(scf.IfOp(p, [], Region(then)))
+        return self.at(then)
+
+    def load(self, buf: SSAValue, idx: Sequence[Index]) -> SSAValue:
+        return self.v(memref.LoadOp.get(buf, [self.idx(x) for x in idx]))
+
+    def store(self, value: SSAValue, buf: SSAValue, idx: Sequence[Index]) -> None:
+        self.op(memref.StoreOp.get(value, buf, [self.idx(x) for x in idx]))
+
+    def f(self, cls: type[Operation], *xs: SSAValue) -> SSAValue:
+        return self.v(cls(*xs))
+
+
+def _shape(buf: SSAValue) -> tuple[int, ...]:
+    t = buf.type
+    assert isinstance(t, MemRefType)
+    return tuple(t.get_shape())
+
+
+class _Kernel:
+    """Builds the ``gpu.launch`` of one attention nest (see the module docstring)."""
+
+    def __init__(self, par: scf.ParallelOp, info: DictionaryAttr, buffers: dict[str, SSAValue], s: ScheduleAttr):
+        self.par, self.buf, self.s = par, buffers, s
+        self.loc = par.location
+        self.nest = info.data["nest"].data  # type: ignore[attr-defined]
+        self.scale = float(info.data["scale"].value.data)  # type: ignore[attr-defined]
+        self.causal = "causal" in info.data
+        q = _shape(buffers["q"])
+        *self.batch, self.length, self.d = q
+        self.keys = _shape(buffers["k"])[-2]
+        self.ev = _shape(buffers["v"])[-1] if "v" in buffers else self.d
+        self.el = MemRefType.get_element_type(buffers["q"].type)  # type: ignore[arg-type]
+        self.lanes = s.count("lanes")
+        self.body = Block(arg_types=[IndexType()] * 12)
+        self.body.add_op(gpu.TerminatorOp())
+        self.b = _Builder(self.body, self.loc, {}, self.body)
+        self.host_consts: list[Operation] = []
+
+    # --- helpers ------------------------------------------------------------------------------------------------
+
+    def fconst(self, x: float) -> SSAValue:
+        return self.b.const(x, self.el)
+
+    def butterfly(self, b: _Builder, x: SSAValue) -> SSAValue:
+        """The sum of ``x`` over the ``lanes`` threads of a row (xor shuffles: every lane gets it)."""
+        off = self.lanes // 2
+        while off:
+            x = b.f(arith.AddfOp, x, b.v(gpu_ext.ShuffleOp(x, "xor", off)))
+            off //= 2
+        return x
+
+    def dot(self, b: _Builder, regs: Sequence[SSAValue], tile: SSAValue, row: Index, t: Index) -> SSAValue:
+        """This thread's part of ``regs . tile[row, :]`` (its elements ``t + lanes * e``), summed over the row's
+        lanes."""
+        acc: SSAValue | None = None
+        for e, x in enumerate(regs):
+            y = b.load(tile, [row, b.add(t, self.lanes * e)])
+            prod = b.f(arith.MulfOp, x, y)
+            acc = prod if acc is None else b.f(arith.AddfOp, acc, prod)
+        assert acc is not None
+        return self.butterfly(b, acc)
+
+    def row_slice(self, b: _Builder, buf: SSAValue, prefix: Sequence[Index], n: int, t: Index) -> list[SSAValue]:
+        return [b.load(buf, [*prefix, b.add(t, self.lanes * e)]) for e in range(n // self.lanes)]
+
+    def store_slice(self, b: _Builder, regs: Sequence[SSAValue], buf: SSAValue, prefix: Sequence[Index], t: Index):
+        for e, x in enumerate(regs):
+            b.store(x, buf, [*prefix, b.add(t, self.lanes * e)])
+
+    def load_tile(
+        self, b: _Builder, tile: SSAValue, src: SSAValue, batch: Sequence[Index], row0: Index, extent: int,
+        tid: Index, threads: int, fix: Callable[[_Builder, SSAValue], SSAValue] | None = None,
+    ) -> None:  # fmt: skip
+        """Copy rows ``row0 ..`` of ``src[*batch]`` (``extent`` rows) into ``tile`` (rows past the end: zero),
+        each thread taking every ``threads``-th element; ``fix`` maps each loaded value."""
+        shape = _shape(tile)
+        rows, width = shape[0], (shape[1] if len(shape) > 1 else 1)
+        total = rows * width
+        for c in range(-(-total // threads)):
+            flat = b.add(tid, c * threads)
+            bb = b.if_(b.cmp("ult", flat, total)) if (c + 1) * threads > total else b
+            if bb is None:
+                continue
+            rr, cc = bb.div(flat, width), bb.rem(flat, width)
+            g = bb.add(row0, rr)
+            ok = bb.cmp("ult", g, extent)
+            gc = bb.min(g, extent - 1)
+            value = bb.load(src, [*batch, gc, cc] if len(shape) > 1 else [*batch, gc])
+            if fix is not None:
+                value = fix(bb, value)
+            value = bb.select(ok, value, self.fconst(0.0))
+            bb.store(value, tile, [rr, cc] if len(shape) > 1 else [rr])
+
+    def masked(self, b: _Builder, s: SSAValue, batch: Sequence[Index], i: Index, j: Index, valid: SSAValue | bool):
+        """``s`` with the user mask at (query ``i``, key ``j``, both in range) applied and ``-inf`` where not
+        ``valid``."""
+        ninf = self.fconst(-math.inf)
+        mask = self.buf.get("mask")
+        if mask is not None:
+            shape = _shape(mask)
+            full = [*batch, i, j][len(batch) + 2 - len(shape) :]
+            m = b.load(mask, [0 if n == 1 else x for x, n in zip(full, shape, strict=True)])
+            if MemRefType.get_element_type(mask.type) == i1:  # type: ignore[arg-type]
+                s = b.select(m, s, ninf)
+            else:
+                s = b.f(arith.AddfOp, s, m)
+        return b.select(valid, s, ninf)
+
+    def for_(
+        self, b: _Builder, lo: Index, hi: Index, inits: Sequence[SSAValue],
+        body: Callable[[_Builder, SSAValue], Sequence[SSAValue]],
+    ) -> list[SSAValue]:  # fmt: skip
+        """``scf.for`` over [lo, hi) (i32 bounds cast to index) carrying ``inits``; ``body(builder, iv_i32)``."""
+        block = Block(arg_types=[IndexType(), *(v.type for v in inits)])
+        block.add_op(scf.YieldOp(*block.args[1:]))
+        lb = b.at(block)
+        iv = lb.v(arith.IndexCastOp(block.args[0], i32))
+        new = body(lb, iv)
+        block.last_op.operands = list(new)  # type: ignore[union-attr]
+        loop = scf.ForOp(b.idx(lo), b.idx(hi), b.idx(1), list(inits), Region(block))
+        b.op(loop)
+        return list(loop.results)
+
+    # --- the kernels --------------------------------------------------------------------------------------------
+
+    def build(self) -> gpu.LaunchOp:
+        b = self.b
+        bx, by, _, tid = (b.v(arith.IndexCastOp(a, i32)) for a in self.body.args[:4])
+        batch: list[Index] = []
+        rest: Index = by
+        for n in reversed(self.batch):
+            batch.insert(0, b.rem(rest, n) if n > 1 else 0)
+            rest = b.div(rest, n)
+        t, r = b.rem(tid, self.lanes), b.div(tid, self.lanes)
+        if self.nest == "dkdv":
+            rows, extent = self.s.count("bwd_block_n"), self.keys
+        else:
+            rows, extent = self.s.count("block_m"), self.length
+        {"forward": self.forward, "dq": self.dq, "dkdv": self.dkdv}[self.nest](bx, batch, tid, t, r, rows)
+        grid = [-(-extent // rows), math.prod(self.batch), 1]
+        threads = rows * self.lanes
+        self.host_consts = [arith.ConstantOp(IntegerAttr(v, IndexType())) for v in (*grid, threads, 1)]
+        for c in self.host_consts:
+            c.location = self.loc
+        hc = [c.results[0] for c in self.host_consts]
+        launch = gpu.LaunchOp(Region(self.body), [hc[0], hc[1], hc[2]], [hc[3], hc[4], hc[4]])
+        launch.location = self.loc
+        for key in ("pg.kernel", "pg.kind"):
+            if key in self.par.attributes:
+                launch.attributes[key] = self.par.attributes[key]
+        launch.attributes["pg.schedule"] = StringAttr(f"{STRATEGY}-{self.nest}")
+        launch.attributes["gpu.known_block_size"] = DenseArrayBase.from_list(i32, [threads, 1, 1])
+        return launch
+
+    def key_tiles(self, b: _Builder, bx: SSAValue, rows: int) -> tuple[Index, int]:
+        """The key tiles a block of ``rows`` query rows visits: all, or (causal) up to its last row's."""
+        bn = self.s.count("block_n")
+        n = -(-self.keys // bn)
+        if not self.causal:
+            return n, bn
+        last = b.add(b.mul(bx, rows), rows - 1)  # keys j <= last
+        return b.min(b.add(b.div(last, bn), 1), n), bn
+
+    def forward(self, bx: SSAValue, batch: list[Index], tid: Index, t: Index, r: Index, rows: int) -> None:
+        b, el, lanes = self.b, self.el, self.lanes
+        q, k, v = self.buf["q"], self.buf["k"], self.buf.get("v")
+        out, lse = self.buf.get("out"), self.buf.get("lse")
+        row = b.add(b.mul(bx, rows), r)
+        rowc = b.min(row, self.length - 1)
+        scale = self.fconst(self.scale)
+        qs = [b.f(arith.MulfOp, x, scale) for x in self.row_slice(b, q, [*batch, rowc], self.d, t)]
+        n_tiles, bn = self.key_tiles(b, bx, rows)
+        ksh = b.v(gpu_ext.WorkgroupAllocOp(el, [bn, self.d]))
+        vsh = b.v(gpu_ext.WorkgroupAllocOp(el, [bn, self.ev])) if v is not None else None
+        ninf, zero, one = self.fconst(-math.inf), self.fconst(0.0), self.fconst(1.0)
+        n_acc = self.ev // lanes if v is not None else 0
+        threads = rows * lanes
+
+        def tile(lb: _Builder, kt: SSAValue) -> list[SSAValue]:
+            m, l_, *acc = lb.block.args[1:]
+            j0 = lb.mul(kt, bn)
+            self.load_tile(lb, ksh, k, batch, j0, self.keys, tid, threads)
+            if v is not None and vsh is not None:
+                self.load_tile(lb, vsh, v, batch, j0, self.keys, tid, threads)
+            lb.op(gpu.BarrierOp())
+            scores = []
+            for jj in range(bn):
+                j = lb.add(j0, jj)
+                valid = lb.cmp("ult", j, self.keys)
+                if self.causal:
+                    valid = lb.both(valid, lb.cmp("ule", j, row))
+                s = self.dot(lb, qs, ksh, jj, t)
+                scores.append(self.masked(lb, s, batch, rowc, lb.min(j, self.keys - 1), valid))
+            m_new = m
+            for s in scores:
+                m_new = lb.f(arith.MaximumfOp, m_new, s)
+            mu = lb.select(lb.v(arith.CmpfOp(m_new, ninf, "oeq")), zero, m_new)
+            alpha = lb.f(mathd.ExpOp, lb.f(arith.SubfOp, m, mu))
+            ps = [lb.f(mathd.ExpOp, lb.f(arith.SubfOp, s, mu)) for s in scores]
+            total = lb.f(arith.MulfOp, l_, alpha)
+            for p in ps:
+                total = lb.f(arith.AddfOp, total, p)
+            new_acc = []
+            for e, a in enumerate(acc):
+                x = lb.f(arith.MulfOp, a, alpha)
+                assert vsh is not None
+                for jj, p in enumerate(ps):
+                    x = lb.f(arith.AddfOp, x, lb.f(arith.MulfOp, p, lb.load(vsh, [jj, lb.add(t, lanes * e)])))
+                new_acc.append(x)
+            lb.op(gpu.BarrierOp())
+            return [m_new, total, *new_acc]
+
+        m, l_, *acc = self.for_(b, 0, n_tiles, [ninf, zero, *([zero] * n_acc)], tile)
+        ok = b.cmp("ult", row, self.length)
+        bb = b.if_(ok)
+        assert bb is not None
+        if out is not None:
+            den = bb.select(bb.v(arith.CmpfOp(l_, zero, "oeq")), one, l_)
+            self.store_slice(bb, [bb.f(arith.DivfOp, a, den) for a in acc], out, [*batch, row], t)
+        if lse is not None:
+            first = bb.if_(bb.cmp("ult", t, 1)) if lanes > 1 else bb
+            assert first is not None
+            mu = first.select(first.v(arith.CmpfOp(m, ninf, "oeq")), zero, m)
+            first.store(first.f(arith.AddfOp, mu, first.f(mathd.LogOp, l_)), lse, [*batch, row])
+
+    def lse0(self, b: _Builder, x: SSAValue) -> SSAValue:
+        """``lse`` with ``-inf`` (a row with every key masked) as 0, so that ``exp(-inf - lse0)`` is 0."""
+        return b.select(b.v(arith.CmpfOp(x, self.fconst(-math.inf), "oeq")), self.fconst(0.0), x)
+
+    def dq(self, bx: SSAValue, batch: list[Index], tid: Index, t: Index, r: Index, rows: int) -> None:
+        b, el, lanes = self.b, self.el, self.lanes
+        q, k, v, dout = self.buf["q"], self.buf["k"], self.buf["v"], self.buf["dout"]
+        row = b.add(b.mul(bx, rows), r)
+        rowc = b.min(row, self.length - 1)
+        scale = self.fconst(self.scale)
+        qs = [b.f(arith.MulfOp, x, scale) for x in self.row_slice(b, q, [*batch, rowc], self.d, t)]
+        dos = self.row_slice(b, dout, [*batch, rowc], self.ev, t)
+        lse = self.lse0(b, b.load(self.buf["lse"], [*batch, rowc]))
+        dsum = b.load(self.buf["dsum"], [*batch, rowc])
+        n_tiles, bn = self.key_tiles(b, bx, rows)
+        ksh = b.v(gpu_ext.WorkgroupAllocOp(el, [bn, self.d]))
+        vsh = b.v(gpu_ext.WorkgroupAllocOp(el, [bn, self.ev]))
+        threads = rows * lanes
+
+        def tile(lb: _Builder, kt: SSAValue) -> list[SSAValue]:
+            acc: list[SSAValue] = list(lb.block.args[1:])
+            j0 = lb.mul(kt, bn)
+            self.load_tile(lb, ksh, k, batch, j0, self.keys, tid, threads)
+            self.load_tile(lb, vsh, v, batch, j0, self.keys, tid, threads)
+            lb.op(gpu.BarrierOp())
+            for jj in range(bn):
+                j = lb.add(j0, jj)
+                valid = lb.cmp("ult", j, self.keys)
+                if self.causal:
+                    valid = lb.both(valid, lb.cmp("ule", j, row))
+                s = self.masked(lb, self.dot(lb, qs, ksh, jj, t), batch, rowc, lb.min(j, self.keys - 1), valid)
+                p = lb.f(mathd.ExpOp, lb.f(arith.SubfOp, s, lse))
+                dp = self.dot(lb, dos, vsh, jj, t)
+                ds = lb.f(arith.MulfOp, lb.f(arith.MulfOp, p, lb.f(arith.SubfOp, dp, dsum)), scale)
+                acc = [
+                    lb.f(arith.AddfOp, a, lb.f(arith.MulfOp, ds, lb.load(ksh, [jj, lb.add(t, lanes * e)])))
+                    for e, a in enumerate(acc)
+                ]
+            lb.op(gpu.BarrierOp())
+            return acc
+
+        acc = self.for_(b, 0, n_tiles, [self.fconst(0.0)] * (self.d // lanes), tile)
+        bb = b.if_(b.cmp("ult", row, self.length))
+        assert bb is not None
+        self.store_slice(bb, acc, self.buf["dq"], [*batch, row], t)
+
+    def dkdv(self, bx: SSAValue, batch: list[Index], tid: Index, t: Index, r: Index, rows: int) -> None:
+        b, el, lanes = self.b, self.el, self.lanes
+        q, k, v, dout = self.buf["q"], self.buf["k"], self.buf["v"], self.buf["dout"]
+        key = b.add(b.mul(bx, rows), r)
+        keyc = b.min(key, self.keys - 1)
+        scale = self.fconst(self.scale)
+        ks = [b.f(arith.MulfOp, x, scale) for x in self.row_slice(b, k, [*batch, keyc], self.d, t)]
+        vs = self.row_slice(b, v, [*batch, keyc], self.ev, t)
+        bm = self.s.count("bwd_block_m")
+        n_tiles = -(-self.length // bm)
+        first: Index = b.div(b.mul(bx, rows), bm) if self.causal else 0  # queries i >= the block's first key
+        qsh = b.v(gpu_ext.WorkgroupAllocOp(el, [bm, self.d]))
+        dosh = b.v(gpu_ext.WorkgroupAllocOp(el, [bm, self.ev]))
+        lsh = b.v(gpu_ext.WorkgroupAllocOp(el, [bm]))
+        dsh = b.v(gpu_ext.WorkgroupAllocOp(el, [bm]))
+        threads = rows * lanes
+        nd, nv = self.d // lanes, self.ev // lanes
+
+        def tile(lb: _Builder, it: SSAValue) -> list[SSAValue]:
+            dk: list[SSAValue] = list(lb.block.args[1 : 1 + nd])
+            dv: list[SSAValue] = list(lb.block.args[1 + nd :])
+            i0 = lb.mul(it, bm)
+            self.load_tile(lb, qsh, q, batch, i0, self.length, tid, threads)
+            self.load_tile(lb, dosh, dout, batch, i0, self.length, tid, threads)
+            self.load_tile(lb, lsh, self.buf["lse"], batch, i0, self.length, tid, threads, self.lse0)
+            self.load_tile(lb, dsh, self.buf["dsum"], batch, i0, self.length, tid, threads)
+            lb.op(gpu.BarrierOp())
+            for ii in range(bm):
+                i = lb.add(i0, ii)
+                valid = lb.cmp("ult", i, self.length)
+                if self.causal:
+                    valid = lb.both(valid, lb.cmp("ule", key, i))
+                s = self.masked(lb, self.dot(lb, ks, qsh, ii, t), batch, lb.min(i, self.length - 1), keyc, valid)
+                p = lb.f(mathd.ExpOp, lb.f(arith.SubfOp, s, lb.load(lsh, [ii])))
+                dv = [
+                    lb.f(arith.AddfOp, a, lb.f(arith.MulfOp, p, lb.load(dosh, [ii, lb.add(t, lanes * e)])))
+                    for e, a in enumerate(dv)
+                ]
+                dp = self.dot(lb, vs, dosh, ii, t)
+                ds = lb.f(arith.MulfOp, lb.f(arith.MulfOp, p, lb.f(arith.SubfOp, dp, lb.load(dsh, [ii]))), scale)
+                dk = [
+                    lb.f(arith.AddfOp, a, lb.f(arith.MulfOp, ds, lb.load(qsh, [ii, lb.add(t, lanes * e)])))
+                    for e, a in enumerate(dk)
+                ]
+            lb.op(gpu.BarrierOp())
+            return [*dk, *dv]
+
+        zero = self.fconst(0.0)
+        res = self.for_(b, first, n_tiles, [zero] * (nd + nv), tile)
+        bb = b.if_(b.cmp("ult", key, self.keys))
+        assert bb is not None
+        self.store_slice(bb, res[:nd], self.buf["dk"], [*batch, key], t)
+        self.store_slice(bb, res[nd:], self.buf["dv"], [*batch, key], t)
+
+
+def nest_buffers(par: scf.ParallelOp) -> dict[str, SSAValue]:
+    """The buffers of an attention nest by role (``pg.attention``'s ``buffers``: the order of first use).
+
+    Raises ``ValueError`` when the nest uses another number of buffers."""
+    info = par.attributes[ATTENTION_ATTR]
+    assert isinstance(info, DictionaryAttr)
+    roles = [r.data for r in info.data["buffers"].data]  # type: ignore[attr-defined]
+    found: list[SSAValue] = []
+    for o in par.walk():
+        for v in o.operands:
+            if isinstance(v.type, MemRefType) and v not in found:
+                owner = v.owner
+                inside = isinstance(owner, Operation) and owner is not par and par.is_ancestor(owner)
+                if not inside:
+                    found.append(v)
+    if len(found) != len(roles):
+        raise ValueError(f"an attention nest uses {len(found)} buffers, its pg.attention names {len(roles)}")
+    return dict(zip(roles, found, strict=True))
+
+
+def build_launch(par: scf.ParallelOp) -> None:
+    """Replace the attention nest ``par`` (loop stage, ``pg.attention``) by its ``gpu.launch`` (see the module
+    docstring). Raises ``ValueError`` for a nest this module did not make."""
+    info = par.attributes[ATTENTION_ATTR]
+    s = par.attributes.get("kernel.schedule")
+    if not isinstance(info, DictionaryAttr) or not isinstance(s, ScheduleAttr) or s.strategy.data != STRATEGY:
+        raise ValueError(f"an attention nest needs pg.attention and a {STRATEGY} schedule")
+    k = _Kernel(par, info, nest_buffers(par), s)
+    launch = k.build()
+    host = par.parent_block()
+    assert host is not None
+    for c in k.host_consts:
+        host.insert_op_before(c, par)
+    host.insert_op_before(launch, par)
+    host.erase_op(par, safe_erase=False)
