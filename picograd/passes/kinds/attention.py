@@ -720,7 +720,7 @@ class _Kernel:
                     valid = lb.both(valid, lb.cmp("ule", j, row))
                 s = self.dot(lb, qs, ksh, jj, t)
                 scores.append(self.masked(lb, s, batch, rowc, lb.min(j, self.keys - 1), valid))
-            m_new = m
+            m_new: SSAValue = m
             for s in scores:
                 m_new = lb.f(arith.MaximumfOp, m_new, s)
             mu = lb.select(lb.v(arith.CmpfOp(m_new, ninf, "oeq")), zero, m_new)
