@@ -75,6 +75,10 @@ ATTENTION_ATTR = "pg.attention"
 buffers = [roles in order of first use]}``."""
 
 WARP = gpu_ext.WARP_SIZE
+CHUNK = 8
+"""Keys whose scores the forward keeps in registers at a time (one online-softmax rescale per chunk)."""
+MAX_THREADS = 256
+"""Threads a block at most (the register file then allows 255 registers a thread: no spills at head dim 128)."""
 SHARED_BYTES = 32768
 """Shared memory an attention kernel may use (static shared memory is at most 48 KiB)."""
 
@@ -110,11 +114,12 @@ def _ops(k: kernel.FusedOp | kernel.LaunchOp) -> list[Operation]:
 
 
 def schedule(k: kernel.FusedOp | kernel.LaunchOp, options: object = None) -> ScheduleAttr:
-    """The ``flash`` schedule of an attention kernel, from its shapes: ``lanes`` (8, 4, 2 or 1, at most head dim /
-    16, dividing both head dims), ``block_m`` query rows a block (64, fewer for short sequences, at least a warp
-    of threads), ``block_n`` keys a shared tile (32, fewer for short sequences or when K and V tiles would exceed
-    :data:`SHARED_BYTES`), and the dk/dv kernel's ``bwd_block_n`` key rows a block and ``bwd_block_m`` queries a
-    shared tile (16)."""
+    """The ``flash`` schedule of an attention kernel, from its shapes: ``lanes`` (16, 8, 4, 2 or 1, at most the
+    head dim's bytes / 64, dividing both head dims: each thread holds up to 16 elements of a row), ``block_m``
+    query rows a block (64, fewer for short sequences or to stay within :data:`MAX_THREADS`, at least a warp of
+    threads), ``block_n`` keys a shared tile (32, fewer for short sequences or when the K and V tiles would exceed
+    :data:`SHARED_BYTES`), and the dk/dv kernel's ``bwd_block_n`` key rows a block (as ``block_m``) and
+    ``bwd_block_m`` queries a shared tile (16)."""
     main = _ops(k)[0]
     assert isinstance(main, pg.ScaledDotProductAttentionOp | pg.AttentionLseOp | pg.AttentionBackwardOp)
     q, kk = shape_of(main.query), shape_of(main.key)
@@ -125,12 +130,12 @@ def schedule(k: kernel.FusedOp | kernel.LaunchOp, options: object = None) -> Sch
     d, length, keys = q[-1], q[-2], kk[-2]
     width = max(d, ev)
     size = 8 if element_of(main.query) == f64 else 4
-    lanes = next(r for r in (8, 4, 2, 1) if r <= max(1, d // 16) and d % r == 0 and ev % r == 0)
-    block_m = max(WARP // lanes, min(64, _pow2_at_least(length)))
+    lanes = next(r for r in (16, 8, 4, 2, 1) if r <= max(1, d * size // 64) and d % r == 0 and ev % r == 0)
+    block_m = max(WARP // lanes, min(64, MAX_THREADS // lanes, _pow2_at_least(length)))
     block_n = min(32, _pow2_at_least(keys))
     while block_n > 1 and 2 * block_n * width * size > SHARED_BYTES:
         block_n //= 2
-    bwd_block_n = max(WARP // lanes, min(64, _pow2_at_least(keys)))
+    bwd_block_n = max(WARP // lanes, min(64, MAX_THREADS // lanes, _pow2_at_least(keys)))
     bwd_block_m = min(16, _pow2_at_least(length))
     while bwd_block_m > 1 and bwd_block_m * (d + ev + 2) * size > SHARED_BYTES:
         bwd_block_m //= 2
@@ -705,39 +710,48 @@ class _Kernel:
         n_acc = self.ev // lanes if v is not None else 0
         threads = rows * lanes
 
+        chunk = min(CHUNK, bn)
+
+        def keys(cb: _Builder, c: SSAValue, j0: Index) -> list[SSAValue]:
+            """Online softmax over keys ``c * chunk ..`` of the tile: scores in registers, one rescale."""
+            m, l_, *acc = cb.block.args[1:]
+            base = cb.mul(c, chunk)
+            scores = []
+            for u in range(chunk):
+                jj = cb.add(base, u)
+                j = cb.add(j0, jj)
+                valid = cb.cmp("ult", j, self.keys)
+                if self.causal:
+                    valid = cb.both(valid, cb.cmp("ule", j, row))
+                s = self.dot(cb, qs, ksh, jj, t)
+                scores.append((jj, self.masked(cb, s, batch, rowc, cb.min(j, self.keys - 1), valid)))
+            m_new: SSAValue = m
+            for _, s in scores:
+                m_new = cb.f(arith.MaximumfOp, m_new, s)
+            mu = cb.select(cb.v(arith.CmpfOp(m_new, ninf, "oeq")), zero, m_new)
+            alpha = cb.f(mathd.ExpOp, cb.f(arith.SubfOp, m, mu))
+            ps = [(jj, cb.f(mathd.ExpOp, cb.f(arith.SubfOp, s, mu))) for jj, s in scores]
+            total = cb.f(arith.MulfOp, l_, alpha)
+            for _, p in ps:
+                total = cb.f(arith.AddfOp, total, p)
+            new_acc = []
+            for e, a in enumerate(acc):
+                x = cb.f(arith.MulfOp, a, alpha)
+                assert vsh is not None
+                for jj, p in ps:
+                    x = cb.f(arith.AddfOp, x, cb.f(arith.MulfOp, p, cb.load(vsh, [jj, cb.add(t, lanes * e)])))
+                new_acc.append(x)
+            return [m_new, total, *new_acc]
+
         def tile(lb: _Builder, kt: SSAValue) -> list[SSAValue]:
-            m, l_, *acc = lb.block.args[1:]
             j0 = lb.mul(kt, bn)
             self.load_tile(lb, ksh, k, batch, j0, self.keys, tid, threads)
             if v is not None and vsh is not None:
                 self.load_tile(lb, vsh, v, batch, j0, self.keys, tid, threads)
             lb.op(gpu.BarrierOp())
-            scores = []
-            for jj in range(bn):
-                j = lb.add(j0, jj)
-                valid = lb.cmp("ult", j, self.keys)
-                if self.causal:
-                    valid = lb.both(valid, lb.cmp("ule", j, row))
-                s = self.dot(lb, qs, ksh, jj, t)
-                scores.append(self.masked(lb, s, batch, rowc, lb.min(j, self.keys - 1), valid))
-            m_new: SSAValue = m
-            for s in scores:
-                m_new = lb.f(arith.MaximumfOp, m_new, s)
-            mu = lb.select(lb.v(arith.CmpfOp(m_new, ninf, "oeq")), zero, m_new)
-            alpha = lb.f(mathd.ExpOp, lb.f(arith.SubfOp, m, mu))
-            ps = [lb.f(mathd.ExpOp, lb.f(arith.SubfOp, s, mu)) for s in scores]
-            total = lb.f(arith.MulfOp, l_, alpha)
-            for p in ps:
-                total = lb.f(arith.AddfOp, total, p)
-            new_acc = []
-            for e, a in enumerate(acc):
-                x = lb.f(arith.MulfOp, a, alpha)
-                assert vsh is not None
-                for jj, p in enumerate(ps):
-                    x = lb.f(arith.AddfOp, x, lb.f(arith.MulfOp, p, lb.load(vsh, [jj, lb.add(t, lanes * e)])))
-                new_acc.append(x)
+            new = self.for_(lb, 0, bn // chunk, list(lb.block.args[1:]), lambda cb, c: keys(cb, c, j0))
             lb.op(gpu.BarrierOp())
-            return [m_new, total, *new_acc]
+            return new
 
         m, l_, *acc = self.for_(b, 0, n_tiles, [ninf, zero, *([zero] * n_acc)], tile)
         ok = b.cmp("ult", row, self.length)
@@ -771,27 +785,28 @@ class _Kernel:
         vsh = b.v(gpu_ext.WorkgroupAllocOp(el, [bn, self.ev]))
         threads = rows * lanes
 
+        def key(cb: _Builder, jj: SSAValue, j0: Index) -> list[SSAValue]:
+            j = cb.add(j0, jj)
+            valid = cb.cmp("ult", j, self.keys)
+            if self.causal:
+                valid = cb.both(valid, cb.cmp("ule", j, row))
+            s = self.masked(cb, self.dot(cb, qs, ksh, jj, t), batch, rowc, cb.min(j, self.keys - 1), valid)
+            p = cb.f(mathd.ExpOp, cb.f(arith.SubfOp, s, lse))
+            dp = self.dot(cb, dos, vsh, jj, t)
+            ds = cb.f(arith.MulfOp, cb.f(arith.MulfOp, p, cb.f(arith.SubfOp, dp, dsum)), scale)
+            return [
+                cb.f(arith.AddfOp, a, cb.f(arith.MulfOp, ds, cb.load(ksh, [jj, cb.add(t, lanes * e)])))
+                for e, a in enumerate(cb.block.args[1:])
+            ]
+
         def tile(lb: _Builder, kt: SSAValue) -> list[SSAValue]:
-            acc: list[SSAValue] = list(lb.block.args[1:])
             j0 = lb.mul(kt, bn)
             self.load_tile(lb, ksh, k, batch, j0, self.keys, tid, threads)
             self.load_tile(lb, vsh, v, batch, j0, self.keys, tid, threads)
             lb.op(gpu.BarrierOp())
-            for jj in range(bn):
-                j = lb.add(j0, jj)
-                valid = lb.cmp("ult", j, self.keys)
-                if self.causal:
-                    valid = lb.both(valid, lb.cmp("ule", j, row))
-                s = self.masked(lb, self.dot(lb, qs, ksh, jj, t), batch, rowc, lb.min(j, self.keys - 1), valid)
-                p = lb.f(mathd.ExpOp, lb.f(arith.SubfOp, s, lse))
-                dp = self.dot(lb, dos, vsh, jj, t)
-                ds = lb.f(arith.MulfOp, lb.f(arith.MulfOp, p, lb.f(arith.SubfOp, dp, dsum)), scale)
-                acc = [
-                    lb.f(arith.AddfOp, a, lb.f(arith.MulfOp, ds, lb.load(ksh, [jj, lb.add(t, lanes * e)])))
-                    for e, a in enumerate(acc)
-                ]
+            new = self.for_(lb, 0, bn, list(lb.block.args[1:]), lambda cb, jj: key(cb, jj, j0))
             lb.op(gpu.BarrierOp())
-            return acc
+            return new
 
         acc = self.for_(b, 0, n_tiles, [self.fconst(0.0)] * (self.d // lanes), tile)
         bb = b.if_(b.cmp("ult", row, self.length))
@@ -816,34 +831,36 @@ class _Kernel:
         threads = rows * lanes
         nd, nv = self.d // lanes, self.ev // lanes
 
+        def query(cb: _Builder, ii: SSAValue, i0: Index) -> list[SSAValue]:
+            dk, dv = cb.block.args[1 : 1 + nd], cb.block.args[1 + nd :]
+            i = cb.add(i0, ii)
+            valid = cb.cmp("ult", i, self.length)
+            if self.causal:
+                valid = cb.both(valid, cb.cmp("ule", key, i))
+            s = self.masked(cb, self.dot(cb, ks, qsh, ii, t), batch, cb.min(i, self.length - 1), keyc, valid)
+            p = cb.f(mathd.ExpOp, cb.f(arith.SubfOp, s, cb.load(lsh, [ii])))
+            new_dv = [
+                cb.f(arith.AddfOp, a, cb.f(arith.MulfOp, p, cb.load(dosh, [ii, cb.add(t, lanes * e)])))
+                for e, a in enumerate(dv)
+            ]
+            dp = self.dot(cb, vs, dosh, ii, t)
+            ds = cb.f(arith.MulfOp, cb.f(arith.MulfOp, p, cb.f(arith.SubfOp, dp, cb.load(dsh, [ii]))), scale)
+            new_dk = [
+                cb.f(arith.AddfOp, a, cb.f(arith.MulfOp, ds, cb.load(qsh, [ii, cb.add(t, lanes * e)])))
+                for e, a in enumerate(dk)
+            ]
+            return [*new_dk, *new_dv]
+
         def tile(lb: _Builder, it: SSAValue) -> list[SSAValue]:
-            dk: list[SSAValue] = list(lb.block.args[1 : 1 + nd])
-            dv: list[SSAValue] = list(lb.block.args[1 + nd :])
             i0 = lb.mul(it, bm)
             self.load_tile(lb, qsh, q, batch, i0, self.length, tid, threads)
             self.load_tile(lb, dosh, dout, batch, i0, self.length, tid, threads)
             self.load_tile(lb, lsh, self.buf["lse"], batch, i0, self.length, tid, threads, self.lse0)
             self.load_tile(lb, dsh, self.buf["dsum"], batch, i0, self.length, tid, threads)
             lb.op(gpu.BarrierOp())
-            for ii in range(bm):
-                i = lb.add(i0, ii)
-                valid = lb.cmp("ult", i, self.length)
-                if self.causal:
-                    valid = lb.both(valid, lb.cmp("ule", key, i))
-                s = self.masked(lb, self.dot(lb, ks, qsh, ii, t), batch, lb.min(i, self.length - 1), keyc, valid)
-                p = lb.f(mathd.ExpOp, lb.f(arith.SubfOp, s, lb.load(lsh, [ii])))
-                dv = [
-                    lb.f(arith.AddfOp, a, lb.f(arith.MulfOp, p, lb.load(dosh, [ii, lb.add(t, lanes * e)])))
-                    for e, a in enumerate(dv)
-                ]
-                dp = self.dot(lb, vs, dosh, ii, t)
-                ds = lb.f(arith.MulfOp, lb.f(arith.MulfOp, p, lb.f(arith.SubfOp, dp, lb.load(dsh, [ii]))), scale)
-                dk = [
-                    lb.f(arith.AddfOp, a, lb.f(arith.MulfOp, ds, lb.load(qsh, [ii, lb.add(t, lanes * e)])))
-                    for e, a in enumerate(dk)
-                ]
+            new = self.for_(lb, 0, bm, list(lb.block.args[1:]), lambda cb, ii: query(cb, ii, i0))
             lb.op(gpu.BarrierOp())
-            return [*dk, *dv]
+            return new
 
         zero = self.fconst(0.0)
         res = self.for_(b, first, n_tiles, [zero] * (nd + nv), tile)
