@@ -17,6 +17,7 @@ from test_loops import CTX, build, check, t
 from xdsl.dialects.builtin import ModuleOp, f64, i1
 
 import picograd as pg
+from picograd.dialects import kernel
 from picograd.dialects import pg as pgd
 from picograd.driver.gpu_compile import compile_for_cuda
 from picograd.errors import DTypeError, ShapeError
@@ -133,7 +134,7 @@ def test_sdpa_matches_torch(variant: str, rng: np.random.Generator) -> None:
 
 def test_sdpa_is_one_op_through_autodiff() -> None:
     """The traced step holds one pg.scaled_dot_product_attention; after pg-autodiff it is still there (its vjp is
-    separate ops), and pg-decompose-attention removes it."""
+    one pg.attention_backward), and at the kernels stage both are fused attention kernels (kind attention)."""
     q = pg.randn(1, 2, 4, 8, requires_grad=True)
 
     @pg.compile(example_inputs=(pg.Spec((1, 2, 4, 8)),))
@@ -147,7 +148,9 @@ def test_sdpa_is_one_op_through_autodiff() -> None:
         return sum(isinstance(op, pgd.ScaledDotProductAttentionOp) for op in step.ir(stage).walk())
 
     assert count("pg") == count("simplify") == 1
-    assert count("kernels") == 0
+    assert count("kernels") == 1
+    kinds = [op.kind.data for op in step.ir("kernels").walk() if isinstance(op, kernel.FusedOp)]
+    assert kinds.count("attention") == 2 and "matmul" not in kinds
 
 
 def test_sdpa_dropout_scales_and_drops() -> None:
