@@ -13,7 +13,7 @@ import torch
 from _ir import only_func
 from _ptx_emulator import run_program
 from test_loops import CTX, build, t, to_loops
-from xdsl.dialects.builtin import ModuleOp, f64, i1
+from xdsl.dialects.builtin import ModuleOp, f64, i1, i64
 
 from picograd.dialects import kernel
 from picograd.dialects import pg as pgd
@@ -32,10 +32,11 @@ def rng() -> np.random.Generator:
 
 
 def module(length: int, d: int, causal: bool, mask: str, heads: int = 2, decomposed: bool = False) -> ModuleOp:
-    """f(q, k, v[, mask], w) -> (out, dq, dk, dv) of ``sum(attention(q, k, v) * w)``, (heads, T, d) in f64; a
-    padding mask is (T,) bool over the keys (``mask="pad"``) or a float (1, T, T) bias (``mask="float"``, forward
-    only). ``decomposed``: the attention op is replaced by its ``pg`` decomposition before autodiff (the unfused
-    reference)."""
+    """f(q, k, v[, mask], w[, seed, offset]) -> (out, dq, dk, dv) of ``sum(attention(q, k, v) * w)``, (heads, T, d)
+    in f64; a padding mask is (T,) bool over the keys (``mask="pad"``) or a float (1, T, T) bias
+    (``mask="float"``); ``mask="dropout"``: dropout 0.3 on the probabilities drawn from Philox as
+    ``F.scaled_dot_product_attention`` draws it. ``decomposed``: the attention op is replaced by its ``pg``
+    decomposition before autodiff (the unfused reference)."""
     shape = (heads, length, d)
     types = [t(*shape, el=f64)] * 3
     if mask == "pad":
@@ -43,10 +44,21 @@ def module(length: int, d: int, causal: bool, mask: str, heads: int = 2, decompo
     elif mask == "float":
         types.append(t(1, length, length, el=f64))
     types.append(t(*shape, el=f64))
+    if mask == "dropout":
+        types += [t(el=i64), t(el=i64)]
 
     def body(e, q, k, v, *rest):
-        m = rest[0] if mask != "none" else None
-        out = e(pgd.ScaledDotProductAttentionOp(q, k, v, m, None, 0.7 / d**0.5, causal))
+        m = rest[0] if mask in ("pad", "float") else None
+        drop = None
+        if mask == "dropout":
+            scores = t(heads, length, length, el=f64)
+            u = e(pgd.RandomOp("uniform", rest[-2], rest[-1], scores))
+            keep = e(pgd.CmpOp("ge", u, e.const(0.3, f64, scores.get_shape())))
+            drop = e(
+                pgd.SelectOp(keep, e.const(1 / 0.7, f64, scores.get_shape()), e.const(0.0, f64, scores.get_shape()))
+            )
+            rest = rest[:-2]
+        out = e(pgd.ScaledDotProductAttentionOp(q, k, v, m, drop, 0.7 / d**0.5, causal))
         loss = e(pgd.SumOp(e(pgd.MulOp(out, rest[-1])), [0, 1, 2]))
         g = pgd.GradOp(loss, [q, k, v])
         e.block.add_op(g)
@@ -68,6 +80,8 @@ def inputs(rng: np.random.Generator, length: int, d: int, mask: str, heads: int 
     elif mask == "float":
         xs.append(rng.standard_normal((1, length, length)))
     xs.append(rng.standard_normal((heads, length, d)))
+    if mask == "dropout":
+        xs += [np.array(rng.integers(0, 2**40)), np.array(rng.integers(0, 2**20))]
     return xs
 
 
@@ -140,7 +154,13 @@ def test_kernels_are_fused(rng: np.random.Generator) -> None:
     assert not [op for op in fused if op.kind.data == "matmul"]  # no score matrix anywhere
 
 
-LOOP_CASES = [(1, 8, True, "none", 2), (7, 8, True, "pad", 2), (16, 16, False, "pad", 1), (33, 8, False, "none", 1)]
+LOOP_CASES = [
+    (1, 8, True, "none", 2),
+    (7, 8, True, "pad", 2),
+    (16, 16, False, "pad", 1),
+    (33, 8, False, "none", 1),
+    (7, 8, True, "dropout", 1),
+]
 
 
 @pytest.mark.parametrize("length,d,causal,mask,heads", LOOP_CASES)
@@ -152,7 +172,13 @@ def test_loop_stage(length: int, d: int, causal: bool, mask: str, heads: int, rn
     close(run_function(mod, "f", xs), want)
 
 
-PTX_CASES = [(1, 8, False, "pad", 2), (7, 64, True, "none", 1), (16, 16, False, "pad", 1), (33, 8, True, "none", 1)]
+PTX_CASES = [
+    (1, 8, False, "pad", 2),
+    (7, 64, True, "none", 1),
+    (16, 16, False, "pad", 1),
+    (33, 8, True, "none", 1),
+    (9, 8, False, "dropout", 1),
+]
 
 
 @pytest.mark.parametrize("length,d,causal,mask,heads", PTX_CASES)

@@ -1443,11 +1443,11 @@ class AttentionLseOp(IRDLOperation):
 
 @irdl_op_definition
 class AttentionBackwardOp(IRDLOperation):
-    """The gradients (dq, dk, dv) of ``out = pg.scaled_dot_product_attention(q, k, v[, mask])`` (no dropout, no
-    float-mask gradient) given ``dout``, the output ``out`` and the row log-sum-exp ``lse``
-    (``pg.attention_lse``): with P = exp(scale q k^T + mask - lse) and D = rowsum(dout * out), dv = P^T dout,
-    dS = P (dout v^T - D), dq = scale dS k, dk = scale dS^T q (FlashAttention-2, Dao 2023, Algorithm 2). A row with
-    every key masked (``lse = -inf``) has P = 0::
+    """The gradients (dq, dk, dv) of ``out = pg.scaled_dot_product_attention(q, k, v[, mask][, dropout])`` (no
+    float-mask gradient) given ``dout``, the output ``out`` and the row log-sum-exp ``lse`` (``pg.attention_lse``):
+    with P = exp(scale q k^T + mask - lse), Z the dropout multiplier (1 without) and D = rowsum(dout * out),
+    dv = (P Z)^T dout, dS = P (Z (dout v^T) - D), dq = scale dS k, dk = scale dS^T q (FlashAttention-2, Dao 2023,
+    Algorithm 2; D is rowsum(P dP) with dropout too). A row with every key masked (``lse = -inf``) has P = 0::
 
         %dq, %dk, %dv = pg.attention_backward %q, %k, %v, %out, %dout, %lse scale = 0.25 causal : ...
     """
@@ -1460,16 +1460,19 @@ class AttentionBackwardOp(IRDLOperation):
     dout = operand_def(TensorType)
     lse = operand_def(TensorType)
     mask = opt_operand_def(TensorType)
+    dropout = opt_operand_def(TensorType)
     scale = prop_def(FloatAttr[Float64Type])
     causal = opt_prop_def(UnitAttr)
     dquery = result_def(TensorType)
     dkey = result_def(TensorType)
     dvalue = result_def(TensorType)
     traits = traits_def(Pure())
+    irdl_options = (AttrSizedOperandSegments(as_property=True),)
     assembly_format = (
-        "$query `,` $key `,` $value `,` $out `,` $dout `,` $lse (`mask` $mask^ `:` type($mask))? `scale` `=` $scale "
-        "(`causal` $causal^)? attr-dict `:` type($query) `,` type($key) `,` type($value) `,` type($out) `,` "
-        "type($dout) `,` type($lse) `->` type($dquery) `,` type($dkey) `,` type($dvalue)"
+        "$query `,` $key `,` $value `,` $out `,` $dout `,` $lse (`mask` $mask^ `:` type($mask))? "
+        "(`dropout` $dropout^ `:` type($dropout))? `scale` `=` $scale (`causal` $causal^)? attr-dict `:` type($query) "
+        "`,` type($key) `,` type($value) `,` type($out) `,` type($dout) `,` type($lse) `->` type($dquery) `,` "
+        "type($dkey) `,` type($dvalue)"
     )
 
     def __init__(
@@ -1481,6 +1484,7 @@ class AttentionBackwardOp(IRDLOperation):
         dout: SSAValue,
         lse: SSAValue,
         mask: SSAValue | None = None,
+        dropout: SSAValue | None = None,
         scale: float = 1.0,
         causal: bool = False,
     ):
@@ -1488,7 +1492,16 @@ class AttentionBackwardOp(IRDLOperation):
         if causal:
             props["causal"] = UnitAttr()
         super().__init__(
-            operands=[query, key, value, out, dout, lse, [mask] if mask is not None else []],
+            operands=[
+                query,
+                key,
+                value,
+                out,
+                dout,
+                lse,
+                [mask] if mask is not None else [],
+                [dropout] if dropout is not None else [],
+            ],
             properties=props,
             result_types=[query.type, key.type, value.type],
         )
@@ -1510,6 +1523,9 @@ class AttentionBackwardOp(IRDLOperation):
             raise VerifyException(f"{self.name}: out and dout must be of type {out}")
         if self.lse.type != tensor_type(q[:-1], el):
             raise VerifyException(f"{self.name}: lse must be of type {tensor_type(q[:-1], el)}")
+        scores = tensor_type((*q[:-1], shape_of(self.key)[-2]), el)
+        if self.dropout is not None and self.dropout.type != scores:
+            raise VerifyException(f"{self.name}: dropout {self.dropout.type} must be of type {scores}")
 
 
 # ---------------------------------------------------------------------------------------------------------------

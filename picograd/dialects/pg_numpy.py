@@ -345,17 +345,21 @@ def _attention_lse_kernel(op: pg.AttentionLseOp, dtype: np.dtype) -> Kernel:
 
 
 def _attention_backward_kernel(op: pg.AttentionBackwardOp, dtype: np.dtype) -> Kernel:
-    """``pg.attention_backward`` in numpy: P recomputed from the scores and ``lse``, then dv = P^T dout,
-    dS = P (dout v^T - rowsum(dout * out)), dq = scale dS k, dk = scale dS^T q; returns (dq, dk, dv)."""
+    """``pg.attention_backward`` in numpy: P recomputed from the scores and ``lse``, then dv = (P Z)^T dout,
+    dS = P (Z (dout v^T) - rowsum(dout * out)), dq = scale dS k, dk = scale dS^T q (Z: the dropout multiplier);
+    returns (dq, dk, dv)."""
     scale, causal = dtype.type(op.scale_value), op.is_causal
 
+    has_mask, has_dropout = op.mask is not None, op.dropout is not None
+
     def run(q: np.ndarray, k: np.ndarray, v: np.ndarray, out: np.ndarray, dout: np.ndarray, lse: np.ndarray,
-            *mask: np.ndarray) -> tuple[np.ndarray, ...]:  # fmt: skip
-        s = _attention_scores(q, k, mask[0] if mask else None, scale, causal, dtype)
+            *extra: np.ndarray) -> tuple[np.ndarray, ...]:  # fmt: skip
+        s = _attention_scores(q, k, extra[0] if has_mask else None, scale, causal, dtype)
         lse0 = np.where(lse == -np.inf, dtype.type(0), lse)[..., None]
         p = np.exp(s - lse0)
-        dv = np.matmul(np.swapaxes(p, -1, -2), dout)
-        dp = np.matmul(dout, np.swapaxes(v, -1, -2))
+        z = extra[-1] if has_dropout else np.ones((), dtype)
+        dv = np.matmul(np.swapaxes(p * z, -1, -2), dout)
+        dp = np.matmul(dout, np.swapaxes(v, -1, -2)) * z
         ds = p * (dp - (dout * out).sum(axis=-1, keepdims=True)) * scale
         dq, dk = np.matmul(ds, k), np.matmul(np.swapaxes(ds, -1, -2), q)
         return tuple(x.astype(dtype, copy=False) for x in (dq, dk, dv))

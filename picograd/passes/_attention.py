@@ -60,12 +60,12 @@ def attention(b: Builder, op: pg.ScaledDotProductAttentionOp) -> SSAValue:
 
 
 def fused_forward(op: pg.ScaledDotProductAttentionOp) -> bool:
-    """Whether the fused attention kernel computes ``op`` (kernel kind ``attention``): every case but dropout,
-    whose multiplier is a (*B, L, S) tensor (``pg-decompose-attention`` lowers those)."""
-    return op.dropout is None
+    """Whether the fused attention kernel (kernel kind ``attention``) computes ``op``: f32 and f64 (the kernels are
+    SIMT; ``pg-decompose-attention`` lowers the other element types)."""
+    return element_of(op.query) in (pg.f32, pg.f64)
 
 
 def fused_backward(op: pg.ScaledDotProductAttentionOp) -> bool:
-    """Whether ``op``'s vjp is ``pg.attention_backward``: no dropout and no float mask (whose gradient, dS summed
-    to the mask's shape, is a T x T tensor)."""
+    """Whether ``op``'s vjp is ``pg.attention_backward``: a fused forward and no float mask (whose gradient, dS
+    summed to the mask's shape, is a T x T tensor)."""
     return fused_forward(op) and (op.mask is None or not is_float(element_of(op.mask)))

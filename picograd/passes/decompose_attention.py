@@ -1,10 +1,11 @@
 """``pg-decompose-attention``: the reference lowering of ``pg.scaled_dot_product_attention`` into ``pg`` ops
 (matmul, masks, a stable softmax, matmul; see ``picograd.passes._attention``), run before kernel formation so that
 the loop, GPU and PTX stages need nothing new. It is the fallback of the fused attention kernel (kernel kind
-``attention``, ``picograd.passes.kinds.attention``): by default only the ops that kernel does not compute (those
-with a dropout multiplier) are decomposed, and each op made for those carries ``pg.unfused_attention`` saying
+``attention``, ``picograd.passes.kinds.attention``): by default only the ops that kernel does not compute (element
+types other than f32 and f64) are decomposed, and each op made for those carries ``pg.unfused_attention`` saying
 why, so the IR shows where attention still makes T x T tensors; ``all=true`` decomposes every attention op.
-Autodiff runs before it and keeps the op whole (its vjp is a rule of its own)."""
+Autodiff runs before it and keeps the op whole (its vjp is a rule of its own; with a float mask that rule is the
+decomposition too, since the mask's gradient is T x T)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from xdsl.passes import ModulePass
 from xdsl.rewriter import Rewriter
 
 from picograd.dialects import pg
+from picograd.dialects.pg import element_of
 from picograd.passes._attention import attention, fused_forward
 from picograd.passes.autodiff import Builder
 
@@ -40,6 +42,6 @@ class PgDecomposeAttention(ModulePass):
             out = attention(Builder(attn, attn.location, created), attn)
             if not fused_forward(attn):
                 for new in created:
-                    new.attributes[UNFUSED_ATTR] = StringAttr("dropout multiplier")
+                    new.attributes[UNFUSED_ATTR] = StringAttr(f"no fused kernel for {element_of(attn.query)}")
             attn.result.replace_all_uses_with(out)
             Rewriter.erase_op(attn)

@@ -70,9 +70,13 @@ if TYPE_CHECKING:
 STRATEGY = "flash"
 """The schedule strategy of attention kernels."""
 
+DROPOUT_ATTR = "pg.attention_dropout"
+"""Marks the op of an attention nest that yields the dropout multiplier at (query, key): the GPU stage clones the
+ops computing it (Philox) into its kernels."""
+
 ATTENTION_ATTR = "pg.attention"
 """Attribute of an attention nest of the loop stage: ``{nest = "forward" | "dkdv" | "dq", scale, causal,
-buffers = [roles in order of first use]}``."""
+buffers = [roles of the buffers it uses, in order of first use]}`` (``other``: read by the dropout's ops)."""
 
 WARP = gpu_ext.WARP_SIZE
 CHUNK = 8
@@ -83,10 +87,17 @@ SHARED_BYTES = 32768
 """Shared memory an attention kernel may use (static shared memory is at most 48 KiB)."""
 
 
+ATTENTION_OPS = (pg.ScaledDotProductAttentionOp, pg.AttentionLseOp, pg.AttentionBackwardOp)
+"""The ops of attention kernels (``pg-decompose-attention`` has lowered the attention ops no kernel computes)."""
+
+DROPOUT_OPS = (pg.RandomOp, pg.CmpOp, pg.SelectOp, pg.ConstantOp, pg.CastOp, pg.BroadcastToOp, pg.ReshapeOp)
+"""Ops an attention kernel recomputes to draw its dropout multiplier."""
+
+
 def attention_partner(op: Operation) -> Operation | None:
-    """For a ``pg.scaled_dot_product_attention`` without dropout: a ``pg.attention_lse`` of the same query, key,
-    mask, scale and causality (one kernel computes both), else None."""
-    if not isinstance(op, pg.ScaledDotProductAttentionOp) or op.dropout is not None:
+    """For a ``pg.scaled_dot_product_attention``: a ``pg.attention_lse`` of the same query, key, mask, scale and
+    causality (one kernel computes both), else None."""
+    if not isinstance(op, pg.ScaledDotProductAttentionOp):
         return None
     for use in op.query.uses:
         other = use.operation
@@ -101,6 +112,32 @@ def attention_partner(op: Operation) -> Operation | None:
     return None
 
 
+def dropout_ops(op: Operation) -> list[Operation]:
+    """The ops computing an attention op's dropout multiplier from 0-d values (the generator's seed and offset) and
+    constants (``pg.random``, ``pg.cmp``, ``pg.select`` ...), which its kernel recomputes at each (query, key):
+    the multiplier is regenerated, never stored (FlashAttention's dropout). Empty when there is no dropout or it
+    is computed otherwise (then the kernel reads it)."""
+    if not isinstance(op, pg.ScaledDotProductAttentionOp | pg.AttentionBackwardOp) or op.dropout is None:
+        return []
+    found: list[Operation] = []
+    stack = [op.dropout]
+    while stack:
+        v = stack.pop()
+        owner = v.owner
+        if not isinstance(owner, Operation):
+            if shape_of(v):
+                return []  # a non-scalar argument: read, not recomputed
+            continue
+        if owner in found:
+            continue
+        if isinstance(owner, DROPOUT_OPS):
+            found.append(owner)
+            stack.extend(owner.operands)
+        elif shape_of(v):
+            return []
+    return found
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # The schedule
 
@@ -110,7 +147,8 @@ def _pow2_at_least(n: int) -> int:
 
 
 def _ops(k: kernel.FusedOp | kernel.LaunchOp) -> list[Operation]:
-    return [o for o in k.body.block.ops if not isinstance(o, kernel.YieldOp)]
+    """The attention ops of kernel ``k`` (not the ops drawing its dropout)."""
+    return [o for o in k.body.block.ops if isinstance(o, ATTENTION_OPS)]
 
 
 def schedule(k: kernel.FusedOp | kernel.LaunchOp, options: object = None) -> ScheduleAttr:
@@ -201,6 +239,17 @@ class _LoopNests:
                 s = lw.pure(arith.AddfOp, s, m)
         return s
 
+    def dropped(self, p: SSAValue, op: Operation | None, idx: tuple[SSAValue, ...]) -> SSAValue:
+        """``p`` times ``op``'s dropout multiplier at scores index ``idx`` (computed there: Philox regenerates it),
+        tagged :data:`DROPOUT_ATTR` for the GPU stage; ``p`` without dropout."""
+        if not isinstance(op, pg.ScaledDotProductAttentionOp | pg.AttentionBackwardOp) or op.dropout is None:
+            return p
+        z = self.lw.at(op.dropout, idx)
+        owner = z.owner
+        assert isinstance(owner, Operation)
+        owner.attributes[DROPOUT_ATTR] = UnitAttr()
+        return self.lw.pure(arith.MulfOp, p, z)
+
     def zero_row(self, buf: SSAValue, row: tuple[SSAValue, ...], n: int) -> None:
         lw = self.lw
         el = MemRefType.get_element_type(buf.type)  # type: ignore[arg-type]
@@ -225,13 +274,7 @@ class _LoopNests:
 
 def _tag(lw: KernelLowering, nest: Operation, name: str, scale: float, causal: bool, roles: dict[SSAValue, str]):
     """Put ``pg.attention`` on ``nest``: its buffers' roles in the order the nest first uses them."""
-    order: list[str] = []
-    seen: set[SSAValue] = set()
-    for o in nest.walk():
-        for v in o.operands:
-            if v in roles and v not in seen:
-                seen.add(v)
-                order.append(roles[v])
+    order = [roles.get(v, "other") for v in _outside_buffers(nest)]
     attrs: dict[str, Attribute] = {
         "nest": StringAttr(name),
         "scale": FloatAttr(scale, f64),
@@ -256,6 +299,7 @@ def lower_loops(lw: KernelLowering) -> None:
     launch = lw.launch
     block = launch.body.block
     buffers: dict[SSAValue, SSAValue] = dict(zip(block.args, launch.ins, strict=True))
+    lw.buffers.update(buffers)  # lw.at reads them (the dropout multiplier, when not recomputed)
     yielded = dict(zip(launch.yield_op.values, launch.outs, strict=True))
     scratch: list[SSAValue] = []
 
@@ -312,6 +356,7 @@ def lower_loops(lw: KernelLowering) -> None:
                     p = lw.pure(mathd.ExpOp, lw.pure(arith.SubfOp, s, mu))
                     if out is not None and v is not None:
                         vj = (*b, js[0])
+                        pz = nests.dropped(p, fwd, (*b, i, js[0]))
                         nests.axpy_row(
                             out,
                             row,
@@ -319,7 +364,7 @@ def lower_loops(lw: KernelLowering) -> None:
                             lambda old, e: lw.pure(
                                 arith.AddfOp,
                                 lw.pure(arith.MulfOp, old, alpha),
-                                lw.pure(arith.MulfOp, p, lw.load(v, (*vj, e))),
+                                lw.pure(arith.MulfOp, pz, lw.load(v, (*vj, e))),
                             ),
                         )
                     return [m_new, lw.pure(arith.AddfOp, lw.pure(arith.MulfOp, l_, alpha), p)]
@@ -369,7 +414,7 @@ def _lower_backward(
         return lw.pure(mathd.ExpOp, lw.pure(arith.SubfOp, s, lse0))
 
     def dscore(b: list[SSAValue], i: SSAValue, j: SSAValue, p: SSAValue) -> SSAValue:
-        dp = nests.dot(dout, (*b, i), v, (*b, j), ev)
+        dp = nests.dropped(nests.dot(dout, (*b, i), v, (*b, j), ev), op, (*b, i, j))
         diff = lw.pure(arith.SubfOp, dp, lw.load(dsum, (*b, i)))
         return lw.pure(arith.MulfOp, lw.pure(arith.MulfOp, p, diff), scale)
 
@@ -382,11 +427,12 @@ def _lower_backward(
         def kv_body(is_: list[SSAValue], _: list[SSAValue]) -> list[SSAValue]:
             i = is_[0]
             p = prob(b, i, j)
+            pz = nests.dropped(p, op, (*b, i, j))
             nests.axpy_row(
                 dv,
                 (*b, j),
                 ev,
-                lambda old, e: lw.pure(arith.AddfOp, old, lw.pure(arith.MulfOp, p, lw.load(dout, (*b, i, e)))),
+                lambda old, e: lw.pure(arith.AddfOp, old, lw.pure(arith.MulfOp, pz, lw.load(dout, (*b, i, e)))),
             )
             ds = dscore(b, i, j, p)
             nests.axpy_row(
@@ -565,6 +611,7 @@ class _Kernel:
         self.ev = _shape(buffers["v"])[-1] if "v" in buffers else self.d
         self.el = MemRefType.get_element_type(buffers["q"].type)  # type: ignore[arg-type]
         self.lanes = s.count("lanes")
+        self.dropout_slice = _dropout_slice(par)
         self.body = Block(arg_types=[IndexType()] * 12)
         self.body.add_op(gpu.TerminatorOp())
         self.b = _Builder(self.body, self.loc, {}, self.body)
@@ -574,6 +621,22 @@ class _Kernel:
 
     def fconst(self, x: float) -> SSAValue:
         return self.b.const(x, self.el)
+
+    def dropped(self, b: _Builder, p: SSAValue, batch: Sequence[Index], row: Index, loop: Index) -> SSAValue:
+        """``p`` times the dropout multiplier where the nest's parallel index is (*batch, row) and its loop's
+        ``loop``: the loop stage's ops computing it (Philox) cloned; ``p`` without dropout."""
+        if self.dropout_slice is None:
+            return p
+        ops, value, par_args, loop_args = self.dropout_slice
+        mapping: dict[SSAValue, SSAValue] = {a: b.idx(x) for a, x in zip(par_args, [*batch, row], strict=True)}
+        for a in loop_args:
+            mapping[a] = b.idx(loop)
+        for o in ops:
+            clone = o.clone(value_mapper=mapping)
+            clone.attributes.pop(DROPOUT_ATTR, None)
+            b.op(clone)
+            mapping.update(zip(o.results, clone.results, strict=True))
+        return b.f(arith.MulfOp, p, mapping.get(value, value))
 
     def butterfly(self, b: _Builder, x: SSAValue) -> SSAValue:
         """The sum of ``x`` over the ``lanes`` threads of a row (xor shuffles: every lane gets it)."""
@@ -734,6 +797,8 @@ class _Kernel:
             total = cb.f(arith.MulfOp, l_, alpha)
             for _, p in ps:
                 total = cb.f(arith.AddfOp, total, p)
+            if self.dropout_slice is not None:
+                ps = [(jj, self.dropped(cb, p, batch, rowc, cb.min(cb.add(j0, jj), self.keys - 1))) for jj, p in ps]
             new_acc = []
             for e, a in enumerate(acc):
                 x = cb.f(arith.MulfOp, a, alpha)
@@ -792,7 +857,7 @@ class _Kernel:
                 valid = cb.both(valid, cb.cmp("ule", j, row))
             s = self.masked(cb, self.dot(cb, qs, ksh, jj, t), batch, rowc, cb.min(j, self.keys - 1), valid)
             p = cb.f(mathd.ExpOp, cb.f(arith.SubfOp, s, lse))
-            dp = self.dot(cb, dos, vsh, jj, t)
+            dp = self.dropped(cb, self.dot(cb, dos, vsh, jj, t), batch, rowc, cb.min(j, self.keys - 1))
             ds = cb.f(arith.MulfOp, cb.f(arith.MulfOp, p, cb.f(arith.SubfOp, dp, dsum)), scale)
             return [
                 cb.f(arith.AddfOp, a, cb.f(arith.MulfOp, ds, cb.load(ksh, [jj, cb.add(t, lanes * e)])))
@@ -839,11 +904,13 @@ class _Kernel:
                 valid = cb.both(valid, cb.cmp("ule", key, i))
             s = self.masked(cb, self.dot(cb, ks, qsh, ii, t), batch, cb.min(i, self.length - 1), keyc, valid)
             p = cb.f(mathd.ExpOp, cb.f(arith.SubfOp, s, cb.load(lsh, [ii])))
+            ic = cb.min(i, self.length - 1)
+            pz = self.dropped(cb, p, batch, keyc, ic)
             new_dv = [
-                cb.f(arith.AddfOp, a, cb.f(arith.MulfOp, p, cb.load(dosh, [ii, cb.add(t, lanes * e)])))
+                cb.f(arith.AddfOp, a, cb.f(arith.MulfOp, pz, cb.load(dosh, [ii, cb.add(t, lanes * e)])))
                 for e, a in enumerate(dv)
             ]
-            dp = self.dot(cb, vs, dosh, ii, t)
+            dp = self.dropped(cb, self.dot(cb, vs, dosh, ii, t), batch, keyc, ic)
             ds = cb.f(arith.MulfOp, cb.f(arith.MulfOp, p, cb.f(arith.SubfOp, dp, cb.load(dsh, [ii]))), scale)
             new_dk = [
                 cb.f(arith.AddfOp, a, cb.f(arith.MulfOp, ds, cb.load(qsh, [ii, cb.add(t, lanes * e)])))
@@ -870,6 +937,37 @@ class _Kernel:
         self.store_slice(bb, res[nd:], self.buf["dv"], [*batch, key], t)
 
 
+def _dropout_slice(
+    par: scf.ParallelOp,
+) -> tuple[list[Operation], SSAValue, list[SSAValue], list[SSAValue]] | None:
+    """The ops of nest ``par`` computing its dropout multiplier (the op tagged :data:`DROPOUT_ATTR` and what it
+    depends on inside the nest, in order), the multiplier, the nest's parallel indices and the loop indices the ops
+    use; None without dropout."""
+    tagged = next((o for o in par.walk() if DROPOUT_ATTR in o.attributes), None)
+    if tagged is None:
+        return None
+    body = par.body.block
+    needed: set[Operation] = set()
+    loop_args: list[SSAValue] = []
+    stack = [tagged]
+    while stack:
+        o = stack.pop()
+        if o in needed:
+            continue
+        needed.add(o)
+        for v in o.operands:
+            owner = v.owner
+            if isinstance(owner, Operation):
+                if owner is not par and par.is_ancestor(owner):
+                    stack.append(owner)
+            elif owner is not body and v not in loop_args:
+                loop = owner.parent_op()
+                if isinstance(loop, scf.ForOp) and par.is_ancestor(loop):  # the nest's loop's induction variable
+                    loop_args.append(v)
+    ops = [o for o in par.walk() if o in needed]
+    return ops, tagged.results[0], list(body.args), loop_args
+
+
 def nest_buffers(par: scf.ParallelOp) -> dict[str, SSAValue]:
     """The buffers of an attention nest by role (``pg.attention``'s ``buffers``: the order of first use).
 
@@ -877,17 +975,22 @@ def nest_buffers(par: scf.ParallelOp) -> dict[str, SSAValue]:
     info = par.attributes[ATTENTION_ATTR]
     assert isinstance(info, DictionaryAttr)
     roles = [r.data for r in info.data["buffers"].data]  # type: ignore[attr-defined]
+    found = _outside_buffers(par)
+    if len(found) != len(roles):
+        raise ValueError(f"an attention nest uses {len(found)} buffers, its pg.attention names {len(roles)}")
+    return {r: v for r, v in zip(roles, found, strict=True) if r != "other"}
+
+
+def _outside_buffers(nest: Operation) -> list[SSAValue]:
+    """The buffers defined outside ``nest`` that it uses, in order of first use."""
     found: list[SSAValue] = []
-    for o in par.walk():
+    for o in nest.walk():
         for v in o.operands:
             if isinstance(v.type, MemRefType) and v not in found:
                 owner = v.owner
-                inside = isinstance(owner, Operation) and owner is not par and par.is_ancestor(owner)
-                if not inside:
+                if not (isinstance(owner, Operation) and owner is not nest and nest.is_ancestor(owner)):
                     found.append(v)
-    if len(found) != len(roles):
-        raise ValueError(f"an attention nest uses {len(found)} buffers, its pg.attention names {len(roles)}")
-    return dict(zip(roles, found, strict=True))
+    return found
 
 
 def build_launch(par: scf.ParallelOp) -> None:
