@@ -14,6 +14,7 @@ import pytest
 import torch
 from _ptx_emulator import run_program
 from test_loops import CTX, build, check, t
+from xdsl.dialects import memref
 from xdsl.dialects.builtin import ModuleOp, f64, i1
 
 import picograd as pg
@@ -422,10 +423,21 @@ def test_gpt_shakespeare_step_assembles() -> None:
     AdamW) lowers to PTX that ptxas accepts for sm_90."""
     from picograd.tools.pgc import _import_model, compiled_functions
 
-    (step,) = compiled_functions(_import_model("examples/gpt_shakespeare.py"))
+    model = _import_model("examples/gpt_shakespeare.py")
+    (step,) = compiled_functions(model)
     program = compile_for_cuda(step.ir("simplify"))
     result = program.assemble()
     assert set(program.kernels) == set(result.kernels) and "gpt_shakespeare.py" in program.ptx
+    # the fused attention kernels (issue 15), forward and backward, and no (..., T, T) buffer in the memory plan
+    kernels = set(program.kernels)
+    assert any(k.endswith("_scaled_dot_product_attention") for k in kernels)
+    assert any(k.endswith("_attention_backward_1") for k in kernels)  # dk, dv
+    loops = step.ir("loops")
+    t = model.CFG.block_size
+    square = [
+        op for op in loops.walk() if isinstance(op, memref.ViewOp) and tuple(op.result.type.get_shape())[-2:] == (t, t)
+    ]
+    assert not square
 
 
 # ---------------------------------------------------------------------------------------------------------------
