@@ -30,6 +30,12 @@ the buffers' roles in the order the nest first uses them) so the GPU stage can r
   ``dq += scale * P (dP - D) k``;
 - ``D`` keeps the ``thread_per_point`` nest of ``pg-to-gpu``.
 
+**Dropout** (the attention op's multiplier, drawn by ``pg.random`` from the seed and offset of picograd's Philox
+generator): ``pg-fuse`` copies the ops drawing it into the kernels (:func:`dropout_ops`), the loop stage computes it
+at each (query, key) it visits (``KernelLowering.at``: Philox 4x32-10 on the score's linear index) and marks the
+value :data:`DROPOUT_ATTR`, and the GPU kernels clone those ops: forward, dq and dk/dv regenerate the same bits,
+and no (B, H, L, S) tensor is stored (FlashAttention's dropout). The normalizer ``l`` and ``lse`` exclude it.
+
 Element types: f32 and f64 (SIMT; no tensor cores).
 """
 
@@ -204,7 +210,7 @@ def _mask_index(lw: KernelLowering, mask: SSAValue, idx: Sequence[SSAValue]) -> 
 class _LoopNests:
     """The loop-stage nests of one attention kernel (see the module docstring)."""
 
-    def __init__(self, lw: KernelLowering, op: Operation, causal: bool, scale: float, mask: SSAValue | None):
+    def __init__(self, lw: KernelLowering, causal: bool, scale: float, mask: SSAValue | None):
         self.lw = lw
         self.causal = causal
         self.scale = scale
@@ -316,7 +322,7 @@ def lower_loops(lw: KernelLowering) -> None:
     main = ops[0]
     assert isinstance(main, pg.ScaledDotProductAttentionOp | pg.AttentionLseOp | pg.AttentionBackwardOp)
     mask = buffers[main.mask] if main.mask is not None else None
-    nests = _LoopNests(lw, main, main.is_causal, main.scale_value, mask)
+    nests = _LoopNests(lw, main.is_causal, main.scale_value, mask)
     q, k = buffers[main.query], buffers[main.key]
     *batch_shape, length, d = shape_of(main.query)
     keys = shape_of(main.key)[-2]
