@@ -111,20 +111,18 @@ def time_picograd(torch: Any, batch: int, heads: int, length: int, d: int, causa
     host = [rng.standard_normal(shape).astype(np.float32) for _ in range(4 if backward else 3)]
     ins = [cuda.DeviceBuffer.from_numpy(x) for x in host]
     outs = exe(*ins)
-    # check against torch's fp64 math on the same inputs
-    q, k, v = (torch.tensor(x, dtype=torch.float64, device="cuda", requires_grad=backward) for x in host[:3])
+    # check (batch 0, heads 0 and 1) against torch's fp64 math on the same inputs
+    part = (slice(0, 1), slice(0, 2))
+    q, k, v = (torch.tensor(x[part], dtype=torch.float64, device="cuda", requires_grad=backward) for x in host[:3])
     ref = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=causal)
     want = [ref]
     if backward:
-        (ref * torch.tensor(host[3], dtype=torch.float64, device="cuda")).sum().backward()
+        (ref * torch.tensor(host[3][part], dtype=torch.float64, device="cuda")).sum().backward()
         want += [q.grad, k.grad, v.grad]
-    err = max(
-        float(
-            np.linalg.norm(o.to_numpy() - w.detach().cpu().numpy())
-            / max(np.linalg.norm(w.detach().cpu().numpy()), 1e-30)
-        )
-        for o, w in zip(outs, want, strict=True)
-    )
+    err = 0.0
+    for o, w in zip(outs, want, strict=True):
+        w64 = w.detach().cpu().numpy()
+        err = max(err, float(np.linalg.norm(o.to_numpy()[part] - w64) / max(np.linalg.norm(w64), 1e-30)))
     ms = cuda.time_ms(lambda: exe(*ins, out=outs), warmup=3, iters=20)
     return {"ms": ms, "rel_err": err, "compile_s": round(compile_s, 1), "dtype": "float32"}
 
