@@ -14,8 +14,8 @@ intermediates) and reports
 No kernel is run: this is the compiler's plan, the same for the CPU and the GPU lowering. While
 ``pg-decompose-attention`` lowers the attention op before bufferization (with dropout: its multiplier is a
 (B, H, T, T) tensor), the scores and probabilities are (B, H, T, T) intermediates and the arena grows as T^2; the
-fused attention kernel (kind ``attention``, without dropout) removes them: rows are given for each ``--dropouts``
-rate (default: the config's and 0).
+fused attention kernel (kind ``attention``, dropout regenerated in the kernels) removes them: rows are given for
+each ``--dropouts`` rate (default: the config's and 0).
 
     python bench/attention_memory.py                         # blocks 256 and 1024, both forms
     python bench/attention_memory.py --blocks 64 --config cpu --out /tmp/mem.json
@@ -113,8 +113,8 @@ def main() -> None:
         "model": {k: getattr(base, k) for k in ("n_layer", "n_head", "n_embd", "batch_size", "dropout")},
         "versions": {"python": platform.python_version(), "numpy": np.__version__, "xdsl": str(xdsl.__version__)},
         "attention_lowering": (
-            "the fused attention kernel kind (picograd/passes/kinds/attention.py) without dropout; with dropout the "
-            "op falls back to pg-decompose-attention (its multiplier is a (B, H, T, T) tensor)"
+            "the fused attention kernel kind (picograd/passes/kinds/attention.py), dropout regenerated in the "
+            "kernels; pg-decompose-attention only for element types other than f32/f64"
         ),
         "results": rows,
     }
