@@ -131,7 +131,7 @@ def test_fully_masked_rows_give_zeros(rng: np.random.Generator) -> None:
         np.testing.assert_array_equal(g, 0.0)
 
 
-def test_float_mask_and_dropout_fall_back() -> None:
+def test_float_mask_backward_falls_back() -> None:
     """A float mask's gradient is a T x T tensor: the vjp stays decomposed (the forward is still fused)."""
     mod = module(5, 4, False, "float")
     fuse(mod)
