@@ -12,8 +12,10 @@ intermediates) and reports
 - the step's T x T arguments (nanoGPT's ``bias`` buffer of the manual form: T x T in all, not per head).
 
 No kernel is run: this is the compiler's plan, the same for the CPU and the GPU lowering. While
-``pg-decompose-attention`` lowers the attention op before bufferization, the scores and probabilities are
-(B, H, T, T) intermediates and the arena grows as T^2; a fused attention kernel removes them.
+``pg-decompose-attention`` lowers the attention op before bufferization (with dropout: its multiplier is a
+(B, H, T, T) tensor), the scores and probabilities are (B, H, T, T) intermediates and the arena grows as T^2; the
+fused attention kernel (kind ``attention``, dropout regenerated in the kernels) removes them: rows are given for
+each ``--dropouts`` rate (default: the config's and 0).
 
     python bench/attention_memory.py                         # blocks 256 and 1024, both forms
     python bench/attention_memory.py --blocks 64 --config cpu --out /tmp/mem.json
@@ -43,6 +45,7 @@ from results_io import write_json  # noqa: E402
 import picograd as pg  # noqa: E402
 from picograd.dialects.attrs import PEAK_ATTR  # noqa: E402
 from picograd.passes._buffers import byte_size  # noqa: E402
+from picograd.passes.kinds.attention import ATTENTION_ATTR  # noqa: E402
 
 
 def plan(cfg: gpt.Config) -> dict:
@@ -56,12 +59,14 @@ def plan(cfg: gpt.Config) -> dict:
     peak = fn.attributes[PEAK_ATTR]
     assert isinstance(peak, IntegerAttr)
     t = cfg.block_size
+    fused = sum(1 for op in fn.walk() if op.attributes.get(ATTENTION_ATTR) is not None)
     views = [op.results[0].type for op in fn.walk() if isinstance(op, memref.ViewOp)]
     t2 = [v for v in views if isinstance(v, MemRefType) and tuple(v.get_shape())[-2:] == (t, t)]
     t2_args = [a.type for a in fn.args if isinstance(a.type, MemRefType) and tuple(a.type.get_shape())[-2:] == (t, t)]
     return {
         "attention": cfg.attention,
         "block_size": t,
+        "attention_kernels": f"{fused} fused attention nests" if fused else "decomposed",
         "arena_bytes": peak.value.data,
         "intermediates": len(views),
         "t2_buffers": len(t2),
@@ -78,19 +83,28 @@ def main() -> None:
     parser.add_argument("--config", choices=sorted(gpt.CONFIGS), default="gpu")
     parser.add_argument("--blocks", type=int, nargs="+", default=[256, 1024])
     parser.add_argument("--attention", choices=["sdpa", "manual"], nargs="+", default=["sdpa", "manual"])
+    parser.add_argument(
+        "--dropouts", type=float, nargs="+", default=None, help="attention dropout rates (default: the config's and 0)"
+    )
     parser.add_argument("--out", default=os.path.join(HERE, "results", "attention_memory.json"))
     args = parser.parse_args()
     base = gpt.CONFIGS[args.config]
+    dropouts = args.dropouts if args.dropouts is not None else sorted({base.dropout, 0.0}, reverse=True)
     rows = []
-    for attention in args.attention:
-        for block in args.blocks:
-            row = plan(replace(base, block_size=block, attention=attention))
-            rows.append(row)
-            print(
-                f"{attention:6s} T={block:5d}: arena {row['arena_bytes'] / 2**20:9.1f} MiB, {row['t2_buffers']} T x T "
-                f"intermediates (largest {row['t2_bytes_largest'] / 2**20:.1f} MiB: {', '.join(row['t2_shapes'])})",
-                flush=True,
-            )
+    for dropout in dropouts:
+        for attention in args.attention:
+            for block in args.blocks:
+                row = {
+                    "dropout": dropout,
+                    **plan(replace(base, block_size=block, attention=attention, dropout=dropout)),
+                }
+                rows.append(row)
+                print(
+                    f"dropout {dropout} {attention:6s} T={block:5d}: {row['attention_kernels']}, arena "
+                    f"{row['arena_bytes'] / 2**20:9.1f} MiB, {row['t2_buffers']} T x T intermediates (largest "
+                    f"{row['t2_bytes_largest'] / 2**20:.1f} MiB: {', '.join(row['t2_shapes'])})",
+                    flush=True,
+                )
     result = {
         "benchmark": "GPT train step memory plan (pg-bufferize arena at the loops stage)",
         "date": datetime.date.today().isoformat(),
@@ -98,7 +112,10 @@ def main() -> None:
         "config": args.config,
         "model": {k: getattr(base, k) for k in ("n_layer", "n_head", "n_embd", "batch_size", "dropout")},
         "versions": {"python": platform.python_version(), "numpy": np.__version__, "xdsl": str(xdsl.__version__)},
-        "attention_lowering": "pg-decompose-attention (no fused attention kernel yet)",
+        "attention_lowering": (
+            "the fused attention kernel kind (picograd/passes/kinds/attention.py), dropout regenerated in the "
+            "kernels; pg-decompose-attention only for element types other than f32/f64"
+        ),
         "results": rows,
     }
     os.makedirs(os.path.dirname(args.out), exist_ok=True)

@@ -14,9 +14,11 @@ import pytest
 import torch
 from _ptx_emulator import run_program
 from test_loops import CTX, build, check, t
+from xdsl.dialects import memref
 from xdsl.dialects.builtin import ModuleOp, f64, i1
 
 import picograd as pg
+from picograd.dialects import kernel
 from picograd.dialects import pg as pgd
 from picograd.driver.gpu_compile import compile_for_cuda
 from picograd.errors import DTypeError, ShapeError
@@ -133,7 +135,7 @@ def test_sdpa_matches_torch(variant: str, rng: np.random.Generator) -> None:
 
 def test_sdpa_is_one_op_through_autodiff() -> None:
     """The traced step holds one pg.scaled_dot_product_attention; after pg-autodiff it is still there (its vjp is
-    separate ops), and pg-decompose-attention removes it."""
+    one pg.attention_backward), and at the kernels stage both are fused attention kernels (kind attention)."""
     q = pg.randn(1, 2, 4, 8, requires_grad=True)
 
     @pg.compile(example_inputs=(pg.Spec((1, 2, 4, 8)),))
@@ -147,7 +149,9 @@ def test_sdpa_is_one_op_through_autodiff() -> None:
         return sum(isinstance(op, pgd.ScaledDotProductAttentionOp) for op in step.ir(stage).walk())
 
     assert count("pg") == count("simplify") == 1
-    assert count("kernels") == 0
+    assert count("kernels") == 1
+    kinds = [op.kind.data for op in step.ir("kernels").walk() if isinstance(op, kernel.FusedOp)]
+    assert kinds.count("attention") == 2 and "matmul" not in kinds
 
 
 def test_sdpa_dropout_scales_and_drops() -> None:
@@ -391,7 +395,7 @@ def attention_inputs(rng: np.random.Generator, mask: str, grad: bool) -> list[np
 
 
 def decompose_then_fuse(module: ModuleOp) -> None:
-    PgDecomposeAttention().apply(CTX, module)
+    PgDecomposeAttention(all=True).apply(CTX, module)
     PgFuse().apply(CTX, module)
 
 
@@ -419,10 +423,21 @@ def test_gpt_shakespeare_step_assembles() -> None:
     AdamW) lowers to PTX that ptxas accepts for sm_90."""
     from picograd.tools.pgc import _import_model, compiled_functions
 
-    (step,) = compiled_functions(_import_model("examples/gpt_shakespeare.py"))
+    model = _import_model("examples/gpt_shakespeare.py")
+    (step,) = compiled_functions(model)
     program = compile_for_cuda(step.ir("simplify"))
     result = program.assemble()
     assert set(program.kernels) == set(result.kernels) and "gpt_shakespeare.py" in program.ptx
+    # the fused attention kernels (issue 15), forward and backward, and no (..., T, T) buffer in the memory plan
+    kernels = set(program.kernels)
+    assert any(k.endswith("_scaled_dot_product_attention") for k in kernels)
+    assert any(k.endswith("_attention_backward_1") for k in kernels)  # dk, dv
+    loops = step.ir("loops")
+    t = model.CFG.block_size
+    square = [
+        op for op in loops.walk() if isinstance(op, memref.ViewOp) and tuple(op.result.type.get_shape())[-2:] == (t, t)
+    ]
+    assert not square
 
 
 # ---------------------------------------------------------------------------------------------------------------

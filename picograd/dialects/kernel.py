@@ -62,10 +62,11 @@ from xdsl.printer import Printer
 from xdsl.traits import HasParent, IsolatedFromAbove, IsTerminator, Pure, RecursiveMemoryEffect
 from xdsl.utils.exceptions import VerifyException
 
-KINDS = ("elementwise", "reduction", "matmul", "gather", "scatter_add", "movement", "random", "other")
+KINDS = ("elementwise", "reduction", "matmul", "gather", "scatter_add", "movement", "random", "attention", "other")
 """The kernel kinds, by their main op: elementwise ops (with broadcasts and reshapes), a reduction (sum, max, min,
 argmax, argmin) with its elementwise prologue, a matmul, a gather, a scatter-add, a movement op (permute, slice,
-pad, concat, or a reshape/broadcast on its own), random number generation, anything else."""
+pad, concat, or a reshape/broadcast on its own), random number generation, fused attention (forward with its row
+log-sum-exp, or backward), anything else."""
 
 
 def _type_str(types: Sequence[Attribute | None]) -> str:

@@ -1385,6 +1385,163 @@ class ScaledDotProductAttentionOp(IRDLOperation):
         _expect_shape(self.name, shape_of(self.result), (*q[:-1], v[-1]))
 
 
+def _verify_attention_inputs(
+    name: str, query: SSAValue, key: SSAValue, value: SSAValue | None, mask: SSAValue | None
+) -> tuple[int, ...]:
+    """The checks of ``pg.scaled_dot_product_attention`` on (q, k[, v][, mask]); returns the scores' shape."""
+    q, k = shape_of(query), shape_of(key)
+    el = element_of(query)
+    if not is_float(el) or element_of(key) != el or (value is not None and element_of(value) != el):
+        raise VerifyException(f"{name}: query, key and value must be float tensors of one element type")
+    if len(q) < 2 or len(k) != len(q) or q[:-2] != k[:-2] or q[-1] != k[-1]:
+        raise VerifyException(f"{name}: shapes query {q} and key {k} do not match (*B, L, E), (*B, S, E)")
+    if value is not None:
+        v = shape_of(value)
+        if len(v) != len(q) or v[:-2] != q[:-2] or v[-2] != k[-2]:
+            raise VerifyException(f"{name}: value {v} does not match key {k} as (*B, S, Ev)")
+    scores = (*q[:-1], k[-2])
+    if mask is not None:
+        m = shape_of(mask)
+        if element_of(mask) not in (i1, el) or len(m) > len(scores) or broadcast_shape(m, scores) != scores:
+            raise VerifyException(f"{name}: mask {mask.type} does not broadcast to scores {scores}")
+    return scores
+
+
+@irdl_op_definition
+class AttentionLseOp(IRDLOperation):
+    """The row log-sum-exp of attention's masked, scaled scores, ``logsumexp(q @ k^T * scale + mask, -1)``:
+    (*B, L), ``-inf`` for a row whose keys are all masked. Operands, ``scale`` and ``causal`` as
+    ``pg.scaled_dot_product_attention``. The fused attention kernel computes it with the forward pass (the ``L``
+    of FlashAttention-2, Dao 2023, Algorithm 1) and its backward (``pg.attention_backward``) reads it::
+
+        %l = pg.attention_lse %q, %k scale = 0.25 causal : tensor<2x8x16xf32>, tensor<2x8x16xf32> -> tensor<2x8xf32>
+    """
+
+    name = "pg.attention_lse"
+    query = operand_def(TensorType)
+    key = operand_def(TensorType)
+    mask = opt_operand_def(TensorType)
+    scale = prop_def(FloatAttr[Float64Type])
+    causal = opt_prop_def(UnitAttr)
+    result = result_def(TensorType)
+    traits = traits_def(Pure())
+    assembly_format = (
+        "$query `,` $key (`mask` $mask^ `:` type($mask))? `scale` `=` $scale (`causal` $causal^)? attr-dict `:` "
+        "type($query) `,` type($key) `->` type($result)"
+    )
+
+    def __init__(
+        self, query: SSAValue, key: SSAValue, mask: SSAValue | None = None, scale: float = 1.0, causal: bool = False
+    ):
+        props: dict[str, Attribute] = {"scale": FloatAttr(float(scale), f64)}
+        if causal:
+            props["causal"] = UnitAttr()
+        super().__init__(
+            operands=[query, key, [mask] if mask is not None else []],
+            properties=props,
+            result_types=[tensor_type(shape_of(query)[:-1], element_of(query))],
+        )
+
+    @property
+    def scale_value(self) -> float:
+        return float(self.scale.value.data)
+
+    @property
+    def is_causal(self) -> bool:
+        return self.causal is not None
+
+    def verify_(self) -> None:
+        _verify_attention_inputs(self.name, self.query, self.key, None, self.mask)
+        _expect_shape(self.name, shape_of(self.result), shape_of(self.query)[:-1])
+
+
+@irdl_op_definition
+class AttentionBackwardOp(IRDLOperation):
+    """The gradients (dq, dk, dv) of ``out = pg.scaled_dot_product_attention(q, k, v[, mask][, dropout])`` (no
+    float-mask gradient) given ``dout``, the output ``out`` and the row log-sum-exp ``lse`` (``pg.attention_lse``):
+    with P = exp(scale q k^T + mask - lse), Z the dropout multiplier (1 without) and D = rowsum(dout * out),
+    dv = (P Z)^T dout, dS = P (Z (dout v^T) - D), dq = scale dS k, dk = scale dS^T q (FlashAttention-2, Dao 2023,
+    Algorithm 2; D is rowsum(P dP) with dropout too). A row with every key masked (``lse = -inf``) has P = 0::
+
+        %dq, %dk, %dv = pg.attention_backward %q, %k, %v, %out, %dout, %lse scale = 0.25 causal : ...
+    """
+
+    name = "pg.attention_backward"
+    query = operand_def(TensorType)
+    key = operand_def(TensorType)
+    value = operand_def(TensorType)
+    out = operand_def(TensorType)
+    dout = operand_def(TensorType)
+    lse = operand_def(TensorType)
+    mask = opt_operand_def(TensorType)
+    dropout = opt_operand_def(TensorType)
+    scale = prop_def(FloatAttr[Float64Type])
+    causal = opt_prop_def(UnitAttr)
+    dquery = result_def(TensorType)
+    dkey = result_def(TensorType)
+    dvalue = result_def(TensorType)
+    traits = traits_def(Pure())
+    irdl_options = (AttrSizedOperandSegments(as_property=True),)
+    assembly_format = (
+        "$query `,` $key `,` $value `,` $out `,` $dout `,` $lse (`mask` $mask^ `:` type($mask))? "
+        "(`dropout` $dropout^ `:` type($dropout))? `scale` `=` $scale (`causal` $causal^)? attr-dict `:` type($query) "
+        "`,` type($key) `,` type($value) `,` type($out) `,` type($dout) `,` type($lse) `->` type($dquery) `,` "
+        "type($dkey) `,` type($dvalue)"
+    )
+
+    def __init__(
+        self,
+        query: SSAValue,
+        key: SSAValue,
+        value: SSAValue,
+        out: SSAValue,
+        dout: SSAValue,
+        lse: SSAValue,
+        mask: SSAValue | None = None,
+        dropout: SSAValue | None = None,
+        scale: float = 1.0,
+        causal: bool = False,
+    ):
+        props: dict[str, Attribute] = {"scale": FloatAttr(float(scale), f64)}
+        if causal:
+            props["causal"] = UnitAttr()
+        super().__init__(
+            operands=[
+                query,
+                key,
+                value,
+                out,
+                dout,
+                lse,
+                [mask] if mask is not None else [],
+                [dropout] if dropout is not None else [],
+            ],
+            properties=props,
+            result_types=[query.type, key.type, value.type],
+        )
+
+    @property
+    def scale_value(self) -> float:
+        return float(self.scale.value.data)
+
+    @property
+    def is_causal(self) -> bool:
+        return self.causal is not None
+
+    def verify_(self) -> None:
+        _verify_attention_inputs(self.name, self.query, self.key, self.value, self.mask)
+        q, v = shape_of(self.query), shape_of(self.value)
+        el = element_of(self.query)
+        out = tensor_type((*q[:-1], v[-1]), el)
+        if self.out.type != out or self.dout.type != out:
+            raise VerifyException(f"{self.name}: out and dout must be of type {out}")
+        if self.lse.type != tensor_type(q[:-1], el):
+            raise VerifyException(f"{self.name}: lse must be of type {tensor_type(q[:-1], el)}")
+        scores = tensor_type((*q[:-1], shape_of(self.key)[-2]), el)
+        if self.dropout is not None and self.dropout.type != scores:
+            raise VerifyException(f"{self.name}: dropout {self.dropout.type} must be of type {scores}")
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Convolution (issue 12): one op, so that autodiff keeps it whole and a later schedule can give it an implicit-GEMM
 # kernel
@@ -1555,6 +1712,8 @@ PG = Dialect(
         *SURFACE_OPS,
         # attention (issue 11)
         ScaledDotProductAttentionOp,
+        AttentionLseOp,
+        AttentionBackwardOp,
         # convolution (issue 12)
         ConvOp,
     ],

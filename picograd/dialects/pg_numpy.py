@@ -205,9 +205,12 @@ def _kernel(op: Operation) -> Kernel:
         return _kernel_in(op, shape, dtype)
     inner = _kernel_in(op, shape, np.dtype(np.float32) if dtype in LOW_PRECISION else dtype)
 
-    def rounded(*xs: np.ndarray) -> np.ndarray:
+    def rounded(*xs: np.ndarray) -> Any:
         wide = [x.astype(np.float32) if x.dtype in LOW_PRECISION else x for x in xs]
-        return np.asarray(inner(*wide)).astype(dtype, copy=False)
+        out = inner(*wide)
+        if isinstance(out, tuple):  # several results (pg.attention_backward)
+            return tuple(np.asarray(o).astype(dtype, copy=False) for o in out)
+        return np.asarray(out).astype(dtype, copy=False)
 
     return rounded
 
@@ -277,6 +280,10 @@ def _kernel_in(op: Operation, shape: tuple[int, ...], dtype: np.dtype) -> Kernel
             return lambda seed, offset: draw(shape, int(seed), int(offset), dtype)
         case pg.ScaledDotProductAttentionOp():
             return _attention_kernel(op, dtype)
+        case pg.AttentionLseOp():
+            return _attention_lse_kernel(op, dtype)
+        case pg.AttentionBackwardOp():
+            return _attention_backward_kernel(op, dtype)
         case pg.ConvOp():
             return _conv_kernel(op, shape, dtype)
         case pg.GradOp() | pg.OptimizerOp():
@@ -289,6 +296,18 @@ def _kernel_in(op: Operation, shape: tuple[int, ...], dtype: np.dtype) -> Kernel
 # -- attention (issue 11)
 
 
+def _attention_scores(
+    q: np.ndarray, k: np.ndarray, mask: np.ndarray | None, scale: Any, causal: bool, dtype: np.dtype
+) -> np.ndarray:
+    """``q @ k^T * scale`` with the causal and user masks applied (masked: ``-inf``; a float mask is added)."""
+    s = np.matmul(q, np.swapaxes(k, -1, -2)) * scale
+    if causal:
+        s = np.where(np.tri(s.shape[-2], s.shape[-1], dtype=bool), s, dtype.type(-np.inf))
+    if mask is not None:
+        s = np.where(mask, s, dtype.type(-np.inf)) if mask.dtype == np.bool_ else s + mask
+    return s
+
+
 def _attention_kernel(op: pg.ScaledDotProductAttentionOp, dtype: np.dtype) -> Kernel:
     """``pg.scaled_dot_product_attention`` in numpy: masked scaled scores, a stable softmax (rows with every key
     masked give zeros), the dropout multiplier, then the product with the values."""
@@ -297,12 +316,7 @@ def _attention_kernel(op: pg.ScaledDotProductAttentionOp, dtype: np.dtype) -> Ke
     has_mask, has_dropout = op.mask is not None, op.dropout is not None
 
     def run(q: np.ndarray, k: np.ndarray, v: np.ndarray, *extra: np.ndarray) -> np.ndarray:
-        s = np.matmul(q, np.swapaxes(k, -1, -2)) * scale
-        if causal:
-            s = np.where(np.tri(s.shape[-2], s.shape[-1], dtype=bool), s, dtype.type(-np.inf))
-        if has_mask:
-            mask = extra[0]
-            s = np.where(mask, s, dtype.type(-np.inf)) if mask.dtype == np.bool_ else s + mask
+        s = _attention_scores(q, k, extra[0] if has_mask else None, scale, causal, dtype)
         m = s.max(axis=-1, keepdims=True)
         m = np.where(m == -np.inf, dtype.type(0), m)
         e = np.exp(s - m)
@@ -311,6 +325,44 @@ def _attention_kernel(op: pg.ScaledDotProductAttentionOp, dtype: np.dtype) -> Ke
         if has_dropout:
             p = p * extra[-1]
         return np.matmul(p, v).astype(dtype, copy=False)
+
+    return run
+
+
+def _attention_lse_kernel(op: pg.AttentionLseOp, dtype: np.dtype) -> Kernel:
+    """``pg.attention_lse`` in numpy: the row maximum plus the log of the shifted exponentials' sum (``-inf`` for
+    a row with every key masked)."""
+    scale, causal = dtype.type(op.scale_value), op.is_causal
+
+    def run(q: np.ndarray, k: np.ndarray, *mask: np.ndarray) -> np.ndarray:
+        s = _attention_scores(q, k, mask[0] if mask else None, scale, causal, dtype)
+        m = s.max(axis=-1)
+        m0 = np.where(m == -np.inf, dtype.type(0), m)
+        with np.errstate(divide="ignore"):
+            return (m0 + np.log(np.exp(s - m0[..., None]).sum(axis=-1))).astype(dtype, copy=False)
+
+    return run
+
+
+def _attention_backward_kernel(op: pg.AttentionBackwardOp, dtype: np.dtype) -> Kernel:
+    """``pg.attention_backward`` in numpy: P recomputed from the scores and ``lse``, then dv = (P Z)^T dout,
+    dS = P (Z (dout v^T) - rowsum(dout * out)), dq = scale dS k, dk = scale dS^T q (Z: the dropout multiplier);
+    returns (dq, dk, dv)."""
+    scale, causal = dtype.type(op.scale_value), op.is_causal
+
+    has_mask, has_dropout = op.mask is not None, op.dropout is not None
+
+    def run(q: np.ndarray, k: np.ndarray, v: np.ndarray, out: np.ndarray, dout: np.ndarray, lse: np.ndarray,
+            *extra: np.ndarray) -> tuple[np.ndarray, ...]:  # fmt: skip
+        s = _attention_scores(q, k, extra[0] if has_mask else None, scale, causal, dtype)
+        lse0 = np.where(lse == -np.inf, dtype.type(0), lse)[..., None]
+        p = np.exp(s - lse0)
+        z = extra[-1] if has_dropout else np.ones((), dtype)
+        dv = np.matmul(np.swapaxes(p * z, -1, -2), dout)
+        dp = np.matmul(dout, np.swapaxes(v, -1, -2)) * z
+        ds = p * (dp - (dout * out).sum(axis=-1, keepdims=True)) * scale
+        dq, dk = np.matmul(ds, k), np.matmul(np.swapaxes(ds, -1, -2), q)
+        return tuple(x.astype(dtype, copy=False) for x in (dq, dk, dv))
 
     return run
 

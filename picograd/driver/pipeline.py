@@ -37,7 +37,7 @@ STAGES: dict[str, tuple[str, ...]] = {
     "simplify": ("pg-canonicalize", "cse", "dce"),
     "kernels": ("pg-decompose-attention", "pg-decompose-conv", "pg-fuse", "pg-schedule"),
     "loops": ("pg-bufferize", "pg-outline-kernels", "pg-to-loops"),
-    "gpu": ("pg-matmul-schedule", "pg-to-gpu", "pg-inline-kernels"),
+    "gpu": ("pg-matmul-schedule", "pg-attention-schedule", "pg-to-gpu", "pg-inline-kernels"),
     "ptx": ("pg-to-ptx",),
 }
 

@@ -11,7 +11,7 @@ from xdsl.dialects.builtin import TensorType, i64
 from xdsl.ir import SSAValue
 
 from picograd.dialects import pg
-from picograd.dialects.pg import element_of, shape_of
+from picograd.dialects.pg import element_of, is_float, shape_of
 
 if TYPE_CHECKING:
     from picograd.passes.autodiff import Builder
@@ -57,3 +57,15 @@ def attention(b: Builder, op: pg.ScaledDotProductAttentionOp) -> SSAValue:
     if op.dropout is not None:
         p = b.mul(p, op.dropout)
     return b(pg.MatmulOp(p, op.value))
+
+
+def fused_forward(op: pg.ScaledDotProductAttentionOp) -> bool:
+    """Whether the fused attention kernel (kernel kind ``attention``) computes ``op``: f32 and f64 (the kernels are
+    SIMT; ``pg-decompose-attention`` lowers the other element types)."""
+    return element_of(op.query) in (pg.f32, pg.f64)
+
+
+def fused_backward(op: pg.ScaledDotProductAttentionOp) -> bool:
+    """Whether ``op``'s vjp is ``pg.attention_backward``: a fused forward and no float mask (whose gradient, dS
+    summed to the mask's shape, is a T x T tensor)."""
+    return fused_forward(op) and (op.mask is None or not is_float(element_of(op.mask)))

@@ -384,7 +384,16 @@ def _scaled_dot_product_attention(b: Builder, op: pg.ScaledDotProductAttentionOp
     """O = D(P) V with P = softmax(S), S = scale q k^T (+ mask), D the dropout multiplier: dV = D(P)^T g,
     dP = D(g V^T), dS = P (dP - rowsum(dP P)), dq = scale dS k, dk = scale dS^T q; a float mask gets dS summed to
     its shape, a bool mask and the dropout multiplier get nothing. P is recomputed from the operands (the
-    FlashAttention backward of Dao et al., 2022, without the tiling)."""
+    FlashAttention backward of Dao et al., 2022, without the tiling). Without a float mask the rule is
+    one ``pg.attention_backward`` op (with the row log-sum-exp, ``pg.attention_lse``), which the fused attention
+    kernel computes without the T x T matrices; otherwise the backward is the decomposition above."""
+    if _attention.fused_backward(op):
+        lse = b(pg.AttentionLseOp(op.query, op.key, op.mask, op.scale_value, op.is_causal))
+        bwd = pg.AttentionBackwardOp(
+            op.query, op.key, op.value, op.result, g, lse, op.mask, op.dropout, op.scale_value, op.is_causal
+        )
+        b(bwd)
+        return [*bwd.results, *([None] if op.mask is not None else []), *([None] if op.dropout is not None else [])]
     p = _attention.probabilities(b, op)
     shape = shape_of(p)
     pd = b.mul(p, op.dropout) if op.dropout is not None else p

@@ -54,6 +54,7 @@ from xdsl.utils.exceptions import PassFailedException
 
 from picograd.dialects import kernel, pg
 from picograd.dialects.pg import shape_of
+from picograd.passes.kinds.attention import ATTENTION_OPS, attention_partner, dropout_ops
 
 ELEMENTWISE = (pg.UnaryOp, pg.BinaryOp, pg.CmpOp, pg.SelectOp, pg.CastOp, pg.CheckIndexOp)
 VIEWS = (pg.BroadcastToOp, pg.ReshapeOp)
@@ -70,6 +71,9 @@ SINGLE_KINDS: dict[type[Operation], str] = {
     pg.PadOp: "movement",
     pg.ConcatOp: "movement",
     pg.RandomOp: "random",
+    pg.ScaledDotProductAttentionOp: "attention",
+    pg.AttentionLseOp: "attention",
+    pg.AttentionBackwardOp: "attention",
 }
 """Ops that form a kernel of their own, with its kind."""
 
@@ -198,12 +202,28 @@ class _Former:
                 continue  # dead: dropped (cse and dce leave none)
             elif (g := self._matmul_of_operand(op)) is not None:
                 self._add(g, op, home=True)
+            elif isinstance(op, ATTENTION_OPS):
+                self._attention(op)
             elif type(op) in SINGLE_KINDS:
                 self._new_group(SINGLE_KINDS[type(op)], op, shape_of(op.results[0]))
             elif isinstance(op, REDUCTIONS):
                 self._new_group("reduction", op, shape_of(op.input))
             else:
                 self._group_fusible(op)
+
+    def _attention(self, op: Operation) -> None:
+        """An attention kernel: the forward joins the kernel of its row log-sum-exp (one pass computes both), and
+        the ops drawing the dropout multiplier are copied in (the kernels regenerate it instead of reading a T x T
+        tensor)."""
+        partner = attention_partner(op)
+        if partner is not None and partner in self.home_of:
+            g = self.home_of[partner]
+            self._add(g, op, home=True)
+            g.main = op
+        else:
+            g = self._new_group("attention", op, shape_of(op.results[0]))
+        for d in dropout_ops(op):
+            self._add(g, d, home=False)
 
     def _matmul_of_operand(self, op: Operation) -> Group | None:
         """The matmul kernel that a ``permute`` feeding only it joins (a transposed operand is read in place, with
@@ -247,6 +267,8 @@ class _Former:
                 written = True
                 continue
             for g in self.groups_of.get(user, ()):
+                if op in g.ops:
+                    continue  # the kernel computes it itself (an attention kernel's dropout)
                 if not g.fusible:
                     written = True
                 elif g not in targets:

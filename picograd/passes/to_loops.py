@@ -974,6 +974,12 @@ class KernelLowering:
                     f"pg-to-loops: '{op.name}'{where(op)} has no loop form; its pass (pg-autodiff, pg-sgd, pg-adam, "
                     "pg-adamw) expands it"
                 )
+        if launch.kind.data == "attention":  # the fused attention kernel kind has loop nests of its own
+            from picograd.passes.kinds.attention import lower_loops
+
+            lower_loops(self)
+            self.finish()
+            return
         # Where heavy results go: their (first) output buffer, else a scratch buffer.
         pending: list[tuple[SSAValue, SSAValue]] = []
         scratch: list[SSAValue] = []
@@ -1022,7 +1028,11 @@ class KernelLowering:
                     self.store(self.at(v, tuple(ivs)), buf, tuple(ivs))
         for buf in scratch:
             self.emit(memref.DeallocOp.get(buf))
-        # Move the kernel's constants, then its code, to where the launch was.
+        self.finish()
+
+    def finish(self) -> None:
+        """Move the kernel's constants, then its code, to where the launch was, and erase the launch."""
+        launch = self.launch
         parent = launch.parent_block()
         assert parent is not None
         for staging in (self.pool_block, self.code_block):

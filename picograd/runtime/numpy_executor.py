@@ -126,8 +126,13 @@ def _schedule_op(
         if got != want:  # every operand was an elided broadcast: broadcast the result instead
             kernel_fn = _broadcast_result(kernel_fn, want)
     ins = tuple(slot[v] for v in op.operands)
-    slot[op.results[0]] = out
     schedule.append((kernel_fn, ins, out))
+    if len(op.results) == 1:
+        slot[op.results[0]] = out
+        return
+    for i, result in enumerate(op.results):  # an op of several results (pg.attention_backward): a tuple, split
+        slot[result] = slot.new()
+        schedule.append((lambda t, i=i: t[i], (out,), slot[result]))
 
 
 _IMPLICIT_BROADCAST = (pg.UnaryOp, pg.BinaryOp, pg.CmpOp, pg.SelectOp)

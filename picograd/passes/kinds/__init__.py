@@ -1,1 +1,2 @@
-"""Kernel kinds and schedules of the GPU lowering, one module each."""
+"""Kernel kinds and schedules with a lowering of their own, one module each (``attention``: the fused
+FlashAttention kernels; ``matmul_mma_sync``, ``matmul_wgmma``: the tensor-core matmul schedules)."""

@@ -2,7 +2,7 @@
 // xDSL 0.74 prints each error (then the IR with the failing op marked) and exits 0: FileCheck the messages in order.
 // RUN: pgc-opt %s --verify-diagnostics --split-input-file | filecheck %s
 
-// CHECK: kernel.fused: unknown kind 'fancy', expected one of ('elementwise', 'reduction', 'matmul', 'gather', 'scatter_add', 'movement', 'random', 'other')
+// CHECK: kernel.fused: unknown kind 'fancy', expected one of ('elementwise', 'reduction', 'matmul', 'gather', 'scatter_add', 'movement', 'random', 'attention', 'other')
 func.func @f(%a: tensor<3xf32>) -> tensor<3xf32> {
   %r = kernel.fused @k0 "fancy" (%a) : (tensor<3xf32>) -> (tensor<3xf32>) {
   ^bb0(%x: tensor<3xf32>):

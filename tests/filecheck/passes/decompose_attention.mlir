@@ -1,4 +1,4 @@
-// RUN: pgc-opt %s -p pg-decompose-attention | filecheck %s
+// RUN: pgc-opt %s -p "pg-decompose-attention{all=true}" | filecheck %s
 // RUN: pgc-opt %s | pgc-opt | filecheck %s --check-prefix=ROUND
 
 // pg.scaled_dot_product_attention (one op through autodiff) becomes its reference lowering before kernel

@@ -1,0 +1,230 @@
+"""Attention on the GPU: picograd's fused FlashAttention-2 kernels against PyTorch's ``scaled_dot_product_attention``
+(flash and cuDNN backends) and its unfused math backend, in the same run.
+
+For each head dim (64, 128), sequence length T (512 ... 8192), causal and not, and direction (``fwd``: out =
+attention(q, k, v); ``fwd+bwd``: out and dq, dk, dv of sum(out * dout)), on (batch, 16 heads, T, d) with batch =
+``--tokens`` / T (the same number of query rows at every T), this times
+
+- ``picograd``: the step compiled by picograd's pipeline (``compile_for_cuda``: the ``attention`` kernel kind, kernels
+  ``flash-forward``, ``flash-dkdv``, ``flash-dq`` plus the ``D = rowsum(dout * out)`` kernel), run by the CUDA runtime
+  on device buffers. Its kernels are fp32 SIMT (no bf16 variant yet): rows say ``dtype = float32``;
+- ``torch-flash``, ``torch-cudnn`` (``torch.nn.attention.sdpa_kernel``), ``torch-math`` (the unfused reference: two
+  matmuls and a softmax, T x T in memory) in bf16, and ``torch-math`` in fp32 (the like-for-like peer of picograd's
+  fp32 kernels).
+
+FLOP counts (FlashAttention's convention): forward 4 B H T^2 d (two matmuls), fwd+bwd 3.5x that (the backward is 2.5x
+the forward: five matmuls), halved when causal. Timing: CUDA events around back-to-back calls, median after warm-up
+(``picograd.runtime.cuda.time_ms``). A backend that refuses a shape (or runs out of memory: ``torch-math`` at 8192) is
+written as a row with ``error``.
+
+Output: one JSON object per line (``--out``, default ``bench/results/attention_<gpu>.jsonl``) with ``date``, ``gpu``,
+``impl``, ``dtype``, ``head_dim``, ``seq_len``, ``batch``, ``heads``, ``causal``, ``direction``, ``ms``, ``tflops``,
+``ratio_to_torch_flash`` (its TFLOP/s over the bf16 flash backend's on the same row), versions. ``--check`` only
+compiles picograd's kernels for a tiny shape and assembles them (no GPU needed).
+
+    python bench/attention.py                                  # the full grid (GPU)
+    python bench/attention.py --head-dims 64 --seq 1024 --impls picograd,torch-flash
+    python bench/attention.py --check                          # the CPU-side compile path, tiny shape
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import sys
+import time
+from typing import Any
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, ROOT)
+
+SEQ = (512, 1024, 2048, 4096, 8192)
+IMPLS = ("picograd", "torch-flash", "torch-cudnn", "torch-math", "torch-math-fp32")
+
+
+def attention_module(batch: int, heads: int, length: int, d: int, causal: bool, backward: bool, dtype: str = "f32"):
+    """``f(q, k, v[, dout]) -> out[, dq, dk, dv]``: picograd's attention op, (batch, heads, T, d), at the ``grad``
+    stage (``pg-autodiff`` run: the backward is ``pg.attention_backward``)."""
+    from xdsl.dialects import func
+    from xdsl.dialects.builtin import FunctionType, ModuleOp, TensorType, f32, f64
+    from xdsl.ir import Block, Region
+
+    from picograd.dialects import make_context, pg
+    from picograd.passes.autodiff import PgAutodiff
+
+    t = TensorType(f32 if dtype == "f32" else f64, [batch, heads, length, d])
+    block = Block(arg_types=[t] * (4 if backward else 3))
+    q, k, v = block.args[:3]
+    attn = pg.ScaledDotProductAttentionOp(q, k, v, None, None, d**-0.5, causal)
+    block.add_op(attn)
+    results = [attn.result]
+    if backward:
+        prod = pg.MulOp(attn.result, block.args[3])
+        loss = pg.SumOp(prod.result, [0, 1, 2, 3])
+        grad = pg.GradOp(loss.result, [q, k, v])
+        for op in (prod, loss, grad):
+            block.add_op(op)
+        results += list(grad.grads)
+    block.add_op(func.ReturnOp(*results))
+    fn = func.FuncOp(
+        "attention", FunctionType.from_lists(list(block.arg_types), [r.type for r in results]), Region(block)
+    )
+    module = ModuleOp([fn])
+    if backward:
+        PgAutodiff().apply(make_context(), module)
+    return module
+
+
+def flops(batch: int, heads: int, length: int, d: int, causal: bool, backward: bool) -> float:
+    f = 4.0 * batch * heads * length * length * d * (3.5 if backward else 1.0)
+    return f / 2 if causal else f
+
+
+def check() -> None:
+    """Compile and assemble picograd's kernels for a tiny shape (no GPU): the path the GPU run takes."""
+    from picograd.driver.gpu_compile import compile_for_cuda
+
+    for backward in (False, True):
+        prog = compile_for_cuda(attention_module(1, 2, 40, 64, True, backward))
+        result = prog.assemble(strict=True)
+        kernels = [k for k in prog.kernels if "attention" in k]
+        print(f"{'fwd+bwd' if backward else 'fwd':8s} kernels {kernels}, spills {result.spills}")
+        assert kernels and not result.spills
+
+
+def time_picograd(torch: Any, batch: int, heads: int, length: int, d: int, causal: bool, backward: bool) -> dict:
+    from picograd.driver.gpu_compile import compile_for_cuda
+    from picograd.runtime import cuda
+
+    t0 = time.perf_counter()
+    prog = compile_for_cuda(attention_module(batch, heads, length, d, causal, backward))
+    exe = prog.executable()
+    compile_s = time.perf_counter() - t0
+    rng = np.random.default_rng(0)
+    shape = (batch, heads, length, d)
+    host = [rng.standard_normal(shape).astype(np.float32) for _ in range(4 if backward else 3)]
+    ins = [cuda.DeviceBuffer.from_numpy(x) for x in host]
+    outs = exe(*ins)
+    # check (batch 0, heads 0 and 1) against torch's fp64 math on the same inputs
+    part = (slice(0, 1), slice(0, 2))
+    q, k, v = (torch.tensor(x[part], dtype=torch.float64, device="cuda", requires_grad=backward) for x in host[:3])
+    ref = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=causal)
+    want = [ref]
+    if backward:
+        (ref * torch.tensor(host[3][part], dtype=torch.float64, device="cuda")).sum().backward()
+        want += [q.grad, k.grad, v.grad]
+    err = 0.0
+    for o, w in zip(outs, want, strict=True):
+        w64 = w.detach().cpu().numpy()
+        err = max(err, float(np.linalg.norm(o.to_numpy()[part] - w64) / max(np.linalg.norm(w64), 1e-30)))
+    ms = cuda.time_ms(lambda: exe(*ins, out=outs), warmup=3, iters=20)
+    return {"ms": ms, "rel_err": err, "compile_s": round(compile_s, 1), "dtype": "float32"}
+
+
+def time_torch(
+    torch: Any, impl: str, batch: int, heads: int, length: int, d: int, causal: bool, backward: bool
+) -> dict:
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    backend = {
+        "torch-flash": SDPBackend.FLASH_ATTENTION,
+        "torch-cudnn": SDPBackend.CUDNN_ATTENTION,
+        "torch-math": SDPBackend.MATH,
+        "torch-math-fp32": SDPBackend.MATH,
+    }[impl]
+    dtype = torch.float32 if impl == "torch-math-fp32" else torch.bfloat16
+    gen = torch.Generator(device="cuda").manual_seed(0)
+    shape = (batch, heads, length, d)
+    q, k, v, dout = (torch.randn(shape, device="cuda", dtype=dtype, generator=gen) for _ in range(4))
+    for x in (q, k, v):
+        x.requires_grad_(backward)
+
+    def step() -> None:
+        with sdpa_kernel(backend):
+            out = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=causal)
+            if backward:
+                torch.autograd.grad(out, (q, k, v), dout)
+
+    step()
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    samples = []
+    for _ in range(3):
+        step()
+    torch.cuda.synchronize()
+    for _ in range(20):
+        start.record()
+        step()
+        end.record()
+        end.synchronize()
+        samples.append(start.elapsed_time(end))
+    return {"ms": float(np.median(samples)), "dtype": "float32" if dtype == torch.float32 else "bfloat16"}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--head-dims", default="64,128")
+    ap.add_argument("--seq", default=",".join(map(str, SEQ)))
+    ap.add_argument("--impls", default=",".join(IMPLS))
+    ap.add_argument("--tokens", type=int, default=16384, help="batch x T (batch = tokens / T, at least 1)")
+    ap.add_argument("--heads", type=int, default=16)
+    ap.add_argument("--check", action="store_true", help="compile picograd's kernels for a tiny shape, no GPU")
+    ap.add_argument("--out", default=None)
+    opts = ap.parse_args()
+    if opts.check:
+        check()
+        return
+
+    import torch
+
+    gpu = torch.cuda.get_device_name(0)
+    out = opts.out or os.path.join(HERE, "results", f"attention_{gpu.split()[-1].lower()}.jsonl")
+    env = {
+        "date": datetime.date.today().isoformat(),
+        "gpu": gpu,
+        "versions": {"python": platform.python_version(), "torch": torch.__version__, "cuda": torch.version.cuda},
+    }
+    impls = opts.impls.split(",")
+    rows = []
+    for d in (int(x) for x in opts.head_dims.split(",")):
+        for length in (int(x) for x in opts.seq.split(",")):
+            batch = max(1, opts.tokens // length)
+            for causal in (False, True):
+                for backward in (False, True):
+                    case = {"head_dim": d, "seq_len": length, "batch": batch, "heads": opts.heads, "causal": causal,
+                            "direction": "fwd+bwd" if backward else "fwd"}  # fmt: skip
+                    f = flops(batch, opts.heads, length, d, causal, backward)
+                    found: list[dict] = []
+                    for impl in ["torch-flash", *[i for i in impls if i != "torch-flash"]]:
+                        try:
+                            if impl == "picograd":
+                                r = time_picograd(torch, batch, opts.heads, length, d, causal, backward)
+                            else:
+                                r = time_torch(torch, impl, batch, opts.heads, length, d, causal, backward)
+                            r["tflops"] = f / r["ms"] / 1e9
+                        except Exception as e:  # one failing backend must not lose the others
+                            r = {"error": f"{type(e).__name__}: {e}"[:500]}
+                        torch.cuda.empty_cache()
+                        found.append({**env, "impl": impl, **case, **r})
+                    flash = found[0].get("tflops")
+                    for row in found:
+                        if "tflops" in row and flash:
+                            row["ratio_to_torch_flash"] = row["tflops"] / flash
+                        if row["impl"] in impls:
+                            rows.append(row)
+                            print(json.dumps(row), flush=True)
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    with open(out + ".tmp", "w") as fh:
+        for row in rows:
+            fh.write(json.dumps(row) + "\n")
+    os.replace(out + ".tmp", out)
+    print(f"wrote {len(rows)} lines to {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1016 @@
+"""The ``attention`` kernel kind: fused attention forward and backward (FlashAttention-2, Dao 2023), without any
+T x T buffer.
+
+**Kernels.** ``pg-fuse`` makes a kernel of kind ``attention`` of a ``pg.scaled_dot_product_attention`` without
+dropout together with the ``pg.attention_lse`` of the same operands (the forward: output and row log-sum-exp in
+one pass), and one of each ``pg.attention_backward`` (dq, dk, dv). ``pg-schedule`` gives them the ``flash``
+schedule (:func:`schedule`): ``lanes`` threads share a query (or key) row, each holding every ``lanes``-th element
+of its head dim; ``block_m`` query rows a thread block in the forward and dq kernels; ``block_n`` keys a shared
+tile; ``bwd_block_n`` key rows a block and ``bwd_block_m`` queries a shared tile in the dk/dv kernel.
+
+**Loop stage** (:func:`lower_loops`, called by ``pg-to-loops``): each row is computed with the online softmax of
+the paper (running maximum ``m`` and sum ``l`` carried by an ``scf.for`` over the keys, the output row rescaled in
+its buffer), and the row's ``lse = m + log(l)`` stored. The backward is three nests: ``D = rowsum(dout * out)``
+(a scratch buffer of (*B, L)), then per key row dk and dv (a loop over the queries recomputing P from q, k and lse),
+then per query row dq (the separate dq pass of the paper's section 3.2 instead of atomics). A row whose keys are
+all masked gives zeros and ``lse = -inf``. The nests carry ``pg.attention`` (which nest, the scale, causality and
+the buffers' roles in the order the nest first uses them) so the GPU stage can rebuild them.
+
+**GPU stage** (:func:`build_launch`, called by ``pg-attention-schedule``): each nest becomes a ``gpu.launch``:
+
+- forward (Algorithm 1): a block of ``block_m`` query rows per thread block (grid: query blocks x batch); the K
+  and V tiles of ``block_n`` keys go through shared memory (``gpu_ext.workgroup_alloc``), the scores of a row
+  against the tile are partial dot products combined across the row's lanes by butterfly shuffles, and the online
+  softmax keeps ``m``, ``l`` and the output slice in registers (carried by the ``scf.for`` over key tiles);
+  causal: the key tiles after the block's last row are not visited; ``lse`` is stored at the end;
+- dk/dv (Algorithm 2's outer loop): ``bwd_block_n`` key rows per thread block, k, v, dk, dv slices in registers,
+  the query tiles (q, dout, lse, D) through shared memory, P recomputed from q, k and lse; causal: query tiles
+  before the block's first key are skipped;
+- dq: like the forward (query rows per block, K and V tiles in shared memory), accumulating
+  ``dq += scale * P (dP - D) k``;
+- ``D`` keeps the ``thread_per_point`` nest of ``pg-to-gpu``.
+
+**Dropout** (the attention op's multiplier, drawn by ``pg.random`` from the seed and offset of picograd's Philox
+generator): ``pg-fuse`` copies the ops drawing it into the kernels (:func:`dropout_ops`), the loop stage computes it
+at each (query, key) it visits (``KernelLowering.at``: Philox 4x32-10 on the score's linear index) and marks the
+value :data:`DROPOUT_ATTR`, and the GPU kernels clone those ops: forward, dq and dk/dv regenerate the same bits,
+and no (B, H, L, S) tensor is stored (FlashAttention's dropout). The normalizer ``l`` and ``lse`` exclude it.
+
+Element types: f32 and f64 (SIMT; no tensor cores).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
+from xdsl.dialects import arith, gpu, memref, scf
+from xdsl.dialects import math as mathd
+from xdsl.dialects.builtin import (
+    ArrayAttr,
+    DenseArrayBase,
+    DictionaryAttr,
+    FloatAttr,
+    IndexType,
+    IntegerAttr,
+    LocationAttr,
+    MemRefType,
+    StringAttr,
+    TensorType,
+    UnitAttr,
+    f64,
+    i1,
+    i32,
+)
+from xdsl.ir import Attribute, Block, Operation, Region, SSAValue
+from xdsl.rewriter import InsertPoint, Rewriter
+
+from picograd.dialects import gpu_ext, kernel, pg
+from picograd.dialects.kernel import ScheduleAttr
+from picograd.dialects.pg import element_of, shape_of
+
+if TYPE_CHECKING:
+    from picograd.passes.to_loops import KernelLowering
+
+STRATEGY = "flash"
+"""The schedule strategy of attention kernels."""
+
+DROPOUT_ATTR = "pg.attention_dropout"
+"""Marks the op of an attention nest that yields the dropout multiplier at (query, key): the GPU stage clones the
+ops computing it (Philox) into its kernels."""
+
+ATTENTION_ATTR = "pg.attention"
+"""Attribute of an attention nest of the loop stage: ``{nest = "forward" | "dkdv" | "dq", scale, causal,
+buffers = [roles of the buffers it uses, in order of first use]}`` (``other``: read by the dropout's ops)."""
+
+WARP = gpu_ext.WARP_SIZE
+CHUNK = 8
+"""Keys whose scores the forward keeps in registers at a time (one online-softmax rescale per chunk)."""
+MAX_THREADS = 256
+"""Threads a block at most (the register file then allows 255 registers a thread: no spills at head dim 128)."""
+SHARED_BYTES = 32768
+"""Shared memory an attention kernel may use (static shared memory is at most 48 KiB)."""
+
+
+ATTENTION_OPS = (pg.ScaledDotProductAttentionOp, pg.AttentionLseOp, pg.AttentionBackwardOp)
+"""The ops of attention kernels (``pg-decompose-attention`` has lowered the attention ops no kernel computes)."""
+
+DROPOUT_OPS = (pg.RandomOp, pg.CmpOp, pg.SelectOp, pg.ConstantOp, pg.CastOp, pg.BroadcastToOp, pg.ReshapeOp)
+"""Ops an attention kernel recomputes to draw its dropout multiplier."""
+
+
+def attention_partner(op: Operation) -> Operation | None:
+    """For a ``pg.scaled_dot_product_attention``: a ``pg.attention_lse`` of the same query, key, mask, scale and
+    causality (one kernel computes both), else None."""
+    if not isinstance(op, pg.ScaledDotProductAttentionOp):
+        return None
+    for use in op.query.uses:
+        other = use.operation
+        if (
+            isinstance(other, pg.AttentionLseOp)
+            and other.key == op.key
+            and other.mask == op.mask
+            and other.scale_value == op.scale_value
+            and other.is_causal == op.is_causal
+        ):
+            return other
+    return None
+
+
+def dropout_ops(op: Operation) -> list[Operation]:
+    """The ops computing an attention op's dropout multiplier from 0-d values (the generator's seed and offset) and
+    constants (``pg.random``, ``pg.cmp``, ``pg.select`` ...), which its kernel recomputes at each (query, key):
+    the multiplier is regenerated, never stored (FlashAttention's dropout). Empty when there is no dropout or it
+    is computed otherwise (then the kernel reads it)."""
+    if not isinstance(op, pg.ScaledDotProductAttentionOp | pg.AttentionBackwardOp) or op.dropout is None:
+        return []
+    found: list[Operation] = []
+    stack = [op.dropout]
+    while stack:
+        v = stack.pop()
+        owner = v.owner
+        if not isinstance(owner, Operation):
+            if shape_of(v):
+                return []  # a non-scalar argument: read, not recomputed
+            continue
+        if owner in found:
+            continue
+        if isinstance(owner, DROPOUT_OPS):
+            found.append(owner)
+            stack.extend(owner.operands)
+        elif shape_of(v):
+            return []
+    return found
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The schedule
+
+
+def _pow2_at_least(n: int) -> int:
+    return 1 << max(0, (max(n, 1) - 1).bit_length())
+
+
+def _ops(k: kernel.FusedOp | kernel.LaunchOp) -> list[Operation]:
+    """The attention ops of kernel ``k`` (not the ops drawing its dropout)."""
+    return [o for o in k.body.block.ops if isinstance(o, ATTENTION_OPS)]
+
+
+def schedule(k: kernel.FusedOp | kernel.LaunchOp, options: object = None) -> ScheduleAttr:
+    """The ``flash`` schedule of an attention kernel, from its shapes: ``lanes`` (16, 8, 4, 2 or 1, at most the
+    head dim's bytes / 64, dividing both head dims: each thread holds up to 16 elements of a row), ``block_m``
+    query rows a block (64, fewer for short sequences or to stay within :data:`MAX_THREADS`, at least a warp of
+    threads), ``block_n`` keys a shared tile (32, fewer for short sequences or when the K and V tiles would exceed
+    :data:`SHARED_BYTES`), and the dk/dv kernel's ``bwd_block_n`` key rows a block (as ``block_m``) and
+    ``bwd_block_m`` queries a shared tile (16)."""
+    main = _ops(k)[0]
+    assert isinstance(main, pg.ScaledDotProductAttentionOp | pg.AttentionLseOp | pg.AttentionBackwardOp)
+    q, kk = shape_of(main.query), shape_of(main.key)
+    ev = shape_of(main.value)[-1] if not isinstance(main, pg.AttentionLseOp) else q[-1]
+    for o in _ops(k):
+        if isinstance(o, pg.ScaledDotProductAttentionOp):
+            ev = shape_of(o.value)[-1]
+    d, length, keys = q[-1], q[-2], kk[-2]
+    width = max(d, ev)
+    size = 8 if element_of(main.query) == f64 else 4
+    lanes = next(r for r in (16, 8, 4, 2, 1) if r <= max(1, d * size // 64) and d % r == 0 and ev % r == 0)
+    block_m = max(WARP // lanes, min(64, MAX_THREADS // lanes, _pow2_at_least(length)))
+    block_n = min(32, _pow2_at_least(keys))
+    while block_n > 1 and 2 * block_n * width * size > SHARED_BYTES:
+        block_n //= 2
+    bwd_block_n = max(WARP // lanes, min(64, MAX_THREADS // lanes, _pow2_at_least(keys)))
+    bwd_block_m = min(16, _pow2_at_least(length))
+    while bwd_block_m > 1 and bwd_block_m * (d + ev + 2) * size > SHARED_BYTES:
+        bwd_block_m //= 2
+    return ScheduleAttr(
+        STRATEGY,
+        {
+            "lanes": lanes,
+            "block_m": block_m,
+            "block_n": block_n,
+            "bwd_block_m": bwd_block_m,
+            "bwd_block_n": bwd_block_n,
+        },
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The loop stage
+
+
+def _mask_index(lw: KernelLowering, mask: SSAValue, idx: Sequence[SSAValue]) -> tuple[SSAValue, ...]:
+    """The index into a mask buffer (broadcast to the scores) of scores index ``idx``: leading dims dropped, dims
+    of size 1 at 0."""
+    shape = MemRefType.get_shape(mask.type)  # type: ignore[arg-type]
+    idx = list(idx)[len(idx) - len(shape) :]
+    return tuple(lw.idx(0) if n == 1 else i for i, n in zip(idx, shape, strict=True))
+
+
+class _LoopNests:
+    """The loop-stage nests of one attention kernel (see the module docstring)."""
+
+    def __init__(self, lw: KernelLowering, causal: bool, scale: float, mask: SSAValue | None):
+        self.lw = lw
+        self.causal = causal
+        self.scale = scale
+        self.mask = mask
+
+    def dot(self, a: SSAValue, ai: tuple[SSAValue, ...], b: SSAValue, bi: tuple[SSAValue, ...], n: int) -> SSAValue:
+        """``sum_e a[*ai, e] * b[*bi, e]`` over ``e < n``."""
+        lw = self.lw
+        el = MemRefType.get_element_type(a.type)  # type: ignore[arg-type]
+
+        def body(es: list[SSAValue], acc: list[SSAValue]) -> list[SSAValue]:
+            x = lw.load(a, (*ai, es[0]))
+            y = lw.load(b, (*bi, es[0]))
+            return [lw.pure(arith.AddfOp, acc[0], lw.pure(arith.MulfOp, x, y))]
+
+        (total,) = lw.loops([(0, n)], [lw.const(0.0, el)], body)
+        return total
+
+    def score(self, q: SSAValue, k: SSAValue, batch: list[SSAValue], i: SSAValue, j: SSAValue, d: int) -> SSAValue:
+        """The masked, scaled score (query ``i``, key ``j``): ``-inf`` where masked."""
+        lw = self.lw
+        el = MemRefType.get_element_type(q.type)  # type: ignore[arg-type]
+        s = lw.pure(arith.MulfOp, self.dot(q, (*batch, i), k, (*batch, j), d), lw.const(self.scale, el))
+        ninf = lw.const(-math.inf, el)
+        if self.causal:
+            s = lw.pure(arith.SelectOp, lw.cmpi("ule", j, i), s, ninf)
+        if self.mask is not None:
+            m = lw.load(self.mask, _mask_index(lw, self.mask, (*batch, i, j)))
+            if MemRefType.get_element_type(self.mask.type) == i1:  # type: ignore[arg-type]
+                s = lw.pure(arith.SelectOp, m, s, ninf)
+            else:
+                s = lw.pure(arith.AddfOp, s, m)
+        return s
+
+    def dropped(self, p: SSAValue, op: Operation | None, idx: tuple[SSAValue, ...]) -> SSAValue:
+        """``p`` times ``op``'s dropout multiplier at scores index ``idx`` (computed there: Philox regenerates it),
+        tagged :data:`DROPOUT_ATTR` for the GPU stage; ``p`` without dropout."""
+        if not isinstance(op, pg.ScaledDotProductAttentionOp | pg.AttentionBackwardOp) or op.dropout is None:
+            return p
+        z = self.lw.at(op.dropout, idx)
+        owner = z.owner
+        assert isinstance(owner, Operation)
+        owner.attributes[DROPOUT_ATTR] = UnitAttr()
+        return self.lw.pure(arith.MulfOp, p, z)
+
+    def zero_row(self, buf: SSAValue, row: tuple[SSAValue, ...], n: int) -> None:
+        lw = self.lw
+        el = MemRefType.get_element_type(buf.type)  # type: ignore[arg-type]
+
+        def body(es: list[SSAValue], _: list[SSAValue]) -> list[SSAValue]:
+            lw.store(lw.const(0.0, el), buf, (*row, es[0]))
+            return []
+
+        lw.loops([(0, n)], [], body)
+
+    def axpy_row(self, buf: SSAValue, row: tuple[SSAValue, ...], n: int, f: Callable[[SSAValue, SSAValue], SSAValue]):
+        """``buf[*row, e] = f(buf[*row, e], e)`` for ``e < n`` (a read-modify-write of a row)."""
+        lw = self.lw
+
+        def body(es: list[SSAValue], _: list[SSAValue]) -> list[SSAValue]:
+            old = lw.emit(memref.LoadOp.get(buf, (*row, es[0]))).results[0]
+            lw.store(f(old, es[0]), buf, (*row, es[0]))
+            return []
+
+        lw.loops([(0, n)], [], body)
+
+
+def _tag(lw: KernelLowering, nest: Operation, name: str, scale: float, causal: bool, roles: dict[SSAValue, str]):
+    """Put ``pg.attention`` on ``nest``: its buffers' roles in the order the nest first uses them."""
+    order = [roles.get(v, "other") for v in _outside_buffers(nest)]
+    attrs: dict[str, Attribute] = {
+        "nest": StringAttr(name),
+        "scale": FloatAttr(scale, f64),
+        "buffers": ArrayAttr([StringAttr(r) for r in order]),
+    }
+    if causal:
+        attrs["causal"] = UnitAttr()
+    nest.attributes[ATTENTION_ATTR] = DictionaryAttr(attrs)
+
+
+def _last_nest(lw: KernelLowering) -> Operation:
+    op = lw.code_block.last_op
+    while op is not None and not isinstance(op, scf.ParallelOp):
+        op = op.prev_op
+    assert op is not None
+    return op
+
+
+def lower_loops(lw: KernelLowering) -> None:
+    """``pg-to-loops`` of a ``kernel.launch`` of kind ``attention`` (see the module docstring): the nests go to
+    ``lw``'s code block; buffers not yielded are scratch buffers."""
+    launch = lw.launch
+    block = launch.body.block
+    buffers: dict[SSAValue, SSAValue] = dict(zip(block.args, launch.ins, strict=True))
+    lw.buffers.update(buffers)  # lw.at reads them (the dropout multiplier, when not recomputed)
+    yielded = dict(zip(launch.yield_op.values, launch.outs, strict=True))
+    scratch: list[SSAValue] = []
+
+    def out_buffer(v: SSAValue) -> SSAValue:
+        if v in yielded:
+            return yielded[v]
+        t = v.type
+        assert isinstance(t, TensorType)
+        buf = lw.emit(memref.AllocOp.get(t.element_type, None, list(t.get_shape()))).results[0]
+        scratch.append(buf)
+        return buf
+
+    ops = _ops(launch)
+    main = ops[0]
+    assert isinstance(main, pg.ScaledDotProductAttentionOp | pg.AttentionLseOp | pg.AttentionBackwardOp)
+    mask = buffers[main.mask] if main.mask is not None else None
+    nests = _LoopNests(lw, main.is_causal, main.scale_value, mask)
+    q, k = buffers[main.query], buffers[main.key]
+    *batch_shape, length, d = shape_of(main.query)
+    keys = shape_of(main.key)[-2]
+    el = element_of(main.query)
+    ninf, zero, one = lw.const(-math.inf, el), lw.const(0.0, el), lw.const(1.0, el)
+    roles: dict[SSAValue, str] = {q: "q", k: "k"}
+    if mask is not None:
+        roles[mask] = "mask"
+    with lw.located(main):
+        if isinstance(main, pg.AttentionBackwardOp):
+            _lower_backward(lw, nests, main, buffers, out_buffer, roles)
+        else:
+            fwd = next((o for o in ops if isinstance(o, pg.ScaledDotProductAttentionOp)), None)
+            lse_op = next((o for o in ops if isinstance(o, pg.AttentionLseOp)), None)
+            v = buffers[fwd.value] if fwd is not None else None
+            ev = shape_of(fwd.value)[-1] if fwd is not None else 0
+            out = out_buffer(fwd.result) if fwd is not None else None
+            lse = out_buffer(lse_op.result) if lse_op is not None else None
+            if v is not None:
+                roles[v] = "v"
+            if out is not None:
+                roles[out] = "out"
+            if lse is not None:
+                roles[lse] = "lse"
+            with lw.parallel((*batch_shape, length)) as ivs:
+                *b, i = ivs
+                row = (*b, i)
+                if out is not None:
+                    nests.zero_row(out, row, ev)
+
+                def body(js: list[SSAValue], carried: list[SSAValue]) -> list[SSAValue]:
+                    m, l_ = carried
+                    s = nests.score(q, k, b, i, js[0], d)
+                    m_new = lw.pure(arith.MaximumfOp, m, s)
+                    mu = lw.pure(arith.SelectOp, lw.cmpf("oeq", m_new, ninf), zero, m_new)
+                    alpha = lw.pure(mathd.ExpOp, lw.pure(arith.SubfOp, m, mu))
+                    p = lw.pure(mathd.ExpOp, lw.pure(arith.SubfOp, s, mu))
+                    if out is not None and v is not None:
+                        vj = (*b, js[0])
+                        pz = nests.dropped(p, fwd, (*b, i, js[0]))
+                        nests.axpy_row(
+                            out,
+                            row,
+                            ev,
+                            lambda old, e: lw.pure(
+                                arith.AddfOp,
+                                lw.pure(arith.MulfOp, old, alpha),
+                                lw.pure(arith.MulfOp, pz, lw.load(v, (*vj, e))),
+                            ),
+                        )
+                    return [m_new, lw.pure(arith.AddfOp, lw.pure(arith.MulfOp, l_, alpha), p)]
+
+                m, l_ = lw.loops([(0, keys)], [ninf, zero], body)
+                if out is not None:
+                    den = lw.pure(arith.SelectOp, lw.cmpf("oeq", l_, zero), one, l_)
+                    nests.axpy_row(out, row, ev, lambda old, e: lw.pure(arith.DivfOp, old, den))
+                if lse is not None:
+                    mu = lw.pure(arith.SelectOp, lw.cmpf("oeq", m, ninf), zero, m)
+                    lw.store(lw.pure(arith.AddfOp, mu, lw.pure(mathd.LogOp, l_)), lse, row)
+            _tag(lw, _last_nest(lw), "forward", main.scale_value, main.is_causal, roles)
+    for buf in scratch:
+        lw.emit(memref.DeallocOp.get(buf))
+
+
+def _lower_backward(
+    lw: KernelLowering,
+    nests: _LoopNests,
+    op: pg.AttentionBackwardOp,
+    buffers: dict[SSAValue, SSAValue],
+    out_buffer: Callable[[SSAValue], SSAValue],
+    roles: dict[SSAValue, str],
+) -> None:
+    q, k, v = buffers[op.query], buffers[op.key], buffers[op.value]
+    out, dout, lse = buffers[op.out], buffers[op.dout], buffers[op.lse]
+    dq, dk, dv = (out_buffer(r) for r in op.results)
+    *batch_shape, length, d = shape_of(op.query)
+    keys, ev = shape_of(op.value)[-2:]
+    el = element_of(op.query)
+    ninf, zero = lw.const(-math.inf, el), lw.const(0.0, el)
+    scale = lw.const(op.scale_value, el)
+    roles.update({v: "v", out: "out", dout: "dout", lse: "lse", dq: "dq", dk: "dk", dv: "dv"})
+    dsum = lw.emit(memref.AllocOp.get(el, None, [*batch_shape, length])).results[0]
+    roles[dsum] = "dsum"
+    # D = rowsum(dout * out): a thread per row on the GPU
+    with lw.parallel((*batch_shape, length)) as ivs:
+        row = tuple(ivs)
+        lw.store(nests.dot(dout, row, out, row, ev), dsum, row)
+    nest = _last_nest(lw)
+    nest.attributes["kernel.schedule"] = ScheduleAttr("thread_per_point", {"block": 256})
+
+    def prob(b: list[SSAValue], i: SSAValue, j: SSAValue) -> SSAValue:
+        s = nests.score(q, k, b, i, j, d)
+        lse_i = lw.load(lse, (*b, i))
+        lse0 = lw.pure(arith.SelectOp, lw.cmpf("oeq", lse_i, ninf), zero, lse_i)
+        return lw.pure(mathd.ExpOp, lw.pure(arith.SubfOp, s, lse0))
+
+    def dscore(b: list[SSAValue], i: SSAValue, j: SSAValue, p: SSAValue) -> SSAValue:
+        dp = nests.dropped(nests.dot(dout, (*b, i), v, (*b, j), ev), op, (*b, i, j))
+        diff = lw.pure(arith.SubfOp, dp, lw.load(dsum, (*b, i)))
+        return lw.pure(arith.MulfOp, lw.pure(arith.MulfOp, p, diff), scale)
+
+    # dk, dv: a key row each, a loop over the queries
+    with lw.parallel((*batch_shape, keys)) as ivs:
+        *b, j = ivs
+        nests.zero_row(dv, (*b, j), ev)
+        nests.zero_row(dk, (*b, j), d)
+
+        def kv_body(is_: list[SSAValue], _: list[SSAValue]) -> list[SSAValue]:
+            i = is_[0]
+            p = prob(b, i, j)
+            pz = nests.dropped(p, op, (*b, i, j))
+            nests.axpy_row(
+                dv,
+                (*b, j),
+                ev,
+                lambda old, e: lw.pure(arith.AddfOp, old, lw.pure(arith.MulfOp, pz, lw.load(dout, (*b, i, e)))),
+            )
+            ds = dscore(b, i, j, p)
+            nests.axpy_row(
+                dk,
+                (*b, j),
+                d,
+                lambda old, e: lw.pure(arith.AddfOp, old, lw.pure(arith.MulfOp, ds, lw.load(q, (*b, i, e)))),
+            )
+            return []
+
+        lw.loops([(0, length)], [], kv_body)
+    _tag(lw, _last_nest(lw), "dkdv", op.scale_value, op.is_causal, roles)
+    # dq: a query row each, a loop over the keys
+    with lw.parallel((*batch_shape, length)) as ivs:
+        *b, i = ivs
+        nests.zero_row(dq, (*b, i), d)
+
+        def q_body(js: list[SSAValue], _: list[SSAValue]) -> list[SSAValue]:
+            j = js[0]
+            ds = dscore(b, i, j, prob(b, i, j))
+            nests.axpy_row(
+                dq,
+                (*b, i),
+                d,
+                lambda old, e: lw.pure(arith.AddfOp, old, lw.pure(arith.MulfOp, ds, lw.load(k, (*b, j, e)))),
+            )
+            return []
+
+        lw.loops([(0, keys)], [], q_body)
+    _tag(lw, _last_nest(lw), "dq", op.scale_value, op.is_causal, roles)
+    lw.emit(memref.DeallocOp.get(dsum))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The GPU stage
+
+Index = SSAValue | int
+
+
+class _Builder:
+    """Appends ops to a block (before its terminator), folding integer arithmetic on Python ints; index arithmetic
+    is in ``i32``; constants go to the start of the launch body, once each."""
+
+    def __init__(self, block: Block, loc: LocationAttr, consts: dict, const_block: Block):
+        self.block, self.loc, self.consts, self.const_block = block, loc, consts, const_block
+
+    def at(self, block: Block) -> _Builder:
+        return _Builder(block, self.loc, self.consts, self.const_block)
+
+    def op(self, op: Operation) -> Operation:
+        op.location = self.loc
+        last = self.block.last_op
+        if last is not None and isinstance(last, scf.YieldOp | gpu.TerminatorOp):
+            self.block.insert_op_before(op, last)
+        else:
+            self.block.add_op(op)
+        return op
+
+    def v(self, op: Operation) -> SSAValue:
+        return self.op(op).results[0]
+
+    def const(self, value: int | float, t: Attribute) -> SSAValue:
+        key = (repr(value), t)
+        if key not in self.consts:
+            integer = isinstance(t, IndexType) or t == i32
+            attr = IntegerAttr(int(value), t) if integer else FloatAttr(float(value), t)  # type: ignore[call-overload]
+            c = arith.ConstantOp(attr)  # type: ignore[arg-type]
+            c.location = self.loc
+            anchor = self.consts.get("last")
+            if anchor is not None:
+                Rewriter.insert_op(c, InsertPoint.after(anchor.owner))
+            elif self.const_block.first_op is not None:
+                self.const_block.insert_op_before(c, self.const_block.first_op)
+            else:
+                self.const_block.add_op(c)
+            self.consts[key] = c.result
+            self.consts["last"] = c.result
+        return self.consts[key]
+
+    def i(self, x: Index) -> SSAValue:
+        return self.const(x, i32) if isinstance(x, int) else x
+
+    def idx(self, x: Index) -> SSAValue:
+        return self.const(x, IndexType()) if isinstance(x, int) else self.v(arith.IndexCastOp(x, IndexType()))
+
+    def add(self, a: Index, b: Index) -> Index:
+        if isinstance(a, int) and isinstance(b, int):
+            return a + b
+        if b == 0:
+            return a
+        if a == 0:
+            return b
+        return self.v(arith.AddiOp(self.i(a), self.i(b)))
+
+    def mul(self, a: Index, n: int) -> Index:
+        if isinstance(a, int):
+            return a * n
+        return a if n == 1 else self.v(arith.MuliOp(a, self.i(n)))
+
+    def div(self, a: Index, n: int) -> Index:
+        if isinstance(a, int):
+            return a // n
+        if n == 1:
+            return a
+        if n & (n - 1) == 0:
+            return self.v(arith.ShRUIOp(a, self.i(n.bit_length() - 1)))
+        return self.v(arith.DivUIOp(a, self.i(n)))
+
+    def rem(self, a: Index, n: int) -> Index:
+        if isinstance(a, int):
+            return a % n
+        if n == 1:
+            return 0
+        if n & (n - 1) == 0:
+            return self.v(arith.AndIOp(a, self.i(n - 1)))
+        return self.v(arith.RemUIOp(a, self.i(n)))
+
+    def min(self, a: Index, n: int) -> Index:
+        return min(a, n) if isinstance(a, int) else self.v(arith.MinUIOp(a, self.i(n)))
+
+    def cmp(self, pred: str, a: Index, b: Index) -> SSAValue | bool:
+        if isinstance(a, int) and isinstance(b, int):
+            return {"ult": a < b, "ule": a <= b}[pred]
+        return self.v(arith.CmpiOp(self.i(a), self.i(b), pred))
+
+    def both(self, p: SSAValue | bool, q: SSAValue | bool) -> SSAValue | bool:
+        if isinstance(p, bool):
+            return q if p else False
+        if isinstance(q, bool):
+            return p if q else False
+        return self.v(arith.AndIOp(p, q))
+
+    def select(self, p: SSAValue | bool, x: SSAValue, y: SSAValue) -> SSAValue:
+        if isinstance(p, bool):
+            return x if p else y
+        return self.v(arith.SelectOp(p, x, y))
+
+    def if_(self, p: SSAValue | bool) -> _Builder | None:
+        """A builder inside ``scf.if p`` (no results); None when ``p`` is false; this builder when it is true."""
+        if isinstance(p, bool):
+            return self if p else None
+        then = Block()
+        then.add_op(scf.YieldOp())
+        then.last_op.location = self.loc  # type: ignore[union-attr]
+        self.op(scf.IfOp(p, [], Region(then)))
+        return self.at(then)
+
+    def load(self, buf: SSAValue, idx: Sequence[Index]) -> SSAValue:
+        return self.v(memref.LoadOp.get(buf, [self.idx(x) for x in idx]))
+
+    def store(self, value: SSAValue, buf: SSAValue, idx: Sequence[Index]) -> None:
+        self.op(memref.StoreOp.get(value, buf, [self.idx(x) for x in idx]))
+
+    def f(self, cls: type[Operation], *xs: SSAValue) -> SSAValue:
+        return self.v(cls(*xs))
+
+
+def _shape(buf: SSAValue) -> tuple[int, ...]:
+    t = buf.type
+    assert isinstance(t, MemRefType)
+    return tuple(t.get_shape())
+
+
+class _Kernel:
+    """Builds the ``gpu.launch`` of one attention nest (see the module docstring)."""
+
+    def __init__(self, par: scf.ParallelOp, info: DictionaryAttr, buffers: dict[str, SSAValue], s: ScheduleAttr):
+        self.par, self.buf, self.s = par, buffers, s
+        self.loc = par.location
+        self.nest = info.data["nest"].data  # type: ignore[attr-defined]
+        self.scale = float(info.data["scale"].value.data)  # type: ignore[attr-defined]
+        self.causal = "causal" in info.data
+        q = _shape(buffers["q"])
+        *self.batch, self.length, self.d = q
+        self.keys = _shape(buffers["k"])[-2]
+        self.ev = _shape(buffers["v"])[-1] if "v" in buffers else self.d
+        self.el = MemRefType.get_element_type(buffers["q"].type)  # type: ignore[arg-type]
+        self.lanes = s.count("lanes")
+        self.dropout_slice = _dropout_slice(par)
+        self.body = Block(arg_types=[IndexType()] * 12)
+        self.body.add_op(gpu.TerminatorOp())
+        self.b = _Builder(self.body, self.loc, {}, self.body)
+        self.host_consts: list[Operation] = []
+
+    # --- helpers ------------------------------------------------------------------------------------------------
+
+    def fconst(self, x: float) -> SSAValue:
+        return self.b.const(x, self.el)
+
+    def dropped(self, b: _Builder, p: SSAValue, batch: Sequence[Index], row: Index, loop: Index) -> SSAValue:
+        """``p`` times the dropout multiplier where the nest's parallel index is (*batch, row) and its loop's
+        ``loop``: the loop stage's ops computing it (Philox) cloned; ``p`` without dropout."""
+        if self.dropout_slice is None:
+            return p
+        ops, value, par_args, loop_args = self.dropout_slice
+        mapping: dict[SSAValue, SSAValue] = {a: b.idx(x) for a, x in zip(par_args, [*batch, row], strict=True)}
+        for a in loop_args:
+            mapping[a] = b.idx(loop)
+        for o in ops:
+            clone = o.clone(value_mapper=mapping)
+            clone.attributes.pop(DROPOUT_ATTR, None)
+            b.op(clone)
+            mapping.update(zip(o.results, clone.results, strict=True))
+        return b.f(arith.MulfOp, p, mapping.get(value, value))
+
+    def butterfly(self, b: _Builder, x: SSAValue) -> SSAValue:
+        """The sum of ``x`` over the ``lanes`` threads of a row (xor shuffles: every lane gets it)."""
+        off = self.lanes // 2
+        while off:
+            x = b.f(arith.AddfOp, x, b.v(gpu_ext.ShuffleOp(x, "xor", off)))
+            off //= 2
+        return x
+
+    def dot(self, b: _Builder, regs: Sequence[SSAValue], tile: SSAValue, row: Index, t: Index) -> SSAValue:
+        """This thread's part of ``regs . tile[row, :]`` (its elements ``t + lanes * e``), summed over the row's
+        lanes."""
+        acc: SSAValue | None = None
+        for e, x in enumerate(regs):
+            y = b.load(tile, [row, b.add(t, self.lanes * e)])
+            prod = b.f(arith.MulfOp, x, y)
+            acc = prod if acc is None else b.f(arith.AddfOp, acc, prod)
+        assert acc is not None
+        return self.butterfly(b, acc)
+
+    def row_slice(self, b: _Builder, buf: SSAValue, prefix: Sequence[Index], n: int, t: Index) -> list[SSAValue]:
+        return [b.load(buf, [*prefix, b.add(t, self.lanes * e)]) for e in range(n // self.lanes)]
+
+    def store_slice(self, b: _Builder, regs: Sequence[SSAValue], buf: SSAValue, prefix: Sequence[Index], t: Index):
+        for e, x in enumerate(regs):
+            b.store(x, buf, [*prefix, b.add(t, self.lanes * e)])
+
+    def load_tile(
+        self, b: _Builder, tile: SSAValue, src: SSAValue, batch: Sequence[Index], row0: Index, extent: int,
+        tid: Index, threads: int, fix: Callable[[_Builder, SSAValue], SSAValue] | None = None,
+    ) -> None:  # fmt: skip
+        """Copy rows ``row0 ..`` of ``src[*batch]`` (``extent`` rows) into ``tile`` (rows past the end: zero),
+        each thread taking every ``threads``-th element; ``fix`` maps each loaded value."""
+        shape = _shape(tile)
+        rows, width = shape[0], (shape[1] if len(shape) > 1 else 1)
+        total = rows * width
+        for c in range(-(-total // threads)):
+            flat = b.add(tid, c * threads)
+            bb = b.if_(b.cmp("ult", flat, total)) if (c + 1) * threads > total else b
+            if bb is None:
+                continue
+            rr, cc = bb.div(flat, width), bb.rem(flat, width)
+            g = bb.add(row0, rr)
+            ok = bb.cmp("ult", g, extent)
+            gc = bb.min(g, extent - 1)
+            value = bb.load(src, [*batch, gc, cc] if len(shape) > 1 else [*batch, gc])
+            if fix is not None:
+                value = fix(bb, value)
+            value = bb.select(ok, value, self.fconst(0.0))
+            bb.store(value, tile, [rr, cc] if len(shape) > 1 else [rr])
+
+    def masked(self, b: _Builder, s: SSAValue, batch: Sequence[Index], i: Index, j: Index, valid: SSAValue | bool):
+        """``s`` with the user mask at (query ``i``, key ``j``, both in range) applied and ``-inf`` where not
+        ``valid``."""
+        ninf = self.fconst(-math.inf)
+        mask = self.buf.get("mask")
+        if mask is not None:
+            shape = _shape(mask)
+            full = [*batch, i, j][len(batch) + 2 - len(shape) :]
+            m = b.load(mask, [0 if n == 1 else x for x, n in zip(full, shape, strict=True)])
+            if MemRefType.get_element_type(mask.type) == i1:  # type: ignore[arg-type]
+                s = b.select(m, s, ninf)
+            else:
+                s = b.f(arith.AddfOp, s, m)
+        return b.select(valid, s, ninf)
+
+    def for_(
+        self, b: _Builder, lo: Index, hi: Index, inits: Sequence[SSAValue],
+        body: Callable[[_Builder, SSAValue], Sequence[SSAValue]],
+    ) -> list[SSAValue]:  # fmt: skip
+        """``scf.for`` over [lo, hi) (i32 bounds cast to index) carrying ``inits``; ``body(builder, iv_i32)``."""
+        block = Block(arg_types=[IndexType(), *(v.type for v in inits)])
+        block.add_op(scf.YieldOp(*block.args[1:]))
+        lb = b.at(block)
+        iv = lb.v(arith.IndexCastOp(block.args[0], i32))
+        new = body(lb, iv)
+        block.last_op.operands = list(new)  # type: ignore[union-attr]
+        loop = scf.ForOp(b.idx(lo), b.idx(hi), b.idx(1), list(inits), Region(block))
+        b.op(loop)
+        return list(loop.results)
+
+    # --- the kernels --------------------------------------------------------------------------------------------
+
+    def build(self) -> gpu.LaunchOp:
+        b = self.b
+        bx, by, _, tid = (b.v(arith.IndexCastOp(a, i32)) for a in self.body.args[:4])
+        batch: list[Index] = []
+        rest: Index = by
+        for n in reversed(self.batch):
+            batch.insert(0, b.rem(rest, n) if n > 1 else 0)
+            rest = b.div(rest, n)
+        t, r = b.rem(tid, self.lanes), b.div(tid, self.lanes)
+        if self.nest == "dkdv":
+            rows, extent = self.s.count("bwd_block_n"), self.keys
+        else:
+            rows, extent = self.s.count("block_m"), self.length
+        {"forward": self.forward, "dq": self.dq, "dkdv": self.dkdv}[self.nest](bx, batch, tid, t, r, rows)
+        grid = [-(-extent // rows), math.prod(self.batch), 1]
+        threads = rows * self.lanes
+        self.host_consts = [arith.ConstantOp(IntegerAttr(v, IndexType())) for v in (*grid, threads, 1)]
+        for c in self.host_consts:
+            c.location = self.loc
+        hc = [c.results[0] for c in self.host_consts]
+        launch = gpu.LaunchOp(Region(self.body), [hc[0], hc[1], hc[2]], [hc[3], hc[4], hc[4]])
+        launch.location = self.loc
+        for key in ("pg.kernel", "pg.kind"):
+            if key in self.par.attributes:
+                launch.attributes[key] = self.par.attributes[key]
+        launch.attributes["pg.schedule"] = StringAttr(f"{STRATEGY}-{self.nest}")
+        launch.attributes["gpu.known_block_size"] = DenseArrayBase.from_list(i32, [threads, 1, 1])
+        return launch
+
+    def key_tiles(self, b: _Builder, bx: SSAValue, rows: int) -> tuple[Index, int]:
+        """The key tiles a block of ``rows`` query rows visits: all, or (causal) up to its last row's."""
+        bn = self.s.count("block_n")
+        n = -(-self.keys // bn)
+        if not self.causal:
+            return n, bn
+        last = b.add(b.mul(bx, rows), rows - 1)  # keys j <= last
+        return b.min(b.add(b.div(last, bn), 1), n), bn
+
+    def forward(self, bx: SSAValue, batch: list[Index], tid: Index, t: Index, r: Index, rows: int) -> None:
+        b, el, lanes = self.b, self.el, self.lanes
+        q, k, v = self.buf["q"], self.buf["k"], self.buf.get("v")
+        out, lse = self.buf.get("out"), self.buf.get("lse")
+        row = b.add(b.mul(bx, rows), r)
+        rowc = b.min(row, self.length - 1)
+        scale = self.fconst(self.scale)
+        qs = [b.f(arith.MulfOp, x, scale) for x in self.row_slice(b, q, [*batch, rowc], self.d, t)]
+        n_tiles, bn = self.key_tiles(b, bx, rows)
+        ksh = b.v(gpu_ext.WorkgroupAllocOp(el, [bn, self.d]))
+        vsh = b.v(gpu_ext.WorkgroupAllocOp(el, [bn, self.ev])) if v is not None else None
+        ninf, zero, one = self.fconst(-math.inf), self.fconst(0.0), self.fconst(1.0)
+        n_acc = self.ev // lanes if v is not None else 0
+        threads = rows * lanes
+
+        chunk = min(CHUNK, bn)
+
+        def keys(cb: _Builder, c: SSAValue, j0: Index) -> list[SSAValue]:
+            """Online softmax over keys ``c * chunk ..`` of the tile: scores in registers, one rescale."""
+            m, l_, *acc = cb.block.args[1:]
+            base = cb.mul(c, chunk)
+            scores = []
+            for u in range(chunk):
+                jj = cb.add(base, u)
+                j = cb.add(j0, jj)
+                valid = cb.cmp("ult", j, self.keys)
+                if self.causal:
+                    valid = cb.both(valid, cb.cmp("ule", j, row))
+                s = self.dot(cb, qs, ksh, jj, t)
+                scores.append((jj, self.masked(cb, s, batch, rowc, cb.min(j, self.keys - 1), valid)))
+            m_new: SSAValue = m
+            for _, s in scores:
+                m_new = cb.f(arith.MaximumfOp, m_new, s)
+            mu = cb.select(cb.v(arith.CmpfOp(m_new, ninf, "oeq")), zero, m_new)
+            alpha = cb.f(mathd.ExpOp, cb.f(arith.SubfOp, m, mu))
+            ps = [(jj, cb.f(mathd.ExpOp, cb.f(arith.SubfOp, s, mu))) for jj, s in scores]
+            total = cb.f(arith.MulfOp, l_, alpha)
+            for _, p in ps:
+                total = cb.f(arith.AddfOp, total, p)
+            if self.dropout_slice is not None:
+                ps = [(jj, self.dropped(cb, p, batch, rowc, cb.min(cb.add(j0, jj), self.keys - 1))) for jj, p in ps]
+            new_acc = []
+            for e, a in enumerate(acc):
+                x = cb.f(arith.MulfOp, a, alpha)
+                assert vsh is not None
+                for jj, p in ps:
+                    x = cb.f(arith.AddfOp, x, cb.f(arith.MulfOp, p, cb.load(vsh, [jj, cb.add(t, lanes * e)])))
+                new_acc.append(x)
+            return [m_new, total, *new_acc]
+
+        def tile(lb: _Builder, kt: SSAValue) -> list[SSAValue]:
+            j0 = lb.mul(kt, bn)
+            self.load_tile(lb, ksh, k, batch, j0, self.keys, tid, threads)
+            if v is not None and vsh is not None:
+                self.load_tile(lb, vsh, v, batch, j0, self.keys, tid, threads)
+            lb.op(gpu.BarrierOp())
+            new = self.for_(lb, 0, bn // chunk, list(lb.block.args[1:]), lambda cb, c: keys(cb, c, j0))
+            lb.op(gpu.BarrierOp())
+            return new
+
+        m, l_, *acc = self.for_(b, 0, n_tiles, [ninf, zero, *([zero] * n_acc)], tile)
+        ok = b.cmp("ult", row, self.length)
+        bb = b.if_(ok)
+        assert bb is not None
+        if out is not None:
+            den = bb.select(bb.v(arith.CmpfOp(l_, zero, "oeq")), one, l_)
+            self.store_slice(bb, [bb.f(arith.DivfOp, a, den) for a in acc], out, [*batch, row], t)
+        if lse is not None:
+            first = bb.if_(bb.cmp("ult", t, 1)) if lanes > 1 else bb
+            assert first is not None
+            mu = first.select(first.v(arith.CmpfOp(m, ninf, "oeq")), zero, m)
+            first.store(first.f(arith.AddfOp, mu, first.f(mathd.LogOp, l_)), lse, [*batch, row])
+
+    def lse0(self, b: _Builder, x: SSAValue) -> SSAValue:
+        """``lse`` with ``-inf`` (a row with every key masked) as 0, so that ``exp(-inf - lse0)`` is 0."""
+        return b.select(b.v(arith.CmpfOp(x, self.fconst(-math.inf), "oeq")), self.fconst(0.0), x)
+
+    def dq(self, bx: SSAValue, batch: list[Index], tid: Index, t: Index, r: Index, rows: int) -> None:
+        b, el, lanes = self.b, self.el, self.lanes
+        q, k, v, dout = self.buf["q"], self.buf["k"], self.buf["v"], self.buf["dout"]
+        row = b.add(b.mul(bx, rows), r)
+        rowc = b.min(row, self.length - 1)
+        scale = self.fconst(self.scale)
+        qs = [b.f(arith.MulfOp, x, scale) for x in self.row_slice(b, q, [*batch, rowc], self.d, t)]
+        dos = self.row_slice(b, dout, [*batch, rowc], self.ev, t)
+        lse = self.lse0(b, b.load(self.buf["lse"], [*batch, rowc]))
+        dsum = b.load(self.buf["dsum"], [*batch, rowc])
+        n_tiles, bn = self.key_tiles(b, bx, rows)
+        ksh = b.v(gpu_ext.WorkgroupAllocOp(el, [bn, self.d]))
+        vsh = b.v(gpu_ext.WorkgroupAllocOp(el, [bn, self.ev]))
+        threads = rows * lanes
+
+        def key(cb: _Builder, jj: SSAValue, j0: Index) -> list[SSAValue]:
+            j = cb.add(j0, jj)
+            valid = cb.cmp("ult", j, self.keys)
+            if self.causal:
+                valid = cb.both(valid, cb.cmp("ule", j, row))
+            s = self.masked(cb, self.dot(cb, qs, ksh, jj, t), batch, rowc, cb.min(j, self.keys - 1), valid)
+            p = cb.f(mathd.ExpOp, cb.f(arith.SubfOp, s, lse))
+            dp = self.dropped(cb, self.dot(cb, dos, vsh, jj, t), batch, rowc, cb.min(j, self.keys - 1))
+            ds = cb.f(arith.MulfOp, cb.f(arith.MulfOp, p, cb.f(arith.SubfOp, dp, dsum)), scale)
+            return [
+                cb.f(arith.AddfOp, a, cb.f(arith.MulfOp, ds, cb.load(ksh, [jj, cb.add(t, lanes * e)])))
+                for e, a in enumerate(cb.block.args[1:])
+            ]
+
+        def tile(lb: _Builder, kt: SSAValue) -> list[SSAValue]:
+            j0 = lb.mul(kt, bn)
+            self.load_tile(lb, ksh, k, batch, j0, self.keys, tid, threads)
+            self.load_tile(lb, vsh, v, batch, j0, self.keys, tid, threads)
+            lb.op(gpu.BarrierOp())
+            new = self.for_(lb, 0, bn, list(lb.block.args[1:]), lambda cb, jj: key(cb, jj, j0))
+            lb.op(gpu.BarrierOp())
+            return new
+
+        acc = self.for_(b, 0, n_tiles, [self.fconst(0.0)] * (self.d // lanes), tile)
+        bb = b.if_(b.cmp("ult", row, self.length))
+        assert bb is not None
+        self.store_slice(bb, acc, self.buf["dq"], [*batch, row], t)
+
+    def dkdv(self, bx: SSAValue, batch: list[Index], tid: Index, t: Index, r: Index, rows: int) -> None:
+        b, el, lanes = self.b, self.el, self.lanes
+        q, k, v, dout = self.buf["q"], self.buf["k"], self.buf["v"], self.buf["dout"]
+        key = b.add(b.mul(bx, rows), r)
+        keyc = b.min(key, self.keys - 1)
+        scale = self.fconst(self.scale)
+        ks = [b.f(arith.MulfOp, x, scale) for x in self.row_slice(b, k, [*batch, keyc], self.d, t)]
+        vs = self.row_slice(b, v, [*batch, keyc], self.ev, t)
+        bm = self.s.count("bwd_block_m")
+        n_tiles = -(-self.length // bm)
+        first: Index = b.div(b.mul(bx, rows), bm) if self.causal else 0  # queries i >= the block's first key
+        qsh = b.v(gpu_ext.WorkgroupAllocOp(el, [bm, self.d]))
+        dosh = b.v(gpu_ext.WorkgroupAllocOp(el, [bm, self.ev]))
+        lsh = b.v(gpu_ext.WorkgroupAllocOp(el, [bm]))
+        dsh = b.v(gpu_ext.WorkgroupAllocOp(el, [bm]))
+        threads = rows * lanes
+        nd, nv = self.d // lanes, self.ev // lanes
+
+        def query(cb: _Builder, ii: SSAValue, i0: Index) -> list[SSAValue]:
+            dk, dv = cb.block.args[1 : 1 + nd], cb.block.args[1 + nd :]
+            i = cb.add(i0, ii)
+            valid = cb.cmp("ult", i, self.length)
+            if self.causal:
+                valid = cb.both(valid, cb.cmp("ule", key, i))
+            s = self.masked(cb, self.dot(cb, ks, qsh, ii, t), batch, cb.min(i, self.length - 1), keyc, valid)
+            p = cb.f(mathd.ExpOp, cb.f(arith.SubfOp, s, cb.load(lsh, [ii])))
+            ic = cb.min(i, self.length - 1)
+            pz = self.dropped(cb, p, batch, keyc, ic)
+            new_dv = [
+                cb.f(arith.AddfOp, a, cb.f(arith.MulfOp, pz, cb.load(dosh, [ii, cb.add(t, lanes * e)])))
+                for e, a in enumerate(dv)
+            ]
+            dp = self.dropped(cb, self.dot(cb, vs, dosh, ii, t), batch, keyc, ic)
+            ds = cb.f(arith.MulfOp, cb.f(arith.MulfOp, p, cb.f(arith.SubfOp, dp, cb.load(dsh, [ii]))), scale)
+            new_dk = [
+                cb.f(arith.AddfOp, a, cb.f(arith.MulfOp, ds, cb.load(qsh, [ii, cb.add(t, lanes * e)])))
+                for e, a in enumerate(dk)
+            ]
+            return [*new_dk, *new_dv]
+
+        def tile(lb: _Builder, it: SSAValue) -> list[SSAValue]:
+            i0 = lb.mul(it, bm)
+            self.load_tile(lb, qsh, q, batch, i0, self.length, tid, threads)
+            self.load_tile(lb, dosh, dout, batch, i0, self.length, tid, threads)
+            self.load_tile(lb, lsh, self.buf["lse"], batch, i0, self.length, tid, threads, self.lse0)
+            self.load_tile(lb, dsh, self.buf["dsum"], batch, i0, self.length, tid, threads)
+            lb.op(gpu.BarrierOp())
+            new = self.for_(lb, 0, bm, list(lb.block.args[1:]), lambda cb, ii: query(cb, ii, i0))
+            lb.op(gpu.BarrierOp())
+            return new
+
+        zero = self.fconst(0.0)
+        res = self.for_(b, first, n_tiles, [zero] * (nd + nv), tile)
+        bb = b.if_(b.cmp("ult", key, self.keys))
+        assert bb is not None
+        self.store_slice(bb, res[:nd], self.buf["dk"], [*batch, key], t)
+        self.store_slice(bb, res[nd:], self.buf["dv"], [*batch, key], t)
+
+
+def _dropout_slice(
+    par: scf.ParallelOp,
+) -> tuple[list[Operation], SSAValue, list[SSAValue], list[SSAValue]] | None:
+    """The ops of nest ``par`` computing its dropout multiplier (the op tagged :data:`DROPOUT_ATTR` and what it
+    depends on inside the nest, in order), the multiplier, the nest's parallel indices and the loop indices the ops
+    use; None without dropout."""
+    tagged = next((o for o in par.walk() if DROPOUT_ATTR in o.attributes), None)
+    if tagged is None:
+        return None
+    body = par.body.block
+    needed: set[Operation] = set()
+    loop_args: list[SSAValue] = []
+    stack = [tagged]
+    while stack:
+        o = stack.pop()
+        if o in needed:
+            continue
+        needed.add(o)
+        for v in o.operands:
+            owner = v.owner
+            if isinstance(owner, Operation):
+                if owner is not par and par.is_ancestor(owner):
+                    stack.append(owner)
+            elif owner is not body and v not in loop_args:
+                loop = owner.parent_op()
+                if isinstance(loop, scf.ForOp) and par.is_ancestor(loop):  # the nest's loop's induction variable
+                    loop_args.append(v)
+    ops = [o for o in par.walk() if o in needed]
+    return ops, tagged.results[0], list(body.args), loop_args
+
+
+def nest_buffers(par: scf.ParallelOp) -> dict[str, SSAValue]:
+    """The buffers of an attention nest by role (``pg.attention``'s ``buffers``: the order of first use).
+
+    Raises ``ValueError`` when the nest uses another number of buffers."""
+    info = par.attributes[ATTENTION_ATTR]
+    assert isinstance(info, DictionaryAttr)
+    roles = [r.data for r in info.data["buffers"].data]  # type: ignore[attr-defined]
+    found = _outside_buffers(par)
+    if len(found) != len(roles):
+        raise ValueError(f"an attention nest uses {len(found)} buffers, its pg.attention names {len(roles)}")
+    return {r: v for r, v in zip(roles, found, strict=True) if r != "other"}
+
+
+def _outside_buffers(nest: Operation) -> list[SSAValue]:
+    """The buffers defined outside ``nest`` that it uses, in order of first use."""
+    found: list[SSAValue] = []
+    for o in nest.walk():
+        for v in o.operands:
+            if isinstance(v.type, MemRefType) and v not in found:
+                owner = v.owner
+                if not (isinstance(owner, Operation) and owner is not nest and nest.is_ancestor(owner)):
+                    found.append(v)
+    return found
+
+
+def build_launch(par: scf.ParallelOp) -> None:
+    """Replace the attention nest ``par`` (loop stage, ``pg.attention``) by its ``gpu.launch`` (see the module
+    docstring). Raises ``ValueError`` for a nest this module did not make."""
+    info = par.attributes[ATTENTION_ATTR]
+    s = par.attributes.get("kernel.schedule")
+    if not isinstance(info, DictionaryAttr) or not isinstance(s, ScheduleAttr) or s.strategy.data != STRATEGY:
+        raise ValueError(f"an attention nest needs pg.attention and a {STRATEGY} schedule")
+    k = _Kernel(par, info, nest_buffers(par), s)
+    launch = k.build()
+    host = par.parent_block()
+    assert host is not None
+    for c in k.host_consts:
+        host.insert_op_before(c, par)
+    host.insert_op_before(launch, par)
+    host.erase_op(par, safe_erase=False)
