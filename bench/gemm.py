@@ -148,7 +148,11 @@ def run_executable(torch, cuda, name: str, m: int, n: int, k: int, a, b, ref, dt
 
     ms = cuda.time_ms(burst, warmup=2, iters=iters) / reps
     (step,) = [s for s in prog.steps if isinstance(s, cuda.Launch)]
-    kernel = exe.module.kernel(step.kernel)
+    return result(name, ms, rel, compile_s, step, exe.module.kernel(step.kernel))
+
+
+def result(name: str, ms: float, rel: float, compile_s: float, step, kernel) -> dict:
+    """One row's measured fields: time, error, and the launch's shape and resources."""
     return {
         "schedule": name,
         "ms": ms,
@@ -195,17 +199,7 @@ def run_schedule(torch, cuda, name: str, m: int, n: int, k: int, a, b, ref, dtyp
             launch()
 
     ms = cuda.time_ms(burst, warmup=2, iters=iters) / reps
-    return {
-        "schedule": name,
-        "ms": ms,
-        "rel_err": rel,
-        "compile_s": round(compile_s, 2),
-        "kernel": step.kernel,
-        "grid": list(step.grid) if isinstance(step.grid, tuple) else [step.grid],
-        "block": list(step.block) if isinstance(step.block, tuple) else [step.block],
-        "registers": kernel.num_regs,
-        "spill_bytes": kernel.spill_store_bytes,
-    }
+    return result(name, ms, rel, compile_s, step, kernel)
 
 
 def compile_only(shapes: list[str], dtypes: list[str], names: list[str] | None) -> None:
