@@ -177,11 +177,11 @@ def test_float_literals_and_casts_follow_numpy() -> None:
     np.testing.assert_array_equal(f(x).numpy(), want)
 
 
-def test_integer_division_by_zero_and_overflow_follow_numpy() -> None:
-    """Integer ``//`` by zero gives 0 and ``INT_MIN // -1`` wraps, as numpy (LLVM leaves them undefined; x86's idiv
-    traps); ``remainder`` gives what eager gives."""
+def test_integer_division_wraps_as_numpy_and_zero_divisors_raise_as_eager() -> None:
+    """Integer ``//`` of ``INT_MIN // -1`` wraps, as numpy (LLVM leaves it undefined; x86's idiv traps), and
+    ``remainder`` gives what eager gives; a zero divisor raises eager's ``RuntimeError`` (as torch), not a trap."""
     a = np.array([7, -7, 7, -7, np.iinfo(np.int64).min, 5, -9], np.int64)
-    b = np.array([2, 2, -2, 0, -1, 0, -4], np.int64)
+    b = np.array([2, 2, -2, 3, -1, 7, -4], np.int64)
 
     @pg.compile
     def f(x: pg.Tensor, y: pg.Tensor) -> tuple[pg.Tensor, pg.Tensor]:
@@ -192,6 +192,12 @@ def test_integer_division_by_zero_and_overflow_follow_numpy() -> None:
         got = f(pg.tensor(a), pg.tensor(b))
     np.testing.assert_array_equal(got[0].numpy(), want[0])
     np.testing.assert_array_equal(got[1].numpy(), want[1])
+    zero = b.copy()
+    zero[3] = 0
+    with pytest.raises(RuntimeError, match="division by zero"):
+        (pg.tensor(a) // pg.tensor(zero)).numpy()
+    with pytest.raises(RuntimeError, match="division by zero"):
+        f(pg.tensor(a), pg.tensor(zero))
 
 
 def test_object_code_is_cached_between_compiles(tmp_path, monkeypatch, rng: np.random.Generator) -> None:

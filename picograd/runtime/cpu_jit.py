@@ -491,11 +491,12 @@ class CpuFunction:
             slots[i] = a.ctypes.data
         for flag, _ in self.buffers.flags:
             flag[...] = 0
-        for step in self._steps:
-            step(bufs)
+        with np.errstate(all="ignore"):  # the numpy fallback kernels: overflow to inf silently, as PyTorch's
+            for step in self._steps:
+                step(bufs)
         for flag, message in self.buffers.flags:
             if flag[0]:
-                raise IndexError(message.replace("{}", str(int(flag[1])), 1))
+                raise pg.check_error(message.replace("{}", str(int(flag[1])), 1))
         return tuple(outs)
 
 
