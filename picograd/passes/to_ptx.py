@@ -71,11 +71,9 @@ from xdsl.passes import ModulePass
 from xdsl.utils.exceptions import PassFailedException
 
 from picograd.dialects import gpu_ext, ptx
+from picograd.dialects.attrs import GPU_MODULE_ATTR
 from picograd.passes._buffers import element_bytes, where
 from picograd.target import gpu_math
-
-GPU_MODULE_ATTR = "pg.gpu_module"
-"""Attribute of the ``ptx.module``: the name of the ``gpu.module`` it was made from (what launches refer to)."""
 
 _CMPF = {
     "oeq": "eq", "one": "ne", "olt": "lt", "ole": "le", "ogt": "gt", "oge": "ge",
