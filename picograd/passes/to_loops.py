@@ -207,6 +207,7 @@ class KernelLowering:
         self.level: dict[SSAValue, int] = {}  # the scope a value is defined in (0 when outside the nests)
         self.consts = ConstantPool(self.pool_block)  # constants, globals and error flags of the kernel
         self.globals_got: dict[str, SSAValue] = {}
+        self.last_nest: scf.ParallelOp | None = None  # the nest ``parallel`` made last
         self.buffers: dict[SSAValue, SSAValue] = {}
         self.nest_attrs: dict[str, Attribute] = {KERNEL_ATTR: launch.sym_name, KIND_ATTR: launch.kind}
         if launch.schedule is not None:
@@ -374,6 +375,7 @@ class KernelLowering:
         op.attributes.update(self.nest_attrs)
         if nest is not None:
             op.attributes[NEST_ATTR] = StringAttr(nest)
+        self.last_nest = op
         self.emit(op)
         block.last_op.location = self.loc  # type: ignore[union-attr]
         with self.inside(op, block, barrier=True):

@@ -39,6 +39,7 @@ from xdsl.rewriter import Rewriter
 from xdsl.traits import is_side_effect_free
 
 from picograd.dialects import gpu_ext
+from picograd.dialects.attrs import NEST_ATTR
 from picograd.passes.ir_builder import Builder, const_int
 
 if TYPE_CHECKING:
@@ -79,6 +80,14 @@ class GpuNest:
         ok = b.v(arith.CmpiOp(lin, b.index(total), "ult"))
         _, then, _ = b.if_(ok)
         return grid, threads, then, lin
+
+
+def keep_mark(par: scf.ParallelOp | None, readable: bool) -> None:
+    """Drop the ``pg.nest`` mark of the nest a kind just emitted unless its reader takes it apart: the loop
+    emitter hoists loop-invariant ops out of inner loops as it goes, and a nest whose hoisted ops (a branch, a
+    store) the kind's GPU strategies cannot move is left to ``thread_per_point``, decided here, once."""
+    if par is not None and not readable:
+        del par.attributes[NEST_ATTR]
 
 
 class MalformedNest(ValueError):

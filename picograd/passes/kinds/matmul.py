@@ -13,8 +13,10 @@ stands) that runs the rung on a grid of ``(ceil(N / BN), ceil(M / BM), batch)`` 
 ``picograd/passes/matmul_schedule.py`` for the rungs. Each operand's expression is read off the K loop (the ops
 of its body that the factor depends on, a use-def slice): one ``memref.load`` whose indices are loop variables
 or constants is a *plain* operand, which the tiled rungs copy tile by tile (16 bytes at a time, or with
-``cp.async``); anything else is cloned at each element it needs. A marked nest that is not of this form is an
-error (the loop lowering above and this reader are one contract), never a silent fallback. Under
+``cp.async``); anything else is cloned at each element it needs. ``to_loops`` marks the nest only when this
+reader takes it apart (the loop emitter may hoist an operand's row-invariant ops out of the K loop, as for a
+softmax fused into the matmul's kernel: that nest stays unmarked, a thread per output, and a rung scheduled on it
+is an error); a nest marked by hand that is not of this form is an error too, never a silent fallback. Under
 ``thread_per_point`` (small or f64 matmuls that ``auto`` leaves, grids past CUDA's limits) the nest stays and
 ``pg-to-gpu`` maps it a thread per output, with the K loop sequential.
 """
@@ -44,7 +46,7 @@ from picograd.dialects import gpu_ext, pg
 from picograd.dialects.attrs import KERNEL_ATTR, KIND_ATTR, SCHEDULE_ATTR, STRATEGY_ATTR, TILE_ATTR
 from picograd.dialects.kernel import ScheduleAttr
 from picograd.passes.ir_builder import Builder, ConstantPool, Index, const_int
-from picograd.passes.kinds.base import KernelKind, MalformedNest, Riders
+from picograd.passes.kinds.base import KernelKind, MalformedNest, Riders, keep_mark
 from picograd.passes.kinds.elementwise import thread_per_point
 from picograd.passes.schedule import SCHEDULES, VEC, Schedule, matmul_rung
 
@@ -73,6 +75,10 @@ def to_loops(lw: KernelLowering, op: pg.MatmulOp, out: SSAValue, riders: Riders)
 
         (total,) = lw.loops([(0, k_size)], [lw.const(0.0, el)], body)
         lw.store(total, out, tuple(ivs))
+    try:
+        read_matmul(lw.last_nest)  # type: ignore[arg-type]
+    except MalformedNest:  # operand ops hoisted out of the K loop (a fused softmax's row sums): a thread per output
+        keep_mark(lw.last_nest, False)
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -35,7 +35,17 @@ from xdsl.rewriter import Rewriter
 
 from picograd.dialects import gpu_ext, pg
 from picograd.passes.ir_builder import Builder, affine, const_value, delinearize
-from picograd.passes.kinds.base import WARP, ForLevel, GpuNest, KernelKind, Riders, for_levels, n_uses, reads_only
+from picograd.passes.kinds.base import (
+    WARP,
+    ForLevel,
+    GpuNest,
+    KernelKind,
+    Riders,
+    for_levels,
+    keep_mark,
+    n_uses,
+    reads_only,
+)
 from picograd.passes.kinds.elementwise import thread_per_point
 from picograd.passes.schedule import MIN_BLOCK_REDUCTION
 
@@ -87,6 +97,7 @@ def lower_reduce(lw: KernelLowering, op: pg.ReduceOp, out: SSAValue, riders: Rid
 
         (total,) = lw.loops([(0, shape[d]) for d in dims], [lw.const(init, el)], body)
         lw.store(total, out, tuple(ivs))
+    keep_mark(lw.last_nest, lw.last_nest is not None and read_reduction(lw.last_nest) is not None)
 
 
 def reduction_init(op: pg.ReduceOp, el: Attribute) -> tuple[int | float, Callable[..., Operation]]:

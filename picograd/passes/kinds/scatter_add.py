@@ -25,7 +25,7 @@ from xdsl.rewriter import InsertPoint, Rewriter
 
 from picograd.dialects import pg
 from picograd.passes.ir_builder import affine, delinearize
-from picograd.passes.kinds.base import ForLevel, GpuNest, KernelKind, Riders, for_levels, n_uses, reads_only
+from picograd.passes.kinds.base import ForLevel, GpuNest, KernelKind, Riders, for_levels, keep_mark, n_uses, reads_only
 from picograd.passes.kinds.elementwise import thread_per_point
 
 if TYPE_CHECKING:
@@ -58,6 +58,7 @@ def to_loops(lw: KernelLowering, op: pg.ScatterAddOp, out: SSAValue, riders: Rid
             return []
 
         lw.loops([(0, n) for n in ishape], [], body)
+    keep_mark(lw.last_nest, lw.last_nest is not None and read_scatter(lw.last_nest) is not None)
 
 
 @dataclass
