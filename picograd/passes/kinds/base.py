@@ -10,7 +10,10 @@ A kind is one record, ``KIND = KernelKind(...)`` in its module, registered by a 
   ``pg-to-loops`` emitter ``lowering`` (``picograd.passes.to_loops.KernelLowering``: ``parallel``, ``loops``,
   ``at``, ``store``, ``const``, ...). The nest that a schedule strategy applies to is opened with
   ``lowering.parallel(shape, nest=<kind name>)``, which records ``pg.nest`` (``attrs.NEST_ATTR``) on it: the
-  decision that this nest has the form the kind documents, so no later pass has to recognise it.
+  decision that this nest has the form the kind documents, so no later pass has to recognise it. When the kind's
+  GPU mapping reads the nest back (``reduction.read_reduction``, ``matmul.read_matmul``), ``to_loops`` calls
+  ``keep_mark(lowering.last_nest, readable)`` after emitting it, so that a nest the emitter's hoisting made
+  unreadable stays unmarked (a thread per point) instead of failing later.
 - ``riders(op)``: the shape of the kernel's other outputs that may be computed in the innermost loop of ``op``'s
   nest (one pass over the data; ``riders`` of ``to_loops``), or None.
 - ``at_index``: ``{op type: fn(lowering, op, idx) -> value}``, light ops of the kind computed at an index inside
