@@ -67,8 +67,10 @@ from xdsl.ir import Attribute, Block, Operation, Region, SSAValue
 from xdsl.rewriter import InsertPoint, Rewriter
 
 from picograd.dialects import gpu_ext, kernel, pg
+from picograd.dialects.attrs import KERNEL_ATTR, KIND_ATTR, STRATEGY_ATTR
 from picograd.dialects.kernel import ScheduleAttr
 from picograd.dialects.pg import element_of, shape_of
+from picograd.passes.kinds.base import KernelKind
 
 if TYPE_CHECKING:
     from picograd.passes.to_loops import KernelLowering
@@ -748,10 +750,10 @@ class _Kernel:
         hc = [c.results[0] for c in self.host_consts]
         launch = gpu.LaunchOp(Region(self.body), [hc[0], hc[1], hc[2]], [hc[3], hc[4], hc[4]])
         launch.location = self.loc
-        for key in ("pg.kernel", "pg.kind"):
+        for key in (KERNEL_ATTR, KIND_ATTR):
             if key in self.par.attributes:
                 launch.attributes[key] = self.par.attributes[key]
-        launch.attributes["pg.schedule"] = StringAttr(f"{STRATEGY}-{self.nest}")
+        launch.attributes[STRATEGY_ATTR] = StringAttr(f"{STRATEGY}-{self.nest}")
         launch.attributes["gpu.known_block_size"] = DenseArrayBase.from_list(i32, [threads, 1, 1])
         return launch
 
@@ -1014,3 +1016,15 @@ def build_launch(par: scf.ParallelOp) -> None:
         host.insert_op_before(c, par)
     host.insert_op_before(launch, par)
     host.erase_op(par, safe_erase=False)
+
+
+KIND = KernelKind(
+    name="attention",
+    doc="fused attention forward/backward (FlashAttention-2): its own nests (pg.attention), flash kernels",
+    lower_kernel=lower_loops,
+    strategies=("thread_per_point", STRATEGY),
+)
+"""The registry row (``picograd.passes.kinds.KERNEL_KINDS``): the loop stage lowers the whole kernel
+(:func:`lower_loops`); its nests are marked ``pg.attention`` (:data:`ATTENTION_ATTR`), not ``pg.nest``, and
+``pg-attention-schedule`` builds their ``flash`` kernels (:func:`build_launch`), ahead of ``pg-to-gpu`` (which maps
+the ``D`` nest a thread per point)."""
