@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 
-from xdsl.dialects import arith, scf
+from xdsl.dialects import arith, memref, scf
 from xdsl.dialects.builtin import (
     Float32Type,
     Float64Type,
@@ -131,6 +131,11 @@ class Builder:
         b.memo = self.memo if block is self.where else dict(self.memo)
         return b
 
+    @property
+    def block(self) -> Block:
+        """The block ops go to."""
+        return self.where.block if isinstance(self.where, InsertPoint) else self.where
+
     def op(self, op: Operation) -> Operation:
         op.location = self.loc
         Rewriter.insert_op(op, self.ip)
@@ -221,6 +226,14 @@ class Builder:
             return a < n
         return self.memoized(("lt", a, n), lambda: arith.CmpiOp(a, self.c32(n), "ult"))
 
+    def cmp(self, pred: str, a: Index, b: Index) -> SSAValue | bool:
+        """``arith.cmpi pred`` (``ult``, ``ule``) of two ``i32`` indices, folded when both are constants."""
+        if isinstance(a, int) and isinstance(b, int):
+            return {"ult": a < b, "ule": a <= b}[pred]
+        x = self.c32(a) if isinstance(a, int) else a
+        y = self.c32(b) if isinstance(b, int) else b
+        return self.memoized(("cmp", pred, x, y), lambda: arith.CmpiOp(x, y, pred))
+
     def both(self, p: SSAValue | bool, q: SSAValue | bool) -> SSAValue | bool:
         if isinstance(p, bool):
             return q if p else False
@@ -232,6 +245,16 @@ class Builder:
         if isinstance(p, bool):
             return x if p else zero
         return self.v(arith.SelectOp(p, x, zero))
+
+    # --- memory ------------------------------------------------------------------------------------------------
+
+    def load(self, buf: SSAValue, idx: Sequence[Index]) -> SSAValue:
+        """``memref.load`` of ``buf`` at ``idx`` (``i32`` indices or constants)."""
+        return self.v(memref.LoadOp.get(buf, [self.idx(x) for x in idx]))
+
+    def store(self, value: SSAValue, buf: SSAValue, idx: Sequence[Index]) -> None:
+        """``memref.store`` of ``value`` into ``buf`` at ``idx``."""
+        self.op(memref.StoreOp.get(value, buf, [self.idx(x) for x in idx]))
 
     # --- control flow ----------------------------------------------------------------------------------------
 
