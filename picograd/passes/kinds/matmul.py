@@ -5,7 +5,9 @@ is exactly an ``scf.for`` over K (from 0, step 1) carrying one accumulator that 
 result at the nest's indices. The K loop's body computes ``a`` (the lhs at (batch..., m, k)) and ``b`` (the rhs at
 (batch..., k, n)), then ``acc + a * b`` (``arith.mulf`` then ``arith.addf``), which it yields. ``a`` and ``b`` are
 whatever the kernel computes at those indices: a load, a load with swapped indices (a transposed operand, a
-``pg.permute`` fused into the kernel), or any side-effect-free expression.
+``pg.permute`` fused into the kernel), or any side-effect-free expression. bf16/f16 matmuls: ``a`` and ``b`` are
+extended to f32 (``arith.extf``), the accumulator is f32, and its result is rounded once (``arith.truncf``) before
+the store.
 
 **GPU** (``pg-matmul-schedule``'s ``tile`` hook, under a rung of ``picograd.passes.schedule.SCHEDULES``): the
 marked nest becomes a ``gpu.launch`` (MLIR's form of a kernel before outlining; ``pg-to-gpu`` outlines it as it
@@ -19,6 +21,11 @@ softmax fused into the matmul's kernel: that nest stays unmarked, a thread per o
 is an error); a nest marked by hand that is not of this form is an error too, never a silent fallback. Under
 ``thread_per_point`` (small or f64 matmuls that ``auto`` leaves, grids past CUDA's limits) the nest stays and
 ``pg-to-gpu`` maps it a thread per output, with the K loop sequential.
+
+**Tensor cores.** A rung with ``tensor_core`` set (``mma-sync``) is built by
+``picograd/passes/kinds/matmul_mma_sync.py``'s ``MmaSyncKernel``, a :class:`TiledKernel` whose ``emit_body`` is
+its ldmatrix / mma.sync pipeline; ``wgmma`` and ``wgmma-ws`` (``matmul_wgmma.SCHEDULES``) go to
+``matmul_wgmma.schedule_nest``, whose ``gpu.launch`` ``pg-to-ptx`` turns into the sm_90a kernel.
 """
 
 from __future__ import annotations
