@@ -33,10 +33,7 @@ RANK = {
 
 # Private names still imported across modules, each to be made public or moved by the branch that owns the file;
 # the test fails when one disappears, so that the list stays exact.
-KNOWN_PRIVATE: set[tuple[str, str, str]] = {
-    # passes/matmul_schedule.py and passes/to_gpu.py are being rewritten (issue 13, items 1-2)
-    ("picograd.passes.matmul_schedule", "picograd.passes.to_gpu", "_const_int"),
-}
+KNOWN_PRIVATE: set[tuple[str, str, str]] = set()
 
 
 def module_name(path: Path) -> str:

@@ -28,13 +28,14 @@ import pytest
 from _ptx_emulator import run_program
 from test_loops import build, t
 from xdsl.dialects import memref, scf
-from xdsl.dialects.builtin import ModuleOp, f32, f64
+from xdsl.dialects.builtin import ModuleOp, StringAttr, f32, f64
 from xdsl.parser import Parser
 
 from picograd.dialects import make_context, pg
 from picograd.driver.gpu_compile import CudaProgram, compile_for_cuda
 from picograd.driver.pipeline import lower_to
-from picograd.passes.matmul_schedule import match_matmul
+from picograd.passes.kinds.base import MalformedNest
+from picograd.passes.kinds.matmul import read_matmul
 from picograd.passes.schedule import AUTO_MIN_FMAS, MIN_SMALL_TILES, SCHEDULES, SMS, choose
 from picograd.runtime import cuda
 from picograd.target import ptxas
@@ -233,11 +234,13 @@ def _nests(module: ModuleOp) -> list[scf.ParallelOp]:
     ],
     ids=str,
 )
-def test_match_matmul_finds_the_loop_stage_nest(shape: MM, a_contiguous: str, b_contiguous: str) -> None:
+def test_the_matmul_kind_marks_and_reads_its_nest(shape: MM, a_contiguous: str, b_contiguous: str) -> None:
+    """pg-to-loops' matmul kind marks its nest (``pg.nest = "matmul"``) and the reader takes it apart: sizes, and
+    which of the operands' dims is contiguous (transposed operands fused into the kernel read the other way)."""
     module = lower_to(shape.module(), "loops")
-    found = [n for n in map(match_matmul, _nests(module)) if n is not None]
-    assert len(found) == 1
-    (nest,) = found
+    marked = [n for n in _nests(module) if n.attributes.get("pg.nest") == StringAttr("matmul")]
+    assert len(marked) == 1
+    nest = read_matmul(marked[0])
     assert (nest.batch, nest.m, nest.n, nest.k) == (list(shape.batch), shape.m, shape.n, shape.k)
     assert nest.a.plain and nest.b.plain
     assert (nest.a.contiguous, nest.b.contiguous) == (a_contiguous, b_contiguous)
@@ -252,10 +255,11 @@ def test_match_matmul_finds_the_loop_stage_nest(shape: MM, a_contiguous: str, b_
     ],
     ids=["elementwise", "sum_of_products", "max"],
 )
-def test_match_matmul_rejects_other_nests(body) -> None:
+def test_only_the_matmul_kind_marks_a_nest_matmul(body) -> None:
+    """Reductions mark their own nests; nothing but a pg.matmul gets ``pg.nest = "matmul"``."""
     module = lower_to(build([t(20, 24)], body), "loops")
     nests = _nests(module)
-    assert nests and all(match_matmul(n) is None for n in nests)
+    assert nests and all(n.attributes.get("pg.nest") != StringAttr("matmul") for n in nests)
 
 
 def parse_loops(text: str) -> ModuleOp:
@@ -276,7 +280,9 @@ NOT_MATMUL_BODIES = {
 
 
 @pytest.mark.parametrize("variant", list(NOT_MATMUL_BODIES))
-def test_match_matmul_rejects_nests_tagged_matmul_that_are_not(variant: str) -> None:
+def test_a_marked_nest_of_another_form_is_an_error(variant: str) -> None:
+    """A nest marked ``pg.nest = "matmul"`` whose K loop is not ``acc + a * b`` from 0 is refused, naming why
+    (the mark is a contract between the kind's loop lowering and its reader, not a guess to fall back from)."""
     body = "\n          ".join(NOT_MATMUL_BODIES[variant])
     text = f"""
     func.func @f(%a: memref<8x4xf32>, %b: memref<4x8xf32>, %c: memref<8x8xf32>) {{
@@ -296,16 +302,18 @@ def test_match_matmul_rejects_nests_tagged_matmul_that_are_not(variant: str) -> 
         }}
         memref.store %sum, %c[%i, %j] : memref<8x8xf32>
         scf.reduce
-      }}) {{pg.kernel = "k0_matmul", pg.kind = "matmul"}} : (index, index, index, index, index, index) -> ()
+      }}) {{pg.kernel = "k0_matmul", pg.kind = "matmul", pg.nest = "matmul"}}
+        : (index, index, index, index, index, index) -> ()
       func.return
     }}
     """
     (nest,) = _nests(parse_loops(text))
-    assert match_matmul(nest) is None
-    # The same nest as a matmul is matched: the variants are the reason for the rejection.
+    with pytest.raises(MalformedNest, match="is not a matmul nest"):
+        read_matmul(nest)
+    # The same nest as a matmul is read: the variants are the reason for the refusal.
     plain = text.replace(body, "%s = arith.addf %acc, %p : f32").replace("constant 1.0 : f32", "constant 0.0 : f32")
     (nest,) = _nests(parse_loops(plain))
-    assert match_matmul(nest) is not None
+    assert read_matmul(nest).k == 4
 
 
 def operand_expressions(m: int, n: int, k: int) -> ModuleOp:
@@ -335,7 +343,8 @@ def operand_expressions(m: int, n: int, k: int) -> ModuleOp:
         }}
         memref.store %sum, %result0[%i, %j] : memref<{m}x{n}xf32>
         scf.reduce
-      }}) {{pg.kernel = "k0_matmul", pg.kind = "matmul"}} : (index, index, index, index, index, index) -> ()
+      }}) {{pg.kernel = "k0_matmul", pg.kind = "matmul", pg.nest = "matmul"}}
+        : (index, index, index, index, index, index) -> ()
       func.return
     }}
     """)
@@ -355,8 +364,8 @@ def compiled_operand_expressions(schedule: str, m: int, n: int, k: int) -> CudaP
 @pytest.mark.parametrize("schedule", NAMES)
 def test_operand_expressions_assemble(schedule: str) -> None:
     (nest,) = _nests(operand_expressions(8, 8, 20))
-    matched = match_matmul(nest)
-    assert matched is not None and not matched.a.plain and matched.b.plain and matched.b.contiguous == "i"
+    matched = read_matmul(nest)
+    assert not matched.a.plain and matched.b.plain and matched.b.contiguous == "i"
     program = compiled_operand_expressions(schedule, 8, 8, 20)
     s = SCHEDULES[schedule]
     # B's rows of 8 are read 16 bytes at a time by the vector rungs; A, an expression, never is.
@@ -518,7 +527,8 @@ func.func @f(%a: {a_type}, %b: memref<{max(k, 1)}x8xf32>, %result0: {out_type} {
     }}
     memref.store %sum, %result0[%i, %j] : {out_type}
     scf.reduce
-  }}) {{pg.kernel = "k0_matmul", pg.kind = "matmul"}} : (index, index, index, index, index, index) -> ()
+  }}) {{pg.kernel = "k0_matmul", pg.kind = "matmul", pg.nest = "matmul"}}
+        : (index, index, index, index, index, index) -> ()
   func.return
 }}
 """

@@ -154,7 +154,8 @@ func.func @f(%a: memref<{m}x{k}xbf16>, %b: {b_type},
     }}
     memref.store %sum, %result0[%i, %j] : memref<{m}x{n}xf32>
     scf.reduce
-  }}) {{pg.kernel = "k0_matmul", pg.kind = "matmul"}} : (index, index, index, index, index, index) -> ()
+  }}) {{pg.kernel = "k0_matmul", pg.kind = "matmul", pg.nest = "matmul"}}
+    : (index, index, index, index, index, index) -> ()
   func.return
 }}
 """

@@ -51,7 +51,7 @@ from xdsl.ir import Operation, SSAValue
 from xdsl.utils.exceptions import DiagnosticException, VerifyException
 
 from picograd.dialects import pg
-from picograd.dialects.attrs import RESULT_ATTR
+from picograd.dialects.attrs import RESULT_ATTR, SHARED_BYTES_ATTR
 from picograd.dialects.pg_numpy import numpy_dtype
 from picograd.errors import CompileError
 from picograd.runtime import cuda
@@ -246,7 +246,7 @@ def _with_tensor_maps(step: cuda.Launch, kernel: Any) -> cuda.Launch:
         cuda.TensorMap(step.args[t.operand], t.dtype, t.shape, t.strides, t.box, t.swizzle, t.offset)  # type: ignore[arg-type]
         for _, t in sorted(specs.items())
     ]
-    shared = kernel.attributes.get(matmul_wgmma.SHARED_BYTES_ATTR)
+    shared = kernel.attributes.get(SHARED_BYTES_ATTR)
     shmem = shared.value.data if isinstance(shared, IntegerAttr) else step.shmem
     return cuda.Launch(step.kernel, step.grid, step.block, (*maps, *step.args), shmem)
 

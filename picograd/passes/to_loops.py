@@ -24,25 +24,23 @@ the code is generated: the row maximum of a softmax is loaded once per row, not 
 of an ``scf.parallel`` body or an ``scf.if`` branch.
 
 **Nests**, in order: one per heavy op (in program order), then one per shape of the yielded values that no heavy
-op wrote (one nest stores all outputs of that shape). A yielded value of the shape of a reduction's input rides
-along in the reduction's nest instead, stored in its innermost loop, which visits each input element once: one
-pass over the data computes both (the multi-output kernels of ``pg-fuse``). Every nest is an ``scf.parallel``
-over the dims its iterations may run in any order (a 0-d output gets one dim of size 1; xDSL 0.74 prints
-``scf.parallel`` in the generic form), with the ``pg.kernel`` (the kernel's ``sym_name``) and ``pg.kind``
-attributes, so later stages can tell which nests form a kernel, and the kernel's ``kernel.schedule`` (a
-``#kernel.schedule`` that ``pg-schedule`` chose), which the GPU lowering passes follow:
+op wrote (one nest stores all outputs of that shape). A heavy op's nest is its kernel kind's (the kind registry,
+``picograd.passes.kinds``: ``KIND_OF_OP`` maps each heavy op to the kind module whose ``to_loops`` emits it, and
+whose docstring describes the form: reductions and ``argmax``/``argmin`` in ``kinds/reduction.py``, ``pg.matmul``
+in ``kinds/matmul.py``, ``pg.scatter_add`` in ``kinds/scatter_add.py``). A yielded value of the shape of a
+reduction's input rides along in the reduction's nest instead (the kind's ``riders``), stored in its innermost
+loop, which visits each input element once: one pass over the data computes both (the multi-output kernels of
+``pg-fuse``). Every nest is an ``scf.parallel`` over the dims its iterations may run in any order (a 0-d output
+gets one dim of size 1; xDSL 0.74 prints ``scf.parallel`` in the generic form), with the ``pg.kernel`` (the
+kernel's ``sym_name``) and ``pg.kind`` attributes, so later stages can tell which nests form a kernel, and the
+kernel's ``kernel.schedule`` (a ``#kernel.schedule`` that ``pg-schedule`` chose), which the GPU lowering passes
+follow. The nest that a kind's schedule applies to also carries ``pg.nest = <kind>`` (``attrs.NEST_ATTR``): the
+kind declares its form there, so that the GPU passes read it instead of recognising it.
 
-- reductions: an accumulator carried by ``scf.for`` loops over the reduced dims (``iter_args``), starting at 0,
-  -inf or +inf (the smallest / largest integer), combined with ``addf``/``maximumf``/``minimumf`` (NaN
-  propagates, as ``numpy.max`` does) or their integer forms;
-- ``pg.argmax``/``pg.argmin``: value and index carried; the first extremum wins and a NaN counts as the extremum
-  (as numpy);
-- ``pg.matmul``: the plain loop nest, ``scf.parallel`` over (batch..., M, N) and ``scf.for`` over K innermost;
-- ``pg.scatter_add``: a nest storing zeros, then ``scf.parallel`` over the dims outside ``dim`` with ``scf.for``
-  over the index tuples inside (repeated indices accumulate in order, no races);
-- ``pg.random``: Philox 4x32-10 on ``i32`` (``arith.mului_extended`` gives the 32x32->64-bit products) per element,
-  exactly as ``picograd.dialects.philox``: uniform is ``(bits >> 8) * 2**-24``, normal is Box-Muller with
-  ``math.log1p``, ``math.sqrt``, ``math.cos`` and ``math.sin`` in ``f64`` (what numpy computes), then rounded.
+``pg.random``: Philox 4x32-10 on ``i32`` (``arith.mului_extended`` gives the 32x32->64-bit products) per element,
+exactly as ``picograd.dialects.philox``: uniform is ``(bits >> 8) * 2**-24``, normal is Box-Muller with
+``math.log1p``, ``math.sqrt``, ``math.cos`` and ``math.sin`` in ``f64`` (what numpy computes), then rounded.
+``pg.gather`` is the gather kind's index map (``AT_INDEX``).
 
 A ``pg.check_index`` becomes an ``scf.if`` that stores 1 and the bad index into an error flag of its own, a
 zero-initialized mutable ``memref<2xi64>`` global with the error message as its ``pg.index_check`` attribute;
@@ -71,11 +69,8 @@ from xdsl.dialects import arith, func, memref, scf
 from xdsl.dialects import math as mathd
 from xdsl.dialects.builtin import (
     DenseIntOrFPElementsAttr,
-    Float32Type,
     Float64Type,
-    FloatAttr,
     IndexType,
-    IntegerAttr,
     IntegerType,
     LocationAttr,
     MemRefType,
@@ -96,16 +91,10 @@ from xdsl.traits import IsTerminator
 from xdsl.utils.exceptions import PassFailedException
 
 from picograd.dialects import kernel, pg
+from picograd.dialects.attrs import KERNEL_ATTR, KIND_ATTR, NEST_ATTR, SCHEDULE_ATTR
 from picograd.passes._buffers import where
-
-KERNEL_ATTR = "pg.kernel"
-KIND_ATTR = "pg.kind"
-SCHEDULE_ATTR = "kernel.schedule"
-"""Attribute of each nest: the kernel's ``#kernel.schedule`` (when ``pg-schedule`` gave it one), which the GPU
-lowering passes follow."""
-
-HEAVY = (pg.SumOp, pg.MaxOp, pg.MinOp, pg.ArgmaxOp, pg.ArgminOp, pg.MatmulOp, pg.ScatterAddOp)
-"""Ops that get a loop nest (and a buffer) of their own inside a kernel."""
+from picograd.passes.ir_builder import ConstantPool
+from picograd.passes.kinds import AT_INDEX, HEAVY, KERNEL_KINDS, KIND_OF_OP
 
 _PHILOX_M0, _PHILOX_M1 = 0xD2511F53, 0xCD9E8D57
 _PHILOX_W0, _PHILOX_W1 = 0x9E3779B9, 0xBB67AE85
@@ -133,12 +122,6 @@ SURFACE_MATH: dict[type[Operation], Callable[[SSAValue], Operation]] = {
 
 def _is_float(t: Attribute) -> bool:
     return pg.is_float(t)
-
-
-def _wide_type(el: Attribute) -> Attribute:
-    """The type the loop stage computes ``el`` values in: ``f32`` for ``bf16``/``f16`` (as the GPU and the CPU
-    executor do), else ``el`` itself."""
-    return f32 if pg.is_low_precision(el) else el
 
 
 def _is_bool(t: Attribute) -> bool:
@@ -222,8 +205,9 @@ class KernelLowering:
         self.code_block = Block()
         self.scopes: list[_Scope] = [_Scope(InsertPoint.at_end(self.code_block), barrier=True)]
         self.level: dict[SSAValue, int] = {}  # the scope a value is defined in (0 when outside the nests)
-        self.pool: dict[tuple[Any, ...], SSAValue] = {}
-        self.const_value: dict[SSAValue, int | float] = {}
+        self.consts = ConstantPool(self.pool_block)  # constants, globals and error flags of the kernel
+        self.globals_got: dict[str, SSAValue] = {}
+        self.last_nest: scf.ParallelOp | None = None  # the nest ``parallel`` made last
         self.buffers: dict[SSAValue, SSAValue] = {}
         self.nest_attrs: dict[str, Attribute] = {KERNEL_ATTR: launch.sym_name, KIND_ATTR: launch.kind}
         if launch.schedule is not None:
@@ -285,20 +269,7 @@ class KernelLowering:
         """An ``arith.constant`` of type ``t`` (index, integer or float), one per kernel, before its nests."""
         if pg.is_low_precision(t):  # a 16-bit float: the f32 constant (exact for the values used), rounded
             return self.narrow(self.const(value, f32), t)
-        key = (repr(value) if isinstance(value, float) else int(value), t)
-        if key not in self.pool:
-            attr: Attribute
-            if isinstance(t, IndexType | IntegerType):
-                attr = IntegerAttr(int(value), t)
-            else:
-                assert isinstance(t, Float32Type | Float64Type)
-                attr = FloatAttr(float(value), t)
-            op = arith.ConstantOp(attr)
-            op.location = self.loc
-            self.pool_block.add_op(op)
-            self.pool[key] = op.result
-            self.const_value[op.result] = value
-        return self.pool[key]
+        return self.consts.get(value, t, self.loc)
 
     def idx(self, n: int) -> SSAValue:
         return self.const(n, IndexType())
@@ -321,7 +292,7 @@ class KernelLowering:
     # --- index arithmetic (folded) ------------------------------------------------------------------------------
 
     def iadd(self, a: SSAValue, b: SSAValue) -> SSAValue:
-        ca, cb = self.const_value.get(a), self.const_value.get(b)
+        ca, cb = self.consts.value_of(a), self.consts.value_of(b)
         if ca is not None and cb is not None:
             return self.idx(int(ca) + int(cb))
         if ca == 0:
@@ -334,7 +305,7 @@ class KernelLowering:
         return self.iadd(a, self.idx(-n)) if n else a
 
     def imul(self, a: SSAValue, n: int) -> SSAValue:
-        ca = self.const_value.get(a)
+        ca = self.consts.value_of(a)
         if ca is not None:
             return self.idx(int(ca) * n)
         if n == 1:
@@ -344,13 +315,13 @@ class KernelLowering:
         return self.pure(arith.MuliOp, a, self.idx(n))
 
     def idiv(self, a: SSAValue, n: int) -> SSAValue:
-        ca = self.const_value.get(a)
+        ca = self.consts.value_of(a)
         if ca is not None:
             return self.idx(int(ca) // n)
         return a if n == 1 else self.pure(arith.DivUIOp, a, self.idx(n))
 
     def irem(self, a: SSAValue, n: int) -> SSAValue:
-        ca = self.const_value.get(a)
+        ca = self.consts.value_of(a)
         if ca is not None:
             return self.idx(int(ca) % n)
         return self.idx(0) if n == 1 else self.pure(arith.RemUIOp, a, self.idx(n))
@@ -384,6 +355,12 @@ class KernelLowering:
         """A conversion op ``cls`` (``arith.index_cast``, ``arith.extf``, ...) of ``x`` to type ``t``."""
         return self.pure(lambda v: cls(v, t), x, key=(cls, t))
 
+    @staticmethod
+    def wide_type(el: Attribute) -> Attribute:
+        """The type the loop stage computes ``el`` values in: ``f32`` for ``bf16``/``f16`` (as the GPU and the CPU
+        executor do), else ``el`` itself."""
+        return f32 if pg.is_low_precision(el) else el
+
     def wide(self, x: SSAValue) -> SSAValue:
         """``x`` extended to ``f32`` when it is a ``bf16``/``f16`` value (16-bit floats are computed in ``f32``)."""
         return self.convert(arith.ExtFOp, x, f32) if pg.is_low_precision(x.type) else x
@@ -405,9 +382,10 @@ class KernelLowering:
     # --- control flow ---------------------------------------------------------------------------------------------
 
     @contextmanager
-    def parallel(self, shape: Sequence[int]) -> Iterator[list[SSAValue]]:
-        """An ``scf.parallel`` nest over ``shape`` with the kernel's attributes; yields its induction variables
-        (none for a 0-d shape, which gets one dim of size 1)."""
+    def parallel(self, shape: Sequence[int], nest: str | None = None) -> Iterator[list[SSAValue]]:
+        """An ``scf.parallel`` nest over ``shape`` with the kernel's attributes, and ``pg.nest = nest`` when given
+        (a kind marking the nest its schedule applies to); yields its induction variables (none for a 0-d shape,
+        which gets one dim of size 1)."""
         dims = list(shape) or [1]
         block = Block(arg_types=[IndexType()] * len(dims))
         block.add_op(scf.ReduceOp())
@@ -415,6 +393,9 @@ class KernelLowering:
             [self.idx(0)] * len(dims), [self.idx(n) for n in dims], [self.idx(1)] * len(dims), Region(block)
         )
         op.attributes.update(self.nest_attrs)
+        if nest is not None:
+            op.attributes[NEST_ATTR] = StringAttr(nest)
+        self.last_nest = op
         self.emit(op)
         block.last_op.location = self.loc  # type: ignore[union-attr]
         with self.inside(op, block, barrier=True):
@@ -481,17 +462,17 @@ class KernelLowering:
             g.location = self.loc
             self.module.body.block.insert_op_before(g, self.module.body.block.first_op)  # type: ignore[arg-type]
             self.globals_made[attr] = name
-        key = ("global", self.globals_made[attr])
-        if key not in self.pool:
+        key = self.globals_made[attr]
+        if key not in self.globals_got:
             t = attr.type
             assert isinstance(t, TensorType)
             op = memref.GetGlobalOp(
                 SymbolRefAttr(self.globals_made[attr]), MemRefType(t.element_type, list(t.get_shape()))
             )
             op.location = self.loc
-            self.pool_block.add_op(op)
-            self.pool[key] = op.results[0]
-        return self.pool[key]
+            self.consts.place(op)
+            self.globals_got[key] = op.results[0]
+        return self.globals_got[key]
 
     # --- values at an index -------------------------------------------------------------------------------------
 
@@ -514,16 +495,18 @@ class KernelLowering:
     def compute(self, op: Operation, idx: Index) -> SSAValue:  # noqa: C901 - one case per op
         """The scalar result of the light op ``op`` at ``idx``."""
         el = _element(op.results[0])
+        if type(op) in AT_INDEX:  # a kind's index map (pg.gather)
+            return AT_INDEX[type(op)](self, op, idx)
         match op:
             # bf16/f16 math: operands extended to f32, computed in f32, the result rounded once (pg_numpy's rule)
             case pg.UnaryOp():
-                return self.narrow(self.unary(op, self.at_wide(op.input, idx), _wide_type(el)), el)
+                return self.narrow(self.unary(op, self.at_wide(op.input, idx), self.wide_type(el)), el)
             case pg.BinaryOp():
-                wide = _wide_type(el)
+                wide = self.wide_type(el)
                 return self.narrow(self.binary(op, self.at_wide(op.lhs, idx), self.at_wide(op.rhs, idx), wide), el)
             case pg.CmpOp():
                 a, b = self.at_wide(op.lhs, idx), self.at_wide(op.rhs, idx)
-                return self.compare(op.predicate.data, a, b, _wide_type(_element(op.lhs)))
+                return self.compare(op.predicate.data, a, b, self.wide_type(_element(op.lhs)))
             case pg.SelectOp():
                 c, a, b = self.at(op.cond, idx), self.at(op.lhs, idx), self.at(op.rhs, idx)
                 return self.pure(arith.SelectOp, c, a, b)
@@ -554,21 +537,17 @@ class KernelLowering:
                 return self.pad(op, idx, el)
             case pg.ConcatOp():
                 return self.concat(op, idx, el)
-            case pg.GatherOp():
-                d, ri = op.dim_index, len(_shape(op.indices))
-                pos = self.convert(arith.IndexCastOp, self.at(op.indices, idx[d : d + ri]), IndexType())
-                return self.at(op.input, (*idx[:d], pos, *idx[d + ri :]))
             case pg.CheckIndexOp():
                 return self.check_index(op, idx)
             case pg.IotaOp():
-                return self.narrow(self.index_to(idx[op.dim_index] if idx else self.idx(0), _wide_type(el)), el)
+                return self.narrow(self.index_to(idx[op.dim_index] if idx else self.idx(0), self.wide_type(el)), el)
             case pg.ConstantOp():
                 values = op.value.get_values()
                 if len(values) == 1 or all(x == values[0] for x in values):
                     return self.const(values[0] if values else 0, el)
                 return self.load(self.global_constant(op.value), idx)
             case pg.RandomOp():
-                return self.narrow(self.random(op, idx, _wide_type(el)), el)
+                return self.narrow(self.random(op, idx, self.wide_type(el)), el)
         raise PassFailedException(f"pg-to-loops: cannot lower '{op.name}'{where(op)} inside a kernel")
 
     def check_index(self, op: pg.CheckIndexOp, idx: Index) -> SSAValue:
@@ -607,7 +586,7 @@ class KernelLowering:
         self.module.body.block.insert_op_before(g, self.module.body.block.first_op)  # type: ignore[arg-type]
         get = memref.GetGlobalOp(SymbolRefAttr(name), t)
         get.location = self.loc
-        self.pool_block.add_op(get)
+        self.consts.place(get)
         return get.results[0]
 
     def index_to(self, i: SSAValue, el: Attribute) -> SSAValue:
@@ -755,7 +734,7 @@ class KernelLowering:
         if src == dst:
             return x
         if pg.is_low_precision(src) or pg.is_low_precision(dst):  # through f32, rounded once into a 16-bit dst
-            return self.narrow(self.cast(self.wide(x), _wide_type(src), _wide_type(dst)), dst)
+            return self.narrow(self.cast(self.wide(x), self.wide_type(src), self.wide_type(dst)), dst)
         if _is_bool(dst):
             return (
                 self.cmpf("une", x, self.const(0.0, src)) if _is_float(src) else self.cmpi("ne", x, self.const(0, src))
@@ -839,122 +818,6 @@ class KernelLowering:
             z = self.pure(arith.SelectOp, even, cos, sin)
         return z if el == f64 else self.convert(arith.TruncFOp, z, el)
 
-    # --- heavy ops ----------------------------------------------------------------------------------------------------
-
-    def lower_reduce(self, op: pg.ReduceOp, out: SSAValue, riders: Sequence[tuple[SSAValue, SSAValue]] = ()) -> None:
-        """The reduction nest; each ``(value, buffer)`` of ``riders`` (values of the input's shape) is computed and
-        stored in the innermost loop, which visits every input index once: one pass over the data."""
-        shape, dims, keep = _shape(op.input), op.dim_list, op.keepdim is not None
-        el = _element(op.result)
-        wide = _wide_type(el)  # 16-bit floats accumulate in f32
-        init, combine = self.reduction_init(op, wide)
-        with self.parallel(_shape(op.result)) as ivs:
-            base = self.kept_index(ivs, len(shape), dims, keep)
-
-            def body(red: list[SSAValue], acc: list[SSAValue]) -> list[SSAValue]:
-                it = iter(red)
-                full = tuple(base[d] if d in base else next(it) for d in range(len(shape)))
-                x = self.at_wide(op.input, full)
-                for v, buf in riders:
-                    self.store(self.at(v, full), buf, full)
-                return [self.emit(combine(acc[0], x)).results[0]]
-
-            (total,) = self.loops([(0, shape[d]) for d in dims], [self.const(init, wide)], body)
-            self.store(self.narrow(total, el), out, tuple(ivs))
-
-    @staticmethod
-    def reduction_init(op: pg.ReduceOp, el: Attribute) -> tuple[int | float, Callable[..., Operation]]:
-        """The start value and combining op of a reduction: 0 and add, -inf (the smallest integer) and max, +inf
-        (the largest) and min; on bools, or for sum and max, and for min."""
-        width = el.width.data if isinstance(el, IntegerType) else 64
-        lowest, highest = -(1 << (width - 1)), (1 << (width - 1)) - 1
-        if _is_float(el):
-            table: dict[type[Operation], tuple[int | float, Callable[..., Operation]]] = {
-                pg.SumOp: (0.0, arith.AddfOp),
-                pg.MaxOp: (-math.inf, arith.MaximumfOp),
-                pg.MinOp: (math.inf, arith.MinimumfOp),
-            }
-        elif _is_bool(el):
-            table = {pg.SumOp: (0, arith.OrIOp), pg.MaxOp: (0, arith.OrIOp), pg.MinOp: (-1, arith.AndIOp)}
-        else:
-            table = {pg.SumOp: (0, arith.AddiOp), pg.MaxOp: (lowest, arith.MaxSIOp), pg.MinOp: (highest, arith.MinSIOp)}
-        return table[type(op)]
-
-    @staticmethod
-    def kept_index(ivs: Sequence[SSAValue], rank: int, dims: Sequence[int], keep: bool) -> dict[int, SSAValue]:
-        kept = [d for d in range(rank) if d not in dims]
-        return {d: ivs[d] for d in kept} if keep else dict(zip(kept, ivs, strict=True))
-
-    def lower_argreduce(self, op: pg.ArgReduceOp, out: SSAValue) -> None:
-        shape, d = _shape(op.input), op.dim_index
-        el = _wide_type(_element(op.input))
-        better = "gt" if isinstance(op, pg.ArgmaxOp) else "lt"
-        with self.parallel(_shape(op.result)) as ivs:
-            base = self.kept_index(ivs, len(shape), [d], op.keepdim is not None)
-
-            def at_k(k: SSAValue) -> SSAValue:
-                return self.at_wide(op.input, tuple(base.get(j, k) for j in range(len(shape))))
-
-            def body(ks: list[SSAValue], acc: list[SSAValue]) -> list[SSAValue]:
-                x, (best, best_k) = at_k(ks[0]), acc
-                if _is_float(el):  # strictly better, or the first NaN (numpy's argmax/argmin stop at a NaN)
-                    nan_x = self.emit(arith.CmpfOp(x, x, "uno")).results[0]
-                    ok_best = self.emit(arith.CmpfOp(best, best, "ord")).results[0]
-                    take = self.emit(
-                        arith.OrIOp(
-                            self.emit(arith.CmpfOp(x, best, "o" + better)).results[0],
-                            self.emit(arith.AndIOp(nan_x, ok_best)).results[0],
-                        )
-                    ).results[0]
-                else:
-                    pred = ("u" if _is_bool(el) else "s") + better
-                    take = self.emit(arith.CmpiOp(x, best, pred)).results[0]
-                return [
-                    self.emit(arith.SelectOp(take, x, best)).results[0],
-                    self.emit(arith.SelectOp(take, ks[0], best_k)).results[0],
-                ]
-
-            first = at_k(self.idx(0))
-            _, k = self.loops([(1, shape[d])], [first, self.idx(0)], body)
-            self.store(self.convert(arith.IndexCastOp, k, i64), out, tuple(ivs))
-
-    def lower_matmul(self, op: pg.MatmulOp, out: SSAValue) -> None:
-        k_size = _shape(op.lhs)[-1]
-        el = _element(op.result)
-        with self.parallel(_shape(op.result)) as ivs:
-            *batch, m, n = ivs
-
-            def body(ks: list[SSAValue], acc: list[SSAValue]) -> list[SSAValue]:
-                a = self.at_wide(op.lhs, (*batch, m, ks[0]))
-                b = self.at_wide(op.rhs, (*batch, ks[0], n))
-                return [self.pure(arith.AddfOp, acc[0], self.pure(arith.MulfOp, a, b))]
-
-            # bf16/f16: f32 accumulators (the products of 16-bit floats are exact in f32), the sum rounded once
-            (total,) = self.loops([(0, k_size)], [self.const(0.0, _wide_type(el))], body)
-            self.store(self.narrow(total, el), out, tuple(ivs))
-
-    def lower_scatter_add(self, op: pg.ScatterAddOp, out: SSAValue) -> None:
-        shape, d = _shape(op.result), op.dim_index
-        ishape = _shape(op.indices)
-        el = _element(op.result)
-        with self.parallel(shape) as ivs:
-            self.store(self.const(0.0 if _is_float(el) else 0, el), out, tuple(ivs))
-        outer = [*shape[:d], *shape[d + 1 :]]
-        with self.parallel(outer) as ivs:
-            pre, post = ivs[:d], ivs[d:]
-
-            def body(js: list[SSAValue], acc: list[SSAValue]) -> list[SSAValue]:
-                i = self.at(op.indices, tuple(js))
-                pos = self.convert(arith.IndexCastOp, i, IndexType())
-                where_ = (*pre, pos, *post)
-                u = self.at_wide(op.updates, (*pre, *js, *post))
-                old = self.wide(self.emit(memref.LoadOp.get(out, where_)).results[0])
-                new = self.emit((arith.AddfOp if _is_float(_wide_type(el)) else arith.AddiOp)(old, u)).results[0]
-                self.store(self.narrow(new, el), out, where_)
-                return []
-
-            self.loops([(0, n) for n in ishape], [], body)
-
     # --- the kernel ----------------------------------------------------------------------------------------------
 
     def run(self) -> None:
@@ -974,10 +837,9 @@ class KernelLowering:
                     f"pg-to-loops: '{op.name}'{where(op)} has no loop form; its pass (pg-autodiff, pg-sgd, pg-adam, "
                     "pg-adamw) expands it"
                 )
-        if launch.kind.data == "attention":  # the fused attention kernel kind has loop nests of its own
-            from picograd.passes.kinds.attention import lower_loops
-
-            lower_loops(self)
+        kernel_kind = KERNEL_KINDS.get(launch.kind.data)
+        if kernel_kind is not None and kernel_kind.lower_kernel is not None:  # a kind with loop nests of its own
+            kernel_kind.lower_kernel(self)
             self.finish()
             return
         # Where heavy results go: their (first) output buffer, else a scratch buffer.
@@ -1000,23 +862,18 @@ class KernelLowering:
         riders: dict[Operation, list[tuple[SSAValue, SSAValue]]] = {}
         done: set[SSAValue] = set(block.args)
         for op in heavy:
-            if isinstance(op, pg.ReduceOp):
-                fits = [(v, b) for v, b in pending if _shape(v) == _shape(op.input) and self.ready(v, done)]
+            kind = KIND_OF_OP[type(op)]
+            shape = kind.riders(op) if kind.riders is not None else None
+            if shape is not None:
+                fits = [(v, b) for v, b in pending if _shape(v) == shape and self.ready(v, done)]
                 riders[op] = fits
                 pending = [p for p in pending if p not in fits]
             done.add(op.results[0])
         for op in heavy:
-            out = self.buffers[op.results[0]]
+            to_loops = KIND_OF_OP[type(op)].to_loops
+            assert to_loops is not None, f"kind of {op.name} has no loop lowering"
             with self.located(op):
-                if isinstance(op, pg.ReduceOp):
-                    self.lower_reduce(op, out, riders[op])
-                elif isinstance(op, pg.ArgReduceOp):
-                    self.lower_argreduce(op, out)
-                elif isinstance(op, pg.MatmulOp):
-                    self.lower_matmul(op, out)
-                else:
-                    assert isinstance(op, pg.ScatterAddOp)
-                    self.lower_scatter_add(op, out)
+                to_loops(self, op, self.buffers[op.results[0]], riders.get(op, []))
         # The other outputs: one nest per shape.
         by_shape: dict[tuple[int, ...], list[tuple[SSAValue, SSAValue]]] = {}
         for v, buf in pending:

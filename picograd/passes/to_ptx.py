@@ -36,6 +36,10 @@ its results are registers written in both branches.
 expanded inline from :mod:`picograd.target.gpu_math` (accurate schemes, no ``.approx`` instruction); ``sin``,
 ``cos``, ``log1p`` and ``powf`` on f32 are evaluated in f64 and rounded once.
 
+**Parts**: the lowering of one kernel (``KernelLowering``) is instruction selection for ``arith``, ``math`` and
+``gpu`` ops (this module), addressing and memory access (``ptx_addressing.py``), control-flow flattening
+(``ptx_control.py``), and the registers, immediates and op dispatch they share (``ptx_emitter.py``).
+
 **Debug lines**: every PTX op carries the location of the op it lowers, so the printer emits ``.loc`` lines that
 point at the user's ``file:line``.
 
@@ -46,8 +50,7 @@ for a module without ``gpu.func`` kernels when ``pg-to-gpu`` has not run.
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,28 +58,23 @@ from xdsl.context import Context
 from xdsl.dialects import arith, gpu, memref, scf
 from xdsl.dialects import math as mathd
 from xdsl.dialects.builtin import (
-    Float32Type,
-    Float64Type,
     FloatAttr,
-    IndexType,
     IntegerAttr,
-    IntegerType,
-    LocationAttr,
-    MemRefType,
     ModuleOp,
     StringAttr,
 )
-from xdsl.ir import Attribute, Block, Operation, SSAValue
+from xdsl.ir import Attribute, Operation, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.utils.exceptions import PassFailedException
 
 from picograd.dialects import gpu_ext, pg, ptx
-from picograd.passes._buffers import element_bytes, where
+from picograd.dialects.attrs import GPU_MODULE_ATTR
+from picograd.passes._buffers import where
 from picograd.passes.kinds import matmul_wgmma
+from picograd.passes.ptx_addressing import PtxAddressing
+from picograd.passes.ptx_control import PtxControlFlow
+from picograd.passes.ptx_emitter import Const, register_bits
 from picograd.target import gpu_math
-
-GPU_MODULE_ATTR = "pg.gpu_module"
-"""Attribute of the ``ptx.module``: the name of the ``gpu.module`` it was made from (what launches refer to)."""
 
 _CMPF = {
     "oeq": "eq", "one": "ne", "olt": "lt", "ole": "le", "ogt": "gt", "oge": "ge",
@@ -90,157 +88,10 @@ _CMPI = {
 _SHUFFLE_MODE = {"xor": "bfly", "down": "down", "up": "up", "idx": "idx"}
 
 
-def value_kind(t: Attribute) -> str | None:
-    """The register kind of a scalar type: f32, f64, pred (i1), s32 (i32), s64 (i64, index); None otherwise."""
-    if isinstance(t, Float32Type):
-        return "f32"
-    if isinstance(t, Float64Type):
-        return "f64"
-    if pg.is_low_precision(t):  # bf16/f16: a .b16 register, computed on only after a cvt to f32
-        return "b16"
-    if isinstance(t, IndexType):
-        return "s64"
-    if isinstance(t, IntegerType):
-        return {1: "pred", 32: "s32", 64: "s64"}.get(t.width.data)
-    return None
-
-
-def _bits(kind: str) -> int:
-    return ptx.TYPE_WIDTH[kind]
-
-
-@dataclass(frozen=True)
-class Buf:
-    """A buffer in a kernel: a base address register, a constant byte offset, its type and state space."""
-
-    base: SSAValue
-    offset: int
-    type: MemRefType
-    space: str  # "global" or "shared"
-
-
-@dataclass(frozen=True)
-class Const:
-    """A scalar constant, materialized into a register only where one is needed."""
-
-    value: int | float
-    kind: str
-
-
-class KernelLowering:
-    """Lowers one ``gpu.func`` to one ``ptx.func`` (see the module docstring)."""
-
-    def __init__(self, kfunc: gpu.FuncOp, contract: bool):
-        self.kfunc = kfunc
-        self.contract = contract
-        self.name = kfunc.sym_name.data
-        block = kfunc.body.block
-        for i, t in enumerate(block.arg_types):
-            if not isinstance(t, MemRefType):
-                raise self.fail(kfunc, f"argument {i} of kernel @{self.name} is a {t}, not a buffer")
-        known = kfunc.known_block_size
-        maxntid = [int(v) for v in known.get_values()] if known is not None else None
-        self.pfunc = ptx.FuncOp(self.name, ["u64"] * len(block.args), maxntid=maxntid)
-        self.pfunc.location = kfunc.location
-        self.prologue: list[Operation] = []
-        self.code: list[Operation] = []
-        self.loc: LocationAttr = kfunc.location
-        self.values: dict[SSAValue, Any] = {}
-        self.imms: dict[tuple[Any, str], SSAValue] = {}
-        self.labels = 0
-        self.shared = 0
-
-    # --- emission ---------------------------------------------------------------------------------------------
-
-    def fail(self, op: Operation, message: str) -> PassFailedException:
-        return PassFailedException(f"pg-to-ptx: {message}{where(op)}")
-
-    def emit(self, op: Operation) -> Operation:
-        op.location = self.loc
-        self.code.append(op)
-        return op
-
-    def r(self, op: Operation) -> SSAValue:
-        """Emit ``op`` and return its (first) result."""
-        return self.emit(op).results[0]
-
-    def imm(self, value: int | float, kind: str) -> SSAValue:
-        """A register holding the immediate ``value`` (one ``mov`` per value and kind, at the top of the kernel;
-        never written again)."""
-        key = (repr(float(value)) if kind in ("f32", "f64") else int(value), kind)
-        if key not in self.imms:
-            mov = ptx.MovOp(float(value) if kind in ("f32", "f64") else int(value), kind)
-            mov.location = self.kfunc.location
-            self.prologue.append(mov)
-            self.imms[key] = mov.result
-        return self.imms[key]
-
-    def label(self) -> str:
-        self.labels += 1
-        return f"$L_{self.name}_{self.labels}"
-
-    def reg(self, v: SSAValue) -> SSAValue:
-        """The register of the scalar value ``v``."""
-        x = self.values.get(v)
-        if isinstance(x, Const):
-            if x.kind == "pred":
-                return self.imm(int(bool(x.value)), "pred")
-            return self.imm(x.value, x.kind)
-        if isinstance(x, SSAValue):
-            return x
-        owner = v.owner
-        raise self.fail(
-            owner if isinstance(owner, Operation) else self.kfunc, f"value of type {v.type} has no register"
-        )
-
-    def buf(self, v: SSAValue, op: Operation) -> Buf:
-        x = self.values.get(v)
-        if not isinstance(x, Buf):
-            raise self.fail(op, f"'{op.name}' on a buffer that is not a kernel argument, view or workgroup buffer")
-        return x
-
-    def kind(self, t: Attribute, op: Operation) -> str:
-        k = value_kind(t)
-        if k is None:
-            raise self.fail(op, f"'{op.name}': no PTX register for type {t}")
-        return k
-
-    # --- the kernel -------------------------------------------------------------------------------------------
-
-    def run(self) -> ptx.FuncOp:
-        block = self.kfunc.body.block
-        self.loc = self.kfunc.location
-        for i, arg in enumerate(block.args):
-            p = ptx.LdParamOp(self.pfunc.args[i])
-            g = ptx.CvtaOp(p.result)
-            for op in (p, g):
-                op.location = self.kfunc.location
-                self.prologue.append(op)
-            assert isinstance(arg.type, MemRefType)
-            self.values[arg] = Buf(g.result, 0, arg.type, "global")
-        self.lower_block(block)
-        body = self.pfunc.body.block
-        for inst in [*self.prologue, *self.code]:
-            body.add_op(inst)
-        last = body.last_op
-        if not (isinstance(last, ptx.RetOp) and last.guard is None):
-            ret = ptx.RetOp()
-            ret.location = self.kfunc.location
-            body.add_op(ret)
-        return self.pfunc
-
-    def lower_block(self, block: Block) -> None:
-        for op in block.ops:
-            self.loc = op.location
-            self.lower(op)
-
-    def lower(self, op: Operation) -> None:
-        handler = _HANDLERS.get(type(op))
-        if handler is None:
-            if isinstance(op, scf.YieldOp):
-                raise self.fail(op, "scf.yield outside scf.for/scf.if")
-            raise self.fail(op, f"no PTX lowering for '{op.name}'")
-        handler(self, op)
+class KernelLowering(PtxAddressing, PtxControlFlow):
+    """Lowers one ``gpu.func`` to one ``ptx.func`` (see the module docstring): instruction selection for
+    ``arith``, ``math`` and ``gpu`` ops here, addressing in :class:`PtxAddressing`, control-flow flattening in
+    :class:`PtxControlFlow`, the registers and the kernel in :class:`PtxEmitter`."""
 
     # --- constants and casts ----------------------------------------------------------------------------------
 
@@ -256,20 +107,6 @@ class KernelLowering:
         else:
             raise self.fail(op, f"constant {attr} is not a scalar")
         self.values[op.result] = Const(value, kind)
-
-    def const_of(self, v: SSAValue) -> int | float | None:
-        x = self.values.get(v)
-        return x.value if isinstance(x, Const) else None
-
-    def pred_to_int(self, p: SSAValue, kind: str, true: int = 1) -> SSAValue:
-        """A predicate as an integer register of ``kind``: ``true`` or 0."""
-        return self.r(ptx.SelpOp(self.imm(true, kind), self.imm(0, kind), p, kind))
-
-    def int_to_pred(self, x: SSAValue, kind: str) -> SSAValue:
-        """``x & 1 != 0``: the low bit, as ``arith.trunci`` to i1 keeps it."""
-        b = "b" + kind[1:]
-        low = self.r(ptx.AndOp(x, self.imm(1, kind), b))
-        return self.r(ptx.SetpOp("ne", low, self.imm(0, kind), b))
 
     def convert(self, op: Operation, x: SSAValue, src: Attribute, dst: Attribute, unsigned: bool = False) -> SSAValue:
         """``x`` of type ``src`` converted to ``dst`` (arith's casts; ``unsigned`` for the ``ui``/``extui`` forms)."""
@@ -291,7 +128,7 @@ class KernelLowering:
         if sf and df:
             if sk == dk:
                 return x
-            return self.r(ptx.CvtOp(x, dk, sk, rnd="rn" if _bits(dk) < _bits(sk) else None))
+            return self.r(ptx.CvtOp(x, dk, sk, rnd="rn" if register_bits(dk) < register_bits(sk) else None))
         if sf:  # float -> int: truncation toward zero
             return self.r(ptx.CvtOp(x, ("u" if unsigned else "s") + dk[1:], sk, rnd="rzi"))
         if df:
@@ -317,6 +154,12 @@ class KernelLowering:
             return self.r(ptx.CvtOp(self.r(ptx.CvtOp(x, "f32", sn)), "f64", "f32"))
         return self.r(ptx.CvtOp(x, dn, sn, rnd="rn" if dn in ptx.HALF_FLOATS else None))
 
+    def mma_sync(self, op: gpu_ext.MmaSyncOp) -> None:
+        regs = [[self.reg(v) for v in group] for group in (op.a, op.b, op.c)]
+        mma = self.emit(ptx.MmaOp(op.shape.data, op.type.data, *regs))
+        for v, r in zip(op.d, mma.results, strict=True):
+            self.values[v] = r
+
     def cast_op(self, op: Operation) -> None:
         unsigned = isinstance(op, arith.ExtUIOp | arith.UIToFPOp | arith.FPToUIOp)
         src, dst = op.operands[0], op.results[0]
@@ -325,7 +168,7 @@ class KernelLowering:
     def bitcast(self, op: arith.BitcastOp) -> None:
         sk, dk = self.kind(op.input.type, op), self.kind(op.result.type, op)
         x = self.reg(op.input)
-        b = self.r(ptx.MovOp(x, "b" + str(_bits(sk))))
+        b = self.r(ptx.MovOp(x, "b" + str(register_bits(sk))))
         self.values[op.result] = self.r(ptx.MovOp(b, dk))
 
     # --- arithmetic -------------------------------------------------------------------------------------------
@@ -577,177 +420,6 @@ class KernelLowering:
             return m64.narrow(fn(m64, *wide))
         return fn(PtxArith(self, gpu_math.FORMATS[k]), *args)
 
-    # --- memory -----------------------------------------------------------------------------------------------
-
-    def address(self, b: Buf, indices: Sequence[SSAValue], op: Operation) -> tuple[SSAValue, int]:
-        """(address register, constant byte offset) of element ``indices`` of ``b``.
-
-        The element offset is computed in 64 bits, or in 32 bits (then one ``mad.wide.s32`` onto the base) when
-        every variable index is an ``index_cast`` of an ``i32`` and the buffer has fewer than 2**31 bytes: an
-        in-bounds offset then fits, and 32-bit integer arithmetic is half the instructions and registers."""
-        t = b.type
-        shape = t.get_shape()
-        if any(d < 0 for d in shape):
-            raise self.fail(op, f"'{op.name}' on {t}: dynamic shapes have no PTX lowering")
-        self.kind(t.get_element_type(), op)
-        esize = element_bytes(t.get_element_type())
-        strides = [math.prod(shape[i + 1 :]) for i in range(len(shape))]
-        offset = b.offset
-        terms: list[tuple[tuple[str, SSAValue], int]] = []
-        for idx, stride in zip(indices, strides, strict=True):
-            var, c = self.split_constant(idx)
-            offset += c * stride * esize
-            if var is not None:
-                terms.append((var, stride))
-        narrow = math.prod(shape) * esize < 2**31 and all(kind == "i32" for (kind, _), _ in terms)
-        k = "s32" if narrow else "s64"
-        lin: SSAValue | None = None
-        for (kind, value), stride in terms:
-            x = self.reg(value)
-            if kind == "i32" and not narrow:
-                x = self.r(ptx.CvtOp(x, "s64", "s32"))
-            if lin is None:
-                lin = x if stride == 1 else self.r(ptx.MulOp(x, self.imm(stride, k), k, mode="lo"))
-            elif stride == 1:
-                lin = self.r(ptx.AddOp(lin, x, k))
-            else:
-                lin = self.r(ptx.MadOp(x, self.imm(stride, k), lin, k, mode="lo"))
-        base = b.base
-        if lin is not None:
-            if narrow:
-                base = self.r(ptx.MadOp(lin, self.imm(esize, "s32"), base, "s32", mode="wide"))
-            elif esize == 1:
-                base = self.r(ptx.AddOp(base, lin, "s64"))
-            else:
-                base = self.r(ptx.MadOp(lin, self.imm(esize, "s64"), base, "s64", mode="lo"))
-        if not -(2**31) <= offset < 2**31:
-            base = self.r(ptx.AddOp(base, self.imm(offset, "s64"), "s64"))
-            offset = 0
-        return base, offset
-
-    def split_constant(self, v: SSAValue, kind: str = "index") -> tuple[tuple[str, SSAValue] | None, int]:
-        """``v`` as (variable part, constant part), looking through ``arith.addi`` of a constant and through
-        ``arith.index_cast`` of an ``i32`` (nonnegative, as indices are), so that ``tile[%row + 3]`` is
-        ``[%addr + 12]``: the constant goes into the instruction's address offset. The variable part is
-        ``("index", v)`` or ``("i32", v)`` (``kind`` is that of ``v``), or None."""
-        c = self.const_of(v)
-        if c is not None:
-            return None, int(c)
-        op = v.owner
-        if kind == "index" and isinstance(op, arith.IndexCastOp) and op.input.type == IntegerType(32):
-            return self.split_constant(op.input, "i32")
-        if isinstance(op, arith.AddiOp):
-            for x, y in ((op.lhs, op.rhs), (op.rhs, op.lhs)):
-                cy = self.const_of(y)
-                if cy is not None:
-                    rest, cx = self.split_constant(x, kind)
-                    return rest, cx + int(cy)
-        return (kind, v), 0
-
-    def vector_load(self, op: gpu_ext.VectorLoadOp) -> None:
-        b = self.buf(op.base, op)
-        addr, off = self.address(b, op.indices, op)
-        k = self.kind(op.values[0].type, op)
-        ld = self.emit(ptx.LdOp(addr, k, b.space, offset=off, vec=len(op.values)))
-        for v, r in zip(op.values, ld.results, strict=True):
-            self.values[v] = r
-
-    def vector_store(self, op: gpu_ext.VectorStoreOp) -> None:
-        b = self.buf(op.base, op)
-        addr, off = self.address(b, op.indices, op)
-        k = self.kind(op.values[0].type, op)
-        self.emit(ptx.StOp(addr, [self.reg(v) for v in op.values], k, b.space, offset=off))
-
-    def async_copy(self, op: gpu_ext.AsyncCopyOp) -> None:
-        src, dst = self.buf(op.src, op), self.buf(op.dst, op)
-        src_addr, src_off = self.address(src, op.src_indices, op)
-        dst_addr, dst_off = self.address(dst, op.dst_indices, op)
-        esize = element_bytes(src.type.get_element_type())
-        size = op.elements.value.data * esize
-        n = self.const_of(op.valid)
-        if n is not None:
-            nbytes = self.imm(int(n) * esize, "u32")
-        else:
-            count = self.r(ptx.CvtOp(self.reg(op.valid), "u32", "s64"))
-            nbytes = self.r(ptx.MulOp(count, self.imm(esize, "u32"), "u32", mode="lo"))
-        self.emit(ptx.CpAsyncOp(dst_addr, src_addr, size, nbytes, dst_offset=dst_off, src_offset=src_off))
-
-    def async_commit(self, op: gpu_ext.AsyncCommitOp) -> None:
-        self.emit(ptx.CpAsyncCommitGroupOp())
-
-    def async_wait(self, op: gpu_ext.AsyncWaitOp) -> None:
-        self.emit(ptx.CpAsyncWaitGroupOp(op.pending.value.data))
-
-    def ldmatrix(self, op: gpu_ext.LdMatrixOp) -> None:
-        b = self.buf(op.base, op)
-        addr, off = self.address(b, op.indices, op)
-        ld = self.emit(ptx.LdmatrixOp(addr, op.num.value.data, trans=op.trans is not None, offset=off))
-        for v, r in zip(op.fragments, ld.results, strict=True):
-            self.values[v] = r
-
-    def mma_sync(self, op: gpu_ext.MmaSyncOp) -> None:
-        regs = [[self.reg(v) for v in group] for group in (op.a, op.b, op.c)]
-        mma = self.emit(ptx.MmaOp(op.shape.data, op.type.data, *regs))
-        for v, r in zip(op.d, mma.results, strict=True):
-            self.values[v] = r
-
-    def load(self, op: memref.LoadOp) -> None:
-        b = self.buf(op.memref, op)
-        addr, off = self.address(b, op.indices, op)
-        k = self.kind(op.res.type, op)
-        if k == "pred":
-            byte = self.r(ptx.LdOp(addr, "u8", b.space, offset=off))
-            self.values[op.res] = self.r(ptx.SetpOp("ne", byte, self.imm(0, "u16"), "u16"))
-            return
-        self.values[op.res] = self.r(ptx.LdOp(addr, k, b.space, offset=off))
-
-    def store(self, op: memref.StoreOp) -> None:
-        b = self.buf(op.memref, op)
-        addr, off = self.address(b, op.indices, op)
-        k = self.kind(op.value.type, op)
-        v = self.reg(op.value)
-        if k == "pred":
-            self.emit(ptx.StOp(addr, self.pred_to_int(v, "u16"), "u8", b.space, offset=off))
-            return
-        self.emit(ptx.StOp(addr, v, k, b.space, offset=off))
-
-    def atomic_rmw(self, op: memref.AtomicRMWOp) -> None:
-        b = self.buf(op.memref, op)
-        kind = op.kind.value.data
-        k = self.kind(op.value.type, op)
-        if kind not in (0, 1) or k == "pred":
-            raise self.fail(op, f"memref.atomic_rmw kind {kind} on {op.value.type} has no PTX lowering (addf, addi)")
-        t = {"f32": "f32", "f64": "f64", "s32": "s32", "s64": "u64"}[k]
-        addr, off = self.address(b, op.indices, op)
-        v = self.reg(op.value)
-        if any(True for _ in op.result.uses):
-            self.values[op.result] = self.r(ptx.AtomOp("add", addr, v, t, b.space, offset=off))
-        else:
-            self.emit(ptx.RedOp("add", addr, v, t, b.space, offset=off))
-
-    def view(self, op: memref.ViewOp) -> None:
-        src = self.buf(op.source, op)
-        shift = self.const_of(op.byte_shift)
-        if shift is None or op.sizes:
-            raise self.fail(op, "memref.view needs a constant byte offset and a static shape")
-        t = op.result.type
-        assert isinstance(t, MemRefType)
-        self.values[op.result] = Buf(src.base, src.offset + int(shift), t, src.space)
-
-    def workgroup_alloc(self, op: gpu_ext.WorkgroupAllocOp) -> None:
-        t = op.memref_type
-        self.kind(t.get_element_type(), op)
-        size = max(1, math.prod(t.get_shape()) * element_bytes(t.get_element_type()))
-        self.shared += 1
-        name = f"{self.name}_smem{self.shared}"
-        decl = ptx.SharedOp(name, size, 16)
-        decl.location = op.location
-        self.prologue.insert(0, decl)
-        addr = ptx.SharedAddrOp(name, "u64")
-        addr.location = op.location
-        self.prologue.append(addr)
-        self.values[op.result] = Buf(addr.result, 0, t, "shared")
-
     # --- gpu ops ----------------------------------------------------------------------------------------------
 
     def special(self, op: Operation) -> None:
@@ -781,7 +453,7 @@ class KernelLowering:
         if k == "pred":
             y = self.r(ptx.ShflOp(mode, self.pred_to_int(x, "u32"), lane))
             self.values[op.result] = self.r(ptx.SetpOp("ne", y, self.imm(0, "u32"), "u32"))
-        elif _bits(k) == 32:
+        elif register_bits(k) == 32:
             self.values[op.result] = self.r(ptx.ShflOp(mode, x, lane))
         else:  # two 32-bit halves
             bits = self.r(ptx.MovOp(x, "b64"))
@@ -791,93 +463,6 @@ class KernelLowering:
             hi2 = self.r(ptx.CvtOp(self.r(ptx.ShflOp(mode, hi, lane)), "u64", "u32"))
             joined = self.r(ptx.OrOp(self.r(ptx.ShlOp(hi2, self.imm(32, "u32"), "b64")), lo2, "b64"))
             self.values[op.result] = self.r(ptx.MovOp(joined, k))
-
-    # --- control flow -----------------------------------------------------------------------------------------
-
-    def scf_for(self, op: scf.ForOp) -> None:
-        lb, ub, step = (self.const_of(v) for v in (op.lb, op.ub, op.step))
-        if lb is not None and ub is not None and int(lb) >= int(ub):  # never runs: the results are the inits
-            for res, init in zip(op.results, op.iter_args, strict=True):
-                self.values[res] = self.values[init]
-            return
-        body = op.body.block
-        iv = self.r(ptx.MovOp(self.reg(op.lb), "s64"))
-        carried = [self.r(ptx.MovOp(self.reg(v))) for v in op.iter_args]
-        self.values[body.args[0]] = iv
-        for arg, c in zip(body.args[1:], carried, strict=True):
-            self.values[arg] = c
-        top, end = self.label(), self.label()
-        if lb is None or ub is None:
-            skip = self.r(ptx.SetpOp("ge", iv, self.reg(op.ub), "s64"))
-            self.emit(ptx.BraOp(end, guard=skip))
-        loc = self.loc
-        self.emit(ptx.LabelOp(top))
-        self.lower_block_until_yield(body)
-        self.loc = loc
-        yld = body.last_op
-        assert isinstance(yld, scf.YieldOp)
-        self.assign(carried, [self.reg(v) for v in yld.operands], extra=[iv])
-        self.emit(ptx.AssignOp(iv, self.r(ptx.AddOp(iv, self.reg(op.step), "s64"))))
-        again = self.r(ptx.SetpOp("lt", iv, self.reg(op.ub), "s64"))
-        self.emit(ptx.BraOp(top, guard=again))
-        self.emit(ptx.LabelOp(end))
-        for res, c in zip(op.results, carried, strict=True):
-            self.values[res] = c
-
-    def lower_block_until_yield(self, block: Block) -> None:
-        for inner in block.ops:
-            if isinstance(inner, scf.YieldOp):
-                break
-            self.loc = inner.location
-            self.lower(inner)
-
-    def assign(self, dests: Sequence[SSAValue], sources: Sequence[SSAValue], extra: Sequence[SSAValue] = ()) -> None:
-        """Write ``sources`` into the registers ``dests`` as one parallel assignment."""
-        pending = set(dests) | set(extra)
-        if any(s in pending and s is not d for d, s in zip(dests, sources, strict=True)):
-            sources = [self.r(ptx.MovOp(s)) for s in sources]
-        for d, s in zip(dests, sources, strict=True):
-            if d is not s:
-                self.emit(ptx.AssignOp(d, s))
-
-    def scf_if(self, op: scf.IfOp) -> None:
-        cond = self.reg(op.cond)
-        known = self.const_of(op.cond)
-        regions = [op.true_region, op.false_region]
-        if known is not None:  # a constant condition: only one branch
-            region = regions[0 if known else 1]
-            outs = self.inline_region(region)
-            for res, v in zip(op.results, outs, strict=True):
-                self.values[res] = v
-            return
-        other, end = self.label(), self.label()
-        has_else = bool(op.false_region.blocks) and (
-            op.results or any(not isinstance(o, scf.YieldOp) for o in op.false_region.block.ops)
-        )
-        loc = self.loc
-        self.emit(ptx.BraOp(other if has_else else end, guard=cond, negate=True))
-        then_vals = self.inline_region(op.true_region)
-        self.loc = loc
-        results = [self.r(ptx.MovOp(v)) for v in then_vals]
-        if has_else:
-            self.emit(ptx.BraOp(end))
-            self.emit(ptx.LabelOp(other))
-            else_vals = self.inline_region(op.false_region)
-            self.loc = loc
-            for d, s in zip(results, else_vals, strict=True):
-                self.emit(ptx.AssignOp(d, s))
-        self.emit(ptx.LabelOp(end))
-        for res, r in zip(op.results, results, strict=True):
-            self.values[res] = r
-
-    def inline_region(self, region: Any) -> list[SSAValue]:
-        """Lower the ops of a one-block region; the registers of what its ``scf.yield`` yields."""
-        if not region.blocks:
-            return []
-        block = region.block
-        self.lower_block_until_yield(block)
-        yld = block.last_op
-        return [self.reg(v) for v in yld.operands] if isinstance(yld, scf.YieldOp) else []
 
 
 def _cmpf_name(op: arith.CmpfOp) -> str:
@@ -1002,6 +587,7 @@ _HANDLERS: dict[type[Operation], Callable[[KernelLowering, Any], None]] = {
     scf.ForOp: KernelLowering.scf_for,
     scf.IfOp: KernelLowering.scf_if,
 }
+KernelLowering.handlers = _HANDLERS
 
 
 # ---------------------------------------------------------------------------------------------------------------

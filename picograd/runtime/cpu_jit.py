@@ -46,14 +46,12 @@ from xdsl.dialects.builtin import DenseIntOrFPElementsAttr, IntegerAttr, MemRefT
 from xdsl.ir import SSAValue
 
 from picograd.dialects import pg
-from picograd.dialects.attrs import RESULT_ATTR
+from picograd.dialects.attrs import KERNEL_ATTR, KIND_ATTR, RESULT_ATTR
 from picograd.dialects.kernel import LaunchOp
 from picograd.dialects.pg_numpy import constant_array, numpy_dtype, op_kernel
 from picograd.runtime.threads import get_num_threads
 from picograd.target import llvm_ir
 
-KERNEL_ATTR = "pg.kernel"  # the attributes pg-to-loops puts on a kernel's nests
-KIND_ATTR = "pg.kind"
 DEBUG_ENV = "PICOGRAD_CPU_JIT_DEBUG"
 ENABLE_ENV = "PICOGRAD_CPU_JIT"
 CACHE_ENV = "PICOGRAD_CACHE_DIR"

@@ -145,7 +145,7 @@ def write_ptx(module: ModuleOp, output: str | None) -> None:
     pipeline leaves it), to ``output`` or stdout.
     With several compiled functions and ``-o out.ptx``, function ``f`` goes to ``out.f.ptx``."""
     from picograd.dialects import ptx
-    from picograd.passes.to_ptx import GPU_MODULE_ATTR
+    from picograd.dialects.attrs import GPU_MODULE_ATTR
     from picograd.target.ptx_printer import print_ptx
 
     texts: list[tuple[str, str]] = []

@@ -54,7 +54,6 @@ from xdsl.dialects.builtin import (
     FloatAttr,
     IndexType,
     IntegerAttr,
-    LocationAttr,
     MemRefType,
     StringAttr,
     TensorType,
@@ -64,11 +63,13 @@ from xdsl.dialects.builtin import (
     i32,
 )
 from xdsl.ir import Attribute, Block, Operation, Region, SSAValue
-from xdsl.rewriter import InsertPoint, Rewriter
 
 from picograd.dialects import gpu_ext, kernel, pg
+from picograd.dialects.attrs import KERNEL_ATTR, KIND_ATTR, STRATEGY_ATTR
 from picograd.dialects.kernel import ScheduleAttr
 from picograd.dialects.pg import element_of, shape_of
+from picograd.passes.ir_builder import Builder, ConstantPool, Index
+from picograd.passes.kinds.base import KernelKind
 
 if TYPE_CHECKING:
     from picograd.passes.to_loops import KernelLowering
@@ -475,126 +476,6 @@ def _lower_backward(
 # ---------------------------------------------------------------------------------------------------------------
 # The GPU stage
 
-Index = SSAValue | int
-
-
-class _Builder:
-    """Appends ops to a block (before its terminator), folding integer arithmetic on Python ints; index arithmetic
-    is in ``i32``; constants go to the start of the launch body, once each."""
-
-    def __init__(self, block: Block, loc: LocationAttr, consts: dict, const_block: Block):
-        self.block, self.loc, self.consts, self.const_block = block, loc, consts, const_block
-
-    def at(self, block: Block) -> _Builder:
-        return _Builder(block, self.loc, self.consts, self.const_block)
-
-    def op(self, op: Operation) -> Operation:
-        op.location = self.loc
-        last = self.block.last_op
-        if last is not None and isinstance(last, scf.YieldOp | gpu.TerminatorOp):
-            self.block.insert_op_before(op, last)
-        else:
-            self.block.add_op(op)
-        return op
-
-    def v(self, op: Operation) -> SSAValue:
-        return self.op(op).results[0]
-
-    def const(self, value: int | float, t: Attribute) -> SSAValue:
-        key = (repr(value), t)
-        if key not in self.consts:
-            integer = isinstance(t, IndexType) or t == i32
-            attr = IntegerAttr(int(value), t) if integer else FloatAttr(float(value), t)  # type: ignore[call-overload]
-            c = arith.ConstantOp(attr)  # type: ignore[arg-type]
-            c.location = self.loc
-            anchor = self.consts.get("last")
-            if anchor is not None:
-                Rewriter.insert_op(c, InsertPoint.after(anchor.owner))
-            elif self.const_block.first_op is not None:
-                self.const_block.insert_op_before(c, self.const_block.first_op)
-            else:
-                self.const_block.add_op(c)
-            self.consts[key] = c.result
-            self.consts["last"] = c.result
-        return self.consts[key]
-
-    def i(self, x: Index) -> SSAValue:
-        return self.const(x, i32) if isinstance(x, int) else x
-
-    def idx(self, x: Index) -> SSAValue:
-        return self.const(x, IndexType()) if isinstance(x, int) else self.v(arith.IndexCastOp(x, IndexType()))
-
-    def add(self, a: Index, b: Index) -> Index:
-        if isinstance(a, int) and isinstance(b, int):
-            return a + b
-        if b == 0:
-            return a
-        if a == 0:
-            return b
-        return self.v(arith.AddiOp(self.i(a), self.i(b)))
-
-    def mul(self, a: Index, n: int) -> Index:
-        if isinstance(a, int):
-            return a * n
-        return a if n == 1 else self.v(arith.MuliOp(a, self.i(n)))
-
-    def div(self, a: Index, n: int) -> Index:
-        if isinstance(a, int):
-            return a // n
-        if n == 1:
-            return a
-        if n & (n - 1) == 0:
-            return self.v(arith.ShRUIOp(a, self.i(n.bit_length() - 1)))
-        return self.v(arith.DivUIOp(a, self.i(n)))
-
-    def rem(self, a: Index, n: int) -> Index:
-        if isinstance(a, int):
-            return a % n
-        if n == 1:
-            return 0
-        if n & (n - 1) == 0:
-            return self.v(arith.AndIOp(a, self.i(n - 1)))
-        return self.v(arith.RemUIOp(a, self.i(n)))
-
-    def min(self, a: Index, n: int) -> Index:
-        return min(a, n) if isinstance(a, int) else self.v(arith.MinUIOp(a, self.i(n)))
-
-    def cmp(self, pred: str, a: Index, b: Index) -> SSAValue | bool:
-        if isinstance(a, int) and isinstance(b, int):
-            return {"ult": a < b, "ule": a <= b}[pred]
-        return self.v(arith.CmpiOp(self.i(a), self.i(b), pred))
-
-    def both(self, p: SSAValue | bool, q: SSAValue | bool) -> SSAValue | bool:
-        if isinstance(p, bool):
-            return q if p else False
-        if isinstance(q, bool):
-            return p if q else False
-        return self.v(arith.AndIOp(p, q))
-
-    def select(self, p: SSAValue | bool, x: SSAValue, y: SSAValue) -> SSAValue:
-        if isinstance(p, bool):
-            return x if p else y
-        return self.v(arith.SelectOp(p, x, y))
-
-    def if_(self, p: SSAValue | bool) -> _Builder | None:
-        """A builder inside ``scf.if p`` (no results); None when ``p`` is false; this builder when it is true."""
-        if isinstance(p, bool):
-            return self if p else None
-        then = Block()
-        then.add_op(scf.YieldOp())
-        then.last_op.location = self.loc  # type: ignore[union-attr]
-        self.op(scf.IfOp(p, [], Region(then)))
-        return self.at(then)
-
-    def load(self, buf: SSAValue, idx: Sequence[Index]) -> SSAValue:
-        return self.v(memref.LoadOp.get(buf, [self.idx(x) for x in idx]))
-
-    def store(self, value: SSAValue, buf: SSAValue, idx: Sequence[Index]) -> None:
-        self.op(memref.StoreOp.get(value, buf, [self.idx(x) for x in idx]))
-
-    def f(self, cls: type[Operation], *xs: SSAValue) -> SSAValue:
-        return self.v(cls(*xs))
-
 
 def _shape(buf: SSAValue) -> tuple[int, ...]:
     t = buf.type
@@ -620,7 +501,7 @@ class _Kernel:
         self.dropout_slice = _dropout_slice(par)
         self.body = Block(arg_types=[IndexType()] * 12)
         self.body.add_op(gpu.TerminatorOp())
-        self.b = _Builder(self.body, self.loc, {}, self.body)
+        self.b = Builder(self.body, self.loc, ConstantPool(self.body))
         self.host_consts: list[Operation] = []
 
     # --- helpers ------------------------------------------------------------------------------------------------
@@ -628,7 +509,7 @@ class _Kernel:
     def fconst(self, x: float) -> SSAValue:
         return self.b.const(x, self.el)
 
-    def dropped(self, b: _Builder, p: SSAValue, batch: Sequence[Index], row: Index, loop: Index) -> SSAValue:
+    def dropped(self, b: Builder, p: SSAValue, batch: Sequence[Index], row: Index, loop: Index) -> SSAValue:
         """``p`` times the dropout multiplier where the nest's parallel index is (*batch, row) and its loop's
         ``loop``: the loop stage's ops computing it (Philox) cloned; ``p`` without dropout."""
         if self.dropout_slice is None:
@@ -642,37 +523,37 @@ class _Kernel:
             clone.attributes.pop(DROPOUT_ATTR, None)
             b.op(clone)
             mapping.update(zip(o.results, clone.results, strict=True))
-        return b.f(arith.MulfOp, p, mapping.get(value, value))
+        return b.v(arith.MulfOp(p, mapping.get(value, value)))
 
-    def butterfly(self, b: _Builder, x: SSAValue) -> SSAValue:
+    def butterfly(self, b: Builder, x: SSAValue) -> SSAValue:
         """The sum of ``x`` over the ``lanes`` threads of a row (xor shuffles: every lane gets it)."""
         off = self.lanes // 2
         while off:
-            x = b.f(arith.AddfOp, x, b.v(gpu_ext.ShuffleOp(x, "xor", off)))
+            x = b.v(arith.AddfOp(x, b.v(gpu_ext.ShuffleOp(x, "xor", off))))
             off //= 2
         return x
 
-    def dot(self, b: _Builder, regs: Sequence[SSAValue], tile: SSAValue, row: Index, t: Index) -> SSAValue:
+    def dot(self, b: Builder, regs: Sequence[SSAValue], tile: SSAValue, row: Index, t: Index) -> SSAValue:
         """This thread's part of ``regs . tile[row, :]`` (its elements ``t + lanes * e``), summed over the row's
         lanes."""
         acc: SSAValue | None = None
         for e, x in enumerate(regs):
             y = b.load(tile, [row, b.add(t, self.lanes * e)])
-            prod = b.f(arith.MulfOp, x, y)
-            acc = prod if acc is None else b.f(arith.AddfOp, acc, prod)
+            prod = b.v(arith.MulfOp(x, y))
+            acc = prod if acc is None else b.v(arith.AddfOp(acc, prod))
         assert acc is not None
         return self.butterfly(b, acc)
 
-    def row_slice(self, b: _Builder, buf: SSAValue, prefix: Sequence[Index], n: int, t: Index) -> list[SSAValue]:
+    def row_slice(self, b: Builder, buf: SSAValue, prefix: Sequence[Index], n: int, t: Index) -> list[SSAValue]:
         return [b.load(buf, [*prefix, b.add(t, self.lanes * e)]) for e in range(n // self.lanes)]
 
-    def store_slice(self, b: _Builder, regs: Sequence[SSAValue], buf: SSAValue, prefix: Sequence[Index], t: Index):
+    def store_slice(self, b: Builder, regs: Sequence[SSAValue], buf: SSAValue, prefix: Sequence[Index], t: Index):
         for e, x in enumerate(regs):
             b.store(x, buf, [*prefix, b.add(t, self.lanes * e)])
 
     def load_tile(
-        self, b: _Builder, tile: SSAValue, src: SSAValue, batch: Sequence[Index], row0: Index, extent: int,
-        tid: Index, threads: int, fix: Callable[[_Builder, SSAValue], SSAValue] | None = None,
+        self, b: Builder, tile: SSAValue, src: SSAValue, batch: Sequence[Index], row0: Index, extent: int,
+        tid: Index, threads: int, fix: Callable[[Builder, SSAValue], SSAValue] | None = None,
     ) -> None:  # fmt: skip
         """Copy rows ``row0 ..`` of ``src[*batch]`` (``extent`` rows) into ``tile`` (rows past the end: zero),
         each thread taking every ``threads``-th element; ``fix`` maps each loaded value."""
@@ -681,7 +562,7 @@ class _Kernel:
         total = rows * width
         for c in range(-(-total // threads)):
             flat = b.add(tid, c * threads)
-            bb = b.if_(b.cmp("ult", flat, total)) if (c + 1) * threads > total else b
+            bb = b.when(b.cmp("ult", flat, total)) if (c + 1) * threads > total else b
             if bb is None:
                 continue
             rr, cc = bb.div(flat, width), bb.rem(flat, width)
@@ -694,7 +575,7 @@ class _Kernel:
             value = bb.select(ok, value, self.fconst(0.0))
             bb.store(value, tile, [rr, cc] if len(shape) > 1 else [rr])
 
-    def masked(self, b: _Builder, s: SSAValue, batch: Sequence[Index], i: Index, j: Index, valid: SSAValue | bool):
+    def masked(self, b: Builder, s: SSAValue, batch: Sequence[Index], i: Index, j: Index, valid: SSAValue | bool):
         """``s`` with the user mask at (query ``i``, key ``j``, both in range) applied and ``-inf`` where not
         ``valid``."""
         ninf = self.fconst(-math.inf)
@@ -706,12 +587,12 @@ class _Kernel:
             if MemRefType.get_element_type(mask.type) == i1:  # type: ignore[arg-type]
                 s = b.select(m, s, ninf)
             else:
-                s = b.f(arith.AddfOp, s, m)
+                s = b.v(arith.AddfOp(s, m))
         return b.select(valid, s, ninf)
 
     def for_(
-        self, b: _Builder, lo: Index, hi: Index, inits: Sequence[SSAValue],
-        body: Callable[[_Builder, SSAValue], Sequence[SSAValue]],
+        self, b: Builder, lo: Index, hi: Index, inits: Sequence[SSAValue],
+        body: Callable[[Builder, SSAValue], Sequence[SSAValue]],
     ) -> list[SSAValue]:  # fmt: skip
         """``scf.for`` over [lo, hi) (i32 bounds cast to index) carrying ``inits``; ``body(builder, iv_i32)``."""
         block = Block(arg_types=[IndexType(), *(v.type for v in inits)])
@@ -748,14 +629,14 @@ class _Kernel:
         hc = [c.results[0] for c in self.host_consts]
         launch = gpu.LaunchOp(Region(self.body), [hc[0], hc[1], hc[2]], [hc[3], hc[4], hc[4]])
         launch.location = self.loc
-        for key in ("pg.kernel", "pg.kind"):
+        for key in (KERNEL_ATTR, KIND_ATTR):
             if key in self.par.attributes:
                 launch.attributes[key] = self.par.attributes[key]
-        launch.attributes["pg.schedule"] = StringAttr(f"{STRATEGY}-{self.nest}")
+        launch.attributes[STRATEGY_ATTR] = StringAttr(f"{STRATEGY}-{self.nest}")
         launch.attributes["gpu.known_block_size"] = DenseArrayBase.from_list(i32, [threads, 1, 1])
         return launch
 
-    def key_tiles(self, b: _Builder, bx: SSAValue, rows: int) -> tuple[Index, int]:
+    def key_tiles(self, b: Builder, bx: SSAValue, rows: int) -> tuple[Index, int]:
         """The key tiles a block of ``rows`` query rows visits: all, or (causal) up to its last row's."""
         bn = self.s.count("block_n")
         n = -(-self.keys // bn)
@@ -771,7 +652,7 @@ class _Kernel:
         row = b.add(b.mul(bx, rows), r)
         rowc = b.min(row, self.length - 1)
         scale = self.fconst(self.scale)
-        qs = [b.f(arith.MulfOp, x, scale) for x in self.row_slice(b, q, [*batch, rowc], self.d, t)]
+        qs = [b.v(arith.MulfOp(x, scale)) for x in self.row_slice(b, q, [*batch, rowc], self.d, t)]
         n_tiles, bn = self.key_tiles(b, bx, rows)
         ksh = b.v(gpu_ext.WorkgroupAllocOp(el, [bn, self.d]))
         vsh = b.v(gpu_ext.WorkgroupAllocOp(el, [bn, self.ev])) if v is not None else None
@@ -781,7 +662,7 @@ class _Kernel:
 
         chunk = min(CHUNK, bn)
 
-        def keys(cb: _Builder, c: SSAValue, j0: Index) -> list[SSAValue]:
+        def keys(cb: Builder, c: SSAValue, j0: Index) -> list[SSAValue]:
             """Online softmax over keys ``c * chunk ..`` of the tile: scores in registers, one rescale."""
             m, l_, *acc = cb.block.args[1:]
             base = cb.mul(c, chunk)
@@ -796,25 +677,25 @@ class _Kernel:
                 scores.append((jj, self.masked(cb, s, batch, rowc, cb.min(j, self.keys - 1), valid)))
             m_new: SSAValue = m
             for _, s in scores:
-                m_new = cb.f(arith.MaximumfOp, m_new, s)
+                m_new = cb.v(arith.MaximumfOp(m_new, s))
             mu = cb.select(cb.v(arith.CmpfOp(m_new, ninf, "oeq")), zero, m_new)
-            alpha = cb.f(mathd.ExpOp, cb.f(arith.SubfOp, m, mu))
-            ps = [(jj, cb.f(mathd.ExpOp, cb.f(arith.SubfOp, s, mu))) for jj, s in scores]
-            total = cb.f(arith.MulfOp, l_, alpha)
+            alpha = cb.v(mathd.ExpOp(cb.v(arith.SubfOp(m, mu))))
+            ps = [(jj, cb.v(mathd.ExpOp(cb.v(arith.SubfOp(s, mu))))) for jj, s in scores]
+            total = cb.v(arith.MulfOp(l_, alpha))
             for _, p in ps:
-                total = cb.f(arith.AddfOp, total, p)
+                total = cb.v(arith.AddfOp(total, p))
             if self.dropout_slice is not None:
                 ps = [(jj, self.dropped(cb, p, batch, rowc, cb.min(cb.add(j0, jj), self.keys - 1))) for jj, p in ps]
             new_acc = []
             for e, a in enumerate(acc):
-                x = cb.f(arith.MulfOp, a, alpha)
+                x = cb.v(arith.MulfOp(a, alpha))
                 assert vsh is not None
                 for jj, p in ps:
-                    x = cb.f(arith.AddfOp, x, cb.f(arith.MulfOp, p, cb.load(vsh, [jj, cb.add(t, lanes * e)])))
+                    x = cb.v(arith.AddfOp(x, cb.v(arith.MulfOp(p, cb.load(vsh, [jj, cb.add(t, lanes * e)])))))
                 new_acc.append(x)
             return [m_new, total, *new_acc]
 
-        def tile(lb: _Builder, kt: SSAValue) -> list[SSAValue]:
+        def tile(lb: Builder, kt: SSAValue) -> list[SSAValue]:
             j0 = lb.mul(kt, bn)
             self.load_tile(lb, ksh, k, batch, j0, self.keys, tid, threads)
             if v is not None and vsh is not None:
@@ -826,18 +707,18 @@ class _Kernel:
 
         m, l_, *acc = self.for_(b, 0, n_tiles, [ninf, zero, *([zero] * n_acc)], tile)
         ok = b.cmp("ult", row, self.length)
-        bb = b.if_(ok)
+        bb = b.when(ok)
         assert bb is not None
         if out is not None:
             den = bb.select(bb.v(arith.CmpfOp(l_, zero, "oeq")), one, l_)
-            self.store_slice(bb, [bb.f(arith.DivfOp, a, den) for a in acc], out, [*batch, row], t)
+            self.store_slice(bb, [bb.v(arith.DivfOp(a, den)) for a in acc], out, [*batch, row], t)
         if lse is not None:
-            first = bb.if_(bb.cmp("ult", t, 1)) if lanes > 1 else bb
+            first = bb.when(bb.cmp("ult", t, 1)) if lanes > 1 else bb
             assert first is not None
             mu = first.select(first.v(arith.CmpfOp(m, ninf, "oeq")), zero, m)
-            first.store(first.f(arith.AddfOp, mu, first.f(mathd.LogOp, l_)), lse, [*batch, row])
+            first.store(first.v(arith.AddfOp(mu, first.v(mathd.LogOp(l_)))), lse, [*batch, row])
 
-    def lse0(self, b: _Builder, x: SSAValue) -> SSAValue:
+    def lse0(self, b: Builder, x: SSAValue) -> SSAValue:
         """``lse`` with ``-inf`` (a row with every key masked) as 0, so that ``exp(-inf - lse0)`` is 0."""
         return b.select(b.v(arith.CmpfOp(x, self.fconst(-math.inf), "oeq")), self.fconst(0.0), x)
 
@@ -847,7 +728,7 @@ class _Kernel:
         row = b.add(b.mul(bx, rows), r)
         rowc = b.min(row, self.length - 1)
         scale = self.fconst(self.scale)
-        qs = [b.f(arith.MulfOp, x, scale) for x in self.row_slice(b, q, [*batch, rowc], self.d, t)]
+        qs = [b.v(arith.MulfOp(x, scale)) for x in self.row_slice(b, q, [*batch, rowc], self.d, t)]
         dos = self.row_slice(b, dout, [*batch, rowc], self.ev, t)
         lse = self.lse0(b, b.load(self.buf["lse"], [*batch, rowc]))
         dsum = b.load(self.buf["dsum"], [*batch, rowc])
@@ -856,21 +737,21 @@ class _Kernel:
         vsh = b.v(gpu_ext.WorkgroupAllocOp(el, [bn, self.ev]))
         threads = rows * lanes
 
-        def key(cb: _Builder, jj: SSAValue, j0: Index) -> list[SSAValue]:
+        def key(cb: Builder, jj: SSAValue, j0: Index) -> list[SSAValue]:
             j = cb.add(j0, jj)
             valid = cb.cmp("ult", j, self.keys)
             if self.causal:
                 valid = cb.both(valid, cb.cmp("ule", j, row))
             s = self.masked(cb, self.dot(cb, qs, ksh, jj, t), batch, rowc, cb.min(j, self.keys - 1), valid)
-            p = cb.f(mathd.ExpOp, cb.f(arith.SubfOp, s, lse))
+            p = cb.v(mathd.ExpOp(cb.v(arith.SubfOp(s, lse))))
             dp = self.dropped(cb, self.dot(cb, dos, vsh, jj, t), batch, rowc, cb.min(j, self.keys - 1))
-            ds = cb.f(arith.MulfOp, cb.f(arith.MulfOp, p, cb.f(arith.SubfOp, dp, dsum)), scale)
+            ds = cb.v(arith.MulfOp(cb.v(arith.MulfOp(p, cb.v(arith.SubfOp(dp, dsum)))), scale))
             return [
-                cb.f(arith.AddfOp, a, cb.f(arith.MulfOp, ds, cb.load(ksh, [jj, cb.add(t, lanes * e)])))
+                cb.v(arith.AddfOp(a, cb.v(arith.MulfOp(ds, cb.load(ksh, [jj, cb.add(t, lanes * e)])))))
                 for e, a in enumerate(cb.block.args[1:])
             ]
 
-        def tile(lb: _Builder, kt: SSAValue) -> list[SSAValue]:
+        def tile(lb: Builder, kt: SSAValue) -> list[SSAValue]:
             j0 = lb.mul(kt, bn)
             self.load_tile(lb, ksh, k, batch, j0, self.keys, tid, threads)
             self.load_tile(lb, vsh, v, batch, j0, self.keys, tid, threads)
@@ -880,7 +761,7 @@ class _Kernel:
             return new
 
         acc = self.for_(b, 0, n_tiles, [self.fconst(0.0)] * (self.d // lanes), tile)
-        bb = b.if_(b.cmp("ult", row, self.length))
+        bb = b.when(b.cmp("ult", row, self.length))
         assert bb is not None
         self.store_slice(bb, acc, self.buf["dq"], [*batch, row], t)
 
@@ -890,7 +771,7 @@ class _Kernel:
         key = b.add(b.mul(bx, rows), r)
         keyc = b.min(key, self.keys - 1)
         scale = self.fconst(self.scale)
-        ks = [b.f(arith.MulfOp, x, scale) for x in self.row_slice(b, k, [*batch, keyc], self.d, t)]
+        ks = [b.v(arith.MulfOp(x, scale)) for x in self.row_slice(b, k, [*batch, keyc], self.d, t)]
         vs = self.row_slice(b, v, [*batch, keyc], self.ev, t)
         bm = self.s.count("bwd_block_m")
         n_tiles = -(-self.length // bm)
@@ -902,29 +783,29 @@ class _Kernel:
         threads = rows * lanes
         nd, nv = self.d // lanes, self.ev // lanes
 
-        def query(cb: _Builder, ii: SSAValue, i0: Index) -> list[SSAValue]:
+        def query(cb: Builder, ii: SSAValue, i0: Index) -> list[SSAValue]:
             dk, dv = cb.block.args[1 : 1 + nd], cb.block.args[1 + nd :]
             i = cb.add(i0, ii)
             valid = cb.cmp("ult", i, self.length)
             if self.causal:
                 valid = cb.both(valid, cb.cmp("ule", key, i))
             s = self.masked(cb, self.dot(cb, ks, qsh, ii, t), batch, cb.min(i, self.length - 1), keyc, valid)
-            p = cb.f(mathd.ExpOp, cb.f(arith.SubfOp, s, cb.load(lsh, [ii])))
+            p = cb.v(mathd.ExpOp(cb.v(arith.SubfOp(s, cb.load(lsh, [ii])))))
             ic = cb.min(i, self.length - 1)
             pz = self.dropped(cb, p, batch, keyc, ic)
             new_dv = [
-                cb.f(arith.AddfOp, a, cb.f(arith.MulfOp, pz, cb.load(dosh, [ii, cb.add(t, lanes * e)])))
+                cb.v(arith.AddfOp(a, cb.v(arith.MulfOp(pz, cb.load(dosh, [ii, cb.add(t, lanes * e)])))))
                 for e, a in enumerate(dv)
             ]
             dp = self.dropped(cb, self.dot(cb, vs, dosh, ii, t), batch, keyc, ic)
-            ds = cb.f(arith.MulfOp, cb.f(arith.MulfOp, p, cb.f(arith.SubfOp, dp, cb.load(dsh, [ii]))), scale)
+            ds = cb.v(arith.MulfOp(cb.v(arith.MulfOp(p, cb.v(arith.SubfOp(dp, cb.load(dsh, [ii]))))), scale))
             new_dk = [
-                cb.f(arith.AddfOp, a, cb.f(arith.MulfOp, ds, cb.load(qsh, [ii, cb.add(t, lanes * e)])))
+                cb.v(arith.AddfOp(a, cb.v(arith.MulfOp(ds, cb.load(qsh, [ii, cb.add(t, lanes * e)])))))
                 for e, a in enumerate(dk)
             ]
             return [*new_dk, *new_dv]
 
-        def tile(lb: _Builder, it: SSAValue) -> list[SSAValue]:
+        def tile(lb: Builder, it: SSAValue) -> list[SSAValue]:
             i0 = lb.mul(it, bm)
             self.load_tile(lb, qsh, q, batch, i0, self.length, tid, threads)
             self.load_tile(lb, dosh, dout, batch, i0, self.length, tid, threads)
@@ -937,7 +818,7 @@ class _Kernel:
 
         zero = self.fconst(0.0)
         res = self.for_(b, first, n_tiles, [zero] * (nd + nv), tile)
-        bb = b.if_(b.cmp("ult", key, self.keys))
+        bb = b.when(b.cmp("ult", key, self.keys))
         assert bb is not None
         self.store_slice(bb, res[:nd], self.buf["dk"], [*batch, key], t)
         self.store_slice(bb, res[nd:], self.buf["dv"], [*batch, key], t)
@@ -1014,3 +895,15 @@ def build_launch(par: scf.ParallelOp) -> None:
         host.insert_op_before(c, par)
     host.insert_op_before(launch, par)
     host.erase_op(par, safe_erase=False)
+
+
+KIND = KernelKind(
+    name="attention",
+    doc="fused attention forward/backward (FlashAttention-2): its own nests (pg.attention), flash kernels",
+    lower_kernel=lower_loops,
+    strategies=("thread_per_point", STRATEGY),
+)
+"""The registry row (``picograd.passes.kinds.KERNEL_KINDS``): the loop stage lowers the whole kernel
+(:func:`lower_loops`); its nests are marked ``pg.attention`` (:data:`ATTENTION_ATTR`), not ``pg.nest``, and
+``pg-attention-schedule`` builds their ``flash`` kernels (:func:`build_launch`), ahead of ``pg-to-gpu`` (which maps
+the ``D`` nest a thread per point)."""

@@ -39,16 +39,8 @@ from xdsl.dialects.builtin import BFloat16Type, Float16Type, IndexType, MemRefTy
 from xdsl.ir import Attribute, Block, Region, SSAValue
 
 from picograd.dialects import gpu_ext
-from picograd.passes.matmul_schedule import (
-    WARP,
-    Index,
-    KernelBuilder,
-    MatmulNest,
-    Operand,
-    TiledKernel,
-    aligned16,
-    match_operand,
-)
+from picograd.passes.ir_builder import Builder, Index
+from picograd.passes.kinds.matmul import WARP, MatmulNest, Operand, TiledKernel, aligned16, read_operand
 from picograd.passes.schedule import Schedule
 
 CHUNK = 16
@@ -74,7 +66,7 @@ def narrow_load(x: Operand) -> memref.LoadOp | None:
     return None
 
 
-def swizzle(b: KernelBuilder, row: Index, chunk: Index, chunks_per_row: int) -> Index:
+def swizzle(b: Builder, row: Index, chunk: Index, chunks_per_row: int) -> Index:
     """The physical 16-byte chunk of logical ``chunk`` in tile row ``row``: the chunk index XORed with the row bits
     that make the chunks of 8 consecutive rows fall in 8 distinct 128-byte bank groups."""
     if chunks_per_row >= 8:
@@ -132,7 +124,7 @@ class MmaSyncKernel(TiledKernel):
             body = load.parent_block()
             assert body is not None
             other = self.nest.ivs[-1] if x is self.nest.a else self.nest.ivs[-2]
-            src = match_operand(load.res, body, self.dims(x), other)
+            src = read_operand(load.res, body, self.dims(x), other)
             return src if src is not None and src.plain else None
         return x if self.mma == "tf32" and x.plain else None
 
@@ -191,7 +183,7 @@ class MmaSyncKernel(TiledKernel):
         b.op(gpu_ext.AsyncWaitOp(0))  # no copy may land after the block exits
         self.store_acc(list(loop.results))
 
-    def copy_tile(self, b: KernelBuilder, t: _Tile, k0: Index, stage: Index) -> None:
+    def copy_tile(self, b: Builder, t: _Tile, k0: Index, stage: Index) -> None:
         """This thread's chunks of the tile at K offset ``k0`` into ``stage``: ``cp.async`` (zero-filled outside
         the matrix) or, on the synchronous path, element by element."""
         s, o = self.s, self.b  # o: the kernel's top-level builder, for what does not change from tile to tile
@@ -200,7 +192,7 @@ class MmaSyncKernel(TiledKernel):
         i_ext, k_ext = t.ext[-2], t.ext[-1]
         for r in range(-(-chunks // s.threads)):
             c = o.add(self.tid, r * s.threads)
-            cb = b.if_(o.lt(c, chunks)) if (r + 1) * s.threads > chunks else b
+            cb = b.when(o.lt(c, chunks)) if (r + 1) * s.threads > chunks else b
             if cb is None:
                 continue
             row, ch = o.div(c, t.cpr), o.rem(c, t.cpr)
@@ -244,13 +236,13 @@ class MmaSyncKernel(TiledKernel):
         return o.idx(o.add(base, row_step * t.cols))
 
     def fragment_rows(
-        self, b: KernelBuilder, t: _Tile, stage: Index, row: Index, row_step: int, col: Index, trans: bool
+        self, b: Builder, t: _Tile, stage: Index, row: Index, row_step: int, col: Index, trans: bool
     ) -> list[SSAValue]:
         """``ldmatrix.x4`` of the 16-byte tile rows this lane names (``row + row_step``, element column ``col``)."""
         idx = [b.idx(stage), self.offset(t, row, row_step, col)]
         return list(b.op(gpu_ext.LdMatrixOp(t.smem, idx, 4, trans)).results)
 
-    def scalar(self, b: KernelBuilder, t: _Tile, stage: Index, row: Index, row_step: int, col: Index) -> SSAValue:
+    def scalar(self, b: Builder, t: _Tile, stage: Index, row: Index, row_step: int, col: Index) -> SSAValue:
         """One f32 of an M-/N-major tf32 tile, as the i32 bits an mma fragment holds."""
         idx = [b.idx(stage), self.offset(t, row, row_step, col)]
         v = b.v(memref.LoadOp.get(t.smem, idx))
@@ -259,7 +251,7 @@ class MmaSyncKernel(TiledKernel):
     # The lane's rows are split into a lane part and a multiple of 8 (the mma tile's row, or the K step), so that
     # tiles of one K step share one address register and differ by constants.
 
-    def a_fragment(self, b: KernelBuilder, stage: Index, kk: int, mi: int) -> list[SSAValue]:
+    def a_fragment(self, b: Builder, stage: Index, kk: int, mi: int) -> list[SSAValue]:
         t, lane, o = self.ta, self.lane, self.b  # o: lane arithmetic at the top level (loop-invariant)
         j = o.div(lane, 8)
         half = self.kstep // 2
@@ -276,7 +268,7 @@ class MmaSyncKernel(TiledKernel):
         row = o.add(o.rem(lane, 8), o.mul(o.div(j, 2), 8))
         return self.fragment_rows(b, t, stage, row, kk, o.add(m, o.mul(o.rem(j, 2), 8)), True)
 
-    def b_fragments(self, b: KernelBuilder, stage: Index, kk: int, ni: int) -> list[SSAValue]:
+    def b_fragments(self, b: Builder, stage: Index, kk: int, ni: int) -> list[SSAValue]:
         """B fragments of the n8 tiles ``ni`` and ``ni + 1``: (b0, b1) of each."""
         t, lane, o = self.tb, self.lane, self.b
         j = o.div(lane, 8)
@@ -294,7 +286,7 @@ class MmaSyncKernel(TiledKernel):
         row = o.add(o.rem(lane, 8), o.mul(o.rem(j, 2), 8))
         return self.fragment_rows(b, t, stage, row, kk, o.add(n, o.mul(o.div(j, 2), 8)), True)
 
-    def compute(self, b: KernelBuilder, stage: Index, acc_in: Sequence[SSAValue]) -> list[SSAValue]:
+    def compute(self, b: Builder, stage: Index, acc_in: Sequence[SSAValue]) -> list[SSAValue]:
         s = self.s
         acc = list(acc_in)
         mt, nt = s.reps
@@ -332,13 +324,13 @@ class MmaSyncKernel(TiledKernel):
                     if out_el != f32:
                         values = [b.v(arith.TruncFOp(v, out_el)) for v in values]
                     if pairs:  # n even: both columns in or both out
-                        sb = b.if_(b.both(b.lt(m, nest.m), b.lt(n, nest.n)))
+                        sb = b.when(b.both(b.lt(m, nest.m), b.lt(n, nest.n)))
                         if sb is not None:
                             idx = [sb.idx(v) for v in [*self.batch_iv, m, n]]
                             sb.op(gpu_ext.VectorStoreOp(values, nest.out, idx))
                         continue
                     for j, v in enumerate(values):
                         nj = b.add(n, j)
-                        sb = b.if_(b.both(b.lt(m, nest.m), b.lt(nj, nest.n)))
+                        sb = b.when(b.both(b.lt(m, nest.m), b.lt(nj, nest.n)))
                         if sb is not None:
                             sb.op(memref.StoreOp.get(v, nest.out, [sb.idx(x) for x in [*self.batch_iv, m, nj]]))

@@ -68,10 +68,11 @@ from xdsl.ir import Attribute, Block, Operation, Region, SSAValue
 from xdsl.utils.exceptions import PassFailedException
 
 from picograd.dialects import ptx
+from picograd.dialects.attrs import KERNEL_ATTR, KIND_ATTR, SHARED_BYTES_ATTR, STRATEGY_ATTR
 from picograd.dialects.kernel import ScheduleAttr
 
 if TYPE_CHECKING:
-    from picograd.passes.matmul_schedule import MatmulNest
+    from picograd.passes.kinds.matmul import MatmulNest
 
 BK = 64
 """K elements of a tile: 128 bytes of bf16/f16, one 128-byte swizzle row."""
@@ -680,10 +681,10 @@ def schedule_nest(nest: MatmulNest, name: str) -> None:
     launch = gpu.LaunchOp(Region(body), sizes[:3], sizes[3:])
     for op in (*sizes, launch):
         op.location = par.location
-    for key in ("pg.kernel", "pg.kind"):
+    for key in (KERNEL_ATTR, KIND_ATTR):
         if key in par.attributes:
             launch.attributes[key] = par.attributes[key]
-    launch.attributes["pg.schedule"] = StringAttr(name)
+    launch.attributes[STRATEGY_ATTR] = StringAttr(name)
     launch.attributes[PROBLEM_ATTR] = DictionaryAttr(
         {
             "schedule": StringAttr(name),
@@ -742,7 +743,3 @@ def lower_kernel(func: gpu.FuncOp, target: str) -> ptx.FuncOp | None:
     kernel.attributes[SHARED_BYTES_ATTR] = IntegerAttr(SCHEDULES[name].shared_bytes, i64)
     kernel.location = func.location
     return kernel
-
-
-SHARED_BYTES_ATTR = "pg.dynamic_shared"
-"""Attribute of a ``ptx.func``: the bytes of dynamic shared memory its launches need."""

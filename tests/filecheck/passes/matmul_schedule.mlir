@@ -238,7 +238,7 @@
 // AUTO-LABEL: func.func @mm(
 // AUTO-NOT:     gpu.launch
 // AUTO:         "scf.parallel"
-// AUTO:         }) {pg.kernel = "k0_matmul", pg.kind = "matmul"} : (index, index, index, index, index, index) -> ()
+// AUTO:         }) {pg.kernel = "k0_matmul", pg.kind = "matmul", pg.nest = "matmul"} : (index, index, index, index, index, index) -> ()
 
 func.func @mm(%a: memref<200x24xf32>, %b: memref<24x300xf32>, %c: memref<200x300xf32>) {
   %c0 = arith.constant 0 : index
@@ -258,7 +258,7 @@ func.func @mm(%a: memref<200x24xf32>, %b: memref<24x300xf32>, %c: memref<200x300
     }
     memref.store %sum, %c[%i, %j] : memref<200x300xf32>
     scf.reduce
-  }) {pg.kernel = "k0_matmul", pg.kind = "matmul"} : (index, index, index, index, index, index) -> ()
+  }) {pg.kernel = "k0_matmul", pg.kind = "matmul", pg.nest = "matmul"} : (index, index, index, index, index, index) -> ()
   func.return
 }
 
@@ -339,7 +339,7 @@ func.func @mm_at(%a: memref<24x200xf32>, %b: memref<24x300xf32>, %c: memref<200x
     }
     memref.store %sum, %c[%i, %j] : memref<200x300xf32>
     scf.reduce
-  }) {pg.kernel = "k0_matmul", pg.kind = "matmul"} : (index, index, index, index, index, index) -> ()
+  }) {pg.kernel = "k0_matmul", pg.kind = "matmul", pg.nest = "matmul"} : (index, index, index, index, index, index) -> ()
   func.return
 }
 
@@ -423,7 +423,7 @@ func.func @mm_odd(%a: memref<17x13xf32>, %b: memref<13x9xf32>, %c: memref<17x9xf
     }
     memref.store %sum, %c[%i, %j] : memref<17x9xf32>
     scf.reduce
-  }) {pg.kernel = "k0_matmul", pg.kind = "matmul"} : (index, index, index, index, index, index) -> ()
+  }) {pg.kernel = "k0_matmul", pg.kind = "matmul", pg.nest = "matmul"} : (index, index, index, index, index, index) -> ()
   func.return
 }
 
@@ -484,7 +484,7 @@ func.func @mm_odd(%a: memref<17x13xf32>, %b: memref<13x9xf32>, %c: memref<17x9xf
 
 // AUTO-LABEL: func.func @mm_batched(
 // AUTO-NOT:     gpu.launch
-// AUTO:         }) {pg.kernel = "k0_matmul", pg.kind = "matmul"} : (index, index, index, index, index, index, index, index, index) -> ()
+// AUTO:         }) {pg.kernel = "k0_matmul", pg.kind = "matmul", pg.nest = "matmul"} : (index, index, index, index, index, index, index, index, index) -> ()
 
 func.func @mm_batched(%a: memref<2x200x24xf32>, %b: memref<24x300xf32>, %c: memref<2x200x300xf32>) {
   %c0 = arith.constant 0 : index
@@ -505,7 +505,7 @@ func.func @mm_batched(%a: memref<2x200x24xf32>, %b: memref<24x300xf32>, %c: memr
     }
     memref.store %sum, %c[%bi, %i, %j] : memref<2x200x300xf32>
     scf.reduce
-  }) {pg.kernel = "k0_matmul", pg.kind = "matmul"} : (index, index, index, index, index, index, index, index, index) -> ()
+  }) {pg.kernel = "k0_matmul", pg.kind = "matmul", pg.nest = "matmul"} : (index, index, index, index, index, index, index, index, index) -> ()
   func.return
 }
 
@@ -551,7 +551,7 @@ func.func @mm_batched(%a: memref<2x200x24xf32>, %b: memref<24x300xf32>, %c: memr
 
 // AUTO-LABEL: func.func @mm_f64(
 // AUTO-NOT:     gpu.launch
-// AUTO:         }) {pg.kernel = "k0_matmul", pg.kind = "matmul"}
+// AUTO:         }) {pg.kernel = "k0_matmul", pg.kind = "matmul", pg.nest = "matmul"}
 
 func.func @mm_f64(%a: memref<200x24xf64>, %b: memref<24x300xf64>, %c: memref<200x300xf64>) {
   %c0 = arith.constant 0 : index
@@ -571,13 +571,15 @@ func.func @mm_f64(%a: memref<200x24xf64>, %b: memref<24x300xf64>, %c: memref<200
     }
     memref.store %sum, %c[%i, %j] : memref<200x300xf64>
     scf.reduce
-  }) {pg.kernel = "k0_matmul", pg.kind = "matmul"} : (index, index, index, index, index, index) -> ()
+  }) {pg.kernel = "k0_matmul", pg.kind = "matmul", pg.nest = "matmul"} : (index, index, index, index, index, index) -> ()
   func.return
 }
 
 // -----
 
-// ---- not matmuls, under every schedule: a nest tagged matmul whose K loop takes a maximum, and an elementwise nest.
+// ---- not matmul nests, under every schedule: a nest of a matmul kernel that the matmul kind did not mark
+// (pg.nest = "matmul") as its nest (its K loop takes a maximum), and an elementwise nest. No nest is recognised by
+// its shape.
 
 // CHECK-LABEL: func.func @not_matmul(
 // CHECK-NOT:     gpu.launch
@@ -655,7 +657,7 @@ func.func @auto_small_tile(%a: memref<512x64xf32>, %b: memref<64x512xf32>, %c: m
     }
     memref.store %sum, %c[%i, %j] : memref<512x512xf32>
     scf.reduce
-  }) {pg.kernel = "k0_matmul", pg.kind = "matmul"} : (index, index, index, index, index, index) -> ()
+  }) {pg.kernel = "k0_matmul", pg.kind = "matmul", pg.nest = "matmul"} : (index, index, index, index, index, index) -> ()
   func.return
 }
 
@@ -691,6 +693,6 @@ func.func @auto_cp_async(%a: memref<1536x8xf32>, %b: memref<8x1536xf32>, %c: mem
     }
     memref.store %sum, %c[%i, %j] : memref<1536x1536xf32>
     scf.reduce
-  }) {pg.kernel = "k0_matmul", pg.kind = "matmul"} : (index, index, index, index, index, index) -> ()
+  }) {pg.kernel = "k0_matmul", pg.kind = "matmul", pg.nest = "matmul"} : (index, index, index, index, index, index) -> ()
   func.return
 }

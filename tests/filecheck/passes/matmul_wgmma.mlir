@@ -40,6 +40,6 @@ func.func @mm(%a: memref<200x64xbf16>, %b: memref<320x64xbf16>, %result0: memref
     }
     memref.store %sum, %result0[%i, %j] : memref<200x320xf32>
     scf.reduce
-  }) {pg.kernel = "k0_matmul", pg.kind = "matmul"} : (index, index, index, index, index, index) -> ()
+  }) {pg.kernel = "k0_matmul", pg.kind = "matmul", pg.nest = "matmul"} : (index, index, index, index, index, index) -> ()
   func.return
 }

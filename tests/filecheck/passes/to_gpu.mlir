@@ -161,7 +161,7 @@ func.func @rowsum(%x: memref<3x64xf32>, %result0: memref<3xf32> {pg.result = 0 :
     }
     memref.store %s, %result0[%i] : memref<3xf32>
     scf.reduce
-  }) {pg.kernel = "k0_sum", pg.kind = "reduction"} : (index, index, index) -> () loc("model.py":9:4)
+  }) {pg.kernel = "k0_sum", pg.kind = "reduction", pg.nest = "reduction"} : (index, index, index) -> () loc("model.py":9:4)
   func.return
 }
 
@@ -242,7 +242,7 @@ func.func @scatter(%u: memref<8x2xf32>, %idx: memref<8xi64>, %result0: memref<5x
       memref.store %new, %result0[%ri, %j] : memref<5x2xf32>
     }
     scf.reduce
-  }) {pg.kernel = "k0_scatter_add", pg.kind = "scatter_add"} : (index, index, index) -> ()
+  }) {pg.kernel = "k0_scatter_add", pg.kind = "scatter_add", pg.nest = "scatter_add"} : (index, index, index) -> ()
   func.return
 }
 

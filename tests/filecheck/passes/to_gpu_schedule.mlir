@@ -26,7 +26,7 @@ func.func @per_point(%x: memref<100x64xf32>, %result0: memref<100xf32> {pg.resul
     }
     memref.store %s, %result0[%i] : memref<100xf32>
     scf.reduce
-  }) {pg.kernel = "k0_sum", pg.kind = "reduction", kernel.schedule = #kernel.schedule<"thread_per_point", block = 64>} : (index, index, index) -> ()
+  }) {pg.kernel = "k0_sum", pg.kind = "reduction", pg.nest = "reduction", kernel.schedule = #kernel.schedule<"thread_per_point", block = 64>} : (index, index, index) -> ()
   func.return
 }
 
@@ -50,7 +50,7 @@ func.func @per_row(%x: memref<100x64xf32>, %result0: memref<100xf32> {pg.result 
     }
     memref.store %s, %result0[%i] : memref<100xf32>
     scf.reduce
-  }) {pg.kernel = "k0_sum", pg.kind = "reduction", kernel.schedule = #kernel.schedule<"block_per_row", block = 64>} : (index, index, index) -> ()
+  }) {pg.kernel = "k0_sum", pg.kind = "reduction", pg.nest = "reduction", kernel.schedule = #kernel.schedule<"block_per_row", block = 64>} : (index, index, index) -> ()
   func.return
 }
 

@@ -67,7 +67,7 @@ func.func @elementwise(%x: memref<2x3xf32>, %b: memref<3xf32>, %result0: memref<
 // CHECK-NEXT:      }
 // CHECK-NEXT:      memref.store %[[M]], %result0[%[[I]], %[[J]]] : memref<2x1xf32>
 // CHECK-NEXT:      scf.reduce
-// CHECK-NEXT:    }) {pg.kernel = "k0_max", pg.kind = "reduction"}
+// CHECK-NEXT:    }) {pg.kernel = "k0_max", pg.kind = "reduction", pg.nest = "reduction"}
 
 // LOC-LABEL: func.func @reduction
 // LOC:           scf.for
@@ -101,7 +101,7 @@ func.func @reduction(%x: memref<2x3xf32>, %result0: memref<2x1xf32> {pg.result =
 // CHECK-NEXT:      }
 // CHECK-NEXT:      memref.store %[[C]], %result0[%[[M]], %[[N]]] : memref<2x3xf32>
 // CHECK-NEXT:      scf.reduce
-// CHECK-NEXT:    }) {pg.kernel = "k0_matmul", pg.kind = "matmul"}
+// CHECK-NEXT:    }) {pg.kernel = "k0_matmul", pg.kind = "matmul", pg.nest = "matmul"}
 func.func @matmul(%x: memref<2x4xf32>, %w: memref<4x3xf32>, %result0: memref<2x3xf32> {pg.result = 0 : i64}) {
   kernel.launch @k0_matmul "matmul" ins(%x, %w : memref<2x4xf32>, memref<4x3xf32>) outs(%result0 : memref<2x3xf32>) {
   ^bb0(%a: tensor<2x4xf32>, %b: tensor<4x3xf32>):
@@ -133,7 +133,7 @@ func.func @matmul(%x: memref<2x4xf32>, %w: memref<4x3xf32>, %result0: memref<2x3
 // CHECK-NEXT:        memref.store %[[NEW]], %result0[%[[ROW]], %[[COL]]] : memref<5x2xf32>
 // CHECK-NEXT:      }
 // CHECK-NEXT:      scf.reduce
-// CHECK-NEXT:    }) {pg.kernel = "k0_scatter_add", pg.kind = "scatter_add"}
+// CHECK-NEXT:    }) {pg.kernel = "k0_scatter_add", pg.kind = "scatter_add", pg.nest = "scatter_add"}
 func.func @scatter(%u: memref<4x2xf32>, %i: memref<4xi64>, %result0: memref<5x2xf32> {pg.result = 0 : i64}) {
   kernel.launch @k0_scatter_add "scatter_add" ins(%u, %i : memref<4x2xf32>, memref<4xi64>) outs(%result0 : memref<5x2xf32>) {
   ^bb0(%a: tensor<4x2xf32>, %b: tensor<4xi64>):

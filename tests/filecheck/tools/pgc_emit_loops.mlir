@@ -13,11 +13,11 @@
 // CHECK:         {pg.kernel = "k0_check_index", pg.kind = "elementwise", kernel.schedule = #kernel.schedule<{{[^>]*}}>}
 // CHECK:         {pg.kernel = "k1_gather", pg.kind = "gather", kernel.schedule = #kernel.schedule<{{[^>]*}}>}
 // CHECK:         scf.for
-// CHECK:         {pg.kernel = "k3_matmul", pg.kind = "matmul", kernel.schedule = #kernel.schedule<"thread_per_point", block = 256>}
+// CHECK:         {pg.kernel = "k3_matmul", pg.kind = "matmul", kernel.schedule = #kernel.schedule<"thread_per_point", block = 256>, pg.nest = "matmul"}
 // CHECK:         math.tanh
 // CHECK:         {pg.kernel = "k4_tanh", pg.kind = "elementwise", kernel.schedule = #kernel.schedule<{{[^>]*}}>}
 // CHECK:         arith.maximumf
-// CHECK:         {pg.kernel = "k{{[0-9]+}}_max", pg.kind = "reduction", kernel.schedule = #kernel.schedule<"thread_per_point", block = 256>}
+// CHECK:         {pg.kernel = "k{{[0-9]+}}_max", pg.kind = "reduction", kernel.schedule = #kernel.schedule<"thread_per_point", block = 256>, pg.nest = "reduction"}
 // CHECK:         {pg.kernel = "k{{[0-9]+}}_scatter_add", pg.kind = "scatter_add", kernel.schedule = #kernel.schedule<"atomic", block = 256>}
 // CHECK:         memref.dealloc %[[ARENA]]
 // CHECK-NEXT:    func.return

@@ -1,0 +1,49 @@
+"""The kernel-kind registry (``picograd/passes/kinds``): every kernel kind has a row, the rows agree with the
+schedule table, and the passes find a kind's nest by its ``pg.nest`` mark, not by its shape."""
+
+from __future__ import annotations
+
+import pytest
+from xdsl.dialects.builtin import StringAttr
+
+from picograd.dialects import kernel, pg
+from picograd.driver.pipeline import lower_to
+from picograd.passes.kinds import GPU_STRATEGIES, HEAVY, KERNEL_KINDS, KIND_OF_OP, kind_of_nest
+from picograd.passes.schedule import KIND_SCHEDULES, STRATEGIES
+from tests.test_loops import build, t
+
+
+def test_every_kernel_kind_has_a_row() -> None:
+    assert set(KERNEL_KINDS) == set(kernel.KINDS)
+    assert set(KIND_SCHEDULES) <= set(KERNEL_KINDS)
+
+
+def test_rows_name_known_strategies_and_own_their_ops_once() -> None:
+    for name, kind in KERNEL_KINDS.items():
+        assert set(kind.strategies) <= set(STRATEGIES), name
+        assert set(kind.gpu) <= set(kind.strategies), name
+        assert kind.unscheduled is None or kind.unscheduled in kind.gpu, name
+        assert "thread_per_point" in kind.strategies, name
+        for op in kind.ops:
+            assert KIND_OF_OP[op] is kind, (name, op)
+    assert len(HEAVY) == len(set(HEAVY))
+    assert GPU_STRATEGIES == {"thread_per_point", "block_per_row", "atomic"}
+    with pytest.raises(KeyError):
+        kind_of_nest("convolution")
+
+
+@pytest.mark.parametrize(
+    ("body", "marks"),
+    [
+        (lambda e, x, w: [e(pg.TanhOp(x))], []),
+        (lambda e, x, w: [e(pg.MatmulOp(x, w))], ["matmul"]),
+        (lambda e, x, w: [e(pg.SumOp(e(pg.ExpOp(x)), [1]))], ["reduction"]),
+        (lambda e, x, w: [e(pg.ArgmaxOp(x, 1))], []),
+    ],
+    ids=["elementwise", "matmul", "sum", "argmax"],
+)
+def test_each_kind_marks_the_nest_its_schedule_applies_to(body, marks: list[str]) -> None:
+    module = lower_to(build([t(6, 40), t(40, 5)], body), "loops")
+    nests = [op for op in module.walk() if op.name == "scf.parallel"]
+    found = [n.attributes["pg.nest"] for n in nests if "pg.nest" in n.attributes]
+    assert found == [StringAttr(m) for m in marks]
