@@ -98,7 +98,7 @@ def plan(ms_guess: float) -> tuple[int, int]:
 
 def schedules_for(dtype: str) -> list[str]:
     """The rows of one precision: the SIMT rungs for fp32, the tensor-core rungs for bf16/fp16/tf32; then auto."""
-    from picograd.passes.schedule import SCHEDULES, WGMMA
+    from picograd.passes.kinds.matmul_rungs import SCHEDULES, WGMMA
 
     rungs = [s for s, row in SCHEDULES.items() if row.tensor_core == (dtype != "fp32")]
     return rungs + (list(WGMMA) if dtype in ("bf16", "fp16") else []) + ["auto"]
@@ -107,7 +107,7 @@ def schedules_for(dtype: str) -> list[str]:
 def compile_program(name: str, m: int, n: int, k: int, dtype: str):
     """The ``CudaProgram`` of one row and its one launch."""
     from picograd.driver.gpu_compile import compile_for_cuda
-    from picograd.passes.schedule import WGMMA
+    from picograd.passes.kinds.matmul_rungs import WGMMA
     from picograd.runtime import cuda
 
     arch = "sm_90a" if name in WGMMA else "sm_90"
@@ -168,7 +168,7 @@ def result(name: str, ms: float, rel: float, compile_s: float, step, kernel) -> 
 
 
 def run_schedule(torch, cuda, name: str, m: int, n: int, k: int, a, b, ref, dtype: str) -> dict:
-    from picograd.passes.schedule import WGMMA
+    from picograd.passes.kinds.matmul_rungs import WGMMA
 
     if name in WGMMA:
         return run_executable(torch, cuda, name, m, n, k, a, b, ref, dtype)

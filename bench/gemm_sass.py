@@ -52,7 +52,7 @@ def cuobjdump() -> str:
 
 def schedules() -> list[str]:
     """Every rung and ``auto`` on float32, then each tensor-core rung on bf16 (``NAME``) and tf32 (``NAME@tf32``)."""
-    from picograd.passes.schedule import SCHEDULES, WGMMA
+    from picograd.passes.kinds.matmul_rungs import SCHEDULES, WGMMA
 
     tensor_core = [s for s in SCHEDULES if SCHEDULES[s].tensor_core]
     return ["auto", *SCHEDULES, *(f"{s}@tf32" for s in tensor_core), *WGMMA]  # wgmma, wgmma-ws: bf16, sm_90a
@@ -60,12 +60,12 @@ def schedules() -> list[str]:
 
 def precision_of(entry: str) -> str:
     """The dtype ``bench/gemm.py``'s module takes for an entry: bf16 for a tensor-core rung, tf32 for ``@tf32``."""
-    from picograd.passes.schedule import SCHEDULES
+    from picograd.passes.kinds.matmul_rungs import SCHEDULES
 
     name, _, dtype = entry.partition("@")
     if dtype:
         return dtype
-    from picograd.passes.schedule import WGMMA
+    from picograd.passes.kinds.matmul_rungs import WGMMA
 
     return "bf16" if (name in SCHEDULES and SCHEDULES[name].tensor_core) or name in WGMMA else "fp32"
 
@@ -137,7 +137,7 @@ SMALL = 512
 def gemm_entry(schedule: str, tmp: str, size: int = SIZE) -> dict:
     from bench.gemm import matmul_module
     from picograd.driver.gpu_compile import compile_for_cuda
-    from picograd.passes.schedule import WGMMA
+    from picograd.passes.kinds.matmul_rungs import WGMMA
 
     dtype = precision_of(schedule)
     module = matmul_module(size, size, size, dtype)

@@ -36,7 +36,7 @@ from picograd.driver.gpu_compile import CudaProgram, compile_for_cuda
 from picograd.driver.pipeline import lower_to
 from picograd.passes.kinds.base import MalformedNest
 from picograd.passes.kinds.matmul import read_matmul
-from picograd.passes.schedule import AUTO_MIN_FMAS, MIN_SMALL_TILES, SCHEDULES, SMS, choose
+from picograd.passes.kinds.matmul_rungs import AUTO_MIN_FMAS, MIN_SMALL_TILES, SCHEDULES, SMS, choose
 from picograd.runtime import cuda
 from picograd.target import ptxas
 
@@ -593,7 +593,7 @@ def test_the_kernel_schedule_names_what_runs(schedule: str, shape: MM) -> None:
     from xdsl.dialects import gpu
 
     from picograd.dialects import kernel
-    from picograd.passes.schedule import Schedule
+    from picograd.passes.kinds.matmul_rungs import Schedule
 
     module = lower_to(shape.module(), "kernels", matmul_schedule=schedule)
     (k,) = [op for op in module.walk() if isinstance(op, kernel.FusedOp)]
@@ -619,8 +619,8 @@ def test_a_schedule_that_does_not_fit_its_nest_is_an_error() -> None:
     from xdsl.utils.exceptions import PassFailedException
 
     from picograd.dialects.kernel import ScheduleAttr
+    from picograd.passes.kinds.matmul_rungs import SCHEDULES
     from picograd.passes.matmul_schedule import PgMatmulSchedule
-    from picograd.passes.schedule import SCHEDULES
 
     module = lower_to(MM(8, 8, 8).module(), "loops")
     (par,) = [op for op in module.walk() if op.name == "scf.parallel"]

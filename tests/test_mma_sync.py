@@ -31,7 +31,7 @@ import picograd as pgm
 from picograd.dialects import kernel, pg
 from picograd.driver.gpu_compile import CompileError, CudaProgram, compile_for_cuda
 from picograd.driver.pipeline import lower_to
-from picograd.passes.schedule import AUTO_MIN_TENSOR_FMAS, SCHEDULES, SMALL_MMA_TILE, choose
+from picograd.passes.kinds.matmul_rungs import AUTO_MIN_TENSOR_FMAS, SCHEDULES, SMALL_MMA_TILE, choose
 
 DTYPES = {"bf16": (BFloat16Type(), ml_dtypes.bfloat16, 2.0**-8), "f16": (Float16Type(), np.float16, 2.0**-11)}
 

@@ -50,7 +50,7 @@ def passes_until(stage: str, matmul_schedule: str = "auto", arch: str = "sm_90")
     Raises ``ValueError`` for an unknown stage or schedule."""
     if stage not in STAGES:
         raise ValueError(f"unknown stage '{stage}'; stages are {', '.join(STAGES)}")
-    from picograd.passes.schedule import check_schedule
+    from picograd.passes.kinds.matmul_rungs import check_schedule
 
     check_schedule(matmul_schedule)
     options = {

@@ -70,7 +70,7 @@ from picograd.frontend.graph import (
 )
 from picograd.frontend.realize import compile_graph, current_matmul_schedule, matmul_schedule, release
 from picograd.frontend.tensor import Tensor, realize
-from picograd.passes.schedule import check_schedule
+from picograd.passes.kinds.matmul_rungs import check_schedule
 from picograd.runtime import cuda
 from picograd.runtime.device import Device
 

@@ -52,7 +52,7 @@ def matmul_schedule(name: str) -> Iterator[None]:
     (``auto``, the default, picks one by shape; or ``naive``, ``coalesced``, ``smem``, ``regtile``, ``warptile``,
     ``cp-async``): ``with pg.matmul_schedule("warptile"): y = model(x)``. Compiled steps take it as
     ``@pg.compile(matmul_schedule=...)``. Raises ``ValueError`` for an unknown name."""
-    from picograd.passes.schedule import check_schedule
+    from picograd.passes.kinds.matmul_rungs import check_schedule
 
     token = _MATMUL_SCHEDULE.set(check_schedule(name))
     try:

@@ -12,11 +12,6 @@ from collections.abc import Callable
 
 from xdsl.passes import ModulePass
 
-# The kernel-kind registry before any pass: its matmul kind reads pg-schedule's rung table
-# (``picograd.passes.schedule``), which names the attention and wgmma kinds' schedules, so the registry must start
-# the import of that cycle.
-import picograd.passes.kinds  # noqa: E402, F401
-
 
 def all_passes() -> dict[str, Callable[[], type[ModulePass]]]:
     """Every picograd pass by its command-line name (``pg-autodiff`` -> its ``ModulePass`` class)."""

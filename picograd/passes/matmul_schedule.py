@@ -75,7 +75,7 @@ from picograd.dialects.kernel import ScheduleAttr
 from picograd.passes._buffers import where
 from picograd.passes.kinds import KERNEL_KINDS, TILE_STRATEGIES
 from picograd.passes.kinds.base import MalformedNest
-from picograd.passes.schedule import check_schedule
+from picograd.passes.kinds.matmul_rungs import check_schedule
 
 
 @dataclass(frozen=True)

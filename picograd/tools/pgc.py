@@ -42,7 +42,7 @@ from picograd.driver.pipeline import (
     verify_each,
 )
 from picograd.errors import CompileError, DeviceError, DTypeError, ShapeError
-from picograd.passes.schedule import SCHEDULES
+from picograd.passes.kinds.matmul_rungs import SCHEDULES
 from picograd.runtime.device import Device
 
 PLANNED_STAGES: tuple[str, ...] = ()

@@ -56,7 +56,7 @@ from picograd.passes.ir_builder import Builder, ConstantPool, Index, const_int
 from picograd.passes.kinds import matmul_wgmma
 from picograd.passes.kinds.base import KernelKind, MalformedNest, Riders, keep_mark
 from picograd.passes.kinds.elementwise import thread_per_point
-from picograd.passes.schedule import SCHEDULES, VEC, WGMMA, Schedule, matmul_rung
+from picograd.passes.kinds.matmul_rungs import SCHEDULES, VEC, WGMMA, Schedule, matmul_rung
 
 if TYPE_CHECKING:
     from picograd.passes.to_loops import KernelLowering

@@ -41,7 +41,7 @@ from xdsl.ir import Attribute, Block, Region, SSAValue
 from picograd.dialects import gpu_ext
 from picograd.passes.ir_builder import Builder, Index
 from picograd.passes.kinds.matmul import WARP, MatmulNest, Operand, TiledKernel, aligned16, read_operand
-from picograd.passes.schedule import Schedule
+from picograd.passes.kinds.matmul_rungs import Schedule
 
 CHUNK = 16
 """Bytes of one ``cp.async`` copy and of one ``ldmatrix`` row."""

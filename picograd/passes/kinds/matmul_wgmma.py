@@ -70,6 +70,7 @@ from xdsl.utils.exceptions import PassFailedException
 from picograd.dialects import ptx
 from picograd.dialects.attrs import KERNEL_ATTR, KIND_ATTR, SHARED_BYTES_ATTR, STRATEGY_ATTR
 from picograd.dialects.kernel import ScheduleAttr
+from picograd.passes._buffers import where
 
 if TYPE_CHECKING:
     from picograd.passes.kinds.matmul import MatmulNest
@@ -607,17 +608,9 @@ def type_name(t: Attribute) -> str:
     return _TYPE_NAMES.get(type(t), str(t))  # type: ignore[arg-type]
 
 
-def where(op: Operation) -> str:
-    """`` at file:line:col`` of ``op`` (``picograd.passes.schedule``'s, imported when needed: that module imports
-    this one)."""
-    from picograd.passes.schedule import where as located
-
-    return located(op)
-
-
 def schedule_attr(name: str) -> ScheduleAttr:
     """``pg-schedule``'s ``#kernel.schedule`` for a matmul forced to ``name`` (``wgmma``/``wgmma-ws``; its
-    precision is checked by ``schedule.check_precision``)."""
+    precision is checked by ``matmul_rungs.check_precision``)."""
     s = SCHEDULES[name]
     return ScheduleAttr(
         name,

@@ -47,12 +47,13 @@ from picograd.passes.kinds.base import (
     reads_only,
 )
 from picograd.passes.kinds.elementwise import thread_per_point
-from picograd.passes.schedule import MIN_BLOCK_REDUCTION
 
 if TYPE_CHECKING:
     from picograd.passes.to_loops import KernelLowering
 
 NAME = "reduction"
+MIN_BLOCK_REDUCTION = 32
+"""The smallest reduced extent that gets a block per output point (below it, a thread per output is cheaper)."""
 
 
 def _is_float(t: Attribute) -> bool:

@@ -1,0 +1,257 @@
+"""The matmul kind's schedule table: the rungs of the SGEMM ladder and the tensor-core rungs as data
+(:class:`Schedule` rows of :data:`SCHEDULES`; the Hopper kernels of ``matmul_wgmma`` by name in :data:`WGMMA`), the
+rule ``auto`` follows (:func:`choose`), and how a rung is fitted to a matmul's shape and element type (:func:`fit`,
+:func:`matmul_rung`). ``pg-schedule`` records the chosen rung as a ``#kernel.schedule``; ``pg-matmul-schedule`` and
+the matmul kind read it back (:meth:`Schedule.from_attr`).
+
+**The rungs** (Simon Boehm, "How to Optimize a CUDA Matmul Kernel for cuBLAS-like Performance", 2022; the CUTLASS
+warp-level hierarchy, NVIDIA 2017): warps of a block and lanes of a warp along (M, N), ``reps`` fragments of ``vec``
+outputs per thread, the K tile ``bk`` (0: no shared memory), 16-byte accesses (``vector``) and the ``cp.async``
+pipeline (``async_copy``); ``mma-sync`` (``matmul_mma_sync.py``) runs the same warp hierarchy on tensor cores.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from xdsl.dialects.builtin import Float32Type
+from xdsl.ir import Attribute
+
+from picograd.dialects import gpu_ext
+from picograd.dialects.kernel import ScheduleAttr
+from picograd.passes.kinds import matmul_wgmma
+
+WARP = gpu_ext.WARP_SIZE
+VEC = 4
+"""Elements of f32 per 16-byte access."""
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """One rung of the SGEMM ladder (see the module docstring). All sizes are counts of elements or threads:
+    ``warps`` of a block and ``lanes`` of a warp along (M, N) (lanes multiply to 32); each thread owns ``reps``
+    fragments of ``vec`` contiguous outputs along (M, N); ``bk`` is the K tile (0: no shared memory); ``vector``
+    turns on 16-byte loads and stores, ``async_copy`` the two-stage ``cp.async`` pipeline. The block tile is
+    ``bm x bn``."""
+
+    name: str
+    warps: tuple[int, int]
+    lanes: tuple[int, int]
+    reps: tuple[int, int] = (1, 1)
+    vec: tuple[int, int] = (1, 1)
+    bk: int = 0
+    vector: bool = False
+    async_copy: bool = False
+    stages: int = 2
+    tensor_core: bool = False
+    tf32: bool = False
+
+    @property
+    def bm(self) -> int:
+        return self.warps[0] * self.reps[0] * self.lanes[0] * self.vec[0]
+
+    @property
+    def bn(self) -> int:
+        return self.warps[1] * self.reps[1] * self.lanes[1] * self.vec[1]
+
+    @property
+    def threads(self) -> int:
+        return WARP * self.warps[0] * self.warps[1]
+
+    def attr(self) -> ScheduleAttr:
+        """The ``#kernel.schedule`` that names this rung with every size."""
+        return ScheduleAttr(
+            self.name,
+            {
+                "tile": (self.bm, self.bn, self.bk),
+                "threads": self.threads,
+                "warps": self.warps,
+                "lanes": self.lanes,
+                "reps": self.reps,
+                "vec": self.vec,
+                "vector": self.vector,
+                "async_copy": self.async_copy,
+                **({"stages": self.stages, "tf32": self.tf32} if self.tensor_core else {}),
+            },
+        )
+
+    @staticmethod
+    def from_attr(attr: ScheduleAttr) -> Schedule | None:
+        """The rung ``attr`` names (None when it is not a matmul rung); raises ``ValueError`` when its recorded
+        tile or thread count disagree with its warps, lanes, reps and vec."""
+        if attr.strategy.data not in SCHEDULES:
+            return None
+        s = Schedule(
+            attr.strategy.data,
+            warps=_pair(attr.sizes("warps")),
+            lanes=_pair(attr.sizes("lanes")),
+            reps=_pair(attr.sizes("reps")),
+            vec=_pair(attr.sizes("vec")),
+            bk=attr.sizes("tile")[2],
+            vector=attr.flag("vector"),
+            async_copy=attr.flag("async_copy"),
+            stages=attr.count("stages", 2),
+            tensor_core=SCHEDULES[attr.strategy.data].tensor_core,
+            tf32=attr.flag("tf32"),
+        )
+        if attr.sizes("tile") != (s.bm, s.bn, s.bk) or attr.count("threads") != s.threads:
+            raise ValueError(f"{attr}: tile and threads do not follow from warps, lanes, reps and vec")
+        return s
+
+
+def _pair(v: tuple[int, ...]) -> tuple[int, int]:
+    if len(v) != 2:
+        raise ValueError(f"expected two sizes (M, N), got {list(v)}")
+    return v[0], v[1]
+
+
+SCHEDULES: dict[str, Schedule] = {
+    s.name: s
+    for s in (
+        Schedule("naive", warps=(1, 8), lanes=(32, 1)),
+        Schedule("coalesced", warps=(8, 1), lanes=(1, 32)),
+        Schedule("smem", warps=(32, 1), lanes=(1, 32), bk=32),
+        Schedule("regtile", warps=(8, 1), lanes=(2, 16), vec=(8, 8), bk=8, vector=True),
+        Schedule("warptile", warps=(2, 4), lanes=(8, 4), reps=(2, 2), vec=(4, 4), bk=16, vector=True),
+        Schedule("cp-async", warps=(2, 4), lanes=(8, 4), reps=(2, 2), vec=(4, 4), bk=16, vector=True, async_copy=True),
+        # tensor cores (picograd/passes/kinds/matmul_mma_sync.py): a warp's lanes are mma's 8 groups of 4, each
+        # thread holds 2x2 outputs of each of reps m16n8 tiles; 3 stages of 128x32 + 32x128 bf16 tiles (48 KiB)
+        Schedule(
+            "mma-sync",
+            warps=(2, 4),
+            lanes=(8, 4),
+            reps=(4, 4),
+            vec=(2, 2),
+            bk=32,
+            vector=True,
+            async_copy=True,
+            stages=3,
+            tensor_core=True,
+        ),
+    )  # fmt: skip
+}
+"""The matmul rungs, in ladder order."""
+
+WGMMA = matmul_wgmma.SCHEDULES
+"""The Hopper tensor-core kernels ``wgmma`` and ``wgmma-ws`` (``picograd/passes/kinds/matmul_wgmma.py``: built in
+the ``ptx`` dialect, not ``Schedule`` rows), forced by name only."""
+TENSOR_CORE = {
+    "mma-sync": (("bf16", "fp16", "tf32"), "sm_80"),
+    **{name: (("bf16", "fp16"), "sm_90a") for name in WGMMA},
+}
+"""Tensor-core rungs: the precisions they run (``pg.MatmulOp.precision``) and the oldest target they run on (the
+wgmma ones check sm_90a in ``pg-to-ptx``, which knows the target)."""
+AUTO_MIN_TENSOR_FMAS = 1 << 20
+"""From this many multiply-adds up, ``auto`` runs bf16/fp16 (and tf32) matmuls on tensor cores."""
+MIN_TENSOR_EXTENT = 16
+"""``auto`` leaves matmuls with M, N or K below this to the SIMT rules (an mma tile would be mostly padding)."""
+SMALL_MMA_TILE = dataclasses.replace(SCHEDULES["mma-sync"], warps=(2, 2), reps=(2, 4))
+"""``mma-sync`` on 64x64 tiles (4 warps of 32x32): for grids of fewer 128x128 tiles than SMs."""
+
+BEST = "cp-async"
+"""The rung ``auto`` takes for large f32 matmuls (the fastest at 4096 and 8192 on the H200, bench/gemm.py)."""
+AUTO_MIN_FMAS = 1 << 24
+"""Below this many multiply-adds a matmul stays one thread per output (launch-bound; no tile pays off)."""
+MIN_SMALL_TILES = 16
+"""Fewer 64x64 output tiles than this stay one thread per output (see ``choose``)."""
+SMS = 132
+"""Streaming multiprocessors of the H200: below one 128x128 tile per SM, ``auto`` takes 64x64 tiles."""
+SMALL_TILE = dataclasses.replace(SCHEDULES[BEST], warps=(2, 2), reps=(1, 2))
+"""``cp-async`` on 64x64x16 tiles (128 threads, 4x8 outputs each): for grids of fewer 128x128 tiles than SMs."""
+SHARED_BYTES = 48 * 1024
+"""Static shared memory a block may declare (PTX ``.shared``; more needs dynamic shared memory)."""
+MAX_GRID_YZ = 65535
+"""CUDA's limit on the y and z extents of a grid (the x extent may reach 2**31 - 1)."""
+
+
+def check_precision(name: str, precision: str, target: str = "sm_90") -> None:
+    """Raise ``ValueError`` when the tensor-core rung ``name`` cannot run a matmul of ``precision``
+    (``pg.MatmulOp.precision``: ``bf16``, ``fp16``, ``tf32``, ``fp32``, ``fp64``) on ``target``: one message
+    naming the schedule, the dtype and the target."""
+    if name not in TENSOR_CORE:
+        return
+    precisions, oldest = TENSOR_CORE[name]
+    if precision in precisions and int(target[3:5]) >= int(oldest[3:5]):
+        return
+    hint = {
+        "fp32": "; float32 matmuls run on tensor cores as tf32 only under pg.backends.cuda.matmul.allow_tf32 = True",
+        "fp64": "; tensor cores have no float64 mma: use a SIMT rung (cp-async) or auto",
+    }.get(precision, "")
+    raise ValueError(
+        f"matmul schedule '{name}' does not support {precision} on {target}: it runs {'/'.join(precisions)} "
+        f"matmuls on the tensor cores of {oldest}+{hint}"
+    )
+
+
+def check_schedule(name: str) -> str:
+    """``name`` if it is ``auto`` or a rung of :data:`SCHEDULES`; raises ``ValueError`` naming the choices. The one
+    check of a matmul schedule's name (the frontend, ``pgc`` and this pass call it)."""
+    if not isinstance(name, str) or (name != "auto" and name not in SCHEDULES and name not in WGMMA):
+        choices = ", ".join([*SCHEDULES, *WGMMA])
+        raise ValueError(f"unknown matmul schedule '{name}': expected auto or one of {choices}")
+    return name
+
+
+def choose(m: int, n: int, k: int, batch: int, element: Attribute, precision: str = "fp32") -> Schedule | None:
+    """The rung ``auto`` takes for a (batch x) M x N x K matmul of ``element`` (None: a thread per output):
+    ``mma-sync`` for bf16/fp16/tf32 from :data:`AUTO_MIN_TENSOR_FMAS` multiply-adds up when M, N and K are at least
+    :data:`MIN_TENSOR_EXTENT` (128x128 tiles when they give every SM one, else 64x64); otherwise, for f32,
+    ``cp-async`` on 128x128 tiles when they give every SM at least one, else on 64x64 tiles."""
+    fmas = m * n * k * batch
+    if precision in TENSOR_CORE["mma-sync"][0] and fmas >= AUTO_MIN_TENSOR_FMAS and min(m, n, k) >= MIN_TENSOR_EXTENT:
+        return SCHEDULES["mma-sync"] if batch * -(-m // 128) * -(-n // 128) >= SMS else SMALL_MMA_TILE
+    if not isinstance(element, Float32Type) or fmas < AUTO_MIN_FMAS:
+        return None
+    if batch * -(-m // 128) * -(-n // 128) >= SMS:
+        return SCHEDULES[BEST]
+    # A few output tiles with a deep K (a weight gradient, 200x30 over a batch of 4096) would leave most SMs idle
+    # for a long loop; a thread per output at least spreads the work (split-K would be the real fix).
+    return SMALL_TILE if batch * -(-m // 64) * -(-n // 64) >= MIN_SMALL_TILES else None
+
+
+def fit_shared_memory(s: Schedule, element_bytes: int) -> Schedule:
+    """``s`` with its K tile halved until its tiles fit in :data:`SHARED_BYTES` (f64 tiles take twice the bytes)."""
+    stages = 2 if s.async_copy else 1
+    while s.bk > 1 and stages * s.bk * (s.bm + s.bn + 2 * VEC) * element_bytes > SHARED_BYTES:
+        s = dataclasses.replace(s, bk=s.bk // 2)
+    return s
+
+
+def fit_registers(s: Schedule, element_bytes: int) -> Schedule:
+    """``s`` with fewer outputs per thread (its ``vec`` halved) until the accumulators take at most 64 32-bit
+    registers: 8x8 f64 accumulators (128 registers) plus their fragments would spill."""
+    while s.vec[0] * s.vec[1] * s.reps[0] * s.reps[1] * element_bytes > 256 and max(s.vec) > 1:
+        vm, vn = s.vec
+        s = dataclasses.replace(s, vec=(vm // 2, vn) if vm >= vn else (vm, vn // 2))
+    return s
+
+
+def fit(s: Schedule, m: int, k: int, batch: int, element: Attribute) -> Schedule | None:
+    """``s`` adapted to a (batch x) M x N x K matmul of ``element`` (K tile for shared memory, outputs per thread
+    for registers), or None when its grid would exceed CUDA's limits or K = 0 (a thread per output instead). A
+    tensor-core rung on f32 (tf32) halves its K tile (4-byte elements in the same 48 KiB) and records ``tf32``."""
+    if s.tensor_core:
+        if isinstance(element, Float32Type):
+            s = dataclasses.replace(s, bk=s.bk // 2, tf32=True)
+        if -(-m // s.bm) > MAX_GRID_YZ or batch > MAX_GRID_YZ or k == 0:
+            return None
+        return s
+    esize = 4 if isinstance(element, Float32Type) else 8
+    s = fit_shared_memory(fit_registers(s, esize), esize)
+    if -(-m // s.bm) > MAX_GRID_YZ or batch > MAX_GRID_YZ or k == 0:
+        return None
+    return s
+
+
+def matmul_rung(
+    m: int, n: int, k: int, batch: int, element: Attribute, name: str, precision: str = "fp32"
+) -> Schedule | None:
+    """The fitted rung a matmul runs with under the ``matmul`` option ``name`` (None: a thread per output).
+    ``precision`` is ``pg.MatmulOp.precision``; raises ``ValueError`` (:func:`check_precision`) when ``name`` is a
+    tensor-core rung that cannot run it."""
+    check_precision(name, precision)
+    if name in SCHEDULES and not SCHEDULES[name].tensor_core and precision in ("bf16", "fp16"):
+        return None  # the SIMT rungs tile f32/f64 nests only: a 16-bit matmul keeps a thread per output
+    chosen = choose(m, n, k, batch, element, precision) if name == "auto" else SCHEDULES[name]
+    return None if chosen is None else fit(chosen, m, k, batch, element)
