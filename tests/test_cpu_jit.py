@@ -212,3 +212,38 @@ def test_object_code_is_cached_between_compiles(tmp_path, monkeypatch, rng: np.r
     second = compile_for_cpu(module)
     with np.errstate(all="ignore"):
         assert_same(second(*inputs), first(*inputs), rtol=0)
+
+
+@pytest.mark.parametrize("variant", ["causal-dropout", "bool-mask"])
+def test_attention_kernels_run_with_numpy_blas(variant: str, monkeypatch, rng: np.random.Generator) -> None:
+    """Attention kernels (forward with its lse, and the three-result backward) run through numpy's BLAS, not as
+    loop nests: the compiled step's output and every gradient are the numpy executor's (dropout drawn from the
+    same generator state) and no kernel falls back."""
+    q, k, v = (rng.standard_normal((2, 3, 9, 8)).astype(np.float32) for _ in range(3))
+    mask = rng.random((9, 9)) < 0.7
+    mask[:, 0] = True
+
+    def step(q: pg.Tensor, k: pg.Tensor, v: pg.Tensor) -> tuple[pg.Tensor, ...]:
+        if variant == "bool-mask":
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=pg.tensor(mask))
+        else:
+            out = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=0.25)
+        (out * out).sum().backward()
+        return out, q.grad, k.grad, v.grad  # type: ignore[return-value]
+
+    emit = llvm_ir.emit_nest
+
+    def no_attention_nests(nest, name):
+        assert nest.attributes["pg.kind"].data != "attention"  # type: ignore[union-attr]
+        return emit(nest, name)
+
+    monkeypatch.setattr(llvm_ir, "emit_nest", no_attention_nests)
+    results = {}
+    for jit in ("1", "0"):
+        monkeypatch.setenv(cpu_jit.ENABLE_ENV, jit)
+        pg.manual_seed(5)
+        args = [pg.tensor(a, requires_grad=True) for a in (q, k, v)]
+        results[jit] = [t.numpy() for t in pg.compile(step)(*args)]
+    for got, want in zip(results["1"], results["0"], strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    assert np.abs(results["1"][1]).max() > 0

@@ -10,9 +10,11 @@ reads the top-level ops of both once:
   views of them (``memref.view`` at constant byte offsets) and module globals (``memref.get_global``: constants, and
   the error flags of index checks). Each buffer has a *slot*: its address in one table that the compiled nests read
   (``picograd.target.llvm_ir``), and its numpy array;
-- **steps**, in program order: a kernel whose ``pg.kind`` is ``matmul`` runs its launch's body with numpy, the
-  product going straight into its output buffer (``np.matmul(..., out=)``: BLAS, with the operands' transposes as
-  strides); every other kernel's nests are printed as LLVM IR, all in one module, compiled once at ``-O3`` for the
+- **steps**, in program order: a kernel whose ``pg.kind`` is in :data:`NUMPY_KINDS` runs its launch's body with
+  numpy: a ``matmul`` kernel's product goes straight into its output buffer (``np.matmul(..., out=)``: BLAS, with
+  the operands' transposes as strides), an ``attention`` kernel's scores and products are batched BLAS calls
+  (``pg_numpy``'s attention; the loop nests of the online softmax are scalar dot products, 8x slower on a BERT
+  step); every other kernel's nests are printed as LLVM IR, all in one module, compiled once at ``-O3`` for the
   host CPU (``llvmlite``: MCJIT, the host's vector extensions) and called through ``ctypes``; a kernel whose nests
   the emitter cannot print (16-bit floats, an op without LLVM form) runs its launch with numpy instead (per kernel,
   listed in ``fallbacks``; ``PICOGRAD_CPU_JIT_DEBUG=1`` prints them); ``memref.copy`` copies.
@@ -32,6 +34,7 @@ import ctypes
 import hashlib
 import itertools
 import math
+import operator
 import os
 import queue
 import sys
@@ -57,6 +60,8 @@ ENABLE_ENV = "PICOGRAD_CPU_JIT"
 CACHE_ENV = "PICOGRAD_CACHE_DIR"
 PARALLEL_WORK = 1 << 15  # loop iterations from which a nest is split between threads
 CHUNKS_PER_THREAD = 4  # pieces of a split nest per thread (claimed dynamically)
+NUMPY_KINDS = ("matmul", "attention")
+"""Kernel kinds run with numpy (BLAS) rather than as LLVM loop nests (see the module docstring)."""
 
 Step = Callable[[list[np.ndarray]], None]
 
@@ -364,7 +369,7 @@ class CpuFunction:
                 self.step_names.append("copy")
                 continue
             kind, name, nests = entry
-            if kind != "matmul":
+            if kind not in NUMPY_KINDS:
                 try:
                     made = [llvm_ir.emit_nest(n, "NEST") for n in nests]
                     maps = [tuple(self._loop_slots[b] for b in f.buffers) for f in made]
@@ -432,6 +437,7 @@ class CpuFunction:
         outs = [self._array(self._launch_slots[v]) for v in launch.outs]
         block = launch.body.block
         env_of: dict[SSAValue, int] = {a: i for i, a in enumerate(block.args)}
+        size = len(env_of)
         program: list[tuple[Any, tuple[int, ...], int]] = []
         direct: dict[int, tuple[int, int]] = {}  # yielded index -> matmul operands' env slots
         yielded = list(launch.yield_op.values)
@@ -444,9 +450,16 @@ class CpuFunction:
                     direct[k] = (env_of[op.operands[0]], env_of[op.operands[1]])
                     continue
             fn = (lambda c: lambda: c)(constant_array(op.value)) if isinstance(op, pg.ConstantOp) else op_kernel(op)
-            program.append((fn, tuple(env_of[v] for v in op.operands), len(env_of)))
-            env_of[op.results[0]] = len(env_of)
-        size = len(env_of)
+            program.append((fn, tuple(env_of[v] for v in op.operands), size))
+            size += 1
+            if len(op.results) == 1:
+                env_of[op.results[0]] = size - 1
+                continue
+            whole = size - 1  # several results (pg.attention_backward): the kernel returns a tuple
+            for i, r in enumerate(op.results):
+                program.append((operator.itemgetter(i), (whole,), size))
+                env_of[r] = size
+                size += 1
         results = [None if k in direct else env_of[v] for k, v in enumerate(yielded)]
 
         def run(bufs: list[np.ndarray]) -> None:
