@@ -299,13 +299,28 @@ def _kernel_in(op: Operation, shape: tuple[int, ...], dtype: np.dtype) -> Kernel
 def _attention_scores(
     q: np.ndarray, k: np.ndarray, mask: np.ndarray | None, scale: Any, causal: bool, dtype: np.dtype
 ) -> np.ndarray:
-    """``q @ k^T * scale`` with the causal and user masks applied (masked: ``-inf``; a float mask is added)."""
-    s = np.matmul(q, np.swapaxes(k, -1, -2)) * scale
+    """``q @ k^T * scale`` with the causal and user masks applied (masked: ``-inf``; a float mask is added). The
+    (..., L, S) array is fresh and written in place (a new L x S temporary per step would cost page faults)."""
+    s = np.matmul(q, np.swapaxes(k, -1, -2))
+    s *= scale
     if causal:
-        s = np.where(np.tri(s.shape[-2], s.shape[-1], dtype=bool), s, dtype.type(-np.inf))
+        s[..., ~np.tri(s.shape[-2], s.shape[-1], dtype=bool)] = dtype.type(-np.inf)
     if mask is not None:
-        s = np.where(mask, s, dtype.type(-np.inf)) if mask.dtype == np.bool_ else s + mask
+        if mask.dtype == np.bool_:
+            np.copyto(s, dtype.type(-np.inf), where=~mask)
+        else:
+            s += mask
     return s
+
+
+def _softmax_rows(s: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """The row maximum of the scores ``s`` (0 for a row with every key masked), with ``s`` overwritten by
+    ``exp(s - max)``."""
+    m = s.max(axis=-1, keepdims=True)
+    m[m == -np.inf] = 0
+    s -= m
+    np.exp(s, out=s)
+    return m
 
 
 def _attention_kernel(op: pg.ScaledDotProductAttentionOp, dtype: np.dtype) -> Kernel:
@@ -316,15 +331,14 @@ def _attention_kernel(op: pg.ScaledDotProductAttentionOp, dtype: np.dtype) -> Ke
     has_mask, has_dropout = op.mask is not None, op.dropout is not None
 
     def run(q: np.ndarray, k: np.ndarray, v: np.ndarray, *extra: np.ndarray) -> np.ndarray:
-        s = _attention_scores(q, k, extra[0] if has_mask else None, scale, causal, dtype)
-        m = s.max(axis=-1, keepdims=True)
-        m = np.where(m == -np.inf, dtype.type(0), m)
-        e = np.exp(s - m)
+        e = _attention_scores(q, k, extra[0] if has_mask else None, scale, causal, dtype)
+        _softmax_rows(e, dtype)
         den = e.sum(axis=-1, keepdims=True)
-        p = e / np.where(den == 0, dtype.type(1), den)
+        den[den == 0] = 1
+        e /= den
         if has_dropout:
-            p = p * extra[-1]
-        return np.matmul(p, v).astype(dtype, copy=False)
+            e *= extra[-1]
+        return np.matmul(e, v).astype(dtype, copy=False)
 
     return run
 
@@ -335,11 +349,10 @@ def _attention_lse_kernel(op: pg.AttentionLseOp, dtype: np.dtype) -> Kernel:
     scale, causal = dtype.type(op.scale_value), op.is_causal
 
     def run(q: np.ndarray, k: np.ndarray, *mask: np.ndarray) -> np.ndarray:
-        s = _attention_scores(q, k, mask[0] if mask else None, scale, causal, dtype)
-        m = s.max(axis=-1)
-        m0 = np.where(m == -np.inf, dtype.type(0), m)
+        e = _attention_scores(q, k, mask[0] if mask else None, scale, causal, dtype)
+        m = _softmax_rows(e, dtype)[..., 0]
         with np.errstate(divide="ignore"):
-            return (m0 + np.log(np.exp(s - m0[..., None]).sum(axis=-1))).astype(dtype, copy=False)
+            return (m + np.log(e.sum(axis=-1))).astype(dtype, copy=False)
 
     return run
 
@@ -354,14 +367,20 @@ def _attention_backward_kernel(op: pg.AttentionBackwardOp, dtype: np.dtype) -> K
 
     def run(q: np.ndarray, k: np.ndarray, v: np.ndarray, out: np.ndarray, dout: np.ndarray, lse: np.ndarray,
             *extra: np.ndarray) -> tuple[np.ndarray, ...]:  # fmt: skip
-        s = _attention_scores(q, k, extra[0] if has_mask else None, scale, causal, dtype)
-        lse0 = np.where(lse == -np.inf, dtype.type(0), lse)[..., None]
-        p = np.exp(s - lse0)
-        z = extra[-1] if has_dropout else np.ones((), dtype)
-        dv = np.matmul(np.swapaxes(p * z, -1, -2), dout)
-        dp = np.matmul(dout, np.swapaxes(v, -1, -2)) * z
-        ds = p * (dp - (dout * out).sum(axis=-1, keepdims=True)) * scale
-        dq, dk = np.matmul(ds, k), np.matmul(np.swapaxes(ds, -1, -2), q)
+        p = _attention_scores(q, k, extra[0] if has_mask else None, scale, causal, dtype)
+        p -= np.where(lse == -np.inf, dtype.type(0), lse)[..., None]
+        np.exp(p, out=p)
+        dp = np.matmul(dout, np.swapaxes(v, -1, -2))
+        if has_dropout:
+            z = extra[-1]
+            dv = np.matmul(np.swapaxes(p * z, -1, -2), dout)
+            dp *= z
+        else:
+            dv = np.matmul(np.swapaxes(p, -1, -2), dout)
+        dp -= (dout * out).sum(axis=-1, keepdims=True)
+        p *= dp
+        p *= scale
+        dq, dk = np.matmul(p, k), np.matmul(np.swapaxes(p, -1, -2), q)
         return tuple(x.astype(dtype, copy=False) for x in (dq, dk, dv))
 
     return run
