@@ -73,6 +73,8 @@ Python API (see ``tests/test_ptx.py`` for whole kernels)::
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import functools
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -93,7 +95,17 @@ from xdsl.dialects.builtin import (
     i64,
 )
 from xdsl.dialects.builtin import f64 as builtin_f64
-from xdsl.ir import Attribute, Block, Dialect, Operation, ParametrizedAttribute, Region, SSAValue, TypeAttribute
+from xdsl.ir import (
+    Attribute,
+    Block,
+    Dialect,
+    ErasedSSAValue,
+    Operation,
+    ParametrizedAttribute,
+    Region,
+    SSAValue,
+    TypeAttribute,
+)
 from xdsl.irdl import (
     AttrSizedOperandSegments,
     IRDLOperation,
@@ -430,6 +442,27 @@ def instruction(*slots: Slot):
     return wrap
 
 
+# The signatures of the instructions verified so far in the ``ptx.module`` (or lone ``ptx.func``) being verified;
+# None outside one (``Instruction.verify``).
+_VERIFIED_SIGNATURES: contextvars.ContextVar[set[tuple[object, ...]] | None] = contextvars.ContextVar(
+    "ptx_verified_signatures", default=None
+)
+
+
+@contextlib.contextmanager
+def _signature_scope() -> Iterator[None]:
+    """Within the block, an instruction whose signature verified once is not verified again (unless a scope is
+    open already: a module's functions share their module's)."""
+    if _VERIFIED_SIGNATURES.get() is not None:
+        yield
+        return
+    token = _VERIFIED_SIGNATURES.set(set())
+    try:
+        yield
+    finally:
+        _VERIFIED_SIGNATURES.reset(token)
+
+
 Group = UnresolvedOperand | list[UnresolvedOperand] | None
 Modifier = str | bool | None
 
@@ -449,6 +482,42 @@ class Instruction(IRDLOperation):
 
     MNEMONIC: ClassVar[str] = ""
     SLOTS: ClassVar[tuple[Slot, ...]] = ()
+
+    # -- verification, once per signature in a kernel -------------------------------------------------------------
+
+    def signature(self) -> tuple[object, ...]:
+        """What an instruction's verification reads of the op itself: its class, modifiers and other properties,
+        attributes, and the types of its operands and results (operand *types*, not which values they are)."""
+        return (
+            type(self),
+            tuple(self.properties.items()),
+            tuple(self.attributes.items()),
+            tuple(v.type for v in self.operands),
+            tuple(r.type for r in self.results),
+        )
+
+    def verify(self, verify_nested_ops: bool = True) -> None:
+        """xDSL's verification, skipped for an op whose ``signature`` an earlier op of the same module had (inside
+        ``ModuleOp.verify`` or ``FuncOp.verify``): the GPT train step's kernels repeat about 1,400 signatures over
+        45,000 instructions, and verifying each was a fifth of ``pgc --emit=ptx`` (``bench/compile_time.py``).
+
+        This relies on the rule every instruction's verifier keeps: it reads the op's ``signature`` and, beyond it,
+        only what all ops of one ``ptx.module`` share (its target and version, ``_check_target``); never which
+        values its operands are. An instruction that reads more adds it to its ``signature`` (``SharedAddrOp``: its
+        kernel, whose ``ptx.shared`` buffers it looks up). The block's last op (the terminator checks) and ops with
+        regions or successors are always verified in full."""
+        seen = _VERIFIED_SIGNATURES.get()
+        if seen is None or self.next_op is None or self.regions or self.successors:
+            super().verify(verify_nested_ops)
+            return
+        key = self.signature()
+        if key in seen:
+            for operand in self.operands:
+                if isinstance(operand, ErasedSSAValue):
+                    raise ValueError("Erased SSA value is used by the operation")
+            return
+        super().verify(verify_nested_ops)
+        seen.add(key)
 
     # -- modifiers ---------------------------------------------------------------------------------------------
 
@@ -1438,6 +1507,9 @@ class SharedAddrOp(Instruction):
 
     def ptx_args(self, name: Callable[[SSAValue], str]) -> str:
         return f"{name(self.result)}, {self.symbol.root_reference.data}"
+
+    def signature(self) -> tuple[object, ...]:
+        return (*super().signature(), self.parent_op())  # the buffer is looked up in the kernel (find_shared)
 
     def verify_modifiers(self) -> None:
         if find_shared(self, self.symbol.root_reference.data) is None:
@@ -3056,6 +3128,12 @@ class ModuleOp(IRDLOperation):
     def funcs(self) -> list[FuncOp]:
         return [op for op in self.body.block.ops if isinstance(op, FuncOp)]
 
+    def verify(self, verify_nested_ops: bool = True) -> None:
+        """xDSL's verification, with the instructions of all kernels verified once per signature
+        (``Instruction.verify``)."""
+        with _signature_scope():
+            super().verify(verify_nested_ops)
+
     def verify_(self) -> None:
         if not re.fullmatch(r"\d+\.\d+", self.version.data):
             raise VerifyException(f"ptx.module: version '{self.version.data}' is not of the form 8.0")
@@ -3161,6 +3239,12 @@ class FuncOp(IRDLOperation):
         if attrs is not None:
             op.attributes.update(attrs.data)
         return op
+
+    def verify(self, verify_nested_ops: bool = True) -> None:
+        """xDSL's verification, with the instructions of the body verified once per signature
+        (``Instruction.verify``)."""
+        with _signature_scope():
+            super().verify(verify_nested_ops)
 
     def verify_(self) -> None:
         check_identifier(self.name, "function", self.sym_name.data)
