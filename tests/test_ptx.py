@@ -551,6 +551,38 @@ def test_verification_checks_each_signature_once_per_module(monkeypatch: pytest.
         module.verify()
 
 
+def test_instructions_built_flat_match_the_irdl_builder() -> None:
+    """Instructions without segment sizes are built from their flattened operand groups (``Instruction.__init__``);
+    each is the op IRDL's generic builder makes from the same groups, and a wrong count still fails
+    verification."""
+    func = ptx.FuncOp("k", ["u64"])
+    with ImplicitBuilder(func.body):
+        p = ptx.LdParamOp(func.args[0]).result
+        x = ptx.MovOp(1.5, "f32").result
+    built = [
+        ptx.MovOp(3, "u32"),
+        ptx.MovOp(x, "b32"),
+        ptx.LdOp(p, "f32", offset=16, vec=4),
+        ptx.CvtOp(x, "s64", rnd="rzi"),
+        ptx.SetpOp("lt", x, x),
+        ptx.AddOp(x, x, rnd="rn"),
+    ]
+    for op in built:
+        irdl = type(op).build(
+            operands=[list(op.operands)] if type(op) is ptx.MovOp else list(op.operands),
+            result_types=[list(op.result_types)] if type(op) is ptx.LdOp else list(op.result_types),
+            properties=dict(op.properties),
+        )
+        assert irdl.is_structurally_equivalent(op), op
+    bad = ptx.AddOp(x, x)
+    bad.operands = [x]  # a binary op with one operand
+    func.body.block.add_ops([bad, ptx.RetOp()])
+    module = ptx.ModuleOp()
+    module.add_op(func)
+    with pytest.raises(VerifyException, match="operand"):
+        module.verify()
+
+
 def test_branch_target_must_exist() -> None:
     with pytest.raises(VerifyException, match="branch target 'NOPE' is not a label of @k"):
         _kernel(lambda f: ptx.BraOp("NOPE")).verify()

@@ -463,6 +463,19 @@ def _signature_scope() -> Iterator[None]:
         _VERIFIED_SIGNATURES.reset(token)
 
 
+@functools.cache
+def string_attr(value: str) -> StringAttr:
+    """``StringAttr(value)``, made once per value (attributes are immutable; making one verifies it, and the
+    modifiers of every instruction are string attributes)."""
+    return StringAttr(value)
+
+
+@functools.cache
+def _segmented(cls: type[Instruction]) -> bool:
+    """Whether the instruction class records operand or result segment sizes (its guarded forms)."""
+    return bool(cls.get_irdl_definition().options)
+
+
 Group = UnresolvedOperand | list[UnresolvedOperand] | None
 Modifier = str | bool | None
 
@@ -482,6 +495,40 @@ class Instruction(IRDLOperation):
 
     MNEMONIC: ClassVar[str] = ""
     SLOTS: ClassVar[tuple[Slot, ...]] = ()
+
+    def __init__(
+        self,
+        *,
+        operands: Sequence[SSAValue | Operation | Sequence[SSAValue | Operation] | None] = (),
+        result_types: Sequence[Attribute | Sequence[Attribute] | None] = (),
+        properties: Mapping[str, Attribute | None] | None = None,
+        attributes: Mapping[str, Attribute | None] | None = None,
+    ):
+        """IRDL's builder (operands and result types by definition: a value, a list for a variadic one, None or
+        ``[]`` for an absent optional one). An instruction without segment sizes (no guard) is built by
+        ``Operation.__init__`` from the flattened groups instead: the generic builder, which matches groups to
+        definitions, took a third of the time of building one, and building them is most of ``pg-to-ptx``. The
+        verifier checks the counts and types either way."""
+        props = {k: v for k, v in (properties or {}).items() if v is not None}
+        attrs = {k: v for k, v in (attributes or {}).items() if v is not None}
+        if _segmented(type(self)):
+            super().__init__(operands=operands, result_types=result_types, properties=props, attributes=attrs)
+            return
+        values: list[SSAValue] = []
+        for group in operands:
+            if isinstance(group, SSAValue):
+                values.append(group)
+            elif isinstance(group, Operation):
+                values.append(SSAValue.get(group))
+            elif group is not None:
+                values.extend(SSAValue.get(v) for v in group)
+        types: list[Attribute] = []
+        for t in result_types:
+            if isinstance(t, Attribute):
+                types.append(t)
+            elif t is not None:
+                types.extend(t)
+        Operation.__init__(self, operands=values, result_types=types, properties=props, attributes=attrs)
 
     # -- verification, once per signature in a kernel -------------------------------------------------------------
 
@@ -546,10 +593,11 @@ class Instruction(IRDLOperation):
     @classmethod
     def modifier_properties(cls, mods: Mapping[str, Modifier]) -> dict[str, Attribute]:
         """Properties of the slots given as keyword arguments (``rnd="rn"``, ``ftz=True``)."""
-        names = {s.name: s for s in cls.SLOTS}
         for key in mods:
-            if key not in names:
-                raise TypeError(f"{cls.name}: unknown modifier '{key}', expected one of {tuple(names)}")
+            if not any(s.name == key for s in cls.SLOTS):
+                raise TypeError(
+                    f"{cls.name}: unknown modifier '{key}', expected one of {tuple(s.name for s in cls.SLOTS)}"
+                )
         props: dict[str, Attribute] = {}
         for slot in cls.SLOTS:
             value = mods.get(slot.name)
@@ -557,7 +605,7 @@ class Instruction(IRDLOperation):
                 continue
             if value is True:
                 value = slot.values[0]
-            props[slot.name] = StringAttr(value)
+            props[slot.name] = string_attr(value)
         return props
 
     @classmethod
@@ -816,10 +864,7 @@ def _init_arith(
     t = type if type is not None else kind_of(values[0])
     props = op.modifier_properties({**mods, "type": t})
     kind = result_kind(t, mods) if result_kind is not None else t
-    # The arithmetic ops have single operands and one result only, so the generic IRDL builder (which sorts out
-    # variadic groups) has nothing to do: ``Operation.__init__`` builds the same op for a third less time (op
-    # construction is most of pg-to-ptx). The verifier checks the op as it checks a built one.
-    Operation.__init__(op, operands=values, result_types=[reg(kind)], properties=props)
+    Instruction.__init__(op, operands=values, result_types=[reg(kind)], properties=props)
 
 
 class BinaryOp(ArithmeticOp):
@@ -1291,7 +1336,7 @@ class SelpOp(Instruction):
     ):
         a = SSAValue.get(a)
         t = type if type is not None else kind_of(a)
-        super().__init__(operands=[a, b, cond], result_types=[reg(t)], properties={"type": StringAttr(t)})
+        super().__init__(operands=[a, b, cond], result_types=[reg(t)], properties={"type": string_attr(t)})
 
     def type_rules(self) -> Iterator[tuple[str, SSAValue, str, bool]]:
         yield "operand 'a'", self.a, self.instr_type, False
@@ -1349,11 +1394,12 @@ class MovOp(Instruction):
             if type is None:
                 raise TypeError("ptx.mov of an immediate needs its type, e.g. MovOp(1.0, 'f32')")
             imm: Attribute = FloatAttr(float(source), builtin_f64) if type in FLOATS else IntAttr(int(source))
-            super().__init__(operands=[[]], result_types=[reg(type)], properties={"type": StringAttr(type), "imm": imm})
+            props = {"type": string_attr(type), "imm": imm}
+            super().__init__(operands=[[]], result_types=[reg(type)], properties=props)
         else:
             value = SSAValue.get(source)
             t = type if type is not None else kind_of(value)
-            super().__init__(operands=[[value]], result_types=[reg(t)], properties={"type": StringAttr(t)})
+            super().__init__(operands=[[value]], result_types=[reg(t)], properties={"type": string_attr(t)})
 
     @property
     def immediate(self) -> int | float | None:
@@ -1433,7 +1479,7 @@ class AssignOp(Instruction):
     def __init__(self, dest: SSAValue | Operation, source: SSAValue | Operation, type: str | None = None):
         dest = SSAValue.get(dest)
         t = type if type is not None else kind_of(dest)
-        super().__init__(operands=[dest, source], properties={"type": StringAttr(t)})
+        super().__init__(operands=[dest, source], properties={"type": string_attr(t)})
 
     def type_rules(self) -> Iterator[tuple[str, SSAValue, str, bool]]:
         yield "the destination", self.dest, self.instr_type, False
@@ -1462,7 +1508,7 @@ class SregOp(Instruction):
     result = result_def(RegisterType)
 
     def __init__(self, register: str, kind: str = "u32"):
-        super().__init__(result_types=[reg(kind)], properties={"register": StringAttr(register)})
+        super().__init__(result_types=[reg(kind)], properties={"register": string_attr(register)})
 
     def print_body(self, printer: Printer) -> None:
         printer.print_string(" " + self.register.data)
@@ -1495,7 +1541,7 @@ class SharedAddrOp(Instruction):
 
     def __init__(self, symbol: str | SymbolRefAttr, type: str = "u32"):
         sym = SymbolRefAttr(symbol) if isinstance(symbol, str) else symbol
-        super().__init__(result_types=[reg(type)], properties={"type": StringAttr(type), "symbol": sym})
+        super().__init__(result_types=[reg(type)], properties={"type": string_attr(type), "symbol": sym})
 
     def print_body(self, printer: Printer) -> None:
         printer.print_string(" ")
@@ -1532,7 +1578,7 @@ class LdParamOp(Instruction):
     def __init__(self, param: SSAValue, kind: str | None = None):
         assert isinstance(param.type, ParamType), "ptx.ld_param reads a !ptx.param block argument"
         t = param.type.kind
-        super().__init__(operands=[param], result_types=[reg(kind or t)], properties={"type": StringAttr(t)})
+        super().__init__(operands=[param], result_types=[reg(kind or t)], properties={"type": string_attr(t)})
 
     def print_body(self, printer: Printer) -> None:
         printer.print_string(" ")
@@ -1563,7 +1609,7 @@ class ParamAddrOp(Instruction):
     result = result_def(RegisterType)
 
     def __init__(self, param: SSAValue):
-        super().__init__(operands=[param], result_types=[reg("u64")], properties={"type": StringAttr("u64")})
+        super().__init__(operands=[param], result_types=[reg("u64")], properties={"type": string_attr("u64")})
 
     def print_body(self, printer: Printer) -> None:
         printer.print_string(" ")
@@ -1694,7 +1740,12 @@ def _ptx_address(name: str, offset: IntegerAttr | None) -> str:
 
 
 def _offset_props(offset: int) -> dict[str, Attribute]:
-    return {"offset": IntegerAttr(offset, i64)} if offset else {}
+    return {"offset": _offset_attr(offset)} if offset else {}
+
+
+@functools.lru_cache(maxsize=4096)
+def _offset_attr(offset: int) -> IntegerAttr:
+    return IntegerAttr(offset, i64)
 
 
 def _check_vector_width(op: Instruction) -> None:
@@ -1887,8 +1938,8 @@ class ShflOp(Instruction):
         if clamp is None:
             clamp = 0 if mode == "up" else 31
         props: dict[str, Attribute] = {
-            "mode": StringAttr(mode),
-            "type": StringAttr("b32"),
+            "mode": string_attr(mode),
+            "type": string_attr("b32"),
             "lane": IntegerAttr(lane, i64),
             "clamp": IntegerAttr(clamp, i64),
             "membermask": IntegerAttr(membermask, i64),
