@@ -471,6 +471,11 @@ def string_attr(value: str) -> StringAttr:
 
 
 @functools.cache
+def _slot_names(cls: type[Instruction]) -> dict[str, Slot]:
+    return {slot.name: slot for slot in cls.SLOTS}
+
+
+@functools.cache
 def _segmented(cls: type[Instruction]) -> bool:
     """Whether the instruction class records operand or result segment sizes (its guarded forms)."""
     return bool(cls.get_irdl_definition().options)
@@ -593,11 +598,10 @@ class Instruction(IRDLOperation):
     @classmethod
     def modifier_properties(cls, mods: Mapping[str, Modifier]) -> dict[str, Attribute]:
         """Properties of the slots given as keyword arguments (``rnd="rn"``, ``ftz=True``)."""
+        names = _slot_names(cls)
         for key in mods:
-            if not any(s.name == key for s in cls.SLOTS):
-                raise TypeError(
-                    f"{cls.name}: unknown modifier '{key}', expected one of {tuple(s.name for s in cls.SLOTS)}"
-                )
+            if key not in names:
+                raise TypeError(f"{cls.name}: unknown modifier '{key}', expected one of {tuple(names)}")
         props: dict[str, Attribute] = {}
         for slot in cls.SLOTS:
             value = mods.get(slot.name)
@@ -860,11 +864,12 @@ def _init_arith(
     mods: Mapping[str, Modifier],
     result_kind: Callable[[str, Mapping[str, Modifier]], str] | None = None,
 ) -> None:
-    values = [SSAValue.get(v) for v in operands]
+    values = [v if isinstance(v, SSAValue) else SSAValue.get(v) for v in operands]
     t = type if type is not None else kind_of(values[0])
     props = op.modifier_properties({**mods, "type": t})
     kind = result_kind(t, mods) if result_kind is not None else t
-    Instruction.__init__(op, operands=values, result_types=[reg(kind)], properties=props)
+    # single operands and one result: Operation.__init__ as Instruction.__init__ does, without its flattening
+    Operation.__init__(op, operands=values, result_types=[reg(kind)], properties=props)
 
 
 class BinaryOp(ArithmeticOp):
