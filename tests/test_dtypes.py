@@ -318,3 +318,25 @@ def test_elementwise_promotion_is_unchanged(rng):
     b = pg.tensor(rng.standard_normal(3))
     assert (a + b).dtype == pg.float64 == (a * b).dtype
     assert (a + pg.tensor([1, 2, 3])).dtype == pg.float32
+
+
+def test_ml_dtypes_is_imported_on_first_use_of_bfloat16() -> None:
+    """Importing picograd and its compiler driver loads neither ml_dtypes (half a CPU second: a twentieth of ``pgc
+    --emit=ptx``), nor torch or scipy; ``pg.bfloat16``'s numpy dtype, or a dtype of ml_dtypes, is found when
+    asked."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; import picograd as pg; import picograd.tools.pgc\n"
+        "print(sorted(m for m in ('ml_dtypes', 'torch', 'scipy') if m in sys.modules))\n"
+        "print(pg.bfloat16.np, pg.float16.np, pg.bool.np)\n"
+        "import ml_dtypes, numpy as np; from picograd.frontend.dtypes import as_dtype\n"
+        "print(as_dtype(ml_dtypes.bfloat16), as_dtype(np.dtype(ml_dtypes.bfloat16)), as_dtype(np.float16))\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.splitlines() == ["[]", "bfloat16 float16 bool", "pg.bfloat16 pg.bfloat16 pg.float16"]
+    assert pg.tensor([1.5, -2.25], dtype=pg.bfloat16).numpy().dtype == pg.bfloat16.np
+    with pytest.raises(pg.DTypeError, match="unsupported dtype"):
+        pg.zeros(2, dtype=np.uint8)

@@ -47,3 +47,22 @@ def test_each_kind_marks_the_nest_its_schedule_applies_to(body, marks: list[str]
     nests = [op for op in module.walk() if op.name == "scf.parallel"]
     found = [n.attributes["pg.nest"] for n in nests if "pg.nest" in n.attributes]
     assert found == [StringAttr(m) for m in marks]
+
+
+def test_builder_float_op_is_the_op_xdsl_builds() -> None:
+    """``Builder.float_op`` (the matmul kind's register-tile arithmetic, built without IRDL's generic builder) makes
+    the op ``arith.AddfOp(a, b)`` makes: same operands, result type and default fast-math flags; it verifies."""
+    from xdsl.dialects import arith
+    from xdsl.dialects.builtin import UnknownLoc, f32, f64
+    from xdsl.ir import Block
+
+    from picograd.passes.ir_builder import Builder, ConstantPool
+
+    for float_type in (f32, f64):
+        block = Block(arg_types=[float_type, float_type])
+        b = Builder(block, UnknownLoc(), ConstantPool(block))
+        x, y = block.args
+        for cls in (arith.AddfOp, arith.MulfOp, arith.SubfOp):
+            made = b.float_op(cls, x, y).owner
+            assert isinstance(made, cls) and made.is_structurally_equivalent(cls(x, y))
+            made.verify()

@@ -501,6 +501,88 @@ def test_bit_size_types_take_any_register_of_their_width() -> None:
     assert not ptx.compatible("pred", "b32") and ptx.compatible("pred", "pred")
 
 
+def test_verification_checks_each_signature_once_per_module(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Within one ``ptx.module``'s verification an instruction whose signature (class, modifiers, operand and
+    result types) verified already is not checked again; another signature, another kernel's missing shared buffer
+    and the next verification are."""
+    checked: list[str] = []
+    verify_modifiers = ptx.AddOp.verify_modifiers
+
+    def counting(self: ptx.AddOp) -> None:
+        checked.append(self.instr_type)
+        verify_modifiers(self)
+
+    monkeypatch.setattr(ptx.AddOp, "verify_modifiers", counting)
+
+    def adds(func: ptx.FuncOp) -> None:
+        t = ptx.SregOp("tid.x").result
+        for _ in range(5):
+            t = ptx.AddOp(t, t, "u32").result
+        x = ptx.MovOp(1.0, "f32").result
+        for _ in range(3):
+            x = ptx.AddOp(x, x).result
+
+    module = _kernel(adds)
+    module.verify()
+    assert sorted(checked) == ["f32", "u32"]
+    checked.clear()
+    module.verify()  # each verification starts afresh
+    assert sorted(checked) == ["f32", "u32"]
+
+    def bad_after_good(func: ptx.FuncOp) -> None:
+        t = ptx.SregOp("tid.x").result
+        t = ptx.AddOp(t, t, "u32").result
+        ptx.AddOp(t, ptx.MovOp(1.0, "f32").result, "f32")  # same class, other signature: a u32 operand of add.f32
+
+    with pytest.raises(VerifyException, match=r"operand 'lhs' is a \.u32 register, which add\.f32 does not accept"):
+        _kernel(bad_after_good).verify()
+
+    # ptx.shared_addr looks its buffer up in its own kernel: the same op in a kernel without the buffer fails
+    module = ptx.ModuleOp()
+    for name, declare in (("with_buffer", True), ("without", False)):
+        func = ptx.FuncOp(name, ["u64"])
+        module.add_op(func)
+        with ImplicitBuilder(func.body):
+            if declare:
+                ptx.SharedOp("tile", 256)
+            ptx.SharedAddrOp("tile")
+            ptx.RetOp()
+    with pytest.raises(VerifyException, match="no ptx.shared buffer named @tile"):
+        module.verify()
+
+
+def test_instructions_built_flat_match_the_irdl_builder() -> None:
+    """Instructions without segment sizes are built from their flattened operand groups (``Instruction.__init__``);
+    each is the op IRDL's generic builder makes from the same groups, and a wrong count still fails
+    verification."""
+    func = ptx.FuncOp("k", ["u64"])
+    with ImplicitBuilder(func.body):
+        p = ptx.LdParamOp(func.args[0]).result
+        x = ptx.MovOp(1.5, "f32").result
+    built = [
+        ptx.MovOp(3, "u32"),
+        ptx.MovOp(x, "b32"),
+        ptx.LdOp(p, "f32", offset=16, vec=4),
+        ptx.CvtOp(x, "s64", rnd="rzi"),
+        ptx.SetpOp("lt", x, x),
+        ptx.AddOp(x, x, rnd="rn"),
+    ]
+    for op in built:
+        irdl = type(op).build(
+            operands=[list(op.operands)] if type(op) is ptx.MovOp else list(op.operands),
+            result_types=[list(op.result_types)] if type(op) is ptx.LdOp else list(op.result_types),
+            properties=dict(op.properties),
+        )
+        assert irdl.is_structurally_equivalent(op), op
+    bad = ptx.AddOp(x, x)
+    bad.operands = [x]  # a binary op with one operand
+    func.body.block.add_ops([bad, ptx.RetOp()])
+    module = ptx.ModuleOp()
+    module.add_op(func)
+    with pytest.raises(VerifyException, match="operand"):
+        module.verify()
+
+
 def test_branch_target_must_exist() -> None:
     with pytest.raises(VerifyException, match="branch target 'NOPE' is not a label of @k"):
         _kernel(lambda f: ptx.BraOp("NOPE")).verify()

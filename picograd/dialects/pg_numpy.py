@@ -18,7 +18,6 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import ml_dtypes
 import numpy as np
 from xdsl.dialects.builtin import (
     BFloat16Type,
@@ -43,6 +42,8 @@ def numpy_dtype(element: Attribute) -> np.dtype:
     if isinstance(element, Float64Type):
         return np.dtype(np.float64)
     if isinstance(element, BFloat16Type):
+        import ml_dtypes  # on first use: its import takes about half a CPU second
+
         return np.dtype(ml_dtypes.bfloat16)
     if isinstance(element, Float16Type):
         return np.dtype(np.float16)
@@ -174,7 +175,7 @@ def _check_index(op: pg.CheckIndexOp) -> Kernel:
     return check
 
 
-LOW_PRECISION = (np.dtype(ml_dtypes.bfloat16), np.dtype(np.float16))
+LOW_PRECISION = ("bfloat16", "float16")  # numpy names of the 16-bit float dtypes (ml_dtypes.bfloat16, float16)
 
 # ops exact on 16-bit values (they move, select or negate elements): they run on 16-bit arrays as they are
 _MOVES = (
@@ -200,13 +201,13 @@ def _kernel(op: Operation) -> Kernel:
     shape, dtype = _result_info(op) if op.results else ((), np.dtype(np.float32))
     types = [*(v.type for v in op.operands), *(r.type for r in op.results)]
     if isinstance(op, _MOVES) or not any(
-        isinstance(t, TensorType) and numpy_dtype(t.element_type) in LOW_PRECISION for t in types
+        isinstance(t, TensorType) and numpy_dtype(t.element_type).name in LOW_PRECISION for t in types
     ):
         return _kernel_in(op, shape, dtype)
-    inner = _kernel_in(op, shape, np.dtype(np.float32) if dtype in LOW_PRECISION else dtype)
+    inner = _kernel_in(op, shape, np.dtype(np.float32) if dtype.name in LOW_PRECISION else dtype)
 
     def rounded(*xs: np.ndarray) -> Any:
-        wide = [x.astype(np.float32) if x.dtype in LOW_PRECISION else x for x in xs]
+        wide = [x.astype(np.float32) if x.dtype.name in LOW_PRECISION else x for x in xs]
         out = inner(*wide)
         if isinstance(out, tuple):  # several results (pg.attention_backward)
             return tuple(np.asarray(o).astype(dtype, copy=False) for o in out)

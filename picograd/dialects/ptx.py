@@ -73,6 +73,8 @@ Python API (see ``tests/test_ptx.py`` for whole kernels)::
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import functools
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -93,7 +95,17 @@ from xdsl.dialects.builtin import (
     i64,
 )
 from xdsl.dialects.builtin import f64 as builtin_f64
-from xdsl.ir import Attribute, Block, Dialect, Operation, ParametrizedAttribute, Region, SSAValue, TypeAttribute
+from xdsl.ir import (
+    Attribute,
+    Block,
+    Dialect,
+    ErasedSSAValue,
+    Operation,
+    ParametrizedAttribute,
+    Region,
+    SSAValue,
+    TypeAttribute,
+)
 from xdsl.irdl import (
     AttrSizedOperandSegments,
     IRDLOperation,
@@ -430,6 +442,45 @@ def instruction(*slots: Slot):
     return wrap
 
 
+# The signatures of the instructions verified so far in the ``ptx.module`` (or lone ``ptx.func``) being verified;
+# None outside one (``Instruction.verify``).
+_VERIFIED_SIGNATURES: contextvars.ContextVar[set[tuple[object, ...]] | None] = contextvars.ContextVar(
+    "ptx_verified_signatures", default=None
+)
+
+
+@contextlib.contextmanager
+def _signature_scope() -> Iterator[None]:
+    """Within the block, an instruction whose signature verified once is not verified again (unless a scope is
+    open already: a module's functions share their module's)."""
+    if _VERIFIED_SIGNATURES.get() is not None:
+        yield
+        return
+    token = _VERIFIED_SIGNATURES.set(set())
+    try:
+        yield
+    finally:
+        _VERIFIED_SIGNATURES.reset(token)
+
+
+@functools.cache
+def string_attr(value: str) -> StringAttr:
+    """``StringAttr(value)``, made once per value (attributes are immutable; making one verifies it, and the
+    modifiers of every instruction are string attributes)."""
+    return StringAttr(value)
+
+
+@functools.cache
+def _slot_names(cls: type[Instruction]) -> dict[str, Slot]:
+    return {slot.name: slot for slot in cls.SLOTS}
+
+
+@functools.cache
+def _segmented(cls: type[Instruction]) -> bool:
+    """Whether the instruction class records operand or result segment sizes (its guarded forms)."""
+    return bool(cls.get_irdl_definition().options)
+
+
 Group = UnresolvedOperand | list[UnresolvedOperand] | None
 Modifier = str | bool | None
 
@@ -449,6 +500,76 @@ class Instruction(IRDLOperation):
 
     MNEMONIC: ClassVar[str] = ""
     SLOTS: ClassVar[tuple[Slot, ...]] = ()
+
+    def __init__(
+        self,
+        *,
+        operands: Sequence[SSAValue | Operation | Sequence[SSAValue | Operation] | None] = (),
+        result_types: Sequence[Attribute | Sequence[Attribute] | None] = (),
+        properties: Mapping[str, Attribute | None] | None = None,
+        attributes: Mapping[str, Attribute | None] | None = None,
+    ):
+        """IRDL's builder (operands and result types by definition: a value, a list for a variadic one, None or
+        ``[]`` for an absent optional one). An instruction without segment sizes (no guard) is built by
+        ``Operation.__init__`` from the flattened groups instead: the generic builder, which matches groups to
+        definitions, took a third of the time of building one, and building them is most of ``pg-to-ptx``. The
+        verifier checks the counts and types either way."""
+        props = {k: v for k, v in (properties or {}).items() if v is not None}
+        attrs = {k: v for k, v in (attributes or {}).items() if v is not None}
+        if _segmented(type(self)):
+            super().__init__(operands=operands, result_types=result_types, properties=props, attributes=attrs)
+            return
+        values: list[SSAValue] = []
+        for group in operands:
+            if isinstance(group, SSAValue):
+                values.append(group)
+            elif isinstance(group, Operation):
+                values.append(SSAValue.get(group))
+            elif group is not None:
+                values.extend(SSAValue.get(v) for v in group)
+        types: list[Attribute] = []
+        for t in result_types:
+            if isinstance(t, Attribute):
+                types.append(t)
+            elif t is not None:
+                types.extend(t)
+        Operation.__init__(self, operands=values, result_types=types, properties=props, attributes=attrs)
+
+    # -- verification, once per signature in a kernel -------------------------------------------------------------
+
+    def signature(self) -> tuple[object, ...]:
+        """What an instruction's verification reads of the op itself: its class, modifiers and other properties,
+        attributes, and the types of its operands and results (operand *types*, not which values they are)."""
+        return (
+            type(self),
+            tuple(self.properties.items()),
+            tuple(self.attributes.items()),
+            tuple(v.type for v in self.operands),
+            tuple(r.type for r in self.results),
+        )
+
+    def verify(self, verify_nested_ops: bool = True) -> None:
+        """xDSL's verification, skipped for an op whose ``signature`` an earlier op of the same module had (inside
+        ``ModuleOp.verify`` or ``FuncOp.verify``): the GPT train step's kernels repeat about 1,400 signatures over
+        45,000 instructions, and verifying each was a fifth of ``pgc --emit=ptx`` (``bench/compile_time.py``).
+
+        This relies on the rule every instruction's verifier keeps: it reads the op's ``signature`` and, beyond it,
+        only what all ops of one ``ptx.module`` share (its target and version, ``_check_target``); never which
+        values its operands are. An instruction that reads more adds it to its ``signature`` (``SharedAddrOp``: its
+        kernel, whose ``ptx.shared`` buffers it looks up). The block's last op (the terminator checks) and ops with
+        regions or successors are always verified in full."""
+        seen = _VERIFIED_SIGNATURES.get()
+        if seen is None or self.next_op is None or self.regions or self.successors:
+            super().verify(verify_nested_ops)
+            return
+        key = self.signature()
+        if key in seen:
+            for operand in self.operands:
+                if isinstance(operand, ErasedSSAValue):
+                    raise ValueError("Erased SSA value is used by the operation")
+            return
+        super().verify(verify_nested_ops)
+        seen.add(key)
 
     # -- modifiers ---------------------------------------------------------------------------------------------
 
@@ -477,7 +598,7 @@ class Instruction(IRDLOperation):
     @classmethod
     def modifier_properties(cls, mods: Mapping[str, Modifier]) -> dict[str, Attribute]:
         """Properties of the slots given as keyword arguments (``rnd="rn"``, ``ftz=True``)."""
-        names = {s.name: s for s in cls.SLOTS}
+        names = _slot_names(cls)
         for key in mods:
             if key not in names:
                 raise TypeError(f"{cls.name}: unknown modifier '{key}', expected one of {tuple(names)}")
@@ -488,7 +609,7 @@ class Instruction(IRDLOperation):
                 continue
             if value is True:
                 value = slot.values[0]
-            props[slot.name] = StringAttr(value)
+            props[slot.name] = string_attr(value)
         return props
 
     @classmethod
@@ -743,13 +864,11 @@ def _init_arith(
     mods: Mapping[str, Modifier],
     result_kind: Callable[[str, Mapping[str, Modifier]], str] | None = None,
 ) -> None:
-    values = [SSAValue.get(v) for v in operands]
+    values = [v if isinstance(v, SSAValue) else SSAValue.get(v) for v in operands]
     t = type if type is not None else kind_of(values[0])
     props = op.modifier_properties({**mods, "type": t})
     kind = result_kind(t, mods) if result_kind is not None else t
-    # The arithmetic ops have single operands and one result only, so the generic IRDL builder (which sorts out
-    # variadic groups) has nothing to do: ``Operation.__init__`` builds the same op for a third less time (op
-    # construction is most of pg-to-ptx). The verifier checks the op as it checks a built one.
+    # single operands and one result: Operation.__init__ as Instruction.__init__ does, without its flattening
     Operation.__init__(op, operands=values, result_types=[reg(kind)], properties=props)
 
 
@@ -1222,7 +1341,7 @@ class SelpOp(Instruction):
     ):
         a = SSAValue.get(a)
         t = type if type is not None else kind_of(a)
-        super().__init__(operands=[a, b, cond], result_types=[reg(t)], properties={"type": StringAttr(t)})
+        super().__init__(operands=[a, b, cond], result_types=[reg(t)], properties={"type": string_attr(t)})
 
     def type_rules(self) -> Iterator[tuple[str, SSAValue, str, bool]]:
         yield "operand 'a'", self.a, self.instr_type, False
@@ -1280,11 +1399,12 @@ class MovOp(Instruction):
             if type is None:
                 raise TypeError("ptx.mov of an immediate needs its type, e.g. MovOp(1.0, 'f32')")
             imm: Attribute = FloatAttr(float(source), builtin_f64) if type in FLOATS else IntAttr(int(source))
-            super().__init__(operands=[[]], result_types=[reg(type)], properties={"type": StringAttr(type), "imm": imm})
+            props = {"type": string_attr(type), "imm": imm}
+            super().__init__(operands=[[]], result_types=[reg(type)], properties=props)
         else:
             value = SSAValue.get(source)
             t = type if type is not None else kind_of(value)
-            super().__init__(operands=[[value]], result_types=[reg(t)], properties={"type": StringAttr(t)})
+            super().__init__(operands=[[value]], result_types=[reg(t)], properties={"type": string_attr(t)})
 
     @property
     def immediate(self) -> int | float | None:
@@ -1364,7 +1484,7 @@ class AssignOp(Instruction):
     def __init__(self, dest: SSAValue | Operation, source: SSAValue | Operation, type: str | None = None):
         dest = SSAValue.get(dest)
         t = type if type is not None else kind_of(dest)
-        super().__init__(operands=[dest, source], properties={"type": StringAttr(t)})
+        super().__init__(operands=[dest, source], properties={"type": string_attr(t)})
 
     def type_rules(self) -> Iterator[tuple[str, SSAValue, str, bool]]:
         yield "the destination", self.dest, self.instr_type, False
@@ -1393,7 +1513,7 @@ class SregOp(Instruction):
     result = result_def(RegisterType)
 
     def __init__(self, register: str, kind: str = "u32"):
-        super().__init__(result_types=[reg(kind)], properties={"register": StringAttr(register)})
+        super().__init__(result_types=[reg(kind)], properties={"register": string_attr(register)})
 
     def print_body(self, printer: Printer) -> None:
         printer.print_string(" " + self.register.data)
@@ -1426,7 +1546,7 @@ class SharedAddrOp(Instruction):
 
     def __init__(self, symbol: str | SymbolRefAttr, type: str = "u32"):
         sym = SymbolRefAttr(symbol) if isinstance(symbol, str) else symbol
-        super().__init__(result_types=[reg(type)], properties={"type": StringAttr(type), "symbol": sym})
+        super().__init__(result_types=[reg(type)], properties={"type": string_attr(type), "symbol": sym})
 
     def print_body(self, printer: Printer) -> None:
         printer.print_string(" ")
@@ -1438,6 +1558,9 @@ class SharedAddrOp(Instruction):
 
     def ptx_args(self, name: Callable[[SSAValue], str]) -> str:
         return f"{name(self.result)}, {self.symbol.root_reference.data}"
+
+    def signature(self) -> tuple[object, ...]:
+        return (*super().signature(), self.parent_op())  # the buffer is looked up in the kernel (find_shared)
 
     def verify_modifiers(self) -> None:
         if find_shared(self, self.symbol.root_reference.data) is None:
@@ -1460,7 +1583,7 @@ class LdParamOp(Instruction):
     def __init__(self, param: SSAValue, kind: str | None = None):
         assert isinstance(param.type, ParamType), "ptx.ld_param reads a !ptx.param block argument"
         t = param.type.kind
-        super().__init__(operands=[param], result_types=[reg(kind or t)], properties={"type": StringAttr(t)})
+        super().__init__(operands=[param], result_types=[reg(kind or t)], properties={"type": string_attr(t)})
 
     def print_body(self, printer: Printer) -> None:
         printer.print_string(" ")
@@ -1491,7 +1614,7 @@ class ParamAddrOp(Instruction):
     result = result_def(RegisterType)
 
     def __init__(self, param: SSAValue):
-        super().__init__(operands=[param], result_types=[reg("u64")], properties={"type": StringAttr("u64")})
+        super().__init__(operands=[param], result_types=[reg("u64")], properties={"type": string_attr("u64")})
 
     def print_body(self, printer: Printer) -> None:
         printer.print_string(" ")
@@ -1622,7 +1745,12 @@ def _ptx_address(name: str, offset: IntegerAttr | None) -> str:
 
 
 def _offset_props(offset: int) -> dict[str, Attribute]:
-    return {"offset": IntegerAttr(offset, i64)} if offset else {}
+    return {"offset": _offset_attr(offset)} if offset else {}
+
+
+@functools.lru_cache(maxsize=4096)
+def _offset_attr(offset: int) -> IntegerAttr:
+    return IntegerAttr(offset, i64)
 
 
 def _check_vector_width(op: Instruction) -> None:
@@ -1815,8 +1943,8 @@ class ShflOp(Instruction):
         if clamp is None:
             clamp = 0 if mode == "up" else 31
         props: dict[str, Attribute] = {
-            "mode": StringAttr(mode),
-            "type": StringAttr("b32"),
+            "mode": string_attr(mode),
+            "type": string_attr("b32"),
             "lane": IntegerAttr(lane, i64),
             "clamp": IntegerAttr(clamp, i64),
             "membermask": IntegerAttr(membermask, i64),
@@ -3056,6 +3184,12 @@ class ModuleOp(IRDLOperation):
     def funcs(self) -> list[FuncOp]:
         return [op for op in self.body.block.ops if isinstance(op, FuncOp)]
 
+    def verify(self, verify_nested_ops: bool = True) -> None:
+        """xDSL's verification, with the instructions of all kernels verified once per signature
+        (``Instruction.verify``)."""
+        with _signature_scope():
+            super().verify(verify_nested_ops)
+
     def verify_(self) -> None:
         if not re.fullmatch(r"\d+\.\d+", self.version.data):
             raise VerifyException(f"ptx.module: version '{self.version.data}' is not of the form 8.0")
@@ -3161,6 +3295,12 @@ class FuncOp(IRDLOperation):
         if attrs is not None:
             op.attributes.update(attrs.data)
         return op
+
+    def verify(self, verify_nested_ops: bool = True) -> None:
+        """xDSL's verification, with the instructions of the body verified once per signature
+        (``Instruction.verify``)."""
+        with _signature_scope():
+            super().verify(verify_nested_ops)
 
     def verify_(self) -> None:
         check_identifier(self.name, "function", self.sym_name.data)

@@ -10,10 +10,10 @@ float32). ``bfloat16`` and ``float16`` are both 16 bits wide and neither holds t
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
-import ml_dtypes
 import numpy as np
 from xdsl.dialects.builtin import bf16, f16, f32, f64, i1, i32, i64
 from xdsl.ir import Attribute
@@ -23,13 +23,22 @@ from picograd.errors import DTypeError
 
 @dataclass(frozen=True, eq=False)
 class DType:
-    """A tensor element type: its name, numpy dtype, IR element type and promotion category (0 bool, 1 int,
-    2 float)."""
+    """A tensor element type: its name, IR element type, promotion category (0 bool, 1 int, 2 float) and numpy
+    dtype (``np``)."""
 
     name: str
-    np: np.dtype
     ir: Attribute
     category: int
+
+    @functools.cached_property
+    def np(self) -> np.dtype:
+        """The numpy dtype that stores this type's values. ``bfloat16``'s comes from ``ml_dtypes``, imported on
+        first use (its import takes about half a CPU second, a twentieth of ``pgc --emit=ptx``)."""
+        if self.name == "bfloat16":
+            import ml_dtypes
+
+            return np.dtype(ml_dtypes.bfloat16)
+        return np.dtype(self.name)
 
     @property
     def is_floating_point(self) -> bool:
@@ -50,13 +59,13 @@ class DType:
         return hash(self.name)
 
 
-bfloat16 = DType("bfloat16", np.dtype(ml_dtypes.bfloat16), bf16, 2)
-float16 = DType("float16", np.dtype(np.float16), f16, 2)
-float32 = DType("float32", np.dtype(np.float32), f32, 2)
-float64 = DType("float64", np.dtype(np.float64), f64, 2)
-int64 = DType("int64", np.dtype(np.int64), i64, 1)
-int32 = DType("int32", np.dtype(np.int32), i32, 1)
-bool_ = DType("bool", np.dtype(np.bool_), i1, 0)
+bfloat16 = DType("bfloat16", bf16, 2)
+float16 = DType("float16", f16, 2)
+float32 = DType("float32", f32, 2)
+float64 = DType("float64", f64, 2)
+int64 = DType("int64", i64, 1)
+int32 = DType("int32", i32, 1)
+bool_ = DType("bool", i1, 0)
 
 ALL = (float32, float64, bfloat16, float16, int64, int32, bool_)
 LOW_PRECISION = (bfloat16, float16)  # 16-bit floats: computed in float32 and rounded (CPU executor, autocast)
@@ -67,7 +76,7 @@ _BY_NAME = {d.name: d for d in ALL} | {
     "long": int64,
     "int": int32,
 }
-_BY_NP = {d.np: d for d in ALL}
+_BY_NP_NAME = {d.name: d for d in ALL}  # numpy's name of each dtype (ml_dtypes names bfloat16 "bfloat16")
 
 
 def as_dtype(x: Any) -> DType:
@@ -85,7 +94,7 @@ def as_dtype(x: Any) -> DType:
     if isinstance(x, str) and x in _BY_NAME:
         return _BY_NAME[x]
     try:
-        return _BY_NP[np.dtype(x)]
+        return _BY_NP_NAME[np.dtype(x).name]
     except (TypeError, KeyError):
         raise DTypeError(f"unsupported dtype {x!r}; picograd has {', '.join(d.name for d in ALL)}") from None
 

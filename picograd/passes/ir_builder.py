@@ -34,6 +34,7 @@ from xdsl.rewriter import InsertPoint, Rewriter
 from xdsl.traits import IsTerminator
 
 Index = SSAValue | int
+_NO_FASTMATH = {"fastmath": arith.FastMathFlagsAttr("none")}
 """An index: an SSA value or a constant (folded until it is needed)."""
 
 
@@ -143,6 +144,15 @@ class Builder:
 
     def v(self, op: Operation) -> SSAValue:
         return self.op(op).results[0]
+
+    def float_op(self, cls: type[arith.FloatingPointLikeBinaryOperation], a: SSAValue, b: SSAValue) -> SSAValue:
+        """``cls(a, b)`` (``arith.addf``, ``arith.mulf``, ...: two floats of one type, no fast-math flags), the op
+        xDSL's constructor makes, built by ``Operation.__init__``: IRDL's generic builder, which sorts operands
+        into groups, took two thirds of making the tens of thousands of these that the matmul kind's register tiles
+        unroll into (``bench/compile_time.py``)."""
+        op = cls.__new__(cls)
+        Operation.__init__(op, operands=(a, b), result_types=(a.type,), properties=_NO_FASTMATH)
+        return self.v(op)
 
     # --- constants -------------------------------------------------------------------------------------------
 

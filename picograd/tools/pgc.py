@@ -226,27 +226,28 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"--device cpu --emit={args.emit}: the CPU executor runs the simplify stage; {args.emit} is the "
                 "CUDA lowering: use --device cuda (no GPU needed)"
             )
-        module = build(
-            args.model,
-            args.emit,
-            args.print_ir_after_all,
-            sys.stderr if args.output is None else sys.stdout,
-            arch=args.arch,
-            matmul_schedule=args.matmul_schedule,
-        )
-        if args.emit == "ptx":
-            write_ptx(module, args.output)
-            return 0
-        debuginfo = args.print_debuginfo
-        if debuginfo is None:
-            debuginfo = args.output is not None or not sys.stdout.isatty()
-        text_out = open(args.output, "w") if args.output else sys.stdout
-        try:
-            Printer(stream=text_out, print_debuginfo=debuginfo).print_op(module)
-            print(file=text_out)
-        finally:
-            if args.output:
-                text_out.close()
+        with no_cyclic_gc():  # the build and the output (one cyclic collection after both, not one between)
+            module = build(
+                args.model,
+                args.emit,
+                args.print_ir_after_all,
+                sys.stderr if args.output is None else sys.stdout,
+                arch=args.arch,
+                matmul_schedule=args.matmul_schedule,
+            )
+            if args.emit == "ptx":
+                write_ptx(module, args.output)
+                return 0
+            debuginfo = args.print_debuginfo
+            if debuginfo is None:
+                debuginfo = args.output is not None or not sys.stdout.isatty()
+            text_out = open(args.output, "w") if args.output else sys.stdout
+            try:
+                Printer(stream=text_out, print_debuginfo=debuginfo).print_op(module)
+                print(file=text_out)
+            finally:
+                if args.output:
+                    text_out.close()
     except (ShapeError, DTypeError, CompileError, DeviceError, FileNotFoundError, ModelError) as e:
         print(f"pgc: error: {e}", file=sys.stderr)
         return 1
@@ -263,8 +264,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 def cli() -> int:
     """The ``pgc`` command: ``main`` on the command line's arguments. The process ends right after, so the objects
     left (the module it built: millions of xDSL objects pointing at each other) are handed to the OS rather than to
-    the cyclic collector's final pass at exit (``gc.freeze``), which took about a tenth of ``pgc --emit=ptx`` for a
-    12-layer GPT (``bench/compile_time.py``)."""
+    the cyclic collector: it stays off for the whole command (a full collection when ``main`` turned it back on
+    took 0.3 CPU s, and one at exit about a tenth of ``pgc --emit=ptx`` for a 12-layer GPT: ``gc.freeze`` keeps
+    the module from it; ``bench/compile_time.py``)."""
+    gc.disable()
     status = main()
     gc.freeze()
     return status

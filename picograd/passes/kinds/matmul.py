@@ -577,7 +577,7 @@ class TiledKernel:
             bv = self.fragment(b, nest.b, stage, kk, self.col0, self.col_offs)
             for i, a in enumerate(av):
                 for j, bb in enumerate(bv):
-                    acc[i * tn + j] = b.v(arith.AddfOp(acc[i * tn + j], b.v(arith.MulfOp(a, bb))))
+                    acc[i * tn + j] = b.float_op(arith.AddfOp, acc[i * tn + j], b.float_op(arith.MulfOp, a, bb))
         return acc
 
     # --- the results ------------------------------------------------------------------------------------------
