@@ -217,12 +217,17 @@ def test_parameters_replaced_resized_or_added_after_compiling(rng):
     for m in models:
         m.bias.requires_grad_(False)
     check()
-    extra = [pg.tensor(rng.standard_normal(2), requires_grad=True) for _ in models]
-    for m, opt, e in zip(models, opts, extra, strict=True):
-        m.extra = e  # read by nothing: only the optimizer's list grows
-        opt.param_groups[0]["params"].append(e)
-        e.grad = pg.tensor(np.ones(2))
+
+
+def test_parameter_added_to_the_optimizer_after_compiling(rng):
+    models, opts, check = _twins(rng, lambda m: pg.optim.SGD([m.weight], lr=0.1))
     check()
+    check()  # the trace with every .grad set
+    bias = models[0].bias.numpy().copy()
+    for m, opt in zip(models, opts, strict=True):
+        opt.param_groups[0]["params"].append(m.bias)  # the bias, which had gradients all along, is now updated
+    check()
+    assert not np.array_equal(models[0].bias.numpy(), bias)
 
 
 _OFFSET = 1.0
