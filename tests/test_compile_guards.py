@@ -273,3 +273,34 @@ def test_numpy_array_changed_in_place(rng):
         assert len(step.executables()) == 2
     finally:
         _TABLE[:] = saved
+
+
+class _Stats:
+    """A user object that a step only writes (its side effects, which run when it traces)."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.seen: dict[str, int] = {}
+        self.log: list[int] = []
+
+
+_STATS = _Stats()
+
+
+def test_what_a_step_only_writes_is_not_guarded(rng):
+    """Counters and logs that a step updates are not inputs of its graph: changing them traces nothing again."""
+    x = pg.tensor(rng.standard_normal(3).astype(np.float32))
+
+    def f(v):
+        _STATS.calls += 1
+        _STATS.seen["f"] = 1
+        _STATS.log.append(1)
+        return v * 2
+
+    step = pg.compile(f)
+    for i in range(3):
+        np.testing.assert_allclose(step(x).numpy(), x.numpy() * 2, rtol=1e-6)
+        _STATS.calls += 10
+        _STATS.seen["g"] = i
+        _STATS.log.append(0)
+    assert len(step.executables()) == 1

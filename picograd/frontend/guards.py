@@ -86,11 +86,24 @@ def access_chains(code: types.CodeType) -> tuple[tuple[str, str, tuple[tuple[str
                 i += 2
                 break
             else:
-                whole = op != "LOAD_METHOD" or instrs[i].argval in _READING_METHODS
+                whole = _read_whole(instrs, i)
                 break
         if steps or kind != "fast":
             chains[(kind, ins.argval, tuple(steps), whole)] = None
     return tuple(chains)
+
+
+def _read_whole(instrs: list[dis.Instruction], i: int) -> bool:
+    """Whether the value a chain reaches, followed by ``instrs[i]``, is read whole (iterated, passed on, returned),
+    not only written (``o.x = v``, ``o.x += 1``, ``d[k] = v``, ``del``), dropped, or called a method of that is not
+    a read (``log.append(v)``): the contents of what is only written are the step's side effects, not its inputs."""
+    op = instrs[i].opname
+    if op == "LOAD_METHOD":
+        return instrs[i].argval in _READING_METHODS
+    if op in ("COPY", "STORE_ATTR", "DELETE_ATTR", "POP_TOP"):
+        return False
+    after = instrs[i + 1].opname if i + 1 < len(instrs) else ""
+    return not (op.startswith("LOAD_") and after in ("STORE_SUBSCR", "DELETE_SUBSCR", "COPY"))
 
 
 def _key(ins: dis.Instruction) -> bool:
@@ -237,8 +250,12 @@ class Reads:
         for kind, name, steps, whole in access_chains(frame.f_code):
             scope = frame.f_globals if kind == "global" else local
             root = scope.get(name, _MISSING)
-            if root is _MISSING or isinstance(root, types.ModuleType) and not steps:
-                continue
+            if (
+                root is _MISSING
+                or isinstance(root, types.ModuleType)
+                and (not steps or not is_user_file(getattr(root, "__file__", None)))
+            ):
+                continue  # a library module's attributes are not the user's to rebind
             self.add(root, steps, whole)
 
 
