@@ -9,8 +9,9 @@ errors of a tensor-core schedule forced on a precision it cannot run.
 
 **Tolerance.** Inputs are bf16 (exact in f32), products are exact and the sums are f32 (the emulator rounds once per
 mma instruction, the GPU at most once per addition), then the result is rounded to bf16 once:
-``|C - C64| <= 2**-8 |C64| + K * 2**-23 (|A| @ |B|)`` elementwise (f16: ``2**-11``; tf32 inputs keep 10 mantissa
-bits: ``2 * 2**-10 (|A| @ |B|)`` more).
+``|C - C64| <= 2**-8 |C64| + K * 2**-23 (|A| @ |B|)`` elementwise (f16: ``2**-11``). tf32: f32 inputs are rounded to
+tf32 in the kernel (``cvt.rna.tf32.f32``), so C64 is the float64 product of the inputs rounded that way (ties away
+from zero), and the bound is that of f32 accumulation alone.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import math
 import numpy as np
 import pytest
 from _matmul import MM, emulate
+from _ptx_emulator import run_program, tf32_rna
 from test_loops import build, t
 from xdsl.dialects.builtin import BFloat16Type, ModuleOp, f32, f64
 
@@ -35,16 +37,22 @@ from picograd.passes.schedule import AUTO_MIN_TENSOR_FMAS, SCHEDULES, SMALL_MMA_
 OUT_ULP = {"bf16": 2.0**-8, "f16": 2.0**-11, "tf32": 2.0**-24}
 
 
-def check(shape: MM, got: np.ndarray, a: np.ndarray, b: np.ndarray) -> None:
-    """``got`` is ``a @ b`` within the module docstring's tolerance."""
+def tf32(x: np.ndarray) -> np.ndarray:
+    """f32 values rounded to tf32 as ``cvt.rna.tf32.f32`` rounds them (the emulator's ``tf32_rna``)."""
+    bits = np.ascontiguousarray(x, dtype=np.float32).view(np.uint32)
+    return np.vectorize(tf32_rna, otypes=[np.uint32])(bits).view(np.float32)
+
+
+def check(shape: MM, got: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``got`` is ``a @ b`` within the module docstring's tolerance (tf32: of the rounded inputs); the tolerance."""
+    if shape.dtype == "tf32":
+        a, b = tf32(a), tf32(b)
     a64, b64 = shape.operands64(a, b)
     want = a64 @ b64
-    scale = np.abs(a64) @ np.abs(b64)
-    tol = OUT_ULP[shape.dtype] * np.abs(want) + shape.k * 2.0**-23 * scale
-    if shape.dtype == "tf32":
-        tol += 2 * 2.0**-10 * scale
+    tol = OUT_ULP[shape.dtype] * np.abs(want) + shape.k * 2.0**-23 * (np.abs(a64) @ np.abs(b64))
     bad = np.abs(got.astype(np.float64) - want) > tol
     assert not bad.any(), f"{bad.sum()} of {bad.size} outside the tolerance; first at {np.argwhere(bad)[0]}"
+    return tol
 
 
 def with_schedule(module: ModuleOp, attr: kernel.ScheduleAttr) -> ModuleOp:
@@ -81,6 +89,30 @@ def test_mma_sync_on_the_emulator_matches_float64(shape: MM, rng: np.random.Gene
     program = small_tile_program(shape)
     assert "mma.sync.aligned" in program.ptx and "cp.async" in program.ptx
     check(shape, *emulate(program, shape, rng))
+
+
+def test_emulated_cvt_rna_tf32_f32() -> None:
+    """The emulator's ``cvt.rna.tf32.f32`` (PTX ISA 8.0 section 9.7.8.21): nearest, ties away from zero, the low 13
+    bits cleared; infinities stay, NaNs stay NaNs, the largest finite f32 rounds to infinity."""
+    assert tf32_rna(0x3F801000) == 0x3F802000 and tf32_rna(0xBF801000) == 0xBF802000  # ties: away from zero
+    assert tf32_rna(0x3F800FFF) == 0x3F800000 and tf32_rna(0x3F803000) == 0x3F804000  # below, and an odd tie
+    assert tf32_rna(0x7F800000) == 0x7F800000 and tf32_rna(0xFF800000) == 0xFF800000
+    assert tf32_rna(0x7F7FFFFF) == 0x7F800000
+    nan = tf32_rna(0x7F800001)
+    assert nan & 0x1FFF == 0 and np.isnan(np.uint32(nan).view(np.float32))
+
+
+def test_tf32_operands_are_rounded_to_nearest_with_ties_away(rng: np.random.Generator) -> None:
+    """A's elements are ties between two tf32 values (1 + 2**-11, scaled): ``cvt.rna`` rounds them up in magnitude,
+    where the tensor cores alone (truncation), and round-to-nearest-even, would round them down."""
+    shape = MM(16, 16, 16, dtype="tf32")
+    signs = rng.choice([-1.0, 1.0], (16, 16))
+    a = (signs * (1 + 2.0**-11) * 2.0 ** rng.integers(-3, 4, (16, 16))).astype(np.float32)
+    b = tf32(rng.standard_normal((16, 16)).astype(np.float32))  # exact in tf32: only A's rounding matters
+    (got,) = run_program(small_tile_program(shape), [a, b])
+    tol = check(shape, got, a, b)
+    truncated = (a.view(np.uint32) & np.uint32(0xFFFFE000)).view(np.float32).astype(np.float64) @ b
+    assert (np.abs(got - truncated) > tol).any()
 
 
 @pytest.mark.parametrize(
