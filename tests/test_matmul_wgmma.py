@@ -15,6 +15,7 @@ import pytest
 from _matmul import MM, loops_matmul, parse_loops
 from _ptx_emulator import Emulator, TensorMap, bf16_to_f32, run_program
 from test_loops import build, t
+from test_mma_sync import import_bench
 from test_tensor_core_ptx import assert_close, random_bf16
 from xdsl.dialects.builtin import ModuleOp, bf16
 
@@ -110,6 +111,9 @@ def test_wgmma_kernel_assembles_at_4096_with_hgmma_and_no_local_memory(name: str
     assert "UTMALDG" in sass and "SYNCS" in sass
     assert not any(op in sass for op in ("LDL", "STL")), "local-memory traffic in the wgmma kernel"
     assert ("USETMAXREG" in sass) == s.specialised  # setmaxnreg honoured (not dropped with warning C7508)
+    gemm_sass = import_bench("gemm_sass")  # its main loop is the K loop (HGMMA), not the mbarrier spin inside it
+    loop = gemm_sass.count_opcodes(gemm_sass.main_loop(sass))
+    assert loop.get("HGMMA", 0) >= 4 and loop.get("SYNCS", 0) >= 1, loop
 
 
 def test_wgmma_kernel_refuses_what_it_cannot_compute() -> None:
