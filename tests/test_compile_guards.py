@@ -304,3 +304,14 @@ def test_what_a_step_only_writes_is_not_guarded(rng):
         _STATS.seen["g"] = i
         _STATS.log.append(0)
     assert len(step.executables()) == 1
+
+
+def test_a_step_traced_again_and_again_warns_naming_what_changed(rng):
+    x = pg.tensor(rng.standard_normal(3).astype(np.float32))
+    cfg = {"scale": 0.0}
+    step = pg.compile(lambda v: v * cfg["scale"])
+    with pytest.warns(RuntimeWarning, match=r"traced 8 times .*last: dict\['scale'\].*tensor argument") as caught:
+        for i in range(10):
+            cfg["scale"] = float(i)
+            np.testing.assert_allclose(step(x).numpy(), x.numpy() * i, rtol=1e-6)
+    assert len(caught) == 1 and __file__ in str(caught[0].message)

@@ -43,6 +43,7 @@ import functools
 import inspect
 import sys
 import types
+import warnings
 import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
@@ -135,6 +136,7 @@ def _calibrate_free_refcount() -> int:
 
 
 _FREE_REFCOUNT = _calibrate_free_refcount()
+_RETRACE_WARNING = 8  # guard-driven retraces of one compiled function after which it warns (torch's recompile limit)
 _RING_SIZE = 3  # buffers per output: the one being written, the one the user holds, one being released
 _WARMUP_CALLS = 3  # calls in which the rings fill up
 _ALLOCATIONS_BEFORE_COPY_OUT = 3  # ring allocations after the warm-up that switch an output to copy-out
@@ -413,6 +415,23 @@ class _Compiled:
             and self.trace.reads.hold()
         )
 
+    def failed_guard(self) -> str:
+        """What changed since the trace, in words (the first guard that fails)."""
+        if STATE.bindings != self.version:
+            return "an attribute of an nn.Module was assigned"
+        if not all((t._grad is None) == was_none for t, was_none in self.guards):
+            return "a .grad that was None is set, or the other way round"
+        if not all(t is None or t._requires_grad == flag for t, flag in ((r(), f) for r, f in self.requires)):
+            return "the requires_grad of a tensor it reads"
+        for m, mode in self.trace.ctx.mode_reads.values():
+            if m._training != mode:
+                return f"{type(m).__name__}.training"
+        if not all(check() == then for check, then in self.trace.ctx.checks):
+            return "an optimizer's parameters, settings or state"
+        if not self.bindings.hold():
+            return "a global or closure variable it reads was rebound"
+        return self.trace.reads.failed() or "nothing any more"
+
     def run(self, tensors: Sequence[Tensor]) -> Any:
         """Bind the current buffers, run, write the results back; ``_Retrace`` when an input changed device."""
         tr = self.trace
@@ -640,6 +659,7 @@ class CompiledFunction:
         # None on the first micro-batch and set on the others, each keep theirs); least recently used first
         self._cache: OrderedDict[tuple, list[_Compiled]] = OrderedDict()
         self._keys: set[tuple] = set()  # the entries of realize's graph cache made for this function
+        self._retraces = 0  # traces made because a guard failed (not for a new signature)
         weakref.finalize(self, release, self._keys)
 
     @property
@@ -662,6 +682,8 @@ class CompiledFunction:
                     compiled = candidate
                     break
         if compiled is None:
+            if variants:
+                self._note_retrace(variants[-1])
             compiled = self._compile(key, args)
         tensors = [a for a in args if isinstance(a, Tensor)]
         try:
@@ -674,6 +696,19 @@ class CompiledFunction:
                 return compiled.run(tensors)
             except _Retrace:
                 raise CompileError(f"{self.name}: the devices of its inputs changed while it ran") from None
+
+    def _note_retrace(self, previous: _Compiled) -> None:
+        """Count a trace made because a guard of ``previous`` (the last trace for these arguments) failed; warn once,
+        at ``_RETRACE_WARNING`` of them, naming what changed (each trace compiles the step again)."""
+        self._retraces += 1
+        if self._retraces == _RETRACE_WARNING:
+            warnings.warn(
+                f"{self.name} was traced {self._retraces} times for arguments of one signature because something it "
+                f"read while tracing changed (last: {previous.failed_guard()}); each trace compiles it again. Pass a "
+                f"value that changes between calls as a tensor argument{at(user_location())}",
+                RuntimeWarning,
+                stacklevel=3,
+            )
 
     def _positional(self, args: tuple, kwargs: dict[str, Any]) -> tuple:
         """``args`` with the keyword arguments bound to their parameters (``step(x, y=y)``), as torch.compile'd

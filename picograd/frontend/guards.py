@@ -215,6 +215,17 @@ class Reads:
                 return False
         return True
 
+    def failed(self) -> str | None:
+        """The first guard that fails, in words (``dict['scale']``, ``the contents of a list``), or None."""
+        for root, steps, value, contents in self.paths.values():
+            now = walk(root, steps) if steps else root
+            path = type(root).__name__ + "".join(f".{k}" if kind == "attr" else f"[{k!r}]" for kind, k in steps)
+            if not same(now, value):
+                return path if steps else f"a {path}"
+            if contents is not None and not snapshot_holds(now, contents):
+                return f"the contents of {path}" if steps else f"the contents of a {path}"
+        return None
+
     def add(self, root: Any, steps: tuple[tuple[str, Any], ...], whole: bool = True) -> None:
         """Guard the chain ``steps`` from ``root``, from its first step that no other guard covers, and the contents
         of the value it reaches if that is read ``whole``."""
