@@ -75,13 +75,13 @@ def access_chains(code: types.CodeType) -> tuple[tuple[str, str, tuple[tuple[str
         whole = True
         while i < n:
             op = instrs[i].opname
-            if op == "LOAD_ATTR":
+            if op == "LOAD_ATTR" and not _method(instrs[i]):
                 steps.append(("attr", instrs[i].argval))
                 i += 1
             elif op == "LOAD_CONST" and i + 1 < n and instrs[i + 1].opname == "BINARY_SUBSCR" and _key(instrs[i]):
                 steps.append(("item", instrs[i].argval))
                 i += 2
-            elif op == "LOAD_METHOD" and instrs[i].argval == "get" and i + 1 < n and _key(instrs[i + 1]):
+            elif _method(instrs[i]) and instrs[i].argval == "get" and i + 1 < n and _key(instrs[i + 1]):
                 steps.append(("get", instrs[i + 1].argval))
                 i += 2
                 break
@@ -98,12 +98,17 @@ def _read_whole(instrs: list[dis.Instruction], i: int) -> bool:
     not only written (``o.x = v``, ``o.x += 1``, ``d[k] = v``, ``del``), dropped, or called a method of that is not
     a read (``log.append(v)``): the contents of what is only written are the step's side effects, not its inputs."""
     op = instrs[i].opname
-    if op == "LOAD_METHOD":
+    if _method(instrs[i]):
         return instrs[i].argval in _READING_METHODS
     if op in ("COPY", "STORE_ATTR", "DELETE_ATTR", "POP_TOP"):
         return False
     after = instrs[i + 1].opname if i + 1 < len(instrs) else ""
     return not (op.startswith("LOAD_") and after in ("STORE_SUBSCR", "DELETE_SUBSCR", "COPY"))
+
+
+def _method(ins: dis.Instruction) -> bool:
+    """Whether ``ins`` loads a method to call (``LOAD_METHOD``; from CPython 3.12, ``LOAD_ATTR`` with its low bit)."""
+    return ins.opname == "LOAD_METHOD" or (ins.opname == "LOAD_ATTR" and sys.version_info >= (3, 12) and ins.arg & 1)
 
 
 def _key(ins: dis.Instruction) -> bool:
