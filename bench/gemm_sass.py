@@ -70,22 +70,27 @@ def precision_of(entry: str) -> str:
     return "bf16" if (name in SCHEDULES and SCHEDULES[name].tensor_core) or name in WGMMA else "fp32"
 
 
+TENSOR_CORE_OPCODES = ("HMMA", "HGMMA")
+"""The tensor-core instructions (``mma.sync``, ``wgmma``) whose loop is a tensor-core kernel's main loop."""
+
+
 def main_loop(sass: str) -> list[str]:
-    """The instruction lines of the innermost loop of the SASS: from the target of a backward branch
-    (``BRA 0xf70`` at a later address) to that branch; the shortest such loop."""
+    """The instruction lines of the main loop of the SASS: from the target of a backward branch (``BRA 0xf70`` at a
+    later address) to that branch; of those loops, the shortest that holds a tensor-core instruction (the K loop,
+    not an ``mbarrier`` spin loop inside it, nor a persistent kernel's loop over tiles around it), else the
+    shortest."""
     code = []
     for line in sass.splitlines():
         m = re.match(r"\s+/\*([0-9a-f]{4,})\*/\s+(.*?);", line)
         if m:
             code.append((int(m.group(1), 16), m.group(2), line))
-    best: list[str] = []
+    loops: list[list[str]] = []
     for addr, text, _ in code:
         b = re.search(r"\bBRA\s+(?:`\()?(0x[0-9a-f]+)", text)
         if b and int(b.group(1), 16) < addr:
-            body = [line for a, _, line in code if int(b.group(1), 16) <= a <= addr]
-            if not best or len(body) < len(best):
-                best = body
-    return best
+            loops.append([line for a, _, line in code if int(b.group(1), 16) <= a <= addr])
+    tensor_core = [body for body in loops if any(op in count_opcodes(body) for op in TENSOR_CORE_OPCODES)]
+    return min(tensor_core or loops, key=len, default=[])
 
 
 def count_opcodes(lines: list[str]) -> dict[str, int]:

@@ -21,15 +21,14 @@ from __future__ import annotations
 
 import functools
 import math
-from dataclasses import dataclass
 
 import numpy as np
 import pytest
+from _matmul import MM, emulate, loops_matmul, parse_loops
 from _ptx_emulator import run_program
 from test_loops import build, t
-from xdsl.dialects import memref, scf
+from xdsl.dialects import scf
 from xdsl.dialects.builtin import ModuleOp, StringAttr, f32, f64
-from xdsl.parser import Parser
 
 from picograd.dialects import make_context, pg
 from picograd.driver.gpu_compile import CudaProgram, compile_for_cuda
@@ -46,76 +45,14 @@ TOLERANCE = 1e-5
 """Largest relative error (Frobenius norm) against the float64 product of the float32 inputs."""
 
 
-@dataclass(frozen=True)
-class MM:
-    """A (batch x) M x N x K matmul as the frontend records it: ``ta``/``tb`` store an operand transposed and
-    ``pg.permute`` it back (the permute folds into the matmul's loads); ``b_batched=False`` gives B no batch dims
-    and broadcasts it (``pg.broadcast_to``, as ``Tensor.matmul`` does)."""
+def vector_operand(shape: MM) -> bool:
+    """Whether a 16-byte path applies to an operand: f32, and its contiguous extent a multiple of 4."""
+    ta, tb = shape.ta, shape.tb
+    return not shape.f64 and ((shape.m if ta else shape.k) % 4 == 0 or (shape.k if tb else shape.n) % 4 == 0)
 
-    m: int
-    n: int
-    k: int
-    ta: bool = False
-    tb: bool = False
-    batch: tuple[int, ...] = ()
-    b_batched: bool = True
-    f64: bool = False
 
-    def __str__(self) -> str:
-        s = "x".join(map(str, (*self.batch, self.m, self.n, self.k)))
-        flags = [
-            f for f, on in (("ta", self.ta), ("tb", self.tb), ("bcast", not self.b_batched), ("f64", self.f64)) if on
-        ]
-        return "_".join([s, *flags])
-
-    @property
-    def a_shape(self) -> tuple[int, ...]:
-        return (*self.batch, *((self.k, self.m) if self.ta else (self.m, self.k)))
-
-    @property
-    def b_shape(self) -> tuple[int, ...]:
-        batch = self.batch if self.b_batched else ()
-        return (*batch, *((self.n, self.k) if self.tb else (self.k, self.n)))
-
-    @property
-    def dtype(self) -> type:
-        return np.float64 if self.f64 else np.float32
-
-    def module(self) -> ModuleOp:
-        el = f64 if self.f64 else f32
-        nb = len(self.batch)
-
-        def body(e, a, b):
-            if self.ta:
-                a = e(pg.PermuteOp(a, [*range(nb), nb + 1, nb]))
-            if self.tb:
-                rank = len(self.b_shape)
-                b = e(pg.PermuteOp(b, [*range(rank - 2), rank - 1, rank - 2]))
-            if not self.b_batched and self.batch:
-                b = e(pg.BroadcastToOp(b, (*self.batch, self.k, self.n)))
-            return [e(pg.MatmulOp(a, b))]
-
-        return build([t(*self.a_shape, el=el), t(*self.b_shape, el=el)], body)
-
-    def inputs(self, rng: np.random.Generator) -> list[np.ndarray]:
-        return [rng.standard_normal(s).astype(self.dtype) for s in (self.a_shape, self.b_shape)]
-
-    def reference(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        a64, b64 = a.astype(np.float64), b.astype(np.float64)
-        if self.ta:
-            a64 = np.swapaxes(a64, -1, -2)
-        if self.tb:
-            b64 = np.swapaxes(b64, -1, -2)
-        return a64 @ b64
-
-    # Where the 16-byte paths apply: f32, and the operand's (or the result's) contiguous extent a multiple of 4.
-    @property
-    def vector_operand(self) -> bool:
-        return not self.f64 and ((self.m if self.ta else self.k) % 4 == 0 or (self.k if self.tb else self.n) % 4 == 0)
-
-    @property
-    def vector_result(self) -> bool:
-        return not self.f64 and self.n % 4 == 0
+def vector_result(shape: MM) -> bool:
+    return not shape.f64 and shape.n % 4 == 0
 
 
 def relative_error(got: np.ndarray, want: np.ndarray) -> float:
@@ -138,8 +75,8 @@ def check_ptx(schedule: str, shape: MM, text: str) -> None:
     assert ("cp.async" in text) == s.async_copy
     vector = s.vector and not shape.f64
     sixteen_bytes = "ld.global.v4.f32" in text or "cp.async.cg" in text
-    assert sixteen_bytes == (vector and shape.vector_operand)
-    assert ("st.global.v4.f32" in text) == (vector and shape.vector_result)
+    assert sixteen_bytes == (vector and vector_operand(shape))
+    assert ("st.global.v4.f32" in text) == (vector and vector_result(shape))
     if shape.f64:
         assert ".v2." not in text and ".v4." not in text
 
@@ -158,9 +95,9 @@ ASSEMBLY_SHAPES = [
     MM(17, 9, 13, ta=True, tb=True),
     MM(20, 12, 24, batch=(2,)),
     MM(20, 12, 24, batch=(2,), b_batched=False),
-    MM(20, 12, 24, f64=True),
-    MM(4, 4, 4, f64=True),  # f64 accumulators: fewer outputs per thread, or ptxas spills
-    MM(9, 10, 11, ta=True, tb=True, f64=True),
+    MM(20, 12, 24, dtype="f64"),
+    MM(4, 4, 4, dtype="f64"),  # f64 accumulators: fewer outputs per thread, or ptxas spills
+    MM(9, 10, 11, ta=True, tb=True, dtype="f64"),
 ]
 
 
@@ -190,7 +127,7 @@ def test_auto_tiles_big_f32_matmuls_with_cp_async(shape: MM, threads: int) -> No
     assert not ptxas.assemble(program.ptx, "sm_90", strict=True).spills
 
 
-@pytest.mark.parametrize("shape", [MM(200, 300, 24), MM(1024, 1024, 15), MM(1536, 1536, 8, f64=True)], ids=str)
+@pytest.mark.parametrize("shape", [MM(200, 300, 24), MM(1024, 1024, 15), MM(1536, 1536, 8, dtype="f64")], ids=str)
 def test_auto_leaves_small_and_f64_matmuls_to_pg_to_gpu(shape: MM) -> None:
     program = compile_for_cuda(shape.module())
     assert ".shared" not in program.ptx and "cp.async" not in program.ptx
@@ -262,19 +199,14 @@ def test_only_the_matmul_kind_marks_a_nest_matmul(body) -> None:
     assert nests and all(n.attributes.get("pg.nest") != StringAttr("matmul") for n in nests)
 
 
-def parse_loops(text: str) -> ModuleOp:
-    """Parse a loop-stage module (picograd's dialects and scf, memref)."""
-    ctx = make_context()
-    ctx.load_dialect(scf.Scf)
-    ctx.load_dialect(memref.MemRef)
-    return Parser(ctx, text).parse_module()
-
-
 NOT_MATMUL_BODIES = {
     "max": ["%s = arith.maximumf %acc, %p : f32"],  # the K loop takes a maximum, not a sum
     "init": ["%s = arith.addf %acc, %p : f32"],  # the sum starts at 1
     "sub": ["%q = arith.subf %x, %y : f32", "%s = arith.addf %acc, %q : f32"],  # a sum of differences
-    "extra": ["%s = arith.addf %acc, %p : f32", "memref.store %p, %c[%i, %j] : memref<8x8xf32>"],  # a store in the loop
+    "extra": [
+        "%s = arith.addf %acc, %p : f32",
+        "memref.store %p, %result0[%i, %j] : memref<8x8xf32>",
+    ],  # a store in the loop
     "k_dep": ["%r = arith.mulf %p, %acc : f32", "%s = arith.addf %acc, %r : f32"],  # the product reads the sum
 }
 
@@ -283,35 +215,15 @@ NOT_MATMUL_BODIES = {
 def test_a_marked_nest_of_another_form_is_an_error(variant: str) -> None:
     """A nest marked ``pg.nest = "matmul"`` whose K loop is not ``acc + a * b`` from 0 is refused, naming why
     (the mark is a contract between the kind's loop lowering and its reader, not a guess to fall back from)."""
-    body = "\n          ".join(NOT_MATMUL_BODIES[variant])
-    text = f"""
-    func.func @f(%a: memref<8x4xf32>, %b: memref<4x8xf32>, %c: memref<8x8xf32>) {{
-      %c0 = arith.constant 0 : index
-      %c1 = arith.constant 1 : index
-      %n = arith.constant 8 : index
-      %k = arith.constant 4 : index
-      %zero = arith.constant {"1.0" if variant == "init" else "0.0"} : f32
-      "scf.parallel"(%c0, %c0, %n, %n, %c1, %c1) <{{operandSegmentSizes = array<i32: 2, 2, 2, 0>}}> ({{
-      ^bb0(%i: index, %j: index):
-        %sum = scf.for %kk = %c0 to %k step %c1 iter_args(%acc = %zero) -> (f32) {{
-          %x = memref.load %a[%i, %kk] : memref<8x4xf32>
-          %y = memref.load %b[%kk, %j] : memref<4x8xf32>
-          %p = arith.mulf %x, %y : f32
-          {body}
-          scf.yield %s : f32
-        }}
-        memref.store %sum, %c[%i, %j] : memref<8x8xf32>
-        scf.reduce
-      }}) {{pg.kernel = "k0_matmul", pg.kind = "matmul", pg.nest = "matmul"}}
-        : (index, index, index, index, index, index) -> ()
-      func.return
-    }}
-    """
+    args = "%a: memref<8x4xf32>, %b: memref<4x8xf32>"
+    loads = ["%x = memref.load %a[%i, %kk] : memref<8x4xf32>", "%y = memref.load %b[%kk, %j] : memref<4x8xf32>"]
+    init = "1.0" if variant == "init" else "0.0"
+    text = loops_matmul(args, [*loads, "%p = arith.mulf %x, %y : f32", *NOT_MATMUL_BODIES[variant]], 8, 8, 4, init=init)
     (nest,) = _nests(parse_loops(text))
     with pytest.raises(MalformedNest, match="is not a matmul nest"):
         read_matmul(nest)
     # The same nest as a matmul is read: the variants are the reason for the refusal.
-    plain = text.replace(body, "%s = arith.addf %acc, %p : f32").replace("constant 1.0 : f32", "constant 0.0 : f32")
+    plain = loops_matmul(args, [*loads, "%p = arith.mulf %x, %y : f32", "%s = arith.addf %acc, %p : f32"], 8, 8, 4)
     (nest,) = _nests(parse_loops(plain))
     assert read_matmul(nest).k == 4
 
@@ -320,34 +232,16 @@ def operand_expressions(m: int, n: int, k: int) -> ModuleOp:
     """A loop-stage matmul whose operands are not both plain loads: A is ``x * x + 0.5`` of a load (the constant
     defined outside the nest), B a load at a constant index of a leading dim (``b[1, k, n]``, plain, contiguous
     along N). Non-plain operands take the register path in every rung (into the other stage for cp-async)."""
-    return parse_loops(f"""
-    func.func @f(%a: memref<{m}x{k}xf32>, %b: memref<2x{k}x{n}xf32>,
-                 %result0: memref<{m}x{n}xf32> {{pg.result = 0 : i64}}) {{
-      %c0 = arith.constant 0 : index
-      %c1 = arith.constant 1 : index
-      %m = arith.constant {m} : index
-      %n = arith.constant {n} : index
-      %k = arith.constant {k} : index
-      %zero = arith.constant 0.0 : f32
-      %half = arith.constant 0.5 : f32
-      "scf.parallel"(%c0, %c0, %m, %n, %c1, %c1) <{{operandSegmentSizes = array<i32: 2, 2, 2, 0>}}> ({{
-      ^bb0(%i: index, %j: index):
-        %sum = scf.for %kk = %c0 to %k step %c1 iter_args(%acc = %zero) -> (f32) {{
-          %x = memref.load %a[%i, %kk] : memref<{m}x{k}xf32>
-          %sq = arith.mulf %x, %x : f32
-          %xa = arith.addf %sq, %half : f32
-          %y = memref.load %b[%c1, %kk, %j] : memref<2x{k}x{n}xf32>
-          %p = arith.mulf %xa, %y : f32
-          %s = arith.addf %acc, %p : f32
-          scf.yield %s : f32
-        }}
-        memref.store %sum, %result0[%i, %j] : memref<{m}x{n}xf32>
-        scf.reduce
-      }}) {{pg.kernel = "k0_matmul", pg.kind = "matmul", pg.nest = "matmul"}}
-        : (index, index, index, index, index, index) -> ()
-      func.return
-    }}
-    """)
+    body = [
+        f"%x = memref.load %a[%i, %kk] : memref<{m}x{k}xf32>",
+        "%sq = arith.mulf %x, %x : f32",
+        "%xa = arith.addf %sq, %half : f32",
+        f"%y = memref.load %b[%c1, %kk, %j] : memref<2x{k}x{n}xf32>",
+        "%p = arith.mulf %xa, %y : f32",
+        "%s = arith.addf %acc, %p : f32",
+    ]
+    args = f"%a: memref<{m}x{k}xf32>, %b: memref<2x{k}x{n}xf32>"
+    return parse_loops(loops_matmul(args, body, m, n, k, consts=("%half = arith.constant 0.5 : f32",)))
 
 
 def operand_expressions_inputs(m: int, n: int, k: int, rng: np.random.Generator) -> tuple[list[np.ndarray], np.ndarray]:
@@ -386,9 +280,7 @@ EMULATED_SHAPES = [
 @pytest.mark.parametrize("shape", EMULATED_SHAPES, ids=str)
 @pytest.mark.parametrize("schedule", NAMES)
 def test_emulated_kernel_matches_numpy(schedule: str, shape: MM, rng: np.random.Generator) -> None:
-    program = compiled(schedule, shape)
-    a, b = shape.inputs(rng)
-    (got,) = run_program(program, [a, b])
+    got, a, b = emulate(compiled(schedule, shape), shape, rng)
     want = shape.reference(a, b)
     assert got.shape == want.shape and got.dtype == np.float32
     assert relative_error(got, want) <= TOLERANCE
@@ -505,38 +397,18 @@ def test_grids_past_cuda_limits_fall_back_to_a_1d_grid(schedule: str, shape: MM)
     assert len(grid) == 1 or (grid[1] <= 65535 and grid[2] <= 65535), grid
 
 
-def loops_matmul(a_load: str, a_type: str, out_type: str = "memref<4x8xf32>", k: int = 8) -> str:
+def loops_4x8(a_load: str, a_type: str, out_type: str = "memref<4x8xf32>", k: int = 8) -> str:
     """A hand-written loop-stage matmul (4 x 8 over K = ``k``) whose A element is ``a_load`` (an op producing %x)."""
-    return f"""
-func.func @f(%a: {a_type}, %b: memref<{max(k, 1)}x8xf32>, %result0: {out_type} {{pg.result = 0 : i64}}) {{
-  %c0 = arith.constant 0 : index
-  %c1 = arith.constant 1 : index
-  %m = arith.constant 4 : index
-  %n = arith.constant 8 : index
-  %k = arith.constant {k} : index
-  %zero = arith.constant 0.0 : f32
-  %two = arith.constant 2.0 : f32
-  "scf.parallel"(%c0, %c0, %m, %n, %c1, %c1) <{{operandSegmentSizes = array<i32: 2, 2, 2, 0>}}> ({{
-  ^bb0(%i: index, %j: index):
-    %sum = scf.for %kk = %c0 to %k step %c1 iter_args(%acc = %zero) -> (f32) {{
-      {a_load}
-      %y = memref.load %b[%kk, %j] : memref<{max(k, 1)}x8xf32>
-      %p = arith.mulf %x, %y : f32
-      %s = arith.addf %acc, %p : f32
-      scf.yield %s : f32
-    }}
-    memref.store %sum, %result0[%i, %j] : {out_type}
-    scf.reduce
-  }}) {{pg.kernel = "k0_matmul", pg.kind = "matmul", pg.nest = "matmul"}}
-        : (index, index, index, index, index, index) -> ()
-  func.return
-}}
-"""
+    b_type = f"memref<{max(k, 1)}x8xf32>"
+    body = [a_load, f"%y = memref.load %b[%kk, %j] : {b_type}", "%p = arith.mulf %x, %y : f32"]
+    body.append("%s = arith.addf %acc, %p : f32")
+    two = ("%two = arith.constant 2.0 : f32",)
+    return loops_matmul(f"%a: {a_type}, %b: {b_type}", body, 4, 8, k, out_type=out_type, consts=two)
 
 
 def test_a_loop_variable_in_two_indices_is_not_vectorized(rng: np.random.Generator) -> None:
     """A diagonal operand (a[k, k]) is not a tile of its buffer: 16-byte loads along k would read a[k, k:k+4]."""
-    text = loops_matmul("%x = memref.load %a[%kk, %kk] : memref<8x8xf32>", "memref<8x8xf32>")
+    text = loops_4x8("%x = memref.load %a[%kk, %kk] : memref<8x8xf32>", "memref<8x8xf32>")
     d, b = (rng.standard_normal((8, 8)).astype(np.float32) for _ in range(2))
     (got,) = run_program(compile_for_cuda(parse_loops(text), matmul_schedule="regtile"), [d, b])
     want = np.tile(np.diag(d).astype(np.float64) @ b, (4, 1))
@@ -544,7 +416,7 @@ def test_a_loop_variable_in_two_indices_is_not_vectorized(rng: np.random.Generat
 
 
 def test_an_operand_defined_outside_the_loop_is_loop_invariant(rng: np.random.Generator) -> None:
-    text = loops_matmul("%x = arith.addf %two, %two : f32", "memref<8x8xf32>")
+    text = loops_4x8("%x = arith.addf %two, %two : f32", "memref<8x8xf32>")
     a, b = (rng.standard_normal((8, 8)).astype(np.float32) for _ in range(2))
     for schedule in ("smem", "cp-async"):
         program = compile_for_cuda(parse_loops(text), matmul_schedule=schedule)
@@ -554,14 +426,14 @@ def test_an_operand_defined_outside_the_loop_is_loop_invariant(rng: np.random.Ge
 
 
 def test_an_output_row_wider_than_n_gets_scalar_stores(rng: np.random.Generator) -> None:
-    text = loops_matmul("%x = memref.load %a[%i, %kk] : memref<4x8xf32>", "memref<4x8xf32>", "memref<4x6xf32>")
+    text = loops_4x8("%x = memref.load %a[%i, %kk] : memref<4x8xf32>", "memref<4x8xf32>", "memref<4x6xf32>")
     program = compile_for_cuda(parse_loops(text), matmul_schedule="regtile")
     assert "st.global.v4" not in program.ptx
 
 
 def test_k_zero_is_not_tiled() -> None:
     """An empty K loop leaves the nest to pg-to-gpu: no tile of a 0-element operand is ever loaded."""
-    text = loops_matmul("%x = memref.load %a[%i, %kk] : memref<4x0xf32>", "memref<4x0xf32>", k=0)
+    text = loops_4x8("%x = memref.load %a[%i, %kk] : memref<4x0xf32>", "memref<4x0xf32>", k=0)
     program = compile_for_cuda(parse_loops(text), matmul_schedule="cp-async")
     assert "cp.async" not in program.ptx and "ld.global" not in program.ptx
 
@@ -584,7 +456,7 @@ def test_ir_follows_the_enclosing_matmul_schedule() -> None:
 
 @pytest.mark.parametrize(
     ("schedule", "shape"),
-    [("auto", MM(512, 512, 512)), ("auto", MM(64, 48, 20)), ("warptile", MM(40, 24, 12, f64=True))],
+    [("auto", MM(512, 512, 512)), ("auto", MM(64, 48, 20)), ("warptile", MM(40, 24, 12, dtype="f64"))],
     ids=str,
 )
 def test_the_kernel_schedule_names_what_runs(schedule: str, shape: MM) -> None:

@@ -12,9 +12,10 @@ from __future__ import annotations
 import ml_dtypes
 import numpy as np
 import pytest
+from _matmul import MM, loops_matmul, parse_loops
 from _ptx_emulator import Emulator, TensorMap, bf16_to_f32, run_program
 from test_loops import build, t
-from test_matmul_schedule import MM, parse_loops
+from test_mma_sync import import_bench
 from test_tensor_core_ptx import assert_close, random_bf16
 from xdsl.dialects.builtin import ModuleOp, bf16
 
@@ -110,6 +111,9 @@ def test_wgmma_kernel_assembles_at_4096_with_hgmma_and_no_local_memory(name: str
     assert "UTMALDG" in sass and "SYNCS" in sass
     assert not any(op in sass for op in ("LDL", "STL")), "local-memory traffic in the wgmma kernel"
     assert ("USETMAXREG" in sass) == s.specialised  # setmaxnreg honoured (not dropped with warning C7508)
+    gemm_sass = import_bench("gemm_sass")  # its main loop is the K loop (HGMMA), not the mbarrier spin inside it
+    loop = gemm_sass.count_opcodes(gemm_sass.main_loop(sass))
+    assert loop.get("HGMMA", 0) >= 4 and loop.get("SYNCS", 0) >= 1, loop
 
 
 def test_wgmma_kernel_refuses_what_it_cannot_compute() -> None:
@@ -132,33 +136,15 @@ def loops_bf16(m: int, n: int, k: int, b_major: str = "k") -> str:
     (k x n, "mn"), bf16 widened with arith.extf."""
     b_type = f"memref<{n}x{k}xbf16>" if b_major == "k" else f"memref<{k}x{n}xbf16>"
     b_index = "%j, %kk" if b_major == "k" else "%kk, %j"
-    return f"""
-func.func @f(%a: memref<{m}x{k}xbf16>, %b: {b_type},
-             %result0: memref<{m}x{n}xf32> {{pg.result = 0 : i64}}) {{
-  %c0 = arith.constant 0 : index
-  %c1 = arith.constant 1 : index
-  %m = arith.constant {m} : index
-  %n = arith.constant {n} : index
-  %k = arith.constant {k} : index
-  %zero = arith.constant 0.0 : f32
-  "scf.parallel"(%c0, %c0, %m, %n, %c1, %c1) <{{operandSegmentSizes = array<i32: 2, 2, 2, 0>}}> ({{
-  ^bb0(%i: index, %j: index):
-    %sum = scf.for %kk = %c0 to %k step %c1 iter_args(%acc = %zero) -> (f32) {{
-      %x0 = memref.load %a[%i, %kk] : memref<{m}x{k}xbf16>
-      %y0 = memref.load %b[{b_index}] : {b_type}
-      %x = arith.extf %x0 : bf16 to f32
-      %y = arith.extf %y0 : bf16 to f32
-      %p = arith.mulf %x, %y : f32
-      %s = arith.addf %acc, %p : f32
-      scf.yield %s : f32
-    }}
-    memref.store %sum, %result0[%i, %j] : memref<{m}x{n}xf32>
-    scf.reduce
-  }}) {{pg.kernel = "k0_matmul", pg.kind = "matmul", pg.nest = "matmul"}}
-    : (index, index, index, index, index, index) -> ()
-  func.return
-}}
-"""
+    body = [
+        f"%x0 = memref.load %a[%i, %kk] : memref<{m}x{k}xbf16>",
+        f"%y0 = memref.load %b[{b_index}] : {b_type}",
+        "%x = arith.extf %x0 : bf16 to f32",
+        "%y = arith.extf %y0 : bf16 to f32",
+        "%p = arith.mulf %x, %y : f32",
+        "%s = arith.addf %acc, %p : f32",
+    ]
+    return loops_matmul(f"%a: memref<{m}x{k}xbf16>, %b: {b_type}", body, m, n, k)
 
 
 def pg_matmul(m: int, n: int, k: int, b_major: str) -> ModuleOp:
@@ -195,7 +181,7 @@ def test_wgmma_off_sm_90a_or_on_f32_is_one_clear_error() -> None:
     f32 = MM(64, 64, 64).module()
     with pytest.raises(CompileError, match=r"matmul schedule 'wgmma-ws' does not support fp32 .*bf16/fp16 .*sm_90a"):
         compile_for_cuda(f32, arch="sm_90a", matmul_schedule="wgmma-ws")
-    f64 = MM(64, 64, 64, f64=True).module()
+    f64 = MM(64, 64, 64, dtype="f64").module()
     with pytest.raises(CompileError, match=r"matmul schedule 'wgmma' does not support fp64 .*bf16/fp16 .*sm_90a"):
         compile_for_cuda(f64, arch="sm_90a", matmul_schedule="wgmma")
 

@@ -9,8 +9,9 @@ errors of a tensor-core schedule forced on a precision it cannot run.
 
 **Tolerance.** Inputs are bf16 (exact in f32), products are exact and the sums are f32 (the emulator rounds once per
 mma instruction, the GPU at most once per addition), then the result is rounded to bf16 once:
-``|C - C64| <= 2**-8 |C64| + K * 2**-23 (|A| @ |B|)`` elementwise (f16: ``2**-11``; tf32 inputs keep 10 mantissa
-bits: ``2 * 2**-10 (|A| @ |B|)`` more).
+``|C - C64| <= 2**-8 |C64| + K * 2**-23 (|A| @ |B|)`` elementwise (f16: ``2**-11``). tf32: f32 inputs are rounded to
+tf32 in the kernel (``cvt.rna.tf32.f32``), so C64 is the float64 product of the inputs rounded that way (ties away
+from zero), and the bound is that of f32 accumulation alone.
 """
 
 from __future__ import annotations
@@ -18,14 +19,13 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-from dataclasses import dataclass
 
-import ml_dtypes
 import numpy as np
 import pytest
-from _ptx_emulator import run_program
+from _matmul import MM, emulate
+from _ptx_emulator import run_program, tf32_rna
 from test_loops import build, t
-from xdsl.dialects.builtin import BFloat16Type, Float16Type, ModuleOp, f32, f64
+from xdsl.dialects.builtin import BFloat16Type, ModuleOp, f32, f64
 
 import picograd as pgm
 from picograd.dialects import kernel, pg
@@ -33,69 +33,26 @@ from picograd.driver.gpu_compile import CompileError, CudaProgram, compile_for_c
 from picograd.driver.pipeline import lower_to
 from picograd.passes.kinds.matmul_rungs import AUTO_MIN_TENSOR_FMAS, SCHEDULES, SMALL_MMA_TILE, choose
 
-DTYPES = {"bf16": (BFloat16Type(), ml_dtypes.bfloat16, 2.0**-8), "f16": (Float16Type(), np.float16, 2.0**-11)}
+#: the output's half ulp (bf16, f16; tf32 results are f32)
+OUT_ULP = {"bf16": 2.0**-8, "f16": 2.0**-11, "tf32": 2.0**-24}
 
 
-@dataclass(frozen=True)
-class MM:
-    m: int
-    n: int
-    k: int
-    ta: bool = False
-    tb: bool = False
-    batch: tuple[int, ...] = ()
-    b_batched: bool = True
-    dtype: str = "bf16"
+def tf32(x: np.ndarray) -> np.ndarray:
+    """f32 values rounded to tf32 as ``cvt.rna.tf32.f32`` rounds them (the emulator's ``tf32_rna``)."""
+    bits = np.ascontiguousarray(x, dtype=np.float32).view(np.uint32)
+    return np.vectorize(tf32_rna, otypes=[np.uint32])(bits).view(np.float32)
 
-    def __str__(self) -> str:
-        flags = [f for f, on in (("ta", self.ta), ("tb", self.tb), ("bcast", not self.b_batched)) if on]
-        return "_".join(["x".join(map(str, (*self.batch, self.m, self.n, self.k))), self.dtype, *flags])
 
-    @property
-    def a_shape(self) -> tuple[int, ...]:
-        return (*self.batch, *((self.k, self.m) if self.ta else (self.m, self.k)))
-
-    @property
-    def b_shape(self) -> tuple[int, ...]:
-        return (*(self.batch if self.b_batched else ()), *((self.n, self.k) if self.tb else (self.k, self.n)))
-
-    def element(self):
-        return f32 if self.dtype == "tf32" else DTYPES[self.dtype][0]
-
-    def module(self) -> ModuleOp:
-        nb = len(self.batch)
-
-        def body(e, a, b):
-            if self.ta:
-                a = e(pg.PermuteOp(a, [*range(nb), nb + 1, nb]))
-            if self.tb:
-                rank = len(self.b_shape)
-                b = e(pg.PermuteOp(b, [*range(rank - 2), rank - 1, rank - 2]))
-            if not self.b_batched and self.batch:
-                b = e(pg.BroadcastToOp(b, (*self.batch, self.k, self.n)))
-            return [e(pg.MatmulOp(a, b, tf32=self.dtype == "tf32"))]
-
-        el = self.element()
-        return build([t(*self.a_shape, el=el), t(*self.b_shape, el=el)], body)
-
-    def inputs(self, rng: np.random.Generator) -> list[np.ndarray]:
-        np_type = np.float32 if self.dtype == "tf32" else DTYPES[self.dtype][1]
-        return [rng.standard_normal(s).astype(np_type) for s in (self.a_shape, self.b_shape)]
-
-    def check(self, got: np.ndarray, a: np.ndarray, b: np.ndarray) -> None:
-        a64, b64 = a.astype(np.float64), b.astype(np.float64)
-        if self.ta:
-            a64 = np.swapaxes(a64, -1, -2)
-        if self.tb:
-            b64 = np.swapaxes(b64, -1, -2)
-        want = a64 @ b64
-        scale = np.abs(a64) @ np.abs(b64)
-        out_ulp = 2.0**-24 if self.dtype == "tf32" else DTYPES[self.dtype][2]
-        tol = out_ulp * np.abs(want) + self.k * 2.0**-23 * scale
-        if self.dtype == "tf32":
-            tol += 2 * 2.0**-10 * scale
-        bad = np.abs(got.astype(np.float64) - want) > tol
-        assert not bad.any(), f"{bad.sum()} of {bad.size} outside the tolerance; first at {np.argwhere(bad)[0]}"
+def check(shape: MM, got: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``got`` is ``a @ b`` within the module docstring's tolerance (tf32: of the rounded inputs); the tolerance."""
+    if shape.dtype == "tf32":
+        a, b = tf32(a), tf32(b)
+    a64, b64 = shape.operands64(a, b)
+    want = a64 @ b64
+    tol = OUT_ULP[shape.dtype] * np.abs(want) + shape.k * 2.0**-23 * (np.abs(a64) @ np.abs(b64))
+    bad = np.abs(got.astype(np.float64) - want) > tol
+    assert not bad.any(), f"{bad.sum()} of {bad.size} outside the tolerance; first at {np.argwhere(bad)[0]}"
+    return tol
 
 
 def with_schedule(module: ModuleOp, attr: kernel.ScheduleAttr) -> ModuleOp:
@@ -117,10 +74,10 @@ def small_tile_program(shape: MM) -> CudaProgram:
 
 
 EMULATED = [
-    MM(64, 64, 32),
-    MM(33, 47, 40),
-    MM(40, 48, 72, ta=True, tb=True),
-    MM(24, 16, 48, batch=(2,), b_batched=False),
+    MM(64, 64, 32, dtype="bf16"),
+    MM(33, 47, 40, dtype="bf16"),
+    MM(40, 48, 72, ta=True, tb=True, dtype="bf16"),
+    MM(24, 16, 48, batch=(2,), b_batched=False, dtype="bf16"),
     MM(32, 40, 24, tb=True, dtype="f16"),
     MM(20, 24, 16, dtype="tf32"),
     MM(24, 16, 24, ta=True, tb=True, dtype="tf32"),
@@ -131,13 +88,41 @@ EMULATED = [
 def test_mma_sync_on_the_emulator_matches_float64(shape: MM, rng: np.random.Generator) -> None:
     program = small_tile_program(shape)
     assert "mma.sync.aligned" in program.ptx and "cp.async" in program.ptx
-    a, b = shape.inputs(rng)
-    (got,) = run_program(program, [a, b])
-    shape.check(got, a, b)
+    check(shape, *emulate(program, shape, rng))
+
+
+def test_emulated_cvt_rna_tf32_f32() -> None:
+    """The emulator's ``cvt.rna.tf32.f32`` (PTX ISA 8.0 section 9.7.8.21): nearest, ties away from zero, the low 13
+    bits cleared; infinities stay, NaNs stay NaNs, the largest finite f32 rounds to infinity."""
+    assert tf32_rna(0x3F801000) == 0x3F802000 and tf32_rna(0xBF801000) == 0xBF802000  # ties: away from zero
+    assert tf32_rna(0x3F800FFF) == 0x3F800000 and tf32_rna(0x3F803000) == 0x3F804000  # below, and an odd tie
+    assert tf32_rna(0x7F800000) == 0x7F800000 and tf32_rna(0xFF800000) == 0xFF800000
+    assert tf32_rna(0x7F7FFFFF) == 0x7F800000
+    nan = tf32_rna(0x7F800001)
+    assert nan & 0x1FFF == 0 and np.isnan(np.uint32(nan).view(np.float32))
+
+
+def test_tf32_operands_are_rounded_to_nearest_with_ties_away(rng: np.random.Generator) -> None:
+    """A's elements are ties between two tf32 values (1 + 2**-11, scaled): ``cvt.rna`` rounds them up in magnitude,
+    where the tensor cores alone (truncation), and round-to-nearest-even, would round them down."""
+    shape = MM(16, 16, 16, dtype="tf32")
+    signs = rng.choice([-1.0, 1.0], (16, 16))
+    a = (signs * (1 + 2.0**-11) * 2.0 ** rng.integers(-3, 4, (16, 16))).astype(np.float32)
+    b = tf32(rng.standard_normal((16, 16)).astype(np.float32))  # exact in tf32: only A's rounding matters
+    (got,) = run_program(small_tile_program(shape), [a, b])
+    tol = check(shape, got, a, b)
+    truncated = (a.view(np.uint32) & np.uint32(0xFFFFE000)).view(np.float32).astype(np.float64) @ b
+    assert (np.abs(got - truncated) > tol).any()
 
 
 @pytest.mark.parametrize(
-    "shape", [MM(64, 64, 32), MM(33, 47, 40, ta=True), MM(24, 40, 56, tb=True, batch=(3,))], ids=str
+    "shape",
+    [
+        MM(64, 64, 32, dtype="bf16"),
+        MM(33, 47, 40, ta=True, dtype="bf16"),
+        MM(24, 40, 56, tb=True, batch=(3,), dtype="bf16"),
+    ],
+    ids=str,
 )
 def test_forced_mma_sync_assembles_without_spills(shape: MM) -> None:
     """The 128x128x32 rung (8 warps, 3 stages, 48 KiB) as ``pg-schedule{matmul=mma-sync}`` makes it."""
@@ -152,11 +137,9 @@ def test_forced_mma_sync_assembles_without_spills(shape: MM) -> None:
 
 
 def test_mma_sync_128_tile_on_the_emulator(rng: np.random.Generator) -> None:
-    shape = MM(40, 72, 48, tb=True)
+    shape = MM(40, 72, 48, tb=True, dtype="bf16")
     program = compile_for_cuda(shape.module(), matmul_schedule="mma-sync")
-    a, b = shape.inputs(rng)
-    (got,) = run_program(program, [a, b])
-    shape.check(got, a, b)
+    check(shape, *emulate(program, shape, rng))
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -224,7 +207,7 @@ def test_mma_sync_sass_has_hmma_in_the_main_loop_and_no_local_memory() -> None:
     bench = import_bench("gemm_sass")
     count_opcodes, main_loop = bench.count_opcodes, bench.main_loop
 
-    program = compile_for_cuda(MM(256, 256, 256).module(), matmul_schedule="mma-sync")
+    program = compile_for_cuda(MM(256, 256, 256, dtype="bf16").module(), matmul_schedule="mma-sync")
     sass = ptxas.dump_sass(program.assemble(strict=True).cubin)
     loop = count_opcodes(main_loop(sass))
     assert loop.get("HMMA") == 4 * 4 * 2 and loop.get("LDSM") == 2 * (4 + 2) and loop.get("LDGSTS") == 4

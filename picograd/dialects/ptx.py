@@ -146,6 +146,7 @@ TYPE_WIDTH: dict[str, int] = {
     "f16": 16,
     "bf16": 16,
     "f32": 32,
+    "tf32": 32,
     "b64": 64,
     "u64": 64,
     "s64": 64,
@@ -163,6 +164,9 @@ MEMORY_TYPES = ("b8", "u8", "s8") + ALL_VALUE_TYPES  # ld / st / ld.param elemen
 HALF_FLOATS = ("f16", "bf16")
 """16-bit float instruction types (held in ``.b16`` registers): ``cvt`` sources and results, ``mma`` inputs."""
 CVT_TYPES = ("u8", "u16", "u32", "u64", "s8", "s16", "s32", "s64", *HALF_FLOATS, "f32", "f64")
+TF32 = "tf32"
+"""The tensor cores' 19-bit float (held in ``.b32`` registers, the low 13 mantissa bits zero): only a ``cvt`` result,
+``cvt.rna.tf32.f32`` (round to nearest, ties away from zero; PTX ISA 8.0 section 9.7.8.21, sm_80+)."""
 FLOAT_ROUNDING = ("rn", "rz", "rm", "rp")
 INTEGER_ROUNDING = ("rni", "rzi", "rmi", "rpi")
 
@@ -341,7 +345,7 @@ f64 = _REGISTER_TYPES["f64"]
 
 def reg(kind: str) -> RegisterType:
     """The register type of a PTX kind; 8-bit integer kinds give the 16-bit register that holds them."""
-    kind = {"b8": "b16", "u8": "u16", "s8": "s16", "f16": "b16", "bf16": "b16"}.get(kind, kind)
+    kind = {"b8": "b16", "u8": "u16", "s8": "s16", "f16": "b16", "bf16": "b16", TF32: "b32"}.get(kind, kind)
     if kind not in _REGISTER_TYPES:
         raise ValueError(f"no PTX register kind '{kind}', expected one of {REGISTER_KINDS}")
     return _REGISTER_TYPES[kind]
@@ -1650,11 +1654,12 @@ class CvtaOp(Instruction):
         yield "the result", self.result, self.instr_type, False
 
 
-@instruction(Slot("rnd", FLOAT_ROUNDING + INTEGER_ROUNDING, optional=True), _FTZ, _SAT, Slot("dtype", CVT_TYPES),
-             Slot("atype", CVT_TYPES))  # fmt: skip
+@instruction(Slot("rnd", FLOAT_ROUNDING + INTEGER_ROUNDING + ("rna",), optional=True), _FTZ, _SAT,
+             Slot("dtype", (*CVT_TYPES, TF32)), Slot("atype", CVT_TYPES))  # fmt: skip
 class CvtOp(Instruction):
     """``cvt{.rnd}{.ftz}{.sat}.dtype.atype d, a`` (PTX ISA 8.0 section 9.7.8): ``cvt.rn.f32.s64``,
-    ``cvt.rzi.s64.f32``, ``cvt.f64.f32``, ``cvt.rn.f32.f64``, ``cvt.u32.u64``. Rounding rules: float to integer
+    ``cvt.rzi.s64.f32``, ``cvt.f64.f32``, ``cvt.rn.f32.f64``, ``cvt.u32.u64``, ``cvt.rna.tf32.f32`` (only that
+    form of tf32: f32 rounded to nearest, ties away, into a ``.b32`` register; sm_80+). Rounding rules: float to integer
     needs an integer rounding (``.rni .rzi .rmi .rpi``); integer to float and narrowing float to float need a
     float rounding (``.rn .rz .rm .rp``); float to float of one width takes only an integer rounding (round to
     integral); widening float and integer to integer take none."""
@@ -1684,6 +1689,11 @@ class CvtOp(Instruction):
 
     def verify_modifiers(self) -> None:
         d, a, rnd = self.dest_type, self.source_type, self.mod("rnd")
+        if TF32 in (d, a) or rnd == "rna":
+            if (d, a, rnd) != (TF32, "f32", "rna") or self.mod("ftz") is not None or self.mod("sat") is not None:
+                raise self.fail(f"cvt.{rnd}.{d}.{a}: the only tf32 conversion is cvt.rna.tf32.f32")
+            _check_target(self, "cvt.rna.tf32")
+            return
         d_float, a_float = d in FLOATS + HALF_FLOATS, a in FLOATS + HALF_FLOATS
         if a_float and not d_float:
             if rnd not in INTEGER_ROUNDING:
@@ -2287,6 +2297,7 @@ class CpAsyncWaitGroupOp(Instruction):
 #: Minimum target and PTX version of each instruction family (PTX ISA 8.0, each instruction's "Target ISA notes"
 #: and "PTX ISA notes").
 REQUIREMENTS: dict[str, tuple[str, str]] = {
+    "cvt.rna.tf32": ("sm_80", "7.0"),
     "ldmatrix": ("sm_75", "6.5"),
     "stmatrix": ("sm_90", "7.8"),
     "mbarrier.init": ("sm_80", "7.8"),

@@ -7,12 +7,15 @@ random generator's offset) become implicit inputs, read afresh from their owners
 function assigns (``opt.step()``'s updates, ``.grad``) become outputs written back after every call. Runtime
 scalars (learning rates) are refreshed by callbacks the optimizers register. A tensor argument that the user made
 require grad gets its ``.grad`` written back like a parameter's. The signature is the tensor arguments' shapes,
-dtypes, devices and autograd state plus the other arguments' values, and the autocast state and ``allow_tf32``
+dtypes, devices and autograd state plus the other arguments' types and values, and the autocast state and ``allow_tf32``
 (``picograd.frontend.amp``) it is called under; guards catch the remaining cases that change
 the traced graph or what it reads, as torch.compile's do, and make the next call trace again: which ``.grad``
 were None, the global names and closure cells the function and the user functions and modules it reaches read
-(objects by identity, Python scalars by value; see ``_Bindings``), and attribute assignments on any ``nn.Module``
-(a counter). A call checks them in about two microseconds. (The approach of tinygrad's TinyJit and JAX's jit.)
+(objects by identity, Python scalars by type and value; see ``_Bindings``), attribute assignments on any
+``nn.Module`` (a counter), what the user's code reached through those objects while traced (dict and list entries,
+plain objects' attributes; ``picograd.frontend.guards``) and what library code declared it read (an optimizer's
+parameters, flags and state tensors; ``TraceContext.checks``). A call checks them in a few microseconds. (The
+approach of tinygrad's TinyJit and JAX's jit.)
 
 On "cuda" a call binds device buffers and replays one CUDA graph (``picograd.runtime.cuda.Executable``), which is
 cached under the addresses of the buffers it was captured with; ``_CudaBinding`` keeps those addresses stable, so
@@ -38,10 +41,9 @@ import contextlib
 import dis
 import functools
 import inspect
-import os
 import sys
-import sysconfig
 import types
+import warnings
 import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
@@ -68,6 +70,7 @@ from picograd.frontend.graph import (
     replay,
     user_location,
 )
+from picograd.frontend.guards import BY_VALUE, Reads, is_user_file, recording, same
 from picograd.frontend.realize import compile_graph, current_matmul_schedule, matmul_schedule, release
 from picograd.frontend.tensor import Tensor, realize
 from picograd.passes.kinds.matmul_rungs import check_schedule
@@ -119,6 +122,7 @@ class _Trace:
     grad_inputs: list[int]  # explicit arguments whose .grad is an input (after the arguments themselves)
     differentiable: list[int]  # returned outputs that require grad, when the function ran no backward() itself
     detached: str | None  # why returned outputs that required grad when traced come back detached
+    reads: Reads  # what the user's code reached through its objects while traced (guards)
 
 
 class _Retrace(Exception):
@@ -132,6 +136,7 @@ def _calibrate_free_refcount() -> int:
 
 
 _FREE_REFCOUNT = _calibrate_free_refcount()
+_RETRACE_WARNING = 8  # guard-driven retraces of one compiled function after which it warns (torch's recompile limit)
 _RING_SIZE = 3  # buffers per output: the one being written, the one the user holds, one being released
 _WARMUP_CALLS = 3  # calls in which the rings fill up
 _ALLOCATIONS_BEFORE_COPY_OUT = 3  # ring allocations after the warm-up that switch an output to copy-out
@@ -281,7 +286,6 @@ class _CudaBinding:
 
 _MISSING = object()
 _BACKWARD_KINDS = ("grad", "sgd", "adam", "adamw")  # a traced graph holding one ran backward() or a step itself
-_BY_VALUE = (int, float, complex, bool, str, bytes, type(None))  # guarded by value; other objects by identity
 
 
 @dataclass
@@ -300,8 +304,7 @@ class _Bindings:
             if scope.get(name, _MISSING) is not value:
                 return False
         for scope, name, value in self.equal:
-            now = scope.get(name, _MISSING)
-            if now is not value and (type(now) is not type(value) or now != value):
+            if not same(scope.get(name, _MISSING), value):
                 return False
         for cell, value in self.cells:
             try:
@@ -316,7 +319,7 @@ class _Bindings:
         not: its globals are not the user's to rebind)."""
         fn = getattr(fn, "__func__", fn)  # a bound method: its function
         code = getattr(fn, "__code__", None)
-        if code is None or id(code) in seen or depth >= 4 or not _is_user_file(code.co_filename):
+        if code is None or id(code) in seen or depth >= 4 or not is_user_file(code.co_filename):
             return
         seen.add(id(code))
         scope = fn.__globals__
@@ -327,10 +330,10 @@ class _Bindings:
         for name, attr in attrs:  # `mymodule.model`, `config.lr`, `Config.lr`: attributes of the user's own modules,
             mod = scope.get(name)  # objects and classes (as torch.compile guards them)
             if isinstance(mod, types.ModuleType):
-                user = _is_user_file(getattr(mod, "__file__", None))
+                user = is_user_file(getattr(mod, "__file__", None))
             else:
                 cls = mod if isinstance(mod, type) else type(mod)
-                user = hasattr(mod, "__dict__") and _is_user_file(
+                user = hasattr(mod, "__dict__") and is_user_file(
                     getattr(sys.modules.get(cls.__module__), "__file__", None)
                 )
             if user:
@@ -348,7 +351,7 @@ class _Bindings:
     def _add(self, scope: Mapping[str, Any], name: str, value: Any, seen: set[int], depth: int) -> None:
         if isinstance(value, types.ModuleType | type | types.BuiltinFunctionType):
             return  # imports and classes: their attributes are not bindings of the step
-        if isinstance(value, _BY_VALUE):
+        if isinstance(value, BY_VALUE):
             self.equal.append((scope, name, value))
             return
         self.same.append((scope, name, value))
@@ -364,18 +367,6 @@ class _Bindings:
                 for attr in vars(type(m)).values():
                     if isinstance(attr, types.FunctionType):
                         self.record(attr, seen, depth + 1)
-
-
-_LIBRARY_DIRS = tuple(
-    {os.path.dirname(os.path.dirname(os.path.abspath(__file__)))}
-    | {p for k, p in sysconfig.get_paths().items() if k in ("stdlib", "platstdlib", "purelib", "platlib")}
-)
-
-
-@functools.lru_cache(maxsize=4096)
-def _is_user_file(filename: str | None) -> bool:
-    """Whether ``filename`` is the user's code (not picograd's, the standard library's or an installed package's)."""
-    return filename is not None and not filename.startswith("<frozen") and not filename.startswith(_LIBRARY_DIRS)
 
 
 @functools.lru_cache(maxsize=1024)
@@ -419,8 +410,27 @@ class _Compiled:
             and all((t._grad is None) == was_none for t, was_none in self.guards)
             and all(t is None or t._requires_grad == flag for t, flag in ((r(), f) for r, f in self.requires))
             and all(m._training == mode for m, mode in self.trace.ctx.mode_reads.values())
+            and all(check() == then for check, then in self.trace.ctx.checks)
             and self.bindings.hold()
+            and self.trace.reads.hold()
         )
+
+    def failed_guard(self) -> str:
+        """What changed since the trace, in words (the first guard that fails)."""
+        if STATE.bindings != self.version:
+            return "an attribute of an nn.Module was assigned"
+        if not all((t._grad is None) == was_none for t, was_none in self.guards):
+            return "a .grad that was None is set, or the other way round"
+        if not all(t is None or t._requires_grad == flag for t, flag in ((r(), f) for r, f in self.requires)):
+            return "the requires_grad of a tensor it reads"
+        for m, mode in self.trace.ctx.mode_reads.values():
+            if m._training != mode:
+                return f"{type(m).__name__}.training"
+        if not all(check() == then for check, then in self.trace.ctx.checks):
+            return "an optimizer's parameters, settings or state"
+        if not self.bindings.hold():
+            return "a global or closure variable it reads was rebound"
+        return self.trace.reads.failed() or "nothing any more"
 
     def run(self, tensors: Sequence[Tensor]) -> Any:
         """Bind the current buffers, run, write the results back; ``_Retrace`` when an input changed device."""
@@ -529,8 +539,16 @@ def _signature(args: Sequence[Any], fn: Callable[..., Any]) -> tuple:
                 hash(a)
             except TypeError:
                 raise CompileError(_unhashable_argument(fn, i, a)) from None
-            sig.append(("V", a))
+            sig.append(("V", _typed(a)))
     return tuple(sig)
+
+
+def _typed(value: Any) -> Any:
+    """``value`` keyed with its type, inside tuples too: ``2``, ``2.0`` and ``True`` are equal and hash alike, but a
+    trace made for one is wrong for another (``x * 2`` keeps an integer dtype, ``x * 2.0`` does not)."""
+    if type(value) is tuple:
+        return (tuple, tuple(_typed(v) for v in value))
+    return (type(value), value)
 
 
 def _parameter_name(fn: Callable[..., Any], i: int) -> str | None:
@@ -641,6 +659,7 @@ class CompiledFunction:
         # None on the first micro-batch and set on the others, each keep theirs); least recently used first
         self._cache: OrderedDict[tuple, list[_Compiled]] = OrderedDict()
         self._keys: set[tuple] = set()  # the entries of realize's graph cache made for this function
+        self._retraces = 0  # traces made because a guard failed (not for a new signature)
         weakref.finalize(self, release, self._keys)
 
     @property
@@ -663,6 +682,8 @@ class CompiledFunction:
                     compiled = candidate
                     break
         if compiled is None:
+            if variants:
+                self._note_retrace(variants[-1])
             compiled = self._compile(key, args)
         tensors = [a for a in args if isinstance(a, Tensor)]
         try:
@@ -675,6 +696,19 @@ class CompiledFunction:
                 return compiled.run(tensors)
             except _Retrace:
                 raise CompileError(f"{self.name}: the devices of its inputs changed while it ran") from None
+
+    def _note_retrace(self, previous: _Compiled) -> None:
+        """Count a trace made because a guard of ``previous`` (the last trace for these arguments) failed; warn once,
+        at ``_RETRACE_WARNING`` of them, naming what changed (each trace compiles the step again)."""
+        self._retraces += 1
+        if self._retraces == _RETRACE_WARNING:
+            warnings.warn(
+                f"{self.name} was traced {self._retraces} times for arguments of one signature because something it "
+                f"read while tracing changed (last: {previous.failed_guard()}); each trace compiles it again. Pass a "
+                f"value that changes between calls as a tensor argument{at(user_location())}",
+                RuntimeWarning,
+                stacklevel=3,
+            )
 
     def _positional(self, args: tuple, kwargs: dict[str, Any]) -> tuple:
         """``args`` with the keyword arguments bound to their parameters (``step(x, y=y)``), as torch.compile'd
@@ -773,7 +807,8 @@ class CompiledFunction:
                 traced_args.append(a)
         STATE.trace = ctx
         try:
-            result = self.fn(*traced_args)
+            with recording() as reads:
+                result = self.fn(*traced_args)
         finally:
             STATE.trace = None
         returned: list[Tensor] = []
@@ -798,7 +833,9 @@ class CompiledFunction:
             )
         differentiable = needs_grad if inner is None else []
         n = len(returned)
-        return _Trace(graph, ctx, num_inputs, structure, n, written, grad_owners, grad_inputs, differentiable, detached)
+        return _Trace(
+            graph, ctx, num_inputs, structure, n, written, grad_owners, grad_inputs, differentiable, detached, reads
+        )
 
     def ir(self, stage: str = "pg", args: Sequence[Any] | None = None) -> ModuleOp:
         """The traced step as a module at ``stage`` (``picograd.driver.pipeline.STAGES``), traced from ``args`` or the

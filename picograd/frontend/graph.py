@@ -340,6 +340,9 @@ class TraceContext:
     grad_reads: dict[int, tuple[Any, bool]] = field(default_factory=dict)  # .grad read before any write: was None?
     refreshers: list[Callable[[], None]] = field(default_factory=list)
     mode_reads: dict[int, tuple[Any, bool]] = field(default_factory=dict)  # id(module) -> (module, training read)
+    # what library code read of the user's objects that shaped the graph: a function reading it again and the value
+    # it had (the optimizers' settings); a compiled step whose check gives another value traces again
+    checks: list[tuple[Callable[[], Any], Any]] = field(default_factory=list)
 
     def rollback(self) -> None:
         """Undo the trace's assignments (for printing IR without changing the user's objects)."""

@@ -54,6 +54,7 @@ class Optimizer:
             for _ in self.param_groups
         ]
         self._hyper_values: list[dict[str, float]] = [{} for _ in self.param_groups]  # values the tensors hold
+        self._loads = 0  # load_state_dict calls: each makes new state tensors
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         """Drop every parameter's gradient (``set_to_none=False`` keeps zero tensors instead)."""
@@ -73,6 +74,12 @@ class Optimizer:
                 if held.get(h) != value:
                     gs[h]._set_buffer(np.array(value, dtype=np.float64))
                     held[h] = value
+
+    def _structure(self) -> tuple:
+        """What a traced ``step()`` bakes in besides the runtime hyperparameters: per group, its parameters and the
+        op's flags, and the state tensors it reads (new ones after each ``load_state_dict``). A compiled step traces
+        again when it changes."""
+        return self._loads, tuple((tuple(map(id, g["params"])), self.flags(g)) for g in self.param_groups)
 
     def step(self) -> None:
         """One update of every parameter that has a gradient."""
@@ -104,6 +111,8 @@ class Optimizer:
             touched += [gs["step"], *params, *states, *(p.grad for p in params)]
         if STATE.trace is None:
             realize(*touched)
+        else:
+            STATE.trace.checks.append((self._structure, self._structure()))  # once its state exists
 
     def state_names(self, group: dict[str, Any]) -> tuple[str, ...]:
         return self.STATE_NAMES
@@ -137,6 +146,7 @@ class Optimizer:
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Restore hyperparameters, step counts and state saved by ``state_dict()``."""
         params = [p for g in self.param_groups for p in g["params"]]
+        self._loads += 1
         for group, gs, saved in zip(self.param_groups, self._group_state, state_dict["param_groups"], strict=True):
             group.update({k: v for k, v in saved.items() if k not in ("params", "step")})
             gs["step"]._set_buffer(np.array(int(saved["step"]), dtype=np.int64))

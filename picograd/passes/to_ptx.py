@@ -160,6 +160,12 @@ class KernelLowering(PtxAddressing, PtxControlFlow):
         for v, r in zip(op.d, mma.results, strict=True):
             self.values[v] = r
 
+    def round_tf32(self, op: gpu_ext.RoundTf32Op) -> None:
+        x = self.reg(op.source)
+        if ptx.kind_of(x) != "b32":  # an i32 register is .s32, which a .f32 source does not take
+            x = self.r(ptx.MovOp(x, "b32"))
+        self.values[op.result] = self.r(ptx.CvtOp(x, ptx.TF32, "f32", rnd="rna"))
+
     def cast_op(self, op: Operation) -> None:
         unsigned = isinstance(op, arith.ExtUIOp | arith.UIToFPOp | arith.FPToUIOp)
         src, dst = op.operands[0], op.results[0]
@@ -577,6 +583,7 @@ _HANDLERS: dict[type[Operation], Callable[[KernelLowering, Any], None]] = {
     gpu_ext.AsyncWaitOp: KernelLowering.async_wait,
     gpu_ext.LdMatrixOp: KernelLowering.ldmatrix,
     gpu_ext.MmaSyncOp: KernelLowering.mma_sync,
+    gpu_ext.RoundTf32Op: KernelLowering.round_tf32,
     gpu.ThreadIdOp: KernelLowering.special,
     gpu.BlockIdOp: KernelLowering.special,
     gpu.BlockDimOp: KernelLowering.special,

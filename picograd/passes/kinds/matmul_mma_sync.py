@@ -16,7 +16,8 @@ tensor-core rung (``Schedule.tensor_core``; the row ``mma-sync`` of ``picograd/p
   ``cp.async.wait_group stages - 2``, one barrier, the next copies, then the mma steps.
 - **Fragments.** ``ldmatrix.x4`` (``.trans`` for an operand stored M- or N-major) loads A for one ``m16`` tile and B
   for two ``n8`` tiles; ``mma.sync.m16n8k16`` on bf16/f16, ``m16n8k8`` on tf32 (f32 operands of a matmul recorded
-  under ``allow_tf32``; the tensor cores read the top 19 bits). An f32 operand stored M- or N-major is read with
+  under ``allow_tf32``, each fragment register rounded with ``cvt.rna.tf32.f32`` as it is loaded, as cuBLAS and
+  CUTLASS do: the tensor cores would truncate to the top 19 bits). An f32 operand stored M- or N-major is read with
   scalar ``ld.shared`` (``ldmatrix.trans`` moves 16-bit elements), conflict-free under the same swizzle.
 - **Edges.** M, N and K need not divide the tiles: chunks outside the matrix are zero-filled (``cp.async`` with a
   source size of 0, from a clamped address) and outputs outside are not stored. An operand whose contiguous extent
@@ -286,16 +287,23 @@ class MmaSyncKernel(TiledKernel):
         row = o.add(o.rem(lane, 8), o.mul(o.rem(j, 2), 8))
         return self.fragment_rows(b, t, stage, row, kk, o.add(n, o.mul(o.div(j, 2), 8)), True)
 
+    def rounded(self, b: Builder, fragment: list[SSAValue]) -> list[SSAValue]:
+        """A tf32 fragment's f32 values rounded to tf32 (``cvt.rna.tf32.f32``, as cuBLAS and CUTLASS round them;
+        the tensor cores would truncate); 16-bit fragments as they are."""
+        if self.mma != "tf32":
+            return fragment
+        return [b.v(gpu_ext.RoundTf32Op(v)) for v in fragment]
+
     def compute(self, b: Builder, stage: Index, acc_in: Sequence[SSAValue]) -> list[SSAValue]:
         s = self.s
         acc = list(acc_in)
         mt, nt = s.reps
         shape = "m16n8k8" if self.mma == "tf32" else "m16n8k16"
         for kk in range(0, s.bk, self.kstep):
-            a = [self.a_fragment(b, stage, kk, mi) for mi in range(mt)]
+            a = [self.rounded(b, self.a_fragment(b, stage, kk, mi)) for mi in range(mt)]
             bf: list[list[SSAValue]] = []
             for ni in range(0, nt, 2):
-                r = self.b_fragments(b, stage, kk, ni)
+                r = self.rounded(b, self.b_fragments(b, stage, kk, ni))
                 bf.extend([r[0:2], r[2:4]])
             for mi in range(mt):
                 for ni in range(nt):

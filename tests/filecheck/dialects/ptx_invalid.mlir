@@ -144,6 +144,39 @@ ptx.module version "8.0" target "sm_90" address_size 64 {
 
 // -----
 
+// CHECK: ptx.cvt: cvt.rn.tf32.f32: the only tf32 conversion is cvt.rna.tf32.f32
+ptx.module version "8.0" target "sm_90" address_size 64 {
+  ptx.func @k() {
+    %b = ptx.mov f32 1.0 : () -> !ptx.f32
+    %c = ptx.cvt rn.tf32.f32 %b : (!ptx.f32) -> !ptx.b32
+    ptx.ret
+  }
+}
+
+// -----
+
+// CHECK: ptx.cvt: cvt.rna.f32.f64: the only tf32 conversion is cvt.rna.tf32.f32
+ptx.module version "8.0" target "sm_90" address_size 64 {
+  ptx.func @k() {
+    %b = ptx.mov f64 1.0 : () -> !ptx.f64
+    %c = ptx.cvt rna.f32.f64 %b : (!ptx.f64) -> !ptx.f32
+    ptx.ret
+  }
+}
+
+// -----
+
+// CHECK: ptx.cvt: cvt.rna.tf32.f32 needs target sm_80 and PTX 7.0 or later; the module is sm_75, PTX 8.0
+ptx.module version "8.0" target "sm_75" address_size 64 {
+  ptx.func @k() {
+    %b = ptx.mov f32 1.0 : () -> !ptx.f32
+    %c = ptx.cvt rna.tf32.f32 %b : (!ptx.f32) -> !ptx.b32
+    ptx.ret
+  }
+}
+
+// -----
+
 // CHECK: ptx.cvt: widening cvt.f64.f32 is exact and takes no rounding
 ptx.module version "8.0" target "sm_90" address_size 64 {
   ptx.func @k() {

@@ -1,0 +1,317 @@
+"""A compiled step gives what eager gives, or traces again, after any change of what it read while tracing
+(developer guide): entries of dicts, lists and plain objects reached from globals, closures, arguments and modules;
+Python scalars in the arguments (by type and value); module attributes and modes; optimizer settings and state;
+parameters replaced, frozen or resized; tensor arguments of another dtype, shape or device. Each case compares the
+compiled result after the change with the eager result of the same function."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import picograd as pg
+
+F = pg.nn.functional
+
+
+def _compare(step, *args, rtol=1e-6):
+    """The compiled and the eager result of ``step`` on ``args`` agree (``step`` is a ``pg.compile``d function)."""
+    got = step(*args)
+    want = step.fn(*args)
+    np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=rtol, atol=1e-6)
+    return got
+
+
+_CFG = {"scale": 2.0, "shift": [1.0, -1.0]}
+
+
+def test_entries_of_a_global_dict_and_list_are_guarded(rng):
+    x = pg.tensor(rng.standard_normal(2).astype(np.float32))
+    step = pg.compile(lambda v: v * _CFG["scale"] + _CFG["shift"][1])
+    try:
+        _compare(step, x)
+        _compare(step, x)
+        assert len(step.executables()) == 1  # unchanged: a cache hit
+        _CFG["scale"] = -3.0
+        _compare(step, x)
+        _CFG["shift"][1] = 5.0  # an entry of a list inside the dict
+        _compare(step, x)
+        assert len(step.executables()) == 3
+    finally:
+        _CFG["scale"], _CFG["shift"] = 2.0, [1.0, -1.0]
+
+
+def test_entries_of_a_closure_list_are_guarded(rng):
+    scales = [1.0, 2.0]
+    x = pg.tensor(rng.standard_normal(2).astype(np.float32))
+    step = pg.compile(lambda v: sum(v * s for s in scales))  # iterated: the whole list is read
+    _compare(step, x)
+    scales[0] = 4.0
+    _compare(step, x)
+    scales.append(-1.0)
+    _compare(step, x)
+
+
+class _Opts:
+    """A plain (non-module) settings object."""
+
+    def __init__(self, temperature: float):
+        self.temperature = temperature
+
+
+class _Scaled(pg.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = pg.nn.Linear(3, 2)
+        self.cfg = {"gain": 1.5}
+        self.opts = _Opts(0.5)
+        self.temperature = 2.0
+
+    def forward(self, x):
+        return self.fc(x) * self.cfg["gain"] / self.opts.temperature / self.temperature
+
+
+def test_dict_object_and_scalar_attributes_of_a_module_are_guarded(rng):
+    model = _Scaled()
+    x = pg.tensor(rng.standard_normal((4, 3)).astype(np.float32))
+    step = pg.compile(lambda v: model(v).sum())
+    _compare(step, x)
+    _compare(step, x)
+    assert len(step.executables()) == 1
+    model.cfg["gain"] = -4.0  # a dict attribute's entry
+    _compare(step, x)
+    model.opts.temperature = 3.0  # a plain object's attribute
+    _compare(step, x)
+    model.temperature = 0.25  # a Python float attribute of the module
+    _compare(step, x)
+    model.cfg = {"gain": 7.0}  # the dict replaced
+    _compare(step, x)
+
+
+class _Key:
+    """A hashable argument (hashed by identity) whose attribute the step reads."""
+
+    def __init__(self, scale: float):
+        self.scale = scale
+
+
+def test_mutable_attribute_of_a_hashable_argument_is_guarded(rng):
+    x = pg.tensor(rng.standard_normal(3).astype(np.float32))
+    key = _Key(2.0)
+    step = pg.compile(lambda v, k: v * k.scale)
+    _compare(step, x, key)
+    key.scale = -1.0
+    _compare(step, x, key)
+
+
+def test_python_scalar_arguments_are_keyed_by_type_and_value(rng):
+    xi = pg.tensor(rng.integers(-5, 5, 4))
+    step = pg.compile(lambda v, s: v * s)
+    assert _compare(step, xi, 2).dtype == pg.int64
+    out = _compare(step, xi, 2.0)  # equal to 2 and hashed alike, but a float: the result is float
+    assert out.dtype == pg.float32
+    flag = pg.compile(lambda v, f: v * 3 if f is True else v)
+    _compare(flag, xi, 1)
+    _compare(flag, xi, True)
+    tup = pg.compile(lambda v, t: v * t[0])
+    _compare(tup, xi, (2,))
+    assert _compare(tup, xi, (2.0,)).dtype == pg.float32
+    kw = pg.compile(lambda v, scale=1.0: v * scale)
+    x = pg.tensor(rng.standard_normal(3).astype(np.float32))
+    np.testing.assert_allclose(kw(x, scale=2.0).numpy(), x.numpy() * 2, rtol=1e-6)
+    np.testing.assert_allclose(kw(x, scale=3.0).numpy(), x.numpy() * 3, rtol=1e-6)
+
+
+def test_tensor_arguments_of_another_dtype_or_shape_retrace(rng):
+    step = pg.compile(lambda v: (v * 2).sum(0))
+    _compare(step, pg.tensor(rng.standard_normal((3, 2)).astype(np.float32)))
+    _compare(step, pg.tensor(rng.standard_normal((3, 2))))  # float64
+    _compare(step, pg.tensor(rng.standard_normal((5,)).astype(np.float32)))
+    _compare(step, pg.tensor(rng.integers(0, 9, (2, 2))))
+
+
+def test_mode_switch_of_a_module_that_reads_training_retraces(rng):
+    model = pg.nn.Sequential(pg.nn.Linear(3, 3), pg.nn.BatchNorm1d(3))
+    x = pg.tensor(rng.standard_normal((5, 3)).astype(np.float32))
+    step = pg.compile(lambda v: model(v))
+    with pg.no_grad():
+        step(x)
+        model.eval()
+        got = step(x).numpy()
+        want = model(x).numpy()
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+def _twins(rng, make_opt):
+    """Two equal models with an optimizer each: one stepped by a compiled step, the other eagerly."""
+    a, b = rng.standard_normal((2, 3)), rng.standard_normal(2)
+    models = []
+    for _ in range(2):
+        m = pg.nn.Linear(3, 2).double()
+        m.weight.data = pg.tensor(a)
+        m.bias.data = pg.tensor(b)
+        models.append(m)
+    opts = [make_opt(m) for m in models]
+
+    def make_step(model, opt):
+        def step(x, y):
+            opt.zero_grad()
+            loss = F.mse_loss(model(x), y)
+            loss.backward()
+            opt.step()
+            return loss
+
+        return step
+
+    compiled = pg.compile(make_step(models[0], opts[0]))
+    eager = make_step(models[1], opts[1])
+    x, y = pg.tensor(rng.standard_normal((4, 3))), pg.tensor(rng.standard_normal((4, 2)))
+
+    def check():
+        np.testing.assert_allclose(compiled(x, y).item(), eager(x, y).item(), rtol=1e-12)
+        for p, q in zip(models[0].parameters(), models[1].parameters(), strict=True):
+            np.testing.assert_allclose(p.numpy(), q.numpy(), rtol=1e-12, atol=1e-15)
+
+    return models, opts, check
+
+
+def test_sgd_settings_changed_after_compiling(rng):
+    models, opts, check = _twins(rng, lambda m: pg.optim.SGD(m.parameters(), lr=0.1))
+    check()
+    for opt in opts:  # momentum turned on: a state buffer and another update rule
+        opt.param_groups[0]["momentum"] = 0.9
+    check()
+    check()
+    for opt in opts:
+        opt.param_groups[0]["nesterov"] = True
+    check()
+    for opt in opts:
+        opt.param_groups[0]["weight_decay"] = 0.1
+        opt.param_groups[0]["dampening"] = 0.0
+    check()
+
+
+def test_adam_settings_and_state_changed_after_compiling(rng):
+    models, opts, check = _twins(rng, lambda m: pg.optim.Adam(m.parameters(), lr=0.01))
+    check()
+    check()
+    for opt in opts:
+        opt.param_groups[0]["betas"] = (0.5, 0.9)
+        opt.param_groups[0]["weight_decay"] = 0.05
+        opt.param_groups[0]["eps"] = 1e-3
+    check()
+    saved = opts[1].state_dict()
+    check()
+    for opt in opts:  # a checkpoint restored: new state tensors
+        opt.load_state_dict(saved)
+    check()
+
+
+def test_parameters_replaced_resized_or_added_after_compiling(rng):
+    models, opts, check = _twins(rng, lambda m: pg.optim.SGD(m.parameters(), lr=0.1))
+    check()
+    w = rng.standard_normal((2, 3))
+    for m in models:
+        m.weight.data = pg.tensor(w)  # a new value in place
+    check()
+    for m in models:
+        m.bias.requires_grad_(False)
+    check()
+
+
+def test_parameter_added_to_the_optimizer_after_compiling(rng):
+    models, opts, check = _twins(rng, lambda m: pg.optim.SGD([m.weight], lr=0.1))
+    check()
+    check()  # the trace with every .grad set
+    bias = models[0].bias.numpy().copy()
+    for m, opt in zip(models, opts, strict=True):
+        opt.param_groups[0]["params"].append(m.bias)  # the bias, which had gradients all along, is now updated
+    check()
+    assert not np.array_equal(models[0].bias.numpy(), bias)
+
+
+_OFFSET = 1.0
+
+
+def test_global_scalar_read_by_the_step(rng):
+    global _OFFSET
+    x = pg.tensor(rng.standard_normal(3).astype(np.float32))
+    step = pg.compile(lambda v: v + _OFFSET)
+    try:
+        _compare(step, x)
+        _OFFSET = 4.0
+        _compare(step, x)
+        _OFFSET = 4  # same value, another type
+        _compare(step, x)
+    finally:
+        _OFFSET = 1.0
+
+
+@pytest.mark.parametrize("what", ["dict", "list"])
+def test_container_rebound_in_a_closure(rng, what):
+    box = {"k": 2.0} if what == "dict" else [2.0]
+    key = "k" if what == "dict" else 0
+    x = pg.tensor(rng.standard_normal(3).astype(np.float32))
+    step = pg.compile(lambda v: v * box[key])
+    _compare(step, x)
+    box[key] = -0.5
+    _compare(step, x)
+
+
+_TABLE = np.array([1.0, 2.0, 3.0], np.float32)
+
+
+def test_numpy_array_changed_in_place(rng):
+    x = pg.tensor(rng.standard_normal(3).astype(np.float32))
+    step = pg.compile(lambda v: v * pg.tensor(_TABLE))  # the array becomes a constant of the trace
+    saved = _TABLE.copy()
+    try:
+        _compare(step, x)
+        _TABLE[1] = -7.0
+        _compare(step, x)
+        _compare(step, x)
+        assert len(step.executables()) == 2
+    finally:
+        _TABLE[:] = saved
+
+
+class _Stats:
+    """A user object that a step only writes (its side effects, which run when it traces)."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.seen: dict[str, int] = {}
+        self.log: list[int] = []
+
+
+_STATS = _Stats()
+
+
+def test_what_a_step_only_writes_is_not_guarded(rng):
+    """Counters and logs that a step updates are not inputs of its graph: changing them traces nothing again."""
+    x = pg.tensor(rng.standard_normal(3).astype(np.float32))
+
+    def f(v):
+        _STATS.calls += 1
+        _STATS.seen["f"] = 1
+        _STATS.log.append(1)
+        return v * 2
+
+    step = pg.compile(f)
+    for i in range(3):
+        np.testing.assert_allclose(step(x).numpy(), x.numpy() * 2, rtol=1e-6)
+        _STATS.calls += 10
+        _STATS.seen["g"] = i
+        _STATS.log.append(0)
+    assert len(step.executables()) == 1
+
+
+def test_a_step_traced_again_and_again_warns_naming_what_changed(rng):
+    x = pg.tensor(rng.standard_normal(3).astype(np.float32))
+    cfg = {"scale": 0.0}
+    step = pg.compile(lambda v: v * cfg["scale"])
+    with pytest.warns(RuntimeWarning, match=r"traced 8 times .*last: dict\['scale'\].*tensor argument") as caught:
+        for i in range(10):
+            cfg["scale"] = float(i)
+            np.testing.assert_allclose(step(x).numpy(), x.numpy() * i, rtol=1e-6)
+    assert len(caught) == 1 and __file__ in str(caught[0].message)
