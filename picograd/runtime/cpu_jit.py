@@ -38,6 +38,7 @@ import sys
 import tempfile
 import threading
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from typing import Any
 
 import numpy as np
@@ -49,7 +50,8 @@ from picograd.dialects import pg
 from picograd.dialects.attrs import KERNEL_ATTR, KIND_ATTR, RESULT_ATTR
 from picograd.dialects.kernel import LaunchOp
 from picograd.dialects.pg_numpy import constant_array, numpy_dtype, op_kernel
-from picograd.runtime.threads import get_num_threads
+from picograd.runtime.cpu_attention import attention_step
+from picograd.runtime.threads import get_num_threads, single_threaded_blas
 from picograd.target import llvm_ir
 
 DEBUG_ENV = "PICOGRAD_CPU_JIT_DEBUG"
@@ -57,6 +59,9 @@ ENABLE_ENV = "PICOGRAD_CPU_JIT"
 CACHE_ENV = "PICOGRAD_CACHE_DIR"
 PARALLEL_WORK = 1 << 15  # loop iterations from which a nest is split between threads
 CHUNKS_PER_THREAD = 4  # pieces of a split nest per thread (claimed dynamically)
+MATMUL_WORK = 1 << 18  # multiply-adds from which a matmul is split between threads
+MATMUL_PIECES = 2  # pieces of a split matmul per thread
+MATMUL_MIN_CUT = 32  # rows (or columns) of a piece at least
 
 Step = Callable[[list[np.ndarray]], None]
 
@@ -164,8 +169,9 @@ def host_llvm() -> _Llvm:
 
 
 class _Workers:
-    """Threads that help run nests: ``run(fn, slots, table, chunks, helpers)`` runs ``fn(slots, table, lo, hi)`` for
-    every chunk, on the calling thread and up to ``helpers`` worker threads, and returns when all chunks are done.
+    """Threads that help run nests: ``run(fn, chunks, helpers)`` runs ``fn(lo, hi)`` for every chunk, on the calling
+    thread and up to ``helpers`` worker threads, and returns when all chunks are done (``fn`` releases the GIL:
+    a ``ctypes`` call, numpy's matmuls and ufuncs).
 
     Chunks are claimed one at a time from a shared counter (a dynamic schedule), and the caller waits only for
     chunks a helper has claimed, never for a helper that has not started: on a machine busier than its cores, a
@@ -185,15 +191,19 @@ class _Workers:
         while True:
             self.tasks.get()()
 
-    def run(self, fn: Any, slots: int, table: int, chunks: Sequence[tuple[int, int]], helpers: int) -> None:
+    def run(self, fn: Callable[[int, int], object], chunks: Sequence[tuple[int, int]], helpers: int) -> None:
         self.ensure(helpers)
         claim, finished = itertools.count(), itertools.count(1)  # next() on a count is atomic under the GIL
         all_done = threading.Event()
         total = len(chunks)
+        errors: list[BaseException] = []
 
         def work() -> None:
             while (k := next(claim)) < total:
-                fn(slots, table, *chunks[k])  # ctypes releases the GIL for the call
+                try:
+                    fn(*chunks[k])
+                except BaseException as e:  # raised again on the calling thread
+                    errors.append(e)
                 if next(finished) == total:
                     all_done.set()
 
@@ -201,6 +211,8 @@ class _Workers:
             self.tasks.put(work)
         work()
         all_done.wait()
+        if errors:
+            raise errors[0]
 
 
 _WORKERS = _Workers()
@@ -314,6 +326,7 @@ class CpuFunction:
         launch_slots = self.buffers.read(buffered)
         loop_slots = self.buffers.read(looped)
         self.threads = 1  # get_num_threads() at the start of each call
+        self.pooled = False  # whether BLAS calls run on the calling thread, so that ours spread them (per call)
         self.fallbacks: list[str] = []
         self.jitted: list[str] = []
         plan = self._plan(looped, launches, launch_slots, loop_slots)
@@ -364,7 +377,7 @@ class CpuFunction:
                 self.step_names.append("copy")
                 continue
             kind, name, nests = entry
-            if kind != "matmul":
+            if kind not in ("matmul", "attention"):
                 try:
                     made = [llvm_ir.emit_nest(n, "NEST") for n in nests]
                     maps = [tuple(self._loop_slots[b] for b in f.buffers) for f in made]
@@ -383,8 +396,14 @@ class CpuFunction:
                     self.jitted.append(name)
                     continue
                 self.fallbacks.append(f"{name} ({why})")
-            steps.append(self._numpy_launch(self._launches[name]))
-            self.step_names.append(f"{name} (numpy)")
+            launch = self._launches[name]
+            blocked = None
+            if kind == "attention":
+                ins = [self._array(self._launch_slots[v]) for v in launch.ins]
+                outs = [self._array(self._launch_slots[v]) for v in launch.outs]
+                blocked = attention_step(launch, ins, outs, self._run_chunks)
+            steps.append(blocked if blocked is not None else self._numpy_launch(launch))
+            self.step_names.append(f"{name} ({'blas' if blocked is not None else 'numpy'})")
         addresses: list[int] = []
         if functions:
             self._engine, addresses = host_llvm().compile(llvm_ir.module_text(functions), [f.name for f in functions])
@@ -409,11 +428,40 @@ class CpuFunction:
                 pieces = min(CHUNKS_PER_THREAD * n, upper - lower)
                 cuts = [lower + (upper - lower) * k // pieces for k in range(pieces + 1)]
                 chunks = list(zip(cuts[:-1], cuts[1:], strict=True))
-                _WORKERS.run(fn, self.slots_address, table, chunks, n - 1)
+                slots = self.slots_address
+                _WORKERS.run(lambda lo, hi: fn(slots, table, lo, hi), chunks, n - 1)
             else:
                 fn(self.slots_address, table, lower, upper)
 
         return run
+
+    def _run_chunks(self, fn: Callable[[int, int], None], chunks: Sequence[tuple[int, int]]) -> None:
+        """``fn(lo, hi)`` for every chunk, which calls BLAS: on this call's threads where BLAS runs on the calling
+        thread (``pooled``), else on this one (BLAS threads itself)."""
+        if self.pooled and len(chunks) > 1:
+            _WORKERS.run(fn, chunks, min(self.threads, len(chunks)) - 1)
+        else:
+            for lo, hi in chunks:
+                fn(lo, hi)
+
+    def _matmul(self, a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
+        """``np.matmul(a, b, out=out)``; with ``pooled`` threads and enough work, cut into ``MATMUL_PIECES`` per
+        thread along the longer of the output's two last dimensions (rows of ``a`` or columns of ``b``), one BLAS
+        call a piece, spread over the threads."""
+        if self.pooled and a.ndim >= 2 and b.ndim >= 2 and out.size * a.shape[-1] >= MATMUL_WORK:
+            m, n = out.shape[-2:]
+            pieces = min(MATMUL_PIECES * self.threads, max(m, n) // MATMUL_MIN_CUT)
+            if pieces > 1:
+                cuts = [max(m, n) * k // pieces for k in range(pieces + 1)]
+                chunks = list(zip(cuts[:-1], cuts[1:], strict=True))
+                if m >= n:
+                    _WORKERS.run(lambda lo, hi: np.matmul(a[..., lo:hi, :], b, out=out[..., lo:hi, :]), chunks,
+                                 self.threads - 1)  # fmt: skip
+                else:
+                    _WORKERS.run(lambda lo, hi: np.matmul(a, b[..., lo:hi], out=out[..., lo:hi]), chunks,
+                                 self.threads - 1)  # fmt: skip
+                return
+        np.matmul(a, b, out=out)
 
     def _array(self, slot: int) -> Callable[[list[np.ndarray]], np.ndarray]:
         fixed = self.buffers.arrays[slot]
@@ -432,7 +480,7 @@ class CpuFunction:
         outs = [self._array(self._launch_slots[v]) for v in launch.outs]
         block = launch.body.block
         env_of: dict[SSAValue, int] = {a: i for i, a in enumerate(block.args)}
-        program: list[tuple[Any, tuple[int, ...], int]] = []
+        program: list[tuple[Any, tuple[int, ...], int, int]] = []
         direct: dict[int, tuple[int, int]] = {}  # yielded index -> matmul operands' env slots
         yielded = list(launch.yield_op.values)
         for op in block.ops:
@@ -444,8 +492,9 @@ class CpuFunction:
                     direct[k] = (env_of[op.operands[0]], env_of[op.operands[1]])
                     continue
             fn = (lambda c: lambda: c)(constant_array(op.value)) if isinstance(op, pg.ConstantOp) else op_kernel(op)
-            program.append((fn, tuple(env_of[v] for v in op.operands), len(env_of)))
-            env_of[op.results[0]] = len(env_of)
+            program.append((fn, tuple(env_of[v] for v in op.operands), len(env_of), len(op.results)))
+            for r in op.results:
+                env_of[r] = len(env_of)
         size = len(env_of)
         results = [None if k in direct else env_of[v] for k, v in enumerate(yielded)]
 
@@ -453,12 +502,15 @@ class CpuFunction:
             env: list[Any] = [None] * size
             for i, get in enumerate(ins):
                 env[i] = get(bufs)
-            for fn, args, out in program:
-                env[out] = fn(*[env[a] for a in args])
+            for fn, args, out, many in program:
+                if many == 1:
+                    env[out] = fn(*[env[a] for a in args])
+                else:  # several results (pg.attention_backward): a tuple
+                    env[out : out + many] = fn(*[env[a] for a in args])
             for k, get in enumerate(outs):
                 if k in direct:
                     a, b = direct[k]
-                    np.matmul(env[a], env[b], out=get(bufs))
+                    self._matmul(env[a], env[b], get(bufs))
                 else:
                     np.copyto(get(bufs), env[results[k]])  # type: ignore[index]
 
@@ -489,7 +541,9 @@ class CpuFunction:
             slots[i] = a.ctypes.data
         for flag, _ in self.buffers.flags:
             flag[...] = 0
-        with np.errstate(all="ignore"):  # the numpy fallback kernels: overflow to inf silently, as PyTorch's
+        # the numpy fallback kernels: overflow to inf silently, as PyTorch's
+        with np.errstate(all="ignore"), single_threaded_blas() if self.threads > 1 else nullcontext(False) as pooled:
+            self.pooled = self.threads > 1 and pooled
             for step in self._steps:
                 step(bufs)
         for flag, message in self.buffers.flags:
