@@ -212,3 +212,49 @@ def test_object_code_is_cached_between_compiles(tmp_path, monkeypatch, rng: np.r
     second = compile_for_cpu(module)
     with np.errstate(all="ignore"):
         assert_same(second(*inputs), first(*inputs), rtol=0)
+
+
+def test_two_threads_split_matmuls(monkeypatch, rng: np.random.Generator) -> None:
+    """At two threads (BLAS single-threaded inside the step, through threadpoolctl) matmuls are cut into pieces
+    along their longer output dimension, rows or columns, and spread over the threads, with the results of one
+    thread."""
+    pytest.importorskip("threadpoolctl")
+    monkeypatch.setattr(cpu_jit, "MATMUL_WORK", 1)
+    a = rng.standard_normal((96, 40)).astype(np.float32)
+    b = rng.standard_normal((40, 70)).astype(np.float32)
+    c = rng.standard_normal((40, 130)).astype(np.float32)
+
+    @pg.compile
+    def f(x: pg.Tensor, y: pg.Tensor, z: pg.Tensor) -> tuple[pg.Tensor, pg.Tensor]:
+        h = (x @ y).tanh() * 2.0 + 1.0
+        return h.sum(dim=0), (x @ z).exp().mean(dim=1)
+
+    want = (np.tanh(a @ b) * 2 + 1).sum(0), np.exp(a @ c).mean(1)
+    split = []
+    run = cpu_jit._WORKERS.run
+    monkeypatch.setattr(
+        cpu_jit._WORKERS, "run", lambda fn, chunks, helpers: (split.append(chunks), run(fn, chunks, helpers))
+    )
+    before = pg.get_num_threads()
+    try:
+        for n in (1, 2):
+            pg.set_num_threads(n)
+            got = f(pg.tensor(a), pg.tensor(b), pg.tensor(c))
+            for g, w in zip(got, want, strict=True):
+                np.testing.assert_allclose(g.numpy(), w, rtol=1e-4, atol=1e-4)
+            assert len(split) == (0 if n == 1 else 2)  # the nests are too small to split: the two matmuls
+    finally:
+        pg.set_num_threads(before)
+
+
+def test_runs_of_nests_are_one_call(rng: np.random.Generator) -> None:
+    """Consecutive nests run as one call of a sequence function (at one thread: all of them between matmuls),
+    with the numpy executor's results."""
+    op = OPS["lower-reductions"]
+    module, inputs = step_module(op, op.inputs(rng))
+    want = compile_func(module.body.block.first_op)(*inputs)  # type: ignore[arg-type]
+    exe = compile_for_cpu(module)
+    assert isinstance(exe, cpu_jit.CpuFunction)
+    assert any(name.startswith("run") for name in exe.step_names[False])
+    assert len(exe.step_names[False]) < len(exe.jitted)
+    assert_same(exe(*inputs), want)

@@ -159,6 +159,12 @@ def _write_cache(key: str, obj: bytes) -> None:
 
 _LLVM: list[_Llvm] = []
 _NEST = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64)
+_SEQUENCE = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p)
+
+
+def _splits(work: int, lower: int, upper: int) -> bool:
+    """Whether a nest is split between threads (when there are several)."""
+    return work >= PARALLEL_WORK and upper - lower > 1
 
 
 def host_llvm() -> _Llvm:
@@ -369,12 +375,12 @@ class CpuFunction:
         by_text: dict[str, int] = {}  # nests that differ only in their buffers share one function
         # a step, or (function, buffer slots, work, bounds of the first dimension): the text of a nest holds neither
         steps: list[Step | tuple[int, tuple[int, ...], int, int, int]] = []
-        self.step_names: list[str] = []  # the kernel (or "copy") of each step, for profiles
+        kernel_names: list[str] = []  # the kernel (or "copy") of each step, for profiles
         for entry in plan:
             if entry[0] == "copy":
                 _, src, dst = entry
                 steps.append(self._copy(src, dst))
-                self.step_names.append("copy")
+                kernel_names.append("copy")
                 continue
             kind, name, nests = entry
             if kind not in ("matmul", "attention"):
@@ -392,7 +398,7 @@ class CpuFunction:
                             f.text = f.text.replace("@NEST(", f"@{f.name}(", 1)
                             functions.append(f)
                         steps.append((by_text[key], m, _work(n), f.lower, f.upper))
-                        self.step_names.append(name)
+                        kernel_names.append(name)
                     self.jitted.append(name)
                     continue
                 self.fallbacks.append(f"{name} ({why})")
@@ -403,28 +409,78 @@ class CpuFunction:
                 outs = [self._array(self._launch_slots[v]) for v in launch.outs]
                 blocked = attention_step(launch, ins, outs, self._run_chunks)
             steps.append(blocked if blocked is not None else self._numpy_launch(launch))
-            self.step_names.append(f"{name} ({'blas' if blocked is not None else 'numpy'})")
-        addresses: list[int] = []
+            kernel_names.append(f"{name} ({'blas' if blocked is not None else 'numpy'})")
+        # runs of consecutive nests become one call each: at one thread every run, at more the nests that are split
+        # between threads stand alone
+        sequences: dict[tuple, str] = {}  # the calls of a run -> its function's name (runs of the layers: one)
+        plans: dict[bool, list[Any]] = {}
+        for threaded in (False, True):
+            plan_steps: list[Any] = []
+            run: list[tuple[int, tuple[int, ...], int, int, int]] = []
+            for step in [*steps, None]:
+                if isinstance(step, tuple) and not (threaded and _splits(step[2], step[3], step[4])):
+                    run.append(step)
+                    continue
+                if len(run) > 1:
+                    calls = tuple((functions[i].name, lo, hi) for i, _, _, lo, hi in run)
+                    if calls not in sequences:
+                        sequences[calls] = f"run{len(sequences)}"
+                    plan_steps.append((sequences[calls], [m for _, m, _, _, _ in run]))
+                else:
+                    plan_steps.extend(run)
+                run = []
+                if step is not None:
+                    plan_steps.append(step)
+            plans[threaded] = plan_steps
+        addresses: dict[str, int] = {}
         if functions:
-            self._engine, addresses = host_llvm().compile(llvm_ir.module_text(functions), [f.name for f in functions])
-        self._maps: list[Any] = []  # the nests' slot tables, kept alive
-        self._steps: list[Step] = []
-        for step in steps:
-            if isinstance(step, tuple):
-                index, slots, work, lower, upper = step
+            texts = [llvm_ir.sequence_text(name, calls) for calls, name in sequences.items()]
+            names = [f.name for f in functions] + list(sequences.values())
+            self._engine, found = host_llvm().compile(llvm_ir.module_text(functions, texts), names)
+            addresses = dict(zip(names, found, strict=True))
+        self._maps: list[Any] = []  # the nests' slot tables and the runs' tables of them, kept alive
+        tables: dict[tuple[int, ...], int] = {}
+
+        def table_of(slots: tuple[int, ...]) -> int:
+            if slots not in tables:
                 table = (ctypes.c_int64 * max(len(slots), 1))(*slots)
                 self._maps.append(table)
-                self._steps.append(
-                    self._nest_step(_NEST(addresses[index]), ctypes.addressof(table), lower, upper, work)
-                )
-            else:
-                self._steps.append(step)
+                tables[slots] = ctypes.addressof(table)
+            return tables[slots]
+
+        self._plans: dict[bool, list[Step]] = {}
+        names_of: dict[bool, list[str]] = {False: [], True: []}
+        self.step_names = names_of  # the kernels of each step, at one thread and at more (for profiles)
+        for threaded, plan_steps in plans.items():
+            made_steps: list[Step] = []
+            k = 0  # the index in steps (and step_names) of the next step of the plan
+            for step in plan_steps:
+                if isinstance(step, tuple) and isinstance(step[0], str):  # a run
+                    name, maps = step
+                    table = (ctypes.c_void_p * len(maps))(*(table_of(m) for m in maps))
+                    self._maps.append(table)
+                    made_steps.append(self._sequence_step(_SEQUENCE(addresses[name]), ctypes.addressof(table)))
+                    names_of[threaded].append(f"{name}: {', '.join(kernel_names[k : k + len(maps)])}")
+                    k += len(maps)
+                    continue
+                if isinstance(step, tuple):
+                    index, slots, work, lower, upper = step
+                    fn = _NEST(addresses[functions[index].name])
+                    made_steps.append(self._nest_step(fn, table_of(slots), lower, upper, work))
+                else:
+                    made_steps.append(step)
+                names_of[threaded].append(kernel_names[k])
+                k += 1
+            self._plans[threaded] = made_steps
         self.num_functions = len(functions)
+
+    def _sequence_step(self, fn: Any, table: int) -> Step:
+        return lambda bufs: fn(self.slots_address, table)
 
     def _nest_step(self, fn: Any, table: int, lower: int, upper: int, work: int) -> Step:
         def run(bufs: list[np.ndarray]) -> None:
             n = self.threads
-            if n > 1 and work >= PARALLEL_WORK and upper - lower > 1:
+            if n > 1 and _splits(work, lower, upper):
                 pieces = min(CHUNKS_PER_THREAD * n, upper - lower)
                 cuts = [lower + (upper - lower) * k // pieces for k in range(pieces + 1)]
                 chunks = list(zip(cuts[:-1], cuts[1:], strict=True))
@@ -544,7 +600,7 @@ class CpuFunction:
         # the numpy fallback kernels: overflow to inf silently, as PyTorch's
         with np.errstate(all="ignore"), single_threaded_blas() if self.threads > 1 else nullcontext(False) as pooled:
             self.pooled = self.threads > 1 and pooled
-            for step in self._steps:
+            for step in self._plans[self.threads > 1]:
                 step(bufs)
         for flag, message in self.buffers.flags:
             if flag[0]:

@@ -695,10 +695,25 @@ def _constant_int(v: SSAValue) -> int:
     raise Unsupported("a parallel bound that is not a constant")
 
 
-def module_text(functions: Sequence[NestFunction]) -> str:
-    """One LLVM module holding ``functions`` and the intrinsics they declare."""
+def sequence_text(name: str, calls: Sequence[tuple[str, int, int]]) -> str:
+    """The LLVM function ``@name(ptr %slots, ptr %maps)`` calling nest functions one after another: the k-th call is
+    ``calls[k] = (function, lo, hi)`` on ``%slots`` and the map ``maps[k]`` (so that a run of nests costs the runtime
+    one call, and runs that differ only in their buffers have the same text). The calls are not inlined (the nests
+    are compiled once, however many runs call them)."""
+    lines = [f"define void @{name}(ptr noalias %slots, ptr noalias %maps) {{", "entry:"]
+    for k, (fn, lo, hi) in enumerate(calls):
+        lines.append(f"  %p{k} = getelementptr ptr, ptr %maps, i64 {k}")
+        lines.append(f"  %m{k} = load ptr, ptr %p{k}")
+        lines.append(f"  call void @{fn}(ptr %slots, ptr %m{k}, i64 {lo}, i64 {hi}) #0")
+    return "\n".join([*lines, "  ret void", "}"])
+
+
+def module_text(functions: Sequence[NestFunction], sequences: Sequence[str] = ()) -> str:
+    """One LLVM module holding ``functions``, the intrinsics they declare and the ``sequences``
+    (:func:`sequence_text`)."""
     declares = sorted(set().union(*(f.declares for f in functions))) if functions else []
-    return "\n\n".join([*(f.text for f in functions), *declares]) + "\n"
+    tail = ["attributes #0 = { noinline }"] if sequences else []
+    return "\n\n".join([*(f.text for f in functions), *sequences, *declares, *tail]) + "\n"
 
 
 class LlvmArith(gpu_math.Arith[str, str, str]):
