@@ -59,6 +59,7 @@ ENABLE_ENV = "PICOGRAD_CPU_JIT"
 CACHE_ENV = "PICOGRAD_CACHE_DIR"
 PARALLEL_WORK = 1 << 15  # loop iterations from which a nest is split between threads
 CHUNKS_PER_THREAD = 4  # pieces of a split nest per thread (claimed dynamically)
+VIEW_OPS = (pg.PermuteOp, pg.ReshapeOp)  # ops whose numpy form is a view (no copy, reads no data)
 MATMUL_WORK = 1 << 18  # multiply-adds from which a matmul is split between threads
 MATMUL_PIECES = 2  # pieces of a split matmul per thread
 MATMUL_MIN_CUT = 32  # rows (or columns) of a piece at least
@@ -553,6 +554,22 @@ class CpuFunction:
                 env_of[r] = len(env_of)
         size = len(env_of)
         results = [None if k in direct else env_of[v] for k, v in enumerate(yielded)]
+        fixed = [self.buffers.arrays[self._launch_slots[v]] for v in (*launch.ins, *launch.outs)]
+        ops = [op for op in block.ops if op is not launch.yield_op and not isinstance(op, pg.MatmulOp)]
+        views = all(isinstance(op, VIEW_OPS) for op in ops)
+        if len(direct) == len(yielded) and views and all(a is not None for a in fixed):
+            # matmuls of views of the memory plan's buffers: the views made once, a call is the BLAS calls alone
+            env = [a for a in fixed[: len(ins)]] + [None] * (size - len(ins))
+            for fn, args, out, _ in program:
+                env[out] = fn(*[env[a] for a in args])
+            if all(any(np.may_share_memory(e, a) for a in env[: len(ins)]) for e in env[len(ins) :]):
+                products = [(env[direct[k][0]], env[direct[k][1]], fixed[len(ins) + k]) for k in range(len(outs))]
+
+                def matmuls(bufs: list[np.ndarray]) -> None:
+                    for a, b, o in products:
+                        self._matmul(a, b, o)
+
+                return matmuls
 
         def run(bufs: list[np.ndarray]) -> None:
             env: list[Any] = [None] * size
