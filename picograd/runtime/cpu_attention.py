@@ -33,6 +33,9 @@ from picograd.dialects import pg
 from picograd.dialects.kernel import LaunchOp
 from picograd.dialects.pg_numpy import numpy_dtype
 
+CAUSAL_BLOCKS = 4
+"""Row blocks of a causal attention's queries (each against the keys up to its last row)."""
+
 TILE_BYTES = 1 << 19
 """Bytes of score tile a chunk holds (per thread): a chunk is as many (query, key) slices as fit."""
 
@@ -91,6 +94,11 @@ class _Scores:
         self.chunks = [(lo, min(lo + per, self.N)) for lo in range(0, self.N, per)]
         self.per = min(per, self.N)
         self.future = ~np.tri(self.L, self.S, dtype=bool) if self.causal else None  # keys after the query
+        # causal: query rows in blocks, each against the keys up to its last row only (about half the work)
+        blocks = CAUSAL_BLOCKS if self.causal and self.L >= 2 * CAUSAL_BLOCKS else 1
+        cuts = [self.L * b // blocks for b in range(blocks + 1)]
+        pairs = zip(cuts[:-1], cuts[1:], strict=True)
+        self.rows = [(r0, r1, min(self.S, r1) if self.causal else self.S) for r0, r1 in pairs]
         self.scratch: dict[tuple[int, str], np.ndarray] = {}
 
     def flat(self, a: np.ndarray, last: tuple[int, ...]) -> np.ndarray:
@@ -111,17 +119,19 @@ class _Scores:
         m = np.broadcast_to(self.mask(bufs), (*self.batch, self.L, self.S)).reshape(self.N, self.L, self.S)
         return (~m, None) if m.dtype == np.bool_ else (None, m)
 
-    def scores(self, q: np.ndarray, k: np.ndarray, lo: int, hi: int, drop: Any, add: Any) -> np.ndarray:
-        """The masked scaled scores of slices lo..hi, in this thread's tile."""
-        s = self.tile("s", (self.L, self.S))[: hi - lo]
-        np.matmul(q[lo:hi], k[lo:hi].transpose(0, 2, 1), out=s)
+    def scores(self, q: np.ndarray, k: np.ndarray, lo: int, hi: int, rows: tuple[int, int, int], drop: Any, add: Any):
+        """The masked scaled scores of slices lo..hi, query rows r0..r1 against keys 0..kend (``rows``), in this
+        thread's tile."""
+        r0, r1, kend = rows
+        s = self.tile("s", (self.L, self.S)).reshape(-1)[: (hi - lo) * (r1 - r0) * kend].reshape(hi - lo, r1 - r0, kend)
+        np.matmul(q[lo:hi, r0:r1], k[lo:hi, :kend].transpose(0, 2, 1), out=s)
         s *= self.scale
         if self.future is not None:
-            np.copyto(s, -np.inf, where=self.future)
+            np.copyto(s, -np.inf, where=self.future[r0:r1, :kend])
         if drop is not None:
-            np.copyto(s, -np.inf, where=drop[lo:hi])
+            np.copyto(s, -np.inf, where=drop[lo:hi, r0:r1, :kend])
         if add is not None:
-            s += add[lo:hi]
+            s += add[lo:hi, r0:r1, :kend]
         return s
 
 
@@ -156,21 +166,24 @@ def _forward(ops: list[Any], args, yielded, ins, outs, run) -> Step | None:
         drop, add = sc.masks(bufs)
 
         def chunk(lo: int, hi: int) -> None:
-            s = sc.scores(q, k, lo, hi, drop, add)
-            m = sc.tile("m", (sc.L, 1))[: hi - lo]
-            np.max(s, axis=-1, keepdims=True, out=m)
-            np.copyto(m, 0, where=np.isneginf(m))
-            s -= m
-            np.exp(s, out=s)
-            den = sc.tile("l", (sc.L, 1))[: hi - lo]
-            np.sum(s, axis=-1, keepdims=True, out=den)
-            if o is not None:
-                assert v is not None
-                np.matmul(s, v[lo:hi], out=o[lo:hi])
-                np.divide(o[lo:hi], np.where(den == 0, 1, den), out=o[lo:hi])
-            if lse is not None:
-                np.log(den, out=den)
-                np.add(m[..., 0], den[..., 0], out=lse[lo:hi])
+            for rows in sc.rows:
+                r0, r1, kend = rows
+                s = sc.scores(q, k, lo, hi, rows, drop, add)
+                m = sc.tile("m", (sc.L, 1))[: hi - lo, : r1 - r0]
+                np.max(s, axis=-1, keepdims=True, out=m)
+                np.copyto(m, 0, where=np.isneginf(m))
+                s -= m
+                np.exp(s, out=s)
+                den = sc.tile("l", (sc.L, 1))[: hi - lo, : r1 - r0]
+                np.sum(s, axis=-1, keepdims=True, out=den)
+                if o is not None:
+                    assert v is not None
+                    out = o[lo:hi, r0:r1]
+                    np.matmul(s, v[lo:hi, :kend], out=out)
+                    np.divide(out, np.where(den == 0, 1, den), out=out)
+                if lse is not None:
+                    np.log(den, out=den)
+                    np.add(m[..., 0], den[..., 0], out=lse[lo:hi, r0:r1])
 
         with np.errstate(divide="ignore", invalid="ignore"):
             sc.run(chunk, sc.chunks)
@@ -201,26 +214,42 @@ def _backward(op: pg.AttentionBackwardOp, args, yielded, ins, outs, run) -> Step
         drop, add = sc.masks(bufs)
 
         def chunk(lo: int, hi: int) -> None:
-            p = sc.scores(q, k, lo, hi, drop, add)
-            row = sc.tile("m", (sc.L, 1))[: hi - lo]
-            np.copyto(row, lse[lo:hi])
-            np.copyto(row, 0, where=np.isneginf(row))
-            p -= row
-            np.exp(p, out=p)
-            if dv is not None:
-                np.matmul(p.transpose(0, 2, 1), do[lo:hi], out=dv[lo:hi])
-            ds = sc.tile("ds", (sc.L, sc.S))[: hi - lo]
-            np.matmul(do[lo:hi], v[lo:hi].transpose(0, 2, 1), out=ds)
-            np.einsum("nle,nle->nl", do[lo:hi], o[lo:hi], out=row[..., 0])
-            ds -= row
-            ds *= p
-            ds *= sc.scale
-            if dq is not None:
-                np.matmul(ds, k[lo:hi], out=dq[lo:hi])
-            if dk is not None:
-                np.matmul(ds.transpose(0, 2, 1), q[lo:hi], out=dk[lo:hi])
+            for b, rows in enumerate(sc.rows):
+                r0, r1, kend = rows
+                p = sc.scores(q, k, lo, hi, rows, drop, add)
+                row = sc.tile("m", (sc.L, 1))[: hi - lo, : r1 - r0]
+                np.copyto(row, lse[lo:hi, r0:r1])
+                np.copyto(row, 0, where=np.isneginf(row))
+                p -= row
+                np.exp(p, out=p)
+                if dv is not None:
+                    _product(p.transpose(0, 2, 1), do[lo:hi, r0:r1], dv[lo:hi], b == 0, sc.tile("dv", (sc.S, ev)))
+                ds = sc.tile("ds", (sc.L, sc.S)).reshape(-1)[: p.size].reshape(p.shape)
+                np.matmul(do[lo:hi, r0:r1], v[lo:hi, :kend].transpose(0, 2, 1), out=ds)
+                np.einsum("nle,nle->nl", do[lo:hi, r0:r1], o[lo:hi, r0:r1], out=row[..., 0])
+                ds -= row
+                ds *= p
+                ds *= sc.scale
+                if dq is not None:
+                    np.matmul(ds, k[lo:hi, :kend], out=dq[lo:hi, r0:r1])
+                if dk is not None:
+                    _product(ds.transpose(0, 2, 1), q[lo:hi, r0:r1], dk[lo:hi], b == 0, sc.tile("dk", (sc.S, sc.E)))
 
         with np.errstate(invalid="ignore", over="ignore"):
             sc.run(chunk, sc.chunks)
 
     return step
+
+
+def _product(a: np.ndarray, b: np.ndarray, out: np.ndarray, first: bool, scratch: np.ndarray) -> None:
+    """A causal backward's ``dk``/``dv`` of some slices, over row blocks: ``out[:, :kend] = a @ b`` and the keys
+    beyond zeroed for the ``first`` block (it reaches the fewest keys), ``out[:, :kend] += a @ b`` (through
+    ``scratch``) for the next ones."""
+    kend = a.shape[-2]
+    if first:
+        np.matmul(a, b, out=out[:, :kend])
+        out[:, kend:] = 0
+        return
+    tmp = scratch.reshape(-1)[: a.shape[0] * kend * b.shape[-1]].reshape(a.shape[0], kend, b.shape[-1])
+    np.matmul(a, b, out=tmp)
+    out[:, :kend] += tmp
