@@ -258,3 +258,25 @@ def test_runs_of_nests_are_one_call(rng: np.random.Generator) -> None:
     assert any(name.startswith("run") for name in exe.step_names[False])
     assert len(exe.step_names[False]) < len(exe.jitted)
     assert_same(exe(*inputs), want)
+
+
+def test_scatter_add_nest_runs_its_rows_outside(monkeypatch, rng: np.random.Generator) -> None:
+    """The embedding's gradient (a scatter-add over rows, repeated ids) runs with its loops over the ids outside
+    the loop over the columns (which then reads and writes rows contiguously), with the numpy executor's result."""
+    taken = []
+    plan = llvm_ir._interchange_stores
+    monkeypatch.setattr(llvm_ir, "_interchange_stores", lambda *a: taken.append(plan(*a)) or taken[-1])
+    emb = pg.nn.Embedding(7, 40)
+    ids = rng.integers(0, 7, (5, 9))
+    w = rng.standard_normal((5, 9, 40)).astype(np.float32)
+
+    def step(x: pg.Tensor, g: pg.Tensor) -> pg.Tensor:
+        emb.weight.grad = None
+        (emb(x) * g).sum().backward()
+        return emb.weight.grad
+
+    want = np.zeros((7, 40), np.float32)
+    np.add.at(want, ids, w)
+    got = pg.compile(step)(pg.tensor(ids), pg.tensor(w))
+    np.testing.assert_allclose(got.numpy(), want, rtol=1e-5, atol=1e-5)
+    assert any(t is not None for t in taken)
