@@ -121,18 +121,23 @@ class _Scores:
 
     def scores(self, q: np.ndarray, k: np.ndarray, lo: int, hi: int, rows: tuple[int, int, int], drop: Any, add: Any):
         """The masked scaled scores of slices lo..hi, query rows r0..r1 against keys 0..kend (``rows``), in this
-        thread's tile."""
+        thread's tile, and the scaled queries ``scale * q`` of those rows (another tile)."""
         r0, r1, kend = rows
-        s = self.tile("s", (self.L, self.S)).reshape(-1)[: (hi - lo) * (r1 - r0) * kend].reshape(hi - lo, r1 - r0, kend)
-        np.matmul(q[lo:hi, r0:r1], k[lo:hi, :kend].transpose(0, 2, 1), out=s)
-        s *= self.scale
+        s = self.part("s", (self.L, self.S), (hi - lo, r1 - r0, kend))
+        qs = self.part("q", (self.L, self.E), (hi - lo, r1 - r0, self.E))
+        np.multiply(q[lo:hi, r0:r1], self.scale, out=qs)  # the scale on q: a pass over E, not over the keys
+        np.matmul(qs, k[lo:hi, :kend].transpose(0, 2, 1), out=s)
         if self.future is not None:
             np.copyto(s, -np.inf, where=self.future[r0:r1, :kend])
         if drop is not None:
             np.copyto(s, -np.inf, where=drop[lo:hi, r0:r1, :kend])
         if add is not None:
             s += add[lo:hi, r0:r1, :kend]
-        return s
+        return s, qs
+
+    def part(self, name: str, full: tuple[int, ...], shape: tuple[int, ...]) -> np.ndarray:
+        """The first elements of this thread's tile ``name`` (of ``full`` per slice) as a contiguous ``shape``."""
+        return self.tile(name, full).reshape(-1)[: math.prod(shape)].reshape(shape)
 
 
 def _forward(ops: list[Any], args, yielded, ins, outs, run) -> Step | None:
@@ -168,7 +173,7 @@ def _forward(ops: list[Any], args, yielded, ins, outs, run) -> Step | None:
         def chunk(lo: int, hi: int) -> None:
             for rows in sc.rows:
                 r0, r1, kend = rows
-                s = sc.scores(q, k, lo, hi, rows, drop, add)
+                s, _ = sc.scores(q, k, lo, hi, rows, drop, add)
                 m = sc.tile("m", (sc.L, 1))[: hi - lo, : r1 - r0]
                 np.max(s, axis=-1, keepdims=True, out=m)
                 np.copyto(m, 0, where=np.isneginf(m))
@@ -216,7 +221,7 @@ def _backward(op: pg.AttentionBackwardOp, args, yielded, ins, outs, run) -> Step
         def chunk(lo: int, hi: int) -> None:
             for b, rows in enumerate(sc.rows):
                 r0, r1, kend = rows
-                p = sc.scores(q, k, lo, hi, rows, drop, add)
+                p, qs = sc.scores(q, k, lo, hi, rows, drop, add)
                 row = sc.tile("m", (sc.L, 1))[: hi - lo, : r1 - r0]
                 np.copyto(row, lse[lo:hi, r0:r1])
                 np.copyto(row, 0, where=np.isneginf(row))
@@ -224,16 +229,16 @@ def _backward(op: pg.AttentionBackwardOp, args, yielded, ins, outs, run) -> Step
                 np.exp(p, out=p)
                 if dv is not None:
                     _product(p.transpose(0, 2, 1), do[lo:hi, r0:r1], dv[lo:hi], b == 0, sc.tile("dv", (sc.S, ev)))
-                ds = sc.tile("ds", (sc.L, sc.S)).reshape(-1)[: p.size].reshape(p.shape)
+                ds = sc.part("ds", (sc.L, sc.S), p.shape)
                 np.matmul(do[lo:hi, r0:r1], v[lo:hi, :kend].transpose(0, 2, 1), out=ds)
                 np.einsum("nle,nle->nl", do[lo:hi, r0:r1], o[lo:hi, r0:r1], out=row[..., 0])
                 ds -= row
-                ds *= p
-                ds *= sc.scale
+                ds *= p  # dS / scale: the scale goes on dq and (through scale * q) on dk
                 if dq is not None:
                     np.matmul(ds, k[lo:hi, :kend], out=dq[lo:hi, r0:r1])
+                    dq[lo:hi, r0:r1] *= sc.scale
                 if dk is not None:
-                    _product(ds.transpose(0, 2, 1), q[lo:hi, r0:r1], dk[lo:hi], b == 0, sc.tile("dk", (sc.S, sc.E)))
+                    _product(ds.transpose(0, 2, 1), qs, dk[lo:hi], b == 0, sc.tile("dk", (sc.S, sc.E)))
 
         with np.errstate(invalid="ignore", over="ignore"):
             sc.run(chunk, sc.chunks)
