@@ -9,13 +9,13 @@ picograd step draws its own, which changes nothing in the work of a step). Both 
 ``state_dict`` and take the same batches.
 
 Method: one child process per thread count n, started with ``OMP_NUM_THREADS=n`` and ``OPENBLAS_NUM_THREADS=n`` (so
-numpy's BLAS, which reads them when it loads, has n threads; ``threadpoolctl`` is not installed here) and calling
-``torch.set_num_threads(n)`` and ``pg.set_num_threads(n)``. In it each model runs ``--warmup`` steps of both (the
-first compiles), then ``--steps`` steps alternating picograd and PyTorch on the same batch, each timed with
-``time.perf_counter`` around the whole step: building its input tensors from numpy, forward, backward, the optimizer
-update and reading the loss back. Reported: median ms per step of each and their ratio (picograd / PyTorch; below 1:
-picograd faster). ``--runs`` repeats everything and the table takes the median ratio over the runs. The machine may
-be shared with other jobs: compare within one run.
+numpy's BLAS, which reads them when it loads, has n threads) and calling ``torch.set_num_threads(n)`` and
+``pg.set_num_threads(n)`` (which also sets numpy's BLAS threads, through ``threadpoolctl``). In it each model runs
+``--warmup`` steps of both (the first compiles), then ``--steps`` steps alternating picograd and PyTorch on the same
+batch, each timed with ``time.perf_counter`` around the whole step: building its input tensors from numpy, forward,
+backward, the optimizer update and reading the loss back. Reported: median ms per step of each and their ratio
+(picograd / PyTorch; below 1: picograd faster). ``--runs`` repeats everything and the table takes the median ratio
+over the runs. The machine may be shared with other jobs: compare within one run.
 
 Writes --out (default bench/results/cpu_models.json: date, machine, versions, every run) and prints a Markdown table.
 

@@ -212,3 +212,41 @@ def test_head_dims_assemble_without_spills(d: int, el: str) -> None:
     program = compile_for_cuda(mod)
     result = program.assemble(strict=True)
     assert not result.spills and len([k for k in program.kernels if "attention" in k]) == 4
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The CPU runtime's blocked attention (picograd.runtime.cpu_attention)
+
+CPU_CASES = [
+    (9, 5, True, "none", 2, 1),
+    (16, 8, False, "pad", 3, 2),
+    (12, 4, True, "pad", 3, 2),
+    (10, 6, False, "float", 2, 1),
+    (7, 8, True, "dropout", 2, 1),
+]
+
+
+@pytest.mark.parametrize("length,d,causal,mask,heads,threads", CPU_CASES)
+def test_cpu_blocked_attention(
+    length: int, d: int, causal: bool, mask: str, heads: int, threads: int, monkeypatch, rng: np.random.Generator
+) -> None:
+    """The JIT CPU runtime runs the attention kernels as blocked BLAS products (several chunks of slices: a tile
+    of one slice's scores; one or two threads), forward and every gradient against the unfused decomposition in
+    float64; dropout kernels run with numpy (the launch's ops)."""
+    import picograd as pg
+    from picograd.driver.cpu_compile import compile_for_cpu
+    from picograd.runtime import cpu_attention, cpu_jit
+
+    monkeypatch.setattr(cpu_attention, "TILE_BYTES", length * length * 8)
+    xs = inputs(rng, length, d, mask, heads)
+    exe = compile_for_cpu(module(length, d, causal, mask, heads))
+    assert isinstance(exe, cpu_jit.CpuFunction)
+    blocked = [s for s in exe.step_names[False] if "attention" in s and s.endswith("(blas)")]
+    assert len(blocked) == (0 if mask == "dropout" else 1 if mask == "float" else 2), exe.step_names
+    before = pg.get_num_threads()
+    try:
+        pg.set_num_threads(threads)
+        got = exe(*xs)
+    finally:
+        pg.set_num_threads(before)
+    close(got, compile_func(only_func(module(length, d, causal, mask, heads, decomposed=True)))(*xs))

@@ -247,3 +247,71 @@ def test_attention_kernels_run_with_numpy_blas(variant: str, monkeypatch, rng: n
     for got, want in zip(results["1"], results["0"], strict=True):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
     assert np.abs(results["1"][1]).max() > 0
+
+
+def test_two_threads_split_matmuls(monkeypatch, rng: np.random.Generator) -> None:
+    """At two threads (BLAS single-threaded inside the step, through threadpoolctl) matmuls are cut into pieces
+    along their longer output dimension, rows or columns, and spread over the threads, with the results of one
+    thread."""
+    pytest.importorskip("threadpoolctl")
+    monkeypatch.setattr(cpu_jit, "MATMUL_WORK", 1)
+    a = rng.standard_normal((96, 40)).astype(np.float32)
+    b = rng.standard_normal((40, 70)).astype(np.float32)
+    c = rng.standard_normal((40, 130)).astype(np.float32)
+
+    @pg.compile
+    def f(x: pg.Tensor, y: pg.Tensor, z: pg.Tensor) -> tuple[pg.Tensor, pg.Tensor]:
+        h = (x @ y).tanh() * 2.0 + 1.0
+        return h.sum(dim=0), (x @ z).exp().mean(dim=1)
+
+    want = (np.tanh(a @ b) * 2 + 1).sum(0), np.exp(a @ c).mean(1)
+    split = []
+    run = cpu_jit._WORKERS.run
+    monkeypatch.setattr(
+        cpu_jit._WORKERS, "run", lambda fn, chunks, helpers: (split.append(chunks), run(fn, chunks, helpers))
+    )
+    before = pg.get_num_threads()
+    try:
+        for n in (1, 2):
+            pg.set_num_threads(n)
+            got = f(pg.tensor(a), pg.tensor(b), pg.tensor(c))
+            for g, w in zip(got, want, strict=True):
+                np.testing.assert_allclose(g.numpy(), w, rtol=1e-4, atol=1e-4)
+            assert len(split) == (0 if n == 1 else 2)  # the nests are too small to split: the two matmuls
+    finally:
+        pg.set_num_threads(before)
+
+
+def test_runs_of_nests_are_one_call(rng: np.random.Generator) -> None:
+    """Consecutive nests run as one call of a sequence function (at one thread: all of them between matmuls),
+    with the numpy executor's results."""
+    op = OPS["lower-reductions"]
+    module, inputs = step_module(op, op.inputs(rng))
+    want = compile_func(module.body.block.first_op)(*inputs)  # type: ignore[arg-type]
+    exe = compile_for_cpu(module)
+    assert isinstance(exe, cpu_jit.CpuFunction)
+    assert any(name.startswith("run") for name in exe.step_names[False])
+    assert len(exe.step_names[False]) < len(exe.jitted)
+    assert_same(exe(*inputs), want)
+
+
+def test_scatter_add_nest_runs_its_rows_outside(monkeypatch, rng: np.random.Generator) -> None:
+    """The embedding's gradient (a scatter-add over rows, repeated ids) runs with its loops over the ids outside
+    the loop over the columns (which then reads and writes rows contiguously), with the numpy executor's result."""
+    taken = []
+    plan = llvm_ir._interchange_stores
+    monkeypatch.setattr(llvm_ir, "_interchange_stores", lambda *a: taken.append(plan(*a)) or taken[-1])
+    emb = pg.nn.Embedding(7, 40)
+    ids = rng.integers(0, 7, (5, 9))
+    w = rng.standard_normal((5, 9, 40)).astype(np.float32)
+
+    def step(x: pg.Tensor, g: pg.Tensor) -> pg.Tensor:
+        emb.weight.grad = None
+        (emb(x) * g).sum().backward()
+        return emb.weight.grad
+
+    want = np.zeros((7, 40), np.float32)
+    np.add.at(want, ids, w)
+    got = pg.compile(step)(pg.tensor(ids), pg.tensor(w))
+    np.testing.assert_allclose(got.numpy(), want, rtol=1e-5, atol=1e-5)
+    assert any(t is not None for t in taken)

@@ -10,11 +10,9 @@ reads the top-level ops of both once:
   views of them (``memref.view`` at constant byte offsets) and module globals (``memref.get_global``: constants, and
   the error flags of index checks). Each buffer has a *slot*: its address in one table that the compiled nests read
   (``picograd.target.llvm_ir``), and its numpy array;
-- **steps**, in program order: a kernel whose ``pg.kind`` is in :data:`NUMPY_KINDS` runs its launch's body with
-  numpy: a ``matmul`` kernel's product goes straight into its output buffer (``np.matmul(..., out=)``: BLAS, with
-  the operands' transposes as strides), an ``attention`` kernel's scores and products are batched BLAS calls
-  (``pg_numpy``'s attention; the loop nests of the online softmax are scalar dot products, 8x slower on a BERT
-  step); every other kernel's nests are printed as LLVM IR, all in one module, compiled once at ``-O3`` for the
+- **steps**, in program order: a kernel whose ``pg.kind`` is ``matmul`` runs its launch's body with numpy, the
+  product going straight into its output buffer (``np.matmul(..., out=)``: BLAS, with the operands' transposes as
+  strides); every other kernel's nests are printed as LLVM IR, all in one module, compiled once at ``-O3`` for the
   host CPU (``llvmlite``: MCJIT, the host's vector extensions) and called through ``ctypes``; a kernel whose nests
   the emitter cannot print (16-bit floats, an op without LLVM form) runs its launch with numpy instead (per kernel,
   listed in ``fallbacks``; ``PICOGRAD_CPU_JIT_DEBUG=1`` prints them); ``memref.copy`` copies.
@@ -34,13 +32,13 @@ import ctypes
 import hashlib
 import itertools
 import math
-import operator
 import os
 import queue
 import sys
 import tempfile
 import threading
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from typing import Any
 
 import numpy as np
@@ -52,7 +50,8 @@ from picograd.dialects import pg
 from picograd.dialects.attrs import KERNEL_ATTR, KIND_ATTR, RESULT_ATTR
 from picograd.dialects.kernel import LaunchOp
 from picograd.dialects.pg_numpy import constant_array, numpy_dtype, op_kernel
-from picograd.runtime.threads import get_num_threads
+from picograd.runtime.cpu_attention import attention_step
+from picograd.runtime.threads import get_num_threads, single_threaded_blas
 from picograd.target import llvm_ir
 
 DEBUG_ENV = "PICOGRAD_CPU_JIT_DEBUG"
@@ -60,8 +59,10 @@ ENABLE_ENV = "PICOGRAD_CPU_JIT"
 CACHE_ENV = "PICOGRAD_CACHE_DIR"
 PARALLEL_WORK = 1 << 15  # loop iterations from which a nest is split between threads
 CHUNKS_PER_THREAD = 4  # pieces of a split nest per thread (claimed dynamically)
-NUMPY_KINDS = ("matmul", "attention")
-"""Kernel kinds run with numpy (BLAS) rather than as LLVM loop nests (see the module docstring)."""
+VIEW_OPS = (pg.PermuteOp, pg.ReshapeOp)  # ops whose numpy form is a view (no copy, reads no data)
+MATMUL_WORK = 1 << 18  # multiply-adds from which a matmul is split between threads
+MATMUL_PIECES = 2  # pieces of a split matmul per thread
+MATMUL_MIN_CUT = 32  # rows (or columns) of a piece at least
 
 Step = Callable[[list[np.ndarray]], None]
 
@@ -159,6 +160,12 @@ def _write_cache(key: str, obj: bytes) -> None:
 
 _LLVM: list[_Llvm] = []
 _NEST = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64)
+_SEQUENCE = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p)
+
+
+def _splits(work: int, lower: int, upper: int) -> bool:
+    """Whether a nest is split between threads (when there are several)."""
+    return work >= PARALLEL_WORK and upper - lower > 1
 
 
 def host_llvm() -> _Llvm:
@@ -169,8 +176,9 @@ def host_llvm() -> _Llvm:
 
 
 class _Workers:
-    """Threads that help run nests: ``run(fn, slots, table, chunks, helpers)`` runs ``fn(slots, table, lo, hi)`` for
-    every chunk, on the calling thread and up to ``helpers`` worker threads, and returns when all chunks are done.
+    """Threads that help run nests: ``run(fn, chunks, helpers)`` runs ``fn(lo, hi)`` for every chunk, on the calling
+    thread and up to ``helpers`` worker threads, and returns when all chunks are done (``fn`` releases the GIL:
+    a ``ctypes`` call, numpy's matmuls and ufuncs).
 
     Chunks are claimed one at a time from a shared counter (a dynamic schedule), and the caller waits only for
     chunks a helper has claimed, never for a helper that has not started: on a machine busier than its cores, a
@@ -190,15 +198,19 @@ class _Workers:
         while True:
             self.tasks.get()()
 
-    def run(self, fn: Any, slots: int, table: int, chunks: Sequence[tuple[int, int]], helpers: int) -> None:
+    def run(self, fn: Callable[[int, int], object], chunks: Sequence[tuple[int, int]], helpers: int) -> None:
         self.ensure(helpers)
         claim, finished = itertools.count(), itertools.count(1)  # next() on a count is atomic under the GIL
         all_done = threading.Event()
         total = len(chunks)
+        errors: list[BaseException] = []
 
         def work() -> None:
             while (k := next(claim)) < total:
-                fn(slots, table, *chunks[k])  # ctypes releases the GIL for the call
+                try:
+                    fn(*chunks[k])
+                except BaseException as e:  # raised again on the calling thread
+                    errors.append(e)
                 if next(finished) == total:
                     all_done.set()
 
@@ -206,6 +218,8 @@ class _Workers:
             self.tasks.put(work)
         work()
         all_done.wait()
+        if errors:
+            raise errors[0]
 
 
 _WORKERS = _Workers()
@@ -319,6 +333,7 @@ class CpuFunction:
         launch_slots = self.buffers.read(buffered)
         loop_slots = self.buffers.read(looped)
         self.threads = 1  # get_num_threads() at the start of each call
+        self.pooled = False  # whether BLAS calls run on the calling thread, so that ours spread them (per call)
         self.fallbacks: list[str] = []
         self.jitted: list[str] = []
         plan = self._plan(looped, launches, launch_slots, loop_slots)
@@ -361,15 +376,15 @@ class CpuFunction:
         by_text: dict[str, int] = {}  # nests that differ only in their buffers share one function
         # a step, or (function, buffer slots, work, bounds of the first dimension): the text of a nest holds neither
         steps: list[Step | tuple[int, tuple[int, ...], int, int, int]] = []
-        self.step_names: list[str] = []  # the kernel (or "copy") of each step, for profiles
+        kernel_names: list[str] = []  # the kernel (or "copy") of each step, for profiles
         for entry in plan:
             if entry[0] == "copy":
                 _, src, dst = entry
                 steps.append(self._copy(src, dst))
-                self.step_names.append("copy")
+                kernel_names.append("copy")
                 continue
             kind, name, nests = entry
-            if kind not in NUMPY_KINDS:
+            if kind not in ("matmul", "attention"):
                 try:
                     made = [llvm_ir.emit_nest(n, "NEST") for n in nests]
                     maps = [tuple(self._loop_slots[b] for b in f.buffers) for f in made]
@@ -384,41 +399,126 @@ class CpuFunction:
                             f.text = f.text.replace("@NEST(", f"@{f.name}(", 1)
                             functions.append(f)
                         steps.append((by_text[key], m, _work(n), f.lower, f.upper))
-                        self.step_names.append(name)
+                        kernel_names.append(name)
                     self.jitted.append(name)
                     continue
                 self.fallbacks.append(f"{name} ({why})")
-            steps.append(self._numpy_launch(self._launches[name]))
-            self.step_names.append(f"{name} (numpy)")
-        addresses: list[int] = []
+            launch = self._launches[name]
+            blocked = None
+            if kind == "attention":
+                ins = [self._array(self._launch_slots[v]) for v in launch.ins]
+                outs = [self._array(self._launch_slots[v]) for v in launch.outs]
+                blocked = attention_step(launch, ins, outs, self._run_chunks)
+            steps.append(blocked if blocked is not None else self._numpy_launch(launch))
+            kernel_names.append(f"{name} ({'blas' if blocked is not None else 'numpy'})")
+        # runs of consecutive nests become one call each: at one thread every run, at more the nests that are split
+        # between threads stand alone
+        sequences: dict[tuple, str] = {}  # the calls of a run -> its function's name (runs of the layers: one)
+        plans: dict[bool, list[Any]] = {}
+        for threaded in (False, True):
+            plan_steps: list[Any] = []
+            run: list[tuple[int, tuple[int, ...], int, int, int]] = []
+            for step in [*steps, None]:
+                if isinstance(step, tuple) and not (threaded and _splits(step[2], step[3], step[4])):
+                    run.append(step)
+                    continue
+                if len(run) > 1:
+                    calls = tuple((functions[i].name, lo, hi) for i, _, _, lo, hi in run)
+                    if calls not in sequences:
+                        sequences[calls] = f"run{len(sequences)}"
+                    plan_steps.append((sequences[calls], [m for _, m, _, _, _ in run]))
+                else:
+                    plan_steps.extend(run)
+                run = []
+                if step is not None:
+                    plan_steps.append(step)
+            plans[threaded] = plan_steps
+        addresses: dict[str, int] = {}
         if functions:
-            self._engine, addresses = host_llvm().compile(llvm_ir.module_text(functions), [f.name for f in functions])
-        self._maps: list[Any] = []  # the nests' slot tables, kept alive
-        self._steps: list[Step] = []
-        for step in steps:
-            if isinstance(step, tuple):
-                index, slots, work, lower, upper = step
+            texts = [llvm_ir.sequence_text(name, calls) for calls, name in sequences.items()]
+            names = [f.name for f in functions] + list(sequences.values())
+            self._engine, found = host_llvm().compile(llvm_ir.module_text(functions, texts), names)
+            addresses = dict(zip(names, found, strict=True))
+        self._maps: list[Any] = []  # the nests' slot tables and the runs' tables of them, kept alive
+        tables: dict[tuple[int, ...], int] = {}
+
+        def table_of(slots: tuple[int, ...]) -> int:
+            if slots not in tables:
                 table = (ctypes.c_int64 * max(len(slots), 1))(*slots)
                 self._maps.append(table)
-                self._steps.append(
-                    self._nest_step(_NEST(addresses[index]), ctypes.addressof(table), lower, upper, work)
-                )
-            else:
-                self._steps.append(step)
+                tables[slots] = ctypes.addressof(table)
+            return tables[slots]
+
+        self._plans: dict[bool, list[Step]] = {}
+        names_of: dict[bool, list[str]] = {False: [], True: []}
+        self.step_names = names_of  # the kernels of each step, at one thread and at more (for profiles)
+        for threaded, plan_steps in plans.items():
+            made_steps: list[Step] = []
+            k = 0  # the index in steps (and step_names) of the next step of the plan
+            for step in plan_steps:
+                if isinstance(step, tuple) and isinstance(step[0], str):  # a run
+                    name, maps = step
+                    table = (ctypes.c_void_p * len(maps))(*(table_of(m) for m in maps))
+                    self._maps.append(table)
+                    made_steps.append(self._sequence_step(_SEQUENCE(addresses[name]), ctypes.addressof(table)))
+                    names_of[threaded].append(f"{name}: {', '.join(kernel_names[k : k + len(maps)])}")
+                    k += len(maps)
+                    continue
+                if isinstance(step, tuple):
+                    index, slots, work, lower, upper = step
+                    fn = _NEST(addresses[functions[index].name])
+                    made_steps.append(self._nest_step(fn, table_of(slots), lower, upper, work))
+                else:
+                    made_steps.append(step)
+                names_of[threaded].append(kernel_names[k])
+                k += 1
+            self._plans[threaded] = made_steps
         self.num_functions = len(functions)
+
+    def _sequence_step(self, fn: Any, table: int) -> Step:
+        return lambda bufs: fn(self.slots_address, table)
 
     def _nest_step(self, fn: Any, table: int, lower: int, upper: int, work: int) -> Step:
         def run(bufs: list[np.ndarray]) -> None:
             n = self.threads
-            if n > 1 and work >= PARALLEL_WORK and upper - lower > 1:
+            if n > 1 and _splits(work, lower, upper):
                 pieces = min(CHUNKS_PER_THREAD * n, upper - lower)
                 cuts = [lower + (upper - lower) * k // pieces for k in range(pieces + 1)]
                 chunks = list(zip(cuts[:-1], cuts[1:], strict=True))
-                _WORKERS.run(fn, self.slots_address, table, chunks, n - 1)
+                slots = self.slots_address
+                _WORKERS.run(lambda lo, hi: fn(slots, table, lo, hi), chunks, n - 1)
             else:
                 fn(self.slots_address, table, lower, upper)
 
         return run
+
+    def _run_chunks(self, fn: Callable[[int, int], None], chunks: Sequence[tuple[int, int]]) -> None:
+        """``fn(lo, hi)`` for every chunk, which calls BLAS: on this call's threads where BLAS runs on the calling
+        thread (``pooled``), else on this one (BLAS threads itself)."""
+        if self.pooled and len(chunks) > 1:
+            _WORKERS.run(fn, chunks, min(self.threads, len(chunks)) - 1)
+        else:
+            for lo, hi in chunks:
+                fn(lo, hi)
+
+    def _matmul(self, a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
+        """``np.matmul(a, b, out=out)``; with ``pooled`` threads and enough work, cut into ``MATMUL_PIECES`` per
+        thread along the longer of the output's two last dimensions (rows of ``a`` or columns of ``b``), one BLAS
+        call a piece, spread over the threads."""
+        if self.pooled and a.ndim >= 2 and b.ndim >= 2 and out.size * a.shape[-1] >= MATMUL_WORK:
+            m, n = out.shape[-2:]
+            pieces = min(MATMUL_PIECES * self.threads, max(m, n) // MATMUL_MIN_CUT)
+            if pieces > 1:
+                cuts = [max(m, n) * k // pieces for k in range(pieces + 1)]
+                chunks = list(zip(cuts[:-1], cuts[1:], strict=True))
+                if m >= n:
+                    _WORKERS.run(lambda lo, hi: np.matmul(a[..., lo:hi, :], b, out=out[..., lo:hi, :]), chunks,
+                                 self.threads - 1)  # fmt: skip
+                else:
+                    _WORKERS.run(lambda lo, hi: np.matmul(a, b[..., lo:hi], out=out[..., lo:hi]), chunks,
+                                 self.threads - 1)  # fmt: skip
+                return
+        np.matmul(a, b, out=out)
 
     def _array(self, slot: int) -> Callable[[list[np.ndarray]], np.ndarray]:
         fixed = self.buffers.arrays[slot]
@@ -437,8 +537,7 @@ class CpuFunction:
         outs = [self._array(self._launch_slots[v]) for v in launch.outs]
         block = launch.body.block
         env_of: dict[SSAValue, int] = {a: i for i, a in enumerate(block.args)}
-        size = len(env_of)
-        program: list[tuple[Any, tuple[int, ...], int]] = []
+        program: list[tuple[Any, tuple[int, ...], int, int]] = []
         direct: dict[int, tuple[int, int]] = {}  # yielded index -> matmul operands' env slots
         yielded = list(launch.yield_op.values)
         for op in block.ops:
@@ -450,28 +549,41 @@ class CpuFunction:
                     direct[k] = (env_of[op.operands[0]], env_of[op.operands[1]])
                     continue
             fn = (lambda c: lambda: c)(constant_array(op.value)) if isinstance(op, pg.ConstantOp) else op_kernel(op)
-            program.append((fn, tuple(env_of[v] for v in op.operands), size))
-            size += 1
-            if len(op.results) == 1:
-                env_of[op.results[0]] = size - 1
-                continue
-            whole = size - 1  # several results (pg.attention_backward): the kernel returns a tuple
-            for i, r in enumerate(op.results):
-                program.append((operator.itemgetter(i), (whole,), size))
-                env_of[r] = size
-                size += 1
+            program.append((fn, tuple(env_of[v] for v in op.operands), len(env_of), len(op.results)))
+            for r in op.results:
+                env_of[r] = len(env_of)
+        size = len(env_of)
         results = [None if k in direct else env_of[v] for k, v in enumerate(yielded)]
+        fixed = [self.buffers.arrays[self._launch_slots[v]] for v in (*launch.ins, *launch.outs)]
+        ops = [op for op in block.ops if op is not launch.yield_op and not isinstance(op, pg.MatmulOp)]
+        views = all(isinstance(op, VIEW_OPS) for op in ops)
+        if len(direct) == len(yielded) and views and all(a is not None for a in fixed):
+            # matmuls of views of the memory plan's buffers: the views made once, a call is the BLAS calls alone
+            env = [a for a in fixed[: len(ins)]] + [None] * (size - len(ins))
+            for fn, args, out, _ in program:
+                env[out] = fn(*[env[a] for a in args])
+            if all(any(np.may_share_memory(e, a) for a in env[: len(ins)]) for e in env[len(ins) :]):
+                products = [(env[direct[k][0]], env[direct[k][1]], fixed[len(ins) + k]) for k in range(len(outs))]
+
+                def matmuls(bufs: list[np.ndarray]) -> None:
+                    for a, b, o in products:
+                        self._matmul(a, b, o)
+
+                return matmuls
 
         def run(bufs: list[np.ndarray]) -> None:
             env: list[Any] = [None] * size
             for i, get in enumerate(ins):
                 env[i] = get(bufs)
-            for fn, args, out in program:
-                env[out] = fn(*[env[a] for a in args])
+            for fn, args, out, many in program:
+                if many == 1:
+                    env[out] = fn(*[env[a] for a in args])
+                else:  # several results (pg.attention_backward): a tuple
+                    env[out : out + many] = fn(*[env[a] for a in args])
             for k, get in enumerate(outs):
                 if k in direct:
                     a, b = direct[k]
-                    np.matmul(env[a], env[b], out=get(bufs))
+                    self._matmul(env[a], env[b], get(bufs))
                 else:
                     np.copyto(get(bufs), env[results[k]])  # type: ignore[index]
 
@@ -502,8 +614,10 @@ class CpuFunction:
             slots[i] = a.ctypes.data
         for flag, _ in self.buffers.flags:
             flag[...] = 0
-        with np.errstate(all="ignore"):  # the numpy fallback kernels: overflow to inf silently, as PyTorch's
-            for step in self._steps:
+        # the numpy fallback kernels: overflow to inf silently, as PyTorch's
+        with np.errstate(all="ignore"), single_threaded_blas() if self.threads > 1 else nullcontext(False) as pooled:
+            self.pooled = self.threads > 1 and pooled
+            for step in self._plans[self.threads > 1]:
                 step(bufs)
         for flag, message in self.buffers.flags:
             if flag[0]:

@@ -508,6 +508,31 @@ class _Emitter:
 
         over(0)
 
+    def interchanged_stores(self, nest: scf.ParallelOp, loops: list[scf.ForOp]) -> None:
+        """Emit a scatter nest with its loops outside its parallel loop (see ``_interchange_stores``)."""
+        ivs = list(nest.body.block.args)
+
+        def step() -> None:
+            for loop in loops:
+                for op in loop.body.block.ops:
+                    if not isinstance(op, scf.ForOp | scf.YieldOp):
+                        self.op(op)
+
+        def over(k: int) -> None:
+            if k == len(loops):
+                self.parallel(nest, ivs, 0, bounds=("%lo", "%hi"), inner=step)
+                return
+            loop = loops[k]
+
+            def body(iv: str, values: list[str]) -> list[str]:
+                self.names[loop.body.block.args[0]] = iv
+                over(k + 1)
+                return []
+
+            self.loop(self.value(loop.lb), self.value(loop.ub), self.value(loop.step), [], body)
+
+        over(0)
+
     def if_else(self, op: scf.IfOp) -> None:
         then, other, join = self.label("then"), self.label("else"), self.label("join")
         self.line(f"br i1 {self.value(op.cond)}, label %{then}, label %{other}")
@@ -576,10 +601,13 @@ def emit_nest(nest: scf.ParallelOp, name: str) -> NestFunction:
         e.op(op)
         e.hoisted.add(op)
     plan = _interchange(nest, e.hoisted)
-    if plan is None:
-        e.parallel(nest, list(nest.body.block.args), 0, bounds=("%lo", "%hi"))
-    else:
+    scatter = _interchange_stores(nest, e.hoisted) if plan is None else None
+    if plan is not None:
         e.interchanged(nest, *plan)
+    elif scatter is not None:
+        e.interchanged_stores(nest, scatter)
+    else:
+        e.parallel(nest, list(nest.body.block.args), 0, bounds=("%lo", "%hi"))
     e.line("ret void")
     lower, upper = (_constant_int(v) for v in (nest.lowerBound[0], nest.upperBound[0]))
     head = [
@@ -655,6 +683,46 @@ def _interchange(
     return pre, loops, store
 
 
+def _interchange_stores(nest: scf.ParallelOp, hoisted: set[Operation]) -> list[scf.ForOp] | None:
+    """How to run a nest ``parallel p { for r1 { for r2 { ... out[f(r), p] = g(out[f(r), p], r, p) } } }`` (a
+    scatter-add over rows: the embedding's gradient) with its loops outside the parallel loop, or None: ``for r1 {
+    for r2 { for p { ... } } }``, which reads and writes rows contiguously and vectorizes. Every index ``p`` does
+    the same operations in the same order, and touches memory the others do not: the nest has one parallel
+    dimension, its stores are in the innermost loop at last index ``p``, and so are its loads of the buffers it
+    stores to. The loops carry no values; their other ops are pure. Returns the loops, outermost first."""
+    ops = [op for op in nest.body.block.ops if op not in hoisted and not isinstance(op, scf.ReduceOp)]
+    (p,) = nest.body.block.args if len(nest.body.block.args) == 1 else (None,)
+    if p is None or len(ops) != 1 or not isinstance(ops[0], scf.ForOp):
+        return None
+    loops = [ops[0]]
+    while True:
+        body = loops[-1].body.block
+        if loops[-1].results or len(body.args) != 1:
+            return None
+        inner = [op for op in body.ops if isinstance(op, scf.ForOp)]
+        if not inner:
+            break
+        if len(inner) != 1 or any(not _pure(op) for op in body.ops if op is not inner[0] and op is not body.last_op):
+            return None
+        loops.append(inner[0])
+    innermost = loops[-1].body.block
+    inside = _values_inside(nest)
+    if any(v in inside for loop in loops for v in (loop.lb, loop.ub, loop.step)):
+        return None
+    stores = [op for op in innermost.ops if isinstance(op, memref.StoreOp)]
+    stored = {op.memref for op in stores}
+    body_ops = [op for op in innermost.ops if op is not innermost.last_op]
+    if not stores or any(op.regions or not (_pure(op) or op in stores) for op in body_ops):
+        return None
+    for op in nest.walk():
+        if isinstance(op, memref.StoreOp | memref.LoadOp) and op.memref in stored:
+            if op.parent_block() is not innermost or not op.indices or op.indices[-1] is not p:
+                return None
+    if any(isinstance(v.type, IntegerType) and v.type.width.data == 1 for v in (op.value for op in stores)):
+        return None  # bytes in memory, i1 in registers: not worth a case
+    return loops
+
+
 def _values_inside(nest: scf.ParallelOp) -> set[SSAValue]:
     """The values defined in the nest: its ops' results and its blocks' arguments."""
     inside: set[SSAValue] = set()
@@ -695,10 +763,25 @@ def _constant_int(v: SSAValue) -> int:
     raise Unsupported("a parallel bound that is not a constant")
 
 
-def module_text(functions: Sequence[NestFunction]) -> str:
-    """One LLVM module holding ``functions`` and the intrinsics they declare."""
+def sequence_text(name: str, calls: Sequence[tuple[str, int, int]]) -> str:
+    """The LLVM function ``@name(ptr %slots, ptr %maps)`` calling nest functions one after another: the k-th call is
+    ``calls[k] = (function, lo, hi)`` on ``%slots`` and the map ``maps[k]`` (so that a run of nests costs the runtime
+    one call, and runs that differ only in their buffers have the same text). The calls are not inlined (the nests
+    are compiled once, however many runs call them)."""
+    lines = [f"define void @{name}(ptr noalias %slots, ptr noalias %maps) {{", "entry:"]
+    for k, (fn, lo, hi) in enumerate(calls):
+        lines.append(f"  %p{k} = getelementptr ptr, ptr %maps, i64 {k}")
+        lines.append(f"  %m{k} = load ptr, ptr %p{k}")
+        lines.append(f"  call void @{fn}(ptr %slots, ptr %m{k}, i64 {lo}, i64 {hi}) #0")
+    return "\n".join([*lines, "  ret void", "}"])
+
+
+def module_text(functions: Sequence[NestFunction], sequences: Sequence[str] = ()) -> str:
+    """One LLVM module holding ``functions``, the intrinsics they declare and the ``sequences``
+    (:func:`sequence_text`)."""
     declares = sorted(set().union(*(f.declares for f in functions))) if functions else []
-    return "\n\n".join([*(f.text for f in functions), *declares]) + "\n"
+    tail = ["attributes #0 = { noinline }"] if sequences else []
+    return "\n\n".join([*(f.text for f in functions), *sequences, *declares, *tail]) + "\n"
 
 
 class LlvmArith(gpu_math.Arith[str, str, str]):

@@ -1,0 +1,260 @@
+"""Attention kernels on the CPU: the ``attention`` kind's launches (``pg.scaled_dot_product_attention`` with
+``pg.attention_lse``, and ``pg.attention_backward``) run as blocked BLAS products, for ``picograd.runtime.cpu_jit``.
+
+The loop stage's form of these kernels (FlashAttention-2's online softmax, one query row and one key at a time) is
+made for GPU threads; on the CPU its per-key scalar work runs at a few GFLOP/s. Here the batch (all leading dims
+flattened: ``N`` slices of ``L`` queries and ``S`` keys) is cut into chunks of slices whose ``L x S`` score tiles
+fit in the L2 cache (:data:`TILE_BYTES`); each chunk's scores are one batched matmul into a scratch tile, the softmax
+runs in place on it (numpy ufuncs with ``out=``), and the products with the values go straight into the output
+buffers. So no ``N x L x S`` tensor exists, as in FlashAttention, and the work is BLAS's. Chunks are spread over
+the runtime's threads (numpy releases the GIL in matmuls and ufunc loops); each thread keeps its own scratch.
+
+- forward (``out``, ``lse``; either may be absent): ``S = scale q k^T`` masked (causal: keys after the query;
+  a boolean mask's false entries: ``-inf``; a float mask added), ``m`` the row maximum (0 for a row with every key
+  masked), ``P = exp(S - m)``, ``l = rowsum(P)``, ``out = (P v) / l`` (0 where ``l`` is 0), ``lse = m + log l``;
+- backward (FlashAttention-2's Algorithm 2 without the tiling of L): ``P = exp(S - lse)`` (0 where ``lse`` is
+  ``-inf``), ``dv = P^T dout``, ``dS = scale P (dout v^T - rowsum(dout * out))``, ``dq = dS k``, ``dk = dS^T q``.
+
+Kernels with dropout, or bodies holding other ops, are not taken (:func:`attention_step` returns None; the caller
+runs them another way). Algorithms: Dao, "FlashAttention-2" (2023); the numpy semantics are ``pg_numpy``'s.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+from xdsl.ir import SSAValue
+
+from picograd.dialects import pg
+from picograd.dialects.kernel import LaunchOp
+from picograd.dialects.pg_numpy import numpy_dtype
+
+CAUSAL_BLOCKS = 4
+"""Row blocks of a causal attention's queries (each against the keys up to its last row)."""
+
+TILE_BYTES = 1 << 19
+"""Bytes of score tile a chunk holds (per thread): a chunk is as many (query, key) slices as fit."""
+
+Getter = Callable[[list[np.ndarray]], np.ndarray]
+RunChunks = Callable[[Callable[[int, int], None], Sequence[tuple[int, int]]], None]
+Step = Callable[[list[np.ndarray]], None]
+
+
+def attention_step(launch: LaunchOp, ins: Sequence[Getter], outs: Sequence[Getter], run: RunChunks) -> Step | None:
+    """The step running ``launch`` (of kind ``attention``) blocked over its batch, or None when its body is not one
+    this module takes (see the module docstring). ``ins``/``outs`` give the launch's buffers from the call's
+    arguments, and ``run(fn, chunks)`` calls ``fn(lo, hi)`` for every chunk (on the runtime's threads)."""
+    block = launch.body.block
+    ops = [op for op in block.ops if op is not launch.yield_op]
+    args = {a: i for i, a in enumerate(block.args)}
+    yielded = list(launch.yield_op.values)
+    if len(set(yielded)) != len(yielded) or not ops:
+        return None
+    fwd = [op for op in ops if isinstance(op, pg.ScaledDotProductAttentionOp | pg.AttentionLseOp)]
+    bwd = [op for op in ops if isinstance(op, pg.AttentionBackwardOp)]
+    if fwd and len(fwd) == len(ops) and len(ops) <= 2:
+        return _forward(fwd, args, yielded, ins, outs, run)
+    if len(bwd) == 1 and len(ops) == 1:
+        return _backward(bwd[0], args, yielded, ins, outs, run)
+    return None
+
+
+def _operand(v: SSAValue | None, args: dict[SSAValue, int], ins: Sequence[Getter]) -> Getter | None:
+    if v is None:
+        return None
+    if v not in args:
+        raise KeyError(v)
+    return ins[args[v]]
+
+
+def _out(v: SSAValue, yielded: list[SSAValue], outs: Sequence[Getter]) -> Getter | None:
+    return outs[yielded.index(v)] if v in yielded else None
+
+
+class _Scores:
+    """What the forward and backward share: the flattened shapes, the masks, the chunks and per-thread scratch."""
+
+    def __init__(self, op: Any, args: dict[SSAValue, int], ins: Sequence[Getter], run: RunChunks):
+        *batch, self.L, self.E = pg.shape_of(op.query)
+        self.S = pg.shape_of(op.key)[-2]
+        self.N = math.prod(batch)
+        self.batch = tuple(batch)
+        self.dtype = numpy_dtype(pg.element_of(op.query))
+        self.scale = self.dtype.type(op.scale_value)
+        self.causal = op.is_causal
+        self.q = _operand(op.query, args, ins)
+        self.k = _operand(op.key, args, ins)
+        self.mask = _operand(op.mask, args, ins)
+        self.run = run
+        per = max(1, TILE_BYTES // (self.L * self.S * self.dtype.itemsize))
+        self.chunks = [(lo, min(lo + per, self.N)) for lo in range(0, self.N, per)]
+        self.per = min(per, self.N)
+        self.future = ~np.tri(self.L, self.S, dtype=bool) if self.causal else None  # keys after the query
+        # causal: query rows in blocks, each against the keys up to its last row only (about half the work)
+        blocks = CAUSAL_BLOCKS if self.causal and self.L >= 2 * CAUSAL_BLOCKS else 1
+        cuts = [self.L * b // blocks for b in range(blocks + 1)]
+        pairs = zip(cuts[:-1], cuts[1:], strict=True)
+        self.rows = [(r0, r1, min(self.S, r1) if self.causal else self.S) for r0, r1 in pairs]
+        self.scratch: dict[tuple[int, str], np.ndarray] = {}
+
+    def flat(self, a: np.ndarray, last: tuple[int, ...]) -> np.ndarray:
+        return a.reshape(self.N, *last)
+
+    def tile(self, name: str, shape: tuple[int, ...]) -> np.ndarray:
+        """This thread's scratch ``name`` (made once)."""
+        key = (threading.get_ident(), name)
+        t = self.scratch.get(key)
+        if t is None:
+            t = self.scratch[key] = np.empty((self.per, *shape), self.dtype)
+        return t
+
+    def masks(self, bufs: list[np.ndarray]) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """(keys to drop as (N, L, S) bool, a float mask to add as (N, L, S)) of this call."""
+        if self.mask is None:
+            return None, None
+        m = np.broadcast_to(self.mask(bufs), (*self.batch, self.L, self.S)).reshape(self.N, self.L, self.S)
+        return (~m, None) if m.dtype == np.bool_ else (None, m)
+
+    def scores(self, q: np.ndarray, k: np.ndarray, lo: int, hi: int, rows: tuple[int, int, int], drop: Any, add: Any):
+        """The masked scaled scores of slices lo..hi, query rows r0..r1 against keys 0..kend (``rows``), in this
+        thread's tile, and the scaled queries ``scale * q`` of those rows (another tile)."""
+        r0, r1, kend = rows
+        s = self.part("s", (self.L, self.S), (hi - lo, r1 - r0, kend))
+        qs = self.part("q", (self.L, self.E), (hi - lo, r1 - r0, self.E))
+        np.multiply(q[lo:hi, r0:r1], self.scale, out=qs)  # the scale on q: a pass over E, not over the keys
+        np.matmul(qs, k[lo:hi, :kend].transpose(0, 2, 1), out=s)
+        if self.future is not None:
+            np.copyto(s, -np.inf, where=self.future[r0:r1, :kend])
+        if drop is not None:
+            np.copyto(s, -np.inf, where=drop[lo:hi, r0:r1, :kend])
+        if add is not None:
+            s += add[lo:hi, r0:r1, :kend]
+        return s, qs
+
+    def part(self, name: str, full: tuple[int, ...], shape: tuple[int, ...]) -> np.ndarray:
+        """The first elements of this thread's tile ``name`` (of ``full`` per slice) as a contiguous ``shape``."""
+        return self.tile(name, full).reshape(-1)[: math.prod(shape)].reshape(shape)
+
+
+def _forward(ops: list[Any], args, yielded, ins, outs, run) -> Step | None:
+    sdpa = next((op for op in ops if isinstance(op, pg.ScaledDotProductAttentionOp)), None)
+    lse_op = next((op for op in ops if isinstance(op, pg.AttentionLseOp)), None)
+    if len(ops) == 2 and (sdpa is None or lse_op is None):
+        return None
+    if sdpa is not None and sdpa.dropout is not None:
+        return None
+    first = sdpa if sdpa is not None else lse_op
+    if sdpa is not None and lse_op is not None:
+        same = (sdpa.query, sdpa.key, sdpa.mask, sdpa.scale_value, sdpa.is_causal)
+        if same != (lse_op.query, lse_op.key, lse_op.mask, lse_op.scale_value, lse_op.is_causal):
+            return None
+    try:
+        sc = _Scores(first, args, ins, run)
+        v_get = _operand(sdpa.value, args, ins) if sdpa is not None else None
+    except KeyError:
+        return None
+    out_get = _out(sdpa.result, yielded, outs) if sdpa is not None else None
+    lse_get = _out(lse_op.result, yielded, outs) if lse_op is not None else None
+    ev = pg.shape_of(sdpa.value)[-1] if sdpa is not None else 0
+    assert sc.q is not None and sc.k is not None
+    q_get, k_get = sc.q, sc.k
+
+    def step(bufs: list[np.ndarray]) -> None:
+        q, k = sc.flat(q_get(bufs), (sc.L, sc.E)), sc.flat(k_get(bufs), (sc.S, sc.E))
+        v = sc.flat(v_get(bufs), (sc.S, ev)) if v_get is not None else None
+        o = sc.flat(out_get(bufs), (sc.L, ev)) if out_get is not None else None
+        lse = sc.flat(lse_get(bufs), (sc.L,)) if lse_get is not None else None
+        drop, add = sc.masks(bufs)
+
+        def chunk(lo: int, hi: int) -> None:
+            for rows in sc.rows:
+                r0, r1, kend = rows
+                s, _ = sc.scores(q, k, lo, hi, rows, drop, add)
+                m = sc.tile("m", (sc.L, 1))[: hi - lo, : r1 - r0]
+                np.max(s, axis=-1, keepdims=True, out=m)
+                np.copyto(m, 0, where=np.isneginf(m))
+                s -= m
+                np.exp(s, out=s)
+                den = sc.tile("l", (sc.L, 1))[: hi - lo, : r1 - r0]
+                np.sum(s, axis=-1, keepdims=True, out=den)
+                if o is not None:
+                    assert v is not None
+                    out = o[lo:hi, r0:r1]
+                    np.matmul(s, v[lo:hi, :kend], out=out)
+                    np.divide(out, np.where(den == 0, 1, den), out=out)
+                if lse is not None:
+                    np.log(den, out=den)
+                    np.add(m[..., 0], den[..., 0], out=lse[lo:hi, r0:r1])
+
+        with np.errstate(divide="ignore", invalid="ignore"):
+            sc.run(chunk, sc.chunks)
+
+    return step
+
+
+def _backward(op: pg.AttentionBackwardOp, args, yielded, ins, outs, run) -> Step | None:
+    if op.dropout is not None:
+        return None
+    try:
+        sc = _Scores(op, args, ins, run)
+        v_get, o_get, do_get, lse_get = (_operand(x, args, ins) for x in (op.value, op.out, op.dout, op.lse))
+    except KeyError:
+        return None
+    dq_get, dk_get, dv_get = (_out(r, yielded, outs) for r in op.results)
+    ev = pg.shape_of(op.value)[-1]
+    assert sc.q is not None and sc.k is not None and v_get and o_get and do_get and lse_get
+    q_get, k_get = sc.q, sc.k
+
+    def step(bufs: list[np.ndarray]) -> None:
+        q, k = sc.flat(q_get(bufs), (sc.L, sc.E)), sc.flat(k_get(bufs), (sc.S, sc.E))
+        v, o, do = sc.flat(v_get(bufs), (sc.S, ev)), sc.flat(o_get(bufs), (sc.L, ev)), sc.flat(do_get(bufs), (sc.L, ev))
+        lse = sc.flat(lse_get(bufs), (sc.L, 1))
+        dq = sc.flat(dq_get(bufs), (sc.L, sc.E)) if dq_get is not None else None
+        dk = sc.flat(dk_get(bufs), (sc.S, sc.E)) if dk_get is not None else None
+        dv = sc.flat(dv_get(bufs), (sc.S, ev)) if dv_get is not None else None
+        drop, add = sc.masks(bufs)
+
+        def chunk(lo: int, hi: int) -> None:
+            for b, rows in enumerate(sc.rows):
+                r0, r1, kend = rows
+                p, qs = sc.scores(q, k, lo, hi, rows, drop, add)
+                row = sc.tile("m", (sc.L, 1))[: hi - lo, : r1 - r0]
+                np.copyto(row, lse[lo:hi, r0:r1])
+                np.copyto(row, 0, where=np.isneginf(row))
+                p -= row
+                np.exp(p, out=p)
+                if dv is not None:
+                    _product(p.transpose(0, 2, 1), do[lo:hi, r0:r1], dv[lo:hi], b == 0, sc.tile("dv", (sc.S, ev)))
+                ds = sc.part("ds", (sc.L, sc.S), p.shape)
+                np.matmul(do[lo:hi, r0:r1], v[lo:hi, :kend].transpose(0, 2, 1), out=ds)
+                np.einsum("nle,nle->nl", do[lo:hi, r0:r1], o[lo:hi, r0:r1], out=row[..., 0])
+                ds -= row
+                ds *= p  # dS / scale: the scale goes on dq and (through scale * q) on dk
+                if dq is not None:
+                    np.matmul(ds, k[lo:hi, :kend], out=dq[lo:hi, r0:r1])
+                    dq[lo:hi, r0:r1] *= sc.scale
+                if dk is not None:
+                    _product(ds.transpose(0, 2, 1), qs, dk[lo:hi], b == 0, sc.tile("dk", (sc.S, sc.E)))
+
+        with np.errstate(invalid="ignore", over="ignore"):
+            sc.run(chunk, sc.chunks)
+
+    return step
+
+
+def _product(a: np.ndarray, b: np.ndarray, out: np.ndarray, first: bool, scratch: np.ndarray) -> None:
+    """A causal backward's ``dk``/``dv`` of some slices, over row blocks: ``out[:, :kend] = a @ b`` and the keys
+    beyond zeroed for the ``first`` block (it reaches the fewest keys), ``out[:, :kend] += a @ b`` (through
+    ``scratch``) for the next ones."""
+    kend = a.shape[-2]
+    if first:
+        np.matmul(a, b, out=out[:, :kend])
+        out[:, kend:] = 0
+        return
+    tmp = scratch.reshape(-1)[: a.shape[0] * kend * b.shape[-1]].reshape(a.shape[0], kend, b.shape[-1])
+    np.matmul(a, b, out=tmp)
+    out[:, :kend] += tmp
