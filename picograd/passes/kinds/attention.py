@@ -929,12 +929,17 @@ def _outside_buffers(nest: Operation) -> list[SSAValue]:
     return found
 
 
-def build_launch(par: scf.ParallelOp) -> None:
+def build_launch(par: scf.ParallelOp, simt: bool = False) -> None:
     """Replace the attention nest ``par`` (loop stage, ``pg.attention``) by its ``gpu.launch`` (see the module
-    docstring). Raises ``ValueError`` for a nest this module did not make."""
+    docstring); ``simt``: under another schedule carrying the ``flash`` sizes (``flash-mma``, for the nests it does
+    not build). Raises ``ValueError`` for a nest this module did not make."""
     info = par.attributes[ATTENTION_ATTR]
     s = par.attributes.get("kernel.schedule")
-    if not isinstance(info, DictionaryAttr) or not isinstance(s, ScheduleAttr) or s.strategy.data != STRATEGY:
+    if (
+        not isinstance(info, DictionaryAttr)
+        or not isinstance(s, ScheduleAttr)
+        or (s.strategy.data != STRATEGY and not simt)
+    ):
         raise ValueError(f"an attention nest needs pg.attention and a {STRATEGY} schedule")
     k = _Kernel(par, info, nest_buffers(par), s)
     replace_nest(par, k.build(), k.host_consts)
