@@ -83,6 +83,7 @@ BLOCK_N = 64
 MAX_HEAD_DIM = 128
 """The largest head dim (of q/k and of v) the schedule takes: its output rows stay in registers."""
 WARP = gpu_ext.WARP_SIZE
+LOG2E = 1.0 / math.log(2.0)
 CHUNK = 8
 """16-bit elements of one 16-byte ``cp.async`` chunk and ``ldmatrix`` row."""
 
@@ -240,10 +241,11 @@ class _Forward:
         return x
 
     def masked(self, b: Builder, s: SSAValue, batch: Sequence[Index], i: Index, j: Index) -> SSAValue:
-        """Score ``s`` of query ``i`` and key ``j`` (unclamped) with the masks: ``-inf`` past the keys, above the
-        diagonal (causal) and where the user's mask says so (a float mask is added)."""
+        """Score ``s`` (scaled, in log2 units) of query ``i`` and key ``j`` (unclamped) with the masks: ``-inf`` past
+        the keys, above the diagonal (causal) and where the user's mask says so (a float mask is added, times
+        log2(e))."""
         ninf = self.f(-math.inf)
-        valid = b.lt(j, self.keys)
+        valid: SSAValue | bool = b.lt(j, self.keys) if self.keys % self.bn else True
         if self.causal:
             valid = b.both(valid, b.cmp("ule", j, i))
         mask = self.buf.get("mask")
@@ -255,8 +257,13 @@ class _Forward:
             if MemRefType.get_element_type(mask.type) == i1:  # type: ignore[arg-type]
                 s = b.select(m, s, ninf)
             else:
-                s = b.v(arith.AddfOp(s, b.v(arith.ExtFOp(m, f32)) if m.type != f32 else m))
+                m32 = b.v(arith.ExtFOp(m, f32)) if m.type != f32 else m
+                s = b.v(arith.AddfOp(s, b.v(arith.MulfOp(m32, self.f(LOG2E)))))
         return b.select(valid, s, ninf)
+
+    def exp2(self, b: Builder, x: SSAValue) -> SSAValue:
+        """``2**x`` by ``ex2.approx`` (the softmax's exponentials, as FlashAttention computes them)."""
+        return b.v(mathd.Exp2Op(x, arith.FastMathFlagsAttr([arith.FastMathFlag.APPROX_FUNC])))
 
     # --- the kernel ---------------------------------------------------------------------------------------------
 
@@ -271,6 +278,7 @@ class _Forward:
             rest = b.div(rest, n)
         self.lane = b.rem(tid, WARP)
         self.wrow = b.mul(b.div(tid, WARP), 16)
+        self.batch_idx = batch
         self.forward(bx, batch)
         grid = [-(-self.length // self.bm), math.prod(self.batch), 1]
         self.host_consts = [arith.ConstantOp(IntegerAttr(v, IndexType())) for v in (*grid, self.threads, 1)]
@@ -288,27 +296,47 @@ class _Forward:
 
     def forward(self, bx: SSAValue, batch: list[Index]) -> None:
         b, d, ev, bm, bn = self.b, self.d, self.ev, self.bm, self.bn
-        q, k, v = self.buf["q"], self.buf["k"], self.buf["v"]
+        q, k = self.buf["q"], self.buf["k"]
         row0 = b.mul(bx, bm)
-        qt, kt_, vt = (_Tile(b, self.element, r, c) for r, c in ((bm, d), (bn, d), (bn, ev)))
+        self.qt, self.kt, self.vt = (_Tile(b, self.element, r, c) for r, c in ((bm, d), (bn, d), (bn, ev)))
         n = -(-self.keys // bn)
         n_tiles: Index = n
-        if self.causal:  # keys j <= the block's last row
+        n_full: Index = self.keys // bn  # tiles needing no mask: within the keys, below the diagonal, no user mask
+        if self.causal:  # keys j <= the block's last row; unmasked: j <= its first row
             n_tiles = b.min(b.add(b.div(b.add(row0, bm - 1), bn), 1), n)
+            n_full = b.min(b.div(b.add(row0, 1), bn), self.keys // bn)
+        if "mask" in self.buf:
+            n_full = 0
         # Prologue: the Q tile and K tile 0; each warp's Q fragments into registers.
-        self.copy(b, qt, q, batch, row0, self.length)
-        self.copy(b, kt_, k, batch, 0, self.keys)
+        self.copy(b, self.qt, q, batch, row0, self.length)
+        self.copy(b, self.kt, k, batch, 0, self.keys)
         b.op(gpu_ext.AsyncCommitOp())
         b.op(gpu_ext.AsyncWaitOp(0))
         b.op(gpu.BarrierOp())
-        qa = [self.ldmatrix(b, qt, self.rows_k(qt, 0, kk), False) for kk in range(0, d, 16)]
+        self.qa = [self.ldmatrix(b, self.qt, self.rows_k(self.qt, 0, kk), False) for kk in range(0, d, 16)]
         g, t = b.div(self.lane, 4), b.rem(self.lane, 4)
+        self.t = t
         rows = [b.add(row0, b.add(self.wrow, b.add(g, 8 * h))) for h in range(2)]
-        n_o = ev // 8 * 4
         ninf, zero = self.f(-math.inf), self.f(0.0)
-        scale = self.f(self.scale)
+        state = [ninf, ninf, zero, zero, *([zero] * (ev // 8 * 4))]
+        state = self.key_loop(b, 0, n_full, state, batch, rows, masked=False)
+        if not (isinstance(n_full, int) and isinstance(n_tiles, int) and n_full == n_tiles):
+            state = self.key_loop(b, n_full, n_tiles, state, batch, rows, masked=True)
+        b.op(gpu_ext.AsyncWaitOp(0))  # no copy may land after the block exits
+        self.store(b, batch, rows, t, state[0:2], state[2:4], state[4:])
 
-        body = Block(arg_types=[IndexType(), *([f32] * (4 + n_o))])
+    def key_loop(
+        self, b: Builder, lo: Index, hi: Index, state: Sequence[SSAValue], batch: list[Index], rows: list[Index],
+        masked: bool,
+    ) -> list[SSAValue]:  # fmt: skip
+        """The ``scf.for`` over key tiles ``lo .. hi`` carrying the row maxima ``m`` (log2 units), this thread's
+        partial row sums ``l`` and the output accumulators; ``masked``: apply the masks (the tiles on the causal
+        diagonal, past the keys, or under a user mask)."""
+        d, ev, bn, t = self.d, self.ev, self.bn, self.t
+        v, k = self.buf["v"], self.buf["k"]
+        ninf, zero = self.f(-math.inf), self.f(0.0)
+        c = self.f(self.scale * LOG2E)
+        body = Block(arg_types=[IndexType(), *(x.type for x in state)])
         lb = b.at(body)
         body.add_op(scf.YieldOp(*body.args[1:]))
         kt = lb.v(arith.IndexCastOp(body.args[0], i32))
@@ -317,7 +345,7 @@ class _Forward:
         acc: list[SSAValue] = list(body.args[5:])
         j0 = lb.mul(kt, bn)
         lb.op(gpu.BarrierOp())  # every warp is done with the previous V tile
-        self.copy(lb, vt, v, batch, j0, self.keys)
+        self.copy(lb, self.vt, v, self.batch_idx, j0, self.keys)
         lb.op(gpu_ext.AsyncCommitOp())
         lb.op(gpu_ext.AsyncWaitOp(1))  # this K tile has landed (the V tile may be in flight)
         lb.op(gpu.BarrierOp())
@@ -325,38 +353,40 @@ class _Forward:
         s_acc = [zero] * (bn // 8 * 4)
         for kk in range(0, d, 16):
             for n0 in range(0, bn, 16):
-                frag = self.ldmatrix(lb, kt_, self.cols_k(kt_, n0, kk), False)
+                frag = self.ldmatrix(lb, self.kt, self.cols_k(self.kt, n0, kk), False)
                 for half in range(2):
                     base = (n0 // 8 + half) * 4
-                    mma = lb.op(gpu_ext.MmaSyncOp("m16n8k16", self.mma, qa[kk // 16], frag[2 * half : 2 * half + 2],
-                                                  s_acc[base : base + 4]))  # fmt: skip
+                    mma = lb.op(gpu_ext.MmaSyncOp("m16n8k16", self.mma, self.qa[kk // 16],
+                                                  frag[2 * half : 2 * half + 2], s_acc[base : base + 4]))  # fmt: skip
                     s_acc[base : base + 4] = list(mma.results)
-        # scale, masks, online softmax (rows g and g + 8 of the warp's 16)
+        # online softmax in log2 units (rows g and g + 8 of the warp's 16): x = S scale log2(e)
         p = [zero] * len(s_acc)
         m_new, l_new, alpha = [], [], []
         for h in range(2):
             vals = []
             for nt in range(bn // 8):
-                for c in range(2):
-                    j = lb.add(j0, lb.add(lb.mul(t, 2), nt * 8 + c))
-                    x = lb.v(arith.MulfOp(s_acc[nt * 4 + 2 * h + c], scale))
-                    vals.append((nt * 4 + 2 * h + c, self.masked(lb, x, batch, rows[h], j)))
+                for cc in range(2):
+                    x = lb.v(arith.MulfOp(s_acc[nt * 4 + 2 * h + cc], c))
+                    if masked:
+                        j = lb.add(j0, lb.add(lb.mul(t, 2), nt * 8 + cc))
+                        x = self.masked(lb, x, batch, rows[h], j)
+                    vals.append((nt * 4 + 2 * h + cc, x))
             mx = vals[0][1]
             for _, x in vals[1:]:
                 mx = lb.v(arith.MaximumfOp(mx, x))
             mx = self.quad(lb, mx, arith.MaximumfOp)
             mn = lb.v(arith.MaximumfOp(m_old[h], mx))
-            mu = lb.v(arith.SelectOp(lb.v(arith.CmpfOp(mn, ninf, "oeq")), zero, mn))
-            a = lb.v(mathd.ExpOp(lb.v(arith.SubfOp(m_old[h], mu))))
+            mu = lb.v(arith.SelectOp(lb.v(arith.CmpfOp(mn, ninf, "oeq")), zero, mn)) if masked else mn
+            a = self.exp2(lb, lb.v(arith.SubfOp(m_old[h], mu)))
             total = lb.v(arith.MulfOp(l_old[h], a))
             for idx, x in vals:
-                p[idx] = lb.v(mathd.ExpOp(lb.v(arith.SubfOp(x, mu))))
+                p[idx] = self.exp2(lb, lb.v(arith.SubfOp(x, mu)))
                 total = lb.v(arith.AddfOp(total, p[idx]))
             m_new.append(mn)
             l_new.append(total)
             alpha.append(a)
         acc = [lb.v(arith.MulfOp(x, alpha[(i % 4) // 2])) for i, x in enumerate(acc)]
-        # P as A fragments: the accumulators of n8 tiles 2kk, 2kk + 1 are the A layout of K step kk
+        # P as A fragments: the accumulators of n8 tiles 2ks, 2ks + 1 are the A layout of K step ks
         pa = []
         for ks in range(bn // 16):
             c0, c1 = p[8 * ks : 8 * ks + 4], p[8 * ks + 4 : 8 * ks + 8]
@@ -364,23 +394,21 @@ class _Forward:
                        self.pack(lb, c1[0], c1[1]), self.pack(lb, c1[2], c1[3])])  # fmt: skip
         lb.op(gpu_ext.AsyncWaitOp(0))  # the V tile has landed
         lb.op(gpu.BarrierOp())  # and every warp is done with the K tile
-        self.copy(lb, kt_, k, batch, lb.add(j0, bn), self.keys)
+        self.copy(lb, self.kt, k, self.batch_idx, lb.add(j0, bn), self.keys)
         lb.op(gpu_ext.AsyncCommitOp())
         # O += P V
         for ks in range(bn // 16):
             for e0 in range(0, ev, 16):
-                frag = self.ldmatrix(lb, vt, self.rows_n(vt, e0, ks * 16), True)
+                frag = self.ldmatrix(lb, self.vt, self.rows_n(self.vt, e0, ks * 16), True)
                 for half in range(2):
                     base = (e0 // 8 + half) * 4
                     mma = lb.op(gpu_ext.MmaSyncOp("m16n8k16", self.mma, pa[ks], frag[2 * half : 2 * half + 2],
                                                   acc[base : base + 4]))  # fmt: skip
                     acc[base : base + 4] = list(mma.results)
         body.last_op.operands = [*m_new, *l_new, *acc]  # type: ignore[union-attr]
-        loop = scf.ForOp(b.idx(0), b.idx(n_tiles), b.idx(1), [ninf, ninf, zero, zero, *([zero] * n_o)], Region(body))
+        loop = scf.ForOp(b.idx(lo), b.idx(hi), b.idx(1), list(state), Region(body))
         b.op(loop)
-        b.op(gpu_ext.AsyncWaitOp(0))  # no copy may land after the block exits
-        m, l_, out_acc = list(loop.results[0:2]), list(loop.results[2:4]), list(loop.results[4:])
-        self.store(b, batch, rows, t, m, l_, out_acc)
+        return list(loop.results)
 
     def store(
         self, b: Builder, batch: list[Index], rows: list[Index], t: Index, m: Sequence[SSAValue],
@@ -405,4 +433,5 @@ class _Forward:
                 first = sb.when(sb.cmp("ult", t, 1))
                 assert first is not None
                 mu = first.v(arith.SelectOp(first.v(arith.CmpfOp(m[h], ninf, "oeq")), zero, m[h]))
+                mu = first.v(arith.MulfOp(mu, self.f(math.log(2.0))))  # m is in log2 units
                 first.store(first.v(arith.AddfOp(mu, first.v(mathd.LogOp(total)))), lse, [*batch, rows[h]])
