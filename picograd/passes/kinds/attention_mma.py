@@ -84,6 +84,10 @@ MAX_HEAD_DIM = 128
 """The largest head dim (of q/k and of v) the schedule takes: its output rows stay in registers."""
 WARP = gpu_ext.WARP_SIZE
 LOG2E = 1.0 / math.log(2.0)
+DQ_BLOCK_N = 32
+"""Keys a shared K/V tile of the dq kernel (at most ``mma_block_n``; S, dP and dq in registers)."""
+DKDV_BLOCK_M = 16
+"""Queries a shared Q/dO tile of the dk/dv kernel (dk and dv in registers; K and V tiles in shared memory)."""
 CHUNK = 8
 """16-bit elements of one 16-byte ``cp.async`` chunk and ``ldmatrix`` row."""
 
@@ -128,10 +132,15 @@ def build_launch(par: scf.ParallelOp) -> None:
 
     buffers = attention.nest_buffers(par)
     nest = info.data["nest"].data  # type: ignore[attr-defined]
-    if nest != "forward" or "v" not in buffers or not all(aligned16(buffers[r]) for r in ("q", "k", "v", "out")):
+    tiled = {
+        "forward": ("q", "k", "v", "out"),
+        "dq": ("q", "k", "v", "dout", "dq"),
+        "dkdv": ("q", "k", "v", "dout", "dk", "dv"),
+    }
+    if nest not in tiled or not all(r in buffers and aligned16(buffers[r]) for r in tiled[nest]):
         attention.build_launch(par, simt=True)
         return
-    k = _Forward(par, info, buffers, s)
+    k = _MmaKernel(par, info, buffers, s)
     attention.replace_nest(par, k.build(), k.host_consts)
 
 
@@ -155,11 +164,12 @@ class _Tile:
         return b.idx(b.add(b.add(b.mul(row, self.cols), b.mul(chunk, CHUNK)), row_step * self.cols))
 
 
-class _Forward:
-    """Builds the ``gpu.launch`` of a forward attention nest under ``flash-mma`` (see the module docstring)."""
+class _MmaKernel:
+    """Builds the ``gpu.launch`` of an attention nest under ``flash-mma`` (see the module docstring)."""
 
     def __init__(self, par: scf.ParallelOp, info: DictionaryAttr, buffers: dict[str, SSAValue], s: ScheduleAttr):
         self.par, self.buf = par, buffers
+        self.nest = info.data["nest"].data  # type: ignore[attr-defined]
         self.loc = par.location
         self.scale = float(info.data["scale"].value.data)  # type: ignore[attr-defined]
         self.causal = "causal" in info.data
@@ -225,6 +235,70 @@ class _Forward:
         row = o.add(o.rem(lane, 8), o.mul(o.rem(j, 2), 8))
         return t.place(o, row, o.add(n0, o.mul(o.div(j, 2), 8)), kk)
 
+    def mma_at(self, b: Builder, a: Sequence[SSAValue], frag: Sequence[SSAValue], acc: list[SSAValue], nt: int):
+        """``acc``'s n8 tile ``nt`` += A B (``frag``: the tile's two B registers)."""
+        base = nt * 4
+        mma = b.op(gpu_ext.MmaSyncOp("m16n8k16", self.mma, list(a), list(frag), acc[base : base + 4]))
+        acc[base : base + 4] = list(mma.results)
+
+    def times_bt(self, b: Builder, a: Sequence[Sequence[SSAValue]], t: _Tile, n: int, k: int, acc: list[SSAValue]):
+        """``acc`` (16 x ``n``) += A (16 x ``k``, fragments ``a`` by K step) B^T, B the ``n x k`` tile ``t``."""
+        for kk in range(0, k, 16):
+            for n0 in range(0, n, 16):
+                frag = self.ldmatrix(b, t, self.cols_k(t, n0, kk), False)
+                self.mma_at(b, a[kk // 16], frag[0:2], acc, n0 // 8)
+                self.mma_at(b, a[kk // 16], frag[2:4], acc, n0 // 8 + 1)
+
+    def times_b(self, b: Builder, a: Sequence[Sequence[SSAValue]], t: _Tile, n: int, k: int, acc: list[SSAValue]):
+        """``acc`` (16 x ``n``) += A (16 x ``k``) B, B the ``k x n`` tile ``t`` (``ldmatrix.trans``)."""
+        for ks in range(k // 16):
+            for e0 in range(0, n, 16):
+                frag = self.ldmatrix(b, t, self.rows_n(t, e0, ks * 16), True)
+                self.mma_at(b, a[ks], frag[0:2], acc, e0 // 8)
+                self.mma_at(b, a[ks], frag[2:4], acc, e0 // 8 + 1)
+
+    def a_frags(self, b: Builder, c: Sequence[SSAValue]) -> list[list[SSAValue]]:
+        """Accumulators ``c`` (16 x n, n8 tiles) rounded and packed as the A fragments of the K steps of 16: those
+        of n8 tiles 2ks and 2ks + 1 are the A layout of K step ks."""
+        out = []
+        for ks in range(len(c) // 8):
+            c0, c1 = c[8 * ks : 8 * ks + 4], c[8 * ks + 4 : 8 * ks + 8]
+            out.append([self.pack(b, c0[0], c0[1]), self.pack(b, c0[2], c0[3]),
+                        self.pack(b, c1[0], c1[1]), self.pack(b, c1[2], c1[3])])  # fmt: skip
+        return out
+
+    def a_tile(self, b: Builder, t: _Tile, k: int) -> list[list[SSAValue]]:
+        """The warp's A fragments (its 16 rows) of the ``rows x k`` tile ``t``, by K step."""
+        return [self.ldmatrix(b, t, self.rows_k(t, 0, kk), False) for kk in range(0, k, 16)]
+
+    def store_rows(self, b: Builder, acc: Sequence[SSAValue], buf: SSAValue, rows: list[Index], extent: int,
+                   factor: float = 1.0) -> None:  # fmt: skip
+        """``acc`` (16 x n a warp; this thread: rows ``rows``) times ``factor`` rounded to ``buf``'s type, two
+        columns a store, rows below ``extent``."""
+        el = MemRefType.get_element_type(buf.type)  # type: ignore[arg-type]
+        for h in range(2):
+            sb = b.when(b.lt(rows[h], extent))
+            if sb is None:
+                continue
+            for nt in range(len(acc) // 4):
+                vals = []
+                for c in range(2):
+                    x = acc[nt * 4 + 2 * h + c]
+                    if factor != 1.0:
+                        x = sb.v(arith.MulfOp(x, self.f(factor)))
+                    vals.append(sb.v(arith.TruncFOp(x, el)))
+                e = sb.add(sb.mul(self.t, 2), nt * 8)
+                sb.op(gpu_ext.VectorStoreOp(vals, buf, [sb.idx(x) for x in (*self.batch_idx, rows[h], e)]))
+
+    def row_stat(self, b: Builder, buf: SSAValue, i: Index, lse: bool) -> SSAValue:
+        """``buf[*batch, i]`` (f32; ``i`` clamped into the queries): ``lse`` in log2 units with ``-inf`` (a row with
+        every key masked) as 0, or ``D``."""
+        x = b.load(buf, [*self.batch_idx, b.min(i, self.length - 1)])
+        if not lse:
+            return x
+        x = b.select(b.v(arith.CmpfOp(x, self.f(-math.inf), "oeq")), self.f(0.0), x)
+        return b.v(arith.MulfOp(x, self.f(LOG2E)))
+
     def pack(self, b: Builder, lo: SSAValue, hi: SSAValue) -> SSAValue:
         """Two f32 rounded to the mma's 16-bit type, packed into one ``i32`` fragment register (``lo`` in the low
         half: the lower column)."""
@@ -246,6 +320,8 @@ class _Forward:
         log2(e))."""
         ninf = self.f(-math.inf)
         valid: SSAValue | bool = b.lt(j, self.keys) if self.keys % self.bn else True
+        if self.nest == "dkdv":  # the query tile's rows past the queries
+            valid = b.lt(i, self.length)
         if self.causal:
             valid = b.both(valid, b.cmp("ule", j, i))
         mask = self.buf.get("mask")
@@ -279,8 +355,10 @@ class _Forward:
         self.lane = b.rem(tid, WARP)
         self.wrow = b.mul(b.div(tid, WARP), 16)
         self.batch_idx = batch
-        self.forward(bx, batch)
-        grid = [-(-self.length // self.bm), math.prod(self.batch), 1]
+        self.t = b.rem(self.lane, 4)
+        {"forward": self.forward, "dq": self.dq, "dkdv": self.dkdv}[self.nest](bx, batch)
+        extent = self.keys if self.nest == "dkdv" else self.length
+        grid = [-(-extent // self.bm), math.prod(self.batch), 1]
         self.host_consts = [arith.ConstantOp(IntegerAttr(v, IndexType())) for v in (*grid, self.threads, 1)]
         for c in self.host_consts:
             c.location = self.loc
@@ -290,7 +368,7 @@ class _Forward:
         for key in (KERNEL_ATTR, KIND_ATTR):
             if key in self.par.attributes:
                 launch.attributes[key] = self.par.attributes[key]
-        launch.attributes[STRATEGY_ATTR] = StringAttr(f"{STRATEGY}-forward")
+        launch.attributes[STRATEGY_ATTR] = StringAttr(f"{STRATEGY}-{self.nest}")
         launch.attributes["gpu.known_block_size"] = DenseArrayBase.from_list(i32, [self.threads, 1, 1])
         return launch
 
@@ -409,6 +487,115 @@ class _Forward:
         loop = scf.ForOp(b.idx(lo), b.idx(hi), b.idx(1), list(state), Region(body))
         b.op(loop)
         return list(loop.results)
+
+    def dq(self, bx: SSAValue, batch: list[Index]) -> None:
+        """dq (Algorithm 2's dq, as a separate kernel): per key tile S = Q K^T, P = exp(S - lse), dP = dO V^T,
+        dS = P (dP - D), dq += dS K (K and V tiles through shared memory; Q and dO fragments in registers)."""
+        b, d, ev, bm = self.b, self.d, self.ev, self.bm
+        bn = self.bn = min(self.bn, DQ_BLOCK_N)
+        q, k, v, dout = self.buf["q"], self.buf["k"], self.buf["v"], self.buf["dout"]
+        row0 = b.mul(bx, bm)
+        qt, dot, kt_, vt = (_Tile(b, self.element, r, c) for r, c in ((bm, d), (bm, ev), (bn, d), (bn, ev)))
+        self.copy(b, qt, q, batch, row0, self.length)
+        self.copy(b, dot, dout, batch, row0, self.length)
+        b.op(gpu_ext.AsyncCommitOp())
+        b.op(gpu_ext.AsyncWaitOp(0))
+        b.op(gpu.BarrierOp())
+        qa, doa = self.a_tile(b, qt, d), self.a_tile(b, dot, ev)
+        g, t = b.div(self.lane, 4), self.t
+        rows = [b.add(row0, b.add(self.wrow, b.add(g, 8 * h))) for h in range(2)]
+        lse2 = [self.row_stat(b, self.buf["lse"], r, True) for r in rows]
+        dsum = [self.row_stat(b, self.buf["dsum"], r, False) for r in rows]
+        n = -(-self.keys // bn)
+        n_tiles: Index = b.min(b.add(b.div(b.add(row0, bm - 1), bn), 1), n) if self.causal else n
+        masked = self.causal or "mask" in self.buf or self.keys % bn != 0
+        zero, c = self.f(0.0), self.f(self.scale * LOG2E)
+        body = Block(arg_types=[IndexType(), *([f32] * (d // 8 * 4))])
+        lb = b.at(body)
+        body.add_op(scf.YieldOp(*body.args[1:]))
+        kt = lb.v(arith.IndexCastOp(body.args[0], i32))
+        acc: list[SSAValue] = list(body.args[1:])
+        j0 = lb.mul(kt, bn)
+        lb.op(gpu.BarrierOp())  # every warp is done with the previous tiles
+        self.copy(lb, kt_, k, batch, j0, self.keys)
+        self.copy(lb, vt, v, batch, j0, self.keys)
+        lb.op(gpu_ext.AsyncCommitOp())
+        lb.op(gpu_ext.AsyncWaitOp(0))
+        lb.op(gpu.BarrierOp())
+        s_acc, dp = [zero] * (bn // 8 * 4), [zero] * (bn // 8 * 4)
+        self.times_bt(lb, qa, kt_, bn, d, s_acc)
+        self.times_bt(lb, doa, vt, bn, ev, dp)
+        ds = [zero] * len(s_acc)
+        for idx in range(len(s_acc)):
+            nt, h, cc = idx // 4, (idx % 4) // 2, idx % 2
+            x = lb.v(arith.MulfOp(s_acc[idx], c))
+            if masked:
+                x = self.masked(lb, x, batch, rows[h], lb.add(j0, lb.add(lb.mul(t, 2), nt * 8 + cc)))
+            p = self.exp2(lb, lb.v(arith.SubfOp(x, lse2[h])))
+            ds[idx] = lb.v(arith.MulfOp(p, lb.v(arith.SubfOp(dp[idx], dsum[h]))))
+        self.times_b(lb, self.a_frags(lb, ds), kt_, d, bn, acc)
+        body.last_op.operands = acc  # type: ignore[union-attr]
+        loop = scf.ForOp(b.idx(0), b.idx(n_tiles), b.idx(1), [zero] * len(acc), Region(body))
+        b.op(loop)
+        self.store_rows(b, list(loop.results), self.buf["dq"], rows, self.length, self.scale)
+
+    def dkdv(self, bx: SSAValue, batch: list[Index]) -> None:
+        """dk and dv (Algorithm 2's outer loop): ``BLOCK_M`` keys a block (16 a warp), K and V tiles in shared
+        memory; per query tile of ``DKDV_BLOCK_M``: S^T = K Q^T, P^T = exp(S^T - lse), dv += P^T dO,
+        dP^T = V dO^T, dS^T = P^T (dP^T - D), dk += dS^T Q (causal: query tiles before the block's first key
+        skipped)."""
+        b, d, ev, bm, bq = self.b, self.d, self.ev, self.bm, DKDV_BLOCK_M
+        q, k, v, dout = self.buf["q"], self.buf["k"], self.buf["v"], self.buf["dout"]
+        key0 = b.mul(bx, bm)
+        kt_, vt, qt, dot = (_Tile(b, self.element, r, c) for r, c in ((bm, d), (bm, ev), (bq, d), (bq, ev)))
+        self.copy(b, kt_, k, batch, key0, self.keys)
+        self.copy(b, vt, v, batch, key0, self.keys)
+        b.op(gpu_ext.AsyncCommitOp())
+        g, t = b.div(self.lane, 4), self.t
+        keys = [b.add(key0, b.add(self.wrow, b.add(g, 8 * h))) for h in range(2)]
+        n_tiles = -(-self.length // bq)
+        first: Index = b.div(key0, bq) if self.causal else 0
+        masked = self.causal or "mask" in self.buf or self.length % bq != 0
+        zero, c = self.f(0.0), self.f(self.scale * LOG2E)
+        n_acc = (d + ev) // 8 * 4
+        body = Block(arg_types=[IndexType(), *([f32] * n_acc)])
+        lb = b.at(body)
+        body.add_op(scf.YieldOp(*body.args[1:]))
+        it = lb.v(arith.IndexCastOp(body.args[0], i32))
+        dk: list[SSAValue] = list(body.args[1 : 1 + d // 8 * 4])
+        dv: list[SSAValue] = list(body.args[1 + d // 8 * 4 :])
+        i0 = lb.mul(it, bq)
+        lb.op(gpu.BarrierOp())  # every warp is done with the previous query tile
+        self.copy(lb, qt, q, batch, i0, self.length)
+        self.copy(lb, dot, dout, batch, i0, self.length)
+        lb.op(gpu_ext.AsyncCommitOp())
+        lb.op(gpu_ext.AsyncWaitOp(0))
+        lb.op(gpu.BarrierOp())
+        s_acc, dp = [zero] * (bq // 8 * 4), [zero] * (bq // 8 * 4)
+        self.times_bt(lb, self.a_tile(lb, kt_, d), qt, bq, d, s_acc)
+        self.times_bt(lb, self.a_tile(lb, vt, ev), dot, bq, ev, dp)
+        p, ds = [zero] * len(s_acc), [zero] * len(s_acc)
+        for nt in range(bq // 8):
+            for cc in range(2):
+                i = lb.add(i0, lb.add(lb.mul(t, 2), nt * 8 + cc))
+                lse2 = self.row_stat(lb, self.buf["lse"], i, True)
+                dsum = self.row_stat(lb, self.buf["dsum"], i, False)
+                for h in range(2):
+                    idx = nt * 4 + 2 * h + cc
+                    x = lb.v(arith.MulfOp(s_acc[idx], c))
+                    if masked:
+                        x = self.masked(lb, x, batch, i, keys[h])
+                    p[idx] = self.exp2(lb, lb.v(arith.SubfOp(x, lse2)))
+                    ds[idx] = lb.v(arith.MulfOp(p[idx], lb.v(arith.SubfOp(dp[idx], dsum))))
+        self.times_b(lb, self.a_frags(lb, p), dot, ev, bq, dv)
+        self.times_b(lb, self.a_frags(lb, ds), qt, d, bq, dk)
+        body.last_op.operands = [*dk, *dv]  # type: ignore[union-attr]
+        loop = scf.ForOp(b.idx(first), b.idx(n_tiles), b.idx(1), [zero] * n_acc, Region(body))
+        b.op(loop)
+        b.op(gpu_ext.AsyncWaitOp(0))  # the K and V tiles when no query tile was visited
+        res = list(loop.results)
+        self.store_rows(b, res[: d // 8 * 4], self.buf["dk"], keys, self.keys, self.scale)
+        self.store_rows(b, res[d // 8 * 4 :], self.buf["dv"], keys, self.keys)
 
     def store(
         self, b: Builder, batch: list[Index], rows: list[Index], t: Index, m: Sequence[SSAValue],
