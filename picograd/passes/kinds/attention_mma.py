@@ -197,14 +197,16 @@ class _MmaKernel:
         chunks = t.rows * t.cpr
         for r in range(-(-chunks // self.threads)):
             c = o.add(self.tid, r * self.threads)
+            row, ch = o.div(c, t.cpr), o.rem(c, t.cpr)
+            col = o.idx(o.mul(ch, CHUNK))
+            dst = o.idx(o.add(o.mul(row, t.cols), o.mul(swizzle(o, row, ch, t.cpr), CHUNK)))
+            # (everything of the top level is made before the scf.if, which may be at the top level too)
             cb = b.when(o.lt(c, chunks)) if (r + 1) * self.threads > chunks else b
             if cb is None:
                 continue
-            row, ch = o.div(c, t.cpr), o.rem(c, t.cpr)
             g = cb.add(row0, row)
             ok = cb.lt(g, extent)
-            src_idx = [cb.idx(x) for x in (*batch, cb.min(g, extent - 1), o.mul(ch, CHUNK))]
-            dst = o.idx(o.add(o.mul(row, t.cols), o.mul(swizzle(o, row, ch, t.cpr), CHUNK)))
+            src_idx = [cb.idx(x) for x in (*batch, cb.min(g, extent - 1))] + [col]
             valid = cb.v(arith.SelectOp(ok, cb.idx(CHUNK), cb.idx(0))) if not isinstance(ok, bool) else cb.idx(CHUNK)
             cb.op(gpu_ext.AsyncCopyOp(src, src_idx, t.smem, [dst], CHUNK, valid))
 
