@@ -32,6 +32,7 @@ import ctypes
 import hashlib
 import itertools
 import math
+import operator
 import os
 import queue
 import sys
@@ -432,6 +433,7 @@ class CpuFunction:
         outs = [self._array(self._launch_slots[v]) for v in launch.outs]
         block = launch.body.block
         env_of: dict[SSAValue, int] = {a: i for i, a in enumerate(block.args)}
+        slots = len(env_of)
         program: list[tuple[Any, tuple[int, ...], int]] = []
         direct: dict[int, tuple[int, int]] = {}  # yielded index -> matmul operands' env slots
         yielded = list(launch.yield_op.values)
@@ -444,9 +446,16 @@ class CpuFunction:
                     direct[k] = (env_of[op.operands[0]], env_of[op.operands[1]])
                     continue
             fn = (lambda c: lambda: c)(constant_array(op.value)) if isinstance(op, pg.ConstantOp) else op_kernel(op)
-            program.append((fn, tuple(env_of[v] for v in op.operands), len(env_of)))
-            env_of[op.results[0]] = len(env_of)
-        size = len(env_of)
+            program.append((fn, tuple(env_of[v] for v in op.operands), slots))
+            env_of[op.results[0]] = slots
+            slots += 1
+            if len(op.results) > 1:  # several results (pg.attention_backward): a tuple, split into slots
+                whole = slots - 1
+                for k, r in enumerate(op.results):
+                    program.append((operator.itemgetter(k), (whole,), slots))
+                    env_of[r] = slots
+                    slots += 1
+        size = slots
         results = [None if k in direct else env_of[v] for k, v in enumerate(yielded)]
 
         def run(bufs: list[np.ndarray]) -> None:
