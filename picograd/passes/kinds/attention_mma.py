@@ -439,14 +439,19 @@ class _MmaKernel:
                     mma = lb.op(gpu_ext.MmaSyncOp("m16n8k16", self.mma, self.qa[kk // 16],
                                                   frag[2 * half : 2 * half + 2], s_acc[base : base + 4]))  # fmt: skip
                     s_acc[base : base + 4] = list(mma.results)
-        # online softmax in log2 units (rows g and g + 8 of the warp's 16): x = S scale log2(e)
+        # online softmax in log2 units (rows g and g + 8 of the warp's 16): x = S scale log2(e); with a positive
+        # scale and no float mask the maximum is taken on S and p = 2**fma(S, scale log2(e), -m)
+        mask = self.buf.get("mask")
+        raw = self.scale > 0 and (mask is None or MemRefType.get_element_type(mask.type) == i1)  # type: ignore[arg-type]
         p = [zero] * len(s_acc)
         m_new, l_new, alpha = [], [], []
         for h in range(2):
             vals = []
             for nt in range(bn // 8):
                 for cc in range(2):
-                    x = lb.v(arith.MulfOp(s_acc[nt * 4 + 2 * h + cc], c))
+                    x = s_acc[nt * 4 + 2 * h + cc]
+                    if not raw:
+                        x = lb.v(arith.MulfOp(x, c))
                     if masked:
                         j = lb.add(j0, lb.add(lb.mul(t, 2), nt * 8 + cc))
                         x = self.masked(lb, x, batch, rows[h], j)
@@ -455,12 +460,16 @@ class _MmaKernel:
             for _, x in vals[1:]:
                 mx = lb.v(arith.MaximumfOp(mx, x))
             mx = self.quad(lb, mx, arith.MaximumfOp)
+            if raw:
+                mx = lb.v(arith.MulfOp(mx, c))
             mn = lb.v(arith.MaximumfOp(m_old[h], mx))
             mu = lb.v(arith.SelectOp(lb.v(arith.CmpfOp(mn, ninf, "oeq")), zero, mn)) if masked else mn
             a = self.exp2(lb, lb.v(arith.SubfOp(m_old[h], mu)))
             total = lb.v(arith.MulfOp(l_old[h], a))
+            neg = lb.v(arith.NegfOp(mu))
             for idx, x in vals:
-                p[idx] = self.exp2(lb, lb.v(arith.SubfOp(x, mu)))
+                e = lb.v(mathd.FmaOp(x, c, neg)) if raw else lb.v(arith.SubfOp(x, mu))
+                p[idx] = self.exp2(lb, e)
                 total = lb.v(arith.AddfOp(total, p[idx]))
             m_new.append(mn)
             l_new.append(total)
