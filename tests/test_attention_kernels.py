@@ -13,7 +13,7 @@ import torch
 from _ir import only_func
 from _ptx_emulator import run_program
 from test_loops import CTX, build, t, to_loops
-from xdsl.dialects.builtin import ModuleOp, f64, i1, i64
+from xdsl.dialects.builtin import ModuleOp, f32, f64, i1, i64
 from xdsl.ir import Attribute
 
 from picograd.dialects import kernel
@@ -54,10 +54,15 @@ def module(
         m = rest[0] if mask in ("pad", "float") else None
         drop = None
         if mask == "dropout":
-            scores = t(heads, length, length, el=el)
+            wide = f32 if pgd.is_low_precision(el) else el  # drawn in f32 for 16-bit attention, then cast
+            scores = t(heads, length, length, el=wide)
             u = e(pgd.RandomOp("uniform", rest[-2], rest[-1], scores))
-            keep = e(pgd.CmpOp("ge", u, e.const(0.3, el, scores.get_shape())))
-            drop = e(pgd.SelectOp(keep, e.const(1 / 0.7, el, scores.get_shape()), e.const(0.0, el, scores.get_shape())))
+            keep = e(pgd.CmpOp("ge", u, e.const(0.3, wide, scores.get_shape())))
+            drop = e(
+                pgd.SelectOp(keep, e.const(1 / 0.7, wide, scores.get_shape()), e.const(0.0, wide, scores.get_shape()))
+            )
+            if wide != el:
+                drop = e(pgd.CastOp(drop, el))
             rest = rest[:-2]
         out = e(pgd.ScaledDotProductAttentionOp(q, k, v, m, drop, 0.7 / d**0.5, causal))
         loss = e(pgd.SumOp(e(pgd.MulOp(out, rest[-1])), [0, 1, 2]))

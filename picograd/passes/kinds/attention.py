@@ -541,7 +541,7 @@ class _Kernel:
         el = MemRefType.get_element_type(buffers["q"].type)  # type: ignore[arg-type]
         self.el = f32 if pg.is_low_precision(el) else el  # 16-bit attention computes in f32 (shared tiles too)
         self.lanes = s.count("lanes")
-        self.dropout_slice = _dropout_slice(par)
+        self.dropout_slice = dropout_slice(par)
         self.body = Block(arg_types=[IndexType()] * 12)
         self.body.add_op(gpu.TerminatorOp())
         self.b = Builder(self.body, self.loc, ConstantPool(self.body))
@@ -557,16 +557,7 @@ class _Kernel:
         ``loop``: the loop stage's ops computing it (Philox) cloned; ``p`` without dropout."""
         if self.dropout_slice is None:
             return p
-        ops, value, par_args, loop_args = self.dropout_slice
-        mapping: dict[SSAValue, SSAValue] = {a: b.idx(x) for a, x in zip(par_args, [*batch, row], strict=True)}
-        for a in loop_args:
-            mapping[a] = b.idx(loop)
-        for o in ops:
-            clone = o.clone(value_mapper=mapping)
-            clone.attributes.pop(DROPOUT_ATTR, None)
-            b.op(clone)
-            mapping.update(zip(o.results, clone.results, strict=True))
-        return b.v(arith.MulfOp(p, self.wide(b, mapping.get(value, value))))
+        return b.v(arith.MulfOp(p, regenerate(b, self.dropout_slice, batch, row, loop)))
 
     @staticmethod
     def wide(b: Builder, x: SSAValue) -> SSAValue:
@@ -873,9 +864,28 @@ class _Kernel:
         self.store_slice(bb, res[nd:], self.buf["dv"], [*batch, key], t)
 
 
-def _dropout_slice(
-    par: scf.ParallelOp,
-) -> tuple[list[Operation], SSAValue, list[SSAValue], list[SSAValue]] | None:
+DropoutSlice = tuple[list[Operation], SSAValue, list[SSAValue], list[SSAValue]]
+"""The ops of a nest computing its dropout multiplier, the multiplier, the nest's parallel indices and the loop
+indices the ops use (:func:`dropout_slice`)."""
+
+
+def regenerate(b: Builder, found: DropoutSlice, batch: Sequence[Index], row: Index, loop: Index) -> SSAValue:
+    """The dropout multiplier (f32 for 16-bit attention) where the nest's parallel index is (*batch, ``row``) and
+    its loop's ``loop``: the loop stage's ops computing it (Philox) cloned at ``b``."""
+    ops, value, par_args, loop_args = found
+    mapping: dict[SSAValue, SSAValue] = {a: b.idx(x) for a, x in zip(par_args, [*batch, row], strict=True)}
+    for a in loop_args:
+        mapping[a] = b.idx(loop)
+    for o in ops:
+        clone = o.clone(value_mapper=mapping)
+        clone.attributes.pop(DROPOUT_ATTR, None)
+        b.op(clone)
+        mapping.update(zip(o.results, clone.results, strict=True))
+    z = mapping.get(value, value)
+    return b.v(arith.ExtFOp(z, f32)) if pg.is_low_precision(z.type) else z
+
+
+def dropout_slice(par: scf.ParallelOp) -> DropoutSlice | None:
     """The ops of nest ``par`` computing its dropout multiplier (the op tagged :data:`DROPOUT_ATTR` and what it
     depends on inside the nest, in order), the multiplier, the nest's parallel indices and the loop indices the ops
     use; None without dropout."""
