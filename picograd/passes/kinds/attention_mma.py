@@ -613,9 +613,10 @@ class _MmaKernel:
                     if masked:
                         x = self.masked(lb, x, batch, i, keys[h])
                     pr = self.exp2(lb, lb.v(arith.SubfOp(x, lse2)))
-                    dpz = self.dropped(lb, dp[idx], keys[h], i, self.keys, self.length)
+                    z = self.dropped(lb, self.f(1.0), keys[h], i, self.keys, self.length)  # once for P and dP
+                    dpz = lb.v(arith.MulfOp(dp[idx], z)) if self.dropout is not None else dp[idx]
                     ds[idx] = lb.v(arith.MulfOp(pr, lb.v(arith.SubfOp(dpz, dsum))))
-                    p[idx] = self.dropped(lb, pr, keys[h], i, self.keys, self.length)
+                    p[idx] = lb.v(arith.MulfOp(pr, z)) if self.dropout is not None else pr
         self.times_b(lb, self.a_frags(lb, p), dot, ev, bq, dv)
         self.times_b(lb, self.a_frags(lb, ds), qt, d, bq, dk)
         body.last_op.operands = [*dk, *dv]  # type: ignore[union-attr]
