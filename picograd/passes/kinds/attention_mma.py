@@ -194,7 +194,8 @@ class _MmaKernel:
 
     def copy(self, b: Builder, t: _Tile, src: SSAValue, batch: Sequence[Index], row0: Index, extent: int) -> None:
         """``cp.async`` of rows ``row0 ..`` of ``src[*batch]`` into ``t`` (rows past ``extent``: zero-filled, read
-        from a clamped address), 16 bytes a copy, the block's threads taking consecutive chunks."""
+        from a clamped address), 16 bytes a copy, the block's threads taking consecutive chunks. ``row0`` is a
+        multiple of the tile's rows below ``extent`` (so when ``t.rows`` divides ``extent`` no row is past it)."""
         o = self.b  # the thread's chunk coordinates are loop-invariant
         chunks = t.rows * t.cpr
         for r in range(-(-chunks // self.threads)):
@@ -207,6 +208,10 @@ class _MmaKernel:
             if cb is None:
                 continue
             g = cb.add(row0, row)
+            if extent % t.rows == 0:  # row0 is a multiple of the tile's rows below extent: the tile is inside
+                src_idx = [cb.idx(x) for x in (*batch, g)] + [col]
+                cb.op(gpu_ext.AsyncCopyOp(src, src_idx, t.smem, [dst], CHUNK, cb.idx(CHUNK)))
+                continue
             ok = cb.lt(g, extent)
             src_idx = [cb.idx(x) for x in (*batch, cb.min(g, extent - 1))] + [col]
             valid = cb.v(arith.SelectOp(ok, cb.idx(CHUNK), cb.idx(0))) if not isinstance(ok, bool) else cb.idx(CHUNK)
@@ -497,7 +502,10 @@ class _MmaKernel:
                        self.pack(lb, c1[0], c1[1]), self.pack(lb, c1[2], c1[3])])  # fmt: skip
         lb.op(gpu_ext.AsyncWaitOp(0))  # the V tile has landed
         lb.op(gpu.BarrierOp())  # and every warp is done with the K tile
-        self.copy(lb, self.kt, k, self.batch_idx, lb.add(j0, bn), self.keys)
+        nxt = lb.add(j0, bn)  # past the last tile: zeros nobody reads, or the last tile again
+        self.copy(
+            lb, self.kt, k, self.batch_idx, lb.min(nxt, self.keys - bn) if self.keys % bn == 0 else nxt, self.keys
+        )
         lb.op(gpu_ext.AsyncCommitOp())
         # O += P V
         for ks in range(bn // 16):
