@@ -36,7 +36,9 @@ at each (query, key) it visits (``KernelLowering.at``: Philox 4x32-10 on the sco
 value :data:`DROPOUT_ATTR`, and the GPU kernels clone those ops: forward, dq and dk/dv regenerate the same bits,
 and no (B, H, L, S) tensor is stored (FlashAttention's dropout). The normalizer ``l`` and ``lse`` exclude it.
 
-Element types: f32 and f64 (SIMT; no tensor cores).
+Element types: f32 and f64 (SIMT); bf16 and f16 computing in f32 (16-bit inputs extended, outputs rounded once
+from f32 accumulators, lse in f32), on these SIMT kernels or, under the ``flash-mma`` schedule, on tensor cores
+(``picograd.passes.kinds.attention_mma``).
 """
 
 from __future__ import annotations
@@ -77,6 +79,9 @@ if TYPE_CHECKING:
 
 STRATEGY = "flash"
 """The schedule strategy of attention kernels."""
+
+MMA_STRATEGY = "flash-mma"
+"""The schedule strategy of 16-bit attention kernels on tensor cores (``picograd.passes.kinds.attention_mma``)."""
 
 DROPOUT_ATTR = "pg.attention_dropout"
 """Marks the op of an attention nest that yields the dropout multiplier at (query, key): the GPU stage clones the
@@ -981,7 +986,7 @@ KIND = KernelKind(
     name="attention",
     doc="fused attention forward/backward (FlashAttention-2): its own nests (pg.attention), flash kernels",
     lower_kernel=lower_loops,
-    strategies=("thread_per_point", STRATEGY),
+    strategies=("thread_per_point", STRATEGY, MMA_STRATEGY),
 )
 """The registry row (``picograd.passes.kinds.KERNEL_KINDS``): the loop stage lowers the whole kernel
 (:func:`lower_loops`); its nests are marked ``pg.attention`` (:data:`ATTENTION_ATTR`), not ``pg.nest``, and

@@ -75,7 +75,7 @@ def swizzle(b: Builder, row: Index, chunk: Index, chunks_per_row: int) -> Index:
     return matmul_swizzle(b, row, chunk, chunks_per_row)
 
 
-STRATEGY = "flash-mma"
+STRATEGY = attention.MMA_STRATEGY
 """The schedule strategy of 16-bit attention kernels on tensor cores."""
 
 WARPS = 4
