@@ -2,9 +2,9 @@
 (``mma.sync.m16n8k16``, f32 accumulation, sm_80+), as FlashAttention-2's CUDA kernels do it.
 
 ``pg-schedule`` gives a 16-bit attention kernel this schedule (:func:`schedule`) when its head dims are multiples
-of 16 up to 128; the others keep the SIMT ``flash`` schedule (computing in f32), whose sizes
-this schedule also carries: ``pg-attention-schedule`` builds a nest this module does not (the backward nests, or
-operands that are not 16-byte aligned) as ``flash`` (:func:`build_launch`).
+of 16 up to 128; the others keep the SIMT ``flash`` schedule (computing in f32), whose sizes this schedule also
+carries: ``pg-attention-schedule`` builds a nest whose operands are not 16-byte aligned as ``flash``
+(:func:`build_launch`).
 
 **Forward** (Algorithm 1; the loop stage's ``forward`` nest, ``pg.attention``): a block of :data:`WARPS` warps
 computes :data:`BLOCK_M` query rows (16 a warp), grid: query blocks x batch.
@@ -13,20 +13,30 @@ computes :data:`BLOCK_M` query rows (16 a warp), grid: query blocks x batch.
   in rows of 16-byte chunks whose index is XORed with the row's low bits (``matmul_mma_sync.swizzle``): the 8 rows
   of every ``ldmatrix`` matrix and the chunks of one ``cp.async`` round fall in distinct banks. At d = 128:
   16 + 16 + 16 KiB.
-- **Pipeline.** ``cp.async`` (16-byte chunks, zero-filled past the sequence) of the Q tile and K tile 0, then per
+- **Pipeline.** ``cp.async`` (16-byte chunks, zero-filled past the sequence; without bounds where the tile divides
+  the sequence, the K prefetch past the end then copying the last tile again) of the Q tile and K tile 0, then per
   key tile ``kt``: V tile ``kt`` is copied while the warps compute ``S = Q K^T`` and its softmax, K tile ``kt + 1``
   while they compute ``O += P V`` (one K and one V buffer, three barriers a tile; FlashAttention-2's order).
 - **Fragments.** Each warp loads its 16 query rows of Q once (``ldmatrix.x4``, d / 16 A fragments kept in
   registers); K fragments by ``ldmatrix.x4`` (B of two n8 tiles), V fragments by ``ldmatrix.x4.trans``.
 - **Online softmax in registers.** ``S`` (16 x ``BLOCK_N`` a warp: lane ``4g + t`` holds rows ``g`` and ``g + 8``,
-  columns ``2t, 2t + 1`` of each n8 tile) is scaled and masked (keys past the end, causal ``j > i``, the user's
-  mask), the row maximum combined over the 4 lanes of a quad (``shfl.xor`` 1, 2), the output rows rescaled and
-  ``P = exp(S - m)`` summed per thread (the quad's sums are combined once, at the end). ``P`` is rounded to 16 bits
+  columns ``2t, 2t + 1`` of each n8 tile) is masked (keys past the end, causal ``j > i``, the user's mask), the
+  row maximum combined over the 4 lanes of a quad (``shfl.xor`` 1, 2), the output rows rescaled and
+  ``P = 2**(S scale log2(e) - m)`` (``m`` in log2 units; one ``fma`` and one ``ex2.approx`` an element) summed
+  per thread (the quad's sums are combined once, at the end). ``P`` is rounded to 16 bits
   and packed in registers into the A fragments of ``O += P V`` (the accumulator layout of two n8 tiles is the A
   layout of one k16 step), without shared memory.
-- **Causal.** Key tiles after the block's last row are not visited; the mask is applied on every tile.
+- **Causal.** Key tiles after the block's last row are not visited; the masks are applied in a second key loop,
+  over the tiles on the diagonal or past the last full tile (every tile under a user mask).
 - **Results.** ``O / l`` rounded once to the output type, stored two columns at a time; ``lse = m + log l`` (f32)
   by the first lane of each quad. A row whose keys are all masked gives zeros and ``lse = -inf``.
+
+**Backward** (Algorithm 2; the ``dkdv`` and ``dq`` nests; ``D = rowsum(dO * O)`` keeps its SIMT nest): dk/dv
+(:data:`BLOCK_M` keys a block, 16 a warp; K and V tiles in shared memory; per 16-query tile of Q and dO:
+``S^T = K Q^T``, ``P^T = 2**(S^T scale log2(e) - lse)``, ``dV += P^T dO``, ``dP^T = V dO^T``,
+``dS^T = P^T (dP^T - D)``, ``dK += dS^T Q``, P^T and dS^T packed in registers as A fragments; causal: query tiles
+before the block's first key skipped) and dq (the paper's separate pass: Q and dO fragments in registers, 32-key
+K/V tiles, ``dQ += dS K``); dk and dq are scaled once at the end.
 
 **Dropout**: the multiplier at each (query, key) a thread holds is regenerated from the loop stage's Philox ops
 (``attention.regenerate``), as the ``flash`` kernels do: in the forward after the row sums (``l`` excludes it),
