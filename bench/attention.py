@@ -5,9 +5,10 @@ For each head dim (64, 128), sequence length T (512 ... 8192), causal and not, a
 attention(q, k, v); ``fwd+bwd``: out and dq, dk, dv of sum(out * dout)), on (batch, 16 heads, T, d) with batch =
 ``--tokens`` / T (the same number of query rows at every T), this times
 
-- ``picograd``: the step compiled by picograd's pipeline (``compile_for_cuda``: the ``attention`` kernel kind, kernels
-  ``flash-forward``, ``flash-dkdv``, ``flash-dq`` plus the ``D = rowsum(dout * out)`` kernel), run by the CUDA runtime
-  on device buffers. Its kernels are fp32 SIMT (no bf16 variant yet): rows say ``dtype = float32``;
+- ``picograd-bf16``: the step compiled by picograd's pipeline (``compile_for_cuda``: the ``attention`` kernel kind
+  under its ``flash-mma`` schedule, kernels ``flash-mma-forward``, ``flash-mma-dkdv``, ``flash-mma-dq`` on
+  ``mma.sync`` tensor cores, plus the ``D = rowsum(dout * out)`` kernel) in bf16, run by the CUDA runtime on device
+  buffers; ``picograd``: the same in fp32 (the SIMT ``flash`` kernels: rows say ``dtype = float32``);
 - ``torch-flash``, ``torch-cudnn`` (``torch.nn.attention.sdpa_kernel``), ``torch-math`` (the unfused reference: two
   matmuls and a softmax, T x T in memory) in bf16, and ``torch-math`` in fp32 (the like-for-like peer of picograd's
   fp32 kernels).
@@ -45,20 +46,20 @@ ROOT = os.path.dirname(HERE)
 sys.path.insert(0, ROOT)
 
 SEQ = (512, 1024, 2048, 4096, 8192)
-IMPLS = ("picograd", "torch-flash", "torch-cudnn", "torch-math", "torch-math-fp32")
+IMPLS = ("picograd-bf16", "picograd", "torch-flash", "torch-cudnn", "torch-math", "torch-math-fp32")
 
 
 def attention_module(batch: int, heads: int, length: int, d: int, causal: bool, backward: bool, dtype: str = "f32"):
     """``f(q, k, v[, dout]) -> out[, dq, dk, dv]``: picograd's attention op, (batch, heads, T, d), at the ``grad``
     stage (``pg-autodiff`` run: the backward is ``pg.attention_backward``)."""
     from xdsl.dialects import func
-    from xdsl.dialects.builtin import FunctionType, ModuleOp, TensorType, f32, f64
+    from xdsl.dialects.builtin import FunctionType, ModuleOp, TensorType, bf16, f32, f64
     from xdsl.ir import Block, Region
 
     from picograd.dialects import make_context, pg
     from picograd.passes.autodiff import PgAutodiff
 
-    t = TensorType(f32 if dtype == "f32" else f64, [batch, heads, length, d])
+    t = TensorType({"f32": f32, "f64": f64, "bf16": bf16}[dtype], [batch, heads, length, d])
     block = Block(arg_types=[t] * (4 if backward else 3))
     q, k, v = block.args[:3]
     attn = pg.ScaledDotProductAttentionOp(q, k, v, None, None, d**-0.5, causal)
@@ -90,41 +91,53 @@ def check() -> None:
     """Compile and assemble picograd's kernels for a tiny shape (no GPU): the path the GPU run takes."""
     from picograd.driver.gpu_compile import compile_for_cuda
 
-    for backward in (False, True):
-        prog = compile_for_cuda(attention_module(1, 2, 40, 64, True, backward))
-        result = prog.assemble(strict=True)
-        kernels = [k for k in prog.kernels if "attention" in k]
-        print(f"{'fwd+bwd' if backward else 'fwd':8s} kernels {kernels}, spills {result.spills}")
-        assert kernels and not result.spills
+    for dtype in ("f32", "bf16"):
+        for backward in (False, True):
+            prog = compile_for_cuda(attention_module(1, 2, 40, 64, True, backward, dtype))
+            result = prog.assemble(strict=True)
+            kernels = [k for k in prog.kernels if "attention" in k]
+            mma = prog.ptx.count("mma.sync")
+            print(f"{dtype:4s} {'fwd+bwd' if backward else 'fwd':8s} kernels {kernels}, mma.sync {mma}, spills "
+                  f"{result.spills}")  # fmt: skip
+            assert kernels and not result.spills and (mma > 0) == (dtype == "bf16")
 
 
-def time_picograd(torch: Any, batch: int, heads: int, length: int, d: int, causal: bool, backward: bool) -> dict:
+def time_picograd(
+    torch: Any, batch: int, heads: int, length: int, d: int, causal: bool, backward: bool, dtype: str = "f32"
+) -> dict:
+    import ml_dtypes
+
     from picograd.driver.gpu_compile import compile_for_cuda
     from picograd.runtime import cuda
 
     t0 = time.perf_counter()
-    prog = compile_for_cuda(attention_module(batch, heads, length, d, causal, backward))
+    prog = compile_for_cuda(attention_module(batch, heads, length, d, causal, backward, dtype))
     exe = prog.executable()
     compile_s = time.perf_counter() - t0
     rng = np.random.default_rng(0)
     shape = (batch, heads, length, d)
-    host = [rng.standard_normal(shape).astype(np.float32) for _ in range(4 if backward else 3)]
+    np_dtype = ml_dtypes.bfloat16 if dtype == "bf16" else np.float32
+    host = [rng.standard_normal(shape).astype(np_dtype) for _ in range(4 if backward else 3)]
     ins = [cuda.DeviceBuffer.from_numpy(x) for x in host]
     outs = exe(*ins)
     # check (batch 0, heads 0 and 1) against torch's fp64 math on the same inputs
     part = (slice(0, 1), slice(0, 2))
-    q, k, v = (torch.tensor(x[part], dtype=torch.float64, device="cuda", requires_grad=backward) for x in host[:3])
+    wide = [x[part].astype(np.float64) for x in host]  # the bf16 inputs exactly
+    q, k, v = (torch.tensor(x, dtype=torch.float64, device="cuda", requires_grad=backward) for x in wide[:3])
     ref = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=causal)
     want = [ref]
     if backward:
-        (ref * torch.tensor(host[3][part], dtype=torch.float64, device="cuda")).sum().backward()
+        (ref * torch.tensor(wide[3], dtype=torch.float64, device="cuda")).sum().backward()
         want += [q.grad, k.grad, v.grad]
     err = 0.0
     for o, w in zip(outs, want, strict=True):
         w64 = w.detach().cpu().numpy()
-        err = max(err, float(np.linalg.norm(o.to_numpy()[part] - w64) / max(np.linalg.norm(w64), 1e-30)))
+        got = o.to_numpy()[part].astype(np.float64)
+        err = max(err, float(np.linalg.norm(got - w64) / max(np.linalg.norm(w64), 1e-30)))
     ms = cuda.time_ms(lambda: exe(*ins, out=outs), warmup=3, iters=20)
-    return {"ms": ms, "rel_err": err, "compile_s": round(compile_s, 1), "dtype": "float32"}
+    strategy = "flash-mma" if "mma.sync" in prog.ptx else "flash"
+    return {"ms": ms, "rel_err": err, "compile_s": round(compile_s, 1),
+            "dtype": "bfloat16" if dtype == "bf16" else "float32", "schedule": strategy}  # fmt: skip
 
 
 def time_torch(
@@ -202,8 +215,9 @@ def main() -> None:
                     found: list[dict] = []
                     for impl in ["torch-flash", *[i for i in impls if i != "torch-flash"]]:
                         try:
-                            if impl == "picograd":
-                                r = time_picograd(torch, batch, opts.heads, length, d, causal, backward)
+                            if impl in ("picograd", "picograd-bf16"):
+                                dt = "bf16" if impl == "picograd-bf16" else "f32"
+                                r = time_picograd(torch, batch, opts.heads, length, d, causal, backward, dt)
                             else:
                                 r = time_torch(torch, impl, batch, opts.heads, length, d, causal, backward)
                             r["tflops"] = f / r["ms"] / 1e9

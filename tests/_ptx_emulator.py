@@ -957,6 +957,8 @@ class Emulator:
                     return write(np.sqrt(vals[0]), t)
                 case ptx.RcpOp():
                     return write(_F[t][1](1.0) / vals[0], t)
+                case ptx.Ex2Op():  # ex2.approx: the exact power, rounded (the hardware is within 2 ulp)
+                    return write(np.exp2(vals[0]), t)
         raise EmulationError(f"no emulation of {op.name} ({op.opcode})")
 
 

@@ -13,7 +13,8 @@ import torch
 from _ir import only_func
 from _ptx_emulator import run_program
 from test_loops import CTX, build, t, to_loops
-from xdsl.dialects.builtin import ModuleOp, f64, i1, i64
+from xdsl.dialects.builtin import ModuleOp, f32, f64, i1, i64
+from xdsl.ir import Attribute
 
 from picograd.dialects import kernel
 from picograd.dialects import pg as pgd
@@ -31,19 +32,21 @@ def rng() -> np.random.Generator:
     return np.random.default_rng()
 
 
-def module(length: int, d: int, causal: bool, mask: str, heads: int = 2, decomposed: bool = False) -> ModuleOp:
+def module(
+    length: int, d: int, causal: bool, mask: str, heads: int = 2, decomposed: bool = False, el: Attribute = f64
+) -> ModuleOp:
     """f(q, k, v[, mask], w[, seed, offset]) -> (out, dq, dk, dv) of ``sum(attention(q, k, v) * w)``, (heads, T, d)
     in f64; a padding mask is (T,) bool over the keys (``mask="pad"``) or a float (1, T, T) bias
     (``mask="float"``); ``mask="dropout"``: dropout 0.3 on the probabilities drawn from Philox as
     ``F.scaled_dot_product_attention`` draws it. ``decomposed``: the attention op is replaced by its ``pg``
-    decomposition before autodiff (the unfused reference)."""
+    decomposition before autodiff (the unfused reference). ``el``: the element type of q, k, v and the weights."""
     shape = (heads, length, d)
-    types = [t(*shape, el=f64)] * 3
+    types = [t(*shape, el=el)] * 3
     if mask == "pad":
         types.append(t(length, el=i1))
     elif mask == "float":
-        types.append(t(1, length, length, el=f64))
-    types.append(t(*shape, el=f64))
+        types.append(t(1, length, length, el=el))
+    types.append(t(*shape, el=el))
     if mask == "dropout":
         types += [t(el=i64), t(el=i64)]
 
@@ -51,12 +54,15 @@ def module(length: int, d: int, causal: bool, mask: str, heads: int = 2, decompo
         m = rest[0] if mask in ("pad", "float") else None
         drop = None
         if mask == "dropout":
-            scores = t(heads, length, length, el=f64)
+            wide = f32 if pgd.is_low_precision(el) else el  # drawn in f32 for 16-bit attention, then cast
+            scores = t(heads, length, length, el=wide)
             u = e(pgd.RandomOp("uniform", rest[-2], rest[-1], scores))
-            keep = e(pgd.CmpOp("ge", u, e.const(0.3, f64, scores.get_shape())))
+            keep = e(pgd.CmpOp("ge", u, e.const(0.3, wide, scores.get_shape())))
             drop = e(
-                pgd.SelectOp(keep, e.const(1 / 0.7, f64, scores.get_shape()), e.const(0.0, f64, scores.get_shape()))
+                pgd.SelectOp(keep, e.const(1 / 0.7, wide, scores.get_shape()), e.const(0.0, wide, scores.get_shape()))
             )
+            if wide != el:
+                drop = e(pgd.CastOp(drop, el))
             rest = rest[:-2]
         out = e(pgd.ScaledDotProductAttentionOp(q, k, v, m, drop, 0.7 / d**0.5, causal))
         loss = e(pgd.SumOp(e(pgd.MulOp(out, rest[-1])), [0, 1, 2]))

@@ -93,6 +93,13 @@ def is_low_precision(element: Attribute) -> bool:
     return isinstance(element, BFloat16Type | Float16Type)
 
 
+def lse_element(element: Attribute) -> Attribute:
+    """The element type of ``pg.attention_lse`` for attention on ``element``: ``f32`` for ``bf16``/``f16`` (the
+    log-sum-exp that the backward subtracts from every score keeps f32 precision, as FlashAttention stores it),
+    else ``element``."""
+    return Float32Type() if is_low_precision(element) else element
+
+
 def is_int(element: Attribute) -> bool:
     return isinstance(element, IntegerType) and element.width.data > 1
 
@@ -1439,7 +1446,7 @@ class AttentionLseOp(IRDLOperation):
         super().__init__(
             operands=[query, key, [mask] if mask is not None else []],
             properties=props,
-            result_types=[tensor_type(shape_of(query)[:-1], element_of(query))],
+            result_types=[tensor_type(shape_of(query)[:-1], lse_element(element_of(query)))],
         )
 
     @property
@@ -1535,8 +1542,9 @@ class AttentionBackwardOp(IRDLOperation):
         out = tensor_type((*q[:-1], v[-1]), el)
         if self.out.type != out or self.dout.type != out:
             raise VerifyException(f"{self.name}: out and dout must be of type {out}")
-        if self.lse.type != tensor_type(q[:-1], el):
-            raise VerifyException(f"{self.name}: lse must be of type {tensor_type(q[:-1], el)}")
+        lse = tensor_type(q[:-1], lse_element(el))
+        if self.lse.type != lse:
+            raise VerifyException(f"{self.name}: lse must be of type {lse}")
         scores = tensor_type((*q[:-1], shape_of(self.key)[-2]), el)
         if self.dropout is not None and self.dropout.type != scores:
             raise VerifyException(f"{self.name}: dropout {self.dropout.type} must be of type {scores}")

@@ -60,9 +60,10 @@ def attention(b: Builder, op: pg.ScaledDotProductAttentionOp) -> SSAValue:
 
 
 def fused_forward(op: pg.ScaledDotProductAttentionOp) -> bool:
-    """Whether the fused attention kernel (kernel kind ``attention``) computes ``op``: f32 and f64 (the kernels are
-    SIMT; ``pg-decompose-attention`` lowers the other element types)."""
-    return element_of(op.query) in (pg.f32, pg.f64)
+    """Whether the fused attention kernel (kernel kind ``attention``) computes ``op``: every float type (f32 and f64
+    on the SIMT ``flash`` kernels; bf16 and f16 computing in f32, on tensor cores under the ``flash-mma`` schedule
+    where its shapes allow, else on ``flash``)."""
+    return is_float(element_of(op.query))
 
 
 def fused_backward(op: pg.ScaledDotProductAttentionOp) -> bool:

@@ -13,8 +13,13 @@ from xdsl.dialects.builtin import ModuleOp
 from xdsl.passes import ModulePass
 from xdsl.utils.exceptions import PassFailedException
 
+from picograd.dialects.kernel import ScheduleAttr
 from picograd.passes._buffers import where
-from picograd.passes.kinds.attention import ATTENTION_ATTR, build_launch
+from picograd.passes.kinds import attention, attention_mma
+from picograd.passes.kinds.attention import ATTENTION_ATTR
+
+BUILDERS = {attention.STRATEGY: attention.build_launch, attention_mma.STRATEGY: attention_mma.build_launch}
+"""The kernel builder of each attention schedule (``flash``: SIMT; ``flash-mma``: tensor cores)."""
 
 
 @dataclass(frozen=True)
@@ -28,7 +33,9 @@ class PgAttentionSchedule(ModulePass):
             for par in [
                 p for p in fn.body.block.ops if isinstance(p, scf.ParallelOp) and ATTENTION_ATTR in p.attributes
             ]:
+                s = par.attributes.get("kernel.schedule")
+                strategy = s.strategy.data if isinstance(s, ScheduleAttr) else attention.STRATEGY
                 try:
-                    build_launch(par)
+                    BUILDERS.get(strategy, attention.build_launch)(par)
                 except ValueError as e:
                     raise PassFailedException(f"pg-attention-schedule: {e}{where(par)}") from None

@@ -1,9 +1,10 @@
 """``pg-decompose-attention``: the reference lowering of ``pg.scaled_dot_product_attention`` into ``pg`` ops
 (matmul, masks, a stable softmax, matmul; see ``picograd.passes._attention``), run before kernel formation so that
 the loop, GPU and PTX stages need nothing new. It is the fallback of the fused attention kernel (kernel kind
-``attention``, ``picograd.passes.kinds.attention``): by default only the ops that kernel does not compute (element
-types other than f32 and f64) are decomposed, and each op made for those carries ``pg.unfused_attention`` saying
-why, so the IR shows where attention still makes T x T tensors; ``all=true`` decomposes every attention op.
+``attention``, ``picograd.passes.kinds.attention``): by default only the ops that kernel does not compute (it
+computes every float type: f32/f64 on SIMT kernels, bf16/f16 in f32 and on tensor cores, ``attention_mma``) are
+decomposed, and each op made for those carries ``pg.unfused_attention`` saying why, so the IR shows where attention
+still makes T x T tensors; ``all=true`` decomposes every attention op.
 Autodiff runs before it and keeps the op whole (its vjp is a rule of its own; with a float mask that rule is the
 decomposition too, since the mask's gradient is T x T)."""
 

@@ -25,8 +25,8 @@ from picograd.passes._buffers import where
 
 
 def value_kind(t: Attribute) -> str | None:
-    """The register kind of a scalar type: f32, f64, b16 (bf16, f16), pred (i1), s32 (i32), s64 (i64, index); None
-    otherwise."""
+    """The register kind of a scalar type: f32, f64, b16 (bf16, f16), pred (i1), s16 (i16), s32 (i32), s64 (i64,
+    index); None otherwise."""
     if isinstance(t, Float32Type):
         return "f32"
     if isinstance(t, Float64Type):
@@ -36,7 +36,7 @@ def value_kind(t: Attribute) -> str | None:
     if isinstance(t, IndexType):
         return "s64"
     if isinstance(t, IntegerType):
-        return {1: "pred", 32: "s32", 64: "s64"}.get(t.width.data)
+        return {1: "pred", 16: "s16", 32: "s32", 64: "s64"}.get(t.width.data)
     return None
 
 

@@ -50,7 +50,7 @@ from picograd.dialects import gpu_ext, kernel, pg
 from picograd.dialects.kernel import ScheduleAttr
 from picograd.dialects.pg import element_of, shape_of
 from picograd.passes._buffers import where
-from picograd.passes.kinds import attention, matmul_wgmma
+from picograd.passes.kinds import attention, attention_mma, matmul_wgmma
 from picograd.passes.kinds.matmul_rungs import SCHEDULES, WGMMA, check_precision, check_schedule, matmul_rung
 from picograd.passes.kinds.reduction import MIN_BLOCK_REDUCTION
 
@@ -124,11 +124,19 @@ KIND_SCHEDULES: dict[str, Callable[[kernel.FusedOp | kernel.LaunchOp, Options], 
     "matmul": _matmul,
     "reduction": _reduction,
     "scatter_add": _scatter_add,
-    "attention": attention.schedule,
+    "attention": attention_mma.schedule,  # flash-mma for 16-bit attention it runs, else attention.schedule
 }
 """How a kernel of each kind gets its schedule; kinds not listed take ``thread_per_point``."""
 
-STRATEGIES = ("thread_per_point", "block_per_row", "atomic", *SCHEDULES, *WGMMA, attention.STRATEGY)
+STRATEGIES = (
+    "thread_per_point",
+    "block_per_row",
+    "atomic",
+    *SCHEDULES,
+    *WGMMA,
+    attention.STRATEGY,
+    attention_mma.STRATEGY,
+)
 """Every strategy a ``#kernel.schedule`` may name."""
 
 

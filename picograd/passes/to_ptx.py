@@ -376,6 +376,9 @@ class KernelLowering(PtxAddressing, PtxControlFlow):
         match op:
             case mathd.SqrtOp():
                 result = self.r(ptx.SqrtOp(x, k, mode="rn"))
+            case mathd.Exp2Op() if k == "f32" and op.fastmath is not None and "afn" in op.fastmath.data:
+                # approximate functions allowed (the attention kernels' softmax): ex2.approx, 2 ulp
+                result = self.r(ptx.Ex2Op(x, k, approx="approx", ftz="ftz"))
             case mathd.RsqrtOp():
                 result = self.r(ptx.RcpOp(self.r(ptx.SqrtOp(x, k, mode="rn")), k, mode="rn"))
             case mathd.AbsFOp() | mathd.AbsIOp():

@@ -36,7 +36,9 @@ at each (query, key) it visits (``KernelLowering.at``: Philox 4x32-10 on the sco
 value :data:`DROPOUT_ATTR`, and the GPU kernels clone those ops: forward, dq and dk/dv regenerate the same bits,
 and no (B, H, L, S) tensor is stored (FlashAttention's dropout). The normalizer ``l`` and ``lse`` exclude it.
 
-Element types: f32 and f64 (SIMT; no tensor cores).
+Element types: f32 and f64 (SIMT); bf16 and f16 computing in f32 (16-bit inputs extended, outputs rounded once
+from f32 accumulators, lse in f32), on these SIMT kernels or, under the ``flash-mma`` schedule, on tensor cores
+(``picograd.passes.kinds.attention_mma``).
 """
 
 from __future__ import annotations
@@ -58,6 +60,7 @@ from xdsl.dialects.builtin import (
     StringAttr,
     TensorType,
     UnitAttr,
+    f32,
     f64,
     i1,
     i32,
@@ -76,6 +79,9 @@ if TYPE_CHECKING:
 
 STRATEGY = "flash"
 """The schedule strategy of attention kernels."""
+
+MMA_STRATEGY = "flash-mma"
+"""The schedule strategy of 16-bit attention kernels on tensor cores (``picograd.passes.kinds.attention_mma``)."""
 
 DROPOUT_ATTR = "pg.attention_dropout"
 """Marks the op of an attention nest that yields the dropout multiplier at (query, key): the GPU stage clones the
@@ -216,15 +222,16 @@ class _LoopNests:
         self.causal = causal
         self.scale = scale
         self.mask = mask
+        self.scratch: list[SSAValue] = []
 
     def dot(self, a: SSAValue, ai: tuple[SSAValue, ...], b: SSAValue, bi: tuple[SSAValue, ...], n: int) -> SSAValue:
         """``sum_e a[*ai, e] * b[*bi, e]`` over ``e < n``."""
         lw = self.lw
-        el = MemRefType.get_element_type(a.type)  # type: ignore[arg-type]
+        el = lw.wide_type(MemRefType.get_element_type(a.type))  # type: ignore[arg-type]
 
         def body(es: list[SSAValue], acc: list[SSAValue]) -> list[SSAValue]:
-            x = lw.load(a, (*ai, es[0]))
-            y = lw.load(b, (*bi, es[0]))
+            x = lw.wide(lw.load(a, (*ai, es[0])))
+            y = lw.wide(lw.load(b, (*bi, es[0])))
             return [lw.pure(arith.AddfOp, acc[0], lw.pure(arith.MulfOp, x, y))]
 
         (total,) = lw.loops([(0, n)], [lw.const(0.0, el)], body)
@@ -233,7 +240,7 @@ class _LoopNests:
     def score(self, q: SSAValue, k: SSAValue, batch: list[SSAValue], i: SSAValue, j: SSAValue, d: int) -> SSAValue:
         """The masked, scaled score (query ``i``, key ``j``): ``-inf`` where masked."""
         lw = self.lw
-        el = MemRefType.get_element_type(q.type)  # type: ignore[arg-type]
+        el = lw.wide_type(MemRefType.get_element_type(q.type))  # type: ignore[arg-type]
         s = lw.pure(arith.MulfOp, self.dot(q, (*batch, i), k, (*batch, j), d), lw.const(self.scale, el))
         ninf = lw.const(-math.inf, el)
         if self.causal:
@@ -243,7 +250,7 @@ class _LoopNests:
             if MemRefType.get_element_type(self.mask.type) == i1:  # type: ignore[arg-type]
                 s = lw.pure(arith.SelectOp, m, s, ninf)
             else:
-                s = lw.pure(arith.AddfOp, s, m)
+                s = lw.pure(arith.AddfOp, s, lw.wide(m))
         return s
 
     def dropped(self, p: SSAValue, op: Operation | None, idx: tuple[SSAValue, ...]) -> SSAValue:
@@ -255,7 +262,37 @@ class _LoopNests:
         owner = z.owner
         assert isinstance(owner, Operation)
         owner.attributes[DROPOUT_ATTR] = UnitAttr()
-        return self.lw.pure(arith.MulfOp, p, z)
+        return self.lw.pure(arith.MulfOp, p, self.lw.wide(z))
+
+    def accumulator(self, buf: SSAValue, roles: dict[SSAValue, str]) -> SSAValue:
+        """The buffer rows of ``buf`` accumulate in: ``buf``, or for a 16-bit ``buf`` an f32 scratch buffer of its
+        shape (role ``acc``: the GPU kernels keep the rows in registers) whose rows :meth:`finish_row` rounds into
+        ``buf`` once."""
+        t = buf.type
+        assert isinstance(t, MemRefType)
+        if not pg.is_low_precision(t.get_element_type()):
+            return buf
+        acc = self.lw.emit(memref.AllocOp.get(f32, None, list(t.get_shape()))).results[0]
+        roles[acc] = "acc"
+        self.scratch.append(acc)
+        return acc
+
+    def finish_row(self, acc: SSAValue, buf: SSAValue, row: tuple[SSAValue, ...], n: int, den: SSAValue | None = None):
+        """``buf[*row, e] = acc[*row, e] (/ den)`` for ``e < n``, rounded to ``buf``'s type (nothing when ``acc`` is
+        ``buf`` and there is no ``den``)."""
+        lw = self.lw
+        if acc is buf and den is None:
+            return
+        el = MemRefType.get_element_type(buf.type)  # type: ignore[arg-type]
+
+        def body(es: list[SSAValue], _: list[SSAValue]) -> list[SSAValue]:
+            x: SSAValue = lw.emit(memref.LoadOp.get(acc, (*row, es[0]))).results[0]
+            if den is not None:
+                x = lw.pure(arith.DivfOp, x, den)
+            lw.store(lw.narrow(x, el), buf, (*row, es[0]))
+            return []
+
+        lw.loops([(0, n)], [], body)
 
     def zero_row(self, buf: SSAValue, row: tuple[SSAValue, ...], n: int) -> None:
         lw = self.lw
@@ -327,7 +364,7 @@ def lower_loops(lw: KernelLowering) -> None:
     q, k = buffers[main.query], buffers[main.key]
     *batch_shape, length, d = shape_of(main.query)
     keys = shape_of(main.key)[-2]
-    el = element_of(main.query)
+    el = lw.wide_type(element_of(main.query))  # 16-bit attention computes in f32
     ninf, zero, one = lw.const(-math.inf, el), lw.const(0.0, el), lw.const(1.0, el)
     roles: dict[SSAValue, str] = {q: "q", k: "k"}
     if mask is not None:
@@ -348,11 +385,12 @@ def lower_loops(lw: KernelLowering) -> None:
                 roles[out] = "out"
             if lse is not None:
                 roles[lse] = "lse"
+            acc = nests.accumulator(out, roles) if out is not None else None
             with lw.parallel((*batch_shape, length)) as ivs:
                 *b, i = ivs
                 row = (*b, i)
-                if out is not None:
-                    nests.zero_row(out, row, ev)
+                if acc is not None:
+                    nests.zero_row(acc, row, ev)
 
                 def body(js: list[SSAValue], carried: list[SSAValue]) -> list[SSAValue]:
                     m, l_ = carried
@@ -361,30 +399,33 @@ def lower_loops(lw: KernelLowering) -> None:
                     mu = lw.pure(arith.SelectOp, lw.cmpf("oeq", m_new, ninf), zero, m_new)
                     alpha = lw.pure(mathd.ExpOp, lw.pure(arith.SubfOp, m, mu))
                     p = lw.pure(mathd.ExpOp, lw.pure(arith.SubfOp, s, mu))
-                    if out is not None and v is not None:
+                    if acc is not None and v is not None:
                         vj = (*b, js[0])
                         pz = nests.dropped(p, fwd, (*b, i, js[0]))
                         nests.axpy_row(
-                            out,
+                            acc,
                             row,
                             ev,
                             lambda old, e: lw.pure(
                                 arith.AddfOp,
                                 lw.pure(arith.MulfOp, old, alpha),
-                                lw.pure(arith.MulfOp, pz, lw.load(v, (*vj, e))),
+                                lw.pure(arith.MulfOp, pz, lw.wide(lw.load(v, (*vj, e)))),
                             ),
                         )
                     return [m_new, lw.pure(arith.AddfOp, lw.pure(arith.MulfOp, l_, alpha), p)]
 
                 m, l_ = lw.loops([(0, keys)], [ninf, zero], body)
-                if out is not None:
+                if out is not None and acc is not None:
                     den = lw.pure(arith.SelectOp, lw.cmpf("oeq", l_, zero), one, l_)
-                    nests.axpy_row(out, row, ev, lambda old, e: lw.pure(arith.DivfOp, old, den))
+                    if acc is out:
+                        nests.axpy_row(out, row, ev, lambda old, e: lw.pure(arith.DivfOp, old, den))
+                    else:
+                        nests.finish_row(acc, out, row, ev, den)
                 if lse is not None:
                     mu = lw.pure(arith.SelectOp, lw.cmpf("oeq", m, ninf), zero, m)
                     lw.store(lw.pure(arith.AddfOp, mu, lw.pure(mathd.LogOp, l_)), lse, row)
             _tag(lw, _last_nest(lw), "forward", main.scale_value, main.is_causal, roles)
-    for buf in scratch:
+    for buf in [*scratch, *nests.scratch]:
         lw.emit(memref.DeallocOp.get(buf))
 
 
@@ -401,7 +442,7 @@ def _lower_backward(
     dq, dk, dv = (out_buffer(r) for r in op.results)
     *batch_shape, length, d = shape_of(op.query)
     keys, ev = shape_of(op.value)[-2:]
-    el = element_of(op.query)
+    el = lw.wide_type(element_of(op.query))  # 16-bit attention computes in f32
     ninf, zero = lw.const(-math.inf, el), lw.const(0.0, el)
     scale = lw.const(op.scale_value, el)
     roles.update({v: "v", out: "out", dout: "dout", lse: "lse", dq: "dq", dk: "dk", dv: "dv"})
@@ -416,7 +457,7 @@ def _lower_backward(
 
     def prob(b: list[SSAValue], i: SSAValue, j: SSAValue) -> SSAValue:
         s = nests.score(q, k, b, i, j, d)
-        lse_i = lw.load(lse, (*b, i))
+        lse_i = lw.wide(lw.load(lse, (*b, i)))
         lse0 = lw.pure(arith.SelectOp, lw.cmpf("oeq", lse_i, ninf), zero, lse_i)
         return lw.pure(mathd.ExpOp, lw.pure(arith.SubfOp, s, lse0))
 
@@ -425,50 +466,56 @@ def _lower_backward(
         diff = lw.pure(arith.SubfOp, dp, lw.load(dsum, (*b, i)))
         return lw.pure(arith.MulfOp, lw.pure(arith.MulfOp, p, diff), scale)
 
+    dq_acc, dk_acc, dv_acc = (nests.accumulator(x, roles) for x in (dq, dk, dv))
     # dk, dv: a key row each, a loop over the queries
     with lw.parallel((*batch_shape, keys)) as ivs:
         *b, j = ivs
-        nests.zero_row(dv, (*b, j), ev)
-        nests.zero_row(dk, (*b, j), d)
+        nests.zero_row(dv_acc, (*b, j), ev)
+        nests.zero_row(dk_acc, (*b, j), d)
 
         def kv_body(is_: list[SSAValue], _: list[SSAValue]) -> list[SSAValue]:
             i = is_[0]
             p = prob(b, i, j)
             pz = nests.dropped(p, op, (*b, i, j))
             nests.axpy_row(
-                dv,
+                dv_acc,
                 (*b, j),
                 ev,
-                lambda old, e: lw.pure(arith.AddfOp, old, lw.pure(arith.MulfOp, pz, lw.load(dout, (*b, i, e)))),
+                lambda old, e: lw.pure(
+                    arith.AddfOp, old, lw.pure(arith.MulfOp, pz, lw.wide(lw.load(dout, (*b, i, e))))
+                ),
             )
             ds = dscore(b, i, j, p)
             nests.axpy_row(
-                dk,
+                dk_acc,
                 (*b, j),
                 d,
-                lambda old, e: lw.pure(arith.AddfOp, old, lw.pure(arith.MulfOp, ds, lw.load(q, (*b, i, e)))),
+                lambda old, e: lw.pure(arith.AddfOp, old, lw.pure(arith.MulfOp, ds, lw.wide(lw.load(q, (*b, i, e))))),
             )
             return []
 
         lw.loops([(0, length)], [], kv_body)
+        nests.finish_row(dv_acc, dv, (*b, j), ev)
+        nests.finish_row(dk_acc, dk, (*b, j), d)
     _tag(lw, _last_nest(lw), "dkdv", op.scale_value, op.is_causal, roles)
     # dq: a query row each, a loop over the keys
     with lw.parallel((*batch_shape, length)) as ivs:
         *b, i = ivs
-        nests.zero_row(dq, (*b, i), d)
+        nests.zero_row(dq_acc, (*b, i), d)
 
         def q_body(js: list[SSAValue], _: list[SSAValue]) -> list[SSAValue]:
             j = js[0]
             ds = dscore(b, i, j, prob(b, i, j))
             nests.axpy_row(
-                dq,
+                dq_acc,
                 (*b, i),
                 d,
-                lambda old, e: lw.pure(arith.AddfOp, old, lw.pure(arith.MulfOp, ds, lw.load(k, (*b, j, e)))),
+                lambda old, e: lw.pure(arith.AddfOp, old, lw.pure(arith.MulfOp, ds, lw.wide(lw.load(k, (*b, j, e))))),
             )
             return []
 
         lw.loops([(0, keys)], [], q_body)
+        nests.finish_row(dq_acc, dq, (*b, i), d)
     _tag(lw, _last_nest(lw), "dq", op.scale_value, op.is_causal, roles)
     lw.emit(memref.DeallocOp.get(dsum))
 
@@ -496,9 +543,10 @@ class _Kernel:
         *self.batch, self.length, self.d = q
         self.keys = _shape(buffers["k"])[-2]
         self.ev = _shape(buffers["v"])[-1] if "v" in buffers else self.d
-        self.el = MemRefType.get_element_type(buffers["q"].type)  # type: ignore[arg-type]
+        el = MemRefType.get_element_type(buffers["q"].type)  # type: ignore[arg-type]
+        self.el = f32 if pg.is_low_precision(el) else el  # 16-bit attention computes in f32 (shared tiles too)
         self.lanes = s.count("lanes")
-        self.dropout_slice = _dropout_slice(par)
+        self.dropout_slice = dropout_slice(par)
         self.body = Block(arg_types=[IndexType()] * 12)
         self.body.add_op(gpu.TerminatorOp())
         self.b = Builder(self.body, self.loc, ConstantPool(self.body))
@@ -514,16 +562,12 @@ class _Kernel:
         ``loop``: the loop stage's ops computing it (Philox) cloned; ``p`` without dropout."""
         if self.dropout_slice is None:
             return p
-        ops, value, par_args, loop_args = self.dropout_slice
-        mapping: dict[SSAValue, SSAValue] = {a: b.idx(x) for a, x in zip(par_args, [*batch, row], strict=True)}
-        for a in loop_args:
-            mapping[a] = b.idx(loop)
-        for o in ops:
-            clone = o.clone(value_mapper=mapping)
-            clone.attributes.pop(DROPOUT_ATTR, None)
-            b.op(clone)
-            mapping.update(zip(o.results, clone.results, strict=True))
-        return b.v(arith.MulfOp(p, mapping.get(value, value)))
+        return b.v(arith.MulfOp(p, regenerate(b, self.dropout_slice, batch, row, loop)))
+
+    @staticmethod
+    def wide(b: Builder, x: SSAValue) -> SSAValue:
+        """``x`` extended to f32 when it is a 16-bit float."""
+        return b.v(arith.ExtFOp(x, f32)) if pg.is_low_precision(x.type) else x
 
     def butterfly(self, b: Builder, x: SSAValue) -> SSAValue:
         """The sum of ``x`` over the ``lanes`` threads of a row (xor shuffles: every lane gets it)."""
@@ -545,11 +589,12 @@ class _Kernel:
         return self.butterfly(b, acc)
 
     def row_slice(self, b: Builder, buf: SSAValue, prefix: Sequence[Index], n: int, t: Index) -> list[SSAValue]:
-        return [b.load(buf, [*prefix, b.add(t, self.lanes * e)]) for e in range(n // self.lanes)]
+        return [self.wide(b, b.load(buf, [*prefix, b.add(t, self.lanes * e)])) for e in range(n // self.lanes)]
 
     def store_slice(self, b: Builder, regs: Sequence[SSAValue], buf: SSAValue, prefix: Sequence[Index], t: Index):
+        el = MemRefType.get_element_type(buf.type)  # type: ignore[arg-type]
         for e, x in enumerate(regs):
-            b.store(x, buf, [*prefix, b.add(t, self.lanes * e)])
+            b.store(b.v(arith.TruncFOp(x, el)) if el != x.type else x, buf, [*prefix, b.add(t, self.lanes * e)])
 
     def load_tile(
         self, b: Builder, tile: SSAValue, src: SSAValue, batch: Sequence[Index], row0: Index, extent: int,
@@ -569,7 +614,7 @@ class _Kernel:
             g = bb.add(row0, rr)
             ok = bb.cmp("ult", g, extent)
             gc = bb.min(g, extent - 1)
-            value = bb.load(src, [*batch, gc, cc] if len(shape) > 1 else [*batch, gc])
+            value = self.wide(bb, bb.load(src, [*batch, gc, cc] if len(shape) > 1 else [*batch, gc]))
             if fix is not None:
                 value = fix(bb, value)
             value = bb.select(ok, value, self.fconst(0.0))
@@ -587,7 +632,7 @@ class _Kernel:
             if MemRefType.get_element_type(mask.type) == i1:  # type: ignore[arg-type]
                 s = b.select(m, s, ninf)
             else:
-                s = b.v(arith.AddfOp(s, m))
+                s = b.v(arith.AddfOp(s, self.wide(b, m)))
         return b.select(valid, s, ninf)
 
     def for_(
@@ -824,9 +869,28 @@ class _Kernel:
         self.store_slice(bb, res[nd:], self.buf["dv"], [*batch, key], t)
 
 
-def _dropout_slice(
-    par: scf.ParallelOp,
-) -> tuple[list[Operation], SSAValue, list[SSAValue], list[SSAValue]] | None:
+DropoutSlice = tuple[list[Operation], SSAValue, list[SSAValue], list[SSAValue]]
+"""The ops of a nest computing its dropout multiplier, the multiplier, the nest's parallel indices and the loop
+indices the ops use (:func:`dropout_slice`)."""
+
+
+def regenerate(b: Builder, found: DropoutSlice, batch: Sequence[Index], row: Index, loop: Index) -> SSAValue:
+    """The dropout multiplier (f32 for 16-bit attention) where the nest's parallel index is (*batch, ``row``) and
+    its loop's ``loop``: the loop stage's ops computing it (Philox) cloned at ``b``."""
+    ops, value, par_args, loop_args = found
+    mapping: dict[SSAValue, SSAValue] = {a: b.idx(x) for a, x in zip(par_args, [*batch, row], strict=True)}
+    for a in loop_args:
+        mapping[a] = b.idx(loop)
+    for o in ops:
+        clone = o.clone(value_mapper=mapping)
+        clone.attributes.pop(DROPOUT_ATTR, None)
+        b.op(clone)
+        mapping.update(zip(o.results, clone.results, strict=True))
+    z = mapping.get(value, value)
+    return b.v(arith.ExtFOp(z, f32)) if pg.is_low_precision(z.type) else z
+
+
+def dropout_slice(par: scf.ParallelOp) -> DropoutSlice | None:
     """The ops of nest ``par`` computing its dropout multiplier (the op tagged :data:`DROPOUT_ATTR` and what it
     depends on inside the nest, in order), the multiplier, the nest's parallel indices and the loop indices the ops
     use; None without dropout."""
@@ -880,28 +944,49 @@ def _outside_buffers(nest: Operation) -> list[SSAValue]:
     return found
 
 
-def build_launch(par: scf.ParallelOp) -> None:
+def build_launch(par: scf.ParallelOp, simt: bool = False) -> None:
     """Replace the attention nest ``par`` (loop stage, ``pg.attention``) by its ``gpu.launch`` (see the module
-    docstring). Raises ``ValueError`` for a nest this module did not make."""
+    docstring); ``simt``: under another schedule carrying the ``flash`` sizes (``flash-mma``, for the nests it does
+    not build). Raises ``ValueError`` for a nest this module did not make."""
     info = par.attributes[ATTENTION_ATTR]
     s = par.attributes.get("kernel.schedule")
-    if not isinstance(info, DictionaryAttr) or not isinstance(s, ScheduleAttr) or s.strategy.data != STRATEGY:
+    if (
+        not isinstance(info, DictionaryAttr)
+        or not isinstance(s, ScheduleAttr)
+        or (s.strategy.data != STRATEGY and not simt)
+    ):
         raise ValueError(f"an attention nest needs pg.attention and a {STRATEGY} schedule")
     k = _Kernel(par, info, nest_buffers(par), s)
-    launch = k.build()
+    replace_nest(par, k.build(), k.host_consts)
+
+
+def replace_nest(par: scf.ParallelOp, launch: gpu.LaunchOp, host_consts: Sequence[Operation]) -> None:
+    """Put ``launch`` (after ``host_consts``, its grid and block sizes) in place of the attention nest ``par``, and
+    drop the f32 accumulators of 16-bit rows (role ``acc``: the kernels keep them in registers) that no other nest
+    uses."""
+    roles = [r.data for r in par.attributes[ATTENTION_ATTR].data["buffers"].data]  # type: ignore[attr-defined]
+    accs = [v for r, v in zip(roles, _outside_buffers(par), strict=True) if r == "acc"]
     host = par.parent_block()
     assert host is not None
-    for c in k.host_consts:
+    for c in host_consts:
         host.insert_op_before(c, par)
     host.insert_op_before(launch, par)
     host.erase_op(par, safe_erase=False)
+    for acc in accs:
+        uses = [u.operation for u in acc.uses]
+        if isinstance(acc.owner, memref.AllocOp) and all(isinstance(u, memref.DeallocOp) for u in uses):
+            for u in uses:
+                u.detach()
+                u.erase()
+            acc.owner.detach()
+            acc.owner.erase()
 
 
 KIND = KernelKind(
     name="attention",
     doc="fused attention forward/backward (FlashAttention-2): its own nests (pg.attention), flash kernels",
     lower_kernel=lower_loops,
-    strategies=("thread_per_point", STRATEGY),
+    strategies=("thread_per_point", STRATEGY, MMA_STRATEGY),
 )
 """The registry row (``picograd.passes.kinds.KERNEL_KINDS``): the loop stage lowers the whole kernel
 (:func:`lower_loops`); its nests are marked ``pg.attention`` (:data:`ATTENTION_ATTR`), not ``pg.nest``, and
