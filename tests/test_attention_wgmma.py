@@ -14,14 +14,23 @@ f32's accuracy of the exponentials (``ex2.approx``: a few ulp).
 
 from __future__ import annotations
 
+import ml_dtypes
 import numpy as np
 import pytest
-from _ptx_emulator import Emulator, TensorMap, bf16_to_f32
+from _ptx_emulator import Emulator, TensorMap, bf16_to_f32, run_program
 from test_tensor_core_ptx import random_bf16
+from xdsl.dialects import arith, func
+from xdsl.dialects.builtin import FunctionType, ModuleOp, TensorType, bf16
+from xdsl.ir import Block, Operation, Region
 
-from picograd.dialects import ptx
+from picograd.dialects import kernel, pg, ptx
+from picograd.driver.gpu_compile import CudaProgram, compile_for_cuda
+from picograd.driver.pipeline import passes_until, run_passes
+from picograd.errors import CompileError
+from picograd.passes import decompose_attention
 from picograd.passes.kinds import attention_wgmma as aw
 from picograd.passes.kinds import matmul_wgmma as wg
+from picograd.runtime import cuda
 from picograd.target import ptxas
 from picograd.target.ptx_printer import print_ptx
 
@@ -77,7 +86,7 @@ CASES = {
     # the GPU's schedule: one block of 128 rows, one 128-key tile
     "d64_T128": (aw.Problem(1, 128, 128, 64, 0.125), None),
     # the test schedule: 4 key tiles over 2 stages, causal (tiles skipped above the diagonal, the diagonal masked)
-    "d64_T128_causal_small": (aw.Problem(2, 128, 128, 64, 0.125, causal=True), SMALL),
+    "d64_T128_causal_small": (aw.Problem(1, 128, 128, 64, 0.125, causal=True), SMALL),
     # ragged: 72 queries (rows past L not stored), 80 keys (the last tile masked past S)
     "d64_ragged_small": (aw.Problem(1, 72, 80, 64, 0.2), SMALL),
 }
@@ -109,3 +118,87 @@ def test_flash_wgmma_refuses_what_it_cannot_compute() -> None:
         aw.build_kernel(aw.Problem(1, 64, 64, 96, 0.1), "attn")
     with pytest.raises(ValueError, match="q, k, v of f32"):
         aw.build_kernel(aw.Problem(1, 64, 64, 64, 0.1, dtype="f32"), "attn")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Through the pipeline: a bf16 attention op forced to flash-wgmma (compile_for_cuda(attention_schedule=...)),
+# compiled for sm_90a, run by the launch plan on the emulator.
+
+
+def pg_attention(batch: int, heads: int, length: int, d: int, causal: bool, lse: bool) -> ModuleOp:
+    """``f(q, k, v) -> out[, lse]``: picograd's attention op on bf16 (batch, heads, T, d)."""
+    t = TensorType(bf16, [batch, heads, length, d])
+    block = Block(arg_types=[t] * 3)
+    q, k, v = block.args
+    ops: list[Operation] = [pg.ScaledDotProductAttentionOp(q, k, v, None, None, d**-0.5, causal)]
+    if lse:
+        ops.append(pg.AttentionLseOp(q, k, None, d**-0.5, causal))
+    for op in ops:
+        block.add_op(op)
+    results = [op.results[0] for op in ops]
+    block.add_op(func.ReturnOp(*results))
+    fn = func.FuncOp("attention", FunctionType.from_lists([t] * 3, [r.type for r in results]), Region(block))
+    return ModuleOp([fn])
+
+
+@pytest.fixture
+def fused_bf16(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keep bf16 attention whole (as the fused kernels' hooks in pg-decompose-attention will)."""
+    monkeypatch.setattr(decompose_attention, "fused_forward", lambda op: True)
+
+
+def compile_flash_wgmma(module: ModuleOp, arch: str = "sm_90a") -> CudaProgram:
+    """``compile_for_cuda(module, arch, attention_schedule="flash-wgmma")``, the unused ``arith.truncf`` removed after
+    ``pg-attention-schedule``: this branch's loop stage of a bf16 attention hoists bf16 constants (``arith.truncf``)
+    that only the replaced nest used, which ``pg-to-gpu`` refuses at the top level (the bf16 loop form is the
+    mma.sync branch's)."""
+    names = passes_until("ptx", arch=arch, attention_schedule=aw.STRATEGY)
+    run_passes(module, names[: names.index("pg-attention-schedule") + 1])
+    for fn in module.ops:
+        assert isinstance(fn, func.FuncOp)
+        for op in list(fn.body.block.ops)[::-1]:
+            if isinstance(op, arith.TruncFOp) and not op.result.uses:
+                fn.body.block.erase_op(op)
+    return compile_for_cuda(module, arch=arch, stage="loops", attention_schedule=aw.STRATEGY)
+
+
+@pytest.mark.parametrize("lse", [True, False], ids=["with_lse", "inference"])
+def test_compiled_flash_wgmma_runs_on_the_emulator(fused_bf16: None, lse: bool, rng: np.random.Generator) -> None:
+    """With lse (the training forward) on the emulator; without (inference: no lse buffer) assembled only."""
+    b, h, length, d = 1, 1, 64, 64
+    program = compile_flash_wgmma(pg_attention(b, h, length, d, True, lse))
+    launches = [s for s in program.steps if isinstance(s, cuda.Launch)]
+    (launch,) = [s for s in launches if isinstance(s.args[0], cuda.TensorMap)]
+    assert launch.shmem == aw.schedule_for(d).shared_bytes(d) and launch.block == (384, 1, 1)
+    program.assemble(strict=True)
+    if not lse:
+        return
+    bits = [random_bf16(rng, (b, h, length, d)) for _ in range(3)]
+    outs = run_program(program, [x.view(ml_dtypes.bfloat16) for x, _ in bits])
+    q, k, v = (x.reshape(b * h, length, d) for _, x in bits)
+    ref, ref_lse, probs = reference(q, k, v, d**-0.5, True)
+    got = outs[0].astype(np.float64).reshape(b * h, length, d)
+    assert np.all(np.abs(got - ref) <= 2.0**-8 * (probs @ np.abs(v)) + 2.0**-8 * np.abs(ref) + 1e-6)
+    np.testing.assert_allclose(outs[1].astype(np.float64).reshape(b * h, length), ref_lse, rtol=2**-7)
+
+
+def test_flash_wgmma_is_an_override_with_a_fallback(fused_bf16: None) -> None:
+    """auto keeps the attention kind's schedule; the override takes bf16 forwards only, and needs sm_90a."""
+
+    def strategies(schedule: str, module: ModuleOp) -> list[str]:
+        work = module.clone()
+        run_passes(work, passes_until("kernels", attention_schedule=schedule))
+        return [
+            k.schedule.strategy.data
+            for k in work.walk()
+            if isinstance(k, kernel.FusedOp) and k.kind.data == "attention"
+        ]
+
+    module = pg_attention(1, 2, 64, 64, False, True)
+    assert aw.STRATEGY not in strategies("auto", module)
+    assert strategies(aw.STRATEGY, module) == [aw.STRATEGY]
+    assert aw.STRATEGY not in strategies(aw.STRATEGY, pg_attention(1, 2, 64, 32, False, True))  # head dim 32
+    with pytest.raises(CompileError, match=r"attention schedule 'flash-wgmma'.* needs target sm_90a"):
+        compile_flash_wgmma(module, arch="sm_90")
+    with pytest.raises(ValueError, match="unknown attention schedule 'flash'"):
+        passes_until("ptx", attention_schedule="flash")

@@ -14,7 +14,8 @@ from xdsl.passes import ModulePass
 from xdsl.utils.exceptions import PassFailedException
 
 from picograd.passes._buffers import where
-from picograd.passes.kinds.attention import ATTENTION_ATTR, build_launch
+from picograd.passes.kinds import attention_wgmma
+from picograd.passes.kinds.attention import ATTENTION_ATTR, build_launch, nest_buffers
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,9 @@ class PgAttentionSchedule(ModulePass):
                 p for p in fn.body.block.ops if isinstance(p, scf.ParallelOp) and ATTENTION_ATTR in p.attributes
             ]:
                 try:
+                    if attention_wgmma.is_scheduled(par):
+                        attention_wgmma.schedule_nest(par, par.attributes[ATTENTION_ATTR], nest_buffers(par))  # type: ignore[arg-type]
+                        continue
                     build_launch(par)
                 except ValueError as e:
                     raise PassFailedException(f"pg-attention-schedule: {e}{where(par)}") from None

@@ -17,7 +17,9 @@ mappings under each strategy (``pg-to-gpu``, ``pg-matmul-schedule``). The passes
                                                                         ptx dialect by pg-to-ptx)
     scatter_add   scatter_add     zero fill, then the scatter           thread_per_point, atomic
     attention     attention       the whole kernel (lower_kernel):      flash (pg-attention-schedule, from the
-                                  online-softmax nests, pg.attention    nests' pg.attention), thread_per_point
+                                  online-softmax nests, pg.attention    nests' pg.attention), thread_per_point,
+                                                                        flash-wgmma (attention_wgmma: the bf16
+                                                                        forward, built in the ptx dialect)
     movement, random, other: the elementwise row
 
 Adding a kind: a module ``kinds/<kind>.py`` with a ``KIND = KernelKind(...)`` record and a row here (see

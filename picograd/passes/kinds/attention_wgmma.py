@@ -39,12 +39,30 @@ import math
 from dataclasses import dataclass
 
 from xdsl.builder import ImplicitBuilder
+from xdsl.dialects import arith, gpu, memref, scf
 from xdsl.dialects.builtin import (
+    ArrayAttr,
+    DenseArrayBase,
     DictionaryAttr,
+    FloatAttr,
+    IndexType,
+    IntegerAttr,
+    MemRefType,
+    StringAttr,
+    UnitAttr,
+    bf16,
+    f64,
+    i32,
+    i64,
 )
-from xdsl.ir import SSAValue
+from xdsl.ir import Block, Region, SSAValue
+from xdsl.utils.exceptions import PassFailedException
 
-from picograd.dialects import ptx
+from picograd.dialects import kernel, pg, ptx
+from picograd.dialects.attrs import KERNEL_ATTR, KIND_ATTR, SHARED_BYTES_ATTR, STRATEGY_ATTR
+from picograd.dialects.kernel import ScheduleAttr
+from picograd.dialects.pg import element_of, shape_of
+from picograd.passes.kinds.attention import ATTENTION_OPS
 from picograd.passes.kinds.matmul_wgmma import (
     ALIGN,
     ATOM,
@@ -57,8 +75,11 @@ from picograd.passes.kinds.matmul_wgmma import (
     PipelineBuilder,
     TensorMapSpec,
     binop,
+    buffer_place,
     imm,
     smem_descriptor,
+    type_name,
+    where,
 )
 
 STRATEGY = "flash-wgmma"
@@ -108,7 +129,7 @@ def schedule_for(d: int) -> FlashWgmmaSchedule:
 class Problem:
     """An attention forward over ``batch`` (batch x heads) of ``length`` queries and ``keys`` keys of head dim
     ``d``. The kernel takes the tensor maps of q, k, v, then ``args`` pointer parameters; q, k, v, out, lse are the
-    buffers of parameters ``operands`` at byte ``offsets``; ``lse_dtype`` is lse's element type."""
+    buffers of parameters ``operands`` at byte ``offsets``; ``lse_dtype`` is lse's element type (None: no lse)."""
 
     batch: int
     length: int
@@ -118,7 +139,7 @@ class Problem:
     causal: bool = False
     dtype: str = "bf16"
     out_dtype: str = "bf16"
-    lse_dtype: str = "f32"
+    lse_dtype: str | None = "f32"
     offsets: tuple[int, int, int, int, int] = (0, 0, 0, 0, 0)
     operands: tuple[int, int, int, int, int] = (0, 1, 2, 3, 4)
     args: int = 5
@@ -130,7 +151,7 @@ def unsupported(p: Problem) -> str | None:
         return f"q, k, v of {p.dtype} and out of {p.out_dtype} (it reads and writes bf16)"
     if p.d not in HEAD_DIMS:
         return f"head dim {p.d} (it computes {' and '.join(map(str, HEAD_DIMS))})"
-    if p.lse_dtype not in ("f32", "bf16"):
+    if p.lse_dtype not in ("f32", "bf16", None):
         return f"an lse of {p.lse_dtype}"
     if min(p.batch, p.length, p.keys) < 1:
         return "an empty attention"
@@ -196,12 +217,12 @@ class _Kernel(PipelineBuilder):
             ptx.SharedOp(f"{self.name}_bars", 8 * bars, 8)
             self.maps = [ptx.CvtaOp(ptx.ParamAddrOp(a).result, "param", to=False).result for a in func.args[:3]]
             pointers = []
-            for role in (3, 4):
+            for role in (3, 4) if p.lse_dtype is not None else (3,):
                 ptr = ptx.CvtaOp(ptx.LdParamOp(func.args[3 + p.operands[role]]).result).result
                 if p.offsets[role]:
                     ptr = ptx.AddOp(ptr, imm(p.offsets[role], "s64"), "s64").result
                 pointers.append(ptr)
-            self.out_ptr, self.lse_ptr = pointers
+            self.out_ptr, self.lse_ptr = pointers[0], pointers[-1]
             tid = ptx.SregOp("tid.x").result
             self.q_full = ptx.SharedAddrOp(f"{self.name}_bars").result
             self.k_full = binop(ptx.AddOp, self.q_full, 8)
@@ -394,6 +415,8 @@ class _Kernel(PipelineBuilder):
             for j in range(d // 8):
                 lo, hi = (ptx.MulOp(o[4 * j + 2 * h + e], inv, "f32", mode="rn").result for e in (0, 1))
                 ptx.StOp(addr, ptx.CvtPairOp(hi, lo).result, "b32", offset=16 * j, guard=inside)
+            if p.lse_dtype is None:
+                continue
             mu = ptx.SelpOp(zero, m[h], ptx.SetpOp("eq", m[h], ninf).result, "f32").result
             log_l = ptx.MulOp(ptx.Lg2Op(total, approx=True).result, ptx.MovOp(LN2, "f32").result, "f32",
                               mode="rn").result  # fmt: skip
@@ -416,3 +439,145 @@ def build_kernel(p: Problem, name: str, s: FlashWgmmaSchedule | None = None) -> 
         raise ValueError(f"the {STRATEGY} schedule cannot compute this attention: {why}")
     s.check(p.d)
     return _Kernel(s, p, name).build()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Hooks: pg-schedule (the schedule attribute, under the ``attention=flash-wgmma`` override), pg-attention-schedule
+# (the forward nest becomes a gpu.launch), pg-to-ptx (the gpu.func becomes the kernel built above)
+
+PROBLEM_ATTR = "pg.flash_wgmma"
+"""Attribute of the ``gpu.launch``/``gpu.func`` of a flash-wgmma kernel: the problem's sizes, scale, causality and
+types. Its body only names the buffers q, k, v, out and lse (``memref.extract_aligned_pointer_as_index``, in that
+order), for ``pg-to-gpu`` to pass them; ``pg-to-ptx`` builds the kernel from this attribute."""
+
+ATTENTION_SCHEDULES = ("auto", STRATEGY)
+"""``pg-schedule``'s ``attention`` option: ``auto`` (the attention kind's own choice) or ``flash-wgmma``."""
+
+
+def check_schedule(name: str) -> str:
+    """``name`` if it is an ``attention`` option of ``pg-schedule``; raises ``ValueError`` naming the choices."""
+    if name not in ATTENTION_SCHEDULES:
+        raise ValueError(f"unknown attention schedule '{name}': expected {' or '.join(ATTENTION_SCHEDULES)}")
+    return name
+
+
+def fallback_reason(k: kernel.FusedOp | kernel.LaunchOp) -> str | None:
+    """Why an attention kernel does not take ``flash-wgmma`` (None when it does): it is the forward (out and lse)
+    of bf16 q, k, v of head dim 64 or 128 (the value's too), without a mask tensor or dropout. A kernel it does not
+    fit keeps the attention kind's own schedule."""
+    ops = [o for o in k.body.block.ops if isinstance(o, ATTENTION_OPS)]
+    fwd = next((o for o in ops if isinstance(o, pg.ScaledDotProductAttentionOp)), None)
+    if fwd is None or any(isinstance(o, pg.AttentionBackwardOp) for o in ops):
+        return "not an attention forward"
+    if fwd.mask is not None or fwd.dropout is not None:
+        return "a mask tensor or dropout"
+    if element_of(fwd.query) != bf16 or any(element_of(x) != bf16 for x in (fwd.key, fwd.value)):
+        return f"q, k, v of {element_of(fwd.query)}"
+    d, ev = shape_of(fwd.query)[-1], shape_of(fwd.value)[-1]
+    if d not in HEAD_DIMS or ev != d:
+        return f"head dims {d} and {ev}"
+    return None
+
+
+def schedule(k: kernel.FusedOp | kernel.LaunchOp) -> ScheduleAttr | None:
+    """``pg-schedule``'s ``#kernel.schedule`` of an attention kernel under ``attention=flash-wgmma``: the
+    ``flash-wgmma`` sizes, or None when :func:`fallback_reason` says the kernel keeps its kind's own schedule."""
+    if fallback_reason(k) is not None:
+        return None
+    fwd = next(o for o in k.body.block.ops if isinstance(o, pg.ScaledDotProductAttentionOp))
+    s = schedule_for(shape_of(fwd.query)[-1])
+    return ScheduleAttr(
+        STRATEGY,
+        {"block_m": s.block_m, "block_n": s.block_n, "stages": s.stages, "threads": s.threads, "specialised": True},
+    )
+
+
+def _shape(buf: SSAValue) -> tuple[int, ...]:
+    t = buf.type
+    assert isinstance(t, MemRefType)
+    return tuple(t.get_shape())
+
+
+def schedule_nest(par: scf.ParallelOp, info: DictionaryAttr, buffers: dict[str, SSAValue]) -> None:
+    """Replace the forward nest ``par`` (``pg.attention``, roles ``buffers``) by the ``gpu.launch`` of the
+    flash-wgmma kernel (see :data:`PROBLEM_ATTR`). Raises ``ValueError`` when it is not a forward the kernel
+    computes."""
+    if info.data["nest"].data != "forward" or set(buffers) - {"lse"} != {"q", "k", "v", "out"}:  # type: ignore[attr-defined]
+        raise ValueError(f"{STRATEGY} computes the forward (out and lse) without mask or dropout")
+    *batch, length, d = _shape(buffers["q"])
+    keys = _shape(buffers["k"])[-2]
+    types = {r: type_name(MemRefType.get_element_type(b.type)) for r, b in buffers.items()}  # type: ignore[arg-type]
+    p = Problem(math.prod(batch), length, keys, d, float(info.data["scale"].value.data),  # type: ignore[attr-defined]
+                "causal" in info.data, types["q"], types["out"], types.get("lse"))  # fmt: skip
+    why = unsupported(p) or (None if types["k"] == types["v"] == p.dtype else "q, k, v of different types")
+    if why is not None:
+        raise ValueError(f"{STRATEGY} cannot compute this attention: {why}")
+    s = schedule_for(d)
+    body = Block(arg_types=[IndexType()] * 12)
+    for role in ("q", "k", "v", "out", "lse")[: len(buffers)]:
+        op = memref.ExtractAlignedPointerAsIndexOp.get(buffers[role])
+        op.location = par.location
+        body.add_op(op)
+    body.add_op(gpu.TerminatorOp())
+    sizes = [arith.ConstantOp(IntegerAttr(v, IndexType())) for v in (*grid(s, p), s.threads, 1, 1)]
+    launch = gpu.LaunchOp(Region(body), sizes[:3], sizes[3:])
+    for op in (*sizes, launch):
+        op.location = par.location
+    for key in (KERNEL_ATTR, KIND_ATTR):
+        if key in par.attributes:
+            launch.attributes[key] = par.attributes[key]
+    launch.attributes[STRATEGY_ATTR] = StringAttr(STRATEGY)
+    launch.attributes[PROBLEM_ATTR] = DictionaryAttr(
+        {
+            "sizes": ArrayAttr([IntegerAttr(v, i64) for v in (p.batch, p.length, p.keys, p.d)]),
+            "scale": FloatAttr(p.scale, f64),
+            "types": ArrayAttr([StringAttr(x) for x in (p.dtype, p.out_dtype, p.lse_dtype or "none")]),
+            **({"causal": UnitAttr()} if p.causal else {}),
+        }
+    )
+    launch.attributes["gpu.known_block_size"] = DenseArrayBase.from_list(i32, [s.threads, 1, 1])
+    host = par.parent_block()
+    assert host is not None
+    for op in (*sizes, launch):
+        host.insert_op_before(op, par)
+    host.erase_op(par, safe_erase=False)
+
+
+def lower_kernel(func: gpu.FuncOp, target: str) -> ptx.FuncOp | None:
+    """The ``ptx.func`` of a flash-wgmma ``gpu.func`` (None for other kernels). Raises ``PassFailedException`` when
+    the target is not ``sm_90a``."""
+    attr = func.attributes.get(PROBLEM_ATTR)
+    if not isinstance(attr, DictionaryAttr):
+        return None
+    if target != "sm_90a":
+        raise PassFailedException(
+            f"pg-to-ptx: attention schedule '{STRATEGY}'{where(func)} needs target sm_90a (wgmma.mma_async, "
+            f"setmaxnreg); compiling for {target}: pass arch='sm_90a' (pgc --arch=sm_90a)"
+        )
+    d = attr.data
+    batch, length, keys, hd = (x.value.data for x in d["sizes"].data)  # type: ignore[attr-defined]
+    dtype, out_dtype, lse_dtype = (x.data for x in d["types"].data)  # type: ignore[attr-defined]
+    pointers = [op for op in func.body.block.ops if isinstance(op, memref.ExtractAlignedPointerAsIndexOp)]
+    assert len(pointers) == (4 if lse_dtype == "none" else 5), pointers
+    places = [buffer_place(op.source, func) for op in pointers] + [(0, 0)] * (5 - len(pointers))
+    p = Problem(
+        batch, length, keys, hd, float(d["scale"].value.data), "causal" in d,  # type: ignore[attr-defined]
+        dtype, out_dtype, None if lse_dtype == "none" else lse_dtype,
+        offsets=tuple(off for _, off in places),  # type: ignore[arg-type]
+        operands=tuple(i for i, _ in places),  # type: ignore[arg-type]
+        args=len(func.body.block.args),
+    )  # fmt: skip
+    try:
+        kernel_op = build_kernel(p, func.sym_name.data)
+    except ValueError as e:
+        raise PassFailedException(f"pg-to-ptx: {e}{where(func)}") from None
+    kernel_op.attributes[SHARED_BYTES_ATTR] = IntegerAttr(schedule_for(hd).shared_bytes(hd), i64)
+    kernel_op.location = func.location
+    return kernel_op
+
+
+def is_scheduled(par: scf.ParallelOp) -> bool:
+    """Whether the attention nest ``par`` carries the ``flash-wgmma`` schedule (``pg-attention-schedule`` then
+    calls :func:`schedule_nest`)."""
+    s = par.attributes.get("kernel.schedule")
+    return isinstance(s, ScheduleAttr) and s.strategy.data == STRATEGY

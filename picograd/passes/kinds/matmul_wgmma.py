@@ -713,7 +713,7 @@ def schedule_nest(nest: MatmulNest, name: str) -> None:
     host.erase_op(par, safe_erase=False)
 
 
-def _buffer(v: SSAValue, func: gpu.FuncOp) -> tuple[int, int]:
+def buffer_place(v: SSAValue, func: gpu.FuncOp) -> tuple[int, int]:
     """(argument index, byte offset) of a buffer of a kernel: an argument, or a view of one at a constant offset."""
     offset = 0
     owner = v.owner
@@ -742,7 +742,7 @@ def lower_kernel(func: gpu.FuncOp, target: str) -> ptx.FuncOp | None:
     majors = tuple(x.data for x in d["majors"].data)  # type: ignore[attr-defined]
     pointers = [op for op in func.body.block.ops if isinstance(op, memref.ExtractAlignedPointerAsIndexOp)]
     assert len(pointers) == 3, pointers
-    places = [_buffer(op.source, func) for op in pointers]
+    places = [buffer_place(op.source, func) for op in pointers]
     p = Problem(
         m, n, k, batch, dtype, out_dtype,
         offsets=tuple(off for _, off in places),  # type: ignore[arg-type]
