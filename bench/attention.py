@@ -8,6 +8,10 @@ attention(q, k, v); ``fwd+bwd``: out and dq, dk, dv of sum(out * dout)), on (bat
 - ``picograd``: the step compiled by picograd's pipeline (``compile_for_cuda``: the ``attention`` kernel kind, kernels
   ``flash-forward``, ``flash-dkdv``, ``flash-dq`` plus the ``D = rowsum(dout * out)`` kernel), run by the CUDA runtime
   on device buffers. Its kernels are fp32 SIMT (no bf16 variant yet): rows say ``dtype = float32``;
+- ``picograd-wgmma``: the bf16 forward on wgmma + TMA (``compile_for_cuda(arch="sm_90a",
+  attention_schedule="flash-wgmma")``, ``picograd/passes/kinds/attention_wgmma.py``; ``fwd`` rows only: its backward
+  is another schedule's). The row is an error, not a timing, when the compiled program has no ``flash-wgmma``
+  kernel (bf16 attention decomposed, or a shape it does not take);
 - ``torch-flash``, ``torch-cudnn`` (``torch.nn.attention.sdpa_kernel``), ``torch-math`` (the unfused reference: two
   matmuls and a softmax, T x T in memory) in bf16, and ``torch-math`` in fp32 (the like-for-like peer of picograd's
   fp32 kernels).
@@ -45,20 +49,20 @@ ROOT = os.path.dirname(HERE)
 sys.path.insert(0, ROOT)
 
 SEQ = (512, 1024, 2048, 4096, 8192)
-IMPLS = ("picograd", "torch-flash", "torch-cudnn", "torch-math", "torch-math-fp32")
+IMPLS = ("picograd", "picograd-wgmma", "torch-flash", "torch-cudnn", "torch-math", "torch-math-fp32")
 
 
 def attention_module(batch: int, heads: int, length: int, d: int, causal: bool, backward: bool, dtype: str = "f32"):
     """``f(q, k, v[, dout]) -> out[, dq, dk, dv]``: picograd's attention op, (batch, heads, T, d), at the ``grad``
     stage (``pg-autodiff`` run: the backward is ``pg.attention_backward``)."""
     from xdsl.dialects import func
-    from xdsl.dialects.builtin import FunctionType, ModuleOp, TensorType, f32, f64
+    from xdsl.dialects.builtin import FunctionType, ModuleOp, TensorType, bf16, f32, f64
     from xdsl.ir import Block, Region
 
     from picograd.dialects import make_context, pg
     from picograd.passes.autodiff import PgAutodiff
 
-    t = TensorType(f32 if dtype == "f32" else f64, [batch, heads, length, d])
+    t = TensorType({"f32": f32, "f64": f64, "bf16": bf16}[dtype], [batch, heads, length, d])
     block = Block(arg_types=[t] * (4 if backward else 3))
     q, k, v = block.args[:3]
     attn = pg.ScaledDotProductAttentionOp(q, k, v, None, None, d**-0.5, causal)
@@ -96,6 +100,54 @@ def check() -> None:
         kernels = [k for k in prog.kernels if "attention" in k]
         print(f"{'fwd+bwd' if backward else 'fwd':8s} kernels {kernels}, spills {result.spills}")
         assert kernels and not result.spills
+    try:
+        prog = wgmma_program(1, 2, 128, 64, True)
+    except RuntimeError as e:  # before the bf16 attention kernels' hooks keep bf16 attention whole
+        print(f"fwd      flash-wgmma (sm_90a): {e}")
+        return
+    result = prog.assemble(strict=True)
+    print(f"fwd      flash-wgmma (sm_90a) kernels {list(prog.kernels)}, spills {result.spills}")
+    assert not result.spills
+
+
+def wgmma_program(batch: int, heads: int, length: int, d: int, causal: bool) -> Any:
+    """The bf16 forward compiled with the ``flash-wgmma`` schedule for sm_90a; raises ``RuntimeError`` when the
+    program does not run that kernel (then the row would time something else)."""
+    from picograd.driver.gpu_compile import compile_for_cuda
+    from picograd.passes.kinds import attention_wgmma
+
+    module = attention_module(batch, heads, length, d, causal, False, dtype="bf16")
+    prog = compile_for_cuda(module, arch="sm_90a", attention_schedule=attention_wgmma.STRATEGY)
+    from picograd.runtime import cuda
+
+    launches = [s for s in prog.steps if isinstance(s, cuda.Launch) and s.args]
+    if not any(isinstance(s.args[0], cuda.TensorMap) for s in launches):  # its tensor maps: q, k, v
+        raise RuntimeError("the compiled program has no flash-wgmma kernel (bf16 attention decomposed?)")
+    return prog
+
+
+def time_picograd_wgmma(torch: Any, batch: int, heads: int, length: int, d: int, causal: bool) -> dict:
+    """``picograd-wgmma``: the bf16 flash-wgmma forward, checked against torch's fp64 math on (batch 0, heads 0-1)."""
+    import ml_dtypes
+
+    from picograd.runtime import cuda
+
+    t0 = time.perf_counter()
+    prog = wgmma_program(batch, heads, length, d, causal)
+    exe = prog.executable()
+    compile_s = time.perf_counter() - t0
+    gen = torch.Generator(device="cuda").manual_seed(0)
+    shape = (batch, heads, length, d)
+    q, k, v = (torch.randn(shape, device="cuda", dtype=torch.bfloat16, generator=gen) for _ in range(3))
+    ins = [cuda.DeviceBuffer.from_numpy(x.view(torch.int16).cpu().numpy().view(ml_dtypes.bfloat16)) for x in (q, k, v)]
+    outs = exe(*ins)
+    cuda.synchronize()
+    part = (slice(0, 1), slice(0, 2))
+    ref = torch.nn.functional.scaled_dot_product_attention(*(x[part].double() for x in (q, k, v)), is_causal=causal)
+    got = torch.from_numpy(outs[0].to_numpy()[part].astype(np.float64)).to("cuda")
+    err = float(torch.linalg.norm(got - ref) / torch.linalg.norm(ref))
+    ms = cuda.time_ms(lambda: exe(*ins, out=outs), warmup=3, iters=20)
+    return {"ms": ms, "rel_err": err, "compile_s": round(compile_s, 1), "dtype": "bfloat16"}
 
 
 def time_picograd(torch: Any, batch: int, heads: int, length: int, d: int, causal: bool, backward: bool) -> dict:
@@ -204,6 +256,10 @@ def main() -> None:
                         try:
                             if impl == "picograd":
                                 r = time_picograd(torch, batch, opts.heads, length, d, causal, backward)
+                            elif impl == "picograd-wgmma":
+                                if backward:
+                                    continue  # a forward schedule
+                                r = time_picograd_wgmma(torch, batch, opts.heads, length, d, causal)
                             else:
                                 r = time_torch(torch, impl, batch, opts.heads, length, d, causal, backward)
                             r["tflops"] = f / r["ms"] / 1e9

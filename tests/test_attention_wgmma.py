@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from _ptx_emulator import Emulator, TensorMap, bf16_to_f32, run_program
 from test_tensor_core_ptx import random_bf16
-from xdsl.dialects import arith, func
+from xdsl.dialects import func
 from xdsl.dialects.builtin import FunctionType, ModuleOp, TensorType, bf16
 from xdsl.ir import Block, Operation, Region
 
@@ -148,18 +148,7 @@ def fused_bf16(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def compile_flash_wgmma(module: ModuleOp, arch: str = "sm_90a") -> CudaProgram:
-    """``compile_for_cuda(module, arch, attention_schedule="flash-wgmma")``, the unused ``arith.truncf`` removed after
-    ``pg-attention-schedule``: this branch's loop stage of a bf16 attention hoists bf16 constants (``arith.truncf``)
-    that only the replaced nest used, which ``pg-to-gpu`` refuses at the top level (the bf16 loop form is the
-    mma.sync branch's)."""
-    names = passes_until("ptx", arch=arch, attention_schedule=aw.STRATEGY)
-    run_passes(module, names[: names.index("pg-attention-schedule") + 1])
-    for fn in module.ops:
-        assert isinstance(fn, func.FuncOp)
-        for op in list(fn.body.block.ops)[::-1]:
-            if isinstance(op, arith.TruncFOp) and not op.result.uses:
-                fn.body.block.erase_op(op)
-    return compile_for_cuda(module, arch=arch, stage="loops", attention_schedule=aw.STRATEGY)
+    return compile_for_cuda(module, arch=arch, attention_schedule=aw.STRATEGY)
 
 
 @pytest.mark.parametrize("lse", [True, False], ids=["with_lse", "inference"])

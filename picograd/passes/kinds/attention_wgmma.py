@@ -35,6 +35,7 @@ reads zeros past the end).
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 
@@ -540,7 +541,15 @@ def schedule_nest(par: scf.ParallelOp, info: DictionaryAttr, buffers: dict[str, 
     assert host is not None
     for op in (*sizes, launch):
         host.insert_op_before(op, par)
+    # the values the nest computed before it (constants, and bf16 ones rounded from f32) go with it when only it
+    # used them: pg-to-gpu takes no arith.truncf at the top level
+    before = list(itertools.takewhile(lambda o: o is not par, host.ops))
+    outside = {v.owner for o in par.walk() for v in o.operands if v.owner in before}
     host.erase_op(par, safe_erase=False)
+    for op in reversed(before):
+        if op in outside and isinstance(op, arith.ConstantOp | arith.TruncFOp) and not op.results[0].uses:
+            outside.update(v.owner for v in op.operands)
+            host.erase_op(op)
 
 
 def lower_kernel(func: gpu.FuncOp, target: str) -> ptx.FuncOp | None:
