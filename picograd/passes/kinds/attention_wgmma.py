@@ -297,7 +297,7 @@ class _Kernel(PipelineBuilder):
         q_desc = [smem_descriptor(binop(ptx.AddOp, q_rows, c * s.block_m * SWIZZLE), 16) for c in range(self.atoms)]
         col_t = binop(ptx.ShlOp, t, 1, "b32")
         self.wait(self.q_full, imm(0))
-        stage, phase, kt = imm(0), imm(0), imm(0)
+        stage, phase, kt, previous = imm(0), imm(0), imm(0), imm(0)
         arrive = ptx.SetpOp("eq", local, imm(0)).result
         top = self.label("C_LOOP")
         ptx.LabelOp(top)
@@ -314,7 +314,8 @@ class _Kernel(PipelineBuilder):
                 db = ptx.AddOp(db, imm(2 * step, "b64"), "s64").result
             ptx.WgmmaMmaAsyncOp(bn, "bf16", sacc, da, db, self.false if kk == 0 else self.true)
         ptx.WgmmaCommitGroupOp()
-        ptx.WgmmaWaitGroupOp(0)
+        ptx.WgmmaWaitGroupOp(0)  # S, and the previous tile's P V (left in flight while S was issued)
+        self.release(previous, ptx.AndOp(arrive, ptx.SetpOp("ne", kt, imm(0)).result, "pred").result)
         self.mask(kt, first_row, rows, col_t, sacc, ninf)
         # the online softmax: rows g (registers 4j, 4j+1) and g + 8 (4j+2, 4j+3), each over a quad's 4 lanes
         probs: list[SSAValue] = list(sacc)
@@ -356,15 +357,21 @@ class _Kernel(PipelineBuilder):
             db = ptx.AddOp(v_desc, imm(128 * c, "b64"), "s64").result if c else v_desc  # 16 keys: 2048 bytes
             ptx.WgmmaMmaAsyncRsOp(d, "bf16", o, frags[c], db, self.true, trans_b=1)
         ptx.WgmmaCommitGroupOp()
-        ptx.WgmmaWaitGroupOp(0)
-        released = self.label("RELEASED")
-        ptx.BraOp(released, guard=arrive, negate=True)
-        ptx.MbarrierArriveOp(self.bar(self.empty, stage))
-        ptx.LabelOp(released)
+        ptx.AssignOp(previous, stage)
         ptx.AssignOp(kt, binop(ptx.AddOp, kt, 1))
         self.advance(stage, phase)
         ptx.BraOp(top, guard=ptx.SetpOp("lt", kt, self.n_tiles).result)
+        ptx.WgmmaWaitGroupOp(0)
+        self.release(previous, arrive)
         self.epilogue(rows, col_t, t, m, lsum, o, zero, ninf)
+
+    def release(self, stage: SSAValue, guard: SSAValue) -> None:
+        """One arrival per consumer warpgroup (``guard``) on ``stage``'s empty mbarrier, once its K and V tiles are
+        read: the producer may refill it."""
+        released = self.label("RELEASED")
+        ptx.BraOp(released, guard=guard, negate=True)
+        ptx.MbarrierArriveOp(self.bar(self.empty, stage))
+        ptx.LabelOp(released)
 
     def mask(self, kt: SSAValue, first_row: SSAValue, rows: list[SSAValue], col_t: SSAValue, sacc: list[SSAValue],
              ninf: SSAValue) -> None:  # fmt: skip
