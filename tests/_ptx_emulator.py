@@ -17,7 +17,9 @@ Tensor cores and Hopper's asynchronous copies (PTX ISA 8.0 sections 9.7.13, 9.7.
 - ``wgmma.mma_async``/``commit_group``/``wait_group`` are warpgroup collectives (128 threads). An mma only queues;
   ``wait_group`` runs the finished groups, reading A and B from shared memory *then* (through the descriptors'
   address, leading/stride byte offsets and swizzle mode, :func:`wgmma_operand`) and writing the accumulators back;
-  reading an accumulator in between is an error. K-major operands, and swizzled M/N-major ones (imm-trans 1).
+  reading an accumulator in between is an error. K-major operands, and swizzled M/N-major ones (imm-trans 1);
+  A may come from registers instead (``wgmma_mma_async_rs``: the four ``.b32`` of each thread captured at issue,
+  laid out by :func:`wgmma_a_fragment`), and its registers then need ``wgmma.fence`` like the accumulators.
 - ``cp.async.bulk.tensor`` copies the box that a :class:`TensorMap` (registered with :meth:`Emulator.tensor_map`)
   describes, swizzled as :func:`swizzle` says; it lands when a thread waits on its mbarrier after all arrivals,
   so reading the tile without waiting sees old bytes. ``mbarrier`` objects count arrivals and transaction bytes
