@@ -89,6 +89,8 @@ CASES = {
     "d64_T128_causal_small": (aw.Problem(1, 128, 128, 64, 0.125, causal=True), SMALL),
     # ragged: 72 queries (rows past L not stored), 80 keys (the last tile masked past S)
     "d64_ragged_small": (aw.Problem(1, 72, 80, 64, 0.2), SMALL),
+    # head dim 128: Q and K tiles of two 64-wide boxes (the k16 steps cross into the second), V read as two atoms
+    "d128_small": (aw.Problem(1, 64, 64, 128, 128**-0.5), SMALL),
 }
 
 
