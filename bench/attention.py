@@ -9,6 +9,10 @@ attention(q, k, v); ``fwd+bwd``: out and dq, dk, dv of sum(out * dout)), on (bat
   under its ``flash-mma`` schedule, kernels ``flash-mma-forward``, ``flash-mma-dkdv``, ``flash-mma-dq`` on
   ``mma.sync`` tensor cores, plus the ``D = rowsum(dout * out)`` kernel) in bf16, run by the CUDA runtime on device
   buffers; ``picograd``: the same in fp32 (the SIMT ``flash`` kernels: rows say ``dtype = float32``);
+- ``picograd-wgmma``: the bf16 forward on wgmma + TMA (``compile_for_cuda(arch="sm_90a",
+  attention_schedule="flash-wgmma")``, ``picograd/passes/kinds/attention_wgmma.py``; ``fwd`` rows only: its backward
+  is another schedule's). The row is an error, not a timing, when the compiled program has no ``flash-wgmma``
+  kernel (bf16 attention decomposed, or a shape it does not take);
 - ``torch-flash``, ``torch-cudnn`` (``torch.nn.attention.sdpa_kernel``), ``torch-math`` (the unfused reference: two
   matmuls and a softmax, T x T in memory) in bf16, and ``torch-math`` in fp32 (the like-for-like peer of picograd's
   fp32 kernels).
@@ -46,7 +50,7 @@ ROOT = os.path.dirname(HERE)
 sys.path.insert(0, ROOT)
 
 SEQ = (512, 1024, 2048, 4096, 8192)
-IMPLS = ("picograd-bf16", "picograd", "torch-flash", "torch-cudnn", "torch-math", "torch-math-fp32")
+IMPLS = ("picograd-bf16", "picograd", "picograd-wgmma", "torch-flash", "torch-cudnn", "torch-math", "torch-math-fp32")
 
 
 def attention_module(batch: int, heads: int, length: int, d: int, causal: bool, backward: bool, dtype: str = "f32"):
@@ -100,6 +104,50 @@ def check() -> None:
             print(f"{dtype:4s} {'fwd+bwd' if backward else 'fwd':8s} kernels {kernels}, mma.sync {mma}, spills "
                   f"{result.spills}")  # fmt: skip
             assert kernels and not result.spills and (mma > 0) == (dtype == "bf16")
+    prog = wgmma_program(1, 2, 128, 64, True)
+    result = prog.assemble(strict=True)
+    print(f"fwd      flash-wgmma (sm_90a) kernels {list(prog.kernels)}, spills {result.spills}")
+    assert not result.spills
+
+
+def wgmma_program(batch: int, heads: int, length: int, d: int, causal: bool) -> Any:
+    """The bf16 forward compiled with the ``flash-wgmma`` schedule for sm_90a; raises ``RuntimeError`` when the
+    program does not run that kernel (then the row would time something else)."""
+    from picograd.driver.gpu_compile import compile_for_cuda
+    from picograd.passes.kinds import attention_wgmma
+
+    module = attention_module(batch, heads, length, d, causal, False, dtype="bf16")
+    prog = compile_for_cuda(module, arch="sm_90a", attention_schedule=attention_wgmma.STRATEGY)
+    from picograd.runtime import cuda
+
+    launches = [s for s in prog.steps if isinstance(s, cuda.Launch) and s.args]
+    if not any(isinstance(s.args[0], cuda.TensorMap) for s in launches):  # its tensor maps: q, k, v
+        raise RuntimeError("the compiled program has no flash-wgmma kernel (bf16 attention decomposed?)")
+    return prog
+
+
+def time_picograd_wgmma(torch: Any, batch: int, heads: int, length: int, d: int, causal: bool) -> dict:
+    """``picograd-wgmma``: the bf16 flash-wgmma forward, checked against torch's fp64 math on (batch 0, heads 0-1)."""
+    import ml_dtypes
+
+    from picograd.runtime import cuda
+
+    t0 = time.perf_counter()
+    prog = wgmma_program(batch, heads, length, d, causal)
+    exe = prog.executable()
+    compile_s = time.perf_counter() - t0
+    gen = torch.Generator(device="cuda").manual_seed(0)
+    shape = (batch, heads, length, d)
+    q, k, v = (torch.randn(shape, device="cuda", dtype=torch.bfloat16, generator=gen) for _ in range(3))
+    ins = [cuda.DeviceBuffer.from_numpy(x.view(torch.int16).cpu().numpy().view(ml_dtypes.bfloat16)) for x in (q, k, v)]
+    outs = exe(*ins)
+    cuda.synchronize()
+    part = (slice(0, 1), slice(0, 2))
+    ref = torch.nn.functional.scaled_dot_product_attention(*(x[part].double() for x in (q, k, v)), is_causal=causal)
+    got = torch.from_numpy(outs[0].to_numpy()[part].astype(np.float64)).to("cuda")
+    err = float(torch.linalg.norm(got - ref) / torch.linalg.norm(ref))
+    ms = cuda.time_ms(lambda: exe(*ins, out=outs), warmup=3, iters=20)
+    return {"ms": ms, "rel_err": err, "compile_s": round(compile_s, 1), "dtype": "bfloat16"}
 
 
 def time_picograd(
@@ -218,6 +266,10 @@ def main() -> None:
                             if impl in ("picograd", "picograd-bf16"):
                                 dt = "bf16" if impl == "picograd-bf16" else "f32"
                                 r = time_picograd(torch, batch, opts.heads, length, d, causal, backward, dt)
+                            elif impl == "picograd-wgmma":
+                                if backward:
+                                    continue  # a forward schedule
+                                r = time_picograd_wgmma(torch, batch, opts.heads, length, d, causal)
                             else:
                                 r = time_torch(torch, impl, batch, opts.heads, length, d, causal, backward)
                             r["tflops"] = f / r["ms"] / 1e9

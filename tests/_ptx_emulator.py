@@ -18,7 +18,9 @@ Tensor cores and Hopper's asynchronous copies (PTX ISA 8.0 sections 9.7.13, 9.7.
 - ``wgmma.mma_async``/``commit_group``/``wait_group`` are warpgroup collectives (128 threads). An mma only queues;
   ``wait_group`` runs the finished groups, reading A and B from shared memory *then* (through the descriptors'
   address, leading/stride byte offsets and swizzle mode, :func:`wgmma_operand`) and writing the accumulators back;
-  reading an accumulator in between is an error. K-major operands, and swizzled M/N-major ones (imm-trans 1).
+  reading an accumulator in between is an error. K-major operands, and swizzled M/N-major ones (imm-trans 1);
+  A may come from registers instead (``wgmma_mma_async_rs``: the four ``.b32`` of each thread captured at issue,
+  laid out by :func:`wgmma_a_fragment`), and its registers then need ``wgmma.fence`` like the accumulators.
 - ``cp.async.bulk.tensor`` copies the box that a :class:`TensorMap` (registered with :meth:`Emulator.tensor_map`)
   describes, swizzled as :func:`swizzle` says; it lands when a thread waits on its mbarrier after all arrivals,
   so reading the tile without waiting sees old bytes. ``mbarrier`` objects count arrivals and transaction bytes
@@ -486,6 +488,21 @@ def wgmma_operand(block: Block, desc: int, rows: int, trans: int, esize: int) ->
     return out
 
 
+def wgmma_a_fragment(regs: Sequence[Sequence[int]]) -> np.ndarray:
+    """The 64x16 A operand (16-bit bit patterns) of a ``wgmma.mma_async`` with A in registers, from the four
+    ``.b32`` registers of each of the 128 threads (PTX ISA 8.0 section 9.7.14.4.1): warp w holds rows 16w..16w+15 in
+    ``mma.m16n8k16``'s A fragment layout (:func:`fragment`)."""
+    layout = fragment("m16n8k16", "bf16", "a")  # (lane, register, half, (row, col))
+    out = np.zeros((64, 16), dtype=np.uint16)
+    for tid, four in enumerate(regs):
+        w, lane = tid // 32, tid % 32
+        for i, bits in enumerate(four):
+            for h in (0, 1):
+                r, c = layout[lane, i, h]
+                out[16 * w + r, c] = (bits >> (16 * h)) & 0xFFFF
+    return out
+
+
 def wgmma_accumulator_index(n: int) -> np.ndarray:
     """(row, col) of accumulator register i of thread tid of the warpgroup, for m64nNk16 with f32 accumulators,
     shape (128, N/2, 2) (PTX ISA 8.0 section 9.7.14.4.2, "Register Fragments"): warp w holds rows 16w..16w+15;
@@ -503,13 +520,19 @@ def wgmma_run(block: Block, group: list[Any], chained: dict[Any, np.ndarray]) ->
     asynchronously, any time up to the wait), D = A @ B + scale_d * D in float64 rounded to f32 per instruction."""
     for op, threads in group:
         n, t = op.n, op.mod("atype")
-        scale_a, scale_b, trans_a, trans_b = op.immediates()
         idx = wgmma_accumulator_index(n)
         key = tuple(op.acc)
         first = threads[0]
-        a = wgmma_operand(block, first[1], 64, trans_a, 2)
+        if isinstance(op, ptx.WgmmaMmaAsyncRsOp):
+            scale_a, scale_b, trans_b = op.immediates()
+            a = wgmma_a_fragment([th[1] for th in threads])
+            shared = 2
+        else:
+            scale_a, scale_b, trans_a, trans_b = op.immediates()
+            a = wgmma_operand(block, first[1], 64, trans_a, 2)
+            shared = 1
         b = wgmma_operand(block, first[2], n, trans_b, 2)
-        if any(th[1:] != first[1:] for th in threads):
+        if any(th[shared:] != first[shared:] for th in threads):
             raise EmulationError("wgmma.mma_async: the threads of the warpgroup give different descriptors or scale-d")
         conv = (lambda x: bf16_to_f32(x).astype(np.float64)) if t == "bf16" else (lambda x: x.view(np.float16))
         av, bv = conv(a).astype(np.float64) * scale_a, conv(b).astype(np.float64) * scale_b
@@ -651,7 +674,7 @@ class Emulator:
                 return mma_sync(op, payloads)
         groups = block.wgmma.setdefault(index, [[]])  # committed groups, then the open one
         match op:
-            case ptx.WgmmaMmaAsyncOp():
+            case ptx.WgmmaMmaAsyncOp() | ptx.WgmmaMmaAsyncRsOp():
                 groups[-1].append((op, [payloads[t] for t in range(128)]))
                 return {}
             case ptx.WgmmaCommitGroupOp():
@@ -809,15 +832,21 @@ class Emulator:
                     fenced = dict(regs)
                 case ptx.SetmaxnregOp():
                     pass
-                case ptx.WgmmaMmaAsyncOp():
+                case ptx.WgmmaMmaAsyncOp() | ptx.WgmmaMmaAsyncRsOp():
                     # PTX ISA 8.0 section 9.7.14.7.1: wgmma.fence before the first wgmma.mma_async, and between an
-                    # ordinary write of an accumulator and the wgmma that reads it
+                    # ordinary write of an accumulator (or of an A fragment register) and the wgmma that reads it
                     if fenced is None:
                         raise EmulationError("wgmma.mma_async without a wgmma.fence before it")
                     if any(v in regs and fenced.get(v) != regs[v] for v in op.acc):
                         raise EmulationError("a wgmma accumulator was written after the last wgmma.fence")
                     accs = [regs[v] & 0xFFFFFFFF for v in op.acc] if all(v in regs for v in op.acc) else None
-                    yield ("warpgroup", op, (accs, get(op.desc_a), get(op.desc_b), get(op.scale_d)))
+                    if isinstance(op, ptx.WgmmaMmaAsyncRsOp):
+                        if any(fenced.get(v) != get(v) for v in op.a):
+                            raise EmulationError("a wgmma A fragment register was written after the last wgmma.fence")
+                        a_arg: Any = tuple(get(v) & 0xFFFFFFFF for v in op.a)
+                    else:
+                        a_arg = get(op.desc_a)
+                    yield ("warpgroup", op, (accs, a_arg, get(op.desc_b), get(op.scale_d)))
                     for v in op.acc:
                         regs.pop(v, None)
                     pending_acc.update(op.acc)
@@ -889,6 +918,10 @@ class Emulator:
                 return get(op.a) if get(op.cond) else get(op.b)
             case ptx.CvtOp():
                 return _cvt(get(op.source), op.dest_type, op.source_type, op.mod("rnd"))
+            case ptx.CvtPairOp():
+                half, rnd = op.mod("dtype")[:-2], op.mod("rnd")
+                hi, lo = (_cvt(get(v), half, "f32", rnd) & 0xFFFF for v in (op.a, op.b))
+                return (hi << 16) | lo
         t = op.instr_type
         vals = [read(get(v), t) for v in op.operands]
         with np.errstate(all="ignore"):
@@ -955,6 +988,10 @@ class Emulator:
                     return write((get(op.lhs) & ((1 << w) - 1)) >> n if n < w else 0, t)
                 case ptx.SqrtOp():
                     return write(np.sqrt(vals[0]), t)
+                case ptx.Ex2Op():  # .approx is within 2 ulp of 2**x: the exact value rounded once
+                    return write(np.exp2(np.float64(vals[0])), t)
+                case ptx.Lg2Op():
+                    return write(np.log2(np.float64(vals[0])), t)
                 case ptx.RcpOp():
                     return write(_F[t][1](1.0) / vals[0], t)
                 case ptx.Ex2Op():  # ex2.approx: the exact power, rounded (the hardware is within 2 ulp)

@@ -1718,6 +1718,28 @@ class CvtOp(Instruction):
         yield "the result", self.result, self.dest_type, True
 
 
+@instruction(Slot("rnd", ("rn", "rz")), Slot("dtype", ("bf16x2", "f16x2")), Slot("atype", ("f32",)))
+class CvtPairOp(Instruction):
+    """``cvt.rn.bf16x2.f32 d, a, b`` (PTX ISA 8.0 section 9.7.8.21, sm_80+): two f32 rounded to bf16 (or f16) and
+    packed into one ``.b32``, ``a`` in the upper half and ``b`` in the lower (the operand layout of the tensor cores'
+    16-bit fragments: the element of the lower index in the low half)."""
+
+    name = "ptx.cvt_pair"
+    MNEMONIC: ClassVar[str] = "cvt"
+    a = operand_def(RegisterType)
+    b = operand_def(RegisterType)
+    result = result_def(RegisterType)
+
+    def __init__(self, a: SSAValue | Operation, b: SSAValue | Operation, dtype: str = "bf16x2", rnd: str = "rn"):
+        props = self.modifier_properties({"rnd": rnd, "dtype": dtype, "atype": "f32"})
+        super().__init__(operands=[a, b], result_types=[reg("b32")], properties=props)
+
+    def type_rules(self) -> Iterator[tuple[str, SSAValue, str, bool]]:
+        yield "operand 'a'", self.a, "f32", False
+        yield "operand 'b'", self.b, "f32", False
+        yield "the result", self.result, "b32", False
+
+
 _SPACE_LD = Slot("space", ("global", "shared", "local", "const"))
 _VEC = Slot("vec", ("v2", "v4"), optional=True)
 
@@ -2935,6 +2957,113 @@ class WgmmaMmaAsyncOp(Instruction):
             raise self.fail(f"imm-trans-a/b must be 0 or 1, got {trans_a}, {trans_b}")
 
 
+@instruction(_SYNC, _ALIGNED, Slot("shape", tuple(f"m64n{n}k16" for n in WGMMA_N)), Slot("dtype", ("f32",)),
+             Slot("atype", WGMMA_TYPES), Slot("btype", WGMMA_TYPES))  # fmt: skip
+class WgmmaMmaAsyncRsOp(Instruction):
+    """``wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 {%f1, ..., %f32}, {%r1, %r2, %r3, %r4}, %rd2, %p1, 1,
+    1, 1;`` (PTX ISA 8.0 section 9.7.14.5, the form with A in registers; CUTLASS's "RS" wgmma): as
+    :class:`WgmmaMmaAsyncOp`, but A (64x16) comes from the four ``.b32`` registers ``a`` of each thread, two 16-bit
+    elements each (low half first), in the layout of section 9.7.14.4.1: warp w of the warpgroup holds rows
+    16w..16w+15 as ``mma.m16n8k16``'s A fragment (lane 4g + t: a0 = A[g][2t..2t+1], a1 = A[g+8][2t..2t+1],
+    a2 = A[g][2t+8..2t+9], a3 = A[g+8][2t+8..2t+9]). There is no imm-trans-a; ``trans_b`` as for the descriptor
+    form. The A registers must not change until the wgmma completes (``wgmma.wait_group``). sm_90a."""
+
+    name = "ptx.wgmma_mma_async_rs"
+    MNEMONIC: ClassVar[str] = "wgmma.mma_async"
+    acc = var_operand_def(RegisterType)
+    a0 = operand_def(RegisterType)
+    a1 = operand_def(RegisterType)
+    a2 = operand_def(RegisterType)
+    a3 = operand_def(RegisterType)
+    desc_b = operand_def(RegisterType)
+    scale_d = operand_def(PredType)
+    scale_a = prop_def(IntegerAttr[I64])
+    scale_b = prop_def(IntegerAttr[I64])
+    trans_b = prop_def(IntegerAttr[I64])
+
+    IMMEDIATES: ClassVar[tuple[str, ...]] = ("scale_a", "scale_b", "trans_b")
+
+    def __init__(
+        self,
+        n: int,
+        type: str,
+        acc: Sequence[SSAValue | Operation],
+        a: Sequence[SSAValue | Operation],
+        desc_b: SSAValue | Operation,
+        scale_d: SSAValue | Operation,
+        *,
+        scale_a: int = 1,
+        scale_b: int = 1,
+        trans_b: int = 0,
+    ):
+        props = self.modifier_properties({"sync": True, "aligned": True, "shape": f"m64n{n}k16", "dtype": "f32",
+                                          "atype": type, "btype": type})  # fmt: skip
+        for key, value in zip(self.IMMEDIATES, (scale_a, scale_b, trans_b), strict=True):
+            props[key] = IntegerAttr(value, i64)
+        if len(a) != 4:
+            raise ValueError(f"wgmma's A fragment is 4 registers, got {len(a)}")
+        operands = [[SSAValue.get(v) for v in acc], *(SSAValue.get(v) for v in a), desc_b, scale_d]
+        super().__init__(operands=operands, properties=props)
+
+    @property
+    def n(self) -> int:
+        return int((self.mod("shape") or "m64n0k16")[4:-3])
+
+    @property
+    def a(self) -> tuple[SSAValue, ...]:
+        return (self.a0, self.a1, self.a2, self.a3)
+
+    def immediates(self) -> list[int]:
+        return [cast(IntegerAttr, self.properties[k]).value.data for k in self.IMMEDIATES]
+
+    def print_body(self, printer: Printer) -> None:
+        printer.print_string(" ")
+        _print_group(printer, self.acc)
+        printer.print_string(", ")
+        _print_group(printer, self.a)
+        for v in (self.desc_b, self.scale_d):
+            printer.print_string(", ")
+            printer.print_operand(v)
+        printer.print_string("".join(f", {x}" for x in self.immediates()))
+
+    @classmethod
+    def parse_body(cls, parser: Parser) -> tuple[list[Group], dict[str, Attribute]]:
+        groups: list[Group] = [_parse_group(parser)]
+        parser.parse_punctuation(",")
+        a = _parse_group(parser)
+        if len(a) != 4:
+            parser.raise_error(f"{cls.name}: the A fragment is 4 registers, got {len(a)}")
+        groups.extend(a)
+        for _ in range(2):
+            parser.parse_punctuation(",")
+            groups.append(parser.parse_unresolved_operand())
+        props: dict[str, Attribute] = {}
+        for key in cls.IMMEDIATES:
+            parser.parse_punctuation(",")
+            props[key] = IntegerAttr(parser.parse_integer(allow_boolean=False), i64)
+        return groups, props
+
+    def ptx_args(self, name: Callable[[SSAValue], str]) -> str:
+        regs = ", ".join(name(v) for v in (self.desc_b, self.scale_d))
+        return f"{_braced(name, self.acc)}, {_braced(name, self.a)}, {regs}, " + ", ".join(
+            str(x) for x in self.immediates()
+        )
+
+    def verify_modifiers(self) -> None:
+        _check_target(self, "wgmma")
+        if self.mod("atype") != self.mod("btype"):
+            raise self.fail(f"A and B must have one type, got .{self.mod('atype')} and .{self.mod('btype')}")
+        _check_regs(self, "the accumulator", self.acc, self.n // 2, "f32")
+        _check_regs(self, "the A fragment", self.a, 4, "b32")
+        if not compatible(kind_of(self.desc_b), "b64"):
+            raise self.fail(f"descriptor B must be a 64-bit register, got .{kind_of(self.desc_b)}")
+        scale_a, scale_b, trans_b = self.immediates()
+        if scale_a not in (1, -1) or scale_b not in (1, -1):
+            raise self.fail(f"imm-scale-a/b must be 1 or -1, got {scale_a}, {scale_b}")
+        if trans_b not in (0, 1):
+            raise self.fail(f"imm-trans-b must be 0 or 1, got {trans_b}")
+
+
 @instruction(Slot("action", ("inc", "dec")), _SYNC, _ALIGNED, _type(("u32",)))
 class SetmaxnregOp(Instruction):
     """``setmaxnreg.inc.sync.aligned.u32 240;`` (PTX ISA 8.0 section 9.7.17.1, sm_90a): the warpgroup raises
@@ -3370,6 +3499,7 @@ PTX = Dialect(
         WgmmaCommitGroupOp,
         WgmmaWaitGroupOp,
         WgmmaMmaAsyncOp,
+        WgmmaMmaAsyncRsOp,
         SetmaxnregOp,
         AddOp,
         SubOp,
@@ -3406,6 +3536,7 @@ PTX = Dialect(
         ParamAddrOp,
         CvtaOp,
         CvtOp,
+        CvtPairOp,
         LdOp,
         StOp,
         ShflOp,

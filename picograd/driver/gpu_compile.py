@@ -180,19 +180,24 @@ def detect_stage(module: ModuleOp) -> str:
     return "step"
 
 
-def _passes_after(stage: str, arch: str, matmul_schedule: str = "auto") -> list[str]:
+def _passes_after(stage: str, arch: str, matmul_schedule: str = "auto", attention_schedule: str = "auto") -> list[str]:
     from picograd.driver.pipeline import STAGES, passes_until
 
     done = len(passes_until(stage))
-    return passes_until(list(STAGES)[-1], matmul_schedule, arch)[done:]
+    return passes_until(list(STAGES)[-1], matmul_schedule, arch, attention_schedule)[done:]
 
 
 def compile_for_cuda(
-    module: ModuleOp, arch: str = "sm_90", stage: str | None = None, matmul_schedule: str = "auto"
+    module: ModuleOp,
+    arch: str = "sm_90",
+    stage: str | None = None,
+    matmul_schedule: str = "auto",
+    attention_schedule: str = "auto",
 ) -> CudaProgram:
     """Compile the one function of ``module`` for the GPU (see the module docstring). ``module`` is not changed
     (a copy is lowered). ``stage`` is the stage the module is at (detected from its ops when None).
-    ``matmul_schedule`` is the ``schedule`` option of ``pg-matmul-schedule`` (``auto`` or a rung's name).
+    ``matmul_schedule`` is the ``schedule`` option of ``pg-matmul-schedule`` (``auto`` or a rung's name),
+    ``attention_schedule`` the ``attention`` option of ``pg-schedule`` (``auto`` or ``flash-wgmma``).
 
     Raises ``CompileError`` when a pass rejects the function or the module does not hold exactly one function."""
     from picograd.dialects import ptx
@@ -202,7 +207,7 @@ def compile_for_cuda(
     work = module.clone()
     stage = stage or detect_stage(work)
     try:
-        run_passes(work, _passes_after(stage, arch, matmul_schedule))
+        run_passes(work, _passes_after(stage, arch, matmul_schedule, attention_schedule))
     except (VerifyException, DiagnosticException) as e:
         raise CompileError(f"compiling for CUDA failed: {e}") from None
     fns = [op for op in work.ops if isinstance(op, func.FuncOp) and not op.is_declaration]

@@ -42,19 +42,24 @@ STAGES: dict[str, tuple[str, ...]] = {
 }
 
 
-def passes_until(stage: str, matmul_schedule: str = "auto", arch: str = "sm_90") -> list[str]:
+def passes_until(
+    stage: str, matmul_schedule: str = "auto", arch: str = "sm_90", attention_schedule: str = "auto"
+) -> list[str]:
     """The passes (with their options, as ``make_pass`` takes them) that take a ``pg`` module to ``stage``:
     ``matmul_schedule`` is ``pg-schedule``'s ``matmul`` (``auto`` or a rung; also ``pg-matmul-schedule``'s
-    ``schedule``, which only loop-stage IR without schedules uses) and ``arch`` ``pg-to-ptx``'s target.
+    ``schedule``, which only loop-stage IR without schedules uses), ``arch`` ``pg-to-ptx``'s target and
+    ``attention_schedule`` ``pg-schedule``'s ``attention`` (``auto`` or ``flash-wgmma``).
 
     Raises ``ValueError`` for an unknown stage or schedule."""
     if stage not in STAGES:
         raise ValueError(f"unknown stage '{stage}'; stages are {', '.join(STAGES)}")
+    from picograd.passes.kinds.attention_wgmma import check_schedule as check_attention
     from picograd.passes.kinds.matmul_rungs import check_schedule
 
     check_schedule(matmul_schedule)
+    attention = "" if attention_schedule == "auto" else f" attention={check_attention(attention_schedule)}"
     options = {
-        "pg-schedule": f"{{matmul={matmul_schedule}}}",
+        "pg-schedule": f"{{matmul={matmul_schedule}{attention}}}",
         "pg-matmul-schedule": f"{{schedule={matmul_schedule}}}",
         "pg-to-ptx": f"{{arch={arch}}}",
     }

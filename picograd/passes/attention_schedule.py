@@ -15,11 +15,16 @@ from xdsl.utils.exceptions import PassFailedException
 
 from picograd.dialects.kernel import ScheduleAttr
 from picograd.passes._buffers import where
-from picograd.passes.kinds import attention, attention_mma
+from picograd.passes.kinds import attention, attention_mma, attention_wgmma
 from picograd.passes.kinds.attention import ATTENTION_ATTR
 
-BUILDERS = {attention.STRATEGY: attention.build_launch, attention_mma.STRATEGY: attention_mma.build_launch}
-"""The kernel builder of each attention schedule (``flash``: SIMT; ``flash-mma``: tensor cores)."""
+BUILDERS = {
+    attention.STRATEGY: attention.build_launch,
+    attention_mma.STRATEGY: attention_mma.build_launch,
+    attention_wgmma.STRATEGY: attention_wgmma.build_launch,
+}
+"""The kernel builder of each attention schedule (``flash``: SIMT; ``flash-mma``: mma.sync; ``flash-wgmma``: the
+sm_90a forward)."""
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,11 @@ that lowers it and every size it uses, so that the IR says what will run. The lo
     wgmma, wgmma-ws   matmul (bf16/fp16, sm_90a)   tile, threads, stages, specialised: the Hopper tensor-core
                                                    kernels (:data:`WGMMA`, ``passes/kinds/matmul_wgmma.py``),
                                                    forced by name only
+    flash-wgmma       attention (bf16 forward,     block_m, block_n, stages, threads, specialised: the FA3-style
+                      sm_90a)                      kernel (``passes/kinds/attention_wgmma.py``), under
+                                                   ``attention=flash-wgmma`` only; other attention kernels, and
+                                                   forwards it does not compute (``fallback_reason``), keep the
+                                                   attention kind's own schedule
 
 A reduction takes ``block_per_row`` when its main op is ``pg.sum``/``pg.max``/``pg.min`` over at least
 :data:`MIN_BLOCK_REDUCTION` elements a point and it is the kernel's only output (``argmax``/``argmin``, and sums
@@ -30,7 +35,8 @@ rule :func:`~picograd.passes.kinds.matmul_rungs.choose` and the fitting to a sha
 what each rung does.
 
 Options: ``matmul`` (``auto`` or a rung's name), ``block-size`` (threads a block for the other strategies, a
-multiple of 32 up to 1024), ``block-reductions`` and ``atomics`` (false: those kernels take ``thread_per_point``).
+multiple of 32 up to 1024), ``block-reductions`` and ``atomics`` (false: those kernels take ``thread_per_point``),
+``attention`` (``auto`` or ``flash-wgmma``).
 Raises ``PassFailedException`` for an unknown rung or a bad block size.
 """
 
@@ -50,7 +56,7 @@ from picograd.dialects import gpu_ext, kernel, pg
 from picograd.dialects.kernel import ScheduleAttr
 from picograd.dialects.pg import element_of, shape_of
 from picograd.passes._buffers import where
-from picograd.passes.kinds import attention, attention_mma, matmul_wgmma
+from picograd.passes.kinds import attention, attention_mma, attention_wgmma, matmul_wgmma
 from picograd.passes.kinds.matmul_rungs import SCHEDULES, WGMMA, check_precision, check_schedule, matmul_rung
 from picograd.passes.kinds.reduction import MIN_BLOCK_REDUCTION
 
@@ -69,6 +75,7 @@ class Options:
     block_size: int = BLOCK_SIZE
     block_reductions: bool = True
     atomics: bool = True
+    attention: str = "auto"
 
     def per_point(self) -> ScheduleAttr:
         return ScheduleAttr("thread_per_point", {"block": self.block_size})
@@ -120,11 +127,17 @@ def _scatter_add(op: kernel.FusedOp | kernel.LaunchOp, o: Options) -> ScheduleAt
     return o.per_point()
 
 
+def _attention(op: kernel.FusedOp | kernel.LaunchOp, o: Options) -> ScheduleAttr:
+    # attention=flash-wgmma: the bf16 forwards it computes (attention_wgmma.fallback_reason); the rest as auto
+    forced = attention_wgmma.schedule(op) if o.attention == attention_wgmma.STRATEGY else None
+    return forced if forced is not None else attention_mma.schedule(op, o)  # flash-mma for 16-bit, else flash
+
+
 KIND_SCHEDULES: dict[str, Callable[[kernel.FusedOp | kernel.LaunchOp, Options], ScheduleAttr]] = {
     "matmul": _matmul,
     "reduction": _reduction,
     "scatter_add": _scatter_add,
-    "attention": attention_mma.schedule,  # flash-mma for 16-bit attention it runs, else attention.schedule
+    "attention": _attention,
 }
 """How a kernel of each kind gets its schedule; kinds not listed take ``thread_per_point``."""
 
@@ -136,6 +149,7 @@ STRATEGIES = (
     *WGMMA,
     attention.STRATEGY,
     attention_mma.STRATEGY,
+    attention_wgmma.STRATEGY,
 )
 """Every strategy a ``#kernel.schedule`` may name."""
 
@@ -149,22 +163,24 @@ def schedule_for(op: kernel.FusedOp | kernel.LaunchOp, options: Options) -> Sche
 @dataclass(frozen=True)
 class PgSchedule(ModulePass):
     """Give every kernel its ``#kernel.schedule`` (see the module docstring). Options: ``matmul`` (``auto`` or a
-    rung), ``block-size``, ``block-reductions``, ``atomics``."""
+    rung), ``block-size``, ``block-reductions``, ``atomics``, ``attention``."""
 
     name = "pg-schedule"
     matmul: str = "auto"
     block_size: int = BLOCK_SIZE
     block_reductions: bool = True
     atomics: bool = True
+    attention: str = "auto"
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         try:
             check_schedule(self.matmul)
+            attention_wgmma.check_schedule(self.attention)
         except ValueError as e:
             raise PassFailedException(f"pg-schedule: {e}") from None
         if self.block_size % gpu_ext.WARP_SIZE or not gpu_ext.WARP_SIZE <= self.block_size <= 1024:
             raise PassFailedException(f"pg-schedule: block-size={self.block_size} is not a multiple of 32 in 32..1024")
-        options = Options(self.matmul, self.block_size, self.block_reductions, self.atomics)
+        options = Options(self.matmul, self.block_size, self.block_reductions, self.atomics, self.attention)
         for k in op.walk():
             if isinstance(k, kernel.FusedOp | kernel.LaunchOp):
                 k.schedule = schedule_for(k, options)

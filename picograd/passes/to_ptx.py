@@ -70,7 +70,7 @@ from xdsl.utils.exceptions import PassFailedException
 from picograd.dialects import gpu_ext, pg, ptx
 from picograd.dialects.attrs import GPU_MODULE_ATTR
 from picograd.passes._buffers import where
-from picograd.passes.kinds import matmul_wgmma
+from picograd.passes.kinds import attention_wgmma, matmul_wgmma
 from picograd.passes.ptx_addressing import PtxAddressing
 from picograd.passes.ptx_control import PtxControlFlow
 from picograd.passes.ptx_emitter import Const, register_bits
@@ -709,7 +709,10 @@ def lower_gpu_module(module: gpu.ModuleOp, target: str, version: str, contract: 
     pmod.location = module.location
     pmod.attributes[GPU_MODULE_ATTR] = StringAttr(module.sym_name.data)
     for op in module.body.block.ops:
-        if isinstance(op, gpu.FuncOp) and (built := matmul_wgmma.lower_kernel(op, target)) is not None:
+        built = None
+        if isinstance(op, gpu.FuncOp):  # kernels built in the ptx dialect (wgmma matmuls, flash-wgmma attention)
+            built = matmul_wgmma.lower_kernel(op, target) or attention_wgmma.lower_kernel(op, target)
+        if built is not None:
             if not any(isinstance(o, ptx.SharedOp) for o in pmod.body.block.ops):
                 pmod.add_op(matmul_wgmma.dynamic_shared())
             pmod.add_op(built)

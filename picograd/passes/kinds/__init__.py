@@ -19,7 +19,9 @@ mappings under each strategy (``pg-to-gpu``, ``pg-matmul-schedule``). The passes
     attention     attention       the whole kernel (lower_kernel):      flash (pg-attention-schedule, from the
                                   online-softmax nests, pg.attention    nests' pg.attention), flash-mma (bf16/f16
                                                                         on mma.sync: attention_mma),
-                                                                        thread_per_point
+                                                                        flash-wgmma (attention_wgmma: the bf16
+                                                                        forward on sm_90a, built in the ptx
+                                                                        dialect), thread_per_point
     movement, random, other: the elementwise row
 
 Adding a kind: a module ``kinds/<kind>.py`` with a ``KIND = KernelKind(...)`` record and a row here (see

@@ -986,7 +986,7 @@ KIND = KernelKind(
     name="attention",
     doc="fused attention forward/backward (FlashAttention-2): its own nests (pg.attention), flash kernels",
     lower_kernel=lower_loops,
-    strategies=("thread_per_point", STRATEGY, MMA_STRATEGY),
+    strategies=("thread_per_point", STRATEGY, MMA_STRATEGY, "flash-wgmma"),
 )
 """The registry row (``picograd.passes.kinds.KERNEL_KINDS``): the loop stage lowers the whole kernel
 (:func:`lower_loops`); its nests are marked ``pg.attention`` (:data:`ATTENTION_ATTR`), not ``pg.nest``, and

@@ -269,31 +269,27 @@ def tensor_map_specs(s: WgmmaSchedule, p: Problem) -> tuple[TensorMapSpec, Tenso
 # Building the kernel
 
 
-def _imm(value: int, kind: str = "u32") -> SSAValue:
+def imm(value: int, kind: str = "u32") -> SSAValue:
     return ptx.MovOp(value, kind).result
 
 
-def _op(cls: type[ptx.BinaryOp], a: SSAValue, b: int | SSAValue, kind: str = "u32", **mods: str) -> SSAValue:
+def binop(cls: type[ptx.BinaryOp], a: SSAValue, b: int | SSAValue, kind: str = "u32", **mods: str) -> SSAValue:
     """``cls`` (a binary instruction) of ``a`` and ``b`` (an immediate is moved into a register first)."""
-    rhs = _imm(b, kind) if isinstance(b, int) else b
+    rhs = imm(b, kind) if isinstance(b, int) else b
     make: Callable[..., ptx.BinaryOp] = cls
     return make(a, rhs, kind, **mods).results[0]
 
 
-class _Kernel:
-    """The ops of one wgmma kernel, built into ``func`` (see the module docstring)."""
+class PipelineBuilder:
+    """What the kernels built in the ``ptx`` dialect on an mbarrier ring share (this module's, and
+    ``attention_wgmma``'s): fresh labels, the spin-wait on a phase, the ring's (stage, phase) step."""
 
-    def __init__(self, s: WgmmaSchedule, p: Problem, name: str):
-        self.s, self.p, self.name = s, p, name
-        self.nk = -(-p.k // BK)
-        self.tiles_n, self.tiles_m = -(-p.n // s.bn), -(-p.m // s.bm)
-        self.labels = 0
+    stages: int
+    labels: int = 0
 
     def label(self, what: str) -> str:
         self.labels += 1
         return f"{what}_{self.labels}"
-
-    # --- small pieces ---------------------------------------------------------------------------------------
 
     def wait(self, bar: SSAValue, parity: SSAValue) -> None:
         """Spin on ``mbarrier.try_wait.parity`` until the phase of that parity completes."""
@@ -303,23 +299,44 @@ class _Kernel:
         ptx.BraOp(top, guard=done, negate=True)
 
     def advance(self, stage: SSAValue, phase: SSAValue) -> None:
-        """stage += 1, wrapping to 0 (and flipping the phase parity) after the last."""
-        nxt = _op(ptx.AddOp, stage, 1)
-        wrap = ptx.SetpOp("eq", nxt, _imm(self.s.stages)).result
-        ptx.AssignOp(stage, ptx.SelpOp(_imm(0), nxt, wrap, "u32").result)
-        ptx.AssignOp(phase, _op(ptx.XorOp, phase, ptx.SelpOp(_imm(1), _imm(0), wrap, "u32").result, "b32"))
+        """stage += 1, wrapping to 0 (and flipping the phase parity) after the last of ``stages``."""
+        nxt = binop(ptx.AddOp, stage, 1)
+        wrap = ptx.SetpOp("eq", nxt, imm(self.stages)).result
+        ptx.AssignOp(stage, ptx.SelpOp(imm(0), nxt, wrap, "u32").result)
+        ptx.AssignOp(phase, binop(ptx.XorOp, phase, ptx.SelpOp(imm(1), imm(0), wrap, "u32").result, "b32"))
+
+
+def smem_descriptor(addr: SSAValue, leading: int) -> SSAValue:
+    """The shared-memory matrix descriptor of a 128-byte-swizzled tile at ``addr`` (PTX ISA 8.0 section
+    9.7.14.5.1; CUTLASS's canonical GMMA layouts): 8-row groups 1024 bytes apart (the stride byte offset);
+    ``leading`` is the leading byte offset: unused (16) for a K-major tile, the distance of the 64-wide atoms of an
+    M/N-major one."""
+    wide = ptx.CvtOp(addr, "u64", "u32").result
+    field = ptx.AndOp(ptx.ShrOp(wide, imm(4), "u64").result, imm(0x3FFF, "b64"), "b64").result
+    return ptx.OrOp(field, imm(ptx.wgmma_descriptor(0, leading, 8 * SWIZZLE, SWIZZLE), "b64"), "b64").result
+
+
+class _Kernel(PipelineBuilder):
+    """The ops of one wgmma kernel, built into ``func`` (see the module docstring)."""
+
+    def __init__(self, s: WgmmaSchedule, p: Problem, name: str):
+        self.s, self.p, self.name = s, p, name
+        self.stages = s.stages
+        self.nk = -(-p.k // BK)
+        self.tiles_n, self.tiles_m = -(-p.n // s.bn), -(-p.m // s.bm)
+        self.labels = 0
 
     def stage_addr(self, stage: SSAValue) -> tuple[SSAValue, SSAValue, SSAValue]:
         """(A tile, Bt tile, full mbarrier) of ``stage``."""
-        a = ptx.MadOp(stage, _imm(self.s.stage_bytes), self.tiles, "u32", mode="lo").result
-        b = _op(ptx.AddOp, a, self.s.bm * BK * 2)
-        return a, b, ptx.MadOp(stage, _imm(8), self.full, "u32", mode="lo").result
+        a = ptx.MadOp(stage, imm(self.s.stage_bytes), self.tiles, "u32", mode="lo").result
+        b = binop(ptx.AddOp, a, self.s.bm * BK * 2)
+        return a, b, ptx.MadOp(stage, imm(8), self.full, "u32", mode="lo").result
 
     def issue(self, stage: SSAValue, kt: SSAValue, row_a: SSAValue, row_b: SSAValue, batch: SSAValue | None) -> None:
         """Arm the stage's full mbarrier with its bytes and copy the K tile ``kt`` of A and Bt into it."""
         a, b, bar = self.stage_addr(stage)
         ptx.MbarrierArriveOp(bar, self.s.stage_bytes)
-        col = ptx.MulOp(kt, _imm(BK, "s32"), "s32", mode="lo").result
+        col = ptx.MulOp(kt, imm(BK, "s32"), "s32", mode="lo").result
         extra = [batch] if batch is not None else []
         for tile, tmap, row, rows, major in ((a, self.map_a, row_a, self.s.bm, self.p.majors[0]),
                                              (b, self.map_b, row_b, self.s.bn, self.p.majors[1])):  # fmt: skip
@@ -327,27 +344,21 @@ class _Kernel:
                 ptx.CpAsyncBulkTensorOp(tile, tmap, [col, row, *extra], bar)
                 continue
             for j in range(rows // ATOM):  # one box per 64 rows, BK * 128 bytes apart
-                dst = _op(ptx.AddOp, tile, j * BK * 2 * ATOM) if j else tile
-                at = _op(ptx.AddOp, row, ATOM * j, "s32") if j else row
+                dst = binop(ptx.AddOp, tile, j * BK * 2 * ATOM) if j else tile
+                at = binop(ptx.AddOp, row, ATOM * j, "s32") if j else row
                 ptx.CpAsyncBulkTensorOp(dst, tmap, [at, col, *extra], bar)
 
     @staticmethod
     def descriptor(addr: SSAValue, major: str) -> SSAValue:
-        """The shared-memory matrix descriptor of a tile at ``addr`` with the 128-byte swizzle (PTX ISA 8.0 section
-        9.7.14.5.1; CUTLASS's canonical GMMA layouts): K-major, 8-row groups 1024 bytes apart (the stride byte
-        offset; the leading one unused); M/N-major, 8-row groups of K 1024 bytes apart and 64-wide atoms of M/N
-        ``BK * 128`` bytes apart (the leading byte offset)."""
-        wide = ptx.CvtOp(addr, "u64", "u32").result
-        field = ptx.AndOp(ptx.ShrOp(wide, _imm(4), "u64").result, _imm(0x3FFF, "b64"), "b64").result
-        leading = 16 if major == "k" else BK * 2 * ATOM
-        return ptx.OrOp(field, _imm(ptx.wgmma_descriptor(0, leading, 8 * SWIZZLE, SWIZZLE), "b64"), "b64").result
+        """K-major: :func:`smem_descriptor`; M/N-major: 64-wide atoms of M/N ``BK * 128`` bytes apart."""
+        return smem_descriptor(addr, 16 if major == "k" else BK * 2 * ATOM)
 
     def mma(self, stage: SSAValue, first: SSAValue, consumer: SSAValue, pending: int = 0) -> None:
         """The warpgroup's four m64nBNk16 on its 64 rows of the stage, one commit group; ``first`` (a predicate) is
         false for the first K tile of an output tile (D = A @ B, not + D). Then wait until at most ``pending``
         groups are in flight."""
         a, b, _ = self.stage_addr(stage)
-        a = ptx.MadOp(consumer, _imm(64 * BK * 2), a, "u32", mode="lo").result
+        a = ptx.MadOp(consumer, imm(64 * BK * 2), a, "u32", mode="lo").result
         majors = self.p.majors
         da, db = self.descriptor(a, majors[0]), self.descriptor(b, majors[1])
         trans = [int(m == "mn") for m in majors]
@@ -355,8 +366,8 @@ class _Kernel:
         for kk in range(BK // WGMMA_K):
             # the next 16 of K: 32 bytes along a K-major row, 16 rows (2048 bytes) of an M/N-major tile; >> 4
             steps = [(2 if m == "k" else 128) * kk for m in majors]
-            desc_a = ptx.AddOp(da, _imm(steps[0], "b64"), "s64").result if kk else da
-            desc_b = ptx.AddOp(db, _imm(steps[1], "b64"), "s64").result if kk else db
+            desc_a = ptx.AddOp(da, imm(steps[0], "b64"), "s64").result if kk else da
+            desc_b = ptx.AddOp(db, imm(steps[1], "b64"), "s64").result if kk else db
             ptx.WgmmaMmaAsyncOp(self.s.bn, self.p.dtype, self.acc, desc_a, desc_b, first if kk == 0 else self.true,
                                 trans_a=trans[0], trans_b=trans[1])  # fmt: skip
         ptx.WgmmaCommitGroupOp()
@@ -365,9 +376,9 @@ class _Kernel:
     def tile_coords(self, tile: SSAValue) -> tuple[SSAValue, SSAValue, SSAValue]:
         """(N tile, M tile, batch) of a linear tile index (N fastest: neighbouring blocks share A's rows)."""
         per_batch = self.tiles_n * self.tiles_m
-        bz = _op(ptx.DivOp, tile, per_batch)
-        rest = _op(ptx.RemOp, tile, per_batch)
-        return _op(ptx.RemOp, rest, self.tiles_n), _op(ptx.DivOp, rest, self.tiles_n), bz
+        bz = binop(ptx.DivOp, tile, per_batch)
+        rest = binop(ptx.RemOp, tile, per_batch)
+        return binop(ptx.RemOp, rest, self.tiles_n), binop(ptx.DivOp, rest, self.tiles_n), bz
 
     def epilogue(self, bx: SSAValue, by: SSAValue, bz: SSAValue, consumer: SSAValue, local: SSAValue) -> None:
         """Store the accumulators inside C: thread (warp w, lane 4g + t) of the warpgroup holds rows 16w + g and
@@ -375,25 +386,25 @@ class _Kernel:
         p, s = self.p, self.s
         out = p.out_dtype
         es = 4 if out == "f32" else 2
-        warp, lane = _op(ptx.ShrOp, local, 5), _op(ptx.AndOp, local, 31, "b32")
-        g, t2 = _op(ptx.ShrOp, lane, 2), _op(ptx.ShlOp, _op(ptx.AndOp, lane, 3, "b32"), 1, "b32")
-        row = ptx.MadOp(by, _imm(s.bm), ptx.MadOp(consumer, _imm(64), ptx.MadOp(warp, _imm(16), g, "u32",
+        warp, lane = binop(ptx.ShrOp, local, 5), binop(ptx.AndOp, local, 31, "b32")
+        g, t2 = binop(ptx.ShrOp, lane, 2), binop(ptx.ShlOp, binop(ptx.AndOp, lane, 3, "b32"), 1, "b32")
+        row = ptx.MadOp(by, imm(s.bm), ptx.MadOp(consumer, imm(64), ptx.MadOp(warp, imm(16), g, "u32",
                         mode="lo").result, "u32", mode="lo").result, "u32", mode="lo").result  # fmt: skip
-        col = ptx.MadOp(bx, _imm(s.bn), t2, "u32", mode="lo").result
-        rows_left = _op(ptx.SubOp, _imm(p.m, "s32"), row, "s32")
-        cols_left = _op(ptx.SubOp, _imm(p.n, "s32"), col, "s32")
-        in_row = [ptx.SetpOp("gt", rows_left, _imm(8 * h, "s32")).result for h in (0, 1)]
-        index = ptx.MadOp(row, _imm(p.n), col, "u32", mode="lo").result
-        base = ptx.MulOp(bz, _imm(p.m * p.n), "u32", mode="wide").result
+        col = ptx.MadOp(bx, imm(s.bn), t2, "u32", mode="lo").result
+        rows_left = binop(ptx.SubOp, imm(p.m, "s32"), row, "s32")
+        cols_left = binop(ptx.SubOp, imm(p.n, "s32"), col, "s32")
+        in_row = [ptx.SetpOp("gt", rows_left, imm(8 * h, "s32")).result for h in (0, 1)]
+        index = ptx.MadOp(row, imm(p.n), col, "u32", mode="lo").result
+        base = ptx.MulOp(bz, imm(p.m * p.n), "u32", mode="wide").result
         base = ptx.AddOp(base, ptx.CvtOp(index, "u64", "u32").result, "s64").result
-        addr = ptx.MadOp(base, _imm(es, "s64"), self.c_ptr, "s64", mode="lo").result
+        addr = ptx.MadOp(base, imm(es, "s64"), self.c_ptr, "s64", mode="lo").result
         pairs = p.n % 2 == 0  # an even N keeps each (even) column pair inside a row and aligned
         kind = "f32" if out == "f32" else "b16"
         for j in range(s.bn // 8):
-            in_col = ptx.SetpOp("gt", cols_left, _imm(8 * j, "s32")).result
+            in_col = ptx.SetpOp("gt", cols_left, imm(8 * j, "s32")).result
             skip = self.label("STORED")  # columns 8j.. outside C (a ragged last tile): nothing to store or round
             ptx.BraOp(skip, guard=in_col, negate=True)
-            second = None if pairs else ptx.SetpOp("gt", cols_left, _imm(8 * j + 1, "s32")).result
+            second = None if pairs else ptx.SetpOp("gt", cols_left, imm(8 * j + 1, "s32")).result
             for h in (0, 1):
                 pair = self.acc[4 * j + 2 * h : 4 * j + 2 * h + 2]
                 if out != "f32":  # rounded once to bf16/f16, as the CPU executor rounds the f32 sum
@@ -425,20 +436,20 @@ class _Kernel:
             self.map_b = ptx.CvtaOp(ptx.ParamAddrOp(map_b).result, "param", to=False).result
             self.c_ptr = ptx.CvtaOp(ptx.LdParamOp(c_param).result).result
             if p.offsets[2]:
-                self.c_ptr = ptx.AddOp(self.c_ptr, _imm(p.offsets[2], "s64"), "s64").result
+                self.c_ptr = ptx.AddOp(self.c_ptr, imm(p.offsets[2], "s64"), "s64").result
             tid = ptx.SregOp("tid.x").result
             self.full = ptx.SharedAddrOp(f"{self.name}_full").result
             self.empty = ptx.SharedAddrOp(f"{self.name}_empty").result if s.specialised else None
             dyn = ptx.SharedAddrOp(DYNAMIC_SHARED).result
-            self.tiles = _op(ptx.AndOp, _op(ptx.AddOp, dyn, ALIGN - 1), -ALIGN & 0xFFFFFFFF, "b32")
+            self.tiles = binop(ptx.AndOp, binop(ptx.AddOp, dyn, ALIGN - 1), -ALIGN & 0xFFFFFFFF, "b32")
             self.true = ptx.SetpOp("eq", tid, tid).result
-            leader = ptx.SetpOp("eq", tid, _imm(0)).result
+            leader = ptx.SetpOp("eq", tid, imm(0)).result
             done_init = self.label("INIT_DONE")
             ptx.BraOp(done_init, guard=leader, negate=True)
             for i in range(s.stages):
-                ptx.MbarrierInitOp(_op(ptx.AddOp, self.full, 8 * i), 1)
+                ptx.MbarrierInitOp(binop(ptx.AddOp, self.full, 8 * i), 1)
                 if self.empty is not None:
-                    ptx.MbarrierInitOp(_op(ptx.AddOp, self.empty, 8 * i), s.consumers)
+                    ptx.MbarrierInitOp(binop(ptx.AddOp, self.empty, 8 * i), s.consumers)
             ptx.FenceProxyAsyncOp()  # the initialised mbarriers, before the copies complete on them
             ptx.LabelOp(done_init)
             ptx.BarSyncOp(0)
@@ -458,31 +469,31 @@ class _Kernel:
         bx, by = ptx.SregOp("ctaid.x").result, ptx.SregOp("ctaid.y").result
         bz = ptx.SregOp("ctaid.z").result
         batch = bz if self.p.batch > 1 else None
-        row_a, row_b = _op(ptx.MulOp, by, s.bm, "s32", mode="lo"), _op(ptx.MulOp, bx, s.bn, "s32", mode="lo")
-        consumer, local = _op(ptx.ShrOp, tid, 7), _op(ptx.AndOp, tid, WARPGROUP - 1, "b32")
+        row_a, row_b = binop(ptx.MulOp, by, s.bm, "s32", mode="lo"), binop(ptx.MulOp, bx, s.bn, "s32", mode="lo")
+        consumer, local = binop(ptx.ShrOp, tid, 7), binop(ptx.AndOp, tid, WARPGROUP - 1, "b32")
         self.accumulators()
         prologue = self.label("PROLOGUE_DONE")
         ptx.BraOp(prologue, guard=leader, negate=True)
         for i in range(min(s.stages, self.nk)):
-            self.issue(_imm(i), _imm(i, "s32"), row_a, row_b, batch)
+            self.issue(imm(i), imm(i, "s32"), row_a, row_b, batch)
         ptx.LabelOp(prologue)
-        kt, stage, phase = _imm(0), _imm(0), _imm(0)
+        kt, stage, phase = imm(0), imm(0), imm(0)
         top = self.label("K_LOOP")
         ptx.LabelOp(top)
         _, _, bar = self.stage_addr(stage)
         self.wait(bar, phase)
-        self.mma(stage, ptx.SetpOp("ne", kt, _imm(0)).result, consumer)
+        self.mma(stage, ptx.SetpOp("ne", kt, imm(0)).result, consumer)
         ptx.BarSyncOp(0)  # every warpgroup has read the stage: it may be refilled
-        refill = _op(ptx.AddOp, kt, s.stages)
-        no_refill = ptx.OrOp(ptx.SetpOp("ge", refill, _imm(self.nk)).result,
+        refill = binop(ptx.AddOp, kt, s.stages)
+        no_refill = ptx.OrOp(ptx.SetpOp("ge", refill, imm(self.nk)).result,
                              ptx.NotOp(leader, "pred").result, "pred").result  # fmt: skip
         issued = self.label("REFILLED")
         ptx.BraOp(issued, guard=no_refill)
         self.issue(stage, refill, row_a, row_b, batch)
         ptx.LabelOp(issued)
-        ptx.AssignOp(kt, _op(ptx.AddOp, kt, 1))
+        ptx.AssignOp(kt, binop(ptx.AddOp, kt, 1))
         self.advance(stage, phase)
-        more = ptx.SetpOp("lt", kt, _imm(self.nk)).result
+        more = ptx.SetpOp("lt", kt, imm(self.nk)).result
         ptx.BraOp(top, guard=more)
         self.epilogue(bx, by, bz, consumer, local)
 
@@ -491,25 +502,25 @@ class _Kernel:
         s = self.s
         tiles = self.tiles_n * self.tiles_m * self.p.batch
         first, step = ptx.SregOp("ctaid.x").result, ptx.SregOp("nctaid.x").result
-        wg = _op(ptx.ShrOp, tid, 7)
-        is_producer = ptx.SetpOp("eq", wg, _imm(0)).result
+        wg = binop(ptx.ShrOp, tid, 7)
+        is_producer = ptx.SetpOp("eq", wg, imm(0)).result
         consumers = self.label("CONSUMERS")
         ptx.BraOp(consumers, guard=is_producer, negate=True)
         # --- producer warpgroup
         ptx.SetmaxnregOp("dec", s.producer_regs)
         exit_label = self.label("EXIT")
-        ptx.BraOp(exit_label, guard=ptx.SetpOp("ne", tid, _imm(0)).result)
-        stage, phase = _imm(0), _imm(0)
+        ptx.BraOp(exit_label, guard=ptx.SetpOp("ne", tid, imm(0)).result)
+        stage, phase = imm(0), imm(0)
         tile = ptx.MovOp(first, "u32").result
         self.tile_loop(tile, first, step, tiles, lambda bx, by, bz: self.produce(stage, phase, bx, by, bz))
         ptx.BraOp(exit_label)
         # --- consumer warpgroups
         ptx.LabelOp(consumers)
         ptx.SetmaxnregOp("inc", s.consumer_regs)
-        consumer, local = _op(ptx.SubOp, wg, 1), _op(ptx.AndOp, tid, WARPGROUP - 1, "b32")
-        arrive = ptx.SetpOp("eq", local, _imm(0)).result
+        consumer, local = binop(ptx.SubOp, wg, 1), binop(ptx.AndOp, tid, WARPGROUP - 1, "b32")
+        arrive = ptx.SetpOp("eq", local, imm(0)).result
         self.accumulators()
-        cstage, cphase = _imm(0), _imm(0)
+        cstage, cphase = imm(0), imm(0)
         ctile = ptx.MovOp(first, "u32").result
 
         def release(stage: SSAValue, guard: SSAValue) -> None:
@@ -517,24 +528,24 @@ class _Kernel:
             assert self.empty is not None
             released = self.label("RELEASED")
             ptx.BraOp(released, guard=guard, negate=True)
-            ptx.MbarrierArriveOp(ptx.MadOp(stage, _imm(8), self.empty, "u32", mode="lo").result)
+            ptx.MbarrierArriveOp(ptx.MadOp(stage, imm(8), self.empty, "u32", mode="lo").result)
             ptx.LabelOp(released)
 
         def consume(bx: SSAValue, by: SSAValue, bz: SSAValue) -> None:
             # The K tile's wgmma stay in flight while the next tile's are issued (wait_group 1): the stage of the
             # previous K tile is released once its group is done.
-            kt, previous = _imm(0), _imm(0)
+            kt, previous = imm(0), imm(0)
             top = self.label("C_K_LOOP")
             ptx.LabelOp(top)
             _, _, bar = self.stage_addr(cstage)
             self.wait(bar, cphase)
-            not_first = ptx.SetpOp("ne", kt, _imm(0)).result
+            not_first = ptx.SetpOp("ne", kt, imm(0)).result
             self.mma(cstage, not_first, consumer, pending=1)
             release(previous, ptx.AndOp(arrive, not_first, "pred").result)
             ptx.AssignOp(previous, cstage)
-            ptx.AssignOp(kt, _op(ptx.AddOp, kt, 1))
+            ptx.AssignOp(kt, binop(ptx.AddOp, kt, 1))
             self.advance(cstage, cphase)
-            ptx.BraOp(top, guard=ptx.SetpOp("lt", kt, _imm(self.nk)).result)
+            ptx.BraOp(top, guard=ptx.SetpOp("lt", kt, imm(self.nk)).result)
             ptx.WgmmaWaitGroupOp(0)
             release(previous, arrive)
             self.epilogue(bx, by, bz, consumer, local)
@@ -545,27 +556,27 @@ class _Kernel:
     def produce(self, stage: SSAValue, phase: SSAValue, bx: SSAValue, by: SSAValue, bz: SSAValue) -> None:
         s = self.s
         batch = bz if self.p.batch > 1 else None
-        row_a, row_b = _op(ptx.MulOp, by, s.bm, "s32", mode="lo"), _op(ptx.MulOp, bx, s.bn, "s32", mode="lo")
-        kt = _imm(0, "s32")
+        row_a, row_b = binop(ptx.MulOp, by, s.bm, "s32", mode="lo"), binop(ptx.MulOp, bx, s.bn, "s32", mode="lo")
+        kt = imm(0, "s32")
         top = self.label("P_K_LOOP")
         ptx.LabelOp(top)
         assert self.empty is not None
-        empty = ptx.MadOp(stage, _imm(8), self.empty, "u32", mode="lo").result
-        self.wait(empty, _op(ptx.XorOp, phase, 1, "b32"))  # a fresh mbarrier: the phase before 0 counts as done
+        empty = ptx.MadOp(stage, imm(8), self.empty, "u32", mode="lo").result
+        self.wait(empty, binop(ptx.XorOp, phase, 1, "b32"))  # a fresh mbarrier: the phase before 0 counts as done
         self.issue(stage, kt, row_a, row_b, batch)
-        ptx.AssignOp(kt, _op(ptx.AddOp, kt, 1, "s32"))
+        ptx.AssignOp(kt, binop(ptx.AddOp, kt, 1, "s32"))
         self.advance(stage, phase)
-        ptx.BraOp(top, guard=ptx.SetpOp("lt", kt, _imm(self.nk, "s32")).result)
+        ptx.BraOp(top, guard=ptx.SetpOp("lt", kt, imm(self.nk, "s32")).result)
 
     def tile_loop(self, tile: SSAValue, first: SSAValue, step: SSAValue, tiles: int, body: Callable[..., None]) -> None:
         """for tile in range(first, tiles, step): body(N tile, M tile, batch)."""
         done = self.label("TILES_DONE")
         top = self.label("TILE_LOOP")
-        ptx.BraOp(done, guard=ptx.SetpOp("ge", tile, _imm(tiles)).result)
+        ptx.BraOp(done, guard=ptx.SetpOp("ge", tile, imm(tiles)).result)
         ptx.LabelOp(top)
         body(*self.tile_coords(tile))
-        ptx.AssignOp(tile, _op(ptx.AddOp, tile, step))
-        ptx.BraOp(top, guard=ptx.SetpOp("lt", tile, _imm(tiles)).result)
+        ptx.AssignOp(tile, binop(ptx.AddOp, tile, step))
+        ptx.BraOp(top, guard=ptx.SetpOp("lt", tile, imm(tiles)).result)
         ptx.LabelOp(done)
 
 
@@ -695,7 +706,7 @@ def schedule_nest(nest: MatmulNest, name: str) -> None:
     host.erase_op(par, safe_erase=False)
 
 
-def _buffer(v: SSAValue, func: gpu.FuncOp) -> tuple[int, int]:
+def buffer_place(v: SSAValue, func: gpu.FuncOp) -> tuple[int, int]:
     """(argument index, byte offset) of a buffer of a kernel: an argument, or a view of one at a constant offset."""
     offset = 0
     owner = v.owner
@@ -724,7 +735,7 @@ def lower_kernel(func: gpu.FuncOp, target: str) -> ptx.FuncOp | None:
     majors = tuple(x.data for x in d["majors"].data)  # type: ignore[attr-defined]
     pointers = [op for op in func.body.block.ops if isinstance(op, memref.ExtractAlignedPointerAsIndexOp)]
     assert len(pointers) == 3, pointers
-    places = [_buffer(op.source, func) for op in pointers]
+    places = [buffer_place(op.source, func) for op in pointers]
     p = Problem(
         m, n, k, batch, dtype, out_dtype,
         offsets=tuple(off for _, off in places),  # type: ignore[arg-type]

@@ -56,6 +56,16 @@ ptx.module version "8.0" target "sm_90a" address_size 64 {
     ptx.wgmma_commit_group
     // CHECK: wgmma.wait_group.sync.aligned {{.*}}0;
     ptx.wgmma_wait_group 0
+    // A from registers: two f32 rounded to bf16 and packed (the upper half first), as the A fragment of a wgmma
+    // MLIR: ptx.cvt_pair rn.bf16x2.f32 %{{.*}}, %{{.*}} : (!ptx.f32, !ptx.f32) -> !ptx.b32
+    // CHECK: cvt.rn.bf16x2.f32 {{.*}}[[PK:%r[0-9]+]], %f11, %f10;
+    %pk = ptx.cvt_pair rn.bf16x2.f32 %acc1, %acc0 : (!ptx.f32, !ptx.f32) -> !ptx.b32
+    ptx.wgmma_fence
+    // MLIR: ptx.wgmma_mma_async_rs sync.aligned.m64n8k16.f32.bf16.bf16 {%{{.*}}, %{{.*}}, %{{.*}}, %{{.*}}}, {%[[P:.*]], %[[P]], %[[P]], %[[P]]}, %{{.*}}, %{{.*}}, 1, 1, 1
+    // CHECK: wgmma.mma_async.sync.aligned.m64n8k16.f32.bf16.bf16 {{.*}}{%f10, %f11, %f12, %f13}, {[[PK]], [[PK]], [[PK]], [[PK]]}, %rd4, %p1, 1, 1, 1;
+    ptx.wgmma_mma_async_rs sync.aligned.m64n8k16.f32.bf16.bf16 {%acc0, %acc1, %acc2, %acc3}, {%pk, %pk, %pk, %pk}, %desc, %done, 1, 1, 1 : (!ptx.f32, !ptx.f32, !ptx.f32, !ptx.f32, !ptx.b32, !ptx.b32, !ptx.b32, !ptx.b32, !ptx.b64, !ptx.pred) -> ()
+    ptx.wgmma_commit_group
+    ptx.wgmma_wait_group 0
     // CHECK: setmaxnreg.inc.sync.aligned.u32 {{.*}}232;
     ptx.setmaxnreg inc.sync.aligned.u32 232
     %g = ptx.cvta to.global.u64 %o : (!ptx.u64) -> !ptx.u64
