@@ -44,7 +44,7 @@ from results_io import write_json  # noqa: E402
 
 import picograd as pg  # noqa: E402
 from picograd.dialects.attrs import PEAK_ATTR  # noqa: E402
-from picograd.passes._buffers import byte_size  # noqa: E402
+from picograd.passes.buffers import byte_size  # noqa: E402
 from picograd.passes.kinds.attention import ATTENTION_ATTR  # noqa: E402
 
 

@@ -4,7 +4,7 @@
 
 (a folder imports its own modules and those of lower layers; ``passes`` and ``runtime`` sit side by side and import
 neither each other), so there is no import cycle between folders. Private names (``_x``) are not imported from
-another module, and a private module (``passes/_buffers.py``) is imported only from its own folder.
+another module, and a private module (``passes/buffers.py``) is imported only from its own folder.
 
 Checked on the source with ``ast``, every import included (those inside functions and ``TYPE_CHECKING`` blocks too).
 """

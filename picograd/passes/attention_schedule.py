@@ -14,7 +14,7 @@ from xdsl.passes import ModulePass
 from xdsl.utils.exceptions import PassFailedException
 
 from picograd.dialects.kernel import ScheduleAttr
-from picograd.passes._buffers import where
+from picograd.passes.buffers import where
 from picograd.passes.kinds import attention, attention_mma, attention_wgmma
 from picograd.passes.kinds.attention import ATTENTION_ATTR
 

@@ -65,7 +65,7 @@ from xdsl.utils.exceptions import PassFailedException
 
 from picograd.dialects import kernel, pg
 from picograd.dialects.attrs import PEAK_ATTR, RESULT_ATTR
-from picograd.passes._buffers import byte_size, memref_type, where
+from picograd.passes.buffers import byte_size, memref_type, where
 
 # ---------------------------------------------------------------------------------------------------------------
 # The memory plan

@@ -72,7 +72,7 @@ from xdsl.utils.exceptions import PassFailedException
 
 from picograd.dialects.attrs import NEST_ATTR, SCHEDULE_ATTR
 from picograd.dialects.kernel import ScheduleAttr
-from picograd.passes._buffers import where
+from picograd.passes.buffers import where
 from picograd.passes.kinds import KERNEL_KINDS, TILE_STRATEGIES
 from picograd.passes.kinds.base import MalformedNest
 from picograd.passes.kinds.matmul_rungs import check_schedule

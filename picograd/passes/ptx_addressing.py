@@ -20,7 +20,7 @@ from xdsl.dialects.builtin import IntegerType, MemRefType
 from xdsl.ir import Operation, SSAValue
 
 from picograd.dialects import gpu_ext, ptx
-from picograd.passes._buffers import element_bytes
+from picograd.passes.buffers import element_bytes
 from picograd.passes.ptx_emitter import Buf, PtxEmitter
 
 

@@ -21,7 +21,7 @@ from xdsl.ir import Attribute, Block, Operation, SSAValue
 from xdsl.utils.exceptions import PassFailedException
 
 from picograd.dialects import pg, ptx
-from picograd.passes._buffers import where
+from picograd.passes.buffers import where
 
 
 def value_kind(t: Attribute) -> str | None:

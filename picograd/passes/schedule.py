@@ -55,7 +55,7 @@ from xdsl.utils.exceptions import PassFailedException
 from picograd.dialects import gpu_ext, kernel, pg
 from picograd.dialects.kernel import ScheduleAttr
 from picograd.dialects.pg import element_of, shape_of
-from picograd.passes._buffers import where
+from picograd.passes.buffers import where
 from picograd.passes.kinds import attention, attention_mma, attention_wgmma, matmul_wgmma
 from picograd.passes.kinds.matmul_rungs import SCHEDULES, WGMMA, check_precision, check_schedule, matmul_rung
 from picograd.passes.kinds.reduction import MIN_BLOCK_REDUCTION

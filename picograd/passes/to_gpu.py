@@ -82,7 +82,7 @@ from xdsl.utils.exceptions import PassFailedException
 from picograd.dialects import gpu_ext, kernel
 from picograd.dialects.attrs import KERNEL_ATTR, KIND_ATTR, NEST_ATTR, SCHEDULE_ATTR, STRATEGY_ATTR
 from picograd.dialects.kernel import ScheduleAttr
-from picograd.passes._buffers import where
+from picograd.passes.buffers import where
 from picograd.passes.ir_builder import Builder, ConstantPool, const_int
 from picograd.passes.kinds import GPU_STRATEGIES, GpuNest, kind_of_nest
 from picograd.passes.kinds.elementwise import thread_per_point

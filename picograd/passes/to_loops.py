@@ -92,7 +92,7 @@ from xdsl.utils.exceptions import PassFailedException
 
 from picograd.dialects import kernel, pg
 from picograd.dialects.attrs import KERNEL_ATTR, KIND_ATTR, NEST_ATTR, SCHEDULE_ATTR
-from picograd.passes._buffers import where
+from picograd.passes.buffers import where
 from picograd.passes.ir_builder import ConstantPool
 from picograd.passes.kinds import AT_INDEX, HEAVY, KERNEL_KINDS, KIND_OF_OP
 

@@ -69,7 +69,7 @@ from xdsl.utils.exceptions import PassFailedException
 
 from picograd.dialects import gpu_ext, pg, ptx
 from picograd.dialects.attrs import GPU_MODULE_ATTR
-from picograd.passes._buffers import where
+from picograd.passes.buffers import where
 from picograd.passes.kinds import attention_wgmma, matmul_wgmma
 from picograd.passes.ptx_addressing import PtxAddressing
 from picograd.passes.ptx_control import PtxControlFlow

@@ -63,7 +63,7 @@ from picograd.dialects import kernel, pg, ptx
 from picograd.dialects.attrs import KERNEL_ATTR, KIND_ATTR, SHARED_BYTES_ATTR, STRATEGY_ATTR
 from picograd.dialects.kernel import ScheduleAttr
 from picograd.dialects.pg import element_of, shape_of
-from picograd.passes.kinds.attention import ATTENTION_ATTR, ATTENTION_OPS, nest_buffers
+from picograd.passes.kinds.attention import ATTENTION_ATTR, ATTENTION_OPS, nest_buffers, replace_nest
 from picograd.passes.kinds.matmul_wgmma import (
     ALIGN,
     ATOM,
@@ -510,7 +510,8 @@ def schedule_nest(par: scf.ParallelOp, info: DictionaryAttr, buffers: dict[str, 
     """Replace the forward nest ``par`` (``pg.attention``, roles ``buffers``) by the ``gpu.launch`` of the
     flash-wgmma kernel (see :data:`PROBLEM_ATTR`). Raises ``ValueError`` when it is not a forward the kernel
     computes."""
-    if info.data["nest"].data != "forward" or set(buffers) - {"lse"} != {"q", "k", "v", "out"}:  # type: ignore[attr-defined]
+    # roles: q, k, v, out, the optional lse, and for 16-bit rows the loop stage's f32 accumulator (acc, dropped)
+    if info.data["nest"].data != "forward" or set(buffers) - {"lse", "acc"} != {"q", "k", "v", "out"}:  # type: ignore[attr-defined]
         raise ValueError(f"{STRATEGY} computes the forward (out and lse) without mask or dropout")
     *batch, length, d = _shape(buffers["q"])
     keys = _shape(buffers["k"])[-2]
@@ -522,7 +523,7 @@ def schedule_nest(par: scf.ParallelOp, info: DictionaryAttr, buffers: dict[str, 
         raise ValueError(f"{STRATEGY} cannot compute this attention: {why}")
     s = schedule_for(d)
     body = Block(arg_types=[IndexType()] * 12)
-    for role in ("q", "k", "v", "out", "lse")[: len(buffers)]:
+    for role in [r for r in ("q", "k", "v", "out", "lse") if r in buffers]:
         op = memref.ExtractAlignedPointerAsIndexOp.get(buffers[role])
         op.location = par.location
         body.add_op(op)
@@ -546,13 +547,11 @@ def schedule_nest(par: scf.ParallelOp, info: DictionaryAttr, buffers: dict[str, 
     launch.attributes["gpu.known_block_size"] = DenseArrayBase.from_list(i32, [s.threads, 1, 1])
     host = par.parent_block()
     assert host is not None
-    for op in (*sizes, launch):
-        host.insert_op_before(op, par)
     # the values the nest computed before it (constants, and bf16 ones rounded from f32) go with it when only it
     # used them: pg-to-gpu takes no arith.truncf at the top level
     before = list(itertools.takewhile(lambda o: o is not par, host.ops))
     outside = {v.owner for o in par.walk() for v in o.operands if v.owner in before}
-    host.erase_op(par, safe_erase=False)
+    replace_nest(par, launch, sizes)
     for op in reversed(before):
         if op in outside and isinstance(op, arith.ConstantOp | arith.TruncFOp) and not op.results[0].uses:
             outside.update(v.owner for v in op.operands)

@@ -70,7 +70,7 @@ from xdsl.utils.exceptions import PassFailedException
 from picograd.dialects import ptx
 from picograd.dialects.attrs import KERNEL_ATTR, KIND_ATTR, SHARED_BYTES_ATTR, STRATEGY_ATTR
 from picograd.dialects.kernel import ScheduleAttr
-from picograd.passes._buffers import where
+from picograd.passes.buffers import where
 
 if TYPE_CHECKING:
     from picograd.passes.kinds.matmul import MatmulNest
