@@ -43,24 +43,21 @@ from xdsl.builder import ImplicitBuilder
 from xdsl.dialects import arith, gpu, memref, scf
 from xdsl.dialects.builtin import (
     ArrayAttr,
-    DenseArrayBase,
     DictionaryAttr,
     FloatAttr,
-    IndexType,
     IntegerAttr,
     MemRefType,
     StringAttr,
     UnitAttr,
     bf16,
     f64,
-    i32,
     i64,
 )
-from xdsl.ir import Block, Region, SSAValue
+from xdsl.ir import SSAValue
 from xdsl.utils.exceptions import PassFailedException
 
 from picograd.dialects import kernel, pg, ptx
-from picograd.dialects.attrs import KERNEL_ATTR, KIND_ATTR, SHARED_BYTES_ATTR, STRATEGY_ATTR
+from picograd.dialects.attrs import SHARED_BYTES_ATTR
 from picograd.dialects.kernel import ScheduleAttr
 from picograd.dialects.pg import element_of, shape_of
 from picograd.passes.kinds.attention import ATTENTION_ATTR, ATTENTION_OPS, nest_buffers, replace_nest
@@ -78,6 +75,7 @@ from picograd.passes.kinds.matmul_wgmma import (
     binop,
     buffer_place,
     imm,
+    ptx_kernel_launch,
     smem_descriptor,
     type_name,
     where,
@@ -522,29 +520,19 @@ def schedule_nest(par: scf.ParallelOp, info: DictionaryAttr, buffers: dict[str, 
     if why is not None:
         raise ValueError(f"{STRATEGY} cannot compute this attention: {why}")
     s = schedule_for(d)
-    body = Block(arg_types=[IndexType()] * 12)
-    for role in [r for r in ("q", "k", "v", "out", "lse") if r in buffers]:
-        op = memref.ExtractAlignedPointerAsIndexOp.get(buffers[role])
-        op.location = par.location
-        body.add_op(op)
-    body.add_op(gpu.TerminatorOp())
-    sizes = [arith.ConstantOp(IntegerAttr(v, IndexType())) for v in (*grid(s, p), s.threads, 1, 1)]
-    launch = gpu.LaunchOp(Region(body), sizes[:3], sizes[3:])
-    for op in (*sizes, launch):
-        op.location = par.location
-    for key in (KERNEL_ATTR, KIND_ATTR):
-        if key in par.attributes:
-            launch.attributes[key] = par.attributes[key]
-    launch.attributes[STRATEGY_ATTR] = StringAttr(STRATEGY)
-    launch.attributes[PROBLEM_ATTR] = DictionaryAttr(
+    sizes, launch = ptx_kernel_launch(
+        par,
+        [buffers[r] for r in ("q", "k", "v", "out", "lse") if r in buffers],
+        (*grid(s, p), s.threads),
+        STRATEGY,
+        PROBLEM_ATTR,
         {
             "sizes": ArrayAttr([IntegerAttr(v, i64) for v in (p.batch, p.length, p.keys, p.d)]),
             "scale": FloatAttr(p.scale, f64),
             "types": ArrayAttr([StringAttr(x) for x in (p.dtype, p.out_dtype, p.lse_dtype or "none")]),
             **({"causal": UnitAttr()} if p.causal else {}),
-        }
+        },
     )
-    launch.attributes["gpu.known_block_size"] = DenseArrayBase.from_list(i32, [s.threads, 1, 1])
     host = par.parent_block()
     assert host is not None
     # the values the nest computed before it (constants, and bf16 ones rounded from f32) go with it when only it

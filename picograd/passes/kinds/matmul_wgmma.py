@@ -48,7 +48,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from xdsl.builder import ImplicitBuilder
-from xdsl.dialects import arith, gpu, memref
+from xdsl.dialects import arith, gpu, memref, scf
 from xdsl.dialects.builtin import (
     ArrayAttr,
     BFloat16Type,
@@ -675,35 +675,57 @@ def schedule_nest(nest: MatmulNest, name: str) -> None:
     if why is not None or type_name(loads[1].res.type) != dtype:
         why = why or "A and B of different types"
         raise PassFailedException(f"pg-matmul-schedule: {name} cannot compute the matmul{where(par)}: {why}")
-    body = Block(arg_types=[IndexType()] * 12)
-    for buf in (loads[0].memref, loads[1].memref, nest.out):
-        op = memref.ExtractAlignedPointerAsIndexOp.get(buf)
-        op.location = par.location
-        body.add_op(op)
-    body.add_op(gpu.TerminatorOp())
-    sizes = [arith.ConstantOp(IntegerAttr(v, IndexType())) for v in (*grid(s, p), s.threads, 1, 1)]
-    launch = gpu.LaunchOp(Region(body), sizes[:3], sizes[3:])
-    for op in (*sizes, launch):
-        op.location = par.location
-    for key in (KERNEL_ATTR, KIND_ATTR):
-        if key in par.attributes:
-            launch.attributes[key] = par.attributes[key]
-    launch.attributes[STRATEGY_ATTR] = StringAttr(name)
-    launch.attributes[PROBLEM_ATTR] = DictionaryAttr(
+    sizes, launch = ptx_kernel_launch(
+        par,
+        (loads[0].memref, loads[1].memref, nest.out),
+        (*grid(s, p), s.threads),
+        name,
+        PROBLEM_ATTR,
         {
             "schedule": StringAttr(name),
             "sizes": ArrayAttr([IntegerAttr(v, i64) for v in (p.m, p.n, p.k, p.batch)]),
             "dtype": StringAttr(p.dtype),
             "out_dtype": StringAttr(p.out_dtype),
             "majors": ArrayAttr([StringAttr(x) for x in p.majors]),
-        }
+        },
     )
-    launch.attributes["gpu.known_block_size"] = DenseArrayBase.from_list(i32, [s.threads, 1, 1])
     host = par.parent_block()
     assert host is not None
     for op in (*sizes, launch):
         host.insert_op_before(op, par)
     host.erase_op(par, safe_erase=False)
+
+
+def ptx_kernel_launch(
+    par: scf.ParallelOp,
+    buffers: Sequence[SSAValue],
+    sizes: tuple[int, int, int, int],
+    strategy: str,
+    problem_attr: str,
+    problem: dict[str, Attribute],
+) -> tuple[list[arith.ConstantOp], gpu.LaunchOp]:
+    """The ``gpu.launch`` that stands for a kernel ``pg-to-ptx`` builds in the ``ptx`` dialect (wgmma GEMMs,
+    flash-wgmma attention), in place of the nest ``par``: its body passes the aligned pointers of ``buffers`` (so
+    that ``pg-to-gpu`` makes them kernel arguments, in this order), ``sizes`` is (grid x, y, z, threads), the
+    launch carries ``par``'s kernel name and kind, ``strategy`` and ``problem`` (under ``problem_attr``: all that
+    the ptx builder reads) and its block size. Returns the size constants and the launch, not yet inserted."""
+    body = Block(arg_types=[IndexType()] * 12)
+    for buf in buffers:
+        op = memref.ExtractAlignedPointerAsIndexOp.get(buf)
+        op.location = par.location
+        body.add_op(op)
+    body.add_op(gpu.TerminatorOp())
+    consts = [arith.ConstantOp(IntegerAttr(v, IndexType())) for v in (*sizes, 1, 1)]
+    launch = gpu.LaunchOp(Region(body), consts[:3], consts[3:])
+    for op in (*consts, launch):
+        op.location = par.location
+    for key in (KERNEL_ATTR, KIND_ATTR):
+        if key in par.attributes:
+            launch.attributes[key] = par.attributes[key]
+    launch.attributes[STRATEGY_ATTR] = StringAttr(strategy)
+    launch.attributes[problem_attr] = DictionaryAttr(problem)
+    launch.attributes["gpu.known_block_size"] = DenseArrayBase.from_list(i32, [sizes[3], 1, 1])
+    return consts, launch
 
 
 def buffer_place(v: SSAValue, func: gpu.FuncOp) -> tuple[int, int]:
