@@ -668,17 +668,7 @@ class _Kernel:
         {"forward": self.forward, "dq": self.dq, "dkdv": self.dkdv}[self.nest](bx, batch, tid, t, r, rows)
         grid = [-(-extent // rows), math.prod(self.batch), 1]
         threads = rows * self.lanes
-        self.host_consts = [arith.ConstantOp(IntegerAttr(v, IndexType())) for v in (*grid, threads, 1)]
-        for c in self.host_consts:
-            c.location = self.loc
-        hc = [c.results[0] for c in self.host_consts]
-        launch = gpu.LaunchOp(Region(self.body), [hc[0], hc[1], hc[2]], [hc[3], hc[4], hc[4]])
-        launch.location = self.loc
-        for key in (KERNEL_ATTR, KIND_ATTR):
-            if key in self.par.attributes:
-                launch.attributes[key] = self.par.attributes[key]
-        launch.attributes[STRATEGY_ATTR] = StringAttr(f"{STRATEGY}-{self.nest}")
-        launch.attributes["gpu.known_block_size"] = DenseArrayBase.from_list(i32, [threads, 1, 1])
+        self.host_consts, launch = wrap_launch(self.par, self.body, grid, threads, f"{STRATEGY}-{self.nest}")
         return launch
 
     def key_tiles(self, b: Builder, bx: SSAValue, rows: int) -> tuple[Index, int]:
@@ -958,6 +948,26 @@ def build_launch(par: scf.ParallelOp, simt: bool = False) -> None:
         raise ValueError(f"an attention nest needs pg.attention and a {STRATEGY} schedule")
     k = _Kernel(par, info, nest_buffers(par), s)
     replace_nest(par, k.build(), k.host_consts)
+
+
+def wrap_launch(
+    par: scf.ParallelOp, body: Block, grid: Sequence[int], threads: int, strategy: str
+) -> tuple[list[Operation], gpu.LaunchOp]:
+    """The ``gpu.launch`` of an attention kernel's ``body`` (its 12 index arguments) over ``grid`` blocks of
+    ``threads`` threads, standing for the nest ``par`` (its location, kernel name and kind) under ``strategy``;
+    returns the host-side size constants (to insert before it) and the launch."""
+    consts: list[Operation] = [arith.ConstantOp(IntegerAttr(v, IndexType())) for v in (*grid, threads, 1)]
+    for c in consts:
+        c.location = par.location
+    hc = [c.results[0] for c in consts]
+    launch = gpu.LaunchOp(Region(body), [hc[0], hc[1], hc[2]], [hc[3], hc[4], hc[4]])
+    launch.location = par.location
+    for key in (KERNEL_ATTR, KIND_ATTR):
+        if key in par.attributes:
+            launch.attributes[key] = par.attributes[key]
+    launch.attributes[STRATEGY_ATTR] = StringAttr(strategy)
+    launch.attributes["gpu.known_block_size"] = DenseArrayBase.from_list(i32, [threads, 1, 1])
+    return consts, launch
 
 
 def replace_nest(par: scf.ParallelOp, launch: gpu.LaunchOp, host_consts: Sequence[Operation]) -> None:

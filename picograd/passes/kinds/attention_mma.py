@@ -54,13 +54,10 @@ from xdsl.dialects import arith, gpu, scf
 from xdsl.dialects import math as mathd
 from xdsl.dialects.builtin import (
     BFloat16Type,
-    DenseArrayBase,
     DictionaryAttr,
     Float16Type,
     IndexType,
-    IntegerAttr,
     MemRefType,
-    StringAttr,
     f32,
     i1,
     i16,
@@ -69,7 +66,6 @@ from xdsl.dialects.builtin import (
 from xdsl.ir import Attribute, Block, Operation, Region, SSAValue
 
 from picograd.dialects import gpu_ext, kernel, pg
-from picograd.dialects.attrs import KERNEL_ATTR, KIND_ATTR, STRATEGY_ATTR
 from picograd.dialects.kernel import ScheduleAttr
 from picograd.dialects.pg import element_of, shape_of
 from picograd.passes.ir_builder import Builder, ConstantPool, Index
@@ -386,17 +382,9 @@ class _MmaKernel:
         {"forward": self.forward, "dq": self.dq, "dkdv": self.dkdv}[self.nest](bx, batch)
         extent = self.keys if self.nest == "dkdv" else self.length
         grid = [-(-extent // self.bm), math.prod(self.batch), 1]
-        self.host_consts = [arith.ConstantOp(IntegerAttr(v, IndexType())) for v in (*grid, self.threads, 1)]
-        for c in self.host_consts:
-            c.location = self.loc
-        hc = [c.results[0] for c in self.host_consts]
-        launch = gpu.LaunchOp(Region(self.body), [hc[0], hc[1], hc[2]], [hc[3], hc[4], hc[4]])
-        launch.location = self.loc
-        for key in (KERNEL_ATTR, KIND_ATTR):
-            if key in self.par.attributes:
-                launch.attributes[key] = self.par.attributes[key]
-        launch.attributes[STRATEGY_ATTR] = StringAttr(f"{STRATEGY}-{self.nest}")
-        launch.attributes["gpu.known_block_size"] = DenseArrayBase.from_list(i32, [self.threads, 1, 1])
+        self.host_consts, launch = attention.wrap_launch(
+            self.par, self.body, grid, self.threads, f"{STRATEGY}-{self.nest}"
+        )
         return launch
 
     def forward(self, bx: SSAValue, batch: list[Index]) -> None:
