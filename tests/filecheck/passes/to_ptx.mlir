@@ -360,15 +360,15 @@ builtin.module attributes {gpu.container_module} {
 
 // -----
 
-// CHECK: pg-to-ptx: 'memref.load': no PTX register for type i16 at model.py:51:4
+// CHECK: pg-to-ptx: 'memref.load': no PTX register for type i8 at model.py:51:4
 builtin.module attributes {gpu.container_module} {
   "gpu.module"() <{sym_name = "bad_kernels"}> ({
-    "gpu.func"() <{function_type = (memref<4xi16>) -> (), kernel}> ({
-    ^bb0(%x: memref<4xi16>):
+    "gpu.func"() <{function_type = (memref<4xi8>) -> (), kernel}> ({
+    ^bb0(%x: memref<4xi8>):
       %c0 = arith.constant 0 : index
-      %a = memref.load %x[%c0] : memref<4xi16> loc("model.py":51:4)
+      %a = memref.load %x[%c0] : memref<4xi8> loc("model.py":51:4)
       "gpu.return"() : () -> ()
-    }) {sym_name = "k0_half"} : () -> ()
+    }) {sym_name = "k0_byte"} : () -> ()
   }) : () -> ()
 }
 
