@@ -15,8 +15,9 @@ the runtime's threads (numpy releases the GIL in matmuls and ufunc loops); each 
 - backward (FlashAttention-2's Algorithm 2 without the tiling of L): ``P = exp(S - lse)`` (0 where ``lse`` is
   ``-inf``), ``dv = P^T dout``, ``dS = scale P (dout v^T - rowsum(dout * out))``, ``dq = dS k``, ``dk = dS^T q``.
 
-Kernels with dropout, or bodies holding other ops, are not taken (:func:`attention_step` returns None; the caller
-runs them another way). Algorithms: Dao, "FlashAttention-2" (2023); the numpy semantics are ``pg_numpy``'s.
+Kernels with dropout, 16-bit ones, or bodies holding other ops, are not taken (:func:`attention_step` returns
+None; the caller runs them another way). Algorithms: Dao, "FlashAttention-2" (2023); the numpy semantics are
+``pg_numpy``'s.
 """
 
 from __future__ import annotations
@@ -36,6 +37,9 @@ from picograd.dialects.pg_numpy import numpy_dtype
 CAUSAL_BLOCKS = 4
 """Row blocks of a causal attention's queries (each against the keys up to its last row)."""
 
+FLOAT_TYPES = (np.dtype(np.float32), np.dtype(np.float64))
+"""The element types taken here (bf16/f16 attention runs as the numpy executor's kernels do)."""
+
 TILE_BYTES = 1 << 19
 """Bytes of score tile a chunk holds (per thread): a chunk is as many (query, key) slices as fit."""
 
@@ -54,6 +58,8 @@ def attention_step(launch: LaunchOp, ins: Sequence[Getter], outs: Sequence[Gette
     yielded = list(launch.yield_op.values)
     if len(set(yielded)) != len(yielded) or not ops:
         return None
+    if any(numpy_dtype(pg.element_of(op.operands[0])) not in FLOAT_TYPES for op in ops):
+        return None  # 16-bit attention: pg_numpy's kernels (math in f32, rounded once), as the executor
     fwd = [op for op in ops if isinstance(op, pg.ScaledDotProductAttentionOp | pg.AttentionLseOp)]
     bwd = [op for op in ops if isinstance(op, pg.AttentionBackwardOp)]
     if fwd and len(fwd) == len(ops) and len(ops) <= 2:
