@@ -10,7 +10,7 @@ from picograd.dialects import kernel, pg
 from picograd.driver.pipeline import lower_to
 from picograd.passes.kinds import GPU_STRATEGIES, HEAVY, KERNEL_KINDS, KIND_OF_OP, kind_of_nest
 from picograd.passes.schedule import KIND_SCHEDULES, STRATEGIES
-from tests.test_loops import build, t
+from test_loops import build, t
 
 
 def test_every_kernel_kind_has_a_row() -> None:
