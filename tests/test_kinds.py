@@ -4,13 +4,13 @@ schedule table, and the passes find a kind's nest by its ``pg.nest`` mark, not b
 from __future__ import annotations
 
 import pytest
+from test_loops import build, t
 from xdsl.dialects.builtin import StringAttr
 
 from picograd.dialects import kernel, pg
 from picograd.driver.pipeline import lower_to
 from picograd.passes.kinds import GPU_STRATEGIES, HEAVY, KERNEL_KINDS, KIND_OF_OP, kind_of_nest
 from picograd.passes.schedule import KIND_SCHEDULES, STRATEGIES
-from test_loops import build, t
 
 
 def test_every_kernel_kind_has_a_row() -> None:
