@@ -493,20 +493,7 @@ class _Emitter:
             ptr, mem, _ = self.address(store.memref, store.indices)
             self.line(f"store {mem} {self.value(last.operands[0])}, ptr {ptr}")
 
-        def over(k: int) -> None:
-            if k == len(loops):
-                self.parallel(nest, ivs, 0, bounds=("%lo", "%hi"), inner=step)
-                return
-            loop = loops[k]
-
-            def body(iv: str, values: list[str]) -> list[str]:
-                self.names[loop.body.block.args[0]] = iv
-                over(k + 1)
-                return []
-
-            self.loop(self.value(loop.lb), self.value(loop.ub), self.value(loop.step), [], body)
-
-        over(0)
+        self.loops_outside(nest, ivs, loops, step)
 
     def interchanged_stores(self, nest: scf.ParallelOp, loops: list[scf.ForOp]) -> None:
         """Emit a scatter nest with its loops outside its parallel loop (see ``_interchange_stores``)."""
@@ -517,6 +504,14 @@ class _Emitter:
                 for op in loop.body.block.ops:
                     if not isinstance(op, scf.ForOp | scf.YieldOp):
                         self.op(op)
+
+        self.loops_outside(nest, ivs, loops, step)
+
+    def loops_outside(
+        self, nest: scf.ParallelOp, ivs: Sequence[SSAValue], loops: list[scf.ForOp], step: Callable[[], None]
+    ) -> None:
+        """Emit ``loops`` (outermost first) around the parallel loop of ``nest``, whose body is ``step``: the
+        interchanged order of the two emitters above."""
 
         def over(k: int) -> None:
             if k == len(loops):
