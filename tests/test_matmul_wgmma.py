@@ -196,6 +196,12 @@ class FakeDriver:
     class CUresult:
         CUDA_SUCCESS = 0
 
+    class cuuint64_t(int):  # noqa: N801 - the driver's names; the real driver refuses plain ints in lists
+        pass
+
+    class cuuint32_t(int):  # noqa: N801
+        pass
+
     class CUtensorMapDataType:
         CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 = "BF16"
         CU_TENSOR_MAP_DATA_TYPE_FLOAT16 = "F16"
@@ -220,6 +226,8 @@ class FakeDriver:
         self.calls: list[tuple] = []
 
     def cuTensorMapEncodeTiled(self, *args: object) -> tuple[int, str]:  # noqa: N802 - the driver's name
+        for index, kind in [(3, self.cuuint64_t), (4, self.cuuint64_t), (5, self.cuuint32_t), (6, self.cuuint32_t)]:
+            assert all(type(x) is kind for x in args[index]), f"argument {index}: {args[index]} not {kind.__name__}"
         self.calls.append(args)
         return 0, "tensor map"
 

@@ -702,7 +702,8 @@ def run_on_gpu(
         rows, cols = host[index].shape
         err, tmap = driver.cuTensorMapEncodeTiled(
             driver.CUtensorMapDataType.CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 2, int(device[index].handle),
-            [cols, rows], [cols * 2], list(wgmma_box(swizzle)), [1, 1],
+            [driver.cuuint64_t(cols), driver.cuuint64_t(rows)], [driver.cuuint64_t(cols * 2)],
+            [driver.cuuint32_t(b) for b in wgmma_box(swizzle)], [driver.cuuint32_t(1)] * 2,
             driver.CUtensorMapInterleave.CU_TENSOR_MAP_INTERLEAVE_NONE,
             getattr(driver.CUtensorMapSwizzle, f"CU_TENSOR_MAP_SWIZZLE_{swizzles[swizzle]}"),
             driver.CUtensorMapL2promotion.CU_TENSOR_MAP_L2_PROMOTION_NONE,

@@ -948,17 +948,18 @@ class TensorMap:
 def encode_tensor_map(driver: Any, address: int, tmap: TensorMap) -> Any:
     """``cuTensorMapEncodeTiled`` of ``tmap`` over the device address ``address`` (the buffer's start; the
     offset is added here): the ``CUtensorMap``, 128 bytes. L2 promotion of 256 bytes, zeros outside the tensor
-    (``CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE``), element strides 1. ``driver`` is ``cuda.bindings.driver``."""
+    (``CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE``), element strides 1. ``driver`` is ``cuda.bindings.driver``, whose
+    list arguments must hold its ``cuuint64_t``/``cuuint32_t`` wrappers (plain ints raise ``TypeError``)."""
     tmap.check()
     swizzle = {0: "NONE", 32: "32B", 64: "64B", 128: "128B"}[tmap.swizzle]
     err, encoded = driver.cuTensorMapEncodeTiled(
         getattr(driver.CUtensorMapDataType, TENSOR_MAP_TYPES[tmap.dtype][0]),
         len(tmap.shape),
         address + tmap.offset,
-        list(tmap.shape),
-        list(tmap.strides),
-        list(tmap.box),
-        [1] * len(tmap.shape),
+        [driver.cuuint64_t(d) for d in tmap.shape],  # cuda-python takes its integer wrappers in these lists
+        [driver.cuuint64_t(st) for st in tmap.strides],
+        [driver.cuuint32_t(b) for b in tmap.box],
+        [driver.cuuint32_t(1)] * len(tmap.shape),
         driver.CUtensorMapInterleave.CU_TENSOR_MAP_INTERLEAVE_NONE,
         getattr(driver.CUtensorMapSwizzle, f"CU_TENSOR_MAP_SWIZZLE_{swizzle}"),
         driver.CUtensorMapL2promotion.CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
