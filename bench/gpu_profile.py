@@ -23,6 +23,7 @@ import sys
 from collections import defaultdict
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+UNITS = {"ns": 1.0, "nsecond": 1.0, "us": 1e3, "usecond": 1e3, "ms": 1e6, "msecond": 1e6, "s": 1e9}  # ncu's, to ns
 
 
 def run(model: str, warmup: int, launches_path: str | None) -> None:
@@ -60,7 +61,7 @@ def report(csv_path: str, launches_path: str | None, top: int) -> None:
         if r.get("Metric Name") != "gpu__time_duration.sum":
             continue
         value = float(r["Metric Value"].replace(",", ""))
-        scale = {"nsecond": 1.0, "usecond": 1e3, "msecond": 1e6, "second": 1e9}[r["Metric Unit"]]
+        scale = UNITS[r["Metric Unit"]]
         total_ns[r["Kernel Name"]] += value * scale
         count[r["Kernel Name"]] += 1
     shapes: dict[str, str] = {}
