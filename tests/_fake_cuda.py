@@ -160,9 +160,10 @@ class FakeProgram:
         return exe
 
 
-def fake_compile_for_cuda(module: ModuleOp, matmul_schedule: str = "auto") -> FakeProgram:
+def fake_compile_for_cuda(module: ModuleOp, matmul_schedule: str = "auto", arch: str = "sm_90") -> FakeProgram:
     """Check that ``module`` is what ``compile_for_cuda`` takes (one ``func.func`` at the simplify stage: no
-    ``pg.grad``, no optimizer op) and compile it with the numpy executor."""
+    ``pg.grad``, no optimizer op; ``arch`` one of its targets) and compile it with the numpy executor."""
+    assert arch in ("sm_90", "sm_90a"), arch
     ops = list(module.body.block.ops)
     assert len(ops) == 1 and isinstance(ops[0], func.FuncOp), ops
     for op in ops[0].walk():

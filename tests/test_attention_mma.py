@@ -139,6 +139,11 @@ def test_gpt_example_bf16_ptx_has_fused_mma_attention() -> None:
     program = compile_for_cuda(gpt.train_step.ir("simplify", (x, x)))
     names = [k for k in program.kernels if "attention" in k]
     assert len(names) == 4 and "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32" in program.ptx
+    # On Hopper (sm_90a, what the frontend compiles for on an H100/H200) auto runs the 16-bit matmuls whose
+    # operands TMA can read on wgmma-ws, the others on mma-sync; the whole step assembles
+    hopper = compile_for_cuda(gpt.train_step.ir("simplify", (x, x)), arch="sm_90a")
+    assert "wgmma.mma_async" in hopper.ptx and "mma.sync.aligned" in hopper.ptx
+    hopper.assemble(strict=True)
 
 
 def test_runs_predicate() -> None:

@@ -174,11 +174,12 @@ def test_compiled_flash_wgmma_runs_on_the_emulator(fused_bf16: None, lse: bool, 
 
 
 def test_flash_wgmma_is_an_override_with_a_fallback(fused_bf16: None) -> None:
-    """auto keeps the attention kind's schedule; the override takes bf16 forwards only, and needs sm_90a."""
+    """auto keeps the attention kind's schedule on sm_90 and takes flash-wgmma on sm_90a; the override (and auto)
+    takes bf16 forwards only, and needs sm_90a."""
 
-    def strategies(schedule: str, module: ModuleOp) -> list[str]:
+    def strategies(schedule: str, module: ModuleOp, arch: str = "sm_90") -> list[str]:
         work = module.clone()
-        run_passes(work, passes_until("kernels", attention_schedule=schedule))
+        run_passes(work, passes_until("kernels", attention_schedule=schedule, arch=arch))
         return [
             k.schedule.strategy.data
             for k in work.walk()
@@ -188,6 +189,8 @@ def test_flash_wgmma_is_an_override_with_a_fallback(fused_bf16: None) -> None:
     module = pg_attention(1, 2, 64, 64, False, True)
     assert aw.STRATEGY not in strategies("auto", module)
     assert strategies(aw.STRATEGY, module) == [aw.STRATEGY]
+    assert strategies("auto", module, arch="sm_90a") == [aw.STRATEGY]  # auto on Hopper: measured faster
+    assert aw.STRATEGY not in strategies("auto", pg_attention(1, 2, 64, 32, False, True), arch="sm_90a")
     assert aw.STRATEGY not in strategies(aw.STRATEGY, pg_attention(1, 2, 64, 32, False, True))  # head dim 32
     with pytest.raises(CompileError, match=r"attention schedule 'flash-wgmma'.* needs target sm_90a"):
         compile_flash_wgmma(module, arch="sm_90")

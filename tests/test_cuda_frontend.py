@@ -37,6 +37,7 @@ def fake_cuda(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setattr(cuda, "DeviceBuffer", FakeDeviceBuffer)
     monkeypatch.setattr(cuda, "synchronize", lambda: None)
     monkeypatch.setattr(realize, "cuda_compiler", lambda: fake_compile_for_cuda)
+    monkeypatch.setattr(cuda, "device_target", lambda: "sm_90a")  # a Hopper GPU
     monkeypatch.setattr(realize, "_CACHE", OrderedDict())
     yield COUNTERS
     pg.manual_seed(0)  # the generator's offset may hold a fake buffer now
@@ -528,9 +529,10 @@ def test_pgc_device_cuda_prints_what_compile_runs_on_cuda(fake_cuda, tmp_path, m
     path.write_text(PGC_MODEL)
     handed: list[tuple[Any, str]] = []
 
-    def recording_compiler(module: Any, matmul_schedule: str = "auto") -> Any:
+    def recording_compiler(module: Any, matmul_schedule: str = "auto", arch: str = "sm_90") -> Any:
         handed.append((module.clone(), matmul_schedule))
-        return fake_compile_for_cuda(module, matmul_schedule)
+        assert arch == "sm_90a"  # the fake GPU's target (realize asks the runtime)
+        return fake_compile_for_cuda(module, matmul_schedule, arch)
 
     monkeypatch.setattr(realize, "cuda_compiler", lambda: recording_compiler)
     user = pgc._import_model(str(path))

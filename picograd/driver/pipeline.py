@@ -47,7 +47,8 @@ def passes_until(
 ) -> list[str]:
     """The passes (with their options, as ``make_pass`` takes them) that take a ``pg`` module to ``stage``:
     ``matmul_schedule`` is ``pg-schedule``'s ``matmul`` (``auto`` or a rung; also ``pg-matmul-schedule``'s
-    ``schedule``, which only loop-stage IR without schedules uses), ``arch`` ``pg-to-ptx``'s target and
+    ``schedule``, which only loop-stage IR without schedules uses), ``arch`` ``pg-to-ptx``'s target (and
+    ``pg-schedule``'s: on ``sm_90a`` ``auto`` may take the Hopper-only kernels) and
     ``attention_schedule`` ``pg-schedule``'s ``attention`` (``auto`` or ``flash-wgmma``).
 
     Raises ``ValueError`` for an unknown stage or schedule."""
@@ -59,7 +60,7 @@ def passes_until(
     check_schedule(matmul_schedule)
     attention = "" if attention_schedule == "auto" else f" attention={check_attention(attention_schedule)}"
     options = {
-        "pg-schedule": f"{{matmul={matmul_schedule}{attention}}}",
+        "pg-schedule": f"{{matmul={matmul_schedule}{attention}{'' if arch == 'sm_90' else f' arch={arch}'}}}",
         "pg-matmul-schedule": f"{{schedule={matmul_schedule}}}",
         "pg-to-ptx": f"{{arch={arch}}}",
     }

@@ -66,7 +66,7 @@ BACKEND_STAGE = "simplify"
 
 
 def cuda_compiler() -> Callable[..., Any]:
-    """``compile_for_cuda(module, matmul_schedule=...) -> CudaProgram`` of ``picograd.driver.gpu_compile``
+    """``compile_for_cuda(module, matmul_schedule=..., arch=...) -> CudaProgram`` of ``picograd.driver.gpu_compile``
     (imported on first use, so that CPU-only use never loads it; tests stand a fake in for this function)."""
     from picograd.driver.gpu_compile import compile_for_cuda
 
@@ -123,7 +123,9 @@ def compile_graph(
     elif device.type != "cuda":
         raise CompileError(f"no compiler for device '{device}'")
     else:
-        program = cuda_compiler()(module, matmul_schedule=schedule)
+        from picograd.runtime.cuda import device_target
+
+        program = cuda_compiler()(module, matmul_schedule=schedule, arch=device_target())
         # eager: capture a buffer set's graph at its second call only; a compiled step: keep a graph for each of
         # the few address sets its rotating output buffers and inputs give (see compile._CudaBinding)
         exe = program.executable(capture_after=2) if eager else program.executable(max_graphs=8)

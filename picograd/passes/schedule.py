@@ -16,10 +16,12 @@ that lowers it and every size it uses, so that the IR says what will run. The lo
                                                    async_copy: the rung of the SGEMM ladder (:data:`SCHEDULES`)
     wgmma, wgmma-ws   matmul (bf16/fp16, sm_90a)   tile, threads, stages, specialised: the Hopper tensor-core
                                                    kernels (:data:`WGMMA`, ``passes/kinds/matmul_wgmma.py``),
-                                                   forced by name only
+                                                   forced by name, or ``auto``'s on ``arch=sm_90a`` (wgmma-ws,
+                                                   with ``fallback``: auto's rung where TMA cannot read an operand)
     flash-wgmma       attention (bf16 forward,     block_m, block_n, stages, threads, specialised: the FA3-style
                       sm_90a)                      kernel (``passes/kinds/attention_wgmma.py``), under
-                                                   ``attention=flash-wgmma`` only; other attention kernels, and
+                                                   ``attention=flash-wgmma`` or ``auto`` on ``arch=sm_90a``; other
+                                                   attention kernels, and
                                                    forwards it does not compute (``fallback_reason``), keep the
                                                    attention kind's own schedule
 
@@ -57,7 +59,15 @@ from picograd.dialects.kernel import ScheduleAttr
 from picograd.dialects.pg import element_of, shape_of
 from picograd.passes.buffers import where
 from picograd.passes.kinds import attention, attention_mma, attention_wgmma, matmul_wgmma
-from picograd.passes.kinds.matmul_rungs import SCHEDULES, WGMMA, check_precision, check_schedule, matmul_rung
+from picograd.passes.kinds.matmul_rungs import (
+    AUTO_WGMMA,
+    SCHEDULES,
+    TENSOR_CORE,
+    WGMMA,
+    check_precision,
+    check_schedule,
+    matmul_rung,
+)
 from picograd.passes.kinds.reduction import MIN_BLOCK_REDUCTION
 
 BLOCK_SIZE = 256
@@ -76,6 +86,7 @@ class Options:
     block_reductions: bool = True
     atomics: bool = True
     attention: str = "auto"
+    arch: str = "sm_90"
 
     def per_point(self) -> ScheduleAttr:
         return ScheduleAttr("thread_per_point", {"block": self.block_size})
@@ -99,6 +110,12 @@ def _matmul(op: kernel.FusedOp | kernel.LaunchOp, o: Options) -> ScheduleAttr:
         rung = matmul_rung(m, n, k, math.prod(batch), element_of(mm.lhs), o.matmul, mm.precision)
     except ValueError as e:
         raise PassFailedException(f"pg-schedule: {e}{where(mm)}") from None
+    if o.matmul == "auto" and rung is not None and rung.tensor_core and o.arch == "sm_90a":
+        # On Hopper, auto's 16-bit tensor-core matmuls run on wgmma-ws (measured on an H100, 2026-12-05: 83-87% of
+        # cuBLAS at 4096^3-8192^3, mma-sync 36%) when their extents give TMA its 16-byte rows; an operand that
+        # turns out to be a misaligned view at the loop stage takes the mma-sync rung there (``fallback``).
+        if mm.precision in TENSOR_CORE[AUTO_WGMMA][0] and all(x % 8 == 0 for x in (m, n, k)):
+            return matmul_wgmma.schedule_attr(AUTO_WGMMA, fallback=True)
     return o.per_point() if rung is None else rung.attr()
 
 
@@ -128,8 +145,10 @@ def _scatter_add(op: kernel.FusedOp | kernel.LaunchOp, o: Options) -> ScheduleAt
 
 
 def _attention(op: kernel.FusedOp | kernel.LaunchOp, o: Options) -> ScheduleAttr:
-    # attention=flash-wgmma: the bf16 forwards it computes (attention_wgmma.fallback_reason); the rest as auto
-    forced = attention_wgmma.schedule(op) if o.attention == attention_wgmma.STRATEGY else None
+    # attention=flash-wgmma, or auto on sm_90a (measured on an H100, 2026-12-05: 1.2-1.7x PyTorch's flash backend
+    # forward, flash-mma 0.85-1.1x): the bf16 forwards it computes (attention_wgmma.fallback_reason); the rest as auto
+    wgmma = o.attention == attention_wgmma.STRATEGY or (o.attention == "auto" and o.arch == "sm_90a")
+    forced = attention_wgmma.schedule(op) if wgmma else None
     return forced if forced is not None else attention_mma.schedule(op, o)  # flash-mma for 16-bit, else flash
 
 
@@ -163,7 +182,8 @@ def schedule_for(op: kernel.FusedOp | kernel.LaunchOp, options: Options) -> Sche
 @dataclass(frozen=True)
 class PgSchedule(ModulePass):
     """Give every kernel its ``#kernel.schedule`` (see the module docstring). Options: ``matmul`` (``auto`` or a
-    rung), ``block-size``, ``block-reductions``, ``atomics``, ``attention``."""
+    rung), ``block-size``, ``block-reductions``, ``atomics``, ``attention``, ``arch`` (``sm_90a``: ``auto`` may take
+    the Hopper-only kernels)."""
 
     name = "pg-schedule"
     matmul: str = "auto"
@@ -171,6 +191,7 @@ class PgSchedule(ModulePass):
     block_reductions: bool = True
     atomics: bool = True
     attention: str = "auto"
+    arch: str = "sm_90"
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         try:
@@ -178,9 +199,11 @@ class PgSchedule(ModulePass):
             attention_wgmma.check_schedule(self.attention)
         except ValueError as e:
             raise PassFailedException(f"pg-schedule: {e}") from None
+        if self.arch not in ("sm_90", "sm_90a"):
+            raise PassFailedException(f"pg-schedule: arch={self.arch} is not sm_90 or sm_90a")
         if self.block_size % gpu_ext.WARP_SIZE or not gpu_ext.WARP_SIZE <= self.block_size <= 1024:
             raise PassFailedException(f"pg-schedule: block-size={self.block_size} is not a multiple of 32 in 32..1024")
-        options = Options(self.matmul, self.block_size, self.block_reductions, self.atomics, self.attention)
+        options = Options(self.matmul, self.block_size, self.block_reductions, self.atomics, self.attention, self.arch)
         for k in op.walk():
             if isinstance(k, kernel.FusedOp | kernel.LaunchOp):
                 k.schedule = schedule_for(k, options)

@@ -196,6 +196,14 @@ def available() -> bool:
     return True
 
 
+def device_target() -> str:
+    """The PTX target for GPU 0: ``sm_90a`` on compute capability 9.0 (Hopper, whose wgmma/TMA/setmaxnreg kernels
+    need the arch-specific target), else ``sm_90`` (the oldest target the compiler emits, which newer GPUs run
+    through the driver's JIT). DeviceError when CUDA cannot be used."""
+    cap = _get_runtime().device.compute_capability
+    return "sm_90a" if (cap.major, cap.minor) == (9, 0) else "sm_90"
+
+
 def device_count() -> int:
     """The number of GPUs visible (``cuDeviceGetCount``); 0 when CUDA cannot be used."""
     try:

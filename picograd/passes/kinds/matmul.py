@@ -633,8 +633,13 @@ def tile(par: scf.ParallelOp, option: str) -> bool:
     attr = par.attributes.get(SCHEDULE_ATTR)
     name = attr.strategy.data if isinstance(attr, ScheduleAttr) else option
     if name in WGMMA:  # the Hopper tensor-core kernels (picograd/passes/kinds/matmul_wgmma.py)
-        matmul_wgmma.schedule_nest(read_matmul(par), name)
-        return True
+        nest = read_matmul(par)
+        auto_choice = isinstance(attr, ScheduleAttr) and attr.flag("fallback")
+        if auto_choice and isinstance(matmul_wgmma.problem(nest, name), str):
+            option, attr = "auto", None  # auto's wgmma choice on a nest it cannot run: auto's rung for it instead
+        else:
+            matmul_wgmma.schedule_nest(nest, name)
+            return True
     if isinstance(attr, ScheduleAttr):
         rung = Schedule.from_attr(attr)
         if rung is None:

@@ -142,6 +142,8 @@ TENSOR_CORE = {
 }
 """Tensor-core rungs: the precisions they run (``pg.MatmulOp.precision``) and the oldest target they run on (the
 wgmma ones check sm_90a in ``pg-to-ptx``, which knows the target)."""
+AUTO_WGMMA = "wgmma-ws"
+"""The kernel ``auto`` takes on sm_90a for the 16-bit matmuls it would run on ``mma-sync`` (``pg-schedule``)."""
 AUTO_MIN_TENSOR_FMAS = 1 << 20
 """From this many multiply-adds up, ``auto`` runs bf16/fp16 (and tf32) matmuls on tensor cores."""
 MIN_TENSOR_EXTENT = 16

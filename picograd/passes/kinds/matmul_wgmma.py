@@ -619,13 +619,20 @@ def type_name(t: Attribute) -> str:
     return _TYPE_NAMES.get(type(t), str(t))  # type: ignore[arg-type]
 
 
-def schedule_attr(name: str) -> ScheduleAttr:
-    """``pg-schedule``'s ``#kernel.schedule`` for a matmul forced to ``name`` (``wgmma``/``wgmma-ws``; its
-    precision is checked by ``matmul_rungs.check_precision``)."""
+def schedule_attr(name: str, fallback: bool = False) -> ScheduleAttr:
+    """``pg-schedule``'s ``#kernel.schedule`` for a matmul run by ``name`` (``wgmma``/``wgmma-ws``; its
+    precision is checked by ``matmul_rungs.check_precision``). ``fallback`` (``auto``'s choice, not the user's):
+    ``pg-matmul-schedule`` takes ``auto``'s SIMT/mma-sync rung instead where :func:`problem` refuses the nest."""
     s = SCHEDULES[name]
     return ScheduleAttr(
         name,
-        {"tile": (s.bm, s.bn, BK), "threads": s.threads, "stages": s.stages, "specialised": s.specialised},
+        {
+            "tile": (s.bm, s.bn, BK),
+            "threads": s.threads,
+            "stages": s.stages,
+            "specialised": s.specialised,
+            "fallback": fallback,
+        },
     )
 
 
@@ -638,20 +645,19 @@ def _plain_load(ops: Sequence[Operation]) -> memref.LoadOp | None:
     return None
 
 
-def schedule_nest(nest: MatmulNest, name: str) -> None:
-    """Replace a matmul nest of the loop stage by the ``gpu.launch`` of the wgmma kernel ``name`` (see
-    :data:`PROBLEM_ATTR`). Raises ``PassFailedException`` when the operands are not bf16/fp16 K-major loads."""
-    s = SCHEDULES[name]
+def problem(nest: MatmulNest, name: str) -> tuple[Problem, list[memref.LoadOp]] | str:
+    """The wgmma problem of a matmul nest of the loop stage and its operands' loads, or why the kernel ``name``
+    cannot compute it (the whole message of a ``PassFailedException``)."""
     par = nest.par
     *batch_ivs, m_iv, n_iv = nest.ivs
     loads, majors = [], []
     for role, operand, i_iv in (("A", nest.a, m_iv), ("B", nest.b, n_iv)):
         load = _plain_load(operand.ops)
         if load is None:
-            raise PassFailedException(f"pg-matmul-schedule: {name}: operand {role}{where(par)} is not a plain load")
+            return f"pg-matmul-schedule: {name}: operand {role}{where(par)} is not a plain load"
         dtype = type_name(load.res.type)
         if dtype not in INPUT_TYPES:
-            raise PassFailedException(
+            return (
                 f"pg-matmul-schedule: matmul schedule '{name}' does not support {dtype}{where(par)}: it runs "
                 f"{'/'.join(INPUT_TYPES)} matmuls on the tensor cores of sm_90a"
             )
@@ -661,7 +667,7 @@ def schedule_nest(nest: MatmulNest, name: str) -> None:
         elif indices == [*batch_ivs, nest.k_iv, i_iv]:
             majors.append("mn")
         else:
-            raise PassFailedException(
+            return (
                 f"pg-matmul-schedule: {name} reads each operand as a (batched) matrix, K-major ([m, k], [n, k]) or "
                 f"M/N-major ([k, m], [k, n]); operand {role}{where(par)} is read otherwise (a broadcast or a view)"
             )
@@ -674,7 +680,19 @@ def schedule_nest(nest: MatmulNest, name: str) -> None:
     why = unsupported(p)
     if why is not None or type_name(loads[1].res.type) != dtype:
         why = why or "A and B of different types"
-        raise PassFailedException(f"pg-matmul-schedule: {name} cannot compute the matmul{where(par)}: {why}")
+        return f"pg-matmul-schedule: {name} cannot compute the matmul{where(par)}: {why}"
+    return p, loads
+
+
+def schedule_nest(nest: MatmulNest, name: str) -> None:
+    """Replace a matmul nest of the loop stage by the ``gpu.launch`` of the wgmma kernel ``name`` (see
+    :data:`PROBLEM_ATTR`). Raises ``PassFailedException`` when :func:`problem` refuses it."""
+    found = problem(nest, name)
+    if isinstance(found, str):
+        raise PassFailedException(found)
+    p, loads = found
+    s = SCHEDULES[name]
+    par = nest.par
     sizes, launch = ptx_kernel_launch(
         par,
         (loads[0].memref, loads[1].memref, nest.out),
