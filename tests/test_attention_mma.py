@@ -26,6 +26,7 @@ from picograd.dialects.kernel import ScheduleAttr
 from picograd.driver.gpu_compile import compile_for_cuda
 from picograd.driver.pipeline import STAGES, run_passes
 from picograd.passes.kinds import attention_mma
+from picograd.runtime import cuda
 from picograd.runtime.loop_interpreter import run_function
 from picograd.runtime.numpy_executor import compile_func
 
@@ -144,6 +145,13 @@ def test_gpt_example_bf16_ptx_has_fused_mma_attention() -> None:
     hopper = compile_for_cuda(gpt.train_step.ir("simplify", (x, x)), arch="sm_90a")
     assert "wgmma.mma_async" in hopper.ptx and "mma.sync.aligned" in hopper.ptx
     hopper.assemble(strict=True)
+    # tensor maps name buffers: an outlined kernel's operand (a View into the arena) becomes the arena at an offset
+    maps = [a for s in hopper.steps if isinstance(s, cuda.Launch) for a in s.args if isinstance(a, cuda.TensorMap)]
+    views = [a for s in hopper.steps if isinstance(s, cuda.Launch) for a in s.args if isinstance(a, cuda.View)]
+    assert maps and all(isinstance(m.slot, cuda.Input | cuda.Output | cuda.Temp) for m in maps)
+    assert views and any(m.offset for m in maps)
+    for m in maps:
+        m.check()
 
 
 def test_runs_predicate() -> None:

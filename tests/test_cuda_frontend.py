@@ -521,7 +521,8 @@ def train_step(x, y):
 
 def test_pgc_device_cuda_prints_what_compile_runs_on_cuda(fake_cuda, tmp_path, monkeypatch, capsys, rng) -> None:
     """Issue 19 item 1: ``pgc --device cuda`` (no GPU) prints the module that ``@pg.compile`` on cuda tensors hands
-    the CUDA backend, and the PTX that the backend compiles from it, with the function's own matmul schedule."""
+    the CUDA backend, and the PTX that the backend compiles from it, with the function's own matmul schedule and
+    the GPU's target (sm_90a: the fake GPU is a Hopper)."""
     from picograd.driver.gpu_compile import compile_for_cuda
     from picograd.tools import pgc
 
@@ -541,8 +542,8 @@ def test_pgc_device_cuda_prints_what_compile_runs_on_cuda(fake_cuda, tmp_path, m
     user.train_step(pg.tensor(x, device="cuda"), pg.tensor(y, device="cuda")).item()
     ((module, schedule),) = handed
     assert schedule == "smem"
-    program = compile_for_cuda(module, matmul_schedule=schedule)
-    assert program.ptx != compile_for_cuda(module).ptx  # the schedule shows in the PTX: pgc must follow it
+    program = compile_for_cuda(module, matmul_schedule=schedule, arch="sm_90a")  # the fake GPU's target
+    assert program.ptx != compile_for_cuda(module, arch="sm_90a").ptx  # the schedule shows in the PTX
 
     assert pgc.main([str(path), "--device", "cuda", "--emit=simplify", "--no-print-debuginfo"]) == 0
     assert capsys.readouterr().out.strip() == str(module).strip()

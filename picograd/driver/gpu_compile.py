@@ -240,17 +240,20 @@ def kernel_params(kernel: Any) -> tuple[cuda.Param, ...]:
 
 def _with_tensor_maps(step: cuda.Launch, kernel: Any) -> cuda.Launch:
     """A launch of a kernel with tensor-map parameters (the wgmma matmuls): those come first, each a
-    ``cuda.TensorMap`` of one of the launch's buffers (``picograd.passes.kinds.matmul_wgmma.TensorMapSpec``), then
-    the buffers; the dynamic shared memory is the kernel's ``pg.dynamic_shared``."""
+    ``cuda.TensorMap`` of one of the launch's buffers (``picograd.passes.kinds.matmul_wgmma.TensorMapSpec``; of
+    the arena, from the view's offset on, for a ``cuda.View``), then the buffers; the dynamic shared memory is the
+    kernel's ``pg.dynamic_shared``."""
     from picograd.passes.kinds import matmul_wgmma
 
     specs = matmul_wgmma.tensor_maps(kernel)
     if not specs:
         return step
-    maps = [
-        cuda.TensorMap(step.args[t.operand], t.dtype, t.shape, t.strides, t.box, t.swizzle, t.offset)  # type: ignore[arg-type]
-        for _, t in sorted(specs.items())
-    ]
+    maps = []
+    for _, t in sorted(specs.items()):
+        # an outlined kernel's operand is a View into the arena: the map covers the arena from the view's offset
+        arg = step.args[t.operand]
+        base, offset = (arg.base, arg.offset) if isinstance(arg, cuda.View) else (arg, 0)
+        maps.append(cuda.TensorMap(base, t.dtype, t.shape, t.strides, t.box, t.swizzle, t.offset + offset))  # type: ignore[arg-type]
     shared = kernel.attributes.get(SHARED_BYTES_ATTR)
     shmem = shared.value.data if isinstance(shared, IntegerAttr) else step.shmem
     return cuda.Launch(step.kernel, step.grid, step.block, (*maps, *step.args), shmem)

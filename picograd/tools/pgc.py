@@ -180,6 +180,13 @@ def _device(name: str) -> Device:
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
+def _default_arch() -> str:
+    """The target ``@pg.compile`` takes on this machine's GPU 0, or ``sm_90`` without a usable GPU."""
+    from picograd.runtime import cuda
+
+    return cuda.device_target() if cuda.available() else "sm_90"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Console entry point of ``pgc``; returns the exit status."""
     parser = argparse.ArgumentParser(prog="pgc", description="picograd compiler: print a model's IR at a stage")
@@ -193,7 +200,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"any stage (no GPU needed); cpu allows the stages the CPU executor runs ({', '.join(CPU_STAGES)}); "
         "default: any stage",
     )
-    parser.add_argument("--arch", default="sm_90", choices=["sm_90", "sm_90a"])
+    parser.add_argument(
+        "--arch",
+        choices=["sm_90", "sm_90a"],
+        help="the PTX target; default: what @pg.compile compiles for on this machine's GPU (sm_90a on a Hopper GPU, "
+        "where auto takes the wgmma kernels), sm_90 without one",
+    )
     parser.add_argument(
         "--matmul-schedule",
         choices=["auto", *SCHEDULES],
@@ -214,6 +226,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "(for pgc-opt --print-debuginfo), off on a terminal",
     )
     args = parser.parse_args(argv)
+    if args.arch is None:
+        args.arch = _default_arch()
     if args.verify_each:
         set_verify_each(True)
     try:
