@@ -9,7 +9,8 @@ beside it. Run on the GPU machine:
         python3 bench/gpu_profile.py --model gpt:bfloat16 --launches OUT/launches.json > OUT/ncu_gpt.csv
 
 then here: ``python bench/gpu_profile.py --report OUT/ncu_gpt.csv --launches OUT/launches.json`` prints the kernels
-by total time, with their grid, block and share of the step.
+by total time, with their grid, block and share of the step. ``--host-steps N`` (without ncu) profiles N steps'
+host code with cProfile instead: for steps whose kernels are short (the names MLP), the Python around them.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 UNITS = {"ns": 1.0, "nsecond": 1.0, "us": 1e3, "usecond": 1e3, "ms": 1e6, "msecond": 1e6, "s": 1e9}  # ncu's, to ns
 
 
-def run(model: str, warmup: int, launches_path: str | None) -> None:
+def run(model: str, warmup: int, launches_path: str | None, host_steps: int) -> None:
     sys.path[:0] = [HERE, os.path.join(HERE, "..", "examples")]
     import gpu_models
     from cuda.bindings import driver
@@ -36,6 +37,16 @@ def run(model: str, warmup: int, launches_path: str | None) -> None:
     step = case.picograd()
     for batch in case.batches[: warmup + 1]:
         step(batch)
+    if host_steps:  # where the host's time goes in a step (Python: guards, binding, launch, the loss read back)
+        import cProfile
+        import pstats
+
+        profile = cProfile.Profile()
+        profile.enable()
+        for _ in range(host_steps):
+            step(case.batches[warmup])
+        profile.disable()
+        pstats.Stats(profile, stream=sys.stderr).sort_stats("tottime").print_stats(25)
     (err,) = driver.cuProfilerStart()
     step(case.batches[warmup + 1])
     (err2,) = driver.cuProfilerStop()
@@ -81,11 +92,12 @@ def main() -> None:
     parser.add_argument("--launches", help="write (or, with --report, read) the step's launch list here")
     parser.add_argument("--report", help="an ncu CSV to summarize (no GPU needed)")
     parser.add_argument("--top", type=int, default=40)
+    parser.add_argument("--host-steps", type=int, default=0, help="also profile this many steps' host code (cProfile)")
     args = parser.parse_args()
     if args.report:
         report(args.report, args.launches, args.top)
     else:
-        run(args.model, args.warmup, args.launches)
+        run(args.model, args.warmup, args.launches, args.host_steps)
 
 
 if __name__ == "__main__":
