@@ -24,8 +24,8 @@ that lowers it and every size it uses, so that the IR says what will run. The lo
                                                    attention kind's own schedule
 
 A reduction takes ``block_per_row`` when its main op is ``pg.sum``/``pg.max``/``pg.min`` over at least
-:data:`MIN_BLOCK_REDUCTION` elements a point and it is the kernel's only output (``argmax``/``argmin``, and sums
-with a side output, keep a thread per output). A matmul takes, under ``matmul=auto`` (the default), the rung
+:data:`MIN_BLOCK_REDUCTION` elements a point, with or without side outputs of its input's shape (``argmax``/``argmin``
+keep a thread per output). A matmul takes, under ``matmul=auto`` (the default), the rung
 :func:`choose` picks from its shape and element type, else the one named
 (``matmul=cp-async``); a rung is then adapted to the element type and grid limits (:func:`fit`), and a matmul that
 no rung fits (too many tiles in y or z, K = 0) or that ``auto`` leaves alone keeps ``thread_per_point``.
@@ -102,15 +102,11 @@ def _matmul(op: kernel.FusedOp | kernel.LaunchOp, o: Options) -> ScheduleAttr:
     return o.per_point() if rung is None else rung.attr()
 
 
-def _outputs(op: kernel.FusedOp | kernel.LaunchOp) -> int:
-    return len(op.outputs) if isinstance(op, kernel.FusedOp) else len(op.outs)
-
-
 def _reduction(op: kernel.FusedOp | kernel.LaunchOp, o: Options) -> ScheduleAttr:
-    # A kernel that also stores an elementwise side output inside the reduction loop keeps a thread per output
-    # point: block_per_row splits the loop over threads, and every thread would need the side output's stores.
+    # Side outputs (riders, stored in the innermost loop) go with the strided loop: each thread stores those of the
+    # elements it visits.
     red = _main_op(op, (pg.SumOp, pg.MaxOp, pg.MinOp))
-    if o.block_reductions and isinstance(red, pg.ReduceOp) and _outputs(op) == 1:
+    if o.block_reductions and isinstance(red, pg.ReduceOp):
         shape = shape_of(red.input)
         if math.prod(shape[d] for d in red.dim_list) >= MIN_BLOCK_REDUCTION:
             return ScheduleAttr("block_per_row", {"block": o.block_size})

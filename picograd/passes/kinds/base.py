@@ -159,9 +159,10 @@ def for_bounds(op: scf.ForOp) -> tuple[int, int, int] | None:
 
 
 def reads_only(ops: Sequence[Operation]) -> bool:
-    """No op writes memory or holds a region (loads are fine: they read buffers no thread of the nest writes)."""
+    """No op writes memory or holds a region (loads are fine: they read buffers no thread of the nest writes;
+    ``arith.remui`` too, which xDSL 0.74 declares without the ``Pure`` trait that its siblings have)."""
     for op in ops:
-        if isinstance(op, memref.LoadOp):
+        if isinstance(op, memref.LoadOp | arith.RemUIOp):
             continue
         if not is_side_effect_free(op) or op.regions:
             return False

@@ -63,7 +63,8 @@ func.func @f(%a: tensor<2048x2048xf32>, %b: tensor<512x512xf32>, %c: tensor<8x16
     %s = pg.scatter_add %z[%y] dim = 0 : (tensor<5x3xf32>, tensor<5xi64>) -> tensor<10x3xf32>
     kernel.yield %s : tensor<10x3xf32>
   }
-  // A sum that also yields its elementwise input (a side output stored inside the reduction loop): a thread per row.
+  // A sum that also yields its elementwise input (a side output stored inside the reduction loop): a block per row
+  // too, each thread storing the side output of the elements it visits.
   %9:2 = kernel.fused @k9_sum "reduction" (%g) : (tensor<32x64xf32>) -> (tensor<32x64xf32>, tensor<32xf32>) {
   ^bb0(%x: tensor<32x64xf32>):
     %t = pg.tanh %x : tensor<32x64xf32>
@@ -88,7 +89,7 @@ func.func @f(%a: tensor<2048x2048xf32>, %b: tensor<512x512xf32>, %c: tensor<8x16
 // CHECK:         kernel.fused @k5_max "reduction" schedule = #kernel.schedule<"thread_per_point", block = 256>
 // CHECK:         kernel.fused @k6_argmax "reduction" schedule = #kernel.schedule<"thread_per_point", block = 256>
 // CHECK:         kernel.fused @k7_scatter_add "scatter_add" schedule = #kernel.schedule<"atomic", block = 256>
-// CHECK:         kernel.fused @k9_sum "reduction" schedule = #kernel.schedule<"thread_per_point", block = 256>
+// CHECK:         kernel.fused @k9_sum "reduction" schedule = #kernel.schedule<"block_per_row", block = 256>
 // CHECK:         kernel.fused @k8_tanh "elementwise" schedule = #kernel.schedule<"thread_per_point", block = 256>
 
 // naive on every matmul, whatever its size (a 32x8 block of threads, one output each; f64 changes nothing).
