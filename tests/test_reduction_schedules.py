@@ -163,3 +163,51 @@ def test_other_nests_of_a_split_kernel_take_a_thread_per_point(rng: np.random.Ge
     x = rng.standard_normal((40, 30)).astype(np.float32)
     s = np.sum(x.astype(np.float64))
     _check(run_program(program, [x]), [np.array(s), np.exp(np.array(s))])
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# On a GPU (``pytest -m gpu tests/test_reduction_schedules.py``; skipped without one)
+
+
+def _run_on_gpu(program, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
+    exe = program.executable()
+    return [o.to_numpy() for o in exe(*[cuda.DeviceBuffer.from_numpy(x) for x in inputs])]
+
+
+@pytest.mark.parametrize("name", list(CASES))
+@pytest.mark.parametrize("rider", [False, True], ids=["plain", "side_output"])
+@pytest.mark.gpu
+@pytest.mark.skipif(not cuda.available(), reason="needs an NVIDIA GPU")
+def test_forced_schedule_on_gpu(name: str, rider: bool, rng: np.random.Generator) -> None:
+    shape, dims, el, op, spec, _ = CASES[name]
+    program = compile_for_cuda(_forced(_module(shape, dims, el, op, rider), _schedule(spec)), stage="kernels")
+    inputs = _inputs(rng, shape, el)
+    _check(_run_on_gpu(program, inputs), _want(inputs[0], dims, el, op, rider))
+
+
+GPT_SHAPES = {
+    # the GPT step's reductions, as pg-schedule chooses: (shape, dims, element type)
+    "grad_norm_1536x384": ((1536, 384), [0, 1], bf16),  # split_rows, 1024 chunks
+    "grad_norm_384x384": ((384, 384), [0, 1], bf16),  # split_rows, 288 chunks
+    "bias_grad_64x256x384": ((64, 256, 384), [0, 1], bf16),  # split_columns, 512 chunks of 32 rows
+    "layernorm_rows": ((64, 256, 384), [2], f32),  # block_per_row with a side output
+    "batch_sum_columns": ((64, 256, 384), [0], f32),  # thread_per_point, 98304 columns
+}
+
+
+@pytest.mark.parametrize("name", list(GPT_SHAPES))
+@pytest.mark.gpu
+@pytest.mark.skipif(not cuda.available(), reason="needs an NVIDIA GPU")
+def test_table_schedules_at_gpt_shapes_on_gpu(name: str, rng: np.random.Generator) -> None:
+    """The schedules the table picks at the GPT step's shapes, with a side output, against float64; two runs give
+    the same bits (no atomics)."""
+    shape, dims, el = GPT_SHAPES[name]
+    module = _module(shape, dims, el, "sum", True)
+    program = compile_for_cuda(module)
+    inputs = _inputs(rng, shape, el)
+    first = _run_on_gpu(program, inputs)
+    want = _want(inputs[0], dims, el, "sum", True)
+    for g, w in zip(first, want, strict=True):
+        np.testing.assert_allclose(g.astype(np.float64), w, rtol=1e-5, atol=1e-5)
+    for a, b in zip(first, _run_on_gpu(program, inputs), strict=True):
+        np.testing.assert_array_equal(a, b)
