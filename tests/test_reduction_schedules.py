@@ -211,3 +211,39 @@ def test_table_schedules_at_gpt_shapes_on_gpu(name: str, rng: np.random.Generato
         np.testing.assert_allclose(g.astype(np.float64), w, rtol=1e-5, atol=1e-5)
     for a, b in zip(first, _run_on_gpu(program, inputs), strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Index division by constants in PTX (the index arithmetic of every thread_per_point kernel and of reshapes)
+
+
+@pytest.mark.parametrize("width", [32, 64])
+def test_division_magic_is_exact(width: int, rng: np.random.Generator) -> None:
+    """``(t + ((n - t) >> 1)) >> (l - 1)`` with ``t = mulhi(m, n)`` is ``n // d`` at the edges of the range and at
+    random points, for small divisors, the GPT step's extents and random large ones."""
+    from picograd.passes.to_ptx import division_magic
+
+    top = (1 << width) - 1
+    divisors = [3, 5, 6, 7, 9, 10, 12, 25, 65, 384, 1152, 1536, 16383, 98304 + 1]
+    divisors += [int(v) for v in rng.integers(3, 1 << 31, 20)]
+    for d in (d for d in divisors if d & (d - 1)):
+        m, shift = division_magic(d, width)
+        assert 0 < m <= top
+        ns = [0, 1, d - 1, d, d + 1, 2 * d - 1, top, top - 1, top - d, *(int(v) for v in rng.integers(0, 1 << 62, 50))]
+        for n in (n & top for n in ns):
+            t = (m * n) >> width
+            assert (t + ((n - t) >> 1)) >> (shift - 1) == n // d, (d, n)
+
+
+def test_thread_index_division_is_a_multiply_high() -> None:
+    """An elementwise kernel over (64, 256, 1536) delinearizes its thread index by 1536 with ``mul.hi``, not with
+    ``div``/``rem`` (which ptxas expands into a reciprocal iteration or a call), and its reshape's divisions by 256
+    are a shift and a mask."""
+
+    def body(e, a):
+        return [e(pg.ReshapeOp(e(pg.CastOp(e(pg.ExpOp(a)), bf16)), (16384, 1536)))]
+
+    program = compile_for_cuda(build([t(64, 256, 1536)], body))
+    assert "mul.hi.u32" in program.ptx
+    assert "div." not in program.ptx and "rem." not in program.ptx
+    assert not program.assemble(strict=True).spills
