@@ -11,6 +11,11 @@ that lowers it and every size it uses, so that the IR says what will run. The lo
     strategy          kinds                        parameters
     thread_per_point  every kind                   block: the most threads a block (fewer for small nests)
     block_per_row     reduction (sum, max, min)    block: threads a block (one block per output point)
+    split_rows,       reduction (sum, max, min)    splits: chunks the reduced range is cut into, block: a
+    split_columns                                  two-stage reduction (``passes/kinds/reduction_split.py``,
+                                                   realised by ``pg-split-reductions``): partial results per
+                                                   chunk (a block per (chunk, row), or a thread per (chunk,
+                                                   column)), then a nest combining them
     atomic            scatter_add (index rank > 0) block: a thread per (point, index), the add is an atomic add
     naive ... cp-async  matmul                     tile = [BM, BN, BK], threads, warps, lanes, reps, vec, vector,
                                                    async_copy: the rung of the SGEMM ladder (:data:`SCHEDULES`)
@@ -25,9 +30,10 @@ that lowers it and every size it uses, so that the IR says what will run. The lo
                                                    forwards it does not compute (``fallback_reason``), keep the
                                                    attention kind's own schedule
 
-A reduction takes ``block_per_row`` when its main op is ``pg.sum``/``pg.max``/``pg.min`` over at least
-:data:`MIN_BLOCK_REDUCTION` elements a point and it is the kernel's only output (``argmax``/``argmin``, and sums
-with a side output, keep a thread per output). A matmul takes, under ``matmul=auto`` (the default), the rung
+A reduction whose main op is ``pg.sum``/``pg.max``/``pg.min`` takes the strategy of the reduction kind's table
+(``reduction_split.RULES``: by its output points, reduced elements a point, and whether the reduced elements of a
+point are contiguous (rows) or adjacent points are (columns)), with or without side outputs of its input's shape
+(``argmax``/``argmin`` keep a thread per output). A matmul takes, under ``matmul=auto`` (the default), the rung
 :func:`choose` picks from its shape and element type, else the one named
 (``matmul=cp-async``); a rung is then adapted to the element type and grid limits (:func:`fit`), and a matmul that
 no rung fits (too many tiles in y or z, K = 0) or that ``auto`` leaves alone keeps ``thread_per_point``.
@@ -58,7 +64,7 @@ from picograd.dialects import gpu_ext, kernel, pg
 from picograd.dialects.kernel import ScheduleAttr
 from picograd.dialects.pg import element_of, shape_of
 from picograd.passes.buffers import where
-from picograd.passes.kinds import attention, attention_mma, attention_wgmma, matmul_wgmma
+from picograd.passes.kinds import attention, attention_mma, attention_wgmma, matmul_wgmma, reduction_split
 from picograd.passes.kinds.matmul_rungs import (
     AUTO_WGMMA,
     SCHEDULES,
@@ -68,7 +74,6 @@ from picograd.passes.kinds.matmul_rungs import (
     check_schedule,
     matmul_rung,
 )
-from picograd.passes.kinds.reduction import MIN_BLOCK_REDUCTION
 
 BLOCK_SIZE = 256
 """Threads a block for the strategies other than the matmul rungs (``block-size``)."""
@@ -119,18 +124,12 @@ def _matmul(op: kernel.FusedOp | kernel.LaunchOp, o: Options) -> ScheduleAttr:
     return o.per_point() if rung is None else rung.attr()
 
 
-def _outputs(op: kernel.FusedOp | kernel.LaunchOp) -> int:
-    return len(op.outputs) if isinstance(op, kernel.FusedOp) else len(op.outs)
-
-
 def _reduction(op: kernel.FusedOp | kernel.LaunchOp, o: Options) -> ScheduleAttr:
-    # A kernel that also stores an elementwise side output inside the reduction loop keeps a thread per output
-    # point: block_per_row splits the loop over threads, and every thread would need the side output's stores.
+    # The reduction kind's table (kinds/reduction_split.py). Side outputs (riders, stored in the innermost loop)
+    # go with every strategy: each thread stores those of the elements it visits.
     red = _main_op(op, (pg.SumOp, pg.MaxOp, pg.MinOp))
-    if o.block_reductions and isinstance(red, pg.ReduceOp) and _outputs(op) == 1:
-        shape = shape_of(red.input)
-        if math.prod(shape[d] for d in red.dim_list) >= MIN_BLOCK_REDUCTION:
-            return ScheduleAttr("block_per_row", {"block": o.block_size})
+    if o.block_reductions and isinstance(red, pg.ReduceOp):
+        return reduction_split.choose(reduction_split.reduction_of(red), o.block_size)
     return o.per_point()
 
 
@@ -163,6 +162,7 @@ KIND_SCHEDULES: dict[str, Callable[[kernel.FusedOp | kernel.LaunchOp, Options], 
 STRATEGIES = (
     "thread_per_point",
     "block_per_row",
+    *reduction_split.STRATEGIES,
     "atomic",
     *SCHEDULES,
     *WGMMA,

@@ -361,7 +361,7 @@ class _Outliner:
             if strategy not in GPU_STRATEGIES:
                 raise PassFailedException(
                     f"pg-to-gpu: a loop nest{where(par)} is scheduled {attr}, which pg-to-gpu does not lower (run "
-                    "pg-matmul-schedule first)"
+                    "pg-matmul-schedule and pg-split-reductions first)"
                 )
             if strategy != "thread_per_point":
                 self.promised.add(self.kernel_of(par))

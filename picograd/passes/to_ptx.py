@@ -309,10 +309,35 @@ class KernelLowering(PtxAddressing, PtxControlFlow):
         if isinstance(op, arith.FloorDivSIOp):
             self.values[op.results[0]] = self.floordiv(a, b, k)
             return
+        divisor = self.values.get(op.operands[1])
+        if isinstance(op, arith.DivUIOp | arith.RemUIOp) and isinstance(divisor, Const) and int(divisor.value) > 0:
+            self.values[op.results[0]] = self.udiv_const(a, int(divisor.value), u, isinstance(op, arith.RemUIOp))
+            return
         maker = table.get(type(op))
         if maker is None:
             raise self.fail(op, f"no PTX lowering for '{op.name}'")
         self.values[op.results[0]] = self.r(maker())
+
+    def udiv_const(self, n: SSAValue, d: int, u: str, rem: bool) -> SSAValue:
+        """``n / d`` (``n % d`` when ``rem``) of the unsigned ``u`` register ``n`` by the constant ``d > 0``, without
+        a division: ptxas expands ``div``/``rem`` of a register holding a constant into a reciprocal iteration
+        (32 bits) or a call (64 bits), tens of instructions each, which the index arithmetic of every elementwise
+        kernel (delinearizing a thread's index, reshapes) paid per element. A power of two is a shift or a mask;
+        another ``d`` is Granlund and Montgomery's multiply-high ("Division by Invariant Integers using
+        Multiplication", PLDI 1994, figure 4.1): with ``l = ceil(log2 d)`` and ``m = floor(2^N (2^l - d) / d) + 1``,
+        ``t = mulhi(m, n)`` and ``q = (t + ((n - t) >> 1)) >> (l - 1)``, exact for every ``n < 2^N``."""
+        width = register_bits(u)
+        if d & (d - 1) == 0:
+            if rem:
+                return self.r(ptx.AndOp(n, self.imm(d - 1, u), "b" + u[1:]))
+            return n if d == 1 else self.r(ptx.ShrOp(n, self.imm(d.bit_length() - 1, "u32"), u))
+        magic, shift = division_magic(d, width)
+        t = self.r(ptx.MulOp(n, self.imm(magic, u), u, mode="hi"))
+        half = self.r(ptx.ShrOp(self.r(ptx.SubOp(n, t, u)), self.imm(1, "u32"), u))
+        q = self.r(ptx.ShrOp(self.r(ptx.AddOp(t, half, u)), self.imm(shift - 1, "u32"), u))
+        if not rem:
+            return q
+        return self.r(ptx.SubOp(n, self.r(ptx.MulOp(q, self.imm(d, u), u, mode="lo")), u))
 
     def floordiv(self, a: SSAValue, b: SSAValue, k: str) -> SSAValue:
         """Floor division: the truncated quotient, minus one when the remainder is nonzero and its sign differs
@@ -725,6 +750,15 @@ def lower_gpu_module(module: gpu.ModuleOp, target: str, version: str, contract: 
         else:
             raise PassFailedException(f"pg-to-ptx: '{op.name}'{where(op)} in a gpu.module has no PTX lowering")
     return pmod
+
+
+def division_magic(d: int, width: int) -> tuple[int, int]:
+    """Granlund and Montgomery's constants for unsigned division by ``d`` (not a power of two) of ``width``-bit
+    integers: ``(m, l)`` with ``l = ceil(log2 d)`` and ``m = floor(2^width (2^l - d) / d) + 1`` (less than
+    ``2^width``), so that ``n / d == (t + ((n - t) >> 1)) >> (l - 1)`` with ``t = mulhi(m, n)`` for every
+    ``n < 2^width`` (``KernelLowering.udiv_const``)."""
+    shift = (d - 1).bit_length()
+    return ((1 << width) * ((1 << shift) - d)) // d + 1, shift
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,10 @@ mappings under each strategy (``pg-to-gpu``, ``pg-matmul-schedule``). The passes
     kind          module          loops                                 GPU strategies
     elementwise   elementwise     one nest per output shape             thread_per_point
     gather        gather          an index map in its consumer's nest   thread_per_point
-    reduction     reduction       a nest of scf.for over reduced dims   thread_per_point, block_per_row
+    reduction     reduction       a nest of scf.for over reduced dims   thread_per_point, block_per_row,
+                                                                        split_rows, split_columns
+                                                                        (reduction_split: two nests, by
+                                                                        pg-split-reductions)
     matmul        matmul          (batch, M, N) x scf.for over K        thread_per_point, the SGEMM rungs,
                                                                         mma-sync (matmul_mma_sync: its tile hook),
                                                                         wgmma, wgmma-ws (matmul_wgmma: built in the
@@ -63,6 +66,9 @@ AT_INDEX = {op: fn for kind in KERNEL_KINDS.values() for op, fn in kind.at_index
 GPU_STRATEGIES: frozenset[str] = frozenset(s for kind in KERNEL_KINDS.values() for s in kind.gpu)
 """The strategies ``pg-to-gpu`` maps (the others are tiled by ``pg-matmul-schedule`` first)."""
 
+SPLIT_STRATEGIES: frozenset[str] = frozenset(s for kind in KERNEL_KINDS.values() for s in kind.split)
+"""The strategies ``pg-split-reductions`` realises as several loop nests (each then mapped by ``pg-to-gpu``)."""
+
 TILE_STRATEGIES: frozenset[str] = (
     frozenset(s for kind in KERNEL_KINDS.values() if kind.tile is not None for s in kind.strategies) - GPU_STRATEGIES
 )
@@ -83,6 +89,7 @@ __all__ = [
     "HEAVY",
     "KERNEL_KINDS",
     "KIND_OF_OP",
+    "SPLIT_STRATEGIES",
     "TILE_STRATEGIES",
     "GpuNest",
     "KernelKind",

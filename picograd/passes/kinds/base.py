@@ -28,6 +28,10 @@ A kind is one record, ``KIND = KernelKind(...)`` in its module, registered by a 
 - ``tile(par, schedule)``: ``pg-matmul-schedule``'s hook: replaces a marked nest by a ``gpu.launch`` (which
   ``pg-to-gpu`` outlines as it stands) under the ``#kernel.schedule`` it carries, or, without one, under the
   pass's ``schedule`` option; returns False to leave the nest to ``pg-to-gpu``.
+- ``split``: ``{strategy name: fn(par, schedule)}``: ``pg-split-reductions``' hook for a strategy that the loop
+  stage realises as several nests (the two stages of ``split_rows``/``split_columns``): replaces the marked nest
+  ``par`` by nests that each carry the ``kernel.schedule`` of a strategy ``pg-to-gpu`` maps; raises
+  ``MalformedNest`` for a nest not of the kind's form.
 - ``strategies``: the schedule strategies the kind's hooks lower (documentation and checks).
 
 How a kind's schedule is *chosen* stays in ``pg-schedule``'s table (``picograd.passes.schedule.KIND_SCHEDULES``).
@@ -120,6 +124,7 @@ class KernelKind:
     gpu: Mapping[str, Callable[[GpuNest], tuple[int, int] | None]] = field(default_factory=dict)
     unscheduled: str | None = None
     tile: Callable[[scf.ParallelOp, Any], bool] | None = None
+    split: Mapping[str, Callable[[scf.ParallelOp, Any], None]] = field(default_factory=dict)
     strategies: tuple[str, ...] = ("thread_per_point",)
 
 
@@ -159,9 +164,10 @@ def for_bounds(op: scf.ForOp) -> tuple[int, int, int] | None:
 
 
 def reads_only(ops: Sequence[Operation]) -> bool:
-    """No op writes memory or holds a region (loads are fine: they read buffers no thread of the nest writes)."""
+    """No op writes memory or holds a region (loads are fine: they read buffers no thread of the nest writes;
+    ``arith.remui`` too, which xDSL 0.74 declares without the ``Pure`` trait that its siblings have)."""
     for op in ops:
-        if isinstance(op, memref.LoadOp):
+        if isinstance(op, memref.LoadOp | arith.RemUIOp):
             continue
         if not is_side_effect_free(op) or op.regions:
             return False

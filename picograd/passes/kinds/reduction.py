@@ -310,13 +310,23 @@ def block_per_row(nest: GpuNest) -> tuple[int, int] | None:
     return rows, threads
 
 
+def split(par: scf.ParallelOp, schedule: Any) -> None:
+    """``pg-split-reductions``' hook: the two nests of ``split_rows``/``split_columns``
+    (``kinds/reduction_split.py``, which builds on this module's reader)."""
+    from picograd.passes.kinds.reduction_split import split_nest
+
+    split_nest(par, schedule)
+
+
 KIND = KernelKind(
     name=NAME,
-    doc="sum/max/min over dims (block_per_row on the GPU), argmax/argmin (a thread per output)",
+    doc="sum/max/min over dims (block_per_row, split_rows, split_columns on the GPU), argmax/argmin (a thread per "
+    "output)",
     ops=(pg.SumOp, pg.MaxOp, pg.MinOp, pg.ArgmaxOp, pg.ArgminOp),
     to_loops=to_loops,
     riders=riders_shape,
     gpu={"thread_per_point": thread_per_point, "block_per_row": block_per_row},
     unscheduled="block_per_row",
-    strategies=("thread_per_point", "block_per_row"),
+    split={"split_rows": split, "split_columns": split},
+    strategies=("thread_per_point", "block_per_row", "split_rows", "split_columns"),
 )

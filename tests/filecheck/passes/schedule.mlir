@@ -14,7 +14,8 @@
 
 func.func @f(%a: tensor<2048x2048xf32>, %b: tensor<512x512xf32>, %c: tensor<8x16xf32>, %d: tensor<16x4xf32>,
              %e: tensor<4x100x64xf64>, %f: tensor<4x64x60xf64>, %g: tensor<32x64xf32>, %h: tensor<32x8xf32>,
-             %j: tensor<5xi64>, %k: tensor<5x3xf32>) {
+             %j: tensor<5xi64>, %k: tensor<5x3xf32>, %n: tensor<1536x384xbf16>, %m: tensor<16384x384xf32>,
+             %l: tensor<64x98304xf32>) {
   // 2048^3 in f32: 256 tiles of 128x128 give every SM one, so auto takes cp-async on them.
   %0 = kernel.fused @k0_matmul "matmul" (%a) : (tensor<2048x2048xf32>) -> (tensor<2048x2048xf32>) {
   ^bb0(%x: tensor<2048x2048xf32>):
@@ -63,12 +64,34 @@ func.func @f(%a: tensor<2048x2048xf32>, %b: tensor<512x512xf32>, %c: tensor<8x16
     %s = pg.scatter_add %z[%y] dim = 0 : (tensor<5x3xf32>, tensor<5xi64>) -> tensor<10x3xf32>
     kernel.yield %s : tensor<10x3xf32>
   }
-  // A sum that also yields its elementwise input (a side output stored inside the reduction loop): a thread per row.
+  // A sum that also yields its elementwise input (a side output stored inside the reduction loop): a block per row
+  // too, each thread storing the side output of the elements it visits.
   %9:2 = kernel.fused @k9_sum "reduction" (%g) : (tensor<32x64xf32>) -> (tensor<32x64xf32>, tensor<32xf32>) {
   ^bb0(%x: tensor<32x64xf32>):
     %t = pg.tanh %x : tensor<32x64xf32>
     %s = pg.sum %t dims = [1] : tensor<32x64xf32> -> tensor<32xf32>
     kernel.yield %t, %s : tensor<32x64xf32>, tensor<32xf32>
+  }
+  // A sum of squares to a scalar (a gradient norm) with a side output: its 589824 elements split over 1024 blocks
+  // (split_rows), then a second nest combines the partials.
+  %10:2 = kernel.fused @k10_sum "reduction" (%n) : (tensor<1536x384xbf16>) -> (tensor<1536x384xf32>, tensor<f32>) {
+  ^bb0(%x: tensor<1536x384xbf16>):
+    %w = pg.cast %x : tensor<1536x384xbf16> -> tensor<1536x384xf32>
+    %q = pg.mul %w, %w : tensor<1536x384xf32>
+    %s = pg.sum %q dims = [0, 1] : tensor<1536x384xf32> -> tensor<f32>
+    kernel.yield %w, %s : tensor<1536x384xf32>, tensor<f32>
+  }
+  // A column sum over 16384 rows (a bias gradient): 384 columns are too few threads, so 512 chunks of 32 rows a
+  // thread, adjacent threads on adjacent columns (split_columns); over 64 rows, 98304 columns are enough threads.
+  %11 = kernel.fused @k11_sum "reduction" (%m) : (tensor<16384x384xf32>) -> (tensor<384xf32>) {
+  ^bb0(%x: tensor<16384x384xf32>):
+    %s = pg.sum %x dims = [0] : tensor<16384x384xf32> -> tensor<384xf32>
+    kernel.yield %s : tensor<384xf32>
+  }
+  %12 = kernel.fused @k12_sum "reduction" (%l) : (tensor<64x98304xf32>) -> (tensor<98304xf32>) {
+  ^bb0(%x: tensor<64x98304xf32>):
+    %s = pg.sum %x dims = [0] : tensor<64x98304xf32> -> tensor<98304xf32>
+    kernel.yield %s : tensor<98304xf32>
   }
   // Elementwise kernels (and gathers, movement, random) take a thread per point.
   %8 = kernel.fused @k8_tanh "elementwise" (%c) : (tensor<8x16xf32>) -> (tensor<8x16xf32>) {
@@ -88,7 +111,10 @@ func.func @f(%a: tensor<2048x2048xf32>, %b: tensor<512x512xf32>, %c: tensor<8x16
 // CHECK:         kernel.fused @k5_max "reduction" schedule = #kernel.schedule<"thread_per_point", block = 256>
 // CHECK:         kernel.fused @k6_argmax "reduction" schedule = #kernel.schedule<"thread_per_point", block = 256>
 // CHECK:         kernel.fused @k7_scatter_add "scatter_add" schedule = #kernel.schedule<"atomic", block = 256>
-// CHECK:         kernel.fused @k9_sum "reduction" schedule = #kernel.schedule<"thread_per_point", block = 256>
+// CHECK:         kernel.fused @k9_sum "reduction" schedule = #kernel.schedule<"block_per_row", block = 256>
+// CHECK:         kernel.fused @k10_sum "reduction" schedule = #kernel.schedule<"split_rows", splits = 1024, block = 256>
+// CHECK:         kernel.fused @k11_sum "reduction" schedule = #kernel.schedule<"split_columns", splits = 512, block = 256>
+// CHECK:         kernel.fused @k12_sum "reduction" schedule = #kernel.schedule<"thread_per_point", block = 256>
 // CHECK:         kernel.fused @k8_tanh "elementwise" schedule = #kernel.schedule<"thread_per_point", block = 256>
 
 // naive on every matmul, whatever its size (a 32x8 block of threads, one output each; f64 changes nothing).
