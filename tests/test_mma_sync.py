@@ -248,3 +248,12 @@ def test_bench_gemm_compiles_every_tensor_core_row(capsys: pytest.CaptureFixture
     import_bench("gemm").compile_only(["48x40x56"], ["bf16", "tf32"], ["mma-sync"])
     out = capsys.readouterr().out
     assert out.count("mma-sync") == 2
+
+
+@pytest.mark.parametrize("dtype", ["bf16", "tf32"])
+def test_bench_mma_peak_kernel_assembles(dtype: str) -> None:
+    """bench/mma_peak.py's kernel (the mma.sync ceiling the rung is compared with): valid PTX, no spills."""
+    from picograd.target import ptxas
+
+    result = ptxas.assemble(import_bench("mma_peak").kernel_ptx(dtype, 8, 100), "sm_90", strict=True)
+    assert not result.spills and "mma_peak" in result.kernels
