@@ -81,6 +81,7 @@ EMULATED = [
     MM(40, 48, 72, ta=True, tb=True, dtype="bf16"),
     MM(24, 16, 48, batch=(2,), b_batched=False, dtype="bf16"),
     MM(32, 40, 24, tb=True, dtype="f16"),
+    MM(64, 64, 32, batch=(2,), tb=True, dtype="f16"),  # whole tiles, batched, K-major B
     MM(20, 24, 16, dtype="tf32"),
     MM(24, 16, 24, ta=True, tb=True, dtype="tf32"),
 ]
