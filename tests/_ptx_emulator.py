@@ -4,8 +4,8 @@ It runs the IR of a ``ptx.module`` (what ``print_ptx`` prints), thread by thread
 for the instructions picograd emits: registers hold bit patterns and each instruction reads and writes them through
 its type suffix (``.f32``, ``.s64``, ``.u8`` ...); floats round to nearest like the hardware (numpy's float32/float64
 arithmetic is IEEE; ``fma`` is exact through ``fractions``); ``cvt`` truncates, saturates and maps NaN to 0 when
-converting floats to integers, and ``cvt.rna.tf32.f32`` rounds to tf32 (:func:`tf32_rna`); ``div``/``rem`` on
-integers truncate toward zero. Every thread is a generator that
+converting floats to integers, and ``cvt.rna.tf32.f32``/``cvt.rn.tf32.f32`` round to tf32 (:func:`tf32_rna`,
+:func:`tf32_rn`); ``div``/``rem`` on integers truncate toward zero. Every thread is a generator that
 stops at ``shfl.sync`` and ``bar.sync``: a block runs until all its live threads wait at a barrier (released
 together) or all lanes of a warp wait at the same shuffle (exchanged together); anything else is a deadlock and
 raises. Blocks run one after another. Global memory is one byte array; shared memory one per block.
@@ -161,9 +161,20 @@ def tf32_rna(bits: int) -> int:
     return sign | ((magnitude + 0x1000) & 0xFFFFE000)
 
 
+def tf32_rn(bits: int) -> int:
+    """``cvt.rn.tf32.f32`` of an f32's bits (PTX ISA 8.0 section 9.7.8.21, sm_90+): round to the nearest tf32, ties
+    to the even one, the low 13 bits cleared; infinities stay, a NaN stays a NaN, and a magnitude that rounds past
+    the largest finite tf32 becomes an infinity."""
+    magnitude, sign = bits & 0x7FFFFFFF, bits & 0x80000000
+    if magnitude >= 0x7F800000:
+        return tf32_rna(bits)
+    odd = (magnitude >> 13) & 1
+    return sign | ((magnitude + 0xFFF + odd) & 0xFFFFE000)
+
+
 def _cvt(value_bits: int, d: str, a: str, rnd: str | None) -> int:
-    if d == "tf32":  # the verifier allows only cvt.rna.tf32.f32
-        return tf32_rna(value_bits & 0xFFFFFFFF)
+    if d == "tf32":  # the verifier allows only cvt.rna.tf32.f32 and cvt.rn.tf32.f32
+        return (tf32_rn if rnd == "rn" else tf32_rna)(value_bits & 0xFFFFFFFF)
     if a in _F and d in _F:
         x = to_float(value_bits, a)
         if d == a:

@@ -10,8 +10,8 @@ errors of a tensor-core schedule forced on a precision it cannot run.
 **Tolerance.** Inputs are bf16 (exact in f32), products are exact and the sums are f32 (the emulator rounds once per
 mma instruction, the GPU at most once per addition), then the result is rounded to bf16 once:
 ``|C - C64| <= 2**-8 |C64| + K * 2**-23 (|A| @ |B|)`` elementwise (f16: ``2**-11``). tf32: f32 inputs are rounded to
-tf32 in the kernel (``cvt.rna.tf32.f32``), so C64 is the float64 product of the inputs rounded that way (ties away
-from zero), and the bound is that of f32 accumulation alone.
+tf32 in the kernel (``cvt.rn.tf32.f32`` on sm_90, ties to even; ``cvt.rna`` on sm_80, ties away), so C64 is the
+float64 product of the inputs rounded that way, and the bound is that of f32 accumulation alone.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import math
 import numpy as np
 import pytest
 from _matmul import MM, emulate
-from _ptx_emulator import run_program, tf32_rna
+from _ptx_emulator import run_program, tf32_rn, tf32_rna
 from test_loops import build, t
 from xdsl.dialects.builtin import BFloat16Type, ModuleOp, f32, f64
 
@@ -37,20 +37,22 @@ from picograd.passes.kinds.matmul_rungs import AUTO_MIN_TENSOR_FMAS, SCHEDULES, 
 OUT_ULP = {"bf16": 2.0**-8, "f16": 2.0**-11, "tf32": 2.0**-24}
 
 
-def tf32(x: np.ndarray) -> np.ndarray:
-    """f32 values rounded to tf32 as ``cvt.rna.tf32.f32`` rounds them (the emulator's ``tf32_rna``)."""
+def tf32(x: np.ndarray, rounding=tf32_rn) -> np.ndarray:
+    """f32 values rounded to tf32 as ``cvt.rn.tf32.f32`` (sm_90) or, with ``tf32_rna``, ``cvt.rna`` (sm_80) rounds
+    them (the emulator's functions)."""
     bits = np.ascontiguousarray(x, dtype=np.float32).view(np.uint32)
-    return np.vectorize(tf32_rna, otypes=[np.uint32])(bits).view(np.float32)
+    return np.vectorize(rounding, otypes=[np.uint32])(bits).view(np.float32)
 
 
-def check(shape: MM, got: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """``got`` is ``a @ b`` within the module docstring's tolerance (tf32: of the rounded inputs); the tolerance."""
+def check(shape: MM, got: np.ndarray, a: np.ndarray, b: np.ndarray, rounding=tf32_rn) -> np.ndarray:
+    """``got`` is ``a @ b`` within the module docstring's tolerance (tf32: of the inputs rounded with
+    ``rounding``); the tolerance."""
     if shape.dtype == "tf32":
-        a, b = tf32(a), tf32(b)
+        a, b = tf32(a, rounding), tf32(b, rounding)
     a64, b64 = shape.operands64(a, b)
     want = a64 @ b64
     tol = OUT_ULP[shape.dtype] * np.abs(want) + shape.k * 2.0**-23 * (np.abs(a64) @ np.abs(b64))
-    bad = np.abs(got.astype(np.float64) - want) > tol
+    bad = ~(np.abs(got.astype(np.float64) - want) <= tol)  # a NaN is bad too
     assert not bad.any(), f"{bad.sum()} of {bad.size} outside the tolerance; first at {np.argwhere(bad)[0]}"
     return tol
 
@@ -65,12 +67,12 @@ def with_schedule(module: ModuleOp, attr: kernel.ScheduleAttr) -> ModuleOp:
 
 
 @functools.cache
-def small_tile_program(shape: MM) -> CudaProgram:
+def small_tile_program(shape: MM, arch: str = "sm_90") -> CudaProgram:
     """``shape`` on ``mma-sync``'s 64x64 tile (4 warps): a quarter of the emulated threads of the 128x128 one."""
     rung = SMALL_MMA_TILE
     if shape.dtype == "tf32":  # as pg-schedule's fit: half the K tile for 4-byte elements
         rung = dataclasses.replace(rung, bk=rung.bk // 2, tf32=True)
-    return compile_for_cuda(with_schedule(shape.module(), rung.attr()))
+    return compile_for_cuda(with_schedule(shape.module(), rung.attr()), arch=arch)
 
 
 EMULATED = [
@@ -79,6 +81,7 @@ EMULATED = [
     MM(40, 48, 72, ta=True, tb=True, dtype="bf16"),
     MM(24, 16, 48, batch=(2,), b_batched=False, dtype="bf16"),
     MM(32, 40, 24, tb=True, dtype="f16"),
+    MM(64, 64, 32, batch=(2,), tb=True, dtype="f16"),  # whole tiles, batched, K-major B
     MM(20, 24, 16, dtype="tf32"),
     MM(24, 16, 24, ta=True, tb=True, dtype="tf32"),
 ]
@@ -102,17 +105,31 @@ def test_emulated_cvt_rna_tf32_f32() -> None:
     assert nan & 0x1FFF == 0 and np.isnan(np.uint32(nan).view(np.float32))
 
 
-def test_tf32_operands_are_rounded_to_nearest_with_ties_away(rng: np.random.Generator) -> None:
-    """A's elements are ties between two tf32 values (1 + 2**-11, scaled): ``cvt.rna`` rounds them up in magnitude,
-    where the tensor cores alone (truncation), and round-to-nearest-even, would round them down."""
+def test_emulated_cvt_rn_tf32_f32() -> None:
+    """The emulator's ``cvt.rn.tf32.f32`` (sm_90): nearest, ties to the even tf32, the low 13 bits cleared."""
+    assert tf32_rn(0x3F801000) == 0x3F800000 and tf32_rn(0xBF803000) == 0xBF804000  # ties: to even
+    assert tf32_rn(0x3F801001) == 0x3F802000 and tf32_rn(0x3F800FFF) == 0x3F800000
+    assert tf32_rn(0x7F800000) == 0x7F800000 and tf32_rn(0x7F7FF000) == 0x7F800000
+    assert np.isnan(np.uint32(tf32_rn(0x7FFFFFFF)).view(np.float32))
+
+
+@pytest.mark.parametrize(("arch", "rounding"), [("sm_90", tf32_rn), ("sm_80", tf32_rna)])
+def test_tf32_operands_are_rounded_to_nearest(arch: str, rounding, rng: np.random.Generator) -> None:
+    """A's elements are ties between two tf32 values, 1 + 2**-11 (even below) and 1 + 3 * 2**-11 (even above),
+    scaled: ``cvt.rn`` (sm_90) rounds them to even, ``cvt.rna`` (sm_80) away from zero; the tensor cores alone
+    would truncate both."""
     shape = MM(16, 16, 16, dtype="tf32")
     signs = rng.choice([-1.0, 1.0], (16, 16))
-    a = (signs * (1 + 2.0**-11) * 2.0 ** rng.integers(-3, 4, (16, 16))).astype(np.float32)
+    ties = rng.choice([1 + 2.0**-11, 1 + 3 * 2.0**-11], (16, 16))
+    a = (signs * ties * 2.0 ** rng.integers(-3, 4, (16, 16))).astype(np.float32)
     b = tf32(rng.standard_normal((16, 16)).astype(np.float32))  # exact in tf32: only A's rounding matters
-    (got,) = run_program(small_tile_program(shape), [a, b])
-    tol = check(shape, got, a, b)
+    program = small_tile_program(shape, arch)
+    assert f"cvt.{'rn' if arch == 'sm_90' else 'rna'}.tf32.f32" in program.ptx
+    (got,) = run_program(program, [a, b])
+    tol = check(shape, got, a, b, rounding)
+    other = tf32(a, tf32_rna if rounding is tf32_rn else tf32_rn).astype(np.float64) @ b
     truncated = (a.view(np.uint32) & np.uint32(0xFFFFE000)).view(np.float32).astype(np.float64) @ b
-    assert (np.abs(got - truncated) > tol).any()
+    assert (np.abs(got - truncated) > tol).any() and (np.abs(got - other) > tol).any()
 
 
 @pytest.mark.parametrize(
@@ -125,7 +142,7 @@ def test_tf32_operands_are_rounded_to_nearest_with_ties_away(rng: np.random.Gene
     ids=str,
 )
 def test_forced_mma_sync_assembles_without_spills(shape: MM) -> None:
-    """The 128x128x32 rung (8 warps, 3 stages, 48 KiB) as ``pg-schedule{matmul=mma-sync}`` makes it."""
+    """The 128x128x32 rung (4 warps, 3 stages, 48 KiB) as ``pg-schedule{matmul=mma-sync}`` makes it."""
     program = compile_for_cuda(shape.module(), matmul_schedule="mma-sync")
     text = program.ptx
     assert "ldmatrix.sync.aligned.m8n8.x4" in text and "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32" in text
@@ -136,8 +153,18 @@ def test_forced_mma_sync_assembles_without_spills(shape: MM) -> None:
     assert res.shared_bytes == SCHEDULES["mma-sync"].stages * 32 * 256 * 2 and res.stack_frame == 0
 
 
-def test_mma_sync_128_tile_on_the_emulator(rng: np.random.Generator) -> None:
-    shape = MM(40, 72, 48, tb=True, dtype="bf16")
+@pytest.mark.parametrize(
+    "shape",
+    [
+        MM(40, 72, 48, tb=True, dtype="bf16"),
+        # whole tiles: the copies without tests, in rounds of 8 rows (A), and of 4 rows for tf32's N-major B
+        # (128 f32 = 32 chunks a row), whose rounds alternate between two swizzles
+        MM(128, 128, 64, ta=True, dtype="bf16"),
+        MM(128, 128, 32, dtype="tf32"),
+    ],
+    ids=str,
+)
+def test_mma_sync_128_tile_on_the_emulator(shape: MM, rng: np.random.Generator) -> None:
     program = compile_for_cuda(shape.module(), matmul_schedule="mma-sync")
     check(shape, *emulate(program, shape, rng))
 
@@ -210,7 +237,10 @@ def test_mma_sync_sass_has_hmma_in_the_main_loop_and_no_local_memory() -> None:
     program = compile_for_cuda(MM(256, 256, 256, dtype="bf16").module(), matmul_schedule="mma-sync")
     sass = ptxas.dump_sass(program.assemble(strict=True).cubin)
     loop = count_opcodes(main_loop(sass))
-    assert loop.get("HMMA") == 4 * 4 * 2 and loop.get("LDSM") == 2 * (4 + 2) and loop.get("LDGSTS") == 4
+    # a warp's 4x8 m16n8 tiles over two k16 steps; A of 4 m16 and B of 8 n8 tiles by ldmatrix.x4; 8 chunks
+    assert loop.get("HMMA") == 4 * 8 * 2 and loop.get("LDSM") == 2 * (4 + 4) and loop.get("LDGSTS") == 8
+    # whole tiles (256 = 2 x 128, K = 8 x 32): the copies' addresses are one per operand plus constants
+    assert sum(loop.values()) <= 160
     assert not any(op in sass for op in ("LDL", "STL")), "local-memory traffic in the mma-sync kernel"
 
 
@@ -219,3 +249,12 @@ def test_bench_gemm_compiles_every_tensor_core_row(capsys: pytest.CaptureFixture
     import_bench("gemm").compile_only(["48x40x56"], ["bf16", "tf32"], ["mma-sync"])
     out = capsys.readouterr().out
     assert out.count("mma-sync") == 2
+
+
+@pytest.mark.parametrize("dtype", ["bf16", "tf32"])
+def test_bench_mma_peak_kernel_assembles(dtype: str) -> None:
+    """bench/mma_peak.py's kernel (the mma.sync ceiling the rung is compared with): valid PTX, no spills."""
+    from picograd.target import ptxas
+
+    result = ptxas.assemble(import_bench("mma_peak").kernel_ptx(dtype, 8, 100), "sm_90", strict=True)
+    assert not result.spills and "mma_peak" in result.kernels

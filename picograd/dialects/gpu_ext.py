@@ -41,8 +41,8 @@ how edge tiles read past the end of a matrix. Copies are grouped with ``gpu_ext.
 
 These ops are allowed inside a ``gpu.func`` or a ``gpu.launch``.
 
-``gpu_ext.round_tf32``: an f32's bits rounded to tf32 (``cvt.rna.tf32.f32``), for the tf32 fragments of
-``gpu_ext.mma_sync``.
+``gpu_ext.round_tf32``: an f32's bits rounded to tf32 (``cvt.rn.tf32.f32``; ``cvt.rna`` before sm_90), for the
+tf32 fragments of ``gpu_ext.mma_sync``.
 
 Kernel outlining (MLIR's ``gpu-kernel-outlining``) and the mapping of parallel loops to the grid
 (``convert-parallel-loops-to-gpu``) are not ops: ``pg-to-gpu`` does both.
@@ -426,9 +426,10 @@ class MmaSyncOp(IRDLOperation):
 @irdl_op_definition
 class RoundTf32Op(IRDLOperation):
     """``gpu_ext.round_tf32``: an f32 (given and returned as its ``i32`` bits, as ``mma.sync`` fragments hold it)
-    rounded to tf32, to nearest with ties away from zero, the low 13 mantissa bits cleared (MLIR's
-    ``nvvm.cvt.float.to.tf32``; PTX ``cvt.rna.tf32.f32``, PTX ISA 8.0 section 9.7.8.21, sm_80+). The tensor cores
-    read only the top 19 bits of a tf32 operand: without it they truncate, as cuBLAS and CUTLASS do not::
+    rounded to the nearest tf32, the low 13 mantissa bits cleared (MLIR's ``nvvm.cvt.float.to.tf32``; PTX
+    ``cvt.rn.tf32.f32``, ties to even, on sm_90+, one instruction; ``cvt.rna.tf32.f32``, ties away from zero, on
+    sm_80; PTX ISA 8.0 section 9.7.8.21). The tensor cores read only the top 19 bits of a tf32 operand: without it
+    they truncate, as cuBLAS and CUTLASS do not::
 
         %t = gpu_ext.round_tf32 %x
     """

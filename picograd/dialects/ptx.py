@@ -166,7 +166,10 @@ HALF_FLOATS = ("f16", "bf16")
 CVT_TYPES = ("u8", "u16", "u32", "u64", "s8", "s16", "s32", "s64", *HALF_FLOATS, "f32", "f64")
 TF32 = "tf32"
 """The tensor cores' 19-bit float (held in ``.b32`` registers, the low 13 mantissa bits zero): only a ``cvt`` result,
-``cvt.rna.tf32.f32`` (round to nearest, ties away from zero; PTX ISA 8.0 section 9.7.8.21, sm_80+)."""
+``cvt.rna.tf32.f32`` (round to nearest, ties away from zero; PTX ISA 8.0 section 9.7.8.21, sm_80+) or
+``cvt.rn.tf32.f32`` (ties to even; PTX 7.8, sm_90+: one ``F2FP.TF32`` instruction where ``.rna`` takes three)."""
+TF32_ROUNDING = {"rna": "cvt.rna.tf32", "rn": "cvt.rn.tf32"}
+"""The roundings of ``cvt.*.tf32.f32``, each with its ``REQUIREMENTS`` key."""
 FLOAT_ROUNDING = ("rn", "rz", "rm", "rp")
 INTEGER_ROUNDING = ("rni", "rzi", "rmi", "rpi")
 
@@ -1658,8 +1661,9 @@ class CvtaOp(Instruction):
              Slot("dtype", (*CVT_TYPES, TF32)), Slot("atype", CVT_TYPES))  # fmt: skip
 class CvtOp(Instruction):
     """``cvt{.rnd}{.ftz}{.sat}.dtype.atype d, a`` (PTX ISA 8.0 section 9.7.8): ``cvt.rn.f32.s64``,
-    ``cvt.rzi.s64.f32``, ``cvt.f64.f32``, ``cvt.rn.f32.f64``, ``cvt.u32.u64``, ``cvt.rna.tf32.f32`` (only that
-    form of tf32: f32 rounded to nearest, ties away, into a ``.b32`` register; sm_80+). Rounding rules: float to integer
+    ``cvt.rzi.s64.f32``, ``cvt.f64.f32``, ``cvt.rn.f32.f64``, ``cvt.u32.u64``, ``cvt.rna.tf32.f32`` and
+    ``cvt.rn.tf32.f32`` (the only forms of tf32: f32 rounded to nearest, ties away (sm_80+) or to even (sm_90+),
+    into a ``.b32`` register). Rounding rules: float to integer
     needs an integer rounding (``.rni .rzi .rmi .rpi``); integer to float and narrowing float to float need a
     float rounding (``.rn .rz .rm .rp``); float to float of one width takes only an integer rounding (round to
     integral); widening float and integer to integer take none."""
@@ -1690,9 +1694,11 @@ class CvtOp(Instruction):
     def verify_modifiers(self) -> None:
         d, a, rnd = self.dest_type, self.source_type, self.mod("rnd")
         if TF32 in (d, a) or rnd == "rna":
-            if (d, a, rnd) != (TF32, "f32", "rna") or self.mod("ftz") is not None or self.mod("sat") is not None:
-                raise self.fail(f"cvt.{rnd}.{d}.{a}: the only tf32 conversion is cvt.rna.tf32.f32")
-            _check_target(self, "cvt.rna.tf32")
+            if (d, a) != (TF32, "f32") or rnd not in TF32_ROUNDING or self.mod("ftz") or self.mod("sat"):
+                raise self.fail(
+                    f"cvt.{rnd}.{d}.{a}: the only tf32 conversions are cvt.rna.tf32.f32 and cvt.rn.tf32.f32"
+                )
+            _check_target(self, TF32_ROUNDING[rnd])
             return
         d_float, a_float = d in FLOATS + HALF_FLOATS, a in FLOATS + HALF_FLOATS
         if a_float and not d_float:
@@ -2320,6 +2326,7 @@ class CpAsyncWaitGroupOp(Instruction):
 #: and "PTX ISA notes").
 REQUIREMENTS: dict[str, tuple[str, str]] = {
     "cvt.rna.tf32": ("sm_80", "7.0"),
+    "cvt.rn.tf32": ("sm_90", "7.8"),
     "ldmatrix": ("sm_75", "6.5"),
     "stmatrix": ("sm_90", "7.8"),
     "mbarrier.init": ("sm_80", "7.8"),

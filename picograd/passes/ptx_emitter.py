@@ -68,9 +68,10 @@ class PtxEmitter:
     handlers: ClassVar[dict[type[Operation], Callable[[Any, Any], None]]] = {}
     """The handler of each op type (set by the lowering class)."""
 
-    def __init__(self, kfunc: gpu.FuncOp, contract: bool):
+    def __init__(self, kfunc: gpu.FuncOp, contract: bool, target: tuple[str, str] = ("sm_90", "8.0")):
         self.kfunc = kfunc
         self.contract = contract
+        self.target = target  # the module's .target and PTX version: some instructions have faster forms on newer ones
         self.name = kfunc.sym_name.data
         block = kfunc.body.block
         for i, t in enumerate(block.arg_types):

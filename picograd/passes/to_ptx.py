@@ -164,7 +164,9 @@ class KernelLowering(PtxAddressing, PtxControlFlow):
         x = self.reg(op.source)
         if ptx.kind_of(x) != "b32":  # an i32 register is .s32, which a .f32 source does not take
             x = self.r(ptx.MovOp(x, "b32"))
-        self.values[op.result] = self.r(ptx.CvtOp(x, ptx.TF32, "f32", rnd="rna"))
+        # sm_90+: to nearest even in one instruction (F2FP.TF32); before: ties away (FSETP, IADD, LOP3)
+        rnd = "rn" if ptx.target_supports(*self.target, *ptx.REQUIREMENTS["cvt.rn.tf32"]) else "rna"
+        self.values[op.result] = self.r(ptx.CvtOp(x, ptx.TF32, "f32", rnd=rnd))
 
     def cast_op(self, op: Operation) -> None:
         unsigned = isinstance(op, arith.ExtUIOp | arith.UIToFPOp | arith.FPToUIOp)
@@ -746,7 +748,7 @@ def lower_gpu_module(module: gpu.ModuleOp, target: str, version: str, contract: 
                 raise PassFailedException(
                     f"pg-to-ptx: @{op.sym_name.data} is not a kernel (device functions are not supported)"
                 )
-            pmod.add_op(KernelLowering(op, contract).run())
+            pmod.add_op(KernelLowering(op, contract, (target, version)).run())
         else:
             raise PassFailedException(f"pg-to-ptx: '{op.name}'{where(op)} in a gpu.module has no PTX lowering")
     return pmod

@@ -4,7 +4,8 @@
 tensor-core rung (``Schedule.tensor_core``; the row ``mma-sync`` of ``picograd/passes/schedule.py``). The kernel
 (after CUTLASS's Ampere GEMM, NVIDIA 2020, and MLIR's ``nvgpu`` lowering of ``vector.contract``):
 
-- **Tiles.** A block computes a ``BM x BN`` output tile (128x128 with 8 warps, or 64x64 with 4), each warp a
+- **Tiles.** A block computes a ``BM x BN`` output tile (128x128 with 4 warps of 64x64, or 64x64 with 4 warps of
+  32x32), each warp a
   ``(reps[0] * 16) x (reps[1] * 8)`` tile of ``m16n8`` mma tiles whose f32 accumulators (4 per tile and thread:
   rows ``g`` and ``g + 8``, columns ``2t, 2t + 1`` for lane ``4g + t``) are ``scf.for`` iteration values.
 - **Shared memory.** Each operand tile is kept in its global memory order (A: ``BM x BK`` when K is contiguous,
@@ -13,11 +14,13 @@ tensor-core rung (``Schedule.tensor_core``; the row ``mma-sync`` of ``picograd/p
   round writes, fall into distinct banks: no bank conflicts.
 - **Pipeline.** ``stages`` (3) buffers of both tiles; tile ``kt + stages - 1`` is in flight (``cp.async`` of
   16-byte chunks, zero-filled outside the matrix) while the warps compute on tile ``kt``: per K step one
-  ``cp.async.wait_group stages - 2``, one barrier, the next copies, then the mma steps.
+  ``cp.async.wait_group stages - 2``, one barrier, the next copies (none past the last tile), then the mma steps.
+  When K is a multiple of the K tile, the copies test only their rows (loop-invariant), not K.
 - **Fragments.** ``ldmatrix.x4`` (``.trans`` for an operand stored M- or N-major) loads A for one ``m16`` tile and B
   for two ``n8`` tiles; ``mma.sync.m16n8k16`` on bf16/f16, ``m16n8k8`` on tf32 (f32 operands of a matmul recorded
-  under ``allow_tf32``, each fragment register rounded with ``cvt.rna.tf32.f32`` as it is loaded, as cuBLAS and
-  CUTLASS do: the tensor cores would truncate to the top 19 bits). An f32 operand stored M- or N-major is read with
+  under ``allow_tf32``, each fragment register rounded to the nearest tf32 as it is loaded, as cuBLAS and CUTLASS
+  do: the tensor cores would truncate to the top 19 bits; ``cvt.rn.tf32.f32``, one instruction, on sm_90, and
+  ``cvt.rna`` on sm_80). An f32 operand stored M- or N-major is read with
   scalar ``ld.shared`` (``ldmatrix.trans`` moves 16-bit elements), conflict-free under the same swizzle.
 - **Edges.** M, N and K need not divide the tiles: chunks outside the matrix are zero-filled (``cp.async`` with a
   source size of 0, from a clamped address) and outputs outside are not stored. An operand whose contiguous extent
@@ -99,6 +102,7 @@ class _Tile:
         self.element: Attribute = f32 if kernel.mma == "tf32" else kernel.narrow_element
         self.esize = 4 if kernel.mma == "tf32" else 2
         self.per_chunk = CHUNK // self.esize
+        self.bi = bi
         self.rows, self.cols = (bi, s.bk) if self.k_major else (s.bk, bi)
         self.cpr = self.cols // self.per_chunk
         self.source = kernel.source(x, plain)
@@ -159,10 +163,11 @@ class MmaSyncKernel(TiledKernel):
         self.tb = _Tile(self, nest.b, s.bn)
         k_tiles = -(-nest.k // s.bk)
         n_acc = s.reps[0] * s.reps[1] * 4
-        # Prologue: tiles 0 .. stages - 2 into their stages (past the last tile: zeros nobody reads).
-        for st in range(s.stages - 1):
+        # Prologue: tiles 0 .. stages - 2 into their stages (past the last tile: nothing, an empty group).
+        for st in range(min(s.stages - 1, k_tiles)):
             for t in (self.ta, self.tb):
-                self.copy_tile(b, t, st * s.bk, st)
+                self.copy_tile(b, t, st * s.bk, st, (st + 1) * s.bk <= nest.k)
+        for _ in range(s.stages - 1):
             b.op(gpu_ext.AsyncCommitOp())
         loop_body = Block(arg_types=[IndexType(), *([f32] * n_acc)])
         kt_index, *acc = loop_body.args
@@ -173,8 +178,12 @@ class MmaSyncKernel(TiledKernel):
         lb.op(gpu.BarrierOp())
         ahead = lb.add(kt, s.stages - 1)
         stage_next = lb.rem(ahead, s.stages)
+        # tiles past the last one are not copied (a uniform branch); when K is a multiple of the K tile, every
+        # copied tile lies inside K and its copies test the rows alone (loop-invariant) and clamp nothing along K
+        cb = lb.when(lb.lt(ahead, k_tiles))
+        assert cb is not None
         for t in (self.ta, self.tb):
-            self.copy_tile(lb, t, lb.mul(ahead, s.bk), stage_next)
+            self.copy_tile(cb, t, cb.mul(ahead, s.bk), stage_next, nest.k % s.bk == 0)
         lb.op(gpu_ext.AsyncCommitOp())
         new = self.compute(lb, lb.rem(kt, s.stages), list(acc))
         loop_body.last_op.operands = new  # type: ignore[union-attr]
@@ -184,13 +193,24 @@ class MmaSyncKernel(TiledKernel):
         b.op(gpu_ext.AsyncWaitOp(0))  # no copy may land after the block exits
         self.store_acc(list(loop.results))
 
-    def copy_tile(self, b: Builder, t: _Tile, k0: Index, stage: Index) -> None:
+    def copy_tile(self, b: Builder, t: _Tile, k0: Index, stage: Index, inside_k: bool) -> None:
         """This thread's chunks of the tile at K offset ``k0`` into ``stage``: ``cp.async`` (zero-filled outside
-        the matrix) or, on the synchronous path, element by element."""
+        the matrix) or, on the synchronous path, element by element. ``inside_k``: the tile ends at or before K
+        (no test or clamp along K)."""
         s, o = self.s, self.b  # o: the kernel's top-level builder, for what does not change from tile to tile
         chunks = t.rows * t.cpr
         i0 = self.m0 if t.x is self.nest.a else self.n0
         i_ext, k_ext = t.ext[-2], t.ext[-1]
+        step = s.threads // t.cpr  # tile rows one round of copies covers
+        if (
+            t.source is not None
+            and inside_k
+            and i_ext % t.bi == 0
+            and s.threads % t.cpr == 0
+            and chunks % s.threads == 0
+        ):
+            self.copy_full_tile(b, t, i0, k0, stage, step)
+            return
         for r in range(-(-chunks // s.threads)):
             c = o.add(self.tid, r * s.threads)
             cb = b.when(o.lt(c, chunks)) if (r + 1) * s.threads > chunks else b
@@ -203,11 +223,10 @@ class MmaSyncKernel(TiledKernel):
             flat = o.add(o.mul(row, t.cols), o.mul(swizzle(o, row, ch, t.cpr), t.per_chunk))
             dst = [cb.idx(stage), o.idx(flat)]
             if t.source is not None:
-                ok = cb.both(o.lt(gi, i_ext), cb.lt(gk, k_ext))
-                if t.k_major:  # clamped into the matrix, 16-byte aligned: read nothing when ok is false
-                    ci, ck = o.min(gi, i_ext - 1), cb.min(gk, k_ext - t.per_chunk)
-                else:
-                    ci, ck = o.min(gi, i_ext - t.per_chunk), cb.min(gk, k_ext - 1)
+                ok = o.lt(gi, i_ext) if inside_k else cb.both(o.lt(gi, i_ext), cb.lt(gk, k_ext))
+                # clamped into the matrix, 16-byte aligned: read nothing when ok is false
+                ci = o.min(gi, i_ext - (1 if t.k_major else t.per_chunk))
+                ck = gk if inside_k else cb.min(gk, k_ext - (t.per_chunk if t.k_major else 1))
                 src = [cb.idx(v) for v in self.indices(t.source, self.coords(ci, ck))]
                 valid = (
                     cb.idx(t.per_chunk if ok else 0)
@@ -224,6 +243,32 @@ class MmaSyncKernel(TiledKernel):
                     v = cb.v(arith.TruncFOp(v, t.element))
                 place = [cb.idx(stage), o.idx(o.add(flat, j))]
                 cb.op(memref.StoreOp.get(v, t.smem, place))
+
+    def copy_full_tile(self, b: Builder, t: _Tile, i0: Index, k0: Index, stage: Index, step: int) -> None:
+        """``copy_tile`` of a tile wholly inside the matrix, in rounds of ``step`` rows: round ``r`` is round 0
+        moved by ``r * step`` rows, a constant that ``pg-to-ptx`` folds into the source address (``[%rd + 65536]``)
+        and, past the rows' swizzle (which repeats every 8 rows), into the destination's: one source address and
+        one or two destination addresses per operand serve all of a thread's copies, with nothing tested or
+        clamped."""
+        s, o = self.s, self.b
+        assert t.source is not None and t.source.buffer is not None
+        row0, ch = o.div(self.tid, t.cpr), o.rem(self.tid, t.cpr)
+        along = o.mul(ch, t.per_chunk)
+
+        def flat(r: int) -> Index:  # the swizzled place of round r's chunk
+            row = o.add(row0, r * step % 8)
+            base = o.add(o.mul(row, t.cols), o.mul(swizzle(o, row, ch, t.cpr), t.per_chunk))
+            return o.add(base, (r * step - r * step % 8) * t.cols)
+
+        if t.k_major:
+            gi0, gk0 = o.add(i0, row0), b.add(k0, along)
+        else:
+            gi0, gk0 = o.add(i0, along), b.add(k0, row0)
+        for r in range(t.rows * t.cpr // s.threads):
+            gi, gk = (o.add(gi0, r * step), gk0) if t.k_major else (gi0, b.add(gk0, r * step))
+            src = [b.idx(v) for v in self.indices(t.source, self.coords(gi, gk))]
+            dst = [b.idx(stage), o.idx(flat(r))]
+            b.op(gpu_ext.AsyncCopyOp(t.source.buffer, src, t.smem, dst, t.per_chunk, b.idx(t.per_chunk)))
 
     # --- the mma steps ----------------------------------------------------------------------------------------
 
@@ -288,8 +333,8 @@ class MmaSyncKernel(TiledKernel):
         return self.fragment_rows(b, t, stage, row, kk, o.add(n, o.mul(o.div(j, 2), 8)), True)
 
     def rounded(self, b: Builder, fragment: list[SSAValue]) -> list[SSAValue]:
-        """A tf32 fragment's f32 values rounded to tf32 (``cvt.rna.tf32.f32``, as cuBLAS and CUTLASS round them;
-        the tensor cores would truncate); 16-bit fragments as they are."""
+        """A tf32 fragment's f32 values rounded to the nearest tf32 (``gpu_ext.round_tf32``, as cuBLAS and CUTLASS
+        round them; the tensor cores would truncate); 16-bit fragments as they are."""
         if self.mma != "tf32":
             return fragment
         return [b.v(gpu_ext.RoundTf32Op(v)) for v in fragment]

@@ -116,12 +116,14 @@ SCHEDULES: dict[str, Schedule] = {
         Schedule("warptile", warps=(2, 4), lanes=(8, 4), reps=(2, 2), vec=(4, 4), bk=16, vector=True),
         Schedule("cp-async", warps=(2, 4), lanes=(8, 4), reps=(2, 2), vec=(4, 4), bk=16, vector=True, async_copy=True),
         # tensor cores (picograd/passes/kinds/matmul_mma_sync.py): a warp's lanes are mma's 8 groups of 4, each
-        # thread holds 2x2 outputs of each of reps m16n8 tiles; 3 stages of 128x32 + 32x128 bf16 tiles (48 KiB)
+        # thread holds 2x2 outputs of each of reps m16n8 tiles; 3 stages of 128x32 + 32x128 bf16 tiles (48 KiB).
+        # 4 warps of 64x64 (not 8 of 64x32): 8 ldmatrix.x4 feed 32 mma per k16 step instead of 6 feeding 16, and
+        # ~230 registers x 128 threads let two blocks share an SM, whose barriers then do not stall it
         Schedule(
             "mma-sync",
-            warps=(2, 4),
+            warps=(2, 2),
             lanes=(8, 4),
-            reps=(4, 4),
+            reps=(4, 8),
             vec=(2, 2),
             bk=32,
             vector=True,

@@ -64,6 +64,7 @@ ptx.module version "8.0" target "sm_90" address_size 64 {
     %d2f = ptx.cvt rn.f32.f64 %f2d : (!ptx.f64) -> !ptx.f32
     %u2u = ptx.cvt u64.u32 %tid : (!ptx.u32) -> !ptx.u64
     %tf = ptx.cvt rna.tf32.f32 %xf : (!ptx.f32) -> !ptx.b32
+    %tfe = ptx.cvt rn.tf32.f32 %xf : (!ptx.f32) -> !ptx.b32
     %lt = ptx.setp lt.f32 %xf, %one : (!ptx.f32, !ptx.f32) -> !ptx.pred
     %ge = ptx.setp hs.u32 %tid, %n32 : (!ptx.u32, !ptx.u32) -> !ptx.pred
     %both = ptx.and pred %lt, %ge : (!ptx.pred, !ptx.pred) -> !ptx.pred
@@ -167,6 +168,7 @@ ptx.module version "8.0" target "sm_90" address_size 64 {
 // CHECK-NEXT:     %d2f = ptx.cvt rn.f32.f64 %f2d : (!ptx.f64) -> !ptx.f32
 // CHECK-NEXT:     %u2u = ptx.cvt u64.u32 %tid : (!ptx.u32) -> !ptx.u64
 // CHECK-NEXT:     %tf = ptx.cvt rna.tf32.f32 %xf : (!ptx.f32) -> !ptx.b32
+// CHECK-NEXT:     %tfe = ptx.cvt rn.tf32.f32 %xf : (!ptx.f32) -> !ptx.b32
 // CHECK-NEXT:     %lt = ptx.setp lt.f32 %xf, %one : (!ptx.f32, !ptx.f32) -> !ptx.pred
 // CHECK-NEXT:     %ge = ptx.setp hs.u32 %tid, %n32 : (!ptx.u32, !ptx.u32) -> !ptx.pred
 // CHECK-NEXT:     %both = ptx.and pred %lt, %ge : (!ptx.pred, !ptx.pred) -> !ptx.pred

@@ -144,18 +144,18 @@ ptx.module version "8.0" target "sm_90" address_size 64 {
 
 // -----
 
-// CHECK: ptx.cvt: cvt.rn.tf32.f32: the only tf32 conversion is cvt.rna.tf32.f32
+// CHECK: ptx.cvt: cvt.rz.tf32.f32: the only tf32 conversions are cvt.rna.tf32.f32 and cvt.rn.tf32.f32
 ptx.module version "8.0" target "sm_90" address_size 64 {
   ptx.func @k() {
     %b = ptx.mov f32 1.0 : () -> !ptx.f32
-    %c = ptx.cvt rn.tf32.f32 %b : (!ptx.f32) -> !ptx.b32
+    %c = ptx.cvt rz.tf32.f32 %b : (!ptx.f32) -> !ptx.b32
     ptx.ret
   }
 }
 
 // -----
 
-// CHECK: ptx.cvt: cvt.rna.f32.f64: the only tf32 conversion is cvt.rna.tf32.f32
+// CHECK: ptx.cvt: cvt.rna.f32.f64: the only tf32 conversions are cvt.rna.tf32.f32 and cvt.rn.tf32.f32
 ptx.module version "8.0" target "sm_90" address_size 64 {
   ptx.func @k() {
     %b = ptx.mov f64 1.0 : () -> !ptx.f64
@@ -171,6 +171,17 @@ ptx.module version "8.0" target "sm_75" address_size 64 {
   ptx.func @k() {
     %b = ptx.mov f32 1.0 : () -> !ptx.f32
     %c = ptx.cvt rna.tf32.f32 %b : (!ptx.f32) -> !ptx.b32
+    ptx.ret
+  }
+}
+
+// -----
+
+// CHECK: ptx.cvt: cvt.rn.tf32.f32 needs target sm_90 and PTX 7.8 or later; the module is sm_80, PTX 8.0
+ptx.module version "8.0" target "sm_80" address_size 64 {
+  ptx.func @k() {
+    %b = ptx.mov f32 1.0 : () -> !ptx.f32
+    %c = ptx.cvt rn.tf32.f32 %b : (!ptx.f32) -> !ptx.b32
     ptx.ret
   }
 }

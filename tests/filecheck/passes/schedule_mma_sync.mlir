@@ -8,7 +8,7 @@
 // CHECK-LABEL: func.func @half
 // CHECK: #kernel.schedule<"mma-sync", tile = [64, 64, 32], threads = 128, warps = [2, 2], lanes = [8, 4], reps = [2, 4], vec = [2, 2], vector, async_copy, stages = 3>
 // FORCED-LABEL: func.func @half
-// FORCED: #kernel.schedule<"mma-sync", tile = [128, 128, 32], threads = 256, warps = [2, 4], lanes = [8, 4], reps = [4, 4], vec = [2, 2], vector, async_copy, stages = 3>
+// FORCED: #kernel.schedule<"mma-sync", tile = [128, 128, 32], threads = 128, warps = [2, 2], lanes = [8, 4], reps = [4, 8], vec = [2, 2], vector, async_copy, stages = 3>
 // PTX: ptx.cp_async cg.shared.global
 // PTX: ptx.ldmatrix sync.aligned.m8n8.x4.trans.shared.b16
 // PTX: ptx.mma_sync sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32
