@@ -511,6 +511,63 @@ def _inputs(op: Operation) -> list[SSAValue]:
     return [v for nested in op.walk() for v in nested.operands]
 
 
+def _zero_pad_dim(v: SSAValue) -> int | None:
+    """The dim along which ``v`` is a zero ``pg.pad`` (no interior padding, no padding along other dims) of a
+    tensor, or None: what the vjp of a ``pg.slice`` of one dim gives."""
+    op = v.owner
+    if not isinstance(op, pg.PadOp) or str(op.value.value.data) != "0.0" or any(op.interior.get_values()):
+        return None
+    dims = [d for d, (lo, hi) in enumerate(zip(op.low.get_values(), op.high.get_values(), strict=True)) if lo or hi]
+    return dims[0] if len(dims) == 1 else None
+
+
+def accumulate(b: Builder, parts: Sequence[SSAValue]) -> SSAValue:
+    """The sum of the adjoint contributions ``parts`` (same type). Zero pads along one dim with disjoint non-zero
+    slabs (the vjps of slices that split a tensor: an LSTM's gates, the steps of an unrolled sequence, q/k/v) are
+    joined into one ``pg.concat`` of the padded tensors (zeros in the gaps, a pad for the zeros at the ends)
+    instead of summed: one copy of the data in place of a sum of tensors of the full size each. The other parts
+    are added in order. Each element is the same as the sum's, except that a ``-0.0`` stays ``-0.0`` (the sum
+    gives ``+0.0``)."""
+    by_dim: dict[int, list[SSAValue]] = {}
+    for v in parts:
+        d = _zero_pad_dim(v)
+        if d is not None:
+            by_dim.setdefault(d, []).append(v)
+    joined: dict[SSAValue, SSAValue | None] = {}  # first pad of a joined group -> the concat; the others -> None
+    for d, pads in by_dim.items():
+        pads.sort(key=lambda v: v.owner.low.get_values()[d])  # type: ignore[union-attr]
+        slabs = [(v.owner.low.get_values()[d], shape_of(v.owner.input)[d]) for v in pads]  # type: ignore[union-attr]
+        if len(pads) < 2 or any(lo + n > nxt for (lo, n), (nxt, _) in zip(slabs, slabs[1:], strict=False)):
+            continue
+        shape = list(shape_of(pads[0]))
+        inputs: list[SSAValue] = []
+        end = slabs[0][0]
+        for v, (lo, n) in zip(pads, slabs, strict=True):
+            if lo > end:  # a gap between two slabs: zeros
+                gap = [*shape[:d], lo - end, *shape[d + 1 :]]
+                inputs.append(b.broadcast(b(pg.ConstantOp(_scalar(element_of(v), 0.0))), gap))
+            inputs.append(v.owner.input)  # type: ignore[union-attr]
+            end = lo + n
+        low, high = [0] * len(shape), [0] * len(shape)
+        low[d], high[d] = slabs[0][0], shape[d] - end
+        total = b(pg.ConcatOp(inputs, d))
+        if low[d] or high[d]:
+            total = b(pg.PadOp(total, low, high, [0] * len(shape)))
+        joined[pads[0]] = total
+        joined.update((v, None) for v in pads[1:])
+    result: SSAValue | None = None
+    for v in parts:
+        v = joined.get(v, v)  # type: ignore[assignment]
+        if v is not None:
+            result = v if result is None else b.add(result, v)
+    assert result is not None
+    return result
+
+
+def _scalar(element: Any, value: float) -> DenseIntOrFPElementsAttr:
+    return DenseIntOrFPElementsAttr.from_list(TensorType(element, []), [value])
+
+
 def expand_grad(grad: pg.GradOp) -> None:
     """Replace ``grad`` by the ops computing its gradients, inserted right before it, and erase it.
 
@@ -554,20 +611,30 @@ def expand_grad(grad: pg.GradOp) -> None:
 
     created: list[Operation] = []
     here = Builder(grad, grad.location, created)
-    adjoint = {grad.root: grad.seed if grad.seed is not None else here.full(1.0, grad.root)}
+    # the contributions to each value's adjoint (fan-out), summed when the adjoint is first read
+    pending = {grad.root: [grad.seed if grad.seed is not None else here.full(1.0, grad.root)]}
+
+    def adjoint(value: SSAValue, b: Builder) -> SSAValue | None:
+        if value not in pending:
+            return None
+        parts = pending[value]
+        if len(parts) > 1:
+            pending[value] = parts = [accumulate(b, parts)]
+        return parts[0]
+
     for op in tape:
-        g = adjoint.get(op.results[0])  # every differentiable pg op has one result
         rule = VJP_RULES[type(op)]
+        b = Builder(grad, op.location, created)
+        g = adjoint(op.results[0], b)  # every differentiable pg op has one result
         if g is None or rule is None:
             continue
-        b = Builder(grad, op.location, created)
         for value, contribution in zip(op.operands, rule(b, op, g), strict=True):
             if contribution is None or value not in active:
                 continue
             assert contribution.type == value.type, f"vjp of {op.name}: {contribution.type} for {value.type}"
-            adjoint[value] = b.add(adjoint[value], contribution) if value in adjoint else contribution
+            pending.setdefault(value, []).append(contribution)
     for result, value in zip(grad.grads, grad.wrt, strict=True):
-        result.replace_all_uses_with(adjoint[value] if value in adjoint else here.zeros(value))
+        result.replace_all_uses_with(adjoint(value, here) or here.zeros(value))
     Rewriter.erase_op(grad)
     for op in reversed(created):  # what no gradient uses: the adjoints of inactive operands and their inputs
         if all(not r.uses for r in op.results):
