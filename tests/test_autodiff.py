@@ -471,6 +471,18 @@ CASES: dict[str, tuple[Callable[..., Any], Inputs]] = {
         lambda o, x: o.concat([o.slice(x, [0, 0], [2, 3], [1, 1]), o.exp(o.slice(x, [1, 0], [3, 3], [1, 1]))], 0),
         normal(4, 3),
     ),
+    # a weight that several products use (the steps of an RNN): its gradient is one product over all of them
+    "matmul-shared-weight": (
+        lambda o, w, x, y, z: o.add(
+            o.add(o.matmul(x, o.permute(w, [1, 0])), o.matmul(y, o.permute(w, [1, 0]))), o.tanh(o.matmul(z, w))
+        ),
+        lambda r: [
+            r.standard_normal((4, 4)),
+            r.standard_normal((2, 4)),
+            r.standard_normal((2, 4)),
+            r.standard_normal((2, 4)),
+        ],
+    ),
     "matmul": (lambda o, x, y: o.matmul(x, y), lambda r: [r.standard_normal((3, 4)), r.standard_normal((4, 5))]),
     "matmul-batched": (
         lambda o, x, y: o.matmul(x, y),
@@ -848,3 +860,19 @@ def test_split_slices_join_into_a_concat() -> None:
     (pad,) = ops
     assert isinstance(pad.input.owner, pg.ConcatOp) and len(pad.input.owner.inputs) == 3
     assert pad.low.get_values() == (0, 0) and pad.high.get_values() == (1, 0)
+
+
+def test_products_of_a_shared_weight_join_into_one_matmul() -> None:
+    """y = sum_k x_k @ w: dw is one matmul of the concatenated x_k (transposed) and the concatenated adjoints."""
+    block = Block(arg_types=[pg.tensor_type((3, 5), f64)] + [pg.tensor_type((2, 3), f64)] * 3)
+    o = PgOps(block)
+    w, *xs = block.args
+    y = o.add(o.add(o.matmul(xs[0], w), o.matmul(xs[1], w)), o.matmul(xs[2], w))
+    grad = pg.GradOp(o.sum(o.tanh(y), [0, 1]), [w])
+    block.add_ops([grad, func.ReturnOp(*grad.grads)])
+    module = ModuleOp([func.FuncOp("f", (block.arg_types, [r.type for r in grad.grads]), Region(block))])
+    PgAutodiff().apply(make_context(), module)
+    module.verify()
+    products = [op for op in block.ops if isinstance(op, pg.MatmulOp) and pg.shape_of(op.result) == (3, 5)]
+    assert len(products) == 1 and pg.shape_of(products[0].lhs) == (3, 6)
+    assert not any(isinstance(op, pg.AddOp) and pg.shape_of(op.result) == (3, 5) for op in block.ops)

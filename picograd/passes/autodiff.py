@@ -522,11 +522,20 @@ def _zero_pad_dim(v: SSAValue) -> int | None:
 
 
 def accumulate(b: Builder, parts: Sequence[SSAValue]) -> SSAValue:
-    """The sum of the adjoint contributions ``parts`` (same type). Zero pads along one dim with disjoint non-zero
-    slabs (the vjps of slices that split a tensor: an LSTM's gates, the steps of an unrolled sequence, q/k/v) are
-    joined into one ``pg.concat`` of the padded tensors (zeros in the gaps, a pad for the zeros at the ends)
-    instead of summed: one copy of the data in place of a sum of tensors of the full size each. The other parts
-    are added in order. Each element is the same as the sum's, except that a ``-0.0`` stays ``-0.0`` (the sum
+    """The sum of the adjoint contributions ``parts`` (same type), with two kinds of parts joined first
+    (:func:`join_slices`, :func:`join_products`); the others are added in order."""
+    result: SSAValue | None = None
+    for v in join_products(b, join_slices(b, parts)):
+        result = v if result is None else b.add(result, v)
+    assert result is not None
+    return result
+
+
+def join_slices(b: Builder, parts: Sequence[SSAValue]) -> list[SSAValue]:
+    """``parts`` with the zero pads along one dim whose non-zero slabs are disjoint (the vjps of slices that split a
+    tensor: an LSTM's gates, the steps of an unrolled sequence, q/k/v) joined into one ``pg.concat`` of the padded
+    tensors (zeros in the gaps, a pad for the zeros at the ends): one copy of the data in place of a sum of tensors
+    of the full size each. Each element is the same as the sum's, except that a ``-0.0`` stays ``-0.0`` (the sum
     gives ``+0.0``)."""
     by_dim: dict[int, list[SSAValue]] = {}
     for v in parts:
@@ -555,13 +564,47 @@ def accumulate(b: Builder, parts: Sequence[SSAValue]) -> SSAValue:
             total = b(pg.PadOp(total, low, high, [0] * len(shape)))
         joined[pads[0]] = total
         joined.update((v, None) for v in pads[1:])
-    result: SSAValue | None = None
+    return [w for v in parts if (w := joined.get(v, v)) is not None]
+
+
+def _product(v: SSAValue) -> tuple[tuple[int, ...], pg.MatmulOp] | None:
+    """(the permutation, the matmul) when ``v`` is a matrix product of 2-D operands or a ``pg.permute`` of one (no
+    permutation: ``()``), or None."""
+    op = v.owner
+    perm: tuple[int, ...] = ()
+    if isinstance(op, pg.PermuteOp):
+        perm = tuple(op.perm_list)
+        op = op.input.owner
+    if not isinstance(op, pg.MatmulOp) or len(shape_of(op.lhs)) != 2 or len(shape_of(op.rhs)) != 2:
+        return None
+    return perm, op
+
+
+def join_products(b: Builder, parts: Sequence[SSAValue]) -> list[SSAValue]:
+    """``parts`` with the matrix products ``A_k @ B_k`` (each maybe permuted alike) joined into one product
+    ``[A_1 ... A_n] @ [B_1; ...; B_n]`` of the operands concatenated along the contracted dim: the gradient of a
+    weight that every step of an unrolled sequence multiplies (an LSTM's ``W_hh``) is one matmul over all steps,
+    not one per step and a sum. ``A_k = a_k^T`` (the vjp's transposed activations) concatenate as ``(concat_k
+    a_k)^T``, which the matmul reads transposed in place. The sum is the same up to rounding (another order)."""
+    groups: dict[tuple, list[tuple[SSAValue, pg.MatmulOp]]] = {}
     for v in parts:
-        v = joined.get(v, v)  # type: ignore[assignment]
-        if v is not None:
-            result = v if result is None else b.add(result, v)
-    assert result is not None
-    return result
+        found = _product(v)
+        if found is not None:
+            perm, op = found
+            groups.setdefault((perm, op.allows_tf32), []).append((v, op))
+    joined: dict[SSAValue, SSAValue | None] = {}
+    for (perm, tf32), members in groups.items():
+        if len(members) < 2:
+            continue
+        lhs = [op.lhs for _, op in members]
+        if all(isinstance(x.owner, pg.PermuteOp) and tuple(x.owner.perm_list) == (1, 0) for x in lhs):  # type: ignore[union-attr]
+            a = b(pg.PermuteOp(b(pg.ConcatOp([x.owner.input for x in lhs], 0)), [1, 0]))  # type: ignore[union-attr]
+        else:
+            a = b(pg.ConcatOp(lhs, 1))
+        total = b(pg.MatmulOp(a, b(pg.ConcatOp([op.rhs for _, op in members], 0)), tf32))
+        joined[members[0][0]] = b(pg.PermuteOp(total, perm)) if perm else total
+        joined.update((v, None) for v, _ in members[1:])
+    return [w for v in parts if (w := joined.get(v, v)) is not None]
 
 
 def _scalar(element: Any, value: float) -> DenseIntOrFPElementsAttr:
