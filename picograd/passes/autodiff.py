@@ -214,8 +214,13 @@ def _extreme(b: Builder, op: pg.MaxOp | pg.MinOp, g: SSAValue) -> Sequence[Grad]
 
 
 def _permute(b: Builder, op: pg.PermuteOp, g: SSAValue) -> Sequence[Grad]:
-    """y = permute(x, p): dx = permute(g, p^-1)."""
+    """y = permute(x, p): dx = permute(g, p^-1). A transposed matrix product ``g = A @ B`` that nothing else reads
+    (a linear layer's weight gradient, ``(x^T dy)^T``) is computed transposed instead, ``B^T @ A^T``: the product
+    reads its operands transposed in place, where a permute of its result would be a copy."""
     perm = op.perm_list
+    product = g.owner
+    if tuple(perm) == (1, 0) and isinstance(product, pg.MatmulOp) and not g.uses and len(shape_of(g)) == 2:
+        return [b(pg.MatmulOp(b.transpose(product.rhs), b.transpose(product.lhs), product.allows_tf32))]
     return [b(pg.PermuteOp(g, sorted(range(len(perm)), key=perm.__getitem__)))]
 
 
