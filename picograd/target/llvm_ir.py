@@ -838,7 +838,17 @@ class LlvmArith(gpu_math.Arith[str, str, str]):
         return str(value)
 
     def to_int(self, a: str) -> str:
-        return self.e.call("fptosi.sat", self.it, [(self.t, a)], suffix=f"{self.it}.{_suffix(self.t)}")
+        """``cvt.rzi``'s saturating truncation (NaN gives 0), as selects around a plain ``fptosi`` of a value in
+        range: LLVM's loop vectorizer leaves a loop calling ``llvm.fptosi.sat`` scalar (every ``exp``, ``erf``,
+        ``sin`` made one)."""
+        w, p = self.fmt.bits, 24 if self.fmt.bits == 32 else 53
+        top = 2.0 ** (w - 1)  # the first value out of range; the largest one in range: top - 2 ** (w - 1 - p)
+        x = self.sel(self.cmp("lt", a, self.c(-top)), self.c(-top), a)
+        x = self.sel(self.cmp("ge", x, self.c(top)), self.c(top - 2.0 ** (w - 1 - p)), x)
+        x = self.sel(self.cmp("nan", a, a), self.c(0.0), x)
+        n = self.e.emit(f"fptosi {self.t} {x} to {self.it}")
+        high = self.cmp("ge", a, self.c(top))
+        return self.e.emit(f"select i1 {high}, {self.it} {2 ** (w - 1) - 1}, {self.it} {n}")
 
     def to_float(self, i: str) -> str:
         return self.e.emit(f"sitofp {self.it} {i} to {self.t}")
