@@ -3,7 +3,8 @@
 ``%ga, %gb = pg.grad %root [seed %s] wrt %a, %b`` is expanded in place: the ops of the enclosing block that lie on
 a path from a ``wrt`` value to ``root`` (the *tape*) are walked in reverse, and each op's vector-Jacobian product
 (vjp) is emitted as new ``pg`` ops right before the ``pg.grad``, which is then erased. Adjoints of a value used more
-than once are summed (fan-out). Only float tensors carry adjoints: integer and bool values, ``pg.stop_gradient``
+than once are summed (fan-out), slices that split it joined into one concat and products with it into one matmul
+(``accumulate``). Only float tensors carry adjoints: integer and bool values, ``pg.stop_gradient``
 and the other ops marked non-differentiable cut the paths. This is the textbook reverse sweep of Griewank & Walther,
 "Evaluating Derivatives" (2nd ed., 2008), ch. 3, with the per-op rules of ch. 2 / JAX's ``defvjp`` table.
 

@@ -24,7 +24,8 @@ scheduler):
   third bullet) is computed once, in a kernel of its own, and written out; it is never recomputed, except for
   *cheap* ops, which are copied into every kernel that uses them: generators, views and elementwise ops on one
   element (0-d scalars such as a learning rate cast to ``f32``) as long as the scalar computation reads at most
-  ``MAX_SCALAR_READS`` values. Constants are therefore never kernel inputs.
+  ``MAX_SCALAR_READS`` values. Constants are therefore never kernel inputs. With ``recompute`` (the CPU backend's
+  choice), elementwise ops that read little more than their own size (``_recomputable``) are copied too.
 - Then multi-output fusion: a kernel of elementwise ops whose output has the iteration shape of a consuming
   elementwise kernel (its output shape) or reduction kernel (the shape of the reduction's input) merges into it,
   so that one pass over the data computes both and the value is written out on the way (``exp(x - max)``
