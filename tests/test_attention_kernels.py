@@ -244,6 +244,7 @@ def test_cpu_blocked_attention(
     from picograd.runtime import cpu_attention, cpu_jit
 
     monkeypatch.setattr(cpu_attention, "TILE_BYTES", length * length * 8)
+    monkeypatch.setattr(cpu_attention, "CAUSAL_BLOCK_ROWS", 2)  # causal row blocks at these lengths too
     xs = inputs(rng, length, d, mask, heads)
     exe = compile_for_cpu(module(length, d, causal, mask, heads))
     assert isinstance(exe, cpu_jit.CpuFunction)

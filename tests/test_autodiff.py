@@ -449,6 +449,40 @@ CASES: dict[str, tuple[Callable[..., Any], Inputs]] = {
         lambda o, x, y: o.concat([x, y], 1),
         lambda r: [r.standard_normal((2, 3)), r.standard_normal((2, 2))],
     ),
+    # slices that split a tensor: their adjoints join into one concat (zeros in the gap at rows 2-3, a pad for
+    # row 6), next to another use of the tensor; overlapping slices (rows 0-1 and 1-2) stay a sum
+    "slices-split": (
+        lambda o, x: o.concat(
+            [o.slice(x, [0, 0], [2, 3], [1, 1]), o.exp(o.slice(x, [4, 0], [6, 3], [1, 1])), o.sin(x)], 0
+        ),
+        normal(7, 3),
+    ),
+    "slices-split-dim1": (
+        lambda o, x: o.concat(
+            [
+                o.slice(x, [0, 2], [2, 4], [1, 1]),
+                o.mul(o.slice(x, [0, 0], [2, 2], [1, 1]), o.slice(x, [0, 4], [2, 6], [1, 1])),
+            ],
+            0,
+        ),
+        normal(2, 6),
+    ),
+    "slices-overlap": (
+        lambda o, x: o.concat([o.slice(x, [0, 0], [2, 3], [1, 1]), o.exp(o.slice(x, [1, 0], [3, 3], [1, 1]))], 0),
+        normal(4, 3),
+    ),
+    # a weight that several products use (the steps of an RNN): its gradient is one product over all of them
+    "matmul-shared-weight": (
+        lambda o, w, x, y, z: o.add(
+            o.add(o.matmul(x, o.permute(w, [1, 0])), o.matmul(y, o.permute(w, [1, 0]))), o.tanh(o.matmul(z, w))
+        ),
+        lambda r: [
+            r.standard_normal((4, 4)),
+            r.standard_normal((2, 4)),
+            r.standard_normal((2, 4)),
+            r.standard_normal((2, 4)),
+        ],
+    ),
     "matmul": (lambda o, x, y: o.matmul(x, y), lambda r: [r.standard_normal((3, 4)), r.standard_normal((4, 5))]),
     "matmul-batched": (
         lambda o, x, y: o.matmul(x, y),
@@ -744,7 +778,8 @@ def test_vjp_ops_carry_the_forward_location() -> None:
             lines.setdefault(op.name, set()).add(op.location.line.data)
     assert "pg.tanh" not in lines  # the vjp of tanh reuses the forward result
     assert lines["pg.cmp"] == {4}  # max: x == max
-    assert lines["pg.matmul"] == {3} and lines["pg.permute"] == {2, 3}  # inverse perm (2), transposes (3)
+    # the matmul's vjp (3), and the weight's product computed transposed at the permute (2), with its transposes
+    assert lines["pg.matmul"] == {2, 3} and lines["pg.permute"] == {2, 3}
     assert lines["pg.mul"] == {1} and lines["pg.sub"] == {1}  # tanh: g (1 - y^2)
     assert 99 in lines["pg.constant"] and {1, 4, 5, 99} >= lines["pg.broadcast_to"] >= {5}
 
@@ -807,3 +842,38 @@ def test_rejects_region_op_reading_wrt_inside() -> None:
     module = ModuleOp([func.FuncOp("f", ([t], [t]), Region(block))])
     with pytest.raises(DiagnosticException, match="cannot differentiate through 'scf.execute_region'"):
         PgAutodiff().apply(make_context(), module)
+
+
+def test_split_slices_join_into_a_concat() -> None:
+    """The adjoints of the slices that split x (rows 0-1 and 4-5 of 7, and rows 2-3 untouched) are one concat (with
+    zeros for rows 2-3) padded with a row: no pad of a slice's adjoint is left, and no sum of full-size tensors."""
+    block = Block(arg_types=[pg.tensor_type((7, 3), f64)])
+    o = PgOps(block)
+    (x,) = block.args
+    root = o.sum(o.concat([o.slice(x, [0, 0], [2, 3], [1, 1]), o.exp(o.slice(x, [4, 0], [6, 3], [1, 1]))], 0), [0, 1])
+    grad = pg.GradOp(root, [x])
+    block.add_ops([grad, func.ReturnOp(*grad.grads)])
+    module = ModuleOp([func.FuncOp("f", (block.arg_types, [r.type for r in grad.grads]), Region(block))])
+    PgAutodiff().apply(make_context(), module)
+    module.verify()
+    ops = [op for op in block.ops if op.result_types and pg.shape_of(op.results[0]) == (7, 3)]
+    assert [type(op) for op in ops] == [pg.PadOp], [op.name for op in ops]
+    (pad,) = ops
+    assert isinstance(pad.input.owner, pg.ConcatOp) and len(pad.input.owner.inputs) == 3
+    assert pad.low.get_values() == (0, 0) and pad.high.get_values() == (1, 0)
+
+
+def test_products_of_a_shared_weight_join_into_one_matmul() -> None:
+    """y = sum_k x_k @ w: dw is one matmul of the concatenated x_k (transposed) and the concatenated adjoints."""
+    block = Block(arg_types=[pg.tensor_type((3, 5), f64)] + [pg.tensor_type((2, 3), f64)] * 3)
+    o = PgOps(block)
+    w, *xs = block.args
+    y = o.add(o.add(o.matmul(xs[0], w), o.matmul(xs[1], w)), o.matmul(xs[2], w))
+    grad = pg.GradOp(o.sum(o.tanh(y), [0, 1]), [w])
+    block.add_ops([grad, func.ReturnOp(*grad.grads)])
+    module = ModuleOp([func.FuncOp("f", (block.arg_types, [r.type for r in grad.grads]), Region(block))])
+    PgAutodiff().apply(make_context(), module)
+    module.verify()
+    products = [op for op in block.ops if isinstance(op, pg.MatmulOp) and pg.shape_of(op.result) == (3, 5)]
+    assert len(products) == 1 and pg.shape_of(products[0].lhs) == (3, 6)
+    assert not any(isinstance(op, pg.AddOp) and pg.shape_of(op.result) == (3, 5) for op in block.ops)

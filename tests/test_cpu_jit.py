@@ -4,6 +4,7 @@ to numpy per kernel, index checks."""
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 from dataclasses import replace
@@ -175,6 +176,33 @@ def test_float_literals_and_casts_follow_numpy() -> None:
     with np.errstate(all="ignore"):
         want = (x.numpy() * 2).astype(np.int64)
     np.testing.assert_array_equal(f(x).numpy(), want)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_math_functions_at_extreme_arguments_follow_numpy(dtype: type, monkeypatch) -> None:
+    """exp, erf, sin and exp2 (whose argument reductions convert a float to an integer: a saturating conversion made
+    of selects around LLVM's plain one, so that their loops vectorize) at NaN, infinities, huge and tiny values give
+    what numpy gives; the emitted IR has no ``llvm.fptosi.sat``, which kept such loops scalar."""
+    texts: list[str] = []
+    module_text = llvm_ir.module_text
+    monkeypatch.setattr(llvm_ir, "module_text", lambda *a: texts.append(module_text(*a)) or texts[-1])
+    special = [np.nan, np.inf, -np.inf, 1e30, -1e30, 3e9, -3e9, 88.5, -103.0, 0.75, -2.5, 0.0, 1e-30]
+    rng = np.random.default_rng(5)
+    x = np.concatenate([special, rng.standard_normal(64) * 10]).astype(dtype)
+
+    @pg.compile
+    def f(t: pg.Tensor) -> tuple[pg.Tensor, pg.Tensor, pg.Tensor, pg.Tensor]:
+        return t.exp(), t.erf(), t.sin(), t.exp2()
+
+    with np.errstate(all="ignore"):
+        got = [a.numpy() for a in f(pg.tensor(x))]
+        erf = np.array([math.erf(v) if not np.isnan(v) else np.nan for v in x.astype(np.float64)])
+        want = [np.exp(x), erf.astype(dtype), np.sin(x), np.exp2(x)]
+    moderate = ~(np.abs(x) > 1e10)  # sin's argument reduction stops there (1e30 gives inf: a known limit)
+    for name, a, b in zip(("exp", "erf", "sin", "exp2"), got, want, strict=True):
+        keep = moderate if name == "sin" else np.ones_like(moderate)
+        np.testing.assert_allclose(a[keep], b[keep], rtol=4 * float(np.finfo(dtype).eps), atol=0, err_msg=name)
+    assert texts and all("fptosi.sat" not in t and "fptosi " in t for t in texts)
 
 
 def test_integer_division_wraps_as_numpy_and_zero_divisors_raise_as_eager() -> None:

@@ -199,6 +199,37 @@ def test_cheap_scalars_are_copied_not_written_out() -> None:
     assert sum(isinstance(v.owner, kernel.FusedOp) for k in kernels for v in k.inputs) == 0
 
 
+RECOMPUTE = """
+func.func @f(%x: tensor<4x8xf32>, %g: tensor<4x8xf32>, %w: tensor<8x3xf32>) -> (tensor<4x3xf32>, tensor<4xf32>) {
+  %s = pg.constant dense<0.5> : tensor<f32>
+  %h = pg.broadcast_to %s : tensor<f32> -> tensor<4x8xf32>
+  %hx = pg.mul %x, %h : tensor<4x8xf32>
+  %e = pg.erf %hx : tensor<4x8xf32>
+  %a = pg.mul %e, %x : tensor<4x8xf32>
+  %m = pg.matmul %a, %w : (tensor<4x8xf32>, tensor<8x3xf32>) -> tensor<4x3xf32>
+  %eg = pg.mul %e, %g : tensor<4x8xf32>
+  %b = pg.sum %eg dims = [1] : tensor<4x8xf32> -> tensor<4xf32>
+  func.return %m, %b : tensor<4x3xf32>, tensor<4xf32>
+}"""
+
+
+@pytest.mark.parametrize("recompute", [False, True])
+def test_recompute_copies_cheap_shared_values(recompute: bool) -> None:
+    """erf(0.5 x) feeds two kernels (the matmul's operand and a sum): written out once and read back by default,
+    recomputed in both with ``recompute`` (it reads one tensor, x); bit-identical results either way."""
+    module = parse(RECOMPUTE)
+    fused = module.clone()
+    run_passes(fused, [f"pg-fuse{{recompute={str(recompute).lower()}}}"])
+    kernels = check_kernels_stage(fused)
+    erfs = [k.sym_name.data for k in kernels for op in k.body.walk() if isinstance(op, pgd.ErfOp)]
+    yielded = [v.owner for k in kernels for v in k.body.block.last_op.operands]  # type: ignore[union-attr]
+    assert any(isinstance(op, pgd.ErfOp) for op in yielded) is not recompute
+    assert len(erfs) == (2 if recompute else 1), erfs
+    before, after = compile_func(only_func(module)), compile_func(only_func(fused))
+    args = random_args(only_func(module), np.random.default_rng(0))
+    assert_same(after(*args), before(*args))
+
+
 def test_refuses_unexpanded_grad() -> None:
     module = parse(
         """

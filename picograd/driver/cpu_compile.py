@@ -1,11 +1,12 @@
 """From a traced step to the JIT CPU runtime (``picograd.runtime.cpu_jit``).
 
 ``compile_for_cpu(module)`` takes a module holding one ``func.func`` at the ``simplify`` stage (what the frontend
-hands to a backend), runs the ``kernels`` stage and ``pg-bufferize``, keeps a copy of that function (its
-``kernel.launch`` ops are what the runtime runs with numpy: the matmuls, through BLAS, and any kernel without an
-LLVM form), runs ``pg-to-loops`` and builds the ``CpuFunction`` from both. When the pipeline or the runtime cannot
-take the function (16-bit floats are not bufferized yet, say), it returns the numpy executor's ``NumpyFunction`` of
-the ``simplify``-stage function instead, and says so on stderr when ``PICOGRAD_CPU_JIT_DEBUG=1``.
+hands to a backend), runs the ``kernels`` stage (``pg-fuse`` with ``recompute``) and ``pg-bufferize``, keeps a copy
+of that function (its ``kernel.launch`` ops are what the runtime runs with numpy: the matmuls, through BLAS, and
+any kernel without an LLVM form), runs ``pg-to-loops`` and builds the ``CpuFunction`` from both. When the pipeline
+or the runtime cannot take the function (16-bit floats are not bufferized yet, say), it returns the numpy
+executor's ``NumpyFunction`` of the ``simplify``-stage function instead, and says so on stderr when
+``PICOGRAD_CPU_JIT_DEBUG=1``.
 """
 
 from __future__ import annotations
@@ -23,6 +24,10 @@ from picograd.runtime.numpy_executor import NumpyFunction, compile_func
 
 __all__ = ["compile_for_cpu"]
 
+CPU_FUSE = "pg-fuse{recompute=true}"
+"""Kernel formation for the CPU: cheap elementwise values used by several kernels are recomputed in each (a CPU
+step is bound by memory traffic more than by arithmetic; the GELU's intermediates were 4 of its tensors)."""
+
 
 def compile_for_cpu(module: ModuleOp) -> CpuFunction | NumpyFunction:
     """The executable of the ``simplify``-stage function in ``module`` (left unchanged): a ``CpuFunction``, or the
@@ -32,7 +37,8 @@ def compile_for_cpu(module: ModuleOp) -> CpuFunction | NumpyFunction:
     assert isinstance(fn, func.FuncOp)
     try:
         lowered = module.clone()
-        run_passes(lowered, [*STAGES["kernels"], "pg-bufferize"], verify=False)
+        kernels = [CPU_FUSE if p == "pg-fuse" else p for p in STAGES["kernels"]]
+        run_passes(lowered, [*kernels, "pg-bufferize"], verify=False)
         buffered = lowered.clone()
         run_passes(lowered, ["pg-to-loops"], verify=False)
         return CpuFunction(lowered, _function(buffered), _function(lowered))

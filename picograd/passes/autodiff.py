@@ -3,7 +3,8 @@
 ``%ga, %gb = pg.grad %root [seed %s] wrt %a, %b`` is expanded in place: the ops of the enclosing block that lie on
 a path from a ``wrt`` value to ``root`` (the *tape*) are walked in reverse, and each op's vector-Jacobian product
 (vjp) is emitted as new ``pg`` ops right before the ``pg.grad``, which is then erased. Adjoints of a value used more
-than once are summed (fan-out). Only float tensors carry adjoints: integer and bool values, ``pg.stop_gradient``
+than once are summed (fan-out), slices that split it joined into one concat and products with it into one matmul
+(``accumulate``). Only float tensors carry adjoints: integer and bool values, ``pg.stop_gradient``
 and the other ops marked non-differentiable cut the paths. This is the textbook reverse sweep of Griewank & Walther,
 "Evaluating Derivatives" (2nd ed., 2008), ch. 3, with the per-op rules of ch. 2 / JAX's ``defvjp`` table.
 
@@ -214,8 +215,13 @@ def _extreme(b: Builder, op: pg.MaxOp | pg.MinOp, g: SSAValue) -> Sequence[Grad]
 
 
 def _permute(b: Builder, op: pg.PermuteOp, g: SSAValue) -> Sequence[Grad]:
-    """y = permute(x, p): dx = permute(g, p^-1)."""
+    """y = permute(x, p): dx = permute(g, p^-1). A transposed matrix product ``g = A @ B`` that nothing else reads
+    (a linear layer's weight gradient, ``(x^T dy)^T``) is computed transposed instead, ``B^T @ A^T``: the product
+    reads its operands transposed in place, where a permute of its result would be a copy."""
     perm = op.perm_list
+    product = g.owner
+    if tuple(perm) == (1, 0) and isinstance(product, pg.MatmulOp) and not g.uses and len(shape_of(g)) == 2:
+        return [b(pg.MatmulOp(b.transpose(product.rhs), b.transpose(product.lhs), product.allows_tf32))]
     return [b(pg.PermuteOp(g, sorted(range(len(perm)), key=perm.__getitem__)))]
 
 
@@ -511,6 +517,106 @@ def _inputs(op: Operation) -> list[SSAValue]:
     return [v for nested in op.walk() for v in nested.operands]
 
 
+def _zero_pad_dim(v: SSAValue) -> int | None:
+    """The dim along which ``v`` is a zero ``pg.pad`` (no interior padding, no padding along other dims) of a
+    tensor, or None: what the vjp of a ``pg.slice`` of one dim gives."""
+    op = v.owner
+    if not isinstance(op, pg.PadOp) or str(op.value.value.data) != "0.0" or any(op.interior.get_values()):
+        return None
+    dims = [d for d, (lo, hi) in enumerate(zip(op.low.get_values(), op.high.get_values(), strict=True)) if lo or hi]
+    return dims[0] if len(dims) == 1 else None
+
+
+def accumulate(b: Builder, parts: Sequence[SSAValue]) -> SSAValue:
+    """The sum of the adjoint contributions ``parts`` (same type), with two kinds of parts joined first
+    (:func:`join_slices`, :func:`join_products`); the others are added in order."""
+    result: SSAValue | None = None
+    for v in join_products(b, join_slices(b, parts)):
+        result = v if result is None else b.add(result, v)
+    assert result is not None
+    return result
+
+
+def join_slices(b: Builder, parts: Sequence[SSAValue]) -> list[SSAValue]:
+    """``parts`` with the zero pads along one dim whose non-zero slabs are disjoint (the vjps of slices that split a
+    tensor: an LSTM's gates, the steps of an unrolled sequence, q/k/v) joined into one ``pg.concat`` of the padded
+    tensors (zeros in the gaps, a pad for the zeros at the ends): one copy of the data in place of a sum of tensors
+    of the full size each. Each element is the same as the sum's, except that a ``-0.0`` stays ``-0.0`` (the sum
+    gives ``+0.0``)."""
+    by_dim: dict[int, list[SSAValue]] = {}
+    for v in parts:
+        d = _zero_pad_dim(v)
+        if d is not None:
+            by_dim.setdefault(d, []).append(v)
+    joined: dict[SSAValue, SSAValue | None] = {}  # first pad of a joined group -> the concat; the others -> None
+    for d, pads in by_dim.items():
+        pads.sort(key=lambda v: v.owner.low.get_values()[d])  # type: ignore[union-attr]
+        slabs = [(v.owner.low.get_values()[d], shape_of(v.owner.input)[d]) for v in pads]  # type: ignore[union-attr]
+        if len(pads) < 2 or any(lo + n > nxt for (lo, n), (nxt, _) in zip(slabs, slabs[1:], strict=False)):
+            continue
+        shape = list(shape_of(pads[0]))
+        inputs: list[SSAValue] = []
+        end = slabs[0][0]
+        for v, (lo, n) in zip(pads, slabs, strict=True):
+            if lo > end:  # a gap between two slabs: zeros
+                gap = [*shape[:d], lo - end, *shape[d + 1 :]]
+                inputs.append(b.broadcast(b(pg.ConstantOp(_scalar(element_of(v), 0.0))), gap))
+            inputs.append(v.owner.input)  # type: ignore[union-attr]
+            end = lo + n
+        low, high = [0] * len(shape), [0] * len(shape)
+        low[d], high[d] = slabs[0][0], shape[d] - end
+        total = b(pg.ConcatOp(inputs, d))
+        if low[d] or high[d]:
+            total = b(pg.PadOp(total, low, high, [0] * len(shape)))
+        joined[pads[0]] = total
+        joined.update((v, None) for v in pads[1:])
+    return [w for v in parts if (w := joined.get(v, v)) is not None]
+
+
+def _product(v: SSAValue) -> tuple[tuple[int, ...], pg.MatmulOp] | None:
+    """(the permutation, the matmul) when ``v`` is a matrix product of 2-D operands or a ``pg.permute`` of one (no
+    permutation: ``()``), or None."""
+    op = v.owner
+    perm: tuple[int, ...] = ()
+    if isinstance(op, pg.PermuteOp):
+        perm = tuple(op.perm_list)
+        op = op.input.owner
+    if not isinstance(op, pg.MatmulOp) or len(shape_of(op.lhs)) != 2 or len(shape_of(op.rhs)) != 2:
+        return None
+    return perm, op
+
+
+def join_products(b: Builder, parts: Sequence[SSAValue]) -> list[SSAValue]:
+    """``parts`` with the matrix products ``A_k @ B_k`` (each maybe permuted alike) joined into one product
+    ``[A_1 ... A_n] @ [B_1; ...; B_n]`` of the operands concatenated along the contracted dim: the gradient of a
+    weight that every step of an unrolled sequence multiplies (an LSTM's ``W_hh``) is one matmul over all steps,
+    not one per step and a sum. ``A_k = a_k^T`` (the vjp's transposed activations) concatenate as ``(concat_k
+    a_k)^T``, which the matmul reads transposed in place. The sum is the same up to rounding (another order)."""
+    groups: dict[tuple, list[tuple[SSAValue, pg.MatmulOp]]] = {}
+    for v in parts:
+        found = _product(v)
+        if found is not None:
+            perm, op = found
+            groups.setdefault((perm, op.allows_tf32), []).append((v, op))
+    joined: dict[SSAValue, SSAValue | None] = {}
+    for (perm, tf32), members in groups.items():
+        if len(members) < 2:
+            continue
+        lhs = [op.lhs for _, op in members]
+        if all(isinstance(x.owner, pg.PermuteOp) and tuple(x.owner.perm_list) == (1, 0) for x in lhs):  # type: ignore[union-attr]
+            a = b(pg.PermuteOp(b(pg.ConcatOp([x.owner.input for x in lhs], 0)), [1, 0]))  # type: ignore[union-attr]
+        else:
+            a = b(pg.ConcatOp(lhs, 1))
+        total = b(pg.MatmulOp(a, b(pg.ConcatOp([op.rhs for _, op in members], 0)), tf32))
+        joined[members[0][0]] = b(pg.PermuteOp(total, perm)) if perm else total
+        joined.update((v, None) for v, _ in members[1:])
+    return [w for v in parts if (w := joined.get(v, v)) is not None]
+
+
+def _scalar(element: Any, value: float) -> DenseIntOrFPElementsAttr:
+    return DenseIntOrFPElementsAttr.from_list(TensorType(element, []), [value])
+
+
 def expand_grad(grad: pg.GradOp) -> None:
     """Replace ``grad`` by the ops computing its gradients, inserted right before it, and erase it.
 
@@ -554,20 +660,30 @@ def expand_grad(grad: pg.GradOp) -> None:
 
     created: list[Operation] = []
     here = Builder(grad, grad.location, created)
-    adjoint = {grad.root: grad.seed if grad.seed is not None else here.full(1.0, grad.root)}
+    # the contributions to each value's adjoint (fan-out), summed when the adjoint is first read
+    pending = {grad.root: [grad.seed if grad.seed is not None else here.full(1.0, grad.root)]}
+
+    def adjoint(value: SSAValue, b: Builder) -> SSAValue | None:
+        if value not in pending:
+            return None
+        parts = pending[value]
+        if len(parts) > 1:
+            pending[value] = parts = [accumulate(b, parts)]
+        return parts[0]
+
     for op in tape:
-        g = adjoint.get(op.results[0])  # every differentiable pg op has one result
         rule = VJP_RULES[type(op)]
+        b = Builder(grad, op.location, created)
+        g = adjoint(op.results[0], b)  # every differentiable pg op has one result
         if g is None or rule is None:
             continue
-        b = Builder(grad, op.location, created)
         for value, contribution in zip(op.operands, rule(b, op, g), strict=True):
             if contribution is None or value not in active:
                 continue
             assert contribution.type == value.type, f"vjp of {op.name}: {contribution.type} for {value.type}"
-            adjoint[value] = b.add(adjoint[value], contribution) if value in adjoint else contribution
+            pending.setdefault(value, []).append(contribution)
     for result, value in zip(grad.grads, grad.wrt, strict=True):
-        result.replace_all_uses_with(adjoint[value] if value in adjoint else here.zeros(value))
+        result.replace_all_uses_with(adjoint(value, here) or here.zeros(value))
     Rewriter.erase_op(grad)
     for op in reversed(created):  # what no gradient uses: the adjoints of inactive operands and their inputs
         if all(not r.uses for r in op.results):

@@ -24,7 +24,8 @@ scheduler):
   third bullet) is computed once, in a kernel of its own, and written out; it is never recomputed, except for
   *cheap* ops, which are copied into every kernel that uses them: generators, views and elementwise ops on one
   element (0-d scalars such as a learning rate cast to ``f32``) as long as the scalar computation reads at most
-  ``MAX_SCALAR_READS`` values. Constants are therefore never kernel inputs.
+  ``MAX_SCALAR_READS`` values. Constants are therefore never kernel inputs. With ``recompute`` (the CPU backend's
+  choice), elementwise ops that read little more than their own size (``_recomputable``) are copied too.
 - Then multi-output fusion: a kernel of elementwise ops whose output has the iteration shape of a consuming
   elementwise kernel (its output shape) or reduction kernel (the shape of the reduction's input) merges into it,
   so that one pass over the data computes both and the value is written out on the way (``exp(x - max)``
@@ -119,6 +120,39 @@ def _scalar_reads(op: Operation) -> int:
     return len(reads)
 
 
+MAX_RECOMPUTE_OPS = 8
+"""With ``recompute``, an elementwise op is copied into the kernels that use it while it and the elementwise ops it
+depends on (copied with it) are at most this many and read little more memory than the op's result holds."""
+
+
+def _recomputable(op: Operation) -> bool:
+    """Whether ``op`` (elementwise) and the elementwise ops, generators and views it depends on, at most
+    ``MAX_RECOMPUTE_OPS`` of them, read at most 9/8 of the elements of ``op``'s result from outside: recomputing
+    it where it is used reads about as much memory as reading it back would, and saves writing it (the GELU's
+    ``0.5 * x`` and ``1 + erf(x / sqrt(2))`` of ``x = h + bias``, which the backward pass uses too)."""
+    budget = 9 * int(np.prod(shape_of(op.results[0]))) // 8
+    reads: set[SSAValue] = set()
+    seen = {op}
+    stack = [op]
+    ops = 1
+    while stack:
+        for v in stack.pop().operands:
+            owner = v.owner
+            if isinstance(owner, FUSIBLE):
+                if owner not in seen:
+                    seen.add(owner)
+                    stack.append(owner)
+                    ops += isinstance(owner, ELEMENTWISE)
+                    if ops > MAX_RECOMPUTE_OPS:
+                        return False
+            elif v not in reads:
+                reads.add(v)
+                budget -= int(np.prod(shape_of(v)))
+                if budget < 0:
+                    return False
+    return True
+
+
 def is_cheap(op: Operation) -> bool:
     """Whether ``op`` is copied into each kernel that uses it rather than computed once: generators, views, and
     elementwise ops with a one-element result whose computation reads at most ``MAX_SCALAR_READS`` values."""
@@ -148,8 +182,9 @@ class Group:
 class _Former:
     """Forms the groups of one function body (see the module docstring) and rewrites it into kernels."""
 
-    def __init__(self, fn: func.FuncOp, names: _Names):
+    def __init__(self, fn: func.FuncOp, names: _Names, recompute: bool = False):
         self.fn = fn
+        self.recompute = recompute
         self.names = names
         if len(fn.body.blocks) != 1:
             raise PassFailedException(f"pg-fuse: @{fn.sym_name.data} has {len(fn.body.blocks)} blocks, expected one")
@@ -275,7 +310,8 @@ class _Former:
                     targets.append(g)
         if not targets and not written:
             return  # dead (cse/dce leave none); nothing needs it
-        if is_cheap(op):
+        shared = len(targets) > 1 or (targets and written)
+        if is_cheap(op) or (self.recompute and shared and isinstance(op, ELEMENTWISE) and _recomputable(op)):
             for g in targets:
                 self._add(g, op, home=False)
             if written:
@@ -475,10 +511,10 @@ class _Names:
                 return name
 
 
-def fuse_function(fn: func.FuncOp, names: _Names | None = None) -> int:
+def fuse_function(fn: func.FuncOp, names: _Names | None = None, recompute: bool = False) -> int:
     """Form the kernels of one function in place (see the module docstring); returns how many it has."""
     names = names or _Names(())
-    former = _Former(fn, names)
+    former = _Former(fn, names, recompute)
     former.group()
     former.merge()
     return former.rewrite()
@@ -493,17 +529,20 @@ class PgFuse(ModulePass):
     """Group each function's ``pg`` ops into ``kernel.fused`` ops (see the module docstring). Raises
     ``PassFailedException`` on a function that still has ``pg.grad`` or optimizer ops, or non-``pg`` ops.
 
-    Option ``report`` (default false): print ``pg-fuse: @<function>: <n> kernels`` to stderr."""
+    Option ``report`` (default false): print ``pg-fuse: @<function>: <n> kernels`` to stderr. Option ``recompute``
+    (default false; the CPU backend's choice): cheap elementwise ops used by several kernels are recomputed in each
+    rather than written out once and read back (see ``_recomputable``)."""
 
     name = "pg-fuse"
 
     report: bool = False
+    recompute: bool = False
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         names = _Names(o.sym_name.data for o in op.walk() if isinstance(o, kernel.FusedOp | kernel.LaunchOp))
         for fn in _functions(op):
             if not fn.body.blocks:
                 continue  # a declaration
-            count = fuse_function(fn, names)
+            count = fuse_function(fn, names, self.recompute)
             if self.report:
                 print(f"pg-fuse: @{fn.sym_name.data}: {count} kernels", file=sys.stderr)

@@ -396,7 +396,7 @@ class CpuFunction:
                         if key not in by_text:
                             by_text[key] = len(functions)
                             f.name = f"nest{len(functions)}"
-                            f.text = f.text.replace("@NEST(", f"@{f.name}(", 1)
+                            f.text = f.text.replace("@NEST", f"@{f.name}")  # the nest and its body
                             functions.append(f)
                         steps.append((by_text[key], m, _work(n), f.lower, f.upper))
                         kernel_names.append(name)

@@ -9,8 +9,12 @@ Input: one ``scf.parallel`` nest of the loop stage (``pg-bufferize`` then ``pg-t
 that runs the iterations ``lo <= i < hi`` of the nest's outermost parallel dimension (all of its inner dimensions),
 so that threads can split a nest by its first dimension. ``%slots`` is the runtime's table of buffer addresses and
 ``%map`` the nest's own table of slot numbers: its k-th buffer is ``slots[map[k]]``, read once at entry (so that
-the nests of the layers of a model, which differ only in their buffers, are one function). Values the nest uses
-from outside are constants (``arith.constant``) or buffers; anything else raises :class:`Unsupported`.
+the nests of the layers of a model, which differ only in their buffers, are one function) and passed to the
+nest's body, ``@NAME.body(ptr noalias %buf0, ..., i64 %lo, i64 %hi)`` (internal, always inlined): the distinct
+buffers of a nest never overlap where one is written (the memory plan keeps a kernel's outputs apart from its
+inputs), and saying so lets LLVM keep a loaded value in a register across stores and vectorize (a gather's row
+index was reloaded after every element stored). Values the nest uses from outside are constants
+(``arith.constant``) or buffers; anything else raises :class:`Unsupported`.
 
 **Translation**, table-driven (the way xDSL's ``convert_arith_to_x86`` maps ops): ``BINARY`` (one LLVM
 instruction), ``INTRINSICS`` (an ``llvm.*`` intrinsic), ``CASTS``, the comparison predicates (MLIR's ``cmpf``/
@@ -174,7 +178,6 @@ class _Emitter:
         self.declares: set[str] = set()
         self.count = 0
         self.block = "entry"
-        self.entry: list[str] = []  # base-pointer loads, emitted at the top of the entry block
         self.hoisted: set[Operation] = set()  # ops emitted before the loops
 
     # -- names, blocks, instructions
@@ -216,14 +219,8 @@ class _Emitter:
         if buf not in self.bases:
             if not isinstance(buf.type, MemRefType):
                 raise Unsupported(f"buffer {buf}")
-            k = len(self.buffers)
+            self.bases[buf] = f"%buf{len(self.buffers)}"
             self.buffers.append(buf)
-            at, slot, addr, name = (self.fresh(h) for h in ("m", "k", "s", "b"))
-            self.entry.append(f"  {at} = getelementptr i64, ptr %map, i64 {k}")
-            self.entry.append(f"  {slot} = load i64, ptr {at}")
-            self.entry.append(f"  {addr} = getelementptr ptr, ptr %slots, i64 {slot}")
-            self.entry.append(f"  {name} = load ptr, ptr {addr}")
-            self.bases[buf] = name
         return self.bases[buf]
 
     def address(self, buf: SSAValue, indices: Sequence[SSAValue]) -> tuple[str, str, bool]:
@@ -605,13 +602,17 @@ def emit_nest(nest: scf.ParallelOp, name: str) -> NestFunction:
         e.parallel(nest, list(nest.body.block.args), 0, bounds=("%lo", "%hi"))
     e.line("ret void")
     lower, upper = (_constant_int(v) for v in (nest.lowerBound[0], nest.upperBound[0]))
-    head = [
-        f"define void @{name}(ptr noalias %slots, ptr noalias %map, i64 %lo, i64 %hi) {{",
-        "entry:",
-        *e.entry,
-        "  br label %body0",
-    ]
-    text = "\n".join([*head, *e.lines, "}"])
+    params = [f"ptr noalias %buf{k}" for k in range(len(e.buffers))]
+    body = [f"define internal void @{name}.body({', '.join([*params, 'i64 %lo', 'i64 %hi'])}) alwaysinline {{"]
+    wrapper = [f"define void @{name}(ptr noalias %slots, ptr noalias %map, i64 %lo, i64 %hi) {{", "entry:"]
+    for k in range(len(e.buffers)):
+        wrapper.append(f"  %m{k} = getelementptr i64, ptr %map, i64 {k}")
+        wrapper.append(f"  %k{k} = load i64, ptr %m{k}")
+        wrapper.append(f"  %s{k} = getelementptr ptr, ptr %slots, i64 %k{k}")
+        wrapper.append(f"  %b{k} = load ptr, ptr %s{k}")
+    args = ", ".join([*(f"ptr %b{k}" for k in range(len(e.buffers))), "i64 %lo", "i64 %hi"])
+    wrapper += [f"  call void @{name}.body({args})", "  ret void", "}"]
+    text = "\n".join([*body, "entry:", "  br label %body0", *e.lines, "}", "", *wrapper])
     return NestFunction(name, text, e.declares, lower, upper, tuple(e.buffers))
 
 
@@ -838,7 +839,17 @@ class LlvmArith(gpu_math.Arith[str, str, str]):
         return str(value)
 
     def to_int(self, a: str) -> str:
-        return self.e.call("fptosi.sat", self.it, [(self.t, a)], suffix=f"{self.it}.{_suffix(self.t)}")
+        """``cvt.rzi``'s saturating truncation (NaN gives 0), as selects around a plain ``fptosi`` of a value in
+        range: LLVM's loop vectorizer leaves a loop calling ``llvm.fptosi.sat`` scalar (every ``exp``, ``erf``,
+        ``sin`` made one)."""
+        w, p = self.fmt.bits, 24 if self.fmt.bits == 32 else 53
+        top = 2.0 ** (w - 1)  # the first value out of range; the largest one in range: top - 2 ** (w - 1 - p)
+        x = self.sel(self.cmp("lt", a, self.c(-top)), self.c(-top), a)
+        x = self.sel(self.cmp("ge", x, self.c(top)), self.c(top - 2.0 ** (w - 1 - p)), x)
+        x = self.sel(self.cmp("nan", a, a), self.c(0.0), x)
+        n = self.e.emit(f"fptosi {self.t} {x} to {self.it}")
+        high = self.cmp("ge", a, self.c(top))
+        return self.e.emit(f"select i1 {high}, {self.it} {2 ** (w - 1) - 1}, {self.it} {n}")
 
     def to_float(self, i: str) -> str:
         return self.e.emit(f"sitofp {self.it} {i} to {self.t}")
