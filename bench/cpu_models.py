@@ -274,7 +274,7 @@ def main() -> None:
     parser.add_argument("--models", default=",".join(MODELS), help=f"comma-separated, of {', '.join(MODELS)}")
     parser.add_argument("--threads", default="1,2", help="comma-separated thread counts")
     parser.add_argument("--runs", type=int, default=3, help="repeats of everything (the table: median ratio)")
-    parser.add_argument("--steps", type=int, default=None, help="timed steps (default: 100 names, 40 cnn/ddpm, 15 gpt/bert)")
+    parser.add_argument("--steps", type=int, help="timed steps (default: 100 names, 40 cnn/ddpm, 15 gpt/bert)")
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--out", default=os.path.join(HERE, "results", "cpu_models.json"))
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
