@@ -59,7 +59,13 @@ def _window_index(
 
 
 def _permute(b: Builder, x: SSAValue, perm: list[int]) -> SSAValue:
-    """``x`` permuted by ``perm``: a reshape where the dims longer than 1 keep their order (no copy)."""
+    """``x`` permuted by ``perm``, composed with the permute that makes ``x`` if one does (one copy instead of two:
+    autodiff's permutes of the input and the output gradient for the weight gradient); a reshape where the dims
+    longer than 1 keep their order (no copy)."""
+    producer = x.owner
+    if isinstance(producer, pg.PermuteOp):
+        inner = producer.perm_list
+        x, perm = producer.input, [inner[p] for p in perm]
     shape = shape_of(x)
     if [d for d in perm if shape[d] > 1] == [d for d in range(len(shape)) if shape[d] > 1]:
         return b.reshape(x, [shape[d] for d in perm])
@@ -79,14 +85,17 @@ def conv_as_matmul(b: Builder, op: pg.ConvOp) -> SSAValue:
         x = b(pg.PadOp(x, [0, *op.lows, 0], [0, *op.highs, 0]))
     padded = list(shape_of(x)[1:-1])
     flat = b.reshape(x, (n, math.prod(padded), c))
-    index = _window_index(b, q, kernel, list(op.strides), list(op.dilations), padded)
-    windows = b(pg.GatherOp(flat, index, 1))  # (N, Q, K, C)
+    if ks == 1 and padded == q and all(s == 1 for s in op.strides):
+        windows = b.reshape(flat, (n, qs, 1, c))  # a 1x1 convolution: the input is the im2col matrix
+    else:
+        index = _window_index(b, q, kernel, list(op.strides), list(op.dilations), padded)
+        windows = b(pg.GatherOp(flat, index, 1))  # (N, Q, K, C)
     if groups == 1:
         cols = b.reshape(windows, (1, n * qs, ks * c))
     else:
         cols = _permute(b, b.reshape(windows, (n, qs, ks, groups, cg)), [3, 0, 1, 2, 4])
         cols = b.reshape(cols, (groups, n * qs, ks * cg))
-    wk = b.reshape(_permute(b, b.reshape(w, (groups, og, cg, ks)), [0, 1, 3, 2]), (groups, og, ks * cg))
+    wk = b.reshape(_permute(b, w, [0, *range(2, 2 + r), 1]), (groups, og, ks * cg))  # (O, *K, C/G)
     out = b(pg.MatmulOp(cols, b(pg.PermuteOp(wk, [0, 2, 1]))))  # (G, N * Q, O/G)
     out = _permute(b, b.reshape(out, (groups, n, qs, og)), [1, 0, 3, 2])
     return b.reshape(out, (n, o, *q))
@@ -103,4 +112,8 @@ class PgDecomposeConv(ModulePass):
             created: list[Operation] = []
             out = conv_as_matmul(Builder(conv, conv.location, created), conv)
             conv.result.replace_all_uses_with(out)
+            producers = [v.owner for v in conv.operands]
             Rewriter.erase_op(conv)
+            for p in producers:  # a permute now composed into the lowering's own
+                if isinstance(p, pg.PermuteOp) and not p.result.uses:
+                    Rewriter.erase_op(p)

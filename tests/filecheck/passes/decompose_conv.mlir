@@ -30,9 +30,8 @@ func.func @conv2d(%x: tensor<2x4x7x6xf32>, %w: tensor<6x2x3x2xf32>) -> tensor<2x
 // CHECK-NEXT:    %[[G:.*]] = pg.reshape %[[WIN]] : tensor<2x16x6x4xf32> -> tensor<2x16x6x2x2xf32>
 // CHECK-NEXT:    %[[GP:.*]] = pg.permute %[[G]] perm = [3, 0, 1, 2, 4] : tensor<2x16x6x2x2xf32> -> tensor<2x2x16x6x2xf32>
 // CHECK-NEXT:    %[[COLS:.*]] = pg.reshape %[[GP]] : tensor<2x2x16x6x2xf32> -> tensor<2x32x12xf32>
-// CHECK-NEXT:    %[[WG:.*]] = pg.reshape %w : tensor<6x2x3x2xf32> -> tensor<2x3x2x6xf32>
-// CHECK-NEXT:    %[[WP:.*]] = pg.permute %[[WG]] perm = [0, 1, 3, 2] : tensor<2x3x2x6xf32> -> tensor<2x3x6x2xf32>
-// CHECK-NEXT:    %[[WK:.*]] = pg.reshape %[[WP]] : tensor<2x3x6x2xf32> -> tensor<2x3x12xf32>
+// CHECK-NEXT:    %[[WP:.*]] = pg.permute %w perm = [0, 2, 3, 1] : tensor<6x2x3x2xf32> -> tensor<6x3x2x2xf32>
+// CHECK-NEXT:    %[[WK:.*]] = pg.reshape %[[WP]] : tensor<6x3x2x2xf32> -> tensor<2x3x12xf32>
 // CHECK-NEXT:    %[[WM:.*]] = pg.permute %[[WK]] perm = [0, 2, 1] : tensor<2x3x12xf32> -> tensor<2x12x3xf32>
 // CHECK-NEXT:    %[[MM:.*]] = pg.matmul %[[COLS]], %[[WM]] : (tensor<2x32x12xf32>, tensor<2x12x3xf32>) -> tensor<2x32x3xf32>
 // CHECK-NEXT:    %[[R:.*]] = pg.reshape %[[MM]] : tensor<2x32x3xf32> -> tensor<2x2x16x3xf32>
@@ -56,6 +55,23 @@ func.func @conv1d(%x: tensor<1x3x8xf64>, %w: tensor<1x3x3xf64>) -> tensor<1x1x6x
 // CHECK-NEXT:    pg.reshape %{{.*}} : tensor<1x1x6x1xf64> -> tensor<1x1x1x6xf64>
 // CHECK-NOT:     pg.gather
 // CHECK-NOT:     pg.permute
+
+// A 1x1 convolution reads its input, channels last, as the im2col matrix (no gather); the permute that makes its
+// input (as autodiff's for the weight gradient) is composed with the lowering's own.
+func.func @conv1x1(%x: tensor<3x2x4x5xf32>, %w: tensor<6x3x1x1xf32>) -> tensor<2x6x4x5xf32> {
+  %t = pg.permute %x perm = [1, 0, 2, 3] : tensor<3x2x4x5xf32> -> tensor<2x3x4x5xf32>
+  %y = pg.conv %t, %w stride = [1, 1] dilation = [1, 1] pad_low = [0, 0] pad_high = [0, 0] groups = 1 : (tensor<2x3x4x5xf32>, tensor<6x3x1x1xf32>) -> tensor<2x6x4x5xf32>
+  func.return %y : tensor<2x6x4x5xf32>
+}
+
+// CHECK-LABEL: func.func @conv1x1
+// CHECK-NOT:     pg.gather
+// CHECK:         %[[XL:.*]] = pg.permute %x perm = [1, 2, 3, 0] : tensor<3x2x4x5xf32> -> tensor<2x4x5x3xf32>
+// CHECK-NEXT:    %[[F:.*]] = pg.reshape %[[XL]] : tensor<2x4x5x3xf32> -> tensor<2x20x3xf32>
+// CHECK-NEXT:    %[[W:.*]] = pg.reshape %[[F]] : tensor<2x20x3xf32> -> tensor<2x20x1x3xf32>
+// CHECK-NEXT:    pg.reshape %[[W]] : tensor<2x20x1x3xf32> -> tensor<1x40x3xf32>
+// CHECK-NOT:     pg.gather
+// CHECK:         pg.matmul
 
 // ROUND: pg.conv %x, %w stride = [2, 1] dilation = [1, 2] pad_low = [1, 0] pad_high = [1, 0] groups = 2 : (tensor<2x4x7x6xf32>, tensor<6x2x3x2xf32>) -> tensor<2x6x4x4xf32>
 // ROUND: pg.conv %x, %w stride = [1] dilation = [1] pad_low = [0] pad_high = [0] groups = 1
