@@ -112,7 +112,7 @@ class PgDecomposeConv(ModulePass):
             created: list[Operation] = []
             out = conv_as_matmul(Builder(conv, conv.location, created), conv)
             conv.result.replace_all_uses_with(out)
-            producers = [v.owner for v in conv.operands]
+            producers = list(dict.fromkeys(v.owner for v in conv.operands))
             Rewriter.erase_op(conv)
             for p in producers:  # a permute now composed into the lowering's own
                 if isinstance(p, pg.PermuteOp) and not p.result.uses:
