@@ -532,8 +532,7 @@ def test_conv_loop_stage(case: int, grad: bool, rng: np.random.Generator) -> Non
 
 
 def test_conv_of_one_permute_twice(rng: np.random.Generator) -> None:
-    """Input and weight are one permuted tensor: the lowering composes that permute into both of its own and erases
-    it once."""
+    """Input and weight are one permuted tensor: the lowering composes that permute into both of its own."""
 
     def body(e, a):
         p = e(pgd.PermuteOp(a, (1, 0, 2, 3)))  # (3, 3, 4, 4), as input (N, C, H, W) and weight (O, C, K, K)
