@@ -5,8 +5,10 @@ Models, each at its example's default CPU config, built by the example's own cod
 copied): ``examples/names.py`` --type mlp, rnn, gru, lstm and transformer (twin ``bench/names_twin.py``), the GPT of
 ``examples/gpt_shakespeare.py`` (``--config cpu``; twin ``bench/gpt_shakespeare_twin.py``) and the masked LM of
 ``examples/bert_shakespeare.py`` (twin ``bench/bert_shakespeare_twin.py``; the twin gets numpy-drawn masks, the
-picograd step draws its own, which changes nothing in the work of a step). Both start from picograd's initial
-``state_dict`` and take the same batches.
+picograd step draws its own, which changes nothing in the work of a step), the CNN of ``examples/cnn_digits.py``
+(twin ``bench/cnn_digits_twin.py``) and the U-Net DDPM of ``examples/ddpm_digits.py`` (twin
+``bench/ddpm_digits_twin.py``; each side draws its own timesteps and noise inside its step, as the example does).
+Both start from picograd's initial ``state_dict`` and take the same batches.
 
 Method: one child process per thread count n, started with ``OMP_NUM_THREADS=n`` and ``OPENBLAS_NUM_THREADS=n`` (so
 numpy's BLAS, which reads them when it loads, has n threads) and calling ``torch.set_num_threads(n)`` and
@@ -45,7 +47,7 @@ sys.path.insert(0, os.path.join(ROOT, "examples"))
 sys.path.insert(0, HERE)
 
 NAMES_TYPES = ("mlp", "rnn", "gru", "lstm", "transformer")
-MODELS = (*(f"names-{k}" for k in NAMES_TYPES), "gpt", "bert")
+MODELS = (*(f"names-{k}" for k in NAMES_TYPES), "gpt", "bert", "cnn", "ddpm")
 SEED = 1337
 
 # A case: (picograd step, PyTorch step, batches); each step takes one batch and returns the loss as a float.
@@ -153,10 +155,77 @@ def bert_case(n: int) -> Case:
     return ours, lambda b: theirs(b[1:]), batches
 
 
+def cnn_case(n: int) -> Case:
+    import cnn_digits as ex
+    import cnn_digits_twin as tw
+    import digits_data as dd
+    import numpy as np
+    import torch
+
+    import picograd as pg
+
+    ex.model, ex.opt = ex.make(SEED)
+    step = pg.compile(ex.train_step.fn)
+    twin = tw.from_picograd(tw.TorchCNN(), ex.model.state_dict())
+    topt = torch.optim.Adam(twin.parameters(), lr=ex.LR, foreach=False)
+    data = dd.load_digits()
+    x_train = dd.to_unit(data.x_train)
+    rng = np.random.default_rng(SEED)
+    batches = [(x_train[i], data.y_train[i]) for i in (dd.batches(len(x_train), ex.BATCH, rng) for _ in range(n))]
+
+    def ours(b) -> float:
+        return step(pg.tensor(b[0]), pg.tensor(b[1])).item()
+
+    def theirs(b) -> float:
+        loss = torch.nn.functional.cross_entropy(twin(torch.from_numpy(b[0])), torch.from_numpy(b[1]))
+        topt.zero_grad(set_to_none=True)
+        loss.backward()
+        topt.step()
+        return loss.item()
+
+    return ours, theirs, batches
+
+
+def ddpm_case(n: int) -> Case:
+    import cnn_digits_twin
+    import ddpm_digits as ex
+    import ddpm_digits_twin as tw
+    import digits_data as dd
+    import numpy as np
+    import torch
+
+    import picograd as pg
+
+    ex.model, ex.opt, ex.sched = ex.make(SEED)
+    step = pg.compile(ex.train_step.fn)
+    twin = cnn_digits_twin.from_picograd(tw.TorchUNet(), ex.model.state_dict())
+    topt = torch.optim.Adam(twin.parameters(), lr=ex.LR, foreach=False)
+    alpha_bar = torch.cumprod(1.0 - torch.from_numpy(ex.betas()), 0)
+    x_train = dd.to_signed(dd.load_digits().x_train)
+    rng = np.random.default_rng(SEED)
+    batches = [x_train[dd.batches(len(x_train), ex.BATCH, rng)] for _ in range(n)]
+
+    def ours(b) -> float:
+        return step(pg.tensor(b))[0].item()
+
+    def theirs(b) -> float:  # timesteps and noise drawn here, as picograd's step draws them
+        x0 = torch.from_numpy(b)
+        t = torch.randint(0, ex.T, (x0.shape[0],))
+        noise = torch.randn_like(x0)
+        a = alpha_bar[t][:, None, None, None]
+        loss = torch.nn.functional.mse_loss(twin(a.sqrt() * x0 + (1 - a).sqrt() * noise, t), noise)
+        topt.zero_grad(set_to_none=True)
+        loss.backward()
+        topt.step()
+        return loss.item()
+
+    return ours, theirs, batches
+
+
 def make_case(model: str, n: int) -> Case:
     if model.startswith("names-"):
         return names_case(model.removeprefix("names-"), n)
-    return gpt_case(n) if model == "gpt" else bert_case(n)
+    return {"gpt": gpt_case, "bert": bert_case, "cnn": cnn_case, "ddpm": ddpm_case}[model](n)
 
 
 def measure(model: str, steps: int, warmup: int) -> dict[str, Any]:
@@ -205,12 +274,12 @@ def main() -> None:
     parser.add_argument("--models", default=",".join(MODELS), help=f"comma-separated, of {', '.join(MODELS)}")
     parser.add_argument("--threads", default="1,2", help="comma-separated thread counts")
     parser.add_argument("--runs", type=int, default=3, help="repeats of everything (the table: median ratio)")
-    parser.add_argument("--steps", type=int, default=None, help="timed steps (default: 100 names, 15 gpt/bert)")
+    parser.add_argument("--steps", type=int, help="timed steps (default: 100 names, 40 cnn/ddpm, 15 gpt/bert)")
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--out", default=os.path.join(HERE, "results", "cpu_models.json"))
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    args.steps_for = lambda m: args.steps or (100 if m.startswith("names-") else 15)
+    args.steps_for = lambda m: args.steps or (100 if m.startswith("names-") else 40 if m in ("cnn", "ddpm") else 15)
     for m in args.models.split(","):
         if m not in MODELS:
             parser.error(f"unknown model '{m}'; models are {', '.join(MODELS)}")

@@ -531,6 +531,16 @@ def test_conv_loop_stage(case: int, grad: bool, rng: np.random.Generator) -> Non
     check(conv_module(c, grad), conv_inputs(c, grad, rng), fuse=decompose_then_fuse, rtol=1e-10)
 
 
+def test_conv_of_one_permute_twice(rng: np.random.Generator) -> None:
+    """Input and weight are one permuted tensor: the lowering composes that permute into both of its own."""
+
+    def body(e, a):
+        p = e(pgd.PermuteOp(a, (1, 0, 2, 3)))  # (3, 3, 4, 4), as input (N, C, H, W) and weight (O, C, K, K)
+        return [e(pgd.ConvOp(p, p, [1, 1], [1, 1], [1, 1], [1, 1], 1))]
+
+    check(build([t(3, 3, 4, 4, el=f64)], body), [rng.standard_normal((3, 3, 4, 4))], fuse=decompose_then_fuse)
+
+
 @pytest.mark.parametrize("case", [0, 2])
 def test_conv_ptx(case: int, rng: np.random.Generator) -> None:
     from _ir import only_func

@@ -343,3 +343,26 @@ def test_scatter_add_nest_runs_its_rows_outside(monkeypatch, rng: np.random.Gene
     got = pg.compile(step)(pg.tensor(ids), pg.tensor(w))
     np.testing.assert_allclose(got.numpy(), want, rtol=1e-5, atol=1e-5)
     assert any(t is not None for t in taken)
+
+
+def test_reduction_loops_around_loops_are_not_vectorized(monkeypatch, rng: np.random.Generator) -> None:
+    """A sum over the batch and the spatial dims of (N, C, H, W) (GroupNorm's weight gradient) marks its loop over
+    the batch, which holds the spatial loops, as not to be vectorized (each such loop its own loop ID), and gives the
+    numpy executor's result."""
+    texts: list[str] = []
+    make = llvm_ir.module_text
+    monkeypatch.setattr(llvm_ir, "module_text", lambda *a: texts.append(make(*a)) or texts[-1])
+    monkeypatch.setenv("PICOGRAD_CACHE_DIR", "")
+    x, g = (rng.standard_normal((6, 8, 4, 4)).astype(np.float32) for _ in range(2))
+
+    def step(a: pg.Tensor, b: pg.Tensor) -> tuple[pg.Tensor, pg.Tensor]:
+        return (a * b).sum((0, 2, 3)), (a * a).sum((0, 2, 3))
+
+    got = pg.compile(step)(pg.tensor(x), pg.tensor(g))
+    np.testing.assert_allclose(got[0].numpy(), (x * g).sum((0, 2, 3)), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(got[1].numpy(), (x * x).sum((0, 2, 3)), rtol=1e-5, atol=1e-5)
+    (text,) = texts
+    assert llvm_ir.NO_VECTORIZE not in text
+    loop_ids = [line.split(" = ")[0] for line in text.splitlines() if "= distinct !{" in line]
+    assert len(loop_ids) >= 2 and len(set(loop_ids)) == len(loop_ids)
+    assert all(text.count(f"!llvm.loop {i}\n") == 1 for i in loop_ids)

@@ -1,12 +1,20 @@
 """``pg-decompose-conv``: the reference lowering of ``pg.conv`` into ``pg`` ops, run before kernel formation so that
 the loop, GPU and PTX stages need nothing new. The convolution becomes im2col and one (batched over groups)
-matmul (Chellapilla et al., "High performance convolutional neural networks for document processing", 2006):
+matmul (Chellapilla et al., "High performance convolutional neural networks for document processing", 2006), with
+the channels last so that the im2col matrix is made by one gather whose rows are runs of contiguous channels:
 
-- ``pg.pad`` of the input by ``pad_low``/``pad_high``;
-- per spatial dim, one ``pg.gather`` of the windows with index ``q stride + k dilation`` (``pg.iota`` arithmetic
-  of shape (Q, K)), turning (N, C, *S) into (N, C, Q1, K1, Q2, K2, ...);
-- a permute/reshape to (G, N * prod(Q), C/G * prod(K)) and the weight to (G, C/G * prod(K), O/G);
-- ``pg.matmul``, then a reshape/permute to (N, O, *Q).
+- ``pg.permute`` of the input (N, C, *S) to (N, *S, C), and ``pg.pad`` of its spatial dims by ``pad_low``/
+  ``pad_high``;
+- the spatial dims flattened to one, (N, P, C), and one ``pg.gather`` of the windows along it with the (Q, K) index
+  ``sum_i (q_i stride_i + k_i dilation_i) * prod(padded dims after i)`` (``pg.iota`` arithmetic over
+  (*Q, *K)), giving (N, Q, K, C): as (N * Q, K * C), the im2col matrix itself (a view: no copy beyond the gather;
+  with groups, a permute to (G, N * Q, K * C/G));
+- the weight (O, C/G, *K) as (G, O/G, K * C/G), read transposed by ``pg.matmul``, then a reshape/permute of the
+  product (G, N * Q, O/G) to (N, O, *Q).
+
+Moving the channels last costs two copies of the input's size; gathering the windows of each spatial dim in turn
+(channels first) copied K_1 times and then prod(K) times the input, and the permute to the im2col layout another
+prod(K) times.
 
 Autodiff runs before it and keeps the op whole (its vjp is convolutions again); an implicit-GEMM schedule would
 replace this pass for the GPU."""
@@ -27,18 +35,41 @@ from picograd.dialects.pg import shape_of
 from picograd.passes.autodiff import Builder
 
 
-def _index(b: Builder, q: int, k: int, stride: int, dilation: int) -> SSAValue:
-    """The (q, k) int64 tensor ``q stride + k dilation``."""
-    t = TensorType(pg.i64, [q, k])
+def _window_index(
+    b: Builder, q: list[int], kernel: list[int], strides: list[int], dilations: list[int], padded: list[int]
+) -> SSAValue:
+    """The (prod(q), prod(kernel)) int64 tensor of flat positions ``sum_i (q_i stride_i + k_i dilation_i) *
+    prod(padded[i+1:])`` in the row-major flattening of the padded spatial dims."""
+    r = len(q)
+    t = TensorType(pg.i64, [*q, *kernel])
+    total: SSAValue | None = None
+    for i in range(r):
+        row = math.prod(padded[i + 1 :])
+        for dim, factor in ((i, strides[i] * row), (r + i, dilations[i] * row)):
+            if (q + kernel)[dim] == 1:
+                continue
+            term = b(pg.IotaOp(t, dim))
+            if factor != 1:
+                c = b(pg.ConstantOp(DenseIntOrFPElementsAttr.from_list(TensorType(pg.i64, []), [factor])))
+                term = b(pg.MulOp(term, b.broadcast(c, (*q, *kernel))))
+            total = term if total is None else b(pg.AddOp(total, term))
+    if total is None:  # one window of one tap
+        total = b(pg.IotaOp(t, 0))
+    return b.reshape(total, (math.prod(q), math.prod(kernel)))
 
-    def scaled(dim: int, factor: int) -> SSAValue:
-        iota = b(pg.IotaOp(t, dim))
-        if factor == 1:
-            return iota
-        c = b(pg.ConstantOp(DenseIntOrFPElementsAttr.from_list(TensorType(pg.i64, []), [factor])))
-        return b(pg.MulOp(iota, b.broadcast(c, (q, k))))
 
-    return b(pg.AddOp(scaled(0, stride), scaled(1, dilation)))
+def _permute(b: Builder, x: SSAValue, perm: list[int]) -> SSAValue:
+    """``x`` permuted by ``perm``, composed with the permute that makes ``x`` if one does (one copy instead of two:
+    autodiff's permutes of the input and the output gradient for the weight gradient); a reshape where the dims
+    longer than 1 keep their order (no copy)."""
+    producer = x.owner
+    if isinstance(producer, pg.PermuteOp):
+        inner = producer.perm_list
+        x, perm = producer.input, [inner[p] for p in perm]
+    shape = shape_of(x)
+    if [d for d in perm if shape[d] > 1] == [d for d in range(len(shape)) if shape[d] > 1]:
+        return b.reshape(x, [shape[d] for d in perm])
+    return b(pg.PermuteOp(x, perm))
 
 
 def conv_as_matmul(b: Builder, op: pg.ConvOp) -> SSAValue:
@@ -46,22 +77,27 @@ def conv_as_matmul(b: Builder, op: pg.ConvOp) -> SSAValue:
     x, w = op.input, op.weight
     n, c, *_ = shape_of(x)
     o, cg, *kernel = shape_of(w)
-    q = shape_of(op.result)[2:]
+    q = list(shape_of(op.result)[2:])
     r, groups = len(kernel), op.group_count
-    og = o // groups
+    og, qs, ks = o // groups, math.prod(q), math.prod(kernel)
+    x = _permute(b, x, [0, *range(2, 2 + r), 1])  # (N, *S, C)
     if any(op.lows) or any(op.highs):
-        x = b(pg.PadOp(x, [0, 0, *op.lows], [0, 0, *op.highs]))
-    for i, (qi, ki, st, di) in enumerate(zip(q, kernel, op.strides, op.dilations, strict=True)):
-        x = b(pg.GatherOp(x, _index(b, qi, ki, st, di), 2 + 2 * i))  # dim i became (Q, K) pairs before it
-    qs, ks = math.prod(q), math.prod(kernel)
-    windows = b.reshape(x, (n, groups, cg, *(v for qi, ki in zip(q, kernel, strict=True) for v in (qi, ki))))
-    q_dims = [3 + 2 * i for i in range(r)]
-    k_dims = [4 + 2 * i for i in range(r)]
-    cols = b(pg.PermuteOp(windows, [1, 0, *q_dims, 2, *k_dims]))
-    cols = b.reshape(cols, (groups, n * qs, cg * ks))
-    wmat = b(pg.PermuteOp(b.reshape(w, (groups, og, cg * ks)), [0, 2, 1]))
-    out = b(pg.MatmulOp(cols, wmat))  # (G, N * Q, O/G)
-    out = b(pg.PermuteOp(b.reshape(out, (groups, n, qs, og)), [1, 0, 3, 2]))
+        x = b(pg.PadOp(x, [0, *op.lows, 0], [0, *op.highs, 0]))
+    padded = list(shape_of(x)[1:-1])
+    flat = b.reshape(x, (n, math.prod(padded), c))
+    if ks == 1 and padded == q and all(s == 1 for s in op.strides):
+        windows = b.reshape(flat, (n, qs, 1, c))  # a 1x1 convolution: the input is the im2col matrix
+    else:
+        index = _window_index(b, q, kernel, list(op.strides), list(op.dilations), padded)
+        windows = b(pg.GatherOp(flat, index, 1))  # (N, Q, K, C)
+    if groups == 1:
+        cols = b.reshape(windows, (1, n * qs, ks * c))
+    else:
+        cols = _permute(b, b.reshape(windows, (n, qs, ks, groups, cg)), [3, 0, 1, 2, 4])
+        cols = b.reshape(cols, (groups, n * qs, ks * cg))
+    wk = b.reshape(_permute(b, w, [0, *range(2, 2 + r), 1]), (groups, og, ks * cg))  # (O, *K, C/G)
+    out = b(pg.MatmulOp(cols, b(pg.PermuteOp(wk, [0, 2, 1]))))  # (G, N * Q, O/G)
+    out = _permute(b, b.reshape(out, (groups, n, qs, og)), [1, 0, 3, 2])
     return b.reshape(out, (n, o, *q))
 
 
@@ -76,4 +112,8 @@ class PgDecomposeConv(ModulePass):
             created: list[Operation] = []
             out = conv_as_matmul(Builder(conv, conv.location, created), conv)
             conv.result.replace_all_uses_with(out)
+            producers = list(dict.fromkeys(v.owner for v in conv.operands))
             Rewriter.erase_op(conv)
+            for p in producers:  # a permute now composed into the lowering's own
+                if isinstance(p, pg.PermuteOp) and not p.result.uses:
+                    Rewriter.erase_op(p)

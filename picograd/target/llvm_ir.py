@@ -176,6 +176,7 @@ class _Emitter:
         self.names: dict[SSAValue, str] = {}
         self.bases: dict[SSAValue, str] = {}
         self.declares: set[str] = set()
+        self.loops = 0  # loops emitted so far
         self.count = 0
         self.block = "entry"
         self.hoisted: set[Operation] = set()  # ops emitted before the loops
@@ -405,10 +406,15 @@ class _Emitter:
         cond = self.emit(f"icmp slt i64 {iv}, {ub}")
         self.line(f"br i1 {cond}, label %{inner}, label %{done}")
         self.start(inner)
+        loops_before = self.loops
         nxt = body(iv, phis)
+        self.loops += 1
         stepped = self.emit(f"add i64 {iv}, {step}")
         latch = self.block
-        self.line(f"br label %{head}")
+        # a reduction loop around other loops: LLVM would unroll short inner loops fully and vectorize this one
+        # across its strided iterations with gathers (6x slower on GroupNorm's weight gradient than scalar code)
+        outer = bool(carried) and self.loops > loops_before + 1
+        self.line(f"br label %{head}" + (f", !llvm.loop {NO_VECTORIZE}" if outer else ""))
         phi_lines = [f"  {iv} = phi i64 [ {lb}, %{pre} ], [ {stepped}, %{latch} ]"]
         for (t, init), phi, n in zip(carried, phis, nxt, strict=True):
             phi_lines.append(f"  {phi} = phi {t} [ {init}, %{pre} ], [ {n}, %{latch} ]")
@@ -772,12 +778,25 @@ def sequence_text(name: str, calls: Sequence[tuple[str, int, int]]) -> str:
     return "\n".join([*lines, "  ret void", "}"])
 
 
+NO_VECTORIZE = "!NO_VECTORIZE"
+"""Placeholder for the loop ID (``!llvm.loop``) of a loop LLVM must not vectorize: :func:`module_text` gives each
+its own distinct node (so that function texts stay equal across the layers of a model)."""
+
+
 def module_text(functions: Sequence[NestFunction], sequences: Sequence[str] = ()) -> str:
     """One LLVM module holding ``functions``, the intrinsics they declare and the ``sequences``
     (:func:`sequence_text`)."""
     declares = sorted(set().union(*(f.declares for f in functions))) if functions else []
     tail = ["attributes #0 = { noinline }"] if sequences else []
-    return "\n\n".join([*(f.text for f in functions), *sequences, *declares, *tail]) + "\n"
+    text = "\n\n".join([*(f.text for f in functions), *sequences, *declares, *tail]) + "\n"
+    pieces = text.split(NO_VECTORIZE)
+    if len(pieces) == 1:
+        return text
+    ids = [f"!{k + 1}" for k in range(len(pieces) - 1)]
+    nodes = [f"{i} = distinct !{{{i}, !0}}" for i in ids]
+    return "".join(p + i for p, i in zip(pieces, [*ids, ""], strict=True)) + "\n".join(
+        ['!0 = !{!"llvm.loop.vectorize.enable", i1 false}', *nodes, ""]
+    )
 
 
 class LlvmArith(gpu_math.Arith[str, str, str]):
