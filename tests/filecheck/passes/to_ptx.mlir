@@ -6,7 +6,8 @@
 
 // ---- the gpu.module becomes a ptx.module with one .entry per kernel; the host function stays as it is.
 // Each buffer argument is a .u64 parameter made a global address; the view of the arena at byte 1600 is folded into
-// the address offset ([%r + 1600]); the delinearization divides in 32 bits, so the element offset is computed in 32
+// the address offset ([%r + 1600]); the delinearization divides in 32 bits (by the constant 100: a multiply-high,
+// no div/rem, which ptxas would expand into a reciprocal iteration), so the element offset is computed in 32
 // bits too (the indices are index_casts of i32 values) and added to the base with one mad.wide.s32; tanh is
 // expanded from accurate f32 arithmetic (fma.rn, div.rn), never tanh.approx.
 
@@ -24,8 +25,10 @@
 // CHECK:             %[[IN:.*]] = ptx.setp lt.u64 %{{.*}}, %{{.*}} : (!ptx.s64, !ptx.s64) -> !ptx.pred
 // CHECK-NEXT:        ptx.bra "[[END:.*]]" if not %[[IN]] : (!ptx.pred) -> ()
 // CHECK-NEXT:        %[[L32:.*]] = ptx.cvt s32.s64 %{{.*}} : (!ptx.s64) -> !ptx.s32
-// CHECK-NEXT:        %{{.*}} = ptx.rem u32 %[[L32]], %{{.*}} : (!ptx.s32, !ptx.s32) -> !ptx.u32
-// CHECK-NEXT:        %{{.*}} = ptx.div u32 %[[L32]], %{{.*}} : (!ptx.s32, !ptx.s32) -> !ptx.u32
+// CHECK-NEXT:        %[[HI:.*]] = ptx.mul hi.u32 %[[L32]], %{{.*}} : (!ptx.s32, !ptx.u32) -> !ptx.u32
+// CHECK-NEXT:        %{{.*}} = ptx.sub u32 %[[L32]], %[[HI]] : (!ptx.s32, !ptx.u32) -> !ptx.u32
+// CHECK-NOT:         ptx.div u32
+// CHECK-NOT:         ptx.rem u32
 // CHECK:             %[[LIN:.*]] = ptx.add s32
 // CHECK-NEXT:        %[[ADDR:.*]] = ptx.mad wide.s32 %[[LIN]], %{{.*}}, %[[X]] : (!ptx.s32, !ptx.s32, !ptx.u64) -> !ptx.s64
 // CHECK-NEXT:        %{{.*}} = ptx.ld global.f32 [%[[ADDR]]] : (!ptx.s64) -> !ptx.f32
