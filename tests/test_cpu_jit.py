@@ -266,9 +266,9 @@ def test_two_threads_split_matmuls(monkeypatch, rng: np.random.Generator) -> Non
 
     want = (np.tanh(a @ b) * 2 + 1).sum(0), np.exp(a @ c).mean(1)
     split = []
-    run = cpu_jit._WORKERS.run
+    run = cpu_jit._run_pieces
     monkeypatch.setattr(
-        cpu_jit._WORKERS, "run", lambda fn, chunks, helpers: (split.append(chunks), run(fn, chunks, helpers))
+        cpu_jit, "_run_pieces", lambda fn, size, pieces, threads: (split.append(pieces), run(fn, size, pieces, threads))
     )
     before = pg.get_num_threads()
     try:
