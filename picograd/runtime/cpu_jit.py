@@ -17,10 +17,15 @@ reads the top-level ops of both once:
   the emitter cannot print (16-bit floats, an op without LLVM form) runs its launch with numpy instead (per kernel,
   listed in ``fallbacks``; ``PICOGRAD_CPU_JIT_DEBUG=1`` prints them); ``memref.copy`` copies.
 
-**Threads**: ``ctypes`` releases the GIL during a call, so a nest with enough work (``PARALLEL_WORK`` loop
-iterations) is cut along its first dimension into ``CHUNKS_PER_THREAD`` pieces per thread, which the calling thread
-and ``get_num_threads() - 1`` worker threads (living as long as the process) claim one at a time. BLAS threads
-itself.
+**Threads** (at ``get_num_threads() > 1``): the plan of parallel regions is made once, when the function is built.
+A run of consecutive nests holding a nest with at least ``PARALLEL_WORK`` loop iterations becomes one *region*, a
+job of the native thread pool (``cpu_pool``): such nests are cut along their first dimension into
+``CHUNKS_PER_THREAD`` pieces per thread, the nests between them form one piece (a sequence), and each entry starts
+when the one before it is done; a run without such a nest stays one sequence call on the calling thread. A region
+costs one ``ctypes`` call and a few atomic operations (about a microsecond; a Python queue, event and GIL hand-off
+per region cost 20 to 40). Matmuls are numpy's BLAS, which threads itself: BLAS's own threads run a 512x192x64
+product 1.9x faster at two threads than at one, where pieces of it spread over our threads gained nothing (the
+Python work of each piece waits for the GIL).
 
 A call takes one array per input (shapes and dtypes as the function's) and returns fresh output arrays, as
 ``numpy_executor.NumpyFunction`` does; an index check that failed raises ``IndexError`` with its message.
@@ -36,7 +41,6 @@ import sys
 import tempfile
 import threading
 from collections.abc import Callable, Sequence
-from contextlib import nullcontext
 from typing import Any
 
 import numpy as np
@@ -50,7 +54,7 @@ from picograd.dialects.kernel import LaunchOp
 from picograd.dialects.pg_numpy import constant_array, numpy_dtype, op_kernel
 from picograd.runtime import cpu_pool
 from picograd.runtime.cpu_attention import attention_step
-from picograd.runtime.threads import get_num_threads, single_threaded_blas
+from picograd.runtime.threads import get_num_threads
 from picograd.target import llvm_ir
 
 DEBUG_ENV = "PICOGRAD_CPU_JIT_DEBUG"
@@ -59,9 +63,6 @@ CACHE_ENV = "PICOGRAD_CACHE_DIR"
 PARALLEL_WORK = 1 << 15  # loop iterations from which a nest is split between threads
 CHUNKS_PER_THREAD = 4  # pieces of a split nest per thread (claimed dynamically)
 VIEW_OPS = (pg.PermuteOp, pg.ReshapeOp)  # ops whose numpy form is a view (no copy, reads no data)
-MATMUL_WORK = 1 << 18  # multiply-adds from which a matmul is split between threads
-MATMUL_PIECES = 2  # pieces of a split matmul per thread
-MATMUL_MIN_CUT = 32  # rows (or columns) of a piece at least
 
 Step = Callable[[list[np.ndarray]], None]
 
@@ -293,7 +294,6 @@ class CpuFunction:
         launch_slots = self.buffers.read(buffered)
         loop_slots = self.buffers.read(looped)
         self.threads = 1  # get_num_threads() at the start of each call
-        self.pooled = False  # whether BLAS calls run on the calling thread, so that ours spread them (per call)
         self.fallbacks: list[str] = []
         self.jitted: list[str] = []
         plan = self._plan(looped, launches, launch_slots, loop_slots)
@@ -498,31 +498,11 @@ class CpuFunction:
 
         return run
 
-    def _run_chunks(self, fn: Callable[[int, int], None], chunks: Sequence[tuple[int, int]]) -> None:
-        """``fn(lo, hi)`` for every chunk, which calls BLAS: on this call's threads where BLAS runs on the calling
-        thread (``pooled``), else on this one (BLAS threads itself)."""
-        if self.pooled and len(chunks) > 1:
-            _run_pieces(lambda k, _: fn(*chunks[k]), len(chunks), len(chunks), self.threads)
-        else:
-            for lo, hi in chunks:
-                fn(lo, hi)
-
-    def _matmul(self, a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
-        """``np.matmul(a, b, out=out)``; with ``pooled`` threads and enough work, cut into ``MATMUL_PIECES`` per
-        thread along the longer of the output's two last dimensions (rows of ``a`` or columns of ``b``), one BLAS
-        call a piece, spread over the threads."""
-        if self.pooled and a.ndim >= 2 and b.ndim >= 2 and out.size * a.shape[-1] >= MATMUL_WORK:
-            m, n = out.shape[-2:]
-            pieces = min(MATMUL_PIECES * self.threads, max(m, n) // MATMUL_MIN_CUT)
-            if pieces > 1:
-                if m >= n:
-                    _run_pieces(lambda lo, hi: np.matmul(a[..., lo:hi, :], b, out=out[..., lo:hi, :]), m, pieces,
-                                self.threads)  # fmt: skip
-                else:
-                    _run_pieces(lambda lo, hi: np.matmul(a, b[..., lo:hi], out=out[..., lo:hi]), n, pieces,
-                                self.threads)  # fmt: skip
-                return
-        np.matmul(a, b, out=out)
+    @staticmethod
+    def _run_chunks(fn: Callable[[int, int], None], chunks: Sequence[tuple[int, int]]) -> None:
+        """``fn(lo, hi)`` for every chunk, on this thread: the chunks call BLAS, which threads itself."""
+        for lo, hi in chunks:
+            fn(lo, hi)
 
     def _array(self, slot: int) -> Callable[[list[np.ndarray]], np.ndarray]:
         fixed = self.buffers.arrays[slot]
@@ -571,7 +551,7 @@ class CpuFunction:
 
                 def matmuls(bufs: list[np.ndarray]) -> None:
                     for a, b, o in products:
-                        self._matmul(a, b, o)
+                        np.matmul(a, b, out=o)
 
                 return matmuls
 
@@ -587,7 +567,7 @@ class CpuFunction:
             for k, get in enumerate(outs):
                 if k in direct:
                     a, b = direct[k]
-                    self._matmul(env[a], env[b], get(bufs))
+                    np.matmul(env[a], env[b], out=get(bufs))
                 else:
                     np.copyto(get(bufs), env[results[k]])  # type: ignore[index]
 
@@ -619,25 +599,13 @@ class CpuFunction:
         for flag, _ in self.buffers.flags:
             flag[...] = 0
         # the numpy fallback kernels: overflow to inf silently, as PyTorch's
-        with np.errstate(all="ignore"), single_threaded_blas() if self.threads > 1 else nullcontext(False) as pooled:
-            self.pooled = self.threads > 1 and pooled
+        with np.errstate(all="ignore"):
             for step in self._plans[self.threads > 1]:
                 step(bufs)
         for flag, message in self.buffers.flags:
             if flag[0]:
                 raise pg.check_error(message.replace("{}", str(int(flag[1])), 1))
         return tuple(outs)
-
-
-def _run_pieces(fn: Callable[[int, int], object], size: int, pieces: int, threads: int) -> None:
-    """``fn(lo, hi)`` over ``pieces`` equal ranges of ``[0, size)``, on the pool's threads (``fn`` releases the GIL
-    for its work: numpy's BLAS and ufuncs); an exception raised in any piece is raised here."""
-    errors: list[BaseException] = []
-    call = cpu_pool.callback(fn, errors)
-    job = cpu_pool.Job([(ctypes.cast(call, ctypes.c_void_p).value or 0, 0, 0, size, pieces, cpu_pool.NEST)])
-    pool().run(job, 0, threads - 1)
-    if errors:
-        raise errors[0]
 
 
 def _float_matmul(op: pg.MatmulOp) -> bool:

@@ -5,15 +5,16 @@ A *job* is a list of entries run in order, each cut into pieces that the threads
 rendezvous: a thread that never shows up delays nothing, the others run its pieces). An entry is
 
 - a loop nest ``fn(slots, map, lo, hi)`` over its first dimension ``[lower, upper)``, cut into ``pieces`` equal
-  ranges (``NEST``); a Python callback ``fn(0, 0, lo, hi)`` (a ``ctypes`` function; numpy's BLAS releases the GIL)
-  is called the same way;
+  ranges (``NEST``);
 - a run of nests ``fn(slots, maps)`` (``llvm_ir.sequence_text``), one piece (``SEQUENCE``).
 
 The dispatcher (``pg_parallel``) and the workers' loop (``pg_worker``) are LLVM IR compiled with the nests' LLVM:
 a region costs one ``ctypes`` call and a few atomic operations, instead of a queue, an event and GIL hand-offs per
 region. Workers are Python threads parked in ``pg_worker`` (a ``ctypes`` call, so without the GIL) for the life
 of the process; between jobs each spins for :data:`SPINS` pauses (regions of a step follow each other within
-microseconds), then sleeps on a futex until the next job (Linux; elsewhere it keeps spinning with ``sched_yield``).
+microseconds), calling ``sched_yield`` every :data:`YIELD_EVERY` (so that BLAS's own threads, which run the matmuls
+between regions, get the core at once), then sleeps on a futex until the next job (Linux; elsewhere it keeps
+spinning with ``sched_yield``).
 
 Claim counters hold the job's generation in their high 32 bits, so a worker that wakes late for an old job claims
 nothing of a newer one (compare-and-swap on generation and piece together).
@@ -30,7 +31,7 @@ from typing import Any
 NEST = 0  # an entry's kind: fn(slots, map, lo, hi) over pieces of [lower, upper)
 SEQUENCE = 1  # fn(slots, maps), one piece
 SPINS = 1 << 14  # pauses a worker spins for before sleeping (about 0.1 to 1 ms)
-YIELD_EVERY = 256  # pauses between sched_yield() calls of a thread waiting for pieces that another claimed
+YIELD_EVERY = 256  # pauses between sched_yield() calls of a waiting thread (the core to BLAS's threads, or others)
 ENTRY_WORDS = 8  # fn, map, lower, upper, pieces, kind, claim, done
 GEN, JOB, SLOTS, SLEEPERS = 0, 8, 9, 16  # words of the pool's state (gen and sleepers on cache lines of their own)
 
@@ -203,7 +204,7 @@ wait:
   %seen = phi i64 [%first, %entry], [%g, %work], [%seen, %slept]
   br label %spin
 spin:
-  %i = phi i64 [0, %wait], [%i1, %relax]
+  %i = phi i64 [0, %wait], [%i1, %relax], [%i1, %yield]
   %g = load atomic i64, ptr %pool seq_cst, align 8
   %new = icmp ne i64 %g, %seen
   br i1 %new, label %work, label %idle
@@ -213,6 +214,11 @@ idle:
 relax:
 {pause}
   %i1 = add i64 %i, 1
+  %low = and i64 %i1, {YIELD_EVERY - 1}
+  %turn = icmp eq i64 %low, 0
+  br i1 %turn, label %yield, label %spin
+yield:
+  %y = call i32 @sched_yield()
   br label %spin
 sleep:
   %psl = getelementptr i64, ptr %pool, i64 {SLEEPERS}
@@ -241,7 +247,6 @@ work:
 
 _PARALLEL = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p)
 _WORKER = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int64)
-CALLBACK = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64)
 
 
 class Job:
@@ -291,16 +296,3 @@ class Pool:
         self.ensure(helpers)
         with self.lock:
             self._parallel(self.state, job.address, slots)
-
-
-def callback(fn: Callable[[int, int], object], errors: list[BaseException]) -> Any:
-    """A ``CALLBACK`` running ``fn(lo, hi)`` for a job entry; an exception it raises is appended to ``errors`` (to be
-    raised again by whoever ran the job) instead of being lost in the worker. Keep it alive while it may run."""
-
-    def call(slots: int, map_: int, lo: int, hi: int) -> None:
-        try:
-            fn(lo, hi)
-        except BaseException as e:
-            errors.append(e)
-
-    return CALLBACK(call)

@@ -1,7 +1,8 @@
 """How many threads the CPU backend uses: ``pg.set_num_threads(n)`` / ``pg.get_num_threads()``, as PyTorch's.
 
 The default is ``OMP_NUM_THREADS`` when it is set to a positive integer (PyTorch's rule), else the machine's core
-count. Today the numpy executor's only threaded work is numpy's BLAS (matmuls): ``set_num_threads`` limits it through
+count. The CPU runtime (``cpu_jit``) splits loop nests over that many threads of its own pool (``cpu_pool``) and
+leaves matmuls to numpy's BLAS, threaded by BLAS itself: ``set_num_threads`` sets BLAS's thread count through
 ``threadpoolctl`` when that package is installed. Without it the BLAS keeps the thread count it read when numpy was
 loaded (``OPENBLAS_NUM_THREADS`` or ``OMP_NUM_THREADS`` in the environment, else every core): set the variable before
 starting Python, as ``bench/cpu_models.py`` does for each thread count it measures.
@@ -9,10 +10,7 @@ starting Python, as ``bench/cpu_models.py`` does for each thread count it measur
 
 from __future__ import annotations
 
-import contextlib
 import os
-from collections.abc import Iterator
-from typing import Any
 
 _THREADS: list[int | None] = [None]  # the set_num_threads setting; None: the default
 
@@ -42,35 +40,3 @@ def set_num_threads(n: int) -> None:
     except ImportError:
         return
     threadpool_limits(limits=n, user_api="blas")
-
-
-_BLAS: list[list[Any]] = []  # threadpoolctl's controllers of the BLAS libraries loaded (found once)
-
-
-def _blas_libraries() -> list[Any]:
-    if not _BLAS:
-        try:
-            from threadpoolctl import ThreadpoolController
-        except ImportError:
-            _BLAS.append([])
-        else:
-            _BLAS.append(list(ThreadpoolController().select(user_api="blas").lib_controllers))
-    return _BLAS[0]
-
-
-@contextlib.contextmanager
-def single_threaded_blas() -> Iterator[bool]:
-    """Within the block numpy's BLAS runs each call on the calling thread (for a runtime that spreads BLAS calls
-    over threads of its own: nested thread pools would oversubscribe the cores); yields whether it could (it needs
-    ``threadpoolctl``), and restores the BLAS thread counts on leaving."""
-    libs = _blas_libraries()
-    before = [lib.num_threads for lib in libs]
-    for lib, n in zip(libs, before, strict=True):
-        if n != 1:
-            lib.set_num_threads(1)
-    try:
-        yield bool(libs)
-    finally:
-        for lib, n in zip(libs, before, strict=True):
-            if n != 1:
-                lib.set_num_threads(n)
