@@ -22,6 +22,7 @@ nothing of a newer one (compare-and-swap on generation and piece together).
 
 from __future__ import annotations
 
+import collections
 import ctypes
 import sys
 import threading
@@ -32,6 +33,7 @@ NEST = 0  # an entry's kind: fn(slots, map, lo, hi) over pieces of [lower, upper
 SEQUENCE = 1  # fn(slots, maps), one piece
 SPINS = 1 << 14  # pauses a worker spins for before sleeping (about 0.1 to 1 ms)
 YIELD_EVERY = 256  # pauses between sched_yield() calls of a waiting thread (the core to BLAS's threads, or others)
+RECENT_JOBS = 64  # jobs the pool keeps alive after running them
 ENTRY_WORDS = 8  # fn, map, lower, upper, pieces, kind, claim, done
 GEN, JOB, SLOTS, SLEEPERS = 0, 8, 9, 16  # words of the pool's state (gen and sleepers on cache lines of their own)
 
@@ -281,6 +283,8 @@ class Pool:
         assert self.state + 8 * (SLEEPERS + 1) <= ctypes.addressof(raw) + ctypes.sizeof(raw)
         self.threads: list[threading.Thread] = []
         self.lock = threading.Lock()  # one job at a time (jobs from two Python threads take turns)
+        # the jobs run last, kept alive: a worker late for one may still read its claim words (never run its nests)
+        self.recent: collections.deque[Job] = collections.deque(maxlen=RECENT_JOBS)
 
     def ensure(self, helpers: int) -> None:
         """At least ``helpers`` worker threads (started on first need; they live as long as the process)."""
@@ -295,4 +299,5 @@ class Pool:
         """Run ``job`` on this thread and (at least) ``helpers`` workers; ``slots`` is passed to every nest."""
         self.ensure(helpers)
         with self.lock:
+            self.recent.append(job)
             self._parallel(self.state, job.address, slots)
