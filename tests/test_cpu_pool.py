@@ -64,3 +64,19 @@ def test_a_job_rejects_bad_pieces() -> None:
         cpu_pool.Job([(1, 0, 0, 4, 0, cpu_pool.NEST)])
     with pytest.raises(ValueError, match="pieces"):
         cpu_pool.Job([(1, 0, 0, 0, 2, cpu_pool.SEQUENCE)])
+
+
+def test_an_error_in_a_worker_surfaces() -> None:
+    """A Python callback's exception, raised on a worker thread, is kept for the caller to raise."""
+    main = threading.current_thread()
+    barrier = threading.Barrier(2, timeout=10)
+    errors: list[BaseException] = []
+
+    def piece(lo: int, hi: int) -> None:
+        barrier.wait()  # so that the worker runs one of the two pieces
+        if threading.current_thread() is not main:
+            raise ZeroDivisionError(f"piece {lo}:{hi} on a worker")
+
+    call = cpu_pool.callback(piece, errors)
+    cpu_jit.pool().run(cpu_pool.Job([(_address(call), 0, 0, 2, 2, cpu_pool.NEST)]), 0, 1)
+    assert len(errors) == 1 and isinstance(errors[0], ZeroDivisionError)

@@ -54,7 +54,7 @@ from picograd.dialects.kernel import LaunchOp
 from picograd.dialects.pg_numpy import constant_array, numpy_dtype, op_kernel
 from picograd.runtime import cpu_pool
 from picograd.runtime.cpu_attention import attention_step
-from picograd.runtime.threads import get_num_threads
+from picograd.runtime.threads import get_num_threads, single_threaded_blas
 from picograd.target import llvm_ir
 
 DEBUG_ENV = "PICOGRAD_CPU_JIT_DEBUG"
@@ -498,9 +498,21 @@ class CpuFunction:
 
         return run
 
-    @staticmethod
-    def _run_chunks(fn: Callable[[int, int], None], chunks: Sequence[tuple[int, int]]) -> None:
-        """``fn(lo, hi)`` for every chunk, on this thread: the chunks call BLAS, which threads itself."""
+    def _run_chunks(self, fn: Callable[[int, int], None], chunks: Sequence[tuple[int, int]]) -> None:
+        """``fn(lo, hi)`` for every chunk (attention's, each a few BLAS calls and ufuncs): at several threads, with
+        BLAS single-threaded (``threadpoolctl``), spread over the pool's threads (Python callbacks); else on this
+        thread."""
+        if self.threads > 1 and len(chunks) > 1:
+            with single_threaded_blas() as single:
+                if single:
+                    errors: list[BaseException] = []
+                    call = cpu_pool.callback(lambda k, _: fn(*chunks[k]), errors)
+                    address = ctypes.cast(call, ctypes.c_void_p).value or 0
+                    job = cpu_pool.Job([(address, 0, 0, len(chunks), len(chunks), cpu_pool.NEST)])
+                    pool().run(job, 0, self.threads - 1)
+                    if errors:
+                        raise errors[0]
+                    return
         for lo, hi in chunks:
             fn(lo, hi)
 

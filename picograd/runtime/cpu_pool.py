@@ -5,7 +5,7 @@ A *job* is a list of entries run in order, each cut into pieces that the threads
 rendezvous: a thread that never shows up delays nothing, the others run its pieces). An entry is
 
 - a loop nest ``fn(slots, map, lo, hi)`` over its first dimension ``[lower, upper)``, cut into ``pieces`` equal
-  ranges (``NEST``);
+  ranges (``NEST``); a Python :func:`callback` is called the same way;
 - a run of nests ``fn(slots, maps)`` (``llvm_ir.sequence_text``), one piece (``SEQUENCE``).
 
 The dispatcher (``pg_parallel``) and the workers' loop (``pg_worker``) are LLVM IR compiled with the nests' LLVM:
@@ -249,6 +249,7 @@ work:
 
 _PARALLEL = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p)
 _WORKER = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int64)
+CALLBACK = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64)
 
 
 class Job:
@@ -301,3 +302,17 @@ class Pool:
         with self.lock:
             self.recent.append(job)
             self._parallel(self.state, job.address, slots)
+
+
+def callback(fn: Callable[[int, int], object], errors: list[BaseException]) -> Any:
+    """A nest-shaped ``CALLBACK`` running the Python ``fn(lo, hi)`` (work that releases the GIL: numpy's BLAS and
+    ufuncs); an exception it raises is appended to ``errors``, for the caller to raise again, instead of being lost
+    on a worker thread. Keep it alive while a job may run it."""
+
+    def call(slots: int, map_: int, lo: int, hi: int) -> None:
+        try:
+            fn(lo, hi)
+        except BaseException as e:  # raised again by the caller
+            errors.append(e)
+
+    return CALLBACK(call)

@@ -10,7 +10,10 @@ starting Python, as ``bench/cpu_models.py`` does for each thread count it measur
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
+from typing import Any
 
 _THREADS: list[int | None] = [None]  # the set_num_threads setting; None: the default
 
@@ -40,3 +43,36 @@ def set_num_threads(n: int) -> None:
     except ImportError:
         return
     threadpool_limits(limits=n, user_api="blas")
+
+
+_BLAS: list[list[Any]] = []  # threadpoolctl's controllers of the BLAS libraries loaded (found once)
+
+
+def _blas_libraries() -> list[Any]:
+    if not _BLAS:
+        try:
+            from threadpoolctl import ThreadpoolController
+        except ImportError:
+            _BLAS.append([])
+        else:
+            _BLAS.append(list(ThreadpoolController().select(user_api="blas").lib_controllers))
+    return _BLAS[0]
+
+
+@contextlib.contextmanager
+def single_threaded_blas() -> Iterator[bool]:
+    """Within the block numpy's BLAS runs each call on the calling thread (for a runtime that spreads many small
+    BLAS calls over threads of its own, as ``cpu_jit`` does with attention chunks: a 2-thread BLAS call per small
+    product waits on its helper thread each time); yields whether it could (it needs ``threadpoolctl``), and
+    restores the BLAS thread counts on leaving."""
+    libs = _blas_libraries()
+    before = [lib.num_threads for lib in libs]
+    for lib, n in zip(libs, before, strict=True):
+        if n != 1:
+            lib.set_num_threads(1)
+    try:
+        yield bool(libs)
+    finally:
+        for lib, n in zip(libs, before, strict=True):
+            if n != 1:
+                lib.set_num_threads(n)
