@@ -25,7 +25,9 @@ when the one before it is done; a run without such a nest stays one sequence cal
 costs one ``ctypes`` call and a few atomic operations (about a microsecond; a Python queue, event and GIL hand-off
 per region cost 20 to 40). Matmuls are numpy's BLAS, which threads itself: BLAS's own threads run a 512x192x64
 product 1.9x faster at two threads than at one, where pieces of it spread over our threads gained nothing (the
-Python work of each piece waits for the GIL).
+Python work of each piece waits for the GIL). Attention chunks (many small products and ufuncs each) are the
+exception: they run on the pool as Python callbacks with BLAS single-threaded (``threadpoolctl``), as a 2-thread
+BLAS call per small product waits on its helper each time.
 
 A call takes one array per input (shapes and dtypes as the function's) and returns fresh output arrays, as
 ``numpy_executor.NumpyFunction`` does; an index check that failed raises ``IndexError`` with its message.
