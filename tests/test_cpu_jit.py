@@ -277,12 +277,10 @@ def test_attention_kernels_run_with_numpy_blas(variant: str, monkeypatch, rng: n
     assert np.abs(results["1"][1]).max() > 0
 
 
-def test_two_threads_split_matmuls(monkeypatch, rng: np.random.Generator) -> None:
-    """At two threads (BLAS single-threaded inside the step, through threadpoolctl) matmuls are cut into pieces
-    along their longer output dimension, rows or columns, and spread over the threads, with the results of one
-    thread."""
-    pytest.importorskip("threadpoolctl")
-    monkeypatch.setattr(cpu_jit, "MATMUL_WORK", 1)
+def test_two_threads_run_regions(monkeypatch, rng: np.random.Generator) -> None:
+    """At two threads a run of nests holding a nest worth splitting is one parallel region (split nests and
+    sequences of small ones), between matmuls (BLAS threads itself), with the results of one thread."""
+    monkeypatch.setattr(cpu_jit, "PARALLEL_WORK", 2000)
     a = rng.standard_normal((96, 40)).astype(np.float32)
     b = rng.standard_normal((40, 70)).astype(np.float32)
     c = rng.standard_normal((40, 130)).astype(np.float32)
@@ -290,24 +288,26 @@ def test_two_threads_split_matmuls(monkeypatch, rng: np.random.Generator) -> Non
     @pg.compile
     def f(x: pg.Tensor, y: pg.Tensor, z: pg.Tensor) -> tuple[pg.Tensor, pg.Tensor]:
         h = (x @ y).tanh() * 2.0 + 1.0
-        return h.sum(dim=0), (x @ z).exp().mean(dim=1)
+        return h.sum(dim=0) + y.sum(), (x @ z).exp().mean(dim=1) * x.max()
 
-    want = (np.tanh(a @ b) * 2 + 1).sum(0), np.exp(a @ c).mean(1)
-    split = []
-    run = cpu_jit._WORKERS.run
-    monkeypatch.setattr(
-        cpu_jit._WORKERS, "run", lambda fn, chunks, helpers: (split.append(chunks), run(fn, chunks, helpers))
-    )
+    want = (np.tanh(a @ b) * 2 + 1).sum(0) + b.sum(), np.exp(a @ c).mean(1) * a.max()
+    made = []
+    init = cpu_jit.CpuFunction.__init__
+    monkeypatch.setattr(cpu_jit.CpuFunction, "__init__", lambda self, *args: (init(self, *args), made.append(self))[0])
     before = pg.get_num_threads()
+    got = {}
     try:
         for n in (1, 2):
             pg.set_num_threads(n)
-            got = f(pg.tensor(a), pg.tensor(b), pg.tensor(c))
-            for g, w in zip(got, want, strict=True):
-                np.testing.assert_allclose(g.numpy(), w, rtol=1e-4, atol=1e-4)
-            assert len(split) == (0 if n == 1 else 2)  # the nests are too small to split: the two matmuls
+            got[n] = [g.numpy() for g in f(pg.tensor(a), pg.tensor(b), pg.tensor(c))]
+            for g, w in zip(got[n], want, strict=True):
+                np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-4)
     finally:
         pg.set_num_threads(before)
+    for one, two in zip(got[1], got[2], strict=True):
+        np.testing.assert_array_equal(one, two)
+    assert any(name.startswith("region") for name in made[0].step_names[True])
+    assert not any(name.startswith("region") for name in made[0].step_names[False])
 
 
 def test_runs_of_nests_are_one_call(rng: np.random.Generator) -> None:

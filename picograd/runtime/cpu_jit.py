@@ -17,10 +17,17 @@ reads the top-level ops of both once:
   the emitter cannot print (16-bit floats, an op without LLVM form) runs its launch with numpy instead (per kernel,
   listed in ``fallbacks``; ``PICOGRAD_CPU_JIT_DEBUG=1`` prints them); ``memref.copy`` copies.
 
-**Threads**: ``ctypes`` releases the GIL during a call, so a nest with enough work (``PARALLEL_WORK`` loop
-iterations) is cut along its first dimension into ``CHUNKS_PER_THREAD`` pieces per thread, which the calling thread
-and ``get_num_threads() - 1`` worker threads (living as long as the process) claim one at a time. BLAS threads
-itself.
+**Threads** (at ``get_num_threads() > 1``): the plan of parallel regions is made once, when the function is built.
+A run of consecutive nests holding a nest with at least ``PARALLEL_WORK`` loop iterations becomes one *region*, a
+job of the native thread pool (``cpu_pool``): such nests are cut along their first dimension into
+``CHUNKS_PER_THREAD`` pieces per thread, the nests between them form one piece (a sequence), and each entry starts
+when the one before it is done; a run without such a nest stays one sequence call on the calling thread. A region
+costs one ``ctypes`` call and a few atomic operations (about a microsecond; a Python queue, event and GIL hand-off
+per region cost 20 to 40). Matmuls are numpy's BLAS, which threads itself: BLAS's own threads run a 512x192x64
+product 1.9x faster at two threads than at one, where pieces of it spread over our threads gained nothing (the
+Python work of each piece waits for the GIL). Attention chunks (many small products and ufuncs each) are the
+exception: they run on the pool as Python callbacks with BLAS single-threaded (``threadpoolctl``), as a 2-thread
+BLAS call per small product waits on its helper each time.
 
 A call takes one array per input (shapes and dtypes as the function's) and returns fresh output arrays, as
 ``numpy_executor.NumpyFunction`` does; an index check that failed raises ``IndexError`` with its message.
@@ -30,15 +37,12 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
-import itertools
 import math
 import os
-import queue
 import sys
 import tempfile
 import threading
 from collections.abc import Callable, Sequence
-from contextlib import nullcontext
 from typing import Any
 
 import numpy as np
@@ -50,6 +54,7 @@ from picograd.dialects import pg
 from picograd.dialects.attrs import KERNEL_ATTR, KIND_ATTR, RESULT_ATTR
 from picograd.dialects.kernel import LaunchOp
 from picograd.dialects.pg_numpy import constant_array, numpy_dtype, op_kernel
+from picograd.runtime import cpu_pool
 from picograd.runtime.cpu_attention import attention_step
 from picograd.runtime.threads import get_num_threads, single_threaded_blas
 from picograd.target import llvm_ir
@@ -60,9 +65,6 @@ CACHE_ENV = "PICOGRAD_CACHE_DIR"
 PARALLEL_WORK = 1 << 15  # loop iterations from which a nest is split between threads
 CHUNKS_PER_THREAD = 4  # pieces of a split nest per thread (claimed dynamically)
 VIEW_OPS = (pg.PermuteOp, pg.ReshapeOp)  # ops whose numpy form is a view (no copy, reads no data)
-MATMUL_WORK = 1 << 18  # multiply-adds from which a matmul is split between threads
-MATMUL_PIECES = 2  # pieces of a split matmul per thread
-MATMUL_MIN_CUT = 32  # rows (or columns) of a piece at least
 
 Step = Callable[[list[np.ndarray]], None]
 
@@ -175,54 +177,15 @@ def host_llvm() -> _Llvm:
     return _LLVM[0]
 
 
-class _Workers:
-    """Threads that help run nests: ``run(fn, chunks, helpers)`` runs ``fn(lo, hi)`` for every chunk, on the calling
-    thread and up to ``helpers`` worker threads, and returns when all chunks are done (``fn`` releases the GIL:
-    a ``ctypes`` call, numpy's matmuls and ufuncs).
-
-    Chunks are claimed one at a time from a shared counter (a dynamic schedule), and the caller waits only for
-    chunks a helper has claimed, never for a helper that has not started: on a machine busier than its cores, a
-    helper the OS has not scheduled yet costs nothing (the caller runs the chunks itself)."""
-
-    def __init__(self) -> None:
-        self.tasks: queue.SimpleQueue = queue.SimpleQueue()
-        self.threads: list[threading.Thread] = []
-
-    def ensure(self, n: int) -> None:
-        while len(self.threads) < n:
-            t = threading.Thread(target=self._work, daemon=True, name=f"picograd-cpu-{len(self.threads)}")
-            t.start()
-            self.threads.append(t)
-
-    def _work(self) -> None:
-        while True:
-            self.tasks.get()()
-
-    def run(self, fn: Callable[[int, int], object], chunks: Sequence[tuple[int, int]], helpers: int) -> None:
-        self.ensure(helpers)
-        claim, finished = itertools.count(), itertools.count(1)  # next() on a count is atomic under the GIL
-        all_done = threading.Event()
-        total = len(chunks)
-        errors: list[BaseException] = []
-
-        def work() -> None:
-            while (k := next(claim)) < total:
-                try:
-                    fn(*chunks[k])
-                except BaseException as e:  # raised again on the calling thread
-                    errors.append(e)
-                if next(finished) == total:
-                    all_done.set()
-
-        for _ in range(helpers):
-            self.tasks.put(work)
-        work()
-        all_done.wait()
-        if errors:
-            raise errors[0]
+def pool() -> cpu_pool.Pool:
+    """The process's thread pool (its native code compiled on first use)."""
+    if not _POOL:
+        llvm = host_llvm()
+        _POOL.append(cpu_pool.Pool(llvm.compile, llvm.llvm.get_default_triple()))
+    return _POOL[0]
 
 
-_WORKERS = _Workers()
+_POOL: list[cpu_pool.Pool] = []
 
 
 def _aligned(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
@@ -333,7 +296,6 @@ class CpuFunction:
         launch_slots = self.buffers.read(buffered)
         loop_slots = self.buffers.read(looped)
         self.threads = 1  # get_num_threads() at the start of each call
-        self.pooled = False  # whether BLAS calls run on the calling thread, so that ours spread them (per call)
         self.fallbacks: list[str] = []
         self.jitted: list[str] = []
         plan = self._plan(looped, launches, launch_slots, loop_slots)
@@ -411,22 +373,42 @@ class CpuFunction:
                 blocked = attention_step(launch, ins, outs, self._run_chunks)
             steps.append(blocked if blocked is not None else self._numpy_launch(launch))
             kernel_names.append(f"{name} ({'blas' if blocked is not None else 'numpy'})")
-        # runs of consecutive nests become one call each: at one thread every run, at more the nests that are split
-        # between threads stand alone
+        # runs of consecutive nests become one call each at one thread; at more, a run holding a nest worth
+        # splitting (``_splits``) becomes one parallel region (``cpu_pool``): its split nests cut into pieces, the
+        # nests between them one piece (a sequence when several), each entry started when the one before is done
         sequences: dict[tuple, str] = {}  # the calls of a run -> its function's name (runs of the layers: one)
+
+        def sequence(run: list[tuple[int, tuple[int, ...], int, int, int]]) -> tuple[str, list[tuple[int, ...]]]:
+            calls = tuple((functions[i].name, lo, hi) for i, _, _, lo, hi in run)
+            if calls not in sequences:
+                sequences[calls] = f"run{len(sequences)}"
+            return sequences[calls], [m for _, m, _, _, _ in run]
+
         plans: dict[bool, list[Any]] = {}
         for threaded in (False, True):
             plan_steps: list[Any] = []
             run: list[tuple[int, tuple[int, ...], int, int, int]] = []
             for step in [*steps, None]:
-                if isinstance(step, tuple) and not (threaded and _splits(step[2], step[3], step[4])):
+                if isinstance(step, tuple):
                     run.append(step)
                     continue
-                if len(run) > 1:
-                    calls = tuple((functions[i].name, lo, hi) for i, _, _, lo, hi in run)
-                    if calls not in sequences:
-                        sequences[calls] = f"run{len(sequences)}"
-                    plan_steps.append((sequences[calls], [m for _, m, _, _, _ in run]))
+                if threaded and any(_splits(*nest[2:]) for nest in run):
+                    region: list[Any] = []
+                    serial: list[tuple[int, tuple[int, ...], int, int, int]] = []
+                    for nest in [*run, None]:
+                        if nest is not None and not _splits(*nest[2:]):
+                            serial.append(nest)
+                            continue
+                        if len(serial) > 1:
+                            region.append(sequence(serial))
+                        elif serial:
+                            region.append((*serial[0], False))
+                        serial = []
+                        if nest is not None:
+                            region.append((*nest, True))
+                    plan_steps.append(("region", region, len(run)))
+                elif len(run) > 1:
+                    plan_steps.append(sequence(run))
                 else:
                     plan_steps.extend(run)
                 run = []
@@ -449,27 +431,45 @@ class CpuFunction:
                 tables[slots] = ctypes.addressof(table)
             return tables[slots]
 
+        def table_of_tables(maps: list[tuple[int, ...]]) -> int:
+            table = (ctypes.c_void_p * len(maps))(*(table_of(m) for m in maps))
+            self._maps.append(table)
+            return ctypes.addressof(table)
+
         self._plans: dict[bool, list[Step]] = {}
         names_of: dict[bool, list[str]] = {False: [], True: []}
         self.step_names = names_of  # the kernels of each step, at one thread and at more (for profiles)
         for threaded, plan_steps in plans.items():
             made_steps: list[Step] = []
             k = 0  # the index in steps (and step_names) of the next step of the plan
-            for step in plan_steps:
-                if isinstance(step, tuple) and isinstance(step[0], str):  # a run
-                    name, maps = step
-                    table = (ctypes.c_void_p * len(maps))(*(table_of(m) for m in maps))
-                    self._maps.append(table)
-                    made_steps.append(self._sequence_step(_SEQUENCE(addresses[name]), ctypes.addressof(table)))
+            for planned in plan_steps:
+                if isinstance(planned, tuple) and planned[0] == "region":
+                    items: list[Any] = planned[1]
+                    count: int = planned[2]
+                    entries: list[tuple[int, int, int, int, bool, int]] = []
+                    for item in items:
+                        if isinstance(item[0], str):  # a sequence of nests
+                            tables_address = table_of_tables(item[1])
+                            entries.append((addresses[item[0]], tables_address, 0, 0, False, cpu_pool.SEQUENCE))
+                        else:
+                            fn_address = addresses[functions[item[0]].name]
+                            entries.append((fn_address, table_of(item[1]), item[3], item[4], item[5], cpu_pool.NEST))
+                    made_steps.append(self._region_step(entries))
+                    names_of[threaded].append(f"region: {', '.join(kernel_names[k : k + count])}")
+                    k += count
+                    continue
+                if isinstance(planned, tuple) and isinstance(planned[0], str):  # a run
+                    name, maps = planned
+                    made_steps.append(self._sequence_step(_SEQUENCE(addresses[name]), table_of_tables(maps)))
                     names_of[threaded].append(f"{name}: {', '.join(kernel_names[k : k + len(maps)])}")
                     k += len(maps)
                     continue
-                if isinstance(step, tuple):
-                    index, slots, work, lower, upper = step
+                if isinstance(planned, tuple):
+                    index, slots, _, lower, upper = planned
                     fn = _NEST(addresses[functions[index].name])
-                    made_steps.append(self._nest_step(fn, table_of(slots), lower, upper, work))
+                    made_steps.append(self._nest_step(fn, table_of(slots), lower, upper))
                 else:
-                    made_steps.append(step)
+                    made_steps.append(planned)
                 names_of[threaded].append(kernel_names[k])
                 k += 1
             self._plans[threaded] = made_steps
@@ -478,47 +478,45 @@ class CpuFunction:
     def _sequence_step(self, fn: Any, table: int) -> Step:
         return lambda bufs: fn(self.slots_address, table)
 
-    def _nest_step(self, fn: Any, table: int, lower: int, upper: int, work: int) -> Step:
+    def _nest_step(self, fn: Any, table: int, lower: int, upper: int) -> Step:
+        return lambda bufs: fn(self.slots_address, table, lower, upper)
+
+    def _region_step(self, entries: list[tuple[int, int, int, int, bool, int]]) -> Step:
+        """One parallel region: ``entries`` (function, map, bounds, whether split, ``cpu_pool`` kind) as a job of
+        the pool, split nests in ``CHUNKS_PER_THREAD`` pieces per thread (jobs made once per thread count)."""
+        jobs: dict[int, cpu_pool.Job] = {}
+
         def run(bufs: list[np.ndarray]) -> None:
             n = self.threads
-            if n > 1 and _splits(work, lower, upper):
-                pieces = min(CHUNKS_PER_THREAD * n, upper - lower)
-                cuts = [lower + (upper - lower) * k // pieces for k in range(pieces + 1)]
-                chunks = list(zip(cuts[:-1], cuts[1:], strict=True))
-                slots = self.slots_address
-                _WORKERS.run(lambda lo, hi: fn(slots, table, lo, hi), chunks, n - 1)
-            else:
-                fn(self.slots_address, table, lower, upper)
+            job = jobs.get(n)
+            if job is None:
+                job = jobs[n] = cpu_pool.Job(
+                    [
+                        (fn, map_, lower, upper, min(CHUNKS_PER_THREAD * n, upper - lower) if split else 1, kind)
+                        for fn, map_, lower, upper, split, kind in entries
+                    ]
+                )
+            pool().run(job, self.slots_address, n - 1)
 
         return run
 
     def _run_chunks(self, fn: Callable[[int, int], None], chunks: Sequence[tuple[int, int]]) -> None:
-        """``fn(lo, hi)`` for every chunk, which calls BLAS: on this call's threads where BLAS runs on the calling
-        thread (``pooled``), else on this one (BLAS threads itself)."""
-        if self.pooled and len(chunks) > 1:
-            _WORKERS.run(fn, chunks, min(self.threads, len(chunks)) - 1)
-        else:
-            for lo, hi in chunks:
-                fn(lo, hi)
-
-    def _matmul(self, a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
-        """``np.matmul(a, b, out=out)``; with ``pooled`` threads and enough work, cut into ``MATMUL_PIECES`` per
-        thread along the longer of the output's two last dimensions (rows of ``a`` or columns of ``b``), one BLAS
-        call a piece, spread over the threads."""
-        if self.pooled and a.ndim >= 2 and b.ndim >= 2 and out.size * a.shape[-1] >= MATMUL_WORK:
-            m, n = out.shape[-2:]
-            pieces = min(MATMUL_PIECES * self.threads, max(m, n) // MATMUL_MIN_CUT)
-            if pieces > 1:
-                cuts = [max(m, n) * k // pieces for k in range(pieces + 1)]
-                chunks = list(zip(cuts[:-1], cuts[1:], strict=True))
-                if m >= n:
-                    _WORKERS.run(lambda lo, hi: np.matmul(a[..., lo:hi, :], b, out=out[..., lo:hi, :]), chunks,
-                                 self.threads - 1)  # fmt: skip
-                else:
-                    _WORKERS.run(lambda lo, hi: np.matmul(a, b[..., lo:hi], out=out[..., lo:hi]), chunks,
-                                 self.threads - 1)  # fmt: skip
-                return
-        np.matmul(a, b, out=out)
+        """``fn(lo, hi)`` for every chunk (attention's, each a few BLAS calls and ufuncs): at several threads, with
+        BLAS single-threaded (``threadpoolctl``), spread over the pool's threads (Python callbacks); else on this
+        thread."""
+        if self.threads > 1 and len(chunks) > 1:
+            with single_threaded_blas() as single:
+                if single:
+                    errors: list[BaseException] = []
+                    call = cpu_pool.callback(lambda k, _: fn(*chunks[k]), errors)
+                    address = ctypes.cast(call, ctypes.c_void_p).value or 0
+                    job = cpu_pool.Job([(address, 0, 0, len(chunks), len(chunks), cpu_pool.NEST)])
+                    pool().run(job, 0, self.threads - 1)
+                    if errors:
+                        raise errors[0]
+                    return
+        for lo, hi in chunks:
+            fn(lo, hi)
 
     def _array(self, slot: int) -> Callable[[list[np.ndarray]], np.ndarray]:
         fixed = self.buffers.arrays[slot]
@@ -567,7 +565,7 @@ class CpuFunction:
 
                 def matmuls(bufs: list[np.ndarray]) -> None:
                     for a, b, o in products:
-                        self._matmul(a, b, o)
+                        np.matmul(a, b, out=o)
 
                 return matmuls
 
@@ -583,7 +581,7 @@ class CpuFunction:
             for k, get in enumerate(outs):
                 if k in direct:
                     a, b = direct[k]
-                    self._matmul(env[a], env[b], get(bufs))
+                    np.matmul(env[a], env[b], out=get(bufs))
                 else:
                     np.copyto(get(bufs), env[results[k]])  # type: ignore[index]
 
@@ -615,8 +613,7 @@ class CpuFunction:
         for flag, _ in self.buffers.flags:
             flag[...] = 0
         # the numpy fallback kernels: overflow to inf silently, as PyTorch's
-        with np.errstate(all="ignore"), single_threaded_blas() if self.threads > 1 else nullcontext(False) as pooled:
-            self.pooled = self.threads > 1 and pooled
+        with np.errstate(all="ignore"):
             for step in self._plans[self.threads > 1]:
                 step(bufs)
         for flag, message in self.buffers.flags:

@@ -1,7 +1,8 @@
 """How many threads the CPU backend uses: ``pg.set_num_threads(n)`` / ``pg.get_num_threads()``, as PyTorch's.
 
 The default is ``OMP_NUM_THREADS`` when it is set to a positive integer (PyTorch's rule), else the machine's core
-count. Today the numpy executor's only threaded work is numpy's BLAS (matmuls): ``set_num_threads`` limits it through
+count. The CPU runtime (``cpu_jit``) splits loop nests over that many threads of its own pool (``cpu_pool``) and
+leaves matmuls to numpy's BLAS, threaded by BLAS itself: ``set_num_threads`` sets BLAS's thread count through
 ``threadpoolctl`` when that package is installed. Without it the BLAS keeps the thread count it read when numpy was
 loaded (``OPENBLAS_NUM_THREADS`` or ``OMP_NUM_THREADS`` in the environment, else every core): set the variable before
 starting Python, as ``bench/cpu_models.py`` does for each thread count it measures.
@@ -60,9 +61,10 @@ def _blas_libraries() -> list[Any]:
 
 @contextlib.contextmanager
 def single_threaded_blas() -> Iterator[bool]:
-    """Within the block numpy's BLAS runs each call on the calling thread (for a runtime that spreads BLAS calls
-    over threads of its own: nested thread pools would oversubscribe the cores); yields whether it could (it needs
-    ``threadpoolctl``), and restores the BLAS thread counts on leaving."""
+    """Within the block numpy's BLAS runs each call on the calling thread (for a runtime that spreads many small
+    BLAS calls over threads of its own, as ``cpu_jit`` does with attention chunks: a 2-thread BLAS call per small
+    product waits on its helper thread each time); yields whether it could (it needs ``threadpoolctl``), and
+    restores the BLAS thread counts on leaving."""
     libs = _blas_libraries()
     before = [lib.num_threads for lib in libs]
     for lib, n in zip(libs, before, strict=True):
