@@ -74,6 +74,7 @@ from picograd.passes.kinds.matmul_rungs import (
     check_schedule,
     matmul_rung,
 )
+from picograd.passes.kinds.matmul_split import split_k
 
 BLOCK_SIZE = 256
 """Threads a block for the strategies other than the matmul rungs (``block-size``)."""
@@ -120,7 +121,9 @@ def _matmul(op: kernel.FusedOp | kernel.LaunchOp, o: Options) -> ScheduleAttr:
         # cuBLAS at 4096^3-8192^3, mma-sync 36%) when their extents give TMA its 16-byte rows; an operand that
         # turns out to be a misaligned view at the loop stage takes the mma-sync rung there (``fallback``).
         if mm.precision in TENSOR_CORE[AUTO_WGMMA][0] and all(x % 8 == 0 for x in (m, n, k)):
-            return matmul_wgmma.schedule_attr(AUTO_WGMMA, fallback=True)
+            ws = matmul_wgmma.SCHEDULES[AUTO_WGMMA]
+            tiles = math.prod(batch) * -(-m // ws.bm) * -(-n // ws.bn)
+            return matmul_wgmma.schedule_attr(AUTO_WGMMA, fallback=True, split_k=split_k(tiles, k, matmul_wgmma.SMS))
     return o.per_point() if rung is None else rung.attr()
 
 

@@ -619,7 +619,7 @@ def type_name(t: Attribute) -> str:
     return _TYPE_NAMES.get(type(t), str(t))  # type: ignore[arg-type]
 
 
-def schedule_attr(name: str, fallback: bool = False) -> ScheduleAttr:
+def schedule_attr(name: str, fallback: bool = False, split_k: int = 1) -> ScheduleAttr:
     """``pg-schedule``'s ``#kernel.schedule`` for a matmul run by ``name`` (``wgmma``/``wgmma-ws``; its
     precision is checked by ``matmul_rungs.check_precision``). ``fallback`` (``auto``'s choice, not the user's):
     ``pg-matmul-schedule`` takes ``auto``'s SIMT/mma-sync rung instead where :func:`problem` refuses the nest."""
@@ -632,6 +632,7 @@ def schedule_attr(name: str, fallback: bool = False) -> ScheduleAttr:
             "stages": s.stages,
             "specialised": s.specialised,
             "fallback": fallback,
+            **({"split_k": split_k} if split_k > 1 else {}),
         },
     )
 
