@@ -12,6 +12,7 @@ from test_mma_sync import with_schedule
 from picograd.dialects.kernel import ScheduleAttr
 from picograd.driver.gpu_compile import compile_for_cuda
 from picograd.driver.pipeline import run_passes
+from picograd.passes.kinds import matmul_wgmma as wg
 from picograd.passes.kinds.matmul_rungs import SMALL_MMA_TILE, SMALL_TILE
 from picograd.runtime import cuda
 from picograd.runtime.loop_interpreter import run_function
@@ -68,6 +69,25 @@ def test_split_on_the_emulator(shape: MM, rung, splits: int, rng: np.random.Gene
     assert len(launches) == 2 and launches[0].grid[2] == splits  # type: ignore[index]
     if shape.k % splits == 0:  # whole chunks: the operands are still plain tiles (cp.async, 16-byte loads)
         assert "cp.async" in program.ptx and (rung.tensor_core or "ld.global.v4.f32" in program.ptx)
+    a, b = shape.inputs(rng)
+    (got,) = run_program(program, [a, b])
+    _check(shape, got, a, b)
+
+
+@pytest.mark.parametrize(
+    ("name", "shape"),
+    [("wgmma-ws", MM(50, 72, 256, tb=True, dtype="bf16")), ("wgmma", MM(48, 64, 192, ta=True, dtype="bf16"))],
+    ids=str,
+)
+def test_split_wgmma_on_the_emulator(name: str, shape: MM, rng: np.random.Generator) -> None:
+    """The partial matmuls on the Hopper kernel (a batch z reading K from z * chunk on, through unbatched tensor
+    maps), then the sum, rounded to bf16 once."""
+    splits = shape.k // wg.BK
+    attr = wg.schedule_attr(name, split_k=splits)
+    program = compile_for_cuda(with_schedule(shape.module(), attr), arch="sm_90a")
+    program.assemble(strict=True)
+    launches = [s for s in program.steps if isinstance(s, cuda.Launch)]
+    assert len(launches) == 2 and isinstance(launches[0].args[0], cuda.TensorMap)
     a, b = shape.inputs(rng)
     (got,) = run_program(program, [a, b])
     _check(shape, got, a, b)
