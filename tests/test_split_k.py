@@ -9,11 +9,13 @@ from _matmul import MM
 from _ptx_emulator import run_program
 from test_mma_sync import with_schedule
 
+from picograd.dialects import kernel
 from picograd.dialects.kernel import ScheduleAttr
 from picograd.driver.gpu_compile import compile_for_cuda
-from picograd.driver.pipeline import run_passes
+from picograd.driver.pipeline import passes_until, run_passes
 from picograd.passes.kinds import matmul_wgmma as wg
 from picograd.passes.kinds.matmul_rungs import SMALL_MMA_TILE, SMALL_TILE
+from picograd.passes.kinds.matmul_split import split_k
 from picograd.runtime import cuda
 from picograd.runtime.loop_interpreter import run_function
 
@@ -91,3 +93,18 @@ def test_split_wgmma_on_the_emulator(name: str, shape: MM, rng: np.random.Genera
     a, b = shape.inputs(rng)
     (got,) = run_program(program, [a, b])
     _check(shape, got, a, b)
+
+
+def test_the_rule_on_the_gpt_weight_gradients() -> None:
+    """``auto``'s split on sm_90a (wgmma-ws's 128x256 tiles, 132 SMs) for the GPT step's weight gradients over
+    16384 tokens: the most chunks (dividing K into multiples of 64, >= 512) that keep the grid within the SMs."""
+    assert split_k(3 * 2, 16384, 132) == 16  # 384 x 384: 96 blocks
+    assert split_k(9 * 2, 16384, 132) == 4  # 1152 x 384: 72 blocks
+    assert split_k(12 * 2, 16384, 132) == 4  # 1536 x 384: 96 blocks
+    assert split_k(66, 16384, 132) == 2 and split_k(67, 16384, 132) == 1  # from half the SMs busy: no split
+    assert split_k(6, 1000, 132) == 1  # no chunking of a multiple of 64
+    assert split_k(6, 640, 132) == 1  # chunks would be shorter than 512
+    module = MM(384, 384, 16384, ta=True, dtype="bf16").module()
+    run_passes(module, passes_until("kernels", arch="sm_90a"))
+    (fused,) = [op for op in module.walk() if isinstance(op, kernel.FusedOp) and op.kind.data == "matmul"]
+    assert fused.schedule == wg.schedule_attr("wgmma-ws", fallback=True, split_k=16)
