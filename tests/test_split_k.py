@@ -108,3 +108,32 @@ def test_the_rule_on_the_gpt_weight_gradients() -> None:
     run_passes(module, passes_until("kernels", arch="sm_90a"))
     (fused,) = [op for op in module.walk() if isinstance(op, kernel.FusedOp) and op.kind.data == "matmul"]
     assert fused.schedule == wg.schedule_attr("wgmma-ws", fallback=True, split_k=16)
+
+
+def _run_on_gpu(program, inputs: list[np.ndarray]) -> np.ndarray:
+    (out,) = program.executable()(*[cuda.DeviceBuffer.from_numpy(x) for x in inputs])
+    return out.to_numpy()
+
+
+GPU_SHAPES = [
+    # auto's choice on sm_90a at the GPT step's weight gradients (dY.T @ X over 16384 tokens: wgmma-ws split 16
+    # and 4), the lm head's (65 wide: mma-sync split 8), and an f32 one (cp-async on 64x64 tiles, split 8)
+    MM(384, 384, 16384, ta=True, dtype="bf16"),
+    MM(1152, 384, 16384, ta=True, dtype="bf16"),
+    MM(65, 384, 16384, ta=True, dtype="bf16"),
+    MM(200, 32, 4096, ta=True, dtype="f32"),
+]
+
+
+@pytest.mark.parametrize("shape", GPU_SHAPES, ids=str)
+@pytest.mark.gpu
+@pytest.mark.skipif(not cuda.available(), reason="needs an NVIDIA GPU")
+def test_auto_split_on_gpu(shape: MM, rng: np.random.Generator) -> None:
+    """auto (sm_90a) splits K at these shapes; the result against float64, and the same bits twice (no atomics)."""
+    program = compile_for_cuda(shape.module(), arch="sm_90a")
+    launches = [s for s in program.steps if isinstance(s, cuda.Launch)]
+    assert len(launches) == 2, "auto did not split K"
+    a, b = shape.inputs(rng)
+    got = _run_on_gpu(program, [a, b])
+    _check(shape, got, a, b)
+    np.testing.assert_array_equal(got, _run_on_gpu(program, [a, b]))
