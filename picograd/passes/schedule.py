@@ -37,6 +37,9 @@ point are contiguous (rows) or adjacent points are (columns)), with or without s
 :func:`choose` picks from its shape and element type, else the one named
 (``matmul=cp-async``); a rung is then adapted to the element type and grid limits (:func:`fit`), and a matmul that
 no rung fits (too many tiles in y or z, K = 0) or that ``auto`` leaves alone keeps ``thread_per_point``.
+A matmul rung's or wgmma's schedule may carry ``split_k`` (``auto``'s rule,
+``picograd/passes/kinds/matmul_split.py``: a few output tiles over a deep K), which ``pg-split-k`` realises as
+partial matmuls over chunks of K and a sum.
 
 **The matmul rungs** are the matmul kind's table (``picograd/passes/kinds/matmul_rungs.py``: the rows, ``auto``'s
 rule :func:`~picograd.passes.kinds.matmul_rungs.choose` and the fitting to a shape); see ``pg-matmul-schedule`` for
