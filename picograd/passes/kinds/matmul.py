@@ -382,7 +382,10 @@ class TiledKernel:
         a partial matmul of split-K)."""
         assert x.index_of is not None
         if x.split is not None:
-            coords = [*coords[:-1], b.add(b.mul(coords[x.split.s], x.split.chunk), coords[-1])]
+            offset = self.k_offsets.get((x.split.s, x.split.chunk))
+            if offset is None:
+                offset = b.mul(coords[x.split.s], x.split.chunk)
+            coords = [*coords[:-1], b.add(offset, coords[-1])]
         return [coords[p] if isinstance(p, int) else p[0] for p in x.index_of]
 
     def vectorizable(self, x: Operand) -> bool:
@@ -413,6 +416,12 @@ class TiledKernel:
             rest = b.div(rest, e)
         self.m0 = b.mul(by, s.bm)
         self.n0 = b.mul(bx, s.bn)
+        # split-K: the chunk's first k, once (the operands' split indices add it to their tile's k)
+        self.k_offsets = {
+            (x.split.s, x.split.chunk): b.mul(self.batch_iv[x.split.s], x.split.chunk)
+            for x in (nest.a, nest.b)
+            if x.split is not None
+        }
         self.emit_body()
         grid = [-(-nest.n // s.bn), -(-nest.m // s.bm), batch]
         consts_host = [arith.ConstantOp(IntegerAttr(v, IndexType())) for v in (*grid, s.threads, 1)]
