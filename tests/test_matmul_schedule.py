@@ -148,9 +148,11 @@ def test_choose() -> None:
     assert choose(1 << 12, 1 << 12, 1, 1, f32) is not None and 1 << 24 == AUTO_MIN_FMAS
     assert choose((1 << 12) - 1, 1 << 12, 1, 1, f32) is None
     assert choose(4096, 4096, 4096, 1, f32).bm == 128  # type: ignore[union-attr]
-    # Too few 64x64 tiles (a deep K over a small output: a weight gradient) stay a thread per output.
+    # Too few 64x64 tiles (a deep K over a small output: a weight gradient) stay a thread per output (f32 split-K is
+    # not auto's yet); bf16 takes mma-sync with split_k (kinds/matmul_split.py).
     assert choose(64, 64 * (MIN_SMALL_TILES - 1), 4096, 1, f32) is None
     assert choose(64, 64 * MIN_SMALL_TILES, 4096, 1, f32) == small
+    assert choose(64, 64, 4096, 1, f32, "bf16").split_k == 8  # type: ignore[union-attr]
 
 
 def test_unknown_schedule_is_an_error() -> None:

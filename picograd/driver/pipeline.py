@@ -9,7 +9,8 @@ tensors into buffers with a memory plan (``pg-bufferize``: the function takes it
 returns nothing), moves each group of identical kernels into one private function that every copy calls
 (``pg-outline-kernels``: a model's layers are lowered once) and each kernel into loop nests over them
 (``pg-to-loops``); ``gpu`` outlines each loop nest into a ``gpu.func`` kernel launched on a grid of thread blocks
-(``pg-to-gpu``), after ``pg-matmul-schedule`` has tiled the matmul nests into ``gpu.launch`` kernels and
+(``pg-to-gpu``), after ``pg-split-k`` has cut the K loop of the matmuls scheduled ``split_k`` into partial
+matmuls and a sum, ``pg-matmul-schedule`` has tiled the matmul nests into ``gpu.launch`` kernels and
 ``pg-split-reductions`` has cut the reductions scheduled ``split_rows``/``split_columns`` into their two nests, all as
 the schedules say, and puts the launches of the shared kernels back into their callers (``pg-inline-kernels``);
 ``ptx`` lowers the kernels to the ``ptx`` dialect (``pg-to-ptx``), which ``picograd.target.ptx_printer`` prints as
@@ -38,7 +39,14 @@ STAGES: dict[str, tuple[str, ...]] = {
     "simplify": ("pg-canonicalize", "cse", "dce"),
     "kernels": ("pg-decompose-attention", "pg-decompose-conv", "pg-fuse", "pg-schedule"),
     "loops": ("pg-bufferize", "pg-outline-kernels", "pg-to-loops"),
-    "gpu": ("pg-matmul-schedule", "pg-attention-schedule", "pg-split-reductions", "pg-to-gpu", "pg-inline-kernels"),
+    "gpu": (
+        "pg-split-k",
+        "pg-matmul-schedule",
+        "pg-attention-schedule",
+        "pg-split-reductions",
+        "pg-to-gpu",
+        "pg-inline-kernels",
+    ),
     "ptx": ("pg-to-ptx",),
 }
 

@@ -37,6 +37,9 @@ point are contiguous (rows) or adjacent points are (columns)), with or without s
 :func:`choose` picks from its shape and element type, else the one named
 (``matmul=cp-async``); a rung is then adapted to the element type and grid limits (:func:`fit`), and a matmul that
 no rung fits (too many tiles in y or z, K = 0) or that ``auto`` leaves alone keeps ``thread_per_point``.
+A matmul rung's or wgmma's schedule may carry ``split_k`` (``auto``'s rule,
+``picograd/passes/kinds/matmul_split.py``: a few output tiles over a deep K), which ``pg-split-k`` realises as
+partial matmuls over chunks of K and a sum.
 
 **The matmul rungs** are the matmul kind's table (``picograd/passes/kinds/matmul_rungs.py``: the rows, ``auto``'s
 rule :func:`~picograd.passes.kinds.matmul_rungs.choose` and the fitting to a shape); see ``pg-matmul-schedule`` for
@@ -74,6 +77,7 @@ from picograd.passes.kinds.matmul_rungs import (
     check_schedule,
     matmul_rung,
 )
+from picograd.passes.kinds.matmul_split import split_k
 
 BLOCK_SIZE = 256
 """Threads a block for the strategies other than the matmul rungs (``block-size``)."""
@@ -120,7 +124,9 @@ def _matmul(op: kernel.FusedOp | kernel.LaunchOp, o: Options) -> ScheduleAttr:
         # cuBLAS at 4096^3-8192^3, mma-sync 36%) when their extents give TMA its 16-byte rows; an operand that
         # turns out to be a misaligned view at the loop stage takes the mma-sync rung there (``fallback``).
         if mm.precision in TENSOR_CORE[AUTO_WGMMA][0] and all(x % 8 == 0 for x in (m, n, k)):
-            return matmul_wgmma.schedule_attr(AUTO_WGMMA, fallback=True)
+            ws = matmul_wgmma.SCHEDULES[AUTO_WGMMA]
+            tiles = math.prod(batch) * -(-m // ws.bm) * -(-n // ws.bn)
+            return matmul_wgmma.schedule_attr(AUTO_WGMMA, fallback=True, split_k=split_k(tiles, k, matmul_wgmma.SMS))
     return o.per_point() if rung is None else rung.attr()
 
 

@@ -17,7 +17,9 @@ mappings under each strategy (``pg-to-gpu``, ``pg-matmul-schedule``). The passes
     matmul        matmul          (batch, M, N) x scf.for over K        thread_per_point, the SGEMM rungs,
                                                                         mma-sync (matmul_mma_sync: its tile hook),
                                                                         wgmma, wgmma-ws (matmul_wgmma: built in the
-                                                                        ptx dialect by pg-to-ptx)
+                                                                        ptx dialect by pg-to-ptx); any of them
+                                                                        with split_k (matmul_split: partial
+                                                                        matmuls and a sum, by pg-split-k)
     scatter_add   scatter_add     zero fill, then the scatter           thread_per_point, atomic
     attention     attention       the whole kernel (lower_kernel):      flash (pg-attention-schedule, from the
                                   online-softmax nests, pg.attention    nests' pg.attention), flash-mma (bf16/f16

@@ -37,7 +37,9 @@ from typing import TYPE_CHECKING
 
 from xdsl.dialects import arith, gpu, memref, scf
 from xdsl.dialects.builtin import (
+    BFloat16Type,
     DenseArrayBase,
+    Float16Type,
     Float32Type,
     FloatAttr,
     IndexType,
@@ -95,19 +97,50 @@ def to_loops(lw: KernelLowering, op: pg.MatmulOp, out: SSAValue, riders: Riders)
 
 
 @dataclass
+class SplitIndex:
+    """The index ``s * chunk + k`` a partial matmul of split-K (``matmul_split.py``) reads its operands at: ``value``
+    in the K loop, ``ops`` its multiply and add (not part of an operand's ops), ``s`` the position of the chunk's
+    loop variable in the operand's (batch..., i, k)."""
+
+    value: SSAValue
+    ops: list[Operation]
+    s: int
+    chunk: int
+
+
+def split_index(v: SSAValue, dims: list[SSAValue]) -> SplitIndex | None:
+    """``v`` as ``s * chunk + k`` (``s`` a batch dim of ``dims`` = (batch..., i, k), ``chunk`` a constant), else
+    None."""
+    add = v.owner
+    if not isinstance(add, arith.AddiOp):
+        return None
+    for x, y in ((add.lhs, add.rhs), (add.rhs, add.lhs)):
+        mul = x.owner
+        if y is dims[-1] and isinstance(mul, arith.MuliOp):
+            for sv, c in ((mul.lhs, mul.rhs), (mul.rhs, mul.lhs)):
+                n = const_int(c)
+                if sv in dims[:-2] and n is not None:
+                    return SplitIndex(v, [mul, add], dims.index(sv), n)
+    return None
+
+
+@dataclass
 class Operand:
     """How one operand is read: the ops computing it in the K loop body and the loop variables they use.
 
     ``dims`` names the nest's loop variables the value depends on, as (batch ivs..., ``i``, ``k``) where ``i`` is m
     for A and n for B. ``plain`` is set when the value is one ``memref.load`` whose indices are loop variables or
     constants: then ``buffer``, ``index_of`` (for each buffer dim, the position in (batch..., i, k) it takes, or a
-    constant) and ``contiguous`` (``"i"``, ``"k"`` or None: which of i and k is the buffer's innermost dim)."""
+    constant) and ``contiguous`` (``"i"``, ``"k"`` or None: which of i and k is the buffer's innermost dim).
+    ``split``: the operand is read at ``s * chunk + k`` instead of ``k`` (a partial matmul of split-K); its
+    ``index_of`` names k there, and :meth:`TiledKernel.indices` adds the chunk's offset."""
 
     ops: list[Operation]
     value: SSAValue
     buffer: SSAValue | None = None
     index_of: list[int | tuple[int]] | None = None
     contiguous: str | None = None
+    split: SplitIndex | None = None
 
     @property
     def plain(self) -> bool:
@@ -131,11 +164,17 @@ class MatmulNest:
     @property
     def precision(self) -> str:
         """As ``pg.MatmulOp.precision`` names it, from the output buffer (``tf32`` is not recorded in loop nests):
-        ``bf16``, ``fp16``, ``fp32`` or ``fp64``."""
+        ``bf16``, ``fp16``, ``fp32`` or ``fp64``; a partial matmul of split-K (f32 partial sums) takes its
+        operands' 16-bit type, read off an operand loaded then extended."""
         t = self.out.type
         assert isinstance(t, MemRefType)
         names = {"bf16": "bf16", "f16": "fp16", "f32": "fp32", "f64": "fp64"}
-        return names.get(str(getattr(t.element_type, "name", "")), "fp32")
+        element = t.element_type
+        if self.a.split is not None:
+            for op in self.a.ops:
+                if isinstance(op, arith.ExtFOp) and isinstance(op.input.type, BFloat16Type | Float16Type):
+                    element = op.input.type
+        return names.get(str(getattr(element, "name", "")), "fp32")
 
 
 def aligned16(buf: SSAValue) -> bool:
@@ -165,6 +204,15 @@ def operand_ops(value: SSAValue, body: Block) -> list[Operation] | None:
     return [op for op in body.ops if op in needed]
 
 
+def rows_match(x: Operand, row: int, inner: int, vec: int) -> bool:
+    """Whether the buffer rows (``row`` elements) of a plain operand are its matrix's rows (``inner`` elements along
+    its contiguous dim), so that a chunk of ``vec`` clamped into the matrix stays in the row; a partial matmul of
+    split-K reads ``inner``-long runs of its rows at multiples of ``inner``."""
+    if x.split is not None and x.contiguous == "k":
+        return row % inner == 0 and inner % vec == 0 and x.split.chunk == inner
+    return row == inner
+
+
 def depends(ops: Sequence[Operation], v: SSAValue) -> bool:
     return any(v in op.operands for op in ops)
 
@@ -173,13 +221,23 @@ def read_operand(value: SSAValue, body: Block, dims: list[SSAValue], other: SSAV
     ops = operand_ops(value, body)
     if ops is None or depends(ops, other):
         return None
-    operand = Operand(ops, value)
+    split = None
+    for op in ops:
+        for v in op.operands:
+            split = split or split_index(v, dims)
+    if split is not None:
+        ops = [op for op in ops if op not in split.ops]
+        if any(split.ops[0].results[0] in op.operands for op in ops):
+            return None  # s * chunk used otherwise
+    operand = Operand(ops, value, split=split)
     if len(ops) == 1 and isinstance(ops[0], memref.LoadOp):
         load = ops[0]
         index_of: list[int | tuple[int]] = []
         for idx in load.indices:
             if idx in dims:
                 index_of.append(dims.index(idx))
+            elif split is not None and idx is split.value:
+                index_of.append(len(dims) - 1)
             elif (c := const_int(idx)) is not None:
                 index_of.append((c,))
             else:
@@ -242,7 +300,8 @@ def read_matmul(par: scf.ParallelOp) -> MatmulNest:
     need(a is not None and b is not None, "an operand has side effects or depends on the other's index")
     assert a is not None and b is not None
     need(not depends(a.ops, acc) and not depends(b.ops, acc), "an operand depends on the accumulator")
-    used = {id(op) for op in [*a.ops, *b.ops, prod, total, yld]}
+    split_ops = [op for x in (a, b) if x.split is not None for op in x.split.ops]
+    used = {id(op) for op in [*a.ops, *b.ops, *split_ops, prod, total, yld]}
     need(all(id(op) in used for op in body.ops), "its K loop computes more than acc + a * b")
     return MatmulNest(par, extents[:-2], extents[-2], extents[-1], k, a, b, store.memref, total.result.type, ivs, k_iv)
 
@@ -304,6 +363,9 @@ class TiledKernel:
         """Clone the ops computing ``x`` with the loop variables replaced by ``coords``."""
         dims = self.dims(x)
         mapping: dict[SSAValue, SSAValue] = dict(zip(dims, coords, strict=True))
+        if x.split is not None:
+            offset = b.v(arith.MuliOp(coords[x.split.s], b.index(x.split.chunk)))
+            mapping[x.split.value] = b.v(arith.AddiOp(offset, coords[-1]))
         for op in x.ops:
             clone = op.clone(value_mapper=mapping)
             b.op(clone)
@@ -315,8 +377,15 @@ class TiledKernel:
         *batch, m, n = self.nest.ivs
         return [*batch, m if x is self.nest.a else n, self.nest.k_iv]
 
-    def indices(self, x: Operand, coords: Sequence[Index]) -> list[Index]:
+    def indices(self, b: Builder, x: Operand, coords: Sequence[Index]) -> list[Index]:
+        """The buffer indices of a plain operand at (batch..., i, k) ``coords`` (k offset by the chunk's start in
+        a partial matmul of split-K)."""
         assert x.index_of is not None
+        if x.split is not None:
+            offset = self.k_offsets.get((x.split.s, x.split.chunk))
+            if offset is None:
+                offset = b.mul(coords[x.split.s], x.split.chunk)
+            coords = [*coords[:-1], b.add(offset, coords[-1])]
         return [coords[p] if isinstance(p, int) else p[0] for p in x.index_of]
 
     def vectorizable(self, x: Operand) -> bool:
@@ -328,7 +397,7 @@ class TiledKernel:
         t = buf.type
         assert isinstance(t, MemRefType)
         ext = self.extents(x)
-        if t.get_shape()[-1] % VEC or t.get_shape()[-1] != ext[-2 if x.contiguous == "i" else -1]:
+        if t.get_shape()[-1] % VEC or not rows_match(x, t.get_shape()[-1], ext[-2 if x.contiguous == "i" else -1], VEC):
             return False
         return aligned16(buf)
 
@@ -347,6 +416,12 @@ class TiledKernel:
             rest = b.div(rest, e)
         self.m0 = b.mul(by, s.bm)
         self.n0 = b.mul(bx, s.bn)
+        # split-K: the chunk's first k, once (the operands' split indices add it to their tile's k)
+        self.k_offsets = {
+            (x.split.s, x.split.chunk): b.mul(self.batch_iv[x.split.s], x.split.chunk)
+            for x in (nest.a, nest.b)
+            if x.split is not None
+        }
         self.emit_body()
         grid = [-(-nest.n // s.bn), -(-nest.m // s.bm), batch]
         consts_host = [arith.ConstantOp(IntegerAttr(v, IndexType())) for v in (*grid, s.threads, 1)]
@@ -515,7 +590,7 @@ class TiledKernel:
                 out.append([self.element(gb, x, self.coords(ch.gi, gk), self.extents(x))])
                 continue
             ck = gb.min(gk, plan.k_ext - (1 if plan.along_i else vec))
-            src = [gb.idx(v) for v in self.indices(x, self.coords(ch.ci, ck))]
+            src = [gb.idx(v) for v in self.indices(gb, x, self.coords(ch.ci, ck))]
             assert x.buffer is not None
             if plan.copy:
                 tile = self.tiles[id(x)]

@@ -44,7 +44,15 @@ from xdsl.ir import Attribute, Block, Region, SSAValue
 
 from picograd.dialects import gpu_ext
 from picograd.passes.ir_builder import Builder, Index
-from picograd.passes.kinds.matmul import WARP, MatmulNest, Operand, TiledKernel, aligned16, read_operand
+from picograd.passes.kinds.matmul import (
+    WARP,
+    MatmulNest,
+    Operand,
+    TiledKernel,
+    aligned16,
+    read_operand,
+    rows_match,
+)
 from picograd.passes.kinds.matmul_rungs import Schedule
 
 CHUNK = 16
@@ -145,7 +153,11 @@ class MmaSyncKernel(TiledKernel):
         per_chunk = CHUNK // (4 if self.mma == "tf32" else 2)
         ext = self.extents(x)
         inner = ext[-2 if src.contiguous == "i" else -1]
-        if t.get_shape()[-1] % per_chunk or t.get_shape()[-1] != inner or not aligned16(buf):
+        if (
+            t.get_shape()[-1] % per_chunk
+            or not rows_match(src, t.get_shape()[-1], inner, per_chunk)
+            or not aligned16(buf)
+        ):
             return None
         return src
 
@@ -227,7 +239,7 @@ class MmaSyncKernel(TiledKernel):
                 # clamped into the matrix, 16-byte aligned: read nothing when ok is false
                 ci = o.min(gi, i_ext - (1 if t.k_major else t.per_chunk))
                 ck = gk if inside_k else cb.min(gk, k_ext - (t.per_chunk if t.k_major else 1))
-                src = [cb.idx(v) for v in self.indices(t.source, self.coords(ci, ck))]
+                src = [cb.idx(v) for v in self.indices(cb, t.source, self.coords(ci, ck))]
                 valid = (
                     cb.idx(t.per_chunk if ok else 0)
                     if isinstance(ok, bool)
@@ -266,7 +278,7 @@ class MmaSyncKernel(TiledKernel):
             gi0, gk0 = o.add(i0, along), b.add(k0, row0)
         for r in range(t.rows * t.cpr // s.threads):
             gi, gk = (o.add(gi0, r * step), gk0) if t.k_major else (gi0, b.add(gk0, r * step))
-            src = [b.idx(v) for v in self.indices(t.source, self.coords(gi, gk))]
+            src = [b.idx(v) for v in self.indices(b, t.source, self.coords(gi, gk))]
             dst = [b.idx(stage), o.idx(flat(r))]
             b.op(gpu_ext.AsyncCopyOp(t.source.buffer, src, t.smem, dst, t.per_chunk, b.idx(t.per_chunk)))
 

@@ -21,6 +21,7 @@ from xdsl.ir import Attribute
 from picograd.dialects import gpu_ext
 from picograd.dialects.kernel import ScheduleAttr
 from picograd.passes.kinds import matmul_wgmma
+from picograd.passes.kinds.matmul_split import SPLIT_K, split_k
 
 WARP = gpu_ext.WARP_SIZE
 VEC = 4
@@ -33,7 +34,7 @@ class Schedule:
     ``warps`` of a block and ``lanes`` of a warp along (M, N) (lanes multiply to 32); each thread owns ``reps``
     fragments of ``vec`` contiguous outputs along (M, N); ``bk`` is the K tile (0: no shared memory); ``vector``
     turns on 16-byte loads and stores, ``async_copy`` the two-stage ``cp.async`` pipeline. The block tile is
-    ``bm x bn``."""
+    ``bm x bn``. ``split_k`` > 1 cuts K into that many chunks (``matmul_split.py``: partial matmuls, then a sum)."""
 
     name: str
     warps: tuple[int, int]
@@ -46,6 +47,7 @@ class Schedule:
     stages: int = 2
     tensor_core: bool = False
     tf32: bool = False
+    split_k: int = 1
 
     @property
     def bm(self) -> int:
@@ -73,6 +75,7 @@ class Schedule:
                 "vector": self.vector,
                 "async_copy": self.async_copy,
                 **({"stages": self.stages, "tf32": self.tf32} if self.tensor_core else {}),
+                **({SPLIT_K: self.split_k} if self.split_k > 1 else {}),
             },
         )
 
@@ -94,6 +97,7 @@ class Schedule:
             stages=attr.count("stages", 2),
             tensor_core=SCHEDULES[attr.strategy.data].tensor_core,
             tf32=attr.flag("tf32"),
+            split_k=attr.count(SPLIT_K, 1),
         )
         if attr.sizes("tile") != (s.bm, s.bn, s.bk) or attr.count("threads") != s.threads:
             raise ValueError(f"{attr}: tile and threads do not follow from warps, lanes, reps and vec")
@@ -201,17 +205,27 @@ def choose(m: int, n: int, k: int, batch: int, element: Attribute, precision: st
     """The rung ``auto`` takes for a (batch x) M x N x K matmul of ``element`` (None: a thread per output):
     ``mma-sync`` for bf16/fp16/tf32 from :data:`AUTO_MIN_TENSOR_FMAS` multiply-adds up when M, N and K are at least
     :data:`MIN_TENSOR_EXTENT` (128x128 tiles when they give every SM one, else 64x64); otherwise, for f32,
-    ``cp-async`` on 128x128 tiles when they give every SM at least one, else on 64x64 tiles."""
+    ``cp-async`` on 128x128 tiles when they give every SM at least one, else on 64x64 tiles (fewer than
+    :data:`MIN_SMALL_TILES` of those: a thread per output). ``mma-sync`` takes ``split_k``
+    (:func:`~picograd.passes.kinds.matmul_split.split_k`) when its tiles fill fewer than half the SMs and K is
+    deep."""
     fmas = m * n * k * batch
     if precision in TENSOR_CORE["mma-sync"][0] and fmas >= AUTO_MIN_TENSOR_FMAS and min(m, n, k) >= MIN_TENSOR_EXTENT:
-        return SCHEDULES["mma-sync"] if batch * -(-m // 128) * -(-n // 128) >= SMS else SMALL_MMA_TILE
+        rung = SCHEDULES["mma-sync"] if batch * -(-m // 128) * -(-n // 128) >= SMS else SMALL_MMA_TILE
+        return with_split(rung, m, n, k, batch)
     if not isinstance(element, Float32Type) or fmas < AUTO_MIN_FMAS:
         return None
     if batch * -(-m // 128) * -(-n // 128) >= SMS:
         return SCHEDULES[BEST]
     # A few output tiles with a deep K (a weight gradient, 200x30 over a batch of 4096) would leave most SMs idle
-    # for a long loop; a thread per output at least spreads the work (split-K would be the real fix).
+    # for a long loop; a thread per output at least spreads the work. Split-K (forced: ``split_k`` on this rung)
+    # is not auto's choice for f32 yet: the DDPM's 256x32x2048 partial matmuls spill 8 bytes (ptxas, sm_90).
     return SMALL_TILE if batch * -(-m // 64) * -(-n // 64) >= MIN_SMALL_TILES else None
+
+
+def with_split(s: Schedule, m: int, n: int, k: int, batch: int) -> Schedule:
+    """``s`` with ``auto``'s ``split_k`` for the matmul's tiles of ``s`` and its K."""
+    return dataclasses.replace(s, split_k=split_k(batch * -(-m // s.bm) * -(-n // s.bn), k, SMS))
 
 
 def fit_shared_memory(s: Schedule, element_bytes: int) -> Schedule:

@@ -61,6 +61,7 @@ from xdsl.dialects.builtin import (
     IntegerAttr,
     MemRefType,
     StringAttr,
+    UnitAttr,
     i32,
     i64,
 )
@@ -222,6 +223,9 @@ class Problem:
     majors: tuple[str, str] = ("k", "k")
     """How A and B are stored: ``"k"`` K-major (A[m, k], Bt[n, k]) or ``"mn"`` M/N-major (A stored as At[k, m],
     B as B[k, n])."""
+    split: bool = False
+    """A partial matmul of split-K (``matmul_split.py``): A and B are single matrices of depth ``k * batch``, and
+    batch ``z`` (C's, the f32 partial sums) multiplies their chunk ``[z * k, (z + 1) * k)`` of K."""
 
 
 def unsupported(p: Problem) -> str | None:
@@ -236,6 +240,8 @@ def unsupported(p: Problem) -> str | None:
         inner, name = (p.k, "K") if major == "k" else (rows, "M" if role == "A" else "N")
         if inner % 8:
             return f"{name} = {inner} (TMA needs rows of a multiple of 16 bytes: {name} of {role} a multiple of 8)"
+    if p.split and p.k % BK:
+        return f"chunks of K = {p.k} (a partial matmul of split-K takes whole K tiles of {BK})"
     if p.offsets[0] % 16 or p.offsets[1] % 16:
         return "operands that are not 16-byte aligned"
     if p.m * p.n >= 2**32 or p.batch > 65535:
@@ -257,8 +263,9 @@ def tensor_map_specs(s: WgmmaSchedule, p: Problem) -> tuple[TensorMapSpec, Tenso
     for operand, rows, box_rows in ((0, p.m, s.bm), (1, p.n, s.bn)):
         # K-major: boxes of 64 elements of K by the tile's rows; M/N-major: 64 of M/N (one 128-byte swizzle row)
         # by the K tile, one box per 64 rows of the tile
-        shape, box = ((p.k, rows), (BK, box_rows)) if p.majors[operand] == "k" else ((rows, p.k), (ATOM, BK))
-        batch = ((p.batch,), (p.k * 2 * rows,), (1,)) if p.batch > 1 else ((), (), ())
+        depth = p.k * p.batch if p.split else p.k
+        shape, box = ((depth, rows), (BK, box_rows)) if p.majors[operand] == "k" else ((rows, depth), (ATOM, BK))
+        batch = ((p.batch,), (p.k * 2 * rows,), (1,)) if p.batch > 1 and not p.split else ((), (), ())
         spec = TensorMapSpec(p.operands[operand], p.offsets[operand], p.dtype, shape + batch[0],
                              (shape[0] * 2,) + batch[1], box + batch[2])  # fmt: skip
         specs.append(spec)
@@ -338,6 +345,9 @@ class _Kernel(PipelineBuilder):
         ptx.MbarrierArriveOp(bar, self.s.stage_bytes)
         col = ptx.MulOp(kt, imm(BK, "s32"), "s32", mode="lo").result
         extra = [batch] if batch is not None else []
+        if self.p.split and batch is not None:  # split-K: batch z reads K from z * k on, of unbatched A and Bt
+            col = ptx.MadOp(batch, imm(self.p.k, "s32"), col, "s32", mode="lo").result
+            extra = []
         for tile, tmap, row, rows, major in ((a, self.map_a, row_a, self.s.bm, self.p.majors[0]),
                                              (b, self.map_b, row_b, self.s.bn, self.p.majors[1])):  # fmt: skip
             if major == "k":
@@ -619,7 +629,7 @@ def type_name(t: Attribute) -> str:
     return _TYPE_NAMES.get(type(t), str(t))  # type: ignore[arg-type]
 
 
-def schedule_attr(name: str, fallback: bool = False) -> ScheduleAttr:
+def schedule_attr(name: str, fallback: bool = False, split_k: int = 1) -> ScheduleAttr:
     """``pg-schedule``'s ``#kernel.schedule`` for a matmul run by ``name`` (``wgmma``/``wgmma-ws``; its
     precision is checked by ``matmul_rungs.check_precision``). ``fallback`` (``auto``'s choice, not the user's):
     ``pg-matmul-schedule`` takes ``auto``'s SIMT/mma-sync rung instead where :func:`problem` refuses the nest."""
@@ -632,6 +642,7 @@ def schedule_attr(name: str, fallback: bool = False) -> ScheduleAttr:
             "stages": s.stages,
             "specialised": s.specialised,
             "fallback": fallback,
+            **({"split_k": split_k} if split_k > 1 else {}),
         },
     )
 
@@ -662,9 +673,13 @@ def problem(nest: MatmulNest, name: str) -> tuple[Problem, list[memref.LoadOp]] 
                 f"{'/'.join(INPUT_TYPES)} matmuls on the tensor cores of sm_90a"
             )
         indices = list(load.indices)
-        if indices == [*batch_ivs, i_iv, nest.k_iv]:
+        # a partial matmul of split-K reads unbatched A and B at s * chunk + k (s its only batch dim)
+        split = operand.split is not None and (operand.split.s, operand.split.chunk, len(batch_ivs)) == (0, nest.k, 1)
+        k_index = operand.split.value if split and operand.split is not None else nest.k_iv
+        outer = [] if split else batch_ivs
+        if indices == [*outer, i_iv, k_index]:
             majors.append("k")
-        elif indices == [*batch_ivs, nest.k_iv, i_iv]:
+        elif indices == [*outer, k_index, i_iv]:
             majors.append("mn")
         else:
             return (
@@ -676,7 +691,10 @@ def problem(nest: MatmulNest, name: str) -> tuple[Problem, list[memref.LoadOp]] 
     assert isinstance(out_type, MemRefType)
     out_dtype = type_name(out_type.get_element_type())
     dtype = type_name(loads[0].res.type)
-    p = Problem(nest.m, nest.n, nest.k, math.prod(nest.batch), dtype, out_dtype, majors=(majors[0], majors[1]))
+    split = nest.a.split is not None and nest.b.split is not None
+    p = Problem(
+        nest.m, nest.n, nest.k, math.prod(nest.batch), dtype, out_dtype, majors=(majors[0], majors[1]), split=split
+    )
     why = unsupported(p)
     if why is not None or type_name(loads[1].res.type) != dtype:
         why = why or "A and B of different types"
@@ -705,6 +723,7 @@ def schedule_nest(nest: MatmulNest, name: str) -> None:
             "dtype": StringAttr(p.dtype),
             "out_dtype": StringAttr(p.out_dtype),
             "majors": ArrayAttr([StringAttr(x) for x in p.majors]),
+            **({"split": UnitAttr()} if p.split else {}),
         },
     )
     host = par.parent_block()
@@ -782,6 +801,7 @@ def lower_kernel(func: gpu.FuncOp, target: str) -> ptx.FuncOp | None:
         operands=tuple(i for i, _ in places),  # type: ignore[arg-type]
         args=len(func.body.block.args),
         majors=majors,  # type: ignore[arg-type]
+        split="split" in d,
     )  # fmt: skip
     kernel = build_kernel(SCHEDULES[name], p, func.sym_name.data)
     kernel.attributes[SHARED_BYTES_ATTR] = IntegerAttr(SCHEDULES[name].shared_bytes, i64)
