@@ -80,22 +80,25 @@ def _permute(b: Builder, x: SSAValue, perm: list[int]) -> SSAValue:
 
 
 def _unpermuted(v: SSAValue, perm: list[int]) -> SSAValue | None:
-    """The tensor ``x`` that ``v`` is ``permute(x, perm)`` of through a chain of ``pg.reshape``/``pg.permute`` ops
-    (checked on the element positions, so unit dims inserted and dropped on the way do not matter), or None."""
+    """The nearest tensor ``x`` that ``v`` is ``permute(x, perm)`` of through a chain of ``pg.reshape``/
+    ``pg.permute`` ops (checked on the element positions, so unit dims inserted and dropped on the way do not
+    matter), or None."""
     chain: list[pg.ReshapeOp | pg.PermuteOp] = []
     base = v
     while isinstance(base.owner, pg.ReshapeOp | pg.PermuteOp):
         chain.append(base.owner)
         base = base.owner.input
-    shape = shape_of(base)
-    if not chain or len(shape) != len(perm) or [shape[p] for p in perm] != list(shape_of(v)):
-        return None
-    pos = np.arange(math.prod(shape)).reshape(shape)
-    got = pos
-    for op in reversed(chain):
-        shape_after = list(shape_of(op.results[0]))
-        got = got.transpose(op.perm_list) if isinstance(op, pg.PermuteOp) else got.reshape(shape_after)
-    return base if np.array_equal(got, pos.transpose(perm)) else None
+        shape = shape_of(base)
+        if len(shape) != len(perm) or [shape[p] for p in perm] != list(shape_of(v)):
+            continue
+        pos = np.arange(math.prod(shape)).reshape(shape)
+        got = pos
+        for op in reversed(chain):
+            shape_after = list(shape_of(op.results[0]))
+            got = got.transpose(op.perm_list) if isinstance(op, pg.PermuteOp) else got.reshape(shape_after)
+        if np.array_equal(got, pos.transpose(perm)):
+            return base
+    return None
 
 
 def _weight_gradient(b: Builder, op: pg.ConvOp) -> SSAValue | None:
