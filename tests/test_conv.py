@@ -488,6 +488,7 @@ CONV_STAGE_CASES = [  # input, weight, stride, dilation, low, high, groups
     ((2, 2, 5, 4), (3, 2, 2, 2), (1, 1), (1, 1), (0, 0), (0, 0), 1),
     ((1, 4, 5, 6), (4, 2, 3, 2), (2, 1), (1, 2), (1, 0), (2, 1), 2),
     ((2, 3, 7), (2, 3, 3), (2,), (2,), (1,), (1,), 1),
+    ((5, 3, 6, 5), (4, 3, 3, 3), (2, 1), (1, 2), (1, 1), (1, 0), 1),
 ]
 
 
@@ -529,6 +530,17 @@ def decompose_then_fuse(module: ModuleOp) -> None:
 def test_conv_loop_stage(case: int, grad: bool, rng: np.random.Generator) -> None:
     c = CONV_STAGE_CASES[case]
     check(conv_module(c, grad), conv_inputs(c, grad, rng), fuse=decompose_then_fuse, rtol=1e-10)
+
+
+def test_weight_gradient_gathers_in_the_forward_layout() -> None:
+    """The weight gradient's correlation (batch and channels swapped) is lowered as ``g (O, N Q) @ cols (N Q, K C)``
+    with the forward's channels-last im2col: no gather puts the batch (5) innermost (values: the vjp cases of
+    ``test_conv_loop_stage``)."""
+    module = conv_module(CONV_STAGE_CASES[3], grad=True)
+    PgDecomposeConv().apply(CTX, module)
+    gathers = [op for op in module.walk() if isinstance(op, pgd.GatherOp)]
+    assert gathers and all(pgd.shape_of(op.result)[-1] != 5 for op in gathers)
+    assert sum(isinstance(op, pgd.ConvOp) for op in module.walk()) == 0
 
 
 def test_conv_of_one_permute_twice(rng: np.random.Generator) -> None:

@@ -20,6 +20,7 @@ from picograd.dialects import kernel
 from picograd.dialects import pg as pgd
 from picograd.dialects.pg_numpy import numpy_dtype
 from picograd.driver.pipeline import run_passes
+from picograd.passes import fuse
 from picograd.runtime.numpy_executor import compile_func
 
 
@@ -72,7 +73,10 @@ def check_kernels_stage(module: ModuleOp) -> list[kernel.FusedOp]:
             assert sum(isinstance(op, pgd.MatmulOp) for op in body) == 1, f"{k.sym_name.data}: one matmul"
             assert all(isinstance(op, pgd.MatmulOp | pgd.PermuteOp) for op in body), k.sym_name.data
         elif kind in ("gather", "scatter_add", "random") or (kind == "movement" and len(work) == 1):
-            assert len(body) == 1, f"{k.sym_name.data}: a {kind} kernel holds its one op"
+            # with ``movement``, the permutes, pads, slices and reshapes it reads through besides
+            main = [op for op in body if not isinstance(op, fuse.MOVEMENT)]
+            one = len(body) == 1 if kind == "movement" else len(main) == 1
+            assert one, f"{k.sym_name.data}: a {kind} kernel holds its one op"
         if kind == "reduction":
             reductions = [op for op in body if isinstance(op, pgd.ReduceOp | pgd.ArgReduceOp)]
             assert len(reductions) == 1, f"{k.sym_name.data}: one reduction per kernel"
@@ -227,6 +231,45 @@ def test_recompute_copies_cheap_shared_values(recompute: bool) -> None:
     assert len(erfs) == (2 if recompute else 1), erfs
     before, after = compile_func(only_func(module)), compile_func(only_func(fused))
     args = random_args(only_func(module), np.random.default_rng(0))
+    assert_same(after(*args), before(*args))
+
+
+MOVEMENT = """
+func.func @f(%x: tensor<2x3x4x4xf32>, %i: tensor<8xi64>, %y: tensor<64x2x4xf32>)
+    -> (tensor<2x8x3xf32>, tensor<4x2x64xf32>) {
+  %p = pg.permute %x perm = [0, 2, 3, 1] : tensor<2x3x4x4xf32> -> tensor<2x4x4x3xf32>
+  %q = pg.pad %p low = [0, 1, 1, 0] high = [0, 1, 1, 0] interior = [0, 0, 0, 0] value = 0.0
+    : tensor<2x4x4x3xf32> -> tensor<2x6x6x3xf32>
+  %r = pg.reshape %q : tensor<2x6x6x3xf32> -> tensor<2x36x3xf32>
+  %g = pg.gather %r[%i] dim = 1 : (tensor<2x36x3xf32>, tensor<8xi64>) -> tensor<2x8x3xf32>
+  %t = pg.permute %y perm = [2, 1, 0] : tensor<64x2x4xf32> -> tensor<4x2x64xf32>
+  %e = pg.exp %t : tensor<4x2x64xf32>
+  func.return %g, %e : tensor<2x8x3xf32>, tensor<4x2x64xf32>
+}"""
+
+
+@pytest.mark.parametrize("movement", [False, True])
+def test_movement_ops_join_the_kernel_reading_them(movement: bool) -> None:
+    """With ``movement``, the permute, pad and reshape feeding the gather are read through by the gather's kernel;
+    the permute feeding exp stays a kernel of its own all the same, its inner dim reading 64 x 2 x 4 floats apart
+    (past ``MAX_PERMUTE_SPAN`` only when scaled: here the span limit is lowered to 1 KiB); same results."""
+    module = parse(MOVEMENT)
+    fused = module.clone()
+    limit = fuse.MAX_PERMUTE_SPAN
+    fuse.MAX_PERMUTE_SPAN = 1024
+    try:
+        run_passes(fused, [f"pg-fuse{{movement={str(movement).lower()}}}"])
+    finally:
+        fuse.MAX_PERMUTE_SPAN = limit
+    kernels = check_kernels_stage(fused)
+    kinds = sorted(k.kind.data for k in kernels)
+    if movement:
+        assert kinds == ["elementwise", "gather", "movement"], kinds  # the strided permute stays alone
+    else:
+        assert kinds.count("movement") == 4, kinds  # 2 permutes, the pad, the reshape
+    before, after = compile_func(only_func(module)), compile_func(only_func(fused))
+    args = random_args(only_func(module), np.random.default_rng(1))
+    args[1] = np.random.default_rng(2).integers(0, 36, 8)
     assert_same(after(*args), before(*args))
 
 

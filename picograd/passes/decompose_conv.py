@@ -16,6 +16,12 @@ Moving the channels last costs two copies of the input's size; gathering the win
 (channels first) copied K_1 times and then prod(K) times the input, and the permute to the im2col layout another
 prod(K) times.
 
+A weight gradient (``pg-autodiff``'s correlation of the input, batch and channels swapped, with the output
+gradient, groups 1) is recognized and lowered in the forward's layout instead: ``dW (O, K * C) = g (O, N * Q) @
+cols (N * Q, K * C)``, with ``cols`` the forward's channels-last im2col of the input and ``g`` the gradient as
+(O, N, *Q); the correlation taken literally gathers a batch-innermost im2col from the input permuted to (C, *S, N),
+whose permutes (stride-128 reads) and gather cost about twice the product.
+
 Autodiff runs before it and keeps the op whole (its vjp is convolutions again); an implicit-GEMM schedule would
 replace this pass for the GPU."""
 
@@ -24,6 +30,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 from xdsl.context import Context
 from xdsl.dialects.builtin import DenseIntOrFPElementsAttr, ModuleOp, TensorType
 from xdsl.ir import Operation, SSAValue
@@ -72,8 +79,58 @@ def _permute(b: Builder, x: SSAValue, perm: list[int]) -> SSAValue:
     return b(pg.PermuteOp(x, perm))
 
 
+def _unpermuted(v: SSAValue, perm: list[int]) -> SSAValue | None:
+    """The nearest tensor ``x`` that ``v`` is ``permute(x, perm)`` of through a chain of ``pg.reshape``/
+    ``pg.permute`` ops (checked on the element positions, so unit dims inserted and dropped on the way do not
+    matter), or None."""
+    chain: list[pg.ReshapeOp | pg.PermuteOp] = []
+    base = v
+    while isinstance(base.owner, pg.ReshapeOp | pg.PermuteOp):
+        chain.append(base.owner)
+        base = base.owner.input
+        shape = shape_of(base)
+        if len(shape) != len(perm) or [shape[p] for p in perm] != list(shape_of(v)):
+            continue
+        pos = np.arange(math.prod(shape)).reshape(shape)
+        got = pos
+        for op in reversed(chain):
+            shape_after = list(shape_of(op.results[0]))
+            got = got.transpose(op.perm_list) if isinstance(op, pg.PermuteOp) else got.reshape(shape_after)
+        if np.array_equal(got, pos.transpose(perm)):
+            return base
+    return None
+
+
+def _weight_gradient(b: Builder, op: pg.ConvOp) -> SSAValue | None:
+    """``op`` lowered in the forward's layout when it is a weight gradient (see the module docstring): input
+    ``x`` (N, C, *S) as (C, N, *S), weight ``g`` (N, O, *Q) as (O, N, *Q), groups 1; else None."""
+    r = len(shape_of(op.input)) - 2
+    swap = [1, 0, *range(2, 2 + r)]
+    x = _unpermuted(op.input, swap)
+    if op.group_count != 1 or x is None or _unpermuted(op.weight, swap) is None:
+        return None
+    n, c, *_ = shape_of(x)
+    o, _, *q = shape_of(op.weight)
+    taps = list(shape_of(op.result)[2:])  # the forward's kernel (or more, sliced by autodiff)
+    # the forward's stride is this correlation's dilation and the other way round
+    strides, dilations = list(op.dilations), list(op.strides)
+    x = _permute(b, x, [0, *range(2, 2 + r), 1])  # (N, *S, C)
+    if any(op.lows) or any(op.highs):
+        x = b(pg.PadOp(x, [0, *op.lows, 0], [0, *op.highs, 0]))
+    padded = list(shape_of(x)[1:-1])
+    flat = b.reshape(x, (n, math.prod(padded), c))
+    index = _window_index(b, q, taps, strides, dilations, padded)
+    cols = b.reshape(b(pg.GatherOp(flat, index, 1)), (1, n * math.prod(q), math.prod(taps) * c))
+    grad = b.reshape(op.weight, (1, o, n * math.prod(q)))
+    dw = b.reshape(b(pg.MatmulOp(grad, cols)), (o, math.prod(taps), c))
+    return b.reshape(b(pg.PermuteOp(dw, [2, 0, 1])), (c, o, *taps))
+
+
 def conv_as_matmul(b: Builder, op: pg.ConvOp) -> SSAValue:
     """The ``pg`` ops computing ``op`` (im2col and a matmul, see the module docstring); returns the result."""
+    dw = _weight_gradient(b, op)
+    if dw is not None:
+        return dw
     x, w = op.input, op.weight
     n, c, *_ = shape_of(x)
     o, cg, *kernel = shape_of(w)

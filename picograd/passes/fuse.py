@@ -55,6 +55,7 @@ from xdsl.utils.exceptions import PassFailedException
 
 from picograd.dialects import kernel, pg
 from picograd.dialects.pg import shape_of
+from picograd.dialects.pg_numpy import numpy_dtype
 from picograd.passes.kinds.attention import ATTENTION_OPS, attention_partner, dropout_ops
 
 ELEMENTWISE = (pg.UnaryOp, pg.BinaryOp, pg.CmpOp, pg.SelectOp, pg.CastOp, pg.CheckIndexOp)
@@ -77,6 +78,13 @@ SINGLE_KINDS: dict[type[Operation], str] = {
     pg.AttentionBackwardOp: "attention",
 }
 """Ops that form a kernel of their own, with its kind."""
+MOVEMENT = (pg.PermuteOp, pg.PadOp, pg.SliceOp, pg.ReshapeOp)
+"""Ops that, with ``movement``, join the kernel reading them (see the module docstring)."""
+MOVEMENT_READERS = ("elementwise", "reduction", "gather", "movement")
+"""Kinds of kernels whose loops read their values at an index (``pg-to-loops`` computes a movement op there)."""
+MAX_PERMUTE_SPAN = 16 * 1024
+"""With ``movement``, a permute joins its reader only while the elements of its result's innermost dim lie within
+this many bytes of its input (half a level-1 data cache): the reader's inner loop then stays in the cache."""
 
 FUSIBLE = (*ELEMENTWISE, *VIEWS, *GENERATORS)
 
@@ -153,6 +161,24 @@ def _recomputable(op: Operation) -> bool:
     return True
 
 
+def _stride(v: SSAValue, d: int) -> int:
+    """The distance in elements between neighbours along dim ``d`` of ``v`` in the tensor it is a permuted or
+    reshaped view of (followed through permutes, and reshapes that keep the dim whole)."""
+    while True:
+        op = v.owner
+        if isinstance(op, pg.PermuteOp):
+            v, d = op.input, op.perm_list[d]
+            continue
+        if isinstance(op, pg.ReshapeOp):
+            out, src = shape_of(v), shape_of(op.input)
+            after = int(np.prod(out[d + 1 :]))
+            same = [j for j in range(len(src)) if src[j] == out[d] and int(np.prod(src[j + 1 :])) == after]
+            if same:
+                v, d = op.input, same[0]
+                continue
+        return int(np.prod(shape_of(v)[d + 1 :]))
+
+
 def is_cheap(op: Operation) -> bool:
     """Whether ``op`` is copied into each kernel that uses it rather than computed once: generators, views, and
     elementwise ops with a one-element result whose computation reads at most ``MAX_SCALAR_READS`` values."""
@@ -182,9 +208,10 @@ class Group:
 class _Former:
     """Forms the groups of one function body (see the module docstring) and rewrites it into kernels."""
 
-    def __init__(self, fn: func.FuncOp, names: _Names, recompute: bool = False):
+    def __init__(self, fn: func.FuncOp, names: _Names, recompute: bool = False, movement: bool = False):
         self.fn = fn
         self.recompute = recompute
+        self.movement = movement
         self.names = names
         if len(fn.body.blocks) != 1:
             raise PassFailedException(f"pg-fuse: @{fn.sym_name.data} has {len(fn.body.blocks)} blocks, expected one")
@@ -237,6 +264,8 @@ class _Former:
                 continue  # dead: dropped (cse and dce leave none)
             elif (g := self._matmul_of_operand(op)) is not None:
                 self._add(g, op, home=True)
+            elif self.movement and (g := self._reader_of(op)) is not None:
+                self._add(g, op, home=True)
             elif isinstance(op, ATTENTION_OPS):
                 self._attention(op)
             elif type(op) in SINGLE_KINDS:
@@ -273,6 +302,23 @@ class _Former:
         if isinstance(user, pg.MatmulOp) and len(groups) == 1 and groups[0].kind == "matmul":
             return groups[0]
         return None
+
+    def _reader_of(self, op: Operation) -> Group | None:
+        """The one kernel reading the movement op ``op`` at an index, which it joins with ``movement``, or None
+        (several kernels read it, or it is returned)."""
+        if not isinstance(op, MOVEMENT):
+            return None
+        if isinstance(op, pg.PermuteOp):
+            result = shape_of(op.results[0])
+            stride = _stride(op.results[0], len(result) - 1)
+            if stride * result[-1] * numpy_dtype(pg.element_of(op.input)).itemsize > MAX_PERMUTE_SPAN:
+                return None
+        users = {use.operation for use in op.results[0].uses}
+        groups = {id(g): g for u in users for g in self.groups_of.get(u, [])}
+        if len(groups) != 1 or any(isinstance(u, func.ReturnOp) or u not in self.live for u in users):
+            return None
+        (g,) = groups.values()
+        return g if g.kind in MOVEMENT_READERS and all(u in g.ops for u in users) else None
 
     def _live(self) -> set[Operation]:
         """The ops the function's results (or a kernel already formed) depend on."""
@@ -511,10 +557,10 @@ class _Names:
                 return name
 
 
-def fuse_function(fn: func.FuncOp, names: _Names | None = None, recompute: bool = False) -> int:
+def fuse_function(fn: func.FuncOp, names: _Names | None = None, recompute: bool = False, movement: bool = False) -> int:
     """Form the kernels of one function in place (see the module docstring); returns how many it has."""
     names = names or _Names(())
-    former = _Former(fn, names, recompute)
+    former = _Former(fn, names, recompute, movement)
     former.group()
     former.merge()
     return former.rewrite()
@@ -531,18 +577,20 @@ class PgFuse(ModulePass):
 
     Option ``report`` (default false): print ``pg-fuse: @<function>: <n> kernels`` to stderr. Option ``recompute``
     (default false; the CPU backend's choice): cheap elementwise ops used by several kernels are recomputed in each
-    rather than written out once and read back (see ``_recomputable``)."""
+    rather than written out once and read back (see ``_recomputable``). Option ``movement`` (default false; the CPU
+    backend's choice): a movement op read by one kernel that reads at an index joins it (``MOVEMENT_READERS``)."""
 
     name = "pg-fuse"
 
     report: bool = False
     recompute: bool = False
+    movement: bool = False
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         names = _Names(o.sym_name.data for o in op.walk() if isinstance(o, kernel.FusedOp | kernel.LaunchOp))
         for fn in _functions(op):
             if not fn.body.blocks:
                 continue  # a declaration
-            count = fuse_function(fn, names, self.recompute)
+            count = fuse_function(fn, names, self.recompute, self.movement)
             if self.report:
                 print(f"pg-fuse: @{fn.sym_name.data}: {count} kernels", file=sys.stderr)
