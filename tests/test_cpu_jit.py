@@ -71,6 +71,11 @@ def tiny_gpt_step(compiled: bool):
 def tiny_mlp_step(compiled: bool):
     pg.manual_seed(3)
     model = pg.nn.Sequential(pg.nn.Linear(6, 32), pg.nn.GELU(), pg.nn.LayerNorm(32), pg.nn.Linear(32, 5))
+    return classifier_step(model, compiled)
+
+
+def classifier_step(model: pg.nn.Module, compiled: bool):
+    """``model`` and an Adam step on its cross-entropy (compiled or eager)."""
     opt = pg.optim.Adam(model.parameters(), lr=1e-2)
 
     def step(x: pg.Tensor, y: pg.Tensor) -> pg.Tensor:
@@ -92,16 +97,7 @@ def tiny_conv_step(compiled: bool):
         nn.Conv2d(2, 8, 3, padding=1), nn.GroupNorm(2, 8), nn.SiLU(), nn.Conv2d(8, 8, 3, stride=2, padding=1),
         nn.SiLU(), nn.Conv2d(8, 4, 1), nn.Flatten(), nn.Linear(36, 5),
     )  # fmt: skip
-    opt = pg.optim.Adam(model.parameters(), lr=1e-2)
-
-    def step(x: pg.Tensor, y: pg.Tensor) -> pg.Tensor:
-        loss = F.cross_entropy(model(x), y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        return loss
-
-    return model, pg.compile(step) if compiled else step
+    return classifier_step(model, compiled)
 
 
 INPUTS = {tiny_mlp_step: (7, 6), tiny_conv_step: (7, 2, 6, 6)}
