@@ -35,7 +35,7 @@ def _strategy(shape: Sequence[int], dims: Sequence[int]) -> tuple[str, dict]:
 
 def test_the_table_on_the_gpt_step() -> None:
     """The reductions of the GPT train step (6 layers, 384 wide, block 256, batch 64): grad-norm full sums split
-    over many blocks, bias/LayerNorm-weight column sums split over row chunks, LayerNorm rows a block each, a sum over
+    over many blocks, bias/LayerNorm-weight column sums split over row chunks, LayerNorm rows a warp each, a sum over
     the batch dim (98304 columns) a coalesced thread each, short sums a thread each."""
     assert _strategy((1536, 384), [0, 1]) == ("split_rows", {"splits": 1024, "block": 256})
     assert _strategy((384, 384), [0, 1]) == ("split_rows", {"splits": 288, "block": 256})
@@ -43,8 +43,9 @@ def test_the_table_on_the_gpt_step() -> None:
     assert _strategy((16384,), [0]) == ("split_rows", {"splits": 32, "block": 256})
     assert _strategy((64, 256, 384), [0, 1]) == ("split_columns", {"splits": 512, "block": 256})
     assert _strategy((16384, 384), [0]) == ("split_columns", {"splits": 512, "block": 256})
-    assert _strategy((64, 256, 384), [2])[0] == "block_per_row"
-    assert _strategy((16384, 65), [1])[0] == "block_per_row"
+    assert _strategy((64, 256, 384), [2])[0] == "warp_per_row"
+    assert _strategy((16384, 65), [1])[0] == "warp_per_row"
+    assert _strategy((512, 384), [1])[0] == "block_per_row"  # too few points for a warp each
     assert _strategy((64, 256, 384), [0])[0] == "thread_per_point"
     assert _strategy((384,), [0])[0] == "block_per_row"
     assert _strategy((32, 8), [1])[0] == "thread_per_point"
@@ -95,6 +96,9 @@ CASES = {
     "max_rows": ((30, 70), [0, 1], f32, "max", ("split_rows", 3, 64), [(3, 64), (1, 32)]),
     "i64_sum_rows": ((20, 50), [0, 1], i64, "sum", ("split_rows", 7, 64), [(7, 64), (1, 32)]),
     "block_per_row_rows": ((6, 100), [1], bf16, "sum", ("block_per_row", 0, 64), [(6, 64)]),
+    "warp_per_row_ragged": ((11, 70), [1], bf16, "sum", ("warp_per_row", 0, 128), [(3, 128)]),
+    "warp_per_row_3d_max": ((3, 5, 40), [2], f32, "max", ("warp_per_row", 0, 64), [(8, 64)]),
+    "warp_per_row_two_dims": ((5, 33, 4), [0, 1], f32, "sum", ("warp_per_row", 0, 256), [(1, 128)]),
 }
 
 
@@ -197,7 +201,7 @@ GPT_SHAPES = {
     "grad_norm_1536x384": ((1536, 384), [0, 1], bf16),  # split_rows, 1024 chunks
     "grad_norm_384x384": ((384, 384), [0, 1], bf16),  # split_rows, 288 chunks
     "bias_grad_64x256x384": ((64, 256, 384), [0, 1], bf16),  # split_columns, 512 chunks of 32 rows
-    "layernorm_rows": ((64, 256, 384), [2], f32),  # block_per_row with a side output
+    "layernorm_rows": ((64, 256, 384), [2], f32),  # warp_per_row with a side output
     "batch_sum_columns": ((64, 256, 384), [0], f32),  # thread_per_point, 98304 columns
 }
 

@@ -11,6 +11,7 @@ that lowers it and every size it uses, so that the IR says what will run. The lo
     strategy          kinds                        parameters
     thread_per_point  every kind                   block: the most threads a block (fewer for small nests)
     block_per_row     reduction (sum, max, min)    block: threads a block (one block per output point)
+    warp_per_row      reduction (sum, max, min)    block: threads a block (a warp per output point)
     split_rows,       reduction (sum, max, min)    splits: chunks the reduced range is cut into, block: a
     split_columns                                  two-stage reduction (``passes/kinds/reduction_split.py``,
                                                    realised by ``pg-split-reductions``): partial results per
@@ -168,6 +169,7 @@ KIND_SCHEDULES: dict[str, Callable[[kernel.FusedOp | kernel.LaunchOp, Options], 
 STRATEGIES = (
     "thread_per_point",
     "block_per_row",
+    "warp_per_row",
     *reduction_split.STRATEGIES,
     "atomic",
     *SCHEDULES,

@@ -44,12 +44,13 @@ hand) takes its kind's ``unscheduled`` strategy where the pass options allow it 
   grid.
 - ``block_per_row`` (the nest a reduction marked; ``kinds/reduction.py``): one block per output point, the
   threads striding over the reduced points and combining with warp shuffles and workgroup memory.
+- ``warp_per_row`` (the same nest): one warp per output point, ``block / 32`` points a block, warp shuffles only.
 - ``atomic`` (the nest a scatter-add marked; ``kinds/scatter_add.py``): a thread per (outer point, index tuple),
   the read-modify-write an atomic add.
 
 A kind's mapping may refuse a marked nest whose form does not allow the strategy (ops hoisted between its loop
 levels that write memory or branch): the nest then takes ``thread_per_point``, and the pass fails when no nest of
-a kernel scheduled ``block_per_row``/``atomic`` was mapped so.
+a kernel scheduled ``block_per_row``/``warp_per_row``/``atomic`` was mapped so.
 
 Every op created carries the location of the nest it comes from (the user's file:line of the kernel's op).
 
@@ -115,7 +116,7 @@ class _Outliner:
         self.block_size = block_size  # the option: nests whose schedule names no ``block``
         self.reductions = reductions
         self.atomics = atomics
-        self.promised: set[str] = set()  # kernels scheduled block_per_row or atomic
+        self.promised: set[str] = set()  # kernels scheduled block_per_row, warp_per_row or atomic
         self.kept: set[str] = set()  # kernels with a nest lowered that way
         name = f"{fn.sym_name.data}_kernels"
         taken = {getattr(op, "sym_name", None) for op in module.ops}
@@ -163,8 +164,8 @@ class _Outliner:
                 self.outline(par)
         if broken := sorted(self.promised - self.kept):
             raise PassFailedException(
-                f"pg-to-gpu: @{self.fn.sym_name.data}: kernel(s) {', '.join(broken)} are scheduled block_per_row or "
-                "atomic, but none of their loop nests has that form"
+                f"pg-to-gpu: @{self.fn.sym_name.data}: kernel(s) {', '.join(broken)} are scheduled block_per_row, "
+                "warp_per_row or atomic, but none of their loop nests has that form"
             )
         # Constants and views the nests used may be dead on the host now.
         for op in reversed(list(block.ops)):

@@ -11,6 +11,7 @@ mappings under each strategy (``pg-to-gpu``, ``pg-matmul-schedule``). The passes
     elementwise   elementwise     one nest per output shape             thread_per_point
     gather        gather          an index map in its consumer's nest   thread_per_point
     reduction     reduction       a nest of scf.for over reduced dims   thread_per_point, block_per_row,
+                                                                        warp_per_row,
                                                                         split_rows, split_columns
                                                                         (reduction_split: two nests, by
                                                                         pg-split-reductions)

@@ -234,31 +234,24 @@ def read_reduction(par: scf.ParallelOp) -> ReductionNest | None:
     return ReductionNest(pre, loops, post, combine, init)
 
 
-def block_per_row(nest: GpuNest) -> tuple[int, int] | None:
-    red = read_reduction(nest.par)
-    if red is None or red.extent < MIN_BLOCK_REDUCTION:
-        return None
-    par, b, dims, extents = nest.par, nest.b, nest.dims, nest.extents
-    rows = math.prod(extents)
-    k_total = red.extent
-    cap = 1 << (nest.block_size.bit_length() - 1)  # butterflies need a power of two
-    threads = min(cap, max(WARP, 1 << (k_total - 1).bit_length()))
-    warps = threads // WARP
-    bid, tid = nest.thread_ids()
-    idx = delinearize(b, bid, extents)
-    ivs = [affine(b, j, lb, st) for j, (lb, st) in zip(idx, dims, strict=True)]
-    for arg, iv in zip(par.body.block.args, ivs, strict=True):
+def _bind_point(nest: GpuNest, b: Builder, red: ReductionNest, point: SSAValue) -> None:
+    """Make the nest's parallel ivs those of the output point with linear index ``point`` and move the ops before
+    the reduced loops (reads only) to ``b``."""
+    idx = delinearize(b, point, nest.extents)
+    ivs = [affine(b, j, lb, st) for j, (lb, st) in zip(idx, nest.dims, strict=True)]
+    for arg, iv in zip(nest.par.body.block.args, ivs, strict=True):
         arg.replace_all_uses_with(iv)
     for op in red.pre:
         op.detach()
         Rewriter.insert_op(op, b.ip)
-    init = red.init
-    t = init.type
-    combine_type: Any = type(red.combine)
 
-    # The strided loop over the linearized reduced points.
-    loop_block = Block(arg_types=[IndexType(), t])
-    loop = scf.ForOp(tid, b.index(k_total), b.index(threads), [init], Region(loop_block))
+
+def _strided_partial(b: Builder, red: ReductionNest, first: SSAValue, threads: int) -> SSAValue:
+    """The reduced loops linearized into one loop from ``first`` in steps of ``threads`` (a thread's share of the
+    point's elements, riders stored as they are visited); returns the thread's partial result."""
+    init = red.init
+    loop_block = Block(arg_types=[IndexType(), init.type])
+    loop = scf.ForOp(first, b.index(red.extent), b.index(threads), [init], Region(loop_block))
     b.op(loop)
     lb_ = Builder(loop_block, b.loc, b.consts)
     kidx = delinearize(lb_, loop_block.args[0], [level.extent for level in red.loops])
@@ -271,19 +264,41 @@ def block_per_row(nest: GpuNest) -> tuple[int, int] | None:
             op.detach()
             Rewriter.insert_op(op, lb_.ip)
     lb_.op(scf.YieldOp(red.combine.results[0]))
-    partial = loop.results[0]
+    return loop.results[0]
 
-    def combine(x: SSAValue, y: SSAValue, bb: Builder) -> SSAValue:
-        return bb.v(combine_type(x, y))
 
-    def butterfly(x: SSAValue, width: int, bb: Builder) -> SSAValue:
-        offset = width // 2
-        while offset >= 1:
-            x = combine(x, bb.v(gpu_ext.ShuffleOp(x, "xor", offset)), bb)
-            offset //= 2
-        return x
+def _butterfly(red: ReductionNest, x: SSAValue, width: int, b: Builder) -> SSAValue:
+    """``x`` combined across ``width`` lanes by xor shuffles (afterwards every lane holds the result)."""
+    combine_type: Any = type(red.combine)
+    offset = width // 2
+    while offset >= 1:
+        x = b.v(combine_type(x, b.v(gpu_ext.ShuffleOp(x, "xor", offset))))
+        offset //= 2
+    return x
 
-    warp_total = butterfly(partial, WARP, b)
+
+def _finish(red: ReductionNest, total: SSAValue, tail: Builder) -> None:
+    """The ops after the reduced loops (the store of the result), on ``total``, run by one thread (``tail``)."""
+    red.loops[0].op.results[0].replace_all_uses_with(total)
+    for op in red.post:
+        op.detach()
+        Rewriter.insert_op(op, tail.ip)
+
+
+def block_per_row(nest: GpuNest) -> tuple[int, int] | None:
+    red = read_reduction(nest.par)
+    if red is None or red.extent < MIN_BLOCK_REDUCTION:
+        return None
+    b = nest.b
+    rows = math.prod(nest.extents)
+    cap = 1 << (nest.block_size.bit_length() - 1)  # butterflies need a power of two
+    threads = min(cap, max(WARP, 1 << (red.extent - 1).bit_length()))
+    warps = threads // WARP
+    bid, tid = nest.thread_ids()
+    _bind_point(nest, b, red, bid)
+    init = red.init
+    t = init.type
+    warp_total = _butterfly(red, _strided_partial(b, red, tid, threads), WARP, b)
     tid32 = b.cast(tid, i32)
     if warps == 1:  # every lane holds the block's result: thread 0 finishes
         total = warp_total
@@ -301,13 +316,33 @@ def block_per_row(nest: GpuNest) -> tuple[int, int] | None:
         identity = const_value(init)
         assert identity is not None
         no.op(scf.YieldOp(no.const(identity, t)))
-        total = butterfly(sel.results[0], warps, final)
+        total = _butterfly(red, sel.results[0], warps, final)
         _, tail, _ = final.if_(final.v(arith.CmpiOp(lane, final.const(0, i32), "eq")))
-    red.loops[0].op.results[0].replace_all_uses_with(total)
-    for op in red.post:
-        op.detach()
-        Rewriter.insert_op(op, tail.ip)
+    _finish(red, total, tail)
     return rows, threads
+
+
+def warp_per_row(nest: GpuNest) -> tuple[int, int] | None:
+    """A warp per output point, ``block / 32`` points a block: no workgroup memory and no barrier (the short
+    rows of many points, LayerNorm's statistics: a block per point would leave most of its threads idle and wait
+    on a barrier for a handful of loads)."""
+    red = read_reduction(nest.par)
+    if red is None or red.extent < MIN_BLOCK_REDUCTION:
+        return None
+    b = nest.b
+    rows = math.prod(nest.extents)
+    per_block = max(1, min(nest.block_size // WARP, rows))
+    bid, tid = nest.thread_ids()
+    tid32 = b.cast(tid, i32)
+    lane = b.cast(b.v(arith.AndIOp(tid32, b.const(WARP - 1, i32))), IndexType())
+    warp = b.cast(b.v(arith.ShRUIOp(tid32, b.const(5, i32))), IndexType())
+    point = b.v(arith.AddiOp(b.v(arith.MuliOp(bid, b.index(per_block))), warp))
+    _, inside, _ = b.if_(b.v(arith.CmpiOp(point, b.index(rows), "ult")))  # whole warps: shuffles stay converged
+    _bind_point(nest, inside, red, point)
+    total = _butterfly(red, _strided_partial(inside, red, lane, WARP), WARP, inside)
+    _, tail, _ = inside.if_(inside.v(arith.CmpiOp(lane, inside.index(0), "eq")))
+    _finish(red, total, tail)
+    return -(-rows // per_block), per_block * WARP
 
 
 def split(par: scf.ParallelOp, schedule: Any) -> None:
@@ -320,13 +355,13 @@ def split(par: scf.ParallelOp, schedule: Any) -> None:
 
 KIND = KernelKind(
     name=NAME,
-    doc="sum/max/min over dims (block_per_row, split_rows, split_columns on the GPU), argmax/argmin (a thread per "
-    "output)",
+    doc="sum/max/min over dims (block_per_row, warp_per_row, split_rows, split_columns on the GPU), argmax/argmin "
+    "(a thread per output)",
     ops=(pg.SumOp, pg.MaxOp, pg.MinOp, pg.ArgmaxOp, pg.ArgminOp),
     to_loops=to_loops,
     riders=riders_shape,
-    gpu={"thread_per_point": thread_per_point, "block_per_row": block_per_row},
+    gpu={"thread_per_point": thread_per_point, "block_per_row": block_per_row, "warp_per_row": warp_per_row},
     unscheduled="block_per_row",
     split={"split_rows": split, "split_columns": split},
-    strategies=("thread_per_point", "block_per_row", "split_rows", "split_columns"),
+    strategies=("thread_per_point", "block_per_row", "warp_per_row", "split_rows", "split_columns"),
 )

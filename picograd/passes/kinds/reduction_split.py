@@ -11,6 +11,8 @@ first row that holds wins::
     split_columns     columns, at least MIN_SPLITS chunks of MIN_COLUMN_CHUNK   splits, block
                       rows before SPLIT_THREADS threads are busy
     thread_per_point  columns (adjacent threads read adjacent columns)          block
+    warp_per_row      rows, at most WARP_ROW_MAX elements a point and at least  block
+                      WARP_ROW_POINTS points
     split_rows        rows, at least MIN_SPLITS chunks of MIN_ROW_CHUNK         splits, block
                       elements before SPLIT_BLOCKS blocks are busy
     block_per_row     rows                                                      block
@@ -76,6 +78,12 @@ MIN_COLUMN_CHUNK = 16
 """Rows a thread of a column split takes at least."""
 MIN_SPLITS = 4
 """Fewer chunks than this are not worth a second kernel."""
+WARP_ROW_MAX = 1024
+"""Reduced elements a point up to which a warp reduces it (32 a lane) rather than a block."""
+WARP_ROW_POINTS = 1024
+"""Output points from which a warp each (8 a block at 256 threads) keeps the GPU busy: below it a block each puts
+more loads in flight."""
+"""Fewer chunks than this are not worth a second kernel."""
 
 
 # --- the table -----------------------------------------------------------------------------------------------
@@ -119,6 +127,7 @@ RULES: tuple[Rule, ...] = (
     Rule("thread_per_point", lambda r: r.extent < MIN_BLOCK_REDUCTION),
     Rule(SPLIT_COLUMNS, lambda r: r.columns and r.column_splits() >= MIN_SPLITS, Reduction.column_splits),
     Rule("thread_per_point", lambda r: r.columns),
+    Rule("warp_per_row", lambda r: r.extent <= WARP_ROW_MAX and r.points >= WARP_ROW_POINTS),
     Rule(SPLIT_ROWS, lambda r: r.row_splits() >= MIN_SPLITS, Reduction.row_splits),
     Rule("block_per_row", lambda r: True),
 )
