@@ -16,7 +16,10 @@ that lowers it and every size it uses, so that the IR says what will run. The lo
                                                    realised by ``pg-split-reductions``): partial results per
                                                    chunk (a block per (chunk, row), or a thread per (chunk,
                                                    column)), then a nest combining them
-    atomic            scatter_add (index rank > 0) block: a thread per (point, index), the add is an atomic add
+    atomic            scatter_add (index rank > 0) block: a thread per (index, point), the add is an atomic add
+    shared_rows       scatter_add (few rows, many  chunk: index tuples a block takes, block: the rows of a
+                      indices a row)               slice of columns privatized in workgroup memory
+                                                   (``passes/kinds/scatter_add.py``, whose table chooses)
     naive ... cp-async  matmul                     tile = [BM, BN, BK], threads, warps, lanes, reps, vec, vector,
                                                    async_copy: the rung of the SGEMM ladder (:data:`SCHEDULES`)
     wgmma, wgmma-ws   matmul (bf16/fp16, sm_90a)   tile, threads, stages, specialised: the Hopper tensor-core
@@ -67,7 +70,14 @@ from picograd.dialects import gpu_ext, kernel, pg
 from picograd.dialects.kernel import ScheduleAttr
 from picograd.dialects.pg import element_of, shape_of
 from picograd.passes.buffers import where
-from picograd.passes.kinds import attention, attention_mma, attention_wgmma, matmul_wgmma, reduction_split
+from picograd.passes.kinds import (
+    attention,
+    attention_mma,
+    attention_wgmma,
+    matmul_wgmma,
+    reduction_split,
+    scatter_add,
+)
 from picograd.passes.kinds.matmul_rungs import (
     AUTO_WGMMA,
     SCHEDULES,
@@ -145,7 +155,7 @@ def _scatter_add(op: kernel.FusedOp | kernel.LaunchOp, o: Options) -> ScheduleAt
     # bf16/f16 scatters accumulate through f32 with a rounding per add: no atomic add of that form (a thread each).
     low = isinstance(sc, pg.ScatterAddOp) and pg.is_low_precision(element_of(sc.result))
     if o.atomics and isinstance(sc, pg.ScatterAddOp) and shape_of(sc.indices) and not low:
-        return ScheduleAttr("atomic", {"block": o.block_size})
+        return scatter_add.choose(scatter_add.Scatter.of(sc), o.block_size)  # the kind's table: atomic, shared_rows
     return o.per_point()
 
 
@@ -169,7 +179,7 @@ STRATEGIES = (
     "thread_per_point",
     "block_per_row",
     *reduction_split.STRATEGIES,
-    "atomic",
+    *scatter_add.STRATEGIES,
     *SCHEDULES,
     *WGMMA,
     attention.STRATEGY,

@@ -15,7 +15,7 @@
 func.func @f(%a: tensor<2048x2048xf32>, %b: tensor<512x512xf32>, %c: tensor<8x16xf32>, %d: tensor<16x4xf32>,
              %e: tensor<4x100x64xf64>, %f: tensor<4x64x60xf64>, %g: tensor<32x64xf32>, %h: tensor<32x8xf32>,
              %j: tensor<5xi64>, %k: tensor<5x3xf32>, %n: tensor<1536x384xbf16>, %m: tensor<16384x384xf32>,
-             %l: tensor<64x98304xf32>) {
+             %l: tensor<64x98304xf32>, %o: tensor<64x256x384xf32>, %tok: tensor<64x256xi64>) {
   // 2048^3 in f32: 256 tiles of 128x128 give every SM one, so auto takes cp-async on them.
   %0 = kernel.fused @k0_matmul "matmul" (%a) : (tensor<2048x2048xf32>) -> (tensor<2048x2048xf32>) {
   ^bb0(%x: tensor<2048x2048xf32>):
@@ -64,6 +64,14 @@ func.func @f(%a: tensor<2048x2048xf32>, %b: tensor<512x512xf32>, %c: tensor<8x16
     %s = pg.scatter_add %z[%y] dim = 0 : (tensor<5x3xf32>, tensor<5xi64>) -> tensor<10x3xf32>
     kernel.yield %s : tensor<10x3xf32>
   }
+  // The GPT's token-embedding gradient: 16384 tokens into 65 rows of 384 columns, 252 adds a row; its rows fit a
+  // block's workgroup memory (65 x 32 f32), so shared_rows: chunks of 192 tokens (6 rounds of 8 warps x 4) x 12
+  // column slices = 1032 blocks.
+  %13 = kernel.fused @k13_scatter_add "scatter_add" (%tok, %o) : (tensor<64x256xi64>, tensor<64x256x384xf32>) -> (tensor<65x384xf32>) {
+  ^bb0(%y: tensor<64x256xi64>, %z: tensor<64x256x384xf32>):
+    %s = pg.scatter_add %z[%y] dim = 0 : (tensor<64x256x384xf32>, tensor<64x256xi64>) -> tensor<65x384xf32>
+    kernel.yield %s : tensor<65x384xf32>
+  }
   // A sum that also yields its elementwise input (a side output stored inside the reduction loop): a block per row
   // too, each thread storing the side output of the elements it visits.
   %9:2 = kernel.fused @k9_sum "reduction" (%g) : (tensor<32x64xf32>) -> (tensor<32x64xf32>, tensor<32xf32>) {
@@ -111,6 +119,7 @@ func.func @f(%a: tensor<2048x2048xf32>, %b: tensor<512x512xf32>, %c: tensor<8x16
 // CHECK:         kernel.fused @k5_max "reduction" schedule = #kernel.schedule<"thread_per_point", block = 256>
 // CHECK:         kernel.fused @k6_argmax "reduction" schedule = #kernel.schedule<"thread_per_point", block = 256>
 // CHECK:         kernel.fused @k7_scatter_add "scatter_add" schedule = #kernel.schedule<"atomic", block = 256>
+// CHECK:         kernel.fused @k13_scatter_add "scatter_add" schedule = #kernel.schedule<"shared_rows", chunk = 192, block = 256>
 // CHECK:         kernel.fused @k9_sum "reduction" schedule = #kernel.schedule<"block_per_row", block = 256>
 // CHECK:         kernel.fused @k10_sum "reduction" schedule = #kernel.schedule<"split_rows", splits = 1024, block = 256>
 // CHECK:         kernel.fused @k11_sum "reduction" schedule = #kernel.schedule<"split_columns", splits = 512, block = 256>
