@@ -9,7 +9,9 @@ that lowers it and every size it uses, so that the IR says what will run. The lo
 **The strategies** (rows of :data:`STRATEGIES`, by kernel kind through :data:`KIND_SCHEDULES`):
 
     strategy          kinds                        parameters
-    thread_per_point  every kind                   block: the most threads a block (fewer for small nests)
+    thread_per_point  every kind                   block: the most threads a block (fewer for small nests);
+                                                   points (random kernels): consecutive innermost points an
+                                                   iteration of the kernel's nests computes (``pg-to-loops``)
     block_per_row     reduction (sum, max, min)    block: threads a block (one block per output point)
     split_rows,       reduction (sum, max, min)    splits: chunks the reduced range is cut into, block: a
     split_columns                                  two-stage reduction (``passes/kinds/reduction_split.py``,
@@ -50,8 +52,10 @@ what each rung does.
 
 Options: ``matmul`` (``auto`` or a rung's name), ``block-size`` (threads a block for the other strategies, a
 multiple of 32 up to 1024), ``block-reductions`` and ``atomics`` (false: those kernels take ``thread_per_point``),
-``attention`` (``auto`` or ``flash-wgmma``).
-Raises ``PassFailedException`` for an unknown rung or a bad block size.
+``attention`` (``auto`` or ``flash-wgmma``), ``random-points`` (4: a random kernel's nests take 4 consecutive
+innermost points an iteration, ``points = 4`` on its ``thread_per_point``, so that one Philox call serves 4
+elements; the GPU pipeline sets it, the CPU's keeps 1).
+Raises ``PassFailedException`` for an unknown rung, a bad block size or a bad ``random-points``.
 """
 
 from __future__ import annotations
@@ -106,6 +110,7 @@ class Options:
     atomics: bool = True
     attention: str = "auto"
     arch: str = "sm_90"
+    random_points: int = 1
 
     def per_point(self) -> ScheduleAttr:
         return ScheduleAttr("thread_per_point", {"block": self.block_size})
@@ -167,8 +172,17 @@ def _attention(op: kernel.FusedOp | kernel.LaunchOp, o: Options) -> ScheduleAttr
     return forced if forced is not None else attention_mma.schedule(op, o)  # flash-mma for 16-bit, else flash
 
 
+def _random(op: kernel.FusedOp | kernel.LaunchOp, o: Options) -> ScheduleAttr:
+    # One Philox 4x32-10 call gives the 4 numbers of 4 consecutive elements (counter = offset + i // 4): an
+    # iteration computes ``points`` consecutive innermost points, so that it calls Philox once, not 4 times.
+    if o.random_points > 1:
+        return ScheduleAttr("thread_per_point", {"block": o.block_size, "points": o.random_points})
+    return o.per_point()
+
+
 KIND_SCHEDULES: dict[str, Callable[[kernel.FusedOp | kernel.LaunchOp, Options], ScheduleAttr]] = {
     "matmul": _matmul,
+    "random": _random,
     "reduction": _reduction,
     "scatter_add": _scatter_add,
     "attention": _attention,
@@ -199,7 +213,7 @@ def schedule_for(op: kernel.FusedOp | kernel.LaunchOp, options: Options) -> Sche
 class PgSchedule(ModulePass):
     """Give every kernel its ``#kernel.schedule`` (see the module docstring). Options: ``matmul`` (``auto`` or a
     rung), ``block-size``, ``block-reductions``, ``atomics``, ``attention``, ``arch`` (``sm_90a``: ``auto`` may take
-    the Hopper-only kernels)."""
+    the Hopper-only kernels), ``random-points`` (1 or 4)."""
 
     name = "pg-schedule"
     matmul: str = "auto"
@@ -208,6 +222,7 @@ class PgSchedule(ModulePass):
     atomics: bool = True
     attention: str = "auto"
     arch: str = "sm_90"
+    random_points: int = 1
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         try:
@@ -219,7 +234,17 @@ class PgSchedule(ModulePass):
             raise PassFailedException(f"pg-schedule: arch={self.arch} is not sm_90 or sm_90a")
         if self.block_size % gpu_ext.WARP_SIZE or not gpu_ext.WARP_SIZE <= self.block_size <= 1024:
             raise PassFailedException(f"pg-schedule: block-size={self.block_size} is not a multiple of 32 in 32..1024")
-        options = Options(self.matmul, self.block_size, self.block_reductions, self.atomics, self.attention, self.arch)
+        if self.random_points not in (1, 4):
+            raise PassFailedException(f"pg-schedule: random-points={self.random_points} is not 1 or 4")
+        options = Options(
+            self.matmul,
+            self.block_size,
+            self.block_reductions,
+            self.atomics,
+            self.attention,
+            self.arch,
+            self.random_points,
+        )
         for k in op.walk():
             if isinstance(k, kernel.FusedOp | kernel.LaunchOp):
                 k.schedule = schedule_for(k, options)
