@@ -80,3 +80,18 @@ def test_ptx_same_stream(dist: str, shape: tuple[int, ...], el: Attribute) -> No
     assert 20 <= program.ptx.count("mul.hi.u32") < 40  # one call: 10 rounds of 2 high products
     got = run_program(program, [SEED, OFFSET])[0]
     _compare(dist, got, want)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize(("dist", "el"), [("uniform", bf16), ("uniform", f32), ("normal", f32)])
+def test_gpu_same_stream(dist: str, el: Attribute) -> None:
+    """At the GPT's dropout shape (64, 256, 384) on the GPU: the numpy executor's stream."""
+    from picograd.runtime import cuda
+
+    if not cuda.available():
+        pytest.skip("needs an NVIDIA GPU")
+    module = _module(dist, (64, 256, 384), el)
+    want = compile_func(only_func(module))(SEED, OFFSET)[0]
+    exe = compile_for_cuda(module).executable()
+    (got,) = [o.to_numpy() for o in exe(cuda.DeviceBuffer.from_numpy(SEED), cuda.DeviceBuffer.from_numpy(OFFSET))]
+    _compare(dist, got, want)

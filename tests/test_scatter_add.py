@@ -120,3 +120,35 @@ def test_loop_stage_of_the_same_scatters(name: str, rng: np.random.Generator) ->
     ishape, dim, shape, el, draw = CASES[name]
     module, ushape = _module(ishape, dim, shape, el)
     check(module, [_updates(rng, ushape, el), draw(rng).astype(np.int64)])
+
+
+# --- on a GPU (-m gpu) ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("name", ["gpt", *CASES])
+def test_shared_rows_on_gpu(name: str, rng: np.random.Generator) -> None:
+    """The cases above, and the GPT's embedding gradient (16384 tokens, a third of them on one row, into 65 x 384),
+    on the GPU against float64 (to the f32 rounding of sums in any order)."""
+    from picograd.runtime import cuda
+
+    if not cuda.available():
+        pytest.skip("needs an NVIDIA GPU")
+    if name == "gpt":
+        ishape, dim, shape, el = (64, 256), 0, (65, 384), f32
+        idx = np.where(rng.random(ishape) < 0.3, 1, rng.integers(0, 60, ishape)).astype(np.int64)
+    else:
+        ishape, dim, shape, el, draw = CASES[name]
+        idx = draw(rng).astype(np.int64)
+    module, ushape = _module(ishape, dim, shape, el)
+    program = compile_for_cuda(module)
+    assert "red.shared.add" in program.ptx
+    u = _updates(rng, ushape, el)
+    exe = program.executable()
+    (got,) = [o.to_numpy() for o in exe(cuda.DeviceBuffer.from_numpy(u), cuda.DeviceBuffer.from_numpy(idx))]
+    want = _reference(u, idx, dim, shape)
+    if el == i64:
+        np.testing.assert_array_equal(got, want)
+    else:
+        bound = np.finfo(got.dtype).eps * _reference(np.abs(u), idx, dim, shape) * 2 * np.prod(ishape)
+        assert np.all(np.abs(got - want) <= bound + 1e-300)

@@ -281,16 +281,20 @@ def _row_position(sc: ScatterNest, par: scf.ParallelOp) -> int | None:
 
 
 def shared_rows(nest: GpuNest) -> tuple[int, int] | None:
-    """The ``shared_rows`` mapping (see the module docstring); None for a nest it does not fit."""
+    """The ``shared_rows`` mapping (see the module docstring); ``atomic``'s for a scatter nest it does not fit (its
+    row index not among the output's indices as ``to_loops`` puts it, a chunk that is not whole rounds), None for a
+    nest that is not a scatter's."""
     sc = read_scatter(nest.par)
+    if sc is None:
+        return None
     schedule = nest.par.attributes.get(SCHEDULE_ATTR)
-    if sc is None or not isinstance(schedule, ScheduleAttr) or nest.block_size % COLUMNS:
-        return None
-    d = _row_position(sc, nest.par)
-    chunk = schedule.count("chunk", 0)
+    chunk = schedule.count("chunk", 0) if isinstance(schedule, ScheduleAttr) else 0
     groups = nest.block_size // COLUMNS
-    if d is None or chunk <= 0 or chunk % (groups * UNROLL):
-        return None
+    d = _row_position(sc, nest.par)
+    adds = math.prod(level.extent for level in sc.loops)
+    fits = nest.block_size % COLUMNS == 0 and chunk > 0 and chunk % (groups * UNROLL) == 0
+    if d is None or not fits or adds * math.prod(nest.extents) >= 2**31:
+        return atomic(nest)
     par, b, dims, extents = nest.par, nest.b, nest.dims, nest.extents
     out = sc.store.memref
     out_type = out.type
@@ -298,9 +302,6 @@ def shared_rows(nest: GpuNest) -> tuple[int, int] | None:
     rows = out_type.get_shape()[d]
     points = math.prod(extents)
     loops = sc.loops
-    adds = math.prod(level.extent for level in loops)
-    if adds * points >= 2**31:
-        return None
     other = _added(sc)
     t = other.type
     zero = b.const(0.0 if pg.is_float(t) else 0, t)

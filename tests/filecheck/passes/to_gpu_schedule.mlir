@@ -107,6 +107,40 @@ func.func @shared_rows(%u: memref<40x20xf32>, %idx: memref<40xi64>, %result0: me
 
 // -----
 
+// shared_rows with a chunk that is not whole rounds (2 warps x 4 tuples): the nest takes atomic's mapping instead.
+
+// CHECK-LABEL: func.func @shared_rows_unfit
+// CHECK-NOT:     gpu_ext.workgroup_alloc
+// CHECK:         "memref.atomic_rmw"(%{{.*}}, %result0, %{{.*}}, %{{.*}}) <{kind = 0 : i64}> : (f32, memref<5x20xf32>, index, index) -> f32
+func.func @shared_rows_unfit(%u: memref<40x20xf32>, %idx: memref<40xi64>, %result0: memref<5x20xf32> {pg.result = 0 : i64}) {
+  %c0 = arith.constant 0 : index
+  %c5 = arith.constant 5 : index
+  %c20 = arith.constant 20 : index
+  %c1 = arith.constant 1 : index
+  %c40 = arith.constant 40 : index
+  %zero = arith.constant 0.000000e+00 : f32
+  "scf.parallel"(%c0, %c0, %c5, %c20, %c1, %c1) <{operandSegmentSizes = array<i32: 2, 2, 2, 0>}> ({
+  ^bb0(%i: index, %j: index):
+    memref.store %zero, %result0[%i, %j] : memref<5x20xf32>
+    scf.reduce
+  }) {pg.kernel = "k0_scatter_add", pg.kind = "scatter_add", kernel.schedule = #kernel.schedule<"shared_rows", chunk = 5, block = 64>} : (index, index, index, index, index, index) -> ()
+  "scf.parallel"(%c0, %c20, %c1) <{operandSegmentSizes = array<i32: 1, 1, 1, 0>}> ({
+  ^bb0(%j: index):
+    scf.for %k = %c0 to %c40 step %c1 {
+      %r = memref.load %idx[%k] : memref<40xi64>
+      %ri = arith.index_cast %r : i64 to index
+      %v = memref.load %u[%k, %j] : memref<40x20xf32>
+      %old = memref.load %result0[%ri, %j] : memref<5x20xf32>
+      %new = arith.addf %old, %v : f32
+      memref.store %new, %result0[%ri, %j] : memref<5x20xf32>
+    }
+    scf.reduce
+  }) {pg.kernel = "k0_scatter_add", pg.kind = "scatter_add", pg.nest = "scatter_add", kernel.schedule = #kernel.schedule<"shared_rows", chunk = 5, block = 64>} : (index, index, index) -> ()
+  func.return
+}
+
+// -----
+
 // ERR: pg-to-gpu: @not_a_reduction: kernel(s) k0_copy are scheduled block_per_row or atomic, but none of their loop nests has that form
 func.func @not_a_reduction(%x: memref<100xf32>, %result0: memref<100xf32> {pg.result = 0 : i64}) {
   %c0 = arith.constant 0 : index
