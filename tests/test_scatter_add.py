@@ -71,6 +71,8 @@ CASES: dict[str, tuple[tuple[int, ...], int, tuple[int, ...], Attribute, Draw]] 
     # name: (index shape, dim, output shape, element, indices)
     "repeats_ragged": ((70,), 0, (5, 40), f32, lambda rng: rng.integers(0, 4, 70)),  # row 4 never hit
     "one_row": ((64,), 0, (3, 33), f32, lambda rng: np.full(64, 2)),
+    # 3 chunks of 96 (the last 8 long) adding into one table across blocks, most tokens on row 0
+    "chunks_skewed": ((200,), 0, (3, 20), f32, lambda rng: np.where(rng.random(200) < 0.6, 0, rng.integers(1, 3, 200))),
     "embedding_2d": ((3, 30), 0, (7, 48), f32, lambda rng: rng.integers(0, 7, (3, 30))),
     "inner_dim": ((40,), 1, (2, 4, 9), f32, lambda rng: rng.integers(1, 4, 40)),  # row 0 never hit
     "f64": ((50,), 0, (6, 20), f64, lambda rng: rng.integers(0, 6, 50)),
@@ -97,8 +99,11 @@ def test_shared_rows_on_the_emulator(name: str, rng: np.random.Generator) -> Non
     module, ushape = _module(ishape, dim, shape, el)
     rows = shape[dim]
     s = Scatter(rows, int(np.prod(shape)) // rows, int(np.prod(ishape)), 8 if el != f32 else 4)
-    assert choose(s, BLOCK).strategy.data == "shared_rows", "the case must exercise shared_rows"
+    attr = choose(s, BLOCK)
+    assert attr.strategy.data == "shared_rows", "the case must exercise shared_rows"
     program = compile_for_cuda(module)
+    if name == "chunks_skewed":
+        assert -(-s.adds // attr.count("chunk")) == 3
     program.assemble(strict=True)  # ptxas -arch=sm_90, spills are errors
     assert "red.shared.add" in program.ptx
     u, idx = _updates(rng, ushape, el), draw(rng).astype(np.int64)
