@@ -248,7 +248,7 @@ def test_simplify_and_kernels_stages() -> None:
         "pg-decompose-attention",
         "pg-decompose-conv",
         "pg-fuse",
-        "pg-schedule{matmul=auto}",
+        "pg-schedule{matmul=auto random-points=4}",
     ]
 
 

@@ -27,7 +27,7 @@ def test_rows_name_known_strategies_and_own_their_ops_once() -> None:
         for op in kind.ops:
             assert KIND_OF_OP[op] is kind, (name, op)
     assert len(HEAVY) == len(set(HEAVY))
-    assert GPU_STRATEGIES == {"thread_per_point", "block_per_row", "warp_per_row", "atomic"}
+    assert GPU_STRATEGIES == {"thread_per_point", "block_per_row", "warp_per_row", "atomic", "shared_rows"}
     with pytest.raises(KeyError):
         kind_of_nest("convolution")
 

@@ -69,7 +69,9 @@ def passes_until(
     check_schedule(matmul_schedule)
     attention = "" if attention_schedule == "auto" else f" attention={check_attention(attention_schedule)}"
     options = {
-        "pg-schedule": f"{{matmul={matmul_schedule}{attention}{'' if arch == 'sm_90' else f' arch={arch}'}}}",
+        # random-points=4: one Philox call for 4 elements of a random kernel (the CPU pipeline runs STAGES as is)
+        "pg-schedule": f"{{matmul={matmul_schedule}{attention}{'' if arch == 'sm_90' else f' arch={arch}'}"
+        " random-points=4}",
         "pg-matmul-schedule": f"{{schedule={matmul_schedule}}}",
         "pg-to-ptx": f"{{arch={arch}}}",
     }

@@ -9,7 +9,9 @@ that lowers it and every size it uses, so that the IR says what will run. The lo
 **The strategies** (rows of :data:`STRATEGIES`, by kernel kind through :data:`KIND_SCHEDULES`):
 
     strategy          kinds                        parameters
-    thread_per_point  every kind                   block: the most threads a block (fewer for small nests)
+    thread_per_point  every kind                   block: the most threads a block (fewer for small nests);
+                                                   points (random kernels): consecutive innermost points an
+                                                   iteration of the kernel's nests computes (``pg-to-loops``)
     block_per_row     reduction (sum, max, min)    block: threads a block (one block per output point)
     warp_per_row      reduction (sum, max, min)    block: threads a block (a warp per output point)
     split_rows,       reduction (sum, max, min)    splits: chunks the reduced range is cut into, block: a
@@ -17,7 +19,10 @@ that lowers it and every size it uses, so that the IR says what will run. The lo
                                                    realised by ``pg-split-reductions``): partial results per
                                                    chunk (a block per (chunk, row), or a thread per (chunk,
                                                    column)), then a nest combining them
-    atomic            scatter_add (index rank > 0) block: a thread per (point, index), the add is an atomic add
+    atomic            scatter_add (index rank > 0) block: a thread per (index, point), the add is an atomic add
+    shared_rows       scatter_add (few rows, many  chunk: index tuples a block takes, block: the rows of a
+                      indices a row)               slice of columns privatized in workgroup memory
+                                                   (``passes/kinds/scatter_add.py``, whose table chooses)
     naive ... cp-async  matmul                     tile = [BM, BN, BK], threads, warps, lanes, reps, vec, vector,
                                                    async_copy: the rung of the SGEMM ladder (:data:`SCHEDULES`)
     wgmma, wgmma-ws   matmul (bf16/fp16, sm_90a)   tile, threads, stages, specialised: the Hopper tensor-core
@@ -48,8 +53,10 @@ what each rung does.
 
 Options: ``matmul`` (``auto`` or a rung's name), ``block-size`` (threads a block for the other strategies, a
 multiple of 32 up to 1024), ``block-reductions`` and ``atomics`` (false: those kernels take ``thread_per_point``),
-``attention`` (``auto`` or ``flash-wgmma``).
-Raises ``PassFailedException`` for an unknown rung or a bad block size.
+``attention`` (``auto`` or ``flash-wgmma``), ``random-points`` (4: a random kernel's nests take 4 consecutive
+innermost points an iteration, ``points = 4`` on its ``thread_per_point``, so that one Philox call serves 4
+elements; the GPU pipeline sets it, the CPU's keeps 1).
+Raises ``PassFailedException`` for an unknown rung, a bad block size or a bad ``random-points``.
 """
 
 from __future__ import annotations
@@ -68,7 +75,14 @@ from picograd.dialects import gpu_ext, kernel, pg
 from picograd.dialects.kernel import ScheduleAttr
 from picograd.dialects.pg import element_of, shape_of
 from picograd.passes.buffers import where
-from picograd.passes.kinds import attention, attention_mma, attention_wgmma, matmul_wgmma, reduction_split
+from picograd.passes.kinds import (
+    attention,
+    attention_mma,
+    attention_wgmma,
+    matmul_wgmma,
+    reduction_split,
+    scatter_add,
+)
 from picograd.passes.kinds.matmul_rungs import (
     AUTO_WGMMA,
     SCHEDULES,
@@ -97,6 +111,7 @@ class Options:
     atomics: bool = True
     attention: str = "auto"
     arch: str = "sm_90"
+    random_points: int = 1
 
     def per_point(self) -> ScheduleAttr:
         return ScheduleAttr("thread_per_point", {"block": self.block_size})
@@ -146,7 +161,7 @@ def _scatter_add(op: kernel.FusedOp | kernel.LaunchOp, o: Options) -> ScheduleAt
     # bf16/f16 scatters accumulate through f32 with a rounding per add: no atomic add of that form (a thread each).
     low = isinstance(sc, pg.ScatterAddOp) and pg.is_low_precision(element_of(sc.result))
     if o.atomics and isinstance(sc, pg.ScatterAddOp) and shape_of(sc.indices) and not low:
-        return ScheduleAttr("atomic", {"block": o.block_size})
+        return scatter_add.choose(scatter_add.Scatter.of(sc), o.block_size)  # the kind's table: atomic, shared_rows
     return o.per_point()
 
 
@@ -158,8 +173,17 @@ def _attention(op: kernel.FusedOp | kernel.LaunchOp, o: Options) -> ScheduleAttr
     return forced if forced is not None else attention_mma.schedule(op, o)  # flash-mma for 16-bit, else flash
 
 
+def _random(op: kernel.FusedOp | kernel.LaunchOp, o: Options) -> ScheduleAttr:
+    # One Philox 4x32-10 call gives the 4 numbers of 4 consecutive elements (counter = offset + i // 4): an
+    # iteration computes ``points`` consecutive innermost points, so that it calls Philox once, not 4 times.
+    if o.random_points > 1:
+        return ScheduleAttr("thread_per_point", {"block": o.block_size, "points": o.random_points})
+    return o.per_point()
+
+
 KIND_SCHEDULES: dict[str, Callable[[kernel.FusedOp | kernel.LaunchOp, Options], ScheduleAttr]] = {
     "matmul": _matmul,
+    "random": _random,
     "reduction": _reduction,
     "scatter_add": _scatter_add,
     "attention": _attention,
@@ -171,7 +195,7 @@ STRATEGIES = (
     "block_per_row",
     "warp_per_row",
     *reduction_split.STRATEGIES,
-    "atomic",
+    *scatter_add.STRATEGIES,
     *SCHEDULES,
     *WGMMA,
     attention.STRATEGY,
@@ -191,7 +215,7 @@ def schedule_for(op: kernel.FusedOp | kernel.LaunchOp, options: Options) -> Sche
 class PgSchedule(ModulePass):
     """Give every kernel its ``#kernel.schedule`` (see the module docstring). Options: ``matmul`` (``auto`` or a
     rung), ``block-size``, ``block-reductions``, ``atomics``, ``attention``, ``arch`` (``sm_90a``: ``auto`` may take
-    the Hopper-only kernels)."""
+    the Hopper-only kernels), ``random-points`` (1 or 4)."""
 
     name = "pg-schedule"
     matmul: str = "auto"
@@ -200,6 +224,7 @@ class PgSchedule(ModulePass):
     atomics: bool = True
     attention: str = "auto"
     arch: str = "sm_90"
+    random_points: int = 1
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         try:
@@ -211,7 +236,17 @@ class PgSchedule(ModulePass):
             raise PassFailedException(f"pg-schedule: arch={self.arch} is not sm_90 or sm_90a")
         if self.block_size % gpu_ext.WARP_SIZE or not gpu_ext.WARP_SIZE <= self.block_size <= 1024:
             raise PassFailedException(f"pg-schedule: block-size={self.block_size} is not a multiple of 32 in 32..1024")
-        options = Options(self.matmul, self.block_size, self.block_reductions, self.atomics, self.attention, self.arch)
+        if self.random_points not in (1, 4):
+            raise PassFailedException(f"pg-schedule: random-points={self.random_points} is not 1 or 4")
+        options = Options(
+            self.matmul,
+            self.block_size,
+            self.block_reductions,
+            self.atomics,
+            self.attention,
+            self.arch,
+            self.random_points,
+        )
         for k in op.walk():
             if isinstance(k, kernel.FusedOp | kernel.LaunchOp):
                 k.schedule = schedule_for(k, options)

@@ -210,6 +210,8 @@ class KernelLowering:
         self.last_nest: scf.ParallelOp | None = None  # the nest ``parallel`` made last
         self.buffers: dict[SSAValue, SSAValue] = {}
         self.nest_attrs: dict[str, Attribute] = {KERNEL_ATTR: launch.sym_name, KIND_ATTR: launch.kind}
+        # An innermost index q * n + k of a ``points`` nest -> (q, n, k) (``points_nest``, read by ``random``).
+        self.split_index: dict[SSAValue, tuple[SSAValue, int, int]] = {}
         if launch.schedule is not None:
             self.nest_attrs[SCHEDULE_ATTR] = launch.schedule
 
@@ -754,7 +756,11 @@ class KernelLowering:
 
     def philox(self, counter: SSAValue, seed: SSAValue) -> list[SSAValue]:
         """The four ``i32`` words of Philox 4x32-10 at the 64-bit ``counter`` (words ``(lo, hi, 0, 0)``) under the
-        64-bit key ``seed``, as ``picograd.dialects.philox.philox4x32``."""
+        64-bit key ``seed``, as ``picograd.dialects.philox.philox4x32``; computed once per (counter, seed) in scope."""
+        keys = [("philox", w, counter, seed) for w in range(4)]
+        hits = [self.lookup(k) for k in keys]
+        if all(h is not None for h in hits):
+            return hits  # type: ignore[return-value]
         sh32 = self.const(32, i64)
 
         def lo_hi(v: SSAValue) -> tuple[SSAValue, SSAValue]:
@@ -777,41 +783,57 @@ class KernelLowering:
             x0 = self.pure(arith.XOrIOp, self.pure(arith.XOrIOp, hi1, c1), k0)
             x2 = self.pure(arith.XOrIOp, self.pure(arith.XOrIOp, hi0, c3), k1)
             c0, c1, c2, c3 = x0, lo1, x2, lo0
-        return [c0, c1, c2, c3]
+        words = [c0, c1, c2, c3]
+        for k, w in zip(keys, words, strict=True):
+            self.remember(k, w)
+        return words
 
     def random(self, op: pg.RandomOp, idx: Index, el: Attribute) -> SSAValue:
         shape = _shape(op.result)
-        lin = self.linearize(idx, shape) if shape else self.idx(0)
-        lin64 = self.convert(arith.IndexCastOp, lin, i64)
         offset, seed = self.at(op.offset, ()), self.at(op.seed, ())
-        counter = self.pure(arith.AddiOp, offset, self.pure(arith.ShRUIOp, lin64, self.const(2, i64)))
-        lane = self.pure(arith.AndIOp, lin64, self.const(3, i64))
+        split = self.split_index.get(idx[-1]) if shape and shape[-1] % 4 == 0 else None
+        lane: int | SSAValue
+        if split is not None and split[1] == 4:
+            # idx[-1] = 4 q + k of a ``points`` nest: counter offset + lin // 4 = offset + (the index with q for the
+            # innermost, in shape[:-1] x shape[-1] / 4), lane k; shared by the 4 points (one Philox call)
+            q, _, lane = split
+            quads = self.linearize((*idx[:-1], q), (*shape[:-1], shape[-1] // 4))
+            counter = self.pure(arith.AddiOp, offset, self.convert(arith.IndexCastOp, quads, i64))
+        else:
+            lin = self.linearize(idx, shape) if shape else self.idx(0)
+            lin64 = self.convert(arith.IndexCastOp, lin, i64)
+            counter = self.pure(arith.AddiOp, offset, self.pure(arith.ShRUIOp, lin64, self.const(2, i64)))
+            lane = self.pure(arith.AndIOp, lin64, self.const(3, i64))
         words = self.philox(counter, seed)
 
-        def unit(word: SSAValue) -> SSAValue:  # (word >> 8) * 2**-24 in f64
+        def unit(word: SSAValue, t: Attribute) -> SSAValue:  # (word >> 8) * 2**-24, exact in f32 and f64
             top = self.pure(arith.ShRUIOp, word, self.const(8, i32))
-            return self.pure(arith.MulfOp, self.convert(arith.UIToFPOp, top, f64), self.const(2.0**-24, f64))
+            return self.pure(arith.MulfOp, self.convert(arith.UIToFPOp, top, t), self.const(2.0**-24, t))
 
-        def lane_is(n: int) -> SSAValue:
-            return self.cmpi("eq", lane, self.const(n, i64))
+        def pick(choices: Sequence[SSAValue]) -> SSAValue:
+            """``choices[lane]`` (``choices[lane // (4 // len(choices))]`` for 2 choices)."""
+            per = 4 // len(choices)
+            if isinstance(lane, int):
+                return choices[lane // per]
+            picked = choices[-1]
+            for n in range(len(choices) - 2, -1, -1):
+                cond = self.cmpi("ult", lane, self.const((n + 1) * per, i64))
+                picked = self.pure(arith.SelectOp, cond, choices[n], picked)
+            return picked
 
         if op.distribution.data == "uniform":
-            w = self.pure(
-                arith.SelectOp,
-                lane_is(0),
-                words[0],
-                self.pure(
-                    arith.SelectOp, lane_is(1), words[1], self.pure(arith.SelectOp, lane_is(2), words[2], words[3])
-                ),
-            )
-            z = unit(w)
-        else:  # Box-Muller on lanes (0, 1) and (2, 3): r = sqrt(-2 log1p(-u0)), theta = 2 pi u1
-            low = self.cmpi("ult", lane, self.const(2, i64))
-            u0 = unit(self.pure(arith.SelectOp, low, words[0], words[2]))
-            u1 = unit(self.pure(arith.SelectOp, low, words[1], words[3]))
-            log = self.pure(mathd.Log1pOp, self.pure(arith.NegfOp, u0))
-            r = self.pure(mathd.SqrtOp, self.pure(arith.MulfOp, self.const(-2.0, f64), log))
-            theta = self.pure(arith.MulfOp, self.const(2.0 * math.pi, f64), u1)
+            # el is f32 or f64 (wide_type): the 24-bit value times 2**-24 is exact in either, so f32 math gives
+            # the bits the f64 computation rounded to f32 gives
+            return unit(pick(words), el)
+        # Box-Muller on lanes (0, 1) and (2, 3): r = sqrt(-2 log1p(-u0)), theta = 2 pi u1
+        u0 = unit(pick([words[0], words[2]]), f64)
+        u1 = unit(pick([words[1], words[3]]), f64)
+        log = self.pure(mathd.Log1pOp, self.pure(arith.NegfOp, u0))
+        r = self.pure(mathd.SqrtOp, self.pure(arith.MulfOp, self.const(-2.0, f64), log))
+        theta = self.pure(arith.MulfOp, self.const(2.0 * math.pi, f64), u1)
+        if isinstance(lane, int):
+            z = self.pure(arith.MulfOp, r, self.pure(mathd.CosOp if lane % 2 == 0 else mathd.SinOp, theta))
+        else:
             even = self.cmpi("eq", self.pure(arith.AndIOp, lane, self.const(1, i64)), self.const(0, i64))
             cos = self.pure(arith.MulfOp, r, self.pure(mathd.CosOp, theta))
             sin = self.pure(arith.MulfOp, r, self.pure(mathd.SinOp, theta))
@@ -878,14 +900,33 @@ class KernelLowering:
         by_shape: dict[tuple[int, ...], list[tuple[SSAValue, SSAValue]]] = {}
         for v, buf in pending:
             by_shape.setdefault(_shape(v), []).append((v, buf))
+        points = launch.schedule.count("points", 1) if launch.schedule is not None else 1
         for shape, group in by_shape.items():
             first = group[0][0].owner
-            with self.located(first if isinstance(first, Operation) else launch), self.parallel(shape) as ivs:
-                for v, buf in group:
-                    self.store(self.at(v, tuple(ivs)), buf, tuple(ivs))
+            with self.located(first if isinstance(first, Operation) else launch):
+                if points > 1 and shape and shape[-1] % points == 0:
+                    self.points_nest(shape, points, group)
+                    continue
+                with self.parallel(shape) as ivs:
+                    for v, buf in group:
+                        self.store(self.at(v, tuple(ivs)), buf, tuple(ivs))
         for buf in scratch:
             self.emit(memref.DeallocOp.get(buf))
         self.finish()
+
+    def points_nest(self, shape: Sequence[int], points: int, group: Sequence[tuple[SSAValue, SSAValue]]) -> None:
+        """The nest over ``shape`` whose iterations each compute ``points`` consecutive innermost points ``(..., q *
+        points + k)`` (a ``points`` schedule: ``shape[-1]`` a multiple of ``points``); each such index is recorded
+        in ``self.split_index`` as ``(q, k)``, so that ``random`` shares one Philox call among them."""
+        with self.parallel([*shape[:-1], shape[-1] // points]) as ivs:
+            *outer, q = ivs
+            base = self.imul(q, points)
+            for k in range(points):
+                last = self.iadd(base, self.idx(k))
+                self.split_index[last] = (q, points, k)
+                idx = (*outer, last)
+                for v, buf in group:
+                    self.store(self.at(v, idx), buf, idx)
 
     def finish(self) -> None:
         """Move the kernel's constants, then its code, to where the launch was, and erase the launch."""

@@ -21,7 +21,8 @@ mappings under each strategy (``pg-to-gpu``, ``pg-matmul-schedule``). The passes
                                                                         ptx dialect by pg-to-ptx); any of them
                                                                         with split_k (matmul_split: partial
                                                                         matmuls and a sum, by pg-split-k)
-    scatter_add   scatter_add     zero fill, then the scatter           thread_per_point, atomic
+    scatter_add   scatter_add     zero fill, then the scatter           thread_per_point, atomic, shared_rows
+                                                                        (few rows: privatized in workgroup memory)
     attention     attention       the whole kernel (lower_kernel):      flash (pg-attention-schedule, from the
                                   online-softmax nests, pg.attention    nests' pg.attention), flash-mma (bf16/f16
                                                                         on mma.sync: attention_mma),

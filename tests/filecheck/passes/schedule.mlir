@@ -3,6 +3,9 @@
 // RUN: pgc-opt %s -p 'pg-schedule{matmul=auto}' | filecheck %s
 // RUN: pgc-opt %s -p 'pg-schedule{matmul=naive}' | filecheck %s --check-prefix=NAIVE
 // RUN: pgc-opt %s -p 'pg-schedule{matmul=cp-async block-size=128 block-reductions=false atomics=false}' | filecheck %s --check-prefix=OPTS
+// random-points=4 (the GPU pipeline's): a random kernel's nests compute 4 consecutive elements an iteration (one
+// Philox call for 4 numbers):
+// RUN: pgc-opt %s -p 'pg-schedule{random-points=4}' | filecheck %s --check-prefix=POINTS
 // The chosen schedules parse back, and choosing again changes nothing:
 // RUN: pgc-opt %s -p pg-schedule | pgc-opt -p pg-schedule | filecheck %s
 // An unknown rung and a bad block size are errors naming the choices, with a nonzero exit:
@@ -15,7 +18,8 @@
 func.func @f(%a: tensor<2048x2048xf32>, %b: tensor<512x512xf32>, %c: tensor<8x16xf32>, %d: tensor<16x4xf32>,
              %e: tensor<4x100x64xf64>, %f: tensor<4x64x60xf64>, %g: tensor<32x64xf32>, %h: tensor<32x8xf32>,
              %j: tensor<5xi64>, %k: tensor<5x3xf32>, %n: tensor<1536x384xbf16>, %m: tensor<16384x384xf32>,
-             %l: tensor<64x98304xf32>) {
+             %l: tensor<64x98304xf32>, %o: tensor<64x256x384xf32>, %tok: tensor<64x256xi64>,
+             %seed: tensor<i64>, %offset: tensor<i64>) {
   // 2048^3 in f32: 256 tiles of 128x128 give every SM one, so auto takes cp-async on them.
   %0 = kernel.fused @k0_matmul "matmul" (%a) : (tensor<2048x2048xf32>) -> (tensor<2048x2048xf32>) {
   ^bb0(%x: tensor<2048x2048xf32>):
@@ -64,6 +68,20 @@ func.func @f(%a: tensor<2048x2048xf32>, %b: tensor<512x512xf32>, %c: tensor<8x16
     %s = pg.scatter_add %z[%y] dim = 0 : (tensor<5x3xf32>, tensor<5xi64>) -> tensor<10x3xf32>
     kernel.yield %s : tensor<10x3xf32>
   }
+  // The GPT's token-embedding gradient: 16384 tokens into 65 rows of 384 columns, 252 adds a row; its rows fit a
+  // block's workgroup memory (65 x 32 f32), so shared_rows: chunks of 192 tokens (6 rounds of 8 warps x 4) x 12
+  // column slices = 1032 blocks.
+  %13 = kernel.fused @k13_scatter_add "scatter_add" (%tok, %o) : (tensor<64x256xi64>, tensor<64x256x384xf32>) -> (tensor<65x384xf32>) {
+  ^bb0(%y: tensor<64x256xi64>, %z: tensor<64x256x384xf32>):
+    %s = pg.scatter_add %z[%y] dim = 0 : (tensor<64x256x384xf32>, tensor<64x256xi64>) -> tensor<65x384xf32>
+    kernel.yield %s : tensor<65x384xf32>
+  }
+  // Dropout's uniform numbers.
+  %14 = kernel.fused @k14_random "random" (%seed, %offset) : (tensor<i64>, tensor<i64>) -> (tensor<64x256x384xbf16>) {
+  ^bb0(%s0: tensor<i64>, %o0: tensor<i64>):
+    %r = pg.random "uniform" %s0, %o0 : tensor<64x256x384xbf16>
+    kernel.yield %r : tensor<64x256x384xbf16>
+  }
   // A sum that also yields its elementwise input (a side output stored inside the reduction loop): a block per row
   // too, each thread storing the side output of the elements it visits.
   %9:2 = kernel.fused @k9_sum "reduction" (%g) : (tensor<32x64xf32>) -> (tensor<32x64xf32>, tensor<32xf32>) {
@@ -111,11 +129,16 @@ func.func @f(%a: tensor<2048x2048xf32>, %b: tensor<512x512xf32>, %c: tensor<8x16
 // CHECK:         kernel.fused @k5_max "reduction" schedule = #kernel.schedule<"thread_per_point", block = 256>
 // CHECK:         kernel.fused @k6_argmax "reduction" schedule = #kernel.schedule<"thread_per_point", block = 256>
 // CHECK:         kernel.fused @k7_scatter_add "scatter_add" schedule = #kernel.schedule<"atomic", block = 256>
+// CHECK:         kernel.fused @k13_scatter_add "scatter_add" schedule = #kernel.schedule<"shared_rows", chunk = 192, block = 256>
+// CHECK:         kernel.fused @k14_random "random" schedule = #kernel.schedule<"thread_per_point", block = 256>
 // CHECK:         kernel.fused @k9_sum "reduction" schedule = #kernel.schedule<"block_per_row", block = 256>
 // CHECK:         kernel.fused @k10_sum "reduction" schedule = #kernel.schedule<"split_rows", splits = 1024, block = 256>
 // CHECK:         kernel.fused @k11_sum "reduction" schedule = #kernel.schedule<"split_columns", splits = 512, block = 256>
 // CHECK:         kernel.fused @k12_sum "reduction" schedule = #kernel.schedule<"thread_per_point", block = 256>
 // CHECK:         kernel.fused @k8_tanh "elementwise" schedule = #kernel.schedule<"thread_per_point", block = 256>
+
+// POINTS:        kernel.fused @k14_random "random" schedule = #kernel.schedule<"thread_per_point", block = 256, points = 4>
+// POINTS:        kernel.fused @k8_tanh "elementwise" schedule = #kernel.schedule<"thread_per_point", block = 256>
 
 // naive on every matmul, whatever its size (a 32x8 block of threads, one output each; f64 changes nothing).
 // NAIVE:         kernel.fused @k0_matmul "matmul" schedule = #kernel.schedule<"naive", tile = [32, 8, 0], threads = 256, warps = [1, 8], lanes = [32, 1], reps = [1, 1], vec = [1, 1]>

@@ -198,7 +198,8 @@ func.func @argmax(%x: memref<2x50xf32>, %result0: memref<2xi64> {pg.result = 0 :
 
 // -----
 
-// ---- scatter-add: the index loop joins the parallel dims and the read-modify-write becomes an atomic add
+// ---- scatter-add: the index loop joins the parallel dims (the columns innermost: thread k*2+j) and the
+// read-modify-write becomes an atomic add
 
 // CHECK-LABEL: func.func @scatter
 // CHECK:         "gpu.launch_func"({{.*}}, %result0) <{kernel = @scatter_kernels::@k0_scatter_add,
@@ -207,8 +208,8 @@ func.func @argmax(%x: memref<2x50xf32>, %result0: memref<2xi64> {pg.result = 0 :
 // CHECK:         "gpu.func"() <{function_type = (memref<8xi64>, memref<8x2xf32>, memref<5x2xf32>) -> (), kernel}> ({
 // CHECK:           %[[N:.*]] = arith.constant 16 : index
 // CHECK:           scf.if %{{.*}} {
-// CHECK:             %j = arith.index_cast %{{.*}} : i32 to index
-// CHECK-NEXT:        %k = arith.index_cast %{{.*}} : i32 to index
+// CHECK:             %k = arith.index_cast %{{.*}} : i32 to index
+// CHECK-NEXT:        %j = arith.index_cast %{{.*}} : i32 to index
 // CHECK-NEXT:        %r = memref.load %idx[%k] : memref<8xi64>
 // CHECK-NEXT:        %ri = arith.index_cast %r : i64 to index
 // CHECK-NEXT:        %v = memref.load %u[%k, %j] : memref<8x2xf32>

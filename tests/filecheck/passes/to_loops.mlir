@@ -48,6 +48,29 @@ func.func @elementwise(%x: memref<2x3xf32>, %b: memref<3xf32>, %result0: memref<
   func.return
 }
 
+// ---- a random kernel scheduled points = 4: the nest runs over (2, 8 / 4), each iteration calls Philox once (its
+// counter offset + i // 4 is the iteration's linear index) and stores its 4 words, in f32 math, at 4q + k
+
+// CHECK-LABEL: func.func @random_points
+// CHECK:         "scf.parallel"(%{{.*}}, %{{.*}}, %[[TWO:.*]], %[[TWO]], %{{.*}}, %{{.*}})
+// CHECK-NEXT:    ^bb0(%[[I:.*]]: index, %[[Q:.*]]: index):
+// CHECK-NEXT:      %[[BASE:.*]] = arith.muli %[[Q]], %{{.*}} : index
+// CHECK-COUNT-20:  arith.mului_extended
+// CHECK-NOT:       arith.mului_extended
+// CHECK:           arith.uitofp %{{.*}} : i32 to f32
+// CHECK:           memref.store %{{.*}}, %result0[%[[I]], %[[BASE]]] : memref<2x8xf32>
+// CHECK-COUNT-3:   memref.store %{{.*}}, %result0[%[[I]], %{{.*}}] : memref<2x8xf32>
+// CHECK-NOT:       arith.mului_extended
+// CHECK:           scf.reduce
+func.func @random_points(%seed: memref<i64>, %offset: memref<i64>, %result0: memref<2x8xf32> {pg.result = 0 : i64}) {
+  kernel.launch @k0_random "random" schedule = #kernel.schedule<"thread_per_point", block = 256, points = 4> ins(%seed, %offset : memref<i64>, memref<i64>) outs(%result0 : memref<2x8xf32>) {
+  ^bb0(%s: tensor<i64>, %o: tensor<i64>):
+    %r = pg.random "uniform" %s, %o : tensor<2x8xf32>
+    kernel.yield %r : tensor<2x8xf32>
+  }
+  func.return
+}
+
 // -----
 
 // ---- a reduction: scf.parallel over the kept dims, an accumulator from -inf carried by scf.for over the reduced
