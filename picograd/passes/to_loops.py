@@ -93,11 +93,8 @@ from xdsl.utils.exceptions import PassFailedException
 from picograd.dialects import kernel, pg
 from picograd.dialects.attrs import KERNEL_ATTR, KIND_ATTR, NEST_ATTR, SCHEDULE_ATTR
 from picograd.passes.buffers import where
-from picograd.passes.ir_builder import ConstantPool
+from picograd.passes.ir_builder import PHILOX_ATTR, ConstantPool, philox4x32
 from picograd.passes.kinds import AT_INDEX, HEAVY, KERNEL_KINDS, KIND_OF_OP
-
-_PHILOX_M0, _PHILOX_M1 = 0xD2511F53, 0xCD9E8D57
-_PHILOX_W0, _PHILOX_W1 = 0x9E3779B9, 0xBB67AE85
 
 Index = tuple[SSAValue, ...]
 
@@ -140,9 +137,10 @@ def _element(v: SSAValue) -> Attribute:
     return t.get_element_type()
 
 
-def _signed32(v: int) -> int:
-    v &= 0xFFFFFFFF
-    return v - (1 << 32) if v & 0x80000000 else v
+def _mark(v: SSAValue, role: str) -> None:
+    """Mark the op defining ``v`` with its role in a uniform draw (:data:`PHILOX_ATTR`)."""
+    if isinstance(v.owner, Operation):
+        v.owner.attributes[PHILOX_ATTR] = StringAttr(role)
 
 
 def reshape_groups(src: Sequence[int], dst: Sequence[int]) -> list[tuple[list[int], list[int]]]:
@@ -754,7 +752,8 @@ class KernelLowering:
 
     def philox(self, counter: SSAValue, seed: SSAValue) -> list[SSAValue]:
         """The four ``i32`` words of Philox 4x32-10 at the 64-bit ``counter`` (words ``(lo, hi, 0, 0)``) under the
-        64-bit key ``seed``, as ``picograd.dialects.philox.philox4x32``."""
+        64-bit key ``seed``, as ``picograd.dialects.philox.philox4x32``; the key words are marked
+        :data:`PHILOX_ATTR` ``key0``/``key1``."""
         sh32 = self.const(32, i64)
 
         def lo_hi(v: SSAValue) -> tuple[SSAValue, SSAValue]:
@@ -762,22 +761,16 @@ class KernelLowering:
             hi = self.convert(arith.TruncIOp, self.pure(arith.ShRUIOp, v, sh32), i32)
             return lo, hi
 
+        def mul_wide(a: SSAValue, b: SSAValue) -> tuple[SSAValue, SSAValue]:
+            lo, hi = self.emit(arith.MulUIExtendedOp(a, b)).results
+            return lo, hi
+
         c0, c1 = lo_hi(counter)
-        c2 = c3 = self.const(0, i32)
+        zero = self.const(0, i32)
         k0, k1 = lo_hi(seed)
-        m0, m1 = self.const(_signed32(_PHILOX_M0), i32), self.const(_signed32(_PHILOX_M1), i32)
-        w0, w1 = self.const(_signed32(_PHILOX_W0), i32), self.const(_signed32(_PHILOX_W1), i32)
-        for r in range(10):
-            if r:
-                k0, k1 = self.pure(arith.AddiOp, k0, w0), self.pure(arith.AddiOp, k1, w1)
-            p0 = self.emit(arith.MulUIExtendedOp(m0, c0))
-            p1 = self.emit(arith.MulUIExtendedOp(m1, c2))
-            lo0, hi0 = p0.results
-            lo1, hi1 = p1.results
-            x0 = self.pure(arith.XOrIOp, self.pure(arith.XOrIOp, hi1, c1), k0)
-            x2 = self.pure(arith.XOrIOp, self.pure(arith.XOrIOp, hi0, c3), k1)
-            c0, c1, c2, c3 = x0, lo1, x2, lo0
-        return [c0, c1, c2, c3]
+        for role, k in (("key0", k0), ("key1", k1)):
+            _mark(k, role)
+        return philox4x32(self.pure, mul_wide, lambda n: self.const(n, i32), [c0, c1, zero, zero], [k0, k1])
 
     def random(self, op: pg.RandomOp, idx: Index, el: Attribute) -> SSAValue:
         shape = _shape(op.result)
@@ -785,6 +778,7 @@ class KernelLowering:
         lin64 = self.convert(arith.IndexCastOp, lin, i64)
         offset, seed = self.at(op.offset, ()), self.at(op.seed, ())
         counter = self.pure(arith.AddiOp, offset, self.pure(arith.ShRUIOp, lin64, self.const(2, i64)))
+        _mark(counter, "counter")
         lane = self.pure(arith.AndIOp, lin64, self.const(3, i64))
         words = self.philox(counter, seed)
 
@@ -804,6 +798,7 @@ class KernelLowering:
                     arith.SelectOp, lane_is(1), words[1], self.pure(arith.SelectOp, lane_is(2), words[2], words[3])
                 ),
             )
+            _mark(w, "word")
             z = unit(w)
         else:  # Box-Muller on lanes (0, 1) and (2, 3): r = sqrt(-2 log1p(-u0)), theta = 2 pi u1
             low = self.cmpi("ult", lane, self.const(2, i64))

@@ -64,6 +64,7 @@ from xdsl.dialects.builtin import (
     f64,
     i1,
     i32,
+    i64,
 )
 from xdsl.ir import Attribute, Block, Operation, Region, SSAValue
 
@@ -71,7 +72,7 @@ from picograd.dialects import gpu_ext, kernel, pg
 from picograd.dialects.attrs import KERNEL_ATTR, KIND_ATTR, STRATEGY_ATTR
 from picograd.dialects.kernel import ScheduleAttr
 from picograd.dialects.pg import element_of, shape_of
-from picograd.passes.ir_builder import Builder, ConstantPool, Index
+from picograd.passes.ir_builder import PHILOX_ATTR, Builder, ConstantPool, Index, philox4x32
 from picograd.passes.kinds.base import KernelKind
 
 if TYPE_CHECKING:
@@ -86,6 +87,12 @@ MMA_STRATEGY = "flash-mma"
 DROPOUT_ATTR = "pg.attention_dropout"
 """Marks the op of an attention nest that yields the dropout multiplier at (query, key): the GPU stage clones the
 ops computing it (Philox) into its kernels."""
+
+SCORES_LAYOUT = "scores"
+""":data:`DROPOUT_ATTR`'s value when the multiplier is an elementwise function of one uniform ``pg.random`` of the
+scores' shape (:func:`drawn_at_scores`): element (*batch, i, j) draws word ``lin % 4`` of Philox counter
+``offset + lin // 4``, ``lin`` its row-major index, so that the kernels can share one Philox call among 4 keys
+(:class:`SharedDraw`)."""
 
 ATTENTION_ATTR = "pg.attention"
 """Attribute of an attention nest of the loop stage: ``{nest = "forward" | "dkdv" | "dq", scale, causal,
@@ -149,6 +156,41 @@ def dropout_ops(op: Operation) -> list[Operation]:
         elif shape_of(v):
             return []
     return found
+
+
+def drawn_at_scores(op: pg.ScaledDotProductAttentionOp | pg.AttentionBackwardOp) -> bool:
+    """Whether ``op``'s dropout multiplier is an elementwise function (``pg.cmp``, ``pg.select``, ``pg.cast``) of
+    one uniform ``pg.random`` of the scores' shape (*B, L, S), its other operands drawing nothing: the multiplier
+    at (*batch, i, j) is then a function of the draw's element at that same index (what
+    ``F.scaled_dot_product_attention`` draws)."""
+    assert op.dropout is not None
+    scores = (*shape_of(op.query)[:-1], shape_of(op.key)[-2])
+    draws: list[pg.RandomOp] = []
+
+    def draws_above(v: SSAValue) -> bool:
+        seen, stack = set(), [v]
+        while stack:
+            o = stack.pop().owner
+            if isinstance(o, Operation) and o not in seen:
+                seen.add(o)
+                if isinstance(o, pg.RandomOp):
+                    return True
+                stack.extend(o.operands)
+        return False
+
+    stack = [op.dropout]
+    while stack:
+        v = stack.pop()
+        o = v.owner
+        if isinstance(o, pg.RandomOp):
+            draws.append(o)
+        elif isinstance(o, pg.CmpOp | pg.SelectOp | pg.CastOp) and tuple(shape_of(v)) == scores:
+            stack.extend(o.operands)
+        elif draws_above(v):
+            return False
+    return (
+        len(set(draws)) == 1 and draws[0].distribution.data == "uniform" and tuple(shape_of(draws[0].result)) == scores
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -261,7 +303,7 @@ class _LoopNests:
         z = self.lw.at(op.dropout, idx)
         owner = z.owner
         assert isinstance(owner, Operation)
-        owner.attributes[DROPOUT_ATTR] = UnitAttr()
+        owner.attributes[DROPOUT_ATTR] = StringAttr(SCORES_LAYOUT) if drawn_at_scores(op) else UnitAttr()
         return self.lw.pure(arith.MulfOp, p, self.lw.wide(z))
 
     def accumulator(self, buf: SSAValue, roles: dict[SSAValue, str]) -> SSAValue:
@@ -878,6 +920,109 @@ def regenerate(b: Builder, found: DropoutSlice, batch: Sequence[Index], row: Ind
         mapping.update(zip(o.results, clone.results, strict=True))
     z = mapping.get(value, value)
     return b.v(arith.ExtFOp(z, f32)) if pg.is_low_precision(z.type) else z
+
+
+class SharedDraw:
+    """A nest's dropout multiplier drawn at the scores' index (:data:`SCORES_LAYOUT`) and rebuilt so that a kernel
+    makes one Philox call per counter (4 keys) and hands its words to the lanes holding those keys: the draw's
+    offset and seed (cloned once, where :meth:`make` is called), Philox 4x32-10 of a counter
+    (:meth:`words`), and the loop stage's ops from the drawn word to the multiplier (:meth:`multiplier`), cloned
+    per element."""
+
+    def __init__(self, offset: SSAValue, key: list[SSAValue], word: SSAValue, tail: list[Operation], value: SSAValue,
+                 mapping: dict[SSAValue, SSAValue]):  # fmt: skip
+        self.offset, self.key, self.word, self.tail, self.value, self.mapping = offset, key, word, tail, value, mapping
+
+    @staticmethod
+    def make(b: Builder, found: DropoutSlice, elements: int) -> SharedDraw | None:
+        """The shared draw of ``found`` with its loop-invariant ops cloned at ``b``; None when the multiplier is not
+        drawn at the scores' index or the slice is not a uniform draw's (roles :data:`PHILOX_ATTR`), or the scores
+        have ``elements >= 2**31``."""
+        ops, value, par_args, loop_args = found
+        tagged = value.owner
+        if elements >= 2**31 or not isinstance(tagged, Operation):
+            return None
+        layout = tagged.attributes.get(DROPOUT_ATTR)
+        if not (isinstance(layout, StringAttr) and layout.data == SCORES_LAYOUT):
+            return None
+        roles: dict[str, Operation] = {}
+        for o in ops:
+            r = o.attributes.get(PHILOX_ATTR)
+            if isinstance(r, StringAttr):
+                if r.data in roles:
+                    return None
+                roles[r.data] = o
+        if set(roles) != {"counter", "key0", "key1", "word"}:
+            return None
+        varying: set[SSAValue] = set(par_args) | set(loop_args)
+        for o in ops:
+            if any(v in varying for v in o.operands):
+                varying.update(o.results)
+        word = roles["word"].results[0]
+        after: set[SSAValue] = {word}
+        tail = []
+        for o in ops:
+            if any(v in after for v in o.operands):
+                after.update(o.results)
+                tail.append(o)
+        offset = roles["counter"].operands[0]
+        need = [offset, roles["key0"].results[0], roles["key1"].results[0]]
+        need += [v for o in tail for v in o.operands if v not in after]
+        if any(v in varying for v in need) or (value not in after and value is not word):
+            return None
+        # the loop-invariant ops those values need, cloned here
+        in_slice = {r for o in ops for r in o.results}
+        wanted: set[SSAValue] = set()
+        stack = [v for v in need if v in in_slice]
+        while stack:
+            v = stack.pop()
+            if v in wanted:
+                continue
+            wanted.add(v)
+            owner = v.owner
+            assert isinstance(owner, Operation)
+            stack.extend(x for x in owner.operands if x in in_slice)
+        mapping: dict[SSAValue, SSAValue] = {}
+        for o in ops:
+            if any(r in wanted for r in o.results):
+                clone = o.clone(value_mapper=mapping)
+                for attr in (DROPOUT_ATTR, PHILOX_ATTR):
+                    clone.attributes.pop(attr, None)
+                b.op(clone)
+                mapping.update(zip(o.results, clone.results, strict=True))
+        key = [mapping.get(v, v) for v in need[1:3]]
+        return SharedDraw(mapping.get(offset, offset), key, word, tail, value, mapping)
+
+    def words(self, b: Builder, lin: Index) -> list[SSAValue]:
+        """The 4 ``i32`` words of the counter of scores element ``lin`` (an ``i32`` row-major index): Philox of
+        ``offset + lin // 4``; element ``lin`` takes word ``lin % 4``."""
+        quarter = b.v(arith.ExtUIOp(b.v(arith.ShRUIOp(b.c32(lin) if isinstance(lin, int) else lin, b.c32(2))), i64))
+        counter = b.v(arith.AddiOp(self.offset, quarter))
+        c0 = b.v(arith.TruncIOp(counter, i32))
+        c1 = b.v(arith.TruncIOp(b.v(arith.ShRUIOp(counter, b.const(32, i64))), i32))
+
+        def pure(cls: Callable[..., Operation], *xs: SSAValue) -> SSAValue:
+            return b.v(cls(*xs))
+
+        def mul_wide(x: SSAValue, y: SSAValue) -> tuple[SSAValue, SSAValue]:
+            lo, hi = b.op(arith.MulUIExtendedOp(x, y)).results
+            return lo, hi
+
+        zero = b.c32(0)
+        return philox4x32(pure, mul_wide, b.c32, [c0, c1, zero, zero], self.key)
+
+    def multiplier(self, b: Builder, word: SSAValue) -> SSAValue:
+        """The multiplier (f32 for 16-bit attention) of an element that drew ``word``."""
+        mapping = dict(self.mapping)
+        mapping[self.word] = word
+        for o in self.tail:
+            clone = o.clone(value_mapper=mapping)
+            for attr in (DROPOUT_ATTR, PHILOX_ATTR):
+                clone.attributes.pop(attr, None)
+            b.op(clone)
+            mapping.update(zip(o.results, clone.results, strict=True))
+        z = mapping[self.value]
+        return b.v(arith.ExtFOp(z, f32)) if pg.is_low_precision(z.type) else z
 
 
 def dropout_slice(par: scf.ParallelOp) -> DropoutSlice | None:

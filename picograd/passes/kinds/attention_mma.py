@@ -322,6 +322,60 @@ class _MmaKernel:
         z = attention.regenerate(b, self.dropout, self.batch_idx, b.min(row, rows - 1), b.min(loop, loops - 1))
         return b.v(arith.MulfOp(x, z))
 
+    def row_multipliers(self, b: Builder, row: Index, j0: Index, tiles: int) -> list[SSAValue]:
+        """The dropout multipliers (:class:`attention.SharedDraw`) of query ``row`` (clamped) at keys
+        ``j0 + 8 nt + 2t + cc`` (this thread's columns of n8 tiles ``nt < tiles``), at ``2 nt + cc``. Keys
+        ``4c .. 4c + 3`` share a Philox counter and lanes ``t`` and ``t ^ 1`` hold them: of each pair of n8 tiles the
+        even lane draws the first tile's counter and the odd lane the second's, and each hands the other the two
+        words it needs (one ``shfl.xor`` a word): one Philox call per 4 elements."""
+        assert self.shared is not None and tiles % 2 == 0
+        t = self.t
+        odd_i = b.rem(t, 2)
+        odd = b.cmp("ne", odd_i, 0)
+        lin_row = b.mul(b.add(b.mul(self.by, self.length), b.min(row, self.length - 1)), self.keys)
+        out: list[SSAValue] = []
+        for nt in range(0, tiles, 2):
+            # this lane's counter: tile nt + (t & 1), keys from 8 (nt + (t & 1)) + 2 (t & ~1), a multiple of 4
+            col = b.add(b.add(j0, 8 * nt), b.add(b.mul(odd_i, 8), b.mul(b.div(t, 2), 4)))
+            w = self.shared.words(b, b.add(lin_row, col))
+            send = [b.select(odd, w[0], w[2]), b.select(odd, w[1], w[3])]
+            got = [b.v(gpu_ext.ShuffleOp(x, "xor", 1)) for x in send]
+            mine = [b.select(odd, w[2], w[0]), b.select(odd, w[3], w[1])]
+            first = [b.select(odd, g, m) for g, m in zip(got, mine, strict=True)]
+            second = [b.select(odd, m, g) for g, m in zip(got, mine, strict=True)]
+            out += [self.shared.multiplier(b, x) for x in (*first, *second)]
+        return out
+
+    def column_multipliers(self, b: Builder, keys: list[Index], i0: Index, tiles: int) -> dict[tuple, SSAValue]:
+        """The dk/dv kernel's dropout multipliers (:class:`attention.SharedDraw`) at key ``keys[h]`` and query
+        ``i0 + 8 nt + 2t + cc``, by ``(nt, cc, h)``. Keys ``4c .. 4c + 3`` of one query share a counter and lanes
+        ``l, l ^ 4, l ^ 8, l ^ 12`` (rows ``g`` with one ``g // 4``) hold them: of the 4 counters of this lane's
+        (h, cc) the lane with ``g % 4 = r`` draws the ``r``-th and the 4 lanes swap words (3 ``shfl.xor``)."""
+        assert self.shared is not None
+        r = b.rem(b.div(self.lane, 4), 4)
+        is_r = [b.cmp("eq", r, n) for n in range(1, 4)]
+
+        def pick(ws: Sequence[SSAValue], sel: Sequence[SSAValue | bool]) -> SSAValue:
+            """``ws[n]`` where ``sel[n - 1]`` holds (``ws[0]`` where none does)."""
+            x = ws[0]
+            for n in range(1, 4):
+                x = b.select(sel[n - 1], ws[n], x)
+            return x
+
+        out: dict[tuple, SSAValue] = {}
+        lane_h, lane_cc = b.div(r, 2), b.rem(r, 2)
+        own_key = b.add(b.mul(b.div(keys[0], 4), 4), b.mul(lane_h, 8))  # the first key of counter r's group
+        for nt in range(tiles):
+            i = b.min(b.add(i0, b.add(b.mul(self.t, 2), b.add(8 * nt, lane_cc))), self.length - 1)
+            w = self.shared.words(b, b.add(b.mul(b.add(b.mul(self.by, self.length), i), self.keys), own_key))
+            # got[k]: word r of counter r ^ k (its lane is this one ^ 4k, which sends word r of its own counter)
+            got = [pick(w, is_r)]
+            for k in range(1, 4):
+                got.append(b.v(gpu_ext.ShuffleOp(pick([w[n ^ k] for n in range(4)], is_r), "xor", 4 * k)))
+            for q in range(4):  # this lane's element (h, cc) = (q // 2, q % 2) draws word r of counter q
+                out[nt, q % 2, q // 2] = self.shared.multiplier(b, pick([got[n ^ q] for n in range(4)], is_r))
+        return out
+
     def pack(self, b: Builder, lo: SSAValue, hi: SSAValue) -> SSAValue:
         """Two f32 rounded to the mma's 16-bit type, packed into one ``i32`` fragment register (``lo`` in the low
         half: the lower column)."""
@@ -379,6 +433,11 @@ class _MmaKernel:
         self.wrow = b.mul(b.div(tid, WARP), 16)
         self.batch_idx = batch
         self.t = b.rem(self.lane, 4)
+        self.by = by
+        elements = math.prod(self.batch) * self.length * self.keys
+        self.shared = None
+        if self.dropout is not None and self.keys % 4 == 0:
+            self.shared = attention.SharedDraw.make(b, self.dropout, elements)
         {"forward": self.forward, "dq": self.dq, "dkdv": self.dkdv}[self.nest](bx, batch)
         extent = self.keys if self.nest == "dkdv" else self.length
         grid = [-(-extent // self.bm), math.prod(self.batch), 1]
@@ -488,7 +547,13 @@ class _MmaKernel:
             l_new.append(total)
             alpha.append(a)
         acc = [lb.v(arith.MulfOp(x, alpha[(i % 4) // 2])) for i, x in enumerate(acc)]
-        if self.dropout is not None:  # the normalizer l excludes the dropout, P V includes it
+        if self.shared is not None:  # the normalizer l excludes the dropout, P V includes it
+            for h in range(2):
+                z = self.row_multipliers(lb, rows[h], j0, bn // 8)
+                for nt in range(bn // 8):
+                    for cc in range(2):
+                        p[nt * 4 + 2 * h + cc] = lb.v(arith.MulfOp(p[nt * 4 + 2 * h + cc], z[2 * nt + cc]))
+        elif self.dropout is not None:
             for idx in range(len(p)):
                 j = lb.add(j0, lb.add(lb.mul(t, 2), (idx // 4) * 8 + idx % 2))
                 p[idx] = self.dropped(lb, p[idx], rows[(idx % 4) // 2], j, self.length, self.keys)
@@ -557,6 +622,12 @@ class _MmaKernel:
         self.times_bt(lb, qa, kt_, bn, d, s_acc)
         self.times_bt(lb, doa, vt, bn, ev, dp)
         ds = [zero] * len(s_acc)
+        if self.shared is not None:
+            for h in range(2):
+                z = self.row_multipliers(lb, rows[h], j0, bn // 8)
+                for nt in range(bn // 8):
+                    for cc in range(2):
+                        dp[nt * 4 + 2 * h + cc] = lb.v(arith.MulfOp(dp[nt * 4 + 2 * h + cc], z[2 * nt + cc]))
         for idx in range(len(s_acc)):
             nt, h, cc = idx // 4, (idx % 4) // 2, idx % 2
             x = lb.v(arith.MulfOp(s_acc[idx], c))
@@ -564,7 +635,7 @@ class _MmaKernel:
                 x = self.masked(lb, x, batch, rows[h], lb.add(j0, lb.add(lb.mul(t, 2), nt * 8 + cc)))
             p = self.exp2(lb, lb.v(arith.SubfOp(x, lse2[h])))
             j = lb.add(j0, lb.add(lb.mul(t, 2), nt * 8 + cc))
-            dpz = self.dropped(lb, dp[idx], rows[h], j, self.length, self.keys)
+            dpz = dp[idx] if self.shared is not None else self.dropped(lb, dp[idx], rows[h], j, self.length, self.keys)
             ds[idx] = lb.v(arith.MulfOp(p, lb.v(arith.SubfOp(dpz, dsum[h]))))
         self.times_b(lb, self.a_frags(lb, ds), kt_, d, bn, acc)
         body.last_op.operands = acc  # type: ignore[union-attr]
@@ -608,6 +679,7 @@ class _MmaKernel:
         self.times_bt(lb, self.a_tile(lb, kt_, d), qt, bq, d, s_acc)
         self.times_bt(lb, self.a_tile(lb, vt, ev), dot, bq, ev, dp)
         p, ds = [zero] * len(s_acc), [zero] * len(s_acc)
+        zs = self.column_multipliers(lb, keys, i0, bq // 8) if self.shared is not None else {}
         for nt in range(bq // 8):
             for cc in range(2):
                 i = lb.add(i0, lb.add(lb.mul(t, 2), nt * 8 + cc))
@@ -619,7 +691,7 @@ class _MmaKernel:
                     if masked:
                         x = self.masked(lb, x, batch, i, keys[h])
                     pr = self.exp2(lb, lb.v(arith.SubfOp(x, lse2)))
-                    z = self.dropped(lb, self.f(1.0), keys[h], i, self.keys, self.length)  # once for P and dP
+                    z = zs[nt, cc, h] if zs else self.dropped(lb, self.f(1.0), keys[h], i, self.keys, self.length)
                     dpz = lb.v(arith.MulfOp(dp[idx], z)) if self.dropout is not None else dp[idx]
                     ds[idx] = lb.v(arith.MulfOp(pr, lb.v(arith.SubfOp(dpz, dsum))))
                     p[idx] = lb.v(arith.MulfOp(pr, z)) if self.dropout is not None else pr
