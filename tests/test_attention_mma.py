@@ -169,3 +169,26 @@ def test_runs_predicate() -> None:
     assert not attention_mma.runs((2, 7, 144), (2, 7, 64), bf16)
     assert not attention_mma.runs((2, 7, 64), (2, 7, 24), bf16)
     assert not attention_mma.runs((2, 7, 64), (2, 7, 64), f64)
+
+
+def test_shared_draw_compares_words(monkeypatch) -> None:
+    """The dropout of a shared draw (``attention.SharedDraw``) keeps an element iff its Philox word is at least a
+    threshold: the same decision as ``float32((word >> 8) * 2**-24) >= 0.3`` at every word (all 2**24 values of
+    the top bits, low bits 0 and 255), and the multiplier is 1/0.7 (rounded to bf16) or 0."""
+    shared: list[attention.SharedDraw | None] = []
+    make = attention.SharedDraw.make
+    monkeypatch.setattr(attention.SharedDraw, "make", lambda *a: shared.append(make(*a)) or shared[-1])
+    mod = module(20, 16, True, "dropout", 1, el=bf16)
+    run_passes(mod, list(STAGES["simplify"]))
+    compile_for_cuda(mod)
+    assert len(shared) == 3
+    top = np.arange(2**24, dtype=np.uint64)
+    want = (top.astype(np.float64) * 2.0**-24).astype(np.float32) >= np.float32(0.3)
+    for draw in shared:
+        assert draw is not None and draw.threshold is not None and draw.values is not None
+        _, pred, n = draw.threshold
+        for low in (0, 255):
+            words = (top << np.uint64(8)) + np.uint64(low)
+            got = words >= n if pred == "uge" else words < n
+            np.testing.assert_array_equal(got, want)
+        assert draw.values == (float(ml_dtypes.bfloat16(np.float32(1 / 0.7))), 0.0)

@@ -44,18 +44,26 @@ from f32 accumulators, lse in f32), on these SIMT kernels or, under the ``flash-
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+import ml_dtypes
+import numpy as np
 from xdsl.dialects import arith, gpu, memref, scf
 from xdsl.dialects import math as mathd
 from xdsl.dialects.builtin import (
     ArrayAttr,
+    BFloat16Type,
     DenseArrayBase,
     DictionaryAttr,
+    Float16Type,
+    Float32Type,
+    Float64Type,
     FloatAttr,
     IndexType,
     IntegerAttr,
+    IntegerType,
     MemRefType,
     StringAttr,
     TensorType,
@@ -72,7 +80,7 @@ from picograd.dialects import gpu_ext, kernel, pg
 from picograd.dialects.attrs import KERNEL_ATTR, KIND_ATTR, STRATEGY_ATTR
 from picograd.dialects.kernel import ScheduleAttr
 from picograd.dialects.pg import element_of, shape_of
-from picograd.passes.ir_builder import PHILOX_ATTR, Builder, ConstantPool, Index, philox4x32
+from picograd.passes.ir_builder import PHILOX_ATTR, Builder, ConstantPool, Index, const_value, philox4x32, signed32
 from picograd.passes.kinds.base import KernelKind
 
 if TYPE_CHECKING:
@@ -932,6 +940,8 @@ class SharedDraw:
     def __init__(self, offset: SSAValue, key: list[SSAValue], word: SSAValue, tail: list[Operation], value: SSAValue,
                  mapping: dict[SSAValue, SSAValue]):  # fmt: skip
         self.offset, self.key, self.word, self.tail, self.value, self.mapping = offset, key, word, tail, value, mapping
+        self.threshold: tuple[Operation, str, int] | None = None
+        self.values: tuple[float, float] | None = None
 
     @staticmethod
     def make(b: Builder, found: DropoutSlice, elements: int) -> SharedDraw | None:
@@ -991,7 +1001,18 @@ class SharedDraw:
                 b.op(clone)
                 mapping.update(zip(o.results, clone.results, strict=True))
         key = [mapping.get(v, v) for v in need[1:3]]
-        return SharedDraw(mapping.get(offset, offset), key, word, tail, value, mapping)
+        draw = SharedDraw(mapping.get(offset, offset), key, word, tail, value, mapping)
+        draw.threshold = _word_threshold(word, tail)
+        if draw.threshold is not None:  # the conversions up to the comparison are not cloned
+            cmp = draw.threshold[0]
+            draw.tail = [o for o in tail if o is cmp or not _before(o, cmp, tail)]
+            draw.tail.remove(cmp)
+            try:  # the multiplier as a function of the comparison alone (constants otherwise): two values
+                draw.values = (float(_evaluate(value, word, 0, {cmp.results[0]: True})),
+                               float(_evaluate(value, word, 0, {cmp.results[0]: False})))  # fmt: skip
+            except ValueError:
+                draw.values = None
+        return draw
 
     def words(self, b: Builder, lin: Index) -> list[SSAValue]:
         """The 4 ``i32`` words of the counter of scores element ``lin`` (an ``i32`` row-major index): Philox of
@@ -1015,6 +1036,15 @@ class SharedDraw:
         """The multiplier (f32 for 16-bit attention) of an element that drew ``word``."""
         mapping = dict(self.mapping)
         mapping[self.word] = word
+        if self.threshold is not None:
+            cmp, pred, n = self.threshold
+            if 0 < n < 2**32:
+                mapping[cmp.results[0]] = b.v(arith.CmpiOp(word, b.c32(signed32(n)), pred))
+            else:  # always or never (uge 0: true; uge 2**32: false; ult: the opposite)
+                mapping[cmp.results[0]] = b.const(int((n == 0) == (pred == "uge")), i1)
+            if self.values is not None:  # the multiplier of a kept and of a dropped element, as f32 constants
+                keep = mapping[cmp.results[0]]
+                return b.select(keep, b.const(self.values[0], f32), b.const(self.values[1], f32))
         for o in self.tail:
             clone = o.clone(value_mapper=mapping)
             for attr in (DROPOUT_ATTR, PHILOX_ATTR):
@@ -1023,6 +1053,105 @@ class SharedDraw:
             mapping.update(zip(o.results, clone.results, strict=True))
         z = mapping[self.value]
         return b.v(arith.ExtFOp(z, f32)) if pg.is_low_precision(z.type) else z
+
+
+_MONOTONE = (arith.ShRUIOp, arith.UIToFPOp, arith.MulfOp, arith.TruncFOp, arith.ExtFOp)
+"""Conversions from a drawn word to its uniform number that never decrease (a positive scale)."""
+_CMPF_NAMES = ("false", "oeq", "ogt", "oge", "olt", "ole", "one", "ord", "ueq", "ugt", "uge", "ult", "ule", "une")
+
+
+def _before(o: Operation, cmp: Operation, tail: list[Operation]) -> bool:
+    """Whether tail op ``o`` is one of the conversions feeding ``cmp`` (found by :func:`_word_threshold`)."""
+    stack, seen = list(cmp.operands), set()
+    while stack:
+        v = stack.pop()
+        owner = v.owner
+        if owner is o:
+            return True
+        if isinstance(owner, Operation) and owner in tail and owner not in seen:
+            seen.add(owner)
+            stack.extend(owner.operands)
+    return False
+
+
+def _evaluate(v: SSAValue, word: SSAValue, w: int, known: dict[SSAValue, bool] | None = None) -> Any:
+    """The value of ``v`` (a chain of :data:`_MONOTONE` conversions of ``word``, or constants) when ``word`` is ``w``:
+    numpy scalars of the ops' types (``ml_dtypes`` for 16-bit floats), rounding as the GPU does (to nearest even)."""
+    if v is word:
+        return np.uint32(w)
+    if known and v in known:
+        return known[v]
+    owner = v.owner
+    if isinstance(owner, arith.ConstantOp):
+        c = const_value(v)
+        if c is None:
+            raise ValueError("not a scalar constant")
+        return _numpy_type(v.type)(c)
+    if isinstance(owner, arith.SelectOp):
+        cond = _evaluate(owner.cond, word, w, known)
+        return _evaluate(owner.lhs if cond else owner.rhs, word, w, known)
+    if not isinstance(owner, _MONOTONE):
+        raise ValueError(f"{owner} is not a monotone conversion")
+    xs = [_evaluate(x, word, w, known) for x in owner.operands]
+    t = _numpy_type(v.type)
+    if isinstance(owner, arith.ShRUIOp):
+        return np.uint32(int(xs[0]) >> int(xs[1]))
+    if isinstance(owner, arith.MulfOp):
+        if float(xs[1]) <= 0:
+            raise ValueError("a scale that is not positive")
+        return t(np.float64(xs[0]) * np.float64(xs[1]))  # exact in f64 for a 24-bit integer times a power of 2
+    return t(xs[0])
+
+
+def _numpy_type(t: Attribute) -> Any:
+    """The numpy scalar type of ``t`` (``uint32`` for ``i32``: the words are unsigned)."""
+    for cls, np_type in ((BFloat16Type, ml_dtypes.bfloat16), (Float16Type, np.float16), (Float32Type, np.float32),
+                         (Float64Type, np.float64)):  # fmt: skip
+        if isinstance(t, cls):
+            return np_type
+    if isinstance(t, IntegerType) and t.width.data == 32:
+        return np.uint32
+    raise ValueError(f"type {t}")
+
+
+def _word_threshold(word: SSAValue, tail: list[Operation]) -> tuple[Operation, str, int] | None:
+    """When the multiplier depends on the drawn word only through one ``arith.cmpf`` of a monotone conversion of it
+    (:data:`_MONOTONE`: ``(word >> 8) * 2**-24`` rounded to the draw's type) against a constant: that comparison,
+    and the unsigned ``i32`` comparison of the word with a threshold ``N`` found by bisection that gives the same
+    truth at every word (``uge N`` or ``ult N``), else None."""
+    cmps = [o for o in tail if isinstance(o, arith.CmpfOp)]
+    if len(cmps) != 1:
+        return None
+    cmp = cmps[0]
+    chain = [o for o in tail if _before(o, cmp, tail)]
+    name = _CMPF_NAMES[cmp.predicate.value.data] if cmp.predicate.value.data < len(_CMPF_NAMES) else ""
+    if name[1:] not in ("ge", "gt", "lt", "le") or any(not isinstance(o, _MONOTONE) for o in chain):
+        return None
+    if any(u.operation not in chain and u.operation is not cmp for o in chain for r in o.results for u in r.uses):
+        return None  # a conversion used elsewhere: clone them all
+    lhs, rhs = cmp.operands
+    u_left = lhs is word or lhs.owner in chain
+    op = {"ge": operator.ge, "gt": operator.gt, "lt": operator.lt, "le": operator.le}[name[1:]]
+    try:
+        c = float(_evaluate(rhs if u_left else lhs, word, 0))
+
+        def truth(w: int) -> bool:  # monotone in w: a monotone u against a constant
+            u = float(_evaluate(lhs if u_left else rhs, word, w))
+            return op(u, c) if u_left else op(c, u)
+
+        end = truth(2**32 - 1)
+        if truth(0) == end:
+            return cmp, "uge" if end else "ult", 0
+        lo, hi = 0, 2**32 - 1  # the first word whose truth is the last word's
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if truth(mid) == end:
+                hi = mid
+            else:
+                lo = mid + 1
+        return cmp, "uge" if end else "ult", lo
+    except ValueError:
+        return None
 
 
 def dropout_slice(par: scf.ParallelOp) -> DropoutSlice | None:
