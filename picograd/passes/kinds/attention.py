@@ -28,13 +28,19 @@ the buffers' roles in the order the nest first uses them) so the GPU stage can r
   before the block's first key are skipped;
 - dq: like the forward (query rows per block, K and V tiles in shared memory), accumulating
   ``dq += scale * P (dP - D) k``;
-- ``D`` keeps the ``thread_per_point`` nest of ``pg-to-gpu``.
+- ``D`` (nest ``dsum``, :func:`build_dsum`): a group of lanes a row, vector loads of dout and out (a warp reads
+  whole rows), the row's sum by butterfly shuffles.
 
 **Dropout** (the attention op's multiplier, drawn by ``pg.random`` from the seed and offset of picograd's Philox
 generator): ``pg-fuse`` copies the ops drawing it into the kernels (:func:`dropout_ops`), the loop stage computes it
 at each (query, key) it visits (``KernelLowering.at``: Philox 4x32-10 on the score's linear index) and marks the
 value :data:`DROPOUT_ATTR`, and the GPU kernels clone those ops: forward, dq and dk/dv regenerate the same bits,
 and no (B, H, L, S) tensor is stored (FlashAttention's dropout). The normalizer ``l`` and ``lse`` exclude it.
+When the multiplier is drawn at the scores' own index (:func:`drawn_at_scores`: what
+``F.scaled_dot_product_attention(dropout_p=...)`` traces), the ``flash-mma`` kernels make one Philox call per 4
+keys and hand its words between lanes (:class:`SharedDraw`; Philox 4x32-10 draws 4 words a counter), decide
+keep/drop by one unsigned compare of the word with a threshold found at compile time, and load seed and offset
+once: the draw costs about a quarter of a per-element Philox call an element.
 
 Element types: f32 and f64 (SIMT); bf16 and f16 computing in f32 (16-bit inputs extended, outputs rounded once
 from f32 accumulators, lse in f32), on these SIMT kernels or, under the ``flash-mma`` schedule, on tensor cores
@@ -498,12 +504,11 @@ def _lower_backward(
     roles.update({v: "v", out: "out", dout: "dout", lse: "lse", dq: "dq", dk: "dk", dv: "dv"})
     dsum = lw.emit(memref.AllocOp.get(el, None, [*batch_shape, length])).results[0]
     roles[dsum] = "dsum"
-    # D = rowsum(dout * out): a thread per row on the GPU
+    # D = rowsum(dout * out): a row per group of lanes on the GPU (build_dsum)
     with lw.parallel((*batch_shape, length)) as ivs:
         row = tuple(ivs)
         lw.store(nests.dot(dout, row, out, row, ev), dsum, row)
-    nest = _last_nest(lw)
-    nest.attributes["kernel.schedule"] = ScheduleAttr("thread_per_point", {"block": 256})
+    _tag(lw, _last_nest(lw), "dsum", op.scale_value, op.is_causal, roles)
 
     def prob(b: list[SSAValue], i: SSAValue, j: SSAValue) -> SSAValue:
         s = nests.score(q, k, b, i, j, d)
@@ -1220,8 +1225,72 @@ def build_launch(par: scf.ParallelOp, simt: bool = False) -> None:
         or (s.strategy.data != STRATEGY and not simt)
     ):
         raise ValueError(f"an attention nest needs pg.attention and a {STRATEGY} schedule")
+    if info.data["nest"].data == "dsum":  # type: ignore[attr-defined]
+        build_dsum(par, nest_buffers(par), s.strategy.data)
+        return
     k = _Kernel(par, info, nest_buffers(par), s)
     replace_nest(par, k.build(), k.host_consts)
+
+
+DSUM_THREADS = 256
+"""Threads a block of the ``D = rowsum(dout * out)`` kernel."""
+
+
+def build_dsum(par: scf.ParallelOp, buffers: dict[str, SSAValue], strategy: str) -> None:
+    """Replace the ``D = rowsum(dout * out)`` nest ``par`` (``pg.attention`` nest ``dsum``) by its ``gpu.launch``:
+    ``lanes`` threads a row (up to 32, the most that divide its chunks), each reading chunks of 4 adjacent elements
+    (2 for f64: one vector load; single elements where the rows are not aligned to them) of dout and out, so
+    that a warp reads whole rows; the f32 (f64) products summed per thread, then over the row's lanes by butterfly
+    shuffles; the row's first lane stores ``D``. Grid: rows / (:data:`DSUM_THREADS` / lanes)."""
+    from picograd.passes.kinds.matmul import aligned16
+
+    dout, out, dsum = buffers["dout"], buffers["out"], buffers["dsum"]
+    *batch, length, ev = _shape(out)
+    total = math.prod(batch) * length
+    size = 8 if MemRefType.get_element_type(out.type) == f64 else 4  # type: ignore[arg-type]  # 16-bit: 4 too
+    chunk = 16 // size  # the widest vector load: 16 bytes, at most 4 elements
+    if ev % chunk or not (aligned16(dout) and aligned16(out)):
+        chunk = 1
+    lanes = 1
+    while lanes < WARP and (ev // chunk) % (2 * lanes) == 0:
+        lanes *= 2
+    rows = DSUM_THREADS // lanes
+    body = Block(arg_types=[IndexType()] * 12)
+    body.add_op(gpu.TerminatorOp())
+    b = Builder(body, par.location, ConstantPool(body))
+    bx, tid = (b.v(arith.IndexCastOp(body.args[i], i32)) for i in (0, 3))
+    t = b.rem(tid, lanes)
+    row = b.add(b.mul(bx, rows), b.div(tid, lanes))
+    rest: Index = b.min(row, total - 1)
+    idx: list[Index] = []
+    for n in reversed((*batch, length)):
+        idx.insert(0, b.rem(rest, n) if n > 1 else 0)
+        rest = b.div(rest, n)
+    acc: SSAValue | None = None
+    for c in range(ev // (chunk * lanes)):
+        col = b.add(b.mul(t, chunk), c * chunk * lanes)
+        where = [b.idx(x) for x in (*idx, col)]
+        xs: list[SSAValue]
+        ys: list[SSAValue]
+        if chunk > 1:
+            xs = list(b.op(gpu_ext.VectorLoadOp(dout, where, chunk)).results)
+            ys = list(b.op(gpu_ext.VectorLoadOp(out, where, chunk)).results)
+        else:
+            xs, ys = [b.load(dout, where)], [b.load(out, where)]
+        for x, y in zip(xs, ys, strict=True):
+            wx, wy = (b.v(arith.ExtFOp(z, f32)) if pg.is_low_precision(z.type) else z for z in (x, y))
+            prod = b.v(arith.MulfOp(wx, wy))
+            acc = prod if acc is None else b.v(arith.AddfOp(acc, prod))
+    assert acc is not None
+    off = lanes // 2
+    while off:
+        acc = b.v(arith.AddfOp(acc, b.v(gpu_ext.ShuffleOp(acc, "xor", off))))
+        off //= 2
+    first = b.when(b.both(b.lt(row, total), b.lt(t, 1)))
+    if first is not None:
+        first.store(acc, dsum, idx)
+    consts, launch = wrap_launch(par, body, [-(-total // rows), 1, 1], DSUM_THREADS, f"{strategy}-dsum")
+    replace_nest(par, launch, consts)
 
 
 def wrap_launch(

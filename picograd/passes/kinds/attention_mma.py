@@ -31,7 +31,7 @@ computes :data:`BLOCK_M` query rows (16 a warp), grid: query blocks x batch.
 - **Results.** ``O / l`` rounded once to the output type, stored two columns at a time; ``lse = m + log l`` (f32)
   by the first lane of each quad. A row whose keys are all masked gives zeros and ``lse = -inf``.
 
-**Backward** (Algorithm 2; the ``dkdv`` and ``dq`` nests; ``D = rowsum(dO * O)`` keeps its SIMT nest): dk/dv
+**Backward** (Algorithm 2; the ``dkdv`` and ``dq`` nests; ``D = rowsum(dO * O)`` is ``attention.build_dsum``): dk/dv
 (:data:`BLOCK_M` keys a block, 16 a warp; K and V tiles in shared memory; per 16-query tile of Q and dO:
 ``S^T = K Q^T``, ``P^T = 2**(S^T scale log2(e) - lse)``, ``dV += P^T dO``, ``dP^T = V dO^T``,
 ``dS^T = P^T (dP^T - D)``, ``dK += dS^T Q``, P^T and dS^T packed in registers as A fragments; causal: query tiles
@@ -40,7 +40,11 @@ K/V tiles, ``dQ += dS K``); dk and dq are scaled once at the end.
 
 **Dropout**: the multiplier at each (query, key) a thread holds is regenerated from the loop stage's Philox ops
 (``attention.regenerate``), as the ``flash`` kernels do: in the forward after the row sums (``l`` excludes it),
-in dq on ``dP``, in dk/dv on ``P^T`` (for dv) and ``dP^T``.
+in dq on ``dP``, in dk/dv on ``P^T`` (for dv) and ``dP^T``. A draw at the scores' index over keys a multiple of 4
+(``attention.SharedDraw``) makes one Philox call per counter (4 adjacent keys of a query): in the forward and dq,
+lanes ``t`` and ``t ^ 1`` hold them (:meth:`_MmaKernel.row_multipliers`: each draws one of a pair of n8 tiles'
+counters and they swap two words); in dk/dv, whose rows are keys, lanes ``l ^ 4k`` do
+(:meth:`_MmaKernel.column_multipliers`: a 4 x 4 transpose of words by 3 shuffles).
 
 Element types: bf16 and f16 (the mma's type).
 """
