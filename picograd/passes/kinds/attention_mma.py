@@ -64,7 +64,6 @@ from xdsl.dialects.builtin import (
     MemRefType,
     f32,
     i1,
-    i16,
     i32,
 )
 from xdsl.ir import Attribute, Block, Operation, Region, SSAValue
@@ -382,12 +381,8 @@ class _MmaKernel:
 
     def pack(self, b: Builder, lo: SSAValue, hi: SSAValue) -> SSAValue:
         """Two f32 rounded to the mma's 16-bit type, packed into one ``i32`` fragment register (``lo`` in the low
-        half: the lower column)."""
-        halves = []
-        for x in (lo, hi):
-            h = b.v(arith.BitcastOp(b.v(arith.TruncFOp(x, self.element)), i16))
-            halves.append(b.v(arith.ExtUIOp(h, i32)))
-        return b.v(arith.OrIOp(halves[0], b.v(arith.ShLIOp(halves[1], b.c32(16)))))
+        half: the lower column; ``cvt.rn.bf16x2.f32``)."""
+        return b.v(gpu_ext.PackHalfOp(lo, hi, self.mma))
 
     def quad(self, b: Builder, x: SSAValue, op: type[arith.MaximumfOp] | type[arith.AddfOp]) -> SSAValue:
         """``op`` of ``x`` over the 4 lanes of this lane's quad (they hold one row's columns)."""
