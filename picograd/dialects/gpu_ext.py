@@ -44,6 +44,10 @@ These ops are allowed inside a ``gpu.func`` or a ``gpu.launch``.
 ``gpu_ext.round_tf32``: an f32's bits rounded to tf32 (``cvt.rn.tf32.f32``; ``cvt.rna`` before sm_90), for the
 tf32 fragments of ``gpu_ext.mma_sync``.
 
+``gpu_ext.pack_half``: two f32 rounded to bf16 (or f16), to nearest even, packed into an ``i32``, the first in the
+low half (``cvt.rn.bf16x2.f32``, one instruction, sm_80+): the 16-bit A fragments of ``gpu_ext.mma_sync`` made from
+f32 accumulators.
+
 Kernel outlining (MLIR's ``gpu-kernel-outlining``) and the mapping of parallel loops to the grid
 (``convert-parallel-loops-to-gpu``) are not ops: ``pg-to-gpu`` does both.
 """
@@ -446,6 +450,29 @@ class RoundTf32Op(IRDLOperation):
         _check_in_kernel(self)
 
 
+@irdl_op_definition
+class PackHalfOp(IRDLOperation):
+    """``%p = gpu_ext.pack_half "bf16" %lo, %hi``: ``lo`` and ``hi`` (f32) rounded to ``bf16``/``f16`` (to nearest
+    even) and packed into one ``i32``, ``lo`` in the low 16 bits (PTX's ``cvt.rn.bf16x2.f32 d, hi, lo``, PTX ISA
+    8.0 section 9.7.8.21)."""
+
+    name = "gpu_ext.pack_half"
+    TYPES: ClassVar[tuple[str, ...]] = ("bf16", "f16")
+    lo = operand_def(Float32Type)
+    hi = operand_def(Float32Type)
+    type = prop_def(StringAttr)
+    result = result_def(i32)
+    assembly_format = "$type $lo `,` $hi attr-dict"
+
+    def __init__(self, lo: SSAValue, hi: SSAValue, type: str = "bf16"):
+        super().__init__(operands=[lo, hi], result_types=[i32], properties={"type": StringAttr(type)})
+
+    def verify_(self) -> None:
+        if self.type.data not in self.TYPES:
+            raise VerifyException(f"gpu_ext.pack_half: type {self.type.data} is not bf16 or f16")
+        _check_in_kernel(self)
+
+
 def _element_bytes(t: Attribute) -> int:
     if isinstance(t, BFloat16Type | Float16Type):
         return 2
@@ -477,6 +504,7 @@ GPU_EXT = Dialect(
         LdMatrixOp,
         MmaSyncOp,
         RoundTf32Op,
+        PackHalfOp,
     ],
     [],
 )

@@ -10,6 +10,10 @@ once per body, at its start, and index arithmetic folded as it is built (after x
   :meth:`Builder.mul`, ...: powers of two become shifts and masks, which PTX needs since it has no 64-bit
   division instruction); :func:`delinearize` and :func:`affine` work on ``index`` values.
 
+- :func:`philox4x32`: the ten rounds of Philox 4x32-10 (``pg.random``'s generator) as ``arith`` ops, for the loop
+  stage and the attention kernels that regenerate dropout bits; :data:`PHILOX_ATTR` names the roles of the loop
+  stage's ops drawing a uniform number (counter, key words, the word drawn).
+
 Not a pass: ``all_passes`` finds no ``ModulePass`` here.
 """
 
@@ -290,6 +294,45 @@ class Builder:
             if block.last_op is not None:
                 block.last_op.location = self.loc
         return op, self.at(then), self.at(other)
+
+
+PHILOX_M = (0xD2511F53, 0xCD9E8D57)
+PHILOX_W = (0x9E3779B9, 0xBB67AE85)
+PHILOX_ATTR = "pg.philox"
+"""Marks the loop stage's ops of a uniform ``pg.random`` draw by role (``counter``: the 64-bit counter, its first
+operand the draw's offset; ``key0``/``key1``: the seed's low and high words; ``word``: the 32-bit word the element
+takes), so that a kernel regenerating the draw can share one Philox call among the 4 elements of a counter."""
+
+
+def signed32(v: int) -> int:
+    """The ``i32`` constant with the bits of the unsigned 32-bit ``v``."""
+    v &= 0xFFFFFFFF
+    return v - (1 << 32) if v & 0x80000000 else v
+
+
+def philox4x32(
+    pure: Callable[..., SSAValue],
+    mul_wide: Callable[[SSAValue, SSAValue], tuple[SSAValue, SSAValue]],
+    const32: Callable[[int], SSAValue],
+    counter: Sequence[SSAValue],
+    key: Sequence[SSAValue],
+) -> list[SSAValue]:
+    """The four ``i32`` words of Philox 4x32-10 (Salmon et al. 2011; ``picograd.dialects.philox.philox4x32``) of
+    the counter words ``counter`` (low first) under the key words ``key``, built by ``pure(op_class, *operands)``
+    and ``mul_wide(a, b)`` (the low and high words of the 64-bit product of two ``i32``)."""
+    c0, c1, c2, c3 = counter
+    k0, k1 = key
+    m0, m1 = (const32(signed32(m)) for m in PHILOX_M)
+    w0, w1 = (const32(signed32(w)) for w in PHILOX_W)
+    for r in range(10):
+        if r:
+            k0, k1 = pure(arith.AddiOp, k0, w0), pure(arith.AddiOp, k1, w1)
+        lo0, hi0 = mul_wide(m0, c0)
+        lo1, hi1 = mul_wide(m1, c2)
+        x0 = pure(arith.XOrIOp, pure(arith.XOrIOp, hi1, c1), k0)
+        x2 = pure(arith.XOrIOp, pure(arith.XOrIOp, hi0, c3), k1)
+        c0, c1, c2, c3 = x0, lo1, x2, lo0
+    return [c0, c1, c2, c3]
 
 
 def delinearize(b: Builder, lin: SSAValue, extents: Sequence[int]) -> list[SSAValue]:

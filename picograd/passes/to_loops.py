@@ -93,11 +93,8 @@ from xdsl.utils.exceptions import PassFailedException
 from picograd.dialects import kernel, pg
 from picograd.dialects.attrs import KERNEL_ATTR, KIND_ATTR, NEST_ATTR, SCHEDULE_ATTR
 from picograd.passes.buffers import where
-from picograd.passes.ir_builder import ConstantPool
+from picograd.passes.ir_builder import PHILOX_ATTR, ConstantPool, philox4x32
 from picograd.passes.kinds import AT_INDEX, HEAVY, KERNEL_KINDS, KIND_OF_OP
-
-_PHILOX_M0, _PHILOX_M1 = 0xD2511F53, 0xCD9E8D57
-_PHILOX_W0, _PHILOX_W1 = 0x9E3779B9, 0xBB67AE85
 
 Index = tuple[SSAValue, ...]
 
@@ -140,9 +137,10 @@ def _element(v: SSAValue) -> Attribute:
     return t.get_element_type()
 
 
-def _signed32(v: int) -> int:
-    v &= 0xFFFFFFFF
-    return v - (1 << 32) if v & 0x80000000 else v
+def _mark(v: SSAValue, role: str) -> None:
+    """Mark the op defining ``v`` with its role in a uniform draw (:data:`PHILOX_ATTR`)."""
+    if isinstance(v.owner, Operation):
+        v.owner.attributes[PHILOX_ATTR] = StringAttr(role)
 
 
 def reshape_groups(src: Sequence[int], dst: Sequence[int]) -> list[tuple[list[int], list[int]]]:
@@ -756,7 +754,8 @@ class KernelLowering:
 
     def philox(self, counter: SSAValue, seed: SSAValue) -> list[SSAValue]:
         """The four ``i32`` words of Philox 4x32-10 at the 64-bit ``counter`` (words ``(lo, hi, 0, 0)``) under the
-        64-bit key ``seed``, as ``picograd.dialects.philox.philox4x32``; computed once per (counter, seed) in scope."""
+        64-bit key ``seed``, as ``picograd.dialects.philox.philox4x32``; computed once per (counter, seed) in scope;
+        the key words are marked :data:`PHILOX_ATTR` ``key0``/``key1``."""
         keys = [("philox", w, counter, seed) for w in range(4)]
         hits = [self.lookup(k) for k in keys]
         if all(h is not None for h in hits):
@@ -768,22 +767,16 @@ class KernelLowering:
             hi = self.convert(arith.TruncIOp, self.pure(arith.ShRUIOp, v, sh32), i32)
             return lo, hi
 
+        def mul_wide(a: SSAValue, b: SSAValue) -> tuple[SSAValue, SSAValue]:
+            lo, hi = self.emit(arith.MulUIExtendedOp(a, b)).results
+            return lo, hi
+
         c0, c1 = lo_hi(counter)
-        c2 = c3 = self.const(0, i32)
+        zero = self.const(0, i32)
         k0, k1 = lo_hi(seed)
-        m0, m1 = self.const(_signed32(_PHILOX_M0), i32), self.const(_signed32(_PHILOX_M1), i32)
-        w0, w1 = self.const(_signed32(_PHILOX_W0), i32), self.const(_signed32(_PHILOX_W1), i32)
-        for r in range(10):
-            if r:
-                k0, k1 = self.pure(arith.AddiOp, k0, w0), self.pure(arith.AddiOp, k1, w1)
-            p0 = self.emit(arith.MulUIExtendedOp(m0, c0))
-            p1 = self.emit(arith.MulUIExtendedOp(m1, c2))
-            lo0, hi0 = p0.results
-            lo1, hi1 = p1.results
-            x0 = self.pure(arith.XOrIOp, self.pure(arith.XOrIOp, hi1, c1), k0)
-            x2 = self.pure(arith.XOrIOp, self.pure(arith.XOrIOp, hi0, c3), k1)
-            c0, c1, c2, c3 = x0, lo1, x2, lo0
-        words = [c0, c1, c2, c3]
+        for role, k in (("key0", k0), ("key1", k1)):
+            _mark(k, role)
+        words = philox4x32(self.pure, mul_wide, lambda n: self.const(n, i32), [c0, c1, zero, zero], [k0, k1])
         for k, w in zip(keys, words, strict=True):
             self.remember(k, w)
         return words
@@ -799,10 +792,12 @@ class KernelLowering:
             q, _, lane = split
             quads = self.linearize((*idx[:-1], q), (*shape[:-1], shape[-1] // 4))
             counter = self.pure(arith.AddiOp, offset, self.convert(arith.IndexCastOp, quads, i64))
+            _mark(counter, "counter")
         else:
             lin = self.linearize(idx, shape) if shape else self.idx(0)
             lin64 = self.convert(arith.IndexCastOp, lin, i64)
             counter = self.pure(arith.AddiOp, offset, self.pure(arith.ShRUIOp, lin64, self.const(2, i64)))
+            _mark(counter, "counter")
             lane = self.pure(arith.AndIOp, lin64, self.const(3, i64))
         words = self.philox(counter, seed)
 
@@ -824,7 +819,9 @@ class KernelLowering:
         if op.distribution.data == "uniform":
             # el is f32 or f64 (wide_type): the 24-bit value times 2**-24 is exact in either, so f32 math gives
             # the bits the f64 computation rounded to f32 gives
-            return unit(pick(words), el)
+            word = pick(words)
+            _mark(word, "word")
+            return unit(word, el)
         # Box-Muller on lanes (0, 1) and (2, 3): r = sqrt(-2 log1p(-u0)), theta = 2 pi u1
         u0 = unit(pick([words[0], words[2]]), f64)
         u1 = unit(pick([words[1], words[3]]), f64)

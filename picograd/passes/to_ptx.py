@@ -168,6 +168,10 @@ class KernelLowering(PtxAddressing, PtxControlFlow):
         rnd = "rn" if ptx.target_supports(*self.target, *ptx.REQUIREMENTS["cvt.rn.tf32"]) else "rna"
         self.values[op.result] = self.r(ptx.CvtOp(x, ptx.TF32, "f32", rnd=rnd))
 
+    def pack_half(self, op: gpu_ext.PackHalfOp) -> None:
+        lo, hi = self.reg(op.lo), self.reg(op.hi)
+        self.values[op.result] = self.r(ptx.CvtPairOp(hi, lo, f"{op.type.data}x2"))
+
     def cast_op(self, op: Operation) -> None:
         unsigned = isinstance(op, arith.ExtUIOp | arith.UIToFPOp | arith.FPToUIOp)
         src, dst = op.operands[0], op.results[0]
@@ -614,6 +618,7 @@ _HANDLERS: dict[type[Operation], Callable[[KernelLowering, Any], None]] = {
     gpu_ext.LdMatrixOp: KernelLowering.ldmatrix,
     gpu_ext.MmaSyncOp: KernelLowering.mma_sync,
     gpu_ext.RoundTf32Op: KernelLowering.round_tf32,
+    gpu_ext.PackHalfOp: KernelLowering.pack_half,
     gpu.ThreadIdOp: KernelLowering.special,
     gpu.BlockIdOp: KernelLowering.special,
     gpu.BlockDimOp: KernelLowering.special,

@@ -28,13 +28,19 @@ the buffers' roles in the order the nest first uses them) so the GPU stage can r
   before the block's first key are skipped;
 - dq: like the forward (query rows per block, K and V tiles in shared memory), accumulating
   ``dq += scale * P (dP - D) k``;
-- ``D`` keeps the ``thread_per_point`` nest of ``pg-to-gpu``.
+- ``D`` (nest ``dsum``, :func:`build_dsum`): a group of lanes a row, vector loads of dout and out (a warp reads
+  whole rows), the row's sum by butterfly shuffles.
 
 **Dropout** (the attention op's multiplier, drawn by ``pg.random`` from the seed and offset of picograd's Philox
 generator): ``pg-fuse`` copies the ops drawing it into the kernels (:func:`dropout_ops`), the loop stage computes it
 at each (query, key) it visits (``KernelLowering.at``: Philox 4x32-10 on the score's linear index) and marks the
 value :data:`DROPOUT_ATTR`, and the GPU kernels clone those ops: forward, dq and dk/dv regenerate the same bits,
 and no (B, H, L, S) tensor is stored (FlashAttention's dropout). The normalizer ``l`` and ``lse`` exclude it.
+When the multiplier is drawn at the scores' own index (:func:`drawn_at_scores`: what
+``F.scaled_dot_product_attention(dropout_p=...)`` traces), the ``flash-mma`` kernels make one Philox call per 4
+keys and hand its words between lanes (:class:`SharedDraw`; Philox 4x32-10 draws 4 words a counter), decide
+keep/drop by one unsigned compare of the word with a threshold found at compile time, and load seed and offset
+once: the draw costs about a quarter of a per-element Philox call an element.
 
 Element types: f32 and f64 (SIMT); bf16 and f16 computing in f32 (16-bit inputs extended, outputs rounded once
 from f32 accumulators, lse in f32), on these SIMT kernels or, under the ``flash-mma`` schedule, on tensor cores
@@ -44,18 +50,26 @@ from f32 accumulators, lse in f32), on these SIMT kernels or, under the ``flash-
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+import ml_dtypes
+import numpy as np
 from xdsl.dialects import arith, gpu, memref, scf
 from xdsl.dialects import math as mathd
 from xdsl.dialects.builtin import (
     ArrayAttr,
+    BFloat16Type,
     DenseArrayBase,
     DictionaryAttr,
+    Float16Type,
+    Float32Type,
+    Float64Type,
     FloatAttr,
     IndexType,
     IntegerAttr,
+    IntegerType,
     MemRefType,
     StringAttr,
     TensorType,
@@ -64,6 +78,7 @@ from xdsl.dialects.builtin import (
     f64,
     i1,
     i32,
+    i64,
 )
 from xdsl.ir import Attribute, Block, Operation, Region, SSAValue
 
@@ -71,7 +86,7 @@ from picograd.dialects import gpu_ext, kernel, pg
 from picograd.dialects.attrs import KERNEL_ATTR, KIND_ATTR, STRATEGY_ATTR
 from picograd.dialects.kernel import ScheduleAttr
 from picograd.dialects.pg import element_of, shape_of
-from picograd.passes.ir_builder import Builder, ConstantPool, Index
+from picograd.passes.ir_builder import PHILOX_ATTR, Builder, ConstantPool, Index, const_value, philox4x32, signed32
 from picograd.passes.kinds.base import KernelKind
 
 if TYPE_CHECKING:
@@ -86,6 +101,12 @@ MMA_STRATEGY = "flash-mma"
 DROPOUT_ATTR = "pg.attention_dropout"
 """Marks the op of an attention nest that yields the dropout multiplier at (query, key): the GPU stage clones the
 ops computing it (Philox) into its kernels."""
+
+SCORES_LAYOUT = "scores"
+""":data:`DROPOUT_ATTR`'s value when the multiplier is an elementwise function of one uniform ``pg.random`` of the
+scores' shape (:func:`drawn_at_scores`): element (*batch, i, j) draws word ``lin % 4`` of Philox counter
+``offset + lin // 4``, ``lin`` its row-major index, so that the kernels can share one Philox call among 4 keys
+(:class:`SharedDraw`)."""
 
 ATTENTION_ATTR = "pg.attention"
 """Attribute of an attention nest of the loop stage: ``{nest = "forward" | "dkdv" | "dq", scale, causal,
@@ -149,6 +170,41 @@ def dropout_ops(op: Operation) -> list[Operation]:
         elif shape_of(v):
             return []
     return found
+
+
+def drawn_at_scores(op: pg.ScaledDotProductAttentionOp | pg.AttentionBackwardOp) -> bool:
+    """Whether ``op``'s dropout multiplier is an elementwise function (``pg.cmp``, ``pg.select``, ``pg.cast``) of
+    one uniform ``pg.random`` of the scores' shape (*B, L, S), its other operands drawing nothing: the multiplier
+    at (*batch, i, j) is then a function of the draw's element at that same index (what
+    ``F.scaled_dot_product_attention`` draws)."""
+    assert op.dropout is not None
+    scores = (*shape_of(op.query)[:-1], shape_of(op.key)[-2])
+    draws: list[pg.RandomOp] = []
+
+    def draws_above(v: SSAValue) -> bool:
+        seen, stack = set(), [v]
+        while stack:
+            o = stack.pop().owner
+            if isinstance(o, Operation) and o not in seen:
+                seen.add(o)
+                if isinstance(o, pg.RandomOp):
+                    return True
+                stack.extend(o.operands)
+        return False
+
+    stack = [op.dropout]
+    while stack:
+        v = stack.pop()
+        o = v.owner
+        if isinstance(o, pg.RandomOp):
+            draws.append(o)
+        elif isinstance(o, pg.CmpOp | pg.SelectOp | pg.CastOp) and tuple(shape_of(v)) == scores:
+            stack.extend(o.operands)
+        elif draws_above(v):
+            return False
+    return (
+        len(set(draws)) == 1 and draws[0].distribution.data == "uniform" and tuple(shape_of(draws[0].result)) == scores
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -261,7 +317,7 @@ class _LoopNests:
         z = self.lw.at(op.dropout, idx)
         owner = z.owner
         assert isinstance(owner, Operation)
-        owner.attributes[DROPOUT_ATTR] = UnitAttr()
+        owner.attributes[DROPOUT_ATTR] = StringAttr(SCORES_LAYOUT) if drawn_at_scores(op) else UnitAttr()
         return self.lw.pure(arith.MulfOp, p, self.lw.wide(z))
 
     def accumulator(self, buf: SSAValue, roles: dict[SSAValue, str]) -> SSAValue:
@@ -448,12 +504,11 @@ def _lower_backward(
     roles.update({v: "v", out: "out", dout: "dout", lse: "lse", dq: "dq", dk: "dk", dv: "dv"})
     dsum = lw.emit(memref.AllocOp.get(el, None, [*batch_shape, length])).results[0]
     roles[dsum] = "dsum"
-    # D = rowsum(dout * out): a thread per row on the GPU
+    # D = rowsum(dout * out): a row per group of lanes on the GPU (build_dsum)
     with lw.parallel((*batch_shape, length)) as ivs:
         row = tuple(ivs)
         lw.store(nests.dot(dout, row, out, row, ev), dsum, row)
-    nest = _last_nest(lw)
-    nest.attributes["kernel.schedule"] = ScheduleAttr("thread_per_point", {"block": 256})
+    _tag(lw, _last_nest(lw), "dsum", op.scale_value, op.is_causal, roles)
 
     def prob(b: list[SSAValue], i: SSAValue, j: SSAValue) -> SSAValue:
         s = nests.score(q, k, b, i, j, d)
@@ -880,6 +935,230 @@ def regenerate(b: Builder, found: DropoutSlice, batch: Sequence[Index], row: Ind
     return b.v(arith.ExtFOp(z, f32)) if pg.is_low_precision(z.type) else z
 
 
+class SharedDraw:
+    """A nest's dropout multiplier drawn at the scores' index (:data:`SCORES_LAYOUT`) and rebuilt so that a kernel
+    makes one Philox call per counter (4 keys) and hands its words to the lanes holding those keys: the draw's
+    offset and seed (cloned once, where :meth:`make` is called), Philox 4x32-10 of a counter
+    (:meth:`words`), and the loop stage's ops from the drawn word to the multiplier (:meth:`multiplier`), cloned
+    per element."""
+
+    def __init__(self, offset: SSAValue, key: list[SSAValue], word: SSAValue, tail: list[Operation], value: SSAValue,
+                 mapping: dict[SSAValue, SSAValue]):  # fmt: skip
+        self.offset, self.key, self.word, self.tail, self.value, self.mapping = offset, key, word, tail, value, mapping
+        self.threshold: tuple[Operation, str, int] | None = None
+        self.values: tuple[float, float] | None = None
+
+    @staticmethod
+    def make(b: Builder, found: DropoutSlice, elements: int) -> SharedDraw | None:
+        """The shared draw of ``found`` with its loop-invariant ops cloned at ``b``; None when the multiplier is not
+        drawn at the scores' index or the slice is not a uniform draw's (roles :data:`PHILOX_ATTR`), or the scores
+        have ``elements >= 2**31``."""
+        ops, value, par_args, loop_args = found
+        tagged = value.owner
+        if elements >= 2**31 or not isinstance(tagged, Operation):
+            return None
+        layout = tagged.attributes.get(DROPOUT_ATTR)
+        if not (isinstance(layout, StringAttr) and layout.data == SCORES_LAYOUT):
+            return None
+        roles: dict[str, Operation] = {}
+        for o in ops:
+            r = o.attributes.get(PHILOX_ATTR)
+            if isinstance(r, StringAttr):
+                if r.data in roles:
+                    return None
+                roles[r.data] = o
+        if set(roles) != {"counter", "key0", "key1", "word"}:
+            return None
+        varying: set[SSAValue] = set(par_args) | set(loop_args)
+        for o in ops:
+            if any(v in varying for v in o.operands):
+                varying.update(o.results)
+        word = roles["word"].results[0]
+        after: set[SSAValue] = {word}
+        tail = []
+        for o in ops:
+            if any(v in after for v in o.operands):
+                after.update(o.results)
+                tail.append(o)
+        offset = roles["counter"].operands[0]
+        need = [offset, roles["key0"].results[0], roles["key1"].results[0]]
+        need += [v for o in tail for v in o.operands if v not in after]
+        if any(v in varying for v in need) or (value not in after and value is not word):
+            return None
+        # the loop-invariant ops those values need, cloned here
+        in_slice = {r for o in ops for r in o.results}
+        wanted: set[SSAValue] = set()
+        stack = [v for v in need if v in in_slice]
+        while stack:
+            v = stack.pop()
+            if v in wanted:
+                continue
+            wanted.add(v)
+            owner = v.owner
+            assert isinstance(owner, Operation)
+            stack.extend(x for x in owner.operands if x in in_slice)
+        mapping: dict[SSAValue, SSAValue] = {}
+        for o in ops:
+            if any(r in wanted for r in o.results):
+                clone = o.clone(value_mapper=mapping)
+                for attr in (DROPOUT_ATTR, PHILOX_ATTR):
+                    clone.attributes.pop(attr, None)
+                b.op(clone)
+                mapping.update(zip(o.results, clone.results, strict=True))
+        key = [mapping.get(v, v) for v in need[1:3]]
+        draw = SharedDraw(mapping.get(offset, offset), key, word, tail, value, mapping)
+        draw.threshold = _word_threshold(word, tail)
+        if draw.threshold is not None:  # the conversions up to the comparison are not cloned
+            cmp = draw.threshold[0]
+            draw.tail = [o for o in tail if o is cmp or not _before(o, cmp, tail)]
+            draw.tail.remove(cmp)
+            try:  # the multiplier as a function of the comparison alone (constants otherwise): two values
+                draw.values = (float(_evaluate(value, word, 0, {cmp.results[0]: True})),
+                               float(_evaluate(value, word, 0, {cmp.results[0]: False})))  # fmt: skip
+            except ValueError:
+                draw.values = None
+        return draw
+
+    def words(self, b: Builder, lin: Index) -> list[SSAValue]:
+        """The 4 ``i32`` words of the counter of scores element ``lin`` (an ``i32`` row-major index): Philox of
+        ``offset + lin // 4``; element ``lin`` takes word ``lin % 4``."""
+        quarter = b.v(arith.ExtUIOp(b.v(arith.ShRUIOp(b.c32(lin) if isinstance(lin, int) else lin, b.c32(2))), i64))
+        counter = b.v(arith.AddiOp(self.offset, quarter))
+        c0 = b.v(arith.TruncIOp(counter, i32))
+        c1 = b.v(arith.TruncIOp(b.v(arith.ShRUIOp(counter, b.const(32, i64))), i32))
+
+        def pure(cls: Callable[..., Operation], *xs: SSAValue) -> SSAValue:
+            return b.v(cls(*xs))
+
+        def mul_wide(x: SSAValue, y: SSAValue) -> tuple[SSAValue, SSAValue]:
+            lo, hi = b.op(arith.MulUIExtendedOp(x, y)).results
+            return lo, hi
+
+        zero = b.c32(0)
+        return philox4x32(pure, mul_wide, b.c32, [c0, c1, zero, zero], self.key)
+
+    def multiplier(self, b: Builder, word: SSAValue) -> SSAValue:
+        """The multiplier (f32 for 16-bit attention) of an element that drew ``word``."""
+        mapping = dict(self.mapping)
+        mapping[self.word] = word
+        if self.threshold is not None:
+            cmp, pred, n = self.threshold
+            if 0 < n < 2**32:
+                mapping[cmp.results[0]] = b.v(arith.CmpiOp(word, b.c32(signed32(n)), pred))
+            else:  # always or never (uge 0: true; uge 2**32: false; ult: the opposite)
+                mapping[cmp.results[0]] = b.const(int((n == 0) == (pred == "uge")), i1)
+            if self.values is not None:  # the multiplier of a kept and of a dropped element, as f32 constants
+                keep = mapping[cmp.results[0]]
+                return b.select(keep, b.const(self.values[0], f32), b.const(self.values[1], f32))
+        for o in self.tail:
+            clone = o.clone(value_mapper=mapping)
+            for attr in (DROPOUT_ATTR, PHILOX_ATTR):
+                clone.attributes.pop(attr, None)
+            b.op(clone)
+            mapping.update(zip(o.results, clone.results, strict=True))
+        z = mapping[self.value]
+        return b.v(arith.ExtFOp(z, f32)) if pg.is_low_precision(z.type) else z
+
+
+_MONOTONE = (arith.ShRUIOp, arith.UIToFPOp, arith.MulfOp, arith.TruncFOp, arith.ExtFOp)
+"""Conversions from a drawn word to its uniform number that never decrease (a positive scale)."""
+_CMPF_NAMES = ("false", "oeq", "ogt", "oge", "olt", "ole", "one", "ord", "ueq", "ugt", "uge", "ult", "ule", "une")
+
+
+def _before(o: Operation, cmp: Operation, tail: list[Operation]) -> bool:
+    """Whether tail op ``o`` is one of the conversions feeding ``cmp`` (found by :func:`_word_threshold`)."""
+    stack, seen = list(cmp.operands), set()
+    while stack:
+        v = stack.pop()
+        owner = v.owner
+        if owner is o:
+            return True
+        if isinstance(owner, Operation) and owner in tail and owner not in seen:
+            seen.add(owner)
+            stack.extend(owner.operands)
+    return False
+
+
+def _evaluate(v: SSAValue, word: SSAValue, w: int, known: dict[SSAValue, bool] | None = None) -> Any:
+    """The value of ``v`` (a chain of :data:`_MONOTONE` conversions of ``word``, or constants) when ``word`` is ``w``:
+    numpy scalars of the ops' types (``ml_dtypes`` for 16-bit floats), rounding as the GPU does (to nearest even)."""
+    if v is word:
+        return np.uint32(w)
+    if known and v in known:
+        return known[v]
+    owner = v.owner
+    if isinstance(owner, arith.ConstantOp):
+        c = const_value(v)
+        if c is None:
+            raise ValueError("not a scalar constant")
+        return _numpy_type(v.type)(c)
+    if isinstance(owner, arith.SelectOp):
+        cond = _evaluate(owner.cond, word, w, known)
+        return _evaluate(owner.lhs if cond else owner.rhs, word, w, known)
+    if not isinstance(owner, _MONOTONE):
+        raise ValueError(f"{owner} is not a monotone conversion")
+    xs = [_evaluate(x, word, w, known) for x in owner.operands]
+    t = _numpy_type(v.type)
+    if isinstance(owner, arith.ShRUIOp):
+        return np.uint32(int(xs[0]) >> int(xs[1]))
+    if isinstance(owner, arith.MulfOp):
+        if float(xs[1]) <= 0:
+            raise ValueError("a scale that is not positive")
+        return t(np.float64(xs[0]) * np.float64(xs[1]))  # exact in f64 for a 24-bit integer times a power of 2
+    return t(xs[0])
+
+
+def _numpy_type(t: Attribute) -> Any:
+    """The numpy scalar type of ``t`` (``uint32`` for ``i32``: the words are unsigned)."""
+    for cls, np_type in ((BFloat16Type, ml_dtypes.bfloat16), (Float16Type, np.float16), (Float32Type, np.float32),
+                         (Float64Type, np.float64)):  # fmt: skip
+        if isinstance(t, cls):
+            return np_type
+    if isinstance(t, IntegerType) and t.width.data == 32:
+        return np.uint32
+    raise ValueError(f"type {t}")
+
+
+def _word_threshold(word: SSAValue, tail: list[Operation]) -> tuple[Operation, str, int] | None:
+    """When the multiplier depends on the drawn word only through one ``arith.cmpf`` of a monotone conversion of it
+    (:data:`_MONOTONE`: ``(word >> 8) * 2**-24`` rounded to the draw's type) against a constant: that comparison,
+    and the unsigned ``i32`` comparison of the word with a threshold ``N`` found by bisection that gives the same
+    truth at every word (``uge N`` or ``ult N``), else None."""
+    cmps = [o for o in tail if isinstance(o, arith.CmpfOp)]
+    if len(cmps) != 1:
+        return None
+    cmp = cmps[0]
+    chain = [o for o in tail if _before(o, cmp, tail)]
+    name = _CMPF_NAMES[cmp.predicate.value.data] if cmp.predicate.value.data < len(_CMPF_NAMES) else ""
+    if name[1:] not in ("ge", "gt", "lt", "le") or any(not isinstance(o, _MONOTONE) for o in chain):
+        return None
+    if any(u.operation not in chain and u.operation is not cmp for o in chain for r in o.results for u in r.uses):
+        return None  # a conversion used elsewhere: clone them all
+    lhs, rhs = cmp.operands
+    u_left = lhs is word or lhs.owner in chain
+    op = {"ge": operator.ge, "gt": operator.gt, "lt": operator.lt, "le": operator.le}[name[1:]]
+    try:
+        c = float(_evaluate(rhs if u_left else lhs, word, 0))
+
+        def truth(w: int) -> bool:  # monotone in w: a monotone u against a constant
+            u = float(_evaluate(lhs if u_left else rhs, word, w))
+            return op(u, c) if u_left else op(c, u)
+
+        end = truth(2**32 - 1)
+        if truth(0) == end:
+            return cmp, "uge" if end else "ult", 0
+        lo, hi = 0, 2**32 - 1  # the first word whose truth is the last word's
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if truth(mid) == end:
+                hi = mid
+            else:
+                lo = mid + 1
+        return cmp, "uge" if end else "ult", lo
+    except ValueError:
+        return None
+
+
 def dropout_slice(par: scf.ParallelOp) -> DropoutSlice | None:
     """The ops of nest ``par`` computing its dropout multiplier (the op tagged :data:`DROPOUT_ATTR` and what it
     depends on inside the nest, in order), the multiplier, the nest's parallel indices and the loop indices the ops
@@ -946,8 +1225,72 @@ def build_launch(par: scf.ParallelOp, simt: bool = False) -> None:
         or (s.strategy.data != STRATEGY and not simt)
     ):
         raise ValueError(f"an attention nest needs pg.attention and a {STRATEGY} schedule")
+    if info.data["nest"].data == "dsum":  # type: ignore[attr-defined]
+        build_dsum(par, nest_buffers(par), s.strategy.data)
+        return
     k = _Kernel(par, info, nest_buffers(par), s)
     replace_nest(par, k.build(), k.host_consts)
+
+
+DSUM_THREADS = 256
+"""Threads a block of the ``D = rowsum(dout * out)`` kernel."""
+
+
+def build_dsum(par: scf.ParallelOp, buffers: dict[str, SSAValue], strategy: str) -> None:
+    """Replace the ``D = rowsum(dout * out)`` nest ``par`` (``pg.attention`` nest ``dsum``) by its ``gpu.launch``:
+    ``lanes`` threads a row (up to 32, the most that divide its chunks), each reading chunks of 4 adjacent elements
+    (2 for f64: one vector load; single elements where the rows are not aligned to them) of dout and out, so
+    that a warp reads whole rows; the f32 (f64) products summed per thread, then over the row's lanes by butterfly
+    shuffles; the row's first lane stores ``D``. Grid: rows / (:data:`DSUM_THREADS` / lanes)."""
+    from picograd.passes.kinds.matmul import aligned16
+
+    dout, out, dsum = buffers["dout"], buffers["out"], buffers["dsum"]
+    *batch, length, ev = _shape(out)
+    total = math.prod(batch) * length
+    size = 8 if MemRefType.get_element_type(out.type) == f64 else 4  # type: ignore[arg-type]  # 16-bit: 4 too
+    chunk = 16 // size  # the widest vector load: 16 bytes, at most 4 elements
+    if ev % chunk or not (aligned16(dout) and aligned16(out)):
+        chunk = 1
+    lanes = 1
+    while lanes < WARP and (ev // chunk) % (2 * lanes) == 0:
+        lanes *= 2
+    rows = DSUM_THREADS // lanes
+    body = Block(arg_types=[IndexType()] * 12)
+    body.add_op(gpu.TerminatorOp())
+    b = Builder(body, par.location, ConstantPool(body))
+    bx, tid = (b.v(arith.IndexCastOp(body.args[i], i32)) for i in (0, 3))
+    t = b.rem(tid, lanes)
+    row = b.add(b.mul(bx, rows), b.div(tid, lanes))
+    rest: Index = b.min(row, total - 1)
+    idx: list[Index] = []
+    for n in reversed((*batch, length)):
+        idx.insert(0, b.rem(rest, n) if n > 1 else 0)
+        rest = b.div(rest, n)
+    acc: SSAValue | None = None
+    for c in range(ev // (chunk * lanes)):
+        col = b.add(b.mul(t, chunk), c * chunk * lanes)
+        where = [b.idx(x) for x in (*idx, col)]
+        xs: list[SSAValue]
+        ys: list[SSAValue]
+        if chunk > 1:
+            xs = list(b.op(gpu_ext.VectorLoadOp(dout, where, chunk)).results)
+            ys = list(b.op(gpu_ext.VectorLoadOp(out, where, chunk)).results)
+        else:
+            xs, ys = [b.load(dout, where)], [b.load(out, where)]
+        for x, y in zip(xs, ys, strict=True):
+            wx, wy = (b.v(arith.ExtFOp(z, f32)) if pg.is_low_precision(z.type) else z for z in (x, y))
+            prod = b.v(arith.MulfOp(wx, wy))
+            acc = prod if acc is None else b.v(arith.AddfOp(acc, prod))
+    assert acc is not None
+    off = lanes // 2
+    while off:
+        acc = b.v(arith.AddfOp(acc, b.v(gpu_ext.ShuffleOp(acc, "xor", off))))
+        off //= 2
+    first = b.when(b.both(b.lt(row, total), b.lt(t, 1)))
+    if first is not None:
+        first.store(acc, dsum, idx)
+    consts, launch = wrap_launch(par, body, [-(-total // rows), 1, 1], DSUM_THREADS, f"{strategy}-dsum")
+    replace_nest(par, launch, consts)
 
 
 def wrap_launch(

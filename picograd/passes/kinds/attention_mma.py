@@ -31,7 +31,7 @@ computes :data:`BLOCK_M` query rows (16 a warp), grid: query blocks x batch.
 - **Results.** ``O / l`` rounded once to the output type, stored two columns at a time; ``lse = m + log l`` (f32)
   by the first lane of each quad. A row whose keys are all masked gives zeros and ``lse = -inf``.
 
-**Backward** (Algorithm 2; the ``dkdv`` and ``dq`` nests; ``D = rowsum(dO * O)`` keeps its SIMT nest): dk/dv
+**Backward** (Algorithm 2; the ``dkdv`` and ``dq`` nests; ``D = rowsum(dO * O)`` is ``attention.build_dsum``): dk/dv
 (:data:`BLOCK_M` keys a block, 16 a warp; K and V tiles in shared memory; per 16-query tile of Q and dO:
 ``S^T = K Q^T``, ``P^T = 2**(S^T scale log2(e) - lse)``, ``dV += P^T dO``, ``dP^T = V dO^T``,
 ``dS^T = P^T (dP^T - D)``, ``dK += dS^T Q``, P^T and dS^T packed in registers as A fragments; causal: query tiles
@@ -40,7 +40,11 @@ K/V tiles, ``dQ += dS K``); dk and dq are scaled once at the end.
 
 **Dropout**: the multiplier at each (query, key) a thread holds is regenerated from the loop stage's Philox ops
 (``attention.regenerate``), as the ``flash`` kernels do: in the forward after the row sums (``l`` excludes it),
-in dq on ``dP``, in dk/dv on ``P^T`` (for dv) and ``dP^T``.
+in dq on ``dP``, in dk/dv on ``P^T`` (for dv) and ``dP^T``. A draw at the scores' index over keys a multiple of 4
+(``attention.SharedDraw``) makes one Philox call per counter (4 adjacent keys of a query): in the forward and dq,
+lanes ``t`` and ``t ^ 1`` hold them (:meth:`_MmaKernel.row_multipliers`: each draws one of a pair of n8 tiles'
+counters and they swap two words); in dk/dv, whose rows are keys, lanes ``l ^ 4k`` do
+(:meth:`_MmaKernel.column_multipliers`: a 4 x 4 transpose of words by 3 shuffles).
 
 Element types: bf16 and f16 (the mma's type).
 """
@@ -60,7 +64,6 @@ from xdsl.dialects.builtin import (
     MemRefType,
     f32,
     i1,
-    i16,
     i32,
 )
 from xdsl.ir import Attribute, Block, Operation, Region, SSAValue
@@ -322,14 +325,64 @@ class _MmaKernel:
         z = attention.regenerate(b, self.dropout, self.batch_idx, b.min(row, rows - 1), b.min(loop, loops - 1))
         return b.v(arith.MulfOp(x, z))
 
+    def row_multipliers(self, b: Builder, row: Index, j0: Index, tiles: int) -> list[SSAValue]:
+        """The dropout multipliers (:class:`attention.SharedDraw`) of query ``row`` (clamped) at keys
+        ``j0 + 8 nt + 2t + cc`` (this thread's columns of n8 tiles ``nt < tiles``), at ``2 nt + cc``. Keys
+        ``4c .. 4c + 3`` share a Philox counter and lanes ``t`` and ``t ^ 1`` hold them: of each pair of n8 tiles the
+        even lane draws the first tile's counter and the odd lane the second's, and each hands the other the two
+        words it needs (one ``shfl.xor`` a word): one Philox call per 4 elements."""
+        assert self.shared is not None and tiles % 2 == 0
+        t = self.t
+        odd_i = b.rem(t, 2)
+        odd = b.cmp("ne", odd_i, 0)
+        lin_row = b.mul(b.add(b.mul(self.by, self.length), b.min(row, self.length - 1)), self.keys)
+        out: list[SSAValue] = []
+        for nt in range(0, tiles, 2):
+            # this lane's counter: tile nt + (t & 1), keys from 8 (nt + (t & 1)) + 2 (t & ~1), a multiple of 4
+            col = b.add(b.add(j0, 8 * nt), b.add(b.mul(odd_i, 8), b.mul(b.div(t, 2), 4)))
+            w = self.shared.words(b, b.add(lin_row, col))
+            send = [b.select(odd, w[0], w[2]), b.select(odd, w[1], w[3])]
+            got = [b.v(gpu_ext.ShuffleOp(x, "xor", 1)) for x in send]
+            mine = [b.select(odd, w[2], w[0]), b.select(odd, w[3], w[1])]
+            first = [b.select(odd, g, m) for g, m in zip(got, mine, strict=True)]
+            second = [b.select(odd, m, g) for g, m in zip(got, mine, strict=True)]
+            out += [self.shared.multiplier(b, x) for x in (*first, *second)]
+        return out
+
+    def column_multipliers(self, b: Builder, keys: list[Index], i0: Index, tiles: int) -> dict[tuple, SSAValue]:
+        """The dk/dv kernel's dropout multipliers (:class:`attention.SharedDraw`) at key ``keys[h]`` and query
+        ``i0 + 8 nt + 2t + cc``, by ``(nt, cc, h)``. Keys ``4c .. 4c + 3`` of one query share a counter and lanes
+        ``l, l ^ 4, l ^ 8, l ^ 12`` (rows ``g`` with one ``g // 4``) hold them: of the 4 counters of this lane's
+        (h, cc) the lane with ``g % 4 = r`` draws the ``r``-th and the 4 lanes swap words (3 ``shfl.xor``)."""
+        assert self.shared is not None
+        r = b.rem(b.div(self.lane, 4), 4)
+        is_r = [b.cmp("eq", r, n) for n in range(1, 4)]
+
+        def pick(ws: Sequence[SSAValue], sel: Sequence[SSAValue | bool]) -> SSAValue:
+            """``ws[n]`` where ``sel[n - 1]`` holds (``ws[0]`` where none does)."""
+            x = ws[0]
+            for n in range(1, 4):
+                x = b.select(sel[n - 1], ws[n], x)
+            return x
+
+        out: dict[tuple, SSAValue] = {}
+        lane_h, lane_cc = b.div(r, 2), b.rem(r, 2)
+        own_key = b.add(b.mul(b.div(keys[0], 4), 4), b.mul(lane_h, 8))  # the first key of counter r's group
+        for nt in range(tiles):
+            i = b.min(b.add(i0, b.add(b.mul(self.t, 2), b.add(8 * nt, lane_cc))), self.length - 1)
+            w = self.shared.words(b, b.add(b.mul(b.add(b.mul(self.by, self.length), i), self.keys), own_key))
+            # got[k]: word r of counter r ^ k (its lane is this one ^ 4k, which sends word r of its own counter)
+            got = [pick(w, is_r)]
+            for k in range(1, 4):
+                got.append(b.v(gpu_ext.ShuffleOp(pick([w[n ^ k] for n in range(4)], is_r), "xor", 4 * k)))
+            for q in range(4):  # this lane's element (h, cc) = (q // 2, q % 2) draws word r of counter q
+                out[nt, q % 2, q // 2] = self.shared.multiplier(b, pick([got[n ^ q] for n in range(4)], is_r))
+        return out
+
     def pack(self, b: Builder, lo: SSAValue, hi: SSAValue) -> SSAValue:
         """Two f32 rounded to the mma's 16-bit type, packed into one ``i32`` fragment register (``lo`` in the low
-        half: the lower column)."""
-        halves = []
-        for x in (lo, hi):
-            h = b.v(arith.BitcastOp(b.v(arith.TruncFOp(x, self.element)), i16))
-            halves.append(b.v(arith.ExtUIOp(h, i32)))
-        return b.v(arith.OrIOp(halves[0], b.v(arith.ShLIOp(halves[1], b.c32(16)))))
+        half: the lower column; ``cvt.rn.bf16x2.f32``)."""
+        return b.v(gpu_ext.PackHalfOp(lo, hi, self.mma))
 
     def quad(self, b: Builder, x: SSAValue, op: type[arith.MaximumfOp] | type[arith.AddfOp]) -> SSAValue:
         """``op`` of ``x`` over the 4 lanes of this lane's quad (they hold one row's columns)."""
@@ -379,6 +432,11 @@ class _MmaKernel:
         self.wrow = b.mul(b.div(tid, WARP), 16)
         self.batch_idx = batch
         self.t = b.rem(self.lane, 4)
+        self.by = by
+        elements = math.prod(self.batch) * self.length * self.keys
+        self.shared = None
+        if self.dropout is not None and self.keys % 4 == 0:
+            self.shared = attention.SharedDraw.make(b, self.dropout, elements)
         {"forward": self.forward, "dq": self.dq, "dkdv": self.dkdv}[self.nest](bx, batch)
         extent = self.keys if self.nest == "dkdv" else self.length
         grid = [-(-extent // self.bm), math.prod(self.batch), 1]
@@ -488,7 +546,13 @@ class _MmaKernel:
             l_new.append(total)
             alpha.append(a)
         acc = [lb.v(arith.MulfOp(x, alpha[(i % 4) // 2])) for i, x in enumerate(acc)]
-        if self.dropout is not None:  # the normalizer l excludes the dropout, P V includes it
+        if self.shared is not None:  # the normalizer l excludes the dropout, P V includes it
+            for h in range(2):
+                z = self.row_multipliers(lb, rows[h], j0, bn // 8)
+                for nt in range(bn // 8):
+                    for cc in range(2):
+                        p[nt * 4 + 2 * h + cc] = lb.v(arith.MulfOp(p[nt * 4 + 2 * h + cc], z[2 * nt + cc]))
+        elif self.dropout is not None:
             for idx in range(len(p)):
                 j = lb.add(j0, lb.add(lb.mul(t, 2), (idx // 4) * 8 + idx % 2))
                 p[idx] = self.dropped(lb, p[idx], rows[(idx % 4) // 2], j, self.length, self.keys)
@@ -557,6 +621,12 @@ class _MmaKernel:
         self.times_bt(lb, qa, kt_, bn, d, s_acc)
         self.times_bt(lb, doa, vt, bn, ev, dp)
         ds = [zero] * len(s_acc)
+        if self.shared is not None:
+            for h in range(2):
+                z = self.row_multipliers(lb, rows[h], j0, bn // 8)
+                for nt in range(bn // 8):
+                    for cc in range(2):
+                        dp[nt * 4 + 2 * h + cc] = lb.v(arith.MulfOp(dp[nt * 4 + 2 * h + cc], z[2 * nt + cc]))
         for idx in range(len(s_acc)):
             nt, h, cc = idx // 4, (idx % 4) // 2, idx % 2
             x = lb.v(arith.MulfOp(s_acc[idx], c))
@@ -564,7 +634,7 @@ class _MmaKernel:
                 x = self.masked(lb, x, batch, rows[h], lb.add(j0, lb.add(lb.mul(t, 2), nt * 8 + cc)))
             p = self.exp2(lb, lb.v(arith.SubfOp(x, lse2[h])))
             j = lb.add(j0, lb.add(lb.mul(t, 2), nt * 8 + cc))
-            dpz = self.dropped(lb, dp[idx], rows[h], j, self.length, self.keys)
+            dpz = dp[idx] if self.shared is not None else self.dropped(lb, dp[idx], rows[h], j, self.length, self.keys)
             ds[idx] = lb.v(arith.MulfOp(p, lb.v(arith.SubfOp(dpz, dsum[h]))))
         self.times_b(lb, self.a_frags(lb, ds), kt_, d, bn, acc)
         body.last_op.operands = acc  # type: ignore[union-attr]
@@ -608,6 +678,7 @@ class _MmaKernel:
         self.times_bt(lb, self.a_tile(lb, kt_, d), qt, bq, d, s_acc)
         self.times_bt(lb, self.a_tile(lb, vt, ev), dot, bq, ev, dp)
         p, ds = [zero] * len(s_acc), [zero] * len(s_acc)
+        zs = self.column_multipliers(lb, keys, i0, bq // 8) if self.shared is not None else {}
         for nt in range(bq // 8):
             for cc in range(2):
                 i = lb.add(i0, lb.add(lb.mul(t, 2), nt * 8 + cc))
@@ -619,7 +690,7 @@ class _MmaKernel:
                     if masked:
                         x = self.masked(lb, x, batch, i, keys[h])
                     pr = self.exp2(lb, lb.v(arith.SubfOp(x, lse2)))
-                    z = self.dropped(lb, self.f(1.0), keys[h], i, self.keys, self.length)  # once for P and dP
+                    z = zs[nt, cc, h] if zs else self.dropped(lb, self.f(1.0), keys[h], i, self.keys, self.length)
                     dpz = lb.v(arith.MulfOp(dp[idx], z)) if self.dropout is not None else dp[idx]
                     ds[idx] = lb.v(arith.MulfOp(pr, lb.v(arith.SubfOp(dpz, dsum))))
                     p[idx] = lb.v(arith.MulfOp(pr, z)) if self.dropout is not None else pr

@@ -145,6 +145,7 @@ func.func @host() {
 // CHECK-NEXT: %b, %b_1, %b_2, %b_3 = gpu_ext.ldmatrix %t[%i, %i], 4 trans : memref<3x4096xbf16, 3 : i64> -> i32, i32, i32, i32
 // CHECK-NEXT: "gpu_ext.mma_sync"(%a, %a_1, %a_2, %a_3, %b, %b_1, %z, %z, %z, %z) <{operandSegmentSizes = array<i32: 4, 2, 4>, shape = "m16n8k16", type = "bf16"}>
 // CHECK-NEXT: %r = gpu_ext.round_tf32 %a
+// CHECK-NEXT: %p = gpu_ext.pack_half "bf16" %z, %z
 "gpu.module"() <{sym_name = "m"}> ({
   "gpu.func"() <{function_type = (index, f32) -> (), kernel}> ({
   ^bb0(%i: index, %z: f32):
@@ -153,6 +154,7 @@ func.func @host() {
     %b:4 = gpu_ext.ldmatrix %t[%i, %i], 4 trans : memref<3x4096xbf16, 3 : i64> -> i32, i32, i32, i32
     %d:4 = "gpu_ext.mma_sync"(%a#0, %a#1, %a#2, %a#3, %b#0, %b#1, %z, %z, %z, %z) <{operandSegmentSizes = array<i32: 4, 2, 4>, shape = "m16n8k16", type = "bf16"}> : (i32, i32, i32, i32, i32, i32, f32, f32, f32, f32) -> (f32, f32, f32, f32)
     %r = gpu_ext.round_tf32 %a#0
+    %p = gpu_ext.pack_half "bf16" %z, %z
     "gpu.return"() : () -> ()
   }) {sym_name = "k"} : () -> ()
 }) : () -> ()
