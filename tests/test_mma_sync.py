@@ -31,7 +31,15 @@ import picograd as pgm
 from picograd.dialects import kernel, pg
 from picograd.driver.gpu_compile import CompileError, CudaProgram, compile_for_cuda
 from picograd.driver.pipeline import lower_to
-from picograd.passes.kinds.matmul_rungs import AUTO_MIN_TENSOR_FMAS, SCHEDULES, SMALL_MMA_TILE, choose
+from picograd.passes.kinds.matmul_mma_sync import swizzle
+from picograd.passes.kinds.matmul_rungs import (
+    AUTO_MIN_TENSOR_FMAS,
+    MMA_SYNC_VARIANTS,
+    SCHEDULES,
+    SMALL_MMA_TILE,
+    Schedule,
+    choose,
+)
 
 #: the output's half ulp (bf16, f16; tf32 results are f32)
 OUT_ULP = {"bf16": 2.0**-8, "f16": 2.0**-11, "tf32": 2.0**-24}
@@ -42,6 +50,11 @@ def tf32(x: np.ndarray, rounding=tf32_rn) -> np.ndarray:
     them (the emulator's functions)."""
     bits = np.ascontiguousarray(x, dtype=np.float32).view(np.uint32)
     return np.vectorize(rounding, otypes=[np.uint32])(bits).view(np.float32)
+
+
+def tf32_truncated(bits: int) -> int:
+    """What the tensor cores take of an f32 fed to a tf32 mma as it is: the top 19 bits (``tf32_trunc``)."""
+    return bits & 0xFFFFE000
 
 
 def check(shape: MM, got: np.ndarray, a: np.ndarray, b: np.ndarray, rounding=tf32_rn) -> np.ndarray:
@@ -67,9 +80,15 @@ def with_schedule(module: ModuleOp, attr: kernel.ScheduleAttr) -> ModuleOp:
 
 
 @functools.cache
-def small_tile_program(shape: MM, arch: str = "sm_90") -> CudaProgram:
-    """``shape`` on ``mma-sync``'s 64x64 tile (4 warps): a quarter of the emulated threads of the 128x128 one."""
+def small_tile_program(shape: MM, arch: str = "sm_90", variant: str = "mma-sync") -> CudaProgram:
+    """``shape`` on ``mma-sync``'s 64x64 tile (4 warps): a quarter of the emulated threads of the 128x128 one;
+    ``variant``: with the options of that row of ``MMA_SYNC_VARIANTS``."""
     rung = SMALL_MMA_TILE
+    if variant != "mma-sync":
+        v = MMA_SYNC_VARIANTS[variant]
+        rung = dataclasses.replace(
+            rung, name=variant, prefetch=v.prefetch, tf32_trunc=v.tf32_trunc, scalar_swizzle=v.scalar_swizzle
+        )
     if shape.dtype == "tf32":  # as pg-schedule's fit: half the K tile for 4-byte elements
         rung = dataclasses.replace(rung, bk=rung.bk // 2, tf32=True)
     return compile_for_cuda(with_schedule(shape.module(), rung.attr()), arch=arch)
@@ -92,6 +111,51 @@ def test_mma_sync_on_the_emulator_matches_float64(shape: MM, rng: np.random.Gene
     program = small_tile_program(shape)
     assert "mma.sync.aligned" in program.ptx and "cp.async" in program.ptx
     check(shape, *emulate(program, shape, rng))
+
+
+VARIANT_SHAPES = [
+    ("mma-sync-pf", MM(64, 64, 96, dtype="bf16")),  # 3 K tiles over 3 stages: every stage wraps
+    ("mma-sync-pf", MM(33, 47, 40, dtype="bf16")),  # edges, B on the synchronous path
+    ("mma-sync-pf", MM(40, 48, 72, ta=True, tb=True, dtype="bf16")),
+    ("mma-sync-pf", MM(20, 24, 16, dtype="tf32")),  # one K tile, fewer than the stages
+    ("mma-sync-sw", MM(24, 16, 24, ta=True, dtype="tf32")),  # A and B read by scalar loads
+    ("mma-sync-pf-sw", MM(64, 64, 48, dtype="tf32")),
+    ("mma-sync-pf-sw-tr", MM(40, 24, 40, ta=True, dtype="tf32")),
+    ("mma-sync-pf-sw-tr", MM(32, 40, 24, tb=True, dtype="f16")),
+]
+
+
+@pytest.mark.parametrize(("variant", "shape"), VARIANT_SHAPES, ids=lambda x: str(x))
+def test_mma_sync_variants_on_the_emulator_match_float64(variant: str, shape: MM, rng) -> None:
+    """The ``mma-sync`` options (fragments prefetched across K steps and tiles, the spread swizzle, tf32 fed
+    truncated): the same results within the same bounds (truncated tf32 inputs for ``tf32_trunc``)."""
+    program = small_tile_program(shape, variant=variant)
+    trunc = MMA_SYNC_VARIANTS[variant].tf32_trunc
+    assert ("cvt.rn.tf32.f32" in program.ptx) == (shape.dtype == "tf32" and not trunc)
+    check(shape, *emulate(program, shape, rng), rounding=tf32_truncated if trunc else tf32_rn)
+
+
+def test_variant_attrs_round_trip() -> None:
+    for s in [SCHEDULES["mma-sync"], *MMA_SYNC_VARIANTS.values()]:
+        assert Schedule.from_attr(s.attr()) == s
+
+
+def test_spread_swizzle_makes_scalar_fragment_loads_conflict_free() -> None:
+    """The banks of a tf32 fragment's scalar loads from an N-major tile of 128 f32 a row (lanes ``4g + q``: row
+    ``q``, column ``n + g`` for each n8 tile): two-way conflicts under the 8-row swizzle, none under ``spread``."""
+    from picograd.passes.ir_builder import Builder
+
+    b = Builder.__new__(Builder)  # ints only: swizzle's arithmetic folds
+    for spread, ways in ((False, 2), (True, 1)):
+        for n in range(0, 128, 8):
+            banks = []
+            for lane in range(32):
+                g, q = lane // 4, lane % 4
+                col = n + g
+                chunk = swizzle(b, q, col // 4, 32, spread)
+                assert isinstance(chunk, int)
+                banks.append((q * 128 + chunk * 4 + col % 4) % 32)
+            assert max(banks.count(x) for x in banks) == ways
 
 
 def test_emulated_cvt_rna_tf32_f32() -> None:

@@ -70,7 +70,7 @@ from picograd.passes.buffers import where
 from picograd.passes.kinds import attention, attention_mma, attention_wgmma, matmul_wgmma, reduction_split
 from picograd.passes.kinds.matmul_rungs import (
     AUTO_WGMMA,
-    SCHEDULES,
+    RUNGS,
     TENSOR_CORE,
     WGMMA,
     check_precision,
@@ -170,7 +170,7 @@ STRATEGIES = (
     "block_per_row",
     *reduction_split.STRATEGIES,
     "atomic",
-    *SCHEDULES,
+    *RUNGS,
     *WGMMA,
     attention.STRATEGY,
     attention_mma.STRATEGY,
