@@ -127,8 +127,8 @@ class _Tile:
         self.bi = bi
         self.rows, self.cols = (bi, s.bk) if self.k_major else (s.bk, bi)
         self.cpr = self.cols // self.per_chunk
-        # read with scalar ld.shared (an f32 tile stored M-/N-major): the spread swizzle, when the schedule asks
-        self.spread = s.scalar_swizzle and kernel.mma == "tf32" and not self.k_major
+        # read with scalar ld.shared (an f32 tile stored M-/N-major): the spread swizzle, unless the schedule asks
+        self.spread = not s.row8_scalar and kernel.mma == "tf32" and not self.k_major
         self.source = kernel.source(x, plain)
         self.ext = kernel.extents(x)
         self.smem = kernel.b.v(gpu_ext.WorkgroupAllocOp(self.element, [s.stages, self.rows * self.cols]))

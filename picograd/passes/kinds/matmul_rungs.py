@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import Any
 
 from xdsl.dialects.builtin import Float32Type
 from xdsl.ir import Attribute
@@ -40,8 +41,9 @@ class Schedule:
     ``prefetch`` loads each K step's fragments while the previous step's mma run, across K tiles too (one barrier
     per K tile, before the last step: CUTLASS's multistage main loop); ``tf32_trunc`` feeds f32 bits to the tf32
     mma as they are (the tensor cores use the top 19: truncation) instead of rounding each fragment register with
-    a ``cvt``; ``scalar_swizzle`` lays out the tiles read with scalar ``ld.shared`` (tf32 operands stored M- or
-    N-major) so that a warp's 4 rows x 8 columns fall into 32 distinct banks."""
+    a ``cvt``; ``row8_scalar`` keeps the 8-row swizzle for the tiles read with scalar ``ld.shared`` (tf32 operands
+    stored M- or N-major: two-way bank conflicts), for comparison with the default spread swizzle (a warp's 4 rows
+    x 8 columns in 32 distinct banks)."""
 
     name: str
     warps: tuple[int, int]
@@ -57,7 +59,7 @@ class Schedule:
     split_k: int = 1
     prefetch: bool = False
     tf32_trunc: bool = False
-    scalar_swizzle: bool = False
+    row8_scalar: bool = False
 
     @property
     def bm(self) -> int:
@@ -116,7 +118,7 @@ class Schedule:
         return s
 
 
-TENSOR_CORE_OPTIONS = ("prefetch", "tf32_trunc", "scalar_swizzle")
+TENSOR_CORE_OPTIONS = ("prefetch", "tf32_trunc", "row8_scalar")
 """The boolean tensor-core options of :class:`Schedule`, recorded as flags of the ``#kernel.schedule``."""
 
 
@@ -155,21 +157,29 @@ SCHEDULES: dict[str, Schedule] = {
 }
 """The matmul rungs, in ladder order."""
 
-MMA_SYNC_VARIANTS: dict[str, Schedule] = {
-    name: dataclasses.replace(
-        SCHEDULES["mma-sync"], name=name, prefetch=prefetch, scalar_swizzle=spread, tf32_trunc=trunc
+
+def _variant(name: str, **changes: Any) -> tuple[str, Schedule]:
+    return name, dataclasses.replace(SCHEDULES["mma-sync"], name=name, **changes)
+
+
+MMA_SYNC_VARIANTS: dict[str, Schedule] = dict(
+    (
+        _variant("mma-sync-pf", prefetch=True),
+        _variant("mma-sync-tr", tf32_trunc=True),
+        _variant("mma-sync-pf-tr", prefetch=True, tf32_trunc=True),
+        _variant("mma-sync-row8", row8_scalar=True),
+        # past 48 KiB of shared memory (dynamic, pg-to-ptx): 4 stages (64 KiB), a K tile of 64 (96 KiB), both two
+        # blocks an SM; 8 warps of 64x64 on 128x256 (72 KiB, one block an SM)
+        _variant("mma-sync-s4-pf", stages=4, prefetch=True),
+        _variant("mma-sync-k64-pf", bk=64, prefetch=True),
+        _variant("mma-sync-k64-pf-tr", bk=64, prefetch=True, tf32_trunc=True),
+        _variant("mma-sync-256-pf", warps=(2, 4), prefetch=True),
+        _variant("mma-sync-256-pf-tr", warps=(2, 4), prefetch=True, tf32_trunc=True),
     )
-    for name, prefetch, spread, trunc in (
-        ("mma-sync-pf", True, False, False),
-        ("mma-sync-sw", False, True, False),
-        ("mma-sync-tr", False, False, True),
-        ("mma-sync-pf-sw", True, True, False),
-        ("mma-sync-pf-sw-tr", True, True, True),
-    )
-}
-"""``mma-sync`` with its tensor-core options (:class:`Schedule`) on, by name, to be timed against the row
-(``bench/gemm.py --schedules``); forced by name only (``auto`` takes the ``mma-sync`` row). For bf16/fp16
-``tf32_trunc`` and ``scalar_swizzle`` change nothing (16-bit tiles are read by ``ldmatrix``)."""
+)
+"""``mma-sync`` with its tensor-core options (:class:`Schedule`) and other tiles, by name, to be timed against the
+row (``bench/gemm.py --schedules``); forced by name only (``auto`` takes the ``mma-sync`` row). For bf16/fp16
+``tf32_trunc`` and ``row8_scalar`` change nothing (16-bit tiles are read by ``ldmatrix``)."""
 RUNGS: dict[str, Schedule] = {**SCHEDULES, **MMA_SYNC_VARIANTS}
 """Every named ``Schedule``: the ladder and the ``mma-sync`` variants."""
 
