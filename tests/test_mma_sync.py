@@ -123,6 +123,7 @@ VARIANT_SHAPES = [
     ("mma-sync-pf-tr", MM(40, 24, 40, ta=True, dtype="tf32")),
     ("mma-sync-pf-tr", MM(32, 40, 24, tb=True, dtype="f16")),
     ("mma-sync-s4-pf", MM(64, 64, 160, dtype="bf16")),  # 5 K tiles over 4 stages
+    ("mma-sync-k64", MM(64, 64, 128, dtype="bf16")),
     ("mma-sync-k64-pf", MM(64, 64, 192, tb=True, dtype="bf16")),  # 4 K steps a tile
     ("mma-sync-k64-pf-tr", MM(40, 64, 72, dtype="tf32")),
     ("mma-sync-256-pf", MM(64, 128, 96, dtype="bf16")),  # 8 warps

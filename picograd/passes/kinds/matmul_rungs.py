@@ -171,6 +171,7 @@ MMA_SYNC_VARIANTS: dict[str, Schedule] = dict(
         # past 48 KiB of shared memory (dynamic, pg-to-ptx): 4 stages (64 KiB), a K tile of 64 (96 KiB), both two
         # blocks an SM; 8 warps of 64x64 on 128x256 (72 KiB, one block an SM)
         _variant("mma-sync-s4-pf", stages=4, prefetch=True),
+        _variant("mma-sync-k64", bk=64),
         _variant("mma-sync-k64-pf", bk=64, prefetch=True),
         _variant("mma-sync-k64-pf-tr", bk=64, prefetch=True, tf32_trunc=True),
         _variant("mma-sync-256-pf", warps=(2, 4), prefetch=True),
