@@ -201,7 +201,7 @@ def run_schedule(torch, cuda, name: str, m: int, n: int, k: int, a, b, ref, dtyp
     torch.cuda.synchronize()  # the operands are written on PyTorch's stream; picograd launches on its own
 
     def launch() -> None:
-        cuda.launch(kernel, step.grid, step.block, args)
+        cuda.launch(kernel, step.grid, step.block, args, step.shmem)
 
     launch()
     cuda.synchronize()
@@ -221,15 +221,27 @@ def run_schedule(torch, cuda, name: str, m: int, n: int, k: int, a, b, ref, dtyp
 
 
 def compile_only(shapes: list[str], dtypes: list[str], names: list[str] | None) -> None:
-    """Compile and assemble (ptxas, sm_90, no spills) every row's kernel: the script's CPU side."""
+    """Compile and assemble (ptxas, sm_90, no spills) every row's kernel: the script's CPU side. A row that fails
+    prints its error and the others go on; raises ``SystemExit`` naming the failed rows at the end."""
+    failed = []
     for shape in shapes:
         m, n, k = (int(x) for x in shape.split("x"))
         for dtype in dtypes:
             for name in names or schedules_for(dtype):
-                prog, step = compile_program(name, m, n, k, dtype)
-                res = prog.assemble(strict=True)
+                try:
+                    prog, step = compile_program(name, m, n, k, dtype)
+                    res = prog.assemble(strict=True)
+                except Exception as e:  # one failing rung must not hide the others
+                    failed.append(f"{shape} {dtype} {name}")
+                    print(f"{shape:>16} {dtype:>5} {name:>10} FAILED: {str(e).splitlines()[0:2]}")
+                    continue
                 regs = {kname: r.registers for kname, r in res.kernels.items()}
-                print(f"{shape:>16} {dtype:>5} {name:>10} {step.kernel}: grid {step.grid} block {step.block} {regs}")
+                print(
+                    f"{shape:>16} {dtype:>5} {name:>10} {step.kernel}: grid {step.grid} block {step.block} "
+                    f"shmem {step.shmem} {regs}"
+                )
+    if failed:
+        raise SystemExit(f"{len(failed)} rows failed: {', '.join(failed)}")
 
 
 def main() -> None:

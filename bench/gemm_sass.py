@@ -51,23 +51,23 @@ def cuobjdump() -> str:
 
 
 def schedules() -> list[str]:
-    """Every rung and ``auto`` on float32, then each tensor-core rung on bf16 (``NAME``) and tf32 (``NAME@tf32``)."""
-    from picograd.passes.kinds.matmul_rungs import SCHEDULES, WGMMA
+    """Every rung and ``auto`` on float32, then each tensor-core rung on bf16 (``NAME``) and tf32 (``NAME@tf32``),
+    the wgmma kernels, and the ``mma-sync`` variants (``MMA_SYNC_VARIANTS``) on bf16 and tf32."""
+    from picograd.passes.kinds.matmul_rungs import MMA_SYNC_VARIANTS, SCHEDULES, WGMMA
 
     tensor_core = [s for s in SCHEDULES if SCHEDULES[s].tensor_core]
-    return ["auto", *SCHEDULES, *(f"{s}@tf32" for s in tensor_core), *WGMMA]  # wgmma, wgmma-ws: bf16, sm_90a
+    variants = [*MMA_SYNC_VARIANTS, *(f"{s}@tf32" for s in MMA_SYNC_VARIANTS)]
+    return ["auto", *SCHEDULES, *(f"{s}@tf32" for s in tensor_core), *WGMMA, *variants]  # wgmma: bf16, sm_90a
 
 
 def precision_of(entry: str) -> str:
     """The dtype ``bench/gemm.py``'s module takes for an entry: bf16 for a tensor-core rung, tf32 for ``@tf32``."""
-    from picograd.passes.kinds.matmul_rungs import SCHEDULES
+    from picograd.passes.kinds.matmul_rungs import RUNGS, WGMMA
 
     name, _, dtype = entry.partition("@")
     if dtype:
         return dtype
-    from picograd.passes.kinds.matmul_rungs import WGMMA
-
-    return "bf16" if (name in SCHEDULES and SCHEDULES[name].tensor_core) or name in WGMMA else "fp32"
+    return "bf16" if (name in RUNGS and RUNGS[name].tensor_core) or name in WGMMA else "fp32"
 
 
 TENSOR_CORE_OPCODES = ("HMMA", "HGMMA")
@@ -150,8 +150,9 @@ def gemm_entry(schedule: str, tmp: str, size: int = SIZE) -> dict:
     program = compile_for_cuda(module, arch=arch, matmul_schedule=schedule.partition("@")[0])
     kernels = re.findall(r"\.entry\s+(\w+)", program.ptx)
     entry = {"kernels": len(kernels), **sass_counts(program.ptx, tmp, loop=dtype != "fp32", arch=arch)}
-    if schedule in WGMMA:  # the stages live in dynamic shared memory
-        entry["dynamic_smem_bytes"] = max((getattr(s, "shmem", 0) for s in program.steps), default=0)
+    dynamic = max((getattr(s, "shmem", 0) for s in program.steps), default=0)
+    if dynamic:  # the stages live in dynamic shared memory (wgmma; mma-sync variants past 48 KiB)
+        entry["dynamic_smem_bytes"] = dynamic
     return entry
 
 

@@ -5,7 +5,9 @@ matmuls of small shapes, square, with odd edges (33x47x40: B's rows are not 16-b
 synchronous path), batched with a broadcast B, and with transposed operands (``ldmatrix.trans`` / K-major tiles),
 through ``compile_for_cuda`` on the 64x64 tile ``auto`` uses for small grids (the 128x128 one is checked by ptxas and
 on one shape). PTX assembles with ``ptxas -arch=sm_90 --warn-on-spills -Werror``. Also ``auto``'s rule and the
-errors of a tensor-core schedule forced on a precision it cannot run.
+errors of a tensor-core schedule forced on a precision it cannot run, and the ``mma-sync`` variants of
+``MMA_SYNC_VARIANTS`` (prefetched fragments, truncated tf32, the 8-row swizzle, 4 stages, K tiles of 64, 8 warps;
+those past 48 KiB in dynamic shared memory).
 
 **Tolerance.** Inputs are bf16 (exact in f32), products are exact and the sums are f32 (the emulator rounds once per
 mma instruction, the GPU at most once per addition), then the result is rounded to bf16 once:
@@ -31,7 +33,16 @@ import picograd as pgm
 from picograd.dialects import kernel, pg
 from picograd.driver.gpu_compile import CompileError, CudaProgram, compile_for_cuda
 from picograd.driver.pipeline import lower_to
-from picograd.passes.kinds.matmul_rungs import AUTO_MIN_TENSOR_FMAS, SCHEDULES, SMALL_MMA_TILE, choose
+from picograd.passes.kinds.matmul_mma_sync import swizzle
+from picograd.passes.kinds.matmul_rungs import (
+    AUTO_MIN_TENSOR_FMAS,
+    MMA_SYNC_VARIANTS,
+    SCHEDULES,
+    SMALL_MMA_TILE,
+    Schedule,
+    choose,
+)
+from picograd.runtime import cuda
 
 #: the output's half ulp (bf16, f16; tf32 results are f32)
 OUT_ULP = {"bf16": 2.0**-8, "f16": 2.0**-11, "tf32": 2.0**-24}
@@ -42,6 +53,11 @@ def tf32(x: np.ndarray, rounding=tf32_rn) -> np.ndarray:
     them (the emulator's functions)."""
     bits = np.ascontiguousarray(x, dtype=np.float32).view(np.uint32)
     return np.vectorize(rounding, otypes=[np.uint32])(bits).view(np.float32)
+
+
+def tf32_truncated(bits: int) -> int:
+    """What the tensor cores take of an f32 fed to a tf32 mma as it is: the top 19 bits (``tf32_trunc``)."""
+    return bits & 0xFFFFE000
 
 
 def check(shape: MM, got: np.ndarray, a: np.ndarray, b: np.ndarray, rounding=tf32_rn) -> np.ndarray:
@@ -67,9 +83,12 @@ def with_schedule(module: ModuleOp, attr: kernel.ScheduleAttr) -> ModuleOp:
 
 
 @functools.cache
-def small_tile_program(shape: MM, arch: str = "sm_90") -> CudaProgram:
-    """``shape`` on ``mma-sync``'s 64x64 tile (4 warps): a quarter of the emulated threads of the 128x128 one."""
+def small_tile_program(shape: MM, arch: str = "sm_90", variant: str = "mma-sync") -> CudaProgram:
+    """``shape`` on ``mma-sync``'s 64x64 tile (4 warps): a quarter of the emulated threads of the 128x128 one;
+    ``variant``: with the options of that row of ``MMA_SYNC_VARIANTS``."""
     rung = SMALL_MMA_TILE
+    if variant != "mma-sync":  # the variant's options, stages and K tile on 64x64 warp tiles (32x32 a warp)
+        rung = dataclasses.replace(MMA_SYNC_VARIANTS[variant], reps=rung.reps)
     if shape.dtype == "tf32":  # as pg-schedule's fit: half the K tile for 4-byte elements
         rung = dataclasses.replace(rung, bk=rung.bk // 2, tf32=True)
     return compile_for_cuda(with_schedule(shape.module(), rung.attr()), arch=arch)
@@ -92,6 +111,58 @@ def test_mma_sync_on_the_emulator_matches_float64(shape: MM, rng: np.random.Gene
     program = small_tile_program(shape)
     assert "mma.sync.aligned" in program.ptx and "cp.async" in program.ptx
     check(shape, *emulate(program, shape, rng))
+
+
+VARIANT_SHAPES = [
+    ("mma-sync-pf", MM(64, 64, 96, dtype="bf16")),  # 3 K tiles over 3 stages: every stage wraps
+    ("mma-sync-pf", MM(33, 47, 40, dtype="bf16")),  # edges, B on the synchronous path
+    ("mma-sync-pf", MM(40, 48, 72, ta=True, tb=True, dtype="bf16")),
+    ("mma-sync-pf", MM(20, 24, 16, dtype="tf32")),  # one K tile, fewer than the stages
+    ("mma-sync-row8", MM(24, 16, 24, ta=True, dtype="tf32")),  # A and B read by scalar loads, 8-row swizzle
+    ("mma-sync-pf", MM(64, 64, 48, dtype="tf32")),
+    ("mma-sync-pf-tr", MM(40, 24, 40, ta=True, dtype="tf32")),
+    ("mma-sync-pf-tr", MM(32, 40, 24, tb=True, dtype="f16")),
+    ("mma-sync-s4-pf", MM(64, 64, 160, dtype="bf16")),  # 5 K tiles over 4 stages
+    ("mma-sync-k64", MM(64, 64, 128, dtype="bf16")),
+    ("mma-sync-k64-pf", MM(64, 64, 192, tb=True, dtype="bf16")),  # 4 K steps a tile
+    ("mma-sync-k64-pf-tr", MM(40, 64, 72, dtype="tf32")),
+    ("mma-sync-256-pf", MM(64, 128, 96, dtype="bf16")),  # 8 warps
+]
+
+
+@pytest.mark.parametrize(("variant", "shape"), VARIANT_SHAPES, ids=lambda x: str(x))
+def test_mma_sync_variants_on_the_emulator_match_float64(variant: str, shape: MM, rng) -> None:
+    """The ``mma-sync`` variants (fragments prefetched across K steps and tiles, the 8-row swizzle for scalar
+    loads, tf32 fed truncated, 4 stages, K tiles of 64, 8 warps; the last three past 48 KiB of shared memory on the
+    128x128 tile, here on 64x64): the same results within the same bounds (truncated tf32 inputs for
+    ``tf32_trunc``)."""
+    program = small_tile_program(shape, variant=variant)
+    trunc = MMA_SYNC_VARIANTS[variant].tf32_trunc
+    assert ("cvt.rn.tf32.f32" in program.ptx) == (shape.dtype == "tf32" and not trunc)
+    check(shape, *emulate(program, shape, rng), rounding=tf32_truncated if trunc else tf32_rn)
+
+
+def test_variant_attrs_round_trip() -> None:
+    for s in [SCHEDULES["mma-sync"], *MMA_SYNC_VARIANTS.values()]:
+        assert Schedule.from_attr(s.attr()) == s
+
+
+def test_spread_swizzle_makes_scalar_fragment_loads_conflict_free() -> None:
+    """The banks of a tf32 fragment's scalar loads from an N-major tile of 128 f32 a row (lanes ``4g + q``: row
+    ``q``, column ``n + g`` for each n8 tile): two-way conflicts under the 8-row swizzle, none under ``spread``."""
+    from picograd.passes.ir_builder import Builder
+
+    b = Builder.__new__(Builder)  # ints only: swizzle's arithmetic folds
+    for spread, ways in ((False, 2), (True, 1)):
+        for n in range(0, 128, 8):
+            banks = []
+            for lane in range(32):
+                g, q = lane // 4, lane % 4
+                col = n + g
+                chunk = swizzle(b, q, col // 4, 32, spread)
+                assert isinstance(chunk, int)
+                banks.append((q * 128 + chunk * 4 + col % 4) % 32)
+            assert max(banks.count(x) for x in banks) == ways
 
 
 def test_emulated_cvt_rna_tf32_f32() -> None:
@@ -167,6 +238,22 @@ def test_forced_mma_sync_assembles_without_spills(shape: MM) -> None:
 def test_mma_sync_128_tile_on_the_emulator(shape: MM, rng: np.random.Generator) -> None:
     program = compile_for_cuda(shape.module(), matmul_schedule="mma-sync")
     check(shape, *emulate(program, shape, rng))
+
+
+@pytest.mark.parametrize(
+    ("variant", "shape"),
+    [("mma-sync-k64-pf", MM(128, 128, 256, dtype="bf16")), ("mma-sync-k64-pf-tr", MM(128, 128, 128, dtype="tf32"))],
+    ids=lambda x: str(x),
+)
+def test_mma_sync_past_48k_of_shared_memory_on_the_emulator(variant: str, shape: MM, rng) -> None:
+    """The 128x128 tile with K tiles of 64 (bf16; 32 for tf32): 96 KiB of stages, in the module's dynamic shared
+    buffer (``.extern .shared``), launched with its bytes; assembles without spills."""
+    program = compile_for_cuda(shape.module(), matmul_schedule=variant)
+    (step,) = [s for s in program.steps if isinstance(s, cuda.Launch)]
+    assert step.shmem == 3 * 64 * 256 * 2 and ".extern .shared" in program.ptx
+    assert not program.assemble(strict=True).spills
+    trunc = MMA_SYNC_VARIANTS[variant].tf32_trunc
+    check(shape, *emulate(program, shape, rng), rounding=tf32_truncated if trunc else tf32_rn)
 
 
 # ---------------------------------------------------------------------------------------------------------------

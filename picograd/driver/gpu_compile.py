@@ -239,23 +239,24 @@ def kernel_params(kernel: Any) -> tuple[cuda.Param, ...]:
 
 
 def _with_tensor_maps(step: cuda.Launch, kernel: Any) -> cuda.Launch:
-    """A launch of a kernel with tensor-map parameters (the wgmma matmuls): those come first, each a
+    """A launch with its kernel's dynamic shared memory (``pg.dynamic_shared``: the wgmma matmuls, kernels whose
+    workgroup buffers pass the static limit) and tensor-map parameters (the wgmma matmuls): those come first, each a
     ``cuda.TensorMap`` of one of the launch's buffers (``picograd.passes.kinds.matmul_wgmma.TensorMapSpec``; of
     the arena, from the view's offset on, for a ``cuda.View``), then the buffers; the dynamic shared memory is the
     kernel's ``pg.dynamic_shared``."""
     from picograd.passes.kinds import matmul_wgmma
 
     specs = matmul_wgmma.tensor_maps(kernel)
-    if not specs:
-        return step
+    shared = kernel.attributes.get(SHARED_BYTES_ATTR)
+    shmem = shared.value.data if isinstance(shared, IntegerAttr) else step.shmem
+    if not specs:  # a kernel past the static shared-memory limit (pg-to-ptx): its dynamic shared memory alone
+        return cuda.Launch(step.kernel, step.grid, step.block, step.args, shmem)
     maps = []
     for _, t in sorted(specs.items()):
         # an outlined kernel's operand is a View into the arena: the map covers the arena from the view's offset
         arg = step.args[t.operand]
         base, offset = (arg.base, arg.offset) if isinstance(arg, cuda.View) else (arg, 0)
         maps.append(cuda.TensorMap(base, t.dtype, t.shape, t.strides, t.box, t.swizzle, t.offset + offset))  # type: ignore[arg-type]
-    shared = kernel.attributes.get(SHARED_BYTES_ATTR)
-    shmem = shared.value.data if isinstance(shared, IntegerAttr) else step.shmem
     return cuda.Launch(step.kernel, step.grid, step.block, (*maps, *step.args), shmem)
 
 

@@ -1,7 +1,9 @@
 """Addressing and memory access in ``pg-to-ptx``: buffers, their element addresses, loads, stores and copies.
 
 A kernel argument is a ``.param .u64`` turned into a global address (``PtxEmitter.run``); a ``memref.view`` is that
-address plus its constant byte offset; a workgroup buffer is a ``.shared`` array. ``memref.load``/``store`` compute
+address plus its constant byte offset; a workgroup buffer is a ``.shared`` array (or, when a kernel's workgroup
+buffers exceed the 48 KiB a kernel may declare statically, a place in the module's dynamic ``.extern .shared``
+buffer, whose bytes the kernel records as ``pg.dynamic_shared`` for its launch). ``memref.load``/``store`` compute
 ``base + (sum_i idx_i stride_i) * element_bytes`` (row-major strides of the static shape; in 32 bits when the
 buffer and every index fit), fold the constant part of the indices into the instruction's ``[%rd + offset]``, and
 use ``ld``/``st`` of the element type (an ``i1`` is a byte). Also the 16-byte vector accesses, ``cp.async`` copies
@@ -16,12 +18,23 @@ import math
 from collections.abc import Sequence
 
 from xdsl.dialects import arith, memref
-from xdsl.dialects.builtin import IntegerType, MemRefType
+from xdsl.dialects.builtin import IntegerAttr, IntegerType, MemRefType, i64
 from xdsl.ir import Operation, SSAValue
 
 from picograd.dialects import gpu_ext, ptx
+from picograd.dialects.attrs import SHARED_BYTES_ATTR
 from picograd.passes.buffers import element_bytes
+from picograd.passes.kinds.matmul_wgmma import DYNAMIC_SHARED
 from picograd.passes.ptx_emitter import Buf, PtxEmitter
+
+STATIC_SHARED_BYTES = 48 * 1024
+"""Shared memory a kernel may declare statically (``.shared`` arrays); beyond it, dynamic shared memory."""
+
+
+def workgroup_bytes(op: gpu_ext.WorkgroupAllocOp) -> int:
+    """The bytes of a workgroup buffer (at least 1)."""
+    t = op.memref_type
+    return max(1, math.prod(t.get_shape()) * element_bytes(t.get_element_type()))
 
 
 class PtxAddressing(PtxEmitter):
@@ -181,7 +194,18 @@ class PtxAddressing(PtxEmitter):
     def workgroup_alloc(self, op: gpu_ext.WorkgroupAllocOp) -> None:
         t = op.memref_type
         self.kind(t.get_element_type(), op)
-        size = max(1, math.prod(t.get_shape()) * element_bytes(t.get_element_type()))
+        size = workgroup_bytes(op)
+        total = sum(
+            -(-workgroup_bytes(a) // 16) * 16 for a in self.kfunc.walk() if isinstance(a, gpu_ext.WorkgroupAllocOp)
+        )
+        if total > STATIC_SHARED_BYTES:  # past the static limit: places in the dynamic buffer, 16-byte aligned
+            self.pfunc.attributes[SHARED_BYTES_ATTR] = IntegerAttr(total, i64)
+            addr = ptx.SharedAddrOp(DYNAMIC_SHARED, "u64")
+            addr.location = op.location
+            self.prologue.append(addr)
+            self.values[op.result] = Buf(addr.result, self.dynamic_offset, t, "shared")
+            self.dynamic_offset += -(-size // 16) * 16
+            return
         self.shared += 1
         name = f"{self.name}_smem{self.shared}"
         decl = ptx.SharedOp(name, size, 16)

@@ -88,6 +88,7 @@ class PtxEmitter:
         self.imms: dict[tuple[Any, str], SSAValue] = {}
         self.labels = 0
         self.shared = 0
+        self.dynamic_offset = 0  # bytes of the dynamic shared buffer placed so far (ptx_addressing.workgroup_alloc)
 
     # --- emission ---------------------------------------------------------------------------------------------
 

@@ -85,7 +85,7 @@ from picograd.passes.kinds import (
 )
 from picograd.passes.kinds.matmul_rungs import (
     AUTO_WGMMA,
-    SCHEDULES,
+    RUNGS,
     TENSOR_CORE,
     WGMMA,
     check_precision,
@@ -196,7 +196,7 @@ STRATEGIES = (
     "warp_per_row",
     *reduction_split.STRATEGIES,
     *scatter_add.STRATEGIES,
-    *SCHEDULES,
+    *RUNGS,
     *WGMMA,
     attention.STRATEGY,
     attention_mma.STRATEGY,

@@ -68,7 +68,7 @@ from xdsl.passes import ModulePass
 from xdsl.utils.exceptions import PassFailedException
 
 from picograd.dialects import gpu_ext, pg, ptx
-from picograd.dialects.attrs import GPU_MODULE_ATTR
+from picograd.dialects.attrs import GPU_MODULE_ATTR, SHARED_BYTES_ATTR
 from picograd.passes.buffers import where
 from picograd.passes.kinds import attention_wgmma, matmul_wgmma
 from picograd.passes.ptx_addressing import PtxAddressing
@@ -753,7 +753,12 @@ def lower_gpu_module(module: gpu.ModuleOp, target: str, version: str, contract: 
                 raise PassFailedException(
                     f"pg-to-ptx: @{op.sym_name.data} is not a kernel (device functions are not supported)"
                 )
-            pmod.add_op(KernelLowering(op, contract, (target, version)).run())
+            kernel = KernelLowering(op, contract, (target, version)).run()
+            if SHARED_BYTES_ATTR in kernel.attributes and not any(
+                isinstance(o, ptx.SharedOp) for o in pmod.body.block.ops
+            ):  # workgroup buffers past the static limit (ptx_addressing.workgroup_alloc)
+                pmod.add_op(matmul_wgmma.dynamic_shared())
+            pmod.add_op(kernel)
         else:
             raise PassFailedException(f"pg-to-ptx: '{op.name}'{where(op)} in a gpu.module has no PTX lowering")
     return pmod

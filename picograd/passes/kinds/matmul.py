@@ -58,7 +58,7 @@ from picograd.passes.ir_builder import Builder, ConstantPool, Index, const_int
 from picograd.passes.kinds import matmul_wgmma
 from picograd.passes.kinds.base import KernelKind, MalformedNest, Riders, keep_mark
 from picograd.passes.kinds.elementwise import thread_per_point
-from picograd.passes.kinds.matmul_rungs import SCHEDULES, VEC, WGMMA, Schedule, matmul_rung
+from picograd.passes.kinds.matmul_rungs import RUNGS, VEC, WGMMA, Schedule, matmul_rung
 
 if TYPE_CHECKING:
     from picograd.passes.to_loops import KernelLowering
@@ -736,5 +736,5 @@ KIND = KernelKind(
     to_loops=to_loops,
     gpu={"thread_per_point": thread_per_point},
     tile=tile,
-    strategies=("thread_per_point", *SCHEDULES, *WGMMA),
+    strategies=("thread_per_point", *RUNGS, *WGMMA),
 )

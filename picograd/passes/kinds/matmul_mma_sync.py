@@ -78,10 +78,15 @@ def narrow_load(x: Operand) -> memref.LoadOp | None:
     return None
 
 
-def swizzle(b: Builder, row: Index, chunk: Index, chunks_per_row: int) -> Index:
+def swizzle(b: Builder, row: Index, chunk: Index, chunks_per_row: int, spread: bool = False) -> Index:
     """The physical 16-byte chunk of logical ``chunk`` in tile row ``row``: the chunk index XORed with the row bits
-    that make the chunks of 8 consecutive rows fall in 8 distinct 128-byte bank groups."""
-    if chunks_per_row >= 8:
+    that make the chunks of 8 consecutive rows fall in 8 distinct 128-byte bank groups. ``spread`` (rows of at least
+    8 chunks): XORed with ``2 * (row % 4)`` instead, so that the two chunks (8 f32 columns) of 4 consecutive rows
+    that an mma fragment's scalar loads read (lanes ``4g + q``: row ``q``, column ``g``) fall in 32 distinct banks
+    (under the 8-row swizzle, rows ``q`` and ``q ^ 1`` meet: two-way conflicts)."""
+    if chunks_per_row >= 8 and spread:
+        bits = b.mul(b.rem(row, 4), 2)
+    elif chunks_per_row >= 8:
         bits = b.rem(row, 8)
     elif chunks_per_row in (4, 2):
         shift = 8 // chunks_per_row  # rows that share one 128-byte line
@@ -95,6 +100,15 @@ def swizzle(b: Builder, row: Index, chunk: Index, chunks_per_row: int) -> Index:
     lhs = b.c32(chunk) if isinstance(chunk, int) else chunk
     rhs = b.c32(bits) if isinstance(bits, int) else bits
     return b.v(arith.XOrIOp(lhs, rhs))
+
+
+def regroup(values: list[SSAValue], sizes: Sequence[int]) -> list[list[SSAValue]]:
+    """``values`` cut into consecutive lists of ``sizes``."""
+    out, at = [], 0
+    for n in sizes:
+        out.append(values[at : at + n])
+        at += n
+    return out
 
 
 class _Tile:
@@ -113,6 +127,8 @@ class _Tile:
         self.bi = bi
         self.rows, self.cols = (bi, s.bk) if self.k_major else (s.bk, bi)
         self.cpr = self.cols // self.per_chunk
+        # read with scalar ld.shared (an f32 tile stored M-/N-major): the spread swizzle, unless the schedule asks
+        self.spread = not s.row8_scalar and kernel.mma == "tf32" and not self.k_major
         self.source = kernel.source(x, plain)
         self.ext = kernel.extents(x)
         self.smem = kernel.b.v(gpu_ext.WorkgroupAllocOp(self.element, [s.stages, self.rows * self.cols]))
@@ -175,12 +191,15 @@ class MmaSyncKernel(TiledKernel):
         self.tb = _Tile(self, nest.b, s.bn)
         k_tiles = -(-nest.k // s.bk)
         n_acc = s.reps[0] * s.reps[1] * 4
-        # Prologue: tiles 0 .. stages - 2 into their stages (past the last tile: nothing, an empty group).
-        for st in range(min(s.stages - 1, k_tiles)):
-            for t in (self.ta, self.tb):
+        # Prologue: tiles 0 .. stages - 2 into their stages, a group each (past the last tile: an empty group).
+        for st in range(s.stages - 1):
+            for t in (self.ta, self.tb) if st < k_tiles else ():
                 self.copy_tile(b, t, st * s.bk, st, (st + 1) * s.bk <= nest.k)
-        for _ in range(s.stages - 1):
             b.op(gpu_ext.AsyncCommitOp())
+        steps = s.bk // self.kstep
+        if s.prefetch and steps >= 2:
+            self.emit_prefetch_loop(k_tiles, n_acc)
+            return
         loop_body = Block(arg_types=[IndexType(), *([f32] * n_acc)])
         kt_index, *acc = loop_body.args
         lb = b.at(loop_body)
@@ -188,6 +207,19 @@ class MmaSyncKernel(TiledKernel):
         kt = lb.i32(kt_index)
         lb.op(gpu_ext.AsyncWaitOp(s.stages - 2))
         lb.op(gpu.BarrierOp())
+        self.copy_ahead(lb, kt, k_tiles)
+        new = self.compute(lb, lb.rem(kt, s.stages), list(acc))
+        loop_body.last_op.operands = new  # type: ignore[union-attr]
+        zero = b.const(0.0, f32)
+        loop = scf.ForOp(b.idx(0), b.idx(k_tiles), b.idx(1), [zero] * n_acc, Region(loop_body))
+        b.op(loop)
+        b.op(gpu_ext.AsyncWaitOp(0))  # no copy may land after the block exits
+        self.store_acc(list(loop.results))
+
+    def copy_ahead(self, lb: Builder, kt: Index, k_tiles: int) -> None:
+        """In K tile ``kt``'s iteration: the copies of tile ``kt + stages - 1`` into its stage, then a commit (an
+        empty group past the last tile)."""
+        s, nest = self.s, self.nest
         ahead = lb.add(kt, s.stages - 1)
         stage_next = lb.rem(ahead, s.stages)
         # tiles past the last one are not copied (a uniform branch); when K is a multiple of the K tile, every
@@ -197,13 +229,47 @@ class MmaSyncKernel(TiledKernel):
         for t in (self.ta, self.tb):
             self.copy_tile(cb, t, cb.mul(ahead, s.bk), stage_next, nest.k % s.bk == 0)
         lb.op(gpu_ext.AsyncCommitOp())
-        new = self.compute(lb, lb.rem(kt, s.stages), list(acc))
-        loop_body.last_op.operands = new  # type: ignore[union-attr]
+
+    def emit_prefetch_loop(self, k_tiles: int, n_acc: int) -> None:
+        """The main loop under ``prefetch`` (CUTLASS's multistage main loop): the fragments of K step ``j + 1`` are
+        loaded before the mma of step ``j``, and those of the next K tile's first step before the mma of the last
+        step, after the one barrier per K tile (which also tells that the tile landed: ``wait_group stages - 2``
+        just before it). The first step's fragments are loop-carried values (the prologue loads tile 0's). The
+        copies of tile ``kt + stages - 1`` follow the first mma step: they overwrite the stage of tile ``kt - 1``,
+        whose last fragments every warp loaded before the previous iteration's barrier. The last iteration loads
+        the fragments of a tile past the end from a stage that nothing writes any more, and drops them."""
+        s, b = self.s, self.b
+        steps = s.bk // self.kstep
+        b.op(gpu_ext.AsyncWaitOp(s.stages - 2))
+        b.op(gpu.BarrierOp())
+        first = self.fragments(b, 0, 0)
+        flat = [v for fragment in first for v in fragment]
+        sizes = [len(fragment) for fragment in first]
+        loop_body = Block(arg_types=[IndexType(), *([f32] * n_acc), *(v.type for v in flat)])
+        kt_index, *carried = loop_body.args
+        acc: list[SSAValue] = list(carried[:n_acc])
+        cur = regroup(list(carried[n_acc:]), sizes)
+        lb = b.at(loop_body)
+        lb.op(scf.YieldOp(*carried))
+        kt = lb.i32(kt_index)
+        stage = lb.rem(kt, s.stages)
+        for j in range(steps):
+            if j + 1 < steps:
+                nxt = self.fragments(lb, stage, (j + 1) * self.kstep)
+            else:
+                lb.op(gpu_ext.AsyncWaitOp(s.stages - 2))
+                lb.op(gpu.BarrierOp())
+                nxt = self.fragments(lb, lb.rem(lb.add(kt, 1), s.stages), 0)
+            acc = self.mma_step(lb, cur, acc)
+            if j == 0:
+                self.copy_ahead(lb, kt, k_tiles)
+            cur = nxt
+        loop_body.last_op.operands = [*acc, *(v for fragment in cur for v in fragment)]  # type: ignore[union-attr]
         zero = b.const(0.0, f32)
-        loop = scf.ForOp(b.idx(0), b.idx(k_tiles), b.idx(1), [zero] * n_acc, Region(loop_body))
+        loop = scf.ForOp(b.idx(0), b.idx(k_tiles), b.idx(1), [*([zero] * n_acc), *flat], Region(loop_body))
         b.op(loop)
         b.op(gpu_ext.AsyncWaitOp(0))  # no copy may land after the block exits
-        self.store_acc(list(loop.results))
+        self.store_acc(list(loop.results)[:n_acc])
 
     def copy_tile(self, b: Builder, t: _Tile, k0: Index, stage: Index, inside_k: bool) -> None:
         """This thread's chunks of the tile at K offset ``k0`` into ``stage``: ``cp.async`` (zero-filled outside
@@ -232,7 +298,7 @@ class MmaSyncKernel(TiledKernel):
             along = o.mul(ch, t.per_chunk)
             ii, kk = (row, along) if t.k_major else (along, row)
             gi, gk = o.add(i0, ii), cb.add(k0, kk)
-            flat = o.add(o.mul(row, t.cols), o.mul(swizzle(o, row, ch, t.cpr), t.per_chunk))
+            flat = o.add(o.mul(row, t.cols), o.mul(swizzle(o, row, ch, t.cpr, t.spread), t.per_chunk))
             dst = [cb.idx(stage), o.idx(flat)]
             if t.source is not None:
                 ok = o.lt(gi, i_ext) if inside_k else cb.both(o.lt(gi, i_ext), cb.lt(gk, k_ext))
@@ -269,7 +335,7 @@ class MmaSyncKernel(TiledKernel):
 
         def flat(r: int) -> Index:  # the swizzled place of round r's chunk
             row = o.add(row0, r * step % 8)
-            base = o.add(o.mul(row, t.cols), o.mul(swizzle(o, row, ch, t.cpr), t.per_chunk))
+            base = o.add(o.mul(row, t.cols), o.mul(swizzle(o, row, ch, t.cpr, t.spread), t.per_chunk))
             return o.add(base, (r * step - r * step % 8) * t.cols)
 
         if t.k_major:
@@ -284,14 +350,24 @@ class MmaSyncKernel(TiledKernel):
 
     # --- the mma steps ----------------------------------------------------------------------------------------
 
-    def offset(self, t: _Tile, row: Index, row_step: int, col: Index) -> SSAValue:
-        """The place of element (``row + row_step``, ``col``) within a stage of ``t``, swizzled, computed at the
-        top level (loop-invariant). ``row_step`` is a multiple of 8, so it leaves the swizzle alone: it is a
-        constant added last, which ``pg-to-ptx`` folds into the instruction's address (``[%r + 2048]``)."""
+    def offset(self, t: _Tile, row: Index, row_step: int, col: Index, col_step: int = 0) -> SSAValue:
+        """The place of element (``row + row_step``, ``col + col_step``) within a stage of ``t``, swizzled, computed
+        at the top level (loop-invariant). ``row_step`` is a multiple of the swizzle's period in rows and
+        ``col_step`` of the chunks it permutes (:meth:`steps`), so they leave the swizzle alone: constants added
+        last, which ``pg-to-ptx`` folds into the instruction's address (``[%r + 2048]``)."""
         o = self.b
-        chunk = swizzle(o, row, o.div(col, t.per_chunk), t.cpr)
+        chunk = swizzle(o, row, o.div(col, t.per_chunk), t.cpr, t.spread)
         base = o.add(o.mul(row, t.cols), o.add(o.mul(chunk, t.per_chunk), o.rem(col, t.per_chunk)))
-        return o.idx(o.add(base, row_step * t.cols))
+        return o.idx(o.add(base, row_step * t.cols + col_step))
+
+    @staticmethod
+    def steps(t: _Tile, row: int, col: int) -> tuple[int, int, int, int]:
+        """Constant offsets (``row``, ``col``) split into the parts inside the swizzle and the parts it leaves alone
+        (``offset``'s ``row_step``/``col_step``): rows repeat the swizzle every 8 (4 under ``spread``), and with 8
+        or more chunks a row it permutes chunks within aligned groups of 8."""
+        period = 4 if t.spread else 8
+        span = 8 * t.per_chunk if t.cpr >= 8 else t.cols
+        return row % period, row - row % period, col % span, col - col % span
 
     def fragment_rows(
         self, b: Builder, t: _Tile, stage: Index, row: Index, row_step: int, col: Index, trans: bool
@@ -300,10 +376,15 @@ class MmaSyncKernel(TiledKernel):
         idx = [b.idx(stage), self.offset(t, row, row_step, col)]
         return list(b.op(gpu_ext.LdMatrixOp(t.smem, idx, 4, trans)).results)
 
-    def scalar(self, b: Builder, t: _Tile, stage: Index, row: Index, row_step: int, col: Index) -> SSAValue:
-        """One f32 of an M-/N-major tf32 tile, as the i32 bits an mma fragment holds."""
-        idx = [b.idx(stage), self.offset(t, row, row_step, col)]
-        v = b.v(memref.LoadOp.get(t.smem, idx))
+    def scalar(
+        self, b: Builder, t: _Tile, stage: Index, row: Index, row_const: int, col: Index, col_const: int
+    ) -> SSAValue:
+        """One f32 of an M-/N-major tf32 tile at (``row + row_const``, ``col + col_const``), as the i32 bits an mma
+        fragment holds; the constants outside the swizzle go to the address's immediate (:meth:`steps`)."""
+        o = self.b
+        r_in, r_out, c_in, c_out = self.steps(t, row_const, col_const)
+        place = self.offset(t, o.add(row, r_in), r_out, o.add(col, c_in), c_out)
+        v = b.v(memref.LoadOp.get(t.smem, [b.idx(stage), place]))
         return b.v(arith.BitcastOp(v, i32))
 
     # The lane's rows are split into a lane part and a multiple of 8 (the mma tile's row, or the K step), so that
@@ -320,7 +401,7 @@ class MmaSyncKernel(TiledKernel):
         g, q = o.div(lane, 4), o.rem(lane, 4)
         if self.mma == "tf32":  # a0 (g, q), a1 (g + 8, q), a2 (g, q + 4), a3 (g + 8, q + 4)
             return [
-                self.scalar(b, t, stage, o.add(q, dk), kk, o.add(o.add(m, g), dm))
+                self.scalar(b, t, stage, q, kk + dk, o.add(self.wrow, g), mi * 16 + dm)
                 for dk, dm in ((0, 0), (0, 8), (4, 0), (4, 8))
             ]
         row = o.add(o.rem(lane, 8), o.mul(o.div(j, 2), 8))
@@ -338,7 +419,7 @@ class MmaSyncKernel(TiledKernel):
         g, q = o.div(lane, 4), o.rem(lane, 4)
         if self.mma == "tf32":  # b0 (k = q, n = g), b1 (k = q + 4, n = g), for n and n + 8
             return [
-                self.scalar(b, t, stage, o.add(q, dk), kk, o.add(o.add(n, g), dn))
+                self.scalar(b, t, stage, q, kk + dk, o.add(self.wcol, g), ni * 8 + dn)
                 for dn, dk in ((0, 0), (0, 4), (8, 0), (8, 4))
             ]
         row = o.add(o.rem(lane, 8), o.mul(o.rem(j, 2), 8))
@@ -347,26 +428,35 @@ class MmaSyncKernel(TiledKernel):
     def rounded(self, b: Builder, fragment: list[SSAValue]) -> list[SSAValue]:
         """A tf32 fragment's f32 values rounded to the nearest tf32 (``gpu_ext.round_tf32``, as cuBLAS and CUTLASS
         round them; the tensor cores would truncate); 16-bit fragments as they are."""
-        if self.mma != "tf32":
+        if self.mma != "tf32" or self.s.tf32_trunc:
             return fragment
         return [b.v(gpu_ext.RoundTf32Op(v)) for v in fragment]
 
-    def compute(self, b: Builder, stage: Index, acc_in: Sequence[SSAValue]) -> list[SSAValue]:
-        s = self.s
-        acc = list(acc_in)
-        mt, nt = s.reps
+    def fragments(self, b: Builder, stage: Index, kk: int) -> list[list[SSAValue]]:
+        """The fragments of K step ``kk`` of ``stage``: A of each m16 tile, then B of each n8 tile."""
+        mt, nt = self.s.reps
+        frags = [self.rounded(b, self.a_fragment(b, stage, kk, mi)) for mi in range(mt)]
+        for ni in range(0, nt, 2):
+            r = self.rounded(b, self.b_fragments(b, stage, kk, ni))
+            frags.extend([r[0:2], r[2:4]])
+        return frags
+
+    def mma_step(self, b: Builder, frags: list[list[SSAValue]], acc_in: Sequence[SSAValue]) -> list[SSAValue]:
+        """The mma of one K step on ``fragments``' values, into the accumulators."""
+        mt, nt = self.s.reps
         shape = "m16n8k8" if self.mma == "tf32" else "m16n8k16"
-        for kk in range(0, s.bk, self.kstep):
-            a = [self.rounded(b, self.a_fragment(b, stage, kk, mi)) for mi in range(mt)]
-            bf: list[list[SSAValue]] = []
-            for ni in range(0, nt, 2):
-                r = self.rounded(b, self.b_fragments(b, stage, kk, ni))
-                bf.extend([r[0:2], r[2:4]])
-            for mi in range(mt):
-                for ni in range(nt):
-                    base = (mi * nt + ni) * 4
-                    mma = b.op(gpu_ext.MmaSyncOp(shape, self.mma, a[mi], bf[ni], acc[base : base + 4]))
-                    acc[base : base + 4] = list(mma.results)
+        acc = list(acc_in)
+        for mi in range(mt):
+            for ni in range(nt):
+                base = (mi * nt + ni) * 4
+                mma = b.op(gpu_ext.MmaSyncOp(shape, self.mma, frags[mi], frags[mt + ni], acc[base : base + 4]))
+                acc[base : base + 4] = list(mma.results)
+        return acc
+
+    def compute(self, b: Builder, stage: Index, acc_in: Sequence[SSAValue]) -> list[SSAValue]:
+        acc = list(acc_in)
+        for kk in range(0, self.s.bk, self.kstep):
+            acc = self.mma_step(b, self.fragments(b, stage, kk), acc)
         return acc
 
     # --- the results ------------------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import Any
 
 from xdsl.dialects.builtin import Float32Type
 from xdsl.ir import Attribute
@@ -34,7 +35,15 @@ class Schedule:
     ``warps`` of a block and ``lanes`` of a warp along (M, N) (lanes multiply to 32); each thread owns ``reps``
     fragments of ``vec`` contiguous outputs along (M, N); ``bk`` is the K tile (0: no shared memory); ``vector``
     turns on 16-byte loads and stores, ``async_copy`` the two-stage ``cp.async`` pipeline. The block tile is
-    ``bm x bn``. ``split_k`` > 1 cuts K into that many chunks (``matmul_split.py``: partial matmuls, then a sum)."""
+    ``bm x bn``. ``split_k`` > 1 cuts K into that many chunks (``matmul_split.py``: partial matmuls, then a sum).
+
+    Tensor-core options (``matmul_mma_sync.py``; off in the ``mma-sync`` row, on in :data:`MMA_SYNC_VARIANTS`):
+    ``prefetch`` loads each K step's fragments while the previous step's mma run, across K tiles too (one barrier
+    per K tile, before the last step: CUTLASS's multistage main loop); ``tf32_trunc`` feeds f32 bits to the tf32
+    mma as they are (the tensor cores use the top 19: truncation) instead of rounding each fragment register with
+    a ``cvt``; ``row8_scalar`` keeps the 8-row swizzle for the tiles read with scalar ``ld.shared`` (tf32 operands
+    stored M- or N-major: two-way bank conflicts), for comparison with the default spread swizzle (a warp's 4 rows
+    x 8 columns in 32 distinct banks)."""
 
     name: str
     warps: tuple[int, int]
@@ -48,6 +57,9 @@ class Schedule:
     tensor_core: bool = False
     tf32: bool = False
     split_k: int = 1
+    prefetch: bool = False
+    tf32_trunc: bool = False
+    row8_scalar: bool = False
 
     @property
     def bm(self) -> int:
@@ -76,6 +88,7 @@ class Schedule:
                 "async_copy": self.async_copy,
                 **({"stages": self.stages, "tf32": self.tf32} if self.tensor_core else {}),
                 **({SPLIT_K: self.split_k} if self.split_k > 1 else {}),
+                **{key: True for key in TENSOR_CORE_OPTIONS if getattr(self, key)},
             },
         )
 
@@ -83,7 +96,7 @@ class Schedule:
     def from_attr(attr: ScheduleAttr) -> Schedule | None:
         """The rung ``attr`` names (None when it is not a matmul rung); raises ``ValueError`` when its recorded
         tile or thread count disagree with its warps, lanes, reps and vec."""
-        if attr.strategy.data not in SCHEDULES:
+        if attr.strategy.data not in RUNGS:
             return None
         s = Schedule(
             attr.strategy.data,
@@ -95,13 +108,18 @@ class Schedule:
             vector=attr.flag("vector"),
             async_copy=attr.flag("async_copy"),
             stages=attr.count("stages", 2),
-            tensor_core=SCHEDULES[attr.strategy.data].tensor_core,
+            tensor_core=RUNGS[attr.strategy.data].tensor_core,
             tf32=attr.flag("tf32"),
             split_k=attr.count(SPLIT_K, 1),
+            **{key: attr.flag(key) for key in TENSOR_CORE_OPTIONS},
         )
         if attr.sizes("tile") != (s.bm, s.bn, s.bk) or attr.count("threads") != s.threads:
             raise ValueError(f"{attr}: tile and threads do not follow from warps, lanes, reps and vec")
         return s
+
+
+TENSOR_CORE_OPTIONS = ("prefetch", "tf32_trunc", "row8_scalar")
+"""The boolean tensor-core options of :class:`Schedule`, recorded as flags of the ``#kernel.schedule``."""
 
 
 def _pair(v: tuple[int, ...]) -> tuple[int, int]:
@@ -139,11 +157,38 @@ SCHEDULES: dict[str, Schedule] = {
 }
 """The matmul rungs, in ladder order."""
 
+
+def _variant(name: str, **changes: Any) -> tuple[str, Schedule]:
+    return name, dataclasses.replace(SCHEDULES["mma-sync"], name=name, **changes)
+
+
+MMA_SYNC_VARIANTS: dict[str, Schedule] = dict(
+    (
+        _variant("mma-sync-pf", prefetch=True),
+        _variant("mma-sync-tr", tf32_trunc=True),
+        _variant("mma-sync-pf-tr", prefetch=True, tf32_trunc=True),
+        _variant("mma-sync-row8", row8_scalar=True),
+        # past 48 KiB of shared memory (dynamic, pg-to-ptx): 4 stages (64 KiB), a K tile of 64 (96 KiB), both two
+        # blocks an SM; 8 warps of 64x64 on 128x256 (72 KiB, one block an SM)
+        _variant("mma-sync-s4-pf", stages=4, prefetch=True),
+        _variant("mma-sync-k64", bk=64),
+        _variant("mma-sync-k64-pf", bk=64, prefetch=True),
+        _variant("mma-sync-k64-pf-tr", bk=64, prefetch=True, tf32_trunc=True),
+        _variant("mma-sync-256-pf", warps=(2, 4), prefetch=True),
+        _variant("mma-sync-256-pf-tr", warps=(2, 4), prefetch=True, tf32_trunc=True),
+    )
+)
+"""``mma-sync`` with its tensor-core options (:class:`Schedule`) and other tiles, by name, to be timed against the
+row (``bench/gemm.py --schedules``); forced by name only (``auto`` takes the ``mma-sync`` row). For bf16/fp16
+``tf32_trunc`` and ``row8_scalar`` change nothing (16-bit tiles are read by ``ldmatrix``)."""
+RUNGS: dict[str, Schedule] = {**SCHEDULES, **MMA_SYNC_VARIANTS}
+"""Every named ``Schedule``: the ladder and the ``mma-sync`` variants."""
+
 WGMMA = matmul_wgmma.SCHEDULES
 """The Hopper tensor-core kernels ``wgmma`` and ``wgmma-ws`` (``picograd/passes/kinds/matmul_wgmma.py``: built in
 the ``ptx`` dialect, not ``Schedule`` rows), forced by name only."""
 TENSOR_CORE = {
-    "mma-sync": (("bf16", "fp16", "tf32"), "sm_80"),
+    **{name: (("bf16", "fp16", "tf32"), "sm_80") for name in ("mma-sync", *MMA_SYNC_VARIANTS)},
     **{name: (("bf16", "fp16"), "sm_90a") for name in WGMMA},
 }
 """Tensor-core rungs: the precisions they run (``pg.MatmulOp.precision``) and the oldest target they run on (the
@@ -195,8 +240,8 @@ def check_precision(name: str, precision: str, target: str = "sm_90") -> None:
 def check_schedule(name: str) -> str:
     """``name`` if it is ``auto`` or a rung of :data:`SCHEDULES`; raises ``ValueError`` naming the choices. The one
     check of a matmul schedule's name (the frontend, ``pgc`` and this pass call it)."""
-    if not isinstance(name, str) or (name != "auto" and name not in SCHEDULES and name not in WGMMA):
-        choices = ", ".join([*SCHEDULES, *WGMMA])
+    if not isinstance(name, str) or (name != "auto" and name not in RUNGS and name not in WGMMA):
+        choices = ", ".join([*RUNGS, *WGMMA])
         raise ValueError(f"unknown matmul schedule '{name}': expected auto or one of {choices}")
     return name
 
@@ -271,5 +316,5 @@ def matmul_rung(
     check_precision(name, precision)
     if name in SCHEDULES and not SCHEDULES[name].tensor_core and precision in ("bf16", "fp16"):
         return None  # the SIMT rungs tile f32/f64 nests only: a 16-bit matmul keeps a thread per output
-    chosen = choose(m, n, k, batch, element, precision) if name == "auto" else SCHEDULES[name]
+    chosen = choose(m, n, k, batch, element, precision) if name == "auto" else RUNGS[name]
     return None if chosen is None else fit(chosen, m, k, batch, element)
