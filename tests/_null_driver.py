@@ -39,8 +39,12 @@ class NullBuffer:
         self.host = memory is not None
 
     @classmethod
-    def from_handle(cls, ptr: int, size: int, owner: Any = None) -> NullBuffer:  # a host array's memory
-        return cls(size, np.asarray(owner).reshape(-1).view(np.uint8), ptr)
+    def from_handle(cls, ptr: int, size: int, owner: Any = None) -> NullBuffer:
+        if isinstance(owner, NullBuffer):  # a view of device memory
+            view = cls(size, owner.memory[ptr - owner.handle : ptr - owner.handle + size], ptr)
+            view.host = False
+            return view
+        return cls(size, np.asarray(owner).reshape(-1).view(np.uint8), ptr)  # a host array's memory
 
     def copy_from(self, src: NullBuffer, stream: Any = None) -> None:
         COUNTS["h2d" if src.host else "d2d"] += 1

@@ -73,14 +73,16 @@ class Device:
         return (self.type, self.index or 0)
 
     def __eq__(self, other: object) -> bool:
+        if other is self:
+            return True
         if isinstance(other, str):
             try:
-                other = Device(other)
+                other = _named(other)
             except DeviceError:
                 return False
         if not isinstance(other, Device):
             return NotImplemented
-        return self._key() == other._key()
+        return self.type == other.type and (self.index or 0) == (other.index or 0)
 
     def __hash__(self) -> int:
         return hash(self._key())
@@ -94,6 +96,19 @@ class Device:
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (Device, (self.type, self.index))
+
+
+_INTERNED: dict[Any, Device] = {}  # (type, index) or a name -> its Device, for the hot paths
+
+
+def _named(name: str) -> Device:
+    """``Device(name)``, parsed once per name."""
+    d = _INTERNED.get(name)
+    if d is None:
+        d = Device(name)
+        if len(_INTERNED) < 256:
+            _INTERNED[name] = d
+    return d
 
 
 def _type_name(x: Any) -> str:
@@ -169,7 +184,11 @@ def device_of(buffer: Any) -> Device:
         return CPU
     for kind, runtime in _RUNTIMES.items():
         if kind != "cpu" and runtime.holds(buffer):
-            return Device(kind, runtime.index_of(buffer))
+            key = (kind, runtime.index_of(buffer))
+            d = _INTERNED.get(key)
+            if d is None:
+                d = _INTERNED[key] = Device(*key)
+            return d
     raise DeviceError(f"no runtime holds a buffer of type {type(buffer).__name__}")
 
 
