@@ -62,7 +62,10 @@ def check_device(device: Any) -> Device:
     (driver, GPU, a GPU of that index)."""
     if device is None or device is devices.CPU or device == "cpu":  # the common case, without a frame lookup
         return devices.CPU
-    return devices.resolve(device, user_location())
+    try:
+        return devices.resolve(device)
+    except DeviceError:
+        return devices.resolve(device, user_location())  # raises again, naming the user's line
 
 
 def _numpy_of(data: Any, dtype: DType | None) -> np.ndarray:

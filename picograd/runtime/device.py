@@ -26,7 +26,17 @@ import numpy as np
 
 from picograd.errors import DeviceError
 
-__all__ = ["Device", "Runtime", "check_available", "device_of", "parse", "register_runtime", "runtime_for", "runtimes"]
+__all__ = [
+    "Device",
+    "Runtime",
+    "check_available",
+    "device_of",
+    "interned",
+    "parse",
+    "register_runtime",
+    "runtime_for",
+    "runtimes",
+]
 
 _NAME = re.compile(r"([a-z_]+)(?::(\d+))?")
 
@@ -101,6 +111,15 @@ class Device:
 _INTERNED: dict[Any, Device] = {}  # (type, index) or a name -> its Device, for the hot paths
 
 
+def interned(type: str, index: int | None) -> Device:  # noqa: A002 - PyTorch's argument name
+    """``Device(type, index)``, made once (for the hot paths that name a device per call)."""
+    key = (type, index)
+    d = _INTERNED.get(key)
+    if d is None:
+        d = _INTERNED[key] = Device(type, index)
+    return d
+
+
 def _named(name: str) -> Device:
     """``Device(name)``, parsed once per name."""
     d = _INTERNED.get(name)
@@ -121,7 +140,7 @@ def parse(device: Any) -> Device:
         return CPU
     if isinstance(device, Device):
         return device
-    return Device(device)
+    return _named(device) if isinstance(device, str) else Device(device)
 
 
 class Runtime(Protocol):
@@ -184,11 +203,7 @@ def device_of(buffer: Any) -> Device:
         return CPU
     for kind, runtime in _RUNTIMES.items():
         if kind != "cpu" and runtime.holds(buffer):
-            key = (kind, runtime.index_of(buffer))
-            d = _INTERNED.get(key)
-            if d is None:
-                d = _INTERNED[key] = Device(*key)
-            return d
+            return interned(kind, runtime.index_of(buffer))
     raise DeviceError(f"no runtime holds a buffer of type {type(buffer).__name__}")
 
 
