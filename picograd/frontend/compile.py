@@ -413,15 +413,24 @@ class _Compiled:
     requires: list[tuple[weakref.ref, bool]] = field(default_factory=list)  # tensors read and their requires_grad
 
     def guards_hold(self) -> bool:
-        return (
-            STATE.bindings == self.version
-            and all((t._grad is None) == was_none for t, was_none in self.guards)
-            and all(t is None or t._requires_grad == flag for t, flag in ((r(), f) for r, f in self.requires))
-            and all(m._training == mode for m, mode in self.trace.ctx.mode_reads.values())
-            and all(check() == then for check, then in self.trace.ctx.checks)
-            and self.bindings.hold()
-            and self.trace.reads.hold()
-        )
+        """Whether every guard of this trace holds (the hot path of each call: plain loops, cheapest first)."""
+        if STATE.bindings != self.version:
+            return False
+        for t, was_none in self.guards:
+            if (t._grad is None) != was_none:
+                return False
+        for ref, flag in self.requires:
+            t = ref()
+            if t is not None and t._requires_grad != flag:
+                return False
+        ctx = self.trace.ctx
+        for m, mode in ctx.mode_reads.values():
+            if m._training != mode:
+                return False
+        for check, then in ctx.checks:
+            if check() != then:
+                return False
+        return self.bindings.hold() and self.trace.reads.hold()
 
     def failed_guard(self) -> str:
         """What changed since the trace, in words (the first guard that fails)."""
