@@ -420,8 +420,8 @@ class _Compiled:
             if (t._grad is None) != was_none:
                 return False
         for ref, flag in self.requires:
-            t = ref()
-            if t is not None and t._requires_grad != flag:
+            held = ref()
+            if held is not None and held._requires_grad != flag:
                 return False
         ctx = self.trace.ctx
         for m, mode in ctx.mode_reads.values():
