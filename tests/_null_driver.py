@@ -145,12 +145,20 @@ def _assemble(ptx: str, arch: str, key: str, params: Any) -> cuda.Module:
     return cuda.Module(ptx, arch, key, _ObjectCode(), "", "null", params)
 
 
-def install() -> Callable[[], None]:
-    """Stand the null driver in for CUDA (``cuda.available()`` is True, GPU 0 an sm_90a Hopper); returns the undo."""
+def install(assemble: bool = False) -> Callable[[], None]:
+    """Stand the null driver in for CUDA (``cuda.available()`` is True, GPU 0 an sm_90a Hopper); returns the undo.
+    With ``assemble`` the PTX is assembled for real (nvJitLink, which needs no GPU): ptxas checks every kernel."""
     saved = (cuda._runtime, cuda._init_error, cuda._assemble)
     cuda._runtime = cuda._Runtime(_CudaCore, None, _Device())
     cuda._init_error = None
-    cuda._assemble = _assemble
+    real = cuda._assemble
+
+    def assemble_for_real(ptx: str, arch: str, key: str, params: Any) -> cuda.Module:
+        module = real(ptx, arch, key, params)
+        module.object_code = _ObjectCode()
+        return module
+
+    cuda._assemble = assemble_for_real if assemble else _assemble
     cuda.clear_module_cache()
 
     def uninstall() -> None:
