@@ -121,10 +121,22 @@ class _ObjectCode:
         return name
 
 
+class _Pinned:
+    """cuda.core's LegacyPinnedMemoryResource: host memory at a real address (the device would use the same one)."""
+
+    def allocate(self, size: int, stream: Any = None) -> NullBuffer:
+        COUNTS["pinned_alloc"] += 1
+        memory = np.zeros(size, np.uint8)
+        buf = NullBuffer(size, memory, memory.ctypes.data)
+        buf.host = False  # copies to and from it are the device's own
+        return buf
+
+
 class _CudaCore:
     """The cuda.core names the runtime uses."""
 
     Buffer = NullBuffer
+    LegacyPinnedMemoryResource = _Pinned
 
     class LaunchConfig:
         def __init__(self, grid: Any, block: Any, shmem_size: int = 0) -> None:

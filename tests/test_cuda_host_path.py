@@ -15,18 +15,27 @@ import pytest
 from _null_driver import COUNTS, install
 
 import picograd as pg
+from picograd.errors import DeviceError
 from picograd.frontend import realize
 from picograd.runtime import cuda
 
 pytestmark = pytest.mark.skipif(cuda.available(), reason="stands a null driver in for the real GPU")
 
 
-@pytest.fixture
-def null_cuda(monkeypatch: pytest.MonkeyPatch):
+@pytest.fixture(params=["mapped", "device"])
+def null_cuda(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch):
+    """The null driver; the index checks' flags in mapped host memory, or (where none can be had) device memory."""
     pg.manual_seed(0)
     monkeypatch.setattr(realize, "_CACHE", OrderedDict())
+    if request.param == "device":
+
+        def refuse(*args: object) -> None:
+            raise DeviceError("no page-locked memory")
+
+        monkeypatch.setattr(cuda.DeviceBuffer, "mapped", refuse)
     uninstall = install()
     COUNTS.clear()
+    COUNTS["flag_copies"] = int(request.param == "device")  # device-to-host copies per flag read
     yield COUNTS
     cuda._deferred.clear()
     uninstall()
@@ -66,16 +75,21 @@ def test_a_step_neither_copies_back_nor_waits(null_cuda, rng):
         step(*_batch(rng))
     (exe,) = step.executables()
     assert len(exe.program.checks) == 2
+    flag_copies = null_cuda["flag_copies"]
     null_cuda.clear()
     losses = [step(*_batch(rng)) for _ in range(10)]
     assert null_cuda["d2h"] == 0 and null_cuda["sync"] == 0
     assert null_cuda["graph_launch"] == 10
-    losses[-1].item()  # the user's read: one copy of the loss, one of the flags
-    assert null_cuda["d2h"] == 2 and null_cuda["sync"] == 2
+    losses[-1].item()  # the user's read: one copy of the loss (and one of the flags where they are device memory)
+    assert null_cuda["d2h"] == 1 + flag_copies and null_cuda["sync"] == 1 + flag_copies
     null_cuda.clear()
     for _ in range(3):
         step(*_batch(rng)).item()
-    assert null_cuda["d2h"] == 6  # per step: the loss and the flags (of both checks at once)
+    assert null_cuda["d2h"] == 3 * (1 + flag_copies)  # both checks' flags are read at once
+    captures = exe.stats.captures
+    for _ in range(20):
+        step(*_batch(rng)).item()
+    assert exe.stats.captures == captures  # the write-back's undo holds no buffer past the read: the rings stay put
 
 
 def test_failed_index_check_raises_at_the_read_and_undoes_the_step(null_cuda, rng):
@@ -121,10 +135,13 @@ def test_failed_check_over_several_unread_steps_fails_what_they_computed(null_cu
 def test_unread_steps_are_checked_every_64_calls(null_cuda, rng):
     step, _, _ = _model(rng)
     step(*_batch(rng)).item()
+    flag_copies = null_cuda["flag_copies"]
     null_cuda.clear()
-    for _ in range(64):
+    for _ in range(63):
         step(*_batch(rng))
-    assert null_cuda["d2h"] == 1  # the 64th call synchronized and read the flags
+    assert null_cuda["sync"] == 0
+    step(*_batch(rng))
+    assert null_cuda["sync"] == 1 + flag_copies and null_cuda["d2h"] == flag_copies  # the 64th call read the flags
     _set_flag(step, 0, 9)
     with pytest.raises(IndexError, match="index 9 is out of range"):
         for _ in range(64):

@@ -54,7 +54,7 @@ from xdsl.utils.exceptions import DiagnosticException, VerifyException
 from picograd.dialects import pg
 from picograd.dialects.attrs import RESULT_ATTR, SHARED_BYTES_ATTR
 from picograd.dialects.pg_numpy import numpy_dtype
-from picograd.errors import CompileError
+from picograd.errors import CompileError, DeviceError
 from picograd.runtime import cuda
 
 __all__ = ["CudaProgram", "compile_for_cuda", "detect_stage"]
@@ -114,8 +114,9 @@ class ProgramExecutable(cuda.Executable):
     """``cuda.Executable`` plus the program's constant buffers, uploaded on the first call and appended to the
     inputs of every call.
 
-    A program with index checks (``pg.check_index``) keeps their error flags in one device buffer and reads it at the
-    next synchronization (``cuda.defer_check``: the user's ``.item()``, ``.numpy()`` or ``cuda.synchronize()``, or
+    A program with index checks (``pg.check_index``) keeps their error flags in one buffer of mapped host memory
+    (``DeviceBuffer.mapped``; device memory read by one copy where there is none) and reads it at the next
+    synchronization (``cuda.defer_check``: the user's ``.item()``, ``.numpy()`` or ``cuda.synchronize()``, or
     every ``_MAX_UNCHECKED_CALLS`` calls), never in the call itself: a step does not wait for the device. A flag that
     is set raises ``IndexError`` naming the bad index, the dim's size and the user's ``file:line`` there, and the
     outputs of the calls made since the last check are marked failed (``cuda.mark_failed``: reading one, or passing
@@ -138,6 +139,7 @@ class ProgramExecutable(cuda.Executable):
         self.user_inputs = len(program.inputs)
         self._constant_buffers: tuple[cuda.DeviceBuffer, ...] | None = None
         self._flags: cuda.DeviceBuffer | None = None  # the index checks' flags, (checks, 2) int64
+        self._flag_host: np.ndarray | None = None  # the same bytes seen from the host, when they are mapped memory
         self._unchecked: list[tuple[list[weakref.ref], Callable[[], None] | None]] = []  # calls since the check
 
     def __call__(
@@ -176,8 +178,14 @@ class ProgramExecutable(cuda.Executable):
         constants = self.program.constants
         flag_views: dict[int, cuda.DeviceBuffer] = {}
         if self.program.checks:
-            flags = self._flags = cuda.DeviceBuffer((len(self.program.checks), 2), np.int64)
-            flags.copy_from(np.zeros(flags.shape, np.int64))
+            shape = (len(self.program.checks), 2)
+            try:  # in mapped host memory: read with no copy
+                flags, self._flag_host = cuda.DeviceBuffer.mapped(shape, np.int64)
+                self._flag_host[...] = 0
+            except DeviceError:  # no page-locked memory to be had: device memory, read by a copy
+                flags = cuda.DeviceBuffer(shape, np.int64)
+                flags.copy_from(np.zeros(shape, np.int64))
+            self._flags = flags
             for k, (j, _) in enumerate(self.program.checks):
                 assert constants[j].shape == (2,) and constants[j].dtype == np.int64, constants[j]
                 flag_views[j] = flags.view(16 * k, (2,), np.int64)
@@ -188,11 +196,18 @@ class ProgramExecutable(cuda.Executable):
         unchecked, self._unchecked = self._unchecked, []
         if self._flags is None:
             return
-        flags = self._flags.to_numpy()
-        error = self.program.index_error(list(flags))
-        if error is None:
+        host = self._flag_host
+        if host is not None and not host.any():  # the common case: no flag set, nothing copied
             return
-        self._flags.copy_from(np.zeros(flags.shape, np.int64))  # cleared for the next call
+        flags = host.copy() if host is not None else self._flags.to_numpy()
+        if not flags[:, 0].any():
+            return
+        error = self.program.index_error(list(flags))
+        assert error is not None
+        if host is not None:  # cleared for the next call (the device is idle: this runs after a synchronization)
+            host[...] = 0
+        else:
+            self._flags.copy_from(np.zeros(flags.shape, np.int64))
         if len(unchecked) == 1 and unchecked[0][1] is not None:
             unchecked[0][1]()
         for refs, _ in unchecked:

@@ -35,6 +35,7 @@ stream-ordered frees of garbage-collected buffers is the program order. Referenc
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import importlib
 import math
@@ -111,6 +112,7 @@ class _Runtime:
         self.timing = cc.EventOptions(timing_enabled=True)
         self.configs: dict[tuple, Any] = {}  # (grid, block, shmem) -> cuda.core.LaunchConfig
         self.thread_ids = {threading.get_ident()}
+        self.pinned: Any = None  # cuda.core.LegacyPinnedMemoryResource, made on first use (DeviceBuffer.mapped)
 
 
 _lock = threading.Lock()
@@ -677,6 +679,26 @@ class DeviceBuffer:
         buf = cls(arr.shape, arr.dtype)
         buf.copy_from(arr, stream)
         return buf
+
+    @classmethod
+    def mapped(cls, shape: Iterable[int] | int, dtype: Any) -> tuple[DeviceBuffer, np.ndarray]:
+        """A buffer in page-locked host memory that kernels read and write through its address, and the numpy array
+        over the same bytes (``cuMemAllocHost`` through cuda.core's ``LegacyPinnedMemoryResource``: with unified
+        addressing, the host pointer is the device pointer). The host sees the device's writes without a copy once the
+        stream is synchronized; meant for a few bytes that kernels rarely write (error flags). The buffer must
+        outlive the array."""
+        buf = cls.__new__(cls)
+        buf.shape, buf.dtype = _shape(shape), np.dtype(dtype)
+        buf.nbytes = math.prod(buf.shape) * buf.dtype.itemsize
+        rt = _get_runtime()
+        with _cuda_errors(f"allocating {buf.nbytes} bytes of page-locked host memory"):
+            if rt.pinned is None:
+                rt.pinned = rt.cc.LegacyPinnedMemoryResource()
+            buf.buffer = rt.pinned.allocate(max(buf.nbytes, 1))
+        buf.ptr = int(buf.buffer.handle)
+        raw = (ctypes.c_char * max(buf.nbytes, 1)).from_address(buf.ptr)
+        array = np.frombuffer(raw, np.uint8, buf.nbytes).view(buf.dtype).reshape(buf.shape)
+        return buf, array
 
     def view(self, offset: int, shape: Iterable[int] | int, dtype: Any) -> DeviceBuffer:
         """A buffer of ``shape`` and ``dtype`` over this one's memory from byte ``offset`` (it keeps this one alive).
