@@ -14,6 +14,7 @@ the host path of a compiled GPU step: its Python cost per call, and which copies
 
 from __future__ import annotations
 
+import ctypes
 import itertools
 from collections import Counter
 from collections.abc import Callable
@@ -63,6 +64,8 @@ class NullBuffer:
 
 
 class _Stream:
+    handle = 0
+
     def sync(self) -> None:
         COUNTS["sync"] += 1
 
@@ -82,6 +85,8 @@ class _Graph:
 
 
 class _Builder:
+    handle = 0
+
     def __init__(self) -> None:
         self.ops = 0
 
@@ -116,9 +121,86 @@ class _Device:
         pass
 
 
+class _Kernel:
+    """A loaded kernel: a name and a made-up handle."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.handle = _Driver.CUfunction(next(_addresses))
+
+
 class _ObjectCode:
-    def get_kernel(self, name: str) -> str:
-        return name
+    def get_kernel(self, name: str) -> _Kernel:
+        return _Kernel(name)
+
+
+class _Encoded:
+    """A ``CUtensorMap``: 128 bytes at a real address."""
+
+    def __init__(self) -> None:
+        self.bytes = ctypes.create_string_buffer(128)
+
+    def getPtr(self) -> int:  # noqa: N802 - cuda-python's name
+        return ctypes.addressof(self.bytes)
+
+
+class _Driver:
+    """The parts of ``cuda.bindings.driver`` that the runtime calls directly (dynamic shared memory opt-in, tensor
+    maps, launches with tensor-map parameters)."""
+
+    class CUresult:
+        CUDA_SUCCESS = 0
+
+    class CUfunction(int):
+        pass
+
+    class CUdevice(int):
+        pass
+
+    class cuuint64_t(int):  # noqa: N801 - the driver's names
+        pass
+
+    class cuuint32_t(int):  # noqa: N801
+        pass
+
+    class CUfunction_attribute:  # noqa: N801
+        CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES = 8
+
+    class CUtensorMapDataType:
+        CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 = CU_TENSOR_MAP_DATA_TYPE_FLOAT16 = CU_TENSOR_MAP_DATA_TYPE_FLOAT32 = 0
+
+    class CUtensorMapInterleave:
+        CU_TENSOR_MAP_INTERLEAVE_NONE = 0
+
+    class CUtensorMapSwizzle:
+        CU_TENSOR_MAP_SWIZZLE_NONE = CU_TENSOR_MAP_SWIZZLE_32B = CU_TENSOR_MAP_SWIZZLE_64B = 0
+        CU_TENSOR_MAP_SWIZZLE_128B = 0
+
+    class CUtensorMapL2promotion:
+        CU_TENSOR_MAP_L2_PROMOTION_L2_256B = 0
+
+    class CUtensorMapFloatOOBfill:
+        CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE = 0
+
+    @staticmethod
+    def cuKernelSetAttribute(*args: Any) -> tuple[int]:  # noqa: N802
+        return (0,)
+
+    @staticmethod
+    def cuFuncSetAttribute(*args: Any) -> tuple[int]:  # noqa: N802
+        return (0,)
+
+    @staticmethod
+    def cuTensorMapEncodeTiled(*args: Any) -> tuple[int, _Encoded]:  # noqa: N802
+        for index, kind in [(3, _Driver.cuuint64_t), (4, _Driver.cuuint64_t), (5, _Driver.cuuint32_t)]:
+            assert all(type(x) is kind for x in args[index]), f"argument {index}: {args[index]}"
+        return 0, _Encoded()
+
+    @staticmethod
+    def cuLaunchKernel(function: Any, *args: Any) -> tuple[int]:  # noqa: N802
+        assert isinstance(function, _Driver.CUfunction)
+        COUNTS["launch"] += 1
+        return (0,)
 
 
 class _Pinned:
@@ -161,7 +243,7 @@ def install(assemble: bool = False) -> Callable[[], None]:
     """Stand the null driver in for CUDA (``cuda.available()`` is True, GPU 0 an sm_90a Hopper); returns the undo.
     With ``assemble`` the PTX is assembled for real (nvJitLink, which needs no GPU): ptxas checks every kernel."""
     saved = (cuda._runtime, cuda._init_error, cuda._assemble)
-    cuda._runtime = cuda._Runtime(_CudaCore, None, _Device())
+    cuda._runtime = cuda._Runtime(_CudaCore, _Driver, _Device())
     cuda._init_error = None
     real = cuda._assemble
 
