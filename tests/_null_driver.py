@@ -28,16 +28,33 @@ COUNTS: Counter[str] = Counter()  # d2h, h2d, d2d, memset, launch, graph_launch,
 _addresses = itertools.count(0x7000_0000_0000, 0x1_0000)
 
 
-class NullBuffer:
-    """Host bytes behind cuda.core's ``Buffer`` interface (handle, size, copy_from/copy_to, fill, close)."""
+_free: dict[int, list[int]] = {}  # size -> addresses of freed allocations, handed out again as a memory pool does
+# The state above is reached through builtin methods only: @pg.compile's guards record what code outside the library
+# reads while a step is traced (this file counts as the user's), and a counter read there would retrace every call.
+_count = COUNTS.update
+_freed = _free.setdefault
+_reuse = _free.get
 
-    __slots__ = ("handle", "size", "memory", "host")
+
+class NullBuffer:
+    """Host bytes behind cuda.core's ``Buffer`` interface (handle, size, copy_from/copy_to, fill, close). An
+    allocation's address is reused once it is freed (garbage collected), as the device's memory pool reuses them."""
+
+    __slots__ = ("handle", "size", "memory", "host", "pooled")
 
     def __init__(self, size: int, memory: Any = None, handle: int | None = None) -> None:
         self.size = size
         self.memory = np.zeros(size, np.uint8) if memory is None else memory
-        self.handle = next(_addresses) if handle is None else handle
+        self.pooled = memory is None and handle is None
+        if self.pooled:
+            free = _reuse(size)
+            handle = free.pop() if free else next(_addresses)
+        self.handle = handle
         self.host = memory is not None
+
+    def __del__(self) -> None:
+        if self.pooled:
+            _freed(self.size, []).append(self.handle)
 
     @classmethod
     def from_handle(cls, ptr: int, size: int, owner: Any = None) -> NullBuffer:
@@ -48,15 +65,15 @@ class NullBuffer:
         return cls(size, np.asarray(owner).reshape(-1).view(np.uint8), ptr)  # a host array's memory
 
     def copy_from(self, src: NullBuffer, stream: Any = None) -> None:
-        COUNTS["h2d" if src.host else "d2d"] += 1
+        _count(("h2d" if src.host else "d2d",))
         self.memory[: src.size] = src.memory[: src.size]
 
     def copy_to(self, dst: NullBuffer, stream: Any = None) -> None:
-        COUNTS["d2h" if dst.host else "d2d"] += 1
+        _count(("d2h" if dst.host else "d2d",))
         dst.memory[: self.size] = self.memory[: dst.size]
 
     def fill(self, value: int, stream: Any = None) -> None:
-        COUNTS["memset"] += 1
+        _count(("memset",))
         self.memory[:] = value
 
     def close(self) -> None:
@@ -67,7 +84,7 @@ class _Stream:
     handle = 0
 
     def sync(self) -> None:
-        COUNTS["sync"] += 1
+        _count(("sync",))
 
     def create_graph_builder(self) -> _Builder:
         return _Builder()
@@ -78,10 +95,10 @@ class _Graph:
         self.ops = ops
 
     def launch(self, stream: Any) -> None:
-        COUNTS["graph_launch"] += 1
+        _count(("graph_launch",))
 
     def update(self, builder: _Builder) -> None:
-        COUNTS["update"] += 1
+        _count(("update",))
 
 
 class _Builder:
@@ -97,7 +114,7 @@ class _Builder:
         pass
 
     def complete(self) -> _Graph:
-        COUNTS["capture"] += 1
+        _count(("capture",))
         return _Graph(self.ops)
 
     def close(self) -> None:
@@ -114,7 +131,7 @@ class _Device:
         return _Stream()
 
     def allocate(self, size: int, stream: Any = None) -> NullBuffer:
-        COUNTS["alloc"] += 1
+        _count(("alloc",))
         return NullBuffer(size)
 
     def set_current(self) -> None:
@@ -199,7 +216,7 @@ class _Driver:
     @staticmethod
     def cuLaunchKernel(function: Any, *args: Any) -> tuple[int]:  # noqa: N802
         assert isinstance(function, _Driver.CUfunction)
-        COUNTS["launch"] += 1
+        _count(("launch",))
         return (0,)
 
 
@@ -207,7 +224,7 @@ class _Pinned:
     """cuda.core's LegacyPinnedMemoryResource: host memory at a real address (the device would use the same one)."""
 
     def allocate(self, size: int, stream: Any = None) -> NullBuffer:
-        COUNTS["pinned_alloc"] += 1
+        _count(("pinned_alloc",))
         memory = np.zeros(size, np.uint8)
         buf = NullBuffer(size, memory, memory.ctypes.data)
         buf.host = False  # copies to and from it are the device's own
@@ -230,7 +247,7 @@ class _CudaCore:
 
     @staticmethod
     def launch(target: Any, config: Any, kernel: Any, *args: Any) -> None:
-        COUNTS["launch"] += 1
+        _count(("launch",))
         if isinstance(target, _Builder):
             target.ops += 1
 
