@@ -48,6 +48,8 @@ first_call_s, steps, warmup, first_loss, best_val_loss (full runs), error (and a
     python bench/gpu_models.py --models gpt:bfloat16,gpt --steps 50
     python bench/gpu_models.py --full-gpt --frameworks picograd,torch-compile --dtypes bfloat16
     python bench/gpu_models.py --device cpu --models names-mlp --steps 2 --warmup 1 --out /tmp/x.jsonl  # smoke
+    python bench/gpu_models.py --null-driver --frameworks picograd --steps 2 --warmup 1 --out /tmp/y.jsonl
+      # without a GPU: every model's GPU compile (kernels assembled by nvJitLink) and host path, on a null driver
 """
 
 from __future__ import annotations
@@ -170,8 +172,6 @@ def torch_step(
 
 def names_case(kind: str, device: str, dtype: str, n: int, gpt_config: str) -> Case:
     import names as ex
-    import names_twin as tw
-    import torch
 
     import picograd as pg
 
@@ -186,6 +186,9 @@ def names_case(kind: str, device: str, dtype: str, n: int, gpt_config: str) -> C
         return picograd_step(pg.compile(ex.train_step.fn), device)
 
     def theirs(compile: bool) -> Step:
+        import names_twin as tw
+        import torch
+
         twin = tw.torch_twin(kind, ex.make(kind, seed)[0].state_dict()).to(device)
 
         def loss(x: Any, y: Any) -> Any:
@@ -198,7 +201,6 @@ def names_case(kind: str, device: str, dtype: str, n: int, gpt_config: str) -> C
 
 def mlp_names_case(device: str, dtype: str, n: int, gpt_config: str) -> Case:
     import mlp_names as ex
-    import torch
     import train_step as ts
 
     import picograd as pg
@@ -212,6 +214,8 @@ def mlp_names_case(device: str, dtype: str, n: int, gpt_config: str) -> Case:
         return picograd_step(pg.compile(ex.train_step.fn), device)
 
     def theirs(compile: bool) -> Step:
+        import torch
+
         twin = ts.torch_mlp(torch, device)
         state = ex.make(0, "sgd", ts.LR)[0].state_dict()  # emb, hidden, out: the Sequential's 0, 2, 4, in order
         names = list(twin.state_dict())
@@ -229,8 +233,6 @@ def mlp_names_case(device: str, dtype: str, n: int, gpt_config: str) -> Case:
 
 def gpt_case(device: str, dtype: str, n: int, gpt_config: str) -> Case:
     import gpt_shakespeare as ex
-    import gpt_shakespeare_twin as tw
-    import torch
 
     import picograd as pg
 
@@ -244,6 +246,9 @@ def gpt_case(device: str, dtype: str, n: int, gpt_config: str) -> Case:
         return picograd_step(pg.compile(ex.train_step.fn), device, ex.sched)
 
     def theirs(compile: bool) -> Step:
+        import gpt_shakespeare_twin as tw
+        import torch
+
         twin = tw.TorchGPT(cfg)
         tw.load_from_picograd(twin, ex.make(cfg, GPT_SEED)[0].state_dict())
         twin.to(device)
@@ -261,9 +266,6 @@ def gpt_case(device: str, dtype: str, n: int, gpt_config: str) -> Case:
 
 def bert_case(device: str, dtype: str, n: int, gpt_config: str) -> Case:
     import bert_shakespeare as ex
-    import bert_shakespeare_twin as tw
-    import gpt_shakespeare_twin as gtw
-    import torch
 
     import picograd as pg
 
@@ -278,6 +280,10 @@ def bert_case(device: str, dtype: str, n: int, gpt_config: str) -> Case:
         return picograd_step(pg.compile(ex.train_step.fn), device, ex.sched, slice(0, 1))
 
     def theirs(compile: bool) -> Step:
+        import bert_shakespeare_twin as tw
+        import gpt_shakespeare_twin as gtw
+        import torch
+
         twin = tw.TorchBERT(cfg)
         gtw.load_from_picograd(twin, ex.make(cfg, GPT_SEED)[0].state_dict())
         twin.to(device)
@@ -295,9 +301,7 @@ def bert_case(device: str, dtype: str, n: int, gpt_config: str) -> Case:
 
 def cnn_case(device: str, dtype: str, n: int, gpt_config: str) -> Case:
     import cnn_digits as ex
-    import cnn_digits_twin as tw
     import digits_data as dd
-    import torch
 
     import picograd as pg
 
@@ -311,6 +315,9 @@ def cnn_case(device: str, dtype: str, n: int, gpt_config: str) -> Case:
         return picograd_step(pg.compile(ex.train_step.fn), device)
 
     def theirs(compile: bool) -> Step:
+        import cnn_digits_twin as tw
+        import torch
+
         twin = tw.from_picograd(tw.TorchCNN(), ex.make(ex.SEED)[0].state_dict()).to(device)
         opt = torch.optim.Adam(twin.parameters(), lr=ex.LR)
 
@@ -323,11 +330,8 @@ def cnn_case(device: str, dtype: str, n: int, gpt_config: str) -> Case:
 
 
 def ddpm_case(device: str, dtype: str, n: int, gpt_config: str) -> Case:
-    import cnn_digits_twin
     import ddpm_digits as ex
-    import ddpm_digits_twin as tw
     import digits_data as dd
-    import torch
 
     import picograd as pg
 
@@ -341,6 +345,10 @@ def ddpm_case(device: str, dtype: str, n: int, gpt_config: str) -> Case:
         return picograd_step(pg.compile(ex.train_step.fn), device)
 
     def theirs(compile: bool) -> Step:
+        import cnn_digits_twin
+        import ddpm_digits_twin as tw
+        import torch
+
         twin = cnn_digits_twin.from_picograd(tw.TorchUNet(), ex.make(ex.SEED)[0].state_dict()).to(device)
         opt = torch.optim.Adam(twin.parameters(), lr=ex.LR)
         alpha_bar = torch.cumprod(1.0 - torch.from_numpy(ex.betas()), 0).to(device)
@@ -396,7 +404,6 @@ def full_gpt(framework: str, device: str, dtype: str, args: argparse.Namespace, 
     """Train the GPT for ``args.full_iters`` iterations, evaluating every ``args.eval_interval``; ``emit`` a row
     after every evaluation (``partial`` until the end)."""
     import gpt_shakespeare as ex
-    import gpt_shakespeare_twin as tw
 
     data = ex.CharData()
     iters = args.full_iters
@@ -414,12 +421,14 @@ def full_gpt(framework: str, device: str, dtype: str, args: argparse.Namespace, 
             return ex.evaluate(val, device)
 
     else:
+        import gpt_shakespeare_twin as tw
+        import torch
+
         twin = tw.TorchGPT(cfg)
         tw.load_from_picograd(twin, ex.make(cfg, GPT_SEED)[0].state_dict())
         twin.to(device)
         opt, sched = tw.torch_optimizer(twin, cfg, fused=device == "cuda")
         compiled = framework == "torch-compile"
-        import torch
 
         def loss(x: Any, y: Any) -> Any:
             return torch.nn.functional.cross_entropy(twin(x).reshape(-1, cfg.vocab_size), y.reshape(-1))
@@ -466,6 +475,11 @@ def worker(args: argparse.Namespace) -> None:
     """Run ``args.worker_frameworks`` of ``args.worker`` (``model:dtype``) and append one JSON line per framework
     (or per evaluation of a full run) to ``args.worker_out``."""
     model, dtype = args.worker.split(":")
+    if args.null_driver:
+        sys.path.insert(0, os.path.join(ROOT, "tests"))
+        import _null_driver
+
+        _null_driver.install(assemble=True)
 
     def emit(row: dict[str, Any]) -> None:
         with open(args.worker_out, "a") as f:
@@ -546,6 +560,12 @@ def main() -> None:
     )
     parser.add_argument("--frameworks", default=",".join(FRAMEWORKS), help=f"comma-separated, of {FRAMEWORKS}")
     parser.add_argument("--device", choices=["cuda", "cpu"], default="cuda", help="cpu: a smoke test of the script")
+    parser.add_argument(
+        "--null-driver",
+        action="store_true",
+        help="picograd on cuda over tests/_null_driver.py (no GPU needed): compiles every kernel (nvJitLink) and runs "
+        "the host path; kernels do nothing, so losses are garbage and times are the host's",
+    )
     parser.add_argument("--steps", type=int, default=100, help="timed steps per model and framework")
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--budget", type=float, default=540, help="seconds for everything: no child starts after")
@@ -582,7 +602,9 @@ def main() -> None:
             groups = [["picograd"], ["torch-eager", "torch-compile"]]  # picograd alone: its crash loses no peer
             work += [(model, dtype, g) for g in ([f for f in g if f in frameworks] for g in groups) if g]
 
-    env = environment(args.device)
+    env = environment("cpu" if args.null_driver else args.device)
+    if args.null_driver:
+        env["gpu"] = f"null driver on {env['gpu']}"
     deadline = time.perf_counter() + args.budget
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     print(f"gpu_models: {len(work)} children on {env['gpu']}, budget {args.budget:.0f} s -> {args.out}", flush=True)
@@ -591,7 +613,7 @@ def main() -> None:
         cmd = [sys.executable, __file__, "--worker", f"{model}:{dtype}", "--worker-frameworks", ",".join(group),
                "--device", args.device, "--steps", str(args.steps), "--warmup", str(args.warmup),
                "--gpt-config", args.gpt_config, "--full-iters", str(args.full_iters),
-               "--eval-interval", str(args.eval_interval)]  # fmt: skip
+               "--eval-interval", str(args.eval_interval)] + ["--null-driver"] * args.null_driver  # fmt: skip
         t0 = time.perf_counter()
         if left < 15:
             rows, status, log = [], f"skipped: {args.budget:.0f} s budget spent", ""

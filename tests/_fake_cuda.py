@@ -113,7 +113,7 @@ class FakeExecutable:
         self.capture_after = 1
         self._graphs: dict[tuple[int, ...], None] = {}
 
-    def __call__(self, *inputs: Any, out: Sequence[Any] | None = None) -> tuple[Any, ...]:
+    def __call__(self, *inputs: Any, out: Sequence[Any] | None = None, undo: Any = None) -> tuple[Any, ...]:
         assert len(inputs) == len(self.inputs), (len(inputs), len(self.inputs))
         for i, (buf, spec) in enumerate(zip(inputs, self.inputs, strict=True)):
             assert type(buf) is FakeDeviceBuffer, f"input {i} is a {type(buf).__name__}"

@@ -8,8 +8,8 @@ prints the PTX of its kernels and reads the launch plan off the host function th
   (``memref.global``) the kernels read, whose contents the executable uploads once on its first call: PTX could hold
   them as initialized ``.global`` data, which the ``ptx`` dialect has no op for yet;
 - **checks**: a hidden input that is the error flag of a ``pg.check_index`` (a mutable global with the
-  ``pg.index_check`` message; see ``pg-to-loops``) is listed with its message: after a call the executable reads
-  the flags and raises ``IndexError`` (``CudaProgram.index_error``);
+  ``pg.index_check`` message; see ``pg-to-loops``) is listed with its message: the executable reads the flags at
+  the next synchronization and raises ``IndexError`` there (``CudaProgram.index_error``, ``ProgramExecutable``);
 - **outputs** are its result buffers (the arguments marked ``pg.result = k``, ``Output(k)``);
 - **temps** are the buffers the function allocates: the arena of the memory plan (one ``uint8`` buffer of
   ``pg.peak_bytes`` bytes) and any scratch buffer of a kernel (``Temp(j)`` in allocation order). Intermediates are
@@ -33,7 +33,8 @@ GPU). ``CudaProgram.assemble()`` only checks the PTX with ptxas (no GPU).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import weakref
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,7 +54,7 @@ from xdsl.utils.exceptions import DiagnosticException, VerifyException
 from picograd.dialects import pg
 from picograd.dialects.attrs import RESULT_ATTR, SHARED_BYTES_ATTR
 from picograd.dialects.pg_numpy import numpy_dtype
-from picograd.errors import CompileError
+from picograd.errors import CompileError, DeviceError
 from picograd.runtime import cuda
 
 __all__ = ["CudaProgram", "compile_for_cuda", "detect_stage"]
@@ -106,10 +107,22 @@ class CudaProgram:
         return ProgramExecutable(self, **options)
 
 
+_MAX_UNCHECKED_CALLS = 64  # calls of a program with index checks after which it synchronizes to read its flags
+
+
 class ProgramExecutable(cuda.Executable):
     """``cuda.Executable`` plus the program's constant buffers, uploaded on the first call and appended to the
-    inputs of every call. A program with index checks (``pg.check_index``) reads their error flags after each call
-    and raises ``IndexError`` naming the bad index, the dim's size and the user's ``file:line``."""
+    inputs of every call.
+
+    A program with index checks (``pg.check_index``) keeps their error flags in one buffer of mapped host memory
+    (``DeviceBuffer.mapped``; device memory read by one copy where there is none) and reads it at the next
+    synchronization (``cuda.defer_check``: the user's ``.item()``, ``.numpy()`` or ``cuda.synchronize()``, or
+    every ``_MAX_UNCHECKED_CALLS`` calls), never in the call itself: a step does not wait for the device. A flag that
+    is set raises ``IndexError`` naming the bad index, the dim's size and the user's ``file:line`` there, and the
+    outputs of the calls made since the last check are marked failed (``cuda.mark_failed``: reading one, or passing
+    one to an executable, raises the same error). When one call was made since the last check, its ``undo`` (given by
+    the caller: the frontend puts back the values its write-back replaced) runs first, so that the failed step
+    leaves the state as it found it."""
 
     def __init__(self, program: CudaProgram, **options: Any) -> None:
         const_specs = [cuda.BufferSpec(c.shape, c.dtype) for c in program.constants]
@@ -125,25 +138,84 @@ class ProgramExecutable(cuda.Executable):
         self.program = program
         self.user_inputs = len(program.inputs)
         self._constant_buffers: tuple[cuda.DeviceBuffer, ...] | None = None
+        self._flags: cuda.DeviceBuffer | None = None  # the index checks' flags, (checks, 2) int64
+        self._flag_host: np.ndarray | None = None  # the same bytes seen from the host, when they are mapped memory
+        self._unchecked: list[tuple[list[weakref.ref], Callable[[], None] | None]] = []  # calls since the check
 
     def __call__(
-        self, *inputs: cuda.DeviceBuffer, out: Sequence[cuda.DeviceBuffer] | None = None
+        self,
+        *inputs: cuda.DeviceBuffer,
+        out: Sequence[cuda.DeviceBuffer] | None = None,
+        undo: Callable[[], None] | None = None,
     ) -> tuple[cuda.DeviceBuffer, ...]:
         if not self.program.constants:
             return super().__call__(*inputs, out=out)
         if len(inputs) != self.user_inputs:
             raise TypeError(f"{self.name} takes {self.user_inputs} input buffers, got {len(inputs)}")
         if self._constant_buffers is None:
-            self._constant_buffers = tuple(cuda.DeviceBuffer.from_numpy(c) for c in self.program.constants)
+            self._constant_buffers = self._upload_constants()
         outs = super().__call__(*inputs, *self._constant_buffers, out=out)
-        if self.program.checks:  # device-side index checks: read their flags (this waits for the step)
-            buffers = [self._constant_buffers[j] for j, _ in self.program.checks]
-            error = self.program.index_error([b.to_numpy() for b in buffers])
-            if error is not None:
-                for b in buffers:  # clear them for the next call
-                    b.copy_from(np.zeros(2, np.int64))
-                raise error
+        if self.program.checks:
+            unchecked = self._unchecked
+            if not unchecked:
+                cuda.defer_check(self._check)
+            elif unchecked[0][1] is not None:  # several calls to undo: their state is not kept
+                unchecked[0] = (unchecked[0][0], None)
+                undo = None
+            unchecked.append(([weakref.ref(b) for b in outs], undo if not unchecked else None))
+            if len(unchecked) >= _MAX_UNCHECKED_CALLS:
+                cuda.synchronize()  # runs the check
         return outs
+
+    def note_outputs(self, buffers: Sequence[cuda.DeviceBuffer]) -> None:
+        """Count ``buffers`` (copies the caller made of the last call's outputs) among that call's outputs, which a
+        failed index check marks failed."""
+        if self._unchecked:
+            self._unchecked[-1][0].extend(weakref.ref(b) for b in buffers)
+
+    def _upload_constants(self) -> tuple[cuda.DeviceBuffer, ...]:
+        """The constants on the device; the index checks' flags are views of one zeroed buffer (read in one copy)."""
+        constants = self.program.constants
+        flag_views: dict[int, cuda.DeviceBuffer] = {}
+        if self.program.checks:
+            shape = (len(self.program.checks), 2)
+            try:  # in mapped host memory: read with no copy
+                flags, self._flag_host = cuda.DeviceBuffer.mapped(shape, np.int64)
+                self._flag_host[...] = 0
+            except DeviceError:  # no page-locked memory to be had: device memory, read by a copy
+                flags = cuda.DeviceBuffer(shape, np.int64)
+                flags.copy_from(np.zeros(shape, np.int64))
+            self._flags = flags
+            for k, (j, _) in enumerate(self.program.checks):
+                assert constants[j].shape == (2,) and constants[j].dtype == np.int64, constants[j]
+                flag_views[j] = flags.view(16 * k, (2,), np.int64)
+        return tuple(flag_views.get(j) or cuda.DeviceBuffer.from_numpy(c) for j, c in enumerate(constants))
+
+    def _check(self) -> None:
+        """Read the flags (after a synchronization); raise the error of a set one (see the class docstring)."""
+        unchecked, self._unchecked = self._unchecked, []
+        if self._flags is None:
+            return
+        host = self._flag_host
+        if host is not None and not host.any():  # the common case: no flag set, nothing copied
+            return
+        flags = host.copy() if host is not None else self._flags.to_numpy()
+        if not flags[:, 0].any():
+            return
+        error = self.program.index_error(list(flags))
+        assert error is not None
+        if host is not None:  # cleared for the next call (the device is idle: this runs after a synchronization)
+            host[...] = 0
+        else:
+            self._flags.copy_from(np.zeros(flags.shape, np.int64))
+        if len(unchecked) == 1 and unchecked[0][1] is not None:
+            unchecked[0][1]()
+        for refs, _ in unchecked:
+            for ref in refs:
+                b = ref()
+                if b is not None:
+                    cuda.mark_failed(b, error)
+        raise error
 
 
 # ---------------------------------------------------------------------------------------------------------------

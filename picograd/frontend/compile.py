@@ -205,6 +205,8 @@ class _CudaBinding:
     num_explicit: int
     output_specs: Sequence[Any]
     reads: dict[int, int]  # output index -> the input index of the same tensor (a parameter the step updates)
+    deferred_checks: bool = False  # the executable checks indices after the call (its calls take an undo)
+    on_host: list[bool] = field(default_factory=list)  # per input: traced on the CPU (a host value is expected)
     mirrors: list[_HostMirror | None] = field(default_factory=list)
     staged: list[Any] = field(default_factory=list)
     last_explicit: list[int] = field(default_factory=list)  # the address each explicit input had last call
@@ -215,6 +217,7 @@ class _CudaBinding:
     calls: int = 0
 
     def __post_init__(self) -> None:
+        self.on_host = [d == devices.CPU for d in self.expected]
         self.mirrors = [None] * len(self.expected)
         self.staged = [None] * self.num_explicit
         self.last_explicit = [0] * self.num_explicit
@@ -227,13 +230,13 @@ class _CudaBinding:
         bound = []
         for i, data in enumerate(datas):
             if isinstance(data, np.ndarray):
-                if self.expected[i] != devices.CPU and not self.scalar[i]:
+                if not self.on_host[i] and not self.scalar[i]:
                     raise _Retrace
                 mirror = self.mirrors[i]
                 if mirror is None:
                     mirror = self.mirrors[i] = _HostMirror()
                 data = mirror.get(data)
-            elif self.expected[i] == devices.CPU and not self.scalar[i]:
+            elif self.on_host[i] and not self.scalar[i]:
                 raise _Retrace
             elif i < self.num_explicit:
                 ptr = data.ptr
@@ -272,15 +275,20 @@ class _CudaBinding:
             out.append(buf)
         return out
 
-    def finish(self, outs: Sequence[Any]) -> Sequence[Any]:
-        """After a call: copy the copied-out outputs into fresh buffers for the caller."""
+    def finish(self, outs: Sequence[Any], exe: Any) -> Sequence[Any]:
+        """After a call of ``exe``: copy the copied-out outputs into fresh buffers for the caller (which count as
+        the call's outputs for its deferred index checks)."""
         if not any(own is not None for own in self.copy_out):
             return outs
         outs = list(outs)
+        fresh_copies = []
         for j, own in enumerate(self.copy_out):
             if own is not None:
                 outs[j] = own.handed = fresh = cuda.DeviceBuffer(self.output_specs[j].shape, self.output_specs[j].dtype)
                 fresh.copy_from(own.own[own.current])
+                fresh_copies.append(fresh)
+        if self.deferred_checks:
+            exe.note_outputs(fresh_copies)
         return outs
 
 
@@ -405,15 +413,24 @@ class _Compiled:
     requires: list[tuple[weakref.ref, bool]] = field(default_factory=list)  # tensors read and their requires_grad
 
     def guards_hold(self) -> bool:
-        return (
-            STATE.bindings == self.version
-            and all((t._grad is None) == was_none for t, was_none in self.guards)
-            and all(t is None or t._requires_grad == flag for t, flag in ((r(), f) for r, f in self.requires))
-            and all(m._training == mode for m, mode in self.trace.ctx.mode_reads.values())
-            and all(check() == then for check, then in self.trace.ctx.checks)
-            and self.bindings.hold()
-            and self.trace.reads.hold()
-        )
+        """Whether every guard of this trace holds (the hot path of each call: plain loops, cheapest first)."""
+        if STATE.bindings != self.version:
+            return False
+        for t, was_none in self.guards:
+            if (t._grad is None) != was_none:
+                return False
+        for ref, flag in self.requires:
+            held = ref()
+            if held is not None and held._requires_grad != flag:
+                return False
+        ctx = self.trace.ctx
+        for m, mode in ctx.mode_reads.values():
+            if m._training != mode:
+                return False
+        for check, then in ctx.checks:
+            if check() != then:
+                return False
+        return self.bindings.hold() and self.trace.reads.hold()
 
     def failed_guard(self) -> str:
         """What changed since the trace, in words (the first guard that fails)."""
@@ -451,23 +468,26 @@ class _Compiled:
         values = [s._value if isinstance(s, Tensor) else (s, 0) for s in sources] if tr.differentiable else None
         del sources
         binding = self.binding
+        grad_owners = [tensors[o] if isinstance(o, int) else o for o in tr.grad_owners]
         if binding is None:
             outs = self.exe(*[d if isinstance(d, np.ndarray) else _host_scalar(d) for d in datas])
         else:
             bound = binding.inputs(datas)
             del datas  # the ring's reference counts must not see these
-            outs = binding.finish(self.exe(*bound, out=binding.outputs()))
-            del bound
+            undo = _undo_of(tr.written, grad_owners) if binding.deferred_checks else None
+            outs = self.exe(*bound, out=binding.outputs(), undo=undo)
+            del bound, undo
+            outs = binding.finish(outs, self.exe)
         k = tr.num_returned
+        device = self.device
         for t, buf in zip(tr.written, outs[k : k + len(tr.written)], strict=True):
-            t._set_buffer(buf)
-        for owner, buf in zip(tr.grad_owners, outs[k + len(tr.written) :], strict=True):
-            p = tensors[owner] if isinstance(owner, int) else owner
+            t._set_buffer(buf, device)
+        for p, buf in zip(grad_owners, outs[k + len(tr.written) :], strict=True):
             if p._grad is None:
-                p._grad = Tensor._of_buffer(buf)
+                p._grad = Tensor._of_buffer(buf, device)
             else:
-                p._grad._set_buffer(buf)
-        returned: list[Tensor] = [Tensor._of_buffer(buf) for buf in outs[:k]]
+                p._grad._set_buffer(buf, device)
+        returned: list[Tensor] = [Tensor._of_buffer(buf, device) for buf in outs[:k]]
         if values is not None:
             graph = tr.graph
             for i, (node, index) in zip(tr.differentiable, replay(graph, values, tr.differentiable), strict=True):
@@ -478,6 +498,26 @@ class _Compiled:
             for t in returned:
                 DETACHED[t._node] = tr.detached
         return _rebuild(tr.structure, returned)
+
+
+def _undo_of(written: Sequence[Tensor], grad_owners: Sequence[Tensor]) -> Callable[[], None] | None:
+    """A function that puts back the values a compiled call's write-back is about to replace (the written tensors'
+    buffers, the ``.grad`` of ``grad_owners``), for a call whose index checks fail later (``ProgramExecutable``);
+    None when a written tensor holds no buffer now (a lazy value: nothing to put back)."""
+    old = [(t, t._buffer) for t in written]
+    grads = [(p, p._grad, p._grad._buffer if p._grad is not None else None) for p in grad_owners]
+    if any(b is None for _, b in old) or any(g is not None and b is None for _, g, b in grads):
+        return None
+
+    def undo() -> None:
+        for t, buf in old:
+            t._set_buffer(buf)
+        for p, g, buf in grads:
+            p._grad = g
+            if g is not None:
+                g._set_buffer(buf)
+
+    return undo
 
 
 def _current_owner(node: Node) -> weakref.ref | None:
@@ -766,8 +806,9 @@ class CompiledFunction:
             written = trace.written
             reads = {trace.num_returned + k: owners[id(t)] for k, t in enumerate(written) if id(t) in owners}
             binding = _CudaBinding(
-                [n.device for n in leaves], [not n.types[0][0] for n in leaves], trace.num_inputs, exe.outputs, reads
-            )
+                [n.device for n in leaves], [not n.types[0][0] for n in leaves], trace.num_inputs, exe.outputs, reads,
+                deferred_checks=bool(getattr(getattr(exe, "program", None), "checks", ())),
+            )  # fmt: skip
         bindings = _Bindings()
         bindings.record(self.fn, set())
         # a parameter frozen (or unfrozen) since the trace changes what backward() differentiates: trace again

@@ -40,7 +40,7 @@ def canonical(device: Any, loc: Loc | None = None) -> Device:
         d = registry.parse(device)
     except DeviceError as e:
         raise DeviceError(f"{e}{at(loc)}") from None
-    return d if d.type == "cpu" or d.index is not None else Device(d.type, 0)
+    return d if d.type == "cpu" or d.index is not None else registry.interned(d.type, 0)
 
 
 def require(device: Device, loc: Loc | None = None) -> None:

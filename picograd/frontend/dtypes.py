@@ -77,6 +77,7 @@ _BY_NAME = {d.name: d for d in ALL} | {
     "int": int32,
 }
 _BY_NP_NAME = {d.name: d for d in ALL}  # numpy's name of each dtype (ml_dtypes names bfloat16 "bfloat16")
+_BY_NP: dict[np.dtype, DType] = {}  # numpy dtypes seen by as_dtype (filled on use: ml_dtypes loads lazily)
 
 
 def as_dtype(x: Any) -> DType:
@@ -85,6 +86,10 @@ def as_dtype(x: Any) -> DType:
     Raises ``DTypeError`` for anything else (complex and unsigned types are not supported)."""
     if isinstance(x, DType):
         return x
+    if isinstance(x, np.dtype):  # the hot path (a buffer's dtype)
+        d = _BY_NP.get(x)
+        if d is not None:
+            return d
     if x is float:
         return float32
     if x is int:
@@ -94,9 +99,12 @@ def as_dtype(x: Any) -> DType:
     if isinstance(x, str) and x in _BY_NAME:
         return _BY_NAME[x]
     try:
-        return _BY_NP_NAME[np.dtype(x).name]
+        d = _BY_NP_NAME[np.dtype(x).name]
     except (TypeError, KeyError):
         raise DTypeError(f"unsupported dtype {x!r}; picograd has {', '.join(d.name for d in ALL)}") from None
+    if isinstance(x, np.dtype):
+        _BY_NP[x] = d
+    return d
 
 
 def from_ir(element: Attribute) -> DType:

@@ -62,7 +62,10 @@ def check_device(device: Any) -> Device:
     (driver, GPU, a GPU of that index)."""
     if device is None or device is devices.CPU or device == "cpu":  # the common case, without a frame lookup
         return devices.CPU
-    return devices.resolve(device, user_location())
+    try:
+        return devices.resolve(device)
+    except DeviceError:
+        return devices.resolve(device, user_location())  # raises again, naming the user's line
 
 
 def _numpy_of(data: Any, dtype: DType | None) -> np.ndarray:
@@ -120,10 +123,11 @@ class Tensor:
         return t
 
     @staticmethod
-    def _of_buffer(data: Any) -> Tensor:
-        """A tensor holding a realized buffer (numpy array or device buffer), without copying it."""
+    def _of_buffer(data: Any, device: Device | None = None) -> Tensor:
+        """A tensor holding a realized buffer (numpy array or device buffer; on ``device``, where the caller knows
+        it), without copying it."""
         t = Tensor.__new__(Tensor)
-        t._init(leaf(data, as_dtype(data.dtype), owner=t), 0)
+        t._init(leaf(data, as_dtype(data.dtype), owner=t, device=device), 0)
         return t
 
     # -- metadata ------------------------------------------------------------------------------------------------
@@ -239,10 +243,10 @@ class Tensor:
         if self._user_leaf:
             self._mark_grad_leaf()
 
-    def _set_buffer(self, data: Any) -> None:
-        """Hold the computed ``data`` (a numpy array or a device buffer). A value that gradients may still flow
-        through (it requires grad and is not a leaf) keeps its graph and caches the buffer on its node; any other
-        becomes a leaf, dropping its history."""
+    def _set_buffer(self, data: Any, device: Device | None = None) -> None:
+        """Hold the computed ``data`` (a numpy array or a device buffer; on ``device``, where the caller knows it).
+        A value that gradients may still flow through (it requires grad and is not a leaf) keeps its graph and
+        caches the buffer on its node; any other becomes a leaf, dropping its history."""
         node = self._node
         if self._requires_grad and not self._user_leaf and len(node.types) == 1:
             node.data = data
@@ -251,9 +255,9 @@ class Tensor:
             # a leaf that nothing but this tensor refers to (no lazy op reads it, no other tensor shares it): reuse
             # it instead of making a new one (a compiled step writes back a dozen tensors per call)
             node.data, node.mirror = data, None
-            node.device = devices.device_of(data)
+            node.device = device if device is not None else devices.device_of(data)
             return
-        self._node, self._index = leaf(data, self.dtype, owner=self), 0
+        self._node, self._index = leaf(data, self.dtype, owner=self, device=device), 0
         if self._user_leaf:
             self._mark_grad_leaf()
 

@@ -44,8 +44,9 @@ exactly as ``picograd.dialects.philox``: uniform is ``(bits >> 8) * 2**-24``, no
 
 A ``pg.check_index`` becomes an ``scf.if`` that stores 1 and the bad index into an error flag of its own, a
 zero-initialized mutable ``memref<2xi64>`` global with the error message as its ``pg.index_check`` attribute;
-the GPU runtime reads the flags after the step and raises ``IndexError`` (a device-side check: meanwhile the kernel
-goes on with index 0, reading nothing out of bounds, and the step's results are discarded).
+the GPU runtime reads the flags at the next synchronization and raises ``IndexError`` there (a device-side check:
+meanwhile the kernel goes on with index 0, reading nothing out of bounds, and the step's results are discarded:
+``driver.gpu_compile.ProgramExecutable``).
 
 Constants (index bounds, float literals) are created once per kernel, before its nests. Non-splat ``pg.constant``
 values become private ``memref.global`` constants of the module. Every op created carries the location of the
@@ -552,7 +553,7 @@ class KernelLowering:
 
     def check_index(self, op: pg.CheckIndexOp, idx: Index) -> SSAValue:
         """The index at ``idx`` (0 when it is out of bounds), after an ``scf.if`` that, when it is, stores 1 and the
-        index into the op's error flag (``error_flag``), which the runtime reads after the step."""
+        index into the op's error flag (``error_flag``), which the runtime reads at the next synchronization."""
         value = self.at(op.input, idx)
         el = _element(op.input)
         low, high = op.bounds

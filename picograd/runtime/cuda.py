@@ -23,6 +23,10 @@ What is here, bottom up:
   over argument slots (:class:`Input`, :class:`Output`, :class:`Temp`, constants); a call binds the buffers and
   replays one CUDA graph.
 - :func:`time_ms`: the median of event-timed runs (``cuEventElapsedTime``).
+- :func:`defer_check` / :func:`mark_failed`: errors that only the device's work reveals (the flags of device-side
+  index checks) are checked at the next synchronization (:meth:`DeviceBuffer.to_numpy`, :func:`synchronize`), as
+  CUDA reports kernel errors asynchronously, so that a step never waits for the device unless the user reads a
+  value; a buffer computed by work that failed raises the error when it is read or passed to an executable.
 
 Everything runs on one stream per process (:func:`stream`), so the order of copies, launches, graph replays and the
 stream-ordered frees of garbage-collected buffers is the program order. References: the CUDA driver API
@@ -31,6 +35,7 @@ stream-ordered frees of garbage-collected buffers is the program order. Referenc
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import importlib
 import math
@@ -38,6 +43,7 @@ import os
 import re
 import statistics
 import threading
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -66,9 +72,11 @@ __all__ = [
     "available",
     "clear_module_cache",
     "compile_ptx",
+    "defer_check",
     "device",
     "device_count",
     "launch",
+    "mark_failed",
     "module_cache_size",
     "stream",
     "synchronize",
@@ -104,6 +112,7 @@ class _Runtime:
         self.timing = cc.EventOptions(timing_enabled=True)
         self.configs: dict[tuple, Any] = {}  # (grid, block, shmem) -> cuda.core.LaunchConfig
         self.thread_ids = {threading.get_ident()}
+        self.pinned: Any = None  # cuda.core.LegacyPinnedMemoryResource, made on first use (DeviceBuffer.mapped)
 
 
 _lock = threading.Lock()
@@ -221,6 +230,43 @@ def synchronize() -> None:
     """Wait until all work queued on :func:`stream` is done (``cuStreamSynchronize``)."""
     with _cuda_errors("synchronize"):
         _get_runtime().stream.sync()
+    if _deferred:
+        run_deferred_checks()
+
+
+# Errors the device's work reveals only once it has run (see the module docstring). ``_deferred`` holds the checks to
+# run at the next synchronization, ``_failed`` the buffers computed by work that failed, with the error: reading one
+# raises it (a key is dropped when the buffer dies or is written again by an executable).
+_deferred: list[Callable[[], None]] = []
+_failed: weakref.WeakKeyDictionary[Any, BaseException] = weakref.WeakKeyDictionary()
+
+
+def defer_check(check: Callable[[], None]) -> None:
+    """Run ``check`` (which raises the error it finds) at the next synchronization, after the device has caught up
+    with the work queued so far."""
+    _deferred.append(check)
+
+
+def run_deferred_checks() -> None:
+    """Run the deferred checks now (the caller has synchronized the stream); the first error is raised, the checks
+    after it stay queued."""
+    while _deferred:
+        check = _deferred.pop(0)
+        check()
+
+
+def mark_failed(buffer: Any, error: BaseException) -> None:
+    """Record that ``buffer`` holds a value computed by work that failed with ``error``: reading it
+    (:meth:`DeviceBuffer.to_numpy`) or running an executable on it raises ``error``, until it is written again."""
+    _failed[buffer] = error
+
+
+def check_not_failed(buffers: Iterable[Any]) -> None:
+    """Raise the error of the first of ``buffers`` that holds a failed computation's value (see :func:`mark_failed`)."""
+    for b in buffers:
+        error = _failed.get(b)
+        if error is not None:
+            raise error
 
 
 class _cuda_errors:  # noqa: N801 - used as a lower-case context manager, like contextlib's
@@ -634,8 +680,42 @@ class DeviceBuffer:
         buf.copy_from(arr, stream)
         return buf
 
+    @classmethod
+    def mapped(cls, shape: Iterable[int] | int, dtype: Any) -> tuple[DeviceBuffer, np.ndarray]:
+        """A buffer in page-locked host memory that kernels read and write through its address, and the numpy array
+        over the same bytes (``cuMemAllocHost`` through cuda.core's ``LegacyPinnedMemoryResource``: with unified
+        addressing, the host pointer is the device pointer). The host sees the device's writes without a copy once the
+        stream is synchronized; meant for a few bytes that kernels rarely write (error flags). The buffer must
+        outlive the array."""
+        buf = cls.__new__(cls)
+        buf.shape, buf.dtype = _shape(shape), np.dtype(dtype)
+        buf.nbytes = math.prod(buf.shape) * buf.dtype.itemsize
+        rt = _get_runtime()
+        with _cuda_errors(f"allocating {buf.nbytes} bytes of page-locked host memory"):
+            if rt.pinned is None:
+                rt.pinned = rt.cc.LegacyPinnedMemoryResource()
+            buf.buffer = rt.pinned.allocate(max(buf.nbytes, 1))
+        buf.ptr = int(buf.buffer.handle)
+        raw = (ctypes.c_char * max(buf.nbytes, 1)).from_address(buf.ptr)
+        array = np.frombuffer(raw, np.uint8, buf.nbytes).view(buf.dtype).reshape(buf.shape)
+        return buf, array
+
+    def view(self, offset: int, shape: Iterable[int] | int, dtype: Any) -> DeviceBuffer:
+        """A buffer of ``shape`` and ``dtype`` over this one's memory from byte ``offset`` (it keeps this one alive).
+        Raises ``ValueError`` when it does not fit inside."""
+        view = DeviceBuffer.__new__(DeviceBuffer)
+        view.shape, view.dtype = _shape(shape), np.dtype(dtype)
+        view.nbytes = math.prod(view.shape) * view.dtype.itemsize
+        if offset < 0 or offset + view.nbytes > self.nbytes:
+            raise ValueError(f"a view of {view.nbytes} bytes at byte {offset} does not fit in {self!r}")
+        view.ptr = self.ptr + offset
+        view.buffer = _get_runtime().cc.Buffer.from_handle(view.ptr, max(view.nbytes, 1), owner=self.buffer)
+        return view
+
     def to_numpy(self, stream: Any = None) -> np.ndarray:
-        """A host copy of the contents (device -> host); waits for the work queued before it on the stream."""
+        """A host copy of the contents (device -> host); waits for the work queued before it on the stream. Raises
+        the error of a deferred check that failed (:func:`defer_check`), and that of a failed computation for a
+        buffer it wrote (:func:`mark_failed`)."""
         out = np.empty(self.shape, self.dtype)
         if self.nbytes:
             rt = _get_runtime()
@@ -643,6 +723,10 @@ class DeviceBuffer:
             with _cuda_errors("copying device -> host"):
                 self.buffer.copy_to(rt.cc.Buffer.from_handle(out.ctypes.data, self.nbytes, owner=out), stream=s)
                 s.sync()
+        if _deferred:
+            run_deferred_checks()
+        if _failed:
+            check_not_failed((self,))
         return out
 
     def copy_from(self, other: DeviceBuffer | np.ndarray, stream: Any = None) -> None:
@@ -655,6 +739,12 @@ class DeviceBuffer:
             if self.nbytes:
                 with _cuda_errors("copying device -> device"):
                     self.buffer.copy_from(other.buffer, stream=s)
+            if _failed:  # a copy of a failed computation's value is one too
+                error = _failed.get(other)
+                if error is not None:
+                    _failed[self] = error
+                else:
+                    _failed.pop(self, None)
             return
         arr = np.asarray(other, order="C")
         self._check_like(arr.shape, arr.dtype)
@@ -1287,6 +1377,10 @@ class Executable:
         else:
             outputs = tuple(out)
             self._bind("output", outputs, self.outputs, key)
+        if _failed:  # a value computed by failed work must not flow on; a buffer written anew holds a good one
+            check_not_failed(inputs)
+            for b in outputs:
+                _failed.pop(b, None)
         prepared = self._prepared
         if prepared is None:
             prepared = self._prepared = self._prepare()

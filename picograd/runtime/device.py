@@ -26,7 +26,17 @@ import numpy as np
 
 from picograd.errors import DeviceError
 
-__all__ = ["Device", "Runtime", "check_available", "device_of", "parse", "register_runtime", "runtime_for", "runtimes"]
+__all__ = [
+    "Device",
+    "Runtime",
+    "check_available",
+    "device_of",
+    "interned",
+    "parse",
+    "register_runtime",
+    "runtime_for",
+    "runtimes",
+]
 
 _NAME = re.compile(r"([a-z_]+)(?::(\d+))?")
 
@@ -73,14 +83,16 @@ class Device:
         return (self.type, self.index or 0)
 
     def __eq__(self, other: object) -> bool:
+        if other is self:
+            return True
         if isinstance(other, str):
             try:
-                other = Device(other)
+                other = _named(other)
             except DeviceError:
                 return False
         if not isinstance(other, Device):
             return NotImplemented
-        return self._key() == other._key()
+        return self.type == other.type and (self.index or 0) == (other.index or 0)
 
     def __hash__(self) -> int:
         return hash(self._key())
@@ -96,6 +108,28 @@ class Device:
         return (Device, (self.type, self.index))
 
 
+_INTERNED: dict[Any, Device] = {}  # (type, index) or a name -> its Device, for the hot paths
+
+
+def interned(type: str, index: int | None) -> Device:  # noqa: A002 - PyTorch's argument name
+    """``Device(type, index)``, made once (for the hot paths that name a device per call)."""
+    key = (type, index)
+    d = _INTERNED.get(key)
+    if d is None:
+        d = _INTERNED[key] = Device(type, index)
+    return d
+
+
+def _named(name: str) -> Device:
+    """``Device(name)``, parsed once per name."""
+    d = _INTERNED.get(name)
+    if d is None:
+        d = Device(name)
+        if len(_INTERNED) < 256:
+            _INTERNED[name] = d
+    return d
+
+
 def _type_name(x: Any) -> str:
     return f"the {type(x).__name__} {x!r}" if isinstance(x, int | float) else f"a {type(x).__name__}"
 
@@ -106,7 +140,7 @@ def parse(device: Any) -> Device:
         return CPU
     if isinstance(device, Device):
         return device
-    return Device(device)
+    return _named(device) if isinstance(device, str) else Device(device)
 
 
 class Runtime(Protocol):
@@ -169,7 +203,7 @@ def device_of(buffer: Any) -> Device:
         return CPU
     for kind, runtime in _RUNTIMES.items():
         if kind != "cpu" and runtime.holds(buffer):
-            return Device(kind, runtime.index_of(buffer))
+            return interned(kind, runtime.index_of(buffer))
     raise DeviceError(f"no runtime holds a buffer of type {type(buffer).__name__}")
 
 
