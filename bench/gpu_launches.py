@@ -43,9 +43,7 @@ def launch_bytes(module: Any) -> list[tuple[str, list[int], int]]:
     from xdsl.dialects import arith, func, gpu, memref
     from xdsl.dialects.builtin import IntegerAttr, MemRefType
 
-    kernels: dict[str, Any] = {
-        op.sym_name.data: op for op in module.walk() if isinstance(op, gpu.FuncOp)
-    }
+    kernels: dict[str, Any] = {op.sym_name.data: op for op in module.walk() if isinstance(op, gpu.FuncOp)}
     views: dict[str, list[int]] = {}  # per kernel: the bytes of each arena view it makes of each argument
     for name, k in kernels.items():
         per_arg = [0] * len(k.body.block.args)
@@ -67,7 +65,8 @@ def launch_bytes(module: Any) -> list[tuple[str, list[int], int]]:
         grid = []
         for v in (op.gridSizeX, op.gridSizeY, op.gridSizeZ):
             c = v.owner
-            grid.append(c.value.value.data if isinstance(c, arith.ConstantOp) and isinstance(c.value, IntegerAttr) else -1)
+            known = isinstance(c, arith.ConstantOp) and isinstance(c.value, IntegerAttr)
+            grid.append(c.value.value.data if known else -1)  # type: ignore[union-attr]
         total = 0
         for i, v in enumerate(op.kernelOperands):
             assert isinstance(v.type, MemRefType)
@@ -129,12 +128,11 @@ def main() -> None:
               f"{result['bytes'] / 1e9:.3f} GB ({100 * (result['bytes'] / old['bytes'] - 1):+.1f}%)")  # fmt: skip
     if args.json:
         import xdsl
-
         from results_io import write_json
 
         commit = os.popen(f"git -C {HERE} rev-parse --short HEAD").read().strip()
         result = {
-            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
             "machine": f"{platform.machine()}, no GPU (compiled only)",
             "commit": commit,
             "versions": {"xdsl": str(xdsl.__version__), "numpy": np.__version__, "python": platform.python_version()},

@@ -16,8 +16,10 @@ scheduler):
   prologue); the ops that consume a reduction's result start a new kernel (no epilogue fusion).
 - Every other op is a kernel on its own, holding just that op: ``matmul``, ``gather``, ``scatter_add``,
   ``argmax``/``argmin`` (kind ``reduction``), ``permute``/``slice``/``pad``/``concat`` (``movement``) and
-  ``random``. A view that feeds only such ops (a reshape between a gather and a matmul, say) is a ``movement``
-  kernel of its own; bufferization may later turn it into an aliasing view. The exception is a ``permute`` whose
+  ``random``. A reshape that such an op reads (and that is not returned) is a ``movement`` kernel of its own (a
+  reshape between a gather and a matmul, or between a LayerNorm's bf16 output and the next matmul), which
+  bufferization turns into an aliasing view: the ops it reshapes keep their own iteration shape, so they may merge
+  with the kernels of that shape (below). The exception is a ``permute`` whose
   only user is a ``matmul``: it joins the matmul's kernel, which reads the operand transposed in place.
 - Consumers first: an elementwise op joins the kernel of its users when they all lie in one elementwise or
   reduction kernel. An op whose users lie in several kernels (or that is returned, or read by a kernel of the
@@ -340,12 +342,13 @@ class _Former:
     def _group_fusible(self, op: Operation) -> None:
         targets: list[Group] = []  # the fusible groups of its users, in order, once each
         written = False  # whether the value must be written out: returned or read by a non-fusible kernel
+        returned = False
         for use in op.results[0].uses:
             user = use.operation
             if user not in self.live and not isinstance(user, func.ReturnOp | kernel.FusedOp):
                 continue
             if isinstance(user, func.ReturnOp):
-                written = True
+                written = returned = True
                 continue
             for g in self.groups_of.get(user, ()):
                 if op in g.ops:
@@ -360,7 +363,9 @@ class _Former:
         if is_cheap(op) or (self.recompute and shared and isinstance(op, ELEMENTWISE) and _recomputable(op)):
             for g in targets:
                 self._add(g, op, home=False)
-            if written:
+            if written and not returned and isinstance(op, pg.ReshapeOp):
+                self._new_group("movement", op, shape_of(op.results[0]))  # a view of its input's buffer
+            elif written:
                 self._new_group("elementwise", op, shape_of(op.results[0]))
         elif len(targets) == 1 and not written:
             self._add(targets[0], op, home=True)

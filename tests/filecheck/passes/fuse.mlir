@@ -155,6 +155,29 @@ func.func @embedding(%t: tensor<5x2xf32>, %i: tensor<4x3xi64>, %g: tensor<4x6xf3
 
 // -----
 
+// A reshape that a matmul reads is a movement kernel of its own, which pg-bufferize makes a view: the chain it
+// reshapes keeps its own iteration shape, so the normalized value that is also returned (LayerNorm's x_hat, which
+// the backward pass reads) and its bf16 cast for the matmul are written by one kernel in one pass.
+func.func @reshape_for_matmul(%x: tensor<2x3x4xf32>, %r: tensor<2x3x1xf32>, %w: tensor<4x5xbf16>) -> (tensor<6x5xbf16>, tensor<2x3x4xf32>) {
+  %rb = pg.broadcast_to %r : tensor<2x3x1xf32> -> tensor<2x3x4xf32>
+  %n = pg.mul %x, %rb : tensor<2x3x4xf32>
+  %c = pg.cast %n : tensor<2x3x4xf32> -> tensor<2x3x4xbf16>
+  %f = pg.reshape %c : tensor<2x3x4xbf16> -> tensor<6x4xbf16>
+  %m = pg.matmul %f, %w : (tensor<6x4xbf16>, tensor<4x5xbf16>) -> tensor<6x5xbf16>
+  func.return %m, %n : tensor<6x5xbf16>, tensor<2x3x4xf32>
+}
+
+// CHECK-LABEL: func.func @reshape_for_matmul
+// CHECK-NEXT:    %[[N:.*]], %[[C:.*]] = kernel.fused @k{{[0-9]+}}_cast "elementwise" (%r, %x) : (tensor<2x3x1xf32>, tensor<2x3x4xf32>) -> (tensor<2x3x4xf32>, tensor<2x3x4xbf16>)
+// CHECK:         %[[F:.*]] = kernel.fused @k{{[0-9]+}}_reshape "movement" (%[[C]]) : (tensor<2x3x4xbf16>) -> (tensor<6x4xbf16>) {
+// CHECK-NEXT:    ^bb0(%[[A:.*]]: tensor<2x3x4xbf16>):
+// CHECK-NEXT:      %[[R:.*]] = pg.reshape %[[A]] : tensor<2x3x4xbf16> -> tensor<6x4xbf16>
+// CHECK-NEXT:      kernel.yield %[[R]] : tensor<6x4xbf16>
+// CHECK:         %[[M:.*]] = kernel.fused @k{{[0-9]+}}_matmul "matmul" (%[[F]], %w)
+// CHECK:         func.return %[[M]], %[[N]]
+
+// -----
+
 // A scalar (the learning rate cast to f32) is copied into each kernel that uses it rather than written out. exp(x)
 // is read by two reductions and an elementwise kernel: it is computed once, in the first reduction's kernel.
 func.func @sgd(%lr: tensor<f64>, %w: tensor<3xf32>, %gw: tensor<3xf32>, %v: tensor<2xf32>, %gv: tensor<2xf32>, %x: tensor<3xf32>) -> (tensor<3xf32>, tensor<2xf32>, tensor<3xf32>, tensor<f32>) {
