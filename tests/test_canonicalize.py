@@ -247,7 +247,7 @@ def test_simplify_and_kernels_stages() -> None:
         "dce",
         "pg-decompose-attention",
         "pg-decompose-conv",
-        "pg-fuse",
+        "pg-fuse{recompute=true movement=true}",
         "pg-schedule{matmul=auto random-points=4}",
     ]
 

@@ -51,6 +51,15 @@ STAGES: dict[str, tuple[str, ...]] = {
 }
 
 
+FUSE_OPTIONS = "{recompute=true movement=true}"
+"""``pg-fuse``'s options on the way to the GPU (the CPU backend's too: ``cpu_compile.CPU_FUSE``): a cheap elementwise
+value that several kernels use is recomputed in each instead of written out in f32 and read back (the GELU's
+``x``, ``0.5 * x`` and ``1 + erf(x / sqrt(2))`` of the bf16 GPT: three f32 tensors of the MLP's width each layer,
+written by the forward and read by the backward), and a slice, permute or reshape read by one elementwise, reduction
+or gather kernel is read through at an index by it instead of copied (the attention heads' slice, reshape and
+permute of the fused qkv projection: one copy instead of two or three)."""
+
+
 def passes_until(
     stage: str, matmul_schedule: str = "auto", arch: str = "sm_90", attention_schedule: str = "auto"
 ) -> list[str]:
@@ -58,7 +67,8 @@ def passes_until(
     ``matmul_schedule`` is ``pg-schedule``'s ``matmul`` (``auto`` or a rung; also ``pg-matmul-schedule``'s
     ``schedule``, which only loop-stage IR without schedules uses), ``arch`` ``pg-to-ptx``'s target (and
     ``pg-schedule``'s: on ``sm_90a`` ``auto`` may take the Hopper-only kernels) and
-    ``attention_schedule`` ``pg-schedule``'s ``attention`` (``auto`` or ``flash-wgmma``).
+    ``attention_schedule`` ``pg-schedule``'s ``attention`` (``auto`` or ``flash-wgmma``). ``pg-fuse`` runs with
+    ``FUSE_OPTIONS``.
 
     Raises ``ValueError`` for an unknown stage or schedule."""
     if stage not in STAGES:
@@ -69,6 +79,7 @@ def passes_until(
     check_schedule(matmul_schedule)
     attention = "" if attention_schedule == "auto" else f" attention={check_attention(attention_schedule)}"
     options = {
+        "pg-fuse": FUSE_OPTIONS,
         # random-points=4: one Philox call for 4 elements of a random kernel (the CPU pipeline runs STAGES as is)
         "pg-schedule": f"{{matmul={matmul_schedule}{attention}{'' if arch == 'sm_90' else f' arch={arch}'}"
         " random-points=4}",

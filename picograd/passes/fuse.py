@@ -16,8 +16,10 @@ scheduler):
   prologue); the ops that consume a reduction's result start a new kernel (no epilogue fusion).
 - Every other op is a kernel on its own, holding just that op: ``matmul``, ``gather``, ``scatter_add``,
   ``argmax``/``argmin`` (kind ``reduction``), ``permute``/``slice``/``pad``/``concat`` (``movement``) and
-  ``random``. A view that feeds only such ops (a reshape between a gather and a matmul, say) is a ``movement``
-  kernel of its own; bufferization may later turn it into an aliasing view. The exception is a ``permute`` whose
+  ``random``. A reshape that such an op reads (and that is not returned) is a ``movement`` kernel of its own (a
+  reshape between a gather and a matmul, or between a LayerNorm's bf16 output and the next matmul), which
+  bufferization turns into an aliasing view: the ops it reshapes keep their own iteration shape, so they may merge
+  with the kernels of that shape (below). The exception is a ``permute`` whose
   only user is a ``matmul``: it joins the matmul's kernel, which reads the operand transposed in place.
 - Consumers first: an elementwise op joins the kernel of its users when they all lie in one elementwise or
   reduction kernel. An op whose users lie in several kernels (or that is returned, or read by a kernel of the
@@ -31,7 +33,9 @@ scheduler):
   so that one pass over the data computes both and the value is written out on the way (``exp(x - max)``
   feeding both the softmax sum and the backward pass, say). A merge is made only when no path leads from the
   producer to the consumer through a third kernel (which would make a cycle), and a kernel holds at most one
-  reduction.
+  reduction. Then sibling fusion of copies: ``movement`` kernels that copy (not reshape-only ones, which are views)
+  with one iteration shape and the same inputs become one kernel with an output each (the attention heads' q, k
+  and v sliced from the qkv projection: one launch).
 
 Each ``kernel.fused`` takes the location of its main op (the reduction, the single op, or the last output of an
 elementwise kernel); the ops moved into kernels keep their own. Kernel names are ``k<n>_<main op>``, unique in the
@@ -340,12 +344,13 @@ class _Former:
     def _group_fusible(self, op: Operation) -> None:
         targets: list[Group] = []  # the fusible groups of its users, in order, once each
         written = False  # whether the value must be written out: returned or read by a non-fusible kernel
+        returned = False
         for use in op.results[0].uses:
             user = use.operation
             if user not in self.live and not isinstance(user, func.ReturnOp | kernel.FusedOp):
                 continue
             if isinstance(user, func.ReturnOp):
-                written = True
+                written = returned = True
                 continue
             for g in self.groups_of.get(user, ()):
                 if op in g.ops:
@@ -360,7 +365,9 @@ class _Former:
         if is_cheap(op) or (self.recompute and shared and isinstance(op, ELEMENTWISE) and _recomputable(op)):
             for g in targets:
                 self._add(g, op, home=False)
-            if written:
+            if written and not returned and isinstance(op, pg.ReshapeOp):
+                self._new_group("movement", op, shape_of(op.results[0]))  # a view of its input's buffer
+            elif written:
                 self._new_group("elementwise", op, shape_of(op.results[0]))
         elif len(targets) == 1 and not written:
             self._add(targets[0], op, home=True)
@@ -421,6 +428,23 @@ class _Former:
                         self._merge_edges(p, c, by_id, preds, succs)
                         changed = True
                         break
+        self._merge_copies(by_id, preds, succs)
+
+    def _merge_copies(self, by_id: dict[int, Group], preds: dict[int, set[int]], succs: dict[int, set[int]]) -> None:
+        """Sibling fusion of copies: ``movement`` kernels that copy (a permute, slice, pad or concat: not a reshape,
+        which is a view) with one iteration shape and the same inputs become one kernel, which reads the inputs
+        once and writes every copy (the attention heads' q, k and v, each a slice, reshape and permute of the qkv
+        projection: one launch instead of three). No cycle can form: each reads only those inputs."""
+        first: dict[tuple[tuple[int, ...], frozenset[SSAValue]], Group] = {}
+        for g in sorted(by_id.values(), key=lambda g: self.pos[g.main]):
+            if g.kind != "movement" or all(isinstance(op, VIEWS) for op in g.ops):
+                continue
+            key = (g.iter_shape, frozenset(self.external_inputs(g)))
+            if key not in first:
+                first[key] = g
+                continue
+            self._merge_into(g, first[key])
+            self._merge_edges(g, first[key], by_id, preds, succs)
 
     @staticmethod
     def _reaches_through(p: Group, c: Group, succs: dict[int, set[int]]) -> bool:
