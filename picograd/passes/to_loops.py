@@ -778,8 +778,8 @@ class KernelLowering:
         for role, k in (("key0", k0), ("key1", k1)):
             _mark(k, role)
         words = philox4x32(self.pure, mul_wide, lambda n: self.const(n, i32), [c0, c1, zero, zero], [k0, k1])
-        for k, w in zip(keys, words, strict=True):
-            self.remember(k, w)
+        for key, word in zip(keys, words, strict=True):
+            self.remember(key, word)
         return words
 
     def random(self, op: pg.RandomOp, idx: Index, el: Attribute) -> SSAValue:
