@@ -27,7 +27,8 @@ scheduler):
   *cheap* ops, which are copied into every kernel that uses them: generators, views and elementwise ops on one
   element (0-d scalars such as a learning rate cast to ``f32``) as long as the scalar computation reads at most
   ``MAX_SCALAR_READS`` values. Constants are therefore never kernel inputs. With ``recompute`` (the CPU backend's
-  choice), elementwise ops that read little more than their own size (``_recomputable``) are copied too.
+  choice), elementwise ops that read little more than their own size (``_recomputable``) are copied too, into the
+  kernels of their several fusible users (a value written out anyway with one fusible user rides in its kernel).
 - Then multi-output fusion: a kernel of elementwise ops whose output has the iteration shape of a consuming
   elementwise kernel (its output shape) or reduction kernel (the shape of the reduction's input) merges into it,
   so that one pass over the data computes both and the value is written out on the way (``exp(x - max)``
@@ -361,8 +362,10 @@ class _Former:
                     targets.append(g)
         if not targets and not written:
             return  # dead (cse/dce leave none); nothing needs it
-        shared = len(targets) > 1 or (targets and written)
-        if is_cheap(op) or (self.recompute and shared and isinstance(op, ELEMENTWISE) and _recomputable(op)):
+        # recomputed only where that saves writing the value and reading it back in several kernels: a value
+        # written out anyway with a single fusible user rides in that kernel instead (multi-output fusion below)
+        several = len(targets) > 1
+        if is_cheap(op) or (self.recompute and several and isinstance(op, ELEMENTWISE) and _recomputable(op)):
             for g in targets:
                 self._add(g, op, home=False)
             if written and not returned and isinstance(op, pg.ReshapeOp):
