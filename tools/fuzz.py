@@ -45,7 +45,7 @@ import torch
 import picograd as pg
 from picograd.frontend.realize import pending_module
 from picograd.frontend.tensor import realize
-from picograd.passes.schedule import SCHEDULES
+from picograd.passes.kinds.matmul_rungs import SCHEDULES
 
 ROOT = Path(__file__).resolve().parents[1]
 
