@@ -54,7 +54,6 @@ import operator
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-import ml_dtypes
 import numpy as np
 from xdsl.dialects import arith, gpu, memref, scf
 from xdsl.dialects import math as mathd
@@ -1110,6 +1109,8 @@ def _evaluate(v: SSAValue, word: SSAValue, w: int, known: dict[SSAValue, bool] |
 
 def _numpy_type(t: Attribute) -> Any:
     """The numpy scalar type of ``t`` (``uint32`` for ``i32``: the words are unsigned)."""
+    import ml_dtypes  # half a CPU second: loaded where a 16-bit constant is folded, not with the compiler
+
     for cls, np_type in ((BFloat16Type, ml_dtypes.bfloat16), (Float16Type, np.float16), (Float32Type, np.float32),
                          (Float64Type, np.float64)):  # fmt: skip
         if isinstance(t, cls):
