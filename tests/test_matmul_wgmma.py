@@ -32,7 +32,6 @@ from picograd.target.ptx_printer import print_ptx
 TEST_SCHEDULES = {
     "wgmma": wg.WgmmaSchedule("wgmma", consumers=1, bn=64, stages=2),
     "wgmma-ws": wg.WgmmaSchedule("wgmma-ws", consumers=1, bn=64, stages=2, specialised=True),
-    "wgmma-pp": wg.WgmmaSchedule("wgmma-pp", consumers=2, bn=64, stages=3, specialised=True, pingpong=True),
 }
 
 
@@ -292,9 +291,3 @@ def test_wgmma_program_on_gpu(name: str, shape: tuple[int, int, int], rng: np.ra
     inputs = [cuda.DeviceBuffer.from_numpy(x.view(ml_dtypes.bfloat16)) for x in (a_bits, b_bits)]
     (out,) = program.executable()(*inputs)
     assert_close(out.to_numpy(), a, bt.T)
-
-
-def test_pingpong_warpgroups_take_turns_over_many_tiles(rng: np.random.Generator) -> None:
-    """``wgmma-pp`` with each consumer warpgroup taking two tiles of its block (12 tiles on 3 blocks) over a ring of
-    3 stages that 2 K tiles a tile wrap: the stage and parity a warpgroup skips to after the other's tile."""
-    run(TEST_SCHEDULES["wgmma-pp"], wg.Problem(256, 192, 96, out_dtype="bf16"), rng)

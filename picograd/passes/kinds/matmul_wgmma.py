@@ -101,9 +101,7 @@ OUTPUT_TYPES = ("f32", "bf16", "f16")
 class WgmmaSchedule:
     """One configuration of the wgmma kernel: ``consumers`` warpgroups of 64 rows each (BM = 64 * consumers),
     ``bn`` columns (the wgmma N), ``stages`` shared-memory buffers; ``specialised`` adds the producer warpgroup
-    and makes the grid ``persistent``; ``pingpong`` (with ``specialised``) gives each consumer warpgroup tiles of
-    its own (BM = 64, the block's tiles taken in turn), so that one warpgroup's epilogue overlaps the other's
-    main loop. ``producer_regs``/``consumer_regs`` are the ``setmaxnreg`` counts."""
+    and makes the grid ``persistent``. ``producer_regs``/``consumer_regs`` are the ``setmaxnreg`` counts."""
 
     name: str
     consumers: int
@@ -112,11 +110,10 @@ class WgmmaSchedule:
     specialised: bool = False
     producer_regs: int = 40
     consumer_regs: int = 232
-    pingpong: bool = False
 
     @property
     def bm(self) -> int:
-        return 64 if self.pingpong else 64 * self.consumers
+        return 64 * self.consumers
 
     @property
     def threads(self) -> int:
@@ -137,8 +134,6 @@ class WgmmaSchedule:
             raise ValueError(f"{self.name}: bn={self.bn} is not a wgmma N (a multiple of 8 up to 256)")
         if self.consumers < 1 or self.bm > 256 or self.stages < 1 + int(self.specialised):
             raise ValueError(f"{self.name}: {self.consumers} consumer warpgroups, {self.stages} stages")
-        if self.pingpong and not self.specialised:
-            raise ValueError(f"{self.name}: pingpong needs the producer warpgroup (specialised)")
         if self.shared_bytes > MAX_SHARED:
             raise ValueError(f"{self.name}: {self.shared_bytes} bytes of shared memory (at most {MAX_SHARED})")
 
@@ -146,11 +141,8 @@ class WgmmaSchedule:
 SCHEDULES: dict[str, WgmmaSchedule] = {
     "wgmma": WgmmaSchedule("wgmma", consumers=2, bn=128, stages=4),
     "wgmma-ws": WgmmaSchedule("wgmma-ws", consumers=2, bn=256, stages=4, specialised=True),
-    "wgmma-pp": WgmmaSchedule("wgmma-pp", consumers=2, bn=256, stages=5, specialised=True, pingpong=True),
 }
-"""The tensor-core rungs that run on wgmma (sizes for large matmuls: fast.cu's 128x128 and 128x256 tiles;
-``wgmma-pp``: CUTLASS's ping-pong warp-specialised schedule on 64x256 tiles, for short K loops, where storing a
-tile takes about as long as computing it)."""
+"""The tensor-core rungs that run on wgmma (sizes for large matmuls: fast.cu's 128x128 and 128x256 tiles)."""
 
 
 @dataclass(frozen=True)
@@ -467,7 +459,7 @@ class _Kernel(PipelineBuilder):
             for i in range(s.stages):
                 ptx.MbarrierInitOp(binop(ptx.AddOp, self.full, 8 * i), 1)
                 if self.empty is not None:
-                    ptx.MbarrierInitOp(binop(ptx.AddOp, self.empty, 8 * i), 1 if s.pingpong else s.consumers)
+                    ptx.MbarrierInitOp(binop(ptx.AddOp, self.empty, 8 * i), s.consumers)
             ptx.FenceProxyAsyncOp()  # the initialised mbarriers, before the copies complete on them
             ptx.LabelOp(done_init)
             ptx.BarSyncOp(0)
@@ -540,13 +532,6 @@ class _Kernel(PipelineBuilder):
         self.accumulators()
         cstage, cphase = imm(0), imm(0)
         ctile = ptx.MovOp(first, "u32").result
-        cstep: SSAValue = step
-        rows: SSAValue = consumer  # the warpgroup's 64 rows of a stage and of the tile
-        if s.pingpong:  # consumer c takes the block's tiles c, c + 2, ...: their K tiles follow the other's
-            rows = imm(0)
-            ptx.AssignOp(ctile, ptx.MadOp(consumer, step, first, "u32", mode="lo").result)
-            cstep = binop(ptx.ShlOp, step, 1, "b32")
-            self.skip(cstage, cphase, binop(ptx.MulOp, consumer, self.nk, "u32", mode="lo"))
 
         def release(stage: SSAValue, guard: SSAValue) -> None:
             """One arrival per consumer warpgroup on the stage's empty mbarrier: the producer may refill it."""
@@ -565,7 +550,7 @@ class _Kernel(PipelineBuilder):
             _, _, bar = self.stage_addr(cstage)
             self.wait(bar, cphase)
             not_first = ptx.SetpOp("ne", kt, imm(0)).result
-            self.mma(cstage, not_first, rows, pending=1)
+            self.mma(cstage, not_first, consumer, pending=1)
             release(previous, ptx.AndOp(arrive, not_first, "pred").result)
             ptx.AssignOp(previous, cstage)
             ptx.AssignOp(kt, binop(ptx.AddOp, kt, 1))
@@ -573,20 +558,10 @@ class _Kernel(PipelineBuilder):
             ptx.BraOp(top, guard=ptx.SetpOp("lt", kt, imm(self.nk)).result)
             ptx.WgmmaWaitGroupOp(0)
             release(previous, arrive)
-            if s.pingpong:  # past the other warpgroup's tile, while this one stores its own
-                self.skip(cstage, cphase, imm(self.nk))
-            self.epilogue(bx, by, bz, rows, local)
+            self.epilogue(bx, by, bz, consumer, local)
 
-        self.tile_loop(ctile, first, cstep, tiles, consume)
+        self.tile_loop(ctile, first, step, tiles, consume)
         ptx.LabelOp(exit_label)
-
-    def skip(self, stage: SSAValue, phase: SSAValue, count: SSAValue) -> None:
-        """``count`` steps of :meth:`advance` at once: stage = (stage + count) % stages, the parity flipped once per
-        wrap."""
-        total = binop(ptx.AddOp, stage, count)
-        wraps = binop(ptx.DivOp, total, self.stages)
-        ptx.AssignOp(stage, binop(ptx.RemOp, total, self.stages))
-        ptx.AssignOp(phase, binop(ptx.XorOp, phase, binop(ptx.AndOp, wraps, 1, "b32"), "b32"))
 
     def produce(self, stage: SSAValue, phase: SSAValue, bx: SSAValue, by: SSAValue, bz: SSAValue) -> None:
         s = self.s
