@@ -26,6 +26,7 @@ func.func @fused(%q: tensor<2x8x4xf32>, %k: tensor<2x8x4xf32>, %v: tensor<2x8x4x
 // LOOPS-NOT:     8x8
 // LOOPS:         pg.attention = {nest = "forward", scale = 5.000000e-01 : f64, buffers = ["out", "q", "k", "mask", "v", "lse"]}
 // LOOPS:         memref.alloc() : memref<2x8xf32>
+// LOOPS:         pg.attention = {nest = "dsum", {{.*}}buffers = ["dout", "out", "dsum"]}
 // LOOPS:         pg.attention = {nest = "dkdv", {{.*}}buffers = ["dv", "dk", "mask", "q", "k", "lse", "dout", "v", "dsum"]}
 // LOOPS:         pg.attention = {nest = "dq", {{.*}}buffers = ["dq", "lse", "dsum", "q", "k", "mask", "dout", "v"]}
 // LOOPS-NOT:     8x8
@@ -37,7 +38,7 @@ func.func @fused(%q: tensor<2x8x4xf32>, %k: tensor<2x8x4xf32>, %v: tensor<2x8x4x
 // GPU-NEXT:      gpu.launch_func{{.*}}@k1_attention_backward_2,
 // GPU:           gpu_ext.workgroup_alloc : memref<8x4xf32, 3 : i64>
 // GPU:           sym_name = "k0_scaled_dot_product_attention", pg.kind = "attention", pg.schedule = "flash-forward"
-// GPU:           pg.schedule = "thread_per_point", pg.kind = "attention"
+// GPU:           sym_name = "k1_attention_backward", pg.kind = "attention", pg.schedule = "flash-dsum"
 // GPU:           gpu_ext.workgroup_alloc : memref<8xf32, 3 : i64>
 // GPU:           sym_name = "k1_attention_backward_1", pg.kind = "attention", pg.schedule = "flash-dkdv"
 // GPU:           sym_name = "k1_attention_backward_2", pg.kind = "attention", pg.schedule = "flash-dq"
