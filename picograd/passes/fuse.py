@@ -133,11 +133,20 @@ MAX_RECOMPUTE_OPS = 8
 depends on (copied with it) are at most this many and read little more memory than the op's result holds."""
 
 
+NOT_RECOMPUTED = (pg.ErfOp,)
+"""Elementwise ops that ``recompute`` never copies: an ``erf`` is about 50 vector operations per element on the CPU
+(``gpu_math``'s two branches, one with an ``exp`` and a division), ten times what writing it once and reading it
+back cost (the exact GELU's backward kernel recomputed it: BERT's 4096 x 512, 3.2 ms of a 320 ms step)."""
+
+
 def _recomputable(op: Operation) -> bool:
     """Whether ``op`` (elementwise) and the elementwise ops, generators and views it depends on, at most
-    ``MAX_RECOMPUTE_OPS`` of them, read at most 9/8 of the elements of ``op``'s result from outside: recomputing
-    it where it is used reads about as much memory as reading it back would, and saves writing it (the GELU's
-    ``0.5 * x`` and ``1 + erf(x / sqrt(2))`` of ``x = h + bias``, which the backward pass uses too)."""
+    ``MAX_RECOMPUTE_OPS`` of them and none of ``NOT_RECOMPUTED``, read at most 9/8 of the elements of ``op``'s
+    result from outside: recomputing it where it is used reads about as much memory as reading it back would, and
+    saves writing it (the GELU's ``0.5 * x`` and ``x / sqrt(2)`` of ``x = h + bias``, which the backward pass uses
+    too)."""
+    if isinstance(op, NOT_RECOMPUTED):
+        return False
     budget = 9 * int(np.prod(shape_of(op.results[0]))) // 8
     reads: set[SSAValue] = set()
     seen = {op}
@@ -147,6 +156,8 @@ def _recomputable(op: Operation) -> bool:
         for v in stack.pop().operands:
             owner = v.owner
             if isinstance(owner, FUSIBLE):
+                if isinstance(owner, NOT_RECOMPUTED):
+                    return False
                 if owner not in seen:
                     seen.add(owner)
                     stack.append(owner)
