@@ -237,14 +237,15 @@ def test_cpu_blocked_attention(
     length: int, d: int, causal: bool, mask: str, heads: int, threads: int, monkeypatch, rng: np.random.Generator
 ) -> None:
     """The JIT CPU runtime runs the attention kernels as blocked BLAS products (several chunks of slices: a tile
-    of one slice's scores; one or two threads), forward and every gradient against the unfused decomposition in
-    float64; dropout kernels run with numpy (the launch's ops)."""
+    of one slice's scores; one or two threads; transposed operands copied or not), forward and every gradient
+    against the unfused decomposition in float64; dropout kernels run with numpy (the launch's ops)."""
     import picograd as pg
     from picograd.driver.cpu_compile import compile_for_cpu
     from picograd.runtime import cpu_attention, cpu_jit
 
     monkeypatch.setattr(cpu_attention, "TILE_BYTES", length * length * 8)
     monkeypatch.setattr(cpu_attention, "CAUSAL_BLOCK_ROWS", 2)  # causal row blocks at these lengths too
+    monkeypatch.setattr(cpu_attention, "TRANSPOSED_COPY_SCORES", 0 if causal else 1 << 30)  # both products' forms
     xs = inputs(rng, length, d, mask, heads)
     exe = compile_for_cpu(module(length, d, causal, mask, heads))
     assert isinstance(exe, cpu_jit.CpuFunction)
