@@ -264,7 +264,7 @@ def test_cpu_blocked_attention(
 def test_cpu_attention_row_kernels(dtype: type, rng: np.random.Generator) -> None:
     """The native row kernels of the CPU attention (``llvm_ir.row_kernels_text``) against numpy in float64: the
     softmax's row maximum (0 for a row of -inf, NaN propagated), exponentials and row sums; ``exp(s - c)`` with a
-    -inf ``c``; ``(ds - d) * p``; rows of lengths around the vector width."""
+    -inf ``c``; ``(ds - d) * p * scale``; rows of lengths around the vector width."""
     from picograd.runtime import cpu_jit
 
     native = cpu_jit.row_kernels(np.dtype(dtype))
@@ -294,6 +294,6 @@ def test_cpu_attention_row_kernels(dtype: type, rng: np.random.Generator) -> Non
 
         ds, d = rng.standard_normal((2, 5, n)).astype(dtype), rng.standard_normal((2, 5, 1)).astype(dtype)
         q = rng.standard_normal((2, 5, n)).astype(dtype)
-        want = (ds.astype(np.float64) - d) * q
-        native.dsoftmax(ds, q, d)
+        want = (ds.astype(np.float64) - d) * q * 0.25
+        native.dsoftmax(ds, q, d, 0.25)
         np.testing.assert_allclose(ds, want, **tol)

@@ -65,19 +65,24 @@ Step = Callable[[list[np.ndarray]], None]
 
 _ROWS2 = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64)
 _ROWS3 = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64)
+_SCALAR = {"f32": ctypes.c_float, "f64": ctypes.c_double}
 
 
 class RowKernels:
     """The native row kernels of ``llvm_ir.row_kernels_text`` for one float type, compiled with ``compile`` (the
-    runtime's LLVM), called on contiguous arrays: ``softmax(s, m, l)``, ``exp(s, c)``, ``dsoftmax(ds, p, d)``, each
-    over the rows of its first array (``m``, ``l``, ``c``, ``d``: one value per row). ``ctypes`` releases the GIL
-    during the call, so chunks on the pool's threads run them in parallel."""
+    runtime's LLVM), called on contiguous arrays: ``softmax(s, m, l)``, ``exp(s, c)``, ``dsoftmax(ds, p, d,
+    scale)``, each over the rows of its first array (``m``, ``l``, ``c``, ``d``: one value per row). ``ctypes``
+    releases the GIL during the call, so chunks on the pool's threads run them in parallel."""
 
     def __init__(self, compile: Compile, dtype: np.dtype):
         kind = {np.dtype(np.float32): "f32", np.dtype(np.float64): "f64"}[np.dtype(dtype)]
         names = [f"pg_{k}_{kind}" for k in llvm_ir.ROW_KERNELS]
         self.engine, (softmax, exp, dsoftmax) = compile(llvm_ir.row_kernels_text(kind), names)  # engine kept alive
-        self._softmax, self._exp, self._dsoftmax = _ROWS3(softmax), _ROWS2(exp), _ROWS3(dsoftmax)
+        self._softmax, self._exp = _ROWS3(softmax), _ROWS2(exp)
+        scalar = _SCALAR[kind]
+        self._dsoftmax = ctypes.CFUNCTYPE(
+            None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, scalar, ctypes.c_int64, ctypes.c_int64
+        )(dsoftmax)
 
     def softmax(self, s: np.ndarray, m: np.ndarray, l: np.ndarray) -> None:
         n = s.shape[-1]
@@ -87,9 +92,9 @@ class RowKernels:
         n = s.shape[-1]
         self._exp(s.ctypes.data, c.ctypes.data, s.size // n, n)
 
-    def dsoftmax(self, ds: np.ndarray, p: np.ndarray, d: np.ndarray) -> None:
+    def dsoftmax(self, ds: np.ndarray, p: np.ndarray, d: np.ndarray, scale: float) -> None:
         n = ds.shape[-1]
-        self._dsoftmax(ds.ctypes.data, p.ctypes.data, d.ctypes.data, ds.size // n, n)
+        self._dsoftmax(ds.ctypes.data, p.ctypes.data, d.ctypes.data, scale, ds.size // n, n)
 
 
 def attention_step(
@@ -284,9 +289,11 @@ def _backward(op: pg.AttentionBackwardOp, args, yielded, ins, outs, run, rows) -
         drop, add = sc.masks(bufs)
 
         def chunk(lo: int, hi: int) -> None:
+            d_all = sc.part("d", (sc.L, 1), (hi - lo, sc.L, 1))  # D = rowsum(dout * out), once for the row blocks
+            np.einsum("nle,nle->nl", do[lo:hi], o[lo:hi], out=d_all[..., 0])
             for b, rows in enumerate(sc.rows):
                 r0, r1, kend = rows
-                p, qs = sc.scores(q, k, lo, hi, rows, drop, add)
+                p, _ = sc.scores(q, k, lo, hi, rows, drop, add)
                 row = sc.part("m", (sc.L, 1), (hi - lo, r1 - r0, 1))
                 np.copyto(row, lse[lo:hi, r0:r1])
                 native.exp(p, row)  # P = exp(S - lse), lse -inf (no keys) taken as 0
@@ -294,13 +301,15 @@ def _backward(op: pg.AttentionBackwardOp, args, yielded, ins, outs, run, rows) -
                     _product(p.transpose(0, 2, 1), do[lo:hi, r0:r1], dv[lo:hi], b == 0, sc.tile("dv", (sc.S, ev)))
                 ds = sc.part("ds", (sc.L, sc.S), p.shape)
                 np.matmul(do[lo:hi, r0:r1], sc.transposed(v[lo:hi, :kend]), out=ds)
-                np.einsum("nle,nle->nl", do[lo:hi, r0:r1], o[lo:hi, r0:r1], out=row[..., 0])
-                native.dsoftmax(ds, p, row)  # dS / scale = P (dP - D): the scale goes on dq and (scale * q) on dk
+                d = d_all
+                if r1 - r0 < sc.L:
+                    d = row
+                    np.copyto(d, d_all[:, r0:r1])
+                native.dsoftmax(ds, p, d, float(sc.scale))  # dS = scale P (dP - D)
                 if dq is not None:
                     np.matmul(ds, k[lo:hi, :kend], out=dq[lo:hi, r0:r1])
-                    dq[lo:hi, r0:r1] *= sc.scale
                 if dk is not None:
-                    _product(ds.transpose(0, 2, 1), qs, dk[lo:hi], b == 0, sc.tile("dk", (sc.S, sc.E)))
+                    _product(ds.transpose(0, 2, 1), q[lo:hi, r0:r1], dk[lo:hi], b == 0, sc.tile("dk", (sc.S, sc.E)))
 
         with np.errstate(invalid="ignore", over="ignore"):
             sc.run(chunk, sc.chunks)

@@ -789,7 +789,8 @@ def row_kernels_text(kind: str) -> str:
     - ``pg_softmax_rows_<kind>(ptr s, ptr m, ptr l, i64 rows, i64 n)``: per row, ``m`` its maximum (NaN-propagating,
       as ``numpy.max``; 0 where it is ``-inf``), ``s = exp(s - m)`` in place and ``l`` the sum of the new row;
     - ``pg_exp_rows_<kind>(ptr s, ptr c, i64 rows, i64 n)``: ``s = exp(s - c)`` per row (``c`` 0 where ``-inf``);
-    - ``pg_dsoftmax_rows_<kind>(ptr ds, ptr p, ptr d, i64 rows, i64 n)``: ``ds = (ds - d) * p`` per row.
+    - ``pg_dsoftmax_rows_<kind>(ptr ds, ptr p, ptr d, <float> scale, i64 rows, i64 n)``: ``ds = (ds - d) * p *
+      scale`` per row.
 
     ``exp`` is ``gpu_math``'s (as a nest's); the maximum and the sum are reductions LLVM may vectorize (the sum in
     another order than numpy's pairwise one)."""
@@ -861,7 +862,9 @@ def row_kernels_text(kind: str) -> str:
             q = element(e, "%ds", r, j)
             x = e.emit(f"load {t}, ptr {q}")
             p = e.emit(f"load {t}, ptr {element(e, '%p', r, j)}")
-            y = e.emit(f"fmul {t} {e.emit(f'fsub {t} {x}, {d}')}, {p}")
+            y = e.emit(f"fsub {t} {x}, {d}")
+            y = e.emit(f"fmul {t} {y}, {p}")
+            y = e.emit(f"fmul {t} {y}, %scale")
             e.line(f"store {t} {y}, ptr {q}")
             return []
 
@@ -869,7 +872,7 @@ def row_kernels_text(kind: str) -> str:
 
     function("softmax_rows", ["ptr noalias %s", "ptr noalias %m", "ptr noalias %l"], softmax)
     function("exp_rows", ["ptr noalias %s", "ptr noalias %c"], exps)
-    function("dsoftmax_rows", ["ptr noalias %ds", "ptr noalias %p", "ptr noalias %d"], dsoftmax)
+    function("dsoftmax_rows", ["ptr noalias %ds", "ptr noalias %p", "ptr noalias %d", f"{t} %scale"], dsoftmax)
     declares = sorted({line for text in texts for line in text.splitlines() if line.startswith("declare")})
     bodies = ["\n".join(x for x in text.splitlines() if not x.startswith("declare")) for text in texts]
     return "\n\n".join([*bodies, *declares]) + "\n"
