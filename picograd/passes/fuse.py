@@ -277,6 +277,9 @@ class _Former:
                 self._add(g, op, home=True)
             elif self.movement and (g := self._reader_of(op)) is not None:
                 self._add(g, op, home=True)
+            elif self.movement and (matmuls := self._matmuls_of_reshape(op)):
+                for g in matmuls:
+                    self._add(g, op, home=False)
             elif isinstance(op, ATTENTION_OPS):
                 self._attention(op)
             elif type(op) in SINGLE_KINDS:
@@ -313,6 +316,21 @@ class _Former:
         if isinstance(user, pg.MatmulOp) and len(groups) == 1 and groups[0].kind == "matmul":
             return groups[0]
         return None
+
+    def _matmuls_of_reshape(self, op: Operation) -> list[Group]:
+        """With ``movement``, the matmul kernels that a ``reshape`` read only by matmuls (directly or through the
+        permute of a transposed operand) is copied into, a view of their operand: the reshape needs no kernel of its
+        own, so the elementwise kernel it reads (the GELU's ``(B, T, 4C)`` output, flattened for ``c_proj``) keeps its
+        own iteration shape and merges with the kernels of that shape (the GELU's ``1 + erf``); else empty."""
+        if not isinstance(op, pg.ReshapeOp):
+            return []
+        groups: dict[int, Group] = {}
+        for use in op.results[0].uses:
+            found = self.groups_of.get(use.operation, [])
+            if use.operation not in self.live or not found or any(g.kind != "matmul" for g in found):
+                return []
+            groups.update((id(g), g) for g in found)
+        return list(groups.values())
 
     def _reader_of(self, op: Operation) -> Group | None:
         """The one kernel reading the movement op ``op`` at an index, which it joins with ``movement``, or None
