@@ -18,14 +18,16 @@ scheduler):
   ``argmax``/``argmin`` (kind ``reduction``), ``permute``/``slice``/``pad``/``concat`` (``movement``) and
   ``random``. A view that feeds only such ops (a reshape between a gather and a matmul, say) is a ``movement``
   kernel of its own; bufferization may later turn it into an aliasing view. The exception is a ``permute`` whose
-  only user is a ``matmul``: it joins the matmul's kernel, which reads the operand transposed in place.
+  only user is a ``matmul``: it joins the matmul's kernel, which reads the operand transposed in place; with
+  ``movement`` (the CPU's choice) a ``reshape`` read only by matmul kernels is copied into each as a view.
 - Consumers first: an elementwise op joins the kernel of its users when they all lie in one elementwise or
   reduction kernel. An op whose users lie in several kernels (or that is returned, or read by a kernel of the
   third bullet) is computed once, in a kernel of its own, and written out; it is never recomputed, except for
   *cheap* ops, which are copied into every kernel that uses them: generators, views and elementwise ops on one
   element (0-d scalars such as a learning rate cast to ``f32``) as long as the scalar computation reads at most
   ``MAX_SCALAR_READS`` values. Constants are therefore never kernel inputs. With ``recompute`` (the CPU backend's
-  choice), elementwise ops that read little more than their own size (``_recomputable``) are copied too.
+  choice), elementwise ops that read little more than their own size (``_recomputable``) are copied too, an
+  ``erf`` never (``NOT_RECOMPUTED``).
 - Then multi-output fusion: a kernel of elementwise ops whose output has the iteration shape of a consuming
   elementwise kernel (its output shape) or reduction kernel (the shape of the reduction's input) merges into it,
   so that one pass over the data computes both and the value is written out on the way (``exp(x - max)``
