@@ -237,14 +237,15 @@ def test_cpu_blocked_attention(
     length: int, d: int, causal: bool, mask: str, heads: int, threads: int, monkeypatch, rng: np.random.Generator
 ) -> None:
     """The JIT CPU runtime runs the attention kernels as blocked BLAS products (several chunks of slices: a tile
-    of one slice's scores; one or two threads), forward and every gradient against the unfused decomposition in
-    float64; dropout kernels run with numpy (the launch's ops)."""
+    of one slice's scores; one or two threads; transposed operands copied or not), forward and every gradient
+    against the unfused decomposition in float64; dropout kernels run with numpy (the launch's ops)."""
     import picograd as pg
     from picograd.driver.cpu_compile import compile_for_cpu
     from picograd.runtime import cpu_attention, cpu_jit
 
     monkeypatch.setattr(cpu_attention, "TILE_BYTES", length * length * 8)
     monkeypatch.setattr(cpu_attention, "CAUSAL_BLOCK_ROWS", 2)  # causal row blocks at these lengths too
+    monkeypatch.setattr(cpu_attention, "TRANSPOSED_COPY_SCORES", 0 if causal else 1 << 30)  # both products' forms
     xs = inputs(rng, length, d, mask, heads)
     exe = compile_for_cpu(module(length, d, causal, mask, heads))
     assert isinstance(exe, cpu_jit.CpuFunction)
@@ -257,3 +258,42 @@ def test_cpu_blocked_attention(
     finally:
         pg.set_num_threads(before)
     close(got, compile_func(only_func(module(length, d, causal, mask, heads, decomposed=True)))(*xs))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_cpu_attention_row_kernels(dtype: type, rng: np.random.Generator) -> None:
+    """The native row kernels of the CPU attention (``llvm_ir.row_kernels_text``) against numpy in float64: the
+    softmax's row maximum (0 for a row of -inf, NaN propagated), exponentials and row sums; ``exp(s - c)`` with a
+    -inf ``c``; ``(ds - d) * p * scale``; rows of lengths around the vector width."""
+    from picograd.runtime import cpu_jit
+
+    native = cpu_jit.row_kernels(np.dtype(dtype))
+    tol = dict(rtol=3e-6, atol=1e-30) if dtype == np.float32 else dict(rtol=1e-14, atol=1e-300)
+    for n in (1, 7, 16, 33, 128):
+        s = (3 * rng.standard_normal((2, 5, n))).astype(dtype)
+        s[0, 1] = -np.inf  # a query without keys
+        s[1, 2, rng.integers(n)] = np.nan
+        if n > 1:
+            s[1, 3, : n // 2] = -np.inf  # masked keys
+        want_m = s.astype(np.float64).max(-1, keepdims=True)
+        want_m[np.isneginf(want_m)] = 0
+        with np.errstate(invalid="ignore"):
+            want_p = np.exp(s.astype(np.float64) - want_m)
+        m, total, p = np.empty((2, 5, 1), dtype), np.empty((2, 5, 1), dtype), s.copy()
+        native.softmax(p, m, total)
+        np.testing.assert_array_equal(m, want_m.astype(dtype))
+        np.testing.assert_allclose(p, want_p, **tol)
+        np.testing.assert_allclose(total, want_p.sum(-1, keepdims=True), **tol)
+
+        c = rng.standard_normal((2, 5, 1)).astype(dtype)
+        c[1, 4] = -np.inf
+        e = s.copy()
+        native.exp(e, c)
+        with np.errstate(invalid="ignore"):
+            np.testing.assert_allclose(e, np.exp(s.astype(np.float64) - np.where(np.isneginf(c), 0, c)), **tol)
+
+        ds, d = rng.standard_normal((2, 5, n)).astype(dtype), rng.standard_normal((2, 5, 1)).astype(dtype)
+        q = rng.standard_normal((2, 5, n)).astype(dtype)
+        want = (ds.astype(np.float64) - d) * q * 0.25
+        native.dsoftmax(ds, q, d, 0.25)
+        np.testing.assert_allclose(ds, want, **tol)

@@ -69,9 +69,9 @@ def check_kernels_stage(module: ModuleOp) -> list[kernel.FusedOp]:
         body = [op for op in k.body.block.ops if not isinstance(op, kernel.YieldOp)]
         work = [op for op in body if not isinstance(op, pgd.ConstantOp | pgd.IotaOp)]
         kind = k.kind.data
-        if kind == "matmul":  # the matmul and the permutes of its operands that feed only it
+        if kind == "matmul":  # the matmul, the permutes of its operands that feed only it, reshapes (movement)
             assert sum(isinstance(op, pgd.MatmulOp) for op in body) == 1, f"{k.sym_name.data}: one matmul"
-            assert all(isinstance(op, pgd.MatmulOp | pgd.PermuteOp) for op in body), k.sym_name.data
+            assert all(isinstance(op, pgd.MatmulOp | pgd.PermuteOp | pgd.ReshapeOp) for op in body), k.sym_name.data
         elif kind in ("gather", "scatter_add", "random") or (kind == "movement" and len(work) == 1):
             # with ``movement``, the permutes, pads, slices and reshapes it reads through besides
             main = [op for op in body if not isinstance(op, fuse.MOVEMENT)]
@@ -208,7 +208,7 @@ func.func @f(%x: tensor<4x8xf32>, %g: tensor<4x8xf32>, %w: tensor<8x3xf32>) -> (
   %s = pg.constant dense<0.5> : tensor<f32>
   %h = pg.broadcast_to %s : tensor<f32> -> tensor<4x8xf32>
   %hx = pg.mul %x, %h : tensor<4x8xf32>
-  %e = pg.erf %hx : tensor<4x8xf32>
+  %e = pg.OP %hx : tensor<4x8xf32>
   %a = pg.mul %e, %x : tensor<4x8xf32>
   %m = pg.matmul %a, %w : (tensor<4x8xf32>, tensor<8x3xf32>) -> tensor<4x3xf32>
   %eg = pg.mul %e, %g : tensor<4x8xf32>
@@ -218,17 +218,21 @@ func.func @f(%x: tensor<4x8xf32>, %g: tensor<4x8xf32>, %w: tensor<8x3xf32>) -> (
 
 
 @pytest.mark.parametrize("recompute", [False, True])
-def test_recompute_copies_cheap_shared_values(recompute: bool) -> None:
-    """erf(0.5 x) feeds two kernels (the matmul's operand and a sum): written out once and read back by default,
-    recomputed in both with ``recompute`` (it reads one tensor, x); bit-identical results either way."""
-    module = parse(RECOMPUTE)
+@pytest.mark.parametrize("name", ["exp", "erf"])
+def test_recompute_copies_cheap_shared_values(recompute: bool, name: str) -> None:
+    """OP(0.5 x) feeds two kernels (the matmul's operand and a sum): written out once and read back by default,
+    recomputed in both with ``recompute`` (it reads one tensor, x), except an erf (``NOT_RECOMPUTED``: written out
+    either way); bit-identical results in every case."""
+    module = parse(RECOMPUTE.replace("OP", name))
+    op_type = {"exp": pgd.ExpOp, "erf": pgd.ErfOp}[name]
+    copied = recompute and name != "erf"
     fused = module.clone()
     run_passes(fused, [f"pg-fuse{{recompute={str(recompute).lower()}}}"])
     kernels = check_kernels_stage(fused)
-    erfs = [k.sym_name.data for k in kernels for op in k.body.walk() if isinstance(op, pgd.ErfOp)]
+    found = [k.sym_name.data for k in kernels for op in k.body.walk() if isinstance(op, op_type)]
     yielded = [v.owner for k in kernels for v in k.body.block.last_op.operands]  # type: ignore[union-attr]
-    assert any(isinstance(op, pgd.ErfOp) for op in yielded) is not recompute
-    assert len(erfs) == (2 if recompute else 1), erfs
+    assert any(isinstance(op, op_type) for op in yielded) is not copied
+    assert len(found) == (2 if copied else 1), found
     before, after = compile_func(only_func(module)), compile_func(only_func(fused))
     args = random_args(only_func(module), np.random.default_rng(0))
     assert_same(after(*args), before(*args))
@@ -270,6 +274,44 @@ def test_movement_ops_join_the_kernel_reading_them(movement: bool) -> None:
     before, after = compile_func(only_func(module)), compile_func(only_func(fused))
     args = random_args(only_func(module), np.random.default_rng(1))
     args[1] = np.random.default_rng(2).integers(0, 36, 8)
+    assert_same(after(*args), before(*args))
+
+
+GELU_FLAT = """
+func.func @f(%x: tensor<2x3x4xf32>, %w: tensor<4x5xf32>, %g: tensor<6x5xf32>)
+    -> (tensor<6x5xf32>, tensor<4x5xf32>, tensor<2x3x4xf32>) {
+  %c = pg.constant dense<0.5> : tensor<f32>
+  %h = pg.broadcast_to %c : tensor<f32> -> tensor<2x3x4xf32>
+  %hx = pg.mul %x, %h : tensor<2x3x4xf32>
+  %e = pg.erf %hx : tensor<2x3x4xf32>
+  %y = pg.mul %e, %x : tensor<2x3x4xf32>
+  %f = pg.reshape %y : tensor<2x3x4xf32> -> tensor<6x4xf32>
+  %m = pg.matmul %f, %w : (tensor<6x4xf32>, tensor<4x5xf32>) -> tensor<6x5xf32>
+  %t = pg.permute %f perm = [1, 0] : tensor<6x4xf32> -> tensor<4x6xf32>
+  %dw = pg.matmul %t, %g : (tensor<4x6xf32>, tensor<6x5xf32>) -> tensor<4x5xf32>
+  %de = pg.mul %e, %h : tensor<2x3x4xf32>
+  func.return %m, %dw, %de : tensor<6x5xf32>, tensor<4x5xf32>, tensor<2x3x4xf32>
+}"""
+
+
+@pytest.mark.parametrize("movement", [False, True])
+def test_reshape_read_by_matmuls_joins_them(movement: bool) -> None:
+    """With ``movement``, the reshape flattening an elementwise result for two matmuls (one through a transposing
+    permute) is a view inside both matmul kernels, so that the elementwise kernel keeps its shape and the erf's
+    kernel merges with it (one elementwise kernel writing ``y`` and the erf's use); without, the reshape is the
+    main op of ``y``'s kernel, of another shape, and the erf's kernel stays apart; same results."""
+    module = parse(GELU_FLAT)
+    fused = module.clone()
+    run_passes(fused, [f"pg-fuse{{recompute=true movement={str(movement).lower()}}}"])
+    kernels = check_kernels_stage(fused)
+    kinds = sorted(k.kind.data for k in kernels)
+    matmul_reshapes = [
+        op for k in kernels if k.kind.data == "matmul" for op in k.body.walk() if isinstance(op, pgd.ReshapeOp)
+    ]
+    assert kinds == (["elementwise", "matmul", "matmul"] if movement else ["elementwise"] * 2 + ["matmul"] * 2), kinds
+    assert len(matmul_reshapes) == (2 if movement else 0)
+    before, after = compile_func(only_func(module)), compile_func(only_func(fused))
+    args = random_args(only_func(module), np.random.default_rng(3))
     assert_same(after(*args), before(*args))
 
 

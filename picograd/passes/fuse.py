@@ -19,8 +19,9 @@ scheduler):
   ``random``. A reshape that such an op reads (and that is not returned) is a ``movement`` kernel of its own (a
   reshape between a gather and a matmul, or between a LayerNorm's bf16 output and the next matmul), which
   bufferization turns into an aliasing view: the ops it reshapes keep their own iteration shape, so they may merge
-  with the kernels of that shape (below). The exception is a ``permute`` whose
-  only user is a ``matmul``: it joins the matmul's kernel, which reads the operand transposed in place.
+  with the kernels of that shape (below). The exception is a ``permute`` whose only user is a ``matmul``: it joins
+  the matmul's kernel, which reads the operand transposed in place; with ``movement`` (the CPU's choice) a
+  ``reshape`` read only by matmul kernels is copied into each as a view.
 - Consumers first: an elementwise op joins the kernel of its users when they all lie in one elementwise or
   reduction kernel. An op whose users lie in several kernels (or that is returned, or read by a kernel of the
   third bullet) is computed once, in a kernel of its own, and written out; it is never recomputed, except for
@@ -28,7 +29,8 @@ scheduler):
   element (0-d scalars such as a learning rate cast to ``f32``) as long as the scalar computation reads at most
   ``MAX_SCALAR_READS`` values. Constants are therefore never kernel inputs. With ``recompute`` (the CPU backend's
   choice), elementwise ops that read little more than their own size (``_recomputable``) are copied too, into the
-  kernels of their several fusible users (a value written out anyway with one fusible user rides in its kernel).
+  kernels of their several fusible users (a value written out anyway with one fusible user rides in its kernel);
+  an ``erf`` never (``NOT_RECOMPUTED``).
 - Then multi-output fusion: a kernel of elementwise ops whose output has the iteration shape of a consuming
   elementwise kernel (its output shape) or reduction kernel (the shape of the reduction's input) merges into it,
   so that one pass over the data computes both and the value is written out on the way (``exp(x - max)``
@@ -138,11 +140,20 @@ MAX_RECOMPUTE_OPS = 8
 depends on (copied with it) are at most this many and read little more memory than the op's result holds."""
 
 
+NOT_RECOMPUTED = (pg.ErfOp,)
+"""Elementwise ops that ``recompute`` never copies: an ``erf`` is about 50 vector operations per element on the CPU
+(``gpu_math``'s two branches, one with an ``exp`` and a division), ten times what writing it once and reading it
+back cost (the exact GELU's backward kernel recomputed it: BERT's 4096 x 512, 3.2 ms of a 320 ms step)."""
+
+
 def _recomputable(op: Operation) -> bool:
     """Whether ``op`` (elementwise) and the elementwise ops, generators and views it depends on, at most
-    ``MAX_RECOMPUTE_OPS`` of them, read at most 9/8 of the elements of ``op``'s result from outside: recomputing
-    it where it is used reads about as much memory as reading it back would, and saves writing it (the GELU's
-    ``0.5 * x`` and ``1 + erf(x / sqrt(2))`` of ``x = h + bias``, which the backward pass uses too)."""
+    ``MAX_RECOMPUTE_OPS`` of them and none of ``NOT_RECOMPUTED``, read at most 9/8 of the elements of ``op``'s
+    result from outside: recomputing it where it is used reads about as much memory as reading it back would, and
+    saves writing it (the GELU's ``0.5 * x`` and ``x / sqrt(2)`` of ``x = h + bias``, which the backward pass uses
+    too)."""
+    if isinstance(op, NOT_RECOMPUTED):
+        return False
     budget = 9 * int(np.prod(shape_of(op.results[0]))) // 8
     reads: set[SSAValue] = set()
     seen = {op}
@@ -152,6 +163,8 @@ def _recomputable(op: Operation) -> bool:
         for v in stack.pop().operands:
             owner = v.owner
             if isinstance(owner, FUSIBLE):
+                if isinstance(owner, NOT_RECOMPUTED):
+                    return False
                 if owner not in seen:
                     seen.add(owner)
                     stack.append(owner)
@@ -271,6 +284,9 @@ class _Former:
                 self._add(g, op, home=True)
             elif self.movement and (g := self._reader_of(op)) is not None:
                 self._add(g, op, home=True)
+            elif self.movement and (matmuls := self._matmuls_of_reshape(op)):
+                for g in matmuls:
+                    self._add(g, op, home=False)
             elif isinstance(op, ATTENTION_OPS):
                 self._attention(op)
             elif type(op) in SINGLE_KINDS:
@@ -307,6 +323,21 @@ class _Former:
         if isinstance(user, pg.MatmulOp) and len(groups) == 1 and groups[0].kind == "matmul":
             return groups[0]
         return None
+
+    def _matmuls_of_reshape(self, op: Operation) -> list[Group]:
+        """With ``movement``, the matmul kernels that a ``reshape`` read only by matmuls (directly or through the
+        permute of a transposed operand) is copied into, a view of their operand: the reshape needs no kernel of its
+        own, so the elementwise kernel it reads (the GELU's ``(B, T, 4C)`` output, flattened for ``c_proj``) keeps its
+        own iteration shape and merges with the kernels of that shape (the GELU's ``1 + erf``); else empty."""
+        if not isinstance(op, pg.ReshapeOp):
+            return []
+        groups: dict[int, Group] = {}
+        for use in op.results[0].uses:
+            found = self.groups_of.get(use.operation, [])
+            if use.operation not in self.live or not found or any(g.kind != "matmul" for g in found):
+                return []
+            groups.update((id(g), g) for g in found)
+        return list(groups.values())
 
     def _reader_of(self, op: Operation) -> Group | None:
         """The one kernel reading the movement op ``op`` at an index, which it joins with ``movement``, or None

@@ -5,9 +5,10 @@ The loop stage's form of these kernels (FlashAttention-2's online softmax, one q
 made for GPU threads; on the CPU its per-key scalar work runs at a few GFLOP/s. Here the batch (all leading dims
 flattened: ``N`` slices of ``L`` queries and ``S`` keys) is cut into chunks of slices whose ``L x S`` score tiles
 fit in the L2 cache (:data:`TILE_BYTES`); each chunk's scores are one batched matmul into a scratch tile, the softmax
-runs in place on it (numpy ufuncs with ``out=``), and the products with the values go straight into the output
-buffers. So no ``N x L x S`` tensor exists, as in FlashAttention, and the work is BLAS's. Chunks are spread over
-the runtime's threads (numpy releases the GIL in matmuls and ufunc loops); each thread keeps its own scratch.
+runs in place on it (native row kernels, :class:`RowKernels`: two passes over a row where numpy's ufuncs made five),
+and the products with the values go straight into the output buffers. So no ``N x L x S`` tensor exists, as in
+FlashAttention, and the work is BLAS's. Chunks are spread over the runtime's threads (numpy releases the GIL in
+matmuls and ufunc loops, ``ctypes`` in native calls); each thread keeps its own scratch.
 
 - forward (``out``, ``lse``; either may be absent): ``S = scale q k^T`` masked (causal: keys after the query;
   a boolean mask's false entries: ``-inf``; a float mask added), ``m`` the row maximum (0 for a row with every key
@@ -22,6 +23,7 @@ None; the caller runs them another way). Algorithms: Dao, "FlashAttention-2" (20
 
 from __future__ import annotations
 
+import ctypes
 import math
 import threading
 from collections.abc import Callable, Sequence
@@ -33,6 +35,7 @@ from xdsl.ir import SSAValue
 from picograd.dialects import pg
 from picograd.dialects.kernel import LaunchOp
 from picograd.dialects.pg_numpy import numpy_dtype
+from picograd.target import llvm_ir
 
 CAUSAL_BLOCKS = 4
 """Row blocks of a causal attention's queries (each against the keys up to its last row)."""
@@ -45,18 +48,66 @@ products 34 us in one block, 77 us in four; 64 x 64 scores of 48 slices: 195 us 
 FLOAT_TYPES = (np.dtype(np.float32), np.dtype(np.float64))
 """The element types taken here (bf16/f16 attention runs as the numpy executor's kernels do)."""
 
+TRANSPOSED_COPY_SCORES = 1 << 14
+"""Score elements per slice (``L x S``) from which a product with a transposed operand (``q k^T``, ``dout v^T``) takes
+a contiguous copy of the transposed keys or values first: BLAS ran BERT's 128 x 32 x 128 products 1.4x slower
+with the operand transposed in place (1.9 against 1.3 ms a layer; the copy costs 0.2), the GPT's 64 x 32 x 64 ones
+no faster."""
+
 TILE_BYTES = 1 << 19
 """Bytes of score tile a chunk holds (per thread): a chunk is as many (query, key) slices as fit."""
 
 Getter = Callable[[list[np.ndarray]], np.ndarray]
+Compile = Callable[[str, Sequence[str]], tuple[Any, list[int]]]
 RunChunks = Callable[[Callable[[int, int], None], Sequence[tuple[int, int]]], None]
 Step = Callable[[list[np.ndarray]], None]
 
 
-def attention_step(launch: LaunchOp, ins: Sequence[Getter], outs: Sequence[Getter], run: RunChunks) -> Step | None:
+_ROWS2 = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64)
+_ROWS3 = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64)
+_SCALAR = {"f32": ctypes.c_float, "f64": ctypes.c_double}
+
+
+class RowKernels:
+    """The native row kernels of ``llvm_ir.row_kernels_text`` for one float type, compiled with ``compile`` (the
+    runtime's LLVM), called on contiguous arrays: ``softmax(s, m, l)``, ``exp(s, c)``, ``dsoftmax(ds, p, d,
+    scale)``, each over the rows of its first array (``m``, ``l``, ``c``, ``d``: one value per row). ``ctypes``
+    releases the GIL during the call, so chunks on the pool's threads run them in parallel."""
+
+    def __init__(self, compile: Compile, dtype: np.dtype):
+        kind = {np.dtype(np.float32): "f32", np.dtype(np.float64): "f64"}[np.dtype(dtype)]
+        names = [f"pg_{k}_{kind}" for k in llvm_ir.ROW_KERNELS]
+        self.engine, (softmax, exp, dsoftmax) = compile(llvm_ir.row_kernels_text(kind), names)  # engine kept alive
+        self._softmax, self._exp = _ROWS3(softmax), _ROWS2(exp)
+        scalar = _SCALAR[kind]
+        self._dsoftmax = ctypes.CFUNCTYPE(
+            None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, scalar, ctypes.c_int64, ctypes.c_int64
+        )(dsoftmax)
+
+    def softmax(self, s: np.ndarray, m: np.ndarray, l: np.ndarray) -> None:
+        n = s.shape[-1]
+        self._softmax(s.ctypes.data, m.ctypes.data, l.ctypes.data, s.size // n, n)
+
+    def exp(self, s: np.ndarray, c: np.ndarray) -> None:
+        n = s.shape[-1]
+        self._exp(s.ctypes.data, c.ctypes.data, s.size // n, n)
+
+    def dsoftmax(self, ds: np.ndarray, p: np.ndarray, d: np.ndarray, scale: float) -> None:
+        n = ds.shape[-1]
+        self._dsoftmax(ds.ctypes.data, p.ctypes.data, d.ctypes.data, scale, ds.size // n, n)
+
+
+def attention_step(
+    launch: LaunchOp,
+    ins: Sequence[Getter],
+    outs: Sequence[Getter],
+    run: RunChunks,
+    rows: Callable[[np.dtype], RowKernels],
+) -> Step | None:
     """The step running ``launch`` (of kind ``attention``) blocked over its batch, or None when its body is not one
     this module takes (see the module docstring). ``ins``/``outs`` give the launch's buffers from the call's
-    arguments, and ``run(fn, chunks)`` calls ``fn(lo, hi)`` for every chunk (on the runtime's threads)."""
+    arguments, ``run(fn, chunks)`` calls ``fn(lo, hi)`` for every chunk (on the runtime's threads) and ``rows(dtype)``
+    gives the row kernels."""
     block = launch.body.block
     ops = [op for op in block.ops if op is not launch.yield_op]
     args = {a: i for i, a in enumerate(block.args)}
@@ -68,9 +119,9 @@ def attention_step(launch: LaunchOp, ins: Sequence[Getter], outs: Sequence[Gette
     fwd = [op for op in ops if isinstance(op, pg.ScaledDotProductAttentionOp | pg.AttentionLseOp)]
     bwd = [op for op in ops if isinstance(op, pg.AttentionBackwardOp)]
     if fwd and len(fwd) == len(ops) and len(ops) <= 2:
-        return _forward(fwd, args, yielded, ins, outs, run)
+        return _forward(fwd, args, yielded, ins, outs, run, rows)
     if len(bwd) == 1 and len(ops) == 1:
-        return _backward(bwd[0], args, yielded, ins, outs, run)
+        return _backward(bwd[0], args, yielded, ins, outs, run, rows)
     return None
 
 
@@ -137,7 +188,7 @@ class _Scores:
         s = self.part("s", (self.L, self.S), (hi - lo, r1 - r0, kend))
         qs = self.part("q", (self.L, self.E), (hi - lo, r1 - r0, self.E))
         np.multiply(q[lo:hi, r0:r1], self.scale, out=qs)  # the scale on q: a pass over E, not over the keys
-        np.matmul(qs, k[lo:hi, :kend].transpose(0, 2, 1), out=s)
+        np.matmul(qs, self.transposed(k[lo:hi, :kend]), out=s)
         if self.future is not None:
             np.copyto(s, -np.inf, where=self.future[r0:r1, :kend])
         if drop is not None:
@@ -146,12 +197,22 @@ class _Scores:
             s += add[lo:hi, r0:r1, :kend]
         return s, qs
 
+    def transposed(self, x: np.ndarray) -> np.ndarray:
+        """``x`` (slices, keys, E) transposed to (slices, E, keys): a contiguous copy in this thread's tile from
+        ``TRANSPOSED_COPY_SCORES``, else a view."""
+        n, keys, e = x.shape
+        if self.L * self.S < TRANSPOSED_COPY_SCORES:
+            return x.transpose(0, 2, 1)
+        t = self.part("t", (max(self.E, e), self.S), (n, e, keys))
+        np.copyto(t, x.transpose(0, 2, 1))
+        return t
+
     def part(self, name: str, full: tuple[int, ...], shape: tuple[int, ...]) -> np.ndarray:
         """The first elements of this thread's tile ``name`` (of ``full`` per slice) as a contiguous ``shape``."""
         return self.tile(name, full).reshape(-1)[: math.prod(shape)].reshape(shape)
 
 
-def _forward(ops: list[Any], args, yielded, ins, outs, run) -> Step | None:
+def _forward(ops: list[Any], args, yielded, ins, outs, run, rows) -> Step | None:
     sdpa = next((op for op in ops if isinstance(op, pg.ScaledDotProductAttentionOp)), None)
     lse_op = next((op for op in ops if isinstance(op, pg.AttentionLseOp)), None)
     if len(ops) == 2 and (sdpa is None or lse_op is None):
@@ -173,6 +234,7 @@ def _forward(ops: list[Any], args, yielded, ins, outs, run) -> Step | None:
     ev = pg.shape_of(sdpa.value)[-1] if sdpa is not None else 0
     assert sc.q is not None and sc.k is not None
     q_get, k_get = sc.q, sc.k
+    native = rows(sc.dtype)
 
     def step(bufs: list[np.ndarray]) -> None:
         q, k = sc.flat(q_get(bufs), (sc.L, sc.E)), sc.flat(k_get(bufs), (sc.S, sc.E))
@@ -185,13 +247,9 @@ def _forward(ops: list[Any], args, yielded, ins, outs, run) -> Step | None:
             for rows in sc.rows:
                 r0, r1, kend = rows
                 s, _ = sc.scores(q, k, lo, hi, rows, drop, add)
-                m = sc.tile("m", (sc.L, 1))[: hi - lo, : r1 - r0]
-                np.max(s, axis=-1, keepdims=True, out=m)
-                np.copyto(m, 0, where=np.isneginf(m))
-                s -= m
-                np.exp(s, out=s)
-                den = sc.tile("l", (sc.L, 1))[: hi - lo, : r1 - r0]
-                np.sum(s, axis=-1, keepdims=True, out=den)
+                m = sc.part("m", (sc.L, 1), (hi - lo, r1 - r0, 1))
+                den = sc.part("l", (sc.L, 1), (hi - lo, r1 - r0, 1))
+                native.softmax(s, m, den)  # m = row max (0 if -inf), s = exp(s - m), den = row sum
                 if o is not None:
                     assert v is not None
                     out = o[lo:hi, r0:r1]
@@ -207,7 +265,7 @@ def _forward(ops: list[Any], args, yielded, ins, outs, run) -> Step | None:
     return step
 
 
-def _backward(op: pg.AttentionBackwardOp, args, yielded, ins, outs, run) -> Step | None:
+def _backward(op: pg.AttentionBackwardOp, args, yielded, ins, outs, run, rows) -> Step | None:
     if op.dropout is not None:
         return None
     try:
@@ -219,6 +277,7 @@ def _backward(op: pg.AttentionBackwardOp, args, yielded, ins, outs, run) -> Step
     ev = pg.shape_of(op.value)[-1]
     assert sc.q is not None and sc.k is not None and v_get and o_get and do_get and lse_get
     q_get, k_get = sc.q, sc.k
+    native = rows(sc.dtype)
 
     def step(bufs: list[np.ndarray]) -> None:
         q, k = sc.flat(q_get(bufs), (sc.L, sc.E)), sc.flat(k_get(bufs), (sc.S, sc.E))
@@ -230,26 +289,27 @@ def _backward(op: pg.AttentionBackwardOp, args, yielded, ins, outs, run) -> Step
         drop, add = sc.masks(bufs)
 
         def chunk(lo: int, hi: int) -> None:
+            d_all = sc.part("d", (sc.L, 1), (hi - lo, sc.L, 1))  # D = rowsum(dout * out), once for the row blocks
+            np.einsum("nle,nle->nl", do[lo:hi], o[lo:hi], out=d_all[..., 0])
             for b, rows in enumerate(sc.rows):
                 r0, r1, kend = rows
-                p, qs = sc.scores(q, k, lo, hi, rows, drop, add)
-                row = sc.tile("m", (sc.L, 1))[: hi - lo, : r1 - r0]
+                p, _ = sc.scores(q, k, lo, hi, rows, drop, add)
+                row = sc.part("m", (sc.L, 1), (hi - lo, r1 - r0, 1))
                 np.copyto(row, lse[lo:hi, r0:r1])
-                np.copyto(row, 0, where=np.isneginf(row))
-                p -= row
-                np.exp(p, out=p)
+                native.exp(p, row)  # P = exp(S - lse), lse -inf (no keys) taken as 0
                 if dv is not None:
                     _product(p.transpose(0, 2, 1), do[lo:hi, r0:r1], dv[lo:hi], b == 0, sc.tile("dv", (sc.S, ev)))
                 ds = sc.part("ds", (sc.L, sc.S), p.shape)
-                np.matmul(do[lo:hi, r0:r1], v[lo:hi, :kend].transpose(0, 2, 1), out=ds)
-                np.einsum("nle,nle->nl", do[lo:hi, r0:r1], o[lo:hi, r0:r1], out=row[..., 0])
-                ds -= row
-                ds *= p  # dS / scale: the scale goes on dq and (through scale * q) on dk
+                np.matmul(do[lo:hi, r0:r1], sc.transposed(v[lo:hi, :kend]), out=ds)
+                d = d_all
+                if r1 - r0 < sc.L:
+                    d = row
+                    np.copyto(d, d_all[:, r0:r1])
+                native.dsoftmax(ds, p, d, float(sc.scale))  # dS = scale P (dP - D)
                 if dq is not None:
                     np.matmul(ds, k[lo:hi, :kend], out=dq[lo:hi, r0:r1])
-                    dq[lo:hi, r0:r1] *= sc.scale
                 if dk is not None:
-                    _product(ds.transpose(0, 2, 1), qs, dk[lo:hi], b == 0, sc.tile("dk", (sc.S, sc.E)))
+                    _product(ds.transpose(0, 2, 1), q[lo:hi, r0:r1], dk[lo:hi], b == 0, sc.tile("dk", (sc.S, sc.E)))
 
         with np.errstate(invalid="ignore", over="ignore"):
             sc.run(chunk, sc.chunks)

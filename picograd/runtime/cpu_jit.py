@@ -55,7 +55,7 @@ from picograd.dialects.attrs import KERNEL_ATTR, KIND_ATTR, RESULT_ATTR
 from picograd.dialects.kernel import LaunchOp
 from picograd.dialects.pg_numpy import constant_array, numpy_dtype, op_kernel
 from picograd.runtime import cpu_pool
-from picograd.runtime.cpu_attention import attention_step
+from picograd.runtime.cpu_attention import RowKernels, attention_step
 from picograd.runtime.threads import get_num_threads, single_threaded_blas
 from picograd.target import llvm_ir
 
@@ -186,6 +186,17 @@ def pool() -> cpu_pool.Pool:
 
 
 _POOL: list[cpu_pool.Pool] = []
+
+
+def row_kernels(dtype: np.dtype) -> RowKernels:
+    """The process's native row kernels of the float type ``dtype`` (compiled on first use)."""
+    key = np.dtype(dtype).str
+    if key not in _ROWS:
+        _ROWS[key] = RowKernels(host_llvm().compile, dtype)
+    return _ROWS[key]
+
+
+_ROWS: dict[str, RowKernels] = {}
 
 
 def _aligned(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
@@ -370,7 +381,7 @@ class CpuFunction:
             if kind == "attention":
                 ins = [self._array(self._launch_slots[v]) for v in launch.ins]
                 outs = [self._array(self._launch_slots[v]) for v in launch.outs]
-                blocked = attention_step(launch, ins, outs, self._run_chunks)
+                blocked = attention_step(launch, ins, outs, self._run_chunks, row_kernels)
             steps.append(blocked if blocked is not None else self._numpy_launch(launch))
             kernel_names.append(f"{name} ({'blas' if blocked is not None else 'numpy'})")
         # runs of consecutive nests become one call each at one thread; at more, a run holding a nest worth

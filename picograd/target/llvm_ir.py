@@ -778,6 +778,106 @@ def sequence_text(name: str, calls: Sequence[tuple[str, int, int]]) -> str:
     return "\n".join([*lines, "  ret void", "}"])
 
 
+ROW_KERNELS = ("softmax_rows", "exp_rows", "dsoftmax_rows")
+"""The row kernels of :func:`row_kernels_text` (their names: ``pg_<kernel>_<f32|f64>``)."""
+
+
+def row_kernels_text(kind: str) -> str:
+    """LLVM functions over ``rows`` contiguous rows of ``n`` floats of ``kind`` (``"f32"``/``"f64"``), one pass or two
+    per row instead of numpy's one pass per ufunc (the CPU attention's softmax, ``picograd.runtime.cpu_attention``):
+
+    - ``pg_softmax_rows_<kind>(ptr s, ptr m, ptr l, i64 rows, i64 n)``: per row, ``m`` its maximum (NaN-propagating,
+      as ``numpy.max``; 0 where it is ``-inf``), ``s = exp(s - m)`` in place and ``l`` the sum of the new row;
+    - ``pg_exp_rows_<kind>(ptr s, ptr c, i64 rows, i64 n)``: ``s = exp(s - c)`` per row (``c`` 0 where ``-inf``);
+    - ``pg_dsoftmax_rows_<kind>(ptr ds, ptr p, ptr d, <float> scale, i64 rows, i64 n)``: ``ds = (ds - d) * p *
+      scale`` per row.
+
+    ``exp`` is ``gpu_math``'s (as a nest's); the maximum and the sum are reductions LLVM may vectorize (the sum in
+    another order than numpy's pairwise one)."""
+    fmt = gpu_math.FORMATS[kind]
+    t = "float" if fmt.bits == 32 else "double"
+    zero, ninf = float_literal(0.0), float_literal(-float("inf"))
+    texts = []
+
+    def function(name: str, params: list[str], row: Callable[[_Emitter, str], None]) -> None:
+        e = _Emitter()
+        e.start("body0")
+
+        def body(r: str, _: list[str]) -> list[str]:
+            row(e, r)
+            return []
+
+        e.loop("0", "%rows", "1", [], body)
+        e.line("ret void")
+        head = f"define void @pg_{name}_{kind}({', '.join([*params, 'i64 %rows', 'i64 %n'])}) {{"
+        texts.append("\n".join([head, "entry:", "  br label %body0", *e.lines, "}", *sorted(e.declares)]))
+
+    def element(e: _Emitter, base: str, r: str, j: str) -> str:
+        row = e.emit(f"mul i64 {r}, %n")
+        at = e.emit(f"add i64 {row}, {j}")
+        return e.emit(f"getelementptr {t}, ptr {base}, i64 {at}", "p")
+
+    def scalar(e: _Emitter, base: str, r: str) -> str:
+        return e.emit(f"getelementptr {t}, ptr {base}, i64 {r}", "p")
+
+    def shift(e: _Emitter, c: str) -> str:  # -inf (a row without keys) -> 0
+        inf = e.emit(f"fcmp oeq {t} {c}, {ninf}")
+        return e.emit(f"select i1 {inf}, {t} {zero}, {t} {c}")
+
+    def exp_store(e: _Emitter, p: str, c: str) -> str:
+        x = e.emit(f"load {t}, ptr {p}")
+        y = gpu_math.exp(LlvmArith(e, fmt), e.emit(f"fsub {t} {x}, {c}"))
+        e.line(f"store {t} {y}, ptr {p}")
+        return y
+
+    def softmax(e: _Emitter, r: str) -> None:
+        def most(j: str, acc: list[str]) -> list[str]:
+            x = e.emit(f"load {t}, ptr {element(e, '%s', r, j)}")
+            return [e.call("maximum", t, [(t, acc[0]), (t, x)])]
+
+        (m,) = e.loop("0", "%n", "1", [(t, ninf)], most)
+        m = shift(e, m)
+
+        def total(j: str, acc: list[str]) -> list[str]:
+            y = exp_store(e, element(e, "%s", r, j), m)
+            return [e.emit(f"fadd reassoc {t} {acc[0]}, {y}")]
+
+        (s,) = e.loop("0", "%n", "1", [(t, zero)], total)
+        e.line(f"store {t} {m}, ptr {scalar(e, '%m', r)}")
+        e.line(f"store {t} {s}, ptr {scalar(e, '%l', r)}")
+
+    def exps(e: _Emitter, r: str) -> None:
+        c = shift(e, e.emit(f"load {t}, ptr {scalar(e, '%c', r)}"))
+
+        def each(j: str, _: list[str]) -> list[str]:
+            exp_store(e, element(e, "%s", r, j), c)
+            return []
+
+        e.loop("0", "%n", "1", [], each)
+
+    def dsoftmax(e: _Emitter, r: str) -> None:
+        d = e.emit(f"load {t}, ptr {scalar(e, '%d', r)}")
+
+        def each(j: str, _: list[str]) -> list[str]:
+            q = element(e, "%ds", r, j)
+            x = e.emit(f"load {t}, ptr {q}")
+            p = e.emit(f"load {t}, ptr {element(e, '%p', r, j)}")
+            y = e.emit(f"fsub {t} {x}, {d}")
+            y = e.emit(f"fmul {t} {y}, {p}")
+            y = e.emit(f"fmul {t} {y}, %scale")
+            e.line(f"store {t} {y}, ptr {q}")
+            return []
+
+        e.loop("0", "%n", "1", [], each)
+
+    function("softmax_rows", ["ptr noalias %s", "ptr noalias %m", "ptr noalias %l"], softmax)
+    function("exp_rows", ["ptr noalias %s", "ptr noalias %c"], exps)
+    function("dsoftmax_rows", ["ptr noalias %ds", "ptr noalias %p", "ptr noalias %d", f"{t} %scale"], dsoftmax)
+    declares = sorted({line for text in texts for line in text.splitlines() if line.startswith("declare")})
+    bodies = ["\n".join(x for x in text.splitlines() if not x.startswith("declare")) for text in texts]
+    return "\n\n".join([*bodies, *declares]) + "\n"
+
+
 NO_VECTORIZE = "!NO_VECTORIZE"
 """Placeholder for the loop ID (``!llvm.loop``) of a loop LLVM must not vectorize: :func:`module_text` gives each
 its own distinct node (so that function texts stay equal across the layers of a model)."""
