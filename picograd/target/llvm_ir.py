@@ -34,6 +34,7 @@ undefined); 16-bit floats raise :class:`Unsupported` (the runtime runs such kern
 
 from __future__ import annotations
 
+import re
 import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -51,7 +52,7 @@ from xdsl.dialects.builtin import (
     MemRefType,
     NoneAttr,
 )
-from xdsl.ir import Attribute, Block, Operation, SSAValue
+from xdsl.ir import Attribute, Block, BlockArgument, Operation, SSAValue
 
 from picograd.target import gpu_math
 
@@ -224,8 +225,11 @@ class _Emitter:
             self.buffers.append(buf)
         return self.bases[buf]
 
-    def address(self, buf: SSAValue, indices: Sequence[SSAValue]) -> tuple[str, str, bool]:
-        """(element pointer, memory type, is i1) of ``buf[indices]``."""
+    def address(
+        self, buf: SSAValue, indices: Sequence[SSAValue], names: Sequence[str] | None = None
+    ) -> tuple[str, str, bool]:
+        """(element pointer, memory type, is i1) of ``buf[indices]`` (``names``: the indices' LLVM values, if not
+        theirs)."""
         t = buf.type
         assert isinstance(t, MemRefType)
         if not isinstance(t.layout, NoneAttr):
@@ -239,10 +243,11 @@ class _Emitter:
         base = self.base(buf)
         if not indices:
             return base, mem, is_bool
-        lin = self.value(indices[0])
-        for idx, dim in zip(indices[1:], shape[1:], strict=True):
+        values = list(names) if names is not None else [self.value(idx) for idx in indices]
+        lin = values[0]
+        for idx, dim in zip(values[1:], shape[1:], strict=True):
             lin = self.emit(f"mul i64 {lin}, {dim}")
-            lin = self.emit(f"add i64 {lin}, {self.value(idx)}")
+            lin = self.emit(f"add i64 {lin}, {idx}")
         ptr = self.emit(f"getelementptr {mem}, ptr {base}, i64 {lin}", "p")
         return ptr, mem, is_bool
 
@@ -393,6 +398,8 @@ class _Emitter:
         step: str,
         carried: Sequence[tuple[str, str]],
         body: Callable[[str, list[str]], list[str]],
+        vectorize: bool = True,
+        unroll: bool = True,
     ) -> list[str]:
         """``for (iv = lb; iv < ub; iv += step)`` carrying ``carried`` (type, initial value) values: ``body(iv,
         values)`` emits the body and returns the next values. Returns the values after the loop."""
@@ -412,9 +419,12 @@ class _Emitter:
         stepped = self.emit(f"add i64 {iv}, {step}")
         latch = self.block
         # a reduction loop around other loops: LLVM would unroll short inner loops fully and vectorize this one
-        # across its strided iterations with gathers (6x slower on GroupNorm's weight gradient than scalar code)
-        outer = bool(carried) and self.loops > loops_before + 1
-        self.line(f"br label %{head}" + (f", !llvm.loop {NO_VECTORIZE}" if outer else ""))
+        # across its strided iterations with gathers (6x slower on GroupNorm's weight gradient than scalar code);
+        # so with ``vectorize`` false (the outer loops of a transposing nest: ``_transposes``); ``unroll`` false
+        # keeps an innermost loop whole for the loop vectorizer (``_copies_rows``, ``_transposes``)
+        outer = (bool(carried) or not vectorize) and self.loops > loops_before + 1
+        mark = NO_VECTORIZE if outer else NO_UNROLL if not unroll and self.loops == loops_before + 1 else None
+        self.line(f"br label %{head}" + (f", !llvm.loop {mark}" if mark else ""))
         phi_lines = [f"  {iv} = phi i64 [ {lb}, %{pre} ], [ {stepped}, %{latch} ]"]
         for (t, init), phi, n in zip(carried, phis, nxt, strict=True):
             phi_lines.append(f"  {phi} = phi {t} [ {init}, %{pre} ], [ {n}, %{latch} ]")
@@ -461,7 +471,12 @@ class _Emitter:
             self.parallel(op, ivs, d + 1, inner=inner)
             return []
 
-        self.loop(lb, ub, self.value(op.step[d]), [], body)
+        last = d == len(ivs) - 1
+        transposes = _transposes(op)
+        vectorize = last or not transposes
+        self.loop(
+            lb, ub, self.value(op.step[d]), [], body, vectorize, unroll=not (last and (transposes or _copies_rows(op)))
+        )
 
     def interchanged(
         self, nest: scf.ParallelOp, pre: list[Operation], loops: list[scf.ForOp], store: memref.StoreOp
@@ -532,6 +547,10 @@ class _Emitter:
         over(0)
 
     def if_else(self, op: scf.IfOp) -> None:
+        guarded = _guarded_load(op)
+        if guarded is not None:
+            self.guarded_load(op, *guarded)
+            return
         then, other, join = self.label("then"), self.label("else"), self.label("join")
         self.line(f"br i1 {self.value(op.cond)}, label %{then}, label %{other}")
         ends: list[tuple[list[str], str]] = []
@@ -551,6 +570,68 @@ class _Emitter:
             t = llvm_type(r.type)
             incoming = ", ".join(f"[ {vals[k]}, %{blk} ]" for vals, blk in ends)
             self.names[r] = self.emit(f"phi {t} {incoming}")
+
+    def guarded_load(self, op: scf.IfOp, load: memref.LoadOp, other: SSAValue) -> None:
+        """``cond ? buf[indices] : other`` without a branch (a padded read: ``pg.pad`` read through by its reader),
+        so that the loop around it vectorizes: the load reads at the indices where ``cond`` holds and at 0 where
+        not (an index that is a loop's induction variable within the dim's bounds is kept: the address stays
+        affine in it), and a ``select`` picks ``other`` where ``cond`` fails."""
+        cond = self.value(op.cond)
+        t = load.memref.type
+        assert isinstance(t, MemRefType)
+        names = []
+        for idx, dim in zip(load.indices, t.get_shape(), strict=True):
+            v = self.value(idx)
+            names.append(v if _iv_below(idx, dim) else self.emit(f"select i1 {cond}, i64 {v}, i64 0"))
+        ptr, mem, _ = self.address(load.memref, load.indices, names)
+        v = self.emit(f"load {mem}, ptr {ptr}")
+        self.names[op.results[0]] = self.emit(f"select i1 {cond}, {mem} {v}, {mem} {self.value(other)}")
+
+
+def _guarded_load(op: scf.IfOp) -> tuple[memref.LoadOp, SSAValue] | None:
+    """(the load, the other value) of ``scf.if %c { yield buf[idx] } else { yield %v }`` with ``idx`` and ``%v``
+    defined outside it (a float or wider-integer element), else None."""
+    if len(op.results) != 1 or not op.true_region.blocks or not op.false_region.blocks:
+        return None
+    then = list(op.true_region.block.ops)
+    other = list(op.false_region.block.ops)
+    if len(then) != 2 or len(other) != 1 or not isinstance(then[0], memref.LoadOp):
+        return None
+    load, yielded, other_yield = then[0], then[1], other[0]
+    if not isinstance(yielded, scf.YieldOp) or not isinstance(other_yield, scf.YieldOp):
+        return None
+    if yielded.operands[0] is not load.results[0] or not load.indices:
+        return None
+    el = load.results[0].type
+    t = load.memref.type
+    if isinstance(el, IntegerType) and el.width.data == 1 or not isinstance(t, MemRefType) or 0 in t.get_shape():
+        return None  # (an empty buffer has no element 0 to read instead)
+    inside = set(op.walk())
+    value = other_yield.operands[0]
+    if any(v.owner in inside for v in (*load.indices, value)):
+        return None
+    return load, value
+
+
+def _iv_below(v: SSAValue, dim: int) -> bool:
+    """Whether ``v`` is the induction variable of a loop (``scf.for``, or a dim of ``scf.parallel``) from a
+    constant lower bound >= 0 to a constant upper bound <= ``dim``."""
+    if not isinstance(v, BlockArgument):
+        return False
+    parent = v.block.parent_op()
+    if isinstance(parent, scf.ForOp) and v.index == 0:
+        lb, ub = parent.lb, parent.ub
+    elif isinstance(parent, scf.ParallelOp) and v.index < len(parent.lowerBound):
+        lb, ub = parent.lowerBound[v.index], parent.upperBound[v.index]
+    else:
+        return False
+    bounds = []
+    for b in (lb, ub):
+        owner = b.owner
+        if not (isinstance(owner, arith.ConstantOp) and isinstance(owner.value, IntegerAttr)):
+            return False
+        bounds.append(int(owner.value.value.data))
+    return 0 <= bounds[0] and bounds[1] <= dim
 
 
 def _suffix(t: str) -> str:
@@ -620,6 +701,39 @@ def emit_nest(nest: scf.ParallelOp, name: str) -> NestFunction:
     wrapper += [f"  call void @{name}.body({args})", "  ret void", "}"]
     text = "\n".join([*body, "entry:", "  br label %body0", *e.lines, "}", "", *wrapper])
     return NestFunction(name, text, e.declares, lower, upper, tuple(e.buffers))
+
+
+def _transposes(nest: scf.ParallelOp) -> bool:
+    """Whether ``nest`` (several parallel dims) stores along its innermost dim and loads along another: a transposing
+    copy, whose outer loops LLVM vectorizes with scatters of the stores (16-wide ``vscatterqps``: 6x slower than the
+    innermost loop's contiguous stores)."""
+    ivs = list(nest.body.block.args)
+    if len(ivs) < 2:
+        return False
+    stores = [o for o in nest.body.walk() if isinstance(o, memref.StoreOp) and o.indices]
+    loads = [o for o in nest.body.walk() if isinstance(o, memref.LoadOp) and o.indices]
+    return any(o.indices[-1] is ivs[-1] for o in stores) and any(
+        o.indices[-1] is not ivs[-1] and len(o.indices) > 1 for o in loads
+    )
+
+
+def _copies_rows(nest: scf.ParallelOp) -> bool:
+    """Whether ``nest`` is a gather of rows: it loads at an index read from memory, and its innermost index is the
+    last index of every load and store using it (rows copied contiguously). LLVM unrolled the inner loop of such a
+    copy fully (its 16 or 32 channels) before the loop vectorizer saw it, leaving scalar loads and stores (a
+    convolution's im2col: 2x slower); its loop ID forbids that."""
+    ivs = list(nest.body.block.args)
+    accesses = [o for o in nest.body.walk() if isinstance(o, memref.LoadOp | memref.StoreOp) and o.indices]
+    indirect = any(
+        isinstance(o, arith.IndexCastOp) and isinstance(o.input.owner, memref.LoadOp) for o in nest.body.walk()
+    )
+    inner = ivs[-1]
+    along = [o for o in accesses if inner in o.indices]
+    return (
+        indirect
+        and any(isinstance(o, memref.StoreOp) for o in along)
+        and all(o.indices[-1] is inner and inner not in o.indices[:-1] for o in along)
+    )
 
 
 def _pure(op: Operation) -> bool:
@@ -778,6 +892,8 @@ def sequence_text(name: str, calls: Sequence[tuple[str, int, int]]) -> str:
     return "\n".join([*lines, "  ret void", "}"])
 
 
+NO_UNROLL = "!NO_UNROLL"
+"""Placeholder for the loop ID of a loop LLVM must not unroll before vectorizing it (see ``_Emitter.loop``)."""
 NO_VECTORIZE = "!NO_VECTORIZE"
 """Placeholder for the loop ID (``!llvm.loop``) of a loop LLVM must not vectorize: :func:`module_text` gives each
 its own distinct node (so that function texts stay equal across the layers of a model)."""
@@ -789,13 +905,16 @@ def module_text(functions: Sequence[NestFunction], sequences: Sequence[str] = ()
     declares = sorted(set().union(*(f.declares for f in functions))) if functions else []
     tail = ["attributes #0 = { noinline }"] if sequences else []
     text = "\n\n".join([*(f.text for f in functions), *sequences, *declares, *tail]) + "\n"
-    pieces = text.split(NO_VECTORIZE)
+    pieces = re.split(f"({NO_VECTORIZE}|{NO_UNROLL})", text)
     if len(pieces) == 1:
         return text
-    ids = [f"!{k + 1}" for k in range(len(pieces) - 1)]
-    nodes = [f"{i} = distinct !{{{i}, !0}}" for i in ids]
-    return "".join(p + i for p, i in zip(pieces, [*ids, ""], strict=True)) + "\n".join(
-        ['!0 = !{!"llvm.loop.vectorize.enable", i1 false}', *nodes, ""]
+    out, nodes = [pieces[0]], list[str]()
+    for k in range(1, len(pieces), 2):
+        i = f"!{len(nodes) + 2}"
+        nodes.append(f"{i} = distinct !{{{i}, {'!0' if pieces[k] == NO_VECTORIZE else '!1'}}}")
+        out += [i, pieces[k + 1]]
+    return "".join(out) + "\n".join(
+        ['!0 = !{!"llvm.loop.vectorize.enable", i1 false}', '!1 = !{!"llvm.loop.unroll.disable"}', *nodes, ""]
     )
 
 
