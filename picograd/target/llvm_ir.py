@@ -265,6 +265,11 @@ class _Emitter:
             flags = " reassoc" if isinstance(op, REASSOCIABLE) and _accumulates(op) else ""
             a, b = (self.value(x) for x in op.operands)
             self.names[op.results[0]] = self.emit(f"{BINARY[kind]}{flags} {t} {a}, {b}")
+        elif isinstance(op, arith.DivUIOp | arith.RemUIOp) and (d := _constant_index(op.operands[1])):
+            # an index split by a reshape (GroupNorm's groups): made affine where the ranges allow, so that what
+            # depends only on the outer indices (a group's statistics) is loop-invariant for LLVM to hoist
+            fold = self.floordiv if isinstance(op, arith.DivUIOp) else self.modulo
+            self.names[op.results[0]] = fold(op.operands[0], d)
         elif kind in DIVISIONS:
             self.names[op.results[0]] = self.divide(op, *DIVISIONS[kind])
         elif kind in INTRINSICS:
@@ -364,6 +369,45 @@ class _Emitter:
         neg = self.emit(f"sub {t} 0, {a}")
         special = self.emit(f"select i1 {minus_one}, {t} {'0' if rounding == 'rem' else neg}, {t} 0")
         return self.emit(f"select i1 {bad}, {t} {special}, {t} {q}")
+
+    def floordiv(self, v: SSAValue, d: int) -> str:
+        """``v // d`` for an index ``v >= 0`` and ``d > 0``: ``(m x + b) // d`` is ``x // (d / m)`` when ``m``
+        divides ``d`` and ``0 <= b < m``, and ``x (m / d) + b // d`` when ``d`` divides ``m``; ``b // d`` is 0 when
+        ``b < d``."""
+        if d == 1:
+            return self.value(v)
+        bound = _index_bound(v)
+        if bound is not None and bound <= d:
+            return "0"
+        split = _scaled(v)
+        if split is not None and _index_bound(split[0]) is not None:  # x >= 0: no wrapping
+            x, m, b = split
+            bb = _index_bound(b) if b is not None else 1
+            if d % m == 0 and bb is not None and bb <= m:
+                return self.floordiv(x, d // m)
+            if m % d == 0 and bb is not None:
+                scaled = self.emit(f"mul i64 {self.value(x)}, {m // d}")
+                return scaled if b is None else self.emit(f"add i64 {scaled}, {self.floordiv(b, d)}")
+        return self.emit(f"udiv i64 {self.value(v)}, {d}")
+
+    def modulo(self, v: SSAValue, d: int) -> str:
+        """``v % d`` for an index ``v >= 0`` and ``d > 0``, by the rules of :meth:`floordiv`: ``(m x + b) % d`` is
+        ``(x % (d / m)) m + b``, or ``b % d`` when ``d`` divides ``m``; ``b % d`` is ``b`` when ``b < d``."""
+        if d == 1:
+            return "0"
+        bound = _index_bound(v)
+        if bound is not None and bound <= d:
+            return self.value(v)
+        split = _scaled(v)
+        if split is not None and _index_bound(split[0]) is not None:  # x >= 0: no wrapping
+            x, m, b = split
+            bb = _index_bound(b) if b is not None else 1
+            if d % m == 0 and bb is not None and bb <= m:
+                scaled = self.emit(f"mul i64 {self.modulo(x, d // m)}, {m}")
+                return scaled if b is None else self.emit(f"add i64 {scaled}, {self.value(b)}")
+            if m % d == 0 and bb is not None:
+                return "0" if b is None else self.modulo(b, d)
+        return self.emit(f"urem i64 {self.value(v)}, {d}")
 
     def fp_to_int(self, op: Operation) -> str:
         src, dst = llvm_type(op.operands[0].type), llvm_type(op.results[0].type)
@@ -611,6 +655,67 @@ def _guarded_load(op: scf.IfOp) -> tuple[memref.LoadOp, SSAValue] | None:
     if any(v.owner in inside for v in (*load.indices, value)):
         return None
     return load, value
+
+
+def _constant_index(v: SSAValue) -> int:
+    """The value of a positive constant index ``v``, else 0."""
+    owner = v.owner
+    if isinstance(owner, arith.ConstantOp) and isinstance(owner.value, IntegerAttr):
+        if isinstance(v.type, IndexType):
+            return max(int(owner.value.value.data), 0)
+    return 0
+
+
+def _index_bound(v: SSAValue) -> int | None:
+    """An exclusive upper bound of the index ``v`` (loop induction variables from constant bounds >= 0, constants,
+    and their sums, products, quotients and remainders by constants), or None."""
+    owner = v.owner
+    if isinstance(v, BlockArgument):
+        parent = v.block.parent_op()
+        if isinstance(parent, scf.ForOp) and v.index == 0:
+            lb, ub = parent.lb, parent.ub
+        elif isinstance(parent, scf.ParallelOp) and v.index < len(parent.lowerBound):
+            lb, ub = parent.lowerBound[v.index], parent.upperBound[v.index]
+        else:
+            return None
+        if not (isinstance(lb.owner, arith.ConstantOp) and isinstance(lb.owner.value, IntegerAttr)):
+            return None
+        if int(lb.owner.value.value.data) < 0:
+            return None
+        return _constant_index(ub) or None
+    if not isinstance(v.type, IndexType):
+        return None
+    if isinstance(owner, arith.ConstantOp) and isinstance(owner.value, IntegerAttr):
+        value = int(owner.value.value.data)
+        return value + 1 if value >= 0 else None
+    if isinstance(owner, arith.AddiOp | arith.MuliOp):
+        a, b = (_index_bound(x) for x in owner.operands)
+        if a is None or b is None:
+            return None
+        return a + b - 1 if isinstance(owner, arith.AddiOp) else (a - 1) * (b - 1) + 1
+    if isinstance(owner, arith.DivUIOp | arith.RemUIOp) and (d := _constant_index(owner.operands[1])):
+        a = _index_bound(owner.operands[0])
+        if isinstance(owner, arith.RemUIOp):
+            return d if a is None else min(a, d)
+        return None if a is None else (a - 1) // d + 1
+    return None
+
+
+def _scaled(v: SSAValue) -> tuple[SSAValue, int, SSAValue | None] | None:
+    """``(x, m, b)`` with ``v = x * m + b`` (``b`` None for 0) for a constant ``m > 1``, read off ``arith.muli``
+    and ``arith.addi`` ops, else None."""
+    owner = v.owner
+    if isinstance(owner, arith.MuliOp):
+        for x, c in (owner.operands, owner.operands[::-1]):
+            if (m := _constant_index(c)) > 1:
+                return x, m, None
+        return None
+    if isinstance(owner, arith.AddiOp):
+        for a, b in (owner.operands, owner.operands[::-1]):
+            inner = _scaled(a) if isinstance(a.owner, arith.MuliOp) else None
+            if inner is not None and inner[2] is None:
+                return inner[0], inner[1], b
+    return None
 
 
 def _iv_below(v: SSAValue, dim: int) -> bool:
