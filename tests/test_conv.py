@@ -543,6 +543,19 @@ def test_weight_gradient_gathers_in_the_forward_layout() -> None:
     assert sum(isinstance(op, pgd.ConvOp) for op in module.walk()) == 0
 
 
+def test_weight_gradient_reads_the_forward_channels_last_input() -> None:
+    """The forward's im2col and the weight gradient's permute the input to channels last once between them; values:
+    the vjp cases of ``test_conv_loop_stage``."""
+    from _ir import only_func
+
+    module = conv_module(CONV_STAGE_CASES[3], grad=True)
+    PgDecomposeConv().apply(CTX, module)
+    x = only_func(module).body.block.args[0]
+    permutes = [op for op in module.walk() if isinstance(op, pgd.PermuteOp) and op.input is x]
+    assert [op.perm_list for op in permutes] == [(0, 2, 3, 1)]
+    assert len({use.operation for use in permutes[0].result.uses}) == 2  # the two pads before the two gathers
+
+
 def test_conv_of_one_permute_twice(rng: np.random.Generator) -> None:
     """Input and weight are one permuted tensor: the lowering composes that permute into both of its own."""
 

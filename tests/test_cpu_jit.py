@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import sys
 from dataclasses import replace
 
@@ -387,3 +388,77 @@ def test_reduction_loops_around_loops_are_not_vectorized(monkeypatch, rng: np.ra
     loop_ids = [line.split(" = ")[0] for line in text.splitlines() if "= distinct !{" in line]
     assert len(loop_ids) >= 2 and len(set(loop_ids)) == len(loop_ids)
     assert all(text.count(f"!llvm.loop {i}\n") == 1 for i in loop_ids)
+
+
+def test_convolution_windows_are_copied_as_rows(monkeypatch, rng: np.random.Generator) -> None:
+    """A padded 3x3 convolution's train step (16 channels): the im2col gathers copy rows of channels from the
+    channels-last input without a branch for the padding (the padded read is a select, so their inner loop
+    vectorizes; its loop ID forbids unrolling it first), and the output, input and weight gradients are those of
+    float64 numpy."""
+    texts: list[str] = []
+    make = llvm_ir.module_text
+    monkeypatch.setattr(llvm_ir, "module_text", lambda *a: texts.append(make(*a)) or texts[-1])
+    monkeypatch.setenv("PICOGRAD_CACHE_DIR", "")
+    n, c, o, h, w = 2, 16, 4, 5, 6
+    x = rng.standard_normal((n, c, h, w)).astype(np.float32)
+    k = rng.standard_normal((o, c, 3, 3)).astype(np.float32)
+    g = rng.standard_normal((n, o, h, w)).astype(np.float32)
+
+    def step(a: pg.Tensor, b: pg.Tensor, dy: pg.Tensor) -> tuple[pg.Tensor, pg.Tensor, pg.Tensor]:
+        a.requires_grad_(True)
+        b.requires_grad_(True)
+        y = F.conv2d(a, b, padding=1)
+        (y * dy).sum().backward()
+        return y, a.grad, b.grad
+
+    got = pg.compile(step)(pg.tensor(x), pg.tensor(k), pg.tensor(g))
+    xp = np.pad(x.astype(np.float64), ((0, 0), (0, 0), (1, 1), (1, 1)))
+    want_y = np.zeros((n, o, h, w))
+    dxp = np.zeros_like(xp)
+    want_dk = np.zeros((o, c, 3, 3))
+    for i in range(3):
+        for j in range(3):
+            window = xp[:, :, i : i + h, j : j + w]
+            want_y += np.einsum("nchw,oc->nohw", window, k[:, :, i, j])
+            dxp[:, :, i : i + h, j : j + w] += np.einsum("nohw,oc->nchw", g, k[:, :, i, j])
+            want_dk[:, :, i, j] = np.einsum("nohw,nchw->oc", g, window)
+    for got_value, want in zip(got, (want_y, dxp[:, :, 1:-1, 1:-1], want_dk), strict=True):
+        np.testing.assert_allclose(got_value.numpy(), want, rtol=1e-4, atol=1e-4)
+    (text,) = texts
+    assert "\nthen" not in text  # no branch around a padded read
+    assert '!"llvm.loop.unroll.disable"' in text
+    unrolled = [line.split(" = ")[0] for line in text.splitlines() if line.endswith(", !1}")]
+    assert unrolled and all(text.count(f"!llvm.loop {i}\n") == 1 for i in unrolled)
+
+
+def test_group_indices_are_affine(monkeypatch, rng: np.random.Generator) -> None:
+    """GroupNorm's reshapes to (N, G, C/G * H * W) and back index the group as (c H W + h W + w) // (C/G H W): the
+    emitter folds such quotients and remainders of bounded indices by their ranges (here to c // (C/G)), so a
+    group's statistics are loop-invariant: fewer divisions than without the folding (those left split one
+    flattened loop index); values as float64 numpy."""
+    texts: list[str] = []
+    make = llvm_ir.module_text
+    monkeypatch.setattr(llvm_ir, "module_text", lambda *a: texts.append(make(*a)) or texts[-1])
+    monkeypatch.setenv("PICOGRAD_CACHE_DIR", "")
+    x = rng.standard_normal((3, 8, 4, 4)).astype(np.float32)
+    gamma, beta = rng.standard_normal((2, 8)).astype(np.float32)
+
+    def step(a: pg.Tensor, g: pg.Tensor, b: pg.Tensor) -> pg.Tensor:
+        a.requires_grad_(True)
+        y = F.group_norm(a, 2, g, b)
+        (y * y).sum().backward()  # d/da of sum(y^2): 2 y's vjp; its kernels index the groups again
+        return y, a.grad
+
+    got = pg.compile(step)(pg.tensor(x), pg.tensor(gamma), pg.tensor(beta))
+    monkeypatch.setattr(llvm_ir, "_scaled", lambda v: None)
+    monkeypatch.setattr(llvm_ir, "_index_bound", lambda v: None)
+    unfolded = pg.compile(step)(pg.tensor(x), pg.tensor(gamma), pg.tensor(beta))
+    for a, b in zip(got, unfolded, strict=True):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    xs = x.astype(np.float64).reshape(3, 2, -1)
+    want = ((xs - xs.mean(-1, keepdims=True)) / np.sqrt(xs.var(-1, keepdims=True) + 1e-5)).reshape(x.shape)
+    want = want * gamma[:, None, None] + beta[:, None, None]
+    np.testing.assert_allclose(got[0].numpy(), want, rtol=1e-4, atol=1e-4)
+    # divisions of computed indices (not of a loop's induction variable, %i...)
+    folded, plain = (len(re.findall(r" = u(?:div|rem) i64 %v", t)) for t in texts)
+    assert folded < plain, (folded, plain)

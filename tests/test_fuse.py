@@ -254,9 +254,10 @@ func.func @f(%x: tensor<2x3x4x4xf32>, %i: tensor<8xi64>, %y: tensor<64x2x4xf32>)
 
 @pytest.mark.parametrize("movement", [False, True])
 def test_movement_ops_join_the_kernel_reading_them(movement: bool) -> None:
-    """With ``movement``, the permute, pad and reshape feeding the gather are read through by the gather's kernel;
-    the permute feeding exp stays a kernel of its own all the same, its inner dim reading 64 x 2 x 4 floats apart
-    (past ``MAX_PERMUTE_SPAN`` only when scaled: here the span limit is lowered to 1 KiB); same results."""
+    """With ``movement``, the pad and reshape feeding the gather are read through by the gather's kernel, but not
+    the permute moving the channels last (its own kernel: the gather then copies contiguous rows); the permute
+    feeding exp stays a kernel of its own all the same, its inner dim reading 64 x 2 x 4 floats apart (past
+    ``MAX_PERMUTE_SPAN`` only when scaled: here the span limit is lowered to 1 KiB); same results."""
     module = parse(MOVEMENT)
     fused = module.clone()
     limit = fuse.MAX_PERMUTE_SPAN
@@ -268,7 +269,9 @@ def test_movement_ops_join_the_kernel_reading_them(movement: bool) -> None:
     kernels = check_kernels_stage(fused)
     kinds = sorted(k.kind.data for k in kernels)
     if movement:
-        assert kinds == ["elementwise", "gather", "movement"], kinds  # the strided permute stays alone
+        assert kinds == ["elementwise", "gather", "movement", "movement"], kinds  # the two permutes alone
+        (gather,) = (k for k in kernels if k.kind.data == "gather")
+        assert sorted(op.name for op in gather.body.ops) == ["kernel.yield", "pg.gather", "pg.pad", "pg.reshape"]
     else:
         assert kinds.count("movement") == 4, kinds  # 2 permutes, the pad, the reshape
     before, after = compile_func(only_func(module)), compile_func(only_func(fused))

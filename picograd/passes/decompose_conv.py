@@ -33,7 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 from xdsl.context import Context
 from xdsl.dialects.builtin import DenseIntOrFPElementsAttr, ModuleOp, TensorType
-from xdsl.ir import Operation, SSAValue
+from xdsl.ir import Block, Operation, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.rewriter import Rewriter
 
@@ -65,10 +65,16 @@ def _window_index(
     return b.reshape(total, (math.prod(q), math.prod(kernel)))
 
 
-def _permute(b: Builder, x: SSAValue, perm: list[int]) -> SSAValue:
+Permutes = dict[tuple[SSAValue, tuple[int, ...]], SSAValue]
+"""The permutes made so far in a function, by (input, perm)."""
+
+
+def _permute(b: Builder, x: SSAValue, perm: list[int], made: Permutes | None = None) -> SSAValue:
     """``x`` permuted by ``perm``, composed with the permute that makes ``x`` if one does (one copy instead of two:
     autodiff's permutes of the input and the output gradient for the weight gradient); a reshape where the dims
-    longer than 1 keep their order (no copy)."""
+    longer than 1 keep their order (no copy). With ``made``, an input permuted so before is not permuted again: a
+    weight gradient's im2col reads the forward's channels-last input (the convolutions are lowered in program
+    order, so the earlier permute dominates)."""
     producer = x.owner
     if isinstance(producer, pg.PermuteOp):
         inner = producer.perm_list
@@ -76,7 +82,12 @@ def _permute(b: Builder, x: SSAValue, perm: list[int]) -> SSAValue:
     shape = shape_of(x)
     if [d for d in perm if shape[d] > 1] == [d for d in range(len(shape)) if shape[d] > 1]:
         return b.reshape(x, [shape[d] for d in perm])
-    return b(pg.PermuteOp(x, perm))
+    if made is None:
+        return b(pg.PermuteOp(x, perm))
+    key = (x, tuple(perm))
+    if key not in made:
+        made[key] = b(pg.PermuteOp(x, perm))
+    return made[key]
 
 
 def _unpermuted(v: SSAValue, perm: list[int]) -> SSAValue | None:
@@ -101,7 +112,7 @@ def _unpermuted(v: SSAValue, perm: list[int]) -> SSAValue | None:
     return None
 
 
-def _weight_gradient(b: Builder, op: pg.ConvOp) -> SSAValue | None:
+def _weight_gradient(b: Builder, op: pg.ConvOp, made: Permutes | None = None) -> SSAValue | None:
     """``op`` lowered in the forward's layout when it is a weight gradient (see the module docstring): input
     ``x`` (N, C, *S) as (C, N, *S), weight ``g`` (N, O, *Q) as (O, N, *Q), groups 1; else None."""
     r = len(shape_of(op.input)) - 2
@@ -114,7 +125,7 @@ def _weight_gradient(b: Builder, op: pg.ConvOp) -> SSAValue | None:
     taps = list(shape_of(op.result)[2:])  # the forward's kernel (or more, sliced by autodiff)
     # the forward's stride is this correlation's dilation and the other way round
     strides, dilations = list(op.dilations), list(op.strides)
-    x = _permute(b, x, [0, *range(2, 2 + r), 1])  # (N, *S, C)
+    x = _permute(b, x, [0, *range(2, 2 + r), 1], made)  # (N, *S, C)
     if any(op.lows) or any(op.highs):
         x = b(pg.PadOp(x, [0, *op.lows, 0], [0, *op.highs, 0]))
     padded = list(shape_of(x)[1:-1])
@@ -126,9 +137,10 @@ def _weight_gradient(b: Builder, op: pg.ConvOp) -> SSAValue | None:
     return b.reshape(b(pg.PermuteOp(dw, [2, 0, 1])), (c, o, *taps))
 
 
-def conv_as_matmul(b: Builder, op: pg.ConvOp) -> SSAValue:
-    """The ``pg`` ops computing ``op`` (im2col and a matmul, see the module docstring); returns the result."""
-    dw = _weight_gradient(b, op)
+def conv_as_matmul(b: Builder, op: pg.ConvOp, made: Permutes | None = None) -> SSAValue:
+    """The ``pg`` ops computing ``op`` (im2col and a matmul, see the module docstring); returns the result.
+    ``made``: the channels-last inputs made so far, reused (see ``_permute``)."""
+    dw = _weight_gradient(b, op, made)
     if dw is not None:
         return dw
     x, w = op.input, op.weight
@@ -137,7 +149,7 @@ def conv_as_matmul(b: Builder, op: pg.ConvOp) -> SSAValue:
     q = list(shape_of(op.result)[2:])
     r, groups = len(kernel), op.group_count
     og, qs, ks = o // groups, math.prod(q), math.prod(kernel)
-    x = _permute(b, x, [0, *range(2, 2 + r), 1])  # (N, *S, C)
+    x = _permute(b, x, [0, *range(2, 2 + r), 1], made)  # (N, *S, C)
     if any(op.lows) or any(op.highs):
         x = b(pg.PadOp(x, [0, *op.lows, 0], [0, *op.highs, 0]))
     padded = list(shape_of(x)[1:-1])
@@ -165,9 +177,11 @@ class PgDecomposeConv(ModulePass):
     name = "pg-decompose-conv"
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
+        made: dict[Block | None, Permutes] = {}  # per block: an earlier permute dominates the later convs
         for conv in [o for o in op.walk() if isinstance(o, pg.ConvOp)]:
             created: list[Operation] = []
-            out = conv_as_matmul(Builder(conv, conv.location, created), conv)
+            scope = made.setdefault(conv.parent_block(), {})
+            out = conv_as_matmul(Builder(conv, conv.location, created), conv, scope)
             conv.result.replace_all_uses_with(out)
             producers = list(dict.fromkeys(v.owner for v in conv.operands))
             Rewriter.erase_op(conv)

@@ -34,6 +34,7 @@ undefined); 16-bit floats raise :class:`Unsupported` (the runtime runs such kern
 
 from __future__ import annotations
 
+import re
 import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -51,7 +52,7 @@ from xdsl.dialects.builtin import (
     MemRefType,
     NoneAttr,
 )
-from xdsl.ir import Attribute, Block, Operation, SSAValue
+from xdsl.ir import Attribute, Block, BlockArgument, Operation, SSAValue
 
 from picograd.target import gpu_math
 
@@ -224,8 +225,11 @@ class _Emitter:
             self.buffers.append(buf)
         return self.bases[buf]
 
-    def address(self, buf: SSAValue, indices: Sequence[SSAValue]) -> tuple[str, str, bool]:
-        """(element pointer, memory type, is i1) of ``buf[indices]``."""
+    def address(
+        self, buf: SSAValue, indices: Sequence[SSAValue], names: Sequence[str] | None = None
+    ) -> tuple[str, str, bool]:
+        """(element pointer, memory type, is i1) of ``buf[indices]`` (``names``: the indices' LLVM values, if not
+        theirs)."""
         t = buf.type
         assert isinstance(t, MemRefType)
         if not isinstance(t.layout, NoneAttr):
@@ -239,10 +243,11 @@ class _Emitter:
         base = self.base(buf)
         if not indices:
             return base, mem, is_bool
-        lin = self.value(indices[0])
-        for idx, dim in zip(indices[1:], shape[1:], strict=True):
+        values = list(names) if names is not None else [self.value(idx) for idx in indices]
+        lin = values[0]
+        for idx, dim in zip(values[1:], shape[1:], strict=True):
             lin = self.emit(f"mul i64 {lin}, {dim}")
-            lin = self.emit(f"add i64 {lin}, {self.value(idx)}")
+            lin = self.emit(f"add i64 {lin}, {idx}")
         ptr = self.emit(f"getelementptr {mem}, ptr {base}, i64 {lin}", "p")
         return ptr, mem, is_bool
 
@@ -260,6 +265,11 @@ class _Emitter:
             flags = " reassoc" if isinstance(op, REASSOCIABLE) and _accumulates(op) else ""
             a, b = (self.value(x) for x in op.operands)
             self.names[op.results[0]] = self.emit(f"{BINARY[kind]}{flags} {t} {a}, {b}")
+        elif isinstance(op, arith.DivUIOp | arith.RemUIOp) and (d := _constant_index(op.operands[1])):
+            # an index split by a reshape (GroupNorm's groups): made affine where the ranges allow, so that what
+            # depends only on the outer indices (a group's statistics) is loop-invariant for LLVM to hoist
+            fold = self.floordiv if isinstance(op, arith.DivUIOp) else self.modulo
+            self.names[op.results[0]] = fold(op.operands[0], d)
         elif kind in DIVISIONS:
             self.names[op.results[0]] = self.divide(op, *DIVISIONS[kind])
         elif kind in INTRINSICS:
@@ -360,6 +370,45 @@ class _Emitter:
         special = self.emit(f"select i1 {minus_one}, {t} {'0' if rounding == 'rem' else neg}, {t} 0")
         return self.emit(f"select i1 {bad}, {t} {special}, {t} {q}")
 
+    def floordiv(self, v: SSAValue, d: int) -> str:
+        """``v // d`` for an index ``v >= 0`` and ``d > 0``: ``(m x + b) // d`` is ``x // (d / m)`` when ``m``
+        divides ``d`` and ``0 <= b < m``, and ``x (m / d) + b // d`` when ``d`` divides ``m``; ``b // d`` is 0 when
+        ``b < d``."""
+        if d == 1:
+            return self.value(v)
+        bound = _index_bound(v)
+        if bound is not None and bound <= d:
+            return "0"
+        split = _scaled(v)
+        if split is not None and _index_bound(split[0]) is not None:  # x >= 0: no wrapping
+            x, m, b = split
+            bb = _index_bound(b) if b is not None else 1
+            if d % m == 0 and bb is not None and bb <= m:
+                return self.floordiv(x, d // m)
+            if m % d == 0 and bb is not None:
+                scaled = self.emit(f"mul i64 {self.value(x)}, {m // d}")
+                return scaled if b is None else self.emit(f"add i64 {scaled}, {self.floordiv(b, d)}")
+        return self.emit(f"udiv i64 {self.value(v)}, {d}")
+
+    def modulo(self, v: SSAValue, d: int) -> str:
+        """``v % d`` for an index ``v >= 0`` and ``d > 0``, by the rules of :meth:`floordiv`: ``(m x + b) % d`` is
+        ``(x % (d / m)) m + b``, or ``b % d`` when ``d`` divides ``m``; ``b % d`` is ``b`` when ``b < d``."""
+        if d == 1:
+            return "0"
+        bound = _index_bound(v)
+        if bound is not None and bound <= d:
+            return self.value(v)
+        split = _scaled(v)
+        if split is not None and _index_bound(split[0]) is not None:  # x >= 0: no wrapping
+            x, m, b = split
+            bb = _index_bound(b) if b is not None else 1
+            if d % m == 0 and bb is not None and bb <= m:
+                scaled = self.emit(f"mul i64 {self.modulo(x, d // m)}, {m}")
+                return scaled if b is None else self.emit(f"add i64 {scaled}, {self.value(b)}")
+            if m % d == 0 and bb is not None:
+                return "0" if b is None else self.modulo(b, d)
+        return self.emit(f"urem i64 {self.value(v)}, {d}")
+
     def fp_to_int(self, op: Operation) -> str:
         src, dst = llvm_type(op.operands[0].type), llvm_type(op.results[0].type)
         x = self.value(op.operands[0])
@@ -393,6 +442,8 @@ class _Emitter:
         step: str,
         carried: Sequence[tuple[str, str]],
         body: Callable[[str, list[str]], list[str]],
+        vectorize: bool = True,
+        unroll: bool = True,
     ) -> list[str]:
         """``for (iv = lb; iv < ub; iv += step)`` carrying ``carried`` (type, initial value) values: ``body(iv,
         values)`` emits the body and returns the next values. Returns the values after the loop."""
@@ -412,9 +463,12 @@ class _Emitter:
         stepped = self.emit(f"add i64 {iv}, {step}")
         latch = self.block
         # a reduction loop around other loops: LLVM would unroll short inner loops fully and vectorize this one
-        # across its strided iterations with gathers (6x slower on GroupNorm's weight gradient than scalar code)
-        outer = bool(carried) and self.loops > loops_before + 1
-        self.line(f"br label %{head}" + (f", !llvm.loop {NO_VECTORIZE}" if outer else ""))
+        # across its strided iterations with gathers (6x slower on GroupNorm's weight gradient than scalar code);
+        # so with ``vectorize`` false (the outer loops of a transposing nest: ``_transposes``); ``unroll`` false
+        # keeps an innermost loop whole for the loop vectorizer (``_copies_rows``, ``_transposes``)
+        outer = (bool(carried) or not vectorize) and self.loops > loops_before + 1
+        mark = NO_VECTORIZE if outer else NO_UNROLL if not unroll and self.loops == loops_before + 1 else None
+        self.line(f"br label %{head}" + (f", !llvm.loop {mark}" if mark else ""))
         phi_lines = [f"  {iv} = phi i64 [ {lb}, %{pre} ], [ {stepped}, %{latch} ]"]
         for (t, init), phi, n in zip(carried, phis, nxt, strict=True):
             phi_lines.append(f"  {phi} = phi {t} [ {init}, %{pre} ], [ {n}, %{latch} ]")
@@ -461,7 +515,12 @@ class _Emitter:
             self.parallel(op, ivs, d + 1, inner=inner)
             return []
 
-        self.loop(lb, ub, self.value(op.step[d]), [], body)
+        last = d == len(ivs) - 1
+        transposes = _transposes(op)
+        vectorize = last or not transposes
+        self.loop(
+            lb, ub, self.value(op.step[d]), [], body, vectorize, unroll=not (last and (transposes or _copies_rows(op)))
+        )
 
     def interchanged(
         self, nest: scf.ParallelOp, pre: list[Operation], loops: list[scf.ForOp], store: memref.StoreOp
@@ -532,6 +591,10 @@ class _Emitter:
         over(0)
 
     def if_else(self, op: scf.IfOp) -> None:
+        guarded = _guarded_load(op)
+        if guarded is not None:
+            self.guarded_load(op, *guarded)
+            return
         then, other, join = self.label("then"), self.label("else"), self.label("join")
         self.line(f"br i1 {self.value(op.cond)}, label %{then}, label %{other}")
         ends: list[tuple[list[str], str]] = []
@@ -551,6 +614,129 @@ class _Emitter:
             t = llvm_type(r.type)
             incoming = ", ".join(f"[ {vals[k]}, %{blk} ]" for vals, blk in ends)
             self.names[r] = self.emit(f"phi {t} {incoming}")
+
+    def guarded_load(self, op: scf.IfOp, load: memref.LoadOp, other: SSAValue) -> None:
+        """``cond ? buf[indices] : other`` without a branch (a padded read: ``pg.pad`` read through by its reader),
+        so that the loop around it vectorizes: the load reads at the indices where ``cond`` holds and at 0 where
+        not (an index that is a loop's induction variable within the dim's bounds is kept: the address stays
+        affine in it), and a ``select`` picks ``other`` where ``cond`` fails."""
+        cond = self.value(op.cond)
+        t = load.memref.type
+        assert isinstance(t, MemRefType)
+        names = []
+        for idx, dim in zip(load.indices, t.get_shape(), strict=True):
+            v = self.value(idx)
+            names.append(v if _iv_below(idx, dim) else self.emit(f"select i1 {cond}, i64 {v}, i64 0"))
+        ptr, mem, _ = self.address(load.memref, load.indices, names)
+        v = self.emit(f"load {mem}, ptr {ptr}")
+        self.names[op.results[0]] = self.emit(f"select i1 {cond}, {mem} {v}, {mem} {self.value(other)}")
+
+
+def _guarded_load(op: scf.IfOp) -> tuple[memref.LoadOp, SSAValue] | None:
+    """(the load, the other value) of ``scf.if %c { yield buf[idx] } else { yield %v }`` with ``idx`` and ``%v``
+    defined outside it (a float or wider-integer element), else None."""
+    if len(op.results) != 1 or not op.true_region.blocks or not op.false_region.blocks:
+        return None
+    then = list(op.true_region.block.ops)
+    other = list(op.false_region.block.ops)
+    if len(then) != 2 or len(other) != 1 or not isinstance(then[0], memref.LoadOp):
+        return None
+    load, yielded, other_yield = then[0], then[1], other[0]
+    if not isinstance(yielded, scf.YieldOp) or not isinstance(other_yield, scf.YieldOp):
+        return None
+    if yielded.operands[0] is not load.results[0] or not load.indices:
+        return None
+    el = load.results[0].type
+    t = load.memref.type
+    if isinstance(el, IntegerType) and el.width.data == 1 or not isinstance(t, MemRefType) or 0 in t.get_shape():
+        return None  # (an empty buffer has no element 0 to read instead)
+    inside = set(op.walk())
+    value = other_yield.operands[0]
+    if any(v.owner in inside for v in (*load.indices, value)):
+        return None
+    return load, value
+
+
+def _constant_index(v: SSAValue) -> int:
+    """The value of a positive constant index ``v``, else 0."""
+    owner = v.owner
+    if isinstance(owner, arith.ConstantOp) and isinstance(owner.value, IntegerAttr):
+        if isinstance(v.type, IndexType):
+            return max(int(owner.value.value.data), 0)
+    return 0
+
+
+def _index_bound(v: SSAValue) -> int | None:
+    """An exclusive upper bound of the index ``v`` (loop induction variables from constant bounds >= 0, constants,
+    and their sums, products, quotients and remainders by constants), or None."""
+    owner = v.owner
+    if isinstance(v, BlockArgument):
+        parent = v.block.parent_op()
+        if isinstance(parent, scf.ForOp) and v.index == 0:
+            lb, ub = parent.lb, parent.ub
+        elif isinstance(parent, scf.ParallelOp) and v.index < len(parent.lowerBound):
+            lb, ub = parent.lowerBound[v.index], parent.upperBound[v.index]
+        else:
+            return None
+        if not (isinstance(lb.owner, arith.ConstantOp) and isinstance(lb.owner.value, IntegerAttr)):
+            return None
+        if int(lb.owner.value.value.data) < 0:
+            return None
+        return _constant_index(ub) or None
+    if not isinstance(v.type, IndexType):
+        return None
+    if isinstance(owner, arith.ConstantOp) and isinstance(owner.value, IntegerAttr):
+        value = int(owner.value.value.data)
+        return value + 1 if value >= 0 else None
+    if isinstance(owner, arith.AddiOp | arith.MuliOp):
+        a, b = (_index_bound(x) for x in owner.operands)
+        if a is None or b is None:
+            return None
+        return a + b - 1 if isinstance(owner, arith.AddiOp) else (a - 1) * (b - 1) + 1
+    if isinstance(owner, arith.DivUIOp | arith.RemUIOp) and (d := _constant_index(owner.operands[1])):
+        a = _index_bound(owner.operands[0])
+        if isinstance(owner, arith.RemUIOp):
+            return d if a is None else min(a, d)
+        return None if a is None else (a - 1) // d + 1
+    return None
+
+
+def _scaled(v: SSAValue) -> tuple[SSAValue, int, SSAValue | None] | None:
+    """``(x, m, b)`` with ``v = x * m + b`` (``b`` None for 0) for a constant ``m > 1``, read off ``arith.muli``
+    and ``arith.addi`` ops, else None."""
+    owner = v.owner
+    if isinstance(owner, arith.MuliOp):
+        for x, c in (owner.operands, owner.operands[::-1]):
+            if (m := _constant_index(c)) > 1:
+                return x, m, None
+        return None
+    if isinstance(owner, arith.AddiOp):
+        for a, b in (owner.operands, owner.operands[::-1]):
+            inner = _scaled(a) if isinstance(a.owner, arith.MuliOp) else None
+            if inner is not None and inner[2] is None:
+                return inner[0], inner[1], b
+    return None
+
+
+def _iv_below(v: SSAValue, dim: int) -> bool:
+    """Whether ``v`` is the induction variable of a loop (``scf.for``, or a dim of ``scf.parallel``) from a
+    constant lower bound >= 0 to a constant upper bound <= ``dim``."""
+    if not isinstance(v, BlockArgument):
+        return False
+    parent = v.block.parent_op()
+    if isinstance(parent, scf.ForOp) and v.index == 0:
+        lb, ub = parent.lb, parent.ub
+    elif isinstance(parent, scf.ParallelOp) and v.index < len(parent.lowerBound):
+        lb, ub = parent.lowerBound[v.index], parent.upperBound[v.index]
+    else:
+        return False
+    bounds = []
+    for b in (lb, ub):
+        owner = b.owner
+        if not (isinstance(owner, arith.ConstantOp) and isinstance(owner.value, IntegerAttr)):
+            return False
+        bounds.append(int(owner.value.value.data))
+    return 0 <= bounds[0] and bounds[1] <= dim
 
 
 def _suffix(t: str) -> str:
@@ -620,6 +806,39 @@ def emit_nest(nest: scf.ParallelOp, name: str) -> NestFunction:
     wrapper += [f"  call void @{name}.body({args})", "  ret void", "}"]
     text = "\n".join([*body, "entry:", "  br label %body0", *e.lines, "}", "", *wrapper])
     return NestFunction(name, text, e.declares, lower, upper, tuple(e.buffers))
+
+
+def _transposes(nest: scf.ParallelOp) -> bool:
+    """Whether ``nest`` (several parallel dims) stores along its innermost dim and loads along another: a transposing
+    copy, whose outer loops LLVM vectorizes with scatters of the stores (16-wide ``vscatterqps``: 6x slower than the
+    innermost loop's contiguous stores)."""
+    ivs = list(nest.body.block.args)
+    if len(ivs) < 2:
+        return False
+    stores = [o for o in nest.body.walk() if isinstance(o, memref.StoreOp) and o.indices]
+    loads = [o for o in nest.body.walk() if isinstance(o, memref.LoadOp) and o.indices]
+    return any(o.indices[-1] is ivs[-1] for o in stores) and any(
+        o.indices[-1] is not ivs[-1] and len(o.indices) > 1 for o in loads
+    )
+
+
+def _copies_rows(nest: scf.ParallelOp) -> bool:
+    """Whether ``nest`` is a gather of rows: it loads at an index read from memory, and its innermost index is the
+    last index of every load and store using it (rows copied contiguously). LLVM unrolled the inner loop of such a
+    copy fully (its 16 or 32 channels) before the loop vectorizer saw it, leaving scalar loads and stores (a
+    convolution's im2col: 2x slower); its loop ID forbids that."""
+    ivs = list(nest.body.block.args)
+    accesses = [o for o in nest.body.walk() if isinstance(o, memref.LoadOp | memref.StoreOp) and o.indices]
+    indirect = any(
+        isinstance(o, arith.IndexCastOp) and isinstance(o.input.owner, memref.LoadOp) for o in nest.body.walk()
+    )
+    inner = ivs[-1]
+    along = [o for o in accesses if inner in o.indices]
+    return (
+        indirect
+        and any(isinstance(o, memref.StoreOp) for o in along)
+        and all(o.indices[-1] is inner and inner not in o.indices[:-1] for o in along)
+    )
 
 
 def _pure(op: Operation) -> bool:
@@ -878,6 +1097,8 @@ def row_kernels_text(kind: str) -> str:
     return "\n\n".join([*bodies, *declares]) + "\n"
 
 
+NO_UNROLL = "!NO_UNROLL"
+"""Placeholder for the loop ID of a loop LLVM must not unroll before vectorizing it (see ``_Emitter.loop``)."""
 NO_VECTORIZE = "!NO_VECTORIZE"
 """Placeholder for the loop ID (``!llvm.loop``) of a loop LLVM must not vectorize: :func:`module_text` gives each
 its own distinct node (so that function texts stay equal across the layers of a model)."""
@@ -889,13 +1110,16 @@ def module_text(functions: Sequence[NestFunction], sequences: Sequence[str] = ()
     declares = sorted(set().union(*(f.declares for f in functions))) if functions else []
     tail = ["attributes #0 = { noinline }"] if sequences else []
     text = "\n\n".join([*(f.text for f in functions), *sequences, *declares, *tail]) + "\n"
-    pieces = text.split(NO_VECTORIZE)
+    pieces = re.split(f"({NO_VECTORIZE}|{NO_UNROLL})", text)
     if len(pieces) == 1:
         return text
-    ids = [f"!{k + 1}" for k in range(len(pieces) - 1)]
-    nodes = [f"{i} = distinct !{{{i}, !0}}" for i in ids]
-    return "".join(p + i for p, i in zip(pieces, [*ids, ""], strict=True)) + "\n".join(
-        ['!0 = !{!"llvm.loop.vectorize.enable", i1 false}', *nodes, ""]
+    out, nodes = [pieces[0]], list[str]()
+    for k in range(1, len(pieces), 2):
+        i = f"!{len(nodes) + 2}"
+        nodes.append(f"{i} = distinct !{{{i}, {'!0' if pieces[k] == NO_VECTORIZE else '!1'}}}")
+        out += [i, pieces[k + 1]]
+    return "".join(out) + "\n".join(
+        ['!0 = !{!"llvm.loop.vectorize.enable", i1 false}', '!1 = !{!"llvm.loop.unroll.disable"}', *nodes, ""]
     )
 
 
