@@ -327,10 +327,11 @@ def _op_counts(name: str, steps: int, stage: str) -> dict[str, int]:
 
 @pytest.mark.parametrize("name", ["rnn_tanh", "gru", "lstm"])
 def test_graph_linear_in_sequence_length(name: str) -> None:
-    """The traced train step of T = 2, 4 and 8 steps, after autodiff and the optimizer ('step') and after
-    simplification and kernel formation ('kernels'): every op kind's count is exactly a + b T."""
+    """The traced train step of T = 4, 8 and 16 steps, after autodiff and the optimizer ('step') and after
+    simplification and kernel formation ('kernels'): every op kind's count is exactly a + b T. (At T = 2 the first
+    step is also the last but one, and kernel formation may merge across that edge.)"""
     for stage in ("step", "kernels"):
-        c2, c4, c8 = (_op_counts(name, t, stage) for t in (2, 4, 8))
+        c2, c4, c8 = (_op_counts(name, t, stage) for t in (4, 8, 16))
         assert set(c2) == set(c4) == set(c8)
         for kind in c2:
             assert c8[kind] - c4[kind] == 2 * (c4[kind] - c2[kind]), (stage, kind, c2[kind], c4[kind], c8[kind])

@@ -20,8 +20,8 @@ scheduler):
   reshape between a gather and a matmul, or between a LayerNorm's bf16 output and the next matmul), which
   bufferization turns into an aliasing view: the ops it reshapes keep their own iteration shape, so they may merge
   with the kernels of that shape (below). The exception is a ``permute`` whose only user is a ``matmul``: it joins
-  the matmul's kernel, which reads the operand transposed in place; with ``movement`` (the CPU's choice) a
-  ``reshape`` read only by matmul kernels is copied into each as a view.
+  the matmul's kernel, which reads the operand transposed in place; with ``views`` (the CPU's choice) a ``reshape``
+  read only by matmul kernels is copied into each as a view.
 - Consumers first: an elementwise op joins the kernel of its users when they all lie in one elementwise or
   reduction kernel. An op whose users lie in several kernels (or that is returned, or read by a kernel of the
   third bullet) is computed once, in a kernel of its own, and written out; it is never recomputed, except for
@@ -230,10 +230,13 @@ class Group:
 class _Former:
     """Forms the groups of one function body (see the module docstring) and rewrites it into kernels."""
 
-    def __init__(self, fn: func.FuncOp, names: _Names, recompute: bool = False, movement: bool = False):
+    def __init__(
+        self, fn: func.FuncOp, names: _Names, recompute: bool = False, movement: bool = False, views: bool = False
+    ):
         self.fn = fn
         self.recompute = recompute
         self.movement = movement
+        self.views = views
         self.names = names
         if len(fn.body.blocks) != 1:
             raise PassFailedException(f"pg-fuse: @{fn.sym_name.data} has {len(fn.body.blocks)} blocks, expected one")
@@ -288,7 +291,7 @@ class _Former:
                 self._add(g, op, home=True)
             elif self.movement and (g := self._reader_of(op)) is not None:
                 self._add(g, op, home=True)
-            elif self.movement and (matmuls := self._matmuls_of_reshape(op)):
+            elif self.views and (matmuls := self._matmuls_of_reshape(op)):
                 for g in matmuls:
                     self._add(g, op, home=False)
             elif isinstance(op, ATTENTION_OPS):
@@ -621,10 +624,12 @@ class _Names:
                 return name
 
 
-def fuse_function(fn: func.FuncOp, names: _Names | None = None, recompute: bool = False, movement: bool = False) -> int:
+def fuse_function(
+    fn: func.FuncOp, names: _Names | None = None, recompute: bool = False, movement: bool = False, views: bool = False
+) -> int:
     """Form the kernels of one function in place (see the module docstring); returns how many it has."""
     names = names or _Names(())
-    former = _Former(fn, names, recompute, movement)
+    former = _Former(fn, names, recompute, movement, views)
     former.group()
     former.merge()
     return former.rewrite()
@@ -642,19 +647,22 @@ class PgFuse(ModulePass):
     Option ``report`` (default false): print ``pg-fuse: @<function>: <n> kernels`` to stderr. Option ``recompute``
     (default false; the CPU backend's choice): cheap elementwise ops used by several kernels are recomputed in each
     rather than written out once and read back (see ``_recomputable``). Option ``movement`` (default false; the CPU
-    backend's choice): a movement op read by one kernel that reads at an index joins it (``MOVEMENT_READERS``)."""
+    backend's choice): a movement op read by one kernel that reads at an index joins it (``MOVEMENT_READERS``).
+    Option ``views`` (default false; the CPU backend's choice, whose matmul kernels read any view of an operand): a
+    ``reshape`` read only by matmul kernels is copied into each of them as a view."""
 
     name = "pg-fuse"
 
     report: bool = False
     recompute: bool = False
     movement: bool = False
+    views: bool = False
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         names = _Names(o.sym_name.data for o in op.walk() if isinstance(o, kernel.FusedOp | kernel.LaunchOp))
         for fn in _functions(op):
             if not fn.body.blocks:
                 continue  # a declaration
-            count = fuse_function(fn, names, self.recompute, self.movement)
+            count = fuse_function(fn, names, self.recompute, self.movement, self.views)
             if self.report:
                 print(f"pg-fuse: @{fn.sym_name.data}: {count} kernels", file=sys.stderr)
