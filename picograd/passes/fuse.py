@@ -36,9 +36,7 @@ scheduler):
   so that one pass over the data computes both and the value is written out on the way (``exp(x - max)``
   feeding both the softmax sum and the backward pass, say). A merge is made only when no path leads from the
   producer to the consumer through a third kernel (which would make a cycle), and a kernel holds at most one
-  reduction. Then sibling fusion of copies: ``movement`` kernels that copy (not reshape-only ones, which are views)
-  with one iteration shape and the same inputs become one kernel with an output each (the attention heads' q, k
-  and v sliced from the qkv projection: one launch).
+  reduction.
 
 Each ``kernel.fused`` takes the location of its main op (the reduction, the single op, or the last output of an
 elementwise kernel); the ops moved into kernels keep their own. Kernel names are ``k<n>_<main op>``, unique in the
@@ -471,23 +469,6 @@ class _Former:
                         self._merge_edges(p, c, by_id, preds, succs)
                         changed = True
                         break
-        self._merge_copies(by_id, preds, succs)
-
-    def _merge_copies(self, by_id: dict[int, Group], preds: dict[int, set[int]], succs: dict[int, set[int]]) -> None:
-        """Sibling fusion of copies: ``movement`` kernels that copy (a permute, slice, pad or concat: not a reshape,
-        which is a view) with one iteration shape and the same inputs become one kernel, which reads the inputs
-        once and writes every copy (the attention heads' q, k and v, each a slice, reshape and permute of the qkv
-        projection: one launch instead of three). No cycle can form: each reads only those inputs."""
-        first: dict[tuple[tuple[int, ...], frozenset[SSAValue]], Group] = {}
-        for g in sorted(by_id.values(), key=lambda g: self.pos[g.main]):
-            if g.kind != "movement" or all(isinstance(op, VIEWS) for op in g.ops):
-                continue
-            key = (g.iter_shape, frozenset(self.external_inputs(g)))
-            if key not in first:
-                first[key] = g
-                continue
-            self._merge_into(g, first[key])
-            self._merge_edges(g, first[key], by_id, preds, succs)
 
     @staticmethod
     def _reaches_through(p: Group, c: Group, succs: dict[int, set[int]]) -> bool:

@@ -178,31 +178,6 @@ func.func @reshape_for_matmul(%x: tensor<2x3x4xf32>, %r: tensor<2x3x1xf32>, %w: 
 
 // -----
 
-// Copies of one input with one iteration shape (the attention heads' q, k and v sliced from the qkv projection) are
-// one kernel with an output each (sibling fusion): one launch reads the input once and writes all three.
-func.func @head_split(%qkv: tensor<2x3x12xf32>) -> (tensor<2x4x4xf32>, tensor<2x4x4xf32>, tensor<2x4x4xf32>) {
-  %q = pg.slice %qkv start = [0, 0, 0] stop = [2, 3, 4] step = [1, 1, 1] : tensor<2x3x12xf32> -> tensor<2x3x4xf32>
-  %k = pg.slice %qkv start = [0, 0, 4] stop = [2, 3, 8] step = [1, 1, 1] : tensor<2x3x12xf32> -> tensor<2x3x4xf32>
-  %v = pg.slice %qkv start = [0, 0, 8] stop = [2, 3, 12] step = [1, 1, 1] : tensor<2x3x12xf32> -> tensor<2x3x4xf32>
-  %qt = pg.permute %q perm = [0, 2, 1] : tensor<2x3x4xf32> -> tensor<2x4x3xf32>
-  %s = pg.matmul %qt, %k : (tensor<2x4x3xf32>, tensor<2x3x4xf32>) -> tensor<2x4x4xf32>
-  %vt = pg.permute %v perm = [0, 2, 1] : tensor<2x3x4xf32> -> tensor<2x4x3xf32>
-  %u = pg.matmul %vt, %q : (tensor<2x4x3xf32>, tensor<2x3x4xf32>) -> tensor<2x4x4xf32>
-  %kt = pg.permute %k perm = [0, 2, 1] : tensor<2x3x4xf32> -> tensor<2x4x3xf32>
-  %t = pg.matmul %kt, %v : (tensor<2x4x3xf32>, tensor<2x3x4xf32>) -> tensor<2x4x4xf32>
-  func.return %s, %u, %t : tensor<2x4x4xf32>, tensor<2x4x4xf32>, tensor<2x4x4xf32>
-}
-
-// CHECK-LABEL: func.func @head_split
-// CHECK-NEXT:    %[[Q:.*]], %[[K:.*]], %[[V:.*]] = kernel.fused @k{{[0-9]+}}_slice "movement" (%qkv) : (tensor<2x3x12xf32>) -> (tensor<2x3x4xf32>, tensor<2x3x4xf32>, tensor<2x3x4xf32>)
-// CHECK-COUNT-3:   pg.slice
-// CHECK-NOT:     kernel.fused @k{{[0-9]+}}_slice
-// CHECK:         kernel.fused @k{{[0-9]+}}_matmul "matmul" (%[[Q]], %[[K]])
-// CHECK:         kernel.fused @k{{[0-9]+}}_matmul "matmul" (%[[V]], %[[Q]])
-// CHECK:         kernel.fused @k{{[0-9]+}}_matmul "matmul" (%[[K]], %[[V]])
-
-// -----
-
 // A scalar (the learning rate cast to f32) is copied into each kernel that uses it rather than written out. exp(x)
 // is read by two reductions and an elementwise kernel: it is computed once, in the first reduction's kernel.
 func.func @sgd(%lr: tensor<f64>, %w: tensor<3xf32>, %gw: tensor<3xf32>, %v: tensor<2xf32>, %gv: tensor<2xf32>, %x: tensor<3xf32>) -> (tensor<3xf32>, tensor<2xf32>, tensor<3xf32>, tensor<f32>) {
