@@ -24,7 +24,7 @@ from picograd.runtime.numpy_executor import NumpyFunction, compile_func
 
 __all__ = ["compile_for_cpu"]
 
-CPU_FUSE = "pg-fuse{recompute=true movement=true views=true}"
+CPU_FUSE = "pg-fuse{recompute=true movement=true views=true keep-erf=true}"
 """Kernel formation for the CPU: cheap elementwise values used by several kernels are recomputed in each (a CPU
 step is bound by memory traffic more than by arithmetic; the GELU's intermediates were 4 of its tensors), and
 movement ops read by one kernel are read through by it (a convolution's permutes and pad: no copies of their own)."""

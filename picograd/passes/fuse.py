@@ -29,8 +29,8 @@ scheduler):
   element (0-d scalars such as a learning rate cast to ``f32``) as long as the scalar computation reads at most
   ``MAX_SCALAR_READS`` values. Constants are therefore never kernel inputs. With ``recompute`` (the CPU backend's
   choice), elementwise ops that read little more than their own size (``_recomputable``) are copied too, into the
-  kernels of their several fusible users (a value written out anyway with one fusible user rides in its kernel);
-  an ``erf`` never (``NOT_RECOMPUTED``).
+  kernels of their several fusible users (a returned value with one fusible user rides in its kernel instead);
+  with ``keep-erf`` (the CPU's choice) an ``erf`` never (``NOT_RECOMPUTED``).
 - Then multi-output fusion: a kernel of elementwise ops whose output has the iteration shape of a consuming
   elementwise kernel (its output shape) or reduction kernel (the shape of the reduction's input) merges into it,
   so that one pass over the data computes both and the value is written out on the way (``exp(x - max)``
@@ -143,18 +143,19 @@ depends on (copied with it) are at most this many and read little more memory th
 
 
 NOT_RECOMPUTED = (pg.ErfOp,)
-"""Elementwise ops that ``recompute`` never copies: an ``erf`` is about 50 vector operations per element on the CPU
-(``gpu_math``'s two branches, one with an ``exp`` and a division), ten times what writing it once and reading it
-back cost (the exact GELU's backward kernel recomputed it: BERT's 4096 x 512, 3.2 ms of a 320 ms step)."""
+"""Elementwise ops that ``recompute`` never copies under ``keep-erf``: an ``erf`` is about 50 vector operations per
+element on the CPU (``gpu_math``'s two branches, one with an ``exp`` and a division), ten times what writing it once
+and reading it back cost (the exact GELU's backward kernel recomputed it: BERT's 4096 x 512, 3.2 ms of a 320 ms
+step)."""
 
 
-def _recomputable(op: Operation) -> bool:
+def _recomputable(op: Operation, never: tuple[type[Operation], ...]) -> bool:
     """Whether ``op`` (elementwise) and the elementwise ops, generators and views it depends on, at most
-    ``MAX_RECOMPUTE_OPS`` of them and none of ``NOT_RECOMPUTED``, read at most 9/8 of the elements of ``op``'s
+    ``MAX_RECOMPUTE_OPS`` of them and none of ``never``, read at most 9/8 of the elements of ``op``'s
     result from outside: recomputing it where it is used reads about as much memory as reading it back would, and
     saves writing it (the GELU's ``0.5 * x`` and ``x / sqrt(2)`` of ``x = h + bias``, which the backward pass uses
     too)."""
-    if isinstance(op, NOT_RECOMPUTED):
+    if isinstance(op, never):
         return False
     budget = 9 * int(np.prod(shape_of(op.results[0]))) // 8
     reads: set[SSAValue] = set()
@@ -165,7 +166,7 @@ def _recomputable(op: Operation) -> bool:
         for v in stack.pop().operands:
             owner = v.owner
             if isinstance(owner, FUSIBLE):
-                if isinstance(owner, NOT_RECOMPUTED):
+                if isinstance(owner, never):
                     return False
                 if owner not in seen:
                     seen.add(owner)
@@ -229,12 +230,19 @@ class _Former:
     """Forms the groups of one function body (see the module docstring) and rewrites it into kernels."""
 
     def __init__(
-        self, fn: func.FuncOp, names: _Names, recompute: bool = False, movement: bool = False, views: bool = False
+        self,
+        fn: func.FuncOp,
+        names: _Names,
+        recompute: bool = False,
+        movement: bool = False,
+        views: bool = False,
+        keep_erf: bool = False,
     ):
         self.fn = fn
         self.recompute = recompute
         self.movement = movement
         self.views = views
+        self.never: tuple[type[Operation], ...] = NOT_RECOMPUTED if keep_erf else ()
         self.names = names
         if len(fn.body.blocks) != 1:
             raise PassFailedException(f"pg-fuse: @{fn.sym_name.data} has {len(fn.body.blocks)} blocks, expected one")
@@ -400,10 +408,11 @@ class _Former:
                     targets.append(g)
         if not targets and not written:
             return  # dead (cse/dce leave none); nothing needs it
-        # recomputed only where that saves writing the value and reading it back in several kernels: a value
-        # written out anyway with a single fusible user rides in that kernel instead (multi-output fusion below)
-        several = len(targets) > 1
-        if is_cheap(op) or (self.recompute and several and isinstance(op, ELEMENTWISE) and _recomputable(op)):
+        # recomputed where that saves reading the value back: not for a returned value with a single fusible user,
+        # which rides in that kernel instead (multi-output fusion below: one pass writes it and uses it)
+        shared = len(targets) > 1 or (len(targets) == 1 and written and not returned)
+        copies = self.recompute and shared and isinstance(op, ELEMENTWISE) and _recomputable(op, self.never)
+        if is_cheap(op) or copies:
             for g in targets:
                 self._add(g, op, home=False)
             if written and not returned and isinstance(op, pg.ReshapeOp):
@@ -606,11 +615,16 @@ class _Names:
 
 
 def fuse_function(
-    fn: func.FuncOp, names: _Names | None = None, recompute: bool = False, movement: bool = False, views: bool = False
+    fn: func.FuncOp,
+    names: _Names | None = None,
+    recompute: bool = False,
+    movement: bool = False,
+    views: bool = False,
+    keep_erf: bool = False,
 ) -> int:
     """Form the kernels of one function in place (see the module docstring); returns how many it has."""
     names = names or _Names(())
-    former = _Former(fn, names, recompute, movement, views)
+    former = _Former(fn, names, recompute, movement, views, keep_erf)
     former.group()
     former.merge()
     return former.rewrite()
@@ -630,7 +644,9 @@ class PgFuse(ModulePass):
     rather than written out once and read back (see ``_recomputable``). Option ``movement`` (default false; the CPU
     backend's choice): a movement op read by one kernel that reads at an index joins it (``MOVEMENT_READERS``).
     Option ``views`` (default false; the CPU backend's choice, whose matmul kernels read any view of an operand): a
-    ``reshape`` read only by matmul kernels is copied into each of them as a view."""
+    ``reshape`` read only by matmul kernels is copied into each of them as a view. Option ``keep-erf`` (default
+    false; the CPU backend's choice, where an erf costs ten times writing it and reading it back): ``recompute``
+    never copies an ``erf`` (``NOT_RECOMPUTED``)."""
 
     name = "pg-fuse"
 
@@ -638,12 +654,13 @@ class PgFuse(ModulePass):
     recompute: bool = False
     movement: bool = False
     views: bool = False
+    keep_erf: bool = False
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         names = _Names(o.sym_name.data for o in op.walk() if isinstance(o, kernel.FusedOp | kernel.LaunchOp))
         for fn in _functions(op):
             if not fn.body.blocks:
                 continue  # a declaration
-            count = fuse_function(fn, names, self.recompute, self.movement, self.views)
+            count = fuse_function(fn, names, self.recompute, self.movement, self.views, self.keep_erf)
             if self.report:
                 print(f"pg-fuse: @{fn.sym_name.data}: {count} kernels", file=sys.stderr)
