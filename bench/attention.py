@@ -36,10 +36,8 @@ compiles picograd's kernels for a tiny shape and assembles them (no GPU needed).
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
-import platform
 import sys
 import time
 from typing import Any
@@ -321,14 +319,10 @@ def main() -> None:
         return
 
     import torch
+    from results_io import gpu_rows_env
 
-    gpu = torch.cuda.get_device_name(0)
+    gpu, env = gpu_rows_env(torch)
     out = opts.out or os.path.join(HERE, "results", f"attention_{gpu.split()[-1].lower()}.jsonl")
-    env = {
-        "date": datetime.date.today().isoformat(),
-        "gpu": gpu,
-        "versions": {"python": platform.python_version(), "torch": torch.__version__, "cuda": torch.version.cuda},
-    }
     impls = opts.impls.split(",")
     if opts.gpt:
         impls = [i for i in impls if i in ("picograd-bf16", "torch-flash", "torch-cudnn", "torch-math")]

@@ -28,10 +28,8 @@ and assembles picograd's kernels at both shapes (no GPU needed) and prints their
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
-import platform
 import sys
 from dataclasses import dataclass
 from typing import Any
@@ -149,16 +147,12 @@ def main() -> None:
         return
 
     import torch
+    from results_io import gpu_rows_env
 
     from picograd.runtime import cuda
 
-    gpu = torch.cuda.get_device_name(0)
+    gpu, env = gpu_rows_env(torch)
     out = opts.out or os.path.join(HERE, "results", f"scatter_add_{gpu.split()[-1].lower()}.jsonl")
-    env = {
-        "date": datetime.date.today().isoformat(),
-        "gpu": gpu,
-        "versions": {"python": platform.python_version(), "torch": torch.__version__, "cuda": torch.version.cuda},
-    }
     rows = []
     for s in CASES:
         ids = token_ids(s)

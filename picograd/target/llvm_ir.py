@@ -671,18 +671,8 @@ def _index_bound(v: SSAValue) -> int | None:
     and their sums, products, quotients and remainders by constants), or None."""
     owner = v.owner
     if isinstance(v, BlockArgument):
-        parent = v.block.parent_op()
-        if isinstance(parent, scf.ForOp) and v.index == 0:
-            lb, ub = parent.lb, parent.ub
-        elif isinstance(parent, scf.ParallelOp) and v.index < len(parent.lowerBound):
-            lb, ub = parent.lowerBound[v.index], parent.upperBound[v.index]
-        else:
-            return None
-        if not (isinstance(lb.owner, arith.ConstantOp) and isinstance(lb.owner.value, IntegerAttr)):
-            return None
-        if int(lb.owner.value.value.data) < 0:
-            return None
-        return _constant_index(ub) or None
+        bounds = _iv_bounds(v)
+        return bounds[1] if bounds is not None and bounds[0] >= 0 and bounds[1] > 0 else None
     if not isinstance(v.type, IndexType):
         return None
     if isinstance(owner, arith.ConstantOp) and isinstance(owner.value, IntegerAttr):
@@ -718,25 +708,32 @@ def _scaled(v: SSAValue) -> tuple[SSAValue, int, SSAValue | None] | None:
     return None
 
 
-def _iv_below(v: SSAValue, dim: int) -> bool:
-    """Whether ``v`` is the induction variable of a loop (``scf.for``, or a dim of ``scf.parallel``) from a
-    constant lower bound >= 0 to a constant upper bound <= ``dim``."""
+def _iv_bounds(v: SSAValue) -> tuple[int, int] | None:
+    """The constant (lower, upper) bounds of the loop (``scf.for``, or a dim of ``scf.parallel``) whose induction
+    variable ``v`` is, or None."""
     if not isinstance(v, BlockArgument):
-        return False
+        return None
     parent = v.block.parent_op()
     if isinstance(parent, scf.ForOp) and v.index == 0:
         lb, ub = parent.lb, parent.ub
     elif isinstance(parent, scf.ParallelOp) and v.index < len(parent.lowerBound):
         lb, ub = parent.lowerBound[v.index], parent.upperBound[v.index]
     else:
-        return False
+        return None
     bounds = []
     for b in (lb, ub):
         owner = b.owner
         if not (isinstance(owner, arith.ConstantOp) and isinstance(owner.value, IntegerAttr)):
-            return False
+            return None
         bounds.append(int(owner.value.value.data))
-    return 0 <= bounds[0] and bounds[1] <= dim
+    return bounds[0], bounds[1]
+
+
+def _iv_below(v: SSAValue, dim: int) -> bool:
+    """Whether ``v`` is the induction variable of a loop from a constant lower bound >= 0 to a constant upper bound
+    <= ``dim``."""
+    bounds = _iv_bounds(v)
+    return bounds is not None and 0 <= bounds[0] and bounds[1] <= dim
 
 
 def _suffix(t: str) -> str:
