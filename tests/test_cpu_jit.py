@@ -462,3 +462,45 @@ def test_group_indices_are_affine(monkeypatch, rng: np.random.Generator) -> None
     # divisions of computed indices (not of a loop's induction variable, %i...)
     folded, plain = (len(re.findall(r" = u(?:div|rem) i64 %v", t)) for t in texts)
     assert folded < plain, (folded, plain)
+
+
+def test_short_loops_run_as_one_flat_loop(monkeypatch, rng: np.random.Generator) -> None:
+    """Perfectly nested loops of a few iterations each (the rows of an 8x8 or 4x4 image) whose loads and stores all
+    advance with the flat index run as one loop over their product (``llvm_ir._flattened``, ``_flat_dims``), which
+    LLVM vectorizes: a convolution's bias gradient, GroupNorm forward and backward, and a channels-last operand
+    read through a permute (a strided load in the flat loop). Values as float64 numpy; elementwise results the
+    same bits as the nested loops'; a 3x5 image (not a power of two) is not merged."""
+    texts: list[str] = []
+    make = llvm_ir.module_text
+    monkeypatch.setattr(llvm_ir, "module_text", lambda *a: texts.append(make(*a)) or texts[-1])
+    monkeypatch.setenv("PICOGRAD_CACHE_DIR", "")
+
+    def step(a: pg.Tensor, cl: pg.Tensor, g: pg.Tensor, b: pg.Tensor) -> tuple[pg.Tensor, ...]:
+        a.requires_grad_(True)
+        y = F.group_norm(a, 2, g, b)
+        z = y * cl.permute(0, 3, 1, 2)  # cl: channels last
+        (z * z).sum().backward()
+        return z.sum((0, 2, 3)), y * 2.0 + 1.0, a.grad
+
+    for shape, merged in (((3, 8, 8, 8), True), ((5, 4, 4, 4), True), ((3, 4, 3, 5), False)):
+        n, c, h, w = shape
+        x = rng.standard_normal(shape).astype(np.float32)
+        cl = rng.standard_normal((n, h, w, c)).astype(np.float32)
+        gamma, beta = rng.standard_normal((2, c)).astype(np.float32)
+        args = [pg.tensor(v) for v in (x, cl, gamma, beta)]
+        texts.clear()
+        got = [v.numpy() for v in pg.compile(step)(*args)]
+        flat = any(re.search(rf"icmp slt i64 %i\d+, {h * w}\b", t) for t in texts)
+        assert flat == merged, shape
+        with monkeypatch.context() as m:
+            m.setattr(llvm_ir, "FLATTEN_BELOW", 0)
+            nested = [v.numpy() for v in pg.compile(step)(*args)]
+        np.testing.assert_array_equal(got[1], nested[1])  # elementwise: the same operations on each element
+        xs = x.astype(np.float64).reshape(n, 2, -1)
+        norm = ((xs - xs.mean(-1, keepdims=True)) / np.sqrt(xs.var(-1, keepdims=True) + 1e-5)).reshape(shape)
+        y64 = norm * gamma[:, None, None].astype(np.float64) + beta[:, None, None]
+        z64 = y64 * cl.astype(np.float64).transpose(0, 3, 1, 2)
+        np.testing.assert_allclose(got[0], z64.sum((0, 2, 3)), rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(got[1], 2 * y64 + 1, rtol=1e-5, atol=1e-5)
+        for k in (0, 2):
+            np.testing.assert_allclose(got[k], nested[k], rtol=1e-4, atol=1e-4)

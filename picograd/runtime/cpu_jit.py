@@ -35,6 +35,7 @@ A call takes one array per input (shapes and dtypes as the function's) and retur
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import hashlib
 import math
@@ -42,6 +43,7 @@ import os
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -64,6 +66,7 @@ ENABLE_ENV = "PICOGRAD_CPU_JIT"
 CACHE_ENV = "PICOGRAD_CACHE_DIR"
 PARALLEL_WORK = 1 << 15  # loop iterations from which a nest is split between threads
 CHUNKS_PER_THREAD = 4  # pieces of a split nest per thread (claimed dynamically)
+SPLIT_MATMUL_FLOPS = 1 << 21  # a smaller product is one BLAS call on the calling thread
 VIEW_OPS = (pg.PermuteOp, pg.ReshapeOp)  # ops whose numpy form is a view (no copy, reads no data)
 
 Step = Callable[[list[np.ndarray]], None]
@@ -485,6 +488,13 @@ class CpuFunction:
                 k += 1
             self._plans[threaded] = made_steps
         self.num_functions = len(functions)
+        # every kernel its own step, at one thread (``profile``)
+        self._kernel_steps: list[tuple[str, Step]] = []
+        for name, step in zip(kernel_names, steps, strict=True):
+            if isinstance(step, tuple):
+                index, slots, _, lower, upper = step
+                step = self._nest_step(_NEST(addresses[functions[index].name]), table_of(slots), lower, upper)
+            self._kernel_steps.append((name, step))
 
     def _sequence_step(self, fn: Any, table: int) -> Step:
         return lambda bufs: fn(self.slots_address, table)
@@ -528,6 +538,31 @@ class CpuFunction:
                     return
         for lo, hi in chunks:
             fn(lo, hi)
+
+    def _matmul(self, a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
+        """``out = a @ b`` (numpy's matmul): at several threads, a product of at least ``SPLIT_MATMUL_FLOPS`` is cut
+        along the longer of its output's last two dims into one block per thread, each block one single-threaded
+        BLAS call on a thread of the pool (``_run_chunks``), so that the step's threads are the pool's alone: a
+        threaded BLAS's workers spin after each call and took a core from the pool's nests that followed (the DDPM
+        at 2 threads: 70 ms a step, against 39 at 1)."""
+        n = self.threads
+        rows, cols = out.shape[-2:]
+        if n == 1 or 2 * math.prod(out.shape) * a.shape[-1] < SPLIT_MATMUL_FLOPS or max(rows, cols) < 2 * n:
+            np.matmul(a, b, out=out)
+            return
+        along_rows = rows >= cols
+        size = rows if along_rows else cols
+        bounds = [size * k // n for k in range(n + 1)]
+        if along_rows:
+
+            def block(lo: int, hi: int) -> None:
+                np.matmul(a[..., lo:hi, :], b, out=out[..., lo:hi, :])
+        else:
+
+            def block(lo: int, hi: int) -> None:
+                np.matmul(a, b[..., lo:hi], out=out[..., lo:hi])
+
+        self._run_chunks(block, list(zip(bounds[:-1], bounds[1:], strict=True)))
 
     def _array(self, slot: int) -> Callable[[list[np.ndarray]], np.ndarray]:
         fixed = self.buffers.arrays[slot]
@@ -576,7 +611,7 @@ class CpuFunction:
 
                 def matmuls(bufs: list[np.ndarray]) -> None:
                     for a, b, o in products:
-                        np.matmul(a, b, out=o)
+                        self._matmul(a, b, o)
 
                 return matmuls
 
@@ -592,7 +627,7 @@ class CpuFunction:
             for k, get in enumerate(outs):
                 if k in direct:
                     a, b = direct[k]
-                    np.matmul(env[a], env[b], out=get(bufs))
+                    self._matmul(env[a], env[b], get(bufs))
                 else:
                     np.copyto(get(bufs), env[results[k]])  # type: ignore[index]
 
@@ -600,6 +635,35 @@ class CpuFunction:
 
     # -- running
     def __call__(self, *args: np.ndarray) -> tuple[np.ndarray, ...]:
+        self.threads = get_num_threads()
+        bufs, outs = self._bind(args)
+        # the numpy fallback kernels: overflow to inf silently, as PyTorch's; at several threads BLAS runs on the
+        # pool's threads (``_matmul``)
+        with np.errstate(all="ignore"), single_threaded_blas() if self.threads > 1 else contextlib.nullcontext():
+            for step in self._plans[self.threads > 1]:
+                step(bufs)
+        self._check_flags()
+        return tuple(outs)
+
+    def profile(self, *args: np.ndarray, threads: int = 1) -> list[tuple[str, float]]:
+        """One call, timing each step: (name, seconds) per step, in order. At one thread every kernel is its own
+        step (the kernel's name, ``copy``, or the name with ``(numpy)``/``(blas)`` for the launches run by numpy);
+        at more, the steps are those of a call at that many threads (``step_names[True]``: parallel regions and
+        runs of nests). For ``bench/cpu_profile.py``; the results are those of a call."""
+        self.threads = threads
+        bufs, _ = self._bind(args)
+        times: list[tuple[str, float]] = []
+        plan = self._kernel_steps if threads == 1 else list(zip(self.step_names[True], self._plans[True], strict=True))
+        with np.errstate(all="ignore"), single_threaded_blas() if threads > 1 else contextlib.nullcontext():
+            for name, step in plan:
+                t0 = time.perf_counter()
+                step(bufs)
+                times.append((name, time.perf_counter() - t0))
+        self._check_flags()
+        return times
+
+    def _bind(self, args: Sequence[np.ndarray]) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """The call's buffers (inputs, then fresh outputs) written into the slot table, the index flags reset."""
         if len(args) != len(self.inputs):
             raise TypeError(f"{self.name} takes {len(self.inputs)} arrays, got {len(args)}")
         bufs: list[np.ndarray] = []
@@ -617,20 +681,17 @@ class CpuFunction:
             out = np.empty(shape, dtype)
             bufs.append(out)
             outs.append(out)
-        self.threads = get_num_threads()
         slots = self.slots
         for i, a in enumerate(bufs):
             slots[i] = a.ctypes.data
         for flag, _ in self.buffers.flags:
             flag[...] = 0
-        # the numpy fallback kernels: overflow to inf silently, as PyTorch's
-        with np.errstate(all="ignore"):
-            for step in self._plans[self.threads > 1]:
-                step(bufs)
+        return bufs, outs
+
+    def _check_flags(self) -> None:
         for flag, message in self.buffers.flags:
             if flag[0]:
                 raise pg.check_error(message.replace("{}", str(int(flag[1])), 1))
-        return tuple(outs)
 
 
 def _float_matmul(op: pg.MatmulOp) -> bool:

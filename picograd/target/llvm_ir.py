@@ -34,6 +34,7 @@ undefined); 16-bit floats raise :class:`Unsupported` (the runtime runs such kern
 
 from __future__ import annotations
 
+import math
 import re
 import struct
 from collections.abc import Callable, Sequence
@@ -181,6 +182,9 @@ class _Emitter:
         self.count = 0
         self.block = "entry"
         self.hoisted: set[Operation] = set()  # ops emitted before the loops
+        # the flat loops (``flat_loops``) around the op being emitted: the flat index, and each merged loop's
+        # induction variable with its weight in it
+        self.flat: list[tuple[str, list[tuple[SSAValue, int]]]] = []
 
     # -- names, blocks, instructions
     def fresh(self, hint: str = "v") -> str:
@@ -243,6 +247,10 @@ class _Emitter:
         base = self.base(buf)
         if not indices:
             return base, mem, is_bool
+        if names is None and self.flat:
+            flat = self.flat_address(indices, shape)
+            if flat is not None:
+                return self.emit(f"getelementptr {mem}, ptr {base}, i64 {flat}", "p"), mem, is_bool
         values = list(names) if names is not None else [self.value(idx) for idx in indices]
         lin = values[0]
         for idx, dim in zip(values[1:], shape[1:], strict=True):
@@ -250,6 +258,45 @@ class _Emitter:
             lin = self.emit(f"add i64 {lin}, {idx}")
         ptr = self.emit(f"getelementptr {mem}, ptr {base}, i64 {lin}", "p")
         return ptr, mem, is_bool
+
+    def flat_address(self, indices: Sequence[SSAValue], shape: Sequence[int]) -> str | None:
+        """The linear index of ``indices`` into a buffer of ``shape`` as a sum of terms, where the induction
+        variables of a flat loop (``flat_loops``) appear in it as that loop's own index does (``i * w_0 + j * w_1 +
+        ...`` with ``w_k`` the iterations of the loops inside ``k``, times one stride): then as the flat index
+        times the stride, an address LLVM sees advance by a constant step (contiguous or strided loads, not
+        gathers at quotients and remainders); None when no flat loop's index appears in it."""
+        lin = _linear(indices, shape)
+        terms: list[tuple[str, int]] = []
+        used = False
+        for flat_iv, weights in self.flat:
+            coeffs = [lin.pop(iv, 0) for iv, _ in weights]
+            if not any(coeffs):
+                continue
+            used = True
+            unit = coeffs[-1]
+            if all(c == unit * w for c, (_, w) in zip(coeffs, weights, strict=True)):
+                terms.append((flat_iv, unit))
+            else:
+                terms += [(self.names[iv], c) for c, (iv, _) in zip(coeffs, weights, strict=True) if c]
+        if not used:
+            return None
+        const = lin.pop(None, 0)
+        for term, coeff in lin.items():
+            if coeff and term is not None:
+                terms.append((self.term(term), coeff))
+        total = str(const)
+        for name, coeff in terms:
+            scaled = name if coeff == 1 else self.emit(f"mul i64 {name}, {coeff}")
+            total = self.emit(f"add i64 {total}, {scaled}")
+        return total
+
+    def term(self, term: Term) -> str:
+        """The LLVM value of an ``_affine`` term."""
+        if isinstance(term, tuple):
+            kind, v, d = term
+            return self.floordiv(v, d) if kind == "div" else self.modulo(v, d)
+        assert term is not None
+        return self.value(term)
 
     # -- regions
     def ops(self, block: Block) -> None:
@@ -477,6 +524,10 @@ class _Emitter:
         return phis
 
     def for_loop(self, op: scf.ForOp) -> None:
+        group = _flattened(op)
+        if len(group) > 1:
+            self.flat_loops(group)
+            return
         block = op.body.block
         carried = [(llvm_type(v.type), self.value(v)) for v in op.iter_args]
 
@@ -491,6 +542,43 @@ class _Emitter:
 
         out = self.loop(self.value(op.lb), self.value(op.ub), self.value(op.step), carried, body)
         for r, v in zip(op.results, out, strict=True):
+            self.names[r] = v
+
+    def flat_loops(self, group: list[scf.ForOp]) -> None:
+        """The perfectly nested loops ``group`` (outermost first, see ``_flattened``) as one loop over the product
+        of their trip counts, each induction variable a quotient and remainder of the flat one: the pure ops
+        between the loops run in the flat body, in the same order (every loop's iterations are in the same order
+        as nested, so a float reduction's sum is unchanged)."""
+        trips = [_trip_count(loop) for loop in group]
+        carried = [(llvm_type(v.type), self.value(v)) for v in group[0].iter_args]
+        innermost = group[-1].body.block
+        weights: list[tuple[SSAValue, int]] = [
+            (loop.body.block.args[0], math.prod(trips[k + 1 :])) for k, loop in enumerate(group)
+        ]
+
+        def body(iv: str, values: list[str]) -> list[str]:
+            self.flat.append((iv, weights))
+            for k, loop in enumerate(group):
+                below = math.prod(trips[k + 1 :])
+                index = self.emit(f"udiv i64 {iv}, {below}") if below > 1 else iv
+                if k > 0:
+                    index = self.emit(f"urem i64 {index}, {trips[k]}")
+                block = loop.body.block
+                self.names[block.args[0]] = index
+                for arg, v in zip(block.args[1:], values, strict=True):
+                    self.names[arg] = v
+            for loop in group[:-1]:
+                for op in loop.body.block.ops:
+                    if not isinstance(op, scf.ForOp | scf.YieldOp):
+                        self.op(op)
+            self.ops(innermost)
+            self.flat.pop()
+            yield_op = innermost.last_op
+            assert isinstance(yield_op, scf.YieldOp)
+            return [self.value(v) for v in yield_op.operands]
+
+        out = self.loop("0", str(math.prod(trips)), "1", carried, body, unroll=False)
+        for r, v in zip(group[0].results, out, strict=True):
             self.names[r] = v
 
     def parallel(
@@ -508,6 +596,9 @@ class _Emitter:
             else:
                 inner()
             return
+        if bounds is None and _flat_dims(op, d) == d:
+            self.flat_dims(op, ivs, d, inner)
+            return
         lb, ub = bounds if bounds is not None else (self.value(op.lowerBound[d]), self.value(op.upperBound[d]))
 
         def body(iv: str, values: list[str]) -> list[str]:
@@ -521,6 +612,25 @@ class _Emitter:
         self.loop(
             lb, ub, self.value(op.step[d]), [], body, vectorize, unroll=not (last and (transposes or _copies_rows(op)))
         )
+
+    def flat_dims(self, op: scf.ParallelOp, ivs: Sequence[SSAValue], d: int, inner: Callable[[], None] | None) -> None:
+        """The dims ``d..`` of ``op`` as one flat loop (as ``flat_loops`` merges ``scf.for`` loops)."""
+        trips = [_dim_trip_count(op, k) for k in range(d, len(ivs))]
+        weights = [(ivs[d + k], math.prod(trips[k + 1 :])) for k in range(len(trips))]
+
+        def body(iv: str, values: list[str]) -> list[str]:
+            self.flat.append((iv, weights))
+            for k, (v, below) in enumerate(weights):
+                index = self.emit(f"udiv i64 {iv}, {below}") if below > 1 else iv
+                self.names[v] = self.emit(f"urem i64 {index}, {trips[k]}") if k > 0 else index
+            if inner is None:
+                self.ops(op.body.block)
+            else:
+                inner()
+            self.flat.pop()
+            return []
+
+        self.loop("0", str(math.prod(trips)), "1", [], body, unroll=False)
 
     def interchanged(
         self, nest: scf.ParallelOp, pre: list[Operation], loops: list[scf.ForOp], store: memref.StoreOp
@@ -666,6 +776,132 @@ def _constant_index(v: SSAValue) -> int:
     return 0
 
 
+Term = SSAValue | tuple[str, SSAValue, int] | None
+"""A term of ``_affine``: an index value, ``("div", v, d)`` / ``("mod", v, d)`` for ``v // d`` / ``v % d`` of an index
+``v >= 0``, or None for the constant."""
+
+
+def _affine(v: SSAValue) -> dict[Term, int]:
+    """The index ``v`` as ``{term: coefficient}`` through ``arith.addi``, ``arith.muli`` by constants, and quotients
+    and remainders by constants split as ``_Emitter.floordiv`` and ``modulo`` split them; any other value is a
+    term of its own."""
+    owner = v.owner
+    if isinstance(owner, arith.ConstantOp) and isinstance(owner.value, IntegerAttr) and isinstance(v.type, IndexType):
+        return {None: int(owner.value.value.data)}
+    if isinstance(owner, arith.AddiOp):
+        return _plus(_affine(owner.operands[0]), _affine(owner.operands[1]))
+    if isinstance(owner, arith.MuliOp):
+        a, b = (_affine(x) for x in owner.operands)
+        for x, y in ((a, b), (b, a)):
+            if set(y) <= {None}:
+                return _times(x, y.get(None, 0))
+    if isinstance(owner, arith.DivUIOp | arith.RemUIOp) and (d := _constant_index(owner.operands[1])):
+        split = _affine_div if isinstance(owner, arith.DivUIOp) else _affine_mod
+        return split(owner.operands[0], d)
+    return {v: 1}
+
+
+def _plus(a: dict[Term, int], b: dict[Term, int]) -> dict[Term, int]:
+    total = dict(a)
+    for term, coeff in b.items():
+        total[term] = total.get(term, 0) + coeff
+    return total
+
+
+def _times(a: dict[Term, int], k: int) -> dict[Term, int]:
+    return {term: coeff * k for term, coeff in a.items()}
+
+
+def _affine_div(v: SSAValue, d: int) -> dict[Term, int]:
+    """``v // d`` as ``_affine`` terms, by the rules of ``_Emitter.floordiv``."""
+    if d == 1:
+        return _affine(v)
+    bound = _index_bound(v)
+    if bound is not None and bound <= d:
+        return {}
+    split = _scaled(v)
+    if split is not None and _index_bound(split[0]) is not None:
+        x, m, b = split
+        bb = _index_bound(b) if b is not None else 1
+        if d % m == 0 and bb is not None and bb <= m:
+            return _affine_div(x, d // m)
+        if m % d == 0 and bb is not None:
+            return _plus(_times(_affine(x), m // d), _affine_div(b, d) if b is not None else {})
+    return {("div", v, d): 1}
+
+
+def _affine_mod(v: SSAValue, d: int) -> dict[Term, int]:
+    """``v % d`` as ``_affine`` terms, by the rules of ``_Emitter.modulo``."""
+    if d == 1:
+        return {}
+    bound = _index_bound(v)
+    if bound is not None and bound <= d:
+        return _affine(v)
+    split = _scaled(v)
+    if split is not None and _index_bound(split[0]) is not None:
+        x, m, b = split
+        bb = _index_bound(b) if b is not None else 1
+        if d % m == 0 and bb is not None and bb <= m:
+            return _plus(_times(_affine_mod(x, d // m), m), _affine(b) if b is not None else {})
+        if m % d == 0 and bb is not None:
+            return {} if b is None else _affine_mod(b, d)
+    return {("mod", v, d): 1}
+
+
+def _linear(indices: Sequence[SSAValue], shape: Sequence[int]) -> dict[Term, int]:
+    """The row-major linear index of ``indices`` into ``shape`` as ``_affine`` terms."""
+    lin: dict[Term, int] = {}
+    stride = 1
+    for idx, dim in zip(reversed(indices), reversed(shape), strict=True):
+        for term, coeff in _affine(idx).items():
+            lin[term] = lin.get(term, 0) + coeff * stride
+        stride *= dim
+    return lin
+
+
+def _dim_trip_count(op: scf.ParallelOp, d: int) -> int:
+    """The iterations of dim ``d`` of ``op`` when it runs from constant 0 by constant 1 to a constant bound, else 0."""
+    bounds = _iv_bounds(op.body.block.args[d])
+    if bounds is None or bounds[0] != 0 or _constant_index(op.step[d]) != 1:
+        return 0
+    return max(bounds[1], 0)
+
+
+def _flat_dims(op: scf.ParallelOp, d: int) -> int:
+    """The first of the trailing dims of ``op`` (from ``d``, never its first) that run as one flat loop, by the rule
+    of ``_flattened``; ``len(dims)`` for none. Not for transposing copies and row gathers, whose loops are marked
+    for the vectorizer (``_transposes``, ``_copies_rows``)."""
+    ivs = list(op.body.block.args)
+    n = len(ivs)
+    if n - max(d, 1) < 2 or _transposes(op) or _copies_rows(op):
+        return n
+    trips = [_dim_trip_count(op, k) for k in range(n)]
+    start = n - 1
+    below = trips[-1]
+    while start > max(d, 1) and 0 < below <= FLATTEN_BELOW and below & (below - 1) == 0 and trips[start - 1] > 0:
+        if not _flat_affine(ivs[start - 1 :], trips[start - 1 :], op.body.block):
+            break
+        start -= 1
+        below *= trips[start]
+    return start if start < n - 1 else n
+
+
+def _flat_affine(ivs: Sequence[SSAValue], trips: Sequence[int], block: Block) -> bool:
+    """Whether every load and store in ``block`` that depends on the induction variables ``ivs`` of loops nested
+    in this order (``trips`` iterations each) does so as on their flat index (see ``_Emitter.flat_address``):
+    merged, its address advances by a constant step."""
+    weights = [math.prod(trips[k + 1 :]) for k in range(len(ivs))]
+    for op in block.walk():
+        if isinstance(op, memref.LoadOp | memref.StoreOp) and op.indices:
+            t = op.memref.type
+            assert isinstance(t, MemRefType)
+            lin = _linear(op.indices, t.get_shape())
+            coeffs = [lin.get(iv, 0) for iv in ivs]
+            if any(coeffs) and any(c != coeffs[-1] * w for c, w in zip(coeffs, weights, strict=True)):
+                return False
+    return True
+
+
 def _index_bound(v: SSAValue) -> int | None:
     """An exclusive upper bound of the index ``v`` (loop induction variables from constant bounds >= 0, constants,
     and their sums, products, quotients and remainders by constants), or None."""
@@ -803,6 +1039,61 @@ def emit_nest(nest: scf.ParallelOp, name: str) -> NestFunction:
     wrapper += [f"  call void @{name}.body({args})", "  ret void", "}"]
     text = "\n".join([*body, "entry:", "  br label %body0", *e.lines, "}", "", *wrapper])
     return NestFunction(name, text, e.declares, lower, upper, tuple(e.buffers))
+
+
+FLATTEN_BELOW = 16
+"""Loops of at most this many iterations (a power of two) are merged with the loop around them (``_flattened``)."""
+
+
+def _trip_count(loop: scf.ForOp) -> int:
+    """The iterations of ``loop`` when it runs from constant 0 by constant 1 to a constant bound, else 0."""
+    bounds = _iv_bounds(loop.body.block.args[0])
+    if bounds is None or bounds[0] != 0 or _constant_index(loop.step) != 1:
+        return 0
+    return max(bounds[1], 0)
+
+
+def _perfect_child(loop: scf.ForOp) -> scf.ForOp | None:
+    """The loop nested perfectly in ``loop``, or None: ``loop``'s body holds arithmetic (no loads, stores or
+    regions), that loop and a yield of its results, the loop's ``iter_args`` are ``loop``'s carried values (used
+    nowhere else), and its bounds are defined outside ``loop``."""
+    block = loop.body.block
+    inner = [op for op in block.ops if isinstance(op, scf.ForOp)]
+    last = block.last_op
+    if len(inner) != 1 or not isinstance(last, scf.YieldOp):
+        return None
+    child = inner[0]
+    if list(last.operands) != list(child.results) or list(child.iter_args) != list(block.args[1:]):
+        return None
+    if any(len(list(a.uses)) != 1 for a in block.args[1:]):
+        return None
+    for op in block.ops:
+        if op is not child and op is not last and not (op.name.startswith("arith.") and not op.regions):
+            return None
+    if any(v.owner is not None and v.owner in set(block.ops) for v in (child.lb, child.ub, child.step)):
+        return None
+    return child
+
+
+def _flattened(loop: scf.ForOp) -> list[scf.ForOp]:
+    """The loops that ``loop`` is merged with into one flat loop (``_Emitter.flat_loops``), outermost first: from the
+    innermost loop of the perfect nest under ``loop`` outwards, while the loops already merged make at most
+    ``FLATTEN_BELOW`` iterations (a power of two: the split is a shift and a mask), so that a short innermost loop
+    over contiguous elements (the 8 of a row of an 8x8 image) becomes one long enough to vectorize. ``[loop]`` when
+    ``loop`` is merged with nothing."""
+    chain = [loop]
+    while (child := _perfect_child(chain[-1])) is not None:
+        chain.append(child)
+    trips = [_trip_count(x) for x in chain]
+    start = len(chain) - 1
+    below = trips[-1]
+    while start > 0 and 0 < below <= FLATTEN_BELOW and below & (below - 1) == 0 and trips[start - 1] > 0:
+        group = chain[start - 1 :]
+        if not _flat_affine([x.body.block.args[0] for x in group], trips[start - 1 :], chain[-1].body.block):
+            break
+        start -= 1
+        below *= trips[start]
+    return chain if start == 0 else [loop]
 
 
 def _transposes(nest: scf.ParallelOp) -> bool:
