@@ -43,6 +43,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--top", type=int, default=25, help="kernels listed one by one")
     parser.add_argument("--threads", type=int, default=1, help="at more than 1: the steps of a threaded call")
+    parser.add_argument("--median", action="store_true", help="each step's median over the repeats, not its minimum")
     parser.add_argument("--all", help="write every kernel's time (ms, in step order) to this file")
     args = parser.parse_args()
 
@@ -74,14 +75,17 @@ def main() -> None:
         theirs(b)
         t_theirs.append(time.perf_counter() - t1)
         t_ours.append(t1 - t0)
-    best: dict[int, float] = {}
+    seen_times: dict[int, list[float]] = collections.defaultdict(list)
     names: list[str] = []
     for _ in range(args.repeats):
         times = exe.profile(*kept[0], threads=args.threads)
         names = [n for n, _ in times]
         for i, (_, t) in enumerate(times):
-            best[i] = min(best.get(i, t), t)
+            seen_times[i].append(t)
+    pick = statistics.median if args.median else min
+    best = {i: pick(ts) for i, ts in seen_times.items()}
     total = sum(best.values())
+    raw = names
     names = [re.sub(r"^(run|region)\d*: .*", r"\1", n) if args.threads > 1 else n for n in names]
     by_kind: collections.Counter[str] = collections.Counter()
     count: collections.Counter[str] = collections.Counter()
@@ -95,7 +99,7 @@ def main() -> None:
         print(f"  {1e3 * t:8.3f}  {count[kind]:4d}  {kind}")
     if args.all:
         with open(args.all, "w") as f:
-            f.writelines(f"{1e3 * best[i]:.4f} {name}\n" for i, name in enumerate(names))
+            f.writelines(f"{1e3 * best[i]:.4f} {name}\n" for i, name in enumerate(raw))
     print(f"\ntop {args.top} JIT kernels (ms):")
     for i in sorted((i for i in best if "(" not in names[i]), key=lambda i: -best[i])[: args.top]:
         print(f"  {1e3 * best[i]:8.3f}  {names[i]}")

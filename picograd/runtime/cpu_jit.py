@@ -374,7 +374,8 @@ class CpuFunction:
                             f.name = f"nest{len(functions)}"
                             f.text = f.text.replace("@NEST", f"@{f.name}")  # the nest and its body
                             functions.append(f)
-                        steps.append((by_text[key], m, _work(n), f.lower, f.upper))
+                        # a nest that threads must not split (``NestFunction.splits``) counts as no work
+                        steps.append((by_text[key], m, _work(n) if f.splits else 0, f.lower, f.upper))
                         kernel_names.append(name)
                     self.jitted.append(name)
                     continue
@@ -524,7 +525,8 @@ class CpuFunction:
     def _run_chunks(self, fn: Callable[[int, int], None], chunks: Sequence[tuple[int, int]]) -> None:
         """``fn(lo, hi)`` for every chunk (attention's, each a few BLAS calls and ufuncs): at several threads, with
         BLAS single-threaded (``threadpoolctl``), spread over the pool's threads (Python callbacks); else on this
-        thread."""
+        thread. (Cutting the GPT's one attention chunk of 64 slices into 8 made its step slower at 2 threads, 41
+        -> 54 ms: the chunks' numpy calls on 32x32 tiles hold the GIL more than BLAS releases it.)"""
         if self.threads > 1 and len(chunks) > 1:
             with single_threaded_blas() as single:
                 if single:

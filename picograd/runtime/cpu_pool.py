@@ -18,6 +18,12 @@ spinning with ``sched_yield``). The spin is short: with 2**14 pauses (0.1 to 1 m
 BLAS's threads start a matmul took their core (BERT at 2 threads, load 5, 2026-12-05: 390 ms a step, 290 ms with
 2**10 or 2**6 pauses; the names transformer and GPT unchanged).
 
+A thread that has no piece left to claim waits for the entry's last pieces (claimed by others) spinning for
+:data:`WAIT_SPINS` pauses, then asleep on the entry's done counter (a futex), woken by the thread that completes
+the entry: its core goes idle, so the kernel may move a preempted worker there. Spinning on, the DDPM's step at 2
+threads was 25 or 47 ms from process to process (2026-12-05): PyTorch's OpenMP workers of the twin in the same
+process spin after each of its regions and preempted the worker, and the other thread waited out the preemption.
+
 Claim counters hold the job's generation in their high 32 bits, so a worker that wakes late for an old job claims
 nothing of a newer one (compare-and-swap on generation and piece together).
 """
@@ -35,9 +41,11 @@ NEST = 0  # an entry's kind: fn(slots, map, lo, hi) over pieces of [lower, upper
 SEQUENCE = 1  # fn(slots, maps), one piece
 SPINS = 1 << 10  # pauses a worker spins for before sleeping (about 5 to 60 us)
 YIELD_EVERY = 256  # pauses between sched_yield() calls of a waiting thread (the core to BLAS's threads, or others)
+WAIT_SPINS = 1 << 11  # pauses a thread waiting for others' pieces of an entry spins for before sleeping
 RECENT_JOBS = 64  # jobs the pool keeps alive after running them
 ENTRY_WORDS = 8  # fn, map, lower, upper, pieces, kind, claim, done
-GEN, JOB, SLOTS, SLEEPERS = 0, 8, 9, 16  # words of the pool's state (gen and sleepers on cache lines of their own)
+GEN, JOB, SLOTS, SLEEPERS, WAITERS = 0, 8, 9, 16, 24  # words of the pool's state (gen, sleepers and waiters on
+# cache lines of their own); WAITERS counts the threads asleep until an entry's last piece is done
 
 Compile = Callable[[str, Sequence[str]], tuple[Any, list[int]]]
 
@@ -54,6 +62,19 @@ def _ir(x86: bool, linux: bool) -> str:
     wake = (
         f"  %w = call i64 (i64, ...) @syscall(i64 {futex}, ptr %pool, i64 129, i64 2147483647, ptr null, ptr null, "
         "i64 0)"
+        if linux
+        else ""
+    )
+    # a thread waiting for an entry's last pieces sleeps on the entry's done counter (its low 32 bits) ...
+    doze = (
+        f"  %r = call i64 (i64, ...) @syscall(i64 {futex}, ptr %donep, i64 128, i64 %expect, ptr null, ptr null, i64 0)"
+        if linux
+        else "  %r = call i32 @sched_yield()"
+    )
+    # ... and the thread that completes the entry wakes it
+    rouse = (
+        f"  %wk = call i64 (i64, ...) @syscall(i64 {futex}, ptr %donep, i64 129, i64 2147483647, ptr null, "
+        "ptr null, i64 0)"
         if linux
         else ""
     )
@@ -128,9 +149,19 @@ take:
 run:
   call void @pg_piece(ptr %slots, ptr %e, i64 %k)
   %d = atomicrmw add ptr %donep, i64 1 seq_cst
+  %d1 = add i64 %d, 1
+  %last = icmp sge i64 %d1, %pieces
+  br i1 %last, label %notify, label %claim
+notify:
+  %pwn = getelementptr i64, ptr %pool, i64 {WAITERS}
+  %waiting = load atomic i64, ptr %pwn seq_cst, align 8
+  %anyone = icmp sgt i64 %waiting, 0
+  br i1 %anyone, label %rouse, label %claim
+rouse:
+{rouse}
   br label %claim
 wait:
-  %i = phi i64 [0, %check], [%i1, %relax], [%i1, %yield]
+  %i = phi i64 [0, %check], [%i1, %relax], [%i1, %yield], [0, %woke]
   %done = load atomic i64, ptr %donep seq_cst, align 8
   %finished = icmp sge i64 %done, %pieces
   br i1 %finished, label %waited, label %still
@@ -140,6 +171,22 @@ still:
   br i1 %moved, label %out, label %spun
 spun:
   %i1 = add i64 %i, 1
+  %long = icmp sge i64 %i1, {WAIT_SPINS}
+  br i1 %long, label %dozing, label %spinning
+dozing:
+  %pw = getelementptr i64, ptr %pool, i64 {WAITERS}
+  %w0 = atomicrmw add ptr %pw, i64 1 seq_cst
+  %again = load atomic i64, ptr %donep seq_cst, align 8
+  %over = icmp sge i64 %again, %pieces
+  br i1 %over, label %woke, label %doze
+doze:
+  %expect = and i64 %again, 4294967295
+{doze}
+  br label %woke
+woke:
+  %w1 = atomicrmw sub ptr %pw, i64 1 seq_cst
+  br label %wait
+spinning:
   %low = and i64 %i1, {YIELD_EVERY - 1}
   %turn = icmp eq i64 %low, 0
   br i1 %turn, label %yield, label %relax
@@ -280,10 +327,10 @@ class Pool:
         self._engine, (parallel, worker) = compile(text, ["pg_parallel", "pg_worker"])
         self._parallel = _PARALLEL(parallel)
         self._worker = _WORKER(worker)
-        raw = (ctypes.c_int64 * 32)()  # gen, job, slots and sleepers, 64-byte aligned
+        raw = (ctypes.c_int64 * 40)()  # gen, job, slots, sleepers and waiters, 64-byte aligned
         self._raw = raw
         self.state = ctypes.addressof(raw) + (-ctypes.addressof(raw)) % 64
-        assert self.state + 8 * (SLEEPERS + 1) <= ctypes.addressof(raw) + ctypes.sizeof(raw)
+        assert self.state + 8 * (WAITERS + 1) <= ctypes.addressof(raw) + ctypes.sizeof(raw)
         self.threads: list[threading.Thread] = []
         self.lock = threading.Lock()  # one job at a time (jobs from two Python threads take turns)
         # the jobs run last, kept alive: a worker late for one may still read its claim words (never run its nests)
