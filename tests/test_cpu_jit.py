@@ -504,3 +504,75 @@ def test_short_loops_run_as_one_flat_loop(monkeypatch, rng: np.random.Generator)
         np.testing.assert_allclose(got[1], 2 * y64 + 1, rtol=1e-5, atol=1e-5)
         for k in (0, 2):
             np.testing.assert_allclose(got[k], nested[k], rtol=1e-4, atol=1e-4)
+
+
+def test_two_threads_cut_matmuls_between_the_pools_threads(monkeypatch, rng: np.random.Generator) -> None:
+    """At two threads a product of at least ``SPLIT_MATMUL_FLOPS`` is cut into one block per thread (rows when the
+    output is tall, columns when it is wide), each a single-threaded BLAS call on the pool, BLAS left at one thread
+    during the step and restored after; the results as float64 numpy's and as one thread's. A smaller product
+    is one call."""
+    from picograd.runtime import threads
+
+    monkeypatch.setattr(cpu_jit, "SPLIT_MATMUL_FLOPS", 10_000)
+    a = rng.standard_normal((90, 30)).astype(np.float32)
+    b = rng.standard_normal((30, 20)).astype(np.float32)
+    c = rng.standard_normal((20, 90)).astype(np.float32)
+
+    @pg.compile
+    def f(x: pg.Tensor, y: pg.Tensor, z: pg.Tensor) -> tuple[pg.Tensor, pg.Tensor, pg.Tensor]:
+        return x @ y, z @ x, y[:2] @ z[:, :3]  # tall, wide, small
+
+    want = [p.astype(np.float64) @ q.astype(np.float64) for p, q in ((a, b), (c, a), (b[:2], c[:, :3]))]
+    cuts: list[tuple[int, ...]] = []
+    matmul = np.matmul
+
+    def spy(p, q, out=None):
+        cuts.append(out.shape)
+        return matmul(p, q, out=out)
+
+    before = pg.get_num_threads()
+    got = {}
+    try:
+        for n in (1, 2):
+            pg.set_num_threads(n)
+            cuts.clear()
+            monkeypatch.setattr(np, "matmul", spy)
+            got[n] = [g.numpy() for g in f(pg.tensor(a), pg.tensor(b), pg.tensor(c))]
+            monkeypatch.setattr(np, "matmul", matmul)
+            for g, w in zip(got[n], want, strict=True):
+                np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-4)
+            if n == 2:
+                assert sorted(s[-2:] for s in cuts) == [(2, 3), (20, 15), (20, 15), (45, 20), (45, 20)], cuts
+            blas = threads._blas_libraries()
+            assert all(lib.num_threads == n for lib in blas)  # restored after the step
+    finally:
+        pg.set_num_threads(before)
+    for one, two in zip(got[1], got[2], strict=True):
+        np.testing.assert_allclose(one, two, rtol=1e-6, atol=1e-6)
+
+
+def test_nests_striding_across_their_first_dim_are_not_split(monkeypatch, rng: np.random.Generator) -> None:
+    """A column sum (its first dim the contiguous index of loads strided by its rows) is never split between
+    threads; a row sum and an elementwise nest are. Values as float64 numpy at 1 and 2 threads."""
+    made: list[llvm_ir.NestFunction] = []
+    emit = llvm_ir.emit_nest
+    monkeypatch.setattr(llvm_ir, "emit_nest", lambda *a: made.append(emit(*a)) or made[-1])
+    monkeypatch.setenv("PICOGRAD_CACHE_DIR", "")
+    x = rng.standard_normal((300, 40)).astype(np.float32)
+
+    @pg.compile
+    def f(a: pg.Tensor) -> tuple[pg.Tensor, pg.Tensor, pg.Tensor]:
+        return a.sum(0), a.sum(1), a * 3.0
+
+    before = pg.get_num_threads()
+    try:
+        for n in (1, 2):
+            pg.set_num_threads(n)
+            got = [g.numpy() for g in f(pg.tensor(x))]
+            x64 = x.astype(np.float64)
+            for g, w in zip(got, (x64.sum(0), x64.sum(1), 3 * x64), strict=True):
+                np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-4)
+    finally:
+        pg.set_num_threads(before)
+    by_upper = {(m.upper, m.splits) for m in made}
+    assert (40, False) in by_upper and (300, True) in by_upper, by_upper

@@ -542,29 +542,47 @@ class CpuFunction:
             fn(lo, hi)
 
     def _matmul(self, a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
-        """``out = a @ b`` (numpy's matmul): at several threads, a product of at least ``SPLIT_MATMUL_FLOPS`` is cut
-        along the longer of its output's last two dims into one block per thread, each block one single-threaded
-        BLAS call on a thread of the pool (``_run_chunks``), so that the step's threads are the pool's alone: a
-        threaded BLAS's workers spin after each call and took a core from the pool's nests that followed (the DDPM
-        at 2 threads: 70 ms a step, against 39 at 1)."""
+        """``out = a @ b`` (numpy's matmul), at several threads as ``_matmul_plan`` cuts it."""
+        self._matmul_plan(a, b, out)()
+
+    def _matmul_plan(self, a: np.ndarray, b: np.ndarray, out: np.ndarray) -> Callable[[], None]:
+        """A call computing ``out = a @ b`` (numpy's matmul) at this call's thread count: at several threads, a
+        product of at least ``SPLIT_MATMUL_FLOPS`` is cut along the longer of its output's last two dims into one
+        block per thread, each block one single-threaded BLAS call on a thread of the pool (a job of Python
+        callbacks, made here once), so that the step's threads are the pool's alone: a threaded BLAS's workers spin
+        after each call and took a core from the pool's nests that followed (the DDPM at 2 threads: 70 ms a step,
+        against 39 at 1)."""
         n = self.threads
         rows, cols = out.shape[-2:]
         if n == 1 or 2 * math.prod(out.shape) * a.shape[-1] < SPLIT_MATMUL_FLOPS or max(rows, cols) < 2 * n:
-            np.matmul(a, b, out=out)
-            return
-        along_rows = rows >= cols
-        size = rows if along_rows else cols
+
+            def whole() -> None:
+                np.matmul(a, b, out=out)
+
+            return whole
+        size = max(rows, cols)
         bounds = [size * k // n for k in range(n + 1)]
-        if along_rows:
-
-            def block(lo: int, hi: int) -> None:
-                np.matmul(a[..., lo:hi, :], b, out=out[..., lo:hi, :])
+        cuts = list(zip(bounds[:-1], bounds[1:], strict=True))
+        if rows >= cols:
+            blocks = [(a[..., lo:hi, :], b, out[..., lo:hi, :]) for lo, hi in cuts]
         else:
+            blocks = [(a, b[..., lo:hi], out[..., lo:hi]) for lo, hi in cuts]
+        errors: list[BaseException] = []
 
-            def block(lo: int, hi: int) -> None:
-                np.matmul(a, b[..., lo:hi], out=out[..., lo:hi])
+        def block(k: int, _: int) -> None:
+            x, y, o = blocks[k]
+            np.matmul(x, y, out=o)
 
-        self._run_chunks(block, list(zip(bounds[:-1], bounds[1:], strict=True)))
+        call = cpu_pool.callback(block, errors)
+        job = cpu_pool.Job([(ctypes.cast(call, ctypes.c_void_p).value or 0, 0, 0, n, n, cpu_pool.NEST)])
+
+        def run() -> None:
+            pool().run(job, 0, n - 1)  # (``call``, referenced here, lives as long as the job that calls it)
+            if errors:
+                raise errors.pop()
+            assert call is not None
+
+        return run
 
     def _array(self, slot: int) -> Callable[[list[np.ndarray]], np.ndarray]:
         fixed = self.buffers.arrays[slot]
@@ -611,9 +629,14 @@ class CpuFunction:
             if all(any(np.may_share_memory(e, a) for a in env[: len(ins)]) for e in env[len(ins) :]):
                 products = [(env[direct[k][0]], env[direct[k][1]], fixed[len(ins) + k]) for k in range(len(outs))]
 
+                plans: dict[int, list[Callable[[], None]]] = {}  # per thread count: the products' calls, made once
+
                 def matmuls(bufs: list[np.ndarray]) -> None:
-                    for a, b, o in products:
-                        self._matmul(a, b, o)
+                    calls = plans.get(self.threads)
+                    if calls is None:
+                        calls = plans[self.threads] = [self._matmul_plan(a, b, o) for a, b, o in products]
+                    for call in calls:
+                        call()
 
                 return matmuls
 
