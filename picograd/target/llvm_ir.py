@@ -819,39 +819,62 @@ def _times(a: dict[Term, int], k: int) -> dict[Term, int]:
 
 
 def _affine_div(v: SSAValue, d: int) -> dict[Term, int]:
-    """``v // d`` as ``_affine`` terms, by the rules of ``_Emitter.floordiv``."""
-    if d == 1:
-        return _affine(v)
-    bound = _index_bound(v)
-    if bound is not None and bound <= d:
-        return {}
-    split = _scaled(v)
-    if split is not None and _index_bound(split[0]) is not None:
-        x, m, b = split
-        bb = _index_bound(b) if b is not None else 1
-        if d % m == 0 and bb is not None and bb <= m:
-            return _affine_div(x, d // m)
-        if m % d == 0 and bb is not None:
-            return _plus(_times(_affine(x), m // d), _affine_div(b, d) if b is not None else {})
-    return {("div", v, d): 1}
+    """``v // d`` as ``_affine`` terms (``_split``), else one opaque term."""
+    split = _split(v, d)
+    return split[0] if split is not None else {("div", v, d): 1}
 
 
 def _affine_mod(v: SSAValue, d: int) -> dict[Term, int]:
-    """``v % d`` as ``_affine`` terms, by the rules of ``_Emitter.modulo``."""
-    if d == 1:
-        return {}
-    bound = _index_bound(v)
-    if bound is not None and bound <= d:
-        return _affine(v)
-    split = _scaled(v)
-    if split is not None and _index_bound(split[0]) is not None:
-        x, m, b = split
-        bb = _index_bound(b) if b is not None else 1
-        if d % m == 0 and bb is not None and bb <= m:
-            return _plus(_times(_affine_mod(x, d // m), m), _affine(b) if b is not None else {})
-        if m % d == 0 and bb is not None:
-            return {} if b is None else _affine_mod(b, d)
-    return {("mod", v, d): 1}
+    """``v % d`` as ``_affine`` terms (``_split``), else one opaque term."""
+    split = _split(v, d)
+    return split[1] if split is not None else {("mod", v, d): 1}
+
+
+def _split(v: SSAValue, d: int) -> tuple[dict[Term, int], dict[Term, int]] | None:
+    """``(v // d, v % d)`` as ``_affine`` terms for an index ``v >= 0`` whose affine form ``sum c_t t + k`` splits
+    into a multiple of ``d`` and a rest in ``[0, d)``: a term whose coefficient ``d`` divides goes to the quotient;
+    one whose coefficient divides ``d`` as ``c t = d (t // (d/c)) + c (t % (d/c))``; any other to the rest. None
+    when the rest's range (from the terms' bounds, every term >= 0) is not within ``[0, d)``."""
+    form = _affine(v)
+    quotient: dict[Term, int] = {}
+    rest: dict[Term, int] = {}
+    const = form.get(None, 0)
+    if const < 0:
+        return None
+    if const // d:
+        quotient[None] = const // d
+    if const % d:
+        rest[None] = const % d
+    top = const % d  # the largest value the rest can take
+    for term, c in form.items():
+        if term is None or c == 0:
+            continue
+        bound = _term_bound(term)
+        if c < 0 or bound is None:
+            return None
+        if c % d == 0:
+            quotient[term] = quotient.get(term, 0) + c // d
+            continue
+        k = d // c
+        if d % c == 0 and bound > k and not isinstance(term, tuple):
+            quotient[("div", term, k)] = quotient.get(("div", term, k), 0) + 1
+            rest[("mod", term, k)] = rest.get(("mod", term, k), 0) + c
+            top += c * (k - 1)
+            continue
+        rest[term] = rest.get(term, 0) + c
+        top += c * (bound - 1)
+    return (quotient, rest) if top < d else None
+
+
+def _term_bound(term: Term) -> int | None:
+    """An exclusive upper bound of an ``_affine`` term (each is >= 0 where this is not None)."""
+    if isinstance(term, tuple):
+        kind, v, k = term
+        if kind == "mod":
+            return k
+        b = _index_bound(v)
+        return None if b is None else (b - 1) // k + 1
+    return None if term is None else _index_bound(term)
 
 
 def _linear(indices: Sequence[SSAValue], shape: Sequence[int]) -> dict[Term, int]:
@@ -1123,17 +1146,23 @@ def _depends(v: SSAValue, values: set[SSAValue]) -> bool:
 
 
 def _transposes(nest: scf.ParallelOp) -> bool:
-    """Whether ``nest`` (several parallel dims) stores along its innermost dim and loads along another: a transposing
-    copy, whose outer loops LLVM vectorizes with scatters of the stores (16-wide ``vscatterqps``: 6x slower than the
-    innermost loop's contiguous stores)."""
+    """Whether ``nest`` (several parallel dims) stores along its innermost dim and loads across it (an address that
+    the innermost index advances by more than 1): a transposing copy, whose outer loops LLVM
+    vectorizes with scatters of the stores (16-wide ``vscatterqps``: 6x slower than the innermost loop's contiguous
+    stores)."""
     ivs = list(nest.body.block.args)
     if len(ivs) < 2:
         return False
     stores = [o for o in nest.body.walk() if isinstance(o, memref.StoreOp) and o.indices]
     loads = [o for o in nest.body.walk() if isinstance(o, memref.LoadOp) and o.indices]
-    return any(o.indices[-1] is ivs[-1] for o in stores) and any(
-        o.indices[-1] is not ivs[-1] and len(o.indices) > 1 for o in loads
-    )
+    if not any(o.indices[-1] is ivs[-1] for o in stores):
+        return False
+    for o in loads:  # strided along the innermost dim (a load the innermost dim leaves alone, as a row's, is not)
+        t = o.memref.type
+        assert isinstance(t, MemRefType)
+        if _linear(o.indices, t.get_shape()).get(ivs[-1], 0) not in (0, 1):
+            return True
+    return False
 
 
 def _copies_rows(nest: scf.ParallelOp) -> bool:
