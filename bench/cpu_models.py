@@ -15,7 +15,10 @@ numpy's BLAS, which reads them when it loads, has n threads) and calling ``torch
 ``pg.set_num_threads(n)`` (which also sets numpy's BLAS threads, through ``threadpoolctl``). In it each model runs
 ``--warmup`` steps of both (the first compiles), then ``--steps`` steps alternating picograd and PyTorch on the same
 batch, each timed with ``time.perf_counter`` around the whole step: building its input tensors from numpy, forward,
-backward, the optimizer update and reading the loss back. Reported: median ms per step of each and their ratio
+backward, the optimizer update and reading the loss back. Each framework's threads may still spin when the other's
+step starts: PyTorch's OpenMP workers for milliseconds after its regions, picograd's pool for microseconds (until
+2026-12-05 21:00 numpy's threaded OpenBLAS also spun after each of picograd's matmuls and slowed PyTorch's steps:
+the 2-thread ratios measured before then were too low). Reported: median ms per step of each and their ratio
 (picograd / PyTorch; below 1: picograd faster). ``--runs`` repeats everything and the table takes the median ratio
 over the runs. The machine may be shared with other jobs: compare within one run.
 
