@@ -576,3 +576,32 @@ def test_nests_striding_across_their_first_dim_are_not_split(monkeypatch, rng: n
         pg.set_num_threads(before)
     by_upper = {(m.upper, m.splits) for m in made}
     assert (40, False) in by_upper and (300, True) in by_upper, by_upper
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int64])
+def test_transposing_copies_run_in_register_blocks(dtype: type, monkeypatch, rng: np.random.Generator) -> None:
+    """A permute whose last dim moves (channels first to channels last and back, a 3-D swap) runs in 8 x 8 blocks
+    transposed with shuffles where the two dims allow (multiples of 8, not the first dim), elementwise otherwise:
+    the same values as numpy's transpose, at 1 and 2 threads."""
+    texts: list[str] = []
+    make = llvm_ir.module_text
+    monkeypatch.setattr(llvm_ir, "module_text", lambda *a: texts.append(make(*a)) or texts[-1])
+    monkeypatch.setenv("PICOGRAD_CACHE_DIR", "")
+    cases = [((3, 16, 8, 8), (0, 2, 3, 1), True), ((2, 8, 8, 24), (0, 3, 1, 2), True), ((5, 24, 16), (0, 2, 1), True)]
+    cases += [((3, 12, 8, 8), (0, 2, 3, 1), False), ((16, 8, 3), (1, 0, 2), False)]
+    before = pg.get_num_threads()
+    try:
+        for shape, perm, blocked in cases:
+            x = (rng.standard_normal(shape) * 100).astype(dtype)
+
+            def f(a: pg.Tensor, perm=perm) -> pg.Tensor:
+                return (a + a).permute(*perm) * 1  # the permute a kernel of its own, between two others
+
+            for n in (1, 2):
+                pg.set_num_threads(n)
+                texts.clear()
+                got = pg.compile(f)(pg.tensor(x)).numpy()
+                np.testing.assert_array_equal(got, (x + x).transpose(perm))
+                assert any("shufflevector" in t for t in texts) == blocked, (shape, perm)
+    finally:
+        pg.set_num_threads(before)

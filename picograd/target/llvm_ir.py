@@ -638,6 +638,74 @@ class _Emitter:
 
         self.loop("0", str(math.prod(trips)), "1", [], body, unroll=False)
 
+    def transposed(self, nest: scf.ParallelOp, load: memref.LoadOp, store: memref.StoreOp, p: int, q: int) -> None:
+        """Emit a transposing copy (``_block_transpose``) in blocks of ``BLOCK`` x ``BLOCK`` elements: ``BLOCK``
+        vector loads along dim ``q`` (contiguous in the source), the block transposed in registers
+        (``shufflevector``), ``BLOCK`` vector stores along dim ``p`` (contiguous in the destination); the other dims
+        are loops around the blocks, the first over ``lo..hi``."""
+        ivs = list(nest.body.block.args)
+        extents = [_dim_trip_count(nest, k) for k in range(len(ivs))]
+        t = llvm_type(store.value.type)
+        vec, align = f"<{BLOCK} x {t}>", {"float": 4, "double": 8}.get(t, 1)
+        others = [k for k in range(len(ivs)) if k not in (p, q)]
+
+        def block(q0: str, p0: str) -> list[str]:
+            rows = []
+            for i in range(BLOCK):
+                self.names[ivs[q]], self.names[ivs[p]] = q0, self.emit(f"add i64 {p0}, {i}")
+                ptr, _, _ = self.address(load.memref, load.indices)
+                rows.append(self.emit(f"load {vec}, ptr {ptr}, align {align}"))
+            for j, column in enumerate(self.transpose8(rows, vec)):
+                self.names[ivs[q]], self.names[ivs[p]] = self.emit(f"add i64 {q0}, {j}"), p0
+                ptr, _, _ = self.address(store.memref, store.indices)
+                self.line(f"store {vec} {column}, ptr {ptr}, align {align}")
+            return []
+
+        def over(i: int) -> None:
+            if i == len(others):
+                self.loop(
+                    "0",
+                    str(extents[q]),
+                    str(BLOCK),
+                    [],
+                    lambda q0, _: self.loop("0", str(extents[p]), str(BLOCK), [], lambda p0, _: block(q0, p0)),
+                )
+                return
+            k = others[i]
+            lb, ub = ("%lo", "%hi") if k == 0 else ("0", str(extents[k]))
+
+            def body(iv: str, _: list[str]) -> list[str]:
+                self.names[ivs[k]] = iv
+                over(i + 1)
+                return []
+
+            self.loop(lb, ub, "1", [], body)
+
+        over(0)
+
+    def transpose8(self, rows: list[str], vec: str) -> list[str]:
+        """The columns of the 8 x 8 block whose rows are the vectors ``rows``: three rounds of two-vector shuffles
+        (pairs of elements, pairs of pairs, then halves), as the ``unpcklps``/``unpckhps``/``vperm2f128`` transpose."""
+        lo1, hi1 = "0, 8, 1, 9, 4, 12, 5, 13", "2, 10, 3, 11, 6, 14, 7, 15"
+        lo2, hi2 = "0, 1, 8, 9, 4, 5, 12, 13", "2, 3, 10, 11, 6, 7, 14, 15"
+        lo3, hi3 = "0, 1, 2, 3, 8, 9, 10, 11", "4, 5, 6, 7, 12, 13, 14, 15"
+
+        def shuffle(a: str, b: str, mask: str) -> str:
+            lanes = ", ".join(f"i32 {m}" for m in mask.split(", "))
+            return self.emit(f"shufflevector {vec} {a}, {vec} {b}, <8 x i32> <{lanes}>")
+
+        t = [shuffle(rows[k & ~1], rows[k | 1], lo1 if k % 2 == 0 else hi1) for k in range(8)]
+        # t0 = lo(r0, r1), t1 = hi(r0, r1), t2 = lo(r2, r3), ...
+        u = [
+            shuffle(t[0], t[2], lo2), shuffle(t[0], t[2], hi2), shuffle(t[1], t[3], lo2), shuffle(t[1], t[3], hi2),
+            shuffle(t[4], t[6], lo2), shuffle(t[4], t[6], hi2), shuffle(t[5], t[7], lo2), shuffle(t[5], t[7], hi2),
+        ]  # fmt: skip
+        columns = [""] * 8
+        for k in range(4):
+            columns[k] = shuffle(u[k], u[k + 4], lo3)
+            columns[k + 4] = shuffle(u[k], u[k + 4], hi3)
+        return columns
+
     def interchanged(
         self, nest: scf.ParallelOp, pre: list[Operation], loops: list[scf.ForOp], store: memref.StoreOp
     ) -> None:
@@ -1048,7 +1116,10 @@ def emit_nest(nest: scf.ParallelOp, name: str) -> NestFunction:
         e.hoisted.add(op)
     plan = _interchange(nest, e.hoisted)
     scatter = _interchange_stores(nest, e.hoisted) if plan is None else None
-    if plan is not None:
+    transpose = _block_transpose(nest, e.hoisted) if plan is None and scatter is None else None
+    if transpose is not None:
+        e.transposed(nest, *transpose)
+    elif plan is not None:
         e.interchanged(nest, *plan)
     elif scatter is not None:
         e.interchanged_stores(nest, scatter)
@@ -1143,6 +1214,37 @@ def _depends(v: SSAValue, values: set[SSAValue]) -> bool:
         return True
     owner = v.owner
     return isinstance(owner, Operation) and any(_depends(x, values) for x in owner.operands)
+
+
+BLOCK = 8
+"""The side of the square blocks a transposing copy is done in (``_Emitter.transposed``)."""
+
+
+Transpose = tuple[memref.LoadOp, memref.StoreOp, int, int]
+"""A transposing copy's load and store and the dims along which they are contiguous (``_block_transpose``)."""
+
+
+def _block_transpose(nest: scf.ParallelOp, hoisted: set[Operation]) -> Transpose | None:
+    """``(load, store, p, q)`` when ``nest`` is a transposing copy done in blocks: its body stores, at its induction
+    variables in order, what it loads at a permutation of them (no other op); the destination's last dim ``p`` is
+    not the source's last dim ``q``, both run a multiple of ``BLOCK`` times from 0, neither is the first dim (the
+    one threads split), and all dims have constant extents. Else None."""
+    ivs = list(nest.body.block.args)
+    ops = [op for op in nest.body.block.ops if op not in hoisted and not isinstance(op, scf.ReduceOp)]
+    if len(ivs) < 3 or len(ops) != 2 or not isinstance(ops[0], memref.LoadOp) or not isinstance(ops[1], memref.StoreOp):
+        return None
+    load, store = ops
+    if store.value is not load.results[0] or list(store.indices) != ivs:
+        return None
+    if sorted(map(id, load.indices)) != sorted(map(id, ivs)) or len(set(map(id, load.indices))) != len(ivs):
+        return None
+    if llvm_type(store.value.type) not in ("float", "double", "i32", "i64"):
+        return None
+    extents = [_dim_trip_count(nest, k) for k in range(len(ivs))]
+    p, q = len(ivs) - 1, ivs.index(load.indices[-1])
+    if p == q or q == 0 or 0 in extents or extents[p] % BLOCK or extents[q] % BLOCK:
+        return None
+    return load, store, p, q
 
 
 def _transposes(nest: scf.ParallelOp) -> bool:
