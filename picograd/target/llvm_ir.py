@@ -26,7 +26,10 @@ one ``getelementptr`` of the linearized index. ``i1`` elements are stored as byt
 ``scf`` regions become basic blocks (loop headers with ``phi`` nodes for the induction variable and the
 ``iter_args``). The ``fadd``/``fmul`` that accumulate a reduction in an ``scf.for`` carry the ``reassoc`` flag,
 so that LLVM may vectorize the reduction (a different summation order, as numpy's pairwise summation is one too);
-no other float operation is reassociated or contracted.
+no other float operation is reassociated or contracted. Short perfectly nested loops whose accesses all advance
+with their flat index run as one flat loop (``_flattened``, ``_flat_dims``; addresses from the affine form of the
+indices, ``_affine``), so that the 8 iterations of an image row do not stop LLVM's vectorizer; a transposing copy
+runs in 8 x 8 blocks transposed with shuffles (``_block_transpose``).
 
 ``fptosi``/``fptoui`` follow x86 and numpy: NaN and out-of-range values give the smallest integer (LLVM leaves them
 undefined); 16-bit floats raise :class:`Unsupported` (the runtime runs such kernels with numpy).
