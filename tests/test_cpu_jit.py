@@ -605,3 +605,31 @@ def test_transposing_copies_run_in_register_blocks(dtype: type, monkeypatch, rng
                 assert any("shufflevector" in t for t in texts) == blocked, (shape, perm)
     finally:
         pg.set_num_threads(before)
+
+
+def test_flat_loops_and_block_transposes_on_random_layouts(rng: np.random.Generator) -> None:
+    """Random 4-D shapes (dims of 1 to 16, powers of two and not) through a random permute, a reshape that splits
+    and merges dims (GroupNorm's grouping), elementwise math, sums over random dims and a permute back: the JIT
+    step (flat loops, affine addresses, block transposes where they apply) against the numpy executor."""
+    sizes = (1, 2, 3, 4, 8, 16)
+    for case in range(16):
+        shape = tuple(int(rng.choice(sizes)) for _ in range(4))
+        perm = tuple(int(p) for p in rng.permutation(4))
+        dims = tuple(sorted(int(d) for d in rng.choice(4, size=int(rng.integers(1, 4)), replace=False)))
+        x = rng.standard_normal(shape).astype(np.float32)
+        y = rng.standard_normal(tuple(shape[p] for p in perm)).astype(np.float32)
+
+        def f(a: pg.Tensor, b: pg.Tensor, perm=perm, dims=dims) -> tuple[pg.Tensor, ...]:
+            t = a.permute(*perm) * b + 1.0
+            n0, n1, n2, n3 = t.shape
+            g = t.reshape(n0, n1 * n2, n3).exp().reshape(n0, n1, n2, n3)
+            s = (g * t).sum(dims)
+            return s, (g * 2.0).permute(*np.argsort(perm).tolist()), t.reshape(-1, n3).sum(0)
+
+        with np.errstate(all="ignore"):
+            got = [v.numpy() for v in pg.compile(f)(pg.tensor(x), pg.tensor(y))]
+        t64 = x.astype(np.float64).transpose(perm) * y + 1
+        g64 = np.exp(t64)
+        want = [(g64 * t64).sum(dims), (2 * g64).transpose(np.argsort(perm)), t64.reshape(-1, t64.shape[-1]).sum(0)]
+        for k, (a, b) in enumerate(zip(got, want, strict=True)):
+            np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-3, err_msg=f"case {case} {shape} {perm} {dims} out {k}")
