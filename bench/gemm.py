@@ -146,8 +146,8 @@ def run_executable(torch, cuda, name: str, m: int, n: int, k: int, a, b, ref, dt
     prog = compile_for_cuda(matmul_module(m, n, k, dtype), arch="sm_90a", matmul_schedule=schedule)
     exe = prog.executable()
     compile_s = time.perf_counter() - t0
-    np_dtype = {"bf16": ml_dtypes.bfloat16, "fp16": np.float16}[dtype]
-    view = {"bf16": torch.int16, "fp16": torch.float16}[dtype]
+    np_dtype = {"bf16": ml_dtypes.bfloat16, "fp16": np.float16, "fp32": np.float32}[dtype]
+    view = {"bf16": torch.int16, "fp16": torch.float16, "fp32": torch.float32}[dtype]
     host = [x.contiguous().view(view).cpu().numpy().view(np_dtype) for x in (a, b)]
     da, db = (cuda.DeviceBuffer.from_numpy(x) for x in host)
     (dc,) = exe(da, db)

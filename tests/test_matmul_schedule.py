@@ -19,6 +19,7 @@ on "cuda" at a batch where ``auto`` tiles all three matmuls, against torch in fl
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 
@@ -35,7 +36,14 @@ from picograd.driver.gpu_compile import CudaProgram, compile_for_cuda
 from picograd.driver.pipeline import lower_to
 from picograd.passes.kinds.base import MalformedNest
 from picograd.passes.kinds.matmul import read_matmul
-from picograd.passes.kinds.matmul_rungs import AUTO_MIN_FMAS, MIN_SMALL_TILES, SCHEDULES, SMS, choose
+from picograd.passes.kinds.matmul_rungs import (
+    AUTO_MIN_FMAS,
+    MIN_SMALL_TILES,
+    SCHEDULES,
+    SIMT_BLOCKS_PER_SM,
+    SMS,
+    choose,
+)
 from picograd.runtime import cuda
 from picograd.target import ptxas
 
@@ -148,11 +156,19 @@ def test_choose() -> None:
     assert choose(1 << 12, 1 << 12, 1, 1, f32) is not None and 1 << 24 == AUTO_MIN_FMAS
     assert choose((1 << 12) - 1, 1 << 12, 1, 1, f32) is None
     assert choose(4096, 4096, 4096, 1, f32).bm == 128  # type: ignore[union-attr]
-    # Too few 64x64 tiles (a deep K over a small output: a weight gradient) stay a thread per output (f32 split-K is
-    # not auto's yet); bf16 takes mma-sync with split_k (kinds/matmul_split.py).
-    assert choose(64, 64 * (MIN_SMALL_TILES - 1), 4096, 1, f32) is None
-    assert choose(64, 64 * MIN_SMALL_TILES, 4096, 1, f32) == small
+    # A few 64x64 tiles over a deep K (a weight gradient) split K (kinds/matmul_split.py) into chunks of a multiple
+    # of 64, up to 6 blocks an SM (SIMT_BLOCKS_PER_SM); where K does not split so, too few tiles stay a thread per
+    # output. bf16 takes mma-sync with split_k, up to a block an SM.
+    assert choose(64, 64 * (MIN_SMALL_TILES - 1), 4096, 1, f32) == dataclasses.replace(small, split_k=8)
+    assert choose(64, 64 * (MIN_SMALL_TILES - 1), 1000, 1, f32) is None
+    assert choose(64, 64 * MIN_SMALL_TILES, 1000, 1, f32) == small
     assert choose(64, 64, 4096, 1, f32, "bf16").split_k == 8  # type: ignore[union-attr]
+    assert SMS * SIMT_BLOCKS_PER_SM == 792
+    # the f32 GPT's weight gradients over 16384 tokens (auto, 64x64 tiles): 36, 108 and 144 tiles, and the lm head's 12
+    for (m, n), splits in {(384, 384): 16, (1152, 384): 4, (384, 1536): 4, (1536, 384): 4, (65, 384): 32}.items():
+        assert choose(m, n, 16384, 1, f32) == dataclasses.replace(small, split_k=splits), (m, n)
+    assert choose(256, 32, 2048, 1, f32).split_k == 4  # type: ignore[union-attr]  # the DDPM's (no spills, sm_90)
+    assert choose(384, 384, 16384, 1, f32, "bf16").split_k == 2  # type: ignore[union-attr]  # bf16: as before
 
 
 def test_unknown_schedule_is_an_error() -> None:

@@ -58,6 +58,7 @@ EMULATED = [
     (MM(64, 64, 256, dtype="bf16"), SMALL_MMA_TILE, 4),
     (MM(40, 24, 200, ta=True, dtype="bf16"), SMALL_MMA_TILE, 3),  # ragged: chunks of 67, the last 66
     (MM(64, 64, 128, tb=True, dtype="f32"), SMALL_TILE, 4),
+    (MM(64, 64, 256, ta=True, dtype="f32"), SMALL_TILE, 4),  # a weight gradient's layout (dY.T @ X)
     (MM(24, 20, 90, dtype="f32"), SMALL_TILE, 4),  # ragged
 ]
 
@@ -70,7 +71,8 @@ def test_split_on_the_emulator(shape: MM, rung, splits: int, rng: np.random.Gene
     launches = [s for s in program.steps if isinstance(s, cuda.Launch)]
     assert len(launches) == 2 and launches[0].grid[2] == splits  # type: ignore[index]
     if shape.k % splits == 0:  # whole chunks: the operands are still plain tiles (cp.async, 16-byte loads)
-        assert "cp.async" in program.ptx and (rung.tensor_core or "ld.global.v4.f32" in program.ptx)
+        # (an f32 B tile read N-major takes 16-byte loads through registers; with ta both tiles keep their order)
+        assert "cp.async" in program.ptx and (rung.tensor_core or shape.ta or "ld.global.v4.f32" in program.ptx)
     a, b = shape.inputs(rng)
     (got,) = run_program(program, [a, b])
     _check(shape, got, a, b)
@@ -115,12 +117,27 @@ def _run_on_gpu(program, inputs: list[np.ndarray]) -> np.ndarray:
     return out.to_numpy()
 
 
+def test_auto_splits_an_f32_weight_gradient() -> None:
+    """f32 ``auto``: one 64x64 tile over K = 4096 (dY.T @ X) takes cp-async split 8 (up to 6 blocks an SM,
+    ``SIMT_BLOCKS_PER_SM``): the partial matmuls' 8 z blocks, then the sum; ptxas strict. (Its values: the f32 rows
+    of ``EMULATED``, K too long for the emulator here.)"""
+    program = compile_for_cuda(MM(64, 64, 4096, ta=True).module())
+    program.assemble(strict=True)
+    launches = [s for s in program.steps if isinstance(s, cuda.Launch)]
+    assert len(launches) == 2 and list(launches[0].grid) == [1, 1, 8]  # type: ignore[attr-defined]
+    assert "cp.async.cg.shared.global" in program.ptx  # both tiles in their memory order: 16-byte copies
+
+
 GPU_SHAPES = [
     # auto's choice on sm_90a at the GPT step's weight gradients (dY.T @ X over 16384 tokens: wgmma-ws split 16
-    # and 4) and the lm head's (65 wide: mma-sync split 8)
+    # and 4) and the lm head's (65 wide: mma-sync split 8); in f32 cp-async on 64x64 tiles (split 16, 4 and 32)
     MM(384, 384, 16384, ta=True, dtype="bf16"),
     MM(1152, 384, 16384, ta=True, dtype="bf16"),
     MM(65, 384, 16384, ta=True, dtype="bf16"),
+    MM(384, 384, 16384, ta=True, dtype="f32"),
+    MM(1152, 384, 16384, ta=True, dtype="f32"),
+    MM(65, 384, 16384, ta=True, dtype="f32"),
+    MM(256, 32, 2048, ta=True, dtype="f32"),  # the DDPM's (split 4)
 ]
 
 

@@ -212,6 +212,11 @@ SMS = 132
 """Streaming multiprocessors of the H200: below one 128x128 tile per SM, ``auto`` takes 64x64 tiles."""
 SMALL_TILE = dataclasses.replace(SCHEDULES[BEST], warps=(2, 2), reps=(1, 2))
 """``cp-async`` on 64x64x16 tiles (128 threads, 4x8 outputs each): for grids of fewer 128x128 tiles than SMs."""
+SIMT_BLOCKS_PER_SM = 6
+"""Blocks of :data:`SMALL_TILE` an SM holds at once (4 warps, 80 registers a thread: 6 fit; ptxas, sm_90a): split-K
+gives its matmuls up to this many a SM, where one block an SM would run 4 warps, too few to hide the FMA and
+shared-memory latencies, and two or three leave the SMs that hold one block more than the others idle at the end
+(the GPT's f32 weight gradients over 16384 tokens: 384 x 1536, 144 tiles, split 4; 384 x 384, 36 tiles, split 16)."""
 SHARED_BYTES = 48 * 1024
 """Static shared memory a block may declare (PTX ``.shared``; more needs dynamic shared memory)."""
 MAX_GRID_YZ = 65535
@@ -251,9 +256,9 @@ def choose(m: int, n: int, k: int, batch: int, element: Attribute, precision: st
     ``mma-sync`` for bf16/fp16/tf32 from :data:`AUTO_MIN_TENSOR_FMAS` multiply-adds up when M, N and K are at least
     :data:`MIN_TENSOR_EXTENT` (128x128 tiles when they give every SM one, else 64x64); otherwise, for f32,
     ``cp-async`` on 128x128 tiles when they give every SM at least one, else on 64x64 tiles (fewer than
-    :data:`MIN_SMALL_TILES` of those: a thread per output). ``mma-sync`` takes ``split_k``
-    (:func:`~picograd.passes.kinds.matmul_split.split_k`) when its tiles fill fewer than half the SMs and K is
-    deep."""
+    :data:`MIN_SMALL_TILES` of those and K too shallow to split: a thread per output). ``mma-sync`` and the 64x64
+    ``cp-async`` take ``split_k`` (:func:`~picograd.passes.kinds.matmul_split.split_k`) when their tiles fill fewer
+    than half the SMs and K is deep."""
     fmas = m * n * k * batch
     if precision in TENSOR_CORE["mma-sync"][0] and fmas >= AUTO_MIN_TENSOR_FMAS and min(m, n, k) >= MIN_TENSOR_EXTENT:
         rung = SCHEDULES["mma-sync"] if batch * -(-m // 128) * -(-n // 128) >= SMS else SMALL_MMA_TILE
@@ -262,15 +267,18 @@ def choose(m: int, n: int, k: int, batch: int, element: Attribute, precision: st
         return None
     if batch * -(-m // 128) * -(-n // 128) >= SMS:
         return SCHEDULES[BEST]
-    # A few output tiles with a deep K (a weight gradient, 200x30 over a batch of 4096) would leave most SMs idle
-    # for a long loop; a thread per output at least spreads the work. Split-K (forced: ``split_k`` on this rung)
-    # is not auto's choice for f32 yet: the DDPM's 256x32x2048 partial matmuls spill 8 bytes (ptxas, sm_90).
-    return SMALL_TILE if batch * -(-m // 64) * -(-n // 64) >= MIN_SMALL_TILES else None
+    # A few output tiles with a deep K (a weight gradient: 384 x 384 over the GPT's 16384 tokens is 36 tiles of 64x64
+    # on 132 SMs, each a 16384-long loop) would leave most SMs idle: split-K; where K does not split, a thread per
+    # output at least spreads the work over fewer than MIN_SMALL_TILES tiles.
+    small = with_split(SMALL_TILE, m, n, k, batch)
+    return small if small.split_k > 1 or batch * -(-m // 64) * -(-n // 64) >= MIN_SMALL_TILES else None
 
 
 def with_split(s: Schedule, m: int, n: int, k: int, batch: int) -> Schedule:
-    """``s`` with ``auto``'s ``split_k`` for the matmul's tiles of ``s`` and its K."""
-    return dataclasses.replace(s, split_k=split_k(batch * -(-m // s.bm) * -(-n // s.bn), k, SMS))
+    """``s`` with ``auto``'s ``split_k`` for the matmul's tiles of ``s`` and its K (a SIMT rung's 4-warp blocks
+    count :data:`SIMT_BLOCKS_PER_SM` to an SM)."""
+    per_sm = 1 if s.tensor_core else SIMT_BLOCKS_PER_SM
+    return dataclasses.replace(s, split_k=split_k(batch * -(-m // s.bm) * -(-n // s.bn), k, SMS, per_sm))
 
 
 def fit_shared_memory(s: Schedule, element_bytes: int) -> Schedule:

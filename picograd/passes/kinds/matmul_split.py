@@ -6,9 +6,10 @@ idles. Cutting K into ``S`` chunks gives ``S`` times the blocks, each with ``1/S
 
 **The rule** (:func:`split_k`, read by ``matmul_rungs.choose`` and ``pg-schedule``'s wgmma choice, recorded as the
 ``split_k`` parameter of the matmul's ``#kernel.schedule``): a matmul of ``tiles`` output tiles (its rung's tile,
-times the batch) fewer than half the SMs is split into the largest ``S`` that divides K into chunks of a multiple
-of :data:`GRANULE` elements, at least :data:`MIN_CHUNK` long, with ``S * tiles`` at most the SMs. None such: 1 (no
-split). Forced schedules may name any ``split_k`` (a ragged last chunk included).
+times the batch) fewer than half the block slots (the SMs, times the blocks of the rung an SM needs to run at its
+rate: 1 for the tensor-core rungs, 6 for the 64x64 SIMT tile of f32) is split into the largest ``S`` that divides K
+into chunks of a multiple of :data:`GRANULE` elements, at least :data:`MIN_CHUNK` long, with ``S * tiles`` at most
+the slots. None such: 1 (no split). Forced schedules may name any ``split_k`` (a ragged last chunk included).
 
 **The rewrite** (``pg-split-k``, ahead of ``pg-matmul-schedule``). The marked nest (``matmul.to_loops``'s form)::
 
@@ -50,12 +51,15 @@ GRANULE = 64
 tile of a partial matmul straddles two chunks."""
 
 
-def split_k(tiles: int, k: int, sms: int) -> int:
+def split_k(tiles: int, k: int, sms: int, per_sm: int = 1) -> int:
     """``auto``'s chunks of K for a matmul of ``tiles`` output tiles and depth ``k`` on ``sms`` SMs (see the module
-    docstring): 1 when the tiles fill half the SMs or no chunking fits."""
-    if 2 * tiles > sms:
+    docstring), where a tile's block fills an SM's ``per_sm``-th part (1: the tensor-core rungs' 128-thread and
+    384-thread blocks; 6: the SIMT ``cp-async`` rung's 64x64 tiles, 4 warps a block, which need several blocks an SM
+    to hide their latency): 1 when the tiles fill half of the ``sms * per_sm`` block slots or no chunking fits."""
+    slots = sms * per_sm
+    if 2 * tiles > slots:
         return 1
-    for s in range(sms // max(tiles, 1), 1, -1):
+    for s in range(slots // max(tiles, 1), 1, -1):
         if k % s == 0 and (k // s) % GRANULE == 0 and k // s >= MIN_CHUNK:
             return s
     return 1
