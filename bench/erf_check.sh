@@ -3,8 +3,8 @@
 # time-limited. Writes to $OUT:
 #   pytest_gpu.log          the GPU math test (tests/test_gpu_ops.py: the PTX erf/exp/... bit for bit as
 #                           gpu_math's numpy model, and within MEASURED_ULP of scipy) and the bf16 GPT step tests
-#   gelu_sass.txt           bench/gelu_sass.py --layers 6: the names of the step's erf kernels (GELU forward: 77-79
-#                           SASS instructions an element, backward 111-114; they were 124 and 156)
+#   gelu_sass.txt           bench/gelu_sass.py --layers 6: the names of the step's erf kernels (GELU forward: 75-77
+#                           SASS instructions an element, backward 110-112; they were 122-124 and 155-157)
 #   ncu_gpt.csv, launches.json, gpt_profile.txt
 #                           one GPT bf16 train step under Nsight Compute (bench/gpu_profile.py), every kernel by total
 #                           time: the erf kernels are the *_cast kernels of grid [98304, 1, 1] named in gelu_sass.txt;

@@ -30,15 +30,16 @@ results are checked against numpy, so every function here is built from correctl
   f64 (the reduction needs more than 24 bits) and the result rounded once to f32.
 - ``erf`` in f32 (``erf_f32``, the GELU's; the CPU JIT's too): two short branches, each straight-line code, and a
   select (a warp of a GELU's activations nearly always holds both kinds, so a branch would run both anyway). On
-  ``|x| < 3/4`` ``erf(x) = x + x P(x*x)`` with ``P`` of degree 5; on ``3/4 <= |x| < 3.9192`` ``erf = 1 - 2**q``
-  with ``q = |x| R(|x|) ~ log2 erfc |x|`` (``R`` of degree 5), and ``2**q = 2**n (1 + f E(f))`` for ``n = rint(q)``
-  (one add of ``1.5 * 2**23 + 127``, whose low bits are then the exponent field of ``2**n``) and ``f = |x| R - n``
-  (one fma, so ``f`` is rounded once near 0 rather than as ``q``), ``E`` of degree 5; the result is assembled as
-  ``(1 - 2**n) - (2**n f) E(f)`` (both parts exact but the final fma); 1 beyond, the sign copied back. The
+  ``|x| < 3/4`` ``erf(x) = x + x P(x*x)`` with ``P`` of degree 5; on ``3/4 <= |x|`` (clamped to 3.9192, where
+  ``erf`` rounds to 1 and so does this) ``erf = 1 - 2**q`` with ``q = |x| R(|x|) ~ log2 erfc |x|`` (``R`` of degree
+  5), and ``2**q = 2**n (1 + f E(f))`` for ``n = rint(q)`` (one fma ``|x| R + 1.5 * 2**23 + 127``, whose low bits are
+  then the exponent field of ``2**n``) and ``f = |x| R - n`` (one fma, so ``f`` is rounded once near 0 rather than
+  as ``q``), ``E`` of degree 5; the result is assembled as ``(1 - 2**n) - (2**n f) E(f)`` (both parts exact for
+  ``n >= -24``, so only the final fma rounds a value near 1); the sign copied back. The
   approach of ``1 - exp(polynomial)`` beyond a small-argument odd polynomial is that of CUDA's ``erff`` (and of
   N. Juffa's published versions); the coefficients are picograd's own weighted minimax fits
   (``tools/fit_gpu_math.py``: Lawson's algorithm, coefficients rounded to f32 one at a time from the highest,
-  refitting the rest). About 30 SASS instructions an element (``bench/gelu_sass.py``), against 77 for the f64
+  refitting the rest). 29 SASS instructions an element (``bench/gelu_sass.py``), against 76 for the f64
   scheme below evaluated in f32; error over every f32 input 0.954 ulp (``tools/erf_f32_sweep.py``; the f64
   scheme in f32 measured 1.10 on 3 million samples).
 - ``erf`` in f64: on ``|x| < 1`` the Taylor series ``2/sqrt(pi) sum (-1)**n x**(2n+1) / (n! (2n+1))`` (Abramowitz and
@@ -551,16 +552,19 @@ def erf_f32(m: Arith, x: Any) -> Any:
     fit = ERF_F32
     a = m.abs(x)
     small = m.fma(a, horner(m, m.mul(a, a), fit.small), a)
-    r = horner(m, a, fit.large)
-    j = m.add(m.mul(a, r), m.c(_EXP2_SHIFT))  # _EXP2_SHIFT + rint(q) (ulp 1 there), for -127 < q < 0
+    # the large branch on [boundary, one_from]: 1 at one_from (and for +-inf); a NaN stays (a min that ptxas makes
+    # of this select propagates it) and flows through either branch
+    al = m.sel(m.cmp("gt", a, m.c(fit.one_from)), m.c(fit.one_from), a)
+    r = horner(m, al, fit.large)
+    j = m.fma(al, r, m.c(_EXP2_SHIFT))  # _EXP2_SHIFT + rint(q) (ulp 1 there) for q = al r, -127 < q < 0
     n = m.sub(j, m.c(_EXP2_SHIFT))  # exact
-    f = m.fma(a, r, m.neg(n))  # rounded once, near 0
+    f = m.fma(al, r, m.neg(n))  # rounded once, near 0
     s = m.from_bits(m.shl(m.bits(j), 23))  # 2**n: the bits n + 127 shifted into the exponent field
-    # 1 - 2**n 2**f = (1 - 2**n) - (2**n f) R(f) with 2**f = 1 + f R(f): 1 - 2**n and 2**n f are exact, so the
-    # rounding errors of R are relative to 2**n f R(f), not to 2**n 2**f
+    # 1 - 2**n 2**f = (1 - 2**n) - (2**n f) E(f) with 2**f = 1 + f E(f): 2**n f is exact, and so is 1 - 2**n but
+    # where n < -24 (then erf rounds to 1 anyway), so the rounding errors of E are relative to 2**n f E(f), not to
+    # 2**n 2**f
     large = m.fma(m.neg(m.mul(s, f)), horner(m, f, fit.exp2), m.sub(m.c(1.0), s))
     y = m.sel(m.cmp("lt", a, m.c(fit.boundary)), small, large)
-    y = m.sel(m.cmp("ge", a, m.c(fit.one_from)), m.c(1.0), y)  # +-inf too; NaN flows through either branch
     return copysign(m, y, x)
 
 
