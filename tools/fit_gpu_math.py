@@ -7,7 +7,12 @@ scaled complementary error function, which is smooth and bounded there: ``h`` go
 interpolation (``mpmath.chebyfit``, 40 significant digits), written in powers of ``u``; its coefficients are small
 (below 0.5), so Horner's rule in ``u`` is well conditioned.
 
-Run ``python tools/fit_gpu_math.py`` and paste the printed tables over ``ERFC_F32``/``ERFC_F64``.
+The f32 erf (``gpu_math.erf_f32``, ``ERF_F32``) is fitted separately (float64 numpy and scipy, :func:`fit_erf_f32`):
+three polynomials, each a weighted minimax fit (Lawson's algorithm) whose weight turns its error into f32 ulps of
+``erf``, with coefficients rounded to f32 one at a time from the highest power, refitting the lower ones.
+
+Run ``python tools/fit_gpu_math.py`` and paste the printed tables over ``ERFC_F32``/``ERFC_F64``/``ERF_F32``
+(``ERFC_F32`` serves ``gpu_math.erf_accurate`` in f32, which only the comparisons of ``bench/`` use now).
 """
 
 from __future__ import annotations
