@@ -77,6 +77,35 @@ def test_max_ulp_error(name: str, kind: str, rng: np.random.Generator) -> None:
     assert errs[worst] <= bound, f"{kind} {name}({x[worst]!r}) = {got[worst]!r}: {errs[worst]:.3f} ulp > {bound}"
 
 
+def test_erf_f32_dense(rng: np.random.Generator) -> None:
+    """The f32 erf (``gpu_math.erf_f32``: two short polynomials, picked by a select) on 200,000 fresh inputs,
+    dense near its branch boundary and where it turns to 1: within ``MEASURED_ULP`` (the worst over every f32 input,
+    ``tools/erf_f32_sweep.py``) of scipy's float64 erf (1e-16 relative: exact at f32 ulps); odd, and its
+    special values exact."""
+    from scipy import special
+
+    fit = gpu_math.ERF_F32
+    x = np.concatenate(
+        [
+            rng.uniform(-4.5, 4.5, 100_000),
+            rng.uniform(fit.boundary - 0.01, fit.boundary + 0.01, 40_000),
+            rng.uniform(fit.one_from - 0.05, fit.one_from + 0.05, 20_000),
+            np.exp(rng.uniform(-100, 0, 40_000)),
+        ]
+    ).astype(np.float32)
+    got = gpu_math.evaluate("erf", "f32", x)
+    want = special.erf(x.astype(np.float64))
+    err = np.abs(got - want) / np.spacing(np.abs(want).astype(np.float32))
+    worst = int(np.argmax(err))
+    assert err[worst] <= gpu_math.MEASURED_ULP["f32"]["erf"], f"erf({x[worst]!r}) = {got[worst]!r}: {err[worst]} ulp"
+    assert (gpu_math.evaluate("erf", "f32", -x) == -got).all()
+    edges = np.array([0.0, -0.0, 1e-45, -1e-45, np.inf, -np.inf, np.nan, 1e30], np.float32)
+    got = gpu_math.evaluate("erf", "f32", edges)
+    want = special.erf(edges.astype(np.float64)).astype(np.float32)
+    assert ((got == want) | (np.isnan(got) & np.isnan(want))).all(), got
+    assert (np.signbit(got) == np.signbit(edges))[~np.isnan(edges)].all()
+
+
 @pytest.mark.parametrize("kind", ["f32", "f64"])
 def test_pow_error(kind: str, rng: np.random.Generator) -> None:
     dt = np.float32 if kind == "f32" else np.float64

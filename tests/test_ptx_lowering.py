@@ -434,3 +434,32 @@ def test_compile_for_cuda_leaves_its_argument_alone() -> None:
     before = str(module)
     compile_for_cuda(module)
     assert str(module) == before
+
+
+def erf_f32_inputs(rng: np.random.Generator, n: int) -> np.ndarray:
+    """Fresh random f32 inputs of ``erf`` over both branches, plus its edge cases: signed zeros, subnormals, the
+    branch boundary and the point where ``erf`` rounds to 1 (and a few ulps either side), infinities, NaN."""
+    from picograd.target import gpu_math
+
+    fit = gpu_math.ERF_F32
+    edges = [0.0, -0.0, 1e-45, -1e-45, 1e-38, 1e-30, np.inf, -np.inf, np.nan, 100.0, -3e38]
+    for point in (fit.boundary, fit.one_from):
+        base = np.float32(point).view(np.int32)
+        edges += list((base + np.arange(-3, 4, dtype=np.int32)).view(np.float32))
+    x = np.concatenate([np.array(edges, np.float32), rng.uniform(-4.5, 4.5, n - len(edges)).astype(np.float32)])
+    return np.concatenate([x, -x[len(edges) :]])
+
+
+def test_erf_f32_ptx_computes_the_modeled_scheme(rng: np.random.Generator) -> None:
+    """The PTX of an f32 ``erf`` (``gpu_math.erf_f32``), run by the emulator, gives bit for bit what ``gpu_math``'s
+    numpy model of it gives (which tests/test_gpu_math.py holds to ``MEASURED_ULP`` against float64), edge cases
+    included; ``erf(-0) = -0``, ``erf(+-inf) = +-1``, ``erf(nan)`` is NaN."""
+    from picograd.target import gpu_math
+
+    x = erf_f32_inputs(rng, 64)
+    module = build([t(x.size)], lambda e, a: [e(pg.ErfOp(a))])
+    (got,) = run_program(compile_for_cuda(module), [x])
+    want = gpu_math.evaluate("erf", "f32", x)
+    same = (got.view(np.int32) == want.view(np.int32)) | (np.isnan(got) & np.isnan(want))
+    assert same.all(), list(zip(x[~same], got[~same], want[~same], strict=True))
+    assert np.signbit(got[1]) and got[1] == 0 and list(got[6:8]) == [1.0, -1.0] and np.isnan(got[8])

@@ -143,10 +143,11 @@ depends on (copied with it) are at most this many and read little more memory th
 
 
 NOT_RECOMPUTED = (pg.ErfOp,)
-"""Elementwise ops that ``recompute`` never copies under ``keep-erf``: an ``erf`` is about 50 vector operations per
-element on the CPU (``gpu_math``'s two branches, one with an ``exp`` and a division), ten times what writing it once
-and reading it back cost (the exact GELU's backward kernel recomputed it: BERT's 4096 x 512, 3.2 ms of a 320 ms
-step)."""
+"""Elementwise ops that ``recompute`` never copies under ``keep-erf``: an ``erf`` was about 50 vector operations per
+element on the CPU (``gpu_math``'s accurate scheme: two branches, one with an ``exp`` and a division), ten times what
+writing it once and reading it back cost (the exact GELU's backward kernel recomputed it: BERT's 4096 x 512, 3.2 ms
+of a 320 ms step). The f32 ``erf`` is now ``gpu_math.erf_f32``, about 30 (0.7 times the CPU time of the GELU
+kernels, ``bench/erf_cpu.py``); not measured again with this rule off."""
 
 
 def _recomputable(op: Operation, never: tuple[type[Operation], ...]) -> bool:
