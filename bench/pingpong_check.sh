@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One GPU run for the ping-pong wgmma matmuls (wgmma-pp, wgmma-pp-192) against wgmma-ws and cuBLAS, about 3 minutes,
+# One GPU run for the ping-pong wgmma matmuls (wgmma-pp, -192, -128) against wgmma-ws and cuBLAS, about 3 minutes,
 # every part time-limited (a hang of the new kernel cannot eat the call). Writes to $OUT:
 #   pytest_gpu.log              the GPU tests of the wgmma schedules (tests/test_matmul_wgmma.py -m gpu: every
 #                               schedule at 128^3, 1000^3 and 4096^3 against float64), ping-pong first
@@ -17,7 +17,7 @@ run pytest_pp 120 "$PY" -m pytest -q -o addopts="" -p no:cacheprovider -rfE -m g
 tail -n 3 "$OUT/pytest_pp.log"
 run pytest_gpu 200 "$PY" -m pytest -q -o addopts="" -p no:cacheprovider -rfE -m gpu tests/test_matmul_wgmma.py
 tail -n 3 "$OUT/pytest_gpu.log"
-run gemm 300 "$PY" bench/gemm.py --dtypes bf16 --schedules wgmma-ws,wgmma-pp,wgmma-pp-192 \
+run gemm 300 "$PY" bench/gemm.py --dtypes bf16 --schedules wgmma-ws,wgmma-pp,wgmma-pp-192,wgmma-pp-128 \
   --shapes 16384x1152x384,16384x384x384,16384x1536x384,16384x384x1536,4096x4096x4096 \
   --out "$OUT/gemm_pingpong_$GPU.jsonl"
 "$PY" - "$OUT/gemm_pingpong_$GPU.jsonl" >"$OUT/compare.txt" <<'PY'
@@ -30,7 +30,7 @@ for shape in shapes:
         continue
     cublas = next(iter(mine.values()))["cublas_ms"]
     cells = "  ".join(f"{s} {1e3 * r['ms']:7.1f} us {100 * r['ratio_to_cublas']:3.0f}%" for s, r in mine.items())
-    pp = [mine[s]["ms"] for s in ("wgmma-pp", "wgmma-pp-192") if s in mine]
+    pp = [r["ms"] for s, r in mine.items() if s.startswith("wgmma-pp")]
     gain = f"  ws/pp {mine['wgmma-ws']['ms'] / min(pp):.2f}" if pp and "wgmma-ws" in mine else ""
     print(f"{'x'.join(map(str, shape)):>16}  cuBLAS {1e3 * cublas:7.1f} us  {cells}{gain}")
 PY

@@ -35,7 +35,9 @@ TEST_SCHEDULES = {
     "wgmma": wg.WgmmaSchedule("wgmma", consumers=1, bn=64, stages=2),
     "wgmma-ws": wg.WgmmaSchedule("wgmma-ws", consumers=1, bn=64, stages=2, specialised=True),
     "wgmma-pp": wg.WgmmaSchedule("wgmma-pp", consumers=2, bn=64, stages=3, specialised=True, pingpong=True),
-}
+    "wgmma-pp-128": wg.WgmmaSchedule("wgmma-pp-128", consumers=2, bn=64, stages=3, specialised=True, pingpong=True,
+                                     atoms=2),
+}  # fmt: skip
 
 
 def module_of(s: wg.WgmmaSchedule, p: wg.Problem) -> tuple[ptx.ModuleOp, ptx.FuncOp]:
@@ -119,22 +121,26 @@ def test_wgmma_kernel_assembles_at_4096_with_hgmma_and_no_local_memory(name: str
     assert loop.get("HGMMA", 0) >= 4 and loop.get("SYNCS", 0) >= 1, loop
 
 
-#: ``wgmma-pp`` over many tiles: 12 tiles of 64x64 on 3 blocks, two for each consumer warpgroup of a block, with K
-#: loops shorter (2 K tiles) and longer (5) than the ring of 3 stages, and as long (3), with a bf16 output.
+#: The ping-pong kernels over many tiles: 12 tiles on 3 blocks, two for each consumer warpgroup of a block, with K
+#: loops shorter (2 K tiles) and longer (4, 5) than the ring of 3 stages, and as long (3); a bf16 output, M/N-major
+#: operands, and (``wgmma-pp-128``: two 64-row slabs a warpgroup) a ragged edge.
 PINGPONG_CASES = {
-    "short_k": wg.Problem(256, 192, 128),
-    "long_k": wg.Problem(256, 192, 320, out_dtype="bf16"),
-    "k_is_stages": wg.Problem(256, 192, 192, majors=("k", "mn")),
+    "short_k": ("wgmma-pp", wg.Problem(256, 192, 128)),
+    "long_k": ("wgmma-pp", wg.Problem(256, 192, 320, out_dtype="bf16")),
+    "k_is_stages": ("wgmma-pp", wg.Problem(256, 192, 192, majors=("k", "mn"))),
+    "slabs_short_k": ("wgmma-pp-128", wg.Problem(512, 192, 128, majors=("mn", "k"))),
+    "slabs_ragged": ("wgmma-pp-128", wg.Problem(500, 180, 200, out_dtype="bf16")),
 }
 
 
-@pytest.mark.parametrize("problem", PINGPONG_CASES.values(), ids=list(PINGPONG_CASES))
-def test_pingpong_warpgroups_take_turns_over_many_tiles(problem: wg.Problem, rng: np.random.Generator) -> None:
+@pytest.mark.parametrize(("name", "problem"), PINGPONG_CASES.values(), ids=list(PINGPONG_CASES))
+def test_pingpong_warpgroups_take_turns_over_many_tiles(name: str, problem: wg.Problem, rng: np.random.Generator
+                                                        ) -> None:  # fmt: skip
     """Each consumer warpgroup's (stage, phase) skips the other's K tiles; its main loop waits for its turn, so
     that every full-mbarrier wait means the current or the previous phase (the emulator checks each wait against
     what the thread has seen complete: without the turns, the second warpgroup's first wait names a phase two
     behind the mbarrier's, and raises)."""
-    run(TEST_SCHEDULES["wgmma-pp"], problem, rng)
+    run(TEST_SCHEDULES[name], problem, rng)
 
 
 def test_wgmma_kernel_refuses_what_it_cannot_compute() -> None:
@@ -145,6 +151,10 @@ def test_wgmma_kernel_refuses_what_it_cannot_compute() -> None:
         wg.build_kernel(s, wg.Problem(64, 64, 64, dtype="f32"), "mm")
     with pytest.raises(ValueError, match="bn=12"):
         wg.build_kernel(wg.WgmmaSchedule("wgmma", 1, 12, 2), wg.Problem(64, 64, 64), "mm")
+    with pytest.raises(ValueError, match="ping-pong takes a producer warpgroup"):
+        wg.WgmmaSchedule("pp", 1, 64, 3, specialised=True, pingpong=True).check()
+    with pytest.raises(ValueError, match="2 slabs of 64 rows a consumer"):
+        wg.WgmmaSchedule("pp", 2, 256, 3, specialised=True, pingpong=True, atoms=2).check()
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -42,7 +42,8 @@ The kernel follows the public H100 GEMM worklogs (Pranjal Shankhdhar, "Outperfor
   the previous phase of the stage's full mbarrier, as ``mbarrier.try_wait.parity`` requires (PTX ISA 8.0 section
   9.7.12.15.16; without the turns, the second warpgroup waited on phases two ahead of the producer, which the
   one-bit parity aliased, and the kernel faulted on an H100). The epilogues need no turn: they touch no shared
-  state. A stage's empty mbarrier takes one arrival (its one reader).
+  state. A stage's empty mbarrier takes one arrival (its one reader). ``wgmma-pp-128``: tiles of 128 rows, each
+  consumer issuing two m64 wgmma a k16 (two sets of accumulators), for fewer bytes loaded an output.
 - **Epilogue**: each thread stores its accumulators (pairs of adjacent columns: ``st.global.v2.f32``, or
   ``st.global.v2.b16`` of two bf16/f16 rounded to nearest even by ``cvt.rn``) where they fall inside C, skipping
   the column groups past N.
@@ -115,7 +116,8 @@ class WgmmaSchedule:
     ``bn`` columns (the wgmma N), ``stages`` shared-memory buffers; ``specialised`` adds the producer warpgroup
     and makes the grid ``persistent``; ``pingpong`` (with ``specialised`` and two consumers) gives each consumer
     warpgroup whole tiles of its own (BM = 64), their main loops taken in turn, so that one's epilogue runs under
-    the other's main loop. ``producer_regs``/``consumer_regs`` are the ``setmaxnreg`` counts."""
+    the other's main loop; ``atoms`` (ping-pong only) is the 64-row slabs of a consumer's tile (one m64 wgmma and
+    BN/2 accumulators each: BM = 64 * atoms). ``producer_regs``/``consumer_regs`` are the ``setmaxnreg`` counts."""
 
     name: str
     consumers: int
@@ -125,10 +127,11 @@ class WgmmaSchedule:
     producer_regs: int = 40
     consumer_regs: int = 232
     pingpong: bool = False
+    atoms: int = 1
 
     @property
     def bm(self) -> int:
-        return 64 if self.pingpong else 64 * self.consumers
+        return 64 * self.atoms if self.pingpong else 64 * self.consumers
 
     @property
     def threads(self) -> int:
@@ -151,6 +154,9 @@ class WgmmaSchedule:
             raise ValueError(f"{self.name}: {self.consumers} consumer warpgroups, {self.stages} stages")
         if self.pingpong and not (self.specialised and self.consumers == 2):
             raise ValueError(f"{self.name}: ping-pong takes a producer warpgroup (specialised) and two consumers")
+        if self.atoms < 1 or (self.atoms > 1 and not self.pingpong) or self.atoms * self.bn > 256:
+            raise ValueError(f"{self.name}: {self.atoms} slabs of 64 rows a consumer (ping-pong only; at most "
+                             "128 accumulators a thread)")  # fmt: skip
         if self.shared_bytes > MAX_SHARED:
             raise ValueError(f"{self.name}: {self.shared_bytes} bytes of shared memory (at most {MAX_SHARED})")
 
@@ -160,10 +166,13 @@ SCHEDULES: dict[str, WgmmaSchedule] = {
     "wgmma-ws": WgmmaSchedule("wgmma-ws", consumers=2, bn=256, stages=4, specialised=True),
     "wgmma-pp": WgmmaSchedule("wgmma-pp", consumers=2, bn=256, stages=5, specialised=True, pingpong=True),
     "wgmma-pp-192": WgmmaSchedule("wgmma-pp-192", consumers=2, bn=192, stages=6, specialised=True, pingpong=True),
-}
+    "wgmma-pp-128": WgmmaSchedule("wgmma-pp-128", consumers=2, bn=128, stages=6, specialised=True, pingpong=True,
+                                  atoms=2),
+}  # fmt: skip
 """The tensor-core rungs that run on wgmma (sizes for large matmuls: fast.cu's 128x128 and 128x256 tiles;
 ``wgmma-pp``: the ping-pong schedule on 64x256 tiles, for short K loops, where storing a tile takes about as long
-as computing it; ``wgmma-pp-192`` on 64x192 tiles, which divide the GPT's N = 384, 1152 and 1536 exactly)."""
+as computing it; ``wgmma-pp-192`` on 64x192 tiles, which divide the GPT's N = 384, 1152 and 1536 exactly;
+``wgmma-pp-128`` on 128x128 tiles, two m64n128k16 a k16, which read 20% fewer bytes an output than 64x256 ones)."""
 
 
 @dataclass(frozen=True)
@@ -389,18 +398,21 @@ class _Kernel(PipelineBuilder):
         false for the first K tile of an output tile (D = A @ B, not + D). Then wait until at most ``pending``
         groups are in flight."""
         a, b, _ = self.stage_addr(stage)
-        a = ptx.MadOp(consumer, imm(64 * BK * 2), a, "u32", mode="lo").result
+        slab = 64 * BK * 2  # 64 rows of A: 64 K-major rows of 128 bytes, or one M/N-major box of 64 x BK
+        a = ptx.MadOp(consumer, imm(self.s.atoms * slab), a, "u32", mode="lo").result
         majors = self.p.majors
-        da, db = self.descriptor(a, majors[0]), self.descriptor(b, majors[1])
+        das = [self.descriptor(binop(ptx.AddOp, a, i * slab) if i else a, majors[0]) for i in range(self.s.atoms)]
+        db = self.descriptor(b, majors[1])
         trans = [int(m == "mn") for m in majors]
         ptx.WgmmaFenceOp()
         for kk in range(BK // WGMMA_K):
             # the next 16 of K: 32 bytes along a K-major row, 16 rows (2048 bytes) of an M/N-major tile; >> 4
             steps = [(2 if m == "k" else 128) * kk for m in majors]
-            desc_a = ptx.AddOp(da, imm(steps[0], "b64"), "s64").result if kk else da
             desc_b = ptx.AddOp(db, imm(steps[1], "b64"), "s64").result if kk else db
-            ptx.WgmmaMmaAsyncOp(self.s.bn, self.p.dtype, self.acc, desc_a, desc_b, first if kk == 0 else self.true,
-                                trans_a=trans[0], trans_b=trans[1])  # fmt: skip
+            for acc, da in zip(self.acc, das, strict=True):
+                desc_a = ptx.AddOp(da, imm(steps[0], "b64"), "s64").result if kk else da
+                ptx.WgmmaMmaAsyncOp(self.s.bn, self.p.dtype, acc, desc_a, desc_b, first if kk == 0 else self.true,
+                                    trans_a=trans[0], trans_b=trans[1])  # fmt: skip
         ptx.WgmmaCommitGroupOp()
         ptx.WgmmaWaitGroupOp(pending)
 
@@ -413,20 +425,29 @@ class _Kernel(PipelineBuilder):
 
     def epilogue(self, bx: SSAValue, by: SSAValue, bz: SSAValue, consumer: SSAValue, local: SSAValue) -> None:
         """Store the accumulators inside C: thread (warp w, lane 4g + t) of the warpgroup holds rows 16w + g and
-        16w + g + 8, columns 8j + 2t and 8j + 2t + 1 in registers 4j..4j+3 (PTX ISA 8.0 section 9.7.14.4.2)."""
+        16w + g + 8, columns 8j + 2t and 8j + 2t + 1 in registers 4j..4j+3 (PTX ISA 8.0 section 9.7.14.4.2), of
+        each of its 64-row slabs."""
+        p, s = self.p, self.s
+        warp, lane = binop(ptx.ShrOp, local, 5), binop(ptx.AndOp, local, 31, "b32")
+        g, t2 = binop(ptx.ShrOp, lane, 2), binop(ptx.ShlOp, binop(ptx.AndOp, lane, 3, "b32"), 1, "b32")
+        row = ptx.MadOp(by, imm(s.bm), ptx.MadOp(consumer, imm(64 * s.atoms), ptx.MadOp(warp, imm(16), g, "u32",
+                        mode="lo").result, "u32", mode="lo").result, "u32", mode="lo").result  # fmt: skip
+        col = ptx.MadOp(bx, imm(s.bn), t2, "u32", mode="lo").result
+        cols_left = binop(ptx.SubOp, imm(p.n, "s32"), col, "s32")
+        base = ptx.MulOp(bz, imm(p.m * p.n), "u32", mode="wide").result
+        for i, acc in enumerate(self.acc):
+            self.store_slab(binop(ptx.AddOp, row, 64 * i) if i else row, col, cols_left, base, acc)
+
+    def store_slab(self, row: SSAValue, col: SSAValue, cols_left: SSAValue, base: SSAValue, acc: Sequence[SSAValue]
+                   ) -> None:  # fmt: skip
+        """The stores of :meth:`epilogue` for the slab whose thread holds ``row`` (and ``row + 8``): ``acc`` at
+        C's element ``base`` + ``row`` * N + ``col``, where inside C."""
         p, s = self.p, self.s
         out = p.out_dtype
         es = 4 if out == "f32" else 2
-        warp, lane = binop(ptx.ShrOp, local, 5), binop(ptx.AndOp, local, 31, "b32")
-        g, t2 = binop(ptx.ShrOp, lane, 2), binop(ptx.ShlOp, binop(ptx.AndOp, lane, 3, "b32"), 1, "b32")
-        row = ptx.MadOp(by, imm(s.bm), ptx.MadOp(consumer, imm(64), ptx.MadOp(warp, imm(16), g, "u32",
-                        mode="lo").result, "u32", mode="lo").result, "u32", mode="lo").result  # fmt: skip
-        col = ptx.MadOp(bx, imm(s.bn), t2, "u32", mode="lo").result
         rows_left = binop(ptx.SubOp, imm(p.m, "s32"), row, "s32")
-        cols_left = binop(ptx.SubOp, imm(p.n, "s32"), col, "s32")
         in_row = [ptx.SetpOp("gt", rows_left, imm(8 * h, "s32")).result for h in (0, 1)]
         index = ptx.MadOp(row, imm(p.n), col, "u32", mode="lo").result
-        base = ptx.MulOp(bz, imm(p.m * p.n), "u32", mode="wide").result
         base = ptx.AddOp(base, ptx.CvtOp(index, "u64", "u32").result, "s64").result
         addr = ptx.MadOp(base, imm(es, "s64"), self.c_ptr, "s64", mode="lo").result
         pairs = p.n % 2 == 0  # an even N keeps each (even) column pair inside a row and aligned
@@ -437,7 +458,7 @@ class _Kernel(PipelineBuilder):
             ptx.BraOp(skip, guard=in_col, negate=True)
             second = None if pairs else ptx.SetpOp("gt", cols_left, imm(8 * j + 1, "s32")).result
             for h in (0, 1):
-                pair = self.acc[4 * j + 2 * h : 4 * j + 2 * h + 2]
+                pair = acc[4 * j + 2 * h : 4 * j + 2 * h + 2]
                 if out != "f32":  # rounded once to bf16/f16, as the CPU executor rounds the f32 sum
                     pair = [ptx.CvtOp(x, out, "f32", rnd="rn").result for x in pair]
                 offset = (8 * h * p.n + 8 * j) * es
@@ -498,7 +519,8 @@ class _Kernel(PipelineBuilder):
         return func
 
     def accumulators(self) -> None:
-        self.acc = [ptx.MovOp(0.0, "f32").result for _ in range(self.s.bn // 2)]
+        """BN/2 f32 accumulators a thread for each 64-row slab of its warpgroup."""
+        self.acc = [[ptx.MovOp(0.0, "f32").result for _ in range(self.s.bn // 2)] for _ in range(self.s.atoms)]
 
     def plain(self, tid: SSAValue, leader: SSAValue) -> None:
         """``wgmma``: one tile per block; thread 0 issues the copies ``stages`` K tiles ahead."""
