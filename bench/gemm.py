@@ -28,6 +28,7 @@ the script's CPU side.
     python bench/gemm.py --dtypes bf16,fp16,tf32           # the tensor-core rows
     python bench/gemm.py --compile-only --shapes 256x256x256
     python bench/gemm.py --dtypes bf16 --schedules wgmma-ws,auto-sm90a --shapes 384x384x16384   # split-K
+    python bench/gemm.py --dtypes bf16 --schedules wgmma-ws,wgmma-pp,wgmma-pp-128 --shapes 16384x1152x384  # ping-pong
 """
 
 from __future__ import annotations

@@ -24,8 +24,12 @@ Tensor cores and Hopper's asynchronous copies (PTX ISA 8.0 sections 9.7.13, 9.7.
 - ``cp.async.bulk.tensor`` copies the box that a :class:`TensorMap` (registered with :meth:`Emulator.tensor_map`)
   describes, swizzled as :func:`swizzle` says; it lands when a thread waits on its mbarrier after all arrivals,
   so reading the tile without waiting sees old bytes. ``mbarrier`` objects count arrivals and transaction bytes
-  per phase; ``try_wait.parity`` blocks the thread until that phase is complete (too many arrivals, more bytes than
-  expected, or a wait that never completes are errors).
+  per phase (section 9.7.12.15); ``try_wait.parity`` blocks the thread until the phase it means is complete (too
+  many arrivals, more bytes than expected, or a wait that never completes are errors). The parity is one bit of the
+  phase number, and the ISA allows a parity wait only for the current or the immediately preceding phase: the
+  emulator follows what each thread knows of each mbarrier (its own waits, and what other threads knew when they
+  arrived on a phase it waited for, or met it at ``bar.sync``), reads the phase a wait means from that and the
+  parity, and raises on a wait that the hardware would alias to another phase (:meth:`Block.wait_phase`).
 - Async proxy: shared memory that a thread wrote with ordinary stores (``st.shared``, ``stmatrix``, ``cp.async``)
   and wgmma reads needs ``fence.proxy.async`` by that thread first; otherwise wgmma raises.
 
@@ -406,18 +410,38 @@ class TensorMap:
         return nbytes
 
 
+Knowledge = dict[int, int]
+"""What a thread knows of the mbarriers of its block: for each (by shared address), the latest phase it knows to
+have completed (-1, the phase before the first, counts as complete from ``mbarrier.init`` on)."""
+
+
+def join(into: Knowledge, other: Knowledge) -> None:
+    """``into`` learns what ``other`` knows (the later phase of each mbarrier)."""
+    for addr, phase in other.items():
+        if into.get(addr, -1) < phase:
+            into[addr] = phase
+
+
 @dataclass
 class Mbarrier:
     """An mbarrier object (PTX ISA 8.0 section 9.7.12.15.1): arrivals still pending in the current phase, the
-    transaction count (expected minus completed bytes), the phase number, and the bulk copies that complete on it.
+    transaction count (expected minus completed bytes), the phase number (0 from ``mbarrier.init``; the current,
+    incomplete phase), and the bulk copies that complete on it. A phase completes when its pending arrivals and its
+    transaction count are both zero; the next phase then expects ``count`` arrivals again.
     Copies land lazily, when a thread waits on the barrier after all arrivals: reading their destination earlier
-    sees old bytes, as on the GPU where the copy may not have landed yet."""
+    sees old bytes, as on the GPU where the copy may not have landed yet.
+
+    ``released`` is what the threads that arrived in the current phase knew (:data:`Knowledge`; an arrive releases
+    it), ``history`` the same for each completed phase: a thread whose wait returns for a phase learns it (acquire).
+    """
 
     count: int
     pending: int
     tx: int = 0
     phase: int = 0
     copies: list[Any] = field(default_factory=list)
+    released: Knowledge = field(default_factory=dict)
+    history: dict[int, Knowledge] = field(default_factory=dict)
 
     def settle(self) -> None:
         if self.pending:
@@ -428,26 +452,110 @@ class Mbarrier:
         if self.tx < 0:
             raise EmulationError(f"bulk copies completed {-self.tx} bytes more than mbarrier.expect_tx announced")
         if self.tx == 0:
+            self.history[self.phase] = self.released
+            self.released = {}
             self.phase += 1
             self.pending = self.count
+
+
+def parity_wait_phase(known: int, parity: int) -> int:
+    """The phase that ``mbarrier.try_wait.parity`` with ``parity`` means, for a thread that knows phase ``known``
+    of the mbarrier complete (its own last wait on it, or what it learnt from other threads through barriers):
+    the next phase if ``parity`` is that one's, else ``known`` itself, a wait that returns at once. The parity
+    holds one bit of the phase number, so a wait meant for ``known + 2`` reads as ``known`` (and one meant for
+    ``known + 3`` as ``known + 1``): this is the most the hardware can tell, and :meth:`Block.wait_phase` checks it
+    against the PTX ISA's rule."""
+    return known + 1 if (known + 1) % 2 == parity else known
 
 
 @dataclass
 class Block:
     """The shared state of one thread block: shared memory, mbarriers by address, the shared-memory 16-byte chunks
-    each thread wrote through the generic proxy since its last ``fence.proxy.async``, and the wgmma groups of
-    each warpgroup (uncommitted operations, then committed groups, oldest first)."""
+    each thread wrote through the generic proxy since its last ``fence.proxy.async``, the wgmma groups of
+    each warpgroup (uncommitted operations, then committed groups, oldest first), and what each thread knows of the
+    mbarriers' phases (:data:`Knowledge`)."""
 
     smem: bytearray
     mbarriers: dict[int, Mbarrier] = field(default_factory=dict)
     unfenced: dict[int, set[int]] = field(default_factory=dict)
     wgmma: dict[int, list[list[Any]]] = field(default_factory=dict)
     wgmma_acc: dict[int, dict[Any, np.ndarray]] = field(default_factory=dict)
+    known: dict[int, Knowledge] = field(default_factory=dict)
 
     def mbarrier(self, addr: int) -> Mbarrier:
         if addr not in self.mbarriers:
             raise EmulationError(f"no mbarrier initialised at shared address {addr}")
         return self.mbarriers[addr]
+
+    def init_mbarrier(self, addr: int, count: int) -> None:
+        """``mbarrier.init``: a fresh object in phase 0, of which no thread knows more than the phase before it."""
+        self.mbarriers[addr] = Mbarrier(count, count)
+        for known in self.known.values():
+            known.pop(addr, None)
+
+    def arrive(self, tid: int, addr: int, tx: int) -> int:
+        """``mbarrier.arrive`` (``.expect_tx``: ``tx`` bytes) by thread ``tid``; the phase it arrived on. The
+        expect-tx raises the phase's transaction count before the arrival counts (PTX ISA 8.0 section
+        9.7.12.15.12); the arrival releases what the thread knows to the threads that wait for the phase."""
+        bar = self.mbarrier(addr)
+        phase = bar.phase
+        join(bar.released, self.known.setdefault(tid, {}))
+        bar.tx += tx
+        bar.pending -= 1
+        if bar.pending < 0:
+            raise EmulationError("more arrivals on an mbarrier than its phase expects")
+        bar.settle()
+        return phase
+
+    def wait_phase(self, tid: int, addr: int, parity: int) -> int:
+        """The phase that thread ``tid``'s ``mbarrier.try_wait.parity`` on the mbarrier at ``addr`` means
+        (:func:`parity_wait_phase`), checked against the PTX ISA 8.0 (section 9.7.12.15.16): a parity wait is valid
+        only for the current, incomplete phase (it returns false until that completes) or the immediately preceding
+        one (it returns true); the hardware compares one bit, so a wait for any other phase aliases one of those two
+        and returns at once or waits for the wrong phase. Raises on a wait that
+
+        - means a phase the thread already knows complete (other than the phase before the first, the idiom of a
+          producer's first pass over a ring of empty buffers): the program meant the phase two after it, which the
+          parity cannot tell from it, and which the hardware answers at once whenever the phase between is current;
+        - means a phase two or more before the current one: the barrier moved on without the thread (a wait meant
+          for a phase more than one ahead of what the thread has seen complete reads this way too).
+        """
+        bar = self.mbarrier(addr)
+        known = self.known.setdefault(tid, {}).get(addr, -1)
+        phase = parity_wait_phase(known, parity)
+        where = f"thread {tid}: mbarrier.try_wait.parity {parity} on the mbarrier at shared address {addr}"
+        if phase == known and known >= 0:
+            raise EmulationError(
+                f"{where} after phase {known} is known complete to it: a wait for phase {known + 2}, two phases "
+                f"ahead, which the parity cannot tell from phase {known}: the hardware returns at once while phase "
+                f"{known + 1} is current (a parity wait is valid for the current or the immediately preceding phase "
+                "only)"
+            )
+        if phase < bar.phase - 1:
+            raise EmulationError(
+                f"{where}: the thread knows phase {known} complete, so the parity names phase {phase}, but the "
+                f"mbarrier is in phase {bar.phase}. A parity wait is valid for the current or the immediately "
+                f"preceding phase only: if it means phase {phase + 2} or later, the wait returns at once in a timing "
+                f"where the phase before that is still current (it waits more than one phase past what it has seen "
+                f"complete); if it means phase {phase}, the mbarrier moved on without it"
+            )
+        return phase
+
+    def passed(self, tid: int, addr: int, phase: int) -> None:
+        """Thread ``tid``'s wait for ``phase`` of the mbarrier at ``addr`` returned: it knows that phase complete,
+        and what the threads that arrived on it knew."""
+        known = self.known.setdefault(tid, {})
+        join(known, self.mbarrier(addr).history.get(phase, {}))
+        if known.get(addr, -1) < phase:
+            known[addr] = phase
+
+    def synchronise(self, tids: Sequence[int]) -> None:
+        """``bar.sync`` (or another barrier released for all of ``tids`` together): each learns what all knew."""
+        union: Knowledge = {}
+        for tid in tids:
+            join(union, self.known.get(tid, {}))
+        for tid in tids:
+            self.known[tid] = dict(union)
 
     def generic_write(self, tid: int, addr: int, nbytes: int) -> None:
         self.unfenced.setdefault(tid, set()).update(range(addr >> 4, (addr + nbytes + 15) >> 4))
@@ -622,6 +730,7 @@ class Emulator:
             advance(i)
         while live:
             if all(state[i][0] == "bar" for i in live):
+                block.synchronise(sorted(live))
                 for i in sorted(live):
                     advance(i)
                 continue
@@ -645,12 +754,19 @@ class Emulator:
                 for i in lanes:
                     advance(i, results[i - w])
                 progressed = True
-            for i in sorted(live):  # mbarrier.try_wait: released once the phase of that parity has completed
+            for i in sorted(live):  # mbarrier.try_wait: released once the phase it means has completed
                 if state[i][0] == "mbar":
-                    bar = block.mbarrier(state[i][2])
-                    if bar.phase % 2 == state[i][3]:  # answer from the current phase first: the earliest legal
-                        bar.settle()  # outcome, so that a wait on the wrong parity reads data that has not landed
-                    if bar.phase % 2 != state[i][3]:
+                    _, _, addr, phase = state[i]
+                    bar = block.mbarrier(addr)
+                    if bar.phase == phase:  # answer from the current phase first: the earliest legal outcome, so
+                        bar.settle()  # that a wait on the wrong parity reads data that has not landed
+                    if bar.phase > phase + 1:
+                        raise EmulationError(
+                            f"thread {i}: phases {phase} and {phase + 1} of the mbarrier at shared address {addr} "
+                            f"completed while it waited for phase {phase}: its parity names the current phase "
+                            "again, and a thread that polls in between waits for the phase after"
+                        )
+                    if bar.phase > phase:
                         advance(i, 1)
                         progressed = True
             for size, kind in ((32, "warp"), (128, "warpgroup")):
@@ -812,19 +928,16 @@ class Emulator:
                     addr = get(op.addr)
                     if addr % 8 or addr + 8 > len(smem):
                         raise EmulationError(f"mbarrier at shared address {addr}: misaligned or out of range")
-                    count = op.count.value.data
-                    block.mbarriers[addr] = Mbarrier(count, count)
+                    block.init_mbarrier(addr, op.count.value.data)
                     smem[addr : addr + 8] = bytes(8)
                 case ptx.MbarrierArriveOp():
-                    bar = block.mbarrier(get(op.addr))
-                    regs[op.state] = bar.phase
-                    bar.tx += op.tx_count.value.data if op.tx_count is not None else 0
-                    bar.pending -= 1
-                    if bar.pending < 0:
-                        raise EmulationError("more arrivals on an mbarrier than its phase expects")
-                    bar.settle()
+                    tx = op.tx_count.value.data if op.tx_count is not None else 0
+                    regs[op.state] = block.arrive(tid, get(op.addr), tx)
                 case ptx.MbarrierTryWaitOp():
-                    regs[op.result] = yield ("mbar", op, get(op.addr), get(op.phase_parity) & 1)
+                    addr = get(op.addr)
+                    phase = block.wait_phase(tid, addr, get(op.phase_parity) & 1)
+                    regs[op.result] = yield ("mbar", op, addr, phase)
+                    block.passed(tid, addr, phase)
                     continue
                 case ptx.CpAsyncBulkTensorOp():
                     tmap = self.tensor_maps.get(get(op.tmap))

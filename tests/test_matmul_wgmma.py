@@ -1,10 +1,12 @@
-"""The ``wgmma`` and ``wgmma-ws`` matmul kernels (``picograd/passes/kinds/matmul_wgmma.py``).
+"""The ``wgmma``, ``wgmma-ws`` and ``wgmma-pp`` matmul kernels (``picograd/passes/kinds/matmul_wgmma.py``).
 
 Each kernel is assembled with ``ptxas -arch=sm_90a --warn-on-spills -Werror`` at 4096^3 (its SASS must hold
-``HGMMA`` and no local memory, and the warp-specialised one ``USETMAXREG``), and run on the PTX emulator on small
-shapes with a test-only tile (one consumer warpgroup, 64 columns, 2 stages, so that the stage ring wraps) against
-numpy float64. Inputs are bf16; accumulation is f32. Tolerance (``test_tensor_core_ptx.assert_close``):
-``|C - C64| <= K * 2**-23 * (|A| @ |B|)``; a bf16 output adds half an ulp of bf16, ``2**-8 |C64|``.
+``HGMMA`` and no local memory, and the warp-specialised ones ``USETMAXREG``), and run on the PTX emulator on small
+shapes with a test-only tile (one consumer warpgroup, 64 columns, 2 stages, so that the stage ring wraps; the
+ping-pong one two consumers of 64x64 tiles over 3 stages) against numpy float64; the emulator also checks every
+mbarrier parity wait against the phase the thread means. Inputs are bf16; accumulation is f32. Tolerance
+(``test_tensor_core_ptx.assert_close``): ``|C - C64| <= K * 2**-23 * (|A| @ |B|)``; a bf16 output adds half an
+ulp of bf16, ``2**-8 |C64|``.
 """
 
 from __future__ import annotations
@@ -32,7 +34,10 @@ from picograd.target.ptx_printer import print_ptx
 TEST_SCHEDULES = {
     "wgmma": wg.WgmmaSchedule("wgmma", consumers=1, bn=64, stages=2),
     "wgmma-ws": wg.WgmmaSchedule("wgmma-ws", consumers=1, bn=64, stages=2, specialised=True),
-}
+    "wgmma-pp": wg.WgmmaSchedule("wgmma-pp", consumers=2, bn=64, stages=3, specialised=True, pingpong=True),
+    "wgmma-pp-128": wg.WgmmaSchedule("wgmma-pp-128", consumers=2, bn=64, stages=3, specialised=True, pingpong=True,
+                                     atoms=2),
+}  # fmt: skip
 
 
 def module_of(s: wg.WgmmaSchedule, p: wg.Problem) -> tuple[ptx.ModuleOp, ptx.FuncOp]:
@@ -116,6 +121,28 @@ def test_wgmma_kernel_assembles_at_4096_with_hgmma_and_no_local_memory(name: str
     assert loop.get("HGMMA", 0) >= 4 and loop.get("SYNCS", 0) >= 1, loop
 
 
+#: The ping-pong kernels over many tiles: 12 tiles on 3 blocks, two for each consumer warpgroup of a block, with K
+#: loops shorter (2 K tiles) and longer (4, 5) than the ring of 3 stages, and as long (3); a bf16 output, M/N-major
+#: operands, and (``wgmma-pp-128``: two 64-row slabs a warpgroup) a ragged edge.
+PINGPONG_CASES = {
+    "short_k": ("wgmma-pp", wg.Problem(256, 192, 128)),
+    "long_k": ("wgmma-pp", wg.Problem(256, 192, 320, out_dtype="bf16")),
+    "k_is_stages": ("wgmma-pp", wg.Problem(256, 192, 192, majors=("k", "mn"))),
+    "slabs_short_k": ("wgmma-pp-128", wg.Problem(512, 192, 128, majors=("mn", "k"))),
+    "slabs_ragged": ("wgmma-pp-128", wg.Problem(500, 180, 200, out_dtype="bf16")),
+}
+
+
+@pytest.mark.parametrize(("name", "problem"), PINGPONG_CASES.values(), ids=list(PINGPONG_CASES))
+def test_pingpong_warpgroups_take_turns_over_many_tiles(name: str, problem: wg.Problem, rng: np.random.Generator
+                                                        ) -> None:  # fmt: skip
+    """Each consumer warpgroup's (stage, phase) skips the other's K tiles; its main loop waits for its turn, so
+    that every full-mbarrier wait means the current or the previous phase (the emulator checks each wait against
+    what the thread has seen complete: without the turns, the second warpgroup's first wait names a phase two
+    behind the mbarrier's, and raises)."""
+    run(TEST_SCHEDULES[name], problem, rng)
+
+
 def test_wgmma_kernel_refuses_what_it_cannot_compute() -> None:
     s = wg.SCHEDULES["wgmma"]
     with pytest.raises(ValueError, match="wgmma schedule cannot compute a 64x64x60 matmul: K = 60"):
@@ -124,6 +151,10 @@ def test_wgmma_kernel_refuses_what_it_cannot_compute() -> None:
         wg.build_kernel(s, wg.Problem(64, 64, 64, dtype="f32"), "mm")
     with pytest.raises(ValueError, match="bn=12"):
         wg.build_kernel(wg.WgmmaSchedule("wgmma", 1, 12, 2), wg.Problem(64, 64, 64), "mm")
+    with pytest.raises(ValueError, match="ping-pong takes a producer warpgroup"):
+        wg.WgmmaSchedule("pp", 1, 64, 3, specialised=True, pingpong=True).check()
+    with pytest.raises(ValueError, match="2 slabs of 64 rows a consumer"):
+        wg.WgmmaSchedule("pp", 2, 256, 3, specialised=True, pingpong=True, atoms=2).check()
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -157,7 +188,7 @@ def pg_matmul(m: int, n: int, k: int, b_major: str) -> ModuleOp:
     return build([t(m, k, el=bf16), t(*((n, k) if b_major == "k" else (k, n)), el=bf16)], body)
 
 
-@pytest.mark.parametrize(("name", "b_major"), [("wgmma", "k"), ("wgmma-ws", "k"), ("wgmma", "mn")])
+@pytest.mark.parametrize(("name", "b_major"), [("wgmma", "k"), ("wgmma-ws", "k"), ("wgmma", "mn"), ("wgmma-pp", "k")])
 def test_compiled_program_runs_on_the_emulator(name: str, b_major: str, rng: np.random.Generator) -> None:
     """From the pg stage (bf16 through pg-bufferize and pg-to-loops) to the launch plan, run on the emulator."""
     program = compile_for_cuda(pg_matmul(50, 72, 64, b_major), arch="sm_90a", matmul_schedule=name)

@@ -534,6 +534,78 @@ def test_mbarrier_wait_on_the_wrong_parity_reads_the_tiles_too_early(rng: np.ran
         assert np.isnan(d).any()
 
 
+Step = tuple[Any, ...]
+
+
+def build_phases(programs: dict[int, list[Step]], bars: int = 1) -> ptx.ModuleOp:
+    """Threads of a 64-thread block (keys of ``programs``; the others exit) run their steps on ``bars`` mbarriers
+    of one arrival a phase: ``("arrive", b)``, ``("wait", b, parity)`` (``mbarrier.try_wait.parity`` in a spin
+    loop) and ``("sync",)`` (``bar.sync 0`` among the threads still running)."""
+    module, func = kernel("phases", 0, threads=64)
+    module.add_op(ptx.SharedOp("bars", 8 * bars, 8))
+    with ImplicitBuilder(func.body):
+        tid = ptx.SregOp("tid.x").result
+        base = ptx.SharedAddrOp("bars").result
+        addrs = [u32_op(ptx.AddOp, base, 8 * b) if b else base for b in range(bars)]
+        ptx.BraOp("INIT_DONE", guard=ptx.SetpOp("ne", tid, imm(0)).result)
+        for addr in addrs:
+            ptx.MbarrierInitOp(addr, 1)
+        ptx.LabelOp("INIT_DONE")
+        ptx.BarSyncOp(0)
+        for t, steps in programs.items():
+            ptx.BraOp(f"NOT_{t}", guard=ptx.SetpOp("ne", tid, imm(t)).result)
+            for i, step in enumerate(steps):
+                if step[0] == "arrive":
+                    ptx.MbarrierArriveOp(addrs[step[1]])
+                elif step[0] == "sync":
+                    ptx.BarSyncOp(0)
+                else:
+                    ptx.LabelOp(f"WAIT_{t}_{i}")
+                    done = ptx.MbarrierTryWaitOp(addrs[step[1]], imm(step[2])).result
+                    ptx.BraOp(f"WAIT_{t}_{i}", guard=done, negate=True)
+            ptx.RetOp()
+            ptx.LabelOp(f"NOT_{t}")
+        ptx.RetOp()
+    return module
+
+
+def run_phases(programs: dict[int, list[Step]], bars: int = 1) -> None:
+    module = build_phases(programs, bars)
+    assemble(module)
+    Emulator(module).launch("phases", (1,), (64,), [])
+
+
+def test_mbarrier_parity_wait_two_phases_ahead_is_flagged() -> None:
+    """A thread completes phase 0 and waits for it, then waits with parity 0 again: it means phase 2, two phases
+    past its last wait, while phase 1 is current, where the hardware's one-bit compare returns at once (PTX ISA 8.0
+    section 9.7.12.15.16: a parity wait is valid for the current or the immediately preceding phase only). Waiting
+    for phase 1 first is right."""
+    run_phases({0: [("arrive", 0), ("wait", 0, 0), ("arrive", 0), ("wait", 0, 1)]})
+    with pytest.raises(EmulationError, match=r"thread 0: .*parity 0 .* a wait for phase 2, two phases ahead"):
+        run_phases({0: [("arrive", 0), ("wait", 0, 0), ("wait", 0, 0)]})
+
+
+def test_mbarrier_phases_skipped_on_what_another_thread_saw() -> None:
+    """Thread 32 skips phases 0 and 1 of mbarrier 0, which thread 0 waited for, and waits (parity 0) for phase 2:
+    right when thread 0 arrives on mbarrier 1 after its waits and thread 32 waits on that first (the arrival
+    releases what thread 0 knew), or when they meet at ``bar.sync``, as the ping-pong matmul's consumer warpgroups
+    take turns; flagged when thread 0 arrives on mbarrier 1 before its waits: thread 32 then knows nothing of
+    mbarrier 0, its parity names phase 0, and the mbarrier is already in phase 2."""
+    waits = [("arrive", 0), ("wait", 0, 0), ("arrive", 0), ("wait", 0, 1)]
+    run_phases({0: [*waits, ("arrive", 1), ("arrive", 0)], 32: [("wait", 1, 0), ("wait", 0, 0)]}, bars=2)
+    run_phases({0: [*waits, ("sync",), ("arrive", 0)], 32: [("sync",), ("wait", 0, 0)]})
+    with pytest.raises(EmulationError, match=r"thread 32: .*knows phase -1 complete, so the parity names phase 0, "
+                       r"but the mbarrier is in phase 2"):  # fmt: skip
+        run_phases({0: [("arrive", 1), *waits, ("arrive", 0)], 32: [("wait", 1, 0), ("wait", 0, 0)]}, bars=2)
+
+
+def test_mbarrier_producer_starts_on_the_phase_before_the_first() -> None:
+    """A producer's first pass over a ring waits on fresh ``empty`` mbarriers with parity 1: the phase before phase
+    0, complete from ``mbarrier.init`` on (the wait returns at once); then parity 0 for phase 0, which the consumer
+    completes."""
+    run_phases({0: [("wait", 0, 1), ("arrive", 1), ("wait", 0, 0)], 32: [("wait", 1, 0), ("arrive", 0)]}, bars=2)
+
+
 def test_tma_swizzle_is_the_128_byte_pattern() -> None:
     """Row r of a 128-byte-wide box lands at 16-byte chunk c ^ (r % 8), as CUTLASS's Swizzle<3,4,3>."""
     for r in range(16):

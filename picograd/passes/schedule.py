@@ -25,8 +25,9 @@ that lowers it and every size it uses, so that the IR says what will run. The lo
                                                    (``passes/kinds/scatter_add.py``, whose table chooses)
     naive ... cp-async  matmul                     tile = [BM, BN, BK], threads, warps, lanes, reps, vec, vector,
                                                    async_copy: the rung of the SGEMM ladder (:data:`SCHEDULES`)
-    wgmma, wgmma-ws   matmul (bf16/fp16, sm_90a)   tile, threads, stages, specialised: the Hopper tensor-core
-                                                   kernels (:data:`WGMMA`, ``passes/kinds/matmul_wgmma.py``),
+    wgmma, wgmma-ws   matmul (bf16/fp16, sm_90a)   tile, threads, stages, specialised (pingpong): the Hopper
+    wgmma-pp(-192)                                 tensor-core kernels (:data:`WGMMA`,
+                                                   ``passes/kinds/matmul_wgmma.py``),
                                                    forced by name, or ``auto``'s on ``arch=sm_90a`` (wgmma-ws,
                                                    with ``fallback``: auto's rung where TMA cannot read an operand)
     flash-wgmma       attention (bf16 forward,     block_m, block_n, stages, threads, specialised: the FA3-style

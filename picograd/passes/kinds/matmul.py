@@ -24,7 +24,7 @@ is an error); a nest marked by hand that is not of this form is an error too, ne
 
 **Tensor cores.** A rung with ``tensor_core`` set (``mma-sync``) is built by
 ``picograd/passes/kinds/matmul_mma_sync.py``'s ``MmaSyncKernel``, a :class:`TiledKernel` whose ``emit_body`` is
-its ldmatrix / mma.sync pipeline; ``wgmma`` and ``wgmma-ws`` (``matmul_wgmma.SCHEDULES``) go to
+its ldmatrix / mma.sync pipeline; ``wgmma``, ``wgmma-ws`` and ``wgmma-pp`` (``matmul_wgmma.SCHEDULES``) go to
 ``matmul_wgmma.schedule_nest``, whose ``gpu.launch`` ``pg-to-ptx`` turns into the sm_90a kernel.
 """
 

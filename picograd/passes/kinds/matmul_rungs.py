@@ -185,8 +185,9 @@ RUNGS: dict[str, Schedule] = {**SCHEDULES, **MMA_SYNC_VARIANTS}
 """Every named ``Schedule``: the ladder and the ``mma-sync`` variants."""
 
 WGMMA = matmul_wgmma.SCHEDULES
-"""The Hopper tensor-core kernels ``wgmma`` and ``wgmma-ws`` (``picograd/passes/kinds/matmul_wgmma.py``: built in
-the ``ptx`` dialect, not ``Schedule`` rows), forced by name only."""
+"""The Hopper tensor-core kernels ``wgmma``, ``wgmma-ws``, ``wgmma-pp`` and ``wgmma-pp-192``
+(``picograd/passes/kinds/matmul_wgmma.py``: built in the ``ptx`` dialect, not ``Schedule`` rows), forced by name
+only (``auto`` takes ``wgmma-ws``, :data:`AUTO_WGMMA`)."""
 TENSOR_CORE = {
     **{name: (("bf16", "fp16", "tf32"), "sm_80") for name in ("mma-sync", *MMA_SYNC_VARIANTS)},
     **{name: (("bf16", "fp16"), "sm_90a") for name in WGMMA},

@@ -1,4 +1,5 @@
-"""The Hopper tensor-core matmul schedules ``wgmma`` and ``wgmma-ws``: a ``ptx.func`` kernel built directly.
+"""The Hopper tensor-core matmul schedules ``wgmma``, ``wgmma-ws`` and ``wgmma-pp``: a ``ptx.func`` kernel built
+directly.
 
 C (M x N, f32 or bf16) = A (M x K) @ B (K x N), A and B bf16 or f16, each stored K-major (A[m, k], B as Bt[n, k],
 as ``x @ W.T`` of ``nn.Linear`` has them) or M/N-major (A as At[k, m], B[k, n], as the backward pass's
@@ -31,6 +32,18 @@ The kernel follows the public H100 GEMM worklogs (Pranjal Shankhdhar, "Outperfor
   issue the next, releasing a stage one K tile late (so at least 2 stages). The grid is persistent: one block per
   SM, tiles strided over the blocks, the producer running ahead into the next tile while the consumers store the
   last one.
+- ``wgmma-pp`` (ping-pong, after CUTLASS's ``KernelTmaWarpSpecializedPingpong`` and its ordered sequence
+  barrier; our own code): ``wgmma-ws`` with tiles of 64 rows, each consumer warpgroup taking every other tile of
+  the block, so that one warpgroup stores its tile while the other runs its main loop (for short K loops, where
+  the epilogue takes about as long as the main loop). The producer fills the ring with the block's tiles' K tiles
+  in order; a consumer's (stage, phase) skips the other's K tiles. The main loops take turns through a *turn*
+  mbarrier per consumer (128 arrivals: every thread of the other warpgroup, once it has waited for the last stage
+  of its tile): a warpgroup's stage waits start only after the other's have returned, so each means the current or
+  the previous phase of the stage's full mbarrier, as ``mbarrier.try_wait.parity`` requires (PTX ISA 8.0 section
+  9.7.12.15.16; without the turns, the second warpgroup waited on phases two ahead of the producer, which the
+  one-bit parity aliased, and the kernel faulted on an H100). The epilogues need no turn: they touch no shared
+  state. A stage's empty mbarrier takes one arrival (its one reader). ``wgmma-pp-128``: tiles of 128 rows, each
+  consumer issuing two m64 wgmma a k16 (two sets of accumulators), for fewer bytes loaded an output.
 - **Epilogue**: each thread stores its accumulators (pairs of adjacent columns: ``st.global.v2.f32``, or
   ``st.global.v2.b16`` of two bf16/f16 rounded to nearest even by ``cvt.rn``) where they fall inside C, skipping
   the column groups past N.
@@ -101,7 +114,10 @@ OUTPUT_TYPES = ("f32", "bf16", "f16")
 class WgmmaSchedule:
     """One configuration of the wgmma kernel: ``consumers`` warpgroups of 64 rows each (BM = 64 * consumers),
     ``bn`` columns (the wgmma N), ``stages`` shared-memory buffers; ``specialised`` adds the producer warpgroup
-    and makes the grid ``persistent``. ``producer_regs``/``consumer_regs`` are the ``setmaxnreg`` counts."""
+    and makes the grid ``persistent``; ``pingpong`` (with ``specialised`` and two consumers) gives each consumer
+    warpgroup whole tiles of its own (BM = 64), their main loops taken in turn, so that one's epilogue runs under
+    the other's main loop; ``atoms`` (ping-pong only) is the 64-row slabs of a consumer's tile (one m64 wgmma and
+    BN/2 accumulators each: BM = 64 * atoms). ``producer_regs``/``consumer_regs`` are the ``setmaxnreg`` counts."""
 
     name: str
     consumers: int
@@ -110,10 +126,12 @@ class WgmmaSchedule:
     specialised: bool = False
     producer_regs: int = 40
     consumer_regs: int = 232
+    pingpong: bool = False
+    atoms: int = 1
 
     @property
     def bm(self) -> int:
-        return 64 * self.consumers
+        return 64 * self.atoms if self.pingpong else 64 * self.consumers
 
     @property
     def threads(self) -> int:
@@ -134,6 +152,11 @@ class WgmmaSchedule:
             raise ValueError(f"{self.name}: bn={self.bn} is not a wgmma N (a multiple of 8 up to 256)")
         if self.consumers < 1 or self.bm > 256 or self.stages < 1 + int(self.specialised):
             raise ValueError(f"{self.name}: {self.consumers} consumer warpgroups, {self.stages} stages")
+        if self.pingpong and not (self.specialised and self.consumers == 2):
+            raise ValueError(f"{self.name}: ping-pong takes a producer warpgroup (specialised) and two consumers")
+        if self.atoms < 1 or (self.atoms > 1 and not self.pingpong) or self.atoms * self.bn > 256:
+            raise ValueError(f"{self.name}: {self.atoms} slabs of 64 rows a consumer (ping-pong only; at most "
+                             "128 accumulators a thread)")  # fmt: skip
         if self.shared_bytes > MAX_SHARED:
             raise ValueError(f"{self.name}: {self.shared_bytes} bytes of shared memory (at most {MAX_SHARED})")
 
@@ -141,8 +164,15 @@ class WgmmaSchedule:
 SCHEDULES: dict[str, WgmmaSchedule] = {
     "wgmma": WgmmaSchedule("wgmma", consumers=2, bn=128, stages=4),
     "wgmma-ws": WgmmaSchedule("wgmma-ws", consumers=2, bn=256, stages=4, specialised=True),
-}
-"""The tensor-core rungs that run on wgmma (sizes for large matmuls: fast.cu's 128x128 and 128x256 tiles)."""
+    "wgmma-pp": WgmmaSchedule("wgmma-pp", consumers=2, bn=256, stages=5, specialised=True, pingpong=True),
+    "wgmma-pp-192": WgmmaSchedule("wgmma-pp-192", consumers=2, bn=192, stages=6, specialised=True, pingpong=True),
+    "wgmma-pp-128": WgmmaSchedule("wgmma-pp-128", consumers=2, bn=128, stages=6, specialised=True, pingpong=True,
+                                  atoms=2),
+}  # fmt: skip
+"""The tensor-core rungs that run on wgmma (sizes for large matmuls: fast.cu's 128x128 and 128x256 tiles;
+``wgmma-pp``: the ping-pong schedule on 64x256 tiles, for short K loops, where storing a tile takes about as long
+as computing it; ``wgmma-pp-192`` on 64x192 tiles, which divide the GPT's N = 384, 1152 and 1536 exactly;
+``wgmma-pp-128`` on 128x128 tiles, two m64n128k16 a k16, which read 20% fewer bytes an output than 64x256 ones)."""
 
 
 @dataclass(frozen=True)
@@ -368,18 +398,21 @@ class _Kernel(PipelineBuilder):
         false for the first K tile of an output tile (D = A @ B, not + D). Then wait until at most ``pending``
         groups are in flight."""
         a, b, _ = self.stage_addr(stage)
-        a = ptx.MadOp(consumer, imm(64 * BK * 2), a, "u32", mode="lo").result
+        slab = 64 * BK * 2  # 64 rows of A: 64 K-major rows of 128 bytes, or one M/N-major box of 64 x BK
+        a = ptx.MadOp(consumer, imm(self.s.atoms * slab), a, "u32", mode="lo").result
         majors = self.p.majors
-        da, db = self.descriptor(a, majors[0]), self.descriptor(b, majors[1])
+        das = [self.descriptor(binop(ptx.AddOp, a, i * slab) if i else a, majors[0]) for i in range(self.s.atoms)]
+        db = self.descriptor(b, majors[1])
         trans = [int(m == "mn") for m in majors]
         ptx.WgmmaFenceOp()
         for kk in range(BK // WGMMA_K):
             # the next 16 of K: 32 bytes along a K-major row, 16 rows (2048 bytes) of an M/N-major tile; >> 4
             steps = [(2 if m == "k" else 128) * kk for m in majors]
-            desc_a = ptx.AddOp(da, imm(steps[0], "b64"), "s64").result if kk else da
             desc_b = ptx.AddOp(db, imm(steps[1], "b64"), "s64").result if kk else db
-            ptx.WgmmaMmaAsyncOp(self.s.bn, self.p.dtype, self.acc, desc_a, desc_b, first if kk == 0 else self.true,
-                                trans_a=trans[0], trans_b=trans[1])  # fmt: skip
+            for acc, da in zip(self.acc, das, strict=True):
+                desc_a = ptx.AddOp(da, imm(steps[0], "b64"), "s64").result if kk else da
+                ptx.WgmmaMmaAsyncOp(self.s.bn, self.p.dtype, acc, desc_a, desc_b, first if kk == 0 else self.true,
+                                    trans_a=trans[0], trans_b=trans[1])  # fmt: skip
         ptx.WgmmaCommitGroupOp()
         ptx.WgmmaWaitGroupOp(pending)
 
@@ -392,20 +425,29 @@ class _Kernel(PipelineBuilder):
 
     def epilogue(self, bx: SSAValue, by: SSAValue, bz: SSAValue, consumer: SSAValue, local: SSAValue) -> None:
         """Store the accumulators inside C: thread (warp w, lane 4g + t) of the warpgroup holds rows 16w + g and
-        16w + g + 8, columns 8j + 2t and 8j + 2t + 1 in registers 4j..4j+3 (PTX ISA 8.0 section 9.7.14.4.2)."""
+        16w + g + 8, columns 8j + 2t and 8j + 2t + 1 in registers 4j..4j+3 (PTX ISA 8.0 section 9.7.14.4.2), of
+        each of its 64-row slabs."""
+        p, s = self.p, self.s
+        warp, lane = binop(ptx.ShrOp, local, 5), binop(ptx.AndOp, local, 31, "b32")
+        g, t2 = binop(ptx.ShrOp, lane, 2), binop(ptx.ShlOp, binop(ptx.AndOp, lane, 3, "b32"), 1, "b32")
+        row = ptx.MadOp(by, imm(s.bm), ptx.MadOp(consumer, imm(64 * s.atoms), ptx.MadOp(warp, imm(16), g, "u32",
+                        mode="lo").result, "u32", mode="lo").result, "u32", mode="lo").result  # fmt: skip
+        col = ptx.MadOp(bx, imm(s.bn), t2, "u32", mode="lo").result
+        cols_left = binop(ptx.SubOp, imm(p.n, "s32"), col, "s32")
+        base = ptx.MulOp(bz, imm(p.m * p.n), "u32", mode="wide").result
+        for i, acc in enumerate(self.acc):
+            self.store_slab(binop(ptx.AddOp, row, 64 * i) if i else row, col, cols_left, base, acc)
+
+    def store_slab(self, row: SSAValue, col: SSAValue, cols_left: SSAValue, base: SSAValue, acc: Sequence[SSAValue]
+                   ) -> None:  # fmt: skip
+        """The stores of :meth:`epilogue` for the slab whose thread holds ``row`` (and ``row + 8``): ``acc`` at
+        C's element ``base`` + ``row`` * N + ``col``, where inside C."""
         p, s = self.p, self.s
         out = p.out_dtype
         es = 4 if out == "f32" else 2
-        warp, lane = binop(ptx.ShrOp, local, 5), binop(ptx.AndOp, local, 31, "b32")
-        g, t2 = binop(ptx.ShrOp, lane, 2), binop(ptx.ShlOp, binop(ptx.AndOp, lane, 3, "b32"), 1, "b32")
-        row = ptx.MadOp(by, imm(s.bm), ptx.MadOp(consumer, imm(64), ptx.MadOp(warp, imm(16), g, "u32",
-                        mode="lo").result, "u32", mode="lo").result, "u32", mode="lo").result  # fmt: skip
-        col = ptx.MadOp(bx, imm(s.bn), t2, "u32", mode="lo").result
         rows_left = binop(ptx.SubOp, imm(p.m, "s32"), row, "s32")
-        cols_left = binop(ptx.SubOp, imm(p.n, "s32"), col, "s32")
         in_row = [ptx.SetpOp("gt", rows_left, imm(8 * h, "s32")).result for h in (0, 1)]
         index = ptx.MadOp(row, imm(p.n), col, "u32", mode="lo").result
-        base = ptx.MulOp(bz, imm(p.m * p.n), "u32", mode="wide").result
         base = ptx.AddOp(base, ptx.CvtOp(index, "u64", "u32").result, "s64").result
         addr = ptx.MadOp(base, imm(es, "s64"), self.c_ptr, "s64", mode="lo").result
         pairs = p.n % 2 == 0  # an even N keeps each (even) column pair inside a row and aligned
@@ -416,7 +458,7 @@ class _Kernel(PipelineBuilder):
             ptx.BraOp(skip, guard=in_col, negate=True)
             second = None if pairs else ptx.SetpOp("gt", cols_left, imm(8 * j + 1, "s32")).result
             for h in (0, 1):
-                pair = self.acc[4 * j + 2 * h : 4 * j + 2 * h + 2]
+                pair = acc[4 * j + 2 * h : 4 * j + 2 * h + 2]
                 if out != "f32":  # rounded once to bf16/f16, as the CPU executor rounds the f32 sum
                     pair = [ptx.CvtOp(x, out, "f32", rnd="rn").result for x in pair]
                 offset = (8 * h * p.n + 8 * j) * es
@@ -440,6 +482,8 @@ class _Kernel(PipelineBuilder):
             ptx.SharedOp(f"{self.name}_full", 8 * s.stages, 8)
             if s.specialised:
                 ptx.SharedOp(f"{self.name}_empty", 8 * s.stages, 8)
+            if s.pingpong:
+                ptx.SharedOp(f"{self.name}_turn", 8 * s.consumers, 8)
             map_a, map_b = func.args[:2]
             c_param = func.args[2 + p.operands[2]]
             self.map_a = ptx.CvtaOp(ptx.ParamAddrOp(map_a).result, "param", to=False).result
@@ -450,6 +494,7 @@ class _Kernel(PipelineBuilder):
             tid = ptx.SregOp("tid.x").result
             self.full = ptx.SharedAddrOp(f"{self.name}_full").result
             self.empty = ptx.SharedAddrOp(f"{self.name}_empty").result if s.specialised else None
+            self.turn = ptx.SharedAddrOp(f"{self.name}_turn").result if s.pingpong else None
             dyn = ptx.SharedAddrOp(DYNAMIC_SHARED).result
             self.tiles = binop(ptx.AndOp, binop(ptx.AddOp, dyn, ALIGN - 1), -ALIGN & 0xFFFFFFFF, "b32")
             self.true = ptx.SetpOp("eq", tid, tid).result
@@ -458,8 +503,11 @@ class _Kernel(PipelineBuilder):
             ptx.BraOp(done_init, guard=leader, negate=True)
             for i in range(s.stages):
                 ptx.MbarrierInitOp(binop(ptx.AddOp, self.full, 8 * i), 1)
-                if self.empty is not None:
-                    ptx.MbarrierInitOp(binop(ptx.AddOp, self.empty, 8 * i), s.consumers)
+                if self.empty is not None:  # ping-pong: a stage is read by the one warpgroup whose tile it holds
+                    ptx.MbarrierInitOp(binop(ptx.AddOp, self.empty, 8 * i), 1 if s.pingpong else s.consumers)
+            if self.turn is not None:  # a consumer's turn: every thread of the other warpgroup arrives
+                for c in range(s.consumers):
+                    ptx.MbarrierInitOp(binop(ptx.AddOp, self.turn, 8 * c), WARPGROUP)
             ptx.FenceProxyAsyncOp()  # the initialised mbarriers, before the copies complete on them
             ptx.LabelOp(done_init)
             ptx.BarSyncOp(0)
@@ -471,7 +519,8 @@ class _Kernel(PipelineBuilder):
         return func
 
     def accumulators(self) -> None:
-        self.acc = [ptx.MovOp(0.0, "f32").result for _ in range(self.s.bn // 2)]
+        """BN/2 f32 accumulators a thread for each 64-row slab of its warpgroup."""
+        self.acc = [[ptx.MovOp(0.0, "f32").result for _ in range(self.s.bn // 2)] for _ in range(self.s.atoms)]
 
     def plain(self, tid: SSAValue, leader: SSAValue) -> None:
         """``wgmma``: one tile per block; thread 0 issues the copies ``stages`` K tiles ahead."""
@@ -508,7 +557,8 @@ class _Kernel(PipelineBuilder):
         self.epilogue(bx, by, bz, consumer, local)
 
     def specialised(self, tid: SSAValue) -> None:
-        """``wgmma-ws``: warpgroup 0 produces, the others consume, over a persistent grid of tiles."""
+        """``wgmma-ws``: warpgroup 0 produces, the others consume, over a persistent grid of tiles; ``wgmma-pp``:
+        each consumer its own tiles, the main loops in turn (module docstring)."""
         s = self.s
         tiles = self.tiles_n * self.tiles_m * self.p.batch
         first, step = ptx.SregOp("ctaid.x").result, ptx.SregOp("nctaid.x").result
@@ -532,6 +582,24 @@ class _Kernel(PipelineBuilder):
         self.accumulators()
         cstage, cphase = imm(0), imm(0)
         ctile = ptx.MovOp(first, "u32").result
+        cstep: SSAValue = step
+        rows: SSAValue = consumer  # the warpgroup's 64 rows of a stage and of the tile
+        if s.pingpong:
+            # Consumer c takes the block's tiles c, c + 2, ...: its K tiles follow the other's in the ring, so its
+            # (stage, phase) starts c tiles of K tiles on. Its main loop waits for its turn (mbarrier turn[c]),
+            # which the other warpgroup gives once its own main loop has waited for all of its stages: then the
+            # phases a stage's full mbarrier completes before this warpgroup's wait are those the other warpgroup
+            # has waited for, and each wait means the current or the previous phase (PTX ISA 8.0 section
+            # 9.7.12.15.16), never one two ahead of the producer. Consumer 0's first turn is free (parity 1: the
+            # phase before phase 0), consumer 1's is consumer 0's first main loop (phase 0).
+            assert self.turn is not None
+            rows = imm(0)
+            ptx.AssignOp(ctile, ptx.MadOp(consumer, step, first, "u32", mode="lo").result)
+            cstep = binop(ptx.ShlOp, step, 1, "b32")
+            self.skip(cstage, cphase, binop(ptx.MulOp, consumer, self.nk, "u32", mode="lo"))
+            my_turn = ptx.MadOp(consumer, imm(8), self.turn, "u32", mode="lo").result
+            other_turn = ptx.MadOp(binop(ptx.XorOp, consumer, 1, "b32"), imm(8), self.turn, "u32", mode="lo").result
+            tphase = binop(ptx.XorOp, consumer, 1, "b32")
 
         def release(stage: SSAValue, guard: SSAValue) -> None:
             """One arrival per consumer warpgroup on the stage's empty mbarrier: the producer may refill it."""
@@ -544,24 +612,38 @@ class _Kernel(PipelineBuilder):
         def consume(bx: SSAValue, by: SSAValue, bz: SSAValue) -> None:
             # The K tile's wgmma stay in flight while the next tile's are issued (wait_group 1): the stage of the
             # previous K tile is released once its group is done.
+            if s.pingpong:
+                self.wait(my_turn, tphase)
+                ptx.AssignOp(tphase, binop(ptx.XorOp, tphase, 1, "b32"))
             kt, previous = imm(0), imm(0)
             top = self.label("C_K_LOOP")
             ptx.LabelOp(top)
             _, _, bar = self.stage_addr(cstage)
             self.wait(bar, cphase)
             not_first = ptx.SetpOp("ne", kt, imm(0)).result
-            self.mma(cstage, not_first, consumer, pending=1)
+            self.mma(cstage, not_first, rows, pending=1)
             release(previous, ptx.AndOp(arrive, not_first, "pred").result)
             ptx.AssignOp(previous, cstage)
             ptx.AssignOp(kt, binop(ptx.AddOp, kt, 1))
             self.advance(cstage, cphase)
             ptx.BraOp(top, guard=ptx.SetpOp("lt", kt, imm(self.nk)).result)
+            if s.pingpong:  # every stage of the tile waited for: the other warpgroup's turn; past its K tiles
+                ptx.MbarrierArriveOp(other_turn)
+                self.skip(cstage, cphase, imm(self.nk))
             ptx.WgmmaWaitGroupOp(0)
             release(previous, arrive)
-            self.epilogue(bx, by, bz, consumer, local)
+            self.epilogue(bx, by, bz, rows, local)
 
-        self.tile_loop(ctile, first, step, tiles, consume)
+        self.tile_loop(ctile, first, cstep, tiles, consume)
         ptx.LabelOp(exit_label)
+
+    def skip(self, stage: SSAValue, phase: SSAValue, count: SSAValue) -> None:
+        """``count`` steps of :meth:`advance` at once: stage = (stage + count) % stages, the parity flipped once per
+        wrap."""
+        total = binop(ptx.AddOp, stage, count)
+        ptx.AssignOp(stage, binop(ptx.RemOp, total, self.stages))
+        wraps = binop(ptx.DivOp, total, self.stages)
+        ptx.AssignOp(phase, binop(ptx.XorOp, phase, binop(ptx.AndOp, wraps, 1, "b32"), "b32"))
 
     def produce(self, stage: SSAValue, phase: SSAValue, bx: SSAValue, by: SSAValue, bz: SSAValue) -> None:
         s = self.s
@@ -630,7 +712,7 @@ def type_name(t: Attribute) -> str:
 
 
 def schedule_attr(name: str, fallback: bool = False, split_k: int = 1) -> ScheduleAttr:
-    """``pg-schedule``'s ``#kernel.schedule`` for a matmul run by ``name`` (``wgmma``/``wgmma-ws``; its
+    """``pg-schedule``'s ``#kernel.schedule`` for a matmul run by ``name`` (a key of :data:`SCHEDULES`; its
     precision is checked by ``matmul_rungs.check_precision``). ``fallback`` (``auto``'s choice, not the user's):
     ``pg-matmul-schedule`` takes ``auto``'s SIMT/mma-sync rung instead where :func:`problem` refuses the nest."""
     s = SCHEDULES[name]
@@ -641,6 +723,7 @@ def schedule_attr(name: str, fallback: bool = False, split_k: int = 1) -> Schedu
             "threads": s.threads,
             "stages": s.stages,
             "specialised": s.specialised,
+            **({"pingpong": True} if s.pingpong else {}),
             "fallback": fallback,
             **({"split_k": split_k} if split_k > 1 else {}),
         },
