@@ -20,9 +20,7 @@ from __future__ import annotations
 import argparse
 import collections
 import contextlib
-import datetime
 import os
-import platform
 import re
 import subprocess
 import sys
@@ -150,19 +148,15 @@ def main() -> None:
         print(f"{name}: {row['main_path']} SASS instructions to the first EXIT ({row['sass_instructions']} in all), "
               f"{row['erf_ops']} erf, {row['stg']} STG  ({top})")  # fmt: skip
     if args.json:
-        import numpy as np
-        import xdsl
-        from results_io import write_json
+        from results_io import compiled_only_header, write_json
 
-        commit = os.popen(f"git -C {HERE} rev-parse --short HEAD").read().strip()
         write_json(
             args.json,
             {
-                "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-                "machine": f"{platform.machine()}, no GPU (ptxas + cuobjdump only)",
-                "commit": commit,
-                "versions": {"xdsl": str(xdsl.__version__), "numpy": np.__version__},
-                "model": f"examples/gpt_shakespeare.py CONFIGS['gpu'], {args.layers} layers, {args.dtype}, {args.arch}",
+                **compiled_only_header(
+                    "no GPU (ptxas + cuobjdump only)",
+                    f"examples/gpt_shakespeare.py CONFIGS['gpu'], {args.layers} layers, {args.dtype}, {args.arch}",
+                ),
                 "erf": "gpu_math.erf_accurate" if args.accurate_erf else "gpu_math.erf",
                 "kernels": rows,
             },

@@ -38,15 +38,12 @@ import glob
 import json
 import math
 import os
-import platform
 import re
 import subprocess
 import sys
 import tempfile
 from collections import defaultdict
 from typing import Any
-
-import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:0] = [HERE, os.path.join(HERE, "..", "examples")]
@@ -351,17 +348,15 @@ def main() -> None:
         with open(args.markdown, "w") as f:
             f.write(text + "\n")
     if args.json:
-        import xdsl
-        from results_io import write_json
+        from results_io import compiled_only_header, write_json
 
         write_json(
             args.json,
             {
-                "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-                "machine": f"{platform.machine()}, no GPU (compiled only; times are estimates for an H100)",
-                "commit": commit,
-                "versions": {"xdsl": str(xdsl.__version__), "numpy": np.__version__},
-                "model": f"examples/gpt_shakespeare.py CONFIGS['gpu'], {args.layers} layers, {args.arch}",
+                **compiled_only_header(
+                    "no GPU (compiled only; times are estimates for an H100)",
+                    f"examples/gpt_shakespeare.py CONFIGS['gpu'], {args.layers} layers, {args.arch}",
+                ),
                 "results": results,
             },
             indent=1,

@@ -1,5 +1,6 @@
 """``write_json``: how every bench script writes its ``bench/results/`` file (atomically: a reader never sees half
-of it); ``gpu_rows_env``: the fields a GPU bench script's JSON lines start with."""
+of it); ``gpu_rows_env``: the fields a GPU bench script's JSON lines start with; ``compiled_only_header``: those of
+a result made without a GPU (ptxas and cuobjdump only)."""
 
 from __future__ import annotations
 
@@ -30,3 +31,22 @@ def gpu_rows_env(torch: Any) -> tuple[str, dict[str, Any]]:
         "versions": {"python": platform.python_version(), "torch": torch.__version__, "cuda": torch.version.cuda},
     }
     return gpu, env
+
+
+def compiled_only_header(machine: str, model: str) -> dict[str, Any]:
+    """The fields a result made on the CPU alone starts with: the time, ``machine`` (what was used), the commit, the
+    xDSL and numpy versions, and ``model`` (what was compiled)."""
+    import datetime
+    import platform
+
+    import numpy as np
+    import xdsl
+
+    here = os.path.dirname(os.path.abspath(__file__))
+    return {
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "machine": f"{platform.machine()}, {machine}",
+        "commit": os.popen(f"git -C {here} rev-parse --short HEAD").read().strip(),
+        "versions": {"xdsl": str(xdsl.__version__), "numpy": np.__version__},
+        "model": model,
+    }
