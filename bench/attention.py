@@ -319,10 +319,10 @@ def main() -> None:
         return
 
     import torch
-    from results_io import gpu_rows_env
+    from results_io import gpu_results_path, gpu_rows_env
 
     gpu, env = gpu_rows_env(torch)
-    out = opts.out or os.path.join(HERE, "results", f"attention_{gpu.split()[-1].lower()}.jsonl")
+    out = opts.out or gpu_results_path("attention", gpu)
     impls = opts.impls.split(",")
     if opts.gpt:
         impls = [i for i in impls if i in ("picograd-bf16", "torch-flash", "torch-cudnn", "torch-math")]

@@ -33,6 +33,13 @@ def gpu_rows_env(torch: Any) -> tuple[str, dict[str, Any]]:
     return gpu, env
 
 
+def gpu_results_path(name: str, gpu: str) -> str:
+    """``bench/results/<name>_<tag>.jsonl``, the tag the last word of the GPU's name in lower case (a GPU bench
+    script's default output)."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    return os.path.join(here, "results", f"{name}_{gpu.split()[-1].lower()}.jsonl")
+
+
 def compiled_only_header(machine: str, model: str) -> dict[str, Any]:
     """The fields a result made on the CPU alone starts with: the time, ``machine`` (what was used), the commit, the
     xDSL and numpy versions, and ``model`` (what was compiled)."""

@@ -147,12 +147,12 @@ def main() -> None:
         return
 
     import torch
-    from results_io import gpu_rows_env
+    from results_io import gpu_results_path, gpu_rows_env
 
     from picograd.runtime import cuda
 
     gpu, env = gpu_rows_env(torch)
-    out = opts.out or os.path.join(HERE, "results", f"scatter_add_{gpu.split()[-1].lower()}.jsonl")
+    out = opts.out or gpu_results_path("scatter_add", gpu)
     rows = []
     for s in CASES:
         ids = token_ids(s)

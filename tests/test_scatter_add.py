@@ -56,6 +56,17 @@ def test_other_scatters_stay_atomic(s: Scatter) -> None:
 # --- the kernel ----------------------------------------------------------------------------------------------
 
 
+def _check(got: np.ndarray, u: np.ndarray, idx: np.ndarray, dim: int, shape, ishape, el) -> None:
+    """``got`` is the scatter-add of ``u`` at ``idx``: exactly for integers, else within the rounding of a sum of
+    ``prod(ishape)`` terms."""
+    want = _reference(u, idx, dim, shape)
+    if el == i64:
+        np.testing.assert_array_equal(got, want)
+    else:
+        bound = np.finfo(got.dtype).eps * _reference(np.abs(u), idx, dim, shape) * 2 * np.prod(ishape)
+        assert np.all(np.abs(got - want) <= bound + 1e-300)
+
+
 def _reference(u: np.ndarray, idx: np.ndarray, dim: int, shape: tuple[int, ...]) -> np.ndarray:
     """``scatter_add`` in float64 (int64 for integers) with numpy's unbuffered ``add.at``."""
     out = np.zeros(shape, np.int64 if u.dtype.kind in "iu" else np.float64)
@@ -108,12 +119,7 @@ def test_shared_rows_on_the_emulator(name: str, rng: np.random.Generator) -> Non
     assert "red.shared.add" in program.ptx
     u, idx = _updates(rng, ushape, el), draw(rng).astype(np.int64)
     (got,) = run_program(program, [u, idx])
-    want = _reference(u, idx, dim, shape)
-    if el == i64:
-        np.testing.assert_array_equal(got, want)
-    else:
-        bound = np.finfo(got.dtype).eps * _reference(np.abs(u), idx, dim, shape) * 2 * np.prod(ishape)
-        assert np.all(np.abs(got - want) <= bound + 1e-300)
+    _check(got, u, idx, dim, shape, ishape, el)
     hit = np.zeros(rows, bool)
     hit[np.unique(idx)] = True
     assert not np.any(np.take(got, np.flatnonzero(~hit), axis=dim)), "rows never hit stay zero"
@@ -151,9 +157,4 @@ def test_shared_rows_on_gpu(name: str, rng: np.random.Generator) -> None:
     u = _updates(rng, ushape, el)
     exe = program.executable()
     (got,) = [o.to_numpy() for o in exe(cuda.DeviceBuffer.from_numpy(u), cuda.DeviceBuffer.from_numpy(idx))]
-    want = _reference(u, idx, dim, shape)
-    if el == i64:
-        np.testing.assert_array_equal(got, want)
-    else:
-        bound = np.finfo(got.dtype).eps * _reference(np.abs(u), idx, dim, shape) * 2 * np.prod(ishape)
-        assert np.all(np.abs(got - want) <= bound + 1e-300)
+    _check(got, u, idx, dim, shape, ishape, el)
