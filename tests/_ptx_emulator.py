@@ -112,6 +112,8 @@ def _fma(a: Any, b: Any, c: Any, t: str) -> Any:
     if not (np.isfinite(a) and np.isfinite(b) and np.isfinite(c)):
         with np.errstate(all="ignore"):
             return typ(np.float64(a) * np.float64(b) + np.float64(c))
+    if t == "f32":
+        return _fma_f32(float(a), float(b), float(c))
     exact = Fraction(float(a)) * Fraction(float(b)) + Fraction(float(c))
     if t == "f64":
         try:
@@ -119,6 +121,21 @@ def _fma(a: Any, b: Any, c: Any, t: str) -> Any:
         except OverflowError:
             return np.float64(math.copysign(math.inf, exact))
     return _round_f32(exact)
+
+
+def _fma_f32(a: float, b: float, c: float) -> np.float32:
+    """``fma.rn.f32`` of finite ``a``, ``b``, ``c``: ``a * b`` is exact in float64 (24 + 24 bits), the sum is
+    rounded to odd in float64 (its rounding error from the TwoSum identity; an inexact sum gets an odd last bit),
+    and rounding that to float32 is then correct, since 53 >= 24 + 2 bits (Boldo and Melquiond, "Emulation of FMA and
+    correctly rounded sums: proved algorithms using rounding to odd", IEEE Trans. Computers 2008)."""
+    p = a * b
+    s = p + c
+    v = s - p
+    err = (p - (s - v)) + (c - v)
+    if err != 0.0 and not struct.unpack("<q", struct.pack("<d", s))[0] & 1:
+        s = math.nextafter(s, math.inf if err > 0.0 else -math.inf)
+    with np.errstate(over="ignore"):
+        return np.float32(s)
 
 
 def _round_f32(x: Fraction) -> np.float32:
@@ -675,6 +692,7 @@ class Emulator:
         self.heap = heap or Heap()
         self.funcs = {f.sym_name.data: f for f in module.funcs()}
         self.instructions = 0
+        self.computed: dict[type, bool] = {}  # instruction class -> whether compute() alone emulates it
         self.tensor_maps: dict[int, TensorMap] = {}
 
     def tensor_map(self, tmap: TensorMap) -> int:
@@ -828,8 +846,20 @@ class Emulator:
 
     # --- one thread -------------------------------------------------------------------------------------------
 
+    THREAD_OPS = (
+        ptx.LabelOp, ptx.SharedOp, ptx.BraOp, ptx.RetOp, ptx.BarSyncOp, ptx.ShflOp, ptx.LdParamOp, ptx.ParamAddrOp,
+        ptx.CvtaOp, ptx.SregOp, ptx.SharedAddrOp, ptx.MovOp, ptx.AssignOp, ptx.LdOp, ptx.StOp, ptx.LdmatrixOp,
+        ptx.StmatrixOp, ptx.MmaOp, ptx.MbarrierInitOp, ptx.MbarrierArriveOp, ptx.MbarrierTryWaitOp,
+        ptx.CpAsyncBulkTensorOp, ptx.FenceProxyAsyncOp, ptx.WgmmaFenceOp, ptx.SetmaxnregOp, ptx.WgmmaMmaAsyncOp,
+        ptx.WgmmaMmaAsyncRsOp, ptx.WgmmaCommitGroupOp, ptx.WgmmaWaitGroupOp, ptx.CpAsyncOp, ptx.CpAsyncCommitGroupOp,
+        ptx.CpAsyncWaitGroupOp, ptx.RedOp, ptx.AtomOp,
+    )  # fmt: skip
+    """The instructions :meth:`thread` emulates itself (every class its ``match`` names); the others go to
+    :meth:`compute`."""
+
     def thread(self, ops, labels, params, ctaid, nctaid, tid, ntid, layout, block) -> Generator[Any, Any, None]:
         regs: dict[SSAValue, int] = {}
+        computed = self.computed
         heap = self.heap.data
         smem = block.smem
         pending_acc: set[SSAValue] = set()
@@ -856,6 +886,13 @@ class Emulator:
                 continue
             guard = op.guard_value if isinstance(op, ptx.Instruction) else None
             if guard is not None and bool(get(guard)) == op.guard_negated:
+                continue
+            cls = type(op)
+            plain = computed.get(cls)
+            if plain is None:
+                plain = computed[cls] = not issubclass(cls, self.THREAD_OPS)
+            if plain:  # straight to compute(): the match below tests its ~35 classes through ABCMeta one by one
+                regs[op.results[0]] = self.compute(op, get)
                 continue
             match op:
                 case ptx.BraOp():

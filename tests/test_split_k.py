@@ -57,8 +57,8 @@ EMULATED = [
     # (shape, rung, splits): whole chunks read as plain tiles (cp.async), a ragged K read element by element
     (MM(64, 64, 256, dtype="bf16"), SMALL_MMA_TILE, 4),
     (MM(40, 24, 200, ta=True, dtype="bf16"), SMALL_MMA_TILE, 3),  # ragged: chunks of 67, the last 66
-    (MM(64, 64, 128, tb=True, dtype="f32"), SMALL_TILE, 4),
-    (MM(64, 64, 256, ta=True, dtype="f32"), SMALL_TILE, 4),  # a weight gradient's layout (dY.T @ X)
+    (MM(64, 64, 64, tb=True, dtype="f32"), SMALL_TILE, 2),  # chunks of two 16-deep K tiles
+    (MM(64, 64, 128, ta=True, dtype="f32"), SMALL_TILE, 4),  # a weight gradient's layout (dY.T @ X)
     (MM(24, 20, 90, dtype="f32"), SMALL_TILE, 4),  # ragged
 ]
 

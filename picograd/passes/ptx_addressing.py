@@ -191,6 +191,13 @@ class PtxAddressing(PtxEmitter):
         assert isinstance(t, MemRefType)
         self.values[op.result] = Buf(src.base, src.offset + int(shift), t, src.space)
 
+    def collapse_shape(self, op: memref.CollapseShapeOp) -> None:
+        """The same bytes under fewer dims (row-major buffers only: a collapse keeps every element's offset)."""
+        src = self.buf(op.src, op)
+        t = op.result.type
+        assert isinstance(t, MemRefType)
+        self.values[op.result] = Buf(src.base, src.offset, t, src.space)
+
     def workgroup_alloc(self, op: gpu_ext.WorkgroupAllocOp) -> None:
         t = op.memref_type
         self.kind(t.get_element_type(), op)

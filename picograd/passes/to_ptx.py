@@ -608,6 +608,7 @@ _HANDLERS: dict[type[Operation], Callable[[KernelLowering, Any], None]] = {
     memref.StoreOp: KernelLowering.store,
     memref.AtomicRMWOp: KernelLowering.atomic_rmw,
     memref.ViewOp: KernelLowering.view,
+    memref.CollapseShapeOp: KernelLowering.collapse_shape,
     gpu_ext.WorkgroupAllocOp: KernelLowering.workgroup_alloc,
     gpu_ext.ShuffleOp: KernelLowering.shuffle,
     gpu_ext.VectorLoadOp: KernelLowering.vector_load,

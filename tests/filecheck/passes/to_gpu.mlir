@@ -8,8 +8,9 @@
 
 // Each nest is one kernel of the function's gpu.module, launched in order from the host with constant grid and block
 // sizes (400 points: 2 blocks of 256 threads). The kernel takes whole buffers (the argument and the arena); the view is
-// cloned into it, so an intermediate is the arena pointer plus a constant offset. Thread b*256+t computes point
-// (i, j) = delinearized in i32 behind a bounds check.
+// cloned into it, so an intermediate is the arena pointer plus a constant offset. Thread b*256+t computes one point
+// behind a bounds check; both accesses read their buffers in the nest's own row-major order, so each indexes its
+// buffer collapsed to 1-D with the thread's linear index (in i32: 400 points) and nothing is delinearized.
 
 // CHECK-LABEL: builtin.module attributes {gpu.container_module} {
 // CHECK-NEXT:    func.func @elementwise(%x: memref<4x100xf32>, %result0: memref<4x100xf32> {pg.result = 0 : i64}) {
@@ -27,7 +28,6 @@
 // CHECK-NEXT:      ^bb0(%x: memref<4x100xf32>, %arena: memref<3200xi8>):
 // CHECK-NEXT:        %[[B:.*]] = arith.constant 256 : index
 // CHECK-NEXT:        %[[N:.*]] = arith.constant 400 : index
-// CHECK-NEXT:        %[[C100:.*]] = arith.constant 100 : i32
 // CHECK-NEXT:        %off = arith.constant 1600 : index
 // CHECK-NEXT:        %v = memref.view %arena[%off][] : memref<3200xi8> to memref<4x100xf32>
 // CHECK-NEXT:        %[[BID:.*]] = "gpu.block_id"() <{dimension = #gpu<dim x>}> : () -> index
@@ -37,21 +37,22 @@
 // CHECK-NEXT:        %[[IN:.*]] = arith.cmpi ult, %[[LIN]], %[[N]] : index
 // CHECK-NEXT:        scf.if %[[IN]] {
 // CHECK-NEXT:          %[[L32:.*]] = arith.index_cast %[[LIN]] : index to i32
-// CHECK-NEXT:          %[[J32:.*]] = arith.remui %[[L32]], %[[C100]] : i32
-// CHECK-NEXT:          %[[I32:.*]] = arith.divui %[[L32]], %[[C100]] : i32
-// CHECK-NEXT:          %i = arith.index_cast %[[I32]] : i32 to index
-// CHECK-NEXT:          %j = arith.index_cast %[[J32]] : i32 to index
-// CHECK-NEXT:          %a = memref.load %x[%i, %j] : memref<4x100xf32>
+// CHECK-NEXT:          %[[L:.*]] = arith.index_cast %[[L32]] : i32 to index
+// CHECK-NEXT:          %[[X1:.*]] = memref.collapse_shape %x {{\[\[}}0 : i64, 1 : i64]] : memref<4x100xf32> into memref<400xf32>
+// CHECK-NEXT:          %[[V1:.*]] = memref.collapse_shape %v {{\[\[}}0 : i64, 1 : i64]] : memref<4x100xf32> into memref<400xf32>
+// CHECK-NEXT:          %a = memref.load %[[X1]][%[[L]]] : memref<400xf32>
 // CHECK-NEXT:          %t = math.tanh %a : f32
-// CHECK-NEXT:          memref.store %t, %v[%i, %j] : memref<4x100xf32>
+// CHECK-NEXT:          memref.store %t, %[[V1]][%[[L]]] : memref<400xf32>
 // CHECK-NEXT:        }
 // CHECK-NEXT:        "gpu.return"() : () -> ()
 // CHECK-NEXT:      }) {sym_name = "k0_tanh", gpu.known_block_size = array<i32: 256, 1, 1>, pg.schedule = "thread_per_point", pg.kind = "elementwise"} : () -> ()
 // CHECK-NEXT:      "gpu.func"() <{function_type = (memref<3200xi8>, memref<4x100xf32>) -> (), kernel}> ({
 // CHECK:             %v = memref.view %arena[%off][] : memref<3200xi8> to memref<4x100xf32>
-// CHECK:             %a = memref.load %v[%i, %j] : memref<4x100xf32>
+// CHECK:             %[[V2:.*]] = memref.collapse_shape %v
+// CHECK-NEXT:        %[[R2:.*]] = memref.collapse_shape %result0
+// CHECK-NEXT:        %a = memref.load %[[V2]][%{{.*}}] : memref<400xf32>
 // CHECK-NEXT:        %e = math.exp %a : f32
-// CHECK-NEXT:        memref.store %e, %result0[%i, %j] : memref<4x100xf32>
+// CHECK-NEXT:        memref.store %e, %[[R2]][%{{.*}}] : memref<400xf32>
 // CHECK:           }) {sym_name = "k1_exp", {{.*}}pg.schedule = "thread_per_point"
 
 // With a smaller block size, more blocks.
@@ -66,7 +67,7 @@
 // LOC-NEXT:    "gpu.launch_func"{{.*}}@elementwise_kernels::@k1_exp{{.*}} loc("model.py":6:4)
 // LOC:         memref.view {{.*}} loc("model.py":3:4)
 // LOC-NEXT:    "gpu.block_id"(){{.*}} loc("model.py":5:4)
-// LOC:         memref.load %x{{.*}} loc("model.py":4:4)
+// LOC:         memref.load {{.*}} loc("model.py":4:4)
 // LOC-NEXT:    math.tanh {{.*}} loc("model.py":5:4)
 // LOC:         }) {sym_name = "k0_tanh"{{.*}} loc("model.py":5:4)
 
@@ -322,5 +323,39 @@ func.func @scalar_from_outside(%x: memref<3xf32>, %n: index, %result0: memref<3x
     memref.store %a, %result0[%i] : memref<3xf32>
     scf.reduce
   }) {pg.kernel = "k0_shift", pg.kind = "movement"} : (index, index, index) -> () loc("model.py":32:2)
+  func.return
+}
+
+// -----
+
+// ---- thread per point, a transposing read: the read is not in the nest's order and keeps the delinearized (i, j);
+// the store is, and indexes its buffer collapsed to 1-D with the linear index
+
+// CHECK-LABEL: func.func @transpose
+// CHECK:         scf.if %{{.*}} {
+// CHECK-NEXT:      %[[L32:.*]] = arith.index_cast %[[LIN:.*]] : index to i32
+// CHECK-NEXT:      %[[L:.*]] = arith.index_cast %[[L32]] : i32 to index
+// CHECK-NEXT:      %[[R:.*]] = memref.collapse_shape %result0 {{\[\[}}0 : i64, 1 : i64]] : memref<4x100xf32> into memref<400xf32>
+// CHECK-NEXT:      %[[S32:.*]] = arith.index_cast %[[LIN]] : index to i32
+// CHECK-NEXT:      %[[J32:.*]] = arith.remui %[[S32]], %{{.*}} : i32
+// CHECK-NEXT:      %[[I32:.*]] = arith.divui %[[S32]], %{{.*}} : i32
+// CHECK-NEXT:      %i = arith.index_cast %[[I32]] : i32 to index
+// CHECK-NEXT:      %j = arith.index_cast %[[J32]] : i32 to index
+// CHECK-NEXT:      %a = memref.load %x[%j, %i] : memref<100x4xf32>
+// CHECK-NEXT:      %t = math.tanh %a : f32
+// CHECK-NEXT:      memref.store %t, %[[R]][%[[L]]] : memref<400xf32>
+// CHECK-NEXT:    }
+func.func @transpose(%x: memref<100x4xf32>, %result0: memref<4x100xf32> {pg.result = 0 : i64}) {
+  %c0 = arith.constant 0 : index
+  %c4 = arith.constant 4 : index
+  %c100 = arith.constant 100 : index
+  %c1 = arith.constant 1 : index
+  "scf.parallel"(%c0, %c0, %c4, %c100, %c1, %c1) <{operandSegmentSizes = array<i32: 2, 2, 2, 0>}> ({
+  ^bb0(%i: index, %j: index):
+    %a = memref.load %x[%j, %i] : memref<100x4xf32>
+    %t = math.tanh %a : f32
+    memref.store %t, %result0[%i, %j] : memref<4x100xf32>
+    scf.reduce
+  }) {pg.kernel = "k0_tanh", pg.kind = "elementwise"} : (index, index, index, index, index, index) -> ()
   func.return
 }
