@@ -1,9 +1,10 @@
 """Addressing and memory access in ``pg-to-ptx``: buffers, their element addresses, loads, stores and copies.
 
 A kernel argument is a ``.param .u64`` turned into a global address (``PtxEmitter.run``); a ``memref.view`` is that
-address plus its constant byte offset, a ``memref.collapse_shape`` the same address under its new shape; a workgroup buffer is a ``.shared`` array (or, when a kernel's workgroup
-buffers exceed the 48 KiB a kernel may declare statically, a place in the module's dynamic ``.extern .shared``
-buffer, whose bytes the kernel records as ``pg.dynamic_shared`` for its launch). ``memref.load``/``store`` compute
+address plus its constant byte offset, a ``memref.collapse_shape`` the same address under its new shape; a
+workgroup buffer is a ``.shared`` array (or, when a kernel's workgroup buffers exceed the 48 KiB a kernel may
+declare statically, a place in the module's dynamic ``.extern .shared`` buffer, whose bytes the kernel records as
+``pg.dynamic_shared`` for its launch). ``memref.load``/``store`` compute
 ``base + (sum_i idx_i stride_i) * element_bytes`` (row-major strides of the static shape; in 32 bits when the
 buffer and every index fit), fold the constant part of the indices into the instruction's ``[%rd + offset]``, and
 use ``ld``/``st`` of the element type (an ``i1`` is a byte). Also the 16-byte vector accesses, ``cp.async`` copies

@@ -64,7 +64,7 @@ def flatten_accesses(nest: GpuNest, b: Builder, lin: SSAValue, total: int) -> No
         if flat_index is None:
             flat_index = b.cast(b.cast(lin, i32), IndexType()) if total < 2**31 else lin
         if op.memref not in flat:
-            flat[op.memref] = b.v(collapse_to_1d(op.memref, t))
+            flat[op.memref] = op.memref if len(t.get_shape()) == 1 else b.v(collapse_to_1d(op.memref, t))
         at = flat_index if c == 0 else b.v(arith.AddiOp(flat_index, b.index(c)))
         if isinstance(op, memref.LoadOp):
             load = memref.LoadOp.get(flat[op.memref], [at])
