@@ -56,7 +56,7 @@ from xdsl.dialects.builtin import (
     MemRefType,
     NoneAttr,
 )
-from xdsl.ir import Attribute, Block, BlockArgument, Operation, SSAValue
+from xdsl.ir import Attribute, Block, BlockArgument, Operation, Region, SSAValue
 
 from picograd.target import gpu_math
 
@@ -1112,6 +1112,7 @@ def emit_nest(nest: scf.ParallelOp, name: str) -> NestFunction:
     :class:`Unsupported` for what has no LLVM form here."""
     if nest.initVals:
         raise Unsupported("scf.parallel with reductions")
+    nest = _split_at_divisors(nest)
     e = _Emitter()
     e.start("body0")
     for op in _invariant_ops(nest):
@@ -1146,6 +1147,85 @@ def emit_nest(nest: scf.ParallelOp, name: str) -> NestFunction:
 
 FLATTEN_BELOW = 16
 """Loops of at most this many iterations (a power of two) are merged with the loop around them (``_flattened``)."""
+
+
+def _divisors(loop: scf.ForOp) -> list[int]:
+    """The chain ``d_1 > d_2 > ...`` (each dividing the one before) of the constants that ``loop``'s induction
+    variable ``i`` is divided by (``(x + i) // d`` or ``% d`` in its body, ``x`` a multiple of ``d``), each a power
+    of two (as ``_flattened`` merges) dividing its trip count and smaller than it; empty for none."""
+    trips = _trip_count(loop)
+    iv = loop.body.block.args[0]
+    found: set[int] = set()
+    for op in loop.body.block.walk():
+        if isinstance(op, arith.DivUIOp | arith.RemUIOp) and (d := _constant_index(op.operands[1])) > 1:
+            form = _affine(op.operands[0])
+            if form.get(iv) == 1 and all(c % d == 0 for t, c in form.items() if t is not iv):
+                if trips % d == 0 and d < trips and d & (d - 1) == 0:
+                    found.add(d)
+    chain: list[int] = []
+    for d in sorted(found, reverse=True):
+        if not chain or chain[-1] % d == 0:
+            chain.append(d)
+    return chain
+
+
+def _split_at_divisors(nest: scf.ParallelOp) -> scf.ParallelOp:
+    """``nest``, or a copy of it in which every ``scf.for`` whose induction variable ``i`` is divided by constants
+    (``_divisors``: a reduction over a reshaped dim, GroupNorm's (channels of a group x pixels), whose channel is
+    ``i // 64``) is a perfect nest of loops over ``i``'s digits in those bases (``i = a d_1 + b d_2 + c``): the
+    quotients are loop indices, so loads at them are not gathers (LLVM vectorized GroupNorm's reductions with a
+    gather of the per-channel parameters at every element) and the inner digits merge into one flat loop
+    (``_flattened``). The iterations keep their order."""
+    loops = [op for op in nest.walk() if isinstance(op, scf.ForOp) and _divisors(op)]
+    if not loops:
+        return nest
+    nest = nest.clone()
+    for loop in [op for op in nest.walk() if isinstance(op, scf.ForOp) and _divisors(op)]:
+        _split_loop(loop, _divisors(loop))
+    return nest
+
+
+def _split_loop(loop: scf.ForOp, chain: list[int]) -> None:
+    """Replace ``loop`` (from 0 by 1, ``_divisors`` ``chain``) by the perfect nest over its index's digits."""
+    old, parent = loop.body.block, loop.parent_block()
+    assert parent is not None
+    trips = [_trip_count(loop) // chain[0], *(a // b for a, b in zip(chain, chain[1:], strict=False)), chain[-1]]
+    weights = [*chain, 1]
+    consts: dict[int, SSAValue] = {}
+
+    def const(n: int) -> SSAValue:
+        if n not in consts:
+            c = arith.ConstantOp(IntegerAttr(n, IndexType()))
+            parent.insert_op_before(c, loop)  # outside the loops: their bounds (``_perfect_child``)
+            consts[n] = c.result
+        return consts[n]
+
+    carried = [a.type for a in old.args[1:]]
+    blocks = [Block(arg_types=[IndexType(), *carried]) for _ in trips]
+    made: list[scf.ForOp] = []
+    for k, t in enumerate(trips):
+        inits = list(loop.iter_args) if k == 0 else list(blocks[k - 1].args[1:])
+        made.append(scf.ForOp(const(0), const(t), const(1), inits, Region(blocks[k])))
+    for k in range(1, len(trips)):
+        blocks[k - 1].add_ops([made[k], scf.YieldOp(*made[k].results)])
+    inner = blocks[-1]
+    index: SSAValue = inner.args[0]
+    for block, w in zip(blocks[-2::-1], weights[-2::-1], strict=True):  # a d_k + (the rest): ``_scaled`` reads it
+        scaled = arith.MuliOp(block.args[0], const(w))
+        total = arith.AddiOp(scaled, index)
+        inner.add_ops([scaled, total])
+        index = total.result
+    for op in list(old.ops):
+        op.detach()
+        inner.add_op(op)
+    old.args[0].replace_all_uses_with(index)
+    for a, b in zip(old.args[1:], inner.args[1:], strict=True):
+        a.replace_all_uses_with(b)
+    parent.insert_op_before(made[0], loop)
+    for r, n in zip(loop.results, made[0].results, strict=True):
+        r.replace_all_uses_with(n)
+    loop.detach()
+    loop.erase()
 
 
 def _trip_count(loop: scf.ForOp) -> int:
