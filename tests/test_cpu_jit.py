@@ -512,8 +512,9 @@ def test_short_loops_run_as_one_flat_loop(monkeypatch, rng: np.random.Generator)
 def test_reductions_split_at_their_divisors(monkeypatch, dtype, rng: np.random.Generator) -> None:
     """A reduction over a reshaped dim (GroupNorm's channels of a group x pixels, the channel ``i // (H W)``) runs
     as a perfect nest over the digits of its index (``llvm_ir._split_at_divisors``): the per-channel parameters are
-    loaded once per channel, not gathered at every element, and the pixels merge into one flat loop: fewer loops
-    over a whole group. Values (forward and input gradient, odd batch, 3 groups of 4
+    loaded once per channel, not gathered at every element, and the pixels merge into one flat loop (an
+    elementwise nest's dims but its first likewise, as GroupNorm's normalization): fewer loops over a whole group.
+    Values (forward and input gradient, odd batch, 3 groups of 4
     channels of 4 x 4 pixels) as float64 numpy and PyTorch, and as without the split."""
     import torch
 

@@ -1149,14 +1149,12 @@ FLATTEN_BELOW = 16
 """Loops of at most this many iterations (a power of two) are merged with the loop around them (``_flattened``)."""
 
 
-def _divisors(loop: scf.ForOp) -> list[int]:
-    """The chain ``d_1 > d_2 > ...`` (each dividing the one before) of the constants that ``loop``'s induction
-    variable ``i`` is divided by (``(x + i) // d`` or ``% d`` in its body, ``x`` a multiple of ``d``), each a power
-    of two (as ``_flattened`` merges) dividing its trip count and smaller than it; empty for none."""
-    trips = _trip_count(loop)
-    iv = loop.body.block.args[0]
+def _divisors(iv: BlockArgument, trips: int) -> list[int]:
+    """The chain ``d_1 > d_2 > ...`` (each dividing the one before) of the constants that the loop index ``iv`` (of
+    ``trips`` iterations) is divided by (``(x + iv) // d`` or ``% d`` in its loop's body, ``x`` a multiple of
+    ``d``), each a power of two (as ``_flattened`` merges) dividing ``trips`` and smaller; empty for none."""
     found: set[int] = set()
-    for op in loop.body.block.walk():
+    for op in iv.block.walk():
         if isinstance(op, arith.DivUIOp | arith.RemUIOp) and (d := _constant_index(op.operands[1])) > 1:
             form = _affine(op.operands[0])
             if form.get(iv) == 1 and all(c % d == 0 for t, c in form.items() if t is not iv):
@@ -1169,28 +1167,103 @@ def _divisors(loop: scf.ForOp) -> list[int]:
     return chain
 
 
+def _loop_divisors(loop: scf.ForOp) -> list[int]:
+    return _divisors(loop.body.block.args[0], _trip_count(loop))
+
+
+def _dim_divisors(nest: scf.ParallelOp) -> list[list[int]]:
+    """``_divisors`` of each dim of ``nest`` but its first (which threads split by ``lo``/``hi``); none for the
+    transposing copies and row gathers, whose loops are shaped for the vectorizer (``_transposes``,
+    ``_copies_rows``)."""
+    ivs = nest.body.block.args
+    if _transposes(nest) or _copies_rows(nest):
+        return [[] for _ in ivs]
+    return [[]] + [_divisors(ivs[d], _dim_trip_count(nest, d)) for d in range(1, len(ivs))]
+
+
 def _split_at_divisors(nest: scf.ParallelOp) -> scf.ParallelOp:
-    """``nest``, or a copy of it in which every ``scf.for`` whose induction variable ``i`` is divided by constants
-    (``_divisors``: a reduction over a reshaped dim, GroupNorm's (channels of a group x pixels), whose channel is
-    ``i // 64``) is a perfect nest of loops over ``i``'s digits in those bases (``i = a d_1 + b d_2 + c``): the
-    quotients are loop indices, so loads at them are not gathers (LLVM vectorized GroupNorm's reductions with a
-    gather of the per-channel parameters at every element) and the inner digits merge into one flat loop
-    (``_flattened``). The iterations keep their order."""
-    loops = [op for op in nest.walk() if isinstance(op, scf.ForOp) and _divisors(op)]
-    if not loops:
+    """``nest``, or a copy of it in which every loop (an ``scf.for``, or a dim of the nest but its first) whose
+    index ``i`` is divided by constants (``_divisors``: a reduction over a reshaped dim, GroupNorm's (channels of a
+    group x pixels), whose channel is ``i // 64``) runs as loops over ``i``'s digits in those bases (``i = a d_1 +
+    b d_2 + c``): the quotients are loop indices, so loads at them are not gathers (LLVM vectorized GroupNorm's
+    reductions with a gather of the per-channel parameters at every element) and the inner digits merge into one
+    flat loop (``_flattened``, ``_flat_dims``). The iterations keep their order."""
+    loops = [op for op in nest.walk() if isinstance(op, scf.ForOp) and _loop_divisors(op)]
+    dims = _dim_divisors(nest)
+    if not loops and not any(dims):
         return nest
     nest = nest.clone()
-    for loop in [op for op in nest.walk() if isinstance(op, scf.ForOp) and _divisors(op)]:
-        _split_loop(loop, _divisors(loop))
+    for loop in [op for op in nest.walk() if isinstance(op, scf.ForOp) and _loop_divisors(op)]:
+        _split_loop(loop, _loop_divisors(loop))
+    if any(dims):
+        nest = _split_dims(nest, dims)
     return nest
+
+
+def _digits(total: int, chain: list[int]) -> tuple[list[int], list[int]]:
+    """The trip counts of the loops over the digits of an index below ``total`` in the bases ``chain``, and the
+    weights of the digits."""
+    trips = [total // chain[0], *(a // b for a, b in zip(chain, chain[1:], strict=False)), chain[-1]]
+    return trips, [*chain, 1]
+
+
+def _split_dims(nest: scf.ParallelOp, chains: list[list[int]]) -> scf.ParallelOp:
+    """A new ``nest`` whose dim ``d`` is a run of dims over its index's digits in the bases ``chains[d]`` (none
+    for an empty chain), the old index ``a d_1 + (b d_2 + c)`` computed at the top of the body."""
+    old = nest.body.block
+    consts: dict[int, SSAValue] = {}
+
+    def const(n: int) -> SSAValue:
+        if n not in consts:
+            c = arith.ConstantOp(IntegerAttr(n, IndexType()))
+            consts[n] = c.result
+            made.append(c)
+        return consts[n]
+
+    made: list[Operation] = []
+    lbs: list[SSAValue] = []
+    ubs: list[SSAValue] = []
+    steps: list[SSAValue] = []
+    spans: list[tuple[int, list[int]]] = []  # per old dim: its first new dim and the digits' weights
+    for d, chain in enumerate(chains):
+        if not chain:
+            spans.append((len(lbs), [1]))
+            lbs.append(nest.lowerBound[d])
+            ubs.append(nest.upperBound[d])
+            steps.append(nest.step[d])
+            continue
+        trips, weights = _digits(_dim_trip_count(nest, d), chain)
+        spans.append((len(lbs), weights))
+        for t in trips:
+            lbs.append(const(0))
+            ubs.append(const(t))
+            steps.append(const(1))
+    block = Block(arg_types=[IndexType()] * len(lbs))
+    top: list[Operation] = []
+    for d, (first, weights) in enumerate(spans):
+        index: SSAValue = block.args[first + len(weights) - 1]
+        for k in range(len(weights) - 2, -1, -1):  # a d_k + (the rest): ``_scaled`` reads it
+            scaled = arith.MuliOp(block.args[first + k], const(weights[k]))
+            total = arith.AddiOp(scaled, index)
+            top += [scaled, total]
+            index = total.result
+        old.args[d].replace_all_uses_with(index)
+    block.add_ops(top)
+    for op in list(old.ops):
+        op.detach()
+        block.add_op(op)
+    new = scf.ParallelOp(lbs, ubs, steps, Region(block))
+    new.attributes.update(nest.attributes)
+    if made:  # the new bounds: constants before the nest (the nest is a detached copy: in a block of their own)
+        Block(made + [new])
+    return new
 
 
 def _split_loop(loop: scf.ForOp, chain: list[int]) -> None:
     """Replace ``loop`` (from 0 by 1, ``_divisors`` ``chain``) by the perfect nest over its index's digits."""
     old, parent = loop.body.block, loop.parent_block()
     assert parent is not None
-    trips = [_trip_count(loop) // chain[0], *(a // b for a, b in zip(chain, chain[1:], strict=False)), chain[-1]]
-    weights = [*chain, 1]
+    trips, weights = _digits(_trip_count(loop), chain)
     consts: dict[int, SSAValue] = {}
 
     def const(n: int) -> SSAValue:
