@@ -1149,16 +1149,22 @@ FLATTEN_BELOW = 16
 """Loops of at most this many iterations (a power of two) are merged with the loop around them (``_flattened``)."""
 
 
+SPLIT_FROM = 8
+"""The smallest divisor a loop is split at (``_split_at_divisors``): a vector's worth of floats; a loop split at 2 is
+merged back by ``_flattened``."""
+
+
 def _divisors(iv: BlockArgument, trips: int) -> list[int]:
     """The chain ``d_1 > d_2 > ...`` (each dividing the one before) of the constants that the loop index ``iv`` (of
     ``trips`` iterations) is divided by (``(x + iv) // d`` or ``% d`` in its loop's body, ``x`` a multiple of
-    ``d``), each a power of two (as ``_flattened`` merges) dividing ``trips`` and smaller; empty for none."""
+    ``d``), each a power of two (as ``_flattened`` merges) of at least ``SPLIT_FROM``, dividing ``trips`` and
+    smaller; empty for none."""
     found: set[int] = set()
     for op in iv.block.walk():
         if isinstance(op, arith.DivUIOp | arith.RemUIOp) and (d := _constant_index(op.operands[1])) > 1:
             form = _affine(op.operands[0])
             if form.get(iv) == 1 and all(c % d == 0 for t, c in form.items() if t is not iv):
-                if trips % d == 0 and d < trips and d & (d - 1) == 0:
+                if trips % d == 0 and SPLIT_FROM <= d < trips and d & (d - 1) == 0:
                     found.add(d)
     chain: list[int] = []
     for d in sorted(found, reverse=True):
