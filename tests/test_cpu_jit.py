@@ -435,10 +435,12 @@ def test_group_indices_are_affine(monkeypatch, rng: np.random.Generator) -> None
     """GroupNorm's reshapes to (N, G, C/G * H * W) and back index the group as (c H W + h W + w) // (C/G H W): the
     emitter folds such quotients and remainders of bounded indices by their ranges (here to c // (C/G)), so a
     group's statistics are loop-invariant: fewer divisions than without the folding (those left split one
-    flattened loop index); values as float64 numpy."""
+    flattened loop index); values as float64 numpy. (Without the split of loops at their divisors, whose loop
+    shapes, and so the reductions' summation order, differ between the two runs: its own test below.)"""
     texts: list[str] = []
     make = llvm_ir.module_text
     monkeypatch.setattr(llvm_ir, "module_text", lambda *a: texts.append(make(*a)) or texts[-1])
+    monkeypatch.setattr(llvm_ir, "_split_at_divisors", lambda nest: nest)
     monkeypatch.setenv("PICOGRAD_CACHE_DIR", "")
     x = rng.standard_normal((3, 8, 4, 4)).astype(np.float32)
     gamma, beta = rng.standard_normal((2, 8)).astype(np.float32)
@@ -469,10 +471,12 @@ def test_short_loops_run_as_one_flat_loop(monkeypatch, rng: np.random.Generator)
     advance with the flat index run as one loop over their product (``llvm_ir._flattened``, ``_flat_dims``), which
     LLVM vectorizes: a convolution's bias gradient, GroupNorm forward and backward, and a channels-last operand
     read through a permute (a strided load in the flat loop). Values as float64 numpy; elementwise results the
-    same bits as the nested loops'; a 3x5 image (not a power of two) is not merged."""
+    same bits as the nested loops'; a 3x5 image (not a power of two) is not merged. (Without the split of
+    reductions at their divisors, which sums in another order nested than flat: its own test below.)"""
     texts: list[str] = []
     make = llvm_ir.module_text
     monkeypatch.setattr(llvm_ir, "module_text", lambda *a: texts.append(make(*a)) or texts[-1])
+    monkeypatch.setattr(llvm_ir, "_split_at_divisors", lambda nest: nest)
     monkeypatch.setenv("PICOGRAD_CACHE_DIR", "")
 
     def step(a: pg.Tensor, cl: pg.Tensor, g: pg.Tensor, b: pg.Tensor) -> tuple[pg.Tensor, ...]:
@@ -504,6 +508,51 @@ def test_short_loops_run_as_one_flat_loop(monkeypatch, rng: np.random.Generator)
         np.testing.assert_allclose(got[1], 2 * y64 + 1, rtol=1e-5, atol=1e-5)
         for k in (0, 2):
             np.testing.assert_allclose(got[k], nested[k], rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_reductions_split_at_their_divisors(monkeypatch, dtype, rng: np.random.Generator) -> None:
+    """A reduction over a reshaped dim (GroupNorm's channels of a group x pixels, the channel ``i // (H W)``) runs
+    as a perfect nest over the digits of its index (``llvm_ir._split_at_divisors``): the per-channel parameters are
+    loaded once per channel, not gathered at every element, and the pixels merge into one flat loop (an
+    elementwise nest's dims but its first likewise, as GroupNorm's normalization): fewer loops over a whole group.
+    Values (forward and input gradient, odd batch, 3 groups of 4
+    channels of 4 x 4 pixels) as float64 numpy and PyTorch, and as without the split."""
+    import torch
+
+    texts: list[str] = []
+    make = llvm_ir.module_text
+    monkeypatch.setattr(llvm_ir, "module_text", lambda *a: texts.append(make(*a)) or texts[-1])
+    monkeypatch.setenv("PICOGRAD_CACHE_DIR", "")
+    shape = (5, 12, 4, 4)
+    x = rng.standard_normal(shape).astype(dtype)
+    gamma, beta = rng.standard_normal((2, 12)).astype(dtype)
+    seed = rng.standard_normal(shape).astype(dtype)
+
+    def step(a: pg.Tensor, g: pg.Tensor, b: pg.Tensor, s: pg.Tensor) -> tuple[pg.Tensor, pg.Tensor]:
+        a.requires_grad_(True)
+        y = F.group_norm(a, 3, g, b)
+        (y * s).sum().backward()
+        return y, a.grad
+
+    args = [pg.tensor(v) for v in (x, gamma, beta, seed)]
+    got = [v.numpy() for v in pg.compile(step)(*args)]
+    (split,) = texts
+    with monkeypatch.context() as m:
+        m.setattr(llvm_ir, "_split_at_divisors", lambda nest: nest)
+        texts.clear()
+        plain = [v.numpy() for v in pg.compile(step)(*args)]
+        (unsplit,) = texts
+    whole = re.compile(r"icmp slt i64 %i\d+, 64\n")  # a loop over a group's 4 x 16 elements
+    assert len(whole.findall(split)) < len(whole.findall(unsplit))
+    xt = torch.tensor(x.astype(np.float64), requires_grad=True)
+    gt, bt, st = (torch.tensor(v.astype(np.float64)) for v in (gamma, beta, seed))
+    yt = torch.nn.functional.group_norm(xt, 3, gt, bt)
+    (yt * st).sum().backward()
+    tol = 1e-4 if dtype == np.float32 else 1e-10
+    for value, want, other in zip(got, (yt.detach().numpy(), xt.grad.numpy()), plain, strict=True):
+        np.testing.assert_allclose(value, want, rtol=tol, atol=tol)
+        np.testing.assert_allclose(value, other, rtol=tol, atol=tol)
 
 
 def test_two_threads_cut_matmuls_between_the_pools_threads(monkeypatch, rng: np.random.Generator) -> None:

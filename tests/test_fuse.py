@@ -280,6 +280,39 @@ def test_movement_ops_join_the_kernel_reading_them(movement: bool) -> None:
     assert_same(after(*args), before(*args))
 
 
+TRANSPOSED_SUM = """
+func.func @f(%m: tensor<32x3xf32>, %x: tensor<2x3x4x4xf32>) -> (tensor<2x3x4x4xf32>, tensor<3xf32>) {
+  %r = pg.reshape %m : tensor<32x3xf32> -> tensor<2x16x3xf32>
+  %p = pg.permute %r perm = [0, 2, 1] : tensor<2x16x3xf32> -> tensor<2x3x16xf32>
+  %q = pg.reshape %p : tensor<2x3x16xf32> -> tensor<2x3x4x4xf32>
+  %y = pg.mul %q, %x : tensor<2x3x4x4xf32>
+  %s = pg.sum %y dims = [0, 2, 3] : tensor<2x3x4x4xf32> -> tensor<3xf32>
+  func.return %y, %s : tensor<2x3x4x4xf32>, tensor<3xf32>
+}"""
+
+
+@pytest.mark.parametrize("contiguous", [False, True])
+def test_contiguous_reductions_read_no_transposing_permute(contiguous: bool) -> None:
+    """A per-channel sum of a channels-last product (a matmul's (N H W, C)) read back channels first, times a
+    channels-first tensor: with ``movement`` the elementwise product reads through the permute and merges into the
+    sum's kernel, unless ``contiguous-reductions`` (the CPU's choice) keeps it a kernel of its own writing the
+    product, which the sum reads contiguously; same results."""
+    module = parse(TRANSPOSED_SUM)
+    fused = module.clone()
+    run_passes(fused, [f"pg-fuse{{movement=true contiguous-reductions={str(contiguous).lower()}}}"])
+    kernels = check_kernels_stage(fused)
+    kinds = sorted(k.kind.data for k in kernels)
+    (reduction,) = (k for k in kernels if k.kind.data == "reduction")
+    permutes = [op for op in reduction.body.ops if isinstance(op, pgd.PermuteOp)]
+    if contiguous:
+        assert kinds == ["elementwise", "reduction"] and not permutes, kinds
+    else:
+        assert kinds == ["reduction"] and permutes, kinds
+    before, after = compile_func(only_func(module)), compile_func(only_func(fused))
+    args = random_args(only_func(module), np.random.default_rng(3))
+    assert_same(after(*args), before(*args))
+
+
 GELU_FLAT = """
 func.func @f(%x: tensor<2x3x4xf32>, %w: tensor<4x5xf32>, %g: tensor<6x5xf32>)
     -> (tensor<6x5xf32>, tensor<4x5xf32>, tensor<2x3x4xf32>) {

@@ -24,10 +24,11 @@ from picograd.runtime.numpy_executor import NumpyFunction, compile_func
 
 __all__ = ["compile_for_cpu"]
 
-CPU_FUSE = "pg-fuse{recompute=true movement=true views=true keep-erf=true}"
+CPU_FUSE = "pg-fuse{recompute=true movement=true views=true keep-erf=true contiguous-reductions=true}"
 """Kernel formation for the CPU: cheap elementwise values used by several kernels are recomputed in each (a CPU
-step is bound by memory traffic more than by arithmetic; the GELU's intermediates were 4 of its tensors), and
-movement ops read by one kernel are read through by it (a convolution's permutes and pad: no copies of their own)."""
+step is bound by memory traffic more than by arithmetic; the GELU's intermediates were 4 of its tensors),
+movement ops read by one kernel are read through by it (a convolution's permutes and pad: no copies of their own),
+and reductions read no operand through a transposing permute (``PgFuse``'s ``contiguous-reductions``)."""
 
 
 def compile_for_cpu(module: ModuleOp) -> CpuFunction | NumpyFunction:

@@ -201,6 +201,11 @@ def _stride(v: SSAValue, d: int) -> int:
         return int(np.prod(shape_of(v)[d + 1 :]))
 
 
+def _transposes(g: Group) -> bool:
+    """Whether the kernel ``g`` reads through a permute that moves the innermost dim."""
+    return any(isinstance(op, pg.PermuteOp) and op.perm_list[-1] != len(op.perm_list) - 1 for op in g.home)
+
+
 def is_cheap(op: Operation) -> bool:
     """Whether ``op`` is copied into each kernel that uses it rather than computed once: generators, views, and
     elementwise ops with a one-element result whose computation reads at most ``MAX_SCALAR_READS`` values."""
@@ -238,11 +243,13 @@ class _Former:
         movement: bool = False,
         views: bool = False,
         keep_erf: bool = False,
+        contiguous_reductions: bool = False,
     ):
         self.fn = fn
         self.recompute = recompute
         self.movement = movement
         self.views = views
+        self.contiguous_reductions = contiguous_reductions
         self.never: tuple[type[Operation], ...] = NOT_RECOMPUTED if keep_erf else ()
         self.names = names
         if len(fn.body.blocks) != 1:
@@ -474,6 +481,8 @@ class _Former:
                     (by_id[k] for k in succs[id(p)]), key=lambda c: (c.kind != "reduction", self.pos[c.main])
                 )
                 for c in candidates:
+                    if c.kind == "reduction" and self.contiguous_reductions and _transposes(p):
+                        continue
                     if c.fusible and c.iter_shape == p.iter_shape and not self._reaches_through(p, c, succs):
                         self._merge_into(p, c)
                         self._merge_edges(p, c, by_id, preds, succs)
@@ -622,10 +631,11 @@ def fuse_function(
     movement: bool = False,
     views: bool = False,
     keep_erf: bool = False,
+    contiguous_reductions: bool = False,
 ) -> int:
     """Form the kernels of one function in place (see the module docstring); returns how many it has."""
     names = names or _Names(())
-    former = _Former(fn, names, recompute, movement, views, keep_erf)
+    former = _Former(fn, names, recompute, movement, views, keep_erf, contiguous_reductions)
     former.group()
     former.merge()
     return former.rewrite()
@@ -647,7 +657,12 @@ class PgFuse(ModulePass):
     Option ``views`` (default false; the CPU backend's choice, whose matmul kernels read any view of an operand): a
     ``reshape`` read only by matmul kernels is copied into each of them as a view. Option ``keep-erf`` (default
     false; the CPU backend's choice, where an erf costs ten times writing it and reading it back): ``recompute``
-    never copies an ``erf`` (``NOT_RECOMPUTED``)."""
+    never copies an ``erf`` (``NOT_RECOMPUTED``). Option ``contiguous-reductions`` (default false; the CPU
+    backend's choice): an elementwise kernel reading through a permute that moves the innermost dim (with
+    ``movement``: a convolution's product back to channels first) does not merge into the reduction reading it; it
+    writes its result and the reduction reads that contiguously (a per-channel sum over (N, H, W) of a
+    channels-last operand read every element across a cache line, serially: the DDPM's bias and GroupNorm
+    gradients' sums 2.65 -> 1.60 ms a step, their elementwise kernels +0.45 ms)."""
 
     name = "pg-fuse"
 
@@ -656,12 +671,15 @@ class PgFuse(ModulePass):
     movement: bool = False
     views: bool = False
     keep_erf: bool = False
+    contiguous_reductions: bool = False
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         names = _Names(o.sym_name.data for o in op.walk() if isinstance(o, kernel.FusedOp | kernel.LaunchOp))
         for fn in _functions(op):
             if not fn.body.blocks:
                 continue  # a declaration
-            count = fuse_function(fn, names, self.recompute, self.movement, self.views, self.keep_erf)
+            count = fuse_function(
+                fn, names, self.recompute, self.movement, self.views, self.keep_erf, self.contiguous_reductions
+            )
             if self.report:
                 print(f"pg-fuse: @{fn.sym_name.data}: {count} kernels", file=sys.stderr)
