@@ -4,6 +4,7 @@ to numpy per kernel, index checks."""
 
 from __future__ import annotations
 
+import ctypes
 import math
 import os
 import re
@@ -508,9 +509,9 @@ def test_short_loops_run_as_one_flat_loop(monkeypatch, rng: np.random.Generator)
 
 def test_two_threads_cut_matmuls_between_the_pools_threads(monkeypatch, rng: np.random.Generator) -> None:
     """At two threads a product of at least ``SPLIT_MATMUL_FLOPS`` is cut into one block per thread (rows when the
-    output is tall, columns when it is wide), each a single-threaded BLAS call on the pool, BLAS left at one thread
-    during the step and restored after; the results as float64 numpy's and as one thread's. A smaller product
-    is one call."""
+    output is tall, columns when it is wide), each a single-threaded BLAS call on the pool (native ``cblas`` calls
+    where numpy's BLAS is OpenBLAS, else ``np.matmul`` callbacks), BLAS left at one thread during the step and
+    restored after; the results as float64 numpy's and as one thread's. A smaller product is one call."""
     from picograd.runtime import threads
 
     monkeypatch.setattr(cpu_jit, "SPLIT_MATMUL_FLOPS", 10_000)
@@ -541,8 +542,10 @@ def test_two_threads_cut_matmuls_between_the_pools_threads(monkeypatch, rng: np.
             monkeypatch.setattr(np, "matmul", matmul)
             for g, w in zip(got[n], want, strict=True):
                 np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-4)
-            if n == 2:
+            if n == 2 and cpu_jit.blas_library() is None:  # np.matmul on the pool's threads
                 assert sorted(s[-2:] for s in cuts) == [(2, 3), (20, 15), (20, 15), (45, 20), (45, 20)], cuts
+            elif n == 2:  # native BLAS calls (cpu_blas), no numpy
+                assert cuts == []
             blas = threads._blas_libraries()
             assert all(lib.num_threads == n for lib in blas)  # restored after the step
     finally:
@@ -633,3 +636,58 @@ def test_flat_loops_and_block_transposes_on_random_layouts(rng: np.random.Genera
         want = [(g64 * t64).sum(dims), (2 * g64).transpose(np.argsort(perm)), t64.reshape(-1, t64.shape[-1]).sum(0)]
         for k, (a, b) in enumerate(zip(got, want, strict=True)):
             np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-3, err_msg=f"case {case} {shape} {perm} {dims} out {k}")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_native_blas_products_on_views(dtype: type, rng: np.random.Generator) -> None:
+    """``cpu_blas.describe`` takes products of row- and column-major views (offsets into a buffer, batches with one
+    stride, broadcast operands) and refuses what BLAS cannot take as it is; ``pg_gemm`` over any split of the
+    split dimension (rows, columns, batch) gives float64 numpy's product."""
+    from picograd.runtime import cpu_blas
+
+    blas = cpu_jit.blas_library()
+    if blas is None:
+        pytest.skip("numpy's BLAS is not OpenBLAS (or threadpoolctl is missing)")
+    nest = cpu_jit._NEST
+    buf_a = rng.standard_normal(400).astype(dtype)
+    buf_b = rng.standard_normal(400).astype(dtype)
+    a3 = buf_a[3 : 3 + 210].reshape(6, 5, 7)
+    b2 = buf_b[1 : 1 + 63].reshape(7, 9)
+    b3 = buf_b[5 : 5 + 126].reshape(6, 7, 3)
+    cases = [
+        (a3, b2),  # batched a, shared b: batch split
+        (a3[1], b2),  # 5 x 9: columns
+        (a3.transpose(0, 2, 1)[:, 1:6, :], buf_b[:40].reshape(5, 8)),  # column-major a
+        (a3, buf_b[2:65].reshape(9, 7).T),  # column-major b
+        (a3[:1], b3),  # a broadcast over the batch
+        (a3.reshape(3, 2, 5, 7), b3.reshape(3, 2, 7, 3)),  # two batch dims, one stride
+        (buf_a[:390].reshape(39, 10), buf_b[:30].reshape(10, 3)),  # tall: rows
+    ]
+    for a, b in cases:
+        base_a = buf_a if np.shares_memory(a, buf_a) else buf_b
+        base_b = buf_b if np.shares_memory(b, buf_b) else buf_a
+        c = np.full(np.broadcast_shapes(a.shape[:-2], b.shape[:-2]) + (a.shape[-2], b.shape[-1]), np.nan, dtype)
+        at = [(0, a.ctypes.data - base_a.ctypes.data), (1, b.ctypes.data - base_b.ctypes.data), (2, 0)]
+        gemm = cpu_blas.describe(blas, a, b, c, at)
+        assert gemm is not None, (a.shape, a.strides, b.shape, b.strides)
+        slots = (ctypes.c_void_p * 3)(base_a.ctypes.data, base_b.ctypes.data, c.ctypes.data)
+        want = np.matmul(a.astype(np.float64), b.astype(np.float64))
+        for split in (cpu_blas.SPLIT_ROWS, cpu_blas.SPLIT_COLS, cpu_blas.SPLIT_BATCH):
+            c[...] = np.nan
+            units = gemm.units[split]
+            cut = int(rng.integers(0, units + 1))
+            for lo, hi in ((0, cut), (cut, units)):
+                nest(gemm.entry)(ctypes.addressof(slots), gemm.params(split), lo, hi)
+            np.testing.assert_allclose(c, want, rtol=1e-5, atol=1e-5, err_msg=f"{a.shape} @ {b.shape}, {split=}")
+    refused = [
+        (a3[:, :, ::2], buf_b[:12].reshape(4, 3)),  # a strided in both dims
+        (a3.reshape(3, 2, 5, 7)[:, :1], b3.reshape(3, 2, 7, 3)),  # a broadcast in the middle: no single stride
+    ]
+    for a, b in refused:
+        c = np.empty(np.broadcast_shapes(a.shape[:-2], b.shape[:-2]) + (a.shape[-2], b.shape[-1]), dtype)
+        assert cpu_blas.describe(blas, a, b, c, [(0, 0), (1, 0), (2, 0)]) is None
+    c = np.empty((5, 9), dtype)
+    assert cpu_blas.describe(blas, a3[1], b2, c.T.copy().T, [(0, 0), (1, 0), (2, 0)]) is None  # output not row-major
+    assert (
+        cpu_blas.describe(blas, a3[1].astype(np.int64), b2.astype(np.int64), c.astype(np.int64), [(0, 0)] * 3) is None
+    )

@@ -56,7 +56,7 @@ from picograd.dialects import pg
 from picograd.dialects.attrs import KERNEL_ATTR, KIND_ATTR, RESULT_ATTR
 from picograd.dialects.kernel import LaunchOp
 from picograd.dialects.pg_numpy import constant_array, numpy_dtype, op_kernel
-from picograd.runtime import cpu_pool
+from picograd.runtime import cpu_blas, cpu_pool
 from picograd.runtime.cpu_attention import RowKernels, attention_step
 from picograd.runtime.threads import get_num_threads, single_threaded_blas
 from picograd.target import llvm_ir
@@ -200,6 +200,16 @@ def row_kernels(dtype: np.dtype) -> RowKernels:
 
 
 _ROWS: dict[str, RowKernels] = {}
+
+
+def blas_library() -> cpu_blas.Blas | None:
+    """The process's native calls of numpy's BLAS (``cpu_blas``; found and compiled on first use), or None."""
+    if not _BLAS:
+        _BLAS.append(cpu_blas.Blas.find(host_llvm().compile))
+    return _BLAS[0]
+
+
+_BLAS: list[cpu_blas.Blas | None] = []
 
 
 def _aligned(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
@@ -584,6 +594,74 @@ class CpuFunction:
 
         return run
 
+    def _gemms(self, launch: LaunchOp, program: list[Any], direct: dict[int, tuple[int, int]]) -> list[Any] | None:
+        """The launch's products (``direct``, of views made by ``program`` of its operands) as native BLAS calls
+        (``cpu_blas.Gemm``), or None when there is no such BLAS or one product is not one BLAS takes as it is. The
+        views are made once on the buffers (an argument's a stand-in of its shape): each operand is a slot and a
+        byte offset."""
+        blas = blas_library()
+        if blas is None:
+            return None
+        values = [*launch.ins, *launch.outs]
+        bases: dict[int, np.ndarray] = {}
+        for v in values:
+            slot = self._launch_slots[v]
+            if slot not in bases:
+                fixed = self.buffers.arrays[slot]
+                t = v.type
+                assert isinstance(t, MemRefType)
+                bases[slot] = fixed if fixed is not None else np.empty(t.get_shape(), numpy_dtype(t.element_type))
+        env: list[Any] = [bases[self._launch_slots[v]] for v in launch.ins]
+        env += [None] * (max((out for _, _, out, _ in program), default=-1) + 1 - len(env))
+        for fn, args, out, _ in program:
+            env[out] = fn(*[env[a] for a in args])
+
+        def at(view: np.ndarray) -> tuple[int, int] | None:
+            """(slot, byte offset) of a base holding ``view`` (every byte of it), or None (a copy)."""
+            lo, hi = np.lib.array_utils.byte_bounds(view)
+            for slot, base in bases.items():
+                b0, b1 = np.lib.array_utils.byte_bounds(base)
+                if b0 <= lo and hi <= b1:
+                    return slot, view.ctypes.data - base.ctypes.data
+            return None
+
+        gemms = []
+        for k in range(len(launch.outs)):
+            a, b = (env[i] for i in direct[k])
+            c = bases[self._launch_slots[launch.outs[k]]]
+            where = [at(a), at(b), (self._launch_slots[launch.outs[k]], 0)]
+            if None in where or a.size == 0 or b.size == 0:
+                return None
+            gemm = cpu_blas.describe(blas, a, b, c, where)  # type: ignore[arg-type]
+            if gemm is None:
+                return None
+            gemms.append(gemm)
+        return gemms
+
+    def _gemm_step(self, gemms: list[Any]) -> Step:
+        """Native BLAS calls (``cpu_blas``): a product of at least ``SPLIT_MATMUL_FLOPS`` cut between the threads (one
+        piece a thread, along ``Gemm.split``) as a pool job, a smaller one called on this thread; made once per
+        thread count."""
+        plans: dict[int, list[Callable[[], None]]] = {}
+
+        def call(gemm: Any, n: int) -> Callable[[], None]:
+            split = gemm.split(n)
+            units, params = gemm.units[split], gemm.params(split)
+            if gemm.flops >= SPLIT_MATMUL_FLOPS and units >= 2 * n:
+                job = cpu_pool.Job([(gemm.entry, params, 0, units, n, cpu_pool.NEST)])
+                return lambda: pool().run(job, self.slots_address, n - 1)
+            fn = _NEST(gemm.entry)
+            return lambda: fn(self.slots_address, params, 0, units)
+
+        def run(bufs: list[np.ndarray]) -> None:
+            calls = plans.get(self.threads)
+            if calls is None:
+                calls = plans[self.threads] = [call(g, self.threads) for g in gemms]
+            for c in calls:
+                c()
+
+        return run
+
     def _array(self, slot: int) -> Callable[[list[np.ndarray]], np.ndarray]:
         fixed = self.buffers.arrays[slot]
         if fixed is None:
@@ -621,7 +699,17 @@ class CpuFunction:
         fixed = [self.buffers.arrays[self._launch_slots[v]] for v in (*launch.ins, *launch.outs)]
         ops = [op for op in block.ops if op is not launch.yield_op and not isinstance(op, pg.MatmulOp)]
         views = all(isinstance(op, VIEW_OPS) for op in ops)
-        if len(direct) == len(yielded) and views and all(a is not None for a in fixed):
+        products_only = len(direct) == len(yielded) and views  # the launch is matmuls of views of its operands
+        step = self._numpy_step(program, direct, size, ins, outs, fixed, results, products_only)
+        gemms = self._gemms(launch, program, direct) if products_only else None
+        if gemms is None:
+            return step
+        native = self._gemm_step(gemms)
+        return lambda bufs: native(bufs) if self.threads > 1 else step(bufs)
+
+    def _numpy_step(self, program, direct, size, ins, outs, fixed, results, products_only: bool) -> Step:
+        """The step running a launch's ``program`` (``_numpy_launch``) with numpy on the call's arrays."""
+        if products_only and all(a is not None for a in fixed):
             # matmuls of views of the memory plan's buffers: the views made once, a call is the BLAS calls alone
             env = [a for a in fixed[: len(ins)]] + [None] * (size - len(ins))
             for fn, args, out, _ in program:
