@@ -691,3 +691,57 @@ def test_native_blas_products_on_views(dtype: type, rng: np.random.Generator) ->
     assert (
         cpu_blas.describe(blas, a3[1].astype(np.int64), b2.astype(np.int64), c.astype(np.int64), [(0, 0)] * 3) is None
     )
+
+
+@pytest.mark.parametrize("causal", [True, False])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_native_attention_slices_at_two_threads(causal: bool, dtype: type, monkeypatch, rng) -> None:
+    """At two threads an attention without mask or dropout runs as native slices on the pool (``native_attention``:
+    BLAS gemms and row kernels, causal row blocks), the forward's output and the three gradients those of the numpy
+    executor and of float64 numpy; at one thread the chunks run as before, with the same results."""
+    from picograd.runtime import cpu_attention
+
+    if cpu_jit.native_attention(np.dtype(dtype)) is None:
+        pytest.skip("numpy's BLAS is not OpenBLAS (or threadpoolctl is missing)")
+    monkeypatch.setattr(cpu_attention, "CAUSAL_BLOCK_ROWS", 2)  # 4 row blocks of 9 queries
+    q, k, v = (rng.standard_normal((2, 3, 9, 8)).astype(dtype) for _ in range(3))
+    w = rng.standard_normal((2, 3, 9, 8)).astype(dtype)
+
+    def step(q: pg.Tensor, k: pg.Tensor, v: pg.Tensor) -> tuple[pg.Tensor, ...]:
+        out = F.scaled_dot_product_attention(q, k, v, is_causal=causal)
+        (out * pg.tensor(w)).sum().backward()
+        return out, q.grad, k.grad, v.grad  # type: ignore[return-value]
+
+    ran: list[int] = []
+    run_native = cpu_jit.CpuFunction._run_native
+
+    def spy(self, fn: int, params: int, slices: int) -> bool:
+        ran.append(slices)
+        return run_native(self, fn, params, slices)
+
+    monkeypatch.setattr(cpu_jit.CpuFunction, "_run_native", spy)
+    q64, k64, v64 = (a.astype(np.float64) for a in (q, k, v))
+    s = q64 @ k64.transpose(0, 1, 3, 2) / math.sqrt(8)
+    if causal:
+        s = np.where(np.tri(9, 9, dtype=bool), s, -np.inf)
+    p = np.exp(s - s.max(-1, keepdims=True))
+    p /= p.sum(-1, keepdims=True)
+    want_out = p @ v64
+    results = {}
+    before = pg.get_num_threads()
+    try:
+        for label, jit, n in (("two", "1", 2), ("one", "1", 1), ("numpy", "0", 2)):
+            monkeypatch.setenv(cpu_jit.ENABLE_ENV, jit)
+            pg.set_num_threads(n)
+            ran.clear()
+            args = [pg.tensor(a, requires_grad=True) for a in (q, k, v)]
+            results[label] = [t.numpy() for t in pg.compile(step)(*args)]
+            assert ran.count(6) == (2 if jit == "1" else 0), ran  # 2 x 3 slices, forward and backward
+    finally:
+        pg.set_num_threads(before)
+    tol = 2e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(results["two"][0], want_out, rtol=tol * 10, atol=tol * 10)
+    for label in ("one", "numpy"):
+        for got, want in zip(results["two"], results[label], strict=True):
+            np.testing.assert_allclose(got, want, rtol=tol, atol=tol, err_msg=label)
+    assert np.abs(results["two"][2]).max() > 0

@@ -112,6 +112,7 @@ class Blas:
 
     def __init__(self, compile: Compile, gemm: dict[str, int], int_type: str):
         self.gemm = gemm  # numpy dtype str -> address of cblas_sgemm / cblas_dgemm
+        self.int_type = int_type  # the BLAS's ints: "i64" or "i32"
         texts, names = [], []
         for dtype in gemm:
             kind, t, _ = _FLOATS[np.dtype(dtype)]

@@ -58,6 +58,7 @@ from picograd.dialects.kernel import LaunchOp
 from picograd.dialects.pg_numpy import constant_array, numpy_dtype, op_kernel
 from picograd.runtime import cpu_blas, cpu_pool
 from picograd.runtime.cpu_attention import RowKernels, attention_step
+from picograd.runtime.native_attention import NativeAttention
 from picograd.runtime.threads import get_num_threads, single_threaded_blas
 from picograd.target import llvm_ir
 
@@ -210,6 +211,23 @@ def blas_library() -> cpu_blas.Blas | None:
 
 
 _BLAS: list[cpu_blas.Blas | None] = []
+
+
+def native_attention(dtype: np.dtype) -> NativeAttention | None:
+    """The process's native attention slices of the float type ``dtype`` (``native_attention``; compiled on first
+    use), or None without a BLAS to call (``blas_library``)."""
+    key = np.dtype(dtype).str
+    if key not in _ATTENTION:
+        blas = blas_library()
+        kind = {"<f4": "f32", "<f8": "f64"}.get(key)
+        if blas is None or kind is None or key not in blas.gemm:
+            _ATTENTION[key] = None
+        else:
+            _ATTENTION[key] = NativeAttention(host_llvm().compile, kind, blas.gemm[key], blas.int_type)
+    return _ATTENTION[key]
+
+
+_ATTENTION: dict[str, NativeAttention | None] = {}
 
 
 def _aligned(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
@@ -395,7 +413,9 @@ class CpuFunction:
             if kind == "attention":
                 ins = [self._array(self._launch_slots[v]) for v in launch.ins]
                 outs = [self._array(self._launch_slots[v]) for v in launch.outs]
-                blocked = attention_step(launch, ins, outs, self._run_chunks, row_kernels)
+                blocked = attention_step(
+                    launch, ins, outs, self._run_chunks, row_kernels, native_attention, self._run_native
+                )
             steps.append(blocked if blocked is not None else self._numpy_launch(launch))
             kernel_names.append(f"{name} ({'blas' if blocked is not None else 'numpy'})")
         # runs of consecutive nests become one call each at one thread; at more, a run holding a nest worth
@@ -550,6 +570,16 @@ class CpuFunction:
                     return
         for lo, hi in chunks:
             fn(lo, hi)
+
+    def _run_native(self, fn: int, params: int, slices: int) -> bool:
+        """At several threads, run the native attention ``fn`` over ``slices`` (``CHUNKS_PER_THREAD`` pieces a
+        thread) on the pool and say True; at one thread say False (``cpu_attention`` runs its chunks)."""
+        n = self.threads
+        if n == 1:
+            return False
+        job = cpu_pool.Job([(fn, params, 0, slices, min(slices, CHUNKS_PER_THREAD * n), cpu_pool.NEST)])
+        pool().run(job, 0, n - 1)
+        return True
 
     def _matmul(self, a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
         """``out = a @ b`` (numpy's matmul), at several threads as ``_matmul_plan`` cuts it."""
