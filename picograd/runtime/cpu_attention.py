@@ -228,8 +228,8 @@ def _native(sc: _Scores, natives: Natives | None, run_native: RunNative | None, 
     return natives(sc.dtype)
 
 
-def _contiguous(*arrays: np.ndarray) -> bool:
-    return all(a.flags.c_contiguous for a in arrays)
+def _contiguous(*arrays: np.ndarray | None) -> bool:
+    return all(a is not None and a.flags.c_contiguous for a in arrays)
 
 
 def _forward(ops: list[Any], args, yielded, ins, outs, run, rows, natives, run_native) -> Step | None:
@@ -320,7 +320,7 @@ def _backward(op: pg.AttentionBackwardOp, args, yielded, ins, outs, run, rows, n
         dk = sc.flat(dk_get(bufs), (sc.S, sc.E)) if dk_get is not None else None
         dv = sc.flat(dv_get(bufs), (sc.S, ev)) if dv_get is not None else None
         arrays = (q, k, v, o, do, lse, dq, dk, dv)
-        if whole is not None and d_rows is not None and run_native is not None and _contiguous(*arrays):  # type: ignore[arg-type]
+        if whole is not None and d_rows is not None and run_native is not None and _contiguous(*arrays):
             assert dk is not None and dv is not None
             np.einsum("nle,nle->nl", do, o, out=d_rows)
             dk[...] = 0

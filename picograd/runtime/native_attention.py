@@ -45,7 +45,8 @@ class _Ir:
     """Lines of one LLVM function, fresh names, and counted loops with their phis."""
 
     def __init__(self, t: str, it: str):
-        self.t, self.it, self.lines, self.count, self.block = t, it, [], 0, "entry"
+        self.t, self.it, self.count, self.block = t, it, 0, "entry"
+        self.lines: list[str] = []
 
     def __call__(self, text: str) -> None:
         self.lines.append("  " + text)
@@ -271,6 +272,6 @@ class NativeAttention:
             if isinstance(x, np.ndarray):
                 x = x.ctypes.data
             elif name == "scale":
-                x = struct.unpack("<q", struct.pack("<d", float(x)))[0]
+                x = struct.unpack("<q", struct.pack("<d", float(x)))[0]  # type: ignore[arg-type]
             out.append(int(x))  # type: ignore[arg-type]
         return (ctypes.c_int64 * len(out))(*out)
