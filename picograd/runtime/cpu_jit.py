@@ -71,6 +71,8 @@ SPLIT_MATMUL_FLOPS = 1 << 21  # a smaller product is one BLAS call on the callin
 VIEW_OPS = (pg.PermuteOp, pg.ReshapeOp)  # ops whose numpy form is a view (no copy, reads no data)
 
 Step = Callable[[list[np.ndarray]], None]
+Maker = Callable[[int], list[tuple[int, int, int, int, int, int]]]  # n threads -> entries of a pool job
+JOIN_STEPS = True  # at several threads, consecutive native steps are one job of the pool (``CpuFunction._joined``)
 
 
 def jit_enabled() -> bool:
@@ -486,6 +488,7 @@ class CpuFunction:
         self.step_names = names_of  # the kernels of each step, at one thread and at more (for profiles)
         for threaded, plan_steps in plans.items():
             made_steps: list[Step] = []
+            makers: list[Maker | None] = []  # per step: its pool entries at n threads, when it is native code alone
             k = 0  # the index in steps (and step_names) of the next step of the plan
             for planned in plan_steps:
                 if isinstance(planned, tuple) and planned[0] == "region":
@@ -499,24 +502,34 @@ class CpuFunction:
                         else:
                             fn_address = addresses[functions[item[0]].name]
                             entries.append((fn_address, table_of(item[1]), item[3], item[4], item[5], cpu_pool.NEST))
-                    made_steps.append(self._region_step(entries))
+                    maker = _region_entries(entries)
+                    made_steps.append(self._job_step([maker]))
+                    makers.append(maker)
                     names_of[threaded].append(f"region: {', '.join(kernel_names[k : k + count])}")
                     k += count
                     continue
                 if isinstance(planned, tuple) and isinstance(planned[0], str):  # a run
                     name, maps = planned
-                    made_steps.append(self._sequence_step(_SEQUENCE(addresses[name]), table_of_tables(maps)))
+                    tables_address = table_of_tables(maps)
+                    made_steps.append(self._sequence_step(_SEQUENCE(addresses[name]), tables_address))
+                    makers.append(_one_entry((addresses[name], tables_address, 0, 0, 1, cpu_pool.SEQUENCE)))
                     names_of[threaded].append(f"{name}: {', '.join(kernel_names[k : k + len(maps)])}")
                     k += len(maps)
                     continue
                 if isinstance(planned, tuple):
                     index, slots, _, lower, upper = planned
-                    fn = _NEST(addresses[functions[index].name])
-                    made_steps.append(self._nest_step(fn, table_of(slots), lower, upper))
+                    address = addresses[functions[index].name]
+                    made_steps.append(self._nest_step(_NEST(address), table_of(slots), lower, upper))
+                    makers.append(_one_entry((address, table_of(slots), lower, upper, 1, cpu_pool.NEST)))
                 else:
                     made_steps.append(planned)
+                    makers.append(getattr(planned, "entries", None))
                 names_of[threaded].append(kernel_names[k])
                 k += 1
+            if threaded:  # the steps one by one, for ``profile``
+                self._separate = made_steps
+            if threaded and JOIN_STEPS:
+                made_steps, self.joined_names = self._joined(made_steps, makers, names_of[threaded])
             self._plans[threaded] = made_steps
         self.num_functions = len(functions)
         # every kernel its own step, at one thread (``profile``)
@@ -533,24 +546,43 @@ class CpuFunction:
     def _nest_step(self, fn: Any, table: int, lower: int, upper: int) -> Step:
         return lambda bufs: fn(self.slots_address, table, lower, upper)
 
-    def _region_step(self, entries: list[tuple[int, int, int, int, bool, int]]) -> Step:
-        """One parallel region: ``entries`` (function, map, bounds, whether split, ``cpu_pool`` kind) as a job of
-        the pool, split nests in ``CHUNKS_PER_THREAD`` pieces per thread (jobs made once per thread count)."""
+    def _job_step(self, makers: list[Maker]) -> Step:
+        """One job of the pool: the entries of ``makers`` in order (each entry started when the one before it is
+        done), the job made once per thread count."""
         jobs: dict[int, cpu_pool.Job] = {}
 
         def run(bufs: list[np.ndarray]) -> None:
             n = self.threads
             job = jobs.get(n)
             if job is None:
-                job = jobs[n] = cpu_pool.Job(
-                    [
-                        (fn, map_, lower, upper, min(CHUNKS_PER_THREAD * n, upper - lower) if split else 1, kind)
-                        for fn, map_, lower, upper, split, kind in entries
-                    ]
-                )
+                job = jobs[n] = cpu_pool.Job([e for maker in makers for e in maker(n)])
             pool().run(job, self.slots_address, n - 1)
 
         return run
+
+    def _joined(self, steps: list[Step], makers: list[Maker | None], names: list[str]) -> tuple[list[Step], list[str]]:
+        """The threaded plan with each run of consecutive native steps (regions, runs of nests, BLAS products:
+        those with a ``Maker``) one job of the pool: one ``ctypes`` call where each step was a Python call, and the
+        pool's threads kept in the job between the steps."""
+        joined: list[Step] = []
+        joined_names: list[str] = []
+        run: list[int] = []
+        for i in [*range(len(steps)), None]:
+            maker = makers[i] if i is not None else None
+            if maker is not None:
+                run.append(i)  # type: ignore[arg-type]
+                continue
+            if len(run) > 1:
+                joined.append(self._job_step([makers[j] for j in run]))  # type: ignore[misc]
+                joined_names.append(f"job: {' | '.join(names[j] for j in run)}")
+            elif run:
+                joined.append(steps[run[0]])
+                joined_names.append(names[run[0]])
+            run = []
+            if i is not None:
+                joined.append(steps[i])
+                joined_names.append(names[i])
+        return joined, joined_names
 
     def _run_chunks(self, fn: Callable[[int, int], None], chunks: Sequence[tuple[int, int]]) -> None:
         """``fn(lo, hi)`` for every chunk (attention's, each a few BLAS calls and ufuncs): at several threads, with
@@ -668,28 +700,30 @@ class CpuFunction:
             gemms.append(gemm)
         return gemms
 
-    def _gemm_step(self, gemms: list[Any]) -> Step:
-        """Native BLAS calls (``cpu_blas``): a product of at least ``SPLIT_MATMUL_FLOPS`` cut between the threads (one
-        piece a thread, along ``Gemm.split``) as a pool job, a smaller one called on this thread; made once per
-        thread count."""
-        plans: dict[int, list[Callable[[], None]]] = {}
+    def _gemm_step(self, gemms: list[Any], numpy_step: Step) -> Step:
+        """Native BLAS calls (``cpu_blas``) at several threads, ``numpy_step`` at one: a product of at least
+        ``SPLIT_MATMUL_FLOPS`` cut between the threads (one piece a thread, along ``Gemm.split``), a smaller one a
+        single piece; the entries (the step's ``entries``, for ``_joined``) and their job made once per thread
+        count."""
 
-        def call(gemm: Any, n: int) -> Callable[[], None]:
-            split = gemm.split(n)
-            units, params = gemm.units[split], gemm.params(split)
-            if gemm.flops >= SPLIT_MATMUL_FLOPS and units >= 2 * n:
-                job = cpu_pool.Job([(gemm.entry, params, 0, units, n, cpu_pool.NEST)])
-                return lambda: pool().run(job, self.slots_address, n - 1)
-            fn = _NEST(gemm.entry)
-            return lambda: fn(self.slots_address, params, 0, units)
+        def entries(n: int) -> list[tuple[int, int, int, int, int, int]]:
+            made = []
+            for gemm in gemms:
+                split = gemm.split(n)
+                units = gemm.units[split]
+                pieces = n if gemm.flops >= SPLIT_MATMUL_FLOPS and units >= 2 * n else 1
+                made.append((gemm.entry, gemm.params(split), 0, units, pieces, cpu_pool.NEST))
+            return made
+
+        job = self._job_step([entries])
 
         def run(bufs: list[np.ndarray]) -> None:
-            calls = plans.get(self.threads)
-            if calls is None:
-                calls = plans[self.threads] = [call(g, self.threads) for g in gemms]
-            for c in calls:
-                c()
+            if self.threads > 1:
+                job(bufs)
+            else:
+                numpy_step(bufs)
 
+        run.entries = entries  # type: ignore[attr-defined]
         return run
 
     def _array(self, slot: int) -> Callable[[list[np.ndarray]], np.ndarray]:
@@ -734,8 +768,7 @@ class CpuFunction:
         gemms = self._gemms(launch, program, direct) if products_only else None
         if gemms is None:
             return step
-        native = self._gemm_step(gemms)
-        return lambda bufs: native(bufs) if self.threads > 1 else step(bufs)
+        return self._gemm_step(gemms, step)
 
     def _numpy_step(self, program, direct, size, ins, outs, fixed, results, products_only: bool) -> Step:
         """The step running a launch's ``program`` (``_numpy_launch``) with numpy on the call's arrays."""
@@ -791,12 +824,12 @@ class CpuFunction:
     def profile(self, *args: np.ndarray, threads: int = 1) -> list[tuple[str, float]]:
         """One call, timing each step: (name, seconds) per step, in order. At one thread every kernel is its own
         step (the kernel's name, ``copy``, or the name with ``(numpy)``/``(blas)`` for the launches run by numpy);
-        at more, the steps are those of a call at that many threads (``step_names[True]``: parallel regions and
+        at more, the steps of a call at that many threads before ``_joined`` (``step_names[True]``: parallel regions and
         runs of nests). For ``bench/cpu_profile.py``; the results are those of a call."""
         self.threads = threads
         bufs, _ = self._bind(args)
         times: list[tuple[str, float]] = []
-        plan = self._kernel_steps if threads == 1 else list(zip(self.step_names[True], self._plans[True], strict=True))
+        plan = self._kernel_steps if threads == 1 else list(zip(self.step_names[True], self._separate, strict=True))
         with np.errstate(all="ignore"), single_threaded_blas() if threads > 1 else contextlib.nullcontext():
             for name, step in plan:
                 t0 = time.perf_counter()
@@ -835,6 +868,23 @@ class CpuFunction:
         for flag, message in self.buffers.flags:
             if flag[0]:
                 raise pg.check_error(message.replace("{}", str(int(flag[1])), 1))
+
+
+def _region_entries(entries: list[tuple[int, int, int, int, bool, int]]) -> Maker:
+    """A region's entries (function, map, bounds, whether split, ``cpu_pool`` kind) at n threads: split nests in
+    ``CHUNKS_PER_THREAD`` pieces a thread."""
+
+    def make(n: int) -> list[tuple[int, int, int, int, int, int]]:
+        return [
+            (fn, map_, lower, upper, min(CHUNKS_PER_THREAD * n, upper - lower) if split else 1, kind)
+            for fn, map_, lower, upper, split, kind in entries
+        ]
+
+    return make
+
+
+def _one_entry(entry: tuple[int, int, int, int, int, int]) -> Maker:
+    return lambda n: [entry]
 
 
 def _float_matmul(op: pg.MatmulOp) -> bool:
