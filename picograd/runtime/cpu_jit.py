@@ -23,11 +23,11 @@ job of the native thread pool (``cpu_pool``): such nests are cut along their fir
 ``CHUNKS_PER_THREAD`` pieces per thread, the nests between them form one piece (a sequence), and each entry starts
 when the one before it is done; a run without such a nest stays one sequence call on the calling thread. A region
 costs one ``ctypes`` call and a few atomic operations (about a microsecond; a Python queue, event and GIL hand-off
-per region cost 20 to 40). Matmuls are numpy's BLAS, which threads itself: BLAS's own threads run a 512x192x64
-product 1.9x faster at two threads than at one, where pieces of it spread over our threads gained nothing (the
-Python work of each piece waits for the GIL). Attention chunks (many small products and ufuncs each) are the
-exception: they run on the pool as Python callbacks with BLAS single-threaded (``threadpoolctl``), as a 2-thread
-BLAS call per small product waits on its helper each time.
+per region cost 20 to 40). BLAS is single-threaded during a threaded call (``threadpoolctl``) and runs on the pool:
+a product of views of its launch's operands is a native gemm entry (``cpu_blas``: ``cblas_?gemm`` called from LLVM
+IR, cut between the threads from ``SPLIT_MATMUL_FLOPS``), others ``np.matmul`` blocks as Python callbacks; an
+attention without mask or dropout runs as native slices (``native_attention``), others as ``cpu_attention``'s
+chunks. Consecutive native steps (regions, runs of nests, gemm entries) are one job of the pool (``_joined``).
 
 A call takes one array per input (shapes and dtypes as the function's) and returns fresh output arrays, as
 ``numpy_executor.NumpyFunction`` does; an index check that failed raises ``IndexError`` with its message.
@@ -340,6 +340,7 @@ class CpuFunction:
         launch_slots = self.buffers.read(buffered)
         loop_slots = self.buffers.read(looped)
         self.threads = 1  # get_num_threads() at the start of each call
+        self._native_jobs: dict[tuple[int, int, int, int], cpu_pool.Job] = {}  # the native attention's, made once
         self.fallbacks: list[str] = []
         self.jitted: list[str] = []
         plan = self._plan(looped, launches, launch_slots, loop_slots)
@@ -609,7 +610,14 @@ class CpuFunction:
         n = self.threads
         if n == 1:
             return False
-        job = cpu_pool.Job([(fn, params, 0, slices, min(slices, CHUNKS_PER_THREAD * n), cpu_pool.NEST)])
+        key = (fn, params, slices, n)
+        job = self._native_jobs.get(key)
+        if job is None:
+            if len(self._native_jobs) >= 256:
+                self._native_jobs.clear()
+            job = self._native_jobs[key] = cpu_pool.Job(
+                [(fn, params, 0, slices, min(slices, CHUNKS_PER_THREAD * n), cpu_pool.NEST)]
+            )
         pool().run(job, 0, n - 1)
         return True
 

@@ -39,6 +39,7 @@ BACKWARD_WORDS = (
     *("L", "S", "E", "EV", "scale", "causal", "blocks"),
 )
 NO_TRANS, TRANS = 111, 112
+MADE_PARAMS = 256  # parameter tables kept (a step's attention kernels, forward and backward, over its buffers)
 
 
 class _Ir:
@@ -263,9 +264,11 @@ class NativeAttention:
         )
         names = [f"pg_attention_forward_{kind}", f"pg_attention_backward_{kind}"]
         self.engine, (self.forward, self.backward) = compile(text, names)  # the engine is kept alive
+        self._made: dict[tuple[int, ...], Any] = {}
 
     def params(self, words: Sequence[str], values: dict[str, Any]) -> Any:
-        """The i64 words of ``words`` from ``values`` (arrays by their address, ``scale`` as f64 bits, ints)."""
+        """The i64 words of ``words`` from ``values`` (arrays by their address, ``scale`` as f64 bits, ints), made
+        once per distinct words (the buffers of the memory plan keep their addresses from call to call)."""
         out = []
         for name in words:
             x = values.get(name, self.gemm if name == "gemm" else None)
@@ -274,4 +277,10 @@ class NativeAttention:
             elif name == "scale":
                 x = struct.unpack("<q", struct.pack("<d", float(x)))[0]  # type: ignore[arg-type]
             out.append(int(x))  # type: ignore[arg-type]
-        return (ctypes.c_int64 * len(out))(*out)
+        key = tuple(out)
+        made = self._made.get(key)
+        if made is None:
+            if len(self._made) >= MADE_PARAMS:
+                self._made.clear()
+            made = self._made[key] = (ctypes.c_int64 * len(out))(*out)
+        return made
