@@ -697,9 +697,9 @@ def test_native_blas_products_on_views(dtype: type, rng: np.random.Generator) ->
 @pytest.mark.parametrize("causal", [True, False])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_native_attention_slices_at_two_threads(causal: bool, dtype: type, monkeypatch, rng) -> None:
-    """At two threads an attention without mask or dropout runs as native slices on the pool (``native_attention``:
-    BLAS gemms and row kernels, causal row blocks), the forward's output and the three gradients those of the numpy
-    executor and of float64 numpy; at one thread the chunks run as before, with the same results."""
+    """An attention without mask or dropout runs as native slices (``native_attention``: BLAS gemms and row
+    kernels, causal row blocks; on the pool at two threads, on the calling thread at one), the forward's output and
+    the three gradients those of the numpy executor, of ``cpu_attention``'s Python chunks and of float64 numpy."""
     from picograd.runtime import cpu_attention
 
     if cpu_jit.native_attention(np.dtype(dtype)) is None:
@@ -731,18 +731,20 @@ def test_native_attention_slices_at_two_threads(causal: bool, dtype: type, monke
     results = {}
     before = pg.get_num_threads()
     try:
-        for label, jit, n in (("two", "1", 2), ("one", "1", 1), ("numpy", "0", 2)):
+        for label, jit, n in (("two", "1", 2), ("one", "1", 1), ("chunks", "1", 2), ("numpy", "0", 2)):
             monkeypatch.setenv(cpu_jit.ENABLE_ENV, jit)
+            if label == "chunks":
+                monkeypatch.setattr(cpu_jit, "native_attention", lambda dtype: None)
             pg.set_num_threads(n)
             ran.clear()
             args = [pg.tensor(a, requires_grad=True) for a in (q, k, v)]
             results[label] = [t.numpy() for t in pg.compile(step)(*args)]
-            assert ran.count(6) == (2 if jit == "1" else 0), ran  # 2 x 3 slices, forward and backward
+            assert ran.count(6) == (2 if label in ("one", "two") else 0), ran  # 2 x 3 slices, forward and backward
     finally:
         pg.set_num_threads(before)
     tol = 2e-5 if dtype == np.float32 else 1e-12
     np.testing.assert_allclose(results["two"][0], want_out, rtol=tol * 10, atol=tol * 10)
-    for label in ("one", "numpy"):
+    for label in ("one", "chunks", "numpy"):
         for got, want in zip(results["two"], results[label], strict=True):
             np.testing.assert_allclose(got, want, rtol=tol, atol=tol, err_msg=label)
     assert np.abs(results["two"][2]).max() > 0

@@ -321,12 +321,8 @@ def _backward(op: pg.AttentionBackwardOp, args, yielded, ins, outs, run, rows, n
         dv = sc.flat(dv_get(bufs), (sc.S, ev)) if dv_get is not None else None
         arrays = (q, k, v, o, do, lse, dq, dk, dv)
         if whole is not None and d_rows is not None and run_native is not None and _contiguous(*arrays):
-            assert dk is not None and dv is not None
-            np.einsum("nle,nle->nl", do, o, out=d_rows)
-            dk[...] = 0
-            dv[...] = 0
             sizes = dict(L=sc.L, S=sc.S, E=sc.E, EV=ev, scale=sc.scale, causal=int(sc.causal), blocks=len(sc.rows))
-            values = dict(q=q, k=k, v=v, do=do, lse=lse, d=d_rows, dq=dq, dk=dk, dv=dv, **sizes)
+            values = dict(q=q, k=k, v=v, o=o, do=do, lse=lse, d=d_rows, dq=dq, dk=dk, dv=dv, **sizes)
             params = whole.params(BACKWARD_WORDS, values)
             with np.errstate(invalid="ignore", over="ignore"):
                 if run_native(whole.backward, ctypes.addressof(params), sc.N):

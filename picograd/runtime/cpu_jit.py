@@ -605,11 +605,12 @@ class CpuFunction:
             fn(lo, hi)
 
     def _run_native(self, fn: int, params: int, slices: int) -> bool:
-        """At several threads, run the native attention ``fn`` over ``slices`` (``CHUNKS_PER_THREAD`` pieces a
-        thread) on the pool and say True; at one thread say False (``cpu_attention`` runs its chunks)."""
+        """Run the native attention ``fn`` over ``slices``: at several threads on the pool (``CHUNKS_PER_THREAD``
+        pieces a thread), at one on this thread; True (``cpu_attention``'s chunks are not needed)."""
         n = self.threads
         if n == 1:
-            return False
+            _NEST(fn)(0, params, 0, slices)
+            return True
         key = (fn, params, slices, n)
         job = self._native_jobs.get(key)
         if job is None:

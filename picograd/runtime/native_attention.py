@@ -11,8 +11,8 @@ blocks: the queries ``r0..r1`` against keys ``0..kend``), with its score tiles o
   row kernel (``m``, ``l`` per row into arrays of the call), ``out = P v`` (gemm), each row divided by ``l`` (1
   where ``l`` is 0); ``lse = m + log l`` is one numpy call after the job;
 - backward: ``P = exp(S - lse)`` (row kernel), ``dv += P^T dout``, ``dS = dout v^T`` then ``scale P (dS - D)`` (row
-  kernel; ``D = rowsum(dout * out)`` one numpy call before the job), ``dq = dS k``, ``dk += dS^T q`` (gemms with
-  ``beta = 1`` into ``dk``, ``dv`` zeroed before the job).
+  kernel; ``D = rowsum(dout * out)`` per slice first), ``dq = dS k``, ``dk += dS^T q`` (gemms with ``beta = 1``
+  into ``dk`` and ``dv``, zeroed per slice first).
 
 Taken only without masks and dropout, all of ``out``/``dq``/``dk``/``dv`` present and score tiles of at most
 :data:`STACK_TILE_BYTES`; else ``cpu_attention``'s chunks run as before. Algorithm: Dao, "FlashAttention-2" (2023),
@@ -35,7 +35,7 @@ Compile = Callable[[str, Sequence[str]], tuple[Any, list[int]]]
 STACK_TILE_BYTES = 1 << 17  # the most bytes of one score tile on a thread's stack (two in a backward)
 FORWARD_WORDS = ("gemm", "q", "k", "v", "o", "m", "l", "L", "S", "E", "EV", "scale", "causal", "blocks")
 BACKWARD_WORDS = (
-    *("gemm", "q", "k", "v", "do", "lse", "d", "dq", "dk", "dv"),
+    *("gemm", "q", "k", "v", "o", "do", "lse", "d", "dq", "dk", "dv"),
     *("L", "S", "E", "EV", "scale", "causal", "blocks"),
 )
 NO_TRANS, TRANS = 111, 112
@@ -176,6 +176,9 @@ def _function(name: str, kind: str, it: str, words: Sequence[str], body: Callabl
     return "\n".join([head, "entry:", *e.lines, "}"])
 
 
+MEMSET = "declare void @llvm.memset.p0.i64(ptr, i8, i64, i1)"
+
+
 def _forward(e: _Ir, w: dict[str, str]) -> None:
     kind = "f32" if e.t == "float" else "f64"
     one, zero = llvm_ir.float_literal(1.0), llvm_ir.float_literal(0.0)
@@ -220,6 +223,7 @@ def _backward(e: _Ir, w: dict[str, str]) -> None:
     size = e.mul(w["L"], w["S"])
     p_tile = e.value(f"alloca {e.t}, i64 {size}, align 64", "tile")
     ds = e.value(f"alloca {e.t}, i64 {size}, align 64", "tile")
+    acc = e.value(f"alloca {e.t}", "acc")  # a row's sum of D (allocas here, at the entry: once a call)
     E, EV = w["E"], w["EV"]
 
     def slice_(n: str) -> None:
@@ -227,7 +231,29 @@ def _backward(e: _Ir, w: dict[str, str]) -> None:
         v, do = e.at(w["v"], e.mul(n, e.mul(w["S"], EV))), e.at(w["do"], e.mul(n, e.mul(w["L"], EV)))
         dq, dk = e.at(w["dq"], e.mul(n, e.mul(w["L"], E))), e.at(w["dk"], e.mul(n, e.mul(w["S"], E)))
         dv = e.at(w["dv"], e.mul(n, e.mul(w["S"], EV)))
+        o = e.at(w["o"], e.mul(n, e.mul(w["L"], EV)))
         rowsat = e.mul(n, w["L"])
+        item = "4" if e.t == "float" else "8"
+        for grad, width in ((dk, E), (dv, EV)):  # zeroed, then accumulated over the row blocks
+            nbytes = e.mul(e.mul(w["S"], width), item)
+            e(f"call void @llvm.memset.p0.i64(ptr {grad}, i8 0, i64 {nbytes}, i1 false)")
+
+        def rowsum(i: str) -> None:  # D = rowsum(dout * out)
+            row = e.mul(i, EV)
+            e(f"store {e.t} {zero}, ptr {acc}")
+
+            def term(j: str) -> None:
+                at = e.add(row, j)
+                x = e.value(f"load {e.t}, ptr {e.at(do, at)}")
+                y = e.value(f"load {e.t}, ptr {e.at(o, at)}")
+                a = e.value(f"load {e.t}, ptr {acc}")
+                xy = e.value(f"fmul reassoc contract {e.t} {x}, {y}")
+                e(f"store {e.t} {e.value(f'fadd reassoc contract {e.t} {a}, {xy}')}, ptr {acc}")
+
+            e.loop("0", EV, term)
+            e(f"store {e.t} {e.value(f'load {e.t}, ptr {acc}')}, ptr {e.at(w['d'], e.add(rowsat, i))}")
+
+        e.loop("0", w["L"], rowsum)
 
         def block(r0: str, rows: str, kend: str, _: str) -> None:
             qr, dor, dqr = e.at(q, e.mul(r0, E)), e.at(do, e.mul(r0, EV)), e.at(dq, e.mul(r0, E))
@@ -260,6 +286,7 @@ class NativeAttention:
                 llvm_ir.row_kernels_text(kind),
                 _function("pg_attention_forward", kind, int_type, FORWARD_WORDS, _forward),
                 _function("pg_attention_backward", kind, int_type, BACKWARD_WORDS, _backward),
+                MEMSET,
             ]
         )
         names = [f"pg_attention_forward_{kind}", f"pg_attention_backward_{kind}"]
