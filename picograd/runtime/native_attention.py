@@ -1,6 +1,7 @@
 """Attention slices in native code: the CPU attention's forward and backward (``cpu_attention``) over a range of
 (batch, head) slices as one LLVM function that calls BLAS (``cblas_?gemm``, as ``cpu_blas``) and the native row
-kernels (``llvm_ir.row_kernels_text``), for the pool's threads (``cpu_jit``, at several threads).
+kernels (``llvm_ir.row_kernels_text``), run by ``cpu_jit`` on the pool's threads (on the calling thread at one
+thread, where it also saves the chunks' numpy calls: the GPT's forward 0.86 -> 0.44 ms a layer).
 
 The Python chunks of ``cpu_attention`` run a dozen numpy calls per row block, each taking the GIL: on two threads
 the GPT's attention was no faster than on one (a thread waiting for the GIL gets it late). Here a piece of the
