@@ -17,9 +17,9 @@ matmuls and ufunc loops, ``ctypes`` in native calls); each thread keeps its own 
   ``-inf``), ``dv = P^T dout``, ``dS = scale P (dout v^T - rowsum(dout * out))``, ``dq = dS k``, ``dk = dS^T q``.
 
 Without mask or dropout the slices run in native code instead (``native_attention``, when the runtime gives
-``natives``: no Python on the threads). Kernels with dropout, 16-bit ones, or bodies holding other ops, are not taken (:func:`attention_step` returns
-None; the caller runs them another way). Algorithms: Dao, "FlashAttention-2" (2023); the numpy semantics are
-``pg_numpy``'s.
+``natives``: no Python on the threads). Kernels with dropout, 16-bit ones, or bodies holding other ops, are not
+taken (:func:`attention_step` returns None; the caller runs them another way). Algorithms: Dao,
+"FlashAttention-2" (2023); the numpy semantics are ``pg_numpy``'s.
 """
 
 from __future__ import annotations
