@@ -4,6 +4,7 @@ to numpy per kernel, index checks."""
 
 from __future__ import annotations
 
+import ctypes
 import math
 import os
 import re
@@ -329,6 +330,7 @@ def test_two_threads_run_regions(monkeypatch, rng: np.random.Generator) -> None:
     for one, two in zip(got[1], got[2], strict=True):
         np.testing.assert_array_equal(one, two)
     assert any(name.startswith("region") for name in made[0].step_names[True])
+    assert any("region:" in name and "matmul" in name for name in made[0].joined_names)  # one job with the matmuls
     assert not any(name.startswith("region") for name in made[0].step_names[False])
 
 
@@ -557,9 +559,9 @@ def test_reductions_split_at_their_divisors(monkeypatch, dtype, rng: np.random.G
 
 def test_two_threads_cut_matmuls_between_the_pools_threads(monkeypatch, rng: np.random.Generator) -> None:
     """At two threads a product of at least ``SPLIT_MATMUL_FLOPS`` is cut into one block per thread (rows when the
-    output is tall, columns when it is wide), each a single-threaded BLAS call on the pool, BLAS left at one thread
-    during the step and restored after; the results as float64 numpy's and as one thread's. A smaller product
-    is one call."""
+    output is tall, columns when it is wide), each a single-threaded BLAS call on the pool (native ``cblas`` calls
+    where numpy's BLAS is OpenBLAS, else ``np.matmul`` callbacks), BLAS left at one thread during the step and
+    restored after; the results as float64 numpy's and as one thread's. A smaller product is one call."""
     from picograd.runtime import threads
 
     monkeypatch.setattr(cpu_jit, "SPLIT_MATMUL_FLOPS", 10_000)
@@ -590,8 +592,10 @@ def test_two_threads_cut_matmuls_between_the_pools_threads(monkeypatch, rng: np.
             monkeypatch.setattr(np, "matmul", matmul)
             for g, w in zip(got[n], want, strict=True):
                 np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-4)
-            if n == 2:
+            if n == 2 and cpu_jit.blas_library() is None:  # np.matmul on the pool's threads
                 assert sorted(s[-2:] for s in cuts) == [(2, 3), (20, 15), (20, 15), (45, 20), (45, 20)], cuts
+            elif n == 2:  # native BLAS calls (cpu_blas), no numpy
+                assert cuts == []
             blas = threads._blas_libraries()
             assert all(lib.num_threads == n for lib in blas)  # restored after the step
     finally:
@@ -682,3 +686,115 @@ def test_flat_loops_and_block_transposes_on_random_layouts(rng: np.random.Genera
         want = [(g64 * t64).sum(dims), (2 * g64).transpose(np.argsort(perm)), t64.reshape(-1, t64.shape[-1]).sum(0)]
         for k, (a, b) in enumerate(zip(got, want, strict=True)):
             np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-3, err_msg=f"case {case} {shape} {perm} {dims} out {k}")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_native_blas_products_on_views(dtype: type, rng: np.random.Generator) -> None:
+    """``cpu_blas.describe`` takes products of row- and column-major views (offsets into a buffer, batches with one
+    stride, broadcast operands) and refuses what BLAS cannot take as it is; ``pg_gemm`` over any split of the
+    split dimension (rows, columns, batch) gives float64 numpy's product."""
+    from picograd.runtime import cpu_blas
+
+    blas = cpu_jit.blas_library()
+    if blas is None:
+        pytest.skip("numpy's BLAS is not OpenBLAS (or threadpoolctl is missing)")
+    nest = cpu_jit._NEST
+    buf_a = rng.standard_normal(400).astype(dtype)
+    buf_b = rng.standard_normal(400).astype(dtype)
+    a3 = buf_a[3 : 3 + 210].reshape(6, 5, 7)
+    b2 = buf_b[1 : 1 + 63].reshape(7, 9)
+    b3 = buf_b[5 : 5 + 126].reshape(6, 7, 3)
+    cases = [
+        (a3, b2),  # batched a, shared b: batch split
+        (a3[1], b2),  # 5 x 9: columns
+        (a3.transpose(0, 2, 1)[:, 1:6, :], buf_b[:40].reshape(5, 8)),  # column-major a
+        (a3, buf_b[2:65].reshape(9, 7).T),  # column-major b
+        (a3[:1], b3),  # a broadcast over the batch
+        (a3.reshape(3, 2, 5, 7), b3.reshape(3, 2, 7, 3)),  # two batch dims, one stride
+        (buf_a[:390].reshape(39, 10), buf_b[:30].reshape(10, 3)),  # tall: rows
+    ]
+    for a, b in cases:
+        base_a = buf_a if np.shares_memory(a, buf_a) else buf_b
+        base_b = buf_b if np.shares_memory(b, buf_b) else buf_a
+        c = np.full(np.broadcast_shapes(a.shape[:-2], b.shape[:-2]) + (a.shape[-2], b.shape[-1]), np.nan, dtype)
+        at = [(0, a.ctypes.data - base_a.ctypes.data), (1, b.ctypes.data - base_b.ctypes.data), (2, 0)]
+        gemm = cpu_blas.describe(blas, a, b, c, at)
+        assert gemm is not None, (a.shape, a.strides, b.shape, b.strides)
+        slots = (ctypes.c_void_p * 3)(base_a.ctypes.data, base_b.ctypes.data, c.ctypes.data)
+        want = np.matmul(a.astype(np.float64), b.astype(np.float64))
+        for split in (cpu_blas.SPLIT_ROWS, cpu_blas.SPLIT_COLS, cpu_blas.SPLIT_BATCH):
+            c[...] = np.nan
+            units = gemm.units[split]
+            cut = int(rng.integers(0, units + 1))
+            for lo, hi in ((0, cut), (cut, units)):
+                nest(gemm.entry)(ctypes.addressof(slots), gemm.params(split), lo, hi)
+            np.testing.assert_allclose(c, want, rtol=1e-5, atol=1e-5, err_msg=f"{a.shape} @ {b.shape}, {split=}")
+    refused = [
+        (a3[:, :, ::2], buf_b[:12].reshape(4, 3)),  # a strided in both dims
+        (a3.reshape(3, 2, 5, 7)[:, :1], b3.reshape(3, 2, 7, 3)),  # a broadcast in the middle: no single stride
+    ]
+    for a, b in refused:
+        c = np.empty(np.broadcast_shapes(a.shape[:-2], b.shape[:-2]) + (a.shape[-2], b.shape[-1]), dtype)
+        assert cpu_blas.describe(blas, a, b, c, [(0, 0), (1, 0), (2, 0)]) is None
+    c = np.empty((5, 9), dtype)
+    assert cpu_blas.describe(blas, a3[1], b2, c.T.copy().T, [(0, 0), (1, 0), (2, 0)]) is None  # output not row-major
+    assert (
+        cpu_blas.describe(blas, a3[1].astype(np.int64), b2.astype(np.int64), c.astype(np.int64), [(0, 0)] * 3) is None
+    )
+
+
+@pytest.mark.parametrize("causal", [True, False])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_native_attention_slices_at_two_threads(causal: bool, dtype: type, monkeypatch, rng) -> None:
+    """An attention without mask or dropout runs as native slices (``native_attention``: BLAS gemms and row
+    kernels, causal row blocks; on the pool at two threads, on the calling thread at one), the forward's output and
+    the three gradients those of the numpy executor, of ``cpu_attention``'s Python chunks and of float64 numpy."""
+    from picograd.runtime import cpu_attention
+
+    if cpu_jit.native_attention(np.dtype(dtype)) is None:
+        pytest.skip("numpy's BLAS is not OpenBLAS (or threadpoolctl is missing)")
+    monkeypatch.setattr(cpu_attention, "CAUSAL_BLOCK_ROWS", 2)  # 4 row blocks of 9 queries, against 7 keys
+    q = rng.standard_normal((2, 3, 9, 8)).astype(dtype)
+    k, v = (rng.standard_normal((2, 3, 7, 8)).astype(dtype) for _ in range(2))
+    w = rng.standard_normal((2, 3, 9, 8)).astype(dtype)
+
+    def step(q: pg.Tensor, k: pg.Tensor, v: pg.Tensor) -> tuple[pg.Tensor, ...]:
+        out = F.scaled_dot_product_attention(q, k, v, is_causal=causal)
+        (out * pg.tensor(w)).sum().backward()
+        return out, q.grad, k.grad, v.grad  # type: ignore[return-value]
+
+    ran: list[int] = []
+    run_native = cpu_jit.CpuFunction._run_native
+
+    def spy(self, fn: int, params: int, slices: int) -> bool:
+        ran.append(slices)
+        return run_native(self, fn, params, slices)
+
+    monkeypatch.setattr(cpu_jit.CpuFunction, "_run_native", spy)
+    q64, k64, v64 = (a.astype(np.float64) for a in (q, k, v))
+    s = q64 @ k64.transpose(0, 1, 3, 2) / math.sqrt(8)
+    if causal:
+        s = np.where(np.tri(9, 7, dtype=bool), s, -np.inf)
+    p = np.exp(s - s.max(-1, keepdims=True))
+    p /= p.sum(-1, keepdims=True)
+    want_out = p @ v64
+    results = {}
+    before = pg.get_num_threads()
+    try:
+        for label, jit, n in (("two", "1", 2), ("one", "1", 1), ("chunks", "1", 2), ("numpy", "0", 2)):
+            monkeypatch.setenv(cpu_jit.ENABLE_ENV, jit)
+            if label == "chunks":
+                monkeypatch.setattr(cpu_jit, "native_attention", lambda dtype: None)
+            pg.set_num_threads(n)
+            ran.clear()
+            args = [pg.tensor(a, requires_grad=True) for a in (q, k, v)]
+            results[label] = [t.numpy() for t in pg.compile(step)(*args)]
+            assert ran.count(6) == (2 if label in ("one", "two") else 0), ran  # 2 x 3 slices, forward and backward
+    finally:
+        pg.set_num_threads(before)
+    tol = 2e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(results["two"][0], want_out, rtol=tol * 10, atol=tol * 10)
+    for label in ("one", "chunks", "numpy"):
+        for got, want in zip(results["two"], results[label], strict=True):
+            np.testing.assert_allclose(got, want, rtol=tol, atol=tol, err_msg=label)
+    assert np.abs(results["two"][2]).max() > 0

@@ -16,9 +16,10 @@ matmuls and ufunc loops, ``ctypes`` in native calls); each thread keeps its own 
 - backward (FlashAttention-2's Algorithm 2 without the tiling of L): ``P = exp(S - lse)`` (0 where ``lse`` is
   ``-inf``), ``dv = P^T dout``, ``dS = scale P (dout v^T - rowsum(dout * out))``, ``dq = dS k``, ``dk = dS^T q``.
 
-Kernels with dropout, 16-bit ones, or bodies holding other ops, are not taken (:func:`attention_step` returns
-None; the caller runs them another way). Algorithms: Dao, "FlashAttention-2" (2023); the numpy semantics are
-``pg_numpy``'s.
+Without mask or dropout the slices run in native code instead (``native_attention``, when the runtime gives
+``natives``: no Python on the threads). Kernels with dropout, 16-bit ones, or bodies holding other ops, are not
+taken (:func:`attention_step` returns None; the caller runs them another way). Algorithms: Dao,
+"FlashAttention-2" (2023); the numpy semantics are ``pg_numpy``'s.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from xdsl.ir import SSAValue
 from picograd.dialects import pg
 from picograd.dialects.kernel import LaunchOp
 from picograd.dialects.pg_numpy import numpy_dtype
+from picograd.runtime.native_attention import BACKWARD_WORDS, FORWARD_WORDS, STACK_TILE_BYTES, NativeAttention
 from picograd.target import llvm_ir
 
 CAUSAL_BLOCKS = 4
@@ -61,6 +63,8 @@ Getter = Callable[[list[np.ndarray]], np.ndarray]
 Compile = Callable[[str, Sequence[str]], tuple[Any, list[int]]]
 RunChunks = Callable[[Callable[[int, int], None], Sequence[tuple[int, int]]], None]
 Step = Callable[[list[np.ndarray]], None]
+Natives = Callable[[np.dtype], NativeAttention | None]
+RunNative = Callable[[int, int, int], bool]  # (function, params, slices): False when the caller should run chunks
 
 
 _ROWS2 = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64)
@@ -103,11 +107,14 @@ def attention_step(
     outs: Sequence[Getter],
     run: RunChunks,
     rows: Callable[[np.dtype], RowKernels],
+    natives: Natives | None = None,
+    run_native: RunNative | None = None,
 ) -> Step | None:
     """The step running ``launch`` (of kind ``attention``) blocked over its batch, or None when its body is not one
     this module takes (see the module docstring). ``ins``/``outs`` give the launch's buffers from the call's
     arguments, ``run(fn, chunks)`` calls ``fn(lo, hi)`` for every chunk (on the runtime's threads) and ``rows(dtype)``
-    gives the row kernels."""
+    gives the row kernels; ``natives(dtype)`` the native slices (``native_attention``) or None, which
+    ``run_native(function, params, slices)`` runs on the threads, or says False (one thread: the chunks run)."""
     block = launch.body.block
     ops = [op for op in block.ops if op is not launch.yield_op]
     args = {a: i for i, a in enumerate(block.args)}
@@ -119,9 +126,9 @@ def attention_step(
     fwd = [op for op in ops if isinstance(op, pg.ScaledDotProductAttentionOp | pg.AttentionLseOp)]
     bwd = [op for op in ops if isinstance(op, pg.AttentionBackwardOp)]
     if fwd and len(fwd) == len(ops) and len(ops) <= 2:
-        return _forward(fwd, args, yielded, ins, outs, run, rows)
+        return _forward(fwd, args, yielded, ins, outs, run, rows, natives, run_native)
     if len(bwd) == 1 and len(ops) == 1:
-        return _backward(bwd[0], args, yielded, ins, outs, run, rows)
+        return _backward(bwd[0], args, yielded, ins, outs, run, rows, natives, run_native)
     return None
 
 
@@ -212,7 +219,21 @@ class _Scores:
         return self.tile(name, full).reshape(-1)[: math.prod(shape)].reshape(shape)
 
 
-def _forward(ops: list[Any], args, yielded, ins, outs, run, rows) -> Step | None:
+def _native(sc: _Scores, natives: Natives | None, run_native: RunNative | None, *arrays: Any) -> NativeAttention | None:
+    """The native slices for ``sc`` when it has no mask, every one of ``arrays`` (getters) is there and its tiles fit
+    the stack, else None."""
+    if natives is None or run_native is None or sc.mask is not None or any(a is None for a in arrays):
+        return None
+    if sc.L * sc.S * sc.dtype.itemsize > STACK_TILE_BYTES:
+        return None
+    return natives(sc.dtype)
+
+
+def _contiguous(*arrays: np.ndarray | None) -> bool:
+    return all(a is not None and a.flags.c_contiguous for a in arrays)
+
+
+def _forward(ops: list[Any], args, yielded, ins, outs, run, rows, natives, run_native) -> Step | None:
     sdpa = next((op for op in ops if isinstance(op, pg.ScaledDotProductAttentionOp)), None)
     lse_op = next((op for op in ops if isinstance(op, pg.AttentionLseOp)), None)
     if len(ops) == 2 and (sdpa is None or lse_op is None):
@@ -235,12 +256,23 @@ def _forward(ops: list[Any], args, yielded, ins, outs, run, rows) -> Step | None
     assert sc.q is not None and sc.k is not None
     q_get, k_get = sc.q, sc.k
     native = rows(sc.dtype)
+    whole = _native(sc, natives, run_native, v_get, out_get)
+    ml = np.empty((2, sc.N, sc.L), sc.dtype) if whole is not None else None  # row maxima and sums
 
     def step(bufs: list[np.ndarray]) -> None:
         q, k = sc.flat(q_get(bufs), (sc.L, sc.E)), sc.flat(k_get(bufs), (sc.S, sc.E))
         v = sc.flat(v_get(bufs), (sc.S, ev)) if v_get is not None else None
         o = sc.flat(out_get(bufs), (sc.L, ev)) if out_get is not None else None
         lse = sc.flat(lse_get(bufs), (sc.L,)) if lse_get is not None else None
+        if whole is not None and ml is not None and run_native is not None and _contiguous(q, k, v, o):
+            sizes = dict(L=sc.L, S=sc.S, E=sc.E, EV=ev, scale=sc.scale, causal=int(sc.causal), blocks=len(sc.rows))
+            params = whole.params(FORWARD_WORDS, dict(q=q, k=k, v=v, o=o, m=ml[0], l=ml[1], **sizes))
+            if run_native(whole.forward, ctypes.addressof(params), sc.N):
+                if lse is not None:
+                    with np.errstate(divide="ignore"):
+                        np.log(ml[1], out=ml[1])
+                    np.add(ml[0], ml[1], out=lse)
+                return
         drop, add = sc.masks(bufs)
 
         def chunk(lo: int, hi: int) -> None:
@@ -265,7 +297,7 @@ def _forward(ops: list[Any], args, yielded, ins, outs, run, rows) -> Step | None
     return step
 
 
-def _backward(op: pg.AttentionBackwardOp, args, yielded, ins, outs, run, rows) -> Step | None:
+def _backward(op: pg.AttentionBackwardOp, args, yielded, ins, outs, run, rows, natives, run_native) -> Step | None:
     if op.dropout is not None:
         return None
     try:
@@ -278,6 +310,8 @@ def _backward(op: pg.AttentionBackwardOp, args, yielded, ins, outs, run, rows) -
     assert sc.q is not None and sc.k is not None and v_get and o_get and do_get and lse_get
     q_get, k_get = sc.q, sc.k
     native = rows(sc.dtype)
+    whole = _native(sc, natives, run_native, dq_get, dk_get, dv_get)
+    d_rows = np.empty((sc.N, sc.L), sc.dtype) if whole is not None else None  # rowsum(dout * out)
 
     def step(bufs: list[np.ndarray]) -> None:
         q, k = sc.flat(q_get(bufs), (sc.L, sc.E)), sc.flat(k_get(bufs), (sc.S, sc.E))
@@ -286,6 +320,14 @@ def _backward(op: pg.AttentionBackwardOp, args, yielded, ins, outs, run, rows) -
         dq = sc.flat(dq_get(bufs), (sc.L, sc.E)) if dq_get is not None else None
         dk = sc.flat(dk_get(bufs), (sc.S, sc.E)) if dk_get is not None else None
         dv = sc.flat(dv_get(bufs), (sc.S, ev)) if dv_get is not None else None
+        arrays = (q, k, v, o, do, lse, dq, dk, dv)
+        if whole is not None and d_rows is not None and run_native is not None and _contiguous(*arrays):
+            sizes = dict(L=sc.L, S=sc.S, E=sc.E, EV=ev, scale=sc.scale, causal=int(sc.causal), blocks=len(sc.rows))
+            values = dict(q=q, k=k, v=v, o=o, do=do, lse=lse, d=d_rows, dq=dq, dk=dk, dv=dv, **sizes)
+            params = whole.params(BACKWARD_WORDS, values)
+            with np.errstate(invalid="ignore", over="ignore"):
+                if run_native(whole.backward, ctypes.addressof(params), sc.N):
+                    return
         drop, add = sc.masks(bufs)
 
         def chunk(lo: int, hi: int) -> None:

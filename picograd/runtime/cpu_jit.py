@@ -23,11 +23,11 @@ job of the native thread pool (``cpu_pool``): such nests are cut along their fir
 ``CHUNKS_PER_THREAD`` pieces per thread, the nests between them form one piece (a sequence), and each entry starts
 when the one before it is done; a run without such a nest stays one sequence call on the calling thread. A region
 costs one ``ctypes`` call and a few atomic operations (about a microsecond; a Python queue, event and GIL hand-off
-per region cost 20 to 40). Matmuls are numpy's BLAS, which threads itself: BLAS's own threads run a 512x192x64
-product 1.9x faster at two threads than at one, where pieces of it spread over our threads gained nothing (the
-Python work of each piece waits for the GIL). Attention chunks (many small products and ufuncs each) are the
-exception: they run on the pool as Python callbacks with BLAS single-threaded (``threadpoolctl``), as a 2-thread
-BLAS call per small product waits on its helper each time.
+per region cost 20 to 40). BLAS is single-threaded during a threaded call (``threadpoolctl``) and runs on the pool:
+a product of views of its launch's operands is a native gemm entry (``cpu_blas``: ``cblas_?gemm`` called from LLVM
+IR, cut between the threads from ``SPLIT_MATMUL_FLOPS``), others ``np.matmul`` blocks as Python callbacks; an
+attention without mask or dropout runs as native slices (``native_attention``), others as ``cpu_attention``'s
+chunks. Consecutive native steps (regions, runs of nests, gemm entries) are one job of the pool (``_joined``).
 
 A call takes one array per input (shapes and dtypes as the function's) and returns fresh output arrays, as
 ``numpy_executor.NumpyFunction`` does; an index check that failed raises ``IndexError`` with its message.
@@ -56,8 +56,9 @@ from picograd.dialects import pg
 from picograd.dialects.attrs import KERNEL_ATTR, KIND_ATTR, RESULT_ATTR
 from picograd.dialects.kernel import LaunchOp
 from picograd.dialects.pg_numpy import constant_array, numpy_dtype, op_kernel
-from picograd.runtime import cpu_pool
+from picograd.runtime import cpu_blas, cpu_pool
 from picograd.runtime.cpu_attention import RowKernels, attention_step
+from picograd.runtime.native_attention import NativeAttention
 from picograd.runtime.threads import get_num_threads, single_threaded_blas
 from picograd.target import llvm_ir
 
@@ -70,6 +71,8 @@ SPLIT_MATMUL_FLOPS = 1 << 21  # a smaller product is one BLAS call on the callin
 VIEW_OPS = (pg.PermuteOp, pg.ReshapeOp)  # ops whose numpy form is a view (no copy, reads no data)
 
 Step = Callable[[list[np.ndarray]], None]
+Maker = Callable[[int], list[tuple[int, int, int, int, int, int]]]  # n threads -> entries of a pool job
+JOIN_STEPS = True  # at several threads, consecutive native steps are one job of the pool (``CpuFunction._joined``)
 
 
 def jit_enabled() -> bool:
@@ -202,6 +205,33 @@ def row_kernels(dtype: np.dtype) -> RowKernels:
 _ROWS: dict[str, RowKernels] = {}
 
 
+def blas_library() -> cpu_blas.Blas | None:
+    """The process's native calls of numpy's BLAS (``cpu_blas``; found and compiled on first use), or None."""
+    if not _BLAS:
+        _BLAS.append(cpu_blas.Blas.find(host_llvm().compile))
+    return _BLAS[0]
+
+
+_BLAS: list[cpu_blas.Blas | None] = []
+
+
+def native_attention(dtype: np.dtype) -> NativeAttention | None:
+    """The process's native attention slices of the float type ``dtype`` (``native_attention``; compiled on first
+    use), or None without a BLAS to call (``blas_library``)."""
+    key = np.dtype(dtype).str
+    if key not in _ATTENTION:
+        blas = blas_library()
+        kind = {"<f4": "f32", "<f8": "f64"}.get(key)
+        if blas is None or kind is None or key not in blas.gemm:
+            _ATTENTION[key] = None
+        else:
+            _ATTENTION[key] = NativeAttention(host_llvm().compile, kind, blas.gemm[key], blas.int_type)
+    return _ATTENTION[key]
+
+
+_ATTENTION: dict[str, NativeAttention | None] = {}
+
+
 def _aligned(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
     """A fresh array, 64-byte aligned (a cache line; what the loop nests' vector loads like)."""
     nbytes = math.prod(shape) * dtype.itemsize
@@ -310,6 +340,7 @@ class CpuFunction:
         launch_slots = self.buffers.read(buffered)
         loop_slots = self.buffers.read(looped)
         self.threads = 1  # get_num_threads() at the start of each call
+        self._native_jobs: dict[tuple[int, int, int, int], cpu_pool.Job] = {}  # the native attention's, made once
         self.fallbacks: list[str] = []
         self.jitted: list[str] = []
         plan = self._plan(looped, launches, launch_slots, loop_slots)
@@ -385,7 +416,9 @@ class CpuFunction:
             if kind == "attention":
                 ins = [self._array(self._launch_slots[v]) for v in launch.ins]
                 outs = [self._array(self._launch_slots[v]) for v in launch.outs]
-                blocked = attention_step(launch, ins, outs, self._run_chunks, row_kernels)
+                blocked = attention_step(
+                    launch, ins, outs, self._run_chunks, row_kernels, native_attention, self._run_native
+                )
             steps.append(blocked if blocked is not None else self._numpy_launch(launch))
             kernel_names.append(f"{name} ({'blas' if blocked is not None else 'numpy'})")
         # runs of consecutive nests become one call each at one thread; at more, a run holding a nest worth
@@ -456,6 +489,7 @@ class CpuFunction:
         self.step_names = names_of  # the kernels of each step, at one thread and at more (for profiles)
         for threaded, plan_steps in plans.items():
             made_steps: list[Step] = []
+            makers: list[Maker | None] = []  # per step: its pool entries at n threads, when it is native code alone
             k = 0  # the index in steps (and step_names) of the next step of the plan
             for planned in plan_steps:
                 if isinstance(planned, tuple) and planned[0] == "region":
@@ -469,24 +503,34 @@ class CpuFunction:
                         else:
                             fn_address = addresses[functions[item[0]].name]
                             entries.append((fn_address, table_of(item[1]), item[3], item[4], item[5], cpu_pool.NEST))
-                    made_steps.append(self._region_step(entries))
+                    maker = _region_entries(entries)
+                    made_steps.append(self._job_step([maker]))
+                    makers.append(maker)
                     names_of[threaded].append(f"region: {', '.join(kernel_names[k : k + count])}")
                     k += count
                     continue
                 if isinstance(planned, tuple) and isinstance(planned[0], str):  # a run
                     name, maps = planned
-                    made_steps.append(self._sequence_step(_SEQUENCE(addresses[name]), table_of_tables(maps)))
+                    tables_address = table_of_tables(maps)
+                    made_steps.append(self._sequence_step(_SEQUENCE(addresses[name]), tables_address))
+                    makers.append(_one_entry((addresses[name], tables_address, 0, 0, 1, cpu_pool.SEQUENCE)))
                     names_of[threaded].append(f"{name}: {', '.join(kernel_names[k : k + len(maps)])}")
                     k += len(maps)
                     continue
                 if isinstance(planned, tuple):
                     index, slots, _, lower, upper = planned
-                    fn = _NEST(addresses[functions[index].name])
-                    made_steps.append(self._nest_step(fn, table_of(slots), lower, upper))
+                    address = addresses[functions[index].name]
+                    made_steps.append(self._nest_step(_NEST(address), table_of(slots), lower, upper))
+                    makers.append(_one_entry((address, table_of(slots), lower, upper, 1, cpu_pool.NEST)))
                 else:
                     made_steps.append(planned)
+                    makers.append(getattr(planned, "entries", None))
                 names_of[threaded].append(kernel_names[k])
                 k += 1
+            if threaded:  # the steps one by one, for ``profile``
+                self._separate = made_steps
+            if threaded and JOIN_STEPS:
+                made_steps, self.joined_names = self._joined(made_steps, makers, names_of[threaded])
             self._plans[threaded] = made_steps
         self.num_functions = len(functions)
         # every kernel its own step, at one thread (``profile``)
@@ -503,24 +547,43 @@ class CpuFunction:
     def _nest_step(self, fn: Any, table: int, lower: int, upper: int) -> Step:
         return lambda bufs: fn(self.slots_address, table, lower, upper)
 
-    def _region_step(self, entries: list[tuple[int, int, int, int, bool, int]]) -> Step:
-        """One parallel region: ``entries`` (function, map, bounds, whether split, ``cpu_pool`` kind) as a job of
-        the pool, split nests in ``CHUNKS_PER_THREAD`` pieces per thread (jobs made once per thread count)."""
+    def _job_step(self, makers: list[Maker]) -> Step:
+        """One job of the pool: the entries of ``makers`` in order (each entry started when the one before it is
+        done), the job made once per thread count."""
         jobs: dict[int, cpu_pool.Job] = {}
 
         def run(bufs: list[np.ndarray]) -> None:
             n = self.threads
             job = jobs.get(n)
             if job is None:
-                job = jobs[n] = cpu_pool.Job(
-                    [
-                        (fn, map_, lower, upper, min(CHUNKS_PER_THREAD * n, upper - lower) if split else 1, kind)
-                        for fn, map_, lower, upper, split, kind in entries
-                    ]
-                )
+                job = jobs[n] = cpu_pool.Job([e for maker in makers for e in maker(n)])
             pool().run(job, self.slots_address, n - 1)
 
         return run
+
+    def _joined(self, steps: list[Step], makers: list[Maker | None], names: list[str]) -> tuple[list[Step], list[str]]:
+        """The threaded plan with each run of consecutive native steps (regions, runs of nests, BLAS products:
+        those with a ``Maker``) one job of the pool: one ``ctypes`` call where each step was a Python call, and the
+        pool's threads kept in the job between the steps."""
+        joined: list[Step] = []
+        joined_names: list[str] = []
+        run: list[int] = []
+        for i in [*range(len(steps)), None]:
+            maker = makers[i] if i is not None else None
+            if maker is not None:
+                run.append(i)  # type: ignore[arg-type]
+                continue
+            if len(run) > 1:
+                joined.append(self._job_step([makers[j] for j in run]))  # type: ignore[misc]
+                joined_names.append(f"job: {' | '.join(names[j] for j in run)}")
+            elif run:
+                joined.append(steps[run[0]])
+                joined_names.append(names[run[0]])
+            run = []
+            if i is not None:
+                joined.append(steps[i])
+                joined_names.append(names[i])
+        return joined, joined_names
 
     def _run_chunks(self, fn: Callable[[int, int], None], chunks: Sequence[tuple[int, int]]) -> None:
         """``fn(lo, hi)`` for every chunk (attention's, each a few BLAS calls and ufuncs): at several threads, with
@@ -540,6 +603,24 @@ class CpuFunction:
                     return
         for lo, hi in chunks:
             fn(lo, hi)
+
+    def _run_native(self, fn: int, params: int, slices: int) -> bool:
+        """Run the native attention ``fn`` over ``slices``: at several threads on the pool (``CHUNKS_PER_THREAD``
+        pieces a thread), at one on this thread; True (``cpu_attention``'s chunks are not needed)."""
+        n = self.threads
+        if n == 1:
+            _NEST(fn)(0, params, 0, slices)
+            return True
+        key = (fn, params, slices, n)
+        job = self._native_jobs.get(key)
+        if job is None:
+            if len(self._native_jobs) >= 256:
+                self._native_jobs.clear()
+            job = self._native_jobs[key] = cpu_pool.Job(
+                [(fn, params, 0, slices, min(slices, CHUNKS_PER_THREAD * n), cpu_pool.NEST)]
+            )
+        pool().run(job, 0, n - 1)
+        return True
 
     def _matmul(self, a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
         """``out = a @ b`` (numpy's matmul), at several threads as ``_matmul_plan`` cuts it."""
@@ -584,6 +665,76 @@ class CpuFunction:
 
         return run
 
+    def _gemms(self, launch: LaunchOp, program: list[Any], direct: dict[int, tuple[int, int]]) -> list[Any] | None:
+        """The launch's products (``direct``, of views made by ``program`` of its operands) as native BLAS calls
+        (``cpu_blas.Gemm``), or None when there is no such BLAS or one product is not one BLAS takes as it is. The
+        views are made once on the buffers (an argument's a stand-in of its shape): each operand is a slot and a
+        byte offset."""
+        blas = blas_library()
+        if blas is None:
+            return None
+        values = [*launch.ins, *launch.outs]
+        bases: dict[int, np.ndarray] = {}
+        for v in values:
+            slot = self._launch_slots[v]
+            if slot not in bases:
+                fixed = self.buffers.arrays[slot]
+                t = v.type
+                assert isinstance(t, MemRefType)
+                bases[slot] = fixed if fixed is not None else np.empty(t.get_shape(), numpy_dtype(t.element_type))
+        env: list[Any] = [bases[self._launch_slots[v]] for v in launch.ins]
+        env += [None] * (max((out for _, _, out, _ in program), default=-1) + 1 - len(env))
+        for fn, args, out, _ in program:
+            env[out] = fn(*[env[a] for a in args])
+
+        def at(view: np.ndarray) -> tuple[int, int] | None:
+            """(slot, byte offset) of a base holding ``view`` (every byte of it), or None (a copy)."""
+            lo, hi = np.lib.array_utils.byte_bounds(view)
+            for slot, base in bases.items():
+                b0, b1 = np.lib.array_utils.byte_bounds(base)
+                if b0 <= lo and hi <= b1:
+                    return slot, view.ctypes.data - base.ctypes.data
+            return None
+
+        gemms = []
+        for k in range(len(launch.outs)):
+            a, b = (env[i] for i in direct[k])
+            c = bases[self._launch_slots[launch.outs[k]]]
+            where = [at(a), at(b), (self._launch_slots[launch.outs[k]], 0)]
+            if None in where or a.size == 0 or b.size == 0:
+                return None
+            gemm = cpu_blas.describe(blas, a, b, c, where)  # type: ignore[arg-type]
+            if gemm is None:
+                return None
+            gemms.append(gemm)
+        return gemms
+
+    def _gemm_step(self, gemms: list[Any], numpy_step: Step) -> Step:
+        """Native BLAS calls (``cpu_blas``) at several threads, ``numpy_step`` at one: a product of at least
+        ``SPLIT_MATMUL_FLOPS`` cut between the threads (one piece a thread, along ``Gemm.split``), a smaller one a
+        single piece; the entries (the step's ``entries``, for ``_joined``) and their job made once per thread
+        count."""
+
+        def entries(n: int) -> list[tuple[int, int, int, int, int, int]]:
+            made = []
+            for gemm in gemms:
+                split = gemm.split(n)
+                units = gemm.units[split]
+                pieces = n if gemm.flops >= SPLIT_MATMUL_FLOPS and units >= 2 * n else 1
+                made.append((gemm.entry, gemm.params(split), 0, units, pieces, cpu_pool.NEST))
+            return made
+
+        job = self._job_step([entries])
+
+        def run(bufs: list[np.ndarray]) -> None:
+            if self.threads > 1:
+                job(bufs)
+            else:
+                numpy_step(bufs)
+
+        run.entries = entries  # type: ignore[attr-defined]
+        return run
+
     def _array(self, slot: int) -> Callable[[list[np.ndarray]], np.ndarray]:
         fixed = self.buffers.arrays[slot]
         if fixed is None:
@@ -621,7 +772,16 @@ class CpuFunction:
         fixed = [self.buffers.arrays[self._launch_slots[v]] for v in (*launch.ins, *launch.outs)]
         ops = [op for op in block.ops if op is not launch.yield_op and not isinstance(op, pg.MatmulOp)]
         views = all(isinstance(op, VIEW_OPS) for op in ops)
-        if len(direct) == len(yielded) and views and all(a is not None for a in fixed):
+        products_only = len(direct) == len(yielded) and views  # the launch is matmuls of views of its operands
+        step = self._numpy_step(program, direct, size, ins, outs, fixed, results, products_only)
+        gemms = self._gemms(launch, program, direct) if products_only else None
+        if gemms is None:
+            return step
+        return self._gemm_step(gemms, step)
+
+    def _numpy_step(self, program, direct, size, ins, outs, fixed, results, products_only: bool) -> Step:
+        """The step running a launch's ``program`` (``_numpy_launch``) with numpy on the call's arrays."""
+        if products_only and all(a is not None for a in fixed):
             # matmuls of views of the memory plan's buffers: the views made once, a call is the BLAS calls alone
             env = [a for a in fixed[: len(ins)]] + [None] * (size - len(ins))
             for fn, args, out, _ in program:
@@ -673,12 +833,12 @@ class CpuFunction:
     def profile(self, *args: np.ndarray, threads: int = 1) -> list[tuple[str, float]]:
         """One call, timing each step: (name, seconds) per step, in order. At one thread every kernel is its own
         step (the kernel's name, ``copy``, or the name with ``(numpy)``/``(blas)`` for the launches run by numpy);
-        at more, the steps are those of a call at that many threads (``step_names[True]``: parallel regions and
+        at more, the steps of a call at that many threads before ``_joined`` (``step_names[True]``: parallel regions and
         runs of nests). For ``bench/cpu_profile.py``; the results are those of a call."""
         self.threads = threads
         bufs, _ = self._bind(args)
         times: list[tuple[str, float]] = []
-        plan = self._kernel_steps if threads == 1 else list(zip(self.step_names[True], self._plans[True], strict=True))
+        plan = self._kernel_steps if threads == 1 else list(zip(self.step_names[True], self._separate, strict=True))
         with np.errstate(all="ignore"), single_threaded_blas() if threads > 1 else contextlib.nullcontext():
             for name, step in plan:
                 t0 = time.perf_counter()
@@ -717,6 +877,23 @@ class CpuFunction:
         for flag, message in self.buffers.flags:
             if flag[0]:
                 raise pg.check_error(message.replace("{}", str(int(flag[1])), 1))
+
+
+def _region_entries(entries: list[tuple[int, int, int, int, bool, int]]) -> Maker:
+    """A region's entries (function, map, bounds, whether split, ``cpu_pool`` kind) at n threads: split nests in
+    ``CHUNKS_PER_THREAD`` pieces a thread."""
+
+    def make(n: int) -> list[tuple[int, int, int, int, int, int]]:
+        return [
+            (fn, map_, lower, upper, min(CHUNKS_PER_THREAD * n, upper - lower) if split else 1, kind)
+            for fn, map_, lower, upper, split, kind in entries
+        ]
+
+    return make
+
+
+def _one_entry(entry: tuple[int, int, int, int, int, int]) -> Maker:
+    return lambda n: [entry]
 
 
 def _float_matmul(op: pg.MatmulOp) -> bool:
