@@ -92,11 +92,13 @@ def classifier_step(model: pg.nn.Module, compiled: bool):
 
 def tiny_conv_step(compiled: bool):
     """Convolutions as the DDPM's U-Net has them (3x3 padded, stride 2, 1x1; GroupNorm, SiLU): their im2col
-    gathers read the input through the permutes and pads that ``pg-fuse{movement}`` joins to them."""
+    gathers read the input through the permutes and pads that ``pg-fuse{movement}`` joins to them. (The convolution
+    before the GroupNorm has no bias: the norm removes it, so its gradient would be rounding noise, which Adam
+    scales up to steps of 1e-3 of either sign.)"""
     pg.manual_seed(4)
     nn = pg.nn
     model = nn.Sequential(
-        nn.Conv2d(2, 8, 3, padding=1), nn.GroupNorm(2, 8), nn.SiLU(), nn.Conv2d(8, 8, 3, stride=2, padding=1),
+        nn.Conv2d(2, 8, 3, padding=1, bias=False), nn.GroupNorm(2, 8), nn.SiLU(), nn.Conv2d(8, 8, 3, stride=2, padding=1),
         nn.SiLU(), nn.Conv2d(8, 4, 1), nn.Flatten(), nn.Linear(36, 5),
     )  # fmt: skip
     return classifier_step(model, compiled)
