@@ -98,8 +98,8 @@ def tiny_conv_step(compiled: bool):
     pg.manual_seed(4)
     nn = pg.nn
     model = nn.Sequential(
-        nn.Conv2d(2, 8, 3, padding=1, bias=False), nn.GroupNorm(2, 8), nn.SiLU(), nn.Conv2d(8, 8, 3, stride=2, padding=1),
-        nn.SiLU(), nn.Conv2d(8, 4, 1), nn.Flatten(), nn.Linear(36, 5),
+        nn.Conv2d(2, 8, 3, padding=1, bias=False), nn.GroupNorm(2, 8), nn.SiLU(),
+        nn.Conv2d(8, 8, 3, stride=2, padding=1), nn.SiLU(), nn.Conv2d(8, 4, 1), nn.Flatten(), nn.Linear(36, 5),
     )  # fmt: skip
     return classifier_step(model, compiled)
 
