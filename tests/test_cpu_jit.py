@@ -800,3 +800,98 @@ def test_native_attention_slices_at_two_threads(causal: bool, dtype: type, monke
         for got, want in zip(results["two"], results[label], strict=True):
             np.testing.assert_allclose(got, want, rtol=tol, atol=tol, err_msg=label)
     assert np.abs(results["two"][2]).max() > 0
+
+
+def test_native_blas_products_of_odd_views_across_thread_counts(monkeypatch, rng: np.random.Generator) -> None:
+    """Products of transposed, sliced, step-sliced, permuted and broadcast views of odd and tiny shapes (1, 2, 3,
+    17), float32 and float64, as native gemm entries cut between two threads (every product split), then at one
+    thread (numpy) and at two again (the plans cached per thread count): fresh inputs each call, float64 numpy's
+    results every time."""
+    from picograd.runtime import cpu_blas
+
+    if cpu_jit.blas_library() is None:
+        pytest.skip("numpy's BLAS is not OpenBLAS (or threadpoolctl is missing)")
+    monkeypatch.setattr(cpu_jit, "SPLIT_MATMUL_FLOPS", 0)
+    described: list[bool] = []
+    describe = cpu_blas.describe
+    monkeypatch.setattr(cpu_blas, "describe", lambda *a: described.append((g := describe(*a)) is not None) or g)
+
+    def f(x: pg.Tensor, y: pg.Tensor, z: pg.Tensor) -> tuple[pg.Tensor, ...]:
+        return (
+            x.T @ y[1:, 2:],
+            x[::2] @ z[1].T,
+            x[2:3].T @ y[1:2, :],
+            x @ z.permute(0, 2, 1),
+            x.T.unsqueeze(0) @ y[1:, :1],
+        )
+
+    def want(x: np.ndarray, y: np.ndarray, z: np.ndarray) -> tuple[np.ndarray, ...]:
+        return x.T @ y[1:, 2:], x[::2] @ z[1].T, x[2:3].T @ y[1:2, :], x @ z.transpose(0, 2, 1), x.T[None] @ y[1:, :1]
+
+    before = pg.get_num_threads()
+    try:
+        for dtype, tol in ((np.float32, 1e-4), (np.float64, 1e-12)):
+            step = pg.compile(f)
+            for n in (2, 1, 2):
+                pg.set_num_threads(n)
+                x, y, z = (rng.standard_normal(s).astype(dtype) for s in ((17, 3), (18, 19), (2, 1, 3)))
+                got = [t.numpy() for t in step(pg.tensor(x), pg.tensor(y), pg.tensor(z))]
+                for k, (g, w) in enumerate(zip(got, want(x, y, z), strict=True)):
+                    assert g.shape == w.shape and g.dtype == dtype, (k, g.shape, w.shape)
+                    np.testing.assert_allclose(g, w, rtol=tol, atol=tol, err_msg=f"{dtype.__name__} {n=} product {k}")
+    finally:
+        pg.set_num_threads(before)
+    assert described.count(True) >= 8, described  # the gemm entries ran (not numpy's matmul alone)
+
+
+@pytest.mark.parametrize("causal", [True, False])
+@pytest.mark.parametrize("sizes", [(3, 5, 1, 3), (5, 2, 3, 1)], ids=["L3-S5-E1-EV3", "L5-S2-E3-EV1"])
+def test_native_attention_of_odd_lengths_and_head_dims(sizes, causal: bool, monkeypatch, rng) -> None:
+    """Native attention slices with fewer and more queries than keys, head dims 1 and 3 (values of another width),
+    on views of a projection (transposed heads): at two threads, one, then two, fresh inputs each call, the
+    output and gradients those of float64 numpy (PyTorch's top-left causal mask)."""
+    if cpu_jit.native_attention(np.dtype(np.float32)) is None:
+        pytest.skip("numpy's BLAS is not OpenBLAS (or threadpoolctl is missing)")
+    ran: list[int] = []
+    run_native = cpu_jit.CpuFunction._run_native
+    monkeypatch.setattr(cpu_jit.CpuFunction, "_run_native", lambda self, *a: ran.append(a[2]) or run_native(self, *a))
+    L, S, E, EV = sizes
+    w = rng.standard_normal((2, L, 2 * EV))
+
+    def step(q: pg.Tensor, kv: pg.Tensor) -> tuple[pg.Tensor, ...]:
+        heads = q.reshape(2, L, 2, E).transpose(1, 2)
+        k = kv[:, :, : 2 * E].reshape(2, S, 2, E).transpose(1, 2)
+        v = kv[:, :, 2 * E :].reshape(2, S, 2, EV).transpose(1, 2)
+        out = F.scaled_dot_product_attention(heads, k, v, is_causal=causal).transpose(1, 2).reshape(2, L, -1)
+        (out * pg.tensor(w.astype(np.float32))).sum().backward()
+        return out, q.grad, kv.grad  # type: ignore[return-value]
+
+    def heads(a: np.ndarray, width: int) -> np.ndarray:  # (2, T, 2 * width) -> (2, 2, T, width)
+        return a.astype(np.float64).reshape(2, a.shape[1], 2, width).transpose(0, 2, 1, 3)
+
+    def merged(a: np.ndarray) -> np.ndarray:  # (2, 2, T, width) -> (2, T, 2 * width)
+        return a.transpose(0, 2, 1, 3).reshape(2, a.shape[2], -1)
+
+    compiled = pg.compile(step)
+    before = pg.get_num_threads()
+    try:
+        for n in (2, 1, 2):
+            pg.set_num_threads(n)
+            q = rng.standard_normal((2, L, 2 * E)).astype(np.float32)
+            kv = rng.standard_normal((2, S, 2 * (E + EV))).astype(np.float32)
+            got = [t.numpy() for t in compiled(pg.tensor(q, requires_grad=True), pg.tensor(kv, requires_grad=True))]
+            qh, k, v, do = heads(q, E), heads(kv[:, :, : 2 * E], E), heads(kv[:, :, 2 * E :], EV), heads(w, EV)
+            s = qh @ k.transpose(0, 1, 3, 2) / math.sqrt(E)
+            if causal:
+                s = np.where(np.tri(L, S, dtype=bool), s, -np.inf)
+            p = np.exp(s - s.max(-1, keepdims=True))
+            p /= p.sum(-1, keepdims=True)
+            dp = do @ v.transpose(0, 1, 3, 2)
+            ds = p * (dp - (dp * p).sum(-1, keepdims=True)) / math.sqrt(E)
+            dk, dv = ds.transpose(0, 1, 3, 2) @ qh, p.transpose(0, 1, 3, 2) @ do
+            want = [merged(p @ v), merged(ds @ k), np.concatenate([merged(dk), merged(dv)], -1)]
+            for j, (g, x) in enumerate(zip(got, want, strict=True)):
+                np.testing.assert_allclose(g, x, rtol=2e-4, atol=2e-4, err_msg=f"{n=} result {j}")
+    finally:
+        pg.set_num_threads(before)
+    assert ran == [4] * 6, ran  # 2 x 2 slices natively, forward and backward, 3 calls
