@@ -36,6 +36,7 @@ from test_loops import (
 from xdsl.dialects.builtin import DenseIntOrFPElementsAttr, IntegerAttr, ModuleOp, f32, f64, i1, i32, i64
 from xdsl.ir import Attribute, SSAValue
 
+import picograd
 from picograd.dialects import pg
 from picograd.driver.gpu_compile import CudaProgram, compile_for_cuda
 from picograd.errors import CompileError
@@ -463,3 +464,47 @@ def test_erf_f32_ptx_computes_the_modeled_scheme(rng: np.random.Generator) -> No
     same = (got.view(np.int32) == want.view(np.int32)) | (np.isnan(got) & np.isnan(want))
     assert same.all(), list(zip(x[~same], got[~same], want[~same], strict=True))
     assert np.signbit(got[1]) and got[1] == 0 and list(got[6:8]) == [1.0, -1.0] and np.isnan(got[8])
+
+
+FLAT_CASES: dict[str, tuple[Callable[..., Any], Callable[..., Any], list[tuple[int, ...]], bool]] = {
+    # name: (picograd function, numpy function, input shapes, whether some access is flat at a nonzero offset)
+    "rows_from_one": (lambda x, y: x[1:] * y, lambda x, y: x[1:] * y, [(3, 2, 4), (2, 2, 4)], True),
+    "unit_dims": (lambda x, y: x[1:2, 3:4] + y, lambda x, y: x[1:2, 3:4] + y, [(3, 5), (1, 1)], True),
+    "two_outputs": (lambda x: (x[1:] * 2.0, x[:-1] + 1.0), lambda x: (x[1:] * 2.0, x[:-1] + 1.0), [(5, 3)], True),
+    "concat_rows": (
+        lambda x, y, z: picograd.cat([x, y], 0)[1:4] + z,
+        lambda x, y, z: np.concatenate([x, y], 0)[1:4] + z,
+        [(2, 3), (3, 3), (3, 3)],
+        True,
+    ),
+    "step_transpose_broadcast": (
+        lambda x, b: x[::2, 1:].T * b,
+        lambda x, b: x[::2, 1:].T * b,
+        [(6, 4), (3,)],
+        False,
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(FLAT_CASES))
+def test_flat_accesses_at_offsets_match_numpy(name: str, monkeypatch, rng: np.random.Generator) -> None:
+    """thread_per_point nests of traced steps reading slices in their own order at an offset (``flat_offset``'s
+    constant: rows from 1, unit dims, rows of a concatenation) next to reads that stay indexed (step slices,
+    transposes, broadcasts): the emulated kernels give float64 numpy's results."""
+    from picograd.passes.kinds import elementwise
+
+    f, reference, shapes, offset = FLAT_CASES[name]
+    offsets: list[int | None] = []
+    flat_offset = elementwise.flat_offset
+    monkeypatch.setattr(elementwise, "flat_offset", lambda *a: offsets.append(c := flat_offset(*a)) or c)
+    xs = [rng.standard_normal(s).astype(np.float32) for s in shapes]
+    module = picograd.compile(f).ir("simplify", [picograd.tensor(x) for x in xs])
+    got = run_program(compile_for_cuda(module), xs)
+    want = reference(*[x.astype(np.float64) for x in xs])
+    want = want if isinstance(want, tuple) else (want,)
+    assert len(got) == len(want)
+    for k, (g, w) in enumerate(zip(got, want, strict=True)):
+        assert g.shape == w.shape, (k, g.shape, w.shape)
+        np.testing.assert_allclose(g, w, rtol=1e-6, atol=1e-6, err_msg=f"result {k}")
+    assert any(c not in (None, 0) for c in offsets) == offset, offsets
+    assert 0 in offsets  # the outputs: stored flat
