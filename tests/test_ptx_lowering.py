@@ -508,3 +508,27 @@ def test_flat_accesses_at_offsets_match_numpy(name: str, monkeypatch, rng: np.ra
         np.testing.assert_allclose(g, w, rtol=1e-6, atol=1e-6, err_msg=f"result {k}")
     assert any(c not in (None, 0) for c in offsets) == offset, offsets
     assert 0 in offsets  # the outputs: stored flat
+
+
+def test_flat_offset_of_nests_with_lower_bounds_and_steps() -> None:
+    """``flat_offset`` counts a nest's lower bounds into the constant (dims of one point included) and takes no
+    dim whose step or stride breaks the nest's own row-major order."""
+    from xdsl.dialects import arith
+    from xdsl.dialects.builtin import IndexType
+    from xdsl.ir import Block
+
+    from picograd.passes.kinds.elementwise import flat_offset
+
+    block = Block(arg_types=[IndexType(), IndexType()])
+    i, j = block.args
+
+    def const(v: int) -> SSAValue:
+        return arith.ConstantOp(IntegerAttr(v, IndexType())).result
+
+    row = arith.AddiOp(i, const(3)).result
+    assert flat_offset([row, j], (10, 4), block, [(2, 1), (0, 1)], [5, 4]) == 20  # (2 + a + 3) * 4 + b
+    assert flat_offset([i, j], (5, 4), block, [(1, 1), (0, 1)], [1, 4]) == 4  # a dim of one point at 1
+    assert flat_offset([i, j], (5, 8), block, [(0, 1), (1, 2)], [5, 4]) is None  # columns 1, 3, 5, 7
+    assert flat_offset([i, arith.MuliOp(j, const(2)).result], (5, 8), block, [(0, 1), (0, 1)], [5, 4]) is None
+    assert flat_offset([i, j], (5, 4), block, [(0, 1), (1, 1)], [5, 3]) is None  # 3 of 4 columns
+    assert flat_offset([j, i], (4, 5), block, [(0, 1), (0, 1)], [5, 4]) is None  # transposed
