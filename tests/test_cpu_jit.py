@@ -895,3 +895,23 @@ def test_native_attention_of_odd_lengths_and_head_dims(sizes, causal: bool, monk
     finally:
         pg.set_num_threads(before)
     assert ran == [4] * 6, ran  # 2 x 2 slices natively, forward and backward, 3 calls
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_native_attention_of_an_empty_batch(threads: int) -> None:
+    """An attention over no slices (a batch of 0) runs nothing natively: empty output and gradients at one and two
+    threads, as eager (the pool refused a job entry of no pieces: ``ValueError`` at two threads)."""
+    q, k, v = (np.ones(s, np.float32) for s in ((0, 3, 2), (0, 4, 2), (0, 4, 2)))
+
+    def step(q: pg.Tensor, k: pg.Tensor, v: pg.Tensor) -> tuple[pg.Tensor, ...]:
+        out = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        out.sum().backward()
+        return out, q.grad, k.grad, v.grad  # type: ignore[return-value]
+
+    before = pg.get_num_threads()
+    try:
+        pg.set_num_threads(threads)
+        got = pg.compile(step)(*(pg.tensor(a, requires_grad=True) for a in (q, k, v)))
+    finally:
+        pg.set_num_threads(before)
+    assert [t.shape for t in got] == [(0, 3, 2), (0, 3, 2), (0, 4, 2), (0, 4, 2)]

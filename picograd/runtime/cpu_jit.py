@@ -606,8 +606,11 @@ class CpuFunction:
 
     def _run_native(self, fn: int, params: int, slices: int) -> bool:
         """Run the native attention ``fn`` over ``slices``: at several threads on the pool (``CHUNKS_PER_THREAD``
-        pieces a thread), at one on this thread; True (``cpu_attention``'s chunks are not needed)."""
+        pieces a thread), at one on this thread; True (``cpu_attention``'s chunks are not needed). No slices (an
+        empty batch): nothing to run (the pool takes no entry of no pieces)."""
         n = self.threads
+        if slices == 0:
+            return True
         if n == 1:
             _NEST(fn)(0, params, 0, slices)
             return True
