@@ -25,6 +25,8 @@ from typing import Any
 
 import numpy as np
 
+from picograd.target import llvm_gemm
+
 Compile = Callable[[str, Sequence[str]], tuple[Any, list[int]]]
 
 ROW_MAJOR, NO_TRANS, TRANS = 101, 111, 112  # CBLAS enum values
@@ -110,9 +112,12 @@ class Blas:
     ``pg_gemm`` entries calling them, compiled with ``compile``. ``Blas.find(compile)`` is None when there is no such
     library (no ``threadpoolctl``, another BLAS)."""
 
-    def __init__(self, compile: Compile, gemm: dict[str, int], int_type: str):
+    def __init__(self, compile: Compile, gemm: dict[str, int], int_type: str, lanes: int = 0):
         self.gemm = gemm  # numpy dtype str -> address of cblas_sgemm / cblas_dgemm
         self.int_type = int_type  # the BLAS's ints: "i64" or "i32"
+        self.lanes = lanes  # float32 lanes of the host's vectors for the tile kernels (``llvm_gemm``); 0: none
+        self.compile = compile
+        self.tiles: dict[llvm_gemm.GemmKernel, tuple[Any, int]] = {}  # compiled tile kernels: (engine, address)
         texts, names = [], []
         for dtype in gemm:
             kind, t, _ = _FLOATS[np.dtype(dtype)]
@@ -121,8 +126,24 @@ class Blas:
         self.engine, found = compile("\n".join(texts), names)  # the engine is kept alive
         self.entry = dict(zip(gemm, found, strict=True))  # numpy dtype str -> address of pg_gemm_<kind>
 
+    def tile_gemm(self, dtype: np.dtype, ta: bool, tb: bool, m: int, n: int, k: int) -> int | None:
+        """The address of the tile kernel (``llvm_gemm``, compiled on first use) taking a float32 product of an (m,
+        n) output that ``llvm_gemm.TILE_RULES`` gives a tile, called as ``cblas_sgemm``; None: the BLAS's."""
+        if dtype != np.float32 or not self.lanes or 0 in (m, n, k):
+            return None
+        tile = llvm_gemm.tile_for(self.lanes, m, n, k)
+        if tile is None or (tb and k * n * dtype.itemsize > llvm_gemm.PACK_LIMIT):
+            return None
+        kernel = llvm_gemm.GemmKernel("float", self.lanes, ta, tb, *tile, it=self.int_type)
+        if kernel not in self.tiles:
+            engine, (address,) = self.compile(
+                llvm_gemm.gemm_ir(kernel) + "\n" + llvm_gemm.declarations([kernel]), [kernel.name]
+            )
+            self.tiles[kernel] = (engine, address)
+        return self.tiles[kernel][1]
+
     @staticmethod
-    def find(compile: Compile) -> Blas | None:
+    def find(compile: Compile, lanes: int = 0) -> Blas | None:
         try:
             from threadpoolctl import ThreadpoolController
         except ImportError:
@@ -144,7 +165,7 @@ class Blas:
                     config.restype = ctypes.c_char_p
                     int_type = "i64" if b"USE64BITINT" in (config() or b"") else "i32"
                 gemm = {k: ctypes.cast(f, ctypes.c_void_p).value or 0 for k, f in fns.items()}
-                return Blas(compile, gemm, int_type)
+                return Blas(compile, gemm, int_type, lanes)
         return None
 
 
@@ -154,8 +175,16 @@ class Gemm:
     batch count, each operand's slot, byte offset and batch stride in bytes, the split dimension and each operand's
     bytes per unit of it. ``flops`` counts the product's. Keep the object alive while its params may be read."""
 
-    def __init__(self, head: list[int], per_unit: dict[int, tuple[int, int, int]], units: dict[int, int], entry: int):
+    def __init__(
+        self,
+        head: list[int],
+        per_unit: dict[int, tuple[int, int, int]],
+        units: dict[int, int],
+        entry: int,
+        tiled: bool = False,
+    ):
         self.head, self.per_unit, self.units, self.entry = head, per_unit, units, entry
+        self.tiled = tiled  # the call is a tile kernel's (``llvm_gemm``), not the BLAS's
         _, _, _, m, n, k, _, _, _, nb = head[:10]
         self.flops = 2 * nb * m * n * k
         self._params: dict[int, Any] = {}
@@ -228,7 +257,8 @@ def describe(blas: Blas, a: np.ndarray, b: np.ndarray, c: np.ndarray, at: Sequen
     sa, sb, sc = (int(s) for s in strides)  # type: ignore[arg-type]
     nb = math.prod(batch)
     (ta, lda), (tb, ldb) = ma, mb
-    head = [blas.gemm[dtype.str], ta, tb, m, n, k, lda, ldb, mc, nb]
+    tile = blas.tile_gemm(dtype, ta == TRANS, tb == TRANS, m, n, k)
+    head = [tile if tile is not None else blas.gemm[dtype.str], ta, tb, m, n, k, lda, ldb, mc, nb]
     for (slot, offset), s in zip(at, (sa, sb, sc), strict=True):
         head += [slot, offset, s]
     per_unit = {
@@ -236,4 +266,5 @@ def describe(blas: Blas, a: np.ndarray, b: np.ndarray, c: np.ndarray, at: Sequen
         SPLIT_COLS: (0, b.strides[-1], item),
         SPLIT_BATCH: (sa, sb, sc),
     }
-    return Gemm(head, per_unit, {SPLIT_ROWS: m, SPLIT_COLS: n, SPLIT_BATCH: nb}, blas.entry[dtype.str])
+    units = {SPLIT_ROWS: m, SPLIT_COLS: n, SPLIT_BATCH: nb}
+    return Gemm(head, per_unit, units, blas.entry[dtype.str], tile is not None)

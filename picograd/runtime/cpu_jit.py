@@ -208,7 +208,10 @@ _ROWS: dict[str, RowKernels] = {}
 def blas_library() -> cpu_blas.Blas | None:
     """The process's native calls of numpy's BLAS (``cpu_blas``; found and compiled on first use), or None."""
     if not _BLAS:
-        _BLAS.append(cpu_blas.Blas.find(host_llvm().compile))
+        llvm = host_llvm()
+        features = llvm.llvm.get_host_cpu_features()
+        lanes = 16 if features.get("avx512f") and features.get("fma") else 0
+        _BLAS.append(cpu_blas.Blas.find(llvm.compile, lanes))
     return _BLAS[0]
 
 
@@ -713,7 +716,8 @@ class CpuFunction:
         return gemms
 
     def _gemm_step(self, gemms: list[Any], numpy_step: Step) -> Step:
-        """Native BLAS calls (``cpu_blas``) at several threads, ``numpy_step`` at one: a product of at least
+        """Native BLAS calls (``cpu_blas``) at several threads, ``numpy_step`` at one unless a product has a tile
+        kernel (``llvm_gemm``; then the native calls at one thread too): a product of at least
         ``SPLIT_MATMUL_FLOPS`` cut between the threads (one piece a thread, along ``Gemm.split``), a smaller one a
         single piece; the entries (the step's ``entries``, for ``_joined``) and their job made once per thread
         count."""
@@ -728,10 +732,16 @@ class CpuFunction:
             return made
 
         job = self._job_step([entries])
+        # a product given a tile kernel (``llvm_gemm``, faster than the BLAS) runs natively at one thread too
+        tiled = any(g.tiled for g in gemms)
+        calls = [(_NEST(fn), params, lo, hi) for fn, params, lo, hi, _, _ in entries(1)] if tiled else []
 
         def run(bufs: list[np.ndarray]) -> None:
             if self.threads > 1:
                 job(bufs)
+            elif calls:
+                for fn, params, lo, hi in calls:
+                    fn(self.slots_address, params, lo, hi)
             else:
                 numpy_step(bufs)
 
