@@ -544,8 +544,8 @@ def test_weight_gradient_gathers_in_the_forward_layout() -> None:
 
 
 def test_weight_gradient_reads_the_forward_channels_last_input() -> None:
-    """The forward's im2col and the weight gradient's permute the input to channels last once between them; values:
-    the vjp cases of ``test_conv_loop_stage``."""
+    """The forward's im2col and the weight gradient's permute the input to channels last and pad it once between
+    them, and both gathers read that pad; values: the vjp cases of ``test_conv_loop_stage``."""
     from _ir import only_func
 
     module = conv_module(CONV_STAGE_CASES[3], grad=True)
@@ -553,7 +553,11 @@ def test_weight_gradient_reads_the_forward_channels_last_input() -> None:
     x = only_func(module).body.block.args[0]
     permutes = [op for op in module.walk() if isinstance(op, pgd.PermuteOp) and op.input is x]
     assert [op.perm_list for op in permutes] == [(0, 2, 3, 1)]
-    assert len({use.operation for use in permutes[0].result.uses}) == 2  # the two pads before the two gathers
+    (pad,) = {use.operation for use in permutes[0].result.uses}
+    assert isinstance(pad, pgd.PadOp)
+    reshapes = [use.operation for use in pad.result.uses]
+    readers = [use.operation for r in reshapes for use in r.results[0].uses]
+    assert len(readers) == 2 and all(isinstance(op, pgd.GatherOp) for op in readers)
 
 
 def test_conv_of_one_permute_twice(rng: np.random.Generator) -> None:

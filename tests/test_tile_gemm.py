@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import picograd as pg
-from picograd.runtime import cpu_blas, cpu_jit
+from picograd.runtime import cpu_blas, cpu_jit, cpu_windows
 from picograd.target import llvm_gemm
 
 _I = ctypes.c_int64
@@ -103,14 +103,19 @@ def test_describe_gives_the_tile_kernel_and_its_splits_are_exact(rng: np.random.
 @pytest.mark.parametrize("threads", [1, 2])
 def test_a_compiled_convolution_step_on_tile_kernels_matches_pytorch(threads: int, monkeypatch, rng) -> None:
     """A conv, GroupNorm, SiLU, conv train step (the DDPM's block) compiled for the CPU: its convolutions' products
-    run on tile kernels, and its loss and gradients match PyTorch's at one and two threads, fresh inputs each
-    call."""
+    run as implicit GEMMs (``cpu_windows``) and tile kernels, and its loss and gradients match PyTorch's at one and
+    two threads, fresh inputs each call."""
     blas = cpu_jit.blas_library()
     if blas is None or not blas.lanes:
         pytest.skip("no OpenBLAS or no 16-lane float vectors: the tile kernels are not used")
     tiled: list[bool] = []
     describe = cpu_blas.describe
     monkeypatch.setattr(cpu_blas, "describe", lambda *a: tiled.append(bool((g := describe(*a)) and g.tiled)) or g)
+    implicit: list[bool] = []
+    windows = cpu_windows.Windows.describe
+    monkeypatch.setattr(
+        cpu_windows.Windows, "describe", lambda *a: implicit.append((g := windows(*a)) is not None) or g
+    )
     conv1, norm, conv2 = pg.nn.Conv2d(8, 16, 3, padding=1), pg.nn.GroupNorm(4, 16), pg.nn.Conv2d(16, 16, 3, padding=1)
     params = [conv1.weight, conv1.bias, norm.weight, norm.bias, conv2.weight, conv2.bias]
     tw = [torch.tensor(p.numpy(), requires_grad=True) for p in params]
@@ -141,4 +146,142 @@ def test_a_compiled_convolution_step_on_tile_kernels_matches_pytorch(threads: in
                 np.testing.assert_allclose(g, w, rtol=2e-4, atol=2e-5, err_msg=f"output {k} at {threads} threads")
     finally:
         pg.set_num_threads(before)
-    assert sum(tiled) >= 3, tiled  # forward, input gradient and weight gradient products
+    assert sum(implicit) == 3, implicit  # the two forwards and conv2's input gradient: implicit GEMMs
+    assert sum(tiled) == 2, tiled  # the weight gradients: tile kernels on the gathered windows
+
+
+def _windows_case(
+    rng: np.random.Generator, n: int, size: tuple[int, int], c: int, kernel: tuple[int, int], stride: int
+):
+    """A padded channels-last input x (N, P, C) and its window index (Q, K) for a 2-D convolution."""
+    (h, w), (kh, kw) = size, kernel
+    qh, qw = (h - kh) // stride + 1, (w - kw) // stride + 1
+    q, k = np.arange(qh * qw), np.arange(kh * kw)
+    rows = q[:, None] // qw * stride + k[None, :] // kw
+    cols = q[:, None] % qw * stride + k[None, :] % kw
+    index = (rows * w + cols).astype(np.int64)
+    return rng.standard_normal((n, h * w, c)), index
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("lanes", [16, 8])
+@pytest.mark.parametrize(
+    "n,size,c,o,kernel,stride",
+    [
+        (2, (8, 8), 16, 16, (3, 3), 1),
+        (3, (5, 7), 3, 5, (3, 3), 1),
+        (2, (9, 9), 16, 32, (3, 3), 2),
+        (1, (6, 6), 32, 17, (3, 3), 1),
+        (2, (9, 9), 1, 16, (3, 3), 1),
+        (2, (5, 5), 4, 70, (1, 1), 1),
+        (3, (4, 6), 8, 40, (2, 3), 1),
+    ],
+)
+@pytest.mark.parametrize("tb", [True, False], ids=["weight", "rowmajor"])
+def test_the_window_kernel_against_float64(n, size, c, o, kernel, stride, tb, lanes, dtype, rng) -> None:  # type: ignore[no-untyped-def]
+    """``llvm_gemm.WindowGemm``: the windows read through the index times a row-major or transposed rhs, the rows
+    cut at a random point between two calls (as between two threads), odd channel and column counts (the masked
+    last vector), float32 and float64, 16 and 8 lanes: float64 numpy's product, the output's padding untouched."""
+    x, index = _windows_case(rng, n, size, c, kernel, stride)
+    x = x.astype(dtype)
+    q, k = index.shape
+    weight = rng.standard_normal((o, k * c)).astype(dtype)
+    b = weight if tb else np.ascontiguousarray(weight.T)
+    ldc = o + int(rng.integers(0, 3))
+    out = np.full((n * q, ldc), np.nan, dtype)
+    t = "float" if dtype == np.float32 else "double"
+    w = lanes if dtype == np.float32 else lanes // 2
+    spec = llvm_gemm.WindowGemm(t, w, n, x.shape[1], c, q, k, o, b.shape[1], tb, ldc, *llvm_gemm.window_tile(w, o))
+    engine, found = cpu_jit.host_llvm().compile(
+        cpu_windows.window_module(spec), [spec.name, f"{spec.name}_pack"] if tb else [spec.name]
+    )
+    scratch = np.empty(k * c * o, dtype)
+    slots = (ctypes.c_void_p * 4)(x.ctypes.data, index.ctypes.data, b.ctypes.data, out.ctypes.data)
+    params = (ctypes.c_int64 * llvm_gemm.WINDOW_PARAMS)(0, 0, 1, 0, 2, 0, 3, 0, scratch.ctypes.data)
+    nest = cpu_jit._NEST
+    if tb:
+        nest(found[1])(ctypes.addressof(slots), ctypes.addressof(params), 0, k * c)
+    cut = int(rng.integers(0, n * q + 1))
+    for lo, hi in ((0, cut), (cut, n * q)):
+        nest(found[0])(ctypes.addressof(slots), ctypes.addressof(params), lo, hi)
+    want = x[:, index, :].reshape(n * q, k * c).astype(np.float64) @ weight.T.astype(np.float64)
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(out[:, :o], want, rtol=tol, atol=tol)
+    assert np.isnan(out[:, o:]).all()
+    del engine
+
+
+def test_windows_describe_takes_contiguous_operands_only(rng: np.random.Generator) -> None:
+    """``Windows.describe`` gives a product for the contiguous input, index and row-major output that
+    ``pg-decompose-conv`` makes, and None for a strided input, an int32 index, mixed dtypes, an rhs neither row-
+    nor column-major, or shapes that do not agree."""
+    lib = cpu_jit.window_library()
+    x, index = _windows_case(rng, 2, (6, 6), 4, (3, 3), 1)
+    x = x.astype(np.float32)
+    q, k = index.shape
+    b = rng.standard_normal((k * 4, 8)).astype(np.float32)
+    c = np.empty((2 * q, 8), np.float32)
+    at = [(0, 0)] * 4
+    assert lib.describe(x, index, b, c, at) is not None
+    assert lib.describe(x, index, b.T.copy().T, c, at) is not None  # column-major rhs: copied first
+    wide = np.empty((2, 36, 8), np.float32)
+    assert lib.describe(wide[:, :, :4], index, b, c, at) is None
+    assert lib.describe(x, index.astype(np.int32), b, c, at) is None
+    assert lib.describe(x.astype(np.float64), index, b, c, at) is None
+    assert lib.describe(x, index, np.empty((72, 16), np.float32)[::2, ::2], c, at) is None
+    assert lib.describe(x, index, b[:-1], c, at) is None
+    assert lib.describe(x, index, b, c[:-1], at) is None
+
+
+CONV_CASES = [  # (input N, C, *S), conv2d/conv1d keyword arguments, out channels
+    ((3, 5, 7, 6), {"padding": 1}, 8),
+    ((2, 4, 9, 9), {"stride": 2, "padding": 1}, 17),
+    ((2, 3, 8, 7), {"dilation": 2, "padding": (2, 1)}, 6),
+    ((2, 6, 6, 6), {"groups": 2, "padding": 1}, 4),
+    ((4, 16, 4, 4), {"padding": 1}, 40),
+    ((3, 2, 11), {"padding": 2, "stride": 1}, 5),
+]
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("case", range(len(CONV_CASES)), ids=lambda i: "x".join(map(str, CONV_CASES[i][0])))
+def test_compiled_convolutions_match_pytorch(case: int, threads: int, monkeypatch, rng: np.random.Generator) -> None:
+    """Convolutions of odd sizes, strides, dilations, asymmetric padding, groups, 1-D, compiled for the CPU (the
+    implicit GEMMs where they apply, the gathers elsewhere) with their input, weight and bias gradients, at one
+    and two threads: PyTorch's values, fresh inputs each call."""
+    shape, kwargs, out = CONV_CASES[case]
+    k = 3 if len(shape) == 4 else 5
+    groups = kwargs.get("groups", 1)
+    weight_shape = (out, shape[1] // groups) + (k,) * (len(shape) - 2)
+    pg_conv = pg.nn.functional.conv2d if len(shape) == 4 else pg.nn.functional.conv1d
+    torch_conv = torch.nn.functional.conv2d if len(shape) == 4 else torch.nn.functional.conv1d
+
+    @pg.compile
+    def step(x: pg.Tensor, w: pg.Tensor, b: pg.Tensor, g: pg.Tensor) -> tuple[pg.Tensor, ...]:
+        loss = (pg_conv(x, w, b, **kwargs) * g).sum()
+        loss.backward()
+        return loss, x.grad, w.grad, b.grad
+
+    implicit: list[bool] = []
+    windows = cpu_windows.Windows.describe
+    monkeypatch.setattr(
+        cpu_windows.Windows, "describe", lambda *a: implicit.append((g := windows(*a)) is not None) or g
+    )
+    before = pg.get_num_threads()
+    try:
+        pg.set_num_threads(threads)
+        for _ in range(2):
+            x, w, b = (rng.standard_normal(s).astype(np.float32) for s in (shape, weight_shape, (out,)))
+            tx, tw, tb = (torch.tensor(a, requires_grad=True) for a in (x, w, b))
+            y = torch_conv(tx, tw, tb, **kwargs)
+            g = rng.standard_normal(tuple(y.shape)).astype(np.float32)
+            (y * torch.tensor(g)).sum().backward()
+            args = [pg.tensor(a, requires_grad=True) for a in (x, w, b)]
+            got = [t.numpy() for t in step(*args, pg.tensor(g))]
+            want = [(y * torch.tensor(g)).sum().detach().numpy(), tx.grad.numpy(), tw.grad.numpy(), tb.grad.numpy()]
+            for i, (a, e) in enumerate(zip(got, want, strict=True)):
+                np.testing.assert_allclose(a, e, rtol=1e-4, atol=1e-4, err_msg=f"output {i}, {threads} threads")
+    finally:
+        pg.set_num_threads(before)
+    # the forward and the input gradient as implicit GEMMs (groups: a batched product, gathered as before)
+    assert sum(implicit) == (0 if groups > 1 else 2), implicit

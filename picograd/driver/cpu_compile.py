@@ -24,11 +24,13 @@ from picograd.runtime.numpy_executor import NumpyFunction, compile_func
 
 __all__ = ["compile_for_cpu"]
 
-CPU_FUSE = "pg-fuse{recompute=true movement=true views=true keep-erf=true contiguous-reductions=true}"
+CPU_FUSE = "pg-fuse{recompute=true movement=true views=true keep-erf=true contiguous-reductions=true windows=true}"
 """Kernel formation for the CPU: cheap elementwise values used by several kernels are recomputed in each (a CPU
 step is bound by memory traffic more than by arithmetic; the GELU's intermediates were 4 of its tensors),
 movement ops read by one kernel are read through by it (a convolution's permutes and pad: no copies of their own),
-and reductions read no operand through a transposing permute (``PgFuse``'s ``contiguous-reductions``)."""
+reductions read no operand through a transposing permute (``PgFuse``'s ``contiguous-reductions``), and a
+convolution's im2col gather is read by its matmul's kernel through the index (``windows``: ``cpu_jit`` runs it as an
+implicit GEMM)."""
 
 
 def compile_for_cpu(module: ModuleOp) -> CpuFunction | NumpyFunction:

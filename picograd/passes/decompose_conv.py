@@ -65,8 +65,8 @@ def _window_index(
     return b.reshape(total, (math.prod(q), math.prod(kernel)))
 
 
-Permutes = dict[tuple[SSAValue, tuple[int, ...]], SSAValue]
-"""The permutes made so far in a function, by (input, perm)."""
+Permutes = dict[tuple[SSAValue, tuple[int | str, ...]], SSAValue]
+"""The permutes made so far in a function, by (input, perm), and the pads, by (input, ("pad", *lows, *highs))."""
 
 
 def _permute(b: Builder, x: SSAValue, perm: list[int], made: Permutes | None = None) -> SSAValue:
@@ -87,6 +87,20 @@ def _permute(b: Builder, x: SSAValue, perm: list[int], made: Permutes | None = N
     key = (x, tuple(perm))
     if key not in made:
         made[key] = b(pg.PermuteOp(x, perm))
+    return made[key]
+
+
+def _pad(b: Builder, x: SSAValue, lows: list[int], highs: list[int], made: Permutes | None) -> SSAValue:
+    """``x`` (N, *S, C) zero-padded by ``lows``/``highs`` in its spatial dims (itself without padding); with
+    ``made``, one pad per input and padding in a function: a convolution's forward and weight-gradient windows read
+    one padded input (with ``pg-fuse{windows}`` it is written once anyway, for the forward's implicit GEMM)."""
+    if not any(lows) and not any(highs):
+        return x
+    if made is None:
+        return b(pg.PadOp(x, [0, *lows, 0], [0, *highs, 0]))
+    key: tuple[SSAValue, tuple[int | str, ...]] = (x, ("pad", *lows, *highs))
+    if key not in made:
+        made[key] = b(pg.PadOp(x, [0, *lows, 0], [0, *highs, 0]))
     return made[key]
 
 
@@ -125,9 +139,7 @@ def _weight_gradient(b: Builder, op: pg.ConvOp, made: Permutes | None = None) ->
     taps = list(shape_of(op.result)[2:])  # the forward's kernel (or more, sliced by autodiff)
     # the forward's stride is this correlation's dilation and the other way round
     strides, dilations = list(op.dilations), list(op.strides)
-    x = _permute(b, x, [0, *range(2, 2 + r), 1], made)  # (N, *S, C)
-    if any(op.lows) or any(op.highs):
-        x = b(pg.PadOp(x, [0, *op.lows, 0], [0, *op.highs, 0]))
+    x = _pad(b, _permute(b, x, [0, *range(2, 2 + r), 1], made), list(op.lows), list(op.highs), made)  # (N, *S, C)
     padded = list(shape_of(x)[1:-1])
     flat = b.reshape(x, (n, math.prod(padded), c))
     index = _window_index(b, q, taps, strides, dilations, padded)
@@ -149,9 +161,7 @@ def conv_as_matmul(b: Builder, op: pg.ConvOp, made: Permutes | None = None) -> S
     q = list(shape_of(op.result)[2:])
     r, groups = len(kernel), op.group_count
     og, qs, ks = o // groups, math.prod(q), math.prod(kernel)
-    x = _permute(b, x, [0, *range(2, 2 + r), 1], made)  # (N, *S, C)
-    if any(op.lows) or any(op.highs):
-        x = b(pg.PadOp(x, [0, *op.lows, 0], [0, *op.highs, 0]))
+    x = _pad(b, _permute(b, x, [0, *range(2, 2 + r), 1], made), list(op.lows), list(op.highs), made)  # (N, *S, C)
     padded = list(shape_of(x)[1:-1])
     flat = b.reshape(x, (n, math.prod(padded), c))
     if ks == 1 and padded == q and all(s == 1 for s in op.strides):

@@ -244,8 +244,10 @@ class _Former:
         views: bool = False,
         keep_erf: bool = False,
         contiguous_reductions: bool = False,
+        windows: bool = False,
     ):
         self.fn = fn
+        self.windows = windows
         self.recompute = recompute
         self.movement = movement
         self.views = views
@@ -303,6 +305,8 @@ class _Former:
                 continue  # dead: dropped (cse and dce leave none)
             elif (g := self._matmul_of_operand(op)) is not None:
                 self._add(g, op, home=True)
+            elif self.windows and (g := self._matmul_of_windows(op)) is not None:
+                self._add(g, op, home=True)
             elif self.movement and (g := self._reader_of(op)) is not None:
                 self._add(g, op, home=True)
             elif self.views and (matmuls := self._matmuls_of_reshape(op)):
@@ -343,6 +347,28 @@ class _Former:
         groups = self.groups_of.get(user, [])
         if isinstance(user, pg.MatmulOp) and len(groups) == 1 and groups[0].kind == "matmul":
             return groups[0]
+        return None
+
+    def _matmul_of_windows(self, op: Operation) -> Group | None:
+        """With ``windows``, the matmul kernel whose lhs is the ``pg.gather`` ``op`` of rows (dim 1 of a 3-D
+        operand: a convolution's im2col windows) through reshapes alone, read by nothing else: the gather joins it
+        (the kernel reads its lhs through the index, an implicit GEMM); else None."""
+        if not isinstance(op, pg.GatherOp) or op.dim_index != 1 or len(shape_of(op.input)) != 3:
+            return None
+        value = op.results[0]
+        while True:
+            users = [use.operation for use in value.uses]
+            if len(users) != 1:
+                return None
+            (user,) = users
+            if isinstance(user, pg.MatmulOp):
+                break
+            if not isinstance(user, pg.ReshapeOp):
+                return None
+            value = user.results[0]
+        groups = self.groups_of.get(user, [])
+        if user.operands[0] is value and user.operands[1] is not value and len(groups) == 1:
+            return groups[0] if groups[0].kind == "matmul" else None
         return None
 
     def _matmuls_of_reshape(self, op: Operation) -> list[Group]:
@@ -632,10 +658,11 @@ def fuse_function(
     views: bool = False,
     keep_erf: bool = False,
     contiguous_reductions: bool = False,
+    windows: bool = False,
 ) -> int:
     """Form the kernels of one function in place (see the module docstring); returns how many it has."""
     names = names or _Names(())
-    former = _Former(fn, names, recompute, movement, views, keep_erf, contiguous_reductions)
+    former = _Former(fn, names, recompute, movement, views, keep_erf, contiguous_reductions, windows)
     former.group()
     former.merge()
     return former.rewrite()
@@ -662,7 +689,11 @@ class PgFuse(ModulePass):
     ``movement``: a convolution's product back to channels first) does not merge into the reduction reading it; it
     writes its result and the reduction reads that contiguously (a per-channel sum over (N, H, W) of a
     channels-last operand read every element across a cache line, serially: the DDPM's bias and GroupNorm
-    gradients' sums 2.65 -> 1.60 ms a step, their elementwise kernels +0.45 ms)."""
+    gradients' sums 2.65 -> 1.60 ms a step, their elementwise kernels +0.45 ms). Option ``windows`` (default false;
+    the CPU backend's choice, whose runtime runs such a kernel as an implicit GEMM): a gather of rows read through
+    reshapes only as a matmul's lhs (a convolution's im2col windows) joins the matmul's kernel
+    (``_matmul_of_windows``) instead of being written out; the movement ops it reads stay kernels of their own (a
+    matmul kernel reads no movement op at an index), so the padded channels-last input is written once."""
 
     name = "pg-fuse"
 
@@ -672,6 +703,7 @@ class PgFuse(ModulePass):
     views: bool = False
     keep_erf: bool = False
     contiguous_reductions: bool = False
+    windows: bool = False
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         names = _Names(o.sym_name.data for o in op.walk() if isinstance(o, kernel.FusedOp | kernel.LaunchOp))
@@ -679,7 +711,14 @@ class PgFuse(ModulePass):
             if not fn.body.blocks:
                 continue  # a declaration
             count = fuse_function(
-                fn, names, self.recompute, self.movement, self.views, self.keep_erf, self.contiguous_reductions
+                fn,
+                names,
+                self.recompute,
+                self.movement,
+                self.views,
+                self.keep_erf,
+                self.contiguous_reductions,
+                self.windows,
             )
             if self.report:
                 print(f"pg-fuse: @{fn.sym_name.data}: {count} kernels", file=sys.stderr)

@@ -50,13 +50,13 @@ from typing import Any
 import numpy as np
 from xdsl.dialects import arith, func, memref, scf
 from xdsl.dialects.builtin import DenseIntOrFPElementsAttr, IntegerAttr, MemRefType, ModuleOp, StringAttr
-from xdsl.ir import SSAValue
+from xdsl.ir import Operation, SSAValue
 
 from picograd.dialects import pg
 from picograd.dialects.attrs import KERNEL_ATTR, KIND_ATTR, RESULT_ATTR
 from picograd.dialects.kernel import LaunchOp
 from picograd.dialects.pg_numpy import constant_array, numpy_dtype, op_kernel
-from picograd.runtime import cpu_blas, cpu_pool
+from picograd.runtime import cpu_blas, cpu_pool, cpu_windows
 from picograd.runtime.cpu_attention import RowKernels, attention_step
 from picograd.runtime.native_attention import NativeAttention
 from picograd.runtime.threads import get_num_threads, single_threaded_blas
@@ -216,6 +216,18 @@ def blas_library() -> cpu_blas.Blas | None:
 
 
 _BLAS: list[cpu_blas.Blas | None] = []
+
+
+def window_library() -> cpu_windows.Windows:
+    """The process's implicit-GEMM window products (``cpu_windows``; kernels compiled on first use)."""
+    if not _WINDOWS:
+        llvm = host_llvm()
+        lanes = 16 if llvm.llvm.get_host_cpu_features().get("avx512f") else 8
+        _WINDOWS.append(cpu_windows.Windows(llvm.compile, lanes))
+    return _WINDOWS[0]
+
+
+_WINDOWS: list[cpu_windows.Windows] = []
 
 
 def native_attention(dtype: np.dtype) -> NativeAttention | None:
@@ -671,13 +683,22 @@ class CpuFunction:
 
         return run
 
-    def _gemms(self, launch: LaunchOp, program: list[Any], direct: dict[int, tuple[int, int]]) -> list[Any] | None:
+    def _gemms(
+        self,
+        launch: LaunchOp,
+        program: list[Any],
+        views_of: list[bool],
+        direct: dict[int, tuple[int, int]],
+        windows: dict[int, tuple[int, int]],
+    ) -> list[Any] | None:
         """The launch's products (``direct``, of views made by ``program`` of its operands) as native BLAS calls
-        (``cpu_blas.Gemm``), or None when there is no such BLAS or one product is not one BLAS takes as it is. The
-        views are made once on the buffers (an argument's a stand-in of its shape): each operand is a slot and a
-        byte offset."""
+        (``cpu_blas.Gemm``) or, for a product whose lhs is a convolution's windows (``windows``: the env slots of
+        the gathered input and index), implicit GEMMs (``cpu_windows.WindowProduct``); None when there is no such
+        BLAS or one product is not one BLAS or the window kernel takes as it is. The views are made once on the
+        buffers (an argument's a stand-in of its shape; the program's ops that are not views, the windows' gathers,
+        are not run): each operand is a slot and a byte offset."""
         blas = blas_library()
-        if blas is None:
+        if blas is None and len(windows) < len(direct):
             return None
         values = [*launch.ins, *launch.outs]
         bases: dict[int, np.ndarray] = {}
@@ -690,8 +711,9 @@ class CpuFunction:
                 bases[slot] = fixed if fixed is not None else np.empty(t.get_shape(), numpy_dtype(t.element_type))
         env: list[Any] = [bases[self._launch_slots[v]] for v in launch.ins]
         env += [None] * (max((out for _, _, out, _ in program), default=-1) + 1 - len(env))
-        for fn, args, out, _ in program:
-            env[out] = fn(*[env[a] for a in args])
+        for (fn, args, out, _), view in zip(program, views_of, strict=True):
+            operands = [env[a] for a in args]
+            env[out] = fn(*operands) if view and all(o is not None for o in operands) else None
 
         def at(view: np.ndarray) -> tuple[int, int] | None:
             """(slot, byte offset) of a base holding ``view`` (every byte of it), or None (a copy)."""
@@ -702,10 +724,22 @@ class CpuFunction:
                     return slot, view.ctypes.data - base.ctypes.data
             return None
 
-        gemms = []
+        gemms: list[Any] = []
         for k in range(len(launch.outs)):
-            a, b = (env[i] for i in direct[k])
             c = bases[self._launch_slots[launch.outs[k]]]
+            if k in windows:
+                x, index, b = env[windows[k][0]], env[windows[k][1]], env[direct[k][1]]
+                places = [at(x), at(index), at(b), (self._launch_slots[launch.outs[k]], 0)]
+                if any(v is None for v in (x, index, b)) or None in places:
+                    return None
+                product = window_library().describe(x, index, b, c, places)  # type: ignore[arg-type]
+                if product is None:
+                    return None
+                gemms.append(product)
+                continue
+            a, b = (env[i] for i in direct[k])
+            if blas is None or a is None or b is None:
+                return None
             where = [at(a), at(b), (self._launch_slots[launch.outs[k]], 0)]
             if None in where or a.size == 0 or b.size == 0:
                 return None
@@ -725,6 +759,9 @@ class CpuFunction:
         def entries(n: int) -> list[tuple[int, int, int, int, int, int]]:
             made = []
             for gemm in gemms:
+                if isinstance(gemm, cpu_windows.WindowProduct):
+                    made += gemm.entries(n, SPLIT_MATMUL_FLOPS)
+                    continue
                 split = gemm.split(n)
                 units = gemm.units[split]
                 pieces = n if gemm.flops >= SPLIT_MATMUL_FLOPS and units >= 2 * n else 1
@@ -766,7 +803,10 @@ class CpuFunction:
         block = launch.body.block
         env_of: dict[SSAValue, int] = {a: i for i, a in enumerate(block.args)}
         program: list[tuple[Any, tuple[int, ...], int, int]] = []
+        views_of: list[bool] = []  # per program entry: whether its op is a view
         direct: dict[int, tuple[int, int]] = {}  # yielded index -> matmul operands' env slots
+        windows: dict[int, tuple[int, int]] = {}  # yielded index -> env slots of its lhs's gathered x and index
+        window_ops: set[Operation] = set()  # the gathers of those lhs's, and the reshapes after them
         yielded = list(launch.yield_op.values)
         for op in block.ops:
             if op is launch.yield_op:
@@ -775,9 +815,14 @@ class CpuFunction:
                 k = list(yielded).index(op.result)
                 if k not in direct and yielded.count(op.result) == 1:
                     direct[k] = (env_of[op.operands[0]], env_of[op.operands[1]])
+                    gather, chain = _window_lhs(op)
+                    if gather is not None:
+                        windows[k] = (env_of[gather.input], env_of[gather.indices])
+                        window_ops.update(chain)
                     continue
             fn = (lambda c: lambda: c)(constant_array(op.value)) if isinstance(op, pg.ConstantOp) else op_kernel(op)
             program.append((fn, tuple(env_of[v] for v in op.operands), len(env_of), len(op.results)))
+            views_of.append(isinstance(op, VIEW_OPS))
             for r in op.results:
                 env_of[r] = len(env_of)
         size = len(env_of)
@@ -787,7 +832,9 @@ class CpuFunction:
         views = all(isinstance(op, VIEW_OPS) for op in ops)
         products_only = len(direct) == len(yielded) and views  # the launch is matmuls of views of its operands
         step = self._numpy_step(program, direct, size, ins, outs, fixed, results, products_only)
-        gemms = self._gemms(launch, program, direct) if products_only else None
+        # natively: products of views, some of whose lhs's are windows read through their index (implicit GEMMs)
+        native = len(direct) == len(yielded) and all(isinstance(op, VIEW_OPS) or op in window_ops for op in ops)
+        gemms = self._gemms(launch, program, views_of, direct, windows) if native else None
         if gemms is None:
             return step
         return self._gemm_step(gemms, step)
@@ -907,6 +954,20 @@ def _region_entries(entries: list[tuple[int, int, int, int, bool, int]]) -> Make
 
 def _one_entry(entry: tuple[int, int, int, int, int, int]) -> Maker:
     return lambda n: [entry]
+
+
+def _window_lhs(op: pg.MatmulOp) -> tuple[pg.GatherOp | None, list[Operation]]:
+    """The gather of rows (``pg-fuse{windows}``: a convolution's windows, dim 1 of a 3-D input) that ``op``'s lhs
+    is through reshapes, with those reshapes, or (None, [])."""
+    chain: list[Operation] = []
+    v = op.operands[0]
+    while isinstance(v.owner, pg.ReshapeOp):
+        chain.append(v.owner)
+        v = v.owner.input
+    g = v.owner
+    if isinstance(g, pg.GatherOp) and g.dim_index == 1 and len(pg.shape_of(g.input)) == 3:
+        return g, [g, *chain]
+    return None, []
 
 
 def _float_matmul(op: pg.MatmulOp) -> bool:

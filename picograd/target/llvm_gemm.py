@@ -277,3 +277,254 @@ def declarations(kernels: list[GemmKernel]) -> str:
 
 def _suffix(t: str) -> str:
     return "f32" if t == "float" else "f64"
+
+
+# -- implicit GEMM: the lhs read through a convolution's window index ------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WindowGemm:
+    """``c (N * Q, O) = windows (N * Q, K * C) @ b (K * C, O)`` with ``windows[n * Q + q, k * C + j] = x[n,
+    index[q, k], j]``: a convolution's im2col product read straight from its zero-padded channels-last input ``x``
+    (N, P, C), contiguous, and its window index (Q, K) int64, contiguous (``pg-fuse{windows}``'s kernels). ``b`` is
+    row-major with leading dim ``ldb`` or, with ``tb``, (O, K * C) row-major (the weight) with leading dim ``ldb``,
+    read from its (K * C, O) copy made by ``<name>_pack`` first; ``c`` row-major with leading dim ``ldc``. Every
+    size is compiled in; the register tile is ``mr`` rows by ``nv`` vectors of ``lanes`` (``window_tile``)."""
+
+    t: str
+    lanes: int
+    n: int
+    p: int
+    c: int
+    q: int
+    k: int
+    o: int
+    ldb: int
+    tb: bool
+    ldc: int
+    mr: int
+    nv: int
+
+    @property
+    def name(self) -> str:
+        return (
+            f"pg_window_gemm_{self.t[0]}{self.lanes}_{self.n}_{self.p}_{self.c}_{self.q}_{self.k}_{self.o}_{self.ldb}"
+            f"{'t' if self.tb else 'n'}_{self.ldc}_{self.mr}x{self.nv}"
+        )
+
+
+WINDOW_PARAMS = 9  # i64 words: (slot, byte offset) of x, the index, b and c; the address of b's copy (``tb``)
+WINDOW_TILES = (
+    (16, 16, 8, 1),
+    (16, 32, 8, 2),
+    (16, 1 << 62, 4, 4),
+    (8, 8, 4, 1),
+    (8, 1 << 62, 4, 2),
+    (4, 1 << 62, 4, 2),
+)
+"""(lanes, at most this many output columns, mr, nv): the implicit GEMM's register tiles, first match wins (32
+vector registers at 16 lanes of float32 or 8 of float64, AVX-512; 16 at 8 and 4, AVX2). Measured on the DDPM's
+convolutions (``bench/tile_gemm.py``): 110-117 GFLOP/s on a Zen 4 core, as fast as the tile kernels on the
+materialized windows, without writing them."""
+
+
+def window_tile(lanes: int, o: int) -> tuple[int, int]:
+    """The (mr, nv) of :data:`WINDOW_TILES` for ``o`` output columns at ``lanes``."""
+    for w, cols, mr, nv in WINDOW_TILES:
+        if w == lanes and o <= cols:
+            return mr, nv
+    raise ValueError(f"no window tile at {lanes} lanes")
+
+
+def window_gemm_ir(g: WindowGemm) -> str:
+    """``@<g.name>(ptr slots, ptr params, i64 lo, i64 hi)``: rows ``lo..hi`` of ``g``'s output (a nest-shaped entry
+    of the CPU runtime's pool). For each tile of rows, each row's window origin ``x + n P C`` and index row ``q K``
+    are computed once; the reduction runs over the taps (a pointer per row: ``+ index[q, k] C``) and, inside, the
+    ``C`` channels, each a load of ``nv`` vectors of b and ``mr`` broadcasts."""
+    t, w = g.t, g.lanes
+    vt = f"<{w} x {t}>"
+    item = 4 if t == "float" else 8
+    ir = _Ir()
+    ir(f"define void @{g.name}(ptr %slots, ptr %params, i64 %lo, i64 %hi) {{")
+    ir("entry:")
+    for i, name in enumerate(("x", "ix", "b0", "c")):
+        ir(f"  %{name}sp = getelementptr i64, ptr %params, i64 {2 * i}")
+        ir(f"  %{name}s = load i64, ptr %{name}sp")
+        ir(f"  %{name}op = getelementptr i64, ptr %params, i64 {2 * i + 1}")
+        ir(f"  %{name}o = load i64, ptr %{name}op")
+        ir(f"  %{name}bp = getelementptr ptr, ptr %slots, i64 %{name}s")
+        ir(f"  %{name}base = load ptr, ptr %{name}bp")
+        ir(f"  %{name} = getelementptr i8, ptr %{name}base, i64 %{name}o")
+    kc = g.k * g.c
+    b, ldb = "%b0", g.ldb
+    if g.tb:  # b (O, K * C) read as (K * C, O): from the row-major copy that ``<name>_pack`` made
+        ir(f"  %packp = getelementptr i64, ptr %params, i64 {WINDOW_PARAMS - 1}")
+        ir("  %packa = load i64, ptr %packp")
+        ir("  %pack = inttoptr i64 %packa to ptr")
+        b, ldb = "%pack", g.o
+    wide = w * g.nv
+    full_cols = g.o // wide * wide
+    lanes = "<" + ", ".join(f"i64 {i}" for i in range(w)) + ">"
+    tail_mask = None
+    if full_cols < g.o and (g.o - full_cols) % w:
+        left = (g.o - full_cols) % w
+        tail_mask = "<" + ", ".join(f"i1 {'true' if i < left else 'false'}" for i in range(w)) + ">"
+    del lanes
+
+    def tile(m0: str, n0: int, mr: int, vectors: list[str | None]) -> None:
+        """Rows m0..m0+mr of c, vectors at columns n0 + lanes * v (each unmasked, or with its mask)."""
+        nv = len(vectors)
+        origins, irows = [], []
+        for r in range(mr):
+            m, n, q, xo, io = (ir.fresh(s) for s in ("m", "n", "q", "xo", "io"))
+            ir(f"  {m} = add i64 {m0}, {r}")
+            ir(f"  {n} = udiv i64 {m}, {g.q}")
+            ir(f"  {q} = urem i64 {m}, {g.q}")
+            ir(f"  {xo} = mul i64 {n}, {g.p * g.c}")
+            ir(f"  {io} = mul i64 {q}, {g.k}")
+            origins.append(xo)
+            irows.append(io)
+        acc0 = [["zeroinitializer" for _ in range(nv)] for _ in range(mr)]
+        # taps: a loop carrying the accumulators; channels: a loop inside it
+        tpre, tbody, tlatch, tdone = ir.label("tpre"), ir.label("tbody"), ir.label("tlatch"), ir.label("tdone")
+        ir(f"  br label %{tpre}")
+        ir(f"{tpre}:")
+        ir(f"  br label %{tbody}")
+        ir(f"{tbody}:")
+        tap, tnext = ir.fresh("tap"), ir.fresh("tnext")
+        tacc = [[ir.fresh(f"ta{r}_{v}_") for v in range(nv)] for r in range(mr)]
+        tout = [[ir.fresh(f"to{r}_{v}_") for v in range(nv)] for r in range(mr)]
+        ir(f"  {tap} = phi i64 [0, %{tpre}], [{tnext}, %{tlatch}]")
+        for r in range(mr):
+            for v in range(nv):
+                ir(f"  {tacc[r][v]} = phi {vt} [{acc0[r][v]}, %{tpre}], [{tout[r][v]}, %{tlatch}]")
+        rows = []
+        for r in range(mr):
+            ii, ip, iv, off, p = (ir.fresh(s) for s in ("ii", "ip", "iv", "off", "rp"))
+            ir(f"  {ii} = add i64 {irows[r]}, {tap}")
+            ir(f"  {ip} = getelementptr i64, ptr %ix, i64 {ii}")
+            ir(f"  {iv} = load i64, ptr {ip}")
+            ir(f"  {off} = mul i64 {iv}, {g.c}")
+            ir(f"  {off}o = add i64 {off}, {origins[r]}")
+            ir(f"  {p} = getelementptr {t}, ptr %x, i64 {off}o")
+            rows.append(p)
+        kbase = ir.fresh("kb")
+        ir(f"  {kbase} = mul i64 {tap}, {g.c}")
+        cpre, cbody, cdone = ir.label("cpre"), ir.label("cbody"), ir.label("cdone")
+        ir(f"  br label %{cpre}")
+        ir(f"{cpre}:")
+        ir(f"  br label %{cbody}")
+        ir(f"{cbody}:")
+        ch, cnext = ir.fresh("ch"), ir.fresh("cnext")
+        cacc = [[ir.fresh(f"ca{r}_{v}_") for v in range(nv)] for r in range(mr)]
+        ir(f"  {ch} = phi i64 [0, %{cpre}], [{cnext}, %{cbody}]")
+        for r in range(mr):
+            for v in range(nv):
+                ir(f"  {cacc[r][v]} = phi {vt} [{tacc[r][v]}, %{cpre}], [{tout[r][v]}, %{cbody}]")
+        kk, bo = ir.fresh("kk"), ir.fresh("bo")
+        ir(f"  {kk} = add i64 {kbase}, {ch}")
+        ir(f"  {bo} = mul i64 {kk}, {ldb}")
+        bvec = []
+        for v, mask in enumerate(vectors):
+            p, x = ir.fresh("bp"), ir.fresh("bv")
+            ir(f"  {p}o = add i64 {bo}, {n0 + v * w}")
+            ir(f"  {p} = getelementptr {t}, ptr {b}, i64 {p}o")
+            if mask is not None:
+                ir(f"  {x} = call {vt} @llvm.masked.load.v{w}{_suffix(t)}.p0(ptr {p}, i32 {item}, <{w} x i1> {mask}, "
+                   f"{vt} zeroinitializer)")  # fmt: skip
+            else:
+                ir(f"  {x} = load {vt}, ptr {p}, align {item}")
+            bvec.append(x)
+        for r in range(mr):
+            p, x, ins, splat = (ir.fresh(s) for s in ("ap", "a", "ai", "as"))
+            ir(f"  {p} = getelementptr {t}, ptr {rows[r]}, i64 {ch}")
+            ir(f"  {x} = load {t}, ptr {p}")
+            ir(f"  {ins} = insertelement {vt} poison, {t} {x}, i64 0")
+            ir(f"  {splat} = shufflevector {vt} {ins}, {vt} poison, <{w} x i32> zeroinitializer")
+            for v in range(nv):
+                ir(f"  {tout[r][v]} = call {vt} @llvm.fma.v{w}{_suffix(t)}({vt} {splat}, {vt} {bvec[v]}, "
+                   f"{vt} {cacc[r][v]})")  # fmt: skip
+        more = ir.fresh("cmore")
+        ir(f"  {cnext} = add i64 {ch}, 1")
+        ir(f"  {more} = icmp ult i64 {cnext}, {g.c}")
+        ir(f"  br i1 {more}, label %{cbody}, label %{cdone}")
+        ir(f"{cdone}:")
+        ir(f"  br label %{tlatch}")
+        ir(f"{tlatch}:")
+        tmore = ir.fresh("tmore")
+        ir(f"  {tnext} = add i64 {tap}, 1")
+        ir(f"  {tmore} = icmp ult i64 {tnext}, {g.k}")
+        ir(f"  br i1 {tmore}, label %{tbody}, label %{tdone}")
+        ir(f"{tdone}:")
+        for r in range(mr):
+            co = ir.fresh("co")
+            ir(f"  {co} = add i64 {m0}, {r}")
+            ir(f"  {co}r = mul i64 {co}, {g.ldc}")
+            for v, mask in enumerate(vectors):
+                p = ir.fresh("cp")
+                ir(f"  {p}o = add i64 {co}r, {n0 + v * w}")
+                ir(f"  {p} = getelementptr {t}, ptr %c, i64 {p}o")
+                if mask is not None:
+                    ir(f"  call void @llvm.masked.store.v{w}{_suffix(t)}.p0({vt} {tout[r][v]}, ptr {p}, i32 {item}, "
+                       f"<{w} x i1> {mask})")  # fmt: skip
+                else:
+                    ir(f"  store {vt} {tout[r][v]}, ptr {p}, align {item}")
+
+    blocks: list[tuple[int, list[str | None]]] = [(n0, [None] * g.nv) for n0 in range(0, full_cols, wide)]
+    for n0 in range(full_cols, g.o, w):  # the columns left: one vector at a time, the last one masked
+        blocks.append((n0, [tail_mask if n0 + w > g.o else None]))
+
+    def rows_of(mr: int):  # type: ignore[no-untyped-def]
+        def body(m0: str) -> None:
+            for n0, vectors in blocks:
+                tile(m0, n0, mr, vectors)
+
+        return body
+
+    ir("  %span = sub i64 %hi, %lo")
+    ir(f"  %fullr0 = udiv i64 %span, {g.mr}")
+    ir(f"  %fullr1 = mul i64 %fullr0, {g.mr}")
+    ir("  %fullr = add i64 %lo, %fullr1")
+    _loop(ir, "%lo", "%fullr", g.mr, rows_of(g.mr), "wt")
+    _loop(ir, "%fullr", "%hi", 1, rows_of(1), "wr")
+    ir("  ret void")
+    ir("}")
+    if g.tb:
+        _pack_ir(ir, g, kc)
+    return "\n".join(ir.lines)
+
+
+def _pack_ir(ir: _Ir, g: WindowGemm, kc: int) -> None:
+    """``@<g.name>_pack(ptr slots, ptr params, i64 lo, i64 hi)``: rows ``lo..hi`` of the (K * C, O) row-major copy
+    of a transposed b, at the address in the last parameter word."""
+    t = g.t
+    ir(f"define void @{g.name}_pack(ptr %slots, ptr %params, i64 %lo, i64 %hi) {{")
+    ir("entry:")
+    ir("  %bsp = getelementptr i64, ptr %params, i64 4")
+    ir("  %bs = load i64, ptr %bsp")
+    ir("  %bop = getelementptr i64, ptr %params, i64 5")
+    ir("  %bo = load i64, ptr %bop")
+    ir("  %bbp = getelementptr ptr, ptr %slots, i64 %bs")
+    ir("  %bbase = load ptr, ptr %bbp")
+    ir("  %b = getelementptr i8, ptr %bbase, i64 %bo")
+    ir(f"  %packp = getelementptr i64, ptr %params, i64 {WINDOW_PARAMS - 1}")
+    ir("  %packa = load i64, ptr %packp")
+    ir("  %pack = inttoptr i64 %packa to ptr")
+
+    def pack_row(kk: str) -> None:
+        def pack_col(oo: str) -> None:
+            o1, o2 = ir.fresh("o"), ir.fresh("o")
+            ir(f"  {o1} = mul i64 {oo}, {g.ldb}")
+            ir(f"  {o1}s = add i64 {o1}, {kk}")
+            ir(f"  {o1}p = getelementptr {t}, ptr %b, i64 {o1}s")
+            ir(f"  {o1}v = load {t}, ptr {o1}p")
+            ir(f"  {o2} = mul i64 {kk}, {g.o}")
+            ir(f"  {o2}s = add i64 {o2}, {oo}")
+            ir(f"  {o2}p = getelementptr {t}, ptr %pack, i64 {o2}s")
+            ir(f"  store {t} {o1}v, ptr {o2}p")
+
+        _loop(ir, "0", str(g.o), 1, pack_col, "po")
+
+    _loop(ir, "%lo", "%hi", 1, pack_row, "pk")
+    ir("  ret void")
+    ir("}")

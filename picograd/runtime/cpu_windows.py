@@ -1,0 +1,115 @@
+"""Implicit-GEMM products of a convolution's windows, for ``cpu_jit``: the kernels ``pg-fuse{windows}`` forms (a
+gather of rows, the im2col windows, read only as a matmul's lhs) run as ``llvm_gemm.WindowGemm`` entries that read
+the windows through the index instead of a written im2col matrix.
+
+:func:`Windows.describe` takes the product's operands as numpy views of the runtime's buffers (the padded
+channels-last input ``x`` (N, P, C), the index (Q, K), the rhs (K * C, O) and the output (N * Q, O), unit batch
+dims allowed) with each one's (slot, byte offset), and gives a :class:`WindowProduct` (its pool entries), or None
+when the views are not of that form (non-contiguous ``x`` or index, a dtype other than float32/float64, an output
+not row-major): ``cpu_jit`` then runs the launch's ``pg`` ops with numpy. The index must hold positions in ``[0,
+P)``, which ``pg-decompose-conv`` builds (``_window_index``); the kernel does not check them.
+"""
+
+from __future__ import annotations
+
+import ctypes
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from picograd.runtime import cpu_pool
+from picograd.target import llvm_gemm
+
+Compile = Callable[[str, Sequence[str]], tuple[Any, list[int]]]
+_TYPES = {np.dtype(np.float32): "float", np.dtype(np.float64): "double"}
+
+
+class WindowProduct:
+    """One implicit-GEMM product: ``entries(threads)`` are its pool entries (the copy of a transposed rhs, then
+    the rows of the output, cut into one piece a thread when it has at least ``split_flops``), ``flops`` its
+    count. Holds its parameters and the rhs copy: keep it alive while its entries may run."""
+
+    tiled = True
+
+    def __init__(self, kernel: llvm_gemm.WindowGemm, main: int, pack: int | None, words: list[int], flops: int):
+        self.kernel, self.main, self.pack = kernel, main, pack
+        self.scratch = np.empty(kernel.k * kernel.c * kernel.o if pack else 0, _dtype(kernel.t))
+        self.words = (ctypes.c_int64 * llvm_gemm.WINDOW_PARAMS)(*words, self.scratch.ctypes.data)
+        self.rows = kernel.n * kernel.q
+        self.flops = flops
+
+    def entries(self, threads: int, split_flops: int) -> list[tuple[int, int, int, int, int, int]]:
+        params = ctypes.addressof(self.words)
+        pieces = threads if self.flops >= split_flops and self.rows >= 2 * threads * self.kernel.mr else 1
+        made = []
+        if self.pack is not None:
+            made.append((self.pack, params, 0, self.kernel.k * self.kernel.c, 1, cpu_pool.NEST))
+        made.append((self.main, params, 0, self.rows, pieces, cpu_pool.NEST))
+        return made
+
+
+def _dtype(t: str) -> np.dtype:
+    return np.dtype(np.float32 if t == "float" else np.float64)
+
+
+def _rows(a: np.ndarray) -> np.ndarray:
+    """``a`` without its leading unit dims, as a matrix."""
+    while a.ndim > 2 and a.shape[0] == 1:
+        a = a[0]
+    return a
+
+
+class Windows:
+    """The window products' kernels, compiled with ``compile`` on first use (one per shape) for vectors of
+    ``lanes`` float32 lanes (16 with AVX-512, else 8)."""
+
+    def __init__(self, compile: Compile, lanes: int):
+        self.compile, self.lanes = compile, lanes
+        self.kernels: dict[llvm_gemm.WindowGemm, tuple[Any, int, int | None]] = {}
+
+    def describe(
+        self, x: np.ndarray, index: np.ndarray, b: np.ndarray, c: np.ndarray, at: Sequence[tuple[int, int]]
+    ) -> WindowProduct | None:
+        """The product ``c = windows(x, index) @ b`` (see the module docstring); ``at`` gives (slot, byte offset)
+        of ``x``, ``index``, ``b`` and ``c``. None when the views are not of the kernel's form."""
+        t = _TYPES.get(c.dtype)
+        b, c = _rows(b), _rows(c)
+        if t is None or x.dtype != c.dtype or b.dtype != c.dtype or index.dtype != np.int64:
+            return None
+        if x.ndim != 3 or index.ndim != 2 or b.ndim != 2 or c.ndim != 2:
+            return None
+        item = c.itemsize
+        (n, p, ch), (q, k), o = x.shape, index.shape, c.shape[1]
+        if c.shape[0] != n * q or b.shape != (k * ch, o) or 0 in (n, p, ch, q, k, o):
+            return None
+        if x.strides != (p * ch * item, ch * item, item) or index.strides != (k * 8, 8):
+            return None
+        if c.strides[1] != item or c.strides[0] % item or c.strides[0] < o * item:
+            return None
+        if b.strides[1] == item and b.strides[0] % item == 0 and b.strides[0] >= o * item:
+            tb, ldb = False, b.strides[0] // item
+        elif b.strides[0] == item and b.strides[1] % item == 0 and b.strides[1] >= k * ch * item:
+            tb, ldb = True, b.strides[1] // item
+        else:
+            return None
+        lanes = self.lanes if t == "float" else self.lanes // 2
+        mr, nv = llvm_gemm.window_tile(lanes, o)
+        kernel = llvm_gemm.WindowGemm(t, lanes, n, p, ch, q, k, o, ldb, tb, c.strides[0] // item, mr, nv)
+        if kernel not in self.kernels:
+            text = window_module(kernel)
+            names = [kernel.name, f"{kernel.name}_pack"] if tb else [kernel.name]
+            engine, found = self.compile(text, names)
+            self.kernels[kernel] = (engine, found[0], found[1] if tb else None)
+        _, main, pack = self.kernels[kernel]
+        words = [w for slot_offset in at for w in slot_offset]
+        return WindowProduct(kernel, main, pack, words, 2 * n * q * k * ch * o)
+
+
+def window_module(kernel: llvm_gemm.WindowGemm) -> str:
+    """The LLVM module of one window product's functions (with the intrinsics they call)."""
+    return (
+        llvm_gemm.window_gemm_ir(kernel)
+        + "\n"
+        + llvm_gemm.declarations([llvm_gemm.GemmKernel(kernel.t, kernel.lanes, False, False, 1, 1)])
+    )
