@@ -108,14 +108,7 @@ def test_a_compiled_convolution_step_on_tile_kernels_matches_pytorch(threads: in
     blas = cpu_jit.blas_library()
     if blas is None or not blas.lanes:
         pytest.skip("no OpenBLAS or no 16-lane float vectors: the tile kernels are not used")
-    tiled: list[bool] = []
-    describe = cpu_blas.describe
-    monkeypatch.setattr(cpu_blas, "describe", lambda *a: tiled.append(bool((g := describe(*a)) and g.tiled)) or g)
-    implicit: list[bool] = []
-    windows = cpu_windows.Windows.describe
-    monkeypatch.setattr(
-        cpu_windows.Windows, "describe", lambda *a: implicit.append((g := windows(*a)) is not None) or g
-    )
+    implicit, implicit_rhs = _spy_windows(monkeypatch)
     conv1, norm, conv2 = pg.nn.Conv2d(8, 16, 3, padding=1), pg.nn.GroupNorm(4, 16), pg.nn.Conv2d(16, 16, 3, padding=1)
     params = [conv1.weight, conv1.bias, norm.weight, norm.bias, conv2.weight, conv2.bias]
     tw = [torch.tensor(p.numpy(), requires_grad=True) for p in params]
@@ -146,8 +139,9 @@ def test_a_compiled_convolution_step_on_tile_kernels_matches_pytorch(threads: in
                 np.testing.assert_allclose(g, w, rtol=2e-4, atol=2e-5, err_msg=f"output {k} at {threads} threads")
     finally:
         pg.set_num_threads(before)
-    assert sum(implicit) == 3, implicit  # the two forwards and conv2's input gradient: implicit GEMMs
-    assert sum(tiled) == 2, tiled  # the weight gradients: tile kernels on the gathered windows
+    assert implicit == [True] * 3  # the two forwards and conv2's input gradient: implicit GEMMs
+    # the weight gradients: conv2's (16 channels) an implicit GEMM, conv1's (8) where 8 lanes divide them
+    assert implicit_rhs == [True, blas.lanes == 8] or implicit_rhs == [blas.lanes == 8, True], implicit_rhs
 
 
 def _windows_case(
@@ -205,9 +199,51 @@ def test_the_window_kernel_against_float64(n, size, c, o, kernel, stride, tb, la
     for lo, hi in ((0, cut), (cut, n * q)):
         nest(found[0])(ctypes.addressof(slots), ctypes.addressof(params), lo, hi)
     want = x[:, index, :].reshape(n * q, k * c).astype(np.float64) @ weight.T.astype(np.float64)
-    tol = 1e-5 if dtype == np.float32 else 1e-12
-    np.testing.assert_allclose(out[:, :o], want, rtol=tol, atol=tol)
+    tol = (1e-5 if dtype == np.float32 else 1e-12) * np.abs(want).max()
+    np.testing.assert_allclose(out[:, :o], want, rtol=0, atol=tol)
     assert np.isnan(out[:, o:]).all()
+    del engine
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("lanes", [16, 8])
+@pytest.mark.parametrize(
+    "n,size,c,o,kernel,stride",
+    [
+        (2, (8, 8), 16, 16, (3, 3), 1),
+        (3, (5, 7), 16, 5, (3, 3), 1),
+        (2, (9, 9), 32, 32, (3, 3), 2),
+        (1, (6, 6), 32, 17, (3, 3), 1),
+        (2, (5, 5), 16, 3, (1, 1), 1),
+    ],
+)
+@pytest.mark.parametrize("ta", [False, True], ids=["a", "aT"])
+def test_the_window_rhs_kernel_against_float64(n, size, c, o, kernel, stride, ta, lanes, dtype, rng) -> None:  # type: ignore[no-untyped-def]
+    """``llvm_gemm.WindowRhsGemm`` (a weight gradient): a row-major or transposed lhs times the windows read through
+    the index, the column vectors cut at a random point between two calls, rows left over by the tile, float32
+    and float64 at 16 and 8 lanes: float64 numpy's product, the output's padding untouched."""
+    x, index = _windows_case(rng, n, size, c, kernel, stride)
+    x = x.astype(dtype)
+    q, k = index.shape
+    grad = rng.standard_normal((o, n * q)).astype(dtype)
+    a = np.ascontiguousarray(grad.T) if ta else grad
+    ldc = k * c + int(rng.integers(0, 3))
+    out = np.full((o, ldc), np.nan, dtype)
+    t = "float" if dtype == np.float32 else "double"
+    w = lanes if dtype == np.float32 else lanes // 2
+    mr, nv = llvm_gemm.WINDOW_RHS_TILES[w]
+    spec = llvm_gemm.WindowRhsGemm(t, w, n, x.shape[1], c, q, k, o, a.shape[1], ta, ldc, mr, nv)
+    engine, (address,) = cpu_jit.host_llvm().compile(cpu_windows.window_module(spec), [spec.name])
+    slots = (ctypes.c_void_p * 4)(x.ctypes.data, index.ctypes.data, a.ctypes.data, out.ctypes.data)
+    params = (ctypes.c_int64 * llvm_gemm.WINDOW_PARAMS)(0, 0, 1, 0, 2, 0, 3, 0, 0)
+    vectors = k * c // w
+    cut = int(rng.integers(0, vectors + 1))
+    for lo, hi in ((0, cut), (cut, vectors)):
+        cpu_jit._NEST(address)(ctypes.addressof(slots), ctypes.addressof(params), lo, hi)
+    want = grad.astype(np.float64) @ x[:, index, :].reshape(n * q, k * c).astype(np.float64)
+    tol = (1e-5 if dtype == np.float32 else 1e-12) * np.abs(want).max()
+    np.testing.assert_allclose(out[:, : k * c], want, rtol=0, atol=tol)
+    assert np.isnan(out[:, k * c :]).all()
     del engine
 
 
@@ -231,6 +267,16 @@ def test_windows_describe_takes_contiguous_operands_only(rng: np.random.Generato
     assert lib.describe(x, index, np.empty((72, 16), np.float32)[::2, ::2], c, at) is None
     assert lib.describe(x, index, b[:-1], c, at) is None
     assert lib.describe(x, index, b, c[:-1], at) is None
+    # the weight gradient's form: a (O, N Q) @ windows; channels a multiple of the lanes
+    x16, index16 = _windows_case(rng, 2, (6, 6), 16, (3, 3), 1)
+    x16 = x16.astype(np.float32)
+    a = rng.standard_normal((8, 2 * q)).astype(np.float32)
+    dw = np.empty((8, k * 16), np.float32)
+    assert lib.describe_rhs(x16, index16, a, dw, at) is not None
+    assert lib.describe_rhs(x16, index16, a.T.copy().T, dw, at) is not None
+    assert lib.describe_rhs(x, index, a, np.empty((8, k * 4), np.float32), at) is None  # 4 channels
+    assert lib.describe_rhs(x16, index16, a[:, ::2], dw, at) is None
+    assert lib.describe_rhs(x16, index16, a, dw[:, :-1], at) is None
 
 
 CONV_CASES = [  # (input N, C, *S), conv2d/conv1d keyword arguments, out channels
@@ -262,11 +308,7 @@ def test_compiled_convolutions_match_pytorch(case: int, threads: int, monkeypatc
         loss.backward()
         return loss, x.grad, w.grad, b.grad
 
-    implicit: list[bool] = []
-    windows = cpu_windows.Windows.describe
-    monkeypatch.setattr(
-        cpu_windows.Windows, "describe", lambda *a: implicit.append((g := windows(*a)) is not None) or g
-    )
+    implicit, implicit_rhs = _spy_windows(monkeypatch)
     before = pg.get_num_threads()
     try:
         pg.set_num_threads(threads)
@@ -283,5 +325,21 @@ def test_compiled_convolutions_match_pytorch(case: int, threads: int, monkeypatc
                 np.testing.assert_allclose(a, e, rtol=1e-4, atol=1e-4, err_msg=f"output {i}, {threads} threads")
     finally:
         pg.set_num_threads(before)
-    # the forward and the input gradient as implicit GEMMs (groups: a batched product, gathered as before)
-    assert sum(implicit) == (0 if groups > 1 else 2), implicit
+    # the forward and the input gradient as implicit GEMMs, the weight gradient too where the vector lanes divide
+    # the channels (groups: batched products, gathered as before)
+    lanes = cpu_jit.window_library().lanes
+    assert implicit == ([] if groups > 1 else [True, True]), implicit
+    assert implicit_rhs == ([] if groups > 1 else [shape[1] % lanes == 0]), implicit_rhs
+
+
+def _spy_windows(monkeypatch) -> tuple[list[bool], list[bool]]:  # type: ignore[no-untyped-def]
+    """Lists that record, for each implicit-GEMM product described from now on (windows as the lhs, as the rhs),
+    whether the window kernel took it."""
+    lhs: list[bool] = []
+    rhs: list[bool] = []
+    describe, describe_rhs = cpu_windows.Windows.describe, cpu_windows.Windows.describe_rhs
+    monkeypatch.setattr(cpu_windows.Windows, "describe", lambda *a: lhs.append((g := describe(*a)) is not None) or g)
+    monkeypatch.setattr(
+        cpu_windows.Windows, "describe_rhs", lambda *a: rhs.append((g := describe_rhs(*a)) is not None) or g
+    )
+    return lhs, rhs

@@ -350,9 +350,10 @@ class _Former:
         return None
 
     def _matmul_of_windows(self, op: Operation) -> Group | None:
-        """With ``windows``, the matmul kernel whose lhs is the ``pg.gather`` ``op`` of rows (dim 1 of a 3-D
-        operand: a convolution's im2col windows) through reshapes alone, read by nothing else: the gather joins it
-        (the kernel reads its lhs through the index, an implicit GEMM); else None."""
+        """With ``windows``, the matmul kernel one of whose operands is the ``pg.gather`` ``op`` of rows (dim 1 of
+        a 3-D operand: a convolution's im2col windows, the lhs of its forward and input gradient, the rhs of its
+        weight gradient) through reshapes alone, read by nothing else: the gather joins it (the kernel reads that
+        operand through the index, an implicit GEMM); else None."""
         if not isinstance(op, pg.GatherOp) or op.dim_index != 1 or len(shape_of(op.input)) != 3:
             return None
         value = op.results[0]
@@ -367,7 +368,7 @@ class _Former:
                 return None
             value = user.results[0]
         groups = self.groups_of.get(user, [])
-        if user.operands[0] is value and user.operands[1] is not value and len(groups) == 1:
+        if (user.operands[0] is value) != (user.operands[1] is value) and len(groups) == 1:
             return groups[0] if groups[0].kind == "matmul" else None
         return None
 
@@ -691,7 +692,7 @@ class PgFuse(ModulePass):
     channels-last operand read every element across a cache line, serially: the DDPM's bias and GroupNorm
     gradients' sums 2.65 -> 1.60 ms a step, their elementwise kernels +0.45 ms). Option ``windows`` (default false;
     the CPU backend's choice, whose runtime runs such a kernel as an implicit GEMM): a gather of rows read through
-    reshapes only as a matmul's lhs (a convolution's im2col windows) joins the matmul's kernel
+    reshapes only as one operand of a matmul (a convolution's im2col windows) joins the matmul's kernel
     (``_matmul_of_windows``) instead of being written out; the movement ops it reads stay kernels of their own (a
     matmul kernel reads no movement op at an index), so the padded channels-last input is written once."""
 

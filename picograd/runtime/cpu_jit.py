@@ -689,14 +689,14 @@ class CpuFunction:
         program: list[Any],
         views_of: list[bool],
         direct: dict[int, tuple[int, int]],
-        windows: dict[int, tuple[int, int]],
+        windows: dict[int, tuple[int, int, int]],
     ) -> list[Any] | None:
         """The launch's products (``direct``, of views made by ``program`` of its operands) as native BLAS calls
-        (``cpu_blas.Gemm``) or, for a product whose lhs is a convolution's windows (``windows``: the env slots of
-        the gathered input and index), implicit GEMMs (``cpu_windows.WindowProduct``); None when there is no such
-        BLAS or one product is not one BLAS or the window kernel takes as it is. The views are made once on the
-        buffers (an argument's a stand-in of its shape; the program's ops that are not views, the windows' gathers,
-        are not run): each operand is a slot and a byte offset."""
+        (``cpu_blas.Gemm``) or, for a product one of whose operands is a convolution's windows (``windows``: which
+        operand, the env slots of the gathered input and index), implicit GEMMs (``cpu_windows.WindowProduct``);
+        None when there is no such BLAS or one product is not one BLAS or the window kernel takes as it is. The
+        views are made once on the buffers (an argument's a stand-in of its shape; the program's ops that are not
+        views, the windows' gathers, are not run): each operand is a slot and a byte offset."""
         blas = blas_library()
         if blas is None and len(windows) < len(direct):
             return None
@@ -728,11 +728,13 @@ class CpuFunction:
         for k in range(len(launch.outs)):
             c = bases[self._launch_slots[launch.outs[k]]]
             if k in windows:
-                x, index, b = env[windows[k][0]], env[windows[k][1]], env[direct[k][1]]
-                places = [at(x), at(index), at(b), (self._launch_slots[launch.outs[k]], 0)]
-                if any(v is None for v in (x, index, b)) or None in places:
+                side, xs, ixs = windows[k]
+                x, index, other = env[xs], env[ixs], env[direct[k][1 - side]]
+                places = [at(x), at(index), at(other), (self._launch_slots[launch.outs[k]], 0)]
+                if any(v is None for v in (x, index, other)) or None in places:
                     return None
-                product = window_library().describe(x, index, b, c, places)  # type: ignore[arg-type]
+                describe = window_library().describe if side == 0 else window_library().describe_rhs
+                product = describe(x, index, other, c, places)  # type: ignore[arg-type]
                 if product is None:
                     return None
                 gemms.append(product)
@@ -805,8 +807,8 @@ class CpuFunction:
         program: list[tuple[Any, tuple[int, ...], int, int]] = []
         views_of: list[bool] = []  # per program entry: whether its op is a view
         direct: dict[int, tuple[int, int]] = {}  # yielded index -> matmul operands' env slots
-        windows: dict[int, tuple[int, int]] = {}  # yielded index -> env slots of its lhs's gathered x and index
-        window_ops: set[Operation] = set()  # the gathers of those lhs's, and the reshapes after them
+        windows: dict[int, tuple[int, int, int]] = {}  # yielded index -> (operand, env slots of its x and index)
+        window_ops: set[Operation] = set()  # the gathers of those operands, and the reshapes after them
         yielded = list(launch.yield_op.values)
         for op in block.ops:
             if op is launch.yield_op:
@@ -815,10 +817,11 @@ class CpuFunction:
                 k = list(yielded).index(op.result)
                 if k not in direct and yielded.count(op.result) == 1:
                     direct[k] = (env_of[op.operands[0]], env_of[op.operands[1]])
-                    gather, chain = _window_lhs(op)
-                    if gather is not None:
-                        windows[k] = (env_of[gather.input], env_of[gather.indices])
-                        window_ops.update(chain)
+                    for side in (0, 1):
+                        gather, chain = _windows_of(op, side)
+                        if gather is not None:
+                            windows[k] = (side, env_of[gather.input], env_of[gather.indices])
+                            window_ops.update(chain)
                     continue
             fn = (lambda c: lambda: c)(constant_array(op.value)) if isinstance(op, pg.ConstantOp) else op_kernel(op)
             program.append((fn, tuple(env_of[v] for v in op.operands), len(env_of), len(op.results)))
@@ -832,7 +835,7 @@ class CpuFunction:
         views = all(isinstance(op, VIEW_OPS) for op in ops)
         products_only = len(direct) == len(yielded) and views  # the launch is matmuls of views of its operands
         step = self._numpy_step(program, direct, size, ins, outs, fixed, results, products_only)
-        # natively: products of views, some of whose lhs's are windows read through their index (implicit GEMMs)
+        # natively: products of views, some of whose operands are windows read through their index (implicit GEMMs)
         native = len(direct) == len(yielded) and all(isinstance(op, VIEW_OPS) or op in window_ops for op in ops)
         gemms = self._gemms(launch, program, views_of, direct, windows) if native else None
         if gemms is None:
@@ -956,11 +959,11 @@ def _one_entry(entry: tuple[int, int, int, int, int, int]) -> Maker:
     return lambda n: [entry]
 
 
-def _window_lhs(op: pg.MatmulOp) -> tuple[pg.GatherOp | None, list[Operation]]:
-    """The gather of rows (``pg-fuse{windows}``: a convolution's windows, dim 1 of a 3-D input) that ``op``'s lhs
-    is through reshapes, with those reshapes, or (None, [])."""
+def _windows_of(op: pg.MatmulOp, side: int) -> tuple[pg.GatherOp | None, list[Operation]]:
+    """The gather of rows (``pg-fuse{windows}``: a convolution's windows, dim 1 of a 3-D input) that ``op``'s
+    operand ``side`` is through reshapes, with those reshapes, or (None, [])."""
     chain: list[Operation] = []
-    v = op.operands[0]
+    v = op.operands[side]
     while isinstance(v.owner, pg.ReshapeOp):
         chain.append(v.owner)
         v = v.owner.input

@@ -1,6 +1,7 @@
 """Implicit-GEMM products of a convolution's windows, for ``cpu_jit``: the kernels ``pg-fuse{windows}`` forms (a
-gather of rows, the im2col windows, read only as a matmul's lhs) run as ``llvm_gemm.WindowGemm`` entries that read
-the windows through the index instead of a written im2col matrix.
+gather of rows, the im2col windows, read only as one operand of a matmul) run as ``llvm_gemm.WindowGemm`` (windows
+as the lhs: a forward or input gradient) or ``llvm_gemm.WindowRhsGemm`` (as the rhs: a weight gradient) entries
+that read the windows through the index instead of a written im2col matrix.
 
 :func:`Windows.describe` takes the product's operands as numpy views of the runtime's buffers (the padded
 channels-last input ``x`` (N, P, C), the index (Q, K), the rhs (K * C, O) and the output (N * Q, O), unit batch
@@ -27,25 +28,32 @@ _TYPES = {np.dtype(np.float32): "float", np.dtype(np.float64): "double"}
 
 class WindowProduct:
     """One implicit-GEMM product: ``entries(threads)`` are its pool entries (the copy of a transposed rhs, then
-    the rows of the output, cut into one piece a thread when it has at least ``split_flops``), ``flops`` its
-    count. Holds its parameters and the rhs copy: keep it alive while its entries may run."""
+    the ``units`` of the output, rows or column vectors, cut into one piece a thread when it has at least
+    ``split_flops``), ``flops`` its count. Holds its parameters and the rhs copy: keep it alive while its entries
+    may run."""
 
     tiled = True
 
-    def __init__(self, kernel: llvm_gemm.WindowGemm, main: int, pack: int | None, words: list[int], flops: int):
-        self.kernel, self.main, self.pack = kernel, main, pack
+    def __init__(
+        self,
+        kernel: llvm_gemm.WindowGemm | llvm_gemm.WindowRhsGemm,
+        main: int,
+        pack: int | None,
+        words: list[int],
+        units: int,
+        flops: int,
+    ):
+        self.kernel, self.main, self.pack, self.units, self.flops = kernel, main, pack, units, flops
         self.scratch = np.empty(kernel.k * kernel.c * kernel.o if pack else 0, _dtype(kernel.t))
         self.words = (ctypes.c_int64 * llvm_gemm.WINDOW_PARAMS)(*words, self.scratch.ctypes.data)
-        self.rows = kernel.n * kernel.q
-        self.flops = flops
 
     def entries(self, threads: int, split_flops: int) -> list[tuple[int, int, int, int, int, int]]:
         params = ctypes.addressof(self.words)
-        pieces = threads if self.flops >= split_flops and self.rows >= 2 * threads * self.kernel.mr else 1
+        pieces = threads if self.flops >= split_flops and self.units >= 2 * threads * self.kernel.nv else 1
         made = []
         if self.pack is not None:
             made.append((self.pack, params, 0, self.kernel.k * self.kernel.c, 1, cpu_pool.NEST))
-        made.append((self.main, params, 0, self.rows, pieces, cpu_pool.NEST))
+        made.append((self.main, params, 0, self.units, pieces, cpu_pool.NEST))
         return made
 
 
@@ -66,7 +74,7 @@ class Windows:
 
     def __init__(self, compile: Compile, lanes: int):
         self.compile, self.lanes = compile, lanes
-        self.kernels: dict[llvm_gemm.WindowGemm, tuple[Any, int, int | None]] = {}
+        self.kernels: dict[llvm_gemm.WindowGemm | llvm_gemm.WindowRhsGemm, tuple[Any, int, int | None]] = {}
 
     def describe(
         self, x: np.ndarray, index: np.ndarray, b: np.ndarray, c: np.ndarray, at: Sequence[tuple[int, int]]
@@ -103,13 +111,49 @@ class Windows:
             self.kernels[kernel] = (engine, found[0], found[1] if tb else None)
         _, main, pack = self.kernels[kernel]
         words = [w for slot_offset in at for w in slot_offset]
-        return WindowProduct(kernel, main, pack, words, 2 * n * q * k * ch * o)
+        return WindowProduct(kernel, main, pack, words, n * q, 2 * n * q * k * ch * o)
+
+    def describe_rhs(
+        self, x: np.ndarray, index: np.ndarray, a: np.ndarray, c: np.ndarray, at: Sequence[tuple[int, int]]
+    ) -> WindowProduct | None:
+        """The product ``c = a @ windows(x, index)`` (a weight gradient, ``llvm_gemm.WindowRhsGemm``); ``at`` gives
+        (slot, byte offset) of ``x``, ``index``, ``a`` and ``c``. None when the views are not of the kernel's form,
+        or the channels are not a multiple of the vector lanes."""
+        t = _TYPES.get(c.dtype)
+        a, c = _rows(a), _rows(c)
+        if t is None or x.dtype != c.dtype or a.dtype != c.dtype or index.dtype != np.int64:
+            return None
+        if x.ndim != 3 or index.ndim != 2 or a.ndim != 2 or c.ndim != 2:
+            return None
+        item = c.itemsize
+        (n, p, ch), (q, k), o = x.shape, index.shape, c.shape[0]
+        lanes = self.lanes if t == "float" else self.lanes // 2
+        if a.shape != (o, n * q) or c.shape[1] != k * ch or 0 in (n, p, ch, q, k, o) or ch % lanes:
+            return None
+        if x.strides != (p * ch * item, ch * item, item) or index.strides != (k * 8, 8):
+            return None
+        if c.strides[1] != item or c.strides[0] % item or c.strides[0] < k * ch * item:
+            return None
+        if a.strides[1] == item and a.strides[0] % item == 0 and a.strides[0] >= n * q * item:
+            ta, lda = False, a.strides[0] // item
+        elif a.strides[0] == item and a.strides[1] % item == 0 and a.strides[1] >= o * item:
+            ta, lda = True, a.strides[1] // item
+        else:
+            return None
+        mr, nv = llvm_gemm.WINDOW_RHS_TILES[lanes]
+        kernel = llvm_gemm.WindowRhsGemm(t, lanes, n, p, ch, q, k, o, lda, ta, c.strides[0] // item, mr, nv)
+        if kernel not in self.kernels:
+            engine, (found,) = self.compile(window_module(kernel), [kernel.name])
+            self.kernels[kernel] = (engine, found, None)
+        _, main, _ = self.kernels[kernel]
+        words = [w for slot_offset in at for w in slot_offset]
+        return WindowProduct(kernel, main, None, words, k * ch // lanes, 2 * n * q * k * ch * o)
 
 
-def window_module(kernel: llvm_gemm.WindowGemm) -> str:
+def window_module(kernel: llvm_gemm.WindowGemm | llvm_gemm.WindowRhsGemm) -> str:
     """The LLVM module of one window product's functions (with the intrinsics they call)."""
-    return (
-        llvm_gemm.window_gemm_ir(kernel)
-        + "\n"
-        + llvm_gemm.declarations([llvm_gemm.GemmKernel(kernel.t, kernel.lanes, False, False, 1, 1)])
-    )
+    if isinstance(kernel, llvm_gemm.WindowRhsGemm):
+        text = llvm_gemm.window_rhs_gemm_ir(kernel)
+    else:
+        text = llvm_gemm.window_gemm_ir(kernel)
+    return text + "\n" + llvm_gemm.declarations([llvm_gemm.GemmKernel(kernel.t, kernel.lanes, False, False, 1, 1)])

@@ -328,6 +328,11 @@ convolutions (``bench/tile_gemm.py``): 110-117 GFLOP/s on a Zen 4 core, as fast 
 materialized windows, without writing them."""
 
 
+WINDOW_RHS_TILES = {16: (8, 2), 8: (4, 2), 4: (4, 2)}
+"""lanes -> (mr, nv) of the weight gradients' implicit GEMM (``WindowRhsGemm``): 100-114 GFLOP/s on the DDPM's at
+16 lanes, where 16 x 1 (16 rows of a, 16 streams) reached 50."""
+
+
 def window_tile(lanes: int, o: int) -> tuple[int, int]:
     """The (mr, nv) of :data:`WINDOW_TILES` for ``o`` output columns at ``lanes``."""
     for w, cols, mr, nv in WINDOW_TILES:
@@ -528,3 +533,153 @@ def _pack_ir(ir: _Ir, g: WindowGemm, kc: int) -> None:
     _loop(ir, "%lo", "%hi", 1, pack_row, "pk")
     ir("  ret void")
     ir("}")
+
+
+@dataclass(frozen=True)
+class WindowRhsGemm:
+    """``c (O, K * C) = a (O, N * Q) @ windows (N * Q, K * C)``, the windows of :class:`WindowGemm` as the rhs (a
+    convolution's weight gradient): ``a`` row-major with leading dim ``lda`` or, with ``ta``, (N * Q, O) row-major;
+    ``c`` row-major with leading dim ``ldc``. ``C`` is a multiple of ``lanes`` (a vector of columns lies in one
+    tap). The entry's units are vectors of columns; the register tile is ``mr`` rows by ``nv`` vectors."""
+
+    t: str
+    lanes: int
+    n: int
+    p: int
+    c: int
+    q: int
+    k: int
+    o: int
+    lda: int
+    ta: bool
+    ldc: int
+    mr: int
+    nv: int
+
+    @property
+    def name(self) -> str:
+        return (
+            f"pg_window_rhs_gemm_{self.t[0]}{self.lanes}_{self.n}_{self.p}_{self.c}_{self.q}_{self.k}_{self.o}_"
+            f"{self.lda}{'t' if self.ta else 'n'}_{self.ldc}_{self.mr}x{self.nv}"
+        )
+
+
+def window_rhs_gemm_ir(g: WindowRhsGemm) -> str:
+    """``@<g.name>(ptr slots, ptr params, i64 lo, i64 hi)``: column vectors ``lo..hi`` of ``g``'s output (params:
+    (slot, byte offset) of x, the index, a and c). Each vector's tap and channel offset are computed once; the
+    reduction over the N * Q window positions carries the position's input row and index row (a step, and a wrap
+    at Q), loads ``nv`` vectors of channels of its taps and broadcasts ``mr`` elements of a's column."""
+    t, w = g.t, g.lanes
+    vt = f"<{w} x {t}>"
+    item = 4 if t == "float" else 8
+    assert g.c % w == 0, "a vector of columns must lie in one tap"
+    ir = _Ir()
+    ir(f"define void @{g.name}(ptr %slots, ptr %params, i64 %lo, i64 %hi) {{")
+    ir("entry:")
+    for i, name in enumerate(("x", "ix", "a", "c")):
+        ir(f"  %{name}sp = getelementptr i64, ptr %params, i64 {2 * i}")
+        ir(f"  %{name}s = load i64, ptr %{name}sp")
+        ir(f"  %{name}op = getelementptr i64, ptr %params, i64 {2 * i + 1}")
+        ir(f"  %{name}o = load i64, ptr %{name}op")
+        ir(f"  %{name}bp = getelementptr ptr, ptr %slots, i64 %{name}s")
+        ir(f"  %{name}base = load ptr, ptr %{name}bp")
+        ir(f"  %{name} = getelementptr i8, ptr %{name}base, i64 %{name}o")
+    positions = g.n * g.q
+
+    def tile(v0: str, o0: str, mr: int, nv: int) -> None:
+        taps, chans, cols = [], [], []
+        for v in range(nv):
+            col, tap, ch = ir.fresh("col"), ir.fresh("tap"), ir.fresh("ch")
+            ir(f"  {col}v = add i64 {v0}, {v}")
+            ir(f"  {col} = mul i64 {col}v, {w}")
+            ir(f"  {tap} = udiv i64 {col}, {g.c}")
+            ir(f"  {ch} = urem i64 {col}, {g.c}")
+            taps.append(tap)
+            chans.append(ch)
+            cols.append(col)
+        pre, body, done = ir.label("mpre"), ir.label("mbody"), ir.label("mdone")
+        ir(f"  br label %{pre}")
+        ir(f"{pre}:")
+        ir(f"  br label %{body}")
+        ir(f"{body}:")
+        m, mnext, q, xrow, irow = (ir.fresh(s) for s in ("m", "mnext", "q", "xrow", "irow"))
+        qn, xn, irn = ir.fresh("qn"), ir.fresh("xn"), ir.fresh("irn")
+        acc = [[ir.fresh(f"acc{r}_{v}_") for v in range(nv)] for r in range(mr)]
+        new = [[ir.fresh(f"new{r}_{v}_") for v in range(nv)] for r in range(mr)]
+        ir(f"  {m} = phi i64 [0, %{pre}], [{mnext}, %{body}]")
+        ir(f"  {q} = phi i64 [0, %{pre}], [{qn}, %{body}]")
+        ir(f"  {xrow} = phi i64 [0, %{pre}], [{xn}, %{body}]")
+        ir(f"  {irow} = phi i64 [0, %{pre}], [{irn}, %{body}]")
+        for r in range(mr):
+            for v in range(nv):
+                ir(f"  {acc[r][v]} = phi {vt} [zeroinitializer, %{pre}], [{new[r][v]}, %{body}]")
+        bvec = []
+        for v in range(nv):
+            ii, iv, off, p, x = (ir.fresh(s) for s in ("ii", "iv", "off", "bp", "bv"))
+            ir(f"  {ii} = add i64 {irow}, {taps[v]}")
+            ir(f"  {ii}p = getelementptr i64, ptr %ix, i64 {ii}")
+            ir(f"  {iv} = load i64, ptr {ii}p")
+            ir(f"  {off} = mul i64 {iv}, {g.c}")
+            ir(f"  {off}x = add i64 {off}, {xrow}")
+            ir(f"  {off}c = add i64 {off}x, {chans[v]}")
+            ir(f"  {p} = getelementptr {t}, ptr %x, i64 {off}c")
+            ir(f"  {x} = load {vt}, ptr {p}, align {item}")
+            bvec.append(x)
+        for r in range(mr):
+            row, off, p, a, ins, splat = (ir.fresh(s) for s in ("row", "ao", "ap", "a", "ai", "as"))
+            ir(f"  {row} = add i64 {o0}, {r}")
+            if g.ta:  # a (N * Q, O) row-major
+                ir(f"  {off}m = mul i64 {m}, {g.lda}")
+                ir(f"  {off} = add i64 {off}m, {row}")
+            else:
+                ir(f"  {off}m = mul i64 {row}, {g.lda}")
+                ir(f"  {off} = add i64 {off}m, {m}")
+            ir(f"  {p} = getelementptr {t}, ptr %a, i64 {off}")
+            ir(f"  {a} = load {t}, ptr {p}")
+            ir(f"  {ins} = insertelement {vt} poison, {t} {a}, i64 0")
+            ir(f"  {splat} = shufflevector {vt} {ins}, {vt} poison, <{w} x i32> zeroinitializer")
+            for v in range(nv):
+                ir(f"  {new[r][v]} = call {vt} @llvm.fma.v{w}{_suffix(t)}({vt} {splat}, {vt} {bvec[v]}, "
+                   f"{vt} {acc[r][v]})")  # fmt: skip
+        # the next window position: q + 1, or the next image's first (x's row by P C, the index from its start)
+        wrap = ir.fresh("wrap")
+        ir(f"  {q}1 = add i64 {q}, 1")
+        ir(f"  {wrap} = icmp eq i64 {q}1, {g.q}")
+        ir(f"  {qn} = select i1 {wrap}, i64 0, i64 {q}1")
+        ir(f"  {xrow}1 = add i64 {xrow}, {g.p * g.c}")
+        ir(f"  {xn} = select i1 {wrap}, i64 {xrow}1, i64 {xrow}")
+        ir(f"  {irow}1 = add i64 {irow}, {g.k}")
+        ir(f"  {irn} = select i1 {wrap}, i64 0, i64 {irow}1")
+        more = ir.fresh("more")
+        ir(f"  {mnext} = add i64 {m}, 1")
+        ir(f"  {more} = icmp ult i64 {mnext}, {positions}")
+        ir(f"  br i1 {more}, label %{body}, label %{done}")
+        ir(f"{done}:")
+        for r in range(mr):
+            row = ir.fresh("crow")
+            ir(f"  {row} = add i64 {o0}, {r}")
+            ir(f"  {row}o = mul i64 {row}, {g.ldc}")
+            for v in range(nv):
+                p = ir.fresh("cp")
+                ir(f"  {p}o = add i64 {row}o, {cols[v]}")
+                ir(f"  {p} = getelementptr {t}, ptr %c, i64 {p}o")
+                ir(f"  store {vt} {new[r][v]}, ptr {p}, align {item}")
+
+    full_rows = g.o // g.mr * g.mr
+
+    def vectors(nv: int):  # type: ignore[no-untyped-def]
+        def body(v0: str) -> None:
+            _loop(ir, "0", str(full_rows), g.mr, lambda o0: tile(v0, o0, g.mr, nv), "ot")
+            _loop(ir, str(full_rows), str(g.o), 1, lambda o0: tile(v0, o0, 1, nv), "or")
+
+        return body
+
+    ir("  %span = sub i64 %hi, %lo")
+    ir(f"  %fullv0 = udiv i64 %span, {g.nv}")
+    ir(f"  %fullv1 = mul i64 %fullv0, {g.nv}")
+    ir("  %fullv = add i64 %lo, %fullv1")
+    _loop(ir, "%lo", "%fullv", g.nv, vectors(g.nv), "vt")
+    _loop(ir, "%fullv", "%hi", 1, vectors(1), "vr")
+    ir("  ret void")
+    ir("}")
+    return "\n".join(ir.lines)

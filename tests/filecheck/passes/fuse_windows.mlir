@@ -38,7 +38,7 @@ func.func @conv(%x: tensor<2x3x4x4xf32>, %idx: tensor<16x9xi64>, %w: tensor<5x27
 
 // -----
 
-// The gather joins only a matmul reading it as its lhs: as the rhs (a weight gradient's windows) it stays a kernel.
+// A weight gradient's windows, the matmul's rhs, join it too.
 func.func @rhs(%f: tensor<2x36x3xf32>, %idx: tensor<16x9xi64>, %g: tensor<5x32xf32>) -> tensor<5x27xf32> {
   %w = pg.gather %f[%idx] dim = 1 : (tensor<2x36x3xf32>, tensor<16x9xi64>) -> tensor<2x16x9x3xf32>
   %cols = pg.reshape %w : tensor<2x16x9x3xf32> -> tensor<32x27xf32>
@@ -47,9 +47,27 @@ func.func @rhs(%f: tensor<2x36x3xf32>, %idx: tensor<16x9xi64>, %g: tensor<5x32xf
 }
 
 // CHECK-LABEL: func.func @rhs
+// CHECK-NEXT:    kernel.fused @{{.*}}matmul "matmul" (%f, %idx, %g)
+// CHECK:           pg.gather
+// CHECK:           pg.matmul %{{.*}}, %{{.*}} : (tensor<5x32xf32>, tensor<32x27xf32>)
+// CHECK:         func.return
+// NOWIN-LABEL: func.func @rhs
+// NOWIN:         kernel.fused @{{.*}}gather "gather"
+
+// -----
+
+// Windows read by anything but one matmul operand (here also returned, and a matmul of the windows with
+// themselves) stay a gather kernel.
+func.func @shared(%f: tensor<2x36x3xf32>, %idx: tensor<16x9xi64>) -> (tensor<27x27xf32>, tensor<2x16x9x3xf32>) {
+  %w = pg.gather %f[%idx] dim = 1 : (tensor<2x36x3xf32>, tensor<16x9xi64>) -> tensor<2x16x9x3xf32>
+  %cols = pg.reshape %w : tensor<2x16x9x3xf32> -> tensor<32x27xf32>
+  %t = pg.permute %cols perm = [1, 0] : tensor<32x27xf32> -> tensor<27x32xf32>
+  %y = pg.matmul %t, %cols : (tensor<27x32xf32>, tensor<32x27xf32>) -> tensor<27x27xf32>
+  func.return %y, %w : tensor<27x27xf32>, tensor<2x16x9x3xf32>
+}
+
+// CHECK-LABEL: func.func @shared
 // CHECK:         kernel.fused @{{.*}}gather "gather"
 // CHECK:         kernel.fused @{{.*}}matmul "matmul"
 // CHECK-NOT:       pg.gather
 // CHECK:         func.return
-// NOWIN-LABEL: func.func @rhs
-// NOWIN:         kernel.fused @{{.*}}gather "gather"
