@@ -68,6 +68,7 @@ CACHE_ENV = "PICOGRAD_CACHE_DIR"
 PARALLEL_WORK = 1 << 15  # loop iterations from which a nest is split between threads
 CHUNKS_PER_THREAD = 4  # pieces of a split nest per thread (claimed dynamically)
 SPLIT_MATMUL_FLOPS = 1 << 21  # a smaller product is one BLAS call on the calling thread
+TILE_PIECE_ROWS = 64  # a piece of a tile kernel's or implicit GEMM's rows has at least this many
 VIEW_OPS = (pg.PermuteOp, pg.ReshapeOp)  # ops whose numpy form is a view (no copy, reads no data)
 
 Step = Callable[[list[np.ndarray]], None]
@@ -762,11 +763,16 @@ class CpuFunction:
             made = []
             for gemm in gemms:
                 if isinstance(gemm, cpu_windows.WindowProduct):
-                    made += gemm.entries(n, SPLIT_MATMUL_FLOPS)
+                    made += gemm.entries(n, SPLIT_MATMUL_FLOPS, CHUNKS_PER_THREAD)
                     continue
                 split = gemm.split(n)
                 units = gemm.units[split]
                 pieces = n if gemm.flops >= SPLIT_MATMUL_FLOPS and units >= 2 * n else 1
+                if pieces > 1 and gemm.tiled and split == cpu_blas.SPLIT_ROWS:
+                    # a tile kernel's rows: claimed in CHUNKS_PER_THREAD pieces a thread (a thread that the OS or a
+                    # spinning neighbour delays leaves its pieces to the others); a BLAS call or a cut of columns
+                    # (a masked vector at each cut) stays one piece a thread
+                    pieces = max(n, min(CHUNKS_PER_THREAD * n, units // TILE_PIECE_ROWS))
                 made.append((gemm.entry, gemm.params(split), 0, units, pieces, cpu_pool.NEST))
             return made
 

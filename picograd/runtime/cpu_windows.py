@@ -27,10 +27,9 @@ _TYPES = {np.dtype(np.float32): "float", np.dtype(np.float64): "double"}
 
 
 class WindowProduct:
-    """One implicit-GEMM product: ``entries(threads)`` are its pool entries (the copy of a transposed rhs, then
-    the ``units`` of the output, rows or column vectors, cut into one piece a thread when it has at least
-    ``split_flops``), ``flops`` its count. Holds its parameters and the rhs copy: keep it alive while its entries
-    may run."""
+    """One implicit-GEMM product: ``entries(...)`` are its pool entries (the copy of a transposed rhs, then the
+    ``units`` of the output, rows or column vectors), ``flops`` its count. Holds its parameters and the rhs copy:
+    keep it alive while its entries may run."""
 
     tiled = True
 
@@ -47,9 +46,14 @@ class WindowProduct:
         self.scratch = np.empty(kernel.k * kernel.c * kernel.o if pack else 0, _dtype(kernel.t))
         self.words = (ctypes.c_int64 * llvm_gemm.WINDOW_PARAMS)(*words, self.scratch.ctypes.data)
 
-    def entries(self, threads: int, split_flops: int) -> list[tuple[int, int, int, int, int, int]]:
+    def entries(self, threads: int, split_flops: int, per_thread: int) -> list[tuple[int, int, int, int, int, int]]:
+        """The pool entries at ``threads``: a product of at least ``split_flops`` in up to ``per_thread`` pieces a
+        thread (claimed dynamically), each of at least 64 rows or 4 column vectors."""
         params = ctypes.addressof(self.words)
-        pieces = threads if self.flops >= split_flops and self.units >= 2 * threads * self.kernel.nv else 1
+        least = 64 if isinstance(self.kernel, llvm_gemm.WindowGemm) else 4
+        pieces = 1
+        if self.flops >= split_flops and self.units >= 2 * least:
+            pieces = max(min(threads * per_thread, self.units // least), min(threads, self.units))
         made = []
         if self.pack is not None:
             made.append((self.pack, params, 0, self.kernel.k * self.kernel.c, 1, cpu_pool.NEST))
