@@ -9,6 +9,11 @@ in turn ``--repeats`` times after warm-up; the median of each and GFLOP/s (``2 m
 a few MB, are read from the caches: the floor is the core's FMA rate, 2 x 16 lanes x 2 FLOPs a cycle on Zen 4's two
 256-bit FMA pipes, about 115 GFLOP/s at 3.6 GHz). Each result is checked against float64 numpy.
 
+The implicit GEMMs of the same convolutions (``WindowGemm``: forward, windows read through the index from the
+padded channels-last input; ``WindowRhsGemm``: weight gradient) are timed beside OpenBLAS on the written im2col
+matrix (the product alone, not the gather that writes it) and PyTorch's ``conv2d`` forward (mkldnn, channels
+first, bias-free) on the same sizes.
+
     python bench/tile_gemm.py --json bench/results/tile_gemm_cpu.json
     python bench/tile_gemm.py --tiles 8x1,16x1,8x2,4x4
 """
@@ -80,7 +85,9 @@ def main() -> None:
     keep = []
     print(f"{'m x n x k':>18} {'tile':>5} {'tile GF/s':>9} {'numpy GF/s':>10} {'torch GF/s':>10} {'tile/numpy':>10}")
     for m, n, k, ta, tb in SHAPES:
-        a = rng.standard_normal((k, m) if ta else (m, k)).astype(np.float32)
+        # A's rows 16 floats apart from a multiple of 4 KiB (``llvm_gemm.ALIASING_STRIDE``: at a multiple the
+        # runtime keeps the BLAS)
+        a = rng.standard_normal((k, m + 16) if ta else (m, k + 16)).astype(np.float32)[:, : (m if ta else k)]
         b = rng.standard_normal((n, k) if tb else (k, n)).astype(np.float32)
         av, bv = (a.T if ta else a), (b.T if tb else b)
         want = av.astype(np.float64) @ bv.astype(np.float64)
@@ -92,7 +99,7 @@ def main() -> None:
         torch_s = median_seconds(lambda: torch.mm(tav, tbv, out=tout), args.repeats)  # noqa: B023
         tiles = [tuple(int(x) for x in t.split("x")) for t in args.tiles.split(",")] if args.tiles else []
         if not tiles:
-            rule = llvm_gemm.tile_for(16, m, n, k)
+            rule = llvm_gemm.tile_for(16, m, n, k)  # (the rules' tile even where A's row stride keeps BLAS)
             tiles = [rule] if rule else []
         flops = 2 * m * n * k
         for mr, nv in tiles:
@@ -103,7 +110,8 @@ def main() -> None:
             keep.append(engine)
             f = _GEMM(address)
             c = np.empty((m, n), np.float32)
-            gemm_args = (101, 111 + ta, 111 + tb, m, n, k, 1.0, a.ctypes.data, a.shape[1], b.ctypes.data, b.shape[1])
+            lda = a.strides[0] // 4
+            gemm_args = (101, 111 + ta, 111 + tb, m, n, k, 1.0, a.ctypes.data, lda, b.ctypes.data, b.shape[1])
             tile_s = median_seconds(lambda: f(*gemm_args, 0.0, c.ctypes.data, n), args.repeats)  # noqa: B023
             err = float(np.abs(c - want).max() / np.abs(want).max())
             assert err < 1e-5, (m, n, k, mr, nv, err)
@@ -118,6 +126,7 @@ def main() -> None:
                 f"{m:>6} x{n:>4} x{k:>5} {mr}x{nv:<3} {row['tile_gflops']:>9.0f} {row['numpy_gflops']:>10.0f} "
                 f"{row['torch_gflops']:>10.0f} {numpy_s / tile_s:>10.2f}"
             )
+    windows = window_rows(args.repeats, rng, keep, torch)
     if args.json:
         write_json(
             args.json,
@@ -126,8 +135,75 @@ def main() -> None:
                 "machine": f"{platform.machine()} {cpu_jit.host_llvm().llvm.get_host_cpu_name()}, 1 thread",
                 "versions": {"numpy": np.__version__, "torch": torch.__version__, "python": platform.python_version()},
                 "rows": rows,
+                "windows": windows,
             },
         )
+
+
+# (batch, image side, C, O, stride): the DDPM's 3x3 convolutions, padding 1
+CONVS = [(128, 8, 16, 16, 1), (128, 8, 32, 16, 1), (128, 4, 32, 32, 1), (128, 8, 16, 32, 2)]
+
+
+def window_rows(repeats: int, rng: np.random.Generator, keep: list, torch) -> list[dict]:  # type: ignore[no-untyped-def]
+    """Time the implicit GEMMs of ``CONVS`` (see the module docstring); print and return their rows."""
+    from picograd.runtime import cpu_windows
+
+    lib = cpu_windows.Windows(cpu_jit.host_llvm().compile, 16)
+    nest = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64)
+    rows = []
+    head = f"{'conv (N, side, C -> O, stride)':>32} {'form':>8} {'GF/s':>6}"
+    print(f"{head} {'OpenBLAS on im2col':>18} {'torch conv2d':>12}")
+    for n, side, c, o, stride in CONVS:
+        padded = side + 2
+        q_side = (padded - 3) // stride + 1
+        qi, ki = np.arange(q_side * q_side), np.arange(9)
+        rows_i = qi[:, None] // q_side * stride + ki[None, :] // 3
+        cols_i = qi[:, None] % q_side * stride + ki[None, :] % 3
+        index = (rows_i * padded + cols_i).astype(np.int64)
+        x = rng.standard_normal((n, padded * padded, c)).astype(np.float32)
+        weight = rng.standard_normal((o, 9 * c)).astype(np.float32)
+        q = index.shape[0]
+        cols = x[:, index, :].reshape(n * q, 9 * c)
+        flops = 2 * n * q * 9 * c * o
+        grad = rng.standard_normal((o, n * q)).astype(np.float32)
+        out = np.empty((n * q, o), np.float32)
+        dw = np.empty((o, 9 * c), np.float32)
+        tx = torch.from_numpy(rng.standard_normal((n, c, side, side)).astype(np.float32))
+        tw = torch.from_numpy(weight.reshape(o, 3, 3, c).transpose(0, 3, 1, 2).copy())
+        conv_s = median_seconds(lambda: torch.nn.functional.conv2d(tx, tw, stride=stride, padding=1), repeats)  # noqa: B023
+        forms = [
+            ("forward", lib.describe(x, index, weight.T, out, [(0, 0), (1, 0), (2, 0), (3, 0)]), out,
+             cols @ weight.T.astype(np.float64), lambda: np.matmul(cols, weight.T, out=out)),  # noqa: B023
+            ("weight", lib.describe_rhs(x, index, grad, dw, [(0, 0), (1, 0), (2, 0), (3, 0)]), dw,
+             grad.astype(np.float64) @ cols, lambda: np.matmul(grad, cols, out=dw)),  # noqa: B023
+        ]  # fmt: skip
+        for form, product, result, want, blas_call in forms:
+            assert product is not None, (form, n, side, c, o)
+            other = weight.T if form == "forward" else grad
+            slots = (ctypes.c_void_p * 4)(x.ctypes.data, index.ctypes.data, other.ctypes.data, result.ctypes.data)
+            keep.append((product, slots))
+            entries = [(nest(fn), params, lo, hi) for fn, params, lo, hi, _, _ in product.entries(1, 0, 1)]
+
+            def call() -> None:
+                for fn, params, lo, hi in entries:  # noqa: B023
+                    fn(ctypes.addressof(slots), params, lo, hi)  # noqa: B023
+
+            kernel_s = median_seconds(call, repeats)
+            err = float(np.abs(result - want).max() / np.abs(want).max())
+            assert err < 1e-5, (form, err)
+            blas_s = median_seconds(blas_call, repeats)
+            row = {
+                "batch": n, "side": side, "c": c, "o": o, "stride": stride, "form": form,
+                "kernel_ms": kernel_s * 1e3, "kernel_gflops": flops / kernel_s / 1e9,
+                "openblas_on_im2col_gflops": flops / blas_s / 1e9,
+                "torch_conv2d_forward_gflops": flops / conv_s / 1e9, "max_rel_err": err,
+            }  # fmt: skip
+            rows.append(row)
+            print(
+                f"{f'{n}, {side}x{side}, {c} -> {o}, s{stride}':>32} {form:>8} {row['kernel_gflops']:>6.0f} "
+                f"{row['openblas_on_im2col_gflops']:>18.0f} {row['torch_conv2d_forward_gflops']:>12.0f}"
+            )
+    return rows
 
 
 if __name__ == "__main__":

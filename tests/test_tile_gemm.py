@@ -61,6 +61,9 @@ def test_the_rules_pick_tiles_for_narrow_products_only() -> None:
     for m, n, k in [(512, 512, 512), (128, 64, 16), (8192, 1, 144), (1, 144, 8192)]:
         assert llvm_gemm.tile_for(16, m, n, k) is None, (m, n, k)
     assert llvm_gemm.tile_for(8, 8192, 16, 144) is None
+    # rows of A 32 KiB apart alias in the level-1 cache's sets: BLAS (which packs A); 64 bytes more, the tile
+    assert llvm_gemm.tile_for(16, 16, 288, 8192, 8192 * 4) is None
+    assert llvm_gemm.tile_for(16, 16, 288, 8192, 8208 * 4) == (8, 2)
     for rule in llvm_gemm.TILE_RULES:  # each rule's tile fits the 32 vector registers with its loaded vectors
         assert rule.mr * rule.nv + rule.nv <= 32
 

@@ -126,12 +126,13 @@ class Blas:
         self.engine, found = compile("\n".join(texts), names)  # the engine is kept alive
         self.entry = dict(zip(gemm, found, strict=True))  # numpy dtype str -> address of pg_gemm_<kind>
 
-    def tile_gemm(self, dtype: np.dtype, ta: bool, tb: bool, m: int, n: int, k: int) -> int | None:
+    def tile_gemm(self, dtype: np.dtype, ta: bool, tb: bool, m: int, n: int, k: int, lda: int) -> int | None:
         """The address of the tile kernel (``llvm_gemm``, compiled on first use) taking a float32 product of an (m,
-        n) output that ``llvm_gemm.TILE_RULES`` gives a tile, called as ``cblas_sgemm``; None: the BLAS's."""
+        n) output that ``llvm_gemm.tile_for`` gives a tile (A's leading dim ``lda``), called as ``cblas_sgemm``;
+        None: the BLAS's."""
         if dtype != np.float32 or not self.lanes or 0 in (m, n, k):
             return None
-        tile = llvm_gemm.tile_for(self.lanes, m, n, k)
+        tile = llvm_gemm.tile_for(self.lanes, m, n, k, 0 if ta else lda * dtype.itemsize)
         if tile is None or (tb and k * n * dtype.itemsize > llvm_gemm.PACK_LIMIT):
             return None
         kernel = llvm_gemm.GemmKernel("float", self.lanes, ta, tb, *tile, it=self.int_type)
@@ -257,7 +258,7 @@ def describe(blas: Blas, a: np.ndarray, b: np.ndarray, c: np.ndarray, at: Sequen
     sa, sb, sc = (int(s) for s in strides)  # type: ignore[arg-type]
     nb = math.prod(batch)
     (ta, lda), (tb, ldb) = ma, mb
-    tile = blas.tile_gemm(dtype, ta == TRANS, tb == TRANS, m, n, k)
+    tile = blas.tile_gemm(dtype, ta == TRANS, tb == TRANS, m, n, k, lda)
     head = [tile if tile is not None else blas.gemm[dtype.str], ta, tb, m, n, k, lda, ldb, mc, nb]
     for (slot, offset), s in zip(at, (sa, sb, sc), strict=True):
         head += [slot, offset, s]

@@ -72,12 +72,17 @@ TILE_RULES = (
     TileRule(lanes=16, min_rows=8, max_rows=63, min_cols=17, max_cols=1 << 62, mr=8, nv=2),
 )
 MIN_WORK = 1 << 20
+ALIASING_STRIDE = 4096
+"""An A (not transposed) whose row stride is a multiple of this many bytes keeps the BLAS: the tile's ``mr`` rows
+of A then fall in one set of the 8-way level-1 cache, and B's lines evict them (16 x 288 x 8192 at a 32 KiB row
+stride: 99 GFLOP/s or 23 by B's alignment; OpenBLAS packs A and runs at 50-70)."""
 
 
-def tile_for(lanes: int, m: int, n: int, k: int) -> tuple[int, int] | None:
+def tile_for(lanes: int, m: int, n: int, k: int, a_row_bytes: int = 0) -> tuple[int, int] | None:
     """The (mr, nv) of the first rule of :data:`TILE_RULES` taking an (m, n) output of a reduction of k at
-    ``lanes``, or None (BLAS)."""
-    if m * n * k < MIN_WORK:
+    ``lanes``, or None (BLAS); ``a_row_bytes``: the stride of A's rows when A is not transposed (see
+    :data:`ALIASING_STRIDE`)."""
+    if m * n * k < MIN_WORK or (m > 1 and a_row_bytes and a_row_bytes % ALIASING_STRIDE == 0):
         return None
     for r in TILE_RULES:
         if r.lanes == lanes and r.min_rows <= m <= r.max_rows and r.min_cols <= n <= r.max_cols:
