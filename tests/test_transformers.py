@@ -548,3 +548,35 @@ def test_names_transformer_matches_its_twin(rng: np.random.Generator) -> None:
     theirs = dict(twin.named_parameters())
     for name, p in model.named_parameters():
         close(p.grad, theirs[name].grad, 1e-5)
+
+
+@pytest.mark.parametrize("compiled", [False, True], ids=["eager", "compiled"])
+@pytest.mark.parametrize(
+    "shapes",
+    [((2, 3, 4, 8), (2, 3, 0, 8), (2, 3, 0, 6)), ((2, 3, 4, 0), (2, 3, 5, 0), (2, 3, 5, 6))],
+    ids=["no-keys", "head-dim-0"],
+)
+def test_attention_of_no_keys_or_an_empty_head_dim_matches_torch(shapes, compiled: bool, rng) -> None:  # type: ignore[no-untyped-def]
+    """No keys (PyTorch: zeros, zero gradients) and a head dim of 0 (the scores all 0: the mean of the values),
+    eager and compiled: PyTorch's values and gradients, not an error from inside the library."""
+    arrays = [rng.standard_normal(s).astype(np.float32) for s in shapes]
+    tq, tk, tv = (torch.tensor(a, requires_grad=True) for a in arrays)
+    g = rng.standard_normal((*shapes[0][:-1], shapes[2][-1])).astype(np.float32)
+    (torch.nn.functional.scaled_dot_product_attention(tq, tk, tv) * torch.tensor(g)).sum().backward()
+
+    def step(q: pg.Tensor, k: pg.Tensor, v: pg.Tensor) -> tuple[pg.Tensor, ...]:
+        out = F.scaled_dot_product_attention(q, k, v)
+        (out * pg.tensor(g)).sum().backward()
+        return out, q.grad, k.grad, v.grad
+
+    run = pg.compile(step) if compiled else step
+    got = run(*[pg.tensor(a, requires_grad=True) for a in arrays])
+    want = [
+        torch.nn.functional.scaled_dot_product_attention(tq, tk, tv).detach(),
+        tq.grad,
+        tk.grad,
+        tv.grad,
+    ]
+    for i, (a, w) in enumerate(zip(got, want, strict=True)):
+        assert a is not None and a.shape == tuple(w.shape), (i, None if a is None else a.shape, w.shape)
+        np.testing.assert_allclose(a.numpy(), w.numpy(), rtol=1e-5, atol=1e-6, err_msg=f"output {i}")

@@ -634,7 +634,7 @@ def scaled_dot_product_attention(
     serves ``Hq / H`` query heads). ``attn_mask`` broadcasts to (*B, Hq, L, S): bool means True = attend, a float
     mask (query's dtype) is added to the scores. ``is_causal`` keeps key j <= query i and cannot be combined with
     ``attn_mask``. ``scale`` defaults to ``1 / sqrt(E)``. ``dropout_p`` drops probabilities (always, as PyTorch:
-    pass 0 in eval). Raises ``ShapeError`` / ``DTypeError`` / ``ValueError`` naming the shapes and dtypes."""
+    pass 0 in eval). No keys (S = 0) gives zeros, as PyTorch. Raises ``ShapeError`` / ``DTypeError`` / ``ValueError`` naming the shapes and dtypes."""
     from picograd.dialects.pg import broadcast_shape
     from picograd.frontend.tensor import record
 
@@ -704,7 +704,11 @@ def scaled_dot_product_attention(
     if dropout_p > 0:
         keep = rand(*scores, dtype=q.dtype, device=q.device) >= dropout_p
         srcs.append(where(keep, 1.0 / (1.0 - dropout_p), 0.0).to(q.dtype))
-    scale_value = 1.0 / math.sqrt(q.shape[-1]) if scale is None else float(scale)
+    if k.shape[-2] == 0:  # no keys: PyTorch's zeros (an empty softmax times empty values), zero gradients
+        empty = q[..., :0].sum(-1, keepdim=True) + k.sum((-2, -1), keepdim=True)  # sums of nothing: exact zeros
+        return empty.expand(*scores[:-1], v.shape[-1]) + v.sum(-2, keepdim=True)
+    # head dim 0: the scores are 0 whatever the scale (PyTorch's default 1 / sqrt(0) is not a number)
+    scale_value = (1.0 / math.sqrt(q.shape[-1]) if q.shape[-1] else 1.0) if scale is None else float(scale)
     attrs = (scale_value, bool(is_causal), attn_mask is not None, dropout_p > 0)
     return record("scaled_dot_product_attention", srcs, attrs, (*scores[:-1], v.shape[-1]), q.dtype)
 
