@@ -634,7 +634,8 @@ def scaled_dot_product_attention(
     serves ``Hq / H`` query heads). ``attn_mask`` broadcasts to (*B, Hq, L, S): bool means True = attend, a float
     mask (query's dtype) is added to the scores. ``is_causal`` keeps key j <= query i and cannot be combined with
     ``attn_mask``. ``scale`` defaults to ``1 / sqrt(E)``. ``dropout_p`` drops probabilities (always, as PyTorch:
-    pass 0 in eval). No keys (S = 0) gives zeros, as PyTorch. Raises ``ShapeError`` / ``DTypeError`` / ``ValueError`` naming the shapes and dtypes."""
+    pass 0 in eval). No keys (S = 0) gives zeros, as PyTorch. Raises ``ShapeError`` / ``DTypeError`` /
+    ``ValueError`` naming the shapes and dtypes."""
     from picograd.dialects.pg import broadcast_shape
     from picograd.frontend.tensor import record
 
