@@ -122,7 +122,7 @@ class Windows:
     ) -> WindowProduct | None:
         """The product ``c = a @ windows(x, index)`` (a weight gradient, ``llvm_gemm.WindowRhsGemm``); ``at`` gives
         (slot, byte offset) of ``x``, ``index``, ``a`` and ``c``. None when the views are not of the kernel's form,
-        or the channels are not a multiple of the vector lanes."""
+        or no vector width divides the channels (``rhs_lanes``)."""
         t = _TYPES.get(c.dtype)
         a, c = _rows(a), _rows(c)
         if t is None or x.dtype != c.dtype or a.dtype != c.dtype or index.dtype != np.int64:
@@ -131,8 +131,8 @@ class Windows:
             return None
         item = c.itemsize
         (n, p, ch), (q, k), o = x.shape, index.shape, c.shape[0]
-        lanes = self.lanes if t == "float" else self.lanes // 2
-        if a.shape != (o, n * q) or c.shape[1] != k * ch or 0 in (n, p, ch, q, k, o) or ch % lanes:
+        lanes = rhs_lanes(self.lanes if t == "float" else self.lanes // 2, ch)
+        if a.shape != (o, n * q) or c.shape[1] != k * ch or 0 in (n, p, ch, q, k, o) or not lanes:
             return None
         if x.strides != (p * ch * item, ch * item, item) or index.strides != (k * 8, 8):
             return None
@@ -152,6 +152,15 @@ class Windows:
         _, main, _ = self.kernels[kernel]
         words = [w for slot_offset in at for w in slot_offset]
         return WindowProduct(kernel, main, None, words, k * ch // lanes, 2 * n * q * k * ch * o)
+
+
+def rhs_lanes(lanes: int, channels: int) -> int:
+    """The widest vector of ``lanes``, half or a quarter of them (at least 4) whose lanes divide ``channels`` (a
+    vector of a weight gradient's columns must lie in one tap), or 0."""
+    for w in (lanes, lanes // 2, lanes // 4):
+        if w >= 4 and channels % w == 0:
+            return w
+    return 0
 
 
 def window_module(kernel: llvm_gemm.WindowGemm | llvm_gemm.WindowRhsGemm) -> str:
