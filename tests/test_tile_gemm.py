@@ -346,3 +346,26 @@ def _spy_windows(monkeypatch) -> tuple[list[bool], list[bool]]:  # type: ignore[
         cpu_windows.Windows, "describe_rhs", lambda *a: rhs.append((g := describe_rhs(*a)) is not None) or g
     )
     return lhs, rhs
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_a_product_of_two_window_gathers_runs_with_numpy(threads: int, rng: np.random.Generator) -> None:
+    """Both operands of a compiled product gathers of rows (user indexing, ``pg-fuse{windows}`` joins each to the
+    matmul's kernel): the implicit GEMM takes one window operand only, so the launch runs with numpy, float64
+    numpy's product, fresh inputs each call (was an AttributeError from ``cpu_jit._gemms``: the other operand,
+    a gather not run, has no view)."""
+    i1, i2 = rng.integers(0, 10, (3, 5)), rng.integers(0, 10, (4, 5))
+
+    @pg.compile
+    def f(x: pg.Tensor, y: pg.Tensor, j1: pg.Tensor, j2: pg.Tensor) -> pg.Tensor:
+        return x[:, j1].reshape(6, 20) @ y[:, j2].reshape(20, 3)
+
+    before = pg.get_num_threads()
+    try:
+        pg.set_num_threads(threads)
+        for _ in range(2):
+            x, y = rng.standard_normal((2, 10, 4)), rng.standard_normal((1, 10, 3))
+            got = f(*(pg.tensor(a.astype(np.float32)) for a in (x, y)), pg.tensor(i1), pg.tensor(i2)).numpy()
+            np.testing.assert_allclose(got, x[:, i1].reshape(6, 20) @ y[:, i2].reshape(20, 3), rtol=1e-5, atol=1e-5)
+    finally:
+        pg.set_num_threads(before)
