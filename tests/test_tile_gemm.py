@@ -347,3 +347,61 @@ def _spy_windows(monkeypatch) -> tuple[list[bool], list[bool]]:  # type: ignore[
         cpu_windows.Windows, "describe_rhs", lambda *a: rhs.append((g := describe_rhs(*a)) is not None) or g
     )
     return lhs, rhs
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_a_product_of_two_window_gathers_runs_with_numpy(threads: int, rng: np.random.Generator) -> None:
+    """Both operands of a compiled product gathers of rows (user indexing, ``pg-fuse{windows}`` joins each to the
+    matmul's kernel): the implicit GEMM takes one window operand only, so the launch runs with numpy, float64
+    numpy's product, fresh inputs each call (was an AttributeError from ``cpu_jit._gemms``: the other operand,
+    a gather not run, has no view)."""
+    i1, i2 = rng.integers(0, 10, (3, 5)), rng.integers(0, 10, (4, 5))
+
+    @pg.compile
+    def f(x: pg.Tensor, y: pg.Tensor, j1: pg.Tensor, j2: pg.Tensor) -> pg.Tensor:
+        return x[:, j1].reshape(6, 20) @ y[:, j2].reshape(20, 3)
+
+    before = pg.get_num_threads()
+    try:
+        pg.set_num_threads(threads)
+        for _ in range(2):
+            x, y = rng.standard_normal((2, 10, 4)), rng.standard_normal((1, 10, 3))
+            got = f(*(pg.tensor(a.astype(np.float32)) for a in (x, y)), pg.tensor(i1), pg.tensor(i2)).numpy()
+            np.testing.assert_allclose(got, x[:, i1].reshape(6, 20) @ y[:, i2].reshape(20, 3), rtol=1e-5, atol=1e-5)
+    finally:
+        pg.set_num_threads(before)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_user_indexed_windows_run_as_implicit_gemms(threads: int, monkeypatch, rng: np.random.Generator) -> None:
+    """Rows of a 3-D tensor gathered by a user's 2-D index argument (``x[:, idx]``, not a convolution) and read as
+    the lhs or the rhs of a product: the implicit GEMMs take them (the index read at run time, as given, negative
+    entries wrapped), float64 numpy's products, fresh inputs each call; an index out of range raises IndexError
+    (its check runs before the kernel that reads through it) and the next call is right again."""
+    n, p, c, q, k, o = 2, 37, 16, 40, 9, 24
+    implicit, implicit_rhs = _spy_windows(monkeypatch)
+
+    @pg.compile
+    def f(x: pg.Tensor, idx: pg.Tensor, w: pg.Tensor, a: pg.Tensor, jdx: pg.Tensor) -> tuple[pg.Tensor, pg.Tensor]:
+        return x[:, idx].reshape(n * q, k * c) @ w, a @ x[:, jdx].reshape(n * q, k * c)
+
+    before = pg.get_num_threads()
+    try:
+        pg.set_num_threads(threads)
+        for bad in (False, True, False):
+            x, w, a = rng.standard_normal((n, p, c)), rng.standard_normal((k * c, o)), rng.standard_normal((o, n * q))
+            idx, jdx = rng.integers(-p, p, (q, k)), rng.integers(0, p, (q, k))
+            if bad:
+                idx[3, 4] = 10**12
+            args = [pg.tensor(x.astype(np.float32)), pg.tensor(idx), *(pg.tensor(v.astype(np.float32)) for v in (w, a))]
+            args.append(pg.tensor(jdx))
+            if bad:
+                with pytest.raises(IndexError, match="out of range"):
+                    f(*args)
+                continue
+            got = [t.numpy() for t in f(*args)]
+            np.testing.assert_allclose(got[0], x[:, idx].reshape(n * q, k * c) @ w, rtol=1e-4, atol=1e-4)
+            np.testing.assert_allclose(got[1], a @ x[:, jdx].reshape(n * q, k * c), rtol=1e-4, atol=1e-4)
+    finally:
+        pg.set_num_threads(before)
+    assert implicit == [True] and implicit_rhs == [True], (implicit, implicit_rhs)

@@ -731,8 +731,10 @@ class CpuFunction:
             if k in windows:
                 side, xs, ixs = windows[k]
                 x, index, other = env[xs], env[ixs], env[direct[k][1 - side]]
+                if any(v is None for v in (x, index, other)):  # e.g. the other operand is windows too
+                    return None
                 places = [at(x), at(index), at(other), (self._launch_slots[launch.outs[k]], 0)]
-                if any(v is None for v in (x, index, other)) or None in places:
+                if None in places:
                     return None
                 describe = window_library().describe if side == 0 else window_library().describe_rhs
                 product = describe(x, index, other, c, places)  # type: ignore[arg-type]
