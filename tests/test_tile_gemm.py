@@ -187,7 +187,9 @@ def test_the_window_kernel_against_float64(n, size, c, o, kernel, stride, tb, la
     out = np.full((n * q, ldc), np.nan, dtype)
     t = "float" if dtype == np.float32 else "double"
     w = lanes if dtype == np.float32 else lanes // 2
-    spec = llvm_gemm.WindowGemm(t, w, n, x.shape[1], c, q, k, o, b.shape[1], tb, ldc, *llvm_gemm.window_tile(w, o))
+    tile = llvm_gemm.window_tile(w, o)
+    assert tile is not None
+    spec = llvm_gemm.WindowGemm(t, w, n, x.shape[1], c, q, k, o, b.shape[1], tb, ldc, *tile)
     engine, found = cpu_jit.host_llvm().compile(
         cpu_windows.window_module(spec), [spec.name, f"{spec.name}_pack"] if tb else [spec.name]
     )
@@ -280,6 +282,9 @@ def test_windows_describe_takes_contiguous_operands_only(rng: np.random.Generato
     x3 = x[:, :, :3].copy()
     assert lib.describe_rhs(x3, index, a, np.empty((8, k * 3), np.float32), at) is None  # 3 channels: no width
     assert [cpu_windows.rhs_lanes(16, c) for c in (32, 16, 8, 4, 12, 3, 2)] == [16, 16, 8, 4, 4, 0, 0]
+    assert llvm_gemm.window_tile(2, 8) is None  # no tile at 2 lanes: no window product (numpy instead)
+    narrow = cpu_windows.Windows(cpu_jit.host_llvm().compile, 4)  # float64 at 2 lanes
+    assert narrow.describe(x.astype(np.float64), index, b.astype(np.float64), c.astype(np.float64), at) is None
     assert lib.describe_rhs(x16, index16, a[:, ::2], dw, at) is None
     assert lib.describe_rhs(x16, index16, a, dw[:, :-1], at) is None
 

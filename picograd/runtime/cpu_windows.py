@@ -106,7 +106,10 @@ class Windows:
         else:
             return None
         lanes = self.lanes if t == "float" else self.lanes // 2
-        mr, nv = llvm_gemm.window_tile(lanes, o)
+        tile = llvm_gemm.window_tile(lanes, o)
+        if tile is None:
+            return None
+        mr, nv = tile
         kernel = llvm_gemm.WindowGemm(t, lanes, n, p, ch, q, k, o, ldb, tb, c.strides[0] // item, mr, nv)
         if kernel not in self.kernels:
             text = window_module(kernel)
@@ -143,6 +146,8 @@ class Windows:
         elif a.strides[0] == item and a.strides[1] % item == 0 and a.strides[1] >= o * item:
             ta, lda = True, a.strides[1] // item
         else:
+            return None
+        if lanes not in llvm_gemm.WINDOW_RHS_TILES:
             return None
         mr, nv = llvm_gemm.WINDOW_RHS_TILES[lanes]
         kernel = llvm_gemm.WindowRhsGemm(t, lanes, n, p, ch, q, k, o, lda, ta, c.strides[0] // item, mr, nv)
