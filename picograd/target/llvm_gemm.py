@@ -108,6 +108,61 @@ class _Ir:
         self.count += 1
         return f"{stem}{self.count}"
 
+    def operands(self, names: tuple[str, ...]) -> None:
+        """``%<name>``: the pointer of each operand, from its (slot, byte offset) words ``2 i, 2 i + 1`` of
+        ``%params`` and the slot table ``%slots``."""
+        for i, name in enumerate(names):
+            self(f"  %{name}sp = getelementptr i64, ptr %params, i64 {2 * i}")
+            self(f"  %{name}s = load i64, ptr %{name}sp")
+            self(f"  %{name}op = getelementptr i64, ptr %params, i64 {2 * i + 1}")
+            self(f"  %{name}o = load i64, ptr %{name}op")
+            self(f"  %{name}bp = getelementptr ptr, ptr %slots, i64 %{name}s")
+            self(f"  %{name}base = load ptr, ptr %{name}bp")
+            self(f"  %{name} = getelementptr i8, ptr %{name}base, i64 %{name}o")
+
+    def load_vector(self, t: str, w: int, ptr: str, mask: str | None) -> str:
+        """A vector of ``w`` ``t`` at ``ptr`` (the lanes of ``mask`` only, the others 0)."""
+        x, vt, item = self.fresh("vl"), f"<{w} x {t}>", _item(t)
+        if mask is None:
+            self(f"  {x} = load {vt}, ptr {ptr}, align {item}")
+        else:
+            self(f"  {x} = call {vt} @llvm.masked.load.v{w}{_suffix(t)}.p0(ptr {ptr}, i32 {item}, <{w} x i1> {mask}, "
+                 f"{vt} zeroinitializer)")  # fmt: skip
+        return x
+
+    def store_vector(self, t: str, w: int, value: str, ptr: str, mask: str | None) -> None:
+        """Store the vector ``value`` at ``ptr`` (the lanes of ``mask`` only)."""
+        vt, item = f"<{w} x {t}>", _item(t)
+        if mask is None:
+            self(f"  store {vt} {value}, ptr {ptr}, align {item}")
+        else:
+            self(f"  call void @llvm.masked.store.v{w}{_suffix(t)}.p0({vt} {value}, ptr {ptr}, i32 {item}, "
+                 f"<{w} x i1> {mask})")  # fmt: skip
+
+    def store_tile(
+        self, t: str, w: int, rows: list[str], cols: list[str], values: list[list[str]], masks: list[str | None]
+    ) -> None:
+        """Store ``values[r][v]`` at ``%c + rows[r] + cols[v]`` (element offsets), masked by ``masks[v]``."""
+        for r, row in enumerate(rows):
+            for v, col in enumerate(cols):
+                p = self.fresh("cp")
+                self(f"  {p}o = add i64 {row}, {col}")
+                self(f"  {p} = getelementptr {t}, ptr %c, i64 {p}o")
+                self.store_vector(t, w, values[r][v], p, masks[v])
+
+    def broadcast(self, t: str, w: int, ptr: str) -> str:
+        """The scalar ``t`` at ``ptr`` in every lane of a vector of ``w``."""
+        x, ins, splat, vt = self.fresh("s"), self.fresh("si"), self.fresh("sv"), f"<{w} x {t}>"
+        self(f"  {x} = load {t}, ptr {ptr}")
+        self(f"  {ins} = insertelement {vt} poison, {t} {x}, i64 0")
+        self(f"  {splat} = shufflevector {vt} {ins}, {vt} poison, <{w} x i32> zeroinitializer")
+        return splat
+
+    def fma(self, t: str, w: int, out: str, a: str, b: str, acc: str) -> None:
+        """``out = a * b + acc`` on vectors of ``w`` ``t``, one rounding."""
+        vt = f"<{w} x {t}>"
+        self(f"  {out} = call {vt} @llvm.fma.v{w}{_suffix(t)}({vt} {a}, {vt} {b}, {vt} {acc})")
+
 
 def _loop(ir: _Ir, lo: str, hi: str, step: int, body, stem: str) -> None:  # type: ignore[no-untyped-def]
     """``for (i = lo; i < hi; i += step) body(i)``: ``body`` emits into the loop and returns the label it ends in."""
@@ -136,7 +191,7 @@ def gemm_ir(kernel: GemmKernel) -> str:
     """The LLVM IR of ``kernel`` (see the module docstring), one function named ``kernel.name``."""
     t, w, it = kernel.t, kernel.lanes, kernel.it
     vt = f"<{w} x {t}>"
-    item = 4 if t == "float" else 8
+    item = _item(t)
     ir = _Ir()
     args = (
         f"i32 %order, i32 %transa, i32 %transb, {it} %m0, {it} %n0, {it} %k0, {t} %alpha, ptr noalias %a, "
@@ -196,22 +251,13 @@ def gemm_ir(kernel: GemmKernel) -> str:
         ir(f"  {bo} = mul i64 {kk}, {ldb}")
         bvec = []
         for v in range(nv):
-            col, p, x = ir.fresh("bc"), ir.fresh("bp"), ir.fresh("bv")
+            col, p = ir.fresh("bc"), ir.fresh("bp")
             ir(f"  {col} = add i64 {bo}, {n0}")
-            ir(f"  {p} = getelementptr {t}, ptr {b}, i64 {col}")
-            if v:
-                ir(f"  {p}v = getelementptr {t}, ptr {p}, i64 {v * w}")
-                p = f"{p}v"
-            if mask is not None:
-                ir(
-                    f"  {x} = call {vt} @llvm.masked.load.v{w}{_suffix(t)}.p0(ptr {p}, i32 {item}, <{w} x i1> {mask}, "
-                    f"{vt} zeroinitializer)"
-                )
-            else:
-                ir(f"  {x} = load {vt}, ptr {p}, align {item}")
-            bvec.append(x)
+            ir(f"  {col}v = add i64 {col}, {v * w}")
+            ir(f"  {p} = getelementptr {t}, ptr {b}, i64 {col}v")
+            bvec.append(ir.load_vector(t, w, p, mask))
         for r in range(mr):
-            off, p, x, ins, splat = (ir.fresh(s) for s in ("ao", "ap", "a", "ai", "as"))
+            off, p = ir.fresh("ao"), ir.fresh("ap")
             if kernel.ta:  # A (k, m) row-major
                 ir(f"  {off} = mul i64 {kk}, %lda")
                 ir(f"  {off}r = add i64 {off}, {rows[r]}")
@@ -219,36 +265,21 @@ def gemm_ir(kernel: GemmKernel) -> str:
                 ir(f"  {off} = mul i64 {rows[r]}, %lda")
                 ir(f"  {off}r = add i64 {off}, {kk}")
             ir(f"  {p} = getelementptr {t}, ptr %a, i64 {off}r")
-            ir(f"  {x} = load {t}, ptr {p}")
-            ir(f"  {ins} = insertelement {vt} poison, {t} {x}, i64 0")
-            ir(f"  {splat} = shufflevector {vt} {ins}, {vt} poison, <{w} x i32> zeroinitializer")
+            splat = ir.broadcast(t, w, p)
             for v in range(nv):
-                ir(
-                    f"  {new[r][v]} = call {vt} @llvm.fma.v{w}{_suffix(t)}({vt} {splat}, {vt} {bvec[v]}, "
-                    f"{vt} {acc[r][v]})"
-                )
+                ir.fma(t, w, new[r][v], splat, bvec[v], acc[r][v])
         ir(f"  {knext} = add i64 {kk}, 1")
         kmore = ir.fresh("kmore")
         ir(f"  {kmore} = icmp slt i64 {knext}, %k")
         ir(f"  br i1 {kmore}, label %{body}, label %{done}")
         ir(f"{done}:")
+        starts = []
         for r in range(mr):
             co = ir.fresh("co")
             ir(f"  {co} = mul i64 {rows[r]}, %ldc")
             ir(f"  {co}n = add i64 {co}, {n0}")
-            for v in range(nv):
-                p = ir.fresh("cp")
-                ir(f"  {p} = getelementptr {t}, ptr %c, i64 {co}n")
-                if v:
-                    ir(f"  {p}v = getelementptr {t}, ptr {p}, i64 {v * w}")
-                    p = f"{p}v"
-                if mask is not None:
-                    ir(
-                        f"  call void @llvm.masked.store.v{w}{_suffix(t)}.p0({vt} {new[r][v]}, ptr {p}, i32 {item}, "
-                        f"<{w} x i1> {mask})"
-                    )
-                else:
-                    ir(f"  store {vt} {new[r][v]}, ptr {p}, align {item}")
+            starts.append(f"{co}n")
+        ir.store_tile(t, w, starts, [str(v * w) for v in range(nv)], new, [mask] * nv)
 
     def columns(n0: str, nv: int, mask: str | None) -> None:
         _loop(ir, "0", "%mfull", kernel.mr, lambda m0: tile(m0, n0, kernel.mr, nv, mask), "mt")
@@ -282,6 +313,10 @@ def declarations(kernels: list[GemmKernel]) -> str:
 
 def _suffix(t: str) -> str:
     return "f32" if t == "float" else "f64"
+
+
+def _item(t: str) -> int:
+    return 4 if t == "float" else 8
 
 
 # -- implicit GEMM: the lhs read through a convolution's window index ------------------------------------------------
@@ -353,18 +388,10 @@ def window_gemm_ir(g: WindowGemm) -> str:
     ``C`` channels, each a load of ``nv`` vectors of b and ``mr`` broadcasts."""
     t, w = g.t, g.lanes
     vt = f"<{w} x {t}>"
-    item = 4 if t == "float" else 8
     ir = _Ir()
     ir(f"define void @{g.name}(ptr %slots, ptr %params, i64 %lo, i64 %hi) {{")
     ir("entry:")
-    for i, name in enumerate(("x", "ix", "b0", "c")):
-        ir(f"  %{name}sp = getelementptr i64, ptr %params, i64 {2 * i}")
-        ir(f"  %{name}s = load i64, ptr %{name}sp")
-        ir(f"  %{name}op = getelementptr i64, ptr %params, i64 {2 * i + 1}")
-        ir(f"  %{name}o = load i64, ptr %{name}op")
-        ir(f"  %{name}bp = getelementptr ptr, ptr %slots, i64 %{name}s")
-        ir(f"  %{name}base = load ptr, ptr %{name}bp")
-        ir(f"  %{name} = getelementptr i8, ptr %{name}base, i64 %{name}o")
+    ir.operands(("x", "ix", "b0", "c"))
     kc = g.k * g.c
     b, ldb = "%b0", g.ldb
     if g.tb:  # b (O, K * C) read as (K * C, O): from the row-major copy that ``<name>_pack`` made
@@ -436,24 +463,16 @@ def window_gemm_ir(g: WindowGemm) -> str:
         ir(f"  {bo} = mul i64 {kk}, {ldb}")
         bvec = []
         for v, mask in enumerate(vectors):
-            p, x = ir.fresh("bp"), ir.fresh("bv")
+            p = ir.fresh("bp")
             ir(f"  {p}o = add i64 {bo}, {n0 + v * w}")
             ir(f"  {p} = getelementptr {t}, ptr {b}, i64 {p}o")
-            if mask is not None:
-                ir(f"  {x} = call {vt} @llvm.masked.load.v{w}{_suffix(t)}.p0(ptr {p}, i32 {item}, <{w} x i1> {mask}, "
-                   f"{vt} zeroinitializer)")  # fmt: skip
-            else:
-                ir(f"  {x} = load {vt}, ptr {p}, align {item}")
-            bvec.append(x)
+            bvec.append(ir.load_vector(t, w, p, mask))
         for r in range(mr):
-            p, x, ins, splat = (ir.fresh(s) for s in ("ap", "a", "ai", "as"))
+            p = ir.fresh("ap")
             ir(f"  {p} = getelementptr {t}, ptr {rows[r]}, i64 {ch}")
-            ir(f"  {x} = load {t}, ptr {p}")
-            ir(f"  {ins} = insertelement {vt} poison, {t} {x}, i64 0")
-            ir(f"  {splat} = shufflevector {vt} {ins}, {vt} poison, <{w} x i32> zeroinitializer")
+            splat = ir.broadcast(t, w, p)
             for v in range(nv):
-                ir(f"  {tout[r][v]} = call {vt} @llvm.fma.v{w}{_suffix(t)}({vt} {splat}, {vt} {bvec[v]}, "
-                   f"{vt} {cacc[r][v]})")  # fmt: skip
+                ir.fma(t, w, tout[r][v], splat, bvec[v], cacc[r][v])
         more = ir.fresh("cmore")
         ir(f"  {cnext} = add i64 {ch}, 1")
         ir(f"  {more} = icmp ult i64 {cnext}, {g.c}")
@@ -466,19 +485,13 @@ def window_gemm_ir(g: WindowGemm) -> str:
         ir(f"  {tmore} = icmp ult i64 {tnext}, {g.k}")
         ir(f"  br i1 {tmore}, label %{tbody}, label %{tdone}")
         ir(f"{tdone}:")
+        starts = []
         for r in range(mr):
             co = ir.fresh("co")
             ir(f"  {co} = add i64 {m0}, {r}")
             ir(f"  {co}r = mul i64 {co}, {g.ldc}")
-            for v, mask in enumerate(vectors):
-                p = ir.fresh("cp")
-                ir(f"  {p}o = add i64 {co}r, {n0 + v * w}")
-                ir(f"  {p} = getelementptr {t}, ptr %c, i64 {p}o")
-                if mask is not None:
-                    ir(f"  call void @llvm.masked.store.v{w}{_suffix(t)}.p0({vt} {tout[r][v]}, ptr {p}, i32 {item}, "
-                       f"<{w} x i1> {mask})")  # fmt: skip
-                else:
-                    ir(f"  store {vt} {tout[r][v]}, ptr {p}, align {item}")
+            starts.append(f"{co}r")
+        ir.store_tile(t, w, starts, [str(n0 + v * w) for v in range(len(vectors))], tout, vectors)
 
     blocks: list[tuple[int, list[str | None]]] = [(n0, [None] * g.nv) for n0 in range(0, full_cols, wide)]
     for n0 in range(full_cols, g.o, w):  # the columns left: one vector at a time, the last one masked
@@ -576,19 +589,11 @@ def window_rhs_gemm_ir(g: WindowRhsGemm) -> str:
     at Q), loads ``nv`` vectors of channels of its taps and broadcasts ``mr`` elements of a's column."""
     t, w = g.t, g.lanes
     vt = f"<{w} x {t}>"
-    item = 4 if t == "float" else 8
     assert g.c % w == 0, "a vector of columns must lie in one tap"
     ir = _Ir()
     ir(f"define void @{g.name}(ptr %slots, ptr %params, i64 %lo, i64 %hi) {{")
     ir("entry:")
-    for i, name in enumerate(("x", "ix", "a", "c")):
-        ir(f"  %{name}sp = getelementptr i64, ptr %params, i64 {2 * i}")
-        ir(f"  %{name}s = load i64, ptr %{name}sp")
-        ir(f"  %{name}op = getelementptr i64, ptr %params, i64 {2 * i + 1}")
-        ir(f"  %{name}o = load i64, ptr %{name}op")
-        ir(f"  %{name}bp = getelementptr ptr, ptr %slots, i64 %{name}s")
-        ir(f"  %{name}base = load ptr, ptr %{name}bp")
-        ir(f"  %{name} = getelementptr i8, ptr %{name}base, i64 %{name}o")
+    ir.operands(("x", "ix", "a", "c"))
     positions = g.n * g.q
 
     def tile(v0: str, o0: str, mr: int, nv: int) -> None:
@@ -620,7 +625,7 @@ def window_rhs_gemm_ir(g: WindowRhsGemm) -> str:
                 ir(f"  {acc[r][v]} = phi {vt} [zeroinitializer, %{pre}], [{new[r][v]}, %{body}]")
         bvec = []
         for v in range(nv):
-            ii, iv, off, p, x = (ir.fresh(s) for s in ("ii", "iv", "off", "bp", "bv"))
+            ii, iv, off, p = (ir.fresh(s) for s in ("ii", "iv", "off", "bp"))
             ir(f"  {ii} = add i64 {irow}, {taps[v]}")
             ir(f"  {ii}p = getelementptr i64, ptr %ix, i64 {ii}")
             ir(f"  {iv} = load i64, ptr {ii}p")
@@ -628,10 +633,9 @@ def window_rhs_gemm_ir(g: WindowRhsGemm) -> str:
             ir(f"  {off}x = add i64 {off}, {xrow}")
             ir(f"  {off}c = add i64 {off}x, {chans[v]}")
             ir(f"  {p} = getelementptr {t}, ptr %x, i64 {off}c")
-            ir(f"  {x} = load {vt}, ptr {p}, align {item}")
-            bvec.append(x)
+            bvec.append(ir.load_vector(t, w, p, None))
         for r in range(mr):
-            row, off, p, a, ins, splat = (ir.fresh(s) for s in ("row", "ao", "ap", "a", "ai", "as"))
+            row, off, p = (ir.fresh(s) for s in ("row", "ao", "ap"))
             ir(f"  {row} = add i64 {o0}, {r}")
             if g.ta:  # a (N * Q, O) row-major
                 ir(f"  {off}m = mul i64 {m}, {g.lda}")
@@ -640,12 +644,9 @@ def window_rhs_gemm_ir(g: WindowRhsGemm) -> str:
                 ir(f"  {off}m = mul i64 {row}, {g.lda}")
                 ir(f"  {off} = add i64 {off}m, {m}")
             ir(f"  {p} = getelementptr {t}, ptr %a, i64 {off}")
-            ir(f"  {a} = load {t}, ptr {p}")
-            ir(f"  {ins} = insertelement {vt} poison, {t} {a}, i64 0")
-            ir(f"  {splat} = shufflevector {vt} {ins}, {vt} poison, <{w} x i32> zeroinitializer")
+            splat = ir.broadcast(t, w, p)
             for v in range(nv):
-                ir(f"  {new[r][v]} = call {vt} @llvm.fma.v{w}{_suffix(t)}({vt} {splat}, {vt} {bvec[v]}, "
-                   f"{vt} {acc[r][v]})")  # fmt: skip
+                ir.fma(t, w, new[r][v], splat, bvec[v], acc[r][v])
         # the next window position: q + 1, or the next image's first (x's row by P C, the index from its start)
         wrap = ir.fresh("wrap")
         ir(f"  {q}1 = add i64 {q}, 1")
@@ -660,15 +661,13 @@ def window_rhs_gemm_ir(g: WindowRhsGemm) -> str:
         ir(f"  {more} = icmp ult i64 {mnext}, {positions}")
         ir(f"  br i1 {more}, label %{body}, label %{done}")
         ir(f"{done}:")
+        starts = []
         for r in range(mr):
             row = ir.fresh("crow")
             ir(f"  {row} = add i64 {o0}, {r}")
             ir(f"  {row}o = mul i64 {row}, {g.ldc}")
-            for v in range(nv):
-                p = ir.fresh("cp")
-                ir(f"  {p}o = add i64 {row}o, {cols[v]}")
-                ir(f"  {p} = getelementptr {t}, ptr %c, i64 {p}o")
-                ir(f"  store {vt} {new[r][v]}, ptr {p}, align {item}")
+            starts.append(f"{row}o")
+        ir.store_tile(t, w, starts, cols, new, [None] * nv)
 
     full_rows = g.o // g.mr * g.mr
 
