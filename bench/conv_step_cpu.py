@@ -1,5 +1,5 @@
-"""Time per train step of a small CNN on the CPU: picograd's compiled step (numpy executor) against PyTorch eager on
-the CPU, same model, batch, optimizer and data, in the same process.
+"""Time per train step of a small CNN on the CPU: picograd's compiled step (the JIT CPU backend) against PyTorch eager
+on the CPU, same model, batch, optimizer and data, in the same process.
 
 Model (the shape of the digits classifier of issue 12): input (B, 1, 8, 8) -> Conv2d(1, C, 3, padding=1) ->
 BatchNorm2d -> ReLU -> MaxPool2d(2) -> Conv2d(C, 2C, 3, padding=1) -> BatchNorm2d -> ReLU -> MaxPool2d(2) -> Flatten
