@@ -204,7 +204,7 @@ class Gemm:
         return ctypes.addressof(self._params[split])
 
 
-def _matrix(shape: tuple[int, ...], strides: tuple[int, ...], item: int) -> tuple[int, int] | None:
+def matrix_layout(shape: tuple[int, ...], strides: tuple[int, ...], item: int) -> tuple[int, int] | None:
     """(CBLAS transpose, leading dim) of a matrix of ``shape`` (rows, cols) and byte ``strides``, or None."""
     (r, c), (sr, sc) = shape, strides
     if sr % item or sc % item or sr < 0 or sc < 0:
@@ -249,7 +249,7 @@ def describe(blas: Blas, a: np.ndarray, b: np.ndarray, c: np.ndarray, at: Sequen
     batch = c.shape[:-2]
     if np.broadcast_shapes(a.shape[:-2], b.shape[:-2], batch) != batch:
         return None
-    ma, mb, mc = _matrix((m, k), a.strides[-2:], item), _matrix((k, n), b.strides[-2:], item), None
+    ma, mb, mc = matrix_layout((m, k), a.strides[-2:], item), matrix_layout((k, n), b.strides[-2:], item), None
     if c.strides[-1] == item and (m == 1 or c.strides[-2] >= n * item) and c.strides[-2] % item == 0:
         mc = max(n, 1) if m == 1 else c.strides[-2] // item
     strides = [_batch_stride(x, batch) for x in (a, b, c)]

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from picograd.runtime import cpu_pool
+from picograd.runtime import cpu_blas, cpu_pool
 from picograd.target import llvm_gemm
 
 Compile = Callable[[str, Sequence[str]], tuple[Any, list[int]]]
@@ -85,40 +85,20 @@ class Windows:
     ) -> WindowProduct | None:
         """The product ``c = windows(x, index) @ b`` (see the module docstring); ``at`` gives (slot, byte offset)
         of ``x``, ``index``, ``b`` and ``c``. None when the views are not of the kernel's form."""
-        t = _TYPES.get(c.dtype)
-        b, c = _rows(b), _rows(c)
-        if t is None or x.dtype != c.dtype or b.dtype != c.dtype or index.dtype != np.int64:
+        found = _operands(x, index, b, c)
+        if found is None:
             return None
-        if x.ndim != 3 or index.ndim != 2 or b.ndim != 2 or c.ndim != 2:
-            return None
-        item = c.itemsize
+        t, b, c, ldc = found
         (n, p, ch), (q, k), o = x.shape, index.shape, c.shape[1]
-        if c.shape[0] != n * q or b.shape != (k * ch, o) or 0 in (n, p, ch, q, k, o):
-            return None
-        if x.strides != (p * ch * item, ch * item, item) or index.strides != (k * 8, 8):
-            return None
-        if c.strides[1] != item or c.strides[0] % item or c.strides[0] < o * item:
-            return None
-        if b.strides[1] == item and b.strides[0] % item == 0 and b.strides[0] >= o * item:
-            tb, ldb = False, b.strides[0] // item
-        elif b.strides[0] == item and b.strides[1] % item == 0 and b.strides[1] >= k * ch * item:
-            tb, ldb = True, b.strides[1] // item
-        else:
-            return None
+        layout = cpu_blas.matrix_layout(b.shape, b.strides, c.itemsize)
         lanes = self.lanes if t == "float" else self.lanes // 2
         tile = llvm_gemm.window_tile(lanes, o)
-        if tile is None:
+        if c.shape[0] != n * q or b.shape != (k * ch, o) or layout is None or tile is None:
             return None
-        mr, nv = tile
-        kernel = llvm_gemm.WindowGemm(t, lanes, n, p, ch, q, k, o, ldb, tb, c.strides[0] // item, mr, nv)
-        if kernel not in self.kernels:
-            text = window_module(kernel)
-            names = [kernel.name, f"{kernel.name}_pack"] if tb else [kernel.name]
-            engine, found = self.compile(text, names)
-            self.kernels[kernel] = (engine, found[0], found[1] if tb else None)
-        _, main, pack = self.kernels[kernel]
-        words = [w for slot_offset in at for w in slot_offset]
-        return WindowProduct(kernel, main, pack, words, n * q, 2 * n * q * k * ch * o)
+        tb = layout[0] == cpu_blas.TRANS
+        kernel = llvm_gemm.WindowGemm(t, lanes, n, p, ch, q, k, o, layout[1], tb, ldc, *tile)
+        main, pack = self._compiled(kernel, [kernel.name, f"{kernel.name}_pack"] if tb else [kernel.name])
+        return WindowProduct(kernel, main, pack, [w for place in at for w in place], n * q, 2 * n * q * k * ch * o)
 
     def describe_rhs(
         self, x: np.ndarray, index: np.ndarray, a: np.ndarray, c: np.ndarray, at: Sequence[tuple[int, int]]
@@ -126,37 +106,52 @@ class Windows:
         """The product ``c = a @ windows(x, index)`` (a weight gradient, ``llvm_gemm.WindowRhsGemm``); ``at`` gives
         (slot, byte offset) of ``x``, ``index``, ``a`` and ``c``. None when the views are not of the kernel's form,
         or no vector width divides the channels (``rhs_lanes``)."""
-        t = _TYPES.get(c.dtype)
-        a, c = _rows(a), _rows(c)
-        if t is None or x.dtype != c.dtype or a.dtype != c.dtype or index.dtype != np.int64:
+        found = _operands(x, index, a, c)
+        if found is None:
             return None
-        if x.ndim != 3 or index.ndim != 2 or a.ndim != 2 or c.ndim != 2:
-            return None
-        item = c.itemsize
+        t, a, c, ldc = found
         (n, p, ch), (q, k), o = x.shape, index.shape, c.shape[0]
+        layout = cpu_blas.matrix_layout(a.shape, a.strides, c.itemsize)
         lanes = rhs_lanes(self.lanes if t == "float" else self.lanes // 2, ch)
-        if a.shape != (o, n * q) or c.shape[1] != k * ch or 0 in (n, p, ch, q, k, o) or not lanes:
+        if a.shape != (o, n * q) or c.shape[1] != k * ch or layout is None or lanes not in llvm_gemm.WINDOW_RHS_TILES:
             return None
-        if x.strides != (p * ch * item, ch * item, item) or index.strides != (k * 8, 8):
-            return None
-        if c.strides[1] != item or c.strides[0] % item or c.strides[0] < k * ch * item:
-            return None
-        if a.strides[1] == item and a.strides[0] % item == 0 and a.strides[0] >= n * q * item:
-            ta, lda = False, a.strides[0] // item
-        elif a.strides[0] == item and a.strides[1] % item == 0 and a.strides[1] >= o * item:
-            ta, lda = True, a.strides[1] // item
-        else:
-            return None
-        if lanes not in llvm_gemm.WINDOW_RHS_TILES:
-            return None
-        mr, nv = llvm_gemm.WINDOW_RHS_TILES[lanes]
-        kernel = llvm_gemm.WindowRhsGemm(t, lanes, n, p, ch, q, k, o, lda, ta, c.strides[0] // item, mr, nv)
-        if kernel not in self.kernels:
-            engine, (found,) = self.compile(window_module(kernel), [kernel.name])
-            self.kernels[kernel] = (engine, found, None)
-        _, main, _ = self.kernels[kernel]
-        words = [w for slot_offset in at for w in slot_offset]
+        ta = layout[0] == cpu_blas.TRANS
+        tile = llvm_gemm.WINDOW_RHS_TILES[lanes]
+        kernel = llvm_gemm.WindowRhsGemm(t, lanes, n, p, ch, q, k, o, layout[1], ta, ldc, *tile)
+        main, _ = self._compiled(kernel, [kernel.name])
+        words = [w for place in at for w in place]
         return WindowProduct(kernel, main, None, words, k * ch // lanes, 2 * n * q * k * ch * o)
+
+    def _compiled(
+        self, kernel: llvm_gemm.WindowGemm | llvm_gemm.WindowRhsGemm, names: list[str]
+    ) -> tuple[int, int | None]:
+        """The addresses of ``kernel``'s product function and its rhs copy (``names``: one or both), compiled once."""
+        if kernel not in self.kernels:
+            engine, found = self.compile(window_module(kernel), names)
+            self.kernels[kernel] = (engine, found[0], found[1] if len(found) > 1 else None)
+        _, main, pack = self.kernels[kernel]
+        return main, pack
+
+
+def _operands(
+    x: np.ndarray, index: np.ndarray, other: np.ndarray, c: np.ndarray
+) -> tuple[str, np.ndarray, np.ndarray, int] | None:
+    """The element type, ``other`` and ``c`` as matrices, and ``c``'s leading dim, where ``x`` (N, P, C) and the
+    index (Q, K) int64 are contiguous and nonempty, ``c`` row-major and every float operand of one type; else None."""
+    t = _TYPES.get(c.dtype)
+    other, c = _rows(other), _rows(c)
+    if t is None or x.dtype != c.dtype or other.dtype != c.dtype or index.dtype != np.int64:
+        return None
+    if x.ndim != 3 or index.ndim != 2 or other.ndim != 2 or c.ndim != 2 or 0 in (*x.shape, *index.shape, *c.shape):
+        return None
+    item = c.itemsize
+    (_, p, ch), (_, k) = x.shape, index.shape
+    if x.strides != (p * ch * item, ch * item, item) or index.strides != (k * 8, 8):
+        return None
+    layout = cpu_blas.matrix_layout(c.shape, c.strides, item)
+    if layout is None or layout[0] != cpu_blas.NO_TRANS:
+        return None
+    return t, other, c, layout[1]
 
 
 def rhs_lanes(lanes: int, channels: int) -> int:
