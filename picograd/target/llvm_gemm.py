@@ -139,6 +139,15 @@ class _Ir:
             self(f"  call void @llvm.masked.store.v{w}{_suffix(t)}.p0({vt} {value}, ptr {ptr}, i32 {item}, "
                  f"<{w} x i1> {mask})")  # fmt: skip
 
+    def backedge(self, i: str, nxt: str, bound: str | int, loop: str, done: str) -> None:
+        """End a do-while loop's body: ``nxt = i + 1``, back to ``loop`` while below ``bound``, else on at ``done``
+        (its label opened here)."""
+        more = self.fresh("more")
+        self(f"  {nxt} = add i64 {i}, 1")
+        self(f"  {more} = icmp slt i64 {nxt}, {bound}")
+        self(f"  br i1 {more}, label %{loop}, label %{done}")
+        self(f"{done}:")
+
     def store_tile(
         self, t: str, w: int, rows: list[str], cols: list[str], values: list[list[str]], masks: list[str | None]
     ) -> None:
@@ -268,11 +277,7 @@ def gemm_ir(kernel: GemmKernel) -> str:
             splat = ir.broadcast(t, w, p)
             for v in range(nv):
                 ir.fma(t, w, new[r][v], splat, bvec[v], acc[r][v])
-        ir(f"  {knext} = add i64 {kk}, 1")
-        kmore = ir.fresh("kmore")
-        ir(f"  {kmore} = icmp slt i64 {knext}, %k")
-        ir(f"  br i1 {kmore}, label %{body}, label %{done}")
-        ir(f"{done}:")
+        ir.backedge(kk, knext, "%k", body, done)
         starts = []
         for r in range(mr):
             co = ir.fresh("co")
@@ -473,18 +478,10 @@ def window_gemm_ir(g: WindowGemm) -> str:
             splat = ir.broadcast(t, w, p)
             for v in range(nv):
                 ir.fma(t, w, tout[r][v], splat, bvec[v], cacc[r][v])
-        more = ir.fresh("cmore")
-        ir(f"  {cnext} = add i64 {ch}, 1")
-        ir(f"  {more} = icmp ult i64 {cnext}, {g.c}")
-        ir(f"  br i1 {more}, label %{cbody}, label %{cdone}")
-        ir(f"{cdone}:")
+        ir.backedge(ch, cnext, g.c, cbody, cdone)
         ir(f"  br label %{tlatch}")
         ir(f"{tlatch}:")
-        tmore = ir.fresh("tmore")
-        ir(f"  {tnext} = add i64 {tap}, 1")
-        ir(f"  {tmore} = icmp ult i64 {tnext}, {g.k}")
-        ir(f"  br i1 {tmore}, label %{tbody}, label %{tdone}")
-        ir(f"{tdone}:")
+        ir.backedge(tap, tnext, g.k, tbody, tdone)
         starts = []
         for r in range(mr):
             co = ir.fresh("co")
@@ -656,11 +653,7 @@ def window_rhs_gemm_ir(g: WindowRhsGemm) -> str:
         ir(f"  {xn} = select i1 {wrap}, i64 {xrow}1, i64 {xrow}")
         ir(f"  {irow}1 = add i64 {irow}, {g.k}")
         ir(f"  {irn} = select i1 {wrap}, i64 0, i64 {irow}1")
-        more = ir.fresh("more")
-        ir(f"  {mnext} = add i64 {m}, 1")
-        ir(f"  {more} = icmp ult i64 {mnext}, {positions}")
-        ir(f"  br i1 {more}, label %{body}, label %{done}")
-        ir(f"{done}:")
+        ir.backedge(m, mnext, positions, body, done)
         starts = []
         for r in range(mr):
             row = ir.fresh("crow")
