@@ -5,7 +5,9 @@ Rows per precision (``--dtypes``): ``fp32`` (the SIMT rungs and ``auto``, TF32 o
 ``torch.backends.cuda.matmul.allow_tf32`` on for the tf32 rows only). bf16/fp16 rows have bf16/fp16 A, B and C
 (f32 accumulation on both sides).
 
-For each shape M x N x K (C = A @ B, A (M, K) and B (K, N) row-major float32, C (M, N)) and each schedule, the
+For each shape M x N x K (C = A @ B, A (M, K) and B (K, N) row-major float32, C (M, N); ``--layout nt``:
+C = A @ Bt.T with Bt (N, K) row-major, the layout of ``nn.Linear``'s ``x @ W.T``, where both operands are K-major:
+the only layout the tf32 wgmma kernels take, since wgmma reads 32-bit operands K-major only) and each schedule, the
 matmul is compiled by picograd's pipeline (``compile_for_cuda(..., matmul_schedule=NAME)``: ``pg`` -> loops ->
 ``pg-matmul-schedule`` -> ``gpu`` -> ``ptx``), its one kernel is launched on buffers shared with PyTorch, and the
 result is checked against float64 (relative Frobenius error). cuBLAS runs in the same process on the same
@@ -26,6 +28,7 @@ the script's CPU side.
     python bench/gemm.py                                   # every rung and auto (the default heuristic), every shape
     python bench/gemm.py --schedules warptile,cp-async --shapes 4096x4096x4096 --dtypes fp32
     python bench/gemm.py --dtypes bf16,fp16,tf32           # the tensor-core rows
+    python bench/gemm.py --dtypes tf32 --layout nt --schedules wgmma-ws,mma-sync,auto-sm90a   # tf32 on wgmma
     python bench/gemm.py --compile-only --shapes 256x256x256
     python bench/gemm.py --dtypes bf16 --schedules wgmma-ws,auto-sm90a --shapes 384x384x16384   # split-K
     python bench/gemm.py --dtypes bf16 --schedules wgmma-ws,wgmma-pp,wgmma-pp-128 --shapes 16384x1152x384  # ping-pong
@@ -55,9 +58,14 @@ DTYPES = ("bf16", "fp16", "tf32", "fp32")
 """The precisions of the rows: bf16/fp16 operands and result (f32 accumulation), tf32 (float32 under allow_tf32)."""
 
 
-def matmul_module(m: int, n: int, k: int, dtype: str = "fp32"):
-    """A module with one function ``f(a: (m, k), b: (k, n)) -> a @ b`` at the ``pg`` stage: float32 (``fp32``,
-    ``tf32``: the matmul marked as allowed to use TF32) or bf16/fp16 (``bf16``, ``fp16``)."""
+LAYOUTS = ("nn", "nt")
+"""``nn``: C = A @ B, B (K, N) row-major; ``nt``: C = A @ Bt.T, Bt (N, K) row-major."""
+
+
+def matmul_module(m: int, n: int, k: int, dtype: str = "fp32", layout: str = "nn"):
+    """A module with one function ``f(a: (m, k), b: (k, n)) -> a @ b`` (``layout`` ``nt``: ``f(a: (m, k),
+    bt: (n, k)) -> a @ bt.T``) at the ``pg`` stage: float32 (``fp32``, ``tf32``: the matmul marked as allowed to use
+    TF32) or bf16/fp16 (``bf16``, ``fp16``)."""
     from xdsl.dialects import func
     from xdsl.dialects.builtin import BFloat16Type, Float16Type, FunctionType, ModuleOp, TensorType, f32
     from xdsl.ir import Block, Region
@@ -65,9 +73,14 @@ def matmul_module(m: int, n: int, k: int, dtype: str = "fp32"):
     from picograd.dialects import pg
 
     el = {"bf16": BFloat16Type(), "fp16": Float16Type()}.get(dtype, f32)
-    ta, tb = TensorType(el, [m, k]), TensorType(el, [k, n])
+    ta, tb = TensorType(el, [m, k]), TensorType(el, [k, n] if layout == "nn" else [n, k])
     block = Block(arg_types=[ta, tb])
-    mm = pg.MatmulOp(block.args[0], block.args[1], tf32=dtype == "tf32")
+    rhs = block.args[1]
+    if layout == "nt":
+        transposed = pg.PermuteOp(rhs, [1, 0])
+        block.add_op(transposed)
+        rhs = transposed.results[0]
+    mm = pg.MatmulOp(block.args[0], rhs, tf32=dtype == "tf32")
     block.add_op(mm)
     block.add_op(func.ReturnOp(mm.results[0]))
     fn = func.FuncOp("gemm", FunctionType.from_lists([ta, tb], [mm.results[0].type]), Region(block))
@@ -98,12 +111,14 @@ def plan(ms_guess: float) -> tuple[int, int]:
     return reps, iters
 
 
-def schedules_for(dtype: str) -> list[str]:
-    """The rows of one precision: the SIMT rungs for fp32, the tensor-core rungs for bf16/fp16/tf32; then auto."""
+def schedules_for(dtype: str, layout: str = "nn") -> list[str]:
+    """The rows of one precision: the SIMT rungs for fp32, the tensor-core rungs for bf16/fp16/tf32 (the wgmma ones
+    for tf32 in the ``nt`` layout only); then auto."""
     from picograd.passes.kinds.matmul_rungs import SCHEDULES, WGMMA
 
     rungs = [s for s, row in SCHEDULES.items() if row.tensor_core == (dtype != "fp32")]
-    return rungs + (list(WGMMA) if dtype in ("bf16", "fp16") else []) + ["auto"]
+    wgmma = dtype in ("bf16", "fp16") or (dtype == "tf32" and layout == "nt")
+    return rungs + (list(WGMMA) if wgmma else []) + ["auto"]
 
 
 AUTO_SM90A = "auto-sm90a"
@@ -120,13 +135,13 @@ def schedule_and_arch(name: str) -> tuple[str, str]:
     return name, "sm_90a" if name in WGMMA else "sm_90"
 
 
-def compile_program(name: str, m: int, n: int, k: int, dtype: str):
+def compile_program(name: str, m: int, n: int, k: int, dtype: str, layout: str = "nn"):
     """The ``CudaProgram`` of one row and its first launch (the only one, but for ``auto-sm90a``)."""
     from picograd.driver.gpu_compile import compile_for_cuda
     from picograd.runtime import cuda
 
     schedule, arch = schedule_and_arch(name)
-    prog = compile_for_cuda(matmul_module(m, n, k, dtype), arch=arch, matmul_schedule=schedule)
+    prog = compile_for_cuda(matmul_module(m, n, k, dtype, layout), arch=arch, matmul_schedule=schedule)
     launches = [s for s in prog.steps if isinstance(s, cuda.Launch)]
     if name == AUTO_SM90A:
         return prog, launches[0]
@@ -135,7 +150,7 @@ def compile_program(name: str, m: int, n: int, k: int, dtype: str):
     return prog, launches[0]
 
 
-def run_executable(torch, cuda, name: str, m: int, n: int, k: int, a, b, ref, dtype: str) -> dict:
+def run_executable(torch, cuda, name: str, m: int, n: int, k: int, a, b, ref, dtype: str, layout: str) -> dict:
     """A row whose launch needs the runtime's binding (``wgmma``, ``wgmma-ws``: sm_90a, tensor maps encoded when the
     buffers are bound, dynamic shared memory), run through ``CudaProgram.executable()`` (one CUDA graph a call)."""
     import ml_dtypes
@@ -144,11 +159,11 @@ def run_executable(torch, cuda, name: str, m: int, n: int, k: int, a, b, ref, dt
 
     t0 = time.perf_counter()
     schedule, _ = schedule_and_arch(name)
-    prog = compile_for_cuda(matmul_module(m, n, k, dtype), arch="sm_90a", matmul_schedule=schedule)
+    prog = compile_for_cuda(matmul_module(m, n, k, dtype, layout), arch="sm_90a", matmul_schedule=schedule)
     exe = prog.executable()
     compile_s = time.perf_counter() - t0
-    np_dtype = {"bf16": ml_dtypes.bfloat16, "fp16": np.float16, "fp32": np.float32}[dtype]
-    view = {"bf16": torch.int16, "fp16": torch.float16, "fp32": torch.float32}[dtype]
+    np_dtype = {"bf16": ml_dtypes.bfloat16, "fp16": np.float16, "fp32": np.float32, "tf32": np.float32}[dtype]
+    view = {"bf16": torch.int16, "fp16": torch.float16, "fp32": torch.float32, "tf32": torch.float32}[dtype]
     host = [x.contiguous().view(view).cpu().numpy().view(np_dtype) for x in (a, b)]
     da, db = (cuda.DeviceBuffer.from_numpy(x) for x in host)
     (dc,) = exe(da, db)
@@ -186,13 +201,14 @@ def result(name: str, ms: float, rel: float, compile_s: float, step, kernel) -> 
     }
 
 
-def run_schedule(torch, cuda, name: str, m: int, n: int, k: int, a, b, ref, dtype: str) -> dict:
+def run_schedule(torch, cuda, name: str, m: int, n: int, k: int, a, b, ref, dtype: str, layout: str = "nn") -> dict:
+    """One row: ``b`` is B (K, N), or Bt (N, K) for ``layout`` ``nt``."""
     from picograd.passes.kinds.matmul_rungs import WGMMA
 
     if name in WGMMA or name == AUTO_SM90A:
-        return run_executable(torch, cuda, name, m, n, k, a, b, ref, dtype)
+        return run_executable(torch, cuda, name, m, n, k, a, b, ref, dtype, layout)
     t0 = time.perf_counter()
-    prog, step = compile_program(name, m, n, k, dtype)
+    prog, step = compile_program(name, m, n, k, dtype, layout)
     module = cuda.compile_ptx(prog.ptx, prog.arch)
     kernel = module.kernel(step.kernel)
     compile_s = time.perf_counter() - t0
@@ -221,16 +237,16 @@ def run_schedule(torch, cuda, name: str, m: int, n: int, k: int, a, b, ref, dtyp
     return result(name, ms, rel, compile_s, step, kernel)
 
 
-def compile_only(shapes: list[str], dtypes: list[str], names: list[str] | None) -> None:
+def compile_only(shapes: list[str], dtypes: list[str], names: list[str] | None, layout: str = "nn") -> None:
     """Compile and assemble (ptxas, sm_90, no spills) every row's kernel: the script's CPU side. A row that fails
     prints its error and the others go on; raises ``SystemExit`` naming the failed rows at the end."""
     failed = []
     for shape in shapes:
         m, n, k = (int(x) for x in shape.split("x"))
         for dtype in dtypes:
-            for name in names or schedules_for(dtype):
+            for name in names or schedules_for(dtype, layout):
                 try:
-                    prog, step = compile_program(name, m, n, k, dtype)
+                    prog, step = compile_program(name, m, n, k, dtype, layout)
                     res = prog.assemble(strict=True)
                 except Exception as e:  # one failing rung must not hide the others
                     failed.append(f"{shape} {dtype} {name}")
@@ -250,6 +266,7 @@ def main() -> None:
     ap.add_argument("--schedules", default=None, help="comma-separated rungs (default: those of each dtype, then auto)")
     ap.add_argument("--dtypes", default=",".join(DTYPES), help=f"comma-separated precisions among {DTYPES}")
     ap.add_argument("--shapes", default=",".join(SHAPES), help="comma-separated MxNxK")
+    ap.add_argument("--layout", default="nn", choices=LAYOUTS, help="nn: A @ B (default); nt: A @ Bt.T")
     ap.add_argument("--skip-slow", action="store_true", help="naive and coalesced only up to 4096")
     ap.add_argument("--compile-only", action="store_true", help="compile and assemble each row's kernel; no GPU")
     ap.add_argument("--out", default=os.path.join(HERE, "results", "gemm_h200.jsonl"))
@@ -259,7 +276,7 @@ def main() -> None:
         ap.error(f"--dtypes: expected some of {DTYPES}, got {opts.dtypes}")
     names = opts.schedules.split(",") if opts.schedules else None
     if opts.compile_only:
-        compile_only(opts.shapes.split(","), dtypes, names)
+        compile_only(opts.shapes.split(","), dtypes, names, opts.layout)
         return
 
     import torch
@@ -288,22 +305,25 @@ def main() -> None:
             torch.backends.cuda.matmul.allow_tf32 = dtype == "tf32"
             gen = torch.Generator(device="cuda").manual_seed(0)
             a = torch.randn((m, k), device="cuda", dtype=torch.float32, generator=gen).to(torch_dtype[dtype])
-            b = torch.randn((k, n), device="cuda", dtype=torch.float32, generator=gen).to(torch_dtype[dtype])
-            ref = a.double() @ b.double()
+            b_shape = (k, n) if opts.layout == "nn" else (n, k)
+            b = torch.randn(b_shape, device="cuda", dtype=torch.float32, generator=gen).to(torch_dtype[dtype])
+            rhs = b if opts.layout == "nn" else b.t()  # cuBLAS on the same layout (a transposed operand, no copy)
+            ref = a.double() @ rhs.double()
             c = torch.empty((m, n), device="cuda", dtype=a.dtype)
             guess = flop / (50e12 if dtype == "fp32" else 400e12) * 1e3
             reps, iters = plan(guess)
-            cublas_ms = cuda_events_ms(torch, lambda a=a, b=b, c=c: torch.matmul(a, b, out=c), reps, iters)
+            cublas_ms = cuda_events_ms(torch, lambda a=a, b=rhs, c=c: torch.matmul(a, b, out=c), reps, iters)
             cublas_rel = float(torch.linalg.norm(c.double() - ref) / torch.linalg.norm(ref))
-            for name in names or schedules_for(dtype):
+            for name in names or schedules_for(dtype, opts.layout):
                 if opts.skip_slow and name in ("naive", "coalesced") and m * n * k > 4096**3:
                     continue
                 try:
-                    r = run_schedule(torch, cuda, name, m, n, k, a, b, ref, dtype)
+                    r = run_schedule(torch, cuda, name, m, n, k, a, b, ref, dtype, opts.layout)
                 except Exception as e:  # one failing rung must not lose the others
                     r = {"schedule": name, "error": f"{type(e).__name__}: {e}"[:2000]}
-                row = {**env, "m": m, "n": n, "k": k, "dtype": dtype, **r, "cublas_ms": cublas_ms,
-                       "cublas_tflops": flop / cublas_ms / 1e9, "cublas_rel_err": cublas_rel}  # fmt: skip
+                row = {**env, "m": m, "n": n, "k": k, "dtype": dtype, "layout": opts.layout, **r,
+                       "cublas_ms": cublas_ms, "cublas_tflops": flop / cublas_ms / 1e9,
+                       "cublas_rel_err": cublas_rel}  # fmt: skip
                 if "ms" in r:
                     row["tflops"] = flop / r["ms"] / 1e9
                     row["ratio_to_cublas"] = cublas_ms / r["ms"]

@@ -9,6 +9,7 @@
 #   facts          25      nvidia-smi (GPU, driver, clocks, power), torch/CUDA/triton/tinygrad/xdsl versions, ptxas
 #   tests         150      pytest -m gpu tests (every GPU test; 8 xdist workers when pytest-xdist is there)
 #   gemm          120      bench/gemm.py at 4096^3 and 8192^3 (the bars' shapes), every rung and dtype row it has
+#   gemm-nt       120      bench/gemm.py --layout nt --dtypes tf32 (A @ Bt.T: the tf32 wgmma kernels' layout)
 #   attention      60      bench/attention.py, if the file exists (helper attn's branch)
 #   models      the rest   bench/gpu_models.py, its --budget = what is left before DEADLINE minus the later parts'
 #                          limits: the models in its priority order (gpt:bfloat16 first), the rest reported skipped
@@ -31,7 +32,8 @@
 #   and torch.compile side by side; gemm.py and train_step.py print their own tables at the end of their logs.
 # Overrides (environment): H200_DEADLINE (seconds, default 560); MODELS_ARGS, FULL_GPT_ARGS (more arguments for
 # gpu_models.py, e.g. MODELS_ARGS="--models gpt:bfloat16,bert --steps 50"); GEMM_ARGS, ATTENTION_ARGS and
-# TRAIN_STEP_ARGS (for gemm.py, attention.py and train_step.py: later options override the script's).
+# TRAIN_STEP_ARGS (for gemm.py, attention.py and train_step.py: later options override the script's);
+# GEMM_LIMIT and ATTENTION_LIMIT (seconds, defaults 120 and 60: head dim 128 needs about 150).
 START=$SECONDS
 DEADLINE=$((START + ${H200_DEADLINE:-560}))
 FINAL="${OUT:-/tmp/picograd-gpu-out}"
@@ -117,9 +119,16 @@ part_tests() {
 
 part_gemm() {
   # shellcheck disable=SC2086 # GEMM_ARGS is a list of arguments
-  run gemm 120 "$PY" bench/gemm.py --skip-slow --shapes 4096x4096x4096,8192x8192x8192 --out "$OUT/gemm_h200.jsonl" \
-    ${GEMM_ARGS:-}
+  run gemm "${GEMM_LIMIT:-120}" "$PY" bench/gemm.py --skip-slow --shapes 4096x4096x4096,8192x8192x8192 \
+    --out "$OUT/gemm_h200.jsonl" ${GEMM_ARGS:-}
   tail -n 4 "$OUT/gemm.log"
+}
+
+part_gemm_nt() {
+  run gemm_nt "${GEMM_LIMIT:-120}" "$PY" bench/gemm.py --layout nt --dtypes tf32 \
+    --schedules mma-sync,wgmma,wgmma-ws,wgmma-pp,auto-sm90a --shapes 4096x4096x4096,8192x8192x8192 \
+    --out "$OUT/gemm_nt_h200.jsonl"
+  tail -n 12 "$OUT/gemm_nt.log"
 }
 
 part_attention() {
@@ -131,7 +140,7 @@ part_attention() {
   "$PY" bench/attention.py --help 2>/dev/null | grep -q -- "--out" && out=(--out "$OUT/attention_h200.jsonl")
   touch "$OUT/.attention_start"
   # shellcheck disable=SC2086 # ATTENTION_ARGS is a list of arguments
-  run attention 60 "$PY" bench/attention.py "${out[@]}" ${ATTENTION_ARGS:-}
+  run attention "${ATTENTION_LIMIT:-60}" "$PY" bench/attention.py "${out[@]}" ${ATTENTION_ARGS:-}
   # without --out, take whatever it wrote under bench/results/ during the run
   find bench/results -maxdepth 1 -name 'attention*.json*' -newer "$OUT/.attention_start" -exec cp {} "$OUT/" \;
   tail -n 4 "$OUT/attention.log"
@@ -171,12 +180,13 @@ for part in "$@"; do
   facts) part_facts ;;
   tests) part_tests ;;
   gemm) part_gemm ;;
+  gemm-nt) part_gemm_nt ;;
   attention) part_attention ;;
   models) part_models --out "$OUT/gpu_models_h200.jsonl" ;;
   models-all) part_models --out "$OUT/gpu_models_h200.jsonl" --models "gpt:bfloat16,gpt,mlp-names,names-mlp,names-rnn,names-gru,names-lstm,names-transformer,bert,cnn,ddpm" ;;
   full-gpt) part_full_gpt ;;
   train_step) part_train_step ;;
-  *) echo "unknown part '$part' (parts: facts tests gemm attention models models-all full-gpt train_step)" ;;
+  *) echo "unknown part '$part' (parts: facts tests gemm gemm-nt attention models models-all full-gpt train_step)" ;;
   esac
   pack
 done

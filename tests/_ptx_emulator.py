@@ -593,16 +593,20 @@ def wgmma_operand(block: Block, desc: int, rows: int, trans: int, esize: int) ->
     if trans and not width:
         raise EmulationError("wgmma with imm-trans 1 (M/N-major) without swizzle is not emulated")
     per_chunk = 16 // esize
-    out = np.zeros((rows, 16), dtype=np.uint16)
+    kdim = 32 // esize  # one instruction's K: 32 bytes (k16 of bf16/f16, k8 of tf32)
+    bits = {2: np.uint16, 4: np.uint32}[esize]
+    out = np.zeros((rows, kdim), dtype=bits)
     chunks: set[int] = set()
 
     def chunk(at: int) -> np.ndarray:
         if at % 16 or at + 16 > len(block.smem):
             raise EmulationError(f"wgmma operand chunk at shared address {at}: misaligned or out of range")
         chunks.add(at >> 4)
-        return np.frombuffer(bytes(block.smem[at : at + 16]), np.uint16)
+        return np.frombuffer(bytes(block.smem[at : at + 16]), bits)
 
     if trans:
+        if esize != 2:
+            raise EmulationError("wgmma with imm-trans 1 on 32-bit (tf32) operands: PTX allows it for f16/bf16 only")
         atom = width // esize  # M/N elements of one swizzled row
         for k in range(16):
             for r0 in range(0, rows, per_chunk):
@@ -610,7 +614,7 @@ def wgmma_operand(block: Block, desc: int, rows: int, trans: int, esize: int) ->
                              + (r0 % atom) * esize, width)  # fmt: skip
                 out[r0 : r0 + per_chunk, k] = chunk(at)[: rows - r0]
     for r in range(rows if not trans else 0):
-        for kc in range(16 // per_chunk):
+        for kc in range(2):  # the two 16-byte chunks of a row's 32 bytes of K
             if width:
                 at = swizzle(start + (r // 8) * stride + (r % 8) * width + kc * 16, width)
             else:
@@ -656,6 +660,7 @@ def wgmma_run(block: Block, group: list[Any], chained: dict[Any, np.ndarray]) ->
     asynchronously, any time up to the wait), D = A @ B + scale_d * D in float64 rounded to f32 per instruction."""
     for op, threads in group:
         n, t = op.n, op.mod("atype")
+        esize = 4 if t == "tf32" else 2
         idx = wgmma_accumulator_index(n)
         key = tuple(op.acc)
         first = threads[0]
@@ -665,12 +670,18 @@ def wgmma_run(block: Block, group: list[Any], chained: dict[Any, np.ndarray]) ->
             shared = 2
         else:
             scale_a, scale_b, trans_a, trans_b = op.immediates()
-            a = wgmma_operand(block, first[1], 64, trans_a, 2)
+            a = wgmma_operand(block, first[1], 64, trans_a, esize)
             shared = 1
-        b = wgmma_operand(block, first[2], n, trans_b, 2)
+        b = wgmma_operand(block, first[2], n, trans_b, esize)
         if any(th[shared:] != first[shared:] for th in threads):
             raise EmulationError("wgmma.mma_async: the threads of the warpgroup give different descriptors or scale-d")
-        conv = (lambda x: bf16_to_f32(x).astype(np.float64)) if t == "bf16" else (lambda x: x.view(np.float16))
+        conv = {
+            "bf16": lambda x: bf16_to_f32(x).astype(np.float64),
+            "f16": lambda x: x.view(np.float16),
+            # tf32 from shared memory: the f32 bits as stored (no cvt can round them on the way); the tensor cores
+            # use the sign, exponent and top 10 mantissa bits, modelled here as truncating the low 13
+            "tf32": lambda x: (x & np.uint32(0xFFFFE000)).view(np.float32),
+        }[t]
         av, bv = conv(a).astype(np.float64) * scale_a, conv(b).astype(np.float64) * scale_b
         d = np.zeros((64, n))
         if first[3]:

@@ -52,8 +52,12 @@ def module_of(s: wg.WgmmaSchedule, p: wg.Problem) -> tuple[ptx.ModuleOp, ptx.Fun
 def run(s: wg.WgmmaSchedule, p: wg.Problem, rng: np.random.Generator) -> None:
     module, func = module_of(s, p)
     ptxas.assemble(print_ptx(module), "sm_90a", strict=True)
-    a_bits, a = random_bf16(rng, (p.batch, p.m, p.k))
-    b_bits, bt = random_bf16(rng, (p.batch, p.n, p.k))
+    if p.dtype == "tf32":  # f32 in memory; the tensor cores read the top 19 bits (the emulator truncates)
+        a_bits, a = random_tf32(rng, (p.batch, p.m, p.k))
+        b_bits, bt = random_tf32(rng, (p.batch, p.n, p.k))
+    else:
+        a_bits, a = random_bf16(rng, (p.batch, p.m, p.k))
+        b_bits, bt = random_bf16(rng, (p.batch, p.n, p.k))
     # an M/N-major operand is stored transposed: At (k, m), B (k, n)
     pairs = zip((a_bits, b_bits), p.majors, strict=True)
     stored = [x.swapaxes(1, 2).copy() if major == "mn" else x for x, major in pairs]
@@ -63,7 +67,7 @@ def run(s: wg.WgmmaSchedule, p: wg.Problem, rng: np.random.Generator) -> None:
         addr = emu.heap.alloc(array.nbytes)
         emu.heap.put(addr, array)
         pointers.append(addr)
-        tmap = TensorMap(addr, np.dtype(np.uint16), spec.shape, spec.strides, spec.box, spec.swizzle)
+        tmap = TensorMap(addr, array.dtype, spec.shape, spec.strides, spec.box, spec.swizzle)
         maps.append(emu.tensor_map(tmap))
     esize = 4 if p.out_dtype == "f32" else 2
     pc = emu.heap.alloc(p.batch * p.m * p.n * esize, 0xFF)
@@ -84,6 +88,13 @@ def run(s: wg.WgmmaSchedule, p: wg.Problem, rng: np.random.Generator) -> None:
             assert np.all(err <= bound), f"max error {err.max()}"
 
 
+def random_tf32(rng: np.random.Generator, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """Random f32 numbers (bits as uint32) and, as float64, the tf32 values a wgmma reads of them (the low 13
+    mantissa bits dropped): the kernel must compute exactly with those, to f32 accumulation."""
+    bits = rng.standard_normal(shape).astype(np.float32).view(np.uint32)
+    return bits, (bits & np.uint32(0xFFFFE000)).view(np.float32).astype(np.float64)
+
+
 #: 128x128x64 (2x2 tiles, one K tile), and an edge: ragged M, N and K (zero-filled by TMA), 3 K tiles over 2
 #: stages, a batch of 2, bf16 output (odd N: scalar stores); then M/N-major operands (imm-trans 1): the backward
 #: pass's dX = dY @ W (B stored [k, n]) on a ragged edge, and dW = dY.T @ X (both stored [k, .]).
@@ -92,7 +103,11 @@ CASES = {
     "edge": wg.Problem(70, 37, 136, batch=2, out_dtype="bf16"),
     "b_mn_edge": wg.Problem(72, 96, 80, majors=("k", "mn")),
     "ab_mn": wg.Problem(64, 64, 128, majors=("mn", "mn")),
+    "tf32": wg.Problem(128, 128, 64, dtype="tf32"),
+    "tf32_edge": wg.Problem(70, 37, 136, batch=2, dtype="tf32", out_dtype="bf16"),
 }
+"""... and tf32 (f32 operands, K-major, K tiles of 32): 2 K tiles; and the ragged edge (K = 136: 5 K tiles, the last
+of 8) with a batch and a bf16 output."""
 
 
 @pytest.mark.parametrize("problem", CASES.values(), ids=list(CASES))
@@ -143,12 +158,32 @@ def test_pingpong_warpgroups_take_turns_over_many_tiles(name: str, problem: wg.P
     run(TEST_SCHEDULES[name], problem, rng)
 
 
+@pytest.mark.parametrize("name", list(wg.SCHEDULES))
+def test_tf32_wgmma_kernel_assembles_at_4096_with_tf32_hgmma(name: str) -> None:
+    """The tf32 kernels: ``m64nNk8.f32.tf32.tf32`` (no imm-trans operands), eight a K tile of 32, no local memory."""
+    s = wg.SCHEDULES[name]
+    module, _ = module_of(s, wg.Problem(4096, 4096, 4096, dtype="tf32"))
+    text = print_ptx(module)
+    assert f"wgmma.mma_async.sync.aligned.m64n{s.bn}k8.f32.tf32.tf32" in text
+    result = ptxas.assemble(text, "sm_90a", strict=True)
+    info = result.kernels["mm"]
+    assert info.spill_stores == 0 and info.stack_frame == 0
+    if ptxas.find_cuobjdump() is None:
+        pytest.skip("cuobjdump not installed (pip install nvidia-cuda-cuobjdump nvidia-cuda-nvdisasm)")
+    sass = ptxas.dump_sass(result.cubin)
+    assert f"HGMMA.64x{s.bn}x8.F32.TF32" in sass and not any(op in sass for op in ("LDL", "STL"))
+
+
 def test_wgmma_kernel_refuses_what_it_cannot_compute() -> None:
     s = wg.SCHEDULES["wgmma"]
     with pytest.raises(ValueError, match="wgmma schedule cannot compute a 64x64x60 matmul: K = 60"):
         wg.build_kernel(s, wg.Problem(64, 64, 60), "mm")
     with pytest.raises(ValueError, match="inputs of f32"):
         wg.build_kernel(s, wg.Problem(64, 64, 64, dtype="f32"), "mm")
+    with pytest.raises(ValueError, match="a tf32 operand that is not K-major"):
+        wg.build_kernel(s, wg.Problem(64, 64, 64, dtype="tf32", majors=("k", "mn")), "mm")
+    with pytest.raises(ValueError, match="K = 30 .* a multiple of 4"):
+        wg.build_kernel(s, wg.Problem(64, 64, 30, dtype="tf32"), "mm")
     with pytest.raises(ValueError, match="bn=12"):
         wg.build_kernel(wg.WgmmaSchedule("wgmma", 1, 12, 2), wg.Problem(64, 64, 64), "mm")
     with pytest.raises(ValueError, match="ping-pong takes a producer warpgroup"):
@@ -206,14 +241,53 @@ def test_compiled_program_runs_on_the_emulator(name: str, b_major: str, rng: np.
     assert np.all(np.abs(c.astype(np.float64) - ref) <= bound)
 
 
+def pg_matmul_tf32(m: int, n: int, k: int, b_major: str) -> ModuleOp:
+    """The ``pg``-stage f32 matmul recorded under ``allow_tf32``: ``a @ bt.T`` (``b_major`` "k") or ``a @ b``."""
+
+    def body(e, a, b):  # noqa: ANN001, ANN202 - test_loops.build's callback
+        return [e(pg.MatmulOp(a, e(pg.PermuteOp(b, [1, 0])) if b_major == "k" else b, tf32=True))]
+
+    return build([t(m, k), t(*((n, k) if b_major == "k" else (k, n)))], body)
+
+
+@pytest.mark.parametrize("option", ["wgmma-ws", "auto"])
+def test_tf32_matmul_compiles_to_the_tf32_wgmma_kernel_and_runs(option: str, rng: np.random.Generator) -> None:
+    """A tf32 ``x @ W.T`` (both operands K-major) on sm_90a, forced or ``auto``: one wgmma-ws launch with f32
+    tensor maps, exact on the tf32 values (to f32 accumulation) on the emulator."""
+    m, n, k = 128, 136, 72  # auto's tensor-core threshold (2**20 multiply-adds) and a ragged last K tile of 8
+    program = compile_for_cuda(pg_matmul_tf32(m, n, k, "k"), arch="sm_90a", matmul_schedule=option)
+    (launch,) = program.steps
+    assert isinstance(launch, cuda.Launch) and launch.shmem == wg.SCHEDULES["wgmma-ws"].shared_bytes
+    maps = launch.args[:2]
+    assert all(isinstance(x, cuda.TensorMap) and x.dtype == "f32" and x.box[0] == 32 for x in maps), maps
+    program.assemble(strict=True)
+    a_bits, a = random_tf32(rng, (m, k))
+    b_bits, bt = random_tf32(rng, (n, k))
+    (c,) = run_program(program, [a_bits.view(np.float32), b_bits.view(np.float32)])
+    assert_close(c, a, bt.T)
+    exact = a_bits.view(np.float32).astype(np.float64) @ b_bits.view(np.float32).astype(np.float64).T
+    assert np.abs(c - exact).max() > 0  # the tf32 values, not the f32 ones, were multiplied
+
+
+def test_tf32_matmul_with_an_n_major_operand_keeps_mma_sync_or_is_one_clear_error() -> None:
+    """``a @ b`` (B stored [k, n]): wgmma cannot read a 32-bit operand M/N-major. ``auto`` falls back to the
+    tf32 ``mma-sync`` rung at the loop stage (not to f32 SIMT); forcing ``wgmma-ws`` is an error naming why."""
+    program = compile_for_cuda(pg_matmul_tf32(128, 128, 64, "mn"), arch="sm_90a", matmul_schedule="auto")
+    (launch,) = program.steps
+    assert not any(isinstance(x, cuda.TensorMap) for x in launch.args)
+    assert "mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32" in program.ptx
+    with pytest.raises(CompileError, match=r"wgmma-ws cannot compute the matmul.*a tf32 operand that is not K-major"):
+        compile_for_cuda(pg_matmul_tf32(128, 128, 64, "mn"), arch="sm_90a", matmul_schedule="wgmma-ws")
+
+
 def test_wgmma_off_sm_90a_or_on_f32_is_one_clear_error() -> None:
     with pytest.raises(CompileError, match=r"matmul schedule 'wgmma' \(bf16\).* needs target sm_90a.*sm_90"):
         compile_for_cuda(parse_loops(loops_bf16(64, 64, 64)), arch="sm_90", matmul_schedule="wgmma")
     f32 = MM(64, 64, 64).module()
-    with pytest.raises(CompileError, match=r"matmul schedule 'wgmma-ws' does not support fp32 .*bf16/fp16 .*sm_90a"):
+    with pytest.raises(CompileError, match=r"schedule 'wgmma-ws' does not support fp32 .*bf16/fp16/tf32 .*sm_90a"):
         compile_for_cuda(f32, arch="sm_90a", matmul_schedule="wgmma-ws")
     f64 = MM(64, 64, 64, dtype="f64").module()
-    with pytest.raises(CompileError, match=r"matmul schedule 'wgmma' does not support fp64 .*bf16/fp16 .*sm_90a"):
+    with pytest.raises(CompileError, match=r"matmul schedule 'wgmma' does not support fp64 .*bf16/fp16/tf32 .*sm_90a"):
         compile_for_cuda(f64, arch="sm_90a", matmul_schedule="wgmma")
 
 
@@ -322,3 +396,24 @@ def test_wgmma_program_on_gpu(name: str, shape: tuple[int, int, int], rng: np.ra
     inputs = [cuda.DeviceBuffer.from_numpy(x.view(ml_dtypes.bfloat16)) for x in (a_bits, b_bits)]
     (out,) = program.executable()(*inputs)
     assert_close(out.to_numpy(), a, bt.T)
+
+
+@pytest.mark.parametrize("shape", [(128, 136, 72), (1000, 1000, 1000), (4096, 4096, 4096)], ids=str)
+@pytest.mark.parametrize("name", ["wgmma", "wgmma-ws", "wgmma-pp"])
+@pytest.mark.gpu
+@pytest.mark.skipif(not cuda.available(), reason="needs an NVIDIA GPU")
+def test_tf32_wgmma_program_on_gpu(name: str, shape: tuple[int, int, int], rng: np.random.Generator) -> None:
+    """tf32 ``x @ W.T`` on the GPU: within f32 accumulation of the truncated tf32 values (the emulator's model), and
+    within tf32's rounding of the f32 ones (if the tensor cores round rather than truncate, only the second holds:
+    the first assertion then names the difference)."""
+    m, n, k = shape
+    program = compile_for_cuda(pg_matmul_tf32(m, n, k, "k"), arch="sm_90a", matmul_schedule=name)
+    a_bits, a = random_tf32(rng, (m, k))
+    b_bits, bt = random_tf32(rng, (n, k))
+    inputs = [cuda.DeviceBuffer.from_numpy(x.view(np.float32)) for x in (a_bits, b_bits)]
+    (out,) = program.executable()(*inputs)
+    c = out.to_numpy().astype(np.float64)
+    a32, b32 = (x.view(np.float32).astype(np.float64) for x in (a_bits, b_bits))
+    ref = a32 @ b32.T
+    assert np.linalg.norm(c - ref) / np.linalg.norm(ref) < 2e-3  # tf32: 10 mantissa bits
+    assert_close(c, a, bt.T)

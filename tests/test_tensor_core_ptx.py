@@ -721,6 +721,12 @@ def regs(kind: str, n: int) -> list[SSAValue]:
             ),
             "imm-scale",
         ),  # fmt: skip
+        (
+            lambda: ptx.WgmmaMmaAsyncOp(
+                8, "tf32", regs("f32", 4), *regs("b64", 2), ptx.SetpOp("eq", *regs("u32", 2)).result, trans_b=1
+            ),
+            "K-major only",
+        ),  # fmt: skip
         (lambda: ptx.SetmaxnregOp("inc", 100), "multiple of 8"),
         (lambda: ptx.WgmmaWaitGroupOp(9), "0..7"),
         (lambda: ptx.StmatrixOp(regs("u32", 1)[0], regs("u64", 2)), "needs .b32"),

@@ -2365,10 +2365,19 @@ MMA_SHAPES: dict[tuple[str, str], MmaShape] = {
 #: ``wgmma.mma_async`` with shared-memory descriptors: input types (f32 accumulators) and the N of ``m64nNk16``.
 WGMMA_TYPES = ("bf16", "f16")
 WGMMA_N = tuple(range(8, 257, 8))
+#: The K of one ``wgmma.mma_async`` per input type: 32 bytes of K, ``m64nNk16`` for 16-bit types, ``m64nNk8`` for
+#: ``.tf32`` (PTX ISA 8.0 section 9.7.14.2). ``.tf32`` operands are 32-bit (an f32's bits; the tensor cores read
+#: its top 19) and K-major only: imm-trans is for ``.f16``/``.bf16`` alone (section 9.7.14.5).
+WGMMA_K: dict[str, int] = {"bf16": 16, "f16": 16, "tf32": 8}
 
 #: Swizzle modes of a wgmma shared-memory matrix descriptor, bits 62-63 (PTX ISA 8.0 section 9.7.14.5.1,
 #: "Matrix Descriptor Format"), with the swizzle width in bytes (0: no swizzle, "interleave").
 WGMMA_SWIZZLE: dict[int, int] = {0: 0, 1: 128, 2: 64, 3: 32}
+
+
+def wgmma_shape_n(shape: str | None) -> int:
+    """The N of a wgmma shape modifier ``m64nNkK`` (0 when there is none)."""
+    return int((shape or "m64n0k16")[4:].split("k")[0])
 
 
 def wgmma_descriptor(address: int, leading_byte_offset: int, stride_byte_offset: int, swizzle: int = 128) -> int:
@@ -2874,16 +2883,18 @@ class WgmmaWaitGroupOp(Instruction):
             raise self.fail(f"the pending-group count must be in 0..7, got {self.pending.value.data}")
 
 
-@instruction(_SYNC, _ALIGNED, Slot("shape", tuple(f"m64n{n}k16" for n in WGMMA_N)), Slot("dtype", ("f32",)),
-             Slot("atype", WGMMA_TYPES), Slot("btype", WGMMA_TYPES))  # fmt: skip
+@instruction(_SYNC, _ALIGNED, Slot("shape", tuple(f"m64n{n}k{k}" for k in (16, 8) for n in WGMMA_N)),
+             Slot("dtype", ("f32",)), Slot("atype", tuple(WGMMA_K)), Slot("btype", tuple(WGMMA_K)))  # fmt: skip
 class WgmmaMmaAsyncOp(Instruction):
     """``wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 {%f1, ..., %f32}, %rd1, %rd2, %p1, 1, 1, 0, 0;`` (PTX
     ISA 8.0 section 9.7.14.5): the warpgroup (4 consecutive warps, the first a multiple of 4) computes
-    D (64xN, f32) = A (64x16) @ B (16xN) + (scale_d ? D : 0), A and B read from shared memory through the matrix
+    D (64xN, f32) = A (64xK) @ B (KxN) + (scale_d ? D : 0), A and B read from shared memory through the matrix
     descriptors ``desc_a``/``desc_b`` (``.b64``, see ``wgmma_descriptor``), ``trans_a``/``trans_b`` 0 for K-major
-    tiles, 1 for M/N-major; ``scale_a``/``scale_b`` are 1 or -1. The N/2 accumulator registers ``acc`` of each
-    thread are read and **written in place** (as PTX does), asynchronously: they hold D only after
-    ``wgmma.commit_group`` and ``wgmma.wait_group``. sm_90a."""
+    tiles, 1 for M/N-major (16-bit types only); ``scale_a``/``scale_b`` are 1 or -1. K is :data:`WGMMA_K` of the
+    type: 16 for bf16/f16, 8 for ``.tf32`` (``m64nNk8.f32.tf32.tf32``: f32 bits in shared memory, read as tf32;
+    its PTX takes no imm-trans operands). The N/2 accumulator registers ``acc`` of each thread are read and
+    **written in place** (as PTX does), asynchronously: they hold D only after ``wgmma.commit_group`` and
+    ``wgmma.wait_group``. sm_90a."""
 
     name = "ptx.wgmma_mma_async"
     MNEMONIC: ClassVar[str] = "wgmma.mma_async"
@@ -2912,15 +2923,17 @@ class WgmmaMmaAsyncOp(Instruction):
         trans_a: int = 0,
         trans_b: int = 0,
     ):
-        props = self.modifier_properties({"sync": True, "aligned": True, "shape": f"m64n{n}k16", "dtype": "f32",
-                                          "atype": type, "btype": type})  # fmt: skip
+        if type not in WGMMA_K:
+            raise ValueError(f"wgmma.mma_async: inputs of {type} (expected one of {', '.join(WGMMA_K)})")
+        props = self.modifier_properties({"sync": True, "aligned": True, "shape": f"m64n{n}k{WGMMA_K[type]}",
+                                          "dtype": "f32", "atype": type, "btype": type})  # fmt: skip
         for key, value in zip(self.IMMEDIATES, (scale_a, scale_b, trans_a, trans_b), strict=True):
             props[key] = IntegerAttr(value, i64)
         super().__init__(operands=[[SSAValue.get(v) for v in acc], desc_a, desc_b, scale_d], properties=props)
 
     @property
     def n(self) -> int:
-        return int((self.mod("shape") or "m64n0k16")[4:-3])
+        return wgmma_shape_n(self.mod("shape"))
 
     def immediates(self) -> list[int]:
         return [cast(IntegerAttr, self.properties[k]).value.data for k in self.IMMEDIATES]
@@ -2947,7 +2960,9 @@ class WgmmaMmaAsyncOp(Instruction):
 
     def ptx_args(self, name: Callable[[SSAValue], str]) -> str:
         regs = ", ".join(name(v) for v in (self.desc_a, self.desc_b, self.scale_d))
-        return f"{_braced(name, self.acc)}, {regs}, " + ", ".join(str(x) for x in self.immediates())
+        # .tf32 (and the 8-bit types) take no imm-trans-a/b operands: only imm-scale-a/b
+        immediates = self.immediates() if self.mod("atype") in ("bf16", "f16") else self.immediates()[:2]
+        return f"{_braced(name, self.acc)}, {regs}, " + ", ".join(str(x) for x in immediates)
 
     def verify_modifiers(self) -> None:
         _check_target(self, "wgmma")
@@ -2962,6 +2977,11 @@ class WgmmaMmaAsyncOp(Instruction):
             raise self.fail(f"imm-scale-a/b must be 1 or -1, got {scale_a}, {scale_b}")
         if trans_a not in (0, 1) or trans_b not in (0, 1):
             raise self.fail(f"imm-trans-a/b must be 0 or 1, got {trans_a}, {trans_b}")
+        atype = self.mod("atype") or ""
+        if not (self.mod("shape") or "").endswith(f"k{WGMMA_K.get(atype, 0)}"):
+            raise self.fail(f".{atype} takes the shape m64nNk{WGMMA_K.get(atype)}, got .{self.mod('shape')}")
+        if atype == "tf32" and (trans_a or trans_b):
+            raise self.fail(".tf32 operands are K-major only: imm-trans-a/b must be 0")
 
 
 @instruction(_SYNC, _ALIGNED, Slot("shape", tuple(f"m64n{n}k16" for n in WGMMA_N)), Slot("dtype", ("f32",)),
@@ -3014,7 +3034,7 @@ class WgmmaMmaAsyncRsOp(Instruction):
 
     @property
     def n(self) -> int:
-        return int((self.mod("shape") or "m64n0k16")[4:-3])
+        return wgmma_shape_n(self.mod("shape"))
 
     @property
     def a(self) -> tuple[SSAValue, ...]:

@@ -25,8 +25,8 @@ that lowers it and every size it uses, so that the IR says what will run. The lo
                                                    (``passes/kinds/scatter_add.py``, whose table chooses)
     naive ... cp-async  matmul                     tile = [BM, BN, BK], threads, warps, lanes, reps, vec, vector,
                                                    async_copy: the rung of the SGEMM ladder (:data:`SCHEDULES`)
-    wgmma, wgmma-ws   matmul (bf16/fp16, sm_90a)   tile, threads, stages, specialised (pingpong): the Hopper
-    wgmma-pp(-192)                                 tensor-core kernels (:data:`WGMMA`,
+    wgmma, wgmma-ws   matmul (bf16/fp16/tf32,      tile, threads, stages, specialised (pingpong), tf32: the
+    wgmma-pp(-192)    sm_90a)                      Hopper tensor-core kernels (:data:`WGMMA`,
                                                    ``passes/kinds/matmul_wgmma.py``),
                                                    forced by name, or ``auto``'s on ``arch=sm_90a`` (wgmma-ws,
                                                    with ``fallback``: auto's rung where TMA cannot read an operand)
@@ -132,18 +132,20 @@ def _matmul(op: kernel.FusedOp | kernel.LaunchOp, o: Options) -> ScheduleAttr:
     try:
         if o.matmul in WGMMA:
             check_precision(o.matmul, mm.precision)
-            return matmul_wgmma.schedule_attr(o.matmul)
+            return matmul_wgmma.schedule_attr(o.matmul, tf32=mm.precision == "tf32")
         rung = matmul_rung(m, n, k, math.prod(batch), element_of(mm.lhs), o.matmul, mm.precision)
     except ValueError as e:
         raise PassFailedException(f"pg-schedule: {e}{where(mm)}") from None
     if o.matmul == "auto" and rung is not None and rung.tensor_core and o.arch == "sm_90a":
-        # On Hopper, auto's 16-bit tensor-core matmuls run on wgmma-ws (measured on an H100, 2026-12-05: 83-87% of
-        # cuBLAS at 4096^3-8192^3, mma-sync 36%) when their extents give TMA its 16-byte rows; an operand that
-        # turns out to be a misaligned view at the loop stage takes the mma-sync rung there (``fallback``).
+        # On Hopper, auto's tensor-core matmuls run on wgmma-ws (measured on an H100, 2026-12-05: 83-87% of
+        # cuBLAS at 4096^3-8192^3 for bf16, mma-sync 36%) when their extents give TMA its 16-byte rows; an operand
+        # that turns out to be a misaligned view at the loop stage, or a tf32 operand that is not K-major, takes the
+        # mma-sync rung there (``fallback``).
         if mm.precision in TENSOR_CORE[AUTO_WGMMA][0] and all(x % 8 == 0 for x in (m, n, k)):
             ws = matmul_wgmma.SCHEDULES[AUTO_WGMMA]
             tiles = math.prod(batch) * -(-m // ws.bm) * -(-n // ws.bn)
-            return matmul_wgmma.schedule_attr(AUTO_WGMMA, fallback=True, split_k=split_k(tiles, k, matmul_wgmma.SMS))
+            chunks = split_k(tiles, k, matmul_wgmma.SMS)
+            return matmul_wgmma.schedule_attr(AUTO_WGMMA, fallback=True, split_k=chunks, tf32=mm.precision == "tf32")
     return o.per_point() if rung is None else rung.attr()
 
 

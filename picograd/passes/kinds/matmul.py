@@ -707,13 +707,14 @@ def tile(par: scf.ParallelOp, option: str) -> bool:
     malformed schedule attribute and :class:`MalformedNest`."""
     attr = par.attributes.get(SCHEDULE_ATTR)
     name = attr.strategy.data if isinstance(attr, ScheduleAttr) else option
+    tf32 = isinstance(attr, ScheduleAttr) and attr.flag("tf32")
     if name in WGMMA:  # the Hopper tensor-core kernels (picograd/passes/kinds/matmul_wgmma.py)
         nest = read_matmul(par)
         auto_choice = isinstance(attr, ScheduleAttr) and attr.flag("fallback")
-        if auto_choice and isinstance(matmul_wgmma.problem(nest, name), str):
+        if auto_choice and isinstance(matmul_wgmma.problem(nest, name, tf32), str):
             option, attr = "auto", None  # auto's wgmma choice on a nest it cannot run: auto's rung for it instead
         else:
-            matmul_wgmma.schedule_nest(nest, name)
+            matmul_wgmma.schedule_nest(nest, name, tf32)
             return True
     if isinstance(attr, ScheduleAttr):
         rung = Schedule.from_attr(attr)
@@ -722,7 +723,8 @@ def tile(par: scf.ParallelOp, option: str) -> bool:
         schedule_nest(read_matmul(par), rung)
         return True
     nest = read_matmul(par)
-    fit = matmul_rung(nest.m, nest.n, nest.k, math.prod(nest.batch), nest.element, option, nest.precision)
+    precision = "tf32" if tf32 else nest.precision  # a tf32 matmul's fallback keeps the tensor cores (mma-sync)
+    fit = matmul_rung(nest.m, nest.n, nest.k, math.prod(nest.batch), nest.element, option, precision)
     if fit is None:
         return False
     schedule_nest(nest, fit)

@@ -190,12 +190,13 @@ WGMMA = matmul_wgmma.SCHEDULES
 only (``auto`` takes ``wgmma-ws``, :data:`AUTO_WGMMA`)."""
 TENSOR_CORE = {
     **{name: (("bf16", "fp16", "tf32"), "sm_80") for name in ("mma-sync", *MMA_SYNC_VARIANTS)},
-    **{name: (("bf16", "fp16"), "sm_90a") for name in WGMMA},
+    **{name: (("bf16", "fp16", "tf32"), "sm_90a") for name in WGMMA},
 }
 """Tensor-core rungs: the precisions they run (``pg.MatmulOp.precision``) and the oldest target they run on (the
 wgmma ones check sm_90a in ``pg-to-ptx``, which knows the target)."""
 AUTO_WGMMA = "wgmma-ws"
-"""The kernel ``auto`` takes on sm_90a for the 16-bit matmuls it would run on ``mma-sync`` (``pg-schedule``)."""
+"""The kernel ``auto`` takes on sm_90a for the bf16/fp16/tf32 matmuls it would run on ``mma-sync``
+(``pg-schedule``; a tf32 one whose operands are not both K-major falls back to ``mma-sync`` at the loop stage)."""
 AUTO_MIN_TENSOR_FMAS = 1 << 20
 """From this many multiply-adds up, ``auto`` runs bf16/fp16 (and tf32) matmuls on tensor cores."""
 MIN_TENSOR_EXTENT = 16

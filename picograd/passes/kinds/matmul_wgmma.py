@@ -3,7 +3,12 @@ directly.
 
 C (M x N, f32 or bf16) = A (M x K) @ B (K x N), A and B bf16 or f16, each stored K-major (A[m, k], B as Bt[n, k],
 as ``x @ W.T`` of ``nn.Linear`` has them) or M/N-major (A as At[k, m], B[k, n], as the backward pass's
-``dY @ W`` and ``dY.T @ X`` have them), accumulated in f32, optionally batched (a leading batch dim on A, B and C).
+``dY @ W`` and ``dY.T @ X`` have them), or f32 read as tf32 (a matmul recorded under ``allow_tf32``; both operands
+K-major, the only layout wgmma takes for 32-bit inputs: ``m64nNk8.f32.tf32.tf32``, the f32 bits as TMA copied them,
+of which the tensor cores use the top 19), accumulated in f32, optionally batched (a leading batch dim on A, B and
+C). A K tile is 128 bytes of K whatever the type (64 bf16/f16 or 32 f32), so the shared-memory layout, the
+descriptors and their 32-byte steps are those of the 16-bit kernels; only the TMA element type, the tile's K and
+the instruction's K (``ptx.WGMMA_K``) change.
 The kernel follows the public H100 GEMM worklogs (Pranjal Shankhdhar, "Outperforming cuBLAS on H100: a Worklog",
 2024, the fast.cu kernels; ThunderKittens' H100 GEMM levels; MLIR's ``nvgpu`` lowering of ``tma.async.load`` and
 ``warpgroup.mma``), written from the PTX ISA 8.0 (sections 9.7.8.24.9 ``cp.async.bulk.tensor``, 9.7.12.15
@@ -11,8 +16,8 @@ The kernel follows the public H100 GEMM worklogs (Pranjal Shankhdhar, "Outperfor
 
 - **TMA tiles**: A and B are passed as tensor maps (``.param .align 64 .b8 [128]``, made by the runtime with
   ``cuTensorMapEncodeTiled``; :class:`TensorMapSpec` says what each describes). A K-major box is 64 elements of K
-  (128 bytes, one 128-byte swizzle width) by the tile's rows; an M/N-major tile is boxes of 64 elements of M/N by
-  the 64 of K, one per 64 rows. Boxes land in shared memory swizzled (CUTLASS's ``Swizzle<3,4,3>``); elements
+  (128 bytes, one 128-byte swizzle width; 32 of f32) by the tile's rows; an M/N-major tile is boxes of 64 elements
+  of M/N by the 64 of K, one per 64 rows. Boxes land in shared memory swizzled (CUTLASS's ``Swizzle<3,4,3>``); elements
   outside the matrix arrive as zeros, so ragged M, N and K need no code.
 - **A pipeline of ``stages``** shared-memory buffers, each with a *full* mbarrier: the copies of a stage complete on
   it (``mbarrier.arrive.expect_tx`` announces the bytes), consumers wait on its phase parity
@@ -48,9 +53,9 @@ The kernel follows the public H100 GEMM worklogs (Pranjal Shankhdhar, "Outperfor
   ``st.global.v2.b16`` of two bf16/f16 rounded to nearest even by ``cvt.rn``) where they fall inside C, skipping
   the column groups past N.
 
-Limits (:func:`unsupported`): bf16/fp16 inputs; each operand a whole (batched) matrix whose contiguous dim is a
-multiple of 8 (the 16-byte row pitch TMA needs), at a 16-byte-aligned offset; a broadcast operand (no batch dim)
-is not built.
+Limits (:func:`unsupported`): bf16/fp16 inputs, or tf32 with both operands K-major; each operand a whole
+(batched) matrix whose contiguous dim is a multiple of 16 bytes (the row pitch TMA needs), at a 16-byte-aligned
+offset; a broadcast operand (no batch dim) is not built.
 """
 
 from __future__ import annotations
@@ -90,11 +95,12 @@ if TYPE_CHECKING:
     from picograd.passes.kinds.matmul import MatmulNest
 
 BK = 64
-"""K elements of a tile: 128 bytes of bf16/f16, one 128-byte swizzle row."""
+"""K elements of a 16-bit tile: 128 bytes of bf16/f16, one 128-byte swizzle row (:func:`tile_k` for any type)."""
 ATOM = 64
 """Elements of a 128-byte swizzle row: an M/N-major tile is stored as 64-wide atoms of BK rows of K."""
 SWIZZLE = 128
-WGMMA_K = 16
+WGMMA_K = ptx.WGMMA_K["bf16"]
+"""K of one 16-bit wgmma (the attention kernels' inputs are bf16)."""
 WARPGROUP = 128
 SMS = 132
 """Streaming multiprocessors of the H100/H200: the blocks of a persistent grid."""
@@ -105,9 +111,18 @@ MAX_SHARED = 227 * 1024
 TENSOR_MAPS_ATTR = "pg.tensor_maps"
 """Attribute of a ``ptx.func`` with tensor-map parameters: for each, what the runtime encodes (see
 :class:`TensorMapSpec`)."""
-INPUT_TYPES = ("bf16", "f16")
+INPUT_TYPES = ("bf16", "f16", "tf32")
+"""A's and B's types: ``tf32`` is f32 in memory, read by the tensor cores as tf32."""
+ELEMENT_BYTES = {"bf16": 2, "f16": 2, "tf32": 4}
+TMA_TYPES = {"bf16": "bf16", "f16": "f16", "tf32": "f32"}
+"""The tensor-map element type of each input type."""
 OUTPUT_TYPES = ("f32", "bf16", "f16")
 """C's element types (16-bit ones rounded to nearest even with ``cvt.rn``)."""
+
+
+def tile_k(dtype: str) -> int:
+    """K elements of a K tile of inputs of ``dtype``: one 128-byte swizzle row (64 of bf16/f16, 32 of tf32)."""
+    return SWIZZLE // ELEMENT_BYTES[dtype]
 
 
 @dataclass(frozen=True)
@@ -139,7 +154,7 @@ class WgmmaSchedule:
 
     @property
     def stage_bytes(self) -> int:
-        return (self.bm + self.bn) * BK * 2
+        return (self.bm + self.bn) * SWIZZLE  # a K tile is 128 bytes of each row of A and Bt
 
     @property
     def shared_bytes(self) -> int:
@@ -266,12 +281,16 @@ def unsupported(p: Problem) -> str | None:
         return f"an output of {p.out_dtype}"
     if min(p.m, p.n, p.k) < 1:
         return "an empty matmul"
+    if p.dtype == "tf32" and p.majors != ("k", "k"):
+        return "a tf32 operand that is not K-major (wgmma reads 32-bit operands K-major only: A[m, k] and Bt[n, k])"
+    per_row = 16 // ELEMENT_BYTES[p.dtype]
     for role, major, rows in (("A", p.majors[0], p.m), ("B", p.majors[1], p.n)):
         inner, name = (p.k, "K") if major == "k" else (rows, "M" if role == "A" else "N")
-        if inner % 8:
-            return f"{name} = {inner} (TMA needs rows of a multiple of 16 bytes: {name} of {role} a multiple of 8)"
-    if p.split and p.k % BK:
-        return f"chunks of K = {p.k} (a partial matmul of split-K takes whole K tiles of {BK})"
+        if inner % per_row:
+            return (f"{name} = {inner} (TMA needs rows of a multiple of 16 bytes: {name} of {role} a multiple of "
+                    f"{per_row})")  # fmt: skip
+    if p.split and p.k % tile_k(p.dtype):
+        return f"chunks of K = {p.k} (a partial matmul of split-K takes whole K tiles of {tile_k(p.dtype)})"
     if p.offsets[0] % 16 or p.offsets[1] % 16:
         return "operands that are not 16-byte aligned"
     if p.m * p.n >= 2**32 or p.batch > 65535:
@@ -290,14 +309,15 @@ def grid(s: WgmmaSchedule, p: Problem, sms: int = SMS) -> tuple[int, int, int]:
 def tensor_map_specs(s: WgmmaSchedule, p: Problem) -> tuple[TensorMapSpec, TensorMapSpec]:
     """The tensor maps of A (operand 0) and Bt (operand 1)."""
     specs = []
+    es, bk = ELEMENT_BYTES[p.dtype], tile_k(p.dtype)
     for operand, rows, box_rows in ((0, p.m, s.bm), (1, p.n, s.bn)):
-        # K-major: boxes of 64 elements of K by the tile's rows; M/N-major: 64 of M/N (one 128-byte swizzle row)
-        # by the K tile, one box per 64 rows of the tile
+        # K-major: boxes of a K tile (128 bytes) by the tile's rows; M/N-major (16-bit only): 64 of M/N (one
+        # 128-byte swizzle row) by the K tile, one box per 64 rows of the tile
         depth = p.k * p.batch if p.split else p.k
-        shape, box = ((depth, rows), (BK, box_rows)) if p.majors[operand] == "k" else ((rows, depth), (ATOM, BK))
-        batch = ((p.batch,), (p.k * 2 * rows,), (1,)) if p.batch > 1 and not p.split else ((), (), ())
-        spec = TensorMapSpec(p.operands[operand], p.offsets[operand], p.dtype, shape + batch[0],
-                             (shape[0] * 2,) + batch[1], box + batch[2])  # fmt: skip
+        shape, box = ((depth, rows), (bk, box_rows)) if p.majors[operand] == "k" else ((rows, depth), (ATOM, BK))
+        batch = ((p.batch,), (p.k * es * rows,), (1,)) if p.batch > 1 and not p.split else ((), (), ())
+        spec = TensorMapSpec(p.operands[operand], p.offsets[operand], TMA_TYPES[p.dtype], shape + batch[0],
+                             (shape[0] * es,) + batch[1], box + batch[2])  # fmt: skip
         specs.append(spec)
     return specs[0], specs[1]
 
@@ -359,21 +379,22 @@ class _Kernel(PipelineBuilder):
     def __init__(self, s: WgmmaSchedule, p: Problem, name: str):
         self.s, self.p, self.name = s, p, name
         self.stages = s.stages
-        self.nk = -(-p.k // BK)
+        self.bk = tile_k(p.dtype)
+        self.nk = -(-p.k // self.bk)
         self.tiles_n, self.tiles_m = -(-p.n // s.bn), -(-p.m // s.bm)
         self.labels = 0
 
     def stage_addr(self, stage: SSAValue) -> tuple[SSAValue, SSAValue, SSAValue]:
         """(A tile, Bt tile, full mbarrier) of ``stage``."""
         a = ptx.MadOp(stage, imm(self.s.stage_bytes), self.tiles, "u32", mode="lo").result
-        b = binop(ptx.AddOp, a, self.s.bm * BK * 2)
+        b = binop(ptx.AddOp, a, self.s.bm * SWIZZLE)
         return a, b, ptx.MadOp(stage, imm(8), self.full, "u32", mode="lo").result
 
     def issue(self, stage: SSAValue, kt: SSAValue, row_a: SSAValue, row_b: SSAValue, batch: SSAValue | None) -> None:
         """Arm the stage's full mbarrier with its bytes and copy the K tile ``kt`` of A and Bt into it."""
         a, b, bar = self.stage_addr(stage)
         ptx.MbarrierArriveOp(bar, self.s.stage_bytes)
-        col = ptx.MulOp(kt, imm(BK, "s32"), "s32", mode="lo").result
+        col = ptx.MulOp(kt, imm(self.bk, "s32"), "s32", mode="lo").result
         extra = [batch] if batch is not None else []
         if self.p.split and batch is not None:  # split-K: batch z reads K from z * k on, of unbatched A and Bt
             col = ptx.MadOp(batch, imm(self.p.k, "s32"), col, "s32", mode="lo").result
@@ -394,19 +415,20 @@ class _Kernel(PipelineBuilder):
         return smem_descriptor(addr, 16 if major == "k" else BK * 2 * ATOM)
 
     def mma(self, stage: SSAValue, first: SSAValue, consumer: SSAValue, pending: int = 0) -> None:
-        """The warpgroup's four m64nBNk16 on its 64 rows of the stage, one commit group; ``first`` (a predicate) is
+        """The warpgroup's four m64nBNk16 (m64nBNk8 for tf32) on its 64 rows of the stage, one commit group;
+        ``first`` (a predicate) is
         false for the first K tile of an output tile (D = A @ B, not + D). Then wait until at most ``pending``
         groups are in flight."""
         a, b, _ = self.stage_addr(stage)
-        slab = 64 * BK * 2  # 64 rows of A: 64 K-major rows of 128 bytes, or one M/N-major box of 64 x BK
+        slab = 64 * SWIZZLE  # 64 rows of A: 64 K-major rows of 128 bytes, or one M/N-major box of 64 x BK
         a = ptx.MadOp(consumer, imm(self.s.atoms * slab), a, "u32", mode="lo").result
         majors = self.p.majors
         das = [self.descriptor(binop(ptx.AddOp, a, i * slab) if i else a, majors[0]) for i in range(self.s.atoms)]
         db = self.descriptor(b, majors[1])
         trans = [int(m == "mn") for m in majors]
         ptx.WgmmaFenceOp()
-        for kk in range(BK // WGMMA_K):
-            # the next 16 of K: 32 bytes along a K-major row, 16 rows (2048 bytes) of an M/N-major tile; >> 4
+        for kk in range(self.bk // ptx.WGMMA_K[self.p.dtype]):
+            # the next 16 (tf32: 8) of K: 32 bytes along a K-major row, 16 rows (2048 bytes) of an M/N-major tile
             steps = [(2 if m == "k" else 128) * kk for m in majors]
             desc_b = ptx.AddOp(db, imm(steps[1], "b64"), "s64").result if kk else db
             for acc, da in zip(self.acc, das, strict=True):
@@ -711,15 +733,17 @@ def type_name(t: Attribute) -> str:
     return _TYPE_NAMES.get(type(t), str(t))  # type: ignore[arg-type]
 
 
-def schedule_attr(name: str, fallback: bool = False, split_k: int = 1) -> ScheduleAttr:
+def schedule_attr(name: str, fallback: bool = False, split_k: int = 1, tf32: bool = False) -> ScheduleAttr:
     """``pg-schedule``'s ``#kernel.schedule`` for a matmul run by ``name`` (a key of :data:`SCHEDULES`; its
     precision is checked by ``matmul_rungs.check_precision``). ``fallback`` (``auto``'s choice, not the user's):
-    ``pg-matmul-schedule`` takes ``auto``'s SIMT/mma-sync rung instead where :func:`problem` refuses the nest."""
+    ``pg-matmul-schedule`` takes ``auto``'s SIMT/mma-sync rung instead where :func:`problem` refuses the nest;
+    ``tf32``: the f32 operands are read as tf32 (a matmul recorded under ``allow_tf32``)."""
     s = SCHEDULES[name]
     return ScheduleAttr(
         name,
         {
-            "tile": (s.bm, s.bn, BK),
+            "tile": (s.bm, s.bn, tile_k("tf32" if tf32 else "bf16")),
+            **({"tf32": True} if tf32 else {}),
             "threads": s.threads,
             "stages": s.stages,
             "specialised": s.specialised,
@@ -739,9 +763,10 @@ def _plain_load(ops: Sequence[Operation]) -> memref.LoadOp | None:
     return None
 
 
-def problem(nest: MatmulNest, name: str) -> tuple[Problem, list[memref.LoadOp]] | str:
+def problem(nest: MatmulNest, name: str, tf32: bool = False) -> tuple[Problem, list[memref.LoadOp]] | str:
     """The wgmma problem of a matmul nest of the loop stage and its operands' loads, or why the kernel ``name``
-    cannot compute it (the whole message of a ``PassFailedException``)."""
+    cannot compute it (the whole message of a ``PassFailedException``). ``tf32``: f32 operands may be read as tf32
+    (the schedule's ``tf32`` flag: the loop stage does not record ``allow_tf32`` otherwise)."""
     par = nest.par
     *batch_ivs, m_iv, n_iv = nest.ivs
     loads, majors = [], []
@@ -750,10 +775,13 @@ def problem(nest: MatmulNest, name: str) -> tuple[Problem, list[memref.LoadOp]] 
         if load is None:
             return f"pg-matmul-schedule: {name}: operand {role}{where(par)} is not a plain load"
         dtype = type_name(load.res.type)
+        if dtype == "f32" and tf32:
+            dtype = "tf32"
         if dtype not in INPUT_TYPES:
             return (
                 f"pg-matmul-schedule: matmul schedule '{name}' does not support {dtype}{where(par)}: it runs "
-                f"{'/'.join(INPUT_TYPES)} matmuls on the tensor cores of sm_90a"
+                "bf16/f16 matmuls, and f32 ones as tf32 under pg.backends.cuda.matmul.allow_tf32, on the tensor "
+                "cores of sm_90a"
             )
         indices = list(load.indices)
         # a partial matmul of split-K reads unbatched A and B at s * chunk + k (s its only batch dim)
@@ -774,21 +802,23 @@ def problem(nest: MatmulNest, name: str) -> tuple[Problem, list[memref.LoadOp]] 
     assert isinstance(out_type, MemRefType)
     out_dtype = type_name(out_type.get_element_type())
     dtype = type_name(loads[0].res.type)
+    dtype = "tf32" if dtype == "f32" and tf32 else dtype
     split = nest.a.split is not None and nest.b.split is not None
     p = Problem(
         nest.m, nest.n, nest.k, math.prod(nest.batch), dtype, out_dtype, majors=(majors[0], majors[1]), split=split
     )
     why = unsupported(p)
-    if why is not None or type_name(loads[1].res.type) != dtype:
+    if why is not None or type_name(loads[1].res.type) != type_name(loads[0].res.type):
         why = why or "A and B of different types"
         return f"pg-matmul-schedule: {name} cannot compute the matmul{where(par)}: {why}"
     return p, loads
 
 
-def schedule_nest(nest: MatmulNest, name: str) -> None:
+def schedule_nest(nest: MatmulNest, name: str, tf32: bool = False) -> None:
     """Replace a matmul nest of the loop stage by the ``gpu.launch`` of the wgmma kernel ``name`` (see
-    :data:`PROBLEM_ATTR`). Raises ``PassFailedException`` when :func:`problem` refuses it."""
-    found = problem(nest, name)
+    :data:`PROBLEM_ATTR`; ``tf32`` as for :func:`problem`). Raises ``PassFailedException`` when :func:`problem`
+    refuses it."""
+    found = problem(nest, name, tf32)
     if isinstance(found, str):
         raise PassFailedException(found)
     p, loads = found

@@ -4,7 +4,7 @@
 // RUN: not pgc-opt %s -p 'pg-schedule{arch=sm_80}' 2>&1 | filecheck %s --check-prefix=ERR
 // On sm_90a, auto runs the 16-bit matmuls it would give mma-sync on wgmma-ws (marked `fallback`: auto's choice,
 // which pg-matmul-schedule may replace by auto's rung where the loop stage shows an operand TMA cannot read);
-// tf32, extents that are not multiples of 8, and every matmul on sm_90 keep mma-sync.
+// so does tf32 (below); extents that are not multiples of 8, and every matmul on sm_90, keep mma-sync.
 
 // CHECK-LABEL: func.func @half
 // CHECK: #kernel.schedule<"wgmma-ws", tile = [128, 256, 64], threads = 384, stages = 4, specialised, fallback>
@@ -38,8 +38,13 @@ func.func @ragged(%x: tensor<250x500xbf16>, %w: tensor<500x380xbf16>) -> tensor<
 
 // -----
 
+// A tf32 matmul takes wgmma-ws too, on K tiles of 32 f32 (128 bytes); its fallback (an operand that is not K-major,
+// which wgmma cannot read as 32-bit) is the tf32 mma-sync rung, at the loop stage.
 // CHECK-LABEL: func.func @tf32
-// CHECK: #kernel.schedule<"mma-sync", {{.*}} tf32>
+// CHECK: #kernel.schedule<"wgmma-ws", tile = [128, 256, 32], tf32, threads = 384, stages = 4, specialised, fallback>
+// PTX-LABEL: ptx.func @k0_matmul
+// PTX-NOT: ptx.wgmma_mma_async
+// PTX: ptx.mma_sync sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32
 func.func @tf32(%x: tensor<128x128xf32>, %w: tensor<128x128xf32>) -> tensor<128x128xf32> {
   %h = kernel.fused @k0_matmul "matmul" (%x, %w) : (tensor<128x128xf32>, tensor<128x128xf32>) -> (tensor<128x128xf32>) {
   ^bb0(%a: tensor<128x128xf32>, %b: tensor<128x128xf32>):
@@ -47,6 +52,23 @@ func.func @tf32(%x: tensor<128x128xf32>, %w: tensor<128x128xf32>) -> tensor<128x
     kernel.yield %m : tensor<128x128xf32>
   }
   func.return %h : tensor<128x128xf32>
+}
+
+// -----
+
+// x @ W.T in tf32: both operands K-major, so the loop stage keeps wgmma-ws: m64n256k8 on f32 tiles read as tf32.
+// CHECK-LABEL: func.func @tf32_linear
+// CHECK: #kernel.schedule<"wgmma-ws", tile = [128, 256, 32], tf32,
+// PTX-LABEL: ptx.func @k0_matmul
+// PTX: ptx.wgmma_mma_async sync.aligned.m64n256k8.f32.tf32.tf32
+func.func @tf32_linear(%x: tensor<128x128xf32>, %w: tensor<256x128xf32>) -> tensor<128x256xf32> {
+  %h = kernel.fused @k0_matmul "matmul" (%x, %w) : (tensor<128x128xf32>, tensor<256x128xf32>) -> (tensor<128x256xf32>) {
+  ^bb0(%a: tensor<128x128xf32>, %b: tensor<256x128xf32>):
+    %bt = pg.permute %b perm = [1, 0] : tensor<256x128xf32> -> tensor<128x256xf32>
+    %m = pg.matmul %a, %bt tf32 : (tensor<128x128xf32>, tensor<128x256xf32>) -> tensor<128x256xf32>
+    kernel.yield %m : tensor<128x256xf32>
+  }
+  func.return %h : tensor<128x256xf32>
 }
 
 // -----
