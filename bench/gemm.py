@@ -7,7 +7,8 @@ Rows per precision (``--dtypes``): ``fp32`` (the SIMT rungs and ``auto``, TF32 o
 
 For each shape M x N x K (C = A @ B, A (M, K) and B (K, N) row-major float32, C (M, N); ``--layout nt``:
 C = A @ Bt.T with Bt (N, K) row-major, the layout of ``nn.Linear``'s ``x @ W.T``, where both operands are K-major:
-the only layout the tf32 wgmma kernels take, since wgmma reads 32-bit operands K-major only) and each schedule, the
+the only layout wgmma reads 32-bit operands in, so that in the ``nn`` layout the tf32 wgmma rows first copy B
+transposed, ``pg-wgmma-layout``, a second launch timed with the matmul) and each schedule, the
 matmul is compiled by picograd's pipeline (``compile_for_cuda(..., matmul_schedule=NAME)``: ``pg`` -> loops ->
 ``pg-matmul-schedule`` -> ``gpu`` -> ``ptx``), its one kernel is launched on buffers shared with PyTorch, and the
 result is checked against float64 (relative Frobenius error). cuBLAS runs in the same process on the same
@@ -111,14 +112,12 @@ def plan(ms_guess: float) -> tuple[int, int]:
     return reps, iters
 
 
-def schedules_for(dtype: str, layout: str = "nn") -> list[str]:
-    """The rows of one precision: the SIMT rungs for fp32, the tensor-core rungs for bf16/fp16/tf32 (the wgmma ones
-    for tf32 in the ``nt`` layout only); then auto."""
+def schedules_for(dtype: str) -> list[str]:
+    """The rows of one precision: the SIMT rungs for fp32, the tensor-core rungs for bf16/fp16/tf32; then auto."""
     from picograd.passes.kinds.matmul_rungs import SCHEDULES, WGMMA
 
     rungs = [s for s, row in SCHEDULES.items() if row.tensor_core == (dtype != "fp32")]
-    wgmma = dtype in ("bf16", "fp16") or (dtype == "tf32" and layout == "nt")
-    return rungs + (list(WGMMA) if wgmma else []) + ["auto"]
+    return rungs + (list(WGMMA) if dtype != "fp32" else []) + ["auto"]
 
 
 AUTO_SM90A = "auto-sm90a"
@@ -136,14 +135,16 @@ def schedule_and_arch(name: str) -> tuple[str, str]:
 
 
 def compile_program(name: str, m: int, n: int, k: int, dtype: str, layout: str = "nn"):
-    """The ``CudaProgram`` of one row and its first launch (the only one, but for ``auto-sm90a``)."""
+    """The ``CudaProgram`` of one row and its first launch (the only one, but for ``auto-sm90a`` and the tf32 wgmma
+    rows of the ``nn`` layout, whose B ``pg-wgmma-layout`` copies transposed first)."""
     from picograd.driver.gpu_compile import compile_for_cuda
+    from picograd.passes.kinds.matmul_rungs import WGMMA
     from picograd.runtime import cuda
 
     schedule, arch = schedule_and_arch(name)
     prog = compile_for_cuda(matmul_module(m, n, k, dtype, layout), arch=arch, matmul_schedule=schedule)
     launches = [s for s in prog.steps if isinstance(s, cuda.Launch)]
-    if name == AUTO_SM90A:
+    if name == AUTO_SM90A or name in WGMMA:
         return prog, launches[0]
     if len(launches) != 1:
         raise RuntimeError(f"{name} {dtype} {m}x{n}x{k}: {len(launches)} launches, expected 1")
@@ -180,8 +181,10 @@ def run_executable(torch, cuda, name: str, m: int, n: int, k: int, a, b, ref, dt
             exe(da, db, out=[dc])
 
     ms = cuda.time_ms(burst, warmup=2, iters=iters) / reps
-    steps = [s for s in prog.steps if isinstance(s, cuda.Launch)]  # split-K: the partial matmuls, then the sum
-    row = result(name, ms, rel, compile_s, steps[0], exe.module.kernel(steps[0].kernel))
+    # split-K: the partial matmuls, then the sum; tf32 A @ B on wgmma: Bt's copy, then the matmul (the row's kernel)
+    steps = [s for s in prog.steps if isinstance(s, cuda.Launch)]
+    main = next((s for s in steps if any(isinstance(a, cuda.TensorMap) for a in s.args)), steps[0])
+    row = result(name, ms, rel, compile_s, main, exe.module.kernel(main.kernel))
     return {**row, "launches": len(steps)}
 
 
@@ -244,7 +247,7 @@ def compile_only(shapes: list[str], dtypes: list[str], names: list[str] | None, 
     for shape in shapes:
         m, n, k = (int(x) for x in shape.split("x"))
         for dtype in dtypes:
-            for name in names or schedules_for(dtype, layout):
+            for name in names or schedules_for(dtype):
                 try:
                     prog, step = compile_program(name, m, n, k, dtype, layout)
                     res = prog.assemble(strict=True)
@@ -314,7 +317,7 @@ def main() -> None:
             reps, iters = plan(guess)
             cublas_ms = cuda_events_ms(torch, lambda a=a, b=rhs, c=c: torch.matmul(a, b, out=c), reps, iters)
             cublas_rel = float(torch.linalg.norm(c.double() - ref) / torch.linalg.norm(ref))
-            for name in names or schedules_for(dtype, opts.layout):
+            for name in names or schedules_for(dtype):
                 if opts.skip_slow and name in ("naive", "coalesced") and m * n * k > 4096**3:
                     continue
                 try:

@@ -269,15 +269,40 @@ def test_tf32_matmul_compiles_to_the_tf32_wgmma_kernel_and_runs(option: str, rng
     assert np.abs(c - exact).max() > 0  # the tf32 values, not the f32 ones, were multiplied
 
 
-def test_tf32_matmul_with_an_n_major_operand_keeps_mma_sync_or_is_one_clear_error() -> None:
-    """``a @ b`` (B stored [k, n]): wgmma cannot read a 32-bit operand M/N-major. ``auto`` falls back to the
-    tf32 ``mma-sync`` rung at the loop stage (not to f32 SIMT); forcing ``wgmma-ws`` is an error naming why."""
-    program = compile_for_cuda(pg_matmul_tf32(128, 128, 64, "mn"), arch="sm_90a", matmul_schedule="auto")
+@pytest.mark.parametrize("option", ["wgmma-ws", "auto"])
+def test_tf32_matmul_with_b_stored_k_by_n_runs_on_wgmma_through_a_transposed_copy(option: str, rng: np.random.Generator
+                                                                                  ) -> None:  # fmt: skip
+    """``a @ b`` with B stored [k, n]: wgmma cannot read a 32-bit operand N-major, so ``pg-wgmma-layout`` has a
+    movement kernel write Bt first; the wgmma-ws kernel then reads it K-major. Exact on the tf32 values."""
+    m, n, k = 128, 136, 72
+    program = compile_for_cuda(pg_matmul_tf32(m, n, k, "mn"), arch="sm_90a", matmul_schedule=option)
+    copy, gemm = program.steps
+    assert isinstance(copy, cuda.Launch) and isinstance(gemm, cuda.Launch)
+    assert not any(isinstance(x, cuda.TensorMap) for x in copy.args)
+    assert [type(x) for x in gemm.args[:2]] == [cuda.TensorMap] * 2 and gemm.args[1].shape == (k, n)
+    program.assemble(strict=True)
+    a_bits, a = random_tf32(rng, (m, k))
+    b_bits, bt = random_tf32(rng, (n, k))
+    (c,) = run_program(program, [a_bits.view(np.float32), b_bits.T.copy().view(np.float32)])
+    assert_close(c, a, bt.T)
+
+
+def test_tf32_matmul_with_a_stored_k_by_m_keeps_mma_sync_or_is_one_clear_error() -> None:
+    """``a.T @ bt.T`` (A stored [k, m], as the weight gradient's ``dY.T @ X``): ``auto`` falls back to the tf32
+    ``mma-sync`` rung at the loop stage (not to f32 SIMT); forcing ``wgmma-ws`` is an error naming why."""
+
+    def module() -> ModuleOp:
+        def body(e, a, b):  # noqa: ANN001, ANN202 - test_loops.build's callback
+            return [e(pg.MatmulOp(e(pg.PermuteOp(a, [1, 0])), e(pg.PermuteOp(b, [1, 0])), tf32=True))]
+
+        return build([t(64, 128), t(128, 64)], body)
+
+    program = compile_for_cuda(module(), arch="sm_90a", matmul_schedule="auto")
     (launch,) = program.steps
     assert not any(isinstance(x, cuda.TensorMap) for x in launch.args)
     assert "mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32" in program.ptx
     with pytest.raises(CompileError, match=r"wgmma-ws cannot compute the matmul.*a tf32 operand that is not K-major"):
-        compile_for_cuda(pg_matmul_tf32(128, 128, 64, "mn"), arch="sm_90a", matmul_schedule="wgmma-ws")
+        compile_for_cuda(module(), arch="sm_90a", matmul_schedule="wgmma-ws")
 
 
 def test_wgmma_off_sm_90a_or_on_f32_is_one_clear_error() -> None:
@@ -398,19 +423,21 @@ def test_wgmma_program_on_gpu(name: str, shape: tuple[int, int, int], rng: np.ra
     assert_close(out.to_numpy(), a, bt.T)
 
 
+@pytest.mark.parametrize("b_major", ["k", "mn"])
 @pytest.mark.parametrize("shape", [(128, 136, 72), (1000, 1000, 1000), (4096, 4096, 4096)], ids=str)
 @pytest.mark.parametrize("name", ["wgmma", "wgmma-ws", "wgmma-pp"])
 @pytest.mark.gpu
 @pytest.mark.skipif(not cuda.available(), reason="needs an NVIDIA GPU")
-def test_tf32_wgmma_program_on_gpu(name: str, shape: tuple[int, int, int], rng: np.random.Generator) -> None:
-    """tf32 ``x @ W.T`` on the GPU: within f32 accumulation of the truncated tf32 values (the emulator's model), and
-    within tf32's rounding of the f32 ones (if the tensor cores round rather than truncate, only the second holds:
-    the first assertion then names the difference)."""
+def test_tf32_wgmma_program_on_gpu(name: str, shape: tuple[int, int, int], b_major: str, rng: np.random.Generator
+                                   ) -> None:  # fmt: skip
+    """tf32 ``x @ W.T`` (and ``x @ W``, through ``pg-wgmma-layout``'s transposed copy) on the GPU: within f32
+    accumulation of the truncated tf32 values (the emulator's model), and within tf32's rounding of the f32 ones."""
     m, n, k = shape
-    program = compile_for_cuda(pg_matmul_tf32(m, n, k, "k"), arch="sm_90a", matmul_schedule=name)
+    program = compile_for_cuda(pg_matmul_tf32(m, n, k, b_major), arch="sm_90a", matmul_schedule=name)
     a_bits, a = random_tf32(rng, (m, k))
     b_bits, bt = random_tf32(rng, (n, k))
-    inputs = [cuda.DeviceBuffer.from_numpy(x.view(np.float32)) for x in (a_bits, b_bits)]
+    b_in = b_bits if b_major == "k" else b_bits.T.copy()
+    inputs = [cuda.DeviceBuffer.from_numpy(x.view(np.float32)) for x in (a_bits, b_in)]
     (out,) = program.executable()(*inputs)
     c = out.to_numpy().astype(np.float64)
     a32, b32 = (x.view(np.float32).astype(np.float64) for x in (a_bits, b_bits))

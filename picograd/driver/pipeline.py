@@ -3,7 +3,8 @@
 ``pg`` is what the frontend records; ``grad`` rewrites hand-written attention into the attention op
 (``pg-fuse-attention``) and expands ``pg.grad`` (``pg-autodiff``); ``step`` expands the optimizer
 ops; ``simplify`` canonicalizes (``pg-canonicalize``) and removes common subexpressions and dead code (xDSL's
-``cse`` and ``dce``); ``kernels`` groups the ``pg`` ops into ``kernel.fused`` ops (``pg-fuse``) and gives each its
+``cse`` and ``dce``); ``kernels`` groups the ``pg`` ops into ``kernel.fused`` ops (``pg-fuse``, after
+``pg-wgmma-layout`` has given the tf32 matmuls that Hopper's wgmma will run a K-major B) and gives each its
 GPU schedule, a ``#kernel.schedule`` attribute (``pg-schedule``); ``loops`` turns
 tensors into buffers with a memory plan (``pg-bufferize``: the function takes its inputs and output buffers and
 returns nothing), moves each group of identical kernels into one private function that every copy calls
@@ -37,7 +38,7 @@ STAGES: dict[str, tuple[str, ...]] = {
     "grad": ("pg-fuse-attention", "pg-autodiff"),
     "step": ("pg-sgd", "pg-adam", "pg-adamw"),
     "simplify": ("pg-canonicalize", "cse", "dce"),
-    "kernels": ("pg-decompose-attention", "pg-decompose-conv", "pg-fuse", "pg-schedule"),
+    "kernels": ("pg-decompose-attention", "pg-decompose-conv", "pg-wgmma-layout", "pg-fuse", "pg-schedule"),
     "loops": ("pg-bufferize", "pg-outline-kernels", "pg-to-loops"),
     "gpu": (
         "pg-split-k",
@@ -83,6 +84,7 @@ def passes_until(
         # random-points=4: one Philox call for 4 elements of a random kernel (the CPU pipeline runs STAGES as is)
         "pg-schedule": f"{{matmul={matmul_schedule}{attention}{'' if arch == 'sm_90' else f' arch={arch}'}"
         " random-points=4}",
+        "pg-wgmma-layout": f"{{matmul={matmul_schedule} arch={arch}}}",
         "pg-matmul-schedule": f"{{schedule={matmul_schedule}}}",
         "pg-to-ptx": f"{{arch={arch}}}",
     }

@@ -85,13 +85,11 @@ from picograd.passes.kinds import (
     scatter_add,
 )
 from picograd.passes.kinds.matmul_rungs import (
-    AUTO_WGMMA,
     RUNGS,
-    TENSOR_CORE,
     WGMMA,
-    check_precision,
     check_schedule,
     matmul_rung,
+    wgmma_choice,
 )
 from picograd.passes.kinds.matmul_split import split_k
 
@@ -129,23 +127,21 @@ def _matmul(op: kernel.FusedOp | kernel.LaunchOp, o: Options) -> ScheduleAttr:
         return o.per_point()
     *batch, m, n = shape_of(mm.result)
     k = shape_of(mm.lhs)[-1]
+    tf32 = mm.precision == "tf32"
     try:
+        chosen = wgmma_choice(m, n, k, math.prod(batch), element_of(mm.lhs), mm.precision, o.matmul, o.arch)
         if o.matmul in WGMMA:
-            check_precision(o.matmul, mm.precision)
-            return matmul_wgmma.schedule_attr(o.matmul, tf32=mm.precision == "tf32")
+            return matmul_wgmma.schedule_attr(o.matmul, tf32=tf32)
         rung = matmul_rung(m, n, k, math.prod(batch), element_of(mm.lhs), o.matmul, mm.precision)
     except ValueError as e:
         raise PassFailedException(f"pg-schedule: {e}{where(mm)}") from None
-    if o.matmul == "auto" and rung is not None and rung.tensor_core and o.arch == "sm_90a":
-        # On Hopper, auto's tensor-core matmuls run on wgmma-ws (measured on an H100, 2026-12-05: 83-87% of
-        # cuBLAS at 4096^3-8192^3 for bf16, mma-sync 36%) when their extents give TMA its 16-byte rows; an operand
-        # that turns out to be a misaligned view at the loop stage, or a tf32 operand that is not K-major, takes the
-        # mma-sync rung there (``fallback``).
-        if mm.precision in TENSOR_CORE[AUTO_WGMMA][0] and all(x % 8 == 0 for x in (m, n, k)):
-            ws = matmul_wgmma.SCHEDULES[AUTO_WGMMA]
-            tiles = math.prod(batch) * -(-m // ws.bm) * -(-n // ws.bn)
-            chunks = split_k(tiles, k, matmul_wgmma.SMS)
-            return matmul_wgmma.schedule_attr(AUTO_WGMMA, fallback=True, split_k=chunks, tf32=mm.precision == "tf32")
+    if chosen is not None:
+        # auto's choice on Hopper (matmul_rungs.wgmma_choice); an operand that turns out to be a misaligned view at
+        # the loop stage, or a tf32 operand that is not K-major, takes the mma-sync rung there (``fallback``)
+        ws = matmul_wgmma.SCHEDULES[chosen]
+        tiles = math.prod(batch) * -(-m // ws.bm) * -(-n // ws.bn)
+        chunks = split_k(tiles, k, matmul_wgmma.SMS)
+        return matmul_wgmma.schedule_attr(chosen, fallback=True, split_k=chunks, tf32=tf32)
     return o.per_point() if rung is None else rung.attr()
 
 

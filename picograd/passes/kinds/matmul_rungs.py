@@ -276,6 +276,26 @@ def choose(m: int, n: int, k: int, batch: int, element: Attribute, precision: st
     return small if small.split_k > 1 or batch * -(-m // 64) * -(-n // 64) >= MIN_SMALL_TILES else None
 
 
+def wgmma_choice(
+    m: int, n: int, k: int, batch: int, element: Attribute, precision: str, option: str, arch: str
+) -> str | None:
+    """The Hopper kernel (a key of :data:`WGMMA`) a (batch x) M x N x K matmul of ``precision`` takes under the
+    ``matmul`` option ``option`` on ``arch``, or None: the one ``option`` names; under ``auto`` on ``sm_90a``,
+    :data:`AUTO_WGMMA` for the bf16/fp16/tf32 matmuls ``auto`` would run on ``mma-sync`` whose extents give TMA
+    its 16-byte rows (multiples of 8; measured on an H100, 2026-12-05/06: 82-87% of cuBLAS in bf16, 78-99% in
+    tf32, ``mma-sync`` 43-58%). ``pg-schedule`` records it; ``pg-wgmma-layout`` reads it to give a tf32 one K-major
+    operands. Raises ``ValueError`` as :func:`matmul_rung` does."""
+    if option in WGMMA:
+        check_precision(option, precision)
+        return option
+    rung = matmul_rung(m, n, k, batch, element, option, precision)
+    if option != "auto" or arch != "sm_90a" or rung is None or not rung.tensor_core:
+        return None
+    if precision in TENSOR_CORE[AUTO_WGMMA][0] and all(x % 8 == 0 for x in (m, n, k)):
+        return AUTO_WGMMA
+    return None
+
+
 def with_split(s: Schedule, m: int, n: int, k: int, batch: int) -> Schedule:
     """``s`` with ``auto``'s ``split_k`` for the matmul's tiles of ``s`` and its K (a SIMT rung's 4-warp blocks
     count :data:`SIMT_BLOCKS_PER_SM` to an SM)."""
