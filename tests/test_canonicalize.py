@@ -241,12 +241,13 @@ func.func @f(%x: tensor<3xf32>) -> (tensor<3xf32>, tensor<3xf32>) {
 
 def test_simplify_and_kernels_stages() -> None:
     assert STAGES["simplify"] == ("pg-canonicalize", "cse", "dce")
-    assert passes_until("kernels")[-7:] == [
+    assert passes_until("kernels")[-8:] == [
         "pg-canonicalize",
         "cse",
         "dce",
         "pg-decompose-attention",
         "pg-decompose-conv",
+        "pg-wgmma-layout{matmul=auto arch=sm_90}",
         "pg-fuse{recompute=true movement=true}",
         "pg-schedule{matmul=auto random-points=4}",
     ]

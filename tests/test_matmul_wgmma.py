@@ -287,6 +287,20 @@ def test_tf32_matmul_with_b_stored_k_by_n_runs_on_wgmma_through_a_transposed_cop
     assert_close(c, a, bt.T)
 
 
+def test_tf32_split_k_keeps_tf32_on_the_partial_matmuls(rng: np.random.Generator) -> None:
+    """A deep tf32 ``a @ b`` (2 output tiles, K = 1024): ``auto`` splits K in two (``pg-split-k``), each partial
+    matmul still a tf32 wgmma-ws reading the transposed copy of B, then the sum. Exact on the tf32 values."""
+    m, n, k = 128, 64, 1024
+    program = compile_for_cuda(pg_matmul_tf32(m, n, k, "mn"), arch="sm_90a", matmul_schedule="auto")
+    steps = [s for s in program.steps if isinstance(s, cuda.Launch)]
+    assert len(steps) == 3 and steps[1].grid[0] == 2  # Bt's copy, the partial matmuls (2 chunks), the sum
+    assert program.ptx.count("wgmma.mma_async.sync.aligned.m64n256k8.f32.tf32.tf32") == 4
+    a_bits, a = random_tf32(rng, (m, k))
+    b_bits, bt = random_tf32(rng, (n, k))
+    (c,) = run_program(program, [a_bits.view(np.float32), b_bits.T.copy().view(np.float32)])
+    assert_close(c, a, bt.T)
+
+
 def test_tf32_matmul_with_a_stored_k_by_m_keeps_mma_sync_or_is_one_clear_error() -> None:
     """``a.T @ bt.T`` (A stored [k, m], as the weight gradient's ``dY.T @ X``): ``auto`` falls back to the tf32
     ``mma-sync`` rung at the loop stage (not to f32 SIMT); forcing ``wgmma-ws`` is an error naming why."""
