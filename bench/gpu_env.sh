@@ -2,8 +2,16 @@
 # Sourced by the GPU-machine scripts (bench/*_check.sh): the repository root as working directory, $OUT and $PY,
 # the carried wheels installed, and run NAME SECONDS COMMAND... (time-limited, output to $OUT/NAME.log, exit status
 # to $OUT/summary.txt; run returns it), so that one hang cannot eat the other parts.
+# With WORK set (a scratch folder) before sourcing, the caller's $OUT becomes $FINAL, where the script copies what
+# the device tool brings back (at most 8 files), and $OUT the fresh $WORK, where every log and result is written.
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit
+if [ -n "${WORK:-}" ]; then
+  FINAL="${OUT:-/tmp/picograd-gpu-out}"
+  mkdir -p "$FINAL"
+  rm -rf "$WORK"
+  export OUT=$WORK
+fi
 OUT="${OUT:-/tmp/picograd-gpu-out}"
 mkdir -p "$OUT"
 PY="${PYTHON:-python3}"

@@ -12,12 +12,7 @@
 #   $OUT/twins.tar.gz (with $OUT/summary.txt: exit status and seconds of every run).
 START=$SECONDS
 DEADLINE=$((START + ${TWINS_DEADLINE:-540}))
-FINAL="${OUT:-/tmp/picograd-gpu-out}"
-mkdir -p "$FINAL"
-export OUT=/tmp/gpu_twins_work
-rm -rf "$OUT"
-mkdir -p "$OUT"
-WORK=$OUT
+WORK=/tmp/gpu_twins_work
 # shellcheck source=bench/gpu_env.sh
 source "$(dirname "${BASH_SOURCE[0]}")/gpu_env.sh"
 

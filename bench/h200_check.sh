@@ -36,11 +36,7 @@
 # GEMM_LIMIT and ATTENTION_LIMIT (seconds, defaults 120 and 60: head dim 128 needs about 150).
 START=$SECONDS
 DEADLINE=$((START + ${H200_DEADLINE:-560}))
-FINAL="${OUT:-/tmp/picograd-gpu-out}"
-mkdir -p "$FINAL"
-export OUT=/tmp/h200_check_work
-rm -rf "$OUT"
-mkdir -p "$OUT"
+WORK=/tmp/h200_check_work
 # shellcheck source=bench/gpu_env.sh
 source "$(dirname "${BASH_SOURCE[0]}")/gpu_env.sh"
 export PY PYTHONUNBUFFERED=1
