@@ -132,3 +132,25 @@ def test_k_not_a_multiple_of_4_is_one_clear_error(name: str, b_major: str) -> No
     module = build([t(64, 6), t(*((64, 6) if b_major == "k" else (6, 64)))], body)
     with pytest.raises(CompileError, match=rf"{name} cannot compute the matmul.*K = 6 \(TMA needs rows of a multiple"):
         compile_for_cuda(module, arch="sm_90a", matmul_schedule=name)
+
+
+def test_nan_and_inf_propagate_through_the_tf32_wgmma(rng: np.random.Generator) -> None:
+    """A NaN, infinities (one against a zero: NaN) and a subnormal in A, on a ragged wgmma-ws tf32 matmul: C has
+    NaN and infinities exactly where float64 has them, and the finite rest is within the bound."""
+
+    def body(e, a, b):  # noqa: ANN001, ANN202 - test_loops.build's callback
+        return [e(pg.MatmulOp(a, b, tf32=True))]
+
+    program = compile_for_cuda(build([t(64, 40), t(40, 72)], body), arch="sm_90a", matmul_schedule="wgmma-ws")
+    a = rng.standard_normal((64, 40)).astype(np.float32)
+    b = rng.standard_normal((40, 72)).astype(np.float32)
+    a[3, 5], a[7, 9], b[9, 11], a[10, 39], a[20, 2] = np.nan, np.inf, 0.0, -np.inf, 1e-40
+    with np.errstate(invalid="ignore"):  # inf * 0, in the emulator's products and in the reference
+        (c,) = run_program(program, [a, b])
+        ref = truncated(a) @ truncated(b)
+    np.testing.assert_array_equal(np.isnan(c), np.isnan(ref))
+    np.testing.assert_array_equal(np.isinf(c), np.isinf(ref))
+    np.testing.assert_array_equal(np.signbit(c[np.isinf(c)]), np.signbit(ref[np.isinf(ref)]))
+    rows = np.isfinite(ref).all(axis=1)
+    assert rows.sum() == 61
+    assert_close(c[rows], truncated(a)[rows], truncated(b))
