@@ -279,6 +279,7 @@ def compile_for_cuda(
     work = module.clone()
     stage = stage or detect_stage(work)
     try:
+        work.verify()  # a hand-built module the passes would otherwise take as it is (the frontend's verify)
         run_passes(work, _passes_after(stage, arch, matmul_schedule, attention_schedule))
     except (VerifyException, DiagnosticException) as e:
         raise CompileError(f"compiling for CUDA failed: {e}") from None

@@ -13,11 +13,16 @@ of cuBLAS there, ``wgmma-ws`` on K-major operands 78-99%). This pass gives such 
 ``pg-fuse`` makes the first permute a kernel of its own (its user is not a matmul), which writes Bt out, and puts
 the second into the matmul's kernel, which then reads Bt[n, k]: K-major. Only matmuls that ``wgmma`` will run
 (``matmul_rungs.wgmma_choice``: the ``matmul`` option, or ``auto`` on ``arch=sm_90a``, the same rule ``pg-schedule``
-records) and whose B is not already the transpose of a stored matrix are changed; an A stored [K, M] (``dY.T @ X``)
-is left to the loop stage's fallback. Runs on the ``simplify`` stage's output, before ``pg-fuse`` (nothing
-canonicalizes the two permutes away after it); the CPU pipeline runs it with ``arch=sm_90`` (the default), where it
-changes nothing. Options: ``arch``, ``matmul`` (as ``pg-schedule``'s). Raises ``PassFailedException`` for a
-``matmul`` option that names no schedule.
+records) are changed, and only where the copy makes the matmul wgmma's: not when B is already the transpose of a
+stored matrix read by this matmul alone, nor when A is itself a permute (``dY.T @ X``, or the heads' layout of
+attention-shaped products: the loop stage's fallback, ``mma-sync``, runs those anyway), nor for a batched matmul
+that ``auto`` splits along K (wgmma's split-K partial matmuls take unbatched operands). A B that is the transpose of
+a stored matrix but has other users (returned, say) is written out by its own kernel as [K, N]: the matmul gets a
+transpose of its own instead, which joins its kernel and reads the stored matrix K-major.
+
+Runs on the ``simplify`` stage's output, before ``pg-fuse`` (nothing canonicalizes the two permutes away after it);
+the CPU pipeline runs it with ``arch=sm_90`` (the default), where it changes nothing. Options: ``arch``, ``matmul``
+(as ``pg-schedule``'s). Raises ``PassFailedException`` for a ``matmul`` option that names no schedule.
 """
 
 from __future__ import annotations
@@ -36,6 +41,14 @@ from picograd.dialects import pg
 from picograd.dialects.pg import element_of, shape_of
 from picograd.passes.buffers import where
 from picograd.passes.kinds.matmul_rungs import check_schedule, wgmma_choice
+from picograd.passes.kinds.matmul_split import split_k
+from picograd.passes.kinds.matmul_wgmma import SCHEDULES, SMS
+
+
+def tiles(m: int, n: int, schedule: str) -> int:
+    """Output tiles of an M x N matmul under the wgmma ``schedule``."""
+    s = SCHEDULES[schedule]
+    return -(-m // s.bm) * -(-n // s.bn)
 
 
 def swaps_last_two(v: SSAValue) -> bool:
@@ -46,6 +59,16 @@ def swaps_last_two(v: SSAValue) -> bool:
         return False
     perm, rank = op.perm_list, len(op.perm_list)
     return rank >= 2 and perm == (*range(rank - 2), rank - 1, rank - 2)
+
+
+def own_transpose(mm: pg.MatmulOp, rewriter: Rewriter) -> None:
+    """Give ``mm`` a transpose of its own of the matrix its B transposes (the module docstring)."""
+    shared = mm.rhs.owner
+    assert isinstance(shared, pg.PermuteOp)
+    own = pg.PermuteOp(shared.input, shared.perm_list)
+    own.location = mm.location
+    rewriter.insert_op(own, InsertPoint.before(mm))
+    mm.operands[1] = own.result
 
 
 def k_major_b(mm: pg.MatmulOp, rewriter: Rewriter) -> None:
@@ -82,5 +105,11 @@ class PgWgmmaLayout(ModulePass):
                 chosen = wgmma_choice(m, n, k, math.prod(batch), element_of(mm.lhs), "tf32", self.matmul, self.arch)
             except ValueError as e:
                 raise PassFailedException(f"pg-wgmma-layout: {e}{where(mm)}") from None
-            if chosen is not None and not swaps_last_two(mm.rhs) and len(shape_of(mm.rhs)) == len(shape_of(mm.lhs)):
+            if chosen is None or isinstance(mm.lhs.owner, pg.PermuteOp) or len(shape_of(mm.rhs)) != len(batch) + 2:
+                continue
+            if batch and self.matmul == "auto" and split_k(math.prod(batch) * tiles(m, n, chosen), k, SMS) > 1:
+                continue
+            if not swaps_last_two(mm.rhs):
                 k_major_b(mm, rewriter)
+            elif mm.rhs.has_more_than_one_use():
+                own_transpose(mm, rewriter)

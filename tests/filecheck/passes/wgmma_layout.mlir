@@ -63,4 +63,24 @@ func.func @others(%ab: tensor<2x128x64xf32>, %bb: tensor<2x64x128xf32>, %a: tens
   func.return %0, %1, %2, %3 : tensor<2x128x128xf32>, tensor<128x128xf32>, tensor<128x128xbf16>, tensor<16x16xf32>
 }
 
+// -----
+
+// An A that is a permute (a weight gradient's dY.T @ X) keeps the loop stage's fallback (mma-sync): no copy. A B that
+// is the transpose of a stored matrix but is also returned gets a transpose of its own, read K-major by the matmul.
+// CHECK-LABEL: func.func @weight_grad
+// CHECK-NEXT:    %[[DYT:.*]] = pg.permute %dy perm = [1, 0]
+// CHECK-NEXT:    pg.matmul %[[DYT]], %x tf32
+// CHECK-NEXT:    %[[WT:.*]] = pg.permute %w perm = [1, 0]
+// CHECK-NEXT:    %[[OWN:.*]] = pg.permute %w perm = [1, 0]
+// CHECK-NEXT:    pg.matmul %x, %[[OWN]] tf32
+// CHECK-NEXT:    func.return %{{.*}}, %{{.*}}, %[[WT]]
+func.func @weight_grad(%dy: tensor<256x128xf32>, %x: tensor<256x128xf32>, %w: tensor<128x128xf32>)
+    -> (tensor<128x128xf32>, tensor<256x128xf32>, tensor<128x128xf32>) {
+  %dyt = pg.permute %dy perm = [1, 0] : tensor<256x128xf32> -> tensor<128x256xf32>
+  %dw = pg.matmul %dyt, %x tf32 : (tensor<128x256xf32>, tensor<256x128xf32>) -> tensor<128x128xf32>
+  %wt = pg.permute %w perm = [1, 0] : tensor<128x128xf32> -> tensor<128x128xf32>
+  %y = pg.matmul %x, %wt tf32 : (tensor<256x128xf32>, tensor<128x128xf32>) -> tensor<256x128xf32>
+  func.return %dw, %y, %wt : tensor<128x128xf32>, tensor<256x128xf32>, tensor<128x128xf32>
+}
+
 // ERR: pg-wgmma-layout: unknown matmul schedule 'nope'
