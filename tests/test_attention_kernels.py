@@ -184,6 +184,7 @@ PTX_CASES = [
     (16, 16, False, "pad", 1),
     (33, 8, True, "none", 1),
     (9, 8, False, "dropout", 1),
+    (12, 8, True, "dropout", 2),  # keys a multiple of 4: the forward and dq draw once per 4 keys (SharedDraw)
 ]
 
 

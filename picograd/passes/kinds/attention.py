@@ -38,7 +38,8 @@ value :data:`DROPOUT_ATTR`, and the GPU kernels clone those ops: forward, dq and
 and no (B, H, L, S) tensor is stored (FlashAttention's dropout). The normalizer ``l`` and ``lse`` exclude it.
 When the multiplier is drawn at the scores' own index (:func:`drawn_at_scores`: what
 ``F.scaled_dot_product_attention(dropout_p=...)`` traces), the ``flash-mma`` kernels make one Philox call per 4
-keys and hand its words between lanes (:class:`SharedDraw`; Philox 4x32-10 draws 4 words a counter), decide
+keys and hand its words between lanes (:class:`SharedDraw`; Philox 4x32-10 draws 4 words a counter; the SIMT
+``flash`` forward and dq kernels, whose key loops take 4 keys at a time, make one call per 4 keys too), decide
 keep/drop by one unsigned compare of the word with a threshold found at compile time, and load seed and offset
 once: the draw costs about a quarter of a per-element Philox call an element.
 
@@ -618,6 +619,14 @@ class _Kernel:
             return p
         return b.v(arith.MulfOp(p, regenerate(b, self.dropout_slice, batch, row, loop)))
 
+    def group_multipliers(self, b: Builder, row: Index, j4: Index) -> list[SSAValue]:
+        """The dropout multipliers of query ``row`` (clamped) at keys ``j4 .. j4 + 3`` (``j4`` a multiple of 4),
+        from one Philox call (:class:`SharedDraw`: the 4 words of their counter, keys a multiple of 4 a row). Keys
+        past the last get the next row's words: their probabilities are 0."""
+        assert self.shared is not None
+        lin = b.add(b.mul(b.add(b.mul(self.by, self.length), row), self.keys), j4)
+        return [self.shared.multiplier(b, w) for w in self.shared.words(b, lin)]
+
     @staticmethod
     def wide(b: Builder, x: SSAValue) -> SSAValue:
         """``x`` extended to f32 when it is a 16-bit float."""
@@ -715,6 +724,14 @@ class _Kernel:
             batch.insert(0, b.rem(rest, n) if n > 1 else 0)
             rest = b.div(rest, n)
         t, r = b.rem(tid, self.lanes), b.div(tid, self.lanes)
+        self.by = by
+        # forward and dq: one Philox call per 4 keys of a row (their key loops take 4 keys at a time), when the
+        # multiplier is drawn at the scores' index and 4 divides the keys; dk/dv walk the queries of a key
+        self.shared = None
+        bn = self.s.count("block_n")
+        if self.dropout_slice is not None and self.nest != "dkdv" and self.keys % 4 == 0 and bn % 4 == 0:
+            elements = math.prod(self.batch) * self.length * self.keys
+            self.shared = SharedDraw.make(b, self.dropout_slice, elements)
         if self.nest == "dkdv":
             rows, extent = self.s.count("bwd_block_n"), self.keys
         else:
@@ -773,7 +790,12 @@ class _Kernel:
             total = cb.v(arith.MulfOp(l_, alpha))
             for _, p in ps:
                 total = cb.v(arith.AddfOp(total, p))
-            if self.dropout_slice is not None:
+            if self.shared is not None:  # chunk keys, a multiple of 4 from j0 + base: chunk / 4 Philox calls
+                mults = []
+                for g in range(chunk // 4):
+                    mults += self.group_multipliers(cb, rowc, cb.add(j0, cb.add(base, 4 * g)))
+                ps = [(jj, cb.v(arith.MulfOp(p, x))) for (jj, p), x in zip(ps, mults, strict=True)]
+            elif self.dropout_slice is not None:
                 ps = [(jj, self.dropped(cb, p, batch, rowc, cb.min(cb.add(j0, jj), self.keys - 1))) for jj, p in ps]
             new_acc = []
             for e, a in enumerate(acc):
@@ -826,26 +848,43 @@ class _Kernel:
         vsh = b.v(gpu_ext.WorkgroupAllocOp(el, [bn, self.ev]))
         threads = rows * lanes
 
-        def key(cb: Builder, jj: SSAValue, j0: Index) -> list[SSAValue]:
+        def key(cb: Builder, jj: Index, j0: Index, acc: Sequence[SSAValue], mult: SSAValue | None) -> list[SSAValue]:
             j = cb.add(j0, jj)
             valid = cb.cmp("ult", j, self.keys)
             if self.causal:
                 valid = cb.both(valid, cb.cmp("ule", j, row))
             s = self.masked(cb, self.dot(cb, qs, ksh, jj, t), batch, rowc, cb.min(j, self.keys - 1), valid)
             p = cb.v(mathd.ExpOp(cb.v(arith.SubfOp(s, lse))))
-            dp = self.dropped(cb, self.dot(cb, dos, vsh, jj, t), batch, rowc, cb.min(j, self.keys - 1))
+            dp = self.dot(cb, dos, vsh, jj, t)
+            if mult is not None:
+                dp = cb.v(arith.MulfOp(dp, mult))
+            else:
+                dp = self.dropped(cb, dp, batch, rowc, cb.min(j, self.keys - 1))
             ds = cb.v(arith.MulfOp(cb.v(arith.MulfOp(p, cb.v(arith.SubfOp(dp, dsum)))), scale))
             return [
                 cb.v(arith.AddfOp(a, cb.v(arith.MulfOp(ds, cb.load(ksh, [jj, cb.add(t, lanes * e)])))))
-                for e, a in enumerate(cb.block.args[1:])
+                for e, a in enumerate(acc)
             ]
+
+        def four_keys(cb: Builder, g: SSAValue, j0: Index) -> list[SSAValue]:
+            """Keys 4g .. 4g + 3 of the tile, their dropout multipliers from one Philox call."""
+            acc: list[SSAValue] = list(cb.block.args[1:])
+            base = cb.mul(g, 4)
+            mults = self.group_multipliers(cb, rowc, cb.add(j0, base))
+            for u in range(4):
+                acc = key(cb, cb.add(base, u), j0, acc, mults[u])
+            return acc
 
         def tile(lb: Builder, kt: SSAValue) -> list[SSAValue]:
             j0 = lb.mul(kt, bn)
             self.load_tile(lb, ksh, k, batch, j0, self.keys, tid, threads)
             self.load_tile(lb, vsh, v, batch, j0, self.keys, tid, threads)
             lb.op(gpu.BarrierOp())
-            new = self.for_(lb, 0, bn, list(lb.block.args[1:]), lambda cb, jj: key(cb, jj, j0))
+            args = list(lb.block.args[1:])
+            if self.shared is not None:
+                new = self.for_(lb, 0, bn // 4, args, lambda cb, g: four_keys(cb, g, j0))
+            else:
+                new = self.for_(lb, 0, bn, args, lambda cb, jj: key(cb, jj, j0, list(cb.block.args[1:]), None))
             lb.op(gpu.BarrierOp())
             return new
 
@@ -1046,9 +1085,10 @@ class SharedDraw:
                 mapping[cmp.results[0]] = b.v(arith.CmpiOp(word, b.c32(signed32(n)), pred))
             else:  # always or never (uge 0: true; uge 2**32: false; ult: the opposite)
                 mapping[cmp.results[0]] = b.const(int((n == 0) == (pred == "uge")), i1)
-            if self.values is not None:  # the multiplier of a kept and of a dropped element, as f32 constants
+            if self.values is not None:  # the multiplier of a kept and of a dropped element, as constants
                 keep = mapping[cmp.results[0]]
-                return b.select(keep, b.const(self.values[0], f32), b.const(self.values[1], f32))
+                el = f32 if pg.is_low_precision(self.value.type) else self.value.type  # f32 for 16-bit attention
+                return b.select(keep, b.const(self.values[0], el), b.const(self.values[1], el))
         for o in self.tail:
             clone = o.clone(value_mapper=mapping)
             for attr in (DROPOUT_ATTR, PHILOX_ATTR):
