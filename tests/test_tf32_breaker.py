@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from _ptx_emulator import run_program
 from test_loops import build, t
-from test_matmul_wgmma import random_tf32
+from test_matmul_wgmma import pg_matmul_tf32, random_tf32
 from test_tensor_core_ptx import assert_close
 
 from picograd.dialects import pg
@@ -35,6 +35,14 @@ def rounded(x: np.ndarray) -> np.ndarray:
 
 def launches(program: cuda.CudaProgram) -> list[cuda.Launch]:
     return [s for s in program.steps if isinstance(s, cuda.Launch)]
+
+
+def check_a_at_b(program: cuda.CudaProgram, m: int, n: int, k: int, rng: np.random.Generator) -> None:
+    """Run ``program`` (``a @ b``, B stored [k, n]) on the emulator on fresh tf32 operands against float64."""
+    a_bits, a = random_tf32(rng, (m, k))
+    b_bits, b = random_tf32(rng, (k, n))
+    (c,) = run_program(program, [a_bits.view(np.float32), b_bits.view(np.float32)])
+    assert_close(c, a, b)
 
 
 def test_batched_b_stored_k_by_n_and_also_returned(rng: np.random.Generator) -> None:
@@ -61,35 +69,21 @@ def test_forced_schedules_on_a_ragged_matmul_with_b_stored_k_by_n(name: str, rng
     """M = 70, N = 37 (not multiples of 8) and K = 36 (one K tile of 32 and a ragged one of 4, zero-filled by TMA)
     on each forced wgmma schedule, B stored [k, n] (through the transposed copy)."""
     m, n, k = 70, 37, 36
-
-    def body(e, a, b):  # noqa: ANN001, ANN202 - test_loops.build's callback
-        return [e(pg.MatmulOp(a, b, tf32=True))]
-
-    program = compile_for_cuda(build([t(m, k), t(k, n)], body), arch="sm_90a", matmul_schedule=name)
+    program = compile_for_cuda(pg_matmul_tf32(m, n, k, "mn"), arch="sm_90a", matmul_schedule=name)
     copy, gemm = launches(program)
     assert [type(x) for x in gemm.args[:2]] == [cuda.TensorMap] * 2
     assert "wgmma.mma_async.sync.aligned.m64n" in program.ptx and ".tf32.tf32" in program.ptx
-    a_bits, a = random_tf32(rng, (m, k))
-    b_bits, b = random_tf32(rng, (k, n))
-    (c,) = run_program(program, [a_bits.view(np.float32), b_bits.view(np.float32)])
-    assert_close(c, a, b)
+    check_a_at_b(program, m, n, k, rng)
 
 
 def test_split_k_on_a_ragged_tf32_matmul_with_b_stored_k_by_n(rng: np.random.Generator) -> None:
     """``auto`` on 40 x 40 x 1024 (B stored [k, n]): few tiles, so split-K (partial matmuls on wgmma-ws over the
     transposed copy of B, then their sum)."""
     m, n, k = 40, 40, 1024
-
-    def body(e, a, b):  # noqa: ANN001, ANN202 - test_loops.build's callback
-        return [e(pg.MatmulOp(a, b, tf32=True))]
-
-    program = compile_for_cuda(build([t(m, k), t(k, n)], body), arch="sm_90a")
+    program = compile_for_cuda(pg_matmul_tf32(m, n, k, "mn"), arch="sm_90a")
     assert len(launches(program)) == 3  # copy, partial products, sum
     assert ".tf32.tf32" in program.ptx and "wgmma.mma_async" in program.ptx
-    a_bits, a = random_tf32(rng, (m, k))
-    b_bits, b = random_tf32(rng, (k, n))
-    (c,) = run_program(program, [a_bits.view(np.float32), b_bits.view(np.float32)])
-    assert_close(c, a, b)
+    check_a_at_b(program, m, n, k, rng)
 
 
 def test_linear_forward_and_weight_gradient_from_the_frontend(rng: np.random.Generator) -> None:
