@@ -2961,7 +2961,7 @@ class WgmmaMmaAsyncOp(Instruction):
     def ptx_args(self, name: Callable[[SSAValue], str]) -> str:
         regs = ", ".join(name(v) for v in (self.desc_a, self.desc_b, self.scale_d))
         # .tf32 (and the 8-bit types) take no imm-trans-a/b operands: only imm-scale-a/b
-        immediates = self.immediates() if self.mod("atype") in ("bf16", "f16") else self.immediates()[:2]
+        immediates = self.immediates() if self.mod("atype") in WGMMA_TYPES else self.immediates()[:2]
         return f"{_braced(name, self.acc)}, {regs}, " + ", ".join(str(x) for x in immediates)
 
     def verify_modifiers(self) -> None:

@@ -90,8 +90,8 @@ from picograd.passes.kinds.matmul_rungs import (
     check_schedule,
     matmul_rung,
     wgmma_choice,
+    wgmma_split_k,
 )
-from picograd.passes.kinds.matmul_split import split_k
 
 BLOCK_SIZE = 256
 """Threads a block for the strategies other than the matmul rungs (``block-size``)."""
@@ -127,20 +127,18 @@ def _matmul(op: kernel.FusedOp | kernel.LaunchOp, o: Options) -> ScheduleAttr:
         return o.per_point()
     *batch, m, n = shape_of(mm.result)
     k = shape_of(mm.lhs)[-1]
-    tf32 = mm.precision == "tf32"
+    tf32, count = mm.precision == "tf32", math.prod(batch)
     try:
-        chosen = wgmma_choice(m, n, k, math.prod(batch), element_of(mm.lhs), mm.precision, o.matmul, o.arch)
-        if o.matmul in WGMMA:
-            return matmul_wgmma.schedule_attr(o.matmul, tf32=tf32)
-        rung = matmul_rung(m, n, k, math.prod(batch), element_of(mm.lhs), o.matmul, mm.precision)
+        chosen = wgmma_choice(m, n, k, count, element_of(mm.lhs), mm.precision, o.matmul, o.arch)
+        rung = None if chosen is not None else matmul_rung(m, n, k, count, element_of(mm.lhs), o.matmul, mm.precision)
     except ValueError as e:
         raise PassFailedException(f"pg-schedule: {e}{where(mm)}") from None
+    if chosen is not None and o.matmul in WGMMA:  # named by the user
+        return matmul_wgmma.schedule_attr(chosen, tf32=tf32)
     if chosen is not None:
         # auto's choice on Hopper (matmul_rungs.wgmma_choice); an operand that turns out to be a misaligned view at
         # the loop stage, or a tf32 operand that is not K-major, takes the mma-sync rung there (``fallback``)
-        ws = matmul_wgmma.SCHEDULES[chosen]
-        tiles = math.prod(batch) * -(-m // ws.bm) * -(-n // ws.bn)
-        chunks = split_k(tiles, k, matmul_wgmma.SMS)
+        chunks = wgmma_split_k(chosen, m, n, k, count)
         return matmul_wgmma.schedule_attr(chosen, fallback=True, split_k=chunks, tf32=tf32)
     return o.per_point() if rung is None else rung.attr()
 

@@ -40,15 +40,7 @@ from xdsl.utils.exceptions import PassFailedException
 from picograd.dialects import pg
 from picograd.dialects.pg import element_of, shape_of
 from picograd.passes.buffers import where
-from picograd.passes.kinds.matmul_rungs import check_schedule, wgmma_choice
-from picograd.passes.kinds.matmul_split import split_k
-from picograd.passes.kinds.matmul_wgmma import SCHEDULES, SMS
-
-
-def tiles(m: int, n: int, schedule: str) -> int:
-    """Output tiles of an M x N matmul under the wgmma ``schedule``."""
-    s = SCHEDULES[schedule]
-    return -(-m // s.bm) * -(-n // s.bn)
+from picograd.passes.kinds.matmul_rungs import check_schedule, wgmma_choice, wgmma_split_k
 
 
 def swaps_last_two(v: SSAValue) -> bool:
@@ -107,7 +99,7 @@ class PgWgmmaLayout(ModulePass):
                 raise PassFailedException(f"pg-wgmma-layout: {e}{where(mm)}") from None
             if chosen is None or isinstance(mm.lhs.owner, pg.PermuteOp) or len(shape_of(mm.rhs)) != len(batch) + 2:
                 continue
-            if batch and self.matmul == "auto" and split_k(math.prod(batch) * tiles(m, n, chosen), k, SMS) > 1:
+            if batch and self.matmul == "auto" and wgmma_split_k(chosen, m, n, k, math.prod(batch)) > 1:
                 continue
             if not swaps_last_two(mm.rhs):
                 k_major_b(mm, rewriter)

@@ -296,6 +296,13 @@ def wgmma_choice(
     return None
 
 
+def wgmma_split_k(name: str, m: int, n: int, k: int, batch: int) -> int:
+    """``auto``'s chunks of K for a (batch x) M x N x K matmul on the wgmma kernel ``name``: its output tiles over
+    the SMs (:func:`~picograd.passes.kinds.matmul_split.split_k`)."""
+    s = WGMMA[name]
+    return split_k(batch * -(-m // s.bm) * -(-n // s.bn), k, matmul_wgmma.SMS)
+
+
 def with_split(s: Schedule, m: int, n: int, k: int, batch: int) -> Schedule:
     """``s`` with ``auto``'s ``split_k`` for the matmul's tiles of ``s`` and its K (a SIMT rung's 4-warp blocks
     count :data:`SIMT_BLOCKS_PER_SM` to an SM)."""

@@ -113,7 +113,7 @@ TENSOR_MAPS_ATTR = "pg.tensor_maps"
 :class:`TensorMapSpec`)."""
 INPUT_TYPES = ("bf16", "f16", "tf32")
 """A's and B's types: ``tf32`` is f32 in memory, read by the tensor cores as tf32."""
-ELEMENT_BYTES = {"bf16": 2, "f16": 2, "tf32": 4}
+ELEMENT_BYTES = {t: ptx.TYPE_WIDTH[t] // 8 for t in INPUT_TYPES}
 TMA_TYPES = {"bf16": "bf16", "f16": "f16", "tf32": "f32"}
 """The tensor-map element type of each input type."""
 OUTPUT_TYPES = ("f32", "bf16", "f16")
@@ -416,9 +416,8 @@ class _Kernel(PipelineBuilder):
 
     def mma(self, stage: SSAValue, first: SSAValue, consumer: SSAValue, pending: int = 0) -> None:
         """The warpgroup's four m64nBNk16 (m64nBNk8 for tf32) on its 64 rows of the stage, one commit group;
-        ``first`` (a predicate) is
-        false for the first K tile of an output tile (D = A @ B, not + D). Then wait until at most ``pending``
-        groups are in flight."""
+        ``first`` (a predicate) is false for the first K tile of an output tile (D = A @ B, not + D). Then wait
+        until at most ``pending`` groups are in flight."""
         a, b, _ = self.stage_addr(stage)
         slab = 64 * SWIZZLE  # 64 rows of A: 64 K-major rows of 128 bytes, or one M/N-major box of 64 x BK
         a = ptx.MadOp(consumer, imm(self.s.atoms * slab), a, "u32", mode="lo").result
@@ -763,6 +762,12 @@ def _plain_load(ops: Sequence[Operation]) -> memref.LoadOp | None:
     return None
 
 
+def input_type(load: memref.LoadOp, tf32: bool) -> str:
+    """The wgmma input type of an operand's load: its element type, f32 read as ``tf32`` under the flag."""
+    dtype = type_name(load.res.type)
+    return "tf32" if dtype == "f32" and tf32 else dtype
+
+
 def problem(nest: MatmulNest, name: str, tf32: bool = False) -> tuple[Problem, list[memref.LoadOp]] | str:
     """The wgmma problem of a matmul nest of the loop stage and its operands' loads, or why the kernel ``name``
     cannot compute it (the whole message of a ``PassFailedException``). ``tf32``: f32 operands may be read as tf32
@@ -774,9 +779,7 @@ def problem(nest: MatmulNest, name: str, tf32: bool = False) -> tuple[Problem, l
         load = _plain_load(operand.ops)
         if load is None:
             return f"pg-matmul-schedule: {name}: operand {role}{where(par)} is not a plain load"
-        dtype = type_name(load.res.type)
-        if dtype == "f32" and tf32:
-            dtype = "tf32"
+        dtype = input_type(load, tf32)
         if dtype not in INPUT_TYPES:
             return (
                 f"pg-matmul-schedule: matmul schedule '{name}' does not support {dtype}{where(par)}: it runs "
@@ -801,8 +804,7 @@ def problem(nest: MatmulNest, name: str, tf32: bool = False) -> tuple[Problem, l
     out_type = nest.out.type
     assert isinstance(out_type, MemRefType)
     out_dtype = type_name(out_type.get_element_type())
-    dtype = type_name(loads[0].res.type)
-    dtype = "tf32" if dtype == "f32" and tf32 else dtype
+    dtype = input_type(loads[0], tf32)
     split = nest.a.split is not None and nest.b.split is not None
     p = Problem(
         nest.m, nest.n, nest.k, math.prod(nest.batch), dtype, out_dtype, majors=(majors[0], majors[1]), split=split
