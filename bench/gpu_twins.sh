@@ -8,8 +8,9 @@
 # Usage, from the repository root (the device call carries .whl with the xdsl wheels):
 #   OUT=/path/to/dir bash bench/gpu_twins.sh [RUN...]
 # Runs (default, in this order: the short recipes first): cnn cnn-compile ddpm ddpm-compile bert bert-compile
-#   names-lstm names-transformer names-gru names-rnn names-mlp; each writes twin_<run>.json and its log, packed into
-#   $OUT/twins.tar.gz (with $OUT/summary.txt: exit status and seconds of every run).
+#   names-lstm names-transformer names-gru names-rnn names-mlp mlp mlp-compile (mlp: examples/mlp_names.py's 200,000
+#   steps, ~250 s); each writes twin_<run>.json and its log, packed into $OUT/twins.tar.gz (with $OUT/summary.txt:
+#   exit status and seconds of every run).
 START=$SECONDS
 DEADLINE=$((START + ${TWINS_DEADLINE:-540}))
 WORK=/tmp/gpu_twins_work
@@ -17,7 +18,8 @@ WORK=/tmp/gpu_twins_work
 source "$(dirname "${BASH_SOURCE[0]}")/gpu_env.sh"
 
 if [ $# -eq 0 ]; then
-  set -- cnn cnn-compile ddpm ddpm-compile bert bert-compile names-lstm names-transformer names-gru names-rnn names-mlp
+  set -- cnn cnn-compile ddpm ddpm-compile bert bert-compile names-lstm names-transformer names-gru names-rnn names-mlp \
+    mlp mlp-compile
 fi
 
 # twin RUN LIMIT SCRIPT ARGS...: skipped when fewer than LIMIT seconds are left before DEADLINE
@@ -48,6 +50,8 @@ for r in "$@"; do
   ddpm-compile) twin ddpm-compile 150 bench/ddpm_digits_twin.py --compile ;;
   bert) twin bert 120 bench/bert_shakespeare_twin.py ;;
   bert-compile) twin bert-compile 150 bench/bert_shakespeare_twin.py --compile ;;
+  mlp) twin mlp 330 bench/mlp_names_twin.py ;;
+  mlp-compile) twin mlp-compile 360 bench/mlp_names_twin.py --compile ;;
   names-*) twin "$r" 150 bench/names_twin.py --type "${r#names-}" ;;
   *) echo "unknown run '$r'" ;;
   esac
