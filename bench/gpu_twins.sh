@@ -9,8 +9,9 @@
 #   OUT=/path/to/dir bash bench/gpu_twins.sh [RUN...]
 # Runs (default, in this order: the short recipes first): cnn cnn-compile ddpm ddpm-compile bert bert-compile
 #   names-lstm names-transformer names-gru names-rnn names-mlp mlp mlp-compile (mlp: examples/mlp_names.py's 200,000
-#   steps, ~250 s); each writes twin_<run>.json and its log, packed into $OUT/twins.tar.gz (with $OUT/summary.txt:
-#   exit status and seconds of every run).
+#   steps, ~330-420 s); also names-<type>-compile (not in the default: the whole list takes more than three calls).
+#   Each writes twin_<run>.json and its log, packed into $OUT/twins.tar.gz (with $OUT/summary.txt: exit status and
+#   seconds of every run).
 START=$SECONDS
 DEADLINE=$((START + ${TWINS_DEADLINE:-540}))
 WORK=/tmp/gpu_twins_work
@@ -46,12 +47,16 @@ for r in "$@"; do
   case $r in
   cnn) twin cnn 60 bench/cnn_digits_twin.py ;;
   cnn-compile) twin cnn-compile 90 bench/cnn_digits_twin.py --compile ;;
-  ddpm) twin ddpm 120 bench/ddpm_digits_twin.py ;;
-  ddpm-compile) twin ddpm-compile 150 bench/ddpm_digits_twin.py --compile ;;
+  ddpm) twin ddpm 120 bench/ddpm_digits_twin.py --resample ;;
+  ddpm-compile) twin ddpm-compile 150 bench/ddpm_digits_twin.py --compile --resample ;;
   bert) twin bert 120 bench/bert_shakespeare_twin.py ;;
   bert-compile) twin bert-compile 150 bench/bert_shakespeare_twin.py --compile ;;
-  mlp) twin mlp 330 bench/mlp_names_twin.py ;;
-  mlp-compile) twin mlp-compile 360 bench/mlp_names_twin.py --compile ;;
+  mlp) twin mlp 400 bench/mlp_names_twin.py ;;
+  mlp-compile) twin mlp-compile 450 bench/mlp_names_twin.py --compile ;;
+  names-*-compile)
+    t=${r#names-}
+    twin "$r" 150 bench/names_twin.py --type "${t%-compile}" --compile
+    ;;
   names-*) twin "$r" 150 bench/names_twin.py --type "${r#names-}" ;;
   *) echo "unknown run '$r'" ;;
   esac

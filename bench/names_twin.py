@@ -205,7 +205,8 @@ def main() -> None:
             "pytorch": statistics.median(torch_ms[warm:]) if torch_ms else None,
         },
         "first_step_ms": {"picograd": pg_ms[0], "pytorch": torch_ms[0]} if pg_ms else None,
-        "wall_s": wall,
+        "train_s": {"picograd": sum(pg_ms) / 1e3, "pytorch": sum(torch_ms) / 1e3},  # each side's steps, first included
+        "wall_s": wall,  # both sides, interleaved
         "losses_every_1000": {"picograd": pg_losses[::1000], "pytorch": torch_losses[::1000]},
     }
     suffix = "_cuda" if dev == "cuda" else ""
