@@ -33,14 +33,11 @@ import os
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # as bench/names_twin.py (set before numpy loads OpenBLAS)
 
 import argparse  # noqa: E402
-import datetime  # noqa: E402
-import json  # noqa: E402
-import platform  # noqa: E402
-import statistics  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 
 import numpy as np  # noqa: E402
+from results_io import host_fields, twin_timings, write_json  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "examples"))
@@ -87,7 +84,6 @@ def main() -> None:
 
     import mlp_names as ex
     import torch
-    import xdsl
     from tqdm import tqdm
 
     import picograd as pg
@@ -140,46 +136,26 @@ def main() -> None:
     with torch.no_grad():  # eager: the same weights, without a recompile for the validation set's shape
         xva_t, yva_t = torch.from_numpy(xva).to(dev), torch.from_numpy(yva).to(dev)
         torch_val = torch.nn.functional.cross_entropy(tmodel(xva_t), yva_t).item()
-    first = min(50, args.steps)
-    rel = [abs(a - b) / abs(b) for a, b in zip(pg_losses[:first], torch_losses[:first], strict=True)]
     warm = 100 if args.steps > 200 else 0
     result = {
         "benchmark": f"examples/mlp_names.py against its PyTorch twin (batch {ex.BATCH}, SGD lr {LR} then {LR / 10})",
-        "date": datetime.date.today().isoformat(),
         "device": dev,
         "torch_compile": args.compile,
-        "cpu": platform.processor() or platform.machine(),
-        "cores": os.cpu_count(),
-        "load_average_1_5_15_min": os.getloadavg(),  # the machine is shared: other work inflates both timings
-        "torch_threads": torch.get_num_threads(),
-        "openblas_threads": os.environ.get("OPENBLAS_NUM_THREADS"),
-        "versions": {
-            "python": platform.python_version(),
-            "numpy": np.__version__,
-            "torch": torch.__version__,
-            "xdsl": str(xdsl.__version__),
-        },
+        **host_fields(torch),
         "steps": args.steps,
         "seed": args.seed,
-        "max_rel_diff_first_50_losses": max(rel) if rel else None,
         "val_loss": {"picograd": pg_val, "pytorch": torch_val, "difference": pg_val - torch_val},
-        "median_ms_per_step": {
-            "picograd": statistics.median(pg_ms[warm:]) if pg_ms else None,
-            "pytorch": statistics.median(torch_ms[warm:]) if torch_ms else None,
-        },
-        "first_step_ms": {"picograd": pg_ms[0], "pytorch": torch_ms[0]} if pg_ms else None,
-        "train_s": {"picograd": sum(pg_ms) / 1e3, "pytorch": sum(torch_ms) / 1e3},  # each side's steps, first included
+        **twin_timings(pg_losses, torch_losses, pg_ms, torch_ms, warm),
         "wall_s": wall,  # both sides, interleaved
         "losses_every_10000": {"picograd": pg_losses[::10_000], "pytorch": torch_losses[::10_000]},
     }
     suffix = "_cuda" if dev == "cuda" else ""
     out = args.out or os.path.join(HERE, "results", f"mlp_names_twin{suffix}.json")
-    os.makedirs(os.path.dirname(out), exist_ok=True)
-    with open(out, "w") as f:
-        json.dump(result, f, indent=2)
+    write_json(out, result)
     med = result["median_ms_per_step"]
-    if rel:
-        print(f"first {first} losses: max relative difference {result['max_rel_diff_first_50_losses']:.2e}")
+    if pg_ms:
+        diff = result["max_rel_diff_first_50_losses"]
+        print(f"first {min(50, args.steps)} losses: max relative difference {diff:.2e}")
         print(f"ms/step (median): picograd {med['picograd']:.3f}, pytorch {med['pytorch']:.3f}")
     print(f"written to {out}")
     print(f"val_loss picograd={pg_val:.4f} pytorch={torch_val:.4f}")

@@ -21,14 +21,11 @@ import os
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # as examples/names.py (set before numpy loads OpenBLAS)
 
 import argparse  # noqa: E402
-import datetime  # noqa: E402
-import json  # noqa: E402
-import platform  # noqa: E402
-import statistics  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 
 import numpy as np  # noqa: E402
+from results_io import host_fields, twin_timings, write_json  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "examples"))
@@ -131,7 +128,6 @@ def main() -> None:
 
     import names as ex
     import torch
-    import xdsl
     from tqdm import tqdm
 
     import picograd as pg
@@ -176,46 +172,25 @@ def main() -> None:
     with torch.no_grad():
         count = int((yva != -1).sum())
         torch_val = float(torch_loss(torch.from_numpy(xva), torch.from_numpy(yva), "sum")) / count
-    first = min(50, args.steps)
-    rel = [abs(a - b) / abs(b) for a, b in zip(pg_losses[:first], torch_losses[:first], strict=True)]
     warm = 100 if args.steps > 200 else 0
     result = {
         "benchmark": f"examples/names.py --type {args.type} against its PyTorch twin (batch {ex.BATCH}, AdamW)",
-        "date": datetime.date.today().isoformat(),
         "device": dev,
         "torch_compile": args.compile,
-        "cpu": platform.processor() or platform.machine(),
-        "cores": os.cpu_count(),
-        "load_average_1_5_15_min": os.getloadavg(),  # the machine is shared: other work inflates both timings
-        "torch_threads": torch.get_num_threads(),
-        "openblas_threads": os.environ.get("OPENBLAS_NUM_THREADS"),
-        "versions": {
-            "python": platform.python_version(),
-            "numpy": np.__version__,
-            "torch": torch.__version__,
-            "xdsl": str(xdsl.__version__),
-        },
+        **host_fields(torch),
         "type": args.type,
         "steps": args.steps,
         "seed": args.seed,
-        "max_rel_diff_first_50_losses": max(rel) if rel else None,
         "val_loss": {"picograd": pg_val, "pytorch": torch_val, "difference": pg_val - torch_val},
-        "median_ms_per_step": {
-            "picograd": statistics.median(pg_ms[warm:]) if pg_ms else None,
-            "pytorch": statistics.median(torch_ms[warm:]) if torch_ms else None,
-        },
-        "first_step_ms": {"picograd": pg_ms[0], "pytorch": torch_ms[0]} if pg_ms else None,
-        "train_s": {"picograd": sum(pg_ms) / 1e3, "pytorch": sum(torch_ms) / 1e3},  # each side's steps, first included
+        **twin_timings(pg_losses, torch_losses, pg_ms, torch_ms, warm),
         "wall_s": wall,  # both sides, interleaved
         "losses_every_1000": {"picograd": pg_losses[::1000], "pytorch": torch_losses[::1000]},
     }
     suffix = "_cuda" if dev == "cuda" else ""
     out = args.out or os.path.join(HERE, "results", f"names_twin_{args.type}{suffix}.json")
-    os.makedirs(os.path.dirname(out), exist_ok=True)
-    with open(out, "w") as f:
-        json.dump(result, f, indent=2)
+    write_json(out, result)
     med = result["median_ms_per_step"]
-    print(f"first {first} losses: max relative difference {result['max_rel_diff_first_50_losses']:.2e}")
+    print(f"first {min(50, args.steps)} losses: max relative difference {result['max_rel_diff_first_50_losses']:.2e}")
     print(f"ms/step (median): picograd {med['picograd']:.3f}, pytorch {med['pytorch']:.3f}")
     print(f"written to {out}")
     print(f"val_loss picograd={pg_val:.4f} pytorch={torch_val:.4f}")

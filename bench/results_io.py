@@ -57,3 +57,49 @@ def compiled_only_header(machine: str, model: str) -> dict[str, Any]:
         "versions": {"xdsl": str(xdsl.__version__), "numpy": np.__version__},
         "model": model,
     }
+
+
+def host_fields(torch: Any) -> dict[str, Any]:
+    """The fields a twin's result gives of the host it ran on: today's date, the CPU, its cores and load (the machine
+    is shared: other work inflates both timings), PyTorch's and OpenBLAS's threads, the versions."""
+    import datetime
+    import platform
+
+    import numpy as np
+    import xdsl
+
+    return {
+        "date": datetime.date.today().isoformat(),
+        "cpu": platform.processor() or platform.machine(),
+        "cores": os.cpu_count(),
+        "load_average_1_5_15_min": os.getloadavg(),
+        "torch_threads": torch.get_num_threads(),
+        "openblas_threads": os.environ.get("OPENBLAS_NUM_THREADS"),
+        "versions": {
+            "python": platform.python_version(),
+            "numpy": np.__version__,
+            "torch": torch.__version__,
+            "xdsl": str(xdsl.__version__),
+        },
+    }
+
+
+def twin_timings(
+    pg_losses: list[float], torch_losses: list[float], pg_ms: list[float], torch_ms: list[float], warm: int
+) -> dict[str, Any]:
+    """What a twin that runs picograd's step and PyTorch's interleaved reports of the two: the largest relative
+    difference of the first 50 losses, the median ms a step after ``warm`` steps, the first step's ms, and each
+    side's steps summed (``train_s``, the first included)."""
+    import statistics
+
+    first = min(50, len(pg_losses))
+    rel = [abs(a - b) / abs(b) for a, b in zip(pg_losses[:first], torch_losses[:first], strict=True)]
+    return {
+        "max_rel_diff_first_50_losses": max(rel) if rel else None,
+        "median_ms_per_step": {
+            "picograd": statistics.median(pg_ms[warm:]) if pg_ms else None,
+            "pytorch": statistics.median(torch_ms[warm:]) if torch_ms else None,
+        },
+        "first_step_ms": {"picograd": pg_ms[0], "pytorch": torch_ms[0]} if pg_ms else None,
+        "train_s": {"picograd": sum(pg_ms) / 1e3, "pytorch": sum(torch_ms) / 1e3},
+    }

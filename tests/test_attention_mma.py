@@ -137,9 +137,9 @@ def test_gpt_example_bf16_ptx_has_fused_mma_attention() -> None:
     """The GPT example's train step under bf16 autocast (``--dtype bfloat16``, the cuda default): the attention
     kernels are the flash-mma ones and no buffer is T x T."""
     import picograd as pg
-    from picograd.tools.pgc import _import_model
+    from picograd.tools.pgc import import_model
 
-    gpt = _import_model("examples/gpt_shakespeare.py")
+    gpt = import_model("examples/gpt_shakespeare.py")
     cfg = replace(gpt.Config(), n_layer=1, n_head=2, n_embd=64, block_size=48, batch_size=2, dtype="bfloat16")
     gpt.model, gpt.opt, gpt.sched = gpt.make(cfg, 0)
     x = pg.tensor(np.random.default_rng(0).integers(0, cfg.vocab_size, (2, 48)))

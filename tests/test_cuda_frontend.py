@@ -539,7 +539,7 @@ def test_pgc_device_cuda_prints_what_compile_runs_on_cuda(fake_cuda, tmp_path, m
         return fake_compile_for_cuda(module, matmul_schedule, arch)
 
     monkeypatch.setattr(realize, "cuda_compiler", lambda: recording_compiler)
-    user = pgc._import_model(str(path))
+    user = pgc.import_model(str(path))
     user.model.to("cuda")
     x, y = rng.standard_normal((8, 3)).astype(np.float32), rng.standard_normal((8, 2)).astype(np.float32)
     user.train_step(pg.tensor(x, device="cuda"), pg.tensor(y, device="cuda")).item()
@@ -563,7 +563,7 @@ def test_pgc_device_cuda_ptx_is_what_the_gpu_runs(tmp_path) -> None:
 
     path = tmp_path / "model.py"
     path.write_text(PGC_MODEL)
-    user = pgc._import_model(str(path))
+    user = pgc.import_model(str(path))
     user.model.to("cuda")
     rng = np.random.default_rng()
     x, y = rng.standard_normal((8, 3)).astype(np.float32), rng.standard_normal((8, 2)).astype(np.float32)

@@ -149,9 +149,9 @@ def test_gpt_example_traces_to_the_attention_op(attention: str) -> None:
     its ``bias`` buffer, a step input), and no softmax is left but the loss's."""
     from dataclasses import replace
 
-    from picograd.tools.pgc import _import_model
+    from picograd.tools.pgc import import_model
 
-    gpt = _import_model("examples/gpt_shakespeare.py")
+    gpt = import_model("examples/gpt_shakespeare.py")
     cfg = replace(gpt.Config(), n_layer=2, n_head=2, n_embd=16, block_size=8, batch_size=2, attention=attention)
     gpt.model, gpt.opt, gpt.sched = gpt.make(cfg, 0)
     x = pg.tensor(np.random.default_rng(0).integers(0, cfg.vocab_size, (2, 8)))

@@ -59,9 +59,9 @@ def test_case_without_graphs_and_replayed(rng: np.random.Generator) -> None:
 
 def test_mlp_names_train_step(rng: np.random.Generator) -> None:
     """The compiled SGD step of examples/mlp_names.py: loss, step count and updated parameters as numpy's."""
-    from picograd.tools.pgc import _import_model, compiled_functions
+    from picograd.tools.pgc import compiled_functions, import_model
 
-    model = _import_model("examples/mlp_names.py")
+    model = import_model("examples/mlp_names.py")
     (step,) = compiled_functions(model)
     module = step.ir("simplify")
     fn = only_func(module)

@@ -6,6 +6,8 @@ the names MLP against ``torch.autocast("cpu", dtype=torch.bfloat16)``."""
 from __future__ import annotations
 
 import itertools
+import os
+import sys
 
 import ml_dtypes
 import numpy as np
@@ -437,9 +439,9 @@ def test_autocast_mlp_step_on_the_loop_interpreter_and_the_ptx_emulator(rng, nam
 def test_names_mlp_autocast_train_step_matches_torch(rng):
     """20 SGD steps of the examples/mlp_names.py model under ``pg.autocast("cpu", dtype=pg.bfloat16)``, compiled,
     against the same model, initial state and batches under ``torch.autocast("cpu", dtype=torch.bfloat16)``."""
-    from picograd.tools.pgc import _import_model
+    from picograd.tools.pgc import import_model
 
-    ex = _import_model("examples/mlp_names.py")
+    ex = import_model("examples/mlp_names.py")
     model, opt = ex.make(seed=3, lr=0.1)
 
     @pg.compile
@@ -451,19 +453,12 @@ def test_names_mlp_autocast_train_step_matches_torch(rng):
         opt.step()
         return loss
 
-    class Twin(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.emb = torch.nn.Embedding(ex.VOCAB, ex.EMBED)
-            self.hidden = torch.nn.Linear(ex.BLOCK_SIZE * ex.EMBED, ex.HIDDEN)
-            self.out = torch.nn.Linear(ex.HIDDEN, ex.VOCAB)
-
-        def forward(self, x):
-            e = self.emb(x).reshape(x.shape[0], ex.BLOCK_SIZE * ex.EMBED)
-            return self.out(torch.tanh(self.hidden(e)))
-
-    twin = Twin()
-    twin.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in model.state_dict().items()})
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "bench"))
+    try:
+        import mlp_names_twin
+    finally:
+        del sys.path[0]
+    twin = mlp_names_twin.torch_twin(model.state_dict())
     topt = torch.optim.SGD(twin.parameters(), lr=0.1)
     losses, tlosses = [], []
     for _ in range(20):

@@ -376,9 +376,9 @@ def test_lowers_assembles_and_runs(name: str, rng: np.random.Generator) -> None:
 def test_mlp_names_step_assembles() -> None:
     """The compiled train step of examples/mlp_names.py (batch 32, hidden 200) lowers to PTX that ptxas accepts,
     one kernel per loop nest, with .loc lines into the example."""
-    from picograd.tools.pgc import _import_model, compiled_functions
+    from picograd.tools.pgc import compiled_functions, import_model
 
-    model = _import_model("examples/mlp_names.py")
+    model = import_model("examples/mlp_names.py")
     (step,) = compiled_functions(model)
     program = compile_for_cuda(step.ir("simplify"))
     result = program.assemble()

@@ -421,9 +421,9 @@ def test_attention_ptx(mask: str, rng: np.random.Generator) -> None:
 def test_gpt_shakespeare_step_assembles() -> None:
     """``pgc examples/gpt_shakespeare.py --emit=ptx``: the whole baby-GPT train step (forward, attention vjp, clip,
     AdamW) lowers to PTX that ptxas accepts for sm_90."""
-    from picograd.tools.pgc import _import_model, compiled_functions
+    from picograd.tools.pgc import compiled_functions, import_model
 
-    model = _import_model("examples/gpt_shakespeare.py")
+    model = import_model("examples/gpt_shakespeare.py")
     (step,) = compiled_functions(model)
     program = compile_for_cuda(step.ir("simplify"))
     result = program.assemble()

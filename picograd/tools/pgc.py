@@ -82,7 +82,10 @@ def _model_errors(path: str) -> Iterator[None]:
         raise error from None
 
 
-def _import_model(path: str):
+def import_model(path: str):
+    """The Python file at ``path`` run as a fresh module (named ``pgc_model``, its folder put first on ``sys.path``
+    so that it imports its neighbours). Raises FileNotFoundError when there is no such file, and ``ModelError`` at
+    the user's line for an exception the file raises."""
     if not os.path.exists(path):
         raise FileNotFoundError(f"no such file: {path}")
     sys.path.insert(0, os.path.dirname(os.path.abspath(path)))
@@ -113,7 +116,7 @@ def build(
     """Trace the compiled functions of the model file ``path`` and lower them to ``stage`` (PTX for ``arch``).
     Matmuls are tiled by ``matmul_schedule``, or when None by the functions' own (``@pg.compile(matmul_schedule=)``,
     else ``auto``), as the CUDA backend does."""
-    module = _import_model(path)
+    module = import_model(path)
     fns = compiled_functions(module)
     if not fns:
         raise CompileError(f"{path}: no function marked with @pg.compile(example_inputs=...)")
