@@ -199,3 +199,50 @@ def test_out_of_range_indices_raise_index_error(index):
     x = pg.tensor(np.zeros((4, 5)))
     with pytest.raises(IndexError, match=r"out of range for dim \d of size \d.*test_indexing.py:\d+"):
         x[index]
+
+
+def _gather_family_calls(x: pg.Tensor, index: pg.Tensor) -> dict:
+    ones = pg.ones(*index.shape)
+    return {
+        "gather": lambda: pg.gather(x, 1, index),
+        "take_along_dim": lambda: pg.take_along_dim(x, index, 1),
+        "scatter_add": lambda: pg.scatter_add(x, 1, index, ones),
+        "scatter": lambda: pg.scatter(x, 1, index, value=9.0),
+        "scatter_reduce": lambda: pg.scatter_reduce(x, 1, index, ones, "sum"),
+        "index_select": lambda: pg.index_select(x, 1, index.reshape(-1)),
+        "index_add": lambda: pg.index_add(x, 1, index[0], pg.ones(x.shape[0], index.shape[1])),
+    }
+
+
+@pytest.mark.parametrize("bad", [3, 5, -1])
+@pytest.mark.parametrize(
+    "op", ["gather", "take_along_dim", "scatter_add", "scatter", "scatter_reduce", "index_select", "index_add"]
+)
+def test_dim_wise_gather_and_scatter_raise_for_out_of_range_indices(rng, op, bad):
+    # an index past the dim's end used to read or write the next row (gather: [[3], [0]] on a 2x3 tensor gave
+    # [[3.0], [3.0]]), and a negative one the previous row or the end; PyTorch raises for both
+    x = pg.tensor(rng.normal(size=(2, 3)))
+    index = np.stack([rng.integers(0, 3, 2), rng.integers(0, 3, 2)])
+    index[0, 0] = bad
+    with pytest.raises(IndexError, match=rf"index {bad} is out of range for dim 1 of size 3.*test_indexing.py:\d+"):
+        _gather_family_calls(x, pg.tensor(index))[op]().numpy()
+    # computed indices (a pg.check_index op) and a compiled step raise the same
+    with pytest.raises(IndexError, match=rf"index {bad} is out of range for dim 1 of size 3"):
+        _gather_family_calls(x, pg.tensor(index) + 0)[op]().numpy()
+    step = pg.compile(lambda x, i: _gather_family_calls(x, i)[op]())
+    good = index.copy()
+    good[0, 0] = 1
+    step(x, pg.tensor(good)).numpy()
+    with pytest.raises(IndexError, match=rf"index {bad} is out of range for dim 1 of size 3"):
+        step(x, pg.tensor(index)).numpy()
+
+
+def test_take_counts_negative_indices_from_the_end_and_raises_past_it(rng):
+    a = rng.normal(size=(3, 4))
+    index = np.array([[-1, 0], [-12, 11]])
+    want = torch.take(torch.tensor(a), torch.tensor(index)).numpy()
+    np.testing.assert_array_equal(pg.take(pg.tensor(a), pg.tensor(index)).numpy(), want)
+    np.testing.assert_array_equal(pg.compile(pg.take)(pg.tensor(a), pg.tensor(index)).numpy(), a.reshape(-1)[index])
+    for bad in (12, -13):
+        with pytest.raises(IndexError, match=rf"index {bad} is out of range for dim 0 of size 12"):
+            pg.take(pg.tensor(a), pg.tensor(np.array([0, bad]))).numpy()

@@ -1124,6 +1124,19 @@ def test_max_min_return_named_tuples() -> None:
         x.max((0, 1))
 
 
+def test_compiled_functions_return_named_tuples(rng: np.random.Generator) -> None:
+    # a compiled function returning x.max(dim), sort or topk used to crash rebuilding the result
+    # (TypeError: ValuesIndices.__new__() missing 1 required positional argument: 'indices')
+    x = pg.tensor(rng.normal(size=(3, 5)))
+    for fn in (lambda v: v.max(1), lambda v: pg.sort(v, 0), lambda v: v.topk(2), lambda v: pg.median(v, -1)):
+        want, got = fn(x), pg.compile(fn)(x)
+        assert type(got) is type(want)
+        np.testing.assert_allclose(got.values.numpy(), want.values.numpy())
+        np.testing.assert_array_equal(got.indices.numpy(), want.indices.numpy())
+    (values, indices), [total] = pg.compile(lambda v: (v.min(0), [v.sum()]))(x)
+    assert indices.tolist() == x.numpy().argmin(0).tolist() and np.isclose(total.item(), x.numpy().sum())
+
+
 def test_max_dim_gradient_goes_to_the_first_maximum_as_torch() -> None:
     x = pg.tensor([[1.0, 5.0, 5.0]], requires_grad=True)
     x.max(1).values.sum().backward()
@@ -1302,3 +1315,42 @@ def test_small_pytorch_api_a_newcomer_reaches_for(rng: np.random.Generator) -> N
     assert model.requires_grad_(False) is model and not any(p.requires_grad for p in model.parameters())
     model.requires_grad_()
     assert all(p.requires_grad for p in model.parameters())
+
+
+def test_sort_and_median_treat_nan_as_largest_as_torch(rng: np.random.Generator) -> None:
+    # descending sort put NaN last (PyTorch: first), and median skipped NaN (PyTorch: NaN, at the first NaN)
+    a = rng.normal(size=(4, 7)).astype(np.float32)
+    a[0, [1, 4]] = np.nan
+    a[2, 6] = np.nan
+    x, t = pg.tensor(a), torch.tensor(a)
+    for descending in (False, True):
+        got = pg.sort(x, 1, descending=descending)
+        want = torch.sort(t, dim=1, descending=descending, stable=True)
+        np.testing.assert_array_equal(got.values.numpy(), want.values.numpy())
+        np.testing.assert_array_equal(got.indices.numpy(), want.indices.numpy())
+        np.testing.assert_array_equal(pg.argsort(x, 1, descending=descending).numpy(), want.indices.numpy())
+    for dim in (1, -2):
+        got_m, want_m = pg.median(x, dim), torch.median(t, dim)
+        np.testing.assert_array_equal(got_m.values.numpy(), want_m.values.numpy())
+        np.testing.assert_array_equal(got_m.indices.numpy(), want_m.indices.numpy())
+    assert np.isnan(pg.median(x).item()) and np.isnan(pg.compile(pg.median)(x).item())
+    assert pg.median(x[1]).item() == torch.median(t[1]).item()
+    step = pg.compile(lambda v: pg.median(v, 1))
+    np.testing.assert_array_equal(step(x).indices.numpy(), torch.median(t, 1).indices.numpy())
+
+
+def test_cosine_similarity_broadcasts_before_the_norms(rng: np.random.Generator) -> None:
+    # x2 with size 1 along dim: its norm was taken before broadcasting, giving 2x PyTorch's value for 4 channels
+    a, b = rng.normal(size=(2, 4, 3)), rng.normal(size=(2, 1, 3))
+    x1, x2 = pg.tensor(a, requires_grad=True), pg.tensor(b, requires_grad=True)
+    t1, t2 = torch.tensor(a, requires_grad=True), torch.tensor(b, requires_grad=True)
+    got, want = pg.nn.functional.cosine_similarity(x1, x2, dim=1), torch.nn.functional.cosine_similarity(t1, t2, dim=1)
+    np.testing.assert_allclose(got.numpy(), want.detach().numpy(), rtol=1e-10)
+    np.testing.assert_allclose(
+        pg.compile(pg.nn.functional.cosine_similarity)(pg.tensor(a), pg.tensor(b)).numpy(), want.detach().numpy()
+    )
+    w = rng.normal(size=want.shape)
+    (got * pg.tensor(w)).sum().backward()
+    (want * torch.tensor(w)).sum().backward()
+    np.testing.assert_allclose(x1.grad.numpy(), t1.grad.numpy(), rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(x2.grad.numpy(), t2.grad.numpy(), rtol=1e-9, atol=1e-12)

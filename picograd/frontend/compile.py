@@ -566,7 +566,10 @@ def _rebuild(structure: Any, outs: Sequence[Tensor]) -> Any:
         return payload
     if kind is dict:
         return {k: _rebuild(v, outs) for k, v in payload.items()}
-    return kind(_rebuild(v, outs) for v in payload)
+    items = [_rebuild(v, outs) for v in payload]
+    if kind is not tuple and issubclass(kind, tuple):  # a named tuple (``x.max(dim)``, ``sort``, ``topk``)
+        return kind(*items)
+    return kind(items)
 
 
 def _signature(args: Sequence[Any], fn: Callable[..., Any]) -> tuple:

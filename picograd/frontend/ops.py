@@ -43,6 +43,7 @@ from picograd.errors import CompileError, DTypeError, ShapeError
 from picograd.frontend import dtypes
 from picograd.frontend.amp import FLOAT32, LOWER_PRECISION
 from picograd.frontend.graph import STATE, at, user_location
+from picograd.frontend.indexing import checked_index
 from picograd.frontend.tensor import (
     Tensor,
     ValuesIndices,
@@ -140,7 +141,20 @@ def _linear_index(shape: Sequence[int], dim: int, index: Tensor) -> Tensor:
 
 def take_along_dim(input: Tensor, indices: Tensor, dim: int) -> Tensor:
     """``out[i] = input[i with i[dim] = indices[i]]`` (same as ``gather(input, dim, indices)``); indices lie in
-    ``[0, size)`` (int64), with ``indices.shape[k] <= input.shape[k]`` for ``k != dim``. One ``pg.gather``."""
+    ``[0, size)`` (int64), with ``indices.shape[k] <= input.shape[k]`` for ``k != dim``. One ``pg.gather``.
+    Out-of-range indices raise ``IndexError`` naming the index, the dim's size and the user's line (at once when
+    they are known, else when the ``pg.check_index`` op runs), as PyTorch raises for them."""
+    d = norm_dim(dim, input.ndim, input.shape)
+    indices = indices.long()
+    _check_index("gather", input.shape, d, indices)
+    if input.ndim:
+        indices = checked_index(indices, input.shape[d], d)
+    return take_along_unchecked(input, indices, d)
+
+
+def take_along_unchecked(input: Tensor, indices: Tensor, dim: int) -> Tensor:
+    """``take_along_dim`` for indices the library computed itself (known to lie in ``[0, size)``): no
+    ``pg.check_index``."""
     d = norm_dim(dim, input.ndim, input.shape)
     indices = indices.long()
     _check_index("gather", input.shape, d, indices)
@@ -164,6 +178,8 @@ def scatter_add(input: Tensor, dim: int, index: Tensor, src: Tensor) -> Tensor:
     d = norm_dim(dim, input.ndim, input.shape)
     index = index.long()
     _check_index("scatter_add", input.shape, d, index)
+    if input.ndim:
+        index = checked_index(index, input.shape[d], d)
     src = _as_tensor(src, input)._cast(input.dtype)
     src = src[tuple(slice(0, n) for n in index.shape)] if src.shape != index.shape else src
     lin = _linear_index(input.shape, d, index)
@@ -188,6 +204,8 @@ def _scatter_operands(what: str, input: Tensor, dim: int, index: Tensor, src: An
     d = norm_dim(dim, input.ndim, input.shape)
     index = index.long()
     _check_index(what, input.shape, d, index)
+    if input.ndim:
+        index = checked_index(index, input.shape[d], d)
     if isinstance(src, Tensor):
         src_t = src._cast(input.dtype)
         if src_t.ndim != index.ndim or builtins.any(a < b for a, b in zip(src_t.shape, index.shape, strict=True)):
@@ -209,7 +227,7 @@ def scatter(input: Tensor, dim: int, index: Tensor, src: Any = None, value: Any 
     m_iota = iota(hit.shape, d + 1, input.device)
     last = where(hit, m_iota, -1).amax(d + 1)  # the last source position landing on each output position
     touched = _pad_to(last >= 0, input.shape)
-    picked = take_along_dim(src_t, where(last >= 0, last, 0), d)
+    picked = take_along_unchecked(src_t, where(last >= 0, last, 0), d)
     return where(touched, _pad_to(picked, input.shape), input)
 
 
@@ -383,7 +401,7 @@ def _cum_extreme(input: Tensor, dim: int, better: str) -> ValuesIndices:
         return [where(wins, b[0], a[0]), where(wins, b[1], a[1])]
 
     _, idx = _scan([x.detach(), iota(x.shape, d, x.device)], d, pick)
-    values = take_along_dim(x, idx, d)
+    values = take_along_unchecked(x, idx, d)
     return ValuesIndices(values.reshape(*input.shape), idx.reshape(*input.shape))
 
 
@@ -403,11 +421,14 @@ def cummin(input: Tensor, dim: int) -> ValuesIndices:
 
 
 def _before(a: Tensor, b: Tensor, descending: bool) -> Tensor:
-    """Whether ``a`` sorts strictly before ``b`` (NaN last, as PyTorch)."""
+    """Whether ``a`` sorts strictly before ``b``; NaN counts as larger than every number, as in PyTorch (last
+    ascending, first descending)."""
     if not a.dtype.is_floating_point:
         return a > b if descending else a < b
     a_nan, b_nan = a != a, b != b
     plain = a > b if descending else a < b
+    if descending:
+        return plain | (a_nan & (b_nan == False))  # noqa: E712
     return plain | (b_nan & (a_nan == False))  # noqa: E712
 
 
@@ -434,7 +455,7 @@ def sort(input: Tensor, dim: int = -1, descending: bool = False, stable: bool = 
     rank = ahead.sum(-1)  # (..., i): how many elements go before element i
     slots = rank.unsqueeze(-2) == iota(table, x.ndim - 1, x.device)  # (..., r, i): element i goes to slot r
     perm = where(slots, pos_j, 0).sum(-1)
-    values = take_along_dim(x, perm, x.ndim - 1)
+    values = take_along_unchecked(x, perm, x.ndim - 1)
     if d != input.ndim - 1:
         values, perm = values.transpose(d, -1), perm.transpose(d, -1)
     return ValuesIndices(values, perm)

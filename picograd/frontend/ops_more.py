@@ -20,6 +20,7 @@ from picograd.frontend import dtypes
 from picograd.frontend.amp import FLOAT32, LOWER_PRECISION
 from picograd.frontend.creation import cat, rand, randint, randn, stack
 from picograd.frontend.graph import STATE, at, no_grad, user_location
+from picograd.frontend.indexing import checked_index
 from picograd.frontend.ops import (
     einsum,
     flip,
@@ -28,7 +29,7 @@ from picograd.frontend.ops import (
     scatter_add,
     slice_dim,
     sort,
-    take_along_dim,
+    take_along_unchecked,
 )
 from picograd.frontend.tensor import (
     Tensor,
@@ -346,16 +347,21 @@ def dist(input: Tensor, other: Tensor, p: float = 2) -> Tensor:
 
 def median(input: Tensor, dim: int | None = None, keepdim: bool = False) -> Any:
     """The lower median (element ``(n - 1) // 2`` in sorted order): of all elements when ``dim`` is None, else a
-    named tuple ``(values, indices)`` along ``dim``; the gradient goes to that element."""
+    named tuple ``(values, indices)`` along ``dim``; the gradient goes to that element. As in PyTorch, a slice
+    with NaN has the median NaN (its first NaN's index)."""
     if dim is None:
         flat = input.reshape(-1)
-        k = (flat.shape[0] - 1) // 2
-        return take_along_dim(flat, slice_dim(sort(flat, 0).indices, 0, k, k + 1), 0).reshape(())
+        return median(flat, 0).values.reshape(())
     d = norm_dim(dim, input.ndim, input.shape)
     order = sort(input, d).indices
-    k = (input.shape[d] - 1) // 2
+    n = input.shape[d] if input.ndim else 1
+    k = (n - 1) // 2
     idx = slice_dim(order, d, k, k + 1)
-    values = take_along_dim(input, idx, d)
+    if input.dtype.is_floating_point and input.ndim:
+        # NaN sorts last (stably): where a slice holds NaN, PyTorch's median is its first NaN, at n - count
+        count = (input != input).sum(d, keepdim=True)
+        idx = take_along_unchecked(order, where(count > 0, n - count, k), d)
+    values = take_along_unchecked(input, idx, d)
     if not keepdim:
         values, idx = values.squeeze(d), idx.squeeze(d)
     return ValuesIndices(values, idx)
@@ -585,14 +591,19 @@ def index_select(input: Tensor, dim: int, index: Tensor) -> Tensor:
     """The entries of ``input`` at the 1-D int ``index`` along ``dim`` (one ``pg.gather``)."""
     d = norm_dim(dim, input.ndim, input.shape)
     idx = index.long().reshape(-1) if isinstance(index, Tensor) else Tensor(np.asarray(index, np.int64).reshape(-1))
+    idx = checked_index(idx, input.shape[d] if input.ndim else 1, d)  # PyTorch raises for negative ones too
     shape = (*input.shape[:d], idx.shape[0], *input.shape[d + 1 :])
     return record("gather", [input, idx], (d,), shape, input.dtype)
 
 
 def take(input: Tensor, index: Tensor) -> Tensor:
-    """Elements of the flattened ``input`` at ``index`` (any shape)."""
+    """Elements of the flattened ``input`` at ``index`` (any shape); negative indices count from the end, as
+    PyTorch's, and out-of-range ones raise ``IndexError``."""
     flat = input.reshape(-1)
-    return record("gather", [flat, index.long()], (0,), index.shape, input.dtype)
+    n = flat.shape[0]
+    idx = checked_index(index.long(), n, 0, negative=True)
+    idx = where(idx < 0, idx + n, idx)
+    return record("gather", [flat, idx], (0,), index.shape, input.dtype)
 
 
 def unbind(input: Tensor, dim: int = 0) -> tuple[Tensor, ...]:

@@ -1234,7 +1234,7 @@ class ValuesIndices(NamedTuple):
 def _values_indices(kind: str, x: Tensor, dim: int, keepdim: bool) -> ValuesIndices:
     """``(values, indices)`` of the first extremum (``kind`` argmax/argmin) along ``dim``; the values are gathered
     at the indices, so the gradient goes to that one element (as ``torch.max(x, dim)``)."""
-    from picograd.frontend.ops import take_along_dim
+    from picograd.frontend.ops import take_along_unchecked
 
     if not isinstance(dim, int | np.integer):
         raise TypeError(
@@ -1245,7 +1245,7 @@ def _values_indices(kind: str, x: Tensor, dim: int, keepdim: bool) -> ValuesIndi
     if x.ndim == 0:
         return ValuesIndices(x, constant(0, dtypes.int64, device=x.device))
     idx = _arg_reduce(kind, x, d, True)
-    values = take_along_dim(x, idx, d)
+    values = take_along_unchecked(x, idx, d)
     if not keepdim:
         values, idx = values.squeeze(d), idx.squeeze(d)
     return ValuesIndices(values, idx)

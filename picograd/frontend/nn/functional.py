@@ -13,7 +13,7 @@ from picograd.frontend.amp import FLOAT32, LOWER_PRECISION, opmath
 from picograd.frontend.creation import rand
 from picograd.frontend.graph import STATE, at, user_location
 from picograd.frontend.indexing import checked_index
-from picograd.frontend.ops import take_along_dim
+from picograd.frontend.ops import take_along_unchecked
 from picograd.frontend.tensor import Tensor, require_same_dtype, where
 
 
@@ -98,7 +98,7 @@ def nll_loss(
         safe = checked_index(known, rows.shape[1], 1, "target")
     else:
         safe = checked_index(where(keep, t, 0), rows.shape[1], 1, "target")
-    picked = take_along_dim(rows, safe.unsqueeze(1), 1).squeeze(1)
+    picked = take_along_unchecked(rows, safe.unsqueeze(1), 1).squeeze(1)
     w = weight[safe] if weight is not None else None
     loss = where(keep, -(picked * w if w is not None else picked), 0.0)
     if reduction == "mean":
@@ -515,9 +515,11 @@ def normalize(x: Tensor, p: float = 2.0, dim: int = 1, eps: float = 1e-12) -> Te
 @FLOAT32
 def cosine_similarity(x1: Tensor, x2: Tensor, dim: int = 1, eps: float = 1e-8) -> Tensor:
     """``sum(x1 x2) / (max(||x1||, eps) max(||x2||, eps))`` along ``dim`` (PyTorch 2's formula; a zero vector has
-    PyTorch's finite gradient, not NaN)."""
-    from picograd.frontend.ops_more import norm
+    PyTorch's finite gradient, not NaN). ``x1`` and ``x2`` broadcast first, as in PyTorch (a size-1 ``dim`` of one
+    is repeated before its norm is taken)."""
+    from picograd.frontend.ops_more import broadcast_tensors, norm
 
+    x1, x2 = broadcast_tensors(x1, x2)
     n1 = norm(x1, 2, dim).maximum(eps)
     n2 = norm(x2, 2, dim).maximum(eps)
     return (x1 * x2).sum(dim) / (n1 * n2)
