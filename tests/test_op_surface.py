@@ -1339,6 +1339,35 @@ def test_sort_and_median_treat_nan_as_largest_as_torch(rng: np.random.Generator)
     np.testing.assert_array_equal(step(x).indices.numpy(), torch.median(t, 1).indices.numpy())
 
 
+def test_cummax_cummin_index_moves_to_each_nan_as_torch(rng: np.random.Generator) -> None:
+    # a NaN used to keep the first NaN's index; PyTorch moves it to every later NaN
+    a = rng.normal(size=(3, 9)).astype(np.float32)
+    a[0, [2, 5, 6]] = np.nan
+    a[1, 0] = np.nan
+    x, t = pg.tensor(a), torch.tensor(a)
+    for name in ("cummax", "cummin"):
+        want = getattr(torch, name)(t, 1)
+        for got in (getattr(pg, name)(x, 1), pg.compile(lambda v, name=name: getattr(pg, name)(v, 1))(x)):
+            np.testing.assert_array_equal(got.values.numpy(), want.values.numpy())
+            np.testing.assert_array_equal(got.indices.numpy(), want.indices.numpy())
+
+
+def test_aminmax_is_a_named_tuple_as_torch(rng: np.random.Generator) -> None:
+    a = rng.normal(size=(3, 5))
+    got, want = pg.aminmax(pg.tensor(a), dim=1), torch.aminmax(torch.tensor(a), dim=1)
+    np.testing.assert_array_equal(got.min.numpy(), want.min.numpy())
+    np.testing.assert_array_equal(got.max.numpy(), want.max.numpy())
+    both = pg.compile(lambda v: pg.aminmax(v))(pg.tensor(a))
+    assert (both.min.item(), both.max.item()) == (a.min(), a.max())
+
+
+def test_dropout_probability_out_of_range_is_refused_when_built() -> None:
+    with pytest.raises(ValueError, match=r"probability must be in \[0, 1\], got 1.5.*test_op_surface\.py:\d+"):
+        pg.nn.Dropout(1.5)
+    with pytest.raises(ValueError, match=r"got -0.1.*test_op_surface\.py:\d+"):
+        pg.nn.functional.dropout(pg.ones(3), -0.1)
+
+
 def test_cosine_similarity_broadcasts_before_the_norms(rng: np.random.Generator) -> None:
     # x2 with size 1 along dim: its norm was taken before broadcasting, giving 2x PyTorch's value for 4 channels
     a, b = rng.normal(size=(2, 4, 3)), rng.normal(size=(2, 1, 3))

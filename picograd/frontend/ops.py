@@ -394,10 +394,11 @@ def _cum_extreme(input: Tensor, dim: int, better: str) -> ValuesIndices:
     d = norm_dim(dim, x.ndim, x.shape)
 
     def pick(a: list[Tensor], b: list[Tensor]) -> list[Tensor]:
-        # the later element wins ties (as PyTorch) and a NaN sticks
+        # the later element wins ties, and a NaN wins over everything before it, an earlier NaN too (as PyTorch:
+        # the index moves to each new NaN)
         wins = (b[0] >= a[0]) if better == "max" else (b[0] <= a[0])
         if x.dtype.is_floating_point:
-            wins = (wins | (b[0] != b[0])) & (a[0] == a[0])
+            wins = (b[0] != b[0]) | (wins & (a[0] == a[0]))
         return [where(wins, b[0], a[0]), where(wins, b[1], a[1])]
 
     _, idx = _scan([x.detach(), iota(x.shape, d, x.device)], d, pick)
@@ -406,8 +407,8 @@ def _cum_extreme(input: Tensor, dim: int, better: str) -> ValuesIndices:
 
 
 def cummax(input: Tensor, dim: int) -> ValuesIndices:
-    """Running maximum along ``dim`` and its index (the last one among ties; a NaN sticks), as ``torch.cummax``;
-    the gradient goes to the element at the index."""
+    """Running maximum along ``dim`` and its index (the last one among ties; from a NaN on the value is NaN and the
+    index that of the latest NaN), as ``torch.cummax``; the gradient goes to the element at the index."""
     return _cum_extreme(input, dim, "max")
 
 

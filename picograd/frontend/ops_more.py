@@ -11,7 +11,7 @@ from __future__ import annotations
 import builtins
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -314,9 +314,16 @@ def nanmean(input: Tensor, dim: Any = None, keepdim: bool = False) -> Tensor:
     return nansum(input, dim, keepdim) / count
 
 
-def aminmax(input: Tensor, dim: int | None = None, keepdim: bool = False) -> tuple[Tensor, Tensor]:
-    """``(amin, amax)`` over ``dim`` (all elements when None)."""
-    return input.amin(dim, keepdim), input.amax(dim, keepdim)
+class MinMax(NamedTuple):
+    """What ``aminmax`` returns (``torch.return_types.aminmax``)."""
+
+    min: Tensor
+    max: Tensor
+
+
+def aminmax(input: Tensor, dim: int | None = None, keepdim: bool = False) -> MinMax:
+    """``(min, max)`` over ``dim`` (all elements when None), a named tuple as PyTorch's."""
+    return MinMax(input.amin(dim, keepdim), input.amax(dim, keepdim))
 
 
 @FLOAT32

@@ -405,7 +405,7 @@ def dropout(x: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
     """Zero each element with probability ``p`` and scale the rest by ``1 / (1 - p)`` (inverted dropout; Srivastava
     et al., 2014). Identity when not ``training`` or ``p == 0``."""
     if not 0 <= p <= 1:
-        raise ValueError(f"dropout probability must be in [0, 1], got {p}")
+        raise ValueError(f"dropout probability must be in [0, 1], got {p}{at(user_location())}")
     if not training or p == 0:
         return x
     if p == 1:

@@ -356,6 +356,8 @@ class Dropout(Module):
 
     def __init__(self, p: float = 0.5):
         super().__init__()
+        if not 0 <= p <= 1:  # as PyTorch: refused when built, not at the first forward
+            raise ValueError(f"Dropout: probability must be in [0, 1], got {p}{at(user_location())}")
         self.p = p
 
     def forward(self, x: Tensor) -> Tensor:
