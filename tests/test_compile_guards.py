@@ -517,3 +517,27 @@ def test_lazy_parameter_value_before_the_first_call_is_read_afresh(rng):
         x, y = pg.tensor(rng.standard_normal((4, 3))), pg.tensor(rng.standard_normal((4, 2)))
         np.testing.assert_allclose(compiled(x, y).item(), eager(x, y).item(), rtol=1e-12)
         _assert_same(models)
+
+
+def test_gradients_of_an_eager_backward_are_read_afresh_by_a_compiled_update(rng):
+    """``loss.backward()`` eagerly leaves lazy gradients; a compiled ``opt.step()`` (or a gradient norm) must read
+    each call's gradients, not the first call's as a snapshot."""
+    models = _linear_twins(rng)
+    opts = [pg.optim.Adam(m.parameters(), lr=0.1) for m in models]
+
+    def make(model, opt):
+        def update():
+            norm = sum((p.grad**2).sum() for p in model.parameters())
+            opt.step()
+            return norm
+
+        return update
+
+    compiled, eager = pg.compile(make(models[0], opts[0])), make(models[1], opts[1])
+    for _ in range(3):
+        x, y = pg.tensor(rng.standard_normal((4, 3))), pg.tensor(rng.standard_normal((4, 2)))
+        for m, opt in zip(models, opts, strict=True):
+            opt.zero_grad()
+            F.mse_loss(m(x), y).backward()
+        np.testing.assert_allclose(compiled().item(), eager().item(), rtol=1e-12)
+        _assert_same(models)

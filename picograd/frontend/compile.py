@@ -810,9 +810,15 @@ class CompiledFunction:
         """Trace ``fn`` on ``args``, compile the graph for its device and cache the result under ``key``."""
         trace = self._trace(args)
         ctx = trace.ctx
+        # a tensor the step updates, or a .grad it reads, held a lazy value (``p.data = p * 0.5`` before the first
+        # call, the gradients of an eager backward()): the trace would read that value's sources as a snapshot on
+        # every call; compute it, then trace again, reading it afresh
         lazy = [t for key, t in ctx.writes.items() if ctx.originals[key][0].kind != "leaf"]
-        if lazy:  # a tensor the step updates held a lazy value (``p.data = p * 0.5`` before the first call): the
-            # trace would read that value's sources as a snapshot on every call; compute it, then read it afresh
+        for t, was_none in ctx.grad_reads.values():
+            g = None if was_none else ctx.old_grads.get(id(t), t._grad)
+            if g is not None and g._node.kind != "leaf":
+                lazy.append(g)
+        if lazy:
             ctx.rollback()
             realize(*lazy)
             trace = self._trace(args)
