@@ -541,3 +541,26 @@ def test_gradients_of_an_eager_backward_are_read_afresh_by_a_compiled_update(rng
             F.mse_loss(m(x), y).backward()
         np.testing.assert_allclose(compiled().item(), eager().item(), rtol=1e-12)
         _assert_same(models)
+
+
+_LAZY = None
+
+
+def test_lazy_tensor_read_by_a_compiled_function_follows_its_data(rng):
+    """A global and a parameter holding lazy values when traced (``base * 2``, ``p.data = p * 0.5``) are read as the
+    tensors they are: a later ``.data =`` is seen, as eager code sees it."""
+    global _LAZY
+    base = pg.tensor(rng.standard_normal(3))
+    _LAZY = base * 2
+    model = pg.nn.Linear(3, 2).double()
+    model.weight.data = model.weight * 0.5
+
+    def f(x):
+        return model(x * _LAZY)
+
+    step = pg.compile(f)
+    x = pg.tensor(rng.standard_normal((4, 3)))
+    np.testing.assert_allclose(step(x).numpy(), f(x).numpy(), rtol=1e-12)
+    _LAZY.data = base * 3
+    model.weight.data = pg.tensor(rng.standard_normal((2, 3)))
+    np.testing.assert_allclose(step(x).numpy(), f(x).numpy(), rtol=1e-12)

@@ -814,6 +814,7 @@ class CompiledFunction:
         # call, the gradients of an eager backward()): the trace would read that value's sources as a snapshot on
         # every call; compute it, then trace again, reading it afresh
         lazy = [t for key, t in ctx.writes.items() if ctx.originals[key][0].kind != "leaf"]
+        lazy += [t for key, t in ctx.lazy_reads.items() if key not in ctx.writes and (t.is_leaf or not t.requires_grad)]
         for t, was_none in ctx.grad_reads.values():
             g = None if was_none else ctx.old_grads.get(id(t), t._grad)
             if g is not None and g._node.kind != "leaf":
