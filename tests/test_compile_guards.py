@@ -564,3 +564,35 @@ def test_lazy_tensor_read_by_a_compiled_function_follows_its_data(rng):
     _LAZY.data = base * 3
     model.weight.data = pg.tensor(rng.standard_normal((2, 3)))
     np.testing.assert_allclose(step(x).numpy(), f(x).numpy(), rtol=1e-12)
+
+
+@pytest.mark.parametrize("zero_grad", [True, False])
+def test_a_kept_grad_and_a_returned_parameter_behave_as_eager(rng, zero_grad):
+    """Eager ``backward()`` gives each ``.grad`` a new tensor (a kept one holds its value) and a step that returns
+    ``model.weight`` returns that parameter (which later steps update); a compiled step must do the same."""
+    models = _linear_twins(rng)
+    opts = [pg.optim.SGD(m.parameters(), lr=0.1) for m in models]
+
+    def make(model, opt):
+        def step(x, y):
+            loss = F.mse_loss(model(x), y)
+            if zero_grad:
+                opt.zero_grad()
+            loss.backward()
+            opt.step()
+            return loss, model.weight, x
+
+        return step
+
+    steps = [pg.compile(make(models[0], opts[0])), make(models[1], opts[1])]
+    kept: list[list] = [[], []]
+    for _ in range(3):
+        x, y = pg.tensor(rng.standard_normal((4, 3))), pg.tensor(rng.standard_normal((4, 2)))
+        for step, m, k in zip(steps, models, kept, strict=True):
+            _, w, xr = step(x, y)
+            assert w is m.weight and xr is x
+            k.append((m.weight.grad, m.weight.grad.numpy().copy()))
+    for (g, value), (_, want) in zip(*kept, strict=True):
+        np.testing.assert_allclose(g.numpy(), value, rtol=1e-12)  # not overwritten by later steps
+        np.testing.assert_allclose(value, want, rtol=1e-12)
+    _assert_same(models)

@@ -124,6 +124,9 @@ class _Trace:
     detached: str | None  # why returned outputs that required grad when traced come back detached
     reads: Reads  # what the user's code reached through its objects while traced (guards)
     grad_cleared: list[Tensor | int] = field(default_factory=list)  # .grad set to None by the step (zero_grad)
+    # returned outputs that are the user's tensors themselves (a parameter, an argument): eager code returns that
+    # tensor, which follows later updates, so a call returns it too (the tensor, or its argument position)
+    same: list[tuple[int, Tensor | int]] = field(default_factory=list)
 
 
 class _Retrace(Exception):
@@ -495,10 +498,8 @@ class _Compiled:
         for t, buf in zip(tr.written, outs[k : k + len(tr.written)], strict=True):
             t._set_buffer(buf, device)
         for p, buf in zip(grad_owners, outs[k + len(tr.written) :], strict=True):
-            if p._grad is None:
-                p._grad = Tensor._of_buffer(buf, device)
-            else:
-                p._grad._set_buffer(buf, device)
+            # a new tensor, as eager backward() makes: a .grad the user kept holds its value (a log of gradients)
+            p._grad = Tensor._of_buffer(buf, device)
         for p in cleared:  # a step that ends with opt.zero_grad() leaves no .grad, as in eager code
             p._grad = None
         returned: list[Tensor] = [Tensor._of_buffer(buf, device) for buf in outs[:k]]
@@ -511,6 +512,8 @@ class _Compiled:
         elif tr.detached is not None:
             for t in returned:
                 DETACHED[t._node] = tr.detached
+        for i, o in tr.same:
+            returned[i] = tensors[o] if isinstance(o, int) else o
         return _rebuild(tr.structure, returned)
 
 
@@ -913,6 +916,15 @@ class CompiledFunction:
         owners = [t for t in ctx.grad_writes.values() if t._grad is not None]
         grad_owners: list[Tensor | int] = [placeholders.get(id(t), t) for t in owners]  # type: ignore[misc]
         cleared = [t for t in ctx.grad_writes.values() if t._grad is None]
+        same: list[tuple[int, Tensor | int]] = []
+        for i, t in enumerate(returned):
+            node = t._node
+            if id(t) in placeholders:
+                same.append((i, placeholders[id(t)]))
+            elif ctx.writes.get(id(t)) is t or (
+                node.kind == "leaf" and node.owner is not None and node.owner() is t and id(node) not in ctx.created
+            ):
+                same.append((i, t))
         grad_cleared: list[Tensor | int] = [placeholders.get(id(t), t) for t in cleared]  # type: ignore[misc]
         for key in placeholders:  # the placeholders' .grad guards are the signature's business
             ctx.grad_reads.pop(key, None)
@@ -955,6 +967,7 @@ class CompiledFunction:
             detached,
             reads,
             grad_cleared,
+            same,
         )
 
     def ir(self, stage: str = "pg", args: Sequence[Any] | None = None) -> ModuleOp:
