@@ -596,3 +596,29 @@ def test_a_kept_grad_and_a_returned_parameter_behave_as_eager(rng, zero_grad):
         np.testing.assert_allclose(g.numpy(), value, rtol=1e-12)  # not overwritten by later steps
         np.testing.assert_allclose(value, want, rtol=1e-12)
     _assert_same(models)
+
+
+class _Deletable(pg.nn.Module):
+    scale = 1.0  # what the instance's attribute falls back to once deleted
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = pg.nn.Linear(3, 2).double()
+        self.gain = pg.nn.Linear(3, 2).double()
+        self.scale = 2.0
+
+    def forward(self, x):
+        out = self.fc(x) * self.scale
+        return out + self.gain(x) if "gain" in self._modules else out
+
+
+def test_deleting_a_module_attribute_retraces(rng):
+    net = _Deletable()
+    step = pg.compile(net)
+    x = pg.tensor(rng.standard_normal((4, 3)))
+    _compare(step, x)
+    del net.scale
+    _compare(step, x)
+    del net.gain  # no longer a submodule
+    assert [name for name, _ in net.named_parameters()] == ["fc.weight", "fc.bias"]
+    _compare(step, x)
