@@ -622,3 +622,16 @@ def test_deleting_a_module_attribute_retraces(rng):
     del net.gain  # no longer a submodule
     assert [name for name, _ in net.named_parameters()] == ["fc.weight", "fc.bias"]
     _compare(step, x)
+
+
+def test_data_assigned_to_an_argument_inside_the_step_reaches_the_argument(rng):
+    def f(x):
+        x.data = x * 2 + 1
+        return x.sum()
+
+    step = pg.compile(f)
+    a = pg.tensor(rng.standard_normal(3))
+    b = pg.tensor(a.numpy().copy())
+    for _ in range(3):
+        np.testing.assert_allclose(step(a).item(), f(b).item(), rtol=1e-12)
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-12)

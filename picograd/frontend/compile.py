@@ -127,6 +127,7 @@ class _Trace:
     # returned outputs that are the user's tensors themselves (a parameter, an argument): eager code returns that
     # tensor, which follows later updates, so a call returns it too (the tensor, or its argument position)
     same: list[tuple[int, Tensor | int]] = field(default_factory=list)
+    written_args: dict[int, int] = field(default_factory=dict)  # index in written -> the argument it stands for
 
 
 class _Retrace(Exception):
@@ -484,20 +485,23 @@ class _Compiled:
         binding = self.binding
         grad_owners = [tensors[o] if isinstance(o, int) else o for o in tr.grad_owners]
         cleared = [tensors[o] if isinstance(o, int) else o for o in tr.grad_cleared]
+        written = tr.written
+        if tr.written_args:  # ``x.data = ...`` on an argument: write the argument, not the trace's placeholder
+            written = [tensors[tr.written_args[i]] if i in tr.written_args else t for i, t in enumerate(written)]
         if binding is None:
             outs = self.exe(*[d if isinstance(d, np.ndarray) else _host_scalar(d) for d in datas])
         else:
             bound = binding.inputs(datas)
             del datas  # the ring's reference counts must not see these
-            undo = _undo_of(tr.written, grad_owners + cleared) if binding.deferred_checks else None
+            undo = _undo_of(written, grad_owners + cleared) if binding.deferred_checks else None
             outs = self.exe(*bound, out=binding.outputs(), undo=undo)
             del bound, undo
             outs = binding.finish(outs, self.exe)
         k = tr.num_returned
         device = self.device
-        for t, buf in zip(tr.written, outs[k : k + len(tr.written)], strict=True):
+        for t, buf in zip(written, outs[k : k + len(written)], strict=True):
             t._set_buffer(buf, device)
-        for p, buf in zip(grad_owners, outs[k + len(tr.written) :], strict=True):
+        for p, buf in zip(grad_owners, outs[k + len(written) :], strict=True):
             # a new tensor, as eager backward() makes: a .grad the user kept holds its value (a log of gradients)
             p._grad = Tensor._of_buffer(buf, device)
         for p in cleared:  # a step that ends with opt.zero_grad() leaves no .grad, as in eager code
@@ -968,6 +972,7 @@ class CompiledFunction:
             reads,
             grad_cleared,
             same,
+            {i: placeholders[id(t)] for i, t in enumerate(written) if id(t) in placeholders},
         )
 
     def ir(self, stage: str = "pg", args: Sequence[Any] | None = None) -> ModuleOp:
