@@ -141,6 +141,20 @@ def _calibrate_free_refcount() -> int:
 
 
 _FREE_REFCOUNT = _calibrate_free_refcount()
+
+
+def _calibrate_attribute_refcount() -> int:
+    """``sys.getrefcount(owner.attr)`` of an object that only that attribute refers to."""
+
+    class Owner:
+        attr: object = None
+
+    owner = Owner()
+    owner.attr = object()
+    return sys.getrefcount(owner.attr)
+
+
+_ATTRIBUTE_REFCOUNT = _calibrate_attribute_refcount()
 _RETRACE_WARNING = 8  # guard-driven retraces of one compiled function after which it warns (torch's recompile limit)
 _RING_SIZE = 3  # buffers per output: the one being written, the one the user holds, one being released
 _WARMUP_CALLS = 3  # calls in which the rings fill up
@@ -488,12 +502,14 @@ class _Compiled:
         written = tr.written
         if tr.written_args:  # ``x.data = ...`` on an argument: write the argument, not the trace's placeholder
             written = [tensors[tr.written_args[i]] if i in tr.written_args else t for i, t in enumerate(written)]
+        held = _ATTRIBUTE_REFCOUNT + 1  # the references to a .grad only its parameter holds, in the loop below
         if binding is None:
             outs = self.exe(*[d if isinstance(d, np.ndarray) else _host_scalar(d) for d in datas])
         else:
             bound = binding.inputs(datas)
             del datas  # the ring's reference counts must not see these
             undo = _undo_of(written, grad_owners + cleared) if binding.deferred_checks else None
+            held += undo is not None  # the executable keeps the undo (and its .grad tensors) until the checks are read
             outs = self.exe(*bound, out=binding.outputs(), undo=undo)
             del bound, undo
             outs = binding.finish(outs, self.exe)
@@ -502,8 +518,14 @@ class _Compiled:
         for t, buf in zip(written, outs[k : k + len(written)], strict=True):
             t._set_buffer(buf, device)
         for p, buf in zip(grad_owners, outs[k + len(written) :], strict=True):
-            # a new tensor, as eager backward() makes: a .grad the user kept holds its value (a log of gradients)
-            p._grad = Tensor._of_buffer(buf, device)
+            # eager backward() makes a new .grad: one the user kept holds its value (a log of gradients); one that only
+            # its parameter refers to takes the new buffer (cheaper: no tensor made a call)
+            g = p._grad
+            if g is not None and sys.getrefcount(p._grad) == held:
+                g._set_buffer(buf, device)
+            else:
+                p._grad = Tensor._of_buffer(buf, device)
+            del g
         for p in cleared:  # a step that ends with opt.zero_grad() leaves no .grad, as in eager code
             p._grad = None
         returned: list[Tensor] = [Tensor._of_buffer(buf, device) for buf in outs[:k]]
