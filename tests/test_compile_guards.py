@@ -315,3 +315,323 @@ def test_a_step_traced_again_and_again_warns_naming_what_changed(rng):
             cfg["scale"] = float(i)
             np.testing.assert_allclose(step(x).numpy(), x.numpy() * i, rtol=1e-6)
     assert len(caught) == 1 and __file__ in str(caught[0].message)
+
+
+@pytest.mark.parametrize("how", ["clear", "replace", "entries"])
+def test_optimizer_state_cleared_or_replaced_after_compiling(rng, how):
+    models, opts, check = _twins(rng, lambda m: pg.optim.Adam(m.parameters(), lr=0.05))
+    check()
+    check()
+    for opt in opts:  # the moments reset: the next update starts from zeros, compiled or not
+        if how == "clear":
+            opt.state.clear()
+        elif how == "replace":
+            opt.state = {}
+        else:
+            for st in opt.state.values():
+                for name, t in st.items():
+                    st[name] = pg.zeros(*t.shape, dtype=t.dtype)
+    check()
+    check()
+
+
+def _linear_twins(rng, n_in=3, n_out=2):
+    w, b = rng.standard_normal((n_out, n_in)), rng.standard_normal(n_out)
+    models = []
+    for _ in range(2):
+        m = pg.nn.Linear(n_in, n_out).double()
+        m.weight.data, m.bias.data = pg.tensor(w), pg.tensor(b)
+        models.append(m)
+    return models
+
+
+def _assert_same(models):
+    for p, q in zip(models[0].parameters(), models[1].parameters(), strict=True):
+        np.testing.assert_allclose(p.numpy(), q.numpy(), rtol=1e-12, atol=1e-15)
+        assert (p.grad is None) == (q.grad is None)
+        if p.grad is not None:
+            np.testing.assert_allclose(p.grad.numpy(), q.grad.numpy(), rtol=1e-12, atol=1e-15)
+
+
+def test_zero_grad_at_the_end_of_a_compiled_step_leaves_no_grad(rng):
+    """Gradient accumulation whose update step ends with ``opt.zero_grad()``: the compiled update must leave every
+    ``.grad`` None, or the next micro-batches accumulate onto the old gradients."""
+    models = _linear_twins(rng)
+    opts = [pg.optim.SGD(m.parameters(), lr=0.1) for m in models]
+
+    def make(model, opt):
+        def micro(x, y):
+            loss = F.mse_loss(model(x), y) / 2
+            loss.backward()
+            return loss
+
+        def update():
+            opt.step()
+            opt.zero_grad()
+
+        return micro, update
+
+    (c_micro, c_update), (e_micro, e_update) = make(models[0], opts[0]), make(models[1], opts[1])
+    c_micro, c_update = pg.compile(c_micro), pg.compile(c_update)
+    for _ in range(3):
+        for _ in range(2):
+            x, y = pg.tensor(rng.standard_normal((4, 3))), pg.tensor(rng.standard_normal((4, 2)))
+            np.testing.assert_allclose(c_micro(x, y).item(), e_micro(x, y).item(), rtol=1e-12)
+        c_update()
+        e_update()
+        _assert_same(models)
+
+
+def test_same_tensor_passed_twice_gets_both_gradients(rng):
+    def f(a, b, c):
+        loss = (a * b * c).sum()
+        loss.backward()
+        return loss
+
+    step = pg.compile(f)
+    xs = [pg.tensor(rng.standard_normal((3, 4)), requires_grad=True) for _ in range(2)]
+    ys = [pg.tensor(x.numpy(), requires_grad=True) for x in xs]
+    for i, j, k in [(0, 1, 0), (0, 0, 0), (1, 0, 1), (0, 1, 0)]:
+        np.testing.assert_allclose(step(xs[i], xs[j], xs[k]).item(), f(ys[i], ys[j], ys[k]).item(), rtol=1e-12)
+        for x, y in zip(xs, ys, strict=True):
+            np.testing.assert_allclose(x.grad.numpy(), y.grad.numpy(), rtol=1e-12)
+
+
+def test_argument_that_the_step_also_reads_as_a_parameter_raises(rng):
+    model = pg.nn.Linear(3, 2).double()
+    opt = pg.optim.SGD(model.parameters(), lr=0.1)
+
+    @pg.compile
+    def step(x, w):
+        loss = (model(x) ** 2).mean() + (w * w).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        return loss
+
+    x = pg.tensor(rng.standard_normal((4, 3)))
+    step(x, pg.tensor(rng.standard_normal((2, 3))))  # a tensor of its own: fine
+    with pytest.raises(pg.CompileError, match=r"argument 1 \(w\) is a tensor that the function also reads"):
+        step(x, model.weight)
+
+
+def test_non_leaf_argument_of_a_step_that_runs_backward_raises(rng):
+    model = pg.nn.Linear(3, 2).double()
+    w0 = model.weight.numpy().copy()
+
+    @pg.compile
+    def step(x, extra):
+        loss = model(x).sum() + extra.sum()
+        loss.backward()
+        return loss
+
+    x = pg.tensor(rng.standard_normal((4, 3)))
+    with pytest.raises(pg.CompileError, match=r"argument 1 \(extra\) requires grad and was computed outside"):
+        step(x, model.weight[0] * 2)  # eager backward() would reach model.weight through it
+    assert model.weight.grad is None
+    np.testing.assert_array_equal(model.weight.numpy(), w0)
+    step(x, (model.weight[0] * 2).detach())
+    assert model.weight.grad is not None
+
+
+def test_exception_while_tracing_leaves_no_traced_value_behind(rng):
+    model = pg.nn.Linear(3, 2).double()
+    opt = pg.optim.SGD(model.parameters(), lr=0.1)
+    w0 = model.weight.numpy().copy()
+    fail = [True]
+
+    @pg.compile
+    def step(x):
+        loss = model(x).sum()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if fail[0]:
+            raise ValueError("boom")
+        return loss
+
+    x = pg.tensor(rng.standard_normal((4, 3)))
+    with pytest.raises(ValueError, match="boom"):
+        step(x)
+    assert model.weight.grad is None  # not the gradient of the placeholders' zeros
+    np.testing.assert_array_equal(model.weight.numpy(), w0)
+    fail[0] = False
+    step(x)
+    want = w0 - 0.1 * np.ones((2, 1)) * x.numpy().sum(0)
+    np.testing.assert_allclose(model.weight.numpy(), want, rtol=1e-12)
+
+
+def test_scheduler_step_inside_a_compiled_step_raises(rng):
+    model = pg.nn.Linear(3, 2).double()
+    opt = pg.optim.SGD(model.parameters(), lr=0.1)
+    sched = pg.optim.lr_scheduler.LambdaLR(opt, lambda e: 0.5**e)
+
+    @pg.compile
+    def step(x):
+        loss = model(x).sum()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()  # would run once, when traced
+        return loss
+
+    with pytest.raises(pg.CompileError, match=r"LambdaLR.step\(\) inside a @pg.compile function"):
+        step(pg.tensor(rng.standard_normal((4, 3))))
+    assert opt.param_groups[0]["lr"] == 0.1 and model.weight.grad is None
+
+
+def test_manual_seed_inside_a_compiled_step_reseeds_every_call(rng):
+    def f(x):
+        pg.manual_seed(3)
+        return x + pg.randn(*x.shape)
+
+    step = pg.compile(f)
+    x = pg.tensor(rng.standard_normal((2, 3)).astype(np.float32))
+    want = f(x).numpy()
+    after = pg.rand(4).numpy()
+    for _ in range(3):
+        np.testing.assert_array_equal(step(x).numpy(), want)
+    np.testing.assert_array_equal(pg.rand(4).numpy(), after)  # the stream goes on from the step's draws
+
+
+def test_lazy_parameter_value_before_the_first_call_is_read_afresh(rng):
+    """``p.data = p * 0.5`` (a scaled init) leaves a lazy value; the compiled step must read the parameter as the
+    optimizer updates it, not that value's sources as a snapshot on every call."""
+    models = _linear_twins(rng)
+    opts = [pg.optim.SGD(m.parameters(), lr=0.1) for m in models]
+    for m in models:
+        m.weight.data = m.weight * 0.5
+
+    def make(model, opt):
+        def step(x, y):
+            loss = F.mse_loss(model(x), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            return loss
+
+        return step
+
+    compiled, eager = pg.compile(make(models[0], opts[0])), make(models[1], opts[1])
+    for _ in range(3):
+        x, y = pg.tensor(rng.standard_normal((4, 3))), pg.tensor(rng.standard_normal((4, 2)))
+        np.testing.assert_allclose(compiled(x, y).item(), eager(x, y).item(), rtol=1e-12)
+        _assert_same(models)
+
+
+def test_gradients_of_an_eager_backward_are_read_afresh_by_a_compiled_update(rng):
+    """``loss.backward()`` eagerly leaves lazy gradients; a compiled ``opt.step()`` (or a gradient norm) must read
+    each call's gradients, not the first call's as a snapshot."""
+    models = _linear_twins(rng)
+    opts = [pg.optim.Adam(m.parameters(), lr=0.1) for m in models]
+
+    def make(model, opt):
+        def update():
+            norm = sum((p.grad**2).sum() for p in model.parameters())
+            opt.step()
+            return norm
+
+        return update
+
+    compiled, eager = pg.compile(make(models[0], opts[0])), make(models[1], opts[1])
+    for _ in range(3):
+        x, y = pg.tensor(rng.standard_normal((4, 3))), pg.tensor(rng.standard_normal((4, 2)))
+        for m, opt in zip(models, opts, strict=True):
+            opt.zero_grad()
+            F.mse_loss(m(x), y).backward()
+        np.testing.assert_allclose(compiled().item(), eager().item(), rtol=1e-12)
+        _assert_same(models)
+
+
+_LAZY = None
+
+
+def test_lazy_tensor_read_by_a_compiled_function_follows_its_data(rng):
+    """A global and a parameter holding lazy values when traced (``base * 2``, ``p.data = p * 0.5``) are read as the
+    tensors they are: a later ``.data =`` is seen, as eager code sees it."""
+    global _LAZY
+    base = pg.tensor(rng.standard_normal(3))
+    _LAZY = base * 2
+    model = pg.nn.Linear(3, 2).double()
+    model.weight.data = model.weight * 0.5
+
+    def f(x):
+        return model(x * _LAZY)
+
+    step = pg.compile(f)
+    x = pg.tensor(rng.standard_normal((4, 3)))
+    np.testing.assert_allclose(step(x).numpy(), f(x).numpy(), rtol=1e-12)
+    _LAZY.data = base * 3
+    model.weight.data = pg.tensor(rng.standard_normal((2, 3)))
+    np.testing.assert_allclose(step(x).numpy(), f(x).numpy(), rtol=1e-12)
+
+
+@pytest.mark.parametrize("zero_grad", [True, False])
+def test_a_kept_grad_and_a_returned_parameter_behave_as_eager(rng, zero_grad):
+    """Eager ``backward()`` gives each ``.grad`` a new tensor (a kept one holds its value) and a step that returns
+    ``model.weight`` returns that parameter (which later steps update); a compiled step must do the same."""
+    models = _linear_twins(rng)
+    opts = [pg.optim.SGD(m.parameters(), lr=0.1) for m in models]
+
+    def make(model, opt):
+        def step(x, y):
+            loss = F.mse_loss(model(x), y)
+            if zero_grad:
+                opt.zero_grad()
+            loss.backward()
+            opt.step()
+            return loss, model.weight, x
+
+        return step
+
+    steps = [pg.compile(make(models[0], opts[0])), make(models[1], opts[1])]
+    kept: list[list] = [[], []]
+    for _ in range(3):
+        x, y = pg.tensor(rng.standard_normal((4, 3))), pg.tensor(rng.standard_normal((4, 2)))
+        for step, m, k in zip(steps, models, kept, strict=True):
+            _, w, xr = step(x, y)
+            assert w is m.weight and xr is x
+            k.append((m.weight.grad, m.weight.grad.numpy().copy()))
+    for (g, value), (_, want) in zip(*kept, strict=True):
+        np.testing.assert_allclose(g.numpy(), value, rtol=1e-12)  # not overwritten by later steps
+        np.testing.assert_allclose(value, want, rtol=1e-12)
+    _assert_same(models)
+
+
+class _Deletable(pg.nn.Module):
+    scale = 1.0  # what the instance's attribute falls back to once deleted
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = pg.nn.Linear(3, 2).double()
+        self.gain = pg.nn.Linear(3, 2).double()
+        self.scale = 2.0
+
+    def forward(self, x):
+        out = self.fc(x) * self.scale
+        return out + self.gain(x) if "gain" in self._modules else out
+
+
+def test_deleting_a_module_attribute_retraces(rng):
+    net = _Deletable()
+    step = pg.compile(net)
+    x = pg.tensor(rng.standard_normal((4, 3)))
+    _compare(step, x)
+    del net.scale
+    _compare(step, x)
+    del net.gain  # no longer a submodule
+    assert [name for name, _ in net.named_parameters()] == ["fc.weight", "fc.bias"]
+    _compare(step, x)
+
+
+def test_data_assigned_to_an_argument_inside_the_step_reaches_the_argument(rng):
+    def f(x):
+        x.data = x * 2 + 1
+        return x.sum()
+
+    step = pg.compile(f)
+    a = pg.tensor(rng.standard_normal(3))
+    b = pg.tensor(a.numpy().copy())
+    for _ in range(3):
+        np.testing.assert_allclose(step(a).item(), f(b).item(), rtol=1e-12)
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-12)

@@ -123,6 +123,11 @@ class _Trace:
     differentiable: list[int]  # returned outputs that require grad, when the function ran no backward() itself
     detached: str | None  # why returned outputs that required grad when traced come back detached
     reads: Reads  # what the user's code reached through its objects while traced (guards)
+    grad_cleared: list[Tensor | int] = field(default_factory=list)  # .grad set to None by the step (zero_grad)
+    # returned outputs that are the user's tensors themselves (a parameter, an argument): eager code returns that
+    # tensor, which follows later updates, so a call returns it too (the tensor, or its argument position)
+    same: list[tuple[int, Tensor | int]] = field(default_factory=list)
+    written_args: dict[int, int] = field(default_factory=dict)  # index in written -> the argument it stands for
 
 
 class _Retrace(Exception):
@@ -136,6 +141,20 @@ def _calibrate_free_refcount() -> int:
 
 
 _FREE_REFCOUNT = _calibrate_free_refcount()
+
+
+def _calibrate_attribute_refcount() -> int:
+    """``sys.getrefcount(owner.attr)`` of an object that only that attribute refers to."""
+
+    class Owner:
+        attr: object = None
+
+    owner = Owner()
+    owner.attr = object()
+    return sys.getrefcount(owner.attr)
+
+
+_ATTRIBUTE_REFCOUNT = _calibrate_attribute_refcount()
 _RETRACE_WARNING = 8  # guard-driven retraces of one compiled function after which it warns (torch's recompile limit)
 _RING_SIZE = 3  # buffers per output: the one being written, the one the user holds, one being released
 _WARMUP_CALLS = 3  # calls in which the rings fill up
@@ -411,6 +430,16 @@ class _Compiled:
     version: int  # ``STATE.bindings`` when traced (module attributes)
     binding: _CudaBinding | None = None
     requires: list[tuple[weakref.ref, bool]] = field(default_factory=list)  # tensors read and their requires_grad
+    owners: dict[int, weakref.ref] = field(default_factory=dict)  # id -> the tensors it reads itself (parameters)
+
+    def aliased(self, args: Sequence[Any]) -> int | None:
+        """The position of a tensor argument that is also a tensor the step reads itself (``step(x, model.weight)``
+        for a step that calls ``model``), or None: the trace holds two inputs for what eager code sees as one."""
+        owners = self.owners
+        for i, a in enumerate(args):
+            if isinstance(a, Tensor) and id(a) in owners and owners[id(a)]() is a:
+                return i
+        return None
 
     def guards_hold(self) -> bool:
         """Whether every guard of this trace holds (the hot path of each call: plain loops, cheapest first)."""
@@ -469,24 +498,36 @@ class _Compiled:
         del sources
         binding = self.binding
         grad_owners = [tensors[o] if isinstance(o, int) else o for o in tr.grad_owners]
+        cleared = [tensors[o] if isinstance(o, int) else o for o in tr.grad_cleared]
+        written = tr.written
+        if tr.written_args:  # ``x.data = ...`` on an argument: write the argument, not the trace's placeholder
+            written = [tensors[tr.written_args[i]] if i in tr.written_args else t for i, t in enumerate(written)]
+        held = _ATTRIBUTE_REFCOUNT + 1  # the references to a .grad only its parameter holds, in the loop below
         if binding is None:
             outs = self.exe(*[d if isinstance(d, np.ndarray) else _host_scalar(d) for d in datas])
         else:
             bound = binding.inputs(datas)
             del datas  # the ring's reference counts must not see these
-            undo = _undo_of(tr.written, grad_owners) if binding.deferred_checks else None
+            undo = _undo_of(written, grad_owners + cleared) if binding.deferred_checks else None
+            held += undo is not None  # the executable keeps the undo (and its .grad tensors) until the checks are read
             outs = self.exe(*bound, out=binding.outputs(), undo=undo)
             del bound, undo
             outs = binding.finish(outs, self.exe)
         k = tr.num_returned
         device = self.device
-        for t, buf in zip(tr.written, outs[k : k + len(tr.written)], strict=True):
+        for t, buf in zip(written, outs[k : k + len(written)], strict=True):
             t._set_buffer(buf, device)
-        for p, buf in zip(grad_owners, outs[k + len(tr.written) :], strict=True):
-            if p._grad is None:
-                p._grad = Tensor._of_buffer(buf, device)
+        for p, buf in zip(grad_owners, outs[k + len(written) :], strict=True):
+            # eager backward() makes a new .grad: one the user kept holds its value (a log of gradients); one that only
+            # its parameter refers to takes the new buffer (cheaper: no tensor made a call)
+            g = p._grad
+            if g is not None and sys.getrefcount(p._grad) == held:
+                g._set_buffer(buf, device)
             else:
-                p._grad._set_buffer(buf, device)
+                p._grad = Tensor._of_buffer(buf, device)
+            del g
+        for p in cleared:  # a step that ends with opt.zero_grad() leaves no .grad, as in eager code
+            p._grad = None
         returned: list[Tensor] = [Tensor._of_buffer(buf, device) for buf in outs[:k]]
         if values is not None:
             graph = tr.graph
@@ -497,6 +538,8 @@ class _Compiled:
         elif tr.detached is not None:
             for t in returned:
                 DETACHED[t._node] = tr.detached
+        for i, o in tr.same:
+            returned[i] = tensors[o] if isinstance(o, int) else o
         return _rebuild(tr.structure, returned)
 
 
@@ -574,8 +617,13 @@ def _rebuild(structure: Any, outs: Sequence[Tensor]) -> Any:
 
 def _signature(args: Sequence[Any], fn: Callable[..., Any]) -> tuple:
     sig: list[Any] = []
+    seen: dict[int, int] = {}  # id(tensor argument) -> its first position
     for i, a in enumerate(args):
         if isinstance(a, Tensor):
+            first = seen.setdefault(id(a), i)
+            if first != i:  # the same tensor again (step(x, x)): one input, whose .grad gets both gradients
+                sig.append(("A", first))
+                continue
             sig.append(("T", a.shape, a.dtype.name, a.device, a.requires_grad, a.is_leaf, a._grad is None))
         else:
             try:
@@ -728,7 +776,15 @@ class CompiledFunction:
             if variants:
                 self._note_retrace(variants[-1])
             compiled = self._compile(key, args)
-        tensors = [a for a in args if isinstance(a, Tensor)]
+        if (i := compiled.aliased(args)) is not None:
+            pname = _parameter_name(self.fn, i)
+            raise CompileError(
+                f"{self.name}: argument {i}{f' ({pname})' if pname else ''} is a tensor that the function also reads "
+                "itself (a parameter of a module it calls, a global or a captured tensor); a compiled function sees "
+                "them as two tensors, so gradients and updates would be wrong: pass it only as an argument or only "
+                f"read it{at(user_location())}"
+            )
+        tensors = list({id(a): a for a in args if isinstance(a, Tensor)}.values())  # one input per distinct tensor
         try:
             return compiled.run(tensors)
         except _Retrace:  # parameters or state moved to another device since the trace
@@ -785,6 +841,20 @@ class CompiledFunction:
     def _compile(self, key: tuple, args: Sequence[Any]) -> _Compiled:
         """Trace ``fn`` on ``args``, compile the graph for its device and cache the result under ``key``."""
         trace = self._trace(args)
+        ctx = trace.ctx
+        # a tensor the step updates, or a .grad it reads, held a lazy value (``p.data = p * 0.5`` before the first
+        # call, the gradients of an eager backward()): the trace would read that value's sources as a snapshot on
+        # every call; compute it, then trace again, reading it afresh
+        lazy = [t for key, t in ctx.writes.items() if ctx.originals[key][0].kind != "leaf"]
+        lazy += [t for key, t in ctx.lazy_reads.items() if key not in ctx.writes and (t.is_leaf or not t.requires_grad)]
+        for t, was_none in ctx.grad_reads.values():
+            g = None if was_none else ctx.old_grads.get(id(t), t._grad)
+            if g is not None and g._node.kind != "leaf":
+                lazy.append(g)
+        if lazy:
+            ctx.rollback()
+            realize(*lazy)
+            trace = self._trace(args)
         trace.ctx.rollback()  # the first run reads the state as it was and writes it back
         guards = list(trace.ctx.grad_reads.values())
         device = devices.graph_device(trace.graph.nodes)
@@ -817,7 +887,14 @@ class CompiledFunction:
         # a parameter frozen (or unfrozen) since the trace changes what backward() differentiates: trace again
         read = [ref() for _, ref, _ in implicit if ref is not None]
         requires = [(weakref.ref(t), t._requires_grad) for t in read if isinstance(t, Tensor)]
-        compiled = _Compiled(exe, trace, implicit, guards, device, bindings, STATE.bindings, binding, requires)
+        # a step that writes (backward(), an optimizer update) must not get one of them as an argument too
+        writes = trace.written or trace.grad_owners or trace.grad_cleared
+        read_owners: dict[int, weakref.ref] = (
+            {id(t): weakref.ref(t) for t in read if isinstance(t, Tensor)} if writes else {}
+        )
+        compiled = _Compiled(
+            exe, trace, implicit, guards, device, bindings, STATE.bindings, binding, requires, read_owners
+        )
         self._store(key, compiled)
         return compiled
 
@@ -834,8 +911,11 @@ class CompiledFunction:
         placeholders: dict[int, int] = {}  # id(placeholder) -> position among the tensor arguments
         grad_inputs: list[int] = []
         grad_nodes: list[Node] = []
+        traced: dict[int, Tensor] = {}  # id(argument) -> its placeholder: a tensor passed twice is one input
         for a in args:
-            if isinstance(a, Tensor):  # host zeros that are never read, counted as living on the argument's device
+            if isinstance(a, Tensor) and id(a) in traced:
+                traced_args.append(traced[id(a)])
+            elif isinstance(a, Tensor):  # host zeros that are never read, counted as living on the argument's device
                 t = Tensor._wrap(leaf(np.zeros(a.shape, a.dtype.np), a.dtype, device=a.device), 0, a.requires_grad)
                 if a.requires_grad and a.is_leaf:  # a leaf the user made require grad: .grad accumulates into it
                     t.requires_grad = True
@@ -845,6 +925,7 @@ class CompiledFunction:
                         grad_inputs.append(len(inputs))
                         grad_nodes.append(g._node)
                 placeholders[id(t)] = len(inputs)
+                traced[id(a)] = t
                 inputs.append(t._node)
                 traced_args.append(t)
             else:
@@ -853,6 +934,9 @@ class CompiledFunction:
         try:
             with recording() as reads:
                 result = self.fn(*traced_args)
+        except BaseException:  # the user's exception: leave no traced value behind (placeholders' zeros)
+            ctx.rollback()
+            raise
         finally:
             STATE.trace = None
         returned: list[Tensor] = []
@@ -860,6 +944,17 @@ class CompiledFunction:
         written = list(ctx.writes.values())
         owners = [t for t in ctx.grad_writes.values() if t._grad is not None]
         grad_owners: list[Tensor | int] = [placeholders.get(id(t), t) for t in owners]  # type: ignore[misc]
+        cleared = [t for t in ctx.grad_writes.values() if t._grad is None]
+        same: list[tuple[int, Tensor | int]] = []
+        for i, t in enumerate(returned):
+            node = t._node
+            if id(t) in placeholders:
+                same.append((i, placeholders[id(t)]))
+            elif ctx.writes.get(id(t)) is t or (
+                node.kind == "leaf" and node.owner is not None and node.owner() is t and id(node) not in ctx.created
+            ):
+                same.append((i, t))
+        grad_cleared: list[Tensor | int] = [placeholders.get(id(t), t) for t in cleared]  # type: ignore[misc]
         for key in placeholders:  # the placeholders' .grad guards are the signature's business
             ctx.grad_reads.pop(key, None)
         targets = returned + written + [t._grad for t in owners]
@@ -867,6 +962,17 @@ class CompiledFunction:
         num_inputs = len(inputs) + len(grad_nodes)
         needs_grad = [i for i, t in enumerate(returned) if t.requires_grad]
         inner = next((n for n in graph.nodes if n.kind in _BACKWARD_KINDS), None)
+        if inner is not None and inner.kind == "grad":
+            for i, a in enumerate(args):
+                if isinstance(a, Tensor) and a.requires_grad and not a.is_leaf:
+                    ctx.rollback()
+                    pname = _parameter_name(self.fn, i)
+                    raise CompileError(
+                        f"{self.name}: argument {i}{f' ({pname})' if pname else ''} requires grad and was computed "
+                        f"outside the compiled function, whose backward(){at(inner.loc)} cannot reach what it was "
+                        "computed from (eager code would): compute it inside the compiled function, or pass "
+                        f"it .detach()ed{at(user_location())}"
+                    )
         detached = None
         if inner is not None and needs_grad:
             what = "backward()" if inner.kind == "grad" else f"an optimizer step (pg.{inner.kind})"
@@ -878,7 +984,20 @@ class CompiledFunction:
         differentiable = needs_grad if inner is None else []
         n = len(returned)
         return _Trace(
-            graph, ctx, num_inputs, structure, n, written, grad_owners, grad_inputs, differentiable, detached, reads
+            graph,
+            ctx,
+            num_inputs,
+            structure,
+            n,
+            written,
+            grad_owners,
+            grad_inputs,
+            differentiable,
+            detached,
+            reads,
+            grad_cleared,
+            same,
+            {i: placeholders[id(t)] for i, t in enumerate(written) if id(t) in placeholders},
         )
 
     def ir(self, stage: str = "pg", args: Sequence[Any] | None = None) -> ModuleOp:

@@ -92,6 +92,9 @@ class Node:
         self.owner: weakref.ref | None = None  # the tensor a leaf was realized for
         self.grad_leaves: dict[int, weakref.ref] | None = None  # tensors that accumulate .grad for a result
         self.backward_done: Loc | None = None  # where backward() went through this op (without retain_graph)
+        trace = STATE.trace
+        if trace is not None:
+            trace.created.add(id(self))
 
 
 Value = tuple[Node, int]
@@ -343,6 +346,9 @@ class TraceContext:
     # what library code read of the user's objects that shaped the graph: a function reading it again and the value
     # it had (the optimizers' settings); a compiled step whose check gives another value traces again
     checks: list[tuple[Callable[[], Any], Any]] = field(default_factory=list)
+    created: set[int] = field(default_factory=set)  # ids of the nodes recorded while tracing
+    # id(tensor) -> a tensor read while tracing that held a lazy value recorded before the trace
+    lazy_reads: dict[int, Any] = field(default_factory=dict)
 
     def rollback(self) -> None:
         """Undo the trace's assignments (for printing IR without changing the user's objects)."""

@@ -9,6 +9,9 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from picograd.errors import CompileError
+from picograd.frontend.graph import STATE, at, user_location
+
 
 class LRScheduler:
     """Base: ``step()`` advances ``last_epoch`` and sets every group's ``lr`` to ``get_lr()``; the constructor
@@ -29,6 +32,12 @@ class LRScheduler:
         raise NotImplementedError
 
     def step(self) -> None:
+        if STATE.trace is not None:  # a compiled step would run it once, when traced, and never again
+            raise CompileError(
+                f"{type(self).__name__}.step() inside a @pg.compile function runs only when it is traced, so the "
+                "learning rate would stop following the schedule: call it after the compiled step, outside it"
+                f"{at(user_location())}"
+            )
         self.last_epoch += 1
         lrs = self.get_lr()
         for group, lr in zip(self.optimizer.param_groups, lrs, strict=True):

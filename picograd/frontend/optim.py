@@ -77,9 +77,17 @@ class Optimizer:
 
     def _structure(self) -> tuple:
         """What a traced ``step()`` bakes in besides the runtime hyperparameters: per group, its parameters and the
-        op's flags, and the state tensors it reads (new ones after each ``load_state_dict``). A compiled step traces
-        again when it changes."""
-        return self._loads, tuple((tuple(map(id, g["params"])), self.flags(g)) for g in self.param_groups)
+        op's flags, and the state tensors it reads (new ones after each ``load_state_dict``, or after the user cleared
+        or replaced ``state`` or its entries). A compiled step traces again when it changes."""
+        state = self.state
+        return self._loads, tuple(
+            (
+                tuple(map(id, g["params"])),
+                self.flags(g),
+                tuple(tuple(map(id, st.values())) if (st := state.get(id(p))) is not None else () for p in g["params"]),
+            )
+            for g in self.param_groups
+        )
 
     def step(self) -> None:
         """One update of every parameter that has a gradient."""

@@ -30,6 +30,10 @@ class Generator:
         self.offset = Tensor(np.array(0, dtype=np.int64))
 
     def manual_seed(self, seed: int) -> None:
+        if STATE.trace is not None:  # inside a compiled step: every call reseeds, as eager code does
+            self.seed._assign(Tensor(np.array(int(seed), dtype=np.int64)))
+            self.offset._assign(Tensor(np.array(0, dtype=np.int64)))
+            return
         self.seed._set_buffer(np.array(int(seed), dtype=np.int64))
         self.offset._set_buffer(np.array(0, dtype=np.int64))
 

@@ -134,7 +134,11 @@ class Tensor:
 
     @property
     def _value(self) -> Value:
-        return (self._node, self._index)
+        node = self._node
+        trace = STATE.trace
+        if trace is not None and node.kind != "leaf" and id(node) not in trace.created:
+            trace.lazy_reads.setdefault(id(self), self)  # ``pg.compile`` computes it and reads it as an input
+        return (node, self._index)
 
     @property
     def device(self) -> Device:

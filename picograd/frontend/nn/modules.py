@@ -73,6 +73,15 @@ class Module:
             self._modules[name] = value
         object.__setattr__(self, name, value)
 
+    def __delattr__(self, name: str) -> None:
+        """``del module.name``: a compiled step that read it traces again; a parameter, buffer or submodule of that
+        name is no longer one (as PyTorch)."""
+        if STATE.trace is None:
+            STATE.bindings += 1
+        for table in (self._parameters, self._buffers, self._modules):
+            table.pop(name, None)
+        object.__delattr__(self, name)
+
     def forward(self, *args: Any) -> Any:
         raise NotImplementedError(f"{type(self).__name__} has no forward()")
 
@@ -558,7 +567,7 @@ class ModuleDict(Module):
 
     def __delitem__(self, name: str) -> None:
         del self._modules[name]
-        object.__delattr__(self, name)
+        delattr(self, name)
 
     def __contains__(self, name: str) -> bool:
         return name in self._modules
