@@ -3,12 +3,14 @@ the structural cache, state dicts and checkpoints, and the known autodiff traps 
 
 from __future__ import annotations
 
+import copy
 import os
 
 import numpy as np
 import picograd.nn.functional as F
 import pytest
 import torch
+from _raises import raises_on_next_line
 
 import picograd as pg
 from picograd.frontend.realize import cache_size
@@ -558,3 +560,66 @@ def test_mlp_names_example_matches_its_twin():
     with torch.no_grad():
         want = torch.nn.functional.cross_entropy(twin(torch.from_numpy(xva)), torch.from_numpy(yva)).item()
     assert ex.eval_loss(pg.tensor(xva), pg.tensor(yva)).item() == pytest.approx(want, rel=1e-5)
+
+
+def test_optimizer_refuses_what_torch_refuses():
+    rng = np.random.default_rng()
+    p = pg.Tensor(rng.standard_normal(3).astype(np.float32), requires_grad=True)
+    with raises_on_next_line(TypeError, "got one Tensor"):
+        pg.optim.SGD(p, lr=0.1)  # iterating it would give its elements: never updated
+    with raises_on_next_line(ValueError, "non-leaf"):
+        pg.optim.Adam([p * 2.0])
+    with raises_on_next_line(ValueError, "appears twice"):
+        pg.optim.SGD([{"params": [p]}, {"params": [p], "lr": 1.0}], lr=0.1)  # it was updated twice a step
+    with raises_on_next_line(TypeError, "got ndarray"):
+        pg.optim.SGD([np.ones(3)], lr=0.1)
+    with raises_on_next_line(ValueError, "'params' entry"):
+        pg.optim.SGD([{"lr": 0.1}], lr=0.1)
+
+
+def test_zero_grad_without_none_gives_zeros_even_for_nonfinite_gradients():
+    rng = np.random.default_rng()
+    p = pg.Tensor(rng.standard_normal(3).astype(np.float32), requires_grad=True)
+    p.grad = pg.Tensor(np.array([np.inf, np.nan, rng.standard_normal()], dtype=np.float32))
+    pg.optim.SGD([p], lr=0.1).zero_grad(set_to_none=False)
+    np.testing.assert_array_equal(p.grad.numpy(), np.zeros(3, np.float32))  # was NaN (grad * 0.0)
+
+
+def test_optimizer_load_state_dict_replaces_state_and_checks_it():
+    rng = np.random.default_rng()
+    w = rng.standard_normal(4).astype(np.float32)
+    p, t = pg.Tensor(w, requires_grad=True), torch.tensor(w, requires_grad=True)
+    po, to = pg.optim.Adam([p], lr=0.1), torch.optim.Adam([t], lr=0.1)
+    fresh_p, fresh_t = po.state_dict(), copy.deepcopy(to.state_dict())
+
+    def step():
+        x = rng.standard_normal(4).astype(np.float32)
+        po.zero_grad()
+        (pg.Tensor(x) * p).pow(2).sum().backward()
+        po.step()
+        to.zero_grad()
+        (torch.tensor(x) * t).pow(2).sum().backward()
+        to.step()
+
+    for _ in range(3):
+        step()
+    po.load_state_dict(fresh_p)  # no moments saved: they start afresh (they were kept, so the next step differed)
+    to.load_state_dict(fresh_t)
+    for _ in range(2):
+        step()
+    np.testing.assert_allclose(p.numpy(), t.detach().numpy(), rtol=1e-5, atol=1e-6)
+
+    sd = po.state_dict()
+    bad = {"state": {0: {k: np.zeros(5) for k in sd["state"][0]}}, "param_groups": sd["param_groups"]}
+    with raises_on_next_line(pg.ShapeError, "'exp_avg' of parameter 0 has shape (5,)", "(4,)"):
+        po.load_state_dict(bad)
+    with raises_on_next_line(ValueError, "0 parameter groups", "the optimizer 1"):
+        po.load_state_dict({"state": {}, "param_groups": []})
+    with raises_on_next_line(ValueError, "no 'step'"):
+        po.load_state_dict(to.state_dict())  # torch's format: step counts per parameter
+    sgd = pg.optim.SGD([p], lr=0.1, momentum=0.9)
+    p.grad = pg.Tensor(rng.standard_normal(4).astype(np.float32))
+    sgd.step()
+    with raises_on_next_line(ValueError, "'momentum_buffer'", "another optimizer"):
+        po.load_state_dict(sgd.state_dict())
+    np.testing.assert_array_equal(po.state_dict()["state"][0]["exp_avg"], sd["state"][0]["exp_avg"])  # unchanged

@@ -22,9 +22,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from picograd.errors import DTypeError
+from picograd.errors import DTypeError, ShapeError
 from picograd.frontend import device as devices
-from picograd.frontend.graph import STATE, Node, user_location
+from picograd.frontend.graph import STATE, Node, at, user_location
 from picograd.frontend.tensor import Tensor, realize, result_device
 
 
@@ -36,17 +36,31 @@ class Optimizer:
     STATE_NAMES: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, params: Iterable[Any], defaults: dict[str, Any]):
+        name, where = type(self).__name__, at(user_location())
+        if isinstance(params, Tensor):  # torch.optim refuses it too: iterating would give its rows, not leaves
+            raise TypeError(
+                f"{name}: params must be an iterable of tensors or of dicts (param groups), got one Tensor: "
+                f"pass [tensor]{where}"
+            )
         groups = list(params)
         if not groups:
             raise ValueError("optimizer got an empty parameter list")
         if not isinstance(groups[0], dict):
             groups = [{"params": groups}]
         self.param_groups: list[dict[str, Any]] = []
+        seen: set[int] = set()
         for g in groups:
-            group = {**defaults, **g, "params": list(g["params"])}
-            for p in group["params"]:
-                if not p.dtype.is_floating_point:
-                    raise DTypeError(f"optimizer parameters must be float tensors, got {p.dtype.name}")
+            if not isinstance(g, dict) or "params" not in g:
+                raise ValueError(
+                    f"{name}: a parameter group must be a dict with a 'params' entry, got {g!r:.80}{where}"
+                )
+            ps = [g["params"]] if isinstance(g["params"], Tensor) else list(g["params"])
+            group = {**defaults, **g, "params": ps}
+            for p in ps:
+                _check_param(name, p, where)
+                if id(p) in seen:  # torch.optim raises for it too (a second update of one tensor in one step)
+                    raise ValueError(f"{name}: a parameter (shape {p.shape}) appears twice among its parameters{where}")
+                seen.add(id(p))
             self.param_groups.append(group)
         self.state: dict[int, dict[str, Tensor]] = {}  # id(param) -> state tensors
         self._group_state: list[dict[str, Tensor]] = [
@@ -60,7 +74,10 @@ class Optimizer:
         """Drop every parameter's gradient (``set_to_none=False`` keeps zero tensors instead)."""
         for group in self.param_groups:
             for p in group["params"]:
-                p.grad = None if set_to_none or p.grad is None else p.grad * 0.0
+                if set_to_none or p.grad is None:
+                    p.grad = None
+                else:  # zeros, not grad * 0 (which keeps NaN and turns inf into NaN), as torch's zero_()
+                    p.grad = Tensor._of_buffer(devices.zeros(p.grad.shape, p.grad.dtype.np, p.grad.device))
 
     def flags(self, group: dict[str, Any]) -> tuple[str, ...]:
         """Unit-attribute flags of the op for ``group`` (structure, not runtime values)."""
@@ -144,15 +161,73 @@ class Optimizer:
         return {"state": state, "param_groups": groups}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Restore hyperparameters, step counts and state saved by ``state_dict()``."""
-        params = [p for g in self.param_groups for p in g["params"]]
+        """Restore hyperparameters, step counts and state saved by ``state_dict()``, replacing the current state
+        (as ``torch.optim``: a parameter without saved state starts afresh). Raises ``ValueError`` (groups or
+        parameters that do not match, unknown state) or ``ShapeError`` naming the problem before changing anything."""
+        name, where = type(self).__name__, at(user_location())
+        saved_groups = state_dict.get("param_groups") if isinstance(state_dict, dict) else None
+        if not isinstance(saved_groups, list | tuple) or not isinstance(state_dict.get("state"), dict):
+            raise ValueError(f"{name}.load_state_dict: expected a dict with 'state' and 'param_groups'{where}")
+        if len(saved_groups) != len(self.param_groups):
+            raise ValueError(
+                f"{name}.load_state_dict: the state has {len(saved_groups)} parameter groups, the optimizer "
+                f"{len(self.param_groups)}{where}"
+            )
+        by_index: dict[int, tuple[Tensor, dict[str, Any]]] = {}
+        for k, (group, saved) in enumerate(zip(self.param_groups, saved_groups, strict=True)):
+            if "step" not in saved:
+                raise ValueError(
+                    f"{name}.load_state_dict: parameter group {k} has no 'step' (picograd keeps one step count per "
+                    f"group; a torch.optim state dict keeps them per parameter){where}"
+                )
+            if len(saved["params"]) != len(group["params"]):
+                raise ValueError(
+                    f"{name}.load_state_dict: parameter group {k} has {len(group['params'])} parameters, the "
+                    f"state's {len(saved['params'])}{where}"
+                )
+            merged = {**group, **{h: v for h, v in saved.items() if h not in ("params", "step")}}
+            for i, p in zip(saved["params"], group["params"], strict=True):
+                by_index[int(i)] = (p, merged)
+        new_state: dict[int, dict[str, Tensor]] = {}
+        for i, st in state_dict["state"].items():
+            if int(i) not in by_index:
+                raise ValueError(f"{name}.load_state_dict: the state names parameter {i}, which no group has{where}")
+            p, merged = by_index[int(i)]
+            allowed = self.state_names(merged)
+            for key, v in st.items():
+                if key not in allowed:
+                    raise ValueError(
+                        f"{name}.load_state_dict: parameter {i} has state '{key}'; {name} keeps "
+                        f"{list(allowed) or 'none'} (a state dict of another optimizer?){where}"
+                    )
+                if np.shape(v) != p.shape:
+                    raise ShapeError(
+                        f"{name}.load_state_dict: state '{key}' of parameter {i} has shape {tuple(np.shape(v))}, "
+                        f"the parameter {p.shape}{where}"
+                    )
+            new_state[id(p)] = {k: Tensor(np.asarray(v, dtype=p.dtype.np), device=p.device) for k, v in st.items()}
         self._loads += 1
-        for group, gs, saved in zip(self.param_groups, self._group_state, state_dict["param_groups"], strict=True):
+        for group, gs, saved in zip(self.param_groups, self._group_state, saved_groups, strict=True):
             group.update({k: v for k, v in saved.items() if k not in ("params", "step")})
             gs["step"]._set_buffer(np.array(int(saved["step"]), dtype=np.int64))
-        for i, st in state_dict["state"].items():
-            p = params[int(i)]
-            self.state[id(p)] = {k: Tensor(np.asarray(v, dtype=p.dtype.np), device=p.device) for k, v in st.items()}
+        for g in self.param_groups:
+            for p in g["params"]:
+                self.state.pop(id(p), None)
+        self.state.update(new_state)
+
+
+def _check_param(optimizer: str, p: Any, where: str) -> None:
+    """Refuse what ``torch.optim`` refuses: non-tensors, non-float tensors and non-leaf tensors (results of ops,
+    which get no ``.grad``, so the optimizer would silently never update them)."""
+    if not isinstance(p, Tensor):
+        raise TypeError(f"{optimizer}: parameters must be picograd tensors, got {type(p).__name__}{where}")
+    if not p.dtype.is_floating_point:
+        raise DTypeError(f"optimizer parameters must be float tensors, got {p.dtype.name}{where}")
+    if not p.is_leaf:
+        raise ValueError(
+            f"{optimizer}: cannot optimize a non-leaf tensor (the result of an op, shape {p.shape}): pass the "
+            f"parameters themselves (a leaf: made with requires_grad=True, or .detach().requires_grad_()){where}"
+        )
 
 
 class SGD(Optimizer):
