@@ -623,3 +623,27 @@ def test_optimizer_load_state_dict_replaces_state_and_checks_it():
     with raises_on_next_line(ValueError, "'momentum_buffer'", "another optimizer"):
         po.load_state_dict(sgd.state_dict())
     np.testing.assert_array_equal(po.state_dict()["state"][0]["exp_avg"], sd["state"][0]["exp_avg"])  # unchanged
+
+
+def test_save_keeps_entries_whose_paths_print_alike_and_refuses_what_it_cannot_store(tmp_path):
+    rng = np.random.default_rng()
+    a, b = rng.standard_normal(3), rng.standard_normal(2)
+    path = tmp_path / "ckpt.safetensors"
+    pg.save({"a.b": a, "a": {"b": b}, "n": np.float32(0.5), "k": np.int64(7)}, path)
+    back = pg.load(path)
+    np.testing.assert_array_equal(back["a.b"], a)  # was b: both arrays went to the key "a.b"
+    np.testing.assert_array_equal(back["a"]["b"], b)
+    assert back["n"] == 0.5 and back["k"] == 7  # numpy scalars (a TypeError from json before)
+    with pytest.raises(TypeError, match=r"the dict at 'opt' has a key \(1, 2\) of type tuple"):
+        pg.save({"opt": {(1, 2): a}}, path)  # it saved, and pg.load called the file damaged
+    with pytest.raises(TypeError, match="cannot store object at 'x.0'"):
+        pg.save({"x": [object()]}, path)
+    np.testing.assert_array_equal(pg.load(path)["a.b"], a)  # the failed saves left the file as it was
+
+
+def test_load_names_directories_and_npz_archives(tmp_path):
+    with pytest.raises(IsADirectoryError, match="is a directory"):
+        pg.load(tmp_path)
+    np.savez(tmp_path / "w.npz", w=np.random.default_rng().standard_normal(3))
+    with pytest.raises(pg.CheckpointError, match="numpy .npz archive"):  # it said "a PyTorch checkpoint"
+        pg.load(tmp_path / "w.npz")
