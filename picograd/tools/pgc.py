@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import gc
+import importlib.machinery
 import importlib.util
 import os
 import sys
@@ -88,8 +89,14 @@ def import_model(path: str):
     the user's line for an exception the file raises."""
     if not os.path.exists(path):
         raise FileNotFoundError(f"no such file: {path}")
+    if os.path.isdir(path):
+        raise ModelError(f"{path} is a directory; pgc takes a Python model file")
+    # any name (a model file need not end in .py); an .mlir file belongs to pgc-opt
+    if path.endswith(".mlir"):
+        raise ModelError(f"{path} is MLIR; pgc takes a Python model file (run pgc-opt on IR)")
     sys.path.insert(0, os.path.dirname(os.path.abspath(path)))
-    spec = importlib.util.spec_from_file_location("pgc_model", path)
+    loader = importlib.machinery.SourceFileLoader("pgc_model", path)
+    spec = importlib.util.spec_from_file_location("pgc_model", path, loader=loader)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses (and pickling) look their module up there
