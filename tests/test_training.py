@@ -647,3 +647,29 @@ def test_load_names_directories_and_npz_archives(tmp_path):
     np.savez(tmp_path / "w.npz", w=np.random.default_rng().standard_normal(3))
     with pytest.raises(pg.CheckpointError, match="numpy .npz archive"):  # it said "a PyTorch checkpoint"
         pg.load(tmp_path / "w.npz")
+
+
+def test_optimizer_refuses_invalid_hyperparameters_as_torch():
+    p = pg.Tensor(np.random.default_rng().standard_normal(3).astype(np.float32), requires_grad=True)
+    with raises_on_next_line(ValueError, "SGD: invalid lr: -0.1"):
+        pg.optim.SGD([p], lr=-0.1)  # accepted before: a training that climbs
+    with raises_on_next_line(ValueError, "invalid momentum"):
+        pg.optim.SGD([p], lr=0.1, momentum=-0.9)
+    with raises_on_next_line(ValueError, "invalid beta parameter at index 0: 1.0"):
+        pg.optim.Adam([p], betas=(1.0, 0.999))
+    with raises_on_next_line(ValueError, "AdamW: invalid eps"):
+        pg.optim.AdamW([p], eps=-1e-8)
+
+
+def test_module_load_state_dict_returns_the_incompatible_keys_and_checks_shapes_first():
+    rng = np.random.default_rng()
+    model = pg.nn.Sequential(pg.nn.Linear(4, 3), pg.nn.BatchNorm1d(3))
+    w = rng.standard_normal((3, 4)).astype(np.float32)
+    missing, unexpected = model.load_state_dict({"0.weight": w, "head.bias": np.ones(2)}, strict=False)  # was None
+    assert missing == ["0.bias", "1.weight", "1.bias", "1.running_mean", "1.running_var", "1.num_batches_tracked"]
+    assert unexpected == ["head.bias"]
+    np.testing.assert_array_equal(model.state_dict()["0.weight"], w)
+    assert model.load_state_dict(model.state_dict()) == ([], [])
+    with pytest.raises(pg.ShapeError, match=r"1.weight has shape \(3,\), the state has \(5,\)"):
+        model.load_state_dict({**model.state_dict(), "0.weight": np.zeros((3, 4)), "1.weight": np.zeros(5)})
+    np.testing.assert_array_equal(model.state_dict()["0.weight"], w)  # nothing copied (0.weight was zeroed)

@@ -216,6 +216,13 @@ class Optimizer:
         self.state.update(new_state)
 
 
+def _check_hyper(optimizer: str, **values: float) -> None:
+    """``torch.optim``'s checks of the constructor's hyperparameters: none may be negative."""
+    for name, value in values.items():
+        if not value >= 0.0:
+            raise ValueError(f"{optimizer}: invalid {name.replace('_', ' ')}: {value}{at(user_location())}")
+
+
 def _check_param(optimizer: str, p: Any, where: str) -> None:
     """Refuse what ``torch.optim`` refuses: non-tensors, non-float tensors and non-leaf tensors (results of ops,
     which get no ``.grad``, so the optimizer would silently never update them)."""
@@ -246,8 +253,9 @@ class SGD(Optimizer):
         weight_decay: float = 0.0,
         nesterov: bool = False,
     ):
+        _check_hyper("SGD", lr=lr, momentum=momentum, weight_decay=weight_decay)
         if nesterov and (momentum <= 0 or dampening != 0):
-            raise ValueError("Nesterov momentum requires a momentum and zero dampening")
+            raise ValueError(f"Nesterov momentum requires a momentum and zero dampening{at(user_location())}")
         super().__init__(
             params,
             {
@@ -282,6 +290,12 @@ class Adam(Optimizer):
         eps: float = 1e-8,
         weight_decay: float = 0.0,
     ):
+        _check_hyper(type(self).__name__, lr=lr, eps=eps, weight_decay=weight_decay)
+        for i, beta in enumerate(betas):
+            if not 0.0 <= beta < 1.0:
+                raise ValueError(
+                    f"{type(self).__name__}: invalid beta parameter at index {i}: {beta}{at(user_location())}"
+                )
         super().__init__(
             params,
             {
