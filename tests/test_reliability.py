@@ -509,6 +509,7 @@ def test_save_names_the_target_and_cleans_stale_temp_files(tmp_path):
     [
         ("import picograd as pg\nx = (1,\n", 2, "SyntaxError"),
         ("import picograd as pg\n\nprint(undefined_at_import)\n", 3, "NameError: name 'undefined_at_import'"),
+        ("import sys\n\nsys.exit(3)\n", 3, "SystemExit: 3: the model file exited while pgc imported it"),
         (
             "import picograd as pg\n\n@pg.compile(example_inputs=(pg.Spec((2,)),))\ndef f(x):\n    return x * nope\n",
             5,

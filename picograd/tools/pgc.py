@@ -76,6 +76,14 @@ def _model_errors(path: str) -> Iterator[None]:
         yield
     except (ShapeError, DTypeError, CompileError, DeviceError):
         raise
+    except SystemExit as e:  # sys.exit() at import time (a script's exit outside `if __name__ == "__main__"`)
+        error = _model_error(e, path)
+        if error is None:
+            raise
+        raise ModelError(
+            f"{error}: the model file exited while pgc imported it (put its script part under "
+            '`if __name__ == "__main__":`)'
+        ) from None
     except Exception as e:
         error = _model_error(e, path)
         if error is None:
