@@ -3,9 +3,11 @@
 ``step()`` records one optimizer op per parameter group (``pg.sgd`` / ``pg.adam`` / ``pg.adamw``), which the
 optimizer passes rewrite into elementwise ops. Hyperparameters are 0-d float64 tensors refreshed from
 ``param_groups`` before every step (and before every replay of a compiled step), so a learning-rate schedule
-needs no retracing. State (momentum buffers, moments, one step count per group) is tensors that the op reads
-and replaces. Eagerly, ``step()`` realizes the new parameters, state and gradients at once, so graphs do not grow
-across steps.
+needs no retracing. State (momentum buffers, moments, one step count per group) is tensors that the op reads and
+replaces. Parameters first updated after their group's count started (a layer thawed later) get a count of their own
+and an op of their own, as PyTorch counts each parameter's updates; a parameter that skips steps once counted still
+follows its group's count. Eagerly, ``step()`` realizes the new parameters, state and gradients at once, so graphs
+do not grow across steps.
 
 Devices: state buffers are created on their parameter's device (as zeros there). The step count starts as a 0-d
 host tensor and moves to the parameters' device with the first update (the update op writes it). The
@@ -69,6 +71,10 @@ class Optimizer:
         ]
         self._hyper_values: list[dict[str, float]] = [{} for _ in self.param_groups]  # values the tensors hold
         self._loads = 0  # load_state_dict calls: each makes new state tensors
+        # id(param) -> its own step count, for parameters first updated after their group's count started (a frozen
+        # layer thawed, a branch first used): PyTorch counts each parameter's updates, and Adam's bias correction
+        # (SGD's first momentum buffer) must see this parameter's count, not the group's
+        self._steps: dict[int, Tensor] = {}
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         """Drop every parameter's gradient (``set_to_none=False`` keeps zero tensors instead)."""
@@ -96,7 +102,8 @@ class Optimizer:
         """What a traced ``step()`` bakes in besides the runtime hyperparameters: per group, its parameters and the
         op's flags, and the state tensors it reads (new ones after each ``load_state_dict``). A compiled step traces
         again when it changes."""
-        return self._loads, tuple((tuple(map(id, g["params"])), self.flags(g)) for g in self.param_groups)
+        groups = tuple((tuple(map(id, g["params"])), self.flags(g)) for g in self.param_groups)
+        return self._loads, groups, tuple((pid, id(t)) for pid, t in self._steps.items())
 
     def step(self) -> None:
         """One update of every parameter that has a gradient."""
@@ -111,21 +118,31 @@ class Optimizer:
                 continue
             flags = self.flags(group)
             names = self.state_names(group)
-            states = [self._state(p, name) for name in names for p in params]
-            srcs = [gs[h] for h in self.HYPER] + [gs["step"]] + params + [p.grad for p in params] + states
-            node = Node(
-                self.KIND,
-                [t._value for t in srcs],
-                (len(params), flags),
-                [(gs["step"].shape, gs["step"].dtype)] + [(t.shape, t.dtype) for t in params + states],
-                loc,
-                device=result_device(f"{type(self).__name__}.step", srcs, loc),
-            )
-            outs = [Tensor._wrap(node, i) for i in range(len(node.types))]
-            gs["step"]._assign(outs[0])
-            for t, new in zip(params + states, outs[1:], strict=True):
-                t._assign(new)
-            touched += [gs["step"], *params, *states, *(p.grad for p in params)]
+            if names and any(id(q) in self.state for q in group["params"]):  # the group's count has started
+                fresh = [p for p in params if id(p) not in self.state and id(p) not in self._steps]
+                if fresh:  # first updates of these parameters: their own count, from 0 (structure: .grad was None)
+                    count = Tensor(np.array(0, dtype=np.int64))
+                    self._steps.update((id(p), count) for p in fresh)
+            cohorts: dict[int, tuple[Tensor, list[Any]]] = {}  # one op per step count (one in the usual case)
+            for p in params:
+                count = self._steps.get(id(p), gs["step"])
+                cohorts.setdefault(id(count), (count, []))[1].append(p)
+            for count, ps in cohorts.values():
+                states = [self._state(p, name) for name in names for p in ps]
+                srcs = [gs[h] for h in self.HYPER] + [count] + ps + [p.grad for p in ps] + states
+                node = Node(
+                    self.KIND,
+                    [t._value for t in srcs],
+                    (len(ps), flags),
+                    [(count.shape, count.dtype)] + [(t.shape, t.dtype) for t in ps + states],
+                    loc,
+                    device=result_device(f"{type(self).__name__}.step", srcs, loc),
+                )
+                outs = [Tensor._wrap(node, i) for i in range(len(node.types))]
+                count._assign(outs[0])
+                for t, new in zip(ps + states, outs[1:], strict=True):
+                    t._assign(new)
+                touched += [count, *ps, *states, *(p.grad for p in ps)]
         if STATE.trace is None:
             realize(*touched)
         else:
@@ -156,7 +173,10 @@ class Optimizer:
                 {k: v for k, v in group.items() if k != "params"} | {"params": ids, "step": int(gs["step"].item())}
             )
         state = {
-            index[pid]: {k: t.numpy().copy() for k, t in st.items()} for pid, st in self.state.items() if pid in index
+            index[pid]: {k: t.numpy().copy() for k, t in st.items()}
+            | ({"step": self._steps[pid].numpy().copy()} if pid in self._steps else {})
+            for pid, st in self.state.items()
+            if pid in index
         }
         return {"state": state, "param_groups": groups}
 
@@ -189,12 +209,15 @@ class Optimizer:
             for i, p in zip(saved["params"], group["params"], strict=True):
                 by_index[int(i)] = (p, merged)
         new_state: dict[int, dict[str, Tensor]] = {}
+        new_steps: dict[int, Tensor] = {}
         for i, st in state_dict["state"].items():
             if int(i) not in by_index:
                 raise ValueError(f"{name}.load_state_dict: the state names parameter {i}, which no group has{where}")
             p, merged = by_index[int(i)]
             allowed = self.state_names(merged)
             for key, v in st.items():
+                if key == "step" and np.shape(v) == ():  # the parameter's own step count (it started later)
+                    continue
                 if key not in allowed:
                     raise ValueError(
                         f"{name}.load_state_dict: parameter {i} has state '{key}'; {name} keeps "
@@ -205,7 +228,11 @@ class Optimizer:
                         f"{name}.load_state_dict: state '{key}' of parameter {i} has shape {tuple(np.shape(v))}, "
                         f"the parameter {p.shape}{where}"
                     )
-            new_state[id(p)] = {k: Tensor(np.asarray(v, dtype=p.dtype.np), device=p.device) for k, v in st.items()}
+            new_state[id(p)] = {
+                k: Tensor(np.asarray(v, dtype=p.dtype.np), device=p.device) for k, v in st.items() if k != "step"
+            }
+            if "step" in st:
+                new_steps[id(p)] = Tensor(np.array(int(np.asarray(st["step"])), dtype=np.int64))
         self._loads += 1
         for group, gs, saved in zip(self.param_groups, self._group_state, saved_groups, strict=True):
             group.update({k: v for k, v in saved.items() if k not in ("params", "step")})
@@ -213,7 +240,9 @@ class Optimizer:
         for g in self.param_groups:
             for p in g["params"]:
                 self.state.pop(id(p), None)
+                self._steps.pop(id(p), None)
         self.state.update(new_state)
+        self._steps.update(new_steps)
 
 
 def _check_hyper(optimizer: str, **values: float) -> None:
