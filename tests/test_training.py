@@ -717,3 +717,37 @@ def test_a_parameter_thawed_later_counts_its_own_steps_as_torch(name, kwargs, co
     np.testing.assert_allclose(b.numpy(), tb.detach().numpy(), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(a.numpy(), ta.detach().numpy(), rtol=1e-5, atol=1e-6)
     assert opts[0].state_dict()["state"][1]["step"] == 7 and opts[0].state_dict()["param_groups"][0]["step"] == 10
+
+
+@pytest.mark.parametrize("compiled", [False, True])
+def test_add_param_group_trains_a_thawed_layer_with_its_own_lr_as_torch(compiled):
+    rng = np.random.default_rng()
+    w1, w2 = rng.standard_normal((4, 3)).astype(np.float32), rng.standard_normal((2, 4)).astype(np.float32)
+    a, b = pg.tensor(w1, requires_grad=True), pg.tensor(w2)
+    ta, tb = torch.tensor(w1, requires_grad=True), torch.tensor(w2)
+    opt, topt = pg.optim.Adam([a], lr=0.05), torch.optim.Adam([ta], lr=0.05)
+
+    def step(x):
+        loss = ((x @ a.T).tanh() @ b.T).pow(2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    run = pg.compile(step) if compiled else step
+    for i in range(7):
+        if i == 3:  # an AttributeError before
+            b.requires_grad_(True)
+            tb.requires_grad_(True)
+            opt.add_param_group({"params": [b], "lr": 0.01})
+            topt.add_param_group({"params": [tb], "lr": 0.01})
+        x = rng.standard_normal((5, 3)).astype(np.float32)
+        run(pg.tensor(x))
+        loss = ((torch.tensor(x) @ ta.T).tanh() @ tb.T).pow(2).mean()
+        topt.zero_grad()
+        loss.backward()
+        topt.step()
+    np.testing.assert_allclose(a.numpy(), ta.detach().numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(b.numpy(), tb.detach().numpy(), rtol=1e-5, atol=1e-6)
+    assert opt.param_groups[1]["betas"] == (0.9, 0.999)  # the defaults fill the group
+    with raises_on_next_line(ValueError, "appears twice"):
+        opt.add_param_group({"params": [a]})

@@ -46,35 +46,44 @@ class Optimizer:
             )
         groups = list(params)
         if not groups:
-            raise ValueError("optimizer got an empty parameter list")
+            raise ValueError(f"{name}: got an empty parameter list{where}")
         if not isinstance(groups[0], dict):
             groups = [{"params": groups}]
+        self.defaults = defaults
         self.param_groups: list[dict[str, Any]] = []
-        seen: set[int] = set()
-        for g in groups:
-            if not isinstance(g, dict) or "params" not in g:
-                raise ValueError(
-                    f"{name}: a parameter group must be a dict with a 'params' entry, got {g!r:.80}{where}"
-                )
-            ps = [g["params"]] if isinstance(g["params"], Tensor) else list(g["params"])
-            group = {**defaults, **g, "params": ps}
-            for p in ps:
-                _check_param(name, p, where)
-                if id(p) in seen:  # torch.optim raises for it too (a second update of one tensor in one step)
-                    raise ValueError(f"{name}: a parameter (shape {p.shape}) appears twice among its parameters{where}")
-                seen.add(id(p))
-            self.param_groups.append(group)
         self.state: dict[int, dict[str, Tensor]] = {}  # id(param) -> state tensors
-        self._group_state: list[dict[str, Tensor]] = [
-            {"step": Tensor(np.array(0, dtype=np.int64))} | {h: Tensor(np.array(0.0)) for h in self.HYPER}
-            for _ in self.param_groups
-        ]
-        self._hyper_values: list[dict[str, float]] = [{} for _ in self.param_groups]  # values the tensors hold
+        self._group_state: list[dict[str, Tensor]] = []  # per group: its step count and hyperparameter tensors
+        self._hyper_values: list[dict[str, float]] = []  # per group: the values its hyperparameter tensors hold
+        for g in groups:
+            self._add_group(g, where)
         self._loads = 0  # load_state_dict calls: each makes new state tensors
         # id(param) -> its own step count, for parameters first updated after their group's count started (a frozen
         # layer thawed, a branch first used): PyTorch counts each parameter's updates, and Adam's bias correction
         # (SGD's first momentum buffer) must see this parameter's count, not the group's
         self._steps: dict[int, Tensor] = {}
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        """Add a group of parameters (``{"params": [...], hyperparameters...}``; the optimizer's defaults fill the
+        rest), as ``torch.optim.Optimizer.add_param_group``: to train a thawed layer with its own learning rate. A
+        compiled step that calls ``step()`` traces again."""
+        self._add_group(param_group, at(user_location()))
+
+    def _add_group(self, g: Any, where: str) -> None:
+        name = type(self).__name__
+        if not isinstance(g, dict) or "params" not in g:
+            raise ValueError(f"{name}: a parameter group must be a dict with a 'params' entry, got {g!r:.80}{where}")
+        ps = [g["params"]] if isinstance(g["params"], Tensor) else list(g["params"])
+        seen = {id(p) for group in self.param_groups for p in group["params"]}
+        for p in ps:
+            _check_param(name, p, where)
+            if id(p) in seen:  # torch.optim raises for it too (a second update of one tensor in one step)
+                raise ValueError(f"{name}: a parameter (shape {p.shape}) appears twice among its parameters{where}")
+            seen.add(id(p))
+        self.param_groups.append({**self.defaults, **g, "params": ps})
+        self._group_state.append(
+            {"step": Tensor(np.array(0, dtype=np.int64))} | {h: Tensor(np.array(0.0)) for h in self.HYPER}
+        )
+        self._hyper_values.append({})
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         """Drop every parameter's gradient (``set_to_none=False`` keeps zero tensors instead)."""
