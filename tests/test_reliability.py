@@ -544,6 +544,10 @@ def test_pgc_on_a_directory_an_mlir_file_or_a_model_without_py_is_clear(tmp_path
     )
     assert main([str(model), "--emit=pg", "-o", str(tmp_path / "out.mlir")]) == 0
     assert "pg.exp" in (tmp_path / "out.mlir").read_text()
+    for emit in ("pg", "ptx"):  # -o a directory: an IsADirectoryError traceback before
+        assert main([str(model), f"--emit={emit}", "--device=cuda", "-o", str(tmp_path)]) == 1
+        err = capsys.readouterr().err
+        assert err.strip() == err.strip().splitlines()[0] and "Is a directory" in err, err
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -290,6 +290,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())  # so that the interpreter's final flush does not fail again
         return 0
+    except OSError as e:  # -o names a directory or an unwritable file
+        print(f"pgc: error: {e}", file=sys.stderr)
+        return 1
     return 0
 
 
