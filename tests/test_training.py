@@ -751,3 +751,40 @@ def test_add_param_group_trains_a_thawed_layer_with_its_own_lr_as_torch(compiled
     assert opt.param_groups[1]["betas"] == (0.9, 0.999)  # the defaults fill the group
     with raises_on_next_line(ValueError, "appears twice"):
         opt.add_param_group({"params": [a]})
+
+
+def test_optimizer_state_follows_a_model_converted_after_its_first_step():
+    rng = np.random.default_rng()
+    model = pg.nn.Linear(3, 2)
+    twin = torch.nn.Linear(3, 2)
+    twin.load_state_dict({k: torch.tensor(v) for k, v in model.state_dict().items()})
+    opt, topt = pg.optim.Adam(model.parameters(), lr=0.1), torch.optim.Adam(twin.parameters(), lr=0.1)
+    for i in range(3):
+        if i == 1:
+            model.double()
+            twin.double()
+            for st in topt.state.values():
+                st["exp_avg"], st["exp_avg_sq"] = st["exp_avg"].double(), st["exp_avg_sq"].double()
+        x = rng.standard_normal((4, 3)).astype(np.float32 if i == 0 else np.float64)
+        opt.zero_grad()
+        model(pg.tensor(x)).pow(2).sum().backward()
+        opt.step()  # a CompileError without a line before (f64 parameter, f32 moments)
+        topt.zero_grad()
+        twin(torch.tensor(x)).pow(2).sum().backward()
+        topt.step()
+    np.testing.assert_allclose(model.weight.numpy(), twin.weight.detach().numpy(), rtol=1e-5, atol=1e-6)
+    assert opt.state_dict()["state"][0]["exp_avg"].dtype == np.float64
+
+    model.float()
+
+    @pg.compile
+    def step(x):
+        opt.zero_grad()
+        model(x).pow(2).sum().backward()
+        opt.step()
+
+    with pytest.raises(pg.CompileError, match=r"'exp_avg' state is float64.*opt.load_state_dict\(opt.state_dict\(\)\)"):
+        step(pg.tensor(rng.standard_normal((4, 3)).astype(np.float32)))
+    opt.load_state_dict(opt.state_dict())
+    step(pg.tensor(rng.standard_normal((4, 3)).astype(np.float32)))
+    assert opt.state_dict()["state"][0]["exp_avg"].dtype == np.float32

@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from picograd.errors import DTypeError, ShapeError
+from picograd.errors import CompileError, DTypeError, ShapeError
 from picograd.frontend import device as devices
 from picograd.frontend.graph import STATE, Node, at, user_location
 from picograd.frontend.tensor import Tensor, realize, result_device
@@ -166,6 +166,15 @@ class Optimizer:
             st[name] = Tensor._of_buffer(devices.zeros(p.shape, p.dtype.np, p.device))
         elif st[name].device != p.device:  # the model moved (Module.to) after the state was made: follow it
             st[name]._move_(p.device)
+        if st[name].dtype != p.dtype:  # the model changed dtype (Module.to(dtype), .double()): follow it too
+            if STATE.trace is not None:
+                raise CompileError(
+                    f"{type(self).__name__}.step: a parameter of shape {p.shape} is {p.dtype.name} but its "
+                    f"'{name}' state is {st[name].dtype.name} (the model changed dtype after the optimizer's first "
+                    "step): call opt.load_state_dict(opt.state_dict()) after converting it, which converts the "
+                    f"state{at(user_location())}"
+                )
+            st[name]._convert_(p.dtype)
         return st[name]
 
     def state_dict(self) -> dict[str, Any]:
