@@ -788,3 +788,35 @@ def test_optimizer_state_follows_a_model_converted_after_its_first_step():
     opt.load_state_dict(opt.state_dict())
     step(pg.tensor(rng.standard_normal((4, 3)).astype(np.float32)))
     assert opt.state_dict()["state"][0]["exp_avg"].dtype == np.float32
+
+
+@pytest.mark.parametrize("compiled", [False, True])
+def test_step_with_a_closure_returns_its_loss_as_torch(compiled):
+    rng = np.random.default_rng()
+    w = rng.standard_normal((2, 3)).astype(np.float32)
+    p, t = pg.tensor(w, requires_grad=True), torch.tensor(w, requires_grad=True)
+    opt, topt = pg.optim.SGD([p], lr=0.1, momentum=0.9), torch.optim.SGD([t], lr=0.1, momentum=0.9)
+
+    def step(x):
+        def closure():
+            opt.zero_grad()
+            loss = (x @ p.T).pow(2).mean()
+            loss.backward()
+            return loss
+
+        return opt.step(closure)  # a TypeError before
+
+    run = pg.compile(step) if compiled else step
+    for _ in range(3):
+        x = rng.standard_normal((4, 3)).astype(np.float32)
+        loss = run(pg.tensor(x))
+
+        def tclosure(x=x):
+            topt.zero_grad()
+            tl = (torch.tensor(x) @ t.T).pow(2).mean()
+            tl.backward()
+            return tl
+
+        tloss = topt.step(tclosure)
+        assert loss.item() == pytest.approx(tloss.item(), rel=1e-5)
+    np.testing.assert_allclose(p.numpy(), t.detach().numpy(), rtol=1e-5, atol=1e-6)

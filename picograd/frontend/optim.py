@@ -19,7 +19,7 @@ a constant learning rate, one per change under a schedule, and no re-capture of 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, ClassVar
 
 import numpy as np
@@ -114,8 +114,15 @@ class Optimizer:
         groups = tuple((tuple(map(id, g["params"])), self.flags(g)) for g in self.param_groups)
         return self._loads, groups, tuple((pid, id(t)) for pid, t in self._steps.items())
 
-    def step(self) -> None:
-        """One update of every parameter that has a gradient."""
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
+        """One update of every parameter that has a gradient. ``closure`` (as ``torch.optim``'s): a function that
+        computes the loss and its gradients, called first with gradients enabled; its loss is returned."""
+        loss = None
+        if closure is not None:
+            from picograd.frontend.ops_more import enable_grad
+
+            with enable_grad():
+                loss = closure()
         loc = user_location()
         self._refresh()
         if STATE.trace is not None:
@@ -156,6 +163,7 @@ class Optimizer:
             realize(*touched)
         else:
             STATE.trace.checks.append((self._structure, self._structure()))  # once its state exists
+        return loss
 
     def state_names(self, group: dict[str, Any]) -> tuple[str, ...]:
         return self.STATE_NAMES
