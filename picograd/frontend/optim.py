@@ -4,10 +4,10 @@
 optimizer passes rewrite into elementwise ops. Hyperparameters are 0-d float64 tensors refreshed from
 ``param_groups`` before every step (and before every replay of a compiled step), so a learning-rate schedule
 needs no retracing. State (momentum buffers, moments, one step count per group) is tensors that the op reads and
-replaces. Parameters first updated after their group's count started (a layer thawed later) get a count of their own
-and an op of their own, as PyTorch counts each parameter's updates; a parameter that skips steps once counted still
-follows its group's count. Eagerly, ``step()`` realizes the new parameters, state and gradients at once, so graphs
-do not grow across steps.
+replaces. PyTorch counts each parameter's updates: parameters first updated after their group's count started (a
+layer thawed later) get a count of their own, and so do counted parameters without a gradient in a step that
+advances their count for others (a copy of its value before the step); each count has an op of its own. Eagerly,
+``step()`` realizes the new parameters, state and gradients at once, so graphs do not grow across steps.
 
 Devices: state buffers are created on their parameter's device (as zeros there). The step count starts as a 0-d
 host tensor and moves to the parameters' device with the first update (the update op writes it). The
@@ -128,6 +128,7 @@ class Optimizer:
         if STATE.trace is not None:
             STATE.trace.refreshers.append(self._refresh)
         touched: list[Tensor] = []
+        before, split = self._structure(), False
         for group, gs in zip(self.param_groups, self._group_state, strict=True):
             params = [p for p in group["params"] if p.grad is not None]
             if not params:
@@ -139,6 +140,7 @@ class Optimizer:
                 if fresh:  # first updates of these parameters: their own count, from 0 (structure: .grad was None)
                     count = Tensor(np.array(0, dtype=np.int64))
                     self._steps.update((id(p), count) for p in fresh)
+                split |= self._keep_counts_of_skipped(group, gs, params, touched)
             cohorts: dict[int, tuple[Tensor, list[Any]]] = {}  # one op per step count (one in the usual case)
             for p in params:
                 count = self._steps.get(id(p), gs["step"])
@@ -161,9 +163,30 @@ class Optimizer:
                 touched += [count, *ps, *states, *(p.grad for p in ps)]
         if STATE.trace is None:
             realize(*touched)
-        else:
-            STATE.trace.checks.append((self._structure, self._structure()))  # once its state exists
+        else:  # once its state exists; a trace that split a count holds that copy: it must not replay
+            STATE.trace.checks.append((self._structure, before if split else self._structure()))
         return loss
+
+    def _keep_counts_of_skipped(
+        self, group: dict[str, Any], gs: dict[str, Tensor], params: list[Any], touched: list[Tensor]
+    ) -> bool:
+        """Counted parameters of ``group`` without a gradient whose count other parameters advance now keep its
+        present value in a count of their own (PyTorch counts each parameter's updates); whether there were any."""
+        stepping = {id(p) for p in params}
+        advancing = {id(self._steps.get(id(p), gs["step"])) for p in params}
+        skipped: dict[int, tuple[Tensor, list[Any]]] = {}
+        for q in group["params"]:
+            if id(q) in stepping or (id(q) not in self.state and id(q) not in self._steps):
+                continue
+            count = self._steps.get(id(q), gs["step"])
+            if id(count) in advancing:
+                skipped.setdefault(id(count), (count, []))[1].append(q)
+        for count, qs in skipped.values():
+            kept = Tensor(np.array(0, dtype=np.int64))
+            kept._assign(count + 0)  # the value before this step's update
+            self._steps.update((id(q), kept) for q in qs)
+            touched.append(kept)
+        return bool(skipped)
 
     def state_names(self, group: dict[str, Any]) -> tuple[str, ...]:
         return self.STATE_NAMES
