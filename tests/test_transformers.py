@@ -296,6 +296,15 @@ def test_clip_grad_value_and_error_if_nonfinite_match_torch(rng: np.random.Gener
         step(pg.tensor(rng.standard_normal(3).astype(np.float32)))
 
 
+def test_lr_scheduler_names_a_group_added_after_it(rng: np.random.Generator) -> None:
+    a, b = (pg.tensor(rng.standard_normal(2).astype(np.float32), requires_grad=True) for _ in range(2))
+    opt = pg.optim.SGD([a], lr=0.1)
+    sched = pg.optim.lr_scheduler.CosineAnnealingLR(opt, 10)
+    opt.add_param_group({"params": [b]})
+    with pytest.raises(ValueError, match="has 2 parameter groups, the scheduler was made for 1"):  # a zip error
+        sched.step()
+
+
 @pytest.mark.parametrize("kind", ["lambda", "cosine"])
 def test_lr_schedulers_match_torch_without_retrace(kind: str) -> None:
     p, tp = pg.tensor(np.ones(3, np.float32), requires_grad=True), torch.ones(3, requires_grad=True)
