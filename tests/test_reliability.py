@@ -509,6 +509,7 @@ def test_save_names_the_target_and_cleans_stale_temp_files(tmp_path):
     [
         ("import picograd as pg\nx = (1,\n", 2, "SyntaxError"),
         ("import picograd as pg\n\nprint(undefined_at_import)\n", 3, "NameError: name 'undefined_at_import'"),
+        ("import sys\n\nsys.exit(3)\n", 3, "SystemExit: 3: the model file exited while pgc imported it"),
         (
             "import picograd as pg\n\n@pg.compile(example_inputs=(pg.Spec((2,)),))\ndef f(x):\n    return x * nope\n",
             5,
@@ -525,6 +526,28 @@ def test_pgc_model_errors_are_one_line_with_the_users_line(tmp_path, capsys, sou
     err = capsys.readouterr().err
     assert err.strip() == err.strip().splitlines()[0], err  # one line, no traceback
     assert f"{model}:{line}: {error}" in err
+
+
+def test_pgc_on_a_directory_an_mlir_file_or_a_model_without_py_is_clear(tmp_path, capsys):
+    from picograd.tools.pgc import main
+
+    ir = tmp_path / "step.mlir"
+    ir.write_text("builtin.module {}\n")
+    for path, fragment in ((tmp_path, "is a directory"), (ir, "is MLIR; pgc takes a Python model file")):
+        assert main([str(path)]) == 1  # an AssertionError traceback from inside pgc before
+        err = capsys.readouterr().err
+        assert err.strip() == err.strip().splitlines()[0], err
+        assert f"pgc: error: {path} {fragment}" in err
+    model = tmp_path / "model.txt"  # any other name is read as Python
+    model.write_text(
+        "import picograd as pg\n\n@pg.compile(example_inputs=(pg.Spec((2,)),))\ndef f(x):\n    return x.exp()\n"
+    )
+    assert main([str(model), "--emit=pg", "-o", str(tmp_path / "out.mlir")]) == 0
+    assert "pg.exp" in (tmp_path / "out.mlir").read_text()
+    for emit in ("pg", "ptx"):  # -o a directory: an IsADirectoryError traceback before
+        assert main([str(model), f"--emit={emit}", "--device=cuda", "-o", str(tmp_path)]) == 1
+        err = capsys.readouterr().err
+        assert err.strip() == err.strip().splitlines()[0] and "Is a directory" in err, err
 
 
 # ---------------------------------------------------------------------------------------------------------------

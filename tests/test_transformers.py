@@ -259,6 +259,52 @@ def test_clip_grad_norm_in_a_compiled_step_matches_torch(rng: np.random.Generato
     assert pg.nn.utils.clip_grad_norm_([pg.randn(3, requires_grad=True)], 1.0).item() == 0.0  # no gradients
 
 
+@pytest.mark.parametrize("norm_type", [-float("inf"), 0, -1.0, 3.0, float("inf")])
+def test_clip_grad_norm_of_every_order_matches_torch(rng: np.random.Generator, norm_type: float) -> None:
+    grads = [rng.standard_normal((3, 4)).astype(np.float32), rng.standard_normal(5).astype(np.float32)]
+    ps = [pg.zeros(*g.shape, requires_grad=True) for g in grads]
+    ts = [torch.zeros(g.shape, requires_grad=True) for g in grads]
+    for p, tt, g in zip(ps, ts, grads, strict=True):
+        p.grad, tt.grad = pg.tensor(g), torch.tensor(g)
+    norm = pg.nn.utils.clip_grad_norm_(ps, 0.5, norm_type, foreach=True)  # -inf gave 1.0, 0 a ZeroDivisionError
+    tn = torch.nn.utils.clip_grad_norm_(ts, 0.5, norm_type, foreach=True)
+    np.testing.assert_allclose(norm.item(), tn.item(), rtol=1e-5)
+    for p, tt in zip(ps, ts, strict=True):
+        np.testing.assert_allclose(p.grad.numpy(), tt.grad.numpy(), rtol=1e-5, atol=1e-7)
+
+
+def test_clip_grad_value_and_error_if_nonfinite_match_torch(rng: np.random.Generator) -> None:
+    g = rng.standard_normal(6).astype(np.float32) * 3
+    g[:2] = np.nan, np.inf
+    p, tt = pg.zeros(6, requires_grad=True), torch.zeros(6, requires_grad=True)
+    p.grad, tt.grad = pg.tensor(g), torch.tensor(g)
+    pg.nn.utils.clip_grad_value_([p], 0.7)
+    torch.nn.utils.clip_grad_value_([tt], 0.7)
+    np.testing.assert_array_equal(p.grad.numpy(), tt.grad.numpy())
+    with pytest.raises(RuntimeError, match="total norm of order 2.0 of the gradients is inf"):
+        q = pg.zeros(6, requires_grad=True)
+        q.grad = pg.tensor(np.where(np.isnan(g), 1.0, g).astype(np.float32))  # one inf
+        pg.nn.utils.clip_grad_norm_(q, 1.0, error_if_nonfinite=True)
+    w = pg.tensor(rng.standard_normal(3).astype(np.float32), requires_grad=True)
+
+    @pg.compile
+    def step(x):
+        (x * w).sum().backward()
+        return pg.nn.utils.clip_grad_norm_([w], 1.0, error_if_nonfinite=True)
+
+    with pytest.raises(RuntimeError, match="error_if_nonfinite=True reads the norm"):  # a CompileError before
+        step(pg.tensor(rng.standard_normal(3).astype(np.float32)))
+
+
+def test_lr_scheduler_names_a_group_added_after_it(rng: np.random.Generator) -> None:
+    a, b = (pg.tensor(rng.standard_normal(2).astype(np.float32), requires_grad=True) for _ in range(2))
+    opt = pg.optim.SGD([a], lr=0.1)
+    sched = pg.optim.lr_scheduler.CosineAnnealingLR(opt, 10)
+    opt.add_param_group({"params": [b]})
+    with pytest.raises(ValueError, match="has 2 parameter groups, the scheduler was made for 1"):  # a zip error
+        sched.step()
+
+
 @pytest.mark.parametrize("kind", ["lambda", "cosine"])
 def test_lr_schedulers_match_torch_without_retrace(kind: str) -> None:
     p, tp = pg.tensor(np.ones(3, np.float32), requires_grad=True), torch.ones(3, requires_grad=True)

@@ -38,6 +38,13 @@ class LRScheduler:
                 "learning rate would stop following the schedule: call it after the compiled step, outside it"
                 f"{at(user_location())}"
             )
+        groups = len(self.optimizer.param_groups)
+        if groups != len(self.base_lrs):  # a zip error from get_lr before
+            raise ValueError(
+                f"{type(self).__name__}.step: the optimizer has {groups} parameter groups, the scheduler was made for "
+                f"{len(self.base_lrs)} (add_param_group after making it): make the scheduler after adding the group"
+                f"{at(user_location())}"
+            )
         self.last_epoch += 1
         lrs = self.get_lr()
         for group, lr in zip(self.optimizer.param_groups, lrs, strict=True):

@@ -19,24 +19,44 @@ _META_KEY = "picograd.meta"
 
 
 def _flatten(prefix: str, obj: Any, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> Any:
-    """Arrays/tensors go to ``arrays`` under dotted keys; the rest (numbers, strings) stays in the JSON skeleton."""
+    """Arrays/tensors go to ``arrays`` under dotted keys (made unique: ``{"a.b": x, "a": {"b": y}}`` gives two);
+    the rest (numbers, strings, None) stays in the JSON skeleton. Raises ``TypeError`` naming the entry for what
+    neither can hold."""
     if isinstance(obj, Tensor):
         obj = obj.numpy()
     if isinstance(obj, np.ndarray):
-        arrays[prefix] = obj.copy(order="C")
-        return {"__array__": prefix}
+        key, n = prefix, 1
+        while key in arrays:  # two paths that print alike: the second array must not overwrite the first
+            key, n = f"{prefix}#{n}", n + 1
+        arrays[key] = obj.copy(order="C")
+        return {"__array__": key}
+    if isinstance(obj, np.generic):  # a numpy scalar (np.float32(0.1), np.int64(3)): its Python value
+        obj = obj.item()
     if isinstance(obj, dict):
-        return {
-            "__dict__": [
-                [_key(k), _flatten(f"{prefix}.{k}" if prefix else str(k), v, arrays, meta)] for k, v in obj.items()
-            ]
-        }
+        items = []
+        for k, v in obj.items():
+            if not isinstance(k, str | int) or isinstance(k, bool):
+                raise TypeError(
+                    f"pg.save: the dict at {_where(prefix)} has a key {k!r} of type {type(k).__name__}; "
+                    "keys must be strings or ints"
+                )
+            items.append([_key(k), _flatten(f"{prefix}.{k}" if prefix else str(k), v, arrays, meta)])
+        return {"__dict__": items}
     if isinstance(obj, list | tuple):
         return {
             "__list__": [_flatten(f"{prefix}.{i}", v, arrays, meta) for i, v in enumerate(obj)],
             "tuple": isinstance(obj, tuple),
         }
-    return obj
+    if obj is None or isinstance(obj, bool | int | float | str):
+        return obj
+    raise TypeError(
+        f"pg.save: cannot store {type(obj).__name__} at {_where(prefix)}: a checkpoint holds tensors, "
+        "arrays, numbers, strings, None, and dicts, lists and tuples of them"
+    )
+
+
+def _where(prefix: str) -> str:
+    return repr(prefix) if prefix else "the top level"
 
 
 def _key(k: Any) -> Any:
@@ -127,6 +147,8 @@ def load(path: str | os.PathLike) -> Any:
     path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"pg.load: no checkpoint at {path}")
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"pg.load: {path} is a directory, not a checkpoint file")
     if os.path.getsize(path) == 0:
         raise CheckpointError(f"pg.load: {path} is empty (a save that never finished?)")
     try:
@@ -136,6 +158,11 @@ def load(path: str | os.PathLike) -> Any:
     except (SafetensorError, OSError, ValueError) as e:
         with open(path, "rb") as head:
             magic = head.read(4)
+        if magic == b"PK\x03\x04" and _is_npz(path):
+            raise CheckpointError(
+                f"pg.load: {path} is a numpy .npz archive; picograd reads its own safetensors files: read it with "
+                "numpy.load and pass the arrays to load_state_dict"
+            ) from None
         if magic == b"PK\x03\x04":  # a zip archive: torch.save's format (safetensors starts with its header length)
             raise CheckpointError(
                 f"pg.load: {path} looks like a PyTorch checkpoint (torch.save); picograd reads its own safetensors "
@@ -151,3 +178,15 @@ def load(path: str | os.PathLike) -> Any:
         return _unflatten(json.loads(meta[_META_KEY]), arrays)
     except (ValueError, KeyError, TypeError) as e:
         raise CheckpointError(f"pg.load: {path} has damaged picograd metadata ({type(e).__name__}: {e})") from None
+
+
+def _is_npz(path: str) -> bool:
+    """Whether the zip archive at ``path`` is numpy's ``.npz`` (every member a ``.npy``; torch.save's has a pickle)."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as z:
+            names = z.namelist()
+    except (zipfile.BadZipFile, OSError):
+        return False
+    return bool(names) and all(n.endswith(".npy") for n in names)

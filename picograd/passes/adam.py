@@ -2,7 +2,9 @@
 
 Adam (Kingma and Ba, "Adam: A Method for Stochastic Optimization", ICLR 2015, Algorithm 1 with its bias
 correction) as ``torch.optim.Adam`` defines it, with L2 weight decay added to the gradient. With ``t = step + 1``
-(one count per ``step()`` call, shared by the group) and, for each parameter ``p`` with gradient ``g``::
+(the updates so far of the op's parameters: ``pg.optim`` gives one op per group, and a separate op with its own count
+to parameters updated fewer times than their group, as PyTorch counts per parameter) and, for each parameter ``p``
+with gradient ``g``::
 
     g = g + weight_decay * p                          (left out when weight_decay is a constant 0)
     m = m + (1 - beta1) * (g - m)                     (= beta1 * m + (1 - beta1) * g, as torch's lerp_)

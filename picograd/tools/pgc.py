@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import gc
+import importlib.machinery
 import importlib.util
 import os
 import sys
@@ -75,6 +76,14 @@ def _model_errors(path: str) -> Iterator[None]:
         yield
     except (ShapeError, DTypeError, CompileError, DeviceError):
         raise
+    except SystemExit as e:  # sys.exit() at import time (a script's exit outside `if __name__ == "__main__"`)
+        error = _model_error(e, path)
+        if error is None:
+            raise
+        raise ModelError(
+            f"{error}: the model file exited while pgc imported it (put its script part under "
+            '`if __name__ == "__main__":`)'
+        ) from None
     except Exception as e:
         error = _model_error(e, path)
         if error is None:
@@ -88,8 +97,14 @@ def import_model(path: str):
     the user's line for an exception the file raises."""
     if not os.path.exists(path):
         raise FileNotFoundError(f"no such file: {path}")
+    if os.path.isdir(path):
+        raise ModelError(f"{path} is a directory; pgc takes a Python model file")
+    # any name (a model file need not end in .py); an .mlir file belongs to pgc-opt
+    if path.endswith(".mlir"):
+        raise ModelError(f"{path} is MLIR; pgc takes a Python model file (run pgc-opt on IR)")
     sys.path.insert(0, os.path.dirname(os.path.abspath(path)))
-    spec = importlib.util.spec_from_file_location("pgc_model", path)
+    loader = importlib.machinery.SourceFileLoader("pgc_model", path)
+    spec = importlib.util.spec_from_file_location("pgc_model", path, loader=loader)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses (and pickling) look their module up there
@@ -275,6 +290,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())  # so that the interpreter's final flush does not fail again
         return 0
+    except OSError as e:  # -o names a directory or an unwritable file
+        print(f"pgc: error: {e}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -230,22 +230,29 @@ class Module:
         ``conv.weight``, ``bn.running_mean``, ``bn.num_batches_tracked``, ...)."""
         return {name: p.numpy().copy() for name, p in self._state_items()}
 
-    def load_state_dict(self, state: dict[str, Any], strict: bool = True) -> None:
+    def load_state_dict(self, state: dict[str, Any], strict: bool = True) -> IncompatibleKeys:
         """Copy values into the parameters and persistent buffers. Raises ``KeyError`` for missing/unexpected keys
-        when ``strict`` and ``ShapeError`` for a shape mismatch."""
+        when ``strict`` and ``ShapeError`` for a shape mismatch (before copying anything); returns the missing and
+        unexpected keys (``missing_keys, unexpected_keys``, empty under ``strict``), as PyTorch."""
         params = dict(self._state_items())
-        if strict:
-            missing, unexpected = set(params) - set(state), set(state) - set(params)
-            if missing or unexpected:
-                raise KeyError(f"load_state_dict: missing keys {sorted(missing)}, unexpected keys {sorted(unexpected)}")
+        missing, unexpected = [k for k in params if k not in state], [k for k in state if k not in params]
+        if strict and (missing or unexpected):
+            raise KeyError(f"load_state_dict: missing keys {sorted(missing)}, unexpected keys {sorted(unexpected)}")
+        arrays = {}
         for name, value in state.items():
             if name not in params:
                 continue
             p = params[name]
             arr = np.asarray(value.numpy() if isinstance(value, Tensor) else value)
             if arr.shape != p.shape:
-                raise ShapeError(f"load_state_dict: {name} has shape {p.shape}, the state has {arr.shape}")
+                raise ShapeError(
+                    f"load_state_dict: {name} has shape {p.shape}, the state has {arr.shape}{at(user_location())}"
+                )
+            arrays[name] = arr
+        for name, arr in arrays.items():
+            p = params[name]
             p._set_buffer(devices.transfer(arr.astype(p.dtype.np, order="C"), p.device))
+        return IncompatibleKeys(missing, unexpected)
 
     def __repr__(self) -> str:
         inner = "".join(f"\n  ({n}): " + repr(m).replace("\n", "\n  ") for n, m in self._modules.items())
@@ -271,6 +278,13 @@ class Module:
     def double(self) -> Module:
         """``self.to(pg.float64)``."""
         return self.to(dtype=dtypes.float64)
+
+
+class IncompatibleKeys(NamedTuple):
+    """What ``Module.load_state_dict`` returns: the keys the module has that the state lacks, and the reverse."""
+
+    missing_keys: list[str]
+    unexpected_keys: list[str]
 
 
 def uniform_parameter(shape: tuple[int, ...], bound: float) -> Tensor:
