@@ -63,6 +63,20 @@ def uniform(lo: float, hi: float, *shape: int) -> Inputs:
     return lambda r: [r.uniform(lo, hi, shape)]
 
 
+def around(kinks: Sequence[float], lo: float, hi: float, *shape: int) -> Inputs:
+    """Values in [lo, hi] on every side of the ``kinks`` in turn (each piece gets some: a gradient that is zero on
+    one piece cannot make the check vacuous), at least 0.05 from a kink (finite differences never straddle one)."""
+    edges = [lo, *kinks, hi]
+    n = int(np.prod(shape))
+
+    def draw(r: np.random.Generator) -> list[np.ndarray]:
+        piece = np.arange(n) % (len(edges) - 1)
+        x = r.uniform(np.take(edges, piece) + 0.05, np.take(edges, piece + 1) - 0.05)
+        return [r.permutation(x).reshape(shape)]
+
+    return draw
+
+
 def distinct(*shape: int) -> Inputs:
     """Values far apart (no ties, finite differences never reorder them)."""
     n = int(np.prod(shape))
@@ -778,9 +792,9 @@ MORE: dict[str, tuple[tuple[Callable[..., Any], Callable[..., Any]], Inputs, dic
     # functional
     "silu": (_same_f("silu"), normal(3, 4, scale=3), {}),
     "selu": (_same_f("selu"), normal(3, 4, scale=3), {}),
-    "relu6": (_same_f("relu6"), normal(3, 4, scale=5), {}),
-    "hardtanh": (_same_f("hardtanh", -0.5, 2.0), normal(3, 4, scale=2), {}),
-    "threshold": (_same_f("threshold", 0.3, -2.0), normal(3, 4), {}),
+    "relu6": (_same_f("relu6"), around([0.0, 6.0], -3.0, 9.0, 3, 4), {}),
+    "hardtanh": (_same_f("hardtanh", -0.5, 2.0), around([-0.5, 2.0], -4.0, 4.0, 3, 4), {}),
+    "threshold": (_same_f("threshold", 0.3, -2.0), around([0.3], -2.5, 2.5, 3, 4), {}),
     "hardshrink": (_same_f("hardshrink", 0.4), normal(3, 4), {}),
     "softshrink": (_same_f("softshrink", 0.4), normal(3, 4), {}),
     "tanhshrink": (_same_f("tanhshrink"), normal(3, 4), {}),
