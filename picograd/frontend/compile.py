@@ -502,14 +502,12 @@ class _Compiled:
         written = tr.written
         if tr.written_args:  # ``x.data = ...`` on an argument: write the argument, not the trace's placeholder
             written = [tensors[tr.written_args[i]] if i in tr.written_args else t for i, t in enumerate(written)]
-        held = _ATTRIBUTE_REFCOUNT + 1  # the references to a .grad only its parameter holds, in the loop below
         if binding is None:
             outs = self.exe(*[d if isinstance(d, np.ndarray) else _host_scalar(d) for d in datas])
         else:
             bound = binding.inputs(datas)
             del datas  # the ring's reference counts must not see these
             undo = _undo_of(written, grad_owners + cleared) if binding.deferred_checks else None
-            held += undo is not None  # the executable keeps the undo (and its .grad tensors) until the checks are read
             outs = self.exe(*bound, out=binding.outputs(), undo=undo)
             del bound, undo
             outs = binding.finish(outs, self.exe)
@@ -521,7 +519,7 @@ class _Compiled:
             # eager backward() makes a new .grad: one the user kept holds its value (a log of gradients); one that only
             # its parameter refers to takes the new buffer (cheaper: no tensor made a call)
             g = p._grad
-            if g is not None and sys.getrefcount(p._grad) == held:
+            if g is not None and sys.getrefcount(p._grad) == _ATTRIBUTE_REFCOUNT + 1:  # + 1: the local g
                 g._set_buffer(buf, device)
             else:
                 p._grad = Tensor._of_buffer(buf, device)
@@ -548,17 +546,21 @@ def _undo_of(written: Sequence[Tensor], grad_owners: Sequence[Tensor]) -> Callab
     buffers, the ``.grad`` of ``grad_owners``), for a call whose index checks fail later (``ProgramExecutable``);
     None when a written tensor holds no buffer now (a lazy value: nothing to put back)."""
     old = [(t, t._buffer) for t in written]
-    grads = [(p, p._grad, p._grad._buffer if p._grad is not None else None) for p in grad_owners]
-    if any(b is None for _, b in old) or any(g is not None and b is None for _, g, b in grads):
+    # the buffers, not the .grad tensors: a .grad that only its parameter holds is reused by the write-back
+    grads = [(p, p._grad is not None, p._grad._buffer if p._grad is not None else None) for p in grad_owners]
+    if any(b is None for _, b in old) or any(had and b is None for _, had, b in grads):
         return None
 
     def undo() -> None:
         for t, buf in old:
             t._set_buffer(buf)
-        for p, g, buf in grads:
-            p._grad = g
-            if g is not None:
-                g._set_buffer(buf)
+        for p, had, buf in grads:
+            if not had:
+                p._grad = None
+            elif p._grad is None:
+                p._grad = Tensor._of_buffer(buf)
+            else:
+                p._grad._set_buffer(buf)
 
     return undo
 

@@ -112,16 +112,9 @@ class Optimizer:
         op's flags, the state tensors it reads (new ones after each ``load_state_dict``, or after the user cleared or
         replaced ``state`` or its entries) and the parameters' own step counts. A compiled step traces again when it
         changes."""
-        state = self.state
-        groups = tuple(
-            (
-                tuple(map(id, g["params"])),
-                self.flags(g),
-                tuple(tuple(map(id, st.values())) if (st := state.get(id(p))) is not None else () for p in g["params"]),
-            )
-            for g in self.param_groups
-        )
-        return self._loads, groups, tuple((pid, id(t)) for pid, t in self._steps.items())
+        groups = tuple((tuple(map(id, g["params"])), self.flags(g)) for g in self.param_groups)
+        states = tuple((pid, *map(id, st.values())) for pid, st in self.state.items())  # (a hot path: each call)
+        return self._loads, groups, states, tuple((pid, id(t)) for pid, t in self._steps.items())
 
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
         """One update of every parameter that has a gradient. ``closure`` (as ``torch.optim``'s): a function that
