@@ -98,6 +98,8 @@ def test_failed_index_check_raises_at_the_read_and_undoes_the_step(null_cuda, rn
         step(*_batch(rng)).item()
     before = [emb._node.data, w._node.data]
     values = [emb.numpy(), w.numpy()]
+    grads = [emb.grad.numpy(), w.grad.numpy()]
+    kept = w.grad  # a .grad the user holds keeps its value; the one only its parameter holds is reused
     loss = step(*_batch(rng))
     assert emb._node.data is not before[0]  # written back (the check is not known yet)
     _set_flag(step, 0, 7)
@@ -108,6 +110,9 @@ def test_failed_index_check_raises_at_the_read_and_undoes_the_step(null_cuda, rn
     assert [emb._node.data, w._node.data] == before  # the failed step's write-back was undone
     np.testing.assert_array_equal(emb.numpy(), values[0])
     np.testing.assert_array_equal(w.numpy(), values[1])
+    np.testing.assert_array_equal(emb.grad.numpy(), grads[0])  # the gradients too
+    np.testing.assert_array_equal(w.grad.numpy(), grads[1])
+    np.testing.assert_array_equal(kept.numpy(), grads[1])
     with pytest.raises(IndexError, match=re.escape(message)):
         loss.item()  # what the failed step returned stays failed
     step(*_batch(rng)).item()  # the flags were cleared: the next step runs
