@@ -497,8 +497,8 @@ class _Compiled:
         values = [s._value if isinstance(s, Tensor) else (s, 0) for s in sources] if tr.differentiable else None
         del sources
         binding = self.binding
-        grad_owners = [tensors[o] if isinstance(o, int) else o for o in tr.grad_owners]
-        cleared = [tensors[o] if isinstance(o, int) else o for o in tr.grad_cleared]
+        grad_owners = [_resolve(o, tensors) for o in tr.grad_owners]
+        cleared = [_resolve(o, tensors) for o in tr.grad_cleared]
         written = tr.written
         if tr.written_args:  # ``x.data = ...`` on an argument: write the argument, not the trace's placeholder
             written = [tensors[tr.written_args[i]] if i in tr.written_args else t for i, t in enumerate(written)]
@@ -537,7 +537,7 @@ class _Compiled:
             for t in returned:
                 DETACHED[t._node] = tr.detached
         for i, o in tr.same:
-            returned[i] = tensors[o] if isinstance(o, int) else o
+            returned[i] = _resolve(o, tensors)
         return _rebuild(tr.structure, returned)
 
 
@@ -644,6 +644,17 @@ def _typed(value: Any) -> Any:
     return (type(value), value)
 
 
+def _resolve(o: Tensor | int, tensors: Sequence[Tensor]) -> Tensor:
+    """A trace's reference to a tensor: the tensor itself, or (an int) the call's tensor argument at that position."""
+    return tensors[o] if isinstance(o, int) else o
+
+
+def _which(fn: Callable[..., Any], i: int, what: str = "argument") -> str:
+    """``argument 2 (y)``: the ``i``-th positional argument of ``fn``, with its parameter's name where known."""
+    pname = _parameter_name(fn, i)
+    return f"{what} {i}" + (f" ({pname})" if pname else "")
+
+
 def _parameter_name(fn: Callable[..., Any], i: int) -> str | None:
     """The name of ``fn``'s ``i``-th positional parameter, when its signature says it."""
     try:
@@ -658,14 +669,13 @@ def _parameter_name(fn: Callable[..., Any], i: int) -> str | None:
 def _unhashable_argument(fn: Callable[..., Any], i: int, a: Any) -> str:
     """The message for an argument that is neither a tensor nor hashable (so it cannot key the compile cache):
     its name, type and shape (never its value, which may be a large array), what to pass instead and where."""
-    pname = _parameter_name(fn, i)
-    which = f"argument {i}" + (f" ({pname})" if pname else "")
+    which = _which(fn, i)
     kind = type(a)
     what = kind.__name__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}"
     shape = getattr(a, "shape", None)
     if isinstance(shape, tuple):
         what += f" of shape {shape} and dtype {getattr(a, 'dtype', '?')}"
-        hint = f"pass a tensor instead: pg.tensor({pname or '...'})"
+        hint = f"pass a tensor instead: pg.tensor({_parameter_name(fn, i) or '...'})"
     elif isinstance(a, list | dict | set):
         what += f" of length {len(a)}"
         values = a.values() if isinstance(a, dict) else a
@@ -699,8 +709,7 @@ def _check_example_inputs(fn: Callable[..., Any], example_inputs: Any) -> tuple[
     for i, e in enumerate(example_inputs):
         if isinstance(e, Spec | Tensor):
             continue
-        pname = _parameter_name(fn, i)
-        which = f"example input {i}" + (f" ({pname})" if pname else "")
+        which = _which(fn, i, "example input")
         if isinstance(e, tuple | list) and all(isinstance(d, int) and not isinstance(d, bool) for d in e):
             raise CompileError(
                 f"{name}: {which} is the shape {_short(e)}, not a pg.Spec: write pg.Spec({tuple(e)!r}) (and a dtype "
@@ -779,9 +788,8 @@ class CompiledFunction:
                 self._note_retrace(variants[-1])
             compiled = self._compile(key, args)
         if (i := compiled.aliased(args)) is not None:
-            pname = _parameter_name(self.fn, i)
             raise CompileError(
-                f"{self.name}: argument {i}{f' ({pname})' if pname else ''} is a tensor that the function also reads "
+                f"{self.name}: {_which(self.fn, i)} is a tensor that the function also reads "
                 "itself (a parameter of a module it calls, a global or a captured tensor); a compiled function sees "
                 "them as two tensors, so gradients and updates would be wrong: pass it only as an argument or only "
                 f"read it{at(user_location())}"
@@ -968,9 +976,8 @@ class CompiledFunction:
             for i, a in enumerate(args):
                 if isinstance(a, Tensor) and a.requires_grad and not a.is_leaf:
                     ctx.rollback()
-                    pname = _parameter_name(self.fn, i)
                     raise CompileError(
-                        f"{self.name}: argument {i}{f' ({pname})' if pname else ''} requires grad and was computed "
+                        f"{self.name}: {_which(self.fn, i)} requires grad and was computed "
                         f"outside the compiled function, whose backward(){at(inner.loc)} cannot reach what it was "
                         "computed from (eager code would): compute it inside the compiled function, or pass "
                         f"it .detach()ed{at(user_location())}"

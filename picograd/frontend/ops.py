@@ -139,6 +139,11 @@ def _linear_index(shape: Sequence[int], dim: int, index: Tensor) -> Tensor:
     return lin if lin is not None else index
 
 
+def _in_range(index: Tensor, input: Tensor, d: int) -> Tensor:
+    """``index`` checked to lie in ``[0, input.shape[d])`` (``checked_index``); a 0-d ``input`` has no dim to check."""
+    return checked_index(index, input.shape[d], d) if input.ndim else index
+
+
 def take_along_dim(input: Tensor, indices: Tensor, dim: int) -> Tensor:
     """``out[i] = input[i with i[dim] = indices[i]]`` (same as ``gather(input, dim, indices)``); indices lie in
     ``[0, size)`` (int64), with ``indices.shape[k] <= input.shape[k]`` for ``k != dim``. One ``pg.gather``.
@@ -147,8 +152,7 @@ def take_along_dim(input: Tensor, indices: Tensor, dim: int) -> Tensor:
     d = norm_dim(dim, input.ndim, input.shape)
     indices = indices.long()
     _check_index("gather", input.shape, d, indices)
-    if input.ndim:
-        indices = checked_index(indices, input.shape[d], d)
+    indices = _in_range(indices, input, d)
     return take_along_unchecked(input, indices, d)
 
 
@@ -178,8 +182,7 @@ def scatter_add(input: Tensor, dim: int, index: Tensor, src: Tensor) -> Tensor:
     d = norm_dim(dim, input.ndim, input.shape)
     index = index.long()
     _check_index("scatter_add", input.shape, d, index)
-    if input.ndim:
-        index = checked_index(index, input.shape[d], d)
+    index = _in_range(index, input, d)
     src = _as_tensor(src, input)._cast(input.dtype)
     src = src[tuple(slice(0, n) for n in index.shape)] if src.shape != index.shape else src
     lin = _linear_index(input.shape, d, index)
@@ -204,8 +207,7 @@ def _scatter_operands(what: str, input: Tensor, dim: int, index: Tensor, src: An
     d = norm_dim(dim, input.ndim, input.shape)
     index = index.long()
     _check_index(what, input.shape, d, index)
-    if input.ndim:
-        index = checked_index(index, input.shape[d], d)
+    index = _in_range(index, input, d)
     if isinstance(src, Tensor):
         src_t = src._cast(input.dtype)
         if src_t.ndim != index.ndim or builtins.any(a < b for a, b in zip(src_t.shape, index.shape, strict=True)):

@@ -130,7 +130,8 @@ class Optimizer:
         if STATE.trace is not None:
             STATE.trace.refreshers.append(self._refresh)
         touched: list[Tensor] = []
-        before, split = self._structure(), False
+        before = self._structure() if STATE.trace is not None else None  # what a split count makes a trace keep
+        split = False
         for group, gs in zip(self.param_groups, self._group_state, strict=True):
             params = [p for p in group["params"] if p.grad is not None]
             if not params:
