@@ -723,6 +723,39 @@ def test_a_parameter_thawed_later_counts_its_own_steps_as_torch(name, kwargs, co
 
 
 @pytest.mark.parametrize("compiled", [False, True])
+def test_sgd_momentum_turned_on_later_starts_its_buffer_at_the_gradient_as_torch(compiled, tmp_path):
+    """Momentum switched on after 3 plain steps (no buffers yet, a count of 3): the first buffer is the gradient,
+    not (1 - dampening) * gradient (as before: the group's count said "not the first"); also after a checkpoint."""
+    rng = np.random.default_rng()
+    w = rng.standard_normal((4, 3)).astype(np.float32)
+    a, ta = pg.tensor(w, requires_grad=True), torch.tensor(w, requires_grad=True)
+    kwargs = {"lr": 0.1, "momentum": 0.0, "dampening": 0.5}
+    opts, topt = [pg.optim.SGD([a], **kwargs)], torch.optim.SGD([ta], **kwargs)
+
+    def step(x):
+        loss = (x @ a.T).tanh().pow(2).mean()
+        opts[0].zero_grad()
+        loss.backward()
+        opts[0].step()
+
+    run = pg.compile(step) if compiled else step
+    for i in range(8):
+        if i == 3:
+            opts[0].param_groups[0]["momentum"] = topt.param_groups[0]["momentum"] = 0.9
+        if i == 2:  # resumed before the switch: the loaded count (2) says the group has started
+            pg.save(opts[0].state_dict(), tmp_path / "opt.safetensors")
+            opts[0] = pg.optim.SGD([a], **kwargs)
+            opts[0].load_state_dict(pg.load(tmp_path / "opt.safetensors"))
+        x = rng.standard_normal((5, 3)).astype(np.float32)
+        run(pg.tensor(x))
+        loss = (torch.tensor(x) @ ta.T).tanh().pow(2).mean()
+        topt.zero_grad()
+        loss.backward()
+        topt.step()
+        np.testing.assert_allclose(a.numpy(), ta.detach().numpy(), rtol=1e-5, atol=1e-6, err_msg=f"step {i}")
+
+
+@pytest.mark.parametrize("compiled", [False, True])
 def test_add_param_group_trains_a_thawed_layer_with_its_own_lr_as_torch(compiled):
     rng = np.random.default_rng()
     w1, w2 = rng.standard_normal((4, 3)).astype(np.float32), rng.standard_normal((2, 4)).astype(np.float32)

@@ -54,6 +54,9 @@ class Optimizer:
         self.state: dict[int, dict[str, Tensor]] = {}  # id(param) -> state tensors
         self._group_state: list[dict[str, Tensor]] = []  # per group: its step count and hyperparameter tensors
         self._hyper_values: list[dict[str, float]] = []  # per group: the values its hyperparameter tensors hold
+        # per group: whether its count has started (a step updated some of its parameters, or a state dict's count
+        # was above 0): SGD's momentum turned on later has no buffers yet, but a count past 0
+        self._started: list[bool] = []
         for g in groups:
             self._add_group(g, where)
         self._loads = 0  # load_state_dict calls: each makes new state tensors
@@ -84,6 +87,7 @@ class Optimizer:
             {"step": Tensor(np.array(0, dtype=np.int64))} | {h: Tensor(np.array(0.0)) for h in self.HYPER}
         )
         self._hyper_values.append({})
+        self._started.append(False)
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         """Drop every parameter's gradient (``set_to_none=False`` keeps zero tensors instead)."""
@@ -132,13 +136,14 @@ class Optimizer:
         touched: list[Tensor] = []
         before = self._structure() if STATE.trace is not None else None  # what a split count makes a trace keep
         split = False
-        for group, gs in zip(self.param_groups, self._group_state, strict=True):
+        for k, (group, gs) in enumerate(zip(self.param_groups, self._group_state, strict=True)):
             params = [p for p in group["params"] if p.grad is not None]
             if not params:
                 continue
             flags = self.flags(group)
             names = self.state_names(group)
-            if names and any(id(q) in self.state for q in group["params"]):  # the group's count has started
+            started, self._started[k] = self._started[k], True
+            if names and (started or any(id(q) in self.state for q in group["params"])):  # the count has started
                 fresh = [p for p in params if id(p) not in self.state and id(p) not in self._steps]
                 if fresh:  # first updates of these parameters: their own count, from 0 (structure: .grad was None)
                     count = Tensor(np.array(0, dtype=np.int64))
@@ -286,9 +291,10 @@ class Optimizer:
             if "step" in st:
                 new_steps[id(p)] = Tensor(np.array(int(np.asarray(st["step"])), dtype=np.int64))
         self._loads += 1
-        for group, gs, saved in zip(self.param_groups, self._group_state, saved_groups, strict=True):
-            group.update({k: v for k, v in saved.items() if k not in ("params", "step")})
+        for k, (group, gs, saved) in enumerate(zip(self.param_groups, self._group_state, saved_groups, strict=True)):
+            group.update({h: v for h, v in saved.items() if h not in ("params", "step")})
             gs["step"]._set_buffer(np.array(int(saved["step"]), dtype=np.int64))
+            self._started[k] = int(saved["step"]) > 0
         for g in self.param_groups:
             for p in g["params"]:
                 self.state.pop(id(p), None)
