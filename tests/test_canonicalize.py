@@ -249,7 +249,7 @@ def test_simplify_and_kernels_stages() -> None:
         "pg-decompose-conv",
         "pg-wgmma-layout{matmul=auto arch=sm_90}",
         "pg-fuse{recompute=true movement=true}",
-        "pg-schedule{matmul=auto random-points=4}",
+        "pg-schedule{matmul=auto random-points=4 unroll=4}",
     ]
 
 

@@ -52,6 +52,21 @@ def test_the_table_on_the_gpt_step() -> None:
     assert RULES[-1].strategy == "block_per_row"  # the last row always holds
 
 
+def test_warp_per_row_takes_the_largest_unroll_dividing_a_lanes_share() -> None:
+    """Under ``unroll`` (the GPU pipeline's 4) a warp's row of 384 (12 a lane) takes 4, of 65 (ragged) none, of 64
+    (2 a lane) 2; the other strategies take none."""
+
+    def chosen(shape: Sequence[int], dims: Sequence[int]) -> ScheduleAttr:
+        return choose(Reduction.of(shape, dims), 256, unroll=4)
+
+    assert chosen((64, 256, 384), [2]) == ScheduleAttr("warp_per_row", {"block": 256, "unroll": 4})
+    assert chosen((16384, 65), [1]) == ScheduleAttr("warp_per_row", {"block": 256})
+    assert chosen((4096, 64), [1]) == ScheduleAttr("warp_per_row", {"block": 256, "unroll": 2})
+    assert chosen((64, 256, 384), [0, 1]).strategy.data == "split_columns"
+    assert "unroll" not in chosen((64, 256, 384), [0, 1]).values
+    assert "unroll" not in chosen((512, 384), [1]).values  # block_per_row
+
+
 def test_balanced_splits_prefer_equal_chunks() -> None:
     assert balanced_splits(589824, 1024) == 1024
     assert balanced_splits(16384, 683) == 512  # a power of two below: equal chunks of 32 rows
@@ -99,6 +114,10 @@ CASES = {
     "warp_per_row_ragged": ((11, 70), [1], bf16, "sum", ("warp_per_row", 0, 128), [(3, 128)]),
     "warp_per_row_3d_max": ((3, 5, 40), [2], f32, "max", ("warp_per_row", 0, 64), [(8, 64)]),
     "warp_per_row_two_dims": ((5, 33, 4), [0, 1], f32, "sum", ("warp_per_row", 0, 256), [(1, 128)]),
+    # unroll: a lane's loop takes 4 (2) elements an iteration, their loads before the side output's stores
+    "warp_per_row_unroll_4": ((11, 256), [1], bf16, "sum", ("warp_per_row", 0, 64, 4), [(6, 64)]),
+    "warp_per_row_unroll_2_max": ((3, 5, 64), [2], f32, "max", ("warp_per_row", 0, 128, 2), [(4, 128)]),
+    "warp_per_row_unroll_two_dims": ((5, 2, 64), [1, 2], i64, "sum", ("warp_per_row", 0, 64, 4), [(3, 64)]),
 }
 
 
@@ -121,9 +140,10 @@ def _check(got: Sequence[np.ndarray], want: Sequence[np.ndarray]) -> None:
             np.testing.assert_allclose(g.astype(np.float64), w, rtol=1e-5, atol=1e-6)
 
 
-def _schedule(spec: tuple[str, int, int]) -> ScheduleAttr:
-    strategy, splits, block = spec
-    return ScheduleAttr(strategy, {"splits": splits, "block": block} if splits else {"block": block})
+def _schedule(spec: tuple[int | str, ...]) -> ScheduleAttr:
+    strategy, splits, block, *unroll = spec
+    params = {"splits": splits, "block": block} if splits else {"block": block}
+    return ScheduleAttr(str(strategy), {**params, "unroll": unroll[0]} if unroll else params)
 
 
 @pytest.mark.parametrize("rider", [False, True], ids=["plain", "side_output"])

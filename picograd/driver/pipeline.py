@@ -61,6 +61,12 @@ or gather kernel is read through at an index by it instead of copied (the attent
 permute of the fused qkv projection: one copy instead of two or three)."""
 
 
+POINTWISE_UNROLL = 4
+"""``pg-schedule``'s ``unroll`` in the GPU pipeline: points a thread of the big elementwise and movement kernels
+(``picograd/passes/kinds/elementwise.py``), so that a thread has that many points' loads in flight.
+``bench/unroll_sweep.py`` measured 1, 2, 4 and 8 on the GPT's bf16 step."""
+
+
 def passes_until(
     stage: str, matmul_schedule: str = "auto", arch: str = "sm_90", attention_schedule: str = "auto"
 ) -> list[str]:
@@ -81,9 +87,10 @@ def passes_until(
     attention = "" if attention_schedule == "auto" else f" attention={check_attention(attention_schedule)}"
     options = {
         "pg-fuse": FUSE_OPTIONS,
-        # random-points=4: one Philox call for 4 elements of a random kernel (the CPU pipeline runs STAGES as is)
+        # random-points=4: one Philox call for 4 elements of a random kernel; unroll: POINTWISE_UNROLL points a
+        # thread of the big elementwise and movement kernels. The CPU pipeline runs STAGES as is.
         "pg-schedule": f"{{matmul={matmul_schedule}{attention}{'' if arch == 'sm_90' else f' arch={arch}'}"
-        " random-points=4}",
+        f" random-points=4 unroll={POINTWISE_UNROLL}}}",
         "pg-wgmma-layout": f"{{matmul={matmul_schedule} arch={arch}}}",
         "pg-matmul-schedule": f"{{schedule={matmul_schedule}}}",
         "pg-to-ptx": f"{{arch={arch}}}",

@@ -27,6 +27,7 @@ import numpy as np
 from xdsl.dialects.builtin import ModuleOp
 from xdsl.utils.exceptions import DiagnosticException, VerifyException
 
+from picograd.driver import pipeline
 from picograd.driver.pipeline import lower_to
 from picograd.errors import CompileError
 from picograd.frontend import device as devices
@@ -105,7 +106,9 @@ def compile_graph(
     the cache key, for ``release``. Raises ``CompileError`` when a pass rejects the graph."""
     schedule = _MATMUL_SCHEDULE.get()
     baked = tuple(c for i, c in enumerate(graph.consts) if i not in lifted)
-    key = (graph.key, baked, lifted, device) + (() if device == devices.CPU else (eager, schedule))
+    # on the GPU the key holds every pipeline choice the program depends on (bench/unroll_sweep.py varies one)
+    gpu_choices = (eager, schedule, pipeline.POINTWISE_UNROLL)
+    key = (graph.key, baked, lifted, device) + (() if device == devices.CPU else gpu_choices)
     if owner_keys is not None:
         owner_keys.add(key)
     exe = _CACHE.get(key)

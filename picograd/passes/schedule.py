@@ -11,7 +11,10 @@ that lowers it and every size it uses, so that the IR says what will run. The lo
     strategy          kinds                        parameters
     thread_per_point  every kind                   block: the most threads a block (fewer for small nests);
                                                    points (random kernels): consecutive innermost points an
-                                                   iteration of the kernel's nests computes (``pg-to-loops``)
+                                                   iteration of the kernel's nests computes (``pg-to-loops``);
+                                                   unroll (big elementwise and movement kernels): points an
+                                                   iteration computes, one in each of that many chunks of a dim
+                                                   (``kinds/elementwise.py``: loads in flight)
     block_per_row     reduction (sum, max, min)    block: threads a block (one block per output point)
     warp_per_row      reduction (sum, max, min)    block: threads a block (a warp per output point)
     split_rows,       reduction (sum, max, min)    splits: chunks the reduced range is cut into, block: a
@@ -56,8 +59,11 @@ Options: ``matmul`` (``auto`` or a rung's name), ``block-size`` (threads a block
 multiple of 32 up to 1024), ``block-reductions`` and ``atomics`` (false: those kernels take ``thread_per_point``),
 ``attention`` (``auto`` or ``flash-wgmma``), ``random-points`` (4: a random kernel's nests take 4 consecutive
 innermost points an iteration, ``points = 4`` on its ``thread_per_point``, so that one Philox call serves 4
-elements; the GPU pipeline sets it, the CPU's keeps 1).
-Raises ``PassFailedException`` for an unknown rung, a bad block size or a bad ``random-points``.
+elements; the GPU pipeline sets it, the CPU's keeps 1), ``unroll`` (4: an elementwise or movement kernel whose every
+output has at least ``elementwise.UNROLL_MIN_POINTS`` points and a dim divisible by 4 takes ``unroll = 4``; the GPU
+pipeline sets it, the CPU's keeps 1; a ``warp_per_row`` reduction takes it too, as the elements a lane's loop
+iteration takes).
+Raises ``PassFailedException`` for an unknown rung, a bad block size or a bad ``random-points`` or ``unroll``.
 """
 
 from __future__ import annotations
@@ -80,6 +86,7 @@ from picograd.passes.kinds import (
     attention,
     attention_mma,
     attention_wgmma,
+    elementwise,
     matmul_wgmma,
     reduction_split,
     scatter_add,
@@ -111,6 +118,7 @@ class Options:
     attention: str = "auto"
     arch: str = "sm_90"
     random_points: int = 1
+    unroll: int = 1
 
     def per_point(self) -> ScheduleAttr:
         return ScheduleAttr("thread_per_point", {"block": self.block_size})
@@ -148,7 +156,7 @@ def _reduction(op: kernel.FusedOp | kernel.LaunchOp, o: Options) -> ScheduleAttr
     # go with every strategy: each thread stores those of the elements it visits.
     red = _main_op(op, (pg.SumOp, pg.MaxOp, pg.MinOp))
     if o.block_reductions and isinstance(red, pg.ReduceOp):
-        return reduction_split.choose(reduction_split.reduction_of(red), o.block_size)
+        return reduction_split.choose(reduction_split.reduction_of(red), o.block_size, o.unroll)
     return o.per_point()
 
 
@@ -178,12 +186,23 @@ def _random(op: kernel.FusedOp | kernel.LaunchOp, o: Options) -> ScheduleAttr:
     return o.per_point()
 
 
+def _pointwise(op: kernel.FusedOp | kernel.LaunchOp, o: Options) -> ScheduleAttr:
+    # A thread per point, or ``unroll`` points a thread (kinds/elementwise.py) where every output's nest splits.
+    yielded = op.body.block.last_op
+    shapes = [shape_of(v) for v in yielded.operands] if yielded is not None else []
+    if o.unroll > 1 and shapes and all(elementwise.worth_unrolling(s, o.unroll) for s in shapes):
+        return ScheduleAttr("thread_per_point", {"block": o.block_size, "unroll": o.unroll})
+    return o.per_point()
+
+
 KIND_SCHEDULES: dict[str, Callable[[kernel.FusedOp | kernel.LaunchOp, Options], ScheduleAttr]] = {
     "matmul": _matmul,
     "random": _random,
     "reduction": _reduction,
     "scatter_add": _scatter_add,
     "attention": _attention,
+    "elementwise": _pointwise,
+    "movement": _pointwise,
 }
 """How a kernel of each kind gets its schedule; kinds not listed take ``thread_per_point``."""
 
@@ -212,7 +231,7 @@ def schedule_for(op: kernel.FusedOp | kernel.LaunchOp, options: Options) -> Sche
 class PgSchedule(ModulePass):
     """Give every kernel its ``#kernel.schedule`` (see the module docstring). Options: ``matmul`` (``auto`` or a
     rung), ``block-size``, ``block-reductions``, ``atomics``, ``attention``, ``arch`` (``sm_90a``: ``auto`` may take
-    the Hopper-only kernels), ``random-points`` (1 or 4)."""
+    the Hopper-only kernels), ``random-points`` (1 or 4), ``unroll`` (1, 2, 4 or 8)."""
 
     name = "pg-schedule"
     matmul: str = "auto"
@@ -222,6 +241,7 @@ class PgSchedule(ModulePass):
     attention: str = "auto"
     arch: str = "sm_90"
     random_points: int = 1
+    unroll: int = 1
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         try:
@@ -235,6 +255,8 @@ class PgSchedule(ModulePass):
             raise PassFailedException(f"pg-schedule: block-size={self.block_size} is not a multiple of 32 in 32..1024")
         if self.random_points not in (1, 4):
             raise PassFailedException(f"pg-schedule: random-points={self.random_points} is not 1 or 4")
+        if self.unroll not in (1, 2, 4, 8):
+            raise PassFailedException(f"pg-schedule: unroll={self.unroll} is not 1, 2, 4 or 8")
         options = Options(
             self.matmul,
             self.block_size,
@@ -243,6 +265,7 @@ class PgSchedule(ModulePass):
             self.attention,
             self.arch,
             self.random_points,
+            self.unroll,
         )
         for k in op.walk():
             if isinstance(k, kernel.FusedOp | kernel.LaunchOp):

@@ -353,10 +353,11 @@ class _Outliner:
                 f"pg-to-gpu: a loop nest{where(par)} is marked with an unknown kind {mark}"
             ) from None
         attr = par.attributes.get(SCHEDULE_ATTR)
-        block_size = self.block_size
+        block_size, unroll = self.block_size, 1
         if isinstance(attr, ScheduleAttr):
             strategy: str | None = attr.strategy.data
             block_size = attr.count("block", self.block_size)
+            unroll = attr.count("unroll", 1)
             if strategy not in STRATEGIES:
                 raise PassFailedException(f"pg-to-gpu: a loop nest{where(par)} has an unknown schedule {attr}")
             if strategy not in GPU_STRATEGIES:
@@ -370,7 +371,7 @@ class _Outliner:
             strategy = kind.unscheduled
             if (strategy == "block_per_row" and not self.reductions) or (strategy == "atomic" and not self.atomics):
                 strategy = None
-        nest = GpuNest(par, b, dims, extents, block_size)
+        nest = GpuNest(par, b, dims, extents, block_size, unroll)
         lower = kind.gpu.get(strategy) if strategy is not None else None
         if lower is not None and strategy != "thread_per_point":
             done = lower(nest)

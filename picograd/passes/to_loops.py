@@ -96,6 +96,7 @@ from picograd.dialects.attrs import KERNEL_ATTR, KIND_ATTR, NEST_ATTR, SCHEDULE_
 from picograd.passes.buffers import where
 from picograd.passes.ir_builder import PHILOX_ATTR, ConstantPool, philox4x32
 from picograd.passes.kinds import AT_INDEX, HEAVY, KERNEL_KINDS, KIND_OF_OP
+from picograd.passes.kinds.elementwise import unroll_dim
 
 Index = tuple[SSAValue, ...]
 
@@ -899,11 +900,18 @@ class KernelLowering:
         for v, buf in pending:
             by_shape.setdefault(_shape(v), []).append((v, buf))
         points = launch.schedule.count("points", 1) if launch.schedule is not None else 1
+        schedule = launch.schedule
+        per_point = schedule is not None and schedule.strategy.data == "thread_per_point"
+        unroll = schedule.count("unroll", 1) if schedule is not None and per_point else 1  # (a reduction's: its loop's)
         for shape, group in by_shape.items():
             first = group[0][0].owner
             with self.located(first if isinstance(first, Operation) else launch):
                 if points > 1 and shape and shape[-1] % points == 0:
                     self.points_nest(shape, points, group)
+                    continue
+                split = unroll_dim(shape, unroll)
+                if split is not None:
+                    self.unrolled_nest(shape, unroll, split, group)
                     continue
                 with self.parallel(shape) as ivs:
                     for v, buf in group:
@@ -925,6 +933,21 @@ class KernelLowering:
                 idx = (*outer, last)
                 for v, buf in group:
                     self.store(self.at(v, idx), buf, idx)
+
+    def unrolled_nest(
+        self, shape: Sequence[int], unroll: int, d: int, group: Sequence[tuple[SSAValue, SSAValue]]
+    ) -> None:
+        """The nest over ``shape`` with dim ``d`` cut into ``unroll`` chunks (an ``unroll`` schedule,
+        ``kinds/elementwise.py``): an iteration computes the values of its point in every chunk, ``(..., q + k *
+        shape[d] / unroll, ...)``, then stores them, so that the loads of all of them come before any store."""
+        chunk = shape[d] // unroll
+        with self.parallel([*shape[:d], chunk, *shape[d + 1 :]]) as ivs:
+            values: list[tuple[SSAValue, SSAValue, Index]] = []
+            for k in range(unroll):
+                idx = (*ivs[:d], self.iadd(ivs[d], self.idx(k * chunk)), *ivs[d + 1 :])
+                values.extend((self.at(v, idx), buf, idx) for v, buf in group)
+            for value, buf, idx in values:
+                self.store(value, buf, idx)
 
     def finish(self) -> None:
         """Move the kernel's constants, then its code, to where the launch was, and erase the launch."""

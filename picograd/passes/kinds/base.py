@@ -61,13 +61,15 @@ WARP = gpu_ext.WARP_SIZE
 @dataclass
 class GpuNest:
     """A loop nest being mapped to a kernel by ``pg-to-gpu``: the ``scf.parallel``, a builder for the (empty)
-    kernel body, the lower bound and step of each parallel dim, their extents, and the most threads a block."""
+    kernel body, the lower bound and step of each parallel dim, their extents, the most threads a block, and the
+    schedule's ``unroll`` (elements a thread's loop iteration takes: ``warp_per_row``)."""
 
     par: scf.ParallelOp
     b: Builder
     dims: list[tuple[int, int]]
     extents: list[int]
     block_size: int
+    unroll: int = 1
 
     def block_for(self, points: int) -> int:
         """Threads a block for ``points`` threads in all: a multiple of 32, at most ``block_size``."""

@@ -246,9 +246,10 @@ def _bind_point(nest: GpuNest, b: Builder, red: ReductionNest, point: SSAValue) 
         Rewriter.insert_op(op, b.ip)
 
 
-def _strided_partial(b: Builder, red: ReductionNest, first: SSAValue, threads: int) -> SSAValue:
+def _strided_partial(b: Builder, red: ReductionNest, first: SSAValue, threads: int, unroll: int = 1) -> SSAValue:
     """The reduced loops linearized into one loop from ``first`` in steps of ``threads`` (a thread's share of the
-    point's elements, riders stored as they are visited); returns the thread's partial result."""
+    point's elements, riders stored as they are visited); returns the thread's partial result. With ``unroll``
+    dividing the thread's iterations, an iteration takes ``unroll`` of them (:func:`_unroll`)."""
     init = red.init
     loop_block = Block(arg_types=[IndexType(), init.type])
     loop = scf.ForOp(first, b.index(red.extent), b.index(threads), [init], Region(loop_block))
@@ -264,7 +265,34 @@ def _strided_partial(b: Builder, red: ReductionNest, first: SSAValue, threads: i
             op.detach()
             Rewriter.insert_op(op, lb_.ip)
     lb_.op(scf.YieldOp(red.combine.results[0]))
+    if unroll > 1 and red.extent % (threads * unroll) == 0:
+        _unroll(loop, unroll, threads, b)
     return loop.results[0]
+
+
+def _unroll(loop: scf.ForOp, factor: int, stride: int, b: Builder) -> None:
+    """Let each iteration of the strided ``loop`` (``iv``, one accumulator) compute ``factor`` consecutive ones, at
+    ``iv + k * stride``, and step ``factor * stride``: the copies' loads first, then their stores (riders), the
+    accumulator folded in the order the loop folded it (the same sum). A thread then has ``factor`` elements' loads
+    in flight, where a store in the loop body kept ptxas from moving the next iteration's loads above it."""
+    block = loop.body.block
+    iv, acc = block.args
+    yld = block.last_op
+    assert isinstance(yld, scf.YieldOp)
+    body = list(block.ops)[:-1]
+    first = result = yld.operands[0]
+    for k in range(1, factor):
+        at = arith.AddiOp(iv, b.index(k * stride))
+        block.insert_op_before(at, yld)
+        mapping: dict[SSAValue, SSAValue] = {iv: at.result, acc: result}
+        for op in body:
+            block.insert_op_before(op.clone(mapping), yld)
+        result = mapping[first]
+    yld.operands[0] = result
+    for op in [op for op in block.ops if isinstance(op, memref.StoreOp)]:
+        op.detach()
+        block.insert_op_before(op, yld)
+    loop.operands[2] = b.index(factor * stride)
 
 
 def _butterfly(red: ReductionNest, x: SSAValue, width: int, b: Builder) -> SSAValue:
@@ -339,7 +367,7 @@ def warp_per_row(nest: GpuNest) -> tuple[int, int] | None:
     point = b.v(arith.AddiOp(b.v(arith.MuliOp(bid, b.index(per_block))), warp))
     _, inside, _ = b.if_(b.v(arith.CmpiOp(point, b.index(rows), "ult")))  # whole warps: shuffles stay converged
     _bind_point(nest, inside, red, point)
-    total = _butterfly(red, _strided_partial(inside, red, lane, WARP), WARP, inside)
+    total = _butterfly(red, _strided_partial(inside, red, lane, WARP, nest.unroll), WARP, inside)
     _, tail, _ = inside.if_(inside.v(arith.CmpiOp(lane, inside.index(0), "eq")))
     _finish(red, total, tail)
     return -(-rows // per_block), per_block * WARP

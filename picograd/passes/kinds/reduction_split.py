@@ -11,8 +11,8 @@ first row that holds wins::
     split_columns     columns, at least MIN_SPLITS chunks of MIN_COLUMN_CHUNK   splits, block
                       rows before SPLIT_THREADS threads are busy
     thread_per_point  columns (adjacent threads read adjacent columns)          block
-    warp_per_row      rows, at most WARP_ROW_MAX elements a point and at least  block
-                      WARP_ROW_POINTS points
+    warp_per_row      rows, at most WARP_ROW_MAX elements a point and at least  block, unroll (elements a
+                      WARP_ROW_POINTS points                                    lane's iteration takes)
     split_rows        rows, at least MIN_SPLITS chunks of MIN_ROW_CHUNK         splits, block
                       elements before SPLIT_BLOCKS blocks are busy
     block_per_row     rows                                                      block
@@ -60,7 +60,7 @@ from picograd.dialects import pg
 from picograd.dialects.attrs import SCHEDULE_ATTR
 from picograd.dialects.kernel import ScheduleAttr, ScheduleValue
 from picograd.passes.ir_builder import Builder, ConstantPool, const_int, delinearize
-from picograd.passes.kinds.base import MalformedNest
+from picograd.passes.kinds.base import WARP, MalformedNest
 from picograd.passes.kinds.reduction import MIN_BLOCK_REDUCTION, ReductionNest, read_reduction
 
 SPLIT_ROWS = "split_rows"
@@ -145,10 +145,17 @@ def balanced_splits(extent: int, wanted: int) -> int:
     return -(-extent // chunk)
 
 
-def choose(r: Reduction, block: int) -> ScheduleAttr:
+def choose(r: Reduction, block: int, unroll: int = 1) -> ScheduleAttr:
     """The schedule of a ``pg.sum``/``pg.max``/``pg.min`` kernel (the first row of :data:`RULES` that holds), with
-    ``block`` threads a block at most."""
+    ``block`` threads a block at most; ``warp_per_row`` takes ``unroll = u``, the largest power of two up to
+    ``unroll`` that divides a lane's share of a row (``reduction._unroll``: ``u`` elements' loads in flight a
+    lane)."""
     rule = next(rule for rule in RULES if rule.when(r))
+    if rule.strategy == "warp_per_row":
+        u = unroll
+        while u > 1 and r.extent % (WARP * u):
+            u //= 2
+        return ScheduleAttr(rule.strategy, {"block": block, "unroll": u} if u > 1 else {"block": block})
     if rule.splits is None:
         return ScheduleAttr(rule.strategy, {"block": block})
     return ScheduleAttr(rule.strategy, {"splits": balanced_splits(r.extent, rule.splits(r)), "block": block})

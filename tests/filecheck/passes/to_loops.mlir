@@ -73,6 +73,33 @@ func.func @random_points(%seed: memref<i64>, %offset: memref<i64>, %result0: mem
 
 // -----
 
+// ---- an elementwise kernel scheduled unroll = 4: its outermost dim 4 divides (8) is cut into 4 chunks of 2; an
+// iteration computes its point of every chunk (rows q, q + 2, q + 4, q + 6), all 4 loads before the 4 stores
+
+// CHECK-LABEL: func.func @unrolled
+// CHECK:         "scf.parallel"(%{{.*}}, %{{.*}}, %[[TWO:.*]], %[[THREE:.*]], %{{.*}}, %{{.*}})
+// CHECK-NEXT:    ^bb0(%[[Q:.*]]: index, %[[J:.*]]: index):
+// CHECK-NEXT:      %[[X0:.*]] = memref.load %x[%[[Q]], %[[J]]] : memref<8x3xbf16>
+// CHECK:           %[[Q1:.*]] = arith.addi %[[Q]], %[[TWO]] : index
+// CHECK-NEXT:      memref.load %x[%[[Q1]], %[[J]]] : memref<8x3xbf16>
+// CHECK-COUNT-2:   memref.load %x
+// CHECK-NOT:       memref.load
+// CHECK:           memref.store %{{.*}}, %result0[%[[Q]], %[[J]]] : memref<8x3xf32>
+// CHECK-NEXT:      memref.store %{{.*}}, %result0[%[[Q1]], %[[J]]] : memref<8x3xf32>
+// CHECK-COUNT-2:   memref.store
+// CHECK-NEXT:      scf.reduce
+func.func @unrolled(%x: memref<8x3xbf16>, %result0: memref<8x3xf32> {pg.result = 0 : i64}) {
+  kernel.launch @k0_cast "elementwise" schedule = #kernel.schedule<"thread_per_point", block = 256, unroll = 4> ins(%x : memref<8x3xbf16>) outs(%result0 : memref<8x3xf32>) {
+  ^bb0(%a: tensor<8x3xbf16>):
+    %c = pg.cast %a : tensor<8x3xbf16> -> tensor<8x3xf32>
+    %e = pg.exp %c : tensor<8x3xf32>
+    kernel.yield %e : tensor<8x3xf32>
+  }
+  func.return
+}
+
+// -----
+
 // ---- a reduction: scf.parallel over the kept dims, an accumulator from -inf carried by scf.for over the reduced
 // dim; its prologue (exp) computed in the loop, and the prologue's output (same shape as the reduction's input)
 // stored on the way: one pass over the data.
