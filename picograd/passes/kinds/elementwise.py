@@ -37,8 +37,8 @@ from picograd.passes.ir_builder import Builder, affine, delinearize
 from picograd.passes.kinds.base import GpuNest, KernelKind, inline_body
 
 UNROLL_MIN_POINTS = 1 << 20
-"""The fewest points of a nest that ``unroll`` applies to: ``u`` points a thread still leaves the H100's 132 SMs
-their 2,048 threads each (270,336) at ``u = 4``."""
+"""The fewest points of a nest that ``unroll`` applies to: at ``u = 4`` a thread each for at least 262,144 of them,
+about what the H100's 132 SMs hold at once (2,048 threads each: 270,336)."""
 
 
 def unroll_dim(shape: Sequence[int], unroll: int) -> int | None:
