@@ -104,6 +104,23 @@ def test_mutable_attribute_of_a_hashable_argument_is_guarded(rng):
     _compare(step, x, key)
 
 
+def test_replaced_default_values_trace_again(rng):
+    """A parameter left out takes its default, which the trace bakes in: ``__defaults__`` or ``__kwdefaults__``
+    replaced (a new tuple or dict) drops the traces (it was the old default, silently)."""
+    x = pg.tensor(rng.standard_normal(3).astype(np.float32))
+
+    def f(v, scale=2.0, *, shift=0.5):
+        return v * scale + shift
+
+    step = pg.compile(f)
+    _compare(step, x)
+    f.__defaults__ = (-3.0,)
+    np.testing.assert_allclose(_compare(step, x).numpy(), x.numpy() * -3.0 + 0.5, rtol=1e-6)
+    f.__kwdefaults__ = {"shift": 4.0}
+    np.testing.assert_allclose(_compare(step, x).numpy(), x.numpy() * -3.0 + 4.0, rtol=1e-6)
+    _compare(step, x, 1.5)  # given: no default read
+
+
 def test_python_scalar_arguments_are_keyed_by_type_and_value(rng):
     xi = pg.tensor(rng.integers(-5, 5, 4))
     step = pg.compile(lambda v, s: v * s)

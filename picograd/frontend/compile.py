@@ -763,6 +763,11 @@ class CompiledFunction:
         self._keys: set[tuple] = set()  # the entries of realize's graph cache made for this function
         self._retraces = 0  # traces made because a guard failed (not for a new signature)
         weakref.finalize(self, release, self._keys)
+        self._defaults = self._fn_defaults()  # what the traces saw: a call with a parameter left out bakes it in
+
+    def _fn_defaults(self) -> tuple[Any, Any]:
+        """The function's default values (``__defaults__``, ``__kwdefaults__``: new objects when replaced)."""
+        return getattr(self.fn, "__defaults__", None), getattr(self.fn, "__kwdefaults__", None)
 
     @property
     def name(self) -> str:
@@ -773,6 +778,10 @@ class CompiledFunction:
             return self.fn(*args, **kwargs)  # called from another traced function: trace through
         if kwargs:
             args = self._positional(args, kwargs)
+        defaults = self._fn_defaults()
+        if defaults[0] is not self._defaults[0] or defaults[1] is not self._defaults[1]:
+            self._cache.clear()  # step.__defaults__ = (...): every trace may have baked an old default in
+            self._defaults = defaults
         # autocast, allow_tf32 and grad mode change the traced graph
         key = (_signature(args, self.fn), amp.state_key(), STATE.grad_enabled)
         compiled = None
