@@ -756,6 +756,52 @@ def test_sgd_momentum_turned_on_later_starts_its_buffer_at_the_gradient_as_torch
 
 
 @pytest.mark.parametrize("compiled", [False, True])
+@pytest.mark.parametrize(
+    "name, kwargs",
+    [
+        ("SGD", {"lr": 0.1, "momentum": 0.9, "weight_decay": 0.1, "foreach": True}),
+        ("Adam", {"lr": 0.05, "weight_decay": 0.1, "fused": None}),
+        ("AdamW", {"lr": 0.05, "weight_decay": 0.1, "foreach": False, "capturable": False}),
+    ],
+)
+def test_maximize_ascends_as_torch_and_can_be_switched(name, kwargs, compiled):
+    """``maximize=True`` negates the gradient before weight decay (torch's order); switched off between calls, a
+    compiled step traces again. torch's kernel choices (foreach, fused, capturable) are accepted."""
+    rng = np.random.default_rng()
+    w = rng.standard_normal((4, 3)).astype(np.float32)
+    a, ta = pg.tensor(w, requires_grad=True), torch.tensor(w, requires_grad=True)
+    opt = getattr(pg.optim, name)([a], maximize=True, **kwargs)
+    topt = getattr(torch.optim, name)([ta], maximize=True, **kwargs)
+
+    def step(x):
+        loss = -(x @ a.T).tanh().pow(2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    run = pg.compile(step) if compiled else step
+    for i in range(6):
+        if i == 4:
+            opt.param_groups[0]["maximize"] = topt.param_groups[0]["maximize"] = False
+        x = rng.standard_normal((5, 3)).astype(np.float32)
+        run(pg.tensor(x))
+        loss = -(torch.tensor(x) @ ta.T).tanh().pow(2).mean()
+        topt.zero_grad()
+        loss.backward()
+        topt.step()
+        np.testing.assert_allclose(a.numpy(), ta.detach().numpy(), rtol=1e-5, atol=1e-6, err_msg=f"step {i}")
+
+
+def test_amsgrad_and_differentiable_are_refused_at_the_callers_line():
+    p = pg.tensor(np.ones(2, np.float32), requires_grad=True)
+    with raises_on_next_line(NotImplementedError, "amsgrad=True is not supported"):
+        pg.optim.Adam([p], amsgrad=True)
+    with raises_on_next_line(NotImplementedError, "differentiable=True is not supported"):
+        pg.optim.SGD([p], differentiable=True)
+    assert pg.optim.AdamW([p]).param_groups[0]["maximize"] is False
+
+
+@pytest.mark.parametrize("compiled", [False, True])
 def test_add_param_group_trains_a_thawed_layer_with_its_own_lr_as_torch(compiled):
     rng = np.random.default_rng()
     w1, w2 = rng.standard_normal((4, 3)).astype(np.float32), rng.standard_normal((2, 4)).astype(np.float32)

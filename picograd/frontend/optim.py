@@ -116,7 +116,7 @@ class Optimizer:
         op's flags, the state tensors it reads (new ones after each ``load_state_dict``, or after the user cleared or
         replaced ``state`` or its entries) and the parameters' own step counts. A compiled step traces again when it
         changes."""
-        groups = tuple((tuple(map(id, g["params"])), self.flags(g)) for g in self.param_groups)
+        groups = tuple((tuple(map(id, g["params"])), self.flags(g), bool(g.get("maximize"))) for g in self.param_groups)
         states = tuple((pid, *map(id, st.values())) for pid, st in self.state.items())  # (a hot path: each call)
         return self._loads, groups, states, tuple((pid, id(t)) for pid, t in self._steps.items())
 
@@ -155,7 +155,8 @@ class Optimizer:
                 cohorts.setdefault(id(count), (count, []))[1].append(p)
             for count, ps in cohorts.values():
                 states = [self._state(p, name) for name in names for p in ps]
-                srcs = [gs[h] for h in self.HYPER] + [count] + ps + [p.grad for p in ps] + states
+                grads = [-p.grad if group.get("maximize") else p.grad for p in ps]  # torch: before weight decay
+                srcs = [gs[h] for h in self.HYPER] + [count] + ps + grads + states
                 node = Node(
                     self.KIND,
                     [t._value for t in srcs],
@@ -303,6 +304,22 @@ class Optimizer:
         self._steps.update(new_steps)
 
 
+def _torch_options(
+    optimizer: str, maximize: bool, foreach: bool | None, fused: bool | None, capturable: bool, differentiable: bool
+) -> dict[str, Any]:
+    """torch.optim's keyword-only options: ``maximize`` (ascend: the gradient negated before weight decay, as torch)
+    goes into the groups; ``foreach``, ``fused`` and ``capturable`` choose among torch's kernels (picograd compiles
+    one update either way) and are accepted as they are; ``differentiable=True`` is refused (no gradient flows
+    through an update)."""
+    if differentiable:
+        raise NotImplementedError(
+            f"{optimizer}: differentiable=True is not supported (picograd does not differentiate through an "
+            f"optimizer step){at(user_location())}"
+        )
+    del foreach, fused, capturable
+    return {"maximize": bool(maximize)}
+
+
 def _check_hyper(optimizer: str, **values: float) -> None:
     """``torch.optim``'s checks of the constructor's hyperparameters: none may be negative."""
     for name, value in values.items():
@@ -339,7 +356,13 @@ class SGD(Optimizer):
         dampening: float = 0.0,
         weight_decay: float = 0.0,
         nesterov: bool = False,
+        *,
+        maximize: bool = False,
+        foreach: bool | None = None,
+        differentiable: bool = False,
+        fused: bool | None = None,
     ):
+        options = _torch_options("SGD", maximize, foreach, fused, False, differentiable)
         _check_hyper("SGD", lr=lr, momentum=momentum, weight_decay=weight_decay)
         if nesterov and (momentum <= 0 or dampening != 0):
             raise ValueError(f"Nesterov momentum requires a momentum and zero dampening{at(user_location())}")
@@ -351,6 +374,7 @@ class SGD(Optimizer):
                 "dampening": dampening,
                 "weight_decay": weight_decay,
                 "nesterov": nesterov,
+                **options,
             },
         )
 
@@ -376,8 +400,19 @@ class Adam(Optimizer):
         betas: tuple[float, float] = (0.9, 0.999),
         eps: float = 1e-8,
         weight_decay: float = 0.0,
+        amsgrad: bool = False,
+        *,
+        foreach: bool | None = None,
+        maximize: bool = False,
+        capturable: bool = False,
+        differentiable: bool = False,
+        fused: bool | None = None,
     ):
-        _check_hyper(type(self).__name__, lr=lr, eps=eps, weight_decay=weight_decay)
+        name = type(self).__name__
+        if amsgrad:
+            raise NotImplementedError(f"{name}: amsgrad=True is not supported{at(user_location())}")
+        options = _torch_options(name, maximize, foreach, fused, capturable, differentiable)
+        _check_hyper(name, lr=lr, eps=eps, weight_decay=weight_decay)
         for i, beta in enumerate(betas):
             if not 0.0 <= beta < 1.0:
                 raise ValueError(
@@ -392,6 +427,8 @@ class Adam(Optimizer):
                 "beta2": betas[1],
                 "eps": eps,
                 "weight_decay": weight_decay,
+                "amsgrad": False,
+                **options,
             },
         )
 
@@ -413,8 +450,18 @@ class AdamW(Adam):
         betas: tuple[float, float] = (0.9, 0.999),
         eps: float = 1e-8,
         weight_decay: float = 1e-2,
+        amsgrad: bool = False,
+        *,
+        maximize: bool = False,
+        foreach: bool | None = None,
+        capturable: bool = False,
+        differentiable: bool = False,
+        fused: bool | None = None,
     ):
-        super().__init__(params, lr, betas, eps, weight_decay)
+        super().__init__(
+            params, lr, betas, eps, weight_decay, amsgrad, foreach=foreach, maximize=maximize, capturable=capturable,
+            differentiable=differentiable, fused=fused,
+        )  # fmt: skip
 
 
 from picograd.frontend import lr_scheduler  # noqa: E402 - pg.optim.lr_scheduler (it needs nothing from here)
