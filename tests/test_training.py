@@ -678,6 +678,29 @@ def test_module_load_state_dict_returns_the_incompatible_keys_and_checks_shapes_
     np.testing.assert_array_equal(model.state_dict()["0.weight"], w)  # nothing copied (0.weight was zeroed)
 
 
+def _beside_torch(loss, tloss, opts, topt, steps, compiled, rng, before=lambda i: None, after=lambda i: None):
+    """``steps`` updates of picograd's ``opts[0]`` (a list: ``before`` may replace the optimizer, as a resume does)
+    on ``loss(x)`` and of torch's ``topt`` on ``tloss(x)``, on the same random batches ``x`` of shape (5, 3), the
+    picograd step compiled or eager; ``before(i)`` runs before update ``i``, ``after(i)`` after both."""
+
+    def step(x):
+        value = loss(x)
+        opts[0].zero_grad()
+        value.backward()
+        opts[0].step()
+
+    run = pg.compile(step) if compiled else step
+    for i in range(steps):
+        before(i)
+        x = rng.standard_normal((5, 3)).astype(np.float32)
+        run(pg.tensor(x))
+        value = tloss(torch.tensor(x))
+        topt.zero_grad()
+        value.backward()
+        topt.step()
+        after(i)
+
+
 @pytest.mark.parametrize("compiled", [False, True])
 @pytest.mark.parametrize(
     "name, kwargs",
@@ -695,14 +718,7 @@ def test_a_parameter_thawed_later_counts_its_own_steps_as_torch(name, kwargs, co
     opts = [getattr(pg.optim, name)([a, b], **kwargs)]
     topt = getattr(torch.optim, name)([ta, tb], **kwargs)
 
-    def step(x):
-        loss = ((x @ a.T).tanh() @ b.T).pow(2).mean()
-        opts[0].zero_grad()
-        loss.backward()
-        opts[0].step()
-
-    run = pg.compile(step) if compiled else step
-    for i in range(10):
+    def before(i):
         if i == 3:
             b.requires_grad_(True)
             tb.requires_grad_(True)
@@ -710,12 +726,11 @@ def test_a_parameter_thawed_later_counts_its_own_steps_as_torch(name, kwargs, co
             pg.save(opts[0].state_dict(), tmp_path / "opt.safetensors")
             opts[0] = getattr(pg.optim, name)([a, b], **kwargs)
             opts[0].load_state_dict(pg.load(tmp_path / "opt.safetensors"))
-        x = rng.standard_normal((5, 3)).astype(np.float32)
-        run(pg.tensor(x))
-        loss = ((torch.tensor(x) @ ta.T).tanh() @ tb.T).pow(2).mean()
-        topt.zero_grad()
-        loss.backward()
-        topt.step()
+
+    def loss(x, a, b):
+        return ((x @ a.T).tanh() @ b.T).pow(2).mean()
+
+    _beside_torch(lambda x: loss(x, a, b), lambda x: loss(x, ta, tb), opts, topt, 10, compiled, rng, before)
     # b's first update used the group's count (bias correction of step 4, SGD's damped first buffer): off by ~1e-1
     np.testing.assert_allclose(b.numpy(), tb.detach().numpy(), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(a.numpy(), ta.detach().numpy(), rtol=1e-5, atol=1e-6)
@@ -732,27 +747,21 @@ def test_sgd_momentum_turned_on_later_starts_its_buffer_at_the_gradient_as_torch
     kwargs = {"lr": 0.1, "momentum": 0.0, "dampening": 0.5}
     opts, topt = [pg.optim.SGD([a], **kwargs)], torch.optim.SGD([ta], **kwargs)
 
-    def step(x):
-        loss = (x @ a.T).tanh().pow(2).mean()
-        opts[0].zero_grad()
-        loss.backward()
-        opts[0].step()
-
-    run = pg.compile(step) if compiled else step
-    for i in range(8):
+    def before(i):
         if i == 3:
             opts[0].param_groups[0]["momentum"] = topt.param_groups[0]["momentum"] = 0.9
         if i == 2:  # resumed before the switch: the loaded count (2) says the group has started
             pg.save(opts[0].state_dict(), tmp_path / "opt.safetensors")
             opts[0] = pg.optim.SGD([a], **kwargs)
             opts[0].load_state_dict(pg.load(tmp_path / "opt.safetensors"))
-        x = rng.standard_normal((5, 3)).astype(np.float32)
-        run(pg.tensor(x))
-        loss = (torch.tensor(x) @ ta.T).tanh().pow(2).mean()
-        topt.zero_grad()
-        loss.backward()
-        topt.step()
+
+    def after(i):
         np.testing.assert_allclose(a.numpy(), ta.detach().numpy(), rtol=1e-5, atol=1e-6, err_msg=f"step {i}")
+
+    def loss(x, a):
+        return (x @ a.T).tanh().pow(2).mean()
+
+    _beside_torch(lambda x: loss(x, a), lambda x: loss(x, ta), opts, topt, 8, compiled, rng, before, after)
 
 
 @pytest.mark.parametrize("compiled", [False, True])
@@ -770,26 +779,20 @@ def test_maximize_ascends_as_torch_and_can_be_switched(name, kwargs, compiled):
     rng = np.random.default_rng()
     w = rng.standard_normal((4, 3)).astype(np.float32)
     a, ta = pg.tensor(w, requires_grad=True), torch.tensor(w, requires_grad=True)
-    opt = getattr(pg.optim, name)([a], maximize=True, **kwargs)
+    opts = [getattr(pg.optim, name)([a], maximize=True, **kwargs)]
     topt = getattr(torch.optim, name)([ta], maximize=True, **kwargs)
 
-    def step(x):
-        loss = -(x @ a.T).tanh().pow(2).mean()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-
-    run = pg.compile(step) if compiled else step
-    for i in range(6):
+    def before(i):
         if i == 4:
-            opt.param_groups[0]["maximize"] = topt.param_groups[0]["maximize"] = False
-        x = rng.standard_normal((5, 3)).astype(np.float32)
-        run(pg.tensor(x))
-        loss = -(torch.tensor(x) @ ta.T).tanh().pow(2).mean()
-        topt.zero_grad()
-        loss.backward()
-        topt.step()
+            opts[0].param_groups[0]["maximize"] = topt.param_groups[0]["maximize"] = False
+
+    def after(i):
         np.testing.assert_allclose(a.numpy(), ta.detach().numpy(), rtol=1e-5, atol=1e-6, err_msg=f"step {i}")
+
+    def loss(x, a):
+        return -(x @ a.T).tanh().pow(2).mean()
+
+    _beside_torch(lambda x: loss(x, a), lambda x: loss(x, ta), opts, topt, 6, compiled, rng, before, after)
 
 
 def test_amsgrad_and_differentiable_are_refused_at_the_callers_line():
