@@ -18,6 +18,7 @@
 #   full-gpt    the rest   bench/gpu_models.py --full-gpt: the GPT at nanoGPT's train_shakespeare_char config, 5,000
 #                          iterations, bf16, picograd then torch.compile then torch eager, best val_loss of each
 #                          (for a third call: facts full-gpt; a run cut by its limit reports how far it got)
+#   unroll        150      bench/unroll_sweep.py: the GPT's bf16 step under pg-schedule unroll 1, 2, 4 and 8
 # Default budget (limits): about 10 s to install the wheels + 25 + 150 + 120 + 60 + models + 90 = 455 s + models,
 # all within DEADLINE; models gets what the earlier parts leave of DEADLINE less train_step's 90 s and 10 s: at least
 # about 95 s, more when the tests, gemm or attention end before their limits (or attention is absent). Worst case
@@ -164,6 +165,11 @@ part_full_gpt() {
   grep -E "ms/step|Error|skipped|timed out" "$OUT/gpu_models_full.log" | tail -n 20
 }
 
+part_unroll() {
+  run unroll_sweep 150 "$PY" bench/unroll_sweep.py --unrolls 1,2,4,8 --out "$OUT/unroll_sweep_h200.json"
+  tail -n 5 "$OUT/unroll_sweep.log"
+}
+
 part_train_step() {
   # shellcheck disable=SC2086 # TRAIN_STEP_ARGS is a list of arguments
   run train_step 90 "$PY" bench/train_step.py --steps 200 --warmup 20 --timeout 35 --out "$OUT/train_step_h200.json" \
@@ -182,7 +188,8 @@ for part in "$@"; do
   models-all) part_models --out "$OUT/gpu_models_h200.jsonl" --models "gpt:bfloat16,gpt,mlp-names,names-mlp,names-rnn,names-gru,names-lstm,names-transformer,bert,cnn,ddpm" ;;
   full-gpt) part_full_gpt ;;
   train_step) part_train_step ;;
-  *) echo "unknown part '$part' (parts: facts tests gemm gemm-nt attention models models-all full-gpt train_step)" ;;
+  unroll) part_unroll ;;
+  *) echo "unknown part '$part' (parts: facts tests gemm gemm-nt attention models models-all full-gpt train_step unroll)" ;;
   esac
   pack
 done
