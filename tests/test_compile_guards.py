@@ -182,7 +182,7 @@ def _twins(rng, make_opt):
 
     compiled = pg.compile(make_step(models[0], opts[0]))
     eager = make_step(models[1], opts[1])
-    x, y = pg.tensor(rng.standard_normal((4, 3))), pg.tensor(rng.standard_normal((4, 2)))
+    x, y = _batch(rng)
 
     def check():
         np.testing.assert_allclose(compiled(x, y).item(), eager(x, y).item(), rtol=1e-12)
@@ -362,6 +362,19 @@ def _linear_twins(rng, n_in=3, n_out=2):
     return models
 
 
+def _batch(rng):
+    """A fresh ``(x, y)`` for :func:`_linear_twins` (float64, 4 rows)."""
+    return pg.tensor(rng.standard_normal((4, 3))), pg.tensor(rng.standard_normal((4, 2)))
+
+
+def _compiled_and_eager(rng, optimizer, make, **kwargs):
+    """:func:`_linear_twins` with an ``optimizer`` each, and ``make(model, opt)``'s function for each: the first
+    model's compiled, the second's eager."""
+    models = _linear_twins(rng)
+    opts = [optimizer(m.parameters(), **kwargs) for m in models]
+    return models, pg.compile(make(models[0], opts[0])), make(models[1], opts[1])
+
+
 def _assert_same(models):
     for p, q in zip(models[0].parameters(), models[1].parameters(), strict=True):
         np.testing.assert_allclose(p.numpy(), q.numpy(), rtol=1e-12, atol=1e-15)
@@ -392,7 +405,7 @@ def test_zero_grad_at_the_end_of_a_compiled_step_leaves_no_grad(rng):
     c_micro, c_update = pg.compile(c_micro), pg.compile(c_update)
     for _ in range(3):
         for _ in range(2):
-            x, y = pg.tensor(rng.standard_normal((4, 3))), pg.tensor(rng.standard_normal((4, 2)))
+            x, y = _batch(rng)
             np.testing.assert_allclose(c_micro(x, y).item(), e_micro(x, y).item(), rtol=1e-12)
         c_update()
         e_update()
@@ -514,10 +527,6 @@ def test_manual_seed_inside_a_compiled_step_reseeds_every_call(rng):
 def test_lazy_parameter_value_before_the_first_call_is_read_afresh(rng):
     """``p.data = p * 0.5`` (a scaled init) leaves a lazy value; the compiled step must read the parameter as the
     optimizer updates it, not that value's sources as a snapshot on every call."""
-    models = _linear_twins(rng)
-    opts = [pg.optim.SGD(m.parameters(), lr=0.1) for m in models]
-    for m in models:
-        m.weight.data = m.weight * 0.5
 
     def make(model, opt):
         def step(x, y):
@@ -529,9 +538,11 @@ def test_lazy_parameter_value_before_the_first_call_is_read_afresh(rng):
 
         return step
 
-    compiled, eager = pg.compile(make(models[0], opts[0])), make(models[1], opts[1])
+    models, compiled, eager = _compiled_and_eager(rng, pg.optim.SGD, make, lr=0.1)
+    for m in models:
+        m.weight.data = m.weight * 0.5
     for _ in range(3):
-        x, y = pg.tensor(rng.standard_normal((4, 3))), pg.tensor(rng.standard_normal((4, 2)))
+        x, y = _batch(rng)
         np.testing.assert_allclose(compiled(x, y).item(), eager(x, y).item(), rtol=1e-12)
         _assert_same(models)
 
@@ -539,8 +550,6 @@ def test_lazy_parameter_value_before_the_first_call_is_read_afresh(rng):
 def test_gradients_of_an_eager_backward_are_read_afresh_by_a_compiled_update(rng):
     """``loss.backward()`` eagerly leaves lazy gradients; a compiled ``opt.step()`` (or a gradient norm) must read
     each call's gradients, not the first call's as a snapshot."""
-    models = _linear_twins(rng)
-    opts = [pg.optim.Adam(m.parameters(), lr=0.1) for m in models]
 
     def make(model, opt):
         def update():
@@ -550,11 +559,11 @@ def test_gradients_of_an_eager_backward_are_read_afresh_by_a_compiled_update(rng
 
         return update
 
-    compiled, eager = pg.compile(make(models[0], opts[0])), make(models[1], opts[1])
+    models, compiled, eager = _compiled_and_eager(rng, pg.optim.Adam, make, lr=0.1)
     for _ in range(3):
-        x, y = pg.tensor(rng.standard_normal((4, 3))), pg.tensor(rng.standard_normal((4, 2)))
-        for m, opt in zip(models, opts, strict=True):
-            opt.zero_grad()
+        x, y = _batch(rng)
+        for m in models:
+            m.zero_grad()
             F.mse_loss(m(x), y).backward()
         np.testing.assert_allclose(compiled().item(), eager().item(), rtol=1e-12)
         _assert_same(models)
@@ -604,7 +613,7 @@ def test_a_kept_grad_and_a_returned_parameter_behave_as_eager(rng, zero_grad):
     steps = [pg.compile(make(models[0], opts[0])), make(models[1], opts[1])]
     kept: list[list] = [[], []]
     for _ in range(3):
-        x, y = pg.tensor(rng.standard_normal((4, 3))), pg.tensor(rng.standard_normal((4, 2)))
+        x, y = _batch(rng)
         for step, m, k in zip(steps, models, kept, strict=True):
             _, w, xr = step(x, y)
             assert w is m.weight and xr is x
