@@ -6,6 +6,8 @@ compiled result after the change with the eager result of the same function."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -661,3 +663,41 @@ def test_data_assigned_to_an_argument_inside_the_step_reaches_the_argument(rng):
     for _ in range(3):
         np.testing.assert_allclose(step(a).item(), f(b).item(), rtol=1e-12)
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-12)
+
+
+def test_picograd_imported_through_a_dotted_path_or_symlink_is_still_library_code(tmp_path: Path) -> None:
+    """A script that puts ``<dir>/..`` on ``sys.path`` (the examples and bench scripts do) imports picograd with
+    ``co_filename``s like ``bench/../picograd/...``; a symlink does the same. Its frames are still the library's:
+    a compiled step guards none of picograd's own objects (before: an autocast and its token list, which made a
+    sweep of compiled steps trace again and again), and an error names the script's line, not picograd's."""
+    import os
+    import subprocess
+    import sys
+
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(pg.__file__)))
+    (tmp_path / "link").symlink_to(repo)
+    script = tmp_path / "user.py"
+    for root in (os.path.join(repo, "tests", ".."), str(tmp_path / "link")):
+        script.write_text(
+            f"import sys; sys.path.insert(0, {root!r})\n"
+            "import picograd as pg\n"
+            "print(pg.__file__)\n"
+            "lin = pg.nn.Linear(3, 2)\n"
+            "@pg.compile\n"
+            "def f(x):\n"
+            "    with pg.autocast('cpu', dtype=pg.bfloat16):\n"
+            "        return lin(x).float().sum()\n"
+            "f(pg.randn(4, 3))\n"
+            "trace = next(iter(f._cache.values()))[0].trace\n"
+            "print(sorted({type(r).__name__ for r, *_ in trace.reads.paths.values()}))\n"
+            "try:\n"
+            "    pg.ones(2, 3) @ pg.ones(2, 3)\n"
+            "except ValueError as e:\n"
+            "    print(e)\n"
+        )
+        run = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
+        assert run.returncode == 0, run.stderr
+        imported, roots, error = run.stdout.splitlines()
+        assert imported.startswith(root), imported  # the path as spelt, not the installed package
+        assert roots == "[]"
+        assert error.endswith(f"(at {script}:13)"), error

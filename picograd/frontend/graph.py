@@ -14,6 +14,7 @@ same way).
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import sys
@@ -31,7 +32,16 @@ from picograd.dialects import pg
 from picograd.frontend.dtypes import DType
 from picograd.runtime.device import CPU, Device, device_of
 
-_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# picograd's directory, symlinks resolved, with a trailing separator (``picograd_extra/`` is not in it)
+PACKAGE_DIR = os.path.join(os.path.realpath(os.path.dirname(os.path.dirname(__file__))), "")
+
+
+@functools.lru_cache(maxsize=4096)
+def in_package(filename: str) -> bool:
+    """Whether code from ``filename`` is picograd's own (or frozen bootstrap code), however its path is spelt: a
+    package imported as ``bench/../picograd`` or through a symlink has such ``co_filename``s."""
+    return filename.startswith("<frozen") or os.path.realpath(filename).startswith(PACKAGE_DIR)
+
 
 Shape = tuple[int, ...]
 
@@ -52,7 +62,7 @@ def user_location() -> Loc | None:
     frame = sys._getframe(1)
     while frame is not None:
         filename = frame.f_code.co_filename
-        if not filename.startswith(_PACKAGE_DIR) and not filename.startswith("<frozen"):
+        if not in_package(filename):
             return Loc(filename, frame.f_lineno)
         frame = frame.f_back  # type: ignore[assignment]
     return None

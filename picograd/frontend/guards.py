@@ -39,6 +39,8 @@ from typing import Any
 
 import numpy as np
 
+from picograd.frontend.graph import in_package
+
 BY_VALUE = (int, float, complex, bool, str, bytes, type(None))  # guarded by type and value; other objects by identity
 
 _MISSING = object()  # a key or attribute that is not there
@@ -324,12 +326,14 @@ def recording() -> Iterator[Reads]:
 
 
 def _library_dirs() -> tuple[str, ...]:
+    """The standard library's and installed packages' directories, symlinks resolved, each with a trailing
+    separator."""
     import os
     import sysconfig
 
-    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     paths = sysconfig.get_paths()
-    return tuple({package} | {p for k, p in paths.items() if k in ("stdlib", "platstdlib", "purelib", "platlib")})
+    dirs = {os.path.realpath(p) for k, p in paths.items() if k in ("stdlib", "platstdlib", "purelib", "platlib")}
+    return tuple(os.path.join(d, "") for d in dirs)
 
 
 _LIBRARY_DIRS = _library_dirs()
@@ -337,5 +341,10 @@ _LIBRARY_DIRS = _library_dirs()
 
 @functools.lru_cache(maxsize=4096)
 def is_user_file(filename: str | None) -> bool:
-    """Whether ``filename`` is the user's code (not picograd's, the standard library's or an installed package's)."""
-    return filename is not None and not filename.startswith("<frozen") and not filename.startswith(_LIBRARY_DIRS)
+    """Whether ``filename`` is the user's code (not picograd's, the standard library's or an installed package's),
+    however its path is spelt (``bench/../picograd/...``, a symlink)."""
+    import os
+
+    if filename is None or in_package(filename) or filename.startswith("<"):
+        return False
+    return not os.path.realpath(filename).startswith(_LIBRARY_DIRS)
