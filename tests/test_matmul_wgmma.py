@@ -136,6 +136,15 @@ def test_wgmma_kernel_assembles_at_4096_with_hgmma_and_no_local_memory(name: str
     assert loop.get("HGMMA", 0) >= 4 and loop.get("SYNCS", 0) >= 1, loop
 
 
+def test_wgmma_ws_192_tiles_at_their_real_size(rng: np.random.Generator) -> None:
+    """``wgmma-ws-192`` itself (128x192 tiles, 5 stages, m64n192k16): 2 x 3 tiles over the 3 blocks of the
+    emulated persistent grid, N = 392 ragged in the last tile (8 of its 192 columns), K = 136 (3 K tiles), bf16 out;
+    then B stored [k, n] (the backward pass's dX = dY @ W), and tf32 (m64n192k8)."""
+    run(wg.SCHEDULES["wgmma-ws-192"], wg.Problem(200, 392, 136, out_dtype="bf16"), rng)
+    run(wg.SCHEDULES["wgmma-ws-192"], wg.Problem(128, 384, 64, majors=("k", "mn")), rng)
+    run(wg.SCHEDULES["wgmma-ws-192"], wg.Problem(128, 200, 64, dtype="tf32"), rng)
+
+
 #: The ping-pong kernels over many tiles: 12 tiles on 3 blocks, two for each consumer warpgroup of a block, with K
 #: loops shorter (2 K tiles) and longer (4, 5) than the ring of 3 stages, and as long (3); a bf16 output, M/N-major
 #: operands, and (``wgmma-pp-128``: two 64-row slabs a warpgroup) a ragged edge.
@@ -252,12 +261,15 @@ def pg_matmul_tf32(m: int, n: int, k: int, b_major: str) -> ModuleOp:
 
 @pytest.mark.parametrize("option", ["wgmma-ws", "auto"])
 def test_tf32_matmul_compiles_to_the_tf32_wgmma_kernel_and_runs(option: str, rng: np.random.Generator) -> None:
-    """A tf32 ``x @ W.T`` (both operands K-major) on sm_90a, forced or ``auto``: one wgmma-ws launch with f32
-    tensor maps, exact on the tf32 values (to f32 accumulation) on the emulator."""
+    """A tf32 ``x @ W.T`` (both operands K-major) on sm_90a, forced or ``auto``: one wgmma-ws launch (``auto``:
+    wgmma-ws-192, whose tiles pad N = 136 less) with f32 tensor maps, exact on the tf32 values (to f32
+    accumulation) on the emulator."""
     m, n, k = 128, 136, 72  # auto's tensor-core threshold (2**20 multiply-adds) and a ragged last K tile of 8
     program = compile_for_cuda(pg_matmul_tf32(m, n, k, "k"), arch="sm_90a", matmul_schedule=option)
     (launch,) = program.steps
-    assert isinstance(launch, cuda.Launch) and launch.shmem == wg.SCHEDULES["wgmma-ws"].shared_bytes
+    kernel = wg.SCHEDULES["wgmma-ws-192" if option == "auto" else option]
+    assert isinstance(launch, cuda.Launch) and launch.shmem == kernel.shared_bytes
+    assert launch.args[1].box == (32, kernel.bn)  # type: ignore[union-attr]
     maps = launch.args[:2]
     assert all(isinstance(x, cuda.TensorMap) and x.dtype == "f32" and x.box[0] == 32 for x in maps), maps
     program.assemble(strict=True)
@@ -289,12 +301,13 @@ def test_tf32_matmul_with_b_stored_k_by_n_runs_on_wgmma_through_a_transposed_cop
 
 def test_tf32_split_k_keeps_tf32_on_the_partial_matmuls(rng: np.random.Generator) -> None:
     """A deep tf32 ``a @ b`` (2 output tiles, K = 1024): ``auto`` splits K in two (``pg-split-k``), each partial
-    matmul still a tf32 wgmma-ws reading the transposed copy of B, then the sum. Exact on the tf32 values."""
+    matmul still a tf32 wgmma-ws-192 (N = 64 pads least to 192) reading the transposed copy of B, then the sum.
+    Exact on the tf32 values."""
     m, n, k = 128, 64, 1024
     program = compile_for_cuda(pg_matmul_tf32(m, n, k, "mn"), arch="sm_90a", matmul_schedule="auto")
     steps = [s for s in program.steps if isinstance(s, cuda.Launch)]
     assert len(steps) == 3 and steps[1].grid[0] == 2  # Bt's copy, the partial matmuls (2 chunks), the sum
-    assert program.ptx.count("wgmma.mma_async.sync.aligned.m64n256k8.f32.tf32.tf32") == 4
+    assert program.ptx.count("wgmma.mma_async.sync.aligned.m64n192k8.f32.tf32.tf32") == 4
     a_bits, a = random_tf32(rng, (m, k))
     b_bits, bt = random_tf32(rng, (n, k))
     (c,) = run_program(program, [a_bits.view(np.float32), b_bits.T.copy().view(np.float32)])

@@ -98,8 +98,9 @@ def test_split_wgmma_on_the_emulator(name: str, shape: MM, rng: np.random.Genera
 
 
 def test_the_rule_on_the_gpt_weight_gradients() -> None:
-    """``auto``'s split on sm_90a (wgmma-ws's 128x256 tiles, 132 SMs) for the GPT step's weight gradients over
-    16384 tokens: the most chunks (dividing K into multiples of 64, >= 512) that keep the grid within the SMs."""
+    """``auto``'s split on sm_90a (128x256 or, for N = 384, 128x192 tiles: 2 across either way; 132 SMs) for the
+    GPT step's weight gradients over 16384 tokens: the most chunks (dividing K into multiples of 64, >= 512) that
+    keep the grid within the SMs."""
     assert split_k(3 * 2, 16384, 132) == 16  # 384 x 384: 96 blocks
     assert split_k(9 * 2, 16384, 132) == 4  # 1152 x 384: 72 blocks
     assert split_k(12 * 2, 16384, 132) == 4  # 1536 x 384: 96 blocks
@@ -109,7 +110,7 @@ def test_the_rule_on_the_gpt_weight_gradients() -> None:
     module = MM(384, 384, 16384, ta=True, dtype="bf16").module()
     run_passes(module, passes_until("kernels", arch="sm_90a"))
     (fused,) = [op for op in module.walk() if isinstance(op, kernel.FusedOp) and op.kind.data == "matmul"]
-    assert fused.schedule == wg.schedule_attr("wgmma-ws", fallback=True, split_k=16)
+    assert fused.schedule == wg.schedule_attr("wgmma-ws-192", fallback=True, split_k=16)
 
 
 def _run_on_gpu(program, inputs: list[np.ndarray]) -> np.ndarray:

@@ -187,16 +187,27 @@ RUNGS: dict[str, Schedule] = {**SCHEDULES, **MMA_SYNC_VARIANTS}
 WGMMA = matmul_wgmma.SCHEDULES
 """The Hopper tensor-core kernels ``wgmma``, ``wgmma-ws``, ``wgmma-pp`` and ``wgmma-pp-192``
 (``picograd/passes/kinds/matmul_wgmma.py``: built in the ``ptx`` dialect, not ``Schedule`` rows), forced by name
-only (``auto`` takes ``wgmma-ws``, :data:`AUTO_WGMMA`)."""
+only (``auto`` takes ``wgmma-ws`` or ``wgmma-ws-192``, :data:`AUTO_WGMMA`)."""
 TENSOR_CORE = {
     **{name: (("bf16", "fp16", "tf32"), "sm_80") for name in ("mma-sync", *MMA_SYNC_VARIANTS)},
     **{name: (("bf16", "fp16", "tf32"), "sm_90a") for name in WGMMA},
 }
 """Tensor-core rungs: the precisions they run (``pg.MatmulOp.precision``) and the oldest target they run on (the
 wgmma ones check sm_90a in ``pg-to-ptx``, which knows the target)."""
-AUTO_WGMMA = "wgmma-ws"
-"""The kernel ``auto`` takes on sm_90a for the bf16/fp16/tf32 matmuls it would run on ``mma-sync``
-(``pg-schedule``; a tf32 one whose operands are not both K-major falls back to ``mma-sync`` at the loop stage)."""
+AUTO_WGMMA = ("wgmma-ws", "wgmma-ws-192")
+"""The kernels ``auto`` takes on sm_90a for the bf16/fp16/tf32 matmuls it would run on ``mma-sync`` (``pg-schedule``;
+a tf32 one whose operands are not both K-major falls back to ``mma-sync`` at the loop stage): the one whose tiles
+pad N least, the first on a tie (:func:`auto_wgmma`). Measured on an H100, 2026-12-06
+(``bench/results/gemm_gpt_*h100*``): at N = 384, where 256-wide tiles compute 512 columns, 128x192 tiles ran
+16384x384x1536 in 41 us against 53 (78% of cuBLAS against 58%) and 16384x384x1152 in 35 against 43; where both
+divide N (1536) or nearly (1152), they ran within 3% of each other."""
+
+
+def auto_wgmma(n: int) -> str:
+    """The kernel of :data:`AUTO_WGMMA` for a matmul with ``n`` columns: the fewest padded columns."""
+    return min(AUTO_WGMMA, key=lambda name: -(-n // WGMMA[name].bn) * WGMMA[name].bn)
+
+
 AUTO_MIN_TENSOR_FMAS = 1 << 20
 """From this many multiply-adds up, ``auto`` runs bf16/fp16 (and tf32) matmuls on tensor cores."""
 MIN_TENSOR_EXTENT = 16
@@ -281,7 +292,7 @@ def wgmma_choice(
 ) -> str | None:
     """The Hopper kernel (a key of :data:`WGMMA`) a (batch x) M x N x K matmul of ``precision`` takes under the
     ``matmul`` option ``option`` on ``arch``, or None: the one ``option`` names; under ``auto`` on ``sm_90a``,
-    :data:`AUTO_WGMMA` for the bf16/fp16/tf32 matmuls ``auto`` would run on ``mma-sync`` whose extents give TMA
+    :func:`auto_wgmma`'s kernel for the bf16/fp16/tf32 matmuls ``auto`` would run on ``mma-sync`` whose extents give TMA
     its 16-byte rows (multiples of 8; measured on an H100, 2026-12-05/06: 82-87% of cuBLAS in bf16, 78-99% in
     tf32, ``mma-sync`` 43-58%). ``pg-schedule`` records it; ``pg-wgmma-layout`` reads it to give a tf32 one K-major
     operands. Raises ``ValueError`` as :func:`matmul_rung` does."""
@@ -291,8 +302,8 @@ def wgmma_choice(
     rung = matmul_rung(m, n, k, batch, element, option, precision)
     if option != "auto" or arch != "sm_90a" or rung is None or not rung.tensor_core:
         return None
-    if precision in TENSOR_CORE[AUTO_WGMMA][0] and all(x % 8 == 0 for x in (m, n, k)):
-        return AUTO_WGMMA
+    if precision in TENSOR_CORE[AUTO_WGMMA[0]][0] and all(x % 8 == 0 for x in (m, n, k)):
+        return auto_wgmma(n)
     return None
 
 

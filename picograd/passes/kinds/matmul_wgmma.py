@@ -179,14 +179,16 @@ class WgmmaSchedule:
 SCHEDULES: dict[str, WgmmaSchedule] = {
     "wgmma": WgmmaSchedule("wgmma", consumers=2, bn=128, stages=4),
     "wgmma-ws": WgmmaSchedule("wgmma-ws", consumers=2, bn=256, stages=4, specialised=True),
+    "wgmma-ws-192": WgmmaSchedule("wgmma-ws-192", consumers=2, bn=192, stages=5, specialised=True),
     "wgmma-pp": WgmmaSchedule("wgmma-pp", consumers=2, bn=256, stages=5, specialised=True, pingpong=True),
     "wgmma-pp-192": WgmmaSchedule("wgmma-pp-192", consumers=2, bn=192, stages=6, specialised=True, pingpong=True),
     "wgmma-pp-128": WgmmaSchedule("wgmma-pp-128", consumers=2, bn=128, stages=6, specialised=True, pingpong=True,
                                   atoms=2),
 }  # fmt: skip
 """The tensor-core rungs that run on wgmma (sizes for large matmuls: fast.cu's 128x128 and 128x256 tiles;
-``wgmma-pp``: the ping-pong schedule on 64x256 tiles, for short K loops, where storing a tile takes about as long
-as computing it; ``wgmma-pp-192`` on 64x192 tiles, which divide the GPT's N = 384, 1152 and 1536 exactly;
+``wgmma-ws-192``: ``wgmma-ws`` on 128x192 tiles, which divide the GPT's N = 384, 1152 and 1536 exactly (256-wide
+ones compute 512 columns for 384); ``wgmma-pp``: the ping-pong schedule on 64x256 tiles, for short K loops, where
+storing a tile takes about as long as computing it; ``wgmma-pp-192`` on 64x192 tiles;
 ``wgmma-pp-128`` on 128x128 tiles, two m64n128k16 a k16, which read 20% fewer bytes an output than 64x256 ones)."""
 
 
