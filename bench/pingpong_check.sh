@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# One GPU run for the wgmma tiles at the GPT's matmul shapes: wgmma-ws (128x256), wgmma-ws-192 (128x192) and the
-# ping-pong kernels (wgmma-pp, -192, -128) against cuBLAS, about 4 minutes, every part time-limited (a hang of a
+# One GPU run for the wgmma kernels at the GPT's matmul shapes: wgmma-ws (128x256) and wgmma-ws-192 (128x192), each
+# also with its old epilogue (-pairs: 4-byte stores of a column pair), and the ping-pong wgmma-pp-128, against
+# cuBLAS, about 2 minutes, every part time-limited (a hang of a
 # kernel cannot eat the call). Writes to $OUT:
 #   pytest_gpu.log              the GPU tests of the wgmma schedules (tests/test_matmul_wgmma.py -m gpu: every
 #                               schedule at 128^3, 1000^3 and 4096^3 against float64), ping-pong and -192 first
@@ -17,7 +18,7 @@ GPU=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1 | awk '{print 
 run pytest_pp 120 "$PY" -m pytest -q -o addopts="" -p no:cacheprovider -rfE -m gpu tests/test_matmul_wgmma.py \
   -k "pp or 192" -x
 tail -n 3 "$OUT/pytest_pp.log"
-SCHEDULES=wgmma-ws,wgmma-ws-192,wgmma-pp,wgmma-pp-192,wgmma-pp-128
+SCHEDULES=wgmma-ws,wgmma-ws-pairs,wgmma-ws-192,wgmma-ws-192-pairs,wgmma-pp-128
 run gemm_nt 150 "$PY" bench/gemm.py --dtypes bf16 --layout nt --schedules $SCHEDULES \
   --shapes 16384x1152x384,16384x384x384,16384x1536x384,16384x384x1536 --out "$OUT/gemm_gpt_nt_$GPU.jsonl"
 run gemm_nn 150 "$PY" bench/gemm.py --dtypes bf16 --layout nn --schedules $SCHEDULES \

@@ -132,7 +132,10 @@ class WgmmaSchedule:
     and makes the grid ``persistent``; ``pingpong`` (with ``specialised`` and two consumers) gives each consumer
     warpgroup whole tiles of its own (BM = 64), their main loops taken in turn, so that one's epilogue runs under
     the other's main loop; ``atoms`` (ping-pong only) is the 64-row slabs of a consumer's tile (one m64 wgmma and
-    BN/2 accumulators each: BM = 64 * atoms). ``producer_regs``/``consumer_regs`` are the ``setmaxnreg`` counts."""
+    BN/2 accumulators each: BM = 64 * atoms). ``producer_regs``/``consumer_regs`` are the ``setmaxnreg`` counts.
+    ``quad_stores``: a bf16/f16 C (N a multiple of 8, 16-byte aligned) is stored 16 bytes (8 columns) a thread
+    after a 4x4 transpose of column pairs within each quad of lanes (:meth:`_Kernel.store_quads`), not 4 bytes (one
+    pair) at a time."""
 
     name: str
     consumers: int
@@ -143,6 +146,7 @@ class WgmmaSchedule:
     consumer_regs: int = 232
     pingpong: bool = False
     atoms: int = 1
+    quad_stores: bool = True
 
     @property
     def bm(self) -> int:
@@ -180,6 +184,11 @@ SCHEDULES: dict[str, WgmmaSchedule] = {
     "wgmma": WgmmaSchedule("wgmma", consumers=2, bn=128, stages=4),
     "wgmma-ws": WgmmaSchedule("wgmma-ws", consumers=2, bn=256, stages=4, specialised=True),
     "wgmma-ws-192": WgmmaSchedule("wgmma-ws-192", consumers=2, bn=192, stages=5, specialised=True),
+    # the epilogue before quad_stores (a column pair a store), to time against the rows above (bench/gemm.py)
+    "wgmma-ws-pairs": WgmmaSchedule("wgmma-ws-pairs", consumers=2, bn=256, stages=4, specialised=True,
+                                    quad_stores=False),
+    "wgmma-ws-192-pairs": WgmmaSchedule("wgmma-ws-192-pairs", consumers=2, bn=192, stages=5, specialised=True,
+                                        quad_stores=False),
     "wgmma-pp": WgmmaSchedule("wgmma-pp", consumers=2, bn=256, stages=5, specialised=True, pingpong=True),
     "wgmma-pp-192": WgmmaSchedule("wgmma-pp-192", consumers=2, bn=192, stages=6, specialised=True, pingpong=True),
     "wgmma-pp-128": WgmmaSchedule("wgmma-pp-128", consumers=2, bn=128, stages=6, specialised=True, pingpong=True,
@@ -470,6 +479,9 @@ class _Kernel(PipelineBuilder):
         es = 4 if out == "f32" else 2
         rows_left = binop(ptx.SubOp, imm(p.m, "s32"), row, "s32")
         in_row = [ptx.SetpOp("gt", rows_left, imm(8 * h, "s32")).result for h in (0, 1)]
+        if s.quad_stores and out != "f32" and p.n % 8 == 0 and p.offsets[2] % 16 == 0:
+            self.store_quads(row, col, cols_left, base, acc, in_row)
+            return
         index = ptx.MadOp(row, imm(p.n), col, "u32", mode="lo").result
         base = ptx.AddOp(base, ptx.CvtOp(index, "u64", "u32").result, "s64").result
         addr = ptx.MadOp(base, imm(es, "s64"), self.c_ptr, "s64", mode="lo").result
@@ -493,6 +505,41 @@ class _Kernel(PipelineBuilder):
                     ptx.StOp(addr, pair[1], kind, offset=offset + es,
                              guard=ptx.AndOp(in_row[h], second, "pred").result)  # fmt: skip
             ptx.LabelOp(skip)
+
+    def store_quads(self, row: SSAValue, col: SSAValue, cols_left: SSAValue, base: SSAValue,
+                    acc: Sequence[SSAValue], in_row: Sequence[SSAValue]) -> None:  # fmt: skip
+        """:meth:`store_slab` for a 16-bit C whose N is a multiple of 8, 16 bytes a store. Lane ``t`` of a quad
+        holds columns 2t, 2t + 1 of each 8-column group (one ``cvt.rn.bf16x2`` pair); for each run of 4 groups the
+        quad transposes its 4x4 pairs (two butterfly stages, ``shfl.sync.bfly`` 1 then 2, each moving the pairs
+        whose group bit differs from the lane's, chosen with ``selp``), after which lane ``t`` holds group
+        4i + t whole: one ``st.global.v4.b32``. A warp's store then writes 64 whole bytes of each of 8 rows, where
+        one of a pair wrote 16 bytes of each (half of each 32-byte sector): a quarter of the store instructions."""
+        p, s = self.p, self.s
+        t = binop(ptx.AndOp, binop(ptx.ShrOp, col, 1), 3, "b32")  # the lane's place in its quad (col = .. + 2t)
+        bits = [ptx.SetpOp("ne", binop(ptx.AndOp, t, m, "b32"), imm(0, "u32")).result for m in (1, 2)]
+        first = binop(ptx.SubOp, col, binop(ptx.ShlOp, t, 1, "b32"))  # the tile's first column (bx * bn)
+        group = binop(ptx.ShlOp, t, 3, "b32")  # the lane's group of a run, as a column offset
+        index = ptx.MadOp(row, imm(p.n), binop(ptx.AddOp, first, group), "u32", mode="lo").result
+        base = ptx.AddOp(base, ptx.CvtOp(index, "u64", "u32").result, "s64").result
+        addr = ptx.MadOp(base, imm(2, "s64"), self.c_ptr, "s64", mode="lo").result
+        run_left = binop(ptx.AddOp, cols_left, binop(ptx.ShlOp, t, 1, "b32"), "s32")  # columns from ``first`` on
+        lane_left = binop(ptx.SubOp, run_left, group, "s32")  # no branch around a run: shfl.sync stays convergent
+        dtype = "bf16x2" if p.out_dtype == "bf16" else "f16x2"
+        for i in range(s.bn // 32):
+            mine = ptx.SetpOp("gt", lane_left, imm(32 * i, "s32")).result  # this lane's group inside C
+            for h in (0, 1):
+                # v[k]: columns 2t, 2t + 1 of group 4i + k, row + 8h (the low column in the low half)
+                v = [ptx.CvtPairOp(acc[4 * (4 * i + k) + 2 * h + 1], acc[4 * (4 * i + k) + 2 * h], dtype).result
+                     for k in range(4)]  # fmt: skip
+                for m, bit in zip((1, 2), bits, strict=True):
+                    for q in range(2):  # the pair of slots k whose other bit is q
+                        lo, hi = (q * (3 - m), q * (3 - m) + m)  # slots with bit m clear and set
+                        send = ptx.SelpOp(v[lo], v[hi], bit, "b32").result  # the slot whose bit m differs
+                        got = ptx.ShflOp("bfly", send, m).result
+                        v[lo] = ptx.SelpOp(got, v[lo], bit, "b32").result
+                        v[hi] = ptx.SelpOp(v[hi], got, bit, "b32").result
+                guard = ptx.AndOp(in_row[h], mine, "pred").result
+                ptx.StOp(addr, v, "b32", offset=2 * (8 * h * p.n + 32 * i), guard=guard)
 
     # --- the kernel ------------------------------------------------------------------------------------------
 
