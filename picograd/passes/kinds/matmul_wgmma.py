@@ -49,9 +49,11 @@ The kernel follows the public H100 GEMM worklogs (Pranjal Shankhdhar, "Outperfor
   one-bit parity aliased, and the kernel faulted on an H100). The epilogues need no turn: they touch no shared
   state. A stage's empty mbarrier takes one arrival (its one reader). ``wgmma-pp-128``: tiles of 128 rows, each
   consumer issuing two m64 wgmma a k16 (two sets of accumulators), for fewer bytes loaded an output.
-- **Epilogue**: each thread stores its accumulators (pairs of adjacent columns: ``st.global.v2.f32``, or
-  ``st.global.v2.b16`` of two bf16/f16 rounded to nearest even by ``cvt.rn``) where they fall inside C, skipping
-  the column groups past N.
+- **Epilogue**: each thread stores its accumulators where they fall inside C, skipping the column groups past N:
+  pairs of adjacent columns (``st.global.v2.f32``; ``st.global.v2.b16`` of two bf16/f16 rounded to nearest even by
+  ``cvt.rn`` where N is odd); a 16-bit C whose N is a multiple of 8 (``quad_stores``) 16 bytes a thread, after the
+  lanes of each quad transpose their column pairs of 4 groups with ``shfl.sync.bfly``: a warp's store covers 64
+  bytes of each of 8 rows instead of 16, with a quarter of the instructions.
 
 Limits (:func:`unsupported`): bf16/fp16 inputs, or tf32 with both operands K-major; each operand a whole
 (batched) matrix whose contiguous dim is a multiple of 16 bytes (the row pitch TMA needs), at a 16-byte-aligned
