@@ -450,6 +450,28 @@ def test_wgmma_program_on_gpu(name: str, shape: tuple[int, int, int], rng: np.ra
     assert_close(out.to_numpy(), a, bt.T)
 
 
+@pytest.mark.parametrize(("shape", "b_major"), [((16384, 384, 1536), "k"), ((16384, 1536, 384), "mn"),
+                                                ((1000, 392, 136), "k")], ids=str)  # fmt: skip
+@pytest.mark.parametrize("name", ["auto", "wgmma-ws", "wgmma-ws-192", "wgmma-ws-pairs"])
+@pytest.mark.gpu
+@pytest.mark.skipif(not cuda.available(), reason="needs an NVIDIA GPU")
+def test_bf16_out_at_the_gpt_shapes_on_gpu(name: str, shape: tuple[int, int, int], b_major: str,
+                                           rng: np.random.Generator) -> None:  # fmt: skip
+    """A bf16 C from the ``pg`` stage (the quad-transposed 16-byte stores; ``-pairs``: the 4-byte ones) at the GPT's
+    fc2 and backward fc shapes and a ragged edge, within one bf16 rounding of the f32 sum of float64's."""
+    m, n, k = shape
+    program = compile_for_cuda(pg_matmul(m, n, k, b_major), arch="sm_90a", matmul_schedule=name)
+    a_bits, a = random_bf16(rng, (m, k))
+    b_bits, bt = random_bf16(rng, (n, k))
+    b_in = b_bits if b_major == "k" else b_bits.T.copy()
+    inputs = [cuda.DeviceBuffer.from_numpy(x.view(ml_dtypes.bfloat16)) for x in (a_bits, b_in)]
+    (out,) = program.executable()(*inputs)
+    c = out.to_numpy().astype(np.float64)
+    ref = a @ bt.T
+    bound = 2.0**-8 * np.abs(ref) + k * 2.0**-23 * (np.abs(a) @ np.abs(bt).T)
+    assert np.all(np.abs(c - ref) <= bound), f"max error {np.abs(c - ref).max()}"
+
+
 @pytest.mark.parametrize("b_major", ["k", "mn"])
 @pytest.mark.parametrize("shape", [(128, 136, 72), (1000, 1000, 1000), (4096, 4096, 4096)], ids=str)
 @pytest.mark.parametrize("name", ["wgmma", "wgmma-ws", "wgmma-pp"])
