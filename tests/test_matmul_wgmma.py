@@ -145,6 +145,16 @@ def test_wgmma_ws_192_tiles_at_their_real_size(rng: np.random.Generator) -> None
     run(wg.SCHEDULES["wgmma-ws-192"], wg.Problem(128, 200, 64, dtype="tf32"), rng)
 
 
+def test_quad_stores_need_whole_runs_of_four_groups(rng: np.random.Generator) -> None:
+    """A tile 40 columns wide (5 groups of 8: no whole run of 4) keeps the pair stores for its bf16 C, whatever
+    ``quad_stores`` says; the values are right either way."""
+    s = wg.WgmmaSchedule("wgmma-ws", consumers=1, bn=40, stages=2, specialised=True)
+    p = wg.Problem(64, 80, 64, out_dtype="bf16")
+    module, _ = module_of(s, p)
+    assert "st.global.v4" not in print_ptx(module)
+    run(s, p, rng)
+
+
 #: The ping-pong kernels over many tiles: 12 tiles on 3 blocks, two for each consumer warpgroup of a block, with K
 #: loops shorter (2 K tiles) and longer (4, 5) than the ring of 3 stages, and as long (3); a bf16 output, M/N-major
 #: operands, and (``wgmma-pp-128``: two 64-row slabs a warpgroup) a ragged edge.

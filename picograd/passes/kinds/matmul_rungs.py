@@ -185,9 +185,9 @@ RUNGS: dict[str, Schedule] = {**SCHEDULES, **MMA_SYNC_VARIANTS}
 """Every named ``Schedule``: the ladder and the ``mma-sync`` variants."""
 
 WGMMA = matmul_wgmma.SCHEDULES
-"""The Hopper tensor-core kernels ``wgmma``, ``wgmma-ws``, ``wgmma-pp`` and ``wgmma-pp-192``
-(``picograd/passes/kinds/matmul_wgmma.py``: built in the ``ptx`` dialect, not ``Schedule`` rows), forced by name
-only (``auto`` takes ``wgmma-ws`` or ``wgmma-ws-192``, :data:`AUTO_WGMMA`)."""
+"""The Hopper tensor-core kernels ``wgmma``, ``wgmma-ws``, ``wgmma-ws-192``, the ping-pong ``wgmma-pp`` ones and
+the ``-pairs`` rows (``picograd/passes/kinds/matmul_wgmma.py``: built in the ``ptx`` dialect, not ``Schedule``
+rows), forced by name only (``auto`` takes ``wgmma-ws`` or ``wgmma-ws-192``, :data:`AUTO_WGMMA`)."""
 TENSOR_CORE = {
     **{name: (("bf16", "fp16", "tf32"), "sm_80") for name in ("mma-sync", *MMA_SYNC_VARIANTS)},
     **{name: (("bf16", "fp16", "tf32"), "sm_90a") for name in WGMMA},
@@ -198,9 +198,9 @@ AUTO_WGMMA = ("wgmma-ws", "wgmma-ws-192")
 """The kernels ``auto`` takes on sm_90a for the bf16/fp16/tf32 matmuls it would run on ``mma-sync`` (``pg-schedule``;
 a tf32 one whose operands are not both K-major falls back to ``mma-sync`` at the loop stage): the one whose tiles
 pad N least, the first on a tie (:func:`auto_wgmma`). Measured on an H100, 2026-12-06
-(``bench/results/gemm_gpt_*h100*``): at N = 384, where 256-wide tiles compute 512 columns, 128x192 tiles ran
-16384x384x1536 in 41 us against 53 (78% of cuBLAS against 58%) and 16384x384x1152 in 35 against 43; where both
-divide N (1536) or nearly (1152), they ran within 3% of each other."""
+(``bench/results/gemm_gpt_compare_h100_20261206_1545.txt``): at N = 384, where 256-wide tiles compute 512 columns,
+128x192 tiles ran 16384x384x1536 in 32 us against 40-43 (99-101% of cuBLAS against 75-81%) and 16384x384x1152 in
+26 against 32; where both divide N (1536) or nearly (1152), they ran within 3-10% of each other."""
 
 
 def auto_wgmma(n: int) -> str:

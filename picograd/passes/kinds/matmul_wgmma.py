@@ -135,9 +135,9 @@ class WgmmaSchedule:
     warpgroup whole tiles of its own (BM = 64), their main loops taken in turn, so that one's epilogue runs under
     the other's main loop; ``atoms`` (ping-pong only) is the 64-row slabs of a consumer's tile (one m64 wgmma and
     BN/2 accumulators each: BM = 64 * atoms). ``producer_regs``/``consumer_regs`` are the ``setmaxnreg`` counts.
-    ``quad_stores``: a bf16/f16 C (N a multiple of 8, 16-byte aligned) is stored 16 bytes (8 columns) a thread
-    after a 4x4 transpose of column pairs within each quad of lanes (:meth:`_Kernel.store_quads`), not 4 bytes (one
-    pair) at a time."""
+    ``quad_stores``: a bf16/f16 C (N a multiple of 8, 16-byte aligned; BN a multiple of 32) is stored 16 bytes
+    (8 columns) a thread after a 4x4 transpose of column pairs within each quad of lanes
+    (:meth:`_Kernel.store_quads`), not 4 bytes (one pair) at a time."""
 
     name: str
     consumers: int
@@ -481,7 +481,7 @@ class _Kernel(PipelineBuilder):
         es = 4 if out == "f32" else 2
         rows_left = binop(ptx.SubOp, imm(p.m, "s32"), row, "s32")
         in_row = [ptx.SetpOp("gt", rows_left, imm(8 * h, "s32")).result for h in (0, 1)]
-        if s.quad_stores and out != "f32" and p.n % 8 == 0 and p.offsets[2] % 16 == 0:
+        if s.quad_stores and out != "f32" and p.n % 8 == 0 and s.bn % 32 == 0 and p.offsets[2] % 16 == 0:
             self.store_quads(row, col, cols_left, base, acc, in_row)
             return
         index = ptx.MadOp(row, imm(p.n), col, "u32", mode="lo").result
