@@ -11,6 +11,8 @@ ulp of bf16, ``2**-8 |C64|``.
 
 from __future__ import annotations
 
+from typing import Any
+
 import ml_dtypes
 import numpy as np
 import pytest
@@ -460,6 +462,15 @@ def test_wgmma_program_on_gpu(name: str, shape: tuple[int, int, int], rng: np.ra
     assert_close(out.to_numpy(), a, bt.T)
 
 
+def gpu_result(program: Any, a_bits: np.ndarray, b_bits: np.ndarray, b_major: str, dtype: Any) -> np.ndarray:
+    """``program``'s one output on the GPU, as float64, for A and Bt given as bits (viewed as ``dtype``; B passed
+    as stored, transposed, when ``b_major`` is "mn")."""
+    b_in = b_bits if b_major == "k" else b_bits.T.copy()
+    inputs = [cuda.DeviceBuffer.from_numpy(x.view(dtype)) for x in (a_bits, b_in)]
+    (out,) = program.executable()(*inputs)
+    return out.to_numpy().astype(np.float64)
+
+
 @pytest.mark.parametrize(("shape", "b_major"), [((16384, 384, 1536), "k"), ((16384, 1536, 384), "mn"),
                                                 ((1000, 392, 136), "k")], ids=str)  # fmt: skip
 @pytest.mark.parametrize("name", ["auto", "wgmma-ws", "wgmma-ws-192", "wgmma-ws-pairs"])
@@ -473,10 +484,7 @@ def test_bf16_out_at_the_gpt_shapes_on_gpu(name: str, shape: tuple[int, int, int
     program = compile_for_cuda(pg_matmul(m, n, k, b_major), arch="sm_90a", matmul_schedule=name)
     a_bits, a = random_bf16(rng, (m, k))
     b_bits, bt = random_bf16(rng, (n, k))
-    b_in = b_bits if b_major == "k" else b_bits.T.copy()
-    inputs = [cuda.DeviceBuffer.from_numpy(x.view(ml_dtypes.bfloat16)) for x in (a_bits, b_in)]
-    (out,) = program.executable()(*inputs)
-    c = out.to_numpy().astype(np.float64)
+    c = gpu_result(program, a_bits, b_bits, b_major, ml_dtypes.bfloat16)
     ref = a @ bt.T
     bound = 2.0**-8 * np.abs(ref) + k * 2.0**-23 * (np.abs(a) @ np.abs(bt).T)
     assert np.all(np.abs(c - ref) <= bound), f"max error {np.abs(c - ref).max()}"
@@ -495,10 +503,7 @@ def test_tf32_wgmma_program_on_gpu(name: str, shape: tuple[int, int, int], b_maj
     program = compile_for_cuda(pg_matmul_tf32(m, n, k, b_major), arch="sm_90a", matmul_schedule=name)
     a_bits, a = random_tf32(rng, (m, k))
     b_bits, bt = random_tf32(rng, (n, k))
-    b_in = b_bits if b_major == "k" else b_bits.T.copy()
-    inputs = [cuda.DeviceBuffer.from_numpy(x.view(np.float32)) for x in (a_bits, b_in)]
-    (out,) = program.executable()(*inputs)
-    c = out.to_numpy().astype(np.float64)
+    c = gpu_result(program, a_bits, b_bits, b_major, np.float32)
     a32, b32 = (x.view(np.float32).astype(np.float64) for x in (a_bits, b_bits))
     ref = a32 @ b32.T
     assert np.linalg.norm(c - ref) / np.linalg.norm(ref) < 2e-3  # tf32: 10 mantissa bits
