@@ -64,8 +64,8 @@ permute of the fused qkv projection: one copy instead of two or three)."""
 POINTWISE_UNROLL = 4
 """``pg-schedule``'s ``unroll`` in the GPU pipeline: points a thread of the big elementwise and movement kernels
 (``picograd/passes/kinds/elementwise.py``), so that a thread has that many points' loads in flight. 4: the GPT's
-bf16 step's kernels 10.20 -> 9.34 ms on an H100; ``bench/unroll_sweep.py`` compares 1, 2, 4 and 8 (not yet run on
-a GPU: its first run shared one compiled step among them, before the compile cache's key held the unroll)."""
+bf16 step's kernels 10.20 -> 9.34 ms on an H100; ``bench/unroll_sweep.py`` on an H100 (2026-12-06), the whole step:
+10.42 ms at 1, 9.49 at 2, 9.10 at 4, 9.12 at 8 (``bench/results/unroll_sweep_h100_20261206.txt``)."""
 
 
 def passes_until(

@@ -31,6 +31,7 @@ import contextlib
 import dis
 import functools
 import inspect
+import os
 import sys
 import types
 from collections.abc import Iterator
@@ -328,7 +329,6 @@ def recording() -> Iterator[Reads]:
 def _library_dirs() -> tuple[str, ...]:
     """The standard library's and installed packages' directories, symlinks resolved, each with a trailing
     separator."""
-    import os
     import sysconfig
 
     paths = sysconfig.get_paths()
@@ -343,8 +343,6 @@ _LIBRARY_DIRS = _library_dirs()
 def is_user_file(filename: str | None) -> bool:
     """Whether ``filename`` is the user's code (not picograd's, the standard library's or an installed package's),
     however its path is spelt (``bench/../picograd/...``, a symlink)."""
-    import os
-
     if filename is None or in_package(filename) or filename.startswith("<"):
         return False
     return not os.path.realpath(filename).startswith(_LIBRARY_DIRS)
